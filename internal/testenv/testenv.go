@@ -1,0 +1,71 @@
+// Package testenv starts the real parts edgev2 is tested against (a private
+// system-like dbus-daemon, polkitd, SoftHSM2 tokens, a second uid) on private paths.
+package testenv
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+)
+
+// TB is the part of testing.TB the harness uses, so benchmarks and tools
+// outside `go test` can drive it too.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+	Logf(format string, args ...any)
+	TempDir() string
+}
+
+// InCI reports whether this run is CI, where a missing part is a failure.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Missing reports that a part the test needs is not there: under CI=true the
+// test fails, locally it is skipped with the reason and the fix.
+func Missing(t TB, part, reason string) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("%s is required under CI=true but is missing: %s (run `make deps` as root)", part, reason)
+	}
+	t.Skipf("%s missing: %s (run `make deps` as root to install it)", part, reason)
+}
+
+// RequireRoot skips (or fails under CI) when not running as root.
+func RequireRoot(t TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Missing(t, "root", "the harness starts dbus-daemon, polkitd and services under their own uids")
+	}
+}
+
+var (
+	rootOnce sync.Once
+	rootDir  string
+)
+
+// RepoRoot returns the repository root (the directory holding go.mod).
+func RepoRoot() string {
+	rootOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		rootDir = filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	})
+	return rootDir
+}
+
+// SharedTempDir makes a temporary directory that other uids can enter
+// (0755), unlike t.TempDir's parents on some systems. It is removed on cleanup.
+func SharedTempDir(t TB, pattern string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/tmp", "edgev2-"+pattern+"-")
+	if err != nil {
+		t.Fatalf("make temp dir: %v", err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatalf("chmod temp dir: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}

@@ -1,0 +1,144 @@
+// Package keys is the domain of the Keys service: key types, mechanisms and
+// the engines (file store, PKCS#11 token) that hold private keys.
+package keys
+
+import (
+	"context"
+	"crypto"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/edgev2/edgev2/internal/fault"
+)
+
+// Type is the algorithm and size of a key.
+type Type string
+
+const (
+	Symmetric Type = "symmetric"
+	ECP256    Type = "ec-p256"
+	ECP384    Type = "ec-p384"
+	RSA2048   Type = "rsa-2048"
+	RSA3072   Type = "rsa-3072"
+	RSA4096   Type = "rsa-4096"
+)
+
+// PairTypes are the asymmetric types, in the order "*" tries them.
+var PairTypes = []Type{ECP256, ECP384, RSA2048, RSA3072, RSA4096}
+
+// IsEC reports whether t is an elliptic-curve type.
+func (t Type) IsEC() bool { return t == ECP256 || t == ECP384 }
+
+// IsRSA reports whether t is an RSA type.
+func (t Type) IsRSA() bool { return t == RSA2048 || t == RSA3072 || t == RSA4096 }
+
+// RSABits returns the modulus size of an RSA type, 0 otherwise.
+func (t Type) RSABits() int {
+	switch t {
+	case RSA2048:
+		return 2048
+	case RSA3072:
+		return 3072
+	case RSA4096:
+		return 4096
+	}
+	return 0
+}
+
+// Usage says what a symmetric key is for. PKCS#11 tokens keep HMAC keys
+// (CKK_GENERIC_SECRET) and AES keys apart, so every engine does.
+type Usage string
+
+const (
+	UsageSign    Usage = "sign"    // HMAC-SHA256; also the master key for derived keys
+	UsageEncrypt Usage = "encrypt" // AES-256-GCM
+)
+
+// Spec says what kind of key to make.
+type Spec struct {
+	Type  Type
+	Usage Usage // symmetric keys only
+}
+
+// Info is the public description of a stored key.
+type Info struct {
+	ID        string
+	Type      Type
+	Usage     Usage            // symmetric keys only
+	Public    crypto.PublicKey // *ecdsa.PublicKey or *rsa.PublicKey; nil for symmetric keys
+	Location  string           // file path or PKCS#11 URI, never with a PIN
+	Preloaded bool             // managed by configuration; cannot be deleted or moved
+}
+
+// Engine stores keys and performs the private-key primitives on them.
+// Implementations are safe for concurrent use.
+type Engine interface {
+	// Name is "file" or "pkcs11".
+	Name() string
+	// Generate makes a new key; fault.AlreadyExists if id is taken,
+	// fault.InvalidArgs if the engine cannot make spec.Type.
+	Generate(ctx context.Context, id string, spec Spec) (Handle, error)
+	// Import stores a symmetric key value (spec.Type == Symmetric).
+	Import(ctx context.Context, id string, spec Spec, value []byte) (Handle, error)
+	// Open finds a stored key; fault.NotFound if there is none.
+	Open(ctx context.Context, id string) (Handle, error)
+	// Delete removes a key; fault.NotFound if there is none.
+	Delete(ctx context.Context, id string) error
+	// Move renames a key, replacing any key already stored under to.
+	Move(ctx context.Context, from, to string) error
+	// List returns the ids of all stored keys.
+	List(ctx context.Context) ([]string, error)
+	Close() error
+}
+
+// Handle is an opened key. Callers check Info before calling a primitive
+// that does not fit the key; handles still refuse with fault.InvalidArgs.
+type Handle interface {
+	Info() Info
+	// HMACSHA256 signs data with a symmetric sign key.
+	HMACSHA256(ctx context.Context, data []byte) ([]byte, error)
+	// SignDigest signs a digest made with hash: ECDSA (ASN.1 DER signature),
+	// RSA PKCS#1 v1.5 (DigestInfo added here) or RSA-PSS (salt = hash length).
+	SignDigest(ctx context.Context, digest []byte, hash crypto.Hash, pss bool) ([]byte, error)
+	// DecryptOAEP decrypts RSA-OAEP with SHA-256 and MGF1-SHA-256.
+	DecryptOAEP(ctx context.Context, ciphertext []byte) ([]byte, error)
+	// SealGCM and OpenGCM are AES-256-GCM with a 16-byte tag appended.
+	SealGCM(ctx context.Context, iv, aad, plaintext []byte) ([]byte, error)
+	OpenGCM(ctx context.Context, iv, aad, ciphertext []byte) ([]byte, error)
+}
+
+// MaxIDLen bounds key ids so escaped file names and object paths stay sane.
+const MaxIDLen = 255
+
+// ValidateID checks a caller-supplied key id: 1..255 bytes of UTF-8 with no
+// control characters. Everything else is escaped wherever it is stored.
+func ValidateID(id string) error {
+	switch {
+	case id == "":
+		return fault.New(fault.InvalidArgs, "key id is empty")
+	case len(id) > MaxIDLen:
+		return fault.New(fault.InvalidArgs, "key id is %d bytes long; the limit is %d", len(id), MaxIDLen)
+	case !utf8.ValidString(id):
+		return fault.New(fault.InvalidArgs, "key id %q is not valid UTF-8", id)
+	case strings.IndexFunc(id, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0:
+		return fault.New(fault.InvalidArgs, "key id %q contains a control character", id)
+	}
+	return nil
+}
+
+// ParseType parses a key type name.
+func ParseType(s string) (Type, error) {
+	switch t := Type(s); t {
+	case Symmetric, ECP256, ECP384, RSA2048, RSA3072, RSA4096:
+		return t, nil
+	}
+	return "", fault.New(fault.InvalidArgs, "unknown key type %q (want one of symmetric, ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096)", s)
+}
+
+func (s Spec) String() string {
+	if s.Type == Symmetric {
+		return fmt.Sprintf("symmetric/%s", s.Usage)
+	}
+	return string(s.Type)
+}
