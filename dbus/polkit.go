@@ -1,0 +1,264 @@
+package dbus
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+)
+
+const (
+	polkitName      = "org.freedesktop.PolicyKit1"
+	polkitPath      = "/org/freedesktop/PolicyKit1/Authority"
+	polkitInterface = "org.freedesktop.PolicyKit1.Authority"
+
+	polkitAllowUserInteraction = 1
+
+	// decisionTTL bounds how long a cached decision lives even when no
+	// signal drops it (a lost signal must not grant access forever).
+	decisionTTL = 5 * time.Minute
+)
+
+// Authorizer asks polkit whether a caller may perform an action, and caches
+// decisions per (sender, action, details). The cache is dropped for a sender
+// when it leaves the bus (NameOwnerChanged), and entirely when polkit says its
+// rules changed (Changed) or polkit itself restarts, so the hot path pays no
+// polkit round trip and a revoked rule takes effect at once.
+type Authorizer struct {
+	conn *godbus.Conn
+	log  *slog.Logger
+	now  func() time.Time
+
+	mu        sync.Mutex
+	gen       uint64                         // bumped on every invalidation
+	decisions map[string]map[string]decision // sender → key → decision
+	uids      map[string]uint32              // sender → unix uid
+	hits      uint64
+	misses    uint64
+}
+
+type decision struct {
+	allowed bool
+	at      time.Time
+}
+
+// NewAuthorizer subscribes to the signals that invalidate the cache and
+// serves them until ctx is done.
+func NewAuthorizer(ctx context.Context, conn *godbus.Conn, log *slog.Logger) (*Authorizer, error) {
+	a := &Authorizer{
+		conn:      conn,
+		log:       log,
+		now:       time.Now,
+		decisions: map[string]map[string]decision{},
+		uids:      map[string]uint32{},
+	}
+	if err := conn.AddMatchSignal(
+		godbus.WithMatchInterface("org.freedesktop.DBus"),
+		godbus.WithMatchMember("NameOwnerChanged"),
+		godbus.WithMatchObjectPath("/org/freedesktop/DBus"),
+	); err != nil {
+		return nil, fmt.Errorf("watch NameOwnerChanged: %w", err)
+	}
+	if err := conn.AddMatchSignal(
+		godbus.WithMatchInterface(polkitInterface),
+		godbus.WithMatchMember("Changed"),
+		godbus.WithMatchObjectPath(polkitPath),
+	); err != nil {
+		return nil, fmt.Errorf("watch polkit Changed: %w", err)
+	}
+	ch := make(chan *godbus.Signal, 256)
+	conn.Signal(ch)
+	go func() {
+		defer conn.RemoveSignal(ch)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case sig, ok := <-ch:
+				if !ok {
+					return
+				}
+				a.handleSignal(sig)
+			}
+		}
+	}()
+	return a, nil
+}
+
+func (a *Authorizer) handleSignal(sig *godbus.Signal) {
+	switch sig.Name {
+	case polkitInterface + ".Changed":
+		a.log.Info("polkit rules changed; dropping cached authorizations")
+		a.invalidateAll()
+	case "org.freedesktop.DBus.NameOwnerChanged":
+		if len(sig.Body) != 3 {
+			return
+		}
+		name, _ := sig.Body[0].(string)
+		newOwner, _ := sig.Body[2].(string)
+		switch {
+		case name == polkitName:
+			a.invalidateAll()
+		case strings.HasPrefix(name, ":") && newOwner == "":
+			a.mu.Lock()
+			a.gen++
+			delete(a.decisions, name)
+			delete(a.uids, name)
+			a.mu.Unlock()
+		}
+	}
+}
+
+func (a *Authorizer) invalidateAll() {
+	a.mu.Lock()
+	a.gen++
+	a.decisions = map[string]map[string]decision{}
+	a.mu.Unlock()
+}
+
+// CacheStats returns the number of cache hits and misses so far.
+func (a *Authorizer) CacheStats() (hits, misses uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.hits, a.misses
+}
+
+func cacheKey(action string, details map[string]string) string {
+	keys := make([]string, 0, len(details))
+	for k := range details {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString(action)
+	for _, k := range keys {
+		b.WriteByte(0)
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(details[k])
+	}
+	return b.String()
+}
+
+// Authorize returns nil when the caller may perform action on the object
+// named in details, and otherwise the error to send: NotAuthorized, or
+// InteractiveAuthorizationRequired when polkit would ask for a password but
+// the call did not allow interaction. uid 0 is always allowed. polkit absent
+// means denied.
+func (a *Authorizer) Authorize(ctx context.Context, call Call, action string, details map[string]string) *godbus.Error {
+	if call.Sender == "" {
+		return NewError(ErrNotAuthorized, "the call has no sender; only bus clients can be authorized")
+	}
+	uid, derr := a.uid(call.Sender)
+	if derr != nil {
+		return derr
+	}
+	if uid == 0 {
+		return nil
+	}
+	key := cacheKey(action, details)
+	a.mu.Lock()
+	d, ok := a.decisions[call.Sender][key]
+	if ok && a.now().Sub(d.at) < decisionTTL {
+		a.hits++
+		a.mu.Unlock()
+		return denial(d.allowed, action, details)
+	}
+	a.misses++
+	gen := a.gen
+	a.mu.Unlock()
+
+	allowed, challenge, err := a.check(ctx, call, action, details)
+	if err != nil {
+		a.log.Warn("polkit check failed; denying", "action", action, "sender", call.Sender, "err", err)
+		return NewError(ErrNotAuthorized, fmt.Sprintf("not authorized for %s: the authorization service (polkit) is not available", action))
+	}
+	if !allowed && challenge {
+		if !call.Interactive {
+			return NewError(ErrInteractiveNeeded, fmt.Sprintf("%s needs interactive authentication; call with the allow-interactive-authorization flag (busctl --allow-interactive-authorization=yes)", action))
+		}
+		return denial(false, action, details)
+	}
+	a.mu.Lock()
+	if a.gen == gen { // no invalidation raced with this check
+		m := a.decisions[call.Sender]
+		if m == nil {
+			m = map[string]decision{}
+			a.decisions[call.Sender] = m
+		}
+		m[key] = decision{allowed: allowed, at: a.now()}
+	}
+	a.mu.Unlock()
+	return denial(allowed, action, details)
+}
+
+func denial(allowed bool, action string, details map[string]string) *godbus.Error {
+	if allowed {
+		return nil
+	}
+	var obj []string
+	for _, k := range []string{"key_id", "cert_id", "module_id"} {
+		if v, ok := details[k]; ok {
+			obj = append(obj, fmt.Sprintf("%s %q", k, v))
+		}
+	}
+	msg := "not authorized for " + action
+	if len(obj) > 0 {
+		msg += " on " + strings.Join(obj, ", ")
+	}
+	return NewError(ErrNotAuthorized, msg)
+}
+
+func (a *Authorizer) uid(sender string) (uint32, *godbus.Error) {
+	a.mu.Lock()
+	uid, ok := a.uids[sender]
+	a.mu.Unlock()
+	if ok {
+		return uid, nil
+	}
+	err := a.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, sender).Store(&uid)
+	if err != nil {
+		return 0, NewError(ErrNotAuthorized, fmt.Sprintf("cannot identify caller %s: %v", sender, err))
+	}
+	a.mu.Lock()
+	a.uids[sender] = uid
+	a.mu.Unlock()
+	return uid, nil
+}
+
+type polkitSubject struct {
+	Kind    string
+	Details map[string]godbus.Variant
+}
+
+type polkitResult struct {
+	IsAuthorized bool
+	IsChallenge  bool
+	Details      map[string]string
+}
+
+func (a *Authorizer) check(ctx context.Context, call Call, action string, details map[string]string) (allowed, challenge bool, err error) {
+	timeout := 25 * time.Second
+	var flags uint32
+	if call.Interactive {
+		flags = polkitAllowUserInteraction
+		timeout = 5 * time.Minute // a person may be typing a password
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	subject := polkitSubject{Kind: "system-bus-name", Details: map[string]godbus.Variant{"name": godbus.MakeVariant(call.Sender)}}
+	if details == nil {
+		details = map[string]string{}
+	}
+	var res polkitResult
+	obj := a.conn.Object(polkitName, polkitPath)
+	if err := obj.CallWithContext(ctx, polkitInterface+".CheckAuthorization", 0, subject, action, details, flags, "").Store(&res); err != nil {
+		return false, false, err
+	}
+	return res.IsAuthorized, res.IsChallenge, nil
+}

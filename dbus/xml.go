@@ -1,0 +1,119 @@
+// Package dbus is the bus plumbing every edgev2 service shares: interface XML,
+// the object registry, errors, path escaping and the polkit client.
+package dbus
+
+import (
+	"embed"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+//go:embed org.edgev2.*.xml
+var interfaceFiles embed.FS
+
+// nodeBody is what a shipped file holds inside <node>: one interface element
+// preceded by its doc comment.
+var nodeBody = regexp.MustCompile(`(?s)<node>\s*(.*?<interface name="([^"]+)">.*?</interface>)\s*</node>`)
+
+// InterfaceXML returns the <interface> element (with its doc comments) of a
+// shipped interface file dbus/<name>.xml.
+func InterfaceXML(name string) (string, error) {
+	b, err := interfaceFiles.ReadFile(name + ".xml")
+	if err != nil {
+		return "", fmt.Errorf("no interface file for %s: %w", name, err)
+	}
+	if m := nodeBody.FindStringSubmatch(string(b)); m != nil && m[2] == name {
+		return m[1], nil
+	}
+	return "", fmt.Errorf("interface file %s.xml has no <interface name=%q>", name, name)
+}
+
+// InterfaceFile returns the whole shipped file for an interface.
+func InterfaceFile(name string) ([]byte, error) {
+	return interfaceFiles.ReadFile(name + ".xml")
+}
+
+// MustInterfaceXML is InterfaceXML for interfaces compiled into a service.
+func MustInterfaceXML(name string) string {
+	s, err := InterfaceXML(name)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+const introspectHeader = `<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd">
+`
+
+// Standard interfaces every object implements.
+const standardXML = `  <interface name="org.freedesktop.DBus.Introspectable">
+    <method name="Introspect">
+      <arg name="xml_data" type="s" direction="out"/>
+    </method>
+  </interface>
+  <interface name="org.freedesktop.DBus.Peer">
+    <method name="Ping"/>
+    <method name="GetMachineId">
+      <arg name="machine_uuid" type="s" direction="out"/>
+    </method>
+  </interface>
+  <interface name="org.freedesktop.DBus.Properties">
+    <method name="Get">
+      <arg name="interface_name" type="s" direction="in"/>
+      <arg name="property_name" type="s" direction="in"/>
+      <arg name="value" type="v" direction="out"/>
+    </method>
+    <method name="GetAll">
+      <arg name="interface_name" type="s" direction="in"/>
+      <arg name="props" type="a{sv}" direction="out"/>
+    </method>
+    <method name="Set">
+      <arg name="interface_name" type="s" direction="in"/>
+      <arg name="property_name" type="s" direction="in"/>
+      <arg name="value" type="v" direction="in"/>
+    </method>
+    <signal name="PropertiesChanged">
+      <arg name="interface_name" type="s"/>
+      <arg name="changed_properties" type="a{sv}"/>
+      <arg name="invalidated_properties" type="as"/>
+    </signal>
+  </interface>
+`
+
+const objectManagerXML = `  <interface name="org.freedesktop.DBus.ObjectManager">
+    <method name="GetManagedObjects">
+      <arg name="objects" type="a{oa{sa{sv}}}" direction="out"/>
+    </method>
+    <signal name="InterfacesAdded">
+      <arg name="object" type="o"/>
+      <arg name="interfaces" type="a{sa{sv}}"/>
+    </signal>
+    <signal name="InterfacesRemoved">
+      <arg name="object" type="o"/>
+      <arg name="interfaces" type="as"/>
+    </signal>
+  </interface>
+`
+
+// introspect renders a node with the given interface elements and child nodes.
+func introspect(ifaceXML []string, objectManager bool, children []string) string {
+	var b strings.Builder
+	b.WriteString(introspectHeader)
+	b.WriteString("<node>\n")
+	b.WriteString(standardXML)
+	if objectManager {
+		b.WriteString(objectManagerXML)
+	}
+	for _, x := range ifaceXML {
+		b.WriteString("  ")
+		b.WriteString(strings.TrimSpace(x))
+		b.WriteString("\n")
+	}
+	for _, c := range children {
+		fmt.Fprintf(&b, "  <node name=%q/>\n", c)
+	}
+	b.WriteString("</node>\n")
+	return b.String()
+}

@@ -1,0 +1,46 @@
+package atomicfile
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestWriteFileReplacesWholeAndSetsMode(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "state")
+	for _, content := range []string{"first", "second, longer content"} {
+		if err := WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(p)
+		if err != nil || string(got) != content {
+			t.Fatalf("read back %q, %v; want %q", got, err, content)
+		}
+	}
+	st, _ := os.Stat(p)
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("mode = %v, want 0600", st.Mode().Perm())
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("temporary files left behind: %v", ents)
+	}
+}
+
+func TestCreateRefusesToReplace(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "k")
+	if err := Create(p, []byte("a"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Create(p, []byte("b"), 0o600); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("second Create = %v, want ErrExist", err)
+	}
+	if got, _ := os.ReadFile(p); string(got) != "a" {
+		t.Errorf("content = %q, want the first", got)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("temporary files left behind: %v", ents)
+	}
+}

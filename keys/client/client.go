@@ -1,0 +1,218 @@
+// Package client is the typed D-Bus client of the Keys service, used by
+// edgectl and the other edgev2 services.
+package client
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"fmt"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	bus "github.com/edgev2/edgev2/dbus"
+)
+
+const (
+	busName      = "org.edgev2.Keys1"
+	rootPath     = godbus.ObjectPath("/org/edgev2/Keys1")
+	iface        = "org.edgev2.Keys1"
+	keyInterface = "org.edgev2.Keys1.Key"
+)
+
+// Client talks to org.edgev2.Keys1. Errors are fault errors (match kinds
+// with fault.Is).
+type Client struct {
+	conn        *godbus.Conn
+	interactive bool
+}
+
+// New uses an open bus connection.
+func New(conn *godbus.Conn) *Client { return &Client{conn: conn} }
+
+// Interactive makes calls allow interactive authorization (polkit may ask
+// the user for a password through an agent).
+func (c *Client) Interactive(on bool) *Client {
+	cc := *c
+	cc.interactive = on
+	return &cc
+}
+
+func (c *Client) call(ctx context.Context, path godbus.ObjectPath, method string, out []any, args ...any) error {
+	var flags godbus.Flags
+	if c.interactive {
+		flags |= godbus.FlagAllowInteractiveAuthorization
+	}
+	err := c.conn.Object(busName, path).CallWithContext(ctx, method, flags, args...).Store(out...)
+	if err != nil {
+		return bus.FromError(err)
+	}
+	return nil
+}
+
+func noOptions() map[string]godbus.Variant { return map[string]godbus.Variant{} }
+
+// Key is a handle on one key object.
+type Key struct {
+	c    *Client
+	ID   string
+	Path godbus.ObjectPath
+}
+
+// CreateKey makes (or finds) a symmetric key; usage is "sign" or "encrypt";
+// value, if not nil, is imported.
+func (c *Client) CreateKey(ctx context.Context, id, usage string, value []byte) (*Key, error) {
+	opts := noOptions()
+	if usage != "" {
+		opts["usage"] = godbus.MakeVariant(usage)
+	}
+	if value != nil {
+		opts["value"] = godbus.MakeVariant(value)
+	}
+	var p godbus.ObjectPath
+	if err := c.call(ctx, rootPath, iface+".CreateKey", []any{&p}, id, opts); err != nil {
+		return nil, err
+	}
+	return &Key{c: c, ID: id, Path: p}, nil
+}
+
+// CreateKeyPair makes (or finds) a key pair of the first fitting type in
+// algorithms ("ec-p256:rsa-2048:*").
+func (c *Client) CreateKeyPair(ctx context.Context, id, algorithms string) (*Key, error) {
+	var p godbus.ObjectPath
+	if err := c.call(ctx, rootPath, iface+".CreateKeyPair", []any{&p}, id, algorithms, noOptions()); err != nil {
+		return nil, err
+	}
+	return &Key{c: c, ID: id, Path: p}, nil
+}
+
+// GetKey finds a key.
+func (c *Client) GetKey(ctx context.Context, id string) (*Key, error) {
+	var p godbus.ObjectPath
+	if err := c.call(ctx, rootPath, iface+".GetKey", []any{&p}, id); err != nil {
+		return nil, err
+	}
+	return &Key{c: c, ID: id, Path: p}, nil
+}
+
+// Key returns a handle for id without a round trip (its path is computed).
+func (c *Client) Key(id string) *Key {
+	return &Key{c: c, ID: id, Path: bus.ChildPath(rootPath, "keys", id)}
+}
+
+// ListKeys returns every key id.
+func (c *Client) ListKeys(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := c.call(ctx, rootPath, iface+".ListKeys", []any{&ids})
+	return ids, err
+}
+
+// DeleteKey deletes a stored key.
+func (c *Client) DeleteKey(ctx context.Context, id string) error {
+	return c.call(ctx, rootPath, iface+".DeleteKey", nil, id)
+}
+
+// MoveKey renames a stored key, replacing any key under to.
+func (c *Client) MoveKey(ctx context.Context, from, to string) error {
+	return c.call(ctx, rootPath, iface+".MoveKey", nil, from, to)
+}
+
+// Engine returns the Engine property.
+func (c *Client) Engine(ctx context.Context) (string, error) {
+	var v godbus.Variant
+	if err := c.call(ctx, rootPath, "org.freedesktop.DBus.Properties.Get", []any{&v}, iface, "Engine"); err != nil {
+		return "", err
+	}
+	s, _ := v.Value().(string)
+	return s, nil
+}
+
+// Properties describe a key.
+type Properties struct {
+	ID, Type, Location string
+	PublicKeyDER       []byte
+	Mechanisms         []string
+	Preloaded          bool
+}
+
+// Properties reads all properties of the key.
+func (k *Key) Properties(ctx context.Context) (Properties, error) {
+	var m map[string]godbus.Variant
+	if err := k.c.call(ctx, k.Path, "org.freedesktop.DBus.Properties.GetAll", []any{&m}, keyInterface); err != nil {
+		return Properties{}, err
+	}
+	var p Properties
+	p.ID, _ = m["Id"].Value().(string)
+	p.Type, _ = m["Type"].Value().(string)
+	p.Location, _ = m["Location"].Value().(string)
+	p.PublicKeyDER, _ = m["PublicKey"].Value().([]byte)
+	p.Mechanisms, _ = m["Mechanisms"].Value().([]string)
+	p.Preloaded, _ = m["Preloaded"].Value().(bool)
+	return p, nil
+}
+
+// PublicKey parses the key's PublicKey property.
+func (k *Key) PublicKey(ctx context.Context) (crypto.PublicKey, error) {
+	p, err := k.Properties(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(p.PublicKeyDER) == 0 {
+		return nil, fmt.Errorf("key %q is symmetric and has no public key", k.ID)
+	}
+	return x509.ParsePKIXPublicKey(p.PublicKeyDER)
+}
+
+// Sign signs data with mechanism.
+func (k *Key) Sign(ctx context.Context, mechanism string, data []byte) ([]byte, error) {
+	var sig []byte
+	err := k.c.call(ctx, k.Path, keyInterface+".Sign", []any{&sig}, mechanism, data, noOptions())
+	return sig, err
+}
+
+// Verify checks a signature.
+func (k *Key) Verify(ctx context.Context, mechanism string, data, sig []byte) (bool, error) {
+	var ok bool
+	err := k.c.call(ctx, k.Path, keyInterface+".Verify", []any{&ok}, mechanism, data, sig, noOptions())
+	return ok, err
+}
+
+func cipherOpts(iv, aad []byte) map[string]godbus.Variant {
+	opts := noOptions()
+	if iv != nil {
+		opts["iv"] = godbus.MakeVariant(iv)
+	}
+	if aad != nil {
+		opts["aad"] = godbus.MakeVariant(aad)
+	}
+	return opts
+}
+
+// Encrypt encrypts; iv and aad are for aes-256-gcm (nil iv: a random one is
+// made and put in front of the result).
+func (k *Key) Encrypt(ctx context.Context, mechanism string, plaintext, iv, aad []byte) ([]byte, error) {
+	var out []byte
+	err := k.c.call(ctx, k.Path, keyInterface+".Encrypt", []any{&out}, mechanism, plaintext, cipherOpts(iv, aad))
+	return out, err
+}
+
+// Decrypt reverses Encrypt.
+func (k *Key) Decrypt(ctx context.Context, mechanism string, ciphertext, iv, aad []byte) ([]byte, error) {
+	var out []byte
+	err := k.c.call(ctx, k.Path, keyInterface+".Decrypt", []any{&out}, mechanism, ciphertext, cipherOpts(iv, aad))
+	return out, err
+}
+
+// SignDerived signs with HMAC-SHA256 under the key derived from this master key.
+func (k *Key) SignDerived(ctx context.Context, derivation []byte, data []byte) ([]byte, error) {
+	var out []byte
+	err := k.c.call(ctx, k.Path, keyInterface+".SignDerived", []any{&out}, derivation, "hmac-sha256", data)
+	return out, err
+}
+
+// ExportDerived returns the derived key bytes.
+func (k *Key) ExportDerived(ctx context.Context, derivation []byte) ([]byte, error) {
+	var out []byte
+	err := k.c.call(ctx, k.Path, keyInterface+".ExportDerived", []any{&out}, derivation)
+	return out, err
+}

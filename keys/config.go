@@ -1,0 +1,125 @@
+package keys
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Config is keyd's configuration file (/etc/edgev2/keyd.toml).
+type Config struct {
+	// Homedir holds the file engine's keys.
+	Homedir string `toml:"homedir"`
+	// PKCS11LibPath is the PKCS#11 module; with PKCS11BaseSlot set, generated
+	// keys go to that token instead of files.
+	PKCS11LibPath  string `toml:"pkcs11_lib_path"`
+	PKCS11BaseSlot string `toml:"pkcs11_base_slot"`
+	// PKCS11Sessions bounds the token session pool (default 8).
+	PKCS11Sessions int `toml:"pkcs11_sessions"`
+	// PreloadedKeys maps key ids to file:// or pkcs11: URIs.
+	PreloadedKeys map[string]string `toml:"preloaded_keys"`
+}
+
+// ConfigError is a configuration mistake: the daemon refuses to start and
+// says which file and key to fix.
+type ConfigError struct {
+	File, Key, Problem, Fix string
+}
+
+func (e *ConfigError) Error() string {
+	s := e.File + ": "
+	if e.Key != "" {
+		s += e.Key + ": "
+	}
+	s += e.Problem
+	if e.Fix != "" {
+		s += " (fix: " + e.Fix + ")"
+	}
+	return s
+}
+
+// LoadConfig reads and validates a keyd config file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{File: path, Problem: err.Error(), Fix: "create the file or pass --config"}
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig parses and validates keyd config text; path names it in errors.
+func ParseConfig(path string, data []byte) (*Config, error) {
+	var c Config
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) && len(strict.Errors) > 0 {
+			key := strings.Join(strict.Errors[0].Key(), ".")
+			return nil, &ConfigError{File: path, Key: key, Problem: "unknown setting", Fix: "remove it or check its spelling (known: homedir, pkcs11_lib_path, pkcs11_base_slot, pkcs11_sessions, [preloaded_keys])"}
+		}
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			return nil, &ConfigError{File: path, Key: strings.Join(de.Key(), "."), Problem: fmt.Sprintf("line %d, column %d: %s", row, col, de.Error()), Fix: "correct the TOML syntax"}
+		}
+		return nil, &ConfigError{File: path, Problem: err.Error(), Fix: "correct the TOML"}
+	}
+	return &c, c.validate(path)
+}
+
+func (c *Config) validate(path string) error {
+	if c.Homedir == "" {
+		return &ConfigError{File: path, Key: "homedir", Problem: "not set", Fix: `set homedir = "/var/lib/edgev2/keyd"`}
+	}
+	if !strings.HasPrefix(c.Homedir, "/") {
+		return &ConfigError{File: path, Key: "homedir", Problem: fmt.Sprintf("%q is not an absolute path", c.Homedir), Fix: "use an absolute path"}
+	}
+	if c.PKCS11BaseSlot != "" && c.PKCS11LibPath == "" {
+		return &ConfigError{File: path, Key: "pkcs11_lib_path", Problem: "not set, but pkcs11_base_slot is", Fix: "set the PKCS#11 module path, e.g. /usr/lib/softhsm/libsofthsm2.so"}
+	}
+	if c.PKCS11BaseSlot != "" {
+		if _, err := ParsePKCS11URI(c.PKCS11BaseSlot); err != nil {
+			return &ConfigError{File: path, Key: "pkcs11_base_slot", Problem: err.Error(), Fix: `use an RFC 7512 URI like "pkcs11:token=edgev2?pin-source=file:///etc/edgev2/pin"`}
+		}
+	}
+	if c.PKCS11Sessions < 0 || c.PKCS11Sessions > 256 {
+		return &ConfigError{File: path, Key: "pkcs11_sessions", Problem: fmt.Sprintf("%d is out of range", c.PKCS11Sessions), Fix: "use 1..256, or leave it out for 8"}
+	}
+	for id, uri := range c.PreloadedKeys {
+		key := "preloaded_keys." + id
+		if err := ValidateID(id); err != nil {
+			return &ConfigError{File: path, Key: key, Problem: err.Error(), Fix: "use a key id of printable UTF-8"}
+		}
+		switch {
+		case strings.HasPrefix(uri, "file://"):
+			u, err := url.Parse(uri)
+			if err != nil || u.Path == "" || !strings.HasPrefix(u.Path, "/") || (u.Host != "" && u.Host != "localhost") {
+				return &ConfigError{File: path, Key: key, Problem: fmt.Sprintf("%q is not a file:// URI with an absolute path", uri), Fix: `use "file:///path/to/key.pem"`}
+			}
+		case strings.HasPrefix(strings.ToLower(uri), "pkcs11:"):
+			if c.PKCS11LibPath == "" {
+				return &ConfigError{File: path, Key: key, Problem: "a pkcs11: key needs pkcs11_lib_path", Fix: "set pkcs11_lib_path"}
+			}
+			if _, err := ParsePKCS11URI(uri); err != nil {
+				return &ConfigError{File: path, Key: key, Problem: err.Error(), Fix: `use "pkcs11:token=...;object=<label>"`}
+			}
+		default:
+			return &ConfigError{File: path, Key: key, Problem: "unsupported URI scheme", Fix: `use "file:///..." or "pkcs11:..."`}
+		}
+	}
+	return nil
+}
+
+// FilePath returns the path of a file:// preloaded key URI.
+func FilePath(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return ""
+	}
+	return u.Path
+}

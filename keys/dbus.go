@@ -1,0 +1,386 @@
+package keys
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/internal/fault"
+)
+
+// Bus names of the Keys service.
+const (
+	BusName      = "org.edgev2.Keys1"
+	ObjectPath   = godbus.ObjectPath("/org/edgev2/Keys1")
+	Interface    = "org.edgev2.Keys1"
+	KeyInterface = "org.edgev2.Keys1.Key"
+	Collection   = "keys"
+)
+
+// polkit actions.
+const (
+	ActionRead   = "org.edgev2.keys.read"
+	ActionManage = "org.edgev2.keys.manage"
+	ActionUse    = "org.edgev2.keys.use"
+	ActionExport = "org.edgev2.keys.export"
+)
+
+// Authorizer decides whether a call may perform an action (the polkit client).
+type Authorizer interface {
+	Authorize(ctx context.Context, call bus.Call, action string, details map[string]string) *godbus.Error
+}
+
+// BusAPI adapts Service to org.edgev2.Keys1: argument checks, authorization,
+// error mapping, signals. It holds no key logic.
+type BusAPI struct {
+	ctx  context.Context
+	svc  *Service
+	auth Authorizer
+	srv  *bus.Server
+	log  *slog.Logger
+}
+
+// NewBusAPI registers the Keys objects on srv (call srv.Export and Claim after).
+func NewBusAPI(ctx context.Context, svc *Service, auth Authorizer, srv *bus.Server, log *slog.Logger) *BusAPI {
+	a := &BusAPI{ctx: ctx, svc: svc, auth: auth, srv: srv, log: log}
+	srv.Root(bus.Interface{
+		Name: Interface,
+		Methods: map[string]any{
+			"CreateKey":     a.createKey,
+			"CreateKeyPair": a.createKeyPair,
+			"GetKey":        a.getKey,
+			"ListKeys":      a.listKeys,
+			"DeleteKey":     a.deleteKey,
+			"MoveKey":       a.moveKey,
+		},
+		Properties: func(string) (map[string]godbus.Variant, error) {
+			return map[string]godbus.Variant{"Engine": godbus.MakeVariant(svc.EngineName())}, nil
+		},
+	})
+	srv.AddCollection(bus.Collection{
+		Name: Collection,
+		Interfaces: []bus.Interface{{
+			Name: KeyInterface,
+			Methods: map[string]any{
+				"Sign":          a.sign,
+				"Verify":        a.verify,
+				"Encrypt":       a.encrypt,
+				"Decrypt":       a.decrypt,
+				"SignDerived":   a.signDerived,
+				"ExportDerived": a.exportDerived,
+			},
+			Properties: a.keyProperties,
+		}},
+		Exists: func(id string) bool { return svc.Exists(ctx, id) },
+		List:   func() ([]string, error) { return svc.List(ctx) },
+	})
+	srv.CanRead = func(call bus.Call, id string) *godbus.Error {
+		return a.authorize(call, ActionRead, id)
+	}
+	return a
+}
+
+func (a *BusAPI) keyProperties(id string) (map[string]godbus.Variant, error) {
+	info, err := a.svc.Get(a.ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var pub []byte
+	if info.Public != nil {
+		if pub, err = x509.MarshalPKIXPublicKey(info.Public); err != nil {
+			return nil, fmt.Errorf("encode public key of %q: %w", id, err)
+		}
+	}
+	if pub == nil {
+		pub = []byte{}
+	}
+	return map[string]godbus.Variant{
+		"Id":         godbus.MakeVariant(info.ID),
+		"Type":       godbus.MakeVariant(string(info.Type)),
+		"PublicKey":  godbus.MakeVariant(pub),
+		"Location":   godbus.MakeVariant(info.Location),
+		"Mechanisms": godbus.MakeVariant(Mechanisms(info)),
+		"Preloaded":  godbus.MakeVariant(info.Preloaded),
+	}, nil
+}
+
+func (a *BusAPI) authorize(call bus.Call, action, id string) *godbus.Error {
+	var details map[string]string
+	if id != "" {
+		details = map[string]string{"key_id": id}
+	}
+	return a.auth.Authorize(a.ctx, call, action, details)
+}
+
+// fail logs internal detail and returns the caller-safe error.
+func (a *BusAPI) fail(op string, err error) *godbus.Error {
+	if k := fault.KindOf(err); k == fault.Failed || k == fault.Unavailable {
+		a.log.Error(op+" failed", "err", err)
+	} else {
+		a.log.Debug(op+" refused", "err", err)
+	}
+	return bus.ToError(err)
+}
+
+// options checks an a{sv} against the keys a method accepts and returns the
+// byte-array and string values by name.
+func options(opts map[string]godbus.Variant, byteKeys, stringKeys []string) (map[string][]byte, map[string]string, *godbus.Error) {
+	bs, ss := map[string][]byte{}, map[string]string{}
+next:
+	for k, v := range opts {
+		for _, want := range byteKeys {
+			if k == want {
+				b, ok := v.Value().([]byte)
+				if !ok {
+					return nil, nil, bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("option %q must be bytes (ay), got %s", k, v.Signature()))
+				}
+				bs[k] = b
+				continue next
+			}
+		}
+		for _, want := range stringKeys {
+			if k == want {
+				s, ok := v.Value().(string)
+				if !ok {
+					return nil, nil, bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("option %q must be a string (s), got %s", k, v.Signature()))
+				}
+				ss[k] = s
+				continue next
+			}
+		}
+		return nil, nil, bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("unknown option %q (accepted: %v %v)", k, byteKeys, stringKeys))
+	}
+	return bs, ss, nil
+}
+
+func (a *BusAPI) checkID(id string) *godbus.Error {
+	if err := ValidateID(id); err != nil {
+		return bus.ToError(err)
+	}
+	return nil
+}
+
+func (a *BusAPI) createKey(msg godbus.Message, id string, opts map[string]godbus.Variant) (godbus.ObjectPath, *godbus.Error) {
+	if e := a.checkID(id); e != nil {
+		return "/", e
+	}
+	bs, ss, e := options(opts, []string{"value"}, []string{"usage"})
+	if e != nil {
+		return "/", e
+	}
+	if e := a.authorize(bus.CallOf(msg), ActionManage, id); e != nil {
+		return "/", e
+	}
+	usage := UsageSign
+	if u, ok := ss["usage"]; ok {
+		usage = Usage(u)
+	}
+	value, hasValue := bs["value"]
+	if hasValue && value == nil {
+		value = []byte{}
+	}
+	info, created, err := a.svc.CreateKey(a.ctx, id, usage, value)
+	if err != nil {
+		return "/", a.fail("CreateKey", err)
+	}
+	if created {
+		a.srv.Added(Collection, info.ID)
+	}
+	return a.srv.ChildPath(Collection, info.ID), nil
+}
+
+func (a *BusAPI) createKeyPair(msg godbus.Message, id, algorithms string, opts map[string]godbus.Variant) (godbus.ObjectPath, *godbus.Error) {
+	if e := a.checkID(id); e != nil {
+		return "/", e
+	}
+	if _, _, e := options(opts, nil, nil); e != nil {
+		return "/", e
+	}
+	if e := a.authorize(bus.CallOf(msg), ActionManage, id); e != nil {
+		return "/", e
+	}
+	info, created, err := a.svc.CreateKeyPair(a.ctx, id, algorithms)
+	if err != nil {
+		return "/", a.fail("CreateKeyPair", err)
+	}
+	if created {
+		a.srv.Added(Collection, info.ID)
+	}
+	return a.srv.ChildPath(Collection, info.ID), nil
+}
+
+func (a *BusAPI) getKey(msg godbus.Message, id string) (godbus.ObjectPath, *godbus.Error) {
+	if e := a.checkID(id); e != nil {
+		return "/", e
+	}
+	if e := a.authorize(bus.CallOf(msg), ActionRead, id); e != nil {
+		return "/", e
+	}
+	if _, err := a.svc.Get(a.ctx, id); err != nil {
+		return "/", a.fail("GetKey", err)
+	}
+	return a.srv.ChildPath(Collection, id), nil
+}
+
+func (a *BusAPI) listKeys(msg godbus.Message) ([]string, *godbus.Error) {
+	if e := a.authorize(bus.CallOf(msg), ActionRead, ""); e != nil {
+		return nil, e
+	}
+	ids, err := a.svc.List(a.ctx)
+	if err != nil {
+		return nil, a.fail("ListKeys", err)
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	return ids, nil
+}
+
+func (a *BusAPI) deleteKey(msg godbus.Message, id string) *godbus.Error {
+	if e := a.checkID(id); e != nil {
+		return e
+	}
+	if e := a.authorize(bus.CallOf(msg), ActionManage, id); e != nil {
+		return e
+	}
+	if err := a.svc.Delete(a.ctx, id); err != nil {
+		return a.fail("DeleteKey", err)
+	}
+	a.srv.Removed(Collection, id)
+	return nil
+}
+
+func (a *BusAPI) moveKey(msg godbus.Message, from, to string) *godbus.Error {
+	for _, id := range []string{from, to} {
+		if e := a.checkID(id); e != nil {
+			return e
+		}
+	}
+	call := bus.CallOf(msg)
+	for _, id := range []string{from, to} {
+		if e := a.authorize(call, ActionManage, id); e != nil {
+			return e
+		}
+	}
+	replaced := a.svc.Exists(a.ctx, to)
+	if err := a.svc.Move(a.ctx, from, to); err != nil {
+		return a.fail("MoveKey", err)
+	}
+	a.srv.Removed(Collection, from)
+	if replaced {
+		a.srv.Removed(Collection, to)
+	}
+	a.srv.Added(Collection, to)
+	return nil
+}
+
+// child resolves the key a child-object call addresses and authorizes it.
+func (a *BusAPI) child(msg godbus.Message, action string) (string, *godbus.Error) {
+	id, e := a.srv.ChildID(msg)
+	if e != nil {
+		return "", e
+	}
+	return id, a.authorize(bus.CallOf(msg), action, id)
+}
+
+func (a *BusAPI) sign(msg godbus.Message, mech string, data []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {
+	id, e := a.child(msg, ActionUse)
+	if e != nil {
+		return nil, e
+	}
+	if _, _, e := options(opts, nil, nil); e != nil {
+		return nil, e
+	}
+	sig, err := a.svc.Sign(a.ctx, id, mech, data)
+	if err != nil {
+		return nil, a.fail("Sign", err)
+	}
+	return sig, nil
+}
+
+func (a *BusAPI) verify(msg godbus.Message, mech string, data, sig []byte, opts map[string]godbus.Variant) (bool, *godbus.Error) {
+	id, e := a.child(msg, ActionUse)
+	if e != nil {
+		return false, e
+	}
+	if _, _, e := options(opts, nil, nil); e != nil {
+		return false, e
+	}
+	ok, err := a.svc.Verify(a.ctx, id, mech, data, sig)
+	if err != nil {
+		return false, a.fail("Verify", err)
+	}
+	return ok, nil
+}
+
+func cipherOptions(opts map[string]godbus.Variant) (CipherOptions, *godbus.Error) {
+	bs, _, e := options(opts, []string{"iv", "aad"}, nil)
+	if e != nil {
+		return CipherOptions{}, e
+	}
+	o := CipherOptions{IV: bs["iv"], AAD: bs["aad"]}
+	if _, ok := bs["iv"]; ok && o.IV == nil {
+		o.IV = []byte{}
+	}
+	return o, nil
+}
+
+func (a *BusAPI) encrypt(msg godbus.Message, mech string, plaintext []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {
+	id, e := a.child(msg, ActionUse)
+	if e != nil {
+		return nil, e
+	}
+	o, e := cipherOptions(opts)
+	if e != nil {
+		return nil, e
+	}
+	ct, err := a.svc.Encrypt(a.ctx, id, mech, plaintext, o)
+	if err != nil {
+		return nil, a.fail("Encrypt", err)
+	}
+	return ct, nil
+}
+
+func (a *BusAPI) decrypt(msg godbus.Message, mech string, ciphertext []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {
+	id, e := a.child(msg, ActionUse)
+	if e != nil {
+		return nil, e
+	}
+	o, e := cipherOptions(opts)
+	if e != nil {
+		return nil, e
+	}
+	pt, err := a.svc.Decrypt(a.ctx, id, mech, ciphertext, o)
+	if err != nil {
+		return nil, a.fail("Decrypt", err)
+	}
+	return pt, nil
+}
+
+func (a *BusAPI) signDerived(msg godbus.Message, derivation []byte, mech string, data []byte) ([]byte, *godbus.Error) {
+	id, e := a.child(msg, ActionUse)
+	if e != nil {
+		return nil, e
+	}
+	sig, err := a.svc.SignDerived(a.ctx, id, derivation, mech, data)
+	if err != nil {
+		return nil, a.fail("SignDerived", err)
+	}
+	return sig, nil
+}
+
+func (a *BusAPI) exportDerived(msg godbus.Message, derivation []byte) ([]byte, *godbus.Error) {
+	id, e := a.child(msg, ActionExport)
+	if e != nil {
+		return nil, e
+	}
+	key, err := a.svc.ExportDerived(a.ctx, id, derivation)
+	if err != nil {
+		return nil, a.fail("ExportDerived", err)
+	}
+	return key, nil
+}

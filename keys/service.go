@@ -1,0 +1,513 @@
+package keys
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ecdsa"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/edgev2/edgev2/internal/fault"
+)
+
+// Service is the key store as callers see it: one engine for the keys it
+// makes, plus read-only preloaded keys, with every operation checked against
+// the key's type before it reaches the engine.
+type Service struct {
+	engine    Engine
+	preloaded map[string]Handle
+	broken    map[string]error // preloaded keys that could not be loaded, and why
+	log       *slog.Logger
+
+	mu      sync.RWMutex
+	handles map[string]Handle // opened engine keys, so Sign does not re-read the store
+	// create serialises create/delete/move so "create if missing" is atomic.
+	create sync.Mutex
+}
+
+// NewService serves engine's keys plus the preloaded ones.
+func NewService(engine Engine, preloaded map[string]Handle, log *slog.Logger) *Service {
+	if preloaded == nil {
+		preloaded = map[string]Handle{}
+	}
+	return &Service{engine: engine, preloaded: preloaded, broken: map[string]error{}, log: log, handles: map[string]Handle{}}
+}
+
+// MarkUnavailable records a preloaded key that could not be loaded: it stays
+// listed, and every use of it says why it is unavailable. Call before serving.
+func (s *Service) MarkUnavailable(id string, err error) {
+	s.broken[id] = fault.Wrap(fault.Unavailable, err, "preloaded key %q is unavailable: %s (fix [preloaded_keys] and restart keyd)", id, fault.Message(err))
+}
+
+// EngineName is the engine generated keys go to.
+func (s *Service) EngineName() string { return s.engine.Name() }
+
+// Close closes the engine.
+func (s *Service) Close() error { return s.engine.Close() }
+
+func (s *Service) handle(ctx context.Context, id string) (Handle, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	if h, ok := s.preloaded[id]; ok {
+		return h, nil
+	}
+	if err, ok := s.broken[id]; ok {
+		return nil, err
+	}
+	s.mu.RLock()
+	h, ok := s.handles[id]
+	s.mu.RUnlock()
+	if ok {
+		return h, nil
+	}
+	h, err := s.engine.Open(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.handles[id] = h
+	s.mu.Unlock()
+	return h, nil
+}
+
+func (s *Service) forget(ids ...string) {
+	s.mu.Lock()
+	for _, id := range ids {
+		delete(s.handles, id)
+	}
+	s.mu.Unlock()
+}
+
+// Get describes a key.
+func (s *Service) Get(ctx context.Context, id string) (Info, error) {
+	h, err := s.handle(ctx, id)
+	if err != nil {
+		return Info{}, err
+	}
+	return h.Info(), nil
+}
+
+// Exists reports whether id names a key (usable or not).
+func (s *Service) Exists(ctx context.Context, id string) bool {
+	_, err := s.handle(ctx, id)
+	return err == nil || fault.Is(err, fault.Unavailable)
+}
+
+// List returns every key id, stored and preloaded, sorted.
+func (s *Service) List(ctx context.Context) ([]string, error) {
+	ids, err := s.engine.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		seen[id] = true
+	}
+	for _, m := range []map[string]Handle{s.preloaded} {
+		for id := range m {
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+	}
+	for id := range s.broken {
+		if !seen[id] {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// CreateKey makes a symmetric key if id is free, importing value if given.
+// An existing key with the same usage (and value) is returned as it is.
+func (s *Service) CreateKey(ctx context.Context, id string, usage Usage, value []byte) (info Info, created bool, err error) {
+	if err := ValidateID(id); err != nil {
+		return Info{}, false, err
+	}
+	switch usage {
+	case UsageSign:
+		if value != nil && (len(value) < 16 || len(value) > 128) {
+			return Info{}, false, fault.New(fault.InvalidArgs, "a sign key value must be 16..128 bytes, got %d", len(value))
+		}
+	case UsageEncrypt:
+		if value != nil && len(value) != 32 {
+			return Info{}, false, fault.New(fault.InvalidArgs, "an encrypt (AES-256) key value must be 32 bytes, got %d", len(value))
+		}
+	default:
+		return Info{}, false, fault.New(fault.InvalidArgs, "unknown key usage %q (want \"sign\" or \"encrypt\")", usage)
+	}
+	spec := Spec{Type: Symmetric, Usage: usage}
+	s.create.Lock()
+	defer s.create.Unlock()
+	if h, err := s.handle(ctx, id); err == nil {
+		return s.existing(ctx, h, spec, value)
+	} else if !fault.Is(err, fault.NotFound) {
+		return Info{}, false, err
+	}
+	var h Handle
+	if value != nil {
+		h, err = s.engine.Import(ctx, id, spec, value)
+	} else {
+		h, err = s.engine.Generate(ctx, id, spec)
+	}
+	if err != nil {
+		return Info{}, false, err
+	}
+	s.forget(id)
+	s.log.Info("key created", "key_id", id, "type", spec.String(), "imported", value != nil)
+	return h.Info(), true, nil
+}
+
+// existing decides whether an existing key satisfies a create request. A
+// value is compared without reading the stored secret: both are used on the
+// same probe and the outputs compared.
+func (s *Service) existing(ctx context.Context, h Handle, spec Spec, value []byte) (Info, bool, error) {
+	info := h.Info()
+	if info.Type != spec.Type || info.Usage != spec.Usage {
+		return Info{}, false, fault.New(fault.AlreadyExists, "key %q already exists as %s, not %s", info.ID, describe(info), spec)
+	}
+	if value == nil {
+		return info, false, nil
+	}
+	probe := []byte("edgev2 key comparison probe")
+	var stored, want []byte
+	var err error
+	if spec.Usage == UsageSign {
+		stored, err = h.HMACSHA256(ctx, probe)
+		m := hmac.New(sha256.New, value)
+		m.Write(probe)
+		want = m.Sum(nil)
+	} else {
+		iv := make([]byte, 12)
+		stored, err = h.SealGCM(ctx, iv, nil, probe)
+		block, _ := aes.NewCipher(value)
+		aead, _ := cipher.NewGCM(block)
+		want = aead.Seal(nil, iv, probe, nil)
+	}
+	if err != nil {
+		return Info{}, false, err
+	}
+	if subtle.ConstantTimeCompare(stored, want) != 1 {
+		return Info{}, false, fault.New(fault.AlreadyExists, "key %q already exists with a different value; delete it first to replace it", info.ID)
+	}
+	return info, false, nil
+}
+
+// ParseAlgorithms parses a preference list like "ec-p256:rsa-2048:*".
+func ParseAlgorithms(s string) ([]Type, error) {
+	if s == "" {
+		return nil, fault.New(fault.InvalidArgs, "algorithms is empty; give a list like \"ec-p256:rsa-2048:*\"")
+	}
+	var out []Type
+	seen := map[Type]bool{}
+	for _, part := range strings.Split(s, ":") {
+		if part == "*" {
+			for _, t := range PairTypes {
+				if !seen[t] {
+					seen[t] = true
+					out = append(out, t)
+				}
+			}
+			continue
+		}
+		t, err := ParseType(part)
+		if err != nil {
+			return nil, err
+		}
+		if t == Symmetric {
+			return nil, fault.New(fault.InvalidArgs, "algorithms lists \"symmetric\"; use CreateKey for symmetric keys")
+		}
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// CreateKeyPair makes an asymmetric key of the first listed type the engine
+// can make, unless a key with a listed type already exists under id.
+func (s *Service) CreateKeyPair(ctx context.Context, id, algorithms string) (info Info, created bool, err error) {
+	if err := ValidateID(id); err != nil {
+		return Info{}, false, err
+	}
+	types, err := ParseAlgorithms(algorithms)
+	if err != nil {
+		return Info{}, false, err
+	}
+	s.create.Lock()
+	defer s.create.Unlock()
+	if h, err := s.handle(ctx, id); err == nil {
+		info := h.Info()
+		for _, t := range types {
+			if info.Type == t {
+				return info, false, nil
+			}
+		}
+		return Info{}, false, fault.New(fault.AlreadyExists, "key %q already exists as %s, which is not in %q", id, describe(info), algorithms)
+	} else if !fault.Is(err, fault.NotFound) {
+		return Info{}, false, err
+	}
+	var lastErr error
+	for _, t := range types {
+		h, err := s.engine.Generate(ctx, id, Spec{Type: t})
+		if err == nil {
+			s.forget(id)
+			s.log.Info("key pair created", "key_id", id, "type", t)
+			return h.Info(), true, nil
+		}
+		if !fault.Is(err, fault.InvalidArgs) { // the engine failed, not just "can't make this type"
+			return Info{}, false, err
+		}
+		lastErr = err
+	}
+	return Info{}, false, fault.Wrap(fault.InvalidArgs, lastErr, "the %s engine can make none of %q", s.engine.Name(), algorithms)
+}
+
+// Delete removes a stored key.
+func (s *Service) Delete(ctx context.Context, id string) error {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	if s.isPreloaded(id) {
+		return fault.New(fault.ReadOnly, "key %q is preloaded from the configuration; remove it from [preloaded_keys] instead", id)
+	}
+	s.create.Lock()
+	defer s.create.Unlock()
+	s.forget(id)
+	if err := s.engine.Delete(ctx, id); err != nil {
+		return err
+	}
+	s.log.Info("key deleted", "key_id", id)
+	return nil
+}
+
+// Move renames a stored key, replacing any stored key under to.
+func (s *Service) Move(ctx context.Context, from, to string) error {
+	if err := ValidateID(from); err != nil {
+		return err
+	}
+	if err := ValidateID(to); err != nil {
+		return err
+	}
+	if from == to {
+		return fault.New(fault.InvalidArgs, "cannot move key %q onto itself", from)
+	}
+	for _, id := range []string{from, to} {
+		if s.isPreloaded(id) {
+			return fault.New(fault.ReadOnly, "key %q is preloaded from the configuration and cannot be moved or replaced", id)
+		}
+	}
+	s.create.Lock()
+	defer s.create.Unlock()
+	s.forget(from, to)
+	if err := s.engine.Move(ctx, from, to); err != nil {
+		return err
+	}
+	s.log.Info("key moved", "from", from, "to", to)
+	return nil
+}
+
+func checkData(what string, data []byte) error {
+	if len(data) > MaxData {
+		return fault.New(fault.InvalidArgs, "%s is %d bytes; the limit is %d (1 MiB)", what, len(data), MaxData)
+	}
+	return nil
+}
+
+// Sign signs data with key id using mech.
+func (s *Service) Sign(ctx context.Context, id, mech string, data []byte) ([]byte, error) {
+	if err := checkData("data", data); err != nil {
+		return nil, err
+	}
+	h, err := s.handle(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	info := h.Info()
+	if err := checkMechanism(info, mech, opSign); err != nil {
+		return nil, err
+	}
+	if mech == MechHMACSHA256 {
+		return h.HMACSHA256(ctx, data)
+	}
+	digest, hash, err := digestFor(mech, data)
+	if err != nil {
+		return nil, err
+	}
+	return h.SignDigest(ctx, digest, hash, mech == MechRSAPSSSHA256)
+}
+
+// Verify checks a signature; a malformed signature is false, not an error.
+func (s *Service) Verify(ctx context.Context, id, mech string, data, sig []byte) (bool, error) {
+	if err := checkData("data", data); err != nil {
+		return false, err
+	}
+	h, err := s.handle(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	info := h.Info()
+	if err := checkMechanism(info, mech, opSign); err != nil {
+		return false, err
+	}
+	if mech == MechHMACSHA256 {
+		mac, err := h.HMACSHA256(ctx, data)
+		if err != nil {
+			return false, err
+		}
+		return hmac.Equal(mac, sig), nil
+	}
+	digest, hash, err := digestFor(mech, data)
+	if err != nil {
+		return false, err
+	}
+	switch pub := info.Public.(type) {
+	case *ecdsa.PublicKey:
+		return ecdsa.VerifyASN1(pub, digest, sig), nil
+	case *rsa.PublicKey:
+		if mech == MechRSAPSSSHA256 {
+			return rsa.VerifyPSS(pub, hash, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto}) == nil, nil
+		}
+		return rsa.VerifyPKCS1v15(pub, hash, digest, sig) == nil, nil
+	}
+	return false, fault.New(fault.Failed, "key %q has no public key", id)
+}
+
+// CipherOptions are the options of Encrypt and Decrypt.
+type CipherOptions struct {
+	IV  []byte // aes-256-gcm; nil = random, carried in front of the ciphertext
+	AAD []byte
+}
+
+const gcmIVLen, gcmTagLen = 12, 16
+
+// Encrypt encrypts with key id using mech.
+func (s *Service) Encrypt(ctx context.Context, id, mech string, plaintext []byte, opt CipherOptions) ([]byte, error) {
+	if err := checkData("plaintext", plaintext); err != nil {
+		return nil, err
+	}
+	h, err := s.handle(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	info := h.Info()
+	if err := checkMechanism(info, mech, opEncrypt); err != nil {
+		return nil, err
+	}
+	if mech == MechRSAOAEPSHA256 {
+		if opt.IV != nil || opt.AAD != nil {
+			return nil, fault.New(fault.InvalidArgs, "options \"iv\" and \"aad\" are for aes-256-gcm, not rsa-oaep-sha256")
+		}
+		pub := info.Public.(*rsa.PublicKey)
+		if max := pub.Size() - 2*sha256.Size - 2; len(plaintext) > max {
+			return nil, fault.New(fault.InvalidArgs, "rsa-oaep-sha256 with key %q takes at most %d bytes of plaintext, got %d", id, max, len(plaintext))
+		}
+		return rsa.EncryptOAEP(sha256.New(), rand.Reader, pub, plaintext, nil)
+	}
+	iv := opt.IV
+	if iv == nil {
+		iv = make([]byte, gcmIVLen)
+		if _, err := rand.Read(iv); err != nil {
+			return nil, err
+		}
+		ct, err := h.SealGCM(ctx, iv, opt.AAD, plaintext)
+		if err != nil {
+			return nil, err
+		}
+		return append(iv, ct...), nil
+	}
+	if len(iv) != gcmIVLen {
+		return nil, fault.New(fault.InvalidArgs, "option \"iv\" must be %d bytes for aes-256-gcm, got %d", gcmIVLen, len(iv))
+	}
+	return h.SealGCM(ctx, iv, opt.AAD, plaintext)
+}
+
+// Decrypt decrypts what Encrypt made.
+func (s *Service) Decrypt(ctx context.Context, id, mech string, ciphertext []byte, opt CipherOptions) ([]byte, error) {
+	if err := checkData("ciphertext", ciphertext); err != nil {
+		return nil, err
+	}
+	h, err := s.handle(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	info := h.Info()
+	if err := checkMechanism(info, mech, opEncrypt); err != nil {
+		return nil, err
+	}
+	if mech == MechRSAOAEPSHA256 {
+		if opt.IV != nil || opt.AAD != nil {
+			return nil, fault.New(fault.InvalidArgs, "options \"iv\" and \"aad\" are for aes-256-gcm, not rsa-oaep-sha256")
+		}
+		if len(ciphertext) != info.Public.(*rsa.PublicKey).Size() {
+			return nil, fault.New(fault.InvalidArgs, "rsa-oaep-sha256 ciphertext for key %q must be %d bytes, got %d", id, info.Public.(*rsa.PublicKey).Size(), len(ciphertext))
+		}
+		return h.DecryptOAEP(ctx, ciphertext)
+	}
+	iv := opt.IV
+	if iv == nil {
+		if len(ciphertext) < gcmIVLen+gcmTagLen {
+			return nil, fault.New(fault.InvalidArgs, "aes-256-gcm ciphertext without option \"iv\" must start with the 12-byte iv and end with the 16-byte tag; got only %d bytes", len(ciphertext))
+		}
+		iv, ciphertext = ciphertext[:gcmIVLen], ciphertext[gcmIVLen:]
+	} else if len(iv) != gcmIVLen {
+		return nil, fault.New(fault.InvalidArgs, "option \"iv\" must be %d bytes for aes-256-gcm, got %d", gcmIVLen, len(iv))
+	}
+	if len(ciphertext) < gcmTagLen {
+		return nil, fault.New(fault.InvalidArgs, "aes-256-gcm ciphertext must hold at least the 16-byte tag; got %d bytes", len(ciphertext))
+	}
+	return h.OpenGCM(ctx, iv, opt.AAD, ciphertext)
+}
+
+// ExportDerived returns HMAC-SHA256(master, derivation): the key a module
+// SAS key is made from.
+func (s *Service) ExportDerived(ctx context.Context, id string, derivation []byte) ([]byte, error) {
+	if err := checkData("derivation", derivation); err != nil {
+		return nil, err
+	}
+	h, err := s.handle(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	info := h.Info()
+	if info.Type != Symmetric || info.Usage != UsageSign {
+		return nil, fault.New(fault.InvalidArgs, "key %q of type %s cannot derive keys; a master key is a symmetric sign key", id, describe(info))
+	}
+	return h.HMACSHA256(ctx, derivation)
+}
+
+// SignDerived signs data with the key derived from master key id.
+func (s *Service) SignDerived(ctx context.Context, id string, derivation []byte, mech string, data []byte) ([]byte, error) {
+	if mech != MechHMACSHA256 {
+		return nil, fault.New(fault.InvalidArgs, "derived keys sign with \"hmac-sha256\" only, not %q", mech)
+	}
+	if err := checkData("data", data); err != nil {
+		return nil, err
+	}
+	derived, err := s.ExportDerived(ctx, id, derivation)
+	if err != nil {
+		return nil, err
+	}
+	m := hmac.New(sha256.New, derived)
+	m.Write(data)
+	clear(derived)
+	return m.Sum(nil), nil
+}
+
+func (s *Service) isPreloaded(id string) bool {
+	_, ok := s.preloaded[id]
+	_, bad := s.broken[id]
+	return ok || bad
+}
