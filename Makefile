@@ -1,0 +1,57 @@
+# edgev2 — see README.md. Targets: build, test, bench, demo, deps.
+GO ?= go
+export PATH := $(PATH):/usr/local/go/bin
+BIN := bin
+CMDS := edgev2-keyd
+
+# Debian packages the tests, the benchmark and the demo need.
+DEB_PACKAGES := dbus dbus-daemon polkitd systemd libglib2.0-bin softhsm2 opensc openssl \
+	ca-certificates gcc libc6-dev
+
+.PHONY: all build test bench demo deps vet fmt-check fuzz clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+
+# deps: install every Debian package the tests and the demo use (idempotent, root).
+deps:
+	@if [ "$$(id -u)" != 0 ]; then echo "make deps must run as root (it uses apt-get)"; exit 1; fi
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	else echo "all Debian packages present"; fi
+	$(GO) mod download
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# test: everything against the real parts (needs root and `make deps`).
+# -p 1: the packages' polkitd instances share /etc/polkit-1/rules.d.
+test: fmt-check vet
+	$(GO) test -race -count=1 -p 1 -timeout 25m ./...
+
+# fuzz: a short run of every fuzz target (the seeds also run in `make test`).
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParsePKCS11URI -fuzztime 30s ./keys
+	$(GO) test -run '^$$' -fuzz FuzzParseConfig -fuzztime 30s ./keys
+	$(GO) test -run '^$$' -fuzz FuzzEscapePathElement -fuzztime 30s ./dbus
+
+# bench: figures beside their physical limits measured in the same run.
+bench: build
+	$(GO) run ./internal/bench
+
+# demo: the Keys service on a private bus with polkit and a SoftHSM token.
+demo:
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory deps; fi
+	$(GO) run ./internal/demo
+
+clean:
+	rm -rf $(BIN)
