@@ -262,3 +262,10 @@ func (a *Authorizer) check(ctx context.Context, call Call, action string, detail
 	}
 	return res.IsAuthorized, res.IsChallenge, nil
 }
+
+// CachedSenders is how many callers have cached decisions (for tests and stats).
+func (a *Authorizer) CachedSenders() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.decisions)
+}

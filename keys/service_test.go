@@ -177,7 +177,10 @@ func TestMisfitsAndBadInputAreInvalidArgs(t *testing.T) {
 			_, err := s.Encrypt(ctx, "aes", MechAES256GCM, nil, CipherOptions{IV: []byte{1}})
 			return err
 		}},
-		{"truncated ciphertext", func() error { _, err := s.Decrypt(ctx, "aes", MechAES256GCM, []byte{1, 2}, CipherOptions{}); return err }},
+		{"truncated ciphertext", func() error {
+			_, err := s.Decrypt(ctx, "aes", MechAES256GCM, []byte{1, 2}, CipherOptions{})
+			return err
+		}},
 		{"derive from ec key", func() error { _, err := s.ExportDerived(ctx, "ec", []byte("d")); return err }},
 		{"derive with ecdsa", func() error { _, err := s.SignDerived(ctx, "hmac", nil, MechECDSA, nil); return err }},
 		{"unknown usage", func() error { _, _, err := s.CreateKey(ctx, "u", Usage("wrap"), nil); return err }},

@@ -1,0 +1,144 @@
+package dbus_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/internal/testenv"
+)
+
+// otherUserConnection starts a process as the unprivileged test user that
+// holds a bus connection open, and returns its unique name.
+func otherUserConnection(t *testing.T, b *testenv.Bus, conn *godbus.Conn) (name string, stop func()) {
+	t.Helper()
+	uid, gid := testenv.EnsureUser(t, testenv.OtherUser)
+	cmd := exec.Command("gdbus", "wait", "--address", b.Address, "--timeout", "600", "org.edgev2.NeverAppears")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
+	if err := cmd.Start(); err != nil {
+		testenv.Missing(t, "gdbus", err.Error())
+	}
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}
+	t.Cleanup(stop)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var names []string
+		conn.BusObject().Call("org.freedesktop.DBus.ListNames", 0).Store(&names)
+		for _, n := range names {
+			var u uint32
+			if n[0] == ':' && conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, n).Store(&u) == nil && u == uint32(uid) {
+				return n, stop
+			}
+		}
+	}
+	t.Fatalf("no bus connection of %s appeared", testenv.OtherUser)
+	return "", nil
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestAuthorizerCachesAndDropsOnPolkitChangedAndCallerExit(t *testing.T) {
+	testenv.RequireRoot(t)
+	b := testenv.StartBus(t)
+	pk := testenv.StartPolkit(t, b)
+	conn := b.Conn(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	auth, err := bus.NewAuthorizer(ctx, conn, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sender, stop := otherUserConnection(t, b, conn)
+	call := bus.Call{Sender: sender}
+	details := map[string]string{"key_id": "cache-key"}
+
+	if e := auth.Authorize(ctx, call, "org.edgev2.keys.use", details); e == nil || e.Name != bus.ErrNotAuthorized {
+		t.Fatalf("before any rule: %v, want NotAuthorized", e)
+	}
+	if e := auth.Authorize(ctx, call, "org.edgev2.keys.use", details); e == nil {
+		t.Fatal("cached denial turned into an allow")
+	}
+	if hits, misses := auth.CacheStats(); hits != 1 || misses != 1 {
+		t.Fatalf("cache hits/misses = %d/%d, want 1/1 (second check served from cache)", hits, misses)
+	}
+	// A new rule makes polkit emit Changed; the cached denial must go.
+	pk.AddRule(t, "authorizer-cache", `polkit.addRule(function(action, subject) {
+  if (action.id == "org.edgev2.keys.use" && subject.user == "`+testenv.OtherUser+`" &&
+      action.lookup("key_id") == "cache-key") { return polkit.Result.YES; }
+  if (action.id == "org.edgev2.keys.use" && subject.user == "`+testenv.OtherUser+`" &&
+      action.lookup("key_id") == "ask") { return polkit.Result.AUTH_ADMIN; }
+});`)
+	var e *godbus.Error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if e = auth.Authorize(ctx, call, "org.edgev2.keys.use", details); e == nil {
+			break
+		}
+	}
+	if e != nil {
+		t.Fatalf("after the granting rule (polkit Changed): %v, want allowed", e)
+	}
+	// Scoped by details: another key stays denied.
+	if e := auth.Authorize(ctx, call, "org.edgev2.keys.use", map[string]string{"key_id": "other"}); e == nil {
+		t.Fatal("rule for cache-key allowed another key")
+	}
+	// A challenge without the allow-interactive flag is InteractiveAuthorizationRequired.
+	ask := map[string]string{"key_id": "ask"}
+	if e := auth.Authorize(ctx, call, "org.edgev2.keys.use", ask); e == nil || e.Name != bus.ErrInteractiveNeeded {
+		t.Fatalf("challenge without interaction: %v, want %s", e, bus.ErrInteractiveNeeded)
+	}
+	// With it, polkit finds no agent here: a denial, not a hang.
+	ictx, icancel := context.WithTimeout(ctx, 30*time.Second)
+	defer icancel()
+	if e := auth.Authorize(ictx, bus.Call{Sender: sender, Interactive: true}, "org.edgev2.keys.use", ask); e == nil || e.Name != bus.ErrNotAuthorized {
+		t.Fatalf("interactive challenge without an agent: %v, want NotAuthorized", e)
+	}
+	// Root short-circuits without asking polkit.
+	if e := auth.Authorize(ctx, bus.Call{Sender: conn.Names()[0]}, "org.edgev2.keys.manage", nil); e != nil {
+		t.Fatalf("root: %v", e)
+	}
+	// The caller leaves the bus: its cached decisions are dropped.
+	stop()
+	waitFor(t, func() bool { return auth.CachedSenders() == 0 }, "cache entries of a departed sender dropped")
+}
+
+func TestAuthorizerDeniesWhenPolkitIsAbsent(t *testing.T) {
+	testenv.RequireRoot(t)
+	b := testenv.StartBus(t) // no polkitd on this bus
+	conn := b.Conn(t)
+	ctx := context.Background()
+	auth, err := bus.NewAuthorizer(ctx, conn, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sender, _ := otherUserConnection(t, b, conn)
+	e := auth.Authorize(ctx, bus.Call{Sender: sender}, "org.edgev2.keys.read", nil)
+	if e == nil || e.Name != bus.ErrNotAuthorized {
+		t.Fatalf("without polkit: %v, want NotAuthorized", e)
+	}
+	if e := auth.Authorize(ctx, bus.Call{}, "org.edgev2.keys.read", nil); e == nil {
+		t.Fatal("a call without sender was allowed")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting: %s", what)
+}
