@@ -318,8 +318,10 @@ type p11Slot struct {
 	permits chan struct{}             // one per open pool session
 	rawOAEP atomic.Bool               // the token refuses CKM_RSA_PKCS_OAEP with SHA-256
 
-	mu     sync.Mutex
-	closed bool
+	mu       sync.Mutex
+	closed   bool
+	inflight int        // callers between session and put
+	drained  *sync.Cond // signalled when inflight drops to 0
 }
 
 func trimPad(s string) string { return strings.TrimRight(s, " \x00") }
@@ -346,6 +348,7 @@ func (e *PKCS11Engine) openSlot(ctx context.Context, mod *p11Module, u *PKCS11UR
 		idle:    make(chan pkcs11.SessionHandle, e.pool),
 		permits: make(chan struct{}, e.pool),
 	}
+	s.drained = sync.NewCond(&s.mu)
 	e.log.Info("pkcs11 token opened", "library", mod.path, "token", label, "serial", s.serial, "slot", id)
 	return s, nil
 }
@@ -417,8 +420,18 @@ func namesToken(u *PKCS11URI) bool {
 }
 
 // session takes a session from the pool, opening one if fewer than the pool
-// size are open, or waits for one.
+// size are open, or waits for one. Every successful call is matched by put.
 func (s *p11Slot) session(ctx context.Context) (pkcs11.SessionHandle, error) {
+	// Count the caller in before touching the module, so close waits for it
+	// and the module is not finalised under its feet.
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return 0, s.closedErr()
+	}
+	s.inflight++
+	s.mu.Unlock()
+
 	select {
 	case h := <-s.idle:
 		return h, nil
@@ -428,37 +441,54 @@ func (s *p11Slot) session(ctx context.Context) (pkcs11.SessionHandle, error) {
 	case h := <-s.idle:
 		return h, nil
 	case s.permits <- struct{}{}:
-		s.mu.Lock()
-		closed := s.closed
-		s.mu.Unlock()
-		if closed {
+		if s.isClosed() {
 			<-s.permits
-			return 0, fault.New(fault.Unavailable, "PKCS#11 token %q is closed", s.label)
+			s.done()
+			return 0, s.closedErr()
 		}
 		h, err := s.mod.ctx.OpenSession(s.id, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
 		if err != nil {
 			<-s.permits
+			s.done()
 			return 0, fault.Wrap(fault.Unavailable, err, "open a session on PKCS#11 token %q: %s", s.label, ckrName(err))
 		}
 		return h, nil
 	case <-ctx.Done():
+		s.done()
 		return 0, fault.Wrap(fault.Unavailable, ctx.Err(), "wait for a PKCS#11 session on token %q: %v", s.label, ctx.Err())
 	}
 }
 
-// put returns a session to the pool, or closes it if the token said it is
-// no longer usable.
+// put returns a session to the pool, or closes it if the slot is closing
+// or the token said the session is no longer usable.
 func (s *p11Slot) put(h pkcs11.SessionHandle, err error) {
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed || isCKR(err, pkcs11.CKR_SESSION_HANDLE_INVALID, pkcs11.CKR_SESSION_CLOSED,
+	if s.isClosed() || isCKR(err, pkcs11.CKR_SESSION_HANDLE_INVALID, pkcs11.CKR_SESSION_CLOSED,
 		pkcs11.CKR_DEVICE_REMOVED, pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_DEVICE_ERROR) {
 		s.mod.ctx.CloseSession(h)
 		<-s.permits
-		return
+	} else {
+		s.idle <- h
 	}
-	s.idle <- h
+	s.done()
+}
+
+func (s *p11Slot) done() {
+	s.mu.Lock()
+	s.inflight--
+	if s.inflight == 0 {
+		s.drained.Broadcast()
+	}
+	s.mu.Unlock()
+}
+
+func (s *p11Slot) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+func (s *p11Slot) closedErr() error {
+	return fault.New(fault.Unavailable, "PKCS#11 token %q is closed", s.label)
 }
 
 func (s *p11Slot) withSession(ctx context.Context, fn func(pkcs11.SessionHandle) error) error {
@@ -471,9 +501,14 @@ func (s *p11Slot) withSession(ctx context.Context, fn func(pkcs11.SessionHandle)
 	return err
 }
 
+// close waits for operations in flight, closes the pool's sessions and
+// gives up this slot's share of the token login.
 func (s *p11Slot) close() {
 	s.mu.Lock()
 	s.closed = true
+	for s.inflight > 0 {
+		s.drained.Wait()
+	}
 	s.mu.Unlock()
 	for {
 		select {

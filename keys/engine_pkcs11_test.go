@@ -7,10 +7,12 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"encoding/asn1"
 	"errors"
 	"os"
 	"os/exec"
@@ -682,5 +684,53 @@ func TestPKCS11HandleRefindsReplacedObject(t *testing.T) {
 	m.Write([]byte("x"))
 	if !bytes.Equal(mac, m.Sum(nil)) {
 		t.Fatal("wrong HMAC after re-find")
+	}
+}
+
+func TestPKCS11CloseWaitsForOperationsThenRefusesThem(t *testing.T) {
+	e, _ := newTestPKCS11Engine(t)
+	ctx := context.Background()
+	h, err := e.Generate(ctx, "closing", Spec{Type: ECP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := digestOf(crypto.SHA256, "x")
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				if _, err := h.SignDigest(ctx, d, crypto.SHA256, false); err != nil {
+					if !fault.Is(err, fault.Unavailable) {
+						t.Errorf("sign during Close: err = %v, want Unavailable", err)
+					}
+					return
+				}
+			}
+		}()
+	}
+	e.Close()
+	wg.Wait()
+	if _, err := h.SignDigest(ctx, d, crypto.SHA256, false); !fault.Is(err, fault.Unavailable) {
+		t.Fatalf("sign after Close: err = %v, want Unavailable", err)
+	}
+}
+
+func TestParseECPointAcceptsDERAndRawForms(t *testing.T) {
+	k, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	raw, _ := k.PublicKey.Bytes()
+	der, _ := asn1.Marshal(raw)
+	for name, b := range map[string][]byte{"DER OCTET STRING": der, "raw": raw} {
+		pub, err := parseECPoint(elliptic.P384(), b)
+		if err != nil || !pub.Equal(&k.PublicKey) {
+			t.Errorf("%s: got %v, %v", name, pub, err)
+		}
+	}
+	if _, err := parseECPoint(elliptic.P384(), append(der, 0)); err == nil {
+		t.Error("trailing data accepted")
+	}
+	if _, err := parseECPoint(elliptic.P256(), raw); err == nil {
+		t.Error("P-384 point accepted as P-256")
 	}
 }
