@@ -142,3 +142,19 @@ func (s Spec) String() string {
 	}
 	return string(s.Type)
 }
+
+// Preloaded presents h under the id it has in [preloaded_keys], marked
+// read-only, whatever label it carries in its store.
+func Preloaded(id string, h Handle) Handle { return preloadedHandle{Handle: h, id: id} }
+
+type preloadedHandle struct {
+	Handle
+	id string
+}
+
+func (p preloadedHandle) Info() Info {
+	info := p.Handle.Info()
+	info.ID = p.id
+	info.Preloaded = true
+	return info
+}

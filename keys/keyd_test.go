@@ -737,7 +737,7 @@ func TestKeydPreloadedPKCS11Keys(t *testing.T) {
 		t.Fatal(err)
 	}
 	props, err := key.Properties(ctx)
-	if err != nil || !props.Preloaded || props.Type != "ec-p256" || strings.Contains(props.Location, "pin") {
+	if err != nil || !props.Preloaded || props.ID != "factory" || props.Type != "ec-p256" || strings.Contains(props.Location, "pin") {
 		t.Fatalf("preloaded key properties = %+v, %v", props, err)
 	}
 	sig, err := key.Sign(ctx, keys.MechECDSASHA256, []byte("factory data"))

@@ -137,8 +137,8 @@ func (s *Service) CreateKey(ctx context.Context, id string, usage Usage, value [
 	}
 	switch usage {
 	case UsageSign:
-		if value != nil && (len(value) < 16 || len(value) > 128) {
-			return Info{}, false, fault.New(fault.InvalidArgs, "a sign key value must be 16..128 bytes, got %d", len(value))
+		if value != nil && (len(value) < 32 || len(value) > 128) {
+			return Info{}, false, fault.New(fault.InvalidArgs, "a sign key value must be 32..128 bytes (HMAC-SHA256 keys shorter than the hash are refused by tokens), got %d", len(value))
 		}
 	case UsageEncrypt:
 		if value != nil && len(value) != 32 {

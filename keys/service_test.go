@@ -259,7 +259,7 @@ func TestCreateIsIdempotentAndRefusesADifferentValue(t *testing.T) {
 	if _, _, err := s.CreateKey(ctx, "k", UsageSign, nil); err != nil {
 		t.Fatalf("create-if-missing without value: %v", err)
 	}
-	if _, _, err := s.CreateKey(ctx, "k", UsageSign, []byte("another value of sixteen+")); !fault.Is(err, fault.AlreadyExists) {
+	if _, _, err := s.CreateKey(ctx, "k", UsageSign, []byte("another value of thirty-two bytes!!")); !fault.Is(err, fault.AlreadyExists) {
 		t.Fatalf("different value = %v, want AlreadyExists", err)
 	}
 	if _, _, err := s.CreateKey(ctx, "k", UsageEncrypt, nil); !fault.Is(err, fault.AlreadyExists) {

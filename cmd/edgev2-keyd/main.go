@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -29,7 +30,14 @@ const (
 func main() {
 	configPath := flag.String("config", "/etc/edgev2/keyd.toml", "configuration `file`")
 	logLevel := flag.String("log-level", "info", "log level: debug, info, warn, error")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to `file` until exit (for benchmarks)")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer pprof.StopCPUProfile()
+		}
+	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -37,7 +45,9 @@ func main() {
 		os.Exit(exitConfig)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	os.Exit(run(*configPath, log))
+	code := run(*configPath, log)
+	pprof.StopCPUProfile()
+	os.Exit(code)
 }
 
 func run(configPath string, log *slog.Logger) int {
@@ -134,7 +144,7 @@ func openService(ctx context.Context, cfg *keys.Config, configPath string, log *
 			failed[id] = err
 			continue
 		}
-		preloaded[id] = h
+		preloaded[id] = keys.Preloaded(id, h)
 	}
 	svc := keys.NewService(engine, preloaded, log)
 	for id, err := range failed {

@@ -150,8 +150,12 @@ func bench(p *testenv.Program) error {
 		cfgPath := filepath.Join(dir, engine+".toml")
 		os.WriteFile(cfgPath, []byte(cfg), 0o600)
 		os.Chown(cfgPath, uid, gid)
+		args := []string{"--config", cfgPath, "--log-level", "warn"}
+		if d := os.Getenv("EDGEV2_BENCH_PROFILE"); d != "" {
+			args = append(args, "--cpuprofile", filepath.Join(d, "keyd-"+engine+".pprof"))
+		}
 		svc := testenv.StartService(p, b, testenv.ServiceOptions{
-			Binary: keyd, Args: []string{"--config", cfgPath, "--log-level", "warn"},
+			Binary: keyd, Args: args,
 			User: testenv.ServiceUser, Env: env, BusName: keys.BusName,
 		})
 		time.Sleep(500 * time.Millisecond)
@@ -313,14 +317,14 @@ func rawSoftHSM(tok *testenv.SoftHSMToken, mech string, c int) float64 {
 	var m *pkcs11.Mechanism
 	if mech == keys.MechHMACSHA256 {
 		key, err = rawCtx.GenerateKey(sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_GENERIC_SECRET_KEY_GEN, nil)},
-			[]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false), pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
-				pkcs11.NewAttribute(pkcs11.CKA_SIGN, true), pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET)})
+			append(tokenKey("bench-raw-hmac"), pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+				pkcs11.NewAttribute(pkcs11.CKA_SIGN, true), pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET)))
 		m = pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)
 	} else {
 		params, _ := asn1P256()
 		_, key, err = rawCtx.GenerateKeyPair(sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_EC_KEY_PAIR_GEN, nil)},
-			[]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false), pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, params), pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true)},
-			[]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false), pkcs11.NewAttribute(pkcs11.CKA_SIGN, true)})
+			[]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, params), pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true)},
+			append(tokenKey("bench-raw-ec"), pkcs11.NewAttribute(pkcs11.CKA_SIGN, true)))
 		m = pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil)
 	}
 	if err != nil {
@@ -330,7 +334,7 @@ func rawSoftHSM(tok *testenv.SoftHSMToken, mech string, c int) float64 {
 	data := []byte("benchmark payload: a SAS token string to sign")
 	sessions := make(chan pkcs11.SessionHandle, c)
 	for i := 0; i < c; i++ {
-		s, err := rawCtx.OpenSession(rawSlot, pkcs11.CKF_SERIAL_SESSION)
+		s, err := rawCtx.OpenSession(rawSlot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
 		if err != nil {
 			return 0
 		}
@@ -356,6 +360,16 @@ func rawSoftHSM(tok *testenv.SoftHSMToken, mech string, c int) float64 {
 		_, err := rawCtx.Sign(s, in)
 		return err
 	})
+}
+
+// tokenKey is the template keyd uses: a persistent, private, sensitive,
+// non-extractable token object, so the raw figure is the same work.
+func tokenKey(label string) []*pkcs11.Attribute {
+	return []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true), pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+	}
 }
 
 // asn1P256 is the DER OID of prime256v1 for CKA_EC_PARAMS.
