@@ -8,7 +8,7 @@ CMDS := edgev2-keyd
 DEB_PACKAGES := dbus dbus-daemon polkitd systemd libglib2.0-bin softhsm2 opensc openssl \
 	ca-certificates gcc libc6-dev
 
-.PHONY: all build test bench demo deps vet fmt-check fuzz clean
+.PHONY: all build test bench demo demo-shell deps vet fmt-check fuzz clean
 
 all: build
 
@@ -55,3 +55,7 @@ demo:
 
 clean:
 	rm -rf $(BIN)
+
+# demo-shell: the demo, then keep keyd running for the README tour.
+demo-shell:
+	$(GO) run ./internal/demo -shell

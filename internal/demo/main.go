@@ -7,17 +7,22 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
 	"github.com/edgev2/edgev2/keys/client"
 )
+
+var shell = flag.Bool("shell", false, "after the steps, keep the bus and keyd running and print how to reach them, until Ctrl-C")
 
 type step struct {
 	name string
@@ -26,6 +31,7 @@ type step struct {
 }
 
 func main() {
+	flag.Parse()
 	p := &testenv.Program{Name: "demo"}
 	p.Run(func() error { return demo(p) })
 }
@@ -199,5 +205,11 @@ func demo(p *testenv.Program) error {
 	}
 	fmt.Printf("\nsummary: %d steps passed in %s; everything started here is stopped and removed on exit.\n", len(steps), total.Round(time.Millisecond))
 	fmt.Println("Certificates (EST), Identity (DPS) and the Module runtime join this flow as their services land.")
+	if *shell {
+		fmt.Printf("\nkeyd keeps running. In another shell, as root:\n\n  export DBUS_SYSTEM_BUS_ADDRESS=%s\n\nthen try the tour in README.md. Ctrl-C stops everything.\n", addr)
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+	}
 	return nil
 }
