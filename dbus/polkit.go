@@ -221,10 +221,11 @@ func (a *Authorizer) uid(sender string) (uint32, *godbus.Error) {
 	if ok {
 		return uid, nil
 	}
-	err := a.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, sender).Store(&uid)
+	creds, err := CallerCredentials(a.conn, sender)
 	if err != nil {
-		return 0, NewError(ErrNotAuthorized, fmt.Sprintf("cannot identify caller %s: %v", sender, err))
+		return 0, NewError(ErrNotAuthorized, fmt.Sprintf("cannot identify caller %s", sender))
 	}
+	uid = creds.UID
 	a.mu.Lock()
 	a.uids[sender] = uid
 	a.mu.Unlock()

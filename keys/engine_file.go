@@ -49,6 +49,12 @@ func OpenFileEngine(dir string) (*FileEngine, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create key directory %s: %w", dir, err)
 	}
+	// Temporary files are what a crash mid-write leaves; the key they were
+	// for was never acknowledged, so they go.
+	stale, _ := filepath.Glob(filepath.Join(dir, ".tmp-*"))
+	for _, f := range stale {
+		os.Remove(f)
+	}
 	return &FileEngine{dir: dir}, nil
 }
 

@@ -788,3 +788,15 @@ func startKeydWithToken(t *testing.T, tok *testenv.SoftHSMToken, extra string) *
 	k.keys = client.New(k.conn)
 	return k
 }
+
+func TestKeydSecondInstanceRefusesToStartAndFirstKeepsServing(t *testing.T) {
+	k := startKeyd(t, "file", "")
+	_, errOut, code := testenv.RunAs(t, testenv.ServiceUser, append([]string{"DBUS_SYSTEM_BUS_ADDRESS=" + k.bus.Address}, k.env...),
+		k.opts.Binary, k.opts.Args...)
+	if code == 0 || !strings.Contains(errOut, "already owned") {
+		t.Fatalf("second keyd: exit %d, %s; want a failure saying the name is already owned", code, errOut)
+	}
+	if _, err := k.keys.CreateKey(ctxT(t), "still-serving", "sign", nil); err != nil {
+		t.Fatalf("first keyd after the second one failed: %v", err)
+	}
+}
