@@ -800,3 +800,15 @@ func TestKeydSecondInstanceRefusesToStartAndFirstKeepsServing(t *testing.T) {
 		t.Fatalf("first keyd after the second one failed: %v", err)
 	}
 }
+
+func TestKeydExitsCleanlyOnSIGTERMAndFailsWhenTheBusIsLost(t *testing.T) {
+	k := startKeyd(t, "file", "")
+	if code := k.svc.Stop(t); code != 0 {
+		t.Fatalf("exit code after SIGTERM = %d, want 0", code)
+	}
+	k.svc.Restart(t)
+	k.bus.Kill(t)
+	if code := k.svc.WaitExit(t, 20*time.Second); code != 1 {
+		t.Fatalf("exit code after losing the bus = %d, want 1 (so systemd restarts it)", code)
+	}
+}

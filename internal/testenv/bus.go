@@ -245,3 +245,9 @@ func copyFile(t TB, src, dst string, mode os.FileMode) {
 		t.Fatalf("write %s: %v", dst, err)
 	}
 }
+
+// Kill stops the bus daemon at once, as a crash of the system bus would.
+func (b *Bus) Kill(t TB) {
+	t.Helper()
+	b.proc.kill()
+}

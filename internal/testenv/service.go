@@ -331,3 +331,18 @@ func logIfFailed(t TB, part string, out *capBuffer) {
 		t.Logf("%s output:\n%s", part, s)
 	}
 }
+
+// WaitExit waits up to timeout for the service to exit by itself and
+// returns its exit code (-1 for death by a signal); it fails the test if
+// the service is still running then.
+func (s *Service) WaitExit(t TB, timeout time.Duration) int {
+	t.Helper()
+	p := s.current()
+	select {
+	case <-p.done:
+		return p.exitCode()
+	case <-time.After(timeout):
+		t.Fatalf("%s still running after %v; output:\n%s", s.opt.Binary, timeout, p.out)
+		return 0
+	}
+}
