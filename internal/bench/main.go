@@ -114,6 +114,28 @@ type row struct {
 	ops     float64
 	limit   float64
 	limitOf string
+	cpu     *cpuSplit // where the CPU went, per operation
+}
+
+// cpuSplit is CPU time per operation, in microseconds, of each process on
+// the path of a call.
+type cpuSplit struct{ client, bus, keyd float64 }
+
+// cpuTime is a process's user+system CPU time from /proc/<pid>/stat.
+func cpuTime(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(fields) < 13 {
+		return 0
+	}
+	var ut, st int64
+	fmt.Sscan(fields[11], &ut)
+	fmt.Sscan(fields[12], &st)
+	return time.Duration(ut+st) * (time.Second / 100) // USER_HZ
 }
 
 func bench(p *testenv.Program) error {
@@ -168,7 +190,9 @@ func bench(p *testenv.Program) error {
 		if _, err := kc.CreateKeyPair(ctx, "bench-ec", "ec-p256"); err != nil {
 			return err
 		}
+		var lastCPU *cpuSplit
 		load := func(op, key, mech string, c int) (float64, error) {
+			busCPU0, keydCPU0 := cpuTime(b.Pid()), cpuTime(svc.Pid())
 			args := []string{"-client", "-address", b.Address, "-op", op, "-key", key, "-mech", mech,
 				"-c", fmt.Sprint(c), "-d", duration.String()}
 			cmd := exec.Command(self, args...)
@@ -181,6 +205,9 @@ func bench(p *testenv.Program) error {
 			if r.Errors > 0 || r.Err != "" {
 				return 0, fmt.Errorf("load client %s %s: %d errors, first: %s", op, key, r.Errors, r.Err)
 			}
+			perOp := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(r.Ops) }
+			clientCPU := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+			lastCPU = &cpuSplit{client: perOp(clientCPU), bus: perOp(cpuTime(b.Pid()) - busCPU0), keyd: perOp(cpuTime(svc.Pid()) - keydCPU0)}
 			return float64(r.Ops) / r.Secs, nil
 		}
 		for _, c := range []int{1, 8} {
@@ -189,7 +216,7 @@ func bench(p *testenv.Program) error {
 				return err
 			}
 			if phase == 0 {
-				rows = append(rows, row{figure: "raw D-Bus round trip (Peer.Ping to keyd)", clients: c, ops: rt})
+				rows = append(rows, row{figure: "raw D-Bus round trip (Peer.Ping to keyd)", clients: c, ops: rt, cpu: lastCPU})
 			}
 			for _, m := range []struct{ key, mech string }{{"bench-hmac", keys.MechHMACSHA256}, {"bench-ec", keys.MechECDSASHA256}} {
 				s, err := load("sign", m.key, m.mech, c)
@@ -206,7 +233,7 @@ func bench(p *testenv.Program) error {
 				if raw < limit {
 					limit, limitOf = raw, "raw engine op"
 				}
-				rows = append(rows, row{figure: fmt.Sprintf("Sign %s, %s engine", m.mech, engine), clients: c, ops: s, limit: limit, limitOf: limitOf})
+				rows = append(rows, row{figure: fmt.Sprintf("Sign %s, %s engine", m.mech, engine), clients: c, ops: s, limit: limit, limitOf: limitOf, cpu: lastCPU})
 				rows = append(rows, row{figure: fmt.Sprintf("  raw %s %s (limit)", map[string]string{"file": "in-process Go", "pkcs11": "SoftHSM C_Sign"}[engine], m.mech), clients: c, ops: raw})
 			}
 			if phase == 0 {
@@ -237,6 +264,12 @@ func bench(p *testenv.Program) error {
 	for _, r := range rows {
 		if strings.HasPrefix(r.figure, "Sign") && r.clients == 8 {
 			fmt.Printf("%-46s  Sign / raw round trip at 8 clients = %.2f (target >= 0.90)\n", r.figure, r.ops/rt8)
+		}
+	}
+	fmt.Printf("\nCPU per operation (µs): where a call's cost goes\n%-46s %7s %8s %8s %8s\n", "figure", "clients", "client", "bus", "keyd")
+	for _, r := range rows {
+		if r.cpu != nil {
+			fmt.Printf("%-46s %7d %8.1f %8.1f %8.1f\n", r.figure, r.clients, r.cpu.client, r.cpu.bus, r.cpu.keyd)
 		}
 	}
 	fmt.Printf("\nkeyd RSS: file engine %.1f MB idle, %.1f MB after; pkcs11 engine %.1f MB idle, %.1f MB after (target idle <= 15 MB)\n",

@@ -251,3 +251,6 @@ func (b *Bus) Kill(t TB) {
 	t.Helper()
 	b.proc.kill()
 }
+
+// Pid is the bus daemon's process id (for benchmarks that account CPU).
+func (b *Bus) Pid() int { return b.proc.cmd.Process.Pid }
