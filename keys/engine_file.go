@@ -178,7 +178,7 @@ func decodeKeyFile(data []byte, path string, preloaded bool) (id string, h Handl
 	case pemSymmetric:
 		secret = block.Bytes
 		spec = Spec{Type: Symmetric, Usage: Usage(block.Headers[hdrUsage])}
-		if spec.Usage != UsageSign && spec.Usage != UsageEncrypt {
+		if spec.Usage != UsageSign && spec.Usage != UsageEncrypt && spec.Usage != UsageDerive {
 			return "", nil, fmt.Errorf("%s: unknown usage %q", path, spec.Usage)
 		}
 	case "PRIVATE KEY":
@@ -336,7 +336,7 @@ func (h *fileHandle) Info() Info { return h.info }
 
 func (h *fileHandle) HMACSHA256(ctx context.Context, data []byte) ([]byte, error) {
 	k, ok := h.secret.([]byte)
-	if !ok || h.info.Usage != UsageSign {
+	if !ok || h.info.Usage == UsageEncrypt {
 		return nil, misuse(h.info, "HMAC-SHA256")
 	}
 	m := hmac.New(sha256.New, k)

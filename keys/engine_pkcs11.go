@@ -712,8 +712,10 @@ func (e *PKCS11Engine) Generate(ctx context.Context, id string, spec Spec) (Hand
 // symmetric usage. An empty usage means a sign (HMAC) key.
 func symmetricTemplate(id string, usage Usage) (uint, []*pkcs11.Attribute, error) {
 	switch usage {
-	case UsageSign, "":
+	case UsageSign, "", UsageDerive:
+		// CKA_DERIVE marks master keys, so Open can tell them from sign keys.
 		return pkcs11.CKK_GENERIC_SECRET, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_DERIVE, usage == UsageDerive),
 			pkcs11.NewAttribute(pkcs11.CKA_SIGN, true), pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
 			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false), pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
 			pkcs11.NewAttribute(pkcs11.CKA_WRAP, false), pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
@@ -725,7 +727,7 @@ func symmetricTemplate(id string, usage Usage) (uint, []*pkcs11.Attribute, error
 			pkcs11.NewAttribute(pkcs11.CKA_WRAP, false), pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
 		}, nil
 	}
-	return 0, nil, fault.New(fault.InvalidArgs, "key %q: unknown symmetric key usage %q (want sign or encrypt)", id, usage)
+	return 0, nil, fault.New(fault.InvalidArgs, "key %q: unknown symmetric key usage %q (want sign, encrypt or derive)", id, usage)
 }
 
 func checkFree(ctx *pkcs11.Ctx, h pkcs11.SessionHandle, id string) error {
@@ -848,6 +850,9 @@ func describeKey(ctx *pkcs11.Ctx, h pkcs11.SessionHandle, obj pkcs11.ObjectHandl
 		switch ktype {
 		case pkcs11.CKK_GENERIC_SECRET:
 			info.Usage = UsageSign
+			if d, err := ctx.GetAttributeValue(h, obj, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_DERIVE, nil)}); err == nil && len(d) == 1 && len(d[0].Value) == 1 && d[0].Value[0] == 1 {
+				info.Usage = UsageDerive
+			}
 		case pkcs11.CKK_AES:
 			info.Usage = UsageEncrypt
 		default:

@@ -51,8 +51,13 @@ func (t Type) RSABits() int {
 type Usage string
 
 const (
-	UsageSign    Usage = "sign"    // HMAC-SHA256; also the master key for derived keys
+	UsageSign    Usage = "sign"    // HMAC-SHA256 (Sign, Verify)
 	UsageEncrypt Usage = "encrypt" // AES-256-GCM
+	// UsageDerive is a master key: it only makes derived keys (SignDerived,
+	// ExportDerived). It refuses plain Sign, or a caller allowed only
+	// org.edgev2.keys.use could compute HMAC(master, d) — the derived key that
+	// org.edgev2.keys.export guards.
+	UsageDerive Usage = "derive"
 )
 
 // Spec says what kind of key to make.

@@ -204,11 +204,21 @@ func testSignaturesVerifyWithOpenSSL(t *testing.T, k *keyd) {
 func testSymmetricKeys(t *testing.T, k *keyd) {
 	ctx := ctxT(t)
 	master := []byte("device-master-key-0123456789abcdef")
-	mk, err := k.keys.CreateKey(ctx, "master", "sign", master)
+	mk, err := k.keys.CreateKey(ctx, "master", "derive", master)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig, err := mk.Sign(ctx, keys.MechHMACSHA256, []byte("sr=hub&se=1"))
+	sk, err := k.keys.CreateKey(ctx, "device-sas", "sign", master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mk.Sign(ctx, keys.MechHMACSHA256, []byte("x")); !fault.Is(err, fault.InvalidArgs) {
+		t.Fatalf("plain Sign with a derive (master) key = %v; want InvalidArgs (it would reveal derived keys)", err)
+	}
+	if _, err := sk.ExportDerived(ctx, []byte("x")); !fault.Is(err, fault.InvalidArgs) {
+		t.Fatalf("ExportDerived from a sign key = %v; want InvalidArgs", err)
+	}
+	sig, err := sk.Sign(ctx, keys.MechHMACSHA256, []byte("sr=hub&se=1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +234,7 @@ func testSymmetricKeys(t *testing.T, k *keyd) {
 	if err != nil || fmt.Sprintf("%x", dsig) != opensslHMAC(t, derived, []byte("payload")) {
 		t.Fatalf("SignDerived = %x, %v", dsig, err)
 	}
-	if ok, err := mk.Verify(ctx, keys.MechHMACSHA256, []byte("sr=hub&se=1"), sig); err != nil || !ok {
+	if ok, err := sk.Verify(ctx, keys.MechHMACSHA256, []byte("sr=hub&se=1"), sig); err != nil || !ok {
 		t.Fatalf("Verify HMAC = %v, %v", ok, err)
 	}
 	// Generated keys too, and AES-256-GCM with and without a caller iv.
@@ -522,12 +532,15 @@ func testRuleGrantsOneKey(t *testing.T, k *keyd) {
 			t.Fatal(err)
 		}
 	}
+	if _, err := k.keys.CreateKey(ctx, "granted-master-"+k.engine, "derive", nil); err != nil {
+		t.Fatal(err)
+	}
 	k.polkit.AddRule(t, "keys-"+k.engine, fmt.Sprintf(`polkit.addRule(function(action, subject) {
   if (action.id == "org.edgev2.keys.use" && subject.user == %q &&
-      action.lookup("key_id") == %q) {
+      (action.lookup("key_id") == %q || action.lookup("key_id") == %q)) {
     return polkit.Result.YES;
   }
-});`, testenv.OtherUser, "granted-"+k.engine))
+});`, testenv.OtherUser, "granted-"+k.engine, "granted-master-"+k.engine))
 	sign := func(id string) (string, int) {
 		out, errOut, code := k.gdbusAs(t, testenv.OtherUser, bus.ChildPath(keys.ObjectPath, "keys", id),
 			keys.KeyInterface+".Sign", "hmac-sha256", "[byte 0x01, 0x02]", "{}")
@@ -539,7 +552,7 @@ func testRuleGrantsOneKey(t *testing.T, k *keyd) {
 	if out, code := sign("other-" + k.engine); code == 0 || !strings.Contains(out, bus.ErrNotAuthorized) {
 		t.Fatalf("Sign on another key as %s: exit %d: %s; want NotAuthorized", testenv.OtherUser, code, out)
 	}
-	_, errOut, code := k.gdbusAs(t, testenv.OtherUser, bus.ChildPath(keys.ObjectPath, "keys", "granted-"+k.engine),
+	_, errOut, code := k.gdbusAs(t, testenv.OtherUser, bus.ChildPath(keys.ObjectPath, "keys", "granted-master-"+k.engine),
 		keys.KeyInterface+".ExportDerived", "[byte 0x01]")
 	if code == 0 || !strings.Contains(errOut, bus.ErrNotAuthorized) {
 		t.Fatalf("ExportDerived (a separate action) on the granted key: exit %d: %s; want NotAuthorized", code, errOut)

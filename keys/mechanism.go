@@ -26,6 +26,8 @@ func Mechanisms(info Info) []string {
 	switch {
 	case info.Type == Symmetric && info.Usage == UsageEncrypt:
 		return []string{MechAES256GCM}
+	case info.Type == Symmetric && info.Usage == UsageDerive:
+		return []string{} // SignDerived and ExportDerived only
 	case info.Type == Symmetric:
 		return []string{MechHMACSHA256}
 	case info.Type.IsEC():

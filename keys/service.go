@@ -136,7 +136,7 @@ func (s *Service) CreateKey(ctx context.Context, id string, usage Usage, value [
 		return Info{}, false, err
 	}
 	switch usage {
-	case UsageSign:
+	case UsageSign, UsageDerive:
 		if value != nil && (len(value) < 32 || len(value) > 128) {
 			return Info{}, false, fault.New(fault.InvalidArgs, "a sign key value must be 32..128 bytes (HMAC-SHA256 keys shorter than the hash are refused by tokens), got %d", len(value))
 		}
@@ -145,7 +145,7 @@ func (s *Service) CreateKey(ctx context.Context, id string, usage Usage, value [
 			return Info{}, false, fault.New(fault.InvalidArgs, "an encrypt (AES-256) key value must be 32 bytes, got %d", len(value))
 		}
 	default:
-		return Info{}, false, fault.New(fault.InvalidArgs, "unknown key usage %q (want \"sign\" or \"encrypt\")", usage)
+		return Info{}, false, fault.New(fault.InvalidArgs, "unknown key usage %q (want \"sign\", \"encrypt\" or \"derive\")", usage)
 	}
 	spec := Spec{Type: Symmetric, Usage: usage}
 	s.create.Lock()
@@ -183,7 +183,7 @@ func (s *Service) existing(ctx context.Context, h Handle, spec Spec, value []byt
 	probe := []byte("edgev2 key comparison probe")
 	var stored, want []byte
 	var err error
-	if spec.Usage == UsageSign {
+	if spec.Usage != UsageEncrypt {
 		stored, err = h.HMACSHA256(ctx, probe)
 		m := hmac.New(sha256.New, value)
 		m.Write(probe)
@@ -482,8 +482,8 @@ func (s *Service) ExportDerived(ctx context.Context, id string, derivation []byt
 		return nil, err
 	}
 	info := h.Info()
-	if info.Type != Symmetric || info.Usage != UsageSign {
-		return nil, fault.New(fault.InvalidArgs, "key %q of type %s cannot derive keys; a master key is a symmetric sign key", id, describe(info))
+	if info.Type != Symmetric || info.Usage != UsageDerive {
+		return nil, fault.New(fault.InvalidArgs, "key %q of type %s cannot derive keys; a master key is a symmetric key created with usage \"derive\"", id, describe(info))
 	}
 	return h.HMACSHA256(ctx, derivation)
 }

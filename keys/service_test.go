@@ -91,11 +91,14 @@ func TestHMACAndDerivedKeysMatchReferenceHMAC(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newFileService(t)
 	master := []byte("0123456789abcdef0123456789abcdef")
-	if _, _, err := s.CreateKey(ctx, "master", UsageSign, master); err != nil {
+	if _, _, err := s.CreateKey(ctx, "master", UsageDerive, master); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.CreateKey(ctx, "signer", UsageSign, master); err != nil {
 		t.Fatal(err)
 	}
 	mac := func(k, d []byte) []byte { m := hmac.New(sha256.New, k); m.Write(d); return m.Sum(nil) }
-	got, err := s.Sign(ctx, "master", MechHMACSHA256, []byte("x"))
+	got, err := s.Sign(ctx, "signer", MechHMACSHA256, []byte("x"))
 	if err != nil || !hmac.Equal(got, mac(master, []byte("x"))) {
 		t.Fatalf("HMAC = %x, %v", got, err)
 	}
@@ -159,6 +162,7 @@ func TestMisfitsAndBadInputAreInvalidArgs(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newFileService(t)
 	s.CreateKey(ctx, "hmac", UsageSign, nil)
+	s.CreateKey(ctx, "master", UsageDerive, nil)
 	s.CreateKey(ctx, "aes", UsageEncrypt, nil)
 	s.CreateKeyPair(ctx, "ec", "ec-p256")
 	tests := []struct {
@@ -182,7 +186,9 @@ func TestMisfitsAndBadInputAreInvalidArgs(t *testing.T) {
 			return err
 		}},
 		{"derive from ec key", func() error { _, err := s.ExportDerived(ctx, "ec", []byte("d")); return err }},
-		{"derive with ecdsa", func() error { _, err := s.SignDerived(ctx, "hmac", nil, MechECDSA, nil); return err }},
+		{"derive from a sign key", func() error { _, err := s.ExportDerived(ctx, "hmac", []byte("d")); return err }},
+		{"plain Sign with a master key", func() error { _, err := s.Sign(ctx, "master", MechHMACSHA256, []byte("d")); return err }},
+		{"derive with ecdsa", func() error { _, err := s.SignDerived(ctx, "master", nil, MechECDSA, nil); return err }},
 		{"unknown usage", func() error { _, _, err := s.CreateKey(ctx, "u", Usage("wrap"), nil); return err }},
 		{"short sign value", func() error { _, _, err := s.CreateKey(ctx, "v", UsageSign, []byte("short")); return err }},
 		{"aes value of 16 bytes", func() error { _, _, err := s.CreateKey(ctx, "v", UsageEncrypt, make([]byte, 16)); return err }},

@@ -160,7 +160,10 @@ func demo(p *testenv.Program) error {
 	}
 	if err := run("import the DPS symmetric key; derive a module SAS key", func() (string, error) {
 		sas := sha256.Sum256([]byte("demo group enrollment key"))
-		master, err := kc.CreateKey(ctx, "device-sas", "sign", sas[:])
+		if _, err := kc.CreateKey(ctx, "device-sas", "sign", sas[:]); err != nil {
+			return "", err
+		}
+		master, err := kc.CreateKey(ctx, "module-master", "derive", nil)
 		if err != nil {
 			return "", err
 		}
