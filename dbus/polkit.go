@@ -19,6 +19,10 @@ const (
 
 	polkitAllowUserInteraction = 1
 
+	// maxDecisionsPerSender bounds one caller's cache: a caller probing many
+	// ids cannot grow the daemon's memory without limit.
+	maxDecisionsPerSender = 512
+
 	// decisionTTL bounds how long a cached decision lives even when no
 	// signal drops it (a lost signal must not grant access forever).
 	decisionTTL = 5 * time.Minute
@@ -34,12 +38,13 @@ type Authorizer struct {
 	log  *slog.Logger
 	now  func() time.Time
 
-	mu        sync.Mutex
-	gen       uint64                         // bumped on every invalidation
-	decisions map[string]map[string]decision // sender → key → decision
-	uids      map[string]uint32              // sender → unix uid
-	hits      uint64
-	misses    uint64
+	mu          sync.Mutex
+	polkitOwner string                         // unique name of polkitd; only it may say Changed
+	gen         uint64                         // bumped on every invalidation
+	decisions   map[string]map[string]decision // sender → key → decision
+	uids        map[string]uint32              // sender → unix uid
+	hits        uint64
+	misses      uint64
 }
 
 type decision struct {
@@ -58,6 +63,7 @@ func NewAuthorizer(ctx context.Context, conn *godbus.Conn, log *slog.Logger) (*A
 		uids:      map[string]uint32{},
 	}
 	if err := conn.AddMatchSignal(
+		godbus.WithMatchSender("org.freedesktop.DBus"),
 		godbus.WithMatchInterface("org.freedesktop.DBus"),
 		godbus.WithMatchMember("NameOwnerChanged"),
 		godbus.WithMatchObjectPath("/org/freedesktop/DBus"),
@@ -65,11 +71,18 @@ func NewAuthorizer(ctx context.Context, conn *godbus.Conn, log *slog.Logger) (*A
 		return nil, fmt.Errorf("watch NameOwnerChanged: %w", err)
 	}
 	if err := conn.AddMatchSignal(
+		godbus.WithMatchSender(polkitName),
 		godbus.WithMatchInterface(polkitInterface),
 		godbus.WithMatchMember("Changed"),
 		godbus.WithMatchObjectPath(polkitPath),
 	); err != nil {
 		return nil, fmt.Errorf("watch polkit Changed: %w", err)
+	}
+	// Signals sent straight to us bypass match rules, so the handler checks
+	// who sent each one: anyone could otherwise flush the cache at will.
+	var owner string
+	if conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, polkitName).Store(&owner) == nil {
+		a.polkitOwner = owner
 	}
 	ch := make(chan *godbus.Signal, 256)
 	conn.Signal(ch)
@@ -93,16 +106,25 @@ func NewAuthorizer(ctx context.Context, conn *godbus.Conn, log *slog.Logger) (*A
 func (a *Authorizer) handleSignal(sig *godbus.Signal) {
 	switch sig.Name {
 	case polkitInterface + ".Changed":
+		a.mu.Lock()
+		fromPolkit := sig.Sender != "" && sig.Sender == a.polkitOwner
+		a.mu.Unlock()
+		if !fromPolkit {
+			return
+		}
 		a.log.Info("polkit rules changed; dropping cached authorizations")
 		a.invalidateAll()
 	case "org.freedesktop.DBus.NameOwnerChanged":
-		if len(sig.Body) != 3 {
+		if len(sig.Body) != 3 || sig.Sender != "org.freedesktop.DBus" {
 			return
 		}
 		name, _ := sig.Body[0].(string)
 		newOwner, _ := sig.Body[2].(string)
 		switch {
 		case name == polkitName:
+			a.mu.Lock()
+			a.polkitOwner = newOwner
+			a.mu.Unlock()
 			a.invalidateAll()
 		case strings.HasPrefix(name, ":") && newOwner == "":
 			a.mu.Lock()
@@ -187,7 +209,7 @@ func (a *Authorizer) Authorize(ctx context.Context, call Call, action string, de
 	a.mu.Lock()
 	if a.gen == gen { // no invalidation raced with this check
 		m := a.decisions[call.Sender]
-		if m == nil {
+		if m == nil || len(m) >= maxDecisionsPerSender {
 			m = map[string]decision{}
 			a.decisions[call.Sender] = m
 		}
@@ -217,6 +239,7 @@ func denial(allowed bool, action string, details map[string]string) *godbus.Erro
 func (a *Authorizer) uid(sender string) (uint32, *godbus.Error) {
 	a.mu.Lock()
 	uid, ok := a.uids[sender]
+	gen := a.gen
 	a.mu.Unlock()
 	if ok {
 		return uid, nil
@@ -227,7 +250,9 @@ func (a *Authorizer) uid(sender string) (uint32, *godbus.Error) {
 	}
 	uid = creds.UID
 	a.mu.Lock()
-	a.uids[sender] = uid
+	if a.gen == gen { // the sender did not leave while we asked
+		a.uids[sender] = uid
+	}
 	a.mu.Unlock()
 	return uid, nil
 }
@@ -269,4 +294,15 @@ func (a *Authorizer) CachedSenders() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return len(a.decisions)
+}
+
+// CachedDecisions is how many decisions are cached in all (for tests and stats).
+func (a *Authorizer) CachedDecisions() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, m := range a.decisions {
+		n += len(m)
+	}
+	return n
 }

@@ -2,6 +2,7 @@ package dbus_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os/exec"
@@ -73,6 +74,33 @@ func TestAuthorizerCachesAndDropsOnPolkitChangedAndCallerExit(t *testing.T) {
 	}
 	if hits, misses := auth.CacheStats(); hits != 1 || misses != 1 {
 		t.Fatalf("cache hits/misses = %d/%d, want 1/1 (second check served from cache)", hits, misses)
+	}
+	// A forged Changed sent straight to the service (match rules do not
+	// filter unicast signals) must not flush the cache.
+	forger := b.Conn(t)
+	forged := &godbus.Message{Type: godbus.TypeSignal, Headers: map[godbus.HeaderField]godbus.Variant{
+		godbus.FieldPath:        godbus.MakeVariant(godbus.ObjectPath("/org/freedesktop/PolicyKit1/Authority")),
+		godbus.FieldInterface:   godbus.MakeVariant("org.freedesktop.PolicyKit1.Authority"),
+		godbus.FieldMember:      godbus.MakeVariant("Changed"),
+		godbus.FieldDestination: godbus.MakeVariant(conn.Names()[0]),
+	}}
+	if call := forger.Send(forged, nil); call.Err != nil {
+		t.Fatal(call.Err)
+	}
+	if err := forger.Emit("/org/freedesktop/PolicyKit1/Authority", "org.freedesktop.PolicyKit1.Authority.Changed"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	auth.Authorize(ctx, call, "org.edgev2.keys.use", details)
+	if hits, _ := auth.CacheStats(); hits != 2 {
+		t.Fatalf("cache hits = %d after forged Changed signals, want 2 (the forgery flushed the cache)", hits)
+	}
+	// A caller probing many ids cannot grow the cache without bound.
+	for i := 0; i < 600; i++ {
+		auth.Authorize(ctx, call, "org.edgev2.keys.use", map[string]string{"key_id": fmt.Sprintf("probe-%d", i)})
+	}
+	if n := auth.CachedDecisions(); n > 512 {
+		t.Fatalf("%d cached decisions for one caller; want at most 512", n)
 	}
 	// A new rule makes polkit emit Changed; the cached denial must go.
 	pk.AddRule(t, "authorizer-cache", `polkit.addRule(function(action, subject) {

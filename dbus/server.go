@@ -154,12 +154,37 @@ func (s *Server) resolve(p godbus.ObjectPath) (coll *Collection, id string, ok b
 // ChildID resolves the entity a child-object call is addressed to, or the
 // UnknownObject error every caller of a missing object gets.
 func (s *Server) ChildID(msg godbus.Message) (string, *godbus.Error) {
-	call := CallOf(msg)
-	c, id, ok := s.resolve(call.Path)
-	if !ok || c == nil || !c.Exists(id) {
-		return "", unknownObject(call.Path)
+	id, derr := s.PathID(msg)
+	if derr != nil {
+		return "", derr
+	}
+	if c, _, _ := s.resolve(CallOf(msg).Path); !c.Exists(id) {
+		return "", unknownObject(CallOf(msg).Path)
 	}
 	return id, nil
+}
+
+// PathID is the entity id a child-object path names, without checking that
+// it exists, so adapters can authorize first and not reveal to unauthorized
+// callers which ids exist. Follow it with Exists.
+func (s *Server) PathID(msg godbus.Message) (string, *godbus.Error) {
+	p := CallOf(msg).Path
+	c, id, ok := s.resolve(p)
+	if !ok || c == nil {
+		return "", unknownObject(p)
+	}
+	return id, nil
+}
+
+// Exists reports whether the child object a call addresses exists, or the
+// UnknownObject error.
+func (s *Server) Exists(msg godbus.Message) *godbus.Error {
+	p := CallOf(msg).Path
+	c, id, ok := s.resolve(p)
+	if !ok || c == nil || !c.Exists(id) {
+		return unknownObject(p)
+	}
+	return nil
 }
 
 func unknownObject(p godbus.ObjectPath) *godbus.Error {
@@ -197,6 +222,9 @@ func (s *Server) propsTable() map[string]any {
 			return s.properties(msg, iface)
 		},
 		"Set": func(msg godbus.Message, iface, prop string, _ godbus.Variant) *godbus.Error {
+			if _, derr := s.properties(msg, iface); derr != nil {
+				return derr
+			}
 			return NewError("org.freedesktop.DBus.Error.PropertyReadOnly",
 				fmt.Sprintf("property %s.%s is read-only; state changes go through methods", iface, prop))
 		},
@@ -205,18 +233,24 @@ func (s *Server) propsTable() map[string]any {
 
 func (s *Server) properties(msg godbus.Message, iface string) (map[string]godbus.Variant, *godbus.Error) {
 	call := CallOf(msg)
-	ifs, id, derr := s.ifacesAt(call.Path)
+	// Authorize before looking the object up: whether an id exists is
+	// itself something only readers may learn.
+	c, id, ok := s.resolve(call.Path)
+	if !ok || (c == nil && call.Path != s.root) {
+		return nil, unknownObject(call.Path)
+	}
+	if s.CanRead != nil {
+		if derr := s.CanRead(call, id); derr != nil {
+			return nil, derr
+		}
+	}
+	ifs, _, derr := s.ifacesAt(call.Path)
 	if derr != nil {
 		return nil, derr
 	}
 	for _, i := range ifs {
 		if i.Name != iface {
 			continue
-		}
-		if s.CanRead != nil {
-			if derr := s.CanRead(call, id); derr != nil {
-				return nil, derr
-			}
 		}
 		if i.Properties == nil {
 			return map[string]godbus.Variant{}, nil
@@ -248,6 +282,12 @@ func (s *Server) introspectTable() map[string]any {
 			}
 			for _, c := range s.colls {
 				if string(p) == string(s.root)+"/"+c.Name {
+					// The node lists every id: readers only.
+					if s.CanRead != nil {
+						if derr := s.CanRead(CallOf(msg), ""); derr != nil {
+							return "", derr
+						}
+					}
 					ids, err := c.List()
 					if err != nil {
 						s.log.Error("list children", "collection", c.Name, "err", err)
@@ -257,7 +297,7 @@ func (s *Server) introspectTable() map[string]any {
 					for i, id := range ids {
 						elems[i] = EscapePathElement(id)
 					}
-					return introspect(nil, false, elems), nil
+					return introspectNode(elems), nil
 				}
 			}
 			ifs, _, derr := s.ifacesAt(p)

@@ -97,6 +97,20 @@ const objectManagerXML = `  <interface name="org.freedesktop.DBus.ObjectManager"
   </interface>
 `
 
+// introspectNode renders a bare node that only holds children (it has no
+// properties of its own).
+func introspectNode(children []string) string {
+	var b strings.Builder
+	b.WriteString(introspectHeader)
+	b.WriteString("<node>\n")
+	b.WriteString(standardXML[:strings.Index(standardXML, `  <interface name="org.freedesktop.DBus.Properties">`)])
+	for _, c := range children {
+		fmt.Fprintf(&b, "  <node name=%q/>\n", c)
+	}
+	b.WriteString("</node>\n")
+	return b.String()
+}
+
 // introspect renders a node with the given interface elements and child nodes.
 func introspect(ifaceXML []string, objectManager bool, children []string) string {
 	var b strings.Builder

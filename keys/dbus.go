@@ -278,13 +278,17 @@ func (a *BusAPI) moveKey(msg godbus.Message, from, to string) *godbus.Error {
 	return nil
 }
 
-// child resolves the key a child-object call addresses and authorizes it.
+// child resolves the key a child-object call addresses and authorizes it,
+// before checking it exists so unauthorized callers learn nothing of ids.
 func (a *BusAPI) child(msg godbus.Message, action string) (string, *godbus.Error) {
-	id, e := a.srv.ChildID(msg)
+	id, e := a.srv.PathID(msg)
 	if e != nil {
 		return "", e
 	}
-	return id, a.authorize(bus.CallOf(msg), action, id)
+	if e := a.authorize(bus.CallOf(msg), action, id); e != nil {
+		return "", e
+	}
+	return id, a.srv.Exists(msg)
 }
 
 func (a *BusAPI) sign(msg godbus.Message, mech string, data []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {

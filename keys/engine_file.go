@@ -49,6 +49,9 @@ func OpenFileEngine(dir string) (*FileEngine, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create key directory %s: %w", dir, err)
 	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("restrict key directory %s to 0700: %w", dir, err)
+	}
 	// Temporary files are what a crash mid-write leaves; the key they were
 	// for was never acknowledged, so they go.
 	stale, _ := filepath.Glob(filepath.Join(dir, ".tmp-*"))

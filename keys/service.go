@@ -29,6 +29,7 @@ type Service struct {
 
 	mu      sync.RWMutex
 	handles map[string]Handle // opened engine keys, so Sign does not re-read the store
+	gen     uint64            // bumped by forget, so an Open racing a Delete/Move is not cached
 	// create serialises create/delete/move so "create if missing" is atomic.
 	create sync.Mutex
 }
@@ -65,6 +66,7 @@ func (s *Service) handle(ctx context.Context, id string) (Handle, error) {
 	}
 	s.mu.RLock()
 	h, ok := s.handles[id]
+	gen := s.gen
 	s.mu.RUnlock()
 	if ok {
 		return h, nil
@@ -74,13 +76,16 @@ func (s *Service) handle(ctx context.Context, id string) (Handle, error) {
 		return nil, err
 	}
 	s.mu.Lock()
-	s.handles[id] = h
+	if s.gen == gen { // no Delete/Move forgot keys while we were opening
+		s.handles[id] = h
+	}
 	s.mu.Unlock()
 	return h, nil
 }
 
 func (s *Service) forget(ids ...string) {
 	s.mu.Lock()
+	s.gen++
 	for _, id := range ids {
 		delete(s.handles, id)
 	}
@@ -286,7 +291,9 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 	s.create.Lock()
 	defer s.create.Unlock()
 	s.forget(id)
-	if err := s.engine.Delete(ctx, id); err != nil {
+	err := s.engine.Delete(ctx, id)
+	s.forget(id)
+	if err != nil {
 		return err
 	}
 	s.log.Info("key deleted", "key_id", id)
@@ -312,7 +319,9 @@ func (s *Service) Move(ctx context.Context, from, to string) error {
 	s.create.Lock()
 	defer s.create.Unlock()
 	s.forget(from, to)
-	if err := s.engine.Move(ctx, from, to); err != nil {
+	err := s.engine.Move(ctx, from, to)
+	s.forget(from, to)
+	if err != nil {
 		return err
 	}
 	s.log.Info("key moved", "from", from, "to", to)

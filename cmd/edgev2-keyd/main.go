@@ -59,11 +59,11 @@ func run(configPath string, log *slog.Logger) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	svc, code := openService(ctx, cfg, configPath, log)
+	svc, closeAll, code := openService(ctx, cfg, configPath, log)
 	if svc == nil {
 		return code
 	}
-	defer svc.Close()
+	defer closeAll()
 
 	conn, err := bus.ConnectSystemBus()
 	if err != nil {
@@ -103,7 +103,7 @@ func run(configPath string, log *slog.Logger) int {
 // openService opens the engine and the preloaded keys. A preloaded key that
 // cannot be loaded is served as unavailable (with the reason) rather than
 // stopping every other key.
-func openService(ctx context.Context, cfg *keys.Config, configPath string, log *slog.Logger) (*keys.Service, int) {
+func openService(ctx context.Context, cfg *keys.Config, configPath string, log *slog.Logger) (*keys.Service, func(), int) {
 	var engine keys.Engine
 	var p11 *keys.PKCS11Engine
 	var err error
@@ -112,16 +112,16 @@ func openService(ctx context.Context, cfg *keys.Config, configPath string, log *
 		if err != nil {
 			if isConfigProblem(err) {
 				log.Error("bad configuration; not starting", "file", configPath, "key", "pkcs11_base_slot", "err", err)
-				return nil, exitConfig
+				return nil, nil, exitConfig
 			}
 			log.Error("cannot open the PKCS#11 token", "err", err)
-			return nil, exitFailure
+			return nil, nil, exitFailure
 		}
 		engine = p11
 	} else {
 		if engine, err = keys.OpenFileEngine(cfg.Homedir); err != nil {
 			log.Error("cannot open the key store", "err", err)
-			return nil, exitFailure
+			return nil, nil, exitFailure
 		}
 	}
 	preloaded := map[string]keys.Handle{}
@@ -151,7 +151,13 @@ func openService(ctx context.Context, cfg *keys.Config, configPath string, log *
 		log.Error("preloaded key unavailable", "key_id", id, "err", err)
 		svc.MarkUnavailable(id, err)
 	}
-	return svc, 0
+	closeAll := func() {
+		svc.Close()
+		if p11 != nil && keys.Engine(p11) != engine { // opened only for preloaded keys
+			p11.Close()
+		}
+	}
+	return svc, closeAll, 0
 }
 
 // isConfigProblem tells a wrong PIN or a token that is not there from a
