@@ -7,5 +7,6 @@ require (
 	github.com/godbus/dbus/v5 v5.2.4 // indirect
 	github.com/miekg/pkcs11 v1.1.2 // indirect
 	github.com/pelletier/go-toml/v2 v2.4.3 // indirect
+	github.com/smallstep/pkcs7 v0.2.3 // indirect
 	golang.org/x/sys v0.27.0 // indirect
 )
