@@ -2,10 +2,18 @@ package keys_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -106,6 +114,7 @@ func TestKeydRoundTripsEveryMethod(t *testing.T) {
 			t.Run("SymmetricKeys", func(t *testing.T) { testSymmetricKeys(t, k) })
 			t.Run("RSAOAEPInteroperatesWithOpenSSL", func(t *testing.T) { testOAEPWithOpenSSL(t, k) })
 			t.Run("ManageKeys", func(t *testing.T) { testManageKeys(t, k) })
+			t.Run("CryptoSignerMakesCertificatesAndTLS", func(t *testing.T) { testCryptoSigner(t, k) })
 			t.Run("BadInputGetsNamedErrors", func(t *testing.T) { testBadInput(t, k) })
 			t.Run("SecondUIDDeniedByDefault", func(t *testing.T) { testSecondUIDDenied(t, k) })
 			t.Run("RuleGrantsSecondUIDExactlyOneKey", func(t *testing.T) { testRuleGrantsOneKey(t, k) })
@@ -823,5 +832,72 @@ func TestKeydExitsCleanlyOnSIGTERMAndFailsWhenTheBusIsLost(t *testing.T) {
 	k.bus.Kill(t)
 	if code := k.svc.WaitExit(t, 20*time.Second); code != 1 {
 		t.Fatalf("exit code after losing the bus = %d, want 1 (so systemd restarts it)", code)
+	}
+}
+
+func testCryptoSigner(t *testing.T, k *keyd) {
+	ctx := ctxT(t)
+	for _, c := range []struct {
+		typ string
+		alg x509.SignatureAlgorithm
+	}{
+		{"ec-p256", x509.ECDSAWithSHA256},
+		{"ec-p384", x509.ECDSAWithSHA384},
+		{"rsa-2048", x509.SHA256WithRSA},
+		{"rsa-2048", x509.SHA384WithRSAPSS},
+	} {
+		t.Run(c.typ+"-"+c.alg.String(), func(t *testing.T) {
+			key, err := k.keys.CreateKeyPair(ctx, "signer-"+c.typ, c.typ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			signer, err := key.Signer(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tmpl := &x509.Certificate{
+				SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "signer-" + c.typ},
+				NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+				SignatureAlgorithm: c.alg, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+				ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+				BasicConstraintsValid: true, IsCA: true,
+			}
+			der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, signer.Public(), signer)
+			if err != nil {
+				t.Fatalf("CreateCertificate through the bus: %v", err)
+			}
+			cert, _ := x509.ParseCertificate(der)
+			if err := cert.CheckSignatureFrom(cert); err != nil {
+				t.Fatalf("self-signed certificate does not verify: %v", err)
+			}
+			// TLS 1.3 client authentication with the key in keyd (RSA-PSS or ECDSA).
+			pool := x509.NewCertPool()
+			pool.AddCert(cert)
+			srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "server"},
+				NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"server"}}
+			srvDER, _ := x509.CreateCertificate(rand.Reader, srvTmpl, srvTmpl, &srvKey.PublicKey, srvKey)
+			srvCert, _ := x509.ParseCertificate(srvDER)
+			srvPool := x509.NewCertPool()
+			srvPool.AddCert(srvCert)
+			a, b := net.Pipe()
+			defer a.Close()
+			defer b.Close()
+			server := tls.Server(a, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}},
+				ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS13})
+			client := tls.Client(b, &tls.Config{ServerName: "server", RootCAs: srvPool, MinVersion: tls.VersionTLS13,
+				Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: signer}}})
+			errs := make(chan error, 1)
+			go func() { errs <- server.Handshake() }()
+			if err := client.Handshake(); err != nil {
+				t.Fatalf("TLS client handshake with the key in keyd: %v", err)
+			}
+			if err := <-errs; err != nil {
+				t.Fatalf("TLS server handshake: %v", err)
+			}
+			if got := server.ConnectionState().PeerCertificates; len(got) == 0 || !got[0].Equal(cert) {
+				t.Fatal("server did not see the client certificate")
+			}
+		})
 	}
 }

@@ -13,6 +13,8 @@ const (
 	MechECDSA          = "ecdsa" // data is already a digest
 	MechRSAPKCS1SHA256 = "rsa-pkcs1-sha256"
 	MechRSAPSSSHA256   = "rsa-pss-sha256"
+	MechRSAPKCS1       = "rsa-pkcs1" // data is a SHA-256/384/512 digest (TLS, CSRs via crypto.Signer)
+	MechRSAPSS         = "rsa-pss"   // data is a digest; salt length = digest length
 	MechAES256GCM      = "aes-256-gcm"
 	MechRSAOAEPSHA256  = "rsa-oaep-sha256"
 )
@@ -33,7 +35,7 @@ func Mechanisms(info Info) []string {
 	case info.Type.IsEC():
 		return []string{MechECDSASHA256, MechECDSA}
 	case info.Type.IsRSA():
-		return []string{MechRSAPKCS1SHA256, MechRSAPSSSHA256, MechRSAOAEPSHA256}
+		return []string{MechRSAPKCS1SHA256, MechRSAPSSSHA256, MechRSAPKCS1, MechRSAPSS, MechRSAOAEPSHA256}
 	}
 	return nil
 }
@@ -47,7 +49,7 @@ const (
 
 var mechanismOps = map[string]opKind{
 	MechHMACSHA256: opSign, MechECDSASHA256: opSign, MechECDSA: opSign,
-	MechRSAPKCS1SHA256: opSign, MechRSAPSSSHA256: opSign,
+	MechRSAPKCS1SHA256: opSign, MechRSAPSSSHA256: opSign, MechRSAPKCS1: opSign, MechRSAPSS: opSign,
 	MechAES256GCM: opEncrypt, MechRSAOAEPSHA256: opEncrypt,
 }
 
@@ -56,7 +58,7 @@ var mechanismOps = map[string]opKind{
 func checkMechanism(info Info, mech string, op opKind) error {
 	kind, known := mechanismOps[mech]
 	if !known {
-		return fault.New(fault.InvalidArgs, "unknown mechanism %q (known: hmac-sha256, ecdsa-sha256, ecdsa, rsa-pkcs1-sha256, rsa-pss-sha256, aes-256-gcm, rsa-oaep-sha256)", mech)
+		return fault.New(fault.InvalidArgs, "unknown mechanism %q (known: hmac-sha256, ecdsa-sha256, ecdsa, rsa-pkcs1-sha256, rsa-pss-sha256, rsa-pkcs1, rsa-pss, aes-256-gcm, rsa-oaep-sha256)", mech)
 	}
 	if kind != op {
 		verb := "signing"
@@ -83,6 +85,17 @@ func describe(info Info) string {
 // digestFor hashes data for a sign mechanism (or takes it as the digest for
 // "ecdsa"), returning the digest and the hash it was made with.
 func digestFor(mech string, data []byte) ([]byte, crypto.Hash, error) {
+	if mech == MechRSAPKCS1 || mech == MechRSAPSS {
+		switch len(data) {
+		case 32:
+			return data, crypto.SHA256, nil
+		case 48:
+			return data, crypto.SHA384, nil
+		case 64:
+			return data, crypto.SHA512, nil
+		}
+		return nil, 0, fault.New(fault.InvalidArgs, "mechanism %q takes a SHA-256, SHA-384 or SHA-512 digest (32, 48 or 64 bytes), not %d bytes", mech, len(data))
+	}
 	if mech == MechECDSA {
 		switch len(data) {
 		case 20, 28, 32, 48, 64:

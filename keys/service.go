@@ -355,7 +355,7 @@ func (s *Service) Sign(ctx context.Context, id, mech string, data []byte) ([]byt
 	if err != nil {
 		return nil, err
 	}
-	return h.SignDigest(ctx, digest, hash, mech == MechRSAPSSSHA256)
+	return h.SignDigest(ctx, digest, hash, mech == MechRSAPSSSHA256 || mech == MechRSAPSS)
 }
 
 // Verify checks a signature; a malformed signature is false, not an error.
@@ -386,7 +386,7 @@ func (s *Service) Verify(ctx context.Context, id, mech string, data, sig []byte)
 	case *ecdsa.PublicKey:
 		return ecdsa.VerifyASN1(pub, digest, sig), nil
 	case *rsa.PublicKey:
-		if mech == MechRSAPSSSHA256 {
+		if mech == MechRSAPSSSHA256 || mech == MechRSAPSS {
 			return rsa.VerifyPSS(pub, hash, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto}) == nil, nil
 		}
 		return rsa.VerifyPKCS1v15(pub, hash, digest, sig) == nil, nil
