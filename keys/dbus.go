@@ -126,33 +126,28 @@ func (a *BusAPI) fail(op string, err error) *godbus.Error {
 	return bus.ToError(err)
 }
 
-// options checks an a{sv} against the keys a method accepts and returns the
-// byte-array and string values by name.
+// options checks an a{sv} against the byte-array and string keys a method
+// accepts and returns their values by name.
 func options(opts map[string]godbus.Variant, byteKeys, stringKeys []string) (map[string][]byte, map[string]string, *godbus.Error) {
+	accepted := map[string]string{}
+	for _, k := range byteKeys {
+		accepted[k] = "ay"
+	}
+	for _, k := range stringKeys {
+		accepted[k] = "s"
+	}
+	vals, e := bus.ParseOptions(opts, accepted)
+	if e != nil {
+		return nil, nil, e
+	}
 	bs, ss := map[string][]byte{}, map[string]string{}
-next:
-	for k, v := range opts {
-		for _, want := range byteKeys {
-			if k == want {
-				b, ok := v.Value().([]byte)
-				if !ok {
-					return nil, nil, bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("option %q must be bytes (ay), got %s", k, v.Signature()))
-				}
-				bs[k] = b
-				continue next
-			}
+	for k, v := range vals {
+		switch v := v.(type) {
+		case []byte:
+			bs[k] = v
+		case string:
+			ss[k] = v
 		}
-		for _, want := range stringKeys {
-			if k == want {
-				s, ok := v.Value().(string)
-				if !ok {
-					return nil, nil, bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("option %q must be a string (s), got %s", k, v.Signature()))
-				}
-				ss[k] = s
-				continue next
-			}
-		}
-		return nil, nil, bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("unknown option %q (accepted: %v %v)", k, byteKeys, stringKeys))
 	}
 	return bs, ss, nil
 }

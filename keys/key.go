@@ -6,10 +6,9 @@ import (
 	"context"
 	"crypto"
 	"fmt"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/label"
 )
 
 // Type is the algorithm and size of a key.
@@ -113,21 +112,11 @@ type Handle interface {
 	OpenGCM(ctx context.Context, iv, aad, ciphertext []byte) ([]byte, error)
 }
 
-// MaxIDLen bounds key ids so escaped file names and object paths stay sane.
-const MaxIDLen = 255
-
 // ValidateID checks a caller-supplied key id: 1..255 bytes of UTF-8 with no
 // control characters. Everything else is escaped wherever it is stored.
 func ValidateID(id string) error {
-	switch {
-	case id == "":
-		return fault.New(fault.InvalidArgs, "key id is empty")
-	case len(id) > MaxIDLen:
-		return fault.New(fault.InvalidArgs, "key id is %d bytes long; the limit is %d", len(id), MaxIDLen)
-	case !utf8.ValidString(id):
-		return fault.New(fault.InvalidArgs, "key id %q is not valid UTF-8", id)
-	case strings.IndexFunc(id, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0:
-		return fault.New(fault.InvalidArgs, "key id %q contains a control character", id)
+	if msg := label.ValidateID("key id", id); msg != "" {
+		return fault.New(fault.InvalidArgs, "%s", msg)
 	}
 	return nil
 }

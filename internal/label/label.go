@@ -2,7 +2,11 @@
 // and file names, the way systemd's bus_label_escape does.
 package label
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
 
 // Escape keeps [A-Za-z0-9] and turns every other byte into _xx (lower-case
 // hex); the empty string becomes "_". The result never contains '/', '.', NUL.
@@ -69,4 +73,24 @@ func unhex(c byte) (byte, bool) {
 		return c - 'a' + 10, true
 	}
 	return 0, false
+}
+
+// MaxIDLen bounds entity ids (keys, certificates, modules) so escaped file
+// names and object paths stay sane.
+const MaxIDLen = 255
+
+// ValidateID checks a caller-supplied id: 1..255 bytes of UTF-8 with no
+// control characters. kind names the entity in the message ("key id").
+func ValidateID(kind, id string) string {
+	switch {
+	case id == "":
+		return kind + " is empty"
+	case len(id) > MaxIDLen:
+		return fmt.Sprintf("%s is %d bytes long; the limit is %d", kind, len(id), MaxIDLen)
+	case !utf8.ValidString(id):
+		return fmt.Sprintf("%s %q is not valid UTF-8", kind, id)
+	case strings.IndexFunc(id, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0:
+		return fmt.Sprintf("%s %q contains a control character", kind, id)
+	}
+	return ""
 }

@@ -104,8 +104,7 @@ func StartBus(t TB) *Bus {
 	if os.Geteuid() == 0 {
 		// Policies naming a user that does not exist yet are dropped
 		// when the daemon parses them.
-		EnsureUser(t, ServiceUser)
-		EnsureUser(t, OtherUser)
+		EnsureAllUsers(t)
 	}
 	dir := SharedTempDir(t, "bus")
 	policyDir := filepath.Join(dir, "system.d")

@@ -94,8 +94,7 @@ func StartPolkit(t TB, bus *Bus) *Polkit {
 	}
 	// Rules name these users; polkitd resolves users when rules run, but
 	// tests need them before their first call anyway.
-	EnsureUser(t, ServiceUser)
-	EnsureUser(t, OtherUser)
+	EnsureAllUsers(t)
 
 	// polkitd reads only /usr/share/polkit-1/actions and /etc/polkit-1/rules.d.
 	// Where mount namespaces work, it gets private copies bind-mounted
@@ -125,6 +124,7 @@ func StartPolkit(t TB, bus *Bus) *Polkit {
 			"sh", rulesDir, actionsDir, polkitd)
 	}
 	installActions(t, actionsDir, !shared)
+	installShippedRules(t, rulesDir, shared)
 	cmd.Env = []string{basePath, "DBUS_SYSTEM_BUS_ADDRESS=" + bus.Address}
 	cmd.Dir = "/"
 	proc, err := startProcess(cmd, &capBuffer{})
@@ -394,4 +394,23 @@ func procStartTime(pid int) (uint64, error) {
 		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
 	}
 	return strconv.ParseUint(fields[19], 10, 64)
+}
+
+// installShippedRules copies the repo's policy/*.rules (what the package
+// installs in /usr/share/polkit-1/rules.d) into the rules directory polkitd
+// reads, so tests see the shipped grants between services.
+func installShippedRules(t TB, rulesDir string, shared bool) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(RepoRoot(), "policy", "*.rules"))
+	for _, f := range files {
+		name := filepath.Base(f)
+		if shared {
+			name = fmt.Sprintf("40-edgev2-test-%d-%s", os.Getpid(), name)
+		}
+		dst := filepath.Join(rulesDir, name)
+		copyFile(t, f, dst, 0o644)
+		if shared {
+			t.Cleanup(func() { os.Remove(dst) })
+		}
+	}
 }

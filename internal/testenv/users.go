@@ -14,9 +14,25 @@ const (
 	// ServiceUser is the uid the Keys service runs as; the bus policy lets
 	// only it own org.edgev2.Keys1, and it owns the polkit actions.
 	ServiceUser = "edgekeys"
+	// CertsUser runs the Certificates service.
+	CertsUser = "edgecerts"
+	// IdentityUser runs the Identity service.
+	IdentityUser = "edgeid"
 	// OtherUser is the unprivileged second uid tests call the services as.
 	OtherUser = "edgev2-tester"
 )
+
+// AllUsers are the users bus policies and polkit rules name; they must
+// exist before dbus-daemon parses its policy.
+var AllUsers = []string{ServiceUser, CertsUser, IdentityUser, OtherUser}
+
+// EnsureAllUsers creates every user in AllUsers.
+func EnsureAllUsers(t TB) {
+	t.Helper()
+	for _, u := range AllUsers {
+		EnsureUser(t, u)
+	}
+}
 
 // useradd exit codes (shadow-utils).
 const (

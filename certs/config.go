@@ -1,0 +1,270 @@
+package certs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/edgev2/edgev2/internal/label"
+)
+
+// Config is certd's configuration file (/etc/edgev2/certd.toml).
+type Config struct {
+	Homedir        string               `toml:"homedir"`
+	PreloadedCerts map[string]string    `toml:"preloaded_certs"`
+	EST            ESTDefaults          `toml:"est"`
+	Issuance       map[string]*Issuance `toml:"cert_issuance"`
+}
+
+// ESTDefaults are the EST settings every est issuance uses unless it
+// overrides them.
+type ESTDefaults struct {
+	URL          string   `toml:"url"`
+	Label        string   `toml:"label"`
+	TrustedCerts []string `toml:"trusted_certs"` // certificate ids that anchor the EST server's TLS
+	Username     string   `toml:"username"`
+	Password     string   `toml:"password"`
+	// The EST identity authenticates every request with TLS client auth; if
+	// it is missing, the bootstrap identity is used once to enroll it.
+	IdentityCert          string `toml:"identity_cert"`
+	IdentityKey           string `toml:"identity_key"`
+	BootstrapIdentityCert string `toml:"bootstrap_identity_cert"`
+	BootstrapIdentityKey  string `toml:"bootstrap_identity_key"`
+}
+
+// Issuance is how one certificate id is issued and renewed.
+type Issuance struct {
+	Method        string     `toml:"method"` // est | local_ca | self_signed
+	KeyID         string     `toml:"key_id"` // default: the certificate id
+	KeyAlgorithms string     `toml:"key_algorithms"`
+	CommonName    string     `toml:"common_name"`
+	Organization  string     `toml:"organization"`
+	DNSNames      []string   `toml:"dns_names"`
+	ExpiryDays    int        `toml:"expiry_days"`
+	Expiry        string     `toml:"expiry"` // a duration ("90s", "12h"), for short-lived certificates
+	URL           string     `toml:"url"`
+	Label         string     `toml:"label"`
+	IssuerCert    string     `toml:"issuer_cert"` // local_ca
+	IssuerKey     string     `toml:"issuer_key"`
+	CA            bool       `toml:"ca"` // issue a CA certificate (local_ca, self_signed)
+	AutoRenew     *AutoRenew `toml:"auto_renew"`
+
+	validity time.Duration
+}
+
+// AutoRenew is a renewal policy.
+type AutoRenew struct {
+	Threshold string `toml:"threshold"` // "80%" of the lifetime elapsed, or a time before expiry: "10d", "30min"
+	Retry     string `toml:"retry"`     // after a failure: "10%" of the lifetime or a duration; doubles per failure
+	RotateKey bool   `toml:"rotate_key"`
+
+	threshold, retry span
+}
+
+// span is either a fraction of a certificate's lifetime or a duration.
+type span struct {
+	fraction float64
+	d        time.Duration
+}
+
+// of resolves the span against a lifetime.
+func (s span) of(lifetime time.Duration) time.Duration {
+	if s.fraction > 0 {
+		return time.Duration(float64(lifetime) * s.fraction)
+	}
+	return s.d
+}
+
+// parseSpan reads "80%", "10d", "30min", "90s", "12h".
+func parseSpan(s string) (span, error) {
+	s = strings.TrimSpace(s)
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		f, err := strconv.ParseFloat(p, 64)
+		if err != nil || f <= 0 || f >= 100 {
+			return span{}, fmt.Errorf("%q is not a percentage between 0 and 100", s)
+		}
+		return span{fraction: f / 100}, nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err != nil || n <= 0 {
+			return span{}, fmt.Errorf("%q is not a number of days", s)
+		}
+		return span{d: time.Duration(n) * 24 * time.Hour}, nil
+	}
+	if m, ok := strings.CutSuffix(s, "min"); ok {
+		s = m + "m"
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return span{}, fmt.Errorf("%q is neither a percentage (\"80%%\") nor a duration (\"10d\", \"30min\", \"90s\")", s)
+	}
+	return span{d: d}, nil
+}
+
+// ConfigError names the file, key and fix of a configuration mistake.
+type ConfigError struct{ File, Key, Problem, Fix string }
+
+func (e *ConfigError) Error() string {
+	s := e.File + ": "
+	if e.Key != "" {
+		s += e.Key + ": "
+	}
+	s += e.Problem
+	if e.Fix != "" {
+		s += " (fix: " + e.Fix + ")"
+	}
+	return s
+}
+
+// LoadConfig reads and validates a certd config file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{File: path, Problem: err.Error(), Fix: "create the file or pass --config"}
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig parses and validates certd config text.
+func ParseConfig(path string, data []byte) (*Config, error) {
+	var c Config
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) && len(strict.Errors) > 0 {
+			return nil, &ConfigError{File: path, Key: strings.Join(strict.Errors[0].Key(), "."), Problem: "unknown setting", Fix: "remove it or check its spelling (see docs/certs.md)"}
+		}
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			return nil, &ConfigError{File: path, Key: strings.Join(de.Key(), "."), Problem: fmt.Sprintf("line %d, column %d: %s", row, col, de.Error()), Fix: "correct the TOML"}
+		}
+		return nil, &ConfigError{File: path, Problem: err.Error(), Fix: "correct the TOML"}
+	}
+	return &c, c.validate(path)
+}
+
+func (c *Config) validate(path string) error {
+	bad := func(key, problem, fix string) error {
+		return &ConfigError{File: path, Key: key, Problem: problem, Fix: fix}
+	}
+	if c.Homedir == "" || !strings.HasPrefix(c.Homedir, "/") {
+		return bad("homedir", fmt.Sprintf("%q is not an absolute path", c.Homedir), `set homedir = "/var/lib/edgev2/certd"`)
+	}
+	for id, uri := range c.PreloadedCerts {
+		if msg := label.ValidateID("certificate id", id); msg != "" {
+			return bad("preloaded_certs."+id, msg, "use printable UTF-8")
+		}
+		u, err := url.Parse(uri)
+		if err != nil || u.Scheme != "file" || !strings.HasPrefix(u.Path, "/") {
+			return bad("preloaded_certs."+id, fmt.Sprintf("%q is not a file:// URI with an absolute path", uri), `use "file:///etc/edgev2/ca.pem"`)
+		}
+	}
+	if c.EST.URL != "" {
+		if err := checkHTTPS(c.EST.URL); err != nil {
+			return bad("est.url", err.Error(), "use https://host/.well-known/est")
+		}
+	}
+	if (c.EST.IdentityCert == "") != (c.EST.IdentityKey == "") {
+		return bad("est.identity_cert", "identity_cert and identity_key go together", "set both or neither")
+	}
+	if (c.EST.BootstrapIdentityCert == "") != (c.EST.BootstrapIdentityKey == "") {
+		return bad("est.bootstrap_identity_cert", "bootstrap_identity_cert and bootstrap_identity_key go together", "set both or neither")
+	}
+	if c.EST.BootstrapIdentityCert != "" && c.EST.IdentityCert == "" {
+		return bad("est.identity_cert", "a bootstrap identity is only used to enroll the EST identity, which is not set", "set identity_cert and identity_key")
+	}
+	for id, is := range c.Issuance {
+		key := "cert_issuance." + id
+		if msg := label.ValidateID("certificate id", id); msg != "" {
+			return bad(key, msg, "use printable UTF-8")
+		}
+		switch is.Method {
+		case "est":
+			if is.URL == "" && c.EST.URL == "" {
+				return bad(key+".url", "method est needs a URL", "set url here or [est] url")
+			}
+			if is.URL != "" {
+				if err := checkHTTPS(is.URL); err != nil {
+					return bad(key+".url", err.Error(), "use https://host/.well-known/est")
+				}
+			}
+		case "local_ca":
+			if is.IssuerCert == "" || is.IssuerKey == "" {
+				return bad(key+".issuer_cert", "method local_ca needs issuer_cert and issuer_key", "name the CA certificate and key ids")
+			}
+		case "self_signed":
+		default:
+			return bad(key+".method", fmt.Sprintf("unknown method %q", is.Method), `use "est", "local_ca" or "self_signed"`)
+		}
+		if is.KeyID == "" {
+			is.KeyID = id
+		}
+		if is.KeyAlgorithms == "" {
+			is.KeyAlgorithms = "ec-p256:*"
+		}
+		if is.CommonName == "" {
+			is.CommonName = id
+		}
+		switch {
+		case is.Expiry != "" && is.ExpiryDays != 0:
+			return bad(key+".expiry", "set expiry or expiry_days, not both", "keep one")
+		case is.Expiry != "":
+			d, err := time.ParseDuration(is.Expiry)
+			if err != nil || d <= 0 {
+				return bad(key+".expiry", fmt.Sprintf("%q is not a positive duration", is.Expiry), `use e.g. "90s", "12h"`)
+			}
+			is.validity = d
+		case is.ExpiryDays < 0:
+			return bad(key+".expiry_days", "negative", "use a positive number of days")
+		case is.ExpiryDays > 0:
+			is.validity = time.Duration(is.ExpiryDays) * 24 * time.Hour
+		default:
+			is.validity = 30 * 24 * time.Hour
+		}
+		if ar := is.AutoRenew; ar != nil {
+			if ar.Threshold == "" {
+				ar.Threshold = "80%"
+			}
+			if ar.Retry == "" {
+				ar.Retry = "4%"
+			}
+			var err error
+			if ar.threshold, err = parseSpan(ar.Threshold); err != nil {
+				return bad(key+".auto_renew.threshold", err.Error(), `use "80%" or a time before expiry like "10d"`)
+			}
+			if ar.retry, err = parseSpan(ar.Retry); err != nil {
+				return bad(key+".auto_renew.retry", err.Error(), `use "4%" or a duration like "1h"`)
+			}
+		}
+	}
+	return nil
+}
+
+func checkHTTPS(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("%q is not an https:// URL (EST needs TLS; plain http is never used)", raw)
+	}
+	return nil
+}
+
+// Validity is how long certificates of this issuance live.
+func (is *Issuance) Validity() time.Duration { return is.validity }
+
+// FilePath returns the path of a file:// URI.
+func FilePath(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return ""
+	}
+	return u.Path
+}

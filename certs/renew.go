@@ -1,0 +1,99 @@
+package certs
+
+import (
+	"context"
+	"time"
+)
+
+// renewAt is when a managed certificate is due: its threshold, or the
+// retry time after a failed attempt. Zero for unmanaged certificates.
+func (s *Service) renewAt(info Info) time.Time {
+	is, ok := s.cfg.Issuance[info.ID]
+	if !ok || is.AutoRenew == nil || info.Preloaded {
+		return time.Time{}
+	}
+	leaf := info.Leaf()
+	life := leaf.NotAfter.Sub(leaf.NotBefore)
+	var at time.Time
+	if is.AutoRenew.threshold.fraction > 0 {
+		at = leaf.NotBefore.Add(is.AutoRenew.threshold.of(life))
+	} else {
+		at = leaf.NotAfter.Add(-is.AutoRenew.threshold.d)
+	}
+	s.mu.Lock()
+	r, failed := s.retry[info.ID]
+	s.mu.Unlock()
+	if failed && r.at.After(at) {
+		at = r.at
+	}
+	return at
+}
+
+// maxRetryBackoff caps how far consecutive failures stretch the retry interval.
+const maxRetryBackoff = 8
+
+// Run renews managed certificates when they are due, until ctx is done.
+// The schedule is rebuilt from what is stored each round, so a restart
+// resumes it; a failure keeps the old certificate and retries with back-off.
+func (s *Service) Run(ctx context.Context) {
+	s.RecoverRotation(ctx)
+	for {
+		next := s.renewDue(ctx)
+		var wait <-chan time.Time
+		if !next.IsZero() {
+			wait = s.clock.After(next.Sub(s.clock.Now()))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-wait:
+		case <-s.kick:
+		}
+	}
+}
+
+// renewDue renews every managed certificate that is due and returns when
+// the next one will be (zero if none).
+func (s *Service) renewDue(ctx context.Context) time.Time {
+	var next time.Time
+	for id, is := range s.cfg.Issuance {
+		if is.AutoRenew == nil {
+			continue
+		}
+		info, err := s.store.Get(id)
+		if err != nil {
+			continue // not issued yet: EnsureCertificate issues it
+		}
+		at := s.renewAt(info)
+		if !s.clock.Now().Before(at) {
+			if _, err := s.Renew(ctx, id); err != nil {
+				at = s.recordFailure(id, info, err)
+			} else if info, err = s.store.Get(id); err == nil {
+				at = s.renewAt(info)
+			}
+		}
+		if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	return next
+}
+
+func (s *Service) recordFailure(id string, info Info, err error) time.Time {
+	is := s.cfg.Issuance[id]
+	leaf := info.Leaf()
+	base := is.AutoRenew.retry.of(leaf.NotAfter.Sub(leaf.NotBefore))
+	if base < time.Second {
+		base = time.Second
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.retry[id]
+	r.failures++
+	factor := 1 << min(r.failures-1, 3) // 1, 2, 4, 8 × retry
+	r.at = s.clock.Now().Add(base * time.Duration(min(factor, maxRetryBackoff)))
+	s.retry[id] = r
+	s.log.Warn("certificate renewal failed; keeping the current certificate", "cert_id", id,
+		"failures", r.failures, "retry_at", r.at, "not_after", leaf.NotAfter, "err", err)
+	return r.at
+}

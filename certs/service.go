@@ -1,0 +1,471 @@
+package certs
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/edgev2/edgev2/certs/est"
+	"github.com/edgev2/edgev2/internal/fault"
+)
+
+// KeyStore is what certd needs of the Keys service: private keys stay
+// there, and certd signs through crypto.Signers.
+type KeyStore interface {
+	// Signer returns a signer for an existing key (fault.NotFound if none).
+	Signer(ctx context.Context, keyID string) (crypto.Signer, error)
+	// CreateKeyPair makes the key if missing and returns its signer.
+	CreateKeyPair(ctx context.Context, keyID, algorithms string) (crypto.Signer, error)
+	// MoveKey renames a key, replacing the target.
+	MoveKey(ctx context.Context, from, to string) error
+	// DeleteKey removes a key.
+	DeleteKey(ctx context.Context, keyID string) error
+}
+
+// Clock is the time source; tests inject a fake one so nothing sleeps.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// RealClock is the wall clock.
+var RealClock Clock = realClock{}
+
+// Service is the certificate store with its issuers and renewal engine.
+type Service struct {
+	store *Store
+	keys  KeyStore
+	cfg   *Config
+	clock Clock
+	log   *slog.Logger
+	// ESTConfig lets tests adjust the EST client (e.g. its Sleep).
+	ESTConfig func(*est.Config)
+	// OnRenewed is called after a certificate was renewed.
+	OnRenewed func(id string)
+
+	issue sync.Mutex // one issuance at a time: issuance is rare, and it keeps key rotation simple
+
+	mu    sync.Mutex
+	retry map[string]retryState
+	kick  chan struct{}
+}
+
+type retryState struct {
+	at       time.Time
+	failures int
+}
+
+// NewService serves the store with the given configuration.
+func NewService(store *Store, keys KeyStore, cfg *Config, clock Clock, log *slog.Logger) *Service {
+	if clock == nil {
+		clock = RealClock
+	}
+	if cfg.Issuance == nil {
+		cfg.Issuance = map[string]*Issuance{}
+	}
+	return &Service{store: store, keys: keys, cfg: cfg, clock: clock, log: log,
+		retry: map[string]retryState{}, kick: make(chan struct{}, 1)}
+}
+
+// Get describes a certificate, with its RenewAt.
+func (s *Service) Get(ctx context.Context, id string) (Info, error) {
+	info, err := s.store.Get(id)
+	if err != nil {
+		return Info{}, err
+	}
+	info.RenewAt = s.renewAt(info)
+	return info, nil
+}
+
+// Exists reports whether id names a certificate.
+func (s *Service) Exists(id string) bool {
+	_, err := s.store.Get(id)
+	return err == nil || fault.Is(err, fault.Unavailable)
+}
+
+// List returns every certificate id.
+func (s *Service) List() ([]string, error) { return s.store.List() }
+
+// Import stores a PEM chain (leaf first) under id.
+func (s *Service) Import(ctx context.Context, id, pemText string) (Info, error) {
+	if err := ValidateID(id); err != nil {
+		return Info{}, err
+	}
+	chain, err := ParseChainPEM(pemText)
+	if err != nil {
+		return Info{}, err
+	}
+	if err := s.store.Put(id, EncodeChain(chain)); err != nil {
+		return Info{}, err
+	}
+	s.log.Info("certificate imported", "cert_id", id, "subject", chain[0].Subject.String())
+	s.wake()
+	return s.Get(ctx, id)
+}
+
+// Delete removes a stored certificate.
+func (s *Service) Delete(ctx context.Context, id string) error {
+	if err := s.store.Delete(id); err != nil {
+		return err
+	}
+	s.log.Info("certificate deleted", "cert_id", id)
+	s.wake()
+	return nil
+}
+
+// CreateOptions say how CreateCertificate issues.
+type CreateOptions struct {
+	Issuer     string // "self_signed", "local_ca" or "est"
+	KeyID      string // self_signed: the key of the CSR
+	IssuerCert string // local_ca
+	IssuerKey  string
+	Validity   time.Duration
+	CA         bool
+	ESTURL     string
+	ESTLabel   string
+}
+
+// Create issues a certificate for a caller's CSR and stores it under id.
+func (s *Service) Create(ctx context.Context, id string, csrDER []byte, o CreateOptions) (Info, error) {
+	if err := ValidateID(id); err != nil {
+		return Info{}, err
+	}
+	if s.store.IsPreloaded(id) {
+		return Info{}, fault.New(fault.ReadOnly, "certificate %q is preloaded from the configuration", id)
+	}
+	csr, err := ParseCSR(csrDER)
+	if err != nil {
+		return Info{}, err
+	}
+	if o.Validity == 0 {
+		o.Validity = 30 * 24 * time.Hour
+	}
+	if o.Validity < time.Second || o.Validity > 100*365*24*time.Hour {
+		return Info{}, fault.New(fault.InvalidArgs, "validity %v is out of range (1 s .. 100 years)", o.Validity)
+	}
+	s.issue.Lock()
+	defer s.issue.Unlock()
+	var chain []*x509.Certificate
+	switch o.Issuer {
+	case "self_signed":
+		if o.KeyID == "" {
+			return Info{}, fault.New(fault.InvalidArgs, "issuer self_signed needs option key_id: the key of the request")
+		}
+		signer, err := s.keys.Signer(ctx, o.KeyID)
+		if err != nil {
+			return Info{}, err
+		}
+		chain, err = IssueSelfSigned(csr, signer, Profile{Validity: o.Validity, CA: o.CA, PathLen: -1}, s.clock.Now())
+		if err != nil {
+			return Info{}, err
+		}
+	case "local_ca":
+		chain, err = s.issueLocalCA(ctx, csr, o.IssuerCert, o.IssuerKey, Profile{Validity: o.Validity, CA: o.CA, PathLen: -1})
+		if err != nil {
+			return Info{}, err
+		}
+	case "est":
+		chain, err = s.enrollEST(ctx, "", csrDER, o.ESTURL, o.ESTLabel, false)
+		if err != nil {
+			return Info{}, err
+		}
+	default:
+		return Info{}, fault.New(fault.InvalidArgs, "unknown issuer %q (want self_signed, local_ca or est)", o.Issuer)
+	}
+	if err := s.store.Put(id, EncodeChain(chain)); err != nil {
+		return Info{}, err
+	}
+	s.log.Info("certificate issued", "cert_id", id, "issuer", o.Issuer, "not_after", chain[0].NotAfter)
+	s.wake()
+	return s.Get(ctx, id)
+}
+
+func (s *Service) issueLocalCA(ctx context.Context, csr *x509.CertificateRequest, caCertID, caKeyID string, p Profile) ([]*x509.Certificate, error) {
+	if caCertID == "" || caKeyID == "" {
+		return nil, fault.New(fault.InvalidArgs, "issuer local_ca needs options issuer_cert and issuer_key")
+	}
+	ca, err := s.store.Get(caCertID)
+	if err != nil {
+		return nil, err
+	}
+	caKey, err := s.keys.Signer(ctx, caKeyID)
+	if err != nil {
+		return nil, err
+	}
+	return IssueFromCA(csr, ca.Chain, caKey, p, s.clock.Now())
+}
+
+// Ensure issues id per its [cert_issuance] policy if it is missing, expired
+// or due for renewal, and returns it.
+func (s *Service) Ensure(ctx context.Context, id string) (Info, error) {
+	if err := ValidateID(id); err != nil {
+		return Info{}, err
+	}
+	info, err := s.Get(ctx, id)
+	if err == nil && (info.RenewAt.IsZero() || s.clock.Now().Before(info.RenewAt)) && s.clock.Now().Before(info.Leaf().NotAfter) {
+		return info, nil
+	}
+	if err != nil && !fault.Is(err, fault.NotFound) {
+		return Info{}, err
+	}
+	if _, ok := s.cfg.Issuance[id]; !ok {
+		if err != nil {
+			return Info{}, fault.New(fault.NotFound, "certificate %q not found and no [cert_issuance.%s] says how to issue it", id, id)
+		}
+		return info, nil // stored, not managed: nothing to renew
+	}
+	return s.Renew(ctx, id)
+}
+
+// Renew issues id again now, per its [cert_issuance] policy. The old
+// certificate (and key) stay in place until the new one is stored.
+func (s *Service) Renew(ctx context.Context, id string) (Info, error) {
+	if err := ValidateID(id); err != nil {
+		return Info{}, err
+	}
+	is, ok := s.cfg.Issuance[id]
+	if !ok {
+		return Info{}, fault.New(fault.InvalidArgs, "certificate %q has no [cert_issuance.%s] policy, so it cannot be renewed here", id, id)
+	}
+	s.issue.Lock()
+	defer s.issue.Unlock()
+	old, oldErr := s.store.Get(id)
+	rotate := is.AutoRenew != nil && is.AutoRenew.RotateKey && oldErr == nil
+	keyID := is.KeyID
+	if rotate {
+		keyID = is.KeyID + ".next"
+		_ = s.keys.DeleteKey(ctx, keyID) // a leftover from an interrupted rotation
+	}
+	signer, err := s.keys.CreateKeyPair(ctx, keyID, is.KeyAlgorithms)
+	if err != nil {
+		return Info{}, fmt.Errorf("key %q for certificate %q: %w", keyID, id, err)
+	}
+	subject := pkix.Name{CommonName: is.CommonName}
+	if is.Organization != "" {
+		subject.Organization = []string{is.Organization}
+	}
+	if oldErr == nil && is.Method == "est" {
+		subject = old.Leaf().Subject // re-enrollment keeps the subject (RFC 7030 4.2.2)
+	}
+	csrDER, err := NewCSR(signer, subject, is.DNSNames)
+	if err != nil {
+		return Info{}, err
+	}
+	csr, err := ParseCSR(csrDER)
+	if err != nil {
+		return Info{}, err
+	}
+	profile := Profile{Validity: is.Validity(), CA: is.CA, PathLen: -1}
+	var chain []*x509.Certificate
+	switch is.Method {
+	case "self_signed":
+		chain, err = IssueSelfSigned(csr, signer, profile, s.clock.Now())
+	case "local_ca":
+		chain, err = s.issueLocalCA(ctx, csr, is.IssuerCert, is.IssuerKey, profile)
+	case "est":
+		reenrollAs := ""
+		if oldErr == nil && s.clock.Now().Before(old.Leaf().NotAfter) {
+			reenrollAs = id // authenticate the re-enrollment with the certificate being renewed
+		}
+		chain, err = s.enrollEST(ctx, reenrollAs, csrDER, is.URL, is.Label, true)
+	}
+	if err != nil {
+		return Info{}, err
+	}
+	if err := s.store.Put(id, EncodeChain(chain)); err != nil {
+		return Info{}, err
+	}
+	if rotate {
+		// The new certificate is stored; only now may the new key replace the old.
+		if err := s.keys.MoveKey(ctx, keyID, is.KeyID); err != nil {
+			return Info{}, fmt.Errorf("swap in the rotated key for %q: %w", id, err)
+		}
+	}
+	s.mu.Lock()
+	delete(s.retry, id)
+	s.mu.Unlock()
+	s.log.Info("certificate renewed", "cert_id", id, "method", is.Method, "rotated_key", rotate, "not_after", chain[0].NotAfter)
+	if s.OnRenewed != nil {
+		s.OnRenewed(id)
+	}
+	s.wake()
+	return s.Get(ctx, id)
+}
+
+// RecoverRotation finishes a key rotation interrupted between storing the
+// new certificate and swapping in its key: if the stored certificate
+// matches the key kept under "<key>.next", that key is moved into place.
+func (s *Service) RecoverRotation(ctx context.Context) {
+	for id, is := range s.cfg.Issuance {
+		if is.AutoRenew == nil || !is.AutoRenew.RotateKey {
+			continue
+		}
+		info, err := s.store.Get(id)
+		if err != nil {
+			continue
+		}
+		next, err := s.keys.Signer(ctx, is.KeyID+".next")
+		if err != nil {
+			continue
+		}
+		if samePublicKey(info.Leaf().PublicKey, next.Public()) {
+			if err := s.keys.MoveKey(ctx, is.KeyID+".next", is.KeyID); err != nil {
+				s.log.Error("finish interrupted key rotation", "cert_id", id, "err", err)
+				continue
+			}
+			s.log.Warn("finished a key rotation interrupted by a restart", "cert_id", id)
+		}
+	}
+}
+
+// enrollEST enrolls csrDER over EST. reenrollAs names a stored certificate
+// to renew with simplereenroll, authenticated by itself; "" is a fresh
+// simpleenroll authenticated by the EST identity (enrolled with the bootstrap
+// identity first when needed) or Basic credentials.
+func (s *Service) enrollEST(ctx context.Context, reenrollAs string, csrDER []byte, urlOverride, label string, managed bool) ([]*x509.Certificate, error) {
+	client, err := s.estClient(urlOverride, label)
+	if err != nil {
+		return nil, err
+	}
+	base := est.Auth{Username: s.cfg.EST.Username, Password: s.cfg.EST.Password}
+	if reenrollAs != "" {
+		auth := base
+		if auth.ClientCert, err = s.tlsIdentity(ctx, reenrollAs, s.keyFor(reenrollAs)); err != nil {
+			return nil, err
+		}
+		return client.SimpleReenroll(ctx, auth, csrDER)
+	}
+	auth, err := s.estIdentity(ctx, client, base)
+	if err != nil {
+		return nil, err
+	}
+	return client.SimpleEnroll(ctx, auth, csrDER)
+}
+
+// keyFor is the key id a managed certificate's key lives under.
+func (s *Service) keyFor(certID string) string {
+	if is, ok := s.cfg.Issuance[certID]; ok {
+		return is.KeyID
+	}
+	if certID == s.cfg.EST.IdentityCert {
+		return s.cfg.EST.IdentityKey
+	}
+	if certID == s.cfg.EST.BootstrapIdentityCert {
+		return s.cfg.EST.BootstrapIdentityKey
+	}
+	return certID
+}
+
+// estIdentity returns the credentials for a fresh enrollment: the EST
+// identity certificate if configured (enrolling it with the bootstrap
+// identity if it is missing or expired), else Basic credentials alone.
+func (s *Service) estIdentity(ctx context.Context, client *est.Client, base est.Auth) (est.Auth, error) {
+	e := s.cfg.EST
+	if e.IdentityCert == "" {
+		return base, nil
+	}
+	id, err := s.store.Get(e.IdentityCert)
+	if err == nil && s.clock.Now().Before(id.Leaf().NotAfter) {
+		auth := base
+		auth.ClientCert, err = s.tlsIdentity(ctx, e.IdentityCert, e.IdentityKey)
+		return auth, err
+	}
+	if err != nil && !fault.Is(err, fault.NotFound) {
+		return est.Auth{}, err
+	}
+	// Enroll the EST identity, authenticated by the bootstrap identity.
+	signer, err := s.keys.CreateKeyPair(ctx, e.IdentityKey, "ec-p256:*")
+	if err != nil {
+		return est.Auth{}, fmt.Errorf("EST identity key %q: %w", e.IdentityKey, err)
+	}
+	csrDER, err := NewCSR(signer, pkix.Name{CommonName: e.IdentityCert}, nil)
+	if err != nil {
+		return est.Auth{}, err
+	}
+	boot := base
+	if e.BootstrapIdentityCert != "" {
+		if boot.ClientCert, err = s.tlsIdentity(ctx, e.BootstrapIdentityCert, e.BootstrapIdentityKey); err != nil {
+			return est.Auth{}, err
+		}
+	}
+	chain, err := client.SimpleEnroll(ctx, boot, csrDER)
+	if err != nil {
+		return est.Auth{}, fmt.Errorf("enroll the EST identity %q: %w", e.IdentityCert, err)
+	}
+	if err := s.store.Put(e.IdentityCert, EncodeChain(chain)); err != nil {
+		return est.Auth{}, err
+	}
+	s.log.Info("EST identity enrolled with the bootstrap identity", "cert_id", e.IdentityCert, "not_after", chain[0].NotAfter)
+	auth := base
+	auth.ClientCert, err = s.tlsIdentity(ctx, e.IdentityCert, e.IdentityKey)
+	return auth, err
+}
+
+// tlsIdentity is a TLS client certificate whose key stays in Keys.
+func (s *Service) tlsIdentity(ctx context.Context, certID, keyID string) (*tls.Certificate, error) {
+	info, err := s.store.Get(certID)
+	if err != nil {
+		return nil, fmt.Errorf("TLS identity %q: %w", certID, err)
+	}
+	signer, err := s.keys.Signer(ctx, keyID)
+	if err != nil {
+		return nil, fmt.Errorf("TLS identity key %q: %w", keyID, err)
+	}
+	if !samePublicKey(info.Leaf().PublicKey, signer.Public()) {
+		return nil, fault.New(fault.InvalidArgs, "certificate %q does not belong to key %q", certID, keyID)
+	}
+	tc := &tls.Certificate{PrivateKey: signer, Leaf: info.Leaf()}
+	for _, c := range info.Chain {
+		tc.Certificate = append(tc.Certificate, c.Raw)
+	}
+	return tc, nil
+}
+
+func (s *Service) estClient(urlOverride, label string) (*est.Client, error) {
+	url := urlOverride
+	if url == "" {
+		url = s.cfg.EST.URL
+	}
+	if label == "" {
+		label = s.cfg.EST.Label
+	}
+	if url == "" {
+		return nil, fault.New(fault.InvalidArgs, "no EST URL: set [est] url or pass option est_url")
+	}
+	var anchors *x509.CertPool
+	if len(s.cfg.EST.TrustedCerts) > 0 {
+		anchors = x509.NewCertPool()
+		for _, id := range s.cfg.EST.TrustedCerts {
+			info, err := s.store.Get(id)
+			if err != nil {
+				return nil, fmt.Errorf("EST trust anchor %q: %w", id, err)
+			}
+			for _, c := range info.Chain {
+				anchors.AddCert(c)
+			}
+		}
+	}
+	cfg := est.Config{URL: url, Label: label, TrustAnchors: anchors}
+	if s.ESTConfig != nil {
+		s.ESTConfig(&cfg)
+	}
+	return est.New(cfg)
+}
+
+func (s *Service) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,401 @@
+package certs
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/testenv"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+type fixture struct {
+	dir   string
+	keys  *fakeKeys
+	clock *fakeClock
+	cfg   *Config
+	svc   *Service
+	store *Store
+}
+
+func newFixture(t *testing.T, configText string) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	cfg, err := ParseConfig("certd.toml", []byte(fmt.Sprintf("homedir = %q\n%s", filepath.Join(dir, "certs"), configText)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := OpenStore(cfg.Homedir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{dir: dir, keys: newFakeKeys(), clock: newFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), cfg: cfg, store: store}
+	f.svc = NewService(store, f.keys, cfg, f.clock, quiet())
+	return f
+}
+
+func opensslVerify(t *testing.T, chain []*x509.Certificate, root *x509.Certificate, at time.Time) {
+	t.Helper()
+	if _, err := exec.LookPath("openssl"); err != nil {
+		testenv.Missing(t, "openssl", err.Error())
+	}
+	dir := t.TempDir()
+	write := func(name string, certs ...*x509.Certificate) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(EncodeChain(certs)), 0o600)
+		return p
+	}
+	args := []string{"verify", "-attime", fmt.Sprint(at.Unix()), "-CAfile", write("root.pem", root)}
+	if len(chain) > 2 {
+		args = append(args, "-untrusted", write("inter.pem", chain[1:len(chain)-1]...))
+	}
+	args = append(args, write("leaf.pem", chain[0]))
+	out, err := exec.Command("openssl", args...).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "OK") {
+		t.Fatalf("openssl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func TestSelfSignedAndLocalCAChainsVerifyWithOpenSSL(t *testing.T) {
+	f := newFixture(t, "")
+	ctx := context.Background()
+	caKey, _ := f.keys.CreateKeyPair(ctx, "ca", "ec-p256")
+	csr, _ := NewCSR(caKey, pkix.Name{CommonName: "edgev2 test CA"}, nil)
+	ca, err := f.svc.Create(ctx, "ca", csr, CreateOptions{Issuer: "self_signed", KeyID: "ca", CA: true, Validity: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opensslVerify(t, ca.Chain, ca.Leaf(), f.clock.Now())
+	devKey, _ := f.keys.CreateKeyPair(ctx, "dev", "ec-p256")
+	csr, _ = NewCSR(devKey, pkix.Name{CommonName: "device-1"}, []string{"device-1.local"})
+	dev, err := f.svc.Create(ctx, "dev", csr, CreateOptions{Issuer: "local_ca", IssuerCert: "ca", IssuerKey: "ca", Validity: 48 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := dev.Leaf()
+	if len(dev.Chain) != 2 || leaf.Subject.CommonName != "device-1" || leaf.DNSNames[0] != "device-1.local" {
+		t.Fatalf("chain %d long, leaf %v %v", len(dev.Chain), leaf.Subject, leaf.DNSNames)
+	}
+	if !leaf.NotAfter.Equal(ca.Leaf().NotAfter) {
+		t.Errorf("leaf NotAfter %v runs past the CA's %v", leaf.NotAfter, ca.Leaf().NotAfter)
+	}
+	if string(leaf.AuthorityKeyId) != string(ca.Leaf().SubjectKeyId) || len(leaf.SubjectKeyId) == 0 {
+		t.Error("SKID/AKID not set from the CA")
+	}
+	if leaf.IsCA || leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		t.Error("leaf usages wrong")
+	}
+	opensslVerify(t, dev.Chain, ca.Leaf(), f.clock.Now())
+}
+
+func TestCreateRefusesBadRequests(t *testing.T) {
+	f := newFixture(t, "")
+	ctx := context.Background()
+	key, _ := f.keys.CreateKeyPair(ctx, "k", "ec-p256")
+	other, _ := f.keys.CreateKeyPair(ctx, "other", "ec-p256")
+	good, _ := NewCSR(key, pkix.Name{CommonName: "k"}, nil)
+	tampered := append([]byte(nil), good...)
+	tampered[len(tampered)-5] ^= 0xff
+	forOther, _ := NewCSR(other, pkix.Name{CommonName: "k"}, nil)
+	tests := []struct {
+		name string
+		csr  []byte
+		o    CreateOptions
+		kind fault.Kind
+	}{
+		{"empty CSR", nil, CreateOptions{Issuer: "self_signed", KeyID: "k"}, fault.InvalidArgs},
+		{"garbage CSR", []byte("<html>not a csr</html>"), CreateOptions{Issuer: "self_signed", KeyID: "k"}, fault.InvalidArgs},
+		{"huge CSR", make([]byte, MaxCSR+1), CreateOptions{Issuer: "self_signed", KeyID: "k"}, fault.InvalidArgs},
+		{"signature does not verify", tampered, CreateOptions{Issuer: "self_signed", KeyID: "k"}, fault.InvalidArgs},
+		{"CSR for a different key", forOther, CreateOptions{Issuer: "self_signed", KeyID: "k"}, fault.InvalidArgs},
+		{"unknown issuer", good, CreateOptions{Issuer: "acme"}, fault.InvalidArgs},
+		{"self_signed without key", good, CreateOptions{Issuer: "self_signed"}, fault.InvalidArgs},
+		{"local_ca without CA", good, CreateOptions{Issuer: "local_ca"}, fault.InvalidArgs},
+		{"local_ca with missing CA", good, CreateOptions{Issuer: "local_ca", IssuerCert: "nope", IssuerKey: "k"}, fault.NotFound},
+		{"validity too long", good, CreateOptions{Issuer: "self_signed", KeyID: "k", Validity: 200 * 365 * 24 * time.Hour}, fault.InvalidArgs},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := f.svc.Create(ctx, "out", tt.csr, tt.o)
+			if !fault.Is(err, tt.kind) {
+				t.Fatalf("got %v, want %v", err, tt.kind)
+			}
+		})
+	}
+	// A leaf certificate is not a CA.
+	leafChain, err := f.svc.Create(ctx, "leaf", good, CreateOptions{Issuer: "self_signed", KeyID: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = leafChain
+	if _, err := f.svc.Create(ctx, "out", forOther, CreateOptions{Issuer: "local_ca", IssuerCert: "leaf", IssuerKey: "k"}); !fault.Is(err, fault.InvalidArgs) {
+		t.Fatalf("issuing from a non-CA = %v, want InvalidArgs", err)
+	}
+	if ids, _ := f.svc.List(); len(ids) != 1 {
+		t.Fatalf("bad requests stored something: %v", ids)
+	}
+}
+
+func TestImportRefusesKeysAndGarbageAndKeepsTheOld(t *testing.T) {
+	f := newFixture(t, "")
+	ctx := context.Background()
+	key, _ := f.keys.CreateKeyPair(ctx, "k", "ec-p256")
+	csr, _ := NewCSR(key, pkix.Name{CommonName: "k"}, nil)
+	info, err := f.svc.Create(ctx, "c", csr, CreateOptions{Issuer: "self_signed", KeyID: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalECPrivateKey(priv)
+	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
+	for name, bad := range map[string]string{
+		"private key":       keyPEM,
+		"certificate + key": info.PEM() + keyPEM,
+		"empty":             "",
+		"html":              "<html><body>502 Bad Gateway</body></html>",
+		"truncated":         info.PEM()[:len(info.PEM())/2],
+		"bad DER in PEM":    "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+		"trailing junk":     info.PEM() + "junk",
+		"over the size cap": strings.Repeat("A", MaxPEM+1),
+	} {
+		if _, err := f.svc.Import(ctx, "c", bad); !fault.Is(err, fault.InvalidArgs) {
+			t.Errorf("%s: got %v, want InvalidArgs", name, err)
+		}
+	}
+	got, err := f.svc.Get(ctx, "c")
+	if err != nil || got.Fingerprint() != info.Fingerprint() {
+		t.Fatalf("the stored certificate changed after bad imports: %v", err)
+	}
+}
+
+func TestParseSpan(t *testing.T) {
+	tests := []struct {
+		in   string
+		life time.Duration
+		want time.Duration
+		ok   bool
+	}{
+		{"80%", 100 * time.Second, 80 * time.Second, true},
+		{"10d", 0, 240 * time.Hour, true},
+		{"30min", 0, 30 * time.Minute, true},
+		{"90s", 0, 90 * time.Second, true},
+		{"0%", 0, 0, false},
+		{"150%", 0, 0, false},
+		{"-5d", 0, 0, false},
+		{"soon", 0, 0, false},
+		{"", 0, 0, false},
+	}
+	for _, tt := range tests {
+		s, err := parseSpan(tt.in)
+		if (err == nil) != tt.ok || (tt.ok && s.of(tt.life) != tt.want) {
+			t.Errorf("parseSpan(%q) = %v, %v; want %v ok=%v", tt.in, s.of(tt.life), err, tt.want, tt.ok)
+		}
+	}
+}
+
+// waitRenewed waits for n OnRenewed calls, advancing the fake clock to each
+// wake-up the renewal loop asks for.
+func runRenewals(t *testing.T, f *fixture) (renewed chan string, stop func()) {
+	t.Helper()
+	renewed = make(chan string, 16)
+	f.svc.OnRenewed = func(id string) { renewed <- id }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.svc.Run(ctx); close(done) }()
+	return renewed, func() { cancel(); <-done }
+}
+
+func waitLoop(t *testing.T, f *fixture) {
+	t.Helper()
+	select {
+	case <-f.clock.waiting:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the renewal loop never went to sleep")
+	}
+}
+
+const renewingPolicy = `
+[cert_issuance.ca]
+method = "self_signed"
+ca = true
+expiry = "1000h"
+
+[cert_issuance.op]
+method = "local_ca"
+issuer_cert = "ca"
+issuer_key = "ca"
+expiry = "100s"
+[cert_issuance.op.auto_renew]
+threshold = "80%%"
+retry = "10%%"
+rotate_key = %v
+`
+
+func TestRenewsAtThresholdWithAndWithoutKeyRotation(t *testing.T) {
+	for _, rotate := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rotate_key=%v", rotate), func(t *testing.T) {
+			f := newFixture(t, fmt.Sprintf(renewingPolicy, rotate))
+			ctx := context.Background()
+			ca, err := f.svc.Ensure(ctx, "ca")
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, err := f.svc.Ensure(ctx, "op")
+			if err != nil {
+				t.Fatal(err)
+			}
+			firstKey, _ := f.keys.Signer(ctx, "op")
+			life := first.Leaf().NotAfter.Sub(first.Leaf().NotBefore)
+			if want := first.Leaf().NotBefore.Add(life * 8 / 10); !first.RenewAt.Equal(want) {
+				t.Fatalf("RenewAt = %v, want %v (80%% of the lifetime)", first.RenewAt, want)
+			}
+			renewed, stop := runRenewals(t, f)
+			defer stop()
+			waitLoop(t, f)
+			// Just before the threshold nothing happens.
+			f.clock.Advance(first.RenewAt.Sub(f.clock.Now()) - time.Second)
+			select {
+			case id := <-renewed:
+				t.Fatalf("%s renewed before its threshold", id)
+			case <-time.After(100 * time.Millisecond):
+			}
+			f.clock.Advance(time.Second)
+			select {
+			case <-renewed:
+			case <-time.After(10 * time.Second):
+				t.Fatal("not renewed at the threshold")
+			}
+			second, _ := f.svc.Get(ctx, "op")
+			if second.Fingerprint() == first.Fingerprint() || !second.Leaf().NotAfter.After(first.Leaf().NotAfter) {
+				t.Fatal("renewal did not produce a newer certificate")
+			}
+			key, _ := f.keys.Signer(ctx, "op")
+			sameKey := samePublicKey(key.Public(), firstKey.Public())
+			if rotate == sameKey {
+				t.Fatalf("rotate_key=%v but key changed=%v", rotate, !sameKey)
+			}
+			if !samePublicKey(second.Leaf().PublicKey, key.Public()) {
+				t.Fatal("the renewed certificate does not belong to the key under its key id")
+			}
+			if _, err := f.keys.Signer(ctx, "op.next"); err == nil {
+				t.Fatal("the temporary rotation key was left behind")
+			}
+			opensslVerify(t, second.Chain, ca.Leaf(), f.clock.Now())
+		})
+	}
+}
+
+func TestCAOutageKeepsTheOldCertificateAndRecovers(t *testing.T) {
+	f := newFixture(t, fmt.Sprintf(renewingPolicy, true))
+	ctx := context.Background()
+	if _, err := f.svc.Ensure(ctx, "ca"); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := f.svc.Ensure(ctx, "op")
+	firstKey, _ := f.keys.Signer(ctx, "op")
+	renewed, stop := runRenewals(t, f)
+	defer stop()
+	waitLoop(t, f)
+	f.keys.setFail("ca", true) // the CA is down
+	f.clock.Advance(first.RenewAt.Sub(f.clock.Now()))
+	waitLoop(t, f) // the attempt failed and the loop sleeps until the retry
+	kept, _ := f.svc.Get(ctx, "op")
+	if kept.Fingerprint() != first.Fingerprint() {
+		t.Fatal("a failed renewal replaced the certificate")
+	}
+	if key, _ := f.keys.Signer(ctx, "op"); !samePublicKey(key.Public(), firstKey.Public()) {
+		t.Fatal("a failed renewal replaced the key")
+	}
+	if !kept.RenewAt.After(f.clock.Now()) {
+		t.Fatalf("RenewAt %v is not a retry in the future", kept.RenewAt)
+	}
+	f.keys.setFail("ca", false) // the CA is back
+	f.clock.Advance(kept.RenewAt.Sub(f.clock.Now()))
+	select {
+	case <-renewed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not renewed after the CA came back")
+	}
+	if now, _ := f.svc.Get(ctx, "op"); now.Fingerprint() == first.Fingerprint() {
+		t.Fatal("certificate not replaced after recovery")
+	}
+}
+
+func TestRestartMidScheduleStillRenewsOnTime(t *testing.T) {
+	f := newFixture(t, fmt.Sprintf(renewingPolicy, false))
+	ctx := context.Background()
+	f.svc.Ensure(ctx, "ca")
+	first, _ := f.svc.Ensure(ctx, "op")
+	// "Restart": a new service over the same store, half-way to the threshold.
+	f.clock.Advance(first.RenewAt.Sub(f.clock.Now()) / 2)
+	store, _ := OpenStore(f.cfg.Homedir, nil)
+	f.svc = NewService(store, f.keys, f.cfg, f.clock, quiet())
+	renewed, stop := runRenewals(t, f)
+	defer stop()
+	waitLoop(t, f)
+	if got, _ := f.svc.Get(ctx, "op"); !got.RenewAt.Equal(first.RenewAt) {
+		t.Fatalf("after restart RenewAt = %v, want %v", got.RenewAt, first.RenewAt)
+	}
+	f.clock.Advance(first.RenewAt.Sub(f.clock.Now()))
+	select {
+	case <-renewed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not renewed on time after a restart")
+	}
+}
+
+func TestInterruptedRotationIsFinishedAtStart(t *testing.T) {
+	f := newFixture(t, fmt.Sprintf(renewingPolicy, true))
+	ctx := context.Background()
+	f.svc.Ensure(ctx, "ca")
+	f.svc.Ensure(ctx, "op")
+	// Simulate a crash after the new certificate was stored, before MoveKey.
+	next, _ := f.keys.CreateKeyPair(ctx, "op.next", "ec-p256")
+	csr, _ := NewCSR(next, pkix.Name{CommonName: "op"}, nil)
+	if _, err := f.svc.Create(ctx, "op", csr, CreateOptions{Issuer: "local_ca", IssuerCert: "ca", IssuerKey: "ca", Validity: 100 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	f.svc.RecoverRotation(ctx)
+	key, err := f.keys.Signer(ctx, "op")
+	if err != nil || !samePublicKey(key.Public(), next.Public()) {
+		t.Fatal("the rotated key was not moved into place")
+	}
+}
+
+func FuzzParseChainPEM(f *testing.F) {
+	f.Add("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		chain, err := ParseChainPEM(s)
+		if err == nil && len(chain) == 0 {
+			t.Fatal("no error and no certificate")
+		}
+	})
+}
+
+func FuzzParseCSR(f *testing.F) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "x"}}, key)
+	f.Add(csr)
+	f.Add([]byte{0x30, 0x00})
+	f.Fuzz(func(t *testing.T, der []byte) {
+		if c, err := ParseCSR(der); err == nil && c.CheckSignature() != nil {
+			t.Fatal("accepted a request whose signature does not verify")
+		}
+	})
+}

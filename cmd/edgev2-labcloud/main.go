@@ -1,0 +1,172 @@
+// Command edgev2-labcloud is the offline stand-in for the cloud side of
+// edgev2 (today: the EST certificate authority), speaking the real wire
+// protocols on loopback for tests, demos and labs.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/edgev2/edgev2/internal/atomicfile"
+	"github.com/edgev2/edgev2/internal/labcloud/est"
+)
+
+// Exit codes: bad configuration differs from runtime failure.
+const (
+	exitFailure = 1
+	exitConfig  = 78 // EX_CONFIG
+)
+
+// fileConfig is the --config file. Later services get their own tables
+// ([dps], [hub]) beside [est].
+type fileConfig struct {
+	EST est.Config `toml:"est"`
+}
+
+func main() {
+	state := flag.String("state", "", "state `directory` (CA key, certificate, index of issued certificates); required")
+	configPath := flag.String("config", "", "configuration `file` (TOML with an [est] table); optional")
+	listen := flag.String("listen", "127.0.0.1:0", "HTTPS listen `address`")
+	logLevel := flag.String("log-level", "info", "log level: debug, info, warn, error")
+	flag.Parse()
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "edgev2-labcloud: --log-level %q: want debug, info, warn or error\n", *logLevel)
+		os.Exit(exitConfig)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if *state == "" {
+		fmt.Fprintln(os.Stderr, "edgev2-labcloud: --state DIR is required (the CA lives there)")
+		os.Exit(exitConfig)
+	}
+	os.Exit(run(*state, *configPath, *listen, log))
+}
+
+func run(stateDir, configPath, listen string, log *slog.Logger) int {
+	cfg, err := loadConfig(configPath)
+	if err != nil {
+		log.Error("bad configuration; not starting", "err", err)
+		return exitConfig
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		log.Error("cannot listen", "address", listen, "err", err)
+		return exitFailure
+	}
+	defer ln.Close()
+	addr := ln.Addr().(*net.TCPAddr)
+	host := addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	url := "https://" + net.JoinHostPort(host, fmt.Sprint(addr.Port))
+	if cfg.EST.BaseURL == "" {
+		cfg.EST.BaseURL = url
+	}
+
+	srv, err := est.NewServer(cfg.EST, filepath.Join(stateDir, "est"), log.With("service", "est"))
+	if err != nil {
+		var ce *est.ConfigError
+		if errors.As(err, &ce) {
+			log.Error("bad configuration; not starting", "file", configPath, "err", err)
+			return exitConfig
+		}
+		log.Error("cannot open the EST CA", "err", err)
+		return exitFailure
+	}
+	hosts := []string{"127.0.0.1", "localhost"}
+	if h := addr.IP.String(); !addr.IP.IsUnspecified() && h != "127.0.0.1" {
+		hosts = append(hosts, h)
+	}
+	tlsCfg, err := srv.TLSConfig(hosts...)
+	if err != nil {
+		log.Error("cannot make the HTTPS certificate", "err", err)
+		return exitFailure
+	}
+	// ca.pem is the trust anchor clients use (curl --cacert, est clients).
+	if err := atomicfile.WriteFile(filepath.Join(stateDir, "ca.pem"), srv.CAPEM(), 0o644); err != nil {
+		log.Error("cannot write ca.pem", "err", err)
+		return exitFailure
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/", srv.Handler())
+	hs := &http.Server{
+		Handler:           mux,
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- hs.ServeTLS(ln, "", "") }()
+	fmt.Printf("edgev2-labcloud listening on %s\n", url)
+	log.Info("listening", "url", url, "ca", filepath.Join(stateDir, "ca.pem"))
+
+	select {
+	case err := <-served:
+		log.Error("HTTPS server stopped", "err", err)
+		return exitFailure
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutdownCtx); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// loadConfig reads the TOML file strictly; relative bootstrap_ca_files are
+// taken relative to the file's directory. No file: defaults.
+func loadConfig(path string) (fileConfig, error) {
+	var c fileConfig
+	if path == "" {
+		return c, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("%s: %w (fix: create the file or leave out --config)", path, err)
+	}
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) && len(strict.Errors) > 0 {
+			return c, fmt.Errorf("%s: %s: unknown setting (fix: remove it or check its spelling; see docs/est.md)", path, strings.Join(strict.Errors[0].Key(), "."))
+		}
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			return c, fmt.Errorf("%s: line %d, column %d: %s (fix: correct the TOML)", path, row, col, de.Error())
+		}
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	for i, f := range c.EST.BootstrapCAFiles {
+		if !filepath.IsAbs(f) {
+			c.EST.BootstrapCAFiles[i] = filepath.Join(filepath.Dir(path), f)
+		}
+	}
+	if err := c.EST.Validate(); err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
