@@ -112,7 +112,7 @@ func template(csr *x509.CertificateRequest, p Profile, now time.Time) (*x509.Cer
 		IPAddresses:           csr.IPAddresses,
 		EmailAddresses:        csr.EmailAddresses,
 		URIs:                  csr.URIs,
-		NotBefore:             now.Add(-time.Minute), // tolerate small clock differences
+		NotBefore:             now.Add(-backdate(p.Validity)), // tolerate small clock differences
 		NotAfter:              now.Add(p.Validity),
 		SubjectKeyId:          skid,
 		KeyUsage:              x509.KeyUsageDigitalSignature,

@@ -295,9 +295,13 @@ func (s *Service) Renew(ctx context.Context, id string) (Info, error) {
 	s.mu.Lock()
 	delete(s.retry, id)
 	s.mu.Unlock()
-	s.log.Info("certificate renewed", "cert_id", id, "method", is.Method, "rotated_key", rotate, "not_after", chain[0].NotAfter)
-	if s.OnRenewed != nil {
-		s.OnRenewed(id)
+	if oldErr != nil {
+		s.log.Info("certificate issued by policy", "cert_id", id, "method", is.Method, "not_after", chain[0].NotAfter)
+	} else {
+		s.log.Info("certificate renewed", "cert_id", id, "method", is.Method, "rotated_key", rotate, "not_after", chain[0].NotAfter)
+		if s.OnRenewed != nil {
+			s.OnRenewed(id)
+		}
 	}
 	s.wake()
 	return s.Get(ctx, id)

@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -91,7 +92,6 @@ func (c *Client) transportError(parent, ctx context.Context, op string, err erro
 		hostErr   x509.HostnameError
 		invalid   x509.CertificateInvalidError
 		verify    *tls.CertificateVerificationError
-		alert     tls.AlertError
 		cross     *crossOriginError
 		netErr    net.Error
 	)
@@ -108,8 +108,8 @@ func (c *Client) transportError(parent, ctx context.Context, op string, err erro
 		return fault.Wrap(fault.Unavailable, err, "EST server %s is not trusted: its certificate is invalid (%v)", where, invalid)
 	case errors.As(err, &verify):
 		return fault.Wrap(fault.Unavailable, err, "EST server %s is not trusted: %v", where, verify.Err)
-	case errors.As(err, &alert) && clientCertAlert(alert):
-		return fault.Wrap(fault.NotAuthorized, err, "EST %s at %s: server rejected the TLS client certificate (%v)", op, where, alert)
+	case clientCertRefused(err):
+		return fault.Wrap(fault.NotAuthorized, err, "EST %s at %s: server refused the TLS client certificate (%s)", op, where, netReason(err))
 	case parent.Err() != nil:
 		return fault.Wrap(fault.Unavailable, err, "EST %s at %s: interrupted: %v", op, where, context.Cause(parent))
 	case ctx.Err() != nil, errors.As(err, &netErr) && netErr.Timeout():
@@ -120,11 +120,28 @@ func (c *Client) transportError(parent, ctx context.Context, op string, err erro
 	return fault.Wrap(fault.Unavailable, err, "EST server %s cannot be reached: %s", where, netReason(err))
 }
 
-// clientCertAlert reports whether a TLS alert is the server refusing our
-// certificate (or the lack of one).
-func clientCertAlert(a tls.AlertError) bool {
-	switch a {
-	case 42, 43, 44, 45, 46, 48, 49, 116: // bad/unsupported/revoked/expired/unknown certificate, unknown CA, access denied, certificate required
+// clientCertRefused reports whether err is a TLS alert from the server
+// refusing our certificate, or the lack of one. crypto/tls reports a
+// received alert as a net.OpError "remote error" around its unexported
+// alert type (a uint8), so the code is read through reflection.
+func clientCertRefused(err error) bool {
+	var opErr *net.OpError
+	if !errors.As(err, &opErr) || opErr.Op != "remote error" || opErr.Err == nil {
+		return false
+	}
+	var code uint64
+	var qa tls.AlertError
+	if errors.As(opErr.Err, &qa) {
+		code = uint64(qa)
+	} else if v := reflect.ValueOf(opErr.Err); v.Kind() == reflect.Uint8 {
+		code = v.Uint()
+	} else {
+		return false
+	}
+	switch code {
+	// bad, unsupported, revoked, expired, unknown certificate;
+	// unknown CA; access denied; certificate required
+	case 42, 43, 44, 45, 46, 48, 49, 116:
 		return true
 	}
 	return false

@@ -184,9 +184,13 @@ func splitESTPath(p string) (label, op string, ok bool) {
 	parts := strings.Split(rest, "/")
 	switch len(parts) {
 	case 1:
-		return "", parts[0], parts[0] != ""
+		if parts[0] != "" {
+			return "", parts[0], true
+		}
 	case 2:
-		return parts[0], parts[1], parts[0] != "" && parts[1] != ""
+		if parts[0] != "" && parts[1] != "" {
+			return parts[0], parts[1], true
+		}
 	}
 	return "", "", false
 }
