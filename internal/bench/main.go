@@ -244,6 +244,11 @@ func bench(p *testenv.Program) error {
 		rssAfter[phase] = svc.RSSKiB()
 		svc.Stop(p)
 	}
+	crows, err := certRows(p, b, dir)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, crows...)
 	fmt.Printf("edgev2 Keys benchmark — %d cores, %s per figure, clients are uid %s with polkit authorization on\n\n", runtime.NumCPU(), *duration, testenv.OtherUser)
 	fmt.Printf("%-46s %7s %12s %12s %7s  %s\n", "figure", "clients", "ops/s", "limit ops/s", "ratio", "limit is")
 	for _, r := range rows {

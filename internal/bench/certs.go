@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgev2/edgev2/certs"
+	cclient "github.com/edgev2/edgev2/certs/client"
+	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/keys"
+	kclient "github.com/edgev2/edgev2/keys/client"
+)
+
+// certRows measures local-CA issuance through the bus (CSR in, chain out:
+// certd verifies the CSR, signs as the CA through keyd, stores the chain)
+// beside the in-process cost of the same work.
+func certRows(p *testenv.Program, b *testenv.Bus, dir string) ([]row, error) {
+	kuid, kgid := testenv.EnsureUser(p, testenv.ServiceUser)
+	cuid, cgid := testenv.EnsureUser(p, testenv.CertsUser)
+	mk := func(name string, uid, gid int, extra string) string {
+		d := filepath.Join(dir, name)
+		os.Mkdir(d, 0o700)
+		os.Chown(d, uid, gid)
+		cfg := filepath.Join(dir, name+".toml")
+		os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\n%s", d, extra)), 0o600)
+		os.Chown(cfg, uid, gid)
+		return cfg
+	}
+	testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-keyd"),
+		Args: []string{"--config", mk("certs-keyd", kuid, kgid, ""), "--log-level", "warn"}, User: testenv.ServiceUser, BusName: keys.BusName})
+	testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-certd"),
+		Args: []string{"--config", mk("certd", cuid, cgid, "[cert_issuance.bench-ca]\nmethod = \"self_signed\"\nca = true\nexpiry_days = 30\n"), "--log-level", "warn"},
+		User: testenv.CertsUser, BusName: certs.BusName})
+	ctx := context.Background()
+	conn := b.Conn(p)
+	cc := cclient.New(conn)
+	if _, err := cc.Ensure(ctx, "bench-ca"); err != nil {
+		return nil, err
+	}
+	key, err := kclient.New(conn).CreateKeyPair(ctx, "bench-leaf", "ec-p256")
+	if err != nil {
+		return nil, err
+	}
+	signer, err := key.Signer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	csr, err := certs.NewCSR(signer, pkix.Name{CommonName: "bench-leaf"}, nil)
+	if err != nil {
+		return nil, err
+	}
+	var rows []row
+	for _, c := range []int{1, 8} {
+		var ops, errs atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		deadline := start.Add(*duration)
+		for i := 0; i < c; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				cl := cclient.New(b.Conn(p))
+				for time.Now().Before(deadline) {
+					_, err := cl.Create(ctx, fmt.Sprintf("bench-leaf-%d", i), csr, cclient.CreateOptions{Issuer: "local_ca", IssuerCert: "bench-ca", IssuerKey: "bench-ca", Validity: time.Hour})
+					if err != nil {
+						errs.Add(1)
+						continue
+					}
+					ops.Add(1)
+				}
+			}(i)
+		}
+		wg.Wait()
+		if errs.Load() > 0 {
+			return nil, fmt.Errorf("%d CreateCertificate calls failed", errs.Load())
+		}
+		got := float64(ops.Load()) / time.Since(start).Seconds()
+		limit := inProcessIssuance(c, csr)
+		rows = append(rows, row{figure: "local-CA issuance through the bus", clients: c, ops: got, limit: limit, limitOf: "in-process issuance"})
+		rows = append(rows, row{figure: "  in-process verify CSR + sign (limit)", clients: c, ops: limit})
+	}
+	return rows, nil
+}
+
+// inProcessIssuance is the same work with the CA key in memory: parse and
+// verify the CSR, build and sign the certificate.
+func inProcessIssuance(c int, csrDER []byte) float64 {
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ca"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &caKey.PublicKey, caKey)
+	ca, _ := x509.ParseCertificate(der)
+	return parallel(c, func() error {
+		csr, err := certs.ParseCSR(csrDER)
+		if err != nil {
+			return err
+		}
+		_, err = certs.IssueFromCA(csr, []*x509.Certificate{ca}, caKey, certs.Profile{Validity: time.Hour, PathLen: -1}, time.Now())
+		return err
+	})
+}
