@@ -2,11 +2,11 @@
 GO ?= go
 export PATH := $(PATH):/usr/local/go/bin
 BIN := bin
-CMDS := edgev2-keyd
+CMDS := edgev2-keyd edgev2-certd edgev2-labcloud
 
 # Debian packages the tests, the benchmark and the demo need.
 DEB_PACKAGES := dbus dbus-daemon polkitd systemd libglib2.0-bin softhsm2 opensc openssl \
-	ca-certificates gcc libc6-dev
+	ca-certificates gcc libc6-dev curl util-linux mount
 
 .PHONY: all build test bench demo demo-shell deps vet fmt-check fuzz clean
 
@@ -43,6 +43,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParsePKCS11URI -fuzztime 30s ./keys
 	$(GO) test -run '^$$' -fuzz FuzzParseConfig -fuzztime 30s ./keys
 	$(GO) test -run '^$$' -fuzz FuzzEscapePathElement -fuzztime 30s ./dbus
+	$(GO) test -run '^$$' -fuzz FuzzParseChainPEM -fuzztime 30s ./certs
+	$(GO) test -run '^$$' -fuzz FuzzParseCSR -fuzztime 30s ./certs
+	$(GO) test -run '^$$' -fuzz FuzzParseCertsOnly -fuzztime 30s ./certs/est
+	$(GO) test -run '^$$' -fuzz FuzzParseCSRAttrs -fuzztime 30s ./certs/est
+	$(GO) test -run '^$$' -fuzz FuzzParseCSR -fuzztime 30s ./internal/labcloud/est
+	$(GO) test -run '^$$' -fuzz FuzzDecodeBase64 -fuzztime 30s ./internal/labcloud/est
 
 # bench: figures beside their physical limits measured in the same run.
 bench: build

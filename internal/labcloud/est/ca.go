@@ -27,10 +27,10 @@ import (
 
 // Files of the CA in its state directory, all 0600.
 const (
-	caKeyFile   = "ca-key.pem" // PKCS#8 EC P-256 private key
-	caCertFile  = "ca-cert.pem"
-	indexFile   = "issued.json" // every certificate issued over EST, and revocations
-	skewBackdate = time.Minute  // notBefore is backdated for clients with slow clocks
+	caKeyFile    = "ca-key.pem" // PKCS#8 EC P-256 private key
+	caCertFile   = "ca-cert.pem"
+	indexFile    = "issued.json" // every certificate issued over EST, and revocations
+	skewBackdate = time.Minute   // notBefore is backdated for clients with slow clocks
 )
 
 var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}

@@ -432,8 +432,10 @@ func TestCAPersistsAcrossRestarts(t *testing.T) {
 	}
 	for _, f := range []string{caKeyFile, caCertFile, indexFile} {
 		st, err := os.Stat(filepath.Join(dir, f))
-		if err != nil || st.Mode().Perm() != 0o600 {
-			t.Errorf("%s: %v mode %v, want 0600", f, err, st.Mode().Perm())
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+		} else if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", f, st.Mode().Perm())
 		}
 	}
 }

@@ -48,7 +48,9 @@ func StartTestServer(t TB, cfg Config) (url string, caPEM []byte, srv *Server) {
 }
 
 // logfWriter sends the server's log lines to t.Logf.
-type logfWriter struct{ l interface{ Logf(string, ...any) } }
+type logfWriter struct {
+	l interface{ Logf(string, ...any) }
+}
 
 func (w logfWriter) Write(p []byte) (int, error) {
 	w.l.Logf("labcloud est: %s", trimNewline(p))

@@ -14,11 +14,11 @@ import (
 
 // Media types of RFC 7030 section 3.2.4 (and RFC 5280 for the CRL).
 const (
-	mediaPKCS10   = "application/pkcs10"
+	mediaPKCS10    = "application/pkcs10"
 	mediaCertsOnly = "application/pkcs7-mime; smime-type=certs-only"
-	mediaCSRAttrs = "application/csrattrs"
-	mediaPKCS8    = "application/pkcs8"
-	mediaCRL      = "application/pkix-crl"
+	mediaCSRAttrs  = "application/csrattrs"
+	mediaPKCS8     = "application/pkcs8"
+	mediaCRL       = "application/pkix-crl"
 )
 
 // decodeBase64 decodes an EST body: base64 of DER, with any whitespace

@@ -1,0 +1,182 @@
+package certs_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgev2/edgev2/certs"
+	cclient "github.com/edgev2/edgev2/certs/client"
+	"github.com/edgev2/edgev2/internal/fault"
+	labest "github.com/edgev2/edgev2/internal/labcloud/est"
+	"github.com/edgev2/edgev2/internal/testenv"
+)
+
+// bootstrapCA is a device maker's CA whose certificates are bootstrap
+// identities (IDevIDs) at the EST server.
+type bootstrapCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	file string
+}
+
+func newBootstrapCA(t *testing.T, dir string) *bootstrapCA {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "device maker CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	cert, _ := x509.ParseCertificate(der)
+	file := filepath.Join(dir, "bootstrap-ca.pem")
+	os.WriteFile(file, []byte(certs.EncodeChain([]*x509.Certificate{cert})), 0o644)
+	return &bootstrapCA{cert: cert, key: key, file: file}
+}
+
+// issue signs a bootstrap certificate for a CSR made with a key in keyd.
+func (b *bootstrapCA) issue(t *testing.T, csrDER []byte) string {
+	t.Helper()
+	csr, err := certs.ParseCSR(csrDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := certs.IssueFromCA(csr, []*x509.Certificate{b.cert}, b.key, certs.Profile{Validity: 12 * time.Hour, PathLen: -1}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs.EncodeChain(chain[:1])
+}
+
+func writeShared(t *testing.T, dir, name string, data []byte) string {
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCertdEnrollsOverESTWithBootstrapThenEnrolledIdentity(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.SharedTempDir(t, "est")
+	boot := newBootstrapCA(t, dir)
+	url, caPEM, srv := labest.StartTestServer(t, labest.Config{BootstrapCAFiles: []string{boot.file}})
+	caFile := writeShared(t, dir, "est-ca.pem", caPEM)
+	s := startStack(t, fmt.Sprintf(`
+[preloaded_certs]
+est-ca = "file://%s"
+
+[est]
+url = "%s/.well-known/est"
+trusted_certs = ["est-ca"]
+identity_cert = "est-id"
+identity_key = "est-id"
+bootstrap_identity_cert = "bootstrap"
+bootstrap_identity_key = "bootstrap"
+
+[cert_issuance.device-id]
+method = "est"
+common_name = "device-1"
+`, caFile, url))
+	ctx := ctxT(t)
+	// The factory put a bootstrap key and certificate on the device.
+	bk, err := s.keys.CreateKeyPair(ctx, "bootstrap", "ec-p256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := bk.Signer(ctx)
+	csr, _ := certs.NewCSR(signer, pkix.Name{CommonName: "serial-0001"}, nil)
+	if err := s.certs.Import(ctx, "bootstrap", boot.issue(t, csr)); err != nil {
+		t.Fatal(err)
+	}
+
+	devPEM, err := s.certs.Ensure(ctx, "device-id")
+	if err != nil {
+		t.Fatalf("EnsureCertificate over EST: %v", err)
+	}
+	opensslVerify(t, devPEM, string(caPEM))
+	dev := parseChain(t, devPEM)[0]
+	if dev.Subject.CommonName != "device-1" {
+		t.Fatalf("subject %v", dev.Subject)
+	}
+	idPEM, err := s.certs.Get(ctx, "est-id")
+	if err != nil {
+		t.Fatalf("the EST identity was not enrolled and stored: %v", err)
+	}
+	opensslVerify(t, idPEM, string(caPEM))
+	if n := len(srv.Issued()); n != 2 {
+		t.Fatalf("the EST CA issued %d certificates, want 2 (EST identity, device-id)", n)
+	}
+
+	// Renewal re-enrolls with the certificate being renewed (simplereenroll).
+	if err := s.certs.Renew(ctx, "device-id"); err != nil {
+		t.Fatalf("Renew over EST: %v", err)
+	}
+	renewedPEM, _ := s.certs.Get(ctx, "device-id")
+	renewed := parseChain(t, renewedPEM)[0]
+	if renewed.Equal(dev) || renewed.Subject.String() != dev.Subject.String() {
+		t.Fatal("re-enrollment did not give a new certificate with the same subject")
+	}
+	opensslVerify(t, renewedPEM, string(caPEM))
+	if !strings.Contains(s.certd.Output(), "certificate renewed") {
+		t.Fatal("certd did not log the renewal")
+	}
+}
+
+func TestCertdEnrollsOverESTWithBasicAuthAndDeferral(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.SharedTempDir(t, "est")
+	url, caPEM, _ := labest.StartTestServer(t, labest.Config{
+		Users:      []labest.User{{Name: "device-1", Password: "s3cret-pass"}},
+		DeferFirst: 1, RetryAfter: 1,
+	})
+	caFile := writeShared(t, dir, "est-ca.pem", caPEM)
+	base := fmt.Sprintf(`
+[preloaded_certs]
+est-ca = "file://%s"
+
+[est]
+url = "%s/.well-known/est"
+trusted_certs = ["est-ca"]
+username = "device-1"
+password = "%%s"
+`, caFile, url)
+	s := startStack(t, fmt.Sprintf(base, "s3cret-pass"))
+	ctx := ctxT(t)
+	key, _ := s.keys.CreateKeyPair(ctx, "basic-key", "ec-p256")
+	signer, _ := key.Signer(ctx)
+	csr, _ := certs.NewCSR(signer, pkix.Name{CommonName: "device-1"}, nil)
+	start := time.Now()
+	pemText, err := s.certs.Create(ctx, "basic-cert", csr, cclient.CreateOptions{Issuer: "est"})
+	if err != nil {
+		t.Fatalf("CreateCertificate over EST with Basic auth: %v", err)
+	}
+	if time.Since(start) < time.Second {
+		t.Fatal("the 202 + Retry-After: 1 deferral was not honoured")
+	}
+	opensslVerify(t, pemText, string(caPEM))
+	if strings.Contains(s.certd.Output(), "s3cret-pass") {
+		t.Fatal("certd logged the EST password")
+	}
+
+	// Wrong password: a named error, nothing stored.
+	bad := startStack(t, fmt.Sprintf(base, "wrong"))
+	k2, _ := bad.keys.CreateKeyPair(ctx, "k", "ec-p256")
+	sg2, _ := k2.Signer(ctx)
+	csr2, _ := certs.NewCSR(sg2, pkix.Name{CommonName: "device-1"}, nil)
+	_, err = bad.certs.Create(ctx, "c", csr2, cclient.CreateOptions{Issuer: "est"})
+	if !fault.Is(err, fault.NotAuthorized) {
+		t.Fatalf("wrong EST password: %v, want NotAuthorized", err)
+	}
+	if ids, _ := bad.certs.List(ctx); len(ids) != 1 { // only the preloaded trust anchor
+		t.Fatalf("a failed enrollment stored something: %v", ids)
+	}
+}
