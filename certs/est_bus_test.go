@@ -68,7 +68,9 @@ func TestCertdEnrollsOverESTWithBootstrapThenEnrolledIdentity(t *testing.T) {
 	testenv.RequireRoot(t)
 	dir := testenv.SharedTempDir(t, "est")
 	boot := newBootstrapCA(t, dir)
-	url, caPEM, srv := labest.StartTestServer(t, labest.Config{BootstrapCAFiles: []string{boot.file}})
+	// The CA asks for P-384 keys in /csrattrs (the RFC 7030 4.5.2 example).
+	url, caPEM, srv := labest.StartTestServer(t, labest.Config{BootstrapCAFiles: []string{boot.file},
+		CSRAttrs: []string{"1.2.840.10045.2.1=1.3.132.0.34"}})
 	caFile := writeShared(t, dir, "est-ca.pem", caPEM)
 	s := startStack(t, fmt.Sprintf(`
 [preloaded_certs]
@@ -106,6 +108,9 @@ common_name = "device-1"
 	dev := parseChain(t, devPEM)[0]
 	if dev.Subject.CommonName != "device-1" {
 		t.Fatalf("subject %v", dev.Subject)
+	}
+	if pub, ok := dev.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P384() {
+		t.Fatalf("the device key is %T; the CA's csrattrs asked for P-384", dev.PublicKey)
 	}
 	idPEM, err := s.certs.Get(ctx, "est-id")
 	if err != nil {

@@ -247,7 +247,13 @@ func (s *Service) Renew(ctx context.Context, id string) (Info, error) {
 		keyID = is.KeyID + ".next"
 		_ = s.keys.DeleteKey(ctx, keyID) // a leftover from an interrupted rotation
 	}
-	signer, err := s.keys.CreateKeyPair(ctx, keyID, is.KeyAlgorithms)
+	algorithms := is.KeyAlgorithms
+	if is.Method == "est" {
+		if hint := s.estKeyHint(ctx, is); hint != "" {
+			algorithms = hint + ":" + algorithms // the CA asked for this key type (csrattrs)
+		}
+	}
+	signer, err := s.keys.CreateKeyPair(ctx, keyID, algorithms)
 	if err != nil {
 		return Info{}, fmt.Errorf("key %q for certificate %q: %w", keyID, id, err)
 	}
@@ -471,5 +477,39 @@ func (s *Service) wake() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
+	}
+}
+
+// estKeyHint asks the EST server's /csrattrs which key type it wants
+// (RFC 7030 4.5.2) and returns it as a Keys algorithm name, or "" when the
+// server has no preference, does not answer, or asks for a type Keys cannot make.
+func (s *Service) estKeyHint(ctx context.Context, is *Issuance) string {
+	client, err := s.estClient(is.URL, is.Label)
+	if err != nil {
+		return ""
+	}
+	auth := est.Auth{Username: s.cfg.EST.Username, Password: s.cfg.EST.Password}
+	if id := s.cfg.EST.IdentityCert; id != "" {
+		if info, err := s.store.Get(id); err == nil && s.clock.Now().Before(info.Leaf().NotAfter) {
+			auth.ClientCert, _ = s.tlsIdentity(ctx, id, s.cfg.EST.IdentityKey)
+		}
+	}
+	attrs, err := client.CSRAttrs(ctx, auth)
+	if err != nil {
+		s.log.Warn("EST csrattrs unavailable; using the configured key type", "err", err)
+		return ""
+	}
+	hint, ok := attrs.KeyHint()
+	if !ok {
+		return ""
+	}
+	switch t := hint.Type(); t {
+	case "ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096":
+		return t
+	default:
+		if t != "" {
+			s.log.Warn("EST server asks for a key type the Keys service cannot make", "type", t)
+		}
+		return ""
 	}
 }

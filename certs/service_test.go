@@ -214,6 +214,12 @@ func runRenewals(t *testing.T, f *fixture) (renewed chan string, stop func()) {
 	t.Helper()
 	renewed = make(chan string, 16)
 	f.svc.OnRenewed = func(id string) { renewed <- id }
+	// Issuing before the loop runs leaves a wake-up queued; drop it so the
+	// loop's first sleep is the schedule's.
+	select {
+	case <-f.svc.kick:
+	default:
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { f.svc.Run(ctx); close(done) }()
@@ -313,8 +319,17 @@ func TestCAOutageKeepsTheOldCertificateAndRecovers(t *testing.T) {
 	waitLoop(t, f)
 	f.keys.setFail("ca", true) // the CA is down
 	f.clock.Advance(first.RenewAt.Sub(f.clock.Now()))
-	waitLoop(t, f) // the attempt failed and the loop sleeps until the retry
-	kept, _ := f.svc.Get(ctx, "op")
+	// The attempt fails and the loop schedules a retry.
+	var kept Info
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		kept, _ = f.svc.Get(ctx, "op")
+		if kept.RenewAt.After(f.clock.Now()) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("RenewAt %v is not a retry in the future", kept.RenewAt)
+		}
+	}
 	if kept.Fingerprint() != first.Fingerprint() {
 		t.Fatal("a failed renewal replaced the certificate")
 	}
