@@ -18,6 +18,7 @@ import (
 	"github.com/edgev2/edgev2/certs"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/internal/atomicfile"
+	labest "github.com/edgev2/edgev2/internal/labcloud/est"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
 	kclient "github.com/edgev2/edgev2/keys/client"
@@ -40,8 +41,23 @@ func certRows(p *testenv.Program, b *testenv.Bus, dir string) ([]row, error) {
 	}
 	testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-keyd"),
 		Args: []string{"--config", mk("certs-keyd", kuid, kgid, ""), "--log-level", "warn"}, User: testenv.ServiceUser, BusName: keys.BusName})
+	estURL, estCA, _ := labest.StartTestServer(p, labest.Config{Users: []labest.User{{Name: "bench", Password: "bench-password"}}})
+	caFile := filepath.Join(dir, "est-ca.pem")
+	os.WriteFile(caFile, estCA, 0o644)
+	certdCfg := fmt.Sprintf(`[preloaded_certs]
+est-ca = "file://%s"
+[est]
+url = "%s/.well-known/est"
+trusted_certs = ["est-ca"]
+username = "bench"
+password = "bench-password"
+[cert_issuance.bench-ca]
+method = "self_signed"
+ca = true
+expiry_days = 30
+`, caFile, estURL)
 	testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-certd"),
-		Args: []string{"--config", mk("certd", cuid, cgid, "[cert_issuance.bench-ca]\nmethod = \"self_signed\"\nca = true\nexpiry_days = 30\n"), "--log-level", "warn"},
+		Args: []string{"--config", mk("certd", cuid, cgid, certdCfg), "--log-level", "warn"},
 		User: testenv.CertsUser, BusName: certs.BusName})
 	ctx := context.Background()
 	conn := b.Conn(p)
@@ -62,6 +78,20 @@ func certRows(p *testenv.Program, b *testenv.Bus, dir string) ([]row, error) {
 		return nil, err
 	}
 	var rows []row
+	for _, issuer := range []string{"local_ca", "est"} {
+		r, err := issuanceRows(p, b, csr, issuer)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, r...)
+	}
+	return rows, nil
+}
+
+// issuanceRows measures CreateCertificate through the bus with one issuer.
+func issuanceRows(p *testenv.Program, b *testenv.Bus, csr []byte, issuer string) ([]row, error) {
+	ctx := context.Background()
+	var rows []row
 	for _, c := range []int{1, 8} {
 		var ops, errs atomic.Int64
 		var wg sync.WaitGroup
@@ -73,7 +103,11 @@ func certRows(p *testenv.Program, b *testenv.Bus, dir string) ([]row, error) {
 				defer wg.Done()
 				cl := cclient.New(b.Conn(p))
 				for time.Now().Before(deadline) {
-					_, err := cl.Create(ctx, fmt.Sprintf("bench-leaf-%d", i), csr, cclient.CreateOptions{Issuer: "local_ca", IssuerCert: "bench-ca", IssuerKey: "bench-ca", Validity: time.Hour})
+					o := cclient.CreateOptions{Issuer: issuer, Validity: time.Hour}
+					if issuer == "local_ca" {
+						o.IssuerCert, o.IssuerKey = "bench-ca", "bench-ca"
+					}
+					_, err := cl.Create(ctx, fmt.Sprintf("bench-leaf-%d", i), csr, o)
 					if err != nil {
 						errs.Add(1)
 						continue
@@ -84,12 +118,16 @@ func certRows(p *testenv.Program, b *testenv.Bus, dir string) ([]row, error) {
 		}
 		wg.Wait()
 		if errs.Load() > 0 {
-			return nil, fmt.Errorf("%d CreateCertificate calls failed", errs.Load())
+			return nil, fmt.Errorf("%d CreateCertificate (%s) calls failed", errs.Load(), issuer)
 		}
 		got := float64(ops.Load()) / time.Since(start).Seconds()
 		limit := inProcessIssuance(c, csr, "")
 		durable := inProcessIssuance(c, csr, p.TempDir())
-		rows = append(rows, row{figure: "local-CA issuance through the bus", clients: c, ops: got, limit: durable, limitOf: "in-process + durable write"})
+		figure := "local-CA issuance through the bus"
+		if issuer == "est" {
+			figure = "EST enrollment (Basic) via certd and labcloud"
+		}
+		rows = append(rows, row{figure: figure, clients: c, ops: got, limit: durable, limitOf: "in-process + durable write"})
 		rows = append(rows, row{figure: "  in-process verify CSR + sign", clients: c, ops: limit})
 		rows = append(rows, row{figure: "  in-process + fsynced atomic write (limit)", clients: c, ops: durable})
 	}
