@@ -47,13 +47,13 @@ func demo(p *testenv.Program) error {
 		took := time.Since(start)
 		steps = append(steps, step{name, took, err == nil})
 		if err != nil {
-			fmt.Printf("  FAIL  %-58s %8s  %v\n", name, took.Round(time.Millisecond), err)
+			fmt.Printf("  FAIL  %-66s %8s  %v\n", name, took.Round(time.Millisecond), err)
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		fmt.Printf("  ok    %-58s %8s  %s\n", name, took.Round(time.Millisecond), detail)
+		fmt.Printf("  ok    %-66s %8s  %s\n", name, took.Round(time.Millisecond), detail)
 		return nil
 	}
-	fmt.Println("edgev2 demo: the Keys service on a private system bus, with polkit and a SoftHSM token")
+	fmt.Println("edgev2 demo: Keys and Certificates services on a private system bus, with polkit, a SoftHSM token and labcloud's EST CA")
 	var (
 		b    *testenv.Bus
 		pk   *testenv.Polkit
@@ -202,12 +202,15 @@ func demo(p *testenv.Program) error {
 	}); err != nil {
 		return err
 	}
+	if err := certSteps(p, run, b, ctx, kc, uid, gid); err != nil {
+		return err
+	}
 	var total time.Duration
 	for _, s := range steps {
 		total += s.took
 	}
 	fmt.Printf("\nsummary: %d steps passed in %s; everything started here is stopped and removed on exit.\n", len(steps), total.Round(time.Millisecond))
-	fmt.Println("Certificates (EST), Identity (DPS) and the Module runtime join this flow as their services land.")
+	fmt.Println("Identity (DPS) and the Module runtime join this flow as their services land.")
 	if *shell {
 		fmt.Printf("\nkeyd keeps running. In another shell, as root:\n\n  export DBUS_SYSTEM_BUS_ADDRESS=%s\n\nthen try the tour in README.md. Ctrl-C stops everything.\n", addr)
 		sig := make(chan os.Signal, 1)
