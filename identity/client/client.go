@@ -1,0 +1,110 @@
+// Package client is the typed D-Bus client of the Identity service.
+package client
+
+import (
+	"context"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	bus "github.com/edgev2/edgev2/dbus"
+)
+
+const (
+	busName  = "org.edgev2.Identity1"
+	rootPath = godbus.ObjectPath("/org/edgev2/Identity1")
+	iface    = "org.edgev2.Identity1"
+)
+
+// Client talks to org.edgev2.Identity1; errors are fault errors.
+type Client struct{ conn *godbus.Conn }
+
+// New uses an open bus connection.
+func New(conn *godbus.Conn) *Client { return &Client{conn: conn} }
+
+func (c *Client) call(ctx context.Context, method string, out []any, args ...any) error {
+	if err := c.conn.Object(busName, rootPath).CallWithContext(ctx, iface+"."+method, 0, args...).Store(out...); err != nil {
+		return bus.FromError(err)
+	}
+	return nil
+}
+
+// Dict is an a{sv} result with typed getters.
+type Dict map[string]godbus.Variant
+
+// S returns a string entry ("" if absent).
+func (d Dict) S(k string) string { s, _ := d[k].Value().(string); return s }
+
+// DeviceIdentity returns the device identity.
+func (c *Client) DeviceIdentity(ctx context.Context) (Dict, error) {
+	var d Dict
+	err := c.call(ctx, "GetDeviceIdentity", []any{&d})
+	return d, err
+}
+
+// ProvisioningInfo returns how the device was provisioned.
+func (c *Client) ProvisioningInfo(ctx context.Context) (Dict, error) {
+	var d Dict
+	err := c.call(ctx, "GetProvisioningInfo", []any{&d})
+	return d, err
+}
+
+// Reprovision provisions again now.
+func (c *Client) Reprovision(ctx context.Context) error { return c.call(ctx, "Reprovision", nil) }
+
+// CreateModule creates a module identity.
+func (c *Client) CreateModule(ctx context.Context, id, managedBy string) (Dict, error) {
+	opts := map[string]godbus.Variant{}
+	if managedBy != "" {
+		opts["managed_by"] = godbus.MakeVariant(managedBy)
+	}
+	var d Dict
+	err := c.call(ctx, "CreateModuleIdentity", []any{&d}, id, opts)
+	return d, err
+}
+
+// Module returns a module identity.
+func (c *Client) Module(ctx context.Context, id string) (Dict, error) {
+	var d Dict
+	err := c.call(ctx, "GetModuleIdentity", []any{&d}, id)
+	return d, err
+}
+
+// Modules lists module identities.
+func (c *Client) Modules(ctx context.Context) ([]Dict, error) {
+	var ds []Dict
+	err := c.call(ctx, "ListModuleIdentities", []any{&ds})
+	return ds, err
+}
+
+// UpdateModule re-registers a module's keys.
+func (c *Client) UpdateModule(ctx context.Context, id, managedBy string) (Dict, error) {
+	opts := map[string]godbus.Variant{}
+	if managedBy != "" {
+		opts["managed_by"] = godbus.MakeVariant(managedBy)
+	}
+	var d Dict
+	err := c.call(ctx, "UpdateModuleIdentity", []any{&d}, id, opts)
+	return d, err
+}
+
+// DeleteModule deletes a module identity.
+func (c *Client) DeleteModule(ctx context.Context, id string) error {
+	return c.call(ctx, "DeleteModuleIdentity", nil, id)
+}
+
+// SasToken returns a SAS token for the device ("") or a module.
+func (c *Client) SasToken(ctx context.Context, module string, ttlS uint32) (string, error) {
+	var tok string
+	err := c.call(ctx, "GetSasToken", []any{&tok}, module, ttlS)
+	return tok, err
+}
+
+// State reads the State property.
+func (c *Client) State(ctx context.Context) (string, error) {
+	var v godbus.Variant
+	if err := c.conn.Object(busName, rootPath).CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, iface, "State").Store(&v); err != nil {
+		return "", bus.FromError(err)
+	}
+	s, _ := v.Value().(string)
+	return s, nil
+}

@@ -1,0 +1,246 @@
+package identity
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/edgev2/edgev2/identity/connstr"
+)
+
+// Config is identityd's configuration file (/etc/edgev2/identityd.toml).
+type Config struct {
+	Hostname     string       `toml:"hostname"`
+	Homedir      string       `toml:"homedir"`
+	MasterKey    string       `toml:"master_key"` // Keys id of the module-key master (usage derive)
+	Provisioning Provisioning `toml:"provisioning"`
+	Cloud        Cloud        `toml:"cloud"`
+	Principals   []Principal  `toml:"principal"`
+}
+
+// Provisioning says how the device gets its identity.
+type Provisioning struct {
+	Source string `toml:"source"` // manual | dps | none
+
+	// manual
+	ConnectionString string          `toml:"connection_string"`
+	IoTHubHostname   string          `toml:"iothub_hostname"`
+	DeviceID         string          `toml:"device_id"`
+	GatewayHostname  string          `toml:"gateway_hostname"`
+	Authentication   *Authentication `toml:"authentication"`
+
+	// dps
+	GlobalEndpoint string       `toml:"global_endpoint"`
+	IDScope        string       `toml:"id_scope"`
+	Attestation    *Attestation `toml:"attestation"`
+	Payload        string       `toml:"payload"` // JSON sent to DPS for custom allocation
+}
+
+// Authentication is a manually provisioned device's credential.
+type Authentication struct {
+	Method       string `toml:"method"`         // sas | x509
+	DeviceIDPK   string `toml:"device_id_pk"`   // Keys id: SAS key (sas) or private key (x509)
+	DeviceIDCert string `toml:"device_id_cert"` // Certificates id (x509)
+}
+
+// Attestation is how the device proves itself to DPS.
+type Attestation struct {
+	Method         string `toml:"method"` // symmetric_key | x509 | tpm
+	RegistrationID string `toml:"registration_id"`
+	SymmetricKey   string `toml:"symmetric_key"` // Keys id of an individual enrollment's key (usage sign)
+	GroupKey       string `toml:"group_key"`     // Keys id of a group enrollment's key (usage derive)
+	IdentityCert   string `toml:"identity_cert"` // Certificates id (x509); EnsureCertificate'd, so it may be EST-issued
+	IdentityPK     string `toml:"identity_pk"`   // Keys id (x509)
+}
+
+// Cloud tunes how identityd talks to DPS and IoT Hub.
+type Cloud struct {
+	TimeoutS      int      `toml:"timeout_s"`       // per request, default 30
+	RetryMaxS     int      `toml:"retry_max_s"`     // provisioning back-off cap, default 300
+	TrustedCerts  []string `toml:"trusted_certs"`   // Certificates ids of extra trust anchors (else system roots)
+	TokenTTLS     int      `toml:"token_ttl_s"`     // SAS tokens identityd makes for itself, default 3600
+	DPSAPIVersion string   `toml:"dps_api_version"` // default the client's
+}
+
+// Principal maps a local uid to an identity (GetCallerIdentity).
+type Principal struct {
+	Name   string `toml:"name"`
+	UID    uint32 `toml:"uid"`
+	IDType string `toml:"id_type"` // device | module | local
+}
+
+// ConfigError names the file, key and fix of a configuration mistake.
+type ConfigError struct{ File, Key, Problem, Fix string }
+
+func (e *ConfigError) Error() string {
+	s := e.File + ": "
+	if e.Key != "" {
+		s += e.Key + ": "
+	}
+	s += e.Problem
+	if e.Fix != "" {
+		s += " (fix: " + e.Fix + ")"
+	}
+	return s
+}
+
+// LoadConfig reads and validates an identityd config file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{File: path, Problem: err.Error(), Fix: "create the file or pass --config"}
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig parses and validates identityd config text.
+func ParseConfig(path string, data []byte) (*Config, error) {
+	var c Config
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) && len(strict.Errors) > 0 {
+			return nil, &ConfigError{File: path, Key: strings.Join(strict.Errors[0].Key(), "."), Problem: "unknown setting", Fix: "remove it or check its spelling (see docs/identity.md)"}
+		}
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			return nil, &ConfigError{File: path, Key: strings.Join(de.Key(), "."), Problem: fmt.Sprintf("line %d, column %d: %s", row, col, de.Error()), Fix: "correct the TOML"}
+		}
+		return nil, &ConfigError{File: path, Problem: err.Error(), Fix: "correct the TOML"}
+	}
+	return &c, c.validate(path)
+}
+
+func (c *Config) validate(path string) error {
+	bad := func(key, problem, fix string) error {
+		return &ConfigError{File: path, Key: key, Problem: problem, Fix: fix}
+	}
+	if c.Homedir == "" || !strings.HasPrefix(c.Homedir, "/") {
+		return bad("homedir", fmt.Sprintf("%q is not an absolute path", c.Homedir), `set homedir = "/var/lib/edgev2/identityd"`)
+	}
+	if c.MasterKey == "" {
+		c.MasterKey = "identityd-master"
+	}
+	if c.Cloud.TimeoutS == 0 {
+		c.Cloud.TimeoutS = 30
+	}
+	if c.Cloud.RetryMaxS == 0 {
+		c.Cloud.RetryMaxS = 300
+	}
+	if c.Cloud.TokenTTLS == 0 {
+		c.Cloud.TokenTTLS = 3600
+	}
+	if c.Cloud.TimeoutS < 0 || c.Cloud.RetryMaxS < 0 || c.Cloud.TokenTTLS < 0 {
+		return bad("cloud", "negative timeout, retry or TTL", "use positive seconds")
+	}
+	p := &c.Provisioning
+	switch p.Source {
+	case "none", "":
+		p.Source = "none"
+	case "manual":
+		if p.ConnectionString != "" {
+			if p.IoTHubHostname != "" || p.DeviceID != "" || p.Authentication != nil {
+				return bad("provisioning.connection_string", "a connection string carries hub, device and key; the other manual settings conflict with it", "use either connection_string or iothub_hostname + device_id + [provisioning.authentication]")
+			}
+			cs, err := connstr.Parse(p.ConnectionString)
+			if err != nil {
+				return bad("provisioning.connection_string", err.Error(), `use "HostName=<hub>;DeviceId=<id>;SharedAccessKey=<base64>"`)
+			}
+			if len(cs.SharedAccessKey) == 0 {
+				return bad("provisioning.connection_string", "it has no SharedAccessKey", "use a SAS connection string, or X.509 with [provisioning.authentication]")
+			}
+			break
+		}
+		if p.IoTHubHostname == "" || p.DeviceID == "" {
+			return bad("provisioning.iothub_hostname", "manual provisioning needs iothub_hostname and device_id (or connection_string)", "set both")
+		}
+		a := p.Authentication
+		if a == nil {
+			return bad("provisioning.authentication", "missing", `add [provisioning.authentication] with method = "sas" or "x509"`)
+		}
+		switch a.Method {
+		case "sas":
+			if a.DeviceIDPK == "" {
+				return bad("provisioning.authentication.device_id_pk", "method sas needs the Keys id of the device's SAS key", `set device_id_pk = "device-id"`)
+			}
+		case "x509":
+			if a.DeviceIDPK == "" || a.DeviceIDCert == "" {
+				return bad("provisioning.authentication.device_id_cert", "method x509 needs device_id_cert and device_id_pk", "name the certificate and key ids")
+			}
+		default:
+			return bad("provisioning.authentication.method", fmt.Sprintf("unknown method %q", a.Method), `use "sas" or "x509"`)
+		}
+	case "dps":
+		if p.GlobalEndpoint == "" {
+			p.GlobalEndpoint = "https://global.azure-devices-provisioning.net"
+		}
+		if u, err := url.Parse(p.GlobalEndpoint); err != nil || u.Scheme != "https" || u.Host == "" {
+			return bad("provisioning.global_endpoint", fmt.Sprintf("%q is not an https URL", p.GlobalEndpoint), "use https://global.azure-devices-provisioning.net")
+		}
+		if p.IDScope == "" {
+			return bad("provisioning.id_scope", "missing", "copy the ID scope from the DPS instance")
+		}
+		if p.Payload != "" && !json.Valid([]byte(p.Payload)) {
+			return bad("provisioning.payload", "not valid JSON", "write a JSON object")
+		}
+		a := p.Attestation
+		if a == nil {
+			return bad("provisioning.attestation", "missing", `add [provisioning.attestation] with method = "symmetric_key" or "x509"`)
+		}
+		switch a.Method {
+		case "symmetric_key":
+			if a.RegistrationID == "" {
+				return bad("provisioning.attestation.registration_id", "missing", "set the registration id")
+			}
+			if (a.SymmetricKey == "") == (a.GroupKey == "") {
+				return bad("provisioning.attestation.symmetric_key", "set exactly one of symmetric_key (individual enrollment) and group_key (group enrollment)", "name the Keys id")
+			}
+		case "x509":
+			if a.IdentityCert == "" || a.IdentityPK == "" {
+				return bad("provisioning.attestation.identity_cert", "method x509 needs identity_cert and identity_pk", "name the certificate and key ids")
+			}
+		case "tpm":
+			return bad("provisioning.attestation.method", "TPM attestation is not available yet", `use "symmetric_key" or "x509"`)
+		default:
+			return bad("provisioning.attestation.method", fmt.Sprintf("unknown method %q", a.Method), `use "symmetric_key" or "x509"`)
+		}
+	default:
+		return bad("provisioning.source", fmt.Sprintf("unknown source %q", p.Source), `use "manual", "dps" or "none"`)
+	}
+	for i, pr := range c.Principals {
+		switch pr.IDType {
+		case "device", "module", "local":
+		default:
+			return bad(fmt.Sprintf("principal[%d].id_type", i), fmt.Sprintf("unknown id_type %q", pr.IDType), `use "device", "module" or "local"`)
+		}
+		if pr.Name == "" {
+			return bad(fmt.Sprintf("principal[%d].name", i), "missing", "name the principal (for modules: the module id)")
+		}
+	}
+	return nil
+}
+
+// fingerprint identifies the provisioning settings: a cached result made
+// under other settings (new id scope, new hub) is not served.
+func (c *Config) fingerprint() string {
+	b, _ := json.Marshal(struct {
+		H string
+		P Provisioning
+	}{c.Hostname, c.Provisioning})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func (c *Config) timeout() time.Duration  { return time.Duration(c.Cloud.TimeoutS) * time.Second }
+func (c *Config) retryMax() time.Duration { return time.Duration(c.Cloud.RetryMaxS) * time.Second }
+func (c *Config) tokenTTL() time.Duration { return time.Duration(c.Cloud.TokenTTLS) * time.Second }

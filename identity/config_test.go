@@ -1,0 +1,127 @@
+package identity
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParseConfigNamesTheKeyToFix(t *testing.T) {
+	tests := []struct{ name, text, key string }{
+		{"no homedir", `[provisioning]
+source = "none"`, "homedir"},
+		{"unknown source", `homedir = "/h"
+[provisioning]
+source = "cloud"`, "provisioning.source"},
+		{"manual without hub", `homedir = "/h"
+[provisioning]
+source = "manual"`, "provisioning.iothub_hostname"},
+		{"manual without auth", `homedir = "/h"
+[provisioning]
+source = "manual"
+iothub_hostname = "h"
+device_id = "d"`, "provisioning.authentication"},
+		{"bad connection string", `homedir = "/h"
+[provisioning]
+source = "manual"
+connection_string = "HostName=h;DeviceId=d;SharedAccessKey=%%%"`, "provisioning.connection_string"},
+		{"connection string and hub", `homedir = "/h"
+[provisioning]
+source = "manual"
+connection_string = "HostName=h;DeviceId=d;SharedAccessKey=AAAA"
+device_id = "d"`, "provisioning.connection_string"},
+		{"dps without scope", `homedir = "/h"
+[provisioning]
+source = "dps"
+[provisioning.attestation]
+method = "symmetric_key"
+registration_id = "r"
+symmetric_key = "k"`, "provisioning.id_scope"},
+		{"dps http endpoint", `homedir = "/h"
+[provisioning]
+source = "dps"
+global_endpoint = "http://dps"
+id_scope = "s"`, "provisioning.global_endpoint"},
+		{"both keys", `homedir = "/h"
+[provisioning]
+source = "dps"
+id_scope = "s"
+[provisioning.attestation]
+method = "symmetric_key"
+registration_id = "r"
+symmetric_key = "k"
+group_key = "g"`, "provisioning.attestation.symmetric_key"},
+		{"x509 without cert", `homedir = "/h"
+[provisioning]
+source = "dps"
+id_scope = "s"
+[provisioning.attestation]
+method = "x509"`, "provisioning.attestation.identity_cert"},
+		{"bad payload", `homedir = "/h"
+[provisioning]
+source = "dps"
+id_scope = "s"
+payload = "{not json"
+[provisioning.attestation]
+method = "x509"
+identity_cert = "c"
+identity_pk = "k"`, "provisioning.payload"},
+		{"unknown setting", `homedir = "/h"
+colour = "blue"`, "colour"},
+		{"bad principal", `homedir = "/h"
+[[principal]]
+name = "p"
+uid = 1000
+id_type = "root"`, "principal[0].id_type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig("identityd.toml", []byte(tt.text))
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.Key != tt.key || ce.Fix == "" {
+				t.Fatalf("got %v, want a ConfigError for %s with a fix", err, tt.key)
+			}
+		})
+	}
+}
+
+func TestConfigErrorsNeverShowTheConnectionStringKey(t *testing.T) {
+	text := `homedir = "/h"
+[provisioning]
+source = "manual"
+connection_string = "HostName=h;DeviceId=d;SharedAccessKey=c2VjcmV0LWtleQ==;Bogus=1"`
+	_, err := ParseConfig("identityd.toml", []byte(text))
+	if err == nil || strings.Contains(err.Error(), "c2VjcmV0LWtleQ") {
+		t.Fatalf("error %v must exist and not contain the key", err)
+	}
+}
+
+func TestFingerprintChangesWithProvisioningSettings(t *testing.T) {
+	base := `homedir = "/h"
+[provisioning]
+source = "dps"
+id_scope = "%s"
+[provisioning.attestation]
+method = "symmetric_key"
+registration_id = "r"
+symmetric_key = "k"`
+	a, _ := ParseConfig("a", []byte(strings.Replace(base, "%s", "scope-1", 1)))
+	b, _ := ParseConfig("b", []byte(strings.Replace(base, "%s", "scope-2", 1)))
+	a2, _ := ParseConfig("a", []byte(strings.Replace(base, "%s", "scope-1", 1)))
+	if a.fingerprint() == b.fingerprint() || a.fingerprint() != a2.fingerprint() {
+		t.Fatal("the fingerprint must change with the id scope and only then")
+	}
+}
+
+func TestValidateModuleID(t *testing.T) {
+	for _, ok := range []string{"edgeAgent", "my-module_1", "a:b.c+d%e#f*g?h!i(j)k,l=m@n;o$p'q"} {
+		if err := ValidateModuleID(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "a/b", "a b", strings.Repeat("m", 129), "é"} {
+		if err := ValidateModuleID(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

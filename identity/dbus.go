@@ -1,0 +1,283 @@
+package identity
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/internal/fault"
+)
+
+// Bus names of the Identity service.
+const (
+	BusName    = "org.edgev2.Identity1"
+	ObjectPath = godbus.ObjectPath("/org/edgev2/Identity1")
+	Interface  = "org.edgev2.Identity1"
+)
+
+// polkit actions.
+const (
+	ActionRead        = "org.edgev2.identity.read"
+	ActionManage      = "org.edgev2.identity.manage"
+	ActionReprovision = "org.edgev2.identity.reprovision"
+)
+
+// Authorizer decides whether a call may perform an action (the polkit client).
+type Authorizer interface {
+	Authorize(ctx context.Context, call bus.Call, action string, details map[string]string) *godbus.Error
+}
+
+// BusAPI adapts Service to org.edgev2.Identity1.
+type BusAPI struct {
+	ctx  context.Context
+	svc  *Service
+	auth Authorizer
+	srv  *bus.Server
+	log  *slog.Logger
+	// CallerUID resolves a caller's uid (GetCallerIdentity).
+	CallerUID func(sender string) (uint32, error)
+}
+
+// NewBusAPI registers the Identity object on srv and emits IdentityChanged
+// and PropertiesChanged when the service's state changes.
+func NewBusAPI(ctx context.Context, svc *Service, auth Authorizer, srv *bus.Server, log *slog.Logger) *BusAPI {
+	a := &BusAPI{ctx: ctx, svc: svc, auth: auth, srv: srv, log: log}
+	a.CallerUID = func(sender string) (uint32, error) {
+		c, err := bus.CallerCredentials(srv.Conn(), sender)
+		return c.UID, err
+	}
+	srv.Root(bus.Interface{
+		Name: Interface,
+		Methods: map[string]any{
+			"GetDeviceIdentity":    a.getDeviceIdentity,
+			"GetProvisioningInfo":  a.getProvisioningInfo,
+			"Reprovision":          a.reprovision,
+			"CreateModuleIdentity": a.createModuleIdentity,
+			"GetModuleIdentity":    a.getModuleIdentity,
+			"ListModuleIdentities": a.listModuleIdentities,
+			"UpdateModuleIdentity": a.updateModuleIdentity,
+			"DeleteModuleIdentity": a.deleteModuleIdentity,
+			"GetSasToken":          a.getSasToken,
+			"GetCallerIdentity":    a.getCallerIdentity,
+		},
+		Properties: func(string) (map[string]godbus.Variant, error) { return a.properties(), nil },
+	})
+	srv.CanRead = func(call bus.Call, id string) *godbus.Error { return a.authorize(call, ActionRead, "") }
+	svc.OnChange = a.changed
+	return a
+}
+
+func (a *BusAPI) properties() map[string]godbus.Variant {
+	st, lastErr := a.svc.State()
+	dev, _ := a.svc.Device()
+	return map[string]godbus.Variant{
+		"State":       godbus.MakeVariant(string(st)),
+		"Source":      godbus.MakeVariant(a.svc.Source()),
+		"HubHostname": godbus.MakeVariant(dev.HubHostname),
+		"DeviceId":    godbus.MakeVariant(dev.DeviceID),
+		"LastError":   godbus.MakeVariant(lastErr),
+	}
+}
+
+func (a *BusAPI) changed() {
+	a.srv.PropertiesChanged(ObjectPath, Interface, a.properties())
+	if err := a.srv.Conn().Emit(ObjectPath, Interface+".IdentityChanged"); err != nil {
+		a.log.Warn("emit IdentityChanged", "err", err)
+	}
+}
+
+func (a *BusAPI) authorize(call bus.Call, action, moduleID string) *godbus.Error {
+	return a.auth.Authorize(a.ctx, call, action, map[string]string{"module_id": moduleID})
+}
+
+func (a *BusAPI) fail(op string, err error) *godbus.Error {
+	if k := fault.KindOf(err); k == fault.Failed || k == fault.Unavailable {
+		a.log.Error(op+" failed", "err", err)
+	} else {
+		a.log.Debug(op+" refused", "err", err)
+	}
+	return bus.ToError(err)
+}
+
+func v(x any) godbus.Variant { return godbus.MakeVariant(x) }
+
+func (a *BusAPI) moduleDict(m Module) map[string]godbus.Variant {
+	dev, _ := a.svc.Device()
+	return map[string]godbus.Variant{
+		"module_id": v(m.ModuleID), "device_id": v(dev.DeviceID), "hub_hostname": v(dev.HubHostname),
+		"generation_id": v(m.GenerationID), "auth_type": v("sas"), "managed_by": v(m.ManagedBy),
+	}
+}
+
+func (a *BusAPI) getDeviceIdentity(msg godbus.Message) (map[string]godbus.Variant, *godbus.Error) {
+	if e := a.authorize(bus.CallOf(msg), ActionRead, ""); e != nil {
+		return nil, e
+	}
+	dev, err := a.svc.Device()
+	if err != nil {
+		return nil, a.fail("GetDeviceIdentity", err)
+	}
+	out := map[string]godbus.Variant{"hub_hostname": v(dev.HubHostname), "device_id": v(dev.DeviceID),
+		"gateway_hostname": v(dev.GatewayHostname), "auth_type": v(dev.AuthType)}
+	if dev.KeyID != "" {
+		out["key_id"] = v(dev.KeyID)
+	}
+	if dev.CertID != "" {
+		out["cert_id"] = v(dev.CertID)
+	}
+	return out, nil
+}
+
+func (a *BusAPI) getProvisioningInfo(msg godbus.Message) (map[string]godbus.Variant, *godbus.Error) {
+	if e := a.authorize(bus.CallOf(msg), ActionRead, ""); e != nil {
+		return nil, e
+	}
+	info, fromCache, lastErr := a.svc.Info()
+	var at uint64
+	if !info.ProvisionedAt.IsZero() {
+		at = uint64(info.ProvisionedAt.Unix())
+	}
+	return map[string]godbus.Variant{
+		"source": v(info.Source), "method": v(info.Method), "endpoint": v(info.Endpoint),
+		"id_scope": v(info.IDScope), "registration_id": v(info.RegistrationID), "substatus": v(info.Substatus),
+		"provisioned_at": v(at), "from_cache": v(fromCache), "last_error": v(lastErr),
+	}, nil
+}
+
+func (a *BusAPI) reprovision(msg godbus.Message) *godbus.Error {
+	if e := a.authorize(bus.CallOf(msg), ActionReprovision, ""); e != nil {
+		return e
+	}
+	if err := a.svc.Reprovision(a.ctx); err != nil {
+		return a.fail("Reprovision", err)
+	}
+	return nil
+}
+
+func managedBy(opts map[string]godbus.Variant) (string, *godbus.Error) {
+	vals, e := bus.ParseOptions(opts, map[string]string{"managed_by": "s"})
+	if e != nil {
+		return "", e
+	}
+	s, _ := vals["managed_by"].(string)
+	return s, nil
+}
+
+func (a *BusAPI) moduleCall(msg godbus.Message, action, moduleID string) *godbus.Error {
+	if err := ValidateModuleID(moduleID); err != nil {
+		return bus.ToError(err)
+	}
+	return a.authorize(bus.CallOf(msg), action, moduleID)
+}
+
+func (a *BusAPI) createModuleIdentity(msg godbus.Message, moduleID string, opts map[string]godbus.Variant) (map[string]godbus.Variant, *godbus.Error) {
+	mb, e := managedBy(opts)
+	if e != nil {
+		return nil, e
+	}
+	if e := a.moduleCall(msg, ActionManage, moduleID); e != nil {
+		return nil, e
+	}
+	m, err := a.svc.CreateModule(a.ctx, moduleID, mb)
+	if err != nil {
+		return nil, a.fail("CreateModuleIdentity", err)
+	}
+	return a.moduleDict(m), nil
+}
+
+func (a *BusAPI) getModuleIdentity(msg godbus.Message, moduleID string) (map[string]godbus.Variant, *godbus.Error) {
+	if e := a.moduleCall(msg, ActionRead, moduleID); e != nil {
+		return nil, e
+	}
+	m, err := a.svc.GetModule(a.ctx, moduleID)
+	if err != nil {
+		return nil, a.fail("GetModuleIdentity", err)
+	}
+	return a.moduleDict(m), nil
+}
+
+func (a *BusAPI) listModuleIdentities(msg godbus.Message) ([]map[string]godbus.Variant, *godbus.Error) {
+	if e := a.authorize(bus.CallOf(msg), ActionRead, ""); e != nil {
+		return nil, e
+	}
+	ms, err := a.svc.ListModules(a.ctx)
+	if err != nil {
+		return nil, a.fail("ListModuleIdentities", err)
+	}
+	out := make([]map[string]godbus.Variant, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, a.moduleDict(m))
+	}
+	return out, nil
+}
+
+func (a *BusAPI) updateModuleIdentity(msg godbus.Message, moduleID string, opts map[string]godbus.Variant) (map[string]godbus.Variant, *godbus.Error) {
+	mb, e := managedBy(opts)
+	if e != nil {
+		return nil, e
+	}
+	if e := a.moduleCall(msg, ActionManage, moduleID); e != nil {
+		return nil, e
+	}
+	m, err := a.svc.UpdateModule(a.ctx, moduleID, mb)
+	if err != nil {
+		return nil, a.fail("UpdateModuleIdentity", err)
+	}
+	return a.moduleDict(m), nil
+}
+
+func (a *BusAPI) deleteModuleIdentity(msg godbus.Message, moduleID string) *godbus.Error {
+	if e := a.moduleCall(msg, ActionManage, moduleID); e != nil {
+		return e
+	}
+	if err := a.svc.DeleteModule(a.ctx, moduleID); err != nil {
+		return a.fail("DeleteModuleIdentity", err)
+	}
+	return nil
+}
+
+func (a *BusAPI) getSasToken(msg godbus.Message, moduleID string, ttl uint32) (string, *godbus.Error) {
+	if moduleID != "" {
+		if err := ValidateModuleID(moduleID); err != nil {
+			return "", bus.ToError(err)
+		}
+	}
+	if e := a.authorize(bus.CallOf(msg), ActionManage, moduleID); e != nil {
+		return "", e
+	}
+	tok, err := a.svc.GetSasToken(a.ctx, moduleID, time.Duration(ttl)*time.Second)
+	if err != nil {
+		return "", a.fail("GetSasToken", err)
+	}
+	return tok, nil
+}
+
+func (a *BusAPI) getCallerIdentity(msg godbus.Message) (map[string]godbus.Variant, *godbus.Error) {
+	call := bus.CallOf(msg)
+	if e := a.authorize(call, ActionRead, ""); e != nil {
+		return nil, e
+	}
+	uid, err := a.CallerUID(call.Sender)
+	if err != nil {
+		return nil, bus.NewError(bus.ErrFailed, "cannot identify the caller")
+	}
+	p, ok := a.svc.CallerPrincipal(uid)
+	if !ok {
+		return nil, bus.NewError(bus.ErrNotFound, fmt.Sprintf("uid %d is not a configured [[principal]]", uid))
+	}
+	out := map[string]godbus.Variant{"uid": v(uid), "principal": v(p.Name), "id_type": v(p.IDType)}
+	if p.IDType == "module" {
+		m, err := a.svc.GetModule(a.ctx, p.Name)
+		if err != nil {
+			return nil, a.fail("GetCallerIdentity", err)
+		}
+		for k, val := range a.moduleDict(m) {
+			out[k] = val
+		}
+	}
+	return out, nil
+}
