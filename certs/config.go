@@ -1,16 +1,13 @@
 package certs
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/pelletier/go-toml/v2"
+	"github.com/edgev2/edgev2/internal/config"
 
 	"github.com/edgev2/edgev2/internal/label"
 )
@@ -110,25 +107,13 @@ func parseSpan(s string) (span, error) {
 }
 
 // ConfigError names the file, key and fix of a configuration mistake.
-type ConfigError struct{ File, Key, Problem, Fix string }
-
-func (e *ConfigError) Error() string {
-	s := e.File + ": "
-	if e.Key != "" {
-		s += e.Key + ": "
-	}
-	s += e.Problem
-	if e.Fix != "" {
-		s += " (fix: " + e.Fix + ")"
-	}
-	return s
-}
+type ConfigError = config.Error
 
 // LoadConfig reads and validates a certd config file.
 func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := config.Read(path)
 	if err != nil {
-		return nil, &ConfigError{File: path, Problem: err.Error(), Fix: "create the file or pass --config"}
+		return nil, err
 	}
 	return ParseConfig(path, data)
 }
@@ -136,18 +121,8 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig parses and validates certd config text.
 func ParseConfig(path string, data []byte) (*Config, error) {
 	var c Config
-	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		var strict *toml.StrictMissingError
-		if errors.As(err, &strict) && len(strict.Errors) > 0 {
-			return nil, &ConfigError{File: path, Key: strings.Join(strict.Errors[0].Key(), "."), Problem: "unknown setting", Fix: "remove it or check its spelling (see docs/certs.md)"}
-		}
-		var de *toml.DecodeError
-		if errors.As(err, &de) {
-			row, col := de.Position()
-			return nil, &ConfigError{File: path, Key: strings.Join(de.Key(), "."), Problem: fmt.Sprintf("line %d, column %d: %s", row, col, de.Error()), Fix: "correct the TOML"}
-		}
-		return nil, &ConfigError{File: path, Problem: err.Error(), Fix: "correct the TOML"}
+	if err := config.Decode(path, data, &c, "docs/certs.md"); err != nil {
+		return nil, err
 	}
 	return &c, c.validate(path)
 }

@@ -27,23 +27,18 @@ const (
 	ActionManage = "org.edgev2.certs.manage"
 )
 
-// Authorizer decides whether a call may perform an action (the polkit client).
-type Authorizer interface {
-	Authorize(ctx context.Context, call bus.Call, action string, details map[string]string) *godbus.Error
-}
-
 // BusAPI adapts Service to org.edgev2.Certificates1.
 type BusAPI struct {
 	ctx  context.Context
 	svc  *Service
-	auth Authorizer
+	auth bus.Authority
 	srv  *bus.Server
 	log  *slog.Logger
 }
 
 // NewBusAPI registers the Certificates objects on srv and hooks the
 // service's renewals to the Renewed signal.
-func NewBusAPI(ctx context.Context, svc *Service, auth Authorizer, srv *bus.Server, log *slog.Logger) *BusAPI {
+func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.Server, log *slog.Logger) *BusAPI {
 	a := &BusAPI{ctx: ctx, svc: svc, auth: auth, srv: srv, log: log}
 	srv.Root(bus.Interface{
 		Name: Interface,

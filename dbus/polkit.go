@@ -306,3 +306,11 @@ func (a *Authorizer) CachedDecisions() int {
 	}
 	return n
 }
+
+// Authority decides whether a call may perform an action. *Authorizer (polkit)
+// implements it; service adapters depend on this, not on polkit.
+type Authority interface {
+	Authorize(ctx context.Context, call Call, action string, details map[string]string) *godbus.Error
+}
+
+var _ Authority = (*Authorizer)(nil)

@@ -1,18 +1,15 @@
 package identity
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
-	"github.com/pelletier/go-toml/v2"
+	"github.com/edgev2/edgev2/internal/config"
 
 	"github.com/edgev2/edgev2/identity/connstr"
 )
@@ -79,25 +76,13 @@ type Principal struct {
 }
 
 // ConfigError names the file, key and fix of a configuration mistake.
-type ConfigError struct{ File, Key, Problem, Fix string }
-
-func (e *ConfigError) Error() string {
-	s := e.File + ": "
-	if e.Key != "" {
-		s += e.Key + ": "
-	}
-	s += e.Problem
-	if e.Fix != "" {
-		s += " (fix: " + e.Fix + ")"
-	}
-	return s
-}
+type ConfigError = config.Error
 
 // LoadConfig reads and validates an identityd config file.
 func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := config.Read(path)
 	if err != nil {
-		return nil, &ConfigError{File: path, Problem: err.Error(), Fix: "create the file or pass --config"}
+		return nil, err
 	}
 	return ParseConfig(path, data)
 }
@@ -105,18 +90,8 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig parses and validates identityd config text.
 func ParseConfig(path string, data []byte) (*Config, error) {
 	var c Config
-	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		var strict *toml.StrictMissingError
-		if errors.As(err, &strict) && len(strict.Errors) > 0 {
-			return nil, &ConfigError{File: path, Key: strings.Join(strict.Errors[0].Key(), "."), Problem: "unknown setting", Fix: "remove it or check its spelling (see docs/identity.md)"}
-		}
-		var de *toml.DecodeError
-		if errors.As(err, &de) {
-			row, col := de.Position()
-			return nil, &ConfigError{File: path, Key: strings.Join(de.Key(), "."), Problem: fmt.Sprintf("line %d, column %d: %s", row, col, de.Error()), Fix: "correct the TOML"}
-		}
-		return nil, &ConfigError{File: path, Problem: err.Error(), Fix: "correct the TOML"}
+	if err := config.Decode(path, data, &c, "docs/identity.md"); err != nil {
+		return nil, err
 	}
 	return &c, c.validate(path)
 }

@@ -26,16 +26,11 @@ const (
 	ActionReprovision = "org.edgev2.identity.reprovision"
 )
 
-// Authorizer decides whether a call may perform an action (the polkit client).
-type Authorizer interface {
-	Authorize(ctx context.Context, call bus.Call, action string, details map[string]string) *godbus.Error
-}
-
 // BusAPI adapts Service to org.edgev2.Identity1.
 type BusAPI struct {
 	ctx  context.Context
 	svc  *Service
-	auth Authorizer
+	auth bus.Authority
 	srv  *bus.Server
 	log  *slog.Logger
 	// CallerUID resolves a caller's uid (GetCallerIdentity).
@@ -44,7 +39,7 @@ type BusAPI struct {
 
 // NewBusAPI registers the Identity object on srv and emits IdentityChanged
 // and PropertiesChanged when the service's state changes.
-func NewBusAPI(ctx context.Context, svc *Service, auth Authorizer, srv *bus.Server, log *slog.Logger) *BusAPI {
+func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.Server, log *slog.Logger) *BusAPI {
 	a := &BusAPI{ctx: ctx, svc: svc, auth: auth, srv: srv, log: log}
 	a.CallerUID = func(sender string) (uint32, error) {
 		c, err := bus.CallerCredentials(srv.Conn(), sender)

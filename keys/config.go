@@ -1,14 +1,11 @@
 package keys
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 
-	"github.com/pelletier/go-toml/v2"
+	"github.com/edgev2/edgev2/internal/config"
 )
 
 // Config is keyd's configuration file (/etc/edgev2/keyd.toml).
@@ -25,29 +22,14 @@ type Config struct {
 	PreloadedKeys map[string]string `toml:"preloaded_keys"`
 }
 
-// ConfigError is a configuration mistake: the daemon refuses to start and
-// says which file and key to fix.
-type ConfigError struct {
-	File, Key, Problem, Fix string
-}
-
-func (e *ConfigError) Error() string {
-	s := e.File + ": "
-	if e.Key != "" {
-		s += e.Key + ": "
-	}
-	s += e.Problem
-	if e.Fix != "" {
-		s += " (fix: " + e.Fix + ")"
-	}
-	return s
-}
+// ConfigError names the file, key and fix of a configuration mistake.
+type ConfigError = config.Error
 
 // LoadConfig reads and validates a keyd config file.
 func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := config.Read(path)
 	if err != nil {
-		return nil, &ConfigError{File: path, Problem: err.Error(), Fix: "create the file or pass --config"}
+		return nil, err
 	}
 	return ParseConfig(path, data)
 }
@@ -55,19 +37,8 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig parses and validates keyd config text; path names it in errors.
 func ParseConfig(path string, data []byte) (*Config, error) {
 	var c Config
-	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		var strict *toml.StrictMissingError
-		if errors.As(err, &strict) && len(strict.Errors) > 0 {
-			key := strings.Join(strict.Errors[0].Key(), ".")
-			return nil, &ConfigError{File: path, Key: key, Problem: "unknown setting", Fix: "remove it or check its spelling (known: homedir, pkcs11_lib_path, pkcs11_base_slot, pkcs11_sessions, [preloaded_keys])"}
-		}
-		var de *toml.DecodeError
-		if errors.As(err, &de) {
-			row, col := de.Position()
-			return nil, &ConfigError{File: path, Key: strings.Join(de.Key(), "."), Problem: fmt.Sprintf("line %d, column %d: %s", row, col, de.Error()), Fix: "correct the TOML syntax"}
-		}
-		return nil, &ConfigError{File: path, Problem: err.Error(), Fix: "correct the TOML"}
+	if err := config.Decode(path, data, &c, "docs/keys.md"); err != nil {
+		return nil, err
 	}
 	return &c, c.validate(path)
 }

@@ -29,23 +29,18 @@ const (
 	ActionExport = "org.edgev2.keys.export"
 )
 
-// Authorizer decides whether a call may perform an action (the polkit client).
-type Authorizer interface {
-	Authorize(ctx context.Context, call bus.Call, action string, details map[string]string) *godbus.Error
-}
-
 // BusAPI adapts Service to org.edgev2.Keys1: argument checks, authorization,
 // error mapping, signals. It holds no key logic.
 type BusAPI struct {
 	ctx  context.Context
 	svc  *Service
-	auth Authorizer
+	auth bus.Authority
 	srv  *bus.Server
 	log  *slog.Logger
 }
 
 // NewBusAPI registers the Keys objects on srv (call srv.Export and Claim after).
-func NewBusAPI(ctx context.Context, svc *Service, auth Authorizer, srv *bus.Server, log *slog.Logger) *BusAPI {
+func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.Server, log *slog.Logger) *BusAPI {
 	a := &BusAPI{ctx: ctx, svc: svc, auth: auth, srv: srv, log: log}
 	srv.Root(bus.Interface{
 		Name: Interface,

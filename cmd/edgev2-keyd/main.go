@@ -8,44 +8,26 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"runtime/pprof"
 	"strings"
-	"syscall"
 
-	"github.com/coreos/go-systemd/v22/daemon"
+	godbus "github.com/godbus/dbus/v5"
 	"github.com/miekg/pkcs11"
 
 	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/internal/daemon"
 	"github.com/edgev2/edgev2/keys"
 )
 
-// Exit codes: runtime failures (systemd restarts) differ from bad
-// configuration (RestartPreventExitStatus=78 in the unit).
-const (
-	exitFailure = 1
-	exitConfig  = 78 // EX_CONFIG
-)
-
 func main() {
-	configPath := flag.String("config", "/etc/edgev2/keyd.toml", "configuration `file`")
-	logLevel := flag.String("log-level", "info", "log level: debug, info, warn, error")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to `file` until exit (for benchmarks)")
-	flag.Parse()
+	configPath, log := daemon.Flags("edgev2-keyd", "/etc/edgev2/keyd.toml")
 	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err == nil && pprof.StartCPUProfile(f) == nil {
+		if f, err := os.Create(*cpuProfile); err == nil && pprof.StartCPUProfile(f) == nil {
 			defer pprof.StopCPUProfile()
 		}
 	}
-
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintf(os.Stderr, "edgev2-keyd: --log-level %q: want debug, info, warn or error\n", *logLevel)
-		os.Exit(exitConfig)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	code := run(*configPath, log)
+	code := run(configPath, log)
 	pprof.StopCPUProfile()
 	os.Exit(code)
 }
@@ -54,56 +36,33 @@ func run(configPath string, log *slog.Logger) int {
 	cfg, err := keys.LoadConfig(configPath)
 	if err != nil {
 		log.Error("bad configuration; not starting", "err", err)
-		return exitConfig
+		return daemon.ExitConfig
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-
-	svc, closeAll, code := openService(ctx, cfg, configPath, log)
-	if svc == nil {
-		return code
-	}
-	defer closeAll()
-
-	conn, err := bus.ConnectSystemBus()
-	if err != nil {
-		log.Error("cannot reach the bus", "err", err)
-		return exitFailure
-	}
-	defer conn.Close()
-	auth, err := bus.NewAuthorizer(ctx, conn, log)
-	if err != nil {
-		log.Error("cannot set up authorization", "err", err)
-		return exitFailure
-	}
-	srv := bus.NewServer(conn, keys.ObjectPath, log)
-	keys.NewBusAPI(ctx, svc, auth, srv, log)
-	if err := srv.Export(); err != nil {
-		log.Error("cannot export objects", "err", err)
-		return exitFailure
-	}
-	if err := srv.Claim(keys.BusName); err != nil {
-		log.Error("cannot claim the bus name", "err", err)
-		return exitFailure
-	}
-	daemon.SdNotify(false, daemon.SdNotifyReady)
-	log.Info("serving", "name", keys.BusName, "engine", svc.EngineName())
-
-	select {
-	case <-ctx.Done():
-		log.Info("stopping")
-		daemon.SdNotify(false, daemon.SdNotifyStopping)
-		return 0
-	case <-conn.Context().Done():
-		log.Error("lost the bus connection; exiting so systemd restarts the service")
-		return exitFailure
-	}
+	var closeAll func()
+	return daemon.Serve(log, daemon.Service{
+		BusName: keys.BusName,
+		Path:    keys.ObjectPath,
+		Register: func(ctx context.Context, conn *godbus.Conn, auth *bus.Authorizer, srv *bus.Server) error {
+			svc, closer, err := openService(ctx, cfg, configPath, log)
+			if err != nil {
+				return err
+			}
+			closeAll = closer
+			keys.NewBusAPI(ctx, svc, auth, srv, log)
+			return nil
+		},
+		Stopped: func() {
+			if closeAll != nil {
+				closeAll()
+			}
+		},
+	})
 }
 
 // openService opens the engine and the preloaded keys. A preloaded key that
 // cannot be loaded is served as unavailable (with the reason) rather than
 // stopping every other key.
-func openService(ctx context.Context, cfg *keys.Config, configPath string, log *slog.Logger) (*keys.Service, func(), int) {
+func openService(ctx context.Context, cfg *keys.Config, configPath string, log *slog.Logger) (*keys.Service, func(), error) {
 	var engine keys.Engine
 	var p11 *keys.PKCS11Engine
 	var err error
@@ -111,17 +70,14 @@ func openService(ctx context.Context, cfg *keys.Config, configPath string, log *
 		p11, err = keys.OpenPKCS11(ctx, keys.PKCS11Config{LibPath: cfg.PKCS11LibPath, BaseSlot: cfg.PKCS11BaseSlot, PoolSize: cfg.PKCS11Sessions, Logger: log})
 		if err != nil {
 			if isConfigProblem(err) {
-				log.Error("bad configuration; not starting", "file", configPath, "key", "pkcs11_base_slot", "err", err)
-				return nil, nil, exitConfig
+				return nil, nil, daemon.ConfigError(fmt.Errorf("%s: pkcs11_base_slot: %w", configPath, err))
 			}
-			log.Error("cannot open the PKCS#11 token", "err", err)
-			return nil, nil, exitFailure
+			return nil, nil, fmt.Errorf("open the PKCS#11 token: %w", err)
 		}
 		engine = p11
 	} else {
 		if engine, err = keys.OpenFileEngine(cfg.Homedir); err != nil {
-			log.Error("cannot open the key store", "err", err)
-			return nil, nil, exitFailure
+			return nil, nil, fmt.Errorf("open the key store: %w", err)
 		}
 	}
 	preloaded := map[string]keys.Handle{}
@@ -157,7 +113,7 @@ func openService(ctx context.Context, cfg *keys.Config, configPath string, log *
 			p11.Close()
 		}
 	}
-	return svc, closeAll, 0
+	return svc, closeAll, nil
 }
 
 // isConfigProblem tells a wrong PIN or a token that is not there from a

@@ -1,6 +1,6 @@
 // Command edgev2-labcloud is the offline stand-in for the cloud side of
-// edgev2 (today: the EST certificate authority), speaking the real wire
-// protocols on loopback for tests, demos and labs.
+// edgev2 (an EST certificate authority, Azure DPS and IoT Hub's identity
+// registry), speaking the real wire protocols on loopback for tests, demos and labs.
 package main
 
 import (
@@ -22,7 +22,10 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/edgev2/edgev2/internal/atomicfile"
+	"github.com/edgev2/edgev2/internal/labcloud"
+	"github.com/edgev2/edgev2/internal/labcloud/dps"
 	"github.com/edgev2/edgev2/internal/labcloud/est"
+	"github.com/edgev2/edgev2/internal/labcloud/hub"
 )
 
 // Exit codes: bad configuration differs from runtime failure.
@@ -31,15 +34,12 @@ const (
 	exitConfig  = 78 // EX_CONFIG
 )
 
-// fileConfig is the --config file. Later services get their own tables
-// ([dps], [hub]) beside [est].
-type fileConfig struct {
-	EST est.Config `toml:"est"`
-}
+// fileConfig is the --config file: [est], [dps] and [hub] tables.
+type fileConfig = labcloud.Config
 
 func main() {
-	state := flag.String("state", "", "state `directory` (CA key, certificate, index of issued certificates); required")
-	configPath := flag.String("config", "", "configuration `file` (TOML with an [est] table); optional")
+	state := flag.String("state", "", "state `directory` (EST CA, DPS registrations, hub registry); required")
+	configPath := flag.String("config", "", "configuration `file` (TOML with [est], [dps] and [hub] tables); optional")
 	listen := flag.String("listen", "127.0.0.1:0", "HTTPS listen `address`")
 	logLevel := flag.String("log-level", "info", "log level: debug, info, warn, error")
 	flag.Parse()
@@ -74,26 +74,27 @@ func run(stateDir, configPath, listen string, log *slog.Logger) int {
 	if addr.IP.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	url := "https://" + net.JoinHostPort(host, fmt.Sprint(addr.Port))
-	if cfg.EST.BaseURL == "" {
-		cfg.EST.BaseURL = url
-	}
+	hostPort := net.JoinHostPort(host, fmt.Sprint(addr.Port))
+	url := "https://" + hostPort
 
-	srv, err := est.NewServer(cfg.EST, filepath.Join(stateDir, "est"), log.With("service", "est"))
+	svc, err := labcloud.Open(cfg, stateDir, hostPort, log)
 	if err != nil {
-		var ce *est.ConfigError
-		if errors.As(err, &ce) {
+		var estErr *est.ConfigError
+		var dpsErr *dps.ConfigError
+		var hubErr *hub.ConfigError
+		if errors.As(err, &estErr) || errors.As(err, &dpsErr) || errors.As(err, &hubErr) {
 			log.Error("bad configuration; not starting", "file", configPath, "err", err)
 			return exitConfig
 		}
-		log.Error("cannot open the EST CA", "err", err)
+		log.Error("cannot open the lab cloud state", "err", err)
 		return exitFailure
 	}
+	srv := svc.EST
 	hosts := []string{"127.0.0.1", "localhost"}
 	if h := addr.IP.String(); !addr.IP.IsUnspecified() && h != "127.0.0.1" {
 		hosts = append(hosts, h)
 	}
-	tlsCfg, err := srv.TLSConfig(hosts...)
+	tlsCfg, err := svc.TLSConfig(hosts...)
 	if err != nil {
 		log.Error("cannot make the HTTPS certificate", "err", err)
 		return exitFailure
@@ -104,10 +105,8 @@ func run(stateDir, configPath, listen string, log *slog.Logger) int {
 		return exitFailure
 	}
 
-	mux := http.NewServeMux()
-	mux.Handle("/", srv.Handler())
 	hs := &http.Server{
-		Handler:           mux,
+		Handler:           svc.Handler(),
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -119,7 +118,8 @@ func run(stateDir, configPath, listen string, log *slog.Logger) int {
 	served := make(chan error, 1)
 	go func() { served <- hs.ServeTLS(ln, "", "") }()
 	fmt.Printf("edgev2-labcloud listening on %s\n", url)
-	log.Info("listening", "url", url, "ca", filepath.Join(stateDir, "ca.pem"))
+	log.Info("listening", "url", url, "ca", filepath.Join(stateDir, "ca.pem"),
+		"dps_id_scope", svc.DPS.IDScope(), "hub_hostname", svc.Hub.Hostname())
 
 	select {
 	case err := <-served:
@@ -136,8 +136,9 @@ func run(stateDir, configPath, listen string, log *slog.Logger) int {
 	return 0
 }
 
-// loadConfig reads the TOML file strictly; relative bootstrap_ca_files are
-// taken relative to the file's directory. No file: defaults.
+// loadConfig reads the TOML file strictly; relative bootstrap_ca_files and
+// DPS certificate_file paths are taken relative to the file's directory.
+// No file: defaults.
 func loadConfig(path string) (fileConfig, error) {
 	var c fileConfig
 	if path == "" {
@@ -151,7 +152,7 @@ func loadConfig(path string) (fileConfig, error) {
 	if err := dec.Decode(&c); err != nil {
 		var strict *toml.StrictMissingError
 		if errors.As(err, &strict) && len(strict.Errors) > 0 {
-			return c, fmt.Errorf("%s: %s: unknown setting (fix: remove it or check its spelling; see docs/est.md)", path, strings.Join(strict.Errors[0].Key(), "."))
+			return c, fmt.Errorf("%s: %s: unknown setting (fix: remove it or check its spelling; see docs/est.md and docs/labcloud.md)", path, strings.Join(strict.Errors[0].Key(), "."))
 		}
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
@@ -165,7 +166,18 @@ func loadConfig(path string) (fileConfig, error) {
 			c.EST.BootstrapCAFiles[i] = filepath.Join(filepath.Dir(path), f)
 		}
 	}
+	for i, e := range c.DPS.Enrollments {
+		if e.CertificateFile != "" && !filepath.IsAbs(e.CertificateFile) {
+			c.DPS.Enrollments[i].CertificateFile = filepath.Join(filepath.Dir(path), e.CertificateFile)
+		}
+	}
 	if err := c.EST.Validate(); err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := c.DPS.Validate(); err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := c.Hub.Validate(); err != nil {
 		return c, fmt.Errorf("%s: %w", path, err)
 	}
 	return c, nil

@@ -124,3 +124,27 @@ func writeJSON(w http.ResponseWriter, status int, etag string, v any) {
 	w.WriteHeader(status)
 	w.Write(body)
 }
+
+// nullIfEmpty is how IoT Hub writes an unset key or thumbprint.
+func nullIfEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// MarshalJSON writes unset keys as null, like IoT Hub.
+func (k SymmetricKey) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		PrimaryKey   *string `json:"primaryKey"`
+		SecondaryKey *string `json:"secondaryKey"`
+	}{nullIfEmpty(k.PrimaryKey), nullIfEmpty(k.SecondaryKey)})
+}
+
+// MarshalJSON writes unset thumbprints as null, like IoT Hub.
+func (t X509Thumbprint) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		PrimaryThumbprint   *string `json:"primaryThumbprint"`
+		SecondaryThumbprint *string `json:"secondaryThumbprint"`
+	}{nullIfEmpty(t.PrimaryThumbprint), nullIfEmpty(t.SecondaryThumbprint)})
+}

@@ -1,0 +1,445 @@
+package dps
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"net"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgev2/edgev2/identity/sas"
+	"github.com/edgev2/edgev2/internal/fault"
+)
+
+const (
+	assigning = `{"operationId":"5.316aac5bdc130deb.b1e02da8-c3a0-4ff2-a121-7ea7a6b7f550","status":"assigning"}`
+	assigned  = `{"operationId":"5.316aac5bdc130deb.b1e02da8-c3a0-4ff2-a121-7ea7a6b7f550","status":"assigned",
+	  "registrationState":{"registrationId":"dev-1","createdDateTimeUtc":"2019-03-18T19:34:52.6512386Z",
+	  "assignedHub":"myhub.azure-devices.net","deviceId":"dev-1","status":"assigned","substatus":"initialAssignment",
+	  "lastUpdatedDateTimeUtc":"2019-03-18T19:34:53.0159297Z","etag":"IjAwMDAwMDAwLTAwMDAtMDAwMC0wMDAwLTAwMDAwMDAwMDAwMCI=",
+	  "payload":{"modules":["a"]}}}`
+)
+
+func TestRegisterSymmetricKeyWireFormat(t *testing.T) {
+	f := newFakeDPS(t, nil,
+		reply{status: 202, header: map[string]string{"Retry-After": "3"}, body: assigning},
+		reply{status: 202, header: map[string]string{"Retry-After": "1"}, body: assigning},
+		reply{status: 200, body: assigned})
+	var s sleepRecorder
+	cfg := symmetricConfig(t, f, &s)
+	res, err := Register(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Result{
+		AssignedHub: "myhub.azure-devices.net", DeviceID: "dev-1", Substatus: "initialAssignment",
+		ETag: "IjAwMDAwMDAwLTAwMDAtMDAwMC0wMDAwLTAwMDAwMDAwMDAwMCI=", RegistrationID: "dev-1",
+		CreatedAt: time.Date(2019, 3, 18, 19, 34, 52, 651238600, time.UTC),
+		UpdatedAt: time.Date(2019, 3, 18, 19, 34, 53, 15929700, time.UTC),
+		Payload:   json.RawMessage(`{"modules":["a"]}`),
+	}
+	if !reflect.DeepEqual(res, want) {
+		t.Fatalf("result\n got %+v\nwant %+v", res, want)
+	}
+	if got := s.waits(); !reflect.DeepEqual(got, []time.Duration{3 * time.Second, time.Second}) {
+		t.Fatalf("waits %v, want [3s 1s] from Retry-After", got)
+	}
+
+	reqs := f.requests()
+	if len(reqs) != 3 {
+		t.Fatalf("%d requests, want 3", len(reqs))
+	}
+	put := reqs[0]
+	if put.method != "PUT" || put.rawPath != "/0ne00000001/registrations/dev-1/register" || put.query != "api-version=2021-06-01" {
+		t.Fatalf("register request %s %s?%s", put.method, put.rawPath, put.query)
+	}
+	if string(put.body) != `{"registrationId":"dev-1"}` {
+		t.Fatalf("register body %s", put.body)
+	}
+	if ct := put.header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	for i, r := range reqs[1:] {
+		if r.method != "GET" || r.rawPath != "/0ne00000001/registrations/dev-1/operations/5.316aac5bdc130deb.b1e02da8-c3a0-4ff2-a121-7ea7a6b7f550" || r.query != "api-version=2021-06-01" {
+			t.Fatalf("poll %d: %s %s?%s", i, r.method, r.rawPath, r.query)
+		}
+		if len(r.body) != 0 || r.header.Get("Content-Type") != "" {
+			t.Fatalf("poll %d has a body or Content-Type", i)
+		}
+	}
+	for i, r := range reqs {
+		if r.header.Get("Accept") != "application/json" || r.header.Get("User-Agent") != UserAgent {
+			t.Fatalf("request %d headers %v", i, r.header)
+		}
+		checkDPSToken(t, r.header.Get("Authorization"))
+	}
+}
+
+// checkDPSToken verifies a DPS registration token as DPS would.
+func checkDPSToken(t *testing.T, auth string) {
+	t.Helper()
+	if !strings.HasPrefix(auth, "SharedAccessSignature sr=0ne00000001%2Fregistrations%2Fdev-1&sig=") ||
+		!strings.HasSuffix(auth, "&se=1714568400&skn=registration") {
+		t.Fatalf("Authorization %q is not sr,sig,se,skn in SDK order", auth)
+	}
+	p, err := sas.ParseToken(auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := hmacSigner(t, enrollmentKey)(context.Background(), []byte(p.Signed))
+	if !hmac.Equal(p.Signature, want) || p.Signed != "0ne00000001%2Fregistrations%2Fdev-1\n1714568400" {
+		t.Fatalf("token does not verify: signed %q", p.Signed)
+	}
+	if !p.Expiry.Equal(fixedNow.Add(DefaultTokenTTL)) {
+		t.Fatalf("expiry %v", p.Expiry)
+	}
+}
+
+func TestRegisterSendsPayloadAndAssignsAtOnce(t *testing.T) {
+	f := newFakeDPS(t, nil, reply{status: 200, body: assigned})
+	var s sleepRecorder
+	cfg := symmetricConfig(t, f, &s)
+	cfg.Payload = json.RawMessage(`{ "modelId" : "dtmi:x;1" }`)
+	if _, err := Register(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(f.requests()[0].body); got != `{"registrationId":"dev-1","payload":{"modelId":"dtmi:x;1"}}` {
+		t.Fatalf("body %s", got)
+	}
+	if len(s.waits()) != 0 {
+		t.Fatalf("waited %v for an immediate assignment", s.waits())
+	}
+}
+
+func TestRegisterPollIntervals(t *testing.T) {
+	tests := []struct {
+		name, retryAfter string
+		want             time.Duration
+	}{
+		{"absent uses the default", "", DefaultPollInterval},
+		{"zero is raised to a second", "0", time.Second},
+		{"huge is capped", "86400", MaxRetryAfter},
+		{"too many digits is capped", "99999999999999999999", MaxRetryAfter},
+		{"garbage uses the default", "soon", DefaultPollInterval},
+		{"HTTP-date against Date", "Wed, 01 May 2024 12:00:07 GMT", 7 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := map[string]string{"Date": "Wed, 01 May 2024 12:00:00 GMT"}
+			if tt.retryAfter != "" {
+				h["Retry-After"] = tt.retryAfter
+			}
+			f := newFakeDPS(t, nil, reply{status: 202, header: h, body: assigning}, reply{status: 200, body: assigned})
+			var s sleepRecorder
+			if _, err := Register(context.Background(), symmetricConfig(t, f, &s)); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.waits(); len(got) != 1 || got[0] != tt.want {
+				t.Fatalf("waits %v, want [%v]", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRegisterRetriesThrottledRequests(t *testing.T) {
+	throttled := reply{status: 429, header: map[string]string{"Retry-After": "5"},
+		body: `{"errorCode":429001,"trackingId":"t-1","message":"Operations are being throttled"}`}
+	f := newFakeDPS(t, nil, throttled,
+		reply{status: 202, header: map[string]string{"Retry-After": "2"}, body: assigning},
+		throttled,
+		reply{status: 200, body: assigned})
+	var s sleepRecorder
+	res, err := Register(context.Background(), symmetricConfig(t, f, &s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.DeviceID != "dev-1" {
+		t.Fatalf("result %+v", res)
+	}
+	if got := s.waits(); !reflect.DeepEqual(got, []time.Duration{5 * time.Second, 2 * time.Second, 5 * time.Second}) {
+		t.Fatalf("waits %v, want [5s 2s 5s]", got)
+	}
+	reqs := f.requests()
+	if len(reqs) != 4 || reqs[0].method != "PUT" || reqs[1].method != "PUT" || reqs[2].method != "GET" || reqs[3].method != "GET" {
+		t.Fatalf("requests %v", reqs)
+	}
+}
+
+func TestRegisterGivesUpAfterMaxPolls(t *testing.T) {
+	for name, rep := range map[string]reply{
+		"throttled":      {status: 429, body: `{"errorCode":429001,"message":"throttled"}`},
+		"assigning":      {status: 202, body: assigning},
+		"unassigned 200": {status: 200, body: `{"operationId":"op","status":"unassigned"}`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFakeDPS(t, nil, rep)
+			var s sleepRecorder
+			cfg := symmetricConfig(t, f, &s)
+			cfg.MaxPolls = 4
+			_, err := Register(context.Background(), cfg)
+			if !fault.Is(err, fault.Unavailable) || !strings.Contains(err.Error(), "after 4 polls") {
+				t.Fatalf("err %v, want Unavailable after 4 polls", err)
+			}
+			if len(s.waits()) != 4 || len(f.requests()) != 5 {
+				t.Fatalf("%d waits, %d requests", len(s.waits()), len(f.requests()))
+			}
+		})
+	}
+}
+
+func TestRegisterStatusErrors(t *testing.T) {
+	dpsErr := func(code int, msg string) string {
+		b, _ := json.Marshal(map[string]any{"errorCode": code, "trackingId": "trk-42", "message": msg, "timestampUtc": "2024-05-01T12:00:00.000Z"})
+		return string(b)
+	}
+	tests := []struct {
+		name    string
+		rep     reply
+		kind    fault.Kind
+		mention []string
+	}{
+		{"401 with DPS error", reply{status: 401, body: dpsErr(401002, "The request authorization key is not valid.")},
+			fault.NotAuthorized, []string{"HTTP 401", "401002", "The request authorization key is not valid.", "trk-42"}},
+		{"403", reply{status: 403, body: dpsErr(403001, "forbidden")}, fault.NotAuthorized, []string{"HTTP 403"}},
+		{"404", reply{status: 404, body: dpsErr(404201, "Enrollment not found")}, fault.NotFound, []string{"404201", "Enrollment not found"}},
+		{"400", reply{status: 400, body: dpsErr(400004, "Bad payload")}, fault.InvalidArgs, []string{"HTTP 400", "Bad payload"}},
+		{"500", reply{status: 500, body: dpsErr(500000, "Internal")}, fault.Unavailable, []string{"HTTP 500"}},
+		{"503 html", reply{status: 503, header: map[string]string{"Content-Type": "text/html"}, body: "<html><body>down</body></html>"},
+			fault.Unavailable, []string{"HTTP 503"}},
+		{"418 text", reply{status: 418, header: map[string]string{"Content-Type": "text/plain"}, body: "I'm a teapot\r\n"},
+			fault.Failed, []string{"HTTP status 418", "I'm a teapot"}},
+		{"302 not followed", reply{status: 302, header: map[string]string{"Location": "https://elsewhere.example/"}}, fault.Failed, []string{"302"}},
+		{"html 200", reply{status: 200, header: map[string]string{"Content-Type": "text/html"}, body: "<html><body>captive portal</body></html>"},
+			fault.Failed, []string{"DPS sent an invalid response", "not a JSON object", "text/html"}},
+		{"truncated JSON", reply{status: 200, body: assigned[:60]}, fault.Failed, []string{"DPS sent an invalid response"}},
+		{"empty 200", reply{status: 200, body: ""}, fault.Failed, []string{"DPS sent an invalid response", "empty"}},
+		{"trailing garbage", reply{status: 200, body: assigned + "}"}, fault.Failed, []string{"after the JSON object"}},
+		{"unknown status", reply{status: 200, body: `{"operationId":"x","status":"weird"}`}, fault.Failed, []string{`"weird"`}},
+		{"status of wrong type", reply{status: 200, body: `{"operationId":"x","status":7}`}, fault.Failed, []string{"DPS sent an invalid response"}},
+		{"assigned without state", reply{status: 200, body: `{"operationId":"x","status":"assigned"}`}, fault.Failed, []string{"no registrationState"}},
+		{"assigned without hub", reply{status: 200, body: `{"operationId":"x","status":"assigned","registrationState":{"deviceId":"d"}}`},
+			fault.Failed, []string{"lacks assignedHub"}},
+		{"hub with a path", reply{status: 200, body: `{"operationId":"x","status":"assigned","registrationState":{"deviceId":"d","assignedHub":"evil.example/x?y"}}`},
+			fault.Failed, []string{"not a host name"}},
+		{"assigning without operation id", reply{status: 202, body: `{"status":"assigning"}`}, fault.Failed, []string{"no operationId"}},
+		{"someone else's registration", reply{status: 200, body: strings.Replace(assigned, `"registrationId":"dev-1"`, `"registrationId":"dev-2"`, 1)},
+			fault.Failed, []string{`"dev-2"`}},
+		{"huge body", reply{status: 200, body: `{"operationId":"x","status":"assigning","pad":"` + strings.Repeat("A", MaxResponseSize) + `"}`},
+			fault.Failed, []string{"larger than"}},
+		{"failed 401xxx", reply{status: 200, body: `{"operationId":"x","status":"failed","registrationState":{"registrationId":"dev-1","status":"failed","errorCode":401002,"errorMessage":"key mismatch"}}`},
+			fault.NotAuthorized, []string{"401002", "key mismatch", "failed"}},
+		{"failed custom allocation", reply{status: 200, body: `{"operationId":"x","status":"failed","registrationState":{"registrationId":"dev-1","status":"failed","errorCode":400209,"errorMessage":"Custom allocation failed with status code: 400"}}`},
+			fault.InvalidArgs, []string{"400209", "Custom allocation failed"}},
+		{"failed without state", reply{status: 200, body: `{"operationId":"x","status":"failed"}`}, fault.Failed, []string{"no reason given"}},
+		{"disabled", reply{status: 200, body: `{"operationId":"x","status":"disabled","registrationState":{"registrationId":"dev-1","status":"disabled"}}`},
+			fault.NotAuthorized, []string{"disabled"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeDPS(t, nil, tt.rep)
+			var s sleepRecorder
+			_, err := Register(context.Background(), symmetricConfig(t, f, &s))
+			if err == nil || fault.KindOf(err) != tt.kind {
+				t.Fatalf("err %v (kind %v), want kind %v", err, fault.KindOf(err), tt.kind)
+			}
+			msg := fault.Message(err)
+			for _, m := range tt.mention {
+				if !strings.Contains(msg, m) {
+					t.Errorf("message %q does not mention %q", msg, m)
+				}
+			}
+			assertNoSecrets(t, msg, f)
+		})
+	}
+}
+
+// assertNoSecrets fails if msg holds any part of a token the client sent.
+func assertNoSecrets(t *testing.T, msg string, f *fakeDPS) {
+	t.Helper()
+	for _, r := range f.requests() {
+		if auth := r.header.Get("Authorization"); auth != "" {
+			p, _ := sas.ParseToken(auth)
+			sig := auth[strings.Index(auth, "sig=")+4 : strings.Index(auth, "&se=")]
+			if strings.Contains(msg, sig) || strings.Contains(msg, string(p.Signature)) {
+				t.Fatalf("message leaks the token signature: %q", msg)
+			}
+		}
+	}
+	if strings.Contains(msg, enrollmentKey[:12]) {
+		t.Fatalf("message leaks the key: %q", msg)
+	}
+}
+
+func TestRegisterScrubsEchoedSignature(t *testing.T) {
+	f := newFakeDPS(t, nil, reply{status: 401,
+		body: `{"errorCode":401002,"trackingId":"t","message":"bad token SharedAccessSignature sr=x&sig=c2VjcmV0c2ln%3D&se=1"}`})
+	var s sleepRecorder
+	_, err := Register(context.Background(), symmetricConfig(t, f, &s))
+	if !fault.Is(err, fault.NotAuthorized) || strings.Contains(err.Error(), "c2VjcmV0c2ln") || !strings.Contains(err.Error(), "sig=<redacted>") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestRegisterWithX509Attestation(t *testing.T) {
+	ca := newCA(t, "device CA")
+	f := newFakeDPS(t, &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool()},
+		reply{status: 202, body: assigning}, reply{status: 200, body: assigned})
+	var s sleepRecorder
+	cfg := symmetricConfig(t, f, &s)
+	cfg.SAS = nil
+	cfg.ClientCert = ca.clientCert(t, "dev-1")
+	res, err := Register(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.AssignedHub != "myhub.azure-devices.net" {
+		t.Fatalf("result %+v", res)
+	}
+	for i, r := range f.requests() {
+		if r.header.Get("Authorization") != "" {
+			t.Fatalf("request %d sent Authorization with X.509 attestation", i)
+		}
+		if len(r.peerCerts) == 0 || r.peerCerts[0].Subject.CommonName != "dev-1" {
+			t.Fatalf("request %d: client certificate not presented", i)
+		}
+	}
+	if string(f.requests()[0].body) != `{"registrationId":"dev-1"}` {
+		t.Fatalf("body %s", f.requests()[0].body)
+	}
+}
+
+func TestRegisterWithRefusedClientCertificate(t *testing.T) {
+	trusted, other := newCA(t, "trusted CA"), newCA(t, "other CA")
+	f := newFakeDPS(t, &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: trusted.pool()}, reply{status: 200, body: assigned})
+	var s sleepRecorder
+	cfg := symmetricConfig(t, f, &s)
+	cfg.SAS = nil
+	cfg.ClientCert = other.clientCert(t, "dev-1")
+	_, err := Register(context.Background(), cfg)
+	if !fault.Is(err, fault.NotAuthorized) {
+		t.Fatalf("err %v (kind %v), want NotAuthorized", err, fault.KindOf(err))
+	}
+}
+
+func TestRegisterRefusesUntrustedServer(t *testing.T) {
+	f := newFakeDPS(t, nil, reply{status: 200, body: assigned})
+	var s sleepRecorder
+	cfg := symmetricConfig(t, f, &s)
+	cfg.TrustAnchors = newCA(t, "unrelated").pool()
+	_, err := Register(context.Background(), cfg)
+	if !fault.Is(err, fault.Unavailable) || !strings.Contains(err.Error(), "not trusted") {
+		t.Fatalf("err %v", err)
+	}
+	if len(f.requests()) != 0 {
+		t.Fatal("request reached an untrusted server")
+	}
+}
+
+func TestRegisterUnreachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	var s sleepRecorder
+	_, err = Register(context.Background(), Config{Endpoint: "https://" + addr, IDScope: "0ne1", RegistrationID: "d",
+		SAS: hmacSigner(t, enrollmentKey), Sleep: s.sleep})
+	if !fault.Is(err, fault.Unavailable) || !strings.Contains(err.Error(), "cannot be reached") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestRegisterStopsWhenContextEnds(t *testing.T) {
+	f := newFakeDPS(t, nil, reply{status: 202, body: assigning})
+	ctx, cancel := context.WithCancel(context.Background())
+	var s sleepRecorder
+	cfg := symmetricConfig(t, f, &s)
+	cfg.Sleep = func(ctx context.Context, d time.Duration) error { cancel(); return ctx.Err() }
+	_, err := Register(ctx, cfg)
+	if !fault.Is(err, fault.Unavailable) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestRegisterSignerFailure(t *testing.T) {
+	f := newFakeDPS(t, nil, reply{status: 200, body: assigned})
+	var s sleepRecorder
+	cfg := symmetricConfig(t, f, &s)
+	cfg.SAS = func(context.Context, []byte) ([]byte, error) {
+		return nil, fault.New(fault.NotAuthorized, "key %q may not be used by this caller", "dps-enrollment")
+	}
+	_, err := Register(context.Background(), cfg)
+	if !fault.Is(err, fault.NotAuthorized) || !strings.Contains(err.Error(), "SAS token") {
+		t.Fatalf("err %v", err)
+	}
+	if len(f.requests()) != 0 {
+		t.Fatal("request sent without a token")
+	}
+}
+
+func TestRegisterKeepsEndpointPathPrefixAndEscapes(t *testing.T) {
+	f := newFakeDPS(t, nil, reply{status: 200, body: strings.ReplaceAll(assigned, `"registrationId":"dev-1"`, `"registrationId":"Dev:1.a_b"`)})
+	var s sleepRecorder
+	cfg := symmetricConfig(t, f, &s)
+	cfg.Endpoint = f.srv.URL + "/dps/"
+	cfg.RegistrationID = "Dev:1.a_b"
+	cfg.APIVersion = "2019-03-31"
+	if _, err := Register(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	r := f.requests()[0]
+	if r.rawPath != "/dps/0ne00000001/registrations/Dev%3A1.a_b/register" || r.query != "api-version=2019-03-31" {
+		t.Fatalf("request %s?%s", r.rawPath, r.query)
+	}
+	p, _ := sas.ParseToken(r.header.Get("Authorization"))
+	if p.Resource != "0ne00000001/registrations/Dev:1.a_b" {
+		t.Fatalf("token resource %q", p.Resource)
+	}
+}
+
+func TestRegisterRejectsBadConfig(t *testing.T) {
+	sign := hmacSigner(t, enrollmentKey)
+	ca := newCA(t, "ca")
+	good := Config{IDScope: "0ne00000001", RegistrationID: "dev-1", SAS: sign}
+	plainKey := ca.clientCert(t, "x")
+	plainKey.PrivateKey = struct{}{}
+	tests := []struct {
+		name    string
+		mod     func(*Config)
+		mention string
+	}{
+		{"http endpoint", func(c *Config) { c.Endpoint = "http://dps.example" }, "https://"},
+		{"endpoint with credentials", func(c *Config) { c.Endpoint = "https://u:p@dps.example" }, "credentials"},
+		{"endpoint with query", func(c *Config) { c.Endpoint = "https://dps.example/?x=1" }, "query"},
+		{"no scope", func(c *Config) { c.IDScope = "" }, "ID scope"},
+		{"scope with slash", func(c *Config) { c.IDScope = "0ne/../x" }, "ID scope"},
+		{"no registration id", func(c *Config) { c.RegistrationID = "" }, "registration ID"},
+		{"registration id with slash", func(c *Config) { c.RegistrationID = "a/b" }, "registration ID"},
+		{"registration id ends with dash", func(c *Config) { c.RegistrationID = "abc-" }, "start and end"},
+		{"registration id too long", func(c *Config) { c.RegistrationID = strings.Repeat("a", 129) }, "128"},
+		{"api version injection", func(c *Config) { c.APIVersion = "1&x=y" }, "api-version"},
+		{"no attestation", func(c *Config) { c.SAS = nil }, "no attestation"},
+		{"two attestations", func(c *Config) { c.ClientCert = ca.clientCert(t, "d") }, "both"},
+		{"key cannot sign", func(c *Config) { c.SAS = nil; c.ClientCert = plainKey }, "cannot sign"},
+		{"empty certificate", func(c *Config) { c.SAS = nil; c.ClientCert = &tls.Certificate{} }, "no certificate data"},
+		{"payload not JSON", func(c *Config) { c.Payload = json.RawMessage("{") }, "payload"},
+		{"negative timeout", func(c *Config) { c.Timeout = -1 }, "negative"},
+		{"negative polls", func(c *Config) { c.MaxPolls = -1 }, "negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := good
+			tt.mod(&c)
+			_, err := Register(context.Background(), c)
+			if !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), tt.mention) {
+				t.Fatalf("err %v, want InvalidArgs mentioning %q", err, tt.mention)
+			}
+		})
+	}
+}

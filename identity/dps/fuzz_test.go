@@ -1,0 +1,31 @@
+package dps
+
+import (
+	"testing"
+)
+
+func FuzzParseOperation(f *testing.F) {
+	for _, s := range []string{assigned, assigning, `{"operationId":"x","status":"failed","registrationState":{"errorCode":400209,"errorMessage":"m"}}`,
+		`{"status":"disabled"}`, `{}`, `[]`, `null`, `<html>`, assigned[:50], `{"operationId":"x","status":"assigned","registrationState":{"payload":null}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		op, err := ParseOperation(body)
+		if err != nil {
+			return
+		}
+		switch op.Status {
+		case StatusAssigned:
+			if op.RegistrationState == nil || op.RegistrationState.AssignedHub == "" || op.RegistrationState.DeviceID == "" || !validHost(op.RegistrationState.AssignedHub) {
+				t.Fatalf("accepted assigned without usable state: %s", body)
+			}
+		case StatusAssigning, StatusUnassigned:
+			if op.OperationID == "" {
+				t.Fatalf("accepted %s without operationId", op.Status)
+			}
+		case StatusFailed, StatusDisabled:
+		default:
+			t.Fatalf("accepted status %q", op.Status)
+		}
+	})
+}

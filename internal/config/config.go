@@ -1,0 +1,57 @@
+// Package config reads the daemons' TOML files strictly and reports mistakes
+// by file, key and fix, so a bad file stops a daemon with a useful message.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Error is a configuration mistake.
+type Error struct{ File, Key, Problem, Fix string }
+
+func (e *Error) Error() string {
+	s := e.File + ": "
+	if e.Key != "" {
+		s += e.Key + ": "
+	}
+	s += e.Problem
+	if e.Fix != "" {
+		s += " (fix: " + e.Fix + ")"
+	}
+	return s
+}
+
+// Read reads a config file.
+func Read(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{File: path, Problem: err.Error(), Fix: "create the file or pass --config"}
+	}
+	return data, nil
+}
+
+// Decode decodes TOML into v, refusing unknown settings; docs names where
+// the settings are described.
+func Decode(path string, data []byte, v any, docs string) error {
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		return nil
+	}
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) && len(strict.Errors) > 0 {
+		return &Error{File: path, Key: strings.Join(strict.Errors[0].Key(), "."), Problem: "unknown setting", Fix: "remove it or check its spelling (see " + docs + ")"}
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, col := de.Position()
+		return &Error{File: path, Key: strings.Join(de.Key(), "."), Problem: fmt.Sprintf("line %d, column %d: %s", row, col, de.Error()), Fix: "correct the TOML"}
+	}
+	return &Error{File: path, Problem: err.Error(), Fix: "correct the TOML"}
+}

@@ -1,0 +1,46 @@
+package dps
+
+import (
+	"log/slog"
+	"path/filepath"
+	"strings"
+)
+
+// TB is the part of testing.TB the test helpers use, so this file need
+// not import testing.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Fatalf(format string, args ...any)
+	TempDir() string
+}
+
+// NewTestServer makes a DPS with its state in t.TempDir(), assigning to
+// hubHostname and creating devices in registry (may be nil). Serve its
+// Handler yourself, or use labcloud.StartTestCloud for DPS, hub and EST on
+// one HTTPS listener.
+func NewTestServer(t TB, cfg Config, hubHostname string, registry Registry) *Server {
+	t.Helper()
+	if cfg.AssignedHub == "" {
+		cfg.AssignedHub = hubHostname
+	}
+	var logger *slog.Logger
+	if l, ok := t.(interface{ Logf(string, ...any) }); ok {
+		logger = slog.New(slog.NewTextHandler(logfWriter{l}, nil))
+	}
+	s, err := NewServer(cfg, filepath.Join(t.TempDir(), "dps"), registry, logger)
+	if err != nil {
+		t.Fatalf("start DPS test server: %v", err)
+	}
+	return s
+}
+
+// logfWriter sends the server's log lines to t.Logf.
+type logfWriter struct {
+	l interface{ Logf(string, ...any) }
+}
+
+func (w logfWriter) Write(p []byte) (int, error) {
+	w.l.Logf("labcloud dps: %s", strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}

@@ -1,0 +1,123 @@
+package dps
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// APIVersions are the api-version values of the device runtime API accepted.
+var APIVersions = []string{"2019-03-31", "2021-06-01", "2021-10-01"}
+
+// DeviceRegistration is the body of PUT .../register.
+type DeviceRegistration struct {
+	RegistrationID string          `json:"registrationId"`
+	Payload        json.RawMessage `json:"payload,omitempty"`
+	TPM            json.RawMessage `json:"tpm,omitempty"`
+}
+
+// RegistrationOperationStatus answers register and operation-status lookups.
+type RegistrationOperationStatus struct {
+	OperationID       string                   `json:"operationId"`
+	Status            string                   `json:"status"`
+	RegistrationState *DeviceRegistrationState `json:"registrationState,omitempty"`
+}
+
+// DeviceRegistrationState is DPS's DeviceRegistrationResult.
+type DeviceRegistrationState struct {
+	RegistrationID         string          `json:"registrationId"`
+	CreatedDateTimeUtc     string          `json:"createdDateTimeUtc,omitempty"`
+	AssignedHub            string          `json:"assignedHub,omitempty"`
+	DeviceID               string          `json:"deviceId,omitempty"`
+	Status                 string          `json:"status"`
+	Substatus              string          `json:"substatus,omitempty"`
+	ErrorCode              int             `json:"errorCode,omitempty"`
+	ErrorMessage           string          `json:"errorMessage,omitempty"`
+	LastUpdatedDateTimeUtc string          `json:"lastUpdatedDateTimeUtc,omitempty"`
+	Etag                   string          `json:"etag,omitempty"`
+	Payload                json.RawMessage `json:"payload,omitempty"`
+}
+
+// Registration statuses and substatuses.
+const (
+	StatusAssigning = "assigning"
+	StatusAssigned  = "assigned"
+
+	SubstatusInitialAssignment = "initialAssignment"
+	SubstatusReprovisioned     = "reprovisionedToInitialAssignment"
+)
+
+// ErrorDetails is DPS's ProvisioningServiceErrorDetails, the body of
+// every error: {"errorCode":401002,"trackingId":"<uuid>","message":"...","timestampUtc":"..."}.
+type ErrorDetails struct {
+	ErrorCode    int    `json:"errorCode"`
+	TrackingID   string `json:"trackingId"`
+	Message      string `json:"message"`
+	TimestampUtc string `json:"timestampUtc"`
+}
+
+// Error codes (HTTP status × 1000 + detail), as DPS sends them.
+const (
+	CodeBadAPIVersion      = 400001
+	CodeBadRequest         = 400004
+	CodeRegistrationIDDiff = 400005
+	CodeUnauthorized       = 401002
+	CodeEnrollmentNotFound = 404201
+	CodeOperationNotFound  = 404202
+	CodeNotFound           = 404001
+	CodeMethodNotAllowed   = 405001
+	CodeTooLarge           = 413001
+	CodeThrottled          = 429001
+	CodeInternal           = 500001
+)
+
+// dpsTime formats like DPS (.NET, 7 fractional digits, UTC).
+func dpsTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.0000000Z") }
+
+func newUUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// newOperationID is shaped like DPS's: "4.<16 hex>.<uuid>".
+func newOperationID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("4.%x.%s", b, newUUID())
+}
+
+// dpsError is an error answer.
+type dpsError struct {
+	status     int
+	code       int
+	message    string
+	retryAfter int // seconds; 0: no header
+}
+
+func (e *dpsError) Error() string { return fmt.Sprintf("%d %d %s", e.status, e.code, e.message) }
+
+func errorf(status, code int, format string, args ...any) *dpsError {
+	return &dpsError{status: status, code: code, message: fmt.Sprintf(format, args...)}
+}
+
+func writeError(w http.ResponseWriter, e *dpsError, now time.Time) {
+	body, _ := json.Marshal(ErrorDetails{ErrorCode: e.code, TrackingID: newUUID(), Message: e.message, TimestampUtc: dpsTime(now)})
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", fmt.Sprint(e.retryAfter))
+	}
+	w.WriteHeader(e.status)
+	w.Write(body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(body)
+}
