@@ -18,10 +18,10 @@ import (
 type State string
 
 const (
-	Unprovisioned State = "unprovisioned"
-	Provisioning  State = "provisioning"
-	Provisioned   State = "provisioned"
-	Failed        State = "failed"
+	StateUnprovisioned State = "unprovisioned"
+	StateProvisioning  State = "provisioning"
+	StateProvisioned   State = "provisioned"
+	StateFailed        State = "failed"
 )
 
 // Device is the device's identity in IoT Hub. It names its credential by

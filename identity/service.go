@@ -55,7 +55,7 @@ type Service struct {
 // NewService makes the service; Start loads the cache and provisions.
 func NewService(cfg *Config, keys Keys, certs Certs, log *slog.Logger) *Service {
 	return &Service{cfg: cfg, keys: keys, certs: certs, log: log, now: time.Now, sleep: sleepCtx,
-		state: Unprovisioned, modules: map[string]Module{}, kick: make(chan struct{}, 1)}
+		state: StateUnprovisioned, modules: map[string]Module{}, kick: make(chan struct{}, 1)}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -99,7 +99,7 @@ func (s *Service) loadCache() {
 		return
 	}
 	s.mu.Lock()
-	s.dev, s.info, s.state, s.fromCache = c.Device, c.Info, Provisioned, true
+	s.dev, s.info, s.state, s.fromCache = c.Device, c.Info, StateProvisioned, true
 	if c.Modules != nil {
 		s.modules = c.Modules
 	}
@@ -139,7 +139,7 @@ func (s *Service) Run(ctx context.Context) {
 	delay := time.Second
 	for {
 		st, _ := s.State()
-		if st != Provisioned && s.cfg.Provisioning.Source != "none" {
+		if st != StateProvisioned && s.cfg.Provisioning.Source != "none" {
 			if err := s.provision(ctx); err != nil {
 				if ctx.Err() != nil {
 					return
@@ -230,10 +230,10 @@ func (s *Service) Reprovision(ctx context.Context) error {
 func (s *Service) provision(ctx context.Context) error {
 	s.prov.Lock()
 	defer s.prov.Unlock()
-	s.setState(Provisioning, "")
+	s.setState(StateProvisioning, "")
 	dev, info, err := s.provisionOnce(ctx)
 	if err != nil {
-		s.setState(Failed, fault.Message(err))
+		s.setState(StateFailed, fault.Message(err))
 		s.log.Error("provisioning failed", "source", s.cfg.Provisioning.Source, "err", err)
 		return err
 	}
@@ -248,7 +248,7 @@ func (s *Service) provision(ctx context.Context) error {
 		s.log.Error("cannot write the identity cache", "err", err)
 	}
 	s.log.Info("provisioned", "source", info.Source, "method", info.Method, "hub", dev.HubHostname, "device_id", dev.DeviceID, "substatus", info.Substatus)
-	s.setState(Provisioned, "")
+	s.setState(StateProvisioned, "")
 	return nil
 }
 

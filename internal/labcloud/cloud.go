@@ -75,23 +75,22 @@ func (s *Services) Handler() http.Handler {
 }
 
 // TLSConfig is EST's server configuration (a certificate for hosts from
-// the EST CA) that asks for a client certificate but verifies none at the
-// TLS level: DPS individual X.509 enrollments and hub devices use
-// self-signed certificates, and real DPS answers an unknown certificate
-// with 401002 JSON, not a handshake failure. Every handler verifies the
-// certificate itself (EST against its CA and bootstrap CAs, DPS against
-// the enrollments, the hub against registered thumbprints). The CA list
-// sent to clients names the EST CA, the bootstrap CAs and every DPS
-// enrollment certificate, so clients pick the right one.
+// the EST CA) changed to ask for a client certificate without verifying
+// it at the TLS level and without naming acceptable CAs, as Azure's
+// endpoints do: DPS individual X.509 enrollments and hub devices use
+// self-signed certificates, real DPS answers an unknown certificate with
+// 401002 JSON rather than a handshake failure, and a client (Go's
+// crypto/tls among them) sends its certificate only if it matches the CA
+// list, when there is one. Every handler verifies the certificate itself:
+// EST against its CA and bootstrap CAs, DPS against the enrollments, the
+// hub against registered thumbprints.
 func (s *Services) TLSConfig(hosts ...string) (*tls.Config, error) {
 	c, err := s.EST.TLSConfig(hosts...)
 	if err != nil {
 		return nil, err
 	}
-	for _, ca := range s.DPS.ClientCAs() {
-		c.ClientCAs.AddCert(ca)
-	}
 	c.ClientAuth = tls.RequestClientCert
+	c.ClientCAs = nil
 	return c, nil
 }
 

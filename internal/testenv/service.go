@@ -346,3 +346,13 @@ func (s *Service) WaitExit(t TB, timeout time.Duration) int {
 		return 0
 	}
 }
+
+// IsRunning reports whether the service's process is still running.
+func (s *Service) IsRunning() bool {
+	select {
+	case <-s.current().done:
+		return false
+	default:
+		return true
+	}
+}

@@ -4,7 +4,6 @@
 package dps
 
 import (
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -113,16 +112,6 @@ func NewServer(cfg Config, stateDir string, registry Registry, logger *slog.Logg
 
 // IDScope is the id scope, the first segment of the device API paths.
 func (s *Server) IDScope() string { return s.cfg.IDScope }
-
-// ClientCAs are the certificates X.509 enrollments name (group CAs and
-// individual device certificates), for the TLS server's CA list.
-func (s *Server) ClientCAs() []*x509.Certificate {
-	var out []*x509.Certificate
-	for _, e := range s.enrollments {
-		out = append(out, e.certs...)
-	}
-	return out
-}
 
 // Registration returns the state of a registration id that has been assigned.
 func (s *Server) Registration(registrationID string) (Registration, bool) {

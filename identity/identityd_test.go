@@ -1,0 +1,547 @@
+package identity_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/edgev2/edgev2/certs"
+	cclient "github.com/edgev2/edgev2/certs/client"
+	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/identity"
+	iclient "github.com/edgev2/edgev2/identity/client"
+	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/labcloud"
+	"github.com/edgev2/edgev2/internal/labcloud/dps"
+	labest "github.com/edgev2/edgev2/internal/labcloud/est"
+	"github.com/edgev2/edgev2/internal/labcloud/hub"
+	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/keys"
+	kclient "github.com/edgev2/edgev2/keys/client"
+)
+
+// world is the device (bus, polkitd, keyd, certd, identityd) and the cloud
+// (labcloud's DPS, IoT Hub and EST CA, in-process so tests can look inside
+// and stop it).
+type world struct {
+	t         *testing.T // the top-level test: services live as long as it
+	dir       string
+	bus       *testenv.Bus
+	polkit    *testenv.Polkit
+	conn      *godbus.Conn
+	keys      *kclient.Client
+	certs     *cclient.Client
+	id        *iclient.Client
+	identityd *testenv.Service
+
+	cloudState string
+	hostPort   string
+	caPEM      []byte
+	cloudCfg   labcloud.Config
+	cloud      *labcloud.Services
+	server     *httptest.Server
+}
+
+const (
+	sasKey1   = "bWFudWFsLWRldmljZS1rZXktMDEyMzQ1Njc4OWFiY2RlZg==" // 32+ bytes, base64
+	dpsKey    = "ZHBzLWluZGl2aWR1YWwta2V5LTAxMjM0NTY3ODlhYmNkZWY="
+	groupKey  = "ZHBzLWdyb3VwLWtleS0wMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1"
+	estUser   = "factory"
+	estSecret = "factory-password"
+)
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	testenv.RequireRoot(t)
+	kuid, kgid := testenv.EnsureUser(t, testenv.ServiceUser)
+	cuid, cgid := testenv.EnsureUser(t, testenv.CertsUser)
+	w := &world{t: t, dir: testenv.SharedTempDir(t, "identity")}
+	w.bus = testenv.StartBus(t)
+	w.polkit = testenv.StartPolkit(t, w.bus)
+
+	// The cloud first: certd needs its URL and CA.
+	w.cloudState = filepath.Join(w.dir, "cloud")
+	// Make the EST CA now, so DPS's X.509 group enrollment can name it.
+	if _, err := labest.NewServer(labest.Config{}, filepath.Join(w.cloudState, "est"), nil); err != nil {
+		t.Fatal(err)
+	}
+	w.cloudCfg = labcloud.Config{
+		EST: labest.Config{Users: []labest.User{{Name: estUser, Password: estSecret}}},
+		DPS: dps.Config{IDScope: "0ne00000042", AssigningPolls: 2, ThrottleFirst: 1, RetryAfter: 1,
+			Enrollments: []dps.Enrollment{
+				{RegistrationID: "reg-sym", Attestation: "symmetric_key", PrimaryKey: dpsKey},
+				{GroupID: "grp-sym", Attestation: "symmetric_key", PrimaryKey: groupKey},
+				{GroupID: "grp-x509", Attestation: "x509", CertificateFile: filepath.Join(w.cloudState, "est", "ca-cert.pem")},
+			}},
+		Hub: hub.Config{Devices: []hub.DeviceConfig{{DeviceID: "manual-sas", PrimaryKey: sasKey1}}},
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.hostPort = l.Addr().String()
+	l.Close()
+	w.startCloud(t)
+	caFile := filepath.Join(w.dir, "labcloud-ca.pem")
+	os.WriteFile(caFile, w.caPEM, 0o644)
+
+	mk := func(name string, uid, gid int, cfg string) string {
+		d := filepath.Join(w.dir, name)
+		os.Mkdir(d, 0o700)
+		os.Chown(d, uid, gid)
+		p := filepath.Join(w.dir, name+".toml")
+		os.WriteFile(p, []byte(fmt.Sprintf("homedir = %q\n%s", d, cfg)), 0o600)
+		os.Chown(p, uid, gid)
+		return p
+	}
+	testenv.StartService(t, w.bus, testenv.ServiceOptions{
+		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"), Args: []string{"--config", mk("keyd", kuid, kgid, "")},
+		User: testenv.ServiceUser, BusName: keys.BusName,
+	})
+	testenv.StartService(t, w.bus, testenv.ServiceOptions{
+		Binary: testenv.BuildBinary(t, "./cmd/edgev2-certd"),
+		Args: []string{"--config", mk("certd", cuid, cgid, fmt.Sprintf(`
+[preloaded_certs]
+labcloud-ca = "file://%s"
+[est]
+url = "https://%s/.well-known/est"
+trusted_certs = ["labcloud-ca"]
+username = %q
+password = %q
+[cert_issuance.dps-id]
+method = "est"
+common_name = "x509-dev-1"
+[cert_issuance.manual-x509]
+method = "self_signed"
+common_name = "manual-x509"
+`, caFile, w.hostPort, estUser, estSecret))},
+		User: testenv.CertsUser, BusName: certs.BusName,
+	})
+	w.conn = w.bus.Conn(t)
+	w.keys = kclient.New(w.conn)
+	w.certs = cclient.New(w.conn)
+	w.id = iclient.New(w.conn)
+	return w
+}
+
+// startCloud (re)starts the cloud on the same address and state.
+func (w *world) startCloud(t *testing.T) {
+	t.Helper()
+	svc, err := labcloud.Open(w.cloudCfg, w.cloudState, w.hostPort, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg, err := svc.TLSConfig("127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l net.Listener
+	for i := 0; i < 50; i++ {
+		if l, err = net.Listen("tcp", w.hostPort); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("listen on %s again: %v", w.hostPort, err)
+	}
+	w.server = httptest.NewUnstartedServer(svc.Handler())
+	w.server.Listener.Close()
+	w.server.Listener = l
+	w.server.TLS = tlsCfg
+	w.server.StartTLS()
+	w.cloud, w.caPEM = svc, svc.EST.CAPEM()
+	w.t.Cleanup(w.stopCloud)
+}
+
+func (w *world) stopCloud() {
+	if w.server != nil {
+		w.server.CloseClientConnections()
+		w.server.Close()
+		w.server = nil
+	}
+}
+
+// startIdentityd (re)starts identityd with the given [provisioning] text.
+func (w *world) startIdentityd(t *testing.T, name, provisioning string) {
+	t.Helper()
+	if w.identityd != nil {
+		w.identityd.Stop(t)
+	}
+	iuid, igid := testenv.EnsureUser(t, testenv.IdentityUser)
+	home := filepath.Join(w.dir, "identityd-"+name)
+	os.MkdirAll(home, 0o700)
+	os.Chown(home, iuid, igid)
+	cfg := filepath.Join(w.dir, "identityd-"+name+".toml")
+	text := fmt.Sprintf("hostname = \"edge-1\"\nhomedir = %q\n[cloud]\ntrusted_certs = [\"labcloud-ca\"]\nretry_max_s = 2\ntimeout_s = 5\n%s", home, provisioning)
+	os.WriteFile(cfg, []byte(text), 0o600)
+	os.Chown(cfg, iuid, igid)
+	w.identityd = testenv.StartService(w.t, w.bus, testenv.ServiceOptions{
+		Binary: testenv.BuildBinary(t, "./cmd/edgev2-identityd"), Args: []string{"--config", cfg, "--log-level", "debug"},
+		User: testenv.IdentityUser, BusName: identity.BusName,
+	})
+}
+
+// waitState waits for the State property.
+func (w *world) waitState(t *testing.T, want string, timeout time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	var got string
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if got, _ = w.id.State(ctx); got == want {
+			return
+		}
+	}
+	info, _ := w.id.ProvisioningInfo(ctx)
+	t.Fatalf("identityd state %q after %v, want %q (last error %q)", got, timeout, want, info.S("last_error"))
+}
+
+// sendAs posts a device-to-cloud message with a SAS token, as a device or
+// module SDK would, and returns the HTTP status.
+func (w *world) sendAs(t *testing.T, device, module, token string) int {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(w.caPEM)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+	path := "/devices/" + url.PathEscape(device)
+	if module != "" {
+		path += "/modules/" + url.PathEscape(module)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "https://"+w.hostPort+path+"/messages/events?api-version=2020-03-13", strings.NewReader(`{"hello":"edge"}`))
+	req.Header.Set("Authorization", token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("send as %s/%s: %v", device, module, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func importKey(t *testing.T, w *world, id, usage, b64 string) {
+	t.Helper()
+	raw, _ := base64.StdEncoding.DecodeString(b64)
+	if _, err := w.keys.CreateKey(context.Background(), id, usage, raw); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkTokens proves the identity works end to end: the device's own token
+// (sas devices) and a new module's token are accepted by the hub.
+func checkTokens(t *testing.T, w *world, wantDevice string, deviceSAS bool) {
+	t.Helper()
+	ctx := context.Background()
+	dev, err := w.id.DeviceIdentity(ctx)
+	if err != nil || dev.S("device_id") != wantDevice || dev.S("hub_hostname") != w.hostPort {
+		t.Fatalf("device identity %v, %v; want %s on %s", dev, err, wantDevice, w.hostPort)
+	}
+	tok, err := w.id.SasToken(ctx, "", 600)
+	if deviceSAS {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := w.sendAs(t, wantDevice, "", tok); code != http.StatusNoContent {
+			t.Fatalf("the hub answered %d to the device's own SAS token", code)
+		}
+	} else if !fault.Is(err, fault.InvalidArgs) {
+		t.Fatalf("device SAS token for an X.509 device: %v, want InvalidArgs", err)
+	}
+	mod := "telemetry-" + wantDevice
+	m, err := w.id.CreateModule(ctx, mod, "edgeAgent")
+	if err != nil {
+		t.Fatalf("CreateModuleIdentity: %v", err)
+	}
+	if m.S("generation_id") == "" {
+		t.Fatal("no generation id")
+	}
+	hm, ok := w.cloud.Hub.Module(wantDevice, mod)
+	if !ok || hm.Authentication.Type != "sas" {
+		t.Fatalf("the module is not registered with SAS keys in the hub: %+v", hm)
+	}
+	mtok, err := w.id.SasToken(ctx, mod, 600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := w.sendAs(t, wantDevice, mod, mtok); code != http.StatusNoContent {
+		t.Fatalf("the hub answered %d to the module's SAS token", code)
+	}
+	if n := w.cloud.Hub.AcceptedMessages(wantDevice, mod); n != 1 {
+		t.Fatalf("hub accepted %d messages from the module, want 1", n)
+	}
+	bad := strings.Replace(mtok, "se=", "se=1", 1)
+	if code := w.sendAs(t, wantDevice, mod, bad); code != http.StatusUnauthorized {
+		t.Fatalf("a tampered module token got %d, want 401", code)
+	}
+}
+
+func TestIdentitydProvisionsEveryWayEndToEnd(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+
+	t.Run("ManualConnectionString", func(t *testing.T) {
+		w.startIdentityd(t, "manual-cs", fmt.Sprintf("[provisioning]\nsource = \"manual\"\nconnection_string = \"HostName=%s;DeviceId=manual-sas;SharedAccessKey=%s\"\n", w.hostPort, sasKey1))
+		w.waitState(t, "provisioned", 20*time.Second)
+		checkTokens(t, w, "manual-sas", true)
+		if strings.Contains(w.identityd.Output(), sasKey1) {
+			t.Fatal("identityd logged the connection string's key")
+		}
+	})
+	t.Run("ManualX509", func(t *testing.T) {
+		pemText, err := w.certs.Ensure(ctx, "manual-x509")
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain, _ := certs.ParseChainPEM(pemText)
+		sum := sha256.Sum256(chain[0].Raw)
+		thumb := strings.ToUpper(hex.EncodeToString(sum[:]))
+		if _, err := w.cloud.Hub.AddDevice(hub.DeviceConfig{DeviceID: "manual-x509", PrimaryThumbprint: thumb, SecondaryThumbprint: thumb}); err != nil {
+			t.Fatal(err)
+		}
+		w.startIdentityd(t, "manual-x509", fmt.Sprintf("[provisioning]\nsource = \"manual\"\niothub_hostname = %q\ndevice_id = \"manual-x509\"\n[provisioning.authentication]\nmethod = \"x509\"\ndevice_id_cert = \"manual-x509\"\ndevice_id_pk = \"manual-x509\"\n", w.hostPort))
+		w.waitState(t, "provisioned", 20*time.Second)
+		checkTokens(t, w, "manual-x509", false)
+	})
+	t.Run("DPSSymmetricIndividual", func(t *testing.T) {
+		importKey(t, w, "dps-key", "sign", dpsKey)
+		w.startIdentityd(t, "dps-sym", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"reg-sym\"\nsymmetric_key = \"dps-key\"\n", w.hostPort))
+		w.waitState(t, "provisioned", 30*time.Second)
+		checkTokens(t, w, "reg-sym", true)
+		info, _ := w.id.ProvisioningInfo(ctx)
+		if info.S("substatus") != "initialAssignment" || info.S("registration_id") != "reg-sym" {
+			t.Fatalf("provisioning info %v", info)
+		}
+	})
+	t.Run("DPSSymmetricGroup", func(t *testing.T) {
+		importKey(t, w, "dps-group", "derive", groupKey)
+		w.startIdentityd(t, "dps-group", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"grp-dev-1\"\ngroup_key = \"dps-group\"\n", w.hostPort))
+		w.waitState(t, "provisioned", 30*time.Second)
+		checkTokens(t, w, "grp-dev-1", true)
+	})
+	t.Run("DPSX509WithESTIssuedCertificate", func(t *testing.T) {
+		w.startIdentityd(t, "dps-x509", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"x509\"\nidentity_cert = \"dps-id\"\nidentity_pk = \"dps-id\"\n", w.hostPort))
+		w.waitState(t, "provisioned", 30*time.Second)
+		checkTokens(t, w, "x509-dev-1", false)
+		if n := len(w.cloud.EST.Issued()); n == 0 {
+			t.Fatal("the identity certificate was not issued over EST")
+		}
+	})
+	t.Run("OfflineBootServesTheCachedIdentity", func(t *testing.T) {
+		mods, err := w.id.Modules(ctx)
+		if err != nil || len(mods) != 1 {
+			t.Fatalf("modules before going offline: %v, %v", mods, err)
+		}
+		w.stopCloud()
+		w.identityd.Restart(t)
+		w.waitState(t, "provisioned", 10*time.Second)
+		dev, err := w.id.DeviceIdentity(ctx)
+		if err != nil || dev.S("device_id") != "x509-dev-1" {
+			t.Fatalf("offline device identity %v, %v", dev, err)
+		}
+		info, _ := w.id.ProvisioningInfo(ctx)
+		if fc, _ := info["from_cache"].Value().(bool); !fc {
+			t.Fatal("identity not served from cache")
+		}
+		mods, err = w.id.Modules(ctx)
+		if err != nil || len(mods) != 1 || mods[0].S("module_id") != "telemetry-x509-dev-1" {
+			t.Fatalf("offline module list %v, %v", mods, err)
+		}
+		if _, err := w.id.SasToken(ctx, "telemetry-x509-dev-1", 60); err != nil {
+			t.Fatalf("offline module token: %v", err)
+		}
+		w.startCloud(t)
+	})
+	t.Run("ModuleIdentityCRUDSurvivesRestarts", func(t *testing.T) {
+		if _, err := w.id.CreateModule(ctx, "crud-mod", ""); err != nil {
+			t.Fatal(err)
+		}
+		w.identityd.Restart(t)
+		w.waitState(t, "provisioned", 10*time.Second)
+		m, err := w.id.Module(ctx, "crud-mod")
+		if err != nil || m.S("module_id") != "crud-mod" {
+			t.Fatalf("module after restart: %v, %v", m, err)
+		}
+		if _, err := w.id.UpdateModule(ctx, "crud-mod", "edgeAgent"); err != nil {
+			t.Fatalf("UpdateModuleIdentity: %v", err)
+		}
+		if hm, _ := w.cloud.Hub.Module("x509-dev-1", "crud-mod"); hm.ManagedBy != "edgeAgent" {
+			t.Fatalf("managed_by not updated in the hub: %+v", hm)
+		}
+		if err := w.id.DeleteModule(ctx, "crud-mod"); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := w.cloud.Hub.Module("x509-dev-1", "crud-mod"); ok {
+			t.Fatal("module still in the hub after DeleteModuleIdentity")
+		}
+		if _, err := w.id.Module(ctx, "crud-mod"); !fault.Is(err, fault.NotFound) {
+			t.Fatalf("GetModuleIdentity after delete: %v, want NotFound", err)
+		}
+		if _, err := w.id.CreateModule(ctx, "bad/id", ""); !fault.Is(err, fault.InvalidArgs) {
+			t.Fatalf("bad module id: %v, want InvalidArgs", err)
+		}
+	})
+	t.Run("SecondUIDReadsButCannotGetTokens", func(t *testing.T) {
+		gdbus := func(method string, args ...string) (string, int) {
+			argv := append([]string{"call", "--address", w.bus.Address, "--dest", identity.BusName,
+				"--object-path", string(identity.ObjectPath), "--method", identity.Interface + "." + method}, args...)
+			out, errOut, code := testenv.RunAs(t, testenv.OtherUser, nil, "gdbus", argv...)
+			return out + errOut, code
+		}
+		if out, code := gdbus("GetDeviceIdentity"); code != 0 || !strings.Contains(out, "x509-dev-1") {
+			t.Fatalf("GetDeviceIdentity as %s: %d %s", testenv.OtherUser, code, out)
+		}
+		for _, m := range [][]string{{"GetSasToken", "telemetry-x509-dev-1", "60"}, {"Reprovision"}, {"DeleteModuleIdentity", "telemetry-x509-dev-1"}} {
+			if out, code := gdbus(m[0], m[1:]...); code == 0 || !strings.Contains(out, bus.ErrNotAuthorized) {
+				t.Fatalf("%s as %s: %d %s; want NotAuthorized", m[0], testenv.OtherUser, code, out)
+			}
+		}
+		w.polkit.AddRule(t, "module-token", fmt.Sprintf(`polkit.addRule(function(action, subject) {
+  if (action.id == "org.edgev2.identity.manage" && subject.user == %q && action.lookup("module_id") == "telemetry-x509-dev-1")
+    return polkit.Result.YES;
+});`, testenv.OtherUser))
+		if out, code := gdbus("GetSasToken", "telemetry-x509-dev-1", "60"); code != 0 || !strings.Contains(out, "SharedAccessSignature") {
+			t.Fatalf("GetSasToken for the granted module: %d %s", code, out)
+		}
+	})
+	t.Run("ChangedConfigProvisionsAgain", func(t *testing.T) {
+		// The same homedir as DPSSymmetricIndividual, but another enrollment.
+		w.startIdentityd(t, "dps-sym", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"grp-dev-2\"\ngroup_key = \"dps-group\"\n", w.hostPort))
+		w.waitState(t, "provisioned", 30*time.Second)
+		dev, _ := w.id.DeviceIdentity(ctx)
+		if dev.S("device_id") != "grp-dev-2" {
+			t.Fatalf("served %q from a stale cache; want grp-dev-2", dev.S("device_id"))
+		}
+		if err := w.id.Reprovision(ctx); err != nil {
+			t.Fatalf("Reprovision: %v", err)
+		}
+		info, _ := w.id.ProvisioningInfo(ctx)
+		if info.S("substatus") != "reprovisionedToInitialAssignment" {
+			t.Fatalf("substatus after Reprovision = %q", info.S("substatus"))
+		}
+	})
+}
+
+// flakyDPS sits in front of DPS and misbehaves on demand.
+type flakyDPS struct {
+	mode  atomic.Value // "garbage", "drop", "html", "proxy"
+	proxy *httputil.ReverseProxy
+}
+
+func (f *flakyDPS) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	switch f.mode.Load().(string) {
+	case "garbage":
+		rw.Header().Set("Content-Type", "application/json")
+		rw.WriteHeader(http.StatusAccepted)
+		rw.Write([]byte(`{"operationId": 17, "status": [}`))
+	case "html":
+		rw.Header().Set("Content-Type", "text/html")
+		rw.WriteHeader(http.StatusBadGateway)
+		rw.Write([]byte("<html><body>502 Bad Gateway</body></html>"))
+	case "drop":
+		if hj, ok := rw.(http.Hijacker); ok {
+			c, _, _ := hj.Hijack()
+			c.Close()
+		}
+	default:
+		f.proxy.ServeHTTP(rw, r)
+	}
+}
+
+func TestIdentitydFailsClearlyOnABrokenDPSAndRecovers(t *testing.T) {
+	w := newWorld(t)
+	importKey(t, w, "dps-key", "sign", dpsKey)
+	target, _ := url.Parse("https://" + w.hostPort)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(w.caPEM)
+	f := &flakyDPS{proxy: httputil.NewSingleHostReverseProxy(target)}
+	f.proxy.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	f.mode.Store("garbage")
+	front := httptest.NewUnstartedServer(f)
+	tlsCfg, err := w.cloud.TLSConfig("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	front.TLS = tlsCfg
+	front.StartTLS()
+	defer front.Close()
+	w.startIdentityd(t, "flaky", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = %q\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"reg-sym\"\nsymmetric_key = \"dps-key\"\n", front.URL))
+	ctx := context.Background()
+	prev := ""
+	for _, mode := range []string{"garbage", "html", "drop"} {
+		f.mode.Store(mode)
+		var last string
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			st, _ := w.id.State(ctx)
+			info, _ := w.id.ProvisioningInfo(ctx)
+			last = info.S("last_error")
+			if st == "failed" && last != "" && last != prev {
+				break
+			}
+		}
+		if last == prev || !strings.Contains(strings.ToLower(last), "dps") {
+			t.Fatalf("DPS answering %s: last error %q does not name DPS or did not change from %q", mode, last, prev)
+		}
+		t.Logf("DPS %s → failed: %s", mode, last)
+		prev = last
+	}
+	f.mode.Store("proxy")
+	w.waitState(t, "provisioned", 30*time.Second)
+	if !w.identityd.IsRunning() {
+		t.Fatal("identityd exited while DPS misbehaved")
+	}
+}
+
+func TestIdentitydIntrospectionEqualsShippedXML(t *testing.T) {
+	w := newWorld(t)
+	w.startIdentityd(t, "introspect", "[provisioning]\nsource = \"none\"\n")
+	var served string
+	if err := w.conn.Object(identity.BusName, identity.ObjectPath).Call("org.freedesktop.DBus.Introspectable.Introspect", 0).Store(&served); err != nil {
+		t.Fatal(err)
+	}
+	file, _ := bus.InterfaceFile(identity.Interface)
+	got, want := ifaceOf(t, served, identity.Interface), ifaceOf(t, string(file), identity.Interface)
+	if got != want {
+		t.Fatalf("served:\n%s\nshipped:\n%s", got, want)
+	}
+	if st, _ := w.id.State(context.Background()); st != "unprovisioned" {
+		t.Fatalf("source none: state %q", st)
+	}
+}
+
+func ifaceOf(t *testing.T, data, iface string) string {
+	t.Helper()
+	i := strings.Index(data, `<interface name="`+iface+`">`)
+	if i < 0 {
+		t.Fatalf("no interface %s", iface)
+	}
+	j := strings.Index(data[i:], "</interface>")
+	body := data[i : i+j]
+	// Compare the API lines, not comments or indentation.
+	var lines []string
+	for _, l := range strings.Split(body, "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "<method") || strings.HasPrefix(l, "<arg") || strings.HasPrefix(l, "<property") || strings.HasPrefix(l, "<signal") {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+var _ = pkix.Name{}
