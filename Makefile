@@ -2,7 +2,7 @@
 GO ?= go
 export PATH := $(PATH):/usr/local/go/bin
 BIN := bin
-CMDS := edgev2-keyd edgev2-certd edgev2-labcloud
+CMDS := edgev2-keyd edgev2-certd edgev2-identityd edgev2-labcloud
 
 # Debian packages the tests, the benchmark and the demo need.
 DEB_PACKAGES := dbus dbus-daemon polkitd systemd libglib2.0-bin softhsm2 opensc openssl \
@@ -49,6 +49,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseCSRAttrs -fuzztime 30s ./certs/est
 	$(GO) test -run '^$$' -fuzz FuzzParseCSR -fuzztime 30s ./internal/labcloud/est
 	$(GO) test -run '^$$' -fuzz FuzzDecodeBase64 -fuzztime 30s ./internal/labcloud/est
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./identity/connstr
+	$(GO) test -run '^$$' -fuzz FuzzParseToken -fuzztime 30s ./identity/sas
+	$(GO) test -run '^$$' -fuzz FuzzParseOperation -fuzztime 30s ./identity/dps
+	$(GO) test -run '^$$' -fuzz FuzzParseModule -fuzztime 30s ./identity/hub
+	$(GO) test -run '^$$' -fuzz FuzzParseRegistration -fuzztime 30s ./internal/labcloud/dps
+	$(GO) test -run '^$$' -fuzz FuzzParseSAS -fuzztime 30s ./internal/labcloud/hub
 
 # bench: figures beside their physical limits measured in the same run.
 bench: build

@@ -342,6 +342,30 @@ func TestIdentitydProvisionsEveryWayEndToEnd(t *testing.T) {
 		if n := len(w.cloud.EST.Issued()); n == 0 {
 			t.Fatal("the identity certificate was not issued over EST")
 		}
+		// certd renews the identity certificate: identityd registers again
+		// with it, and the hub accepts the device's new certificate.
+		if err := w.certs.Renew(ctx, "dps-id"); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			info, _ := w.id.ProvisioningInfo(ctx)
+			if info.S("substatus") == "reprovisionedToInitialAssignment" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no re-registration after the identity certificate was renewed: %v", info)
+			}
+		}
+		w.waitState(t, "provisioned", 30*time.Second)
+		if _, err := w.id.CreateModule(ctx, "after-renewal", ""); err != nil {
+			t.Fatalf("module CRUD with the renewed certificate: %v", err)
+		}
+		if err := w.id.DeleteModule(ctx, "after-renewal"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.id.SasToken(ctx, "telemetry-x509-dev-1", 0); !fault.Is(err, fault.InvalidArgs) {
+			t.Fatalf("ttl 0: %v, want InvalidArgs", err)
+		}
 	})
 	t.Run("OfflineBootServesTheCachedIdentity", func(t *testing.T) {
 		mods, err := w.id.Modules(ctx)
@@ -510,7 +534,8 @@ func TestIdentitydFailsClearlyOnABrokenDPSAndRecovers(t *testing.T) {
 
 func TestIdentitydIntrospectionEqualsShippedXML(t *testing.T) {
 	w := newWorld(t)
-	w.startIdentityd(t, "introspect", "[provisioning]\nsource = \"none\"\n")
+	ouid, _ := testenv.EnsureUser(t, testenv.OtherUser)
+	w.startIdentityd(t, "introspect", fmt.Sprintf("[provisioning]\nsource = \"none\"\n[[principal]]\nname = \"local-agent\"\nuid = %d\nid_type = \"local\"\n", ouid))
 	var served string
 	if err := w.conn.Object(identity.BusName, identity.ObjectPath).Call("org.freedesktop.DBus.Introspectable.Introspect", 0).Store(&served); err != nil {
 		t.Fatal(err)
@@ -522,6 +547,16 @@ func TestIdentitydIntrospectionEqualsShippedXML(t *testing.T) {
 	}
 	if st, _ := w.id.State(context.Background()); st != "unprovisioned" {
 		t.Fatalf("source none: state %q", st)
+	}
+	out, errOut, code := testenv.RunAs(t, testenv.OtherUser, nil, "gdbus", "call", "--address", w.bus.Address, "--dest", identity.BusName,
+		"--object-path", string(identity.ObjectPath), "--method", identity.Interface+".GetCallerIdentity")
+	if code != 0 || !strings.Contains(out, "local-agent") {
+		t.Fatalf("GetCallerIdentity as %s: %d %s%s", testenv.OtherUser, code, out, errOut)
+	}
+	var d map[string]godbus.Variant
+	err := w.conn.Object(identity.BusName, identity.ObjectPath).Call(identity.Interface+".GetCallerIdentity", 0).Store(&d)
+	if !fault.Is(bus.FromError(err), fault.NotFound) {
+		t.Fatalf("GetCallerIdentity as root (no principal): %v, want NotFound", err)
 	}
 }
 
