@@ -159,6 +159,9 @@ func (c *Config) validate(path string) error {
 	}
 	for id, is := range c.Issuance {
 		key := "cert_issuance." + id
+		if _, ok := c.PreloadedCerts[id]; ok {
+			return bad(key, "this id is also in [preloaded_certs]; a preloaded certificate is read-only and cannot be issued", "remove one of the two")
+		}
 		if msg := label.ValidateID("certificate id", id); msg != "" {
 			return bad(key, msg, "use printable UTF-8")
 		}

@@ -191,6 +191,16 @@ func (a *BusAPI) createCertificate(msg godbus.Message, id string, csr []byte, op
 			return "", bus.NewError(bus.ErrInvalidArgs, "option \"est_url\": "+err.Error())
 		}
 	}
+	// Issuing from a CA uses its key on the caller's behalf: the caller must
+	// also be allowed to manage the CA certificate, not just the target id.
+	if o.Issuer == "local_ca" && o.IssuerCert != "" {
+		if err := ValidateID(o.IssuerCert); err != nil {
+			return "", bus.ToError(err)
+		}
+		if e := a.authorize(bus.CallOf(msg), ActionManage, o.IssuerCert); e != nil {
+			return "", e
+		}
+	}
 	existed := a.svc.Exists(id)
 	info, err := a.svc.Create(a.ctx, id, csr, o)
 	if err != nil {

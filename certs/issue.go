@@ -57,6 +57,24 @@ func NewCSR(signer crypto.Signer, subject pkix.Name, dnsNames []string) ([]byte,
 	return der, nil
 }
 
+// NewCSRLike makes a request for signer's key with exactly the subject
+// (raw bytes) and subjectAltNames of cert, as EST re-enrollment requires.
+func NewCSRLike(signer crypto.Signer, cert *x509.Certificate) ([]byte, error) {
+	tmpl := &x509.CertificateRequest{
+		RawSubject:         cert.RawSubject,
+		DNSNames:           cert.DNSNames,
+		IPAddresses:        cert.IPAddresses,
+		EmailAddresses:     cert.EmailAddresses,
+		URIs:               cert.URIs,
+		SignatureAlgorithm: sigAlg(signer.Public()),
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, signer)
+	if err != nil {
+		return nil, fmt.Errorf("make certificate request: %w", err)
+	}
+	return der, nil
+}
+
 // sigAlg picks a signature algorithm that fits the key.
 func sigAlg(pub crypto.PublicKey) x509.SignatureAlgorithm {
 	switch k := pub.(type) {

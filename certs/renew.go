@@ -36,7 +36,6 @@ const maxRetryBackoff = 8
 // The schedule is rebuilt from what is stored each round, so a restart
 // resumes it; a failure keeps the old certificate and retries with back-off.
 func (s *Service) Run(ctx context.Context) {
-	s.RecoverRotation(ctx)
 	for {
 		next := s.renewDue(ctx)
 		var wait <-chan time.Time
@@ -65,8 +64,11 @@ func (s *Service) renewDue(ctx context.Context) time.Time {
 			continue // not issued yet: EnsureCertificate issues it
 		}
 		at := s.renewAt(info)
+		if at.IsZero() {
+			continue // preloaded: not ours to renew
+		}
 		if !s.clock.Now().Before(at) {
-			if _, err := s.Renew(ctx, id); err != nil {
+			if _, err := s.renew(ctx, id, false); err != nil {
 				at = s.recordFailure(id, info, err)
 			} else if info, err = s.store.Get(id); err == nil {
 				at = s.renewAt(info)

@@ -106,6 +106,8 @@ func (s *Service) Import(ctx context.Context, id, pemText string) (Info, error) 
 	if err != nil {
 		return Info{}, err
 	}
+	s.issue.Lock()
+	defer s.issue.Unlock()
 	if err := s.store.Put(id, EncodeChain(chain)); err != nil {
 		return Info{}, err
 	}
@@ -116,6 +118,8 @@ func (s *Service) Import(ctx context.Context, id, pemText string) (Info, error) 
 
 // Delete removes a stored certificate.
 func (s *Service) Delete(ctx context.Context, id string) error {
+	s.issue.Lock()
+	defer s.issue.Unlock()
 	if err := s.store.Delete(id); err != nil {
 		return err
 	}
@@ -176,6 +180,11 @@ func (s *Service) Create(ctx context.Context, id string, csrDER []byte, o Create
 			return Info{}, err
 		}
 	case "est":
+		// Only configured EST servers: certd's EST credentials (Basic
+		// password, EST identity) must never go to a caller-chosen host.
+		if o.ESTURL != "" && !s.configuredESTURL(o.ESTURL) {
+			return Info{}, fault.New(fault.InvalidArgs, "est_url %q is not a configured EST server ([est] url or a [cert_issuance] url)", o.ESTURL)
+		}
 		chain, err = s.enrollEST(ctx, "", csrDER, o.ESTURL, o.ESTLabel, false)
 		if err != nil {
 			return Info{}, err
@@ -225,12 +234,24 @@ func (s *Service) Ensure(ctx context.Context, id string) (Info, error) {
 		}
 		return info, nil // stored, not managed: nothing to renew
 	}
-	return s.Renew(ctx, id)
+	return s.renew(ctx, id, false)
+}
+
+// due reports whether a stored certificate needs issuing again.
+func (s *Service) due(info Info) bool {
+	now := s.clock.Now()
+	return !now.Before(info.Leaf().NotAfter) || (!info.RenewAt.IsZero() && !now.Before(info.RenewAt))
 }
 
 // Renew issues id again now, per its [cert_issuance] policy. The old
 // certificate (and key) stay in place until the new one is stored.
 func (s *Service) Renew(ctx context.Context, id string) (Info, error) {
+	return s.renew(ctx, id, true)
+}
+
+// renew issues id per policy; unless force, only if it is (still) missing
+// or due once the issuance lock is held, so racing callers issue once.
+func (s *Service) renew(ctx context.Context, id string, force bool) (Info, error) {
 	if err := ValidateID(id); err != nil {
 		return Info{}, err
 	}
@@ -241,11 +262,22 @@ func (s *Service) Renew(ctx context.Context, id string) (Info, error) {
 	s.issue.Lock()
 	defer s.issue.Unlock()
 	old, oldErr := s.store.Get(id)
+	if oldErr == nil && !force {
+		if info, err := s.Get(ctx, id); err == nil && !s.due(info) {
+			return info, nil // another caller issued it meanwhile
+		}
+	}
 	rotate := is.AutoRenew != nil && is.AutoRenew.RotateKey && oldErr == nil
 	keyID := is.KeyID
 	if rotate {
 		keyID = is.KeyID + ".next"
-		_ = s.keys.DeleteKey(ctx, keyID) // a leftover from an interrupted rotation
+		// A leftover from an interrupted rotation: if the stored certificate
+		// is already for it, finish that rotation instead of deleting the key.
+		s.recoverRotation(ctx, id, is)
+		_ = s.keys.DeleteKey(ctx, keyID)
+		if old, oldErr = s.store.Get(id); oldErr != nil {
+			return Info{}, oldErr
+		}
 	}
 	algorithms := is.KeyAlgorithms
 	if is.Method == "est" {
@@ -261,10 +293,13 @@ func (s *Service) Renew(ctx context.Context, id string) (Info, error) {
 	if is.Organization != "" {
 		subject.Organization = []string{is.Organization}
 	}
+	var csrDER []byte
 	if oldErr == nil && is.Method == "est" {
-		subject = old.Leaf().Subject // re-enrollment keeps the subject (RFC 7030 4.2.2)
+		// Re-enrollment keeps the subject and subjectAltNames byte for byte (RFC 7030 4.2.2).
+		csrDER, err = NewCSRLike(signer, old.Leaf())
+	} else {
+		csrDER, err = NewCSR(signer, subject, is.DNSNames)
 	}
-	csrDER, err := NewCSR(signer, subject, is.DNSNames)
 	if err != nil {
 		return Info{}, err
 	}
@@ -313,29 +348,35 @@ func (s *Service) Renew(ctx context.Context, id string) (Info, error) {
 	return s.Get(ctx, id)
 }
 
-// RecoverRotation finishes a key rotation interrupted between storing the
-// new certificate and swapping in its key: if the stored certificate
-// matches the key kept under "<key>.next", that key is moved into place.
+// RecoverRotation finishes key rotations interrupted between storing the
+// new certificate and swapping in its key. Call it before serving.
 func (s *Service) RecoverRotation(ctx context.Context) {
+	s.issue.Lock()
+	defer s.issue.Unlock()
 	for id, is := range s.cfg.Issuance {
-		if is.AutoRenew == nil || !is.AutoRenew.RotateKey {
-			continue
+		if is.AutoRenew != nil && is.AutoRenew.RotateKey {
+			s.recoverRotation(ctx, id, is)
 		}
-		info, err := s.store.Get(id)
-		if err != nil {
-			continue
+	}
+}
+
+// recoverRotation: if the stored certificate matches the key kept under
+// "<key>.next", that key is moved into place. s.issue is held.
+func (s *Service) recoverRotation(ctx context.Context, id string, is *Issuance) {
+	info, err := s.store.Get(id)
+	if err != nil {
+		return
+	}
+	next, err := s.keys.Signer(ctx, is.KeyID+".next")
+	if err != nil {
+		return
+	}
+	if samePublicKey(info.Leaf().PublicKey, next.Public()) {
+		if err := s.keys.MoveKey(ctx, is.KeyID+".next", is.KeyID); err != nil {
+			s.log.Error("finish interrupted key rotation", "cert_id", id, "err", err)
+			return
 		}
-		next, err := s.keys.Signer(ctx, is.KeyID+".next")
-		if err != nil {
-			continue
-		}
-		if samePublicKey(info.Leaf().PublicKey, next.Public()) {
-			if err := s.keys.MoveKey(ctx, is.KeyID+".next", is.KeyID); err != nil {
-				s.log.Error("finish interrupted key rotation", "cert_id", id, "err", err)
-				continue
-			}
-			s.log.Warn("finished a key rotation interrupted by a restart", "cert_id", id)
-		}
+		s.log.Warn("finished a key rotation interrupted by a restart", "cert_id", id)
 	}
 }
 
@@ -512,4 +553,16 @@ func (s *Service) estKeyHint(ctx context.Context, is *Issuance) string {
 		}
 		return ""
 	}
+}
+
+func (s *Service) configuredESTURL(u string) bool {
+	if u == s.cfg.EST.URL {
+		return true
+	}
+	for _, is := range s.cfg.Issuance {
+		if is.URL == u {
+			return true
+		}
+	}
+	return false
 }

@@ -210,8 +210,9 @@ func (c *Config) validate(path string) error {
 func (c *Config) fingerprint() string {
 	b, _ := json.Marshal(struct {
 		H string
+		M string // module keys derive from it: another master, other keys
 		P Provisioning
-	}{c.Hostname, c.Provisioning})
+	}{c.Hostname, c.MasterKey, c.Provisioning})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }

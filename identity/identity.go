@@ -65,6 +65,8 @@ type Keys interface {
 	ExportDerived(ctx context.Context, keyID string, derivation []byte) ([]byte, error)
 	// CreateKey makes (or finds) a symmetric key; value imports bytes.
 	CreateKey(ctx context.Context, keyID, usage string, value []byte) error
+	// DeleteKey deletes a key (fault.NotFound if there is none).
+	DeleteKey(ctx context.Context, keyID string) error
 	// Signer is a crypto.Signer for a key pair (X.509 TLS client auth).
 	Signer(ctx context.Context, keyID string) (crypto.Signer, error)
 }

@@ -50,6 +50,9 @@ type Service struct {
 
 	prov sync.Mutex // one provisioning at a time
 	kick chan struct{}
+
+	masterMu    sync.Mutex
+	masterReady bool
 }
 
 // NewService makes the service; Start loads the cache and provisions.
@@ -128,9 +131,24 @@ func (s *Service) Start(ctx context.Context) {
 		s.log.Error("cannot create the state directory", "dir", s.cfg.Homedir, "err", err)
 	}
 	s.loadCache()
-	if err := s.keys.CreateKey(ctx, s.cfg.MasterKey, "derive", nil); err != nil {
-		s.log.Warn("cannot make the module master key yet", "key_id", s.cfg.MasterKey, "err", err)
+	if err := s.ensureMaster(ctx); err != nil {
+		s.log.Warn("cannot make the module master key yet; retrying on first use", "key_id", s.cfg.MasterKey, "err", err)
 	}
+}
+
+// ensureMaster makes the module master key (usage derive) if missing; a
+// failure (Keys not up yet) is retried on the next use.
+func (s *Service) ensureMaster(ctx context.Context) error {
+	s.masterMu.Lock()
+	defer s.masterMu.Unlock()
+	if s.masterReady {
+		return nil
+	}
+	if err := s.keys.CreateKey(ctx, s.cfg.MasterKey, "derive", nil); err != nil {
+		return fmt.Errorf("module master key %q: %w", s.cfg.MasterKey, err)
+	}
+	s.masterReady = true
+	return nil
 }
 
 // Run provisions until it succeeds, retrying with capped back-off, and then
@@ -262,7 +280,14 @@ func (s *Service) provisionOnce(ctx context.Context) (Device, ProvisioningInfo, 
 			if err != nil {
 				return Device{}, info, err
 			}
-			if err := s.keys.CreateKey(ctx, connStringKeyID, "sign", cs.SharedAccessKey); err != nil {
+			err = s.keys.CreateKey(ctx, connStringKeyID, "sign", cs.SharedAccessKey)
+			if fault.Is(err, fault.AlreadyExists) {
+				// The operator put a new key in the connection string: replace the old one.
+				if err = s.keys.DeleteKey(ctx, connStringKeyID); err == nil {
+					err = s.keys.CreateKey(ctx, connStringKeyID, "sign", cs.SharedAccessKey)
+				}
+			}
+			if err != nil {
 				return Device{}, info, fmt.Errorf("import the connection string's key: %w", err)
 			}
 			info.Method = "sas"
@@ -454,6 +479,9 @@ func (s *Service) CreateModule(ctx context.Context, moduleID, managedBy string) 
 	if err := ValidateModuleID(moduleID); err != nil {
 		return Module{}, err
 	}
+	if err := s.ensureMaster(ctx); err != nil {
+		return Module{}, err
+	}
 	c, _, err := s.hubClient(ctx)
 	if err != nil {
 		return Module{}, err
@@ -467,6 +495,9 @@ func (s *Service) CreateModule(ctx context.Context, moduleID, managedBy string) 
 
 // registerKeys puts the module's derived keys into the hub and caches it.
 func (s *Service) registerKeys(ctx context.Context, c *hub.Client, hm *hub.Module) (Module, error) {
+	if err := s.ensureMaster(ctx); err != nil {
+		return Module{}, err
+	}
 	m := Module{ModuleID: hm.ModuleID, GenerationID: hm.GenerationID, ETag: hm.ETag, ManagedBy: hm.ManagedBy}
 	primary, err := s.keys.ExportDerived(ctx, s.cfg.MasterKey, moduleDerivation(m, "primary"))
 	if err != nil {
@@ -597,8 +628,14 @@ func (s *Service) IdentityCertRenewed(ctx context.Context, certID string) {
 	p := s.cfg.Provisioning
 	if p.Source == "dps" && p.Attestation != nil && p.Attestation.Method == "x509" && p.Attestation.IdentityCert == certID {
 		s.log.Info("identity certificate renewed; registering again with DPS", "cert_id", certID)
-		if err := s.Reprovision(ctx); err != nil {
+		// Not Reprovision: the cached identity stays until DPS answers, so a
+		// device that reboots offline meanwhile still has it.
+		if err := s.provision(ctx); err != nil {
 			s.log.Error("re-registration after renewal failed; retrying", "err", err)
+			select {
+			case s.kick <- struct{}{}:
+			default:
+			}
 		}
 	}
 }

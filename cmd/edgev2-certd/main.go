@@ -40,6 +40,7 @@ func run(configPath string, log *slog.Logger) int {
 				return fmt.Errorf("open the certificate store: %w", err)
 			}
 			svc = certs.NewService(store, keyStore{keys.New(conn)}, cfg, certs.RealClock, log)
+			svc.RecoverRotation(ctx) // before any call can start another rotation
 			certs.NewBusAPI(ctx, svc, auth, srv, log)
 			return nil
 		},

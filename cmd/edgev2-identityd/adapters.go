@@ -33,6 +33,8 @@ func (k keysAdapter) CreateKey(ctx context.Context, id, usage string, value []by
 	return err
 }
 
+func (k keysAdapter) DeleteKey(ctx context.Context, id string) error { return k.c.DeleteKey(ctx, id) }
+
 func (k keysAdapter) Signer(ctx context.Context, id string) (crypto.Signer, error) {
 	key, err := k.c.GetKey(ctx, id)
 	if err != nil {

@@ -24,7 +24,7 @@ import (
 // certSteps is the seeds' certificate half of zero-touch provisioning: a
 // factory bootstrap identity (IDevID-like) enrolls the EST identity, which
 // enrolls the device certificate and renews it — all keys in the token.
-func certSteps(p *testenv.Program, run func(string, func() (string, error)) error, b *testenv.Bus, ctx context.Context, kc *kclient.Client, kuid, kgid int) error {
+func certSteps(p *testenv.Program, run func(string, func() (string, error)) error, b *testenv.Bus, ctx context.Context, kc *kclient.Client, kuid, kgid int) (*testenv.Labcloud, []byte, error) {
 	dir := testenv.SharedTempDir(p, "demo-certs")
 	// The device maker's CA, which signs bootstrap identities in the factory.
 	makerKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -39,16 +39,25 @@ func certSteps(p *testenv.Program, run func(string, func() (string, error)) erro
 	var lab *testenv.Labcloud
 	var caPEM []byte
 	if err := run("start edgev2-labcloud's EST CA (RFC 7030) on 127.0.0.1", func() (string, error) {
-		lab = testenv.StartLabcloud(p, fmt.Sprintf("[est]\nbootstrap_ca_files = [%q]\nvalidity = \"720h\"\n", makerFile))
+		lab = testenv.StartLabcloud(p, fmt.Sprintf(`[est]
+bootstrap_ca_files = [%q]
+validity = "720h"
+[dps]
+id_scope = "0ne0000demo"
+[[dps.enrollments]]
+group_id = "demo-devices"
+attestation = "x509"
+certificate_file = "$STATE/est/ca-cert.pem"
+`, makerFile))
 		var err error
 		caPEM, err = os.ReadFile(lab.CAFile)
 		if err != nil {
 			return "", err
 		}
 		os.WriteFile(filepath.Join(dir, "est-ca.pem"), caPEM, 0o644)
-		return lab.URL + "/.well-known/est", nil
+		return lab.URL + ": EST, DPS and IoT Hub", nil
 	}); err != nil {
-		return err
+		return nil, nil, err
 	}
 	var cc *cclient.Client
 	if err := run("start edgev2-certd as edgecerts", func() (string, error) {
@@ -86,7 +95,7 @@ threshold = "80%%"
 		cc = cclient.New(b.Conn(p))
 		return "owns " + certs.BusName, nil
 	}); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := run("factory: bootstrap key in the token, certificate from the maker CA", func() (string, error) {
 		key, err := kc.CreateKeyPair(ctx, "est-bootstrap", "ec-p256")
@@ -111,7 +120,7 @@ threshold = "80%%"
 		}
 		return "CN=demo-serial-0001 issued by demo device maker CA", nil
 	}); err != nil {
-		return err
+		return nil, nil, err
 	}
 	var devPEM string
 	if err := run("EST: bootstrap → enrolled identity → device certificate", func() (string, error) {
@@ -128,14 +137,14 @@ threshold = "80%%"
 		}
 		return fmt.Sprintf("%s, issued by %s, renews at %s", props.Subject, props.Issuer, props.RenewAt.UTC().Format(time.RFC3339)), nil
 	}); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := run("openssl verifies the device chain against the EST CA", func() (string, error) {
 		return opensslVerify(p, devPEM, caPEM)
 	}); err != nil {
-		return err
+		return nil, nil, err
 	}
-	return run("renew over EST (simplereenroll, mTLS with the certificate itself)", func() (string, error) {
+	return lab, caPEM, run("renew over EST (simplereenroll, mTLS with the certificate itself)", func() (string, error) {
 		before, _ := cc.Properties(ctx, "device-cert")
 		if err := cc.Renew(ctx, "device-cert"); err != nil {
 			return "", err

@@ -53,7 +53,7 @@ func demo(p *testenv.Program) error {
 		fmt.Printf("  ok    %-66s %8s  %s\n", name, took.Round(time.Millisecond), detail)
 		return nil
 	}
-	fmt.Println("edgev2 demo: Keys and Certificates services on a private system bus, with polkit, a SoftHSM token and labcloud's EST CA")
+	fmt.Println("edgev2 demo: zero-touch provisioning on one machine — Keys, Certificates and Identity services on a private system bus, polkit, a SoftHSM token, and edgev2-labcloud as EST CA, DPS and IoT Hub")
 	var (
 		b    *testenv.Bus
 		pk   *testenv.Polkit
@@ -202,7 +202,11 @@ func demo(p *testenv.Program) error {
 	}); err != nil {
 		return err
 	}
-	if err := certSteps(p, run, b, ctx, kc, uid, gid); err != nil {
+	lab, caPEM, err := certSteps(p, run, b, ctx, kc, uid, gid)
+	if err != nil {
+		return err
+	}
+	if err := identitySteps(p, run, b, ctx, lab, caPEM); err != nil {
 		return err
 	}
 	var total time.Duration
@@ -210,7 +214,7 @@ func demo(p *testenv.Program) error {
 		total += s.took
 	}
 	fmt.Printf("\nsummary: %d steps passed in %s; everything started here is stopped and removed on exit.\n", len(steps), total.Round(time.Millisecond))
-	fmt.Println("Identity (DPS) and the Module runtime join this flow as their services land.")
+	fmt.Println("The module runtime (a container fetching its token over the workload socket) joins this flow when it lands.")
 	if *shell {
 		fmt.Printf("\nkeyd keeps running. In another shell, as root:\n\n  export DBUS_SYSTEM_BUS_ADDRESS=%s\n\nthen try the tour in README.md. Ctrl-C stops everything.\n", addr)
 		sig := make(chan os.Signal, 1)

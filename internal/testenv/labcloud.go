@@ -18,14 +18,17 @@ type Labcloud struct {
 }
 
 // StartLabcloud builds and runs edgev2-labcloud on 127.0.0.1 with the given
-// TOML config text, and waits for it to print its URL. It is stopped on
-// cleanup.
+// TOML config text ("$STATE" is replaced by its state directory), and waits
+// for it to print its URL. It is stopped on cleanup.
 func StartLabcloud(t TB, configText string) *Labcloud {
 	t.Helper()
 	bin := BuildBinary(t, "./cmd/edgev2-labcloud")
 	dir := SharedTempDir(t, "labcloud")
 	state := filepath.Join(dir, "state")
 	cfg := filepath.Join(dir, "labcloud.toml")
+	// "$STATE" in the config names the state directory (e.g. the EST CA's
+	// certificate, which a DPS X.509 group enrollment may trust).
+	configText = strings.ReplaceAll(configText, "$STATE", state)
 	if err := os.WriteFile(cfg, []byte(configText), 0o600); err != nil {
 		t.Fatalf("write labcloud config: %v", err)
 	}
