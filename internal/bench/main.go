@@ -249,7 +249,12 @@ func bench(p *testenv.Program) error {
 		return err
 	}
 	rows = append(rows, crows...)
-	fmt.Printf("edgev2 Keys benchmark — %d cores, %s per figure, clients are uid %s with polkit authorization on\n\n", runtime.NumCPU(), *duration, testenv.OtherUser)
+	irows, inotes, err := identityRows(p, b, dir)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, irows...)
+	fmt.Printf("edgev2 benchmark — %d cores, %s per figure, clients are uid %s with polkit authorization on\n\n", runtime.NumCPU(), *duration, testenv.OtherUser)
 	fmt.Printf("%-46s %7s %12s %12s %7s  %s\n", "figure", "clients", "ops/s", "limit ops/s", "ratio", "limit is")
 	for _, r := range rows {
 		if r.limit == 0 {
@@ -276,6 +281,10 @@ func bench(p *testenv.Program) error {
 		if r.cpu != nil {
 			fmt.Printf("%-46s %7d %8.1f %8.1f %8.1f\n", r.figure, r.clients, r.cpu.client, r.cpu.bus, r.cpu.keyd)
 		}
+	}
+	fmt.Println()
+	for _, n := range inotes {
+		fmt.Println(n)
 	}
 	fmt.Printf("\nkeyd RSS: file engine %.1f MB idle, %.1f MB after; pkcs11 engine %.1f MB idle, %.1f MB after (target idle <= 15 MB)\n",
 		float64(rssIdle[0])/1024, float64(rssAfter[0])/1024, float64(rssIdle[1])/1024, float64(rssAfter[1])/1024)
