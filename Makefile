@@ -2,11 +2,11 @@
 GO ?= go
 export PATH := $(PATH):/usr/local/go/bin
 BIN := bin
-CMDS := edgev2-keyd edgev2-certd edgev2-identityd edgev2-labcloud
+CMDS := edgev2-keyd edgev2-certd edgev2-identityd edgev2-modrtd edgev2-labcloud
 
 # Debian packages the tests, the benchmark and the demo need.
 DEB_PACKAGES := dbus dbus-daemon polkitd systemd libglib2.0-bin softhsm2 opensc openssl \
-	ca-certificates gcc libc6-dev curl util-linux mount
+	ca-certificates gcc libc6-dev curl util-linux mount containerd runc busybox-static
 
 .PHONY: all build test bench demo demo-shell deps vet fmt-check fuzz clean
 
@@ -55,6 +55,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseModule -fuzztime 30s ./identity/hub
 	$(GO) test -run '^$$' -fuzz FuzzParseRegistration -fuzztime 30s ./internal/labcloud/dps
 	$(GO) test -run '^$$' -fuzz FuzzParseSAS -fuzztime 30s ./internal/labcloud/hub
+	$(GO) test -run '^$$' -fuzz FuzzParseSpec -fuzztime 30s ./modrt
+	$(GO) test -run '^$$' -fuzz FuzzOCIOpts -fuzztime 30s ./modrt
 
 # bench: figures beside their physical limits measured in the same run.
 bench: build

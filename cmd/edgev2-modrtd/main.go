@@ -1,0 +1,51 @@
+// Command edgev2-modrtd is the Module Runtime (org.edgev2.ModuleRuntime1):
+// edge modules as containers under containerd. It runs as root (containerd's
+// socket).
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/internal/daemon"
+	"github.com/edgev2/edgev2/modrt"
+)
+
+func main() {
+	configPath, log := daemon.Flags("edgev2-modrtd", "/etc/edgev2/modrtd.toml")
+	os.Exit(run(configPath, log))
+}
+
+func run(configPath string, log *slog.Logger) int {
+	cfg, err := modrt.LoadConfig(configPath)
+	if err != nil {
+		log.Error("bad configuration; not starting", "err", err)
+		return daemon.ExitConfig
+	}
+	var rt *modrt.Runtime
+	return daemon.Serve(log, daemon.Service{
+		BusName: modrt.BusName,
+		Path:    modrt.ObjectPath,
+		Register: func(ctx context.Context, conn *godbus.Conn, auth *bus.Authorizer, srv *bus.Server) error {
+			var err error
+			rt, err = modrt.OpenRuntime(ctx, modrt.RuntimeConfig{Address: cfg.Containerd, Namespace: cfg.Namespace,
+				StateDir: filepath.Join(cfg.Homedir, "runtime"), Logger: log})
+			if err != nil {
+				return fmt.Errorf("open containerd at %s: %w", cfg.Containerd, err)
+			}
+			modrt.NewBusAPI(ctx, modrt.NewService(rt, cfg, log), auth, srv, log)
+			return nil
+		},
+		Stopped: func() {
+			if rt != nil {
+				rt.Close() // modules keep running: the next modrtd adopts them
+			}
+		},
+	})
+}

@@ -1,0 +1,64 @@
+package modrt
+
+import (
+	"strings"
+
+	"github.com/edgev2/edgev2/internal/config"
+)
+
+// Config is modrtd's configuration file (/etc/edgev2/modrtd.toml).
+type Config struct {
+	Homedir    string       `toml:"homedir"`
+	Containerd string       `toml:"containerd_address"` // default /run/containerd/containerd.sock
+	Namespace  string       `toml:"namespace"`          // default edgev2
+	Policy     PolicyConfig `toml:"policy"`
+}
+
+// PolicyConfig limits what module specs may ask for.
+type PolicyConfig struct {
+	ForbiddenBindPrefixes []string `toml:"forbidden_bind_prefixes"`
+	AllowPrivileged       bool     `toml:"allow_privileged"`
+}
+
+// ConfigError names the file, key and fix of a configuration mistake.
+type ConfigError = config.Error
+
+// DefaultForbiddenBinds are host paths no module may bind: the services'
+// state and configuration, the bus, containerd itself.
+var DefaultForbiddenBinds = []string{"/etc/edgev2", "/var/lib/edgev2", "/run/dbus", "/var/run/dbus",
+	"/run/containerd", "/var/lib/containerd", "/etc/shadow", "/etc/polkit-1", "/proc", "/sys"}
+
+// LoadConfig reads and validates a modrtd config file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := config.Read(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig parses and validates modrtd config text.
+func ParseConfig(path string, data []byte) (*Config, error) {
+	var c Config
+	if err := config.Decode(path, data, &c, "docs/modules.md"); err != nil {
+		return nil, err
+	}
+	if c.Homedir == "" || !strings.HasPrefix(c.Homedir, "/") {
+		return nil, &ConfigError{File: path, Key: "homedir", Problem: "not an absolute path", Fix: `set homedir = "/var/lib/edgev2/modrtd"`}
+	}
+	if c.Containerd == "" {
+		c.Containerd = "/run/containerd/containerd.sock"
+	}
+	if c.Namespace == "" {
+		c.Namespace = "edgev2"
+	}
+	if c.Policy.ForbiddenBindPrefixes == nil {
+		c.Policy.ForbiddenBindPrefixes = DefaultForbiddenBinds
+	}
+	for _, p := range c.Policy.ForbiddenBindPrefixes {
+		if !strings.HasPrefix(p, "/") {
+			return nil, &ConfigError{File: path, Key: "policy.forbidden_bind_prefixes", Problem: p + " is not an absolute path", Fix: "use absolute paths"}
+		}
+	}
+	return &c, nil
+}

@@ -1,0 +1,525 @@
+package modrt
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/oci"
+
+	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/testenv"
+)
+
+const testImage = "example.com/edgev2/busybox:test"
+
+// rtEnv is a private containerd with the busybox test image imported
+// through the runtime, in a namespace of the test's own (runc state and
+// cgroups are per namespace and container name, shared between daemons).
+type rtEnv struct {
+	c   *testenv.Containerd
+	cfg RuntimeConfig
+	rt  *Runtime
+
+	mu      sync.Mutex
+	changes []Status
+}
+
+func startRuntime(t *testing.T) *rtEnv {
+	t.Helper()
+	c := testenv.StartContainerd(t)
+	suffix := make([]byte, 4)
+	rand.Read(suffix)
+	e := &rtEnv{c: c, cfg: RuntimeConfig{
+		Address:     c.Address,
+		Namespace:   "edgev2-test-" + hex.EncodeToString(suffix),
+		StateDir:    t.TempDir(),
+		BackoffBase: 200 * time.Millisecond,
+		BackoffCap:  2 * time.Second,
+		StableAfter: 30 * time.Second,
+		Logger:      slog.New(slog.NewTextHandler(t.Output(), nil)),
+	}}
+	e.open(t)
+	archive := testenv.BuildImage(t, testImage, testenv.ImageConfig{Cmd: []string{"sleep", "3600"}})
+	f, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	names, err := e.rt.ImportImage(t.Context(), f)
+	if err != nil {
+		t.Fatalf("import image: %v", err)
+	}
+	if len(names) != 1 || names[0] != testImage {
+		t.Fatalf("import returned %q, want [%s]", names, testImage)
+	}
+	if imgs, err := e.rt.Images(t.Context()); err != nil || len(imgs) != 1 || imgs[0].Name != testImage || imgs[0].Digest == "" {
+		t.Fatalf("images after import: %+v, %v", imgs, err)
+	}
+	return e
+}
+
+func (e *rtEnv) open(t *testing.T) {
+	t.Helper()
+	rt, err := OpenRuntime(t.Context(), e.cfg)
+	if err != nil {
+		t.Fatalf("open runtime: %v", err)
+	}
+	rt.OnChange(func(s Status) {
+		e.mu.Lock()
+		e.changes = append(e.changes, s)
+		e.mu.Unlock()
+	})
+	e.rt = rt
+	t.Cleanup(func() { rt.Close() })
+}
+
+func (e *rtEnv) create(t *testing.T, name string, policy RestartPolicy, script string) {
+	t.Helper()
+	req := CreateRequest{Name: name, Image: testImage, Restart: policy}
+	if script != "" {
+		req.Opts = []oci.SpecOpts{oci.WithProcessArgs("sh", "-c", script)}
+	}
+	if err := e.rt.Create(t.Context(), req); err != nil {
+		t.Fatalf("create %s: %v", name, err)
+	}
+}
+
+func (e *rtEnv) status(t *testing.T, name string) Status {
+	t.Helper()
+	st, err := e.rt.Status(t.Context(), name)
+	if err != nil {
+		t.Fatalf("status %s: %v", name, err)
+	}
+	return st
+}
+
+func (e *rtEnv) waitFor(t *testing.T, name, what string, timeout time.Duration, ok func(Status) bool) Status {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st := e.status(t, name)
+		if ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("module %s: %s not reached within %v; status %+v", name, what, timeout, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *rtEnv) runningStarts(name string) []time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var ts []time.Time
+	for _, s := range e.changes {
+		if s.Name == name && s.State == StateRunning {
+			ts = append(ts, s.StartedAt)
+		}
+	}
+	return ts
+}
+
+func logText(t *testing.T, rt *Runtime, name string, opts LogOptions) (stdout, stderr string, frames []Frame) {
+	t.Helper()
+	rc, err := rt.Logs(name, opts)
+	if err != nil {
+		t.Fatalf("logs %s: %v", name, err)
+	}
+	defer rc.Close()
+	frames, err = ParseFrames(rc)
+	if err != nil {
+		t.Fatalf("parse log frames: %v", err)
+	}
+	var out, errb bytes.Buffer
+	for _, f := range frames {
+		if f.Stream == StreamStdout {
+			out.Write(f.Payload)
+		} else {
+			errb.Write(f.Payload)
+		}
+	}
+	return out.String(), errb.String(), frames
+}
+
+func TestModuleThatEchoesAndExitsReportsStatusAndFramedLogs(t *testing.T) {
+	e := startRuntime(t)
+	e.create(t, "echoer", RestartNever, "echo out1; echo err1 >&2; echo out2; exit 0")
+	if st := e.status(t, "echoer"); st.State != StateCreated || st.Image != testImage {
+		t.Fatalf("after create: %+v, want created from %s", st, testImage)
+	}
+	before := time.Now()
+	if err := e.rt.Start(t.Context(), "echoer"); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	st := e.waitFor(t, "echoer", "stopped", 10*time.Second, func(s Status) bool { return s.State == StateStopped })
+	if st.ExitCode != 0 || st.RestartCount != 0 || st.Pid != 0 || st.StartedAt.Before(before) || st.FinishedAt.Before(st.StartedAt) {
+		t.Fatalf("status after a clean exit: %+v", st)
+	}
+	stdout, stderr, _ := logText(t, e.rt, "echoer", LogOptions{Tail: -1})
+	if stdout != "out1\nout2\n" || stderr != "err1\n" {
+		t.Fatalf("logs: stdout %q stderr %q", stdout, stderr)
+	}
+	_, _, frames := logText(t, e.rt, "echoer", LogOptions{Tail: 1, Timestamps: true})
+	if len(frames) != 1 {
+		t.Fatalf("tail 1 gave %d frames", len(frames))
+	}
+	ts, line, ok := strings.Cut(string(frames[0].Payload), " ")
+	if at, err := time.Parse(time.RFC3339Nano, ts); !ok || err != nil || at.Before(before) || line == "" {
+		t.Fatalf("timestamped frame %q: want an RFC3339Nano time of this run, a space and the line", frames[0].Payload)
+	}
+	e.mu.Lock()
+	var states []State
+	for _, s := range e.changes {
+		if s.Name == "echoer" {
+			states = append(states, s.State)
+		}
+	}
+	e.mu.Unlock()
+	if strings.Join(stateNames(states), ",") != "created,running,stopped" {
+		t.Fatalf("OnChange saw %v, want created, running, stopped", states)
+	}
+}
+
+func stateNames(ss []State) []string {
+	var out []string
+	for _, s := range ss {
+		out = append(out, string(s))
+	}
+	return out
+}
+
+func TestFailingModuleIsRestartedWithGrowingBackoff(t *testing.T) {
+	e := startRuntime(t)
+	e.create(t, "crasher", RestartOnFailure, "echo crash; exit 1")
+	if err := e.rt.Start(t.Context(), "crasher"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(t, "crasher", "3 restarts", 15*time.Second, func(s Status) bool { return s.RestartCount >= 3 })
+	if err := e.rt.Stop(t.Context(), "crasher", time.Second); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	st := e.waitFor(t, "crasher", "stopped", 5*time.Second, func(s Status) bool { return s.State == StateStopped })
+	starts := e.runningStarts("crasher")
+	if len(starts) < 4 {
+		t.Fatalf("saw %d starts, want at least 4", len(starts))
+	}
+	// Back-off 200 ms, 400 ms, 800 ms: each gap clearly longer than the last.
+	var gaps []time.Duration
+	for i := 1; i < 4; i++ {
+		gaps = append(gaps, starts[i].Sub(starts[i-1]))
+	}
+	if gaps[0] < 200*time.Millisecond || gaps[1] < gaps[0]+100*time.Millisecond || gaps[2] < gaps[1]+200*time.Millisecond {
+		t.Fatalf("gaps between restarts %v do not grow from 200 ms doubling", gaps)
+	}
+	time.Sleep(time.Second)
+	if after := e.status(t, "crasher"); after.State != StateStopped || after.RestartCount != st.RestartCount {
+		t.Fatalf("a module stopped by request was restarted: %+v", after)
+	}
+	stdout, _, _ := logText(t, e.rt, "crasher", LogOptions{Tail: -1})
+	if n := strings.Count(stdout, "crash\n"); n < 4 {
+		t.Fatalf("logs hold %d runs' output, want every run (>= 4): %q", n, stdout)
+	}
+}
+
+func TestOnFailureDoesNotRestartACleanExit(t *testing.T) {
+	e := startRuntime(t)
+	e.create(t, "clean", RestartOnFailure, "exit 0")
+	if err := e.rt.Start(t.Context(), "clean"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(t, "clean", "stopped", 10*time.Second, func(s Status) bool { return s.State == StateStopped })
+	time.Sleep(600 * time.Millisecond)
+	if st := e.status(t, "clean"); st.State != StateStopped || st.RestartCount != 0 {
+		t.Fatalf("on-failure module after exit 0: %+v, want stopped and never restarted", st)
+	}
+}
+
+func TestNeverPolicyLeavesAFailedModuleFailed(t *testing.T) {
+	e := startRuntime(t)
+	e.create(t, "once", RestartNever, "exit 3")
+	if err := e.rt.Start(t.Context(), "once"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(t, "once", "failed", 10*time.Second, func(s Status) bool { return s.State == StateFailed })
+	time.Sleep(600 * time.Millisecond)
+	if st := e.status(t, "once"); st.State != StateFailed || st.ExitCode != 3 || st.RestartCount != 0 {
+		t.Fatalf("never module after exit 3: %+v, want failed with code 3, not restarted", st)
+	}
+}
+
+func TestStopStartRemoveLeaveNothingBehind(t *testing.T) {
+	e := startRuntime(t)
+	e.create(t, "sleeper", RestartAlways, "trap 'exit 0' TERM; while true; do sleep 0.1; done")
+	ctx := t.Context()
+	if err := e.rt.Start(ctx, "sleeper"); err != nil {
+		t.Fatal(err)
+	}
+	first := e.status(t, "sleeper")
+	pids, err := e.rt.Pids(ctx, "sleeper")
+	if err != nil || !slices.Contains(pids, first.Pid) {
+		t.Fatalf("pids = %v, %v; want the task's processes, %d among them", pids, err, first.Pid)
+	}
+	if err := e.rt.Stop(ctx, "sleeper", 10*time.Second); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if st := e.status(t, "sleeper"); st.State != StateStopped || st.ExitCode != 0 {
+		t.Fatalf("after stop: %+v, want stopped by its SIGTERM trap with code 0", st)
+	}
+	if out := e.c.Ctr(t, "-n", e.cfg.Namespace, "tasks", "ls", "-q"); strings.TrimSpace(out) != "" {
+		t.Fatalf("tasks left after stop: %q", out)
+	}
+	if err := e.rt.Start(ctx, "sleeper"); err != nil {
+		t.Fatalf("start again: %v", err)
+	}
+	if st := e.status(t, "sleeper"); st.State != StateRunning || st.Pid == first.Pid || st.Pid == 0 {
+		t.Fatalf("after second start: %+v", st)
+	}
+	if err := e.rt.Remove(ctx, "sleeper"); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+	if _, err := e.rt.Status(ctx, "sleeper"); !fault.Is(err, fault.NotFound) {
+		t.Fatalf("status after remove: %v, want NotFound", err)
+	}
+	for _, what := range [][]string{{"containers", "ls", "-q"}, {"tasks", "ls", "-q"}, {"snapshots", "--snapshotter", e.rt.Snapshotter(), "ls"}} {
+		out := e.c.Ctr(t, append([]string{"-n", e.cfg.Namespace}, what...)...)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		for _, l := range lines {
+			if strings.Contains(l, "sleeper") {
+				t.Fatalf("ctr %s still lists the module: %q", strings.Join(what, " "), out)
+			}
+		}
+	}
+	for _, p := range []string{filepath.Join("logs", "sleeper"), filepath.Join("fifo", "sleeper"), filepath.Join("modules", "sleeper.json")} {
+		if _, err := os.Stat(filepath.Join(e.cfg.StateDir, p)); !os.IsNotExist(err) {
+			t.Fatalf("%s left in the state dir after remove (%v)", p, err)
+		}
+	}
+	if list, _ := e.rt.List(ctx); len(list) != 0 {
+		t.Fatalf("list after remove: %+v", list)
+	}
+}
+
+func TestStopKillsAModuleThatIgnoresSIGTERM(t *testing.T) {
+	e := startRuntime(t)
+	e.create(t, "stubborn", RestartAlways, "") // sleep as pid 1: SIGTERM has no effect
+	if err := e.rt.Start(t.Context(), "stubborn"); err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	if err := e.rt.Stop(t.Context(), "stubborn", 500*time.Millisecond); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	took := time.Since(begin)
+	st := e.status(t, "stubborn")
+	if st.State != StateStopped || st.ExitCode != 137 || took < 500*time.Millisecond || took > 5*time.Second {
+		t.Fatalf("after stop: %+v after %v, want stopped by SIGKILL (137) just after the 500 ms grace", st, took)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if st := e.status(t, "stubborn"); st.State != StateStopped || st.RestartCount != 0 {
+		t.Fatalf("an always-module stopped by request was restarted: %+v", st)
+	}
+}
+
+func TestCreateWithTakenNameIsAlreadyExists(t *testing.T) {
+	e := startRuntime(t)
+	e.create(t, "twin", RestartNever, "")
+	err := e.rt.Create(t.Context(), CreateRequest{Name: "twin", Image: testImage})
+	if !fault.Is(err, fault.AlreadyExists) {
+		t.Fatalf("second create: %v, want AlreadyExists", err)
+	}
+	if list, _ := e.rt.List(t.Context()); len(list) != 1 {
+		t.Fatalf("list after a refused create: %+v", list)
+	}
+}
+
+func TestCreateWithUnknownImageIsNotFoundAndLeavesNoContainer(t *testing.T) {
+	e := startRuntime(t)
+	err := e.rt.Create(t.Context(), CreateRequest{Name: "ghost", Image: "example.com/nope:1"})
+	if !fault.Is(err, fault.NotFound) || !strings.Contains(fault.Message(err), "example.com/nope:1 is not present") {
+		t.Fatalf("create from an absent image: %v, want NotFound naming the image", err)
+	}
+	if out := e.c.Ctr(t, "-n", e.cfg.Namespace, "containers", "ls", "-q"); strings.TrimSpace(out) != "" {
+		t.Fatalf("containers left: %q", out)
+	}
+	if out := e.c.Ctr(t, "-n", e.cfg.Namespace, "snapshots", "--snapshotter", e.rt.Snapshotter(), "ls"); strings.Contains(out, "ghost") {
+		t.Fatalf("snapshot left: %q", out)
+	}
+	if _, err := e.rt.Status(t.Context(), "ghost"); !fault.Is(err, fault.NotFound) {
+		t.Fatalf("status of a module never created: %v", err)
+	}
+}
+
+func TestCreateRejectsBadInput(t *testing.T) {
+	e := startRuntime(t)
+	for _, req := range []CreateRequest{
+		{Name: "bad/name", Image: testImage},
+		{Name: "nopolicy", Image: testImage, Restart: "sometimes"},
+		{Name: "tinylog", Image: testImage, LogMaxBytes: 100},
+		{Name: "ourlabel", Image: testImage, Labels: map[string]string{"org.edgev2.owner": "me"}},
+		{Name: "noimage"},
+	} {
+		if err := e.rt.Create(t.Context(), req); !fault.Is(err, fault.InvalidArgs) {
+			t.Errorf("create %+v: %v, want InvalidArgs", req, err)
+		}
+	}
+	if out := e.c.Ctr(t, "-n", e.cfg.Namespace, "containers", "ls", "-q"); strings.TrimSpace(out) != "" {
+		t.Fatalf("containers left: %q", out)
+	}
+}
+
+const tickScript = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"
+
+func TestReopenedRuntimeAdoptsRunningModule(t *testing.T) {
+	e := startRuntime(t)
+	e.create(t, "ticker", RestartAlways, tickScript)
+	if err := e.rt.Start(t.Context(), "ticker"); err != nil {
+		t.Fatal(err)
+	}
+	before := e.status(t, "ticker")
+	time.Sleep(300 * time.Millisecond)
+	if err := e.rt.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond) // ticks pile up in the FIFO meanwhile
+	if err := syscall.Kill(int(before.Pid), 0); err != nil {
+		t.Fatalf("module died when the runtime closed: %v", err)
+	}
+	e.open(t)
+	after := e.status(t, "ticker")
+	if after.State != StateRunning || after.Pid != before.Pid || !after.StartedAt.Equal(before.StartedAt) {
+		t.Fatalf("after reopen: %+v, want the same running task as %+v", after, before)
+	}
+	time.Sleep(300 * time.Millisecond)
+	stdout, _, _ := logText(t, e.rt, "ticker", LogOptions{Tail: -1})
+	assertTicksContiguous(t, stdout, 10)
+
+	// Supervision resumed: a crash of the adopted task is restarted.
+	if err := syscall.Kill(int(before.Pid), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	st := e.waitFor(t, "ticker", "restart after a kill", 10*time.Second, func(s Status) bool {
+		return s.State == StateRunning && s.Pid != before.Pid && s.RestartCount == 1
+	})
+	if st.ExitCode != 137 {
+		t.Fatalf("exit code of the killed task = %d, want 137", st.ExitCode)
+	}
+}
+
+// assertTicksContiguous checks the log holds "tick 0".."tick n" or more with
+// none lost or doubled (across a runtime restart, nothing may be).
+func assertTicksContiguous(t *testing.T, stdout string, atLeast int) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+	if len(lines) < atLeast {
+		t.Fatalf("only %d log lines: %q", len(lines), stdout)
+	}
+	for i, l := range lines {
+		if want := "tick " + strconv.Itoa(i); l != want {
+			t.Fatalf("log line %d = %q, want %q (lines lost or doubled): %q", i, l, want, stdout)
+		}
+	}
+}
+
+func TestModuleSurvivesContainerdRestartAndRuntimeReconnects(t *testing.T) {
+	e := startRuntime(t)
+	e.create(t, "survivor", RestartAlways, tickScript)
+	if err := e.rt.Start(t.Context(), "survivor"); err != nil {
+		t.Fatal(err)
+	}
+	before := e.status(t, "survivor")
+	e.c.Restart(t)
+	if err := syscall.Kill(int(before.Pid), 0); err != nil {
+		t.Fatalf("module died with containerd: %v", err)
+	}
+	// The runtime is back on the event stream once a crash is restarted.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if pids, err := e.rt.Pids(t.Context(), "survivor"); err == nil && len(pids) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("runtime did not reach containerd again")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // let watch resubscribe
+	if err := syscall.Kill(int(before.Pid), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(t, "survivor", "restart after a kill", 15*time.Second, func(s Status) bool {
+		return s.State == StateRunning && s.Pid != before.Pid && s.RestartCount == 1
+	})
+	stdout, _, _ := logText(t, e.rt, "survivor", LogOptions{Tail: -1})
+	if !strings.HasPrefix(stdout, "tick 0\n") {
+		t.Fatalf("logs across the containerd restart: %q", stdout)
+	}
+}
+
+func TestFollowStreamsNewLinesUntilModuleStops(t *testing.T) {
+	e := startRuntime(t)
+	e.create(t, "follow", RestartNever, tickScript)
+	if err := e.rt.Start(t.Context(), "follow"); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := e.rt.Logs("follow", LogOptions{Tail: 0, Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	done := make(chan []Frame)
+	go func() {
+		frames, _ := ParseFrames(rc)
+		done <- frames
+	}()
+	time.Sleep(700 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := e.rt.Stop(ctx, "follow", 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case frames := <-done:
+		if len(frames) < 3 {
+			t.Fatalf("follow gave %d frames while the module ticked", len(frames))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("follow did not end when the module stopped")
+	}
+}
+
+func TestChattyModuleDoesNotFillTheDisk(t *testing.T) {
+	e := startRuntime(t)
+	const maxBytes, files = 16 << 10, 3
+	err := e.rt.Create(t.Context(), CreateRequest{
+		Name: "chatty", Image: testImage, Restart: RestartNever, LogMaxBytes: maxBytes, LogFiles: files,
+		Opts: []oci.SpecOpts{oci.WithProcessArgs("sh", "-c", "i=0; while [ $i -lt 20000 ]; do echo chatter line $i; i=$((i+1)); done; echo last line")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rt.Start(t.Context(), "chatty"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(t, "chatty", "stopped", 60*time.Second, func(s Status) bool { return s.State == StateStopped })
+	total, n := dirSize(t, filepath.Join(e.cfg.StateDir, "logs", "chatty"))
+	if total > maxBytes*files || n > files {
+		t.Fatalf("logs use %d bytes in %d files after ~400 KB of output; cap is %d bytes", total, n, maxBytes*files)
+	}
+	stdout, _, _ := logText(t, e.rt, "chatty", LogOptions{Tail: 2})
+	if stdout != "chatter line 19999\nlast line\n" {
+		t.Fatalf("tail 2 = %q", stdout)
+	}
+}

@@ -1,0 +1,412 @@
+package modrt
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/containerd/containerd/containers"
+	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/containerd/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/edgev2/edgev2/internal/fault"
+)
+
+// apply builds containerd's default spec for a container with rootfs root,
+// then applies opts the way containerd.WithNewSpec does.
+func apply(t testing.TB, root string, opts []oci.SpecOpts) (*oci.Spec, error) {
+	t.Helper()
+	ctx := namespaces.WithNamespace(context.Background(), "test")
+	c := &containers.Container{ID: "m"}
+	s, err := oci.GenerateSpec(ctx, nil, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Root.Path = root
+	return s, oci.ApplyOpts(ctx, nil, c, s, opts...)
+}
+
+// specWith parses a module spec whose createOptions are co.
+func specWith(t testing.TB, co string) *Spec {
+	t.Helper()
+	s, err := ParseSpec([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"alpine","createOptions":` + co + `}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func ociSpec(t *testing.T, s *Spec, p Policy, x Extra) *oci.Spec {
+	t.Helper()
+	opts, err := s.OCIOpts(p, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := apply(t, t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func hasNamespace(s *oci.Spec, ns specs.LinuxNamespaceType) bool {
+	for _, n := range s.Linux.Namespaces {
+		if n.Type == ns {
+			return true
+		}
+	}
+	return false
+}
+
+func TestOCIOptsEnvRuntimeWinsThenCreateOptionsThenConfig(t *testing.T) {
+	s, err := ParseSpec([]byte(`{"name":"m","type":"docker","config":{
+	  "settings":{"image":"alpine","createOptions":{"Env":["B=fromCreateOptions","C=3","IOTEDGE_MODULEID=forged"]}},
+	  "env":[{"key":"A","value":"1"},{"key":"B","value":"fromConfig"},{"key":"IOTEDGE_WORKLOADURI","value":"unix:///elsewhere"}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := ociSpec(t, s, Policy{}, Extra{Env: map[string]string{
+		"IOTEDGE_MODULEID":    "m",
+		"IOTEDGE_WORKLOADURI": "unix:///var/run/iotedge/workload.sock",
+	}})
+	env := out.Process.Env
+	for _, want := range []string{"A=1", "B=fromCreateOptions", "C=3", "IOTEDGE_MODULEID=m", "IOTEDGE_WORKLOADURI=unix:///var/run/iotedge/workload.sock"} {
+		if !slices.Contains(env, want) {
+			t.Errorf("env %v lacks %s", env, want)
+		}
+	}
+	for _, e := range env {
+		if strings.Contains(e, "forged") || strings.Contains(e, "elsewhere") || strings.Contains(e, "fromConfig") {
+			t.Errorf("env keeps overridden %s", e)
+		}
+	}
+}
+
+func TestOCIOptsArgsFollowDockerRules(t *testing.T) {
+	imgEntry, imgCmd := []string{"/entry"}, []string{"default-arg"}
+	tests := []struct {
+		name, co string
+		want     []string // nil: the image's command is left alone
+	}{
+		{"neither", `{}`, nil},
+		{"cmd only keeps image entrypoint", `{"Cmd":["a","b"]}`, []string{"/entry", "a", "b"}},
+		{"cmd as string", `{"Cmd":"echo hi"}`, []string{"/entry", "echo hi"}},
+		{"entrypoint drops image cmd", `{"Entrypoint":["/bin/sh","-c"]}`, []string{"/bin/sh", "-c"}},
+		{"entrypoint and cmd", `{"Entrypoint":["/bin/sh","-c"],"Cmd":["date"]}`, []string{"/bin/sh", "-c", "date"}},
+		{"empty entrypoint runs image cmd", `{"Entrypoint":[]}`, []string{"default-arg"}},
+		{"blank entrypoint string resets", `{"Entrypoint":""}`, []string{"default-arg"}},
+		{"empty entrypoint with cmd", `{"Entrypoint":[""],"Cmd":["/bin/true"]}`, []string{"/bin/true"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			opts, err := specWith(t, tc.co).OCIOpts(Policy{}, Extra{ImageEntrypoint: imgEntry, ImageCmd: imgCmd})
+			if err != nil {
+				t.Fatal(err)
+			}
+			base := []oci.SpecOpts{oci.WithProcessArgs("image", "args")} // stands in for WithImageConfig
+			out, err := apply(t, t.TempDir(), append(base, opts...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tc.want
+			if want == nil {
+				want = []string{"image", "args"}
+			}
+			if !reflect.DeepEqual(out.Process.Args, want) {
+				t.Errorf("args = %q, want %q", out.Process.Args, want)
+			}
+		})
+	}
+	_, err := specWith(t, `{"Entrypoint":[]}`).OCIOpts(Policy{}, Extra{})
+	if !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "no command") {
+		t.Errorf("empty command: %v", err)
+	}
+}
+
+func TestOCIOptsWorkingDirUserHostname(t *testing.T) {
+	out := ociSpec(t, specWith(t, `{"WorkingDir":"/app","User":"1000:2000"}`), Policy{}, Extra{Hostname: "gw"})
+	if out.Process.Cwd != "/app" || out.Process.User.UID != 1000 || out.Process.User.GID != 2000 || out.Hostname != "gw" {
+		t.Errorf("cwd %q uid %d gid %d hostname %q", out.Process.Cwd, out.Process.User.UID, out.Process.User.GID, out.Hostname)
+	}
+	out = ociSpec(t, specWith(t, `{"Hostname":"sensor-1"}`), Policy{}, Extra{Hostname: "gw"})
+	if out.Hostname != "sensor-1" {
+		t.Errorf("createOptions.Hostname lost: %q", out.Hostname)
+	}
+
+	// User names are looked up in the image's /etc/passwd.
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc", "passwd"), []byte("root:x:0:0::/root:/bin/sh\napp:x:1234:4321::/app:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := specWith(t, `{"User":"app"}`).OCIOpts(Policy{}, Extra{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = apply(t, root, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Process.User.UID != 1234 || out.Process.User.GID != 4321 {
+		t.Errorf("user app = %d:%d, want 1234:4321", out.Process.User.UID, out.Process.User.GID)
+	}
+}
+
+func TestOCIOptsMounts(t *testing.T) {
+	workload := specs.Mount{Destination: "/var/run/iotedge/workload.sock", Type: "bind", Source: "/run/edgev2/modrtd/m/workload.sock", Options: []string{"rbind", "ro"}}
+	s := specWith(t, `{"HostConfig":{
+	  "Binds":["/var/run/iotedge/workload.sock:/var/run/iotedge/workload.sock","/srv/data:/data:ro","/srv/shared/:/shared:rw,rshared"],
+	  "Mounts":[{"Type":"bind","Source":"/srv/cfg","Target":"/cfg","ReadOnly":true,"BindOptions":{"NonRecursive":true}},
+	            {"Type":"tmpfs","Target":"/scratch","TmpfsOptions":{"SizeBytes":1048576,"Mode":448}}]}}`)
+	out := ociSpec(t, s, Policy{ForbiddenBindPrefixes: []string{"/etc/edgev2"}}, Extra{Mounts: []specs.Mount{workload}})
+	byDest := map[string]specs.Mount{}
+	for _, m := range out.Mounts {
+		if _, dup := byDest[m.Destination]; dup {
+			t.Errorf("two mounts on %s", m.Destination)
+		}
+		byDest[m.Destination] = m
+	}
+	want := map[string]specs.Mount{
+		"/var/run/iotedge/workload.sock": workload, // the runtime's, not edgeAgent's
+		"/data":                          {Destination: "/data", Type: "bind", Source: "/srv/data", Options: []string{"rbind", "ro", "rprivate"}},
+		"/shared":                        {Destination: "/shared", Type: "bind", Source: "/srv/shared", Options: []string{"rbind", "rw", "rshared"}},
+		"/cfg":                           {Destination: "/cfg", Type: "bind", Source: "/srv/cfg", Options: []string{"bind", "ro", "rprivate"}},
+		"/scratch":                       {Destination: "/scratch", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "noexec", "size=1048576", "mode=700"}},
+		"/etc/hosts":                     {Destination: "/etc/hosts", Type: "bind", Source: "/etc/hosts", Options: []string{"rbind", "ro", "rprivate"}},
+		"/etc/resolv.conf":               {Destination: "/etc/resolv.conf", Type: "bind", Source: "/etc/resolv.conf", Options: []string{"rbind", "ro", "rprivate"}},
+	}
+	for dest, w := range want {
+		if got, ok := byDest[dest]; !ok || !reflect.DeepEqual(got, w) {
+			t.Errorf("mount on %s = %+v, want %+v", dest, got, w)
+		}
+	}
+	if byDest["/proc"].Type != "proc" {
+		t.Errorf("containerd's default mounts lost: %+v", out.Mounts)
+	}
+
+	// Without a network, the host's name service files are not brought in.
+	out = ociSpec(t, specWith(t, `{"HostConfig":{"NetworkMode":"none"}}`), Policy{}, Extra{})
+	for _, m := range out.Mounts {
+		if m.Destination == "/etc/resolv.conf" || m.Destination == "/etc/hosts" {
+			t.Errorf("NetworkMode none has %s", m.Destination)
+		}
+	}
+}
+
+func TestOCIOptsRefusesForbiddenBindSources(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "state")
+	if err := os.Mkdir(secret, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(dir, "innocent")); err != nil {
+		t.Fatal(err)
+	}
+	p := Policy{ForbiddenBindPrefixes: []string{"/etc/edgev2", "/var/lib/edgev2/", "/run/dbus", secret}}
+	tests := []struct{ name, bind string }{
+		{"exact", "/etc/edgev2:/cfg"},
+		{"under", "/var/lib/edgev2/keyd:/keys"},
+		{"under, trailing slash", "/run/dbus/:/dbus:ro"},
+		{"uncleaned", "/etc//edgev2/./x:/cfg"},
+		{"ancestor", "/etc:/hostetc:ro"},
+		{"root", "/:/host:ro"},
+		{"through a symlink", filepath.Join(dir, "innocent") + ":/x"},
+		{"under a symlink, missing leaf", filepath.Join(dir, "innocent", "not-yet") + ":/x"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := specWith(t, `{"HostConfig":{"Binds":["`+tc.bind+`"]}}`).OCIOpts(p, Extra{})
+			if !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "policy forbids") || !strings.Contains(err.Error(), "Binds[0]") {
+				t.Errorf("bind %s: %v", tc.bind, err)
+			}
+		})
+	}
+	_, err := specWith(t, `{"HostConfig":{"Mounts":[{"Type":"bind","Source":"/etc/edgev2/x","Target":"/x"}]}}`).OCIOpts(p, Extra{})
+	if !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "Mounts[0]") {
+		t.Errorf("Mounts bind under a forbidden prefix: %v", err)
+	}
+	for _, ok := range []string{"/etc/edgev2x:/x", "/var/lib/edgev:/x", "/srv/data:/data", "/etc/localtime:/etc/localtime:ro"} {
+		if _, err := specWith(t, `{"HostConfig":{"Binds":["`+ok+`"]}}`).OCIOpts(p, Extra{}); err != nil {
+			t.Errorf("bind %s refused: %v", ok, err)
+		}
+	}
+}
+
+func TestOCIOptsCapabilities(t *testing.T) {
+	caps := func(co string) []string {
+		return ociSpec(t, specWith(t, co), Policy{}, Extra{}).Process.Capabilities.Bounding
+	}
+	got := caps(`{"HostConfig":{"CapAdd":["net_admin","CAP_SYS_TIME"],"CapDrop":["MKNOD"]}}`)
+	if !slices.Contains(got, "CAP_NET_ADMIN") || !slices.Contains(got, "CAP_SYS_TIME") || slices.Contains(got, "CAP_MKNOD") || !slices.Contains(got, "CAP_KILL") {
+		t.Errorf("add/drop: %v", got)
+	}
+	// edgeAgent drops CAP_CHOWN unless the deployment adds it; as in Docker, an add wins.
+	got = caps(`{"HostConfig":{"CapAdd":["CHOWN"],"CapDrop":["CAP_CHOWN","CAP_SETUID"]}}`)
+	if !slices.Contains(got, "CAP_CHOWN") || slices.Contains(got, "CAP_SETUID") {
+		t.Errorf("add wins over drop: %v", got)
+	}
+	if got = caps(`{"HostConfig":{"CapDrop":["ALL"],"CapAdd":["NET_BIND_SERVICE"]}}`); !reflect.DeepEqual(got, []string{"CAP_NET_BIND_SERVICE"}) {
+		t.Errorf("drop ALL: %v", got)
+	}
+	got = caps(`{"HostConfig":{"CapAdd":["ALL"],"CapDrop":["SYS_ADMIN"]}}`)
+	if len(got) != len(knownCaps)-1 || slices.Contains(got, "CAP_SYS_ADMIN") {
+		t.Errorf("add ALL: %d caps, %v", len(got), got)
+	}
+}
+
+func TestOCIOptsNamespaces(t *testing.T) {
+	out := ociSpec(t, specWith(t, `{}`), Policy{}, Extra{})
+	if hasNamespace(out, specs.NetworkNamespace) || !hasNamespace(out, specs.PIDNamespace) {
+		t.Errorf("default: want host network, own pids: %+v", out.Linux.Namespaces)
+	}
+	out = ociSpec(t, specWith(t, `{"HostConfig":{"NetworkMode":"none"}}`), Policy{}, Extra{})
+	if !hasNamespace(out, specs.NetworkNamespace) {
+		t.Errorf("none: want a network namespace of its own")
+	}
+	pid := specWith(t, `{"HostConfig":{"PidMode":"host"}}`)
+	if _, err := pid.OCIOpts(Policy{}, Extra{}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "PidMode") {
+		t.Errorf("host pid without policy: %v", err)
+	}
+	if out = ociSpec(t, pid, Policy{AllowHostPID: true}, Extra{}); hasNamespace(out, specs.PIDNamespace) {
+		t.Errorf("host pid allowed: still a pid namespace")
+	}
+}
+
+func TestOCIOptsPrivilegedNeedsPolicy(t *testing.T) {
+	s := specWith(t, `{"HostConfig":{"Privileged":true}}`)
+	if _, err := s.OCIOpts(Policy{}, Extra{}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "Privileged") {
+		t.Fatalf("privileged without policy: %v", err)
+	}
+	out := ociSpec(t, s, Policy{AllowPrivileged: true}, Extra{})
+	if out.Linux.Seccomp != nil || len(out.Linux.MaskedPaths) != 0 {
+		t.Errorf("privileged: seccomp %v masked %v", out.Linux.Seccomp, out.Linux.MaskedPaths)
+	}
+	if r := out.Linux.Resources; r == nil || len(r.Devices) == 0 || !r.Devices[len(r.Devices)-1].Allow {
+		t.Errorf("privileged: devices not all allowed")
+	}
+}
+
+func TestOCIOptsResources(t *testing.T) {
+	out := ociSpec(t, specWith(t, `{"HostConfig":{"Memory":268435456,"NanoCpus":500000000,"ReadonlyRootfs":true}}`), Policy{}, Extra{})
+	r := out.Linux.Resources
+	if r.Memory == nil || *r.Memory.Limit != 256<<20 {
+		t.Errorf("memory = %+v", r.Memory)
+	}
+	if r.CPU == nil || *r.CPU.Quota != 50000 || *r.CPU.Period != 100000 {
+		t.Errorf("cpu = %+v", r.CPU)
+	}
+	if !out.Root.Readonly {
+		t.Errorf("ReadonlyRootfs ignored")
+	}
+}
+
+func TestOCIOptsAcceptsWhatEdgeAgentSends(t *testing.T) {
+	s, err := ParseSpec([]byte(edgeAgentSpec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	workload := specs.Mount{Destination: "/var/run/iotedge/workload.sock", Type: "bind", Source: "/run/edgev2/modrtd/edgeHub/workload.sock", Options: []string{"rbind"}}
+	// The forbidden /run/edgev2 does not apply: edgeAgent's bind is replaced by the runtime's.
+	out := ociSpec(t, s, Policy{ForbiddenBindPrefixes: []string{"/var/run/iotedge", "/run/edgev2"}}, Extra{Mounts: []specs.Mount{workload}})
+	n := 0
+	for _, m := range out.Mounts {
+		if m.Destination == workload.Destination {
+			n++
+			if m.Source != workload.Source {
+				t.Errorf("workload socket from %s", m.Source)
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d mounts on the workload socket", n)
+	}
+	if hasNamespace(out, specs.NetworkNamespace) {
+		t.Errorf("edgeHub is not on the host network")
+	}
+}
+
+func TestLabelsAndLogLimits(t *testing.T) {
+	s := specWith(t, `{"Labels":{"a":"1"},"HostConfig":{"LogConfig":{"Type":"local","Config":{"max-size":"10m","max-file":"5"}}}}`)
+	l := s.Labels()
+	l["a"] = "changed"
+	if s.Labels()["a"] != "1" {
+		t.Errorf("Labels returns the spec's own map")
+	}
+	if specWith(t, `{}`).Labels() != nil {
+		t.Errorf("no labels: want nil")
+	}
+	tests := []struct {
+		config string
+		bytes  int64
+		files  int
+	}{
+		{`{}`, 0, 0},
+		{`{"Type":"json-file","Config":{"max-size":"10m","max-file":"5"}}`, 10 << 20, 5},
+		{`{"Config":{"max-size":"1.5g"}}`, 3 << 29, 0},
+		{`{"Config":{"max-size":"100KiB"}}`, 100 << 10, 0},
+		{`{"Config":{"max-size":"4096"}}`, 4096, 0},
+		{`{"Config":{"max-file":"3"}}`, 0, 3},
+	}
+	for _, tc := range tests {
+		b, f, err := specWith(t, `{"HostConfig":{"LogConfig":`+tc.config+`}}`).LogLimits()
+		if err != nil || b != tc.bytes || f != tc.files {
+			t.Errorf("%s: %d, %d, %v; want %d, %d", tc.config, b, f, err, tc.bytes, tc.files)
+		}
+	}
+	for _, bad := range []string{`{"Config":{"max-size":"ten"}}`, `{"Config":{"max-size":"0"}}`, `{"Config":{"max-file":"0"}}`, `{"Config":{"max-size":"99999999t"}}`} {
+		if _, err := ParseSpec([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"alpine","createOptions":{"HostConfig":{"LogConfig":` + bad + `}}}}}`)); !fault.Is(err, fault.InvalidArgs) {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+}
+
+func FuzzOCIOpts(f *testing.F) {
+	f.Add([]byte(edgeAgentSpec))
+	f.Add([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"alpine","createOptions":{"User":"1:2","WorkingDir":"/w","Entrypoint":"","Cmd":["x"],"HostConfig":{"CapAdd":["ALL"],"CapDrop":["chown"],"NetworkMode":"none","Memory":7000000,"NanoCpus":10000000,"Binds":["/srv:/srv:ro,rslave"],"Mounts":[{"Type":"tmpfs","Target":"/t"}]}}}}}`))
+	f.Add([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"alpine","createOptions":{"HostConfig":{"Binds":["/:/host"],"PidMode":"host","Privileged":true}}}}}`))
+	root := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := ParseSpec(data)
+		if err != nil {
+			return
+		}
+		p := Policy{ForbiddenBindPrefixes: []string{"/etc/edgev2", "/var/lib/edgev2", "/run/dbus"}}
+		x := Extra{
+			Env:             map[string]string{"IOTEDGE_MODULEID": s.Name},
+			Mounts:          []specs.Mount{{Destination: "/var/run/iotedge/workload.sock", Type: "bind", Source: "/run/edgev2/w.sock", Options: []string{"rbind"}}},
+			Hostname:        "gw",
+			ImageEntrypoint: []string{"/e"},
+			ImageCmd:        []string{"c"},
+		}
+		opts, err := s.OCIOpts(p, x)
+		if err != nil {
+			if fault.KindOf(err) != fault.InvalidArgs {
+				t.Fatalf("error of kind %v: %v", fault.KindOf(err), err)
+			}
+			return
+		}
+		out, err := apply(t, root, opts)
+		if err != nil {
+			return // e.g. a user name missing from the image's /etc/passwd
+		}
+		if !slices.Contains(out.Process.Env, "IOTEDGE_MODULEID="+s.Name) {
+			t.Fatalf("runtime env overridden: %v", out.Process.Env)
+		}
+		for _, m := range out.Mounts {
+			if m.Type == "bind" && m.Source != "/run/edgev2/w.sock" {
+				for _, fp := range p.ForbiddenBindPrefixes {
+					if within(m.Source, fp) || within(fp, m.Source) {
+						t.Fatalf("forbidden bind %+v", m)
+					}
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,301 @@
+package modrt
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/internal/fault"
+)
+
+// Bus names of the Module Runtime.
+const (
+	BusName         = "org.edgev2.ModuleRuntime1"
+	ObjectPath      = godbus.ObjectPath("/org/edgev2/ModuleRuntime1")
+	Interface       = "org.edgev2.ModuleRuntime1"
+	ModuleInterface = "org.edgev2.ModuleRuntime1.Module"
+	Collection      = "modules"
+)
+
+// polkit actions.
+const (
+	ActionRead   = "org.edgev2.modules.read"
+	ActionManage = "org.edgev2.modules.manage"
+)
+
+// BusAPI adapts Service to org.edgev2.ModuleRuntime1.
+type BusAPI struct {
+	ctx  context.Context
+	svc  *Service
+	auth bus.Authority
+	srv  *bus.Server
+	log  *slog.Logger
+}
+
+// NewBusAPI registers the runtime's objects on srv and turns the runtime's
+// state changes into StateChanged, PropertiesChanged and ObjectManager signals.
+func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.Server, log *slog.Logger) *BusAPI {
+	a := &BusAPI{ctx: ctx, svc: svc, auth: auth, srv: srv, log: log}
+	srv.Root(bus.Interface{
+		Name: Interface,
+		Methods: map[string]any{
+			"CreateModule":  a.createModule,
+			"ListModules":   a.listModules,
+			"ImportImage":   a.importImage,
+			"GetSystemInfo": a.getSystemInfo,
+		},
+	})
+	srv.AddCollection(bus.Collection{
+		Name: Collection,
+		Interfaces: []bus.Interface{{
+			Name: ModuleInterface,
+			Methods: map[string]any{
+				"Start": a.start, "Stop": a.stop, "Restart": a.restart, "Remove": a.remove, "GetLogs": a.getLogs,
+			},
+			Properties: a.moduleProperties,
+		}},
+		Exists: func(name string) bool { _, err := svc.rt.Status(ctx, name); return err == nil },
+		List: func() ([]string, error) {
+			sts, err := svc.rt.List(ctx)
+			names := make([]string, 0, len(sts))
+			for _, st := range sts {
+				names = append(names, st.Name)
+			}
+			return names, err
+		},
+	})
+	srv.CanRead = func(call bus.Call, id string) *godbus.Error { return a.authorize(call, ActionRead, id) }
+	svc.rt.OnChange(a.changed)
+	return a
+}
+
+func unixTime(t time.Time) uint64 {
+	if t.IsZero() || t.Unix() < 0 {
+		return 0
+	}
+	return uint64(t.Unix())
+}
+
+func statusProps(st Status) map[string]godbus.Variant {
+	return map[string]godbus.Variant{
+		"Name":         godbus.MakeVariant(st.Name),
+		"Image":        godbus.MakeVariant(st.Image),
+		"Status":       godbus.MakeVariant(string(st.State)),
+		"ExitCode":     godbus.MakeVariant(int32(st.ExitCode)),
+		"StartedAt":    godbus.MakeVariant(unixTime(st.StartedAt)),
+		"RestartCount": godbus.MakeVariant(uint32(st.RestartCount)),
+	}
+}
+
+func (a *BusAPI) moduleProperties(name string) (map[string]godbus.Variant, error) {
+	st, err := a.svc.rt.Status(a.ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return statusProps(st), nil
+}
+
+func (a *BusAPI) changed(st Status) {
+	if st.State == StateRemoved {
+		a.srv.Removed(Collection, st.Name)
+		return
+	}
+	path := a.srv.ChildPath(Collection, st.Name)
+	a.srv.PropertiesChanged(path, ModuleInterface, statusProps(st))
+	if err := a.srv.Conn().Emit(path, ModuleInterface+".StateChanged", string(st.State)); err != nil {
+		a.log.Warn("emit StateChanged", "module", st.Name, "err", err)
+	}
+}
+
+func (a *BusAPI) authorize(call bus.Call, action, name string) *godbus.Error {
+	var details map[string]string
+	if name != "" {
+		details = map[string]string{"module_id": name}
+	}
+	return a.auth.Authorize(a.ctx, call, action, details)
+}
+
+func (a *BusAPI) fail(op string, err error) *godbus.Error {
+	if k := fault.KindOf(err); k == fault.Failed || k == fault.Unavailable {
+		a.log.Error(op+" failed", "err", err)
+	} else {
+		a.log.Debug(op+" refused", "err", err)
+	}
+	return bus.ToError(err)
+}
+
+func (a *BusAPI) createModule(msg godbus.Message, name, specJSON string, opts map[string]godbus.Variant) (godbus.ObjectPath, *godbus.Error) {
+	vals, e := bus.ParseOptions(opts, map[string]string{"start": "b"})
+	if e != nil {
+		return "/", e
+	}
+	if err := ValidateName(name); err != nil {
+		return "/", bus.ToError(err)
+	}
+	if e := a.authorize(bus.CallOf(msg), ActionManage, name); e != nil {
+		return "/", e
+	}
+	start := true
+	if v, ok := vals["start"].(bool); ok {
+		start = v
+	}
+	if err := a.svc.Create(a.ctx, name, []byte(specJSON), start); err != nil {
+		return "/", a.fail("CreateModule", err)
+	}
+	a.srv.Added(Collection, name)
+	return a.srv.ChildPath(Collection, name), nil
+}
+
+func (a *BusAPI) listModules(msg godbus.Message) ([]string, *godbus.Error) {
+	if e := a.authorize(bus.CallOf(msg), ActionRead, ""); e != nil {
+		return nil, e
+	}
+	sts, err := a.svc.rt.List(a.ctx)
+	if err != nil {
+		return nil, a.fail("ListModules", err)
+	}
+	names := make([]string, 0, len(sts))
+	for _, st := range sts {
+		names = append(names, st.Name)
+	}
+	return names, nil
+}
+
+func (a *BusAPI) importImage(msg godbus.Message, fd godbus.UnixFD) ([]string, *godbus.Error) {
+	f := os.NewFile(uintptr(fd), "image-archive")
+	if f == nil {
+		return nil, bus.NewError(bus.ErrInvalidArgs, "archive is not a file descriptor")
+	}
+	defer f.Close()
+	if e := a.authorize(bus.CallOf(msg), ActionManage, ""); e != nil {
+		return nil, e
+	}
+	names, err := a.svc.rt.ImportImage(a.ctx, f)
+	if err != nil {
+		return nil, a.fail("ImportImage", err)
+	}
+	if names == nil {
+		names = []string{}
+	}
+	return names, nil
+}
+
+func (a *BusAPI) getSystemInfo(msg godbus.Message) (map[string]godbus.Variant, *godbus.Error) {
+	if e := a.authorize(bus.CallOf(msg), ActionRead, ""); e != nil {
+		return nil, e
+	}
+	host, _ := os.Hostname()
+	return map[string]godbus.Variant{
+		"os_type": godbus.MakeVariant(runtime.GOOS), "architecture": godbus.MakeVariant(runtime.GOARCH),
+		"version": godbus.MakeVariant("edgev2 0.1"), "hostname": godbus.MakeVariant(host),
+		"snapshotter": godbus.MakeVariant(a.svc.rt.Snapshotter()),
+	}, nil
+}
+
+// child authorizes a call on a module object, then checks it exists.
+func (a *BusAPI) child(msg godbus.Message, action string) (string, *godbus.Error) {
+	name, e := a.srv.PathID(msg)
+	if e != nil {
+		return "", e
+	}
+	if e := a.authorize(bus.CallOf(msg), action, name); e != nil {
+		return "", e
+	}
+	return name, a.srv.Exists(msg)
+}
+
+func (a *BusAPI) start(msg godbus.Message) *godbus.Error {
+	name, e := a.child(msg, ActionManage)
+	if e != nil {
+		return e
+	}
+	if err := a.svc.rt.Start(a.ctx, name); err != nil {
+		return a.fail("Start", err)
+	}
+	return nil
+}
+
+func (a *BusAPI) stop(msg godbus.Message, timeoutS uint32) *godbus.Error {
+	name, e := a.child(msg, ActionManage)
+	if e != nil {
+		return e
+	}
+	timeout := stopTimeout
+	if timeoutS > 0 {
+		timeout = time.Duration(min(timeoutS, 3600)) * time.Second
+	}
+	if err := a.svc.rt.Stop(a.ctx, name, timeout); err != nil {
+		return a.fail("Stop", err)
+	}
+	return nil
+}
+
+func (a *BusAPI) restart(msg godbus.Message) *godbus.Error {
+	name, e := a.child(msg, ActionManage)
+	if e != nil {
+		return e
+	}
+	if err := a.svc.rt.Restart(a.ctx, name, stopTimeout); err != nil {
+		return a.fail("Restart", err)
+	}
+	return nil
+}
+
+func (a *BusAPI) remove(msg godbus.Message) *godbus.Error {
+	name, e := a.child(msg, ActionManage)
+	if e != nil {
+		return e
+	}
+	if err := a.svc.rt.Remove(a.ctx, name); err != nil {
+		return a.fail("Remove", err)
+	}
+	return nil
+}
+
+// getLogs returns the read end of a pipe the logs are copied into.
+func (a *BusAPI) getLogs(msg godbus.Message, opts map[string]godbus.Variant) (godbus.UnixFD, *godbus.Error) {
+	name, e := a.child(msg, ActionRead)
+	if e != nil {
+		return -1, e
+	}
+	vals, e := bus.ParseOptions(opts, map[string]string{"tail": "i", "since": "x", "until": "x", "timestamps": "b"})
+	if e != nil {
+		return -1, e
+	}
+	o := LogOptions{Tail: -1}
+	if v, ok := vals["tail"].(int32); ok {
+		o.Tail = int(v)
+	}
+	if v, ok := vals["since"].(int64); ok && v > 0 {
+		o.Since = time.Unix(v, 0)
+	}
+	if v, ok := vals["until"].(int64); ok && v > 0 {
+		o.Until = time.Unix(v, 0)
+	}
+	o.Timestamps, _ = vals["timestamps"].(bool)
+	rc, err := a.svc.Logs(name, o)
+	if err != nil {
+		return -1, a.fail("GetLogs", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		rc.Close()
+		return -1, a.fail("GetLogs", fmt.Errorf("pipe: %w", err))
+	}
+	go func() {
+		defer rc.Close()
+		defer w.Close()
+		io.Copy(w, rc)
+	}()
+	// godbus sends the fd with the reply; close our copy once it is sent.
+	fd := godbus.UnixFD(r.Fd())
+	go func() { time.Sleep(5 * time.Second); r.Close() }()
+	return fd, nil
+}

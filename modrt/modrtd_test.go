@@ -1,0 +1,252 @@
+package modrt_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/modrt"
+)
+
+type modrtd struct {
+	bus  *testenv.Bus
+	ctr  *testenv.Containerd
+	svc  *testenv.Service
+	conn *godbus.Conn
+}
+
+func startModrtd(t *testing.T) *modrtd {
+	t.Helper()
+	testenv.RequireRoot(t)
+	m := &modrtd{}
+	m.bus = testenv.StartBus(t)
+	testenv.StartPolkit(t, m.bus)
+	m.ctr = testenv.StartContainerd(t)
+	dir := testenv.SharedTempDir(t, "modrtd")
+	cfg := filepath.Join(dir, "modrtd.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = \"edgev2-test\"\n", filepath.Join(dir, "home"), m.ctr.Address)), 0o600)
+	m.svc = testenv.StartService(t, m.bus, testenv.ServiceOptions{
+		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
+		User: "root", BusName: modrt.BusName,
+	})
+	m.conn = m.bus.Conn(t)
+	return m
+}
+
+func (m *modrtd) root() godbus.BusObject { return m.conn.Object(modrt.BusName, modrt.ObjectPath) }
+func (m *modrtd) module(name string) godbus.BusObject {
+	return m.conn.Object(modrt.BusName, bus.ChildPath(modrt.ObjectPath, "modules", name))
+}
+
+// importImage sends an image archive over D-Bus as a file descriptor.
+func (m *modrtd) importImage(t *testing.T, archive string) []string {
+	t.Helper()
+	f, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var names []string
+	if err := m.root().Call(modrt.Interface+".ImportImage", 0, godbus.UnixFD(f.Fd())).Store(&names); err != nil {
+		t.Fatalf("ImportImage: %v", err)
+	}
+	return names
+}
+
+func (m *modrtd) create(name, spec string) error {
+	var p godbus.ObjectPath
+	return m.root().Call(modrt.Interface+".CreateModule", 0, name, spec, map[string]godbus.Variant{}).Store(&p)
+}
+
+func (m *modrtd) prop(t *testing.T, name, prop string) any {
+	t.Helper()
+	v, err := m.module(name).GetProperty(modrt.ModuleInterface + "." + prop)
+	if err != nil {
+		t.Fatalf("%s.%s: %v", name, prop, err)
+	}
+	return v.Value()
+}
+
+func (m *modrtd) waitStatus(t *testing.T, name, want string) {
+	t.Helper()
+	var got any
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if got = m.prop(t, name, "Status"); got == want {
+			return
+		}
+	}
+	t.Fatalf("module %s is %v, want %s", name, got, want)
+}
+
+// logs reads GetLogs's fd and unframes Docker's 8-byte multiplexing.
+func (m *modrtd) logs(t *testing.T, name string) string {
+	t.Helper()
+	var fd godbus.UnixFD
+	if err := m.module(name).Call(modrt.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{"tail": godbus.MakeVariant(int32(-1))}).Store(&fd); err != nil {
+		t.Fatalf("GetLogs: %v", err)
+	}
+	f := os.NewFile(uintptr(fd), "logs")
+	defer f.Close()
+	data, _ := io.ReadAll(f)
+	var out bytes.Buffer
+	for len(data) >= 8 {
+		if data[0] != 1 && data[0] != 2 {
+			t.Fatalf("bad stream byte %d in the log framing", data[0])
+		}
+		n := binary.BigEndian.Uint32(data[4:8])
+		if int(n) > len(data)-8 {
+			t.Fatalf("truncated frame")
+		}
+		out.Write(data[8 : 8+n])
+		data = data[8+n:]
+	}
+	if len(data) != 0 {
+		t.Fatalf("%d stray bytes after the last frame", len(data))
+	}
+	return out.String()
+}
+
+func spec(name, image, restart string, cmd ...string) string {
+	q := make([]string, len(cmd))
+	for i, c := range cmd {
+		q[i] = fmt.Sprintf("%q", c)
+	}
+	return fmt.Sprintf(`{"name":%q,"type":"docker","restartPolicy":%q,"config":{"settings":{"image":%q,"createOptions":{"Cmd":[%s]}}}}`,
+		name, restart, image, strings.Join(q, ","))
+}
+
+func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
+	m := startModrtd(t)
+	archive := testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"echo default"}})
+	names := m.importImage(t, archive)
+	if len(names) == 0 || !strings.Contains(strings.Join(names, " "), "edgev2.test/busybox:1") {
+		t.Fatalf("ImportImage returned %v", names)
+	}
+	const image = "edgev2.test/busybox:1"
+
+	t.Run("CreateRunStopStartRemove", func(t *testing.T) {
+		if err := m.create("ticker", spec("ticker", image, "never", "echo hello from ticker; while true; do sleep 1; done")); err != nil {
+			t.Fatal(err)
+		}
+		m.waitStatus(t, "ticker", "running")
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(m.logs(t, "ticker"), "hello from ticker"); time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("logs: %q", m.logs(t, "ticker"))
+			}
+		}
+		if err := m.module("ticker").Call(modrt.ModuleInterface+".Stop", 0, uint32(2)).Err; err != nil {
+			t.Fatal(err)
+		}
+		m.waitStatus(t, "ticker", "stopped")
+		if err := m.module("ticker").Call(modrt.ModuleInterface+".Start", 0).Err; err != nil {
+			t.Fatal(err)
+		}
+		m.waitStatus(t, "ticker", "running")
+		if err := m.module("ticker").Call(modrt.ModuleInterface+".Restart", 0).Err; err != nil {
+			t.Fatal(err)
+		}
+		m.waitStatus(t, "ticker", "running")
+		var list []string
+		m.root().Call(modrt.Interface+".ListModules", 0).Store(&list)
+		if strings.Join(list, ",") != "ticker" {
+			t.Fatalf("ListModules = %v", list)
+		}
+		if err := m.module("ticker").Call(modrt.ModuleInterface+".Remove", 0).Err; err != nil {
+			t.Fatal(err)
+		}
+		if out := m.ctr.Ctr(t, "-n", "edgev2-test", "containers", "ls", "-q"); strings.TrimSpace(out) != "" {
+			t.Fatalf("containers left after Remove: %q", out)
+		}
+	})
+	t.Run("CrashingModuleIsRestartedWithBackoff", func(t *testing.T) {
+		if err := m.create("crasher", spec("crasher", image, "on-failure", "echo crashing; exit 3")); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if n, _ := m.prop(t, "crasher", "RestartCount").(uint32); n >= 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("RestartCount = %v after 30 s", m.prop(t, "crasher", "RestartCount"))
+			}
+		}
+		if code, _ := m.prop(t, "crasher", "ExitCode").(int32); code != 3 {
+			t.Fatalf("ExitCode = %d, want 3", code)
+		}
+		m.module("crasher").Call(modrt.ModuleInterface+".Remove", 0)
+	})
+	t.Run("RunningModulesSurviveModrtdAndContainerdRestarts", func(t *testing.T) {
+		if err := m.create("steady", spec("steady", image, "always", "while true; do sleep 1; done")); err != nil {
+			t.Fatal(err)
+		}
+		m.waitStatus(t, "steady", "running")
+		pid := func() string {
+			return strings.TrimSpace(m.ctr.Ctr(t, "-n", "edgev2-test", "tasks", "ls"))
+		}
+		before := pid()
+		m.svc.Kill9(t)
+		m.svc.Restart(t)
+		m.waitStatus(t, "steady", "running")
+		m.ctr.Restart(t)
+		time.Sleep(time.Second)
+		m.waitStatus(t, "steady", "running")
+		if after := pid(); after != before {
+			t.Fatalf("the module's task changed across restarts:\n%s\n→\n%s", before, after)
+		}
+		m.module("steady").Call(modrt.ModuleInterface+".Remove", 0)
+	})
+	t.Run("BadSpecsGetNamedErrorsAndLeaveNothing", func(t *testing.T) {
+		tests := []struct{ name, module, spec, want string }{
+			{"unknown image", "ghost", spec("ghost", "edgev2.test/nope:1", "never", "true"), bus.ErrNotFound},
+			{"hostile name", "../etc", spec("../etc", image, "never", "true"), bus.ErrInvalidArgs},
+			{"bad JSON", "badjson", `{"config": [}`, bus.ErrInvalidArgs},
+			{"forbidden bind", "binder", fmt.Sprintf(`{"name":"binder","type":"docker","config":{"settings":{"image":%q,"createOptions":{"HostConfig":{"Binds":["/var/lib/edgev2:/x"]}}}}}`, image), bus.ErrInvalidArgs},
+			{"unsupported option", "devices", fmt.Sprintf(`{"name":"devices","type":"docker","config":{"settings":{"image":%q,"createOptions":{"HostConfig":{"Devices":[{"PathOnHost":"/dev/mem"}]}}}}}`, image), bus.ErrInvalidArgs},
+		}
+		for _, tt := range tests {
+			err := m.create(tt.module, tt.spec)
+			var de godbus.Error
+			if !errorsAs(err, &de) || de.Name != tt.want {
+				t.Errorf("%s: %v, want %s", tt.name, err, tt.want)
+			}
+		}
+		if out := m.ctr.Ctr(t, "-n", "edgev2-test", "containers", "ls", "-q"); strings.TrimSpace(out) != "" {
+			t.Fatalf("bad specs left containers: %q", out)
+		}
+		if !fault.Is(bus.FromError(m.module("ghost").Call(modrt.ModuleInterface+".Start", 0).Err), fault.NotFound) {
+			t.Fatal("a module that failed to create has an object")
+		}
+	})
+	t.Run("SecondUIDIsDenied", func(t *testing.T) {
+		_, errOut, code := testenv.RunAs(t, testenv.OtherUser, nil, "gdbus", "call", "--address", m.bus.Address, "--dest", modrt.BusName,
+			"--object-path", string(modrt.ObjectPath), "--method", modrt.Interface+".ListModules")
+		if code == 0 || !strings.Contains(errOut, bus.ErrNotAuthorized) {
+			t.Fatalf("ListModules as %s: %d %s", testenv.OtherUser, code, errOut)
+		}
+	})
+	_ = context.Background
+}
+
+func errorsAs(err error, target *godbus.Error) bool {
+	switch e := err.(type) {
+	case godbus.Error:
+		*target = e
+		return true
+	case *godbus.Error:
+		*target = *e
+		return true
+	}
+	return false
+}

@@ -1,0 +1,69 @@
+package modrt
+
+import (
+	"time"
+
+	"github.com/containerd/containerd/oci"
+)
+
+// State is where a module is in its life.
+type State string
+
+const (
+	StateCreated    State = "created"    // container exists, never started
+	StateRunning    State = "running"    // its task runs
+	StateStopped    State = "stopped"    // exited with 0, or stopped by request
+	StateFailed     State = "failed"     // exited non-zero (or could not start) and will not be restarted
+	StateRestarting State = "restarting" // exited; a restart is scheduled by its policy
+	StateRemoved    State = "removed"    // only in OnChange: the module is gone
+)
+
+// RestartPolicy says what supervision does when a module's task exits by
+// itself. A stop by request is never followed by a restart.
+type RestartPolicy string
+
+const (
+	RestartNever     RestartPolicy = "never"
+	RestartOnFailure RestartPolicy = "on-failure" // restart when the exit code is not 0
+	RestartAlways    RestartPolicy = "always"
+)
+
+// Valid reports whether p is a known policy.
+func (p RestartPolicy) Valid() bool {
+	switch p {
+	case RestartNever, RestartOnFailure, RestartAlways:
+		return true
+	}
+	return false
+}
+
+// Status is a module's state as callers see it.
+type Status struct {
+	Name         string
+	Image        string // as given to Create
+	State        State
+	ExitCode     int // of the last exit; -1 when it is unknown (the task vanished)
+	StartedAt    time.Time
+	FinishedAt   time.Time
+	RestartCount int // restarts made by supervision since the last Start by request
+	Pid          uint32
+}
+
+// CreateRequest describes a module to create.
+type CreateRequest struct {
+	Name  string
+	Image string
+	// Opts come from the spec translation; they are applied after
+	// oci.WithImageConfig, so they override the image's defaults.
+	Opts        []oci.SpecOpts
+	Labels      map[string]string // recorded on the container; keys must not start with "org.edgev2."
+	Restart     RestartPolicy     // default RestartAlways
+	LogMaxBytes int64             // per log file; default 10 MiB, at least 4 KiB
+	LogFiles    int               // files kept, the current one included; default 3
+}
+
+const (
+	defaultLogMaxBytes = 10 << 20
+	defaultLogFiles    = 3
+	minLogMaxBytes     = 4 << 10
+)

@@ -1,0 +1,44 @@
+package modrt
+
+import (
+	"testing"
+	"time"
+)
+
+func TestDecideRestartFollowsPolicyAndBacksOff(t *testing.T) {
+	const (
+		base   = time.Second
+		capD   = 5 * time.Minute
+		stable = time.Minute
+	)
+	tests := []struct {
+		name   string
+		policy RestartPolicy
+		code   int
+		step   int
+		uptime time.Duration
+		want   restartDecision
+	}{
+		{"never ignores a failure", RestartNever, 1, 0, 0, restartDecision{}},
+		{"never ignores a clean exit", RestartNever, 0, 0, 0, restartDecision{}},
+		{"on-failure ignores a clean exit", RestartOnFailure, 0, 3, 0, restartDecision{}},
+		{"on-failure restarts a failure after 1s", RestartOnFailure, 1, 0, 0, restartDecision{true, time.Second, 1}},
+		{"on-failure restarts an unknown exit", RestartOnFailure, -1, 0, 0, restartDecision{true, time.Second, 1}},
+		{"always restarts a clean exit", RestartAlways, 0, 0, 0, restartDecision{true, time.Second, 1}},
+		{"second restart waits 2s", RestartAlways, 1, 1, time.Second, restartDecision{true, 2 * time.Second, 2}},
+		{"fifth restart waits 16s", RestartAlways, 1, 4, time.Second, restartDecision{true, 16 * time.Second, 5}},
+		{"delay is capped", RestartAlways, 1, 20, time.Second, restartDecision{true, capD, 21}},
+		{"huge step does not overflow", RestartAlways, 1, 1000, 0, restartDecision{true, capD, 1001}},
+		{"stable run resets the back-off", RestartAlways, 1, 9, stable, restartDecision{true, time.Second, 1}},
+		{"just short of stable keeps backing off", RestartAlways, 1, 2, stable - time.Millisecond, restartDecision{true, 4 * time.Second, 3}},
+		{"unknown policy never restarts", RestartPolicy("sometimes"), 1, 0, 0, restartDecision{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := decideRestart(tt.policy, tt.code, tt.step, tt.uptime, base, capD, stable)
+			if got != tt.want {
+				t.Fatalf("decideRestart(%q, code %d, step %d, uptime %v) = %+v, want %+v", tt.policy, tt.code, tt.step, tt.uptime, got, tt.want)
+			}
+		})
+	}
+}
