@@ -58,6 +58,7 @@ func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.S
 			"DeleteModuleIdentity": a.deleteModuleIdentity,
 			"GetSasToken":          a.getSasToken,
 			"GetCallerIdentity":    a.getCallerIdentity,
+			"SignAsModule":         a.signAsModule,
 		},
 		Properties: func(string) (map[string]godbus.Variant, error) { return a.properties(), nil },
 	})
@@ -275,4 +276,15 @@ func (a *BusAPI) getCallerIdentity(msg godbus.Message) (map[string]godbus.Varian
 		}
 	}
 	return out, nil
+}
+
+func (a *BusAPI) signAsModule(msg godbus.Message, moduleID, key string, data []byte) ([]byte, *godbus.Error) {
+	if e := a.moduleCall(msg, ActionManage, moduleID); e != nil {
+		return nil, e
+	}
+	digest, err := a.svc.SignAsModule(a.ctx, moduleID, key, data)
+	if err != nil {
+		return nil, a.fail("SignAsModule", err)
+	}
+	return digest, nil
 }

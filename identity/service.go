@@ -474,6 +474,21 @@ func (s *Service) putModule(m Module) {
 	s.mu.Unlock()
 }
 
+// SignAsModule signs data with a module's derived primary or secondary key.
+func (s *Service) SignAsModule(ctx context.Context, moduleID, key string, data []byte) ([]byte, error) {
+	if key != "primary" && key != "secondary" {
+		return nil, fault.New(fault.InvalidArgs, "key must be \"primary\" or \"secondary\", not %q", key)
+	}
+	if len(data) > 1<<20 {
+		return nil, fault.New(fault.InvalidArgs, "data is %d bytes; the limit is 1 MiB", len(data))
+	}
+	m, err := s.GetModule(ctx, moduleID)
+	if err != nil {
+		return nil, err
+	}
+	return s.keys.SignDerived(ctx, s.cfg.MasterKey, moduleDerivation(m, key), data)
+}
+
 // CreateModule registers a module identity with derived SAS keys.
 func (s *Service) CreateModule(ctx context.Context, moduleID, managedBy string) (Module, error) {
 	if err := ValidateModuleID(moduleID); err != nil {

@@ -8,10 +8,13 @@ import (
 
 // Config is modrtd's configuration file (/etc/edgev2/modrtd.toml).
 type Config struct {
-	Homedir    string       `toml:"homedir"`
-	Containerd string       `toml:"containerd_address"` // default /run/containerd/containerd.sock
-	Namespace  string       `toml:"namespace"`          // default edgev2
-	Policy     PolicyConfig `toml:"policy"`
+	Homedir    string `toml:"homedir"`
+	Containerd string `toml:"containerd_address"` // default /run/containerd/containerd.sock
+	Namespace  string `toml:"namespace"`          // default edgev2
+	// TrustBundle is the Certificates id of the CAs the workload API's
+	// trust-bundle endpoint serves to modules.
+	TrustBundle string       `toml:"trust_bundle"`
+	Policy      PolicyConfig `toml:"policy"`
 }
 
 // PolicyConfig limits what module specs may ask for.

@@ -253,7 +253,7 @@ func (a *BusAPI) remove(msg godbus.Message) *godbus.Error {
 	if e != nil {
 		return e
 	}
-	if err := a.svc.rt.Remove(a.ctx, name); err != nil {
+	if err := a.svc.Remove(a.ctx, name); err != nil {
 		return a.fail("Remove", err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/edgev2/edgev2/internal/fault"
 )
@@ -17,7 +18,28 @@ type Service struct {
 	rt     *Runtime
 	policy Policy
 	log    *slog.Logger
+	// Identities gives modules their IoT Hub identity (IOTEDGE_* env);
+	// nil or failing: modules run without one.
+	Identities Identities
+	// Workload serves each module's workload socket; nil: none.
+	Workload WorkloadSockets
 }
+
+// Identities makes sure a module has an identity and returns the
+// IOTEDGE_* environment that names it.
+type Identities interface {
+	ModuleEnv(ctx context.Context, module string) (map[string]string, error)
+}
+
+// WorkloadSockets serves a workload socket per module.
+type WorkloadSockets interface {
+	Listen(module string) error
+	Close(module string)
+	Dir(module string) string
+}
+
+// workloadDir is where a module sees its workload socket.
+const workloadDir = "/var/run/iotedge"
 
 // NewService serves rt under the config's policy.
 func NewService(rt *Runtime, cfg *Config, log *slog.Logger) *Service {
@@ -50,7 +72,20 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 	if err != nil {
 		return err
 	}
-	opts, err := spec.OCIOpts(s.policy, Extra{Hostname: name, ImageEntrypoint: entrypoint, ImageCmd: cmd})
+	extra := Extra{Hostname: name, ImageEntrypoint: entrypoint, ImageCmd: cmd}
+	if s.Identities != nil && s.Workload != nil {
+		env, err := s.Identities.ModuleEnv(ctx, name)
+		if err != nil {
+			s.log.Warn("module runs without an IoT Hub identity", "module", name, "err", err)
+		} else {
+			if err := s.Workload.Listen(name); err != nil {
+				return err
+			}
+			extra.Env = env
+			extra.Mounts = []specs.Mount{{Destination: workloadDir, Type: "bind", Source: s.Workload.Dir(name), Options: []string{"rbind", "rw"}}}
+		}
+	}
+	opts, err := spec.OCIOpts(s.policy, extra)
 	if err != nil {
 		return err
 	}
@@ -61,6 +96,9 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 	req := CreateRequest{Name: name, Image: image, Opts: append([]oci.SpecOpts{}, opts...), Labels: spec.Labels(),
 		Restart: spec.RestartPolicy, LogMaxBytes: maxBytes, LogFiles: files}
 	if err := s.rt.Create(ctx, req); err != nil {
+		if s.Workload != nil {
+			s.Workload.Close(name)
+		}
 		return err
 	}
 	s.log.Info("module created", "module", name, "image", image, "restart", spec.RestartPolicy)
@@ -69,12 +107,40 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 	}
 	if err := s.rt.Start(ctx, name); err != nil {
 		// No half-created module: a module that cannot start is removed again.
-		if rerr := s.rt.Remove(ctx, name); rerr != nil {
+		if rerr := s.Remove(ctx, name); rerr != nil {
 			s.log.Error("remove a module that failed to start", "module", name, "err", rerr)
 		}
 		return err
 	}
 	return nil
+}
+
+// Remove removes a module and its workload socket.
+func (s *Service) Remove(ctx context.Context, name string) error {
+	if err := s.rt.Remove(ctx, name); err != nil {
+		return err
+	}
+	if s.Workload != nil {
+		s.Workload.Close(name)
+	}
+	return nil
+}
+
+// Resume gives adopted modules their workload sockets back after a restart.
+func (s *Service) Resume(ctx context.Context) {
+	if s.Workload == nil {
+		return
+	}
+	sts, err := s.rt.List(ctx)
+	if err != nil {
+		s.log.Warn("list modules to resume their workload sockets", "err", err)
+		return
+	}
+	for _, st := range sts {
+		if err := s.Workload.Listen(st.Name); err != nil {
+			s.log.Warn("resume workload socket", "module", st.Name, "err", err)
+		}
+	}
 }
 
 // Logs streams a module's logs in Docker's multiplexed framing.

@@ -12,9 +12,12 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 
+	cclient "github.com/edgev2/edgev2/certs/client"
 	bus "github.com/edgev2/edgev2/dbus"
+	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/daemon"
 	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/workload"
 )
 
 func main() {
@@ -29,6 +32,7 @@ func run(configPath string, log *slog.Logger) int {
 		return daemon.ExitConfig
 	}
 	var rt *modrt.Runtime
+	var wl *workload.Manager
 	return daemon.Serve(log, daemon.Service{
 		BusName: modrt.BusName,
 		Path:    modrt.ObjectPath,
@@ -39,10 +43,18 @@ func run(configPath string, log *slog.Logger) int {
 			if err != nil {
 				return fmt.Errorf("open containerd at %s: %w", cfg.Containerd, err)
 			}
-			modrt.NewBusAPI(ctx, modrt.NewService(rt, cfg, log), auth, srv, log)
+			svc := modrt.NewService(rt, cfg, log)
+			ids := iclient.New(conn)
+			wl = workload.NewManager(filepath.Join(cfg.Homedir, "workload"), workloadBackend{rt: rt, ids: ids, certs: cclient.New(conn), trust: cfg.TrustBundle}, log)
+			svc.Identities, svc.Workload = moduleIdentities{ids}, wl
+			svc.Resume(ctx)
+			modrt.NewBusAPI(ctx, svc, auth, srv, log)
 			return nil
 		},
 		Stopped: func() {
+			if wl != nil {
+				wl.CloseAll()
+			}
 			if rt != nil {
 				rt.Close() // modules keep running: the next modrtd adopts them
 			}

@@ -108,3 +108,10 @@ func (c *Client) State(ctx context.Context) (string, error) {
 	s, _ := v.Value().(string)
 	return s, nil
 }
+
+// SignAsModule signs data with a module's derived key ("primary" or "secondary").
+func (c *Client) SignAsModule(ctx context.Context, module, key string, data []byte) ([]byte, error) {
+	var digest []byte
+	err := c.call(ctx, "SignAsModule", []any{&digest}, module, key, data)
+	return digest, err
+}

@@ -31,6 +31,8 @@ type ImageConfig struct {
 	Env        []string // default: PATH=/bin
 	WorkingDir string
 	User       string
+	// Files are extra executables put in the image: image path → host file.
+	Files map[string]string
 }
 
 // BuildImage writes an OCI image archive (as `ctr images export` or
@@ -48,7 +50,7 @@ func BuildImage(t TB, ref string, cfg ImageConfig) string {
 	if err != nil {
 		t.Fatalf("read %s: %v", busyboxPath, err)
 	}
-	layer := busyboxLayer(t, bb)
+	layer := busyboxLayer(t, bb, cfg.Files)
 	layerDigest := digestOf(layer)
 
 	env := cfg.Env
@@ -140,7 +142,7 @@ func ImportImage(t TB, c *Containerd, namespace, archive string) {
 
 // busyboxLayer is an uncompressed layer tar: /bin/busybox, its applet
 // links, an /etc with root and nobody, and the usual empty directories.
-func busyboxLayer(t TB, busybox []byte) []byte {
+func busyboxLayer(t TB, busybox []byte, files map[string]string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -171,6 +173,13 @@ func busyboxLayer(t TB, busybox []byte) []byte {
 	group := []byte("root:x:0:\nnogroup:x:65534:\n")
 	write(&tar.Header{Name: "etc/passwd", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(passwd))}, passwd)
 	write(&tar.Header{Name: "etc/group", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(group))}, group)
+	for dst, src := range files {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatalf("image file %s: %v", src, err)
+		}
+		write(&tar.Header{Name: strings.TrimPrefix(dst, "/"), Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(data))}, data)
+	}
 	if err := tw.Close(); err != nil {
 		t.Fatalf("write layer: %v", err)
 	}

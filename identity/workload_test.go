@@ -1,0 +1,127 @@
+package identity_test
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/modrt"
+)
+
+// TestModuleGetsItsTokenThroughTheWorkloadSocket is the seeds' last step: a
+// module container asks its workload socket to sign a SAS token, which the
+// hub accepts, and cannot sign as another module.
+func TestModuleGetsItsTokenThroughTheWorkloadSocket(t *testing.T) {
+	w := newWorld(t)
+	importKey(t, w, "dps-key", "sign", dpsKey)
+	w.startIdentityd(t, "workload", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"reg-sym\"\nsymmetric_key = \"dps-key\"\n", w.hostPort))
+	w.waitState(t, "provisioned", 30*time.Second)
+
+	ctr := testenv.StartContainerd(t)
+	bin := filepath.Join(t.TempDir(), "workloadclient")
+	build := exec.Command("go", "build", "-o", bin, "./internal/testenv/workloadclient")
+	build.Dir = testenv.RepoRoot()
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build workloadclient: %v\n%s", err, out)
+	}
+	archive := testenv.BuildImage(t, "edgev2.test/workloadclient:1", testenv.ImageConfig{
+		Entrypoint: []string{"/bin/workloadclient"}, Files: map[string]string{"/bin/workloadclient": bin}})
+	dir := testenv.SharedTempDir(t, "modrtd")
+	cfg := filepath.Join(dir, "modrtd.toml")
+	ns := fmt.Sprintf("edgev2-wl-%d", time.Now().UnixNano())
+	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = %q\ntrust_bundle = \"labcloud-ca\"\n", filepath.Join(dir, "home"), ctr.Address, ns)), 0o600)
+	testenv.StartService(t, w.bus, testenv.ServiceOptions{
+		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
+		User: "root", BusName: modrt.BusName,
+	})
+	root := w.conn.Object(modrt.BusName, modrt.ObjectPath)
+	f, _ := os.Open(archive)
+	var names []string
+	if err := root.Call(modrt.Interface+".ImportImage", 0, godbus.UnixFD(f.Fd())).Store(&names); err != nil {
+		t.Fatalf("ImportImage: %v", err)
+	}
+	f.Close()
+	create := func(name, other string) {
+		t.Helper()
+		spec := fmt.Sprintf(`{"name":%q,"type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{}},"env":{"OTHER_MODULE":{"value":%q}}}}`, name, other)
+		var p godbus.ObjectPath
+		if err := root.Call(modrt.Interface+".CreateModule", 0, name, spec, map[string]godbus.Variant{}).Store(&p); err != nil {
+			t.Fatalf("CreateModule %s: %v", name, err)
+		}
+	}
+	create("sensor-b", "sensor-a")
+	create("sensor-a", "sensor-b")
+	result := func(name string) map[string]any {
+		t.Helper()
+		obj := w.conn.Object(modrt.BusName, bus.ChildPath(modrt.ObjectPath, "modules", name))
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			var fd godbus.UnixFD
+			if err := obj.Call(modrt.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{}).Store(&fd); err != nil {
+				t.Fatal(err)
+			}
+			lf := os.NewFile(uintptr(fd), "logs")
+			data, _ := io.ReadAll(lf)
+			lf.Close()
+			var text strings.Builder
+			for len(data) >= 8 {
+				n := binary.BigEndian.Uint32(data[4:8])
+				if int(n) > len(data)-8 {
+					break
+				}
+				text.Write(data[8 : 8+n])
+				data = data[8+n:]
+			}
+			sc := bufio.NewScanner(strings.NewReader(text.String()))
+			for sc.Scan() {
+				if j, ok := strings.CutPrefix(sc.Text(), "WORKLOAD-RESULT "); ok {
+					var res map[string]any
+					if err := json.Unmarshal([]byte(j), &res); err != nil {
+						t.Fatalf("result line %q: %v", j, err)
+					}
+					return res
+				}
+			}
+		}
+		t.Fatalf("module %s printed no result", name)
+		return nil
+	}
+	for _, name := range []string{"sensor-a", "sensor-b"} {
+		res := result(name)
+		t.Logf("%s: %v", name, res)
+		if res["error"] != nil {
+			t.Fatalf("%s: %v", name, res["error"])
+		}
+		if res["sign_status"] != float64(200) || res["trust_bundle_status"] != float64(200) {
+			t.Fatalf("%s: workload API answered sign %v, trust-bundle %v; want 200", name, res["sign_status"], res["trust_bundle_status"])
+		}
+		if res["sign_as_other_status"] != float64(403) {
+			t.Fatalf("%s signing as the other module got %v; want 403", name, res["sign_as_other_status"])
+		}
+		if res["hub_status"] != float64(204) {
+			t.Fatalf("the hub answered %v to %s's token from its workload socket; want 204", res["hub_status"], name)
+		}
+		if n := w.cloud.Hub.AcceptedMessages("reg-sym", name); n != 1 {
+			t.Fatalf("hub accepted %d messages from %s, want 1", n, name)
+		}
+	}
+	// A process that is not the module's (this test, as root) is refused.
+	sock := filepath.Join(dir, "home", "workload", "sensor-a", "workload.sock")
+	out, err := exec.Command("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", sock,
+		"http://workload/trust-bundle?api-version=2019-01-30").Output()
+	if err != nil || string(out) != "403" {
+		t.Fatalf("a host process on sensor-a's socket got %q (%v); want 403", out, err)
+	}
+}

@@ -1,0 +1,79 @@
+// Command workloadclient runs inside a test module's container and does what
+// an Azure IoT module SDK does with the workload API: sign a SAS token for
+// itself over /var/run/iotedge/workload.sock, fetch the trust bundle, send a
+// device-to-cloud message to the hub with the token; and it tries to sign as
+// another module, which must be refused. It prints one JSON line of results.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+func main() {
+	res := map[string]any{}
+	defer func() {
+		b, _ := json.Marshal(res)
+		fmt.Println("WORKLOAD-RESULT " + string(b))
+	}()
+	sock := strings.TrimPrefix(os.Getenv("IOTEDGE_WORKLOADURI"), "unix://")
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	api := os.Getenv("IOTEDGE_APIVERSION")
+	hub, dev, mod, gen := os.Getenv("IOTEDGE_IOTHUBHOSTNAME"), os.Getenv("IOTEDGE_DEVICEID"), os.Getenv("IOTEDGE_MODULEID"), os.Getenv("IOTEDGE_MODULEGENERATIONID")
+	res["module"] = mod
+	sign := func(asModule string, data string) (string, int) {
+		body, _ := json.Marshal(map[string]string{"keyId": "primary", "algo": "HMACSHA256", "data": base64.StdEncoding.EncodeToString([]byte(data))})
+		resp, err := c.Post("http://workload/modules/"+asModule+"/genid/"+gen+"/sign?api-version="+api, "application/json", bytes.NewReader(body))
+		if err != nil {
+			res["error"] = err.Error()
+			return "", 0
+		}
+		defer resp.Body.Close()
+		var out struct{ Digest string }
+		json.NewDecoder(resp.Body).Decode(&out)
+		return out.Digest, resp.StatusCode
+	}
+	resource := url.QueryEscape(hub + "/devices/" + dev + "/modules/" + mod)
+	expiry := fmt.Sprint(time.Now().Add(time.Hour).Unix())
+	digest, code := sign(mod, resource+"\n"+expiry)
+	res["sign_status"] = code
+	_, res["sign_as_other_status"] = sign(os.Getenv("OTHER_MODULE"), "x")
+	token := "SharedAccessSignature sr=" + resource + "&sig=" + url.QueryEscape(digest) + "&se=" + expiry
+	resp, err := c.Get("http://workload/trust-bundle?api-version=" + api)
+	if err != nil {
+		res["error"] = err.Error()
+		return
+	}
+	var tb struct{ Certificate string }
+	json.NewDecoder(resp.Body).Decode(&tb)
+	resp.Body.Close()
+	res["trust_bundle_status"] = resp.StatusCode
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(tb.Certificate))
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	req, _ := http.NewRequest(http.MethodPost, "https://"+hub+"/devices/"+dev+"/modules/"+mod+"/messages/events?api-version=2020-03-13", strings.NewReader(`{"from":"inside the container"}`))
+	req.Header.Set("Authorization", token)
+	req.Header.Set("Content-Type", "application/json")
+	hresp, err := hc.Do(req)
+	if err != nil {
+		res["error"] = err.Error()
+		return
+	}
+	io.Copy(io.Discard, hresp.Body)
+	hresp.Body.Close()
+	res["hub_status"] = hresp.StatusCode
+}

@@ -1,0 +1,108 @@
+// Package mgmt is the iotedged-compatible management REST API (mgmt.sock)
+// that edgeAgent and tools use to run modules, their identities and the device.
+package mgmt
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/edgev2/edgev2/modrt"
+)
+
+// AgentModule is the module whose processes may call the agent-only routes.
+const AgentModule = "edgeAgent"
+
+// Modules is what the API needs of the module runtime. Errors are fault
+// errors: their kind picks the HTTP status.
+type Modules interface {
+	List(ctx context.Context) ([]modrt.Status, error)
+	// Get returns a module's status and spec; the spec may be nil when the
+	// runtime no longer has it.
+	Get(ctx context.Context, name string) (modrt.Status, *modrt.Spec, error)
+	// Create makes module name from a ModuleSpec document, pulling its
+	// image as its imagePullPolicy says, and starts it if start.
+	Create(ctx context.Context, name string, specJSON []byte, start bool) error
+	// Remove stops module name and deletes it.
+	Remove(ctx context.Context, name string) error
+	Start(ctx context.Context, name string) error
+	Stop(ctx context.Context, name string) error
+	Restart(ctx context.Context, name string) error
+	// Logs streams a module's output in Docker's multiplexed framing.
+	Logs(name string, o modrt.LogOptions) (io.ReadCloser, error)
+	// Prepare readies an update to spec (pulls its image if needed).
+	Prepare(ctx context.Context, spec *modrt.Spec) error
+}
+
+// Identity is a module identity in IoT Hub as the Identity service keeps it.
+type Identity struct {
+	ModuleID     string
+	ManagedBy    string
+	GenerationID string
+	AuthType     string // "sas" when empty
+}
+
+// Identities is what the API needs of the Identity service.
+type Identities interface {
+	List(ctx context.Context) ([]Identity, error)
+	Create(ctx context.Context, id, managedBy string) (Identity, error)
+	// Update re-registers an identity; managedBy is "" when the caller did not say.
+	Update(ctx context.Context, id, managedBy string) (Identity, error)
+	Delete(ctx context.Context, id string) error
+	// Reprovision provisions the device again.
+	Reprovision(ctx context.Context) error
+}
+
+// PidResolver names the module a process belongs to; ok is false for a
+// process of no module.
+type PidResolver func(ctx context.Context, pid int32) (module string, ok bool)
+
+// SystemInfo is what GET /systeminfo reports. HostSystemInfo fills in
+// what the host tells.
+type SystemInfo struct {
+	OSType          string // "linux"
+	Architecture    string // "x86_64", "aarch64", ...
+	Version         string // edgev2's version
+	Provisioning    Provisioning
+	ServerVersion   string
+	KernelVersion   string
+	OperatingSystem string
+	CPUs            int
+	TotalMemory     uint64 // bytes
+	Virtualized     string
+	// Extra holds further properties (product info, ...), reported as
+	// top-level string fields as aziot-edged does.
+	Extra map[string]string
+	// Resources samples GET /systeminfo/resources; nil means
+	// HostResources (the host's /proc and mounted file systems).
+	Resources func(ctx context.Context) (SystemResources, error)
+}
+
+// Provisioning is SystemInfo.provisioning.
+type Provisioning struct {
+	Type                       string // "manual", "dps", ...
+	DynamicReprovisioning      bool
+	AlwaysReprovisionOnStartup bool
+}
+
+// SystemResources is what GET /systeminfo/resources reports.
+type SystemResources struct {
+	HostUptime    time.Duration
+	ProcessUptime time.Duration
+	UsedCPU       float64 // percent of all CPUs since the previous sample
+	UsedRAM       uint64  // bytes
+	TotalRAM      uint64  // bytes
+	Disks         []Disk
+	// DockerStats is a JSON document of per-module statistics in Docker's
+	// shape, passed through as a string ("[]" when empty).
+	DockerStats string
+}
+
+// Disk is one mounted file system.
+type Disk struct {
+	Name           string
+	AvailableSpace uint64
+	TotalSpace     uint64
+	FileSystem     string
+	FileType       string
+}

@@ -1,0 +1,237 @@
+// Package workload is the iotedged-compatible workload API a module reaches
+// on /var/run/iotedge/workload.sock: it signs with the module's derived key
+// and hands out the trust bundle, only to processes of that module.
+package workload
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/edgev2/edgev2/internal/fault"
+)
+
+// APIVersions the workload API accepts (aziot-edged's set).
+var APIVersions = map[string]bool{
+	"2018-06-28": true, "2019-01-30": true, "2019-10-22": true, "2019-11-05": true,
+	"2020-07-07": true, "2020-10-10": true, "2021-12-07": true, "2022-08-03": true,
+}
+
+// Backend is what the workload API needs of the device.
+type Backend interface {
+	// SignAsModule is HMAC-SHA256 with the module's derived key.
+	SignAsModule(ctx context.Context, module, key string, data []byte) ([]byte, error)
+	// TrustBundle is the PEM of the CAs modules should trust.
+	TrustBundle(ctx context.Context) (string, error)
+	// OwnsPid reports whether pid is a process of the module's container.
+	OwnsPid(ctx context.Context, module string, pid int32) bool
+}
+
+// Manager serves one socket per module under dir/<module>/workload.sock.
+// Containers bind-mount dir/<module> at /var/run/iotedge, so a socket
+// recreated by a restarted modrtd appears inside the running container.
+type Manager struct {
+	dir string
+	be  Backend
+	log *slog.Logger
+
+	mu      sync.Mutex
+	servers map[string]*http.Server
+}
+
+// NewManager serves sockets under dir.
+func NewManager(dir string, be Backend, log *slog.Logger) *Manager {
+	return &Manager{dir: dir, be: be, log: log, servers: map[string]*http.Server{}}
+}
+
+// Dir is the host directory to bind at /var/run/iotedge in the module.
+func (m *Manager) Dir(module string) string { return filepath.Join(m.dir, module) }
+
+type credKey struct{}
+
+// Listen starts (or restarts) the module's socket.
+func (m *Manager) Listen(module string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.servers[module]; ok {
+		old.Close()
+	}
+	dir := m.Dir(module)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("workload socket directory for %s: %w", module, err)
+	}
+	path := filepath.Join(dir, "workload.sock")
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("workload socket for %s: %w", module, err)
+	}
+	// Any uid in the container may connect; the peer's pid decides.
+	if err := os.Chmod(path, 0o666); err != nil {
+		l.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler: m.handler(module),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if uc, ok := c.(*net.UnixConn); ok {
+				if raw, err := uc.SyscallConn(); err == nil {
+					var cred *unix.Ucred
+					raw.Control(func(fd uintptr) { cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+					if cred != nil {
+						return context.WithValue(ctx, credKey{}, cred)
+					}
+				}
+			}
+			return ctx
+		},
+	}
+	m.servers[module] = srv
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.log.Warn("workload socket stopped", "module", module, "err", err)
+		}
+	}()
+	return nil
+}
+
+// Close stops a module's socket and removes it.
+func (m *Manager) Close(module string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if srv, ok := m.servers[module]; ok {
+		srv.Close()
+		delete(m.servers, module)
+	}
+	os.RemoveAll(m.Dir(module))
+}
+
+// CloseAll stops every socket (modrtd is stopping; modules keep running).
+func (m *Manager) CloseAll() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, srv := range m.servers {
+		srv.Close()
+		delete(m.servers, name)
+	}
+}
+
+type errorBody struct {
+	Message string `json:"message"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func fail(w http.ResponseWriter, status int, format string, args ...any) {
+	writeJSON(w, status, errorBody{Message: fmt.Sprintf(format, args...)})
+}
+
+func statusOf(err error) int {
+	switch fault.KindOf(err) {
+	case fault.NotFound:
+		return http.StatusNotFound
+	case fault.InvalidArgs:
+		return http.StatusBadRequest
+	case fault.NotAuthorized:
+		return http.StatusForbidden
+	case fault.Unavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// handler serves one module's socket.
+func (m *Manager) handler(module string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /modules/{name}/genid/{genid}/sign", func(w http.ResponseWriter, r *http.Request) {
+		if !m.allowed(w, r, module, true) {
+			return
+		}
+		var req struct {
+			KeyID string `json:"keyId"`
+			Algo  string `json:"algo"`
+			Data  string `json:"data"`
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
+		if err != nil || len(body) > 1<<20 {
+			fail(w, http.StatusRequestEntityTooLarge, "request body over 1 MiB")
+			return
+		}
+		if err := json.Unmarshal(body, &req); err != nil {
+			fail(w, http.StatusBadRequest, "request body is not valid JSON: %v", err)
+			return
+		}
+		if req.Algo != "HMACSHA256" {
+			fail(w, http.StatusBadRequest, "algo must be HMACSHA256, not %q", req.Algo)
+			return
+		}
+		if req.KeyID != "primary" && req.KeyID != "secondary" {
+			fail(w, http.StatusBadRequest, "keyId must be primary or secondary, not %q", req.KeyID)
+			return
+		}
+		data, err := base64.StdEncoding.DecodeString(req.Data)
+		if err != nil {
+			fail(w, http.StatusBadRequest, "data is not base64")
+			return
+		}
+		digest, err := m.be.SignAsModule(r.Context(), module, req.KeyID, data)
+		if err != nil {
+			m.log.Warn("workload sign failed", "module", module, "err", err)
+			fail(w, statusOf(err), "%s", fault.Message(err))
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"digest": base64.StdEncoding.EncodeToString(digest)})
+	})
+	mux.HandleFunc("GET /trust-bundle", func(w http.ResponseWriter, r *http.Request) {
+		if !m.allowed(w, r, module, false) {
+			return
+		}
+		pemText, err := m.be.TrustBundle(r.Context())
+		if err != nil {
+			fail(w, statusOf(err), "%s", fault.Message(err))
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"certificate": pemText})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if !m.allowed(w, r, module, false) {
+			return
+		}
+		fail(w, http.StatusNotFound, "no workload API route %s %s", r.Method, r.URL.Path)
+	})
+	return mux
+}
+
+// allowed checks the api-version, that the caller is a process of this
+// socket's module, and (for module routes) that it names itself.
+func (m *Manager) allowed(w http.ResponseWriter, r *http.Request, module string, namedInPath bool) bool {
+	if v := r.URL.Query().Get("api-version"); !APIVersions[v] {
+		fail(w, http.StatusBadRequest, "unsupported or missing api-version %q", v)
+		return false
+	}
+	cred, _ := r.Context().Value(credKey{}).(*unix.Ucred)
+	if cred == nil || !m.be.OwnsPid(r.Context(), module, cred.Pid) {
+		fail(w, http.StatusForbidden, "the caller is not a process of module %s", module)
+		return false
+	}
+	if namedInPath && r.PathValue("name") != module {
+		fail(w, http.StatusForbidden, "module %s may not act as module %s", module, r.PathValue("name"))
+		return false
+	}
+	return true
+}
