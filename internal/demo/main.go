@@ -53,7 +53,7 @@ func demo(p *testenv.Program) error {
 		fmt.Printf("  ok    %-66s %8s  %s\n", name, took.Round(time.Millisecond), detail)
 		return nil
 	}
-	fmt.Println("edgev2 demo: zero-touch provisioning on one machine — Keys, Certificates and Identity services on a private system bus, polkit, a SoftHSM token, and edgev2-labcloud as EST CA, DPS and IoT Hub")
+	fmt.Println("edgev2 demo: zero-touch provisioning on one machine — Keys, Certificates, Identity and Module Runtime services on a private system bus, polkit, a SoftHSM token, containerd, and edgev2-labcloud as EST CA, DPS and IoT Hub")
 	var (
 		b    *testenv.Bus
 		pk   *testenv.Polkit
@@ -209,12 +209,15 @@ func demo(p *testenv.Program) error {
 	if err := identitySteps(p, run, b, ctx, lab, caPEM); err != nil {
 		return err
 	}
+	if err := moduleSteps(p, run, b, ctx); err != nil {
+		return err
+	}
 	var total time.Duration
 	for _, s := range steps {
 		total += s.took
 	}
 	fmt.Printf("\nsummary: %d steps passed in %s; everything started here is stopped and removed on exit.\n", len(steps), total.Round(time.Millisecond))
-	fmt.Println("The module runtime (a container fetching its token over the workload socket) joins this flow when it lands.")
+	fmt.Println("Next: the management REST API for edgeAgent, registry pulls, the edge CA (see the open issues).")
 	if *shell {
 		fmt.Printf("\nkeyd keeps running. In another shell, as root:\n\n  export DBUS_SYSTEM_BUS_ADDRESS=%s\n\nthen try the tour in README.md. Ctrl-C stops everything.\n", addr)
 		sig := make(chan os.Signal, 1)

@@ -164,11 +164,29 @@ func (r *Registry) Push(t TB, c *Containerd, namespace, ref string) string {
 	// ctr takes the password on its command line only (it reads a
 	// prompted one from a terminal); acceptable for a test password.
 	_, stderr, code := c.run("-n", namespace, "images", "push",
-		"--user", r.User+":"+r.Password, "--tlscacert", r.CAFile, remote, ref)
+		"--user", r.User+":"+r.Password, "--hosts-dir", r.hostsDir(t), remote, ref)
 	if code != 0 {
 		t.Fatalf("ctr images push %s %s: exit %d: %s", remote, ref, code, strings.ReplaceAll(stderr, r.Password, "<password>"))
 	}
 	return remote
+}
+
+// hostsDir writes a containerd hosts directory for the registry: without
+// one, ctr talks plain HTTP to a loopback host with a port and would not
+// verify a certificate if it used HTTPS.
+func (r *Registry) hostsDir(t TB) string {
+	t.Helper()
+	dir := filepath.Join(r.dir, "hosts.d")
+	hostDir := filepath.Join(dir, r.Addr)
+	if err := os.MkdirAll(hostDir, 0o755); err != nil {
+		t.Fatalf("make hosts dir: %v", err)
+	}
+	server := "https://" + r.Addr
+	conf := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\", \"push\"]\n  ca = %q\n", server, server, r.CAFile)
+	if err := os.WriteFile(filepath.Join(hostDir, "hosts.toml"), []byte(conf), 0o644); err != nil {
+		t.Fatalf("write hosts.toml: %v", err)
+	}
+	return dir
 }
 
 func registryConfig(addr, dir, keyFile, certFile, htpasswdFile string) string {

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/modrt"
+)
+
+// moduleSteps: the module runtime starts a container that gets its SAS token
+// from its workload socket, and the hub accepts it.
+func moduleSteps(p *testenv.Program, run func(string, func() (string, error)) error, b *testenv.Bus, ctx context.Context) error {
+	var ctr *testenv.Containerd
+	var conn *godbus.Conn
+	if err := run("start containerd and edgev2-modrtd", func() (string, error) {
+		ctr = testenv.StartContainerd(p)
+		dir := testenv.SharedTempDir(p, "demo-modrtd")
+		cfg := filepath.Join(dir, "modrtd.toml")
+		text := fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = \"edgev2-demo\"\ntrust_bundle = \"est-ca\"\n", filepath.Join(dir, "home"), ctr.Address)
+		if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+			return "", err
+		}
+		testenv.StartService(p, b, testenv.ServiceOptions{
+			Binary: testenv.BuildBinary(p, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg},
+			User: "root", BusName: modrt.BusName,
+		})
+		conn = b.Conn(p)
+		return "owns " + modrt.BusName + ", containerd " + ctr.Address, nil
+	}); err != nil {
+		return err
+	}
+	if err := run("import a module image (offline, over the bus as an fd)", func() (string, error) {
+		bin := filepath.Join(p.TempDir(), "workloadclient")
+		build := exec.Command("go", "build", "-o", bin, "./internal/testenv/workloadclient")
+		build.Dir = testenv.RepoRoot()
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("build the module program: %v: %s", err, out)
+		}
+		archive := testenv.BuildImage(p, "edgev2.demo/telemetry:1", testenv.ImageConfig{
+			Entrypoint: []string{"/bin/workloadclient"}, Files: map[string]string{"/bin/workloadclient": bin}})
+		f, err := os.Open(archive)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		var names []string
+		if err := conn.Object(modrt.BusName, modrt.ObjectPath).Call(modrt.Interface+".ImportImage", 0, godbus.UnixFD(f.Fd())).Store(&names); err != nil {
+			return "", err
+		}
+		return strings.Join(names, ", "), nil
+	}); err != nil {
+		return err
+	}
+	return run("module container signs its SAS token over the workload socket; the hub accepts it", func() (string, error) {
+		spec := `{"name":"telemetry","type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.demo/telemetry:1","createOptions":{}},"env":{"OTHER_MODULE":{"value":"demo-module"}}}}`
+		var path godbus.ObjectPath
+		if err := conn.Object(modrt.BusName, modrt.ObjectPath).Call(modrt.Interface+".CreateModule", 0, "telemetry", spec, map[string]godbus.Variant{}).Store(&path); err != nil {
+			return "", err
+		}
+		obj := conn.Object(modrt.BusName, bus.ChildPath(modrt.ObjectPath, "modules", "telemetry"))
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			var fd godbus.UnixFD
+			if err := obj.Call(modrt.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{}).Store(&fd); err != nil {
+				return "", err
+			}
+			lf := os.NewFile(uintptr(fd), "logs")
+			data, _ := io.ReadAll(lf)
+			lf.Close()
+			var text strings.Builder
+			for len(data) >= 8 {
+				n := binary.BigEndian.Uint32(data[4:8])
+				if int(n) > len(data)-8 {
+					break
+				}
+				text.Write(data[8 : 8+n])
+				data = data[8+n:]
+			}
+			sc := bufio.NewScanner(strings.NewReader(text.String()))
+			for sc.Scan() {
+				j, ok := strings.CutPrefix(sc.Text(), "WORKLOAD-RESULT ")
+				if !ok {
+					continue
+				}
+				var res map[string]any
+				if err := json.Unmarshal([]byte(j), &res); err != nil {
+					return "", err
+				}
+				if res["hub_status"] != float64(204) || res["sign_as_other_status"] != float64(403) {
+					return "", fmt.Errorf("module results: %v", res)
+				}
+				return "workload sign 200, hub 204; signing as another module: 403", nil
+			}
+		}
+		return "", fmt.Errorf("the module printed no result")
+	})
+}
