@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 
 	cclient "github.com/edgev2/edgev2/certs/client"
@@ -33,7 +34,20 @@ func (b workloadBackend) TrustBundle(ctx context.Context) (string, error) {
 	return b.certs.Get(ctx, b.trust)
 }
 
+// OwnsPid: a process is the module's if it lives in the pid namespace of
+// the module's task (two readlinks, no containerd round trip); modules that
+// share the host's pid namespace fall back to the task's process list.
 func (b workloadBackend) OwnsPid(ctx context.Context, module string, pid int32) bool {
+	st, err := b.rt.Status(ctx, module)
+	if err != nil || st.Pid == 0 {
+		return false
+	}
+	hostNS, _ := os.Readlink("/proc/self/ns/pid")
+	taskNS, err1 := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", st.Pid))
+	peerNS, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	if err1 == nil && err2 == nil && taskNS != hostNS {
+		return peerNS == taskNS
+	}
 	pids, err := b.rt.Pids(ctx, module)
 	if err != nil {
 		return false

@@ -254,6 +254,11 @@ func bench(p *testenv.Program) error {
 		return err
 	}
 	rows = append(rows, irows...)
+	mnotes, err := moduleNotes(p, b)
+	if err != nil {
+		return err
+	}
+	inotes = append(inotes, mnotes...)
 	fmt.Printf("edgev2 benchmark — %d cores, %s per figure, clients are uid %s with polkit authorization on\n\n", runtime.NumCPU(), *duration, testenv.OtherUser)
 	fmt.Printf("%-46s %7s %12s %12s %7s  %s\n", "figure", "clients", "ops/s", "limit ops/s", "ratio", "limit is")
 	for _, r := range rows {

@@ -39,8 +39,8 @@ type envVar struct {
 }
 
 type moduleStatus struct {
-	StartTime     string         `json:"startTime,omitempty"`
-	ExitStatus    *exitStatus    `json:"exitStatus,omitempty"`
+	StartTime     string        `json:"startTime,omitempty"`
+	ExitStatus    *exitStatus   `json:"exitStatus,omitempty"`
 	RuntimeStatus runtimeStatus `json:"runtimeStatus"`
 }
 

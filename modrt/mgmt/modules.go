@@ -1,0 +1,192 @@
+package mgmt
+
+import (
+	"net/http"
+	"sort"
+
+	"github.com/edgev2/edgev2/internal/fault"
+)
+
+func (s *Server) listModules(w http.ResponseWriter, r *http.Request, _ string) {
+	ctx := r.Context()
+	sts, err := s.modules.List(ctx)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sort.Slice(sts, func(i, j int) bool { return sts[i].Name < sts[j].Name })
+	out := moduleList{Modules: make([]moduleDetails, 0, len(sts))}
+	for _, st := range sts {
+		// The list has no specs; edgeAgent needs each module's settings.
+		cur, spec, err := s.modules.Get(ctx, st.Name)
+		switch {
+		case fault.Is(err, fault.NotFound):
+			continue // removed meanwhile
+		case err != nil:
+			s.log.Warn("module spec unavailable for the list", "module", st.Name, "err", err)
+			cur, spec = st, nil
+		}
+		d, err := detailsJSON(cur, spec)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		out.Modules = append(out.Modules, d)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getModule(w http.ResponseWriter, r *http.Request, name string) {
+	if err := moduleName(name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	st, spec, err := s.modules.Get(r.Context(), name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	d, err := detailsJSON(st, spec)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+// createModule creates but does not start, as aziot-edged: edgeAgent
+// starts modules with a separate call.
+func (s *Server) createModule(w http.ResponseWriter, r *http.Request, _ string) {
+	body, err := readBody(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	spec, err := parseModuleSpec(body)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.modules.Create(r.Context(), spec.Name, body, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	d, err := specDetailsJSON(spec, statusStopped)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, d)
+}
+
+// updateModule replaces a module: remove, then create from the new spec
+// (starting it if ?start=true).
+func (s *Server) updateModule(w http.ResponseWriter, r *http.Request, name string) {
+	if err := moduleName(name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	start, err := queryBool(r.URL.Query(), "start")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	spec, err := parseModuleSpec(body)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if spec.Name != name {
+		s.fail(w, r, badRequest("the body names module %q but the path names %q", spec.Name, name))
+		return
+	}
+	ctx := r.Context()
+	if _, _, err := s.modules.Get(ctx, name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.modules.Remove(ctx, name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.modules.Create(ctx, name, body, start); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	status := statusStopped
+	if start {
+		status = statusRunning
+	}
+	d, err := specDetailsJSON(spec, status)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) deleteModule(w http.ResponseWriter, r *http.Request, name string) {
+	if err := moduleName(name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.modules.Remove(r.Context(), name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) moduleAction(w http.ResponseWriter, r *http.Request, name, action string) {
+	if err := moduleName(name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var err error
+	switch action {
+	case "start":
+		err = s.modules.Start(r.Context(), name)
+	case "stop":
+		err = s.modules.Stop(r.Context(), name)
+	case "restart":
+		err = s.modules.Restart(r.Context(), name)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// prepareUpdate readies the image of a coming update so the update
+// itself does not wait for a pull with the module down.
+func (s *Server) prepareUpdate(w http.ResponseWriter, r *http.Request, name string) {
+	if err := moduleName(name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	spec, err := parseModuleSpec(body)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if spec.Name != name {
+		s.fail(w, r, badRequest("the body names module %q but the path names %q", spec.Name, name))
+		return
+	}
+	if err := s.modules.Prepare(r.Context(), spec); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
