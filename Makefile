@@ -6,7 +6,8 @@ CMDS := edgev2-keyd edgev2-certd edgev2-identityd edgev2-modrtd edgev2-labcloud
 
 # Debian packages the tests, the benchmark and the demo need.
 DEB_PACKAGES := dbus dbus-daemon polkitd systemd libglib2.0-bin softhsm2 opensc openssl \
-	ca-certificates gcc libc6-dev curl util-linux mount containerd runc busybox-static
+	ca-certificates gcc libc6-dev curl util-linux mount containerd runc busybox-static \
+	docker-registry apache2-utils
 
 .PHONY: all build test bench demo demo-shell deps vet fmt-check fuzz clean
 

@@ -13,8 +13,11 @@ type Config struct {
 	Namespace  string `toml:"namespace"`          // default edgev2
 	// TrustBundle is the Certificates id of the CAs the workload API's
 	// trust-bundle endpoint serves to modules.
-	TrustBundle string       `toml:"trust_bundle"`
-	Policy      PolicyConfig `toml:"policy"`
+	TrustBundle string `toml:"trust_bundle"`
+	// RegistryCAFiles are PEM files of CAs registries' TLS certificates may
+	// chain to (besides the system roots).
+	RegistryCAFiles []string     `toml:"registry_ca_files"`
+	Policy          PolicyConfig `toml:"policy"`
 }
 
 // PolicyConfig limits what module specs may ask for.

@@ -49,6 +49,7 @@ func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.S
 			"CreateModule":  a.createModule,
 			"ListModules":   a.listModules,
 			"ImportImage":   a.importImage,
+			"PullImage":     a.pullImage,
 			"GetSystemInfo": a.getSystemInfo,
 		},
 	})
@@ -298,4 +299,31 @@ func (a *BusAPI) getLogs(msg godbus.Message, opts map[string]godbus.Variant) (go
 	fd := godbus.UnixFD(r.Fd())
 	go func() { time.Sleep(5 * time.Second); r.Close() }()
 	return fd, nil
+}
+
+func (a *BusAPI) pullImage(msg godbus.Message, ref string, opts map[string]godbus.Variant) (string, *godbus.Error) {
+	vals, e := bus.ParseOptions(opts, map[string]string{"username": "s", "password": "s"})
+	if e != nil {
+		return "", e
+	}
+	if e := a.authorize(bus.CallOf(msg), ActionManage, ""); e != nil {
+		return "", e
+	}
+	var auth *PullAuth
+	if u, ok := vals["username"].(string); ok {
+		p, _ := vals["password"].(string)
+		auth = &PullAuth{Username: u, Password: p}
+	}
+	last := time.Time{}
+	digest, err := a.svc.rt.Pull(a.ctx, ref, auth, func(p PullProgress) {
+		if time.Since(last) < 200*time.Millisecond && p.Done < p.Total {
+			return // at most five signals a second
+		}
+		last = time.Now()
+		a.srv.Conn().Emit(ObjectPath, Interface+".PullProgress", p.Ref, uint64(p.Done), uint64(p.Total))
+	})
+	if err != nil {
+		return "", a.fail("PullImage", err)
+	}
+	return digest, nil
 }

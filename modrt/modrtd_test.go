@@ -27,7 +27,7 @@ type modrtd struct {
 	conn *godbus.Conn
 }
 
-func startModrtd(t *testing.T) *modrtd {
+func startModrtd(t *testing.T, extra ...string) *modrtd {
 	t.Helper()
 	testenv.RequireRoot(t)
 	m := &modrtd{}
@@ -36,7 +36,7 @@ func startModrtd(t *testing.T) *modrtd {
 	m.ctr = testenv.StartContainerd(t)
 	dir := testenv.SharedTempDir(t, "modrtd")
 	cfg := filepath.Join(dir, "modrtd.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = \"edgev2-test\"\n", filepath.Join(dir, "home"), m.ctr.Address)), 0o600)
+	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = \"edgev2-test\"\n%s", filepath.Join(dir, "home"), m.ctr.Address, strings.Join(extra, "\n"))), 0o600)
 	m.svc = testenv.StartService(t, m.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
 		User: "root", BusName: modrt.BusName,
@@ -249,4 +249,47 @@ func errorsAs(err error, target *godbus.Error) bool {
 		return true
 	}
 	return false
+}
+
+func TestModrtdPullsFromAPrivateRegistryWithCredentials(t *testing.T) {
+	testenv.RequireRoot(t)
+	reg := testenv.StartRegistry(t, "edge", "s3cret-registry")
+	m := startModrtd(t, fmt.Sprintf("registry_ca_files = [%q]", reg.CAFile))
+	archive := testenv.BuildImage(t, "edgev2.test/pulled:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"echo pulled ok"}})
+	testenv.ImportImage(t, m.ctr, "registry-src", archive)
+	remote := reg.Push(t, m.ctr, "registry-src", "edgev2.test/pulled:1")
+
+	watch := m.bus.Conn(t)
+	watch.AddMatchSignal(godbus.WithMatchSender(modrt.BusName), godbus.WithMatchMember("PullProgress"))
+	sigs := make(chan *godbus.Signal, 64)
+	watch.Signal(sigs)
+	pull := func(user, pass string) error {
+		var digest string
+		return m.root().Call(modrt.Interface+".PullImage", 0, remote, map[string]godbus.Variant{
+			"username": godbus.MakeVariant(user), "password": godbus.MakeVariant(pass)}).Store(&digest)
+	}
+	err := pull("edge", "wrong-password")
+	var de godbus.Error
+	if !errorsAs(err, &de) || de.Name != bus.ErrNotAuthorized || strings.Contains(fmt.Sprint(de.Body...), "wrong-password") {
+		t.Fatalf("pull with a wrong password: %v; want NotAuthorized without the password", err)
+	}
+	if err := pull("edge", "s3cret-registry"); err != nil {
+		t.Fatalf("PullImage: %v", err)
+	}
+	select {
+	case <-sigs:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no PullProgress signal")
+	}
+	if err := m.create("pulled", spec("pulled", remote, "never", "echo pulled ok")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(m.logs(t, "pulled"), "pulled ok"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pulled module did not run: %q", m.logs(t, "pulled"))
+		}
+	}
+	if strings.Contains(m.svc.Output(), "s3cret-registry") {
+		t.Fatal("modrtd logged the registry password")
+	}
 }

@@ -256,7 +256,7 @@ func (t *pullTracker) wrap(h images.Handler) images.Handler {
 }
 
 // tick reports in-flight downloads periodically until the returned stop
-// is called.
+// (which may be called more than once) is called.
 func (t *pullTracker) tick() (stop func()) {
 	if t.progress == nil {
 		return func() {}
@@ -283,8 +283,9 @@ func (t *pullTracker) tick() (stop func()) {
 			}
 		}
 	}()
+	var once sync.Once
 	return func() {
-		close(quit)
+		once.Do(func() { close(quit) })
 		<-done
 	}
 }

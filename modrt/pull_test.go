@@ -201,7 +201,9 @@ func TestPullWithBadReferenceIsInvalidArgs(t *testing.T) {
 // writes them.
 type slowFetcher struct{ r io.ReadCloser }
 
-func (f slowFetcher) Fetch(context.Context, ocispec.Descriptor) (io.ReadCloser, error) { return f.r, nil }
+func (f slowFetcher) Fetch(context.Context, ocispec.Descriptor) (io.ReadCloser, error) {
+	return f.r, nil
+}
 
 func TestPullProgressReportsAPartialDownloadPeriodically(t *testing.T) {
 	reports := make(chan PullProgress, 100)

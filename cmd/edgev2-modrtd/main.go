@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"os"
@@ -42,6 +43,19 @@ func run(configPath string, log *slog.Logger) int {
 				StateDir: filepath.Join(cfg.Homedir, "runtime"), Logger: log})
 			if err != nil {
 				return fmt.Errorf("open containerd at %s: %w", cfg.Containerd, err)
+			}
+			if len(cfg.RegistryCAFiles) > 0 {
+				pool, err := x509.SystemCertPool()
+				if err != nil {
+					pool = x509.NewCertPool()
+				}
+				for _, f := range cfg.RegistryCAFiles {
+					data, err := os.ReadFile(f)
+					if err != nil || !pool.AppendCertsFromPEM(data) {
+						return daemon.ConfigError(fmt.Errorf("%s: registry_ca_files: %s holds no PEM certificate (%v)", configPath, f, err))
+					}
+				}
+				rt.SetRegistryTrust(pool)
 			}
 			svc := modrt.NewService(rt, cfg, log)
 			ids := iclient.New(conn)
