@@ -73,8 +73,8 @@ type SystemInfo struct {
 	// Extra holds further properties (product info, ...), reported as
 	// top-level string fields as aziot-edged does.
 	Extra map[string]string
-	// Resources samples GET /systeminfo/resources; nil means
-	// HostResources (the host's /proc and mounted file systems).
+	// Resources samples GET /systeminfo/resources; nil means the host's
+	// own figures (/proc, file systems mounted from block devices).
 	Resources func(ctx context.Context) (SystemResources, error)
 }
 

@@ -1,0 +1,50 @@
+package mgmt
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/edgev2/edgev2/modrt"
+)
+
+// A real second uid (nobody), in no module, may read but not manage.
+func TestAnotherUIDMayReadButNotManage(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to run a client as another uid")
+	}
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("needs curl to speak HTTP over a Unix socket as another uid")
+	}
+	e := newEnv(t, asAgent, true)
+	e.mods.add(modrt.Status{Name: "m", State: modrt.StateRunning}, nil)
+	for d := filepath.Dir(e.sock); d != filepath.Clean(os.TempDir()) && d != "/"; d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	os.Chmod(e.sock, 0o666)
+	as := func(method, path string) string {
+		cmd := exec.Command(curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method,
+			"--unix-socket", e.sock, "http://mgmt"+v(path))
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("curl as nobody: %v", err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if code := as("GET", "/modules"); code != "200" {
+		t.Errorf("GET /modules as nobody: %s", code)
+	}
+	for _, rq := range [][2]string{{"POST", "/modules/m/restart"}, {"DELETE", "/modules/m"}, {"POST", "/device/reprovision"}} {
+		if code := as(rq[0], rq[1]); code != "403" {
+			t.Errorf("%s %s as nobody: %s, want 403", rq[0], rq[1], code)
+		}
+	}
+	if c := e.mods.Calls(); strings.Join(c, ",") != "list,get m" {
+		t.Errorf("calls %v", c)
+	}
+}
