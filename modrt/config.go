@@ -11,6 +11,8 @@ type Config struct {
 	Homedir    string `toml:"homedir"`
 	Containerd string `toml:"containerd_address"` // default /run/containerd/containerd.sock
 	Namespace  string `toml:"namespace"`          // default edgev2
+	// MgmtSocket is the management API's Unix socket (edgeAgent, tools).
+	MgmtSocket string `toml:"mgmt_socket"` // default <homedir>/mgmt.sock
 	// TrustBundle is the Certificates id of the CAs the workload API's
 	// trust-bundle endpoint serves to modules.
 	TrustBundle string `toml:"trust_bundle"`
@@ -54,6 +56,9 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	}
 	if c.Containerd == "" {
 		c.Containerd = "/run/containerd/containerd.sock"
+	}
+	if c.MgmtSocket == "" {
+		c.MgmtSocket = c.Homedir + "/mgmt.sock"
 	}
 	if c.Namespace == "" {
 		c.Namespace = "edgev2"

@@ -228,7 +228,7 @@ func (a *BusAPI) stop(msg godbus.Message, timeoutS uint32) *godbus.Error {
 	if e != nil {
 		return e
 	}
-	timeout := stopTimeout
+	timeout := StopTimeout
 	if timeoutS > 0 {
 		timeout = time.Duration(min(timeoutS, 3600)) * time.Second
 	}
@@ -243,7 +243,7 @@ func (a *BusAPI) restart(msg godbus.Message) *godbus.Error {
 	if e != nil {
 		return e
 	}
-	if err := a.svc.rt.Restart(a.ctx, name, stopTimeout); err != nil {
+	if err := a.svc.rt.Restart(a.ctx, name, StopTimeout); err != nil {
 		return a.fail("Restart", err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,6 +22,7 @@ import (
 )
 
 type modrtd struct {
+	dir  string
 	bus  *testenv.Bus
 	ctr  *testenv.Containerd
 	svc  *testenv.Service
@@ -35,6 +37,7 @@ func startModrtd(t *testing.T, extra ...string) *modrtd {
 	testenv.StartPolkit(t, m.bus)
 	m.ctr = testenv.StartContainerd(t)
 	dir := testenv.SharedTempDir(t, "modrtd")
+	m.dir = dir
 	cfg := filepath.Join(dir, "modrtd.toml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = \"edgev2-test\"\n%s", filepath.Join(dir, "home"), m.ctr.Address, strings.Join(extra, "\n"))), 0o600)
 	m.svc = testenv.StartService(t, m.bus, testenv.ServiceOptions{
@@ -227,6 +230,57 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 		}
 		if !fault.Is(bus.FromError(m.module("ghost").Call(modrt.ModuleInterface+".Start", 0).Err), fault.NotFound) {
 			t.Fatal("a module that failed to create has an object")
+		}
+	})
+	t.Run("ManagementRESTAPI", func(t *testing.T) {
+		sock := filepath.Join(m.dir, "home", "mgmt.sock")
+		curl := func(method, path, body string) (int, string) {
+			t.Helper()
+			args := []string{"-s", "-o", "-", "-w", "\n%{http_code}", "--unix-socket", sock, "-X", method}
+			if body != "" {
+				args = append(args, "-H", "Content-Type: application/json", "--data-binary", body)
+			}
+			out, err := exec.Command("curl", append(args, "http://mgmt"+path)...).Output()
+			if err != nil {
+				t.Fatalf("curl %s %s: %v", method, path, err)
+			}
+			text := strings.TrimSpace(string(out))
+			i := strings.LastIndex(text, "\n")
+			var code int
+			fmt.Sscan(text[i+1:], &code)
+			return code, text[:max(i, 0)]
+		}
+		const v = "?api-version=2020-07-07"
+		if code, _ := curl("GET", "/modules", ""); code != 400 {
+			t.Fatalf("no api-version: %d, want 400", code)
+		}
+		if code, body := curl("POST", "/modules"+v, spec("resty", image, "never", "echo via rest; sleep 30")); code != 201 || !strings.Contains(body, `"resty"`) {
+			t.Fatalf("POST /modules: %d %s", code, body)
+		}
+		if code, _ := curl("POST", "/modules/resty/start"+v, ""); code != 204 {
+			t.Fatalf("start: %d", code)
+		}
+		m.waitStatus(t, "resty", "running")
+		if code, body := curl("GET", "/modules"+v, ""); code != 200 || !strings.Contains(body, `"resty"`) || !strings.Contains(body, "running") {
+			t.Fatalf("GET /modules: %d %s", code, body)
+		}
+		if code, body := curl("GET", "/modules/resty"+v, ""); code != 200 || !strings.Contains(body, "edgev2.test/busybox:1") {
+			t.Fatalf("GET /modules/resty: %d %s", code, body)
+		}
+		if code, _ := curl("POST", "/modules"+v, spec("resty", image, "never", "true")); code != 409 {
+			t.Fatalf("POST of an existing module: %d, want 409", code)
+		}
+		if code, _ := curl("GET", "/modules/nope"+v, ""); code != 404 {
+			t.Fatalf("GET of a missing module: %d, want 404", code)
+		}
+		if code, _ := curl("POST", "/modules"+v, `{"name": [}`); code != 400 {
+			t.Fatalf("bad JSON: %d, want 400", code)
+		}
+		if code, _ := curl("DELETE", "/modules/resty"+v, ""); code != 204 {
+			t.Fatalf("DELETE: %d", code)
+		}
+		if code, _ := curl("GET", "/systeminfo"+v, ""); code != 200 {
+			t.Fatalf("systeminfo: %d", code)
 		}
 	})
 	t.Run("SecondUIDIsDenied", func(t *testing.T) {

@@ -2,22 +2,27 @@ package modrt
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/containerd/containerd/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/edgev2/edgev2/internal/atomicfile"
 	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // Service turns module specs into containers on the runtime, under the
 // configured policy.
 type Service struct {
-	rt     *Runtime
-	policy Policy
-	log    *slog.Logger
+	rt       *Runtime
+	policy   Policy
+	log      *slog.Logger
+	specsDir string // the specs modules were created with, redacted (no registry passwords)
 	// Identities gives modules their IoT Hub identity (IOTEDGE_* env);
 	// nil or failing: modules run without one.
 	Identities Identities
@@ -43,7 +48,7 @@ const workloadDir = "/var/run/iotedge"
 
 // NewService serves rt under the config's policy.
 func NewService(rt *Runtime, cfg *Config, log *slog.Logger) *Service {
-	return &Service{rt: rt, log: log, policy: Policy{
+	return &Service{rt: rt, log: log, specsDir: filepath.Join(cfg.Homedir, "specs"), policy: Policy{
 		ForbiddenBindPrefixes: cfg.Policy.ForbiddenBindPrefixes,
 		AllowPrivileged:       cfg.Policy.AllowPrivileged,
 	}}
@@ -101,6 +106,9 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 		}
 		return err
 	}
+	if err := s.saveSpec(name, spec); err != nil {
+		s.log.Warn("cannot record the module's spec", "module", name, "err", err)
+	}
 	s.log.Info("module created", "module", name, "image", image, "restart", spec.RestartPolicy)
 	if !start {
 		return nil
@@ -123,7 +131,32 @@ func (s *Service) Remove(ctx context.Context, name string) error {
 	if s.Workload != nil {
 		s.Workload.Close(name)
 	}
+	os.Remove(filepath.Join(s.specsDir, name+".json"))
 	return nil
+}
+
+func (s *Service) saveSpec(name string, spec *Spec) error {
+	if err := os.MkdirAll(s.specsDir, 0o700); err != nil {
+		return err
+	}
+	data, err := json.Marshal(spec.Redacted())
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(s.specsDir, name+".json"), data, 0o600)
+}
+
+// Spec returns the (redacted) spec a module was created with; nil if unknown.
+func (s *Service) Spec(name string) *Spec {
+	data, err := os.ReadFile(filepath.Join(s.specsDir, name+".json"))
+	if err != nil {
+		return nil
+	}
+	spec, err := ParseSpec(data)
+	if err != nil {
+		return nil
+	}
+	return spec
 }
 
 // Resume gives adopted modules their workload sockets back after a restart.
@@ -146,5 +179,5 @@ func (s *Service) Resume(ctx context.Context) {
 // Logs streams a module's logs in Docker's multiplexed framing.
 func (s *Service) Logs(name string, o LogOptions) (io.ReadCloser, error) { return s.rt.Logs(name, o) }
 
-// stopTimeout is the default grace before SIGKILL.
-const stopTimeout = 10 * time.Second
+// StopTimeout is the default grace before SIGKILL.
+const StopTimeout = 10 * time.Second

@@ -18,6 +18,7 @@ import (
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/daemon"
 	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/mgmt"
 	"github.com/edgev2/edgev2/modrt/workload"
 )
 
@@ -63,6 +64,18 @@ func run(configPath string, log *slog.Logger) int {
 			svc.Identities, svc.Workload = moduleIdentities{ids}, wl
 			svc.Resume(ctx)
 			modrt.NewBusAPI(ctx, svc, auth, srv, log)
+			// The management REST API (edgeAgent, tools), on the same model.
+			l, err := mgmt.ListenUnix(cfg.MgmtSocket, 0o660)
+			if err != nil {
+				return fmt.Errorf("management socket %s: %w", cfg.MgmtSocket, err)
+			}
+			api := mgmt.NewServer(mgmtModules{svc}, mgmtIdentities{ids}, mgmt.HostSystemInfo("edgev2 0.1"), log)
+			api.SetPidResolver(pidModule(rt))
+			go func() {
+				if err := api.Serve(ctx, l); err != nil {
+					log.Error("management API stopped", "err", err)
+				}
+			}()
 			return nil
 		},
 		Stopped: func() {

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	iclient "github.com/edgev2/edgev2/identity/client"
+	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/mgmt"
+)
+
+// mgmtModules serves the management API's module routes from the service.
+type mgmtModules struct{ svc *modrt.Service }
+
+var _ mgmt.Modules = mgmtModules{}
+
+func (m mgmtModules) List(ctx context.Context) ([]modrt.Status, error) {
+	return m.svc.Runtime().List(ctx)
+}
+func (m mgmtModules) Get(ctx context.Context, name string) (modrt.Status, *modrt.Spec, error) {
+	st, err := m.svc.Runtime().Status(ctx, name)
+	if err != nil {
+		return modrt.Status{}, nil, err
+	}
+	return st, m.svc.Spec(name), nil
+}
+func (m mgmtModules) Create(ctx context.Context, name string, specJSON []byte, start bool) error {
+	return m.svc.Create(ctx, name, specJSON, start)
+}
+func (m mgmtModules) Remove(ctx context.Context, name string) error { return m.svc.Remove(ctx, name) }
+func (m mgmtModules) Start(ctx context.Context, name string) error {
+	return m.svc.Runtime().Start(ctx, name)
+}
+func (m mgmtModules) Stop(ctx context.Context, name string) error {
+	return m.svc.Runtime().Stop(ctx, name, modrt.StopTimeout)
+}
+func (m mgmtModules) Restart(ctx context.Context, name string) error {
+	return m.svc.Runtime().Restart(ctx, name, modrt.StopTimeout)
+}
+func (m mgmtModules) Logs(name string, o modrt.LogOptions) (io.ReadCloser, error) {
+	return m.svc.Logs(name, o)
+}
+
+// Prepare pulls the image unless it is present or the spec says never.
+func (m mgmtModules) Prepare(ctx context.Context, spec *modrt.Spec) error {
+	if spec.ImagePullPolicy == modrt.PullNever {
+		return nil
+	}
+	ref, err := spec.ImageRef()
+	if err != nil {
+		return err
+	}
+	if _, _, err := m.svc.Runtime().ImageDefaults(ctx, ref); err == nil {
+		return nil
+	}
+	var auth *modrt.PullAuth
+	if a := spec.Config.Settings.Auth; a != nil {
+		auth = &modrt.PullAuth{Username: a.Username, Password: a.Password}
+	}
+	_, err = m.svc.Runtime().Pull(ctx, ref, auth, nil)
+	return err
+}
+
+// mgmtIdentities serves the identity routes from the Identity service.
+type mgmtIdentities struct{ ids *iclient.Client }
+
+var _ mgmt.Identities = mgmtIdentities{}
+
+func toIdentity(d iclient.Dict) mgmt.Identity {
+	return mgmt.Identity{ModuleID: d.S("module_id"), ManagedBy: d.S("managed_by"), GenerationID: d.S("generation_id"), AuthType: d.S("auth_type")}
+}
+
+func (m mgmtIdentities) List(ctx context.Context) ([]mgmt.Identity, error) {
+	ds, err := m.ids.Modules(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]mgmt.Identity, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, toIdentity(d))
+	}
+	return out, nil
+}
+func (m mgmtIdentities) Create(ctx context.Context, id, managedBy string) (mgmt.Identity, error) {
+	d, err := m.ids.CreateModule(ctx, id, managedBy)
+	return toIdentity(d), err
+}
+func (m mgmtIdentities) Update(ctx context.Context, id, managedBy string) (mgmt.Identity, error) {
+	d, err := m.ids.UpdateModule(ctx, id, managedBy)
+	return toIdentity(d), err
+}
+func (m mgmtIdentities) Delete(ctx context.Context, id string) error {
+	return m.ids.DeleteModule(ctx, id)
+}
+func (m mgmtIdentities) Reprovision(ctx context.Context) error { return m.ids.Reprovision(ctx) }
+
+// pidModule maps a caller's pid to the module it belongs to (by pid
+// namespace), for the management API's agent-only routes.
+func pidModule(rt *modrt.Runtime) mgmt.PidResolver {
+	return func(ctx context.Context, pid int32) (string, bool) {
+		peerNS, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+		if err != nil {
+			return "", false
+		}
+		hostNS, _ := os.Readlink("/proc/self/ns/pid")
+		if peerNS == hostNS {
+			return "", false
+		}
+		sts, err := rt.List(ctx)
+		if err != nil {
+			return "", false
+		}
+		for _, st := range sts {
+			if st.Pid == 0 {
+				continue
+			}
+			if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", st.Pid)); err == nil && ns == peerNS {
+				return st.Name, true
+			}
+		}
+		return "", false
+	}
+}
