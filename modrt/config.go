@@ -1,6 +1,7 @@
 package modrt
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/edgev2/edgev2/internal/config"
@@ -20,6 +21,17 @@ type Config struct {
 	// chain to (besides the system roots).
 	RegistryCAFiles []string     `toml:"registry_ca_files"`
 	Policy          PolicyConfig `toml:"policy"`
+	// Agent is the edgeAgent module, created and kept running as
+	// aziot-edged does; Modules are a local deployment kept running without
+	// any cloud agent.
+	Agent   *LocalModule  `toml:"agent"`
+	Modules []LocalModule `toml:"modules"`
+}
+
+// LocalModule is a module the runtime keeps by itself.
+type LocalModule struct {
+	Name string `toml:"name"`
+	Spec string `toml:"spec"` // ModuleSpec JSON
 }
 
 // PolicyConfig limits what module specs may ask for.
@@ -65,6 +77,26 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	}
 	if c.Policy.ForbiddenBindPrefixes == nil {
 		c.Policy.ForbiddenBindPrefixes = DefaultForbiddenBinds
+	}
+	if c.Agent != nil {
+		if c.Agent.Name == "" {
+			c.Agent.Name = "edgeAgent"
+		}
+		c.Modules = append([]LocalModule{*c.Agent}, c.Modules...)
+	}
+	seen := map[string]bool{}
+	for i, m := range c.Modules {
+		key := fmt.Sprintf("modules[%d]", i)
+		if err := ValidateName(m.Name); err != nil {
+			return nil, &ConfigError{File: path, Key: key + ".name", Problem: err.Error(), Fix: "use [A-Za-z0-9][A-Za-z0-9_.-]*"}
+		}
+		if seen[m.Name] {
+			return nil, &ConfigError{File: path, Key: key + ".name", Problem: fmt.Sprintf("module %q is listed twice", m.Name), Fix: "keep one"}
+		}
+		seen[m.Name] = true
+		if _, err := ParseSpec([]byte(m.Spec)); err != nil {
+			return nil, &ConfigError{File: path, Key: key + ".spec", Problem: err.Error(), Fix: "write a ModuleSpec JSON (docs/modules.md)"}
+		}
 	}
 	for _, p := range c.Policy.ForbiddenBindPrefixes {
 		if !strings.HasPrefix(p, "/") {

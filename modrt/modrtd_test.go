@@ -86,7 +86,12 @@ func (m *modrtd) waitStatus(t *testing.T, name, want string) {
 	t.Helper()
 	var got any
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if got = m.prop(t, name, "Status"); got == want {
+		v, err := m.module(name).GetProperty(modrt.ModuleInterface + ".Status")
+		if err != nil {
+			got = err
+			continue // not (yet) there
+		}
+		if got = v.Value(); got == want {
 			return
 		}
 	}
@@ -346,4 +351,43 @@ func TestModrtdPullsFromAPrivateRegistryWithCredentials(t *testing.T) {
 	if strings.Contains(m.svc.Output(), "s3cret-registry") {
 		t.Fatal("modrtd logged the registry password")
 	}
+}
+
+func TestModrtdKeepsConfiguredModulesRunning(t *testing.T) {
+	testenv.RequireRoot(t)
+	// The image must exist before modrtd starts: import it into the namespace first.
+	ctr := testenv.StartContainerd(t)
+	archive := testenv.BuildImage(t, "edgev2.test/local:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"while true; do sleep 1; done"}})
+	testenv.ImportImage(t, ctr, "edgev2-test", archive)
+	agent := `{"name":"edgeAgent","type":"docker","restartPolicy":"always","config":{"settings":{"image":"edgev2.test/local:1","createOptions":{}}}}`
+	local := `{"name":"local-sensor","type":"docker","restartPolicy":"always","config":{"settings":{"image":"edgev2.test/local:1","createOptions":{}}}}`
+	m := &modrtd{ctr: ctr}
+	m.bus = testenv.StartBus(t)
+	testenv.StartPolkit(t, m.bus)
+	m.dir = testenv.SharedTempDir(t, "modrtd")
+	cfg := filepath.Join(m.dir, "modrtd.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = \"edgev2-test\"\n[agent]\nspec = '%s'\n[[modules]]\nname = \"local-sensor\"\nspec = '%s'\n",
+		filepath.Join(m.dir, "home"), ctr.Address, agent, local)), 0o600)
+	m.svc = testenv.StartService(t, m.bus, testenv.ServiceOptions{
+		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg},
+		User: "root", BusName: modrt.BusName,
+	})
+	m.conn = m.bus.Conn(t)
+	for _, name := range []string{"edgeAgent", "local-sensor"} {
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			v, err := m.module(name).GetProperty(modrt.ModuleInterface + ".Status")
+			if err == nil && v.Value() == "running" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("configured module %s not running: %v %v", name, v, err)
+			}
+		}
+	}
+	// Removed by hand, it comes back (the local deployment is kept).
+	if err := m.module("local-sensor").Call(modrt.ModuleInterface+".Remove", 0).Err; err != nil {
+		t.Fatal(err)
+	}
+	m.svc.Restart(t)
+	m.waitStatus(t, "local-sensor", "running")
 }

@@ -181,3 +181,28 @@ func (s *Service) Logs(name string, o LogOptions) (io.ReadCloser, error) { retur
 
 // StopTimeout is the default grace before SIGKILL.
 const StopTimeout = 10 * time.Second
+
+// KeepLocal creates the configured local modules (the agent first) that do
+// not exist, and checks again every interval until ctx ends: a gateway
+// without a cloud agent still runs its modules. Supervision restarts them.
+func (s *Service) KeepLocal(ctx context.Context, mods []LocalModule, interval time.Duration) {
+	for {
+		for _, m := range mods {
+			if _, err := s.rt.Status(ctx, m.Name); err == nil {
+				continue
+			} else if !fault.Is(err, fault.NotFound) {
+				continue
+			}
+			if err := s.Create(ctx, m.Name, []byte(m.Spec), true); err != nil {
+				s.log.Error("cannot create a configured module; retrying", "module", m.Name, "in", interval, "err", err)
+			} else {
+				s.log.Info("configured module created", "module", m.Name)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}

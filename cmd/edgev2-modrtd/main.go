@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	godbus "github.com/godbus/dbus/v5"
 
@@ -35,6 +36,7 @@ func run(configPath string, log *slog.Logger) int {
 	}
 	var rt *modrt.Runtime
 	var wl *workload.Manager
+	var svc *modrt.Service
 	return daemon.Serve(log, daemon.Service{
 		BusName: modrt.BusName,
 		Path:    modrt.ObjectPath,
@@ -58,7 +60,7 @@ func run(configPath string, log *slog.Logger) int {
 				}
 				rt.SetRegistryTrust(pool)
 			}
-			svc := modrt.NewService(rt, cfg, log)
+			svc = modrt.NewService(rt, cfg, log)
 			ids := iclient.New(conn)
 			wl = workload.NewManager(filepath.Join(cfg.Homedir, "workload"), workloadBackend{rt: rt, ids: ids, certs: cclient.New(conn), trust: cfg.TrustBundle}, log)
 			svc.Identities, svc.Workload = moduleIdentities{ids}, wl
@@ -77,6 +79,11 @@ func run(configPath string, log *slog.Logger) int {
 				}
 			}()
 			return nil
+		},
+		Started: func(ctx context.Context) {
+			if len(cfg.Modules) > 0 {
+				svc.KeepLocal(ctx, cfg.Modules, 30*time.Second)
+			}
 		},
 		Stopped: func() {
 			if wl != nil {
