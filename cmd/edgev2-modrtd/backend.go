@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	cclient "github.com/edgev2/edgev2/certs/client"
 	iclient "github.com/edgev2/edgev2/identity/client"
@@ -38,16 +39,36 @@ func (b workloadBackend) TrustBundle(ctx context.Context) (string, error) {
 // the module's task (two readlinks, no containerd round trip); modules that
 // share the host's pid namespace fall back to the task's process list.
 func (b workloadBackend) OwnsPid(ctx context.Context, module string, pid int32) bool {
+	// A module may call in the instant its task starts, before the runtime
+	// has recorded it: look again for up to a second before refusing.
+	for i := 0; i < 20; i++ {
+		if b.ownsPid(ctx, module, pid) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return false
+}
+
+func (b workloadBackend) ownsPid(ctx context.Context, module string, pid int32) bool {
 	st, err := b.rt.Status(ctx, module)
-	if err != nil || st.Pid == 0 {
+	if err != nil {
 		return false
 	}
-	hostNS, _ := os.Readlink("/proc/self/ns/pid")
-	taskNS, err1 := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", st.Pid))
-	peerNS, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
-	if err1 == nil && err2 == nil && taskNS != hostNS {
-		return peerNS == taskNS
+	if st.Pid != 0 {
+		hostNS, _ := os.Readlink("/proc/self/ns/pid")
+		taskNS, err1 := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", st.Pid))
+		peerNS, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+		if err1 == nil && err2 == nil && taskNS != hostNS && peerNS == taskNS {
+			return true
+		}
 	}
+	// Not shown by the fast path (the task just started and its pid is not
+	// recorded yet, or it shares the host's pid namespace): ask containerd.
 	pids, err := b.rt.Pids(ctx, module)
 	if err != nil {
 		return false
