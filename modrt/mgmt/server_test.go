@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/edgev2/edgev2/internal/testenv"
 	"io"
 	"log/slog"
 	"net"
@@ -410,9 +411,7 @@ func TestAgentOnlyRoutesRefuseOtherModules(t *testing.T) {
 }
 
 func TestRootIsTrusted(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root: the test's own uid is the caller's")
-	}
+	testenv.RequireRoot(t) // the test's own uid is the caller's
 	e := newEnv(t, nil, true)
 	e.want(e.do("POST", v("/modules"), specJSON("m", "a")), 201)
 	e.want(e.do("POST", v("/device/reprovision"), ""), 200)

@@ -1,6 +1,7 @@
 package mgmt
 
 import (
+	"github.com/edgev2/edgev2/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,12 +14,10 @@ import (
 
 // A real second uid (nobody), in no module, may read but not manage.
 func TestAnotherUIDMayReadButNotManage(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to run a client as another uid")
-	}
+	testenv.RequireRoot(t) // to run a client as another uid
 	curl, err := exec.LookPath("curl")
 	if err != nil {
-		t.Skip("needs curl to speak HTTP over a Unix socket as another uid")
+		testenv.Missing(t, "curl", "it speaks HTTP over a Unix socket as another uid")
 	}
 	e := newEnv(t, asAgent, true)
 	e.mods.add(modrt.Status{Name: "m", State: modrt.StateRunning}, nil)
