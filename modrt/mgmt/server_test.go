@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/edgev2/edgev2/internal/testenv"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/modrt"
 )
 

@@ -1,7 +1,6 @@
 package mgmt
 
 import (
-	"github.com/edgev2/edgev2/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +8,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/modrt"
 )
 
