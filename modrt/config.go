@@ -13,7 +13,7 @@ type Config struct {
 	Containerd string `toml:"containerd_address"` // default /run/containerd/containerd.sock
 	Namespace  string `toml:"namespace"`          // default edgev2
 	// MgmtSocket is the management API's Unix socket (edgeAgent, tools).
-	MgmtSocket string `toml:"mgmt_socket"` // default <homedir>/mgmt.sock
+	MgmtSocket string `toml:"mgmt_socket"` // default <homedir>/mgmt/mgmt.sock; its directory is bound into the agent
 	// TrustBundle is the Certificates id of the CAs the workload API's
 	// trust-bundle endpoint serves to modules.
 	TrustBundle string `toml:"trust_bundle"`
@@ -70,7 +70,7 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		c.Containerd = "/run/containerd/containerd.sock"
 	}
 	if c.MgmtSocket == "" {
-		c.MgmtSocket = c.Homedir + "/mgmt.sock"
+		c.MgmtSocket = c.Homedir + "/mgmt/mgmt.sock"
 	}
 	if c.Namespace == "" {
 		c.Namespace = "edgev2"

@@ -238,7 +238,7 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 		}
 	})
 	t.Run("ManagementRESTAPI", func(t *testing.T) {
-		sock := filepath.Join(m.dir, "home", "mgmt.sock")
+		sock := filepath.Join(m.dir, "home", "mgmt", "mgmt.sock")
 		curl := func(method, path, body string) (int, string) {
 			t.Helper()
 			args := []string{"-s", "-o", "-", "-w", "\n%{http_code}", "--unix-socket", sock, "-X", method}
@@ -359,7 +359,7 @@ func TestModrtdKeepsConfiguredModulesRunning(t *testing.T) {
 	ctr := testenv.StartContainerd(t)
 	archive := testenv.BuildImage(t, "edgev2.test/local:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"while true; do sleep 1; done"}})
 	testenv.ImportImage(t, ctr, "edgev2-test", archive)
-	agent := `{"name":"edgeAgent","type":"docker","restartPolicy":"always","config":{"settings":{"image":"edgev2.test/local:1","createOptions":{}}}}`
+	agent := `{"name":"edgeAgent","type":"docker","restartPolicy":"always","config":{"settings":{"image":"edgev2.test/local:1","createOptions":{"Cmd":["echo mgmt=$IOTEDGE_MANAGEMENTURI; ls /var/run/iotedge-mgmt; while true; do sleep 1; done"]}}}}`
 	local := `{"name":"local-sensor","type":"docker","restartPolicy":"always","config":{"settings":{"image":"edgev2.test/local:1","createOptions":{}}}}`
 	m := &modrtd{ctr: ctr}
 	m.bus = testenv.StartBus(t)
@@ -382,6 +382,16 @@ func TestModrtdKeepsConfiguredModulesRunning(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("configured module %s not running: %v %v", name, v, err)
 			}
+		}
+	}
+	// The agent, and only the agent, sees the management socket.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out := m.logs(t, "edgeAgent")
+		if strings.Contains(out, "mgmt=unix:///var/run/iotedge-mgmt/mgmt.sock") && strings.Contains(out, "mgmt.sock\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("edgeAgent does not see the management socket: %q", out)
 		}
 	}
 	// Removed by hand, it comes back (the local deployment is kept).

@@ -28,7 +28,14 @@ type Service struct {
 	Identities Identities
 	// Workload serves each module's workload socket; nil: none.
 	Workload WorkloadSockets
+	// MgmtDir holds the management socket; it is bound into the agent
+	// module (and only it) at /var/run/iotedge-mgmt. Empty: not bound.
+	MgmtDir string
 }
+
+// AgentModule is the module that manages the others through the
+// management API.
+const AgentModule = "edgeAgent"
 
 // Identities makes sure a module has an identity and returns the
 // IOTEDGE_* environment that names it.
@@ -45,6 +52,9 @@ type WorkloadSockets interface {
 
 // workloadDir is where a module sees its workload socket.
 const workloadDir = "/var/run/iotedge"
+
+// mgmtSocketName is the management socket's file name in MgmtDir.
+const mgmtSocketName = "mgmt.sock"
 
 // NewService serves rt under the config's policy.
 func NewService(rt *Runtime, cfg *Config, log *slog.Logger) *Service {
@@ -89,6 +99,13 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 			extra.Env = env
 			extra.Mounts = []specs.Mount{{Destination: workloadDir, Type: "bind", Source: s.Workload.Dir(name), Options: []string{"rbind", "rw"}}}
 		}
+	}
+	if name == AgentModule && s.MgmtDir != "" {
+		if extra.Env == nil {
+			extra.Env = map[string]string{}
+		}
+		extra.Env["IOTEDGE_MANAGEMENTURI"] = "unix:///var/run/iotedge-mgmt/" + mgmtSocketName
+		extra.Mounts = append(extra.Mounts, specs.Mount{Destination: "/var/run/iotedge-mgmt", Type: "bind", Source: s.MgmtDir, Options: []string{"rbind", "rw"}})
 	}
 	opts, err := spec.OCIOpts(s.policy, extra)
 	if err != nil {

@@ -61,6 +61,9 @@ func run(configPath string, log *slog.Logger) int {
 				rt.SetRegistryTrust(pool)
 			}
 			svc = modrt.NewService(rt, cfg, log)
+			if filepath.Base(cfg.MgmtSocket) == "mgmt.sock" {
+				svc.MgmtDir = filepath.Dir(cfg.MgmtSocket)
+			}
 			ids := iclient.New(conn)
 			wl = workload.NewManager(filepath.Join(cfg.Homedir, "workload"), workloadBackend{rt: rt, ids: ids, certs: cclient.New(conn), trust: cfg.TrustBundle}, log)
 			svc.Identities, svc.Workload = moduleIdentities{ids}, wl
