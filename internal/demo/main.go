@@ -217,7 +217,7 @@ func demo(p *testenv.Program) error {
 		total += s.took
 	}
 	fmt.Printf("\nsummary: %d steps passed in %s; everything started here is stopped and removed on exit.\n", len(steps), total.Round(time.Millisecond))
-	fmt.Println("Next: the management REST API for edgeAgent, registry pulls, the edge CA (see the open issues).")
+	fmt.Println("Still open: the edge CA and the remaining workload endpoints (issue 5), edgectl and packages (issue 6), TPM (issue 7).")
 	if *shell {
 		fmt.Printf("\nkeyd keeps running. In another shell, as root:\n\n  export DBUS_SYSTEM_BUS_ADDRESS=%s\n\nthen try the tour in README.md. Ctrl-C stops everything.\n", addr)
 		sig := make(chan os.Signal, 1)
