@@ -132,6 +132,10 @@ common_name = "x509-dev-1"
 [cert_issuance.manual-x509]
 method = "self_signed"
 common_name = "manual-x509"
+[cert_issuance.edge-ca]
+method = "self_signed"
+ca = true
+common_name = "edgev2 test edge CA"
 `, caFile, w.hostPort, estUser, estSecret))},
 		User: testenv.CertsUser, BusName: certs.BusName,
 	})

@@ -2,6 +2,7 @@ package identity_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -39,10 +40,13 @@ func TestModuleGetsItsTokenThroughTheWorkloadSocket(t *testing.T) {
 	}
 	archive := testenv.BuildImage(t, "edgev2.test/workloadclient:1", testenv.ImageConfig{
 		Entrypoint: []string{"/bin/workloadclient"}, Files: map[string]string{"/bin/workloadclient": bin}})
+	if _, err := w.certs.Ensure(context.Background(), "edge-ca"); err != nil {
+		t.Fatal(err)
+	}
 	dir := testenv.SharedTempDir(t, "modrtd")
 	cfg := filepath.Join(dir, "modrtd.toml")
 	ns := fmt.Sprintf("edgev2-wl-%d", time.Now().UnixNano())
-	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = %q\ntrust_bundle = \"labcloud-ca\"\n", filepath.Join(dir, "home"), ctr.Address, ns)), 0o600)
+	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = %q\ntrust_bundle = \"labcloud-ca\"\nedge_ca_cert = \"edge-ca\"\nedge_ca_key = \"edge-ca\"\n", filepath.Join(dir, "home"), ctr.Address, ns)), 0o600)
 	testenv.StartService(t, w.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
 		User: "root", BusName: modrt.BusName,
@@ -56,7 +60,7 @@ func TestModuleGetsItsTokenThroughTheWorkloadSocket(t *testing.T) {
 	f.Close()
 	create := func(name, other string) {
 		t.Helper()
-		spec := fmt.Sprintf(`{"name":%q,"type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{}},"env":{"OTHER_MODULE":{"value":%q}}}}`, name, other)
+		spec := fmt.Sprintf(`{"name":%q,"type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{}},"env":{"OTHER_MODULE":{"value":%q},"WANT_SERVER_CERT":{"value":"1"}}}}`, name, other)
 		var p godbus.ObjectPath
 		if err := root.Call(modrt.Interface+".CreateModule", 0, name, spec, map[string]godbus.Variant{}).Store(&p); err != nil {
 			t.Fatalf("CreateModule %s: %v", name, err)
@@ -112,6 +116,9 @@ func TestModuleGetsItsTokenThroughTheWorkloadSocket(t *testing.T) {
 		}
 		if res["hub_status"] != float64(204) {
 			t.Fatalf("the hub answered %v to %s's token from its workload socket; want 204", res["hub_status"], name)
+		}
+		if res["server_cert_status"] != float64(201) || res["server_cert_ok"] != true {
+			t.Fatalf("%s: server certificate %v ok=%v (%v); want 201 and a chain that verifies against the trust bundle", name, res["server_cert_status"], res["server_cert_ok"], res["server_cert_error"])
 		}
 		if n := w.cloud.Hub.AcceptedMessages("reg-sym", name); n != 1 {
 			t.Fatalf("hub accepted %d messages from %s, want 1", n, name)

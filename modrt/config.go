@@ -17,6 +17,11 @@ type Config struct {
 	// TrustBundle is the Certificates id of the CAs the workload API's
 	// trust-bundle endpoint serves to modules.
 	TrustBundle string `toml:"trust_bundle"`
+	// EdgeCACert and EdgeCAKey name the edge CA (in Certificates and Keys)
+	// that issues modules' server certificates; its certificate is added to
+	// the trust bundle. Empty: no server certificates.
+	EdgeCACert string `toml:"edge_ca_cert"`
+	EdgeCAKey  string `toml:"edge_ca_key"`
 	// RegistryCAFiles are PEM files of CAs registries' TLS certificates may
 	// chain to (besides the system roots).
 	RegistryCAFiles []string     `toml:"registry_ca_files"`

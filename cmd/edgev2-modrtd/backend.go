@@ -2,10 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
+	"github.com/edgev2/edgev2/certs"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/fault"
@@ -16,10 +24,11 @@ import (
 // workloadBackend serves the workload API from the Identity and
 // Certificates services and the runtime's view of module processes.
 type workloadBackend struct {
-	rt    *modrt.Runtime
-	ids   *iclient.Client
-	certs *cclient.Client
-	trust string
+	rt             *modrt.Runtime
+	ids            *iclient.Client
+	certs          *cclient.Client
+	trust          string
+	edgeCA, edgeCK string // edge CA certificate and key ids
 }
 
 var _ workload.Backend = workloadBackend{}
@@ -28,11 +37,55 @@ func (b workloadBackend) SignAsModule(ctx context.Context, module, key string, d
 	return b.ids.SignAsModule(ctx, module, key, data)
 }
 
+// TrustBundle is the configured trust bundle plus the edge CA.
 func (b workloadBackend) TrustBundle(ctx context.Context) (string, error) {
-	if b.trust == "" {
-		return "", fault.New(fault.NotFound, "no trust bundle is configured (trust_bundle in modrtd.toml)")
+	if b.trust == "" && b.edgeCA == "" {
+		return "", fault.New(fault.NotFound, "no trust bundle is configured (trust_bundle or edge_ca_cert in modrtd.toml)")
 	}
-	return b.certs.Get(ctx, b.trust)
+	var bundle strings.Builder
+	for _, id := range []string{b.trust, b.edgeCA} {
+		if id == "" {
+			continue
+		}
+		pemText, err := b.certs.Get(ctx, id)
+		if err != nil {
+			return "", err
+		}
+		chain, err := certs.ParseChainPEM(pemText)
+		if err != nil {
+			return "", err
+		}
+		// The CA itself: a chain's last certificate.
+		bundle.WriteString(certs.EncodeChain(chain[len(chain)-1:]))
+	}
+	return bundle.String(), nil
+}
+
+// ServerCert makes a key for the module (it is the module's to keep, so it
+// is made here and handed over, as aziot-edged does), and has certd issue
+// the certificate under the edge CA.
+func (b workloadBackend) ServerCert(ctx context.Context, module, commonName string, notAfter time.Time) (string, string, error) {
+	if b.edgeCA == "" || b.edgeCK == "" {
+		return "", "", fault.New(fault.Unavailable, "no edge CA is configured (edge_ca_cert and edge_ca_key in modrtd.toml)")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	csr, err := certs.NewCSR(key, pkix.Name{CommonName: commonName}, []string{commonName})
+	if err != nil {
+		return "", "", err
+	}
+	chain, err := b.certs.Create(ctx, "module-server-"+module, csr, cclient.CreateOptions{
+		Issuer: "local_ca", IssuerCert: b.edgeCA, IssuerKey: b.edgeCK, Validity: time.Until(notAfter).Round(time.Second)})
+	if err != nil {
+		return "", "", err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return "", "", err
+	}
+	return chain, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), nil
 }
 
 // OwnsPid: a process is the module's if it lives in the pid namespace of

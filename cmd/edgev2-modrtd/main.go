@@ -65,7 +65,7 @@ func run(configPath string, log *slog.Logger) int {
 				svc.MgmtDir = filepath.Dir(cfg.MgmtSocket)
 			}
 			ids := iclient.New(conn)
-			wl = workload.NewManager(filepath.Join(cfg.Homedir, "workload"), workloadBackend{rt: rt, ids: ids, certs: cclient.New(conn), trust: cfg.TrustBundle}, log)
+			wl = workload.NewManager(filepath.Join(cfg.Homedir, "workload"), workloadBackend{rt: rt, ids: ids, certs: cclient.New(conn), trust: cfg.TrustBundle, edgeCA: cfg.EdgeCACert, edgeCK: cfg.EdgeCAKey}, log)
 			svc.Identities, svc.Workload = moduleIdentities{ids}, wl
 			svc.Resume(ctx)
 			modrt.NewBusAPI(ctx, svc, auth, srv, log)

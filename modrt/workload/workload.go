@@ -15,7 +15,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -36,6 +38,9 @@ type Backend interface {
 	TrustBundle(ctx context.Context) (string, error)
 	// OwnsPid reports whether pid is a process of the module's container.
 	OwnsPid(ctx context.Context, module string, pid int32) bool
+	// ServerCert issues a server certificate for the module under the edge
+	// CA: the chain (leaf first) and the private key, both PEM.
+	ServerCert(ctx context.Context, module, commonName string, notAfter time.Time) (chainPEM, keyPEM string, err error)
 }
 
 // Manager serves one socket per module under dir/<module>/workload.sock.
@@ -197,6 +202,47 @@ func (m *Manager) handler(module string) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"digest": base64.StdEncoding.EncodeToString(digest)})
 	})
+	mux.HandleFunc("POST /modules/{name}/genid/{genid}/certificate/server", func(w http.ResponseWriter, r *http.Request) {
+		if !m.allowed(w, r, module, true) {
+			return
+		}
+		var req struct {
+			CommonName string `json:"commonName"`
+			Expiration string `json:"expiration"`
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10+1))
+		if err != nil || len(body) > 64<<10 {
+			fail(w, http.StatusRequestEntityTooLarge, "request body over 64 KiB")
+			return
+		}
+		if err := json.Unmarshal(body, &req); err != nil {
+			fail(w, http.StatusBadRequest, "request body is not valid JSON: %v", err)
+			return
+		}
+		if !validHostname(req.CommonName) {
+			fail(w, http.StatusBadRequest, "commonName %q is not a host name", req.CommonName)
+			return
+		}
+		notAfter, err := time.Parse(time.RFC3339, req.Expiration)
+		if err != nil || !notAfter.After(time.Now()) {
+			fail(w, http.StatusBadRequest, "expiration %q is not an RFC 3339 time in the future", req.Expiration)
+			return
+		}
+		if maxLife := time.Now().Add(90 * 24 * time.Hour); notAfter.After(maxLife) {
+			notAfter = maxLife
+		}
+		chain, key, err := m.be.ServerCert(r.Context(), module, req.CommonName, notAfter)
+		if err != nil {
+			m.log.Warn("workload server certificate failed", "module", module, "err", err)
+			fail(w, statusOf(err), "%s", fault.Message(err))
+			return
+		}
+		writeJSON(w, http.StatusCreated, map[string]any{
+			"certificate": chain,
+			"privateKey":  map[string]string{"type": "key", "bytes": key},
+			"expiration":  notAfter.UTC().Format(time.RFC3339),
+		})
+	})
 	mux.HandleFunc("GET /trust-bundle", func(w http.ResponseWriter, r *http.Request) {
 		if !m.allowed(w, r, module, false) {
 			return
@@ -232,6 +278,24 @@ func (m *Manager) allowed(w http.ResponseWriter, r *http.Request, module string,
 	if namedInPath && r.PathValue("name") != module {
 		fail(w, http.StatusForbidden, "module %s may not act as module %s", module, r.PathValue("name"))
 		return false
+	}
+	return true
+}
+
+// validHostname accepts DNS names (labels of letters, digits and hyphens).
+func validHostname(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
 	}
 	return true
 }

@@ -76,6 +76,31 @@ func main() {
 	res["trust_bundle_status"] = resp.StatusCode
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM([]byte(tb.Certificate))
+	// A server certificate from the edge CA, as edgeHub asks for one.
+	if os.Getenv("WANT_SERVER_CERT") != "" {
+		body, _ := json.Marshal(map[string]string{"commonName": mod, "expiration": time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)})
+		resp, err := c.Post("http://workload/modules/"+mod+"/genid/"+gen+"/certificate/server?api-version="+api, "application/json", bytes.NewReader(body))
+		if err != nil {
+			res["error"] = err.Error()
+			return
+		}
+		var sc struct {
+			Certificate string
+			PrivateKey  struct{ Type, Bytes string }
+		}
+		json.NewDecoder(resp.Body).Decode(&sc)
+		resp.Body.Close()
+		res["server_cert_status"] = resp.StatusCode
+		pair, err := tls.X509KeyPair([]byte(sc.Certificate), []byte(sc.PrivateKey.Bytes))
+		if err == nil {
+			leaf, _ := x509.ParseCertificate(pair.Certificate[0])
+			_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: mod})
+		}
+		res["server_cert_ok"] = err == nil
+		if err != nil {
+			res["server_cert_error"] = err.Error()
+		}
+	}
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	req, _ := http.NewRequest(http.MethodPost, "https://"+hub+"/devices/"+dev+"/modules/"+mod+"/messages/events?api-version=2020-03-13", strings.NewReader(`{"from":"inside the container"}`))
 	req.Header.Set("Authorization", token)
