@@ -217,7 +217,7 @@ func demo(p *testenv.Program) error {
 		total += s.took
 	}
 	fmt.Printf("\nsummary: %d steps passed in %s; everything started here is stopped and removed on exit.\n", len(steps), total.Round(time.Millisecond))
-	fmt.Println("Still open: the edge CA and the remaining workload endpoints (issue 5), edgectl and packages (issue 6), TPM (issue 7).")
+	fmt.Println("Still open: a quickstart edge CA and the remaining workload endpoints (issue 5), edgectl and packages (issue 6), TPM (issue 7).")
 	if *shell {
 		fmt.Printf("\nkeyd keeps running. In another shell, as root:\n\n  export DBUS_SYSTEM_BUS_ADDRESS=%s\n\nthen try the tour in README.md. Ctrl-C stops everything.\n", addr)
 		sig := make(chan os.Signal, 1)
