@@ -3,10 +3,8 @@ package identity_test
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,18 +75,9 @@ func TestModuleGetsItsTokenThroughTheWorkloadSocket(t *testing.T) {
 				t.Fatal(err)
 			}
 			lf := os.NewFile(uintptr(fd), "logs")
-			data, _ := io.ReadAll(lf)
+			text, _ := modrt.FramedText(lf)
 			lf.Close()
-			var text strings.Builder
-			for len(data) >= 8 {
-				n := binary.BigEndian.Uint32(data[4:8])
-				if int(n) > len(data)-8 {
-					break
-				}
-				text.Write(data[8 : 8+n])
-				data = data[8+n:]
-			}
-			sc := bufio.NewScanner(strings.NewReader(text.String()))
+			sc := bufio.NewScanner(strings.NewReader(text))
 			for sc.Scan() {
 				if j, ok := strings.CutPrefix(sc.Text(), "WORKLOAD-RESULT "); ok {
 					var res map[string]any

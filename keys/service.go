@@ -335,17 +335,27 @@ func checkData(what string, data []byte) error {
 	return nil
 }
 
-// Sign signs data with key id using mech.
-func (s *Service) Sign(ctx context.Context, id, mech string, data []byte) ([]byte, error) {
-	if err := checkData("data", data); err != nil {
-		return nil, err
+// keyFor is the common start of every key operation: the payload is within
+// the limit, the key exists, and mech is a mechanism of kind op that fits it.
+func (s *Service) keyFor(ctx context.Context, id, mech string, op opKind, what string, data []byte) (Handle, Info, error) {
+	if err := checkData(what, data); err != nil {
+		return nil, Info{}, err
 	}
 	h, err := s.handle(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, Info{}, err
 	}
 	info := h.Info()
-	if err := checkMechanism(info, mech, opSign); err != nil {
+	if err := checkMechanism(info, mech, op); err != nil {
+		return nil, Info{}, err
+	}
+	return h, info, nil
+}
+
+// Sign signs data with key id using mech.
+func (s *Service) Sign(ctx context.Context, id, mech string, data []byte) ([]byte, error) {
+	h, _, err := s.keyFor(ctx, id, mech, opSign, "data", data)
+	if err != nil {
 		return nil, err
 	}
 	if mech == MechHMACSHA256 {
@@ -360,15 +370,8 @@ func (s *Service) Sign(ctx context.Context, id, mech string, data []byte) ([]byt
 
 // Verify checks a signature; a malformed signature is false, not an error.
 func (s *Service) Verify(ctx context.Context, id, mech string, data, sig []byte) (bool, error) {
-	if err := checkData("data", data); err != nil {
-		return false, err
-	}
-	h, err := s.handle(ctx, id)
+	h, info, err := s.keyFor(ctx, id, mech, opSign, "data", data)
 	if err != nil {
-		return false, err
-	}
-	info := h.Info()
-	if err := checkMechanism(info, mech, opSign); err != nil {
 		return false, err
 	}
 	if mech == MechHMACSHA256 {
@@ -404,15 +407,8 @@ const gcmIVLen, gcmTagLen = 12, 16
 
 // Encrypt encrypts with key id using mech.
 func (s *Service) Encrypt(ctx context.Context, id, mech string, plaintext []byte, opt CipherOptions) ([]byte, error) {
-	if err := checkData("plaintext", plaintext); err != nil {
-		return nil, err
-	}
-	h, err := s.handle(ctx, id)
+	h, info, err := s.keyFor(ctx, id, mech, opEncrypt, "plaintext", plaintext)
 	if err != nil {
-		return nil, err
-	}
-	info := h.Info()
-	if err := checkMechanism(info, mech, opEncrypt); err != nil {
 		return nil, err
 	}
 	if mech == MechRSAOAEPSHA256 {
@@ -445,15 +441,8 @@ func (s *Service) Encrypt(ctx context.Context, id, mech string, plaintext []byte
 
 // Decrypt decrypts what Encrypt made.
 func (s *Service) Decrypt(ctx context.Context, id, mech string, ciphertext []byte, opt CipherOptions) ([]byte, error) {
-	if err := checkData("ciphertext", ciphertext); err != nil {
-		return nil, err
-	}
-	h, err := s.handle(ctx, id)
+	h, info, err := s.keyFor(ctx, id, mech, opEncrypt, "ciphertext", ciphertext)
 	if err != nil {
-		return nil, err
-	}
-	info := h.Info()
-	if err := checkMechanism(info, mech, opEncrypt); err != nil {
 		return nil, err
 	}
 	if mech == MechRSAOAEPSHA256 {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -623,4 +624,15 @@ func ParseFrames(r io.Reader) ([]Frame, error) {
 		}
 		out = append(out, Frame{Stream: h[0], Payload: p})
 	}
+}
+
+// FramedText reads a multiplexed stream and returns the payloads of both
+// streams concatenated, in order.
+func FramedText(r io.Reader) (string, error) {
+	frames, err := ParseFrames(r)
+	var b strings.Builder
+	for _, f := range frames {
+		b.Write(f.Payload)
+	}
+	return b.String(), err
 }

@@ -1,11 +1,8 @@
 package modrt_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,23 +104,11 @@ func (m *modrtd) logs(t *testing.T, name string) string {
 	}
 	f := os.NewFile(uintptr(fd), "logs")
 	defer f.Close()
-	data, _ := io.ReadAll(f)
-	var out bytes.Buffer
-	for len(data) >= 8 {
-		if data[0] != 1 && data[0] != 2 {
-			t.Fatalf("bad stream byte %d in the log framing", data[0])
-		}
-		n := binary.BigEndian.Uint32(data[4:8])
-		if int(n) > len(data)-8 {
-			t.Fatalf("truncated frame")
-		}
-		out.Write(data[8 : 8+n])
-		data = data[8+n:]
+	text, err := modrt.FramedText(f)
+	if err != nil {
+		t.Fatalf("the log stream is not in Docker's framing: %v", err)
 	}
-	if len(data) != 0 {
-		t.Fatalf("%d stray bytes after the last frame", len(data))
-	}
-	return out.String()
+	return text
 }
 
 func spec(name, image, restart string, cmd ...string) string {

@@ -3,10 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,18 +100,9 @@ func benchResult(conn *godbus.Conn, name string) float64 {
 		return 0
 	}
 	f := os.NewFile(uintptr(fd), "logs")
-	data, _ := io.ReadAll(f)
+	text, _ := modrt.FramedText(f)
 	f.Close()
-	var text strings.Builder
-	for len(data) >= 8 {
-		n := binary.BigEndian.Uint32(data[4:8])
-		if int(n) > len(data)-8 {
-			break
-		}
-		text.Write(data[8 : 8+n])
-		data = data[8+n:]
-	}
-	sc := bufio.NewScanner(strings.NewReader(text.String()))
+	sc := bufio.NewScanner(strings.NewReader(text))
 	for sc.Scan() {
 		if j, ok := strings.CutPrefix(sc.Text(), "WORKLOAD-RESULT "); ok {
 			var res map[string]any

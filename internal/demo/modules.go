@@ -3,10 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,18 +76,9 @@ func moduleSteps(p *testenv.Program, run func(string, func() (string, error)) er
 				return "", err
 			}
 			lf := os.NewFile(uintptr(fd), "logs")
-			data, _ := io.ReadAll(lf)
+			text, _ := modrt.FramedText(lf)
 			lf.Close()
-			var text strings.Builder
-			for len(data) >= 8 {
-				n := binary.BigEndian.Uint32(data[4:8])
-				if int(n) > len(data)-8 {
-					break
-				}
-				text.Write(data[8 : 8+n])
-				data = data[8+n:]
-			}
-			sc := bufio.NewScanner(strings.NewReader(text.String()))
+			sc := bufio.NewScanner(strings.NewReader(text))
 			for sc.Scan() {
 				j, ok := strings.CutPrefix(sc.Text(), "WORKLOAD-RESULT ")
 				if !ok {
