@@ -2,7 +2,9 @@ package modrt
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/edgev2/edgev2/internal/config"
 )
@@ -22,6 +24,18 @@ type Config struct {
 	// the trust bundle. Empty: no server certificates.
 	EdgeCACert string `toml:"edge_ca_cert"`
 	EdgeCAKey  string `toml:"edge_ca_key"`
+	// EdgeCALifetimeDays is the lifetime of the quickstart edge CA modrtd
+	// makes (key and certificate "edgev2-edge-ca") when edge_ca_cert is
+	// not set; it is renewed, with the same key, after 80% of it.
+	EdgeCALifetimeDays int `toml:"edge_ca_lifetime_days"`
+	// ManifestTrustBundle is the Certificates id the workload API's
+	// manifest-trust-bundle endpoint serves (empty: an empty bundle).
+	ManifestTrustBundle string `toml:"manifest_trust_bundle"`
+	// WorkloadEncryptionKey is the Keys id (usage encrypt, made if missing)
+	// behind the workload API's encrypt and decrypt.
+	WorkloadEncryptionKey string `toml:"workload_encryption_key"`
+	// ImageGC removes images no module has used for a while, on a schedule.
+	ImageGC ImageGCConfig `toml:"image_garbage_collection"`
 	// RegistryCAFiles are PEM files of CAs registries' TLS certificates may
 	// chain to (besides the system roots).
 	RegistryCAFiles []string     `toml:"registry_ca_files"`
@@ -31,6 +45,20 @@ type Config struct {
 	// any cloud agent.
 	Agent   *LocalModule  `toml:"agent"`
 	Modules []LocalModule `toml:"modules"`
+}
+
+// ImageGCConfig is aziot-edged's [image_garbage_collection]: every
+// cleanup_recurrence, at cleanup_time (local HH:MM), images unused for
+// image_age_cleanup_threshold are removed.
+type ImageGCConfig struct {
+	Enabled    *bool  `toml:"enabled"`                     // default true
+	Recurrence string `toml:"cleanup_recurrence"`          // default "1d"
+	Threshold  string `toml:"image_age_cleanup_threshold"` // default "7d"
+	Time       string `toml:"cleanup_time"`                // default "00:00"
+
+	// Parsed by ParseConfig.
+	Every, UnusedFor time.Duration
+	AtMinute         int // minutes after local midnight
 }
 
 // LocalModule is a module the runtime keeps by itself.
@@ -103,10 +131,65 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 			return nil, &ConfigError{File: path, Key: key + ".spec", Problem: err.Error(), Fix: "write a ModuleSpec JSON (docs/modules.md)"}
 		}
 	}
+	if c.EdgeCALifetimeDays == 0 {
+		c.EdgeCALifetimeDays = 90
+	}
+	if c.EdgeCALifetimeDays < 1 || c.EdgeCALifetimeDays > 3650 {
+		return nil, &ConfigError{File: path, Key: "edge_ca_lifetime_days", Problem: fmt.Sprintf("%d is out of range", c.EdgeCALifetimeDays), Fix: "use 1 to 3650 days"}
+	}
+	if (c.EdgeCACert == "") != (c.EdgeCAKey == "") {
+		return nil, &ConfigError{File: path, Key: "edge_ca_cert", Problem: "edge_ca_cert and edge_ca_key must be set together", Fix: "set both (a configured edge CA) or neither (the quickstart edge CA)"}
+	}
+	if c.WorkloadEncryptionKey == "" {
+		c.WorkloadEncryptionKey = "edgev2-workload-encryption"
+	}
+	if err := c.ImageGC.parse(path); err != nil {
+		return nil, err
+	}
 	for _, p := range c.Policy.ForbiddenBindPrefixes {
 		if !strings.HasPrefix(p, "/") {
 			return nil, &ConfigError{File: path, Key: "policy.forbidden_bind_prefixes", Problem: p + " is not an absolute path", Fix: "use absolute paths"}
 		}
 	}
 	return &c, nil
+}
+
+// GCEnabled reports whether scheduled image garbage collection is on.
+func (g ImageGCConfig) GCEnabled() bool { return g.Enabled == nil || *g.Enabled }
+
+func (g *ImageGCConfig) parse(path string) error {
+	var err error
+	if g.Every, err = parseDays(g.Recurrence, 24*time.Hour); err != nil || g.Every < time.Hour {
+		return &ConfigError{File: path, Key: "image_garbage_collection.cleanup_recurrence", Problem: fmt.Sprintf("%q is not a recurrence of at least an hour", g.Recurrence), Fix: `use a duration like "1d" or "12h"`}
+	}
+	if g.UnusedFor, err = parseDays(g.Threshold, 7*24*time.Hour); err != nil || g.UnusedFor < time.Minute {
+		return &ConfigError{File: path, Key: "image_garbage_collection.image_age_cleanup_threshold", Problem: fmt.Sprintf("%q is not an age of at least a minute", g.Threshold), Fix: `use a duration like "7d"`}
+	}
+	at := g.Time
+	if at == "" {
+		at = "00:00"
+	}
+	hh, mm, ok := strings.Cut(at, ":")
+	h, err1 := strconv.Atoi(hh)
+	m, err2 := strconv.Atoi(mm)
+	if !ok || err1 != nil || err2 != nil || len(hh) != 2 || len(mm) != 2 || h > 23 || m > 59 || h < 0 || m < 0 {
+		return &ConfigError{File: path, Key: "image_garbage_collection.cleanup_time", Problem: fmt.Sprintf("%q is not a time of day", g.Time), Fix: `use 24-hour "HH:MM", e.g. "03:30"`}
+	}
+	g.AtMinute = h*60 + m
+	return nil
+}
+
+// parseDays reads Go durations plus a "d" (day) unit, as aziot's config does.
+func parseDays(s string, def time.Duration) (time.Duration, error) {
+	if s == "" {
+		return def, nil
+	}
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		d, err := strconv.Atoi(n)
+		if err != nil || d < 0 {
+			return 0, fmt.Errorf("bad days %q", s)
+		}
+		return time.Duration(d) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
 }

@@ -368,6 +368,7 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 	r.mu.Lock()
 	r.modules[m.name] = m
 	r.mu.Unlock()
+	r.stampUsed(ctx, img.Metadata(), r.cfg.Now())
 	r.log.Info("module created", "module", req.Name, "image", req.Image, "snapshotter", r.snapshotter)
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 )
 
 // labelLastUsed, on an image, is when GCImages last saw a container use
-// it (RFC 3339). containerd keeps no use time, and Create does not record one.
+// it or Create made a container of it (RFC 3339); containerd keeps no use time.
 const labelLastUsed = labelPrefix + "last-used"
 
 // GCImages removes the images of the runtime's namespace that no
@@ -48,13 +48,7 @@ func (r *Runtime) GCImages(ctx context.Context, unusedFor time.Duration) ([]stri
 	var removed []string
 	for _, img := range imgs {
 		if inUse[img.Name] {
-			if img.Labels == nil {
-				img.Labels = map[string]string{}
-			}
-			img.Labels[labelLastUsed] = now.UTC().Format(time.RFC3339)
-			if _, err := store.Update(ctx, img, "labels."+labelLastUsed); err != nil && !errdefs.IsNotFound(err) {
-				r.log.Warn("image GC: record use of image", "image", img.Name, "err", err)
-			}
+			r.stampUsed(ctx, img, now)
 			continue
 		}
 		if now.Sub(lastUsed(img)) < unusedFor {
@@ -72,6 +66,17 @@ func (r *Runtime) GCImages(ctx context.Context, unusedFor time.Duration) ([]stri
 	}
 	sort.Strings(removed)
 	return removed, nil
+}
+
+// stampUsed records on img that a container used it at now.
+func (r *Runtime) stampUsed(ctx context.Context, img images.Image, now time.Time) {
+	if img.Labels == nil {
+		img.Labels = map[string]string{}
+	}
+	img.Labels[labelLastUsed] = now.UTC().Format(time.RFC3339)
+	if _, err := r.client.ImageService().Update(ctx, img, "labels."+labelLastUsed); err != nil && !errdefs.IsNotFound(err) {
+		r.log.Warn("record use of image", "image", img.Name, "err", err)
+	}
 }
 
 // lastUsed is when img was last pulled, imported or seen in use.

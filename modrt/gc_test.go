@@ -118,3 +118,20 @@ func TestGCKeepsRecentlyUsedImageAfterItsModuleIsRemoved(t *testing.T) {
 		t.Fatalf("GC with no age limit: removed %q, %v; want [%s]", removed, err, testImage)
 	}
 }
+
+func TestCreateRecordsTheImageAsUsed(t *testing.T) {
+	e := startRuntime(t)
+	e.create(t, "user", RestartNever, "")
+	ctx := namespaces.WithNamespace(t.Context(), e.cfg.Namespace)
+	img, err := e.rt.client.ImageService().Get(ctx, testImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stamp, err := time.Parse(time.RFC3339, img.Labels[labelLastUsed])
+	if err != nil {
+		t.Fatalf("after Create the image's %s label is %q: %v", labelLastUsed, img.Labels[labelLastUsed], err)
+	}
+	if d := time.Since(stamp); d < -time.Minute || d > time.Minute {
+		t.Fatalf("last-used stamp %v is not the time of Create", stamp)
+	}
+}
