@@ -1,0 +1,115 @@
+package tpm
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base32"
+	"errors"
+	"strings"
+
+	"github.com/google/go-tpm/tpm2"
+
+	"github.com/edgev2/edgev2/internal/fault"
+)
+
+// Key is a loaded or persistent TPM key and its public area.
+type Key struct {
+	Handle tpm2.TPMHandle
+	Name   tpm2.TPM2BName
+	Public tpm2.TPMTPublic
+	// Marshalled is the TPM2B_PUBLIC as the TPM returns it: what DPS
+	// receives (base64) as endorsementKey and storageRootKey.
+	Marshalled []byte
+}
+
+// Persistent reports whether the key survives a TPM reset.
+func (k *Key) Persistent() bool { return k.Handle>>24 == 0x81 }
+
+// RegistrationID is the DPS registration id the Azure IoT SDKs derive
+// from an EK: SHA-256 of its TPM2B_PUBLIC, base32 (RFC 4648) in lower
+// case without '=' padding.
+func RegistrationID(ekTPM2BPublic []byte) string {
+	sum := sha256.Sum256(ekTPM2BPublic)
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:]))
+}
+
+// readPublic reads a persistent object; ok is false when the handle is empty.
+func (t *TPM) readPublic(h tpm2.TPMHandle) (*Key, bool, error) {
+	rsp, err := tpm2.ReadPublic{ObjectHandle: h}.Execute(t.t)
+	if err != nil {
+		var rc tpm2.TPMRC
+		if errors.As(err, &rc) && errors.Is(rc, tpm2.TPMRCHandle) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	pub, err := rsp.OutPublic.Contents()
+	if err != nil {
+		return nil, false, err
+	}
+	return &Key{Handle: h, Name: rsp.Name, Public: *pub, Marshalled: tpm2.Marshal(rsp.OutPublic)}, true, nil
+}
+
+// ReadEKPublic returns the RSA endorsement key: the persistent one at
+// 0x81010001 when the TPM has it (as manufacturers provision it), else a
+// transient primary made from the TCG default EK template (flushed by
+// Close).
+func (t *TPM) ReadEKPublic(ctx context.Context) (*Key, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	k, ok, err := t.readPublic(EKHandle)
+	if err != nil {
+		return nil, t.tpmError(err, "read the endorsement key at 0x81010001", "")
+	}
+	if ok {
+		return k, nil
+	}
+	rsp, err := tpm2.CreatePrimary{
+		PrimaryHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHEndorsement, Auth: tpm2.PasswordAuth(t.cfg.EndorsementAuth)},
+		InPublic:      tpm2.New2B(tpm2.RSAEKTemplate),
+	}.Execute(t.t)
+	if err != nil {
+		return nil, t.tpmError(err, "create the endorsement key", "endorsement")
+	}
+	t.flushLater(rsp.ObjectHandle)
+	pub, err := rsp.OutPublic.Contents()
+	if err != nil {
+		return nil, fault.Wrap(fault.Failed, err, "%s: unreadable EK public area", t.cfg.Where())
+	}
+	return &Key{Handle: rsp.ObjectHandle, Name: rsp.Name, Public: *pub, Marshalled: tpm2.Marshal(rsp.OutPublic)}, nil
+}
+
+// EnsureSRK returns the storage root key at 0x81000001, creating it from
+// the TCG default SRK template and persisting it when absent.
+func (t *TPM) EnsureSRK(ctx context.Context) (*Key, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	k, ok, err := t.readPublic(SRKHandle)
+	if err != nil {
+		return nil, t.tpmError(err, "read the storage root key at 0x81000001", "")
+	}
+	if ok {
+		return k, nil
+	}
+	owner := tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(t.cfg.OwnerAuth)}
+	rsp, err := tpm2.CreatePrimary{PrimaryHandle: owner, InPublic: tpm2.New2B(tpm2.RSASRKTemplate)}.Execute(t.t)
+	if err != nil {
+		return nil, t.tpmError(err, "create the storage root key", "owner")
+	}
+	defer tpm2.FlushContext{FlushHandle: rsp.ObjectHandle}.Execute(t.t)
+	_, err = tpm2.EvictControl{
+		Auth:             owner,
+		ObjectHandle:     tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name},
+		PersistentHandle: SRKHandle,
+	}.Execute(t.t)
+	if err != nil {
+		return nil, t.tpmError(err, "persist the storage root key at 0x81000001", "owner")
+	}
+	k, ok, err = t.readPublic(SRKHandle)
+	if err != nil || !ok {
+		return nil, t.tpmError(errors.Join(err, errors.New("not found after EvictControl")), "read the new storage root key", "")
+	}
+	return k, nil
+}
