@@ -1,0 +1,65 @@
+#!/bin/sh
+# build-deb.sh [--worktree] OUTDIR: build the edgev2 Debian packages.
+# The committed tree (git archive HEAD) -- or with --worktree the work tree
+# as go build sees it (tracked and untracked files, minus ignored ones; all
+# but bin/ and .git when there is no git) -- is copied to a temporary
+# directory, packaging/debian becomes ./debian there,
+# dpkg-buildpackage -b builds the binary packages, and the .deb, .changes and
+# .buildinfo files are copied to OUTDIR. Go comes from PATH (/usr/local/go/bin
+# is added); GOCACHE and GOMODCACHE default to the caller's, so modules
+# already downloaded are reused.
+set -eu
+
+worktree=no
+if [ "${1:-}" = "--worktree" ]; then
+	worktree=yes
+	shift
+fi
+if [ $# -ne 1 ]; then
+	echo "usage: $0 [--worktree] OUTDIR" >&2
+	exit 2
+fi
+mkdir -p "$1"
+out=$(cd "$1" && pwd)
+src=$(cd "$(dirname "$0")/.." && pwd)
+
+export PATH="$PATH:/usr/local/go/bin"
+for tool in dpkg-buildpackage go; do
+	if ! command -v "$tool" >/dev/null; then
+		echo "build-deb.sh: $tool not found (run \`make deps\`; Go goes in /usr/local/go/bin)" >&2
+		exit 1
+	fi
+done
+GOCACHE=${GOCACHE:-$(go env GOCACHE)}
+GOMODCACHE=${GOMODCACHE:-$(go env GOMODCACHE)}
+export GOCACHE GOMODCACHE
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/edgev2-deb.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+tree="$work/edgev2"
+mkdir "$tree"
+if ! git -C "$src" rev-parse --git-dir >/dev/null 2>&1; then
+	(cd "$src" && tar --exclude=./.git --exclude=./bin -cf - .) | (cd "$tree" && tar -xf -)
+elif [ "$worktree" = yes ]; then
+	(cd "$src" && git ls-files -z --cached --others --exclude-standard | xargs -0 sh -c '
+		for f; do [ -e "$f" ] && printf "%s\0" "$f"; done; true' sh |
+		tar --null --no-recursion -T - -cf -) | (cd "$tree" && tar -xf -)
+else
+	git -C "$src" archive --format=tar HEAD | (cd "$tree" && tar -xf -)
+fi
+rm -rf "$tree/debian"
+cp -a "$tree/packaging/debian" "$tree/debian"
+
+(cd "$tree" && dpkg-buildpackage -b -us -uc)
+
+found=0
+for f in "$work"/*.deb "$work"/*.ddeb "$work"/*.changes "$work"/*.buildinfo; do
+	[ -e "$f" ] || continue
+	cp "$f" "$out/"
+	found=1
+done
+if [ "$found" = 0 ]; then
+	echo "build-deb.sh: dpkg-buildpackage made no packages" >&2
+	exit 1
+fi
+ls -l "$out"
