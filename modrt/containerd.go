@@ -2,6 +2,7 @@ package modrt
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -58,6 +60,9 @@ type RuntimeConfig struct {
 	BackoffBase time.Duration    // first restart delay; default 1 s
 	BackoffCap  time.Duration    // default 5 min
 	StableAfter time.Duration    // a run this long resets the back-off; default 60 s
+	// RegistryRoots are the trust anchors for registries' TLS
+	// certificates; nil means the system roots.
+	RegistryRoots *x509.CertPool
 }
 
 // Image is an image in the runtime's namespace.
@@ -90,6 +95,8 @@ type Runtime struct {
 	closed    bool
 
 	notes notifier
+
+	registryPool atomic.Pointer[x509.CertPool]
 }
 
 // module is one container of ours. op serialises lifecycle operations
@@ -173,6 +180,7 @@ func OpenRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
 		cancel:  cancel,
 		modules: map[string]*module{},
 	}
+	r.registryPool.Store(cfg.RegistryRoots)
 	r.afterFunc = r.newTimer
 	r.notes.init()
 	r.wg.Add(1)

@@ -45,6 +45,9 @@ type Extra struct {
 	// sets only one of Entrypoint and Cmd.
 	ImageEntrypoint []string
 	ImageCmd        []string
+	// HostsFile, with host networking, is bound at /etc/hosts instead of
+	// the host's own (it names the modules).
+	HostsFile string
 }
 
 // OCIOpts translates the spec into containerd spec options. Apply them after
@@ -856,7 +859,11 @@ func (s *Spec) mounts(p Policy, x Extra, hostNet bool) ([]specs.Mount, error) {
 	if hostNet {
 		for _, f := range []string{"/etc/hosts", "/etc/resolv.conf"} {
 			if !taken[f] && !runtimeDest[f] {
-				out = append(out, specs.Mount{Destination: f, Type: "bind", Source: f, Options: []string{"rbind", "ro", "rprivate"}})
+				src := f
+				if f == "/etc/hosts" && x.HostsFile != "" {
+					src = x.HostsFile
+				}
+				out = append(out, specs.Mount{Destination: f, Type: "bind", Source: src, Options: []string{"rbind", "ro", "rprivate"}})
 			}
 		}
 	}

@@ -163,6 +163,35 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 			t.Fatalf("containers left after Remove: %q", out)
 		}
 	})
+	t.Run("ModulesFindEachOtherByName", func(t *testing.T) {
+		// finder starts first; peer is created later, and finder sees it
+		// appear in its /etc/hosts (rewritten in place under the bind).
+		if err := m.create("finder", spec("finder", image, "never",
+			"until grep -qw peer-module /etc/hosts; do sleep 0.2; done; grep -w finder /etc/hosts | grep -q 127.0.0.1 && echo FOUND-PEER; grep -c localhost /etc/hosts; sleep 600")); err != nil {
+			t.Fatal(err)
+		}
+		m.waitStatus(t, "finder", "running")
+		if strings.Contains(m.logs(t, "finder"), "FOUND-PEER") {
+			t.Fatal("finder found peer-module before it was created")
+		}
+		if err := m.create("peer-module", spec("peer-module", image, "never", "sleep 600")); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(15 * time.Second); !strings.Contains(m.logs(t, "finder"), "FOUND-PEER"); time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("finder never saw peer-module at 127.0.0.1 in /etc/hosts; logs: %q", m.logs(t, "finder"))
+			}
+		}
+		for _, n := range []string{"finder", "peer-module"} {
+			if err := m.module(n).Call(modrt.ModuleInterface+".Remove", 0).Err; err != nil {
+				t.Fatal(err)
+			}
+		}
+		hosts, _ := os.ReadFile(filepath.Join(m.dir, "home", "hosts", "hosts"))
+		if strings.Contains(string(hosts), "peer-module") {
+			t.Fatalf("removed modules are still in the hosts file:\n%s", hosts)
+		}
+	})
 	t.Run("CrashingModuleIsRestartedWithBackoff", func(t *testing.T) {
 		if err := m.create("crasher", spec("crasher", image, "on-failure", "echo crashing; exit 3")); err != nil {
 			t.Fatal(err)

@@ -55,27 +55,12 @@ const (
 // pullProgressInterval is how often in-flight downloads are reported.
 const pullProgressInterval = 500 * time.Millisecond
 
-// registryTrust holds SetRegistryTrust's pools per Runtime until
-// RuntimeConfig grows a field for them.
-var registryTrust sync.Map // *Runtime → *x509.CertPool
-
 // SetRegistryTrust makes pool the only trust anchors Pull accepts for
 // registries' TLS certificates; nil restores the system roots. To trust a
 // private CA as well as public registries, start from x509.SystemCertPool.
-func (r *Runtime) SetRegistryTrust(pool *x509.CertPool) {
-	if pool == nil {
-		registryTrust.Delete(r)
-		return
-	}
-	registryTrust.Store(r, pool)
-}
+func (r *Runtime) SetRegistryTrust(pool *x509.CertPool) { r.registryPool.Store(pool) }
 
-func (r *Runtime) registryRoots() *x509.CertPool {
-	if p, ok := registryTrust.Load(r); ok {
-		return p.(*x509.CertPool)
-	}
-	return nil
-}
+func (r *Runtime) registryRoots() *x509.CertPool { return r.registryPool.Load() }
 
 // Pull downloads image ref ("busybox", "registry.example.com/app:1.2")
 // over HTTPS, stores it under its normalised name

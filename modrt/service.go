@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/containerd/containerd/oci"
@@ -31,6 +32,9 @@ type Service struct {
 	// MgmtDir holds the management socket; it is bound into the agent
 	// module (and only it) at /var/run/iotedge-mgmt. Empty: not bound.
 	MgmtDir string
+
+	hostsFile, hostsBase string // the modules' /etc/hosts and the host's
+	hostsMu              sync.Mutex
 }
 
 // AgentModule is the module that manages the others through the
@@ -58,10 +62,11 @@ const mgmtSocketName = "mgmt.sock"
 
 // NewService serves rt under the config's policy.
 func NewService(rt *Runtime, cfg *Config, log *slog.Logger) *Service {
-	return &Service{rt: rt, log: log, specsDir: filepath.Join(cfg.Homedir, "specs"), policy: Policy{
-		ForbiddenBindPrefixes: cfg.Policy.ForbiddenBindPrefixes,
-		AllowPrivileged:       cfg.Policy.AllowPrivileged,
-	}}
+	return &Service{rt: rt, log: log, specsDir: filepath.Join(cfg.Homedir, "specs"),
+		hostsFile: filepath.Join(cfg.Homedir, "hosts", "hosts"), hostsBase: "/etc/hosts", policy: Policy{
+			ForbiddenBindPrefixes: cfg.Policy.ForbiddenBindPrefixes,
+			AllowPrivileged:       cfg.Policy.AllowPrivileged,
+		}}
 }
 
 // Runtime is the container runtime underneath.
@@ -88,6 +93,11 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 		return err
 	}
 	extra := Extra{Hostname: name, ImageEntrypoint: entrypoint, ImageCmd: cmd}
+	if err := s.refreshHosts(ctx, name); err != nil {
+		s.log.Warn("module names will not resolve in modules", "err", err)
+	} else if s.hostsFile != "" {
+		extra.HostsFile = s.hostsFile
+	}
 	if s.Identities != nil && s.Workload != nil {
 		env, err := s.Identities.ModuleEnv(ctx, name)
 		if err != nil {
@@ -149,6 +159,9 @@ func (s *Service) Remove(ctx context.Context, name string) error {
 		s.Workload.Close(name)
 	}
 	os.Remove(filepath.Join(s.specsDir, name+".json"))
+	if err := s.refreshHosts(ctx); err != nil {
+		s.log.Warn("update the modules' hosts file", "err", err)
+	}
 	return nil
 }
 
@@ -178,6 +191,9 @@ func (s *Service) Spec(name string) *Spec {
 
 // Resume gives adopted modules their workload sockets back after a restart.
 func (s *Service) Resume(ctx context.Context) {
+	if err := s.refreshHosts(ctx); err != nil {
+		s.log.Warn("update the modules' hosts file", "err", err)
+	}
 	if s.Workload == nil {
 		return
 	}

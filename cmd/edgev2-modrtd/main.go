@@ -42,23 +42,22 @@ func run(configPath string, log *slog.Logger) int {
 		Path:    modrt.ObjectPath,
 		Register: func(ctx context.Context, conn *godbus.Conn, auth *bus.Authorizer, srv *bus.Server) error {
 			var err error
-			rt, err = modrt.OpenRuntime(ctx, modrt.RuntimeConfig{Address: cfg.Containerd, Namespace: cfg.Namespace,
-				StateDir: filepath.Join(cfg.Homedir, "runtime"), Logger: log})
-			if err != nil {
-				return fmt.Errorf("open containerd at %s: %w", cfg.Containerd, err)
-			}
+			var roots *x509.CertPool
 			if len(cfg.RegistryCAFiles) > 0 {
-				pool, err := x509.SystemCertPool()
-				if err != nil {
-					pool = x509.NewCertPool()
+				if roots, err = x509.SystemCertPool(); err != nil {
+					roots = x509.NewCertPool()
 				}
 				for _, f := range cfg.RegistryCAFiles {
 					data, err := os.ReadFile(f)
-					if err != nil || !pool.AppendCertsFromPEM(data) {
+					if err != nil || !roots.AppendCertsFromPEM(data) {
 						return daemon.ConfigError(fmt.Errorf("%s: registry_ca_files: %s holds no PEM certificate (%v)", configPath, f, err))
 					}
 				}
-				rt.SetRegistryTrust(pool)
+			}
+			rt, err = modrt.OpenRuntime(ctx, modrt.RuntimeConfig{Address: cfg.Containerd, Namespace: cfg.Namespace,
+				StateDir: filepath.Join(cfg.Homedir, "runtime"), Logger: log, RegistryRoots: roots})
+			if err != nil {
+				return fmt.Errorf("open containerd at %s: %w", cfg.Containerd, err)
 			}
 			svc = modrt.NewService(rt, cfg, log)
 			if filepath.Base(cfg.MgmtSocket) == "mgmt.sock" {
