@@ -116,11 +116,23 @@ func (t *TPM) keyRefused(err error, what string) error {
 	if errors.As(err, &rc) {
 		for _, bad := range []tpm2.TPMRC{tpm2.TPMRCIntegrity, tpm2.TPMRCValue, tpm2.TPMRCSize, tpm2.TPMRCKey, tpm2.TPMRCBinding, tpm2.TPMRCScheme} {
 			if errors.Is(rc, bad) {
-				return fault.Wrap(fault.NotAuthorized, err, "%s: cannot %s: the key was not made for this TPM (%s); the DPS enrollment holds another TPM's endorsement key: enroll this TPM's (edgectl/identity shows it) or check the registration id", t.cfg.Where(), what, rcName(rc))
+				return t.notForThisTPM(err, what, rc)
+			}
+		}
+		// libtpms (swtpm) answers an undecryptable seed with
+		// TPM_RC_FAILURE but keeps working; a TPM truly in failure mode
+		// answers nothing else either.
+		if errors.Is(rc, tpm2.TPMRCFailure) {
+			if _, _, perr := t.readPublic(SRKHandle); perr == nil {
+				return t.notForThisTPM(err, what, rc)
 			}
 		}
 	}
 	return t.tpmError(err, what, "")
+}
+
+func (t *TPM) notForThisTPM(err error, what string, rc tpm2.TPMRC) error {
+	return fault.Wrap(fault.NotAuthorized, err, "%s: cannot %s: the key was not made for this TPM (%s); the DPS enrollment holds another TPM's endorsement key: enroll this TPM's EK or check the registration id", t.cfg.Where(), what, rcName(rc))
 }
 
 // HasAuthKey reports whether a DPS authentication key is persisted.
