@@ -1,0 +1,280 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/edgev2/edgev2/internal/atomicfile"
+)
+
+// installFile is one file the super-config compiles to (a per-service
+// config, the polkit rules): where, whose, which mode, and the unit to
+// restart when it changes.
+type installFile struct {
+	Path    string
+	Owner   string // "user" or "user:group"; "" root
+	Mode    os.FileMode
+	Data    []byte
+	Service string // systemd unit to restart on change; "" none
+}
+
+// fileChange is what apply found (or did) for one file.
+type fileChange struct {
+	Path    string `json:"path"`
+	Changed bool   `json:"changed"`
+	Reason  string `json:"reason,omitempty"` // "new", "content", "mode", "owner"
+	Service string `json:"service,omitempty"`
+}
+
+// applyReport is the result of config apply.
+type applyReport struct {
+	Config      string       `json:"config"`
+	Root        string       `json:"root,omitempty"`
+	DryRun      bool         `json:"dry_run"`
+	Files       []fileChange `json:"files"`
+	Restarted   []string     `json:"restarted"`
+	NeedRestart []string     `json:"need_restart"` // changed but not restarted (--no-restart, --root, --dry-run, no systemd)
+	Note        string       `json:"note,omitempty"`
+}
+
+// owner resolves "user[:group]" to ids.
+func owner(spec string) (uid, gid int, err error) {
+	if spec == "" || spec == "root" {
+		return 0, 0, nil
+	}
+	name, group, hasGroup := strings.Cut(spec, ":")
+	u, err := user.Lookup(name)
+	if err != nil {
+		return 0, 0, fmt.Errorf("owner %q: %w (create the service user; the package does this)", spec, err)
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	if hasGroup {
+		g, err := user.LookupGroup(group)
+		if err != nil {
+			return 0, 0, fmt.Errorf("owner %q: %w", spec, err)
+		}
+		gid, _ = strconv.Atoi(g.Gid)
+	}
+	return uid, gid, nil
+}
+
+// diffFile says why the installed file at path differs from f ("" if it
+// does not).
+func diffFile(path string, f installFile, uid, gid int) (string, error) {
+	st, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "new", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("inspect %s: %w", path, err)
+	}
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	if !bytes.Equal(old, f.Data) {
+		return "content", nil
+	}
+	if st.Mode().Perm() != f.Mode.Perm() {
+		return "mode", nil
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && (int(sys.Uid) != uid || int(sys.Gid) != gid) {
+		return "owner", nil
+	}
+	return "", nil
+}
+
+// install writes every file that differs under root (atomically, then
+// owner and mode), unless dryRun. It returns one change per file, in order.
+func install(files []installFile, root string, dryRun bool) ([]fileChange, error) {
+	out := make([]fileChange, 0, len(files))
+	for _, f := range files {
+		if !filepath.IsAbs(f.Path) {
+			return out, fmt.Errorf("compiled file path %q is not absolute", f.Path)
+		}
+		path := filepath.Join(root, f.Path)
+		uid, gid, err := owner(f.Owner)
+		if err != nil {
+			return out, fmt.Errorf("install %s: %w", path, err)
+		}
+		why, err := diffFile(path, f, uid, gid)
+		if err != nil {
+			return out, err
+		}
+		ch := fileChange{Path: path, Changed: why != "", Reason: why, Service: f.Service}
+		out = append(out, ch)
+		if why == "" || dryRun {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return out, fmt.Errorf("make directory for %s: %w", path, err)
+		}
+		// Written 0600 root-owned first: the content is never readable by
+		// anyone it is not meant for, even between write and chown.
+		if err := atomicfile.WriteFile(path, f.Data, f.Mode.Perm()&0o700); err != nil {
+			return out, fmt.Errorf("install %s: %w", path, err)
+		}
+		if err := os.Chown(path, uid, gid); err != nil {
+			return out, fmt.Errorf("chown %s to %s: %w", path, f.Owner, err)
+		}
+		if err := os.Chmod(path, f.Mode.Perm()); err != nil {
+			return out, fmt.Errorf("chmod %s: %w", path, err)
+		}
+	}
+	return out, nil
+}
+
+// servicesToRestart lists the units of changed files, once each, sorted.
+func servicesToRestart(changes []fileChange) []string {
+	seen := map[string]bool{}
+	var units []string
+	for _, c := range changes {
+		if c.Changed && c.Service != "" && !seen[c.Service] {
+			seen[c.Service] = true
+			units = append(units, c.Service)
+		}
+	}
+	sort.Strings(units)
+	return units
+}
+
+// systemdRunning is sd_booted(): systemd is PID 1.
+func systemdRunning() bool {
+	st, err := os.Stat("/run/systemd/system")
+	return err == nil && st.IsDir()
+}
+
+// restart runs `systemctl try-restart` for each unit (only units already
+// running are restarted).
+func restart(ctx context.Context, units []string) (done []string, err error) {
+	for _, u := range units {
+		out, err := exec.CommandContext(ctx, "systemctl", "try-restart", u).CombinedOutput()
+		if err != nil {
+			return done, fmt.Errorf("systemctl try-restart %s: %v: %s", u, err, strings.TrimSpace(string(out)))
+		}
+		done = append(done, u)
+	}
+	return done, nil
+}
+
+// compileFunc turns a super-config into the files to install; the real
+// one is superconfig's Load + Compile (compile.go).
+type compileFunc func(path string) ([]installFile, error)
+
+type applyOptions struct {
+	config, root      string
+	dryRun, noRestart bool
+}
+
+// apply is config apply: compile, install what changed, restart its units.
+func apply(ctx context.Context, compile compileFunc, o applyOptions) (*applyReport, error) {
+	files, err := compile(o.config)
+	if err != nil {
+		return nil, err
+	}
+	changes, err := install(files, o.root, o.dryRun)
+	rep := &applyReport{Config: o.config, Root: o.root, DryRun: o.dryRun, Files: changes, Restarted: []string{}, NeedRestart: []string{}}
+	if err != nil {
+		return rep, err
+	}
+	units := servicesToRestart(changes)
+	switch {
+	case len(units) == 0:
+	case o.dryRun:
+		rep.NeedRestart = units
+		rep.Note = "dry run: nothing was written"
+	case o.noRestart:
+		rep.NeedRestart = units
+		rep.Note = "--no-restart: restart these services to use the new configuration"
+	case o.root != "":
+		rep.NeedRestart = units
+		rep.Note = "installed under --root: no service restarted"
+	case !systemdRunning():
+		rep.NeedRestart = units
+		rep.Note = "systemd is not running: restart these services yourself"
+	default:
+		rep.Restarted, err = restart(ctx, units)
+		if err != nil {
+			rep.NeedRestart = units[len(rep.Restarted):]
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return subcommands(ctx, "config", args, stdout, stderr, map[string]func(context.Context, *cli, []string) int{
+		"apply": configApply,
+	})
+}
+
+func configApply(ctx context.Context, c *cli, args []string) int {
+	fs := c.flags()
+	var o applyOptions
+	fs.StringVar(&o.config, "c", "/etc/edgev2/config.toml", "the super-config")
+	fs.StringVar(&o.config, "config", "/etc/edgev2/config.toml", "the super-config")
+	fs.StringVar(&o.root, "root", "", "install under this directory instead of / (tests, image builds); restarts nothing")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "show what would change; write nothing")
+	fs.BoolVar(&o.noRestart, "no-restart", false, "write files but restart no service")
+	if _, code := c.parse(fs, args, 0, 0, "[-c FILE] [--root DIR] [--dry-run] [--no-restart] [--json]"); code >= 0 {
+		return code
+	}
+	if o.root != "" {
+		abs, err := filepath.Abs(o.root)
+		if err != nil {
+			return c.fail(err)
+		}
+		o.root = abs
+	}
+	rep, err := apply(ctx, compileSuperConfig, o)
+	if err != nil && rep == nil {
+		return c.fail(err)
+	}
+	if c.json {
+		if code := c.emit(rep); code != exitOK || err == nil {
+			return code
+		}
+		return c.fail(err)
+	}
+	printApply(c.stdout, rep)
+	if err != nil {
+		return c.fail(err)
+	}
+	return exitOK
+}
+
+func printApply(w io.Writer, rep *applyReport) {
+	verb := "wrote"
+	if rep.DryRun {
+		verb = "would write"
+	}
+	n := 0
+	for _, f := range rep.Files {
+		if f.Changed {
+			n++
+			fmt.Fprintf(w, "%s %s (%s)\n", verb, f.Path, f.Reason)
+		}
+	}
+	if n == 0 {
+		fmt.Fprintf(w, "nothing changed (%d files up to date)\n", len(rep.Files))
+	}
+	for _, u := range rep.Restarted {
+		fmt.Fprintf(w, "restarted %s\n", u)
+	}
+	if len(rep.NeedRestart) > 0 {
+		fmt.Fprintf(w, "needs a restart: %s (%s)\n", strings.Join(rep.NeedRestart, ", "), rep.Note)
+	}
+}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/edgev2/edgev2/certs"
+	"github.com/edgev2/edgev2/identity"
+	"github.com/edgev2/edgev2/internal/config"
+	"github.com/edgev2/edgev2/keys"
+	"github.com/edgev2/edgev2/modrt"
+)
+
+// deviceConfigs are the per-service configs that loaded (nil: missing or
+// invalid, already reported).
+type deviceConfigs struct {
+	keyd      *keys.Config
+	certd     *certs.Config
+	identityd *identity.Config
+	modrtd    *modrt.Config
+}
+
+// configProblem turns a config error into a message and a fix that name
+// file, line and key.
+func configProblem(err error) (msg, fix string) {
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		where := ce.File
+		if ce.Line > 0 {
+			where = fmt.Sprintf("%s line %d", ce.File, ce.Line)
+		}
+		if ce.Key != "" {
+			where += ", key " + ce.Key
+		}
+		fix = ce.Fix
+		if fix == "" {
+			fix = "correct the file"
+		}
+		return where + ": " + ce.Problem, fix
+	}
+	return err.Error(), "correct the file"
+}
+
+func (k *checker) checkConfigs() {
+	switch _, err := os.Stat(k.o.superConfig); {
+	case errors.Is(err, fs.ErrNotExist):
+		k.add("config.super", statusSkipped, fmt.Sprintf("no super-config at %s; the per-service configs are checked as they are", k.o.superConfig), "")
+	case err != nil:
+		k.add("config.super", statusError, err.Error(), "make the file readable by root")
+	default:
+		if err := validateSuperConfig(k.o.superConfig); err != nil {
+			msg, fix := configProblem(err)
+			k.add("config.super", statusError, msg, fix)
+		} else {
+			k.ok("config.super", "%s is valid", k.o.superConfig)
+		}
+	}
+	load := func(name string, fn func(path string) error) {
+		path := filepath.Join(k.o.configDir, name+".toml")
+		check := "config." + name
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			k.add(check, statusError, path+" does not exist", "run `edgectl config apply` to write it from the super-config")
+			return
+		}
+		if err := fn(path); err != nil {
+			msg, fix := configProblem(err)
+			k.add(check, statusError, msg, fix)
+			return
+		}
+		k.ok(check, "%s is valid", path)
+	}
+	load("keyd", func(p string) (err error) { k.cfg.keyd, err = keys.LoadConfig(p); return err })
+	load("certd", func(p string) (err error) { k.cfg.certd, err = certs.LoadConfig(p); return err })
+	load("identityd", func(p string) (err error) { k.cfg.identityd, err = identity.LoadConfig(p); return err })
+	load("modrtd", func(p string) (err error) { k.cfg.modrtd, err = modrt.LoadConfig(p); return err })
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/edgev2/edgev2/certs"
+	cclient "github.com/edgev2/edgev2/certs/client"
+	"github.com/edgev2/edgev2/internal/fault"
+	kclient "github.com/edgev2/edgev2/keys/client"
+)
+
+// keyRef is a key (and maybe the certificate issued for it) that a config
+// refers to.
+type keyRef struct {
+	key, cert string
+	where     string // "certd.toml cert_issuance.device-cert.key_id"
+}
+
+// references lists the keys and certificate/key pairs the configs name.
+func (cfg deviceConfigs) references() []keyRef {
+	var refs []keyRef
+	add := func(key, cert, where string) {
+		if key != "" {
+			refs = append(refs, keyRef{key: key, cert: cert, where: where})
+		}
+	}
+	if c := cfg.certd; c != nil {
+		ids := make([]string, 0, len(c.Issuance))
+		for id := range c.Issuance {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			key := c.Issuance[id].KeyID
+			if key == "" {
+				key = id
+			}
+			add(key, id, fmt.Sprintf("certd.toml cert_issuance.%s", id))
+		}
+		add(c.EST.IdentityKey, c.EST.IdentityCert, "certd.toml est.identity_key")
+		add(c.EST.BootstrapIdentityKey, c.EST.BootstrapIdentityCert, "certd.toml est.bootstrap_identity_key")
+	}
+	if c := cfg.identityd; c != nil {
+		if a := c.Provisioning.Attestation; a != nil {
+			add(a.SymmetricKey, "", "identityd.toml provisioning.attestation.symmetric_key")
+			add(a.GroupKey, "", "identityd.toml provisioning.attestation.group_key")
+			if a.Method == "x509" {
+				add(a.IdentityPK, a.IdentityCert, "identityd.toml provisioning.attestation.identity_pk")
+			}
+		}
+		if a := c.Provisioning.Authentication; a != nil {
+			add(a.DeviceIDPK, a.DeviceIDCert, "identityd.toml provisioning.authentication.device_id_pk")
+		}
+	}
+	if c := cfg.modrtd; c != nil {
+		add(c.EdgeCAKey, c.EdgeCACert, "modrtd.toml edge_ca_key")
+	}
+	return refs
+}
+
+// issuedByPolicy reports whether certd issues cert by itself (so a missing
+// one is not yet an error).
+func (cfg deviceConfigs) issuedByPolicy(cert string) bool {
+	if cfg.certd == nil {
+		return false
+	}
+	_, ok := cfg.certd.Issuance[cert]
+	return ok || cert == cfg.certd.EST.IdentityCert
+}
+
+func (k *checker) checkKeysAndCerts(ctx context.Context) {
+	now := k.o.now()
+	if now.Year() < 2024 {
+		k.add("clock", statusError, fmt.Sprintf("the clock says %s, which is before 2024: certificates will not verify", now.UTC().Format(time.RFC3339)),
+			"set the time: enable NTP (`timedatectl set-ntp true`) or `date -s`")
+	}
+	keysUp, certsUp := k.up["org.edgev2.Keys1"], k.up["org.edgev2.Certificates1"]
+	if !keysUp || !certsUp {
+		k.add("keys", statusSkipped, "the Keys or Certificates service is not reachable", "")
+		k.add("certs.expiry", statusSkipped, "the Certificates service is not reachable", "")
+		if now.Year() >= 2024 {
+			k.ok("clock", "%s", now.UTC().Format(time.RFC3339))
+		}
+		return
+	}
+	kc, cc := kclient.New(k.conn), cclient.New(k.conn)
+	leafOf := func(id string) (*x509.Certificate, error) {
+		pemText, err := cc.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		chain, err := certs.ParseChainPEM(pemText)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %q: %w", id, err)
+		}
+		return chain[0], nil
+	}
+	refs := k.cfg.references()
+	for _, r := range refs {
+		name := "keys." + r.key
+		if r.cert != "" {
+			name = "certs." + r.cert
+		}
+		p, kerr := kc.Key(r.key).Properties(ctx)
+		if kerr != nil && !fault.Is(kerr, fault.NotFound) {
+			k.add(name, statusError, fmt.Sprintf("key %q (%s): %s", r.key, r.where, fault.Message(kerr)), "run edgectl check as root; see `journalctl -u edgev2-keyd`")
+			continue
+		}
+		keyMissing := kerr != nil
+		if r.cert == "" {
+			if keyMissing {
+				k.add(name, statusError, fmt.Sprintf("key %q named by %s does not exist in the Keys service", r.key, r.where),
+					fmt.Sprintf("import it (`edgectl keys create %s --type symmetric`, or [preloaded_keys] in the super-config) or correct %s", r.key, r.where))
+				} else {
+				k.ok(name, "key %q (%s) exists: %s", r.key, r.where, p.Type)
+			}
+			continue
+		}
+		leaf, cerr := leafOf(r.cert)
+		if cerr != nil && !fault.Is(cerr, fault.NotFound) {
+			k.add(name, statusError, fmt.Sprintf("certificate %q: %s", r.cert, fault.Message(cerr)), "re-issue it: `edgectl certs renew "+r.cert+"`")
+			continue
+		}
+		certMissing := cerr != nil
+		switch {
+		case certMissing && k.cfg.issuedByPolicy(r.cert):
+			k.add(name, statusWarning, fmt.Sprintf("certificate %q is not issued yet (key %q %s)", r.cert, r.key, map[bool]string{true: "not created yet", false: "exists"}[keyMissing]),
+				"it is issued on first use; to issue it now: `edgectl certs renew "+r.cert+"`")
+		case certMissing:
+			k.add(name, statusError, fmt.Sprintf("certificate %q (paired with key %q by %s) does not exist", r.cert, r.key, r.where),
+				"import it, add it to [preloaded_certs], or issue it with a [cert_issuance."+r.cert+"] policy")
+		case keyMissing:
+			k.add(name, statusError, fmt.Sprintf("certificate %q exists but its key %q (%s) does not exist in the Keys service", r.cert, r.key, r.where),
+				fmt.Sprintf("restore the key, or issue a new certificate with a new key: `edgectl keys create %s` then `edgectl certs renew %s`", r.key, r.cert))
+		default:
+			certPub, err := x509.MarshalPKIXPublicKey(leaf.PublicKey)
+			if err != nil || !bytes.Equal(certPub, p.PublicKeyDER) {
+				k.add(name, statusError, fmt.Sprintf("certificate %q does not match key %q (%s): its public key is another key's", r.cert, r.key, r.where),
+					fmt.Sprintf("renew the certificate for the current key: `edgectl certs renew %s` (or restore the key it was issued for)", r.cert))
+					continue
+			}
+			k.ok(name, "certificate %q matches key %q (%s)", r.cert, r.key, p.Type)
+		}
+	}
+	if len(refs) == 0 {
+		k.add("keys", statusSkipped, "the configs name no keys", "")
+	}
+	k.checkExpiry(ctx, cc, leafOf, now)
+}
+
+// checkExpiry looks at every stored certificate's validity and at the
+// clock against it.
+func (k *checker) checkExpiry(ctx context.Context, cc *cclient.Client, leafOf func(string) (*x509.Certificate, error), now time.Time) {
+	ids, err := cc.List(ctx)
+	if err != nil {
+		k.add("certs.expiry", statusError, "cannot list certificates: "+fault.Message(err), "run edgectl check as root")
+		return
+	}
+	problems := 0
+	var latestNotBefore time.Time
+	for _, id := range ids {
+		leaf, err := leafOf(id)
+		if err != nil {
+			continue
+		}
+		if leaf.NotBefore.After(latestNotBefore) {
+			latestNotBefore = leaf.NotBefore
+		}
+		fix := fmt.Sprintf("renew it: `edgectl certs renew %s` (or import a new one if it is preloaded)", id)
+		switch left := leaf.NotAfter.Sub(now); {
+		case left <= 0:
+			k.add("certs.expiry."+id, statusError, fmt.Sprintf("certificate %q expired at %s", id, leaf.NotAfter.UTC().Format(time.RFC3339)), fix)
+			problems++
+		case left < k.o.expiryWarning:
+			k.add("certs.expiry."+id, statusWarning, fmt.Sprintf("certificate %q expires in %s (at %s)", id, left.Round(time.Minute), leaf.NotAfter.UTC().Format(time.RFC3339)), fix)
+			problems++
+		}
+	}
+	if problems == 0 {
+		k.ok("certs.expiry", "%d certificates, none expires within %s", len(ids), k.o.expiryWarning)
+	}
+	if !latestNotBefore.IsZero() && now.Before(latestNotBefore.Add(-5*time.Minute)) {
+		k.add("clock", statusError, fmt.Sprintf("the clock (%s) is behind a certificate's NotBefore (%s)", now.UTC().Format(time.RFC3339), latestNotBefore.UTC().Format(time.RFC3339)),
+			"set the time: enable NTP (`timedatectl set-ntp true`)")
+	} else if now.Year() >= 2024 {
+		k.ok("clock", "%s, not behind any certificate", now.UTC().Format(time.RFC3339))
+	}
+}

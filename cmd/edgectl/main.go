@@ -1,0 +1,82 @@
+// Command edgectl is the administrator's CLI of edgev2: it applies the
+// super-config, checks the device's health and drives the four services
+// over their typed D-Bus clients.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+// A command is one top-level verb. Its entry point has the same shape as
+// other packages' CLIs (e.g. internal/tpm.Main), so adding one is a line in
+// commands plus its import.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+}
+
+// commands is the dispatch table.
+var commands = []command{
+	{"config", "apply the super-config (config apply [-c FILE] [--root DIR] [--dry-run] [--no-restart])", runConfig},
+	{"check", "check the device's health and say how to fix each problem", runCheck},
+	{"status", "one line per service: reachable, state", runStatus},
+	{"identity", "identity show | reprovision", runIdentity},
+	{"keys", "keys list | create | sign", runKeys},
+	{"certs", "certs list | show | renew", runCerts},
+	{"modules", "modules list | logs [-f] | start | stop | restart | rm", runModules},
+	{"images", "images pull | import", runImages},
+	{"support-bundle", "write a zip for support (secrets redacted)", runSupportBundle},
+}
+
+// Exit codes (docs/edgectl.md).
+const (
+	exitOK           = 0
+	exitFailed       = 1 // the operation failed, or check found an error
+	exitUsage        = 2 // bad command line
+	exitConfig       = 3 // the configuration is invalid
+	exitNotAuthz     = 4 // polkit denied the call
+	exitUnavailable  = 5 // a service (or the bus) cannot be reached
+	exitNotFound     = 6 // the named key, certificate or module does not exist
+	exitInterruption = 130
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "edgectl: unknown command %q (run `edgectl help` for the list)\n", args[0])
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: edgectl COMMAND [ARGS]  (every command takes --json or --output json)")
+	cs := append([]command(nil), commands...)
+	sort.Slice(cs, func(i, j int) bool { return cs[i].name < cs[j].name })
+	for _, c := range cs {
+		fmt.Fprintf(w, "  %-15s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "See docs/edgectl.md.")
+}

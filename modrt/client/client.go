@@ -1,0 +1,246 @@
+// Package client is the typed D-Bus client of the Module Runtime
+// (org.edgev2.ModuleRuntime1), used by edgectl and tools.
+package client
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	bus "github.com/edgev2/edgev2/dbus"
+)
+
+const (
+	busName     = "org.edgev2.ModuleRuntime1"
+	rootPath    = godbus.ObjectPath("/org/edgev2/ModuleRuntime1")
+	iface       = "org.edgev2.ModuleRuntime1"
+	moduleIface = "org.edgev2.ModuleRuntime1.Module"
+)
+
+// Client talks to org.edgev2.ModuleRuntime1. Errors are fault errors
+// (match kinds with fault.Is).
+type Client struct {
+	conn        *godbus.Conn
+	interactive bool
+}
+
+// New uses an open bus connection.
+func New(conn *godbus.Conn) *Client { return &Client{conn: conn} }
+
+// Interactive makes calls allow interactive authorization.
+func (c *Client) Interactive(on bool) *Client {
+	cc := *c
+	cc.interactive = on
+	return &cc
+}
+
+func (c *Client) call(ctx context.Context, path godbus.ObjectPath, method string, out []any, args ...any) error {
+	var flags godbus.Flags
+	if c.interactive {
+		flags |= godbus.FlagAllowInteractiveAuthorization
+	}
+	if err := c.conn.Object(busName, path).CallWithContext(ctx, method, flags, args...).Store(out...); err != nil {
+		return bus.FromError(err)
+	}
+	return nil
+}
+
+// Path is the object path of module name.
+func Path(name string) godbus.ObjectPath { return bus.ChildPath(rootPath, "modules", name) }
+
+// CreateModule creates module name from a ModuleSpec JSON and, if start,
+// starts it.
+func (c *Client) CreateModule(ctx context.Context, name, specJSON string, start bool) error {
+	var p godbus.ObjectPath
+	opts := map[string]godbus.Variant{"start": godbus.MakeVariant(start)}
+	return c.call(ctx, rootPath, iface+".CreateModule", []any{&p}, name, specJSON, opts)
+}
+
+// ListModules returns every module's name, sorted.
+func (c *Client) ListModules(ctx context.Context) ([]string, error) {
+	var names []string
+	err := c.call(ctx, rootPath, iface+".ListModules", []any{&names})
+	return names, err
+}
+
+// Module describes one module (its properties).
+type Module struct {
+	Name         string    `json:"name"`
+	Image        string    `json:"image"`
+	Status       string    `json:"status"`
+	ExitCode     int32     `json:"exit_code"`
+	StartedAt    time.Time `json:"started_at"`
+	RestartCount uint32    `json:"restart_count"`
+}
+
+// Module reads a module's properties.
+func (c *Client) Module(ctx context.Context, name string) (Module, error) {
+	var m map[string]godbus.Variant
+	if err := c.call(ctx, Path(name), "org.freedesktop.DBus.Properties.GetAll", []any{&m}, moduleIface); err != nil {
+		return Module{}, err
+	}
+	var mod Module
+	mod.Name, _ = m["Name"].Value().(string)
+	mod.Image, _ = m["Image"].Value().(string)
+	mod.Status, _ = m["Status"].Value().(string)
+	mod.ExitCode, _ = m["ExitCode"].Value().(int32)
+	if s, _ := m["StartedAt"].Value().(uint64); s > 0 {
+		mod.StartedAt = time.Unix(int64(s), 0).UTC()
+	}
+	mod.RestartCount, _ = m["RestartCount"].Value().(uint32)
+	return mod, nil
+}
+
+// Start starts a module.
+func (c *Client) Start(ctx context.Context, name string) error {
+	return c.call(ctx, Path(name), moduleIface+".Start", nil)
+}
+
+// Stop stops a module, killing it after timeout (0: the runtime's default).
+func (c *Client) Stop(ctx context.Context, name string, timeout time.Duration) error {
+	return c.call(ctx, Path(name), moduleIface+".Stop", nil, uint32(timeout/time.Second))
+}
+
+// Restart stops and starts a module.
+func (c *Client) Restart(ctx context.Context, name string) error {
+	return c.call(ctx, Path(name), moduleIface+".Restart", nil)
+}
+
+// Remove stops a module and removes its container, snapshot and logs.
+func (c *Client) Remove(ctx context.Context, name string) error {
+	return c.call(ctx, Path(name), moduleIface+".Remove", nil)
+}
+
+// LogOptions select which log lines GetLogs returns.
+type LogOptions struct {
+	Tail       int // -1 or 0: all
+	Since      time.Time
+	Until      time.Time
+	Timestamps bool
+}
+
+// GetLogs returns a module's logs in Docker's 8-byte multiplexed framing
+// (modrt.ParseFrames reads it). The caller closes the reader.
+func (c *Client) GetLogs(ctx context.Context, name string, o LogOptions) (io.ReadCloser, error) {
+	opts := map[string]godbus.Variant{}
+	if o.Tail > 0 {
+		opts["tail"] = godbus.MakeVariant(int32(o.Tail))
+	}
+	if !o.Since.IsZero() {
+		opts["since"] = godbus.MakeVariant(o.Since.Unix())
+	}
+	if !o.Until.IsZero() {
+		opts["until"] = godbus.MakeVariant(o.Until.Unix())
+	}
+	if o.Timestamps {
+		opts["timestamps"] = godbus.MakeVariant(true)
+	}
+	var fd godbus.UnixFD
+	if err := c.call(ctx, Path(name), moduleIface+".GetLogs", []any{&fd}, opts); err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "logs of "+name)
+	if f == nil {
+		return nil, fmt.Errorf("logs of %s: the runtime returned no file descriptor", name)
+	}
+	return f, nil
+}
+
+// ImportImage imports an OCI or Docker image archive; it returns the image
+// names imported.
+func (c *Client) ImportImage(ctx context.Context, archive *os.File) ([]string, error) {
+	var names []string
+	err := c.call(ctx, rootPath, iface+".ImportImage", []any{&names}, godbus.UnixFD(archive.Fd()))
+	return names, err
+}
+
+// PullAuth are registry credentials (sent over the bus, never logged).
+type PullAuth struct{ Username, Password string }
+
+// Progress is one PullProgress signal.
+type Progress struct {
+	Ref         string
+	Done, Total uint64
+}
+
+// PullImage pulls ref and returns the manifest digest. progress, if not
+// nil, is called (from this goroutine's helper, never concurrently) with
+// every PullProgress signal for ref while the pull runs.
+func (c *Client) PullImage(ctx context.Context, ref string, auth *PullAuth, progress func(Progress)) (string, error) {
+	opts := map[string]godbus.Variant{}
+	if auth != nil {
+		opts["username"] = godbus.MakeVariant(auth.Username)
+		opts["password"] = godbus.MakeVariant(auth.Password)
+	}
+	if progress == nil {
+		var digest string
+		err := c.call(ctx, rootPath, iface+".PullImage", []any{&digest}, ref, opts)
+		return digest, err
+	}
+	match := []godbus.MatchOption{
+		godbus.WithMatchObjectPath(rootPath), godbus.WithMatchInterface(iface),
+		godbus.WithMatchMember("PullProgress"), godbus.WithMatchArg(0, ref),
+	}
+	if err := c.conn.AddMatchSignalContext(ctx, match...); err != nil {
+		return "", fmt.Errorf("subscribe to PullProgress: %w", bus.FromError(err))
+	}
+	defer c.conn.RemoveMatchSignal(match...)
+	sigs := make(chan *godbus.Signal, 64)
+	c.conn.Signal(sigs)
+	defer c.conn.RemoveSignal(sigs)
+
+	type result struct {
+		digest string
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var digest string
+		err := c.call(ctx, rootPath, iface+".PullImage", []any{&digest}, ref, opts)
+		done <- result{digest, err}
+	}()
+	for {
+		select {
+		case r := <-done:
+			return r.digest, r.err
+		case s := <-sigs:
+			if p, ok := progressOf(s, ref); ok {
+				progress(p)
+			}
+		}
+	}
+}
+
+func progressOf(s *godbus.Signal, ref string) (Progress, bool) {
+	if s == nil || s.Name != iface+".PullProgress" || s.Path != rootPath || len(s.Body) != 3 {
+		return Progress{}, false
+	}
+	r, _ := s.Body[0].(string)
+	done, ok1 := s.Body[1].(uint64)
+	total, ok2 := s.Body[2].(uint64)
+	if r != ref || !ok1 || !ok2 {
+		return Progress{}, false
+	}
+	return Progress{Ref: r, Done: done, Total: total}, true
+}
+
+// SystemInfo returns the runtime's GetSystemInfo dictionary as strings.
+func (c *Client) SystemInfo(ctx context.Context) (map[string]string, error) {
+	var m map[string]godbus.Variant
+	if err := c.call(ctx, rootPath, iface+".GetSystemInfo", []any{&m}); err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		if s, ok := v.Value().(string); ok {
+			out[k] = s
+		} else {
+			out[k] = fmt.Sprint(v.Value())
+		}
+	}
+	return out, nil
+}
