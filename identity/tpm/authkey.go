@@ -19,6 +19,8 @@ import (
 //	TPM2B_ENCRYPTED_SECRET the outer seed, RSA-OAEP to the SRK, label "DUPLICATE"
 //	TPM2B_PUBLIC           the HMAC key's public area
 //	TPM2B_DATA             encrypted URI data (optional; empty from DPS)
+//
+// Bytes after the TPM2B_DATA are ignored, as the SDKs ignore them.
 type AuthKey struct {
 	CredentialBlob []byte // TPMS_ID_OBJECT (contents of the TPM2B)
 	Secret         []byte // encrypted seed of the credential

@@ -17,16 +17,16 @@ import (
 )
 
 // AuthKeyTemplate is the public area of the HMAC keys the lab DPS issues:
-// HMAC-SHA256, unrestricted signing, usable with an empty password, not
-// subject to dictionary-attack counting. Not fixedTPM/fixedParent: it is
-// duplicated into the device's TPM.
+// HMAC-SHA256, unrestricted signing, usable with an empty password, and
+// (like any user key) subject to dictionary-attack protection, so a TPM in
+// lockout refuses it. Not fixedTPM/fixedParent: it is duplicated into the
+// device's TPM.
 func authKeyPublic(unique []byte) tpm2.TPMTPublic {
 	return tpm2.TPMTPublic{
 		Type:    tpm2.TPMAlgKeyedHash,
 		NameAlg: tpm2.TPMAlgSHA256,
 		ObjectAttributes: tpm2.TPMAObject{
 			UserWithAuth: true,
-			NoDA:         true,
 			SignEncrypt:  true,
 		},
 		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgKeyedHash, &tpm2.TPMSKeyedHashParms{
