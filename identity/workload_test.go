@@ -2,7 +2,6 @@ package identity_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -38,13 +37,10 @@ func TestModuleGetsItsTokenThroughTheWorkloadSocket(t *testing.T) {
 	}
 	archive := testenv.BuildImage(t, "edgev2.test/workloadclient:1", testenv.ImageConfig{
 		Entrypoint: []string{"/bin/workloadclient"}, Files: map[string]string{"/bin/workloadclient": bin}})
-	if _, err := w.certs.Ensure(context.Background(), "edge-ca"); err != nil {
-		t.Fatal(err)
-	}
 	dir := testenv.SharedTempDir(t, "modrtd")
 	cfg := filepath.Join(dir, "modrtd.toml")
 	ns := fmt.Sprintf("edgev2-wl-%d", time.Now().UnixNano())
-	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = %q\ntrust_bundle = \"labcloud-ca\"\nedge_ca_cert = \"edge-ca\"\nedge_ca_key = \"edge-ca\"\n", filepath.Join(dir, "home"), ctr.Address, ns)), 0o600)
+	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = %q\ntrust_bundle = \"labcloud-ca\"\nmanifest_trust_bundle = \"no-such-bundle\"\n", filepath.Join(dir, "home"), ctr.Address, ns)), 0o600)
 	testenv.StartService(t, w.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
 		User: "root", BusName: modrt.BusName,
@@ -108,6 +104,21 @@ func TestModuleGetsItsTokenThroughTheWorkloadSocket(t *testing.T) {
 		}
 		if res["server_cert_status"] != float64(201) || res["server_cert_ok"] != true {
 			t.Fatalf("%s: server certificate %v ok=%v (%v); want 201 and a chain that verifies against the trust bundle", name, res["server_cert_status"], res["server_cert_ok"], res["server_cert_error"])
+		}
+		if res["identity_cert_status"] != float64(201) || res["identity_cert_ok"] != true {
+			t.Fatalf("%s: identity certificate %v ok=%v (%v); want 201 and a client certificate for the module's hub identity under the trust bundle", name, res["identity_cert_status"], res["identity_cert_ok"], res["identity_cert_error"])
+		}
+		if res["encrypt_status"] != float64(200) || res["decrypt_status"] != float64(200) || res["decrypt_roundtrip"] != true {
+			t.Fatalf("%s: encrypt %v, decrypt %v, round trip %v; want 200, 200, true", name, res["encrypt_status"], res["decrypt_status"], res["decrypt_roundtrip"])
+		}
+		if s := res["decrypt_other_generation_status"]; s == float64(200) || s == float64(0) {
+			t.Fatalf("%s: decrypting under another generation id answered %v; want a refusal", name, s)
+		}
+		if res["decrypt_as_other_status"] != float64(403) || res["encrypt_bad_body_status"] != float64(400) {
+			t.Fatalf("%s: decrypt as the other module %v (want 403), encrypt of non-base64 %v (want 400)", name, res["decrypt_as_other_status"], res["encrypt_bad_body_status"])
+		}
+		if res["manifest_trust_bundle_status"] != float64(200) || res["manifest_trust_bundle_present"] != true {
+			t.Fatalf("%s: manifest-trust-bundle %v (certificate present %v); want 200 with a certificate field", name, res["manifest_trust_bundle_status"], res["manifest_trust_bundle_present"])
 		}
 		if n := w.cloud.Hub.AcceptedMessages("reg-sym", name); n != 1 {
 			t.Fatalf("hub accepted %d messages from %s, want 1", n, name)

@@ -18,6 +18,7 @@ import (
 	bus "github.com/edgev2/edgev2/dbus"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/daemon"
+	kclient "github.com/edgev2/edgev2/keys/client"
 	"github.com/edgev2/edgev2/modrt"
 	"github.com/edgev2/edgev2/modrt/mgmt"
 	"github.com/edgev2/edgev2/modrt/workload"
@@ -37,6 +38,7 @@ func run(configPath string, log *slog.Logger) int {
 	var rt *modrt.Runtime
 	var wl *workload.Manager
 	var svc *modrt.Service
+	var ca *edgeCA
 	return daemon.Serve(log, daemon.Service{
 		BusName: modrt.BusName,
 		Path:    modrt.ObjectPath,
@@ -64,7 +66,10 @@ func run(configPath string, log *slog.Logger) int {
 				svc.MgmtDir = filepath.Dir(cfg.MgmtSocket)
 			}
 			ids := iclient.New(conn)
-			wl = workload.NewManager(filepath.Join(cfg.Homedir, "workload"), workloadBackend{rt: rt, ids: ids, certs: cclient.New(conn), trust: cfg.TrustBundle, edgeCA: cfg.EdgeCACert, edgeCK: cfg.EdgeCAKey}, log)
+			cc, kc := cclient.New(conn), kclient.New(conn)
+			ca = newEdgeCA(cc, kc, cfg.EdgeCACert, cfg.EdgeCAKey, time.Duration(cfg.EdgeCALifetimeDays)*24*time.Hour, log)
+			wl = workload.NewManager(filepath.Join(cfg.Homedir, "workload"), workloadBackend{rt: rt, ids: ids, certs: cc, keys: kc,
+				trust: cfg.TrustBundle, manifestTrust: cfg.ManifestTrustBundle, encryptionKey: cfg.WorkloadEncryptionKey, ca: ca}, log)
 			svc.Identities, svc.Workload = moduleIdentities{ids}, wl
 			svc.Resume(ctx)
 			modrt.NewBusAPI(ctx, svc, auth, srv, log)
@@ -83,6 +88,8 @@ func run(configPath string, log *slog.Logger) int {
 			return nil
 		},
 		Started: func(ctx context.Context) {
+			go ca.Keep(ctx)
+			go svc.RunImageGC(ctx, cfg.ImageGC)
 			if len(cfg.Modules) > 0 {
 				svc.KeepLocal(ctx, cfg.Modules, 30*time.Second)
 			}

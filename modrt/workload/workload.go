@@ -5,8 +5,10 @@ package workload
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +43,16 @@ type Backend interface {
 	// ServerCert issues a server certificate for the module under the edge
 	// CA: the chain (leaf first) and the private key, both PEM.
 	ServerCert(ctx context.Context, module, commonName string, notAfter time.Time) (chainPEM, keyPEM string, err error)
+	// IdentityCert issues the module's client certificate under the edge
+	// CA (CN = module, SAN URI azureiot://hub/devices/dev/modules/module).
+	IdentityCert(ctx context.Context, module string) (chainPEM, keyPEM string, err error)
+	// Encrypt and Decrypt are AES-256-GCM with the device's workload key;
+	// the additional data binds the result to module and generation.
+	Encrypt(ctx context.Context, module, genID string, plaintext, iv []byte) ([]byte, error)
+	Decrypt(ctx context.Context, module, genID string, ciphertext, iv []byte) ([]byte, error)
+	// ManifestTrustBundle is the PEM deployment manifests are signed
+	// under ("" when none is configured).
+	ManifestTrustBundle(ctx context.Context) (string, error)
 }
 
 // Manager serves one socket per module under dir/<module>/workload.sock.
@@ -172,13 +184,7 @@ func (m *Manager) handler(module string) http.Handler {
 			Algo  string `json:"algo"`
 			Data  string `json:"data"`
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
-		if err != nil || len(body) > 1<<20 {
-			fail(w, http.StatusRequestEntityTooLarge, "request body over 1 MiB")
-			return
-		}
-		if err := json.Unmarshal(body, &req); err != nil {
-			fail(w, http.StatusBadRequest, "request body is not valid JSON: %v", err)
+		if !readJSON(w, r, 1<<20, &req) {
 			return
 		}
 		if req.Algo != "HMACSHA256" {
@@ -210,13 +216,7 @@ func (m *Manager) handler(module string) http.Handler {
 			CommonName string `json:"commonName"`
 			Expiration string `json:"expiration"`
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10+1))
-		if err != nil || len(body) > 64<<10 {
-			fail(w, http.StatusRequestEntityTooLarge, "request body over 64 KiB")
-			return
-		}
-		if err := json.Unmarshal(body, &req); err != nil {
-			fail(w, http.StatusBadRequest, "request body is not valid JSON: %v", err)
+		if !readJSON(w, r, 64<<10, &req) {
 			return
 		}
 		if !validHostname(req.CommonName) {
@@ -237,11 +237,80 @@ func (m *Manager) handler(module string) http.Handler {
 			fail(w, statusOf(err), "%s", fault.Message(err))
 			return
 		}
-		writeJSON(w, http.StatusCreated, map[string]any{
-			"certificate": chain,
-			"privateKey":  map[string]string{"type": "key", "bytes": key},
-			"expiration":  notAfter.UTC().Format(time.RFC3339),
+		writeCert(w, chain, key)
+	})
+	mux.HandleFunc("POST /modules/{name}/certificate/identity", func(w http.ResponseWriter, r *http.Request) {
+		if !m.allowed(w, r, module, true) {
+			return
+		}
+		chain, key, err := m.be.IdentityCert(r.Context(), module)
+		if err != nil {
+			m.log.Warn("workload identity certificate failed", "module", module, "err", err)
+			fail(w, statusOf(err), "%s", fault.Message(err))
+			return
+		}
+		writeCert(w, chain, key)
+	})
+	for _, op := range []string{"encrypt", "decrypt"} {
+		mux.HandleFunc("POST /modules/{name}/genid/{genid}/"+op, func(w http.ResponseWriter, r *http.Request) {
+			if !m.allowed(w, r, module, true) {
+				return
+			}
+			var req struct {
+				Plaintext  *string `json:"plaintext"`
+				Ciphertext *string `json:"ciphertext"`
+				IV         *string `json:"initializationVector"`
+			}
+			if !readJSON(w, r, 1<<20, &req) {
+				return
+			}
+			in, field := req.Plaintext, "plaintext"
+			if op == "decrypt" {
+				in, field = req.Ciphertext, "ciphertext"
+			}
+			if in == nil || req.IV == nil {
+				fail(w, http.StatusBadRequest, "request body needs %q and \"initializationVector\" (base64)", field)
+				return
+			}
+			data, err1 := base64.StdEncoding.DecodeString(*in)
+			iv, err2 := base64.StdEncoding.DecodeString(*req.IV)
+			if err1 != nil || err2 != nil {
+				fail(w, http.StatusBadRequest, "%s and initializationVector must be base64", field)
+				return
+			}
+			if len(iv) == 0 {
+				fail(w, http.StatusBadRequest, "initializationVector is empty")
+				return
+			}
+			genID := r.PathValue("genid")
+			var out []byte
+			if op == "encrypt" {
+				out, err1 = m.be.Encrypt(r.Context(), module, genID, data, iv)
+			} else {
+				out, err1 = m.be.Decrypt(r.Context(), module, genID, data, iv)
+			}
+			if err1 != nil {
+				m.log.Warn("workload "+op+" failed", "module", module, "err", err1)
+				fail(w, statusOf(err1), "%s", fault.Message(err1))
+				return
+			}
+			key := "ciphertext"
+			if op == "decrypt" {
+				key = "plaintext"
+			}
+			writeJSON(w, http.StatusOK, map[string]string{key: base64.StdEncoding.EncodeToString(out)})
 		})
+	}
+	mux.HandleFunc("GET /manifest-trust-bundle", func(w http.ResponseWriter, r *http.Request) {
+		if !m.allowed(w, r, module, false) {
+			return
+		}
+		pemText, err := m.be.ManifestTrustBundle(r.Context())
+		if err != nil {
+			fail(w, statusOf(err), "%s", fault.Message(err))
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"certificate": pemText})
 	})
 	mux.HandleFunc("GET /trust-bundle", func(w http.ResponseWriter, r *http.Request) {
 		if !m.allowed(w, r, module, false) {
@@ -261,6 +330,37 @@ func (m *Manager) handler(module string) http.Handler {
 		fail(w, http.StatusNotFound, "no workload API route %s %s", r.Method, r.URL.Path)
 	})
 	return mux
+}
+
+// readJSON reads a JSON body of at most limit bytes into v, or answers
+// 413/400 and returns false.
+func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil || int64(len(body)) > limit {
+		fail(w, http.StatusRequestEntityTooLarge, "request body over %d KiB", limit>>10)
+		return false
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		fail(w, http.StatusBadRequest, "request body is not valid JSON: %v", err)
+		return false
+	}
+	return true
+}
+
+// writeCert answers 201 with aziot-edged's certificate response; the
+// expiration is the leaf's.
+func writeCert(w http.ResponseWriter, chain, key string) {
+	expiration := ""
+	if b, _ := pem.Decode([]byte(chain)); b != nil {
+		if c, err := x509.ParseCertificate(b.Bytes); err == nil {
+			expiration = c.NotAfter.UTC().Format(time.RFC3339)
+		}
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{
+		"certificate": chain,
+		"privateKey":  map[string]string{"type": "key", "bytes": key},
+		"expiration":  expiration,
+	})
 }
 
 // allowed checks the api-version, that the caller is a process of this

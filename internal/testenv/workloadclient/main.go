@@ -101,6 +101,18 @@ func main() {
 			res["server_cert_error"] = err.Error()
 		}
 	}
+	if os.Getenv("WANT_SERVER_CERT") != "" {
+		identityCert(c, api, hub, dev, mod, pool, res)
+		encryptDecrypt(c, api, mod, gen, res)
+		resp, err := c.Get("http://workload/manifest-trust-bundle?api-version=" + api)
+		if err == nil {
+			var mb struct{ Certificate *string }
+			json.NewDecoder(resp.Body).Decode(&mb)
+			resp.Body.Close()
+			res["manifest_trust_bundle_status"] = resp.StatusCode
+			res["manifest_trust_bundle_present"] = mb.Certificate != nil
+		}
+	}
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	req, _ := http.NewRequest(http.MethodPost, "https://"+hub+"/devices/"+dev+"/modules/"+mod+"/messages/events?api-version=2020-03-13", strings.NewReader(`{"from":"inside the container"}`))
 	req.Header.Set("Authorization", token)
@@ -113,4 +125,69 @@ func main() {
 	io.Copy(io.Discard, hresp.Body)
 	hresp.Body.Close()
 	res["hub_status"] = hresp.StatusCode
+}
+
+// identityCert asks for the module's identity (client) certificate and
+// checks it against the trust bundle and the module's hub identity URI.
+func identityCert(c *http.Client, api, hub, dev, mod string, pool *x509.CertPool, res map[string]any) {
+	resp, err := c.Post("http://workload/modules/"+mod+"/certificate/identity?api-version="+api, "application/json", strings.NewReader("{}"))
+	if err != nil {
+		res["error"] = err.Error()
+		return
+	}
+	var ic struct {
+		Certificate string
+		PrivateKey  struct{ Type, Bytes string }
+		Expiration  string
+	}
+	json.NewDecoder(resp.Body).Decode(&ic)
+	resp.Body.Close()
+	res["identity_cert_status"] = resp.StatusCode
+	pair, err := tls.X509KeyPair([]byte(ic.Certificate), []byte(ic.PrivateKey.Bytes))
+	if err == nil {
+		leaf, _ := x509.ParseCertificate(pair.Certificate[0])
+		_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		want := "azureiot://" + hub + "/devices/" + dev + "/modules/" + mod
+		if err == nil && (leaf.Subject.CommonName != mod || len(leaf.URIs) != 1 || leaf.URIs[0].String() != want) {
+			err = fmt.Errorf("identity certificate names CN %q URIs %v; want CN %q URI %s", leaf.Subject.CommonName, leaf.URIs, mod, want)
+		}
+		if exp, perr := time.Parse(time.RFC3339, ic.Expiration); err == nil && (perr != nil || !exp.Equal(leaf.NotAfter)) {
+			err = fmt.Errorf("expiration %q is not the certificate's NotAfter %v", ic.Expiration, leaf.NotAfter)
+		}
+	}
+	res["identity_cert_ok"] = err == nil
+	if err != nil {
+		res["identity_cert_error"] = err.Error()
+	}
+}
+
+// encryptDecrypt round-trips a secret through the workload API, checks
+// that another generation id cannot decrypt it, and that the module
+// cannot decrypt as another module.
+func encryptDecrypt(c *http.Client, api, mod, gen string, res map[string]any) {
+	call := func(asModule, genID, op string, body map[string]string) (string, int) {
+		b, _ := json.Marshal(body)
+		resp, err := c.Post("http://workload/modules/"+asModule+"/genid/"+genID+"/"+op+"?api-version="+api, "application/json", bytes.NewReader(b))
+		if err != nil {
+			res["error"] = err.Error()
+			return "", 0
+		}
+		defer resp.Body.Close()
+		var out map[string]string
+		json.NewDecoder(resp.Body).Decode(&out)
+		if op == "encrypt" {
+			return out["ciphertext"], resp.StatusCode
+		}
+		return out["plaintext"], resp.StatusCode
+	}
+	secret := base64.StdEncoding.EncodeToString([]byte("the module's secret"))
+	iv := base64.StdEncoding.EncodeToString([]byte("0123456789")) // SDK samples use 10 bytes
+	ct, code := call(mod, gen, "encrypt", map[string]string{"plaintext": secret, "initializationVector": iv})
+	res["encrypt_status"] = code
+	pt, code := call(mod, gen, "decrypt", map[string]string{"ciphertext": ct, "initializationVector": iv})
+	res["decrypt_status"] = code
+	res["decrypt_roundtrip"] = pt == secret && ct != secret && ct != ""
+	_, res["decrypt_other_generation_status"] = call(mod, gen+"x", "decrypt", map[string]string{"ciphertext": ct, "initializationVector": iv})
+	_, res["decrypt_as_other_status"] = call(os.Getenv("OTHER_MODULE"), gen, "decrypt", map[string]string{"ciphertext": ct, "initializationVector": iv})
+	_, res["encrypt_bad_body_status"] = call(mod, gen, "encrypt", map[string]string{"plaintext": "not base64!", "initializationVector": iv})
 }
