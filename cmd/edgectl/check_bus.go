@@ -10,8 +10,8 @@ import (
 	"strings"
 
 	cclient "github.com/edgev2/edgev2/certs/client"
-	"github.com/edgev2/edgev2/internal/fault"
 	iclient "github.com/edgev2/edgev2/identity/client"
+	"github.com/edgev2/edgev2/internal/fault"
 	kclient "github.com/edgev2/edgev2/keys/client"
 	mclient "github.com/edgev2/edgev2/modrt/client"
 )

@@ -116,7 +116,7 @@ func (k *checker) checkKeysAndCerts(ctx context.Context) {
 			if keyMissing {
 				k.add(name, statusError, fmt.Sprintf("key %q named by %s does not exist in the Keys service", r.key, r.where),
 					fmt.Sprintf("import it (`edgectl keys create %s --type symmetric`, or [preloaded_keys] in the super-config) or correct %s", r.key, r.where))
-				} else {
+			} else {
 				k.ok(name, "key %q (%s) exists: %s", r.key, r.where, p.Type)
 			}
 			continue
@@ -142,7 +142,7 @@ func (k *checker) checkKeysAndCerts(ctx context.Context) {
 			if err != nil || !bytes.Equal(certPub, p.PublicKeyDER) {
 				k.add(name, statusError, fmt.Sprintf("certificate %q does not match key %q (%s): its public key is another key's", r.cert, r.key, r.where),
 					fmt.Sprintf("renew the certificate for the current key: `edgectl certs renew %s` (or restore the key it was issued for)", r.cert))
-					continue
+				continue
 			}
 			k.ok(name, "certificate %q matches key %q (%s)", r.cert, r.key, p.Type)
 		}

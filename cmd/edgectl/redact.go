@@ -10,7 +10,7 @@ const redacted = "REDACTED"
 
 // inlineSecrets are secrets inside values: a connection string's
 // SharedAccessKey, a PKCS#11 URI's pin-value, a SAS token's signature.
-var inlineSecrets = regexp.MustCompile(`(?i)(SharedAccessKey=|pin-value=|[?&;]sig=|password=)[^;&?"'\s]*`)
+var inlineSecrets = regexp.MustCompile(`(?i)(SharedAccessKey=|pin-value=|[?&;]sig=|password=)[^;&?"' \t\r\n]*`)
 
 // userinfo is a URL's user:password@ part.
 var userinfo = regexp.MustCompile(`(?i)([a-z][a-z0-9+.-]*://[^/@\s:"']*:)[^/@\s"']*@`)
