@@ -12,11 +12,18 @@ import (
 	"github.com/pelletier/go-toml/v2"
 )
 
-// Error is a configuration mistake.
-type Error struct{ File, Key, Problem, Fix string }
+// Error is a configuration mistake. Line, when known (> 0), is the 1-based
+// line of the offending key in File.
+type Error struct {
+	File, Key, Problem, Fix string
+	Line                    int
+}
 
 func (e *Error) Error() string {
 	s := e.File + ": "
+	if e.Line > 0 {
+		s = fmt.Sprintf("%s:%d: ", e.File, e.Line)
+	}
 	if e.Key != "" {
 		s += e.Key + ": "
 	}
