@@ -3,6 +3,7 @@ package modrt
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -207,6 +208,35 @@ func (s *Service) Resume(ctx context.Context) {
 			s.log.Warn("resume workload socket", "module", st.Name, "err", err)
 		}
 	}
+}
+
+// ResetForNewIdentity is what aziot-edged does when the device is
+// reprovisioned to another hub or device id: every module is removed (its
+// identity belonged to the old device), and the configured local modules,
+// the agent first, are created afresh; the new agent then brings the new
+// device's deployment. It returns the modules removed.
+func (s *Service) ResetForNewIdentity(ctx context.Context, locals []LocalModule) ([]string, error) {
+	sts, err := s.rt.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, st := range sts {
+		if err := s.Remove(ctx, st.Name); err != nil && !fault.Is(err, fault.NotFound) {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, st.Name)
+	}
+	for _, m := range locals {
+		// KeepLocal may have recreated it a moment ago: that is as good.
+		if err := s.Create(ctx, m.Name, []byte(m.Spec), true); err != nil && !fault.Is(err, fault.AlreadyExists) {
+			errs = append(errs, err)
+		}
+	}
+	s.log.Info("modules reset for a new device identity", "removed", removed, "recreated", len(locals))
+	return removed, errors.Join(errs...)
 }
 
 // Logs streams a module's logs in Docker's multiplexed framing.

@@ -39,6 +39,7 @@ func run(configPath string, log *slog.Logger) int {
 	var wl *workload.Manager
 	var svc *modrt.Service
 	var ca *edgeCA
+	var watch *identityWatch
 	return daemon.Serve(log, daemon.Service{
 		BusName: modrt.BusName,
 		Path:    modrt.ObjectPath,
@@ -71,6 +72,7 @@ func run(configPath string, log *slog.Logger) int {
 			wl = workload.NewManager(filepath.Join(cfg.Homedir, "workload"), workloadBackend{rt: rt, ids: ids, certs: cc, keys: kc,
 				trust: cfg.TrustBundle, manifestTrust: cfg.ManifestTrustBundle, encryptionKey: cfg.WorkloadEncryptionKey, ca: ca}, log)
 			svc.Identities, svc.Workload = moduleIdentities{ids}, wl
+			watch = &identityWatch{conn: conn, ids: ids, svc: svc, locals: cfg.Modules, record: filepath.Join(cfg.Homedir, "device.json"), log: log}
 			svc.Resume(ctx)
 			modrt.NewBusAPI(ctx, svc, auth, srv, log)
 			// The management REST API (edgeAgent, tools), on the same model.
@@ -90,6 +92,7 @@ func run(configPath string, log *slog.Logger) int {
 		Started: func(ctx context.Context) {
 			go ca.Keep(ctx)
 			go svc.RunImageGC(ctx, cfg.ImageGC)
+			go watch.Run(ctx)
 			if len(cfg.Modules) > 0 {
 				svc.KeepLocal(ctx, cfg.Modules, 30*time.Second)
 			}

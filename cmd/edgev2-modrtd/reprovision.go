@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/edgev2/edgev2/identity"
+	iclient "github.com/edgev2/edgev2/identity/client"
+	"github.com/edgev2/edgev2/internal/atomicfile"
+	"github.com/edgev2/edgev2/modrt"
+)
+
+// deviceRecord is the device identity the modules were created under.
+type deviceRecord struct {
+	Hub    string `json:"hub"`
+	Device string `json:"device"`
+}
+
+// identityWatch resets the modules when the Identity service reports a
+// device identity with another hub or device id than the one recorded
+// (also across a modrtd restart: the record is a file).
+type identityWatch struct {
+	conn   *godbus.Conn
+	ids    *iclient.Client
+	svc    *modrt.Service
+	locals []modrt.LocalModule
+	record string // file holding the deviceRecord
+	log    *slog.Logger
+}
+
+// Run checks once, then on every IdentityChanged, until ctx ends.
+func (w *identityWatch) Run(ctx context.Context) {
+	ch := make(chan *godbus.Signal, 16)
+	w.conn.Signal(ch)
+	defer w.conn.RemoveSignal(ch)
+	match := []godbus.MatchOption{godbus.WithMatchSender(identity.BusName), godbus.WithMatchObjectPath(identity.ObjectPath),
+		godbus.WithMatchInterface(identity.Interface), godbus.WithMatchMember("IdentityChanged")}
+	if err := w.conn.AddMatchSignalContext(ctx, match...); err != nil {
+		w.log.Warn("cannot watch the device identity; modules will not follow a reprovisioning", "err", err)
+		return
+	}
+	defer w.conn.RemoveMatchSignal(match...)
+	w.check(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sig, ok := <-ch:
+			if !ok {
+				return
+			}
+			if sig.Name == identity.Interface+".IdentityChanged" && sig.Path == identity.ObjectPath {
+				w.check(ctx)
+			}
+		}
+	}
+}
+
+func (w *identityWatch) check(ctx context.Context) {
+	dev, err := w.ids.DeviceIdentity(ctx)
+	if err != nil {
+		return // not provisioned (yet): nothing to compare
+	}
+	now := deviceRecord{Hub: dev.S("hub_hostname"), Device: dev.S("device_id")}
+	if now.Hub == "" || now.Device == "" {
+		return
+	}
+	var was deviceRecord
+	if data, err := os.ReadFile(w.record); err == nil {
+		json.Unmarshal(data, &was)
+	}
+	if was == now {
+		return
+	}
+	if was.Hub != "" {
+		w.log.Info("device identity changed; resetting modules", "old_hub", was.Hub, "old_device", was.Device, "hub", now.Hub, "device", now.Device)
+		if _, err := w.svc.ResetForNewIdentity(ctx, w.locals); err != nil {
+			w.log.Error("reset modules for the new identity", "err", err)
+		}
+	}
+	data, _ := json.Marshal(now)
+	if err := atomicfile.WriteFile(w.record, data, 0o600); err != nil {
+		w.log.Warn("record the device identity", "err", err)
+	}
+}

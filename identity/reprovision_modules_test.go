@@ -1,0 +1,99 @@
+package identity_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/modrt"
+)
+
+// TestNewDeviceIdentityRemovesModulesAndRestartsTheAgent: as aziot-edged
+// does on reprovisioning, a device identity with another device id makes
+// modrtd remove every module and start the agent afresh; the same identity
+// announced again changes nothing.
+func TestNewDeviceIdentityRemovesModulesAndRestartsTheAgent(t *testing.T) {
+	w := newWorld(t)
+	manual := func(device string) string {
+		return fmt.Sprintf("[provisioning]\nsource = \"manual\"\nconnection_string = \"HostName=%s;DeviceId=%s;SharedAccessKey=%s\"\n", w.hostPort, device, sasKey1)
+	}
+	w.startIdentityd(t, "reprov", manual("manual-sas"))
+	w.waitState(t, "provisioned", 30*time.Second)
+
+	ctr := testenv.StartContainerd(t)
+	archive := testenv.BuildImage(t, "edgev2.test/sleeper:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"sleep 600"}})
+	dir := testenv.SharedTempDir(t, "modrtd")
+	cfg := filepath.Join(dir, "modrtd.toml")
+	agent := `{"name":"edgeAgent","type":"docker","restartPolicy":"always","config":{"settings":{"image":"edgev2.test/sleeper:1","createOptions":{}}}}`
+	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = \"edgev2-reprov\"\n[agent]\nspec = '%s'\n",
+		filepath.Join(dir, "home"), ctr.Address, agent)), 0o600)
+	// The image is there before modrtd starts, so the agent starts at once.
+	testenv.ImportImage(t, ctr, "edgev2-reprov", archive)
+	modrtd := testenv.StartService(t, w.bus, testenv.ServiceOptions{
+		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
+		User: "root", BusName: modrt.BusName,
+	})
+	root := w.conn.Object(modrt.BusName, modrt.ObjectPath)
+	list := func() []string {
+		var names []string
+		root.Call(modrt.Interface+".ListModules", 0).Store(&names)
+		return names
+	}
+	task := func(name string) string {
+		for _, line := range strings.Split(ctr.Ctr(t, "-n", "edgev2-reprov", "tasks", "ls"), "\n") {
+			if f := strings.Fields(line); len(f) >= 3 && f[0] == name && f[2] == "RUNNING" {
+				return f[1]
+			}
+		}
+		return ""
+	}
+	waitTask := func(name, not string) string {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			if p := task(name); p != "" && p != not {
+				return p
+			}
+		}
+		t.Fatalf("%s has no new running task (old %s); modrtd output:\n%s", name, not, modrtd.Output())
+		return ""
+	}
+	agentPid := waitTask("edgeAgent", "")
+	var p godbus.ObjectPath
+	extra := `{"name":"extra","type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/sleeper:1","createOptions":{}}}}`
+	if err := root.Call(modrt.Interface+".CreateModule", 0, "extra", extra, map[string]godbus.Variant{}).Store(&p); err != nil {
+		t.Fatalf("CreateModule extra: %v", err)
+	}
+	waitTask("extra", "")
+
+	// The same identity again (identityd restarted): nothing changes.
+	w.startIdentityd(t, "reprov", manual("manual-sas"))
+	w.waitState(t, "provisioned", 30*time.Second)
+	time.Sleep(2 * time.Second) // the signal is handled asynchronously; give it time to (wrongly) act
+	if got := strings.Join(list(), ","); got != "edgeAgent,extra" || task("edgeAgent") != agentPid {
+		t.Fatalf("after the same identity: modules %s, agent task %s (was %s); want both kept as they were", got, task("edgeAgent"), agentPid)
+	}
+
+	// Another device id: modules removed, the agent created afresh.
+	w.startIdentityd(t, "reprov2", manual("other-device"))
+	w.waitState(t, "provisioned", 30*time.Second)
+	newPid := waitTask("edgeAgent", agentPid)
+	for deadline := time.Now().Add(30 * time.Second); strings.Join(list(), ",") != "edgeAgent"; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after a new device id the modules are %v; want only a new edgeAgent", list())
+		}
+	}
+	if newPid == agentPid {
+		t.Fatal("the agent kept its task across the new identity")
+	}
+	st, _ := w.conn.Object(modrt.BusName, bus.ChildPath(modrt.ObjectPath, "modules", "edgeAgent")).GetProperty(modrt.ModuleInterface + ".Status")
+	if st.Value() != "running" {
+		t.Fatalf("the new agent is %v, want running", st.Value())
+	}
+}
