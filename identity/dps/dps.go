@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/tls"
+	"encoding/base64"
 	"crypto/x509"
 	"encoding/json"
 	"net/http"
@@ -64,6 +65,8 @@ type Config struct {
 	Now func() time.Time
 	// TokenTTL is the lifetime of each SAS token (a fresh one per request).
 	TokenTTL time.Duration
+	// TPM, when set, is TPM attestation; SAS must sign in that TPM.
+	TPM *TPM
 }
 
 // Result is what DPS assigned.
@@ -97,13 +100,22 @@ func Register(ctx context.Context, cfg Config) (*Result, error) {
 
 	reg := struct {
 		RegistrationID string          `json:"registrationId"`
+		TPM            *tpmAttestation `json:"tpm,omitempty"`
 		Payload        json.RawMessage `json:"payload,omitempty"`
-	}{c.cfg.RegistrationID, c.cfg.Payload}
+	}{RegistrationID: c.cfg.RegistrationID, Payload: c.cfg.Payload}
+	if t := c.cfg.TPM; t != nil {
+		reg.TPM = &tpmAttestation{EndorsementKey: base64.StdEncoding.EncodeToString(t.EndorsementKey), StorageRootKey: base64.StdEncoding.EncodeToString(t.StorageRootKey)}
+	}
 	body, err := json.Marshal(reg)
 	if err != nil {
 		return nil, fault.Wrap(fault.InvalidArgs, err, "DPS registration payload cannot be encoded: %v", err)
 	}
 	path := "/" + sas.Escape(c.cfg.IDScope) + "/registrations/" + sas.Escape(c.cfg.RegistrationID)
+	if c.cfg.TPM != nil {
+		if err := c.tpmChallenge(ctx, path+"/register", body); err != nil {
+			return nil, err
+		}
+	}
 	op, retry, err := c.call(ctx, "register", http.MethodPut, path+"/register", body)
 	if err != nil {
 		return nil, err
@@ -111,6 +123,9 @@ func Register(ctx context.Context, cfg Config) (*Result, error) {
 	for {
 		switch op.Status {
 		case StatusAssigned:
+			if err := c.reimport(ctx, op); err != nil {
+				return nil, err
+			}
 			return c.result(op), nil
 		case StatusFailed:
 			return nil, c.failed(op)
@@ -162,6 +177,8 @@ func newClient(cfg Config) (*client, error) {
 	switch {
 	case cfg.SAS == nil && cfg.ClientCert == nil:
 		return nil, fault.New(fault.InvalidArgs, "DPS registration %q has no attestation: set a SAS signer or a client certificate", cfg.RegistrationID)
+	case cfg.TPM != nil && (cfg.SAS == nil || cfg.TPM.Import == nil || len(cfg.TPM.EndorsementKey) == 0 || len(cfg.TPM.StorageRootKey) == 0):
+		return nil, fault.New(fault.InvalidArgs, "DPS TPM registration %q needs the EK and SRK, an Import function and a SAS signer in the TPM", cfg.RegistrationID)
 	case cfg.SAS != nil && cfg.ClientCert != nil:
 		return nil, fault.New(fault.InvalidArgs, "DPS registration %q has both a SAS signer and a client certificate; use one attestation", cfg.RegistrationID)
 	case cfg.ClientCert != nil && len(cfg.ClientCert.Certificate) == 0:
@@ -261,6 +278,20 @@ func (c *client) result(op *Operation) *Result {
 		r.Payload = append(json.RawMessage(nil), st.Payload...)
 	}
 	return r
+}
+
+// reimport imports registrationState.tpm.authenticationKey, the key the
+// hub knows the device by, when DPS sent one with the assignment.
+func (c *client) reimport(ctx context.Context, op *Operation) error {
+	st := op.RegistrationState
+	if c.cfg.TPM == nil || st.TPM == nil {
+		return nil
+	}
+	blob, err := decodeAuthKey(st.TPM.AuthenticationKey)
+	if err != nil {
+		return fault.Wrap(fault.Failed, err, "DPS %s sent an unusable registrationState.tpm: %s", c.host, fault.Message(err))
+	}
+	return c.cfg.TPM.Import(ctx, blob)
 }
 
 // failed turns a "failed" operation into an error carrying DPS's errorCode

@@ -40,6 +40,8 @@ type RegistrationState struct {
 	LastUpdatedDateTimeUTC string          `json:"lastUpdatedDateTimeUtc,omitempty"`
 	ETag                   string          `json:"etag,omitempty"`
 	Payload                json.RawMessage `json:"payload,omitempty"`
+	// TPM carries a new authenticationKey for TPM attestation.
+	TPM *TPMRegistrationResult `json:"tpm,omitempty"`
 }
 
 // serviceError is DPS's ProvisioningServiceErrorDetails.

@@ -100,8 +100,13 @@ type response struct {
 // roundTrip sends one request and reads the whole answer within
 // cfg.Timeout and MaxResponseSize. A SAS token is made fresh for each.
 func (c *client) roundTrip(ctx context.Context, what, method, path string, body []byte) (*response, error) {
+	return c.roundTripAuth(ctx, what, method, path, body, true)
+}
+
+// roundTripAuth is roundTrip, with the SAS token only when withSAS.
+func (c *client) roundTripAuth(ctx context.Context, what, method, path string, body []byte, withSAS bool) (*response, error) {
 	var auth string
-	if c.cfg.SAS != nil {
+	if c.cfg.SAS != nil && withSAS {
 		tok, err := sas.Token(ctx, c.cfg.SAS, sas.DPSResource(c.cfg.IDScope, c.cfg.RegistrationID),
 			c.cfg.Now().Add(c.cfg.TokenTTL), sas.DPSKeyName)
 		if err != nil {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-tpm/tpm2"
+
 	"github.com/edgev2/edgev2/internal/labcloud/hub"
 )
 
@@ -20,6 +22,7 @@ type enrollment struct {
 	certs []*x509.Certificate // x509: the device certificate, or the group's CAs
 	pool  *x509.CertPool      // x509 group: the CAs
 	thumb string              // x509 individual: upper-case hex thumbprint
+	ek    *tpm2.TPMTPublic    // tpm: the enrolled endorsement key
 }
 
 func loadEnrollment(e Enrollment, i int) (*enrollment, error) {
@@ -34,6 +37,13 @@ func loadEnrollment(e Enrollment, i int) (*enrollment, error) {
 			return nil, &ConfigError{Key: key, Problem: err.Error()}
 		}
 		out.keys = append(out.keys, k)
+	}
+	if e.Attestation == AttestationTPM {
+		ek, err := loadEndorsementKey(e, key)
+		if err != nil {
+			return nil, err
+		}
+		out.ek = ek
 	}
 	out.thumb = strings.ToUpper(strings.ReplaceAll(e.CertificateThumbprint, ":", ""))
 	if e.CertificateFile != "" {
@@ -84,6 +94,7 @@ type attested struct {
 	enr      *enrollment
 	deviceID string
 	auth     hub.Authentication // what the hub registers for the device
+	tpm      bool               // TPM attestation: auth is set at assignment
 }
 
 func unauthorized(format string, args ...any) *dpsError {
@@ -92,13 +103,17 @@ func unauthorized(format string, args ...any) *dpsError {
 
 // attest verifies the caller of a request for registrationID: a SAS
 // token (symmetric key) in Authorization, else the TLS client certificate.
-func (s *Server) attest(r *http.Request, registrationID string, now time.Time) (*attested, *dpsError) {
+// A TPM register without either gets the TPM challenge.
+func (s *Server) attest(r *http.Request, registrationID string, now time.Time, reg *DeviceRegistration) (*attested, *dpsError) {
 	if h := r.Header.Get("Authorization"); h != "" {
 		tok, err := hub.ParseSAS(h)
 		if err != nil {
 			return nil, unauthorized("Unauthorized: %v", err)
 		}
 		return s.attestSymmetric(tok, registrationID, now)
+	}
+	if reg != nil && reg.TPM != nil && (r.TLS == nil || len(r.TLS.PeerCertificates) == 0) {
+		return nil, s.tpmChallenge(registrationID, reg.TPM)
 	}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		return s.attestX509(r.TLS.PeerCertificates, registrationID, now)
@@ -127,6 +142,9 @@ func (s *Server) attestSymmetric(tok *hub.SAS, registrationID string, now time.T
 		return nil, unauthorized("Unauthorized: the token expired at %s", tok.Expiry.UTC().Format(time.RFC3339))
 	}
 	if e := s.individual(registrationID); e != nil {
+		if e.Attestation == AttestationTPM {
+			return s.attestTPM(e, tok, registrationID, now)
+		}
 		if e.Attestation != AttestationSymmetricKey {
 			return nil, unauthorized("Unauthorized: the enrollment of %q uses %s attestation", registrationID, e.Attestation)
 		}

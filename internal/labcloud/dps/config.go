@@ -31,6 +31,7 @@ type Config struct {
 const (
 	AttestationSymmetricKey = "symmetric_key"
 	AttestationX509         = "x509"
+	AttestationTPM          = "tpm"
 )
 
 // Enrollment is one [[dps.enrollments]] entry: individual (RegistrationID)
@@ -38,7 +39,7 @@ const (
 type Enrollment struct {
 	RegistrationID string `toml:"registration_id"`
 	GroupID        string `toml:"group_id"`
-	Attestation    string `toml:"attestation"` // symmetric_key | x509
+	Attestation    string `toml:"attestation"` // symmetric_key | x509 | tpm
 	// Base64 keys (symmetric_key). For a group, a device's key is
 	// base64(HMAC-SHA256(base64decode(key), registrationId)).
 	PrimaryKey   string `toml:"primary_key"`
@@ -50,6 +51,16 @@ type Enrollment struct {
 	// CertificateThumbprint (x509, individual) may replace CertificateFile:
 	// the device certificate's SHA-1 or SHA-256 thumbprint in hex.
 	CertificateThumbprint string `toml:"certificate_thumbprint"`
+	// EndorsementKey (tpm, individual) is the TPM's EK public area:
+	// base64 of its TPM2B_PUBLIC, as the Azure portal takes it and
+	// identityd logs it (`tpm2_readpublic -c 0x81010001 -f tss -o ek.pub;
+	// base64 -w0 ek.pub`).
+	EndorsementKey string `toml:"endorsement_key"`
+	// EndorsementKeyFile (tpm) may replace EndorsementKey: a file holding
+	// the TPM2B_PUBLIC (binary or base64), or a PEM RSA public key (the
+	// EK made from the TCG default template). Relative paths are relative
+	// to the configuration file.
+	EndorsementKeyFile string `toml:"endorsement_key_file"`
 	// DeviceID is the hub device id of an individual enrollment. Default:
 	// the registration id (always so for groups).
 	DeviceID string `toml:"device_id"`
@@ -148,7 +159,28 @@ func (c Config) Validate() error {
 			if e.CertificateFile != "" || e.CertificateThumbprint != "" {
 				return &ConfigError{Key: key, Problem: "a symmetric_key enrollment takes no certificate", Fix: `remove certificate_file or use attestation = "x509"`}
 			}
+			if e.EndorsementKey != "" || e.EndorsementKeyFile != "" {
+				return &ConfigError{Key: key, Problem: "a symmetric_key enrollment takes no endorsement key", Fix: `remove it or use attestation = "tpm"`}
+			}
+		case AttestationTPM:
+			if e.isGroup() {
+				return &ConfigError{Key: key + ".group_id", Problem: "TPM attestation has individual enrollments only (as in Azure DPS)", Fix: "enroll each TPM with registration_id and endorsement_key"}
+			}
+			if (e.EndorsementKey == "") == (e.EndorsementKeyFile == "") {
+				return &ConfigError{Key: key + ".endorsement_key", Problem: "a tpm enrollment needs exactly one of endorsement_key and endorsement_key_file", Fix: "set endorsement_key to base64 of the EK's TPM2B_PUBLIC"}
+			}
+			if e.PrimaryKey != "" || e.SecondaryKey != "" || e.CertificateFile != "" || e.CertificateThumbprint != "" {
+				return &ConfigError{Key: key, Problem: "a tpm enrollment takes no keys or certificates: DPS issues the key", Fix: "remove them"}
+			}
+			if e.EndorsementKey != "" {
+				if _, err := parseEndorsementKey([]byte(e.EndorsementKey)); err != nil {
+					return &ConfigError{Key: key + ".endorsement_key", Problem: err.Error(), Fix: "use base64 of the EK's TPM2B_PUBLIC (tpm2_readpublic -c 0x81010001 -f tss -o ek.pub; base64 -w0 ek.pub)"}
+				}
+			}
 		case AttestationX509:
+			if e.EndorsementKey != "" || e.EndorsementKeyFile != "" {
+				return &ConfigError{Key: key, Problem: "an x509 enrollment takes no endorsement key", Fix: `remove it or use attestation = "tpm"`}
+			}
 			if e.PrimaryKey != "" || e.SecondaryKey != "" {
 				return &ConfigError{Key: key, Problem: "an x509 enrollment takes no keys", Fix: `remove the keys or use attestation = "symmetric_key"`}
 			}
@@ -159,7 +191,7 @@ func (c Config) Validate() error {
 				return &ConfigError{Key: key + ".certificate_thumbprint", Problem: "only an individual enrollment takes a SHA-1 or SHA-256 hex thumbprint", Fix: "use `openssl x509 -noout -fingerprint -sha256`"}
 			}
 		default:
-			return &ConfigError{Key: key + ".attestation", Problem: fmt.Sprintf("%q is not symmetric_key or x509", e.Attestation), Fix: `use "symmetric_key" or "x509"`}
+			return &ConfigError{Key: key + ".attestation", Problem: fmt.Sprintf("%q is not symmetric_key, x509 or tpm", e.Attestation), Fix: `use "symmetric_key", "x509" or "tpm"`}
 		}
 	}
 	return nil

@@ -41,7 +41,8 @@ type Server struct {
 	mu            sync.Mutex
 	registrations map[string]*Registration // lower-case registration id →
 	operations    map[string]*operation
-	requests      map[string]int // per lower-case registration id, for throttle_first
+	requests      map[string]int         // per lower-case registration id, for throttle_first
+	tpm           map[string]*tpmSession // per lower-case registration id: keys issued to its TPM
 
 	now func() time.Time
 }
@@ -85,7 +86,7 @@ func NewServer(cfg Config, stateDir string, registry Registry, logger *slog.Logg
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: logger, dir: stateDir, registry: registry,
-		registrations: map[string]*Registration{}, operations: map[string]*operation{}, requests: map[string]int{}, now: time.Now}
+		registrations: map[string]*Registration{}, operations: map[string]*operation{}, requests: map[string]int{}, tpm: map[string]*tpmSession{}, now: time.Now}
 	for i, e := range cfg.Enrollments {
 		le, err := loadEnrollment(e, i)
 		if err != nil {
@@ -164,12 +165,20 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, now time.Time) *
 	if e := s.throttle(regID); e != nil {
 		return e
 	}
-	att, e := s.attest(r, regID, now)
+	if len(parts) == 4 {
+		in, e := readRegistration(r, regID)
+		if e != nil {
+			return e
+		}
+		att, e := s.attest(r, regID, now, &in)
+		if e != nil {
+			return e
+		}
+		return s.register(w, regID, att, in)
+	}
+	att, e := s.attest(r, regID, now, nil)
 	if e != nil {
 		return e
-	}
-	if len(parts) == 4 {
-		return s.register(w, r, regID, att)
 	}
 	return s.operationStatus(w, regID, parts[4], att, now)
 }
@@ -191,7 +200,7 @@ func (s *Server) throttle(regID string) *dpsError {
 }
 
 // parseRegistration decodes a register body; registrationId must equal
-// the path's, payload is any JSON value, tpm is refused.
+// the path's, payload is any JSON value, tpm needs both keys.
 func parseRegistration(body []byte, regID string) (DeviceRegistration, *dpsError) {
 	var in DeviceRegistration
 	if err := json.Unmarshal(body, &in); err != nil {
@@ -200,8 +209,8 @@ func parseRegistration(body []byte, regID string) (DeviceRegistration, *dpsError
 	if !strings.EqualFold(in.RegistrationID, regID) {
 		return in, errorf(http.StatusBadRequest, CodeRegistrationIDDiff, "registrationId %q in the body differs from %q in the path", in.RegistrationID, regID)
 	}
-	if len(in.TPM) > 0 && string(in.TPM) != "null" {
-		return in, errorf(http.StatusBadRequest, CodeBadRequest, "TPM attestation is not supported by this DPS")
+	if in.TPM != nil && (in.TPM.EndorsementKey == "" || in.TPM.StorageRootKey == "") {
+		return in, errorf(http.StatusBadRequest, CodeBadRequest, "tpm needs endorsementKey and storageRootKey")
 	}
 	if string(in.Payload) == "null" {
 		in.Payload = nil
@@ -209,18 +218,18 @@ func parseRegistration(body []byte, regID string) (DeviceRegistration, *dpsError
 	return in, nil
 }
 
-func (s *Server) register(w http.ResponseWriter, r *http.Request, regID string, att *attested) *dpsError {
+func readRegistration(r *http.Request, regID string) (DeviceRegistration, *dpsError) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
 	if err != nil {
-		return errorf(http.StatusBadRequest, CodeBadRequest, "reading the body: %v", err)
+		return DeviceRegistration{}, errorf(http.StatusBadRequest, CodeBadRequest, "reading the body: %v", err)
 	}
 	if len(body) > MaxBodyBytes {
-		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "the body is over %d bytes", MaxBodyBytes)
+		return DeviceRegistration{}, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "the body is over %d bytes", MaxBodyBytes)
 	}
-	in, e := parseRegistration(body, regID)
-	if e != nil {
-		return e
-	}
+	return parseRegistration(body, regID)
+}
+
+func (s *Server) register(w http.ResponseWriter, regID string, att *attested, in DeviceRegistration) *dpsError {
 	op := &operation{id: newOperationID(), registrationID: regID, pollsLeft: s.cfg.AssigningPolls, att: att, payload: in.Payload}
 	s.mu.Lock()
 	s.operations[op.id] = op
@@ -267,6 +276,13 @@ func (s *Server) operationStatus(w http.ResponseWriter, regID, opID string, att 
 // registration; s.mu held.
 func (s *Server) assign(op *operation, now time.Time) (*RegistrationOperationStatus, error) {
 	att := op.att
+	var tpmResult *TpmRegistrationResult
+	if att.tpm {
+		var err error
+		if tpmResult, err = s.assignTPM(op.registrationID, att); err != nil {
+			return nil, fmt.Errorf("issue the hub key for TPM %q: %w", op.registrationID, err)
+		}
+	}
 	if s.registry != nil {
 		if _, err := s.registry.EnsureDevice(att.deviceID, att.auth); err != nil {
 			return nil, fmt.Errorf("create device %q in the hub: %w", att.deviceID, err)
@@ -306,5 +322,6 @@ func (s *Server) assign(op *operation, now time.Time) (*RegistrationOperationSta
 		LastUpdatedDateTimeUtc: dpsTime(rec.LastUpdated),
 		Etag:                   rec.Etag,
 		Payload:                op.payload,
+		TPM:                    tpmResult,
 	}}, nil
 }

@@ -15,7 +15,19 @@ var APIVersions = []string{"2019-03-31", "2021-06-01", "2021-10-01"}
 type DeviceRegistration struct {
 	RegistrationID string          `json:"registrationId"`
 	Payload        json.RawMessage `json:"payload,omitempty"`
-	TPM            json.RawMessage `json:"tpm,omitempty"`
+	TPM            *TpmAttestation `json:"tpm,omitempty"`
+}
+
+// TpmAttestation is the register body's "tpm": base64 TPM2B_PUBLIC areas.
+type TpmAttestation struct {
+	EndorsementKey string `json:"endorsementKey"`
+	StorageRootKey string `json:"storageRootKey"`
+}
+
+// TpmRegistrationResult is registrationState.tpm and the body of the
+// TPM challenge (401): the base64 authenticationKey blob.
+type TpmRegistrationResult struct {
+	AuthenticationKey string `json:"authenticationKey"`
 }
 
 // RegistrationOperationStatus answers register and operation-status lookups.
@@ -27,17 +39,18 @@ type RegistrationOperationStatus struct {
 
 // DeviceRegistrationState is DPS's DeviceRegistrationResult.
 type DeviceRegistrationState struct {
-	RegistrationID         string          `json:"registrationId"`
-	CreatedDateTimeUtc     string          `json:"createdDateTimeUtc,omitempty"`
-	AssignedHub            string          `json:"assignedHub,omitempty"`
-	DeviceID               string          `json:"deviceId,omitempty"`
-	Status                 string          `json:"status"`
-	Substatus              string          `json:"substatus,omitempty"`
-	ErrorCode              int             `json:"errorCode,omitempty"`
-	ErrorMessage           string          `json:"errorMessage,omitempty"`
-	LastUpdatedDateTimeUtc string          `json:"lastUpdatedDateTimeUtc,omitempty"`
-	Etag                   string          `json:"etag,omitempty"`
-	Payload                json.RawMessage `json:"payload,omitempty"`
+	RegistrationID         string                 `json:"registrationId"`
+	CreatedDateTimeUtc     string                 `json:"createdDateTimeUtc,omitempty"`
+	AssignedHub            string                 `json:"assignedHub,omitempty"`
+	DeviceID               string                 `json:"deviceId,omitempty"`
+	Status                 string                 `json:"status"`
+	Substatus              string                 `json:"substatus,omitempty"`
+	ErrorCode              int                    `json:"errorCode,omitempty"`
+	ErrorMessage           string                 `json:"errorMessage,omitempty"`
+	LastUpdatedDateTimeUtc string                 `json:"lastUpdatedDateTimeUtc,omitempty"`
+	Etag                   string                 `json:"etag,omitempty"`
+	Payload                json.RawMessage        `json:"payload,omitempty"`
+	TPM                    *TpmRegistrationResult `json:"tpm,omitempty"`
 }
 
 // Registration statuses and substatuses.
@@ -97,6 +110,7 @@ type dpsError struct {
 	code       int
 	message    string
 	retryAfter int // seconds; 0: no header
+	body       any // sent instead of ErrorDetails (the TPM challenge)
 }
 
 func (e *dpsError) Error() string { return fmt.Sprintf("%d %d %s", e.status, e.code, e.message) }
@@ -107,6 +121,9 @@ func errorf(status, code int, format string, args ...any) *dpsError {
 
 func writeError(w http.ResponseWriter, e *dpsError, now time.Time) {
 	body, _ := json.Marshal(ErrorDetails{ErrorCode: e.code, TrackingID: newUUID(), Message: e.message, TimestampUtc: dpsTime(now)})
+	if e.body != nil {
+		body, _ = json.Marshal(e.body)
+	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	if e.retryAfter > 0 {
 		w.Header().Set("Retry-After", fmt.Sprint(e.retryAfter))
