@@ -59,6 +59,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseSAS -fuzztime 30s ./internal/labcloud/hub
 	$(GO) test -run '^$$' -fuzz FuzzParseSpec -fuzztime 30s ./modrt
 	$(GO) test -run '^$$' -fuzz FuzzOCIOpts -fuzztime 30s ./modrt
+	$(GO) test -run '^$$' -fuzz FuzzWorkloadBodies -fuzztime 30s ./modrt/workload
 
 # bench: figures beside their physical limits measured in the same run.
 bench: build
