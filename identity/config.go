@@ -21,6 +21,7 @@ type Config struct {
 	MasterKey    string       `toml:"master_key"` // Keys id of the module-key master (usage derive)
 	Provisioning Provisioning `toml:"provisioning"`
 	Cloud        Cloud        `toml:"cloud"`
+	TPM          TPMConfig    `toml:"tpm"`
 	Principals   []Principal  `toml:"principal"`
 }
 
@@ -51,7 +52,9 @@ type Authentication struct {
 
 // Attestation is how the device proves itself to DPS.
 type Attestation struct {
-	Method         string `toml:"method"` // symmetric_key | x509 | tpm
+	Method string `toml:"method"` // symmetric_key | x509 | tpm
+	// RegistrationID is required except for tpm, where it defaults to
+	// the Azure SDKs' derivation from the EK (tpm.RegistrationID).
 	RegistrationID string `toml:"registration_id"`
 	SymmetricKey   string `toml:"symmetric_key"` // Keys id of an individual enrollment's key (usage sign)
 	GroupKey       string `toml:"group_key"`     // Keys id of a group enrollment's key (usage derive)
@@ -170,7 +173,7 @@ func (c *Config) validate(path string) error {
 		}
 		a := p.Attestation
 		if a == nil {
-			return bad("provisioning.attestation", "missing", `add [provisioning.attestation] with method = "symmetric_key" or "x509"`)
+			return bad("provisioning.attestation", "missing", `add [provisioning.attestation] with method = "symmetric_key", "x509" or "tpm"`)
 		}
 		switch a.Method {
 		case "symmetric_key":
@@ -185,9 +188,11 @@ func (c *Config) validate(path string) error {
 				return bad("provisioning.attestation.identity_cert", "method x509 needs identity_cert and identity_pk", "name the certificate and key ids")
 			}
 		case "tpm":
-			return bad("provisioning.attestation.method", "TPM attestation is not available yet", `use "symmetric_key" or "x509"`)
+			if err := c.TPM.validate(path); err != nil {
+				return err
+			}
 		default:
-			return bad("provisioning.attestation.method", fmt.Sprintf("unknown method %q", a.Method), `use "symmetric_key" or "x509"`)
+			return bad("provisioning.attestation.method", fmt.Sprintf("unknown method %q", a.Method), `use "symmetric_key", "x509" or "tpm"`)
 		}
 	default:
 		return bad("provisioning.source", fmt.Sprintf("unknown source %q", p.Source), `use "manual", "dps" or "none"`)
@@ -208,11 +213,18 @@ func (c *Config) validate(path string) error {
 // fingerprint identifies the provisioning settings: a cached result made
 // under other settings (new id scope, new hub) is not served.
 func (c *Config) fingerprint() string {
+	var tpm *TPMConfig // another TPM is another device (omitted otherwise: old caches stay valid)
+	if a := c.Provisioning.Attestation; c.Provisioning.Source == "dps" && a != nil && a.Method == "tpm" {
+		t := c.TPM
+		t.HierarchyAuthorization = nil // a changed password is the same TPM
+		tpm = &t
+	}
 	b, _ := json.Marshal(struct {
 		H string
 		M string // module keys derive from it: another master, other keys
 		P Provisioning
-	}{c.Hostname, c.MasterKey, c.Provisioning})
+		T *TPMConfig `json:",omitempty"`
+	}{c.Hostname, c.MasterKey, c.Provisioning, tpm})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }

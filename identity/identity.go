@@ -34,6 +34,7 @@ type Device struct {
 	KeyID           string `json:"key_id,omitempty"`       // sas: signs the device's tokens; x509: the TLS key
 	CertID          string `json:"cert_id,omitempty"`      // x509
 	DerivedFrom     string `json:"derived_from,omitempty"` // sas via a DPS group key: the registration id the key derives with
+	TPM             bool   `json:"tpm,omitempty"`          // sas signed in the TPM with the DPS-issued key ([tpm] auth_key_handle)
 }
 
 // ProvisioningInfo describes the last provisioning.

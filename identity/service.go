@@ -53,6 +53,8 @@ type Service struct {
 
 	masterMu    sync.Mutex
 	masterReady bool
+
+	tpmMu sync.Mutex // one TPM connection at a time
 }
 
 // NewService makes the service; Start loads the cache and provisions.
@@ -343,6 +345,13 @@ func (s *Service) provisionDPS(ctx context.Context, info ProvisioningInfo) (Devi
 			cfg.RegistrationID = chain[0].Subject.CommonName // DPS: the leaf's CN
 		}
 		dev = Device{AuthType: "x509", KeyID: a.IdentityPK, CertID: a.IdentityCert}
+	case "tpm":
+		done, err := s.tpmAttestation(ctx, &cfg)
+		if err != nil {
+			return Device{}, info, err
+		}
+		defer done()
+		dev = Device{AuthType: "sas", TPM: true}
 	}
 	info.RegistrationID = cfg.RegistrationID
 	if s.TuneDPS != nil {
@@ -359,6 +368,9 @@ func (s *Service) provisionDPS(ctx context.Context, info ProvisioningInfo) (Devi
 
 // deviceSigner signs the device's SAS tokens in Keys.
 func (s *Service) deviceSigner(dev Device) sas.Signer {
+	if dev.TPM {
+		return s.tpmSigner()
+	}
 	return func(ctx context.Context, data []byte) ([]byte, error) {
 		if dev.DerivedFrom != "" {
 			return s.keys.SignDerived(ctx, dev.KeyID, []byte(dev.DerivedFrom), data)

@@ -1,0 +1,76 @@
+package identity
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+
+	"github.com/edgev2/edgev2/identity/dps"
+	"github.com/edgev2/edgev2/identity/sas"
+	"github.com/edgev2/edgev2/identity/tpm"
+)
+
+// openTPM opens the configured TPM. Connections are not shared: a raw
+// command socket (swtpm) serves one client at a time, so each use opens,
+// works and closes, one at a time.
+func (s *Service) openTPM(ctx context.Context) (*tpm.TPM, func(), error) {
+	s.tpmMu.Lock()
+	tp, err := tpm.Open(ctx, s.cfg.TPM.tpmConfig())
+	if err != nil {
+		s.tpmMu.Unlock()
+		return nil, nil, err
+	}
+	return tp, func() { tp.Close(); s.tpmMu.Unlock() }, nil
+}
+
+// tpmAttestation prepares DPS TPM attestation: the EK and SRK to send,
+// the registration id (configured, else derived from the EK as the Azure
+// SDKs do), import of DPS's authenticationKey and SAS signing in the TPM.
+// done releases the TPM.
+func (s *Service) tpmAttestation(ctx context.Context, cfg *dps.Config) (done func(), err error) {
+	tp, done, err := s.openTPM(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			done()
+		}
+	}()
+	ek, err := tp.ReadEKPublic(ctx)
+	if err != nil {
+		return nil, err
+	}
+	srk, err := tp.EnsureSRK(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cfg.RegistrationID = s.cfg.Provisioning.Attestation.RegistrationID
+	if cfg.RegistrationID == "" {
+		cfg.RegistrationID = tpm.RegistrationID(ek.Marshalled)
+	}
+	// The EK is public; enrolling the device needs exactly these values.
+	s.log.Info("DPS TPM attestation", "tpm", tp.Config().Where(), "registration_id", cfg.RegistrationID,
+		"endorsement_key", base64.StdEncoding.EncodeToString(ek.Marshalled))
+	cfg.TPM = &dps.TPM{EndorsementKey: ek.Marshalled, StorageRootKey: srk.Marshalled, Import: func(ctx context.Context, blob []byte) error {
+		if err := tp.ImportAuthKey(ctx, blob); err != nil {
+			return err
+		}
+		s.log.Info("DPS authentication key imported into the TPM", "registration_id", cfg.RegistrationID, "handle", fmt.Sprintf("0x%08x", uint32(tp.Config().AuthKeyHandle)))
+		return nil
+	}}
+	cfg.SAS = func(ctx context.Context, data []byte) ([]byte, error) { return tp.Sign(ctx, data) }
+	return done, nil
+}
+
+// tpmSigner signs the device's SAS tokens with the DPS key in the TPM.
+func (s *Service) tpmSigner() sas.Signer {
+	return func(ctx context.Context, data []byte) ([]byte, error) {
+		tp, done, err := s.openTPM(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+		return tp.Sign(ctx, data)
+	}
+}
