@@ -20,7 +20,7 @@ method = "tpm"
 func TestTPMConfigKeysAndDefaults(t *testing.T) {
 	for _, tc := range []struct {
 		name, text, key string // key "" = valid
-		want             tpm.Config
+		want            tpm.Config
 	}{
 		{"defaults", tpmBase, "", tpm.Config{AuthKeyHandle: tpm.DefaultAuthKeyHandle}},
 		{"swtpm address and handle", tpmBase + `[tpm]

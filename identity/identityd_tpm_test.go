@@ -1,0 +1,128 @@
+package identity_test
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgev2/edgev2/identity/tpm"
+	"github.com/edgev2/edgev2/internal/labcloud/dps"
+	"github.com/edgev2/edgev2/internal/testenv"
+)
+
+// readEK reads a TPM's EK as DPS enrollments take it.
+func readEK(t *testing.T, s *testenv.Swtpm) []byte {
+	t.Helper()
+	ctx := context.Background()
+	tp, err := tpm.Open(ctx, tpm.Config{Address: s.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	ek, err := tp.ReadEKPublic(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ek.Marshalled
+}
+
+func tpmProvisioning(w *world, tpmAddr, regID string) string {
+	text := fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"tpm\"\n", w.hostPort)
+	if regID != "" {
+		text += fmt.Sprintf("registration_id = %q\n", regID)
+	}
+	return text + fmt.Sprintf("[tpm]\naddress = %q\n", tpmAddr)
+}
+
+// waitFailed waits until provisioning failed with an error containing all of want.
+func (w *world) waitFailed(t *testing.T, timeout time.Duration, want ...string) string {
+	t.Helper()
+	ctx := context.Background()
+	var last string
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		st, _ := w.id.State(ctx)
+		info, _ := w.id.ProvisioningInfo(ctx)
+		last = info.S("last_error")
+		if st == "provisioned" {
+			t.Fatalf("identityd provisioned; want a failure saying %q", want)
+		}
+		ok := last != ""
+		for _, s := range want {
+			ok = ok && strings.Contains(last, s)
+		}
+		if ok {
+			return last
+		}
+	}
+	t.Fatalf("identityd's last error %q after %v; want one saying %q", last, timeout, want)
+	return ""
+}
+
+func TestIdentitydProvisionsWithDPSTPMAttestationEndToEnd(t *testing.T) {
+	w := newWorld(t)
+	one, two := testenv.StartSwtpm(t), testenv.StartSwtpm(t)
+	ek1 := readEK(t, one)
+	regID := tpm.RegistrationID(ek1)
+	w.stopCloud()
+	w.cloudCfg.DPS.Enrollments = append(w.cloudCfg.DPS.Enrollments,
+		dps.Enrollment{RegistrationID: regID, Attestation: dps.AttestationTPM, EndorsementKey: base64.StdEncoding.EncodeToString(ek1)})
+	w.startCloud(t)
+	ctx := context.Background()
+
+	t.Run("EnrolledTPMProvisionsAndTheHubAcceptsItsTPMSignedSAS", func(t *testing.T) {
+		// No registration_id: identityd derives it from the EK as the SDKs do.
+		w.startIdentityd(t, "tpm-1", tpmProvisioning(w, one.Addr, ""))
+		w.waitState(t, "provisioned", 60*time.Second)
+		info, _ := w.id.ProvisioningInfo(ctx)
+		if info.S("registration_id") != regID || info.S("method") != "tpm" {
+			t.Fatalf("provisioning info %v; want method tpm, registration id %s", info, regID)
+		}
+		checkTokens(t, w, regID, true)
+		d, ok := w.cloud.Hub.Device(regID)
+		if !ok || d.Authentication.SymmetricKey == nil {
+			t.Fatalf("hub device %+v", d)
+		}
+		if out := w.identityd.Output(); strings.Contains(out, d.Authentication.SymmetricKey.PrimaryKey) {
+			t.Fatal("identityd logged the DPS-issued key")
+		}
+	})
+	// The hub knows the key DPS sealed into registrationState.tpm (not the
+	// challenge's), so an accepted token also proves the re-import.
+	t.Run("TheImportedKeySurvivesAnIdentitydRestart", func(t *testing.T) {
+		w.startIdentityd(t, "tpm-1", tpmProvisioning(w, one.Addr, ""))
+		w.waitState(t, "provisioned", 30*time.Second)
+		tok, err := w.id.SasToken(ctx, "", 600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := w.sendAs(t, regID, "", tok); code != http.StatusNoContent {
+			t.Fatalf("after a restart the hub answered %d to the TPM-signed device token", code)
+		}
+	})
+	t.Run("AnotherTPMNotEnrolledIsRefused", func(t *testing.T) {
+		w.startIdentityd(t, "tpm-2", tpmProvisioning(w, two.Addr, ""))
+		last := w.waitFailed(t, 30*time.Second, tpm.RegistrationID(readEK(t, two)), "not found")
+		t.Logf("TPM #2, not enrolled: %s", last)
+	})
+	t.Run("AnotherTPMUnderTheEnrolledRegistrationIDIsRefused", func(t *testing.T) {
+		w.startIdentityd(t, "tpm-2-as-1", tpmProvisioning(w, two.Addr, regID))
+		last := w.waitFailed(t, 30*time.Second, "endorsement key is not the one enrolled")
+		t.Logf("TPM #2 as #1: %s", last)
+	})
+	t.Run("AbsentTPMNamesTheAddressAndTheFix", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		w.startIdentityd(t, "tpm-absent", tpmProvisioning(w, addr, ""))
+		last := w.waitFailed(t, 30*time.Second, "TPM at "+addr, "absent", "[tpm] address")
+		t.Logf("absent TPM: %s", last)
+	})
+}
