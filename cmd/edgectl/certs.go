@@ -104,7 +104,7 @@ func certsShow(ctx context.Context, c *cli, args []string) int {
 	id := rest[0]
 	pem, err := cc.Get(ctx, id)
 	if err != nil {
-		return c.fail(err)
+		return c.fail(notFound(err, "certificate", id, "edgectl certs list"))
 	}
 	if *pemOnly {
 		fmt.Fprint(c.stdout, pem)
@@ -140,7 +140,7 @@ func certsRenew(ctx context.Context, c *cli, args []string) int {
 	}
 	id := rest[0]
 	if err := cc.Renew(ctx, id); err != nil {
-		return c.fail(err)
+		return c.fail(notFound(err, "certificate", id, "edgectl certs list"))
 	}
 	p, err := cc.Properties(ctx, id)
 	if err != nil {

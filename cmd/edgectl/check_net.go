@@ -104,7 +104,11 @@ func (k *checker) checkCloud(ctx context.Context) {
 		if err != nil {
 			pool = x509.NewCertPool()
 		}
-		if len(ep.trusted) > 0 && k.up["org.edgev2.Certificates1"] {
+		if len(ep.trusted) > 0 && !k.up["org.edgev2.Certificates1"] {
+			k.add(ep.name, statusSkipped, fmt.Sprintf("%s: its trusted certificates (%s) are in the Certificates service, which is not reachable", ep.hostPort, strings.Join(ep.trusted, ", ")), "")
+			continue
+		}
+		if len(ep.trusted) > 0 {
 			cc := cclient.New(k.conn)
 			for _, id := range ep.trusted {
 				if p, err := cc.Get(ctx, id); err == nil {

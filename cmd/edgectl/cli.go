@@ -221,3 +221,12 @@ func isSet(fs *flag.FlagSet, name string) bool {
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
 }
+
+// notFound names the missing entity when the bus only said that an object
+// path does not exist.
+func notFound(err error, what, id, listCmd string) error {
+	if fault.Is(err, fault.NotFound) {
+		return fault.Wrap(fault.NotFound, err, "%s %q does not exist (see `%s`)", what, id, listCmd)
+	}
+	return err
+}

@@ -155,6 +155,7 @@ func keysSign(ctx context.Context, c *cli, args []string) int {
 	if m == "" {
 		p, err := key.Properties(ctx)
 		if err != nil {
+			err = notFound(err, "key", id, "edgectl keys list")
 			if fault.Is(err, fault.NotAuthorized) {
 				return c.fail(fault.New(fault.InvalidArgs, "cannot read key %q to choose a mechanism; pass --mechanism", id))
 			}
@@ -166,7 +167,7 @@ func keysSign(ctx context.Context, c *cli, args []string) int {
 	}
 	sig, err := key.Sign(ctx, m, payload)
 	if err != nil {
-		return c.fail(err)
+		return c.fail(notFound(err, "key", id, "edgectl keys list"))
 	}
 	b64 := base64.StdEncoding.EncodeToString(sig)
 	if c.json {

@@ -87,7 +87,7 @@ func moduleAction(verb string) func(context.Context, *cli, []string) int {
 			err = mc.Remove(ctx, name)
 		}
 		if err != nil {
-			return c.fail(err)
+			return c.fail(notFound(err, "module", name, "edgectl modules list"))
 		}
 		if c.json {
 			return c.emit(map[string]string{"module": name, "action": verb, "result": "ok"})
@@ -122,7 +122,7 @@ func modulesLogs(ctx context.Context, c *cli, args []string) int {
 	}
 	text, err := moduleLogText(ctx, mc, name, o)
 	if err != nil {
-		return c.fail(err)
+		return c.fail(notFound(err, "module", name, "edgectl modules list"))
 	}
 	if c.json && !*follow {
 		return c.emit(map[string]string{"module": name, "logs": text})

@@ -31,7 +31,7 @@ func secretName(name string) bool {
 		"key_algorithms", "rotate_key", "pkcs11_lib_path":
 		return false
 	}
-	for _, w := range []string{"key", "password", "pin", "secret", "connection_string", "token"} {
+	for _, w := range []string{"key", "password", "pin", "secret", "token"} {
 		if strings.Contains(n, w) {
 			return true
 		}

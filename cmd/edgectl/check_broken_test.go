@@ -1,0 +1,175 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgev2/edgev2/certs"
+)
+
+// brokenSetup is one way a device can be broken, what check must say, and
+// how to mend it again.
+type brokenSetup struct {
+	name    string
+	breakIt func(t *testing.T, w *world) []string // returns extra check flags
+	check   string                                // the check that must fail
+	message string                                // in its message
+	fix     string                                // in its fix
+	mend    func(t *testing.T, w *world)
+}
+
+func expiredCertPEM(t *testing.T) string {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "old vendor CA"},
+		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return certs.EncodeChain([]*x509.Certificate{c})
+}
+
+// brokenConfigDir copies the world's configs and replaces name.toml.
+func brokenConfigDir(t *testing.T, w *world, name, text string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, n := range []string{"keyd", "certd", "identityd", "modrtd"} {
+		b, err := os.ReadFile(filepath.Join(w.etc, n+".toml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == name {
+			b = []byte(text)
+		}
+		os.WriteFile(filepath.Join(dir, n+".toml"), b, 0o600)
+	}
+	return dir
+}
+
+var brokenSetups = []brokenSetup{
+	{
+		name:    "service not running",
+		breakIt: func(t *testing.T, w *world) []string { w.certd.Stop(t); return nil },
+		check:   "service.certd", message: "edgev2-certd is not running", fix: "systemctl start edgev2-certd",
+		mend: func(t *testing.T, w *world) { w.certd.Restart(t) },
+	},
+	{
+		name: "key missing",
+		breakIt: func(t *testing.T, w *world) []string {
+			if err := w.keys.DeleteKey(testCtx(t), "device-id"); err != nil {
+				t.Fatal(err)
+			}
+			return nil
+		},
+		check: "certs.device-cert", message: `its key "device-id"`, fix: "edgectl keys create device-id",
+		mend: func(t *testing.T, w *world) {
+			if _, err := w.keys.CreateKeyPair(testCtx(t), "device-id", "ec-p256"); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.certs.Renew(testCtx(t), "device-cert"); err != nil {
+				t.Fatal(err)
+			}
+		},
+	},
+	{
+		name: "certificate does not match its key",
+		breakIt: func(t *testing.T, w *world) []string {
+			ctx := testCtx(t)
+			if err := w.keys.DeleteKey(ctx, "device-id"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.keys.CreateKeyPair(ctx, "device-id", "ec-p256"); err != nil {
+				t.Fatal(err)
+			}
+			return nil
+		},
+		check: "certs.device-cert", message: `does not match key "device-id"`, fix: "edgectl certs renew device-cert",
+		mend: func(t *testing.T, w *world) {
+			if err := w.certs.Renew(testCtx(t), "device-cert"); err != nil {
+				t.Fatal(err)
+			}
+		},
+	},
+	{
+		name: "certificate expired",
+		breakIt: func(t *testing.T, w *world) []string {
+			if err := w.certs.Import(testCtx(t), "old-vendor-ca", expiredCertPEM(t)); err != nil {
+				t.Fatal(err)
+			}
+			return nil
+		},
+		check: "certs.expiry.old-vendor-ca", message: `certificate "old-vendor-ca" expired at`, fix: "edgectl certs renew old-vendor-ca",
+		mend: func(t *testing.T, w *world) {
+			if err := w.certs.Delete(testCtx(t), "old-vendor-ca"); err != nil {
+				t.Fatal(err)
+			}
+		},
+	},
+	{
+		name: "config invalid, with its line",
+		breakIt: func(t *testing.T, w *world) []string {
+			dir := brokenConfigDir(t, w, "keyd", "homedir = \"/var/lib/edgev2/keyd\"\n\npkcs11_lib_path = \"/usr/lib/softhsm/libsofthsm2.so\n")
+			return []string{"--config-dir", dir}
+		},
+		check: "config.keyd", message: "line 3", fix: "correct",
+	},
+	{
+		name: "config with an unknown setting",
+		breakIt: func(t *testing.T, w *world) []string {
+			dir := brokenConfigDir(t, w, "certd", "homedir = \"/var/lib/edgev2/certd\"\nrenewal_treshold = \"80%\"\n")
+			return []string{"--config-dir", dir}
+		},
+		check: "config.certd", message: "renewal_treshold", fix: "spelling",
+	},
+	{
+		name:    "polkit actions not installed",
+		breakIt: func(t *testing.T, w *world) []string { return []string{"--polkit-actions-dir", t.TempDir()} },
+		check:   "polkit.actions", message: "org.edgev2.policy", fix: "reinstall the edgev2 package",
+	},
+	{
+		name: "containerd not reachable",
+		breakIt: func(t *testing.T, w *world) []string {
+			return []string{"--containerd-socket", filepath.Join(t.TempDir(), "none.sock")}
+		},
+		check: "containerd", message: "containerd is not reachable", fix: "systemctl start containerd",
+	},
+}
+
+func testCheckBroken(t *testing.T, w *world) {
+	for _, b := range brokenSetups {
+		t.Run(strings.ReplaceAll(b.name, " ", "_"), func(t *testing.T) {
+			extra := b.breakIt(t, w)
+			rep, code := w.check(t, extra...)
+			c, ok := rep.find(b.check)
+			if code != exitFailed || rep.Status != statusError || !ok || c.Status != statusError {
+				t.Fatalf("check exit %d, status %s; %s = %+v (present %v); want error\n%+v", code, rep.Status, b.check, c, ok, rep.Checks)
+			}
+			if !strings.Contains(c.Message, b.message) || !strings.Contains(c.Fix, b.fix) {
+				t.Fatalf("%s: message %q, fix %q; want them to contain %q and %q", b.check, c.Message, c.Fix, b.message, b.fix)
+			}
+			// Specific: only this problem is reported as an error.
+			for _, o := range rep.Checks {
+				if o.Status == statusError && o.Name != b.check {
+					t.Errorf("also reported: %+v", o)
+				}
+			}
+			if b.mend != nil {
+				b.mend(t, w)
+			}
+			if rep, code := w.check(t); code != 0 {
+				t.Fatalf("after mending %q, check still fails: %+v", b.name, rep.Checks)
+			}
+		})
+	}
+}

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgev2/edgev2/internal/testenv"
+	mclient "github.com/edgev2/edgev2/modrt/client"
+)
+
+func TestEdgectlAgainstTheRealServices(t *testing.T) {
+	w := startWorld(t)
+	t.Run("KeysCreateListSignWorkAsRoot", func(t *testing.T) { testKeysAsRoot(t, w) })
+	t.Run("SignDeniedForOtherUserUntilAPolkitRuleGrantsIt", func(t *testing.T) { testSignAsOtherUser(t, w) })
+	t.Run("JSONOutputParsesEverywhere", func(t *testing.T) { testJSONEverywhere(t, w) })
+	t.Run("ModulesImportListLogsRemove", func(t *testing.T) { testModules(t, w) })
+	t.Run("CheckReportsAHealthyDevice", func(t *testing.T) { testCheckHealthy(t, w) })
+	t.Run("CheckNamesEachBrokenSetupWithItsFix", func(t *testing.T) { testCheckBroken(t, w) })
+	t.Run("SupportBundleHoldsNoSecret", func(t *testing.T) { testSupportBundle(t, w) })
+}
+
+type keyOut struct {
+	ID        string `json:"id"`
+	Type      string `json:"type"`
+	PublicKey string `json:"public_key"`
+}
+
+func verifyECDSA(t *testing.T, pubB64, sigB64 string, data []byte) bool {
+	t.Helper()
+	der, _ := base64.StdEncoding.DecodeString(pubB64)
+	pub, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		t.Fatalf("public key: %v", err)
+	}
+	sig, err := base64.StdEncoding.DecodeString(strings.TrimSpace(sigB64))
+	if err != nil {
+		t.Fatalf("signature %q is not base64: %v", sigB64, err)
+	}
+	digest := sha256.Sum256(data)
+	return ecdsa.VerifyASN1(pub.(*ecdsa.PublicKey), digest[:], sig)
+}
+
+func testKeysAsRoot(t *testing.T, w *world) {
+	var created keyOut
+	w.runJSON(t, &created, "keys", "create", "app-signing", "--type", "ec-p256", "--json")
+	if created.ID != "app-signing" || created.Type != "ec-p256" || created.PublicKey == "" {
+		t.Fatalf("keys create printed %+v", created)
+	}
+	var list []keyOut
+	w.runJSON(t, &list, "keys", "list", "--json")
+	found := false
+	for _, k := range list {
+		found = found || (k.ID == "app-signing" && k.PublicKey == created.PublicKey)
+	}
+	if !found {
+		t.Fatalf("keys list does not show app-signing: %+v", list)
+	}
+	out, errOut, code := w.run(t, "root", "keys", "list")
+	if code != 0 || !strings.Contains(out, "ID") || !strings.Contains(out, "app-signing") || !strings.Contains(out, "ec-p256") {
+		t.Fatalf("keys list table (exit %d): %s %s", code, out, errOut)
+	}
+	var sig map[string]string
+	w.runJSON(t, &sig, "keys", "sign", "app-signing", "--data", "firmware-1.2.bin", "--json")
+	if sig["mechanism"] != "ecdsa-sha256" || !verifyECDSA(t, created.PublicKey, sig["signature"], []byte("firmware-1.2.bin")) {
+		t.Fatalf("the signature from keys sign does not verify: %v", sig)
+	}
+	// Errors come back as one line naming the key, with a distinct exit code.
+	_, errOut, code = w.run(t, "root", "keys", "sign", "no-such-key", "--mechanism", "ecdsa-sha256", "--data", "x")
+	if code != exitNotFound || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, `"no-such-key"`) {
+		t.Fatalf("sign with a missing key: exit %d, stderr %q", code, errOut)
+	}
+	_, errOut, code = w.run(t, "root", "keys", "sign")
+	if code != exitUsage || !strings.Contains(errOut, "usage: edgectl keys sign") {
+		t.Fatalf("sign without a key: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func testSignAsOtherUser(t *testing.T, w *world) {
+	var created keyOut
+	w.runJSON(t, &created, "keys", "create", "tester-key", "--json")
+	sign := func() (string, string, int) {
+		return w.run(t, testenv.OtherUser, "keys", "sign", "tester-key", "--mechanism", "ecdsa-sha256", "--data", "telemetry")
+	}
+	out, errOut, code := sign()
+	if code != exitNotAuthz || !strings.Contains(errOut, "not authorized") || !strings.Contains(errOut, "org.edgev2.keys.use") || out != "" {
+		t.Fatalf("an ordinary user signing: exit %d, stdout %q, stderr %q; want exit %d naming org.edgev2.keys.use", code, out, errOut, exitNotAuthz)
+	}
+	if strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Fatalf("the denial is not one line: %q", errOut)
+	}
+	w.polkit.AddRule(t, "edgectl-tester", fmt.Sprintf(`polkit.addRule(function(action, subject) {
+  if (action.id == "org.edgev2.keys.use" && subject.user == %q && action.lookup("key_id") == "tester-key")
+    return polkit.Result.YES;
+});`, testenv.OtherUser))
+	out, errOut, code = sign()
+	if code != 0 {
+		t.Fatalf("after the rule, sign: exit %d: %s", code, errOut)
+	}
+	if !verifyECDSA(t, created.PublicKey, out, []byte("telemetry")) {
+		t.Fatalf("the ordinary user's signature does not verify: %q", out)
+	}
+	// The rule grants that key only.
+	if _, _, code := w.run(t, testenv.OtherUser, "keys", "sign", "app-signing", "--mechanism", "ecdsa-sha256", "--data", "x"); code != exitNotAuthz {
+		t.Fatalf("the rule for tester-key let the user sign with app-signing (exit %d)", code)
+	}
+}
+
+func testJSONEverywhere(t *testing.T, w *world) {
+	var certsOut []map[string]any
+	w.runJSON(t, &certsOut, "certs", "list", "--json")
+	ids := map[string]bool{}
+	for _, c := range certsOut {
+		ids[fmt.Sprint(c["id"])] = true
+	}
+	if !ids["device-cert"] || !ids["labcloud-ca"] {
+		t.Fatalf("certs list: %v", certsOut)
+	}
+	var show map[string]any
+	w.runJSON(t, &show, "certs", "show", "device-cert", "--json")
+	if !strings.Contains(fmt.Sprint(show["subject"]), "edge-gw-1") || !strings.HasPrefix(fmt.Sprint(show["pem"]), "-----BEGIN CERTIFICATE") {
+		t.Fatalf("certs show: %v", show)
+	}
+	var id map[string]any
+	w.runJSON(t, &id, "identity", "show", "--json")
+	if id["state"] != "provisioned" || fmt.Sprint(id["device"].(map[string]any)["device_id"]) != "edge-gw-1" {
+		t.Fatalf("identity show: %v", id)
+	}
+	var st []serviceStatus
+	w.runJSON(t, &st, "status", "--json")
+	if len(st) != 4 {
+		t.Fatalf("status: %v", st)
+	}
+	for _, s := range st {
+		if !s.Running || s.Pid == 0 {
+			t.Fatalf("status says %s is not running: %+v", s.Service, s)
+		}
+	}
+	var mods []map[string]any
+	w.runJSON(t, &mods, "modules", "list", "--json")
+}
+
+func testModules(t *testing.T, w *world) {
+	archive := testenv.BuildImage(t, "edgectl.test/hello:1", testenv.ImageConfig{
+		Entrypoint: []string{"/bin/sh", "-c", "echo hello-from-module; sleep 300"}})
+	var imp map[string]any
+	w.runJSON(t, &imp, "images", "import", archive, "--json")
+	if !strings.Contains(fmt.Sprint(imp["images"]), "edgectl.test/hello:1") {
+		t.Fatalf("images import: %v", imp)
+	}
+	spec := `{"name":"hello","type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgectl.test/hello:1","createOptions":{}}}}`
+	if err := mclient.New(w.conn).CreateModule(testCtx(t), "hello", spec, true); err != nil {
+		t.Fatal(err)
+	}
+	var logs map[string]string
+	for i := 0; i < 100; i++ {
+		w.runJSON(t, &logs, "modules", "logs", "hello", "--json")
+		if strings.Contains(logs["logs"], "hello-from-module") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(logs["logs"], "hello-from-module") {
+		t.Fatalf("modules logs: %v", logs)
+	}
+	var mods []map[string]any
+	w.runJSON(t, &mods, "modules", "list", "--json")
+	if len(mods) != 1 || mods[0]["name"] != "hello" || mods[0]["status"] != "running" {
+		t.Fatalf("modules list: %v", mods)
+	}
+	out, errOut, code := w.run(t, "root", "modules", "stop", "hello", "--timeout", "1s")
+	if code != 0 || !strings.Contains(out, "stop done") {
+		t.Fatalf("modules stop: exit %d %s %s", code, out, errOut)
+	}
+	if _, errOut, code := w.run(t, "root", "modules", "rm", "hello"); code != 0 {
+		t.Fatalf("modules rm: exit %d %s", code, errOut)
+	}
+	if _, errOut, code := w.run(t, "root", "modules", "start", "hello"); code != exitNotFound {
+		t.Fatalf("starting a removed module: exit %d %s", code, errOut)
+	}
+}
+
+// healthyChecks must be ok on the world.
+var healthyChecks = []string{"config.keyd", "config.certd", "config.identityd", "config.modrtd", "bus",
+	"service.keyd", "service.certd", "service.identityd", "service.modrtd", "polkit.actions",
+	"certs.device-cert", "certs.expiry", "clock", "containerd", "cloud.hub", "cloud.est"}
+
+func testCheckHealthy(t *testing.T, w *world) {
+	rep, code := w.check(t)
+	if code != 0 || rep.Errors != 0 {
+		t.Fatalf("check on a healthy device: exit %d, %+v", code, rep)
+	}
+	for _, name := range healthyChecks {
+		if c, ok := rep.find(name); !ok || c.Status != statusOK {
+			t.Errorf("check %s = %+v (present %v), want ok", name, c, ok)
+		}
+	}
+	human := []string{"check"}
+	for _, a := range w.checkArgs()[3:] {
+		human = append(human, a)
+	}
+	out, _, code := w.run(t, "root", human...)
+	if code != 0 || !strings.Contains(out, "0 errors") {
+		t.Fatalf("human check output (exit %d):\n%s", code, out)
+	}
+}
