@@ -6,7 +6,8 @@ import (
 
 func FuzzParseOperation(f *testing.F) {
 	for _, s := range []string{assigned, assigning, `{"operationId":"x","status":"failed","registrationState":{"errorCode":400209,"errorMessage":"m"}}`,
-		`{"status":"disabled"}`, `{}`, `[]`, `null`, `<html>`, assigned[:50], `{"operationId":"x","status":"assigned","registrationState":{"payload":null}}`} {
+		`{"status":"disabled"}`, `{}`, `[]`, `null`, `<html>`, assigned[:50], `{"operationId":"x","status":"assigned","registrationState":{"payload":null}}`,
+		`{"operationId":"x","status":"assigned","registrationState":{"assignedHub":"h","deviceId":"d","tpm":{"authenticationKey":"AAEC"}}}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
