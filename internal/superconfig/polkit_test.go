@@ -1,0 +1,131 @@
+package superconfig
+
+import (
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/edgev2/edgev2/internal/testenv"
+)
+
+// connectionAs starts a process as user that holds a bus connection open
+// and returns its unique name.
+func connectionAs(t *testing.T, b *testenv.Bus, conn *godbus.Conn, user string) string {
+	t.Helper()
+	uid, gid := testenv.EnsureUser(t, user)
+	cmd := exec.Command("gdbus", "wait", "--address", b.Address, "--timeout", "600", "org.edgev2.NeverAppears")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
+	if err := cmd.Start(); err != nil {
+		testenv.Missing(t, "gdbus", err.Error())
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var names []string
+		if err := conn.BusObject().Call("org.freedesktop.DBus.ListNames", 0).Store(&names); err != nil {
+			t.Fatalf("ListNames: %v", err)
+		}
+		for _, n := range names {
+			var u uint32
+			if n[0] == ':' && conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, n).Store(&u) == nil && u == uint32(uid) {
+				return n
+			}
+		}
+	}
+	t.Fatalf("no bus connection of %s appeared", user)
+	return ""
+}
+
+// TestCompiledPrincipalRulesGrantExactlyTheConfiguredIDs installs the rules
+// compiled from a [[principal]] entry into the real polkitd and asks it,
+// for the real second uid, about granted and other ids.
+func TestCompiledPrincipalRulesGrantExactlyTheConfiguredIDs(t *testing.T) {
+	testenv.RequireRoot(t)
+	bus := testenv.StartBus(t)
+	pk := testenv.StartPolkit(t, bus)
+	conn := bus.Conn(t)
+	tester := connectionAs(t, bus, conn, testenv.OtherUser)
+	keysUserConn := connectionAs(t, bus, conn, testenv.ServiceUser)
+
+	c, err := Parse("/etc/edgev2/config.toml", []byte(`
+[[principal]]
+user = "`+testenv.OtherUser+`"
+keys = ["module-*", "shared.signing"]
+keys_export = ["module-a"]
+certs_manage = ["tls-server"]
+modules = ["telemetry-*"]
+modules_manage = ["telemetry-*"]
+identity = "manage"
+identity_modules = ["telemetry-*"]
+
+# A name that would break out of a string literal if it were not encoded.
+[[principal]]
+user = "nobody"
+keys = ["\"); return polkit.Result.YES; (\""]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Compile(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules string
+	for _, f := range out.Files {
+		if f.Path == RulesPath {
+			rules = string(f.Data)
+		}
+	}
+	// Before the rules: the shipped defaults deny the tester.
+	if ok, _ := pk.Check(t, tester, "org.edgev2.keys.use", map[string]string{"key_id": "module-a"}); ok {
+		t.Fatal("keys.use allowed before the compiled rules were installed")
+	}
+	pk.AddRule(t, "superconfig-principals", rules)
+
+	cases := []struct {
+		who     string
+		action  string
+		details map[string]string
+		allowed bool
+	}{
+		{tester, "org.edgev2.keys.use", map[string]string{"key_id": "module-a"}, true},
+		{tester, "org.edgev2.keys.use", map[string]string{"key_id": "module-"}, true},
+		{tester, "org.edgev2.keys.use", map[string]string{"key_id": "shared.signing"}, true},
+		{tester, "org.edgev2.keys.use", map[string]string{"key_id": "sharedXsigning"}, false}, // '.' is literal
+		{tester, "org.edgev2.keys.use", map[string]string{"key_id": "device-id"}, false},
+		{tester, "org.edgev2.keys.use", map[string]string{"key_id": "xmodule-a"}, false}, // anchored at the start
+		{tester, "org.edgev2.keys.use", map[string]string{"key_id": "module-a\nx"}, true},
+		{tester, "org.edgev2.keys.use", nil, false},
+		{tester, "org.edgev2.keys.manage", map[string]string{"key_id": "module-a"}, false},
+		{tester, "org.edgev2.keys.export", map[string]string{"key_id": "module-a"}, true},
+		{tester, "org.edgev2.keys.export", map[string]string{"key_id": "module-ab"}, false}, // anchored at the end
+		{tester, "org.edgev2.certs.manage", map[string]string{"cert_id": "tls-server"}, true},
+		{tester, "org.edgev2.certs.manage", map[string]string{"cert_id": "device-id"}, false},
+		{tester, "org.edgev2.modules.read", map[string]string{"module_id": "telemetry-1"}, true},
+		{tester, "org.edgev2.modules.read", nil, true}, // listing
+		{tester, "org.edgev2.modules.manage", map[string]string{"module_id": "telemetry-1"}, true},
+		{tester, "org.edgev2.modules.manage", map[string]string{"module_id": "edgeAgent"}, false},
+		{tester, "org.edgev2.modules.manage", nil, false}, // image operations need modules_manage = ["*"]
+		{tester, "org.edgev2.identity.manage", map[string]string{"module_id": "telemetry-1"}, true},
+		{tester, "org.edgev2.identity.manage", map[string]string{"module_id": "edgeAgent"}, false},
+		{tester, "org.edgev2.identity.reprovision", nil, false},
+		// Another user gets none of it.
+		{keysUserConn, "org.edgev2.keys.export", map[string]string{"key_id": "module-a"}, false},
+		{keysUserConn, "org.edgev2.modules.manage", map[string]string{"module_id": "telemetry-1"}, false},
+	}
+	for _, tc := range cases {
+		ok, _ := pk.Check(t, tc.who, tc.action, tc.details)
+		if ok != tc.allowed {
+			who := testenv.OtherUser
+			if tc.who == keysUserConn {
+				who = testenv.ServiceUser
+			}
+			t.Errorf("%s %s %v: allowed=%v, want %v", who, tc.action, tc.details, ok, tc.allowed)
+		}
+	}
+}
