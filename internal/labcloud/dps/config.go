@@ -58,8 +58,9 @@ type Enrollment struct {
 	EndorsementKey string `toml:"endorsement_key"`
 	// EndorsementKeyFile (tpm) may replace EndorsementKey: a file holding
 	// the TPM2B_PUBLIC (binary or base64), or a PEM RSA public key (the
-	// EK made from the TCG default template). Relative paths are relative
-	// to the configuration file.
+	// EK made from the TCG default template). Relative paths are taken
+	// from the working directory (the labcloud command resolves only
+	// certificate_file against the configuration file's directory).
 	EndorsementKeyFile string `toml:"endorsement_key_file"`
 	// DeviceID is the hub device id of an individual enrollment. Default:
 	// the registration id (always so for groups).
