@@ -1,0 +1,293 @@
+package tpm
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgev2/edgev2/certs"
+	cclient "github.com/edgev2/edgev2/certs/client"
+	"github.com/edgev2/edgev2/certs/est"
+	"github.com/edgev2/edgev2/identity"
+	iclient "github.com/edgev2/edgev2/identity/client"
+	"github.com/edgev2/edgev2/internal/labcloud"
+	"github.com/edgev2/edgev2/internal/labcloud/dps"
+	labest "github.com/edgev2/edgev2/internal/labcloud/est"
+	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/keys"
+	kclient "github.com/edgev2/edgev2/keys/client"
+)
+
+// TestTPM2CloudZeroTouchFlow is the tpm2cloud blueprint end to end: the
+// TPM's EK certificate is verified against its maker's CA; the factory
+// creates the IDevID and certifies its TPM-signed CSR; the device enrolls
+// its LDevID over EST with mutual TLS by the IDevID; the LDevID is linked
+// into tpm2-pkcs11; keyd (on the TPM token) and certd get the operational
+// certificate over EST with the LDevID as TLS identity and renew it; and
+// identityd registers with DPS by X.509 with that certificate.
+func TestTPM2CloudZeroTouchFlow(t *testing.T) {
+	testenv.RequireRoot(t)
+	kuid, kgid := testenv.EnsureUser(t, testenv.ServiceUser)
+	cuid, cgid := testenv.EnsureUser(t, testenv.CertsUser)
+	iuid, igid := testenv.EnsureUser(t, testenv.IdentityUser)
+	ctx := ctxT(t)
+	dir := testenv.SharedTempDir(t, "tpm2cloud")
+	sw := testenv.StartSwtpm(t)
+
+	// Supply chain: the TPM is genuine.
+	if out := mustTPM(t, sw, "ek", "verify", "--ca", sw.MakerCAFile); !strings.Contains(out, "verified") {
+		t.Fatalf("ek verify: %s", out)
+	}
+
+	// Platform manufacturing: IDevID in the endorsement hierarchy, its
+	// certificate from the factory CA, stored in NV.
+	factory := newFactoryCA(t, "Device Maker IDevID CA")
+	mustTPM(t, sw, "idevid", "create")
+	csr := mustTPM(t, sw, "idevid", "csr", "--cn", "device-42", "--serial", "SN-0042")
+	mustTPM(t, sw, "idevid", "set-cert", factory.certify(t, csr))
+	blobs := filepath.Join(dir, "tpm")
+	mustTPM(t, sw, "ldevid", "create", "--blobs", blobs)
+
+	// The cloud: EST CA trusting the factory CA for bootstrap, DPS with an
+	// X.509 group enrollment under the EST CA.
+	cloudState := filepath.Join(dir, "cloud")
+	if _, err := labest.NewServer(labest.Config{}, filepath.Join(cloudState, "est"), nil); err != nil {
+		t.Fatal(err)
+	}
+	cloudCfg := labcloud.Config{
+		EST: labest.Config{BootstrapCAFiles: []string{factory.file}},
+		DPS: dps.Config{IDScope: "0ne00000042", Enrollments: []dps.Enrollment{
+			{GroupID: "grp-x509", Attestation: "x509", CertificateFile: filepath.Join(cloudState, "est", "ca-cert.pem")},
+		}},
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostPort := l.Addr().String()
+	cloud, err := labcloud.Open(cloudCfg, cloudState, hostPort, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg, err := cloud.TLSConfig("127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(cloud.Handler())
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.TLS = tlsCfg
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	caFile := filepath.Join(dir, "labcloud-ca.pem")
+	os.WriteFile(caFile, cloud.EST.CAPEM(), 0o644)
+	estURL := "https://" + hostPort + "/.well-known/est"
+
+	// Onboarding: LDevID over EST, mutual TLS by the IDevID in the TPM.
+	ldevidFile := filepath.Join(dir, "ldevid.pem")
+	mustTPM(t, sw, "ldevid", "enroll", "--est", estURL, "--est-ca", caFile, "--cn", "device-42", "--out", ldevidFile)
+	ldevidPEM, _ := os.ReadFile(ldevidFile)
+	opensslVerify(t, ldevidFile, caFile)
+	ldevid := parsePEMCert(t, ldevidPEM)
+	tp := openTPM(t, sw, Config{})
+	ld, err := tp.LDevID(ctx)
+	tp.Close()
+	if err != nil || !samePublic(ld.Public, ldevid.PublicKey) {
+		t.Fatalf("the EST certificate is not for the LDevID at 0x81000002: %v", err)
+	}
+	if n := len(cloud.EST.Issued()); n != 1 {
+		t.Fatalf("EST issued %d certificates, want 1 (the LDevID)", n)
+	}
+	t.Run("ESTRefusesTheLDevIDCSRWithoutTheIDevID", func(t *testing.T) {
+		// The EST CA has no Basic users: the enrollment above was
+		// authorised by the IDevID's TLS client certificate alone.
+		tp := openTPM(t, sw, Config{})
+		defer tp.Close()
+		s, err := tp.Signer(ctx, LDevIDHandle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		csr, err := CreateCSR(s, CSRSubject{CommonName: "device-42"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(cloud.EST.CAPEM())
+		c, _ := est.New(est.Config{URL: estURL, TrustAnchors: pool})
+		if _, err := c.SimpleEnroll(ctx, est.Auth{}, csr); err == nil {
+			t.Fatal("EST enrolled the LDevID without any client authentication")
+		}
+	})
+
+	// The LDevID into tpm2-pkcs11 (the store's primary is the SRK).
+	tok := testenv.NewTPM2PKCS11Token(t, sw, "edgev2", kuid, kgid, testenv.TPM2PKCS11Options{PrimaryHandle: "0x81000001"})
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", tok.Broker.BusAddress)
+	pinFile := filepath.Join(t.TempDir(), "pin")
+	os.WriteFile(pinFile, []byte(tok.PIN+"\n"), 0o600)
+	linkArgs := []string{"ldevid", "link", "--store", tok.Store, "--token", tok.Label, "--pin-file", pinFile, "--blobs", blobs, "--tcti", tok.TCTI}
+	if out := mustTPM(t, sw, linkArgs...); !strings.Contains(out, "ldevid linked") {
+		t.Fatalf("link: %s", out)
+	}
+	if out := mustTPM(t, sw, linkArgs...); !strings.Contains(out, "already linked") {
+		t.Fatalf("second link was not idempotent: %s", out)
+	}
+	chownAll(t, filepath.Dir(tok.Store), kuid, kgid)
+
+	// The device's services: keyd on the TPM token, certd with the LDevID
+	// as its EST identity, identityd registering by X.509.
+	bus := testenv.StartBus(t)
+	testenv.StartPolkit(t, bus)
+	mk := func(name string, uid, gid int, cfg string) string {
+		d := filepath.Join(dir, name)
+		os.Mkdir(d, 0o700)
+		os.Chown(d, uid, gid)
+		p := filepath.Join(dir, name+".toml")
+		os.WriteFile(p, []byte(fmt.Sprintf("homedir = %q\n%s", d, cfg)), 0o600)
+		os.Chown(p, uid, gid)
+		return p
+	}
+	keyd := testenv.StartService(t, bus, testenv.ServiceOptions{
+		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"),
+		Args: []string{"--config", mk("keyd", kuid, kgid, fmt.Sprintf("pkcs11_lib_path = %q\npkcs11_base_slot = %q\n[preloaded_keys]\nldevid = %q\n",
+			tok.LibPath, tok.URI(), "pkcs11:token="+tok.Label+";object=ldevid?pin-value="+tok.PIN))},
+		User: testenv.ServiceUser, Env: tok.Env(), BusName: keys.BusName,
+	})
+	certd := testenv.StartService(t, bus, testenv.ServiceOptions{
+		Binary: testenv.BuildBinary(t, "./cmd/edgev2-certd"),
+		Args: []string{"--config", mk("certd", cuid, cgid, fmt.Sprintf(`
+[preloaded_certs]
+labcloud-ca = "file://%s"
+ldevid = "file://%s"
+[est]
+url = %q
+trusted_certs = ["labcloud-ca"]
+identity_cert = "ldevid"
+identity_key = "ldevid"
+[cert_issuance.device-op]
+method = "est"
+common_name = "device-42"
+expiry = "1h"
+`, caFile, ldevidFile, estURL)), "--log-level", "debug"},
+		User: testenv.CertsUser, BusName: certs.BusName,
+	})
+	conn := bus.Conn(t)
+	kc, cc, ic := kclient.New(conn), cclient.New(conn), iclient.New(conn)
+
+	// The operational certificate: first enrollment with the LDevID (in the
+	// TPM, through keyd and tpm2-pkcs11) as the TLS identity; its key is
+	// generated in the TPM too.
+	opPEM, err := cc.Ensure(ctx, "device-op")
+	if err != nil {
+		t.Fatalf("EnsureCertificate device-op over EST with the LDevID: %v", err)
+	}
+	op := parsePEMCert(t, []byte(opPEM))
+	opKey, err := kc.GetKey(ctx, "device-op")
+	if err != nil {
+		t.Fatal(err)
+	}
+	props, err := opKey.Properties(ctx)
+	if err != nil || !strings.HasPrefix(props.Location, "pkcs11:token=edgev2") {
+		t.Fatalf("the operational key is not on the TPM token: %+v, %v", props, err)
+	}
+	if n := len(cloud.EST.Issued()); n != 2 {
+		t.Fatalf("EST issued %d certificates, want 2 (LDevID, operational)", n)
+	}
+	// Renewal over EST (simplereenroll, TLS identity in the TPM).
+	if err := cc.Renew(ctx, "device-op"); err != nil {
+		t.Fatalf("Renew device-op over EST: %v", err)
+	}
+	renewedPEM, _ := cc.Get(ctx, "device-op")
+	renewed := parsePEMCert(t, []byte(renewedPEM))
+	if renewed.Equal(op) || renewed.Subject.CommonName != "device-42" {
+		t.Fatalf("renewal gave no new certificate for device-42")
+	}
+	renewedFile := filepath.Join(t.TempDir(), "renewed.pem")
+	os.WriteFile(renewedFile, []byte(renewedPEM), 0o644)
+	opensslVerify(t, renewedFile, caFile)
+
+	// DPS X.509 registration with the operational certificate.
+	home := filepath.Join(dir, "identityd")
+	os.MkdirAll(home, 0o700)
+	os.Chown(home, iuid, igid)
+	icfg := filepath.Join(dir, "identityd.toml")
+	os.WriteFile(icfg, []byte(fmt.Sprintf(`hostname = "edge-1"
+homedir = %q
+[cloud]
+trusted_certs = ["labcloud-ca"]
+retry_max_s = 2
+timeout_s = 5
+[provisioning]
+source = "dps"
+global_endpoint = "https://%s"
+id_scope = "0ne00000042"
+[provisioning.attestation]
+method = "x509"
+identity_cert = "device-op"
+identity_pk = "device-op"
+`, home, hostPort)), 0o600)
+	os.Chown(icfg, iuid, igid)
+	testenv.StartService(t, bus, testenv.ServiceOptions{
+		Binary: testenv.BuildBinary(t, "./cmd/edgev2-identityd"), Args: []string{"--config", icfg, "--log-level", "debug"},
+		User: testenv.IdentityUser, BusName: identity.BusName,
+	})
+	waitProvisioned(t, ic, 60*time.Second)
+	dev, err := ic.DeviceIdentity(ctx)
+	if err != nil || dev.S("device_id") != "device-42" || dev.S("hub_hostname") != hostPort {
+		t.Fatalf("device identity %v, %v; want device-42 on %s", dev, err, hostPort)
+	}
+	if info, _ := ic.ProvisioningInfo(ctx); info.S("substatus") != "initialAssignment" {
+		t.Fatalf("provisioning info %v", info)
+	}
+	for _, out := range []string{keyd.Output(), certd.Output()} {
+		if strings.Contains(out, tok.PIN) {
+			t.Fatal("a service logged the token PIN")
+		}
+	}
+}
+
+func waitProvisioned(t *testing.T, ic *iclient.Client, timeout time.Duration) {
+	t.Helper()
+	var got string
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if got, _ = ic.State(context.Background()); got == "provisioned" {
+			return
+		}
+	}
+	info, _ := ic.ProvisioningInfo(context.Background())
+	t.Fatalf("identityd state %q after %v (last error %q)", got, timeout, info.S("last_error"))
+}
+
+func parsePEMCert(t *testing.T, pemData []byte) *x509.Certificate {
+	t.Helper()
+	chain, err := certs.ParseChainPEM(string(pemData))
+	if err != nil || len(chain) == 0 {
+		t.Fatalf("parse certificate: %v", err)
+	}
+	return chain[0]
+}
+
+func opensslVerify(t *testing.T, certFile, caFile string) {
+	t.Helper()
+	out, err := exec.Command("openssl", "verify", "-CAfile", caFile, certFile).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), ": OK") {
+		t.Fatalf("openssl verify %s: %v\n%s", certFile, err, out)
+	}
+}
+
+func chownAll(t *testing.T, dir string, uid, gid int) {
+	t.Helper()
+	filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err == nil {
+			os.Lchown(p, uid, gid)
+		}
+		return nil
+	})
+}
