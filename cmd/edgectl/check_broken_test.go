@@ -125,6 +125,15 @@ var brokenSetups = []brokenSetup{
 		check: "config.keyd", message: "line 3", fix: "correct",
 	},
 	{
+		name: "super-config invalid, with its line",
+		breakIt: func(t *testing.T, w *world) []string {
+			path := filepath.Join(t.TempDir(), "config.toml")
+			os.WriteFile(path, []byte("hostname = \"gw\"\n\n[provisioning]\nsource = \"carrier-pigeon\"\n"), 0o600)
+			return []string{"-c", path}
+		},
+		check: "config.super", message: "line 4, key provisioning.source", fix: `use "manual"`,
+	},
+	{
 		name: "config with an unknown setting",
 		breakIt: func(t *testing.T, w *world) []string {
 			dir := brokenConfigDir(t, w, "certd", "homedir = \"/var/lib/edgev2/certd\"\nrenewal_treshold = \"80%\"\n")

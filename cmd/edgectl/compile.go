@@ -1,5 +1,3 @@
-//go:build superconfig_ready
-
 package main
 
 import (

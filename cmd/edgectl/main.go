@@ -37,14 +37,13 @@ var commands = []command{
 
 // Exit codes (docs/edgectl.md).
 const (
-	exitOK           = 0
-	exitFailed       = 1 // the operation failed, or check found an error
-	exitUsage        = 2 // bad command line
-	exitConfig       = 3 // the configuration is invalid
-	exitNotAuthz     = 4 // polkit denied the call
-	exitUnavailable  = 5 // a service (or the bus) cannot be reached
-	exitNotFound     = 6 // the named key, certificate or module does not exist
-	exitInterruption = 130
+	exitOK          = 0
+	exitFailed      = 1 // the operation failed, or check found an error
+	exitUsage       = 2 // bad command line
+	exitConfig      = 3 // the configuration is invalid
+	exitNotAuthz    = 4 // polkit denied the call
+	exitUnavailable = 5 // a service (or the bus) cannot be reached
+	exitNotFound    = 6 // the named key, certificate or module does not exist
 )
 
 func main() {
