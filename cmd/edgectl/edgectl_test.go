@@ -5,7 +5,10 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +23,7 @@ func TestEdgectlAgainstTheRealServices(t *testing.T) {
 	t.Run("SignDeniedForOtherUserUntilAPolkitRuleGrantsIt", func(t *testing.T) { testSignAsOtherUser(t, w) })
 	t.Run("JSONOutputParsesEverywhere", func(t *testing.T) { testJSONEverywhere(t, w) })
 	t.Run("ModulesImportListLogsRemove", func(t *testing.T) { testModules(t, w) })
+	t.Run("ImagesPullShowsProgressAndRefusesAWrongPassword", func(t *testing.T) { testImagesPull(t, w) })
 	t.Run("CheckReportsAHealthyDevice", func(t *testing.T) { testCheckHealthy(t, w) })
 	t.Run("CheckNamesEachBrokenSetupWithItsFix", func(t *testing.T) { testCheckBroken(t, w) })
 	t.Run("SupportBundleHoldsNoSecret", func(t *testing.T) { testSupportBundle(t, w) })
@@ -207,5 +211,35 @@ func testCheckHealthy(t *testing.T, w *world) {
 	out, _, code := w.run(t, "root", human...)
 	if code != 0 || !strings.Contains(out, "0 errors") {
 		t.Fatalf("human check output (exit %d):\n%s", code, out)
+	}
+}
+
+func testImagesPull(t *testing.T, w *world) {
+	archive := testenv.BuildImage(t, "edgectl.test/pulled:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c", "echo pulled"}})
+	testenv.ImportImage(t, w.ctr, "registry-src", archive)
+	remote := w.reg.Push(t, w.ctr, "registry-src", "edgectl.test/pulled:1")
+	dir := testenv.SharedTempDir(t, "edgectl-pw")
+	good, bad := filepath.Join(dir, "good"), filepath.Join(dir, "bad")
+	os.WriteFile(good, []byte(registryPassword+"\n"), 0o600)
+	os.WriteFile(bad, []byte("not-the-password\n"), 0o600)
+
+	out, errOut, code := w.run(t, "root", "images", "pull", remote, "--username", "edge", "--password-file", bad)
+	if code != exitNotAuthz || strings.Contains(out+errOut, "not-the-password") {
+		t.Fatalf("pull with a wrong password: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	out, errOut, code = w.run(t, "root", "images", "pull", remote, "--username", "edge", "--password-file", good, "--json")
+	if code != 0 {
+		t.Fatalf("images pull: exit %d: %s", code, errOut)
+	}
+	var res map[string]any
+	if err := json.Unmarshal([]byte(out), &res); err != nil || !strings.HasPrefix(fmt.Sprint(res["digest"]), "sha256:") {
+		t.Fatalf("images pull --json: %v: %s", err, out)
+	}
+	// Not a terminal: one plain line per PullProgress signal, no carriage returns.
+	if !strings.Contains(errOut, "pull "+remote+": ") || strings.Contains(errOut, "\r") {
+		t.Fatalf("progress on a pipe: %q", errOut)
+	}
+	if strings.Contains(out+errOut, registryPassword) {
+		t.Fatal("the registry password was printed")
 	}
 }

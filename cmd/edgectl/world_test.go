@@ -24,8 +24,9 @@ import (
 
 // Secrets the world's configs hold; no edgectl output may show them.
 const (
-	hubDeviceKey = "ZWRnZWN0bC10ZXN0LWRldmljZS1zYXMta2V5LTAxMjM0NTY=" // base64, 35 bytes
-	estPassword  = "edgectl-factory-pa55"
+	hubDeviceKey     = "ZWRnZWN0bC10ZXN0LWRldmljZS1zYXMta2V5LTAxMjM0NTY=" // base64, 35 bytes
+	estPassword      = "edgectl-factory-pa55"
+	registryPassword = "edgectl-registry-pa55"
 )
 
 // world is a device on one machine: a private system bus, the real
@@ -38,6 +39,7 @@ type world struct {
 	polkit     *testenv.Polkit
 	lab        *testenv.Labcloud
 	ctr        *testenv.Containerd
+	reg        *testenv.Registry
 	keyd       *testenv.Service
 	certd      *testenv.Service
 	identityd  *testenv.Service
@@ -79,6 +81,7 @@ primary_key = %q
 	caFile := filepath.Join(w.dir, "labcloud-ca.pem")
 	os.WriteFile(caFile, caPEM, 0o644)
 	w.ctr = testenv.StartContainerd(t)
+	w.reg = testenv.StartRegistry(t, "edge", registryPassword)
 
 	w.writeConfig(t, "keyd", testenv.ServiceUser, "")
 	w.writeConfig(t, "certd", testenv.CertsUser, fmt.Sprintf(`[preloaded_certs]
@@ -103,7 +106,7 @@ trusted_certs = ["labcloud-ca"]
 timeout_s = 5
 retry_max_s = 2
 `, hostPort, hubDeviceKey))
-	w.writeConfig(t, "modrtd", "root", fmt.Sprintf("containerd_address = %q\nnamespace = \"edgev2-edgectl\"\n", w.ctr.Address))
+	w.writeConfig(t, "modrtd", "root", fmt.Sprintf("containerd_address = %q\nnamespace = \"edgev2-edgectl\"\nregistry_ca_files = [%q]\n", w.ctr.Address, w.reg.CAFile))
 
 	start := func(bin, name, user, busName string) *testenv.Service {
 		return testenv.StartService(t, w.bus, testenv.ServiceOptions{

@@ -168,7 +168,7 @@ type Progress struct {
 }
 
 // PullImage pulls ref and returns the manifest digest. progress, if not
-// nil, is called (from this goroutine's helper, never concurrently) with
+// nil, is called (on the caller's goroutine) with
 // every PullProgress signal for ref while the pull runs.
 func (c *Client) PullImage(ctx context.Context, ref string, auth *PullAuth, progress func(Progress)) (string, error) {
 	opts := map[string]godbus.Variant{}
@@ -206,7 +206,17 @@ func (c *Client) PullImage(ctx context.Context, ref string, auth *PullAuth, prog
 	for {
 		select {
 		case r := <-done:
-			return r.digest, r.err
+			// Signals sent before the reply may still be queued.
+			for {
+				select {
+				case s := <-sigs:
+					if p, ok := progressOf(s, ref); ok {
+						progress(p)
+					}
+				default:
+					return r.digest, r.err
+				}
+			}
 		case s := <-sigs:
 			if p, ok := progressOf(s, ref); ok {
 				progress(p)
