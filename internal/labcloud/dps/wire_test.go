@@ -38,6 +38,7 @@ func TestValidRegistrationID(t *testing.T) {
 func FuzzParseRegistration(f *testing.F) {
 	f.Add([]byte(`{"registrationId":"dev-1","payload":{"a":[1,2]}}`), "dev-1")
 	f.Add([]byte(`{"registrationId":"x","tpm":null}`), "x")
+	f.Add([]byte(`{"registrationId":"x","tpm":{"endorsementKey":"AAEC","storageRootKey":"AAEC"}}`), "x")
 	f.Fuzz(func(t *testing.T, body []byte, id string) {
 		in, e := parseRegistration(body, id)
 		if e == nil && !strings.EqualFold(in.RegistrationID, id) {
