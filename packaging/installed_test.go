@@ -1,0 +1,229 @@
+package packaging
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/edgev2/edgev2/internal/testenv"
+)
+
+// serviceUsers are the users the package's sysusers.d file declares.
+var serviceUsers = []string{"edgekeys", "edgecerts", "edgeid"}
+
+// daemons are installed in /usr/libexec/edgev2, one unit each.
+var daemons = []string{"edgev2-keyd", "edgev2-certd", "edgev2-identityd", "edgev2-modrtd"}
+
+// busNames are the services' D-Bus names.
+var busNames = []string{"org.edgev2.Keys1", "org.edgev2.Certificates1", "org.edgev2.Identity1", "org.edgev2.ModuleRuntime1"}
+
+// wantFile is an installed path with its mode, owned by root:root; src is
+// the repository file it must equal ("" when it is generated).
+type wantFile struct {
+	path string
+	mode fs.FileMode
+	src  string
+}
+
+// expectedFiles lists what the edgev2 package must install, from the
+// repository's own files so that a file added there is checked too.
+func expectedFiles(t *testing.T) []wantFile {
+	t.Helper()
+	repo := testenv.RepoRoot()
+	var want []wantFile
+	add := func(dir string, mode fs.FileMode, srcs ...string) {
+		for _, src := range srcs {
+			want = append(want, wantFile{filepath.Join(dir, filepath.Base(src)), mode, src})
+		}
+	}
+	glob := func(pattern string) []string {
+		files, _ := filepath.Glob(filepath.Join(repo, pattern))
+		if len(files) == 0 {
+			t.Fatalf("no %s in the repository", pattern)
+		}
+		return files
+	}
+	for _, d := range daemons {
+		want = append(want, wantFile{"/usr/libexec/edgev2/" + d, 0o755, ""})
+		add("/lib/systemd/system", 0o644, filepath.Join(repo, "packaging/systemd", d+".service"))
+	}
+	for _, n := range busNames {
+		add("/usr/share/dbus-1/system-services", 0o644, filepath.Join(repo, "packaging/dbus", n+".service"))
+		add("/usr/share/dbus-1/system.d", 0o644, filepath.Join(repo, "policy", n+".conf"))
+	}
+	add("/usr/share/dbus-1/interfaces", 0o644, glob("dbus/org.edgev2.*.xml")...)
+	add("/usr/share/polkit-1/actions", 0o644, glob("policy/*.policy")...)
+	add("/usr/share/polkit-1/rules.d", 0o644, glob("policy/*.rules")...)
+	add("/usr/share/doc/edgev2/examples", 0o644, glob("packaging/*.toml.example")...)
+	want = append(want,
+		wantFile{"/usr/lib/sysusers.d/edgev2.conf", 0o644, filepath.Join(repo, "packaging/debian/edgev2.sysusers")},
+		wantFile{"/usr/share/man/man1/edgectl.1.gz", 0o644, ""},
+		wantFile{"/usr/share/doc/edgev2/copyright", 0o644, filepath.Join(repo, "packaging/debian/copyright")},
+		wantFile{"/usr/share/doc/edgev2/README.md", 0o644, filepath.Join(repo, "README.md")},
+		wantFile{"/etc/edgev2", fs.ModeDir | 0o755, ""},
+	)
+	// edgectl is in the package once cmd/edgectl exists.
+	if _, err := os.Stat(filepath.Join(repo, "cmd/edgectl")); err == nil {
+		want = append(want, wantFile{"/usr/bin/edgectl", 0o755, ""})
+	}
+	return want
+}
+
+// checkInstalledFiles checks every expected file: listed by dpkg, a regular
+// file (or directory) with the intended mode, root-owned, and the same bytes
+// as the repository's file.
+func checkInstalledFiles(t *testing.T, listed []string) {
+	t.Helper()
+	inList := map[string]bool{}
+	for _, p := range listed {
+		inList[p] = true
+	}
+	for _, w := range expectedFiles(t) {
+		t.Run(strings.TrimPrefix(w.path, "/"), func(t *testing.T) {
+			if !inList[w.path] {
+				t.Errorf("dpkg -L %s does not list %s", pkgName, w.path)
+			}
+			fi, err := os.Lstat(w.path)
+			if err != nil {
+				t.Fatalf("not installed: %v", err)
+			}
+			if fi.Mode() != w.mode {
+				t.Errorf("mode %v, want %v", fi.Mode(), w.mode)
+			}
+			st := fi.Sys().(*syscall.Stat_t)
+			if st.Uid != 0 || st.Gid != 0 {
+				t.Errorf("owner %d:%d, want root:root", st.Uid, st.Gid)
+			}
+			if w.src == "" {
+				return
+			}
+			got, err := os.ReadFile(w.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			src, err := os.ReadFile(w.src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, src) {
+				t.Errorf("differs from the repository's %s", w.src)
+			}
+		})
+	}
+}
+
+// checkProductExcludesLabcloud: the lab cloud stand-in is its own package.
+func checkProductExcludesLabcloud(t *testing.T, listed []string) {
+	t.Helper()
+	for _, p := range listed {
+		if strings.Contains(p, "labcloud") && !strings.HasSuffix(p, ".md") {
+			t.Errorf("the product package ships %s; the lab cloud belongs in edgev2-labcloud", p)
+		}
+	}
+}
+
+// checkUsers: the service users exist with no login shell and their own
+// group, and users that existed before (made by testenv's useradd) kept
+// their uid.
+func checkUsers(t *testing.T, before map[string]*user.User) {
+	t.Helper()
+	passwd, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range serviceUsers {
+		f := entry(string(passwd), name)
+		if f == nil || len(f) != 7 {
+			t.Errorf("user %s does not exist after install", name)
+			continue
+		}
+		if !strings.HasSuffix(f[6], "/nologin") && f[6] != "/bin/false" {
+			t.Errorf("user %s has login shell %q, want nologin", name, f[6])
+		}
+		u, err := user.Lookup(name)
+		if err != nil {
+			t.Errorf("look up %s: %v", name, err)
+			continue
+		}
+		g, err := user.LookupGroupId(u.Gid)
+		if err != nil || g.Name != name {
+			t.Errorf("user %s: primary group %s (%v), want its own group", name, u.Gid, err)
+		}
+		if b := before[name]; b != nil && b.Uid != u.Uid {
+			t.Errorf("user %s existed with uid %s and now has uid %s", name, b.Uid, u.Uid)
+		}
+	}
+}
+
+// checkDaemonsRefuseMissingConfig runs each installed daemon with a missing
+// configuration file: it must start (the binary works on this system) and
+// exit 78 (EX_CONFIG), which the units' RestartPreventExitStatus expects.
+func checkDaemonsRefuseMissingConfig(t *testing.T) {
+	t.Helper()
+	missing := filepath.Join(t.TempDir(), "missing.toml")
+	for _, d := range daemons {
+		cmd := exec.Command("/usr/libexec/edgev2/"+d, "--config", missing)
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent"}
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 78 {
+			t.Errorf("%s --config %s: %v, want exit status 78 (EX_CONFIG)\n%s", d, missing, err, out)
+		}
+	}
+}
+
+// verifyUnits runs systemd-analyze verify on the installed units; it works
+// without systemd as PID 1. Warnings are logged, errors (non-zero exit) fail.
+func verifyUnits(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		testenv.Missing(t, "systemd-analyze", "verifying the units needs it (package systemd)")
+	}
+	args := []string{"verify"}
+	for _, d := range daemons {
+		args = append(args, "/lib/systemd/system/"+d+".service")
+	}
+	out, err := exec.Command("systemd-analyze", args...).CombinedOutput()
+	if len(out) > 0 {
+		t.Logf("systemd-analyze verify:\n%s", out)
+	}
+	if err != nil {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// makeRuntimeFiles writes what edgectl and the services make at run time
+// (a service configuration, the operator polkit rules, state), which remove
+// must keep and purge must delete. It returns their paths.
+func makeRuntimeFiles(t *testing.T) []string {
+	t.Helper()
+	const rules = "/etc/polkit-1/rules.d/60-edgev2.rules"
+	if _, err := os.Stat(rules); err == nil {
+		t.Fatalf("%s exists before the test; purge would delete it (fix: move it away)", rules)
+	}
+	files := map[string]string{
+		"/etc/edgev2/keyd.toml":       "# written by the package test\n",
+		rules:                         "// written by the package test; grants nothing\n",
+		"/var/lib/edgev2/keyd/state":  "key material stand-in\n",
+		"/var/lib/edgev2/certd/certs": "certificate stand-in\n",
+	}
+	var paths []string
+	for path, data := range files {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(path) })
+		paths = append(paths, path)
+	}
+	return paths
+}
