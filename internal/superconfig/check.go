@@ -38,14 +38,9 @@ func (c *Config) checkWithDaemons(p *plan) error {
 		{"modrtd.toml", p.modrtd, func(path string, data []byte) error { _, err := modrt.ParseConfig(path, data); return err }, modules},
 	}
 	for _, ch := range checks {
-		if ch.name == "identityd.toml" && p.identityd.TPM != nil && !identityAcceptsTPM() {
-			// identityd's parser learns TPM attestation separately; until
-			// then the TPM settings are checked here only.
-			continue
-		}
 		data, err := c.marshal(ch.v)
 		if err != nil {
-			return fmt.Errorf("compile %s: %w", ch.name, err)
+			return c.bad("", fmt.Sprintf("cannot compile %s: %v", ch.name, err), "report this as a bug in edgev2")
 		}
 		err = ch.parse(ch.name, data)
 		var ce *config.Error
@@ -65,10 +60,4 @@ func (c *Config) checkWithDaemons(p *plan) error {
 		return c.bad(key, ce.Problem+" (in the compiled "+ch.name+")", ce.Fix)
 	}
 	return nil
-}
-
-// identityAcceptsTPM says whether identity.ParseConfig knows method "tpm".
-func identityAcceptsTPM() bool {
-	_, err := identity.ParseConfig("probe", []byte("homedir = \"/x\"\n[provisioning]\nsource = \"dps\"\nid_scope = \"s\"\n[provisioning.attestation]\nmethod = \"tpm\"\n[tpm]\ndevice = \"/dev/tpmrm0\"\n"))
-	return err == nil
 }

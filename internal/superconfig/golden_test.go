@@ -135,9 +135,6 @@ func TestCompiledConfigsAreAcceptedByEachDaemonsParser(t *testing.T) {
 					continue
 				}
 				n++
-				if filepath.Base(dir) == "dps-tpm" && f.Path == "/etc/edgev2/identityd.toml" {
-					continue // TestDPSTPMIdentitydConfigIsAcceptedByIdentityParser
-				}
 				if err := parseWithDaemon(f); err != nil {
 					t.Errorf("%s refused by its daemon's parser: %v\n%s", f.Path, err, f.Data)
 				}
@@ -147,21 +144,6 @@ func TestCompiledConfigsAreAcceptedByEachDaemonsParser(t *testing.T) {
 			}
 		})
 	}
-}
-
-// identity.ParseConfig learns DPS TPM attestation in a parallel change; this
-// test fails until it accepts what the compiler writes for it.
-func TestDPSTPMIdentitydConfigIsAcceptedByIdentityParser(t *testing.T) {
-	out := compileScenario(t, "testdata/apply/dps-tpm")
-	for _, f := range out.Files {
-		if f.Path == "/etc/edgev2/identityd.toml" {
-			if err := parseWithDaemon(f); err != nil {
-				t.Fatalf("identityd refuses the compiled TPM attestation: %v\n%s", err, f.Data)
-			}
-			return
-		}
-	}
-	t.Fatal("no identityd.toml compiled")
 }
 
 func TestCompiledFilesHaveServiceOwnersModesAndUnits(t *testing.T) {
@@ -233,11 +215,80 @@ func TestExampleConfigParsesAndCompiles(t *testing.T) {
 		t.Fatalf("Compile: %v", err)
 	}
 	for _, f := range out.Files {
-		if f.Path == "/etc/edgev2/identityd.toml" && c.Provisioning.Attestation != nil && c.Provisioning.Attestation.Method == "tpm" {
-			continue
-		}
 		if err := parseWithDaemon(f); err != nil {
 			t.Errorf("%s refused: %v", f.Path, err)
 		}
 	}
+}
+
+func TestInlineKeysLoadInKeydWithTheUsageIdentitydNeeds(t *testing.T) {
+	cases := []struct {
+		scenario, id string
+		usage        keys.Usage
+	}{
+		{"manual-sas", idDevice, keys.UsageSign},
+		{"dps-symmetric", idDevice, keys.UsageSign},
+		{"dps-group-key-inline", idGroupKey, keys.UsageDerive},
+	}
+	for _, tc := range cases {
+		t.Run(tc.scenario, func(t *testing.T) {
+			out := compileScenario(t, "testdata/apply/"+tc.scenario)
+			var found bool
+			for _, f := range out.Files {
+				if f.Path != secretKeyPath(tc.id) {
+					continue
+				}
+				found = true
+				path := filepath.Join(t.TempDir(), "key")
+				if err := os.WriteFile(path, f.Data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				h, err := keys.LoadKeyFile(tc.id, path)
+				if err != nil {
+					t.Fatalf("keyd cannot load the compiled key file: %v", err)
+				}
+				if info := h.Info(); info.Type != keys.Symmetric || info.Usage != tc.usage {
+					t.Fatalf("loaded as %s usage %s, want symmetric usage %s", info.Type, info.Usage, tc.usage)
+				}
+			}
+			if !found {
+				t.Fatalf("no %s compiled", secretKeyPath(tc.id))
+			}
+		})
+	}
+}
+
+func TestModuleSpecsReachModrtdUnchanged(t *testing.T) {
+	data, err := os.ReadFile("testdata/apply/agent-and-modules/config.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse(goldenPath, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Compile(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range out.Files {
+		if f.Path != "/etc/edgev2/modrtd.toml" {
+			continue
+		}
+		mc, err := modrt.ParseConfig(f.Path, f.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := append([]Module{{Name: "edgeAgent", Spec: c.Agent.Spec}}, c.Modules...)
+		if len(mc.Modules) != len(want) {
+			t.Fatalf("modrtd keeps %d modules, want %d", len(mc.Modules), len(want))
+		}
+		for i, m := range mc.Modules {
+			if m.Name != want[i].Name || m.Spec != want[i].Spec {
+				t.Errorf("module %d: %q %q, want %q %q", i, m.Name, m.Spec, want[i].Name, want[i].Spec)
+			}
+		}
+		return
+	}
+	t.Fatal("no modrtd.toml compiled")
 }

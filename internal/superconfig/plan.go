@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/edgev2/edgev2/identity/connstr"
@@ -456,7 +457,7 @@ func (c *Config) planManual(r *ids, ip *identitydProvisioning) error {
 		if a.IdentityCert != "" || a.IdentityPK != "" {
 			return c.bad(key+".identity_cert", "only used with method x509", "remove it")
 		}
-		id, err := c.symmetricKey(r, key+".device_id_pk", a.DeviceIDPK, idDevice)
+		id, err := c.symmetricKey(r, key+".device_id_pk", a.DeviceIDPK, idDevice, false)
 		if err != nil {
 			return err
 		}
@@ -498,8 +499,6 @@ func (c *Config) x509Identity(r *ids, key, cert, pk string) (certID, keyID strin
 	return certID, keyID, err
 }
 
-var tpmHandle = regexp.MustCompile(`^0x81[0-9a-fA-F]{6}$`)
-
 func (c *Config) planDPS(r *ids, ip *identitydProvisioning, out *identitydFile) error {
 	pr := c.Provisioning
 	ip.GlobalEndpoint, ip.IDScope, ip.Payload = pr.GlobalEndpoint, pr.IDScope, pr.Payload
@@ -537,9 +536,9 @@ func (c *Config) planDPS(r *ids, ip *identitydProvisioning, out *identitydFile) 
 		}
 		var err error
 		if a.SymmetricKey != nil {
-			att.SymmetricKey, err = c.symmetricKey(r, key+".symmetric_key", a.SymmetricKey, idDevice)
+			att.SymmetricKey, err = c.symmetricKey(r, key+".symmetric_key", a.SymmetricKey, idDevice, false)
 		} else {
-			att.GroupKey, err = c.symmetricKey(r, key+".group_key", a.GroupKey, idGroupKey)
+			att.GroupKey, err = c.symmetricKey(r, key+".group_key", a.GroupKey, idGroupKey, true)
 		}
 		if err != nil {
 			return err
@@ -569,17 +568,20 @@ func (c *Config) planDPS(r *ids, ip *identitydProvisioning, out *identitydFile) 
 			return c.bad("tpm.address", "set device or address, not both", "keep one")
 		case t.Device == "" && t.Address == "":
 			t.Device = defaultTPMDevice
-		case t.Device != "" && !strings.HasPrefix(t.Device, "/dev/"):
-			return c.bad("tpm.device", fmt.Sprintf("%q is not a device path", t.Device), `use "/dev/tpmrm0"`)
+		case t.Device != "" && !strings.HasPrefix(t.Device, "/"):
+			return c.bad("tpm.device", fmt.Sprintf("%q is not an absolute path", t.Device), `use "/dev/tpmrm0"`)
 		case t.Address != "":
 			if _, port, ok := strings.Cut(t.Address, ":"); !ok || port == "" {
 				return c.bad("tpm.address", fmt.Sprintf("%q is not host:port", t.Address), `use e.g. "127.0.0.1:2321" (swtpm's server port)`)
 			}
 		}
-		if t.AuthKeyHandle != "" && !tpmHandle.MatchString(t.AuthKeyHandle) {
-			return c.bad("tpm.auth_key_handle", fmt.Sprintf("%q is not a persistent handle", t.AuthKeyHandle), `use a hex handle in 0x81000000-0x81FFFFFF, e.g. "0x81000100"`)
+		if t.AuthKeyHandle != "" {
+			v, err := strconv.ParseUint(t.AuthKeyHandle, 0, 32)
+			if err != nil || v < 0x81000000 || v > 0x817fffff {
+				return c.bad("tpm.auth_key_handle", fmt.Sprintf("%q is not a persistent handle in the owner's range", t.AuthKeyHandle), `use a handle in 0x81000000-0x817fffff, e.g. "0x81000100" (the default)`)
+			}
 		}
-		out.TPM = &identitydTPM{Device: t.Device, Address: t.Address, AuthKeyHandle: t.AuthKeyHandle}
+		out.TPM = &identitydTPM{Device: t.Device, Address: t.Address, AuthKeyHandle: t.AuthKeyHandle, HierarchyAuthorization: t.HierarchyAuthorization}
 	case "":
 		return c.bad(key+".method", "not set", `set method = "symmetric_key", "x509" or "tpm"`)
 	default:

@@ -2,6 +2,7 @@ package superconfig
 
 import (
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"net/url"
 	"strings"
@@ -120,8 +121,10 @@ func (c *Config) certRef(r *ids, key, value, id string) (string, error) {
 	}
 }
 
-// symmetricKey resolves a KeySource: an inline value becomes a key file.
-func (c *Config) symmetricKey(r *ids, key string, ks *KeySource, id string) (string, error) {
+// symmetricKey resolves a KeySource: an inline value becomes a key file
+// keyd preloads: raw bytes for a sign key, keyd's PEM form with its usage
+// header for a derive (group enrollment) key.
+func (c *Config) symmetricKey(r *ids, key string, ks *KeySource, id string, derive bool) (string, error) {
 	n := 0
 	for _, s := range []string{ks.Value, ks.URI, ks.ID} {
 		if s != "" {
@@ -143,6 +146,9 @@ func (c *Config) symmetricKey(r *ids, key string, ks *KeySource, id string) (str
 		}
 		if from, ok := r.keyFrom[id]; ok {
 			return "", c.bad(key, fmt.Sprintf("key id %q is already set by %s", id, from), "keep one")
+		}
+		if derive {
+			raw = pem.EncodeToMemory(&pem.Block{Type: "EDGEV2 SYMMETRIC KEY", Headers: map[string]string{"Edgev2-Usage": "derive"}, Bytes: raw})
 		}
 		r.secretFiles[id], r.secretFrom[id] = raw, key
 		return id, r.addKey(c, key, id, "file://"+secretKeyPath(id))

@@ -91,9 +91,10 @@ type identitydAttestation struct {
 }
 
 type identitydTPM struct {
-	Device        string `toml:"device,omitempty"`
-	Address       string `toml:"address,omitempty"`
-	AuthKeyHandle string `toml:"auth_key_handle,omitempty"`
+	Device                 string                  `toml:"device,omitempty"`
+	Address                string                  `toml:"address,omitempty"`
+	AuthKeyHandle          string                  `toml:"auth_key_handle,omitempty"`
+	HierarchyAuthorization *HierarchyAuthorization `toml:"hierarchy_authorization,omitempty"`
 }
 
 type identitydCloud struct {

@@ -83,6 +83,15 @@ type TPM struct {
 	Device        string `toml:"device"`
 	Address       string `toml:"address"`
 	AuthKeyHandle string `toml:"auth_key_handle"`
+	// HierarchyAuthorization holds the hierarchies' auth values if someone
+	// set them (tpm2_changeauth); secrets, kept in identityd.toml only.
+	HierarchyAuthorization *HierarchyAuthorization `toml:"hierarchy_authorization"`
+}
+
+// HierarchyAuthorization is [tpm.hierarchy_authorization].
+type HierarchyAuthorization struct {
+	Endorsement string `toml:"endorsement"`
+	Owner       string `toml:"owner"`
 }
 
 // Keys is the Keys service's engine settings.
