@@ -182,3 +182,36 @@ func testCheckBroken(t *testing.T, w *world) {
 		})
 	}
 }
+
+func testCheckClock(t *testing.T, w *world) {
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", w.bus.Address)
+	o := checkOptions{superConfig: filepath.Join(w.etc, "config.toml"), configDir: w.etc, polkitActionsDir: w.actionsDir,
+		timeout: 3 * time.Second, expiryWarning: 7 * 24 * time.Hour,
+		now: func() time.Time { return time.Date(2021, 3, 1, 0, 0, 0, 0, time.UTC) }}
+	rep := runChecks(testCtx(t), o)
+	var clock []checkResult
+	for _, c := range rep.Checks {
+		if c.Name == "clock" {
+			clock = append(clock, c)
+		}
+	}
+	if len(clock) == 0 {
+		t.Fatalf("no clock check: %+v", rep.Checks)
+	}
+	for _, c := range clock {
+		if c.Status != statusError || !strings.Contains(c.Fix, "NTP") {
+			t.Fatalf("a 2021 clock: %+v", clock)
+		}
+	}
+	// Thirty days on, device-cert (30 days) has expired and the rest warn.
+	o.now = func() time.Time { return time.Now().Add(31 * 24 * time.Hour) }
+	rep = runChecks(testCtx(t), o)
+	if c, ok := rep.find("certs.expiry.device-cert"); !ok || c.Status != statusError || !strings.Contains(c.Message, "expired") {
+		t.Fatalf("31 days on, device-cert: %+v", c)
+	}
+	o.now = func() time.Time { return time.Now().Add(25 * 24 * time.Hour) }
+	rep = runChecks(testCtx(t), o)
+	if c, ok := rep.find("certs.expiry.device-cert"); !ok || c.Status != statusWarning || !strings.Contains(c.Message, "expires in") {
+		t.Fatalf("25 days on, device-cert: %+v", c)
+	}
+}

@@ -26,6 +26,7 @@ func TestEdgectlAgainstTheRealServices(t *testing.T) {
 	t.Run("ImagesPullShowsProgressAndRefusesAWrongPassword", func(t *testing.T) { testImagesPull(t, w) })
 	t.Run("CheckReportsAHealthyDevice", func(t *testing.T) { testCheckHealthy(t, w) })
 	t.Run("CheckNamesEachBrokenSetupWithItsFix", func(t *testing.T) { testCheckBroken(t, w) })
+	t.Run("CheckNamesAWrongClockAndCertificatesNearExpiry", func(t *testing.T) { testCheckClock(t, w) })
 	t.Run("SupportBundleHoldsNoSecret", func(t *testing.T) { testSupportBundle(t, w) })
 }
 
