@@ -3,12 +3,15 @@ package identity_test
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-tpm/tpm2"
 
 	"github.com/edgev2/edgev2/identity/tpm"
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
@@ -125,4 +128,79 @@ func TestIdentitydProvisionsWithDPSTPMAttestationEndToEnd(t *testing.T) {
 		last := w.waitFailed(t, 30*time.Second, "TPM at "+addr, "absent", "[tpm] address")
 		t.Logf("absent TPM: %s", last)
 	})
+	t.Run("WrongEndorsementAuthNamesTheConfigKey", func(t *testing.T) {
+		w.identityd.Stop(t)
+		w.identityd = nil
+		setEndorsementAuth(t, one, "e-secret")
+		w.startIdentityd(t, "tpm-1-eauth", tpmProvisioning(w, one.Addr, ""))
+		last := w.waitFailed(t, 30*time.Second, "endorsement hierarchy", "[tpm.hierarchy_authorization] endorsement")
+		t.Logf("wrong endorsement auth: %s", last)
+		w.startIdentityd(t, "tpm-1-eauth", tpmProvisioning(w, one.Addr, "")+"[tpm.hierarchy_authorization]\nendorsement = \"e-secret\"\n")
+		w.waitState(t, "provisioned", 60*time.Second)
+		if strings.Contains(w.identityd.Output(), "e-secret") {
+			t.Fatal("identityd logged the endorsement auth")
+		}
+	})
+	t.Run("LockedOutTPMExplainsTheLockout", func(t *testing.T) {
+		w.identityd.Stop(t) // the swtpm socket serves one client at a time
+		w.identityd = nil
+		lockOut(t, one)
+		w.startIdentityd(t, "tpm-1-eauth", tpmProvisioning(w, one.Addr, "")+"[tpm.hierarchy_authorization]\nendorsement = \"e-secret\"\n")
+		w.waitState(t, "provisioned", 30*time.Second) // from the cache
+		_, err := w.id.SasToken(ctx, "", 600)
+		if err == nil || !strings.Contains(err.Error(), "dictionary-attack lockout") || !strings.Contains(err.Error(), "tpm2_dictionarylockout") {
+			t.Fatalf("device token on a locked-out TPM: %v; want the lockout explained", err)
+		}
+		t.Logf("locked out: %v", err)
+	})
+}
+
+func setEndorsementAuth(t *testing.T, s *testenv.Swtpm, auth string) {
+	t.Helper()
+	tp, err := tpm.Open(context.Background(), tpm.Config{Address: s.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	_, err = tpm2.HierarchyChangeAuth{
+		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHEndorsement, Auth: tpm2.PasswordAuth(nil)},
+		NewAuth:    tpm2.TPM2BAuth{Buffer: []byte(auth)},
+	}.Execute(tp.Transport())
+	if err != nil {
+		t.Fatalf("set the endorsement auth: %v", err)
+	}
+}
+
+// lockOut drives the TPM into dictionary-attack lockout with wrong
+// passwords on a DA-protected key.
+func lockOut(t *testing.T, s *testenv.Swtpm) {
+	t.Helper()
+	tp, err := tpm.Open(context.Background(), tpm.Config{Address: s.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	tr := tp.Transport()
+	k, err := tpm2.CreatePrimary{
+		PrimaryHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+		InSensitive:   tpm2.TPM2BSensitiveCreate{Sensitive: &tpm2.TPMSSensitiveCreate{UserAuth: tpm2.TPM2BAuth{Buffer: []byte("right")}}},
+		InPublic: tpm2.New2B(tpm2.TPMTPublic{
+			Type: tpm2.TPMAlgKeyedHash, NameAlg: tpm2.TPMAlgSHA256,
+			ObjectAttributes: tpm2.TPMAObject{UserWithAuth: true, SignEncrypt: true, SensitiveDataOrigin: true, FixedTPM: true, FixedParent: true},
+			Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgKeyedHash, &tpm2.TPMSKeyedHashParms{Scheme: tpm2.TPMTKeyedHashScheme{
+				Scheme: tpm2.TPMAlgHMAC, Details: tpm2.NewTPMUSchemeKeyedHash(tpm2.TPMAlgHMAC, &tpm2.TPMSSchemeHMAC{HashAlg: tpm2.TPMAlgSHA256})}}),
+		}),
+	}.Execute(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tpm2.FlushContext{FlushHandle: k.ObjectHandle}.Execute(tr)
+	for i := 0; i < 100; i++ {
+		_, err := tpm2.Hmac{Handle: tpm2.AuthHandle{Handle: k.ObjectHandle, Name: k.Name, Auth: tpm2.PasswordAuth([]byte("wrong"))},
+			Buffer: tpm2.TPM2BMaxBuffer{Buffer: []byte("x")}, HashAlg: tpm2.TPMAlgSHA256}.Execute(tr)
+		if errors.Is(err, tpm2.TPMRCLockout) {
+			return
+		}
+	}
+	t.Fatal("the TPM did not lock out")
 }
