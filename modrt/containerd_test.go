@@ -402,9 +402,7 @@ func TestReopenedRuntimeAdoptsRunningModule(t *testing.T) {
 	if after.State != StateRunning || after.Pid != before.Pid || !after.StartedAt.Equal(before.StartedAt) {
 		t.Fatalf("after reopen: %+v, want the same running task as %+v", after, before)
 	}
-	time.Sleep(300 * time.Millisecond)
-	stdout, _, _ := logText(t, e.rt, "ticker", LogOptions{Tail: -1})
-	assertTicksContiguous(t, stdout, 10)
+	assertTicksContiguous(t, waitTicks(t, e.rt, "ticker", 10), 10)
 
 	// Supervision resumed: a crash of the adopted task is restarted.
 	if err := syscall.Kill(int(before.Pid), syscall.SIGKILL); err != nil {
@@ -416,6 +414,20 @@ func TestReopenedRuntimeAdoptsRunningModule(t *testing.T) {
 	if st.ExitCode != 137 {
 		t.Fatalf("exit code of the killed task = %d, want 137", st.ExitCode)
 	}
+}
+
+// waitTicks returns the module's stdout once it holds n lines (or after
+// 20 s): a loaded machine may tick slower than the script asks.
+func waitTicks(t *testing.T, rt *Runtime, name string, n int) string {
+	t.Helper()
+	var stdout string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		stdout, _, _ = logText(t, rt, name, LogOptions{Tail: -1})
+		if strings.Count(stdout, "\n") >= n {
+			break
+		}
+	}
+	return stdout
 }
 
 // assertTicksContiguous checks the log holds "tick 0".."tick n" or more with
