@@ -581,7 +581,10 @@ func (c *Config) planDPS(r *ids, ip *identitydProvisioning, out *identitydFile) 
 				return c.bad("tpm.auth_key_handle", fmt.Sprintf("%q is not a persistent handle in the owner's range", t.AuthKeyHandle), `use a handle in 0x81000000-0x817fffff, e.g. "0x81000100" (the default)`)
 			}
 		}
-		out.TPM = &identitydTPM{Device: t.Device, Address: t.Address, AuthKeyHandle: t.AuthKeyHandle, HierarchyAuthorization: t.HierarchyAuthorization}
+		out.TPM = &identitydTPM{Device: t.Device, Address: t.Address, AuthKeyHandle: t.AuthKeyHandle}
+		if h := t.HierarchyAuthorization; h != nil && (h.Endorsement != "" || h.Owner != "") {
+			out.TPM.HierarchyAuthorization = &identitydHierarchyAuth{Endorsement: h.Endorsement, Owner: h.Owner}
+		}
 	case "":
 		return c.bad(key+".method", "not set", `set method = "symmetric_key", "x509" or "tpm"`)
 	default:

@@ -94,7 +94,12 @@ type identitydTPM struct {
 	Device                 string                  `toml:"device,omitempty"`
 	Address                string                  `toml:"address,omitempty"`
 	AuthKeyHandle          string                  `toml:"auth_key_handle,omitempty"`
-	HierarchyAuthorization *HierarchyAuthorization `toml:"hierarchy_authorization,omitempty"`
+	HierarchyAuthorization *identitydHierarchyAuth `toml:"hierarchy_authorization,omitempty"`
+}
+
+type identitydHierarchyAuth struct {
+	Endorsement string `toml:"endorsement,omitempty"`
+	Owner       string `toml:"owner,omitempty"`
 }
 
 type identitydCloud struct {
