@@ -45,9 +45,15 @@ func indexLines(data []byte) lineIndex {
 
 func indexKeyValue(nl []int, n *unstable.Node, prefix string, idx lineIndex) {
 	parts, line := keyParts(nl, n.Key())
-	path := strings.Join(parts, ".")
-	if prefix != "" {
-		path = prefix + "." + path
+	path := prefix
+	for _, part := range parts {
+		if path != "" {
+			path += "."
+		}
+		path += part
+		if _, ok := idx[path]; !ok {
+			idx[path] = line // a dotted key's tables start where it is first used
+		}
 	}
 	idx[path] = line
 	if v := n.Value(); v.Kind == unstable.InlineTable {

@@ -367,10 +367,14 @@ func (c *Config) planIdentity(r *ids, p *plan) error {
 	switch pr.Source {
 	case "", "none":
 		ip.Source = "none"
-		for key, set := range map[string]bool{"provisioning.connection_string": pr.ConnectionString != "", "provisioning.authentication": pr.Authentication != nil,
-			"provisioning.attestation": pr.Attestation != nil, "provisioning.id_scope": pr.IDScope != "", "provisioning.iothub_hostname": pr.IoTHubHostname != ""} {
-			if set {
-				return c.bad(key, fmt.Sprintf("set, but provisioning source is %q", ip.Source), `set source = "manual" or "dps", or remove it`)
+		for _, s := range []struct {
+			key string
+			set bool
+		}{{"provisioning.connection_string", pr.ConnectionString != ""}, {"provisioning.iothub_hostname", pr.IoTHubHostname != ""},
+			{"provisioning.device_id", pr.DeviceID != ""}, {"provisioning.authentication", pr.Authentication != nil},
+			{"provisioning.id_scope", pr.IDScope != ""}, {"provisioning.attestation", pr.Attestation != nil}} {
+			if s.set {
+				return c.bad(s.key, fmt.Sprintf("set, but provisioning source is %q", ip.Source), `set source = "manual" or "dps", or remove it`)
 			}
 		}
 	case "manual":

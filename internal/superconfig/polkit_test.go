@@ -63,6 +63,11 @@ modules_manage = ["telemetry-*"]
 identity = "manage"
 identity_modules = ["telemetry-*"]
 
+# A group: the tester's own (primary) group.
+[[principal]]
+group = "`+testenv.OtherUser+`"
+keys_manage = ["group-*"]
+
 # A name that would break out of a string literal if it were not encoded.
 [[principal]]
 user = "nobody"
@@ -102,6 +107,8 @@ keys = ["\"); return polkit.Result.YES; (\""]
 		{tester, "org.edgev2.keys.use", map[string]string{"key_id": "module-a\nx"}, true},
 		{tester, "org.edgev2.keys.use", nil, false},
 		{tester, "org.edgev2.keys.manage", map[string]string{"key_id": "module-a"}, false},
+		{tester, "org.edgev2.keys.manage", map[string]string{"key_id": "group-1"}, true}, // through the group entry
+		{tester, "org.edgev2.keys.manage", map[string]string{"key_id": "xgroup-1"}, false},
 		{tester, "org.edgev2.keys.export", map[string]string{"key_id": "module-a"}, true},
 		{tester, "org.edgev2.keys.export", map[string]string{"key_id": "module-ab"}, false}, // anchored at the end
 		{tester, "org.edgev2.certs.manage", map[string]string{"cert_id": "tls-server"}, true},
@@ -117,6 +124,7 @@ keys = ["\"); return polkit.Result.YES; (\""]
 		// Another user gets none of it.
 		{keysUserConn, "org.edgev2.keys.export", map[string]string{"key_id": "module-a"}, false},
 		{keysUserConn, "org.edgev2.modules.manage", map[string]string{"module_id": "telemetry-1"}, false},
+		{keysUserConn, "org.edgev2.keys.manage", map[string]string{"key_id": "group-1"}, false},
 	}
 	for _, tc := range cases {
 		ok, _ := pk.Check(t, tc.who, tc.action, tc.details)
