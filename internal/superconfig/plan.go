@@ -230,6 +230,15 @@ func (c *Config) planCerts(r *ids, p *plan) error {
 			// The EST identity is enrolled by certd with the bootstrap
 			// identity: then it is an id certd owns, not a file.
 			if est.BootstrapIdentityCert != "" && !isFileURI(est.IdentityCert) {
+				if msg := label.ValidateID("certificate id", est.IdentityCert); msg != "" {
+					return c.bad(key+".identity_cert", msg, `use an id such as "est-id": certd enrolls it with the bootstrap identity`)
+				}
+				if isFileURI(est.IdentityPK) || isPKCS11URI(est.IdentityPK) {
+					return c.bad(key+".identity_pk", "certd enrolls the EST identity, so its key is one certd makes, not a URI", `use the same id as identity_cert, e.g. "est-id"`)
+				}
+				if err := keys.ValidateID(est.IdentityPK); err != nil {
+					return c.bad(key+".identity_pk", err.Error(), `use an id such as "est-id"`)
+				}
 				e.IdentityCert, e.IdentityKey = est.IdentityCert, est.IdentityPK
 			} else {
 				if e.IdentityCert, err = c.certRef(r, key+".identity_cert", est.IdentityCert, idESTIdentity); err != nil {
@@ -288,7 +297,7 @@ func (c *Config) planCerts(r *ids, p *plan) error {
 			out.CA, out.ExpiryDays, out.CommonName = true, ec.ExpiryDays, ec.CommonName
 			if out.CommonName == "" {
 				out.CommonName = "edgev2 Edge CA"
-				if c.Hostname != "" {
+				if c.Hostname != "" && len(out.CommonName)+1+len(c.Hostname) <= 64 { // the X.520 CN limit
 					out.CommonName += " " + c.Hostname
 				}
 			}
