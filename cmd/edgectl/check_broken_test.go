@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/certs"
+	"github.com/edgev2/edgev2/internal/testenv"
 )
 
 // brokenSetup is one way a device can be broken, what check must say, and
@@ -96,8 +98,9 @@ var brokenSetups = []brokenSetup{
 		},
 		check: "certs.device-cert", message: `does not match key "device-id"`, fix: "edgectl certs renew device-cert",
 		mend: func(t *testing.T, w *world) {
-			if err := w.certs.Renew(testCtx(t), "device-cert"); err != nil {
-				t.Fatal(err)
+			// The fix check printed, as printed.
+			if out, errOut, code := w.run(t, "root", "certs", "renew", "device-cert"); code != 0 || !strings.Contains(out, "renewed") {
+				t.Fatalf("edgectl certs renew: exit %d %s %s", code, out, errOut)
 			}
 		},
 	},
@@ -213,5 +216,17 @@ func testCheckClock(t *testing.T, w *world) {
 	rep = runChecks(testCtx(t), o)
 	if c, ok := rep.find("certs.expiry.device-cert"); !ok || c.Status != statusWarning || !strings.Contains(c.Message, "expires in") {
 		t.Fatalf("25 days on, device-cert: %+v", c)
+	}
+}
+
+func testCheckAsOrdinaryUser(t *testing.T, w *world) {
+	out, errOut, _ := w.run(t, testenv.OtherUser, w.checkArgs()...)
+	var rep checkReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("check as %s printed no JSON (%v): %s %s", testenv.OtherUser, err, out, errOut)
+	}
+	c, ok := rep.find("config.keyd")
+	if !ok || c.Status != statusWarning || !strings.Contains(c.Fix, "as root") {
+		t.Fatalf("an unreadable keyd.toml as an ordinary user: %+v", c)
 	}
 }

@@ -65,6 +65,12 @@ func (k *checker) checkConfigs() {
 			k.add(check, statusError, path+" does not exist", "run `edgectl config apply` to write it from the super-config")
 			return
 		}
+		if f, err := os.Open(path); errors.Is(err, fs.ErrPermission) {
+			k.add(check, statusWarning, path+" is not readable by this user", "run edgectl check as root")
+			return
+		} else if err == nil {
+			f.Close()
+		}
 		if err := fn(path); err != nil {
 			msg, fix := configProblem(err)
 			k.add(check, statusError, msg, fix)

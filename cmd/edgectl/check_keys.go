@@ -107,6 +107,10 @@ func (k *checker) checkKeysAndCerts(ctx context.Context) {
 			name = "certs." + r.cert
 		}
 		p, kerr := kc.Key(r.key).Properties(ctx)
+		if fault.Is(kerr, fault.NotAuthorized) {
+			k.add(name, statusWarning, fmt.Sprintf("key %q (%s): polkit denied this user a read", r.key, r.where), "run edgectl check as root")
+			continue
+		}
 		if kerr != nil && !fault.Is(kerr, fault.NotFound) {
 			k.add(name, statusError, fmt.Sprintf("key %q (%s): %s", r.key, r.where, fault.Message(kerr)), "run edgectl check as root; see `journalctl -u edgev2-keyd`")
 			continue

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -8,8 +9,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +29,7 @@ func TestEdgectlAgainstTheRealServices(t *testing.T) {
 	t.Run("ImagesPullShowsProgressAndRefusesAWrongPassword", func(t *testing.T) { testImagesPull(t, w) })
 	t.Run("CheckReportsAHealthyDevice", func(t *testing.T) { testCheckHealthy(t, w) })
 	t.Run("CheckNamesEachBrokenSetupWithItsFix", func(t *testing.T) { testCheckBroken(t, w) })
+	t.Run("CheckAsAnOrdinaryUserSaysToRunAsRoot", func(t *testing.T) { testCheckAsOrdinaryUser(t, w) })
 	t.Run("CheckNamesAWrongClockAndCertificatesNearExpiry", func(t *testing.T) { testCheckClock(t, w) })
 	t.Run("SupportBundleHoldsNoSecret", func(t *testing.T) { testSupportBundle(t, w) })
 }
@@ -152,7 +156,7 @@ func testJSONEverywhere(t *testing.T, w *world) {
 
 func testModules(t *testing.T, w *world) {
 	archive := testenv.BuildImage(t, "edgectl.test/hello:1", testenv.ImageConfig{
-		Entrypoint: []string{"/bin/sh", "-c", "echo hello-from-module; sleep 300"}})
+		Entrypoint: []string{"/bin/sh", "-c", "echo hello-from-module; sleep 3; echo later-line; sleep 300"}})
 	var imp map[string]any
 	w.runJSON(t, &imp, "images", "import", archive, "--json")
 	if !strings.Contains(fmt.Sprint(imp["images"]), "edgectl.test/hello:1") {
@@ -173,6 +177,7 @@ func testModules(t *testing.T, w *world) {
 	if !strings.Contains(logs["logs"], "hello-from-module") {
 		t.Fatalf("modules logs: %v", logs)
 	}
+	testLogsFollow(t, w)
 	var mods []map[string]any
 	w.runJSON(t, &mods, "modules", "list", "--json")
 	if len(mods) != 1 || mods[0]["name"] != "hello" || mods[0]["status"] != "running" {
@@ -243,4 +248,49 @@ func testImagesPull(t *testing.T, w *world) {
 	if strings.Contains(out+errOut, registryPassword) {
 		t.Fatal("the registry password was printed")
 	}
+}
+
+// testLogsFollow: `modules logs -f` prints a line the module writes after
+// it started, and stops cleanly on SIGINT.
+func testLogsFollow(t *testing.T, w *world) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, w.edgectl, "modules", "logs", "hello", "-f")
+	cmd.Env = append(os.Environ(), w.env...)
+	var out syncBuffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(out.String(), "later-line") {
+		if ctx.Err() != nil {
+			cmd.Process.Kill()
+			t.Fatalf("logs -f never printed the later line: %q", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("logs -f did not exit cleanly on SIGINT: %v", err)
+	}
+	if n := strings.Count(out.String(), "hello-from-module"); n != 1 {
+		t.Fatalf("logs -f printed the first line %d times: %q", n, out.String())
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
