@@ -51,6 +51,11 @@ func (c *Config) checkWithDaemons(p *plan) error {
 			return c.bad("", fmt.Sprintf("the compiled %s is refused: %v", ch.name, err), "report this as a bug in edgev2")
 		}
 		key := ce.Key
+		if id, ok := strings.CutPrefix(key, "preloaded_keys."); ok && p.keyFrom[id] != "" {
+			key = p.keyFrom[id]
+		} else if id, ok := strings.CutPrefix(key, "preloaded_certs."); ok && p.certFrom[id] != "" {
+			key = p.certFrom[id]
+		}
 		for _, m := range ch.keys {
 			if rest, ok := strings.CutPrefix(key, m[0]); ok {
 				key = m[1] + rest

@@ -11,7 +11,13 @@ import (
 )
 
 // Output is what `edgectl config apply` installs.
-type Output struct{ Files []File } // in a stable order
+type Output struct {
+	Files []File // in a stable order
+	// Obsolete are files an earlier apply may have written that this
+	// configuration no longer uses (inline keys since removed): remove them
+	// if present, so a secret does not outlive its setting.
+	Obsolete []string
+}
 
 // File is one file to install.
 type File struct {
@@ -63,7 +69,13 @@ func Compile(c *Config) (*Output, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Output{Files: files}, nil
+	var obsolete []string
+	for _, id := range []string{idDevice, idGroupKey} {
+		if _, ok := p.secrets[id]; !ok {
+			obsolete = append(obsolete, secretKeyPath(id))
+		}
+	}
+	return &Output{Files: files, Obsolete: obsolete}, nil
 }
 
 func (c *Config) files(p *plan) ([]File, error) {

@@ -65,6 +65,9 @@ func manifest(out *Output) []byte {
 	for _, f := range out.Files {
 		fmt.Fprintf(&b, "%s owner=%s mode=%#o service=%q\n", f.Path, f.Owner, f.Mode, f.Service)
 	}
+	for _, o := range out.Obsolete {
+		fmt.Fprintf(&b, "obsolete %s\n", o)
+	}
 	return b.Bytes()
 }
 

@@ -46,6 +46,7 @@ func TestParseRefusesBadConfigNamingFileLineKeyAndFix(t *testing.T) {
 		{"est url not https", "[cert_issuance.est]\nurl = \"http://est.example\"\n", 2, "cert_issuance.est.url", "not an https:// URL", "https://"},
 		{"local_ca issuance without local CA", "[cert_issuance.certs.web]\nmethod = \"local_ca\"\n", 2, "cert_issuance.certs.web.method", "needs [cert_issuance.local_ca]", "cert and pk"},
 		{"bad auto_renew threshold", "[cert_issuance.certs.web]\nmethod = \"self_signed\"\n[cert_issuance.certs.web.auto_renew]\nthreshold = \"soon\"\n", 4, "cert_issuance.certs.web.auto_renew.threshold", "neither a percentage", "80%"},
+		{"issuance expiry refused by certd's parser", "[cert_issuance.certs.web]\nmethod = \"self_signed\"\nexpiry = \"soon\"\n", 3, "cert_issuance.certs.web.expiry", "not a positive duration (in the compiled certd.toml)", "90s"},
 		{"pkcs11 key without module", "[preloaded_keys]\nhsm = \"pkcs11:token=t;object=o\"\n", 2, "preloaded_keys.hsm", "pkcs11_lib_path", "pkcs11_lib_path"},
 		{"preloaded key of unknown scheme", "[preloaded_keys]\nk = \"http://x/key\"\n", 2, "preloaded_keys.k", "unsupported URI scheme", "file:///"},
 		{"preloaded cert relative path", "[preloaded_certs]\nca = \"file://ca.pem\"\n", 2, "preloaded_certs.ca", "absolute path", "file:///"},

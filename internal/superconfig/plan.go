@@ -35,6 +35,9 @@ type plan struct {
 	identityd identitydFile
 	modrtd    modrtdFile
 	secrets   map[string][]byte // key id -> raw bytes for secretKeyPath(id)
+	// keyFrom and certFrom name the super-config setting behind each
+	// preloaded id, for errors a daemon's parser finds.
+	keyFrom, certFrom map[string]string
 	// identity principals whose uid Compile must look up, by index into
 	// identityd.Principals -> index into Config.Principals.
 	lookupUID map[int]int
@@ -86,6 +89,7 @@ func (c *Config) plan() (*plan, error) {
 		p.certd.PreloadedCerts = nil
 	}
 	p.secrets = r.secretFiles
+	p.keyFrom, p.certFrom = r.keyFrom, r.certFrom
 	return p, nil
 }
 
