@@ -848,7 +848,9 @@ func describeKey(ctx *pkcs11.Ctx, h pkcs11.SessionHandle, obj pkcs11.ObjectHandl
 	if class == pkcs11.CKO_SECRET_KEY {
 		info.Type = Symmetric
 		switch ktype {
-		case pkcs11.CKK_GENERIC_SECRET:
+		case pkcs11.CKK_GENERIC_SECRET, pkcs11.CKK_SHA256_HMAC:
+			// tpm2-pkcs11 makes its HMAC keys (tpm2_ptool addkey
+			// --algorithm hmac:sha256) CKK_SHA256_HMAC.
 			info.Usage = UsageSign
 			if d, err := ctx.GetAttributeValue(h, obj, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_DERIVE, nil)}); err == nil && len(d) == 1 && len(d[0].Value) == 1 && d[0].Value[0] == 1 {
 				info.Usage = UsageDerive
@@ -1285,7 +1287,7 @@ func (k *pkcs11Handle) wrong(op string) error {
 
 // HMACSHA256 implements Handle.
 func (k *pkcs11Handle) HMACSHA256(ctx context.Context, data []byte) ([]byte, error) {
-	if k.keyType != pkcs11.CKK_GENERIC_SECRET {
+	if k.keyType != pkcs11.CKK_GENERIC_SECRET && k.keyType != pkcs11.CKK_SHA256_HMAC {
 		return nil, k.wrong("HMAC-SHA256")
 	}
 	var sig []byte

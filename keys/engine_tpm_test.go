@@ -46,12 +46,16 @@ func startTPMKeyd(t *testing.T, linkedLabel, persistentHandle string) *tpmKeyd {
 	b.Tool(t, "tpm2_evictcontrol", "-C", "o", "-c", ctx, persistentHandle)
 	b.Tool(t, "tpm2_flushcontext", "-t")
 	tok.Ptool(t, "link", "--label", tok.Label, "--userpin", tok.PIN, "--key-label", linkedLabel, "--path", tok.Store, pub, priv)
+	// An HMAC key made in the TPM by tpm2_ptool (tpm2-pkcs11 cannot
+	// generate one through PKCS#11): it is CKK_SHA256_HMAC, not generic secret.
+	tok.Ptool(t, "addkey", "--algorithm", "hmac:sha256", "--label", tok.Label, "--userpin", tok.PIN, "--key-label", "tpm-hmac", "--path", tok.Store)
 
 	home := testenv.SharedTempDir(t, "keyd-tpm")
 	os.Chown(home, uid, gid)
-	cfg := fmt.Sprintf("homedir = %q\npkcs11_lib_path = %q\npkcs11_base_slot = %q\n\n[preloaded_keys]\n%q = %q\n",
+	cfg := fmt.Sprintf("homedir = %q\npkcs11_lib_path = %q\npkcs11_base_slot = %q\n\n[preloaded_keys]\n%q = %q\ntpm-hmac = %q\n",
 		home, tok.LibPath, tok.URI(), linkedLabel,
-		"pkcs11:token="+tok.Label+";object="+linkedLabel+"?pin-value="+tok.PIN)
+		"pkcs11:token="+tok.Label+";object="+linkedLabel+"?pin-value="+tok.PIN,
+		"pkcs11:token="+tok.Label+";object=tpm-hmac?pin-value="+tok.PIN)
 	cfgPath := filepath.Join(home, "keyd.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -170,6 +174,28 @@ func TestTPMKeysSignThroughTheBusAndVerifyWithOpenSSL(t *testing.T) {
 			t.Fatalf("keyd's ldevid public key differs from the key at 0x81000002")
 		}
 		opensslVerifies(t, key, keys.MechECDSASHA256, keys.MechECDSA)
+	})
+
+	t.Run("HMACKeyFromTPM2PtoolSigns", func(t *testing.T) {
+		key, err := k.keys.GetKey(ctx, "tpm-hmac")
+		if err != nil {
+			t.Fatalf("GetKey tpm-hmac (CKK_SHA256_HMAC): %v", err)
+		}
+		mac, err := key.Sign(ctx, keys.MechHMACSHA256, []byte("device-42"))
+		if err != nil || len(mac) != 32 {
+			t.Fatalf("HMAC-SHA256 in the TPM = %x, %v", mac, err)
+		}
+		again, _ := key.Sign(ctx, keys.MechHMACSHA256, []byte("device-42"))
+		other, _ := key.Sign(ctx, keys.MechHMACSHA256, []byte("device-43"))
+		if !bytes.Equal(mac, again) || bytes.Equal(mac, other) {
+			t.Fatalf("HMAC is not a function of the data: %x %x %x", mac, again, other)
+		}
+		if ok, err := key.Verify(ctx, keys.MechHMACSHA256, []byte("device-42"), mac); err != nil || !ok {
+			t.Fatalf("Verify = %v, %v", ok, err)
+		}
+		if ok, _ := key.Verify(ctx, keys.MechHMACSHA256, []byte("device-43"), mac); ok {
+			t.Fatal("Verify accepted the MAC for other data")
+		}
 	})
 
 	if out := k.svc.Output(); strings.Contains(out, k.tok.PIN) {

@@ -139,6 +139,12 @@ func TestTPM2CloudZeroTouchFlow(t *testing.T) {
 	if out := mustTPM(t, sw, linkArgs...); !strings.Contains(out, "already linked") {
 		t.Fatalf("second link was not idempotent: %s", out)
 	}
+	// tpm2-pkcs11 cannot generate HMAC keys through PKCS#11
+	// (CKR_FUNCTION_NOT_SUPPORTED), so identityd's module master key is
+	// made in the TPM by tpm2_ptool and preloaded.
+	tok.Ptool(t, "addkey", "--algorithm", "hmac:sha256", "--label", tok.Label, "--userpin", tok.PIN, "--key-label", "identityd-master", "--path", tok.Store)
+	masterID := ptoolObjectID(t, tok.Ptool(t, "listobjects", "--label", tok.Label, "--path", tok.Store), "identityd-master")
+	tok.Ptool(t, "objmod", "--id", masterID, "--key", "CKA_DERIVE", "--value", "true", "--type", "bool", "--path", tok.Store)
 	chownAll(t, filepath.Dir(tok.Store), kuid, kgid)
 
 	// The device's services: keyd on the TPM token, certd with the LDevID
@@ -156,8 +162,9 @@ func TestTPM2CloudZeroTouchFlow(t *testing.T) {
 	}
 	keyd := testenv.StartService(t, bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"),
-		Args: []string{"--config", mk("keyd", kuid, kgid, fmt.Sprintf("pkcs11_lib_path = %q\npkcs11_base_slot = %q\n[preloaded_keys]\nldevid = %q\n",
-			tok.LibPath, tok.URI(), "pkcs11:token="+tok.Label+";object=ldevid?pin-value="+tok.PIN))},
+		Args: []string{"--config", mk("keyd", kuid, kgid, fmt.Sprintf("pkcs11_lib_path = %q\npkcs11_base_slot = %q\n[preloaded_keys]\nldevid = %q\nidentityd-master = %q\n",
+			tok.LibPath, tok.URI(), "pkcs11:token="+tok.Label+";object=ldevid?pin-value="+tok.PIN,
+			"pkcs11:token="+tok.Label+";object=identityd-master?pin-value="+tok.PIN))},
 		User: testenv.ServiceUser, Env: tok.Env(), BusName: keys.BusName,
 	})
 	certd := testenv.StartService(t, bus, testenv.ServiceOptions{
@@ -246,6 +253,12 @@ identity_pk = "device-op"
 	if info, _ := ic.ProvisioningInfo(ctx); info.S("substatus") != "initialAssignment" {
 		t.Fatalf("provisioning info %v", info)
 	}
+	if _, err := ic.CreateModule(ctx, "telemetry", "edgeAgent"); err != nil {
+		t.Fatalf("module identity (master key in the TPM): %v", err)
+	}
+	if tok, err := ic.SasToken(ctx, "telemetry", 600); err != nil || !strings.HasPrefix(tok, "SharedAccessSignature ") {
+		t.Fatalf("module SAS token signed with the TPM's HMAC key: %q, %v", tok, err)
+	}
 	for _, out := range []string{keyd.Output(), certd.Output()} {
 		if strings.Contains(out, tok.PIN) {
 			t.Fatal("a service logged the token PIN")
@@ -290,4 +303,22 @@ func chownAll(t *testing.T, dir string, uid, gid int) {
 		}
 		return nil
 	})
+}
+
+// ptoolObjectID finds the store's object id of the key labelled label in
+// tpm2_ptool listobjects output (YAML list items with CKA_LABEL and id).
+func ptoolObjectID(t *testing.T, listing, label string) string {
+	t.Helper()
+	for _, item := range strings.Split(listing, "\n- ") {
+		if !strings.Contains(item, "CKA_LABEL: "+label+"\n") {
+			continue
+		}
+		for _, line := range strings.Split(item, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "id: "); ok {
+				return v
+			}
+		}
+	}
+	t.Fatalf("no object %q in:\n%s", label, listing)
+	return ""
 }
