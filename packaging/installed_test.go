@@ -204,7 +204,7 @@ func verifyUnits(t *testing.T) {
 // must keep and purge must delete. It returns their paths.
 func makeRuntimeFiles(t *testing.T) []string {
 	t.Helper()
-	const rules = "/etc/polkit-1/rules.d/60-edgev2.rules"
+	const rules = "/etc/polkit-1/rules.d/60-edgev2-principals.rules"
 	if _, err := os.Stat(rules); err == nil {
 		t.Fatalf("%s exists before the test; purge would delete it (fix: move it away)", rules)
 	}
