@@ -5,6 +5,7 @@ package tpm
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -140,7 +141,33 @@ type connTPM struct {
 	ctx  context.Context
 }
 
+// Send runs one command, repeating it while the TPM answers
+// TPM_RC_RETRY, TPM_RC_YIELDED or TPM_RC_TESTING (as go-tpm's device
+// transport does), with back-off from 1 ms doubling to 1 s, for about
+// half a minute at most; then the TPM is reported busy.
 func (c *connTPM) Send(cmd []byte) ([]byte, error) {
+	for i, wait := 0, time.Millisecond; ; i, wait = i+1, min(2*wait, time.Second) {
+		rsp, err := c.send(cmd)
+		if err != nil {
+			return nil, err
+		}
+		switch tpm2.TPMRC(binary.BigEndian.Uint32(rsp[6:10])) {
+		case tpm2.TPMRCRetry, tpm2.TPMRCYielded, tpm2.TPMRCTesting:
+			if i == 40 {
+				return rsp, nil
+			}
+		default:
+			return rsp, nil
+		}
+		select {
+		case <-c.ctx.Done():
+			return nil, c.ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (c *connTPM) send(cmd []byte) ([]byte, error) {
 	if err := c.ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -149,8 +176,28 @@ func (c *connTPM) Send(cmd []byte) ([]byte, error) {
 		deadline = d
 	}
 	_ = c.conn.SetDeadline(deadline)
-	return transport.FromReadWriter(c.conn).Send(cmd)
+	if _, err := c.conn.Write(cmd); err != nil {
+		return nil, err
+	}
+	// A stream may split a response: read the header, then its size.
+	var hdr [10]byte
+	if _, err := io.ReadFull(c.conn, hdr[:]); err != nil {
+		return nil, err
+	}
+	size := binary.BigEndian.Uint32(hdr[2:6])
+	if size < 10 || size > maxResponse {
+		return nil, fmt.Errorf("TPM response size %d is not a TPM 2.0 response", size)
+	}
+	rsp := make([]byte, size)
+	copy(rsp, hdr[:])
+	if _, err := io.ReadFull(c.conn, rsp[10:]); err != nil {
+		return nil, err
+	}
+	return rsp, nil
 }
+
+// maxResponse bounds a TPM response (TPM2 responses are a few KiB).
+const maxResponse = 64 << 10
 
 func (c *connTPM) Close() error { return c.conn.Close() }
 

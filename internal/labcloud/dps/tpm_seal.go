@@ -154,6 +154,8 @@ func sized(b []byte) []byte {
 	return append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...)
 }
 
+// cfb is AES-CFB with a zero IV: what TPM 2.0 prescribes for both
+// duplication wrappers (Part 1, 23.3.2), not a choice of this code.
 func cfb(key, plain []byte) ([]byte, error) {
 	block, err := aes.NewCipher(key)
 	if err != nil {
