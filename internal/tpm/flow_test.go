@@ -172,7 +172,6 @@ func TestTPM2CloudZeroTouchFlow(t *testing.T) {
 		Args: []string{"--config", mk("certd", cuid, cgid, fmt.Sprintf(`
 [preloaded_certs]
 labcloud-ca = "file://%s"
-ldevid = "file://%s"
 [est]
 url = %q
 trusted_certs = ["labcloud-ca"]
@@ -182,11 +181,18 @@ identity_key = "ldevid"
 method = "est"
 common_name = "device-42"
 expiry = "1h"
-`, caFile, ldevidFile, estURL)), "--log-level", "debug"},
+[cert_issuance.ldevid]
+method = "est"
+common_name = "device-42"
+key_algorithms = "ec-p256"
+`, caFile, estURL)), "--log-level", "debug"},
 		User: testenv.CertsUser, BusName: certs.BusName,
 	})
 	conn := bus.Conn(t)
 	kc, cc, ic := kclient.New(conn), cclient.New(conn), iclient.New(conn)
+	if err := cc.Import(ctx, "ldevid", string(ldevidPEM)); err != nil {
+		t.Fatalf("import the LDevID certificate into certd: %v", err)
+	}
 
 	// The operational certificate: first enrollment with the LDevID (in the
 	// TPM, through keyd and tpm2-pkcs11) as the TLS identity; its key is
@@ -219,6 +225,20 @@ expiry = "1h"
 	renewedFile := filepath.Join(t.TempDir(), "renewed.pem")
 	os.WriteFile(renewedFile, []byte(renewedPEM), 0o644)
 	opensslVerify(t, renewedFile, caFile)
+
+	// The LDevID itself renews through certd: simplereenroll authenticated
+	// by the LDevID, CSR signed by the same TPM key through keyd.
+	if err := cc.Renew(ctx, "ldevid"); err != nil {
+		t.Fatalf("Renew the LDevID over EST: %v", err)
+	}
+	newLDevIDPEM, _ := cc.Get(ctx, "ldevid")
+	newLDevID := parsePEMCert(t, []byte(newLDevIDPEM))
+	if newLDevID.Equal(ldevid) || !samePublic(newLDevID.PublicKey, ld.Public) {
+		t.Fatalf("the renewed LDevID certificate is not a new certificate for the TPM's LDevID key")
+	}
+	if n := len(cloud.EST.Issued()); n != 4 {
+		t.Fatalf("EST issued %d certificates, want 4 (LDevID, operational, renewed operational, renewed LDevID)", n)
+	}
 
 	// DPS X.509 registration with the operational certificate.
 	home := filepath.Join(dir, "identityd")
