@@ -292,6 +292,29 @@ func TestTPMFaultsNameTheFix(t *testing.T) {
 		}
 	})
 
+	t.Run("WrongOwnerAuth", func(t *testing.T) {
+		sw := testenv.StartSwtpm(t)
+		tp := openTPM(t, sw, Config{})
+		if _, err := (tpm2.HierarchyChangeAuth{
+			AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+			NewAuth:    tpm2.TPM2BAuth{Buffer: []byte("owner-secret")},
+		}).Execute(tp.t); err != nil {
+			t.Fatal(err)
+		}
+		tp.Close()
+		_, errw, code := runTPM(t, sw, "ldevid", "create", "--blobs", t.TempDir())
+		for _, w := range []string{"owner hierarchy's authorization", "--owner-auth-file", "tpm2_changeauth -c o"} {
+			if code != 1 || !strings.Contains(errw, w) {
+				t.Errorf("exit %d, stderr %q; want %q", code, errw, w)
+			}
+		}
+		good := filepath.Join(t.TempDir(), "owner")
+		os.WriteFile(good, []byte("owner-secret"), 0o600)
+		if out := mustTPM(t, sw, "--owner-auth-file", good, "ldevid", "create", "--blobs", t.TempDir()); !strings.Contains(out, "created") {
+			t.Fatalf("with the owner auth file: %s", out)
+		}
+	})
+
 	t.Run("Lockout", func(t *testing.T) {
 		sw := testenv.StartSwtpm(t)
 		mustTPM(t, sw, "idevid", "create")
