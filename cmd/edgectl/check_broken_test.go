@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -143,6 +144,23 @@ var brokenSetups = []brokenSetup{
 			return []string{"--config-dir", dir}
 		},
 		check: "config.certd", message: "renewal_treshold", fix: "spelling",
+	},
+	{
+		name: "cloud endpoint unreachable",
+		breakIt: func(t *testing.T, w *world) []string {
+			dir := brokenConfigDir(t, w, "identityd", "homedir = \"/var/lib/edgev2/identityd\"\n[provisioning]\nsource = \"manual\"\n"+
+				"connection_string = \"HostName=127.0.0.1:1;DeviceId=edge-gw-1;SharedAccessKey="+hubDeviceKey+"\"\n")
+			return []string{"--config-dir", dir}
+		},
+		check: "cloud.hub", message: "127.0.0.1:1", fix: "check the network, DNS and firewall",
+	},
+	{
+		name: "cloud certificate not trusted",
+		breakIt: func(t *testing.T, w *world) []string {
+			dir := brokenConfigDir(t, w, "certd", fmt.Sprintf("homedir = \"/var/lib/edgev2/certd\"\n[est]\nurl = \"%s/.well-known/est\"\n", w.lab.URL))
+			return []string{"--config-dir", dir}
+		},
+		check: "cloud.est", message: "certificate", fix: "add its CA to trusted_certs",
 	},
 	{
 		name:    "polkit actions not installed",

@@ -32,6 +32,7 @@ func TestEdgectlAgainstTheRealServices(t *testing.T) {
 	t.Run("CheckAsAnOrdinaryUserSaysToRunAsRoot", func(t *testing.T) { testCheckAsOrdinaryUser(t, w) })
 	t.Run("CheckNamesAWrongClockAndCertificatesNearExpiry", func(t *testing.T) { testCheckClock(t, w) })
 	t.Run("SupportBundleHoldsNoSecret", func(t *testing.T) { testSupportBundle(t, w) })
+	t.Run("IdentityReprovisionProvisionsAgain", func(t *testing.T) { testReprovision(t, w) })
 }
 
 type keyOut struct {
@@ -201,7 +202,9 @@ var healthyChecks = []string{"config.keyd", "config.certd", "config.identityd", 
 	"certs.device-cert", "certs.expiry", "clock", "containerd", "cloud.hub", "cloud.est"}
 
 func testCheckHealthy(t *testing.T, w *world) {
+	start := time.Now()
 	rep, code := w.check(t)
+	t.Logf("edgectl check on a healthy device: %d checks in %v", len(rep.Checks), time.Since(start).Round(time.Millisecond))
 	if code != 0 || rep.Errors != 0 {
 		t.Fatalf("check on a healthy device: exit %d, %+v", code, rep)
 	}
@@ -293,4 +296,25 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+func testReprovision(t *testing.T, w *world) {
+	var res map[string]string
+	w.runJSON(t, &res, "identity", "reprovision", "--json")
+	if res["state"] == "" {
+		t.Fatalf("identity reprovision: %v", res)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var id map[string]any
+		w.runJSON(t, &id, "identity", "show", "--json")
+		if id["state"] == "provisioned" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not provisioned again: %v", id)
+		}
+	}
+	if _, errOut, code := w.run(t, testenv.OtherUser, "identity", "reprovision"); code != exitNotAuthz || !strings.Contains(errOut, "org.edgev2.identity.reprovision") {
+		t.Fatalf("reprovision as an ordinary user: exit %d %s", code, errOut)
+	}
 }
