@@ -170,6 +170,9 @@ func loadConfig(path string) (fileConfig, error) {
 		if e.CertificateFile != "" && !filepath.IsAbs(e.CertificateFile) {
 			c.DPS.Enrollments[i].CertificateFile = filepath.Join(filepath.Dir(path), e.CertificateFile)
 		}
+		if e.EndorsementKeyFile != "" && !filepath.IsAbs(e.EndorsementKeyFile) {
+			c.DPS.Enrollments[i].EndorsementKeyFile = filepath.Join(filepath.Dir(path), e.EndorsementKeyFile)
+		}
 	}
 	if err := c.EST.Validate(); err != nil {
 		return c, fmt.Errorf("%s: %w", path, err)
