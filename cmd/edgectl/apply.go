@@ -191,28 +191,35 @@ func apply(ctx context.Context, compile compileFunc, o applyOptions) (*applyRepo
 		return rep, err
 	}
 	units := servicesToRestart(changes)
-	switch {
-	case len(units) == 0:
-	case o.dryRun:
-		rep.NeedRestart = units
-		rep.Note = "dry run: nothing was written"
-	case o.noRestart:
-		rep.NeedRestart = units
-		rep.Note = "--no-restart: restart these services to use the new configuration"
-	case o.root != "":
-		rep.NeedRestart = units
-		rep.Note = "installed under --root: no service restarted"
-	case !systemdRunning():
-		rep.NeedRestart = units
-		rep.Note = "systemd is not running: restart these services yourself"
-	default:
-		rep.Restarted, err = restart(ctx, units)
+	var restartNow []string
+	restartNow, rep.NeedRestart, rep.Note = restartPlan(units, o, systemdRunning())
+	if len(restartNow) > 0 {
+		rep.Restarted, err = restart(ctx, restartNow)
 		if err != nil {
-			rep.NeedRestart = units[len(rep.Restarted):]
+			rep.NeedRestart = restartNow[len(rep.Restarted):]
 			return rep, err
 		}
 	}
 	return rep, nil
+}
+
+// restartPlan decides which changed units to restart now and which only to
+// name, and why.
+func restartPlan(units []string, o applyOptions, systemd bool) (now, later []string, note string) {
+	later = []string{}
+	switch {
+	case len(units) == 0:
+		return nil, later, ""
+	case o.dryRun:
+		return nil, units, "dry run: nothing was written"
+	case o.noRestart:
+		return nil, units, "--no-restart: restart these services to use the new configuration"
+	case o.root != "":
+		return nil, units, "installed under --root: no service restarted"
+	case !systemd:
+		return nil, units, "systemd is not running: restart these services yourself"
+	}
+	return units, later, ""
 }
 
 func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) int {

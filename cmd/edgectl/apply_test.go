@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -117,5 +118,32 @@ func TestApplyRefusesUnknownOwnerAndKeepsInstalledFile(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(path); string(b) != "old\n" {
 		t.Fatalf("the installed file was changed to %q", b)
+	}
+}
+
+func TestRestartPlanRestartsOnlyWithSystemdAndNamesTheRestWithTheReason(t *testing.T) {
+	units := []string{"edgev2-certd.service"}
+	cases := []struct {
+		name      string
+		o         applyOptions
+		systemd   bool
+		now       []string
+		noteHas   string
+		laterSame bool
+	}{
+		{"systemd running", applyOptions{}, true, units, "", false},
+		{"no systemd", applyOptions{}, false, nil, "systemd is not running", true},
+		{"no restart", applyOptions{noRestart: true}, true, nil, "--no-restart", true},
+		{"under a root", applyOptions{root: "/img"}, true, nil, "--root", true},
+		{"dry run", applyOptions{dryRun: true}, true, nil, "dry run", true},
+	}
+	for _, c := range cases {
+		now, later, note := restartPlan(units, c.o, c.systemd)
+		if !reflect.DeepEqual(now, c.now) || (c.laterSame != reflect.DeepEqual(later, units)) || !strings.Contains(note, c.noteHas) {
+			t.Errorf("%s: now %v later %v note %q", c.name, now, later, note)
+		}
+	}
+	if now, later, _ := restartPlan(nil, applyOptions{}, true); now != nil || len(later) != 0 {
+		t.Errorf("nothing changed: now %v later %v", now, later)
 	}
 }
