@@ -60,6 +60,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseSpec -fuzztime 30s ./modrt
 	$(GO) test -run '^$$' -fuzz FuzzOCIOpts -fuzztime 30s ./modrt
 	$(GO) test -run '^$$' -fuzz FuzzWorkloadBodies -fuzztime 30s ./modrt/workload
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./internal/superconfig
 
 # bench: figures beside their physical limits measured in the same run.
 bench: build
