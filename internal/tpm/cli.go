@@ -94,7 +94,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "edgectl tpm: %s\n\n%s", ue.msg, usage)
 		return 2
 	}
-	fmt.Fprintf(stderr, "edgectl tpm: %s\n", fault.Message(err))
+	msg := err.Error()
+	var fe *fault.Error
+	if errors.As(err, &fe) {
+		msg = fe.Msg
+	}
+	fmt.Fprintf(stderr, "edgectl tpm: %s\n", msg)
 	return 1
 }
 

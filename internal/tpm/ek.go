@@ -32,7 +32,7 @@ func ParseEKKind(s string) (EKKind, error) {
 
 func (k EKKind) certIndices() []tpm2.TPMHandle {
 	if k == EKECC {
-		return []tpm2.TPMHandle{ECCEKCertNV, ECCP384EKCertN}
+		return []tpm2.TPMHandle{ECCEKCertNV, ECCP384EKCertNV}
 	}
 	return []tpm2.TPMHandle{RSAEKCertNV}
 }

@@ -27,14 +27,14 @@ import (
 // The handles of the zero-touch flow (TCG provisioning guidance and the
 // IDevID/LDevID layout of the tpm2cloud blueprint).
 const (
-	RSAEKHandle    = tpm2.TPMHandle(0x81010001)
-	SRKHandle      = tpm2.TPMHandle(0x81000001)
-	LDevIDHandle   = tpm2.TPMHandle(0x81000002)
-	IDevIDHandle   = tpm2.TPMHandle(0x81020000)
-	IDevIDCertNV   = tpm2.TPMHandle(0x01C90000)
-	RSAEKCertNV    = tpm2.TPMHandle(0x01C00002)
-	ECCEKCertNV    = tpm2.TPMHandle(0x01C0000A) // ECC NIST P-256 EK certificate
-	ECCP384EKCertN = tpm2.TPMHandle(0x01C00016) // ECC NIST P-384 EK certificate (swtpm's ECC EK)
+	RSAEKHandle     = tpm2.TPMHandle(0x81010001)
+	SRKHandle       = tpm2.TPMHandle(0x81000001)
+	LDevIDHandle    = tpm2.TPMHandle(0x81000002)
+	IDevIDHandle    = tpm2.TPMHandle(0x81020000)
+	IDevIDCertNV    = tpm2.TPMHandle(0x01C90000)
+	RSAEKCertNV     = tpm2.TPMHandle(0x01C00002)
+	ECCEKCertNV     = tpm2.TPMHandle(0x01C0000A) // ECC NIST P-256 EK certificate
+	ECCP384EKCertNV = tpm2.TPMHandle(0x01C00016) // ECC NIST P-384 EK certificate (swtpm's ECC EK)
 
 	// DefaultDevice is the kernel's TPM resource manager.
 	DefaultDevice = "/dev/tpmrm0"
