@@ -3,6 +3,7 @@ package packaging
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -226,4 +227,57 @@ func makeRuntimeFiles(t *testing.T) []string {
 		paths = append(paths, path)
 	}
 	return paths
+}
+
+// checkInstalledKeydServes runs the installed keyd (PIE, externally linked,
+// cgo PKCS#11 as packaged) as edgekeys on a private bus with polkitd and a
+// SoftHSM token, makes a key in the token and signs with it; then the
+// installed edgectl lists that key over the same bus.
+func checkInstalledKeydServes(t *testing.T) {
+	t.Helper()
+	uid, gid := testenv.EnsureUser(t, "edgekeys")
+	bus := testenv.StartBus(t)
+	testenv.StartPolkit(t, bus)
+	dir := testenv.SharedTempDir(t, "pkg-keyd")
+	home := filepath.Join(dir, "home")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(home, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	tok := testenv.NewSoftHSMToken(t, "edgev2-pkg", uid, gid)
+	cfg := filepath.Join(dir, "keyd.toml")
+	data := fmt.Sprintf("homedir = %q\npkcs11_lib_path = %q\npkcs11_base_slot = %q\n", home, tok.LibPath, tok.URI())
+	if err := os.WriteFile(cfg, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(cfg, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	testenv.StartService(t, bus, testenv.ServiceOptions{
+		Binary:  "/usr/libexec/edgev2/edgev2-keyd",
+		Args:    []string{"--config", cfg},
+		User:    "edgekeys",
+		Env:     tok.Env(),
+		BusName: "org.edgev2.Keys1",
+	})
+	out, errOut, code := bus.Busctl(t, "root", "call", "org.edgev2.Keys1", "/org/edgev2/Keys1",
+		"org.edgev2.Keys1", "CreateKeyPair", "ssa{sv}", "pkg-test", "ec-p256", "0")
+	if code != 0 || !strings.Contains(out, "/org/edgev2/Keys1/keys/pkg_2dtest") {
+		t.Fatalf("CreateKeyPair on the installed keyd: exit %d: %s%s", code, out, errOut)
+	}
+	out, errOut, code = bus.Busctl(t, "root", "call", "org.edgev2.Keys1", "/org/edgev2/Keys1/keys/pkg_2dtest",
+		"org.edgev2.Keys1.Key", "Sign", "saya{sv}", "ecdsa-sha256", "5", "104", "101", "108", "108", "111", "0")
+	if code != 0 || !strings.HasPrefix(out, "ay ") {
+		t.Fatalf("Sign on the installed keyd: exit %d: %s%s", code, out, errOut)
+	}
+	if _, err := os.Stat("/usr/bin/edgectl"); err != nil {
+		return
+	}
+	out, errOut, code = testenv.RunAs(t, "root", []string{"DBUS_SYSTEM_BUS_ADDRESS=" + bus.Address},
+		"/usr/bin/edgectl", "keys", "list", "--json")
+	if code != 0 || !strings.Contains(out, "pkg-test") {
+		t.Errorf("installed edgectl keys list --json: exit %d, want the key pkg-test:\n%s%s", code, out, errOut)
+	}
 }

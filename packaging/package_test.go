@@ -52,6 +52,7 @@ func TestDebianPackageBuildsInstallsAndPurgesCleanly(t *testing.T) {
 	checkInstalledFiles(t, listed)
 	checkProductExcludesLabcloud(t, listed)
 	checkDaemonsRefuseMissingConfig(t)
+	t.Run("installed keyd serves", checkInstalledKeydServes)
 	verifyUnits(t)
 
 	// What edgectl and the services would have made: a config file, an
