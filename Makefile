@@ -2,13 +2,13 @@
 GO ?= go
 export PATH := $(PATH):/usr/local/go/bin
 BIN := bin
-CMDS := edgev2-keyd edgev2-certd edgev2-identityd edgev2-modrtd edgev2-labcloud
+CMDS := edgev2-keyd edgev2-certd edgev2-identityd edgev2-modrtd edgev2-labcloud edgectl
 
 # Debian packages the tests, the benchmark and the demo need.
 DEB_PACKAGES := dbus dbus-daemon polkitd systemd libglib2.0-bin softhsm2 opensc openssl \
 	ca-certificates gcc libc6-dev curl util-linux mount containerd runc busybox-static \
 	docker-registry apache2-utils swtpm swtpm-tools libtpm2-pkcs11-1 libtpm2-pkcs11-tools \
-	tpm2-tools libtss2-tcti-swtpm0 debhelper dpkg-dev fakeroot lintian zip unzip
+	tpm2-tools libtss2-tcti-swtpm0 tpm2-abrmd libtss2-tcti-tabrmd0 debhelper dpkg-dev fakeroot lintian zip unzip
 
 .PHONY: all build test bench demo demo-shell deps vet fmt-check fuzz clean
 
@@ -61,6 +61,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzOCIOpts -fuzztime 30s ./modrt
 	$(GO) test -run '^$$' -fuzz FuzzWorkloadBodies -fuzztime 30s ./modrt/workload
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./internal/superconfig
+	$(GO) test -run '^$$' -fuzz FuzzParseEKCert -fuzztime 30s ./internal/tpm
+	$(GO) test -run '^$$' -fuzz FuzzParseAuthKey -fuzztime 30s ./identity/tpm
+	$(GO) test -run '^$$' -fuzz FuzzRedactTOML -fuzztime 30s ./cmd/edgectl
 
 # bench: figures beside their physical limits measured in the same run.
 bench: build

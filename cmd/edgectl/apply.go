@@ -28,6 +28,9 @@ type installFile struct {
 	Mode    os.FileMode
 	Data    []byte
 	Service string // systemd unit to restart on change; "" none
+	// Remove: the file must not exist (an obsolete inline key): it is
+	// deleted if present.
+	Remove bool
 }
 
 // fileChange is what apply found (or did) for one file.
@@ -106,6 +109,18 @@ func install(files []installFile, root string, dryRun bool) ([]fileChange, error
 			return out, fmt.Errorf("compiled file path %q is not absolute", f.Path)
 		}
 		path := filepath.Join(root, f.Path)
+		if f.Remove {
+			if _, err := os.Lstat(path); err != nil {
+				continue // already gone: nothing to report
+			}
+			out = append(out, fileChange{Path: path, Changed: true, Reason: "removed", Service: f.Service})
+			if !dryRun {
+				if err := os.Remove(path); err != nil {
+					return out, fmt.Errorf("remove obsolete %s: %w", path, err)
+				}
+			}
+			continue
+		}
 		uid, gid, err := owner(f.Owner)
 		if err != nil {
 			return out, fmt.Errorf("install %s: %w", path, err)

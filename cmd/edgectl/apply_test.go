@@ -147,3 +147,35 @@ func TestRestartPlanRestartsOnlyWithSystemdAndNamesTheRestWithTheReason(t *testi
 		t.Errorf("nothing changed: now %v later %v", now, later)
 	}
 }
+
+func TestApplyRemovesAnInlineKeyWhoseSettingWasRemoved(t *testing.T) {
+	root := t.TempDir()
+	key := "/etc/edgev2/keyd.device-id.key"
+	if err := os.MkdirAll(filepath.Join(root, "/etc/edgev2"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, key), []byte("old secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gone := installFile{Path: key, Remove: true, Service: "edgev2-keyd.service"}
+	o := applyOptions{config: "test.toml", root: root, dryRun: true}
+	rep, err := apply(context.Background(), compiled(gone), o)
+	if err != nil || len(changedPaths(rep)) != 1 {
+		t.Fatalf("dry run: %v, %+v; want the key reported as to be removed", err, rep)
+	}
+	if _, err := os.Stat(filepath.Join(root, key)); err != nil {
+		t.Fatalf("a dry run removed the key: %v", err)
+	}
+	o.dryRun = false
+	rep, err = apply(context.Background(), compiled(gone), o)
+	if err != nil || len(rep.Files) != 1 || rep.Files[0].Reason != "removed" || !reflect.DeepEqual(rep.NeedRestart, []string{"edgev2-keyd.service"}) {
+		t.Fatalf("apply: %v, %+v; want the key removed and keyd to restart", err, rep)
+	}
+	if _, err := os.Stat(filepath.Join(root, key)); !os.IsNotExist(err) {
+		t.Fatalf("the obsolete key is still there: %v", err)
+	}
+	rep, err = apply(context.Background(), compiled(gone), o)
+	if err != nil || len(rep.Files) != 0 {
+		t.Fatalf("second apply: %v, %+v; want nothing to do", err, rep)
+	}
+}

@@ -19,6 +19,11 @@ func compileSuperConfig(path string) ([]installFile, error) {
 	for _, f := range out.Files {
 		files = append(files, installFile{Path: f.Path, Owner: f.Owner, Mode: f.Mode, Data: f.Data, Service: f.Service})
 	}
+	// Inline keys since removed from the super-config: a secret must not
+	// outlive its setting (only keyd reads them).
+	for _, path := range out.Obsolete {
+		files = append(files, installFile{Path: path, Remove: true, Service: "edgev2-keyd.service"})
+	}
 	return files, nil
 }
 

@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/edgev2/edgev2/internal/tpm"
 )
 
 // A command is one top-level verb. Its entry point has the same shape as
@@ -33,6 +35,7 @@ var commands = []command{
 	{"modules", "modules list | logs [-f] | start | stop | restart | rm", runModules},
 	{"images", "images pull | import", runImages},
 	{"support-bundle", "write a zip for support (secrets redacted)", runSupportBundle},
+	{"tpm", "tpm ek | idevid | ldevid | status: TPM onboarding (docs/tpm.md)", tpm.Main},
 }
 
 // Exit codes (docs/edgectl.md).

@@ -31,12 +31,14 @@ func secretName(name string) bool {
 		"key_algorithms", "rotate_key", "pkcs11_lib_path":
 		return false
 	}
-	for _, w := range []string{"key", "password", "pin", "secret", "token"} {
+	for _, w := range []string{"key", "password", "pin", "secret", "token", "authorization"} {
 		if strings.Contains(n, w) {
 			return true
 		}
 	}
-	return false
+	// The super-config's inline key values ({ value = "..." }) and its
+	// *_pk settings, which may hold one.
+	return n == "value" || strings.HasSuffix(n, "_pk")
 }
 
 // redactTOML hides secrets in a config file: values of secret-named keys

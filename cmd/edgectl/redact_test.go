@@ -24,6 +24,8 @@ func TestRedactTOMLHidesEverySecretAndKeepsTheRest(t *testing.T) {
 		{"preloaded keys", "[preloaded_keys]\ndevice-id = \"file:///var/secret/device.key\"", []string{"/var/secret/device.key"}, nil},
 		{"multi-line secret", "client_secret = \"\"\"\nline-one-secret\nline-two-secret\n\"\"\"\nhostname = \"gw\"", []string{"line-one-secret", "line-two-secret"}, []string{`hostname = "gw"`}},
 		{"URL with password", `url = "https://factory:s3cr3tpw@est.example/.well-known/est"`, []string{"s3cr3tpw"}, []string{"https://factory:REDACTED@est.example"}},
+		{"inline device key of the super-config", `device_id_pk = { value = "ZGV2aWNlLXBrLXNlY3JldA==" }`, []string{"ZGV2aWNlLXBrLXNlY3JldA=="}, []string{"device_id_pk"}},
+		{"TPM hierarchy authorization", "[tpm.hierarchy_authorization]\nendorsement = \"endorse-pass\"\nowner = \"owner-pass\"", []string{"endorse-pass", "owner-pass"}, []string{"[tpm.hierarchy_authorization]"}},
 		{"key ids stay", "[cert_issuance.device-cert]\nkey_id = \"device-id\"\n[est]\nidentity_key = \"est-id\"", nil, []string{`key_id = "device-id"`, `identity_key = "est-id"`}},
 	}
 	for _, c := range cases {
