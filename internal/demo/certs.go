@@ -66,6 +66,7 @@ certificate_file = "$STATE/est/ca-cert.pem"
 		os.Mkdir(home, 0o700)
 		os.Chown(home, cuid, cgid)
 		cfg := filepath.Join(dir, "certd.toml")
+		serviceConfigs["certd.toml"] = cfg
 		text := fmt.Sprintf(`homedir = %q
 [preloaded_certs]
 est-ca = "file://%s"

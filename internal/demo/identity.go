@@ -29,6 +29,7 @@ func identitySteps(p *testenv.Program, run func(string, func() (string, error)) 
 		os.Mkdir(home, 0o700)
 		os.Chown(home, iuid, igid)
 		cfg := filepath.Join(dir, "identityd.toml")
+		serviceConfigs["identityd.toml"] = cfg
 		text := fmt.Sprintf(`hostname = "demo-gateway"
 homedir = %q
 [provisioning]

@@ -27,6 +27,7 @@ func moduleSteps(p *testenv.Program, run func(string, func() (string, error)) er
 		ctr = testenv.StartContainerd(p)
 		dir := testenv.SharedTempDir(p, "demo-modrtd")
 		cfg := filepath.Join(dir, "modrtd.toml")
+		serviceConfigs["modrtd.toml"] = cfg
 		text := fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = \"edgev2-demo\"\ntrust_bundle = \"est-ca\"\n", filepath.Join(dir, "home"), ctr.Address)
 		if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 			return "", err
@@ -64,7 +65,7 @@ func moduleSteps(p *testenv.Program, run func(string, func() (string, error)) er
 		return err
 	}
 	return run("module container signs its SAS token over the workload socket; the hub accepts it", func() (string, error) {
-		spec := `{"name":"telemetry","type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.demo/telemetry:1","createOptions":{}},"env":{"OTHER_MODULE":{"value":"demo-module"}}}}`
+		spec := `{"name":"telemetry","type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.demo/telemetry:1","createOptions":{}},"env":{"OTHER_MODULE":{"value":"demo-module"},"WANT_SERVER_CERT":{"value":"1"}}}}`
 		var path godbus.ObjectPath
 		if err := conn.Object(modrt.BusName, modrt.ObjectPath).Call(modrt.Interface+".CreateModule", 0, "telemetry", spec, map[string]godbus.Variant{}).Store(&path); err != nil {
 			return "", err
@@ -88,10 +89,11 @@ func moduleSteps(p *testenv.Program, run func(string, func() (string, error)) er
 				if err := json.Unmarshal([]byte(j), &res); err != nil {
 					return "", err
 				}
-				if res["hub_status"] != float64(204) || res["sign_as_other_status"] != float64(403) {
+				if res["hub_status"] != float64(204) || res["sign_as_other_status"] != float64(403) ||
+					res["server_cert_ok"] != true || res["identity_cert_ok"] != true || res["decrypt_roundtrip"] != true {
 					return "", fmt.Errorf("module results: %v", res)
 				}
-				return "workload sign 200, hub 204; signing as another module: 403", nil
+				return "workload sign 200, hub 204; signing as another module: 403; server and identity certificates from the quickstart edge CA verify against the trust bundle; encrypt/decrypt round trip", nil
 			}
 		}
 		return "", fmt.Errorf("the module printed no result")
