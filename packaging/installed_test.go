@@ -26,11 +26,13 @@ var daemons = []string{"edgev2-keyd", "edgev2-certd", "edgev2-identityd", "edgev
 var busNames = []string{"org.edgev2.Keys1", "org.edgev2.Certificates1", "org.edgev2.Identity1", "org.edgev2.ModuleRuntime1"}
 
 // wantFile is an installed path with its mode, owned by root:root; src is
-// the repository file it must equal ("" when it is generated).
+// the repository file it must equal ("" when it is generated) and before its
+// bytes when the build started.
 type wantFile struct {
-	path string
-	mode fs.FileMode
-	src  string
+	path   string
+	mode   fs.FileMode
+	src    string
+	before []byte
 }
 
 // expectedFiles lists what the edgev2 package must install, from the
@@ -41,7 +43,7 @@ func expectedFiles(t *testing.T) []wantFile {
 	var want []wantFile
 	add := func(dir string, mode fs.FileMode, srcs ...string) {
 		for _, src := range srcs {
-			want = append(want, wantFile{filepath.Join(dir, filepath.Base(src)), mode, src})
+			want = append(want, wantFile{path: filepath.Join(dir, filepath.Base(src)), mode: mode, src: src})
 		}
 	}
 	glob := func(pattern string) []string {
@@ -52,7 +54,7 @@ func expectedFiles(t *testing.T) []wantFile {
 		return files
 	}
 	for _, d := range daemons {
-		want = append(want, wantFile{"/usr/libexec/edgev2/" + d, 0o755, ""})
+		want = append(want, wantFile{path: "/usr/libexec/edgev2/" + d, mode: 0o755})
 		add("/lib/systemd/system", 0o644, filepath.Join(repo, "packaging/systemd", d+".service"))
 	}
 	for _, n := range busNames {
@@ -64,29 +66,39 @@ func expectedFiles(t *testing.T) []wantFile {
 	add("/usr/share/polkit-1/rules.d", 0o644, glob("policy/*.rules")...)
 	add("/usr/share/doc/edgev2/examples", 0o644, glob("packaging/*.toml.example")...)
 	want = append(want,
-		wantFile{"/usr/lib/sysusers.d/edgev2.conf", 0o644, filepath.Join(repo, "packaging/debian/edgev2.sysusers")},
-		wantFile{"/usr/share/man/man1/edgectl.1.gz", 0o644, ""},
-		wantFile{"/usr/share/doc/edgev2/copyright", 0o644, filepath.Join(repo, "packaging/debian/copyright")},
-		wantFile{"/usr/share/doc/edgev2/README.md", 0o644, filepath.Join(repo, "README.md")},
-		wantFile{"/etc/edgev2", fs.ModeDir | 0o755, ""},
+		wantFile{path: "/usr/lib/sysusers.d/edgev2.conf", mode: 0o644, src: filepath.Join(repo, "packaging/debian/edgev2.sysusers")},
+		wantFile{path: "/usr/share/man/man1/edgectl.1.gz", mode: 0o644},
+		wantFile{path: "/usr/share/doc/edgev2/copyright", mode: 0o644, src: filepath.Join(repo, "packaging/debian/copyright")},
+		wantFile{path: "/usr/share/doc/edgev2/README.md", mode: 0o644, src: filepath.Join(repo, "README.md")},
+		wantFile{path: "/etc/edgev2", mode: fs.ModeDir | 0o755},
 	)
 	// edgectl is in the package once cmd/edgectl exists.
 	if _, err := os.Stat(filepath.Join(repo, "cmd/edgectl")); err == nil {
-		want = append(want, wantFile{"/usr/bin/edgectl", 0o755, ""})
+		want = append(want, wantFile{path: "/usr/bin/edgectl", mode: 0o755})
+	}
+	for i, w := range want {
+		if w.src != "" {
+			b, err := os.ReadFile(w.src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[i].before = b
+		}
 	}
 	return want
 }
 
 // checkInstalledFiles checks every expected file: listed by dpkg, a regular
 // file (or directory) with the intended mode, root-owned, and the same bytes
-// as the repository's file.
-func checkInstalledFiles(t *testing.T, listed []string) {
+// as the repository's file (as it was when the build started, or is now: in
+// a shared work tree someone may edit it while the package builds).
+func checkInstalledFiles(t *testing.T, want []wantFile, listed []string) {
 	t.Helper()
 	inList := map[string]bool{}
 	for _, p := range listed {
 		inList[p] = true
 	}
-	for _, w := range expectedFiles(t) {
+	for _, w := range want {
 		t.Run(strings.TrimPrefix(w.path, "/"), func(t *testing.T) {
 			if !inList[w.path] {
 				t.Errorf("dpkg -L %s does not list %s", pkgName, w.path)
@@ -113,7 +125,7 @@ func checkInstalledFiles(t *testing.T, listed []string) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(got, src) {
+			if !bytes.Equal(got, src) && !bytes.Equal(got, w.before) {
 				t.Errorf("differs from the repository's %s", w.src)
 			}
 		})

@@ -33,6 +33,7 @@ func TestDebianPackageBuildsInstallsAndPurgesCleanly(t *testing.T) {
 	}
 	usersBefore := lookupUsers(t)
 
+	want := expectedFiles(t)
 	out := t.TempDir()
 	debs := buildPackages(t, out)
 	runLintian(t, filepath.Join(out, changesFile(t, out)))
@@ -49,7 +50,7 @@ func TestDebianPackageBuildsInstallsAndPurgesCleanly(t *testing.T) {
 
 	listed := dpkgList(t)
 	checkUsers(t, usersBefore)
-	checkInstalledFiles(t, listed)
+	checkInstalledFiles(t, want, listed)
 	checkProductExcludesLabcloud(t, listed)
 	checkDaemonsRefuseMissingConfig(t)
 	t.Run("installed keyd serves", checkInstalledKeydServes)
@@ -58,6 +59,17 @@ func TestDebianPackageBuildsInstallsAndPurgesCleanly(t *testing.T) {
 	// What edgectl and the services would have made: a config file, an
 	// operator polkit rule, state with key material.
 	made := makeRuntimeFiles(t)
+
+	// Installing again is the upgrade path (postinst configure with the old
+	// version): sysusers runs again over existing users, and configuration
+	// and state stay.
+	dpkgInstall(t, debs[pkgName])
+	for _, f := range made {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("reinstalling must keep configuration and state, but %s is gone: %v", f, err)
+		}
+	}
+	checkUsers(t, usersBefore)
 
 	run(t, "dpkg", "--remove", pkgName)
 	for _, f := range listed {
