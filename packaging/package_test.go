@@ -18,18 +18,24 @@ import (
 	"github.com/edgev2/edgev2/internal/testenv"
 )
 
-const pkgName = "edgev2"
+const (
+	pkgName      = "edgev2"
+	labcloudName = "edgev2-labcloud"
+)
 
 // TestDebianPackageBuildsInstallsAndPurgesCleanly builds the packages with
 // build-deb.sh, fails on any lintian error, installs edgev2 with dpkg -i,
-// checks the users, files, owners and modes, verifies the units, removes
-// and purges the package, and checks that nothing of it remains while the
-// service users stay.
+// checks the users, files, owners and modes, runs the installed daemons,
+// verifies the units, reinstalls, removes and purges the package, and checks
+// that nothing of it remains while the service users stay; then the lab
+// cloud package installs, runs and purges on its own.
 func TestDebianPackageBuildsInstallsAndPurgesCleanly(t *testing.T) {
 	requireTools(t)
-	if installed(t) {
-		t.Fatalf("package %s is installed on this machine; this test installs and purges it, "+
-			"so it refuses to run (fix: dpkg --purge %s, or run the test elsewhere)", pkgName, pkgName)
+	for _, p := range []string{pkgName, labcloudName} {
+		if installed(t, p) {
+			t.Fatalf("package %s is installed on this machine; this test installs and purges it, "+
+				"so it refuses to run (fix: dpkg --purge %s, or run the test elsewhere)", p, p)
+		}
 	}
 	usersBefore := lookupUsers(t)
 
@@ -40,15 +46,18 @@ func TestDebianPackageBuildsInstallsAndPurgesCleanly(t *testing.T) {
 
 	// Purge even when a check below fails.
 	t.Cleanup(func() {
-		if installed(t) {
-			if b, err := exec.Command("dpkg", "--purge", pkgName).CombinedOutput(); err != nil {
-				t.Errorf("cleanup: dpkg --purge %s: %v\n%s", pkgName, err, b)
+		for _, p := range []string{pkgName, labcloudName} {
+			if !installed(t, p) {
+				continue
+			}
+			if b, err := exec.Command("dpkg", "--purge", p).CombinedOutput(); err != nil {
+				t.Errorf("cleanup: dpkg --purge %s: %v\n%s", p, err, b)
 			}
 		}
 	})
 	dpkgInstall(t, debs[pkgName])
 
-	listed := dpkgList(t)
+	listed := dpkgList(t, pkgName)
 	checkUsers(t, usersBefore)
 	checkInstalledFiles(t, want, listed)
 	checkProductExcludesLabcloud(t, listed)
@@ -87,7 +96,7 @@ func TestDebianPackageBuildsInstallsAndPurgesCleanly(t *testing.T) {
 	}
 
 	run(t, "dpkg", "--purge", pkgName)
-	if installed(t) {
+	if installed(t, pkgName) {
 		t.Errorf("%s is still known to dpkg after --purge", pkgName)
 	}
 	for _, f := range append(made, "/etc/edgev2", "/var/lib/edgev2", "/usr/libexec/edgev2", "/usr/share/doc/edgev2") {
@@ -100,6 +109,42 @@ func TestDebianPackageBuildsInstallsAndPurgesCleanly(t *testing.T) {
 	for name, after := range lookupUsers(t) {
 		if after == nil {
 			t.Errorf("dpkg --purge deleted user %s; system users must stay", name)
+		}
+	}
+
+	t.Run("labcloud package stands alone", func(t *testing.T) { checkLabcloudPackage(t, debs[labcloudName]) })
+}
+
+// checkLabcloudPackage installs edgev2-labcloud without edgev2 (it must not
+// need it), runs it, and purges it.
+func checkLabcloudPackage(t *testing.T, deb string) {
+	dpkgInstall(t, deb)
+	listed := dpkgList(t, labcloudName)
+	for _, w := range []wantFile{
+		{path: "/usr/bin/edgev2-labcloud", mode: 0o755},
+		{path: "/usr/share/man/man1/edgev2-labcloud.1.gz", mode: 0o644},
+	} {
+		fi, err := os.Stat(w.path)
+		if err != nil {
+			t.Errorf("%s: %v", w.path, err)
+			continue
+		}
+		if fi.Mode() != w.mode {
+			t.Errorf("%s: mode %v, want %v", w.path, fi.Mode(), w.mode)
+		}
+	}
+	out, err := exec.Command("/usr/bin/edgev2-labcloud").CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 78 || !strings.Contains(string(out), "--state") {
+		t.Errorf("edgev2-labcloud without --state: %v, want exit 78 naming --state\n%s", err, out)
+	}
+	run(t, "dpkg", "--purge", labcloudName)
+	for _, f := range listed {
+		if isDir(f) {
+			continue
+		}
+		if _, err := os.Lstat(f); err == nil {
+			t.Errorf("after dpkg --purge %s, %s is still there", labcloudName, f)
 		}
 	}
 }
@@ -265,9 +310,9 @@ func dpkgInstall(t *testing.T, deb string) {
 }
 
 // dpkgList returns the paths dpkg lists for the installed package.
-func dpkgList(t *testing.T) []string {
+func dpkgList(t *testing.T, pkg string) []string {
 	t.Helper()
-	b := run(t, "dpkg", "--listfiles", pkgName)
+	b := run(t, "dpkg", "--listfiles", pkg)
 	var paths []string
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		if line != "" && line != "/." {
@@ -279,9 +324,9 @@ func dpkgList(t *testing.T) []string {
 
 // installed reports whether dpkg knows the package in any state but
 // not-installed (an unconfigured or half-installed package counts).
-func installed(t *testing.T) bool {
+func installed(t *testing.T, pkg string) bool {
 	t.Helper()
-	b, err := exec.Command("dpkg-query", "-W", "-f=${db:Status-Status}", pkgName).Output()
+	b, err := exec.Command("dpkg-query", "-W", "-f=${db:Status-Status}", pkg).Output()
 	if err != nil {
 		return false // "no packages found matching"
 	}
