@@ -10,7 +10,7 @@ DEB_PACKAGES := dbus dbus-daemon polkitd systemd libglib2.0-bin softhsm2 opensc 
 	docker-registry apache2-utils swtpm swtpm-tools libtpm2-pkcs11-1 libtpm2-pkcs11-tools \
 	tpm2-tools libtss2-tcti-swtpm0 tpm2-abrmd libtss2-tcti-tabrmd0 debhelper dpkg-dev fakeroot lintian zip unzip
 
-.PHONY: all build test bench demo demo-shell deps vet fmt-check fuzz clean
+.PHONY: all build test bench demo demo-shell deps vet fmt-check fuzz clean deb
 
 all: build
 
@@ -73,6 +73,10 @@ bench: build
 demo:
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory deps; fi
 	$(GO) run ./internal/demo
+
+# deb: the Debian packages of the committed tree into bin/deb (docs/packaging.md).
+deb:
+	packaging/build-deb.sh $(BIN)/deb
 
 clean:
 	rm -rf $(BIN)
