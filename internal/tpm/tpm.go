@@ -10,18 +10,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"os"
 	"sync"
-	"syscall"
-	"time"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
-	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/tpmconn"
 )
 
 // The handles of the zero-touch flow (TCG provisioning guidance and the
@@ -37,7 +32,7 @@ const (
 	ECCP384EKCertNV = tpm2.TPMHandle(0x01C00016) // ECC NIST P-384 EK certificate (swtpm's ECC EK)
 
 	// DefaultDevice is the kernel's TPM resource manager.
-	DefaultDevice = "/dev/tpmrm0"
+	DefaultDevice = tpmconn.DefaultDevice
 )
 
 // Config says which TPM to use and the hierarchy auth values, which
@@ -71,30 +66,23 @@ type TPM struct {
 // Open connects to the TPM cfg names. An absent TPM is fault.Unavailable
 // with the fix; no TPM command is sent yet.
 func Open(ctx context.Context, cfg Config) (*TPM, error) {
-	if cfg.Address != "" {
-		var d net.Dialer
-		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		conn, err := d.DialContext(dctx, "tcp", cfg.Address)
-		if err != nil {
-			return nil, fault.Wrap(fault.Unavailable, err, "%s is absent (%s): start the TPM simulator (swtpm socket --tpm2 --server type=tcp,port=PORT ...) or give the right --address, or use --device %s for a real TPM", cfg.Where(), reason(err), DefaultDevice)
-		}
-		return &TPM{cfg: cfg, t: &connTPM{conn: conn}}, nil
-	}
-	if cfg.Device == "" {
-		cfg.Device = DefaultDevice
-	}
-	if _, err := os.Stat(cfg.Device); errors.Is(err, os.ErrNotExist) {
-		return nil, fault.Wrap(fault.Unavailable, err, "%s is absent: the device does not exist; enable the TPM 2.0 in the firmware and load its driver (modprobe tpm_crb or tpm_tis), or give --device/--address", cfg.Where())
-	}
-	dev, err := linuxtpm.Open(cfg.Device)
-	if err != nil {
-		if errors.Is(err, os.ErrPermission) {
+	t, err := tpmconn.Open(ctx, cfg.Device, cfg.Address)
+	var oe *tpmconn.Error
+	if errors.As(err, &oe) {
+		switch oe.Failure {
+		case tpmconn.SocketAbsent:
+			return nil, fault.Wrap(fault.Unavailable, err, "%s is absent (%s): start the TPM simulator (swtpm socket --tpm2 --server type=tcp,port=PORT ...) or give the right --address, or use --device %s for a real TPM", cfg.Where(), oe.Reason, DefaultDevice)
+		case tpmconn.DeviceAbsent:
+			return nil, fault.Wrap(fault.Unavailable, err, "%s is absent: the device does not exist; enable the TPM 2.0 in the firmware and load its driver (modprobe tpm_crb or tpm_tis), or give --device/--address", cfg.Where())
+		case tpmconn.Permission:
 			return nil, fault.Wrap(fault.NotAuthorized, err, "%s: permission denied; run as root or as a member of the group owning it (tss)", cfg.Where())
 		}
-		return nil, fault.Wrap(fault.Unavailable, err, "%s cannot be opened: %s", cfg.Where(), reason(err))
+		return nil, fault.Wrap(fault.Unavailable, err, "%s cannot be opened: %s", cfg.Where(), oe.Reason)
 	}
-	return &TPM{cfg: cfg, t: dev}, nil
+	if err != nil {
+		return nil, err
+	}
+	return &TPM{cfg: cfg, t: t}, nil
 }
 
 // Close closes the connection. Transient objects are flushed by the
@@ -120,32 +108,6 @@ func (t *TPM) owner() tpm2.AuthHandle {
 // connection closes (the resource manager flushes it then).
 func (t *TPM) flush(h tpm2.TPMHandle) {
 	_, _ = tpm2.FlushContext{FlushHandle: h}.Execute(t.t)
-}
-
-// connTPM is a raw TPM command stream (swtpm --server type=tcp).
-type connTPM struct{ conn net.Conn }
-
-func (c *connTPM) Send(cmd []byte) ([]byte, error) {
-	_ = c.conn.SetDeadline(time.Now().Add(2 * time.Minute))
-	return transport.FromReadWriter(c.conn).Send(cmd)
-}
-
-func (c *connTPM) Close() error { return c.conn.Close() }
-
-func reason(err error) string {
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "connection refused"
-	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
-		return "timed out"
-	case errors.Is(err, io.EOF):
-		return "connection closed"
-	}
-	var op *net.OpError
-	if errors.As(err, &op) && op.Err != nil {
-		return op.Err.Error()
-	}
-	return err.Error()
 }
 
 // Hierarchy names whose auth a command used, so a refusal can name the fix.
@@ -180,7 +142,7 @@ func (t *TPM) tpmError(err error, what string, h hierarchy) error {
 	where := t.cfg.Where()
 	var rc tpm2.TPMRC
 	if !errors.As(err, &rc) {
-		return fault.Wrap(fault.Unavailable, err, "%s: %s: %s (is the TPM still there? check --device/--address)", where, what, reason(err))
+		return fault.Wrap(fault.Unavailable, err, "%s: %s: %s (is the TPM still there? check --device/--address)", where, what, tpmconn.Reason(err))
 	}
 	switch {
 	case errors.Is(rc, tpm2.TPMRCLockout):
