@@ -3,15 +3,11 @@ package est
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
-	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/netfault"
 )
 
 // MaxResponseSize caps an EST response body; a certificate chain in base64
@@ -87,80 +84,14 @@ func (c *Client) roundTrip(ctx context.Context, hc *http.Client, auth Auth, op, 
 // parent is the caller's context, ctx the one bounded by cfg.Timeout.
 func (c *Client) transportError(parent, ctx context.Context, op string, err error) error {
 	where := c.endpoint(op)
-	var (
-		unknownCA *x509.UnknownAuthorityError
-		hostErr   x509.HostnameError
-		invalid   x509.CertificateInvalidError
-		verify    *tls.CertificateVerificationError
-		cross     *crossOriginError
-		netErr    net.Error
-	)
+	var cross *crossOriginError
 	switch {
 	case errors.As(err, &cross):
 		return fault.Wrap(fault.Unavailable, err, "EST %s at %s: server redirected to %s; not followed", op, where, cross.to)
 	case errors.Is(err, errTooManyRedirects):
 		return fault.Wrap(fault.Unavailable, err, "EST %s at %s: too many redirects", op, where)
-	case errors.As(err, &unknownCA):
-		return fault.Wrap(fault.Unavailable, err, "EST server %s is not trusted: its certificate does not chain to the configured trust anchors", where)
-	case errors.As(err, &hostErr):
-		return fault.Wrap(fault.Unavailable, err, "EST server %s is not trusted: its certificate is not valid for host %q", where, hostErr.Host)
-	case errors.As(err, &invalid):
-		return fault.Wrap(fault.Unavailable, err, "EST server %s is not trusted: its certificate is invalid (%v)", where, invalid)
-	case errors.As(err, &verify):
-		return fault.Wrap(fault.Unavailable, err, "EST server %s is not trusted: %v", where, verify.Err)
-	case clientCertRefused(err):
-		return fault.Wrap(fault.NotAuthorized, err, "EST %s at %s: server refused the TLS client certificate (%s)", op, where, netReason(err))
-	case parent.Err() != nil:
-		return fault.Wrap(fault.Unavailable, err, "EST %s at %s: interrupted: %v", op, where, context.Cause(parent))
-	case ctx.Err() != nil, errors.As(err, &netErr) && netErr.Timeout():
-		return fault.Wrap(fault.Unavailable, err, "EST %s at %s: no answer within %v", op, where, c.cfg.Timeout)
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return fault.Wrap(fault.Unavailable, err, "EST %s at %s: connection closed before the response was complete", op, where)
 	}
-	return fault.Wrap(fault.Unavailable, err, "EST server %s cannot be reached: %s", where, netReason(err))
-}
-
-// clientCertRefused reports whether err is a TLS alert from the server
-// refusing our certificate, or the lack of one. crypto/tls reports a
-// received alert as a net.OpError "remote error" around its unexported
-// alert type (a uint8), so the code is read through reflection.
-func clientCertRefused(err error) bool {
-	var opErr *net.OpError
-	if !errors.As(err, &opErr) || opErr.Op != "remote error" || opErr.Err == nil {
-		return false
-	}
-	var code uint64
-	var qa tls.AlertError
-	if errors.As(opErr.Err, &qa) {
-		code = uint64(qa)
-	} else if v := reflect.ValueOf(opErr.Err); v.Kind() == reflect.Uint8 {
-		code = v.Uint()
-	} else {
-		return false
-	}
-	switch code {
-	// bad, unsupported, revoked, expired, unknown certificate;
-	// unknown CA; access denied; certificate required
-	case 42, 43, 44, 45, 46, 48, 49, 116:
-		return true
-	}
-	return false
-}
-
-// netReason shortens a transport error to its innermost useful text.
-func netReason(err error) string {
-	var opErr *net.OpError
-	if errors.As(err, &opErr) && opErr.Err != nil {
-		return opErr.Op + ": " + opErr.Err.Error()
-	}
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
-		return dnsErr.Error()
-	}
-	for u := errors.Unwrap(err); u != nil; u = errors.Unwrap(u) {
-		err = u
-	}
-	return err.Error()
+	return netfault.Transport(parent, ctx, netfault.Call{Service: "EST server", Host: where, What: op, Timeout: c.cfg.Timeout}, err)
 }
 
 // statusError maps an unexpected HTTP status to a fault kind (RFC 7030 4.2.3).

@@ -6,11 +6,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/edgev2/edgev2/identity/sas"
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/netfault"
 )
 
 // MaxResponseSize caps a response body; a device has at most a few dozen
@@ -131,67 +130,9 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 	return resp, nil
 }
 
+// transportError classifies a failure to get a whole response.
 func (c *Client) transportError(parent, ctx context.Context, what string, err error) error {
-	var (
-		unknownCA *x509.UnknownAuthorityError
-		hostErr   x509.HostnameError
-		invalid   x509.CertificateInvalidError
-		verify    *tls.CertificateVerificationError
-		netErr    net.Error
-	)
-	switch {
-	case errors.As(err, &unknownCA):
-		return fault.Wrap(fault.Unavailable, err, "IoT Hub %s is not trusted: its certificate does not chain to the configured trust anchors", c.host)
-	case errors.As(err, &hostErr):
-		return fault.Wrap(fault.Unavailable, err, "IoT Hub %s is not trusted: its certificate is not valid for host %q", c.host, hostErr.Host)
-	case errors.As(err, &invalid):
-		return fault.Wrap(fault.Unavailable, err, "IoT Hub %s is not trusted: its certificate is invalid (%v)", c.host, invalid)
-	case errors.As(err, &verify):
-		return fault.Wrap(fault.Unavailable, err, "IoT Hub %s is not trusted: %v", c.host, verify.Err)
-	case clientCertRefused(err):
-		return fault.Wrap(fault.NotAuthorized, err, "IoT Hub %s refused the TLS client certificate of device %q", c.host, c.cfg.DeviceID)
-	case parent.Err() != nil:
-		return fault.Wrap(fault.Unavailable, err, "IoT Hub %s at %s: interrupted: %v", what, c.host, context.Cause(parent))
-	case ctx.Err() != nil, errors.As(err, &netErr) && netErr.Timeout():
-		return fault.Wrap(fault.Unavailable, err, "IoT Hub %s at %s: no answer within %v", what, c.host, c.cfg.Timeout)
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return fault.Wrap(fault.Unavailable, err, "IoT Hub %s at %s: connection closed before the response was complete", what, c.host)
-	}
-	return fault.Wrap(fault.Unavailable, err, "IoT Hub %s cannot be reached: %s", c.host, netReason(err))
-}
-
-func clientCertRefused(err error) bool {
-	var alert tls.AlertError
-	if errors.As(err, &alert) {
-		switch alert {
-		case 42, 43, 44, 45, 46, 48, 49, 116:
-			return true
-		}
-		return false
-	}
-	var opErr *net.OpError
-	if errors.As(err, &opErr) && opErr.Op == "remote error" && opErr.Err != nil {
-		s := opErr.Err.Error()
-		for _, t := range []string{"bad certificate", "unsupported certificate", "certificate revoked",
-			"certificate expired", "unknown certificate", "unknown certificate authority",
-			"access denied", "certificate required"} {
-			if strings.HasSuffix(s, t) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func netReason(err error) string {
-	var opErr *net.OpError
-	if errors.As(err, &opErr) && opErr.Err != nil {
-		return opErr.Op + ": " + opErr.Err.Error()
-	}
-	for u := errors.Unwrap(err); u != nil; u = errors.Unwrap(u) {
-		err = u
-	}
-	return err.Error()
+	return netfault.Transport(parent, ctx, netfault.Call{Service: "IoT Hub", Host: c.host, What: what, Timeout: c.cfg.Timeout, Identity: c.cfg.DeviceID}, err)
 }
 
 // hubError is IoT Hub's error body in its old ({Message, ExceptionMessage})
