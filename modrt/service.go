@@ -108,7 +108,7 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 				return err
 			}
 			extra.Env = env
-			extra.Mounts = []specs.Mount{{Destination: workloadDir, Type: "bind", Source: s.Workload.Dir(name), Options: []string{"rbind", "rw"}}}
+			extra.Mounts = []specs.Mount{{Destination: workloadDir, Type: "bind", Source: s.Workload.Dir(name), Options: []string{"rbind", "ro"}}}
 		}
 	}
 	if name == AgentModule && s.MgmtDir != "" {
@@ -116,7 +116,7 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 			extra.Env = map[string]string{}
 		}
 		extra.Env["IOTEDGE_MANAGEMENTURI"] = "unix:///var/run/iotedge-mgmt/" + mgmtSocketName
-		extra.Mounts = append(extra.Mounts, specs.Mount{Destination: "/var/run/iotedge-mgmt", Type: "bind", Source: s.MgmtDir, Options: []string{"rbind", "rw"}})
+		extra.Mounts = append(extra.Mounts, specs.Mount{Destination: "/var/run/iotedge-mgmt", Type: "bind", Source: s.MgmtDir, Options: []string{"rbind", "ro"}})
 	}
 	opts, err := spec.OCIOpts(s.policy, extra)
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/edgev2/edgev2/internal/unixsock"
 )
 
 func TestListenUnixReplacesAStaleSocket(t *testing.T) {
@@ -21,8 +23,7 @@ func TestListenUnixReplacesAStaleSocket(t *testing.T) {
 		t.Errorf("parent mode %v", di.Mode())
 	}
 	// A crashed process leaves its socket file behind.
-	l.(*net.UnixListener).SetUnlinkOnClose(false)
-	l.Close()
+	unixsock.Abandon(l)
 	l, err = ListenUnix(path, 0o600)
 	if err != nil {
 		t.Fatalf("stale socket not replaced: %v", err)

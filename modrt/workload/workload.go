@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/unixsock"
 )
 
 // APIVersions the workload API accepts (aziot-edged's set).
@@ -85,19 +86,16 @@ func (m *Manager) Listen(module string) error {
 		old.Close()
 	}
 	dir := m.Dir(module)
+	// The directory is bound into the module (read-only; older containers
+	// had it read-write), so its contents are the module's: the socket is
+	// made through a descriptor of the directory, never by path.
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("workload socket directory for %s: %w", module, err)
 	}
-	path := filepath.Join(dir, "workload.sock")
-	os.Remove(path)
-	l, err := net.Listen("unix", path)
+	// Any uid in the container may connect; the peer's pid decides.
+	l, err := unixsock.Listen(dir, "workload.sock", 0o666)
 	if err != nil {
 		return fmt.Errorf("workload socket for %s: %w", module, err)
-	}
-	// Any uid in the container may connect; the peer's pid decides.
-	if err := os.Chmod(path, 0o666); err != nil {
-		l.Close()
-		return err
 	}
 	srv := &http.Server{
 		Handler: m.handler(module),
