@@ -2,6 +2,7 @@ package modrt
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -67,19 +68,50 @@ type LocalModule struct {
 	Spec string `toml:"spec"` // ModuleSpec JSON
 }
 
-// PolicyConfig limits what module specs may ask for.
+// PolicyConfig is the module policy, an allowlist: what module specs may
+// ask for beyond the defaults (Docker's default capabilities, no devices,
+// binds only of the module's own volume directory). See docs/modules.md.
 type PolicyConfig struct {
+	// ReadOnlyBinds are host paths any module may bind read-only (and
+	// anything below them).
+	ReadOnlyBinds []string `toml:"read_only_binds"`
+	// Allow are the opt-ins, each for the modules it names.
+	Allow []Grant `toml:"allow"`
+
+	// Replaced by the allowlist; set, they stop modrtd with a fix.
 	ForbiddenBindPrefixes []string `toml:"forbidden_bind_prefixes"`
 	AllowPrivileged       bool     `toml:"allow_privileged"`
+}
+
+// Grant is one opt-in ([[policy.allow]]): it applies to a module whose
+// name is in Modules (when set) and whose image matches Images (when
+// set); at least one of the two is set.
+type Grant struct {
+	Modules []string `toml:"modules"`
+	// Images are image references as the spec names them; a trailing "*"
+	// matches any suffix ("myacr.azurecr.io/hub:*").
+	Images []string `toml:"images"`
+	// CapAdd are capabilities beyond Docker's default set the module may
+	// add ("NET_ADMIN" or "CAP_NET_ADMIN"; "ALL" for every one).
+	CapAdd []string `toml:"cap_add"`
+	// Binds are host paths the module may bind read-write (and anything
+	// below them); ReadOnlyBinds read-only.
+	Binds         []string `toml:"binds"`
+	ReadOnlyBinds []string `toml:"read_only_binds"`
+	Privileged    bool     `toml:"privileged"` // HostConfig.Privileged: every capability and device
+	HostPID       bool     `toml:"host_pid"`   // HostConfig.PidMode "host"
 }
 
 // ConfigError names the file, key and fix of a configuration mistake.
 type ConfigError = config.Error
 
-// DefaultForbiddenBinds are host paths no module may bind: the services'
-// state and configuration, the bus, containerd itself.
-var DefaultForbiddenBinds = []string{"/etc/edgev2", "/var/lib/edgev2", "/run/dbus", "/var/run/dbus",
-	"/run/containerd", "/var/lib/containerd", "/etc/shadow", "/etc/polkit-1", "/proc", "/sys"}
+// NeverBind are host paths no module may bind, or bind a parent of,
+// whatever the policy lists: edgev2's own state and configuration, the
+// system bus, containerd and the kernel's process and system views.
+// modrtd adds its homedir (but for the modules' volumes) and containerd's
+// socket directory.
+var NeverBind = []string{"/etc/edgev2", "/var/lib/edgev2", "/run/edgev2", "/run/dbus", "/var/run/dbus",
+	"/run/containerd", "/var/run/containerd", "/var/lib/containerd", "/etc/containerd", "/proc", "/sys/fs/cgroup"}
 
 // LoadConfig reads and validates a modrtd config file.
 func LoadConfig(path string) (*Config, error) {
@@ -108,8 +140,8 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	if c.Namespace == "" {
 		c.Namespace = "edgev2"
 	}
-	if c.Policy.ForbiddenBindPrefixes == nil {
-		c.Policy.ForbiddenBindPrefixes = DefaultForbiddenBinds
+	if err := c.Policy.validate(path); err != nil {
+		return nil, err
 	}
 	if c.Agent != nil {
 		if c.Agent.Name == "" {
@@ -146,12 +178,70 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	if err := c.ImageGC.parse(path); err != nil {
 		return nil, err
 	}
-	for _, p := range c.Policy.ForbiddenBindPrefixes {
-		if !strings.HasPrefix(p, "/") {
-			return nil, &ConfigError{File: path, Key: "policy.forbidden_bind_prefixes", Problem: p + " is not an absolute path", Fix: "use absolute paths"}
+	return &c, nil
+}
+
+// Policy is the module policy this configuration sets.
+func (c *Config) ModulePolicy() Policy {
+	never := append([]string{c.Homedir}, NeverBind...)
+	if c.Containerd != "" {
+		never = append(never, filepath.Dir(c.Containerd))
+	}
+	return Policy{VolumesDir: filepath.Join(c.Homedir, "volumes"), ReadOnlyBinds: c.Policy.ReadOnlyBinds,
+		Grants: c.Policy.Allow, Never: never, RuntimeDir: c.Homedir}
+}
+
+// ValidatePolicy checks the [policy] table (edgectl config apply runs it
+// on the super-config's [runtime.policy]).
+func (c *Config) ValidatePolicy(path string) error { return c.Policy.validate(path) }
+
+func (pc *PolicyConfig) validate(path string) error {
+	if pc.ForbiddenBindPrefixes != nil || pc.AllowPrivileged {
+		return &ConfigError{File: path, Key: "policy.forbidden_bind_prefixes", Problem: "the module policy is now an allowlist; forbidden_bind_prefixes and allow_privileged are gone",
+			Fix: "remove them; allow what modules need per module in [[policy.allow]] (docs/modules.md)"}
+	}
+	paths := func(key string, ps []string) error {
+		for i, p := range ps {
+			if err := checkPath(p); err != nil {
+				return &ConfigError{File: path, Key: fmt.Sprintf("%s[%d]", key, i), Problem: fmt.Sprintf("%q: %v", p, err), Fix: "use an absolute path without \"..\""}
+			}
+			if filepath.Clean(p) == "/" {
+				return &ConfigError{File: path, Key: fmt.Sprintf("%s[%d]", key, i), Problem: "\"/\" would expose the whole host", Fix: "list the directories modules need"}
+			}
+		}
+		return nil
+	}
+	if err := paths("policy.read_only_binds", pc.ReadOnlyBinds); err != nil {
+		return err
+	}
+	for i, g := range pc.Allow {
+		key := fmt.Sprintf("policy.allow[%d]", i)
+		if len(g.Modules) == 0 && len(g.Images) == 0 {
+			return &ConfigError{File: path, Key: key, Problem: "names neither modules nor images", Fix: `say whom it is for: modules = ["name"] and/or images = ["registry/image:tag"]`}
+		}
+		for j, m := range g.Modules {
+			if err := ValidateName(m); err != nil {
+				return &ConfigError{File: path, Key: fmt.Sprintf("%s.modules[%d]", key, j), Problem: err.Error(), Fix: "use module names"}
+			}
+		}
+		for j, im := range g.Images {
+			if strings.TrimSuffix(im, "*") == "" || strings.Contains(strings.TrimSuffix(im, "*"), "*") {
+				return &ConfigError{File: path, Key: fmt.Sprintf("%s.images[%d]", key, j), Problem: fmt.Sprintf("%q is not an image reference (a \"*\" may only end it)", im), Fix: `use "registry/image:tag" or "registry/image:*"`}
+			}
+		}
+		for j, c := range g.CapAdd {
+			if n := normCap(c); n != "ALL" && !contains(knownCaps, n) {
+				return &ConfigError{File: path, Key: fmt.Sprintf("%s.cap_add[%d]", key, j), Problem: fmt.Sprintf("%q is not a Linux capability", c), Fix: `use names like "NET_ADMIN"`}
+			}
+		}
+		if err := paths(key+".binds", g.Binds); err != nil {
+			return err
+		}
+		if err := paths(key+".read_only_binds", g.ReadOnlyBinds); err != nil {
+			return err
 		}
 	}
-	return &c, nil
+	return nil
 }
 
 // GCEnabled reports whether scheduled image garbage collection is on.

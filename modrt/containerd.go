@@ -26,6 +26,7 @@ import (
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/oci"
 	"github.com/distribution/reference"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -63,6 +64,11 @@ type RuntimeConfig struct {
 	// RegistryRoots are the trust anchors for registries' TLS
 	// certificates; nil means the system roots.
 	RegistryRoots *x509.CertPool
+	// StartCheck, when set, vets a module's OCI spec right before each
+	// start of its task (by request, by supervision, after a restart of
+	// modrtd or containerd); an error wrapping ErrPolicy refuses the start
+	// for good (the module is failed, with the reason in its status).
+	StartCheck func(module, image string, spec *specs.Spec) error
 }
 
 // Image is an image in the runtime's namespace.
@@ -132,6 +138,7 @@ type moduleState struct {
 	RestartCount  int       `json:"restart_count"`
 	Step          int       `json:"backoff_step"`
 	StopRequested bool      `json:"stop_requested"`
+	Reason        string    `json:"reason,omitempty"` // why the last start was refused
 }
 
 // OpenRuntime connects to containerd, adopts the modules of its namespace
@@ -614,6 +621,23 @@ func (r *Runtime) startTask(ctx context.Context, m *module) error {
 	} else if !errdefs.IsNotFound(err) {
 		return classify(err, "load task of %q", m.name)
 	}
+	if r.cfg.StartCheck != nil {
+		spec, err := m.container.Spec(ctx)
+		if err != nil {
+			return classify(err, "read the spec of %q", m.name)
+		}
+		// Bind sources are resolved again now: what a module left in its
+		// directories since the last start must not widen what it gets.
+		if err := r.cfg.StartCheck(m.name, m.image, spec); err != nil {
+			r.log.Error("module start refused", "module", m.name, "err", err)
+			m.mu.Lock()
+			m.st.State = StateFailed
+			m.st.Reason = fault.Message(err)
+			r.changedLocked(m)
+			m.mu.Unlock()
+			return err
+		}
+	}
 	tio, err := newTaskIO(r.fifoDir(m.name), m.logs)
 	if err != nil {
 		return fmt.Errorf("module %q: %w", m.name, err)
@@ -637,6 +661,7 @@ func (r *Runtime) startTask(ctx context.Context, m *module) error {
 	m.task, m.io, m.pid = task, tio, task.Pid()
 	m.st.State = StateRunning
 	m.st.StartedAt = startedAt
+	m.st.Reason = ""
 	r.log.Info("module started", "module", m.name, "pid", m.pid, "restart_count", m.st.RestartCount)
 	r.changedLocked(m)
 	m.mu.Unlock()
@@ -870,6 +895,7 @@ func (m *module) statusLocked() Status {
 		FinishedAt:   m.st.FinishedAt,
 		RestartCount: m.st.RestartCount,
 		Pid:          m.pid,
+		Reason:       m.st.Reason,
 	}
 }
 

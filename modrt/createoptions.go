@@ -20,18 +20,6 @@ import (
 	"github.com/edgev2/edgev2/internal/fault"
 )
 
-// Policy is what the device's owner allows modules to ask for in createOptions
-// (modrtd builds it from its [policy] configuration; see DefaultForbiddenBinds).
-type Policy struct {
-	// ForbiddenBindPrefixes are host paths no bind mount may expose: a bind
-	// source under one of them, or one that contains one of them (binding "/"
-	// exposes "/etc"), is refused. Symbolic links in the source are resolved
-	// before the check.
-	ForbiddenBindPrefixes []string
-	AllowPrivileged       bool // HostConfig.Privileged
-	AllowHostPID          bool // HostConfig.PidMode "host"
-}
-
 // Extra is what the runtime itself adds to every module. It wins over the
 // spec: the runtime's environment variables (IOTEDGE_*) cannot be overridden
 // by config.env or createOptions.Env, and a spec mount at the destination of
@@ -61,6 +49,8 @@ func (s *Spec) OCIOpts(p Policy, x Extra) ([]oci.SpecOpts, error) {
 	co := &s.Config.Settings.CreateOptions
 	hc := &co.HostConfig
 	var opts []oci.SpecOpts
+	image, _ := s.ImageRef()
+	r := p.rulesFor(s.Name, image)
 
 	if env := mergeEnv(s.Config.Env, co.Env, x.Env); len(env) > 0 {
 		opts = append(opts, oci.WithEnv(env))
@@ -86,13 +76,13 @@ func (s *Spec) OCIOpts(p Policy, x Extra) ([]oci.SpecOpts, error) {
 		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace))
 	}
 	if hc.PidMode == "host" {
-		if !p.AllowHostPID {
-			return nil, fault.New(fault.InvalidArgs, "module %s: createOptions.HostConfig.PidMode \"host\" is forbidden by the runtime policy", s.Name)
+		if !r.hostPID && !r.privileged {
+			return nil, fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: createOptions.HostConfig.PidMode \"host\" needs host_pid in a [[policy.allow]] entry for this module", s.Name)
 		}
 		opts = append(opts, oci.WithHostNamespace(specs.PIDNamespace))
 	}
 
-	mounts, err := s.mounts(p, x, hostNet)
+	mounts, err := s.mounts(p, r, x, hostNet)
 	if err != nil {
 		return nil, err
 	}
@@ -100,6 +90,11 @@ func (s *Spec) OCIOpts(p Policy, x Extra) ([]oci.SpecOpts, error) {
 		opts = append(opts, oci.WithMounts(mounts))
 	}
 
+	for _, c := range hc.CapAdd {
+		if !r.capAllowed(normCap(c)) {
+			return nil, r.capError("createOptions.HostConfig.CapAdd", c)
+		}
+	}
 	add, addAll := normCaps(hc.CapAdd)
 	drop, dropAll := normCaps(hc.CapDrop)
 	switch {
@@ -122,8 +117,8 @@ func (s *Spec) OCIOpts(p Policy, x Extra) ([]oci.SpecOpts, error) {
 		}
 	}
 	if hc.Privileged {
-		if !p.AllowPrivileged {
-			return nil, fault.New(fault.InvalidArgs, "module %s: createOptions.HostConfig.Privileged is forbidden by the runtime policy", s.Name)
+		if !r.privileged {
+			return nil, fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: createOptions.HostConfig.Privileged (every capability and device: host root) needs privileged in a [[policy.allow]] entry for this module", s.Name)
 		}
 		opts = append(opts, oci.WithPrivileged, oci.WithAllDevicesAllowed, oci.WithHostDevices)
 	}
@@ -832,7 +827,7 @@ func checkDest(p string) error {
 // mounts builds the container's mounts: the spec's, minus those the runtime
 // replaces, plus the runtime's and, with host networking, the host's
 // /etc/hosts and /etc/resolv.conf (read-only, unless the spec binds its own).
-func (s *Spec) mounts(p Policy, x Extra, hostNet bool) ([]specs.Mount, error) {
+func (s *Spec) mounts(p Policy, r rules, x Extra, hostNet bool) ([]specs.Mount, error) {
 	ums, err := s.Config.Settings.CreateOptions.HostConfig.userMounts()
 	if err != nil {
 		return nil, fault.Wrap(fault.InvalidArgs, err, "module %s: %s", s.Name, fault.Message(err))
@@ -844,12 +839,12 @@ func (s *Spec) mounts(p Policy, x Extra, hostNet bool) ([]specs.Mount, error) {
 	var out []specs.Mount
 	taken := make(map[string]bool)
 	for _, um := range ums {
-		if runtimeDest[um.m.Destination] {
+		if underRuntimeMount(um.m.Destination, runtimeDest) {
 			continue
 		}
 		if um.m.Type == "bind" {
-			if err := p.checkBindSource(um.m.Source); err != nil {
-				return nil, fault.New(fault.InvalidArgs, "module %s: %s: %s", s.Name, um.field, err)
+			if err := p.checkBind(r, um.field, um.m.Source, contains(um.m.Options, "ro")); err != nil {
+				return nil, err
 			}
 		}
 		out = append(out, um.m)
@@ -870,49 +865,20 @@ func (s *Spec) mounts(p Policy, x Extra, hostNet bool) ([]specs.Mount, error) {
 	return out, nil
 }
 
-// checkBindSource refuses a host path under, or containing, a forbidden
-// prefix, comparing both the path as written and with symbolic links resolved.
-func (p Policy) checkBindSource(src string) error {
-	srcs := uniq(filepath.Clean(src), resolve(src))
-	for _, fp := range p.ForbiddenBindPrefixes {
-		if fp == "" {
-			continue
-		}
-		for _, f := range uniq(filepath.Clean(fp), resolve(fp)) {
-			for _, s := range srcs {
-				if within(s, f) || within(f, s) {
-					return fmt.Errorf("bind source %s exposes %s, which the runtime policy forbids", quote(src), quote(fp))
-				}
-			}
+// underRuntimeMount reports whether dest is at or below one of the
+// runtime's mounts: edgeAgent binds its own idea of the workload socket
+// (/var/run/iotedge/workload.sock) inside the runtime's socket directory.
+func underRuntimeMount(dest string, runtimeDest map[string]bool) bool {
+	for d := range runtimeDest {
+		if within(dest, d) {
+			return true
 		}
 	}
-	return nil
-}
-
-// resolve follows symbolic links in the longest existing leading part of p.
-func resolve(p string) string {
-	p = filepath.Clean(p)
-	rest := ""
-	for dir := p; ; dir = filepath.Dir(dir) {
-		if r, err := filepath.EvalSymlinks(dir); err == nil {
-			return filepath.Join(r, rest)
-		}
-		if dir == "/" {
-			return p
-		}
-		rest = filepath.Join(filepath.Base(dir), rest)
-	}
+	return false
 }
 
 func within(path, dir string) bool {
 	return path == dir || dir == "/" || strings.HasPrefix(path, dir+"/")
-}
-
-func uniq(a, b string) []string {
-	if a == b {
-		return []string{a}
-	}
-	return []string{a, b}
 }
 
 // mergeEnv orders variables as first seen; later sources win: config.env,

@@ -2,6 +2,7 @@ package modrt
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -165,7 +166,8 @@ func TestOCIOptsMounts(t *testing.T) {
 	  "Binds":["/var/run/iotedge/workload.sock:/var/run/iotedge/workload.sock","/srv/data:/data:ro","/srv/shared/:/shared:rw,rshared"],
 	  "Mounts":[{"Type":"bind","Source":"/srv/cfg","Target":"/cfg","ReadOnly":true,"BindOptions":{"NonRecursive":true}},
 	            {"Type":"tmpfs","Target":"/scratch","TmpfsOptions":{"SizeBytes":1048576,"Mode":448}}]}}`)
-	out := ociSpec(t, s, Policy{ForbiddenBindPrefixes: []string{"/etc/edgev2"}}, Extra{Mounts: []specs.Mount{workload}})
+	p := Policy{Static: true, Never: NeverBind, Grants: []Grant{{Modules: []string{"m"}, Binds: []string{"/srv/shared"}, ReadOnlyBinds: []string{"/srv/data", "/srv/cfg"}}}}
+	out := ociSpec(t, s, p, Extra{Mounts: []specs.Mount{workload}})
 	byDest := map[string]specs.Mount{}
 	for _, m := range out.Mounts {
 		if _, dup := byDest[m.Destination]; dup {
@@ -200,48 +202,116 @@ func TestOCIOptsMounts(t *testing.T) {
 	}
 }
 
-func TestOCIOptsRefusesForbiddenBindSources(t *testing.T) {
-	dir := t.TempDir()
-	secret := filepath.Join(dir, "state")
-	if err := os.Mkdir(secret, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(secret, filepath.Join(dir, "innocent")); err != nil {
-		t.Fatal(err)
-	}
-	p := Policy{ForbiddenBindPrefixes: []string{"/etc/edgev2", "/var/lib/edgev2/", "/run/dbus", secret}}
-	tests := []struct{ name, bind string }{
-		{"exact", "/etc/edgev2:/cfg"},
-		{"under", "/var/lib/edgev2/keyd:/keys"},
-		{"under, trailing slash", "/run/dbus/:/dbus:ro"},
-		{"uncleaned", "/etc//edgev2/./x:/cfg"},
-		{"ancestor", "/etc:/hostetc:ro"},
-		{"root", "/:/host:ro"},
-		{"through a symlink", filepath.Join(dir, "innocent") + ":/x"},
-		{"under a symlink, missing leaf", filepath.Join(dir, "innocent", "not-yet") + ":/x"},
+func TestOCIOptsBindPolicy(t *testing.T) {
+	vol := t.TempDir()
+	ro := t.TempDir()
+	rw := t.TempDir()
+	os.Mkdir(filepath.Join(ro, "sub"), 0o755)
+	os.Symlink("/etc", filepath.Join(rw, "etc-link"))
+	os.Symlink("/var/lib/edgev2", filepath.Join(t.TempDir(), "x"))
+	p := Policy{VolumesDir: vol, ReadOnlyBinds: []string{ro}, Never: append([]string{"/var/lib/edgev2/modrtd"}, NeverBind...),
+		Grants: []Grant{{Modules: []string{"m"}, Binds: []string{rw, "/var/lib", "/etc/edgev2/keyd"}},
+			{Modules: []string{"other"}, Binds: []string{"/srv"}}}}
+	tests := []struct{ name, bind, want string }{
+		{"host root", "/:/host:ro", "outside what the runtime policy allows"},
+		{"cron", "/etc/cron.d:/cron", "outside what the runtime policy allows"},
+		{"docker socket", "/var/run/docker.sock:/var/run/docker.sock", "outside"},
+		{"another module's grant", "/srv/x:/x", "outside"},
+		{"read-only root read-write", ro + ":/ro", "may only be bound read-only"},
+		{"never, even if granted", "/etc/edgev2/keyd:/k", "may never bind"},
+		{"parent of never, even if granted", "/var/lib:/v", "may never bind"},
+		{"symlink below a root", filepath.Join(rw, "etc-link") + ":/x", "symbolic link"},
+		{"symlink below a root, deeper", filepath.Join(rw, "etc-link", "cron.d") + ":/x", "symbolic link"},
+		{"another module's volume", filepath.Join(vol, "other") + ":/x", "outside"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := specWith(t, `{"HostConfig":{"Binds":["`+tc.bind+`"]}}`).OCIOpts(p, Extra{})
-			if !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "policy forbids") || !strings.Contains(err.Error(), "Binds[0]") {
-				t.Errorf("bind %s: %v", tc.bind, err)
+			if !fault.Is(err, fault.InvalidArgs) || !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "Binds[0]") {
+				t.Errorf("bind %s: %v, want InvalidArgs with %q", tc.bind, err, tc.want)
 			}
 		})
 	}
 	_, err := specWith(t, `{"HostConfig":{"Mounts":[{"Type":"bind","Source":"/etc/edgev2/x","Target":"/x"}]}}`).OCIOpts(p, Extra{})
 	if !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "Mounts[0]") {
-		t.Errorf("Mounts bind under a forbidden prefix: %v", err)
+		t.Errorf("Mounts bind of edgev2's config: %v", err)
 	}
-	for _, ok := range []string{"/etc/edgev2x:/x", "/var/lib/edgev:/x", "/srv/data:/data", "/etc/localtime:/etc/localtime:ro"} {
+	for _, ok := range []string{filepath.Join(vol, "m") + ":/data", filepath.Join(vol, "m", "made", "here") + ":/made", ro + ":/ro:ro", filepath.Join(ro, "sub") + ":/sub:ro", rw + ":/rw"} {
 		if _, err := specWith(t, `{"HostConfig":{"Binds":["`+ok+`"]}}`).OCIOpts(p, Extra{}); err != nil {
 			t.Errorf("bind %s refused: %v", ok, err)
 		}
 	}
+	if fi, err := os.Stat(filepath.Join(vol, "m", "made", "here")); err != nil || !fi.IsDir() {
+		t.Errorf("missing volume sub-directory not made: %v", err)
+	}
+	// A link the module left in its own volume is refused, not followed.
+	os.Symlink("/etc", filepath.Join(vol, "m", "etc"))
+	if _, err := specWith(t, `{"HostConfig":{"Binds":["`+filepath.Join(vol, "m", "etc")+`:/x"]}}`).OCIOpts(p, Extra{}); !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("link in the volume: %v", err)
+	}
+}
+
+func TestPolicyGrantsApplyByNameAndImage(t *testing.T) {
+	tests := []struct {
+		g             Grant
+		module, image string
+		want          bool
+	}{
+		{Grant{Modules: []string{"edgeHub"}}, "edgeHub", "any", true},
+		{Grant{Modules: []string{"edgeHub"}}, "edgeHub2", "any", false},
+		{Grant{Images: []string{"acr.io/hub:*"}}, "x", "acr.io/hub:1.4", true},
+		{Grant{Images: []string{"acr.io/hub:*"}}, "x", "acr.io/hubx:1.4", false},
+		{Grant{Images: []string{"acr.io/hub:1.4"}}, "x", "acr.io/hub:1.4", true},
+		{Grant{Modules: []string{"edgeHub"}, Images: []string{"acr.io/hub:*"}}, "edgeHub", "evil.io/hub:1", false},
+		{Grant{Modules: []string{"edgeHub"}, Images: []string{"acr.io/hub:*"}}, "edgeHub", "acr.io/hub:1", true},
+		{Grant{}, "edgeHub", "acr.io/hub:1", false},
+	}
+	for _, tc := range tests {
+		if got := tc.g.Applies(tc.module, tc.image); got != tc.want {
+			t.Errorf("%+v on %s %s: %v", tc.g, tc.module, tc.image, got)
+		}
+	}
+}
+
+func TestOCIOptsCapabilityPolicy(t *testing.T) {
+	tests := []struct {
+		name, co string
+		grant    []Grant
+		want     string // "" = allowed
+	}{
+		{"default set", `{"HostConfig":{"CapAdd":["NET_BIND_SERVICE","chown"]}}`, nil, ""},
+		{"drop anything", `{"HostConfig":{"CapDrop":["ALL"]}}`, nil, ""},
+		{"beyond the default", `{"HostConfig":{"CapAdd":["NET_ADMIN"]}}`, nil, `"NET_ADMIN" is beyond Docker's default`},
+		{"sys admin", `{"HostConfig":{"CapAdd":["CAP_SYS_ADMIN"]}}`, nil, "cap_add"},
+		{"ALL", `{"HostConfig":{"CapAdd":["ALL"]}}`, nil, `"ALL"`},
+		{"ALL with a grant of one", `{"HostConfig":{"CapAdd":["ALL"]}}`, []Grant{{Modules: []string{"m"}, CapAdd: []string{"NET_ADMIN"}}}, `"ALL"`},
+		{"granted", `{"HostConfig":{"CapAdd":["net_admin"]}}`, []Grant{{Modules: []string{"m"}, CapAdd: []string{"NET_ADMIN"}}}, ""},
+		{"granted to another", `{"HostConfig":{"CapAdd":["NET_ADMIN"]}}`, []Grant{{Modules: []string{"n"}, CapAdd: []string{"NET_ADMIN"}}}, "cap_add"},
+		{"privileged", `{"HostConfig":{"Privileged":true}}`, nil, "privileged"},
+		{"privileged granted", `{"HostConfig":{"Privileged":true}}`, []Grant{{Modules: []string{"m"}, Privileged: true}}, ""},
+		{"host pid", `{"HostConfig":{"PidMode":"host"}}`, nil, "host_pid"},
+		{"device", `{"HostConfig":{"Devices":[{"PathOnHost":"/dev/mem"}]}}`, nil, "Devices"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := ParseSpec([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"alpine","createOptions":` + tc.co + `}}}`))
+			if err == nil {
+				_, err = s.OCIOpts(Policy{Grants: tc.grant}, Extra{})
+			}
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tc.want != "" && (!fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("%v, want InvalidArgs with %q", err, tc.want)
+			}
+		})
+	}
 }
 
 func TestOCIOptsCapabilities(t *testing.T) {
+	all := Policy{Grants: []Grant{{Modules: []string{"m"}, CapAdd: []string{"ALL"}}}}
 	caps := func(co string) []string {
-		return ociSpec(t, specWith(t, co), Policy{}, Extra{}).Process.Capabilities.Bounding
+		return ociSpec(t, specWith(t, co), all, Extra{}).Process.Capabilities.Bounding
 	}
 	got := caps(`{"HostConfig":{"CapAdd":["net_admin","CAP_SYS_TIME"],"CapDrop":["MKNOD"]}}`)
 	if !slices.Contains(got, "CAP_NET_ADMIN") || !slices.Contains(got, "CAP_SYS_TIME") || slices.Contains(got, "CAP_MKNOD") || !slices.Contains(got, "CAP_KILL") {
@@ -274,7 +344,7 @@ func TestOCIOptsNamespaces(t *testing.T) {
 	if _, err := pid.OCIOpts(Policy{}, Extra{}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "PidMode") {
 		t.Errorf("host pid without policy: %v", err)
 	}
-	if out = ociSpec(t, pid, Policy{AllowHostPID: true}, Extra{}); hasNamespace(out, specs.PIDNamespace) {
+	if out = ociSpec(t, pid, Policy{Grants: []Grant{{Modules: []string{"m"}, HostPID: true}}}, Extra{}); hasNamespace(out, specs.PIDNamespace) {
 		t.Errorf("host pid allowed: still a pid namespace")
 	}
 }
@@ -284,7 +354,7 @@ func TestOCIOptsPrivilegedNeedsPolicy(t *testing.T) {
 	if _, err := s.OCIOpts(Policy{}, Extra{}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "Privileged") {
 		t.Fatalf("privileged without policy: %v", err)
 	}
-	out := ociSpec(t, s, Policy{AllowPrivileged: true}, Extra{})
+	out := ociSpec(t, s, Policy{Grants: []Grant{{Images: []string{"alpine"}, Privileged: true}}}, Extra{})
 	if out.Linux.Seccomp != nil || len(out.Linux.MaskedPaths) != 0 {
 		t.Errorf("privileged: seccomp %v masked %v", out.Linux.Seccomp, out.Linux.MaskedPaths)
 	}
@@ -314,7 +384,7 @@ func TestOCIOptsAcceptsWhatEdgeAgentSends(t *testing.T) {
 	}
 	workload := specs.Mount{Destination: "/var/run/iotedge/workload.sock", Type: "bind", Source: "/run/edgev2/modrtd/edgeHub/workload.sock", Options: []string{"rbind"}}
 	// The forbidden /run/edgev2 does not apply: edgeAgent's bind is replaced by the runtime's.
-	out := ociSpec(t, s, Policy{ForbiddenBindPrefixes: []string{"/var/run/iotedge", "/run/edgev2"}}, Extra{Mounts: []specs.Mount{workload}})
+	out := ociSpec(t, s, Policy{Never: NeverBind}, Extra{Mounts: []specs.Mount{workload}})
 	n := 0
 	for _, m := range out.Mounts {
 		if m.Destination == workload.Destination {
@@ -377,7 +447,8 @@ func FuzzOCIOpts(f *testing.F) {
 		if err != nil {
 			return
 		}
-		p := Policy{ForbiddenBindPrefixes: []string{"/etc/edgev2", "/var/lib/edgev2", "/run/dbus"}}
+		p := Policy{Static: true, VolumesDir: "/var/lib/edgev2/modrtd/volumes", ReadOnlyBinds: []string{"/srv"}, Never: NeverBind,
+			Grants: []Grant{{Modules: []string{"m"}, Binds: []string{"/data"}, CapAdd: []string{"NET_ADMIN"}}}}
 		x := Extra{
 			Env:             map[string]string{"IOTEDGE_MODULEID": s.Name},
 			Mounts:          []specs.Mount{{Destination: "/var/run/iotedge/workload.sock", Type: "bind", Source: "/run/edgev2/w.sock", Options: []string{"rbind"}}},
@@ -396,14 +467,27 @@ func FuzzOCIOpts(f *testing.F) {
 		if err != nil {
 			return // e.g. a user name missing from the image's /etc/passwd
 		}
+		for _, c := range out.Process.Capabilities.Bounding {
+			if !slices.Contains(DockerDefaultCaps, c) && !(s.Name == "m" && c == "CAP_NET_ADMIN") {
+				t.Fatalf("capability %s outside the policy", c)
+			}
+		}
 		if !slices.Contains(out.Process.Env, "IOTEDGE_MODULEID="+s.Name) {
 			t.Fatalf("runtime env overridden: %v", out.Process.Env)
 		}
 		for _, m := range out.Mounts {
 			if m.Type == "bind" && m.Source != "/run/edgev2/w.sock" {
-				for _, fp := range p.ForbiddenBindPrefixes {
-					if within(m.Source, fp) || within(fp, m.Source) {
-						t.Fatalf("forbidden bind %+v", m)
+				if (m.Source == "/etc/hosts" || m.Source == "/etc/resolv.conf") && m.Source == m.Destination {
+					continue // the runtime's, with host networking
+				}
+				if !within(m.Source, "/var/lib/edgev2/modrtd/volumes/"+s.Name) && !within(m.Source, "/srv") && !(s.Name == "m" && within(m.Source, "/data")) {
+					t.Fatalf("bind outside the policy %+v", m)
+				}
+				if !within(m.Source, "/var/lib/edgev2/modrtd/volumes") {
+					for _, n := range p.Never {
+						if within(m.Source, n) || within(n, m.Source) {
+							t.Fatalf("bind of what is never bound %+v", m)
+						}
 					}
 				}
 			}

@@ -47,6 +47,7 @@ type Status struct {
 	FinishedAt   time.Time
 	RestartCount int // restarts made by supervision since the last Start by request
 	Pid          uint32
+	Reason       string // why the last start was refused ("" if it was not)
 }
 
 // CreateRequest describes a module to create.

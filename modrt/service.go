@@ -64,10 +64,7 @@ const mgmtSocketName = "mgmt.sock"
 // NewService serves rt under the config's policy.
 func NewService(rt *Runtime, cfg *Config, log *slog.Logger) *Service {
 	return &Service{rt: rt, log: log, specsDir: filepath.Join(cfg.Homedir, "specs"),
-		hostsFile: filepath.Join(cfg.Homedir, "hosts", "hosts"), hostsBase: "/etc/hosts", policy: Policy{
-			ForbiddenBindPrefixes: cfg.Policy.ForbiddenBindPrefixes,
-			AllowPrivileged:       cfg.Policy.AllowPrivileged,
-		}}
+		hostsFile: filepath.Join(cfg.Homedir, "hosts", "hosts"), hostsBase: "/etc/hosts", policy: cfg.ModulePolicy()}
 }
 
 // Runtime is the container runtime underneath.
@@ -85,6 +82,7 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 	if spec.Name != "" && spec.Name != name {
 		return fault.New(fault.InvalidArgs, "the spec names module %q but it is created as %q", spec.Name, name)
 	}
+	spec.Name = name // the policy's grants name modules
 	image, err := spec.ImageRef()
 	if err != nil {
 		return err

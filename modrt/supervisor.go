@@ -259,8 +259,8 @@ func (r *Runtime) restartFromTimer(m *module, gen uint64) {
 	if err == nil {
 		return
 	}
-	if r.ctx.Err() != nil {
-		return
+	if r.ctx.Err() != nil || errors.Is(err, ErrPolicy) {
+		return // a refusal by the policy is final: startTask failed the module
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -58,7 +58,8 @@ func run(configPath string, log *slog.Logger) int {
 				}
 			}
 			rt, err = modrt.OpenRuntime(ctx, modrt.RuntimeConfig{Address: cfg.Containerd, Namespace: cfg.Namespace,
-				StateDir: filepath.Join(cfg.Homedir, "runtime"), Logger: log, RegistryRoots: roots})
+				StateDir: filepath.Join(cfg.Homedir, "runtime"), Logger: log, RegistryRoots: roots,
+				StartCheck: cfg.ModulePolicy().CheckStart})
 			if err != nil {
 				return fmt.Errorf("open containerd at %s: %w", cfg.Containerd, err)
 			}

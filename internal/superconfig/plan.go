@@ -2,6 +2,7 @@ package superconfig
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -629,17 +630,24 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 			return c.bad(fmt.Sprintf("runtime.registry_ca_files[%d]", i), fmt.Sprintf("%q is not an absolute path", f), "use an absolute path to a PEM file")
 		}
 	}
-	forbidden := modrt.DefaultForbiddenBinds
-	if rt.ForbiddenBindPrefixes != nil {
-		forbidden = rt.ForbiddenBindPrefixes
-		for i, f := range forbidden {
-			if !strings.HasPrefix(f, "/") {
-				return c.bad(fmt.Sprintf("runtime.forbidden_bind_prefixes[%d]", i), fmt.Sprintf("%q is not an absolute path", f), "use absolute paths")
-			}
-		}
-	}
 	if rt.ForbiddenBindPrefixes != nil || rt.AllowPrivileged {
-		out.Policy = &modrtdPolicy{ForbiddenBindPrefixes: rt.ForbiddenBindPrefixes, AllowPrivileged: rt.AllowPrivileged}
+		return c.bad("runtime.forbidden_bind_prefixes", "the module policy is now an allowlist; forbidden_bind_prefixes and allow_privileged are gone",
+			"remove them; allow what modules need per module in [[runtime.policy.allow]] (docs/config.md)")
+	}
+	// The runtime's own validation of [policy], under the super-config's keys.
+	probe := modrt.Config{Homedir: modrtdHome, Policy: rt.Policy}
+	if err := probe.ValidatePolicy("config.toml"); err != nil {
+		var ce *modrt.ConfigError
+		if errors.As(err, &ce) {
+			return c.bad("runtime."+ce.Key, ce.Problem, strings.ReplaceAll(ce.Fix, "[[policy.allow]]", "[[runtime.policy.allow]]"))
+		}
+		return err
+	}
+	if len(rt.Policy.ReadOnlyBinds) > 0 || len(rt.Policy.Allow) > 0 {
+		out.Policy = &modrtdPolicy{ReadOnlyBinds: rt.Policy.ReadOnlyBinds}
+		for _, g := range rt.Policy.Allow {
+			out.Policy.Allow = append(out.Policy.Allow, modrtdGrant(g))
+		}
 	}
 	if ec := c.EdgeCA; ec != nil {
 		if ec.Method != "" {
@@ -654,7 +662,8 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 			}
 		}
 	}
-	policy := modrt.Policy{ForbiddenBindPrefixes: forbidden, AllowPrivileged: rt.AllowPrivileged}
+	policy := probe.ModulePolicy()
+	policy.Static = true
 	seen := map[string]string{}
 	check := func(key string, m Module) error {
 		if err := modrt.ValidateName(m.Name); err != nil {
@@ -677,7 +686,7 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 		// The runtime's own check of binds and privileges, run now so a
 		// forbidden bind is refused at apply time rather than at start.
 		if _, err := s.OCIOpts(policy, modrt.Extra{ImageEntrypoint: []string{"/entrypoint"}}); err != nil {
-			return c.bad(key+".spec", err.Error(), "remove the bind or privilege, or change [runtime] forbidden_bind_prefixes / allow_privileged")
+			return c.bad(key+".spec", err.Error(), "remove the bind or privilege, or allow it for this module in [[runtime.policy.allow]] (docs/modules.md)")
 		}
 		return nil
 	}

@@ -130,8 +130,18 @@ type modrtdFile struct {
 }
 
 type modrtdPolicy struct {
-	ForbiddenBindPrefixes []string `toml:"forbidden_bind_prefixes,omitempty"`
-	AllowPrivileged       bool     `toml:"allow_privileged,omitempty"`
+	ReadOnlyBinds []string      `toml:"read_only_binds,omitempty"`
+	Allow         []modrtdGrant `toml:"allow,omitempty"`
+}
+
+type modrtdGrant struct {
+	Modules       []string `toml:"modules,omitempty"`
+	Images        []string `toml:"images,omitempty"`
+	CapAdd        []string `toml:"cap_add,omitempty"`
+	Binds         []string `toml:"binds,omitempty"`
+	ReadOnlyBinds []string `toml:"read_only_binds,omitempty"`
+	Privileged    bool     `toml:"privileged,omitempty"`
+	HostPID       bool     `toml:"host_pid,omitempty"`
 }
 
 type modrtdModule struct {

@@ -4,6 +4,7 @@
 package superconfig
 
 import (
+	"github.com/edgev2/edgev2/modrt"
 	"os"
 
 	"github.com/edgev2/edgev2/internal/config"
@@ -173,10 +174,14 @@ type Cloud struct {
 
 // Runtime is the Module Runtime's settings.
 type Runtime struct {
-	ContainerdAddress     string   `toml:"containerd_address"`
-	Namespace             string   `toml:"namespace"`
-	TrustBundle           string   `toml:"trust_bundle"` // certificate id
-	RegistryCAFiles       []string `toml:"registry_ca_files"`
+	ContainerdAddress string   `toml:"containerd_address"`
+	Namespace         string   `toml:"namespace"`
+	TrustBundle       string   `toml:"trust_bundle"` // certificate id
+	RegistryCAFiles   []string `toml:"registry_ca_files"`
+	// Policy is the module policy, compiled to modrtd.toml's [policy].
+	Policy modrt.PolicyConfig `toml:"policy"`
+
+	// Replaced by [runtime.policy]; set, apply refuses with the fix.
 	AllowPrivileged       bool     `toml:"allow_privileged"`
 	ForbiddenBindPrefixes []string `toml:"forbidden_bind_prefixes"`
 }

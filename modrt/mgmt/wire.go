@@ -113,6 +113,9 @@ func wireTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 // non-zero is "failed" (also while supervision waits to restart it).
 func runtimeStatusOf(st modrt.Status) runtimeStatus {
 	rs := runtimeStatus{Description: string(st.State)}
+	if st.Reason != "" {
+		rs.Description = string(st.State) + ": " + st.Reason
+	}
 	switch st.State {
 	case modrt.StateRunning:
 		rs.Status = statusRunning

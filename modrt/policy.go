@@ -1,0 +1,353 @@
+package modrt
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/distribution/reference"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/edgev2/edgev2/internal/fault"
+)
+
+// Policy is the module policy, an allowlist (modrtd builds it from its
+// [policy] configuration with Config.ModulePolicy). By default a module
+// gets Docker's default capabilities, no devices, and may bind only its
+// own volume directory; Grants add to that per module. It is checked when
+// a module is created and again, on the container's OCI spec, right
+// before every start.
+type Policy struct {
+	// VolumesDir holds one directory per module, VolumesDir/<module>,
+	// which that module may bind (or bind a part of) read-write. Empty: no
+	// volumes.
+	VolumesDir string
+	// ReadOnlyBinds are host paths any module may bind read-only.
+	ReadOnlyBinds []string
+	Grants        []Grant
+	// Never are host paths no module may bind, or bind a parent of, even
+	// if the policy lists them (NeverBind, modrtd's homedir, containerd's).
+	Never []string
+	// RuntimeDir is where the runtime keeps what it binds into modules
+	// itself (workload sockets, hosts file); the start check leaves those
+	// binds alone, except under VolumesDir.
+	RuntimeDir string
+	// Static checks paths as written, without touching the filesystem
+	// (edgectl config apply, on paths that may not exist yet).
+	Static bool
+}
+
+// ErrPolicy marks a refusal by the module policy. The start check wraps
+// it, so supervision knows retrying will not help.
+var ErrPolicy = errors.New("refused by the module policy")
+
+// DockerDefaultCaps is Docker's (and containerd's) default capability set:
+// what a module may have without an opt-in.
+var DockerDefaultCaps = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"}
+
+// rules is what the policy allows one module.
+type rules struct {
+	module     string
+	volume     string   // VolumesDir/<module>; "" without volumes
+	rw, ro     []string // bind roots
+	caps       []string // normalised; may hold "ALL"
+	privileged bool
+	hostPID    bool
+}
+
+// Applies reports whether the grant is for this module.
+func (g Grant) Applies(module, image string) bool {
+	if len(g.Modules) == 0 && len(g.Images) == 0 {
+		return false
+	}
+	if len(g.Modules) > 0 && !contains(g.Modules, module) {
+		return false
+	}
+	if len(g.Images) > 0 {
+		ok := false
+		for _, im := range g.Images {
+			p, wild := strings.CutSuffix(im, "*")
+			if !wild {
+				if ref, err := reference.ParseDockerRef(im); err == nil {
+					im = ref.String() // "alpine" is docker.io/library/alpine:latest, as specs' images are
+				}
+			}
+			if wild && strings.HasPrefix(image, p) || im == image {
+				ok = true
+			}
+		}
+		return ok
+	}
+	return true
+}
+
+// Opts lists what the grant gives away, for edgectl check.
+func (g Grant) Opts() []string {
+	var out []string
+	if g.Privileged {
+		out = append(out, "privileged (every capability and device: host root)")
+	}
+	if g.HostPID {
+		out = append(out, "host_pid (sees and signals every host process)")
+	}
+	for _, c := range g.CapAdd {
+		out = append(out, "cap_add "+normCap(c))
+	}
+	for _, b := range g.Binds {
+		out = append(out, "binds "+b+" (read-write)")
+	}
+	for _, b := range g.ReadOnlyBinds {
+		out = append(out, "read_only_binds "+b)
+	}
+	return out
+}
+
+func (p Policy) rulesFor(module, image string) rules {
+	r := rules{module: module, ro: p.ReadOnlyBinds}
+	if p.VolumesDir != "" && module != "" {
+		r.volume = filepath.Join(p.VolumesDir, module)
+	}
+	for _, g := range p.Grants {
+		if !g.Applies(module, image) {
+			continue
+		}
+		r.rw = append(r.rw, g.Binds...)
+		r.ro = append(r.ro, g.ReadOnlyBinds...)
+		for _, c := range g.CapAdd {
+			r.caps = append(r.caps, normCap(c))
+		}
+		r.privileged = r.privileged || g.Privileged
+		r.hostPID = r.hostPID || g.HostPID
+	}
+	return r
+}
+
+// capAllowed reports whether the module may have capability c (normalised).
+func (r rules) capAllowed(c string) bool {
+	if r.privileged || contains(r.caps, "ALL") {
+		return true
+	}
+	if c == "ALL" {
+		return false
+	}
+	return contains(DockerDefaultCaps, c) || contains(r.caps, c)
+}
+
+func (r rules) capError(field, c string) error {
+	what := quote(c) + " is beyond Docker's default capabilities"
+	if normCap(c) == "ALL" {
+		what = "\"ALL\" (every capability, as good as Privileged)"
+	}
+	return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: %s %s; the runtime policy allows it only through cap_add in a [[policy.allow]] entry for this module", r.module, field, what)
+}
+
+// checkBind checks one bind source against the rules: it must be in the
+// module's volume directory or under a root the policy lists (read-write
+// roots for a read-write bind), must not expose what modules may never
+// see, and must contain no symbolic link below its root (resolved now,
+// with openat2, without following any). Missing directories in the
+// module's own volume are made (0755, root's).
+func (p Policy) checkBind(r rules, field, src string, ro bool) error {
+	src = filepath.Clean(src)
+	refuse := func(format string, args ...any) error {
+		return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: %s: bind source %s %s", r.module, field, quote(src), fmt.Sprintf(format, args...))
+	}
+	if r.volume != "" && within(src, r.volume) {
+		if p.Static {
+			return nil
+		}
+		if err := os.MkdirAll(r.volume, 0o755); err != nil {
+			return fmt.Errorf("module %s: make its volume directory: %w", r.module, err)
+		}
+		if err := openBeneath(r.volume, src, true); err != nil {
+			return refuse("%v", err)
+		}
+		return nil
+	}
+	var root string
+	for _, c := range r.rw {
+		if within(src, filepath.Clean(c)) {
+			root = filepath.Clean(c)
+			break
+		}
+	}
+	if root == "" {
+		for _, c := range r.ro {
+			if within(src, filepath.Clean(c)) {
+				if !ro {
+					return refuse("may only be bound read-only (the runtime policy lists it in read_only_binds): add \":ro\", or list it in binds of a [[policy.allow]] entry for this module")
+				}
+				root = filepath.Clean(c)
+				break
+			}
+		}
+	}
+	if root == "" {
+		vol := "none"
+		if r.volume != "" {
+			vol = r.volume
+		}
+		return refuse("is outside what the runtime policy allows: the module's volume directory (%s), [policy] read_only_binds, or binds / read_only_binds of a [[policy.allow]] entry for this module", vol)
+	}
+	rel, _ := filepath.Rel(root, src)
+	never := func(paths ...string) error {
+		for _, n := range p.Never {
+			n = filepath.Clean(n)
+			for _, s := range paths {
+				if within(s, n) || within(n, s) {
+					return refuse("exposes %s, which modules may never bind", quote(n))
+				}
+			}
+		}
+		return nil
+	}
+	if err := never(src); err != nil {
+		return err
+	}
+	if !p.Static {
+		// The root is the operator's; where it leads counts too.
+		realRoot, err := filepath.EvalSymlinks(root)
+		if err != nil {
+			return refuse("cannot be resolved: %v", errors.Unwrap(err))
+		}
+		if err := never(filepath.Join(realRoot, rel)); err != nil {
+			return err
+		}
+		for _, n := range p.Never {
+			if rn, err := filepath.EvalSymlinks(n); err == nil && rn != filepath.Clean(n) {
+				if within(filepath.Join(realRoot, rel), rn) || within(rn, filepath.Join(realRoot, rel)) {
+					return refuse("exposes %s, which modules may never bind", quote(n))
+				}
+			}
+		}
+	}
+	if p.Static {
+		return nil
+	}
+	if err := openBeneath(root, src, false); err != nil {
+		return refuse("%v", err)
+	}
+	return nil
+}
+
+// openBeneath opens src, which is root or below it, from root without
+// following any symbolic link below root (RESOLVE_NO_SYMLINKS) or leaving
+// it (RESOLVE_BENEATH). With mkdir, missing directories are made one by
+// one, each created with mkdirat in a directory held open.
+func openBeneath(root, src string, mkdir bool) error {
+	rel, err := filepath.Rel(root, src)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("is not below %s", root)
+	}
+	rootfd, err := unix.Open(root, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("cannot be opened: %w", err)
+	}
+	defer unix.Close(rootfd)
+	if rel == "." {
+		return nil
+	}
+	// No O_NOFOLLOW: a link as the last component must fail too (ELOOP).
+	how := &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS}
+	fd, err := unix.Openat2(rootfd, rel, how)
+	if err == nil {
+		unix.Close(fd)
+		return nil
+	}
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
+		return fmt.Errorf("contains a symbolic link below %s; the runtime does not follow links in bind sources (%w)", root, ErrBindLink)
+	}
+	if !errors.Is(err, unix.ENOENT) || !mkdir {
+		return fmt.Errorf("cannot be opened below %s: %w", root, err)
+	}
+	dir, err := unix.Dup(rootfd)
+	if err != nil {
+		return err
+	}
+	defer func() { unix.Close(dir) }()
+	for _, part := range strings.Split(rel, "/") {
+		next, err := unix.Openat2(dir, part, how)
+		if errors.Is(err, unix.ENOENT) {
+			if err := unix.Mkdirat(dir, part, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("cannot be made below %s: %w", root, err)
+			}
+			next, err = unix.Openat2(dir, part, how)
+		}
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
+			return fmt.Errorf("contains a symbolic link below %s; the runtime does not follow links in bind sources (%w)", root, ErrBindLink)
+		}
+		if err != nil {
+			return fmt.Errorf("cannot be opened below %s: %w", root, err)
+		}
+		unix.Close(dir)
+		dir = next
+	}
+	return nil
+}
+
+// ErrBindLink is why a bind source with a symbolic link below its root
+// is refused.
+var ErrBindLink = errors.New("symbolic link in bind source")
+
+// CheckStart checks a container's OCI spec against the policy, right
+// before its task starts: capabilities, the host pid namespace, device
+// access, and every bind source, resolved again now. Binds the runtime
+// made itself (under RuntimeDir, and the host's name service files) are
+// left alone. Errors wrap ErrPolicy.
+func (p Policy) CheckStart(module, image string, spec *specs.Spec) error {
+	r := p.rulesFor(module, image)
+	if spec.Process != nil && spec.Process.Capabilities != nil {
+		for _, c := range spec.Process.Capabilities.Bounding {
+			if !r.capAllowed(c) {
+				return r.capError("capability", c)
+			}
+		}
+	}
+	if spec.Linux != nil {
+		pidNS := false
+		for _, ns := range spec.Linux.Namespaces {
+			pidNS = pidNS || ns.Type == specs.PIDNamespace
+		}
+		if !pidNS && !r.hostPID && !r.privileged {
+			return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: the host's pid namespace needs host_pid in a [[policy.allow]] entry for this module", module)
+		}
+		devices := len(spec.Linux.Devices) > 0
+		if res := spec.Linux.Resources; res != nil {
+			for _, d := range res.Devices {
+				devices = devices || d.Allow
+			}
+		}
+		if devices && !r.privileged {
+			return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: device access needs privileged in a [[policy.allow]] entry for this module", module)
+		}
+	}
+	for i, m := range spec.Mounts {
+		if !isBind(m) || p.runtimeBind(m) {
+			continue
+		}
+		ro := contains(m.Options, "ro")
+		if err := p.checkBind(r, fmt.Sprintf("mount %d on %s", i, quote(m.Destination)), m.Source, ro); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func isBind(m specs.Mount) bool {
+	return m.Type == "bind" || contains(m.Options, "bind") || contains(m.Options, "rbind")
+}
+
+// runtimeBind reports whether m is one of the runtime's own binds.
+func (p Policy) runtimeBind(m specs.Mount) bool {
+	src := filepath.Clean(m.Source)
+	if p.RuntimeDir != "" && within(src, filepath.Clean(p.RuntimeDir)) && (p.VolumesDir == "" || !within(src, filepath.Clean(p.VolumesDir))) {
+		return true
+	}
+	return (src == "/etc/hosts" || src == "/etc/resolv.conf") && src == filepath.Clean(m.Destination) && contains(m.Options, "ro")
+}
