@@ -60,11 +60,15 @@ func TestParseRefusesBadConfigNamingFileLineKeyAndFix(t *testing.T) {
 		{"principal pattern with control char", "[[principal]]\nuser = \"alice\"\nkeys = [\"ok\", \"bad\\u0001\"]\n", 3, "principal[0].keys[1]", "control character", "module-*"},
 		{"principal group with identity", "[[principal]]\ngroup = \"ops\"\nid_type = \"module\"\n", 3, "principal[0].id_type", "not a group", "user ="},
 		{"module spec not JSON", "[[modules]]\nname = \"m\"\nspec = '{\"name\": '\n", 3, "modules[0].spec", "", "ModuleSpec JSON"},
-		{"module forbidden bind", "[[modules]]\nname = \"m\"\nspec = '''{\"name\": \"m\", \"type\": \"docker\", \"config\": {\"settings\": {\"image\": \"busybox\", \"createOptions\": {\"HostConfig\": {\"Binds\": [\"/etc/edgev2:/cfg\"]}}}}}'''\n", 3, "modules[0].spec", "forbids", "forbidden_bind_prefixes"},
-		{"module privileged", "[[modules]]\nname = \"m\"\nspec = '''{\"name\": \"m\", \"type\": \"docker\", \"config\": {\"settings\": {\"image\": \"busybox\", \"createOptions\": {\"HostConfig\": {\"Privileged\": true}}}}}'''\n", 3, "modules[0].spec", "", "allow_privileged"},
+		{"module bind outside the policy", "[[modules]]\nname = \"m\"\nspec = '''{\"name\": \"m\", \"type\": \"docker\", \"config\": {\"settings\": {\"image\": \"busybox\", \"createOptions\": {\"HostConfig\": {\"Binds\": [\"/srv/x:/cfg\"]}}}}}'''\n", 3, "modules[0].spec", "outside what the runtime policy allows", "runtime.policy.allow"},
+		{"module bind of edgev2's config, even if granted", "[[runtime.policy.allow]]\nmodules = [\"m\"]\nbinds = [\"/etc/edgev2\"]\n[[modules]]\nname = \"m\"\nspec = '''{\"name\": \"m\", \"type\": \"docker\", \"config\": {\"settings\": {\"image\": \"busybox\", \"createOptions\": {\"HostConfig\": {\"Binds\": [\"/etc/edgev2:/cfg\"]}}}}}'''\n", 6, "modules[0].spec", "may never bind", "runtime.policy.allow"},
+		{"module privileged", "[[modules]]\nname = \"m\"\nspec = '''{\"name\": \"m\", \"type\": \"docker\", \"config\": {\"settings\": {\"image\": \"busybox\", \"createOptions\": {\"HostConfig\": {\"Privileged\": true}}}}}'''\n", 3, "modules[0].spec", "privileged", "runtime.policy.allow"},
+		{"module cap beyond the default", "[[modules]]\nname = \"m\"\nspec = '''{\"name\": \"m\", \"type\": \"docker\", \"config\": {\"settings\": {\"image\": \"busybox\", \"createOptions\": {\"HostConfig\": {\"CapAdd\": [\"SYS_ADMIN\"]}}}}}'''\n", 3, "modules[0].spec", "cap_add", "runtime.policy.allow"},
+		{"policy grant for nobody", "[[runtime.policy.allow]]\ncap_add = [\"NET_ADMIN\"]\n", 1, "runtime.policy.allow[0]", "neither modules nor images", "modules ="},
 		{"module bad name", "\n[[modules]]\nname = \"-m\"\nspec = '{}'\n", 3, "modules[0].name", "invalid", "letter or digit"},
 		{"module listed twice", "[agent]\nspec = '''{\"name\": \"edgeAgent\", \"type\": \"docker\", \"config\": {\"settings\": {\"image\": \"a\"}}}'''\n[[modules]]\nname = \"edgeAgent\"\nspec = '''{\"name\": \"edgeAgent\", \"type\": \"docker\", \"config\": {\"settings\": {\"image\": \"a\"}}}'''\n", 4, "modules[0].name", "also agent", "own name"},
-		{"runtime relative forbidden prefix", "[runtime]\nforbidden_bind_prefixes = [\"/etc\", \"var\"]\n", 2, "runtime.forbidden_bind_prefixes[1]", "absolute", "absolute"},
+		{"runtime denylist keys", "[runtime]\nforbidden_bind_prefixes = [\"/etc\", \"var\"]\n", 2, "runtime.forbidden_bind_prefixes", "allowlist", "runtime.policy.allow"},
+		{"runtime policy relative bind", "[runtime.policy]\nread_only_binds = [\"/usr/share/zoneinfo\", \"var\"]\n", 2, "runtime.policy.read_only_binds[1]", "absolute", "absolute"},
 		{"tpm section without tpm attestation", "[tpm]\ndevice = \"/dev/tpmrm0\"\n", 1, "tpm", "only used by DPS TPM", `method = "tpm"`},
 	}
 	for _, tc := range cases {
