@@ -1,0 +1,185 @@
+package modrt_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/modrt"
+)
+
+func specCO(name, image, restart, createOptions string, cmd string) string {
+	return fmt.Sprintf(`{"name":%q,"type":"docker","restartPolicy":%q,"config":{"settings":{"image":%q,"createOptions":{"Cmd":[%q],"HostConfig":%s}}}}`,
+		name, restart, image, cmd, createOptions)
+}
+
+func (m *modrtd) waitLog(t *testing.T, name, want string) string {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out := m.logs(t, name)
+		if strings.Contains(out, want) {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never logged %q: %q", name, want, out)
+		}
+	}
+}
+
+// The deployer gets what the allowlist allows and no more; a module cannot
+// widen it by planting links in its own volume between two starts.
+func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
+	m := startModrtd(t, `[[policy.allow]]`, `modules = ["netadmin"]`, `cap_add = ["NET_ADMIN"]`)
+	archive := testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"echo default"}})
+	m.importImage(t, archive)
+	const image = "edgev2.test/busybox:1"
+	vols := filepath.Join(m.dir, "home", "volumes")
+
+	t.Run("DeployerCannotAskForHostRoot", func(t *testing.T) {
+		for _, tc := range []struct{ name, hc, want string }{
+			{"capall", `{"CapAdd":["ALL"]}`, `"ALL"`},
+			{"sysadmin", `{"CapAdd":["SYS_ADMIN"]}`, "cap_add"},
+			{"privileged", `{"Privileged":true}`, "privileged"},
+			{"cron", `{"Binds":["/etc/cron.d:/cron"]}`, "outside what the runtime policy allows"},
+			{"hostroot", `{"Binds":["/:/host:ro"]}`, "outside"},
+			{"dockersock", `{"Binds":["/var/run/docker.sock:/var/run/docker.sock"]}`, "outside"},
+			{"othervolume", `{"Binds":["` + filepath.Join(vols, "netadmin") + `:/x"]}`, "outside"},
+			{"netadmin2", `{"CapAdd":["NET_ADMIN"]}`, "cap_add"}, // the opt-in is for "netadmin" only
+		} {
+			err := m.create(tc.name, specCO(tc.name, image, "never", tc.hc, "sleep 600"))
+			var de godbus.Error
+			if !errorsAs(err, &de) || de.Name != bus.ErrInvalidArgs || !strings.Contains(fmt.Sprint(de.Body...), tc.want) {
+				t.Errorf("%s: %v; want %s naming %q", tc.name, err, bus.ErrInvalidArgs, tc.want)
+			}
+		}
+		if out := m.ctr.Ctr(t, "-n", "edgev2-test", "containers", "ls", "-q"); strings.TrimSpace(out) != "" {
+			t.Fatalf("refused specs left containers: %q", out)
+		}
+		// The opt-in works for the module it names.
+		if err := m.create("netadmin", specCO("netadmin", image, "never", `{"CapAdd":["NET_ADMIN"]}`, "grep CapEff /proc/self/status; sleep 600")); err != nil {
+			t.Fatalf("NET_ADMIN for the module the policy allows it: %v", err)
+		}
+		out := m.waitLog(t, "netadmin", "CapEff")
+		var eff uint64
+		fmt.Sscanf(strings.TrimSpace(out[strings.Index(out, "CapEff:")+7:]), "%x", &eff)
+		if eff&(1<<12) == 0 || eff&(1<<21) != 0 { // CAP_NET_ADMIN 12, CAP_SYS_ADMIN 21
+			t.Fatalf("netadmin's effective capabilities %x: want NET_ADMIN and not SYS_ADMIN", eff)
+		}
+		m.module("netadmin").Call(modrt.ModuleInterface+".Remove", 0)
+	})
+
+	t.Run("LinkPlantedInTheVolumeIsNotMountedOnRestart", func(t *testing.T) {
+		// First run: the module swaps the directory it binds at /sub for a
+		// link to the host's /etc and exits non-zero, to be restarted.
+		vol := filepath.Join(vols, "planter")
+		hc := fmt.Sprintf(`{"Binds":[%q,%q]}`, vol+":/vol", filepath.Join(vol, "sub")+":/sub")
+		cmd := "if [ ! -e /vol/planted ]; then touch /vol/planted; rm -rf /vol/sub && ln -s /etc /vol/sub && echo PLANTED; exit 1; fi; echo SECOND-RUN; ls /sub; sleep 600"
+		if err := m.create("planter", specCO("planter", image, "on-failure", hc, cmd)); err != nil {
+			t.Fatal(err)
+		}
+		m.waitLog(t, "planter", "PLANTED")
+		if fi, err := os.Lstat(filepath.Join(vol, "sub")); err != nil || fi.Mode().Type() != os.ModeSymlink {
+			t.Fatalf("the module did not leave its link: %v %v", fi, err)
+		}
+		m.waitStatus(t, "planter", "failed")
+		if out := m.logs(t, "planter"); strings.Contains(out, "SECOND-RUN") || strings.Contains(out, "passwd") {
+			t.Fatalf("the restarted module ran with the link mounted: %q", out)
+		}
+		// Asked again, the start is refused with a named error saying why.
+		err := m.module("planter").Call(modrt.ModuleInterface+".Start", 0).Err
+		var de godbus.Error
+		if !errorsAs(err, &de) || de.Name != bus.ErrInvalidArgs || !strings.Contains(fmt.Sprint(de.Body...), "symbolic link") {
+			t.Fatalf("Start after the link was planted: %v; want %s about the symbolic link", err, bus.ErrInvalidArgs)
+		}
+		if !strings.Contains(m.svc.Output(), "module start refused") {
+			t.Error("the refusal is not logged")
+		}
+		m.module("planter").Call(modrt.ModuleInterface+".Remove", 0)
+	})
+
+	t.Run("AllowedBindKeepsWorkingAcrossRestarts", func(t *testing.T) {
+		data := filepath.Join(vols, "keeper", "data")
+		hc := fmt.Sprintf(`{"Binds":[%q]}`, data+":/data")
+		if err := m.create("keeper", specCO("keeper", image, "always", hc, "echo run >> /data/runs; echo RUNNING; sleep 600")); err != nil {
+			t.Fatal(err)
+		}
+		runs := func() int {
+			b, _ := os.ReadFile(filepath.Join(data, "runs"))
+			return strings.Count(string(b), "run\n")
+		}
+		waitRuns := func(n int) {
+			t.Helper()
+			for deadline := time.Now().Add(30 * time.Second); runs() < n; time.Sleep(100 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("keeper ran %d times, want %d", runs(), n)
+				}
+			}
+		}
+		waitRuns(1)
+		if err := m.module("keeper").Call(modrt.ModuleInterface+".Restart", 0).Err; err != nil {
+			t.Fatal(err)
+		}
+		waitRuns(2)
+		m.svc.Restart(t)
+		// Killed behind modrtd's back, supervision restarts it through the check.
+		m.ctr.Ctr(t, "-n", "edgev2-test", "tasks", "kill", "-s", "SIGKILL", "keeper")
+		waitRuns(3)
+		m.waitStatus(t, "keeper", "running")
+		m.module("keeper").Call(modrt.ModuleInterface+".Remove", 0)
+	})
+}
+
+// The agent's management socket directory is bound read-only, and a link
+// left where the socket goes is never followed when modrtd listens again.
+func TestManagementSocketDirectoryCannotBeTurnedAgainstTheHost(t *testing.T) {
+	m := startModrtd(t)
+	archive := testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"echo default"}})
+	m.importImage(t, archive)
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("host secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// From inside: the agent tries to replace mgmt.sock with a link.
+	cmd := "ls /var/run/iotedge-mgmt; if ln -sf /host-victim /var/run/iotedge-mgmt/mgmt.sock 2>/dev/null || rm /var/run/iotedge-mgmt/mgmt.sock 2>/dev/null; then echo REPLACED; else echo REFUSED; fi; sleep 600"
+	if err := m.create("edgeAgent", specCO("edgeAgent", "edgev2.test/busybox:1", "never", `{}`, cmd)); err != nil {
+		t.Fatal(err)
+	}
+	out := m.waitLog(t, "edgeAgent", "RE")
+	if !strings.Contains(out, "mgmt.sock") || strings.Contains(out, "REPLACED") {
+		t.Fatalf("the agent's view of its socket directory: %q; want the socket, read-only", out)
+	}
+	m.waitLog(t, "edgeAgent", "REFUSED")
+
+	// From a container created before the directory was read-only: the
+	// link is there when modrtd starts again.
+	sock := filepath.Join(m.dir, "home", "mgmt", "mgmt.sock")
+	m.svc.Kill9(t)
+	os.Remove(sock)
+	if err := os.Symlink(victim, sock); err != nil {
+		t.Fatal(err)
+	}
+	m.svc.Restart(t)
+	fi, err := os.Stat(victim)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("victim is %v (%v); want 0600", fi.Mode(), err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "host secret" {
+		t.Fatalf("victim changed: %q", b)
+	}
+	if fi, err := os.Lstat(sock); err != nil || fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("mgmt.sock is %v (%v); want a 0660 socket", fi.Mode(), err)
+	}
+	out2, err := exec.Command("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", sock, "http://mgmt/systeminfo?api-version=2020-07-07").Output()
+	if err != nil || string(out2) != "200" {
+		t.Fatalf("the management socket after the restart: %q %v", out2, err)
+	}
+	m.module("edgeAgent").Call(modrt.ModuleInterface+".Remove", 0)
+}
