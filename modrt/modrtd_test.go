@@ -28,6 +28,14 @@ type modrtd struct {
 
 func startModrtd(t *testing.T, extra ...string) *modrtd {
 	t.Helper()
+	return startModrtdIn(t, "edgev2-test", extra...)
+}
+
+// startModrtdIn runs modrtd on containerd namespace ns (runc's state is per
+// namespace: a test that reuses a module name another test left in runc
+// needs its own).
+func startModrtdIn(t *testing.T, ns string, extra ...string) *modrtd {
+	t.Helper()
 	testenv.RequireRoot(t)
 	m := &modrtd{}
 	m.bus = testenv.StartBus(t)
@@ -36,7 +44,7 @@ func startModrtd(t *testing.T, extra ...string) *modrtd {
 	dir := testenv.SharedTempDir(t, "modrtd")
 	m.dir = dir
 	cfg := filepath.Join(dir, "modrtd.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = \"edgev2-test\"\n%s", filepath.Join(dir, "home"), m.ctr.Address, strings.Join(extra, "\n"))), 0o600)
+	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = %q\n%s", filepath.Join(dir, "home"), m.ctr.Address, ns, strings.Join(extra, "\n"))), 0o600)
 	m.svc = testenv.StartService(t, m.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
 		User: "root", BusName: modrt.BusName,

@@ -37,7 +37,7 @@ func (m *modrtd) waitLog(t *testing.T, name, want string) string {
 // The deployer gets what the allowlist allows and no more; a module cannot
 // widen it by planting links in its own volume between two starts.
 func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
-	m := startModrtd(t, `[[policy.allow]]`, `modules = ["netadmin"]`, `cap_add = ["NET_ADMIN"]`)
+	m := startModrtdIn(t, "edgev2-policy", `[[policy.allow]]`, `modules = ["netadmin"]`, `cap_add = ["NET_ADMIN"]`)
 	archive := testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"echo default"}})
 	m.importImage(t, archive)
 	const image = "edgev2.test/busybox:1"
@@ -60,7 +60,7 @@ func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 				t.Errorf("%s: %v; want %s naming %q", tc.name, err, bus.ErrInvalidArgs, tc.want)
 			}
 		}
-		if out := m.ctr.Ctr(t, "-n", "edgev2-test", "containers", "ls", "-q"); strings.TrimSpace(out) != "" {
+		if out := m.ctr.Ctr(t, "-n", "edgev2-policy", "containers", "ls", "-q"); strings.TrimSpace(out) != "" {
 			t.Fatalf("refused specs left containers: %q", out)
 		}
 		// The opt-in works for the module it names.
@@ -130,7 +130,7 @@ func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 		waitRuns(2)
 		m.svc.Restart(t)
 		// Killed behind modrtd's back, supervision restarts it through the check.
-		m.ctr.Ctr(t, "-n", "edgev2-test", "tasks", "kill", "-s", "SIGKILL", "keeper")
+		m.ctr.Ctr(t, "-n", "edgev2-policy", "tasks", "kill", "-s", "SIGKILL", "keeper")
 		waitRuns(3)
 		m.waitStatus(t, "keeper", "running")
 		m.module("keeper").Call(modrt.ModuleInterface+".Remove", 0)
@@ -140,7 +140,7 @@ func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 // The agent's management socket directory is bound read-only, and a link
 // left where the socket goes is never followed when modrtd listens again.
 func TestManagementSocketDirectoryCannotBeTurnedAgainstTheHost(t *testing.T) {
-	m := startModrtd(t)
+	m := startModrtdIn(t, "edgev2-policy")
 	archive := testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"echo default"}})
 	m.importImage(t, archive)
 	victim := filepath.Join(t.TempDir(), "victim")
