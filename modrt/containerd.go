@@ -510,10 +510,13 @@ func (r *Runtime) reconcile(ctx context.Context, m *module) error {
 	}
 	var st containerd.Status
 	if err == nil {
-		if st, err = task.Status(ctx); err != nil {
+		if st, err = task.Status(ctx); errdefs.IsNotFound(err) {
+			// Deleted between the two calls (an exit being cleaned up).
+			task = nil
+		} else if err != nil {
 			return classify(err, "status of task %q", m.name)
 		}
-		if st.Status == containerd.Created {
+		if task != nil && st.Status == containerd.Created {
 			// A crash between NewTask and Start: nothing ran.
 			if _, err := task.Delete(ctx); err != nil {
 				r.log.Warn("delete unstarted task", "module", m.name, "err", err)
