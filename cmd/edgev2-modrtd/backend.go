@@ -19,6 +19,7 @@ import (
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/fault"
 	kclient "github.com/edgev2/edgev2/keys/client"
+	"github.com/edgev2/edgev2/keys/derivation"
 	"github.com/edgev2/edgev2/modrt"
 	"github.com/edgev2/edgev2/modrt/workload"
 )
@@ -32,7 +33,7 @@ type workloadBackend struct {
 	keys          *kclient.Client
 	trust         string // Certificates id of the trust bundle ("" none)
 	manifestTrust string // Certificates id of the manifest trust bundle
-	encryptionKey string // Keys id of the workload encryption key
+	encryptionKey string // Keys id of the master key module encryption keys derive from
 	ca            *edgeCA
 }
 
@@ -147,27 +148,57 @@ func (b workloadBackend) issue(ctx context.Context, id string, tmpl *x509.Certif
 	return chain, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), nil
 }
 
-// Encrypt is AES-256-GCM with the workload key; the additional data is
-// module id + generation id, as aziot-edged binds it.
+// Encrypt is AES-256-GCM under the module's own key, which the Keys
+// service derives from the workload master key for (module, generation)
+// and never hands out: another module's key, whatever iv or path it sends,
+// is unrelated. The path's generation id must be the module's real one.
 func (b workloadBackend) Encrypt(ctx context.Context, module, genID string, plaintext, iv []byte) ([]byte, error) {
-	key, err := b.encryption(ctx)
+	master, d, err := b.moduleKey(ctx, module, genID)
 	if err != nil {
 		return nil, err
 	}
-	return key.Encrypt(ctx, "aes-256-gcm", plaintext, gcmNonce(iv), []byte(module+genID))
+	return master.EncryptDerived(ctx, d, plaintext, gcmNonce(iv), nil)
 }
 
 func (b workloadBackend) Decrypt(ctx context.Context, module, genID string, ciphertext, iv []byte) ([]byte, error) {
-	key, err := b.encryption(ctx)
+	master, d, err := b.moduleKey(ctx, module, genID)
 	if err != nil {
 		return nil, err
 	}
-	return key.Decrypt(ctx, "aes-256-gcm", ciphertext, gcmNonce(iv), []byte(module+genID))
+	return master.DecryptDerived(ctx, d, ciphertext, gcmNonce(iv), nil)
 }
 
-// encryption returns the workload key, made on first use.
-func (b workloadBackend) encryption(ctx context.Context) (*kclient.Key, error) {
-	return b.keys.CreateKey(ctx, b.encryptionKey, "encrypt", nil)
+// workloadDerivation labels the derivations of workload encryption keys.
+const workloadDerivation = "edgev2 workload encryption"
+
+// moduleKey checks genID against the module's generation id in the
+// Identity service and returns the master key (made on first use) and the
+// derivation of the module's key: the length-prefixed encoding of
+// (label, module id, generation id), so "sensor" with generation "-2g"
+// and "sensor-2" with "g" get different keys.
+func (b workloadBackend) moduleKey(ctx context.Context, module, genID string) (*kclient.Key, []byte, error) {
+	mod, err := b.ids.Module(ctx, module)
+	if fault.Is(err, fault.NotFound) {
+		return nil, nil, fault.New(fault.NotAuthorized, "module %s has no identity, so no encryption key", module)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	gen := mod.S("generation_id")
+	if gen == "" {
+		return nil, nil, fault.New(fault.Unavailable, "module %s has no generation id yet", module)
+	}
+	if genID != gen {
+		return nil, nil, fault.New(fault.NotAuthorized, "generation id %q in the path is not module %s's", genID, module)
+	}
+	master, err := b.keys.CreateKey(ctx, b.encryptionKey, "derive", nil)
+	if fault.Is(err, fault.AlreadyExists) {
+		return nil, nil, fault.Wrap(fault.Unavailable, err, "workload_encryption_key %q exists but is not a master key (usage derive); configure another id", b.encryptionKey)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return master, derivation.Strings(workloadDerivation, module, gen), nil
 }
 
 // gcmNonce maps the caller's initialization vector to GCM's 96-bit nonce:
