@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
 	"net/url"
 	"os"
 	"time"
@@ -27,7 +26,7 @@ import (
 // workloadBackend serves the workload API from the Identity, Keys and
 // Certificates services and the runtime's view of module processes.
 type workloadBackend struct {
-	rt            *modrt.Runtime
+	owners        *modrt.PidOwners
 	ids           *iclient.Client
 	certs         *cclient.Client
 	keys          *kclient.Client
@@ -214,50 +213,10 @@ func gcmNonce(iv []byte) []byte {
 	return sum[:12]
 }
 
-// OwnsPid: a process is the module's if it lives in the pid namespace of
-// the module's task (two readlinks, no containerd round trip); modules that
-// share the host's pid namespace fall back to the task's process list.
+// OwnsPid is the runtime's one pid-ownership rule (modrt.PidOwners), the
+// same the management API uses.
 func (b workloadBackend) OwnsPid(ctx context.Context, module string, pid int32) bool {
-	// A module may call in the instant its task starts, before the runtime
-	// has recorded it: look again for up to a second before refusing.
-	for i := 0; i < 20; i++ {
-		if b.ownsPid(ctx, module, pid) {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return false
-}
-
-func (b workloadBackend) ownsPid(ctx context.Context, module string, pid int32) bool {
-	st, err := b.rt.Status(ctx, module)
-	if err != nil {
-		return false
-	}
-	if st.Pid != 0 {
-		hostNS, _ := os.Readlink("/proc/self/ns/pid")
-		taskNS, err1 := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", st.Pid))
-		peerNS, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
-		if err1 == nil && err2 == nil && taskNS != hostNS && peerNS == taskNS {
-			return true
-		}
-	}
-	// Not shown by the fast path (the task just started and its pid is not
-	// recorded yet, or it shares the host's pid namespace): ask containerd.
-	pids, err := b.rt.Pids(ctx, module)
-	if err != nil {
-		return false
-	}
-	for _, p := range pids {
-		if int32(p) == pid {
-			return true
-		}
-	}
-	return false
+	return b.owners.Owns(ctx, module, pid)
 }
 
 // moduleIdentities gives each module an identity in IoT Hub (creating it
