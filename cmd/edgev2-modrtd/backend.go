@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -18,7 +17,6 @@ import (
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/fault"
 	kclient "github.com/edgev2/edgev2/keys/client"
-	"github.com/edgev2/edgev2/keys/derivation"
 	"github.com/edgev2/edgev2/modrt"
 	"github.com/edgev2/edgev2/modrt/workload"
 )
@@ -29,10 +27,9 @@ type workloadBackend struct {
 	owners        *modrt.PidOwners
 	ids           *iclient.Client
 	certs         *cclient.Client
-	keys          *kclient.Client
 	trust         string // Certificates id of the trust bundle ("" none)
 	manifestTrust string // Certificates id of the manifest trust bundle
-	encryptionKey string // Keys id of the master key module encryption keys derive from
+	encryption    workload.Encryption
 	ca            *edgeCA
 }
 
@@ -147,70 +144,40 @@ func (b workloadBackend) issue(ctx context.Context, id string, tmpl *x509.Certif
 	return chain, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), nil
 }
 
-// Encrypt is AES-256-GCM under the module's own key, which the Keys
-// service derives from the workload master key for (module, generation)
-// and never hands out: another module's key, whatever iv or path it sends,
-// is unrelated. The path's generation id must be the module's real one.
+// Encrypt and Decrypt are the workload API's per-module encryption
+// (workload.Encryption).
 func (b workloadBackend) Encrypt(ctx context.Context, module, genID string, plaintext, iv []byte) ([]byte, error) {
-	master, d, err := b.moduleKey(ctx, module, genID)
-	if err != nil {
-		return nil, err
-	}
-	return master.EncryptDerived(ctx, d, plaintext, gcmNonce(iv), nil)
+	return b.encryption.Encrypt(ctx, module, genID, plaintext, iv)
 }
 
 func (b workloadBackend) Decrypt(ctx context.Context, module, genID string, ciphertext, iv []byte) ([]byte, error) {
-	master, d, err := b.moduleKey(ctx, module, genID)
-	if err != nil {
-		return nil, err
-	}
-	return master.DecryptDerived(ctx, d, ciphertext, gcmNonce(iv), nil)
+	return b.encryption.Decrypt(ctx, module, genID, ciphertext, iv)
 }
 
-// workloadDerivation labels the derivations of workload encryption keys.
-const workloadDerivation = "edgev2 workload encryption"
-
-// moduleKey checks genID against the module's generation id in the
-// Identity service and returns the master key (made on first use) and the
-// derivation of the module's key: the length-prefixed encoding of
-// (label, module id, generation id), so "sensor" with generation "-2g"
-// and "sensor-2" with "g" get different keys.
-func (b workloadBackend) moduleKey(ctx context.Context, module, genID string) (*kclient.Key, []byte, error) {
-	mod, err := b.ids.Module(ctx, module)
-	if fault.Is(err, fault.NotFound) {
-		return nil, nil, fault.New(fault.NotAuthorized, "module %s has no identity, so no encryption key", module)
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	gen := mod.S("generation_id")
-	if gen == "" {
-		return nil, nil, fault.New(fault.Unavailable, "module %s has no generation id yet", module)
-	}
-	if genID != gen {
-		return nil, nil, fault.New(fault.NotAuthorized, "generation id %q in the path is not module %s's", genID, module)
-	}
-	master, err := b.keys.CreateKey(ctx, b.encryptionKey, "derive", nil)
-	if fault.Is(err, fault.AlreadyExists) {
-		return nil, nil, fault.Wrap(fault.Unavailable, err, "workload_encryption_key %q exists but is not a master key (usage derive); configure another id", b.encryptionKey)
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	return master, derivation.Strings(workloadDerivation, module, gen), nil
+// newEncryption wires workload.Encryption to the Keys and Identity services.
+func newEncryption(kc *kclient.Client, ids *iclient.Client, masterKey string) workload.Encryption {
+	return workload.Encryption{Keys: derivedCipher{kc}, MasterKey: masterKey,
+		Generation: func(ctx context.Context, module string) (string, error) {
+			mod, err := ids.Module(ctx, module)
+			if err != nil {
+				return "", err
+			}
+			return mod.S("generation_id"), nil
+		}}
 }
 
-// gcmNonce maps the caller's initialization vector to GCM's 96-bit nonce:
-// SDKs send IVs of any length (aziot-keyd hands them to OpenSSL's GCM,
-// which hashes other lengths with GHASH); Keys takes exactly 12 bytes, so
-// other lengths are hashed here. Equal IVs give equal nonces either way,
-// so the caller's IV keeps its meaning.
-func gcmNonce(iv []byte) []byte {
-	if len(iv) == 12 {
-		return iv
-	}
-	sum := sha256.Sum256(append([]byte("edgev2 workload iv\x00"), iv...))
-	return sum[:12]
+// derivedCipher is workload.DerivedCipher over the Keys client.
+type derivedCipher struct{ kc *kclient.Client }
+
+func (d derivedCipher) EnsureMaster(ctx context.Context, id string) error {
+	_, err := d.kc.CreateKey(ctx, id, "derive", nil)
+	return err
+}
+func (d derivedCipher) EncryptDerived(ctx context.Context, id string, derivation, plaintext, iv []byte) ([]byte, error) {
+	return d.kc.Key(id).EncryptDerived(ctx, derivation, plaintext, iv, nil)
+}
+func (d derivedCipher) DecryptDerived(ctx context.Context, id string, derivation, ciphertext, iv []byte) ([]byte, error) {
+	return d.kc.Key(id).DecryptDerived(ctx, derivation, ciphertext, iv, nil)
 }
 
 // OwnsPid is the runtime's one pid-ownership rule (modrt.PidOwners), the
