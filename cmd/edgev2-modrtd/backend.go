@@ -9,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"net/url"
-	"os"
 	"time"
 
 	"github.com/edgev2/edgev2/certs"
@@ -156,14 +155,7 @@ func (b workloadBackend) Decrypt(ctx context.Context, module, genID string, ciph
 
 // newEncryption wires workload.Encryption to the Keys and Identity services.
 func newEncryption(kc *kclient.Client, ids *iclient.Client, masterKey string) workload.Encryption {
-	return workload.Encryption{Keys: derivedCipher{kc}, MasterKey: masterKey,
-		Generation: func(ctx context.Context, module string) (string, error) {
-			mod, err := ids.Module(ctx, module)
-			if err != nil {
-				return "", err
-			}
-			return mod.S("generation_id"), nil
-		}}
+	return workload.Encryption{Keys: derivedCipher{kc}, MasterKey: masterKey, Generation: identityDirectory{ids}.ModuleGeneration}
 }
 
 // derivedCipher is workload.DerivedCipher over the Keys client.
@@ -186,34 +178,21 @@ func (b workloadBackend) OwnsPid(ctx context.Context, module string, pid int32) 
 	return b.owners.Owns(ctx, module, pid)
 }
 
-// moduleIdentities gives each module an identity in IoT Hub (creating it
-// if missing) and the IOTEDGE_* environment aziot-edged gives modules.
-type moduleIdentities struct{ ids *iclient.Client }
+// identityDirectory is modrt.IdentityDirectory over the Identity client.
+type identityDirectory struct{ ids *iclient.Client }
 
-func (m moduleIdentities) ModuleEnv(ctx context.Context, module string) (map[string]string, error) {
-	dev, err := m.ids.DeviceIdentity(ctx)
+func (d identityDirectory) Device(ctx context.Context) (modrt.Device, error) {
+	dev, err := d.ids.DeviceIdentity(ctx)
 	if err != nil {
-		return nil, err
+		return modrt.Device{}, err
 	}
-	mod, err := m.ids.Module(ctx, module)
-	if fault.Is(err, fault.NotFound) {
-		mod, err = m.ids.CreateModule(ctx, module, "edgev2-modrtd")
-	}
-	if err != nil {
-		return nil, err
-	}
-	gateway := dev.S("gateway_hostname")
-	if gateway == "" {
-		gateway, _ = os.Hostname()
-	}
-	return map[string]string{
-		"IOTEDGE_WORKLOADURI":        "unix:///var/run/iotedge/workload.sock",
-		"IOTEDGE_DEVICEID":           dev.S("device_id"),
-		"IOTEDGE_MODULEID":           module,
-		"IOTEDGE_MODULEGENERATIONID": mod.S("generation_id"),
-		"IOTEDGE_IOTHUBHOSTNAME":     dev.S("hub_hostname"),
-		"IOTEDGE_AUTHSCHEME":         "sasToken",
-		"IOTEDGE_APIVERSION":         "2019-01-30",
-		"IOTEDGE_GATEWAYHOSTNAME":    gateway,
-	}, nil
+	return modrt.Device{DeviceID: dev.S("device_id"), HubHostname: dev.S("hub_hostname"), GatewayHostname: dev.S("gateway_hostname")}, nil
+}
+func (d identityDirectory) ModuleGeneration(ctx context.Context, module string) (string, error) {
+	mod, err := d.ids.Module(ctx, module)
+	return mod.S("generation_id"), err
+}
+func (d identityDirectory) CreateModule(ctx context.Context, module string) (string, error) {
+	mod, err := d.ids.CreateModule(ctx, module, "edgev2-modrtd")
+	return mod.S("generation_id"), err
 }
