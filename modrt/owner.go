@@ -80,12 +80,22 @@ func (o *PidOwners) ownsOnce(ctx context.Context, module string, pid int32) bool
 
 // owns applies the rule to one module's status.
 func (o *PidOwners) owns(ctx context.Context, st Status, pid int32, peerNS, hostNS string) bool {
-	if st.Pid != 0 {
-		if taskNS, err := o.pidNS(int(st.Pid)); err == nil && taskNS != hostNS && peerNS == taskNS {
-			return true
-		}
+	return o.inTaskNS(st, peerNS, hostNS) || o.listed(ctx, st.Name, pid)
+}
+
+// inTaskNS is the fast half of the rule: peerNS is the (non-host) pid
+// namespace of the module's task.
+func (o *PidOwners) inTaskNS(st Status, peerNS, hostNS string) bool {
+	if st.Pid == 0 {
+		return false
 	}
-	pids, err := o.rt.Pids(ctx, st.Name)
+	taskNS, err := o.pidNS(int(st.Pid))
+	return err == nil && taskNS != hostNS && peerNS == taskNS
+}
+
+// listed is the other half: containerd lists pid in the module's task.
+func (o *PidOwners) listed(ctx context.Context, module string, pid int32) bool {
+	pids, err := o.rt.Pids(ctx, module)
 	if err != nil {
 		return false
 	}
@@ -115,8 +125,14 @@ func (o *PidOwners) ModuleOf(ctx context.Context, pid int32) (module string, ok 
 	if err != nil {
 		return "", false
 	}
+	// Namespaces first (no containerd round trips), then process lists.
 	for _, st := range sts {
-		if o.owns(ctx, st, pid, peerNS, hostNS) {
+		if o.inTaskNS(st, peerNS, hostNS) {
+			return st.Name, true
+		}
+	}
+	for _, st := range sts {
+		if o.listed(ctx, st.Name, pid) {
 			return st.Name, true
 		}
 	}
