@@ -51,6 +51,7 @@ type world struct {
 	certs     *cclient.Client
 	id        *iclient.Client
 	identityd *testenv.Service
+	keyd      *testenv.Service
 
 	cloudState string
 	hostPort   string
@@ -112,7 +113,7 @@ func newWorld(t *testing.T) *world {
 		os.Chown(p, uid, gid)
 		return p
 	}
-	testenv.StartService(t, w.bus, testenv.ServiceOptions{
+	w.keyd = testenv.StartService(t, w.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"), Args: []string{"--config", mk("keyd", kuid, kgid, "")},
 		User: testenv.ServiceUser, BusName: keys.BusName,
 	})

@@ -61,12 +61,14 @@ func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.S
 		Interfaces: []bus.Interface{{
 			Name: KeyInterface,
 			Methods: map[string]any{
-				"Sign":          a.sign,
-				"Verify":        a.verify,
-				"Encrypt":       a.encrypt,
-				"Decrypt":       a.decrypt,
-				"SignDerived":   a.signDerived,
-				"ExportDerived": a.exportDerived,
+				"Sign":           a.sign,
+				"Verify":         a.verify,
+				"Encrypt":        a.encrypt,
+				"Decrypt":        a.decrypt,
+				"SignDerived":    a.signDerived,
+				"ExportDerived":  a.exportDerived,
+				"EncryptDerived": a.encryptDerived,
+				"DecryptDerived": a.decryptDerived,
 			},
 			Properties: a.keyProperties,
 		}},
@@ -377,4 +379,36 @@ func (a *BusAPI) exportDerived(msg godbus.Message, derivation []byte) ([]byte, *
 		return nil, a.fail("ExportDerived", err)
 	}
 	return key, nil
+}
+
+func (a *BusAPI) encryptDerived(msg godbus.Message, derivation []byte, mech string, plaintext []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {
+	id, e := a.child(msg, ActionUse)
+	if e != nil {
+		return nil, e
+	}
+	o, e := cipherOptions(opts)
+	if e != nil {
+		return nil, e
+	}
+	ct, err := a.svc.EncryptDerived(a.ctx, id, derivation, mech, plaintext, o)
+	if err != nil {
+		return nil, a.fail("EncryptDerived", err)
+	}
+	return ct, nil
+}
+
+func (a *BusAPI) decryptDerived(msg godbus.Message, derivation []byte, mech string, ciphertext []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {
+	id, e := a.child(msg, ActionUse)
+	if e != nil {
+		return nil, e
+	}
+	o, e := cipherOptions(opts)
+	if e != nil {
+		return nil, e
+	}
+	pt, err := a.svc.DecryptDerived(a.ctx, id, derivation, mech, ciphertext, o)
+	if err != nil {
+		return nil, a.fail("DecryptDerived", err)
+	}
+	return pt, nil
 }

@@ -53,7 +53,7 @@ const (
 	UsageSign    Usage = "sign"    // HMAC-SHA256 (Sign, Verify)
 	UsageEncrypt Usage = "encrypt" // AES-256-GCM
 	// UsageDerive is a master key: it only makes derived keys (SignDerived,
-	// ExportDerived). It refuses plain Sign, or a caller allowed only
+	// ExportDerived, EncryptDerived, DecryptDerived). It refuses plain Sign, or a caller allowed only
 	// org.edgev2.keys.use could compute HMAC(master, d) — the derived key that
 	// org.edgev2.keys.export guards.
 	UsageDerive Usage = "derive"

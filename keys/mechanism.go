@@ -29,7 +29,7 @@ func Mechanisms(info Info) []string {
 	case info.Type == Symmetric && info.Usage == UsageEncrypt:
 		return []string{MechAES256GCM}
 	case info.Type == Symmetric && info.Usage == UsageDerive:
-		return []string{} // SignDerived and ExportDerived only
+		return []string{} // the *Derived methods only
 	case info.Type == Symmetric:
 		return []string{MechHMACSHA256}
 	case info.Type.IsEC():

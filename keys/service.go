@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -16,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	keyderivation "github.com/edgev2/edgev2/keys/derivation"
 )
 
 // Service is the key store as callers see it: one engine for the keys it
@@ -421,13 +423,20 @@ func (s *Service) Encrypt(ctx context.Context, id, mech string, plaintext []byte
 		}
 		return rsa.EncryptOAEP(sha256.New(), rand.Reader, pub, plaintext, nil)
 	}
+	return gcmSeal(opt, plaintext, func(iv, aad, pt []byte) ([]byte, error) { return h.SealGCM(ctx, iv, aad, pt) })
+}
+
+// gcmSeal is AES-256-GCM encryption with Encrypt's iv rules: a given iv is
+// 12 bytes and the result is ciphertext || tag; without one a random iv is
+// made and put in front.
+func gcmSeal(opt CipherOptions, plaintext []byte, seal func(iv, aad, pt []byte) ([]byte, error)) ([]byte, error) {
 	iv := opt.IV
 	if iv == nil {
 		iv = make([]byte, gcmIVLen)
 		if _, err := rand.Read(iv); err != nil {
 			return nil, err
 		}
-		ct, err := h.SealGCM(ctx, iv, opt.AAD, plaintext)
+		ct, err := seal(iv, opt.AAD, plaintext)
 		if err != nil {
 			return nil, err
 		}
@@ -436,7 +445,7 @@ func (s *Service) Encrypt(ctx context.Context, id, mech string, plaintext []byte
 	if len(iv) != gcmIVLen {
 		return nil, fault.New(fault.InvalidArgs, "option \"iv\" must be %d bytes for aes-256-gcm, got %d", gcmIVLen, len(iv))
 	}
-	return h.SealGCM(ctx, iv, opt.AAD, plaintext)
+	return seal(iv, opt.AAD, plaintext)
 }
 
 // Decrypt decrypts what Encrypt made.
@@ -454,6 +463,11 @@ func (s *Service) Decrypt(ctx context.Context, id, mech string, ciphertext []byt
 		}
 		return h.DecryptOAEP(ctx, ciphertext)
 	}
+	return gcmOpen(opt, ciphertext, func(iv, aad, ct []byte) ([]byte, error) { return h.OpenGCM(ctx, iv, aad, ct) })
+}
+
+// gcmOpen reverses gcmSeal.
+func gcmOpen(opt CipherOptions, ciphertext []byte, open func(iv, aad, ct []byte) ([]byte, error)) ([]byte, error) {
 	iv := opt.IV
 	if iv == nil {
 		if len(ciphertext) < gcmIVLen+gcmTagLen {
@@ -466,7 +480,7 @@ func (s *Service) Decrypt(ctx context.Context, id, mech string, ciphertext []byt
 	if len(ciphertext) < gcmTagLen {
 		return nil, fault.New(fault.InvalidArgs, "aes-256-gcm ciphertext must hold at least the 16-byte tag; got %d bytes", len(ciphertext))
 	}
-	return h.OpenGCM(ctx, iv, opt.AAD, ciphertext)
+	return open(iv, opt.AAD, ciphertext)
 }
 
 // ExportDerived returns HMAC-SHA256(master, derivation): the key a module
@@ -475,6 +489,18 @@ func (s *Service) ExportDerived(ctx context.Context, id string, derivation []byt
 	if err := checkData("derivation", derivation); err != nil {
 		return nil, err
 	}
+	if bytes.HasPrefix(derivation, derivedAESPrefix) {
+		return nil, fault.New(fault.InvalidArgs, "derivation data starting with the encoding of %q is reserved for EncryptDerived and DecryptDerived", derivedAESLabel)
+	}
+	h, err := s.master(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return h.HMACSHA256(ctx, derivation)
+}
+
+// master opens key id and checks it is a master key (usage derive).
+func (s *Service) master(ctx context.Context, id string) (Handle, error) {
 	h, err := s.handle(ctx, id)
 	if err != nil {
 		return nil, err
@@ -483,7 +509,7 @@ func (s *Service) ExportDerived(ctx context.Context, id string, derivation []byt
 	if info.Type != Symmetric || info.Usage != UsageDerive {
 		return nil, fault.New(fault.InvalidArgs, "key %q of type %s cannot derive keys; a master key is a symmetric key created with usage \"derive\"", id, describe(info))
 	}
-	return h.HMACSHA256(ctx, derivation)
+	return h, nil
 }
 
 // SignDerived signs data with the key derived from master key id.
@@ -502,6 +528,75 @@ func (s *Service) SignDerived(ctx context.Context, id string, derivation []byte,
 	m.Write(data)
 	clear(derived)
 	return m.Sum(nil), nil
+}
+
+// derivedAESLabel separates the AES keys of EncryptDerived from the HMAC
+// keys of SignDerived and ExportDerived: an AES key is
+// HMAC-SHA256(master, Encode(derivedAESLabel, derivation)), and
+// SignDerived/ExportDerived refuse derivation data that starts like that
+// encoding, so holders of org.edgev2.keys.use or .export on a master cannot
+// compute or obtain the AES keys made from it through them.
+const derivedAESLabel = "edgev2 derived aes-256-gcm key"
+
+// derivedAESPrefix is how every AES derivation input starts (field count,
+// then the label as the first field).
+var derivedAESPrefix = keyderivation.Encode([]byte(derivedAESLabel), nil)[:4+4+len(derivedAESLabel)]
+
+// derivedAEAD derives the AES-256-GCM key for derivation from master key id
+// inside this process: on a PKCS#11 token the HMAC runs in the token, and
+// the derived bytes live only in this call's memory.
+func (s *Service) derivedAEAD(ctx context.Context, id, mech string, derivation []byte) (cipher.AEAD, error) {
+	if mech != MechAES256GCM {
+		return nil, fault.New(fault.InvalidArgs, "derived keys encrypt with \"aes-256-gcm\" only, not %q", mech)
+	}
+	if err := checkData("derivation", derivation); err != nil {
+		return nil, err
+	}
+	h, err := s.master(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	key, err := h.HMACSHA256(ctx, keyderivation.Encode([]byte(derivedAESLabel), derivation))
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fault.Wrap(fault.Failed, err, "derive an AES key from %q", id)
+	}
+	return cipher.NewGCM(block)
+}
+
+// EncryptDerived is Encrypt (aes-256-gcm, same options) with the AES key
+// derived from master key id for derivation.
+func (s *Service) EncryptDerived(ctx context.Context, id string, derivation []byte, mech string, plaintext []byte, opt CipherOptions) ([]byte, error) {
+	if err := checkData("plaintext", plaintext); err != nil {
+		return nil, err
+	}
+	aead, err := s.derivedAEAD(ctx, id, mech, derivation)
+	if err != nil {
+		return nil, err
+	}
+	return gcmSeal(opt, plaintext, func(iv, aad, pt []byte) ([]byte, error) { return aead.Seal(nil, iv, pt, aad), nil })
+}
+
+// DecryptDerived reverses EncryptDerived.
+func (s *Service) DecryptDerived(ctx context.Context, id string, derivation []byte, mech string, ciphertext []byte, opt CipherOptions) ([]byte, error) {
+	if err := checkData("ciphertext", ciphertext); err != nil {
+		return nil, err
+	}
+	aead, err := s.derivedAEAD(ctx, id, mech, derivation)
+	if err != nil {
+		return nil, err
+	}
+	return gcmOpen(opt, ciphertext, func(iv, aad, ct []byte) ([]byte, error) {
+		pt, err := aead.Open(nil, iv, ct, aad)
+		if err != nil {
+			return nil, fault.New(fault.InvalidArgs, "key derived from %q: AES-256-GCM authentication failed (wrong derivation, iv, aad or tampered ciphertext)", id)
+		}
+		return pt, nil
+	})
 }
 
 func (s *Service) isPreloaded(id string) bool {

@@ -32,8 +32,9 @@ type Config struct {
 	// ManifestTrustBundle is the Certificates id the workload API's
 	// manifest-trust-bundle endpoint serves (empty: an empty bundle).
 	ManifestTrustBundle string `toml:"manifest_trust_bundle"`
-	// WorkloadEncryptionKey is the Keys id (usage encrypt, made if missing)
-	// behind the workload API's encrypt and decrypt.
+	// WorkloadEncryptionKey is the Keys id of the master key (usage derive,
+	// made if missing) each module's workload encrypt/decrypt key is derived
+	// from inside the Keys service.
 	WorkloadEncryptionKey string `toml:"workload_encryption_key"`
 	// ImageGC removes images no module has used for a while, on a schedule.
 	ImageGC ImageGCConfig `toml:"image_garbage_collection"`
@@ -173,7 +174,7 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		return nil, &ConfigError{File: path, Key: "edge_ca_cert", Problem: "edge_ca_cert and edge_ca_key must be set together", Fix: "set both (a configured edge CA) or neither (the quickstart edge CA)"}
 	}
 	if c.WorkloadEncryptionKey == "" {
-		c.WorkloadEncryptionKey = "edgev2-workload-encryption"
+		c.WorkloadEncryptionKey = "edgev2-workload-master"
 	}
 	if err := c.ImageGC.parse(path); err != nil {
 		return nil, err

@@ -5,13 +5,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
 	"net/url"
-	"os"
 	"time"
 
 	"github.com/edgev2/edgev2/certs"
@@ -26,13 +23,12 @@ import (
 // workloadBackend serves the workload API from the Identity, Keys and
 // Certificates services and the runtime's view of module processes.
 type workloadBackend struct {
-	rt            *modrt.Runtime
+	owners        *modrt.PidOwners
 	ids           *iclient.Client
 	certs         *cclient.Client
-	keys          *kclient.Client
 	trust         string // Certificates id of the trust bundle ("" none)
 	manifestTrust string // Certificates id of the manifest trust bundle
-	encryptionKey string // Keys id of the workload encryption key
+	encryption    workload.Encryption
 	ca            *edgeCA
 }
 
@@ -147,116 +143,56 @@ func (b workloadBackend) issue(ctx context.Context, id string, tmpl *x509.Certif
 	return chain, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), nil
 }
 
-// Encrypt is AES-256-GCM with the workload key; the additional data is
-// module id + generation id, as aziot-edged binds it.
+// Encrypt and Decrypt are the workload API's per-module encryption
+// (workload.Encryption).
 func (b workloadBackend) Encrypt(ctx context.Context, module, genID string, plaintext, iv []byte) ([]byte, error) {
-	key, err := b.encryption(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return key.Encrypt(ctx, "aes-256-gcm", plaintext, gcmNonce(iv), []byte(module+genID))
+	return b.encryption.Encrypt(ctx, module, genID, plaintext, iv)
 }
 
 func (b workloadBackend) Decrypt(ctx context.Context, module, genID string, ciphertext, iv []byte) ([]byte, error) {
-	key, err := b.encryption(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return key.Decrypt(ctx, "aes-256-gcm", ciphertext, gcmNonce(iv), []byte(module+genID))
+	return b.encryption.Decrypt(ctx, module, genID, ciphertext, iv)
 }
 
-// encryption returns the workload key, made on first use.
-func (b workloadBackend) encryption(ctx context.Context) (*kclient.Key, error) {
-	return b.keys.CreateKey(ctx, b.encryptionKey, "encrypt", nil)
+// newEncryption wires workload.Encryption to the Keys and Identity services.
+func newEncryption(kc *kclient.Client, ids *iclient.Client, masterKey string) workload.Encryption {
+	return workload.Encryption{Keys: derivedCipher{kc}, MasterKey: masterKey, Generation: identityDirectory{ids}.ModuleGeneration}
 }
 
-// gcmNonce maps the caller's initialization vector to GCM's 96-bit nonce:
-// SDKs send IVs of any length (aziot-keyd hands them to OpenSSL's GCM,
-// which hashes other lengths with GHASH); Keys takes exactly 12 bytes, so
-// other lengths are hashed here. Equal IVs give equal nonces either way,
-// so the caller's IV keeps its meaning.
-func gcmNonce(iv []byte) []byte {
-	if len(iv) == 12 {
-		return iv
-	}
-	sum := sha256.Sum256(append([]byte("edgev2 workload iv\x00"), iv...))
-	return sum[:12]
+// derivedCipher is workload.DerivedCipher over the Keys client.
+type derivedCipher struct{ kc *kclient.Client }
+
+func (d derivedCipher) EnsureMaster(ctx context.Context, id string) error {
+	_, err := d.kc.CreateKey(ctx, id, "derive", nil)
+	return err
+}
+func (d derivedCipher) EncryptDerived(ctx context.Context, id string, derivation, plaintext, iv []byte) ([]byte, error) {
+	return d.kc.Key(id).EncryptDerived(ctx, derivation, plaintext, iv, nil)
+}
+func (d derivedCipher) DecryptDerived(ctx context.Context, id string, derivation, ciphertext, iv []byte) ([]byte, error) {
+	return d.kc.Key(id).DecryptDerived(ctx, derivation, ciphertext, iv, nil)
 }
 
-// OwnsPid: a process is the module's if it lives in the pid namespace of
-// the module's task (two readlinks, no containerd round trip); modules that
-// share the host's pid namespace fall back to the task's process list.
+// OwnsPid is the runtime's one pid-ownership rule (modrt.PidOwners), the
+// same the management API uses.
 func (b workloadBackend) OwnsPid(ctx context.Context, module string, pid int32) bool {
-	// A module may call in the instant its task starts, before the runtime
-	// has recorded it: look again for up to a second before refusing.
-	for i := 0; i < 20; i++ {
-		if b.ownsPid(ctx, module, pid) {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return false
+	return b.owners.Owns(ctx, module, pid)
 }
 
-func (b workloadBackend) ownsPid(ctx context.Context, module string, pid int32) bool {
-	st, err := b.rt.Status(ctx, module)
+// identityDirectory is modrt.IdentityDirectory over the Identity client.
+type identityDirectory struct{ ids *iclient.Client }
+
+func (d identityDirectory) Device(ctx context.Context) (modrt.Device, error) {
+	dev, err := d.ids.DeviceIdentity(ctx)
 	if err != nil {
-		return false
+		return modrt.Device{}, err
 	}
-	if st.Pid != 0 {
-		hostNS, _ := os.Readlink("/proc/self/ns/pid")
-		taskNS, err1 := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", st.Pid))
-		peerNS, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
-		if err1 == nil && err2 == nil && taskNS != hostNS && peerNS == taskNS {
-			return true
-		}
-	}
-	// Not shown by the fast path (the task just started and its pid is not
-	// recorded yet, or it shares the host's pid namespace): ask containerd.
-	pids, err := b.rt.Pids(ctx, module)
-	if err != nil {
-		return false
-	}
-	for _, p := range pids {
-		if int32(p) == pid {
-			return true
-		}
-	}
-	return false
+	return modrt.Device{DeviceID: dev.S("device_id"), HubHostname: dev.S("hub_hostname"), GatewayHostname: dev.S("gateway_hostname")}, nil
 }
-
-// moduleIdentities gives each module an identity in IoT Hub (creating it
-// if missing) and the IOTEDGE_* environment aziot-edged gives modules.
-type moduleIdentities struct{ ids *iclient.Client }
-
-func (m moduleIdentities) ModuleEnv(ctx context.Context, module string) (map[string]string, error) {
-	dev, err := m.ids.DeviceIdentity(ctx)
-	if err != nil {
-		return nil, err
-	}
-	mod, err := m.ids.Module(ctx, module)
-	if fault.Is(err, fault.NotFound) {
-		mod, err = m.ids.CreateModule(ctx, module, "edgev2-modrtd")
-	}
-	if err != nil {
-		return nil, err
-	}
-	gateway := dev.S("gateway_hostname")
-	if gateway == "" {
-		gateway, _ = os.Hostname()
-	}
-	return map[string]string{
-		"IOTEDGE_WORKLOADURI":        "unix:///var/run/iotedge/workload.sock",
-		"IOTEDGE_DEVICEID":           dev.S("device_id"),
-		"IOTEDGE_MODULEID":           module,
-		"IOTEDGE_MODULEGENERATIONID": mod.S("generation_id"),
-		"IOTEDGE_IOTHUBHOSTNAME":     dev.S("hub_hostname"),
-		"IOTEDGE_AUTHSCHEME":         "sasToken",
-		"IOTEDGE_APIVERSION":         "2019-01-30",
-		"IOTEDGE_GATEWAYHOSTNAME":    gateway,
-	}, nil
+func (d identityDirectory) ModuleGeneration(ctx context.Context, module string) (string, error) {
+	mod, err := d.ids.Module(ctx, module)
+	return mod.S("generation_id"), err
+}
+func (d identityDirectory) CreateModule(ctx context.Context, module string) (string, error) {
+	mod, err := d.ids.CreateModule(ctx, module, "edgev2-modrtd")
+	return mod.S("generation_id"), err
 }

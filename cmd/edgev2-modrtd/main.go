@@ -69,10 +69,11 @@ func run(configPath string, log *slog.Logger) int {
 			}
 			ids := iclient.New(conn)
 			cc, kc := cclient.New(conn), kclient.New(conn)
+			owners := modrt.NewPidOwners(rt)
 			ca = newEdgeCA(cc, kc, cfg.EdgeCACert, cfg.EdgeCAKey, time.Duration(cfg.EdgeCALifetimeDays)*24*time.Hour, log)
-			wl = workload.NewManager(filepath.Join(cfg.Homedir, "workload"), workloadBackend{rt: rt, ids: ids, certs: cc, keys: kc,
-				trust: cfg.TrustBundle, manifestTrust: cfg.ManifestTrustBundle, encryptionKey: cfg.WorkloadEncryptionKey, ca: ca}, log)
-			svc.Identities, svc.Workload = moduleIdentities{ids}, wl
+			wl = workload.NewManager(filepath.Join(cfg.Homedir, "workload"), workloadBackend{owners: owners, ids: ids, certs: cc,
+				trust: cfg.TrustBundle, manifestTrust: cfg.ManifestTrustBundle, encryption: newEncryption(kc, ids, cfg.WorkloadEncryptionKey), ca: ca}, log)
+			svc.Identities, svc.Workload = modrt.IdentityEnv{Directory: identityDirectory{ids}}, wl
 			watch = &identityWatch{conn: conn, ids: ids, svc: svc, locals: cfg.Modules, record: filepath.Join(cfg.Homedir, "device.json"), log: log}
 			svc.Resume(ctx)
 			modrt.NewBusAPI(ctx, svc, auth, srv, log)
@@ -82,7 +83,7 @@ func run(configPath string, log *slog.Logger) int {
 				return fmt.Errorf("management socket %s: %w", cfg.MgmtSocket, err)
 			}
 			api := mgmt.NewServer(mgmtModules{svc}, mgmtIdentities{ids}, mgmt.HostSystemInfo("edgev2 0.1"), log)
-			api.SetPidResolver(pidModule(rt))
+			api.SetPidResolver(owners.ModuleOf)
 			go func() {
 				if err := api.Serve(ctx, l); err != nil {
 					log.Error("management API stopped", "err", err)

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"os"
 
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/modrt"
@@ -95,31 +93,3 @@ func (m mgmtIdentities) Delete(ctx context.Context, id string) error {
 	return m.ids.DeleteModule(ctx, id)
 }
 func (m mgmtIdentities) Reprovision(ctx context.Context) error { return m.ids.Reprovision(ctx) }
-
-// pidModule maps a caller's pid to the module it belongs to (by pid
-// namespace), for the management API's agent-only routes.
-func pidModule(rt *modrt.Runtime) mgmt.PidResolver {
-	return func(ctx context.Context, pid int32) (string, bool) {
-		peerNS, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
-		if err != nil {
-			return "", false
-		}
-		hostNS, _ := os.Readlink("/proc/self/ns/pid")
-		if peerNS == hostNS {
-			return "", false
-		}
-		sts, err := rt.List(ctx)
-		if err != nil {
-			return "", false
-		}
-		for _, st := range sts {
-			if st.Pid == 0 {
-				continue
-			}
-			if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", st.Pid)); err == nil && ns == peerNS {
-				return st.Name, true
-			}
-		}
-		return "", false
-	}
-}

@@ -216,3 +216,19 @@ func (k *Key) ExportDerived(ctx context.Context, derivation []byte) ([]byte, err
 	err := k.c.call(ctx, k.Path, keyInterface+".ExportDerived", []any{&out}, derivation)
 	return out, err
 }
+
+// EncryptDerived encrypts with aes-256-gcm under the key derived from this
+// master key for derivation (build it with keys/derivation); iv and aad as
+// for Encrypt. The derived key stays in the Keys service.
+func (k *Key) EncryptDerived(ctx context.Context, derivation, plaintext, iv, aad []byte) ([]byte, error) {
+	var out []byte
+	err := k.c.call(ctx, k.Path, keyInterface+".EncryptDerived", []any{&out}, derivation, "aes-256-gcm", plaintext, cipherOpts(iv, aad))
+	return out, err
+}
+
+// DecryptDerived reverses EncryptDerived.
+func (k *Key) DecryptDerived(ctx context.Context, derivation, ciphertext, iv, aad []byte) ([]byte, error) {
+	var out []byte
+	err := k.c.call(ctx, k.Path, keyInterface+".DecryptDerived", []any{&out}, derivation, "aes-256-gcm", ciphertext, cipherOpts(iv, aad))
+	return out, err
+}

@@ -47,8 +47,9 @@ type Backend interface {
 	// IdentityCert issues the module's client certificate under the edge
 	// CA (CN = module, SAN URI azureiot://hub/devices/dev/modules/module).
 	IdentityCert(ctx context.Context, module string) (chainPEM, keyPEM string, err error)
-	// Encrypt and Decrypt are AES-256-GCM with the device's workload key;
-	// the additional data binds the result to module and generation.
+	// Encrypt and Decrypt are AES-256-GCM under the module's own key,
+	// derived in the Keys service for (module, generation); a genID that is
+	// not the module's real generation id is fault.NotAuthorized (403).
 	Encrypt(ctx context.Context, module, genID string, plaintext, iv []byte) ([]byte, error)
 	Decrypt(ctx context.Context, module, genID string, ciphertext, iv []byte) ([]byte, error)
 	// ManifestTrustBundle is the PEM deployment manifests are signed

@@ -34,6 +34,9 @@ func (fakeBackend) IdentityCert(context.Context, string) (string, string, error)
 	return "", "", fault.New(fault.Unavailable, "no edge CA")
 }
 func (fakeBackend) Encrypt(_ context.Context, module, gen string, pt, iv []byte) ([]byte, error) {
+	if gen == "not-mine" {
+		return nil, fault.New(fault.NotAuthorized, "generation id %q in the path is not module %s's", gen, module)
+	}
 	return []byte(module + gen + string(iv) + string(pt)), nil
 }
 func (fakeBackend) Decrypt(_ context.Context, module, gen string, ct, iv []byte) ([]byte, error) {
@@ -75,6 +78,7 @@ func TestWorkloadRoutesAnswerAsAziotEdgedDoes(t *testing.T) {
 		{"encrypt", "POST", "/modules/sensor/genid/g1/encrypt" + v, `{"plaintext":"` + b64("p") + `","initializationVector":"` + b64("iv") + `"}`, 100, 200, `"ciphertext":"` + b64("sensorg1ivp") + `"`},
 		{"decrypt", "POST", "/modules/sensor/genid/g1/decrypt" + v, `{"ciphertext":"` + b64("sensorg1ivp") + `","initializationVector":"` + b64("iv") + `"}`, 100, 200, `"plaintext":"` + b64("p") + `"`},
 		{"decrypt under another generation", "POST", "/modules/sensor/genid/g2/decrypt" + v, `{"ciphertext":"` + b64("sensorg1ivp") + `","initializationVector":"` + b64("iv") + `"}`, 100, 400, "authenticate"},
+		{"encrypt under a generation not the module's", "POST", "/modules/sensor/genid/not-mine/encrypt" + v, `{"plaintext":"` + b64("p") + `","initializationVector":"` + b64("iv") + `"}`, 100, 403, "not module sensor's"},
 		{"encrypt without an iv", "POST", "/modules/sensor/genid/g1/encrypt" + v, `{"plaintext":"` + b64("p") + `"}`, 100, 400, "initializationVector"},
 		{"encrypt with an empty iv", "POST", "/modules/sensor/genid/g1/encrypt" + v, `{"plaintext":"","initializationVector":""}`, 100, 400, "empty"},
 		{"decrypt of non-base64", "POST", "/modules/sensor/genid/g1/decrypt" + v, `{"ciphertext":"%%%","initializationVector":"` + b64("iv") + `"}`, 100, 400, "base64"},

@@ -23,6 +23,10 @@ import (
 )
 
 func main() {
+	if os.Getenv("MGMT_PROBE_CHILD") != "" {
+		fmt.Println(mgmtCall()) // mgmt.go
+		return
+	}
 	res := map[string]any{}
 	defer func() {
 		b, _ := json.Marshal(res)
@@ -35,6 +39,14 @@ func main() {
 	api := os.Getenv("IOTEDGE_APIVERSION")
 	hub, dev, mod, gen := os.Getenv("IOTEDGE_IOTHUBHOSTNAME"), os.Getenv("IOTEDGE_DEVICEID"), os.Getenv("IOTEDGE_MODULEID"), os.Getenv("IOTEDGE_MODULEGENERATIONID")
 	res["module"] = mod
+	if os.Getenv("MGMT_PROBE") != "" {
+		mgmtProbe(res) // mgmt.go
+		return
+	}
+	if role := os.Getenv("ENCRYPT_ROLE"); role != "" {
+		encryptRole(role, sock, api, mod, gen, res) // encrypt.go
+		return
+	}
 	sign := func(asModule string, data string) (string, int) {
 		body, _ := json.Marshal(map[string]string{"keyId": "primary", "algo": "HMACSHA256", "data": base64.StdEncoding.EncodeToString([]byte(data))})
 		resp, err := c.Post("http://workload/modules/"+asModule+"/genid/"+gen+"/sign?api-version="+api, "application/json", bytes.NewReader(body))

@@ -1,0 +1,166 @@
+package identity_test
+
+import (
+	"bufio"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/modrt"
+)
+
+// ownerSecret is what workloadclient's "owner" role encrypts.
+const ownerSecret = "the owner's secret reading: 42.17 degrees"
+
+// TestWorkloadEncryptionIsPerModule: module sensor-2 encrypts a secret over
+// its workload socket and still decrypts it after modrtd and keyd restart;
+// module sensor, from inside its own container and with sensor-2's
+// ciphertext, IV and generation id in hand, cannot read it: naming
+// sensor-2 in the path is 403, its own path does not authenticate (400), a
+// generation id spliced to complete sensor-2's name is 403, a generation
+// id not its own is 403, and zeros encrypted under sensor-2's IV XORed
+// with the ciphertext are not the secret. sensor's own encrypt/decrypt works.
+func TestWorkloadEncryptionIsPerModule(t *testing.T) {
+	w := newWorld(t)
+	importKey(t, w, "dps-key", "sign", dpsKey)
+	w.startIdentityd(t, "workload-encrypt", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"reg-sym\"\nsymmetric_key = \"dps-key\"\n", w.hostPort))
+	w.waitState(t, "provisioned", 30*time.Second)
+
+	ctr := testenv.StartContainerd(t)
+	bin := filepath.Join(t.TempDir(), "workloadclient")
+	build := exec.Command("go", "build", "-o", bin, "./internal/testenv/workloadclient")
+	build.Dir = testenv.RepoRoot()
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build workloadclient: %v\n%s", err, out)
+	}
+	archive := testenv.BuildImage(t, "edgev2.test/workloadclient:1", testenv.ImageConfig{
+		Entrypoint: []string{"/bin/workloadclient"}, Files: map[string]string{"/bin/workloadclient": bin}})
+	dir := testenv.SharedTempDir(t, "modrtd")
+	cfg := filepath.Join(dir, "modrtd.toml")
+	ns := fmt.Sprintf("edgev2-enc-%d", time.Now().UnixNano())
+	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = %q\n", filepath.Join(dir, "home"), ctr.Address, ns)), 0o600)
+	modrtd := testenv.StartService(t, w.bus, testenv.ServiceOptions{
+		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
+		User: "root", BusName: modrt.BusName,
+	})
+	root := w.conn.Object(modrt.BusName, modrt.ObjectPath)
+	f, _ := os.Open(archive)
+	var names []string
+	if err := root.Call(modrt.Interface+".ImportImage", 0, godbus.UnixFD(f.Fd())).Store(&names); err != nil {
+		t.Fatalf("ImportImage: %v", err)
+	}
+	f.Close()
+	create := func(name string, env map[string]string) {
+		t.Helper()
+		envJSON := map[string]map[string]string{}
+		for k, v := range env {
+			envJSON[k] = map[string]string{"value": v}
+		}
+		e, _ := json.Marshal(envJSON)
+		spec := fmt.Sprintf(`{"name":%q,"type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{}},"env":%s}}`, name, e)
+		var p godbus.ObjectPath
+		if err := root.Call(modrt.Interface+".CreateModule", 0, name, spec, map[string]godbus.Variant{}).Store(&p); err != nil {
+			t.Fatalf("CreateModule %s: %v", name, err)
+		}
+	}
+	// lines returns the module's output lines that start with prefix, as JSON.
+	lines := func(name, prefix string) []map[string]any {
+		t.Helper()
+		var fd godbus.UnixFD
+		obj := w.conn.Object(modrt.BusName, bus.ChildPath(modrt.ObjectPath, "modules", name))
+		if err := obj.Call(modrt.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{}).Store(&fd); err != nil {
+			t.Fatalf("GetLogs %s: %v", name, err)
+		}
+		lf := os.NewFile(uintptr(fd), "logs")
+		text, _ := modrt.FramedText(lf)
+		lf.Close()
+		var out []map[string]any
+		sc := bufio.NewScanner(strings.NewReader(text))
+		for sc.Scan() {
+			if j, ok := strings.CutPrefix(sc.Text(), prefix+" "); ok {
+				var m map[string]any
+				if err := json.Unmarshal([]byte(j), &m); err != nil {
+					t.Fatalf("%s line %q: %v", prefix, j, err)
+				}
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	waitLine := func(name, prefix string, match func(map[string]any) bool) map[string]any {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			for _, l := range lines(name, prefix) {
+				if match(l) {
+					return l
+				}
+			}
+		}
+		t.Fatalf("module %s printed no matching %s line; its lines: %v", name, prefix, lines(name, prefix))
+		return nil
+	}
+	first := func(map[string]any) bool { return true }
+
+	create("sensor-2", map[string]string{"ENCRYPT_ROLE": "owner"})
+	owner := waitLine("sensor-2", "ENCRYPT-OWNER", first)
+	if owner["status"] != float64(200) {
+		t.Fatalf("sensor-2 encrypting its secret got %v; want 200", owner["status"])
+	}
+	waitLine("sensor-2", "ENCRYPT-DECRYPT", func(l map[string]any) bool { return l["status"] == float64(200) && l["ok"] == true })
+
+	// Across restarts of modrtd and keyd (keys reloaded from the store),
+	// the module's ciphertext still decrypts for it.
+	w.keyd.Restart(t)
+	modrtd.Restart(t)
+	last := 0.0
+	for _, l := range lines("sensor-2", "ENCRYPT-DECRYPT") {
+		last = max(last, l["n"].(float64))
+	}
+	// Line last+2 was requested after line last+1 was printed, which was
+	// after this point: it reached the restarted services.
+	after := waitLine("sensor-2", "ENCRYPT-DECRYPT", func(l map[string]any) bool { return l["n"].(float64) >= last+2 && l["status"] == float64(200) })
+	if after["ok"] != true {
+		t.Fatalf("sensor-2 decrypting its ciphertext after restarts: %v; want its secret back", after)
+	}
+
+	create("sensor", map[string]string{"ENCRYPT_ROLE": "attacker", "VICTIM": "sensor-2", "VICTIM_GENID": owner["genid"].(string),
+		"VICTIM_CIPHERTEXT": owner["ciphertext"].(string), "VICTIM_IV": owner["iv"].(string)})
+	res := waitLine("sensor", "WORKLOAD-RESULT", first)
+	t.Logf("sensor: %v", res)
+	if res["error"] != nil {
+		t.Fatalf("sensor: %v", res["error"])
+	}
+	if res["own_encrypt_status"] != float64(200) || res["own_decrypt_status"] != float64(200) || res["own_roundtrip"] != true {
+		t.Fatalf("sensor's own encrypt %v, decrypt %v, round trip %v; want 200, 200, true", res["own_encrypt_status"], res["own_decrypt_status"], res["own_roundtrip"])
+	}
+	for _, c := range []struct{ key, what string }{
+		{"as_victim_status", "decrypting sensor-2's ciphertext naming sensor-2 in the path"},
+		{"spliced_genid_status", "decrypting under generation id \"-2<sensor-2's generation>\""},
+		{"wrong_genid_status", "encrypting under a generation id not its own"},
+	} {
+		if res[c.key] != float64(403) {
+			t.Errorf("sensor %s got %v; want 403", c.what, res[c.key])
+		}
+	}
+	if res["own_path_status"] != float64(400) {
+		t.Errorf("sensor decrypting sensor-2's ciphertext under its own name got %v; want 400 (does not authenticate)", res["own_path_status"])
+	}
+	xor, _ := base64.StdEncoding.DecodeString(fmt.Sprint(res["xor_plaintext"]))
+	if res["zeros_status"] != float64(200) || len(xor) != len(ownerSecret) {
+		t.Fatalf("sensor encrypting zeros under sensor-2's IV: %v, %d bytes; want 200 and %d bytes", res["zeros_status"], len(xor), len(ownerSecret))
+	}
+	if string(xor) == ownerSecret {
+		t.Fatal("sensor recovered sensor-2's secret by encrypting zeros under its IV and XORing")
+	}
+}

@@ -1,0 +1,140 @@
+package modrt
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+)
+
+// ownerRuntime is what PidOwners needs of the runtime.
+type ownerRuntime interface {
+	Status(ctx context.Context, name string) (Status, error)
+	List(ctx context.Context) ([]Status, error)
+	Pids(ctx context.Context, name string) ([]uint32, error)
+}
+
+// PidOwners decides which module a process belongs to, for the workload
+// sockets and the management API alike. One rule: pid is module M's when it
+// lives in the pid namespace of M's task and that namespace is not the
+// host's (two readlinks, no containerd round trip), or when containerd lists
+// it among the processes of M's task (modules that share the host's pid
+// namespace, and the instant a task starts before its pid is recorded).
+type PidOwners struct {
+	rt     ownerRuntime
+	procFS string // "/proc"; tests may point elsewhere
+	// settle is how long Owns keeps looking before it refuses: a module
+	// may call in the instant its task starts, before the runtime has
+	// recorded it.
+	settle time.Duration
+}
+
+// NewPidOwners answers from rt's view of module tasks.
+func NewPidOwners(rt *Runtime) *PidOwners { return newPidOwners(rt) }
+
+func newPidOwners(rt ownerRuntime) *PidOwners {
+	return &PidOwners{rt: rt, procFS: "/proc", settle: time.Second}
+}
+
+func (o *PidOwners) pidNS(pid int) (string, error) {
+	if pid == 0 {
+		return os.Readlink(o.procFS + "/self/ns/pid")
+	}
+	return os.Readlink(fmt.Sprintf("%s/%d/ns/pid", o.procFS, pid))
+}
+
+// Owns reports whether pid is a process of module, looking again for up to
+// a second before it says no.
+func (o *PidOwners) Owns(ctx context.Context, module string, pid int32) bool {
+	deadline := time.Now().Add(o.settle)
+	for {
+		if pid > 0 && o.ownsOnce(ctx, module, pid) {
+			return true
+		}
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (o *PidOwners) ownsOnce(ctx context.Context, module string, pid int32) bool {
+	st, err := o.rt.Status(ctx, module)
+	if err != nil {
+		return false
+	}
+	hostNS, err := o.pidNS(0)
+	if err != nil {
+		return false
+	}
+	peerNS, err := o.pidNS(int(pid))
+	if err != nil {
+		return false // gone, or not visible from here
+	}
+	return o.owns(ctx, st, pid, peerNS, hostNS)
+}
+
+// owns applies the rule to one module's status.
+func (o *PidOwners) owns(ctx context.Context, st Status, pid int32, peerNS, hostNS string) bool {
+	return o.inTaskNS(st, peerNS, hostNS) || o.listed(ctx, st.Name, pid)
+}
+
+// inTaskNS is the fast half of the rule: peerNS is the (non-host) pid
+// namespace of the module's task.
+func (o *PidOwners) inTaskNS(st Status, peerNS, hostNS string) bool {
+	if st.Pid == 0 {
+		return false
+	}
+	taskNS, err := o.pidNS(int(st.Pid))
+	return err == nil && taskNS != hostNS && peerNS == taskNS
+}
+
+// listed is the other half: containerd lists pid in the module's task.
+func (o *PidOwners) listed(ctx context.Context, module string, pid int32) bool {
+	pids, err := o.rt.Pids(ctx, module)
+	if err != nil {
+		return false
+	}
+	for _, p := range pids {
+		if int32(p) == pid {
+			return true
+		}
+	}
+	return false
+}
+
+// ModuleOf names the module pid belongs to, by the same rule as Owns (one
+// pass, no waiting); ok is false for a process of no module.
+func (o *PidOwners) ModuleOf(ctx context.Context, pid int32) (module string, ok bool) {
+	if pid <= 0 {
+		return "", false
+	}
+	hostNS, err := o.pidNS(0)
+	if err != nil {
+		return "", false
+	}
+	peerNS, err := o.pidNS(int(pid))
+	if err != nil {
+		return "", false
+	}
+	sts, err := o.rt.List(ctx)
+	if err != nil {
+		return "", false
+	}
+	// Namespaces first (no containerd round trips), then process lists.
+	for _, st := range sts {
+		if o.inTaskNS(st, peerNS, hostNS) {
+			return st.Name, true
+		}
+	}
+	for _, st := range sts {
+		if o.listed(ctx, st.Name, pid) {
+			return st.Name, true
+		}
+	}
+	return "", false
+}

@@ -1,0 +1,153 @@
+package modrt
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/testenv"
+)
+
+// fakeOwnerRuntime: modules with a task pid and the pids containerd lists.
+type fakeOwnerRuntime map[string]struct {
+	pid  uint32
+	pids []uint32
+}
+
+func (f fakeOwnerRuntime) Status(_ context.Context, name string) (Status, error) {
+	m, ok := f[name]
+	if !ok {
+		return Status{}, fault.New(fault.NotFound, "no module %s", name)
+	}
+	return Status{Name: name, Pid: m.pid}, nil
+}
+func (f fakeOwnerRuntime) List(ctx context.Context) ([]Status, error) {
+	var out []Status
+	for name := range f {
+		st, _ := f.Status(ctx, name)
+		out = append(out, st)
+	}
+	return out, nil
+}
+func (f fakeOwnerRuntime) Pids(_ context.Context, name string) ([]uint32, error) {
+	return f[name].pids, nil
+}
+
+// startInNewPidNS runs a shell as pid 1 of a new pid namespace with one
+// child, as a container task would, and returns (task pid, child pid) as
+// the host sees them.
+func startInNewPidNS(t *testing.T) (int, int) {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", "sleep 300 & wait")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start a process in a new pid namespace: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	task := cmd.Process.Pid
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		data, _ := os.ReadFile("/proc/" + strconv.Itoa(task) + "/task/" + strconv.Itoa(task) + "/children")
+		if f := strings.Fields(string(data)); len(f) > 0 {
+			child, _ := strconv.Atoi(f[0])
+			return task, child
+		}
+	}
+	t.Fatal("the task's child did not appear")
+	return 0, 0
+}
+
+// TestPidOwnersOneRuleForBothAPIs: a process in a module's pid namespace is
+// the module's; a host process is a module's only when containerd lists it
+// in the module's task (host pid namespace); nothing else is anyone's.
+func TestPidOwnersOneRuleForBothAPIs(t *testing.T) {
+	testenv.RequireRoot(t)
+	ctx := context.Background()
+	task, child := startInNewPidNS(t)
+	hostMod := exec.Command("sleep", "300")
+	if err := hostMod.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hostMod.Process.Kill(); hostMod.Wait() })
+	stranger := exec.Command("sleep", "300")
+	if err := stranger.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stranger.Process.Kill(); stranger.Wait() })
+	rt := fakeOwnerRuntime{
+		"edgeAgent": {pid: uint32(task), pids: []uint32{uint32(task)}}, // the child is not listed: the namespace decides
+		"hostpid":   {pid: uint32(hostMod.Process.Pid), pids: []uint32{uint32(hostMod.Process.Pid)}},
+		"starting":  {pid: 0, pids: nil},
+	}
+	o := newPidOwners(rt)
+	o.settle = 0
+	tests := []struct {
+		name   string
+		module string
+		pid    int
+		owns   bool
+	}{
+		{"the task itself", "edgeAgent", task, true},
+		{"a child in the task's pid namespace", "edgeAgent", child, true},
+		{"the child, asked as another module", "hostpid", child, false},
+		{"a host-pid-namespace module's listed process", "hostpid", hostMod.Process.Pid, true},
+		{"another host process is not the host-pid module's", "hostpid", stranger.Process.Pid, false},
+		{"modrtd itself (the host's pid namespace) is not a namespaced module's", "edgeAgent", os.Getpid(), false},
+		{"a module without a task owns nothing", "starting", child, false},
+		{"an unknown module owns nothing", "ghost", child, false},
+		{"pid 0", "edgeAgent", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := o.Owns(ctx, tt.module, int32(tt.pid)); got != tt.owns {
+				t.Fatalf("Owns(%s, %d) = %v, want %v", tt.module, tt.pid, got, tt.owns)
+			}
+			// ModuleOf agrees with Owns.
+			m, ok := o.ModuleOf(ctx, int32(tt.pid))
+			if tt.owns && (!ok || m != tt.module) {
+				t.Fatalf("ModuleOf(%d) = %q, %v; want %s", tt.pid, m, ok, tt.module)
+			}
+			if !tt.owns && ok && m == tt.module {
+				t.Fatalf("ModuleOf(%d) = %s, which Owns denies", tt.pid, m)
+			}
+		})
+	}
+	if m, ok := o.ModuleOf(ctx, int32(stranger.Process.Pid)); ok {
+		t.Fatalf("ModuleOf(a host process of no module) = %s", m)
+	}
+}
+
+// TestPidOwnersWaitsForATaskThatIsStarting: a module calling the instant
+// its task starts, before the runtime records its pid, is recognised once
+// the runtime has it, within the settle time.
+func TestPidOwnersWaitsForATaskThatIsStarting(t *testing.T) {
+	testenv.RequireRoot(t)
+	task, child := startInNewPidNS(t)
+	rt := &settlingRuntime{after: time.Now().Add(200 * time.Millisecond), pid: uint32(task)}
+	o := newPidOwners(rt)
+	if !o.Owns(context.Background(), "sensor", int32(child)) {
+		t.Fatal("Owns refused a process of a task recorded 200 ms after the call")
+	}
+}
+
+type settlingRuntime struct {
+	after time.Time
+	pid   uint32
+}
+
+func (s *settlingRuntime) Status(_ context.Context, name string) (Status, error) {
+	if time.Now().Before(s.after) {
+		return Status{Name: name}, nil
+	}
+	return Status{Name: name, Pid: s.pid}, nil
+}
+func (s *settlingRuntime) List(ctx context.Context) ([]Status, error) {
+	st, _ := s.Status(ctx, "sensor")
+	return []Status{st}, nil
+}
+func (s *settlingRuntime) Pids(context.Context, string) ([]uint32, error) { return nil, nil }
