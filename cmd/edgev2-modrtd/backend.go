@@ -136,7 +136,7 @@ func (b workloadBackend) issue(ctx context.Context, id string, tmpl *x509.Certif
 		return "", "", err
 	}
 	chain, err := b.certs.Create(ctx, id, csr, cclient.CreateOptions{
-		Issuer: "local_ca", IssuerCert: b.ca.certID, IssuerKey: b.ca.keyID, Validity: validity.Round(time.Second)})
+		Issuer: "local_ca", IssuerCert: b.ca.certID, Validity: validity.Round(time.Second)})
 	if err != nil {
 		return "", "", err
 	}

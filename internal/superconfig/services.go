@@ -18,6 +18,12 @@ type certdFile struct {
 	PreloadedCerts map[string]string         `toml:"preloaded_certs,omitempty"`
 	EST            *certdEST                 `toml:"est,omitempty"`
 	Issuance       map[string]*certdIssuance `toml:"cert_issuance,omitempty"`
+	LocalCAs       map[string]*certdLocalCA  `toml:"local_ca,omitempty"`
+}
+
+// certdLocalCA binds a CA certificate id to the key that signs for it.
+type certdLocalCA struct {
+	Key string `toml:"key"`
 }
 
 type certdEST struct {
