@@ -34,6 +34,7 @@ type workloadBackend struct {
 	manifestTrust string // Certificates id of the manifest trust bundle
 	encryptionKey string // Keys id of the workload encryption key
 	ca            *edgeCA
+	names         modrt.WorkloadConfig // server certificate names granted to modules
 }
 
 var _ workload.Backend = workloadBackend{}
@@ -103,6 +104,18 @@ func bundle(cs []*x509.Certificate) string {
 // is made here and handed over, as aziot-edged does), and has certd issue
 // the certificate under the edge CA.
 func (b workloadBackend) ServerCert(ctx context.Context, module, commonName string, notAfter time.Time) (string, string, error) {
+	gateway := ""
+	if module == modrt.EdgeHubModule {
+		if dev, err := b.ids.DeviceIdentity(ctx); err == nil {
+			gateway = dev.S("gateway_hostname")
+		}
+		if gateway == "" {
+			gateway, _ = os.Hostname() // as ModuleEnv's IOTEDGE_GATEWAYHOSTNAME
+		}
+	}
+	if !b.names.ServerCertNameAllowed(module, commonName, gateway) {
+		return "", "", fault.New(fault.NotAuthorized, "module %q may get server certificates only for its own name (or names [workload.server_cert_names] in modrtd.toml grants it), not %q", module, commonName)
+	}
 	return b.issue(ctx, "module-server-"+module, &x509.CertificateRequest{
 		Subject: pkix.Name{CommonName: commonName}, DNSNames: []string{commonName}}, time.Until(notAfter))
 }

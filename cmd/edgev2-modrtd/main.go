@@ -70,7 +70,7 @@ func run(configPath string, log *slog.Logger) int {
 			cc, kc := cclient.New(conn), kclient.New(conn)
 			ca = newEdgeCA(cc, kc, cfg.EdgeCACert, cfg.EdgeCAKey, time.Duration(cfg.EdgeCALifetimeDays)*24*time.Hour, log)
 			wl = workload.NewManager(filepath.Join(cfg.Homedir, "workload"), workloadBackend{rt: rt, ids: ids, certs: cc, keys: kc,
-				trust: cfg.TrustBundle, manifestTrust: cfg.ManifestTrustBundle, encryptionKey: cfg.WorkloadEncryptionKey, ca: ca}, log)
+				trust: cfg.TrustBundle, manifestTrust: cfg.ManifestTrustBundle, encryptionKey: cfg.WorkloadEncryptionKey, ca: ca, names: cfg.Workload}, log)
 			svc.Identities, svc.Workload = moduleIdentities{ids}, wl
 			watch = &identityWatch{conn: conn, ids: ids, svc: svc, locals: cfg.Modules, record: filepath.Join(cfg.Homedir, "device.json"), log: log}
 			svc.Resume(ctx)
