@@ -77,6 +77,9 @@ func (c *Config) plan() (*plan, error) {
 	if err := c.planRuntime(r, p); err != nil {
 		return nil, err
 	}
+	if err := c.planWorkload(p); err != nil {
+		return nil, err
+	}
 	if err := c.planPrincipals(p); err != nil {
 		return nil, err
 	}

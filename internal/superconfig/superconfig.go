@@ -29,6 +29,7 @@ type Config struct {
 	Agent          *Module           `toml:"agent"`
 	Modules        []Module          `toml:"modules"`
 	Principals     []Principal       `toml:"principal"`
+	Workload       *Workload         `toml:"workload"`
 
 	path  string
 	lines lineIndex
