@@ -3,6 +3,7 @@ package certs
 import (
 	"fmt"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,18 @@ type Config struct {
 	PreloadedCerts map[string]string    `toml:"preloaded_certs"`
 	EST            ESTDefaults          `toml:"est"`
 	Issuance       map[string]*Issuance `toml:"cert_issuance"`
+	// LocalCAs binds CA certificate ids to the key that signs for them.
+	// Only a CA bound here (or issued here with ca = true, or named by a
+	// local_ca issuance with its issuer_key) can issue, and only with that
+	// key: a caller never names the key.
+	LocalCAs map[string]*LocalCA `toml:"local_ca"`
+
+	caKeys map[string]string // CA certificate id -> key id, from all three
+}
+
+// LocalCA is one [local_ca.<cert id>] entry.
+type LocalCA struct {
+	Key string `toml:"key"` // the Keys id of the CA's private key
 }
 
 // ESTDefaults are the EST settings every est issuance uses unless it
@@ -176,8 +189,8 @@ func (c *Config) validate(path string) error {
 				}
 			}
 		case "local_ca":
-			if is.IssuerCert == "" || is.IssuerKey == "" {
-				return bad(key+".issuer_cert", "method local_ca needs issuer_cert and issuer_key", "name the CA certificate and key ids")
+			if is.IssuerCert == "" {
+				return bad(key+".issuer_cert", "method local_ca needs issuer_cert", "name the CA certificate id (its key comes from [local_ca.<id>] key, or issuer_key here)")
 			}
 		case "self_signed":
 		default:
@@ -224,7 +237,75 @@ func (c *Config) validate(path string) error {
 			}
 		}
 	}
+	return c.bindCAs(bad)
+}
+
+// bindCAs collects which key signs for each CA: [local_ca.<id>] key, the
+// key_id of an issuance with ca = true, and a local_ca issuance's
+// issuer_key. They must agree, and every local_ca issuance's CA must be bound.
+func (c *Config) bindCAs(bad func(key, problem, fix string) error) error {
+	c.caKeys = map[string]string{}
+	from := map[string]string{}
+	bind := func(setting, certID, keyID string) error {
+		if prev, ok := c.caKeys[certID]; ok && prev != keyID {
+			return bad(setting, fmt.Sprintf("binds CA %q to key %q, but %s binds it to key %q", certID, keyID, from[certID], prev), "name one key per CA")
+		}
+		c.caKeys[certID], from[certID] = keyID, setting
+		return nil
+	}
+	for _, id := range sortedIDs(c.LocalCAs) {
+		lc, key := c.LocalCAs[id], "local_ca."+id
+		if msg := label.ValidateID("certificate id", id); msg != "" {
+			return bad(key, msg, "use printable UTF-8")
+		}
+		if lc == nil || lc.Key == "" {
+			return bad(key+".key", "missing", "name the Keys id of the CA's private key")
+		}
+		if msg := label.ValidateID("key id", lc.Key); msg != "" {
+			return bad(key+".key", msg, "use printable UTF-8")
+		}
+		if err := bind(key+".key", id, lc.Key); err != nil {
+			return err
+		}
+	}
+	for _, id := range sortedIDs(c.Issuance) {
+		if is := c.Issuance[id]; is.CA {
+			if err := bind("cert_issuance."+id+".key_id", id, is.KeyID); err != nil {
+				return err
+			}
+		}
+	}
+	for _, id := range sortedIDs(c.Issuance) {
+		is, key := c.Issuance[id], "cert_issuance."+id
+		if is.Method != "local_ca" {
+			continue
+		}
+		if is.IssuerKey != "" {
+			if err := bind(key+".issuer_key", is.IssuerCert, is.IssuerKey); err != nil {
+				return err
+			}
+		}
+		if _, ok := c.caKeys[is.IssuerCert]; !ok {
+			return bad(key+".issuer_cert", fmt.Sprintf("CA %q has no key in the configuration", is.IssuerCert),
+				fmt.Sprintf("add [local_ca.%s] key = \"<key id>\"", is.IssuerCert))
+		}
+	}
 	return nil
+}
+
+// CAKey is the key the configuration binds to a CA certificate id.
+func (c *Config) CAKey(certID string) (string, bool) {
+	k, ok := c.caKeys[certID]
+	return k, ok
+}
+
+func sortedIDs[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func checkHTTPS(raw string) error {

@@ -25,6 +25,19 @@ const (
 const (
 	ActionRead   = "org.edgev2.certs.read"
 	ActionManage = "org.edgev2.certs.manage"
+	// ActionIssue: sign under a CA (details cert_id = the CA's certificate
+	// id, issued_cert_id = the new certificate's id, subject = "configured"
+	// when [cert_issuance.<id>] fixes the subject, else "requested").
+	ActionIssue = "org.edgev2.certs.issue"
+	// ActionIssueCA: issue a CA certificate (details cert_id = the issuing
+	// CA, the certificate itself when self-signed; issued_cert_id).
+	ActionIssueCA = "org.edgev2.certs.issue-ca"
+)
+
+// Values of the subject detail of ActionIssue.
+const (
+	SubjectConfigured = "configured"
+	SubjectRequested  = "requested"
 )
 
 // BusAPI adapts Service to org.edgev2.Certificates1.
@@ -168,7 +181,7 @@ func (a *BusAPI) listCertificates(msg godbus.Message) ([]string, *godbus.Error) 
 func (a *BusAPI) createCertificate(msg godbus.Message, id string, csr []byte, opts map[string]godbus.Variant) (string, *godbus.Error) {
 	vals, e := bus.ParseOptions(opts, map[string]string{
 		"issuer": "s", "key_id": "s", "issuer_cert": "s", "issuer_key": "s",
-		"validity": "t", "ca": "b", "est_url": "s", "est_label": "s",
+		"validity": "t", "ca": "b", "path_len": "u", "est_url": "s", "est_label": "s",
 	})
 	if e != nil {
 		return "", e
@@ -186,18 +199,41 @@ func (a *BusAPI) createCertificate(msg godbus.Message, id string, csr []byte, op
 		o.Validity = time.Duration(v) * time.Second
 	}
 	o.CA, _ = vals["ca"].(bool)
+	if v, ok := vals["path_len"].(uint32); ok {
+		if v > 16 {
+			return "", bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("option \"path_len\" is %d; use 0 .. 16", v))
+		}
+		o.PathLen, o.HasPathLen = int(v), true
+	}
 	if o.ESTURL != "" {
 		if err := checkHTTPS(o.ESTURL); err != nil {
 			return "", bus.NewError(bus.ErrInvalidArgs, "option \"est_url\": "+err.Error())
 		}
 	}
-	// Issuing from a CA uses its key on the caller's behalf: the caller must
-	// also be allowed to manage the CA certificate, not just the target id.
-	if o.Issuer == "local_ca" && o.IssuerCert != "" {
-		if err := ValidateID(o.IssuerCert); err != nil {
-			return "", bus.ToError(err)
+	// The configuration says which CA key signs and whether the subject is
+	// fixed; the caller must hold certs.issue on that CA (and certs.issue-ca
+	// for a CA certificate), not just certs.manage on the target id.
+	auth, err := a.svc.Authority(id, o)
+	if err != nil {
+		return "", a.fail("CreateCertificate", err)
+	}
+	call := bus.CallOf(msg)
+	if o.Issuer == "local_ca" {
+		subject := SubjectRequested
+		if auth.Configured {
+			subject = SubjectConfigured
 		}
-		if e := a.authorize(bus.CallOf(msg), ActionManage, o.IssuerCert); e != nil {
+		if e := a.auth.Authorize(a.ctx, call, ActionIssue, map[string]string{
+			"cert_id": auth.IssuerCert, "issued_cert_id": id, "subject": subject}); e != nil {
+			return "", e
+		}
+	}
+	if o.CA {
+		issuer := auth.IssuerCert
+		if issuer == "" {
+			issuer = id
+		}
+		if e := a.auth.Authorize(a.ctx, call, ActionIssueCA, map[string]string{"cert_id": issuer, "issued_cert_id": id}); e != nil {
 			return "", e
 		}
 	}

@@ -153,6 +153,14 @@ url = "%s/.well-known/est"
 trusted_certs = ["est-ca"]
 username = "device-1"
 password = "%%s"
+
+# Only configured ids are enrolled under certd's EST credentials.
+[cert_issuance.basic-cert]
+method = "est"
+common_name = "device-1"
+[cert_issuance.c]
+method = "est"
+common_name = "device-1"
 `, caFile, url)
 	s := startStack(t, fmt.Sprintf(base, "s3cret-pass"))
 	ctx := ctxT(t)

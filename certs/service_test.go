@@ -72,7 +72,7 @@ func opensslVerify(t *testing.T, chain []*x509.Certificate, root *x509.Certifica
 }
 
 func TestSelfSignedAndLocalCAChainsVerifyWithOpenSSL(t *testing.T) {
-	f := newFixture(t, "")
+	f := newFixture(t, "[local_ca.ca]\nkey = \"ca\"\n")
 	ctx := context.Background()
 	caKey, _ := f.keys.CreateKeyPair(ctx, "ca", "ec-p256")
 	csr, _ := NewCSR(caKey, pkix.Name{CommonName: "edgev2 test CA"}, nil)
@@ -104,7 +104,7 @@ func TestSelfSignedAndLocalCAChainsVerifyWithOpenSSL(t *testing.T) {
 }
 
 func TestCreateRefusesBadRequests(t *testing.T) {
-	f := newFixture(t, "")
+	f := newFixture(t, "[local_ca.leaf]\nkey = \"k\"\n[local_ca.missing]\nkey = \"k\"\n")
 	ctx := context.Background()
 	key, _ := f.keys.CreateKeyPair(ctx, "k", "ec-p256")
 	other, _ := f.keys.CreateKeyPair(ctx, "other", "ec-p256")
@@ -126,7 +126,9 @@ func TestCreateRefusesBadRequests(t *testing.T) {
 		{"unknown issuer", good, CreateOptions{Issuer: "acme"}, fault.InvalidArgs},
 		{"self_signed without key", good, CreateOptions{Issuer: "self_signed"}, fault.InvalidArgs},
 		{"local_ca without CA", good, CreateOptions{Issuer: "local_ca"}, fault.InvalidArgs},
-		{"local_ca with missing CA", good, CreateOptions{Issuer: "local_ca", IssuerCert: "nope", IssuerKey: "k"}, fault.NotFound},
+		{"local_ca with an unconfigured CA", good, CreateOptions{Issuer: "local_ca", IssuerCert: "nope"}, fault.InvalidArgs},
+		{"local_ca with a caller's key", good, CreateOptions{Issuer: "local_ca", IssuerCert: "leaf", IssuerKey: "other"}, fault.InvalidArgs},
+		{"local_ca with missing CA", good, CreateOptions{Issuer: "local_ca", IssuerCert: "missing"}, fault.NotFound},
 		{"validity too long", good, CreateOptions{Issuer: "self_signed", KeyID: "k", Validity: 200 * 365 * 24 * time.Hour}, fault.InvalidArgs},
 	}
 	for _, tt := range tests {
@@ -143,7 +145,7 @@ func TestCreateRefusesBadRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = leafChain
-	if _, err := f.svc.Create(ctx, "out", forOther, CreateOptions{Issuer: "local_ca", IssuerCert: "leaf", IssuerKey: "k"}); !fault.Is(err, fault.InvalidArgs) {
+	if _, err := f.svc.Create(ctx, "out", forOther, CreateOptions{Issuer: "local_ca", IssuerCert: "leaf"}); !fault.Is(err, fault.InvalidArgs) {
 		t.Fatalf("issuing from a non-CA = %v, want InvalidArgs", err)
 	}
 	if ids, _ := f.svc.List(); len(ids) != 1 {
@@ -413,4 +415,64 @@ func FuzzParseCSR(f *testing.F) {
 			t.Fatal("accepted a request whose signature does not verify")
 		}
 	})
+}
+
+// TestSubCAPathLengthStaysBelowTheIssuers: a CA certificate issued under a
+// local CA gets a path length below its issuer's; a CA with path length 0
+// issues no CA certificates.
+func TestSubCAPathLengthStaysBelowTheIssuers(t *testing.T) {
+	f := newFixture(t, "[local_ca.root]\nkey = \"root\"\n[local_ca.mid]\nkey = \"mid\"\n")
+	ctx := context.Background()
+	csrFor := func(id string) []byte {
+		k, _ := f.keys.CreateKeyPair(ctx, id, "ec-p256")
+		csr, _ := NewCSR(k, pkix.Name{CommonName: id}, nil)
+		return csr
+	}
+	one := 1
+	if _, err := f.svc.Create(ctx, "root", csrFor("root"), CreateOptions{Issuer: "self_signed", KeyID: "root", CA: true, PathLen: one, HasPathLen: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Create(ctx, "x", csrFor("x"), CreateOptions{Issuer: "local_ca", IssuerCert: "root", CA: true, PathLen: 1, HasPathLen: true}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "path_len") {
+		t.Fatalf("path_len 1 under a CA with path length 1: %v, want InvalidArgs naming path_len", err)
+	}
+	mid, err := f.svc.Create(ctx, "mid", csrFor("mid"), CreateOptions{Issuer: "local_ca", IssuerCert: "root", CA: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := mid.Leaf(); !l.IsCA || l.MaxPathLen != 0 || !l.MaxPathLenZero {
+		t.Fatalf("sub-CA path length %d (zero %v), want 0", l.MaxPathLen, l.MaxPathLenZero)
+	}
+	if _, err := f.svc.Create(ctx, "y", csrFor("y"), CreateOptions{Issuer: "local_ca", IssuerCert: "mid", CA: true}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "path length 0") {
+		t.Fatalf("a CA under a path-length-0 CA: %v, want InvalidArgs", err)
+	}
+	leaf, err := f.svc.Create(ctx, "leaf", csrFor("leaf"), CreateOptions{Issuer: "local_ca", IssuerCert: "mid"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opensslVerify(t, leaf.Chain, leaf.Chain[len(leaf.Chain)-1], f.clock.Now())
+	if _, err := f.svc.Create(ctx, "z", csrFor("z"), CreateOptions{Issuer: "local_ca", IssuerCert: "root", PathLen: 0, HasPathLen: true}); !fault.Is(err, fault.InvalidArgs) {
+		t.Fatalf("path_len without ca: %v, want InvalidArgs", err)
+	}
+}
+
+// TestCABindingsMustAgree: two settings binding one CA to different keys,
+// or a local_ca issuance whose CA has no key, are configuration errors.
+func TestCABindingsMustAgree(t *testing.T) {
+	for name, text := range map[string]string{
+		"two keys":   "[local_ca.ca]\nkey = \"a\"\n[cert_issuance.ca]\nmethod = \"self_signed\"\nca = true\nkey_id = \"b\"\n",
+		"issuer_key": "[local_ca.ca]\nkey = \"a\"\n[cert_issuance.x]\nmethod = \"local_ca\"\nissuer_cert = \"ca\"\nissuer_key = \"b\"\n",
+		"unbound":    "[cert_issuance.x]\nmethod = \"local_ca\"\nissuer_cert = \"ca\"\n",
+		"no key":     "[local_ca.ca]\n",
+	} {
+		if _, err := ParseConfig("certd.toml", []byte("homedir = \"/var/lib/edgev2/certd\"\n"+text)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	c, err := ParseConfig("certd.toml", []byte("homedir = \"/x\"\n[local_ca.ca]\nkey = \"a\"\n[cert_issuance.x]\nmethod = \"local_ca\"\nissuer_cert = \"ca\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, ok := c.CAKey("ca"); !ok || k != "a" {
+		t.Fatalf("CAKey(ca) = %q, %v", k, ok)
+	}
 }

@@ -137,6 +137,9 @@ common_name = "manual-x509"
 method = "self_signed"
 ca = true
 common_name = "edgev2 test edge CA"
+# modrtd's quickstart edge CA, as the super-config binds it.
+[local_ca.edgev2-edge-ca]
+key = "edgev2-edge-ca"
 `, caFile, w.hostPort, estUser, estSecret))},
 		User: testenv.CertsUser, BusName: certs.BusName,
 	})

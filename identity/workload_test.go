@@ -105,6 +105,9 @@ func TestModuleGetsItsTokenThroughTheWorkloadSocket(t *testing.T) {
 		if res["server_cert_status"] != float64(201) || res["server_cert_ok"] != true {
 			t.Fatalf("%s: server certificate %v ok=%v (%v); want 201 and a chain that verifies against the trust bundle", name, res["server_cert_status"], res["server_cert_ok"], res["server_cert_error"])
 		}
+		if res["server_cert_foreign_status"] != float64(403) || !strings.Contains(fmt.Sprint(res["server_cert_foreign_message"]), "edgeHub") {
+			t.Fatalf("%s: a server certificate for edgeHub answered %v (%v); want 403 naming the name", name, res["server_cert_foreign_status"], res["server_cert_foreign_message"])
+		}
 		if res["identity_cert_status"] != float64(201) || res["identity_cert_ok"] != true {
 			t.Fatalf("%s: identity certificate %v ok=%v (%v); want 201 and a client certificate for the module's hub identity under the trust bundle", name, res["identity_cert_status"], res["identity_cert_ok"], res["identity_cert_error"])
 		}

@@ -47,6 +47,9 @@ type Config struct {
 	// any cloud agent.
 	Agent   *LocalModule  `toml:"agent"`
 	Modules []LocalModule `toml:"modules"`
+	// Workload holds what the workload API grants modules beyond their own
+	// name (see servernames.go).
+	Workload WorkloadConfig `toml:"workload"`
 }
 
 // ImageGCConfig is aziot-edged's [image_garbage_collection]: every
@@ -177,6 +180,9 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		c.WorkloadEncryptionKey = "edgev2-workload-master"
 	}
 	if err := c.ImageGC.parse(path); err != nil {
+		return nil, err
+	}
+	if err := c.Workload.validate(path); err != nil {
 		return nil, err
 	}
 	return &c, nil

@@ -53,11 +53,14 @@ func (c *Client) List(ctx context.Context) ([]string, error) {
 	return ids, err
 }
 
-// CreateOptions are CreateCertificate's options.
+// CreateOptions are CreateCertificate's options. IssuerKey is only
+// accepted when it names the key certd's configuration binds to IssuerCert;
+// leave it out.
 type CreateOptions struct {
 	Issuer, KeyID, IssuerCert, IssuerKey, ESTURL, ESTLabel string
 	Validity                                               time.Duration
 	CA                                                     bool
+	PathLen                                                *uint32 // with CA: the path length (nil: certd's default)
 }
 
 // Create issues a certificate for a DER CSR.
@@ -73,6 +76,9 @@ func (c *Client) Create(ctx context.Context, id string, csrDER []byte, o CreateO
 	}
 	if o.CA {
 		opts["ca"] = godbus.MakeVariant(true)
+	}
+	if o.PathLen != nil {
+		opts["path_len"] = godbus.MakeVariant(*o.PathLen)
 	}
 	var pem string
 	err := c.call(ctx, rootPath, iface+".CreateCertificate", []any{&pem}, id, csrDER, opts)

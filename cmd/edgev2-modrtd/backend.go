@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"net/url"
+	"os"
 	"time"
 
 	"github.com/edgev2/edgev2/certs"
@@ -30,6 +31,7 @@ type workloadBackend struct {
 	manifestTrust string // Certificates id of the manifest trust bundle
 	encryption    workload.Encryption
 	ca            *edgeCA
+	names         modrt.WorkloadConfig // server certificate names granted to modules
 }
 
 var _ workload.Backend = workloadBackend{}
@@ -99,6 +101,18 @@ func bundle(cs []*x509.Certificate) string {
 // is made here and handed over, as aziot-edged does), and has certd issue
 // the certificate under the edge CA.
 func (b workloadBackend) ServerCert(ctx context.Context, module, commonName string, notAfter time.Time) (string, string, error) {
+	gateway := ""
+	if module == modrt.EdgeHubModule {
+		if dev, err := b.ids.DeviceIdentity(ctx); err == nil {
+			gateway = dev.S("gateway_hostname")
+		}
+		if gateway == "" {
+			gateway, _ = os.Hostname() // as ModuleEnv's IOTEDGE_GATEWAYHOSTNAME
+		}
+	}
+	if !b.names.ServerCertNameAllowed(module, commonName, gateway) {
+		return "", "", fault.New(fault.NotAuthorized, "module %q may get server certificates only for its own name (or names [workload.server_cert_names] in modrtd.toml grants it), not %q", module, commonName)
+	}
 	return b.issue(ctx, "module-server-"+module, &x509.CertificateRequest{
 		Subject: pkix.Name{CommonName: commonName}, DNSNames: []string{commonName}}, time.Until(notAfter))
 }
@@ -132,7 +146,7 @@ func (b workloadBackend) issue(ctx context.Context, id string, tmpl *x509.Certif
 		return "", "", err
 	}
 	chain, err := b.certs.Create(ctx, id, csr, cclient.CreateOptions{
-		Issuer: "local_ca", IssuerCert: b.ca.certID, IssuerKey: b.ca.keyID, Validity: validity.Round(time.Second)})
+		Issuer: "local_ca", IssuerCert: b.ca.certID, Validity: validity.Round(time.Second)})
 	if err != nil {
 		return "", "", err
 	}

@@ -72,7 +72,7 @@ func run(configPath string, log *slog.Logger) int {
 			owners := modrt.NewPidOwners(rt)
 			ca = newEdgeCA(cc, kc, cfg.EdgeCACert, cfg.EdgeCAKey, time.Duration(cfg.EdgeCALifetimeDays)*24*time.Hour, log)
 			wl = workload.NewManager(filepath.Join(cfg.Homedir, "workload"), workloadBackend{owners: owners, ids: ids, certs: cc,
-				trust: cfg.TrustBundle, manifestTrust: cfg.ManifestTrustBundle, encryption: newEncryption(kc, ids, cfg.WorkloadEncryptionKey), ca: ca}, log)
+				trust: cfg.TrustBundle, manifestTrust: cfg.ManifestTrustBundle, encryption: newEncryption(kc, ids, cfg.WorkloadEncryptionKey), ca: ca, names: cfg.Workload}, log)
 			svc.Identities, svc.Workload = modrt.IdentityEnv{Directory: identityDirectory{ids}}, wl
 			watch = &identityWatch{conn: conn, ids: ids, svc: svc, locals: cfg.Modules, record: filepath.Join(cfg.Homedir, "device.json"), log: log}
 			svc.Resume(ctx)

@@ -56,6 +56,10 @@ method = "self_signed"
 ca = true
 expiry_days = 30
 `, caFile, estURL)
+	// certd enrolls only configured ids over EST, with their configured subject.
+	for i := 0; i < 8; i++ {
+		certdCfg += fmt.Sprintf("[cert_issuance.bench-est-%d]\nmethod = \"est\"\ncommon_name = \"bench-leaf\"\n", i)
+	}
 	testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-certd"),
 		Args: []string{"--config", mk("certd", cuid, cgid, certdCfg), "--log-level", "warn"},
 		User: testenv.CertsUser, BusName: certs.BusName})
@@ -107,7 +111,11 @@ func issuanceRows(p *testenv.Program, b *testenv.Bus, csr []byte, issuer string)
 					if issuer == "local_ca" {
 						o.IssuerCert, o.IssuerKey = "bench-ca", "bench-ca"
 					}
-					_, err := cl.Create(ctx, fmt.Sprintf("bench-leaf-%d", i), csr, o)
+					id := fmt.Sprintf("bench-leaf-%d", i)
+					if issuer == "est" {
+						id = fmt.Sprintf("bench-est-%d", i)
+					}
+					_, err := cl.Create(ctx, id, csr, o)
 					if err != nil {
 						errs.Add(1)
 						continue

@@ -84,6 +84,9 @@ common_name = "demo-device-1"
 expiry_days = 7
 [cert_issuance.device-cert.auto_renew]
 threshold = "80%%"
+# modrtd's quickstart edge CA, as the super-config binds it.
+[local_ca.edgev2-edge-ca]
+key = "edgev2-edge-ca"
 `, home, filepath.Join(dir, "est-ca.pem"), lab.URL)
 		if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 			return "", err

@@ -29,6 +29,7 @@ func TestParseRefusesBadConfigNamingFileLineKeyAndFix(t *testing.T) {
 		{"type error", "[keys]\npkcs11_sessions = \"eight\"\n", 2, "keys.pkcs11_sessions", "", "correct the TOML"},
 		{"TOML syntax error", "hostname = \"a\n", 1, "", "", "correct the TOML"},
 		{"bad hostname", "\n\nhostname = \"not a host\"\n", 3, "hostname", "not a host name", "DNS name"},
+		{"wildcard server certificate name", "[workload.server_cert_names]\nopcua = [\"*.plant.example\"]\n", 2, "workload.server_cert_names.opcua[0]", "not a host name", "no wildcards"},
 		{"unknown source", "[provisioning]\nsource = \"cloud\"\n", 2, "provisioning.source", "unknown source", `"manual", "dps" or "none"`},
 		{"dps without id_scope", "[provisioning]\nsource = \"dps\"\n[provisioning.attestation]\nmethod = \"tpm\"\n", 1, "provisioning.id_scope", "ID scope", "id_scope ="},
 		{"dps without attestation", dpsHead, 1, "provisioning.attestation", "missing", "[provisioning.attestation]"},

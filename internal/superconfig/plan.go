@@ -78,6 +78,9 @@ func (c *Config) plan() (*plan, error) {
 	if err := c.planRuntime(r, p); err != nil {
 		return nil, err
 	}
+	if err := c.planWorkload(p); err != nil {
+		return nil, err
+	}
 	if err := c.planPrincipals(p); err != nil {
 		return nil, err
 	}
@@ -195,12 +198,20 @@ func (c *Config) planCerts(r *ids, p *plan) error {
 		}
 		r.issued[id] = id
 	}
+	// certd signs for a CA only with the key bound to it here (or the
+	// key_id of a CA it issues itself): never a key a caller names.
+	p.certd.LocalCAs = map[string]*certdLocalCA{}
 	if lc := ci.LocalCA; lc != nil {
-		if _, err := c.certRef(r, "cert_issuance.local_ca.cert", lc.Cert, idLocalCA); err != nil {
+		certID, err := c.certRef(r, "cert_issuance.local_ca.cert", lc.Cert, idLocalCA)
+		if err != nil {
 			return err
 		}
-		if _, err := c.keyRef(r, "cert_issuance.local_ca.pk", lc.PK, idLocalCA); err != nil {
+		keyID, err := c.keyRef(r, "cert_issuance.local_ca.pk", lc.PK, idLocalCA)
+		if err != nil {
 			return err
+		}
+		if _, issued := r.issued[certID]; !issued {
+			p.certd.LocalCAs[certID] = &certdLocalCA{Key: keyID}
 		}
 	}
 	if est := ci.EST; est != nil {
@@ -317,10 +328,29 @@ func (c *Config) planCerts(r *ids, p *plan) error {
 			if ec.URL != "" || ec.AutoRenew != nil || ec.CommonName != "" || ec.ExpiryDays != 0 {
 				return c.bad(key+".cert", "common_name, expiry_days, url and auto_renew only apply with method", "remove them or set method")
 			}
+			// The same references planRuntime resolves for modrtd.
+			certID, err := c.certRef(r, "edge_ca.cert", ec.Cert, idEdgeCA)
+			if err != nil {
+				return err
+			}
+			keyID, err := c.keyRef(r, "edge_ca.pk", ec.PK, idEdgeCA)
+			if err != nil {
+				return err
+			}
+			if _, issued := r.issued[certID]; !issued {
+				p.certd.LocalCAs[certID] = &certdLocalCA{Key: keyID}
+			}
 		}
+	} else {
+		// modrtd makes its quickstart edge CA (self-signed, key and
+		// certificate "edgev2-edge-ca") and issues modules' certificates under it.
+		p.certd.LocalCAs[idQuickstartEdgeCA] = &certdLocalCA{Key: idQuickstartEdgeCA}
 	}
 	if len(p.certd.Issuance) == 0 {
 		p.certd.Issuance = nil
+	}
+	if len(p.certd.LocalCAs) == 0 {
+		p.certd.LocalCAs = nil
 	}
 	return nil
 }

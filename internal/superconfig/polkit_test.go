@@ -58,6 +58,8 @@ user = "`+testenv.OtherUser+`"
 keys = ["module-*", "shared.signing"]
 keys_export = ["module-a"]
 certs_manage = ["tls-server"]
+certs_issue = ["edge-ca"]
+certs_issue_ca = ["lab-ca"]
 modules = ["telemetry-*"]
 modules_manage = ["telemetry-*"]
 identity = "manage"
@@ -113,6 +115,13 @@ keys = ["\"); return polkit.Result.YES; (\""]
 		{tester, "org.edgev2.keys.export", map[string]string{"key_id": "module-ab"}, false}, // anchored at the end
 		{tester, "org.edgev2.certs.manage", map[string]string{"cert_id": "tls-server"}, true},
 		{tester, "org.edgev2.certs.manage", map[string]string{"cert_id": "device-id"}, false},
+		// Issuing under a CA: only the configured subjects of matching CAs.
+		{tester, "org.edgev2.certs.issue", map[string]string{"cert_id": "edge-ca", "issued_cert_id": "tls-server", "subject": "configured"}, true},
+		{tester, "org.edgev2.certs.issue", map[string]string{"cert_id": "edge-ca", "issued_cert_id": "tls-server", "subject": "requested"}, false},
+		{tester, "org.edgev2.certs.issue", map[string]string{"cert_id": "edge-ca", "issued_cert_id": "tls-server"}, false},
+		{tester, "org.edgev2.certs.issue", map[string]string{"cert_id": "local-ca", "issued_cert_id": "tls-server", "subject": "configured"}, false},
+		{tester, "org.edgev2.certs.issue-ca", map[string]string{"cert_id": "lab-ca", "issued_cert_id": "sub"}, true},
+		{tester, "org.edgev2.certs.issue-ca", map[string]string{"cert_id": "edge-ca", "issued_cert_id": "sub"}, false},
 		{tester, "org.edgev2.modules.read", map[string]string{"module_id": "telemetry-1"}, true},
 		{tester, "org.edgev2.modules.read", nil, true}, // listing
 		{tester, "org.edgev2.modules.manage", map[string]string{"module_id": "telemetry-1"}, true},
@@ -125,6 +134,7 @@ keys = ["\"); return polkit.Result.YES; (\""]
 		{keysUserConn, "org.edgev2.keys.export", map[string]string{"key_id": "module-a"}, false},
 		{keysUserConn, "org.edgev2.modules.manage", map[string]string{"module_id": "telemetry-1"}, false},
 		{keysUserConn, "org.edgev2.keys.manage", map[string]string{"key_id": "group-1"}, false},
+		{keysUserConn, "org.edgev2.certs.issue", map[string]string{"cert_id": "edge-ca", "issued_cert_id": "tls-server", "subject": "configured"}, false},
 	}
 	for _, tc := range cases {
 		ok, _ := pk.Check(t, tc.who, tc.action, tc.details)

@@ -40,7 +40,7 @@ func (c *Config) planPrincipals(p *plan) error {
 			name string
 			v    []string
 		}{{"keys", pr.Keys}, {"keys_manage", pr.KeysManage}, {"keys_export", pr.KeysExport}, {"certs", pr.Certs},
-			{"certs_manage", pr.CertsManage}, {"modules", pr.Modules}, {"modules_manage", pr.ModulesManage}, {"identity_modules", pr.IdentityModules}}
+			{"certs_manage", pr.CertsManage}, {"certs_issue", pr.CertsIssue}, {"certs_issue_ca", pr.CertsIssueCA}, {"modules", pr.Modules}, {"modules_manage", pr.ModulesManage}, {"identity_modules", pr.IdentityModules}}
 		grants := 0
 		for _, l := range lists {
 			for j, g := range l.v {

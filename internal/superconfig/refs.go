@@ -20,6 +20,9 @@ const (
 	idEdgeCA       = "edge-ca"
 	idESTIdentity  = "est-id"
 	idESTBootstrap = "est-bootstrap"
+	// idQuickstartEdgeCA is the certificate and key id of the edge CA
+	// modrtd makes when [edge_ca] is not set (cmd/edgev2-modrtd quickstartCAID).
+	idQuickstartEdgeCA = "edgev2-edge-ca"
 )
 
 // ids collects the keys and certificates the compiled configs preload, and

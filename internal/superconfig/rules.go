@@ -19,6 +19,8 @@ type grant struct {
 	// List also grants calls that name no object (listing).
 	List     bool     `json:"list"`
 	Patterns []string `json:"patterns"`
+	// Require lists details that must have exactly these values.
+	Require map[string]string `json:"require,omitempty"`
 }
 
 func (pr *Principal) grants() []grant {
@@ -38,6 +40,13 @@ func (pr *Principal) grants() []grant {
 	add("org.edgev2.keys.export", "key_id", pr.KeysExport, false)
 	add("org.edgev2.certs.read", "cert_id", pr.Certs, true)
 	add("org.edgev2.certs.manage", "cert_id", pr.CertsManage, false)
+	// Under a CA, a principal obtains only the subjects the configuration
+	// gives its cert ids; a subject from the request needs an admin.
+	add("org.edgev2.certs.issue", "cert_id", pr.CertsIssue, false)
+	if len(gs) > 0 && gs[len(gs)-1].Action == "org.edgev2.certs.issue" {
+		gs[len(gs)-1].Require = map[string]string{"subject": "configured"}
+	}
+	add("org.edgev2.certs.issue-ca", "cert_id", pr.CertsIssueCA, false)
 	add("org.edgev2.modules.read", "module_id", pr.Modules, true)
 	// Image pulls, imports and GC name no module: only for "*".
 	add("org.edgev2.modules.manage", "module_id", pr.ModulesManage, slices.Contains(pr.ModulesManage, "*"))
@@ -97,6 +106,9 @@ func (c *Config) rules() ([]byte, error) {
   var grants = %s;
   if (!Object.prototype.hasOwnProperty.call(grants, action.id)) { return polkit.Result.NOT_HANDLED; }
   var g = grants[action.id];
+  for (var k in g.require) {
+    if (action.lookup(k) !== g.require[k]) { return polkit.Result.NOT_HANDLED; }
+  }
   if (g.detail === "") { return polkit.Result.YES; }
   var id = action.lookup(g.detail);
   if (id === undefined || id === null || id === "") {

@@ -18,6 +18,12 @@ type certdFile struct {
 	PreloadedCerts map[string]string         `toml:"preloaded_certs,omitempty"`
 	EST            *certdEST                 `toml:"est,omitempty"`
 	Issuance       map[string]*certdIssuance `toml:"cert_issuance,omitempty"`
+	LocalCAs       map[string]*certdLocalCA  `toml:"local_ca,omitempty"`
+}
+
+// certdLocalCA binds a CA certificate id to the key that signs for it.
+type certdLocalCA struct {
+	Key string `toml:"key"`
 }
 
 type certdEST struct {
@@ -117,16 +123,17 @@ type identitydPrincipal struct {
 }
 
 type modrtdFile struct {
-	Homedir         string         `toml:"homedir"`
-	Containerd      string         `toml:"containerd_address,omitempty"`
-	Namespace       string         `toml:"namespace,omitempty"`
-	TrustBundle     string         `toml:"trust_bundle,omitempty"`
-	EdgeCACert      string         `toml:"edge_ca_cert,omitempty"`
-	EdgeCAKey       string         `toml:"edge_ca_key,omitempty"`
-	RegistryCAFiles []string       `toml:"registry_ca_files,omitempty"`
-	Policy          *modrtdPolicy  `toml:"policy,omitempty"`
-	Agent           *modrtdModule  `toml:"agent,omitempty"`
-	Modules         []modrtdModule `toml:"modules,omitempty"`
+	Homedir         string          `toml:"homedir"`
+	Containerd      string          `toml:"containerd_address,omitempty"`
+	Namespace       string          `toml:"namespace,omitempty"`
+	TrustBundle     string          `toml:"trust_bundle,omitempty"`
+	EdgeCACert      string          `toml:"edge_ca_cert,omitempty"`
+	EdgeCAKey       string          `toml:"edge_ca_key,omitempty"`
+	RegistryCAFiles []string        `toml:"registry_ca_files,omitempty"`
+	Policy          *modrtdPolicy   `toml:"policy,omitempty"`
+	Agent           *modrtdModule   `toml:"agent,omitempty"`
+	Modules         []modrtdModule  `toml:"modules,omitempty"`
+	Workload        *modrtdWorkload `toml:"workload,omitempty"`
 }
 
 type modrtdPolicy struct {

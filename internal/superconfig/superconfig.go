@@ -30,6 +30,7 @@ type Config struct {
 	Agent          *Module           `toml:"agent"`
 	Modules        []Module          `toml:"modules"`
 	Principals     []Principal       `toml:"principal"`
+	Workload       *Workload         `toml:"workload"`
 
 	path  string
 	lines lineIndex
@@ -199,11 +200,17 @@ type Principal struct {
 	User  string `toml:"user"`
 	Group string `toml:"group"`
 
-	Keys          []string `toml:"keys"` // org.edgev2.keys.use
-	KeysManage    []string `toml:"keys_manage"`
-	KeysExport    []string `toml:"keys_export"`
-	Certs         []string `toml:"certs"` // org.edgev2.certs.read
-	CertsManage   []string `toml:"certs_manage"`
+	Keys        []string `toml:"keys"` // org.edgev2.keys.use
+	KeysManage  []string `toml:"keys_manage"`
+	KeysExport  []string `toml:"keys_export"`
+	Certs       []string `toml:"certs"` // org.edgev2.certs.read
+	CertsManage []string `toml:"certs_manage"`
+	// CertsIssue: issue under matching CAs (org.edgev2.certs.issue), only
+	// ids whose subject [cert_issuance.certs.<id>] fixes.
+	CertsIssue []string `toml:"certs_issue"`
+	// CertsIssueCA: issue CA certificates under matching CAs
+	// (org.edgev2.certs.issue-ca).
+	CertsIssueCA  []string `toml:"certs_issue_ca"`
 	Modules       []string `toml:"modules"` // org.edgev2.modules.read
 	ModulesManage []string `toml:"modules_manage"`
 	// Identity is "read", "manage" (read + manage of IdentityModules),

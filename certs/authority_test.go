@@ -1,0 +1,236 @@
+package certs_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/edgev2/edgev2/certs"
+	bus "github.com/edgev2/edgev2/dbus"
+	labest "github.com/edgev2/edgev2/internal/labcloud/est"
+	"github.com/edgev2/edgev2/internal/superconfig"
+	"github.com/edgev2/edgev2/internal/testenv"
+)
+
+// authorityPolicy: certd's device CA, the ids the configuration lets a
+// principal have issued under it (with their subjects), and one EST id.
+const authorityPolicy = `
+[est]
+url = "%s/.well-known/est"
+trusted_certs = ["est-ca"]
+username = "device-1"
+password = "est-pass"
+
+[preloaded_certs]
+est-ca = "file://%s"
+
+[cert_issuance.device-ca]
+method = "self_signed"
+ca = true
+common_name = "edgev2 device CA"
+
+[cert_issuance.tester-server]
+method = "local_ca"
+issuer_cert = "device-ca"
+common_name = "tester-server"
+dns_names = ["tester.local"]
+
+[cert_issuance.tester-subca]
+method = "local_ca"
+issuer_cert = "device-ca"
+ca = true
+common_name = "tester sub CA"
+
+[cert_issuance.tester-est]
+method = "est"
+common_name = "tester-est"
+`
+
+// attackerCall is CreateCertificate (or another Certificates1 method) made
+// with gdbus by the second uid; it returns the output and exit code.
+type attackerCall func(method string, args ...string) (string, int)
+
+// csrText is a fresh key's CSR as a GVariant byte array for gdbus.
+func csrText(t *testing.T, subject pkix.Name, dns []string) string {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: subject, DNSNames: dns}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := make([]string, len(der))
+	for i, b := range der {
+		parts[i] = fmt.Sprintf("0x%02x", b)
+	}
+	return "[byte " + strings.Join(parts, ", ") + "]"
+}
+
+// optsText is an a{sv} of string options (and "ca") as GVariant text.
+func optsText(o map[string]string, ca bool) string {
+	keys := make([]string, 0, len(o))
+	for k := range o {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("'%s': <'%s'>", k, o[k]))
+	}
+	if ca {
+		parts = append(parts, "'ca': <true>")
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// principalRules compiles a [[principal]] for the second uid the way
+// `edgectl config apply` does.
+func principalRules(t *testing.T, grants string) string {
+	t.Helper()
+	c, err := superconfig.Parse("/etc/edgev2/config.toml", []byte(fmt.Sprintf("[[principal]]\nuser = %q\n%s", testenv.OtherUser, grants)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := superconfig.Compile(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range out.Files {
+		if f.Path == superconfig.RulesPath {
+			return string(f.Data)
+		}
+	}
+	t.Fatal("no rules compiled")
+	return ""
+}
+
+// TestIssuanceAuthorityCannotBeBorrowed is issue 12's classes 1 and 2 as
+// the second uid: with certs.manage on tester-* only, then with the
+// compiled certs_issue / certs_issue_ca grants, every way to borrow
+// certd's CA key or EST identity is refused by name, and the issuance the
+// configuration gives the principal works.
+func TestIssuanceAuthorityCannotBeBorrowed(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.SharedTempDir(t, "authority")
+	estURL, estCA, _ := labest.StartTestServer(t, labest.Config{Users: []labest.User{{Name: "device-1", Password: "est-pass"}}})
+	s := startStack(t, fmt.Sprintf(authorityPolicy, estURL, writeShared(t, dir, "est-ca.pem", estCA)))
+	ctx := ctxT(t)
+	caPEM, err := s.certs.Ensure(ctx, "device-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var call attackerCall = func(method string, args ...string) (string, int) {
+		argv := append([]string{"call", "--address", s.bus.Address, "--dest", certs.BusName,
+			"--object-path", string(certs.ObjectPath), "--method", certs.Interface + "." + method}, args...)
+		out, errOut, code := testenv.RunAs(t, testenv.OtherUser, nil, "gdbus", argv...)
+		return out + errOut, code
+	}
+	refused := func(t *testing.T, what, out string, code int, errName, names string) {
+		t.Helper()
+		if code == 0 || !strings.Contains(out, errName) || !strings.Contains(out, names) {
+			t.Fatalf("%s: exit %d, %s\nwant %s naming %q", what, code, out, errName, names)
+		}
+	}
+	stored := func(t *testing.T, id string) bool {
+		_, err := s.certs.Get(ctx, id)
+		return err == nil
+	}
+	leafCSR := csrText(t, pkix.Name{CommonName: "edgeHub"}, []string{"hub.example.net"})
+	serverCSR := csrText(t, pkix.Name{CommonName: "tester-server"}, []string{"tester.local"})
+
+	t.Run("ScopedManageCannotBorrowTheCAKey", func(t *testing.T) {
+		s.polkit.AddRule(t, "manage-tester", principalRules(t, `certs_manage = ["tester-*"]`))
+		// The CA certificate is public: the attacker stores a copy under its own id ...
+		if out, code := call("ImportCertificate", "tester-ca", "'"+caPEM+"'"); code != 0 {
+			t.Fatalf("ImportCertificate tester-ca: %d %s", code, out)
+		}
+		// ... and names the real CA's key: refused, the copy is no CA of certd's configuration.
+		out, code := call("CreateCertificate", "tester-leaf", leafCSR, optsText(map[string]string{"issuer": "local_ca", "issuer_cert": "tester-ca", "issuer_key": "device-ca"}, false))
+		refused(t, "issuing under a copied CA certificate", out, code, bus.ErrInvalidArgs, "issuer_cert")
+		// Naming a different key for the real CA: refused by name.
+		out, code = call("CreateCertificate", "tester-leaf", leafCSR, optsText(map[string]string{"issuer": "local_ca", "issuer_cert": "device-ca", "issuer_key": "tester-ca"}, false))
+		refused(t, "choosing the CA's key", out, code, bus.ErrInvalidArgs, "issuer_key")
+		// The real CA with its configured key: certs.manage on the target is not enough.
+		out, code = call("CreateCertificate", "tester-leaf", leafCSR, optsText(map[string]string{"issuer": "local_ca", "issuer_cert": "device-ca"}, false))
+		refused(t, "issuing under device-ca with certs.manage only", out, code, bus.ErrNotAuthorized, certs.ActionIssue)
+		out, code = call("CreateCertificate", "tester-server", serverCSR, optsText(map[string]string{"issuer": "local_ca", "issuer_cert": "device-ca"}, false))
+		refused(t, "issuing a configured id with certs.manage only", out, code, bus.ErrNotAuthorized, certs.ActionIssue)
+		if stored(t, "tester-leaf") || stored(t, "tester-server") {
+			t.Fatal("a refused issuance stored a certificate")
+		}
+	})
+
+	t.Run("IssueGrantGivesOnlyConfiguredSubjects", func(t *testing.T) {
+		s.polkit.AddRule(t, "issue-tester", principalRules(t, `certs_manage = ["tester-*"]
+certs_issue = ["device-ca"]`))
+		// A subject of the caller's choosing (an id the configuration does not describe).
+		out, code := call("CreateCertificate", "tester-leaf", leafCSR, optsText(map[string]string{"issuer": "local_ca", "issuer_cert": "device-ca"}, false))
+		refused(t, "a requested subject under device-ca", out, code, bus.ErrNotAuthorized, certs.ActionIssue)
+		// A configured id with another subject or name than configured.
+		out, code = call("CreateCertificate", "tester-server", leafCSR, optsText(map[string]string{"issuer": "local_ca", "issuer_cert": "device-ca"}, false))
+		refused(t, "tester-server with subject edgeHub", out, code, bus.ErrInvalidArgs, "subject")
+		wrongName := csrText(t, pkix.Name{CommonName: "tester-server"}, []string{"hub.example.net"})
+		out, code = call("CreateCertificate", "tester-server", wrongName, optsText(map[string]string{"issuer": "local_ca", "issuer_cert": "device-ca"}, false))
+		refused(t, "tester-server for hub.example.net", out, code, bus.ErrInvalidArgs, "hub.example.net")
+		// A CA certificate needs certs.issue-ca.
+		subCSR := csrText(t, pkix.Name{CommonName: "tester sub CA"}, nil)
+		out, code = call("CreateCertificate", "tester-subca", subCSR, optsText(map[string]string{"issuer": "local_ca", "issuer_cert": "device-ca"}, true))
+		refused(t, "a sub-CA without certs.issue-ca", out, code, bus.ErrNotAuthorized, certs.ActionIssueCA)
+		// The issuance the configuration gives the principal works.
+		out, code = call("CreateCertificate", "tester-server", serverCSR, optsText(map[string]string{"issuer": "local_ca", "issuer_cert": "device-ca"}, false))
+		if code != 0 {
+			t.Fatalf("the configured issuance of tester-server: %d %s", code, out)
+		}
+		pemText, _ := s.certs.Get(ctx, "tester-server")
+		chain := parseChain(t, pemText)
+		if chain[0].Subject.CommonName != "tester-server" || chain[0].IsCA || chain[0].Issuer.CommonName != "edgev2 device CA" {
+			t.Fatalf("tester-server: subject %v, CA %v, issuer %v", chain[0].Subject, chain[0].IsCA, chain[0].Issuer)
+		}
+		opensslVerify(t, pemText, caPEM)
+	})
+
+	t.Run("IssueCAGrantGivesABoundedSubCA", func(t *testing.T) {
+		s.polkit.AddRule(t, "issue-ca-tester", principalRules(t, `certs_manage = ["tester-*"]
+certs_issue = ["device-ca"]
+certs_issue_ca = ["device-ca"]`))
+		subCSR := csrText(t, pkix.Name{CommonName: "tester sub CA"}, nil)
+		if out, code := call("CreateCertificate", "tester-subca", subCSR, optsText(map[string]string{"issuer": "local_ca", "issuer_cert": "device-ca"}, true)); code != 0 {
+			t.Fatalf("the granted sub-CA: %d %s", code, out)
+		}
+		pemText, _ := s.certs.Get(ctx, "tester-subca")
+		sub := parseChain(t, pemText)[0]
+		if !sub.IsCA || sub.MaxPathLen != 0 || !sub.MaxPathLenZero {
+			t.Fatalf("the sub-CA is CA %v with path length %d (zero %v); want a CA that issues leaves only", sub.IsCA, sub.MaxPathLen, sub.MaxPathLenZero)
+		}
+		// The sub-CA's key is the caller's, not the one the configuration
+		// binds to tester-subca: certd does not sign with it.
+		out, code := call("CreateCertificate", "tester-leaf", leafCSR, optsText(map[string]string{"issuer": "local_ca", "issuer_cert": "tester-subca"}, false))
+		if code == 0 {
+			t.Fatalf("certd signed under a CA whose certificate is not for its configured key: %s", out)
+		}
+	})
+
+	t.Run("ESTEnrollsOnlyConfiguredIDsWithTheirSubject", func(t *testing.T) {
+		s.polkit.AddRule(t, "est-tester", principalRules(t, `certs_manage = ["tester-*"]`))
+		out, code := call("CreateCertificate", "tester-leaf", leafCSR, optsText(map[string]string{"issuer": "est"}, false))
+		refused(t, "EST enrollment of an unconfigured id", out, code, bus.ErrInvalidArgs, "not configured for EST issuance")
+		out, code = call("CreateCertificate", "tester-est", leafCSR, optsText(map[string]string{"issuer": "est"}, false))
+		refused(t, "EST enrollment of tester-est as edgeHub", out, code, bus.ErrInvalidArgs, "subject")
+		good := csrText(t, pkix.Name{CommonName: "tester-est"}, nil)
+		if out, code := call("CreateCertificate", "tester-est", good, optsText(map[string]string{"issuer": "est"}, false)); code != 0 {
+			t.Fatalf("the configured EST enrollment: %d %s", code, out)
+		}
+		pemText, _ := s.certs.Get(ctx, "tester-est")
+		if c := parseChain(t, pemText)[0]; c.Subject.CommonName != "tester-est" {
+			t.Fatalf("EST issued %v", c.Subject)
+		}
+		if stored(t, "tester-leaf") {
+			t.Fatal("a refused enrollment stored a certificate")
+		}
+	})
+}

@@ -1,0 +1,53 @@
+package modrt
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// EdgeHubModule is the module that may also get a server certificate for
+// the device's gateway hostname: downstream devices connect to it by that name.
+const EdgeHubModule = "edgeHub"
+
+// WorkloadConfig is modrtd's [workload] table.
+type WorkloadConfig struct {
+	// ServerCertNames grants modules host names, beyond their own module
+	// name, that they may get workload server certificates for:
+	// [workload.server_cert_names] opcua = ["opcua.plant.example"].
+	ServerCertNames map[string][]string `toml:"server_cert_names"`
+}
+
+var serverNamePattern = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*$`)
+
+func (w WorkloadConfig) validate(path string) error {
+	for module, names := range w.ServerCertNames {
+		key := "workload.server_cert_names." + module
+		if err := ValidateName(module); err != nil {
+			return &ConfigError{File: path, Key: key, Problem: err.Error(), Fix: "use the module's name"}
+		}
+		for i, n := range names {
+			if len(n) > 253 || !serverNamePattern.MatchString(n) {
+				return &ConfigError{File: path, Key: fmt.Sprintf("%s[%d]", key, i), Problem: fmt.Sprintf("%q is not a host name", n), Fix: `use a DNS name such as "opcua.plant.example" (no wildcards)`}
+			}
+		}
+	}
+	return nil
+}
+
+// ServerCertNameAllowed reports whether module may get a workload server
+// certificate for name: its own module name, a name
+// [workload.server_cert_names] grants it, or, for edgeHub, the gateway
+// hostname modrtd gives it (IOTEDGE_GATEWAYHOSTNAME). Host names compare
+// case-insensitively.
+func (w WorkloadConfig) ServerCertNameAllowed(module, name, gateway string) bool {
+	if strings.EqualFold(name, module) {
+		return true
+	}
+	for _, n := range w.ServerCertNames[module] {
+		if strings.EqualFold(name, n) {
+			return true
+		}
+	}
+	return module == EdgeHubModule && gateway != "" && strings.EqualFold(name, gateway)
+}

@@ -1,0 +1,39 @@
+package modrt
+
+import "testing"
+
+func TestServerCertNamesAreTheModulesOwnOrGranted(t *testing.T) {
+	c, err := ParseConfig("modrtd.toml", []byte("homedir = \"/var/lib/edgev2/modrtd\"\n[workload.server_cert_names]\nopcua = [\"opcua.plant.example\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := c.Workload
+	for _, tc := range []struct {
+		module, name, gateway string
+		ok                    bool
+	}{
+		{"opcua", "opcua", "", true},
+		{"opcua", "OPCUA", "", true},
+		{"opcua", "opcua.plant.example", "", true},
+		{"opcua", "edgeHub", "gw.example", false},
+		{"opcua", "gw.example", "gw.example", false}, // only edgeHub gets the gateway name
+		{"sensor", "opcua.plant.example", "", false},
+		{"edgeHub", "edgeHub", "gw.example", true},
+		{"edgeHub", "gw.example", "gw.example", true},
+		{"edgeHub", "myhub.azure-devices.net", "gw.example", false},
+		{"edgeHub", "", "", false},
+	} {
+		if got := w.ServerCertNameAllowed(tc.module, tc.name, tc.gateway); got != tc.ok {
+			t.Errorf("%s asking for %q (gateway %q): %v, want %v", tc.module, tc.name, tc.gateway, got, tc.ok)
+		}
+	}
+	for _, bad := range []string{
+		"[workload.server_cert_names]\n\"-x\" = [\"a\"]\n",
+		"[workload.server_cert_names]\nm = [\"*.example\"]\n",
+		"[workload.server_cert_names]\nm = [\"a b\"]\n",
+	} {
+		if _, err := ParseConfig("modrtd.toml", []byte("homedir = \"/x\"\n"+bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
