@@ -14,9 +14,13 @@ DEB_PACKAGES := dbus dbus-daemon polkitd systemd libglib2.0-bin softhsm2 opensc 
 
 all: build
 
+# The commit goes into `edgectl --version` (also in git worktrees, which Go's
+# own VCS stamp skips); "+changes" marks uncommitted changes.
+COMMIT := $(shell git rev-parse HEAD 2>/dev/null)$(shell git status --porcelain 2>/dev/null | grep -q . && echo +changes)
+
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+	$(GO) build -trimpath -ldflags '-X main.commit=$(COMMIT)' -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
 
 # deps: install every Debian package the tests and the demo use (idempotent, root).
 deps:
