@@ -117,6 +117,20 @@ func TestEdgectlBinaryStreamsAndExitCodes(t *testing.T) {
 		}
 	})
 
+	t.Run("ConfigApplyWithoutASuperConfigNamesAnExampleThatExists", func(t *testing.T) {
+		cmd := exec.Command(bin, "config", "apply", "-c", filepath.Join(t.TempDir(), "config.toml"), "--dry-run")
+		cmd.Dir = testenv.RepoRoot() // a fresh checkout
+		out, _ := cmd.CombinedOutput()
+		_, after, ok := strings.Cut(string(out), "create it from ")
+		example, _, _ := strings.Cut(after, " ")
+		if !ok || example == "" {
+			t.Fatalf("config apply without a super-config: %s", out)
+		}
+		if _, err := os.Stat(example); err != nil {
+			t.Errorf("config apply points at %s, which does not exist: %s", example, out)
+		}
+	})
+
 	t.Run("JSONFailuresAreOneDocumentOnStdout", func(t *testing.T) {
 		cases := []struct {
 			args []string
