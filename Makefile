@@ -70,10 +70,11 @@ fuzz-targets:
 bench: build
 	$(GO) run ./internal/bench
 
-# demo: the Keys service on a private bus with polkit and a SoftHSM token.
+# demo: the zero-touch flow with the four services, labcloud and containerd on a private bus.
 demo:
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory deps; fi
-	$(GO) run ./internal/demo
+	@echo "building the demo (go build; the first build takes a minute or two) ..."
+	@$(GO) run ./internal/demo
 
 # deb: the Debian packages of the committed tree into bin/deb (docs/packaging.md).
 deb:
@@ -82,6 +83,8 @@ deb:
 clean:
 	rm -rf $(BIN)
 
-# demo-shell: the demo, then keep keyd running for the README tour.
+# demo-shell: the demo, then keep it all running (bus, polkitd, the four
+# services, labcloud, containerd) for the README tour, until Ctrl-C.
 demo-shell:
-	$(GO) run ./internal/demo -shell
+	@echo "building the demo (go build; the first build takes a minute or two) ..."
+	@$(GO) run ./internal/demo -shell
