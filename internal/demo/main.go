@@ -87,7 +87,8 @@ func demo(p testenv.TB, sp *stepPrinter) (string, error) {
 	if err := run("start a private system-like dbus-daemon", func() (string, error) {
 		b = testenv.StartBus(p)
 		addr = b.Address
-		return addr, nil
+		socket, _, _ := strings.Cut(strings.TrimPrefix(addr, "unix:path="), ",")
+		return socket, nil
 	}); err != nil {
 		return "", err
 	}
