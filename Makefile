@@ -10,13 +10,17 @@ DEB_PACKAGES := dbus dbus-daemon polkitd systemd libglib2.0-bin softhsm2 opensc 
 	docker-registry apache2-utils swtpm swtpm-tools libtpm2-pkcs11-1 libtpm2-pkcs11-tools \
 	tpm2-tools libtss2-tcti-swtpm0 tpm2-abrmd libtss2-tcti-tabrmd0 debhelper dpkg-dev fakeroot lintian zip unzip
 
-.PHONY: all build test bench demo demo-shell deps vet fmt-check fuzz clean deb
+.PHONY: all build test bench demo demo-shell deps vet fmt-check fuzz fuzz-targets clean deb
 
 all: build
 
+# The commit goes into `edgectl --version` (also in git worktrees, which Go's
+# own VCS stamp skips); "+changes" marks uncommitted changes.
+COMMIT := $(shell git rev-parse HEAD 2>/dev/null)$(shell git status --porcelain 2>/dev/null | grep -q . && echo +changes)
+
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+	$(GO) build -trimpath -ldflags '-X main.commit=$(COMMIT)' -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
 
 # deps: install every Debian package the tests and the demo use (idempotent, root).
 deps:
@@ -40,39 +44,37 @@ fmt-check:
 test: fmt-check vet
 	$(GO) test -race -count=1 -p 1 -timeout 25m ./...
 
-# fuzz: a short run of every fuzz target (the seeds also run in `make test`).
+# fuzz: a short run (FUZZTIME each) of every fuzz target; the seeds also run
+# in `make test`. The targets are found, not listed: fuzz-targets prints
+# "PACKAGE TARGET" for each Fuzz function in the test files go would build,
+# and internal/fuzztargets checks that list against the Go parser's.
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParsePKCS11URI -fuzztime 30s ./keys
-	$(GO) test -run '^$$' -fuzz FuzzParseConfig -fuzztime 30s ./keys
-	$(GO) test -run '^$$' -fuzz FuzzEscapePathElement -fuzztime 30s ./dbus
-	$(GO) test -run '^$$' -fuzz FuzzParseChainPEM -fuzztime 30s ./certs
-	$(GO) test -run '^$$' -fuzz FuzzParseCSR -fuzztime 30s ./certs
-	$(GO) test -run '^$$' -fuzz FuzzParseCertsOnly -fuzztime 30s ./certs/est
-	$(GO) test -run '^$$' -fuzz FuzzParseCSRAttrs -fuzztime 30s ./certs/est
-	$(GO) test -run '^$$' -fuzz FuzzParseCSR -fuzztime 30s ./internal/labcloud/est
-	$(GO) test -run '^$$' -fuzz FuzzDecodeBase64 -fuzztime 30s ./internal/labcloud/est
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./identity/connstr
-	$(GO) test -run '^$$' -fuzz FuzzParseToken -fuzztime 30s ./identity/sas
-	$(GO) test -run '^$$' -fuzz FuzzParseOperation -fuzztime 30s ./identity/dps
-	$(GO) test -run '^$$' -fuzz FuzzParseModule -fuzztime 30s ./identity/hub
-	$(GO) test -run '^$$' -fuzz FuzzParseRegistration -fuzztime 30s ./internal/labcloud/dps
-	$(GO) test -run '^$$' -fuzz FuzzParseSAS -fuzztime 30s ./internal/labcloud/hub
-	$(GO) test -run '^$$' -fuzz FuzzParseSpec -fuzztime 30s ./modrt
-	$(GO) test -run '^$$' -fuzz FuzzOCIOpts -fuzztime 30s ./modrt
-	$(GO) test -run '^$$' -fuzz FuzzWorkloadBodies -fuzztime 30s ./modrt/workload
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./internal/superconfig
-	$(GO) test -run '^$$' -fuzz FuzzParseEKCert -fuzztime 30s ./internal/tpm
-	$(GO) test -run '^$$' -fuzz FuzzParseAuthKey -fuzztime 30s ./identity/tpm
-	$(GO) test -run '^$$' -fuzz FuzzRedactTOML -fuzztime 30s ./cmd/edgectl
+	@targets=$$($(MAKE) -s --no-print-directory fuzz-targets) || exit 1; \
+	n=$$(echo "$$targets" | wc -l); \
+	echo "$$targets" | { i=0; failed=""; while read -r pkg t; do i=$$((i+1)); \
+		echo "== fuzz [$$i/$$n] $$t in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) "$$pkg" || failed="$$failed $$pkg:$$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed"; exit 1; fi; echo "fuzz: all $$n targets ran clean"; }
+
+fuzz-targets:
+	@$(GO) list -f '{{.ImportPath}} {{.Dir}} {{join .TestGoFiles " "}} {{join .XTestGoFiles " "}}' ./... | \
+	while read -r pkg dir files; do \
+		[ -n "$$files" ] || continue; \
+		for f in $$files; do sed -n 's/^func \(Fuzz[^a-z(][A-Za-z0-9_]*\)(.*/\1/p' "$$dir/$$f"; done | \
+			sort -u | sed "s|^|$$pkg |"; \
+	done
 
 # bench: figures beside their physical limits measured in the same run.
 bench: build
 	$(GO) run ./internal/bench
 
-# demo: the Keys service on a private bus with polkit and a SoftHSM token.
+# demo: the zero-touch flow with the four services, labcloud and containerd on a private bus.
 demo:
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory deps; fi
-	$(GO) run ./internal/demo
+	@echo "building the demo (go build; the first build takes a minute or two) ..."
+	@$(GO) run ./internal/demo
 
 # deb: the Debian packages of the committed tree into bin/deb (docs/packaging.md).
 deb:
@@ -81,6 +83,8 @@ deb:
 clean:
 	rm -rf $(BIN)
 
-# demo-shell: the demo, then keep keyd running for the README tour.
+# demo-shell: the demo, then keep it all running (bus, polkitd, the four
+# services, labcloud, containerd) for the README tour, until Ctrl-C.
 demo-shell:
-	$(GO) run ./internal/demo -shell
+	@echo "building the demo (go build; the first build takes a minute or two) ..."
+	@$(GO) run ./internal/demo -shell

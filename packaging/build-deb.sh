@@ -38,6 +38,15 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/edgev2-deb.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 tree="$work/edgev2"
 mkdir "$tree"
+# The commit the packages are built from, for `edgectl --version`.
+EDGEV2_COMMIT=
+if git -C "$src" rev-parse --git-dir >/dev/null 2>&1; then
+	EDGEV2_COMMIT=$(git -C "$src" rev-parse HEAD)
+	if [ "$worktree" = yes ] && [ -n "$(git -C "$src" status --porcelain)" ]; then
+		EDGEV2_COMMIT="$EDGEV2_COMMIT+changes"
+	fi
+fi
+export EDGEV2_COMMIT
 if ! git -C "$src" rev-parse --git-dir >/dev/null 2>&1; then
 	(cd "$src" && tar --exclude=./.git --exclude=./bin -cf - .) | (cd "$tree" && tar -xf -)
 elif [ "$worktree" = yes ]; then

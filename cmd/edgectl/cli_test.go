@@ -41,7 +41,6 @@ func TestDispatchRejectsUnknownCommandsWithUsageExit(t *testing.T) {
 		{[]string{"keys", "explode"}, exitUsage, `unknown subcommand "explode"`},
 		{[]string{"keys", "sign"}, exitUsage, "usage: edgectl keys sign ID"},
 		{[]string{"check", "--output", "yaml"}, exitUsage, `unknown output format "yaml"`},
-		{[]string{"help"}, exitOK, "support-bundle"},
 	}
 	for _, c := range cases {
 		out.Reset()
@@ -49,6 +48,12 @@ func TestDispatchRejectsUnknownCommandsWithUsageExit(t *testing.T) {
 		if code := dispatch(context.Background(), c.args, &out, &errOut); code != c.code || !strings.Contains(errOut.String(), c.msg) {
 			t.Errorf("edgectl %q: exit %d, stderr %q; want %d and %q", c.args, code, errOut.String(), c.code, c.msg)
 		}
+	}
+	// Help was asked for: it goes to stdout (`edgectl help | less`), exit 0.
+	out.Reset()
+	errOut.Reset()
+	if code := dispatch(context.Background(), []string{"help"}, &out, &errOut); code != exitOK || !strings.Contains(out.String(), "support-bundle") || errOut.Len() != 0 {
+		t.Errorf("edgectl help: exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
 	}
 }
 

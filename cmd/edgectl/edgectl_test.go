@@ -141,6 +141,25 @@ func testJSONEverywhere(t *testing.T, w *world) {
 	if id["state"] != "provisioned" || fmt.Sprint(id["device"].(map[string]any)["device_id"]) != "edge-gw-1" {
 		t.Fatalf("identity show: %v", id)
 	}
+	// JSON keeps the machine form (Unix seconds); the table shows RFC 3339.
+	at, ok := id["provisioning"].(map[string]any)["provisioned_at"].(float64)
+	if !ok || at < 1e9 {
+		t.Fatalf("identity show --json: provisioned_at is not Unix seconds: %v", id["provisioning"])
+	}
+	human, errOut, code := w.run(t, "root", "identity", "show")
+	want := time.Unix(int64(at), 0).UTC().Format(time.RFC3339) + " ("
+	if code != 0 || !strings.Contains(human, want) || strings.Contains(human, fmt.Sprint(int64(at))) {
+		t.Fatalf("identity show (exit %d) lacks %q:\n%s%s", code, want, human, errOut)
+	}
+	// A failure with --json is one JSON document on stdout too.
+	out, errOut, code := w.run(t, "root", "keys", "sign", "no-such-key", "--mechanism", "ecdsa-sha256", "--data", "x", "--json")
+	var e struct {
+		Error errorJSON `json:"error"`
+	}
+	if code != exitNotFound || json.Unmarshal([]byte(out), &e) != nil || e.Error.Kind != "not_found" ||
+		e.Error.ExitCode != exitNotFound || !strings.Contains(e.Error.Message, `"no-such-key"`) || !strings.Contains(errOut, `"no-such-key"`) {
+		t.Fatalf("keys sign --json of a missing key: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
 	var st []serviceStatus
 	w.runJSON(t, &st, "status", "--json")
 	if len(st) != 4 {

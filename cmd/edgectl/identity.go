@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
+	"time"
 
 	"github.com/edgev2/edgev2/identity/client"
 )
@@ -62,14 +64,18 @@ func identityShow(ctx context.Context, c *cli, args []string) int {
 		return c.emit(out)
 	}
 	fmt.Fprintf(c.stdout, "state: %s\n", state)
-	printDict(c.stdout, "provisioning", info)
+	now := time.Now()
+	printDict(c.stdout, "provisioning", info, now)
 	if dev != nil {
-		printDict(c.stdout, "device", dev)
+		printDict(c.stdout, "device", dev, now)
 	}
 	return exitOK
 }
 
-func printDict(w io.Writer, title string, d client.Dict) {
+// printDict prints an a{sv} for people: times (keys ending in _at, Unix
+// seconds on the bus) as RFC 3339 with their age, durations (keys ending
+// in _s or _secs) as durations. --json keeps the numbers.
+func printDict(w io.Writer, title string, d client.Dict, now time.Time) {
 	keys := make([]string, 0, len(d))
 	for k := range d {
 		keys = append(keys, k)
@@ -77,8 +83,57 @@ func printDict(w io.Writer, title string, d client.Dict) {
 	sort.Strings(keys)
 	fmt.Fprintf(w, "%s:\n", title)
 	for _, k := range keys {
-		fmt.Fprintf(w, "  %-20s %v\n", k+":", d[k].Value())
+		fmt.Fprintf(w, "  %-20s %s\n", k+":", humanValue(k, d[k].Value(), now))
 	}
+}
+
+// humanValue formats one a{sv} value by its key's naming convention.
+func humanValue(key string, v any, now time.Time) string {
+	n, isNum := unsigned(v)
+	switch {
+	case isNum && strings.HasSuffix(key, "_at"):
+		if n == 0 {
+			return "never"
+		}
+		t := time.Unix(int64(n), 0).UTC()
+		return t.Format(time.RFC3339) + " (" + age(t, now) + ")"
+	case isNum && (strings.HasSuffix(key, "_s") || strings.HasSuffix(key, "_secs")):
+		return (time.Duration(n) * time.Second).String()
+	}
+	return fmt.Sprint(v)
+}
+
+// unsigned returns v as a non-negative integer, if it is one.
+func unsigned(v any) (uint64, bool) {
+	switch x := v.(type) {
+	case uint64:
+		return x, true
+	case uint32:
+		return uint64(x), true
+	case int64:
+		return uint64(x), x >= 0
+	case int32:
+		return uint64(x), x >= 0
+	}
+	return 0, false
+}
+
+// age says how long ago t was (or how far ahead, for a clock that is behind).
+func age(t, now time.Time) string {
+	d := now.Sub(t)
+	suffix := " ago"
+	if d < 0 {
+		d, suffix = -d, " from now"
+	}
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds%s", int(d/time.Second), suffix)
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%s", int(d/time.Minute), suffix)
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%dm%s", int(d/time.Hour), int(d%time.Hour/time.Minute), suffix)
+	}
+	return fmt.Sprintf("%d days%s", int(d/(24*time.Hour)), suffix)
 }
 
 func identityReprovision(ctx context.Context, c *cli, args []string) int {

@@ -30,8 +30,7 @@ func imagesPull(ctx context.Context, c *cli, args []string) int {
 	var auth *client.PullAuth
 	if *user != "" {
 		if *passFile == "" {
-			fmt.Fprintln(c.stderr, "edgectl images pull: --username needs --password-file (passwords never go on the command line)")
-			return exitUsage
+			return c.usageError("edgectl images pull: --username needs --password-file (passwords never go on the command line)")
 		}
 		b, err := os.ReadFile(*passFile)
 		if err != nil {

@@ -36,6 +36,7 @@ var commands = []command{
 	{"images", "images pull | import", runImages},
 	{"support-bundle", "write a zip for support (secrets redacted)", runSupportBundle},
 	{"tpm", "tpm ek | idevid | ldevid | status: TPM onboarding (docs/tpm.md)", tpm.Main},
+	{"version", "the package version and the commit it was built from (also --version)", runVersion},
 }
 
 // Exit codes (docs/edgectl.md).
@@ -57,20 +58,36 @@ func main() {
 }
 
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr)
-		if len(args) == 0 {
-			return exitUsage
-		}
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "--help", "-help":
+		usage(stdout)
 		return exitOK
+	case "help":
+		if len(args) > 1 {
+			// `edgectl help keys` is `edgectl keys --help`.
+			return dispatch(ctx, []string{args[1], "--help"}, stdout, stderr)
+		}
+		usage(stdout)
+		return exitOK
+	case "--version", "-version", "-V":
+		return runVersion(ctx, args[1:], stdout, stderr)
 	}
 	for _, c := range commands {
 		if c.name == args[0] {
+			if c.name == "tpm" && len(args) > 1 && (args[1] == "--help" || args[1] == "-h") {
+				// tpm.Main prints its usage on stderr; help goes to stdout.
+				return c.run(ctx, args[1:], stdout, stdout)
+			}
 			return c.run(ctx, args[1:], stdout, stderr)
 		}
 	}
-	fmt.Fprintf(stderr, "edgectl: unknown command %q (run `edgectl help` for the list)\n", args[0])
-	return exitUsage
+	c := &cli{name: args[0], stdout: stdout, stderr: stderr, json: wantsJSON(args)}
+	c.name = "edgectl"
+	return c.usageError(fmt.Sprintf("edgectl: unknown command %q (run `edgectl help` for the list)", args[0]))
 }
 
 func usage(w io.Writer) {
@@ -80,5 +97,5 @@ func usage(w io.Writer) {
 	for _, c := range cs {
 		fmt.Fprintf(w, "  %-15s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "See docs/edgectl.md.")
+	fmt.Fprintln(w, "`edgectl help COMMAND` (or COMMAND --help) shows a command's use; see docs/edgectl.md.")
 }

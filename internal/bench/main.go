@@ -276,11 +276,14 @@ func bench(p *testenv.Program) error {
 			rt8 = r.ops
 		}
 	}
+	var goals []goal
 	for _, r := range rows {
 		if strings.HasPrefix(r.figure, "Sign") && r.clients == 8 {
 			fmt.Printf("%-46s  Sign / raw round trip at 8 clients = %.2f (target >= 0.90)\n", r.figure, r.ops/rt8)
+			goals = append(goals, signGoal(r.figure, r.ops, rt8))
 		}
 	}
+	goals = append(goals, rssGoal("file", rssIdle[0]), rssGoal("pkcs11", rssIdle[1]))
 	fmt.Printf("\nCPU per operation (µs): where a call's cost goes\n%-46s %7s %8s %8s %8s\n", "figure", "clients", "client", "bus", "keyd")
 	for _, r := range rows {
 		if r.cpu != nil {
@@ -293,6 +296,7 @@ func bench(p *testenv.Program) error {
 	}
 	fmt.Printf("\nkeyd RSS: file engine %.1f MB idle, %.1f MB after; pkcs11 engine %.1f MB idle, %.1f MB after (target idle <= 15 MB)\n",
 		float64(rssIdle[0])/1024, float64(rssAfter[0])/1024, float64(rssIdle[1])/1024, float64(rssAfter[1])/1024)
+	fmt.Printf("\n%s\n", summary(goals))
 	return nil
 }
 

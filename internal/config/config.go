@@ -34,14 +34,18 @@ func (e *Error) Error() string {
 	return s
 }
 
-// Read reads a config file.
+// Read reads a config file. A missing one is usually a device whose
+// super-config was never applied: the fix says so.
 func Read(path string) ([]byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &Error{File: path, Problem: err.Error(), Fix: "create the file or pass --config"}
+		return nil, &Error{File: path, Problem: err.Error(), Fix: MissingFix}
 	}
 	return data, nil
 }
+
+// MissingFix is the fix for a daemon's config file that cannot be read.
+const MissingFix = "`edgectl config apply` writes it from the super-config /etc/edgev2/config.toml (docs/config.md); or pass --config FILE"
 
 // Decode decodes TOML into v, refusing unknown settings; docs names where
 // the settings are described.

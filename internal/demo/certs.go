@@ -24,7 +24,7 @@ import (
 // certSteps is the seeds' certificate half of zero-touch provisioning: a
 // factory bootstrap identity (IDevID-like) enrolls the EST identity, which
 // enrolls the device certificate and renews it — all keys in the token.
-func certSteps(p *testenv.Program, run func(string, func() (string, error)) error, b *testenv.Bus, ctx context.Context, kc *kclient.Client, kuid, kgid int) (*testenv.Labcloud, []byte, error) {
+func certSteps(p testenv.TB, run func(string, func() (string, error)) error, b *testenv.Bus, ctx context.Context, kc *kclient.Client, kuid, kgid int) (*testenv.Labcloud, []byte, error) {
 	dir := testenv.SharedTempDir(p, "demo-certs")
 	// The device maker's CA, which signs bootstrap identities in the factory.
 	makerKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -161,7 +161,7 @@ key = "edgev2-edge-ca"
 	})
 }
 
-func opensslVerify(p *testenv.Program, chainPEM string, caPEM []byte) (string, error) {
+func opensslVerify(p testenv.TB, chainPEM string, caPEM []byte) (string, error) {
 	dir := p.TempDir()
 	chain, err := certs.ParseChainPEM(chainPEM)
 	if err != nil {

@@ -18,7 +18,7 @@ var serviceConfigs = map[string]string{}
 // checkDevice runs `edgectl check` on the demo device: the four configs
 // gathered in one directory, as /etc/edgev2 holds them, and the services on
 // the demo's bus.
-func checkDevice(p *testenv.Program, b *testenv.Bus) (string, error) {
+func checkDevice(p testenv.TB, b *testenv.Bus) (string, error) {
 	bin := testenv.BuildBinary(p, "./cmd/edgectl")
 	dir := testenv.SharedTempDir(p, "demo-etc")
 	for name, src := range serviceConfigs {

@@ -19,7 +19,7 @@ import (
 // identitySteps: DPS X.509 registration with the EST-issued device
 // certificate, a module identity in the hub, and a module SAS token the hub
 // accepts.
-func identitySteps(p *testenv.Program, run func(string, func() (string, error)) error, b *testenv.Bus, ctx context.Context, lab *testenv.Labcloud, caPEM []byte) error {
+func identitySteps(p testenv.TB, run func(string, func() (string, error)) error, b *testenv.Bus, ctx context.Context, lab *testenv.Labcloud, caPEM []byte) error {
 	hostPort := strings.TrimPrefix(lab.URL, "https://")
 	var ic *iclient.Client
 	if err := run("start edgev2-identityd: DPS X.509 with the EST-issued certificate", func() (string, error) {

@@ -22,38 +22,41 @@ import (
 	"github.com/edgev2/edgev2/keys/client"
 )
 
-var shell = flag.Bool("shell", false, "after the steps, keep the bus and keyd running and print how to reach them, until Ctrl-C")
-
-type step struct {
-	name string
-	took time.Duration
-	ok   bool
-}
+var shell = flag.Bool("shell", false, "after the steps, keep everything running (the bus, polkitd, the four services, labcloud, containerd) and print how to reach it, until Ctrl-C")
 
 func main() {
 	flag.Parse()
 	p := &testenv.Program{Name: "demo"}
-	p.Run(func() error { return demo(p) })
+	p.Run(func() error {
+		sp := newStepPrinter(os.Stdout)
+		addr, err := demo(p, sp)
+		if err != nil || !*shell {
+			return err
+		}
+		sp.paragraph("")
+		sp.paragraph("Everything keeps running: the private bus, polkitd, the four services, edgev2-labcloud and containerd. In another shell, as root:")
+		fmt.Fprintf(sp.w, "\n  export DBUS_SYSTEM_BUS_ADDRESS=%s\n\n", addr)
+		sp.paragraph("then try the tour in README.md (or `edgectl status`). Ctrl-C stops and removes everything.")
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		return nil
+	})
 }
 
-func demo(p *testenv.Program) error {
+// binaries are the programs the demo runs, built in its first step.
+var binaries = []string{"./cmd/edgev2-keyd", "./cmd/edgev2-certd", "./cmd/edgev2-identityd", "./cmd/edgev2-modrtd",
+	"./cmd/edgev2-labcloud", "./cmd/edgectl"}
+
+// demo runs the steps, printing them with sp, and returns the address of
+// the bus everything runs on; it stays up until p's cleanups run.
+func demo(p testenv.TB, sp *stepPrinter) (string, error) {
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("run as root (sudo make demo): the demo starts dbus-daemon, polkitd and keyd under their own users")
+		return "", fmt.Errorf("run as root (sudo make demo): the demo starts dbus-daemon, polkitd and keyd under their own users")
 	}
-	var steps []step
-	run := func(name string, fn func() (string, error)) error {
-		start := time.Now()
-		detail, err := fn()
-		took := time.Since(start)
-		steps = append(steps, step{name, took, err == nil})
-		if err != nil {
-			fmt.Printf("  FAIL  %-66s %8s  %v\n", name, took.Round(time.Millisecond), err)
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		fmt.Printf("  ok    %-66s %8s  %s\n", name, took.Round(time.Millisecond), detail)
-		return nil
-	}
-	fmt.Println("edgev2 demo: zero-touch provisioning on one machine — Keys, Certificates, Identity and Module Runtime services on a private system bus, polkit, a SoftHSM token, containerd, and edgev2-labcloud as EST CA, DPS and IoT Hub")
+	run := sp.run
+	sp.paragraph("edgev2 demo: zero-touch provisioning on one machine — Keys, Certificates, Identity and Module Runtime services on a private system bus, polkit, a SoftHSM token, containerd, and edgev2-labcloud as EST CA, DPS and IoT Hub")
+	fmt.Fprintln(sp.w)
 	var (
 		b    *testenv.Bus
 		pk   *testenv.Polkit
@@ -66,31 +69,40 @@ func demo(p *testenv.Program) error {
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	if err := run("build the services, edgectl and edgev2-labcloud (go build)", func() (string, error) {
+		for _, b := range binaries {
+			testenv.BuildBinary(p, b)
+		}
+		return fmt.Sprintf("%d programs", len(binaries)), nil
+	}); err != nil {
+		return "", err
+	}
 	if err := run("create service users edgekeys and edgev2-tester", func() (string, error) {
 		uid, gid = testenv.EnsureUser(p, testenv.ServiceUser)
 		testenv.EnsureUser(p, testenv.OtherUser)
 		return fmt.Sprintf("edgekeys uid %d", uid), nil
 	}); err != nil {
-		return err
+		return "", err
 	}
 	if err := run("start a private system-like dbus-daemon", func() (string, error) {
 		b = testenv.StartBus(p)
 		addr = b.Address
-		return addr, nil
+		socket, _, _ := strings.Cut(strings.TrimPrefix(addr, "unix:path="), ",")
+		return socket, nil
 	}); err != nil {
-		return err
+		return "", err
 	}
 	if err := run("start polkitd with the edgev2 actions", func() (string, error) {
 		pk = testenv.StartPolkit(p, b)
 		return "org.freedesktop.PolicyKit1", nil
 	}); err != nil {
-		return err
+		return "", err
 	}
 	if err := run("initialise a SoftHSM2 token", func() (string, error) {
 		tok = testenv.NewSoftHSMToken(p, "edgev2-demo", uid, gid)
 		return "token " + tok.Label, nil
 	}); err != nil {
-		return err
+		return "", err
 	}
 	if err := run("start edgev2-keyd (PKCS#11 engine) as edgekeys", func() (string, error) {
 		dir := testenv.SharedTempDir(p, "demo")
@@ -110,7 +122,7 @@ func demo(p *testenv.Program) error {
 		engine, err := kc.Engine(ctx)
 		return "owns " + keys.BusName + ", engine " + engine, err
 	}); err != nil {
-		return err
+		return "", err
 	}
 	if err := run("generate the device key in the token (CreateKeyPair)", func() (string, error) {
 		var err error
@@ -121,7 +133,7 @@ func demo(p *testenv.Program) error {
 		props, err := dev.Properties(ctx)
 		return fmt.Sprintf("%s at %s", props.Type, props.Location), err
 	}); err != nil {
-		return err
+		return "", err
 	}
 	if err := run("the key is on the token (pkcs11-tool --list-objects)", func() (string, error) {
 		cmd := exec.Command("pkcs11-tool", "--module", tok.LibPath, "--login", "--pin", tok.PIN, "--list-objects", "--type", "privkey")
@@ -135,7 +147,7 @@ func demo(p *testenv.Program) error {
 		}
 		return "label device-id, sensitive, never extractable", nil
 	}); err != nil {
-		return err
+		return "", err
 	}
 	if err := run("sign a CSR-sized payload over the bus; openssl verifies", func() (string, error) {
 		data := []byte("CN=device-id,O=edgev2 demo certification request info")
@@ -157,7 +169,7 @@ func demo(p *testenv.Program) error {
 		}
 		return strings.TrimSpace(string(out)), nil
 	}); err != nil {
-		return err
+		return "", err
 	}
 	if err := run("import the DPS symmetric key; derive a module SAS key", func() (string, error) {
 		sas := sha256.Sum256([]byte("demo group enrollment key"))
@@ -174,7 +186,7 @@ func demo(p *testenv.Program) error {
 		}
 		return fmt.Sprintf("HMAC-SHA256 under the derived key: %x…", derived[:8]), nil
 	}); err != nil {
-		return err
+		return "", err
 	}
 	deny := func() (string, int) {
 		_, errOut, code := testenv.RunAs(p, testenv.OtherUser, nil, "gdbus", "call", "--address", addr, "--dest", keys.BusName,
@@ -188,7 +200,7 @@ func demo(p *testenv.Program) error {
 		}
 		return "org.edgev2.Error.NotAuthorized", nil
 	}); err != nil {
-		return err
+		return "", err
 	}
 	if err := run("a polkit rule grants it exactly key device-id", func() (string, error) {
 		pk.AddRule(p, "demo", fmt.Sprintf(`polkit.addRule(function(action, subject) {
@@ -201,31 +213,22 @@ func demo(p *testenv.Program) error {
 		}
 		return "Sign as " + testenv.OtherUser + " succeeds", nil
 	}); err != nil {
-		return err
+		return "", err
 	}
 	lab, caPEM, err := certSteps(p, run, b, ctx, kc, uid, gid)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := identitySteps(p, run, b, ctx, lab, caPEM); err != nil {
-		return err
+		return "", err
 	}
 	if err := moduleSteps(p, run, b, ctx); err != nil {
-		return err
+		return "", err
 	}
 	if err := run("edgectl check: the demo device is healthy", func() (string, error) { return checkDevice(p, b) }); err != nil {
-		return err
+		return "", err
 	}
-	var total time.Duration
-	for _, s := range steps {
-		total += s.took
-	}
-	fmt.Printf("\nsummary: %d steps passed in %s; everything started here is stopped and removed on exit.\n", len(steps), total.Round(time.Millisecond))
-	if *shell {
-		fmt.Printf("\nkeyd keeps running. In another shell, as root:\n\n  export DBUS_SYSTEM_BUS_ADDRESS=%s\n\nthen try the tour in README.md. Ctrl-C stops everything.\n", addr)
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-		<-sig
-	}
-	return nil
+	fmt.Fprintln(sp.w)
+	sp.paragraph(fmt.Sprintf("summary: %d steps passed in %s; everything started here is stopped and removed on exit.", len(sp.steps), seconds(sp.total())))
+	return addr, nil
 }

@@ -20,7 +20,7 @@ import (
 
 // moduleSteps: the module runtime starts a container that gets its SAS token
 // from its workload socket, and the hub accepts it.
-func moduleSteps(p *testenv.Program, run func(string, func() (string, error)) error, b *testenv.Bus, ctx context.Context) error {
+func moduleSteps(p testenv.TB, run func(string, func() (string, error)) error, b *testenv.Bus, ctx context.Context) error {
 	var ctr *testenv.Containerd
 	var conn *godbus.Conn
 	if err := run("start containerd and edgev2-modrtd", func() (string, error) {

@@ -232,7 +232,7 @@ func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &config.Error{File: path, Problem: "cannot read the super-config: " + err.Error(),
-			Fix: "create it (see /usr/share/doc/edgev2/examples/config.toml.example) or pass -c FILE"}
+			Fix: "create it from " + ExampleFile() + " or pass -c FILE"}
 	}
 	return Parse(path, data)
 }
