@@ -303,4 +303,19 @@ func TestModuleEventsReachOnlyReaders(t *testing.T) {
 			t.Fatalf("%s, after its grant was withdrawn, got %s", testenv.OtherUser, describe(l))
 		}
 	})
+
+	t.Run("APullsCallerGetsItsProgress", func(t *testing.T) {
+		// Allowed to pull but not to read the runtime: the progress of its
+		// own pull is still its to see.
+		pk.AddRule(t, "modules-pull", `polkit.addRule(function(action, subject) {
+    if (action.id == "org.edgev2.modules.manage" && subject.user == "edgev2-tester" &&
+        action.lookup("module_id") == undefined) return polkit.Result.YES;
+});`)
+		other.seen = nil
+		if err := other.conn.Object(modrt.BusName, modrt.ObjectPath).Call(modrt.Interface+".PullImage", 0, remote, map[string]godbus.Variant{
+			"username": godbus.MakeVariant("edge"), "password": godbus.MakeVariant("s3cret-registry")}).Store(&digest); err != nil {
+			t.Fatalf("PullImage as %s with modules.manage: %v", testenv.OtherUser, err)
+		}
+		other.until(t, "the progress of its pull", isSignal("PullProgress", "<runtime>"))
+	})
 }
