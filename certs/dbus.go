@@ -75,6 +75,8 @@ func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.S
 		List:   svc.List,
 	})
 	srv.CanRead = func(call bus.Call, id string) *godbus.Error { return a.authorize(call, ActionRead, id) }
+	// Certificate events name a certificate: only its readers hear of it.
+	srv.CanReceive = func(peer, id string) bool { return bus.MayReceive(ctx, auth, peer, ActionRead, certDetails(id)) }
 	svc.OnRenewed = a.renewed
 	return a
 }
@@ -105,12 +107,17 @@ func (a *BusAPI) certProperties(id string) (map[string]godbus.Variant, error) {
 	}, nil
 }
 
-func (a *BusAPI) authorize(call bus.Call, action, id string) *godbus.Error {
-	var details map[string]string
-	if id != "" {
-		details = map[string]string{"cert_id": id}
+// certDetails are the polkit details naming certificate id (none for the
+// service).
+func certDetails(id string) map[string]string {
+	if id == "" {
+		return nil
 	}
-	return a.auth.Authorize(a.ctx, call, action, details)
+	return map[string]string{"cert_id": id}
+}
+
+func (a *BusAPI) authorize(call bus.Call, action, id string) *godbus.Error {
+	return a.auth.Authorize(a.ctx, call, action, certDetails(id))
 }
 
 func (a *BusAPI) fail(op string, err error) *godbus.Error {
@@ -293,8 +300,6 @@ func (a *BusAPI) renew(msg godbus.Message) *godbus.Error {
 // schedule made on its own).
 func (a *BusAPI) renewed(id string) {
 	path := a.srv.ChildPath(Collection, id)
-	if err := a.srv.Conn().Emit(path, CertInterface+".Renewed"); err != nil {
-		a.log.Warn("emit Renewed", "cert_id", id, "err", err)
-	}
+	a.srv.Emit(path, CertInterface+".Renewed")
 	a.changed(id, true)
 }

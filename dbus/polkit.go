@@ -314,3 +314,49 @@ type Authority interface {
 }
 
 var _ Authority = (*Authorizer)(nil)
+
+// Permits reports whether peer may receive signals about what action
+// protects on the object details names. It is Authorize without interaction,
+// except that polkit's challenge (which a signal cannot answer) is cached as
+// a refusal, in entries of their own: a peer in an active session then costs
+// one polkit round trip, not one per signal. The same invalidations apply.
+func (a *Authorizer) Permits(ctx context.Context, peer, action string, details map[string]string) bool {
+	if peer == "" {
+		return false
+	}
+	uid, derr := a.uid(peer)
+	if derr != nil {
+		return false
+	}
+	if uid == 0 {
+		return true
+	}
+	key := "\x00signal\x00" + cacheKey(action, details)
+	a.mu.Lock()
+	d, ok := a.decisions[peer][key]
+	if ok && a.now().Sub(d.at) < decisionTTL {
+		a.hits++
+		a.mu.Unlock()
+		return d.allowed
+	}
+	a.misses++
+	gen := a.gen
+	a.mu.Unlock()
+
+	allowed, _, err := a.check(ctx, Call{Sender: peer}, action, details)
+	if err != nil {
+		a.log.Debug("polkit check for a signal failed; not sending", "action", action, "peer", peer, "err", err)
+		return false
+	}
+	a.mu.Lock()
+	if a.gen == gen {
+		m := a.decisions[peer]
+		if m == nil || len(m) >= maxDecisionsPerSender {
+			m = map[string]decision{}
+			a.decisions[peer] = m
+		}
+		m[key] = decision{allowed: allowed, at: a.now()}
+	}
+	a.mu.Unlock()
+	return allowed
+}

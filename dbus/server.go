@@ -57,14 +57,23 @@ type Server struct {
 	log   *slog.Logger
 	ifs   []Interface
 	colls []Collection
-	// CanRead authorizes property reads and GetManagedObjects; id is "" for
-	// the root. nil allows everyone.
+	// CanRead authorizes property reads, Introspect of children and
+	// GetManagedObjects; id is "" for the root. nil allows everyone.
 	CanRead func(call Call, id string) *godbus.Error
+	// CanReceive decides whether bus peer may receive a signal about
+	// entity id ("" for the root); nil asks CanRead. With both nil,
+	// signals are broadcast.
+	CanReceive func(peer, id string) bool
+
+	signals chan outSignal
 }
 
-// NewServer makes a registry for the service rooted at root.
+// NewServer makes a registry for the service rooted at root. Its signals
+// are delivered from a goroutine that ends when conn closes.
 func NewServer(conn *godbus.Conn, root godbus.ObjectPath, log *slog.Logger) *Server {
-	return &Server{conn: conn, root: root, log: log}
+	s := &Server{conn: conn, root: root, log: log, signals: make(chan outSignal, signalQueueLen)}
+	go s.deliverSignals(conn.Context())
+	return s
 }
 
 // Conn is the bus connection the server exports on.
@@ -300,6 +309,13 @@ func (s *Server) introspectTable() map[string]any {
 					return introspectNode(elems), nil
 				}
 			}
+			// A child: authorize before looking it up, so a caller who
+			// may not read it gets the same answer whether it exists or not.
+			if c, id, ok := s.resolve(p); ok && c != nil && s.CanRead != nil {
+				if derr := s.CanRead(CallOf(msg), id); derr != nil {
+					return "", derr
+				}
+			}
 			ifs, _, derr := s.ifacesAt(p)
 			if derr != nil {
 				return "", derr
@@ -372,7 +388,7 @@ func (s *Server) collection(name string) *Collection {
 	return nil
 }
 
-// Added announces a new child with InterfacesAdded.
+// Added announces a new child with InterfacesAdded, to its readers.
 func (s *Server) Added(collection, id string) {
 	c := s.collection(collection)
 	if c == nil {
@@ -383,10 +399,11 @@ func (s *Server) Added(collection, id string) {
 		s.log.Warn("announce new object", "collection", collection, "id", id, "err", err)
 		return
 	}
-	s.emit(s.root, "org.freedesktop.DBus.ObjectManager.InterfacesAdded", s.ChildPath(collection, id), ifs)
+	s.enqueue(outSignal{path: s.root, name: "org.freedesktop.DBus.ObjectManager.InterfacesAdded",
+		args: []any{s.ChildPath(collection, id), ifs}, id: id})
 }
 
-// Removed announces a child's removal with InterfacesRemoved.
+// Removed announces a child's removal with InterfacesRemoved, to its readers.
 func (s *Server) Removed(collection, id string) {
 	c := s.collection(collection)
 	if c == nil {
@@ -396,16 +413,12 @@ func (s *Server) Removed(collection, id string) {
 	for i, x := range c.Interfaces {
 		names[i] = x.Name
 	}
-	s.emit(s.root, "org.freedesktop.DBus.ObjectManager.InterfacesRemoved", s.ChildPath(collection, id), names)
+	s.enqueue(outSignal{path: s.root, name: "org.freedesktop.DBus.ObjectManager.InterfacesRemoved",
+		args: []any{s.ChildPath(collection, id), names}, id: id})
 }
 
-// PropertiesChanged emits org.freedesktop.DBus.Properties.PropertiesChanged.
+// PropertiesChanged emits org.freedesktop.DBus.Properties.PropertiesChanged
+// to the readers of the object at path.
 func (s *Server) PropertiesChanged(path godbus.ObjectPath, iface string, changed map[string]godbus.Variant) {
-	s.emit(path, "org.freedesktop.DBus.Properties.PropertiesChanged", iface, changed, []string{})
-}
-
-func (s *Server) emit(path godbus.ObjectPath, name string, args ...any) {
-	if err := s.conn.Emit(path, name, args...); err != nil {
-		s.log.Warn("emit signal", "signal", name, "path", path, "err", err)
-	}
+	s.Emit(path, "org.freedesktop.DBus.Properties.PropertiesChanged", iface, changed, []string{})
 }

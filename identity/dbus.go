@@ -63,6 +63,11 @@ func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.S
 		Properties: func(string) (map[string]godbus.Variant, error) { return a.properties(), nil },
 	})
 	srv.CanRead = func(call bus.Call, id string) *godbus.Error { return a.authorize(call, ActionRead, "") }
+	// State, hub and device id in the signals are what GetDeviceIdentity
+	// tells: only identity readers hear them.
+	srv.CanReceive = func(peer, _ string) bool {
+		return bus.MayReceive(ctx, auth, peer, ActionRead, map[string]string{"module_id": ""})
+	}
 	svc.OnChange = a.changed
 	return a
 }
@@ -81,9 +86,7 @@ func (a *BusAPI) properties() map[string]godbus.Variant {
 
 func (a *BusAPI) changed() {
 	a.srv.PropertiesChanged(ObjectPath, Interface, a.properties())
-	if err := a.srv.Conn().Emit(ObjectPath, Interface+".IdentityChanged"); err != nil {
-		a.log.Warn("emit IdentityChanged", "err", err)
-	}
+	a.srv.Emit(ObjectPath, Interface+".IdentityChanged")
 }
 
 func (a *BusAPI) authorize(call bus.Call, action, moduleID string) *godbus.Error {

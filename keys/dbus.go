@@ -78,6 +78,8 @@ func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.S
 	srv.CanRead = func(call bus.Call, id string) *godbus.Error {
 		return a.authorize(call, ActionRead, id)
 	}
+	// InterfacesAdded/Removed name a key: only its readers hear of it.
+	srv.CanReceive = func(peer, id string) bool { return bus.MayReceive(ctx, auth, peer, ActionRead, keyDetails(id)) }
 	return a
 }
 
@@ -105,12 +107,16 @@ func (a *BusAPI) keyProperties(id string) (map[string]godbus.Variant, error) {
 	}, nil
 }
 
-func (a *BusAPI) authorize(call bus.Call, action, id string) *godbus.Error {
-	var details map[string]string
-	if id != "" {
-		details = map[string]string{"key_id": id}
+// keyDetails are the polkit details naming key id (none for the service).
+func keyDetails(id string) map[string]string {
+	if id == "" {
+		return nil
 	}
-	return a.auth.Authorize(a.ctx, call, action, details)
+	return map[string]string{"key_id": id}
+}
+
+func (a *BusAPI) authorize(call bus.Call, action, id string) *godbus.Error {
+	return a.auth.Authorize(a.ctx, call, action, keyDetails(id))
 }
 
 // fail logs internal detail and returns the caller-safe error.

@@ -73,6 +73,8 @@ func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.S
 		},
 	})
 	srv.CanRead = func(call bus.Call, id string) *godbus.Error { return a.authorize(call, ActionRead, id) }
+	// Module events reach only the peers that may read that module.
+	srv.CanReceive = func(peer, id string) bool { return bus.MayReceive(ctx, auth, peer, ActionRead, moduleDetails(id)) }
 	svc.rt.OnChange(a.changed)
 	return a
 }
@@ -110,17 +112,20 @@ func (a *BusAPI) changed(st Status) {
 	}
 	path := a.srv.ChildPath(Collection, st.Name)
 	a.srv.PropertiesChanged(path, ModuleInterface, statusProps(st))
-	if err := a.srv.Conn().Emit(path, ModuleInterface+".StateChanged", string(st.State)); err != nil {
-		a.log.Warn("emit StateChanged", "module", st.Name, "err", err)
+	a.srv.Emit(path, ModuleInterface+".StateChanged", string(st.State))
+}
+
+// moduleDetails are the polkit details naming module name (none for the
+// runtime as a whole).
+func moduleDetails(name string) map[string]string {
+	if name == "" {
+		return nil
 	}
+	return map[string]string{"module_id": name}
 }
 
 func (a *BusAPI) authorize(call bus.Call, action, name string) *godbus.Error {
-	var details map[string]string
-	if name != "" {
-		details = map[string]string{"module_id": name}
-	}
-	return a.auth.Authorize(a.ctx, call, action, details)
+	return a.auth.Authorize(a.ctx, call, action, moduleDetails(name))
 }
 
 func (a *BusAPI) fail(op string, err error) *godbus.Error {
@@ -306,7 +311,8 @@ func (a *BusAPI) pullImage(msg godbus.Message, ref string, opts map[string]godbu
 	if e != nil {
 		return "", e
 	}
-	if e := a.authorize(bus.CallOf(msg), ActionManage, ""); e != nil {
+	call := bus.CallOf(msg)
+	if e := a.authorize(call, ActionManage, ""); e != nil {
 		return "", e
 	}
 	var auth *PullAuth
@@ -320,7 +326,8 @@ func (a *BusAPI) pullImage(msg godbus.Message, ref string, opts map[string]godbu
 			return // at most five signals a second
 		}
 		last = time.Now()
-		a.srv.Conn().Emit(ObjectPath, Interface+".PullProgress", p.Ref, uint64(p.Done), uint64(p.Total))
+		// The caller and whoever may read the runtime as a whole.
+		a.srv.EmitAlso(call.Sender, ObjectPath, Interface+".PullProgress", p.Ref, uint64(p.Done), uint64(p.Total))
 	})
 	if err != nil {
 		return "", a.fail("PullImage", err)
