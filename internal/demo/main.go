@@ -203,11 +203,11 @@ func demo(p *testenv.Program) error {
 	}); err != nil {
 		return err
 	}
-	lab, caPEM, err := certSteps(p, run, b, ctx, kc, uid, gid)
+	lab, caPEM, err := certSteps(p, run, b, pk, ctx, kc, uid, gid)
 	if err != nil {
 		return err
 	}
-	if err := identitySteps(p, run, b, ctx, lab, caPEM); err != nil {
+	if err := identitySteps(p, run, b, pk, ctx, lab, caPEM); err != nil {
 		return err
 	}
 	if err := moduleSteps(p, run, b, ctx); err != nil {
