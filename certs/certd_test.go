@@ -69,7 +69,7 @@ func startStack(t *testing.T, extra string) *stack {
 	// certd's grant in Keys, compiled from its configuration as
 	// `edgectl config apply` does: the keys it issues and signs with only.
 	text, _ := os.ReadFile(certdConfig)
-	rules, err := superconfig.ServiceRulesFor(text, nil)
+	rules, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Certd: text})
 	if err != nil {
 		t.Fatalf("compile certd's grant: %v", err)
 	}

@@ -52,6 +52,7 @@ type world struct {
 	certs     *cclient.Client
 	id        *iclient.Client
 	identityd *testenv.Service
+	certdCfg  string // certd's config file, for the grants compiled from it
 
 	cloudState string
 	hostPort   string
@@ -136,7 +137,8 @@ method = "self_signed"
 ca = true
 common_name = "edgev2 test edge CA"
 `, caFile, w.hostPort, estUser, estSecret))
-	w.grant(t, certdConfig, "")
+	w.certdCfg = certdConfig
+	w.grant(t, certdConfig, "", "")
 	testenv.StartService(t, w.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-certd"),
 		Args:   []string{"--config", certdConfig},
@@ -154,16 +156,21 @@ var grantSeq atomic.Int64
 
 // grant installs the services' grants compiled from these config files
 // ("" for a service not started), as `edgectl config apply` writes them.
-func (w *world) grant(t *testing.T, certdConfig, identitydConfig string) {
+// With modrtd's config, certd's grant also names the edge CA key with
+// which certd signs modules' certificates.
+func (w *world) grant(t *testing.T, certdConfig, identitydConfig, modrtdConfig string) {
 	t.Helper()
-	var certdText, identitydText []byte
-	if certdConfig != "" {
-		certdText, _ = os.ReadFile(certdConfig)
+	read := func(path string) []byte {
+		if path == "" {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
 	}
-	if identitydConfig != "" {
-		identitydText, _ = os.ReadFile(identitydConfig)
-	}
-	rules, err := superconfig.ServiceRulesFor(certdText, identitydText)
+	rules, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Certd: read(certdConfig), Identityd: read(identitydConfig), Modrtd: read(modrtdConfig)})
 	if err != nil {
 		t.Fatalf("compile the services' grants: %v", err)
 	}
@@ -222,7 +229,7 @@ func (w *world) startIdentityd(t *testing.T, name, provisioning string) {
 	text := fmt.Sprintf("hostname = \"edge-1\"\nhomedir = %q\n[cloud]\ntrusted_certs = [\"labcloud-ca\"]\nretry_max_s = 2\ntimeout_s = 5\n%s", home, provisioning)
 	os.WriteFile(cfg, []byte(text), 0o600)
 	os.Chown(cfg, iuid, igid)
-	w.grant(w.t, "", cfg)
+	w.grant(w.t, "", cfg, "")
 	w.identityd = testenv.StartService(w.t, w.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-identityd"), Args: []string{"--config", cfg, "--log-level", "debug"},
 		User: testenv.IdentityUser, BusName: identity.BusName,

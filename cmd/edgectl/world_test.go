@@ -113,7 +113,8 @@ retry_max_s = 2
 	// writes them.
 	certdText, _ := os.ReadFile(filepath.Join(w.etc, "certd.toml"))
 	identitydText, _ := os.ReadFile(filepath.Join(w.etc, "identityd.toml"))
-	grants, err := superconfig.ServiceRulesFor(certdText, identitydText)
+	modrtdText, _ := os.ReadFile(filepath.Join(w.etc, "modrtd.toml"))
+	grants, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Certd: certdText, Identityd: identitydText, Modrtd: modrtdText})
 	if err != nil {
 		t.Fatalf("compile the services' grants: %v", err)
 	}

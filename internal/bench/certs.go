@@ -60,7 +60,7 @@ expiry_days = 30
 	// certd's grant, compiled from its config as `edgectl config apply`
 	// writes it; and, as an operator would grant it, the caller's key that
 	// identityRows has certd self-sign.
-	grants, err := superconfig.ServiceRulesFor([]byte(certdCfg), nil)
+	grants, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Certd: []byte(certdCfg)})
 	if err != nil {
 		return nil, err
 	}

@@ -81,7 +81,7 @@ trusted_certs = ["bench-cloud-ca"]
 `, home, cloud.URL, att, attest)
 		os.WriteFile(cfg, []byte(text), 0o600)
 		os.Chown(cfg, iuid, igid)
-		grants, err := superconfig.ServiceRulesFor(nil, []byte(text))
+		grants, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Identityd: []byte(text)})
 		if err != nil {
 			return nil, nil, err
 		}

@@ -92,7 +92,7 @@ threshold = "80%%"
 		os.Chown(cfg, cuid, cgid)
 		// certd's grant in Keys, compiled from its config as `edgectl
 		// config apply` writes it: the keys it issues and signs with.
-		rules, err := superconfig.ServiceRulesFor([]byte(text), nil)
+		rules, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Certd: []byte(text)})
 		if err != nil {
 			return "", err
 		}

@@ -48,7 +48,7 @@ trusted_certs = ["est-ca"]
 			return "", err
 		}
 		os.Chown(cfg, iuid, igid)
-		rules, err := superconfig.ServiceRulesFor(nil, []byte(text))
+		rules, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Identityd: []byte(text)})
 		if err != nil {
 			return "", err
 		}

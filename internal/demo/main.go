@@ -210,7 +210,7 @@ func demo(p *testenv.Program) error {
 	if err := identitySteps(p, run, b, pk, ctx, lab, caPEM); err != nil {
 		return err
 	}
-	if err := moduleSteps(p, run, b, ctx); err != nil {
+	if err := moduleSteps(p, run, b, pk, ctx); err != nil {
 		return err
 	}
 	if err := run("edgectl check: the demo device is healthy", func() (string, error) { return checkDevice(p, b) }); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/edgev2/edgev2/certs"
 	"github.com/edgev2/edgev2/identity"
+	"github.com/edgev2/edgev2/modrt"
 )
 
 // Output is what `edgectl config apply` installs.
@@ -118,7 +119,11 @@ func (c *Config) files(p *plan) ([]File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile %s: %w", ServicesRulesPath, err)
 	}
-	services, err := ServiceRules(c.path, CertdGrant(cc), IdentitydGrant(ic))
+	rt, err := modrt.ParseConfig("modrtd.toml", compiled["/etc/edgev2/modrtd.toml"])
+	if err != nil {
+		return nil, fmt.Errorf("compile %s: %w", ServicesRulesPath, err)
+	}
+	services, err := ServiceRules(c.path, CertdGrant(cc, rt), IdentitydGrant(ic))
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/edgev2/edgev2/certs"
 	"github.com/edgev2/edgev2/identity"
+	"github.com/edgev2/edgev2/modrt"
 )
 
 // ServicesRulesPath is where the services' grants to each other are
@@ -41,10 +42,12 @@ const nextKeySuffix = ".next"
 
 // CertdGrant is certd's grant for its configuration: the keys of the
 // certificates it issues and renews (and their rotation keys), the issuer
-// keys it signs with, and its EST identities. A bus caller's own keys are
-// not certd's: CreateCertificate with issuer self_signed signs only with a
-// key certd owns.
-func CertdGrant(c *certs.Config) ServiceGrant {
+// keys it signs with, its EST identities, and, when modrtd runs (rt not
+// nil), the edge CA key with which certd signs modules' certificates for
+// modrtd (the configured one, or the quickstart CA's that modrtd makes). A
+// bus caller's own keys are not certd's: CreateCertificate with issuer
+// self_signed signs only with a key certd is granted.
+func CertdGrant(c *certs.Config, rt *modrt.Config) ServiceGrant {
 	g := ServiceGrant{Service: "edgev2-certd", User: certsUser,
 		Why: "the keys of the certificates it issues and renews, the issuer keys it signs with, its EST identities"}
 	for _, id := range sortedKeys(c.Issuance) {
@@ -70,6 +73,13 @@ func CertdGrant(c *certs.Config) ServiceGrant {
 			g.KeysManage = append(g.KeysManage, e.IdentityKey)
 			g.KeysUse = append(g.KeysUse, e.BootstrapIdentityKey)
 		}
+	}
+	if rt != nil {
+		edgeCAKey := rt.EdgeCAKey
+		if edgeCAKey == "" {
+			edgeCAKey = modrt.QuickstartEdgeCA
+		}
+		g.KeysUse = append(g.KeysUse, edgeCAKey)
 	}
 	g.normalize()
 	return g
@@ -182,21 +192,34 @@ func ServiceRules(from string, grants ...ServiceGrant) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// ServiceRulesFor compiles the grants of a certd and an identityd that run
-// with these config texts (nil: that service is not running), with the
-// daemons' own parsers: what `config apply` writes for the same files.
-// Tests that start the daemons by hand install it.
-func ServiceRulesFor(certdTOML, identitydTOML []byte) ([]byte, error) {
+// ServiceConfigs are the texts of the services' config files; nil means
+// that service does not run.
+type ServiceConfigs struct {
+	Certd, Identityd, Modrtd []byte
+}
+
+// ServiceRulesFor compiles the grants of the services that run with these
+// config texts, read with the daemons' own parsers: what `config apply`
+// writes for the same files. Tests that start the daemons by hand install
+// it.
+func ServiceRulesFor(files ServiceConfigs) ([]byte, error) {
 	var gs []ServiceGrant
-	if certdTOML != nil {
-		c, err := certs.ParseConfig("certd.toml", certdTOML)
+	var rt *modrt.Config
+	if files.Modrtd != nil {
+		var err error
+		if rt, err = modrt.ParseConfig("modrtd.toml", files.Modrtd); err != nil {
+			return nil, err
+		}
+	}
+	if files.Certd != nil {
+		c, err := certs.ParseConfig("certd.toml", files.Certd)
 		if err != nil {
 			return nil, err
 		}
-		gs = append(gs, CertdGrant(c))
+		gs = append(gs, CertdGrant(c, rt))
 	}
-	if identitydTOML != nil {
-		c, err := identity.ParseConfig("identityd.toml", identitydTOML)
+	if files.Identityd != nil {
+		c, err := identity.ParseConfig("identityd.toml", files.Identityd)
 		if err != nil {
 			return nil, err
 		}

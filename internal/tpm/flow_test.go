@@ -358,7 +358,7 @@ func grant(t *testing.T, pk *testenv.Polkit, certdConfig, identitydConfig string
 	if identitydConfig != "" {
 		identitydText, _ = os.ReadFile(identitydConfig)
 	}
-	rules, err := superconfig.ServiceRulesFor(certdText, identitydText)
+	rules, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Certd: certdText, Identityd: identitydText})
 	if err != nil {
 		t.Fatalf("compile the services' grants: %v", err)
 	}
