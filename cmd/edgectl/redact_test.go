@@ -124,7 +124,10 @@ func FuzzRedactTOML(f *testing.F) {
 			return
 		}
 		tm := secretShapes[int(shape)%len(secretShapes)]
-		if strings.Contains(strings.Replace(tm, "SECRET", "", 1), secret) {
+		// Words of the template or of the redacted output (the header,
+		// REDACTED, key names) are not secrets.
+		if strings.Contains(strings.Replace(tm, "SECRET", "", 1), secret) ||
+			strings.Contains(redactTOML(strings.Replace(tm, "SECRET", "Zm9vYmFyYmF6cXV4", 1)), secret) {
 			return
 		}
 		in := strings.Replace(tm, "SECRET", secret, 1)
