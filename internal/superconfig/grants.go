@@ -32,10 +32,6 @@ type ServiceGrant struct {
 	CertsManage []string
 }
 
-// connStringKeyID is where identityd keeps a connection string's key
-// (identity/service.go).
-const connStringKeyID = "device-id-sas"
-
 // nextKeySuffix names the key certd makes while it rotates one
 // (certs/service.go): it creates, uses and then moves it over the old one.
 const nextKeySuffix = ".next"
@@ -94,15 +90,15 @@ func IdentitydGrant(c *identity.Config) ServiceGrant {
 		Why: "the device identity keys, the module-key master, its identity and trust certificates"}
 	master := c.MasterKey
 	if master == "" {
-		master = "identityd-master" // identity.ParseConfig's default
+		master = identity.DefaultMasterKey
 	}
 	g.KeysUse = append(g.KeysUse, master)
 	g.KeysManage = append(g.KeysManage, master)
 	g.KeysExport = append(g.KeysExport, master)
 	p := c.Provisioning
 	if p.ConnectionString != "" {
-		g.KeysUse = append(g.KeysUse, connStringKeyID)
-		g.KeysManage = append(g.KeysManage, connStringKeyID)
+		g.KeysUse = append(g.KeysUse, identity.ConnStringKeyID)
+		g.KeysManage = append(g.KeysManage, identity.ConnStringKeyID)
 	}
 	if a := p.Authentication; a != nil {
 		g.KeysUse = append(g.KeysUse, a.DeviceIDPK)
