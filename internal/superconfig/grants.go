@@ -45,7 +45,7 @@ const nextKeySuffix = ".next"
 // self_signed signs only with a key certd is granted.
 func CertdGrant(c *certs.Config, rt *modrt.Config) ServiceGrant {
 	g := ServiceGrant{Service: "edgev2-certd", User: certsUser,
-		Why: "the keys of the certificates it issues and renews, the issuer keys it signs with, its EST identities"}
+		Why: "the keys of the certificates it issues and renews, the issuer and edge CA keys it signs with, its EST identities"}
 	for _, id := range sortedKeys(c.Issuance) {
 		is := c.Issuance[id]
 		if is == nil {
