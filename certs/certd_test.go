@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	cclient "github.com/edgev2/edgev2/certs/client"
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
 	kclient "github.com/edgev2/edgev2/keys/client"
@@ -36,6 +38,9 @@ type stack struct {
 	keys   *kclient.Client
 	certs  *cclient.Client
 }
+
+// grantSeq names each compiled grant installed in this test process.
+var grantSeq atomic.Int64
 
 // startStack starts keyd (file engine) and certd with extra appended to
 // certd's config.
@@ -60,8 +65,17 @@ func startStack(t *testing.T, extra string) *stack {
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"), Args: []string{"--config", mk("keyd", kuid, kgid, "")},
 		User: testenv.ServiceUser, BusName: keys.BusName,
 	})
+	certdConfig := mk("certd", cuid, cgid, extra)
+	// certd's grant in Keys, compiled from its configuration as
+	// `edgectl config apply` does: the keys it issues and signs with only.
+	text, _ := os.ReadFile(certdConfig)
+	rules, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Certd: text})
+	if err != nil {
+		t.Fatalf("compile certd's grant: %v", err)
+	}
+	s.polkit.AddRule(t, fmt.Sprintf("certd-grant-%d", grantSeq.Add(1)), string(rules))
 	s.certd = testenv.StartService(t, s.bus, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-certd"), Args: []string{"--config", mk("certd", cuid, cgid, extra), "--log-level", "debug"},
+		Binary: testenv.BuildBinary(t, "./cmd/edgev2-certd"), Args: []string{"--config", certdConfig, "--log-level", "debug"},
 		User: testenv.CertsUser, BusName: certs.BusName,
 	})
 	s.conn = s.bus.Conn(t)
@@ -130,6 +144,7 @@ rotate_key = true
 func TestCertdIssuesThroughTheBus(t *testing.T) {
 	s := startStack(t, localCAPolicy)
 	ctx := ctxT(t)
+	parent := t
 
 	t.Run("SelfSignedForACallersCSR", func(t *testing.T) {
 		key, err := s.keys.CreateKeyPair(ctx, "callers-key", "ec-p256")
@@ -138,6 +153,17 @@ func TestCertdIssuesThroughTheBus(t *testing.T) {
 		}
 		signer, _ := key.Signer(ctx)
 		csr, _ := certs.NewCSR(signer, pkix.Name{CommonName: "caller"}, nil)
+		// certd's compiled grant covers the keys its configuration names,
+		// not a caller's: Keys refuses certd the caller's key.
+		_, err = s.certs.Create(ctx, "callers-cert", csr, cclient.CreateOptions{Issuer: "self_signed", KeyID: "callers-key", Validity: time.Hour})
+		if !fault.Is(err, fault.NotAuthorized) || !strings.Contains(err.Error(), "org.edgev2.keys") {
+			t.Fatalf("self_signed with a key certd does not own: %v; want NotAuthorized naming the keys action", err)
+		}
+		// An operator who wants certd to self-sign that key grants it.
+		s.polkit.AddRule(parent, "certd-callers-key", fmt.Sprintf(`polkit.addRule(function(action, subject) {
+  if (subject.user == %q && (action.id == "org.edgev2.keys.use" || action.id == "org.edgev2.keys.read") && action.lookup("key_id") == "callers-key")
+    return polkit.Result.YES;
+});`, testenv.CertsUser))
 		pemText, err := s.certs.Create(ctx, "callers-cert", csr, cclient.CreateOptions{Issuer: "self_signed", KeyID: "callers-key", Validity: time.Hour})
 		if err != nil {
 			t.Fatal(err)

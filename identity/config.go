@@ -14,6 +14,14 @@ import (
 	"github.com/edgev2/edgev2/identity/connstr"
 )
 
+// DefaultMasterKey is the Keys id of the module-key master when master_key
+// is not set.
+const DefaultMasterKey = "identityd-master"
+
+// ConnStringKeyID is the Keys id under which identityd keeps a connection
+// string's key. The services' compiled polkit grants name both.
+const ConnStringKeyID = "device-id-sas"
+
 // Config is identityd's configuration file (/etc/edgev2/identityd.toml).
 type Config struct {
 	Hostname     string       `toml:"hostname"`
@@ -107,7 +115,7 @@ func (c *Config) validate(path string) error {
 		return bad("homedir", fmt.Sprintf("%q is not an absolute path", c.Homedir), `set homedir = "/var/lib/edgev2/identityd"`)
 	}
 	if c.MasterKey == "" {
-		c.MasterKey = "identityd-master"
+		c.MasterKey = DefaultMasterKey
 	}
 	if c.Cloud.TimeoutS == 0 {
 		c.Cloud.TimeoutS = 30

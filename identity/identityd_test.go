@@ -33,6 +33,7 @@ import (
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
 	"github.com/edgev2/edgev2/internal/labcloud/hub"
+	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
 	kclient "github.com/edgev2/edgev2/keys/client"
@@ -52,6 +53,7 @@ type world struct {
 	id        *iclient.Client
 	identityd *testenv.Service
 	keyd      *testenv.Service
+	certdCfg  string // certd's config file, for the grants compiled from it
 
 	cloudState string
 	hostPort   string
@@ -117,9 +119,7 @@ func newWorld(t *testing.T) *world {
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"), Args: []string{"--config", mk("keyd", kuid, kgid, "")},
 		User: testenv.ServiceUser, BusName: keys.BusName,
 	})
-	testenv.StartService(t, w.bus, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-certd"),
-		Args: []string{"--config", mk("certd", cuid, cgid, fmt.Sprintf(`
+	certdConfig := mk("certd", cuid, cgid, fmt.Sprintf(`
 [preloaded_certs]
 labcloud-ca = "file://%s"
 [est]
@@ -140,14 +140,45 @@ common_name = "edgev2 test edge CA"
 # modrtd's quickstart edge CA, as the super-config binds it.
 [local_ca.edgev2-edge-ca]
 key = "edgev2-edge-ca"
-`, caFile, w.hostPort, estUser, estSecret))},
-		User: testenv.CertsUser, BusName: certs.BusName,
+`, caFile, w.hostPort, estUser, estSecret))
+	w.certdCfg = certdConfig
+	w.grant(t, certdConfig, "", "")
+	testenv.StartService(t, w.bus, testenv.ServiceOptions{
+		Binary: testenv.BuildBinary(t, "./cmd/edgev2-certd"),
+		Args:   []string{"--config", certdConfig},
+		User:   testenv.CertsUser, BusName: certs.BusName,
 	})
 	w.conn = w.bus.Conn(t)
 	w.keys = kclient.New(w.conn)
 	w.certs = cclient.New(w.conn)
 	w.id = iclient.New(w.conn)
 	return w
+}
+
+// grantSeq names each compiled grant installed in this test process.
+var grantSeq atomic.Int64
+
+// grant installs the services' grants compiled from these config files
+// ("" for a service not started), as `edgectl config apply` writes them.
+// With modrtd's config, certd's grant also names the edge CA key with
+// which certd signs modules' certificates.
+func (w *world) grant(t *testing.T, certdConfig, identitydConfig, modrtdConfig string) {
+	t.Helper()
+	read := func(path string) []byte {
+		if path == "" {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	rules, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Certd: read(certdConfig), Identityd: read(identitydConfig), Modrtd: read(modrtdConfig)})
+	if err != nil {
+		t.Fatalf("compile the services' grants: %v", err)
+	}
+	w.polkit.AddRule(t, fmt.Sprintf("service-grant-%d", grantSeq.Add(1)), string(rules))
 }
 
 // startCloud (re)starts the cloud on the same address and state.
@@ -202,6 +233,7 @@ func (w *world) startIdentityd(t *testing.T, name, provisioning string) {
 	text := fmt.Sprintf("hostname = \"edge-1\"\nhomedir = %q\n[cloud]\ntrusted_certs = [\"labcloud-ca\"]\nretry_max_s = 2\ntimeout_s = 5\n%s", home, provisioning)
 	os.WriteFile(cfg, []byte(text), 0o600)
 	os.Chown(cfg, iuid, igid)
+	w.grant(w.t, "", cfg, "")
 	w.identityd = testenv.StartService(w.t, w.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-identityd"), Args: []string{"--config", cfg, "--log-level", "debug"},
 		User: testenv.IdentityUser, BusName: identity.BusName,

@@ -34,6 +34,7 @@ func TestNewDeviceIdentityRemovesModulesAndRestartsTheAgent(t *testing.T) {
 	agent := `{"name":"edgeAgent","type":"docker","restartPolicy":"always","config":{"settings":{"image":"edgev2.test/sleeper:1","createOptions":{}}}}`
 	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = \"edgev2-reprov\"\n[agent]\nspec = '%s'\n",
 		filepath.Join(dir, "home"), ctr.Address, agent)), 0o600)
+	w.grant(t, w.certdCfg, "", cfg)
 	// The image is there before modrtd starts, so the agent starts at once.
 	testenv.ImportImage(t, ctr, "edgev2-reprov", archive)
 	modrtd := testenv.StartService(t, w.bus, testenv.ServiceOptions{

@@ -23,7 +23,7 @@ import (
 )
 
 // connStringKeyID is where a connection string's key is kept in Keys.
-const connStringKeyID = "device-id-sas"
+const connStringKeyID = ConnStringKeyID
 
 // Service provisions the device and manages module identities.
 type Service struct {

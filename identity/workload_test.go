@@ -41,6 +41,7 @@ func TestModuleGetsItsTokenThroughTheWorkloadSocket(t *testing.T) {
 	cfg := filepath.Join(dir, "modrtd.toml")
 	ns := fmt.Sprintf("edgev2-wl-%d", time.Now().UnixNano())
 	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = %q\ntrust_bundle = \"labcloud-ca\"\nmanifest_trust_bundle = \"no-such-bundle\"\n", filepath.Join(dir, "home"), ctr.Address, ns)), 0o600)
+	w.grant(t, w.certdCfg, "", cfg)
 	testenv.StartService(t, w.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
 		User: "root", BusName: modrt.BusName,

@@ -10,6 +10,12 @@ import (
 	"github.com/edgev2/edgev2/internal/config"
 )
 
+// QuickstartEdgeCA names the key (in Keys) and certificate (in
+// Certificates) of the edge CA modrtd makes when none is configured, as
+// aziot-edged's quickstart CA does. certd signs with that key for modrtd,
+// so the services' compiled grants name it.
+const QuickstartEdgeCA = "edgev2-edge-ca"
+
 // Config is modrtd's configuration file (/etc/edgev2/modrtd.toml).
 type Config struct {
 	Homedir    string `toml:"homedir"`

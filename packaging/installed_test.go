@@ -63,7 +63,6 @@ func expectedFiles(t *testing.T) []wantFile {
 	}
 	add("/usr/share/dbus-1/interfaces", 0o644, glob("dbus/org.edgev2.*.xml")...)
 	add("/usr/share/polkit-1/actions", 0o644, glob("policy/*.policy")...)
-	add("/usr/share/polkit-1/rules.d", 0o644, glob("policy/*.rules")...)
 	add("/usr/share/doc/edgev2/examples", 0o644, glob("packaging/*.toml.example")...)
 	want = append(want,
 		wantFile{path: "/usr/lib/sysusers.d/edgev2.conf", mode: 0o644, src: filepath.Join(repo, "packaging/debian/edgev2.sysusers")},
@@ -218,12 +217,16 @@ func verifyUnits(t *testing.T) {
 func makeRuntimeFiles(t *testing.T) []string {
 	t.Helper()
 	const rules = "/etc/polkit-1/rules.d/60-edgev2-principals.rules"
-	if _, err := os.Stat(rules); err == nil {
-		t.Fatalf("%s exists before the test; purge would delete it (fix: move it away)", rules)
+	const serviceRules = "/etc/polkit-1/rules.d/50-edgev2-services.rules"
+	for _, f := range []string{rules, serviceRules} {
+		if _, err := os.Stat(f); err == nil {
+			t.Fatalf("%s exists before the test; purge would delete it (fix: move it away)", f)
+		}
 	}
 	files := map[string]string{
 		"/etc/edgev2/keyd.toml":       "# written by the package test\n",
 		rules:                         "// written by the package test; grants nothing\n",
+		serviceRules:                  "// written by the package test; grants nothing\n",
 		"/var/lib/edgev2/keyd/state":  "key material stand-in\n",
 		"/var/lib/edgev2/certd/certs": "certificate stand-in\n",
 	}

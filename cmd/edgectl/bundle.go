@@ -58,15 +58,19 @@ type bundleEntry struct {
 	data []byte
 }
 
-// collectBundle gathers the check report, redacted configs, service
-// journals and module logs. Nothing in it fails the bundle: what cannot be
+// collectBundle gathers the check report, redacted configs (the
+// super-config and the four per-service configs, parsed and rewritten by
+// redactTOML; inline key files are never taken), service journals and
+// module logs (redactText). Nothing in it fails the bundle: what cannot be
 // collected is said in the bundle instead.
 func collectBundle(ctx context.Context, o checkOptions) []bundleEntry {
 	var es []bundleEntry
 	add := func(name string, data []byte) { es = append(es, bundleEntry{name, data}) }
 	rep := runChecks(ctx, o)
 	j, _ := json.MarshalIndent(rep, "", "  ")
-	add("check.json", j)
+	// Check messages name settings, never secret values; a URL with a
+	// password in it is hidden all the same.
+	add("check.json", []byte(redactText(string(j))))
 
 	configs := []string{o.superConfig}
 	for _, s := range services {

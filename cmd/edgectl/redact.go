@@ -1,8 +1,14 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
 	"regexp"
+	"sort"
 	"strings"
+
+	"github.com/pelletier/go-toml/v2"
 )
 
 // redacted replaces every secret in a support bundle.
@@ -21,17 +27,28 @@ func redactText(s string) string {
 	return inlineSecrets.ReplaceAllString(s, "${1}"+redacted)
 }
 
-// secretName reports whether a TOML key (or table) name holds a secret:
-// names with key, password, pin or secret in them, except settings that
-// only name a key stored in the Keys service.
+// notSecret are key names that look secret but only name a key stored in
+// the Keys service, or a setting about keys.
+var notSecret = map[string]bool{
+	"key_id": true, "issuer_key": true, "identity_key": true, "bootstrap_identity_key": true,
+	"edge_ca_key": true, "master_key": true, "workload_encryption_key": true, "key_algorithms": true,
+	"rotate_key": true, "pkcs11_lib_path": true, "keys": true, "keys_manage": true, "keys_export": true,
+}
+
+// secretWords make a key name secret wherever they appear in it.
+var secretWords = []string{"key", "password", "passphrase", "pin", "secret", "token", "sas",
+	"authorization", "credential", "connection_string", "private"}
+
+// secretName reports whether a key (or table) name holds a secret: the
+// super-config schema's secret settings (device_id_pk, symmetric_key,
+// group_key, est password, tpm hierarchy_authorization, connection_string,
+// preloaded_keys) and any name that looks secret.
 func secretName(name string) bool {
-	n := strings.ToLower(strings.Trim(name, `"' `))
-	switch n {
-	case "key_id", "issuer_key", "identity_key", "bootstrap_identity_key", "edge_ca_key", "master_key",
-		"key_algorithms", "rotate_key", "pkcs11_lib_path":
+	n := strings.ToLower(strings.TrimSpace(name))
+	if notSecret[n] {
 		return false
 	}
-	for _, w := range []string{"key", "password", "pin", "secret", "token", "authorization"} {
+	for _, w := range secretWords {
 		if strings.Contains(n, w) {
 			return true
 		}
@@ -41,64 +58,156 @@ func secretName(name string) bool {
 	return n == "value" || strings.HasSuffix(n, "_pk")
 }
 
-// redactTOML hides secrets in a config file: values of secret-named keys
-// and of every key in a secret-named table become "REDACTED", and inline
-// secrets (SharedAccessKey=, pin-value=) are hidden everywhere. It works
-// line by line, so a config that does not parse is redacted too.
-func redactTOML(text string) string {
-	lines := strings.Split(text, "\n")
-	out := make([]string, 0, len(lines))
-	secretTable := false
-	skipUntil := "" // closing delimiter of a redacted multi-line string
-	for _, line := range lines {
-		if skipUntil != "" {
-			if strings.Contains(line, skipUntil) {
-				skipUntil = ""
-			}
-			continue
-		}
-		trim := strings.TrimSpace(line)
-		if strings.HasPrefix(trim, "[") {
-			name := strings.Trim(trim, "[] \t")
-			if i := strings.Index(name, "#"); i >= 0 {
-				name = strings.TrimSpace(strings.Trim(name[:i], "[] \t"))
-			}
-			secretTable = false
-			for _, part := range strings.Split(name, ".") {
-				if secretName(part) {
-					secretTable = true
-				}
-			}
-			out = append(out, redactText(line))
-			continue
-		}
-		key, value, ok := strings.Cut(line, "=")
-		if !ok || strings.HasPrefix(trim, "#") {
-			out = append(out, redactText(line))
-			continue
-		}
-		if !secretTable && !secretKey(key) {
-			out = append(out, redactText(line))
-			continue
-		}
-		v := strings.TrimSpace(value)
-		for _, delim := range []string{`"""`, `'''`} {
-			if strings.HasPrefix(v, delim) && !strings.Contains(v[3:], delim) {
-				skipUntil = delim
+// connStringKept are the connection string fields that stay: they say
+// which hub and device, and hold nothing secret.
+var connStringKept = map[string]bool{"hostname": true, "deviceid": true, "moduleid": true, "gatewayhostname": true}
+
+// redactConnectionString keeps a connection string's hub and device and
+// hides every other field.
+func redactConnectionString(s string) string {
+	parts := strings.Split(s, ";")
+	for i, p := range parts {
+		k, _, ok := strings.Cut(p, "=")
+		if !ok || !connStringKept[strings.ToLower(strings.TrimSpace(k))] || strings.ContainsAny(p, "\n\r") {
+			parts[i] = strings.TrimSpace(k) + "=" + redacted
+			if !ok {
+				parts[i] = redacted
 			}
 		}
-		out = append(out, key+"= \""+redacted+"\"")
 	}
-	return strings.Join(out, "\n")
+	return redactText(strings.Join(parts, ";"))
 }
 
-// secretKey reports whether any part of a dotted TOML key is secret-named
-// ("symmetric_key.value").
-func secretKey(key string) bool {
-	for _, part := range strings.Split(strings.TrimSpace(key), ".") {
-		if secretName(part) {
-			return true
+// redactTOML returns a config file for a support bundle. It parses the
+// TOML (so inline tables, quoted or escaped key names, dotted keys,
+// multi-line strings and arrays of tables are seen as the services see
+// them) and writes it back with every value under a secret name replaced
+// by "REDACTED", connection strings reduced to hub and device, inline
+// secrets (pin-value=, SharedAccessKey=, URL passwords) hidden in every
+// other string, and module specs' JSON redacted the same way. Comments are
+// dropped: they may hold an old secret in any shape. A file that does not
+// parse is not included, only where the parse failed.
+func redactTOML(text string) string {
+	var tree map[string]any
+	if err := toml.Unmarshal([]byte(text), &tree); err != nil {
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			return fmt.Sprintf("# not included: this file is not valid TOML (line %d, column %d); edgectl check names the problem\n", row, col)
+		}
+		return "# not included: this file is not valid TOML; edgectl check names the problem\n"
+	}
+	redactTable(tree)
+	out, err := toml.Marshal(tree)
+	if err != nil {
+		return "# not included: the redacted file could not be written back\n"
+	}
+	return "# redacted by edgectl support-bundle: secrets are REDACTED, comments dropped, keys sorted\n" + string(out)
+}
+
+// redactTable redacts a table in place.
+func redactTable(t map[string]any) {
+	for _, k := range sortedNames(t) {
+		if secretName(k) {
+			t[k] = redactAll(t[k])
+		} else {
+			t[k] = redactValue(t[k])
 		}
 	}
-	return false
+}
+
+// redactValue redacts what may hide in a value that is not itself secret.
+func redactValue(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		redactTable(v)
+		return v
+	case []any:
+		for i := range v {
+			v[i] = redactValue(v[i])
+		}
+		return v
+	case string:
+		return redactString(v)
+	default:
+		return v
+	}
+}
+
+// redactString hides inline secrets; a string holding a JSON object or
+// array (a module spec) has its secret-named members redacted too, and a
+// connection string keeps only its hub and device.
+func redactString(s string) string {
+	trim := strings.TrimSpace(s)
+	if strings.HasPrefix(trim, "{") || strings.HasPrefix(trim, "[") {
+		var j any
+		if json.Unmarshal([]byte(trim), &j) == nil {
+			j = redactJSON(j)
+			if b, err := json.Marshal(j); err == nil {
+				return string(b)
+			}
+			return redacted
+		}
+	}
+	if strings.Contains(strings.ToLower(s), "sharedaccesskey") {
+		return redactConnectionString(s)
+	}
+	return redactText(s)
+}
+
+// redactJSON redacts a decoded JSON value with the TOML rules.
+func redactJSON(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if secretName(k) {
+				v[k] = redactAll(x)
+			} else {
+				v[k] = redactJSON(x)
+			}
+		}
+		return v
+	case []any:
+		for i := range v {
+			v[i] = redactJSON(v[i])
+		}
+		return v
+	case string:
+		return redactString(v)
+	default:
+		return v
+	}
+}
+
+// redactAll replaces every leaf of a secret value, keeping tables' and
+// arrays' shape (and a connection string's hub and device).
+func redactAll(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k := range v {
+			v[k] = redactAll(v[k])
+		}
+		return v
+	case []any:
+		for i := range v {
+			v[i] = redactAll(v[i])
+		}
+		return v
+	case string:
+		if strings.Contains(strings.ToLower(v), "sharedaccesskey=") && !strings.ContainsAny(v, "\r\n") {
+			return redactConnectionString(v)
+		}
+		return redacted
+	default: // numbers, booleans, dates
+		return redacted
+	}
+}
+
+func sortedNames(t map[string]any) []string {
+	ks := make([]string, 0, len(t))
+	for k := range t {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
 }

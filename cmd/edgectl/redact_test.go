@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/pelletier/go-toml/v2"
 )
 
 func TestRedactTOMLHidesEverySecretAndKeepsTheRest(t *testing.T) {
@@ -13,24 +15,48 @@ func TestRedactTOMLHidesEverySecretAndKeepsTheRest(t *testing.T) {
 	}{
 		{"connection string", `connection_string = "HostName=hub.example;DeviceId=dev1;SharedAccessKey=c2VjcmV0LWtleQ=="`,
 			[]string{"c2VjcmV0LWtleQ=="}, []string{"connection_string"}},
+		// Comments are dropped (they may hold an old secret in any shape).
 		{"connection string in a comment", `# was: HostName=h;DeviceId=d;SharedAccessKey=b2xkLXNlY3JldA==`,
-			[]string{"b2xkLXNlY3JldA=="}, []string{"HostName=h;DeviceId=d;SharedAccessKey=REDACTED"}},
-		{"password", "[est]\nusername = \"factory\"\npassword = \"hunter2-factory\"", []string{"hunter2-factory"}, []string{`username = "factory"`}},
+			[]string{"b2xkLXNlY3JldA==", "HostName=h"}, nil},
+		{"password", "[est]\nusername = \"factory\"\npassword = \"hunter2-factory\"", []string{"hunter2-factory"}, []string{`username = 'factory'`}},
 		{"pkcs11 pin in a URI", `pkcs11_base_slot = "pkcs11:token=edge?pin-value=123456"`, []string{"123456"}, []string{"pkcs11:token=edge?pin-value=REDACTED"}},
 		{"pin key", `user_pin = "987654"`, []string{"987654"}, nil},
 		{"symmetric key table", "[provisioning.attestation.symmetric_key]\nvalue = \"ZHBzLWtleS1ieXRlcw==\"\n", []string{"ZHBzLWtleS1ieXRlcw=="}, []string{"[provisioning.attestation.symmetric_key]"}},
 		{"dotted key", `symmetric_key.value = "ZG90dGVkLXNlY3JldA=="`, []string{"ZG90dGVkLXNlY3JldA=="}, nil},
 		{"inline table", `group_key = { value = "Z3JvdXAtc2VjcmV0" }`, []string{"Z3JvdXAtc2VjcmV0"}, nil},
 		{"preloaded keys", "[preloaded_keys]\ndevice-id = \"file:///var/secret/device.key\"", []string{"/var/secret/device.key"}, nil},
-		{"multi-line secret", "client_secret = \"\"\"\nline-one-secret\nline-two-secret\n\"\"\"\nhostname = \"gw\"", []string{"line-one-secret", "line-two-secret"}, []string{`hostname = "gw"`}},
+		{"multi-line secret", "client_secret = \"\"\"\nline-one-secret\nline-two-secret\n\"\"\"\nhostname = \"gw\"", []string{"line-one-secret", "line-two-secret"}, []string{`hostname = 'gw'`}},
 		{"URL with password", `url = "https://factory:s3cr3tpw@est.example/.well-known/est"`, []string{"s3cr3tpw"}, []string{"https://factory:REDACTED@est.example"}},
 		{"inline device key of the super-config", `device_id_pk = { value = "ZGV2aWNlLXBrLXNlY3JldA==" }`, []string{"ZGV2aWNlLXBrLXNlY3JldA=="}, []string{"device_id_pk"}},
 		{"TPM hierarchy authorization", "[tpm.hierarchy_authorization]\nendorsement = \"endorse-pass\"\nowner = \"owner-pass\"", []string{"endorse-pass", "owner-pass"}, []string{"[tpm.hierarchy_authorization]"}},
-		{"key ids stay", "[cert_issuance.device-cert]\nkey_id = \"device-id\"\n[est]\nidentity_key = \"est-id\"", nil, []string{`key_id = "device-id"`, `identity_key = "est-id"`}},
+		{"key ids stay", "[cert_issuance.device-cert]\nkey_id = \"device-id\"\n[est]\nidentity_key = \"est-id\"", nil, []string{`key_id = 'device-id'`, `identity_key = 'est-id'`}},
+
+		// Shapes a line matcher misses; the parser sees them as the services do.
+		{"inline attestation table", "[provisioning]\nattestation = { method = \"symmetric_key\", registration_id = \"reg-1\", symmetric_key = { value = \"aW5saW5lLWF0dGVzdA==\" } }",
+			[]string{"aW5saW5lLWF0dGVzdA=="}, []string{"registration_id = 'reg-1'", "method = 'symmetric_key'"}},
+		{"double-quoted key name", "[provisioning.attestation.symmetric_key]\n\"value\" = \"ZHEta2V5LXNlY3JldA==\"", []string{"ZHEta2V5LXNlY3JldA=="}, nil},
+		{"single-quoted key name", "[provisioning.attestation.group_key]\n'value' = \"c3Eta2V5LXNlY3JldA==\"", []string{"c3Eta2V5LXNlY3JldA=="}, nil},
+		{"escaped key name", "[provisioning.authentication]\ndevice_id_pk.\"v\\u0061lue\" = \"ZXNjYXBlZC1zZWNyZXQ=\"", []string{"ZXNjYXBlZC1zZWNyZXQ="}, nil},
+		{"escaped secret key name", "[est]\n\"p\\u0061ssword\" = \"ZXNjYXBlZC1wYXNzd29yZA\"", []string{"ZXNjYXBlZC1wYXNzd29yZA"}, nil},
+		{"dotted key from the root", `provisioning.attestation.symmetric_key.value = "cm9vdC1kb3R0ZWQ="`, []string{"cm9vdC1kb3R0ZWQ="}, nil},
+		{"multi-line basic string", "[est]\npassword = \"\"\"\nbXVsdGktYmFzaWM=\"\"\"", []string{"bXVsdGktYmFzaWM="}, nil},
+		{"multi-line literal string", "[provisioning.authentication.device_id_pk]\nvalue = '''\nbXVsdGktbGl0ZXJhbA=='''", []string{"bXVsdGktbGl0ZXJhbA=="}, nil},
+		{"array of tables", "[[registry]]\naddress = \"reg.example\"\nusername = \"edge\"\npassword = \"YXJyYXktb2YtdGFibGVz\"\n[[registry]]\naddress = \"reg2.example\"\n",
+			[]string{"YXJyYXktb2YtdGFibGVz"}, []string{"address = 'reg.example'", "address = 'reg2.example'"}},
+		{"secret in a module spec's JSON", "[[modules]]\nname = \"m\"\nspec = '{\"name\":\"m\",\"config\":{\"auth\":{\"username\":\"u\",\"password\":\"anNvbi1zcGVjLXB3\"},\"env\":{\"API_TOKEN\":{\"value\":\"anNvbi1lbnYtdG9rZW4=\"}}}}'",
+			[]string{"anNvbi1zcGVjLXB3", "anNvbi1lbnYtdG9rZW4="}, []string{`"username":"u"`, "name = 'm'"}},
+		{"connection string keeps hub and device", "[provisioning]\nconnection_string = \"HostName=hub.example;DeviceId=dev1;SharedAccessKey=Y29ubi1zdHJpbmc=\"",
+			[]string{"Y29ubi1zdHJpbmc="}, []string{"HostName=hub.example;DeviceId=dev1;SharedAccessKey=REDACTED"}},
+		{"numbers under a secret name", "[tpm.hierarchy_authorization]\nowner = 424242\n", []string{"424242"}, nil},
+		{"not TOML: nothing but the position", "hostname = \"gw\"\npassword = \"dW50ZXJtaW5hdGVk\n", []string{"dW50ZXJtaW5hdGVk", "hostname"}, []string{"line 2"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got := redactTOML(c.in)
+			var tree map[string]any
+			if err := toml.Unmarshal([]byte(got), &tree); err != nil {
+				t.Errorf("the redacted file is not valid TOML: %v\n%s", err, got)
+			}
 			for _, s := range c.secrets {
 				if strings.Contains(got, s) {
 					t.Errorf("secret %q survived:\n%s", s, got)
@@ -59,30 +85,69 @@ func TestRedactTextHidesSecretsInLogs(t *testing.T) {
 	}
 }
 
-// FuzzRedactTOML: whatever the secret, a password, a SharedAccessKey or a
-// pin-value never survives redaction.
+// secretShapes are the places the super-config schema and the per-service
+// configs can hold a secret, in the TOML spellings config apply accepts;
+// SECRET is replaced by the secret.
+var secretShapes = []string{
+	"password = \"SECRET\"\n",
+	"[est]\npassword = 'SECRET'\n",
+	"[cert_issuance.est]\nusername = \"u\"\npassword = \"\"\"\nSECRET\"\"\"\n",
+	"[provisioning]\nconnection_string = \"HostName=h;DeviceId=d;SharedAccessKey=SECRET\"\n",
+	"[provisioning]\nconnection_string = \"SharedAccessKey=SECRET;HostName=h\"\n",
+	"[keys]\npkcs11_base_slot = \"pkcs11:token=t?pin-value=SECRET\"\n",
+	"[preloaded_keys]\ndev = \"pkcs11:token=t;object=o?pin-value=SECRET\"\n",
+	"[provisioning.attestation.symmetric_key]\nvalue = \"SECRET\"\n",
+	"[provisioning.attestation]\nmethod = \"symmetric_key\"\ngroup_key = { value = \"SECRET\" }\n",
+	"[provisioning]\nattestation = { method = \"symmetric_key\", symmetric_key = { value = \"SECRET\" } }\n",
+	"provisioning.authentication.device_id_pk.value = \"SECRET\"\n",
+	"[provisioning.authentication]\ndevice_id_pk = { \"v\\u0061lue\" = 'SECRET' }\n",
+	"[provisioning.authentication.device_id_pk]\n'value' = '''SECRET'''\n",
+	"[tpm.hierarchy_authorization]\nendorsement = \"SECRET\"\nowner = \"o\"\n",
+	"[tpm]\nhierarchy_authorization = { owner = \"SECRET\" }\n",
+	"[[registry]]\naddress = \"r\"\npassword = \"SECRET\"\n[[registry]]\naddress = \"s\"\n",
+	"[est]\nurl = \"https://factory:SECRET@est.example/.well-known/est\"\n",
+	"[[modules]]\nname = \"m\"\nspec = '{\"config\":{\"env\":{\"TOKEN\":{\"value\":\"SECRET\"}}}}'\n",
+}
+
+// FuzzRedactTOML: a known secret placed in any secret-bearing shape never
+// survives redaction, and the output is valid TOML.
 func FuzzRedactTOML(f *testing.F) {
-	f.Add("hunter2secret")
-	f.Add("c2VjcmV0LWtleQ==")
-	f.Fuzz(func(t *testing.T, secret string) {
-		if len(secret) < 6 || strings.ContainsAny(secret, "\"'\\\n\r;&?@# \t=") {
+	f.Add("hunter2secret", uint8(0))
+	f.Add("c2VjcmV0LWtleQ==", uint8(3))
+	for i := range secretShapes {
+		f.Add("Zm9vYmFyYmF6cXV4", uint8(i))
+	}
+	f.Fuzz(func(t *testing.T, secret string, shape uint8) {
+		// The secret must be writable in every shape (no quotes,
+		// separators or escapes) and not part of the template itself.
+		if len(secret) < 6 || strings.ContainsAny(secret, "\"'\\;&?@#/=%:{}[],") || !printableWord(secret) {
 			return
 		}
-		tmpl := []string{
-			"password = \"%s\"\n",
-			"[est]\npassword = '%s'\n",
-			"connection_string = \"HostName=h;DeviceId=d;SharedAccessKey=%s\"\n",
-			"pkcs11_base_slot = \"pkcs11:token=t?pin-value=%s\"\n",
-			"[provisioning.attestation.symmetric_key]\nvalue = \"%s\"\n",
+		tm := secretShapes[int(shape)%len(secretShapes)]
+		// Words of the template or of the redacted output (the header,
+		// REDACTED, key names) are not secrets.
+		if strings.Contains(strings.Replace(tm, "SECRET", "", 1), secret) ||
+			strings.Contains(redactTOML(strings.Replace(tm, "SECRET", "Zm9vYmFyYmF6cXV4", 1)), secret) {
+			return
 		}
-		for _, tm := range tmpl {
-			in := strings.Replace(tm, "%s", secret, 1)
-			if strings.Contains(strings.Replace(tm, "%s", "", 1), secret) {
-				continue
-			}
-			if out := redactTOML(in); strings.Contains(out, secret) {
-				t.Fatalf("secret survived in %q: %q", in, out)
-			}
+		in := strings.Replace(tm, "SECRET", secret, 1)
+		out := redactTOML(in)
+		if strings.Contains(out, secret) {
+			t.Fatalf("secret survived in %q: %q", in, out)
+		}
+		var tree map[string]any
+		if err := toml.Unmarshal([]byte(out), &tree); err != nil {
+			t.Fatalf("output of %q is not TOML: %v\n%s", in, err, out)
 		}
 	})
+}
+
+// printableWord: visible ASCII only.
+func printableWord(s string) bool {
+	for _, r := range s {
+		if r < 0x21 || r > 0x7e {
+			return false
+		}
+	}
+	return true
 }

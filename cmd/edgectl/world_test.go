@@ -16,6 +16,7 @@ import (
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/identity"
 	iclient "github.com/edgev2/edgev2/identity/client"
+	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
 	kclient "github.com/edgev2/edgev2/keys/client"
@@ -107,6 +108,17 @@ timeout_s = 5
 retry_max_s = 2
 `, hostPort, hubDeviceKey))
 	w.writeConfig(t, "modrtd", "root", fmt.Sprintf("containerd_address = %q\nnamespace = \"edgev2-edgectl\"\nregistry_ca_files = [%q]\n", w.ctr.Address, w.reg.CAFile))
+
+	// The services' grants, compiled from their configs as `config apply`
+	// writes them.
+	certdText, _ := os.ReadFile(filepath.Join(w.etc, "certd.toml"))
+	identitydText, _ := os.ReadFile(filepath.Join(w.etc, "identityd.toml"))
+	modrtdText, _ := os.ReadFile(filepath.Join(w.etc, "modrtd.toml"))
+	grants, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Certd: certdText, Identityd: identitydText, Modrtd: modrtdText})
+	if err != nil {
+		t.Fatalf("compile the services' grants: %v", err)
+	}
+	w.polkit.AddRule(t, "service-grants", string(grants))
 
 	start := func(bin, name, user, busName string) *testenv.Service {
 		return testenv.StartService(t, w.bus, testenv.ServiceOptions{

@@ -19,6 +19,7 @@ import (
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/internal/atomicfile"
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
+	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
 	kclient "github.com/edgev2/edgev2/keys/client"
@@ -27,7 +28,7 @@ import (
 // certRows measures local-CA issuance through the bus (CSR in, chain out:
 // certd verifies the CSR, signs as the CA through keyd, stores the chain)
 // beside the in-process cost of the same work.
-func certRows(p *testenv.Program, b *testenv.Bus, dir string) ([]row, error) {
+func certRows(p *testenv.Program, b *testenv.Bus, pk *testenv.Polkit, dir string) ([]row, error) {
 	kuid, kgid := testenv.EnsureUser(p, testenv.ServiceUser)
 	cuid, cgid := testenv.EnsureUser(p, testenv.CertsUser)
 	mk := func(name string, uid, gid int, extra string) string {
@@ -60,6 +61,18 @@ expiry_days = 30
 	for i := 0; i < 8; i++ {
 		certdCfg += fmt.Sprintf("[cert_issuance.bench-est-%d]\nmethod = \"est\"\ncommon_name = \"bench-leaf\"\n", i)
 	}
+	// certd's grant, compiled from its config as `edgectl config apply`
+	// writes it; and, as an operator would grant it, the caller's key that
+	// identityRows has certd self-sign.
+	grants, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Certd: []byte(certdCfg)})
+	if err != nil {
+		return nil, err
+	}
+	pk.AddRule(p, "bench-certd-grant", string(grants)+fmt.Sprintf(`
+polkit.addRule(function(action, subject) {
+  if (subject.user == %q && (action.id == "org.edgev2.keys.use" || action.id == "org.edgev2.keys.read") &&
+      action.lookup("key_id") == "bench-x509") { return polkit.Result.YES; }
+});`, testenv.CertsUser))
 	testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-certd"),
 		Args: []string{"--config", mk("certd", cuid, cgid, certdCfg), "--log-level", "warn"},
 		User: testenv.CertsUser, BusName: certs.BusName})

@@ -20,6 +20,7 @@ import (
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/labcloud"
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
+	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
 	kclient "github.com/edgev2/edgev2/keys/client"
 )
@@ -27,7 +28,7 @@ import (
 // identityRows measures identityd: start to provisioned against labcloud
 // (DPS symmetric key and X.509), start from a warm cache, and GetSasToken
 // beside the Keys SignDerived it rests on. keyd and certd are already up.
-func identityRows(p *testenv.Program, b *testenv.Bus, dir string) ([]row, []string, error) {
+func identityRows(p *testenv.Program, b *testenv.Bus, pk *testenv.Polkit, dir string) ([]row, []string, error) {
 	ctx := context.Background()
 	conn := b.Conn(p)
 	kc, cc, ic := kclient.New(conn), cclient.New(conn), iclient.New(conn)
@@ -68,7 +69,7 @@ func identityRows(p *testenv.Program, b *testenv.Bus, dir string) ([]row, []stri
 			attest = "identity_cert = \"bench-x509\"\nidentity_pk = \"bench-x509\"\n"
 		}
 		cfg := filepath.Join(dir, "identityd-"+att+".toml")
-		os.WriteFile(cfg, []byte(fmt.Sprintf(`homedir = %q
+		text := fmt.Sprintf(`homedir = %q
 [provisioning]
 source = "dps"
 global_endpoint = %q
@@ -77,8 +78,14 @@ id_scope = "0ne0000bench"
 method = %q
 %s[cloud]
 trusted_certs = ["bench-cloud-ca"]
-`, home, cloud.URL, att, attest)), 0o600)
+`, home, cloud.URL, att, attest)
+		os.WriteFile(cfg, []byte(text), 0o600)
 		os.Chown(cfg, iuid, igid)
+		grants, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Identityd: []byte(text)})
+		if err != nil {
+			return nil, nil, err
+		}
+		pk.AddRule(p, "bench-identityd-grant-"+strings.ReplaceAll(att, "_", "-"), string(grants))
 		opts := testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-identityd"), Args: []string{"--config", cfg, "--log-level", "warn"},
 			User: testenv.IdentityUser, BusName: identity.BusName}
 		start := time.Now()

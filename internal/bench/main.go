@@ -244,12 +244,12 @@ func bench(p *testenv.Program) error {
 		rssAfter[phase] = svc.RSSKiB()
 		svc.Stop(p)
 	}
-	crows, err := certRows(p, b, dir)
+	crows, err := certRows(p, b, pk, dir)
 	if err != nil {
 		return err
 	}
 	rows = append(rows, crows...)
-	irows, inotes, err := identityRows(p, b, dir)
+	irows, inotes, err := identityRows(p, b, pk, dir)
 	if err != nil {
 		return err
 	}

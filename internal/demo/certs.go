@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgev2/edgev2/certs"
 	cclient "github.com/edgev2/edgev2/certs/client"
+	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
 	kclient "github.com/edgev2/edgev2/keys/client"
 )
@@ -24,7 +25,7 @@ import (
 // certSteps is the seeds' certificate half of zero-touch provisioning: a
 // factory bootstrap identity (IDevID-like) enrolls the EST identity, which
 // enrolls the device certificate and renews it — all keys in the token.
-func certSteps(p testenv.TB, run func(string, func() (string, error)) error, b *testenv.Bus, ctx context.Context, kc *kclient.Client, kuid, kgid int) (*testenv.Labcloud, []byte, error) {
+func certSteps(p testenv.TB, run func(string, func() (string, error)) error, b *testenv.Bus, pk *testenv.Polkit, ctx context.Context, kc *kclient.Client, kuid, kgid int) (*testenv.Labcloud, []byte, error) {
 	dir := testenv.SharedTempDir(p, "demo-certs")
 	// The device maker's CA, which signs bootstrap identities in the factory.
 	makerKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -92,6 +93,13 @@ key = "edgev2-edge-ca"
 			return "", err
 		}
 		os.Chown(cfg, cuid, cgid)
+		// certd's grant in Keys, compiled from its config as `edgectl
+		// config apply` writes it: the keys it issues and signs with.
+		rules, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Certd: []byte(text)})
+		if err != nil {
+			return "", err
+		}
+		pk.AddRule(p, "certd-grant", string(rules))
 		testenv.StartService(p, b, testenv.ServiceOptions{
 			Binary: testenv.BuildBinary(p, "./cmd/edgev2-certd"), Args: []string{"--config", cfg},
 			User: testenv.CertsUser, BusName: certs.BusName,

@@ -13,13 +13,14 @@ import (
 
 	"github.com/edgev2/edgev2/identity"
 	iclient "github.com/edgev2/edgev2/identity/client"
+	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
 )
 
 // identitySteps: DPS X.509 registration with the EST-issued device
 // certificate, a module identity in the hub, and a module SAS token the hub
 // accepts.
-func identitySteps(p testenv.TB, run func(string, func() (string, error)) error, b *testenv.Bus, ctx context.Context, lab *testenv.Labcloud, caPEM []byte) error {
+func identitySteps(p testenv.TB, run func(string, func() (string, error)) error, b *testenv.Bus, pk *testenv.Polkit, ctx context.Context, lab *testenv.Labcloud, caPEM []byte) error {
 	hostPort := strings.TrimPrefix(lab.URL, "https://")
 	var ic *iclient.Client
 	if err := run("start edgev2-identityd: DPS X.509 with the EST-issued certificate", func() (string, error) {
@@ -47,6 +48,11 @@ trusted_certs = ["est-ca"]
 			return "", err
 		}
 		os.Chown(cfg, iuid, igid)
+		rules, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Identityd: []byte(text)})
+		if err != nil {
+			return "", err
+		}
+		pk.AddRule(p, "identityd-grant", string(rules))
 		testenv.StartService(p, b, testenv.ServiceOptions{
 			Binary: testenv.BuildBinary(p, "./cmd/edgev2-identityd"), Args: []string{"--config", cfg},
 			User: testenv.IdentityUser, BusName: identity.BusName,

@@ -215,14 +215,14 @@ func demo(p testenv.TB, sp *stepPrinter) (string, error) {
 	}); err != nil {
 		return "", err
 	}
-	lab, caPEM, err := certSteps(p, run, b, ctx, kc, uid, gid)
+	lab, caPEM, err := certSteps(p, run, b, pk, ctx, kc, uid, gid)
 	if err != nil {
 		return "", err
 	}
-	if err := identitySteps(p, run, b, ctx, lab, caPEM); err != nil {
+	if err := identitySteps(p, run, b, pk, ctx, lab, caPEM); err != nil {
 		return "", err
 	}
-	if err := moduleSteps(p, run, b, ctx); err != nil {
+	if err := moduleSteps(p, run, b, pk, ctx); err != nil {
 		return "", err
 	}
 	if err := run("edgectl check: the demo device is healthy", func() (string, error) { return checkDevice(p, b) }); err != nil {

@@ -14,13 +14,14 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/modrt"
 )
 
 // moduleSteps: the module runtime starts a container that gets its SAS token
 // from its workload socket, and the hub accepts it.
-func moduleSteps(p testenv.TB, run func(string, func() (string, error)) error, b *testenv.Bus, ctx context.Context) error {
+func moduleSteps(p testenv.TB, run func(string, func() (string, error)) error, b *testenv.Bus, pk *testenv.Polkit, ctx context.Context) error {
 	var ctr *testenv.Containerd
 	var conn *godbus.Conn
 	if err := run("start containerd and edgev2-modrtd", func() (string, error) {
@@ -32,6 +33,17 @@ func moduleSteps(p testenv.TB, run func(string, func() (string, error)) error, b
 		if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 			return "", err
 		}
+		// certd signs modules' certificates with modrtd's quickstart edge
+		// CA key: the grant compiled from both configs names it.
+		certdText, err := os.ReadFile(serviceConfigs["certd.toml"])
+		if err != nil {
+			return "", err
+		}
+		rules, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Certd: certdText, Modrtd: []byte(text)})
+		if err != nil {
+			return "", err
+		}
+		pk.AddRule(p, "certd-edge-ca-grant", string(rules))
 		testenv.StartService(p, b, testenv.ServiceOptions{
 			Binary: testenv.BuildBinary(p, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg},
 			User: "root", BusName: modrt.BusName,

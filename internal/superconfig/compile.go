@@ -8,6 +8,10 @@ import (
 	"strconv"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/edgev2/edgev2/certs"
+	"github.com/edgev2/edgev2/identity"
+	"github.com/edgev2/edgev2/modrt"
 )
 
 // Output is what `edgectl config apply` installs.
@@ -80,11 +84,13 @@ func Compile(c *Config) (*Output, error) {
 
 func (c *Config) files(p *plan) ([]File, error) {
 	var out []File
+	compiled := map[string][]byte{}
 	add := func(path, owner, unit string, v any) error {
 		data, err := c.marshal(v)
 		if err != nil {
 			return fmt.Errorf("compile %s: %w", path, err)
 		}
+		compiled[path] = data
 		out = append(out, File{Path: path, Owner: owner, Mode: 0o600, Data: data, Service: unit})
 		return nil
 	}
@@ -103,11 +109,30 @@ func (c *Config) files(p *plan) ([]File, error) {
 	if err := add("/etc/edgev2/modrtd.toml", runtimeUser, modrtdUnit, p.modrtd); err != nil {
 		return nil, err
 	}
+	// The services' grants come from the compiled files as their daemons
+	// read them (defaults filled in), so they name the ids each uses.
+	cc, err := certs.ParseConfig("certd.toml", compiled["/etc/edgev2/certd.toml"])
+	if err != nil {
+		return nil, fmt.Errorf("compile %s: %w", ServicesRulesPath, err)
+	}
+	ic, err := identity.ParseConfig("identityd.toml", compiled["/etc/edgev2/identityd.toml"])
+	if err != nil {
+		return nil, fmt.Errorf("compile %s: %w", ServicesRulesPath, err)
+	}
+	rt, err := modrt.ParseConfig("modrtd.toml", compiled["/etc/edgev2/modrtd.toml"])
+	if err != nil {
+		return nil, fmt.Errorf("compile %s: %w", ServicesRulesPath, err)
+	}
+	services, err := ServiceRules(c.path, CertdGrant(cc, rt), IdentitydGrant(ic))
+	if err != nil {
+		return nil, err
+	}
 	rules, err := c.rules()
 	if err != nil {
 		return nil, err
 	}
 	// polkitd watches its rules directory itself: nothing to restart.
+	out = append(out, File{Path: ServicesRulesPath, Owner: "root", Mode: 0o644, Data: services})
 	out = append(out, File{Path: RulesPath, Owner: "root", Mode: 0o644, Data: rules})
 	return out, nil
 }

@@ -23,8 +23,11 @@ const goldenPath = "/etc/edgev2/config.toml"
 
 // goldenName is the golden file a compiled file is compared with.
 func goldenName(path string) string {
-	if path == RulesPath {
+	switch path {
+	case RulesPath:
 		return "principals.rules"
+	case ServicesRulesPath:
+		return "services.rules"
 	}
 	return filepath.Base(path)
 }
@@ -156,6 +159,7 @@ func TestCompiledFilesHaveServiceOwnersModesAndUnits(t *testing.T) {
 		"/etc/edgev2/identityd.toml": {Owner: "edgeid", Mode: 0o600, Service: "edgev2-identityd.service"},
 		"/etc/edgev2/modrtd.toml":    {Owner: "root", Mode: 0o600, Service: "edgev2-modrtd.service"},
 		RulesPath:                    {Owner: "root", Mode: 0o644, Service: ""},
+		ServicesRulesPath:            {Owner: "root", Mode: 0o644, Service: ""},
 	}
 	out := compileScenario(t, "testdata/apply/manual-sas")
 	seen := map[string]bool{}

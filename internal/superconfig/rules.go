@@ -76,7 +76,7 @@ func (c *Config) rules() ([]byte, error) {
 	fmt.Fprintf(&b, "// Written by `edgectl config apply` from %s ([[principal]] entries);\n", jsComment(c.path))
 	b.WriteString("// edit that file, not this one. Patterns are anchored; * matches any run of characters.\n")
 	if len(c.Principals) == 0 {
-		b.WriteString("// No principals: only the shipped rules (50-edgev2-services.rules) apply.\n")
+		b.WriteString("// No principals: only the services' grants (50-edgev2-services.rules) apply.\n")
 	}
 	for i, pr := range c.Principals {
 		gs := pr.grants()

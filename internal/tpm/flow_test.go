@@ -21,6 +21,7 @@ import (
 	"github.com/edgev2/edgev2/internal/labcloud"
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
+	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
 	kclient "github.com/edgev2/edgev2/keys/client"
@@ -150,7 +151,7 @@ func TestTPM2CloudZeroTouchFlow(t *testing.T) {
 	// The device's services: keyd on the TPM token, certd with the LDevID
 	// as its EST identity, identityd registering by X.509.
 	bus := testenv.StartBus(t)
-	testenv.StartPolkit(t, bus)
+	pk := testenv.StartPolkit(t, bus)
 	mk := func(name string, uid, gid int, cfg string) string {
 		d := filepath.Join(dir, name)
 		os.Mkdir(d, 0o700)
@@ -167,9 +168,7 @@ func TestTPM2CloudZeroTouchFlow(t *testing.T) {
 			"pkcs11:token="+tok.Label+";object=identityd-master?pin-value="+tok.PIN))},
 		User: testenv.ServiceUser, Env: tok.Env(), BusName: keys.BusName,
 	})
-	certd := testenv.StartService(t, bus, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-certd"),
-		Args: []string{"--config", mk("certd", cuid, cgid, fmt.Sprintf(`
+	certdConfig := mk("certd", cuid, cgid, fmt.Sprintf(`
 [preloaded_certs]
 labcloud-ca = "file://%s"
 [est]
@@ -185,8 +184,12 @@ expiry = "1h"
 method = "est"
 common_name = "device-42"
 key_algorithms = "ec-p256"
-`, caFile, estURL)), "--log-level", "debug"},
-		User: testenv.CertsUser, BusName: certs.BusName,
+`, caFile, estURL))
+	grant(t, pk, certdConfig, "")
+	certd := testenv.StartService(t, bus, testenv.ServiceOptions{
+		Binary: testenv.BuildBinary(t, "./cmd/edgev2-certd"),
+		Args:   []string{"--config", certdConfig, "--log-level", "debug"},
+		User:   testenv.CertsUser, BusName: certs.BusName,
 	})
 	conn := bus.Conn(t)
 	kc, cc, ic := kclient.New(conn), cclient.New(conn), iclient.New(conn)
@@ -261,6 +264,7 @@ identity_cert = "device-op"
 identity_pk = "device-op"
 `, home, hostPort)), 0o600)
 	os.Chown(icfg, iuid, igid)
+	grant(t, pk, "", icfg)
 	testenv.StartService(t, bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-identityd"), Args: []string{"--config", icfg, "--log-level", "debug"},
 		User: testenv.IdentityUser, BusName: identity.BusName,
@@ -341,4 +345,26 @@ func ptoolObjectID(t *testing.T, listing, label string) string {
 	}
 	t.Fatalf("no object %q in:\n%s", label, listing)
 	return ""
+}
+
+// grant installs the services' grants compiled from these config files
+// ("" for a service not started), as `edgectl config apply` writes them.
+func grant(t *testing.T, pk *testenv.Polkit, certdConfig, identitydConfig string) {
+	t.Helper()
+	var certdText, identitydText []byte
+	if certdConfig != "" {
+		certdText, _ = os.ReadFile(certdConfig)
+	}
+	if identitydConfig != "" {
+		identitydText, _ = os.ReadFile(identitydConfig)
+	}
+	rules, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Certd: certdText, Identityd: identitydText})
+	if err != nil {
+		t.Fatalf("compile the services' grants: %v", err)
+	}
+	name := "certd-grant"
+	if identitydConfig != "" {
+		name = "identityd-grant"
+	}
+	pk.AddRule(t, name, string(rules))
 }
