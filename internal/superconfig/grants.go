@@ -61,6 +61,13 @@ func CertdGrant(c *certs.Config, rt *modrt.Config) ServiceGrant {
 			g.KeysUse = append(g.KeysUse, is.IssuerKey)
 		}
 	}
+	// The keys the configuration binds to local CAs ([local_ca.<cert id>]):
+	// certd signs for those CAs with them, and with nothing a caller names.
+	for _, id := range sortedKeys(c.LocalCAs) {
+		if ca := c.LocalCAs[id]; ca != nil && ca.Key != "" {
+			g.KeysUse = append(g.KeysUse, ca.Key)
+		}
+	}
 	if e := c.EST; e.IdentityKey != "" {
 		g.KeysUse = append(g.KeysUse, e.IdentityKey)
 		if e.BootstrapIdentityKey != "" {
