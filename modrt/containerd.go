@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"net/netip"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -41,6 +42,8 @@ const (
 	labelRestart     = labelPrefix + "restart-policy"
 	labelLogMaxBytes = labelPrefix + "log-max-bytes"
 	labelLogFiles    = labelPrefix + "log-files"
+	labelNetwork     = labelPrefix + "network" // default, host or none; absent: host (modules made before the default network)
+	labelPorts       = labelPrefix + "ports"   // JSON []PortMapping published on the default network
 	ownerValue       = "edgev2"
 )
 
@@ -63,6 +66,8 @@ type RuntimeConfig struct {
 	// RegistryRoots are the trust anchors for registries' TLS
 	// certificates; nil means the system roots.
 	RegistryRoots *x509.CertPool
+	// Network is the default network; nil: modules on it cannot start.
+	Network *Network
 }
 
 // Image is an image in the runtime's namespace.
@@ -97,6 +102,8 @@ type Runtime struct {
 	notes notifier
 
 	registryPool atomic.Pointer[x509.CertPool]
+
+	netHook atomic.Pointer[func()] // called after a module joined or left the default network
 }
 
 // module is one container of ours. op serialises lifecycle operations
@@ -108,6 +115,8 @@ type module struct {
 	policy    RestartPolicy
 	container containerd.Container
 	logs      *logFile
+	netMode   string        // netModeDefault, netModeHost or netModeNone
+	ports     []PortMapping // published on the default network
 
 	op sync.Mutex
 
@@ -120,6 +129,7 @@ type module struct {
 	timerArmed bool
 	gen        uint64 // bumped when a pending restart is (re)armed or cancelled
 	removed    bool
+	addr       netip.Addr // on the default network, while attached
 }
 
 // moduleState is the supervision state kept across modrtd restarts, in
@@ -311,6 +321,9 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 	labels[labelRestart] = string(req.Restart)
 	labels[labelLogMaxBytes] = strconv.FormatInt(req.LogMaxBytes, 10)
 	labels[labelLogFiles] = strconv.Itoa(req.LogFiles)
+	if err := req.setNetworkLabels(labels); err != nil {
+		return err
+	}
 
 	r.createMu.Lock()
 	defer r.createMu.Unlock()
@@ -420,6 +433,7 @@ func (r *Runtime) newModule(ctx context.Context, c containerd.Container, labels 
 		return nil, fmt.Errorf("module %q: %w", name, err)
 	}
 	m := &module{name: name, image: labels[labelImage], policy: policy, container: c, logs: logs, st: moduleState{State: StateCreated}}
+	m.netMode, m.ports = networkFromLabels(labels)
 	if data, err := os.ReadFile(r.statePath(name)); err == nil {
 		if err := json.Unmarshal(data, &m.st); err != nil {
 			r.log.Warn("unreadable module state; starting afresh", "module", name, "err", err)
@@ -490,6 +504,7 @@ func (r *Runtime) sync(ctx context.Context) error {
 		r.log.Warn("module's container was deleted behind our back", "module", m.name)
 		r.forget(m)
 	}
+	r.recoverNet(ctx)
 	return nil
 }
 
@@ -529,6 +544,7 @@ func (r *Runtime) reconcile(ctx context.Context, m *module) error {
 			r.scheduleRestartLocked(m, r.cfg.BackoffBase)
 		}
 		m.mu.Unlock()
+		r.detachNet(ctx, m)
 		return nil
 	case task.Pid() == m.pid && m.task != nil:
 		m.mu.Unlock()
@@ -557,6 +573,9 @@ func (r *Runtime) reconcile(ctx context.Context, m *module) error {
 		if err != nil {
 			return classify(err, "attach to task of %q", m.name)
 		}
+	}
+	if st.Status != containerd.Stopped {
+		r.adoptNet(ctx, m, pid)
 	}
 	m.mu.Lock()
 	m.task, m.io, m.pid = task, tio, pid
@@ -624,11 +643,20 @@ func (r *Runtime) startTask(ctx context.Context, m *module) error {
 		tio.Close()
 		return classify(err, "start module %q", m.name)
 	}
+	if err := r.attachNet(ctx, m, task.Pid()); err != nil {
+		if _, derr := task.Delete(ctx, containerd.WithProcessKill); derr != nil {
+			r.log.Warn("delete task that could not join the network", "module", m.name, "err", derr)
+		}
+		tio.Cancel()
+		tio.Close()
+		return err
+	}
 	startedAt := r.cfg.Now() // before Start: a quick exit must not seem to precede it
 	if err := task.Start(ctx); err != nil {
 		if _, derr := task.Delete(ctx, containerd.WithProcessKill); derr != nil {
 			r.log.Warn("delete task that failed to start", "module", m.name, "err", derr)
 		}
+		r.detachNet(ctx, m)
 		tio.Cancel()
 		tio.Close()
 		return classify(err, "start module %q", m.name)
@@ -733,6 +761,7 @@ func (r *Runtime) Remove(ctx context.Context, name string) error {
 			return classify(err, "delete task of %q", name)
 		}
 	}
+	r.detachNet(ctx, m)
 	if err := m.container.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		return classify(err, "delete container %q", name)
 	}
@@ -870,6 +899,8 @@ func (m *module) statusLocked() Status {
 		FinishedAt:   m.st.FinishedAt,
 		RestartCount: m.st.RestartCount,
 		Pid:          m.pid,
+		Network:      m.netMode,
+		Addr:         m.addr,
 	}
 }
 

@@ -1,6 +1,7 @@
 package modrt
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/containerd/containerd/oci"
@@ -47,6 +48,8 @@ type Status struct {
 	FinishedAt   time.Time
 	RestartCount int // restarts made by supervision since the last Start by request
 	Pid          uint32
+	Network      string     // "default", "host" or "none"
+	Addr         netip.Addr // on the default network while the task runs
 }
 
 // CreateRequest describes a module to create.
@@ -60,6 +63,8 @@ type CreateRequest struct {
 	Restart     RestartPolicy     // default RestartAlways
 	LogMaxBytes int64             // per log file; default 10 MiB, at least 4 KiB
 	LogFiles    int               // files kept, the current one included; default 3
+	Network     string            // "default" (joined to the default network at each start), "host" or "none"/"" (the opts alone decide)
+	Ports       []PortMapping     // published on the default network
 }
 
 const (
