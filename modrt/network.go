@@ -1,12 +1,14 @@
 package modrt
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -156,7 +158,12 @@ func OpenNetwork(cfg NetworkConfig, ns string) (*Network, error) {
 		"name":       cfg.Name,
 		"plugins": []any{
 			map[string]any{
-				"type": "bridge", "bridge": cfg.Bridge, "isGateway": true, "ipMasq": true, "hairpinMode": true,
+				// ipMasq false: the plugin's per-module masquerade rules are
+				// removed only while the module's network namespace still
+				// exists, which a task that exited no longer has; the
+				// network's one masquerade rule (masquerade below) is
+				// Docker's.
+				"type": "bridge", "bridge": cfg.Bridge, "isGateway": true, "ipMasq": false, "hairpinMode": true,
 				"ipam": map[string]any{
 					"type":    "host-local",
 					"ranges":  [][]map[string]string{{{"subnet": cfg.Subnet, "gateway": gw.String()}}},
@@ -181,11 +188,28 @@ func OpenNetwork(cfg NetworkConfig, ns string) (*Network, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("network state dir: %w", err)
 	}
+	if err := masquerade(cfg); err != nil {
+		return nil, fault.Wrap(fault.Unavailable, err, "default network %s: %v", cfg.Name, err)
+	}
 	return &Network{
 		cfg: cfg, ns: ns, gateway: gw, list: list,
 		cni:   libcni.NewCNIConfigWithCacheDir(cfg.PluginDirs, filepath.Join(cfg.StateDir, "cache"), nil),
 		ports: map[string]string{},
 	}, nil
+}
+
+// masquerade makes sure of the network's one NAT rule for traffic leaving
+// it (Docker's: -s <subnet> ! -o <bridge> -j MASQUERADE), so modules reach
+// beyond the host as Docker containers do.
+func masquerade(cfg NetworkConfig) error {
+	rule := []string{"POSTROUTING", "-s", cfg.Subnet, "!", "-o", cfg.Bridge, "-m", "comment", "--comment", "edgev2 network " + cfg.Name, "-j", "MASQUERADE"}
+	if exec.Command("iptables", append([]string{"-w", "-t", "nat", "-C"}, rule...)...).Run() == nil {
+		return nil
+	}
+	if out, err := exec.Command("iptables", append([]string{"-w", "-t", "nat", "-A"}, rule...)...).CombinedOutput(); err != nil {
+		return fmt.Errorf("iptables: add the masquerade rule: %v: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
 }
 
 // Name is the network's name (what NetworkMode may say for it).
@@ -255,20 +279,22 @@ func (n *Network) Attach(ctx context.Context, module string, pid uint32, ports [
 
 // Adopt re-learns the address and ports of a module whose task was
 // attached by an earlier run of the runtime (from the plugins' cached
-// result); it checks the attachment with CNI CHECK.
-func (n *Network) Adopt(ctx context.Context, module string, pid uint32, ports []PortMapping) (netip.Addr, error) {
+// result), and what CNI CHECK says of the attachment.
+func (n *Network) Adopt(ctx context.Context, module string, pid uint32, ports []PortMapping) (addr netip.Addr, checkErr, err error) {
 	if err := n.claimPorts(module, ports); err != nil {
-		return netip.Addr{}, err
+		return netip.Addr{}, nil, err
 	}
 	rc := n.runtimeConf(module, fmt.Sprintf("/proc/%d/ns/net", pid), ports)
 	res, err := n.cni.GetNetworkListCachedResult(n.list, rc)
 	if err != nil || res == nil {
-		return netip.Addr{}, fmt.Errorf("no cached attachment of %q: %v", module, err)
+		return netip.Addr{}, nil, fmt.Errorf("no cached attachment of %q: %v", module, err)
 	}
-	if err := n.cni.CheckNetworkList(ctx, n.list, rc); err != nil {
-		return netip.Addr{}, fmt.Errorf("check attachment of %q: %w", module, err)
+	if addr, err = resultAddr(res); err != nil {
+		return netip.Addr{}, nil, err
 	}
-	return resultAddr(res)
+	// CHECK is advice: Debian 12's portmap fails it for any module with
+	// published ports (it looks for an IPv6 chain it never made).
+	return addr, n.cni.CheckNetworkList(ctx, n.list, rc), nil
 }
 
 // Detach releases what Attach made for module: its address lease, its

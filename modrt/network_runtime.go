@@ -90,10 +90,13 @@ func (r *Runtime) adoptNet(ctx context.Context, m *module, pid uint32) {
 	if m.netMode != netModeDefault || r.cfg.Network == nil {
 		return
 	}
-	addr, err := r.cfg.Network.Adopt(ctx, m.name, pid, m.ports)
+	addr, checkErr, err := r.cfg.Network.Adopt(ctx, m.name, pid, m.ports)
 	if err != nil {
-		r.log.Warn("adopted module's network attachment is unusable; it is reattached at its next start", "module", m.name, "err", err)
+		r.log.Warn("adopted module's network attachment is unknown; it is reattached at its next start", "module", m.name, "err", err)
 		return
+	}
+	if checkErr != nil {
+		r.log.Debug("CNI CHECK of an adopted module", "module", m.name, "err", checkErr)
 	}
 	m.mu.Lock()
 	m.addr = addr
