@@ -120,6 +120,15 @@ func (c *NetworkConfig) setDefaults(path string) error {
 	return nil
 }
 
+// Validate checks [network] (empty keys take the defaults); the error's
+// Key is "network.<key>".
+func (c NetworkConfig) Validate() *ConfigError {
+	if err := c.setDefaults(""); err != nil {
+		return err.(*ConfigError)
+	}
+	return nil
+}
+
 // Network attaches modules' tasks to the default network.
 type Network struct {
 	cfg     NetworkConfig

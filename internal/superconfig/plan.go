@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -638,8 +639,21 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 			}
 		}
 	}
-	if rt.ForbiddenBindPrefixes != nil || rt.AllowPrivileged {
-		out.Policy = &modrtdPolicy{ForbiddenBindPrefixes: rt.ForbiddenBindPrefixes, AllowPrivileged: rt.AllowPrivileged}
+	if rt.ForbiddenBindPrefixes != nil || rt.AllowPrivileged || len(rt.AllowHostNetwork) > 0 {
+		out.Policy = &modrtdPolicy{ForbiddenBindPrefixes: rt.ForbiddenBindPrefixes, AllowPrivileged: rt.AllowPrivileged, AllowHostNetwork: rt.AllowHostNetwork}
+	}
+	for i, m := range rt.AllowHostNetwork {
+		if err := modrt.ValidateName(m); err != nil {
+			return c.bad(fmt.Sprintf("runtime.allow_host_network[%d]", i), err.Error(), "list module names")
+		}
+	}
+	netCfg := modrt.NetworkConfig{}
+	if n := rt.Network; n != nil {
+		netCfg = modrt.NetworkConfig{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, PluginDirs: n.CNIPluginDirs, StateDir: n.StateDir}
+		if err := netCfg.Validate(); err != nil {
+			return c.bad("runtime."+err.Key, err.Problem, err.Fix)
+		}
+		out.Network = n
 	}
 	if ec := c.EdgeCA; ec != nil {
 		if ec.Method != "" {
@@ -676,8 +690,10 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 		}
 		// The runtime's own check of binds and privileges, run now so a
 		// forbidden bind is refused at apply time rather than at start.
-		if _, err := s.OCIOpts(policy, modrt.Extra{ImageEntrypoint: []string{"/entrypoint"}}); err != nil {
-			return c.bad(key+".spec", err.Error(), "remove the bind or privilege, or change [runtime] forbidden_bind_prefixes / allow_privileged")
+		mp := policy
+		mp.AllowHostNetwork = slices.Contains(rt.AllowHostNetwork, m.Name)
+		if _, err := s.OCIOpts(mp, modrt.Extra{ImageEntrypoint: []string{"/entrypoint"}, Network: netCfg.Name}); err != nil {
+			return c.bad(key+".spec", err.Error(), "remove the bind, privilege or host network, or change [runtime] forbidden_bind_prefixes / allow_privileged / allow_host_network")
 		}
 		return nil
 	}

@@ -125,6 +125,7 @@ type modrtdFile struct {
 	EdgeCAKey       string         `toml:"edge_ca_key,omitempty"`
 	RegistryCAFiles []string       `toml:"registry_ca_files,omitempty"`
 	Policy          *modrtdPolicy  `toml:"policy,omitempty"`
+	Network         *RuntimeNetwork `toml:"network,omitempty"`
 	Agent           *modrtdModule  `toml:"agent,omitempty"`
 	Modules         []modrtdModule `toml:"modules,omitempty"`
 }
@@ -132,6 +133,7 @@ type modrtdFile struct {
 type modrtdPolicy struct {
 	ForbiddenBindPrefixes []string `toml:"forbidden_bind_prefixes,omitempty"`
 	AllowPrivileged       bool     `toml:"allow_privileged,omitempty"`
+	AllowHostNetwork      []string `toml:"allow_host_network,omitempty"`
 }
 
 type modrtdModule struct {
