@@ -117,17 +117,17 @@ type identitydPrincipal struct {
 }
 
 type modrtdFile struct {
-	Homedir         string         `toml:"homedir"`
-	Containerd      string         `toml:"containerd_address,omitempty"`
-	Namespace       string         `toml:"namespace,omitempty"`
-	TrustBundle     string         `toml:"trust_bundle,omitempty"`
-	EdgeCACert      string         `toml:"edge_ca_cert,omitempty"`
-	EdgeCAKey       string         `toml:"edge_ca_key,omitempty"`
-	RegistryCAFiles []string       `toml:"registry_ca_files,omitempty"`
-	Policy          *modrtdPolicy  `toml:"policy,omitempty"`
+	Homedir         string          `toml:"homedir"`
+	Containerd      string          `toml:"containerd_address,omitempty"`
+	Namespace       string          `toml:"namespace,omitempty"`
+	TrustBundle     string          `toml:"trust_bundle,omitempty"`
+	EdgeCACert      string          `toml:"edge_ca_cert,omitempty"`
+	EdgeCAKey       string          `toml:"edge_ca_key,omitempty"`
+	RegistryCAFiles []string        `toml:"registry_ca_files,omitempty"`
+	Policy          *modrtdPolicy   `toml:"policy,omitempty"`
 	Network         *RuntimeNetwork `toml:"network,omitempty"`
-	Agent           *modrtdModule  `toml:"agent,omitempty"`
-	Modules         []modrtdModule `toml:"modules,omitempty"`
+	Agent           *modrtdModule   `toml:"agent,omitempty"`
+	Modules         []modrtdModule  `toml:"modules,omitempty"`
 }
 
 type modrtdPolicy struct {
