@@ -484,7 +484,7 @@ var hints = map[string]string{
 	"Volumes":       "named and anonymous volumes are not supported yet; bind a host directory",
 	"Sysctls":       "sysctls are not supported",
 	"SecurityOpt":   "security options are set by the runtime",
-	"ExtraHosts":    "modules use the host's network and /etc/hosts",
+	"ExtraHosts":    "modules resolve each other by name through the /etc/hosts the runtime keeps",
 	"Tty":           "modules run without a terminal",
 	"StopSignal":    "modules are stopped with SIGTERM, then SIGKILL",
 }
