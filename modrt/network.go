@@ -69,7 +69,8 @@ const (
 	netModeNone    = "none"
 )
 
-var bridgeNamePattern = func(s string) bool {
+// validBridgeName: a Linux interface name.
+func validBridgeName(s string) bool {
 	if s == "" || len(s) > 15 {
 		return false
 	}
@@ -101,7 +102,7 @@ func (c *NetworkConfig) setDefaults(path string) error {
 	if err := ValidateName(c.Name); err != nil || c.Name == netModeHost || c.Name == netModeNone {
 		return &ConfigError{File: path, Key: "network.name", Problem: fmt.Sprintf("%q is not a usable network name", c.Name), Fix: `use letters, digits, '.', '_' and '-' (not "host" or "none"), e.g. "azure-iot-edge"`}
 	}
-	if !bridgeNamePattern(c.Bridge) {
+	if !validBridgeName(c.Bridge) {
 		return &ConfigError{File: path, Key: "network.bridge", Problem: fmt.Sprintf("%q is not a Linux interface name", c.Bridge), Fix: "use at most 15 letters, digits, '-', '_' or '.'"}
 	}
 	pfx, err := netip.ParsePrefix(c.Subnet)
