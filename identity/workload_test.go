@@ -40,7 +40,9 @@ func TestModuleGetsItsTokenThroughTheWorkloadSocket(t *testing.T) {
 	dir := testenv.SharedTempDir(t, "modrtd")
 	cfg := filepath.Join(dir, "modrtd.toml")
 	ns := fmt.Sprintf("edgev2-wl-%d", time.Now().UnixNano())
-	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = %q\ntrust_bundle = \"labcloud-ca\"\nmanifest_trust_bundle = \"no-such-bundle\"\n", filepath.Join(dir, "home"), ctr.Address, ns)), 0o600)
+	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = %q\ntrust_bundle = \"labcloud-ca\"\nmanifest_trust_bundle = \"no-such-bundle\"\n"+
+		// The modules post to the hub (labcloud) on the host's 127.0.0.1.
+		"[policy]\nallow_host_network = [\"sensor-a\", \"sensor-b\"]\n", filepath.Join(dir, "home"), ctr.Address, ns)), 0o600)
 	w.grant(t, w.certdCfg, "", cfg)
 	testenv.StartService(t, w.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
@@ -55,7 +57,7 @@ func TestModuleGetsItsTokenThroughTheWorkloadSocket(t *testing.T) {
 	f.Close()
 	create := func(name, other string) {
 		t.Helper()
-		spec := fmt.Sprintf(`{"name":%q,"type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{}},"env":{"OTHER_MODULE":{"value":%q},"WANT_SERVER_CERT":{"value":"1"}}}}`, name, other)
+		spec := fmt.Sprintf(`{"name":%q,"type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{"HostConfig":{"NetworkMode":"host"}}},"env":{"OTHER_MODULE":{"value":%q},"WANT_SERVER_CERT":{"value":"1"}}}}`, name, other)
 		var p godbus.ObjectPath
 		if err := root.Call(modrt.Interface+".CreateModule", 0, name, spec, map[string]godbus.Variant{}).Store(&p); err != nil {
 			t.Fatalf("CreateModule %s: %v", name, err)

@@ -48,6 +48,8 @@ type Config struct {
 	// chain to (besides the system roots).
 	RegistryCAFiles []string     `toml:"registry_ca_files"`
 	Policy          PolicyConfig `toml:"policy"`
+	// Network is the default network modules join (docs/modules.md, Network).
+	Network NetworkConfig `toml:"network"`
 	// Agent is the edgeAgent module, created and kept running as
 	// aziot-edged does; Modules are a local deployment kept running without
 	// any cloud agent.
@@ -91,6 +93,8 @@ type PolicyConfig struct {
 	// Replaced by the allowlist; set, they stop modrtd with a fix.
 	ForbiddenBindPrefixes []string `toml:"forbidden_bind_prefixes"`
 	AllowPrivileged       bool     `toml:"allow_privileged"`
+	// AllowHostNetwork names the modules that may use NetworkMode "host".
+	AllowHostNetwork []string `toml:"allow_host_network"`
 }
 
 // Grant is one opt-in ([[policy.allow]]): it applies to a module whose
@@ -190,6 +194,14 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	}
 	if err := c.Workload.validate(path); err != nil {
 		return nil, err
+	}
+	if err := c.Network.setDefaults(path); err != nil {
+		return nil, err
+	}
+	for i, m := range c.Policy.AllowHostNetwork {
+		if err := ValidateName(m); err != nil {
+			return nil, &ConfigError{File: path, Key: fmt.Sprintf("policy.allow_host_network[%d]", i), Problem: err.Error(), Fix: "list module names"}
+		}
 	}
 	return &c, nil
 }

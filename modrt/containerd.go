@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -42,6 +43,8 @@ const (
 	labelRestart     = labelPrefix + "restart-policy"
 	labelLogMaxBytes = labelPrefix + "log-max-bytes"
 	labelLogFiles    = labelPrefix + "log-files"
+	labelNetwork     = labelPrefix + "network" // default, host or none; absent: host (modules made before the default network)
+	labelPorts       = labelPrefix + "ports"   // JSON []PortMapping published on the default network
 	ownerValue       = "edgev2"
 )
 
@@ -69,6 +72,8 @@ type RuntimeConfig struct {
 	// modrtd or containerd); an error wrapping ErrPolicy refuses the start
 	// for good (the module is failed, with the reason in its status).
 	StartCheck func(module, image string, spec *specs.Spec) error
+	// Network is the default network; nil: modules on it cannot start.
+	Network *Network
 }
 
 // Image is an image in the runtime's namespace.
@@ -103,6 +108,8 @@ type Runtime struct {
 	notes notifier
 
 	registryPool atomic.Pointer[x509.CertPool]
+
+	netHook atomic.Pointer[func()] // called after a module joined or left the default network
 }
 
 // module is one container of ours. op serialises lifecycle operations
@@ -114,6 +121,8 @@ type module struct {
 	policy    RestartPolicy
 	container containerd.Container
 	logs      *logFile
+	netMode   string        // netModeDefault, netModeHost or netModeNone
+	ports     []PortMapping // published on the default network
 
 	op sync.Mutex
 
@@ -126,6 +135,7 @@ type module struct {
 	timerArmed bool
 	gen        uint64 // bumped when a pending restart is (re)armed or cancelled
 	removed    bool
+	addr       netip.Addr // on the default network, while attached
 }
 
 // moduleState is the supervision state kept across modrtd restarts, in
@@ -318,6 +328,9 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 	labels[labelRestart] = string(req.Restart)
 	labels[labelLogMaxBytes] = strconv.FormatInt(req.LogMaxBytes, 10)
 	labels[labelLogFiles] = strconv.Itoa(req.LogFiles)
+	if err := req.setNetworkLabels(labels); err != nil {
+		return err
+	}
 
 	r.createMu.Lock()
 	defer r.createMu.Unlock()
@@ -427,6 +440,7 @@ func (r *Runtime) newModule(ctx context.Context, c containerd.Container, labels 
 		return nil, fmt.Errorf("module %q: %w", name, err)
 	}
 	m := &module{name: name, image: labels[labelImage], policy: policy, container: c, logs: logs, st: moduleState{State: StateCreated}}
+	m.netMode, m.ports = networkFromLabels(labels)
 	if data, err := os.ReadFile(r.statePath(name)); err == nil {
 		if err := json.Unmarshal(data, &m.st); err != nil {
 			r.log.Warn("unreadable module state; starting afresh", "module", name, "err", err)
@@ -497,6 +511,7 @@ func (r *Runtime) sync(ctx context.Context) error {
 		r.log.Warn("module's container was deleted behind our back", "module", m.name)
 		r.forget(m)
 	}
+	r.recoverNet(ctx)
 	return nil
 }
 
@@ -539,6 +554,7 @@ func (r *Runtime) reconcile(ctx context.Context, m *module) error {
 			r.scheduleRestartLocked(m, r.cfg.BackoffBase)
 		}
 		m.mu.Unlock()
+		r.detachNet(ctx, m)
 		return nil
 	case task.Pid() == m.pid && m.task != nil:
 		m.mu.Unlock()
@@ -567,6 +583,9 @@ func (r *Runtime) reconcile(ctx context.Context, m *module) error {
 		if err != nil {
 			return classify(err, "attach to task of %q", m.name)
 		}
+	}
+	if st.Status != containerd.Stopped {
+		r.adoptNet(ctx, m, pid)
 	}
 	m.mu.Lock()
 	m.task, m.io, m.pid = task, tio, pid
@@ -651,11 +670,20 @@ func (r *Runtime) startTask(ctx context.Context, m *module) error {
 		tio.Close()
 		return classify(err, "start module %q", m.name)
 	}
+	if err := r.attachNet(ctx, m, task.Pid()); err != nil {
+		if _, derr := task.Delete(ctx, containerd.WithProcessKill); derr != nil {
+			r.log.Warn("delete task that could not join the network", "module", m.name, "err", derr)
+		}
+		tio.Cancel()
+		tio.Close()
+		return err
+	}
 	startedAt := r.cfg.Now() // before Start: a quick exit must not seem to precede it
 	if err := task.Start(ctx); err != nil {
 		if _, derr := task.Delete(ctx, containerd.WithProcessKill); derr != nil {
 			r.log.Warn("delete task that failed to start", "module", m.name, "err", derr)
 		}
+		r.detachNet(ctx, m)
 		tio.Cancel()
 		tio.Close()
 		return classify(err, "start module %q", m.name)
@@ -761,6 +789,7 @@ func (r *Runtime) Remove(ctx context.Context, name string) error {
 			return classify(err, "delete task of %q", name)
 		}
 	}
+	r.detachNet(ctx, m)
 	if err := m.container.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		return classify(err, "delete container %q", name)
 	}
@@ -899,6 +928,8 @@ func (m *module) statusLocked() Status {
 		RestartCount: m.st.RestartCount,
 		Pid:          m.pid,
 		Reason:       m.st.Reason,
+		Network:      m.netMode,
+		Addr:         m.addr,
 	}
 }
 

@@ -33,9 +33,15 @@ type Extra struct {
 	// sets only one of Entrypoint and Cmd.
 	ImageEntrypoint []string
 	ImageCmd        []string
-	// HostsFile, with host networking, is bound at /etc/hosts instead of
-	// the host's own (it names the modules).
+	// HostsFile, unless the module has no network, is bound at /etc/hosts
+	// instead of the host's own (it names the modules).
 	HostsFile string
+	// ResolvConf, unless the module has no network, is bound at
+	// /etc/resolv.conf instead of the host's own.
+	ResolvConf string
+	// Network is the default network's name, which NetworkMode may name
+	// (default "azure-iot-edge").
+	Network string
 }
 
 // OCIOpts translates the spec into containerd spec options. Apply them after
@@ -71,10 +77,18 @@ func (s *Spec) OCIOpts(p Policy, x Extra) ([]oci.SpecOpts, error) {
 		opts = append(opts, oci.WithHostname(h))
 	}
 
-	hostNet := hc.NetworkMode != "none"
-	if hostNet {
+	mode, err := s.networkMode(x.Network)
+	if err != nil {
+		return nil, err
+	}
+	if mode == netModeHost {
+		if !p.AllowHostNetwork {
+			return nil, fault.New(fault.InvalidArgs, "module %s: createOptions.HostConfig.NetworkMode \"host\" is forbidden by the runtime policy (an operator allows it per module with [policy] allow_host_network)", s.Name)
+		}
 		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace))
 	}
+	// Otherwise runc makes the task a network namespace of its own: empty
+	// (NetworkMode "none") or joined to the default network at start.
 	if hc.PidMode == "host" {
 		if !r.hostPID && !r.privileged {
 			return nil, fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: createOptions.HostConfig.PidMode \"host\" needs host_pid in a [[policy.allow]] entry for this module", s.Name)
@@ -82,7 +96,7 @@ func (s *Spec) OCIOpts(p Policy, x Extra) ([]oci.SpecOpts, error) {
 		opts = append(opts, oci.WithHostNamespace(specs.PIDNamespace))
 	}
 
-	mounts, err := s.mounts(p, r, x, hostNet)
+	mounts, err := s.mounts(p, r, x, mode != netModeNone)
 	if err != nil {
 		return nil, err
 	}
@@ -464,7 +478,7 @@ var hints = map[string]string{
 	"Volumes":       "named and anonymous volumes are not supported yet; bind a host directory",
 	"Sysctls":       "sysctls are not supported",
 	"SecurityOpt":   "security options are set by the runtime",
-	"ExtraHosts":    "modules use the host's network and /etc/hosts",
+	"ExtraHosts":    "modules resolve each other by name through the /etc/hosts the runtime keeps",
 	"Tty":           "modules run without a terminal",
 	"StopSignal":    "modules are stopped with SIGTERM, then SIGKILL",
 }
@@ -616,6 +630,11 @@ func (co *CreateOptions) validate() error {
 			return fault.New(fault.InvalidArgs, "createOptions.Labels %s: key and value are %d bytes, more than containerd's %d", quote(k), len(k)+len(v), maxLabelSize)
 		}
 	}
+	for _, p := range sortedKeys(co.ExposedPorts) {
+		if _, _, err := parsePortProto(p); err != nil {
+			return fault.New(fault.InvalidArgs, "createOptions.ExposedPorts %s: %s", quote(p), err)
+		}
+	}
 	return co.HostConfig.validate(len(co.ExposedPorts) > 0)
 }
 
@@ -641,13 +660,20 @@ func (hc *HostConfig) validate(exposesPorts bool) error {
 		return fault.New(fault.InvalidArgs, "createOptions.HostConfig.NanoCpus %d is outside 0.01 to %d CPUs (10000000 to %d)", hc.NanoCpus, n, n*1e9)
 	}
 	switch hc.NetworkMode {
-	case "", "host":
-	case "none":
+	case "", netModeHost:
+	case netModeNone:
 		if exposesPorts || !zeroJSON(hc.PortBindings) {
-			return fault.New(fault.InvalidArgs, "createOptions.ExposedPorts and HostConfig.PortBindings need NetworkMode \"host\"; a module with NetworkMode \"none\" has no network")
+			return fault.New(fault.InvalidArgs, "createOptions.ExposedPorts and HostConfig.PortBindings need NetworkMode \"azure-iot-edge\" (the default network) or \"host\"; a module with NetworkMode \"none\" has no network")
 		}
+	case "bridge":
+		return fault.New(fault.InvalidArgs, "createOptions.HostConfig.NetworkMode \"bridge\" (Docker's default bridge) does not exist here: modules use the default network (NetworkMode empty or \"azure-iot-edge\"), \"host\" or \"none\"")
 	default:
-		return fault.New(fault.InvalidArgs, "createOptions.HostConfig.NetworkMode %s is not supported: modules use the host's network (\"host\") or none (\"none\")", quote(hc.NetworkMode))
+		if ValidateName(hc.NetworkMode) != nil {
+			return fault.New(fault.InvalidArgs, "createOptions.HostConfig.NetworkMode %s is not a network name", quote(hc.NetworkMode))
+		}
+	}
+	if _, err := hc.portMappings(); err != nil {
+		return err
 	}
 	switch hc.PidMode {
 	case "", "host":
@@ -857,6 +883,9 @@ func (s *Spec) mounts(p Policy, r rules, x Extra, hostNet bool) ([]specs.Mount, 
 				src := f
 				if f == "/etc/hosts" && x.HostsFile != "" {
 					src = x.HostsFile
+				}
+				if f == "/etc/resolv.conf" && x.ResolvConf != "" {
+					src = x.ResolvConf
 				}
 				out = append(out, specs.Mount{Destination: f, Type: "bind", Source: src, Options: []string{"rbind", "ro", "rprivate"}})
 			}

@@ -332,9 +332,24 @@ func TestOCIOptsCapabilities(t *testing.T) {
 }
 
 func TestOCIOptsNamespaces(t *testing.T) {
-	out := ociSpec(t, specWith(t, `{}`), Policy{}, Extra{})
-	if hasNamespace(out, specs.NetworkNamespace) || !hasNamespace(out, specs.PIDNamespace) {
-		t.Errorf("default: want host network, own pids: %+v", out.Linux.Namespaces)
+	// The default network: a network namespace of the task's own (joined to
+	// the bridge at start), unless the policy lets the module have the host's.
+	for _, co := range []string{`{}`, `{"HostConfig":{"NetworkMode":"azure-iot-edge"}}`} {
+		out := ociSpec(t, specWith(t, co), Policy{}, Extra{})
+		if !hasNamespace(out, specs.NetworkNamespace) || !hasNamespace(out, specs.PIDNamespace) {
+			t.Errorf("%s: want own network and pids: %+v", co, out.Linux.Namespaces)
+		}
+	}
+	if _, err := specWith(t, `{"HostConfig":{"NetworkMode":"azure-iot-edge"}}`).OCIOpts(Policy{}, Extra{Network: "plant-net"}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), `"plant-net"`) {
+		t.Errorf("a network the device does not have: %v", err)
+	}
+	host := specWith(t, `{"HostConfig":{"NetworkMode":"host"}}`)
+	if _, err := host.OCIOpts(Policy{}, Extra{}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "allow_host_network") {
+		t.Errorf("host network without policy: %v", err)
+	}
+	out := ociSpec(t, host, Policy{AllowHostNetwork: true}, Extra{})
+	if hasNamespace(out, specs.NetworkNamespace) {
+		t.Errorf("host network allowed: want the host's network: %+v", out.Linux.Namespaces)
 	}
 	out = ociSpec(t, specWith(t, `{"HostConfig":{"NetworkMode":"none"}}`), Policy{}, Extra{})
 	if !hasNamespace(out, specs.NetworkNamespace) {
@@ -397,8 +412,11 @@ func TestOCIOptsAcceptsWhatEdgeAgentSends(t *testing.T) {
 	if n != 1 {
 		t.Errorf("%d mounts on the workload socket", n)
 	}
-	if hasNamespace(out, specs.NetworkNamespace) {
-		t.Errorf("edgeHub is not on the host network")
+	if !hasNamespace(out, specs.NetworkNamespace) {
+		t.Errorf("edgeHub is not on the default network")
+	}
+	if ports, err := s.PortMappings(); err != nil || !reflect.DeepEqual(ports, []PortMapping{{HostPort: 5671, ContainerPort: 5671, Protocol: "tcp"}, {HostPort: 8883, ContainerPort: 8883, Protocol: "tcp"}}) {
+		t.Errorf("edgeHub's published ports: %v, %v", ports, err)
 	}
 }
 

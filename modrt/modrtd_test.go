@@ -175,7 +175,7 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 		// finder starts first; peer is created later, and finder sees it
 		// appear in its /etc/hosts (rewritten in place under the bind).
 		if err := m.create("finder", spec("finder", image, "never",
-			"until grep -qw peer-module /etc/hosts; do sleep 0.2; done; grep -w finder /etc/hosts | grep -q 127.0.0.1 && echo FOUND-PEER; grep -c localhost /etc/hosts; sleep 600")); err != nil {
+			"until grep -qw peer-module /etc/hosts; do sleep 0.2; done; grep -w finder /etc/hosts | grep -q 10.213. && echo FOUND-PEER; grep -c localhost /etc/hosts; sleep 600")); err != nil {
 			t.Fatal(err)
 		}
 		m.waitStatus(t, "finder", "running")
@@ -187,7 +187,7 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 		}
 		for deadline := time.Now().Add(15 * time.Second); !strings.Contains(m.logs(t, "finder"), "FOUND-PEER"); time.Sleep(100 * time.Millisecond) {
 			if time.Now().After(deadline) {
-				t.Fatalf("finder never saw peer-module at 127.0.0.1 in /etc/hosts; logs: %q", m.logs(t, "finder"))
+				t.Fatalf("finder never saw peer-module, nor itself on the default network, in /etc/hosts; logs: %q", m.logs(t, "finder"))
 			}
 		}
 		for _, n := range []string{"finder", "peer-module"} {
@@ -195,7 +195,7 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		hosts, _ := os.ReadFile(filepath.Join(m.dir, "home", "hosts", "hosts"))
+		hosts, _ := os.ReadFile(filepath.Join(m.dir, "home", "hosts", "network-hosts"))
 		if strings.Contains(string(hosts), "peer-module") {
 			t.Fatalf("removed modules are still in the hosts file:\n%s", hosts)
 		}

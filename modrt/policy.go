@@ -38,6 +38,9 @@ type Policy struct {
 	// Static checks paths as written, without touching the filesystem
 	// (edgectl config apply, on paths that may not exist yet).
 	Static bool
+	// AllowHostNetwork lets the module use NetworkMode "host" ([policy]
+	// allow_host_network names it); set per module when it is created.
+	AllowHostNetwork bool
 }
 
 // ErrPolicy marks a refusal by the module policy. The start check wraps

@@ -21,7 +21,7 @@ func specCO(name, image, restart, createOptions string, cmd string) string {
 		name, restart, image, cmd, createOptions)
 }
 
-func (m *modrtd) waitLog(t *testing.T, name, want string) string {
+func (m *modrtd) waitLogContains(t *testing.T, name, want string) string {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		out := m.logs(t, name)
@@ -67,7 +67,7 @@ func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 		if err := m.create("netadmin", specCO("netadmin", image, "never", `{"CapAdd":["NET_ADMIN"]}`, "grep CapEff /proc/self/status; sleep 600")); err != nil {
 			t.Fatalf("NET_ADMIN for the module the policy allows it: %v", err)
 		}
-		out := m.waitLog(t, "netadmin", "CapEff")
+		out := m.waitLogContains(t, "netadmin", "CapEff")
 		var eff uint64
 		fmt.Sscanf(strings.TrimSpace(out[strings.Index(out, "CapEff:")+7:]), "%x", &eff)
 		if eff&(1<<12) == 0 || eff&(1<<21) != 0 { // CAP_NET_ADMIN 12, CAP_SYS_ADMIN 21
@@ -85,7 +85,7 @@ func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 		if err := m.create("planter", specCO("planter", image, "on-failure", hc, cmd)); err != nil {
 			t.Fatal(err)
 		}
-		m.waitLog(t, "planter", "PLANTED")
+		m.waitLogContains(t, "planter", "PLANTED")
 		if fi, err := os.Lstat(filepath.Join(vol, "sub")); err != nil || fi.Mode().Type() != os.ModeSymlink {
 			t.Fatalf("the module did not leave its link: %v %v", fi, err)
 		}
@@ -152,11 +152,11 @@ func TestManagementSocketDirectoryCannotBeTurnedAgainstTheHost(t *testing.T) {
 	if err := m.create("edgeAgent", specCO("edgeAgent", "edgev2.test/busybox:1", "never", `{}`, cmd)); err != nil {
 		t.Fatal(err)
 	}
-	out := m.waitLog(t, "edgeAgent", "RE")
+	out := m.waitLogContains(t, "edgeAgent", "RE")
 	if !strings.Contains(out, "mgmt.sock") || strings.Contains(out, "REPLACED") {
 		t.Fatalf("the agent's view of its socket directory: %q; want the socket, read-only", out)
 	}
-	m.waitLog(t, "edgeAgent", "REFUSED")
+	m.waitLogContains(t, "edgeAgent", "REFUSED")
 
 	// From a container created before the directory was read-only: the
 	// link is there when modrtd starts again.

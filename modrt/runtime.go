@@ -1,6 +1,7 @@
 package modrt
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/containerd/containerd/oci"
@@ -48,6 +49,8 @@ type Status struct {
 	RestartCount int // restarts made by supervision since the last Start by request
 	Pid          uint32
 	Reason       string // why the last start was refused ("" if it was not)
+	Network      string     // "default", "host" or "none"
+	Addr         netip.Addr // on the default network while the task runs
 }
 
 // CreateRequest describes a module to create.
@@ -61,6 +64,8 @@ type CreateRequest struct {
 	Restart     RestartPolicy     // default RestartAlways
 	LogMaxBytes int64             // per log file; default 10 MiB, at least 4 KiB
 	LogFiles    int               // files kept, the current one included; default 3
+	Network     string            // "default" (joined to the default network at each start), "host" or "none"/"" (the opts alone decide)
+	Ports       []PortMapping     // published on the default network
 }
 
 const (

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,8 +35,11 @@ type Service struct {
 	// module (and only it) at /var/run/iotedge-mgmt. Empty: not bound.
 	MgmtDir string
 
-	hostsFile, hostsBase string // the modules' /etc/hosts and the host's
-	hostsMu              sync.Mutex
+	hostsDir              string // the modules' hosts files (hosts.go)
+	hostsBase, resolvBase string // the host's /etc/hosts and /etc/resolv.conf
+	hostsMu               sync.Mutex
+	networkName           string   // the default network's, as NetworkMode names it
+	allowHostNetwork      []string // modules the policy lets use the host's network
 }
 
 // AgentModule is the module that manages the others through the
@@ -63,8 +67,16 @@ const mgmtSocketName = "mgmt.sock"
 
 // NewService serves rt under the config's policy.
 func NewService(rt *Runtime, cfg *Config, log *slog.Logger) *Service {
-	return &Service{rt: rt, log: log, specsDir: filepath.Join(cfg.Homedir, "specs"),
-		hostsFile: filepath.Join(cfg.Homedir, "hosts", "hosts"), hostsBase: "/etc/hosts", policy: cfg.ModulePolicy()}
+	s := &Service{rt: rt, log: log, specsDir: filepath.Join(cfg.Homedir, "specs"),
+		hostsDir: filepath.Join(cfg.Homedir, "hosts"), hostsBase: "/etc/hosts", resolvBase: "/etc/resolv.conf", policy: cfg.ModulePolicy(),
+		networkName: cfg.Network.Name, allowHostNetwork: cfg.Policy.AllowHostNetwork,
+	}
+	rt.OnNetworkChange(func() {
+		if err := s.refreshHosts(context.Background()); err != nil {
+			s.log.Warn("update the modules' hosts files", "err", err)
+		}
+	})
+	return s
 }
 
 // Runtime is the container runtime underneath.
@@ -91,11 +103,29 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 	if err != nil {
 		return err
 	}
-	extra := Extra{Hostname: name, ImageEntrypoint: entrypoint, ImageCmd: cmd}
-	if err := s.refreshHosts(ctx, name); err != nil {
+	extra := Extra{Hostname: name, ImageEntrypoint: entrypoint, ImageCmd: cmd, Network: s.networkName}
+	netMode, err := spec.NetworkMode(s.networkName)
+	if err != nil {
+		return err
+	}
+	ports, err := spec.PortMappings()
+	if err != nil {
+		return err
+	}
+	var hostExtra []string
+	if netMode == netModeHost {
+		hostExtra = []string{name}
+	}
+	if err := s.refreshHosts(ctx, hostExtra...); err != nil {
 		s.log.Warn("module names will not resolve in modules", "err", err)
-	} else if s.hostsFile != "" {
-		extra.HostsFile = s.hostsFile
+	} else if s.hostsDir != "" {
+		switch netMode {
+		case netModeHost:
+			extra.HostsFile = s.hostsPath(hostHostsName)
+		case netModeDefault:
+			extra.HostsFile = s.hostsPath(networkHostsName)
+			extra.ResolvConf = s.hostsPath(resolvConfName)
+		}
 	}
 	if s.Identities != nil && s.Workload != nil {
 		env, err := s.Identities.ModuleEnv(ctx, name)
@@ -116,7 +146,9 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 		extra.Env["IOTEDGE_MANAGEMENTURI"] = "unix:///var/run/iotedge-mgmt/" + mgmtSocketName
 		extra.Mounts = append(extra.Mounts, specs.Mount{Destination: "/var/run/iotedge-mgmt", Type: "bind", Source: s.MgmtDir, Options: []string{"rbind", "ro"}})
 	}
-	opts, err := spec.OCIOpts(s.policy, extra)
+	policy := s.policy
+	policy.AllowHostNetwork = slices.Contains(s.allowHostNetwork, name)
+	opts, err := spec.OCIOpts(policy, extra)
 	if err != nil {
 		return err
 	}
@@ -125,7 +157,7 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 		return err
 	}
 	req := CreateRequest{Name: name, Image: image, Opts: append([]oci.SpecOpts{}, opts...), Labels: spec.Labels(),
-		Restart: spec.RestartPolicy, LogMaxBytes: maxBytes, LogFiles: files}
+		Restart: spec.RestartPolicy, LogMaxBytes: maxBytes, LogFiles: files, Network: netMode, Ports: ports}
 	if err := s.rt.Create(ctx, req); err != nil {
 		if s.Workload != nil {
 			s.Workload.Close(name)

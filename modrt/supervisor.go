@@ -152,6 +152,7 @@ func (r *Runtime) finishTask(ctx context.Context, m *module, pid uint32, code in
 	if tio != nil {
 		tio.Close()
 	}
+	r.detachNet(ctx, m)
 
 	m.mu.Lock()
 	m.task, m.io, m.pid = nil, nil, 0

@@ -72,6 +72,7 @@ func (k *checker) run(ctx context.Context) checkReport {
 	k.checkPolkitActions()
 	k.checkKeysAndCerts(ctx)
 	k.checkContainerd(ctx)
+	k.checkModuleNetwork()
 	k.checkCloud(ctx)
 	return summarize(k.results)
 }

@@ -57,9 +57,13 @@ func run(configPath string, log *slog.Logger) int {
 					}
 				}
 			}
+			network, nerr := modrt.OpenNetwork(cfg.Network, cfg.Namespace)
+			if nerr != nil {
+				log.Error("the default network is unavailable: modules on it will not start", "network", cfg.Network.Name, "err", nerr)
+			}
 			rt, err = modrt.OpenRuntime(ctx, modrt.RuntimeConfig{Address: cfg.Containerd, Namespace: cfg.Namespace,
 				StateDir: filepath.Join(cfg.Homedir, "runtime"), Logger: log, RegistryRoots: roots,
-				StartCheck: cfg.ModulePolicy().CheckStart})
+				StartCheck: cfg.ModulePolicy().CheckStart, Network: network})
 			if err != nil {
 				return fmt.Errorf("open containerd at %s: %w", cfg.Containerd, err)
 			}

@@ -29,7 +29,9 @@ func moduleSteps(p testenv.TB, run func(string, func() (string, error)) error, b
 		dir := testenv.SharedTempDir(p, "demo-modrtd")
 		cfg := filepath.Join(dir, "modrtd.toml")
 		serviceConfigs["modrtd.toml"] = cfg
-		text := fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = \"edgev2-demo\"\ntrust_bundle = \"est-ca\"\n", filepath.Join(dir, "home"), ctr.Address)
+		text := fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = \"edgev2-demo\"\ntrust_bundle = \"est-ca\"\n"+
+			// The module posts to the hub (labcloud) on the host's 127.0.0.1.
+			"[policy]\nallow_host_network = [\"telemetry\"]\n", filepath.Join(dir, "home"), ctr.Address)
 		if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 			return "", err
 		}
@@ -77,7 +79,7 @@ func moduleSteps(p testenv.TB, run func(string, func() (string, error)) error, b
 		return err
 	}
 	return run("module container signs its SAS token over the workload socket; the hub accepts it", func() (string, error) {
-		spec := `{"name":"telemetry","type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.demo/telemetry:1","createOptions":{}},"env":{"OTHER_MODULE":{"value":"demo-module"},"WANT_SERVER_CERT":{"value":"1"}}}}`
+		spec := `{"name":"telemetry","type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.demo/telemetry:1","createOptions":{"HostConfig":{"NetworkMode":"host"}}},"env":{"OTHER_MODULE":{"value":"demo-module"},"WANT_SERVER_CERT":{"value":"1"}}}}`
 		var path godbus.ObjectPath
 		if err := conn.Object(modrt.BusName, modrt.ObjectPath).Call(modrt.Interface+".CreateModule", 0, "telemetry", spec, map[string]godbus.Variant{}).Store(&path); err != nil {
 			return "", err

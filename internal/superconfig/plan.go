@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -673,11 +674,25 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 		}
 		return err
 	}
-	if len(rt.Policy.ReadOnlyBinds) > 0 || len(rt.Policy.Allow) > 0 {
-		out.Policy = &modrtdPolicy{ReadOnlyBinds: rt.Policy.ReadOnlyBinds}
+	hostNet := append(append([]string(nil), rt.AllowHostNetwork...), rt.Policy.AllowHostNetwork...)
+	if len(rt.Policy.ReadOnlyBinds) > 0 || len(rt.Policy.Allow) > 0 || len(hostNet) > 0 {
+		out.Policy = &modrtdPolicy{ReadOnlyBinds: rt.Policy.ReadOnlyBinds, AllowHostNetwork: hostNet}
 		for _, g := range rt.Policy.Allow {
 			out.Policy.Allow = append(out.Policy.Allow, modrtdGrant(g))
 		}
+	}
+	for i, m := range rt.AllowHostNetwork {
+		if err := modrt.ValidateName(m); err != nil {
+			return c.bad(fmt.Sprintf("runtime.allow_host_network[%d]", i), err.Error(), "list module names")
+		}
+	}
+	netCfg := modrt.NetworkConfig{}
+	if n := rt.Network; n != nil {
+		netCfg = modrt.NetworkConfig{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, PluginDirs: n.CNIPluginDirs, StateDir: n.StateDir}
+		if err := netCfg.Validate(); err != nil {
+			return c.bad("runtime."+err.Key, err.Problem, err.Fix)
+		}
+		out.Network = n
 	}
 	if ec := c.EdgeCA; ec != nil {
 		if ec.Method != "" {
@@ -715,8 +730,10 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 		}
 		// The runtime's own check of binds and privileges, run now so a
 		// forbidden bind is refused at apply time rather than at start.
-		if _, err := s.OCIOpts(policy, modrt.Extra{ImageEntrypoint: []string{"/entrypoint"}}); err != nil {
-			return c.bad(key+".spec", err.Error(), "remove the bind or privilege, or allow it for this module in [[runtime.policy.allow]] (docs/modules.md)")
+		mp := policy
+		mp.AllowHostNetwork = slices.Contains(rt.AllowHostNetwork, m.Name) || slices.Contains(rt.Policy.AllowHostNetwork, m.Name)
+		if _, err := s.OCIOpts(mp, modrt.Extra{ImageEntrypoint: []string{"/entrypoint"}, Network: netCfg.Name}); err != nil {
+			return c.bad(key+".spec", err.Error(), "remove the bind, privilege or host network, or allow it for this module in [[runtime.policy.allow]] or [runtime] allow_host_network (docs/modules.md)")
 		}
 		return nil
 	}

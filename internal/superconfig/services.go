@@ -133,12 +133,14 @@ type modrtdFile struct {
 	Policy          *modrtdPolicy   `toml:"policy,omitempty"`
 	Agent           *modrtdModule   `toml:"agent,omitempty"`
 	Modules         []modrtdModule  `toml:"modules,omitempty"`
+	Network         *RuntimeNetwork `toml:"network,omitempty"`
 	Workload        *modrtdWorkload `toml:"workload,omitempty"`
 }
 
 type modrtdPolicy struct {
-	ReadOnlyBinds []string      `toml:"read_only_binds,omitempty"`
-	Allow         []modrtdGrant `toml:"allow,omitempty"`
+	ReadOnlyBinds    []string      `toml:"read_only_binds,omitempty"`
+	Allow            []modrtdGrant `toml:"allow,omitempty"`
+	AllowHostNetwork []string      `toml:"allow_host_network,omitempty"`
 }
 
 type modrtdGrant struct {

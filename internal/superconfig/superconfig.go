@@ -185,6 +185,20 @@ type Runtime struct {
 	// Replaced by [runtime.policy]; set, apply refuses with the fix.
 	AllowPrivileged       bool     `toml:"allow_privileged"`
 	ForbiddenBindPrefixes []string `toml:"forbidden_bind_prefixes"`
+	// AllowHostNetwork names the modules that may use NetworkMode "host".
+	AllowHostNetwork []string `toml:"allow_host_network"`
+	// Network is the default network ([runtime.network], modrtd's [network]).
+	Network *RuntimeNetwork `toml:"network"`
+}
+
+// RuntimeNetwork is the default network modules join; empty keys take
+// modrtd's defaults (docs/config.md).
+type RuntimeNetwork struct {
+	Name          string   `toml:"name,omitempty"`
+	Bridge        string   `toml:"bridge,omitempty"`
+	Subnet        string   `toml:"subnet,omitempty"`
+	CNIPluginDirs []string `toml:"cni_plugin_dirs,omitempty"`
+	StateDir      string   `toml:"state_dir,omitempty"`
 }
 
 // Module is a module the runtime keeps running: the agent or one of a local

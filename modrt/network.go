@@ -1,0 +1,360 @@
+package modrt
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/edgev2/edgev2/internal/fault"
+)
+
+// The default network: every module not on the host's network or on none
+// gets its own network namespace (the one runc makes for its task) joined
+// to a bridge by the CNI plugins of Debian's containernetworking-plugins
+// (bridge with host-local IPAM and IP masquerade, as Docker's bridge
+// network does; portmap for published ports). Its state (IPAM leases, the
+// plugins' cached results) lives on /run by default, so it ends with the
+// kernel's network state at reboot; what a crash leaves behind is
+// released when the runtime opens again.
+
+// Default network settings ([network] in modrtd.toml).
+const (
+	DefaultNetworkName     = "azure-iot-edge" // what edgeAgent deployments name
+	DefaultNetworkBridge   = "edgev2br0"
+	DefaultNetworkSubnet   = "10.213.0.0/24"
+	DefaultCNIPluginDir    = "/usr/lib/cni"
+	DefaultNetworkStateDir = "/run/edgev2/network"
+	cniVersion             = "1.0.0" // the newest Debian 12's plugins (1.1.1) speak
+	moduleIfName           = "eth0"
+)
+
+// NetworkConfig is modrtd.toml's [network].
+type NetworkConfig struct {
+	Name       string   `toml:"name"`            // default "azure-iot-edge"
+	Bridge     string   `toml:"bridge"`          // host bridge device; default "edgev2br0"
+	Subnet     string   `toml:"subnet"`          // IPv4 CIDR, private; default 10.213.0.0/24
+	PluginDirs []string `toml:"cni_plugin_dirs"` // default /usr/lib/cni
+	StateDir   string   `toml:"state_dir"`       // IPAM leases and CNI cache; default /run/edgev2/network
+}
+
+// PortMapping is one published port, in the portmap plugin's
+// portMappings capability shape.
+type PortMapping struct {
+	HostPort      int    `json:"hostPort"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol"`
+	HostIP        string `json:"hostIP,omitempty"`
+}
+
+func (p PortMapping) hostKey() string {
+	return fmt.Sprintf("%s/%s:%d", p.Protocol, p.HostIP, p.HostPort)
+}
+
+// network modes a module is in (recorded in its container's labels).
+const (
+	netModeDefault = "default"
+	netModeHost    = "host"
+	netModeNone    = "none"
+)
+
+// validBridgeName: a Linux interface name.
+func validBridgeName(s string) bool {
+	if s == "" || len(s) > 15 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// setDefaults fills and checks [network]; path names the file for errors.
+func (c *NetworkConfig) setDefaults(path string) error {
+	if c.Name == "" {
+		c.Name = DefaultNetworkName
+	}
+	if c.Bridge == "" {
+		c.Bridge = DefaultNetworkBridge
+	}
+	if c.Subnet == "" {
+		c.Subnet = DefaultNetworkSubnet
+	}
+	if len(c.PluginDirs) == 0 {
+		c.PluginDirs = []string{DefaultCNIPluginDir}
+	}
+	if c.StateDir == "" {
+		c.StateDir = DefaultNetworkStateDir
+	}
+	if err := ValidateName(c.Name); err != nil || c.Name == netModeHost || c.Name == netModeNone {
+		return &ConfigError{File: path, Key: "network.name", Problem: fmt.Sprintf("%q is not a usable network name", c.Name), Fix: `use letters, digits, '.', '_' and '-' (not "host" or "none"), e.g. "azure-iot-edge"`}
+	}
+	if !validBridgeName(c.Bridge) {
+		return &ConfigError{File: path, Key: "network.bridge", Problem: fmt.Sprintf("%q is not a Linux interface name", c.Bridge), Fix: "use at most 15 letters, digits, '-', '_' or '.'"}
+	}
+	pfx, err := netip.ParsePrefix(c.Subnet)
+	if err != nil || !pfx.Addr().Is4() || !pfx.Addr().IsPrivate() || pfx.Bits() < 8 || pfx.Bits() > 28 || pfx.Masked() != pfx {
+		return &ConfigError{File: path, Key: "network.subnet", Problem: fmt.Sprintf("%q is not a private IPv4 network of /8 to /28", c.Subnet), Fix: `use e.g. "10.213.0.0/24" (a range no other network of the device uses)`}
+	}
+	for i, d := range append(c.PluginDirs, c.StateDir) {
+		if !strings.HasPrefix(d, "/") {
+			key := "network.state_dir"
+			if i < len(c.PluginDirs) {
+				key = fmt.Sprintf("network.cni_plugin_dirs[%d]", i)
+			}
+			return &ConfigError{File: path, Key: key, Problem: fmt.Sprintf("%q is not an absolute path", d), Fix: "use an absolute path"}
+		}
+	}
+	return nil
+}
+
+// Validate checks [network] (empty keys take the defaults); the error's
+// Key is "network.<key>".
+func (c NetworkConfig) Validate() *ConfigError {
+	if err := c.setDefaults(""); err != nil {
+		return err.(*ConfigError)
+	}
+	return nil
+}
+
+// Network attaches modules' tasks to the default network.
+type Network struct {
+	cfg     NetworkConfig
+	ns      string // containerd namespace: CNI container ids are "<ns>.<module>"
+	gateway netip.Addr
+	cni     *libcni.CNIConfig
+	list    *libcni.NetworkConfigList
+
+	mu    sync.Mutex
+	ports map[string]string // hostKey → module holding it
+}
+
+// OpenNetwork checks that the CNI plugins are there and prepares the
+// default network for the modules of containerd namespace ns. Nothing is
+// created until the first module attaches (the bridge plugin makes the
+// bridge then).
+func OpenNetwork(cfg NetworkConfig, ns string) (*Network, error) {
+	if err := cfg.setDefaults("[network]"); err != nil {
+		return nil, fault.Wrap(fault.InvalidArgs, err, "%v", err)
+	}
+	for _, plugin := range []string{"bridge", "host-local", "portmap"} {
+		found := false
+		for _, d := range cfg.PluginDirs {
+			if st, err := os.Stat(filepath.Join(d, plugin)); err == nil && st.Mode().IsRegular() {
+				found = true
+			}
+		}
+		if !found {
+			return nil, fault.New(fault.Unavailable, "CNI plugin %q is not in %s (Debian package containernetworking-plugins)", plugin, strings.Join(cfg.PluginDirs, ", "))
+		}
+	}
+	pfx := netip.MustParsePrefix(cfg.Subnet)
+	gw := pfx.Addr().Next()
+	conf := map[string]any{
+		"cniVersion": cniVersion,
+		"name":       cfg.Name,
+		"plugins": []any{
+			map[string]any{
+				// ipMasq false: the plugin's per-module masquerade rules are
+				// removed only while the module's network namespace still
+				// exists, which a task that exited no longer has; the
+				// network's one masquerade rule (masquerade below) is
+				// Docker's.
+				"type": "bridge", "bridge": cfg.Bridge, "isGateway": true, "ipMasq": false, "hairpinMode": true,
+				"ipam": map[string]any{
+					"type":    "host-local",
+					"ranges":  [][]map[string]string{{{"subnet": cfg.Subnet, "gateway": gw.String()}}},
+					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
+					"dataDir": filepath.Join(cfg.StateDir, "ipam"),
+				},
+			},
+			// snat false: portmap would otherwise set route_localnet on the
+			// bridge (to DNAT 127.0.0.1:port), which lets a module's packets
+			// to 127.0.0.1 reach the host's loopback services.
+			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": false},
+		},
+	}
+	data, err := json.Marshal(conf)
+	if err != nil {
+		return nil, err
+	}
+	list, err := libcni.ConfListFromBytes(data)
+	if err != nil {
+		return nil, fault.Wrap(fault.InvalidArgs, err, "default network configuration: %v", err)
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("network state dir: %w", err)
+	}
+	if err := masquerade(cfg); err != nil {
+		return nil, fault.Wrap(fault.Unavailable, err, "default network %s: %v", cfg.Name, err)
+	}
+	return &Network{
+		cfg: cfg, ns: ns, gateway: gw, list: list,
+		cni:   libcni.NewCNIConfigWithCacheDir(cfg.PluginDirs, filepath.Join(cfg.StateDir, "cache"), nil),
+		ports: map[string]string{},
+	}, nil
+}
+
+// masquerade makes sure of the network's one NAT rule for traffic leaving
+// it (Docker's: -s <subnet> ! -o <bridge> -j MASQUERADE), so modules reach
+// beyond the host as Docker containers do.
+func masquerade(cfg NetworkConfig) error {
+	rule := []string{"POSTROUTING", "-s", cfg.Subnet, "!", "-o", cfg.Bridge, "-m", "comment", "--comment", "edgev2 network " + cfg.Name, "-j", "MASQUERADE"}
+	if exec.Command("iptables", append([]string{"-w", "-t", "nat", "-C"}, rule...)...).Run() == nil {
+		return nil
+	}
+	if out, err := exec.Command("iptables", append([]string{"-w", "-t", "nat", "-A"}, rule...)...).CombinedOutput(); err != nil {
+		return fmt.Errorf("iptables: add the masquerade rule: %v: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// Name is the network's name (what NetworkMode may say for it).
+func (n *Network) Name() string { return n.cfg.Name }
+
+// Bridge is the host's bridge device.
+func (n *Network) Bridge() string { return n.cfg.Bridge }
+
+// Gateway is the host's address on the network.
+func (n *Network) Gateway() netip.Addr { return n.gateway }
+
+func (n *Network) containerID(module string) string { return n.ns + "." + module }
+
+func (n *Network) runtimeConf(module, netns string, ports []PortMapping) *libcni.RuntimeConf {
+	if ports == nil {
+		ports = []PortMapping{}
+	}
+	return &libcni.RuntimeConf{ContainerID: n.containerID(module), NetNS: netns, IfName: moduleIfName,
+		CapabilityArgs: map[string]any{"portMappings": ports}}
+}
+
+// claimPorts records module's host ports, refusing one another module holds.
+func (n *Network) claimPorts(module string, ports []PortMapping) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, p := range ports {
+		if other, ok := n.ports[p.hostKey()]; ok && other != module {
+			return fault.New(fault.AlreadyExists, "module %q: host port %s is already published by module %q", module, p.hostKey(), other)
+		}
+	}
+	for _, p := range ports {
+		n.ports[p.hostKey()] = module
+	}
+	return nil
+}
+
+func (n *Network) releasePorts(module string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for k, m := range n.ports {
+		if m == module {
+			delete(n.ports, k)
+		}
+	}
+}
+
+// Attach joins the network namespace of task pid (module's, made by runc
+// and not yet running anything) to the network and publishes ports. It
+// returns the module's address.
+func (n *Network) Attach(ctx context.Context, module string, pid uint32, ports []PortMapping) (netip.Addr, error) {
+	if err := n.claimPorts(module, ports); err != nil {
+		return netip.Addr{}, err
+	}
+	rc := n.runtimeConf(module, fmt.Sprintf("/proc/%d/ns/net", pid), ports)
+	res, err := n.cni.AddNetworkList(ctx, n.list, rc)
+	if err != nil {
+		n.Detach(ctx, module, ports)
+		return netip.Addr{}, fault.Wrap(fault.Failed, err, "module %q: join network %s: %v", module, n.cfg.Name, err)
+	}
+	addr, err := resultAddr(res)
+	if err != nil {
+		n.Detach(ctx, module, ports)
+		return netip.Addr{}, fault.Wrap(fault.Failed, err, "module %q: network %s: %v", module, n.cfg.Name, err)
+	}
+	return addr, nil
+}
+
+// Adopt re-learns the address and ports of a module whose task was
+// attached by an earlier run of the runtime (from the plugins' cached
+// result), and what CNI CHECK says of the attachment.
+func (n *Network) Adopt(ctx context.Context, module string, pid uint32, ports []PortMapping) (addr netip.Addr, checkErr, err error) {
+	if err := n.claimPorts(module, ports); err != nil {
+		return netip.Addr{}, nil, err
+	}
+	rc := n.runtimeConf(module, fmt.Sprintf("/proc/%d/ns/net", pid), ports)
+	res, err := n.cni.GetNetworkListCachedResult(n.list, rc)
+	if err != nil || res == nil {
+		return netip.Addr{}, nil, fmt.Errorf("no cached attachment of %q: %v", module, err)
+	}
+	if addr, err = resultAddr(res); err != nil {
+		return netip.Addr{}, nil, err
+	}
+	// CHECK is advice: Debian 12's portmap fails it for any module with
+	// published ports (it looks for an IPv6 chain it never made).
+	return addr, n.cni.CheckNetworkList(ctx, n.list, rc), nil
+}
+
+// Detach releases what Attach made for module: its address lease, its
+// masquerade and port-forwarding rules (the veth pair went with the
+// task's network namespace). It is idempotent.
+func (n *Network) Detach(ctx context.Context, module string, ports []PortMapping) error {
+	n.releasePorts(module)
+	if err := n.cni.DelNetworkList(ctx, n.list, n.runtimeConf(module, "", ports)); err != nil {
+		return fmt.Errorf("leave network %s: %w", n.cfg.Name, err)
+	}
+	return nil
+}
+
+// Leased returns the modules of this namespace holding an address lease.
+func (n *Network) Leased() ([]string, error) {
+	dir := filepath.Join(n.cfg.StateDir, "ipam", n.cfg.Name)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var mods []string
+	for _, e := range ents {
+		if _, err := netip.ParseAddr(e.Name()); err != nil {
+			continue // last_reserved_ip.0, lock
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		id, _, _ := strings.Cut(strings.ReplaceAll(string(data), "\r", ""), "\n")
+		if m, ok := strings.CutPrefix(strings.TrimSpace(id), n.ns+"."); ok {
+			mods = append(mods, m)
+		}
+	}
+	return mods, nil
+}
+
+func resultAddr(res types.Result) (netip.Addr, error) {
+	cur, err := types100.NewResultFromResult(res)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	for _, ip := range cur.IPs {
+		if v4 := ip.Address.IP.To4(); v4 != nil {
+			a, _ := netip.AddrFromSlice(v4)
+			return a, nil
+		}
+	}
+	return netip.Addr{}, errors.New("the network plugins returned no IPv4 address")
+}
