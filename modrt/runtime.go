@@ -48,7 +48,7 @@ type Status struct {
 	FinishedAt   time.Time
 	RestartCount int // restarts made by supervision since the last Start by request
 	Pid          uint32
-	Reason       string // why the last start was refused ("" if it was not)
+	Reason       string     // why the last start was refused ("" if it was not)
 	Network      string     // "default", "host" or "none"
 	Addr         netip.Addr // on the default network while the task runs
 }
