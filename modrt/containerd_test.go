@@ -216,13 +216,14 @@ func TestFailingModuleIsRestartedWithGrowingBackoff(t *testing.T) {
 	if len(starts) < 4 {
 		t.Fatalf("saw %d starts, want at least 4", len(starts))
 	}
-	// Back-off 200 ms, 400 ms, 800 ms: each gap clearly longer than the last.
-	var gaps []time.Duration
+	// Back-off 200 ms, 400 ms, 800 ms (decideRestart's table test pins the
+	// arithmetic): each restart waits at least its computed delay. Only
+	// lower bounds are asserted; a loaded machine may stretch any gap.
 	for i := 1; i < 4; i++ {
-		gaps = append(gaps, starts[i].Sub(starts[i-1]))
-	}
-	if gaps[0] < 200*time.Millisecond || gaps[1] < gaps[0]+100*time.Millisecond || gaps[2] < gaps[1]+200*time.Millisecond {
-		t.Fatalf("gaps between restarts %v do not grow from 200 ms doubling", gaps)
+		want := 200 * time.Millisecond << (i - 1)
+		if gap := starts[i].Sub(starts[i-1]); gap < want {
+			t.Fatalf("restart %d came %v after the previous start, before its back-off of %v", i, gap, want)
+		}
 	}
 	time.Sleep(time.Second)
 	if after := e.status(t, "crasher"); after.State != StateStopped || after.RestartCount != st.RestartCount {
