@@ -29,13 +29,14 @@ func (s *Service) openTPM(ctx context.Context) (*tpm.TPM, func(), error) {
 // SDKs do), import of DPS's authenticationKey and SAS signing in the TPM.
 // done releases the TPM.
 func (s *Service) tpmAttestation(ctx context.Context, cfg *dps.Config) (done func(), err error) {
-	tp, done, err := s.openTPM(ctx)
+	tp, release, err := s.openTPM(ctx)
 	if err != nil {
 		return nil, err
 	}
+	// Not done: "return nil, err" sets done to nil before this runs.
 	defer func() {
 		if err != nil {
-			done()
+			release()
 		}
 	}()
 	ek, err := tp.ReadEKPublic(ctx)
@@ -73,7 +74,7 @@ func (s *Service) tpmAttestation(ctx context.Context, cfg *dps.Config) (done fun
 		return nil
 	}}
 	cfg.SAS = func(ctx context.Context, data []byte) ([]byte, error) { return tp.Sign(ctx, data) }
-	return done, nil
+	return release, nil
 }
 
 // tpmSigner signs the device's SAS tokens with the DPS key in the TPM.
