@@ -62,7 +62,9 @@ func (s *Service) tpmAttestation(ctx context.Context, cfg *dps.Config) (done fun
 		s.log.Warn("endorsement key left transient: it could not be persisted at 0x81010001; a tool that persists another EK there (e.g. an Azure IoT SDK) changes the registration id; set [tpm.hierarchy_authorization] owner or persist it with edgectl tpm ek --persist",
 			"error", ek.EK.PersistErr.Error())
 	}
-	if ek.EK.Cert == tpmek.CertDiffers {
+	// With ek_template set, the operator chose a key other than the
+	// certificate's on purpose; edgectl check still reports it.
+	if ek.EK.Cert == tpmek.CertDiffers && tp.Config().EKTemplate == tpmek.Auto {
 		s.log.Warn("the endorsement key is not the one in the TPM's EK certificate (NV 0x01c00002): enrollments made from the certificate hold another registration id; see edgectl tpm ek",
 			"ek_handle", ekHandle(ek.EK), "ek_template", ekTemplate(ek.EK))
 	}

@@ -150,7 +150,7 @@ func TestIdentitydRegistrationIDFollowsTheEKCertificateAndStaysPut(t *testing.T)
 		dps.Enrollment{RegistrationID: azureID, Attestation: dps.AttestationTPM, EndorsementKey: base64.StdEncoding.EncodeToString(azurePub)})
 	w.startCloud(t)
 
-	provisionedAs := func(t *testing.T, home, provisioning, wantID string) {
+	provisionedAs := func(t *testing.T, home, provisioning, wantID string) (log string) {
 		t.Helper()
 		w.startIdentityd(t, home, provisioning)
 		w.waitState(t, "provisioned", 60*time.Second)
@@ -158,12 +158,17 @@ func TestIdentitydRegistrationIDFollowsTheEKCertificateAndStaysPut(t *testing.T)
 		if got := info.S("registration_id"); got != wantID {
 			t.Fatalf("identityd provisioned as %q; want %q", got, wantID)
 		}
+		log = w.identityd.Output()
 		w.identityd.Stop(t) // the swtpm socket serves one client at a time
 		w.identityd = nil
+		return log
 	}
 
 	t.Run("TheIDIsTheCertifiedEKsAndIsPersisted", func(t *testing.T) {
-		provisionedAs(t, "ek-cert-1", tpmProvisioning(w, certified.Addr, ""), certID)
+		log := provisionedAs(t, "ek-cert-1", tpmProvisioning(w, certified.Addr, ""), certID)
+		if !strings.Contains(log, "endorsement key persisted at 0x81010001") || !strings.Contains(log, "ek_certificate=matches") {
+			t.Fatalf("identityd's log does not say it persisted the certified EK:\n%s", log)
+		}
 		if got := persistedID(t, certified); got != certID {
 			t.Fatalf("0x81010001 holds the EK of id %s; want the certified one %s", got, certID)
 		}
@@ -184,7 +189,10 @@ func TestIdentitydRegistrationIDFollowsTheEKCertificateAndStaysPut(t *testing.T)
 		}
 	})
 	t.Run("AzureSDKTemplateGivesTheSDKsIDAndPersistsIt", func(t *testing.T) {
-		provisionedAs(t, "ek-azure-1", tpmProvisioning(w, azure.Addr, "")+"ek_template = \"azure-sdk\"\n", azureID)
+		log := provisionedAs(t, "ek-azure-1", tpmProvisioning(w, azure.Addr, "")+"ek_template = \"azure-sdk\"\n", azureID)
+		if !strings.Contains(log, "ek_template=azure-sdk") || !strings.Contains(log, "ek_certificate=differs") || strings.Contains(log, "level=WARN") {
+			t.Fatalf("identityd's log for the chosen azure-sdk EK:\n%s", log)
+		}
 		if got := persistedID(t, azure); got != azureID {
 			t.Fatalf("0x81010001 holds the EK of id %s; want the Azure SDK's %s", got, azureID)
 		}
