@@ -165,12 +165,26 @@ func Find(tr transport.TPM, opts Options) (*Key, error) {
 }
 
 // persist moves k to Handle; on refusal k stays transient with PersistErr.
+// If another tool persisted an EK there since Find looked, k becomes that
+// one: what is at 0x81010001 is what every tool uses from now on.
 func persist(tr transport.TPM, k *Key, ownerAuth []byte) {
 	_, err := tpm2.EvictControl{
 		Auth:             tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(ownerAuth)},
 		ObjectHandle:     tpm2.NamedHandle{Handle: k.Handle, Name: k.Name},
 		PersistentHandle: Handle,
 	}.Execute(tr)
+	if errors.Is(err, tpm2.TPMRCNVDefined) {
+		if pub, name, marshalled, ok, rerr := readPublic(tr, Handle); rerr == nil && ok {
+			flush(tr, k.Handle)
+			same := bytes.Equal(marshalled, k.Marshalled)
+			*k = Key{Handle: Handle, Name: name, Public: *pub, Marshalled: marshalled, Persistent: true,
+				Template: k.Template, Identified: same, Cert: relate(certStateOf(k), k.CertKey, pub), CertKey: k.CertKey}
+			if !same {
+				k.Template = Auto
+			}
+			return
+		}
+	}
 	if err != nil {
 		k.PersistErr = stepErr(err, "persist the endorsement key at 0x81010001", Owner)
 		return
@@ -200,6 +214,14 @@ func flush(tr transport.TPM, h tpm2.TPMHandle) {
 	if h>>24 == 0x80 {
 		_, _ = tpm2.FlushContext{FlushHandle: h}.Execute(tr)
 	}
+}
+
+// certStateOf is the certificate's state before relating it to a key.
+func certStateOf(k *Key) CertState {
+	if k.CertKey != nil {
+		return CertMatches
+	}
+	return k.Cert
 }
 
 // relate compares an EK with the certificate's key.
