@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/edgev2/edgev2/identity/tpm"
+	"github.com/edgev2/edgev2/internal/tpm/ek"
 )
 
 // TPMConfig is identityd.toml's [tpm]: which TPM DPS TPM attestation uses.
@@ -22,6 +23,13 @@ type TPMConfig struct {
 	// identity key, "0x81000100" by default (the Azure IoT SDKs' and
 	// aziot-tpmd's).
 	AuthKeyHandle string `toml:"auth_key_handle"`
+	// EKTemplate is the template the endorsement key is created from when
+	// the TPM has none persisted at 0x81010001: "tcg" (TCG EK Credential
+	// Profile, what makers certify) or "azure-sdk" (the Azure IoT SDKs'
+	// own, for fleets enrolled with Azure's tooling); unset, the one
+	// whose key the TPM's EK certificate holds. The EK is then persisted
+	// at 0x81010001 (owner auth), so the registration id stays put.
+	EKTemplate string `toml:"ek_template"`
 	// HierarchyAuthorization holds the hierarchies' auth values when
 	// someone set them (tpm2_changeauth); empty otherwise.
 	HierarchyAuthorization *HierarchyAuthorization `toml:"hierarchy_authorization" json:"-"`
@@ -47,6 +55,9 @@ func (t *TPMConfig) validate(path string) error {
 		if _, port, ok := strings.Cut(t.Address, ":"); !ok || port == "" {
 			return bad("tpm.address", fmt.Sprintf("%q is not host:port", t.Address), `use "127.0.0.1:2321"`)
 		}
+	}
+	if _, err := ek.ParseTemplate(t.EKTemplate); err != nil {
+		return bad("tpm.ek_template", err.Error(), `use "tcg" or "azure-sdk", or leave it out to follow the TPM's EK certificate`)
 	}
 	if _, err := t.authKeyHandle(); err != nil {
 		return bad("tpm.auth_key_handle", err.Error(), `use a persistent owner handle such as "0x81000100"`)
@@ -74,7 +85,8 @@ func (t *TPMConfig) authKeyHandle() (tpm2.TPMHandle, error) {
 // tpmConfig is the identity/tpm configuration.
 func (t *TPMConfig) tpmConfig() tpm.Config {
 	h, _ := t.authKeyHandle()
-	c := tpm.Config{Device: t.Device, Address: t.Address, AuthKeyHandle: h}
+	tmpl, _ := ek.ParseTemplate(t.EKTemplate)
+	c := tpm.Config{Device: t.Device, Address: t.Address, AuthKeyHandle: h, EKTemplate: tmpl}
 	if a := t.HierarchyAuthorization; a != nil {
 		c.EndorsementAuth, c.OwnerAuth = []byte(a.Endorsement), []byte(a.Owner)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/edgev2/edgev2/identity/tpm"
+	"github.com/edgev2/edgev2/internal/tpm/ek"
 )
 
 const tpmBase = `homedir = "/h"
@@ -31,6 +32,12 @@ device = "/dev/tpmrm1"
 [tpm.hierarchy_authorization]
 endorsement = "e"
 owner = "o"`, "", tpm.Config{Device: "/dev/tpmrm1", AuthKeyHandle: tpm.DefaultAuthKeyHandle, EndorsementAuth: []byte("e"), OwnerAuth: []byte("o")}},
+		{"azure sdk EK template", tpmBase + `[tpm]
+ek_template = "azure-sdk"`, "", tpm.Config{AuthKeyHandle: tpm.DefaultAuthKeyHandle, EKTemplate: ek.AzureSDK}},
+		{"tcg EK template", tpmBase + `[tpm]
+ek_template = "tcg"`, "", tpm.Config{AuthKeyHandle: tpm.DefaultAuthKeyHandle, EKTemplate: ek.TCG}},
+		{"unknown EK template", tpmBase + `[tpm]
+ek_template = "tss"`, "tpm.ek_template", tpm.Config{}},
 		{"both device and address", tpmBase + `[tpm]
 device = "/dev/tpmrm0"
 address = "127.0.0.1:2321"`, "tpm.address", tpm.Config{}},
@@ -58,7 +65,7 @@ auth_key_handle = "idkey"`, "tpm.auth_key_handle", tpm.Config{}},
 				t.Fatal(err)
 			}
 			got := c.TPM.tpmConfig()
-			if got.Device != tc.want.Device || got.Address != tc.want.Address || got.AuthKeyHandle != tc.want.AuthKeyHandle ||
+			if got.Device != tc.want.Device || got.Address != tc.want.Address || got.AuthKeyHandle != tc.want.AuthKeyHandle || got.EKTemplate != tc.want.EKTemplate ||
 				string(got.EndorsementAuth) != string(tc.want.EndorsementAuth) || string(got.OwnerAuth) != string(tc.want.OwnerAuth) {
 				t.Fatalf("tpm config %+v, want %+v", got, tc.want)
 			}

@@ -74,6 +74,7 @@ func (k *checker) run(ctx context.Context) checkReport {
 	k.checkContainerd(ctx)
 	k.checkModuleNetwork()
 	k.checkCloud(ctx)
+	k.checkTPM(ctx)
 	return summarize(k.results)
 }
 

@@ -2,14 +2,12 @@ package tpm
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base32"
 	"errors"
-	"strings"
 
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/tpm/ek"
 )
 
 // Key is a loaded or persistent TPM key and its public area.
@@ -20,6 +18,9 @@ type Key struct {
 	// Marshalled is the TPM2B_PUBLIC as the TPM returns it: what DPS
 	// receives (base64) as endorsementKey and storageRootKey.
 	Marshalled []byte
+	// EK says, for the endorsement key, which template and handle it
+	// came from and how it relates to the EK certificate.
+	EK *ek.Key
 }
 
 // Persistent reports whether the key survives a TPM reset.
@@ -28,10 +29,7 @@ func (k *Key) Persistent() bool { return k.Handle>>24 == 0x81 }
 // RegistrationID is the DPS registration id the Azure IoT SDKs derive
 // from an EK: SHA-256 of its TPM2B_PUBLIC, base32 (RFC 4648) in lower
 // case without '=' padding.
-func RegistrationID(ekTPM2BPublic []byte) string {
-	sum := sha256.Sum256(ekTPM2BPublic)
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:]))
-}
+func RegistrationID(ekTPM2BPublic []byte) string { return ek.RegistrationID(ekTPM2BPublic) }
 
 // readPublic reads a persistent object; ok is false when the handle is empty.
 func (t *TPM) readPublic(h tpm2.TPMHandle) (*Key, bool, error) {
@@ -51,33 +49,28 @@ func (t *TPM) readPublic(h tpm2.TPMHandle) (*Key, bool, error) {
 }
 
 // ReadEKPublic returns the RSA endorsement key: the persistent one at
-// 0x81010001 when the TPM has it (as manufacturers provision it), else a
-// transient primary made from the TCG default EK template (flushed by
-// Close).
+// 0x81010001 when the TPM has it (as makers and the Azure IoT SDKs leave
+// it), else the primary made from the configured EK template (Auto: the
+// one the EK certificate in NV certifies), which it persists at
+// 0x81010001 when the owner allows so that restarts and other tools see
+// the same key and registration id. Key.EK says where it came from; a
+// transient EK is flushed by Close.
 func (t *TPM) ReadEKPublic(ctx context.Context) (*Key, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	k, ok, err := t.readPublic(EKHandle)
+	k, err := ek.Find(t.t, ek.Options{Template: t.cfg.EKTemplate, Persist: true, EndorsementAuth: t.cfg.EndorsementAuth, OwnerAuth: t.cfg.OwnerAuth})
 	if err != nil {
-		return nil, t.tpmError(err, "read the endorsement key at 0x81010001", "")
+		var se *ek.StepError
+		if errors.As(err, &se) {
+			return nil, t.tpmError(se.Err, se.What, string(se.Hierarchy))
+		}
+		return nil, fault.Wrap(fault.Failed, err, "%s: find the endorsement key", t.cfg.Where())
 	}
-	if ok {
-		return k, nil
+	if !k.Persistent {
+		t.flushLater(k.Handle)
 	}
-	rsp, err := tpm2.CreatePrimary{
-		PrimaryHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHEndorsement, Auth: tpm2.PasswordAuth(t.cfg.EndorsementAuth)},
-		InPublic:      tpm2.New2B(tpm2.RSAEKTemplate),
-	}.Execute(t.t)
-	if err != nil {
-		return nil, t.tpmError(err, "create the endorsement key", "endorsement")
-	}
-	t.flushLater(rsp.ObjectHandle)
-	pub, err := rsp.OutPublic.Contents()
-	if err != nil {
-		return nil, fault.Wrap(fault.Failed, err, "%s: unreadable EK public area", t.cfg.Where())
-	}
-	return &Key{Handle: rsp.ObjectHandle, Name: rsp.Name, Public: *pub, Marshalled: tpm2.Marshal(rsp.OutPublic)}, nil
+	return &Key{Handle: k.Handle, Name: k.Name, Public: k.Public, Marshalled: k.Marshalled, EK: k}, nil
 }
 
 // EnsureSRK returns the storage root key at 0x81000001, creating it from

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/tpm/ek"
 	"github.com/edgev2/edgev2/internal/tpmconn"
 )
 
@@ -41,6 +42,9 @@ type Config struct {
 	// EndorsementAuth and OwnerAuth are the hierarchies' auth values,
 	// empty on a TPM nobody took ownership of.
 	EndorsementAuth, OwnerAuth []byte
+	// EKTemplate creates the EK when 0x81010001 holds none (ek.Auto:
+	// the one the TPM's EK certificate certifies).
+	EKTemplate ek.Template
 }
 
 func (c Config) withDefaults() Config {

@@ -43,6 +43,7 @@ func TestParseRefusesBadConfigNamingFileLineKeyAndFix(t *testing.T) {
 		{"connection string without key", "[provisioning]\nsource = \"manual\"\nconnection_string = \"HostName=h;DeviceId=d\"\n", 3, "provisioning.connection_string", "SharedAccessKey", "HostName=<hub>"},
 		{"tpm device and address", dpsHead + "[provisioning.attestation]\nmethod = \"tpm\"\n[tpm]\ndevice = \"/dev/tpmrm0\"\naddress = \"127.0.0.1:2321\"\n", 8, "tpm.address", "not both", "keep one"},
 		{"tpm handle not persistent", dpsHead + "[provisioning.attestation]\nmethod = \"tpm\"\n[tpm]\nauth_key_handle = \"0x01000100\"\n", 7, "tpm.auth_key_handle", "not a persistent handle", "0x81000100"},
+		{"tpm unknown EK template", dpsHead + "[provisioning.attestation]\nmethod = \"tpm\"\n[tpm]\nek_template = \"tss\"\n", 7, "tpm.ek_template", "not an EK template", "azure-sdk"},
 		{"est issuance without url", "[cert_issuance.certs.web]\nmethod = \"est\"\n", 1, "cert_issuance.certs.web.url", "needs the EST server's URL", "[cert_issuance.est]"},
 		{"est url not https", "[cert_issuance.est]\nurl = \"http://est.example\"\n", 2, "cert_issuance.est.url", "not an https:// URL", "https://"},
 		{"local_ca issuance without local CA", "[cert_issuance.certs.web]\nmethod = \"local_ca\"\n", 2, "cert_issuance.certs.web.method", "needs [cert_issuance.local_ca]", "cert and pk"},

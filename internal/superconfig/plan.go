@@ -14,6 +14,7 @@ import (
 	"github.com/edgev2/edgev2/identity/connstr"
 	"github.com/edgev2/edgev2/internal/config"
 	"github.com/edgev2/edgev2/internal/label"
+	"github.com/edgev2/edgev2/internal/tpm/ek"
 	"github.com/edgev2/edgev2/keys"
 	"github.com/edgev2/edgev2/modrt"
 )
@@ -630,7 +631,10 @@ func (c *Config) planDPS(r *ids, ip *identitydProvisioning, out *identitydFile) 
 				return c.bad("tpm.auth_key_handle", fmt.Sprintf("%q is not a persistent handle in the owner's range", t.AuthKeyHandle), `use a handle in 0x81000000-0x817fffff, e.g. "0x81000100" (the default)`)
 			}
 		}
-		out.TPM = &identitydTPM{Device: t.Device, Address: t.Address, AuthKeyHandle: t.AuthKeyHandle}
+		if _, err := ek.ParseTemplate(t.EKTemplate); err != nil {
+			return c.bad("tpm.ek_template", err.Error(), `use "tcg" or "azure-sdk", or leave it out to follow the TPM's EK certificate`)
+		}
+		out.TPM = &identitydTPM{Device: t.Device, Address: t.Address, AuthKeyHandle: t.AuthKeyHandle, EKTemplate: t.EKTemplate}
 		if h := t.HierarchyAuthorization; h != nil && (h.Endorsement != "" || h.Owner != "") {
 			out.TPM.HierarchyAuthorization = &identitydHierarchyAuth{Endorsement: h.Endorsement, Owner: h.Owner}
 		}

@@ -100,6 +100,7 @@ type identitydTPM struct {
 	Device                 string                  `toml:"device,omitempty"`
 	Address                string                  `toml:"address,omitempty"`
 	AuthKeyHandle          string                  `toml:"auth_key_handle,omitempty"`
+	EKTemplate             string                  `toml:"ek_template,omitempty"`
 	HierarchyAuthorization *identitydHierarchyAuth `toml:"hierarchy_authorization,omitempty"`
 }
 

@@ -85,6 +85,9 @@ type TPM struct {
 	Device        string `toml:"device"`
 	Address       string `toml:"address"`
 	AuthKeyHandle string `toml:"auth_key_handle"`
+	// EKTemplate is "tcg" or "azure-sdk" (docs/tpm.md); unset, the one
+	// the TPM's EK certificate certifies.
+	EKTemplate string `toml:"ek_template"`
 	// HierarchyAuthorization holds the hierarchies' auth values if someone
 	// set them (tpm2_changeauth); secrets, kept in identityd.toml only.
 	HierarchyAuthorization *HierarchyAuthorization `toml:"hierarchy_authorization"`

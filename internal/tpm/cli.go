@@ -25,6 +25,8 @@ const usage = `usage: edgectl tpm [global flags] COMMAND
 
 commands:
   status                                   TPM properties, lockout state, which identities exist
+  ek [--template tcg|azure-sdk] [--persist]
+                                           DPS registration id, and the EK's handle, template and certificate
   ek show [--alg rsa|ecc]                  the maker's EK certificate
   ek verify --ca FILE [--alg rsa|ecc]      verify the EK certificate against the maker's CA bundle
   idevid create [--alg ecc|rsa] [--force]  IDevID key under the endorsement hierarchy at 0x81020000
@@ -110,6 +112,9 @@ func (c *cli) run(args []string) error {
 	cmd, rest := args[0], args[1:]
 	if cmd == "status" {
 		return c.status(rest)
+	}
+	if cmd == "ek" && (len(rest) == 0 || strings.HasPrefix(rest[0], "-")) {
+		return c.ekID(rest)
 	}
 	if len(rest) == 0 {
 		return usagef("%s needs a subcommand", cmd)

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	ekpkg "github.com/edgev2/edgev2/internal/tpm/ek"
 )
 
 // EKKind picks the RSA or the ECC endorsement key.
@@ -64,7 +65,8 @@ func (t *TPM) ReadEKCert(ctx context.Context, kind EKKind) (*EKCert, tpm2.TPMHan
 }
 
 // EKPublic returns the TPM's endorsement key: the persistent one if the
-// maker left it at its TCG handle, else the primary the TCG template
+// maker left it at its TCG handle, else the primary the TCG template (or,
+// for RSA, the Azure IoT SDKs' template, when that is the key want names)
 // derives from the endorsement seed (needs the endorsement auth).
 func (t *TPM) EKPublic(ctx context.Context, kind EKKind, want crypto.PublicKey) (crypto.PublicKey, error) {
 	if err := ctx.Err(); err != nil {
@@ -73,7 +75,7 @@ func (t *TPM) EKPublic(ctx context.Context, kind EKKind, want crypto.PublicKey) 
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	handles := []tpm2.TPMHandle{RSAEKHandle}
-	templates := []tpm2.TPMTPublic{tpm2.RSAEKTemplate}
+	templates := []tpm2.TPMTPublic{ekpkg.TCG.Public(), ekpkg.AzureSDK.Public()}
 	if kind == EKECC {
 		handles = []tpm2.TPMHandle{0x81010002, 0x81010016}
 		templates = []tpm2.TPMTPublic{tpm2.ECCEKTemplate}

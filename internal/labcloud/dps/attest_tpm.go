@@ -145,8 +145,8 @@ func (s *Server) tpmChallenge(regID string, in *TpmAttestation) *dpsError {
 	s.tpm[strings.ToLower(regID)] = sess
 	s.mu.Unlock()
 	s.log.Info("DPS TPM challenge: authentication key issued", "registration_id", regID)
-	ch := unauthorized("TPM challenge: activate the authenticationKey and sign with it")
-	ch.body = TpmRegistrationResult{AuthenticationKey: base64.StdEncoding.EncodeToString(blob)}
+	ch := unauthorized(TpmChallengeMessage)
+	ch.body = TpmChallenge{Message: TpmChallengeMessage, AuthenticationKey: base64.StdEncoding.EncodeToString(blob), KeyName: TpmChallengeKeyName}
 	return ch
 }
 

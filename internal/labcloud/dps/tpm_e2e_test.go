@@ -70,6 +70,11 @@ func TestTPMEnrollmentIssuesAKeyOnlyTheEnrolledTPMCanUse(t *testing.T) {
 	if r.status != 401 || key == "" {
 		t.Fatalf("challenge: %d %s; want 401 with an authenticationKey", r.status, r.body)
 	}
+	// The real service's challenge body: message, authenticationKey and
+	// keyName "registration" (the skn the SAS must then carry), nothing else.
+	if r.m["keyName"] != "registration" || r.m["message"] != "Authorization required, resend request using supplied key" || len(r.m) != 3 {
+		t.Fatalf("challenge body %s; want exactly message, authenticationKey and keyName \"registration\" like Azure's DPS", r.body)
+	}
 	blob, _ := base64.StdEncoding.DecodeString(key)
 	if err := tp.ImportAuthKey(ctx, blob); err != nil {
 		t.Fatalf("the enrolled TPM cannot import DPS's key: %v", err)

@@ -24,11 +24,30 @@ type TpmAttestation struct {
 	StorageRootKey string `json:"storageRootKey"`
 }
 
-// TpmRegistrationResult is registrationState.tpm and the body of the
-// TPM challenge (401): the base64 authenticationKey blob.
+// TpmRegistrationResult is registrationState.tpm: the base64
+// authenticationKey blob.
 type TpmRegistrationResult struct {
 	AuthenticationKey string `json:"authenticationKey"`
 }
+
+// TpmChallenge is the body of the TPM challenge (401) as the real
+// service sends it: a message, the base64 authenticationKey blob and the
+// SAS key name the device signs with. The shape is the service SDK's
+// TpmChallenge (Azure/azure-iot-sdk-csharp provisioning/service/src/
+// TpmChallenge.cs: message, authenticationKey, keyName = "registration")
+// and the 401 bodies the device SDKs parse (azure-iot-sdk-java
+// RegisterResponseTPMParser; azure-uhttp-c's captured response).
+type TpmChallenge struct {
+	Message           string `json:"message"`
+	AuthenticationKey string `json:"authenticationKey"`
+	KeyName           string `json:"keyName"`
+}
+
+// TPM challenge constants, as the real service words them.
+const (
+	TpmChallengeMessage = "Authorization required, resend request using supplied key"
+	TpmChallengeKeyName = "registration"
+)
 
 // RegistrationOperationStatus answers register and operation-status lookups.
 type RegistrationOperationStatus struct {
