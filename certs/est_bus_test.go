@@ -65,12 +65,22 @@ func writeShared(t *testing.T, dir, name string, data []byte) string {
 }
 
 func TestCertdEnrollsOverESTWithBootstrapThenEnrolledIdentity(t *testing.T) {
+	testCertdEnrollsWithBootstrap(t, false)
+}
+
+// The common deployment: the EST CA is an intermediate under a root, and
+// the server trusts only the root for TLS client authentication.
+func TestCertdStoresAndPresentsFullChainFromIntermediateCAWithBootstrap(t *testing.T) {
+	testCertdEnrollsWithBootstrap(t, true)
+}
+
+func testCertdEnrollsWithBootstrap(t *testing.T, intermediate bool) {
 	testenv.RequireRoot(t)
 	dir := testenv.SharedTempDir(t, "est")
 	boot := newBootstrapCA(t, dir)
 	// The CA asks for P-384 keys in /csrattrs (the RFC 7030 4.5.2 example).
 	url, caPEM, srv := labest.StartTestServer(t, labest.Config{BootstrapCAFiles: []string{boot.file},
-		CSRAttrs: []string{"1.2.840.10045.2.1=1.3.132.0.34"}})
+		CSRAttrs: []string{"1.2.840.10045.2.1=1.3.132.0.34"}, Intermediate: intermediate})
 	caFile := writeShared(t, dir, "est-ca.pem", caPEM)
 	s := startStack(t, fmt.Sprintf(`
 [preloaded_certs]
@@ -117,6 +127,8 @@ common_name = "device-1"
 		t.Fatalf("the EST identity was not enrolled and stored: %v", err)
 	}
 	opensslVerify(t, idPEM, string(caPEM))
+	checkStoredChain(t, srv, devPEM, intermediate)
+	checkStoredChain(t, srv, idPEM, intermediate)
 	if n := len(srv.Issued()); n != 2 {
 		t.Fatalf("the EST CA issued %d certificates, want 2 (EST identity, device-id)", n)
 	}
@@ -131,17 +143,48 @@ common_name = "device-1"
 		t.Fatal("re-enrollment did not give a new certificate with the same subject")
 	}
 	opensslVerify(t, renewedPEM, string(caPEM))
+	checkStoredChain(t, srv, renewedPEM, intermediate)
 	if !strings.Contains(s.certd.Output(), "certificate renewed") {
 		t.Fatal("certd did not log the renewal")
 	}
 }
 
+// checkStoredChain: a stored EST chain is the leaf and, under an
+// intermediate CA, that intermediate; never the root (the trust anchor).
+func checkStoredChain(t *testing.T, srv *labest.Server, chainPEM string, intermediate bool) {
+	t.Helper()
+	chain := parseChain(t, chainPEM)
+	want := 1
+	if intermediate {
+		want = 2
+	}
+	if len(chain) != want {
+		t.Fatalf("stored chain has %d certificates, want %d (leaf%s, no root)", len(chain), want, map[bool]string{true: " + intermediate"}[intermediate])
+	}
+	if intermediate && !chain[1].Equal(srv.IssuingCA()) {
+		t.Fatalf("chain[1] is %v, want the issuing intermediate", chain[1].Subject)
+	}
+	for _, c := range chain {
+		if c.Equal(srv.CA()) {
+			t.Fatal("the stored chain includes the root")
+		}
+	}
+}
+
 func TestCertdEnrollsOverESTWithBasicAuthAndDeferral(t *testing.T) {
+	testCertdEnrollsWithBasic(t, false)
+}
+
+func TestCertdEnrollsAndRenewsFullChainFromIntermediateCAWithBasicAuth(t *testing.T) {
+	testCertdEnrollsWithBasic(t, true)
+}
+
+func testCertdEnrollsWithBasic(t *testing.T, intermediate bool) {
 	testenv.RequireRoot(t)
 	dir := testenv.SharedTempDir(t, "est")
-	url, caPEM, _ := labest.StartTestServer(t, labest.Config{
+	url, caPEM, srv := labest.StartTestServer(t, labest.Config{
 		Users:      []labest.User{{Name: "device-1", Password: "s3cret-pass"}},
-		DeferFirst: 1, RetryAfter: 1,
+		DeferFirst: 1, RetryAfter: 1, Intermediate: intermediate,
 	})
 	caFile := writeShared(t, dir, "est-ca.pem", caPEM)
 	base := fmt.Sprintf(`
@@ -161,6 +204,9 @@ common_name = "device-1"
 [cert_issuance.c]
 method = "est"
 common_name = "device-1"
+[cert_issuance.managed]
+method = "est"
+common_name = "device-1"
 `, caFile, url)
 	s := startStack(t, fmt.Sprintf(base, "s3cret-pass"))
 	ctx := ctxT(t)
@@ -176,6 +222,26 @@ common_name = "device-1"
 		t.Fatal("the 202 + Retry-After: 1 deferral was not honoured")
 	}
 	opensslVerify(t, pemText, string(caPEM))
+	checkStoredChain(t, srv, pemText, intermediate)
+	if got, _ := s.certs.Get(ctx, "basic-cert"); got != pemText {
+		t.Fatal("GetCertificate does not return the chain CreateCertificate returned")
+	}
+	// Issued by policy with Basic credentials, then renewed with
+	// simplereenroll presenting the stored chain as the TLS client identity.
+	managed, err := s.certs.Ensure(ctx, "managed")
+	if err != nil {
+		t.Fatalf("EnsureCertificate with Basic auth: %v", err)
+	}
+	checkStoredChain(t, srv, managed, intermediate)
+	if err := s.certs.Renew(ctx, "managed"); err != nil {
+		t.Fatalf("Renew (simplereenroll with the stored chain): %v", err)
+	}
+	renewed, _ := s.certs.Get(ctx, "managed")
+	if renewed == managed {
+		t.Fatal("Renew did not store a new certificate")
+	}
+	opensslVerify(t, renewed, string(caPEM))
+	checkStoredChain(t, srv, renewed, intermediate)
 	if strings.Contains(s.certd.Output(), "s3cret-pass") {
 		t.Fatal("certd logged the EST password")
 	}

@@ -526,13 +526,64 @@ func (s *Service) enrollEST(ctx context.Context, reenrollAs string, csrDER []byt
 		if auth.ClientCert, err = s.tlsIdentity(ctx, reenrollAs, s.keyFor(reenrollAs)); err != nil {
 			return nil, err
 		}
-		return client.SimpleReenroll(ctx, auth, csrDER)
+		issued, err := client.SimpleReenroll(ctx, auth, csrDER)
+		if err != nil {
+			return nil, err
+		}
+		return s.completeChain(ctx, client, auth, issued)
 	}
 	auth, err := s.estIdentity(ctx, client, base)
 	if err != nil {
 		return nil, err
 	}
-	return client.SimpleEnroll(ctx, auth, csrDER)
+	issued, err := client.SimpleEnroll(ctx, auth, csrDER)
+	if err != nil {
+		return nil, err
+	}
+	return s.completeChain(ctx, client, auth, issued)
+}
+
+// completeChain turns an enrollment answer (RFC 7030 4.2.3: usually the
+// issued certificate alone) into the chain certd stores and presents: the
+// leaf and its intermediates up to, not including, the trust anchor, built
+// from the server's current /cacerts (so a CA rollover is picked up at the
+// next renewal) and verified before anything is stored.
+func (s *Service) completeChain(ctx context.Context, client *est.Client, auth est.Auth, issued []*x509.Certificate) ([]*x509.Certificate, error) {
+	caCerts, err := client.CACerts(ctx, auth)
+	if err != nil {
+		return nil, fmt.Errorf("fetch the EST CA certificates to complete the chain: %w", err)
+	}
+	anchors, err := s.estAnchors()
+	if err != nil {
+		return nil, err
+	}
+	chain, err := est.BuildChain(issued[0], issued[1:], caCerts, anchors, s.clock.Now())
+	if err != nil {
+		return nil, err
+	}
+	if len(chain) > 1 {
+		s.log.Debug("EST chain completed from /cacerts", "subject", chain[0].Subject.String(), "intermediates", len(chain)-1)
+	}
+	return chain, nil
+}
+
+// estAnchors are the configured EST trust anchors ([est] trusted_certs);
+// nil when none are configured (the system roots then anchor TLS).
+func (s *Service) estAnchors() (*x509.CertPool, error) {
+	if len(s.cfg.EST.TrustedCerts) == 0 {
+		return nil, nil
+	}
+	anchors := x509.NewCertPool()
+	for _, id := range s.cfg.EST.TrustedCerts {
+		info, err := s.store.Get(id)
+		if err != nil {
+			return nil, fmt.Errorf("EST trust anchor %q: %w", id, err)
+		}
+		for _, c := range info.Chain {
+			anchors.AddCert(c)
+		}
+	}
+	return anchors, nil
 }
 
 // keyFor is the key id a managed certificate's key lives under.
@@ -581,7 +632,11 @@ func (s *Service) estIdentity(ctx context.Context, client *est.Client, base est.
 			return est.Auth{}, err
 		}
 	}
-	chain, err := client.SimpleEnroll(ctx, boot, csrDER)
+	issued, err := client.SimpleEnroll(ctx, boot, csrDER)
+	if err != nil {
+		return est.Auth{}, fmt.Errorf("enroll the EST identity %q: %w", e.IdentityCert, err)
+	}
+	chain, err := s.completeChain(ctx, client, boot, issued)
 	if err != nil {
 		return est.Auth{}, fmt.Errorf("enroll the EST identity %q: %w", e.IdentityCert, err)
 	}
@@ -625,18 +680,9 @@ func (s *Service) estClient(urlOverride, label string) (*est.Client, error) {
 	if url == "" {
 		return nil, fault.New(fault.InvalidArgs, "no EST URL: set [est] url or pass option est_url")
 	}
-	var anchors *x509.CertPool
-	if len(s.cfg.EST.TrustedCerts) > 0 {
-		anchors = x509.NewCertPool()
-		for _, id := range s.cfg.EST.TrustedCerts {
-			info, err := s.store.Get(id)
-			if err != nil {
-				return nil, fmt.Errorf("EST trust anchor %q: %w", id, err)
-			}
-			for _, c := range info.Chain {
-				anchors.AddCert(c)
-			}
-		}
+	anchors, err := s.estAnchors()
+	if err != nil {
+		return nil, err
 	}
 	cfg := est.Config{URL: url, Label: label, TrustAnchors: anchors}
 	if s.ESTConfig != nil {

@@ -15,6 +15,11 @@ type Config struct {
 	// CA describes the local CA made on first start; later starts reuse the
 	// CA in the state directory and ignore these settings.
 	CA CAConfig `toml:"ca"`
+	// Intermediate: a first start makes a root CA and an issuing CA under
+	// it (the common deployment). /cacerts returns both; enrollment answers
+	// carry only the issued certificate (RFC 7030 4.2.3), and TLS clients
+	// are verified against the root alone, so they must present the chain.
+	Intermediate bool `toml:"intermediate"`
 	// Validity of issued certificates, a Go duration ("720h", "90s");
 	// clipped to the CA's own notAfter. Default 720h.
 	Validity Duration `toml:"validity"`

@@ -64,11 +64,11 @@ func NewServer(cfg Config, stateDir string, logger *slog.Logger) (*Server, error
 	if s.csrAttrs, err = encodeCSRAttrs(cfg.CSRAttrs); err != nil {
 		return nil, &ConfigError{Key: "csrattrs", Problem: err.Error()}
 	}
-	if s.ca, err = openCA(stateDir, cfg.CA, s.now()); err != nil {
+	if s.ca, err = openCA(stateDir, cfg.CA, cfg.Intermediate, s.now()); err != nil {
 		return nil, fmt.Errorf("open EST CA in %s: %w", stateDir, err)
 	}
 	s.estPool = x509.NewCertPool()
-	s.estPool.AddCert(s.ca.cert)
+	s.estPool.AddCert(s.ca.anchor())
 	for i, f := range cfg.BootstrapCAFiles {
 		certs, err := readPEMCerts(f)
 		if err != nil {
@@ -114,10 +114,14 @@ func readPEMCerts(path string) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
-// CA returns the CA certificate, the trust anchor of issued certificates.
-func (s *Server) CA() *x509.Certificate { return s.ca.cert }
+// CA returns the root CA certificate, the trust anchor of issued certificates.
+func (s *Server) CA() *x509.Certificate { return s.ca.anchor() }
 
-// CAPEM returns the CA certificate in PEM.
+// IssuingCA returns the CA certificate that signs issued certificates and
+// CRLs: the intermediate with [est] intermediate, else the root.
+func (s *Server) IssuingCA() *x509.Certificate { return s.ca.cert }
+
+// CAPEM returns the root CA certificate in PEM.
 func (s *Server) CAPEM() []byte { return s.ca.certPEM() }
 
 // Issued returns every certificate issued over EST, oldest first.
@@ -248,10 +252,11 @@ func (s *Server) serveEST(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// serveCACerts answers RFC 7030 4.1: the CA chain as base64 certs-only.
-// No authentication: clients bootstrap their trust anchor from it.
+// serveCACerts answers RFC 7030 4.1: the CA chain (issuing CA, then the
+// root) as base64 certs-only. No authentication: clients bootstrap their
+// trust anchor from it.
 func (s *Server) serveCACerts(rs *responder) {
-	der, err := certsOnly(s.ca.cert)
+	der, err := certsOnly(s.ca.chain()...)
 	if err != nil {
 		rs.internal(err)
 		return
