@@ -74,9 +74,32 @@ type AutoRenew struct {
 	Threshold string `toml:"threshold"` // "80%" of the lifetime elapsed, or a time before expiry: "10d", "30min"
 	Retry     string `toml:"retry"`     // after a failure: "10%" of the lifetime or a duration; doubles per failure
 	RotateKey bool   `toml:"rotate_key"`
+	// MinInterval is the least time between two successful renewals, so a
+	// CA that issues shorter lifetimes than asked cannot drive certd into
+	// a renewal loop. Default "1min".
+	MinInterval string `toml:"min_interval"`
 
 	threshold, retry span
+	minInterval      time.Duration
 }
+
+// PaceFraction is where in its lifetime a certificate is renewed when the
+// CA issued it for no longer than the renewal threshold (EST cannot ask for
+// a validity period, and real CAs cap it).
+const PaceFraction = 0.5
+
+// DefaultMinInterval is auto_renew.min_interval's default.
+const DefaultMinInterval = time.Minute
+
+// Paced reports whether a certificate valid from notBefore to notAfter is
+// renewed at PaceFraction of its lifetime because its whole lifetime is at
+// or below the configured threshold.
+func (ar *AutoRenew) Paced(notBefore, notAfter time.Time) bool {
+	return ar.threshold.fraction == 0 && ar.threshold.d >= notAfter.Sub(notBefore)
+}
+
+// MinIntervalDuration is the parsed min_interval.
+func (ar *AutoRenew) MinIntervalDuration() time.Duration { return ar.minInterval }
 
 // span is either a fraction of a certificate's lifetime or a duration.
 type span struct {
@@ -234,6 +257,14 @@ func (c *Config) validate(path string) error {
 			}
 			if ar.retry, err = parseSpan(ar.Retry); err != nil {
 				return bad(key+".auto_renew.retry", err.Error(), `use "4%" or a duration like "1h"`)
+			}
+			ar.minInterval = DefaultMinInterval
+			if ar.MinInterval != "" {
+				mi, err := parseSpan(ar.MinInterval)
+				if err != nil || mi.fraction > 0 {
+					return bad(key+".auto_renew.min_interval", fmt.Sprintf("%q is not a duration", ar.MinInterval), `use a duration like "1min" or "30s"`)
+				}
+				ar.minInterval = mi.d
 			}
 		}
 	}

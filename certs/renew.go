@@ -15,16 +15,37 @@ func (s *Service) renewAt(info Info) time.Time {
 	leaf := info.Leaf()
 	life := leaf.NotAfter.Sub(leaf.NotBefore)
 	var at time.Time
-	if is.AutoRenew.threshold.fraction > 0 {
+	paced := is.AutoRenew.Paced(leaf.NotBefore, leaf.NotAfter)
+	switch {
+	case is.AutoRenew.threshold.fraction > 0:
 		at = leaf.NotBefore.Add(is.AutoRenew.threshold.of(life))
-	} else {
+	case paced:
+		// "Renew 10d before expiry" of a 1-hour certificate would be due at
+		// once, forever: renew part-way through the lifetime it really has.
+		at = leaf.NotBefore.Add(time.Duration(float64(life) * PaceFraction))
+	default:
 		at = leaf.NotAfter.Add(-is.AutoRenew.threshold.d)
 	}
 	s.mu.Lock()
 	r, failed := s.retry[info.ID]
+	last, renewed := s.lastSuccess[info.ID]
+	logPacing := paced && !s.pacedLogged[info.ID]
+	if logPacing {
+		s.pacedLogged[info.ID] = true
+	}
 	s.mu.Unlock()
+	if logPacing {
+		s.log.Warn("the CA issued a lifetime at or below the renewal threshold; renewing part-way through the lifetime instead",
+			"cert_id", info.ID, "lifetime", life.String(), "threshold", is.AutoRenew.Threshold,
+			"renew_at_fraction", PaceFraction, "min_interval", is.AutoRenew.minInterval.String())
+	}
 	if failed && r.at.After(at) {
 		at = r.at
+	}
+	// Never sooner than min_interval after the last success, whatever the
+	// lifetimes the CA hands out.
+	if renewed && at.Before(last.Add(is.AutoRenew.minInterval)) {
+		at = last.Add(is.AutoRenew.minInterval)
 	}
 	return at
 }

@@ -59,7 +59,11 @@ type Service struct {
 
 	mu    sync.Mutex
 	retry map[string]retryState
-	kick  chan struct{}
+	// lastSuccess is when each certificate was last issued by policy here,
+	// for auto_renew.min_interval; pacedLogged: the pacing was logged once.
+	lastSuccess map[string]time.Time
+	pacedLogged map[string]bool
+	kick        chan struct{}
 }
 
 type retryState struct {
@@ -76,7 +80,8 @@ func NewService(store *Store, keys KeyStore, cfg *Config, clock Clock, log *slog
 		cfg.Issuance = map[string]*Issuance{}
 	}
 	return &Service{store: store, keys: keys, cfg: cfg, clock: clock, log: log,
-		retry: map[string]retryState{}, kick: make(chan struct{}, 1)}
+		retry: map[string]retryState{}, lastSuccess: map[string]time.Time{}, pacedLogged: map[string]bool{},
+		kick: make(chan struct{}, 1)}
 }
 
 // Get describes a certificate, with its RenewAt.
@@ -466,6 +471,7 @@ func (s *Service) renew(ctx context.Context, id string, force bool) (Info, error
 	}
 	s.mu.Lock()
 	delete(s.retry, id)
+	s.lastSuccess[id] = s.clock.Now()
 	s.mu.Unlock()
 	if oldErr != nil {
 		s.log.Info("certificate issued by policy", "cert_id", id, "method", is.Method, "not_after", chain[0].NotAfter)

@@ -175,6 +175,7 @@ func (k *checker) checkExpiry(ctx context.Context, cc *cclient.Client, leafOf fu
 		if leaf.NotBefore.After(latestNotBefore) {
 			latestNotBefore = leaf.NotBefore
 		}
+		k.checkPacing(id, leaf)
 		fix := fmt.Sprintf("renew it: `edgectl certs renew %s` (or import a new one if it is preloaded)", id)
 		switch left := leaf.NotAfter.Sub(now); {
 		case left <= 0:
@@ -194,4 +195,22 @@ func (k *checker) checkExpiry(ctx context.Context, cc *cclient.Client, leafOf fu
 	} else if now.Year() >= 2024 {
 		k.ok("clock", "%s, not behind any certificate", now.UTC().Format(time.RFC3339))
 	}
+}
+
+// checkPacing says when the CA issued a certificate for no longer than its
+// renewal threshold, so certd renews it part-way through its lifetime
+// (at most once per min_interval) instead of at the threshold.
+func (k *checker) checkPacing(id string, leaf *x509.Certificate) {
+	if k.cfg.certd == nil {
+		return
+	}
+	is, ok := k.cfg.certd.Issuance[id]
+	if !ok || is.AutoRenew == nil || !is.AutoRenew.Paced(leaf.NotBefore, leaf.NotAfter) {
+		return
+	}
+	life := leaf.NotAfter.Sub(leaf.NotBefore)
+	k.add("certs.renewal."+id, statusWarning,
+		fmt.Sprintf("certificate %q was issued for %s, at or below its renewal threshold %q: certd renews it at %d%% of its lifetime, at most once every %s",
+			id, life.Round(time.Second), is.AutoRenew.Threshold, int(certs.PaceFraction*100), is.AutoRenew.MinIntervalDuration()),
+		fmt.Sprintf("the CA caps lifetimes; set [cert_issuance.%s.auto_renew] threshold below %s (e.g. \"80%%\")", id, life.Round(time.Second)))
 }
