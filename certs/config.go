@@ -47,6 +47,12 @@ type ESTDefaults struct {
 	IdentityKey           string `toml:"identity_key"`
 	BootstrapIdentityCert string `toml:"bootstrap_identity_cert"`
 	BootstrapIdentityKey  string `toml:"bootstrap_identity_key"`
+	// ChallengePasswordFile holds the shared secret some EST CAs want in
+	// the CSR's challengePassword attribute; it is read at each enrollment
+	// and never logged. SendChallengePassword: "when_asked" (the server's
+	// /csrattrs names challengePassword; the default) or "always".
+	ChallengePasswordFile string `toml:"challenge_password_file"`
+	SendChallengePassword string `toml:"send_challenge_password"`
 }
 
 // Issuance is how one certificate id is issued and renewed.
@@ -189,6 +195,17 @@ func (c *Config) validate(path string) error {
 	}
 	if (c.EST.BootstrapIdentityCert == "") != (c.EST.BootstrapIdentityKey == "") {
 		return bad("est.bootstrap_identity_cert", "bootstrap_identity_cert and bootstrap_identity_key go together", "set both or neither")
+	}
+	switch c.EST.SendChallengePassword {
+	case "", "when_asked", "always":
+	default:
+		return bad("est.send_challenge_password", fmt.Sprintf("unknown value %q", c.EST.SendChallengePassword), `use "when_asked" or "always"`)
+	}
+	if f := c.EST.ChallengePasswordFile; f != "" && !strings.HasPrefix(f, "/") {
+		return bad("est.challenge_password_file", fmt.Sprintf("%q is not an absolute path", f), `use e.g. "/etc/edgev2/est-challenge-password" (0600, owned by edgecerts)`)
+	}
+	if c.EST.SendChallengePassword == "always" && c.EST.ChallengePasswordFile == "" {
+		return bad("est.send_challenge_password", `"always" needs the secret`, "set challenge_password_file")
 	}
 	if c.EST.BootstrapIdentityCert != "" && c.EST.IdentityCert == "" {
 		return bad("est.identity_cert", "a bootstrap identity is only used to enroll the EST identity, which is not set", "set identity_cert and identity_key")

@@ -259,3 +259,73 @@ common_name = "device-1"
 		t.Fatalf("a failed enrollment stored something: %v", ids)
 	}
 }
+
+// Seed 004: the device holds the EST PKI's challenge password as a shared
+// secret; the CA asks for it in /csrattrs and checks it per enrollment.
+func TestCertdSendsTheChallengePasswordWhenAskedAndWrongOneIsRefused(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.SharedTempDir(t, "est")
+	url, caPEM, srv := labest.StartTestServer(t, labest.Config{
+		Users:              []labest.User{{Name: "device-1", Password: "basic-pass"}},
+		ChallengePasswords: []labest.ChallengePassword{{Password: "zto-challenge-77", CommonName: "device-1", OneTime: true}},
+		Intermediate:       true,
+	})
+	caFile := writeShared(t, dir, "est-ca.pem", caPEM)
+	cuid, cgid := testenv.EnsureUser(t, testenv.CertsUser)
+	secret := func(name, pw string) string {
+		p := writeShared(t, dir, name, []byte(pw+"\n"))
+		os.Chmod(p, 0o600)
+		os.Chown(p, cuid, cgid)
+		return p
+	}
+	config := func(pwFile string) string {
+		return fmt.Sprintf(`
+[preloaded_certs]
+est-ca = "file://%s"
+[est]
+url = "%s/.well-known/est"
+trusted_certs = ["est-ca"]
+username = "device-1"
+password = "basic-pass"
+challenge_password_file = "%s"
+[cert_issuance.device-id]
+method = "est"
+common_name = "device-1"
+`, caFile, url, pwFile)
+	}
+	ctx := ctxT(t)
+
+	// Wrong secret: refused with the server's reason, nothing stored.
+	bad := startStack(t, config(secret("wrong-challenge", "guessed-secret")))
+	_, err := bad.certs.Ensure(ctx, "device-id")
+	if !fault.Is(err, fault.NotAuthorized) || !strings.Contains(fault.Message(err), "challenge password is wrong") {
+		t.Fatalf("wrong challenge password: %v, want NotAuthorized naming it", err)
+	}
+	if _, err := bad.certs.Get(ctx, "device-id"); !fault.Is(err, fault.NotFound) {
+		t.Fatalf("a refused enrollment stored a certificate: %v", err)
+	}
+
+	good := startStack(t, config(secret("challenge", "zto-challenge-77")))
+	devPEM, err := good.certs.Ensure(ctx, "device-id")
+	if err != nil {
+		t.Fatalf("enrollment with the challenge password: %v", err)
+	}
+	opensslVerify(t, devPEM, string(caPEM))
+	// The one-time secret is spent: a second fresh enrollment is refused,
+	// while renewal (authenticated by the certificate) goes on.
+	if err := good.certs.Renew(ctx, "device-id"); err != nil {
+		t.Fatalf("renewal after the one-time secret was used: %v", err)
+	}
+	again := startStack(t, config(secret("challenge-2", "zto-challenge-77")))
+	if _, err := again.certs.Ensure(ctx, "device-id"); !fault.Is(err, fault.NotAuthorized) || !strings.Contains(fault.Message(err), "already used") {
+		t.Fatalf("reused one-time challenge password: %v, want NotAuthorized (already used)", err)
+	}
+	for _, s := range []*stack{bad, good, again} {
+		if out := s.certd.Output(); strings.Contains(out, "zto-challenge-77") || strings.Contains(out, "guessed-secret") {
+			t.Fatal("certd logged the challenge password")
+		}
+	}
+	if n := len(srv.Issued()); n != 2 {
+		t.Fatalf("the CA issued %d certificates, want 2 (enrollment, renewal)", n)
+	}
+}

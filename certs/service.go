@@ -416,8 +416,10 @@ func (s *Service) renew(ctx context.Context, id string, force bool) (Info, error
 		}
 	}
 	algorithms := is.KeyAlgorithms
+	var attrs *est.CSRAttrs
 	if is.Method == "est" {
-		if hint := s.estKeyHint(ctx, is); hint != "" {
+		attrs = s.estCSRAttrs(ctx, is)
+		if hint := s.keyHint(attrs); hint != "" {
 			algorithms = hint + ":" + algorithms // the CA asked for this key type (csrattrs)
 		}
 	}
@@ -438,6 +440,11 @@ func (s *Service) renew(ctx context.Context, id string, force bool) (Info, error
 	}
 	if err != nil {
 		return Info{}, err
+	}
+	if is.Method == "est" {
+		if csrDER, err = s.addChallengePassword(csrDER, signer, attrs); err != nil {
+			return Info{}, err
+		}
 	}
 	csr, err := ParseCSR(csrDER)
 	if err != nil {
@@ -638,6 +645,13 @@ func (s *Service) estIdentity(ctx context.Context, client *est.Client, base est.
 			return est.Auth{}, err
 		}
 	}
+	attrs, err := client.CSRAttrs(ctx, boot)
+	if err != nil {
+		s.log.Warn("EST csrattrs unavailable for the EST identity's request", "err", err)
+	}
+	if csrDER, err = s.addChallengePassword(csrDER, signer, attrs); err != nil {
+		return est.Auth{}, err
+	}
 	issued, err := client.SimpleEnroll(ctx, boot, csrDER)
 	if err != nil {
 		return est.Auth{}, fmt.Errorf("enroll the EST identity %q: %w", e.IdentityCert, err)
@@ -704,13 +718,32 @@ func (s *Service) wake() {
 	}
 }
 
-// estKeyHint asks the EST server's /csrattrs which key type it wants
-// (RFC 7030 4.5.2) and returns it as a Keys algorithm name, or "" when the
-// server has no preference, does not answer, or asks for a type Keys cannot make.
-func (s *Service) estKeyHint(ctx context.Context, is *Issuance) string {
+// addChallengePassword puts the configured challenge password in an EST
+// request when the server's csrattrs asks for it or the configuration says
+// always. The secret is read from its file now and never logged.
+func (s *Service) addChallengePassword(csrDER []byte, signer crypto.Signer, attrs *est.CSRAttrs) ([]byte, error) {
+	e := s.cfg.EST
+	asked := attrs != nil && attrs.ChallengePasswordRequested()
+	if !asked && e.SendChallengePassword != "always" {
+		return csrDER, nil
+	}
+	if e.ChallengePasswordFile == "" {
+		s.log.Warn("the EST server asks for a challenge password, but [est] challenge_password_file is not set; sending the request without one")
+		return csrDER, nil
+	}
+	pw, err := readChallengePassword(e.ChallengePasswordFile)
+	if err != nil {
+		return nil, err
+	}
+	return WithChallengePassword(csrDER, signer, pw)
+}
+
+// estCSRAttrs asks the EST server's /csrattrs what it wants in a CSR
+// (RFC 7030 4.5); nil when it has nothing or does not answer.
+func (s *Service) estCSRAttrs(ctx context.Context, is *Issuance) *est.CSRAttrs {
 	client, err := s.estClient(is.URL, is.Label)
 	if err != nil {
-		return ""
+		return nil
 	}
 	auth := est.Auth{Username: s.cfg.EST.Username, Password: s.cfg.EST.Password}
 	if id := s.cfg.EST.IdentityCert; id != "" {
@@ -721,6 +754,16 @@ func (s *Service) estKeyHint(ctx context.Context, is *Issuance) string {
 	attrs, err := client.CSRAttrs(ctx, auth)
 	if err != nil {
 		s.log.Warn("EST csrattrs unavailable; using the configured key type", "err", err)
+		return nil
+	}
+	return attrs
+}
+
+// keyHint returns the key type csrattrs asks for (RFC 7030 4.5.2) as a
+// Keys algorithm name, or "" when the server has no preference or asks for
+// a type Keys cannot make.
+func (s *Service) keyHint(attrs *est.CSRAttrs) string {
+	if attrs == nil {
 		return ""
 	}
 	hint, ok := attrs.KeyHint()

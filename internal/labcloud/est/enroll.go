@@ -51,6 +51,14 @@ func (s *Server) serveEnroll(rs *responder, op, label string) {
 			"subject", csr.Subject.String())
 		return
 	}
+	// Checked only for a request that will be answered now, so a deferred
+	// (202) request does not use up a one-time secret.
+	if s.challenges != nil && op != opSimpleReenroll && !c.enrolled {
+		if herr := s.challenges.verify(csr); herr != nil {
+			rs.fail(herr)
+			return
+		}
+	}
 	p := issueParams{
 		publicKey:  csr.PublicKey,
 		rawSubject: csr.RawSubject,

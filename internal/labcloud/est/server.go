@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +44,8 @@ type Server struct {
 	bootstrapCAs  []*x509.Certificate
 	bootstrapPool *x509.CertPool // nil without bootstrap CAs
 
+	challenges *challenges // nil: no challenge password required
+
 	mu       sync.Mutex
 	attempts map[string]int // enroll requests per caller, for defer_first
 
@@ -61,11 +64,20 @@ func NewServer(cfg Config, stateDir string, logger *slog.Logger) (*Server, error
 	}
 	s := &Server{cfg: cfg, log: logger, attempts: map[string]int{}, now: time.Now}
 	var err error
-	if s.csrAttrs, err = encodeCSRAttrs(cfg.CSRAttrs); err != nil {
+	attrs := cfg.CSRAttrs
+	if len(cfg.ChallengePasswords) > 0 && !slices.Contains(attrs, "challengePassword") && !slices.Contains(attrs, "1.2.840.113549.1.9.7") {
+		attrs = append(slices.Clone(attrs), "challengePassword")
+	}
+	if s.csrAttrs, err = encodeCSRAttrs(attrs); err != nil {
 		return nil, &ConfigError{Key: "csrattrs", Problem: err.Error()}
 	}
 	if s.ca, err = openCA(stateDir, cfg.CA, cfg.Intermediate, s.now()); err != nil {
 		return nil, fmt.Errorf("open EST CA in %s: %w", stateDir, err)
+	}
+	if len(cfg.ChallengePasswords) > 0 {
+		if s.challenges, err = openChallenges(stateDir, cfg.ChallengePasswords); err != nil {
+			return nil, fmt.Errorf("open EST challenge passwords in %s: %w", stateDir, err)
+		}
 	}
 	s.estPool = x509.NewCertPool()
 	s.estPool.AddCert(s.ca.anchor())
