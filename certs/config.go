@@ -53,6 +53,12 @@ type ESTDefaults struct {
 	// /csrattrs names challengePassword; the default) or "always".
 	ChallengePasswordFile string `toml:"challenge_password_file"`
 	SendChallengePassword string `toml:"send_challenge_password"`
+	// CRLCheckInterval is how often the CRL distribution points of
+	// EST-issued certificates are checked (default "1h"; "0s" turns the
+	// schedule off). A revoked certificate is re-enrolled with a new key.
+	CRLCheckInterval string `toml:"crl_check_interval"`
+
+	crlInterval time.Duration
 }
 
 // Issuance is how one certificate id is issued and renewed.
@@ -206,6 +212,14 @@ func (c *Config) validate(path string) error {
 	}
 	if c.EST.SendChallengePassword == "always" && c.EST.ChallengePasswordFile == "" {
 		return bad("est.send_challenge_password", `"always" needs the secret`, "set challenge_password_file")
+	}
+	c.EST.crlInterval = time.Hour
+	if v := c.EST.CRLCheckInterval; v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return bad("est.crl_check_interval", fmt.Sprintf("%q is not a duration", v), `use e.g. "1h", or "0s" to turn CRL checks off`)
+		}
+		c.EST.crlInterval = d
 	}
 	if c.EST.BootstrapIdentityCert != "" && c.EST.IdentityCert == "" {
 		return bad("est.identity_cert", "a bootstrap identity is only used to enroll the EST identity, which is not set", "set identity_cert and identity_key")

@@ -4,11 +4,15 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
+	"io"
 	"math/big"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -328,4 +332,98 @@ common_name = "device-1"
 	if n := len(srv.Issued()); n != 2 {
 		t.Fatalf("the CA issued %d certificates, want 2 (enrollment, renewal)", n)
 	}
+}
+
+// Seed 004: "the edge device will update its certificate when revoked ...
+// by re-enrolling". The device certificate is revoked at the CA; certd
+// notices on its CRL schedule without a restart, enrolls anew with a new
+// key, and the new certificate is not on the CRL.
+func TestCertdReenrollsWithANewKeyWhenItsCertificateIsRevoked(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.SharedTempDir(t, "est")
+	url, caPEM, srv := labest.StartTestServer(t, labest.Config{
+		Users: []labest.User{{Name: "device-1", Password: "basic-pass"}}, Intermediate: true,
+	})
+	caFile := writeShared(t, dir, "est-ca.pem", caPEM)
+	s := startStack(t, fmt.Sprintf(`
+[preloaded_certs]
+est-ca = "file://%s"
+[est]
+url = "%s/.well-known/est"
+trusted_certs = ["est-ca"]
+username = "device-1"
+password = "basic-pass"
+crl_check_interval = "1s"
+[cert_issuance.device-id]
+method = "est"
+common_name = "device-1"
+[cert_issuance.device-id.auto_renew]
+threshold = "80%%"
+`, caFile, url))
+	ctx := ctxT(t)
+	firstPEM, err := s.certs.Ensure(ctx, "device-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := parseChain(t, firstPEM)[0]
+	if len(first.CRLDistributionPoints) == 0 {
+		t.Fatal("the EST CA put no CRL distribution point in the certificate")
+	}
+	if err := srv.Revoke(first.SerialNumber); err != nil {
+		t.Fatal(err)
+	}
+	var next *x509.Certificate
+	var nextPEM string
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		nextPEM, err = s.certs.Get(ctx, "device-id")
+		if err == nil && !parseChain(t, nextPEM)[0].Equal(first) {
+			next = parseChain(t, nextPEM)[0]
+			break
+		}
+	}
+	if next == nil {
+		t.Fatalf("certd did not re-enroll the revoked certificate; its log:\n%s", s.certd.Output())
+	}
+	if next.Subject.String() != first.Subject.String() {
+		t.Fatalf("re-enrolled subject %v, want %v", next.Subject, first.Subject)
+	}
+	if pub, _ := x509.MarshalPKIXPublicKey(next.PublicKey); string(pub) == string(first.RawSubjectPublicKeyInfo) {
+		t.Fatal("the re-enrolled certificate kept the key of the revoked one")
+	}
+	opensslVerify(t, nextPEM, string(caPEM))
+	checkStoredChain(t, srv, nextPEM, true)
+	// Against the CA's CRL with openssl: the old one is revoked, the new one is not.
+	crlDER := fetchForTest(t, first.CRLDistributionPoints[0], caPEM)
+	crlFile := writeShared(t, dir, "est.crl", crlDER)
+	rootFile := writeShared(t, dir, "root.pem", caPEM)
+	chainFile := writeShared(t, dir, "chain-old.pem", []byte(firstPEM))
+	verify := func(leafPEM string) (string, error) {
+		leafFile := writeShared(t, dir, "leaf.pem", []byte(certs.EncodeChain(parseChain(t, leafPEM)[:1])))
+		out, err := exec.Command("openssl", "verify", "-crl_check", "-CRLfile", crlFile, "-CAfile", rootFile,
+			"-untrusted", chainFile, leafFile).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := verify(firstPEM); err == nil || !strings.Contains(out, "revoked") {
+		t.Fatalf("openssl says the revoked certificate is fine: %v %s", err, out)
+	}
+	if out, err := verify(nextPEM); err != nil {
+		t.Fatalf("openssl verify -crl_check of the re-enrolled certificate: %v %s", err, out)
+	}
+	if !strings.Contains(s.certd.Output(), "certificate revoked by its CA") {
+		t.Fatal("certd did not log the revocation")
+	}
+}
+
+func fetchForTest(t *testing.T, url string, caPEM []byte) []byte {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := hc.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return b
 }

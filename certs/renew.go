@@ -42,9 +42,10 @@ func (s *Service) renewAt(info Info) time.Time {
 	if failed && r.at.After(at) {
 		at = r.at
 	}
-	// Never sooner than min_interval after the last success, whatever the
-	// lifetimes the CA hands out.
-	if renewed && at.Before(last.Add(is.AutoRenew.minInterval)) {
+	// A paced certificate is never renewed sooner than min_interval after
+	// the last success; nor is any certificate whose renewal time is already
+	// past when it was issued (a CA backdating notBefore far).
+	if renewed && (paced || !at.After(last)) && at.Before(last.Add(is.AutoRenew.minInterval)) {
 		at = last.Add(is.AutoRenew.minInterval)
 	}
 	return at
@@ -56,9 +57,26 @@ const maxRetryBackoff = 8
 // Run renews managed certificates when they are due, until ctx is done.
 // The schedule is rebuilt from what is stored each round, so a restart
 // resumes it; a failure keeps the old certificate and retries with back-off.
+//
+// With EST issuance it also checks the CRLs of EST-issued certificates
+// every [est] crl_check_interval and when a server says "revoked".
 func (s *Service) Run(ctx context.Context) {
+	crlEvery := time.Duration(0)
+	for _, is := range s.cfg.Issuance {
+		if is.Method == "est" {
+			crlEvery = s.cfg.EST.crlInterval
+		}
+	}
+	nextCRL := s.clock.Now()
 	for {
+		if crlEvery > 0 && !s.clock.Now().Before(nextCRL) {
+			s.checkRevocations(ctx)
+			nextCRL = s.clock.Now().Add(crlEvery)
+		}
 		next := s.renewDue(ctx)
+		if crlEvery > 0 && (next.IsZero() || nextCRL.Before(next)) {
+			next = nextCRL
+		}
 		var wait <-chan time.Time
 		if !next.IsZero() {
 			wait = s.clock.After(next.Sub(s.clock.Now()))
@@ -68,6 +86,8 @@ func (s *Service) Run(ctx context.Context) {
 			return
 		case <-wait:
 		case <-s.kick:
+		case <-s.checkCRL:
+			nextCRL = s.clock.Now()
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,7 +64,10 @@ type Service struct {
 	// for auto_renew.min_interval; pacedLogged: the pacing was logged once.
 	lastSuccess map[string]time.Time
 	pacedLogged map[string]bool
+	revocation  map[string]RevocationState
 	kick        chan struct{}
+	// checkCRL asks Run for a CRL check now (a TLS failure said "revoked").
+	checkCRL chan struct{}
 }
 
 type retryState struct {
@@ -81,7 +85,7 @@ func NewService(store *Store, keys KeyStore, cfg *Config, clock Clock, log *slog
 	}
 	return &Service{store: store, keys: keys, cfg: cfg, clock: clock, log: log,
 		retry: map[string]retryState{}, lastSuccess: map[string]time.Time{}, pacedLogged: map[string]bool{},
-		kick: make(chan struct{}, 1)}
+		revocation: map[string]RevocationState{}, kick: make(chan struct{}, 1), checkCRL: make(chan struct{}, 1)}
 }
 
 // Get describes a certificate, with its RenewAt.
@@ -388,6 +392,16 @@ func (s *Service) Renew(ctx context.Context, id string) (Info, error) {
 // renew issues id per policy; unless force, only if it is (still) missing
 // or due once the issuance lock is held, so racing callers issue once.
 func (s *Service) renew(ctx context.Context, id string, force bool) (Info, error) {
+	return s.renewWith(ctx, id, renewOptions{force: force})
+}
+
+// renewOptions: force issues even when not due; fresh enrolls anew
+// (simpleenroll with the EST identity) instead of re-enrolling with the
+// certificate itself; rotate makes a new key whatever the policy says.
+type renewOptions struct{ force, fresh, rotate bool }
+
+func (s *Service) renewWith(ctx context.Context, id string, o renewOptions) (Info, error) {
+	force := o.force
 	if err := ValidateID(id); err != nil {
 		return Info{}, err
 	}
@@ -403,7 +417,7 @@ func (s *Service) renew(ctx context.Context, id string, force bool) (Info, error
 			return info, nil // another caller issued it meanwhile
 		}
 	}
-	rotate := is.AutoRenew != nil && is.AutoRenew.RotateKey && oldErr == nil
+	rotate := (o.rotate || is.AutoRenew != nil && is.AutoRenew.RotateKey) && oldErr == nil
 	keyID := is.KeyID
 	if rotate {
 		keyID = is.KeyID + ".next"
@@ -459,12 +473,15 @@ func (s *Service) renew(ctx context.Context, id string, force bool) (Info, error
 		chain, err = s.issueLocalCA(ctx, csr, is.IssuerCert, profile, false)
 	case "est":
 		reenrollAs := ""
-		if oldErr == nil && s.clock.Now().Before(old.Leaf().NotAfter) {
+		if oldErr == nil && !o.fresh && s.clock.Now().Before(old.Leaf().NotAfter) {
 			reenrollAs = id // authenticate the re-enrollment with the certificate being renewed
 		}
 		chain, err = s.enrollEST(ctx, reenrollAs, csrDER, is.URL, is.Label, true)
 	}
 	if err != nil {
+		if is.Method == "est" && strings.Contains(err.Error(), "revoked") {
+			s.crlNow() // the server says a certificate of ours is revoked
+		}
 		return Info{}, err
 	}
 	if err := s.store.Put(id, EncodeChain(chain)); err != nil {
@@ -498,9 +515,9 @@ func (s *Service) RecoverRotation(ctx context.Context) {
 	s.issue.Lock()
 	defer s.issue.Unlock()
 	for id, is := range s.cfg.Issuance {
-		if is.AutoRenew != nil && is.AutoRenew.RotateKey {
-			s.recoverRotation(ctx, id, is)
-		}
+		// Every policy: a revoked certificate is re-enrolled with a new
+		// key even without rotate_key.
+		s.recoverRotation(ctx, id, is)
 	}
 }
 
@@ -709,6 +726,14 @@ func (s *Service) estClient(urlOverride, label string) (*est.Client, error) {
 		s.ESTConfig(&cfg)
 	}
 	return est.New(cfg)
+}
+
+// crlNow asks Run for a CRL check at once.
+func (s *Service) crlNow() {
+	select {
+	case s.checkCRL <- struct{}{}:
+	default:
+	}
 }
 
 func (s *Service) wake() {

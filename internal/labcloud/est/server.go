@@ -45,6 +45,7 @@ type Server struct {
 	bootstrapPool *x509.CertPool // nil without bootstrap CAs
 
 	challenges *challenges // nil: no challenge password required
+	adminToken string
 
 	mu       sync.Mutex
 	attempts map[string]int // enroll requests per caller, for defer_first
@@ -73,6 +74,9 @@ func NewServer(cfg Config, stateDir string, logger *slog.Logger) (*Server, error
 	}
 	if s.ca, err = openCA(stateDir, cfg.CA, cfg.Intermediate, s.now()); err != nil {
 		return nil, fmt.Errorf("open EST CA in %s: %w", stateDir, err)
+	}
+	if s.adminToken, err = loadOrCreateToken(stateDir); err != nil {
+		return nil, fmt.Errorf("EST admin token in %s: %w", stateDir, err)
 	}
 	if len(cfg.ChallengePasswords) > 0 {
 		if s.challenges, err = openChallenges(stateDir, cfg.ChallengePasswords); err != nil {
@@ -154,6 +158,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(PathPrefix, s.serveEST)
 	mux.HandleFunc("/crl", s.serveCRL)
+	mux.HandleFunc(AdminRevokePath, s.serveRevoke)
 	return mux
 }
 
