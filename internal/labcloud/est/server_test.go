@@ -543,3 +543,44 @@ func TestIntermediateCAPersistsAcrossRestarts(t *testing.T) {
 		t.Fatalf("restart without intermediate: %v", err)
 	}
 }
+
+func TestAdminRevokeNeedsTheTokenAndPutsTheSerialOnTheCRL(t *testing.T) {
+	l := startLab(t, Config{Users: []User{alice}})
+	cert := issuedCert(t, l.enroll(t, nil, "simpleenroll", "alice", "s3cret", csrB64(t, newKey(t), "dev")))
+	revoke := func(token, body string) reply {
+		req, _ := http.NewRequest(http.MethodPost, l.url+AdminRevokePath, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := l.client(nil).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return reply{resp.StatusCode, resp.Header, b}
+	}
+	serial := cert.SerialNumber.Text(16)
+	for _, tok := range []string{"", "guess", l.srv.adminToken + "x"} {
+		if r := revoke(tok, serial); r.status != http.StatusUnauthorized {
+			t.Fatalf("token %q: %d %s, want 401", tok, r.status, r.body)
+		}
+	}
+	if l.srv.ca.isRevoked(cert.SerialNumber) {
+		t.Fatal("revoked without the token")
+	}
+	if r := revoke(l.srv.adminToken, "not-hex"); r.status != http.StatusBadRequest {
+		t.Fatalf("bad serial: %d", r.status)
+	}
+	if r := revoke(l.srv.adminToken, "abcdef"); r.status != http.StatusNotFound {
+		t.Fatalf("unknown serial: %d", r.status)
+	}
+	if r := revoke(l.srv.adminToken, strings.ToUpper(serial)+"\n"); r.status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+	r := l.do(t, nil, http.MethodGet, "/crl", "", "", "", nil)
+	crl, err := x509.ParseRevocationList(r.body)
+	if err != nil || len(crl.RevokedCertificateEntries) != 1 || crl.RevokedCertificateEntries[0].SerialNumber.Cmp(cert.SerialNumber) != 0 {
+		t.Fatalf("CRL after the admin revoke: %v", err)
+	}
+}
