@@ -427,3 +427,67 @@ func fetchForTest(t *testing.T, url string, caPEM []byte) []byte {
 	b, _ := io.ReadAll(resp.Body)
 	return b
 }
+
+// Both the device certificate and the EST identity revoked: certd drops the
+// identity, enrolls a new one with the bootstrap identity (the one that
+// still holds) and a new key, then the device certificate with it.
+func TestCertdFallsBackToTheBootstrapIdentityWhenTheESTIdentityIsRevoked(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.SharedTempDir(t, "est")
+	boot := newBootstrapCA(t, dir)
+	url, caPEM, srv := labest.StartTestServer(t, labest.Config{BootstrapCAFiles: []string{boot.file}, Intermediate: true})
+	caFile := writeShared(t, dir, "est-ca.pem", caPEM)
+	s := startStack(t, fmt.Sprintf(`
+[preloaded_certs]
+est-ca = "file://%s"
+[est]
+url = "%s/.well-known/est"
+trusted_certs = ["est-ca"]
+identity_cert = "est-id"
+identity_key = "est-id"
+bootstrap_identity_cert = "bootstrap"
+bootstrap_identity_key = "bootstrap"
+crl_check_interval = "1s"
+[cert_issuance.device-id]
+method = "est"
+common_name = "device-1"
+`, caFile, url))
+	ctx := ctxT(t)
+	bk, err := s.keys.CreateKeyPair(ctx, "bootstrap", "ec-p256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := bk.Signer(ctx)
+	csr, _ := certs.NewCSR(signer, pkix.Name{CommonName: "serial-0001"}, nil)
+	if err := s.certs.Import(ctx, "bootstrap", boot.issue(t, csr)); err != nil {
+		t.Fatal(err)
+	}
+	devPEM, err := s.certs.Ensure(ctx, "device-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idPEM, _ := s.certs.Get(ctx, "est-id")
+	dev, id := parseChain(t, devPEM)[0], parseChain(t, idPEM)[0]
+	for _, c := range []*x509.Certificate{dev, id} {
+		if err := srv.Revoke(c.SerialNumber); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var newDev, newID *x509.Certificate
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		d, err1 := s.certs.Get(ctx, "device-id")
+		i, err2 := s.certs.Get(ctx, "est-id")
+		if err1 == nil && err2 == nil && !parseChain(t, d)[0].Equal(dev) && !parseChain(t, i)[0].Equal(id) {
+			newDev, newID = parseChain(t, d)[0], parseChain(t, i)[0]
+			opensslVerify(t, d, string(caPEM))
+			opensslVerify(t, i, string(caPEM))
+			break
+		}
+	}
+	if newDev == nil {
+		t.Fatalf("certd did not re-enroll both; its log:\n%s", s.certd.Output())
+	}
+	if string(newID.RawSubjectPublicKeyInfo) == string(id.RawSubjectPublicKeyInfo) || string(newDev.RawSubjectPublicKeyInfo) == string(dev.RawSubjectPublicKeyInfo) {
+		t.Fatal("a re-enrolled certificate kept the revoked one's key")
+	}
+}

@@ -153,6 +153,7 @@ func (s *Service) checkRevoked(ctx context.Context, info Info) (bool, error) {
 // re-enrolls one that is revoked: a fresh simpleenroll with the identity
 // that still holds (EST identity, bootstrap, Basic) and a new key.
 func (s *Service) checkRevocations(ctx context.Context) {
+	s.checkIdentityRevoked(ctx) // first: re-enrollments below may need a new one
 	for _, id := range sortedIDs(s.cfg.Issuance) {
 		if s.cfg.Issuance[id].Method != "est" {
 			continue
@@ -180,6 +181,36 @@ func (s *Service) checkRevocations(ctx context.Context) {
 		s.mu.Lock()
 		s.revocation[id] = RevocationState{CheckedAt: s.clock.Now()}
 		s.mu.Unlock()
+	}
+}
+
+// checkIdentityRevoked: a revoked EST identity is dropped with its key, so
+// the next fresh enrollment enrolls a new one with the bootstrap identity.
+func (s *Service) checkIdentityRevoked(ctx context.Context) {
+	e := s.cfg.EST
+	if e.IdentityCert == "" || e.BootstrapIdentityCert == "" {
+		return
+	}
+	info, err := s.store.Get(e.IdentityCert)
+	if err != nil {
+		return
+	}
+	revoked, err := s.checkRevoked(ctx, info)
+	s.mu.Lock()
+	s.revocation[e.IdentityCert] = RevocationState{CheckedAt: s.clock.Now(), Revoked: revoked, Err: err}
+	s.mu.Unlock()
+	if err != nil || !revoked {
+		return
+	}
+	s.issue.Lock()
+	defer s.issue.Unlock()
+	s.log.Warn("the EST identity is revoked by its CA; it will be enrolled anew with the bootstrap identity and a new key", "cert_id", e.IdentityCert)
+	if err := s.store.Delete(e.IdentityCert); err != nil {
+		s.log.Error("drop the revoked EST identity", "cert_id", e.IdentityCert, "err", err)
+		return
+	}
+	if err := s.keys.DeleteKey(ctx, e.IdentityKey); err != nil && !fault.Is(err, fault.NotFound) {
+		s.log.Error("drop the revoked EST identity's key", "key_id", e.IdentityKey, "err", err)
 	}
 }
 
