@@ -78,6 +78,8 @@ identity_cert = "est-id"
 identity_key = "est-id"
 bootstrap_identity_cert = "est-bootstrap"
 bootstrap_identity_key = "est-bootstrap"
+# short for the demo's revocation step; the default is "1h"
+crl_check_interval = "2s"
 [cert_issuance.device-cert]
 method = "est"
 key_id = "device-id"
@@ -156,7 +158,7 @@ key = "edgev2-edge-ca"
 	}); err != nil {
 		return nil, nil, err
 	}
-	return lab, caPEM, run("renew over EST (simplereenroll, mTLS with the certificate itself)", func() (string, error) {
+	if err := run("renew over EST (simplereenroll, mTLS with the certificate itself)", func() (string, error) {
 		before, _ := cc.Properties(ctx, "device-cert")
 		if err := cc.Renew(ctx, "device-cert"); err != nil {
 			return "", err
@@ -166,6 +168,25 @@ key = "edgev2-edge-ca"
 			return "", fmt.Errorf("the certificate did not change (%v)", err)
 		}
 		return fmt.Sprintf("serial %s… → %s…", before.Serial[:8], after.Serial[:8]), nil
+	}); err != nil {
+		return nil, nil, err
+	}
+	return lab, caPEM, run("revoke it at the CA (edgev2-labcloud revoke): certd sees the CRL, re-enrolls with a new key", func() (string, error) {
+		before, err := cc.Properties(ctx, "device-cert")
+		if err != nil {
+			return "", err
+		}
+		out, err := exec.Command(testenv.BuildBinary(p, "./cmd/edgev2-labcloud"), "revoke", "--state", lab.State, before.Serial).CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("edgev2-labcloud revoke: %v: %s", err, out)
+		}
+		for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+			after, err := cc.Properties(ctx, "device-cert")
+			if err == nil && after.Serial != before.Serial {
+				return fmt.Sprintf("serial %s… revoked → %s…", before.Serial[:8], after.Serial[:8]), nil
+			}
+		}
+		return "", fmt.Errorf("certd did not re-enroll the revoked certificate within 90 s")
 	})
 }
 
