@@ -43,11 +43,15 @@ type countingEST struct {
 }
 
 func startCountingEST(t *testing.T, cfg labest.Config) *countingEST {
+	return startCountingESTIn(t, cfg, t.TempDir())
+}
+
+func startCountingESTIn(t *testing.T, cfg labest.Config, stateDir string) *countingEST {
 	t.Helper()
 	ts := httptest.NewUnstartedServer(nil)
 	c := &countingEST{url: "https://" + ts.Listener.Addr().String(), ops: map[string]int{}}
 	cfg.BaseURL = c.url
-	srv, err := labest.NewServer(cfg, t.TempDir(), nil)
+	srv, err := labest.NewServer(cfg, stateDir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
