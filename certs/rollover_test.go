@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
 )
@@ -68,5 +69,65 @@ common_name = "device-1"
 	opensslVerify(t, append(renewed.Chain, after.srv.CA()), after.srv.CA(), renewed.Leaf().NotBefore.Add(1))
 	if after.count("cacerts") == 0 {
 		t.Fatal("certd did not fetch /cacerts on renewal")
+	}
+}
+
+// A server refusing a request because the certificate is revoked makes
+// certd check the CRL at once, long before its schedule, and re-enroll.
+func TestARevokedRefusalTriggersTheCRLCheckAtOnce(t *testing.T) {
+	est := startCountingEST(t, labest.Config{Users: []labest.User{{Name: "dev", Password: "pw"}}, Intermediate: true})
+	dir := t.TempDir()
+	store, _ := OpenStore(dir, nil)
+	store.Put("est-ca", string(est.caPEM))
+	c, err := ParseConfig("certd.toml", []byte(fmt.Sprintf(`homedir = %q
+[est]
+url = "%s/.well-known/est"
+trusted_certs = ["est-ca"]
+username = "dev"
+password = "pw"
+crl_check_interval = "24h"
+[cert_issuance.device-id]
+method = "est"
+common_name = "device-1"
+`, dir, est.url)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := NewService(store, newFakeKeys(), c, RealClock, quiet())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first, err := svc.Ensure(ctx, "device-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { svc.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(30 * time.Second); est.count("crl") == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no CRL check at start")
+		}
+	}
+	checks := est.count("crl")
+	if err := est.srv.Revoke(first.Leaf().SerialNumber); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Renew(ctx, "device-id"); err == nil {
+		t.Fatal("simplereenroll with a revoked certificate succeeded")
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		info, err := store.Get("device-id")
+		if err == nil && !info.Leaf().Equal(first.Leaf()) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not re-enrolled after the revoked refusal (CRL fetched %d times)", est.count("crl"))
+		}
+	}
+	if est.count("crl") <= checks {
+		t.Fatal("re-enrolled without a CRL check")
+	}
+	if st := svc.Revocation("device-id"); st.Revoked || st.CheckedAt.IsZero() {
+		t.Fatalf("revocation state after re-enrollment: %+v", st)
 	}
 }
