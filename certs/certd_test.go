@@ -106,8 +106,8 @@ func opensslVerify(t *testing.T, chainPEM string, rootPEM string) {
 	os.WriteFile(filepath.Join(dir, "root.pem"), []byte(rootPEM), 0o600)
 	os.WriteFile(filepath.Join(dir, "leaf.pem"), []byte(certs.EncodeChain(chain[:1])), 0o600)
 	args := []string{"verify", "-CAfile", filepath.Join(dir, "root.pem")}
-	if len(chain) > 2 {
-		os.WriteFile(filepath.Join(dir, "inter.pem"), []byte(certs.EncodeChain(chain[1:len(chain)-1])), 0o600)
+	if len(chain) > 1 { // intermediates (and the root, if stored) are untrusted input
+		os.WriteFile(filepath.Join(dir, "inter.pem"), []byte(certs.EncodeChain(chain[1:])), 0o600)
 		args = append(args, "-untrusted", filepath.Join(dir, "inter.pem"))
 	}
 	args = append(args, filepath.Join(dir, "leaf.pem"))

@@ -47,6 +47,18 @@ type ESTDefaults struct {
 	IdentityKey           string `toml:"identity_key"`
 	BootstrapIdentityCert string `toml:"bootstrap_identity_cert"`
 	BootstrapIdentityKey  string `toml:"bootstrap_identity_key"`
+	// ChallengePasswordFile holds the shared secret some EST CAs want in
+	// the CSR's challengePassword attribute; it is read at each enrollment
+	// and never logged. SendChallengePassword: "when_asked" (the server's
+	// /csrattrs names challengePassword; the default) or "always".
+	ChallengePasswordFile string `toml:"challenge_password_file"`
+	SendChallengePassword string `toml:"send_challenge_password"`
+	// CRLCheckInterval is how often the CRL distribution points of
+	// EST-issued certificates are checked (default "1h"; "0s" turns the
+	// schedule off). A revoked certificate is re-enrolled with a new key.
+	CRLCheckInterval string `toml:"crl_check_interval"`
+
+	crlInterval time.Duration
 }
 
 // Issuance is how one certificate id is issued and renewed.
@@ -74,9 +86,32 @@ type AutoRenew struct {
 	Threshold string `toml:"threshold"` // "80%" of the lifetime elapsed, or a time before expiry: "10d", "30min"
 	Retry     string `toml:"retry"`     // after a failure: "10%" of the lifetime or a duration; doubles per failure
 	RotateKey bool   `toml:"rotate_key"`
+	// MinInterval is the least time between two successful renewals, so a
+	// CA that issues shorter lifetimes than asked cannot drive certd into
+	// a renewal loop. Default "1min".
+	MinInterval string `toml:"min_interval"`
 
 	threshold, retry span
+	minInterval      time.Duration
 }
+
+// PaceFraction is where in its lifetime a certificate is renewed when the
+// CA issued it for no longer than the renewal threshold (EST cannot ask for
+// a validity period, and real CAs cap it).
+const PaceFraction = 0.5
+
+// DefaultMinInterval is auto_renew.min_interval's default.
+const DefaultMinInterval = time.Minute
+
+// Paced reports whether a certificate valid from notBefore to notAfter is
+// renewed at PaceFraction of its lifetime because its whole lifetime is at
+// or below the configured threshold.
+func (ar *AutoRenew) Paced(notBefore, notAfter time.Time) bool {
+	return ar.threshold.fraction == 0 && ar.threshold.d >= notAfter.Sub(notBefore)
+}
+
+// MinIntervalDuration is the parsed min_interval.
+func (ar *AutoRenew) MinIntervalDuration() time.Duration { return ar.minInterval }
 
 // span is either a fraction of a certificate's lifetime or a duration.
 type span struct {
@@ -167,6 +202,25 @@ func (c *Config) validate(path string) error {
 	if (c.EST.BootstrapIdentityCert == "") != (c.EST.BootstrapIdentityKey == "") {
 		return bad("est.bootstrap_identity_cert", "bootstrap_identity_cert and bootstrap_identity_key go together", "set both or neither")
 	}
+	switch c.EST.SendChallengePassword {
+	case "", "when_asked", "always":
+	default:
+		return bad("est.send_challenge_password", fmt.Sprintf("unknown value %q", c.EST.SendChallengePassword), `use "when_asked" or "always"`)
+	}
+	if f := c.EST.ChallengePasswordFile; f != "" && !strings.HasPrefix(f, "/") {
+		return bad("est.challenge_password_file", fmt.Sprintf("%q is not an absolute path", f), `use e.g. "/etc/edgev2/est-challenge-password" (0600, owned by edgecerts)`)
+	}
+	if c.EST.SendChallengePassword == "always" && c.EST.ChallengePasswordFile == "" {
+		return bad("est.send_challenge_password", `"always" needs the secret`, "set challenge_password_file")
+	}
+	c.EST.crlInterval = time.Hour
+	if v := c.EST.CRLCheckInterval; v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return bad("est.crl_check_interval", fmt.Sprintf("%q is not a duration", v), `use e.g. "1h", or "0s" to turn CRL checks off`)
+		}
+		c.EST.crlInterval = d
+	}
 	if c.EST.BootstrapIdentityCert != "" && c.EST.IdentityCert == "" {
 		return bad("est.identity_cert", "a bootstrap identity is only used to enroll the EST identity, which is not set", "set identity_cert and identity_key")
 	}
@@ -234,6 +288,14 @@ func (c *Config) validate(path string) error {
 			}
 			if ar.retry, err = parseSpan(ar.Retry); err != nil {
 				return bad(key+".auto_renew.retry", err.Error(), `use "4%" or a duration like "1h"`)
+			}
+			ar.minInterval = DefaultMinInterval
+			if ar.MinInterval != "" {
+				mi, err := parseSpan(ar.MinInterval)
+				if err != nil || mi.fraction > 0 {
+					return bad(key+".auto_renew.min_interval", fmt.Sprintf("%q is not a duration", ar.MinInterval), `use a duration like "1min" or "30s"`)
+				}
+				ar.minInterval = mi.d
 			}
 		}
 	}

@@ -4,11 +4,15 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
+	"io"
 	"math/big"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -65,12 +69,22 @@ func writeShared(t *testing.T, dir, name string, data []byte) string {
 }
 
 func TestCertdEnrollsOverESTWithBootstrapThenEnrolledIdentity(t *testing.T) {
+	testCertdEnrollsWithBootstrap(t, false)
+}
+
+// The common deployment: the EST CA is an intermediate under a root, and
+// the server trusts only the root for TLS client authentication.
+func TestCertdStoresAndPresentsFullChainFromIntermediateCAWithBootstrap(t *testing.T) {
+	testCertdEnrollsWithBootstrap(t, true)
+}
+
+func testCertdEnrollsWithBootstrap(t *testing.T, intermediate bool) {
 	testenv.RequireRoot(t)
 	dir := testenv.SharedTempDir(t, "est")
 	boot := newBootstrapCA(t, dir)
 	// The CA asks for P-384 keys in /csrattrs (the RFC 7030 4.5.2 example).
 	url, caPEM, srv := labest.StartTestServer(t, labest.Config{BootstrapCAFiles: []string{boot.file},
-		CSRAttrs: []string{"1.2.840.10045.2.1=1.3.132.0.34"}})
+		CSRAttrs: []string{"1.2.840.10045.2.1=1.3.132.0.34"}, Intermediate: intermediate})
 	caFile := writeShared(t, dir, "est-ca.pem", caPEM)
 	s := startStack(t, fmt.Sprintf(`
 [preloaded_certs]
@@ -117,6 +131,8 @@ common_name = "device-1"
 		t.Fatalf("the EST identity was not enrolled and stored: %v", err)
 	}
 	opensslVerify(t, idPEM, string(caPEM))
+	checkStoredChain(t, srv, devPEM, intermediate)
+	checkStoredChain(t, srv, idPEM, intermediate)
 	if n := len(srv.Issued()); n != 2 {
 		t.Fatalf("the EST CA issued %d certificates, want 2 (EST identity, device-id)", n)
 	}
@@ -131,17 +147,48 @@ common_name = "device-1"
 		t.Fatal("re-enrollment did not give a new certificate with the same subject")
 	}
 	opensslVerify(t, renewedPEM, string(caPEM))
+	checkStoredChain(t, srv, renewedPEM, intermediate)
 	if !strings.Contains(s.certd.Output(), "certificate renewed") {
 		t.Fatal("certd did not log the renewal")
 	}
 }
 
+// checkStoredChain: a stored EST chain is the leaf and, under an
+// intermediate CA, that intermediate; never the root (the trust anchor).
+func checkStoredChain(t *testing.T, srv *labest.Server, chainPEM string, intermediate bool) {
+	t.Helper()
+	chain := parseChain(t, chainPEM)
+	want := 1
+	if intermediate {
+		want = 2
+	}
+	if len(chain) != want {
+		t.Fatalf("stored chain has %d certificates, want %d (leaf%s, no root)", len(chain), want, map[bool]string{true: " + intermediate"}[intermediate])
+	}
+	if intermediate && !chain[1].Equal(srv.IssuingCA()) {
+		t.Fatalf("chain[1] is %v, want the issuing intermediate", chain[1].Subject)
+	}
+	for _, c := range chain {
+		if c.Equal(srv.CA()) {
+			t.Fatal("the stored chain includes the root")
+		}
+	}
+}
+
 func TestCertdEnrollsOverESTWithBasicAuthAndDeferral(t *testing.T) {
+	testCertdEnrollsWithBasic(t, false)
+}
+
+func TestCertdEnrollsAndRenewsFullChainFromIntermediateCAWithBasicAuth(t *testing.T) {
+	testCertdEnrollsWithBasic(t, true)
+}
+
+func testCertdEnrollsWithBasic(t *testing.T, intermediate bool) {
 	testenv.RequireRoot(t)
 	dir := testenv.SharedTempDir(t, "est")
-	url, caPEM, _ := labest.StartTestServer(t, labest.Config{
+	url, caPEM, srv := labest.StartTestServer(t, labest.Config{
 		Users:      []labest.User{{Name: "device-1", Password: "s3cret-pass"}},
-		DeferFirst: 1, RetryAfter: 1,
+		DeferFirst: 1, RetryAfter: 1, Intermediate: intermediate,
 	})
 	caFile := writeShared(t, dir, "est-ca.pem", caPEM)
 	base := fmt.Sprintf(`
@@ -161,6 +208,9 @@ common_name = "device-1"
 [cert_issuance.c]
 method = "est"
 common_name = "device-1"
+[cert_issuance.managed]
+method = "est"
+common_name = "device-1"
 `, caFile, url)
 	s := startStack(t, fmt.Sprintf(base, "s3cret-pass"))
 	ctx := ctxT(t)
@@ -176,6 +226,26 @@ common_name = "device-1"
 		t.Fatal("the 202 + Retry-After: 1 deferral was not honoured")
 	}
 	opensslVerify(t, pemText, string(caPEM))
+	checkStoredChain(t, srv, pemText, intermediate)
+	if got, _ := s.certs.Get(ctx, "basic-cert"); got != pemText {
+		t.Fatal("GetCertificate does not return the chain CreateCertificate returned")
+	}
+	// Issued by policy with Basic credentials, then renewed with
+	// simplereenroll presenting the stored chain as the TLS client identity.
+	managed, err := s.certs.Ensure(ctx, "managed")
+	if err != nil {
+		t.Fatalf("EnsureCertificate with Basic auth: %v", err)
+	}
+	checkStoredChain(t, srv, managed, intermediate)
+	if err := s.certs.Renew(ctx, "managed"); err != nil {
+		t.Fatalf("Renew (simplereenroll with the stored chain): %v", err)
+	}
+	renewed, _ := s.certs.Get(ctx, "managed")
+	if renewed == managed {
+		t.Fatal("Renew did not store a new certificate")
+	}
+	opensslVerify(t, renewed, string(caPEM))
+	checkStoredChain(t, srv, renewed, intermediate)
 	if strings.Contains(s.certd.Output(), "s3cret-pass") {
 		t.Fatal("certd logged the EST password")
 	}
@@ -191,5 +261,233 @@ common_name = "device-1"
 	}
 	if ids, _ := bad.certs.List(ctx); len(ids) != 1 { // only the preloaded trust anchor
 		t.Fatalf("a failed enrollment stored something: %v", ids)
+	}
+}
+
+// Seed 004: the device holds the EST PKI's challenge password as a shared
+// secret; the CA asks for it in /csrattrs and checks it per enrollment.
+func TestCertdSendsTheChallengePasswordWhenAskedAndWrongOneIsRefused(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.SharedTempDir(t, "est")
+	url, caPEM, srv := labest.StartTestServer(t, labest.Config{
+		Users:              []labest.User{{Name: "device-1", Password: "basic-pass"}},
+		ChallengePasswords: []labest.ChallengePassword{{Password: "zto-challenge-77", CommonName: "device-1", OneTime: true}},
+		Intermediate:       true,
+	})
+	caFile := writeShared(t, dir, "est-ca.pem", caPEM)
+	cuid, cgid := testenv.EnsureUser(t, testenv.CertsUser)
+	secret := func(name, pw string) string {
+		p := writeShared(t, dir, name, []byte(pw+"\n"))
+		os.Chmod(p, 0o600)
+		os.Chown(p, cuid, cgid)
+		return p
+	}
+	config := func(pwFile string) string {
+		return fmt.Sprintf(`
+[preloaded_certs]
+est-ca = "file://%s"
+[est]
+url = "%s/.well-known/est"
+trusted_certs = ["est-ca"]
+username = "device-1"
+password = "basic-pass"
+challenge_password_file = "%s"
+[cert_issuance.device-id]
+method = "est"
+common_name = "device-1"
+`, caFile, url, pwFile)
+	}
+	ctx := ctxT(t)
+
+	// Wrong secret: refused with the server's reason, nothing stored.
+	bad := startStack(t, config(secret("wrong-challenge", "guessed-secret")))
+	_, err := bad.certs.Ensure(ctx, "device-id")
+	if !fault.Is(err, fault.NotAuthorized) || !strings.Contains(fault.Message(err), "challenge password is wrong") {
+		t.Fatalf("wrong challenge password: %v, want NotAuthorized naming it", err)
+	}
+	if _, err := bad.certs.Get(ctx, "device-id"); !fault.Is(err, fault.NotFound) {
+		t.Fatalf("a refused enrollment stored a certificate: %v", err)
+	}
+
+	good := startStack(t, config(secret("challenge", "zto-challenge-77")))
+	devPEM, err := good.certs.Ensure(ctx, "device-id")
+	if err != nil {
+		t.Fatalf("enrollment with the challenge password: %v", err)
+	}
+	opensslVerify(t, devPEM, string(caPEM))
+	// The one-time secret is spent: a second fresh enrollment is refused,
+	// while renewal (authenticated by the certificate) goes on.
+	if err := good.certs.Renew(ctx, "device-id"); err != nil {
+		t.Fatalf("renewal after the one-time secret was used: %v", err)
+	}
+	again := startStack(t, config(secret("challenge-2", "zto-challenge-77")))
+	if _, err := again.certs.Ensure(ctx, "device-id"); !fault.Is(err, fault.NotAuthorized) || !strings.Contains(fault.Message(err), "already used") {
+		t.Fatalf("reused one-time challenge password: %v, want NotAuthorized (already used)", err)
+	}
+	for _, s := range []*stack{bad, good, again} {
+		if out := s.certd.Output(); strings.Contains(out, "zto-challenge-77") || strings.Contains(out, "guessed-secret") {
+			t.Fatal("certd logged the challenge password")
+		}
+	}
+	if n := len(srv.Issued()); n != 2 {
+		t.Fatalf("the CA issued %d certificates, want 2 (enrollment, renewal)", n)
+	}
+}
+
+// Seed 004: "the edge device will update its certificate when revoked ...
+// by re-enrolling". The device certificate is revoked at the CA; certd
+// notices on its CRL schedule without a restart, enrolls anew with a new
+// key, and the new certificate is not on the CRL.
+func TestCertdReenrollsWithANewKeyWhenItsCertificateIsRevoked(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.SharedTempDir(t, "est")
+	url, caPEM, srv := labest.StartTestServer(t, labest.Config{
+		Users: []labest.User{{Name: "device-1", Password: "basic-pass"}}, Intermediate: true,
+	})
+	caFile := writeShared(t, dir, "est-ca.pem", caPEM)
+	s := startStack(t, fmt.Sprintf(`
+[preloaded_certs]
+est-ca = "file://%s"
+[est]
+url = "%s/.well-known/est"
+trusted_certs = ["est-ca"]
+username = "device-1"
+password = "basic-pass"
+crl_check_interval = "1s"
+[cert_issuance.device-id]
+method = "est"
+common_name = "device-1"
+[cert_issuance.device-id.auto_renew]
+threshold = "80%%"
+`, caFile, url))
+	ctx := ctxT(t)
+	firstPEM, err := s.certs.Ensure(ctx, "device-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := parseChain(t, firstPEM)[0]
+	if len(first.CRLDistributionPoints) == 0 {
+		t.Fatal("the EST CA put no CRL distribution point in the certificate")
+	}
+	if err := srv.Revoke(first.SerialNumber); err != nil {
+		t.Fatal(err)
+	}
+	var next *x509.Certificate
+	var nextPEM string
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		nextPEM, err = s.certs.Get(ctx, "device-id")
+		if err == nil && !parseChain(t, nextPEM)[0].Equal(first) {
+			next = parseChain(t, nextPEM)[0]
+			break
+		}
+	}
+	if next == nil {
+		t.Fatalf("certd did not re-enroll the revoked certificate; its log:\n%s", s.certd.Output())
+	}
+	if next.Subject.String() != first.Subject.String() {
+		t.Fatalf("re-enrolled subject %v, want %v", next.Subject, first.Subject)
+	}
+	if pub, _ := x509.MarshalPKIXPublicKey(next.PublicKey); string(pub) == string(first.RawSubjectPublicKeyInfo) {
+		t.Fatal("the re-enrolled certificate kept the key of the revoked one")
+	}
+	opensslVerify(t, nextPEM, string(caPEM))
+	checkStoredChain(t, srv, nextPEM, true)
+	// Against the CA's CRL with openssl: the old one is revoked, the new one is not.
+	crlDER := fetchForTest(t, first.CRLDistributionPoints[0], caPEM)
+	crlFile := writeShared(t, dir, "est.crl", crlDER)
+	rootFile := writeShared(t, dir, "root.pem", caPEM)
+	chainFile := writeShared(t, dir, "chain-old.pem", []byte(firstPEM))
+	verify := func(leafPEM string) (string, error) {
+		leafFile := writeShared(t, dir, "leaf.pem", []byte(certs.EncodeChain(parseChain(t, leafPEM)[:1])))
+		out, err := exec.Command("openssl", "verify", "-crl_check", "-CRLfile", crlFile, "-CAfile", rootFile,
+			"-untrusted", chainFile, leafFile).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := verify(firstPEM); err == nil || !strings.Contains(out, "revoked") {
+		t.Fatalf("openssl says the revoked certificate is fine: %v %s", err, out)
+	}
+	if out, err := verify(nextPEM); err != nil {
+		t.Fatalf("openssl verify -crl_check of the re-enrolled certificate: %v %s", err, out)
+	}
+	if !strings.Contains(s.certd.Output(), "certificate revoked by its CA") {
+		t.Fatal("certd did not log the revocation")
+	}
+}
+
+func fetchForTest(t *testing.T, url string, caPEM []byte) []byte {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := hc.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return b
+}
+
+// Both the device certificate and the EST identity revoked: certd drops the
+// identity, enrolls a new one with the bootstrap identity (the one that
+// still holds) and a new key, then the device certificate with it.
+func TestCertdFallsBackToTheBootstrapIdentityWhenTheESTIdentityIsRevoked(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.SharedTempDir(t, "est")
+	boot := newBootstrapCA(t, dir)
+	url, caPEM, srv := labest.StartTestServer(t, labest.Config{BootstrapCAFiles: []string{boot.file}, Intermediate: true})
+	caFile := writeShared(t, dir, "est-ca.pem", caPEM)
+	s := startStack(t, fmt.Sprintf(`
+[preloaded_certs]
+est-ca = "file://%s"
+[est]
+url = "%s/.well-known/est"
+trusted_certs = ["est-ca"]
+identity_cert = "est-id"
+identity_key = "est-id"
+bootstrap_identity_cert = "bootstrap"
+bootstrap_identity_key = "bootstrap"
+crl_check_interval = "1s"
+[cert_issuance.device-id]
+method = "est"
+common_name = "device-1"
+`, caFile, url))
+	ctx := ctxT(t)
+	bk, err := s.keys.CreateKeyPair(ctx, "bootstrap", "ec-p256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := bk.Signer(ctx)
+	csr, _ := certs.NewCSR(signer, pkix.Name{CommonName: "serial-0001"}, nil)
+	if err := s.certs.Import(ctx, "bootstrap", boot.issue(t, csr)); err != nil {
+		t.Fatal(err)
+	}
+	devPEM, err := s.certs.Ensure(ctx, "device-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idPEM, _ := s.certs.Get(ctx, "est-id")
+	dev, id := parseChain(t, devPEM)[0], parseChain(t, idPEM)[0]
+	for _, c := range []*x509.Certificate{dev, id} {
+		if err := srv.Revoke(c.SerialNumber); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var newDev, newID *x509.Certificate
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		d, err1 := s.certs.Get(ctx, "device-id")
+		i, err2 := s.certs.Get(ctx, "est-id")
+		if err1 == nil && err2 == nil && !parseChain(t, d)[0].Equal(dev) && !parseChain(t, i)[0].Equal(id) {
+			newDev, newID = parseChain(t, d)[0], parseChain(t, i)[0]
+			opensslVerify(t, d, string(caPEM))
+			opensslVerify(t, i, string(caPEM))
+			break
+		}
+	}
+	if newDev == nil {
+		t.Fatalf("certd did not re-enroll both; its log:\n%s", s.certd.Output())
+	}
+	if string(newID.RawSubjectPublicKeyInfo) == string(id.RawSubjectPublicKeyInfo) || string(newDev.RawSubjectPublicKeyInfo) == string(dev.RawSubjectPublicKeyInfo) {
+		t.Fatal("a re-enrolled certificate kept the revoked one's key")
 	}
 }

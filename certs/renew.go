@@ -15,16 +15,38 @@ func (s *Service) renewAt(info Info) time.Time {
 	leaf := info.Leaf()
 	life := leaf.NotAfter.Sub(leaf.NotBefore)
 	var at time.Time
-	if is.AutoRenew.threshold.fraction > 0 {
+	paced := is.AutoRenew.Paced(leaf.NotBefore, leaf.NotAfter)
+	switch {
+	case is.AutoRenew.threshold.fraction > 0:
 		at = leaf.NotBefore.Add(is.AutoRenew.threshold.of(life))
-	} else {
+	case paced:
+		// "Renew 10d before expiry" of a 1-hour certificate would be due at
+		// once, forever: renew part-way through the lifetime it really has.
+		at = leaf.NotBefore.Add(time.Duration(float64(life) * PaceFraction))
+	default:
 		at = leaf.NotAfter.Add(-is.AutoRenew.threshold.d)
 	}
 	s.mu.Lock()
 	r, failed := s.retry[info.ID]
+	last, renewed := s.lastSuccess[info.ID]
+	logPacing := paced && !s.pacedLogged[info.ID]
+	if logPacing {
+		s.pacedLogged[info.ID] = true
+	}
 	s.mu.Unlock()
+	if logPacing {
+		s.log.Warn("the CA issued a lifetime at or below the renewal threshold; renewing part-way through the lifetime instead",
+			"cert_id", info.ID, "lifetime", life.String(), "threshold", is.AutoRenew.Threshold,
+			"renew_at_fraction", PaceFraction, "min_interval", is.AutoRenew.minInterval.String())
+	}
 	if failed && r.at.After(at) {
 		at = r.at
+	}
+	// A paced certificate is never renewed sooner than min_interval after
+	// the last success; nor is any certificate whose renewal time is already
+	// past when it was issued (a CA backdating notBefore far).
+	if renewed && (paced || !at.After(last)) && at.Before(last.Add(is.AutoRenew.minInterval)) {
+		at = last.Add(is.AutoRenew.minInterval)
 	}
 	return at
 }
@@ -35,9 +57,26 @@ const maxRetryBackoff = 8
 // Run renews managed certificates when they are due, until ctx is done.
 // The schedule is rebuilt from what is stored each round, so a restart
 // resumes it; a failure keeps the old certificate and retries with back-off.
+//
+// With EST issuance it also checks the CRLs of EST-issued certificates
+// every [est] crl_check_interval and when a server says "revoked".
 func (s *Service) Run(ctx context.Context) {
+	crlEvery := time.Duration(0)
+	for _, is := range s.cfg.Issuance {
+		if is.Method == "est" {
+			crlEvery = s.cfg.EST.crlInterval
+		}
+	}
+	nextCRL := s.clock.Now()
 	for {
+		if crlEvery > 0 && !s.clock.Now().Before(nextCRL) {
+			s.checkRevocations(ctx)
+			nextCRL = s.clock.Now().Add(crlEvery)
+		}
 		next := s.renewDue(ctx)
+		if crlEvery > 0 && (next.IsZero() || nextCRL.Before(next)) {
+			next = nextCRL
+		}
 		var wait <-chan time.Time
 		if !next.IsZero() {
 			wait = s.clock.After(next.Sub(s.clock.Now()))
@@ -47,6 +86,8 @@ func (s *Service) Run(ctx context.Context) {
 			return
 		case <-wait:
 		case <-s.kick:
+		case <-s.checkCRL:
+			nextCRL = s.clock.Now()
 		}
 	}
 }

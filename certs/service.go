@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,7 +60,14 @@ type Service struct {
 
 	mu    sync.Mutex
 	retry map[string]retryState
-	kick  chan struct{}
+	// lastSuccess is when each certificate was last issued by policy here,
+	// for auto_renew.min_interval; pacedLogged: the pacing was logged once.
+	lastSuccess map[string]time.Time
+	pacedLogged map[string]bool
+	revocation  map[string]RevocationState
+	kick        chan struct{}
+	// checkCRL asks Run for a CRL check now (a TLS failure said "revoked").
+	checkCRL chan struct{}
 }
 
 type retryState struct {
@@ -76,7 +84,8 @@ func NewService(store *Store, keys KeyStore, cfg *Config, clock Clock, log *slog
 		cfg.Issuance = map[string]*Issuance{}
 	}
 	return &Service{store: store, keys: keys, cfg: cfg, clock: clock, log: log,
-		retry: map[string]retryState{}, kick: make(chan struct{}, 1)}
+		retry: map[string]retryState{}, lastSuccess: map[string]time.Time{}, pacedLogged: map[string]bool{},
+		revocation: map[string]RevocationState{}, kick: make(chan struct{}, 1), checkCRL: make(chan struct{}, 1)}
 }
 
 // Get describes a certificate, with its RenewAt.
@@ -383,6 +392,16 @@ func (s *Service) Renew(ctx context.Context, id string) (Info, error) {
 // renew issues id per policy; unless force, only if it is (still) missing
 // or due once the issuance lock is held, so racing callers issue once.
 func (s *Service) renew(ctx context.Context, id string, force bool) (Info, error) {
+	return s.renewWith(ctx, id, renewOptions{force: force})
+}
+
+// renewOptions: force issues even when not due; fresh enrolls anew
+// (simpleenroll with the EST identity) instead of re-enrolling with the
+// certificate itself; rotate makes a new key whatever the policy says.
+type renewOptions struct{ force, fresh, rotate bool }
+
+func (s *Service) renewWith(ctx context.Context, id string, o renewOptions) (Info, error) {
+	force := o.force
 	if err := ValidateID(id); err != nil {
 		return Info{}, err
 	}
@@ -398,7 +417,7 @@ func (s *Service) renew(ctx context.Context, id string, force bool) (Info, error
 			return info, nil // another caller issued it meanwhile
 		}
 	}
-	rotate := is.AutoRenew != nil && is.AutoRenew.RotateKey && oldErr == nil
+	rotate := (o.rotate || is.AutoRenew != nil && is.AutoRenew.RotateKey) && oldErr == nil
 	keyID := is.KeyID
 	if rotate {
 		keyID = is.KeyID + ".next"
@@ -411,8 +430,10 @@ func (s *Service) renew(ctx context.Context, id string, force bool) (Info, error
 		}
 	}
 	algorithms := is.KeyAlgorithms
+	var attrs *est.CSRAttrs
 	if is.Method == "est" {
-		if hint := s.estKeyHint(ctx, is); hint != "" {
+		attrs = s.estCSRAttrs(ctx, is)
+		if hint := s.keyHint(attrs); hint != "" {
 			algorithms = hint + ":" + algorithms // the CA asked for this key type (csrattrs)
 		}
 	}
@@ -434,6 +455,11 @@ func (s *Service) renew(ctx context.Context, id string, force bool) (Info, error
 	if err != nil {
 		return Info{}, err
 	}
+	if is.Method == "est" {
+		if csrDER, err = s.addChallengePassword(csrDER, signer, attrs); err != nil {
+			return Info{}, err
+		}
+	}
 	csr, err := ParseCSR(csrDER)
 	if err != nil {
 		return Info{}, err
@@ -447,12 +473,15 @@ func (s *Service) renew(ctx context.Context, id string, force bool) (Info, error
 		chain, err = s.issueLocalCA(ctx, csr, is.IssuerCert, profile, false)
 	case "est":
 		reenrollAs := ""
-		if oldErr == nil && s.clock.Now().Before(old.Leaf().NotAfter) {
+		if oldErr == nil && !o.fresh && s.clock.Now().Before(old.Leaf().NotAfter) {
 			reenrollAs = id // authenticate the re-enrollment with the certificate being renewed
 		}
 		chain, err = s.enrollEST(ctx, reenrollAs, csrDER, is.URL, is.Label, true)
 	}
 	if err != nil {
+		if is.Method == "est" && strings.Contains(err.Error(), "revoked") {
+			s.crlNow() // the server says a certificate of ours is revoked
+		}
 		return Info{}, err
 	}
 	if err := s.store.Put(id, EncodeChain(chain)); err != nil {
@@ -466,6 +495,7 @@ func (s *Service) renew(ctx context.Context, id string, force bool) (Info, error
 	}
 	s.mu.Lock()
 	delete(s.retry, id)
+	s.lastSuccess[id] = s.clock.Now()
 	s.mu.Unlock()
 	if oldErr != nil {
 		s.log.Info("certificate issued by policy", "cert_id", id, "method", is.Method, "not_after", chain[0].NotAfter)
@@ -485,9 +515,9 @@ func (s *Service) RecoverRotation(ctx context.Context) {
 	s.issue.Lock()
 	defer s.issue.Unlock()
 	for id, is := range s.cfg.Issuance {
-		if is.AutoRenew != nil && is.AutoRenew.RotateKey {
-			s.recoverRotation(ctx, id, is)
-		}
+		// Every policy: a revoked certificate is re-enrolled with a new
+		// key even without rotate_key.
+		s.recoverRotation(ctx, id, is)
 	}
 }
 
@@ -526,13 +556,64 @@ func (s *Service) enrollEST(ctx context.Context, reenrollAs string, csrDER []byt
 		if auth.ClientCert, err = s.tlsIdentity(ctx, reenrollAs, s.keyFor(reenrollAs)); err != nil {
 			return nil, err
 		}
-		return client.SimpleReenroll(ctx, auth, csrDER)
+		issued, err := client.SimpleReenroll(ctx, auth, csrDER)
+		if err != nil {
+			return nil, err
+		}
+		return s.completeChain(ctx, client, auth, issued)
 	}
 	auth, err := s.estIdentity(ctx, client, base)
 	if err != nil {
 		return nil, err
 	}
-	return client.SimpleEnroll(ctx, auth, csrDER)
+	issued, err := client.SimpleEnroll(ctx, auth, csrDER)
+	if err != nil {
+		return nil, err
+	}
+	return s.completeChain(ctx, client, auth, issued)
+}
+
+// completeChain turns an enrollment answer (RFC 7030 4.2.3: usually the
+// issued certificate alone) into the chain certd stores and presents: the
+// leaf and its intermediates up to, not including, the trust anchor, built
+// from the server's current /cacerts (so a CA rollover is picked up at the
+// next renewal) and verified before anything is stored.
+func (s *Service) completeChain(ctx context.Context, client *est.Client, auth est.Auth, issued []*x509.Certificate) ([]*x509.Certificate, error) {
+	caCerts, err := client.CACerts(ctx, auth)
+	if err != nil {
+		return nil, fmt.Errorf("fetch the EST CA certificates to complete the chain: %w", err)
+	}
+	anchors, err := s.estAnchors()
+	if err != nil {
+		return nil, err
+	}
+	chain, err := est.BuildChain(issued[0], issued[1:], caCerts, anchors, s.clock.Now())
+	if err != nil {
+		return nil, err
+	}
+	if len(chain) > 1 {
+		s.log.Debug("EST chain completed from /cacerts", "subject", chain[0].Subject.String(), "intermediates", len(chain)-1)
+	}
+	return chain, nil
+}
+
+// estAnchors are the configured EST trust anchors ([est] trusted_certs);
+// nil when none are configured (the system roots then anchor TLS).
+func (s *Service) estAnchors() (*x509.CertPool, error) {
+	if len(s.cfg.EST.TrustedCerts) == 0 {
+		return nil, nil
+	}
+	anchors := x509.NewCertPool()
+	for _, id := range s.cfg.EST.TrustedCerts {
+		info, err := s.store.Get(id)
+		if err != nil {
+			return nil, fmt.Errorf("EST trust anchor %q: %w", id, err)
+		}
+		for _, c := range info.Chain {
+			anchors.AddCert(c)
+		}
+	}
+	return anchors, nil
 }
 
 // keyFor is the key id a managed certificate's key lives under.
@@ -581,7 +662,18 @@ func (s *Service) estIdentity(ctx context.Context, client *est.Client, base est.
 			return est.Auth{}, err
 		}
 	}
-	chain, err := client.SimpleEnroll(ctx, boot, csrDER)
+	attrs, err := client.CSRAttrs(ctx, boot)
+	if err != nil {
+		s.log.Warn("EST csrattrs unavailable for the EST identity's request", "err", err)
+	}
+	if csrDER, err = s.addChallengePassword(csrDER, signer, attrs); err != nil {
+		return est.Auth{}, err
+	}
+	issued, err := client.SimpleEnroll(ctx, boot, csrDER)
+	if err != nil {
+		return est.Auth{}, fmt.Errorf("enroll the EST identity %q: %w", e.IdentityCert, err)
+	}
+	chain, err := s.completeChain(ctx, client, boot, issued)
 	if err != nil {
 		return est.Auth{}, fmt.Errorf("enroll the EST identity %q: %w", e.IdentityCert, err)
 	}
@@ -625,24 +717,23 @@ func (s *Service) estClient(urlOverride, label string) (*est.Client, error) {
 	if url == "" {
 		return nil, fault.New(fault.InvalidArgs, "no EST URL: set [est] url or pass option est_url")
 	}
-	var anchors *x509.CertPool
-	if len(s.cfg.EST.TrustedCerts) > 0 {
-		anchors = x509.NewCertPool()
-		for _, id := range s.cfg.EST.TrustedCerts {
-			info, err := s.store.Get(id)
-			if err != nil {
-				return nil, fmt.Errorf("EST trust anchor %q: %w", id, err)
-			}
-			for _, c := range info.Chain {
-				anchors.AddCert(c)
-			}
-		}
+	anchors, err := s.estAnchors()
+	if err != nil {
+		return nil, err
 	}
 	cfg := est.Config{URL: url, Label: label, TrustAnchors: anchors}
 	if s.ESTConfig != nil {
 		s.ESTConfig(&cfg)
 	}
 	return est.New(cfg)
+}
+
+// crlNow asks Run for a CRL check at once.
+func (s *Service) crlNow() {
+	select {
+	case s.checkCRL <- struct{}{}:
+	default:
+	}
 }
 
 func (s *Service) wake() {
@@ -652,13 +743,32 @@ func (s *Service) wake() {
 	}
 }
 
-// estKeyHint asks the EST server's /csrattrs which key type it wants
-// (RFC 7030 4.5.2) and returns it as a Keys algorithm name, or "" when the
-// server has no preference, does not answer, or asks for a type Keys cannot make.
-func (s *Service) estKeyHint(ctx context.Context, is *Issuance) string {
+// addChallengePassword puts the configured challenge password in an EST
+// request when the server's csrattrs asks for it or the configuration says
+// always. The secret is read from its file now and never logged.
+func (s *Service) addChallengePassword(csrDER []byte, signer crypto.Signer, attrs *est.CSRAttrs) ([]byte, error) {
+	e := s.cfg.EST
+	asked := attrs != nil && attrs.ChallengePasswordRequested()
+	if !asked && e.SendChallengePassword != "always" {
+		return csrDER, nil
+	}
+	if e.ChallengePasswordFile == "" {
+		s.log.Warn("the EST server asks for a challenge password, but [est] challenge_password_file is not set; sending the request without one")
+		return csrDER, nil
+	}
+	pw, err := readChallengePassword(e.ChallengePasswordFile)
+	if err != nil {
+		return nil, err
+	}
+	return WithChallengePassword(csrDER, signer, pw)
+}
+
+// estCSRAttrs asks the EST server's /csrattrs what it wants in a CSR
+// (RFC 7030 4.5); nil when it has nothing or does not answer.
+func (s *Service) estCSRAttrs(ctx context.Context, is *Issuance) *est.CSRAttrs {
 	client, err := s.estClient(is.URL, is.Label)
 	if err != nil {
-		return ""
+		return nil
 	}
 	auth := est.Auth{Username: s.cfg.EST.Username, Password: s.cfg.EST.Password}
 	if id := s.cfg.EST.IdentityCert; id != "" {
@@ -669,6 +779,16 @@ func (s *Service) estKeyHint(ctx context.Context, is *Issuance) string {
 	attrs, err := client.CSRAttrs(ctx, auth)
 	if err != nil {
 		s.log.Warn("EST csrattrs unavailable; using the configured key type", "err", err)
+		return nil
+	}
+	return attrs
+}
+
+// keyHint returns the key type csrattrs asks for (RFC 7030 4.5.2) as a
+// Keys algorithm name, or "" when the server has no preference or asks for
+// a type Keys cannot make.
+func (s *Service) keyHint(attrs *est.CSRAttrs) string {
+	if attrs == nil {
 		return ""
 	}
 	hint, ok := attrs.KeyHint()

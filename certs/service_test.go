@@ -476,3 +476,35 @@ func TestCABindingsMustAgree(t *testing.T) {
 		t.Fatalf("CAKey(ca) = %q, %v", k, ok)
 	}
 }
+
+func TestChallengePasswordCSRIsReadByOpenSSL(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		testenv.Missing(t, "openssl", err.Error())
+	}
+	keys := newFakeKeys()
+	signer, _ := keys.CreateKeyPair(context.Background(), "k", "ec-p256")
+	der, err := NewCSR(signer, pkix.Name{CommonName: "device-1"}, []string{"device-1.local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withPW, err := WithChallengePassword(der, signer, "zto-secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := ParseCSR(withPW)
+	if err != nil || csr.Subject.CommonName != "device-1" || len(csr.DNSNames) != 1 {
+		t.Fatalf("the re-signed request lost its subject or SAN: %v", err)
+	}
+	p := filepath.Join(t.TempDir(), "req.der")
+	os.WriteFile(p, withPW, 0o600)
+	out, err := exec.Command("openssl", "req", "-inform", "DER", "-in", p, "-verify", "-noout", "-text").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "challengePassword") || !strings.Contains(string(out), "zto-secret") ||
+		!strings.Contains(string(out), "verify OK") && !strings.Contains(string(out), "Certificate request self-signature verify OK") {
+		t.Fatalf("openssl req: %v\n%s", err, out)
+	}
+	for _, bad := range []string{"", strings.Repeat("x", 256), "tab\there"} {
+		if _, err := WithChallengePassword(der, signer, bad); !fault.Is(err, fault.InvalidArgs) {
+			t.Errorf("password %q: %v, want InvalidArgs", bad, err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/x509"
+	"time"
 
 	"github.com/edgev2/edgev2/internal/fault"
 )
@@ -54,4 +55,62 @@ func samePublicKey(csr *x509.CertificateRequest, cert *x509.Certificate) bool {
 	}
 	k, ok := csr.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && cert.PublicKey != nil && k.Equal(cert.PublicKey)
+}
+
+// MaxChainCerts bounds how many certificates chain building considers; a
+// real CA hierarchy has a handful.
+const MaxChainCerts = 32
+
+// BuildChain completes an issued certificate's chain from what the EST
+// server sent: extra (the rest of the enrollment response) and caCerts (its
+// /cacerts answer, RFC 7030 4.1). The chain must verify up to a trust
+// anchor: a self-signed certificate of caCerts (the server's root, which
+// /cacerts delivers over the TLS session the explicit trust anchors
+// authenticated, RFC 7030 4.1.3) or one of anchors. It returns the leaf and
+// its intermediates, leaf first, without the anchor itself.
+func BuildChain(leaf *x509.Certificate, extra, caCerts []*x509.Certificate, anchors *x509.CertPool, now time.Time) ([]*x509.Certificate, error) {
+	if leaf == nil {
+		return nil, fault.New(fault.InvalidArgs, "no certificate to build a chain for")
+	}
+	if len(extra)+len(caCerts) > MaxChainCerts {
+		return nil, fault.New(fault.InvalidArgs, "the EST server sent %d CA certificates; at most %d are considered", len(extra)+len(caCerts), MaxChainCerts)
+	}
+	roots := x509.NewCertPool()
+	if anchors != nil {
+		roots = anchors.Clone()
+	}
+	inter := x509.NewCertPool()
+	for _, c := range append(append([]*x509.Certificate{}, caCerts...), extra...) {
+		if c.Equal(leaf) {
+			continue
+		}
+		if selfSigned(c) {
+			roots.AddCert(c)
+		} else {
+			inter.AddCert(c)
+		}
+	}
+	chains, err := leaf.Verify(x509.VerifyOptions{
+		Roots: roots, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	})
+	if err != nil {
+		return nil, fault.Wrap(fault.Failed, err, "the issued certificate %q does not verify up to the EST server's CA certificates (/cacerts) or the trust anchors: %v", leaf.Subject.String(), err)
+	}
+	best := chains[0]
+	for _, c := range chains[1:] {
+		if len(c) < len(best) {
+			best = c
+		}
+	}
+	if len(best) == 1 { // the leaf is itself an anchor
+		return best, nil
+	}
+	return best[:len(best)-1], nil
+}
+
+// selfSigned: subject equals issuer and the certificate's own key verifies
+// its signature.
+func selfSigned(c *x509.Certificate) bool {
+	return bytes.Equal(c.RawSubject, c.RawIssuer) && c.CheckSignatureFrom(c) == nil
 }

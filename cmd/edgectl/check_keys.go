@@ -175,6 +175,8 @@ func (k *checker) checkExpiry(ctx context.Context, cc *cclient.Client, leafOf fu
 		if leaf.NotBefore.After(latestNotBefore) {
 			latestNotBefore = leaf.NotBefore
 		}
+		k.checkPacing(id, leaf)
+		k.checkRevocation(ctx, cc, id)
 		fix := fmt.Sprintf("renew it: `edgectl certs renew %s` (or import a new one if it is preloaded)", id)
 		switch left := leaf.NotAfter.Sub(now); {
 		case left <= 0:
@@ -194,4 +196,72 @@ func (k *checker) checkExpiry(ctx context.Context, cc *cclient.Client, leafOf fu
 	} else if now.Year() >= 2024 {
 		k.ok("clock", "%s, not behind any certificate", now.UTC().Format(time.RFC3339))
 	}
+}
+
+// checkPacing says when the CA issued a certificate for no longer than its
+// renewal threshold, so certd renews it part-way through its lifetime
+// (at most once per min_interval) instead of at the threshold.
+func (k *checker) checkPacing(id string, leaf *x509.Certificate) {
+	if k.cfg.certd == nil {
+		return
+	}
+	is, ok := k.cfg.certd.Issuance[id]
+	if !ok || is.AutoRenew == nil || !is.AutoRenew.Paced(leaf.NotBefore, leaf.NotAfter) {
+		return
+	}
+	life := leaf.NotAfter.Sub(leaf.NotBefore)
+	k.add("certs.renewal."+id, statusWarning,
+		fmt.Sprintf("certificate %q was issued for %s, at or below its renewal threshold %q: certd renews it at %d%% of its lifetime, at most once every %s",
+			id, life.Round(time.Second), is.AutoRenew.Threshold, int(certs.PaceFraction*100), is.AutoRenew.MinIntervalDuration()),
+		fmt.Sprintf("the CA caps lifetimes; set [cert_issuance.%s.auto_renew] threshold below %s (e.g. \"80%%\")", id, life.Round(time.Second)))
+}
+
+// checkRevocation looks an EST-issued certificate up on the CRL its CA
+// names, verified against its issuer, as certd does on its schedule.
+func (k *checker) checkRevocation(ctx context.Context, cc *cclient.Client, id string) {
+	if k.cfg.certd == nil {
+		return
+	}
+	is, ok := k.cfg.certd.Issuance[id]
+	if !ok || is.Method != "est" {
+		return
+	}
+	name := "certs.revocation." + id
+	pemText, err := cc.Get(ctx, id)
+	if err != nil {
+		return
+	}
+	chain, err := certs.ParseChainPEM(pemText)
+	if err != nil || len(chain[0].CRLDistributionPoints) == 0 {
+		return
+	}
+	issuers := append([]*x509.Certificate{}, chain[1:]...)
+	anchors := x509.NewCertPool()
+	for _, a := range k.cfg.certd.EST.TrustedCerts {
+		if p, err := cc.Get(ctx, a); err == nil {
+			if ac, err := certs.ParseChainPEM(p); err == nil {
+				issuers = append(issuers, ac...)
+				for _, c := range ac {
+					anchors.AddCert(c)
+				}
+			}
+		}
+	}
+	if len(k.cfg.certd.EST.TrustedCerts) == 0 {
+		anchors = nil
+	}
+	crl, err := certs.FetchCRL(ctx, chain[0].CRLDistributionPoints[0], anchors)
+	if err == nil {
+		var revoked bool
+		if revoked, err = certs.CheckRevoked(crl, chain[0], issuers, k.o.now()); err == nil && revoked {
+			k.add(name, statusError, fmt.Sprintf("certificate %q (serial %s) is revoked by its CA", id, chain[0].SerialNumber.Text(16)),
+				"certd re-enrolls it with a new key at its next CRL check ([est] crl_check_interval); to do it now: `edgectl certs renew "+id+"`, then see `journalctl -u edgev2-certd`")
+			return
+		}
+	}
+	if err != nil {
+		k.add(name, statusWarning, fmt.Sprintf("certificate %q: its CRL cannot be checked: %s", id, fault.Message(err)), "check that the CA's CRL distribution point is reachable")
+		return
+	}
+	k.ok(name, "certificate %q is not on its CA's CRL", id)
 }

@@ -38,6 +38,9 @@ const (
 type fileConfig = labcloud.Config
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "revoke" {
+		os.Exit(revokeMain(os.Args[2:]))
+	}
 	state := flag.String("state", "", "state `directory` (EST CA, DPS registrations, hub registry); required")
 	configPath := flag.String("config", "", "configuration `file` (TOML with [est], [dps] and [hub] tables); optional")
 	listen := flag.String("listen", "127.0.0.1:0", "HTTPS listen `address`")
@@ -102,6 +105,11 @@ func run(stateDir, configPath, listen string, log *slog.Logger) int {
 	// ca.pem is the trust anchor clients use (curl --cacert, est clients).
 	if err := atomicfile.WriteFile(filepath.Join(stateDir, "ca.pem"), srv.CAPEM(), 0o644); err != nil {
 		log.Error("cannot write ca.pem", "err", err)
+		return exitFailure
+	}
+	// url tells `edgev2-labcloud revoke --state` where the running server is.
+	if err := atomicfile.WriteFile(filepath.Join(stateDir, "url"), []byte(url+"\n"), 0o644); err != nil {
+		log.Error("cannot write url", "err", err)
 		return exitFailure
 	}
 

@@ -78,6 +78,8 @@ identity_cert = "est-id"
 identity_key = "est-id"
 bootstrap_identity_cert = "est-bootstrap"
 bootstrap_identity_key = "est-bootstrap"
+# short for the demo's revocation step; the default is "1h"
+crl_check_interval = "2s"
 [cert_issuance.device-cert]
 method = "est"
 key_id = "device-id"
@@ -166,6 +168,32 @@ key = "edgev2-edge-ca"
 			return "", fmt.Errorf("the certificate did not change (%v)", err)
 		}
 		return fmt.Sprintf("serial %s… → %s…", before.Serial[:8], after.Serial[:8]), nil
+	})
+}
+
+// revocationStep revokes the device certificate at the CA with
+// `edgev2-labcloud revoke`: certd notices on its CRL schedule, re-enrolls
+// with a new key, and identityd registers the new certificate with DPS.
+func revocationStep(p testenv.TB, run func(string, func() (string, error)) error, b *testenv.Bus, ctx context.Context, lab *testenv.Labcloud, identityd *testenv.Service) error {
+	cc := cclient.New(b.Conn(p))
+	return run("revoke the device certificate at the CA (edgev2-labcloud revoke): certd re-enrolls, identityd re-registers", func() (string, error) {
+		before, err := cc.Properties(ctx, "device-cert")
+		if err != nil {
+			return "", err
+		}
+		registered := strings.Count(identityd.Output(), "registering again with DPS")
+		out, err := exec.Command(testenv.BuildBinary(p, "./cmd/edgev2-labcloud"), "revoke", "--state", lab.State, before.Serial).CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("edgev2-labcloud revoke: %v: %s", err, out)
+		}
+		for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+			after, err := cc.Properties(ctx, "device-cert")
+			if err == nil && after.Serial != before.Serial && strings.Count(identityd.Output(), "registering again with DPS") > registered &&
+				strings.Contains(identityd.Output()[strings.LastIndex(identityd.Output(), "registering again with DPS"):], "provisioned") {
+				return fmt.Sprintf("serial %s… revoked → %s…, registered with DPS again", before.Serial[:8], after.Serial[:8]), nil
+			}
+		}
+		return "", fmt.Errorf("certd did not re-enroll the revoked certificate, or identityd did not register it, within 90 s")
 	})
 }
 

@@ -23,6 +23,7 @@ import (
 func identitySteps(p testenv.TB, run func(string, func() (string, error)) error, b *testenv.Bus, pk *testenv.Polkit, ctx context.Context, lab *testenv.Labcloud, caPEM []byte) error {
 	hostPort := strings.TrimPrefix(lab.URL, "https://")
 	var ic *iclient.Client
+	var identityd *testenv.Service
 	if err := run("start edgev2-identityd: DPS X.509 with the EST-issued certificate", func() (string, error) {
 		iuid, igid := testenv.EnsureUser(p, testenv.IdentityUser)
 		dir := testenv.SharedTempDir(p, "demo-identity")
@@ -53,7 +54,7 @@ trusted_certs = ["est-ca"]
 			return "", err
 		}
 		pk.AddRule(p, "identityd-grant", string(rules))
-		testenv.StartService(p, b, testenv.ServiceOptions{
+		identityd = testenv.StartService(p, b, testenv.ServiceOptions{
 			Binary: testenv.BuildBinary(p, "./cmd/edgev2-identityd"), Args: []string{"--config", cfg},
 			User: testenv.IdentityUser, BusName: identity.BusName,
 		})
@@ -85,7 +86,7 @@ trusted_certs = ["est-ca"]
 	}); err != nil {
 		return err
 	}
-	return run("the module's SAS token is accepted by the hub (device-to-cloud message)", func() (string, error) {
+	tokenAccepted := func() (string, error) {
 		tok, err := ic.SasToken(ctx, "demo-module", 300)
 		if err != nil {
 			return "", err
@@ -107,5 +108,12 @@ trusted_certs = ["est-ca"]
 			return "", fmt.Errorf("the hub answered %s", resp.Status)
 		}
 		return "HTTP 204 from the hub for " + tok[:strings.Index(tok, "&sig=")] + "&sig=…", nil
-	})
+	}
+	if err := run("the module's SAS token is accepted by the hub (device-to-cloud message)", tokenAccepted); err != nil {
+		return err
+	}
+	if err := revocationStep(p, run, b, ctx, lab, identityd); err != nil {
+		return err
+	}
+	return run("after the re-enrollment, a module's SAS token is still accepted", tokenAccepted)
 }

@@ -69,6 +69,7 @@ func (s *Services) Handler() http.Handler {
 	estH := s.EST.Handler()
 	mux.Handle(est.PathPrefix, estH)
 	mux.Handle("/crl", estH)
+	mux.Handle(est.AdminRevokePath, estH)
 	mux.Handle(hub.PathPrefix, s.Hub.Handler())
 	mux.Handle("/", s.DPS.Handler())
 	return mux

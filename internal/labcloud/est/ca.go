@@ -27,8 +27,11 @@ import (
 
 // Files of the CA in its state directory, all 0600.
 const (
-	caKeyFile    = "ca-key.pem" // PKCS#8 EC P-256 private key
-	caCertFile   = "ca-cert.pem"
+	caKeyFile  = "ca-key.pem" // PKCS#8 EC P-256 private key of the issuing CA
+	caCertFile = "ca-cert.pem"
+	// With [est] intermediate, the issuing CA is signed by a root kept here.
+	rootKeyFile  = "root-key.pem"
+	rootCertFile = "root-cert.pem"
 	indexFile    = "issued.json" // every certificate issued over EST, and revocations
 	skewBackdate = time.Minute   // notBefore is backdated for clients with slow clocks
 )
@@ -39,8 +42,11 @@ var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
 // issued certificates live in one state directory.
 type ca struct {
 	dir  string
-	cert *x509.Certificate
+	cert *x509.Certificate // the issuing CA
 	key  crypto.Signer
+	// root is the trust anchor above an intermediate issuing CA; nil when
+	// the issuing CA is itself the (self-signed) root.
+	root *x509.Certificate
 
 	mu       sync.Mutex
 	idx      index
@@ -64,38 +70,91 @@ type record struct {
 
 // openCA loads the CA in dir, or makes one (key, then self-signed
 // certificate) when dir has none yet.
-func openCA(dir string, cfg CAConfig, now time.Time) (*ca, error) {
+// With intermediate, a first start makes a root and an issuing CA under
+// it; a state directory that already has a root keeps using it.
+func openCA(dir string, cfg CAConfig, intermediate bool, now time.Time) (*ca, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("make state directory: %w", err)
 	}
 	c := &ca{dir: dir, bySerial: map[string]int{}}
+	_, statErr := os.Stat(filepath.Join(dir, rootCertFile))
+	_, caErr := os.Stat(filepath.Join(dir, caCertFile))
+	var rootKey crypto.Signer
+	if statErr == nil || (intermediate && errors.Is(caErr, os.ErrNotExist)) {
+		var err error
+		if rootKey, err = loadOrCreateKey(filepath.Join(dir, rootKeyFile)); err != nil {
+			return nil, err
+		}
+		rootCfg := cfg
+		rootCfg.CommonName += " Root"
+		if c.root, err = loadOrCreateCert(filepath.Join(dir, rootCertFile), rootKey, func(path string) ([]byte, error) {
+			return createCACert(path, rootKey, rootCfg, nil, nil, now)
+		}); err != nil {
+			return nil, fmt.Errorf("root CA certificate: %w", err)
+		}
+	}
 	key, err := loadOrCreateKey(filepath.Join(dir, caKeyFile))
 	if err != nil {
 		return nil, err
 	}
 	c.key = key
-	certPath := filepath.Join(dir, caCertFile)
-	pemBytes, err := os.ReadFile(certPath)
-	if errors.Is(err, os.ErrNotExist) {
-		pemBytes, err = createCACert(certPath, key, cfg, now)
-	}
-	if err != nil {
+	if c.cert, err = loadOrCreateCert(filepath.Join(dir, caCertFile), key, func(path string) ([]byte, error) {
+		if c.root != nil {
+			return createCACert(path, key, cfg, c.root, rootKey, now)
+		}
+		return createCACert(path, key, cfg, nil, nil, now)
+	}); err != nil {
 		return nil, fmt.Errorf("CA certificate: %w", err)
 	}
-	block, _ := pem.Decode(pemBytes)
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("%s holds no PEM certificate", certPath)
-	}
-	if c.cert, err = x509.ParseCertificate(block.Bytes); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", certPath, err)
-	}
-	if !publicKeysEqual(c.cert.PublicKey, key.Public()) {
-		return nil, fmt.Errorf("%s does not belong to the key in %s", certPath, caKeyFile)
+	if c.root != nil {
+		if err := c.cert.CheckSignatureFrom(c.root); err != nil {
+			return nil, fmt.Errorf("%s is not signed by %s: %w", caCertFile, rootCertFile, err)
+		}
 	}
 	if err := c.loadIndex(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// loadOrCreateCert reads the PEM certificate at path, making it with create
+// when missing, and checks that it belongs to key.
+func loadOrCreateCert(path string, key crypto.Signer, create func(string) ([]byte, error)) (*x509.Certificate, error) {
+	pemBytes, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		pemBytes, err = create(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(pemBytes)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", path, err)
+	}
+	if !publicKeysEqual(cert.PublicKey, key.Public()) {
+		return nil, fmt.Errorf("%s does not belong to its key", path)
+	}
+	return cert, nil
+}
+
+// anchor is the trust anchor of everything this CA issues: the root.
+func (c *ca) anchor() *x509.Certificate {
+	if c.root != nil {
+		return c.root
+	}
+	return c.cert
+}
+
+// chain is the issuing CA and the certificates above it, root last.
+func (c *ca) chain() []*x509.Certificate {
+	if c.root != nil {
+		return []*x509.Certificate{c.cert, c.root}
+	}
+	return []*x509.Certificate{c.cert}
 }
 
 func loadOrCreateKey(path string) (crypto.Signer, error) {
@@ -133,7 +192,9 @@ func loadOrCreateKey(path string) (crypto.Signer, error) {
 	return s, nil
 }
 
-func createCACert(path string, key crypto.Signer, cfg CAConfig, now time.Time) ([]byte, error) {
+// createCACert makes a CA certificate for key: self-signed when parent is
+// nil, else an intermediate (path length 0) signed by parentKey.
+func createCACert(path string, key crypto.Signer, cfg CAConfig, parent *x509.Certificate, parentKey crypto.Signer, now time.Time) ([]byte, error) {
 	serial, err := randomSerial()
 	if err != nil {
 		return nil, err
@@ -148,9 +209,17 @@ func createCACert(path string, key crypto.Signer, cfg CAConfig, now time.Time) (
 		IsCA:                  true,
 		SubjectKeyId:          keyID(key.Public()),
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	signer, issuer := key, tmpl
+	if parent != nil {
+		signer, issuer = parentKey, parent
+		tmpl.MaxPathLenZero = true
+		if tmpl.NotAfter.After(parent.NotAfter) {
+			tmpl.NotAfter = parent.NotAfter
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, key.Public(), signer)
 	if err != nil {
-		return nil, fmt.Errorf("self-sign: %w", err)
+		return nil, fmt.Errorf("sign CA certificate: %w", err)
 	}
 	data := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	if err := atomicfile.Create(path, data, 0o600); err != nil {
@@ -301,9 +370,9 @@ func (c *ca) issued() []*x509.Certificate {
 	return out
 }
 
-// certPEM is the CA certificate, the trust anchor clients use.
+// certPEM is the root CA certificate, the trust anchor clients use.
 func (c *ca) certPEM() []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.cert.Raw})
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.anchor().Raw})
 }
 
 func randomSerial() (*big.Int, error) {

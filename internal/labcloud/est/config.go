@@ -15,6 +15,11 @@ type Config struct {
 	// CA describes the local CA made on first start; later starts reuse the
 	// CA in the state directory and ignore these settings.
 	CA CAConfig `toml:"ca"`
+	// Intermediate: a first start makes a root CA and an issuing CA under
+	// it (the common deployment). /cacerts returns both; enrollment answers
+	// carry only the issued certificate (RFC 7030 4.2.3), and TLS clients
+	// are verified against the root alone, so they must present the chain.
+	Intermediate bool `toml:"intermediate"`
 	// Validity of issued certificates, a Go duration ("720h", "90s");
 	// clipped to the CA's own notAfter. Default 720h.
 	Validity Duration `toml:"validity"`
@@ -39,6 +44,11 @@ type Config struct {
 	// Labels allowed in /.well-known/est/<label>/...; empty accepts any
 	// label, and none.
 	Labels []string `toml:"labels"`
+	// ChallengePasswords, when set, make simpleenroll by a caller not yet
+	// enrolled here (HTTP Basic or a bootstrap certificate) carry one of
+	// them in the CSR's challengePassword attribute; /csrattrs then asks
+	// for it. Enrolled identities re-enroll without one.
+	ChallengePasswords []ChallengePassword `toml:"challenge_passwords"`
 	// BaseURL, like "https://127.0.0.1:8443", puts a CRL distribution point
 	// (BaseURL + "/crl") in issued certificates. Empty: none.
 	BaseURL string `toml:"base_url"`
@@ -152,6 +162,11 @@ func (c Config) Validate() error {
 	for i, l := range c.Labels {
 		if !validLabel(l) {
 			return &ConfigError{Key: fmt.Sprintf("labels[%d]", i), Problem: fmt.Sprintf("%q is not a path segment", l), Fix: "use letters, digits, '-', '_', '.'"}
+		}
+	}
+	for i, cp := range c.ChallengePasswords {
+		if cp.Password == "" || len(cp.Password) > 255 {
+			return &ConfigError{Key: fmt.Sprintf("challenge_passwords[%d].password", i), Problem: "empty or longer than 255 bytes", Fix: "set a password of 1 to 255 bytes"}
 		}
 	}
 	if c.BaseURL != "" && !strings.HasPrefix(c.BaseURL, "https://") && !strings.HasPrefix(c.BaseURL, "http://") {

@@ -51,6 +51,14 @@ func (s *Server) serveEnroll(rs *responder, op, label string) {
 			"subject", csr.Subject.String())
 		return
 	}
+	// Checked only for a request that will be answered now, so a deferred
+	// (202) request does not use up a one-time secret.
+	if s.challenges != nil && op != opSimpleReenroll && !c.enrolled {
+		if herr := s.challenges.verify(csr); herr != nil {
+			rs.fail(herr)
+			return
+		}
+	}
 	p := issueParams{
 		publicKey:  csr.PublicKey,
 		rawSubject: csr.RawSubject,
@@ -84,11 +92,14 @@ func (s *Server) serveEnroll(rs *responder, op, label string) {
 
 // readCSR reads a capped application/pkcs10 body and parses it.
 func readCSR(w http.ResponseWriter, r *http.Request) (*x509.CertificateRequest, *httpError) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || mt != mediaPKCS10 {
-			return nil, errorf(http.StatusUnsupportedMediaType, "Content-Type is %q; send the CSR as %s (base64 of the DER)", ct, mediaPKCS10)
-		}
+	// RFC 7030 4.2.1: the body is application/pkcs10; a POST that does not
+	// say so is refused like any other media type.
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return nil, errorf(http.StatusUnsupportedMediaType, "no Content-Type; send the CSR as %s (base64 of the DER)", mediaPKCS10)
+	}
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != mediaPKCS10 {
+		return nil, errorf(http.StatusUnsupportedMediaType, "Content-Type is %q; send the CSR as %s (base64 of the DER)", ct, mediaPKCS10)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +44,9 @@ type Server struct {
 	bootstrapCAs  []*x509.Certificate
 	bootstrapPool *x509.CertPool // nil without bootstrap CAs
 
+	challenges *challenges // nil: no challenge password required
+	adminToken string
+
 	mu       sync.Mutex
 	attempts map[string]int // enroll requests per caller, for defer_first
 
@@ -61,14 +65,26 @@ func NewServer(cfg Config, stateDir string, logger *slog.Logger) (*Server, error
 	}
 	s := &Server{cfg: cfg, log: logger, attempts: map[string]int{}, now: time.Now}
 	var err error
-	if s.csrAttrs, err = encodeCSRAttrs(cfg.CSRAttrs); err != nil {
+	attrs := cfg.CSRAttrs
+	if len(cfg.ChallengePasswords) > 0 && !slices.Contains(attrs, "challengePassword") && !slices.Contains(attrs, "1.2.840.113549.1.9.7") {
+		attrs = append(slices.Clone(attrs), "challengePassword")
+	}
+	if s.csrAttrs, err = encodeCSRAttrs(attrs); err != nil {
 		return nil, &ConfigError{Key: "csrattrs", Problem: err.Error()}
 	}
-	if s.ca, err = openCA(stateDir, cfg.CA, s.now()); err != nil {
+	if s.ca, err = openCA(stateDir, cfg.CA, cfg.Intermediate, s.now()); err != nil {
 		return nil, fmt.Errorf("open EST CA in %s: %w", stateDir, err)
 	}
+	if s.adminToken, err = loadOrCreateToken(stateDir); err != nil {
+		return nil, fmt.Errorf("EST admin token in %s: %w", stateDir, err)
+	}
+	if len(cfg.ChallengePasswords) > 0 {
+		if s.challenges, err = openChallenges(stateDir, cfg.ChallengePasswords); err != nil {
+			return nil, fmt.Errorf("open EST challenge passwords in %s: %w", stateDir, err)
+		}
+	}
 	s.estPool = x509.NewCertPool()
-	s.estPool.AddCert(s.ca.cert)
+	s.estPool.AddCert(s.ca.anchor())
 	for i, f := range cfg.BootstrapCAFiles {
 		certs, err := readPEMCerts(f)
 		if err != nil {
@@ -114,10 +130,14 @@ func readPEMCerts(path string) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
-// CA returns the CA certificate, the trust anchor of issued certificates.
-func (s *Server) CA() *x509.Certificate { return s.ca.cert }
+// CA returns the root CA certificate, the trust anchor of issued certificates.
+func (s *Server) CA() *x509.Certificate { return s.ca.anchor() }
 
-// CAPEM returns the CA certificate in PEM.
+// IssuingCA returns the CA certificate that signs issued certificates and
+// CRLs: the intermediate with [est] intermediate, else the root.
+func (s *Server) IssuingCA() *x509.Certificate { return s.ca.cert }
+
+// CAPEM returns the root CA certificate in PEM.
 func (s *Server) CAPEM() []byte { return s.ca.certPEM() }
 
 // Issued returns every certificate issued over EST, oldest first.
@@ -138,6 +158,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(PathPrefix, s.serveEST)
 	mux.HandleFunc("/crl", s.serveCRL)
+	mux.HandleFunc(AdminRevokePath, s.serveRevoke)
 	return mux
 }
 
@@ -248,10 +269,11 @@ func (s *Server) serveEST(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// serveCACerts answers RFC 7030 4.1: the CA chain as base64 certs-only.
-// No authentication: clients bootstrap their trust anchor from it.
+// serveCACerts answers RFC 7030 4.1: the CA chain (issuing CA, then the
+// root) as base64 certs-only. No authentication: clients bootstrap their
+// trust anchor from it.
 func (s *Server) serveCACerts(rs *responder) {
-	der, err := certsOnly(s.ca.cert)
+	der, err := certsOnly(s.ca.chain()...)
 	if err != nil {
 		rs.internal(err)
 		return

@@ -160,7 +160,7 @@ func TestMalformedRequestsAreRefusedWithAReason(t *testing.T) {
 	}
 }
 
-func TestEnrollAcceptsBase64WithWhitespaceAndNoContentType(t *testing.T) {
+func TestEnrollAcceptsBase64WithWhitespace(t *testing.T) {
 	l := startLab(t, Config{Users: []User{alice}})
 	good := string(csrB64(t, newKey(t), "d"))
 	wrapped := ""
@@ -169,7 +169,26 @@ func TestEnrollAcceptsBase64WithWhitespaceAndNoContentType(t *testing.T) {
 		good = good[60:]
 	}
 	wrapped += good + "\n"
-	issuedCert(t, l.do(t, nil, http.MethodPost, PathPrefix+"simpleenroll", "alice", "s3cret", "", []byte(wrapped)))
+	issuedCert(t, l.do(t, nil, http.MethodPost, PathPrefix+"simpleenroll", "alice", "s3cret", mediaPKCS10, []byte(wrapped)))
+}
+
+func TestEnrollWithoutContentTypeIs415(t *testing.T) {
+	l := startLab(t, Config{Users: []User{alice}})
+	for _, op := range []string{"simpleenroll", "simplereenroll", "serverkeygen"} {
+		key := newKey(t)
+		var cert *tls.Certificate
+		if op == "simplereenroll" {
+			c := issuedCert(t, l.enroll(t, nil, "simpleenroll", "alice", "s3cret", csrB64(t, key, "d")))
+			cert = tlsCert(c, key)
+		}
+		r := l.do(t, cert, http.MethodPost, PathPrefix+op, "alice", "s3cret", "", csrB64(t, key, "d"))
+		if r.status != http.StatusUnsupportedMediaType || !strings.Contains(string(r.body), "Content-Type") {
+			t.Errorf("%s without Content-Type: %d %s, want 415 naming Content-Type", op, r.status, r.body)
+		}
+	}
+	if n := len(l.srv.Issued()); n != 1 {
+		t.Fatalf("the CA issued %d certificates, want only the one made for the reenroll case", n)
+	}
 }
 
 func TestWrongMethodAndUnknownPathsAreRefused(t *testing.T) {
@@ -457,5 +476,111 @@ func TestLogsNeverContainPasswordsOrKeys(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "op=serverkeygen") {
 		t.Errorf("logs miss the requests:\n%s", logs.String())
+	}
+}
+
+func TestIntermediateCAIssuesUnderTheRootAndCACertsReturnsBoth(t *testing.T) {
+	l := startLab(t, Config{Users: []User{alice}, Intermediate: true})
+	root, inter := l.srv.CA(), l.srv.IssuingCA()
+	if root.Equal(inter) || !bytes.Equal(root.RawSubject, root.RawIssuer) || inter.CheckSignatureFrom(root) != nil {
+		t.Fatalf("want an intermediate signed by a self-signed root; root %v, issuing %v", root.Subject, inter.Subject)
+	}
+	if !inter.IsCA || !inter.MaxPathLenZero || inter.MaxPathLen != 0 {
+		t.Errorf("the intermediate is not a CA with path length 0: %+v", inter.BasicConstraintsValid)
+	}
+	r := l.do(t, nil, http.MethodGet, PathPrefix+"cacerts", "", "", "", nil)
+	der, err := decodeBase64(r.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := parseCertsOnly(der)
+	if err != nil || len(got) != 2 || !got[0].Equal(inter) || !got[1].Equal(root) {
+		t.Fatalf("cacerts: %d certificates, %v; want the intermediate then the root", len(got), err)
+	}
+	key := newKey(t)
+	cert := issuedCert(t, l.enroll(t, nil, "simpleenroll", "alice", "s3cret", csrB64(t, key, "dev")))
+	if err := cert.CheckSignatureFrom(inter); err != nil {
+		t.Fatalf("the issued certificate is not signed by the intermediate: %v", err)
+	}
+	// A server trusting only the root: the leaf alone is not enough (Go's
+	// client does not even send it, as its issuer is not in the CA list).
+	r = l.enroll(t, tlsCert(cert, key), "simplereenroll", "", "", csrB64(t, newKey(t), "dev"))
+	if r.status != http.StatusForbidden && r.status != http.StatusUnauthorized {
+		t.Fatalf("reenroll presenting the leaf alone: %d %s, want 401 or 403", r.status, r.body)
+	}
+	withChain := &tls.Certificate{Certificate: [][]byte{cert.Raw, inter.Raw}, PrivateKey: key, Leaf: cert}
+	renewed := issuedCert(t, l.enroll(t, withChain, "simplereenroll", "", "", csrB64(t, newKey(t), "dev")))
+	if err := renewed.CheckSignatureFrom(inter); err != nil {
+		t.Fatal(err)
+	}
+	// The CRL is signed by the issuing CA, and revocation is enforced.
+	if err := l.srv.Revoke(renewed.SerialNumber); err != nil {
+		t.Fatal(err)
+	}
+	r = l.do(t, nil, http.MethodGet, "/crl", "", "", "", nil)
+	crl, err := x509.ParseRevocationList(r.body)
+	if err != nil || crl.CheckSignatureFrom(inter) != nil {
+		t.Fatalf("CRL: %v; want one signed by the intermediate", err)
+	}
+}
+
+func TestIntermediateCAPersistsAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	a, err := NewServer(Config{Intermediate: true}, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewServer(Config{Intermediate: true}, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.CA().Equal(b.CA()) || !a.IssuingCA().Equal(b.IssuingCA()) {
+		t.Fatal("a restart made a new root or intermediate")
+	}
+	// Switching the option off later keeps the CA the state holds.
+	c, err := NewServer(Config{}, dir, nil)
+	if err != nil || !c.IssuingCA().Equal(a.IssuingCA()) || !c.CA().Equal(a.CA()) {
+		t.Fatalf("restart without intermediate: %v", err)
+	}
+}
+
+func TestAdminRevokeNeedsTheTokenAndPutsTheSerialOnTheCRL(t *testing.T) {
+	l := startLab(t, Config{Users: []User{alice}})
+	cert := issuedCert(t, l.enroll(t, nil, "simpleenroll", "alice", "s3cret", csrB64(t, newKey(t), "dev")))
+	revoke := func(token, body string) reply {
+		req, _ := http.NewRequest(http.MethodPost, l.url+AdminRevokePath, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := l.client(nil).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return reply{resp.StatusCode, resp.Header, b}
+	}
+	serial := cert.SerialNumber.Text(16)
+	for _, tok := range []string{"", "guess", l.srv.adminToken + "x"} {
+		if r := revoke(tok, serial); r.status != http.StatusUnauthorized {
+			t.Fatalf("token %q: %d %s, want 401", tok, r.status, r.body)
+		}
+	}
+	if l.srv.ca.isRevoked(cert.SerialNumber) {
+		t.Fatal("revoked without the token")
+	}
+	if r := revoke(l.srv.adminToken, "not-hex"); r.status != http.StatusBadRequest {
+		t.Fatalf("bad serial: %d", r.status)
+	}
+	if r := revoke(l.srv.adminToken, "abcdef"); r.status != http.StatusNotFound {
+		t.Fatalf("unknown serial: %d", r.status)
+	}
+	if r := revoke(l.srv.adminToken, strings.ToUpper(serial)+"\n"); r.status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+	r := l.do(t, nil, http.MethodGet, "/crl", "", "", "", nil)
+	crl, err := x509.ParseRevocationList(r.body)
+	if err != nil || len(crl.RevokedCertificateEntries) != 1 || crl.RevokedCertificateEntries[0].SerialNumber.Cmp(cert.SerialNumber) != 0 {
+		t.Fatalf("CRL after the admin revoke: %v", err)
 	}
 }

@@ -45,14 +45,23 @@ func (s *Server) TLSConfig(hosts ...string) (*tls.Config, error) {
 		return nil, fmt.Errorf("TLS server certificate: %w", err)
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(s.ca.cert)
+	pool.AddCert(s.ca.anchor()) // the root only: clients present their intermediates
 	for _, c := range s.bootstrapCAs {
 		pool.AddCert(c)
 	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}},
+		Certificates: []tls.Certificate{{Certificate: s.serverChain(cert), PrivateKey: key, Leaf: cert}},
 		ClientAuth:   tls.VerifyClientCertIfGiven,
 		ClientCAs:    pool,
 	}, nil
+}
+
+// serverChain is the HTTPS certificate with the intermediate under the root.
+func (s *Server) serverChain(leaf *x509.Certificate) [][]byte {
+	out := [][]byte{leaf.Raw}
+	if s.ca.root != nil {
+		out = append(out, s.ca.cert.Raw)
+	}
+	return out
 }
