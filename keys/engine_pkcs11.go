@@ -173,6 +173,12 @@ type p11Token struct {
 	loginSess pkcs11.SessionHandle // kept open: closing a token's last session logs it out
 	hasSess   bool
 	loggedIn  bool
+	// pinSum identifies the PIN that logged in (never the PIN itself) and
+	// loginBy names the configuration it came from: a second configuration
+	// with another PIN for the same token has a wrong one, even though the
+	// token, already logged in, would accept any.
+	pinSum  [32]byte
+	loginBy string
 }
 
 var modules = struct {
@@ -248,31 +254,37 @@ func (m *p11Module) login(slot uint, label, serial, pin string, needLogin bool, 
 		t.loginSess, t.hasSess = s, true
 	}
 	t.refs++
-	if t.loggedIn || !needLogin {
-		return nil
-	}
 	fail := func(err error) error {
 		t.refs--
 		m.dropTokenLocked(slot, t)
 		return err
 	}
-	if pin == "" {
-		return fail(fault.New(fault.InvalidArgs, "PKCS#11 token %q needs a login but %s has no pin-value or pin-source", label, what))
-	}
 	sum := refusedKey(m.path, serial, label, pin)
+	if t.loggedIn && pin != "" && sum != t.pinSum {
+		// The token has one user PIN and it is logged in with another one:
+		// this PIN is wrong, whatever the token would say now.
+		t.refs--
+		return asConfigProblem(fault.New(fault.Unavailable, "the PIN in %s differs from the PIN that logged in to PKCS#11 token %q through %s; a token has one user PIN, so this one is wrong (fix it and restart)", what, label, t.loginBy))
+	}
+	if t.loggedIn || !needLogin {
+		return nil
+	}
+	if pin == "" {
+		return fail(asConfigProblem(fault.New(fault.Unavailable, "PKCS#11 token %q needs a login but %s has no pin-value or pin-source", label, what)))
+	}
 	if modules.refused[sum] {
-		return fail(fault.New(fault.Unavailable, "the PIN in %s was already refused by PKCS#11 token %q; not trying it again (the token would lock); fix the PIN and restart", what, label))
+		return fail(asConfigProblem(fault.New(fault.Unavailable, "the PIN in %s was already refused by PKCS#11 token %q; not trying it again (the token would lock); fix the PIN and restart", what, label)))
 	}
 	err := m.ctx.Login(t.loginSess, pkcs11.CKU_USER, pin)
 	switch {
 	case err == nil, isCKR(err, pkcs11.CKR_USER_ALREADY_LOGGED_IN):
-		t.loggedIn = true
+		t.loggedIn, t.pinSum, t.loginBy = true, sum, what
 		return nil
-	case isCKR(err, pkcs11.CKR_PIN_INCORRECT):
+	case isCKR(err, pkcs11.CKR_PIN_INCORRECT, pkcs11.CKR_PIN_INVALID, pkcs11.CKR_PIN_LEN_RANGE):
 		modules.refused[sum] = true
-		return fail(fault.Wrap(fault.Unavailable, err, "the PIN in %s is wrong for PKCS#11 token %q (%s); it will not be retried, fix it and restart", what, label, ckrName(err)))
-	case isCKR(err, pkcs11.CKR_PIN_LOCKED):
-		return fail(fault.Wrap(fault.Unavailable, err, "PKCS#11 token %q is locked (%s); unlock it with its SO PIN", label, ckrName(err)))
+		return fail(asConfigProblem(fault.Wrap(fault.Unavailable, err, "the PIN in %s is wrong for PKCS#11 token %q (%s); it will not be retried, fix it and restart", what, label, ckrName(err))))
+	case isCKR(err, pkcs11.CKR_PIN_LOCKED, pkcs11.CKR_PIN_EXPIRED):
+		return fail(asConfigProblem(fault.Wrap(fault.Unavailable, err, "PKCS#11 token %q is locked or its PIN expired (%s); unlock it with its SO PIN", label, ckrName(err))))
 	default:
 		return fail(fault.Wrap(fault.Unavailable, err, "log in to PKCS#11 token %q: %s", label, ckrName(err)))
 	}
@@ -334,7 +346,7 @@ func (e *PKCS11Engine) openSlot(ctx context.Context, mod *p11Module, u *PKCS11UR
 	}
 	pin, err := u.PIN()
 	if err != nil {
-		return nil, fault.Wrap(fault.KindOf(err), err, "%s: %s", what, fault.Message(err))
+		return nil, asConfigProblem(fault.Wrap(fault.Unavailable, err, "%s: %s", what, fault.Message(err)))
 	}
 	label, serial := trimPad(ti.Label), trimPad(ti.SerialNumber)
 	needLogin := ti.Flags&pkcs11.CKF_LOGIN_REQUIRED != 0
@@ -358,7 +370,7 @@ func (e *PKCS11Engine) openSlot(ctx context.Context, mod *p11Module, u *PKCS11UR
 func findSlot(mod *p11Module, u *PKCS11URI, what string) (uint, pkcs11.TokenInfo, error) {
 	shown := u.WithoutObject().String()
 	if !libraryMatches(mod.info, u) {
-		return 0, pkcs11.TokenInfo{}, fault.New(fault.Unavailable, "%s %s: the library attributes do not match module %q", what, shown, mod.path)
+		return 0, pkcs11.TokenInfo{}, asConfigProblem(fault.New(fault.Unavailable, "%s %s: the library attributes do not match module %q", what, shown, mod.path))
 	}
 	ids, err := mod.ctx.GetSlotList(true)
 	if err != nil {
@@ -385,11 +397,11 @@ func findSlot(mod *p11Module, u *PKCS11URI, what string) (uint, pkcs11.TokenInfo
 	}
 	switch len(found) {
 	case 0:
-		return 0, info, fault.New(fault.Unavailable, "%s %s matches no token in PKCS#11 module %q", what, shown, mod.path)
+		return 0, info, asConfigProblem(fault.New(fault.Unavailable, "%s %s matches no token in PKCS#11 module %q", what, shown, mod.path))
 	case 1:
 		return found[0], info, nil
 	}
-	return 0, info, fault.New(fault.InvalidArgs, "%s %s matches %d tokens in PKCS#11 module %q; add token= or serial= to pick one", what, shown, len(found), mod.path)
+	return 0, info, asConfigProblem(fault.New(fault.InvalidArgs, "%s %s matches %d tokens in PKCS#11 module %q; add token= or serial= to pick one", what, shown, len(found), mod.path))
 }
 
 func libraryMatches(info pkcs11.Info, u *PKCS11URI) bool {
@@ -520,6 +532,26 @@ func (s *p11Slot) close() {
 			return
 		}
 	}
+}
+
+// samePIN refuses a URI whose own PIN differs from the PIN the token is
+// logged in with: the token would accept the key without asking, hiding a
+// wrong PIN until the next restart on another device.
+func (s *p11Slot) samePIN(u *PKCS11URI, what string) error {
+	if !u.HasPIN() {
+		return nil
+	}
+	pin, err := u.PIN()
+	if err != nil {
+		return asConfigProblem(fault.Wrap(fault.Unavailable, err, "%s: %s", what, fault.Message(err)))
+	}
+	modules.Lock()
+	defer modules.Unlock()
+	t := s.mod.toks[s.id]
+	if t == nil || !t.loggedIn || refusedKey(s.mod.path, s.serial, s.label, pin) == t.pinSum {
+		return nil
+	}
+	return asConfigProblem(fault.New(fault.Unavailable, "the PIN in %s differs from the PIN that logged in to PKCS#11 token %q through %s; a token has one user PIN, so this one is wrong (fix it and restart)", what, s.label, t.loginBy))
 }
 
 // location is the key's PKCS#11 URI, without PIN.
@@ -1160,6 +1192,9 @@ func (e *PKCS11Engine) OpenURI(ctx context.Context, uri string) (Handle, error) 
 	}
 	slot, err := e.slotFor(ctx, u)
 	if err != nil {
+		return nil, err
+	}
+	if err := slot.samePIN(u, "preloaded key URI "+shown); err != nil {
 		return nil, err
 	}
 	keyID := u.Object
