@@ -53,7 +53,11 @@ func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.S
 			"MoveKey":       a.moveKey,
 		},
 		Properties: func(string) (map[string]godbus.Variant, error) {
-			return map[string]godbus.Variant{"Engine": godbus.MakeVariant(svc.EngineName())}, nil
+			mechs := svc.TokenMechanisms()
+			if mechs == nil {
+				mechs = []string{}
+			}
+			return map[string]godbus.Variant{"Engine": godbus.MakeVariant(svc.EngineName()), "TokenMechanisms": godbus.MakeVariant(mechs)}, nil
 		},
 	})
 	srv.AddCollection(bus.Collection{

@@ -329,6 +329,7 @@ type p11Slot struct {
 	idle    chan pkcs11.SessionHandle // sessions ready for use
 	permits chan struct{}             // one per open pool session
 	rawOAEP atomic.Bool               // the token refuses CKM_RSA_PKCS_OAEP with SHA-256
+	mechs   atomic.Pointer[p11Mechanisms]
 
 	mu       sync.Mutex
 	closed   bool
@@ -361,7 +362,8 @@ func (e *PKCS11Engine) openSlot(ctx context.Context, mod *p11Module, u *PKCS11UR
 		permits: make(chan struct{}, e.pool),
 	}
 	s.drained = sync.NewCond(&s.mu)
-	e.log.Info("pkcs11 token opened", "library", mod.path, "token", label, "serial", s.serial, "slot", id)
+	s.queryMechanisms()
+	e.log.Info("pkcs11 token opened", "library", mod.path, "token", label, "serial", s.serial, "slot", id, "mechanisms", len(s.mechanisms()))
 	return s, nil
 }
 
@@ -554,6 +556,40 @@ func (s *p11Slot) samePIN(u *PKCS11URI, what string) error {
 	return asConfigProblem(fault.New(fault.Unavailable, "the PIN in %s differs from the PIN that logged in to PKCS#11 token %q through %s; a token has one user PIN, so this one is wrong (fix it and restart)", what, s.label, t.loginBy))
 }
 
+// queryMechanisms asks the token what it offers and says which kinds of
+// keys it cannot hold.
+func (s *p11Slot) queryMechanisms() {
+	ms, err := queryMechanisms(s.mod.ctx, s.id)
+	if err != nil {
+		s.log.Warn("pkcs11 token does not list its mechanisms; keys it cannot use are refused only at use", "token", s.label, "err", ckrName(err))
+		s.mechs.Store(nil)
+		return
+	}
+	s.mechs.Store(&ms)
+	for _, spec := range []Spec{{Type: ECP256}, {Type: RSA2048}, {Type: Symmetric, Usage: UsageSign}, {Type: Symmetric, Usage: UsageEncrypt}} {
+		if err := ms.supports(s.label, "*", spec, true); err != nil {
+			s.log.Warn("pkcs11 token cannot hold some keys", "token", s.label, "type", spec.String(), "reason", fault.Message(err))
+		}
+	}
+}
+
+// mechanisms is what the token offers; nil if it would not say.
+func (s *p11Slot) mechanisms() p11Mechanisms {
+	if p := s.mechs.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// TokenMechanisms names the mechanisms the base token offers, sorted; nil
+// without a base token or when it would not say.
+func (e *PKCS11Engine) TokenMechanisms() []string {
+	if e.base == nil {
+		return nil
+	}
+	return e.base.mechanisms().names()
+}
+
 // location is the key's PKCS#11 URI, without PIN.
 func (s *p11Slot) location(label string, id []byte) string {
 	u := &PKCS11URI{Token: s.label, Serial: s.serial, Object: label, ID: id}
@@ -657,6 +693,9 @@ func (e *PKCS11Engine) Generate(ctx context.Context, id string, spec Spec) (Hand
 	if err := ValidateID(id); err != nil {
 		return nil, err
 	}
+	if err := slot.mechanisms().supports(slot.label, id, spec, true); err != nil {
+		return nil, err
+	}
 	ckaID, err := newCKAID()
 	if err != nil {
 		return nil, fault.Wrap(fault.Failed, err, "generate key %q: random CKA_ID: %v", id, err)
@@ -732,7 +771,7 @@ func (e *PKCS11Engine) Generate(ctx context.Context, id string, spec Spec) (Hand
 	if err != nil {
 		if isCKR(err, pkcs11.CKR_MECHANISM_INVALID, pkcs11.CKR_MECHANISM_PARAM_INVALID, pkcs11.CKR_TEMPLATE_INCONSISTENT,
 			pkcs11.CKR_ATTRIBUTE_VALUE_INVALID, pkcs11.CKR_KEY_SIZE_RANGE, pkcs11.CKR_DOMAIN_PARAMS_INVALID, pkcs11.CKR_CURVE_NOT_SUPPORTED) {
-			return nil, fault.Wrap(fault.InvalidArgs, err, "key %q: PKCS#11 token %q cannot make key type %s (%s)", id, slot.label, spec, ckrName(err))
+			return nil, fault.Wrap(fault.NotSupported, err, "key %q: PKCS#11 token %q cannot make key type %s (%s)", id, slot.label, spec, ckrName(err))
 		}
 		return nil, mapCKR(err, "generate key %q (%s) on PKCS#11 token %q", id, spec, slot.label)
 	}
@@ -788,6 +827,9 @@ func (e *PKCS11Engine) Import(ctx context.Context, id string, spec Spec, value [
 	}
 	ktype, usageAttrs, err := symmetricTemplate(id, spec.Usage)
 	if err != nil {
+		return nil, err
+	}
+	if err := slot.mechanisms().supports(slot.label, id, spec, false); err != nil {
 		return nil, err
 	}
 	switch {
@@ -1656,11 +1698,16 @@ func ckrKind(code uint) fault.Kind {
 		pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED, pkcs11.CKR_USER_NOT_LOGGED_IN, pkcs11.CKR_PIN_LOCKED,
 		pkcs11.CKR_PIN_EXPIRED, pkcs11.CKR_TOKEN_WRITE_PROTECTED, pkcs11.CKR_FUNCTION_CANCELED:
 		return fault.Unavailable
-	case pkcs11.CKR_MECHANISM_INVALID, pkcs11.CKR_MECHANISM_PARAM_INVALID, pkcs11.CKR_KEY_TYPE_INCONSISTENT,
+	case pkcs11.CKR_MECHANISM_INVALID, pkcs11.CKR_MECHANISM_PARAM_INVALID, pkcs11.CKR_CURVE_NOT_SUPPORTED,
+		pkcs11.CKR_FUNCTION_NOT_SUPPORTED:
+		// keyd builds every mechanism and parameter itself: a refusal is
+		// the token's limitation, never the caller's mistake.
+		return fault.NotSupported
+	case pkcs11.CKR_KEY_TYPE_INCONSISTENT,
 		pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED, pkcs11.CKR_KEY_SIZE_RANGE, pkcs11.CKR_DATA_LEN_RANGE,
 		pkcs11.CKR_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE,
 		pkcs11.CKR_ARGUMENTS_BAD, pkcs11.CKR_TEMPLATE_INCONSISTENT, pkcs11.CKR_TEMPLATE_INCOMPLETE,
-		pkcs11.CKR_ATTRIBUTE_VALUE_INVALID, pkcs11.CKR_DOMAIN_PARAMS_INVALID, pkcs11.CKR_CURVE_NOT_SUPPORTED,
+		pkcs11.CKR_ATTRIBUTE_VALUE_INVALID, pkcs11.CKR_DOMAIN_PARAMS_INVALID,
 		pkcs11.CKR_KEY_NOT_NEEDED, pkcs11.CKR_KEY_INDIGESTIBLE:
 		return fault.InvalidArgs
 	case pkcs11.CKR_OBJECT_HANDLE_INVALID, pkcs11.CKR_KEY_HANDLE_INVALID:

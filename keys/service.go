@@ -50,6 +50,15 @@ func (s *Service) MarkUnavailable(id string, err error) {
 	s.broken[id] = fault.Wrap(fault.Unavailable, err, "preloaded key %q is unavailable: %s (fix [preloaded_keys] and restart keyd)", id, fault.Message(err))
 }
 
+// TokenMechanisms names the mechanisms the engine's token offers (nil for
+// the file engine, which does every mechanism keyd knows).
+func (s *Service) TokenMechanisms() []string {
+	if t, ok := s.engine.(interface{ TokenMechanisms() []string }); ok {
+		return t.TokenMechanisms()
+	}
+	return nil
+}
+
 // EngineName is the engine generated keys go to.
 func (s *Service) EngineName() string { return s.engine.Name() }
 
@@ -266,7 +275,8 @@ func (s *Service) CreateKeyPair(ctx context.Context, id, algorithms string) (inf
 	} else if !fault.Is(err, fault.NotFound) {
 		return Info{}, false, err
 	}
-	var lastErr error
+	var reasons []string
+	kind := fault.InvalidArgs
 	for _, t := range types {
 		h, err := s.engine.Generate(ctx, id, Spec{Type: t})
 		if err == nil {
@@ -274,12 +284,16 @@ func (s *Service) CreateKeyPair(ctx context.Context, id, algorithms string) (inf
 			s.log.Info("key pair created", "key_id", id, "type", t)
 			return h.Info(), true, nil
 		}
-		if !fault.Is(err, fault.InvalidArgs) { // the engine failed, not just "can't make this type"
+		// The engine failed, not just "can't make this type": stop.
+		if !fault.Is(err, fault.InvalidArgs) && !fault.Is(err, fault.NotSupported) {
 			return Info{}, false, err
 		}
-		lastErr = err
+		if fault.Is(err, fault.NotSupported) {
+			kind = fault.NotSupported // a token limitation is not the caller's mistake
+		}
+		reasons = append(reasons, fault.Message(err))
 	}
-	return Info{}, false, fault.Wrap(fault.InvalidArgs, lastErr, "the %s engine can make none of %q", s.engine.Name(), algorithms)
+	return Info{}, false, fault.New(kind, "the %s engine can make none of %q: %s", s.engine.Name(), algorithms, strings.Join(reasons, "; "))
 }
 
 // Delete removes a stored key.
