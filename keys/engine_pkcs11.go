@@ -166,6 +166,22 @@ type p11Module struct {
 	info pkcs11.Info
 	refs int                // guarded by modules.mu
 	toks map[uint]*p11Token // guarded by modules.mu
+
+	// opMu is held shared by every PKCS#11 call on a session or slot and
+	// alone by recovery, which finalises and re-initialises the module.
+	opMu sync.RWMutex
+	// gen counts re-initialisations: object handles found before the last
+	// one are stale (and may name another object now).
+	gen atomic.Uint64
+
+	state      sync.Mutex
+	slots      map[*p11Slot]bool // open slots, re-logged-in by recovery
+	downCause  string            // why the module is down ("CKR_DEVICE_ERROR"); "" when up
+	recovering bool
+	closed     bool
+	stop       chan struct{} // closed when the last reference goes
+	wg         sync.WaitGroup
+	log        *slog.Logger
 }
 
 type p11Token struct {
@@ -213,7 +229,8 @@ func acquireModule(path string) (*p11Module, error) {
 		ctx.Destroy()
 		return nil, fault.Wrap(fault.Unavailable, err, "PKCS#11 module %q: C_GetInfo: %s", path, ckrName(err))
 	}
-	m := &p11Module{path: path, ctx: ctx, info: info, refs: 1, toks: map[uint]*p11Token{}}
+	m := &p11Module{path: path, ctx: ctx, info: info, refs: 1, toks: map[uint]*p11Token{},
+		slots: map[*p11Slot]bool{}, stop: make(chan struct{}), log: slog.Default()}
 	modules.m[path] = m
 	return m, nil
 }
@@ -226,12 +243,20 @@ func (m *p11Module) retain() {
 
 func (m *p11Module) release() {
 	modules.Lock()
-	defer modules.Unlock()
 	m.refs--
 	if m.refs > 0 {
+		modules.Unlock()
 		return
 	}
 	delete(modules.m, m.path)
+	modules.Unlock()
+	m.state.Lock()
+	m.closed = true
+	close(m.stop)
+	m.state.Unlock()
+	m.wg.Wait() // the recovery loop, if one runs
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
 	m.ctx.Finalize()
 	m.ctx.Destroy()
 }
@@ -321,10 +346,13 @@ func (m *p11Module) dropTokenLocked(slot uint, t *p11Token) {
 
 type p11Slot struct {
 	mod    *p11Module
-	id     uint
+	id     uint // changes only under mod.opMu held alone (recovery)
 	label  string
 	serial string
 	log    *slog.Logger
+	uri    *PKCS11URI // what found the token and its PIN, for recovery
+	what   string     // the configuration uri came from
+	dead   error      // a recovery found the PIN refused; guarded by mu
 
 	idle    chan pkcs11.SessionHandle // sessions ready for use
 	permits chan struct{}             // one per open pool session
@@ -341,6 +369,8 @@ func trimPad(s string) string { return strings.TrimRight(s, " \x00") }
 
 // openSlot finds the one token u names in mod and logs in to it.
 func (e *PKCS11Engine) openSlot(ctx context.Context, mod *p11Module, u *PKCS11URI, what string) (*p11Slot, error) {
+	mod.opMu.RLock()
+	defer mod.opMu.RUnlock()
 	id, ti, err := findSlot(mod, u, what)
 	if err != nil {
 		return nil, err
@@ -357,12 +387,16 @@ func (e *PKCS11Engine) openSlot(ctx context.Context, mod *p11Module, u *PKCS11UR
 	}
 	mod.retain()
 	s := &p11Slot{
-		mod: mod, id: id, label: label, serial: serial, log: e.log,
+		mod: mod, id: id, label: label, serial: serial, log: e.log, uri: u, what: what,
 		idle:    make(chan pkcs11.SessionHandle, e.pool),
 		permits: make(chan struct{}, e.pool),
 	}
 	s.drained = sync.NewCond(&s.mu)
-	s.queryMechanisms()
+	s.queryMechanisms(true)
+	mod.state.Lock()
+	mod.slots[s] = true
+	mod.log = e.log
+	mod.state.Unlock()
 	e.log.Info("pkcs11 token opened", "library", mod.path, "token", label, "serial", s.serial, "slot", id, "mechanisms", len(s.mechanisms()))
 	return s, nil
 }
@@ -505,19 +539,38 @@ func (s *p11Slot) closedErr() error {
 	return fault.New(fault.Unavailable, "PKCS#11 token %q is closed", s.label)
 }
 
+// withSession runs fn on a pooled session. While the token is lost and
+// being reconnected it answers Unavailable at once; an error that says the
+// token or module is gone starts the reconnection.
 func (s *p11Slot) withSession(ctx context.Context, fn func(pkcs11.SessionHandle) error) error {
-	h, err := s.session(ctx)
-	if err != nil {
+	if err := s.unavailable(); err != nil {
 		return err
 	}
-	err = fn(h)
-	s.put(h, err)
+	s.mod.opMu.RLock()
+	defer s.mod.opMu.RUnlock()
+	if err := s.unavailable(); err != nil { // recovered or lost while we waited
+		return err
+	}
+	h, err := s.session(ctx)
+	if err == nil {
+		err = fn(h)
+		s.put(h, err)
+	}
+	if isTokenLost(err) {
+		s.mod.lost(s, err)
+		return fault.Wrap(fault.Unavailable, err, "PKCS#11 token %q is unavailable (%s); keyd is reconnecting to it and resumes by itself", s.label, ckrName(err))
+	}
 	return err
 }
 
 // close waits for operations in flight, closes the pool's sessions and
 // gives up this slot's share of the token login.
 func (s *p11Slot) close() {
+	s.mod.state.Lock()
+	delete(s.mod.slots, s)
+	s.mod.state.Unlock()
+	s.mod.opMu.RLock()
+	defer s.mod.opMu.RUnlock()
 	s.mu.Lock()
 	s.closed = true
 	for s.inflight > 0 {
@@ -558,7 +611,7 @@ func (s *p11Slot) samePIN(u *PKCS11URI, what string) error {
 
 // queryMechanisms asks the token what it offers and says which kinds of
 // keys it cannot hold.
-func (s *p11Slot) queryMechanisms() {
+func (s *p11Slot) queryMechanisms(warn bool) {
 	ms, err := queryMechanisms(s.mod.ctx, s.id)
 	if err != nil {
 		s.log.Warn("pkcs11 token does not list its mechanisms; keys it cannot use are refused only at use", "token", s.label, "err", ckrName(err))
@@ -566,6 +619,9 @@ func (s *p11Slot) queryMechanisms() {
 		return
 	}
 	s.mechs.Store(&ms)
+	if !warn {
+		return
+	}
 	for _, spec := range []Spec{{Type: ECP256}, {Type: RSA2048}, {Type: Symmetric, Usage: UsageSign}, {Type: Symmetric, Usage: UsageEncrypt}} {
 		if err := ms.supports(s.label, "*", spec, true); err != nil {
 			s.log.Warn("pkcs11 token cannot hold some keys", "token", s.label, "type", spec.String(), "reason", fault.Message(err))
@@ -891,7 +947,7 @@ func openKey(ctx context.Context, slot *p11Slot, keyID, label string, ckaID []by
 		if err != nil {
 			return err
 		}
-		k.obj, k.class = obj, class
+		k.obj, k.class, k.gen = obj, class, slot.mod.gen.Load()
 		info, ktype, err := describeKey(slot.mod.ctx, h, obj, class, keyID)
 		if err != nil {
 			return err
@@ -1267,14 +1323,18 @@ func (e *PKCS11Engine) slotFor(ctx context.Context, u *PKCS11URI) (*p11Slot, err
 		if !namesToken(u) {
 			return e.base, nil
 		}
+		mod.opMu.RLock()
 		si, serr := mod.ctx.GetSlotInfo(e.base.id)
 		ti, terr := mod.ctx.GetTokenInfo(e.base.id)
+		mod.opMu.RUnlock()
 		if serr == nil && terr == nil && (!u.HasSlotID || u.SlotID == e.base.id) &&
 			libraryMatches(mod.info, u) && slotMatches(u, si, ti) {
 			return e.base, nil
 		}
 	}
+	mod.opMu.RLock()
 	id, _, err := findSlot(mod, u, "preloaded key")
+	mod.opMu.RUnlock()
 	if err != nil {
 		return nil, err
 	}
@@ -1323,38 +1383,55 @@ type pkcs11Handle struct {
 
 	mu  sync.Mutex
 	obj pkcs11.ObjectHandle
+	gen uint64 // the module generation obj was found in
 }
 
 func (k *pkcs11Handle) Info() Info { return k.info }
 
-func (k *pkcs11Handle) object() pkcs11.ObjectHandle {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.obj
-}
-
-// use runs fn with a session and the key's object handle. If the token
-// says the cached handle is stale (the object was rewritten or the token
-// reloaded), it finds the key again once.
+// use runs fn with a session and the key's object handle. A handle found
+// before the module was re-initialised is never used (it may name another
+// object now): the key is found again. If the token says the handle is
+// stale (the object was rewritten), it is found again once.
 func (k *pkcs11Handle) use(ctx context.Context, fn func(c *pkcs11.Ctx, h pkcs11.SessionHandle, obj pkcs11.ObjectHandle) error) error {
 	c := k.slot.mod.ctx
-	err := k.slot.withSession(ctx, func(h pkcs11.SessionHandle) error { return fn(c, h, k.object()) })
+	err := k.slot.withSession(ctx, func(h pkcs11.SessionHandle) error {
+		gen := k.slot.mod.gen.Load() // stable: recovery waits for this session
+		k.mu.Lock()
+		obj, current := k.obj, k.gen == gen
+		k.mu.Unlock()
+		if !current {
+			var err error
+			if obj, err = k.find(c, h, gen); err != nil {
+				return err
+			}
+		}
+		return fn(c, h, obj)
+	})
 	if !isCKR(err, pkcs11.CKR_OBJECT_HANDLE_INVALID, pkcs11.CKR_KEY_HANDLE_INVALID) {
 		return err
 	}
 	return k.slot.withSession(ctx, func(h pkcs11.SessionHandle) error {
-		obj, class, err := findKey(c, h, k.label, k.ckaID, fmt.Sprintf("%q", k.info.ID))
+		obj, err := k.find(c, h, k.slot.mod.gen.Load())
 		if err != nil {
 			return err
 		}
-		if class != k.class {
-			return fault.New(fault.NotFound, "key %q was replaced by a different kind of key; open it again", k.info.ID)
-		}
-		k.mu.Lock()
-		k.obj = obj
-		k.mu.Unlock()
 		return fn(c, h, obj)
 	})
+}
+
+// find looks the key up again by label and CKA_ID and caches the handle.
+func (k *pkcs11Handle) find(c *pkcs11.Ctx, h pkcs11.SessionHandle, gen uint64) (pkcs11.ObjectHandle, error) {
+	obj, class, err := findKey(c, h, k.label, k.ckaID, fmt.Sprintf("%q", k.info.ID))
+	if err != nil {
+		return 0, err
+	}
+	if class != k.class {
+		return 0, fault.New(fault.NotFound, "key %q was replaced by a different kind of key; open it again", k.info.ID)
+	}
+	k.mu.Lock()
+	k.obj, k.gen = obj, gen
+	k.mu.Unlock()
+	return obj, nil
 }
 
 func (k *pkcs11Handle) wrong(op string) error {
