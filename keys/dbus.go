@@ -92,8 +92,8 @@ func (a *BusAPI) keyProperties(id string) (map[string]godbus.Variant, error) {
 	if err != nil {
 		return nil, err
 	}
-	var pub []byte
-	if info.Public != nil {
+	pub := info.PublicDER
+	if pub == nil && info.Public != nil {
 		if pub, err = x509.MarshalPKIXPublicKey(info.Public); err != nil {
 			return nil, fmt.Errorf("encode public key of %q: %w", id, err)
 		}

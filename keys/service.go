@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/lru"
 	keyderivation "github.com/edgev2/edgev2/keys/derivation"
 )
 
@@ -29,9 +30,12 @@ type Service struct {
 	broken    map[string]error // preloaded keys that could not be loaded, and why
 	log       *slog.Logger
 
-	mu      sync.RWMutex
-	handles map[string]Handle // opened engine keys, so Sign does not re-read the store
-	gen     uint64            // bumped by forget, so an Open racing a Delete/Move is not cached
+	mu sync.Mutex
+	// handles are opened engine keys, so Sign does not re-read the store;
+	// bounded, least recently used evicted, so listing or using many keys
+	// does not keep every private key in memory.
+	handles *lru.Cache[string, Handle]
+	gen     uint64 // bumped by forget, so an Open racing a Delete/Move is not cached
 	// create serialises create/delete/move so "create if missing" is atomic.
 	create sync.Mutex
 }
@@ -41,7 +45,16 @@ func NewService(engine Engine, preloaded map[string]Handle, log *slog.Logger) *S
 	if preloaded == nil {
 		preloaded = map[string]Handle{}
 	}
-	return &Service{engine: engine, preloaded: preloaded, broken: map[string]error{}, log: log, handles: map[string]Handle{}}
+	return &Service{engine: engine, preloaded: preloaded, broken: map[string]error{}, log: log, handles: lru.New[string, Handle](HandleCacheSize)}
+}
+
+// HandleCacheSize bounds the opened keys kept in memory.
+const HandleCacheSize = 1024
+
+// Describer is an engine that can describe a key without opening its
+// private part (the file engine reads the file's headers).
+type Describer interface {
+	Describe(ctx context.Context, id string) (Info, error)
 }
 
 // MarkUnavailable records a preloaded key that could not be loaded: it stays
@@ -75,10 +88,10 @@ func (s *Service) handle(ctx context.Context, id string) (Handle, error) {
 	if err, ok := s.broken[id]; ok {
 		return nil, err
 	}
-	s.mu.RLock()
-	h, ok := s.handles[id]
+	s.mu.Lock()
+	h, ok := s.handles.Get(id)
 	gen := s.gen
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	if ok {
 		return h, nil
 	}
@@ -88,7 +101,7 @@ func (s *Service) handle(ctx context.Context, id string) (Handle, error) {
 	}
 	s.mu.Lock()
 	if s.gen == gen { // no Delete/Move forgot keys while we were opening
-		s.handles[id] = h
+		s.handles.Put(id, h)
 	}
 	s.mu.Unlock()
 	return h, nil
@@ -98,13 +111,33 @@ func (s *Service) forget(ids ...string) {
 	s.mu.Lock()
 	s.gen++
 	for _, id := range ids {
-		delete(s.handles, id)
+		s.handles.Delete(id)
 	}
 	s.mu.Unlock()
 }
 
-// Get describes a key.
+// Get describes a key. It does not open (or cache) the private key when
+// the engine can describe it without: listing every key's properties
+// (GetManagedObjects) stays cheap and leaves memory as it was.
 func (s *Service) Get(ctx context.Context, id string) (Info, error) {
+	if err := ValidateID(id); err != nil {
+		return Info{}, err
+	}
+	if h, ok := s.preloaded[id]; ok {
+		return h.Info(), nil
+	}
+	if err, ok := s.broken[id]; ok {
+		return Info{}, err
+	}
+	s.mu.Lock()
+	h, ok := s.handles.Get(id)
+	s.mu.Unlock()
+	if ok {
+		return h.Info(), nil
+	}
+	if d, ok := s.engine.(Describer); ok {
+		return d.Describe(ctx, id)
+	}
 	h, err := s.handle(ctx, id)
 	if err != nil {
 		return Info{}, err
@@ -112,9 +145,16 @@ func (s *Service) Get(ctx context.Context, id string) (Info, error) {
 	return h.Info(), nil
 }
 
+// CachedHandles is how many opened keys are held in memory.
+func (s *Service) CachedHandles() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.handles.Len()
+}
+
 // Exists reports whether id names a key (usable or not).
 func (s *Service) Exists(ctx context.Context, id string) bool {
-	_, err := s.handle(ctx, id)
+	_, err := s.Get(ctx, id)
 	return err == nil || fault.Is(err, fault.Unavailable)
 }
 
