@@ -219,7 +219,7 @@ func TestAuthorizerCacheEvictsOneDecisionAtATime(t *testing.T) {
 	// Recently used survives a new entry; the least recently used goes.
 	hits, misses = auth.CacheStats()
 	use(19)
-	use(13) // cache: 13..19, 0 with 14 now the least recently used
+	use(13)  // cache: 13..19, 0 with 14 now the least recently used
 	use(100) // evicts 14
 	use(13)
 	use(12)
