@@ -280,6 +280,30 @@ func (a *BusAPI) moveKey(msg godbus.Message, from, to string) *godbus.Error {
 	return nil
 }
 
+// tooLarge refuses payloads over MaxData before any work — no polkit round
+// trip, no key lookup — so a caller, authorised or not, cannot make keyd
+// spend effort on (or hold for long) what it will refuse anyway. The limit
+// is public; the answer reveals nothing about keys.
+func tooLarge(named map[string][]byte) *godbus.Error {
+	for what, b := range named {
+		if len(b) > MaxData {
+			return bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("%s is %d bytes; the limit is %d (1 MiB)", what, len(b), MaxData))
+		}
+	}
+	return nil
+}
+
+// optionBytes are the byte-array options' sizes, for tooLarge.
+func optionBytes(opts map[string]godbus.Variant) map[string][]byte {
+	out := map[string][]byte{}
+	for k, v := range opts {
+		if b, ok := v.Value().([]byte); ok {
+			out["option \""+k+"\""] = b
+		}
+	}
+	return out
+}
+
 // child resolves the key a child-object call addresses and authorizes it,
 // before checking it exists so unauthorized callers learn nothing of ids.
 func (a *BusAPI) child(msg godbus.Message, action string) (string, *godbus.Error) {
@@ -294,6 +318,13 @@ func (a *BusAPI) child(msg godbus.Message, action string) (string, *godbus.Error
 }
 
 func (a *BusAPI) sign(msg godbus.Message, mech string, data []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {
+	sizes := map[string][]byte{"data": data}
+	for k, v := range optionBytes(opts) {
+		sizes[k] = v
+	}
+	if e := tooLarge(sizes); e != nil {
+		return nil, e
+	}
 	id, e := a.child(msg, ActionUse)
 	if e != nil {
 		return nil, e
@@ -309,6 +340,13 @@ func (a *BusAPI) sign(msg godbus.Message, mech string, data []byte, opts map[str
 }
 
 func (a *BusAPI) verify(msg godbus.Message, mech string, data, sig []byte, opts map[string]godbus.Variant) (bool, *godbus.Error) {
+	sizes := map[string][]byte{"data": data, "signature": sig}
+	for k, v := range optionBytes(opts) {
+		sizes[k] = v
+	}
+	if e := tooLarge(sizes); e != nil {
+		return false, e
+	}
 	id, e := a.child(msg, ActionUse)
 	if e != nil {
 		return false, e
@@ -336,6 +374,13 @@ func cipherOptions(opts map[string]godbus.Variant) (CipherOptions, *godbus.Error
 }
 
 func (a *BusAPI) encrypt(msg godbus.Message, mech string, plaintext []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {
+	sizes := map[string][]byte{"plaintext": plaintext}
+	for k, v := range optionBytes(opts) {
+		sizes[k] = v
+	}
+	if e := tooLarge(sizes); e != nil {
+		return nil, e
+	}
 	id, e := a.child(msg, ActionUse)
 	if e != nil {
 		return nil, e
@@ -352,6 +397,13 @@ func (a *BusAPI) encrypt(msg godbus.Message, mech string, plaintext []byte, opts
 }
 
 func (a *BusAPI) decrypt(msg godbus.Message, mech string, ciphertext []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {
+	sizes := map[string][]byte{"ciphertext": ciphertext}
+	for k, v := range optionBytes(opts) {
+		sizes[k] = v
+	}
+	if e := tooLarge(sizes); e != nil {
+		return nil, e
+	}
 	id, e := a.child(msg, ActionUse)
 	if e != nil {
 		return nil, e
@@ -368,6 +420,10 @@ func (a *BusAPI) decrypt(msg godbus.Message, mech string, ciphertext []byte, opt
 }
 
 func (a *BusAPI) signDerived(msg godbus.Message, derivation []byte, mech string, data []byte) ([]byte, *godbus.Error) {
+	sizes := map[string][]byte{"derivation": derivation, "data": data}
+	if e := tooLarge(sizes); e != nil {
+		return nil, e
+	}
 	id, e := a.child(msg, ActionUse)
 	if e != nil {
 		return nil, e
@@ -380,6 +436,10 @@ func (a *BusAPI) signDerived(msg godbus.Message, derivation []byte, mech string,
 }
 
 func (a *BusAPI) exportDerived(msg godbus.Message, derivation []byte) ([]byte, *godbus.Error) {
+	sizes := map[string][]byte{"derivation": derivation}
+	if e := tooLarge(sizes); e != nil {
+		return nil, e
+	}
 	id, e := a.child(msg, ActionExport)
 	if e != nil {
 		return nil, e
@@ -392,6 +452,13 @@ func (a *BusAPI) exportDerived(msg godbus.Message, derivation []byte) ([]byte, *
 }
 
 func (a *BusAPI) encryptDerived(msg godbus.Message, derivation []byte, mech string, plaintext []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {
+	sizes := map[string][]byte{"derivation": derivation, "plaintext": plaintext}
+	for k, v := range optionBytes(opts) {
+		sizes[k] = v
+	}
+	if e := tooLarge(sizes); e != nil {
+		return nil, e
+	}
 	id, e := a.child(msg, ActionUse)
 	if e != nil {
 		return nil, e
@@ -408,6 +475,13 @@ func (a *BusAPI) encryptDerived(msg godbus.Message, derivation []byte, mech stri
 }
 
 func (a *BusAPI) decryptDerived(msg godbus.Message, derivation []byte, mech string, ciphertext []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {
+	sizes := map[string][]byte{"derivation": derivation, "ciphertext": ciphertext}
+	for k, v := range optionBytes(opts) {
+		sizes[k] = v
+	}
+	if e := tooLarge(sizes); e != nil {
+		return nil, e
+	}
 	id, e := a.child(msg, ActionUse)
 	if e != nil {
 		return nil, e
