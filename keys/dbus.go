@@ -5,6 +5,9 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
 
 	godbus "github.com/godbus/dbus/v5"
 
@@ -37,6 +40,8 @@ type BusAPI struct {
 	auth bus.Authority
 	srv  *bus.Server
 	log  *slog.Logger
+
+	releasing atomic.Bool // a memory release after a large listing is scheduled
 }
 
 // NewBusAPI registers the Keys objects on srv (call srv.Export and Claim after).
@@ -77,7 +82,13 @@ func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.S
 			Properties: a.keyProperties,
 		}},
 		Exists: func(id string) bool { return svc.Exists(ctx, id) },
-		List:   func() ([]string, error) { return svc.List(ctx) },
+		List: func() ([]string, error) {
+			ids, err := svc.List(ctx)
+			if len(ids) > largeListing {
+				a.releaseMemoryLater()
+			}
+			return ids, err
+		},
 	})
 	srv.CanRead = func(call bus.Call, id string) *godbus.Error {
 		return a.authorize(call, ActionRead, id)
@@ -87,8 +98,25 @@ func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.S
 	return a
 }
 
+// largeListing is the number of keys above which a listing (and the
+// GetManagedObjects reply built from it: about 430 bytes a key) leaves
+// enough garbage that keyd hands it back to the OS instead of keeping it
+// until the runtime's scavenger gets to it.
+const largeListing = 1000
+
+// releaseMemoryLater returns freed heap to the OS a moment after a large
+// listing was answered; listings in quick succession share one release.
+func (a *BusAPI) releaseMemoryLater() {
+	if a.releasing.CompareAndSwap(false, true) {
+		time.AfterFunc(2*time.Second, func() {
+			debug.FreeOSMemory()
+			a.releasing.Store(false)
+		})
+	}
+}
+
 func (a *BusAPI) keyProperties(id string) (map[string]godbus.Variant, error) {
-	info, err := a.svc.Get(a.ctx, id)
+	info, err := a.svc.Describe(a.ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +250,7 @@ func (a *BusAPI) getKey(msg godbus.Message, id string) (godbus.ObjectPath, *godb
 	if e := a.authorize(bus.CallOf(msg), ActionRead, id); e != nil {
 		return "/", e
 	}
-	if _, err := a.svc.Get(a.ctx, id); err != nil {
+	if _, err := a.svc.Describe(a.ctx, id); err != nil {
 		return "/", a.fail("GetKey", err)
 	}
 	return a.srv.ChildPath(Collection, id), nil

@@ -61,7 +61,7 @@ func TestKeydRefusesPathElementsThatAreNoIDAsInvalidArgs(t *testing.T) {
 
 // TestKeydBoundsWhatACallerCanMakeItHold: an unauthorised caller's Sign of
 // 2 MiB is refused as InvalidArgs before any polkit round trip or key
-// lookup; one of 30 MiB never reaches keyd (the bus policy's 4 MiB message
+// lookup; one of 30 MiB never reaches keyd (the bus policy's 8 MiB message
 // limit), so keyd's memory does not grow by it. The largest legitimate
 // Sign (1 MiB) still works.
 func TestKeydBoundsWhatACallerCanMakeItHold(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	"log/slog"
 	"sort"
 	"strings"
@@ -35,7 +36,10 @@ type Service struct {
 	// bounded, least recently used evicted, so listing or using many keys
 	// does not keep every private key in memory.
 	handles *lru.Cache[string, Handle]
-	gen     uint64 // bumped by forget, so an Open racing a Delete/Move is not cached
+	// infos are descriptions (no private key, public key as DER only) of
+	// keys listed or used, so listing 10,000 keys twice reads no file twice.
+	infos *lru.Cache[string, Info]
+	gen   uint64 // bumped by forget, so an Open racing a Delete/Move is not cached
 	// create serialises create/delete/move so "create if missing" is atomic.
 	create sync.Mutex
 }
@@ -45,11 +49,16 @@ func NewService(engine Engine, preloaded map[string]Handle, log *slog.Logger) *S
 	if preloaded == nil {
 		preloaded = map[string]Handle{}
 	}
-	return &Service{engine: engine, preloaded: preloaded, broken: map[string]error{}, log: log, handles: lru.New[string, Handle](HandleCacheSize)}
+	return &Service{engine: engine, preloaded: preloaded, broken: map[string]error{}, log: log,
+		handles: lru.New[string, Handle](HandleCacheSize), infos: lru.New[string, Info](InfoCacheSize)}
 }
 
-// HandleCacheSize bounds the opened keys kept in memory.
-const HandleCacheSize = 1024
+// HandleCacheSize bounds the opened keys kept in memory; InfoCacheSize the
+// descriptions (about 300 bytes each).
+const (
+	HandleCacheSize = 1024
+	InfoCacheSize   = 16384
+)
 
 // Describer is an engine that can describe a key without opening its
 // private part (the file engine reads the file's headers).
@@ -112,14 +121,27 @@ func (s *Service) forget(ids ...string) {
 	s.gen++
 	for _, id := range ids {
 		s.handles.Delete(id)
+		s.infos.Delete(id)
 	}
 	s.mu.Unlock()
 }
 
-// Get describes a key. It does not open (or cache) the private key when
-// the engine can describe it without: listing every key's properties
-// (GetManagedObjects) stays cheap and leaves memory as it was.
+// Get describes a key, with its public key parsed.
 func (s *Service) Get(ctx context.Context, id string) (Info, error) {
+	info, err := s.Describe(ctx, id)
+	if err == nil && info.Public == nil && info.PublicDER != nil {
+		if info.Public, err = x509.ParsePKIXPublicKey(info.PublicDER); err != nil {
+			return Info{}, fault.Wrap(fault.Failed, err, "key %q: its stored public key does not parse", id)
+		}
+	}
+	return info, err
+}
+
+// Describe describes a key; an asymmetric key's public key may be given only
+// as PublicDER. It does not open (or cache) the private key when the engine
+// can describe it without: listing every key's properties
+// (GetManagedObjects) stays cheap and leaves memory as it was.
+func (s *Service) Describe(ctx context.Context, id string) (Info, error) {
 	if err := ValidateID(id); err != nil {
 		return Info{}, err
 	}
@@ -131,12 +153,29 @@ func (s *Service) Get(ctx context.Context, id string) (Info, error) {
 	}
 	s.mu.Lock()
 	h, ok := s.handles.Get(id)
+	info, described := s.infos.Get(id)
+	gen := s.gen
 	s.mu.Unlock()
 	if ok {
 		return h.Info(), nil
 	}
+	if described {
+		return info, nil
+	}
 	if d, ok := s.engine.(Describer); ok {
-		return d.Describe(ctx, id)
+		info, err := d.Describe(ctx, id)
+		if err != nil {
+			return Info{}, err
+		}
+		if info.PublicDER != nil {
+			info.Public = nil // callers that need it open the key
+		}
+		s.mu.Lock()
+		if s.gen == gen {
+			s.infos.Put(id, info)
+		}
+		s.mu.Unlock()
+		return info, nil
 	}
 	h, err := s.handle(ctx, id)
 	if err != nil {
@@ -154,7 +193,7 @@ func (s *Service) CachedHandles() int {
 
 // Exists reports whether id names a key (usable or not).
 func (s *Service) Exists(ctx context.Context, id string) bool {
-	_, err := s.Get(ctx, id)
+	_, err := s.Describe(ctx, id)
 	return err == nil || fault.Is(err, fault.Unavailable)
 }
 
