@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -41,7 +41,8 @@ type BusAPI struct {
 	srv  *bus.Server
 	log  *slog.Logger
 
-	releasing atomic.Bool // a memory release after a large listing is scheduled
+	releaseMu sync.Mutex
+	release   *time.Timer // hands freed heap back to the OS after large listings
 }
 
 // NewBusAPI registers the Keys objects on srv (call srv.Export and Claim after).
@@ -104,15 +105,16 @@ func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.S
 // until the runtime's scavenger gets to it.
 const largeListing = 1000
 
-// releaseMemoryLater returns freed heap to the OS a moment after a large
-// listing was answered; listings in quick succession share one release.
+// releaseMemoryLater returns freed heap to the OS two seconds after the
+// last of a run of large listings (the reply is sent by then).
 func (a *BusAPI) releaseMemoryLater() {
-	if a.releasing.CompareAndSwap(false, true) {
-		time.AfterFunc(2*time.Second, func() {
-			debug.FreeOSMemory()
-			a.releasing.Store(false)
-		})
+	a.releaseMu.Lock()
+	defer a.releaseMu.Unlock()
+	if a.release == nil {
+		a.release = time.AfterFunc(2*time.Second, debug.FreeOSMemory)
+		return
 	}
+	a.release.Reset(2 * time.Second)
 }
 
 func (a *BusAPI) keyProperties(id string) (map[string]godbus.Variant, error) {
