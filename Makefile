@@ -5,7 +5,7 @@ BIN := bin
 CMDS := edgev2-keyd edgev2-certd edgev2-identityd edgev2-modrtd edgev2-labcloud edgectl
 
 # Debian packages the tests, the benchmark and the demo need.
-DEB_PACKAGES := dbus dbus-daemon polkitd systemd libglib2.0-bin softhsm2 opensc openssl \
+DEB_PACKAGES := dbus dbus-daemon polkitd systemd libglib2.0-bin softhsm2 opensc openssl p11-kit p11-kit-modules \
 	ca-certificates gcc libc6-dev curl util-linux mount containerd runc containernetworking-plugins iptables busybox-static \
 	docker-registry apache2-utils swtpm swtpm-tools libtpm2-pkcs11-1 libtpm2-pkcs11-tools \
 	tpm2-tools libtss2-tcti-swtpm0 tpm2-abrmd libtss2-tcti-tabrmd0 debhelper dpkg-dev fakeroot lintian zip unzip

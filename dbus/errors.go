@@ -19,6 +19,7 @@ const (
 	ErrUnavailable       = ErrorPrefix + "Unavailable"
 	ErrFailed            = ErrorPrefix + "Failed"
 	ErrReadOnly          = ErrorPrefix + "ReadOnly"
+	ErrNotSupported      = ErrorPrefix + "NotSupported" // the backend (a token) lacks a mechanism
 	ErrInteractiveNeeded = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
 )
 
@@ -77,6 +78,8 @@ func fromDBusError(de *godbus.Error) error {
 		kind = fault.Unavailable
 	case ErrReadOnly:
 		kind = fault.ReadOnly
+	case ErrNotSupported, "org.freedesktop.DBus.Error.NotSupported":
+		kind = fault.NotSupported
 	}
 	return &fault.Error{Kind: kind, Msg: msg, Err: de}
 }

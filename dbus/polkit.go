@@ -10,6 +10,8 @@ import (
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/edgev2/edgev2/internal/lru"
 )
 
 const (
@@ -20,8 +22,11 @@ const (
 	polkitAllowUserInteraction = 1
 
 	// maxDecisionsPerSender bounds one caller's cache: a caller probing many
-	// ids cannot grow the daemon's memory without limit.
-	maxDecisionsPerSender = 512
+	// ids cannot grow the daemon's memory without limit (about 150 bytes a
+	// decision). A full cache evicts its least recently used decision, one
+	// at a time, so a caller cycling over more ids than this pays one polkit
+	// round trip per miss, never a dropped cache.
+	maxDecisionsPerSender = 4096
 
 	// decisionTTL bounds how long a cached decision lives even when no
 	// signal drops it (a lost signal must not grant access forever).
@@ -38,11 +43,13 @@ type Authorizer struct {
 	log  *slog.Logger
 	now  func() time.Time
 
+	maxPerSender int // maxDecisionsPerSender; smaller in tests
+
 	mu          sync.Mutex
-	polkitOwner string                         // unique name of polkitd; only it may say Changed
-	gen         uint64                         // bumped on every invalidation
-	decisions   map[string]map[string]decision // sender → key → decision
-	uids        map[string]uint32              // sender → unix uid
+	polkitOwner string                                  // unique name of polkitd; only it may say Changed
+	gen         uint64                                  // bumped on every invalidation
+	decisions   map[string]*lru.Cache[string, decision] // sender → key → decision
+	uids        map[string]uint32                       // sender → unix uid
 	hits        uint64
 	misses      uint64
 }
@@ -56,11 +63,12 @@ type decision struct {
 // serves them until ctx is done.
 func NewAuthorizer(ctx context.Context, conn *godbus.Conn, log *slog.Logger) (*Authorizer, error) {
 	a := &Authorizer{
-		conn:      conn,
-		log:       log,
-		now:       time.Now,
-		decisions: map[string]map[string]decision{},
-		uids:      map[string]uint32{},
+		conn:         conn,
+		log:          log,
+		now:          time.Now,
+		decisions:    map[string]*lru.Cache[string, decision]{},
+		uids:         map[string]uint32{},
+		maxPerSender: maxDecisionsPerSender,
 	}
 	if err := conn.AddMatchSignal(
 		godbus.WithMatchSender("org.freedesktop.DBus"),
@@ -139,7 +147,7 @@ func (a *Authorizer) handleSignal(sig *godbus.Signal) {
 func (a *Authorizer) invalidateAll() {
 	a.mu.Lock()
 	a.gen++
-	a.decisions = map[string]map[string]decision{}
+	a.decisions = map[string]*lru.Cache[string, decision]{}
 	a.mu.Unlock()
 }
 
@@ -185,7 +193,7 @@ func (a *Authorizer) Authorize(ctx context.Context, call Call, action string, de
 	}
 	key := cacheKey(action, details)
 	a.mu.Lock()
-	d, ok := a.decisions[call.Sender][key]
+	d, ok := a.cached(call.Sender, key)
 	if ok && a.now().Sub(d.at) < decisionTTL {
 		a.hits++
 		a.mu.Unlock()
@@ -208,12 +216,7 @@ func (a *Authorizer) Authorize(ctx context.Context, call Call, action string, de
 	}
 	a.mu.Lock()
 	if a.gen == gen { // no invalidation raced with this check
-		m := a.decisions[call.Sender]
-		if m == nil || len(m) >= maxDecisionsPerSender {
-			m = map[string]decision{}
-			a.decisions[call.Sender] = m
-		}
-		m[key] = decision{allowed: allowed, at: a.now()}
+		a.remember(call.Sender, key, allowed)
 	}
 	a.mu.Unlock()
 	return denial(allowed, action, details)
@@ -289,6 +292,25 @@ func (a *Authorizer) check(ctx context.Context, call Call, action string, detail
 	return res.IsAuthorized, res.IsChallenge, nil
 }
 
+// cached returns sender's decision under key (a.mu held).
+func (a *Authorizer) cached(sender, key string) (decision, bool) {
+	if m := a.decisions[sender]; m != nil {
+		return m.Get(key)
+	}
+	return decision{}, false
+}
+
+// remember caches a decision (a.mu held); a full cache for the sender
+// evicts its least recently used decision.
+func (a *Authorizer) remember(sender, key string, allowed bool) {
+	m := a.decisions[sender]
+	if m == nil {
+		m = lru.New[string, decision](a.maxPerSender)
+		a.decisions[sender] = m
+	}
+	m.Put(key, decision{allowed: allowed, at: a.now()})
+}
+
 // CachedSenders is how many callers have cached decisions (for tests and stats).
 func (a *Authorizer) CachedSenders() int {
 	a.mu.Lock()
@@ -302,7 +324,7 @@ func (a *Authorizer) CachedDecisions() int {
 	defer a.mu.Unlock()
 	n := 0
 	for _, m := range a.decisions {
-		n += len(m)
+		n += m.Len()
 	}
 	return n
 }
@@ -333,7 +355,7 @@ func (a *Authorizer) Permits(ctx context.Context, peer, action string, details m
 	}
 	key := "\x00signal\x00" + cacheKey(action, details)
 	a.mu.Lock()
-	d, ok := a.decisions[peer][key]
+	d, ok := a.cached(peer, key)
 	if ok && a.now().Sub(d.at) < decisionTTL {
 		a.hits++
 		a.mu.Unlock()
@@ -350,12 +372,7 @@ func (a *Authorizer) Permits(ctx context.Context, peer, action string, details m
 	}
 	a.mu.Lock()
 	if a.gen == gen {
-		m := a.decisions[peer]
-		if m == nil || len(m) >= maxDecisionsPerSender {
-			m = map[string]decision{}
-			a.decisions[peer] = m
-		}
-		m[key] = decision{allowed: allowed, at: a.now()}
+		a.remember(peer, key, allowed)
 	}
 	a.mu.Unlock()
 	return allowed

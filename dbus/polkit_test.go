@@ -99,8 +99,8 @@ func TestAuthorizerCachesAndDropsOnPolkitChangedAndCallerExit(t *testing.T) {
 	for i := 0; i < 600; i++ {
 		auth.Authorize(ctx, call, "org.edgev2.keys.use", map[string]string{"key_id": fmt.Sprintf("probe-%d", i)})
 	}
-	if n := auth.CachedDecisions(); n > 512 {
-		t.Fatalf("%d cached decisions for one caller; want at most 512", n)
+	if n := auth.CachedDecisions(); n > bus.MaxDecisionsPerSender {
+		t.Fatalf("%d cached decisions for one caller; want at most %d", n, bus.MaxDecisionsPerSender)
 	}
 	// A new rule makes polkit emit Changed; the cached denial must go.
 	pk.AddRule(t, "authorizer-cache", `polkit.addRule(function(action, subject) {
@@ -169,4 +169,61 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		}
 	}
 	t.Fatalf("timed out waiting: %s", what)
+}
+
+// TestAuthorizerCacheEvictsOneDecisionAtATime: a caller cycling over more
+// ids than the cache holds loses only its least recently used decision per
+// new id — the recent ones stay cached (no polkit round trip) instead of
+// the whole cache being dropped when it fills.
+func TestAuthorizerCacheEvictsOneDecisionAtATime(t *testing.T) {
+	testenv.RequireRoot(t)
+	b := testenv.StartBus(t)
+	testenv.StartPolkit(t, b)
+	conn := b.Conn(t)
+	ctx := context.Background()
+	auth, err := bus.NewAuthorizer(ctx, conn, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const max = 8
+	bus.SetMaxDecisionsPerSender(auth, max)
+	sender, _ := otherUserConnection(t, b, conn)
+	call := bus.Call{Sender: sender}
+	use := func(i int) {
+		auth.Authorize(ctx, call, "org.edgev2.keys.use", map[string]string{"key_id": fmt.Sprintf("k-%d", i)})
+	}
+	for i := 0; i < 20; i++ {
+		use(i)
+		want := i + 1
+		if want > max {
+			want = max
+		}
+		if n := auth.CachedDecisions(); n != want {
+			t.Fatalf("after %d ids: %d cached decisions, want %d (evict one at a time, never drop all)", i+1, n, want)
+		}
+	}
+	hits, misses := auth.CacheStats()
+	for i := 20 - max; i < 20; i++ { // the most recent ids: all cached
+		use(i)
+	}
+	if h, m := auth.CacheStats(); h-hits != max || m != misses {
+		t.Fatalf("re-using the %d most recent ids: %d hits, %d misses; want %d hits, 0 misses", max, h-hits, m-misses, max)
+	}
+	use(0) // long evicted: one polkit round trip, which evicts one entry
+	if _, m := auth.CacheStats(); m != misses+1 {
+		t.Fatalf("an evicted id was not asked again")
+	}
+	if n := auth.CachedDecisions(); n != max {
+		t.Fatalf("%d cached decisions after a miss on a full cache, want %d", n, max)
+	}
+	// Recently used survives a new entry; the least recently used goes.
+	hits, misses = auth.CacheStats()
+	use(19)
+	use(13)  // cache: 13..19, 0 with 14 now the least recently used
+	use(100) // evicts 14
+	use(13)
+	use(12)
+	if h, m := auth.CacheStats(); h-hits != 3 || m-misses != 2 {
+		t.Fatalf("LRU order: %d hits, %d misses; want 3 hits (19, 13, 13) and 2 misses (100; 12, evicted by the miss on 0)", h-hits, m-misses)
+	}
 }

@@ -182,6 +182,9 @@ func (s *Server) PathID(msg godbus.Message) (string, *godbus.Error) {
 	if !ok || c == nil {
 		return "", unknownObject(p)
 	}
+	if derr := CheckPathID(p, id); derr != nil {
+		return "", derr
+	}
 	return id, nil
 }
 
@@ -190,7 +193,13 @@ func (s *Server) PathID(msg godbus.Message) (string, *godbus.Error) {
 func (s *Server) Exists(msg godbus.Message) *godbus.Error {
 	p := CallOf(msg).Path
 	c, id, ok := s.resolve(p)
-	if !ok || c == nil || !c.Exists(id) {
+	if !ok || c == nil {
+		return unknownObject(p)
+	}
+	if derr := CheckPathID(p, id); derr != nil {
+		return derr
+	}
+	if !c.Exists(id) {
 		return unknownObject(p)
 	}
 	return nil
@@ -207,6 +216,8 @@ func (s *Server) ifacesAt(p godbus.ObjectPath) (ifs []Interface, id string, err 
 		return nil, "", unknownObject(p)
 	case c == nil:
 		return s.ifs, "", nil
+	case CheckPathID(p, id) != nil:
+		return nil, "", CheckPathID(p, id)
 	case !c.Exists(id):
 		return nil, "", unknownObject(p)
 	}
@@ -247,6 +258,9 @@ func (s *Server) properties(msg godbus.Message, iface string) (map[string]godbus
 	c, id, ok := s.resolve(call.Path)
 	if !ok || (c == nil && call.Path != s.root) {
 		return nil, unknownObject(call.Path)
+	}
+	if derr := CheckPathID(call.Path, id); derr != nil {
+		return nil, derr
 	}
 	if s.CanRead != nil {
 		if derr := s.CanRead(call, id); derr != nil {
@@ -312,6 +326,9 @@ func (s *Server) introspectTable() map[string]any {
 			// A child: authorize before looking it up, so a caller who
 			// may not read it gets the same answer whether it exists or not.
 			if c, id, ok := s.resolve(p); ok && c != nil && s.CanRead != nil {
+				if derr := CheckPathID(p, id); derr != nil {
+					return "", derr
+				}
 				if derr := s.CanRead(CallOf(msg), id); derr != nil {
 					return "", derr
 				}

@@ -54,8 +54,12 @@ func (c *Config) validate(path string) error {
 		return &ConfigError{File: path, Key: "pkcs11_lib_path", Problem: "not set, but pkcs11_base_slot is", Fix: "set the PKCS#11 module path, e.g. /usr/lib/softhsm/libsofthsm2.so"}
 	}
 	if c.PKCS11BaseSlot != "" {
-		if _, err := ParsePKCS11URI(c.PKCS11BaseSlot); err != nil {
+		u, err := ParsePKCS11URI(c.PKCS11BaseSlot)
+		if err != nil {
 			return &ConfigError{File: path, Key: "pkcs11_base_slot", Problem: err.Error(), Fix: `use an RFC 7512 URI like "pkcs11:token=edgev2?pin-source=file:///etc/edgev2/pin"`}
+		}
+		if _, err := u.PINSourcePath(); err != nil {
+			return &ConfigError{File: path, Key: "pkcs11_base_slot", Problem: err.Error(), Fix: `give pin-source an absolute path, e.g. "pin-source=file:///etc/edgev2/keyd.pin"`}
 		}
 	}
 	if c.PKCS11Sessions < 0 || c.PKCS11Sessions > 256 {
@@ -76,8 +80,12 @@ func (c *Config) validate(path string) error {
 			if c.PKCS11LibPath == "" {
 				return &ConfigError{File: path, Key: key, Problem: "a pkcs11: key needs pkcs11_lib_path", Fix: "set pkcs11_lib_path"}
 			}
-			if _, err := ParsePKCS11URI(uri); err != nil {
+			u, err := ParsePKCS11URI(uri)
+			if err != nil {
 				return &ConfigError{File: path, Key: key, Problem: err.Error(), Fix: `use "pkcs11:token=...;object=<label>"`}
+			}
+			if _, err := u.PINSourcePath(); err != nil {
+				return &ConfigError{File: path, Key: key, Problem: err.Error(), Fix: `give pin-source an absolute path, e.g. "pin-source=file:///etc/edgev2/keyd.pin"`}
 			}
 		default:
 			return &ConfigError{File: path, Key: key, Problem: "unsupported URI scheme", Fix: `use "file:///..." or "pkcs11:..."`}

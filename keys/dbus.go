@@ -5,6 +5,9 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
 
 	godbus "github.com/godbus/dbus/v5"
 
@@ -37,6 +40,9 @@ type BusAPI struct {
 	auth bus.Authority
 	srv  *bus.Server
 	log  *slog.Logger
+
+	releaseMu sync.Mutex
+	release   *time.Timer // hands freed heap back to the OS after large listings
 }
 
 // NewBusAPI registers the Keys objects on srv (call srv.Export and Claim after).
@@ -53,7 +59,11 @@ func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.S
 			"MoveKey":       a.moveKey,
 		},
 		Properties: func(string) (map[string]godbus.Variant, error) {
-			return map[string]godbus.Variant{"Engine": godbus.MakeVariant(svc.EngineName())}, nil
+			mechs := svc.TokenMechanisms()
+			if mechs == nil {
+				mechs = []string{}
+			}
+			return map[string]godbus.Variant{"Engine": godbus.MakeVariant(svc.EngineName()), "TokenMechanisms": godbus.MakeVariant(mechs)}, nil
 		},
 	})
 	srv.AddCollection(bus.Collection{
@@ -73,7 +83,13 @@ func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.S
 			Properties: a.keyProperties,
 		}},
 		Exists: func(id string) bool { return svc.Exists(ctx, id) },
-		List:   func() ([]string, error) { return svc.List(ctx) },
+		List: func() ([]string, error) {
+			ids, err := svc.List(ctx)
+			if len(ids) > largeListing {
+				a.releaseMemoryLater()
+			}
+			return ids, err
+		},
 	})
 	srv.CanRead = func(call bus.Call, id string) *godbus.Error {
 		return a.authorize(call, ActionRead, id)
@@ -83,13 +99,31 @@ func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.S
 	return a
 }
 
+// largeListing is the number of keys above which a listing (and the
+// GetManagedObjects reply built from it: about 430 bytes a key) leaves
+// enough garbage that keyd hands it back to the OS instead of keeping it
+// until the runtime's scavenger gets to it.
+const largeListing = 1000
+
+// releaseMemoryLater returns freed heap to the OS two seconds after the
+// last of a run of large listings (the reply is sent by then).
+func (a *BusAPI) releaseMemoryLater() {
+	a.releaseMu.Lock()
+	defer a.releaseMu.Unlock()
+	if a.release == nil {
+		a.release = time.AfterFunc(2*time.Second, debug.FreeOSMemory)
+		return
+	}
+	a.release.Reset(2 * time.Second)
+}
+
 func (a *BusAPI) keyProperties(id string) (map[string]godbus.Variant, error) {
-	info, err := a.svc.Get(a.ctx, id)
+	info, err := a.svc.Describe(a.ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	var pub []byte
-	if info.Public != nil {
+	pub := info.PublicDER
+	if pub == nil && info.Public != nil {
 		if pub, err = x509.MarshalPKIXPublicKey(info.Public); err != nil {
 			return nil, fmt.Errorf("encode public key of %q: %w", id, err)
 		}
@@ -218,7 +252,7 @@ func (a *BusAPI) getKey(msg godbus.Message, id string) (godbus.ObjectPath, *godb
 	if e := a.authorize(bus.CallOf(msg), ActionRead, id); e != nil {
 		return "/", e
 	}
-	if _, err := a.svc.Get(a.ctx, id); err != nil {
+	if _, err := a.svc.Describe(a.ctx, id); err != nil {
 		return "/", a.fail("GetKey", err)
 	}
 	return a.srv.ChildPath(Collection, id), nil
@@ -276,6 +310,30 @@ func (a *BusAPI) moveKey(msg godbus.Message, from, to string) *godbus.Error {
 	return nil
 }
 
+// tooLarge refuses payloads over MaxData before any work — no polkit round
+// trip, no key lookup — so a caller, authorised or not, cannot make keyd
+// spend effort on (or hold for long) what it will refuse anyway. The limit
+// is public; the answer reveals nothing about keys.
+func tooLarge(named map[string][]byte) *godbus.Error {
+	for what, b := range named {
+		if len(b) > MaxData {
+			return bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("%s is %d bytes; the limit is %d (1 MiB)", what, len(b), MaxData))
+		}
+	}
+	return nil
+}
+
+// optionBytes are the byte-array options' sizes, for tooLarge.
+func optionBytes(opts map[string]godbus.Variant) map[string][]byte {
+	out := map[string][]byte{}
+	for k, v := range opts {
+		if b, ok := v.Value().([]byte); ok {
+			out["option \""+k+"\""] = b
+		}
+	}
+	return out
+}
+
 // child resolves the key a child-object call addresses and authorizes it,
 // before checking it exists so unauthorized callers learn nothing of ids.
 func (a *BusAPI) child(msg godbus.Message, action string) (string, *godbus.Error) {
@@ -290,6 +348,13 @@ func (a *BusAPI) child(msg godbus.Message, action string) (string, *godbus.Error
 }
 
 func (a *BusAPI) sign(msg godbus.Message, mech string, data []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {
+	sizes := map[string][]byte{"data": data}
+	for k, v := range optionBytes(opts) {
+		sizes[k] = v
+	}
+	if e := tooLarge(sizes); e != nil {
+		return nil, e
+	}
 	id, e := a.child(msg, ActionUse)
 	if e != nil {
 		return nil, e
@@ -305,6 +370,13 @@ func (a *BusAPI) sign(msg godbus.Message, mech string, data []byte, opts map[str
 }
 
 func (a *BusAPI) verify(msg godbus.Message, mech string, data, sig []byte, opts map[string]godbus.Variant) (bool, *godbus.Error) {
+	sizes := map[string][]byte{"data": data, "signature": sig}
+	for k, v := range optionBytes(opts) {
+		sizes[k] = v
+	}
+	if e := tooLarge(sizes); e != nil {
+		return false, e
+	}
 	id, e := a.child(msg, ActionUse)
 	if e != nil {
 		return false, e
@@ -332,6 +404,13 @@ func cipherOptions(opts map[string]godbus.Variant) (CipherOptions, *godbus.Error
 }
 
 func (a *BusAPI) encrypt(msg godbus.Message, mech string, plaintext []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {
+	sizes := map[string][]byte{"plaintext": plaintext}
+	for k, v := range optionBytes(opts) {
+		sizes[k] = v
+	}
+	if e := tooLarge(sizes); e != nil {
+		return nil, e
+	}
 	id, e := a.child(msg, ActionUse)
 	if e != nil {
 		return nil, e
@@ -348,6 +427,13 @@ func (a *BusAPI) encrypt(msg godbus.Message, mech string, plaintext []byte, opts
 }
 
 func (a *BusAPI) decrypt(msg godbus.Message, mech string, ciphertext []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {
+	sizes := map[string][]byte{"ciphertext": ciphertext}
+	for k, v := range optionBytes(opts) {
+		sizes[k] = v
+	}
+	if e := tooLarge(sizes); e != nil {
+		return nil, e
+	}
 	id, e := a.child(msg, ActionUse)
 	if e != nil {
 		return nil, e
@@ -364,6 +450,10 @@ func (a *BusAPI) decrypt(msg godbus.Message, mech string, ciphertext []byte, opt
 }
 
 func (a *BusAPI) signDerived(msg godbus.Message, derivation []byte, mech string, data []byte) ([]byte, *godbus.Error) {
+	sizes := map[string][]byte{"derivation": derivation, "data": data}
+	if e := tooLarge(sizes); e != nil {
+		return nil, e
+	}
 	id, e := a.child(msg, ActionUse)
 	if e != nil {
 		return nil, e
@@ -376,6 +466,10 @@ func (a *BusAPI) signDerived(msg godbus.Message, derivation []byte, mech string,
 }
 
 func (a *BusAPI) exportDerived(msg godbus.Message, derivation []byte) ([]byte, *godbus.Error) {
+	sizes := map[string][]byte{"derivation": derivation}
+	if e := tooLarge(sizes); e != nil {
+		return nil, e
+	}
 	id, e := a.child(msg, ActionExport)
 	if e != nil {
 		return nil, e
@@ -388,6 +482,13 @@ func (a *BusAPI) exportDerived(msg godbus.Message, derivation []byte) ([]byte, *
 }
 
 func (a *BusAPI) encryptDerived(msg godbus.Message, derivation []byte, mech string, plaintext []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {
+	sizes := map[string][]byte{"derivation": derivation, "plaintext": plaintext}
+	for k, v := range optionBytes(opts) {
+		sizes[k] = v
+	}
+	if e := tooLarge(sizes); e != nil {
+		return nil, e
+	}
 	id, e := a.child(msg, ActionUse)
 	if e != nil {
 		return nil, e
@@ -404,6 +505,13 @@ func (a *BusAPI) encryptDerived(msg godbus.Message, derivation []byte, mech stri
 }
 
 func (a *BusAPI) decryptDerived(msg godbus.Message, derivation []byte, mech string, ciphertext []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {
+	sizes := map[string][]byte{"derivation": derivation, "ciphertext": ciphertext}
+	for k, v := range optionBytes(opts) {
+		sizes[k] = v
+	}
+	if e := tooLarge(sizes); e != nil {
+		return nil, e
+	}
 	id, e := a.child(msg, ActionUse)
 	if e != nil {
 		return nil, e

@@ -12,10 +12,12 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -38,6 +40,8 @@ const (
 	pemPrivate   = "PRIVATE KEY"
 	hdrID        = "Edgev2-Id"
 	hdrUsage     = "Edgev2-Usage"
+	hdrType      = "Edgev2-Type"   // asymmetric keys: ec-p256, rsa-2048...
+	hdrPublic    = "Edgev2-Public" // asymmetric keys: base64 DER SubjectPublicKeyInfo
 	keySuffix    = ".key"
 )
 
@@ -132,6 +136,18 @@ func encodeKey(id string, spec Spec, secret any) (*pem.Block, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode key %q: %w", id, err)
 	}
+	// The type and public key in the headers let listings describe the key
+	// without parsing the private key.
+	t, err := typeOfPrivate(secret)
+	if err != nil {
+		return nil, fmt.Errorf("encode key %q: %w", id, err)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(secret.(crypto.Signer).Public())
+	if err != nil {
+		return nil, fmt.Errorf("encode key %q: %w", id, err)
+	}
+	hdr[hdrType] = string(t)
+	hdr[hdrPublic] = base64.StdEncoding.EncodeToString(pub)
 	return &pem.Block{Type: pemPrivate, Headers: hdr, Bytes: der}, nil
 }
 
@@ -151,7 +167,86 @@ func (e *FileEngine) Open(ctx context.Context, id string) (Handle, error) {
 	if storedID != id { // a hash collision or a hand-edited store
 		return nil, fault.New(fault.NotFound, "key %q not found", id)
 	}
+	// What listings show must be the key that signs.
+	if _, hdr, ok := pemHeaders(data); ok && hdr[hdrPublic] != "" {
+		info := h.Info()
+		der, err := x509.MarshalPKIXPublicKey(info.Public)
+		if err != nil || hdr[hdrPublic] != base64.StdEncoding.EncodeToString(der) || hdr[hdrType] != string(info.Type) {
+			return nil, fmt.Errorf("key %q: %s: the public key in the file's header does not match its private key", id, p)
+		}
+	}
 	return h, nil
+}
+
+// Describe implements Describer: the key's type and public key from the
+// file's headers, without decoding or parsing the private key. Files
+// written before the headers existed are parsed in full.
+func (e *FileEngine) Describe(ctx context.Context, id string) (Info, error) {
+	p := e.path(id)
+	data, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return Info{}, fault.New(fault.NotFound, "key %q not found", id)
+	}
+	if err != nil {
+		return Info{}, fmt.Errorf("read key %q: %w", id, err)
+	}
+	defer clear(data)
+	typ, hdr, ok := pemHeaders(data)
+	if !ok {
+		return Info{}, fmt.Errorf("key %q: %s is not a PEM key file", id, p)
+	}
+	raw, err := hex.DecodeString(hdr[hdrID])
+	if err != nil || string(raw) != id {
+		return Info{}, fault.New(fault.NotFound, "key %q not found", id)
+	}
+	info := Info{ID: id, Location: p}
+	switch {
+	case typ == pemSymmetric:
+		info.Type, info.Usage = Symmetric, Usage(hdr[hdrUsage])
+		if info.Usage != UsageSign && info.Usage != UsageEncrypt && info.Usage != UsageDerive {
+			return Info{}, fmt.Errorf("key %q: %s: unknown usage %q", id, p, info.Usage)
+		}
+		return info, nil
+	case typ == pemPrivate && hdr[hdrPublic] != "":
+		t, err := ParseType(hdr[hdrType])
+		if err != nil || t == Symmetric {
+			return Info{}, fmt.Errorf("key %q: %s: bad %s header", id, p, hdrType)
+		}
+		der, err := base64.StdEncoding.DecodeString(hdr[hdrPublic])
+		if err != nil {
+			return Info{}, fmt.Errorf("key %q: %s: bad %s header", id, p, hdrPublic)
+		}
+		pub, err := x509.ParsePKIXPublicKey(der)
+		if err != nil {
+			return Info{}, fmt.Errorf("key %q: %s: bad %s header: %w", id, p, hdrPublic, err)
+		}
+		info.Type, info.Public, info.PublicDER = t, pub, der
+		return info, nil
+	}
+	h, err := e.Open(ctx, id)
+	if err != nil {
+		return Info{}, err
+	}
+	return h.Info(), nil
+}
+
+// pemHeaders reads the type and headers of the PEM block data starts with,
+// without decoding its body.
+func pemHeaders(data []byte) (typ string, hdr map[string]string, ok bool) {
+	line, rest, _ := strings.Cut(string(data[:min(len(data), 4096)]), "\n")
+	if !strings.HasPrefix(line, "-----BEGIN ") || !strings.HasSuffix(line, "-----") {
+		return "", nil, false
+	}
+	typ = strings.TrimSuffix(strings.TrimPrefix(line, "-----BEGIN "), "-----")
+	hdr = map[string]string{}
+	for {
+		line, rest, _ = strings.Cut(rest, "\n")
+		k, v, found := strings.Cut(strings.TrimRight(line, "\r"), ": ")
+		if !found {
+			return typ, hdr, true
+		}
+		hdr[k] = v
+	}
 }
 
 // decodeKeyFile parses a stored key file, or for preloaded keys also plain
@@ -271,19 +366,38 @@ func (e *FileEngine) List(ctx context.Context) ([]string, error) {
 		if !ent.Type().IsRegular() || !strings.HasSuffix(ent.Name(), keySuffix) || strings.HasPrefix(ent.Name(), ".") {
 			continue
 		}
+		// The id is the file's name unescaped; only hashed names (long
+		// ids) need the file's header. No private key is read.
 		p := filepath.Join(e.dir, ent.Name())
-		data, err := os.ReadFile(p)
-		if err != nil {
-			continue
+		name := strings.TrimSuffix(ent.Name(), keySuffix)
+		id, ok := label.Unescape(name)
+		if strings.HasPrefix(name, "h-") {
+			id, ok = headerID(p)
 		}
-		id, _, err := decodeKeyFile(data, p, false)
-		if err != nil || e.path(id) != p {
+		if !ok || ValidateID(id) != nil || e.path(id) != p {
 			continue
 		}
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
 	return ids, nil
+}
+
+// headerID reads the id recorded in a key file's header.
+func headerID(path string) (string, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	buf := make([]byte, 2048) // an id is at most 255 bytes, 510 in hex
+	n, _ := io.ReadFull(f, buf)
+	_, hdr, ok := pemHeaders(buf[:n])
+	if !ok {
+		return "", false
+	}
+	raw, err := hex.DecodeString(hdr[hdrID])
+	return string(raw), err == nil && len(raw) > 0
 }
 
 // LoadKeyFile opens a preloaded key from a file: a PEM private key, a key

@@ -166,6 +166,22 @@ type p11Module struct {
 	info pkcs11.Info
 	refs int                // guarded by modules.mu
 	toks map[uint]*p11Token // guarded by modules.mu
+
+	// opMu is held shared by every PKCS#11 call on a session or slot and
+	// alone by recovery, which finalises and re-initialises the module.
+	opMu sync.RWMutex
+	// gen counts re-initialisations: object handles found before the last
+	// one are stale (and may name another object now).
+	gen atomic.Uint64
+
+	state      sync.Mutex
+	slots      map[*p11Slot]bool // open slots, re-logged-in by recovery
+	downCause  string            // why the module is down ("CKR_DEVICE_ERROR"); "" when up
+	recovering bool
+	closed     bool
+	stop       chan struct{} // closed when the last reference goes
+	wg         sync.WaitGroup
+	log        *slog.Logger
 }
 
 type p11Token struct {
@@ -173,6 +189,12 @@ type p11Token struct {
 	loginSess pkcs11.SessionHandle // kept open: closing a token's last session logs it out
 	hasSess   bool
 	loggedIn  bool
+	// pinSum identifies the PIN that logged in (never the PIN itself) and
+	// loginBy names the configuration it came from: a second configuration
+	// with another PIN for the same token has a wrong one, even though the
+	// token, already logged in, would accept any.
+	pinSum  [32]byte
+	loginBy string
 }
 
 var modules = struct {
@@ -207,7 +229,8 @@ func acquireModule(path string) (*p11Module, error) {
 		ctx.Destroy()
 		return nil, fault.Wrap(fault.Unavailable, err, "PKCS#11 module %q: C_GetInfo: %s", path, ckrName(err))
 	}
-	m := &p11Module{path: path, ctx: ctx, info: info, refs: 1, toks: map[uint]*p11Token{}}
+	m := &p11Module{path: path, ctx: ctx, info: info, refs: 1, toks: map[uint]*p11Token{},
+		slots: map[*p11Slot]bool{}, stop: make(chan struct{}), log: slog.Default()}
 	modules.m[path] = m
 	return m, nil
 }
@@ -220,12 +243,20 @@ func (m *p11Module) retain() {
 
 func (m *p11Module) release() {
 	modules.Lock()
-	defer modules.Unlock()
 	m.refs--
 	if m.refs > 0 {
+		modules.Unlock()
 		return
 	}
 	delete(modules.m, m.path)
+	modules.Unlock()
+	m.state.Lock()
+	m.closed = true
+	close(m.stop)
+	m.state.Unlock()
+	m.wg.Wait() // the recovery loop, if one runs
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
 	m.ctx.Finalize()
 	m.ctx.Destroy()
 }
@@ -248,31 +279,37 @@ func (m *p11Module) login(slot uint, label, serial, pin string, needLogin bool, 
 		t.loginSess, t.hasSess = s, true
 	}
 	t.refs++
-	if t.loggedIn || !needLogin {
-		return nil
-	}
 	fail := func(err error) error {
 		t.refs--
 		m.dropTokenLocked(slot, t)
 		return err
 	}
-	if pin == "" {
-		return fail(fault.New(fault.InvalidArgs, "PKCS#11 token %q needs a login but %s has no pin-value or pin-source", label, what))
-	}
 	sum := refusedKey(m.path, serial, label, pin)
+	if t.loggedIn && pin != "" && sum != t.pinSum {
+		// The token has one user PIN and it is logged in with another one:
+		// this PIN is wrong, whatever the token would say now.
+		t.refs--
+		return asConfigProblem(fault.New(fault.Unavailable, "the PIN in %s differs from the PIN that logged in to PKCS#11 token %q through %s; a token has one user PIN, so this one is wrong (fix it and restart)", what, label, t.loginBy))
+	}
+	if t.loggedIn || !needLogin {
+		return nil
+	}
+	if pin == "" {
+		return fail(asConfigProblem(fault.New(fault.Unavailable, "PKCS#11 token %q needs a login but %s has no pin-value or pin-source", label, what)))
+	}
 	if modules.refused[sum] {
-		return fail(fault.New(fault.Unavailable, "the PIN in %s was already refused by PKCS#11 token %q; not trying it again (the token would lock); fix the PIN and restart", what, label))
+		return fail(asConfigProblem(fault.New(fault.Unavailable, "the PIN in %s was already refused by PKCS#11 token %q; not trying it again (the token would lock); fix the PIN and restart", what, label)))
 	}
 	err := m.ctx.Login(t.loginSess, pkcs11.CKU_USER, pin)
 	switch {
 	case err == nil, isCKR(err, pkcs11.CKR_USER_ALREADY_LOGGED_IN):
-		t.loggedIn = true
+		t.loggedIn, t.pinSum, t.loginBy = true, sum, what
 		return nil
-	case isCKR(err, pkcs11.CKR_PIN_INCORRECT):
+	case isCKR(err, pkcs11.CKR_PIN_INCORRECT, pkcs11.CKR_PIN_INVALID, pkcs11.CKR_PIN_LEN_RANGE):
 		modules.refused[sum] = true
-		return fail(fault.Wrap(fault.Unavailable, err, "the PIN in %s is wrong for PKCS#11 token %q (%s); it will not be retried, fix it and restart", what, label, ckrName(err)))
-	case isCKR(err, pkcs11.CKR_PIN_LOCKED):
-		return fail(fault.Wrap(fault.Unavailable, err, "PKCS#11 token %q is locked (%s); unlock it with its SO PIN", label, ckrName(err)))
+		return fail(asConfigProblem(fault.Wrap(fault.Unavailable, err, "the PIN in %s is wrong for PKCS#11 token %q (%s); it will not be retried, fix it and restart", what, label, ckrName(err))))
+	case isCKR(err, pkcs11.CKR_PIN_LOCKED, pkcs11.CKR_PIN_EXPIRED):
+		return fail(asConfigProblem(fault.Wrap(fault.Unavailable, err, "PKCS#11 token %q is locked or its PIN expired (%s); unlock it with its SO PIN", label, ckrName(err))))
 	default:
 		return fail(fault.Wrap(fault.Unavailable, err, "log in to PKCS#11 token %q: %s", label, ckrName(err)))
 	}
@@ -309,14 +346,18 @@ func (m *p11Module) dropTokenLocked(slot uint, t *p11Token) {
 
 type p11Slot struct {
 	mod    *p11Module
-	id     uint
+	id     uint // changes only under mod.opMu held alone (recovery)
 	label  string
 	serial string
 	log    *slog.Logger
+	uri    *PKCS11URI // what found the token and its PIN, for recovery
+	what   string     // the configuration uri came from
+	dead   error      // a recovery found the PIN refused; guarded by mu
 
 	idle    chan pkcs11.SessionHandle // sessions ready for use
 	permits chan struct{}             // one per open pool session
 	rawOAEP atomic.Bool               // the token refuses CKM_RSA_PKCS_OAEP with SHA-256
+	mechs   atomic.Pointer[p11Mechanisms]
 
 	mu       sync.Mutex
 	closed   bool
@@ -328,13 +369,15 @@ func trimPad(s string) string { return strings.TrimRight(s, " \x00") }
 
 // openSlot finds the one token u names in mod and logs in to it.
 func (e *PKCS11Engine) openSlot(ctx context.Context, mod *p11Module, u *PKCS11URI, what string) (*p11Slot, error) {
+	mod.opMu.RLock()
+	defer mod.opMu.RUnlock()
 	id, ti, err := findSlot(mod, u, what)
 	if err != nil {
 		return nil, err
 	}
 	pin, err := u.PIN()
 	if err != nil {
-		return nil, fault.Wrap(fault.KindOf(err), err, "%s: %s", what, fault.Message(err))
+		return nil, asConfigProblem(fault.Wrap(fault.Unavailable, err, "%s: %s", what, fault.Message(err)))
 	}
 	label, serial := trimPad(ti.Label), trimPad(ti.SerialNumber)
 	needLogin := ti.Flags&pkcs11.CKF_LOGIN_REQUIRED != 0
@@ -344,12 +387,17 @@ func (e *PKCS11Engine) openSlot(ctx context.Context, mod *p11Module, u *PKCS11UR
 	}
 	mod.retain()
 	s := &p11Slot{
-		mod: mod, id: id, label: label, serial: serial, log: e.log,
+		mod: mod, id: id, label: label, serial: serial, log: e.log, uri: u, what: what,
 		idle:    make(chan pkcs11.SessionHandle, e.pool),
 		permits: make(chan struct{}, e.pool),
 	}
 	s.drained = sync.NewCond(&s.mu)
-	e.log.Info("pkcs11 token opened", "library", mod.path, "token", label, "serial", s.serial, "slot", id)
+	s.queryMechanisms(true)
+	mod.state.Lock()
+	mod.slots[s] = true
+	mod.log = e.log
+	mod.state.Unlock()
+	e.log.Info("pkcs11 token opened", "library", mod.path, "token", label, "serial", s.serial, "slot", id, "mechanisms", len(s.mechanisms()))
 	return s, nil
 }
 
@@ -358,7 +406,7 @@ func (e *PKCS11Engine) openSlot(ctx context.Context, mod *p11Module, u *PKCS11UR
 func findSlot(mod *p11Module, u *PKCS11URI, what string) (uint, pkcs11.TokenInfo, error) {
 	shown := u.WithoutObject().String()
 	if !libraryMatches(mod.info, u) {
-		return 0, pkcs11.TokenInfo{}, fault.New(fault.Unavailable, "%s %s: the library attributes do not match module %q", what, shown, mod.path)
+		return 0, pkcs11.TokenInfo{}, asConfigProblem(fault.New(fault.Unavailable, "%s %s: the library attributes do not match module %q", what, shown, mod.path))
 	}
 	ids, err := mod.ctx.GetSlotList(true)
 	if err != nil {
@@ -385,11 +433,11 @@ func findSlot(mod *p11Module, u *PKCS11URI, what string) (uint, pkcs11.TokenInfo
 	}
 	switch len(found) {
 	case 0:
-		return 0, info, fault.New(fault.Unavailable, "%s %s matches no token in PKCS#11 module %q", what, shown, mod.path)
+		return 0, info, asConfigProblem(fault.New(fault.Unavailable, "%s %s matches no token in PKCS#11 module %q", what, shown, mod.path))
 	case 1:
 		return found[0], info, nil
 	}
-	return 0, info, fault.New(fault.InvalidArgs, "%s %s matches %d tokens in PKCS#11 module %q; add token= or serial= to pick one", what, shown, len(found), mod.path)
+	return 0, info, asConfigProblem(fault.New(fault.InvalidArgs, "%s %s matches %d tokens in PKCS#11 module %q; add token= or serial= to pick one", what, shown, len(found), mod.path))
 }
 
 func libraryMatches(info pkcs11.Info, u *PKCS11URI) bool {
@@ -491,19 +539,38 @@ func (s *p11Slot) closedErr() error {
 	return fault.New(fault.Unavailable, "PKCS#11 token %q is closed", s.label)
 }
 
+// withSession runs fn on a pooled session. While the token is lost and
+// being reconnected it answers Unavailable at once; an error that says the
+// token or module is gone starts the reconnection.
 func (s *p11Slot) withSession(ctx context.Context, fn func(pkcs11.SessionHandle) error) error {
-	h, err := s.session(ctx)
-	if err != nil {
+	if err := s.unavailable(); err != nil {
 		return err
 	}
-	err = fn(h)
-	s.put(h, err)
+	s.mod.opMu.RLock()
+	defer s.mod.opMu.RUnlock()
+	if err := s.unavailable(); err != nil { // recovered or lost while we waited
+		return err
+	}
+	h, err := s.session(ctx)
+	if err == nil {
+		err = fn(h)
+		s.put(h, err)
+	}
+	if isTokenLost(err) {
+		s.mod.lost(s, err)
+		return fault.Wrap(fault.Unavailable, err, "PKCS#11 token %q is unavailable (%s); keyd is reconnecting to it and resumes by itself", s.label, ckrName(err))
+	}
 	return err
 }
 
 // close waits for operations in flight, closes the pool's sessions and
 // gives up this slot's share of the token login.
 func (s *p11Slot) close() {
+	s.mod.state.Lock()
+	delete(s.mod.slots, s)
+	s.mod.state.Unlock()
+	s.mod.opMu.RLock()
+	defer s.mod.opMu.RUnlock()
 	s.mu.Lock()
 	s.closed = true
 	for s.inflight > 0 {
@@ -520,6 +587,63 @@ func (s *p11Slot) close() {
 			return
 		}
 	}
+}
+
+// samePIN refuses a URI whose own PIN differs from the PIN the token is
+// logged in with: the token would accept the key without asking, hiding a
+// wrong PIN until the next restart on another device.
+func (s *p11Slot) samePIN(u *PKCS11URI, what string) error {
+	if !u.HasPIN() {
+		return nil
+	}
+	pin, err := u.PIN()
+	if err != nil {
+		return asConfigProblem(fault.Wrap(fault.Unavailable, err, "%s: %s", what, fault.Message(err)))
+	}
+	modules.Lock()
+	defer modules.Unlock()
+	t := s.mod.toks[s.id]
+	if t == nil || !t.loggedIn || refusedKey(s.mod.path, s.serial, s.label, pin) == t.pinSum {
+		return nil
+	}
+	return asConfigProblem(fault.New(fault.Unavailable, "the PIN in %s differs from the PIN that logged in to PKCS#11 token %q through %s; a token has one user PIN, so this one is wrong (fix it and restart)", what, s.label, t.loginBy))
+}
+
+// queryMechanisms asks the token what it offers and says which kinds of
+// keys it cannot hold.
+func (s *p11Slot) queryMechanisms(warn bool) {
+	ms, err := queryMechanisms(s.mod.ctx, s.id)
+	if err != nil {
+		s.log.Warn("pkcs11 token does not list its mechanisms; keys it cannot use are refused only at use", "token", s.label, "err", ckrName(err))
+		s.mechs.Store(nil)
+		return
+	}
+	s.mechs.Store(&ms)
+	if !warn {
+		return
+	}
+	for _, spec := range []Spec{{Type: ECP256}, {Type: RSA2048}, {Type: Symmetric, Usage: UsageSign}, {Type: Symmetric, Usage: UsageEncrypt}} {
+		if err := ms.supports(s.label, "*", spec, true); err != nil {
+			s.log.Warn("pkcs11 token cannot hold some keys", "token", s.label, "type", spec.String(), "reason", fault.Message(err))
+		}
+	}
+}
+
+// mechanisms is what the token offers; nil if it would not say.
+func (s *p11Slot) mechanisms() p11Mechanisms {
+	if p := s.mechs.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// TokenMechanisms names the mechanisms the base token offers, sorted; nil
+// without a base token or when it would not say.
+func (e *PKCS11Engine) TokenMechanisms() []string {
+	if e.base == nil {
+		return nil
+	}
+	return e.base.mechanisms().names()
 }
 
 // location is the key's PKCS#11 URI, without PIN.
@@ -625,6 +749,9 @@ func (e *PKCS11Engine) Generate(ctx context.Context, id string, spec Spec) (Hand
 	if err := ValidateID(id); err != nil {
 		return nil, err
 	}
+	if err := slot.mechanisms().supports(slot.label, id, spec, true); err != nil {
+		return nil, err
+	}
 	ckaID, err := newCKAID()
 	if err != nil {
 		return nil, fault.Wrap(fault.Failed, err, "generate key %q: random CKA_ID: %v", id, err)
@@ -700,7 +827,7 @@ func (e *PKCS11Engine) Generate(ctx context.Context, id string, spec Spec) (Hand
 	if err != nil {
 		if isCKR(err, pkcs11.CKR_MECHANISM_INVALID, pkcs11.CKR_MECHANISM_PARAM_INVALID, pkcs11.CKR_TEMPLATE_INCONSISTENT,
 			pkcs11.CKR_ATTRIBUTE_VALUE_INVALID, pkcs11.CKR_KEY_SIZE_RANGE, pkcs11.CKR_DOMAIN_PARAMS_INVALID, pkcs11.CKR_CURVE_NOT_SUPPORTED) {
-			return nil, fault.Wrap(fault.InvalidArgs, err, "key %q: PKCS#11 token %q cannot make key type %s (%s)", id, slot.label, spec, ckrName(err))
+			return nil, fault.Wrap(fault.NotSupported, err, "key %q: PKCS#11 token %q cannot make key type %s (%s)", id, slot.label, spec, ckrName(err))
 		}
 		return nil, mapCKR(err, "generate key %q (%s) on PKCS#11 token %q", id, spec, slot.label)
 	}
@@ -756,6 +883,9 @@ func (e *PKCS11Engine) Import(ctx context.Context, id string, spec Spec, value [
 	}
 	ktype, usageAttrs, err := symmetricTemplate(id, spec.Usage)
 	if err != nil {
+		return nil, err
+	}
+	if err := slot.mechanisms().supports(slot.label, id, spec, false); err != nil {
 		return nil, err
 	}
 	switch {
@@ -817,7 +947,7 @@ func openKey(ctx context.Context, slot *p11Slot, keyID, label string, ckaID []by
 		if err != nil {
 			return err
 		}
-		k.obj, k.class = obj, class
+		k.obj, k.class, k.gen = obj, class, slot.mod.gen.Load()
 		info, ktype, err := describeKey(slot.mod.ctx, h, obj, class, keyID)
 		if err != nil {
 			return err
@@ -1162,6 +1292,9 @@ func (e *PKCS11Engine) OpenURI(ctx context.Context, uri string) (Handle, error) 
 	if err != nil {
 		return nil, err
 	}
+	if err := slot.samePIN(u, "preloaded key URI "+shown); err != nil {
+		return nil, err
+	}
 	keyID := u.Object
 	if keyID == "" {
 		keyID = "id=" + hex.EncodeToString(u.ID)
@@ -1190,14 +1323,18 @@ func (e *PKCS11Engine) slotFor(ctx context.Context, u *PKCS11URI) (*p11Slot, err
 		if !namesToken(u) {
 			return e.base, nil
 		}
+		mod.opMu.RLock()
 		si, serr := mod.ctx.GetSlotInfo(e.base.id)
 		ti, terr := mod.ctx.GetTokenInfo(e.base.id)
+		mod.opMu.RUnlock()
 		if serr == nil && terr == nil && (!u.HasSlotID || u.SlotID == e.base.id) &&
 			libraryMatches(mod.info, u) && slotMatches(u, si, ti) {
 			return e.base, nil
 		}
 	}
+	mod.opMu.RLock()
 	id, _, err := findSlot(mod, u, "preloaded key")
+	mod.opMu.RUnlock()
 	if err != nil {
 		return nil, err
 	}
@@ -1246,38 +1383,55 @@ type pkcs11Handle struct {
 
 	mu  sync.Mutex
 	obj pkcs11.ObjectHandle
+	gen uint64 // the module generation obj was found in
 }
 
 func (k *pkcs11Handle) Info() Info { return k.info }
 
-func (k *pkcs11Handle) object() pkcs11.ObjectHandle {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.obj
-}
-
-// use runs fn with a session and the key's object handle. If the token
-// says the cached handle is stale (the object was rewritten or the token
-// reloaded), it finds the key again once.
+// use runs fn with a session and the key's object handle. A handle found
+// before the module was re-initialised is never used (it may name another
+// object now): the key is found again. If the token says the handle is
+// stale (the object was rewritten), it is found again once.
 func (k *pkcs11Handle) use(ctx context.Context, fn func(c *pkcs11.Ctx, h pkcs11.SessionHandle, obj pkcs11.ObjectHandle) error) error {
 	c := k.slot.mod.ctx
-	err := k.slot.withSession(ctx, func(h pkcs11.SessionHandle) error { return fn(c, h, k.object()) })
+	err := k.slot.withSession(ctx, func(h pkcs11.SessionHandle) error {
+		gen := k.slot.mod.gen.Load() // stable: recovery waits for this session
+		k.mu.Lock()
+		obj, current := k.obj, k.gen == gen
+		k.mu.Unlock()
+		if !current {
+			var err error
+			if obj, err = k.find(c, h, gen); err != nil {
+				return err
+			}
+		}
+		return fn(c, h, obj)
+	})
 	if !isCKR(err, pkcs11.CKR_OBJECT_HANDLE_INVALID, pkcs11.CKR_KEY_HANDLE_INVALID) {
 		return err
 	}
 	return k.slot.withSession(ctx, func(h pkcs11.SessionHandle) error {
-		obj, class, err := findKey(c, h, k.label, k.ckaID, fmt.Sprintf("%q", k.info.ID))
+		obj, err := k.find(c, h, k.slot.mod.gen.Load())
 		if err != nil {
 			return err
 		}
-		if class != k.class {
-			return fault.New(fault.NotFound, "key %q was replaced by a different kind of key; open it again", k.info.ID)
-		}
-		k.mu.Lock()
-		k.obj = obj
-		k.mu.Unlock()
 		return fn(c, h, obj)
 	})
+}
+
+// find looks the key up again by label and CKA_ID and caches the handle.
+func (k *pkcs11Handle) find(c *pkcs11.Ctx, h pkcs11.SessionHandle, gen uint64) (pkcs11.ObjectHandle, error) {
+	obj, class, err := findKey(c, h, k.label, k.ckaID, fmt.Sprintf("%q", k.info.ID))
+	if err != nil {
+		return 0, err
+	}
+	if class != k.class {
+		return 0, fault.New(fault.NotFound, "key %q was replaced by a different kind of key; open it again", k.info.ID)
+	}
+	k.mu.Lock()
+	k.obj, k.gen = obj, gen
+	k.mu.Unlock()
+	return obj, nil
 }
 
 func (k *pkcs11Handle) wrong(op string) error {
@@ -1621,11 +1775,16 @@ func ckrKind(code uint) fault.Kind {
 		pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED, pkcs11.CKR_USER_NOT_LOGGED_IN, pkcs11.CKR_PIN_LOCKED,
 		pkcs11.CKR_PIN_EXPIRED, pkcs11.CKR_TOKEN_WRITE_PROTECTED, pkcs11.CKR_FUNCTION_CANCELED:
 		return fault.Unavailable
-	case pkcs11.CKR_MECHANISM_INVALID, pkcs11.CKR_MECHANISM_PARAM_INVALID, pkcs11.CKR_KEY_TYPE_INCONSISTENT,
+	case pkcs11.CKR_MECHANISM_INVALID, pkcs11.CKR_MECHANISM_PARAM_INVALID, pkcs11.CKR_CURVE_NOT_SUPPORTED,
+		pkcs11.CKR_FUNCTION_NOT_SUPPORTED:
+		// keyd builds every mechanism and parameter itself: a refusal is
+		// the token's limitation, never the caller's mistake.
+		return fault.NotSupported
+	case pkcs11.CKR_KEY_TYPE_INCONSISTENT,
 		pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED, pkcs11.CKR_KEY_SIZE_RANGE, pkcs11.CKR_DATA_LEN_RANGE,
 		pkcs11.CKR_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE,
 		pkcs11.CKR_ARGUMENTS_BAD, pkcs11.CKR_TEMPLATE_INCONSISTENT, pkcs11.CKR_TEMPLATE_INCOMPLETE,
-		pkcs11.CKR_ATTRIBUTE_VALUE_INVALID, pkcs11.CKR_DOMAIN_PARAMS_INVALID, pkcs11.CKR_CURVE_NOT_SUPPORTED,
+		pkcs11.CKR_ATTRIBUTE_VALUE_INVALID, pkcs11.CKR_DOMAIN_PARAMS_INVALID,
 		pkcs11.CKR_KEY_NOT_NEEDED, pkcs11.CKR_KEY_INDIGESTIBLE:
 		return fault.InvalidArgs
 	case pkcs11.CKR_OBJECT_HANDLE_INVALID, pkcs11.CKR_KEY_HANDLE_INVALID:

@@ -71,6 +71,7 @@ type Info struct {
 	Type      Type
 	Usage     Usage            // symmetric keys only
 	Public    crypto.PublicKey // *ecdsa.PublicKey or *rsa.PublicKey; nil for symmetric keys
+	PublicDER []byte           // Public as DER SubjectPublicKeyInfo, when the engine has it at hand
 	Location  string           // file path or PKCS#11 URI, never with a PIN
 	Preloaded bool             // managed by configuration; cannot be deleted or moved
 }

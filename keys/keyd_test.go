@@ -472,7 +472,7 @@ func testBadInput(t *testing.T, k *keyd) {
 		{"unknown mechanism", bus.ErrInvalidArgs, "md5", ec.Call(keys.KeyInterface+".Sign", 0, "md5", []byte("x"), noOpts)},
 		{"mechanism misfit", bus.ErrInvalidArgs, "hmac-sha256", ec.Call(keys.KeyInterface+".Sign", 0, "hmac-sha256", []byte("x"), noOpts)},
 		{"encrypt with ec key", bus.ErrInvalidArgs, "aes-256-gcm", ec.Call(keys.KeyInterface+".Encrypt", 0, "aes-256-gcm", []byte("x"), noOpts)},
-		{"16 MiB payload", bus.ErrInvalidArgs, "1 MiB", hm.Call(keys.KeyInterface+".Sign", 0, "hmac-sha256", make([]byte, 16<<20), noOpts)},
+		{"2 MiB payload", bus.ErrInvalidArgs, "1 MiB", hm.Call(keys.KeyInterface+".Sign", 0, "hmac-sha256", make([]byte, 2<<20), noOpts)},
 		{"export from ec key", bus.ErrInvalidArgs, "derive", ec.Call(keys.KeyInterface+".ExportDerived", 0, []byte("d"))},
 		{"wrong argument types", "org.freedesktop.DBus.Error.InvalidArgs", "", ec.Call(keys.KeyInterface+".Sign", 0, 42, "x")},
 		{"delete missing key", bus.ErrNotFound, "nope", root.Call(keys.Interface+".DeleteKey", 0, "nope")},

@@ -389,16 +389,9 @@ func (u *PKCS11URI) PIN() (string, error) {
 	if u.pinValue != "" || u.PINSource == "" {
 		return u.pinValue, nil
 	}
-	path := u.PINSource
-	if len(path) >= 5 && strings.EqualFold(path[:5], "file:") {
-		fu, err := url.Parse(path)
-		if err != nil || (fu.Host != "" && fu.Host != "localhost") || fu.Path == "" || fu.Opaque != "" {
-			return "", fault.New(fault.InvalidArgs, "pin-source %q is not a local file: URI such as file:///etc/edgev2/pin", path)
-		}
-		path = fu.Path
-	}
-	if !strings.HasPrefix(path, "/") {
-		return "", fault.New(fault.InvalidArgs, "pin-source %q is not an absolute path", u.PINSource)
+	path, err := u.PINSourcePath()
+	if err != nil {
+		return "", err
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -414,6 +407,27 @@ func (u *PKCS11URI) PIN() (string, error) {
 		return "", fault.New(fault.InvalidArgs, "pin-source %q is empty", path)
 	}
 	return pin, nil
+}
+
+// PINSourcePath checks the pin-source attribute without reading it and
+// returns the absolute file path it names ("" when there is none), so a
+// configuration can be refused before anything is started.
+func (u *PKCS11URI) PINSourcePath() (string, error) {
+	if u.PINSource == "" {
+		return "", nil
+	}
+	path := u.PINSource
+	if len(path) >= 5 && strings.EqualFold(path[:5], "file:") {
+		fu, err := url.Parse(path)
+		if err != nil || (fu.Host != "" && fu.Host != "localhost") || fu.Path == "" || fu.Opaque != "" {
+			return "", fault.New(fault.InvalidArgs, "pin-source %q is not a local file: URI such as file:///etc/edgev2/pin", path)
+		}
+		path = fu.Path
+	}
+	if !strings.HasPrefix(path, "/") {
+		return "", fault.New(fault.InvalidArgs, "pin-source %q is not an absolute path", u.PINSource)
+	}
+	return path, nil
 }
 
 // errText returns the operating-system part of a file error ("permission denied").

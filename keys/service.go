@@ -11,12 +11,14 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	"log/slog"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/lru"
 	keyderivation "github.com/edgev2/edgev2/keys/derivation"
 )
 
@@ -29,9 +31,15 @@ type Service struct {
 	broken    map[string]error // preloaded keys that could not be loaded, and why
 	log       *slog.Logger
 
-	mu      sync.RWMutex
-	handles map[string]Handle // opened engine keys, so Sign does not re-read the store
-	gen     uint64            // bumped by forget, so an Open racing a Delete/Move is not cached
+	mu sync.Mutex
+	// handles are opened engine keys, so Sign does not re-read the store;
+	// bounded, least recently used evicted, so listing or using many keys
+	// does not keep every private key in memory.
+	handles *lru.Cache[string, Handle]
+	// infos are descriptions (no private key, public key as DER only) of
+	// keys listed or used, so listing 10,000 keys twice reads no file twice.
+	infos *lru.Cache[string, Info]
+	gen   uint64 // bumped by forget, so an Open racing a Delete/Move is not cached
 	// create serialises create/delete/move so "create if missing" is atomic.
 	create sync.Mutex
 }
@@ -41,13 +49,36 @@ func NewService(engine Engine, preloaded map[string]Handle, log *slog.Logger) *S
 	if preloaded == nil {
 		preloaded = map[string]Handle{}
 	}
-	return &Service{engine: engine, preloaded: preloaded, broken: map[string]error{}, log: log, handles: map[string]Handle{}}
+	return &Service{engine: engine, preloaded: preloaded, broken: map[string]error{}, log: log,
+		handles: lru.New[string, Handle](HandleCacheSize), infos: lru.New[string, Info](InfoCacheSize)}
+}
+
+// HandleCacheSize bounds the opened keys kept in memory; InfoCacheSize the
+// descriptions (about 300 bytes each).
+const (
+	HandleCacheSize = 1024
+	InfoCacheSize   = 16384
+)
+
+// Describer is an engine that can describe a key without opening its
+// private part (the file engine reads the file's headers).
+type Describer interface {
+	Describe(ctx context.Context, id string) (Info, error)
 }
 
 // MarkUnavailable records a preloaded key that could not be loaded: it stays
 // listed, and every use of it says why it is unavailable. Call before serving.
 func (s *Service) MarkUnavailable(id string, err error) {
 	s.broken[id] = fault.Wrap(fault.Unavailable, err, "preloaded key %q is unavailable: %s (fix [preloaded_keys] and restart keyd)", id, fault.Message(err))
+}
+
+// TokenMechanisms names the mechanisms the engine's token offers (nil for
+// the file engine, which does every mechanism keyd knows).
+func (s *Service) TokenMechanisms() []string {
+	if t, ok := s.engine.(interface{ TokenMechanisms() []string }); ok {
+		return t.TokenMechanisms()
+	}
+	return nil
 }
 
 // EngineName is the engine generated keys go to.
@@ -66,10 +97,10 @@ func (s *Service) handle(ctx context.Context, id string) (Handle, error) {
 	if err, ok := s.broken[id]; ok {
 		return nil, err
 	}
-	s.mu.RLock()
-	h, ok := s.handles[id]
+	s.mu.Lock()
+	h, ok := s.handles.Get(id)
 	gen := s.gen
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	if ok {
 		return h, nil
 	}
@@ -79,7 +110,7 @@ func (s *Service) handle(ctx context.Context, id string) (Handle, error) {
 	}
 	s.mu.Lock()
 	if s.gen == gen { // no Delete/Move forgot keys while we were opening
-		s.handles[id] = h
+		s.handles.Put(id, h)
 	}
 	s.mu.Unlock()
 	return h, nil
@@ -89,13 +120,63 @@ func (s *Service) forget(ids ...string) {
 	s.mu.Lock()
 	s.gen++
 	for _, id := range ids {
-		delete(s.handles, id)
+		s.handles.Delete(id)
+		s.infos.Delete(id)
 	}
 	s.mu.Unlock()
 }
 
-// Get describes a key.
+// Get describes a key, with its public key parsed.
 func (s *Service) Get(ctx context.Context, id string) (Info, error) {
+	info, err := s.Describe(ctx, id)
+	if err == nil && info.Public == nil && info.PublicDER != nil {
+		if info.Public, err = x509.ParsePKIXPublicKey(info.PublicDER); err != nil {
+			return Info{}, fault.Wrap(fault.Failed, err, "key %q: its stored public key does not parse", id)
+		}
+	}
+	return info, err
+}
+
+// Describe describes a key; an asymmetric key's public key may be given only
+// as PublicDER. It does not open (or cache) the private key when the engine
+// can describe it without: listing every key's properties
+// (GetManagedObjects) stays cheap and leaves memory as it was.
+func (s *Service) Describe(ctx context.Context, id string) (Info, error) {
+	if err := ValidateID(id); err != nil {
+		return Info{}, err
+	}
+	if h, ok := s.preloaded[id]; ok {
+		return h.Info(), nil
+	}
+	if err, ok := s.broken[id]; ok {
+		return Info{}, err
+	}
+	s.mu.Lock()
+	h, ok := s.handles.Get(id)
+	info, described := s.infos.Get(id)
+	gen := s.gen
+	s.mu.Unlock()
+	if ok {
+		return h.Info(), nil
+	}
+	if described {
+		return info, nil
+	}
+	if d, ok := s.engine.(Describer); ok {
+		info, err := d.Describe(ctx, id)
+		if err != nil {
+			return Info{}, err
+		}
+		if info.PublicDER != nil {
+			info.Public = nil // callers that need it open the key
+		}
+		s.mu.Lock()
+		if s.gen == gen {
+			s.infos.Put(id, info)
+		}
+		s.mu.Unlock()
+		return info, nil
+	}
 	h, err := s.handle(ctx, id)
 	if err != nil {
 		return Info{}, err
@@ -103,9 +184,16 @@ func (s *Service) Get(ctx context.Context, id string) (Info, error) {
 	return h.Info(), nil
 }
 
+// CachedHandles is how many opened keys are held in memory.
+func (s *Service) CachedHandles() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.handles.Len()
+}
+
 // Exists reports whether id names a key (usable or not).
 func (s *Service) Exists(ctx context.Context, id string) bool {
-	_, err := s.handle(ctx, id)
+	_, err := s.Describe(ctx, id)
 	return err == nil || fault.Is(err, fault.Unavailable)
 }
 
@@ -266,7 +354,8 @@ func (s *Service) CreateKeyPair(ctx context.Context, id, algorithms string) (inf
 	} else if !fault.Is(err, fault.NotFound) {
 		return Info{}, false, err
 	}
-	var lastErr error
+	var reasons []string
+	kind := fault.InvalidArgs
 	for _, t := range types {
 		h, err := s.engine.Generate(ctx, id, Spec{Type: t})
 		if err == nil {
@@ -274,12 +363,16 @@ func (s *Service) CreateKeyPair(ctx context.Context, id, algorithms string) (inf
 			s.log.Info("key pair created", "key_id", id, "type", t)
 			return h.Info(), true, nil
 		}
-		if !fault.Is(err, fault.InvalidArgs) { // the engine failed, not just "can't make this type"
+		// The engine failed, not just "can't make this type": stop.
+		if !fault.Is(err, fault.InvalidArgs) && !fault.Is(err, fault.NotSupported) {
 			return Info{}, false, err
 		}
-		lastErr = err
+		if fault.Is(err, fault.NotSupported) {
+			kind = fault.NotSupported // a token limitation is not the caller's mistake
+		}
+		reasons = append(reasons, fault.Message(err))
 	}
-	return Info{}, false, fault.Wrap(fault.InvalidArgs, lastErr, "the %s engine can make none of %q", s.engine.Name(), algorithms)
+	return Info{}, false, fault.New(kind, "the %s engine can make none of %q: %s", s.engine.Name(), algorithms, strings.Join(reasons, "; "))
 }
 
 // Delete removes a stored key.

@@ -52,3 +52,60 @@ func TestDeletedKeyIsNotRevivedByAnOpenInFlight(t *testing.T) {
 		t.Fatalf("Sign after Delete = %v, want NotFound", err)
 	}
 }
+
+// slowDescribeEngine pauses the first Describe until released.
+type slowDescribeEngine struct {
+	*FileEngine
+	once    sync.Once
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (e *slowDescribeEngine) Describe(ctx context.Context, id string) (Info, error) {
+	info, err := e.FileEngine.Describe(ctx, id)
+	e.once.Do(func() {
+		close(e.entered)
+		<-e.release
+	})
+	return info, err
+}
+
+// TestDeletedOrReplacedKeyIsNotDescribedFromAStaleCache: a caller listing
+// keys races a Delete and a Move onto the same id; the description read
+// before them must not be cached and served after them.
+func TestDeletedOrReplacedKeyIsNotDescribedFromAStaleCache(t *testing.T) {
+	ctx := context.Background()
+	base, _ := newFileService(t)
+	for _, id := range []string{"k", "other"} {
+		if _, _, err := base.CreateKeyPair(ctx, id, "ec-p256"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slow := &slowDescribeEngine{FileEngine: base.engine.(*FileEngine), entered: make(chan struct{}), release: make(chan struct{})}
+	s := NewService(slow, nil, base.log)
+	stale := make(chan Info)
+	go func() {
+		info, _ := s.Describe(ctx, "k") // reads k's file, then pauses
+		stale <- info
+	}()
+	<-slow.entered
+	if err := s.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	close(slow.release)
+	old := <-stale
+	if s.Exists(ctx, "k") {
+		t.Fatal("a key deleted while it was being described is still listed")
+	}
+	// A new key under the same id is described as itself, not as the old one.
+	if err := s.Move(ctx, "other", "k"); err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Get(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(info.PublicDER) == string(old.PublicDER) {
+		t.Fatal("the moved key is described with the deleted key's public key")
+	}
+}

@@ -6,11 +6,13 @@ import (
 	"crypto/x509"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/edgev2/edgev2/certs"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/keys"
 	kclient "github.com/edgev2/edgev2/keys/client"
 )
 
@@ -89,6 +91,7 @@ func (k *checker) checkKeysAndCerts(ctx context.Context) {
 		return
 	}
 	kc, cc := kclient.New(k.conn), cclient.New(k.conn)
+	k.checkKeysToken(ctx, kc)
 	leafOf := func(id string) (*x509.Certificate, error) {
 		pemText, err := cc.Get(ctx, id)
 		if err != nil {
@@ -264,4 +267,34 @@ func (k *checker) checkRevocation(ctx context.Context, cc *cclient.Client, id st
 		return
 	}
 	k.ok(name, "certificate %q is not on its CA's CRL", id)
+}
+
+// checkKeysToken reports what the Keys service's token offers and the kinds
+// of keys it cannot hold (creating one is NotSupported).
+func (k *checker) checkKeysToken(ctx context.Context, kc *kclient.Client) {
+	engine, err := kc.Engine(ctx)
+	if err != nil {
+		k.add("keys.token", statusWarning, "cannot read the Keys service's engine: "+fault.Message(err), "run edgectl check as root")
+		return
+	}
+	if engine != "pkcs11" {
+		k.ok("keys.token", "engine %q: every mechanism", engine)
+		return
+	}
+	mechs, err := kc.TokenMechanisms(ctx)
+	if err != nil {
+		k.add("keys.token", statusWarning, "cannot read the token's mechanisms: "+fault.Message(err), "run edgectl check as root")
+		return
+	}
+	if len(mechs) == 0 {
+		k.add("keys.token", statusWarning, "the PKCS#11 token did not list its mechanisms; keys it cannot use fail only when used", "see `journalctl -u edgev2-keyd`")
+		return
+	}
+	if missing := keys.CannotHold(mechs); len(missing) > 0 {
+		k.add("keys.token", statusWarning, fmt.Sprintf("the PKCS#11 token cannot hold these keys (creating one is NotSupported): %s; it offers %s",
+			strings.Join(missing, "; "), strings.Join(mechs, " ")),
+			"use a token (or a PKCS#11 module version) that offers the missing mechanisms, or keep those keys off it")
+		return
+	}
+	k.ok("keys.token", "the PKCS#11 token offers every mechanism keyd uses (%d mechanisms)", len(mechs))
 }

@@ -213,6 +213,8 @@ func (c *cli) fail(err error) int {
 			kind, jkind = "already exists", "already_exists"
 		case fault.ReadOnly:
 			kind, jkind = "read-only", "read_only"
+		case fault.NotSupported:
+			kind, jkind = "not supported", "not_supported"
 		}
 	} else {
 		msg = err.Error()

@@ -217,7 +217,7 @@ func testModules(t *testing.T, w *world) {
 
 // healthyChecks must be ok on the world.
 var healthyChecks = []string{"config.keyd", "config.certd", "config.identityd", "config.modrtd", "bus",
-	"service.keyd", "service.certd", "service.identityd", "service.modrtd", "polkit.actions",
+	"service.keyd", "service.certd", "service.identityd", "service.modrtd", "polkit.actions", "keys.token",
 	"certs.device-cert", "certs.expiry", "clock", "containerd", "modules.network", "cloud.hub", "cloud.est"}
 
 func testCheckHealthy(t *testing.T, w *world) {

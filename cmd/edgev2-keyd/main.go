@@ -3,7 +3,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"strings"
 
 	godbus "github.com/godbus/dbus/v5"
-	"github.com/miekg/pkcs11"
 
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/daemon"
@@ -69,7 +67,7 @@ func openService(ctx context.Context, cfg *keys.Config, configPath string, log *
 	if cfg.PKCS11BaseSlot != "" {
 		p11, err = keys.OpenPKCS11(ctx, keys.PKCS11Config{LibPath: cfg.PKCS11LibPath, BaseSlot: cfg.PKCS11BaseSlot, PoolSize: cfg.PKCS11Sessions, Logger: log})
 		if err != nil {
-			if isConfigProblem(err) {
+			if keys.IsConfigProblem(err) {
 				return nil, nil, daemon.ConfigError(fmt.Errorf("%s: pkcs11_base_slot: %w", configPath, err))
 			}
 			return nil, nil, fmt.Errorf("open the PKCS#11 token: %w", err)
@@ -114,20 +112,4 @@ func openService(ctx context.Context, cfg *keys.Config, configPath string, log *
 		}
 	}
 	return svc, closeAll, nil
-}
-
-// isConfigProblem tells a wrong PIN or a token that is not there from a
-// transient failure: restarting cannot fix the first, and retrying a wrong
-// PIN would lock the token.
-func isConfigProblem(err error) bool {
-	var p pkcs11.Error
-	if errors.As(err, &p) {
-		switch p {
-		case pkcs11.CKR_PIN_INCORRECT, pkcs11.CKR_PIN_INVALID, pkcs11.CKR_PIN_LEN_RANGE,
-			pkcs11.CKR_PIN_LOCKED, pkcs11.CKR_PIN_EXPIRED, pkcs11.CKR_ARGUMENTS_BAD:
-			return true
-		}
-	}
-	msg := err.Error()
-	return strings.Contains(msg, "PIN") || strings.Contains(msg, "no token") || strings.Contains(msg, "no slot")
 }

@@ -40,6 +40,8 @@ var (
 	mech       = flag.String("mech", "", "mechanism (client mode)")
 	conc       = flag.Int("c", 1, "concurrent clients (client mode)")
 	duration   = flag.Duration("d", 2*time.Second, "measurement time per figure")
+	cycleKeys  = flag.Int("n", 1, "keys the cycle op signs with in turn: <key>0 .. <key>n-1 (client mode)")
+	only       = flag.String("only", "", "run only this part: keyscale")
 )
 
 func main() {
@@ -74,6 +76,14 @@ func runClient() {
 		conns[i] = c
 	}
 	data := []byte("benchmark payload: a SAS token string to sign")
+	if *op == "cycle" && *cycleKeys > 1 {
+		// One untimed pass: a long-lived caller has its polkit decisions
+		// cached; this measures that state, not the first contact.
+		kc := client.New(conns[0])
+		for i := 0; i < *cycleKeys; i++ {
+			kc.Key(fmt.Sprintf("%s%d", *keyID, i)).Sign(context.Background(), *mech, data)
+		}
+	}
 	start := time.Now()
 	deadline := start.Add(*duration)
 	for _, c := range conns {
@@ -86,9 +96,12 @@ func runClient() {
 			ctx := context.Background()
 			for time.Now().Before(deadline) {
 				var err error
-				if *op == "ping" {
+				switch {
+				case *op == "ping":
 					err = root.Call("org.freedesktop.DBus.Peer.Ping", 0).Err
-				} else {
+				case *op == "cycle":
+					_, err = kc.Key(fmt.Sprintf("%s%d", *keyID, ops.Load()%int64(*cycleKeys))).Sign(ctx, *mech, data)
+				default:
 					_, err = key.Sign(ctx, *mech, data)
 				}
 				if err != nil {
@@ -156,6 +169,13 @@ func bench(p *testenv.Program) error {
 	keyd := testenv.BuildBinary(p, "./cmd/edgev2-keyd")
 	tok := testenv.NewSoftHSMToken(p, "edgev2-bench", uid, gid)
 	dir := testenv.SharedTempDir(p, "bench")
+	if *only == "keyscale" {
+		notes, err := keyScaleNotes(p, b, keyd, self, dir)
+		for _, n := range notes {
+			fmt.Println(n)
+		}
+		return err
+	}
 
 	var rows []row
 	var rssIdle, rssAfter [2]int
@@ -259,6 +279,11 @@ func bench(p *testenv.Program) error {
 		return err
 	}
 	inotes = append(inotes, mnotes...)
+	knotes, err := keyScaleNotes(p, b, keyd, self, dir)
+	if err != nil {
+		return err
+	}
+	inotes = append(inotes, knotes...)
 	fmt.Printf("edgev2 benchmark — %d cores, %s per figure, clients are uid %s with polkit authorization on\n\n", runtime.NumCPU(), *duration, testenv.OtherUser)
 	fmt.Printf("%-46s %7s %12s %12s %7s  %s\n", "figure", "clients", "ops/s", "limit ops/s", "ratio", "limit is")
 	for _, r := range rows {

@@ -18,12 +18,13 @@ const (
 	NotAuthorized             // the caller may not do this
 	Unavailable               // a backend (token, cloud, service) cannot be reached now
 	ReadOnly                  // the entity is managed by configuration, not by calls
+	NotSupported              // the backend (a token) cannot do this; not the caller's mistake
 )
 
 var kindNames = map[Kind]string{
 	Failed: "Failed", NotFound: "NotFound", AlreadyExists: "AlreadyExists",
 	InvalidArgs: "InvalidArgs", NotAuthorized: "NotAuthorized",
-	Unavailable: "Unavailable", ReadOnly: "ReadOnly",
+	Unavailable: "Unavailable", ReadOnly: "ReadOnly", NotSupported: "NotSupported",
 }
 
 // String returns the kind's name as used in org.edgev2.Error.<Name>.

@@ -127,6 +127,17 @@ func (c *Client) Engine(ctx context.Context) (string, error) {
 	return s, nil
 }
 
+// TokenMechanisms returns the TokenMechanisms property: the CKM_* names the
+// PKCS#11 base token offers (empty for the file engine).
+func (c *Client) TokenMechanisms(ctx context.Context) ([]string, error) {
+	var v godbus.Variant
+	if err := c.call(ctx, rootPath, "org.freedesktop.DBus.Properties.Get", []any{&v}, iface, "TokenMechanisms"); err != nil {
+		return nil, err
+	}
+	s, _ := v.Value().([]string)
+	return s, nil
+}
+
 // Properties describe a key.
 type Properties struct {
 	ID, Type, Location string

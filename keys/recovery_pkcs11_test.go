@@ -1,0 +1,212 @@
+package keys
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/testenv"
+)
+
+func TestNextRecoverDelayIsCapped(t *testing.T) {
+	d := recoverFirstDelay
+	for i := 0; i < 100; i++ {
+		n := nextRecoverDelay(d)
+		if n < d && d < recoverMaxDelay || n > recoverMaxDelay {
+			t.Fatalf("after %s came %s; want growth up to %s", d, n, recoverMaxDelay)
+		}
+		d = n
+	}
+	if d != recoverMaxDelay {
+		t.Fatalf("back-off settles at %s, want %s", d, recoverMaxDelay)
+	}
+}
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// remoteToken is a SoftHSM token behind `p11-kit server`, opened in this
+// process through p11-kit-client.so.
+func remoteToken(t *testing.T, label string) (*PKCS11Engine, *testenv.P11KitServer, *testenv.SoftHSMToken, *syncBuffer) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	uid, gid := testenv.EnsureUser(t, testenv.ServiceUser)
+	tok := testenv.NewSoftHSMToken(t, label, uid, gid)
+	srv := testenv.StartP11KitServer(t, tok, testenv.ServiceUser)
+	for _, kv := range srv.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	logs := &syncBuffer{}
+	e, err := OpenPKCS11(context.Background(), PKCS11Config{LibPath: srv.ClientLib, BaseSlot: tok.URI(), PoolSize: 4,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatalf("OpenPKCS11 through p11-kit: %v", err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e, srv, tok, logs
+}
+
+func waitLog(t *testing.T, logs *syncBuffer, text string) {
+	t.Helper()
+	end := time.Now().Add(60 * time.Second)
+	for !strings.Contains(logs.String(), text) {
+		if time.Now().After(end) {
+			t.Fatalf("no %q logged within 60s:\n%s", text, logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestPKCS11RecoversFromALostTokenUnderConcurrentUse: signers keep calling
+// while the token server dies, keyd fails to reconnect, and the server comes
+// back. Every failure is Unavailable; afterwards each handle signs with its
+// own key (handles found before the re-initialisation are never reused — in
+// the new server they may name another object).
+func TestPKCS11RecoversFromALostTokenUnderConcurrentUse(t *testing.T) {
+	e, srv, _, logs := remoteToken(t, "edgev2-recover")
+	ctx := context.Background()
+	var handles []Handle
+	for _, id := range []string{"a", "b", "c"} {
+		h, err := e.Generate(ctx, id, Spec{Type: ECP256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		handles = append(handles, h)
+	}
+	digest := sha256.Sum256([]byte("payload"))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var unexpected []error
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				h := handles[(i+n)%len(handles)]
+				sig, err := h.SignDigest(ctx, digest[:], crypto.SHA256, false)
+				switch {
+				case err == nil:
+					if !ecdsa.VerifyASN1(h.Info().Public.(*ecdsa.PublicKey), digest[:], sig) {
+						mu.Lock()
+						unexpected = append(unexpected, fmt.Errorf("key %s: a signature that does not verify with its own public key", h.Info().ID))
+						mu.Unlock()
+					}
+				case !fault.Is(err, fault.Unavailable) || !strings.Contains(err.Error(), "edgev2-recover"):
+					mu.Lock()
+					unexpected = append(unexpected, err)
+					mu.Unlock()
+				default:
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+		}(i)
+	}
+	srv.Kill(t)
+	waitLog(t, logs, "pkcs11 token lost")
+	waitLog(t, logs, "pkcs11 token still unavailable")
+	srv.Start(t)
+	waitLog(t, logs, "pkcs11 token back")
+	// Every handle works again (bounded poll: "back" is logged before the
+	// signers next get a session).
+	for _, h := range handles {
+		end := time.Now().Add(30 * time.Second)
+		for {
+			sig, err := h.SignDigest(ctx, digest[:], crypto.SHA256, false)
+			if err == nil {
+				if !ecdsa.VerifyASN1(h.Info().Public.(*ecdsa.PublicKey), digest[:], sig) {
+					t.Fatalf("key %s signs with another key after recovery", h.Info().ID)
+				}
+				break
+			}
+			if time.Now().After(end) {
+				t.Fatalf("key %s after recovery: %v", h.Info().ID, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	for _, err := range unexpected {
+		t.Errorf("during the outage: %v", err)
+	}
+	if _, err := e.Generate(ctx, "d", Spec{Type: ECP256}); err != nil {
+		t.Fatalf("Generate after recovery: %v", err)
+	}
+}
+
+// TestPKCS11RecoveryNeverRetriesARefusedPIN: the token comes back with a
+// changed user PIN. keyd tries its PIN once, keeps the token's keys
+// Unavailable saying the PIN is refused, and never tries it again (a
+// token locks after a few wrong PINs).
+func TestPKCS11RecoveryNeverRetriesARefusedPIN(t *testing.T) {
+	e, srv, tok, logs := remoteToken(t, "edgev2-recover-pin")
+	ctx := context.Background()
+	h, err := e.Generate(ctx, "a", Spec{Type: ECP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("payload"))
+	srv.Kill(t)
+	if _, err := h.SignDigest(ctx, digest[:], crypto.SHA256, false); !fault.Is(err, fault.Unavailable) {
+		t.Fatalf("Sign with the server down = %v; want Unavailable", err)
+	}
+	waitLog(t, logs, "pkcs11 token still unavailable")
+	// Change the user PIN behind keyd's back.
+	cmd := exec.Command("pkcs11-tool", "--module", tok.LibPath, "--login", "--pin", tok.PIN, "--change-pin", "--new-pin", "87654321")
+	cmd.Env = append(os.Environ(), tok.Env()...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("pkcs11-tool --change-pin: %v\n%s", err, out)
+	}
+	uid, gid := testenv.EnsureUser(t, testenv.ServiceUser)
+	exec.Command("chown", "-R", fmt.Sprintf("%d:%d", uid, gid), tok.Dir).Run()
+	srv.Start(t)
+	waitLog(t, logs, "its PIN is refused")
+	for i := 0; i < 5; i++ {
+		_, err := h.SignDigest(ctx, digest[:], crypto.SHA256, false)
+		if !fault.Is(err, fault.Unavailable) || !strings.Contains(err.Error(), "PIN") {
+			t.Fatalf("Sign after the PIN was refused = %v; want Unavailable saying the PIN is wrong", err)
+		}
+		if strings.Contains(err.Error(), tok.PIN) {
+			t.Fatalf("the error shows the PIN: %v", err)
+		}
+	}
+	if n := strings.Count(logs.String(), "its PIN is refused"); n != 1 {
+		t.Fatalf("the PIN was tried %d times after recovery; want once:\n%s", n, logs)
+	}
+	if strings.Contains(logs.String(), tok.PIN) {
+		t.Fatalf("the log shows the PIN:\n%s", logs)
+	}
+}
