@@ -26,7 +26,6 @@ const (
 // `edgectl config apply`); it answers every call with this error.
 const ErrNotConfigured = ErrorPrefix + "NotConfigured"
 
-
 // NewError makes a D-Bus error reply with a human message.
 func NewError(name, msg string) *godbus.Error {
 	return &godbus.Error{Name: name, Body: []any{msg}}
