@@ -8,9 +8,10 @@ CMDS := edgev2-keyd edgev2-certd edgev2-identityd edgev2-modrtd edgev2-labcloud 
 DEB_PACKAGES := dbus dbus-daemon polkitd systemd libglib2.0-bin softhsm2 opensc openssl p11-kit p11-kit-modules \
 	ca-certificates gcc libc6-dev curl util-linux mount containerd runc containernetworking-plugins iptables busybox-static \
 	docker-registry apache2-utils swtpm swtpm-tools libtpm2-pkcs11-1 libtpm2-pkcs11-tools \
-	tpm2-tools libtss2-tcti-swtpm0 tpm2-abrmd libtss2-tcti-tabrmd0 debhelper dpkg-dev fakeroot lintian zip unzip
+	tpm2-tools libtss2-tcti-swtpm0 tpm2-abrmd libtss2-tcti-tabrmd0 debhelper dpkg-dev fakeroot lintian zip unzip \
+	debootstrap systemd-container dbus-broker
 
-.PHONY: all build test bench demo demo-shell deps vet fmt-check fuzz fuzz-targets clean deb
+.PHONY: all build test test-system bench demo demo-shell deps vet fmt-check fuzz fuzz-targets clean deb
 
 all: build
 
@@ -43,6 +44,12 @@ fmt-check:
 # -p 1: the packages' polkitd instances share /etc/polkit-1/rules.d.
 test: fmt-check vet
 	$(GO) test -race -count=1 -p 1 -timeout 25m ./...
+
+# test-system: the packages on a Debian 12 booted with systemd-nspawn, once
+# with dbus-daemon and once with dbus-broker as the system bus (root; the
+# debootstrapped root is cached in /var/cache/edgev2-systest; docs/packaging.md).
+test-system:
+	$(GO) test -tags systemtest -count=1 -v -run TestSystemBootedDebian -timeout 45m ./packaging
 
 # fuzz: a short run (FUZZTIME each) of every fuzz target; the seeds also run
 # in `make test`. The targets are found, not listed: fuzz-targets prints

@@ -23,6 +23,10 @@ const (
 	ErrInteractiveNeeded = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
 )
 
+// ErrNotConfigured: the service runs but has no configuration yet (before
+// `edgectl config apply`); it answers every call with this error.
+const ErrNotConfigured = ErrorPrefix + "NotConfigured"
+
 // NewError makes a D-Bus error reply with a human message.
 func NewError(name, msg string) *godbus.Error {
 	return &godbus.Error{Name: name, Body: []any{msg}}
@@ -80,6 +84,8 @@ func fromDBusError(de *godbus.Error) error {
 		kind = fault.ReadOnly
 	case ErrNotSupported, "org.freedesktop.DBus.Error.NotSupported":
 		kind = fault.NotSupported
+	case ErrNotConfigured:
+		kind = fault.Unavailable
 	}
 	return &fault.Error{Kind: kind, Msg: msg, Err: de}
 }

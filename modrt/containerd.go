@@ -488,14 +488,20 @@ func (r *Runtime) sync(ctx context.Context) error {
 				return classify(lerr, "read labels of %q", c.ID())
 			}
 			if m, err = r.newModule(ctx, c, labels); err != nil {
-				return err
+				r.log.Error("module cannot be adopted", "module", c.ID(), "err", err)
+				continue
 			}
 			r.mu.Lock()
 			r.modules[m.name] = m
 			r.mu.Unlock()
 		}
 		if err := r.reconcile(ctx, m); err != nil {
-			return err
+			if isUnavailable(err) {
+				return err // containerd itself: retried as a whole
+			}
+			// One module's trouble never stops the runtime (modrtd would
+			// crash-loop over it): log it and go on with the others.
+			r.log.Error("module could not be reconciled with its task; leaving it as it is", "module", m.name, "err", err)
 		}
 	}
 	r.mu.Lock()
@@ -576,12 +582,37 @@ func (r *Runtime) reconcile(ctx context.Context, m *module) error {
 	if st.Status == containerd.Stopped {
 		drainFifos(cio.Config{Stdout: filepath.Join(r.fifoDir(m.name), "stdout"), Stderr: filepath.Join(r.fifoDir(m.name), "stderr")}, m.logs)
 	} else {
+		var aerr error
 		task, err = m.container.Task(ctx, func(fs *cio.FIFOSet) (cio.IO, error) {
-			tio, err = attachTaskIO(fs.Config, m.logs, false)
-			return tio, err
+			if aerr = r.checkFifos(m.name, fs.Config); aerr != nil {
+				return nil, aerr
+			}
+			tio, aerr = attachTaskIO(fs.Config, m.logs, false)
+			return tio, aerr
 		})
-		if err != nil {
+		if err != nil && aerr == nil {
 			return classify(err, "attach to task of %q", m.name)
+		}
+		if err != nil {
+			// An orphan: its output cannot be re-attached (the fifos are
+			// gone, e.g. after a purge and reinstall wiped the state
+			// directory). Its output would block for ever once the pipe
+			// fills, so it is stopped and supervision starts it afresh.
+			r.log.Warn("running module's output cannot be re-attached; stopping it so supervision can start it afresh",
+				"module", m.name, "pid", pid, "err", aerr)
+			code, kerr := r.stopOrphan(ctx, m, defaultStopTimeout)
+			if kerr != nil {
+				return kerr
+			}
+			r.detachNet(ctx, m)
+			m.mu.Lock()
+			m.task, m.io, m.pid = nil, nil, 0
+			if m.st.StartedAt.IsZero() {
+				m.st.StartedAt = r.cfg.Now()
+			}
+			r.exitedLocked(m, code)
+			m.mu.Unlock()
+			return nil
 		}
 	}
 	if st.Status != containerd.Stopped {
@@ -603,6 +634,73 @@ func (r *Runtime) reconcile(ctx context.Context, m *module) error {
 		r.finishTask(ctx, m, pid, int(st.ExitStatus))
 	}
 	return nil
+}
+
+// checkFifos accepts the output fifos containerd recorded for name's task
+// only if they are ours: the two fifos in name's fifo directory, and
+// fifos, not whatever else now sits at those paths (modrtd opens them as
+// root).
+func (r *Runtime) checkFifos(name string, c cio.Config) error {
+	dir := r.fifoDir(name)
+	if c.Stdin != "" || c.Stdout != filepath.Join(dir, "stdout") || c.Stderr != filepath.Join(dir, "stderr") {
+		return fmt.Errorf("task's output goes to %q and %q, not to modrtd's fifos in %s", c.Stdout, c.Stderr, dir)
+	}
+	for _, p := range []string{c.Stdout, c.Stderr} {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return fmt.Errorf("fifo of the task's output: %w", err)
+		}
+		if fi.Mode().Type() != os.ModeNamedPipe {
+			return fmt.Errorf("%s is not a fifo (%v)", p, fi.Mode().Type())
+		}
+	}
+	return nil
+}
+
+// stopOrphan stops the task of m that cannot be adopted: SIGTERM, SIGKILL
+// to all its processes after timeout, then deletes the task. It returns
+// the exit code. m.op is held.
+func (r *Runtime) stopOrphan(ctx context.Context, m *module, timeout time.Duration) (int, error) {
+	task, err := m.container.Task(ctx, nil)
+	if errdefs.IsNotFound(err) {
+		return -1, nil
+	}
+	if err != nil {
+		return 0, classify(err, "load task of %q", m.name)
+	}
+	waitC, err := task.Wait(ctx)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return -1, nil
+		}
+		return 0, classify(err, "stop module %q", m.name)
+	}
+	if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
+		return 0, classify(err, "stop module %q", m.name)
+	}
+	code := -1
+	select {
+	case es := <-waitC:
+		code = int(es.ExitCode())
+	case <-time.After(timeout):
+		r.log.Info("module ignored SIGTERM; killing it", "module", m.name, "timeout", timeout)
+		if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+			return 0, classify(err, "kill module %q", m.name)
+		}
+		select {
+		case es := <-waitC:
+			code = int(es.ExitCode())
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		return 0, classify(err, "delete task of %q", m.name)
+	}
+	r.log.Info("stopped the module's orphaned task", "module", m.name, "exit_code", code)
+	return code, nil
 }
 
 // Start starts module name (a no-op if it runs). It clears a stop by

@@ -174,19 +174,31 @@ func checkUsers(t *testing.T, before map[string]*user.User) {
 	}
 }
 
-// checkDaemonsRefuseMissingConfig runs each installed daemon with a missing
+// checkDaemonsRefuseMissingConfig runs each installed daemon with a bad
 // configuration file: it must start (the binary works on this system) and
-// exit 78 (EX_CONFIG), which the units' RestartPreventExitStatus expects.
+// exit 78 (EX_CONFIG), which the units' RestartPreventExitStatus expects. A
+// missing file is not fatal: the daemon then owns its name and answers
+// NotConfigured (internal/daemon's activation test); with no bus to reach
+// it exits 1.
 func checkDaemonsRefuseMissingConfig(t *testing.T) {
 	t.Helper()
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	if err := os.WriteFile(bad, []byte("this is = = not toml\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	missing := filepath.Join(t.TempDir(), "missing.toml")
 	for _, d := range daemons {
-		cmd := exec.Command("/usr/libexec/edgev2/"+d, "--config", missing)
-		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent"}
-		out, err := cmd.CombinedOutput()
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != 78 {
-			t.Errorf("%s --config %s: %v, want exit status 78 (EX_CONFIG)\n%s", d, missing, err, out)
+		for _, c := range []struct {
+			config string
+			code   int
+		}{{bad, 78}, {missing, 1}} {
+			cmd := exec.Command("/usr/libexec/edgev2/"+d, "--config", c.config)
+			cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent"}
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != c.code {
+				t.Errorf("%s --config %s: %v, want exit status %d\n%s", d, c.config, err, c.code, out)
+			}
 		}
 	}
 }

@@ -62,6 +62,7 @@ func TestDebianPackageBuildsInstallsAndPurgesCleanly(t *testing.T) {
 	checkInstalledFiles(t, want, listed)
 	checkProductExcludesLabcloud(t, listed)
 	checkDaemonsRefuseMissingConfig(t)
+	checkUpgradeStopsNothing(t)
 	t.Run("installed keyd serves", checkInstalledKeydServes)
 	verifyUnits(t)
 
@@ -372,4 +373,29 @@ func tail(b []byte, n int) string {
 		lines = append([]string{"..."}, lines[len(lines)-n:]...)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// checkUpgradeStopsNothing: an upgrade must restart exactly the services that
+// were running (the postinst's try-restart) and keep modules running, so no
+// maintainer script may stop a unit on upgrade (debhelper's preinst-systemd-stop
+// snippet, made unless --no-stop-on-upgrade). The booted system test checks
+// the behaviour; this catches the packaging mistake in every `make test`.
+func checkUpgradeStopsNothing(t *testing.T) {
+	t.Helper()
+	for _, script := range []string{"preinst", "prerm"} {
+		b, err := os.ReadFile(filepath.Join("/var/lib/dpkg/info", pkgName+"."+script))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "deb-systemd-invoke stop") && strings.Contains(l, "upgrade") ||
+				script == "preinst" && strings.Contains(l, "deb-systemd-invoke stop") {
+				t.Errorf("%s.%s stops units on upgrade (%q); running services and modules must survive an upgrade "+
+					"(dh_installsystemd --no-stop-on-upgrade)", pkgName, script, strings.TrimSpace(l))
+			}
+		}
+	}
 }

@@ -48,6 +48,7 @@ type applyReport struct {
 	DryRun      bool         `json:"dry_run"`
 	Files       []fileChange `json:"files"`
 	Restarted   []string     `json:"restarted"`
+	NotRunning  []string     `json:"not_running"`  // changed, not running: nothing to restart (they start with the new configuration)
 	NeedRestart []string     `json:"need_restart"` // changed but not restarted (--no-restart, --root, --dry-run, no systemd)
 	Note        string       `json:"note,omitempty"`
 }
@@ -172,17 +173,41 @@ func systemdRunning() bool {
 	return err == nil && st.IsDir()
 }
 
-// restart runs `systemctl try-restart` for each unit (only units already
-// running are restarted).
-func restart(ctx context.Context, units []string) (done []string, err error) {
+// unitActive asks systemd whether unit is running (active, activating or
+// reloading); the real one runs `systemctl is-active`.
+var unitActive = func(ctx context.Context, unit string) bool {
+	out, _ := exec.CommandContext(ctx, "systemctl", "is-active", unit).Output()
+	switch strings.TrimSpace(string(out)) {
+	case "active", "activating", "reloading":
+		return true
+	}
+	return false
+}
+
+// tryRestart is `systemctl try-restart unit`.
+var tryRestart = func(ctx context.Context, unit string) error {
+	out, err := exec.CommandContext(ctx, "systemctl", "try-restart", unit).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("systemctl try-restart %s: %v: %s", unit, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// restart restarts each unit that runs (`systemctl try-restart`) and says
+// which ones did not run, so the report says what really happened.
+func restart(ctx context.Context, units []string) (done, notRunning []string, err error) {
+	done, notRunning = []string{}, []string{}
 	for _, u := range units {
-		out, err := exec.CommandContext(ctx, "systemctl", "try-restart", u).CombinedOutput()
-		if err != nil {
-			return done, fmt.Errorf("systemctl try-restart %s: %v: %s", u, err, strings.TrimSpace(string(out)))
+		if !unitActive(ctx, u) {
+			notRunning = append(notRunning, u)
+			continue
+		}
+		if err := tryRestart(ctx, u); err != nil {
+			return done, notRunning, err
 		}
 		done = append(done, u)
 	}
-	return done, nil
+	return done, notRunning, nil
 }
 
 // compileFunc turns a super-config into the files to install; the real
@@ -201,7 +226,7 @@ func apply(ctx context.Context, compile compileFunc, o applyOptions) (*applyRepo
 		return nil, err
 	}
 	changes, err := install(files, o.root, o.dryRun)
-	rep := &applyReport{Config: o.config, Root: o.root, DryRun: o.dryRun, Files: changes, Restarted: []string{}, NeedRestart: []string{}}
+	rep := &applyReport{Config: o.config, Root: o.root, DryRun: o.dryRun, Files: changes, Restarted: []string{}, NotRunning: []string{}, NeedRestart: []string{}}
 	if err != nil {
 		return rep, err
 	}
@@ -209,9 +234,9 @@ func apply(ctx context.Context, compile compileFunc, o applyOptions) (*applyRepo
 	var restartNow []string
 	restartNow, rep.NeedRestart, rep.Note = restartPlan(units, o, systemdRunning())
 	if len(restartNow) > 0 {
-		rep.Restarted, err = restart(ctx, restartNow)
+		rep.Restarted, rep.NotRunning, err = restart(ctx, restartNow)
 		if err != nil {
-			rep.NeedRestart = restartNow[len(rep.Restarted):]
+			rep.NeedRestart = restartNow[len(rep.Restarted)+len(rep.NotRunning):]
 			return rep, err
 		}
 	}
@@ -295,6 +320,15 @@ func printApply(w io.Writer, rep *applyReport) {
 	}
 	for _, u := range rep.Restarted {
 		fmt.Fprintf(w, "restarted %s\n", u)
+	}
+	if len(rep.NotRunning) > 0 {
+		names := make([]string, len(rep.NotRunning))
+		for i, u := range rep.NotRunning {
+			names[i] = strings.TrimSuffix(u, ".service")
+		}
+		fmt.Fprintf(w, "not running (nothing to restart): %s\n", strings.Join(rep.NotRunning, ", "))
+		fmt.Fprintf(w, "  each starts with the new configuration on its first call; to run them now and at boot: systemctl enable --now %s\n",
+			strings.Join(names, " "))
 	}
 	if len(rep.NeedRestart) > 0 {
 		fmt.Fprintf(w, "needs a restart: %s (%s)\n", strings.Join(rep.NeedRestart, ", "), rep.Note)

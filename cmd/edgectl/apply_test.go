@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -177,5 +178,67 @@ func TestApplyRemovesAnInlineKeyWhoseSettingWasRemoved(t *testing.T) {
 	rep, err = apply(context.Background(), compiled(gone), o)
 	if err != nil || len(rep.Files) != 0 {
 		t.Fatalf("second apply: %v, %+v; want nothing to do", err, rep)
+	}
+}
+
+// TestApplyRestartsOnlyRunningServicesAndSaysSo: try-restart does nothing to
+// a stopped unit, so `config apply` must not claim it restarted one; it
+// names the stopped ones and how to start them.
+func TestApplyRestartsOnlyRunningServicesAndSaysSo(t *testing.T) {
+	cases := []struct {
+		name        string
+		active      map[string]bool
+		failOn      string
+		restarted   []string
+		notRunning  []string
+		needRestart []string
+		wantErr     bool
+	}{
+		{"none running", map[string]bool{}, "", []string{}, []string{"edgev2-certd.service", "edgev2-keyd.service"}, []string{}, false},
+		{"one running", map[string]bool{"edgev2-keyd.service": true}, "", []string{"edgev2-keyd.service"}, []string{"edgev2-certd.service"}, []string{}, false},
+		{"all running", map[string]bool{"edgev2-certd.service": true, "edgev2-keyd.service": true}, "", []string{"edgev2-certd.service", "edgev2-keyd.service"}, []string{}, []string{}, false},
+		{"a restart fails", map[string]bool{"edgev2-certd.service": true, "edgev2-keyd.service": true}, "edgev2-certd.service", []string{}, []string{}, []string{"edgev2-certd.service", "edgev2-keyd.service"}, true},
+	}
+	oldActive, oldRestart := unitActive, tryRestart
+	t.Cleanup(func() { unitActive, tryRestart = oldActive, oldRestart })
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var called []string
+			unitActive = func(_ context.Context, u string) bool { return c.active[u] }
+			tryRestart = func(_ context.Context, u string) error {
+				called = append(called, u)
+				if u == c.failOn {
+					return errors.New("boom")
+				}
+				return nil
+			}
+			rep := &applyReport{Restarted: []string{}, NotRunning: []string{}, NeedRestart: []string{}}
+			units := []string{"edgev2-certd.service", "edgev2-keyd.service"}
+			var err error
+			rep.Restarted, rep.NotRunning, err = restart(t.Context(), units)
+			if err != nil {
+				rep.NeedRestart = units[len(rep.Restarted)+len(rep.NotRunning):]
+			}
+			if (err != nil) != c.wantErr || !reflect.DeepEqual(rep.Restarted, c.restarted) ||
+				!reflect.DeepEqual(rep.NotRunning, c.notRunning) || !reflect.DeepEqual(rep.NeedRestart, c.needRestart) {
+				t.Fatalf("restarted %v, not running %v, need restart %v, err %v", rep.Restarted, rep.NotRunning, rep.NeedRestart, err)
+			}
+			for _, u := range called {
+				if !c.active[u] {
+					t.Errorf("try-restart called for %s, which does not run", u)
+				}
+			}
+			var out strings.Builder
+			printApply(&out, rep)
+			for _, u := range c.notRunning {
+				if !strings.Contains(out.String(), "not running (nothing to restart)") || !strings.Contains(out.String(), strings.TrimSuffix(u, ".service")) ||
+					!strings.Contains(out.String(), "systemctl enable --now") {
+					t.Errorf("output does not say %s was not running and how to start it:\n%s", u, out.String())
+				}
+				if strings.Contains(out.String(), "restarted "+u) {
+					t.Errorf("output claims %s was restarted:\n%s", u, out.String())
+				}
+			}
+		})
 	}
 }

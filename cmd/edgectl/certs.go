@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/certs/client"
+	"github.com/edgev2/edgev2/internal/fault"
 )
 
 func runCerts(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -139,7 +140,15 @@ func certsRenew(ctx context.Context, c *cli, args []string) int {
 		return code
 	}
 	id := rest[0]
-	if err := cc.Renew(ctx, id); err != nil {
+	verb := "renewed"
+	if err := cc.Renew(ctx, id); fault.Is(err, fault.NotFound) {
+		// Not issued yet (the Renew method is on the certificate's object):
+		// issue it now per its [cert_issuance] policy, as its first use would.
+		if _, err := cc.Ensure(ctx, id); err != nil {
+			return c.fail(notFound(err, "certificate", id, "edgectl certs list"))
+		}
+		verb = "issued"
+	} else if err != nil {
 		return c.fail(notFound(err, "certificate", id, "edgectl certs list"))
 	}
 	p, err := cc.Properties(ctx, id)
@@ -150,6 +159,6 @@ func certsRenew(ctx context.Context, c *cli, args []string) int {
 	if c.json {
 		return c.emit(certOf(p))
 	}
-	fmt.Fprintf(c.stdout, "certificate %s renewed: serial %s, valid until %s\n", id, p.Serial, p.NotAfter.UTC().Format(time.RFC3339))
+	fmt.Fprintf(c.stdout, "certificate %s %s: serial %s, valid until %s\n", id, verb, p.Serial, p.NotAfter.UTC().Format(time.RFC3339))
 	return exitOK
 }

@@ -27,9 +27,18 @@ type keyRef struct {
 func (cfg deviceConfigs) references() []keyRef {
 	var refs []keyRef
 	add := func(key, cert, where string) {
-		if key != "" {
-			refs = append(refs, keyRef{key: key, cert: cert, where: where})
+		if key == "" {
+			return
 		}
+		// One pair named by several configs (the edge CA: certd issues it,
+		// modrtd uses it) is checked and reported once, naming them all.
+		for i := range refs {
+			if refs[i].key == key && refs[i].cert == cert {
+				refs[i].where += ", " + where
+				return
+			}
+		}
+		refs = append(refs, keyRef{key: key, cert: cert, where: where})
 	}
 	if c := cfg.certd; c != nil {
 		ids := make([]string, 0, len(c.Issuance))

@@ -29,6 +29,7 @@ func TestEdgectlAgainstTheRealServices(t *testing.T) {
 	t.Run("ImagesPullShowsProgressAndRefusesAWrongPassword", func(t *testing.T) { testImagesPull(t, w) })
 	t.Run("CheckReportsAHealthyDevice", func(t *testing.T) { testCheckHealthy(t, w) })
 	t.Run("CheckNamesEachBrokenSetupWithItsFix", func(t *testing.T) { testCheckBroken(t, w) })
+	t.Run("CheckWarnsOnceOfAnUnissuedCertificateAndItsFixIssuesIt", func(t *testing.T) { testCheckUnissued(t, w) })
 	t.Run("CheckAsAnOrdinaryUserSaysToRunAsRoot", func(t *testing.T) { testCheckAsOrdinaryUser(t, w) })
 	t.Run("CheckNamesAWrongClockAndCertificatesNearExpiry", func(t *testing.T) { testCheckClock(t, w) })
 	t.Run("SupportBundleHoldsNoSecret", func(t *testing.T) { testSupportBundle(t, w) })
@@ -335,5 +336,33 @@ func testReprovision(t *testing.T, w *world) {
 	}
 	if _, errOut, code := w.run(t, testenv.OtherUser, "identity", "reprovision"); code != exitNotAuthz || !strings.Contains(errOut, "org.edgev2.identity.reprovision") {
 		t.Fatalf("reprovision as an ordinary user: exit %d %s", code, errOut)
+	}
+}
+
+// testCheckUnissued: a certificate certd issues by policy but has not issued
+// yet is one warning, and its fix -- `edgectl certs renew ID`, as printed --
+// issues it (the certificate has no object to call Renew on yet).
+func testCheckUnissued(t *testing.T, w *world) {
+	if err := w.certs.Delete(testCtx(t), "device-cert"); err != nil {
+		t.Fatal(err)
+	}
+	rep, _ := w.check(t)
+	var found []checkResult
+	for _, c := range rep.Checks {
+		if c.Name == "certs.device-cert" {
+			found = append(found, c)
+		}
+	}
+	if len(found) != 1 || found[0].Status != statusWarning || !strings.Contains(found[0].Message, "not issued yet") ||
+		!strings.Contains(found[0].Fix, "edgectl certs renew device-cert") {
+		t.Fatalf("certs.device-cert reported %d times: %+v; want one warning with the renew fix", len(found), found)
+	}
+	if out, errOut, code := w.run(t, "root", "certs", "renew", "device-cert"); code != 0 || !strings.Contains(out, "certificate device-cert issued") {
+		t.Fatalf("the fix as printed: exit %d %s %s", code, out, errOut)
+	}
+	if rep, code := w.check(t); code != 0 {
+		t.Fatalf("check after the fix: exit %d %+v", code, rep.Checks)
+	} else if c, _ := rep.find("certs.device-cert"); c.Status != statusOK {
+		t.Fatalf("certs.device-cert after the fix: %+v", c)
 	}
 }

@@ -21,6 +21,11 @@ func main() {
 }
 
 func run(configPath string, log *slog.Logger) int {
+	if daemon.ConfigMissing(configPath) {
+		// Before `edgectl config apply`: own the name and say so to every
+		// caller rather than exit (D-Bus activation would wait 25 s).
+		return daemon.ServeNotConfigured(log, "edgev2-certd", certs.BusName, configPath)
+	}
 	cfg, err := certs.LoadConfig(configPath)
 	if err != nil {
 		log.Error("bad configuration; not starting", "err", err)

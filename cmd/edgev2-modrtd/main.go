@@ -30,6 +30,11 @@ func main() {
 }
 
 func run(configPath string, log *slog.Logger) int {
+	if daemon.ConfigMissing(configPath) {
+		// Before `edgectl config apply`: own the name and say so to every
+		// caller rather than exit (D-Bus activation would wait 25 s).
+		return daemon.ServeNotConfigured(log, "edgev2-modrtd", modrt.BusName, configPath)
+	}
 	cfg, err := modrt.LoadConfig(configPath)
 	if err != nil {
 		log.Error("bad configuration; not starting", "err", err)
@@ -107,9 +112,25 @@ func run(configPath string, log *slog.Logger) int {
 			if wl != nil {
 				wl.CloseAll()
 			}
-			if rt != nil {
-				rt.Close() // modules keep running: the next modrtd adopts them
+			if rt == nil {
+				return
 			}
+			// The system going down: stop the modules now, while the
+			// services they use still run (the unit is ordered after them),
+			// each with its stop timeout. Any other stop (restart, upgrade,
+			// systemctl stop) keeps them running for the next modrtd.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			stopping, err := modrt.SystemStopping(ctx)
+			cancel()
+			if err != nil {
+				log.Debug("cannot ask systemd whether the system is stopping; modules keep running", "err", err)
+			}
+			if stopping {
+				log.Info("the system is shutting down: stopping modules", "timeout", modrt.StopTimeout)
+				rt.Shutdown(modrt.StopTimeout)
+				return
+			}
+			rt.Close() // modules keep running: the next modrtd adopts them
 		},
 	})
 }

@@ -1,0 +1,160 @@
+package daemon_test
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/internal/testenv"
+)
+
+// activationBus is a private dbus-daemon that activates services from
+// servicedir (directly: there is no systemd here, as in CI containers).
+const activationBus = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <auth>EXTERNAL</auth>
+  <listen>unix:path=%s</listen>
+  <servicedir>%s</servicedir>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own_prefix="org.edgev2"/>
+    <allow send_type="method_call"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+  </policy>
+  <limit name="service_start_timeout">25000</limit>
+</busconfig>
+`
+
+// TestUnconfiguredServiceAnswersNotConfiguredThroughActivation: before
+// `edgectl config apply` no /etc/edgev2/*.toml exists. A call to a service
+// activates its daemon, which must own its name and answer every call --
+// whatever object, interface, method and arguments -- with
+// org.edgev2.Error.NotConfigured naming `edgectl config apply`, instead of
+// exiting (activation would then wait out its 25 s timeout under systemd).
+func TestUnconfiguredServiceAnswersNotConfiguredThroughActivation(t *testing.T) {
+	testenv.RequireRoot(t)
+	daemonBin, err := exec.LookPath("dbus-daemon")
+	if err != nil {
+		testenv.Missing(t, "dbus-daemon", "the private bus needs it (package dbus-daemon)")
+	}
+	services := []struct{ cmd, name, path string }{
+		{"edgev2-keyd", "org.edgev2.Keys1", "/org/edgev2/Keys1"},
+		{"edgev2-certd", "org.edgev2.Certificates1", "/org/edgev2/Certificates1"},
+		{"edgev2-identityd", "org.edgev2.Identity1", "/org/edgev2/Identity1"},
+		{"edgev2-modrtd", "org.edgev2.ModuleRuntime1", "/org/edgev2/ModuleRuntime1"},
+	}
+	dir := t.TempDir()
+	svcDir := filepath.Join(dir, "services")
+	if err := os.Mkdir(svcDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "etc", "not-there.toml")
+	for _, s := range services {
+		bin := testenv.BuildBinary(t, "./cmd/"+s.cmd)
+		act := fmt.Sprintf("[D-BUS Service]\nName=%s\nExec=%s --config %s\n", s.name, bin, missing)
+		if err := os.WriteFile(filepath.Join(svcDir, s.name+".service"), []byte(act), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	socket := filepath.Join(dir, "bus")
+	conf := filepath.Join(dir, "bus.conf")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, activationBus, socket, svcDir), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	busCmd := exec.Command(daemonBin, "--nofork", "--print-address", "--config-file="+conf)
+	busCmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	out, err := busCmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var busLog strings.Builder
+	busCmd.Stderr = &busLog
+	if err := busCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		busCmd.Process.Kill()
+		busCmd.Wait()
+		if t.Failed() {
+			t.Logf("dbus-daemon (and the activated daemons' output):\n%s", busLog.String())
+		}
+	})
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("dbus-daemon printed no address: %v", err)
+	}
+	conn, err := godbus.Connect(strings.TrimSpace(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	for _, s := range services {
+		t.Run(s.cmd, func(t *testing.T) {
+			calls := []struct {
+				what   string
+				path   godbus.ObjectPath
+				method string
+				args   []any
+			}{
+				{"introspection", godbus.ObjectPath(s.path), "org.freedesktop.DBus.Introspectable.Introspect", nil},
+				{"a property", godbus.ObjectPath(s.path), "org.freedesktop.DBus.Properties.GetAll", []any{s.name}},
+				{"a method with the wrong arguments", godbus.ObjectPath(s.path), s.name + ".Nonexistent", []any{uint32(7), []byte{0, 1}, map[string]godbus.Variant{"x": godbus.MakeVariant("y")}}},
+				{"an object that would not exist", godbus.ObjectPath(s.path + "/a/b/c"), s.name + ".Key.Sign", []any{"../../etc/shadow"}},
+			}
+			for _, c := range calls {
+				var ignored any
+				err := conn.Object(s.name, c.path).Call(c.method, 0, c.args...).Store(&ignored)
+				var de godbus.Error
+				if !asDBusError(err, &de) || de.Name != bus.ErrNotConfigured {
+					t.Fatalf("%s: %v, want %s", c.what, err, bus.ErrNotConfigured)
+				}
+				msg, _ := de.Body[0].(string)
+				for _, want := range []string{s.cmd, missing, "edgectl config apply"} {
+					if !strings.Contains(msg, want) {
+						t.Errorf("%s: message %q does not name %q", c.what, msg, want)
+					}
+				}
+			}
+			// The daemon stays (one process owns the name, every call is
+			// answered at once by it, nothing is activated again).
+			var owner string
+			if err := conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, s.name).Store(&owner); err != nil || owner == "" {
+				t.Fatalf("%s has no owner after the calls: %v", s.name, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			var again string
+			conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, s.name).Store(&again)
+			if again != owner {
+				t.Fatalf("%s changed owner from %s to %s: the not-configured daemon exited", s.name, owner, again)
+			}
+		})
+	}
+}
+
+func asDBusError(err error, de *godbus.Error) bool {
+	switch e := err.(type) {
+	case godbus.Error:
+		*de = e
+		return len(e.Body) > 0
+	case *godbus.Error:
+		*de = *e
+		return len(e.Body) > 0
+	}
+	return false
+}
