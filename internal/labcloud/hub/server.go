@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -238,10 +239,13 @@ func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serve) }
 // route is a parsed hub path.
 type route struct {
 	device, module string
-	kind           string // "device", "modules", "module", "events"
+	kind           string // "devices", "device", "modules", "module", "events"
 }
 
 func parsePath(escaped string) (route, bool) {
+	if escaped == "/devices" || escaped == PathPrefix {
+		return route{kind: "devices"}, true
+	}
 	rest, ok := strings.CutPrefix(escaped, PathPrefix)
 	if !ok {
 		return route{}, false
@@ -339,8 +343,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // allowed: the service policy may do everything; a device may read
-// itself, manage its own modules and send as itself; a module may send
-// as itself and read its own identity.
+// itself, manage its own modules (an edge device's scope on IoT Hub) and
+// send as itself; a module may only send as itself. Registry reads need a
+// policy with RegistryRead (or the edge device's scope): a module's token
+// reading its own identity, keys included, is 401 as on the real hub.
 func allowed(p principal, rt route, method string) bool {
 	if p.service {
 		return rt.kind != "events" // the service cannot send device-to-cloud
@@ -349,7 +355,7 @@ func allowed(p principal, rt route, method string) bool {
 		return false
 	}
 	if p.module != "" {
-		return rt.module == p.module && (rt.kind == "events" || rt.kind == "module" && method == http.MethodGet)
+		return rt.module == p.module && rt.kind == "events"
 	}
 	switch rt.kind {
 	case "device":
@@ -463,6 +469,11 @@ type result struct {
 
 func (s *Server) dispatch(r *http.Request, rt route, now time.Time) result {
 	switch rt.kind {
+	case "devices":
+		if r.Method == http.MethodGet {
+			return s.listDevices(r.URL.Query().Get("top"))
+		}
+		return result{methods: "GET"}
 	case "device":
 		switch r.Method {
 		case http.MethodGet:
@@ -558,6 +569,33 @@ func (s *Server) deleteDevice(id, ifMatch string) result {
 		return result{err: err}
 	}
 	return result{status: http.StatusNoContent}
+}
+
+// maxListDevices is IoT Hub's cap on GET /devices (and its default top).
+const maxListDevices = 1000
+
+// listDevices is the registry list (GET /devices, the service SDKs'
+// Registry.list / getDevices): devices sorted by id, at most top.
+func (s *Server) listDevices(top string) result {
+	n := maxListDevices
+	if top != "" {
+		v, err := strconv.Atoi(top)
+		if err != nil || v < 1 || v > maxListDevices {
+			return result{err: &errPut{http.StatusBadRequest, "ArgumentInvalid", fmt.Sprintf("top must be between 1 and %d, not %q", maxListDevices, top)}}
+		}
+		n = v
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Device, 0, len(s.reg.Devices))
+	for _, d := range s.reg.Devices {
+		out = append(out, d.Device)
+	}
+	slices.SortFunc(out, func(a, b Device) int { return strings.Compare(a.DeviceID, b.DeviceID) })
+	if len(out) > n {
+		out = out[:n]
+	}
+	return result{status: http.StatusOK, body: out}
 }
 
 func (s *Server) listModules(deviceID string) result {
