@@ -51,6 +51,7 @@ type Server struct {
 	mu       sync.Mutex
 	reg      *registry
 	messages map[string][][]byte // "device/module" → accepted bodies
+	cas      *x509.CertPool      // verified CAs of certificateAuthority devices (nil: none)
 
 	now func() time.Time
 }
@@ -380,7 +381,7 @@ func (s *Server) authenticate(r *http.Request, now time.Time) (principal, error)
 		return s.authenticateSAS(tok, r.Host, now)
 	}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-		return s.authenticateCert(r.TLS.PeerCertificates[0], now)
+		return s.authenticateCert(r.TLS.PeerCertificates, now)
 	}
 	return principal{}, fmt.Errorf("%w: no Authorization header and no client certificate", errUnauthorized)
 }
@@ -437,7 +438,22 @@ func Thumbprints(cert *x509.Certificate) (sha1Hex, sha256Hex string) {
 	return strings.ToUpper(hex.EncodeToString(s1[:])), strings.ToUpper(hex.EncodeToString(s256[:]))
 }
 
-func (s *Server) authenticateCert(leaf *x509.Certificate, now time.Time) (principal, error) {
+// TrustCAs adds verified CA certificates: a certificateAuthority device
+// whose id is its certificate's CN authenticates with any certificate that
+// chains to one of them (the hub's uploaded, verified CA certificates).
+func (s *Server) TrustCAs(cas []*x509.Certificate) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cas == nil {
+		s.cas = x509.NewCertPool()
+	}
+	for _, c := range cas {
+		s.cas.AddCert(c)
+	}
+}
+
+func (s *Server) authenticateCert(chain []*x509.Certificate, now time.Time) (principal, error) {
+	leaf := chain[0]
 	if now.After(leaf.NotAfter) || now.Before(leaf.NotBefore) {
 		return principal{}, fmt.Errorf("%w: client certificate outside its validity", errUnauthorized)
 	}
@@ -454,6 +470,19 @@ func (s *Server) authenticateCert(leaf *x509.Certificate, now time.Time) (princi
 				return principal{device: id, how: "x509"}, nil
 			}
 		}
+	}
+	if d, ok := s.reg.Devices[leaf.Subject.CommonName]; ok && s.cas != nil && d.Device.Status == "enabled" &&
+		d.Device.Authentication.Type == AuthCertificateAuthority {
+		inter := x509.NewCertPool()
+		for _, c := range chain[1:] {
+			inter.AddCert(c)
+		}
+		_, err := leaf.Verify(x509.VerifyOptions{Roots: s.cas, Intermediates: inter, CurrentTime: now,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		if err == nil {
+			return principal{device: leaf.Subject.CommonName, how: "x509-ca"}, nil
+		}
+		return principal{}, fmt.Errorf("%w: certificate of %q does not chain to a verified CA: %v", errUnauthorized, leaf.Subject.CommonName, err)
 	}
 	return principal{}, fmt.Errorf("%w: no device has thumbprint %s", errUnauthorized, t256)
 }
