@@ -1,22 +1,18 @@
 package main
 
 import (
-	"archive/zip"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"time"
 
 	"github.com/edgev2/edgev2/internal/atomicfile"
+	"github.com/edgev2/edgev2/internal/supportbundle"
 	mclient "github.com/edgev2/edgev2/modrt/client"
 )
-
-// bundleLogLines bounds each log in a support bundle.
-const bundleLogLines = 2000
 
 func runSupportBundle(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := &cli{name: "support-bundle", stdout: stdout, stderr: stderr}
@@ -45,7 +41,7 @@ func runSupportBundle(ctx context.Context, args []string, stdout, stderr io.Writ
 	if c.json {
 		names := make([]string, 0, len(entries))
 		for _, e := range entries {
-			names = append(names, e.name)
+			names = append(names, e.Name)
 		}
 		return c.emit(map[string]any{"bundle": *out, "files": names})
 	}
@@ -53,103 +49,41 @@ func runSupportBundle(ctx context.Context, args []string, stdout, stderr io.Writ
 	return exitOK
 }
 
-type bundleEntry struct {
-	name string
-	data []byte
-}
-
-// collectBundle gathers the check report, redacted configs (the
-// super-config and the four per-service configs, parsed and rewritten by
-// redactTOML; inline key files are never taken), service journals and
-// module logs (redactText). Nothing in it fails the bundle: what cannot be
-// collected is said in the bundle instead.
-func collectBundle(ctx context.Context, o checkOptions) []bundleEntry {
-	var es []bundleEntry
-	add := func(name string, data []byte) { es = append(es, bundleEntry{name, data}) }
-	rep := runChecks(ctx, o)
-	j, _ := json.MarshalIndent(rep, "", "  ")
-	// Check messages name settings, never secret values; a URL with a
-	// password in it is hidden all the same.
-	add("check.json", []byte(redactText(string(j))))
-
-	configs := []string{o.superConfig}
-	for _, s := range services {
-		configs = append(configs, filepath.Join(o.configDir, s.config))
-	}
-	for _, p := range configs {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			add("configs/"+filepath.Base(p)+".missing.txt", []byte(fmt.Sprintf("%s: %v\n", p, err)))
-			continue
-		}
-		add("configs/"+filepath.Base(p), []byte(redactTOML(string(data))))
-	}
-
-	if _, err := exec.LookPath("journalctl"); err != nil {
-		add("logs/README.txt", []byte("journalctl is not installed on this system: no service logs collected\n"))
-	} else {
-		for _, s := range services {
-			out, err := exec.CommandContext(ctx, "journalctl", "-u", s.unit, "--no-pager", "-o", "short-iso", "-n", fmt.Sprint(bundleLogLines)).CombinedOutput()
-			text := redactText(string(out))
-			if err != nil {
-				text += fmt.Sprintf("\n(journalctl: %v)\n", err)
-			}
-			add("logs/"+s.unit+".log", []byte(text))
-		}
-	}
-
-	es = append(es, moduleLogEntries(ctx)...)
-	return es
-}
-
-func moduleLogEntries(ctx context.Context) []bundleEntry {
+// collectBundle is the bundle of o: the check report run here, and the
+// module list and logs from the Module Runtime over the bus.
+func collectBundle(ctx context.Context, o checkOptions) []supportbundle.Entry {
+	so := supportbundle.Options{SuperConfig: o.superConfig, ConfigDir: o.configDir,
+		Check: func(ctx context.Context) ([]byte, error) { return json.MarshalIndent(runChecks(ctx, o), "", "  ") }}
 	conn, err := connect()
 	if err != nil {
-		return []bundleEntry{{"modules/README.txt", []byte(fmt.Sprintf("no module logs: %v\n", err))}}
+		so.ModulesUnavailable = err.Error()
+	} else {
+		defer conn.Close()
+		so.Modules = busModules{mclient.New(conn)}
 	}
-	defer conn.Close()
-	mc := mclient.New(conn)
-	names, err := mc.ListModules(ctx)
-	if err != nil {
-		return []bundleEntry{{"modules/README.txt", []byte(fmt.Sprintf("no module logs: the Module Runtime did not list modules: %v\n", err))}}
-	}
-	var es []bundleEntry
-	var list []mclient.Module
-	for _, n := range names {
-		if m, err := mc.Module(ctx, n); err == nil {
-			list = append(list, m)
-		}
-		text, err := moduleLogText(ctx, mc, n, mclient.LogOptions{Tail: bundleLogLines, Timestamps: true})
-		if err != nil {
-			text += fmt.Sprintf("\n(logs: %v)\n", err)
-		}
-		es = append(es, bundleEntry{"modules/" + n + ".log", []byte(redactText(text))})
-	}
-	j, _ := json.MarshalIndent(list, "", "  ")
-	return append([]bundleEntry{{"modules/list.json", j}}, es...)
+	return supportbundle.Collect(ctx, so)
+}
+
+// busModules is the bundle's view of the Module Runtime over the bus.
+type busModules struct{ mc *mclient.Client }
+
+func (b busModules) List(ctx context.Context) ([]string, error) { return b.mc.ListModules(ctx) }
+func (b busModules) Describe(ctx context.Context, name string) (any, error) {
+	return b.mc.Module(ctx, name)
+}
+func (b busModules) Logs(ctx context.Context, name string, since, until time.Time, tail int) (string, error) {
+	return moduleLogText(ctx, b.mc, name, mclient.LogOptions{Tail: tail, Timestamps: true, Since: since, Until: until})
 }
 
 // writeZip writes the entries to path atomically, 0600 (logs may say more
 // than the operator wants shared by accident).
-func writeZip(path string, entries []bundleEntry) error {
+func writeZip(path string, entries []supportbundle.Entry) error {
 	f, err := os.CreateTemp(filepath.Dir(path), ".support-bundle-*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	defer os.Remove(f.Name())
-	zw := zip.NewWriter(f)
-	for _, e := range entries {
-		w, err := zw.CreateHeader(&zip.FileHeader{Name: e.name, Method: zip.Deflate, Modified: time.Now()})
-		if err != nil {
-			f.Close()
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-		if _, err := w.Write(e.data); err != nil {
-			f.Close()
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-	}
-	if err := zw.Close(); err != nil {
+	if err := supportbundle.Write(f, entries); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}

@@ -32,6 +32,12 @@ type workloadBackend struct {
 	encryption    workload.Encryption
 	ca            *edgeCA
 	names         modrt.WorkloadConfig // server certificate names granted to modules
+	modules       mgmtModules
+}
+
+// Module is a module's status and spec for the workload module list.
+func (b workloadBackend) Module(ctx context.Context, module string) (modrt.Status, *modrt.Spec, error) {
+	return b.modules.Get(ctx, module)
 }
 
 var _ workload.Backend = workloadBackend{}

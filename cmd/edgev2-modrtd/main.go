@@ -81,7 +81,7 @@ func run(configPath string, log *slog.Logger) int {
 			owners := modrt.NewPidOwners(rt)
 			ca = newEdgeCA(cc, kc, cfg.EdgeCACert, cfg.EdgeCAKey, time.Duration(cfg.EdgeCALifetimeDays)*24*time.Hour, log)
 			wl = workload.NewManager(filepath.Join(cfg.Homedir, "workload"), workloadBackend{owners: owners, ids: ids, certs: cc,
-				trust: cfg.TrustBundle, manifestTrust: cfg.ManifestTrustBundle, encryption: newEncryption(kc, ids, cfg.WorkloadEncryptionKey), ca: ca, names: cfg.Workload}, log)
+				trust: cfg.TrustBundle, manifestTrust: cfg.ManifestTrustBundle, encryption: newEncryption(kc, ids, cfg.WorkloadEncryptionKey), ca: ca, names: cfg.Workload, modules: mgmtModules{svc}}, log)
 			svc.Identities, svc.Workload = modrt.IdentityEnv{Directory: identityDirectory{ids}}, wl
 			watch = &identityWatch{conn: conn, ids: ids, svc: svc, locals: cfg.Modules, record: filepath.Join(cfg.Homedir, "device.json"), log: log}
 			svc.Resume(ctx)
@@ -91,8 +91,11 @@ func run(configPath string, log *slog.Logger) int {
 			if err != nil {
 				return fmt.Errorf("management socket %s: %w", cfg.MgmtSocket, err)
 			}
-			api := mgmt.NewServer(mgmtModules{svc}, mgmtIdentities{ids}, mgmt.HostSystemInfo("edgev2 0.1"), log)
+			info := mgmt.HostSystemInfo("edgev2 0.1")
+			info.CurrentProvisioning = mgmtIdentities{ids}.Provisioning
+			api := mgmt.NewServer(mgmtModules{svc}, mgmtIdentities{ids}, info, log)
 			api.SetPidResolver(owners.ModuleOf)
+			api.SetSupportBundle(supportBundle(svc, configPath))
 			go func() {
 				if err := api.Serve(ctx, l); err != nil {
 					log.Error("management API stopped", "err", err)

@@ -93,3 +93,26 @@ func (m mgmtIdentities) Delete(ctx context.Context, id string) error {
 	return m.ids.DeleteModule(ctx, id)
 }
 func (m mgmtIdentities) Reprovision(ctx context.Context) error { return m.ids.Reprovision(ctx) }
+
+// Provisioning is /systeminfo's provisioning from the Identity service:
+// type "<source>.<method>" ("dps.x509", "manual.sas", ...; "none"). The
+// flags are the Identity service's when it reports them; identityd keeps
+// its provisioning across restarts (no reprovisioning at start-up) and
+// reprovisions only when asked, so both are false otherwise.
+func (m mgmtIdentities) Provisioning(ctx context.Context) (mgmt.Provisioning, error) {
+	d, err := m.ids.ProvisioningInfo(ctx)
+	if err != nil {
+		return mgmt.Provisioning{}, err
+	}
+	return provisioningOf(d), nil
+}
+
+func provisioningOf(d iclient.Dict) mgmt.Provisioning {
+	p := mgmt.Provisioning{Type: d.S("source")}
+	if m := d.S("method"); m != "" && p.Type != "" && p.Type != "none" {
+		p.Type += "." + m
+	}
+	p.DynamicReprovisioning, _ = d["dynamic_reprovisioning"].Value().(bool)
+	p.AlwaysReprovisionOnStartup, _ = d["always_reprovision_on_startup"].Value().(bool)
+	return p
+}

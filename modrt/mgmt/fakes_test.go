@@ -218,12 +218,10 @@ func (f *fakeIdentities) Update(ctx context.Context, id, managedBy string) (Iden
 	return ident, nil
 }
 
+// Delete is idempotent, as the Identity service's DeleteModuleIdentity is.
 func (f *fakeIdentities) Delete(ctx context.Context, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.ids[id]; !ok {
-		return fault.New(fault.NotFound, "identity %q does not exist", id)
-	}
 	delete(f.ids, id)
 	return nil
 }

@@ -40,7 +40,7 @@ func FuzzRequestBodies(f *testing.F) {
 			if err := moduleName(spec.Name); err != nil {
 				t.Fatalf("accepted spec with bad name %q", spec.Name)
 			}
-			d, err := specDetailsJSON(spec, statusStopped)
+			d, err := specDetailsJSON(spec, moduleStatus{RuntimeStatus: runtimeStatus{Status: statusStopped}})
 			if err != nil {
 				t.Fatalf("accepted spec does not convert: %v", err)
 			}

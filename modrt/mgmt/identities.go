@@ -1,7 +1,9 @@
 package mgmt
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 )
 
@@ -68,7 +70,18 @@ func (s *Server) updateIdentity(w http.ResponseWriter, r *http.Request, name str
 	writeJSON(w, http.StatusOK, identityToJSON(id))
 }
 
+// deleteIdentity answers 404 for an identity this device does not have,
+// as the swagger says (the Identity service's delete is idempotent).
 func (s *Server) deleteIdentity(w http.ResponseWriter, r *http.Request, name string) {
+	ids, err := s.identities.List(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !slices.ContainsFunc(ids, func(id Identity) bool { return id.ModuleID == name }) {
+		s.fail(w, r, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("module identity %q not found", name)})
+		return
+	}
 	if err := s.identities.Delete(r.Context(), name); err != nil {
 		s.fail(w, r, err)
 		return

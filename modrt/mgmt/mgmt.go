@@ -60,16 +60,20 @@ type PidResolver func(ctx context.Context, pid int32) (module string, ok bool)
 // SystemInfo is what GET /systeminfo reports. HostSystemInfo fills in
 // what the host tells.
 type SystemInfo struct {
-	OSType          string // "linux"
-	Architecture    string // "x86_64", "aarch64", ...
-	Version         string // edgev2's version
-	Provisioning    Provisioning
-	ServerVersion   string
-	KernelVersion   string
-	OperatingSystem string
-	CPUs            int
-	TotalMemory     uint64 // bytes
-	Virtualized     string
+	OSType       string // "linux"
+	Architecture string // "x86_64", "aarch64", ...
+	Version      string // edgev2's version
+	Provisioning Provisioning
+	// CurrentProvisioning, when set, is asked on every request (the device
+	// may be provisioned again meanwhile); Provisioning is the answer while
+	// it fails.
+	CurrentProvisioning func(ctx context.Context) (Provisioning, error)
+	ServerVersion       string
+	KernelVersion       string
+	OperatingSystem     string
+	CPUs                int
+	TotalMemory         uint64 // bytes
+	Virtualized         string
 	// Extra holds further properties (product info, ...), reported as
 	// top-level string fields as aziot-edged does.
 	Extra map[string]string
@@ -80,7 +84,7 @@ type SystemInfo struct {
 
 // Provisioning is SystemInfo.provisioning.
 type Provisioning struct {
-	Type                       string // "manual", "dps", ...
+	Type                       string // "<source>.<method>": "dps.x509", "manual.sas", ... ("none")
 	DynamicReprovisioning      bool
 	AlwaysReprovisionOnStartup bool
 }
@@ -106,3 +110,13 @@ type Disk struct {
 	FileSystem     string
 	FileType       string
 }
+
+// BundleOptions is the query of GET /systeminfo/supportbundle.
+type BundleOptions struct {
+	Since, Until    time.Time // zero: unbounded
+	IoTHubHostname  string    // the hub the check report should try ("" the configured one)
+	EdgeRuntimeOnly bool      // module logs of edgeAgent and edgeHub only
+}
+
+// SupportBundle writes the support bundle for o (a zip) to w.
+type SupportBundle func(ctx context.Context, o BundleOptions, w io.Writer) error

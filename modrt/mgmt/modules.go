@@ -1,10 +1,12 @@
 package mgmt
 
 import (
+	"context"
 	"net/http"
 	"sort"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/modrt"
 )
 
 func (s *Server) listModules(w http.ResponseWriter, r *http.Request, _ string) {
@@ -71,7 +73,7 @@ func (s *Server) createModule(w http.ResponseWriter, r *http.Request, _ string) 
 		s.fail(w, r, err)
 		return
 	}
-	d, err := specDetailsJSON(spec, statusStopped)
+	d, err := specDetailsJSON(spec, s.statusAfter(r.Context(), spec.Name, false))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -118,16 +120,24 @@ func (s *Server) updateModule(w http.ResponseWriter, r *http.Request, name strin
 		s.fail(w, r, err)
 		return
 	}
-	status := statusStopped
-	if start {
-		status = statusRunning
-	}
-	d, err := specDetailsJSON(spec, status)
+	d, err := specDetailsJSON(spec, s.statusAfter(ctx, name, start))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, d)
+}
+
+// statusAfter is a module's status right after a create or update, as GET
+// would show it; if the runtime cannot say, the status the call left it in.
+func (s *Server) statusAfter(ctx context.Context, name string, started bool) moduleStatus {
+	if st, _, err := s.modules.Get(ctx, name); err == nil {
+		return statusJSON(st)
+	}
+	if started {
+		return moduleStatus{RuntimeStatus: runtimeStatus{Status: statusRunning, Description: string(modrt.StateRunning)}}
+	}
+	return moduleStatus{RuntimeStatus: runtimeStatus{Status: statusStopped, Description: string(modrt.StateCreated)}}
 }
 
 func (s *Server) deleteModule(w http.ResponseWriter, r *http.Request, name string) {

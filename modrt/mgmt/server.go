@@ -34,6 +34,7 @@ type Server struct {
 	info       SystemInfo
 	log        *slog.Logger
 	resolve    PidResolver
+	bundle     SupportBundle
 	trustRoot  bool // uid 0 may call agent-only routes (iotedge-style tools)
 	started    time.Time
 
@@ -51,6 +52,10 @@ func NewServer(m Modules, ids Identities, info SystemInfo, log *slog.Logger) *Se
 // whose module is edgeAgent may use the agent-only routes. Call it before
 // serving.
 func (s *Server) SetPidResolver(r PidResolver) { s.resolve = r }
+
+// SetSupportBundle sets what GET /systeminfo/supportbundle serves; without
+// it the route answers 404. Call it before serving.
+func (s *Server) SetSupportBundle(b SupportBundle) { s.bundle = b }
 
 // Serve serves the API on l until ctx ends, then shuts down, giving
 // requests in flight 10 s. Log followers are cut off at once.
@@ -163,7 +168,8 @@ func (s *Server) routes(path string) (map[string]route, string, bool) {
 	}
 	const v1 = "2018-06-28"
 	switch {
-	case len(segs) == 1 && segs[0] == "modules":
+	// aziot-edged serves "/modules/" too (older diagnostics images call it).
+	case segs[0] == "modules" && (len(segs) == 1 || len(segs) == 2 && segs[1] == ""):
 		return map[string]route{
 			http.MethodGet:  {minVersion: v1, handle: s.listModules},
 			http.MethodPost: {minVersion: v1, agentOnly: true, mutates: true, handle: s.createModule},
@@ -200,6 +206,10 @@ func (s *Server) routes(path string) (map[string]route, string, bool) {
 		return map[string]route{http.MethodGet: {minVersion: v1, handle: s.systemInfo}}, "", true
 	case len(segs) == 2 && segs[0] == "systeminfo" && segs[1] == "resources":
 		return map[string]route{http.MethodGet: {minVersion: "2019-11-05", handle: s.systemResources}}, "", true
+	case len(segs) == 2 && segs[0] == "systeminfo" && segs[1] == "supportbundle":
+		// Agent-only, unlike aziot-edged: the bundle holds every service's
+		// journal and every module's logs, more than the read routes give.
+		return map[string]route{http.MethodGet: {minVersion: "2020-07-07", agentOnly: true, handle: s.supportBundle}}, "", true
 	case len(segs) == 2 && segs[0] == "device" && segs[1] == "reprovision":
 		return map[string]route{http.MethodPost: {minVersion: "2019-10-22", agentOnly: true, mutates: true, handle: s.reprovision}}, "", true
 	}

@@ -192,7 +192,7 @@ func TestRouteNewerThanAPIVersionIsNotFound(t *testing.T) {
 
 func TestUnknownPathsAndMethods(t *testing.T) {
 	e := newEnv(t, asAgent, false)
-	for _, p := range []string{"/", "/module", "/modules/m/pause", "/modules//start", "/modules/m/logs/x", "/identities/a/b", "/systeminfo/supportbundle"} {
+	for _, p := range []string{"/", "/module", "/modules/m/pause", "/modules//start", "/modules/m/logs/x", "/identities/a/b", "/modules//", "/systeminfo/supportbundle/x"} {
 		e.want(e.do("GET", v(p), ""), 404)
 	}
 	for _, c := range [][2]string{{"DELETE", "/modules"}, {"POST", "/modules/m"}, {"GET", "/modules/m/start"},
@@ -270,10 +270,12 @@ func TestCreateModule(t *testing.T) {
 	if err := json.Unmarshal(r.body, &d); err != nil {
 		t.Fatal(err)
 	}
-	if d.Name != "temp" || d.Status.RuntimeStatus.Status != "stopped" || bytes.Contains(r.body, []byte("hunter2")) {
+	// The status is the runtime's, as GET shows it, description included.
+	if d.Name != "temp" || d.Status.RuntimeStatus.Status != "stopped" || d.Status.RuntimeStatus.Description != "created" ||
+		bytes.Contains(r.body, []byte("hunter2")) {
 		t.Errorf("details %s", r.body)
 	}
-	if c := e.mods.Calls(); c[len(c)-1] != "create temp" {
+	if c := e.mods.Calls(); c[len(c)-2] != "create temp" {
 		t.Errorf("calls %v: create must not start", c)
 	}
 	if r := e.want(e.do("POST", v("/modules"), specJSON("temp", "alpine")), 409); !strings.Contains(r.message(), "exists") {
@@ -315,14 +317,14 @@ func TestUpdateModuleReplacesIt(t *testing.T) {
 	e.mods.add(modrt.Status{Name: "m", Image: "old", State: modrt.StateRunning}, mustSpec(t, specJSON("m", "old")))
 	var d moduleDetails
 	json.Unmarshal(e.want(e.do("PUT", v("/modules/m"), specJSON("m", "new")), 200).body, &d)
-	if d.Status.RuntimeStatus.Status != "stopped" {
-		t.Errorf("status %q", d.Status.RuntimeStatus.Status)
+	if d.Status.RuntimeStatus.Status != "stopped" || d.Status.RuntimeStatus.Description != "created" {
+		t.Errorf("status %+v", d.Status.RuntimeStatus)
 	}
 	json.Unmarshal(e.want(e.do("PUT", v("/modules/m")+"&start=true", specJSON("m", "newer")), 200).body, &d)
-	if d.Status.RuntimeStatus.Status != "running" {
-		t.Errorf("status %q", d.Status.RuntimeStatus.Status)
+	if d.Status.RuntimeStatus.Status != "running" || d.Status.RuntimeStatus.Description != "running" {
+		t.Errorf("status %+v", d.Status.RuntimeStatus)
 	}
-	want := []string{"get m", "remove m", "create m", "get m", "remove m", "create m start"}
+	want := []string{"get m", "remove m", "create m", "get m", "get m", "remove m", "create m start", "get m"}
 	if c := e.mods.Calls(); strings.Join(c, ",") != strings.Join(want, ",") {
 		t.Errorf("calls %v, want %v", c, want)
 	}

@@ -1,12 +1,23 @@
 package mgmt
 
 import (
+	"bytes"
 	"net/http"
+	"strconv"
 	"time"
 )
 
 func (s *Server) systemInfo(w http.ResponseWriter, r *http.Request, _ string) {
-	writeJSON(w, http.StatusOK, systemInfoJSON(s.info))
+	info := s.info
+	if info.CurrentProvisioning != nil {
+		p, err := info.CurrentProvisioning(r.Context())
+		if err != nil {
+			s.log.Warn("provisioning information unavailable for /systeminfo", "err", err)
+		} else {
+			info.Provisioning = p
+		}
+	}
+	writeJSON(w, http.StatusOK, systemInfoJSON(info))
 }
 
 func (s *Server) systemResources(w http.ResponseWriter, r *http.Request, _ string) {
@@ -25,4 +36,44 @@ func (s *Server) systemResources(w http.ResponseWriter, r *http.Request, _ strin
 		res.ProcessUptime = time.Since(s.started)
 	}
 	writeJSON(w, http.StatusOK, resourcesJSON(res))
+}
+
+// supportBundle answers the bundle as a zip, as aziot-edged does: built
+// whole first (so a failure is still a clean 500), then sent with its length.
+func (s *Server) supportBundle(w http.ResponseWriter, r *http.Request, _ string) {
+	if s.bundle == nil {
+		s.fail(w, r, &apiError{status: http.StatusNotFound, msg: "not found: this server has no support bundle"})
+		return
+	}
+	q := r.URL.Query()
+	var o BundleOptions
+	now := time.Now()
+	for _, p := range []struct {
+		key string
+		t   *time.Time
+	}{{"since", &o.Since}, {"until", &o.Until}} {
+		if v := q.Get(p.key); v != "" {
+			t, err := parseSince(v, now)
+			if err != nil {
+				s.fail(w, r, badRequest("invalid parameter: %s: %v", p.key, err))
+				return
+			}
+			*p.t = t
+		}
+	}
+	var err error
+	if o.EdgeRuntimeOnly, err = queryBool(q, "edge_runtime_only"); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	o.IoTHubHostname = q.Get("iothub_hostname")
+	var buf bytes.Buffer
+	if err := s.bundle(r.Context(), o, &buf); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/zip")
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.WriteHeader(http.StatusOK)
+	w.Write(buf.Bytes())
 }

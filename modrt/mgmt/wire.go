@@ -182,15 +182,24 @@ func detailsJSON(st modrt.Status, spec *modrt.Spec) (moduleDetails, error) {
 	return d, nil
 }
 
+// ModuleDetailsJSON is a module in the swagger's ModuleDetails shape,
+// registry credentials left out; the workload API's module list uses it.
+func ModuleDetailsJSON(st modrt.Status, spec *modrt.Spec) (json.RawMessage, error) {
+	d, err := detailsJSON(st, spec)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(d)
+}
+
 // specDetailsJSON is the answer to a create or update: the spec as
 // accepted, with the status it was left in.
-func specDetailsJSON(spec *modrt.Spec, status string) (moduleDetails, error) {
+func specDetailsJSON(spec *modrt.Spec, status moduleStatus) (moduleDetails, error) {
 	c, err := configJSON(spec)
 	if err != nil {
 		return moduleDetails{}, err
 	}
-	return moduleDetails{ID: spec.Name, Name: spec.Name, Type: spec.Type, Config: c,
-		Status: moduleStatus{RuntimeStatus: runtimeStatus{Status: status}}}, nil
+	return moduleDetails{ID: spec.Name, Name: spec.Name, Type: spec.Type, Config: c, Status: status}, nil
 }
 
 func identityToJSON(id Identity) identityJSON {

@@ -25,6 +25,8 @@ import (
 
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/unixsock"
+	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/mgmt"
 )
 
 // APIVersions the workload API accepts (aziot-edged's set).
@@ -55,6 +57,9 @@ type Backend interface {
 	// ManifestTrustBundle is the PEM deployment manifests are signed
 	// under ("" when none is configured).
 	ManifestTrustBundle(ctx context.Context) (string, error)
+	// Module is the module's status and spec (nil when the runtime no
+	// longer has it); fault.NotFound when it is gone.
+	Module(ctx context.Context, module string) (modrt.Status, *modrt.Spec, error)
 }
 
 // Manager serves one socket per module under dir/<module>/workload.sock.
@@ -300,6 +305,38 @@ func (m *Manager) handler(module string) http.Handler {
 			writeJSON(w, http.StatusOK, map[string]string{key: base64.StdEncoding.EncodeToString(out)})
 		})
 	}
+	// The list aziot-edged serves here is every module's ModuleDetails,
+	// settings and env included. A module must learn nothing of other
+	// modules (DESIGN "Threat model"), so it sees its own entry only;
+	// edgeAgent lists all modules on the management socket. "/modules/"
+	// too, as aziot-edged (older diagnostics images call it).
+	listModules := func(w http.ResponseWriter, r *http.Request) {
+		if !m.allowed(w, r, module, false) {
+			return
+		}
+		list := struct {
+			Modules []json.RawMessage `json:"modules"`
+		}{Modules: []json.RawMessage{}}
+		st, spec, err := m.be.Module(r.Context(), module)
+		switch {
+		case fault.Is(err, fault.NotFound):
+		case err != nil:
+			m.log.Warn("workload module list failed", "module", module, "err", err)
+			fail(w, statusOf(err), "%s", fault.Message(err))
+			return
+		default:
+			d, err := mgmt.ModuleDetailsJSON(st, spec)
+			if err != nil {
+				m.log.Warn("workload module list failed", "module", module, "err", err)
+				fail(w, http.StatusInternalServerError, "internal error; the service log has the details")
+				return
+			}
+			list.Modules = append(list.Modules, d)
+		}
+		writeJSON(w, http.StatusOK, list)
+	}
+	mux.HandleFunc("GET /modules", listModules)
+	mux.HandleFunc("GET /modules/{$}", listModules)
 	mux.HandleFunc("GET /manifest-trust-bundle", func(w http.ResponseWriter, r *http.Request) {
 		if !m.allowed(w, r, module, false) {
 			return

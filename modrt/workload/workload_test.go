@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/modrt"
 )
 
 // fakeBackend: pid 100 is the module's; Encrypt reverses and tags.
@@ -47,6 +48,25 @@ func (fakeBackend) Decrypt(_ context.Context, module, gen string, ct, iv []byte)
 	return []byte(p), nil
 }
 func (fakeBackend) ManifestTrustBundle(context.Context) (string, error) { return "", nil }
+
+// fakeModules are the runtime's modules: the sensor (whose socket the
+// tests use) and a neighbour whose settings are secret to the sensor.
+var fakeModules = map[string]string{
+	"sensor":    `{"name":"sensor","type":"docker","config":{"settings":{"image":"sensor:1"},"env":{"MINE":{"value":"sensor-own-env"}}}}`,
+	"neighbour": `{"name":"neighbour","type":"docker","config":{"settings":{"image":"secret-image:1"},"env":{"DB_PASSWORD":{"value":"neighbour-secret"}}}}`,
+}
+
+func (fakeBackend) Module(_ context.Context, module string) (modrt.Status, *modrt.Spec, error) {
+	j, ok := fakeModules[module]
+	if !ok {
+		return modrt.Status{}, nil, fault.New(fault.NotFound, "module %q not found", module)
+	}
+	spec, err := modrt.ParseSpec([]byte(j))
+	if err != nil {
+		return modrt.Status{}, nil, err
+	}
+	return modrt.Status{Name: module, Image: spec.Config.Settings.Image, State: modrt.StateRunning}, spec, nil
+}
 
 func serve(h http.Handler, pid int32, method, target, body string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(method, target, strings.NewReader(body))
@@ -125,4 +145,56 @@ func FuzzWorkloadBodies(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestWorkloadModuleListShowsOnlyTheCaller: GET /modules (and /modules/,
+// which aziot-edged serves too) answers a ModuleList in every api-version,
+// holding the caller's own module only: a module learns nothing of its
+// neighbours (their settings, env, even their names), whatever path or
+// query it sends.
+func TestWorkloadModuleListShowsOnlyTheCaller(t *testing.T) {
+	m := NewManager(t.TempDir(), fakeBackend{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := m.handler("sensor")
+	for v := range APIVersions {
+		for _, p := range []string{"/modules", "/modules/", "/modules?name=neighbour&api-version=" + v, "/modules/?all=true"} {
+			target := p
+			if !strings.Contains(p, "api-version") {
+				target += map[bool]string{true: "&", false: "?"}[strings.Contains(p, "?")] + "api-version=" + v
+			}
+			w := serve(h, 100, "GET", target, "")
+			var list struct {
+				Modules []struct {
+					Name   string
+					Config struct{ Env []struct{ Key, Value string } }
+					Status struct{ RuntimeStatus struct{ Status string } }
+				}
+			}
+			if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &list) != nil || len(list.Modules) != 1 || list.Modules[0].Name != "sensor" ||
+				list.Modules[0].Status.RuntimeStatus.Status != "running" || len(list.Modules[0].Config.Env) != 1 {
+				t.Fatalf("GET %s → %d %s", target, w.Code, w.Body)
+			}
+			if strings.Contains(w.Body.String(), "neighbour") || strings.Contains(w.Body.String(), "secret") {
+				t.Fatalf("GET %s shows another module: %s", target, w.Body)
+			}
+		}
+	}
+	for _, c := range []struct {
+		name, target string
+		pid          int32
+		status       int
+	}{
+		{"a process not the module's", "/modules?api-version=2019-01-30", 7, 403},
+		{"no api-version", "/modules", 100, 400},
+		{"an unknown api-version", "/modules?api-version=2099-01-01", 100, 400},
+		{"another module by path", "/modules/neighbour?api-version=2019-01-30", 100, 404},
+	} {
+		if w := serve(h, c.pid, "GET", c.target, ""); w.Code != c.status || strings.Contains(w.Body.String(), "secret") {
+			t.Errorf("%s: GET %s → %d %s, want %d", c.name, c.target, w.Code, w.Body, c.status)
+		}
+	}
+	// A module the runtime no longer has lists nothing.
+	gone := m.handler("removed")
+	if w := serve(gone, 100, "GET", "/modules?api-version=2019-01-30", ""); w.Code != 200 || strings.TrimSpace(w.Body.String()) != `{"modules":[]}` {
+		t.Errorf("removed module: %d %s", w.Code, w.Body)
+	}
 }

@@ -242,7 +242,10 @@ func (s *Server) attestX509(chain []*x509.Certificate, registrationID string, no
 		if e.Disabled {
 			return nil, unauthorized("Unauthorized: the enrollment group %q is disabled", e.GroupID)
 		}
-		return &attested{enr: e, deviceID: registrationID, auth: auth}, nil
+		// As DPS does: a device of an X.509 group is a certificateAuthority
+		// device, authenticated by its chain to the group's CA, so a renewed
+		// certificate from the same CA needs no new registration.
+		return &attested{enr: e, deviceID: registrationID, auth: hub.Authentication{Type: hub.AuthCertificateAuthority}}, nil
 	}
 	if groups == 0 {
 		return nil, errorf(http.StatusNotFound, CodeEnrollmentNotFound, "Enrollment not found for registration %q", registrationID)

@@ -312,8 +312,18 @@ func TestX509IndividualAndGroupEnrollments(t *testing.T) {
 		st := e.provision(t, client(t, e.c, c.cert), c.id, none, "", 1)
 		d, ok := e.c.Hub.Device(c.id)
 		_, t256 := hub.Thumbprints(c.cert.Leaf)
-		if st["deviceId"] != c.id || !ok || d.Authentication.Type != "selfSigned" || d.Authentication.X509Thumbprint.PrimaryThumbprint != t256 {
+		if st["deviceId"] != c.id || !ok {
 			t.Errorf("%s: state %v, hub device %+v", c.id, st, d)
+		}
+		switch c.id {
+		case "x509-dev": // individual: the leaf's thumbprint
+			if d.Authentication.Type != "selfSigned" || d.Authentication.X509Thumbprint.PrimaryThumbprint != t256 {
+				t.Errorf("%s: hub device %+v", c.id, d)
+			}
+		default: // group: authenticated by chain, as DPS creates them
+			if d.Authentication.Type != "certificateAuthority" {
+				t.Errorf("%s: hub device %+v, want certificateAuthority", c.id, d)
+			}
 		}
 	}
 	impostor := newCert(t, "x509-dev", false, nil)
@@ -321,4 +331,41 @@ func TestX509IndividualAndGroupEnrollments(t *testing.T) {
 	stranger := newCert(t, "x509-stranger", false, nil)
 	wantDPSError(t, e.register(t, client(t, e.c, &stranger), "x509-stranger", "", "", "2021-10-01"), 401, 401002)
 	wantDPSError(t, e.register(t, client(t, e.c, &dev), "x509-member", "", "", "2021-10-01"), 401, 401002)
+}
+
+// TestX509GroupDeviceRenewedCertificateAcceptedByHub: a device of an X.509
+// enrollment group is a certificateAuthority device in the hub, so after
+// its certificate is renewed under the same CA (new key, new thumbprint)
+// the hub accepts it without a new DPS registration; a certificate with the
+// same CN from another CA, or a member's chain for another device id, is
+// refused.
+func TestX509GroupDeviceRenewedCertificateAcceptedByHub(t *testing.T) {
+	ca := newCert(t, "Lab Group CA", true, nil)
+	member := newCert(t, "x509-member", false, &ca)
+	member.Certificate = append(member.Certificate, ca.Leaf.Raw)
+	e := start(t, dps.Config{AssigningPolls: 0, Enrollments: []dps.Enrollment{
+		{GroupID: "x509-group", Attestation: dps.AttestationX509, CertificateFile: writePEM(t, ca)}}})
+	e.provision(t, client(t, e.c, &member), "x509-member", func() string { return "" }, "", 0)
+	get := func(cert *tls.Certificate, id string) resp {
+		return call(t, client(t, e.c, cert), "GET", e.c.URL+"/devices/"+id+"?api-version=2021-04-12", "", "")
+	}
+	if r := get(&member, "x509-member"); r.status != 200 {
+		t.Fatalf("hub with the registered certificate: %d %s", r.status, r.body)
+	}
+	renewed := newCert(t, "x509-member", false, &ca)
+	renewed.Certificate = append(renewed.Certificate, ca.Leaf.Raw)
+	if r := get(&renewed, "x509-member"); r.status != 200 {
+		t.Fatalf("hub with the renewed certificate: %d %s", r.status, r.body)
+	}
+	otherCA := newCert(t, "Other CA", true, nil)
+	forged := newCert(t, "x509-member", false, &otherCA)
+	forged.Certificate = append(forged.Certificate, otherCA.Leaf.Raw)
+	if r := get(&forged, "x509-member"); r.status != 401 {
+		t.Errorf("hub with a certificate of another CA: %d %s", r.status, r.body)
+	}
+	sibling := newCert(t, "x509-sibling", false, &ca) // never registered
+	sibling.Certificate = append(sibling.Certificate, ca.Leaf.Raw)
+	if r := get(&sibling, "x509-member"); r.status != 401 {
+		t.Errorf("hub with an unregistered member's certificate for x509-member: %d %s", r.status, r.body)
+	}
 }

@@ -4,6 +4,7 @@
 package dps
 
 import (
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -28,6 +29,13 @@ const MaxBodyBytes = 64 << 10
 // Registry is where assigned devices are created: the hub's registry.
 type Registry interface {
 	EnsureDevice(id string, auth hub.Authentication) (hub.Device, error)
+}
+
+// caTruster is a registry that authenticates certificateAuthority devices
+// by chain: the CAs of X.509 enrollment groups are given to it, as an
+// operator uploads and verifies a group's CA in the linked IoT Hub.
+type caTruster interface {
+	TrustCAs(cas []*x509.Certificate)
 }
 
 // Server is the lab DPS.
@@ -93,6 +101,11 @@ func NewServer(cfg Config, stateDir string, registry Registry, logger *slog.Logg
 			return nil, err
 		}
 		s.enrollments = append(s.enrollments, le)
+		if le.isGroup() && le.Attestation == AttestationX509 {
+			if t, ok := registry.(caTruster); ok {
+				t.TrustCAs(le.certs)
+			}
+		}
 	}
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, err

@@ -257,6 +257,31 @@ func TestModuleSASAcceptedOnMessagesEvents(t *testing.T) {
 	}
 }
 
+// TestModuleSASCannotReadTheRegistry: a module's own token may send as the
+// module but not read its registry entry (which holds its keys) nor any
+// other; on IoT Hub that needs a policy with RegistryRead. The service
+// policy and the edge device's own token still read it.
+func TestModuleSASCannotReadTheRegistry(t *testing.T) {
+	e := start(t)
+	r := e.do(t, "PUT", "/devices/edge-1/modules/sensor"+api, e.service(t), nil, map[string]any{})
+	key := r.json(t)["authentication"].(map[string]any)["symmetricKey"].(map[string]any)["primaryKey"].(string)
+	own := token(t, key, e.c.HubHostname+"/devices/edge-1/modules/sensor", time.Hour, "")
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/devices/edge-1/modules/sensor"}, {"GET", "/devices/edge-1/modules"}, {"GET", "/devices/edge-1"},
+		{"PUT", "/devices/edge-1/modules/sensor"}, {"DELETE", "/devices/edge-1/modules/sensor"}, {"GET", "/devices"},
+	} {
+		if r := e.do(t, c.method, c.path+api, own, map[string]string{"If-Match": "*"}, map[string]any{}); r.status != 401 || strings.Contains(string(r.body), key) {
+			t.Errorf("module token %s %s → %d %s, want 401", c.method, c.path, r.status, r.body)
+		}
+	}
+	for name, auth := range map[string]string{"service policy": e.service(t),
+		"edge device": token(t, edgeKey, e.c.HubHostname+"/devices/edge-1", time.Hour, "")} {
+		if r := e.do(t, "GET", "/devices/edge-1/modules/sensor"+api, auth, nil, nil); r.status != 200 {
+			t.Errorf("%s: %d %s", name, r.status, r.body)
+		}
+	}
+}
+
 func selfSigned(t *testing.T, cn string) tls.Certificate {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -298,4 +323,30 @@ func TestServiceManagesDevices(t *testing.T) {
 	if r := e.do(t, "GET", "/devices/edge-1"+api, token(t, edgeKey, e.c.HubHostname+"/devices/edge-1", time.Hour, ""), nil, nil); r.status != 200 {
 		t.Errorf("device reading itself: %d %s", r.status, r.body)
 	}
+}
+
+// TestRegistryListDevices: GET /devices (Registry.list) answers the
+// devices to a service policy, sorted, at most top; a device token gets
+// 401 (it may not enumerate the registry).
+func TestRegistryListDevices(t *testing.T) {
+	e := start(t)
+	for _, id := range []string{"zeta", "alpha"} {
+		if r := e.do(t, "PUT", "/devices/"+id+api, e.service(t), nil, map[string]any{"deviceId": id}); r.status != 200 {
+			t.Fatalf("create %s: %d %s", id, r.status, r.body)
+		}
+	}
+	for _, p := range []string{"/devices", "/devices/"} {
+		r := e.do(t, "GET", p+api, e.service(t), nil, nil)
+		var list []map[string]any
+		if r.status != 200 || json.Unmarshal(r.body, &list) != nil || len(list) < 3 || list[0]["deviceId"] != "alpha" {
+			t.Fatalf("GET %s: %d %s", p, r.status, r.body)
+		}
+	}
+	var one []map[string]any
+	if r := e.do(t, "GET", "/devices"+api+"&top=1", e.service(t), nil, nil); r.status != 200 || json.Unmarshal(r.body, &one) != nil || len(one) != 1 {
+		t.Errorf("top=1: %d %s", r.status, r.body)
+	}
+	wantHubError(t, e.do(t, "GET", "/devices"+api+"&top=0", e.service(t), nil, nil), 400, "ArgumentInvalid")
+	wantHubError(t, e.do(t, "GET", "/devices"+api, token(t, edgeKey, e.c.HubHostname+"/devices/edge-1", time.Hour, ""), nil, nil), 401, "IotHubUnauthorizedAccess")
+	wantHubError(t, e.do(t, "POST", "/devices"+api, e.service(t), nil, map[string]any{}), 405, "MethodNotAllowed")
 }

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,7 @@ type Server struct {
 	mu       sync.Mutex
 	reg      *registry
 	messages map[string][][]byte // "device/module" → accepted bodies
+	cas      *x509.CertPool      // verified CAs of certificateAuthority devices (nil: none)
 
 	now func() time.Time
 }
@@ -238,10 +240,13 @@ func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serve) }
 // route is a parsed hub path.
 type route struct {
 	device, module string
-	kind           string // "device", "modules", "module", "events"
+	kind           string // "devices", "device", "modules", "module", "events"
 }
 
 func parsePath(escaped string) (route, bool) {
+	if escaped == "/devices" || escaped == PathPrefix {
+		return route{kind: "devices"}, true
+	}
 	rest, ok := strings.CutPrefix(escaped, PathPrefix)
 	if !ok {
 		return route{}, false
@@ -339,8 +344,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // allowed: the service policy may do everything; a device may read
-// itself, manage its own modules and send as itself; a module may send
-// as itself and read its own identity.
+// itself, manage its own modules (an edge device's scope on IoT Hub) and
+// send as itself; a module may only send as itself. Registry reads need a
+// policy with RegistryRead (or the edge device's scope): a module's token
+// reading its own identity, keys included, is 401 as on the real hub.
 func allowed(p principal, rt route, method string) bool {
 	if p.service {
 		return rt.kind != "events" // the service cannot send device-to-cloud
@@ -349,7 +356,7 @@ func allowed(p principal, rt route, method string) bool {
 		return false
 	}
 	if p.module != "" {
-		return rt.module == p.module && (rt.kind == "events" || rt.kind == "module" && method == http.MethodGet)
+		return rt.module == p.module && rt.kind == "events"
 	}
 	switch rt.kind {
 	case "device":
@@ -374,7 +381,7 @@ func (s *Server) authenticate(r *http.Request, now time.Time) (principal, error)
 		return s.authenticateSAS(tok, r.Host, now)
 	}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-		return s.authenticateCert(r.TLS.PeerCertificates[0], now)
+		return s.authenticateCert(r.TLS.PeerCertificates, now)
 	}
 	return principal{}, fmt.Errorf("%w: no Authorization header and no client certificate", errUnauthorized)
 }
@@ -431,7 +438,22 @@ func Thumbprints(cert *x509.Certificate) (sha1Hex, sha256Hex string) {
 	return strings.ToUpper(hex.EncodeToString(s1[:])), strings.ToUpper(hex.EncodeToString(s256[:]))
 }
 
-func (s *Server) authenticateCert(leaf *x509.Certificate, now time.Time) (principal, error) {
+// TrustCAs adds verified CA certificates: a certificateAuthority device
+// whose id is its certificate's CN authenticates with any certificate that
+// chains to one of them (the hub's uploaded, verified CA certificates).
+func (s *Server) TrustCAs(cas []*x509.Certificate) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cas == nil {
+		s.cas = x509.NewCertPool()
+	}
+	for _, c := range cas {
+		s.cas.AddCert(c)
+	}
+}
+
+func (s *Server) authenticateCert(chain []*x509.Certificate, now time.Time) (principal, error) {
+	leaf := chain[0]
 	if now.After(leaf.NotAfter) || now.Before(leaf.NotBefore) {
 		return principal{}, fmt.Errorf("%w: client certificate outside its validity", errUnauthorized)
 	}
@@ -449,6 +471,19 @@ func (s *Server) authenticateCert(leaf *x509.Certificate, now time.Time) (princi
 			}
 		}
 	}
+	if d, ok := s.reg.Devices[leaf.Subject.CommonName]; ok && s.cas != nil && d.Device.Status == "enabled" &&
+		d.Device.Authentication.Type == AuthCertificateAuthority {
+		inter := x509.NewCertPool()
+		for _, c := range chain[1:] {
+			inter.AddCert(c)
+		}
+		_, err := leaf.Verify(x509.VerifyOptions{Roots: s.cas, Intermediates: inter, CurrentTime: now,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		if err == nil {
+			return principal{device: leaf.Subject.CommonName, how: "x509-ca"}, nil
+		}
+		return principal{}, fmt.Errorf("%w: certificate of %q does not chain to a verified CA: %v", errUnauthorized, leaf.Subject.CommonName, err)
+	}
 	return principal{}, fmt.Errorf("%w: no device has thumbprint %s", errUnauthorized, t256)
 }
 
@@ -463,6 +498,11 @@ type result struct {
 
 func (s *Server) dispatch(r *http.Request, rt route, now time.Time) result {
 	switch rt.kind {
+	case "devices":
+		if r.Method == http.MethodGet {
+			return s.listDevices(r.URL.Query().Get("top"))
+		}
+		return result{methods: "GET"}
 	case "device":
 		switch r.Method {
 		case http.MethodGet:
@@ -558,6 +598,33 @@ func (s *Server) deleteDevice(id, ifMatch string) result {
 		return result{err: err}
 	}
 	return result{status: http.StatusNoContent}
+}
+
+// maxListDevices is IoT Hub's cap on GET /devices (and its default top).
+const maxListDevices = 1000
+
+// listDevices is the registry list (GET /devices, the service SDKs'
+// Registry.list / getDevices): devices sorted by id, at most top.
+func (s *Server) listDevices(top string) result {
+	n := maxListDevices
+	if top != "" {
+		v, err := strconv.Atoi(top)
+		if err != nil || v < 1 || v > maxListDevices {
+			return result{err: &errPut{http.StatusBadRequest, "ArgumentInvalid", fmt.Sprintf("top must be between 1 and %d, not %q", maxListDevices, top)}}
+		}
+		n = v
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Device, 0, len(s.reg.Devices))
+	for _, d := range s.reg.Devices {
+		out = append(out, d.Device)
+	}
+	slices.SortFunc(out, func(a, b Device) int { return strings.Compare(a.DeviceID, b.DeviceID) })
+	if len(out) > n {
+		out = out[:n]
+	}
+	return result{status: http.StatusOK, body: out}
 }
 
 func (s *Server) listModules(deviceID string) result {

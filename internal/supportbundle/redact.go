@@ -1,4 +1,4 @@
-package main
+package supportbundle
 
 import (
 	"encoding/json"
@@ -21,8 +21,8 @@ var inlineSecrets = regexp.MustCompile(`(?i)(SharedAccessKey=|pin-value=|[?&;]si
 // userinfo is a URL's user:password@ part.
 var userinfo = regexp.MustCompile(`(?i)([a-z][a-z0-9+.-]*://[^/@\s:"']*:)[^/@\s"']*@`)
 
-// redactText hides inline secrets in free text (service and module logs).
-func redactText(s string) string {
+// RedactText hides inline secrets in free text (service and module logs).
+func RedactText(s string) string {
 	s = userinfo.ReplaceAllString(s, "${1}"+redacted+"@")
 	return inlineSecrets.ReplaceAllString(s, "${1}"+redacted)
 }
@@ -75,10 +75,10 @@ func redactConnectionString(s string) string {
 			}
 		}
 	}
-	return redactText(strings.Join(parts, ";"))
+	return RedactText(strings.Join(parts, ";"))
 }
 
-// redactTOML returns a config file for a support bundle. It parses the
+// RedactTOML returns a config file for a support bundle. It parses the
 // TOML (so inline tables, quoted or escaped key names, dotted keys,
 // multi-line strings and arrays of tables are seen as the services see
 // them) and writes it back with every value under a secret name replaced
@@ -87,7 +87,7 @@ func redactConnectionString(s string) string {
 // other string, and module specs' JSON redacted the same way. Comments are
 // dropped: they may hold an old secret in any shape. A file that does not
 // parse is not included, only where the parse failed.
-func redactTOML(text string) string {
+func RedactTOML(text string) string {
 	var tree map[string]any
 	if err := toml.Unmarshal([]byte(text), &tree); err != nil {
 		var de *toml.DecodeError
@@ -152,7 +152,7 @@ func redactString(s string) string {
 	if strings.Contains(strings.ToLower(s), "sharedaccesskey") {
 		return redactConnectionString(s)
 	}
-	return redactText(s)
+	return RedactText(s)
 }
 
 // redactJSON redacts a decoded JSON value with the TOML rules.

@@ -1,4 +1,4 @@
-package main
+package supportbundle
 
 import (
 	"strings"
@@ -52,7 +52,7 @@ func TestRedactTOMLHidesEverySecretAndKeepsTheRest(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := redactTOML(c.in)
+			got := RedactTOML(c.in)
 			var tree map[string]any
 			if err := toml.Unmarshal([]byte(got), &tree); err != nil {
 				t.Errorf("the redacted file is not valid TOML: %v\n%s", err, got)
@@ -74,7 +74,7 @@ func TestRedactTOMLHidesEverySecretAndKeepsTheRest(t *testing.T) {
 func TestRedactTextHidesSecretsInLogs(t *testing.T) {
 	in := "provisioned with HostName=h;DeviceId=d;SharedAccessKey=bG9nLXNlY3JldA==\npull https://u:pa55word@registry:5000/x\n" +
 		"token SharedAccessSignature sr=hub%2Fdevices%2Fd&sig=abcDEF123%3D&se=1700000000\n"
-	got := redactText(in)
+	got := RedactText(in)
 	if !strings.Contains(got, "&se=1700000000") {
 		t.Fatalf("the expiry was lost: %s", got)
 	}
@@ -127,11 +127,11 @@ func FuzzRedactTOML(f *testing.F) {
 		// Words of the template or of the redacted output (the header,
 		// REDACTED, key names) are not secrets.
 		if strings.Contains(strings.Replace(tm, "SECRET", "", 1), secret) ||
-			strings.Contains(redactTOML(strings.Replace(tm, "SECRET", "Zm9vYmFyYmF6cXV4", 1)), secret) {
+			strings.Contains(RedactTOML(strings.Replace(tm, "SECRET", "Zm9vYmFyYmF6cXV4", 1)), secret) {
 			return
 		}
 		in := strings.Replace(tm, "SECRET", secret, 1)
-		out := redactTOML(in)
+		out := RedactTOML(in)
 		if strings.Contains(out, secret) {
 			t.Fatalf("secret survived in %q: %q", in, out)
 		}
