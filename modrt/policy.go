@@ -156,21 +156,27 @@ func (r rules) capError(field, c string) error {
 // with openat2, without following any). Missing directories in the
 // module's own volume are made (0755, root's).
 func (p Policy) checkBind(r rules, field, src string, ro bool) error {
+	_, err := p.bindRoot(r, field, src, ro)
+	return err
+}
+
+// bindRoot is checkBind, and names the root src was resolved from.
+func (p Policy) bindRoot(r rules, field, src string, ro bool) (string, error) {
 	src = filepath.Clean(src)
 	refuse := func(format string, args ...any) error {
 		return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: %s: bind source %s %s", r.module, field, quote(src), fmt.Sprintf(format, args...))
 	}
 	if r.volume != "" && within(src, r.volume) {
 		if p.Static {
-			return nil
+			return r.volume, nil
 		}
 		if err := os.MkdirAll(r.volume, 0o755); err != nil {
-			return fmt.Errorf("module %s: make its volume directory: %w", r.module, err)
+			return "", fmt.Errorf("module %s: make its volume directory: %w", r.module, err)
 		}
 		if err := openBeneath(r.volume, src, true); err != nil {
-			return refuse("%v", err)
+			return "", refuse("%v", err)
 		}
-		return nil
+		return r.volume, nil
 	}
 	var root string
 	for _, c := range r.rw {
@@ -183,7 +189,7 @@ func (p Policy) checkBind(r rules, field, src string, ro bool) error {
 		for _, c := range r.ro {
 			if within(src, filepath.Clean(c)) {
 				if !ro {
-					return refuse("may only be bound read-only (the runtime policy lists it in read_only_binds): add \":ro\", or list it in binds of a [[policy.allow]] entry for this module")
+					return "", refuse("may only be bound read-only (the runtime policy lists it in read_only_binds): add \":ro\", or list it in binds of a [[policy.allow]] entry for this module")
 				}
 				root = filepath.Clean(c)
 				break
@@ -195,7 +201,7 @@ func (p Policy) checkBind(r rules, field, src string, ro bool) error {
 		if r.volume != "" {
 			vol = r.volume
 		}
-		return refuse("is outside what the runtime policy allows: the module's volume directory (%s), [policy] read_only_binds, or binds / read_only_binds of a [[policy.allow]] entry for this module", vol)
+		return "", refuse("is outside what the runtime policy allows: the module's volume directory (%s), [policy] read_only_binds, or binds / read_only_binds of a [[policy.allow]] entry for this module", vol)
 	}
 	rel, _ := filepath.Rel(root, src)
 	never := func(paths ...string) error {
@@ -210,32 +216,32 @@ func (p Policy) checkBind(r rules, field, src string, ro bool) error {
 		return nil
 	}
 	if err := never(src); err != nil {
-		return err
+		return "", err
 	}
 	if !p.Static {
 		// The root is the operator's; where it leads counts too.
 		realRoot, err := filepath.EvalSymlinks(root)
 		if err != nil {
-			return refuse("cannot be resolved: %v", errors.Unwrap(err))
+			return "", refuse("cannot be resolved: %v", errors.Unwrap(err))
 		}
 		if err := never(filepath.Join(realRoot, rel)); err != nil {
-			return err
+			return "", err
 		}
 		for _, n := range p.Never {
 			if rn, err := filepath.EvalSymlinks(n); err == nil && rn != filepath.Clean(n) {
 				if within(filepath.Join(realRoot, rel), rn) || within(rn, filepath.Join(realRoot, rel)) {
-					return refuse("exposes %s, which modules may never bind", quote(n))
+					return "", refuse("exposes %s, which modules may never bind", quote(n))
 				}
 			}
 		}
 	}
 	if p.Static {
-		return nil
+		return root, nil
 	}
 	if err := openBeneath(root, src, false); err != nil {
-		return refuse("%v", err)
+		return "", refuse("%v", err)
 	}
-	return nil
+	return root, nil
 }
 
 // openBeneath opens src, which is root or below it, from root without
@@ -353,4 +359,96 @@ func (p Policy) runtimeBind(m specs.Mount) bool {
 		return true
 	}
 	return (src == "/etc/hosts" || src == "/etc/resolv.conf") && src == filepath.Clean(m.Destination) && contains(m.Options, "ro")
+}
+
+// CheckMounted checks a created task's binds, after runc mounted them and
+// before the task runs: the check before the start resolved each bind
+// source safely, but runc mounts by path, so a process that can write
+// where a source lies (another module sharing the directory) could swap a
+// directory for a link between that check and the mount. Each bind the
+// task can see at its destination must be the very file the source
+// resolves to now, below its root without links; else the start is
+// refused (ErrPolicy). pid is the created task's init process.
+func (p Policy) CheckMounted(module, image string, spec *specs.Spec, pid uint32) error {
+	r := p.rulesFor(module, image)
+	root, err := unix.Open(fmt.Sprintf("/proc/%d/root", pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("module %s: open the created task's root: %w", module, err)
+	}
+	defer unix.Close(root)
+	for i, m := range spec.Mounts {
+		if !isBind(m) || p.runtimeBind(m) || shadowed(spec.Mounts, i) {
+			continue
+		}
+		field := fmt.Sprintf("mount %d on %s", i, quote(m.Destination))
+		src := filepath.Clean(m.Source)
+		base, err := p.bindRoot(r, field, src, contains(m.Options, "ro"))
+		if err != nil {
+			return err
+		}
+		want, err := statBeneath(base, src)
+		if err != nil {
+			return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: %s: bind source %s %v", module, field, quote(src), err)
+		}
+		got, err := statIn(root, m.Destination)
+		if err != nil {
+			return fmt.Errorf("module %s: %s: the mounted bind: %w", module, field, err)
+		}
+		if got.Dev != want.Dev || got.Ino != want.Ino {
+			return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: %s: bind source %s changed while the module started (what was mounted is not what was checked); the runtime refuses the start", module, field, quote(src))
+		}
+	}
+	return nil
+}
+
+// shadowed reports whether a later mount covers mounts[i]'s destination.
+func shadowed(mounts []specs.Mount, i int) bool {
+	d := filepath.Clean(mounts[i].Destination)
+	for _, m := range mounts[i+1:] {
+		if within(d, filepath.Clean(m.Destination)) {
+			return true
+		}
+	}
+	return false
+}
+
+// statBeneath stats src, which is root or below it, resolved from root
+// without following any link.
+func statBeneath(root, src string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	rel, err := filepath.Rel(root, src)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return st, fmt.Errorf("is not below %s", root)
+	}
+	rootfd, err := unix.Open(root, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return st, fmt.Errorf("cannot be opened: %w", err)
+	}
+	defer unix.Close(rootfd)
+	fd, err := unix.Openat2(rootfd, rel, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS})
+	if err != nil {
+		return st, fmt.Errorf("cannot be opened below %s without following links: %w", root, err)
+	}
+	defer unix.Close(fd)
+	err = unix.Fstat(fd, &st)
+	return st, err
+}
+
+// statIn stats path inside a container whose root is held by rootfd,
+// resolving links as the container sees them (as runc did for the mount).
+func statIn(rootfd int, path string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	rel := strings.TrimPrefix(filepath.Clean("/"+path), "/")
+	if rel == "" {
+		rel = "."
+	}
+	fd, err := unix.Openat2(rootfd, rel, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
+	if err != nil {
+		return st, err
+	}
+	defer unix.Close(fd)
+	err = unix.Fstat(fd, &st)
+	return st, err
 }
