@@ -206,19 +206,26 @@ func (s *Server) routes(path string) (map[string]route, string, bool) {
 	return nil, "", false
 }
 
-// authorize lets root and the processes of edgeAgent through.
+// authorize lets the processes of edgeAgent and host processes of root
+// through; a process of any other module is refused whatever its uid.
 func (s *Server) authorize(ctx context.Context) error {
 	peer, ok := PeerFrom(ctx)
 	if !ok {
 		return &apiError{status: http.StatusForbidden, msg: "forbidden: the caller's credentials are unknown; this API is only available to edgeAgent"}
 	}
-	if s.trustRoot && peer.Uid == 0 {
-		return nil
-	}
 	if s.resolve != nil {
-		if m, ok := s.resolve(ctx, peer.Pid); ok && m == AgentModule {
-			return nil
+		// Modules run as uid 0 too: a process of a module is the agent or
+		// nobody, whatever its uid (one with the host's pid namespace
+		// reaches this socket through /proc/<agent pid>/root).
+		if m, ok := s.resolve(ctx, peer.Pid); ok {
+			if m == AgentModule {
+				return nil
+			}
+			return &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("forbidden: process %d is module %s's, not edgeAgent's; this API is only available to edgeAgent", peer.Pid, m)}
 		}
+	}
+	if s.trustRoot && peer.Uid == 0 {
+		return nil // root on the host (iotedge-style tools)
 	}
 	return &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("forbidden: process %d is not edgeAgent; this API is only available to edgeAgent", peer.Pid)}
 }
