@@ -212,8 +212,12 @@ func (c *Config) ModulePolicy() Policy {
 	if c.Containerd != "" {
 		never = append(never, filepath.Dir(c.Containerd))
 	}
-	return Policy{VolumesDir: filepath.Join(c.Homedir, "volumes"), ReadOnlyBinds: c.Policy.ReadOnlyBinds,
+	p := Policy{VolumesDir: filepath.Join(c.Homedir, "volumes"), ReadOnlyBinds: c.Policy.ReadOnlyBinds,
 		Grants: c.Policy.Allow, Never: never, RuntimeDir: c.Homedir}
+	if filepath.Base(c.MgmtSocket) == "mgmt.sock" { // as modrtd binds it into edgeAgent
+		p.MgmtDir = filepath.Dir(c.MgmtSocket)
+	}
+	return p
 }
 
 // ValidatePolicy checks the [policy] table (edgectl config apply runs it

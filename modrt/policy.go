@@ -35,6 +35,9 @@ type Policy struct {
 	// itself (workload sockets, hosts file); the start check leaves those
 	// binds alone, except under VolumesDir.
 	RuntimeDir string
+	// MgmtDir is the management socket's directory, bound into edgeAgent
+	// only; "" means RuntimeDir/mgmt.
+	MgmtDir string
 	// Static checks paths as written, without touching the filesystem
 	// (edgectl config apply, on paths that may not exist yet).
 	Static bool
@@ -337,7 +340,7 @@ func (p Policy) CheckStart(module, image string, spec *specs.Spec) error {
 		}
 	}
 	for i, m := range spec.Mounts {
-		if !isBind(m) || p.runtimeBind(m) {
+		if !isBind(m) || p.runtimeBind(module, m) {
 			continue
 		}
 		ro := contains(m.Options, "ro")
@@ -352,13 +355,46 @@ func isBind(m specs.Mount) bool {
 	return m.Type == "bind" || contains(m.Options, "bind") || contains(m.Options, "rbind")
 }
 
-// runtimeBind reports whether m is one of the runtime's own binds.
-func (p Policy) runtimeBind(m specs.Mount) bool {
+// Where below RuntimeDir the runtime keeps what it binds into modules
+// (cmd/edgev2-modrtd and Service use the same names).
+const (
+	runtimeWorkloadDir = "workload" // <RuntimeDir>/workload/<module>: the module's socket directory
+	runtimeHostsDir    = "hosts"    // <RuntimeDir>/hosts/<file>: hosts and resolv.conf files
+	runtimeMgmtDir     = "mgmt"     // <RuntimeDir>/mgmt: edgeAgent's socket directory (default)
+)
+
+// runtimeBind reports whether m is one of the runtime's own binds into
+// module: read-only, and exactly what the runtime binds into that module
+// (its own socket directory, the hosts files, the management socket
+// directory for edgeAgent), so a stored spec that binds anything else of
+// the runtime's (another module's socket directory, the management socket
+// for another module, the runtime's state) is checked like any bind, and
+// refused, at every start.
+func (p Policy) runtimeBind(module string, m specs.Mount) bool {
+	if !contains(m.Options, "ro") {
+		return false
+	}
 	src := filepath.Clean(m.Source)
-	if p.RuntimeDir != "" && within(src, filepath.Clean(p.RuntimeDir)) && (p.VolumesDir == "" || !within(src, filepath.Clean(p.VolumesDir))) {
+	if (src == "/etc/hosts" || src == "/etc/resolv.conf") && src == filepath.Clean(m.Destination) {
 		return true
 	}
-	return (src == "/etc/hosts" || src == "/etc/resolv.conf") && src == filepath.Clean(m.Destination) && contains(m.Options, "ro")
+	if p.RuntimeDir == "" || module == "" {
+		return false
+	}
+	rt := filepath.Clean(p.RuntimeDir)
+	mgmt := p.MgmtDir
+	if mgmt == "" {
+		mgmt = filepath.Join(rt, runtimeMgmtDir)
+	}
+	switch {
+	case src == filepath.Join(rt, runtimeWorkloadDir, module):
+		return true
+	case filepath.Dir(src) == filepath.Join(rt, runtimeHostsDir):
+		return true
+	case module == AgentModule && src == filepath.Clean(mgmt):
+		return true
+	}
+	return false
 }
 
 // CheckMounted checks a created task's binds, after runc mounted them and
@@ -377,7 +413,7 @@ func (p Policy) CheckMounted(module, image string, spec *specs.Spec, pid uint32)
 	}
 	defer unix.Close(root)
 	for i, m := range spec.Mounts {
-		if !isBind(m) || p.runtimeBind(m) || shadowed(spec.Mounts, i) {
+		if !isBind(m) || p.runtimeBind(module, m) || shadowed(spec.Mounts, i) {
 			continue
 		}
 		field := fmt.Sprintf("mount %d on %s", i, quote(m.Destination))
