@@ -55,3 +55,18 @@ func TestPublishedPortsOverlappingAcrossAddressesAreRefused(t *testing.T) {
 		}
 	}
 }
+
+func TestPolicyImagePatternsEndAtARepositoryOrPath(t *testing.T) {
+	for _, tc := range []struct {
+		pattern string
+		ok      bool
+	}{
+		{"acr.io/hub:*", true}, {"acr.io/team/*", true}, {"acr.io/hub:1.4", true}, {"alpine:*", true},
+		{"acr.io/hub*", false}, {"acr.io*", false}, {"*", false}, {"acr.io/h*b:1", false},
+	} {
+		_, err := ParseConfig("modrtd.toml", []byte("homedir = \"/x\"\n[[policy.allow]]\nimages = [\""+tc.pattern+"\"]\nhost_pid = true\n"))
+		if (err == nil) != tc.ok {
+			t.Errorf("images = [%q]: %v; want ok %v", tc.pattern, err, tc.ok)
+		}
+	}
+}

@@ -82,6 +82,8 @@ func (g Grant) Applies(module, image string) bool {
 				if ref, err := reference.ParseDockerRef(im); err == nil {
 					im = ref.String() // "alpine" is docker.io/library/alpine:latest, as specs' images are
 				}
+			} else if p = imagePrefix(p); p == "" {
+				continue // matches more than one repository or registry: never
 			}
 			if wild && strings.HasPrefix(image, p) || im == image {
 				ok = true
@@ -90,6 +92,25 @@ func (g Grant) Applies(module, image string) bool {
 		return ok
 	}
 	return true
+}
+
+// imagePrefix is the normalised form of what comes before an image
+// pattern's "*": it must end a repository (":", any tag of it) or a path
+// ("/", every repository below it), else "acr.io/hub*" would match
+// "acr.io/hub-evil" and "acr.io*" the registry "acr.io.evil.example". ""
+// for a prefix that does not. "alpine:" is "docker.io/library/alpine:",
+// as specs' images are.
+func imagePrefix(p string) string {
+	switch {
+	case strings.HasSuffix(p, ":"):
+		if named, err := reference.ParseNormalizedNamed(strings.TrimSuffix(p, ":")); err == nil {
+			return named.Name() + ":"
+		}
+		return ""
+	case strings.HasSuffix(p, "/") && len(p) > 1:
+		return p
+	}
+	return ""
 }
 
 // Opts lists what the grant gives away, for edgectl check.
