@@ -33,6 +33,11 @@ var pemKey = regexp.MustCompile(`(?s)(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)(?:.
 // attributes such as key_id=... are not variables).
 var envAssign = regexp.MustCompile(`\b([A-Z_][A-Z0-9_]*)=([^\s"']*)`)
 
+// jsonMember is a JSON member with a string value as a log shows it
+// ("password": "...", {"sharedAccessKey":"..."}); redacted when the name
+// is secret.
+var jsonMember = regexp.MustCompile(`"([A-Za-z_][A-Za-z0-9_.-]*)"(\s*:\s*)"((?:[^"\\]|\\.)*)"`)
+
 // envString is a whole string "NAME=value": an entry of an environment
 // list (Docker's createOptions.Env, edgeAgent's env).
 var envString = regexp.MustCompile(`(?s)^([A-Za-z_][A-Za-z0-9_.-]*)=(.*)$`)
@@ -42,6 +47,13 @@ func redactText(s string) string {
 	s = pemKey.ReplaceAllString(s, "${1} "+redacted)
 	s = userinfo.ReplaceAllString(s, "${1}"+redacted+"@")
 	s = bearer.ReplaceAllString(s, "${1}"+redacted)
+	s = jsonMember.ReplaceAllStringFunc(s, func(a string) string {
+		m := jsonMember.FindStringSubmatch(a)
+		if secretName(m[1]) {
+			return `"` + m[1] + `"` + m[2] + `"` + redacted + `"`
+		}
+		return a
+	})
 	s = envAssign.ReplaceAllStringFunc(s, func(a string) string {
 		if name, _, _ := strings.Cut(a, "="); secretName(name) {
 			return name + "=" + redacted

@@ -177,14 +177,15 @@ func TestRedactorHidesEnvListsTokensAndPEMKeys(t *testing.T) {
 		"token SharedAccessSignature sig=c2lnLWZpcnN0JTNE&se=1700000000&sr=hub%2Fdevices%2Fd\n" +
 		"GET /v2/ Authorization: Bearer ZXlKaGJHY2lPaUpTVXpJMU5pSjkuYmVhcmVy\n" +
 		"-----BEGIN EC PRIVATE KEY-----\nTUhjQ0FRRUVJUEVNLXByaXZhdGUta2V5\nLWxpbmUtdHdv\n-----END EC PRIVATE KEY-----\n" +
-		"level=INFO msg=\"signed\" key_id=device-id cert_id=device-cert\n"
+		"level=INFO msg=\"signed\" key_id=device-id cert_id=device-cert\n" +
+		`config: {"username": "edge", "password": "anNvbi1sb2ctcHc\"x", "sharedAccessKey":"anNvbi1sb2ctc2Fr", "key_id": "device-id"}` + "\n"
 	got = redactText(logs)
-	for _, s := range []string{"bG9nLWVudi10b2tlbg", "c2lnLWZpcnN0JTNE", "ZXlKaGJHY2lPaUpTVXpJMU5pSjkuYmVhcmVy", "TUhjQ0FRRUVJUEVNLXByaXZhdGUta2V5", "LWxpbmUtdHdv"} {
+	for _, s := range []string{"anNvbi1sb2ctcHc", "anNvbi1sb2ctc2Fr", "bG9nLWVudi10b2tlbg", "c2lnLWZpcnN0JTNE", "ZXlKaGJHY2lPaUpTVXpJMU5pSjkuYmVhcmVy", "TUhjQ0FRRUVJUEVNLXByaXZhdGUta2V5", "LWxpbmUtdHdv"} {
 		if strings.Contains(got, s) {
 			t.Errorf("log secret %q survived:\n%s", s, got)
 		}
 	}
-	for _, s := range []string{"PATH=/usr/bin", "HOSTNAME=gw", "&se=1700000000", "key_id=device-id cert_id=device-cert", "BEGIN EC PRIVATE KEY"} {
+	for _, s := range []string{"PATH=/usr/bin", "HOSTNAME=gw", "&se=1700000000", "key_id=device-id cert_id=device-cert", "BEGIN EC PRIVATE KEY", `"username": "edge"`, `"key_id": "device-id"`} {
 		if !strings.Contains(got, s) {
 			t.Errorf("%q was lost:\n%s", s, got)
 		}
