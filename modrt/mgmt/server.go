@@ -58,6 +58,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ConnContext:       ConnContext,
+		ConnState:         ConnState,
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
@@ -213,6 +214,21 @@ func (s *Server) authorize(ctx context.Context) error {
 	if !ok {
 		return &apiError{status: http.StatusForbidden, msg: "forbidden: the caller's credentials are unknown; this API is only available to edgeAgent"}
 	}
+	if err := s.decide(ctx, peer); err != nil {
+		return err
+	}
+	// Pid and uid were read when the connection was made: if that process
+	// has exited, the pid may now be another's (a host process of root,
+	// edgeAgent's) and the verdict above was about that one. Checked after
+	// the verdict, so a verdict about a reused pid is never kept.
+	if !peer.Alive() {
+		return &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("forbidden: the process that connected (pid %d) has exited; connect again", peer.Pid)}
+	}
+	return nil
+}
+
+// decide applies the rule to the peer's pid and uid.
+func (s *Server) decide(ctx context.Context, peer Peer) error {
 	if s.resolve != nil {
 		// Modules run as uid 0 too: a process of a module is the agent or
 		// nobody, whatever its uid (one with the host's pid namespace
