@@ -8,11 +8,14 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/edgev2/edgev2/internal/testenv"
 )
 
 // TestHelperConnectAndExit is the connecting process of
@@ -98,5 +101,48 @@ func TestConnectionOfAnExitedProcessIsNotTakenForItsReusedPid(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 403 || !strings.Contains(string(body), "has exited") {
 		t.Fatalf("the connection of an exited process whose pid is now the agent's: %d %s; want 403 saying it exited", resp.StatusCode, body)
+	}
+}
+
+// TestHelperRootCall is the caller of
+// TestRootInAnotherPidNamespaceIsNotAHostTool: it calls an agent-only
+// route and prints the status.
+func TestHelperRootCall(t *testing.T) {
+	sock := os.Getenv("MGMT_ROOT_CALL")
+	if sock == "" {
+		return // only as the helper process
+	}
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	req, _ := http.NewRequest("DELETE", "http://mgmt/modules/no-such-module?api-version=2019-01-30", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		os.Stdout.WriteString("STATUS 0\n")
+		os.Exit(0)
+	}
+	resp.Body.Close()
+	os.Stdout.WriteString("STATUS " + strconv.Itoa(resp.StatusCode) + "\n")
+	os.Exit(0)
+}
+
+// Root is trusted as a host tool only in the host's pid namespace: a
+// container's root (a module's, whose pid the resolver cannot place while
+// containerd does not answer) calling in from a pid namespace of its own
+// is refused, while root on the host is let through.
+func TestRootInAnotherPidNamespaceIsNotAHostTool(t *testing.T) {
+	testenv.RequireRoot(t)
+	e := newEnv(t, func(context.Context, int32) (string, bool) { return "", false }, true)
+	if r := e.do("DELETE", "/modules/no-such-module?api-version=2019-01-30", ""); r.status != 404 {
+		t.Fatalf("root on the host: %d %s; want 404 (past the agent-only check)", r.status, r.body)
+	}
+	cmd := exec.Command("unshare", "--pid", "--fork", "--kill-child", os.Args[0], "-test.run=^TestHelperRootCall$")
+	cmd.Env = append(os.Environ(), "MGMT_ROOT_CALL="+e.sock)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("unshare: %v %s", err, out)
+	}
+	if !strings.Contains(string(out), "STATUS 403") {
+		t.Fatalf("root in a pid namespace of its own: %s; want 403", out)
 	}
 }

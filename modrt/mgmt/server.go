@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -240,10 +241,20 @@ func (s *Server) decide(ctx context.Context, peer Peer) error {
 			return &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("forbidden: process %d is module %s's, not edgeAgent's; this API is only available to edgeAgent", peer.Pid, m)}
 		}
 	}
-	if s.trustRoot && peer.Uid == 0 {
-		return nil // root on the host (iotedge-style tools)
+	// Root on the host (iotedge-style tools). A process in a pid namespace
+	// of its own is some container's, whatever the resolver could tell
+	// (it cannot when containerd does not answer): never a host tool.
+	if s.trustRoot && peer.Uid == 0 && inOurPidNS(peer.Pid) {
+		return nil
 	}
 	return &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("forbidden: process %d is not edgeAgent; this API is only available to edgeAgent", peer.Pid)}
+}
+
+// inOurPidNS reports whether pid lives in this process's pid namespace.
+func inOurPidNS(pid int32) bool {
+	ours, err1 := os.Readlink("/proc/self/ns/pid")
+	theirs, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	return err1 == nil && err2 == nil && ours == theirs
 }
 
 // moduleName checks a module name taken from the path.
