@@ -884,7 +884,17 @@ func (r *Runtime) Pids(ctx context.Context, name string) ([]uint32, error) {
 	task := m.task
 	m.mu.Unlock()
 	if task == nil {
-		return nil, nil
+		// Not recorded yet (the instant between runc's create/start and
+		// the runtime taking note): containerd knows the task already, and
+		// a process of it must not pass for no module's (a host tool's).
+		t, err := m.container.Task(ctx, nil)
+		if errdefs.IsNotFound(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, classify(err, "load task of %q", name)
+		}
+		task = t
 	}
 	ps, err := task.Pids(ctx)
 	if err != nil {
