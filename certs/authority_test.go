@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgev2/edgev2/certs"
 	bus "github.com/edgev2/edgev2/dbus"
@@ -192,6 +193,25 @@ certs_issue = ["device-ca"]`))
 			t.Fatalf("tester-server: subject %v, CA %v, issuer %v", chain[0].Subject, chain[0].IsCA, chain[0].Issuer)
 		}
 		opensslVerify(t, pemText, caPEM)
+	})
+
+	t.Run("ConfiguredLifetimeBoundsTheCallersValidity", func(t *testing.T) {
+		// [cert_issuance.tester-server] gives 30 days (the default): a
+		// caller allowed to have it issued cannot ask for a century.
+		s.polkit.AddRule(t, "lifetime-tester", principalRules(t, `certs_manage = ["tester-*"]
+certs_issue = ["device-ca"]`))
+		opts := "{'issuer': <'local_ca'>, 'issuer_cert': <'device-ca'>, 'validity': <uint64 3153600000>}"
+		out, code := call("CreateCertificate", "tester-server", serverCSR, opts)
+		refused(t, "tester-server for 100 years", out, code, bus.ErrInvalidArgs, "validity")
+		// Without a validity, the configured lifetime.
+		if out, code := call("CreateCertificate", "tester-server", serverCSR, optsText(map[string]string{"issuer": "local_ca", "issuer_cert": "device-ca"}, false)); code != 0 {
+			t.Fatalf("the configured issuance of tester-server: %d %s", code, out)
+		}
+		pemText, _ := s.certs.Get(ctx, "tester-server")
+		c := parseChain(t, pemText)[0]
+		if life := c.NotAfter.Sub(c.NotBefore); life > 31*24*time.Hour {
+			t.Fatalf("tester-server lives %v; want the configured 30 days", life)
+		}
 	})
 
 	t.Run("IssueCAGrantGivesABoundedSubCA", func(t *testing.T) {

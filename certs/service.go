@@ -213,6 +213,10 @@ func (s *Service) Authority(id string, o CreateOptions) (Authority, error) {
 		if is.CA != o.CA {
 			return a, fault.New(fault.InvalidArgs, "option ca: [cert_issuance.%s] says ca = %v", id, is.CA)
 		}
+		// The configured lifetime bounds a caller's, as it bounds renewals.
+		if o.Validity > is.Validity() {
+			return a, fault.New(fault.InvalidArgs, "option validity: %v is longer than the lifetime [cert_issuance.%s] gives %q (%v)", o.Validity, id, id, is.Validity())
+		}
 	}
 	return a, nil
 }
@@ -265,6 +269,9 @@ func (s *Service) Create(ctx context.Context, id string, csrDER []byte, o Create
 	}
 	if o.Validity == 0 {
 		o.Validity = 30 * 24 * time.Hour
+		if is, ok := s.cfg.Issuance[id]; ok {
+			o.Validity = is.Validity()
+		}
 	}
 	if o.Validity < time.Second || o.Validity > 100*365*24*time.Hour {
 		return Info{}, fault.New(fault.InvalidArgs, "validity %v is out of range (1 s .. 100 years)", o.Validity)

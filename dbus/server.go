@@ -58,7 +58,8 @@ type Server struct {
 	ifs   []Interface
 	colls []Collection
 	// CanRead authorizes property reads, Introspect of children and
-	// GetManagedObjects; id is "" for the root. nil allows everyone.
+	// GetManagedObjects (the root, then each child it lists); id is "" for
+	// the root. nil allows everyone.
 	CanRead func(call Call, id string) *godbus.Error
 	// CanReceive decides whether bus peer may receive a signal about
 	// entity id ("" for the root); nil asks CanRead. With both nil,
@@ -368,6 +369,12 @@ func (s *Server) getManagedObjects(msg godbus.Message) (managedObjects, *godbus.
 		}
 		sort.Strings(ids)
 		for _, id := range ids {
+			// Each child's properties are a read of that child: only
+			// those the caller may read (Properties.GetAll would refuse
+			// the others).
+			if s.CanRead != nil && s.CanRead(call, id) != nil {
+				continue
+			}
 			ifs, err := s.childInterfaces(&c, id)
 			if err != nil {
 				// A child that vanished or cannot be read right now is left out

@@ -108,3 +108,44 @@ func TestKeyEventsReachOnlyReadersOfThatKey(t *testing.T) {
 		}
 	}
 }
+
+// TestGetManagedObjectsShowsOnlyKeysTheCallerMayRead: the ObjectManager
+// listing carries every key's properties (public key, usage); a caller
+// refused keys.read on some keys gets the others, as GetAll gives them,
+// and not those, while root still gets all.
+func TestGetManagedObjectsShowsOnlyKeysTheCallerMayRead(t *testing.T) {
+	k := startKeyd(t, "file", "")
+	ctx := ctxT(t)
+	k.polkit.AddRule(t, "keys-secret", fmt.Sprintf(`polkit.addRule(function(action, subject) {
+  if (action.id == "org.edgev2.keys.read" && subject.user == %q &&
+      (action.lookup("key_id") || "").indexOf("secret-") == 0) return polkit.Result.NO;
+});`, testenv.OtherUser))
+	for _, id := range []string{"secret-a", "public-b"} {
+		if _, err := k.keys.CreateKey(ctx, id, "sign", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	managed := func(conn *godbus.Conn) map[string]bool {
+		t.Helper()
+		var objs map[godbus.ObjectPath]map[string]map[string]godbus.Variant
+		if err := conn.Object(keys.BusName, keys.ObjectPath).Call("org.freedesktop.DBus.ObjectManager.GetManagedObjects", 0).Store(&objs); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for p, ifs := range objs {
+			id, _ := bus.UnescapePathElement(strings.TrimPrefix(string(p), string(keys.ObjectPath)+"/keys/"))
+			got[id] = len(ifs[keys.KeyInterface]) > 0
+		}
+		return got
+	}
+	if got := managed(k.bus.Conn(t)); !got["secret-a"] || !got["public-b"] {
+		t.Fatalf("root's GetManagedObjects: %v; want both keys with their properties", got)
+	}
+	got := managed(k.bus.ConnAs(t, testenv.OtherUser))
+	if _, leaked := got["secret-a"]; leaked {
+		t.Errorf("%s, refused keys.read on secret-a, got it from GetManagedObjects: %v", testenv.OtherUser, got)
+	}
+	if !got["public-b"] {
+		t.Errorf("%s's GetManagedObjects lost the key it may read: %v", testenv.OtherUser, got)
+	}
+}

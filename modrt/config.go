@@ -212,8 +212,12 @@ func (c *Config) ModulePolicy() Policy {
 	if c.Containerd != "" {
 		never = append(never, filepath.Dir(c.Containerd))
 	}
-	return Policy{VolumesDir: filepath.Join(c.Homedir, "volumes"), ReadOnlyBinds: c.Policy.ReadOnlyBinds,
+	p := Policy{VolumesDir: filepath.Join(c.Homedir, "volumes"), ReadOnlyBinds: c.Policy.ReadOnlyBinds,
 		Grants: c.Policy.Allow, Never: never, RuntimeDir: c.Homedir}
+	if filepath.Base(c.MgmtSocket) == "mgmt.sock" { // as modrtd binds it into edgeAgent
+		p.MgmtDir = filepath.Dir(c.MgmtSocket)
+	}
+	return p
 }
 
 // ValidatePolicy checks the [policy] table (edgectl config apply runs it
@@ -250,8 +254,12 @@ func (pc *PolicyConfig) validate(path string) error {
 			}
 		}
 		for j, im := range g.Images {
-			if strings.TrimSuffix(im, "*") == "" || strings.Contains(strings.TrimSuffix(im, "*"), "*") {
+			pre, wild := strings.CutSuffix(im, "*")
+			if pre == "" || strings.Contains(pre, "*") {
 				return &ConfigError{File: path, Key: fmt.Sprintf("%s.images[%d]", key, j), Problem: fmt.Sprintf("%q is not an image reference (a \"*\" may only end it)", im), Fix: `use "registry/image:tag" or "registry/image:*"`}
+			}
+			if wild && imagePrefix(pre) == "" {
+				return &ConfigError{File: path, Key: fmt.Sprintf("%s.images[%d]", key, j), Problem: fmt.Sprintf("%q would match other repositories or registries (the \"*\" must follow \":\" or \"/\")", im), Fix: `use "registry/image:*" (any tag of one image) or "registry/path/*" (every image below a path)`}
 			}
 		}
 		for j, c := range g.CapAdd {

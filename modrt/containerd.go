@@ -72,6 +72,11 @@ type RuntimeConfig struct {
 	// modrtd or containerd); an error wrapping ErrPolicy refuses the start
 	// for good (the module is failed, with the reason in its status).
 	StartCheck func(module, image string, spec *specs.Spec) error
+	// MountCheck, when set, vets the created task (its init's pid) after
+	// runc made its mounts and before it runs: a bind source swapped for a
+	// link since StartCheck is caught here. An error refuses the start
+	// like StartCheck's.
+	MountCheck func(module, image string, spec *specs.Spec, pid uint32) error
 	// Network is the default network; nil: modules on it cannot start.
 	Network *Network
 }
@@ -741,21 +746,27 @@ func (r *Runtime) startTask(ctx context.Context, m *module) error {
 	} else if !errdefs.IsNotFound(err) {
 		return classify(err, "load task of %q", m.name)
 	}
-	if r.cfg.StartCheck != nil {
-		spec, err := m.container.Spec(ctx)
-		if err != nil {
+	refused := func(err error) error {
+		r.log.Error("module start refused", "module", m.name, "err", err)
+		m.mu.Lock()
+		m.st.State = StateFailed
+		m.st.Reason = fault.Message(err)
+		r.changedLocked(m)
+		m.mu.Unlock()
+		return err
+	}
+	var spec *specs.Spec
+	if r.cfg.StartCheck != nil || r.cfg.MountCheck != nil {
+		var err error
+		if spec, err = m.container.Spec(ctx); err != nil {
 			return classify(err, "read the spec of %q", m.name)
 		}
+	}
+	if r.cfg.StartCheck != nil {
 		// Bind sources are resolved again now: what a module left in its
 		// directories since the last start must not widen what it gets.
 		if err := r.cfg.StartCheck(m.name, m.image, spec); err != nil {
-			r.log.Error("module start refused", "module", m.name, "err", err)
-			m.mu.Lock()
-			m.st.State = StateFailed
-			m.st.Reason = fault.Message(err)
-			r.changedLocked(m)
-			m.mu.Unlock()
-			return err
+			return refused(err)
 		}
 	}
 	tio, err := newTaskIO(r.fifoDir(m.name), m.logs)
@@ -767,6 +778,17 @@ func (r *Runtime) startTask(ctx context.Context, m *module) error {
 		tio.Cancel()
 		tio.Close()
 		return classify(err, "start module %q", m.name)
+	}
+	if r.cfg.MountCheck != nil {
+		// runc mounted by path: what it mounted must be what was checked.
+		if err := r.cfg.MountCheck(m.name, m.image, spec, task.Pid()); err != nil {
+			if _, derr := task.Delete(ctx, containerd.WithProcessKill); derr != nil {
+				r.log.Warn("delete task whose mounts were refused", "module", m.name, "err", derr)
+			}
+			tio.Cancel()
+			tio.Close()
+			return refused(err)
+		}
 	}
 	if err := r.attachNet(ctx, m, task.Pid()); err != nil {
 		if _, derr := task.Delete(ctx, containerd.WithProcessKill); derr != nil {
@@ -960,7 +982,17 @@ func (r *Runtime) Pids(ctx context.Context, name string) ([]uint32, error) {
 	task := m.task
 	m.mu.Unlock()
 	if task == nil {
-		return nil, nil
+		// Not recorded yet (the instant between runc's create/start and
+		// the runtime taking note): containerd knows the task already, and
+		// a process of it must not pass for no module's (a host tool's).
+		t, err := m.container.Task(ctx, nil)
+		if errdefs.IsNotFound(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, classify(err, "load task of %q", name)
+		}
+		task = t
 	}
 	ps, err := task.Pids(ctx)
 	if err != nil {

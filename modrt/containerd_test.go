@@ -36,7 +36,7 @@ type rtEnv struct {
 	changes []Status
 }
 
-func startRuntime(t *testing.T) *rtEnv {
+func startRuntime(t *testing.T, configure ...func(*RuntimeConfig)) *rtEnv {
 	t.Helper()
 	c := testenv.StartContainerd(t)
 	suffix := make([]byte, 4)
@@ -50,6 +50,9 @@ func startRuntime(t *testing.T) *rtEnv {
 		StableAfter: 30 * time.Second,
 		Logger:      slog.New(slog.NewTextHandler(t.Output(), nil)),
 	}}
+	for _, f := range configure {
+		f(&e.cfg)
+	}
 	e.open(t)
 	archive := testenv.BuildImage(t, testImage, testenv.ImageConfig{Cmd: []string{"sleep", "3600"}})
 	f, err := os.Open(archive)

@@ -265,6 +265,13 @@ func TestPolicyGrantsApplyByNameAndImage(t *testing.T) {
 		{Grant{Modules: []string{"edgeHub"}, Images: []string{"acr.io/hub:*"}}, "edgeHub", "evil.io/hub:1", false},
 		{Grant{Modules: []string{"edgeHub"}, Images: []string{"acr.io/hub:*"}}, "edgeHub", "acr.io/hub:1", true},
 		{Grant{}, "edgeHub", "acr.io/hub:1", false},
+		// A "*" right after a name would reach other repositories and registries.
+		{Grant{Images: []string{"acr.io/hub*"}}, "x", "acr.io/hub-evil:1", false},
+		{Grant{Images: []string{"acr.io*"}}, "x", "acr.io.evil.example/hub:1", false},
+		{Grant{Images: []string{"acr.io/team/*"}}, "x", "acr.io/team/hub:1", true},
+		{Grant{Images: []string{"acr.io/team/*"}}, "x", "acr.io/teamx/hub:1", false},
+		{Grant{Images: []string{"alpine:*"}}, "x", "docker.io/library/alpine:3.19", true},
+		{Grant{Images: []string{"alpine:*"}}, "x", "docker.io/library/alpine-evil:3.19", false},
 	}
 	for _, tc := range tests {
 		if got := tc.g.Applies(tc.module, tc.image); got != tc.want {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/modrt"
 )
 
 // TestModrtdAgentIsRecognisedOnTheManagementSocket: edgeAgent, from inside
@@ -50,5 +51,67 @@ func TestModrtdAgentIsRecognisedOnTheManagementSocket(t *testing.T) {
 	// 404: past the agent-only check, the module does not exist.
 	if res["init_status"] != float64(404) || res["child_status"] != float64(404) {
 		t.Fatalf("edgeAgent's DELETE of an unknown module: as the task %v, as a child process %v; want 404 (recognised as the agent) for both", res["init_status"], res["child_status"])
+	}
+}
+
+// TestModrtdManagementSocketRefusesAnotherModuleRunningAsRoot: modules run
+// as uid 0, so "root may call" must mean root on the host, not a module's
+// root. A module the policy lets share the host's pid namespace reaches
+// edgeAgent's socket through /proc/<agent pid>/root; its calls are refused
+// (403), while edgeAgent itself still passes (404 for an unknown module).
+func TestModrtdManagementSocketRefusesAnotherModuleRunningAsRoot(t *testing.T) {
+	m := startModrtdIn(t, "edgev2-mgmtroot", `[[policy.allow]]`, `modules = ["snoop"]`, `host_pid = true`)
+	bin := filepath.Join(t.TempDir(), "workloadclient")
+	build := exec.Command("go", "build", "-o", bin, "./internal/testenv/workloadclient")
+	build.Dir = testenv.RepoRoot()
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build workloadclient: %v\n%s", err, out)
+	}
+	m.importImage(t, testenv.BuildImage(t, "edgev2.test/workloadclient:1", testenv.ImageConfig{
+		Entrypoint: []string{"/bin/workloadclient"}, Files: map[string]string{"/bin/workloadclient": bin}}))
+	m.importImage(t, testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"echo default"}}))
+	result := func(name string) map[string]any {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			for _, line := range strings.Split(m.logs(t, name), "\n") {
+				if j, ok := strings.CutPrefix(line, "WORKLOAD-RESULT "); ok {
+					var res map[string]any
+					if err := json.Unmarshal([]byte(j), &res); err != nil {
+						t.Fatalf("result %q: %v", j, err)
+					}
+					return res
+				}
+			}
+		}
+		t.Fatalf("%s printed no result; logs:\n%s", name, m.logs(t, name))
+		return nil
+	}
+	// edgeAgent probes once; then an edgeAgent that stays up holds its
+	// socket for the other module.
+	if err := m.create("edgeAgent", `{"name":"edgeAgent","type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{}},"env":{"MGMT_PROBE":{"value":"1"}}}}`); err != nil {
+		t.Fatalf("CreateModule edgeAgent: %v", err)
+	}
+	if res := result("edgeAgent"); res["init_status"] != float64(404) {
+		t.Fatalf("edgeAgent's own call: %v; want 404 (recognised as the agent)", res)
+	}
+	m.module("edgeAgent").Call(modrt.ModuleInterface+".Remove", 0)
+	if err := m.create("edgeAgent", specCO("edgeAgent", "edgev2.test/busybox:1", "never", `{}`, "sleep 600")); err != nil {
+		t.Fatalf("CreateModule edgeAgent (sleeping): %v", err)
+	}
+	m.waitStatus(t, "edgeAgent", "running")
+
+	spec := `{"name":"snoop","type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{"HostConfig":{"PidMode":"host"}}},` +
+		`"env":{"MGMT_PROBE":{"value":"1"},"MGMT_SOCK_GLOB":{"value":"/proc/[0-9]*/root/var/run/iotedge-mgmt/mgmt.sock"}}}}`
+	if err := m.create("snoop", spec); err != nil {
+		t.Fatalf("CreateModule snoop: %v", err)
+	}
+	res := result("snoop")
+	t.Logf("snoop: %v", res)
+	if res["init_status"] == float64(-1) {
+		t.Fatalf("snoop did not reach the agent's socket (the attack needs it): %v", res)
+	}
+	if res["init_status"] != float64(403) || res["child_status"] != float64(403) {
+		t.Fatalf("a module running as root, through the agent's socket: as its task %v, as a child %v; want 403 for both", res["init_status"], res["child_status"])
 	}
 }

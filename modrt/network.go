@@ -2,14 +2,17 @@ package modrt
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -241,13 +244,43 @@ func (n *Network) runtimeConf(module, netns string, ports []PortMapping) *libcni
 		CapabilityArgs: map[string]any{"portMappings": ports}}
 }
 
-// claimPorts records module's host ports, refusing one another module holds.
+// hostPortFree reports an error if a host socket holds p's host port: the
+// portmap plugin publishes with DNAT rules, which bind nothing and would
+// win over a host service listening there (sshd on 22). Docker refuses
+// such a port too (its proxy cannot bind it).
+func hostPortFree(p PortMapping) error {
+	addr := net.JoinHostPort(cmp.Or(p.HostIP, "0.0.0.0"), strconv.Itoa(p.HostPort))
+	if p.Protocol == "udp" {
+		c, err := net.ListenPacket("udp4", addr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
+	l, err := net.Listen("tcp4", addr)
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}
+
+// claimPorts records module's host ports, refusing one another module holds
+// (on the same address, or on all addresses where either publishes).
 func (n *Network) claimPorts(module string, ports []PortMapping) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, p := range ports {
-		if other, ok := n.ports[p.hostKey()]; ok && other != module {
-			return fault.New(fault.AlreadyExists, "module %q: host port %s is already published by module %q", module, p.hostKey(), other)
+		for _, q := range []PortMapping{p, {HostPort: p.HostPort, Protocol: p.Protocol}} {
+			if other, ok := n.ports[q.hostKey()]; ok && other != module {
+				return fault.New(fault.AlreadyExists, "module %q: host port %s is already published by module %q", module, p.hostKey(), other)
+			}
+		}
+		if p.HostIP == "" {
+			for k, other := range n.ports {
+				if other != module && strings.HasPrefix(k, p.Protocol+"/") && strings.HasSuffix(k, fmt.Sprintf(":%d", p.HostPort)) {
+					return fault.New(fault.AlreadyExists, "module %q: host port %s is already published by module %q", module, p.hostKey(), other)
+				}
+			}
 		}
 	}
 	for _, p := range ports {
@@ -272,6 +305,12 @@ func (n *Network) releasePorts(module string) {
 func (n *Network) Attach(ctx context.Context, module string, pid uint32, ports []PortMapping) (netip.Addr, error) {
 	if err := n.claimPorts(module, ports); err != nil {
 		return netip.Addr{}, err
+	}
+	for _, p := range ports {
+		if err := hostPortFree(p); err != nil {
+			n.releasePorts(module)
+			return netip.Addr{}, fault.Wrap(fault.AlreadyExists, err, "module %q: host port %s is in use on the host (%v); a published port must not take the connections of a host service", module, p.hostKey(), err)
+		}
 	}
 	rc := n.runtimeConf(module, fmt.Sprintf("/proc/%d/ns/net", pid), ports)
 	res, err := n.cni.AddNetworkList(ctx, n.list, rc)

@@ -186,6 +186,41 @@ func TestDefaultNetworkModulesReachEachOtherByNameButNotTheHostsLoopback(t *test
 			t.Errorf("a second module on host port %d: %v", port, err)
 		}
 	})
+	t.Run("PortOfAHostServiceIsNotTaken", func(t *testing.T) {
+		// A service of the host listens on all addresses (sshd on 22); a
+		// deployment that publishes the same port must not turn the
+		// host's connections to it towards a module.
+		l, err := net.Listen("tcp4", "0.0.0.0:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Write([]byte("HOST-SSHD\n"))
+				c.Close()
+			}
+		}()
+		port := l.Addr().(*net.TCPAddr).Port
+		err = m.create("hijack", netSpec("hijack", fmt.Sprintf(`{"HostConfig":{"PortBindings":{"7002/tcp":[{"HostPort":"%d"}]}}}`, port), "nc -ll -p 7002 -e /bin/echo HIJACKED"))
+		if dbusErrName(err) != "org.edgev2.Error.AlreadyExists" || !strings.Contains(err.Error(), "in use on the host") {
+			t.Errorf("publishing host port %d, which a host service listens on: %v; want AlreadyExists naming the host's use", port, err)
+		}
+		addr := net.JoinHostPort(testGateway, strconv.Itoa(port))
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("the host service at %s: %v", addr, err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if line, _ := bufio.NewReader(c).ReadString('\n'); line != "HOST-SSHD\n" {
+			t.Errorf("a connection to the host service's port %s got %q", addr, line)
+		}
+	})
 	t.Run("HostNetworkRefusedWithoutTheOptIn", func(t *testing.T) {
 		err := m.create("hostnet", netSpec("hostnet", `{"HostConfig":{"NetworkMode":"host"}}`, "sleep 600"))
 		if dbusErrName(err) != "org.edgev2.Error.InvalidArgs" || !strings.Contains(err.Error(), "allow_host_network") {

@@ -107,8 +107,11 @@ func (o *PidOwners) listed(ctx context.Context, module string, pid int32) bool {
 	return false
 }
 
-// ModuleOf names the module pid belongs to, by the same rule as Owns (one
-// pass, no waiting); ok is false for a process of no module.
+// ModuleOf names the module pid belongs to, by the same rule as Owns; ok
+// is false for a process of no module. A process in a pid namespace other
+// than the host's is a container's: if no module is found at once it is
+// looked up again for up to a second, like Owns, as a module may call in
+// the instant its task starts (a host process is answered in one pass).
 func (o *PidOwners) ModuleOf(ctx context.Context, pid int32) (module string, ok bool) {
 	if pid <= 0 {
 		return "", false
@@ -121,6 +124,20 @@ func (o *PidOwners) ModuleOf(ctx context.Context, pid int32) (module string, ok 
 	if err != nil {
 		return "", false
 	}
+	deadline := time.Now().Add(o.settle)
+	for {
+		if m, ok := o.moduleOfOnce(ctx, pid, peerNS, hostNS); ok || peerNS == hostNS || !time.Now().Before(deadline) {
+			return m, ok
+		}
+		select {
+		case <-ctx.Done():
+			return "", false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (o *PidOwners) moduleOfOnce(ctx context.Context, pid int32, peerNS, hostNS string) (string, bool) {
 	sts, err := o.rt.List(ctx)
 	if err != nil {
 		return "", false

@@ -35,6 +35,9 @@ type Policy struct {
 	// itself (workload sockets, hosts file); the start check leaves those
 	// binds alone, except under VolumesDir.
 	RuntimeDir string
+	// MgmtDir is the management socket's directory, bound into edgeAgent
+	// only; "" means RuntimeDir/mgmt.
+	MgmtDir string
 	// Static checks paths as written, without touching the filesystem
 	// (edgectl config apply, on paths that may not exist yet).
 	Static bool
@@ -79,6 +82,8 @@ func (g Grant) Applies(module, image string) bool {
 				if ref, err := reference.ParseDockerRef(im); err == nil {
 					im = ref.String() // "alpine" is docker.io/library/alpine:latest, as specs' images are
 				}
+			} else if p = imagePrefix(p); p == "" {
+				continue // matches more than one repository or registry: never
 			}
 			if wild && strings.HasPrefix(image, p) || im == image {
 				ok = true
@@ -87,6 +92,25 @@ func (g Grant) Applies(module, image string) bool {
 		return ok
 	}
 	return true
+}
+
+// imagePrefix is the normalised form of what comes before an image
+// pattern's "*": it must end a repository (":", any tag of it) or a path
+// ("/", every repository below it), else "acr.io/hub*" would match
+// "acr.io/hub-evil" and "acr.io*" the registry "acr.io.evil.example". ""
+// for a prefix that does not. "alpine:" is "docker.io/library/alpine:",
+// as specs' images are.
+func imagePrefix(p string) string {
+	switch {
+	case strings.HasSuffix(p, ":"):
+		if named, err := reference.ParseNormalizedNamed(strings.TrimSuffix(p, ":")); err == nil {
+			return named.Name() + ":"
+		}
+		return ""
+	case strings.HasSuffix(p, "/") && len(p) > 1:
+		return p
+	}
+	return ""
 }
 
 // Opts lists what the grant gives away, for edgectl check.
@@ -156,21 +180,27 @@ func (r rules) capError(field, c string) error {
 // with openat2, without following any). Missing directories in the
 // module's own volume are made (0755, root's).
 func (p Policy) checkBind(r rules, field, src string, ro bool) error {
+	_, err := p.bindRoot(r, field, src, ro)
+	return err
+}
+
+// bindRoot is checkBind, and names the root src was resolved from.
+func (p Policy) bindRoot(r rules, field, src string, ro bool) (string, error) {
 	src = filepath.Clean(src)
 	refuse := func(format string, args ...any) error {
 		return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: %s: bind source %s %s", r.module, field, quote(src), fmt.Sprintf(format, args...))
 	}
 	if r.volume != "" && within(src, r.volume) {
 		if p.Static {
-			return nil
+			return r.volume, nil
 		}
 		if err := os.MkdirAll(r.volume, 0o755); err != nil {
-			return fmt.Errorf("module %s: make its volume directory: %w", r.module, err)
+			return "", fmt.Errorf("module %s: make its volume directory: %w", r.module, err)
 		}
 		if err := openBeneath(r.volume, src, true); err != nil {
-			return refuse("%v", err)
+			return "", refuse("%v", err)
 		}
-		return nil
+		return r.volume, nil
 	}
 	var root string
 	for _, c := range r.rw {
@@ -183,7 +213,7 @@ func (p Policy) checkBind(r rules, field, src string, ro bool) error {
 		for _, c := range r.ro {
 			if within(src, filepath.Clean(c)) {
 				if !ro {
-					return refuse("may only be bound read-only (the runtime policy lists it in read_only_binds): add \":ro\", or list it in binds of a [[policy.allow]] entry for this module")
+					return "", refuse("may only be bound read-only (the runtime policy lists it in read_only_binds): add \":ro\", or list it in binds of a [[policy.allow]] entry for this module")
 				}
 				root = filepath.Clean(c)
 				break
@@ -195,7 +225,7 @@ func (p Policy) checkBind(r rules, field, src string, ro bool) error {
 		if r.volume != "" {
 			vol = r.volume
 		}
-		return refuse("is outside what the runtime policy allows: the module's volume directory (%s), [policy] read_only_binds, or binds / read_only_binds of a [[policy.allow]] entry for this module", vol)
+		return "", refuse("is outside what the runtime policy allows: the module's volume directory (%s), [policy] read_only_binds, or binds / read_only_binds of a [[policy.allow]] entry for this module", vol)
 	}
 	rel, _ := filepath.Rel(root, src)
 	never := func(paths ...string) error {
@@ -210,32 +240,32 @@ func (p Policy) checkBind(r rules, field, src string, ro bool) error {
 		return nil
 	}
 	if err := never(src); err != nil {
-		return err
+		return "", err
 	}
 	if !p.Static {
 		// The root is the operator's; where it leads counts too.
 		realRoot, err := filepath.EvalSymlinks(root)
 		if err != nil {
-			return refuse("cannot be resolved: %v", errors.Unwrap(err))
+			return "", refuse("cannot be resolved: %v", errors.Unwrap(err))
 		}
 		if err := never(filepath.Join(realRoot, rel)); err != nil {
-			return err
+			return "", err
 		}
 		for _, n := range p.Never {
 			if rn, err := filepath.EvalSymlinks(n); err == nil && rn != filepath.Clean(n) {
 				if within(filepath.Join(realRoot, rel), rn) || within(rn, filepath.Join(realRoot, rel)) {
-					return refuse("exposes %s, which modules may never bind", quote(n))
+					return "", refuse("exposes %s, which modules may never bind", quote(n))
 				}
 			}
 		}
 	}
 	if p.Static {
-		return nil
+		return root, nil
 	}
 	if err := openBeneath(root, src, false); err != nil {
-		return refuse("%v", err)
+		return "", refuse("%v", err)
 	}
-	return nil
+	return root, nil
 }
 
 // openBeneath opens src, which is root or below it, from root without
@@ -331,7 +361,7 @@ func (p Policy) CheckStart(module, image string, spec *specs.Spec) error {
 		}
 	}
 	for i, m := range spec.Mounts {
-		if !isBind(m) || p.runtimeBind(m) {
+		if !isBind(m) || p.runtimeBind(module, m) {
 			continue
 		}
 		ro := contains(m.Options, "ro")
@@ -346,11 +376,136 @@ func isBind(m specs.Mount) bool {
 	return m.Type == "bind" || contains(m.Options, "bind") || contains(m.Options, "rbind")
 }
 
-// runtimeBind reports whether m is one of the runtime's own binds.
-func (p Policy) runtimeBind(m specs.Mount) bool {
+// Where below RuntimeDir the runtime keeps what it binds into modules
+// (cmd/edgev2-modrtd and Service use the same names).
+const (
+	runtimeWorkloadDir = "workload" // <RuntimeDir>/workload/<module>: the module's socket directory
+	runtimeHostsDir    = "hosts"    // <RuntimeDir>/hosts/<file>: hosts and resolv.conf files
+	runtimeMgmtDir     = "mgmt"     // <RuntimeDir>/mgmt: edgeAgent's socket directory (default)
+)
+
+// runtimeBind reports whether m is one of the runtime's own binds into
+// module: read-only, and exactly what the runtime binds into that module
+// (its own socket directory, the hosts files, the management socket
+// directory for edgeAgent), so a stored spec that binds anything else of
+// the runtime's (another module's socket directory, the management socket
+// for another module, the runtime's state) is checked like any bind, and
+// refused, at every start.
+func (p Policy) runtimeBind(module string, m specs.Mount) bool {
+	if !contains(m.Options, "ro") {
+		return false
+	}
 	src := filepath.Clean(m.Source)
-	if p.RuntimeDir != "" && within(src, filepath.Clean(p.RuntimeDir)) && (p.VolumesDir == "" || !within(src, filepath.Clean(p.VolumesDir))) {
+	if (src == "/etc/hosts" || src == "/etc/resolv.conf") && src == filepath.Clean(m.Destination) {
 		return true
 	}
-	return (src == "/etc/hosts" || src == "/etc/resolv.conf") && src == filepath.Clean(m.Destination) && contains(m.Options, "ro")
+	if p.RuntimeDir == "" || module == "" {
+		return false
+	}
+	rt := filepath.Clean(p.RuntimeDir)
+	mgmt := p.MgmtDir
+	if mgmt == "" {
+		mgmt = filepath.Join(rt, runtimeMgmtDir)
+	}
+	switch {
+	case src == filepath.Join(rt, runtimeWorkloadDir, module):
+		return true
+	case filepath.Dir(src) == filepath.Join(rt, runtimeHostsDir):
+		return true
+	case module == AgentModule && src == filepath.Clean(mgmt):
+		return true
+	}
+	return false
+}
+
+// CheckMounted checks a created task's binds, after runc mounted them and
+// before the task runs: the check before the start resolved each bind
+// source safely, but runc mounts by path, so a process that can write
+// where a source lies (another module sharing the directory) could swap a
+// directory for a link between that check and the mount. Each bind the
+// task can see at its destination must be the very file the source
+// resolves to now, below its root without links; else the start is
+// refused (ErrPolicy). pid is the created task's init process.
+func (p Policy) CheckMounted(module, image string, spec *specs.Spec, pid uint32) error {
+	r := p.rulesFor(module, image)
+	root, err := unix.Open(fmt.Sprintf("/proc/%d/root", pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("module %s: open the created task's root: %w", module, err)
+	}
+	defer unix.Close(root)
+	for i, m := range spec.Mounts {
+		if !isBind(m) || p.runtimeBind(module, m) || shadowed(spec.Mounts, i) {
+			continue
+		}
+		field := fmt.Sprintf("mount %d on %s", i, quote(m.Destination))
+		src := filepath.Clean(m.Source)
+		base, err := p.bindRoot(r, field, src, contains(m.Options, "ro"))
+		if err != nil {
+			return err
+		}
+		want, err := statBeneath(base, src)
+		if err != nil {
+			return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: %s: bind source %s %v", module, field, quote(src), err)
+		}
+		got, err := statIn(root, m.Destination)
+		if err != nil {
+			return fmt.Errorf("module %s: %s: the mounted bind: %w", module, field, err)
+		}
+		if got.Dev != want.Dev || got.Ino != want.Ino {
+			return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: %s: bind source %s changed while the module started (what was mounted is not what was checked); the runtime refuses the start", module, field, quote(src))
+		}
+	}
+	return nil
+}
+
+// shadowed reports whether a later mount covers mounts[i]'s destination.
+func shadowed(mounts []specs.Mount, i int) bool {
+	d := filepath.Clean(mounts[i].Destination)
+	for _, m := range mounts[i+1:] {
+		if within(d, filepath.Clean(m.Destination)) {
+			return true
+		}
+	}
+	return false
+}
+
+// statBeneath stats src, which is root or below it, resolved from root
+// without following any link.
+func statBeneath(root, src string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	rel, err := filepath.Rel(root, src)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return st, fmt.Errorf("is not below %s", root)
+	}
+	rootfd, err := unix.Open(root, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return st, fmt.Errorf("cannot be opened: %w", err)
+	}
+	defer unix.Close(rootfd)
+	fd, err := unix.Openat2(rootfd, rel, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS})
+	if err != nil {
+		return st, fmt.Errorf("cannot be opened below %s without following links: %w", root, err)
+	}
+	defer unix.Close(fd)
+	err = unix.Fstat(fd, &st)
+	return st, err
+}
+
+// statIn stats path inside a container whose root is held by rootfd,
+// resolving links as the container sees them (as runc did for the mount).
+func statIn(rootfd int, path string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	rel := strings.TrimPrefix(filepath.Clean("/"+path), "/")
+	if rel == "" {
+		rel = "."
+	}
+	fd, err := unix.Openat2(rootfd, rel, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
+	if err != nil {
+		return st, err
+	}
+	defer unix.Close(fd)
+	err = unix.Fstat(fd, &st)
+	return st, err
 }

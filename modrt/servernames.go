@@ -39,9 +39,12 @@ func (w WorkloadConfig) validate(path string) error {
 // certificate for name: its own module name, a name
 // [workload.server_cert_names] grants it, or, for edgeHub, the gateway
 // hostname modrtd gives it (IOTEDGE_GATEWAYHOSTNAME). Host names compare
-// case-insensitively.
+// case-insensitively. The module's own name counts only as a single label
+// (no dot): the deployment names modules, and a module named like a host
+// outside the device ("myhub.azure-devices.net") must not get the edge
+// CA's word for that host; such a name needs a grant like any other.
 func (w WorkloadConfig) ServerCertNameAllowed(module, name, gateway string) bool {
-	if strings.EqualFold(name, module) {
+	if strings.EqualFold(name, module) && !strings.Contains(module, ".") {
 		return true
 	}
 	for _, n := range w.ServerCertNames[module] {

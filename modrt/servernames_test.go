@@ -22,6 +22,13 @@ func TestServerCertNamesAreTheModulesOwnOrGranted(t *testing.T) {
 		{"edgeHub", "gw.example", "gw.example", true},
 		{"edgeHub", "myhub.azure-devices.net", "gw.example", false},
 		{"edgeHub", "", "", false},
+		// A deployment names modules: one named like the hub (or any
+		// host outside the device) must not get a certificate for that
+		// host from the edge CA, which modules trust. A dotted name needs
+		// a grant, as any other name does.
+		{"myhub.azure-devices.net", "myhub.azure-devices.net", "", false},
+		{"login.microsoftonline.com", "LOGIN.microsoftonline.com", "", false},
+		{"opcua.plant.example", "opcua.plant.example", "", false},
 	} {
 		if got := w.ServerCertNameAllowed(tc.module, tc.name, tc.gateway); got != tc.ok {
 			t.Errorf("%s asking for %q (gateway %q): %v, want %v", tc.module, tc.name, tc.gateway, got, tc.ok)

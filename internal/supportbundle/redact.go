@@ -16,14 +16,50 @@ const redacted = "REDACTED"
 
 // inlineSecrets are secrets inside values: a connection string's
 // SharedAccessKey, a PKCS#11 URI's pin-value, a SAS token's signature.
-var inlineSecrets = regexp.MustCompile(`(?i)(SharedAccessKey=|pin-value=|[?&;]sig=|password=)[^;&?"' \t\r\n]*`)
+// A SAS token's sig may come first ("SharedAccessSignature sig=...").
+var inlineSecrets = regexp.MustCompile(`(?i)(SharedAccessKey=|pin-value=|\bsig=|password=)[^;&?"' \t\r\n]*`)
 
 // userinfo is a URL's user:password@ part.
 var userinfo = regexp.MustCompile(`(?i)([a-z][a-z0-9+.-]*://[^/@\s:"']*:)[^/@\s"']*@`)
 
+// bearer is an HTTP bearer token, or basic credentials after Authorization.
+var bearer = regexp.MustCompile(`(?i)(\bbearer\s+|authorization:\s*basic\s+)[^\s"',;]+`)
+
+// pemKey is a PEM private key block (or its start, in a truncated log).
+var pemKey = regexp.MustCompile(`(?s)(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*)`)
+
+// envAssign is an environment variable as a log shows it (NAME=value,
+// names in capitals as environments have them; slog's lowercase
+// attributes such as key_id=... are not variables).
+var envAssign = regexp.MustCompile(`\b([A-Z_][A-Z0-9_]*)=([^\s"']*)`)
+
+// jsonMember is a JSON member with a string value as a log shows it
+// ("password": "...", {"sharedAccessKey":"..."}); redacted when the name
+// is secret.
+var jsonMember = regexp.MustCompile(`"([A-Za-z_][A-Za-z0-9_.-]*)"(\s*:\s*)"((?:[^"\\]|\\.)*)"`)
+
+// envString is a whole string "NAME=value": an entry of an environment
+// list (Docker's createOptions.Env, edgeAgent's env).
+var envString = regexp.MustCompile(`(?s)^([A-Za-z_][A-Za-z0-9_.-]*)=(.*)$`)
+
 // RedactText hides inline secrets in free text (service and module logs).
 func RedactText(s string) string {
+	s = pemKey.ReplaceAllString(s, "${1} "+redacted)
 	s = userinfo.ReplaceAllString(s, "${1}"+redacted+"@")
+	s = bearer.ReplaceAllString(s, "${1}"+redacted)
+	s = jsonMember.ReplaceAllStringFunc(s, func(a string) string {
+		m := jsonMember.FindStringSubmatch(a)
+		if secretName(m[1]) {
+			return `"` + m[1] + `"` + m[2] + `"` + redacted + `"`
+		}
+		return a
+	})
+	s = envAssign.ReplaceAllStringFunc(s, func(a string) string {
+		if name, _, _ := strings.Cut(a, "="); secretName(name) {
+			return name + "=" + redacted
+		}
+		return a
+	})
 	return inlineSecrets.ReplaceAllString(s, "${1}"+redacted)
 }
 
@@ -151,6 +187,9 @@ func redactString(s string) string {
 	}
 	if strings.Contains(strings.ToLower(s), "sharedaccesskey") {
 		return redactConnectionString(s)
+	}
+	if m := envString.FindStringSubmatch(s); m != nil && secretName(m[1]) {
+		return m[1] + "=" + redacted
 	}
 	return RedactText(s)
 }

@@ -107,6 +107,8 @@ var secretShapes = []string{
 	"[[registry]]\naddress = \"r\"\npassword = \"SECRET\"\n[[registry]]\naddress = \"s\"\n",
 	"[est]\nurl = \"https://factory:SECRET@est.example/.well-known/est\"\n",
 	"[[modules]]\nname = \"m\"\nspec = '{\"config\":{\"env\":{\"TOKEN\":{\"value\":\"SECRET\"}}}}'\n",
+	"[[modules]]\nname = \"m\"\nspec = '{\"config\":{\"settings\":{\"createOptions\":{\"Env\":[\"API_TOKEN=SECRET\"]}}}}'\n",
+	"[agent]\nenv = [\"CLIENT_PASSWORD=SECRET\"]\n",
 }
 
 // FuzzRedactTOML: a known secret placed in any secret-bearing shape never
@@ -150,4 +152,42 @@ func printableWord(s string) bool {
 		}
 	}
 	return true
+}
+
+// Secret shapes beyond names: a module's environment as Docker's
+// createOptions.Env list ("NAME=value" strings), SAS tokens with sig
+// first, bearer tokens and PEM private keys in logs. What diagnoses stays:
+// key ids, ordinary variables, slog attributes.
+func TestRedactorHidesEnvListsTokensAndPEMKeys(t *testing.T) {
+	toml := "[[modules]]\nname = \"m\"\nspec = '{\"config\":{\"settings\":{\"createOptions\":{\"Env\":[\"API_TOKEN=ZW52LWxpc3QtdG9rZW4\",\"DB_PASSWORD=ZW52LWRiLXB3\",\"STORAGE_ACCOUNT_KEY=ZW52LWFjY291bnQta2V5\",\"LOG_LEVEL=debug\",\"KEY_ID=device-id\"]}}}}'\n" +
+		"[agent]\nenv = [\"CLIENT_SECRET=YWdlbnQtZW52LXNlY3JldA\", \"UPSTREAM_PROTOCOL=Amqp\"]\n"
+	got := RedactTOML(toml)
+	for _, s := range []string{"ZW52LWxpc3QtdG9rZW4", "ZW52LWRiLXB3", "ZW52LWFjY291bnQta2V5", "YWdlbnQtZW52LXNlY3JldA"} {
+		if strings.Contains(got, s) {
+			t.Errorf("env secret %q survived:\n%s", s, got)
+		}
+	}
+	for _, s := range []string{"LOG_LEVEL=debug", "UPSTREAM_PROTOCOL=Amqp", "API_TOKEN=REDACTED"} {
+		if !strings.Contains(got, s) {
+			t.Errorf("%q was lost:\n%s", s, got)
+		}
+	}
+
+	logs := "env: API_TOKEN=bG9nLWVudi10b2tlbg PATH=/usr/bin HOSTNAME=gw\n" +
+		"token SharedAccessSignature sig=c2lnLWZpcnN0JTNE&se=1700000000&sr=hub%2Fdevices%2Fd\n" +
+		"GET /v2/ Authorization: Bearer ZXlKaGJHY2lPaUpTVXpJMU5pSjkuYmVhcmVy\n" +
+		"-----BEGIN EC PRIVATE KEY-----\nTUhjQ0FRRUVJUEVNLXByaXZhdGUta2V5\nLWxpbmUtdHdv\n-----END EC PRIVATE KEY-----\n" +
+		"level=INFO msg=\"signed\" key_id=device-id cert_id=device-cert\n" +
+		`config: {"username": "edge", "password": "anNvbi1sb2ctcHc\"x", "sharedAccessKey":"anNvbi1sb2ctc2Fr", "key_id": "device-id"}` + "\n"
+	got = RedactText(logs)
+	for _, s := range []string{"anNvbi1sb2ctcHc", "anNvbi1sb2ctc2Fr", "bG9nLWVudi10b2tlbg", "c2lnLWZpcnN0JTNE", "ZXlKaGJHY2lPaUpTVXpJMU5pSjkuYmVhcmVy", "TUhjQ0FRRUVJUEVNLXByaXZhdGUta2V5", "LWxpbmUtdHdv"} {
+		if strings.Contains(got, s) {
+			t.Errorf("log secret %q survived:\n%s", s, got)
+		}
+	}
+	for _, s := range []string{"PATH=/usr/bin", "HOSTNAME=gw", "&se=1700000000", "key_id=device-id cert_id=device-cert", "BEGIN EC PRIVATE KEY", `"username": "edge"`, `"key_id": "device-id"`} {
+		if !strings.Contains(got, s) {
+			t.Errorf("%q was lost:\n%s", s, got)
+		}
+	}
 }

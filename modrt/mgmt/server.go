@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -63,6 +64,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ConnContext:       ConnContext,
+		ConnState:         ConnState,
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
@@ -216,21 +218,53 @@ func (s *Server) routes(path string) (map[string]route, string, bool) {
 	return nil, "", false
 }
 
-// authorize lets root and the processes of edgeAgent through.
+// authorize lets the processes of edgeAgent and host processes of root
+// through; a process of any other module is refused whatever its uid.
 func (s *Server) authorize(ctx context.Context) error {
 	peer, ok := PeerFrom(ctx)
 	if !ok {
 		return &apiError{status: http.StatusForbidden, msg: "forbidden: the caller's credentials are unknown; this API is only available to edgeAgent"}
 	}
-	if s.trustRoot && peer.Uid == 0 {
-		return nil
+	if err := s.decide(ctx, peer); err != nil {
+		return err
 	}
+	// Pid and uid were read when the connection was made: if that process
+	// has exited, the pid may now be another's (a host process of root,
+	// edgeAgent's) and the verdict above was about that one. Checked after
+	// the verdict, so a verdict about a reused pid is never kept.
+	if !peer.Alive() {
+		return &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("forbidden: the process that connected (pid %d) has exited; connect again", peer.Pid)}
+	}
+	return nil
+}
+
+// decide applies the rule to the peer's pid and uid.
+func (s *Server) decide(ctx context.Context, peer Peer) error {
 	if s.resolve != nil {
-		if m, ok := s.resolve(ctx, peer.Pid); ok && m == AgentModule {
-			return nil
+		// Modules run as uid 0 too: a process of a module is the agent or
+		// nobody, whatever its uid (one with the host's pid namespace
+		// reaches this socket through /proc/<agent pid>/root).
+		if m, ok := s.resolve(ctx, peer.Pid); ok {
+			if m == AgentModule {
+				return nil
+			}
+			return &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("forbidden: process %d is module %s's, not edgeAgent's; this API is only available to edgeAgent", peer.Pid, m)}
 		}
 	}
+	// Root on the host (iotedge-style tools). A process in a pid namespace
+	// of its own is some container's, whatever the resolver could tell
+	// (it cannot when containerd does not answer): never a host tool.
+	if s.trustRoot && peer.Uid == 0 && inOurPidNS(peer.Pid) {
+		return nil
+	}
 	return &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("forbidden: process %d is not edgeAgent; this API is only available to edgeAgent", peer.Pid)}
+}
+
+// inOurPidNS reports whether pid lives in this process's pid namespace.
+func inOurPidNS(pid int32) bool {
+	ours, err1 := os.Readlink("/proc/self/ns/pid")
+	theirs, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	return err1 == nil && err2 == nil && ours == theirs
 }
 
 // moduleName checks a module name taken from the path.

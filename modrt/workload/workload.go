@@ -84,6 +84,10 @@ func (m *Manager) Dir(module string) string { return filepath.Join(m.dir, module
 
 type credKey struct{}
 
+// pidfdKey holds the pidfd of the process that connected (absent on
+// kernels without SO_PEERPIDFD).
+type pidfdKey struct{}
+
 // Listen starts (or restarts) the module's socket.
 func (m *Manager) Listen(module string) error {
 	m.mu.Lock()
@@ -103,19 +107,42 @@ func (m *Manager) Listen(module string) error {
 	if err != nil {
 		return fmt.Errorf("workload socket for %s: %w", module, err)
 	}
+	// Each connection's pidfd (the connecting process), closed with it.
+	var pidfdMu sync.Mutex
+	pidfds := map[net.Conn]int{}
 	srv := &http.Server{
 		Handler: m.handler(module),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if uc, ok := c.(*net.UnixConn); ok {
 				if raw, err := uc.SyscallConn(); err == nil {
 					var cred *unix.Ucred
-					raw.Control(func(fd uintptr) { cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+					pidfd := -1
+					raw.Control(func(fd uintptr) {
+						cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+						pidfd = unixsock.PeerPidfd(int(fd))
+					})
+					if pidfd >= 0 {
+						pidfdMu.Lock()
+						pidfds[c] = pidfd
+						pidfdMu.Unlock()
+						ctx = context.WithValue(ctx, pidfdKey{}, pidfd)
+					}
 					if cred != nil {
 						return context.WithValue(ctx, credKey{}, cred)
 					}
 				}
 			}
 			return ctx
+		},
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateClosed || st == http.StateHijacked {
+				pidfdMu.Lock()
+				if fd, ok := pidfds[c]; ok {
+					unix.Close(fd)
+					delete(pidfds, c)
+				}
+				pidfdMu.Unlock()
+			}
 		},
 	}
 	m.servers[module] = srv
@@ -409,6 +436,14 @@ func (m *Manager) allowed(w http.ResponseWriter, r *http.Request, module string,
 	cred, _ := r.Context().Value(credKey{}).(*unix.Ucred)
 	if cred == nil || !m.be.OwnsPid(r.Context(), module, cred.Pid) {
 		fail(w, http.StatusForbidden, "the caller is not a process of module %s", module)
+		return false
+	}
+	// The pid was read when the connection was made: if that process has
+	// exited since, its number may now be another's (a process of this
+	// module), and the connection is someone else's. Checked after the
+	// pid's owner, so a verdict about a reused pid is never kept.
+	if pidfd, ok := r.Context().Value(pidfdKey{}).(int); ok && !unixsock.PidfdAlive(pidfd) {
+		fail(w, http.StatusForbidden, "the process that connected (pid %d) has exited; connect again", cred.Pid)
 		return false
 	}
 	if namedInPath && r.PathValue("name") != module {

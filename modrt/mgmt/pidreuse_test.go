@@ -1,0 +1,148 @@
+package mgmt
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/edgev2/edgev2/internal/testenv"
+)
+
+// TestHelperConnectAndExit is the connecting process of
+// TestConnectionOfAnExitedProcessIsNotTakenForItsReusedPid: it connects,
+// hands the connection to the test over fd 3 and exits.
+func TestHelperConnectAndExit(t *testing.T) {
+	sock := os.Getenv("MGMT_CONNECT_AND_EXIT")
+	if sock == "" {
+		return // only as the helper process
+	}
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		os.Exit(2)
+	}
+	f, _ := c.(*net.UnixConn).File()
+	if err := unix.Sendmsg(3, []byte{0}, unix.UnixRights(int(f.Fd())), nil, 0); err != nil {
+		os.Exit(3)
+	}
+	os.Exit(0)
+}
+
+// A module's process reaches the agent's socket (host_pid, through
+// /proc/<pid>/root), is refused, passes its connection to a child and
+// exits; once its pid belongs to edgeAgent (or to a host process of root),
+// the pid rule alone would serve the child as the agent. The test plays
+// the reuse (the resolver names edgeAgent for the dead pid): the
+// connection is refused, while the live agent is served.
+func TestConnectionOfAnExitedProcessIsNotTakenForItsReusedPid(t *testing.T) {
+	var dead atomic.Int32
+	e := newEnv(t, func(ctx context.Context, pid int32) (string, bool) {
+		if pid == int32(os.Getpid()) || pid == dead.Load() {
+			return AgentModule, true
+		}
+		return "snoop", true
+	}, false)
+
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(sp[0])
+	child := os.NewFile(uintptr(sp[1]), "handover")
+	defer child.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperConnectAndExit$")
+	cmd.Env = append(os.Environ(), "MGMT_CONNECT_AND_EXIT="+e.sock)
+	cmd.ExtraFiles = []*os.File{child}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	dead.Store(int32(cmd.Process.Pid))
+	if err := cmd.Wait(); err != nil { // exited and reaped: its pid is free
+		t.Fatalf("helper: %v", err)
+	}
+	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := unix.Recvmsg(sp[0], buf, oob, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+	if len(msgs) != 1 {
+		t.Fatalf("no connection handed over")
+	}
+	fds, _ := unix.ParseUnixRights(&msgs[0])
+	handed, err := net.FileConn(os.NewFile(uintptr(fds[0]), "conn"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer handed.Close()
+
+	// Legitimate: the live agent gets past the agent-only check (404: no such module).
+	if r := e.do("DELETE", "/modules/no-such-module?api-version=2019-01-30", ""); r.status != 404 {
+		t.Fatalf("the live agent: %d %s", r.status, r.body)
+	}
+	req, _ := http.NewRequest("DELETE", "http://mgmt/modules/no-such-module?api-version=2019-01-30", nil)
+	if err := req.Write(handed); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(handed), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 403 || !strings.Contains(string(body), "has exited") {
+		t.Fatalf("the connection of an exited process whose pid is now the agent's: %d %s; want 403 saying it exited", resp.StatusCode, body)
+	}
+}
+
+// TestHelperRootCall is the caller of
+// TestRootInAnotherPidNamespaceIsNotAHostTool: it calls an agent-only
+// route and prints the status.
+func TestHelperRootCall(t *testing.T) {
+	sock := os.Getenv("MGMT_ROOT_CALL")
+	if sock == "" {
+		return // only as the helper process
+	}
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	req, _ := http.NewRequest("DELETE", "http://mgmt/modules/no-such-module?api-version=2019-01-30", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		os.Stdout.WriteString("STATUS 0\n")
+		os.Exit(0)
+	}
+	resp.Body.Close()
+	os.Stdout.WriteString("STATUS " + strconv.Itoa(resp.StatusCode) + "\n")
+	os.Exit(0)
+}
+
+// Root is trusted as a host tool only in the host's pid namespace: a
+// container's root (a module's, whose pid the resolver cannot place while
+// containerd does not answer) calling in from a pid namespace of its own
+// is refused, while root on the host is let through.
+func TestRootInAnotherPidNamespaceIsNotAHostTool(t *testing.T) {
+	testenv.RequireRoot(t)
+	e := newEnv(t, func(context.Context, int32) (string, bool) { return "", false }, true)
+	if r := e.do("DELETE", "/modules/no-such-module?api-version=2019-01-30", ""); r.status != 404 {
+		t.Fatalf("root on the host: %d %s; want 404 (past the agent-only check)", r.status, r.body)
+	}
+	cmd := exec.Command("unshare", "--pid", "--fork", "--kill-child", os.Args[0], "-test.run=^TestHelperRootCall$")
+	cmd.Env = append(os.Environ(), "MGMT_ROOT_CALL="+e.sock)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("unshare: %v %s", err, out)
+	}
+	if !strings.Contains(string(out), "STATUS 403") {
+		t.Fatalf("root in a pid namespace of its own: %s; want 403", out)
+	}
+}

@@ -1,0 +1,120 @@
+package modrt
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// A module that can write where another module's bind source lies (both
+// bind a shared directory, or one binds the other's parent) may swap the
+// source for a link between the start check and runc's mount, which goes
+// by path. The test wins that race for the attacker every time: the swap
+// happens right after the start check passed. What the task would see must
+// then never be mounted: the start is refused by the check of the created
+// task's mounts, while the legitimate bind still runs.
+func TestBindSourceSwappedAfterTheStartCheckIsNeverRun(t *testing.T) {
+	vols := t.TempDir()
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "secret"), []byte("host secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := Policy{VolumesDir: vols}
+	var race, restore atomic.Bool
+	e := startRuntime(t, func(c *RuntimeConfig) {
+		c.StartCheck = func(module, image string, spec *specs.Spec) error {
+			err := p.CheckStart(module, image, spec)
+			if err == nil && race.Load() {
+				// The other writer wins: the checked directory becomes a
+				// link to the host's.
+				data := filepath.Join(vols, module, "data")
+				if err := os.Rename(data, data+".old"); err != nil {
+					t.Errorf("swap: %v", err)
+				}
+				if err := os.Symlink(host, data); err != nil {
+					t.Errorf("swap: %v", err)
+				}
+			}
+			return err
+		}
+		c.MountCheck = func(module, image string, spec *specs.Spec, pid uint32) error {
+			if restore.Load() {
+				// ...and puts the directory back once runc has mounted.
+				data := filepath.Join(vols, module, "data")
+				if err := os.Remove(data); err != nil {
+					t.Errorf("swap back: %v", err)
+				}
+				if err := os.Rename(data+".old", data); err != nil {
+					t.Errorf("swap back: %v", err)
+				}
+			}
+			return p.CheckMounted(module, image, spec, pid)
+		}
+	})
+	create := func(name string) {
+		t.Helper()
+		data := filepath.Join(vols, name, "data")
+		if err := os.MkdirAll(data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(data, "secret"), []byte("own data\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		req := CreateRequest{Name: name, Image: testImage, Restart: RestartNever, Opts: []oci.SpecOpts{
+			oci.WithProcessArgs("sh", "-c", "cat /data/secret; sleep 600"),
+			oci.WithMounts([]specs.Mount{{Destination: "/data", Type: "bind", Source: data, Options: []string{"rbind", "rw"}}}),
+		}}
+		if err := e.rt.Create(t.Context(), req); err != nil {
+			t.Fatalf("create %s: %v", name, err)
+		}
+	}
+	output := func(name string) string {
+		stdout, _, _ := logText(t, e.rt, name, LogOptions{Tail: -1})
+		return stdout
+	}
+
+	// Legitimate: the bind as checked is what the module sees.
+	create("keeper")
+	if err := e.rt.Start(t.Context(), "keeper"); err != nil {
+		t.Fatalf("start keeper: %v", err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(output("keeper"), "own data"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("keeper never read its own data: %q, status %+v", output("keeper"), e.status(t, "keeper"))
+		}
+	}
+
+	// Attack: the source is swapped after the check; the attacker leaves
+	// the link, or puts the directory back right after the mount.
+	for _, tc := range []struct {
+		name    string
+		restore bool
+	}{{"victim", false}, {"restorer", true}} {
+		create(tc.name)
+		race.Store(true)
+		restore.Store(tc.restore)
+		err := e.rt.Start(t.Context(), tc.name)
+		race.Store(false)
+		restore.Store(false)
+		time.Sleep(500 * time.Millisecond) // a task that ran would have printed by now
+		if out := output(tc.name); strings.Contains(out, "host secret") {
+			t.Fatalf("%s read the host's file through the swapped bind: %q", tc.name, out)
+		}
+		if !errors.Is(err, ErrPolicy) {
+			t.Fatalf("%s: start after the swap: %v; want a refusal by the module policy", tc.name, err)
+		}
+		if tc.restore && !strings.Contains(err.Error(), "changed while the module started") {
+			t.Fatalf("%s: %v; want the refusal to say the source changed", tc.name, err)
+		}
+		if st := e.status(t, tc.name); st.State != StateFailed || st.Reason == "" {
+			t.Fatalf("%s: status after the refused start: %+v", tc.name, st)
+		}
+	}
+}
