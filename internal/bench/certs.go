@@ -64,7 +64,7 @@ expiry_days = 30
 	// certd's grant, compiled from its config as `edgectl config apply`
 	// writes it; and, as an operator would grant it, the caller's key that
 	// identityRows has certd self-sign.
-	grants, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Certd: []byte(certdCfg)})
+	grants, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Certd: []byte(fmt.Sprintf("homedir = %q\n%s", filepath.Join(dir, "certd"), certdCfg))})
 	if err != nil {
 		return nil, err
 	}
