@@ -40,8 +40,8 @@ func certRows(p *testenv.Program, b *testenv.Bus, pk *testenv.Polkit, dir string
 		os.Chown(cfg, uid, gid)
 		return cfg
 	}
-	testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-keyd"),
-		Args: []string{"--config", mk("certs-keyd", kuid, kgid, ""), "--log-level", "warn"}, User: testenv.ServiceUser, BusName: keys.BusName})
+	keep(testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-keyd"),
+		Args: []string{"--config", mk("certs-keyd", kuid, kgid, ""), "--log-level", "warn"}, User: testenv.ServiceUser, BusName: keys.BusName}))
 	estURL, estCA, _ := labest.StartTestServer(p, labest.Config{Users: []labest.User{{Name: "bench", Password: "bench-password"}}})
 	caFile := filepath.Join(dir, "est-ca.pem")
 	os.WriteFile(caFile, estCA, 0o644)
@@ -73,9 +73,9 @@ polkit.addRule(function(action, subject) {
   if (subject.user == %q && (action.id == "org.edgev2.keys.use" || action.id == "org.edgev2.keys.read") &&
       action.lookup("key_id") == "bench-x509") { return polkit.Result.YES; }
 });`, testenv.CertsUser))
-	testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-certd"),
+	keep(testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-certd"),
 		Args: []string{"--config", mk("certd", cuid, cgid, certdCfg), "--log-level", "warn"},
-		User: testenv.CertsUser, BusName: certs.BusName})
+		User: testenv.CertsUser, BusName: certs.BusName}))
 	ctx := context.Background()
 	conn := b.Conn(p)
 	cc := cclient.New(conn)

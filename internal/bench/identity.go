@@ -110,6 +110,7 @@ trusted_certs = ["bench-cloud-ca"]
 	}
 	// GetSasToken for a module beside the Keys SignDerived it makes.
 	symSvc.Restart(p)
+	keep(symSvc)
 	if err := waitProvisioned(ctx, ic); err != nil {
 		return nil, nil, err
 	}

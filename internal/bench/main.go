@@ -279,6 +279,8 @@ func bench(p *testenv.Program) error {
 		return err
 	}
 	inotes = append(inotes, mnotes...)
+	// keyscale starts its own keyd: the one certRows started must be gone.
+	stopKept(p)
 	knotes, err := keyScaleNotes(p, b, keyd, self, dir)
 	if err != nil {
 		return err
@@ -323,6 +325,24 @@ func bench(p *testenv.Program) error {
 		float64(rssIdle[0])/1024, float64(rssAfter[0])/1024, float64(rssIdle[1])/1024, float64(rssAfter[1])/1024)
 	fmt.Printf("\n%s\n", summary(goals))
 	return nil
+}
+
+// kept are the services that rows after the one that started them use
+// (keyd and certd under identityd and modrtd); stopKept stops them.
+var kept []*testenv.Service
+
+func keep(s *testenv.Service) *testenv.Service {
+	kept = append(kept, s)
+	return s
+}
+
+// stopKept stops the kept services, last started first; Stop waits until
+// the bus has released each one's name, so the next instance owns it.
+func stopKept(p *testenv.Program) {
+	for i := len(kept) - 1; i >= 0; i-- {
+		kept[i].Stop(p)
+	}
+	kept = nil
 }
 
 // rawGo is the in-process limit of the file engine: Go's own HMAC / ECDSA.

@@ -26,8 +26,8 @@ func moduleNotes(p *testenv.Program, b *testenv.Bus) ([]string, error) {
 	dir := testenv.SharedTempDir(p, "bench-modrtd")
 	cfg := filepath.Join(dir, "modrtd.toml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = \"edgev2-bench\"\ntrust_bundle = \"bench-cloud-ca\"\n", filepath.Join(dir, "home"), ctr.Address)), 0o600)
-	svc := testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-modrtd"),
-		Args: []string{"--config", cfg, "--log-level", "warn"}, User: "root", BusName: modrt.BusName})
+	svc := keep(testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-modrtd"),
+		Args: []string{"--config", cfg, "--log-level", "warn"}, User: "root", BusName: modrt.BusName}))
 	time.Sleep(300 * time.Millisecond)
 	rss0 := svc.RSSKiB()
 	bin := filepath.Join(p.TempDir(), "workloadclient")
