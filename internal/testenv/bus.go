@@ -17,8 +17,9 @@ import (
 // by default, holes punched only by the repo's policy files and polkit's.
 type Bus struct {
 	// Address is the bus address, for DBUS_SYSTEM_BUS_ADDRESS or --address.
-	Address string
-	proc    *process
+	Address   string
+	proc      *process
+	policyDir string
 }
 
 // polkitBusPolicy is Debian's bus policy for polkitd, which lets user
@@ -140,7 +141,7 @@ func StartBus(t TB) *Bus {
 	if err != nil {
 		t.Fatalf("start dbus-daemon: %v", err)
 	}
-	b := &Bus{proc: proc}
+	b := &Bus{proc: proc, policyDir: policyDir}
 	t.Cleanup(func() {
 		proc.kill()
 		logIfFailed(t, "dbus-daemon", proc.out)
@@ -283,6 +284,23 @@ func copyFile(t TB, src, dst string, mode os.FileMode) {
 	}
 	if err := os.WriteFile(dst, data, mode); err != nil {
 		t.Fatalf("write %s: %v", dst, err)
+	}
+}
+
+// AddPolicy installs a bus policy file (a <busconfig> document) named
+// name.conf and has the bus reload its configuration.
+func (b *Bus) AddPolicy(t TB, name, xml string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(b.policyDir, name+".conf"), []byte(xml), 0o644); err != nil {
+		t.Fatalf("write bus policy %s: %v", name, err)
+	}
+	conn, err := dbus.Connect(b.Address)
+	if err != nil {
+		t.Fatalf("connect to bus: %v", err)
+	}
+	defer conn.Close()
+	if err := conn.BusObject().Call("org.freedesktop.DBus.ReloadConfig", 0).Err; err != nil {
+		t.Fatalf("reload bus config: %v", err)
 	}
 }
 
