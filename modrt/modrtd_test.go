@@ -294,6 +294,20 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 		if code, body := curl("GET", "/modules/resty"+v, ""); code != 200 || !strings.Contains(body, "edgev2.test/busybox:1") {
 			t.Fatalf("GET /modules/resty: %d %s", code, body)
 		}
+		// An update shows at once in GET, also once the old spec's parse
+		// is kept (its file settled: 2 s after it was written).
+		time.Sleep(2100 * time.Millisecond)
+		if code, body := curl("GET", "/modules"+v, ""); code != 200 || !strings.Contains(body, "echo via rest") {
+			t.Fatalf("GET /modules before the update: %d %s", code, body)
+		}
+		if code, body := curl("PUT", "/modules/resty"+v+"&start=true", spec("resty", image, "never", "echo updated; sleep 30")); code != 200 {
+			t.Fatalf("PUT /modules/resty: %d %s", code, body)
+		}
+		for _, path := range []string{"/modules/resty", "/modules"} {
+			if code, body := curl("GET", path+v, ""); code != 200 || !strings.Contains(body, "echo updated") || strings.Contains(body, "echo via rest") {
+				t.Fatalf("GET %s after the update: %d %s; want the new spec", path, code, body)
+			}
+		}
 		if code, _ := curl("POST", "/modules"+v, spec("resty", image, "never", "true")); code != 409 {
 			t.Fatalf("POST of an existing module: %d, want 409", code)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -27,6 +28,10 @@ type PidOwners struct {
 	// may call in the instant its task starts, before the runtime has
 	// recorded it.
 	settle time.Duration
+
+	hostOnce sync.Once
+	hostNS   string // modrtd's own pid namespace, read once: it cannot change
+	hostErr  error
 }
 
 // NewPidOwners answers from rt's view of module tasks.
@@ -36,22 +41,32 @@ func newPidOwners(rt ownerRuntime) *PidOwners {
 	return &PidOwners{rt: rt, procFS: "/proc", settle: time.Second}
 }
 
+// pidNS is pid's pid namespace; pid 0 is modrtd's own, read once (a
+// process's pid namespace is fixed for its life).
 func (o *PidOwners) pidNS(pid int) (string, error) {
 	if pid == 0 {
-		return os.Readlink(o.procFS + "/self/ns/pid")
+		o.hostOnce.Do(func() { o.hostNS, o.hostErr = os.Readlink(o.procFS + "/self/ns/pid") })
+		return o.hostNS, o.hostErr
 	}
 	return os.Readlink(fmt.Sprintf("%s/%d/ns/pid", o.procFS, pid))
 }
 
-// Owns reports whether pid is a process of module, looking again for up to
-// a second before it says no.
+// Owns reports whether pid is a process of module. While the module's task
+// is not settled (no task recorded yet, or the recorded one is gone: a
+// start or restart in flight) it looks again for up to a second before it
+// says no; a refusal against a running, recorded task is given at once,
+// as looking again cannot change it.
 func (o *PidOwners) Owns(ctx context.Context, module string, pid int32) bool {
 	deadline := time.Now().Add(o.settle)
 	for {
-		if pid > 0 && o.ownsOnce(ctx, module, pid) {
+		if pid <= 0 {
+			return false
+		}
+		owns, settled := o.ownsOnce(ctx, module, pid)
+		if owns {
 			return true
 		}
-		if !time.Now().Before(deadline) {
+		if settled || !time.Now().Before(deadline) {
 			return false
 		}
 		select {
@@ -62,20 +77,37 @@ func (o *PidOwners) Owns(ctx context.Context, module string, pid int32) bool {
 	}
 }
 
-func (o *PidOwners) ownsOnce(ctx context.Context, module string, pid int32) bool {
+// ownsOnce applies the rule once. settled says a refusal is final: the
+// module's task is recorded and still runs, so no start in flight can make
+// pid its process later; and an unknown module or a caller already gone
+// stay so.
+func (o *PidOwners) ownsOnce(ctx context.Context, module string, pid int32) (owns, settled bool) {
 	st, err := o.rt.Status(ctx, module)
 	if err != nil {
-		return false
+		return false, false
 	}
 	hostNS, err := o.pidNS(0)
 	if err != nil {
-		return false
+		return false, false
 	}
 	peerNS, err := o.pidNS(int(pid))
 	if err != nil {
-		return false // gone, or not visible from here
+		return false, true // gone, or not visible from here
 	}
-	return o.owns(ctx, st, pid, peerNS, hostNS)
+	if o.owns(ctx, st, pid, peerNS, hostNS) {
+		return true, true
+	}
+	return false, o.taskRuns(st)
+}
+
+// taskRuns reports whether st's recorded task still runs (its process can
+// be seen).
+func (o *PidOwners) taskRuns(st Status) bool {
+	if st.Pid == 0 {
+		return false
+	}
+	_, err := o.pidNS(int(st.Pid))
+	return err == nil
 }
 
 // owns applies the rule to one module's status.

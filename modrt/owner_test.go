@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -151,3 +152,106 @@ func (s *settlingRuntime) List(ctx context.Context) ([]Status, error) {
 	return []Status{st}, nil
 }
 func (s *settlingRuntime) Pids(context.Context, string) ([]uint32, error) { return nil, nil }
+
+// countingRuntime counts how often the rule asked for a module's status.
+type countingRuntime struct {
+	fakeOwnerRuntime
+	statuses int
+}
+
+func (c *countingRuntime) Status(ctx context.Context, name string) (Status, error) {
+	c.statuses++
+	return c.fakeOwnerRuntime.Status(ctx, name)
+}
+
+// TestPidOwnersRefusesAForeignCallerAtOnce: a process of another module (a
+// pid namespace of its own) or of the host is refused for a module whose
+// task runs, in one pass of the rule: looking again cannot change it. The
+// module's own processes are still its own.
+func TestPidOwnersRefusesAForeignCallerAtOnce(t *testing.T) {
+	testenv.RequireRoot(t)
+	ctx := context.Background()
+	task, child := startInNewPidNS(t)
+	_, foreign := startInNewPidNS(t)
+	stranger := exec.Command("sleep", "300")
+	if err := stranger.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stranger.Process.Kill(); stranger.Wait() })
+	tests := []struct {
+		name string
+		pid  int
+		owns bool
+	}{
+		{"the module's own child", child, true},
+		{"a process of another pid namespace", foreign, false},
+		{"a host process", stranger.Process.Pid, false},
+		{"modrtd itself", os.Getpid(), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rt := &countingRuntime{fakeOwnerRuntime: fakeOwnerRuntime{"sensor": {pid: uint32(task), pids: []uint32{uint32(task)}}}}
+			o := newPidOwners(rt) // the full settle time
+			if got := o.Owns(ctx, "sensor", int32(tt.pid)); got != tt.owns {
+				t.Fatalf("Owns = %v, want %v", got, tt.owns)
+			}
+			if rt.statuses != 1 {
+				t.Fatalf("the rule looked %d times; a running task's answer is final after one", rt.statuses)
+			}
+		})
+	}
+}
+
+// TestPidOwnersLooksAgainWhileTheTaskIsNotSettled: with no task recorded,
+// or a recorded one that is gone (a restart in flight), a refusal is not
+// final: the rule looks again until the settle time ends.
+func TestPidOwnersLooksAgainWhileTheTaskIsNotSettled(t *testing.T) {
+	testenv.RequireRoot(t)
+	_, foreign := startInNewPidNS(t)
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for name, pid := range map[string]uint32{"no task recorded": 0, "the recorded task is gone": uint32(gone.Process.Pid)} {
+		t.Run(name, func(t *testing.T) {
+			rt := &countingRuntime{fakeOwnerRuntime: fakeOwnerRuntime{"sensor": {pid: pid}}}
+			o := newPidOwners(rt)
+			o.settle = 300 * time.Millisecond
+			if o.Owns(context.Background(), "sensor", int32(foreign)) {
+				t.Fatal("Owns accepted a process of another pid namespace")
+			}
+			if rt.statuses < 2 {
+				t.Fatalf("the rule looked %d times while the module's task was not settled; want it to look again", rt.statuses)
+			}
+		})
+	}
+}
+
+// TestPidOwnersReadsItsOwnPidNamespaceOnce: modrtd's own pid namespace is
+// read once (it cannot change), not per request.
+func TestPidOwnersReadsItsOwnPidNamespaceOnce(t *testing.T) {
+	proc := t.TempDir()
+	link := func(pid, ns string) {
+		t.Helper()
+		d := filepath.Join(proc, pid, "ns")
+		os.MkdirAll(d, 0o755)
+		os.Remove(filepath.Join(d, "pid"))
+		if err := os.Symlink(ns, filepath.Join(d, "pid")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link("self", "pid:[1]")
+	link("100", "pid:[2]") // the task
+	link("101", "pid:[2]") // its child
+	o := newPidOwners(fakeOwnerRuntime{"sensor": {pid: 100}})
+	o.procFS, o.settle = proc, 0
+	if !o.Owns(context.Background(), "sensor", 101) {
+		t.Fatal("a child in the task's pid namespace was refused")
+	}
+	// Were it read again, the task's namespace would now be the host's and
+	// the child no module's.
+	link("self", "pid:[2]")
+	if !o.Owns(context.Background(), "sensor", 101) {
+		t.Fatal("modrtd's own pid namespace was read again")
+	}
+}

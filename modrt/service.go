@@ -40,6 +40,8 @@ type Service struct {
 	hostsMu               sync.Mutex
 	networkName           string   // the default network's, as NetworkMode names it
 	allowHostNetwork      []string // modules the policy lets use the host's network
+
+	specs specCache // parsed specsDir files; edgeAgent polls the list
 }
 
 // AgentModule is the module that manages the others through the
@@ -70,6 +72,7 @@ func NewService(rt *Runtime, cfg *Config, log *slog.Logger) *Service {
 	s := &Service{rt: rt, log: log, specsDir: filepath.Join(cfg.Homedir, "specs"),
 		hostsDir: filepath.Join(cfg.Homedir, "hosts"), hostsBase: "/etc/hosts", resolvBase: "/etc/resolv.conf", policy: cfg.ModulePolicy(),
 		networkName: cfg.Network.Name, allowHostNetwork: cfg.Policy.AllowHostNetwork,
+		specs: specCache{settle: specSettle},
 	}
 	rt.OnNetworkChange(func() {
 		if err := s.refreshHosts(context.Background()); err != nil {
@@ -190,6 +193,7 @@ func (s *Service) Remove(ctx context.Context, name string) error {
 		s.Workload.Close(name)
 	}
 	os.Remove(filepath.Join(s.specsDir, name+".json"))
+	s.specs.forget(name)
 	if err := s.refreshHosts(ctx); err != nil {
 		s.log.Warn("update the modules' hosts file", "err", err)
 	}
@@ -197,6 +201,7 @@ func (s *Service) Remove(ctx context.Context, name string) error {
 }
 
 func (s *Service) saveSpec(name string, spec *Spec) error {
+	s.specs.forget(name)
 	if err := os.MkdirAll(s.specsDir, 0o700); err != nil {
 		return err
 	}
@@ -207,17 +212,10 @@ func (s *Service) saveSpec(name string, spec *Spec) error {
 	return atomicfile.WriteFile(filepath.Join(s.specsDir, name+".json"), data, 0o600)
 }
 
-// Spec returns the (redacted) spec a module was created with; nil if unknown.
+// Spec returns the (redacted) spec a module was created with; nil if
+// unknown. The result is shared: callers must not modify it.
 func (s *Service) Spec(name string) *Spec {
-	data, err := os.ReadFile(filepath.Join(s.specsDir, name+".json"))
-	if err != nil {
-		return nil
-	}
-	spec, err := ParseSpec(data)
-	if err != nil {
-		return nil
-	}
-	return spec
+	return s.specs.load(filepath.Join(s.specsDir, name+".json"), name)
 }
 
 // Resume gives adopted modules their workload sockets back after a restart.

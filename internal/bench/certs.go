@@ -11,9 +11,9 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/edgev2/edgev2/certs"
 	cclient "github.com/edgev2/edgev2/certs/client"
@@ -28,7 +28,8 @@ import (
 // certRows measures local-CA issuance through the bus (CSR in, chain out:
 // certd verifies the CSR, signs as the CA through keyd, stores the chain)
 // beside the in-process cost of the same work.
-func certRows(p *testenv.Program, b *testenv.Bus, pk *testenv.Polkit, dir string) ([]row, error) {
+func certRows(e *benchEnv) error {
+	p, b, pk, dir := e.p, e.b, e.pk, e.dir
 	kuid, kgid := testenv.EnsureUser(p, testenv.ServiceUser)
 	cuid, cgid := testenv.EnsureUser(p, testenv.CertsUser)
 	mk := func(name string, uid, gid int, extra string) string {
@@ -40,8 +41,8 @@ func certRows(p *testenv.Program, b *testenv.Bus, pk *testenv.Polkit, dir string
 		os.Chown(cfg, uid, gid)
 		return cfg
 	}
-	testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-keyd"),
-		Args: []string{"--config", mk("certs-keyd", kuid, kgid, ""), "--log-level", "warn"}, User: testenv.ServiceUser, BusName: keys.BusName})
+	e.keyd = keep(testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-keyd"),
+		Args: []string{"--config", mk("certs-keyd", kuid, kgid, ""), "--log-level", "warn"}, User: testenv.ServiceUser, BusName: keys.BusName}))
 	estURL, estCA, _ := labest.StartTestServer(p, labest.Config{Users: []labest.User{{Name: "bench", Password: "bench-password"}}})
 	caFile := filepath.Join(dir, "est-ca.pem")
 	os.WriteFile(caFile, estCA, 0o644)
@@ -66,104 +67,99 @@ expiry_days = 30
 	// identityRows has certd self-sign.
 	grants, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Certd: []byte(fmt.Sprintf("homedir = %q\n%s", filepath.Join(dir, "certd"), certdCfg))})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	pk.AddRule(p, "bench-certd-grant", string(grants)+fmt.Sprintf(`
 polkit.addRule(function(action, subject) {
   if (subject.user == %q && (action.id == "org.edgev2.keys.use" || action.id == "org.edgev2.keys.read") &&
       action.lookup("key_id") == "bench-x509") { return polkit.Result.YES; }
 });`, testenv.CertsUser))
-	testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-certd"),
+	e.certd = keep(testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-certd"),
 		Args: []string{"--config", mk("certd", cuid, cgid, certdCfg), "--log-level", "warn"},
-		User: testenv.CertsUser, BusName: certs.BusName})
+		User: testenv.CertsUser, BusName: certs.BusName}))
+	time.Sleep(300 * time.Millisecond)
+	e.mem(rssOf(e.certd, "certd", "idle", 0))
 	ctx := context.Background()
 	conn := b.Conn(p)
 	cc := cclient.New(conn)
 	if _, err := cc.Ensure(ctx, "bench-ca"); err != nil {
-		return nil, err
+		return err
 	}
 	key, err := kclient.New(conn).CreateKeyPair(ctx, "bench-leaf", "ec-p256")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	signer, err := key.Signer(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	csr, err := certs.NewCSR(signer, pkix.Name{CommonName: "bench-leaf"}, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	var all []*series
 	var rows []row
-	for _, issuer := range []string{"local_ca", "est"} {
-		r, err := issuanceRows(p, b, csr, issuer)
-		if err != nil {
-			return nil, err
+	durableDir := p.TempDir()
+	for _, c := range []int{1, 8} {
+		durable := rate("in-process verify CSR + sign + fsynced write", c, func(c int, d time.Duration) (float64, error) {
+			return inProcessIssuance(c, d, csr, durableDir)
+		})
+		all = append(all, durable)
+		for _, issuer := range []string{"local_ca", "est"} {
+			issuer := issuer
+			name := "local-CA issuance through the bus"
+			if issuer == "est" {
+				name = "EST enrollment (Basic) via certd and labcloud"
+			}
+			fig := rate(name, c, func(c int, d time.Duration) (float64, error) {
+				return issue(p, b, csr, issuer, c, d)
+			})
+			all = append(all, fig)
+			rows = append(rows, against("Certificates: CreateCertificate", fig, durable, nil))
 		}
-		rows = append(rows, r...)
 	}
-	return rows, nil
+	if err := interleave(*reps, all...); err != nil {
+		return err
+	}
+	e.add(rows...)
+	e.mem(rssOf(e.certd, "certd", "after load", 0))
+	return nil
 }
 
-// issuanceRows measures CreateCertificate through the bus with one issuer.
-func issuanceRows(p *testenv.Program, b *testenv.Bus, csr []byte, issuer string) ([]row, error) {
+// issue calls CreateCertificate with one issuer on c connections for d.
+func issue(p *testenv.Program, b *testenv.Bus, csr []byte, issuer string, c int, d time.Duration) (float64, error) {
 	ctx := context.Background()
-	var rows []row
-	for _, c := range []int{1, 8} {
-		var ops, errs atomic.Int64
-		var wg sync.WaitGroup
-		start := time.Now()
-		deadline := start.Add(*duration)
-		for i := 0; i < c; i++ {
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				cl := cclient.New(b.Conn(p))
-				for time.Now().Before(deadline) {
-					o := cclient.CreateOptions{Issuer: issuer, Validity: time.Hour}
-					if issuer == "local_ca" {
-						o.IssuerCert, o.IssuerKey = "bench-ca", "bench-ca"
-					}
-					id := fmt.Sprintf("bench-leaf-%d", i)
-					if issuer == "est" {
-						id = fmt.Sprintf("bench-est-%d", i)
-					}
-					_, err := cl.Create(ctx, id, csr, o)
-					if err != nil {
-						errs.Add(1)
-						continue
-					}
-					ops.Add(1)
-				}
-			}(i)
+	cls := make([]*cclient.Client, c)
+	for i := range cls {
+		conn, err := godbus.Connect(b.Address)
+		if err != nil {
+			return 0, err
 		}
-		wg.Wait()
-		if errs.Load() > 0 {
-			return nil, fmt.Errorf("%d CreateCertificate (%s) calls failed", errs.Load(), issuer)
-		}
-		got := float64(ops.Load()) / time.Since(start).Seconds()
-		limit := inProcessIssuance(c, csr, "")
-		durable := inProcessIssuance(c, csr, p.TempDir())
-		figure := "local-CA issuance through the bus"
-		if issuer == "est" {
-			figure = "EST enrollment (Basic) via certd and labcloud"
-		}
-		rows = append(rows, row{figure: figure, clients: c, ops: got, limit: durable, limitOf: "in-process + durable write"})
-		rows = append(rows, row{figure: "  in-process verify CSR + sign", clients: c, ops: limit})
-		rows = append(rows, row{figure: "  in-process + fsynced atomic write (limit)", clients: c, ops: durable})
+		defer conn.Close()
+		cls[i] = cclient.New(conn)
 	}
-	return rows, nil
+	return parallel(c, d, func(i int) error {
+		o := cclient.CreateOptions{Issuer: issuer, Validity: time.Hour}
+		id := fmt.Sprintf("bench-leaf-%d", i)
+		if issuer == "local_ca" {
+			o.IssuerCert, o.IssuerKey = "bench-ca", "bench-ca"
+		} else {
+			id = fmt.Sprintf("bench-est-%d", i)
+		}
+		_, err := cls[i].Create(ctx, id, csr, o)
+		return err
+	})
 }
 
 // inProcessIssuance is the same work with the CA key in memory: parse and
 // verify the CSR, build and sign the certificate.
-func inProcessIssuance(c int, csrDER []byte, storeDir string) float64 {
+func inProcessIssuance(c int, d time.Duration, csrDER []byte, storeDir string) (float64, error) {
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ca"}, IsCA: true,
 		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
 	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &caKey.PublicKey, caKey)
 	ca, _ := x509.ParseCertificate(der)
-	return parallel(c, func() error {
+	return parallel(c, d, func(w int) error {
 		csr, err := certs.ParseCSR(csrDER)
 		if err != nil {
 			return err
@@ -172,6 +168,6 @@ func inProcessIssuance(c int, csrDER []byte, storeDir string) float64 {
 		if err != nil || storeDir == "" {
 			return err
 		}
-		return atomicfile.WriteFile(filepath.Join(storeDir, "leaf.pem"), []byte(certs.EncodeChain(chain)), 0o600)
+		return atomicfile.WriteFile(filepath.Join(storeDir, fmt.Sprintf("leaf-%d.pem", w)), []byte(certs.EncodeChain(chain)), 0o600)
 	})
 }

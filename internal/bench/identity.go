@@ -2,19 +2,14 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/edgev2/edgev2/certs"
+	godbus "github.com/godbus/dbus/v5"
+
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/identity"
 	iclient "github.com/edgev2/edgev2/identity/client"
@@ -25,122 +20,147 @@ import (
 	kclient "github.com/edgev2/edgev2/keys/client"
 )
 
-// identityRows measures identityd: start to provisioned against labcloud
-// (DPS symmetric key and X.509), start from a warm cache, and GetSasToken
-// beside the Keys SignDerived it rests on. keyd and certd are already up.
-func identityRows(p *testenv.Program, b *testenv.Bus, pk *testenv.Polkit, dir string) ([]row, []string, error) {
+// identityRows measures identityd: start → provisioned from an empty
+// state against labcloud's DPS (symmetric key) answering Retry-After 0 and
+// 1 s, interleaved, and our own time beyond that Retry-After; the start from
+// the warm cache; and GetSasToken beside the Keys SignDerived it rests on.
+// keyd and certd are running (certRows).
+func identityRows(e *benchEnv) error {
+	p, b := e.p, e.b
 	ctx := context.Background()
 	conn := b.Conn(p)
 	kc, cc, ic := kclient.New(conn), cclient.New(conn), iclient.New(conn)
 	symKey := []byte("bench-dps-enrollment-key-0123456789")
 	if _, err := kc.CreateKey(ctx, "bench-dps", "sign", symKey); err != nil {
-		return nil, nil, err
-	}
-	xk, err := kc.CreateKeyPair(ctx, "bench-x509", "ec-p256")
-	if err != nil {
-		return nil, nil, err
-	}
-	signer, _ := xk.Signer(ctx)
-	csr, _ := certs.NewCSR(signer, pkix.Name{CommonName: "bench-x509"}, nil)
-	xpem, err := cc.Create(ctx, "bench-x509", csr, cclient.CreateOptions{Issuer: "self_signed", KeyID: "bench-x509", Validity: time.Hour})
-	if err != nil {
-		return nil, nil, err
-	}
-	chain, _ := certs.ParseChainPEM(xpem)
-	sum := sha256.Sum256(chain[0].Raw)
-	cloud := labcloud.StartTestCloud(p, labcloud.Config{DPS: dps.Config{IDScope: "0ne0000bench", RetryAfter: 1,
-		Enrollments: []dps.Enrollment{
-			{RegistrationID: "bench-sym", Attestation: "symmetric_key", PrimaryKey: base64.StdEncoding.EncodeToString(symKey)},
-			{RegistrationID: "bench-x509", Attestation: "x509", CertificateThumbprint: strings.ToUpper(hex.EncodeToString(sum[:]))},
-		}}})
-	if err := cc.Import(ctx, "bench-cloud-ca", string(cloud.CAPEM)); err != nil {
-		return nil, nil, err
+		return err
 	}
 	iuid, igid := testenv.EnsureUser(p, testenv.IdentityUser)
-	var notes []string
-	var rows []row
-	var symSvc *testenv.Service
-	for _, att := range []string{"symmetric_key", "x509"} {
-		home := filepath.Join(dir, "identityd-"+att)
-		os.Mkdir(home, 0o700)
-		os.Chown(home, iuid, igid)
-		attest := "registration_id = \"bench-sym\"\nsymmetric_key = \"bench-dps\"\n"
-		if att == "x509" {
-			attest = "identity_cert = \"bench-x509\"\nidentity_pk = \"bench-x509\"\n"
+	binary := testenv.BuildBinary(p, "./cmd/edgev2-identityd")
+	type setup struct {
+		retryAfter int
+		home, cfg  string
+	}
+	var setups []setup
+	for _, ra := range []int{0, 1} {
+		cloud := labcloud.StartTestCloud(p, labcloud.Config{DPS: dps.Config{IDScope: "0ne0000bench", RetryAfter: max(ra, 1), ZeroRetryAfter: ra == 0,
+			Enrollments: []dps.Enrollment{{RegistrationID: "bench-sym", Attestation: "symmetric_key", PrimaryKey: base64.StdEncoding.EncodeToString(symKey)}}}})
+		caID := fmt.Sprintf("bench-cloud-ca-%d", ra)
+		if err := cc.Import(ctx, caID, string(cloud.CAPEM)); err != nil {
+			return err
 		}
-		cfg := filepath.Join(dir, "identityd-"+att+".toml")
+		home := filepath.Join(e.dir, fmt.Sprintf("identityd-ra%d", ra))
 		text := fmt.Sprintf(`homedir = %q
 [provisioning]
 source = "dps"
 global_endpoint = %q
 id_scope = "0ne0000bench"
 [provisioning.attestation]
-method = %q
-%s[cloud]
-trusted_certs = ["bench-cloud-ca"]
-`, home, cloud.URL, att, attest)
+method = "symmetric_key"
+registration_id = "bench-sym"
+symmetric_key = "bench-dps"
+[cloud]
+trusted_certs = [%q]
+`, home, cloud.URL, caID)
+		cfg := filepath.Join(e.dir, fmt.Sprintf("identityd-ra%d.toml", ra))
 		os.WriteFile(cfg, []byte(text), 0o600)
 		os.Chown(cfg, iuid, igid)
 		grants, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Identityd: []byte(text)})
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
-		pk.AddRule(p, "bench-identityd-grant-"+strings.ReplaceAll(att, "_", "-"), string(grants))
-		opts := testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-identityd"), Args: []string{"--config", cfg, "--log-level", "warn"},
+		e.pk.AddRule(p, fmt.Sprintf("bench-identityd-grant-ra%d", ra), string(grants))
+		setups = append(setups, setup{ra, home, cfg})
+	}
+	opts := func(s setup) testenv.ServiceOptions {
+		return testenv.ServiceOptions{Binary: binary, Args: []string{"--config", s.cfg, "--log-level", "warn"},
 			User: testenv.IdentityUser, BusName: identity.BusName}
-		start := time.Now()
-		svc := testenv.StartService(p, b, opts)
-		if err := waitProvisioned(ctx, ic); err != nil {
-			return nil, nil, fmt.Errorf("identityd (%s): %w", att, err)
-		}
-		cold := time.Since(start)
-		svc.Stop(p)
-		start = time.Now()
-		svc.Restart(p)
-		if err := waitProvisioned(ctx, ic); err != nil {
-			return nil, nil, err
-		}
-		warm := time.Since(start)
-		notes = append(notes, fmt.Sprintf("identityd start → provisioned, DPS %s: %v cold (labcloud's DPS asks for Retry-After: 1 s, the floor), %v from the warm cache",
-			att, cold.Round(time.Millisecond), warm.Round(time.Millisecond)))
-		svc.Stop(p) // one identityd at a time: they share the bus name
-		if att == "symmetric_key" {
-			symSvc = svc
-		}
 	}
-	// GetSasToken for a module beside the Keys SignDerived it makes.
-	symSvc.Restart(p)
+	// start runs identityd (from an empty state when cold) until provisioned.
+	start := func(s setup, cold bool) (float64, error) {
+		if cold {
+			os.RemoveAll(s.home)
+			os.Mkdir(s.home, 0o700)
+			os.Chown(s.home, iuid, igid)
+		}
+		t0 := time.Now()
+		svc := testenv.StartService(p, b, opts(s))
+		defer svc.Stop(p)
+		if err := waitProvisioned(ctx, ic); err != nil {
+			return 0, err
+		}
+		return ms(time.Since(t0)), nil
+	}
+	var all []*series
+	var colds []*series
+	for _, s := range setups {
+		s := s
+		cold := millis(fmt.Sprintf("start → provisioned, cold, DPS Retry-After %d s", s.retryAfter), 1, func(int, time.Duration) (float64, error) { return start(s, true) })
+		colds = append(colds, cold)
+		all = append(all, cold)
+	}
+	warm := millis("start → provisioned from the warm cache", 1, func(int, time.Duration) (float64, error) { return start(setups[1], false) })
+	all = append(all, warm)
+	if err := interleave(*reps, all...); err != nil {
+		return err
+	}
+	for i, s := range setups {
+		beyond := &series{Name: fmt.Sprintf("  our own time beyond Retry-After %d s", s.retryAfter), Clients: 1, Unit: "ms"}
+		for _, v := range colds[i].Samples {
+			beyond.Samples = append(beyond.Samples, v-float64(s.retryAfter*1000))
+		}
+		e.add(against("Identity: cold DPS provisioning (symmetric key)", colds[i], nil, nil),
+			against("Identity: cold DPS provisioning (symmetric key)", beyond, nil, atMost(100, "≤ 100 ms")))
+	}
+	e.add(against("Identity: cold DPS provisioning (symmetric key)", warm, nil, nil))
+
+	// identityd stays up, provisioned, for the modules.
+	svc := keep(testenv.StartService(p, b, opts(setups[1])))
+	e.identityd = svc
 	if err := waitProvisioned(ctx, ic); err != nil {
-		return nil, nil, err
+		return err
 	}
+	time.Sleep(300 * time.Millisecond)
+	e.mem(rssOf(svc, "identityd", "idle", 0))
 	m, err := ic.CreateModule(ctx, "bench-mod", "")
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	derivation := []byte("bench-mod:" + m.S("generation_id") + ":primary")
+	e.derivation = []byte("bench-mod:" + m.S("generation_id") + ":primary")
+	all = nil
+	var rows []row
 	for _, c := range []int{1, 8} {
-		got, err := loadInProcess(p, b, c, func(ic *iclient.Client, kc *kclient.Client) error {
-			_, err := ic.SasToken(ctx, "bench-mod", 300)
-			return err
+		sas := rate("GetSasToken (module) through identityd", c, func(c int, d time.Duration) (float64, error) {
+			return loadInProcess(p, b, c, d, func(ic *iclient.Client, kc *kclient.Client) error {
+				_, err := ic.SasToken(ctx, "bench-mod", 300)
+				return err
+			})
 		})
-		if err != nil {
-			return nil, nil, err
-		}
-		limit, err := loadInProcess(p, b, c, func(ic *iclient.Client, kc *kclient.Client) error {
-			_, err := kc.Key("identityd-master").SignDerived(ctx, derivation, []byte("sr\n1700000000"))
-			return err
-		})
-		if err != nil {
-			return nil, nil, err
-		}
-		rows = append(rows, row{figure: "GetSasToken (module) through identityd", clients: c, ops: got, limit: limit, limitOf: "Keys SignDerived"})
-		rows = append(rows, row{figure: "  Keys SignDerived over the bus (limit)", clients: c, ops: limit})
+		sd := e.signDerived(c)
+		all = append(all, sas, sd)
+		rows = append(rows, against("Identity: GetSasToken", sas, sd, nil))
 	}
-	return rows, notes, nil
+	if err := interleave(*reps, all...); err != nil {
+		return err
+	}
+	e.add(rows...)
+	e.mem(rssOf(svc, "identityd", "after load", 0))
+	return nil
+}
+
+// signDerived is keyd SignDerived over the bus with identityd's master key
+// and module bench-mod's derivation, called by root in this process.
+func (e *benchEnv) signDerived(c int) *series {
+	ctx := context.Background()
+	return rate("keyd SignDerived over the bus", c, func(c int, d time.Duration) (float64, error) {
+		return loadInProcess(e.p, e.b, c, d, func(ic *iclient.Client, kc *kclient.Client) error {
+			_, err := kc.Key("identityd-master").SignDerived(ctx, e.derivation, []byte("sr\n1700000000"))
+			return err
+		})
+	})
 }
 
 func waitProvisioned(ctx context.Context, ic *iclient.Client) error {
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
 		if st, err := ic.State(ctx); err == nil && st == "provisioned" {
 			return nil
 		}
@@ -149,32 +169,20 @@ func waitProvisioned(ctx context.Context, ic *iclient.Client) error {
 	return fmt.Errorf("not provisioned in 60 s: %s", info.S("last_error"))
 }
 
-// loadInProcess runs fn on c connections (as root) for the measurement time.
-func loadInProcess(p *testenv.Program, b *testenv.Bus, c int, fn func(*iclient.Client, *kclient.Client) error) (float64, error) {
-	var ops, errs atomic.Int64
-	var first atomic.Value
-	var wg sync.WaitGroup
-	start := time.Now()
-	deadline := start.Add(*duration)
-	for i := 0; i < c; i++ {
-		conn := b.Conn(p)
-		ic, kc := iclient.New(conn), kclient.New(conn)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(deadline) {
-				if err := fn(ic, kc); err != nil {
-					errs.Add(1)
-					first.CompareAndSwap(nil, err.Error())
-					continue
-				}
-				ops.Add(1)
-			}
-		}()
+// loadInProcess runs fn on c connections (as root) for d.
+func loadInProcess(p *testenv.Program, b *testenv.Bus, c int, d time.Duration, fn func(*iclient.Client, *kclient.Client) error) (float64, error) {
+	type pair struct {
+		ic *iclient.Client
+		kc *kclient.Client
 	}
-	wg.Wait()
-	if errs.Load() > 0 {
-		return 0, fmt.Errorf("%d calls failed, first: %v", errs.Load(), first.Load())
+	cls := make([]pair, c)
+	for i := range cls {
+		conn, err := godbus.Connect(b.Address)
+		if err != nil {
+			return 0, err
+		}
+		defer conn.Close()
+		cls[i] = pair{iclient.New(conn), kclient.New(conn)}
 	}
-	return float64(ops.Load()) / time.Since(start).Seconds(), nil
+	return parallel(c, d, func(i int) error { return fn(cls[i].ic, cls[i].kc) })
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -23,11 +24,21 @@ import (
 // and one caller (an ordinary user, through polkit) cycling Sign over 1,000
 // keys. Figures are printed with their repetitions and spread; nothing is
 // asserted.
+func keyScaleRows(e *benchEnv) error {
+	notes, err := keyScaleNotes(e.p, e.b, testenv.BuildBinary(e.p, "./cmd/edgev2-keyd"), e.self, e.dir)
+	e.note(notes...)
+	return err
+}
+
 func keyScaleNotes(p *testenv.Program, b *testenv.Bus, keyd, self, dir string) ([]string, error) {
 	uid, gid := testenv.EnsureUser(p, testenv.ServiceUser)
 	ouid, ogid := testenv.EnsureUser(p, testenv.OtherUser)
 	notes := []string{"keyd at scale (file engine, ec-p256 keys; median and min–max over the repetitions):"}
-	for _, n := range []int{10, 10000} {
+	sizes := []int{10, 10000}
+	if *quick {
+		sizes = []int{10, 1000}
+	}
+	for _, n := range sizes {
 		home := filepath.Join(dir, fmt.Sprintf("scale-%d", n))
 		t0 := time.Now()
 		if err := makeKeys(home, n); err != nil {
@@ -87,7 +98,7 @@ func keyScaleNotes(p *testenv.Program, b *testenv.Bus, keyd, self, dir string) (
 		rssSettled := svc.RSSKiB()
 		load := func(op string, keys int) (float64, error) {
 			cmd := exec.Command(self, "-client", "-address", b.Address, "-op", op, "-key", "bench-scale-", "-n", fmt.Sprint(keys),
-				"-mech", "ecdsa-sha256", "-c", "1", "-d", duration.String())
+				"-mech", "ecdsa-sha256", "-c", "1", "-d", sample.String())
 			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(ouid), Gid: uint32(ogid), Groups: []uint32{}}}
 			out, err := cmd.Output()
 			var r result
@@ -163,6 +174,23 @@ func makeKeys(home string, n int) error {
 	default:
 		return nil
 	}
+}
+
+// cpuTime is a process's user+system CPU time from /proc/<pid>/stat.
+func cpuTime(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(fields) < 13 {
+		return 0
+	}
+	var ut, st int64
+	fmt.Sscan(fields[11], &ut)
+	fmt.Sscan(fields[12], &st)
+	return time.Duration(ut+st) * (time.Second / 100) // USER_HZ
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -2,13 +2,14 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -18,100 +19,170 @@ import (
 	"github.com/edgev2/edgev2/modrt"
 )
 
-// moduleNotes measures modrtd: create+start to running beside `ctr run` of
-// the same image, workload sign requests/s from inside a module, and
-// modrtd's RSS with 0 and 20 modules. identityd (provisioned) is running.
-func moduleNotes(p *testenv.Program, b *testenv.Bus) ([]string, error) {
+const benchImage = "edgev2.bench/busybox:1"
+
+// moduleRows measures modrtd: a module's whole life (create, start, run
+// `true`, exit, remove) beside `ctr run --rm` of the same image and
+// command, at 1 and 8 at once (the ratio is modrtd / ctr); workload sign
+// from inside a module (a process exec'd into its container, 1 and 8
+// clients) beside keyd SignDerived over the bus; modrtd's memory with 0
+// and 20 modules. identityd (provisioned), keyd and certd are running.
+func moduleRows(e *benchEnv) error {
+	p, b := e.p, e.b
+	if e.identityd == nil {
+		return fmt.Errorf("the modules part needs the identity part (a provisioned identityd)")
+	}
 	ctr := testenv.StartContainerd(p)
 	dir := testenv.SharedTempDir(p, "bench-modrtd")
 	cfg := filepath.Join(dir, "modrtd.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = \"edgev2-bench\"\ntrust_bundle = \"bench-cloud-ca\"\n", filepath.Join(dir, "home"), ctr.Address)), 0o600)
-	svc := testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-modrtd"),
-		Args: []string{"--config", cfg, "--log-level", "warn"}, User: "root", BusName: modrt.BusName})
+	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = \"edgev2-bench\"\ntrust_bundle = \"bench-cloud-ca-1\"\n", filepath.Join(dir, "home"), ctr.Address)), 0o600)
+	svc := keep(testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-modrtd"),
+		Args: []string{"--config", cfg, "--log-level", "warn"}, User: "root", BusName: modrt.BusName}))
 	time.Sleep(300 * time.Millisecond)
-	rss0 := svc.RSSKiB()
+	e.mem(rssOf(svc, "modrtd (0 modules)", "idle", 30))
 	bin := filepath.Join(p.TempDir(), "workloadclient")
 	build := exec.Command("go", "build", "-o", bin, "./internal/testenv/workloadclient")
 	build.Dir = testenv.RepoRoot()
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build workloadclient: %v: %s", err, out)
+		return fmt.Errorf("build workloadclient: %v: %s", err, out)
 	}
-	archive := testenv.BuildImage(p, "edgev2.bench/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"},
+	archive := testenv.BuildImage(p, benchImage, testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"},
 		Cmd: []string{"while true; do sleep 1; done"}, Files: map[string]string{"/bin/workloadclient": bin}})
 	conn := b.Conn(p)
 	root := conn.Object(modrt.BusName, modrt.ObjectPath)
 	f, _ := os.Open(archive)
 	if err := root.Call(modrt.Interface+".ImportImage", 0, godbus.UnixFD(f.Fd())).Err; err != nil {
-		return nil, err
+		return err
 	}
 	f.Close()
 	ctr.Ctr(p, "-n", "ctr-bench", "images", "import", archive)
+	object := func(name string) godbus.BusObject {
+		return conn.Object(modrt.BusName, bus.ChildPath(modrt.ObjectPath, "modules", name))
+	}
 	status := func(name string) string {
-		v, _ := conn.Object(modrt.BusName, bus.ChildPath(modrt.ObjectPath, "modules", name)).GetProperty(modrt.ModuleInterface + ".Status")
+		v, _ := object(name).GetProperty(modrt.ModuleInterface + ".Status")
 		s, _ := v.Value().(string)
 		return s
 	}
-	create := func(name, cmd string, env string) error {
-		spec := fmt.Sprintf(`{"name":%q,"type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.bench/busybox:1","createOptions":{"Cmd":[%q]}},"env":{%s}}}`, name, cmd, env)
+	create := func(name, cmd string) error {
+		spec := fmt.Sprintf(`{"name":%q,"type":"docker","restartPolicy":"never","config":{"settings":{"image":%q,"createOptions":{"Cmd":[%q]}}}}`, name, benchImage, cmd)
 		return root.Call(modrt.Interface+".CreateModule", 0, name, spec, map[string]godbus.Variant{}).Err
 	}
-	const n = 5
-	var ours, theirs time.Duration
-	for i := 0; i < n; i++ {
-		name := fmt.Sprintf("speed-%d", i)
-		start := time.Now()
-		if err := create(name, "while true; do sleep 1; done", ""); err != nil {
-			return nil, err
+	var seq atomic.Int64
+	// life runs c modules (or c ctr containers) through their whole life at once.
+	life := func(c int, one func(id string) error) (float64, error) {
+		var wg sync.WaitGroup
+		errs := make(chan error, c)
+		t0 := time.Now()
+		for i := 0; i < c; i++ {
+			id := fmt.Sprintf("life-%d", seq.Add(1))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := one(id); err != nil {
+					errs <- err
+				}
+			}()
 		}
-		for status(name) != "running" {
-			time.Sleep(2 * time.Millisecond)
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			return 0, err
 		}
-		ours += time.Since(start)
-		start = time.Now()
-		ctr.Ctr(p, "-n", "ctr-bench", "run", "-d", "edgev2.bench/busybox:1", name, "/bin/sh", "-c", "while true; do sleep 1; done")
-		theirs += time.Since(start)
+		return ms(time.Since(t0)), nil
 	}
-	notes := []string{fmt.Sprintf("module create+start → running via modrtd: %v avg (identity created in the hub, workload socket, supervision) beside `ctr run -d` of the same image: %v avg; ratio %.2f",
-		(ours / n).Round(time.Millisecond), (theirs / n).Round(time.Millisecond), float64(theirs)/float64(ours))}
-	// Workload sign from inside a module.
-	if err := create("signer", "/bin/workloadclient", `"BENCH_SECONDS":{"value":"3"}`); err != nil {
-		return nil, err
+	viaModrtd := func(id string) error {
+		if err := create(id, "true"); err != nil {
+			return err
+		}
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+			if st := status(id); st == "stopped" || st == "failed" {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("module %s did not finish in 60 s", id)
+			}
+		}
+		return object(id).Call(modrt.ModuleInterface+".Remove", 0).Err
 	}
-	var rate float64
-	for deadline := time.Now().Add(30 * time.Second); rate == 0 && time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
-		rate = benchResult(conn, "signer")
+	viaCtr := func(id string) error {
+		out, err := exec.Command("ctr", "-a", ctr.Address, "-n", "ctr-bench", "run", "--rm", benchImage, id, "/bin/sh", "-c", "true").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ctr run --rm: %v: %s", err, out)
+		}
+		return nil
 	}
-	notes = append(notes, fmt.Sprintf("workload sign from inside a module (1 client, HTTP over the socket → identityd → keyd SignDerived): %.0f requests/s", rate))
-	for i := n; i < 20; i++ {
-		if err := create(fmt.Sprintf("speed-%d", i), "while true; do sleep 1; done", ""); err != nil {
-			return nil, err
+	var all []*series
+	var rows []row
+	counts := []int{1, 8}
+	if *quick {
+		counts = []int{1}
+	}
+	for _, c := range counts {
+		ours := millis("module life via modrtd (create, start, exit, remove)", c, func(c int, _ time.Duration) (float64, error) { return life(c, viaModrtd) })
+		theirs := millis("`ctr run --rm`, same image and command", c, func(c int, _ time.Duration) (float64, error) { return life(c, viaCtr) })
+		all = append(all, ours, theirs)
+		rows = append(rows, against("Modules: start (ratio modrtd / ctr)", ours, theirs, nil))
+	}
+	if err := interleave(*reps, all...); err != nil {
+		return err
+	}
+	e.add(rows...)
+
+	// Workload sign from inside a module: a process exec'd into its
+	// container (its pid namespace) signs through the module's socket.
+	if err := create("signer", "while true; do sleep 1; done"); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(30 * time.Second); status("signer") != "running"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("module signer is %s, not running", status("signer"))
+		}
+	}
+	workload := func(c int, d time.Duration) (float64, error) {
+		script := fmt.Sprintf("BENCH_SECONDS=%g BENCH_CLIENTS=%d exec /bin/workloadclient", d.Seconds(), c)
+		out, err := exec.Command("ctr", "-a", ctr.Address, "-n", "edgev2-bench", "task", "exec", "--exec-id", fmt.Sprintf("bench-%d", seq.Add(1)),
+			"signer", "/bin/sh", "-c", script).CombinedOutput()
+		if err != nil {
+			return 0, fmt.Errorf("exec workloadclient: %v: %s", err, out)
+		}
+		return workloadResult(string(out))
+	}
+	all, rows = nil, nil
+	for _, c := range []int{1, 8} {
+		fig := rate("workload sign from inside a module", c, workload)
+		sd := e.signDerived(c)
+		all = append(all, fig, sd)
+		rows = append(rows, against("Modules: workload sign (HTTP → modrtd → identityd → keyd)", fig, sd, atLeast(0.8, "≥ 0.80")))
+	}
+	if err := interleave(*reps, all...); err != nil {
+		return err
+	}
+	e.add(rows...)
+	for i := 0; i < 20; i++ {
+		if err := create(fmt.Sprintf("idle-%d", i), "while true; do sleep 1; done"); err != nil {
+			return err
 		}
 	}
 	time.Sleep(time.Second)
-	notes = append(notes, fmt.Sprintf("modrtd RSS: %.1f MB with 0 modules, %.1f MB with 20 running", float64(rss0)/1024, float64(svc.RSSKiB())/1024))
-	return notes, nil
+	e.mem(rssOf(svc, "modrtd (21 modules running)", "after load", 0))
+	return nil
 }
 
-func benchResult(conn *godbus.Conn, name string) float64 {
-	var fd godbus.UnixFD
-	obj := conn.Object(modrt.BusName, bus.ChildPath(modrt.ObjectPath, "modules", name))
-	if obj.Call(modrt.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{}).Store(&fd) != nil {
-		return 0
-	}
-	f := os.NewFile(uintptr(fd), "logs")
-	text, _ := modrt.FramedText(f)
-	f.Close()
-	sc := bufio.NewScanner(strings.NewReader(text))
+func workloadResult(out string) (float64, error) {
+	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		if j, ok := strings.CutPrefix(sc.Text(), "WORKLOAD-RESULT "); ok {
 			var res map[string]any
-			json.Unmarshal([]byte(j), &res)
-			v, _ := res["sign_per_s"].(float64)
-			return v
+			if err := json.Unmarshal([]byte(j), &res); err != nil {
+				return 0, err
+			}
+			if v, ok := res["sign_per_s"].(float64); ok && v > 0 {
+				return v, nil
+			}
+			return 0, fmt.Errorf("workload client: %s", j)
 		}
 	}
-	return 0
+	return 0, fmt.Errorf("workload client printed no result: %s", out)
 }
-
-var _ = context.Background

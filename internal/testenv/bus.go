@@ -17,8 +17,9 @@ import (
 // by default, holes punched only by the repo's policy files and polkit's.
 type Bus struct {
 	// Address is the bus address, for DBUS_SYSTEM_BUS_ADDRESS or --address.
-	Address string
-	proc    *process
+	Address   string
+	proc      *process
+	policyDir string
 }
 
 // polkitBusPolicy is Debian's bus policy for polkitd, which lets user
@@ -140,7 +141,7 @@ func StartBus(t TB) *Bus {
 	if err != nil {
 		t.Fatalf("start dbus-daemon: %v", err)
 	}
-	b := &Bus{proc: proc}
+	b := &Bus{proc: proc, policyDir: policyDir}
 	t.Cleanup(func() {
 		proc.kill()
 		logIfFailed(t, "dbus-daemon", proc.out)
@@ -177,7 +178,7 @@ func (b *Bus) Conn(t TB) *dbus.Conn {
 // WaitForName waits until name has an owner on the bus.
 func (b *Bus) WaitForName(t TB, name string, timeout time.Duration) {
 	t.Helper()
-	if err := b.waitForName(name, timeout, nil); err != nil {
+	if err := b.waitForName(name, timeout, nil, 0); err != nil {
 		t.Fatalf("%v", err)
 	}
 }
@@ -191,8 +192,11 @@ func (b *Bus) Busctl(t TB, user string, args ...string) (stdout, stderr string, 
 var errExited = errors.New("process exited")
 
 // waitForName waits until name has an owner, giving up after timeout or,
-// returning errExited, when exited is closed.
-func (b *Bus) waitForName(name string, timeout time.Duration, exited <-chan struct{}) error {
+// returning errExited, when exited is closed. With pid > 0 the owner must
+// be that process: a name still held by an earlier instance (or by anyone
+// else) is not the service just started, and calls would reach the wrong
+// process.
+func (b *Bus) waitForName(name string, timeout time.Duration, exited <-chan struct{}, pid int) error {
 	conn, err := dbus.Connect(b.Address)
 	if err != nil {
 		return fmt.Errorf("connect to bus: %w", err)
@@ -209,10 +213,24 @@ func (b *Bus) waitForName(name string, timeout time.Duration, exited <-chan stru
 	); err != nil {
 		return fmt.Errorf("watch owner of %s: %w", name, err)
 	}
-	var has bool
-	if err := conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, name).Store(&has); err != nil {
-		return fmt.Errorf("NameHasOwner %s: %w", name, err)
+	owned := func(owner string) bool {
+		if owner == "" {
+			return false
+		}
+		if pid <= 0 {
+			return true
+		}
+		var got uint32
+		if conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixProcessID", 0, owner).Store(&got) != nil {
+			return false // the owner went away in between
+		}
+		return int(got) == pid
 	}
+	var owner string
+	if conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, name).Store(&owner) != nil {
+		owner = "" // no owner yet
+	}
+	has := owned(owner)
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	for !has {
@@ -223,15 +241,39 @@ func (b *Bus) waitForName(name string, timeout time.Duration, exited <-chan stru
 			}
 			if len(sig.Body) == 3 {
 				newOwner, _ := sig.Body[2].(string)
-				has = newOwner != ""
+				has = owned(newOwner)
 			}
 		case <-exited:
 			return errExited
 		case <-timer.C:
+			if pid > 0 {
+				return fmt.Errorf("%s is not owned by pid %d within %v", name, pid, timeout)
+			}
 			return fmt.Errorf("%s got no owner on the bus within %v", name, timeout)
 		}
 	}
 	return nil
+}
+
+// waitReleased waits until name is no longer owned by pid (a stopped
+// service's name is released when the bus sees its connection close, which
+// can come after the process is gone). It gives up quietly after timeout.
+func (b *Bus) waitReleased(name string, pid int, timeout time.Duration) {
+	conn, err := dbus.Connect(b.Address)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		var owner string
+		if conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, name).Store(&owner) != nil {
+			return // no owner
+		}
+		var got uint32
+		if conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixProcessID", 0, owner).Store(&got) != nil || int(got) != pid {
+			return
+		}
+	}
 }
 
 func copyFile(t TB, src, dst string, mode os.FileMode) {
@@ -242,6 +284,23 @@ func copyFile(t TB, src, dst string, mode os.FileMode) {
 	}
 	if err := os.WriteFile(dst, data, mode); err != nil {
 		t.Fatalf("write %s: %v", dst, err)
+	}
+}
+
+// AddPolicy installs a bus policy file (a <busconfig> document) named
+// name.conf and has the bus reload its configuration.
+func (b *Bus) AddPolicy(t TB, name, xml string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(b.policyDir, name+".conf"), []byte(xml), 0o644); err != nil {
+		t.Fatalf("write bus policy %s: %v", name, err)
+	}
+	conn, err := dbus.Connect(b.Address)
+	if err != nil {
+		t.Fatalf("connect to bus: %v", err)
+	}
+	defer conn.Close()
+	if err := conn.BusObject().Call("org.freedesktop.DBus.ReloadConfig", 0).Err; err != nil {
+		t.Fatalf("reload bus config: %v", err)
 	}
 }
 

@@ -138,7 +138,7 @@ func StartPolkit(t TB, bus *Bus) *Polkit {
 	})
 	// The bus policy lets only user polkitd own the name, so owning it
 	// also proves polkitd dropped root.
-	switch err := bus.waitForName(polkitName, 20*time.Second, proc.done); {
+	switch err := bus.waitForName(polkitName, 20*time.Second, proc.done, 0); {
 	case errors.Is(err, errExited):
 		t.Fatalf("polkitd exited (code %d) before owning %s; output:\n%s", proc.exitCode(), polkitName, proc.out)
 	case err != nil:

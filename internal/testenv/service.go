@@ -122,7 +122,8 @@ type Service struct {
 }
 
 // StartService runs opt.Binary as opt.User on bus and waits (20 s at most)
-// until it owns opt.BusName. Its output is logged on cleanup if the test
+// until it, this process, owns opt.BusName (a name still held by another
+// process fails the start). Its output is logged on cleanup if the test
 // failed; cleanup stops it.
 func StartService(t TB, bus *Bus, opt ServiceOptions) *Service {
 	t.Helper()
@@ -155,7 +156,7 @@ func (s *Service) start(t TB) {
 	if s.opt.BusName == "" {
 		return
 	}
-	switch err := s.bus.waitForName(s.opt.BusName, serviceStartTimeout, p.done); {
+	switch err := s.bus.waitForName(s.opt.BusName, serviceStartTimeout, p.done, cmd.Process.Pid); {
 	case errors.Is(err, errExited):
 		t.Fatalf("%s exited (code %d) before owning %s; output:\n%s",
 			s.opt.Binary, p.exitCode(), s.opt.BusName, p.out)
@@ -189,6 +190,7 @@ func (s *Service) Stop(t TB) int {
 	if !p.stop(syscall.SIGTERM, 10*time.Second) {
 		t.Fatalf("%s ignored SIGTERM for 10s and was killed; output:\n%s", s.opt.Binary, p.out)
 	}
+	s.released()
 	return p.exitCode()
 }
 
@@ -197,8 +199,17 @@ func (s *Service) Stop(t TB) int {
 func (s *Service) Restart(t TB) {
 	t.Helper()
 	s.current().stop(syscall.SIGTERM, 10*time.Second)
+	s.released()
 	fmt.Fprintf(s.out, "--- testenv: restarting %s ---\n", filepath.Base(s.opt.Binary))
 	s.start(t)
+}
+
+// released waits (5 s at most) until the bus has dropped the stopped
+// process's bus name, so the next owner is not refused the name.
+func (s *Service) released() {
+	if s.opt.BusName != "" {
+		s.bus.waitReleased(s.opt.BusName, s.current().cmd.Process.Pid, 5*time.Second)
+	}
 }
 
 // Output is what the service printed so far (the tail, if it was long).

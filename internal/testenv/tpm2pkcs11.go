@@ -122,7 +122,7 @@ func StartTPMBroker(t TB, sw *Swtpm) *TPMBroker {
 	if b.abrmd, err = startProcess(cmd, &capBuffer{}); err != nil {
 		t.Fatalf("start tpm2-abrmd: %v", err)
 	}
-	if err := (&Bus{Address: b.BusAddress}).waitForName("com.intel.tss2.Tabrmd", 20*time.Second, b.abrmd.done); err != nil {
+	if err := (&Bus{Address: b.BusAddress}).waitForName("com.intel.tss2.Tabrmd", 20*time.Second, b.abrmd.done, 0); err != nil {
 		t.Fatalf("tpm2-abrmd did not start: %v; output:\n%s", err, b.abrmd.out)
 	}
 	return b

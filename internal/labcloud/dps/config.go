@@ -23,6 +23,9 @@ type Config struct {
 	ThrottleFirst int `toml:"throttle_first"`
 	// RetryAfter is the Retry-After of 202 and 429 answers, in seconds. Default 1.
 	RetryAfter int `toml:"retry_after"`
+	// ZeroRetryAfter answers Retry-After: 0 (poll again at once) instead
+	// of RetryAfter, as a DPS that assigns at once may.
+	ZeroRetryAfter bool `toml:"zero_retry_after"`
 	// Enrollments are the individual and group enrollments.
 	Enrollments []Enrollment `toml:"enrollments"`
 }
@@ -196,4 +199,12 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// pollRetryAfter is the Retry-After of a 202 (an operation in progress).
+func (c Config) pollRetryAfter() int {
+	if c.ZeroRetryAfter {
+		return 0
+	}
+	return c.RetryAfter
 }

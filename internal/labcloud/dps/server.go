@@ -247,7 +247,7 @@ func (s *Server) register(w http.ResponseWriter, regID string, att *attested, in
 	s.mu.Lock()
 	s.operations[op.id] = op
 	s.mu.Unlock()
-	w.Header().Set("Retry-After", fmt.Sprint(s.cfg.RetryAfter))
+	w.Header().Set("Retry-After", fmt.Sprint(s.cfg.pollRetryAfter()))
 	writeJSON(w, http.StatusAccepted, RegistrationOperationStatus{OperationID: op.id, Status: StatusAssigning})
 	s.log.Info("DPS registration accepted", "registration_id", regID, "operation", op.id, "enrollment", enrollmentName(att.enr))
 	return nil
@@ -269,7 +269,7 @@ func (s *Server) operationStatus(w http.ResponseWriter, regID, opID string, att 
 	}
 	if op.result == nil && op.pollsLeft > 0 {
 		op.pollsLeft--
-		w.Header().Set("Retry-After", fmt.Sprint(s.cfg.RetryAfter))
+		w.Header().Set("Retry-After", fmt.Sprint(s.cfg.pollRetryAfter()))
 		writeJSON(w, http.StatusAccepted, RegistrationOperationStatus{OperationID: op.id, Status: StatusAssigning})
 		return nil
 	}
