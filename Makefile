@@ -9,7 +9,7 @@ DEB_PACKAGES := dbus dbus-daemon polkitd systemd libglib2.0-bin softhsm2 opensc 
 	ca-certificates gcc libc6-dev curl util-linux mount containerd runc containernetworking-plugins iptables busybox-static \
 	docker-registry apache2-utils swtpm swtpm-tools libtpm2-pkcs11-1 libtpm2-pkcs11-tools \
 	tpm2-tools libtss2-tcti-swtpm0 tpm2-abrmd libtss2-tcti-tabrmd0 debhelper dpkg-dev fakeroot lintian zip unzip \
-	debootstrap systemd-container dbus-broker
+	debootstrap systemd-container dbus-broker nodejs npm
 
 .PHONY: all build test test-system bench demo demo-shell deps vet fmt-check fuzz fuzz-targets clean deb
 

@@ -12,6 +12,7 @@ import (
 	"github.com/edgev2/edgev2/internal/config"
 
 	"github.com/edgev2/edgev2/identity/connstr"
+	"github.com/edgev2/edgev2/identity/hubname"
 )
 
 // DefaultMasterKey is the Keys id of the module-key master when master_key
@@ -149,6 +150,14 @@ func (c *Config) validate(path string) error {
 		}
 		if p.IoTHubHostname == "" || p.DeviceID == "" {
 			return bad("provisioning.iothub_hostname", "manual provisioning needs iothub_hostname and device_id (or connection_string)", "set both")
+		}
+		if err := hubname.Check("iothub_hostname", p.IoTHubHostname); err != nil {
+			return bad("provisioning.iothub_hostname", err.Error(), `use the hub's bare name, like "myhub.azure-devices.net"`)
+		}
+		if p.GatewayHostname != "" {
+			if err := hubname.Check("gateway_hostname", p.GatewayHostname); err != nil {
+				return bad("provisioning.gateway_hostname", err.Error(), "use the parent device's bare host name (it serves on port 443)")
+			}
 		}
 		a := p.Authentication
 		if a == nil {

@@ -16,6 +16,27 @@ source = "cloud"`, "provisioning.source"},
 		{"manual without hub", `homedir = "/h"
 [provisioning]
 source = "manual"`, "provisioning.iothub_hostname"},
+		{"manual hub with a port", `homedir = "/h"
+[provisioning]
+source = "manual"
+iothub_hostname = "127.0.0.1:8443"
+device_id = "d"
+[provisioning.authentication]
+method = "sas"
+device_id_pk = "k"`, "provisioning.iothub_hostname"},
+		{"manual gateway with a port", `homedir = "/h"
+[provisioning]
+source = "manual"
+iothub_hostname = "myhub.azure-devices.net"
+gateway_hostname = "parent:8443"
+device_id = "d"
+[provisioning.authentication]
+method = "sas"
+device_id_pk = "k"`, "provisioning.gateway_hostname"},
+		{"connection string hub with a port", `homedir = "/h"
+[provisioning]
+source = "manual"
+connection_string = "HostName=127.0.0.1:8443;DeviceId=d;SharedAccessKey=AAAA"`, "provisioning.connection_string"},
 		{"manual without auth", `homedir = "/h"
 [provisioning]
 source = "manual"

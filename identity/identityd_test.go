@@ -33,6 +33,7 @@ import (
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
 	"github.com/edgev2/edgev2/internal/labcloud/hub"
+	"github.com/edgev2/edgev2/internal/labcloud/labhost"
 	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
@@ -56,7 +57,8 @@ type world struct {
 	certdCfg  string // certd's config file, for the grants compiled from it
 
 	cloudState string
-	hostPort   string
+	hubHost    string // the cloud's bare name (DPS, hub, EST), on 443 as in Azure
+	cloudAddr  string // its own loopback 127.77.x.y:443 (labhost)
 	caPEM      []byte
 	cloudCfg   labcloud.Config
 	cloud      *labcloud.Services
@@ -96,12 +98,8 @@ func newWorld(t *testing.T) *world {
 			}},
 		Hub: hub.Config{Devices: []hub.DeviceConfig{{DeviceID: "manual-sas", PrimaryKey: sasKey1}}},
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.hostPort = l.Addr().String()
-	l.Close()
+	host := labhost.Reserve(t)
+	w.hubHost, w.cloudAddr = host.Name, host.Addr()
 	w.startCloud(t)
 	caFile := filepath.Join(w.dir, "labcloud-ca.pem")
 	os.WriteFile(caFile, w.caPEM, 0o644)
@@ -140,7 +138,7 @@ common_name = "edgev2 test edge CA"
 # modrtd's quickstart edge CA, as the super-config binds it.
 [local_ca.edgev2-edge-ca]
 key = "edgev2-edge-ca"
-`, caFile, w.hostPort, estUser, estSecret))
+`, caFile, w.hubHost, estUser, estSecret))
 	w.certdCfg = certdConfig
 	w.grant(t, certdConfig, "", "")
 	testenv.StartService(t, w.bus, testenv.ServiceOptions{
@@ -184,23 +182,23 @@ func (w *world) grant(t *testing.T, certdConfig, identitydConfig, modrtdConfig s
 // startCloud (re)starts the cloud on the same address and state.
 func (w *world) startCloud(t *testing.T) {
 	t.Helper()
-	svc, err := labcloud.Open(w.cloudCfg, w.cloudState, w.hostPort, nil)
+	svc, err := labcloud.Open(w.cloudCfg, w.cloudState, w.hubHost, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tlsCfg, err := svc.TLSConfig("127.0.0.1", "localhost")
+	tlsCfg, err := svc.TLSConfig(svc.ServerNames()...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var l net.Listener
 	for i := 0; i < 50; i++ {
-		if l, err = net.Listen("tcp", w.hostPort); err == nil {
+		if l, err = net.Listen("tcp", w.cloudAddr); err == nil {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	if err != nil {
-		t.Fatalf("listen on %s again: %v", w.hostPort, err)
+		t.Fatalf("listen on %s again: %v", w.cloudAddr, err)
 	}
 	w.server = httptest.NewUnstartedServer(svc.Handler())
 	w.server.Listener.Close()
@@ -265,7 +263,7 @@ func (w *world) sendAs(t *testing.T, device, module, token string) int {
 	if module != "" {
 		path += "/modules/" + url.PathEscape(module)
 	}
-	req, _ := http.NewRequest(http.MethodPost, "https://"+w.hostPort+path+"/messages/events?api-version=2020-03-13", strings.NewReader(`{"hello":"edge"}`))
+	req, _ := http.NewRequest(http.MethodPost, "https://"+w.hubHost+path+"/messages/events?api-version=2020-03-13", strings.NewReader(`{"hello":"edge"}`))
 	req.Header.Set("Authorization", token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
@@ -290,8 +288,8 @@ func checkTokens(t *testing.T, w *world, wantDevice string, deviceSAS bool) {
 	t.Helper()
 	ctx := context.Background()
 	dev, err := w.id.DeviceIdentity(ctx)
-	if err != nil || dev.S("device_id") != wantDevice || dev.S("hub_hostname") != w.hostPort {
-		t.Fatalf("device identity %v, %v; want %s on %s", dev, err, wantDevice, w.hostPort)
+	if err != nil || dev.S("device_id") != wantDevice || dev.S("hub_hostname") != w.hubHost {
+		t.Fatalf("device identity %v, %v; want %s on %s", dev, err, wantDevice, w.hubHost)
 	}
 	tok, err := w.id.SasToken(ctx, "", 600)
 	if deviceSAS {
@@ -337,7 +335,7 @@ func TestIdentitydProvisionsEveryWayEndToEnd(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("ManualConnectionString", func(t *testing.T) {
-		w.startIdentityd(t, "manual-cs", fmt.Sprintf("[provisioning]\nsource = \"manual\"\nconnection_string = \"HostName=%s;DeviceId=manual-sas;SharedAccessKey=%s\"\n", w.hostPort, sasKey1))
+		w.startIdentityd(t, "manual-cs", fmt.Sprintf("[provisioning]\nsource = \"manual\"\nconnection_string = \"HostName=%s;DeviceId=manual-sas;SharedAccessKey=%s\"\n", w.hubHost, sasKey1))
 		w.waitState(t, "provisioned", 20*time.Second)
 		checkTokens(t, w, "manual-sas", true)
 		if strings.Contains(w.identityd.Output(), sasKey1) {
@@ -355,13 +353,13 @@ func TestIdentitydProvisionsEveryWayEndToEnd(t *testing.T) {
 		if _, err := w.cloud.Hub.AddDevice(hub.DeviceConfig{DeviceID: "manual-x509", PrimaryThumbprint: thumb, SecondaryThumbprint: thumb}); err != nil {
 			t.Fatal(err)
 		}
-		w.startIdentityd(t, "manual-x509", fmt.Sprintf("[provisioning]\nsource = \"manual\"\niothub_hostname = %q\ndevice_id = \"manual-x509\"\n[provisioning.authentication]\nmethod = \"x509\"\ndevice_id_cert = \"manual-x509\"\ndevice_id_pk = \"manual-x509\"\n", w.hostPort))
+		w.startIdentityd(t, "manual-x509", fmt.Sprintf("[provisioning]\nsource = \"manual\"\niothub_hostname = %q\ndevice_id = \"manual-x509\"\n[provisioning.authentication]\nmethod = \"x509\"\ndevice_id_cert = \"manual-x509\"\ndevice_id_pk = \"manual-x509\"\n", w.hubHost))
 		w.waitState(t, "provisioned", 20*time.Second)
 		checkTokens(t, w, "manual-x509", false)
 	})
 	t.Run("DPSSymmetricIndividual", func(t *testing.T) {
 		importKey(t, w, "dps-key", "sign", dpsKey)
-		w.startIdentityd(t, "dps-sym", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"reg-sym\"\nsymmetric_key = \"dps-key\"\n", w.hostPort))
+		w.startIdentityd(t, "dps-sym", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"reg-sym\"\nsymmetric_key = \"dps-key\"\n", w.hubHost))
 		w.waitState(t, "provisioned", 30*time.Second)
 		checkTokens(t, w, "reg-sym", true)
 		info, _ := w.id.ProvisioningInfo(ctx)
@@ -371,12 +369,12 @@ func TestIdentitydProvisionsEveryWayEndToEnd(t *testing.T) {
 	})
 	t.Run("DPSSymmetricGroup", func(t *testing.T) {
 		importKey(t, w, "dps-group", "derive", groupKey)
-		w.startIdentityd(t, "dps-group", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"grp-dev-1\"\ngroup_key = \"dps-group\"\n", w.hostPort))
+		w.startIdentityd(t, "dps-group", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"grp-dev-1\"\ngroup_key = \"dps-group\"\n", w.hubHost))
 		w.waitState(t, "provisioned", 30*time.Second)
 		checkTokens(t, w, "grp-dev-1", true)
 	})
 	t.Run("DPSX509WithESTIssuedCertificate", func(t *testing.T) {
-		w.startIdentityd(t, "dps-x509", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"x509\"\nidentity_cert = \"dps-id\"\nidentity_pk = \"dps-id\"\n", w.hostPort))
+		w.startIdentityd(t, "dps-x509", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"x509\"\nidentity_cert = \"dps-id\"\nidentity_pk = \"dps-id\"\n", w.hubHost))
 		w.waitState(t, "provisioned", 30*time.Second)
 		checkTokens(t, w, "x509-dev-1", false)
 		if n := len(w.cloud.EST.Issued()); n == 0 {
@@ -486,7 +484,7 @@ func TestIdentitydProvisionsEveryWayEndToEnd(t *testing.T) {
 	})
 	t.Run("ChangedConfigProvisionsAgain", func(t *testing.T) {
 		// The same homedir as DPSSymmetricIndividual, but another enrollment.
-		w.startIdentityd(t, "dps-sym", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"grp-dev-2\"\ngroup_key = \"dps-group\"\n", w.hostPort))
+		w.startIdentityd(t, "dps-sym", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"grp-dev-2\"\ngroup_key = \"dps-group\"\n", w.hubHost))
 		w.waitState(t, "provisioned", 30*time.Second)
 		dev, _ := w.id.DeviceIdentity(ctx)
 		if dev.S("device_id") != "grp-dev-2" {
@@ -531,7 +529,7 @@ func (f *flakyDPS) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 func TestIdentitydFailsClearlyOnABrokenDPSAndRecovers(t *testing.T) {
 	w := newWorld(t)
 	importKey(t, w, "dps-key", "sign", dpsKey)
-	target, _ := url.Parse("https://" + w.hostPort)
+	target, _ := url.Parse("https://" + w.hubHost)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(w.caPEM)
 	f := &flakyDPS{proxy: httputil.NewSingleHostReverseProxy(target)}

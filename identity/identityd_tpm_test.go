@@ -35,7 +35,7 @@ func readEK(t *testing.T, s *testenv.Swtpm) []byte {
 }
 
 func tpmProvisioning(w *world, tpmAddr, regID string) string {
-	text := fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"tpm\"\n", w.hostPort)
+	text := fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"tpm\"\n", w.hubHost)
 	if regID != "" {
 		text += fmt.Sprintf("registration_id = %q\n", regID)
 	}

@@ -22,7 +22,7 @@ import (
 func TestNewDeviceIdentityRemovesModulesAndRestartsTheAgent(t *testing.T) {
 	w := newWorld(t)
 	manual := func(device string) string {
-		return fmt.Sprintf("[provisioning]\nsource = \"manual\"\nconnection_string = \"HostName=%s;DeviceId=%s;SharedAccessKey=%s\"\n", w.hostPort, device, sasKey1)
+		return fmt.Sprintf("[provisioning]\nsource = \"manual\"\nconnection_string = \"HostName=%s;DeviceId=%s;SharedAccessKey=%s\"\n", w.hubHost, device, sasKey1)
 	}
 	w.startIdentityd(t, "reprov", manual("manual-sas"))
 	w.waitState(t, "provisioned", 30*time.Second)

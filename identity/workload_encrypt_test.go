@@ -33,7 +33,7 @@ const ownerSecret = "the owner's secret reading: 42.17 degrees"
 func TestWorkloadEncryptionIsPerModule(t *testing.T) {
 	w := newWorld(t)
 	importKey(t, w, "dps-key", "sign", dpsKey)
-	w.startIdentityd(t, "workload-encrypt", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"reg-sym\"\nsymmetric_key = \"dps-key\"\n", w.hostPort))
+	w.startIdentityd(t, "workload-encrypt", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"reg-sym\"\nsymmetric_key = \"dps-key\"\n", w.hubHost))
 	w.waitState(t, "provisioned", 30*time.Second)
 
 	ctr := testenv.StartContainerd(t)

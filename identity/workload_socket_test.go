@@ -27,7 +27,7 @@ import (
 func TestWorkloadSocketDirectoryCannotBeTurnedAgainstTheHost(t *testing.T) {
 	w := newWorld(t)
 	importKey(t, w, "dps-key", "sign", dpsKey)
-	w.startIdentityd(t, "workload", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"reg-sym\"\nsymmetric_key = \"dps-key\"\n", w.hostPort))
+	w.startIdentityd(t, "workload", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"reg-sym\"\nsymmetric_key = \"dps-key\"\n", w.hubHost))
 	w.waitState(t, "provisioned", 30*time.Second)
 
 	ctr := testenv.StartContainerd(t)

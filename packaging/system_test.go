@@ -381,7 +381,9 @@ attestation = "symmetric_key"
 primary_key = "%s"
 secondary_key = "%s"
 EOF
-systemd-run --unit=labcloud /usr/bin/edgev2-labcloud --state /var/lib/labcloud --config /etc/edgev2-systest/labcloud.toml --listen 127.0.0.1:8443`, k, k))
+# A bare name on 443, as Azure's endpoints are (the container has its own network).
+grep -q ' hub.systest.test$' /etc/hosts 2>/dev/null || echo '127.0.0.1 hub.systest.test' >> /etc/hosts
+systemd-run --unit=labcloud /usr/bin/edgev2-labcloud --state /var/lib/labcloud --config /etc/edgev2-systest/labcloud.toml --listen 127.0.0.1:443 --hub-hostname hub.systest.test`, k, k))
 	m.eventually("labcloud's CA", "test -s /var/lib/labcloud/ca.pem && install -m 0644 /var/lib/labcloud/ca.pem /etc/edgev2-systest/labcloud-ca.pem", 60*time.Second)
 
 	superConfig := func(extra string) string {
@@ -390,7 +392,7 @@ hostname = "systest-gw"
 
 [provisioning]
 source = "dps"
-global_endpoint = "https://127.0.0.1:8443"
+global_endpoint = "https://hub.systest.test"
 id_scope = "0ne00000001"
 
 [provisioning.attestation]

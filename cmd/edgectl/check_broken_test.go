@@ -30,6 +30,10 @@ type brokenSetup struct {
 	mend    func(t *testing.T, w *world)
 }
 
+// unreachableHub is a bare hub name (".test": reserved, never in DNS) that
+// no one answers for.
+const unreachableHub = "unreachable.labcloud.test"
+
 func expiredCertPEM(t *testing.T) string {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -148,11 +152,12 @@ var brokenSetups = []brokenSetup{
 	{
 		name: "cloud endpoint unreachable",
 		breakIt: func(t *testing.T, w *world) []string {
+			// A hub name (bare, as every hub's) at which nothing listens on 443.
 			dir := brokenConfigDir(t, w, "identityd", "homedir = \"/var/lib/edgev2/identityd\"\n[provisioning]\nsource = \"manual\"\n"+
-				"connection_string = \"HostName=127.0.0.1:1;DeviceId=edge-gw-1;SharedAccessKey="+hubDeviceKey+"\"\n")
+				"connection_string = \"HostName="+unreachableHub+";DeviceId=edge-gw-1;SharedAccessKey="+hubDeviceKey+"\"\n")
 			return []string{"--config-dir", dir}
 		},
-		check: "cloud.hub", message: "127.0.0.1:1", fix: "check the network, DNS and firewall",
+		check: "cloud.hub", message: unreachableHub, fix: "check the network, DNS and firewall",
 	},
 	{
 		name: "cloud certificate not trusted",

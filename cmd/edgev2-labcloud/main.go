@@ -43,7 +43,8 @@ func main() {
 	}
 	state := flag.String("state", "", "state `directory` (EST CA, DPS registrations, hub registry); required")
 	configPath := flag.String("config", "", "configuration `file` (TOML with [est], [dps] and [hub] tables); optional")
-	listen := flag.String("listen", "127.0.0.1:0", "HTTPS listen `address`")
+	listen := flag.String("listen", "127.0.0.1:443", "HTTPS listen `address`")
+	hubHostname := flag.String("hub-hostname", "", "the bare host `name` (no port) at which clients reach the listener on port 443: the hub host name DPS assigns, the EST base URL and the HTTPS certificate's name; default \"localhost\" when listening on port 443")
 	logLevel := flag.String("log-level", "info", "log level: debug, info, warn, error")
 	flag.Parse()
 
@@ -57,12 +58,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, "edgev2-labcloud: --state DIR is required (the CA lives there)")
 		os.Exit(exitConfig)
 	}
-	os.Exit(run(*state, *configPath, *listen, log))
+	os.Exit(run(*state, *configPath, *listen, *hubHostname, log))
 }
 
-func run(stateDir, configPath, listen string, log *slog.Logger) int {
+func run(stateDir, configPath, listen, hostname string, log *slog.Logger) int {
 	cfg, err := loadConfig(configPath)
 	if err != nil {
+		log.Error("bad configuration; not starting", "err", err)
+		return exitConfig
+	}
+	if hostname, err = listenerHostname(listen, hostname); err != nil {
 		log.Error("bad configuration; not starting", "err", err)
 		return exitConfig
 	}
@@ -73,14 +78,14 @@ func run(stateDir, configPath, listen string, log *slog.Logger) int {
 	}
 	defer ln.Close()
 	addr := ln.Addr().(*net.TCPAddr)
-	host := addr.IP.String()
+	ip := addr.IP.String()
 	if addr.IP.IsUnspecified() {
-		host = "127.0.0.1"
+		ip = "127.0.0.1"
 	}
-	hostPort := net.JoinHostPort(host, fmt.Sprint(addr.Port))
-	url := "https://" + hostPort
+	// Like Azure's endpoints: https://NAME, port 443, no port in any name.
+	url := "https://" + hostname
 
-	svc, err := labcloud.Open(cfg, stateDir, hostPort, log)
+	svc, err := labcloud.Open(cfg, stateDir, hostname, log)
 	if err != nil {
 		var estErr *est.ConfigError
 		var dpsErr *dps.ConfigError
@@ -93,11 +98,7 @@ func run(stateDir, configPath, listen string, log *slog.Logger) int {
 		return exitFailure
 	}
 	srv := svc.EST
-	hosts := []string{"127.0.0.1", "localhost"}
-	if h := addr.IP.String(); !addr.IP.IsUnspecified() && h != "127.0.0.1" {
-		hosts = append(hosts, h)
-	}
-	tlsCfg, err := svc.TLSConfig(hosts...)
+	tlsCfg, err := svc.TLSConfig(svc.ServerNames(hostname, ip)...)
 	if err != nil {
 		log.Error("cannot make the HTTPS certificate", "err", err)
 		return exitFailure
@@ -126,7 +127,7 @@ func run(stateDir, configPath, listen string, log *slog.Logger) int {
 	served := make(chan error, 1)
 	go func() { served <- hs.ServeTLS(ln, "", "") }()
 	fmt.Printf("edgev2-labcloud listening on %s\n", url)
-	log.Info("listening", "url", url, "ca", filepath.Join(stateDir, "ca.pem"),
+	log.Info("listening", "url", url, "address", ln.Addr().String(), "ca", filepath.Join(stateDir, "ca.pem"),
 		"dps_id_scope", svc.DPS.IDScope(), "hub_hostname", svc.Hub.Hostname())
 
 	select {
@@ -142,6 +143,29 @@ func run(stateDir, configPath, listen string, log *slog.Logger) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// listenerHostname is the bare name clients use for the listener: the
+// --hub-hostname given, else "localhost" on port 443. A name with a port is
+// refused: the Azure SDKs put the hub host name whole into the TLS host
+// (and DPS's assignedHub never carries one), so a lab hub on another port
+// is unreachable to them. Listening elsewhere needs a name that reaches it
+// on 443 (a port forward, a proxy).
+func listenerHostname(listen, hostname string) (string, error) {
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("--listen %q: %v (fix: use HOST:PORT, e.g. 127.0.0.1:443)", listen, err)
+	}
+	if hostname != "" {
+		if err := hub.CheckHostname(hostname); err != nil {
+			return "", fmt.Errorf("--hub-hostname: %v (fix: give a bare name that resolves to the listener, e.g. via /etc/hosts)", err)
+		}
+		return hostname, nil
+	}
+	if port != "443" {
+		return "", fmt.Errorf("--listen %q: a hub host name carries no port, so clients reach the lab cloud on 443 (fix: listen on port 443, or set --hub-hostname to a name that reaches this listener on 443)", listen)
+	}
+	return "localhost", nil
 }
 
 // loadConfig reads the TOML file strictly; relative bootstrap_ca_files and

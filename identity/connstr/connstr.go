@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"strings"
 
+	"github.com/edgev2/edgev2/identity/hubname"
 	"github.com/edgev2/edgev2/internal/fault"
 )
 
@@ -176,13 +177,10 @@ func knownKey(k string) bool {
 
 // checkHost accepts a DNS name or IP literal with an optional port: the
 // value becomes part of URLs, so it must not carry a path, userinfo or query.
+// checkHost: hub and gateway names are bare names (package hubname).
 func checkHost(key, h string) error {
-	for _, r := range h {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
-			r == '-' || r == '.' || r == ':' || r == '[' || r == ']' || r == '_'
-		if !ok {
-			return fault.New(fault.InvalidArgs, "connection string key %s %q is not a host name", key, printable(h))
-		}
+	if err := hubname.Check("connection string key "+key, h); err != nil {
+		return fault.New(fault.InvalidArgs, "%v", err)
 	}
 	return nil
 }

@@ -40,9 +40,9 @@ func TestParseAccepts(t *testing.T) {
 		in:   "HostName=h.example;DeviceId=d;SharedAccessKeyName=iothubowner;SharedAccessKey=" + secretB64,
 		want: ConnectionString{HostName: "h.example", DeviceID: "d", SharedAccessKeyName: "iothubowner", SharedAccessKey: secret},
 	}, {
-		name: "surrounding whitespace and host with port",
-		in:   "  HostName=127.0.0.1:8443;DeviceId=d;SharedAccessKey=" + secretB64 + "\n",
-		want: ConnectionString{HostName: "127.0.0.1:8443", DeviceID: "d", SharedAccessKey: secret},
+		name: "surrounding whitespace",
+		in:   "  HostName=hub-1-2.labcloud.test;DeviceId=d;SharedAccessKey=" + secretB64 + "\n",
+		want: ConnectionString{HostName: "hub-1-2.labcloud.test", DeviceID: "d", SharedAccessKey: secret},
 	}, {
 		name: "device id with IoT Hub's allowed punctuation",
 		in:   "HostName=h.example;DeviceId=a-:.+%_#*?!(),=@$';SharedAccessKey=" + secretB64,
@@ -82,6 +82,10 @@ func TestParseRejectsNamingTheKey(t *testing.T) {
 		{"x509 and key", "HostName=h;DeviceId=d;x509=true;SharedAccessKey=" + secretB64, "x509=true and SharedAccessKey"},
 		{"x509 not boolean", "HostName=h;DeviceId=d;x509=yes", "x509 must be true or false"},
 		{"host with path", "HostName=h/evil;DeviceId=d;SharedAccessKey=" + secretB64, "HostName"},
+		// A hub name never carries a port: the Azure SDKs would put it whole in the TLS host.
+		{"host with port", "HostName=127.0.0.1:8443;DeviceId=d;SharedAccessKey=" + secretB64, "HostName \"127.0.0.1:8443\" carries a port"},
+		{"gateway with port", "HostName=h;GatewayHostName=parent:443;DeviceId=d;SharedAccessKey=" + secretB64, "GatewayHostName \"parent:443\" carries a port"},
+		{"host IPv6 literal", "HostName=[::1];DeviceId=d;SharedAccessKey=" + secretB64, "HostName"},
 		{"host with userinfo", "HostName=u@h;DeviceId=d;SharedAccessKey=" + secretB64, "HostName"},
 		{"gateway with space", "HostName=h;GatewayHostName=a b;DeviceId=d;SharedAccessKey=" + secretB64, "GatewayHostName"},
 		{"control char in device id", "HostName=h;DeviceId=d\x00;SharedAccessKey=" + secretB64, "DeviceId"},

@@ -2,6 +2,8 @@ package dps
 
 import (
 	"testing"
+
+	"github.com/edgev2/edgev2/identity/hubname"
 )
 
 func FuzzParseOperation(f *testing.F) {
@@ -17,7 +19,7 @@ func FuzzParseOperation(f *testing.F) {
 		}
 		switch op.Status {
 		case StatusAssigned:
-			if op.RegistrationState == nil || op.RegistrationState.AssignedHub == "" || op.RegistrationState.DeviceID == "" || !validHost(op.RegistrationState.AssignedHub) {
+			if op.RegistrationState == nil || op.RegistrationState.AssignedHub == "" || op.RegistrationState.DeviceID == "" || hubname.Check("h", op.RegistrationState.AssignedHub) != nil {
 				t.Fatalf("accepted assigned without usable state: %s", body)
 			}
 		case StatusAssigning, StatusUnassigned:

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgev2/edgev2/identity/hubname"
 	"github.com/edgev2/edgev2/internal/fault"
 )
 
@@ -113,8 +114,8 @@ func ParseOperation(body []byte) (*Operation, error) {
 		if st.AssignedHub == "" || st.DeviceID == "" {
 			return nil, fault.New(fault.InvalidArgs, "operation is assigned but registrationState lacks assignedHub or deviceId")
 		}
-		if !validHost(st.AssignedHub) {
-			return nil, fault.New(fault.InvalidArgs, "assignedHub %q is not a host name", sanitize([]byte(st.AssignedHub), 80))
+		if err := hubname.Check("assignedHub", st.AssignedHub); err != nil {
+			return nil, fault.New(fault.InvalidArgs, "%v", err)
 		}
 	}
 	return &op, nil
@@ -131,21 +132,6 @@ func checkID(name, v string) error {
 		}
 	}
 	return nil
-}
-
-// validHost accepts host or host:port made of DNS and IP-literal characters.
-func validHost(h string) bool {
-	if h == "" || len(h) > 255 {
-		return false
-	}
-	for _, r := range h {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
-			r == '-' || r == '.' || r == ':' || r == '[' || r == ']' || r == '_'
-		if !ok {
-			return false
-		}
-	}
-	return true
 }
 
 // parseTime reads DPS's ISO 8601 UTC timestamps ("2019-03-18T19:34:52.6512386Z").

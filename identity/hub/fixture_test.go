@@ -15,12 +15,14 @@ import (
 	"io"
 	"log"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgev2/edgev2/internal/labcloud/labhost"
 )
 
 // deviceKey is the device's symmetric key, shared with the fake hub.
@@ -54,6 +56,7 @@ type seen struct {
 // fakeHub answers every request with reply and records what it got.
 type fakeHub struct {
 	srv   *httptest.Server
+	host  labhost.Host // reached as a real hub is: a bare name on 443
 	mu    sync.Mutex
 	got   []seen
 	reply func(r seen) (status int, header map[string]string, body string)
@@ -64,6 +67,15 @@ func newFakeHub(t *testing.T, tlsCfg *tls.Config, reply func(seen) (int, map[str
 	f := &fakeHub{reply: reply}
 	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
 	f.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	var ln net.Listener
+	f.host, ln = labhost.Listen(t)
+	f.srv.Listener.Close()
+	f.srv.Listener = ln
+	if tlsCfg == nil {
+		tlsCfg = &tls.Config{}
+	}
+	tlsCfg = tlsCfg.Clone()
+	tlsCfg.Certificates = []tls.Certificate{serverCert(t, f.host.Name)}
 	f.srv.TLS = tlsCfg
 	f.srv.StartTLS()
 	t.Cleanup(f.srv.Close)
@@ -96,7 +108,24 @@ func (f *fakeHub) requests() []seen {
 	return append([]seen(nil), f.got...)
 }
 
-func (f *fakeHub) addr() string { return strings.TrimPrefix(f.srv.URL, "https://") }
+func (f *fakeHub) addr() string { return f.host.Name }
+
+// serverCert is a self-signed certificate for name (its own trust anchor).
+func serverCert(t *testing.T, name string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
 
 func (f *fakeHub) anchors() *x509.CertPool {
 	p := x509.NewCertPool()

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/edgev2/edgev2/identity/hubname"
 	"github.com/edgev2/edgev2/identity/sas"
 	"github.com/edgev2/edgev2/internal/fault"
 )
@@ -29,12 +30,13 @@ const UserAgent = "edgev2-identityd/0.1 (hub)"
 
 // Config says which hub to talk to and as which device.
 type Config struct {
-	// HubHost is the IoT Hub host name (host or host:port). It is the
+	// HubHost is the IoT Hub host name: a bare DNS name, reached on port
+	// 443 (see package hubname; "host:port" is refused). It is the
 	// audience of the device's SAS token and, unless GatewayHost is set,
 	// where requests go.
 	HubHost string
 	// GatewayHost, when set, receives the requests instead of HubHost: a
-	// parent edge device in a nested setup, or the labcloud's address.
+	// parent edge device in a nested setup (a bare name too, port 443).
 	GatewayHost string
 	DeviceID    string
 	// SAS signs with the device's symmetric key. Exactly one of SAS and
@@ -60,11 +62,13 @@ type Client struct {
 
 // New checks cfg and returns a client for it.
 func New(cfg Config) (*Client, error) {
-	if !validHost(cfg.HubHost) {
-		return nil, fault.New(fault.InvalidArgs, "IoT Hub host %q is not a host name (want host or host:port)", printable(cfg.HubHost))
+	if err := hubname.Check("IoT Hub host", cfg.HubHost); err != nil {
+		return nil, fault.New(fault.InvalidArgs, "%v", err)
 	}
-	if cfg.GatewayHost != "" && !validHost(cfg.GatewayHost) {
-		return nil, fault.New(fault.InvalidArgs, "gateway host %q is not a host name (want host or host:port)", printable(cfg.GatewayHost))
+	if cfg.GatewayHost != "" {
+		if err := hubname.Check("gateway host", cfg.GatewayHost); err != nil {
+			return nil, fault.New(fault.InvalidArgs, "%v", err)
+		}
 	}
 	if err := checkID("device", cfg.DeviceID); err != nil {
 		return nil, err

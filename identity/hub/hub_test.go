@@ -6,7 +6,6 @@ import (
 	"crypto/hmac"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"reflect"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/edgev2/edgev2/identity/sas"
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/labcloud/labhost"
 )
 
 // Keys of the module identities; they must never show up in errors.
@@ -338,9 +338,7 @@ func TestUntrustedHub(t *testing.T) {
 }
 
 func TestUnreachableHub(t *testing.T) {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
+	addr := labhost.Reserve(t).Name // nothing listens on its 443
 	c, err := New(Config{HubHost: addr, DeviceID: "edge-1", SAS: hmacSigner(t, deviceKey), Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -377,6 +375,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"no host", Config{DeviceID: "d", SAS: sign}, "host"},
 		{"host with path", Config{HubHost: "h/x", DeviceID: "d", SAS: sign}, "host"},
 		{"bad gateway", Config{HubHost: "h", GatewayHost: "a b", DeviceID: "d", SAS: sign}, "gateway"},
+		{"host with port", Config{HubHost: "127.0.0.1:8443", DeviceID: "d", SAS: sign}, `IoT Hub host "127.0.0.1:8443" carries a port`},
+		{"gateway with port", Config{HubHost: "h", GatewayHost: "parent:443", DeviceID: "d", SAS: sign}, `gateway host "parent:443" carries a port`},
 		{"no device", Config{HubHost: "h", SAS: sign}, "device ID"},
 		{"device with slash", Config{HubHost: "h", DeviceID: "a/b", SAS: sign}, "device ID"},
 		{"no credentials", Config{HubHost: "h", DeviceID: "d"}, "no credentials"},

@@ -265,18 +265,3 @@ func sanitize(b []byte, max int) string {
 }
 
 func printable(s string) string { return sanitize([]byte(s), 130) }
-
-// validHost accepts host or host:port made of DNS and IP-literal characters.
-func validHost(h string) bool {
-	if h == "" || len(h) > 255 {
-		return false
-	}
-	for _, r := range h {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
-			r == '-' || r == '.' || r == ':' || r == '[' || r == ']' || r == '_'
-		if !ok {
-			return false
-		}
-	}
-	return true
-}

@@ -39,7 +39,7 @@ func certSteps(p testenv.TB, run func(string, func() (string, error)) error, b *
 
 	var lab *testenv.Labcloud
 	var caPEM []byte
-	if err := run("start edgev2-labcloud's EST CA (RFC 7030) on 127.0.0.1", func() (string, error) {
+	if err := run("start edgev2-labcloud (EST CA, DPS, IoT Hub) at a port-less name on 443, as Azure is reached", func() (string, error) {
 		lab = testenv.StartLabcloud(p, fmt.Sprintf(`[est]
 bootstrap_ca_files = [%q]
 validity = "720h"

@@ -8,11 +8,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
 	"github.com/edgev2/edgev2/internal/labcloud/est"
 	"github.com/edgev2/edgev2/internal/labcloud/hub"
+	"github.com/edgev2/edgev2/internal/labcloud/labhost"
 )
 
 // Config is the whole configuration file: [est], [dps] and [hub].
@@ -30,19 +32,19 @@ type Services struct {
 }
 
 // Open opens every service with its state under stateDir (est/, dps/,
-// hub/). hostPort is the listener's "host:port": the default hub host name
-// (and so DPS's assignedHub), which clients reach with no /etc/hosts edits.
-// Configuration mistakes are *est.ConfigError, *dps.ConfigError or
-// *hub.ConfigError.
-func Open(cfg Config, stateDir, hostPort string, logger *slog.Logger) (*Services, error) {
+// hub/). hostname is the bare host name (no port) at which the listener is
+// reached on 443, as Azure's endpoints are: the default hub host name (and
+// so DPS's assignedHub) and the EST base URL. Configuration mistakes are
+// *est.ConfigError, *dps.ConfigError or *hub.ConfigError.
+func Open(cfg Config, stateDir, hostname string, logger *slog.Logger) (*Services, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.EST.BaseURL == "" {
-		cfg.EST.BaseURL = "https://" + hostPort
+		cfg.EST.BaseURL = "https://" + hostname
 	}
 	if cfg.Hub.Hostname == "" {
-		cfg.Hub.Hostname = hostPort
+		cfg.Hub.Hostname = hostname
 	}
 	if cfg.DPS.AssignedHub == "" {
 		cfg.DPS.AssignedHub = cfg.Hub.Hostname
@@ -105,41 +107,59 @@ type TB interface {
 
 // Cloud is a running in-process labcloud.
 type Cloud struct {
-	URL         string // "https://127.0.0.1:PORT"
-	HostPort    string // "127.0.0.1:PORT", the default hub host name
+	URL         string // "https://HOSTNAME" (port 443)
+	Hostname    string // the bare name, resolving to Addr's IP through /etc/hosts
+	Addr        string // "127.77.x.y:443", this instance's own loopback address
 	CAPEM       []byte // trust anchor of the HTTPS certificate (the EST CA)
-	HubHostname string // what DPS assigns and hub SAS tokens name
+	HubHostname string // what DPS assigns and hub SAS tokens name (Hostname by default)
 	IDScope     string
 	*Services
 }
 
-// StartTestCloud runs EST, DPS and the hub in-process over HTTPS on
-// 127.0.0.1 with edgev2-labcloud's TLS setup and routing, state in
-// t.TempDir(). It stops on t's cleanup.
+// StartTestCloud runs EST, DPS and the hub in-process over HTTPS with
+// edgev2-labcloud's TLS setup and routing, as a real endpoint is reached:
+// on port 443 at a host name without a port (its own 127.77.x.y and an
+// /etc/hosts line, see labhost; needs root). State in t.TempDir(); it
+// stops, and its hosts line goes, on t's cleanup. Instances run side by side.
 func StartTestCloud(t TB, cfg Config) *Cloud {
 	t.Helper()
-	ts := httptest.NewUnstartedServer(nil)
-	hostPort := ts.Listener.Addr().String()
+	host, ln := labhost.Listen(t)
 	var logger *slog.Logger
 	if l, ok := t.(interface{ Logf(string, ...any) }); ok {
 		logger = slog.New(slog.NewTextHandler(logfWriter{l}, nil))
 	}
-	svc, err := Open(cfg, t.TempDir(), hostPort, logger)
+	svc, err := Open(cfg, t.TempDir(), host.Name, logger)
 	if err != nil {
-		ts.Close()
 		t.Fatalf("start labcloud test cloud: %v", err)
 	}
-	tlsCfg, err := svc.TLSConfig("127.0.0.1", "localhost")
+	tlsCfg, err := svc.TLSConfig(svc.ServerNames(host.IP.String())...)
 	if err != nil {
-		ts.Close()
 		t.Fatalf("start labcloud test cloud: %v", err)
 	}
-	ts.Config.Handler = svc.Handler()
+	ts := httptest.NewUnstartedServer(svc.Handler())
+	ts.Listener.Close()
+	ts.Listener = ln
 	ts.TLS = tlsCfg
 	ts.StartTLS()
 	t.Cleanup(ts.Close)
-	return &Cloud{URL: "https://" + hostPort, HostPort: hostPort, CAPEM: svc.EST.CAPEM(),
+	return &Cloud{URL: "https://" + host.Name, Hostname: host.Name, Addr: host.Addr(), CAPEM: svc.EST.CAPEM(),
 		HubHostname: svc.Hub.Hostname(), IDScope: svc.DPS.IDScope(), Services: svc}
+}
+
+// ServerNames are the names the HTTPS certificate carries: the hub host
+// name (what DPS assigns and the SDKs verify), the EST base URL's host when
+// it differs, and extra (e.g. the listener's IP).
+func (s *Services) ServerNames(extra ...string) []string {
+	names := []string{s.Hub.Hostname()}
+	if h := s.EST.BaseHost(); h != "" && h != names[0] {
+		names = append(names, h)
+	}
+	for _, e := range extra {
+		if e != "" && !slices.Contains(names, e) {
+			names = append(names, e)
+		}
+	}
+	return names
 }
 
 // logfWriter sends log lines to t.Logf.

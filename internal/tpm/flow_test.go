@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 	"github.com/edgev2/edgev2/internal/labcloud"
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
+	"github.com/edgev2/edgev2/internal/labcloud/labhost"
 	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
@@ -69,16 +69,14 @@ func TestTPM2CloudZeroTouchFlow(t *testing.T) {
 			{GroupID: "grp-x509", Attestation: "x509", CertificateFile: filepath.Join(cloudState, "est", "ca-cert.pem")},
 		}},
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostPort := l.Addr().String()
+	// Reached as Azure is: a bare name on 443 (its own loopback address).
+	host, l := labhost.Listen(t)
+	hostPort := host.Name
 	cloud, err := labcloud.Open(cloudCfg, cloudState, hostPort, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tlsCfg, err := cloud.TLSConfig("127.0.0.1", "localhost")
+	tlsCfg, err := cloud.TLSConfig(cloud.ServerNames()...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -121,6 +121,11 @@ func (c Config) Validate() error {
 	if c.IDScope != "" && !scopePattern.MatchString(c.IDScope) {
 		return &ConfigError{Key: "id_scope", Problem: fmt.Sprintf("%q is not alphanumeric", c.IDScope), Fix: `use something like "0ne00000001"`}
 	}
+	if c.AssignedHub != "" {
+		if err := hub.CheckHostname(c.AssignedHub); err != nil {
+			return &ConfigError{Key: "assigned_hub", Problem: err.Error(), Fix: `use the hub's bare name, like "myhub.azure-devices.net"`}
+		}
+	}
 	for k, v := range map[string]int{"assigning_polls": c.AssigningPolls, "throttle_first": c.ThrottleFirst, "retry_after": c.RetryAfter} {
 		if v < 0 {
 			return &ConfigError{Key: k, Problem: "negative", Fix: "use 0 or more"}

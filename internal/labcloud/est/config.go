@@ -49,7 +49,7 @@ type Config struct {
 	// them in the CSR's challengePassword attribute; /csrattrs then asks
 	// for it. Enrolled identities re-enroll without one.
 	ChallengePasswords []ChallengePassword `toml:"challenge_passwords"`
-	// BaseURL, like "https://127.0.0.1:8443", puts a CRL distribution point
+	// BaseURL, like "https://lab.example", puts a CRL distribution point
 	// (BaseURL + "/crl") in issued certificates. Empty: none.
 	BaseURL string `toml:"base_url"`
 }
@@ -170,7 +170,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.BaseURL != "" && !strings.HasPrefix(c.BaseURL, "https://") && !strings.HasPrefix(c.BaseURL, "http://") {
-		return &ConfigError{Key: "base_url", Problem: fmt.Sprintf("%q is not an http(s) URL", c.BaseURL), Fix: `use "https://host:port"`}
+		return &ConfigError{Key: "base_url", Problem: fmt.Sprintf("%q is not an http(s) URL", c.BaseURL), Fix: `use "https://NAME" (a lab cloud serves on 443)`}
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/edgev2/edgev2/internal/labcloud/labhost"
 	"github.com/edgev2/edgev2/internal/testenv"
 )
 
@@ -187,6 +188,9 @@ func TestDocTourWorksWithCurlAndOpenSSL(t *testing.T) {
 	}
 	var script strings.Builder
 	fmt.Fprintf(&script, "export PATH=%q:\"$PATH\"\n", bin)
+	// Its own name and loopback address on 443, as every labcloud in tests.
+	lab := labhost.Reserve(t)
+	fmt.Fprintf(&script, "export LAB=%q LISTEN=%q\n", lab.Name, lab.Addr())
 	for i, s := range steps {
 		fmt.Fprintf(&script, "{\n%s\n} > .tour/%d.out 2>&1; echo $? > .tour/%d.rc\n", s.cmd, i, i)
 	}

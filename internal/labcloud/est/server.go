@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -139,6 +140,14 @@ func (s *Server) IssuingCA() *x509.Certificate { return s.ca.cert }
 
 // CAPEM returns the root CA certificate in PEM.
 func (s *Server) CAPEM() []byte { return s.ca.certPEM() }
+
+// BaseHost is the host name of the configured base URL (no port), "" without one.
+func (s *Server) BaseHost() string {
+	if u, err := url.Parse(s.cfg.BaseURL); err == nil {
+		return u.Hostname()
+	}
+	return ""
+}
 
 // Issued returns every certificate issued over EST, oldest first.
 func (s *Server) Issued() []*x509.Certificate { return s.ca.issued() }

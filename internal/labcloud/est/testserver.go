@@ -3,6 +3,8 @@ package est
 import (
 	"log/slog"
 	"net/http/httptest"
+
+	"github.com/edgev2/edgev2/internal/labcloud/labhost"
 )
 
 // TB is the part of testing.TB StartTestServer uses, so this file need not
@@ -14,15 +16,20 @@ type TB interface {
 	TempDir() string
 }
 
-// StartTestServer runs the EST CA in-process over HTTPS on 127.0.0.1 with
-// the same TLS setup as edgev2-labcloud, for other packages' tests. It
-// returns the base URL ("https://127.0.0.1:PORT"; EST lives under
-// url+PathPrefix), the CA certificate in PEM and the server. cfg.BaseURL
-// defaults to the returned URL. The server stops on t's cleanup.
+// StartTestServer runs the EST CA in-process over HTTPS with the same TLS
+// setup as edgev2-labcloud, for other packages' tests, reached as a real
+// EST server is: at a host name without a port, on 443 (its own loopback
+// address and /etc/hosts line, see labhost; needs root). It returns the
+// base URL ("https://NAME"; EST lives under url+PathPrefix), the CA
+// certificate in PEM and the server. cfg.BaseURL defaults to the returned
+// URL. The server stops on t's cleanup.
 func StartTestServer(t TB, cfg Config) (url string, caPEM []byte, srv *Server) {
 	t.Helper()
+	host, ln := labhost.Listen(t)
 	ts := httptest.NewUnstartedServer(nil)
-	url = "https://" + ts.Listener.Addr().String()
+	ts.Listener.Close()
+	ts.Listener = ln
+	url = "https://" + host.Name
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = url
 	}
@@ -35,7 +42,7 @@ func StartTestServer(t TB, cfg Config) (url string, caPEM []byte, srv *Server) {
 		ts.Close()
 		t.Fatalf("start EST test server: %v", err)
 	}
-	tlsCfg, err := srv.TLSConfig("127.0.0.1", "localhost")
+	tlsCfg, err := srv.TLSConfig(host.Name, host.IP.String())
 	if err != nil {
 		ts.Close()
 		t.Fatalf("start EST test server: %v", err)

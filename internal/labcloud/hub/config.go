@@ -9,8 +9,10 @@ import (
 // Config is the [hub] table of edgev2-labcloud's configuration file.
 type Config struct {
 	// Hostname is the IoT Hub host name devices are told (DPS assignedHub)
-	// and that SAS resources name. Default: the labcloud listener's
-	// "host:port", which clients reach without /etc/hosts entries.
+	// and that SAS resources name: a bare DNS name reached on port 443, as
+	// every real hub is ("myhub.azure-devices.net"); never "host:port",
+	// which the Azure SDKs would put whole into the TLS host. Default: the
+	// name edgev2-labcloud listens at (--hub-hostname).
 	Hostname string `toml:"hostname"`
 	// ServicePolicyName and ServicePolicyKey are the shared access policy
 	// with every right (IoT Hub's iothubowner). Default name "iothubowner";
@@ -57,6 +59,23 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// hostnamePattern is a DNS name (RFC 1123 labels; '_' tolerated as
+// resolvers do): what IoT Hub host names are. No port, no IP literal.
+var hostnamePattern = regexp.MustCompile(`^(?i)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$`)
+
+// CheckHostname reports why h is not an IoT Hub host name.
+func CheckHostname(h string) error {
+	switch {
+	case h == "":
+		return fmt.Errorf("empty host name")
+	case strings.Contains(h, ":"):
+		return fmt.Errorf("%q carries a port (or is an IPv6 address): IoT Hub host names are bare names served on port 443", h)
+	case len(h) > 253 || !hostnamePattern.MatchString(h):
+		return fmt.Errorf("%q is not a DNS host name", h)
+	}
+	return nil
+}
+
 // idPattern is IoT Hub's rule for device and module ids: up to 128
 // ASCII letters, digits and - . + % _ # * ? ! ( ) , : = @ $ '.
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-.+%_#*?!(),:=@$']{1,128}$`)
@@ -68,8 +87,10 @@ var thumbprintPattern = regexp.MustCompile(`^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})$`
 
 // Validate reports the first mistake in c.
 func (c Config) Validate() error {
-	if strings.ContainsAny(c.Hostname, "/ ") {
-		return &ConfigError{Key: "hostname", Problem: fmt.Sprintf("%q is not a host name", c.Hostname), Fix: `use "myhub.example" or "127.0.0.1:8443"`}
+	if c.Hostname != "" {
+		if err := CheckHostname(c.Hostname); err != nil {
+			return &ConfigError{Key: "hostname", Problem: err.Error(), Fix: `use a bare name like "myhub.example" that resolves to the listener, which serves on port 443`}
+		}
 	}
 	if c.ServicePolicyKey != "" {
 		if _, err := DecodeKey(c.ServicePolicyKey); err != nil {

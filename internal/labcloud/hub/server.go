@@ -59,7 +59,7 @@ type Server struct {
 // NewServer opens (or creates) the registry in stateDir, adds the
 // configured devices that are not there yet, and returns the hub. A nil
 // logger discards logs. cfg.Hostname must be set (the labcloud command
-// defaults it to its listener's host:port).
+// defaults it to the bare name it serves at on port 443).
 func NewServer(cfg Config, stateDir string, logger *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -378,7 +378,7 @@ func (s *Server) authenticate(r *http.Request, now time.Time) (principal, error)
 		if err != nil {
 			return principal{}, err
 		}
-		return s.authenticateSAS(tok, r.Host, now)
+		return s.authenticateSAS(tok, now)
 	}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		return s.authenticateCert(r.TLS.PeerCertificates, now)
@@ -386,9 +386,11 @@ func (s *Server) authenticate(r *http.Request, now time.Time) (principal, error)
 	return principal{}, fmt.Errorf("%w: no Authorization header and no client certificate", errUnauthorized)
 }
 
-func (s *Server) authenticateSAS(tok *SAS, requestHost string, now time.Time) (principal, error) {
+// authenticateSAS: as on IoT Hub, the token's audience must be the hub's
+// own host name, whatever Host the request carried.
+func (s *Server) authenticateSAS(tok *SAS, now time.Time) (principal, error) {
 	host, path, _ := strings.Cut(tok.Resource, "/")
-	if !strings.EqualFold(host, s.cfg.Hostname) && !strings.EqualFold(host, requestHost) {
+	if !strings.EqualFold(host, s.cfg.Hostname) {
 		return principal{}, fmt.Errorf("%w: token for host %q, not %q", errUnauthorized, host, s.cfg.Hostname)
 	}
 	if path == "" || tok.KeyName != "" {
