@@ -42,6 +42,7 @@ type BusAPI struct {
 	log  *slog.Logger
 
 	sessions sessionRegistry
+	pool     *workerPool
 
 	releaseMu sync.Mutex
 	release   *time.Timer // hands freed heap back to the OS after large listings
@@ -49,7 +50,7 @@ type BusAPI struct {
 
 // NewBusAPI registers the Keys objects on srv (call srv.Export and Claim after).
 func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.Server, log *slog.Logger) *BusAPI {
-	a := &BusAPI{ctx: ctx, svc: svc, auth: auth, srv: srv, log: log}
+	a := &BusAPI{ctx: ctx, svc: svc, auth: auth, srv: srv, log: log, pool: newWorkerPool(ctx, poolWorkers)}
 	srv.Root(bus.Interface{
 		Name: Interface,
 		Methods: map[string]any{

@@ -50,7 +50,7 @@ func (f *FastPath) intercept(msg *godbus.Message) {
 	case iface == KeyInterface && keyMethods[member] != nil:
 		msg.Type = 0 // ours now: godbus's loop skips it
 		f.served.Add(1)
-		go a.serveBusKeyCall(msg, member)
+		a.pool.run(func() { a.serveBusKeyCall(msg, member) })
 	case iface == Interface && member == "OpenSession":
 		path, _ := msg.Headers[godbus.FieldPath].Value().(godbus.ObjectPath)
 		if path != ObjectPath {

@@ -169,8 +169,9 @@ type session struct {
 	gen   uint64
 	cache *lru.Cache[string, sessionDecision]
 
-	sem chan struct{}
-	wg  sync.WaitGroup
+	sem     chan struct{}
+	wg      sync.WaitGroup
+	revoked atomic.Bool // the opener lost org.edgev2.keys.session
 }
 
 type sessionDecision struct {
@@ -215,10 +216,10 @@ func (s *session) run() {
 		s.sem <- struct{}{}
 		s.wg.Add(1)
 		s.a.sessions.live.Add(1)
-		go func() {
+		s.a.pool.run(func() {
 			defer func() { <-s.sem; s.wg.Done(); s.a.sessions.live.Add(-1) }()
 			s.serve(msg)
-		}()
+		})
 	}
 }
 
@@ -345,6 +346,15 @@ func (s *session) send(b []byte) {
 }
 
 func (s *session) serve(msg *godbus.Message) {
+	defer func() {
+		if s.revoked.Load() {
+			s.conn.Close()
+		}
+	}()
+	if s.revoked.Load() {
+		s.send(encodeMessage(s.nextSerial(), msg.Serial(), bus.ErrNotAuthorized, "not authorized for "+ActionSession+" any more; the session is closed"))
+		return
+	}
 	v, e := s.dispatch(msg)
 	if msg.Flags&godbus.FlagNoReplyExpected != 0 {
 		return
@@ -387,12 +397,21 @@ func (s *session) authorize(action, id string) *godbus.Error {
 	key := action + "\x00" + id
 	gen := s.pa.RulesGeneration()
 	s.mu.Lock()
-	if s.gen != gen {
+	stale := s.gen != gen
+	if stale {
 		s.cache = lru.New[string, sessionDecision](maxSessionDecisions)
 		s.gen = gen
 	}
 	d, ok := s.cache.Get(key)
 	s.mu.Unlock()
+	if stale {
+		// The rules changed: the opener may have lost the session itself.
+		if allowed, _, err := s.pa.CheckProcess(s.a.ctx, s.opener, ActionSession, nil); err != nil || !allowed {
+			s.a.log.Info("session closed: its opener is no longer allowed sessions", "pid", s.opener.PID, "uid", s.opener.UID)
+			s.revoked.Store(true) // closed once this reply is sent
+			return bus.NewError(bus.ErrNotAuthorized, "not authorized for "+ActionSession+" any more; the session is closed")
+		}
+	}
 	if ok && time.Since(d.at) < sessionDecisionTTL {
 		return sessionDenial(d.allowed, action, id)
 	}

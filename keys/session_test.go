@@ -569,3 +569,83 @@ func TestSessionLimitPerCaller(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestSessionClosedWhenTheSessionGrantIsRevoked(t *testing.T) {
+	k := startInprocKeyd(t)
+	k.createKeys(t, "granted")
+	k.grant(t, "key", false, "granted")
+	var sc net.Conn
+	t.Run("granted", func(t *testing.T) {
+		k.grant(t, "session", true) // removed when this subtest ends
+		var fd godbus.UnixFD
+		if err := k.bus.ConnAs(t, testenv.OtherUser).Object(keys.BusName, keys.ObjectPath).Call(keys.Interface+".OpenSession", 0,
+			map[string]godbus.Variant{}).Store(&fd); err != nil {
+			t.Fatal(err)
+		}
+		f := os.NewFile(uintptr(fd), "session")
+		defer f.Close()
+		c, err := net.FileConn(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc = c
+	})
+	defer sc.Close()
+	pc := peer(t, sc)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := signOn(pc, "granted")
+		if err != nil {
+			if name := dbusErrorName(err); name != bus.ErrNotAuthorized && !strings.Contains(err.Error(), "closed") {
+				t.Fatalf("Sign after the session grant went: %v; want NotAuthorized or a closed session", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the session still signs a minute after its opener lost org.edgev2.keys.session")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// keyd closed its end: the session is over, not merely refusing.
+	if err := signOn(pc, "granted"); err == nil || dbusErrorName(err) == bus.ErrNotAuthorized && pc.Connected() {
+		deadline := time.Now().Add(time.Minute)
+		for pc.Connected() {
+			if time.Now().After(deadline) {
+				t.Fatal("keyd kept the session open after its opener lost the session grant")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+func TestKeydSessionSignsOnSoftHSMAndReopensAfterRestart(t *testing.T) {
+	k := startKeyd(t, "pkcs11", "")
+	ctx := ctxT(t)
+	c := k.keys.WithSession()
+	defer c.Close()
+	key, err := c.CreateKeyPair(ctx, "session-ec", "ec-p256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := key.Signer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func() {
+		t.Helper()
+		digest := sha256.Sum256([]byte("token"))
+		sig, err := signer.Sign(nil, digest[:], crypto.SHA256)
+		if err != nil {
+			t.Fatalf("Sign: %v", err)
+		}
+		if !c.UsingSession() {
+			t.Fatalf("signed without a session: %v", c.SessionError())
+		}
+		if !ecdsa.VerifyASN1(signer.Public().(*ecdsa.PublicKey), digest[:], sig) {
+			t.Fatal("the SoftHSM signature from the session does not verify")
+		}
+	}
+	sign()
+	k.svc.Restart(t) // the session dies with keyd
+	sign()
+}
