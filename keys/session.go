@@ -35,8 +35,10 @@ const ErrLimitsExceeded = bus.ErrorPrefix + "LimitsExceeded"
 const (
 	maxSessionsPerUID = 16
 	maxSessions       = 256
-	// sessionParallel is how many calls of one session run at once; the
-	// session stops reading while that many are in flight.
+	// sessionParallel is how many calls of one session run at once when
+	// its peer pipelines them; the session stops reading while that many
+	// are in flight. A call that finds nothing else pending runs on the
+	// session's reader.
 	sessionParallel = 4
 	// maxSessionMessage bounds one message on a session: the largest
 	// legitimate call (EncryptDerived with 1 MiB of plaintext, derivation
@@ -212,6 +214,13 @@ func (s *session) run() {
 		}
 		if msg.Type != godbus.TypeMethodCall {
 			continue // replies and signals mean nothing here
+		}
+		if r.Buffered() == 0 && len(s.sem) == 0 {
+			// Nothing else is waiting or running: a caller that waits for
+			// each reply (the common case) is served here, without
+			// handing the call to another goroutine and back.
+			s.serve(msg)
+			continue
 		}
 		s.sem <- struct{}{}
 		s.wg.Add(1)

@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/miekg/pkcs11"
@@ -39,8 +41,12 @@ func sessionRows(p *testenv.Program, b *testenv.Bus, pk *testenv.Polkit, keyd, d
 	cfgPath := filepath.Join(dir, "session.toml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf("homedir = %q\npkcs11_lib_path = %q\npkcs11_base_slot = %q\n", home, tok.LibPath, tok.URI())), 0o600)
 	os.Chown(cfgPath, uid, gid)
+	args := []string{"--config", cfgPath, "--log-level", "warn"}
+	if d := os.Getenv("EDGEV2_BENCH_PROFILE"); d != "" {
+		args = append(args, "--cpuprofile", filepath.Join(d, "keyd-session.pprof"))
+	}
 	svc := testenv.StartService(p, b, testenv.ServiceOptions{
-		Binary: keyd, Args: []string{"--config", cfgPath, "--log-level", "warn"},
+		Binary: keyd, Args: args,
 		User: testenv.ServiceUser, Env: tok.Env(), BusName: keys.BusName,
 	})
 	defer svc.Stop(p)
@@ -86,15 +92,21 @@ func sessionRows(p *testenv.Program, b *testenv.Bus, pk *testenv.Polkit, keyd, d
 		{"p11-kit RPC", func(w int) error { return rpc.sign(w, digest[:]) }},
 	}
 	figures := map[string][]float64{}
+	cpu := map[string]*cpuUse{}
 	for range sessionReps {
 		for _, c := range []int{1, maxClients} {
 			for _, w := range ways {
-				ops, err := parallelWorkers(c, w.sign)
+				before := sampleCPU(svc.Pid(), b.Pid(), rpc.socket)
+				ops, n, err := parallelWorkers(c, w.sign)
 				if err != nil {
 					return nil, nil, fmt.Errorf("%s at %d clients: %w", w.name, c, err)
 				}
 				k := fmt.Sprintf("%s/%d", w.name, c)
 				figures[k] = append(figures[k], ops)
+				if cpu[k] == nil {
+					cpu[k] = &cpuUse{}
+				}
+				cpu[k].add(before, sampleCPU(svc.Pid(), b.Pid(), rpc.socket), n)
 			}
 		}
 	}
@@ -109,7 +121,8 @@ func sessionRows(p *testenv.Program, b *testenv.Bus, pk *testenv.Polkit, keyd, d
 				r.limit, r.limitOf = limit, "p11-kit RPC (median)"
 			}
 			rows = append(rows, r)
-			notes = append(notes, fmt.Sprintf("%-40s %d clients: median %6.0f/s, runs %s", w.name, c, median(v), spreadOf(v)))
+			k := fmt.Sprintf("%s/%d", w.name, c)
+			notes = append(notes, fmt.Sprintf("%-20s %d clients: median %6.0f/s, runs %s; %s", w.name, c, median(v), spreadOf(v), cpu[k]))
 		}
 	}
 	return rows, notes, nil
@@ -117,7 +130,7 @@ func sessionRows(p *testenv.Program, b *testenv.Bus, pk *testenv.Polkit, keyd, d
 
 // parallelWorkers runs sign in c workers for the figure's duration; worker
 // i always uses its own client (connection, session or PKCS#11 session).
-func parallelWorkers(c int, sign func(worker int) error) (float64, error) {
+func parallelWorkers(c int, sign func(worker int) error) (float64, int, error) {
 	type res struct {
 		ops int
 		err error
@@ -147,7 +160,62 @@ func parallelWorkers(c int, sign func(worker int) error) (float64, error) {
 			first = r.err
 		}
 	}
-	return float64(total) / time.Since(start).Seconds(), first
+	return float64(total) / time.Since(start).Seconds(), total, first
+}
+
+// cpuSample is the CPU time so far of each process on the three paths:
+// this process (the clients), keyd, the bus daemon, and p11-kit server
+// with the children it forked for connections.
+type cpuSample struct{ self, keyd, bus, p11 time.Duration }
+
+func sampleCPU(keydPid, busPid int, p11Socket string) cpuSample {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return cpuSample{
+		self: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
+		keyd: cpuTime(keydPid), bus: cpuTime(busPid), p11: p11KitCPU(p11Socket),
+	}
+}
+
+// p11KitCPU sums the CPU time of the processes serving p11Socket (the
+// server forks one per connection, with the same command line).
+func p11KitCPU(p11Socket string) time.Duration {
+	var sum time.Duration
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(cmd), p11Socket) {
+			sum += cpuTime(pid)
+		}
+	}
+	return sum
+}
+
+// cpuUse accumulates CPU per operation of one figure over its runs.
+type cpuUse struct {
+	ops                    int
+	client, keyd, bus, p11 time.Duration
+}
+
+func (u *cpuUse) add(a, b cpuSample, ops int) {
+	u.ops += ops
+	u.client += b.self - a.self
+	u.keyd += b.keyd - a.keyd
+	u.bus += b.bus - a.bus
+	u.p11 += b.p11 - a.p11
+}
+
+func (u *cpuUse) String() string {
+	if u == nil || u.ops == 0 {
+		return "no CPU figures"
+	}
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(u.ops) }
+	return fmt.Sprintf("CPU µs/op: clients %.0f, dbus-daemon %.0f, keyd %.0f, p11-kit server %.0f, total %.0f",
+		per(u.client), per(u.bus), per(u.keyd), per(u.p11), per(u.client+u.bus+u.keyd+u.p11))
 }
 
 func median(v []float64) float64 {
@@ -180,6 +248,7 @@ func spreadOf(v []float64) string {
 // p11KitSigner signs through p11-kit-client.so against `p11-kit server`
 // serving the same token, one PKCS#11 session per worker.
 type p11KitSigner struct {
+	socket   string
 	ctx      *pkcs11.Ctx
 	sessions []pkcs11.SessionHandle
 	key      pkcs11.ObjectHandle
@@ -198,7 +267,7 @@ func newP11KitSigner(p *testenv.Program, tok *testenv.SoftHSMToken, workers int)
 	if err := c.Initialize(); err != nil {
 		return nil, fmt.Errorf("p11-kit client: %w", err)
 	}
-	s := &p11KitSigner{ctx: c}
+	s := &p11KitSigner{ctx: c, socket: srv.Socket}
 	slots, err := c.GetSlotList(true)
 	if err != nil || len(slots) == 0 {
 		return nil, fmt.Errorf("p11-kit client sees no token: %v", err)
