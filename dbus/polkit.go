@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -52,6 +53,11 @@ type Authorizer struct {
 	uids        map[string]uint32                       // sender → unix uid
 	hits        uint64
 	misses      uint64
+
+	// rulesGen counts polkit rule changes (Changed, polkitd restarts)
+	// only, not callers leaving: caches outside this type (keyd's
+	// sessions) compare it to drop what a rule change may have revoked.
+	rulesGen atomic.Uint64
 }
 
 type decision struct {
@@ -145,6 +151,7 @@ func (a *Authorizer) handleSignal(sig *godbus.Signal) {
 }
 
 func (a *Authorizer) invalidateAll() {
+	a.rulesGen.Add(1)
 	a.mu.Lock()
 	a.gen++
 	a.decisions = map[string]*lru.Cache[string, decision]{}
@@ -158,7 +165,18 @@ func (a *Authorizer) CacheStats() (hits, misses uint64) {
 	return a.hits, a.misses
 }
 
+// RulesGeneration changes whenever polkit's rules may have changed (its
+// Changed signal, polkitd restarting). A cache of decisions made with
+// CheckProcess is stale once it differs from the value read when they were
+// made.
+func (a *Authorizer) RulesGeneration() uint64 { return a.rulesGen.Load() }
+
 func cacheKey(action string, details map[string]string) string {
+	if len(details) == 1 { // the common case (key_id): no sort, one allocation
+		for k, v := range details {
+			return action + "\x00" + k + "=" + v
+		}
+	}
 	keys := make([]string, 0, len(details))
 	for k := range details {
 		keys = append(keys, k)
@@ -376,4 +394,40 @@ func (a *Authorizer) Permits(ctx context.Context, peer, action string, details m
 	}
 	a.mu.Unlock()
 	return allowed
+}
+
+// Process is a polkit unix-process subject: a process identified by pid and
+// start time (so a recycled pid is a different subject) and the uid the bus
+// vouched for.
+type Process struct {
+	PID       uint32
+	StartTime uint64
+	UID       uint32
+}
+
+// CheckProcess asks polkit, without interaction, whether process p may
+// perform action on the object details names. It does not cache: callers
+// that cache (keyd's sessions) drop their decisions when RulesGeneration
+// changes. uid 0 is always allowed. challenge reports that polkit would have
+// asked for a password.
+func (a *Authorizer) CheckProcess(ctx context.Context, p Process, action string, details map[string]string) (allowed, challenge bool, err error) {
+	if p.UID == 0 {
+		return true, false, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 25*time.Second)
+	defer cancel()
+	subject := polkitSubject{Kind: "unix-process", Details: map[string]godbus.Variant{
+		"pid":        godbus.MakeVariant(p.PID),
+		"start-time": godbus.MakeVariant(p.StartTime),
+		"uid":        godbus.MakeVariant(int32(p.UID)),
+	}}
+	if details == nil {
+		details = map[string]string{}
+	}
+	var res polkitResult
+	obj := a.conn.Object(polkitName, polkitPath)
+	if err := obj.CallWithContext(ctx, polkitInterface+".CheckAuthorization", 0, subject, action, details, uint32(0), "").Store(&res); err != nil {
+		return false, false, err
+	}
+	return res.IsAuthorized, res.IsChallenge, nil
 }

@@ -41,13 +41,16 @@ type BusAPI struct {
 	srv  *bus.Server
 	log  *slog.Logger
 
+	sessions sessionRegistry
+	pool     *workerPool
+
 	releaseMu sync.Mutex
 	release   *time.Timer // hands freed heap back to the OS after large listings
 }
 
 // NewBusAPI registers the Keys objects on srv (call srv.Export and Claim after).
 func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.Server, log *slog.Logger) *BusAPI {
-	a := &BusAPI{ctx: ctx, svc: svc, auth: auth, srv: srv, log: log}
+	a := &BusAPI{ctx: ctx, svc: svc, auth: auth, srv: srv, log: log, pool: newWorkerPool(ctx, poolWorkers)}
 	srv.Root(bus.Interface{
 		Name: Interface,
 		Methods: map[string]any{
@@ -310,87 +313,6 @@ func (a *BusAPI) moveKey(msg godbus.Message, from, to string) *godbus.Error {
 	return nil
 }
 
-// tooLarge refuses payloads over MaxData before any work — no polkit round
-// trip, no key lookup — so a caller, authorised or not, cannot make keyd
-// spend effort on (or hold for long) what it will refuse anyway. The limit
-// is public; the answer reveals nothing about keys.
-func tooLarge(named map[string][]byte) *godbus.Error {
-	for what, b := range named {
-		if len(b) > MaxData {
-			return bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("%s is %d bytes; the limit is %d (1 MiB)", what, len(b), MaxData))
-		}
-	}
-	return nil
-}
-
-// optionBytes are the byte-array options' sizes, for tooLarge.
-func optionBytes(opts map[string]godbus.Variant) map[string][]byte {
-	out := map[string][]byte{}
-	for k, v := range opts {
-		if b, ok := v.Value().([]byte); ok {
-			out["option \""+k+"\""] = b
-		}
-	}
-	return out
-}
-
-// child resolves the key a child-object call addresses and authorizes it,
-// before checking it exists so unauthorized callers learn nothing of ids.
-func (a *BusAPI) child(msg godbus.Message, action string) (string, *godbus.Error) {
-	id, e := a.srv.PathID(msg)
-	if e != nil {
-		return "", e
-	}
-	if e := a.authorize(bus.CallOf(msg), action, id); e != nil {
-		return "", e
-	}
-	return id, a.srv.Exists(msg)
-}
-
-func (a *BusAPI) sign(msg godbus.Message, mech string, data []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {
-	sizes := map[string][]byte{"data": data}
-	for k, v := range optionBytes(opts) {
-		sizes[k] = v
-	}
-	if e := tooLarge(sizes); e != nil {
-		return nil, e
-	}
-	id, e := a.child(msg, ActionUse)
-	if e != nil {
-		return nil, e
-	}
-	if _, _, e := options(opts, nil, nil); e != nil {
-		return nil, e
-	}
-	sig, err := a.svc.Sign(a.ctx, id, mech, data)
-	if err != nil {
-		return nil, a.fail("Sign", err)
-	}
-	return sig, nil
-}
-
-func (a *BusAPI) verify(msg godbus.Message, mech string, data, sig []byte, opts map[string]godbus.Variant) (bool, *godbus.Error) {
-	sizes := map[string][]byte{"data": data, "signature": sig}
-	for k, v := range optionBytes(opts) {
-		sizes[k] = v
-	}
-	if e := tooLarge(sizes); e != nil {
-		return false, e
-	}
-	id, e := a.child(msg, ActionUse)
-	if e != nil {
-		return false, e
-	}
-	if _, _, e := options(opts, nil, nil); e != nil {
-		return false, e
-	}
-	ok, err := a.svc.Verify(a.ctx, id, mech, data, sig)
-	if err != nil {
-		return false, a.fail("Verify", err)
-	}
-	return ok, nil
-}
-
 func cipherOptions(opts map[string]godbus.Variant) (CipherOptions, *godbus.Error) {
 	bs, _, e := options(opts, []string{"iv", "aad"}, nil)
 	if e != nil {
@@ -403,126 +325,47 @@ func cipherOptions(opts map[string]godbus.Variant) (CipherOptions, *godbus.Error
 	return o, nil
 }
 
-func (a *BusAPI) encrypt(msg godbus.Message, mech string, plaintext []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {
-	sizes := map[string][]byte{"plaintext": plaintext}
-	for k, v := range optionBytes(opts) {
-		sizes[k] = v
-	}
-	if e := tooLarge(sizes); e != nil {
-		return nil, e
-	}
-	id, e := a.child(msg, ActionUse)
-	if e != nil {
-		return nil, e
-	}
-	o, e := cipherOptions(opts)
-	if e != nil {
-		return nil, e
-	}
-	ct, err := a.svc.Encrypt(a.ctx, id, mech, plaintext, o)
-	if err != nil {
-		return nil, a.fail("Encrypt", err)
-	}
-	return ct, nil
+// The Key methods as godbus method table entries (their Go signatures give
+// the introspected and checked D-Bus signatures); the fast path in
+// fastpath.go serves the same calls before godbus's reflection sees them.
+func (a *BusAPI) sign(msg godbus.Message, _ string, _ []byte, _ map[string]godbus.Variant) ([]byte, *godbus.Error) {
+	return bytesReply(a.busCallKey(&msg, "Sign"))
 }
 
-func (a *BusAPI) decrypt(msg godbus.Message, mech string, ciphertext []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {
-	sizes := map[string][]byte{"ciphertext": ciphertext}
-	for k, v := range optionBytes(opts) {
-		sizes[k] = v
-	}
-	if e := tooLarge(sizes); e != nil {
-		return nil, e
-	}
-	id, e := a.child(msg, ActionUse)
-	if e != nil {
-		return nil, e
-	}
-	o, e := cipherOptions(opts)
-	if e != nil {
-		return nil, e
-	}
-	pt, err := a.svc.Decrypt(a.ctx, id, mech, ciphertext, o)
-	if err != nil {
-		return nil, a.fail("Decrypt", err)
-	}
-	return pt, nil
+func (a *BusAPI) verify(msg godbus.Message, _ string, _, _ []byte, _ map[string]godbus.Variant) (bool, *godbus.Error) {
+	v, e := a.busCallKey(&msg, "Verify")
+	ok, _ := v.(bool)
+	return ok, e
 }
 
-func (a *BusAPI) signDerived(msg godbus.Message, derivation []byte, mech string, data []byte) ([]byte, *godbus.Error) {
-	sizes := map[string][]byte{"derivation": derivation, "data": data}
-	if e := tooLarge(sizes); e != nil {
-		return nil, e
-	}
-	id, e := a.child(msg, ActionUse)
-	if e != nil {
-		return nil, e
-	}
-	sig, err := a.svc.SignDerived(a.ctx, id, derivation, mech, data)
-	if err != nil {
-		return nil, a.fail("SignDerived", err)
-	}
-	return sig, nil
+func (a *BusAPI) encrypt(msg godbus.Message, _ string, _ []byte, _ map[string]godbus.Variant) ([]byte, *godbus.Error) {
+	return bytesReply(a.busCallKey(&msg, "Encrypt"))
 }
 
-func (a *BusAPI) exportDerived(msg godbus.Message, derivation []byte) ([]byte, *godbus.Error) {
-	sizes := map[string][]byte{"derivation": derivation}
-	if e := tooLarge(sizes); e != nil {
-		return nil, e
-	}
-	id, e := a.child(msg, ActionExport)
-	if e != nil {
-		return nil, e
-	}
-	key, err := a.svc.ExportDerived(a.ctx, id, derivation)
-	if err != nil {
-		return nil, a.fail("ExportDerived", err)
-	}
-	return key, nil
+func (a *BusAPI) decrypt(msg godbus.Message, _ string, _ []byte, _ map[string]godbus.Variant) ([]byte, *godbus.Error) {
+	return bytesReply(a.busCallKey(&msg, "Decrypt"))
 }
 
-func (a *BusAPI) encryptDerived(msg godbus.Message, derivation []byte, mech string, plaintext []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {
-	sizes := map[string][]byte{"derivation": derivation, "plaintext": plaintext}
-	for k, v := range optionBytes(opts) {
-		sizes[k] = v
-	}
-	if e := tooLarge(sizes); e != nil {
-		return nil, e
-	}
-	id, e := a.child(msg, ActionUse)
-	if e != nil {
-		return nil, e
-	}
-	o, e := cipherOptions(opts)
-	if e != nil {
-		return nil, e
-	}
-	ct, err := a.svc.EncryptDerived(a.ctx, id, derivation, mech, plaintext, o)
-	if err != nil {
-		return nil, a.fail("EncryptDerived", err)
-	}
-	return ct, nil
+func (a *BusAPI) signDerived(msg godbus.Message, _ []byte, _ string, _ []byte) ([]byte, *godbus.Error) {
+	return bytesReply(a.busCallKey(&msg, "SignDerived"))
 }
 
-func (a *BusAPI) decryptDerived(msg godbus.Message, derivation []byte, mech string, ciphertext []byte, opts map[string]godbus.Variant) ([]byte, *godbus.Error) {
-	sizes := map[string][]byte{"derivation": derivation, "ciphertext": ciphertext}
-	for k, v := range optionBytes(opts) {
-		sizes[k] = v
-	}
-	if e := tooLarge(sizes); e != nil {
-		return nil, e
-	}
-	id, e := a.child(msg, ActionUse)
+func (a *BusAPI) exportDerived(msg godbus.Message, _ []byte) ([]byte, *godbus.Error) {
+	return bytesReply(a.busCallKey(&msg, "ExportDerived"))
+}
+
+func (a *BusAPI) encryptDerived(msg godbus.Message, _ []byte, _ string, _ []byte, _ map[string]godbus.Variant) ([]byte, *godbus.Error) {
+	return bytesReply(a.busCallKey(&msg, "EncryptDerived"))
+}
+
+func (a *BusAPI) decryptDerived(msg godbus.Message, _ []byte, _ string, _ []byte, _ map[string]godbus.Variant) ([]byte, *godbus.Error) {
+	return bytesReply(a.busCallKey(&msg, "DecryptDerived"))
+}
+
+func bytesReply(v any, e *godbus.Error) ([]byte, *godbus.Error) {
 	if e != nil {
 		return nil, e
 	}
-	o, e := cipherOptions(opts)
-	if e != nil {
-		return nil, e
-	}
-	pt, err := a.svc.DecryptDerived(a.ctx, id, derivation, mech, ciphertext, o)
-	if err != nil {
-		return nil, a.fail("DecryptDerived", err)
-	}
-	return pt, nil
+	b, _ := v.([]byte)
+	return b, nil
 }

@@ -18,7 +18,7 @@ import (
 
 // requiredActions are the polkit actions the services ask about.
 var requiredActions = []string{
-	"org.edgev2.keys.read", "org.edgev2.keys.manage", "org.edgev2.keys.use", "org.edgev2.keys.export",
+	"org.edgev2.keys.read", "org.edgev2.keys.manage", "org.edgev2.keys.use", "org.edgev2.keys.export", "org.edgev2.keys.session",
 	"org.edgev2.certs.read", "org.edgev2.certs.manage",
 	"org.edgev2.identity.read", "org.edgev2.identity.manage", "org.edgev2.identity.reprovision",
 	"org.edgev2.modules.read", "org.edgev2.modules.manage",

@@ -44,7 +44,7 @@ func run(configPath string, log *slog.Logger) int {
 			if err != nil {
 				return fmt.Errorf("open the certificate store: %w", err)
 			}
-			svc = certs.NewService(store, keyStore{keys.New(conn)}, cfg, certs.RealClock, log)
+			svc = certs.NewService(store, keyStore{keys.New(conn).WithSession()}, cfg, certs.RealClock, log)
 			svc.RecoverRotation(ctx) // before any call can start another rotation
 			certs.NewBusAPI(ctx, svc, auth, srv, log)
 			return nil

@@ -42,16 +42,18 @@ func run(configPath string, log *slog.Logger) int {
 		return daemon.ExitConfig
 	}
 	var closeAll func()
+	fast := keys.NewFastPath()
 	return daemon.Serve(log, daemon.Service{
-		BusName: keys.BusName,
-		Path:    keys.ObjectPath,
+		BusName:     keys.BusName,
+		Path:        keys.ObjectPath,
+		ConnOptions: []godbus.ConnOption{fast.Option()},
 		Register: func(ctx context.Context, conn *godbus.Conn, auth *bus.Authorizer, srv *bus.Server) error {
 			svc, closer, err := openService(ctx, cfg, configPath, log)
 			if err != nil {
 				return err
 			}
 			closeAll = closer
-			keys.NewBusAPI(ctx, svc, auth, srv, log)
+			fast.Attach(keys.NewBusAPI(ctx, svc, auth, srv, log))
 			return nil
 		},
 		Stopped: func() {

@@ -77,7 +77,7 @@ func run(configPath string, log *slog.Logger) int {
 				svc.MgmtDir = filepath.Dir(cfg.MgmtSocket)
 			}
 			ids := iclient.New(conn)
-			cc, kc := cclient.New(conn), kclient.New(conn)
+			cc, kc := cclient.New(conn), kclient.New(conn).WithSession()
 			owners := modrt.NewPidOwners(rt)
 			ca = newEdgeCA(cc, kc, cfg.EdgeCACert, cfg.EdgeCAKey, time.Duration(cfg.EdgeCALifetimeDays)*24*time.Hour, log)
 			wl = workload.NewManager(filepath.Join(cfg.Homedir, "workload"), workloadBackend{owners: owners, ids: ids, certs: cc,

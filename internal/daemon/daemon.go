@@ -61,6 +61,9 @@ type Service struct {
 	Started func(ctx context.Context)
 	// Stopped runs after serving ends (close engines).
 	Stopped func()
+	// ConnOptions are given to godbus when the bus connection is made
+	// (keyd's fast path intercepts its hot calls there).
+	ConnOptions []godbus.ConnOption
 }
 
 // Serve runs the daemon and returns its exit code.
@@ -70,7 +73,7 @@ func Serve(log *slog.Logger, s Service) int {
 	if s.Stopped != nil {
 		defer s.Stopped()
 	}
-	conn, err := bus.ConnectSystemBus()
+	conn, err := bus.ConnectSystemBus(s.ConnOptions...)
 	if err != nil {
 		log.Error("cannot reach the bus", "err", err)
 		return ExitFailure

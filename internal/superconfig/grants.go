@@ -178,8 +178,14 @@ func ServiceRules(from string, grants ...ServiceGrant) ([]byte, error) {
 			return nil, fmt.Errorf("encode grants of %s: %w", g.Service, err)
 		}
 		fmt.Fprintf(&b, "\n// %s (user %s): %s\n", jsComment(g.Service), jsComment(g.User), jsComment(g.Why))
+		session := ""
+		if len(g.KeysUse) > 0 {
+			// A direct session to keyd (its hot path): every key operation
+			// on it is still checked against the keys.use grant below.
+			session = "\n  if (action.id === \"org.edgev2.keys.session\") { return polkit.Result.YES; }"
+		}
 		fmt.Fprintf(&b, `polkit.addRule(function(action, subject) {
-  if (subject.user !== %s) { return polkit.Result.NOT_HANDLED; }
+  if (subject.user !== %s) { return polkit.Result.NOT_HANDLED; }%s
   var grants = %s;
   if (!Object.prototype.hasOwnProperty.call(grants, action.id)) { return polkit.Result.NOT_HANDLED; }
   var g = grants[action.id];
@@ -190,7 +196,7 @@ func ServiceRules(from string, grants ...ServiceGrant) ([]byte, error) {
   }
   return polkit.Result.NOT_HANDLED;
 });
-`, jsString(g.User), grantsJSON)
+`, jsString(g.User), session, grantsJSON)
 	}
 	return b.Bytes(), nil
 }

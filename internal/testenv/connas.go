@@ -15,6 +15,13 @@ import (
 // Needs root. The connection is closed on cleanup.
 func (b *Bus) ConnAs(t TB, user string) *dbus.Conn {
 	t.Helper()
+	return b.ConnAsWith(t, user)
+}
+
+// ConnAsWith is ConnAs with godbus connection options (a test that serves a
+// service in-process passes the service's own, as its daemon would).
+func (b *Bus) ConnAsWith(t TB, user string, opts ...dbus.ConnOption) *dbus.Conn {
+	t.Helper()
 	cred := credential(t, user)
 	type result struct {
 		conn *dbus.Conn
@@ -38,7 +45,7 @@ func (b *Bus) ConnAs(t TB, user string) *dbus.Conn {
 			done <- result{err: e}
 			return
 		}
-		conn, err := dbus.Connect(b.Address)
+		conn, err := dbus.Connect(b.Address, opts...)
 		_, _, e1 := syscall.RawSyscall(syscall.SYS_SETRESUID, 0, 0, 0)
 		_, _, e2 := syscall.RawSyscall(syscall.SYS_SETRESGID, 0, 0, 0)
 		restored = e1 == 0 && e2 == 0

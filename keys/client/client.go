@@ -25,6 +25,7 @@ const (
 type Client struct {
 	conn        *godbus.Conn
 	interactive bool
+	sess        *sessionState // nil: everything over the bus
 }
 
 // New uses an open bus connection.
@@ -39,6 +40,11 @@ func (c *Client) Interactive(on bool) *Client {
 }
 
 func (c *Client) call(ctx context.Context, path godbus.ObjectPath, method string, out []any, args ...any) error {
+	if c.sess != nil && isKeyMethod(method) {
+		if err, handled := c.sessionCall(ctx, path, method, out, args...); handled {
+			return err
+		}
+	}
 	var flags godbus.Flags
 	if c.interactive {
 		flags |= godbus.FlagAllowInteractiveAuthorization

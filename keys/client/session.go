@@ -1,0 +1,161 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	bus "github.com/edgev2/edgev2/dbus"
+)
+
+// How long a client waits before asking for a session again after keyd
+// refused one (no grant, an older keyd, the limit) or opening failed.
+const sessionRetry = 30 * time.Second
+
+// WithSession returns a client whose key operations (Sign, Verify,
+// Encrypt, Decrypt and the Derived ones, crypto.Signer included) go over a
+// direct session to keyd (Keys1.OpenSession) instead of through the bus
+// daemon. When keyd refuses a session the calls go over the bus, and a
+// session that dies is reopened on the next call. Close the client to end
+// the session. Everything else still goes over the bus.
+func (c *Client) WithSession() *Client {
+	cc := *c
+	cc.sess = &sessionState{}
+	return &cc
+}
+
+// Close ends the client's session, if it has one. The bus connection is
+// the caller's and stays open.
+func (c *Client) Close() error {
+	if c.sess == nil {
+		return nil
+	}
+	c.sess.mu.Lock()
+	defer c.sess.mu.Unlock()
+	c.sess.closed = true
+	if c.sess.conn != nil {
+		err := c.sess.conn.Close()
+		c.sess.conn = nil
+		return err
+	}
+	return nil
+}
+
+// UsingSession reports whether the client has a live session now (for
+// tests and diagnostics).
+func (c *Client) UsingSession() bool {
+	if c.sess == nil {
+		return false
+	}
+	c.sess.mu.Lock()
+	defer c.sess.mu.Unlock()
+	return c.sess.conn != nil && c.sess.conn.Connected()
+}
+
+type sessionState struct {
+	mu      sync.Mutex
+	conn    *godbus.Conn
+	retryAt time.Time
+	closed  bool
+	lastErr error
+}
+
+// SessionError is why the last OpenSession failed, or nil.
+func (c *Client) SessionError() error {
+	if c.sess == nil {
+		return nil
+	}
+	c.sess.mu.Lock()
+	defer c.sess.mu.Unlock()
+	return c.sess.lastErr
+}
+
+// sessionCall makes a Key call over the session; handled is false when the
+// call should go over the bus instead.
+func (c *Client) sessionCall(ctx context.Context, path godbus.ObjectPath, method string, out []any, args ...any) (err error, handled bool) {
+	for range 2 {
+		pc := c.sess.get(ctx, c)
+		if pc == nil {
+			return nil, false
+		}
+		err := pc.Object("", path).CallWithContext(ctx, method, 0, args...).Store(out...)
+		if err == nil {
+			return nil, true
+		}
+		var de godbus.Error
+		var dep *godbus.Error
+		if errors.As(err, &de) || errors.As(err, &dep) || ctx.Err() != nil {
+			return bus.FromError(err), true
+		}
+		c.sess.drop(pc) // the session died: open another one, or use the bus
+	}
+	return nil, false
+}
+
+func (s *sessionState) drop(pc *godbus.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == pc {
+		s.conn.Close()
+		s.conn = nil
+	}
+}
+
+func (s *sessionState) get(ctx context.Context, c *Client) *godbus.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil && s.conn.Connected() {
+		return s.conn
+	}
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
+	if s.closed || time.Now().Before(s.retryAt) {
+		return nil
+	}
+	pc, err := openSession(ctx, c.conn)
+	if err != nil {
+		s.lastErr = err
+		s.retryAt = time.Now().Add(sessionRetry)
+		slog.Debug("no Keys session; using the bus", "err", err)
+		return nil
+	}
+	s.lastErr = nil
+	s.conn = pc
+	return pc
+}
+
+// openSession asks keyd for a session and speaks the peer protocol on it.
+func openSession(ctx context.Context, conn *godbus.Conn) (*godbus.Conn, error) {
+	var fd godbus.UnixFD
+	if err := conn.Object(busName, rootPath).CallWithContext(ctx, iface+".OpenSession", 0, noOptions()).Store(&fd); err != nil {
+		return nil, bus.FromError(err)
+	}
+	f := os.NewFile(uintptr(fd), "keys-session")
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	pc, err := godbus.NewConn(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if err := pc.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Geteuid()))}); err != nil {
+		pc.Close()
+		return nil, err
+	}
+	return pc, nil
+}
+
+func isKeyMethod(method string) bool { return strings.HasPrefix(method, keyInterface+".") }

@@ -1,0 +1,517 @@
+package keys
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/internal/lru"
+)
+
+// ActionSession is the polkit action OpenSession needs.
+const ActionSession = "org.edgev2.keys.session"
+
+// ErrLimitsExceeded is the error of an OpenSession over the session limits.
+const ErrLimitsExceeded = bus.ErrorPrefix + "LimitsExceeded"
+
+// Session limits: a caller cannot hold keyd's memory and goroutines without
+// bound by opening sessions (each costs a socket, two small buffers and one
+// goroutine while idle).
+const (
+	maxSessionsPerUID = 16
+	maxSessions       = 256
+	// sessionParallel is how many calls of one session run at once when
+	// its peer pipelines them; the session stops reading while that many
+	// are in flight. A call that finds nothing else pending runs on the
+	// session's reader.
+	sessionParallel = 4
+	// maxSessionMessage bounds one message on a session: the largest
+	// legitimate call (EncryptDerived with 1 MiB of plaintext, derivation
+	// and options) fits.
+	maxSessionMessage = 4*MaxData + 64<<10
+	// maxSessionDecisions bounds one session's authorization cache.
+	maxSessionDecisions = 4096
+	// sessionDecisionTTL bounds a cached decision even if a signal is lost.
+	sessionDecisionTTL = 5 * time.Minute
+)
+
+// processAuthority is what sessions need of polkit: checks with the opener's
+// process as subject, and a generation that changes when rules change.
+type processAuthority interface {
+	CheckProcess(ctx context.Context, p bus.Process, action string, details map[string]string) (allowed, challenge bool, err error)
+	RulesGeneration() uint64
+}
+
+// sessionRegistry counts open sessions, in all and per opener uid.
+type sessionRegistry struct {
+	mu    sync.Mutex
+	total int
+	byUID map[uint32]int
+	live  atomic.Int64 // goroutines of sessions still running (tests)
+}
+
+func (r *sessionRegistry) reserve(uid uint32) *godbus.Error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byUID == nil {
+		r.byUID = map[uint32]int{}
+	}
+	if r.byUID[uid] >= maxSessionsPerUID {
+		return bus.NewError(ErrLimitsExceeded, fmt.Sprintf("uid %d already holds %d sessions, the limit; close one first", uid, maxSessionsPerUID))
+	}
+	if r.total >= maxSessions {
+		return bus.NewError(ErrLimitsExceeded, fmt.Sprintf("keyd already serves %d sessions, the limit; use the bus", maxSessions))
+	}
+	r.byUID[uid]++
+	r.total++
+	return nil
+}
+
+func (r *sessionRegistry) release(uid uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.total--
+	if r.byUID[uid]--; r.byUID[uid] <= 0 {
+		delete(r.byUID, uid)
+	}
+}
+
+// SessionGoroutines is how many session goroutines (readers and calls in
+// flight) are running; 0 once every session has ended.
+func (a *BusAPI) SessionGoroutines() int64 { return a.sessions.live.Load() }
+
+// serveOpenSession answers OpenSession(a{sv}) → h: authorise the caller
+// once (org.edgev2.keys.session), capture its process as the subject of
+// every later per-key check, and hand it one end of a socketpair served
+// by a session.
+func (a *BusAPI) serveOpenSession(msg *godbus.Message) {
+	fd, e := a.openSession(msg)
+	if e != nil {
+		a.reply(msg, nil, e)
+		return
+	}
+	a.reply(msg, godbus.UnixFD(fd), nil)
+	syscall.Close(fd) // the reply carried a duplicate (SCM_RIGHTS)
+}
+
+func (a *BusAPI) openSession(msg *godbus.Message) (int, *godbus.Error) {
+	sig, _ := msg.Headers[godbus.FieldSignature].Value().(godbus.Signature)
+	if sig.String() != "a{sv}" {
+		return -1, bus.NewError(errInvalidSignature, fmt.Sprintf("%s.OpenSession takes (a{sv}), not (%s)", Interface, sig.String()))
+	}
+	if _, _, e := options(msg.Body[0].(map[string]godbus.Variant), nil, nil); e != nil {
+		return -1, e
+	}
+	call := bus.CallOf(*msg)
+	if e := a.auth.Authorize(a.ctx, call, ActionSession, nil); e != nil {
+		return -1, e
+	}
+	pa, ok := a.auth.(processAuthority)
+	if !ok {
+		return -1, bus.NewError(bus.ErrNotSupported, "this keyd cannot authorise sessions; use the bus")
+	}
+	opener, err := bus.CallerProcess(a.srv.Conn(), call.Sender)
+	if err != nil {
+		a.log.Warn("identify session opener", "sender", call.Sender, "err", err)
+		return -1, bus.NewError(bus.ErrNotAuthorized, fmt.Sprintf("cannot identify the process behind %s", call.Sender))
+	}
+	if e := a.sessions.reserve(opener.UID); e != nil {
+		return -1, e
+	}
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		a.sessions.release(opener.UID)
+		return -1, a.fail("OpenSession", fmt.Errorf("socketpair: %w", err))
+	}
+	f := os.NewFile(uintptr(fds[0]), "keyd-session")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		syscall.Close(fds[1])
+		a.sessions.release(opener.UID)
+		return -1, a.fail("OpenSession", fmt.Errorf("session socket: %w", err))
+	}
+	s := &session{a: a, conn: c, opener: opener, pa: pa, gen: pa.RulesGeneration(),
+		cache: lru.New[string, sessionDecision](maxSessionDecisions),
+		sem:   make(chan struct{}, sessionParallel)}
+	a.sessions.live.Add(1)
+	go s.run()
+	a.log.Debug("session opened", "sender", call.Sender, "pid", opener.PID, "uid", opener.UID)
+	return fds[1], nil
+}
+
+// session serves Key calls peer-to-peer on one socket, with the opener as
+// the subject of every authorization: whoever holds the other end acts as
+// the opener (the fd is a capability), and can do no more than it.
+type session struct {
+	a      *BusAPI
+	conn   net.Conn
+	opener bus.Process
+	pa     processAuthority
+
+	wmu    sync.Mutex
+	serial uint32
+
+	mu    sync.Mutex
+	gen   uint64
+	cache *lru.Cache[string, sessionDecision]
+
+	sem     chan struct{}
+	wg      sync.WaitGroup
+	revoked atomic.Bool // the opener lost org.edgev2.keys.session
+}
+
+type sessionDecision struct {
+	allowed bool
+	at      time.Time
+}
+
+func (s *session) run() {
+	defer s.a.sessions.live.Add(-1)
+	defer s.a.sessions.release(s.opener.UID)
+	stop := context.AfterFunc(s.a.ctx, func() { s.conn.Close() })
+	defer stop()
+	defer s.wg.Wait() // calls in flight finish (their replies fail) before the slot is freed
+	defer s.conn.Close()
+	r := bufio.NewReaderSize(s.conn, 64<<10)
+	if err := s.handshake(r); err != nil {
+		s.a.log.Debug("session handshake failed", "pid", s.opener.PID, "err", err)
+		return
+	}
+	for {
+		hdr, raw, err := readMessage(r)
+		if err != nil {
+			var tooBig *messageTooLarge
+			if errors.As(err, &tooBig) && tooBig.serial != 0 {
+				s.send(encodeMessage(s.nextSerial(), tooBig.serial, bus.ErrInvalidArgs, err.Error()))
+			}
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				s.a.log.Debug("session ends", "pid", s.opener.PID, "err", err)
+			}
+			return
+		}
+		msg, err := godbus.DecodeMessage(bytes.NewReader(raw))
+		if err != nil {
+			if hdr.typ == byte(godbus.TypeMethodCall) && hdr.flags&byte(godbus.FlagNoReplyExpected) == 0 {
+				s.send(encodeMessage(s.nextSerial(), hdr.serial, errInvalidSignature, "malformed message: "+err.Error()))
+			}
+			continue
+		}
+		if msg.Type != godbus.TypeMethodCall {
+			continue // replies and signals mean nothing here
+		}
+		if r.Buffered() == 0 && len(s.sem) == 0 {
+			// Nothing else is waiting or running: a caller that waits for
+			// each reply (the common case) is served here, without
+			// handing the call to another goroutine and back.
+			s.serve(msg)
+			continue
+		}
+		s.sem <- struct{}{}
+		s.wg.Add(1)
+		s.a.sessions.live.Add(1)
+		s.a.pool.run(func() {
+			defer func() { <-s.sem; s.wg.Done(); s.a.sessions.live.Add(-1) }()
+			s.serve(msg)
+		})
+	}
+}
+
+// handshake is the server side of the D-Bus SASL exchange: EXTERNAL is
+// accepted whatever identity it claims, since the socket, not the peer's
+// uid, carries the authority; unix fds are not passed on a session.
+func (s *session) handshake(r *bufio.Reader) error {
+	nul, err := r.ReadByte()
+	if err != nil {
+		return err
+	}
+	if nul != 0 {
+		return errors.New("no leading NUL byte")
+	}
+	var guid [16]byte
+	rand.Read(guid[:])
+	for range 16 {
+		line, err := readAuthLine(r)
+		if err != nil {
+			return err
+		}
+		var reply string
+		switch cmd, arg, _ := bytes.Cut(line, []byte(" ")); string(cmd) {
+		case "AUTH":
+			mech, _, _ := bytes.Cut(arg, []byte(" "))
+			if string(mech) == "EXTERNAL" {
+				reply = "OK " + hex.EncodeToString(guid[:])
+			} else {
+				reply = "REJECTED EXTERNAL"
+			}
+		case "NEGOTIATE_UNIX_FD":
+			reply = "ERROR file descriptors are not passed on a Keys session"
+		case "BEGIN":
+			return nil
+		case "CANCEL", "ERROR", "DATA":
+			reply = "REJECTED EXTERNAL"
+		default:
+			reply = "ERROR unknown command"
+		}
+		if _, err := s.conn.Write([]byte(reply + "\r\n")); err != nil {
+			return err
+		}
+	}
+	return errors.New("too many authentication commands")
+}
+
+func readAuthLine(r *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		b, err := r.ReadByte()
+		if err != nil {
+			return nil, err
+		}
+		if b == '\n' {
+			return bytes.TrimSuffix(line, []byte("\r")), nil
+		}
+		if len(line) >= 1024 {
+			return nil, errors.New("authentication line too long")
+		}
+		line = append(line, b)
+	}
+}
+
+type fixedHeader struct {
+	typ, flags byte
+	serial     uint32
+}
+
+type messageTooLarge struct {
+	serial uint32
+	size   uint64
+}
+
+func (e *messageTooLarge) Error() string {
+	return fmt.Sprintf("message is %d bytes; a Keys session takes at most %d", e.size, maxSessionMessage)
+}
+
+// readMessage reads one whole message after checking its size from the
+// fixed header, so a peer cannot make keyd allocate more than
+// maxSessionMessage for it.
+func readMessage(r *bufio.Reader) (fixedHeader, []byte, error) {
+	var fixed [16]byte
+	if _, err := io.ReadFull(r, fixed[:]); err != nil {
+		return fixedHeader{}, nil, err
+	}
+	var order binary.ByteOrder
+	switch fixed[0] {
+	case 'l':
+		order = binary.LittleEndian
+	case 'B':
+		order = binary.BigEndian
+	default:
+		return fixedHeader{}, nil, errors.New("invalid byte order")
+	}
+	h := fixedHeader{typ: fixed[1], flags: fixed[2], serial: order.Uint32(fixed[8:12])}
+	bodyLen := uint64(order.Uint32(fixed[4:8]))
+	fieldsLen := uint64(order.Uint32(fixed[12:16]))
+	total := 16 + (fieldsLen+7)&^7 + bodyLen
+	if total > maxSessionMessage {
+		return h, nil, &messageTooLarge{serial: h.serial, size: total}
+	}
+	buf := make([]byte, total)
+	copy(buf, fixed[:])
+	if _, err := io.ReadFull(r, buf[16:]); err != nil {
+		return h, nil, err
+	}
+	return h, buf, nil
+}
+
+func (s *session) nextSerial() uint32 {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.serial++
+	if s.serial == 0 {
+		s.serial = 1
+	}
+	return s.serial
+}
+
+func (s *session) send(b []byte) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.conn.Write(b) // a dead peer ends the reader too
+}
+
+func (s *session) serve(msg *godbus.Message) {
+	defer func() {
+		if s.revoked.Load() {
+			s.conn.Close()
+		}
+	}()
+	if s.revoked.Load() {
+		s.send(encodeMessage(s.nextSerial(), msg.Serial(), bus.ErrNotAuthorized, "not authorized for "+ActionSession+" any more; the session is closed"))
+		return
+	}
+	v, e := s.dispatch(msg)
+	if msg.Flags&godbus.FlagNoReplyExpected != 0 {
+		return
+	}
+	if e != nil {
+		text := ""
+		if len(e.Body) > 0 {
+			text, _ = e.Body[0].(string)
+		}
+		s.send(encodeMessage(s.nextSerial(), msg.Serial(), e.Name, text))
+		return
+	}
+	s.send(encodeMessage(s.nextSerial(), msg.Serial(), "", v))
+}
+
+func (s *session) dispatch(msg *godbus.Message) (any, *godbus.Error) {
+	iface, _ := msg.Headers[godbus.FieldInterface].Value().(string)
+	member, _ := msg.Headers[godbus.FieldMember].Value().(string)
+	path, _ := msg.Headers[godbus.FieldPath].Value().(godbus.ObjectPath)
+	sig, _ := msg.Headers[godbus.FieldSignature].Value().(godbus.Signature)
+	switch {
+	case iface == "org.freedesktop.DBus.Peer" && member == "Ping":
+		return nil, nil
+	case iface == KeyInterface || iface == "" && keyMethods[member] != nil:
+		return s.a.callKey(member, sig.String(), msg.Body, path, s.authorize)
+	case iface == "":
+		return nil, bus.NewError("org.freedesktop.DBus.Error.UnknownMethod", fmt.Sprintf("a Keys session has no method %q", member))
+	default:
+		return nil, bus.NewError("org.freedesktop.DBus.Error.UnknownInterface",
+			fmt.Sprintf("a Keys session serves only %s (and Peer.Ping), not %q", KeyInterface, iface))
+	}
+}
+
+// authorize checks action on key id with the opener as polkit's subject,
+// caching the answer for this session until polkit's rules change.
+func (s *session) authorize(action, id string) *godbus.Error {
+	if s.opener.UID == 0 {
+		return nil
+	}
+	key := action + "\x00" + id
+	gen := s.pa.RulesGeneration()
+	s.mu.Lock()
+	stale := s.gen != gen
+	if stale {
+		s.cache = lru.New[string, sessionDecision](maxSessionDecisions)
+		s.gen = gen
+	}
+	d, ok := s.cache.Get(key)
+	s.mu.Unlock()
+	if stale {
+		// The rules changed: the opener may have lost the session itself.
+		if allowed, _, err := s.pa.CheckProcess(s.a.ctx, s.opener, ActionSession, nil); err != nil || !allowed {
+			s.a.log.Info("session closed: its opener is no longer allowed sessions", "pid", s.opener.PID, "uid", s.opener.UID)
+			s.revoked.Store(true) // closed once this reply is sent
+			return bus.NewError(bus.ErrNotAuthorized, "not authorized for "+ActionSession+" any more; the session is closed")
+		}
+	}
+	if ok && time.Since(d.at) < sessionDecisionTTL {
+		return sessionDenial(d.allowed, action, id)
+	}
+	allowed, _, err := s.pa.CheckProcess(s.a.ctx, s.opener, action, keyDetails(id))
+	if err != nil {
+		s.a.log.Warn("polkit check for a session failed; denying", "action", action, "key_id", id, "pid", s.opener.PID, "err", err)
+		return bus.NewError(bus.ErrNotAuthorized, fmt.Sprintf("not authorized for %s: the authorization service (polkit) is not available", action))
+	}
+	s.mu.Lock()
+	if s.gen == gen && s.pa.RulesGeneration() == gen { // no rule change raced with the check
+		s.cache.Put(key, sessionDecision{allowed: allowed, at: time.Now()})
+	}
+	s.mu.Unlock()
+	return sessionDenial(allowed, action, id)
+}
+
+func sessionDenial(allowed bool, action, id string) *godbus.Error {
+	if allowed {
+		return nil
+	}
+	return bus.NewError(bus.ErrNotAuthorized, fmt.Sprintf("not authorized for %s on key_id %q", action, id))
+}
+
+// encodeMessage writes a method reply (errName "") or an error reply in the
+// D-Bus wire format (little endian) without reflection: a reply body is
+// []byte (ay), bool (b) or nil; an error body is its message (s).
+func encodeMessage(serial, replySerial uint32, errName string, body any) []byte {
+	b := make([]byte, 0, 128)
+	typ := byte(godbus.TypeMethodReply)
+	var sig string
+	switch v := body.(type) {
+	case []byte:
+		sig = "ay"
+	case bool:
+		sig = "b"
+	case string:
+		sig = "s"
+	case nil:
+	default:
+		panic(fmt.Sprintf("session reply of type %T", v))
+	}
+	if errName != "" {
+		typ = byte(godbus.TypeError)
+	}
+	b = append(b, 'l', typ, 0, 1, 0, 0, 0, 0) // body length patched below
+	b = binary.LittleEndian.AppendUint32(b, serial)
+	b = append(b, 0, 0, 0, 0) // header fields length patched below
+	start := len(b)
+	// REPLY_SERIAL (5): u
+	b = append(b, 5, 1, 'u', 0)
+	b = binary.LittleEndian.AppendUint32(b, replySerial)
+	if errName != "" {
+		// ERROR_NAME (4): s
+		b = pad8(b)
+		b = append(b, 4, 1, 's', 0)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(errName)))
+		b = append(b, errName...)
+		b = append(b, 0)
+	}
+	if sig != "" {
+		// SIGNATURE (8): g
+		b = pad8(b)
+		b = append(b, 8, 1, 'g', 0, byte(len(sig)))
+		b = append(b, sig...)
+		b = append(b, 0)
+	}
+	binary.LittleEndian.PutUint32(b[12:], uint32(len(b)-start))
+	b = pad8(b)
+	bodyStart := len(b)
+	switch v := body.(type) {
+	case []byte:
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
+		b = append(b, v...)
+	case bool:
+		var x uint32
+		if v {
+			x = 1
+		}
+		b = binary.LittleEndian.AppendUint32(b, x)
+	case string:
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
+		b = append(b, v...)
+		b = append(b, 0)
+	}
+	binary.LittleEndian.PutUint32(b[4:], uint32(len(b)-bodyStart))
+	return b
+}
+
+func pad8(b []byte) []byte {
+	for len(b)%8 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
