@@ -59,6 +59,7 @@ func Open(cfg Config, stateDir, hostPort string, logger *slog.Logger) (*Services
 	if err != nil {
 		return nil, err
 	}
+	d.SetIssuer(e) // credential policies issue from the EST CA
 	return &Services{EST: e, DPS: d, Hub: h}, nil
 }
 
