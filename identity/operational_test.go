@@ -1,0 +1,203 @@
+package identity_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgev2/edgev2/certs"
+	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/labcloud/hub"
+)
+
+func operationalProvisioning(w *world) string {
+	return fmt.Sprintf(`[provisioning]
+source = "dps"
+global_endpoint = "https://%s"
+id_scope = "0ne00000042"
+[provisioning.attestation]
+method = "symmetric_key"
+registration_id = "reg-op"
+symmetric_key = "dps-key"
+operational_cert = { cert_id = "device-op", key_type = "ec-p256", renew_threshold = "55%%" }
+`, w.hostPort)
+}
+
+// opInfo reads the operational fields of GetProvisioningInfo.
+func opInfo(t *testing.T, w *world) (serial, keyID, state, failure string, renewals uint32) {
+	t.Helper()
+	info, err := w.id.ProvisioningInfo(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := info["operational_renewals"].Value().(uint32)
+	return info.S("operational_serial"), info.S("operational_key_id"), info.S("operational_state"), info.S("operational_failure"), r
+}
+
+// waitOp waits until cond holds for the operational fields.
+func waitOp(t *testing.T, w *world, timeout time.Duration, what string, cond func(serial, keyID, state, failure string, renewals uint32) bool) {
+	t.Helper()
+	var s, k, st, f string
+	var r uint32
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if s, k, st, f, r = opInfo(t, w); cond(s, k, st, f, r) {
+			return
+		}
+	}
+	t.Fatalf("operational certificate: waited %v for %s; have serial %s key %s state %s failure %q renewals %d", timeout, what, s, k, st, f, r)
+}
+
+// sendWithOperationalCert posts a device-to-cloud message authenticated by
+// the stored operational certificate and its key in Keys, as a device SDK
+// using X.509 would.
+func sendWithOperationalCert(t *testing.T, w *world, keyID string) int {
+	t.Helper()
+	ctx := context.Background()
+	pemText, err := w.certs.Get(ctx, "device-op")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := certs.ParseChainPEM(pemText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := w.keys.GetKey(ctx, keyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := k.Signer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := tls.Certificate{PrivateKey: signer, Leaf: chain[0]}
+	for _, c := range chain {
+		tc.Certificate = append(tc.Certificate, c.Raw)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(w.caPEM)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &tc, nil }}}}
+	defer c.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodPost, "https://"+w.hostPort+"/devices/reg-op/messages/events?api-version=2020-03-13", strings.NewReader(`{"op":1}`))
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("send with the operational certificate: %v", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestOperationalCertIssuedByDPSRenewedAndRestartSafe: symmetric-key
+// onboarding with a CSR for a key made in SoftHSM; the hub takes the issued
+// certificate and no longer the onboarding key; modules' tokens still work;
+// renewal by re-registration at the threshold with a new key; DPS down keeps
+// the current certificate; a restart that lost the cache write of a finished
+// renewal still finds the right key.
+func TestOperationalCertIssuedByDPSRenewedAndRestartSafe(t *testing.T) {
+	w := newWorldKeyd(t, true)
+	ctx := context.Background()
+	importKey(t, w, "dps-key", "sign", dpsKey)
+	w.startIdentityd(t, "op", operationalProvisioning(w))
+	w.waitState(t, "provisioned", 60*time.Second)
+
+	serial1, key1, state, _, _ := opInfo(t, w)
+	if serial1 == "" || key1 != "device-op-key-1" || state != "valid" {
+		t.Fatalf("after provisioning: serial %q key %q state %q", serial1, key1, state)
+	}
+	dev, err := w.id.DeviceIdentity(ctx)
+	if err != nil || dev.S("auth_type") != "x509" || dev.S("cert_id") != "device-op" || dev.S("key_id") != key1 {
+		t.Fatalf("device identity %v, %v: want x509 with the operational certificate", dev, err)
+	}
+	// The key was made in the token, and identityd never held it.
+	if p, err := w.keys.Key(key1).Properties(ctx); err != nil || !strings.HasPrefix(p.Location, "pkcs11:") {
+		t.Fatalf("operational key location %+v, %v: want a PKCS#11 token", p, err)
+	}
+	if _, err := w.certs.Get(ctx, "dps-trust-bundle"); err != nil {
+		t.Fatalf("DPS's trust bundle was not stored: %v", err)
+	}
+	if d, _ := w.cloud.Hub.Device("reg-op"); d.Authentication.Type != hub.AuthCertificateAuthority {
+		t.Fatalf("hub device authentication %q, want certificateAuthority", d.Authentication.Type)
+	}
+	if code := sendWithOperationalCert(t, w, key1); code != http.StatusNoContent {
+		t.Fatalf("the hub answered %d to the operational certificate", code)
+	}
+	// The onboarding key opens DPS, not the hub.
+	if code := w.sendAs(t, "reg-op", "", hub.SignSAS(mustKey(t, dpsKey), w.hostPort+"/devices/reg-op", time.Now().Add(time.Hour), "")); code != http.StatusUnauthorized {
+		t.Fatalf("the hub answered %d to the onboarding key; want 401", code)
+	}
+	// Module identities are managed over the operational certificate and
+	// their tokens (signed from the master key) are accepted.
+	checkTokens(t, w, "reg-op", false)
+
+	// Renewal at the threshold: a new certificate for a new key.
+	cache := filepath.Join(w.dir, "identityd-op", "identity.json")
+	before, err := os.ReadFile(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitOp(t, w, 90*time.Second, "the first renewal", func(s, k, st, _ string, r uint32) bool { return r >= 1 && st == "valid" })
+	serial2, key2, _, _, _ := opInfo(t, w)
+	if serial2 == serial1 || key2 != "device-op-key-2" {
+		t.Fatalf("renewal: serial %s→%s, key %s→%s; want a new certificate for the other key", serial1, serial2, key1, key2)
+	}
+	if _, err := w.keys.GetKey(ctx, key1); !fault.Is(err, fault.NotFound) {
+		t.Fatalf("the previous key is still there after the new certificate was stored: %v", err)
+	}
+	if code := sendWithOperationalCert(t, w, key2); code != http.StatusNoContent {
+		t.Fatalf("the hub answered %d to the renewed certificate", code)
+	}
+
+	// A kill -9 between storing the renewed certificate and writing the
+	// cache: the cache names the old key; identityd finds the live one.
+	w.identityd.Kill9(t)
+	if err := os.WriteFile(cache, before, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.identityd.Restart(t)
+	w.waitState(t, "provisioned", 30*time.Second)
+	if _, err := w.id.CreateModule(ctx, "after-restart", "edgeAgent"); err != nil {
+		t.Fatalf("hub call after a restart that lost the cache write: %v", err)
+	}
+	if _, k, _, _, _ := opInfo(t, w); k == key1 {
+		t.Fatalf("identityd still names the deleted key %s", k)
+	}
+
+	// DPS down: the renewal fails, is named, and the certificate stays.
+	waitOp(t, w, 90*time.Second, "a renewal after the restart", func(s, k, st, _ string, r uint32) bool { return s != serial2 && st == "valid" })
+	serial3, key3, _, _, _ := opInfo(t, w)
+	w.stopCloud()
+	waitOp(t, w, 90*time.Second, "a failed renewal", func(s, k, st, f string, _ uint32) bool { return st == "renewal-failed" && f == "dps-unreachable" })
+	if s, k, _, _, _ := opInfo(t, w); s != serial3 || k != key3 {
+		t.Fatalf("a failed renewal changed the certificate: %s/%s → %s/%s", serial3, key3, s, k)
+	}
+	pemText, err := w.certs.Get(ctx, "device-op")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, _ := certs.ParseChainPEM(pemText)
+	if got := chain[0].SerialNumber.Text(16); got != serial3 {
+		t.Fatalf("stored certificate %s, want %s kept", got, serial3)
+	}
+	if _, err := w.keys.GetKey(ctx, key3); err != nil {
+		t.Fatalf("the live key is gone after a failed renewal: %v", err)
+	}
+	// DPS back: the retry succeeds.
+	w.startCloud(t)
+	waitOp(t, w, 90*time.Second, "a renewal once DPS is back", func(s, k, st, _ string, _ uint32) bool { return s != serial3 && st == "valid" })
+}
+
+func mustKey(t *testing.T, b64 string) []byte {
+	t.Helper()
+	k, err := hub.DecodeKey(b64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
