@@ -643,6 +643,12 @@ func (c *Config) planDPS(r *ids, ip *identitydProvisioning, out *identitydFile) 
 	default:
 		return c.bad(key+".method", fmt.Sprintf("unknown method %q", a.Method), `use "symmetric_key", "x509" or "tpm"`)
 	}
+	if o := a.OperationalCert; o != nil {
+		if o.CertID == "" {
+			return c.bad(key+".operational_cert.cert_id", "missing", `name the certificate id DPS's certificate is stored under, e.g. cert_id = "device-operational"`)
+		}
+		att.OperationalCert = &identitydOperationalCert{CertID: o.CertID, KeyID: o.KeyID, KeyType: o.KeyType, RenewThreshold: o.RenewThreshold, TrustBundleID: o.TrustBundleID}
+	}
 	ip.Attestation = att
 	return nil
 }
