@@ -154,7 +154,7 @@ func (a *BusAPI) getProvisioningInfo(msg godbus.Message) (map[string]godbus.Vari
 			return uint64(t.Unix())
 		}
 		out["operational_cert_id"], out["operational_key_id"], out["operational_serial"] = v(op.CertID), v(op.KeyID), v(op.Serial)
-		out["operational_not_after"], out["operational_renew_at"], out["operational_retry_at"] = v(unix(op.NotAfter)), v(unix(op.RenewAt)), v(unix(op.RetryAt))
+		out["operational_expires_at"], out["operational_renew_at"], out["operational_retry_at"] = v(unix(op.NotAfter)), v(unix(op.RenewAt)), v(unix(op.RetryAt))
 		out["operational_state"], out["operational_failure"], out["operational_last_error"] = v(op.State), v(op.Failure), v(op.LastError)
 		out["operational_renewals"] = v(uint32(op.Renewals))
 	}
