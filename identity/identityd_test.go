@@ -71,10 +71,17 @@ const (
 	estSecret = "factory-password"
 )
 
-func newWorld(t *testing.T) *world { return newWorldKeyd(t, false) }
+func newWorld(t *testing.T) *world { return newWorldKeyd(t, nil) }
 
-// newWorldKeyd is newWorld, with keyd's keys in a SoftHSM token when softhsm.
-func newWorldKeyd(t *testing.T, softhsm bool) *world {
+// keydSoftHSM puts keyd's keys in a SoftHSM token.
+func keydSoftHSM(t *testing.T, uid, gid int) (string, []string) {
+	tok := testenv.NewSoftHSMToken(t, "edgev2-identity", uid, gid)
+	return fmt.Sprintf("pkcs11_lib_path = %q\npkcs11_base_slot = %q\n", tok.LibPath, tok.URI()), tok.Env()
+}
+
+// newWorldKeyd is newWorld, with keyd's engine from keydSetup (nil: the
+// file engine): keyd.toml lines and environment.
+func newWorldKeyd(t *testing.T, keydSetup func(t *testing.T, uid, gid int) (string, []string)) *world {
 	t.Helper()
 	testenv.RequireRoot(t)
 	kuid, kgid := testenv.EnsureUser(t, testenv.ServiceUser)
@@ -122,9 +129,8 @@ func newWorldKeyd(t *testing.T, softhsm bool) *world {
 		return p
 	}
 	keydCfg, keydEnv := "", []string(nil)
-	if softhsm {
-		tok := testenv.NewSoftHSMToken(t, "edgev2-identity", kuid, kgid)
-		keydCfg, keydEnv = fmt.Sprintf("pkcs11_lib_path = %q\npkcs11_base_slot = %q\n", tok.LibPath, tok.URI()), tok.Env()
+	if keydSetup != nil {
+		keydCfg, keydEnv = keydSetup(t, kuid, kgid)
 	}
 	w.keyd = testenv.StartService(t, w.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"), Args: []string{"--config", mk("keyd", kuid, kgid, keydCfg)},

@@ -218,9 +218,10 @@ func (s *Service) renewOperational(ctx context.Context) {
 		return
 	}
 	s.op.State = OpRenewing
+	certID := s.op.CertID
 	s.mu.Unlock()
 	s.changed()
-	s.log.Info("renewing the operational certificate by registering again with DPS", "cert_id", s.op.CertID)
+	s.log.Info("renewing the operational certificate by registering again with DPS", "cert_id", certID)
 	dev, info, err := s.provisionOnce(ctx)
 	s.mu.Lock()
 	if err != nil {
@@ -259,7 +260,7 @@ func (s *Service) changed() {
 	}
 }
 
-// operationalTLS picks the key the stored operational certificate is for:
+// operationalKey picks the key the stored operational certificate is for:
 // after a kill -9 between storing the certificate and writing the cache,
 // the cache may still name the previous key.
 func (s *Service) operationalKey(ctx context.Context, dev Device) (string, error) {

@@ -12,9 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"encoding/base64"
+
 	"github.com/edgev2/edgev2/certs"
+	"github.com/edgev2/edgev2/identity/tpm"
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/labcloud/dps"
 	"github.com/edgev2/edgev2/internal/labcloud/hub"
+	"github.com/edgev2/edgev2/internal/testenv"
 )
 
 func operationalProvisioning(w *world) string {
@@ -58,6 +63,10 @@ func waitOp(t *testing.T, w *world, timeout time.Duration, what string, cond fun
 // the stored operational certificate and its key in Keys, as a device SDK
 // using X.509 would.
 func sendWithOperationalCert(t *testing.T, w *world, keyID string) int {
+	return sendWithOperationalCertAs(t, w, "reg-op", keyID)
+}
+
+func sendWithOperationalCertAs(t *testing.T, w *world, deviceID, keyID string) int {
 	t.Helper()
 	ctx := context.Background()
 	pemText, err := w.certs.Get(ctx, "device-op")
@@ -85,7 +94,7 @@ func sendWithOperationalCert(t *testing.T, w *world, keyID string) int {
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &tc, nil }}}}
 	defer c.CloseIdleConnections()
-	req, _ := http.NewRequest(http.MethodPost, "https://"+w.hostPort+"/devices/reg-op/messages/events?api-version=2020-03-13", strings.NewReader(`{"op":1}`))
+	req, _ := http.NewRequest(http.MethodPost, "https://"+w.hostPort+"/devices/"+deviceID+"/messages/events?api-version=2020-03-13", strings.NewReader(`{"op":1}`))
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("send with the operational certificate: %v", err)
@@ -101,7 +110,7 @@ func sendWithOperationalCert(t *testing.T, w *world, keyID string) int {
 // the current certificate; a restart that lost the cache write of a finished
 // renewal still finds the right key.
 func TestOperationalCertIssuedByDPSRenewedAndRestartSafe(t *testing.T) {
-	w := newWorldKeyd(t, true)
+	w := newWorldKeyd(t, keydSoftHSM)
 	ctx := context.Background()
 	importKey(t, w, "dps-key", "sign", dpsKey)
 	w.startIdentityd(t, "op", operationalProvisioning(w))
@@ -200,4 +209,51 @@ func mustKey(t *testing.T, b64 string) []byte {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// keydTPM puts keyd's keys in a TPM through tpm2-pkcs11 (its own swtpm:
+// the attestation TPM is reached directly by identityd).
+func keydTPM(t *testing.T, uid, gid int) (string, []string) {
+	tok := testenv.NewTPM2PKCS11Token(t, testenv.StartSwtpm(t), "edgev2-identity", uid, gid, testenv.TPM2PKCS11Options{})
+	return fmt.Sprintf("pkcs11_lib_path = %q\npkcs11_base_slot = %q\n", tok.LibPath, tok.URI()), tok.Env()
+}
+
+// TestOperationalCertWithTPMOnboardingAndKeyInTPM: TPM attestation to DPS,
+// the operational key made in a TPM through tpm2-pkcs11, the hub accepts
+// the issued certificate.
+func TestOperationalCertWithTPMOnboardingAndKeyInTPM(t *testing.T) {
+	w := newWorldKeyd(t, keydTPM)
+	ctx := context.Background()
+	sw := testenv.StartSwtpm(t)
+	ek := readEK(t, sw)
+	regID := tpm.RegistrationID(ek)
+	w.stopCloud()
+	w.cloudCfg.DPS.Enrollments = append(w.cloudCfg.DPS.Enrollments, dps.Enrollment{RegistrationID: regID, Attestation: dps.AttestationTPM,
+		EndorsementKey: base64.StdEncoding.EncodeToString(ek), CredentialPolicy: &dps.CredentialPolicy{Issuer: "est", Validity: "24h"}})
+	w.startCloud(t)
+	w.startIdentityd(t, "op-tpm", fmt.Sprintf(`[provisioning]
+source = "dps"
+global_endpoint = "https://%s"
+id_scope = "0ne00000042"
+[provisioning.attestation]
+method = "tpm"
+operational_cert = { cert_id = "device-op", key_type = "ec-p256" }
+[tpm]
+address = %q
+`, w.hostPort, sw.Addr))
+	w.waitState(t, "provisioned", 120*time.Second)
+	_, keyID, state, _, _ := opInfo(t, w)
+	if state != "valid" || keyID != "device-op-key-1" {
+		t.Fatalf("operational certificate state %q key %q", state, keyID)
+	}
+	p, err := w.keys.Key(keyID).Properties(ctx)
+	if err != nil || !strings.Contains(p.Location, "token=edgev2-identity") {
+		t.Fatalf("operational key location %+v, %v: want the tpm2-pkcs11 token", p, err)
+	}
+	if d, _ := w.cloud.Hub.Device(regID); d.Authentication.Type != hub.AuthCertificateAuthority {
+		t.Fatalf("hub device authentication %q, want certificateAuthority", d.Authentication.Type)
+	}
+	if code := sendWithOperationalCertAs(t, w, regID, keyID); code != http.StatusNoContent {
+		t.Fatalf("the hub answered %d to the operational certificate whose key is in the TPM", code)
+	}
 }
