@@ -1,11 +1,21 @@
 package identity_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -255,5 +265,62 @@ address = %q
 	}
 	if code := sendWithOperationalCertAs(t, w, regID, keyID); code != http.StatusNoContent {
 		t.Fatalf("the hub answered %d to the operational certificate whose key is in the TPM", code)
+	}
+}
+
+// TestOperationalCertForAnotherKeyIsRefusedAndNothingStored: DPS (or
+// whoever answers in its name) returns a certificate from the real issuing
+// CA, with the right name, but for a key the attacker holds. identityd
+// refuses it by name and stores nothing: no certificate, no trust bundle,
+// and the device is not provisioned with it.
+func TestOperationalCertForAnotherKeyIsRefusedAndNothingStored(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	importKey(t, w, "dps-key", "sign", dpsKey)
+	attacker, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "reg-op"}}, attacker)
+	csr, _ := x509.ParseCertificateRequest(der)
+	foreign, err := w.cloud.EST.IssueForCSR(csr, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, _ := url.Parse("https://" + w.hostPort)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(w.caPEM)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	proxy.ModifyResponse = func(r *http.Response) error {
+		body, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		var op map[string]any
+		if json.Unmarshal(body, &op) == nil {
+			if st, ok := op["registrationState"].(map[string]any); ok && st["issuedCertificateChain"] != nil {
+				st["issuedCertificateChain"] = []string{base64.StdEncoding.EncodeToString(foreign[0].Raw), base64.StdEncoding.EncodeToString(foreign[1].Raw)}
+				body, _ = json.Marshal(op)
+			}
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		r.Header.Set("Content-Length", fmt.Sprint(len(body)))
+		return nil
+	}
+	front := httptest.NewUnstartedServer(proxy)
+	tlsCfg, err := w.cloud.TLSConfig("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	front.TLS = tlsCfg
+	front.StartTLS()
+	defer front.Close()
+	w.startIdentityd(t, "op-foreign", strings.Replace(operationalProvisioning(w), "https://"+w.hostPort, front.URL, 1))
+	last := w.waitFailed(t, 60*time.Second, "not for the key")
+	t.Logf("refused: %s", last)
+	for _, id := range []string{"device-op", "dps-trust-bundle"} {
+		if _, err := w.certs.Get(ctx, id); !fault.Is(err, fault.NotFound) {
+			t.Fatalf("certificate %q after a refused issuance: %v; want NotFound", id, err)
+		}
+	}
+	if st, _ := w.id.State(ctx); st == "provisioned" {
+		t.Fatal("provisioned with a certificate for another key")
 	}
 }
