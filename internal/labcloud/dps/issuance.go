@@ -55,6 +55,16 @@ type CredentialPolicy struct {
 	Validity string `toml:"validity"`
 	// KeyTypes the CSR's key may be; default all of KeyTypes.
 	KeyTypes []string `toml:"key_types"`
+	// OnboardingCredential at the hub once a certificate is issued:
+	// "refuse" (default: the hub knows the device by its certificate only)
+	// or "keep" (the attestation's SAS key or certificate still opens it).
+	OnboardingCredential string `toml:"onboarding_credential"`
+}
+
+// chainRegistry is a registry that can accept a device by certificate
+// chain besides its own mechanism (the lab hub).
+type chainRegistry interface {
+	EnsureDeviceWithChain(id string, auth hub.Authentication) (hub.Device, error)
 }
 
 // Issuer signs operational certificates: the EST CA.
@@ -79,6 +89,11 @@ func (p *CredentialPolicy) validate(key string) error {
 		if err != nil || d < time.Minute || d > 90*24*time.Hour {
 			return &ConfigError{Key: key + ".validity", Problem: fmt.Sprintf("%q is not a duration from 1m to 2160h", p.Validity), Fix: `use e.g. "168h"`}
 		}
+	}
+	switch p.OnboardingCredential {
+	case "", "refuse", "keep":
+	default:
+		return &ConfigError{Key: key + ".onboarding_credential", Problem: fmt.Sprintf("%q is not refuse or keep", p.OnboardingCredential), Fix: `use "refuse" (default) or "keep"`}
 	}
 	for _, k := range p.KeyTypes {
 		if !slices.Contains(KeyTypes, k) {

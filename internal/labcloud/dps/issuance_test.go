@@ -37,7 +37,7 @@ func registerWithCSR(t *testing.T, e *env, key, regID, apiVersion, field, csrTex
 	t.Helper()
 	body, _ := json.Marshal(map[string]string{"registrationId": regID, field: csrText})
 	base := e.c.URL + "/" + scope + "/registrations/" + regID
-	tok := sasToken(t, key, regID, 0x7fffffff, "upper")
+	tok := sasToken(t, key, regID, time.Hour, "upper")
 	r := call(t, e.cl, http.MethodPut, base+"/register?api-version="+apiVersion, tok, string(body))
 	for i := 0; r.status == http.StatusAccepted && i < 10; i++ {
 		opID, _ := r.m["operationId"].(string)
@@ -181,5 +181,41 @@ func TestIssuanceForGroupDevice(t *testing.T) {
 	r := registerWithCSR(t, e, derive(t, groupKey, "grp-dev-1"), "grp-dev-1", dps.APIVersionCSR, "csr", base64.StdEncoding.EncodeToString(csrFor(t, key, "grp-dev-1")))
 	if r.status != http.StatusOK || !strings.Contains(string(r.body), "issuedCertificateChain") {
 		t.Fatalf("got %d %s", r.status, r.body)
+	}
+}
+
+func TestIssuanceKeepingTheOnboardingCredential(t *testing.T) {
+	e := start(t, dps.Config{Enrollments: []dps.Enrollment{
+		{RegistrationID: "keep-dev", Attestation: dps.AttestationSymmetricKey, PrimaryKey: devKey,
+			CredentialPolicy: &dps.CredentialPolicy{Issuer: "est", OnboardingCredential: "keep"}},
+	}})
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	r := registerWithCSR(t, e, devKey, "keep-dev", dps.APIVersionCSR, "csr", base64.StdEncoding.EncodeToString(csrFor(t, key, "keep-dev")))
+	var op dps.RegistrationOperationStatus
+	if r.status != http.StatusOK || json.Unmarshal(r.body, &op) != nil || len(op.RegistrationState.IssuedCertificateChain) == 0 {
+		t.Fatalf("register: %d %s", r.status, r.body)
+	}
+	tc := tls.Certificate{PrivateKey: key}
+	for _, b := range op.RegistrationState.IssuedCertificateChain {
+		der, _ := base64.StdEncoding.DecodeString(b)
+		tc.Certificate = append(tc.Certificate, der)
+	}
+	u := e.c.URL + "/devices/keep-dev/messages/events?api-version=2021-04-12"
+	if ev := call(t, client(t, e.c, &tc), http.MethodPost, u, "", "hi"); ev.status != http.StatusNoContent {
+		t.Fatalf("hub refused the issued certificate: %d %s", ev.status, ev.body)
+	}
+	tok := hub.SignSAS(mustB64(devKey), e.c.HubHostname+"/devices/keep-dev", time.Now().Add(time.Hour), "")
+	if ev := call(t, e.cl, http.MethodPost, u, tok, "hi"); ev.status != http.StatusNoContent {
+		t.Fatalf("hub refused the kept onboarding key: %d %s", ev.status, ev.body)
+	}
+	// Registering again without a CSR: the hub no longer takes the chain.
+	tokDPS := sasToken(t, devKey, "keep-dev", time.Hour, "upper")
+	base := e.c.URL + "/" + scope + "/registrations/keep-dev"
+	r = call(t, e.cl, http.MethodPut, base+"/register?api-version="+dps.APIVersionCSR, tokDPS, `{"registrationId":"keep-dev"}`)
+	for i := 0; r.status == http.StatusAccepted && i < 10; i++ {
+		r = call(t, e.cl, http.MethodGet, base+"/operations/"+r.m["operationId"].(string)+"?api-version="+dps.APIVersionCSR, tokDPS, "")
+	}
+	if ev := call(t, client(t, e.c, &tc), http.MethodPost, u, "", "hi"); ev.status != http.StatusUnauthorized {
+		t.Fatalf("hub still takes the chain after a registration without a CSR: %d", ev.status)
 	}
 }

@@ -309,17 +309,24 @@ func (s *Server) assign(op *operation, now time.Time) (*RegistrationOperationSta
 			return nil, fmt.Errorf("issue the hub key for TPM %q: %w", op.registrationID, err)
 		}
 	}
-	auth := att.auth
+	auth, keep := att.auth, false
 	st := &DeviceRegistrationState{}
 	if op.csr != nil {
 		if err := s.issue(op, st); err != nil {
 			return nil, fmt.Errorf("issue the operational certificate of %q: %w", op.registrationID, err)
 		}
 		// The hub knows the device by its issued certificate's chain; the
-		// onboarding credential (SAS key, DPS certificate) no longer opens it.
-		auth = hub.Authentication{Type: hub.AuthCertificateAuthority}
+		// onboarding credential (SAS key, DPS certificate) no longer opens
+		// it unless the policy keeps it.
+		if keep = att.enr.CredentialPolicy.OnboardingCredential == "keep"; !keep {
+			auth = hub.Authentication{Type: hub.AuthCertificateAuthority}
+		}
 	}
-	if s.registry != nil {
+	if cr, ok := s.registry.(chainRegistry); ok && keep {
+		if _, err := cr.EnsureDeviceWithChain(att.deviceID, auth); err != nil {
+			return nil, fmt.Errorf("create device %q in the hub: %w", att.deviceID, err)
+		}
+	} else if s.registry != nil {
 		if _, err := s.registry.EnsureDevice(att.deviceID, auth); err != nil {
 			return nil, fmt.Errorf("create device %q in the hub: %w", att.deviceID, err)
 		}
