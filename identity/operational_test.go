@@ -324,3 +324,31 @@ func TestOperationalCertForAnotherKeyIsRefusedAndNothingStored(t *testing.T) {
 		t.Fatal("provisioned with a certificate for another key")
 	}
 }
+
+// TestOperationalCertKill9MidRenewalLosesNothing kills identityd while a
+// renewal is in flight, several times: each time it comes back provisioned,
+// the stored certificate is for a key Keys still has, the hub takes it, and
+// renewal carries on.
+func TestOperationalCertKill9MidRenewalLosesNothing(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	importKey(t, w, "dps-key", "sign", dpsKey)
+	w.startIdentityd(t, "op-kill", operationalProvisioning(w))
+	w.waitState(t, "provisioned", 60*time.Second)
+	for i := 0; i < 3; i++ {
+		waitOp(t, w, 90*time.Second, "a renewal in flight", func(_, _, st, _ string, _ uint32) bool { return st == "renewing" })
+		w.identityd.Kill9(t)
+		w.identityd.Restart(t)
+		w.waitState(t, "provisioned", 30*time.Second)
+		// The hub takes the device: the stored certificate and a live key agree.
+		if _, err := w.id.CreateModule(ctx, fmt.Sprintf("after-kill-%d", i), "edgeAgent"); err != nil {
+			t.Fatalf("kill %d: hub call after the restart: %v", i, err)
+		}
+		_, keyID, _, _, _ := opInfo(t, w)
+		if code := sendWithOperationalCert(t, w, keyID); code != http.StatusNoContent {
+			t.Fatalf("kill %d: the hub answered %d to the stored certificate with key %s", i, code, keyID)
+		}
+	}
+	_, _, _, _, before := opInfo(t, w)
+	waitOp(t, w, 90*time.Second, "a renewal after the kills", func(_, _, st, _ string, r uint32) bool { return r > before && st == "valid" })
+}
