@@ -74,8 +74,13 @@ func (s *Service) liveSlot(ctx context.Context, oc *OperationalCert) (int, *x509
 	}
 	for i, id := range oc.OperationalKeyIDs() {
 		signer, err := s.keys.Signer(ctx, id)
-		if err != nil {
+		if fault.Is(err, fault.NotFound) {
 			continue
+		}
+		if err != nil {
+			// Not "no such key": Keys is away. Deciding which slot is free
+			// now could delete the live key.
+			return -1, nil, fmt.Errorf("operational key %q: %w", id, err)
 		}
 		if samePublicKey(chain[0].PublicKey, signer.Public()) {
 			return i, chain[0], nil
