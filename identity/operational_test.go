@@ -17,6 +17,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -147,6 +148,9 @@ func TestOperationalCertIssuedByDPSRenewedAndRestartSafe(t *testing.T) {
 	if code := sendWithOperationalCert(t, w, key1); code != http.StatusNoContent {
 		t.Fatalf("the hub answered %d to the operational certificate", code)
 	}
+	if c := edgectlCheck(t, w, "op"); c.Status != "ok" || !strings.Contains(c.Message, "device-op") || !strings.Contains(c.Message, "valid") {
+		t.Fatalf("edgectl check identity.operational-cert: %+v", c)
+	}
 	// The onboarding key opens DPS, not the hub.
 	if code := w.sendAs(t, "reg-op", "", hub.SignSAS(mustKey(t, dpsKey), w.hostPort+"/devices/reg-op", time.Now().Add(time.Hour), "")); code != http.StatusUnauthorized {
 		t.Fatalf("the hub answered %d to the onboarding key; want 401", code)
@@ -195,6 +199,9 @@ func TestOperationalCertIssuedByDPSRenewedAndRestartSafe(t *testing.T) {
 	waitOp(t, w, 90*time.Second, "a failed renewal", func(s, k, st, f string, _ uint32) bool { return st == "renewal-failed" && f == "dps-unreachable" })
 	if s, k, _, _, _ := opInfo(t, w); s != serial3 || k != key3 {
 		t.Fatalf("a failed renewal changed the certificate: %s/%s → %s/%s", serial3, key3, s, k)
+	}
+	if c := edgectlCheck(t, w, "op"); c.Status != "warning" || !strings.Contains(c.Message, "dps-unreachable") || c.Fix == "" {
+		t.Fatalf("edgectl check identity.operational-cert: %+v; want a warning naming dps-unreachable with a fix", c)
 	}
 	pemText, err := w.certs.Get(ctx, "device-op")
 	if err != nil {
@@ -351,4 +358,32 @@ func TestOperationalCertKill9MidRenewalLosesNothing(t *testing.T) {
 	}
 	_, _, _, _, before := opInfo(t, w)
 	waitOp(t, w, 90*time.Second, "a renewal after the kills", func(_, _, st, _ string, r uint32) bool { return r > before && st == "valid" })
+}
+
+type checkLine struct{ Name, Status, Message, Fix string }
+
+// edgectlCheck runs `edgectl check` against identityd's config of that name
+// and the test bus, and returns its identity.operational-cert line.
+func edgectlCheck(t *testing.T, w *world, name string) checkLine {
+	t.Helper()
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join(w.dir, "identityd-"+name+".toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "identityd.toml"), data, 0o600)
+	cmd := exec.Command(testenv.BuildBinary(t, "./cmd/edgectl"), "check", "--config-dir", dir, "--polkit-actions-dir", filepath.Join(testenv.RepoRoot(), "policy"), "--output", "json")
+	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+w.bus.Address)
+	out, _ := cmd.Output()
+	var rep struct{ Checks []checkLine }
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("edgectl check: %v: %s", err, out)
+	}
+	for _, c := range rep.Checks {
+		if c.Name == "identity.operational-cert" {
+			return c
+		}
+	}
+	t.Fatalf("edgectl check has no identity.operational-cert: %s", out)
+	return checkLine{}
 }
