@@ -110,6 +110,15 @@ func parsePercent(s string) (float64, bool) {
 	return float64(v) / 100, true
 }
 
+// CheckOperationalCert applies identityd's rules and defaults to o, as the
+// super-config compiler needs them: a *ConfigError names the key
+// (provisioning.attestation.operational_cert.*), the problem and the fix.
+func CheckOperationalCert(o *OperationalCert) error {
+	return o.validate(func(key, problem, fix string) error {
+		return &ConfigError{Key: key, Problem: problem, Fix: fix}
+	})
+}
+
 var operationalKeyTypes = []string{"ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096"}
 
 func (o *OperationalCert) validate(bad func(key, problem, fix string) error) error {

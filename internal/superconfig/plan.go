@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/edgev2/edgev2/identity"
 	"net/url"
 	"regexp"
 	"slices"
@@ -644,8 +645,13 @@ func (c *Config) planDPS(r *ids, ip *identitydProvisioning, out *identitydFile) 
 		return c.bad(key+".method", fmt.Sprintf("unknown method %q", a.Method), `use "symmetric_key", "x509" or "tpm"`)
 	}
 	if o := a.OperationalCert; o != nil {
-		if o.CertID == "" {
-			return c.bad(key+".operational_cert.cert_id", "missing", `name the certificate id DPS's certificate is stored under, e.g. cert_id = "device-operational"`)
+		checked := *o
+		if err := identity.CheckOperationalCert(&checked); err != nil {
+			var ce *identity.ConfigError
+			if errors.As(err, &ce) {
+				return c.bad(ce.Key, ce.Problem, ce.Fix)
+			}
+			return err
 		}
 		att.OperationalCert = &identitydOperationalCert{CertID: o.CertID, KeyID: o.KeyID, KeyType: o.KeyType, RenewThreshold: o.RenewThreshold, TrustBundleID: o.TrustBundleID}
 	}
