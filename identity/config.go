@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -69,6 +70,85 @@ type Attestation struct {
 	GroupKey       string `toml:"group_key"`     // Keys id of a group enrollment's key (usage derive)
 	IdentityCert   string `toml:"identity_cert"` // Certificates id (x509); EnsureCertificate'd, so it may be EST-issued
 	IdentityPK     string `toml:"identity_pk"`   // Keys id (x509)
+	// OperationalCert, when set, has DPS issue the certificate the device
+	// authenticates to the hub with (operational.go).
+	OperationalCert *OperationalCert `toml:"operational_cert"`
+}
+
+// OperationalCert is [provisioning.attestation.operational_cert]: DPS
+// issues the device's hub certificate at registration, for a key made in
+// Keys, and identityd renews it by registering again with a new key.
+type OperationalCert struct {
+	CertID         string `toml:"cert_id"`         // Certificates id of the issued chain
+	KeyID          string `toml:"key_id"`          // Keys id base; the keys are <key_id>-1 and <key_id>-2 in turn
+	KeyType        string `toml:"key_type"`        // ec-p256 (default) | ec-p384 | rsa-2048 | rsa-3072 | rsa-4096
+	RenewThreshold string `toml:"renew_threshold"` // "80%" (default): renew when this much of the lifetime has passed
+	TrustBundleID  string `toml:"trust_bundle_id"` // Certificates id of DPS's trust bundle (default "dps-trust-bundle")
+}
+
+// OperationalKeyIDs are the two Keys ids an operational certificate's keys
+// take in turn: a new key per certificate, the old one kept until the new
+// certificate is stored.
+func (o *OperationalCert) OperationalKeyIDs() [2]string {
+	return [2]string{o.KeyID + "-1", o.KeyID + "-2"}
+}
+
+// threshold is the fraction of the lifetime after which to renew.
+func (o *OperationalCert) threshold() float64 {
+	v, _ := parsePercent(o.RenewThreshold)
+	return v
+}
+
+func parsePercent(s string) (float64, bool) {
+	n, ok := strings.CutSuffix(strings.TrimSpace(s), "%")
+	if !ok {
+		return 0, false
+	}
+	var v int
+	if _, err := fmt.Sscanf(n, "%d", &v); err != nil || fmt.Sprint(v) != n || v < 1 || v > 99 {
+		return 0, false
+	}
+	return float64(v) / 100, true
+}
+
+// CheckOperationalCert applies identityd's rules and defaults to o, as the
+// super-config compiler needs them: a *ConfigError names the key
+// (provisioning.attestation.operational_cert.*), the problem and the fix.
+func CheckOperationalCert(o *OperationalCert) error {
+	return o.validate(func(key, problem, fix string) error {
+		return &ConfigError{Key: key, Problem: problem, Fix: fix}
+	})
+}
+
+var operationalKeyTypes = []string{"ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096"}
+
+func (o *OperationalCert) validate(bad func(key, problem, fix string) error) error {
+	const k = "provisioning.attestation.operational_cert"
+	if o.CertID == "" {
+		return bad(k+".cert_id", "missing", `name the Certificates id the issued certificate is stored under, e.g. cert_id = "device-operational"`)
+	}
+	if o.KeyID == "" {
+		o.KeyID = o.CertID + "-key"
+	}
+	if o.KeyType == "" {
+		o.KeyType = "ec-p256"
+	}
+	if !slices.Contains(operationalKeyTypes, o.KeyType) {
+		return bad(k+".key_type", fmt.Sprintf("unknown key type %q", o.KeyType), "use "+strings.Join(operationalKeyTypes, ", "))
+	}
+	if o.RenewThreshold == "" {
+		o.RenewThreshold = "80%"
+	}
+	if _, ok := parsePercent(o.RenewThreshold); !ok {
+		return bad(k+".renew_threshold", fmt.Sprintf("%q is not a percentage from 1%% to 99%%", o.RenewThreshold), `use e.g. "80%"`)
+	}
+	if o.TrustBundleID == "" {
+		o.TrustBundleID = "dps-trust-bundle"
+	}
+	if o.TrustBundleID == o.CertID {
+		return bad(k+".trust_bundle_id", "the same id as cert_id", "use another Certificates id")
+	}
+	return nil
 }
 
 // Cloud tunes how identityd talks to DPS and IoT Hub.
@@ -210,6 +290,15 @@ func (c *Config) validate(path string) error {
 			}
 		default:
 			return bad("provisioning.attestation.method", fmt.Sprintf("unknown method %q", a.Method), `use "symmetric_key", "x509" or "tpm"`)
+		}
+		if o := a.OperationalCert; o != nil {
+			if err := o.validate(bad); err != nil {
+				return err
+			}
+			ids := o.OperationalKeyIDs()
+			if a.Method == "x509" && (o.CertID == a.IdentityCert || slices.Contains(ids[:], a.IdentityPK)) {
+				return bad("provisioning.attestation.operational_cert.cert_id", "the operational certificate and key must not be the onboarding identity_cert and identity_pk", "use other ids")
+			}
 		}
 	default:
 		return bad("provisioning.source", fmt.Sprintf("unknown source %q", p.Source), `use "manual", "dps" or "none"`)

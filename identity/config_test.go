@@ -87,6 +87,51 @@ payload = "{not json"
 method = "x509"
 identity_cert = "c"
 identity_pk = "k"`, "provisioning.payload"},
+		{"operational cert without id", `homedir = "/h"
+[provisioning]
+source = "dps"
+id_scope = "s"
+[provisioning.attestation]
+method = "symmetric_key"
+registration_id = "r"
+symmetric_key = "k"
+operational_cert = { key_type = "ec-p256" }`, "provisioning.attestation.operational_cert.cert_id"},
+		{"operational cert bad key type", `homedir = "/h"
+[provisioning]
+source = "dps"
+id_scope = "s"
+[provisioning.attestation]
+method = "symmetric_key"
+registration_id = "r"
+symmetric_key = "k"
+operational_cert = { cert_id = "op", key_type = "dsa-1024" }`, "provisioning.attestation.operational_cert.key_type"},
+		{"operational cert bad threshold", `homedir = "/h"
+[provisioning]
+source = "dps"
+id_scope = "s"
+[provisioning.attestation]
+method = "symmetric_key"
+registration_id = "r"
+symmetric_key = "k"
+operational_cert = { cert_id = "op", renew_threshold = "100%" }`, "provisioning.attestation.operational_cert.renew_threshold"},
+		{"operational cert threshold not percent", `homedir = "/h"
+[provisioning]
+source = "dps"
+id_scope = "s"
+[provisioning.attestation]
+method = "symmetric_key"
+registration_id = "r"
+symmetric_key = "k"
+operational_cert = { cert_id = "op", renew_threshold = "2h" }`, "provisioning.attestation.operational_cert.renew_threshold"},
+		{"operational cert is the trust bundle", `homedir = "/h"
+[provisioning]
+source = "dps"
+id_scope = "s"
+[provisioning.attestation]
+method = "symmetric_key"
+registration_id = "r"
+symmetric_key = "k"
+operational_cert = { cert_id = "op", trust_bundle_id = "op" }`, "provisioning.attestation.operational_cert.trust_bundle_id"},
 		{"unknown setting", `homedir = "/h"
 colour = "blue"`, "colour"},
 		{"bad principal", `homedir = "/h"
@@ -103,6 +148,27 @@ id_type = "root"`, "principal[0].id_type"},
 				t.Fatalf("got %v, want a ConfigError for %s with a fix", err, tt.key)
 			}
 		})
+	}
+}
+
+func TestOperationalCertDefaults(t *testing.T) {
+	c, err := ParseConfig("identityd.toml", []byte(`homedir = "/h"
+[provisioning]
+source = "dps"
+id_scope = "s"
+[provisioning.attestation]
+method = "symmetric_key"
+registration_id = "r"
+symmetric_key = "k"
+[provisioning.attestation.operational_cert]
+cert_id = "op"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := c.Provisioning.Attestation.OperationalCert
+	if o.KeyType != "ec-p256" || o.RenewThreshold != "80%" || o.TrustBundleID != "dps-trust-bundle" || o.OperationalKeyIDs() != [2]string{"op-key-1", "op-key-2"} || o.threshold() != 0.8 {
+		t.Fatalf("defaults %+v", o)
 	}
 }
 

@@ -140,11 +140,25 @@ func (a *BusAPI) getProvisioningInfo(msg godbus.Message) (map[string]godbus.Vari
 	if !info.ProvisionedAt.IsZero() {
 		at = uint64(info.ProvisionedAt.Unix())
 	}
-	return map[string]godbus.Variant{
+	out := map[string]godbus.Variant{
 		"source": v(info.Source), "method": v(info.Method), "endpoint": v(info.Endpoint),
 		"id_scope": v(info.IDScope), "registration_id": v(info.RegistrationID), "substatus": v(info.Substatus),
 		"provisioned_at": v(at), "from_cache": v(fromCache), "last_error": v(lastErr),
-	}, nil
+	}
+	if op, ok := a.svc.Operational(); ok {
+		// The DPS-issued operational certificate and its renewal.
+		unix := func(t time.Time) uint64 {
+			if t.IsZero() {
+				return 0
+			}
+			return uint64(t.Unix())
+		}
+		out["operational_cert_id"], out["operational_key_id"], out["operational_serial"] = v(op.CertID), v(op.KeyID), v(op.Serial)
+		out["operational_expires_at"], out["operational_renew_at"], out["operational_retry_at"] = v(unix(op.NotAfter)), v(unix(op.RenewAt)), v(unix(op.RetryAt))
+		out["operational_state"], out["operational_failure"], out["operational_last_error"] = v(op.State), v(op.Failure), v(op.LastError)
+		out["operational_renewals"] = v(uint32(op.Renewals))
+	}
+	return out, nil
 }
 
 func (a *BusAPI) reprovision(msg godbus.Message) *godbus.Error {

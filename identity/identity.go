@@ -70,6 +70,8 @@ type Keys interface {
 	DeleteKey(ctx context.Context, keyID string) error
 	// Signer is a crypto.Signer for a key pair (X.509 TLS client auth).
 	Signer(ctx context.Context, keyID string) (crypto.Signer, error)
+	// CreateKeyPair makes (or finds) a key pair of type algorithm.
+	CreateKeyPair(ctx context.Context, keyID, algorithm string) error
 }
 
 // Certs is what identityd needs of the Certificates service.
@@ -78,6 +80,8 @@ type Certs interface {
 	Get(ctx context.Context, id string) ([]*x509.Certificate, error)
 	// Ensure returns id, issuing it per certd's policy when missing or due.
 	Ensure(ctx context.Context, id string) ([]*x509.Certificate, error)
+	// Import stores a chain (leaf first) under id, replacing what was there.
+	Import(ctx context.Context, id string, chain []*x509.Certificate) error
 }
 
 var moduleIDPattern = regexp.MustCompile(`^[A-Za-z0-9\-:.+%_#*?!(),=@;$']{1,128}$`)

@@ -73,7 +73,17 @@ const (
 	estSecret = "factory-password"
 )
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { return newWorldKeyd(t, nil) }
+
+// keydSoftHSM puts keyd's keys in a SoftHSM token.
+func keydSoftHSM(t *testing.T, uid, gid int) (string, []string) {
+	tok := testenv.NewSoftHSMToken(t, "edgev2-identity", uid, gid)
+	return fmt.Sprintf("pkcs11_lib_path = %q\npkcs11_base_slot = %q\n", tok.LibPath, tok.URI()), tok.Env()
+}
+
+// newWorldKeyd is newWorld, with keyd's engine from keydSetup (nil: the
+// file engine): keyd.toml lines and environment.
+func newWorldKeyd(t *testing.T, keydSetup func(t *testing.T, uid, gid int) (string, []string)) *world {
 	t.Helper()
 	testenv.RequireRoot(t)
 	kuid, kgid := testenv.EnsureUser(t, testenv.ServiceUser)
@@ -95,6 +105,9 @@ func newWorld(t *testing.T) *world {
 				{RegistrationID: "reg-sym", Attestation: "symmetric_key", PrimaryKey: dpsKey},
 				{GroupID: "grp-sym", Attestation: "symmetric_key", PrimaryKey: groupKey},
 				{GroupID: "grp-x509", Attestation: "x509", CertificateFile: filepath.Join(w.cloudState, "est", "ca-cert.pem")},
+				// DPS-issued operational certificates (operational_test.go).
+				{RegistrationID: "reg-op", Attestation: "symmetric_key", PrimaryKey: dpsKey,
+					CredentialPolicy: &dps.CredentialPolicy{Issuer: "est", Validity: "1m", KeyTypes: []string{"ec-p256"}}},
 			}},
 		Hub: hub.Config{Devices: []hub.DeviceConfig{{DeviceID: "manual-sas", PrimaryKey: sasKey1}}},
 	}
@@ -113,9 +126,13 @@ func newWorld(t *testing.T) *world {
 		os.Chown(p, uid, gid)
 		return p
 	}
+	keydCfg, keydEnv := "", []string(nil)
+	if keydSetup != nil {
+		keydCfg, keydEnv = keydSetup(t, kuid, kgid)
+	}
 	w.keyd = testenv.StartService(t, w.bus, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"), Args: []string{"--config", mk("keyd", kuid, kgid, "")},
-		User: testenv.ServiceUser, BusName: keys.BusName,
+		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"), Args: []string{"--config", mk("keyd", kuid, kgid, keydCfg)},
+		User: testenv.ServiceUser, BusName: keys.BusName, Env: keydEnv,
 	})
 	certdConfig := mk("certd", cuid, cgid, fmt.Sprintf(`
 [preloaded_certs]

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -55,6 +56,10 @@ type Service struct {
 	masterReady bool
 
 	tpmMu sync.Mutex // one TPM connection at a time
+
+	op             *OperationalStatus // the operational certificate (s.mu)
+	nextOp         *OperationalStatus // made by provisionDPS, taken on success (s.prov)
+	failedRenewals int                // consecutive, for the back-off (s.mu)
 }
 
 // NewService makes the service; Start loads the cache and provisions.
@@ -82,6 +87,8 @@ type cache struct {
 	Device      *Device           `json:"device"`
 	Info        ProvisioningInfo  `json:"info"`
 	Modules     map[string]Module `json:"modules"`
+	// Operational is the DPS-issued operational certificate's state.
+	Operational *OperationalStatus `json:"operational,omitempty"`
 }
 
 func (s *Service) cachePath() string { return filepath.Join(s.cfg.Homedir, "identity.json") }
@@ -105,6 +112,12 @@ func (s *Service) loadCache() {
 	}
 	s.mu.Lock()
 	s.dev, s.info, s.state, s.fromCache = c.Device, c.Info, StateProvisioned, true
+	if s.operationalCert() != nil && c.Operational != nil {
+		s.op = c.Operational
+		if s.op.State == OpRenewing { // a renewal was in flight when the service stopped: it starts over
+			s.op.State, s.op.RetryAt = OpValid, time.Time{}
+		}
+	}
 	if c.Modules != nil {
 		s.modules = c.Modules
 	}
@@ -118,7 +131,7 @@ func (s *Service) saveCacheLocked() error {
 		return err
 	}
 	var c cache
-	c.Version, c.Fingerprint, c.Device, c.Info, c.Modules = 1, s.cfg.fingerprint(), s.dev, s.info, s.modules
+	c.Version, c.Fingerprint, c.Device, c.Info, c.Modules, c.Operational = 1, s.cfg.fingerprint(), s.dev, s.info, s.modules, s.op
 	data, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return err
@@ -173,10 +186,24 @@ func (s *Service) Run(ctx context.Context) {
 			}
 			delay = time.Second
 		}
+		var renew <-chan time.Time
+		var timer *time.Timer
+		if at := s.nextRenewal(); !at.IsZero() {
+			timer = time.NewTimer(max(at.Sub(s.now()), 0))
+			renew = timer.C
+		}
 		select {
 		case <-ctx.Done():
+			if timer != nil {
+				timer.Stop()
+			}
 			return
 		case <-s.kick:
+		case <-renew:
+			s.renewOperational(ctx)
+		}
+		if timer != nil {
+			timer.Stop()
 		}
 	}
 }
@@ -262,6 +289,9 @@ func (s *Service) provision(ctx context.Context) error {
 		s.modules = map[string]Module{} // another device: its modules are not ours
 	}
 	s.dev, s.info, s.fromCache = &dev, info, false
+	if s.nextOp != nil {
+		s.op, s.nextOp, s.failedRenewals = s.nextOp, nil, 0
+	}
 	err = s.saveCacheLocked()
 	s.mu.Unlock()
 	if err != nil {
@@ -354,12 +384,32 @@ func (s *Service) provisionDPS(ctx context.Context, info ProvisioningInfo) (Devi
 		dev = Device{AuthType: "sas", TPM: true}
 	}
 	info.RegistrationID = cfg.RegistrationID
+	oc := a.OperationalCert
+	var opKeyID string
+	var opSigner crypto.Signer
+	if oc != nil {
+		if opKeyID, opSigner, cfg.CSR, err = s.operationalCSR(ctx, oc, cfg.RegistrationID); err != nil {
+			return Device{}, info, err
+		}
+		if cfg.APIVersion == "" {
+			cfg.APIVersion = dps.APIVersionCSR
+		}
+	}
 	if s.TuneDPS != nil {
 		s.TuneDPS(&cfg)
 	}
 	res, err := dps.Register(ctx, cfg)
 	if err != nil {
 		return Device{}, info, err
+	}
+	if oc != nil {
+		st, err := s.storeOperational(ctx, oc, opKeyID, opSigner, res)
+		if err != nil {
+			return Device{}, info, err
+		}
+		s.nextOp = st
+		// From now on the hub knows the device by this certificate.
+		dev = Device{AuthType: "x509", KeyID: opKeyID, CertID: oc.CertID}
 	}
 	dev.HubHostname, dev.DeviceID = res.AssignedHub, res.DeviceID
 	info.Substatus = res.Substatus
@@ -441,7 +491,11 @@ func (s *Service) hubClient(ctx context.Context) (*hub.Client, Device, error) {
 	cfg := hub.Config{HubHost: dev.HubHostname, DeviceID: dev.DeviceID, TrustAnchors: anchors,
 		Timeout: s.cfg.timeout(), Now: s.now, TokenTTL: s.cfg.tokenTTL()}
 	if dev.AuthType == "x509" {
-		if cfg.ClientCert, _, err = s.tlsIdentity(ctx, dev.CertID, dev.KeyID, false); err != nil {
+		keyID, err := s.operationalKey(ctx, dev)
+		if err != nil {
+			return nil, dev, err
+		}
+		if cfg.ClientCert, _, err = s.tlsIdentity(ctx, dev.CertID, keyID, false); err != nil {
 			return nil, dev, err
 		}
 	} else {

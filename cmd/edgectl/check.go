@@ -75,6 +75,7 @@ func (k *checker) run(ctx context.Context) checkReport {
 	k.checkModuleNetwork()
 	k.checkCloud(ctx)
 	k.checkTPM(ctx)
+	k.checkOperationalCert(ctx)
 	return summarize(k.results)
 }
 

@@ -43,6 +43,11 @@ func (k keysAdapter) Signer(ctx context.Context, id string) (crypto.Signer, erro
 	return key.Signer(ctx)
 }
 
+func (k keysAdapter) CreateKeyPair(ctx context.Context, id, algorithm string) error {
+	_, err := k.c.CreateKeyPair(ctx, id, algorithm)
+	return err
+}
+
 // certsAdapter gives identityd's domain the Certificates service.
 type certsAdapter struct{ c *cclient.Client }
 
@@ -62,4 +67,8 @@ func (c certsAdapter) Ensure(ctx context.Context, id string) ([]*x509.Certificat
 		return nil, err
 	}
 	return certs.ParseChainPEM(pem)
+}
+
+func (c certsAdapter) Import(ctx context.Context, id string, chain []*x509.Certificate) error {
+	return c.c.Import(ctx, id, certs.EncodeChain(chain))
 }

@@ -67,6 +67,10 @@ type Config struct {
 	TokenTTL time.Duration
 	// TPM, when set, is TPM attestation; SAS must sign in that TPM.
 	TPM *TPM
+	// CSR, when set, is a DER PKCS#10 request for an operational
+	// certificate sent with the registration (APIVersion defaults to
+	// APIVersionCSR then); the result must carry a certificate for its key.
+	CSR []byte
 }
 
 // Result is what DPS assigned.
@@ -79,6 +83,11 @@ type Result struct {
 	CreatedAt      time.Time // zero when DPS sent none or an unreadable one
 	UpdatedAt      time.Time
 	Payload        json.RawMessage // the allocation's returned payload, if any
+	// IssuedChain is the operational certificate DPS issued for Config.CSR,
+	// leaf first, checked to be for the CSR's key; TrustBundle the CA
+	// certificates DPS says to trust.
+	IssuedChain []*x509.Certificate
+	TrustBundle []*x509.Certificate
 }
 
 // client is the state of one Register call.
@@ -102,7 +111,11 @@ func Register(ctx context.Context, cfg Config) (*Result, error) {
 		RegistrationID string          `json:"registrationId"`
 		TPM            *tpmAttestation `json:"tpm,omitempty"`
 		Payload        json.RawMessage `json:"payload,omitempty"`
+		CSR            string          `json:"csr,omitempty"`
 	}{RegistrationID: c.cfg.RegistrationID, Payload: c.cfg.Payload}
+	if len(c.cfg.CSR) > 0 {
+		reg.CSR = base64.StdEncoding.EncodeToString(c.cfg.CSR)
+	}
 	if t := c.cfg.TPM; t != nil {
 		reg.TPM = &tpmAttestation{EndorsementKey: base64.StdEncoding.EncodeToString(t.EndorsementKey), StorageRootKey: base64.StdEncoding.EncodeToString(t.StorageRootKey)}
 	}
@@ -126,7 +139,13 @@ func Register(ctx context.Context, cfg Config) (*Result, error) {
 			if err := c.reimport(ctx, op); err != nil {
 				return nil, err
 			}
-			return c.result(op), nil
+			r := c.result(op)
+			if len(c.cfg.CSR) > 0 {
+				if err := c.issued(op, r); err != nil {
+					return nil, err
+				}
+			}
+			return r, nil
 		case StatusFailed:
 			return nil, c.failed(op)
 		case StatusDisabled:
@@ -168,6 +187,9 @@ func newClient(cfg Config) (*client, error) {
 	}
 	if cfg.APIVersion == "" {
 		cfg.APIVersion = DefaultAPIVersion
+		if len(cfg.CSR) > 0 {
+			cfg.APIVersion = APIVersionCSR
+		}
 	}
 	for _, r := range cfg.APIVersion {
 		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r == '-') {

@@ -43,6 +43,10 @@ type RegistrationState struct {
 	Payload                json.RawMessage `json:"payload,omitempty"`
 	// TPM carries a new authenticationKey for TPM attestation.
 	TPM *TPMRegistrationResult `json:"tpm,omitempty"`
+	// Certificate issuance (api-version 2025-07-01-preview; issuance.go).
+	IssuedCertificateChain  []string     `json:"issuedCertificateChain,omitempty"`
+	IssuedClientCertificate string       `json:"issuedClientCertificate,omitempty"`
+	TrustBundle             *TrustBundle `json:"trustBundle,omitempty"`
 }
 
 // serviceError is DPS's ProvisioningServiceErrorDetails.

@@ -162,6 +162,10 @@ func (c *client) statusError(what string, r *response) error {
 		return fault.New(fault.NotAuthorized, "DPS %s for %q at %s: not authorized (HTTP %d)%s", what, c.cfg.RegistrationID, c.host, code, reason)
 	case code == http.StatusNotFound:
 		return fault.New(fault.NotFound, "DPS %s for %q at %s: not found (HTTP 404; check the ID scope and registration ID)%s", what, c.cfg.RegistrationID, c.host, reason)
+	case code == http.StatusBadRequest && len(c.cfg.CSR) > 0 && dpsCode(r) == "400001":
+		return fault.Wrap(fault.InvalidArgs, ErrAPIVersion, "DPS %s for %q at %s does not support api-version %s, which certificate issuance needs%s (fix: use a DPS instance with Azure Device Registry certificate management, or remove operational_cert)", what, c.cfg.RegistrationID, c.host, c.cfg.APIVersion, reason)
+	case code == http.StatusBadRequest && len(c.cfg.CSR) > 0 && what == "register":
+		return fault.Wrap(fault.InvalidArgs, ErrCSRRefused, "DPS %s for %q at %s refused the registration with its certificate signing request (HTTP 400)%s (fix: check the enrollment's credential policy: key type, subject CN = registration id)", what, c.cfg.RegistrationID, c.host, reason)
 	case code == http.StatusBadRequest:
 		return fault.New(fault.InvalidArgs, "DPS %s for %q at %s: request rejected (HTTP 400)%s", what, c.cfg.RegistrationID, c.host, reason)
 	case code == http.StatusRequestTimeout || code >= 500 && code <= 599:
@@ -213,6 +217,15 @@ func serverReason(r *response) string {
 		return ": DPS says " + quote(scrub(s))
 	}
 	return ""
+}
+
+// dpsCode is the errorCode of DPS's error body, or "".
+func dpsCode(r *response) string {
+	var e serviceError
+	if json.Unmarshal(bytes.TrimSpace(r.body), &e) != nil {
+		return ""
+	}
+	return e.ErrorCode.String()
 }
 
 // retryAfter reads Retry-After (seconds or HTTP-date), defaulting to

@@ -49,7 +49,15 @@ id_scope = "0ne0000demo"
 group_id = "demo-devices"
 attestation = "x509"
 certificate_file = "$STATE/est/ca-cert.pem"
-`, makerFile))
+[[dps.enrollments]]
+registration_id = "demo-opcert"
+attestation = "symmetric_key"
+primary_key = %q
+[dps.enrollments.credential_policy]
+issuer = "est"
+validity = "720h"
+key_types = ["ec-p256"]
+`, makerFile, opcertEnrollmentKey))
 		var err error
 		caPEM, err = os.ReadFile(lab.CAFile)
 		if err != nil {

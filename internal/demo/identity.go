@@ -58,6 +58,7 @@ trusted_certs = ["est-ca"]
 			Binary: testenv.BuildBinary(p, "./cmd/edgev2-identityd"), Args: []string{"--config", cfg},
 			User: testenv.IdentityUser, BusName: identity.BusName,
 		})
+		demoIdentityd = identityd
 		ic = iclient.New(b.Conn(p))
 		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 			st, err := ic.State(ctx)

@@ -228,6 +228,9 @@ func demo(p testenv.TB, sp *stepPrinter) (string, error) {
 	if err := run("edgectl check: the demo device is healthy", func() (string, error) { return checkDevice(p, b) }); err != nil {
 		return "", err
 	}
+	if err := operationalCertSteps(p, run, b, pk, ctx, kc, lab); err != nil {
+		return "", err
+	}
 	fmt.Fprintln(sp.w)
 	sp.paragraph(fmt.Sprintf("summary: %d steps passed in %s; everything started here is stopped and removed on exit.", len(sp.steps), seconds(sp.total())))
 	return addr, nil

@@ -61,6 +61,7 @@ func Open(cfg Config, stateDir, hostname string, logger *slog.Logger) (*Services
 	if err != nil {
 		return nil, err
 	}
+	d.SetIssuer(e) // credential policies issue from the EST CA
 	return &Services{EST: e, DPS: d, Hub: h}, nil
 }
 

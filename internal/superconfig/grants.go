@@ -116,6 +116,15 @@ func IdentitydGrant(c *identity.Config) ServiceGrant {
 		g.KeysUse = append(g.KeysUse, a.SymmetricKey, a.GroupKey, a.IdentityPK)
 		g.CertsRead = append(g.CertsRead, a.IdentityCert)
 		g.CertsManage = append(g.CertsManage, a.IdentityCert)
+		if o := a.OperationalCert; o != nil {
+			// DPS-issued operational certificate: its two key slots, the
+			// certificate and the trust bundle, by their configured ids.
+			ids := o.OperationalKeyIDs()
+			g.KeysUse = append(g.KeysUse, ids[:]...)
+			g.KeysManage = append(g.KeysManage, ids[:]...)
+			g.CertsRead = append(g.CertsRead, o.CertID, o.TrustBundleID)
+			g.CertsManage = append(g.CertsManage, o.CertID, o.TrustBundleID)
+		}
 	}
 	g.CertsRead = append(g.CertsRead, c.Cloud.TrustedCerts...)
 	g.normalize()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/edgev2/edgev2/identity"
 	"net/url"
 	"regexp"
 	"slices"
@@ -642,6 +643,17 @@ func (c *Config) planDPS(r *ids, ip *identitydProvisioning, out *identitydFile) 
 		return c.bad(key+".method", "not set", `set method = "symmetric_key", "x509" or "tpm"`)
 	default:
 		return c.bad(key+".method", fmt.Sprintf("unknown method %q", a.Method), `use "symmetric_key", "x509" or "tpm"`)
+	}
+	if o := a.OperationalCert; o != nil {
+		checked := *o
+		if err := identity.CheckOperationalCert(&checked); err != nil {
+			var ce *identity.ConfigError
+			if errors.As(err, &ce) {
+				return c.bad(ce.Key, ce.Problem, ce.Fix)
+			}
+			return err
+		}
+		att.OperationalCert = &identitydOperationalCert{CertID: o.CertID, KeyID: o.KeyID, KeyType: o.KeyType, RenewThreshold: o.RenewThreshold, TrustBundleID: o.TrustBundleID}
 	}
 	ip.Attestation = att
 	return nil

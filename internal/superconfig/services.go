@@ -88,12 +88,21 @@ type identitydAuthentication struct {
 }
 
 type identitydAttestation struct {
-	Method         string `toml:"method"`
-	RegistrationID string `toml:"registration_id,omitempty"`
-	SymmetricKey   string `toml:"symmetric_key,omitempty"`
-	GroupKey       string `toml:"group_key,omitempty"`
-	IdentityCert   string `toml:"identity_cert,omitempty"`
-	IdentityPK     string `toml:"identity_pk,omitempty"`
+	Method          string                    `toml:"method"`
+	RegistrationID  string                    `toml:"registration_id,omitempty"`
+	SymmetricKey    string                    `toml:"symmetric_key,omitempty"`
+	GroupKey        string                    `toml:"group_key,omitempty"`
+	IdentityCert    string                    `toml:"identity_cert,omitempty"`
+	IdentityPK      string                    `toml:"identity_pk,omitempty"`
+	OperationalCert *identitydOperationalCert `toml:"operational_cert,omitempty"`
+}
+
+type identitydOperationalCert struct {
+	CertID         string `toml:"cert_id"`
+	KeyID          string `toml:"key_id,omitempty"`
+	KeyType        string `toml:"key_type,omitempty"`
+	RenewThreshold string `toml:"renew_threshold,omitempty"`
+	TrustBundleID  string `toml:"trust_bundle_id,omitempty"`
 }
 
 type identitydTPM struct {

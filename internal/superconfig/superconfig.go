@@ -4,6 +4,7 @@
 package superconfig
 
 import (
+	"github.com/edgev2/edgev2/identity"
 	"github.com/edgev2/edgev2/modrt"
 	"os"
 
@@ -70,6 +71,9 @@ type Attestation struct {
 	GroupKey       *KeySource `toml:"group_key"`     // group enrollment (the device key is derived)
 	IdentityCert   string     `toml:"identity_cert"`
 	IdentityPK     string     `toml:"identity_pk"`
+	// OperationalCert has DPS issue the hub certificate (identityd's
+	// operational_cert, passed through).
+	OperationalCert *identity.OperationalCert `toml:"operational_cert"`
 }
 
 // KeySource is a symmetric key given inline (base64 value), as a file:// or

@@ -72,6 +72,11 @@ type Enrollment struct {
 	Disabled bool `toml:"disabled"`
 	// EdgeEnabled marks devices it creates as IoT Edge devices.
 	EdgeEnabled bool `toml:"edge_enabled"`
+	// CredentialPolicy, when set, lets the enrollment's devices ask for an
+	// operational certificate with their registration; the hub then knows
+	// them by that certificate (certificateAuthority), not the onboarding
+	// credential.
+	CredentialPolicy *CredentialPolicy `toml:"credential_policy"`
 }
 
 func (e Enrollment) isGroup() bool { return e.GroupID != "" }
@@ -151,6 +156,14 @@ func (c Config) Validate() error {
 		seen[kind+id] = true
 		if e.DeviceID != "" && (e.isGroup() || !hub.ValidID(e.DeviceID)) {
 			return &ConfigError{Key: key + ".device_id", Problem: "only an individual enrollment may set a valid IoT Hub device id", Fix: "remove it or fix it"}
+		}
+		if p := e.CredentialPolicy; p != nil {
+			if err := p.validate(key + ".credential_policy"); err != nil {
+				return err
+			}
+			if e.DeviceID != "" && !strings.EqualFold(e.DeviceID, e.RegistrationID) {
+				return &ConfigError{Key: key + ".device_id", Problem: "a device with an issued certificate is known to the hub by the certificate's CN, the registration id", Fix: "remove device_id or the credential policy"}
+			}
 		}
 		switch e.Attestation {
 		case AttestationSymmetricKey:

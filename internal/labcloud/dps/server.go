@@ -51,6 +51,7 @@ type Server struct {
 	operations    map[string]*operation
 	requests      map[string]int         // per lower-case registration id, for throttle_first
 	tpm           map[string]*tpmSession // per lower-case registration id: keys issued to its TPM
+	issuer        Issuer                 // signs for credential policies (the EST CA)
 
 	now func() time.Time
 }
@@ -73,6 +74,7 @@ type operation struct {
 	pollsLeft          int
 	att                *attested
 	payload            json.RawMessage
+	csr                *csrRequest                  // the checked certificate request, if any
 	result             *RegistrationOperationStatus // set once assigned
 }
 
@@ -183,11 +185,22 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, now time.Time) *
 		if e != nil {
 			return e
 		}
+		req, e := parseCSR(in, r.URL.Query().Get("api-version"))
+		if e != nil {
+			return e
+		}
 		att, e := s.attest(r, regID, now, &in)
 		if e != nil {
 			return e
 		}
-		return s.register(w, regID, att, in)
+		if req != nil && att.enr.CredentialPolicy != nil {
+			if e := checkCSR(req, regID, att.enr.CredentialPolicy); e != nil {
+				return e
+			}
+		} else {
+			req = nil // as ADR: an enrollment without a credential policy issues nothing
+		}
+		return s.register(w, regID, att, in, req)
 	}
 	att, e := s.attest(r, regID, now, nil)
 	if e != nil {
@@ -242,8 +255,8 @@ func readRegistration(r *http.Request, regID string) (DeviceRegistration, *dpsEr
 	return parseRegistration(body, regID)
 }
 
-func (s *Server) register(w http.ResponseWriter, regID string, att *attested, in DeviceRegistration) *dpsError {
-	op := &operation{id: newOperationID(), registrationID: regID, pollsLeft: s.cfg.AssigningPolls, att: att, payload: in.Payload}
+func (s *Server) register(w http.ResponseWriter, regID string, att *attested, in DeviceRegistration, req *csrRequest) *dpsError {
+	op := &operation{id: newOperationID(), registrationID: regID, pollsLeft: s.cfg.AssigningPolls, att: att, payload: in.Payload, csr: req}
 	s.mu.Lock()
 	s.operations[op.id] = op
 	s.mu.Unlock()
@@ -296,8 +309,25 @@ func (s *Server) assign(op *operation, now time.Time) (*RegistrationOperationSta
 			return nil, fmt.Errorf("issue the hub key for TPM %q: %w", op.registrationID, err)
 		}
 	}
-	if s.registry != nil {
-		if _, err := s.registry.EnsureDevice(att.deviceID, att.auth); err != nil {
+	auth, keep := att.auth, false
+	st := &DeviceRegistrationState{}
+	if op.csr != nil {
+		if err := s.issue(op, st); err != nil {
+			return nil, fmt.Errorf("issue the operational certificate of %q: %w", op.registrationID, err)
+		}
+		// The hub knows the device by its issued certificate's chain; the
+		// onboarding credential (SAS key, DPS certificate) no longer opens
+		// it unless the policy keeps it.
+		if keep = att.enr.CredentialPolicy.OnboardingCredential == "keep"; !keep {
+			auth = hub.Authentication{Type: hub.AuthCertificateAuthority}
+		}
+	}
+	if cr, ok := s.registry.(chainRegistry); ok && keep {
+		if _, err := cr.EnsureDeviceWithChain(att.deviceID, auth); err != nil {
+			return nil, fmt.Errorf("create device %q in the hub: %w", att.deviceID, err)
+		}
+	} else if s.registry != nil {
+		if _, err := s.registry.EnsureDevice(att.deviceID, auth); err != nil {
 			return nil, fmt.Errorf("create device %q in the hub: %w", att.deviceID, err)
 		}
 	}
@@ -325,16 +355,15 @@ func (s *Server) assign(op *operation, now time.Time) (*RegistrationOperationSta
 		return nil, fmt.Errorf("save registration state: %w", err)
 	}
 	s.log.Info("DPS device assigned", "registration_id", op.registrationID, "device_id", att.deviceID, "hub", s.cfg.AssignedHub, "substatus", substatus)
-	return &RegistrationOperationStatus{OperationID: op.id, Status: StatusAssigned, RegistrationState: &DeviceRegistrationState{
-		RegistrationID:         op.registrationID,
-		CreatedDateTimeUtc:     dpsTime(rec.Created),
-		AssignedHub:            rec.AssignedHub,
-		DeviceID:               rec.DeviceID,
-		Status:                 StatusAssigned,
-		Substatus:              substatus,
-		LastUpdatedDateTimeUtc: dpsTime(rec.LastUpdated),
-		Etag:                   rec.Etag,
-		Payload:                op.payload,
-		TPM:                    tpmResult,
-	}}, nil
+	st.RegistrationID = op.registrationID
+	st.CreatedDateTimeUtc = dpsTime(rec.Created)
+	st.AssignedHub = rec.AssignedHub
+	st.DeviceID = rec.DeviceID
+	st.Status = StatusAssigned
+	st.Substatus = substatus
+	st.LastUpdatedDateTimeUtc = dpsTime(rec.LastUpdated)
+	st.Etag = rec.Etag
+	st.Payload = op.payload
+	st.TPM = tpmResult
+	return &RegistrationOperationStatus{OperationID: op.id, Status: StatusAssigned, RegistrationState: st}, nil
 }

@@ -9,13 +9,17 @@ import (
 )
 
 // APIVersions are the api-version values of the device runtime API accepted.
-var APIVersions = []string{"2019-03-31", "2021-06-01", "2021-10-01"}
+var APIVersions = []string{"2019-03-31", "2021-06-01", "2021-10-01", APIVersionCSRPreview2021, APIVersionCSR}
 
 // DeviceRegistration is the body of PUT .../register.
 type DeviceRegistration struct {
 	RegistrationID string          `json:"registrationId"`
 	Payload        json.RawMessage `json:"payload,omitempty"`
 	TPM            *TpmAttestation `json:"tpm,omitempty"`
+	// CSR is 2025-07-01-preview's certificate signing request, base64 DER.
+	CSR string `json:"csr,omitempty"`
+	// ClientCertificateCSR is 2021-11-01-preview's (Embedded C SDK).
+	ClientCertificateCSR string `json:"clientCertificateCsr,omitempty"`
 }
 
 // TpmAttestation is the register body's "tpm": base64 TPM2B_PUBLIC areas.
@@ -70,6 +74,38 @@ type DeviceRegistrationState struct {
 	Etag                   string                 `json:"etag,omitempty"`
 	Payload                json.RawMessage        `json:"payload,omitempty"`
 	TPM                    *TpmRegistrationResult `json:"tpm,omitempty"`
+	// IssuedCertificateChain is the operational certificate, base64 DER,
+	// leaf first (2025-07-01-preview).
+	IssuedCertificateChain []string `json:"issuedCertificateChain,omitempty"`
+	// IssuedClientCertificate is the same chain in PEM, one string, for a
+	// request that used clientCertificateCsr (2021-11-01-preview).
+	IssuedClientCertificate string       `json:"issuedClientCertificate,omitempty"`
+	TrustBundle             *TrustBundle `json:"trustBundle,omitempty"`
+}
+
+// TrustBundle is DPS's trust bundle: CA certificates the device should trust.
+type TrustBundle struct {
+	ID           string                   `json:"id"`
+	Certificates []TrustBundleCertificate `json:"certificates"`
+	Etag         string                   `json:"etag,omitempty"`
+}
+
+// TrustBundleCertificate is one PEM certificate with its metadata.
+type TrustBundleCertificate struct {
+	Certificate string              `json:"certificate"`
+	Metadata    CertificateMetadata `json:"metadata"`
+}
+
+// CertificateMetadata is DPS's X509CertificateInfo.
+type CertificateMetadata struct {
+	SubjectName      string `json:"subjectName"`
+	SHA1Thumbprint   string `json:"sha1Thumbprint"`
+	SHA256Thumbprint string `json:"sha256Thumbprint"`
+	IssuerName       string `json:"issuerName"`
+	NotBeforeUtc     string `json:"notBeforeUtc"`
+	NotAfterUtc      string `json:"notAfterUtc"`
+	SerialNumber     string `json:"serialNumber"`
+	Version          int    `json:"version"`
 }
 
 // Registration statuses and substatuses.
@@ -95,6 +131,7 @@ const (
 	CodeBadAPIVersion      = 400001
 	CodeBadRequest         = 400004
 	CodeRegistrationIDDiff = 400005
+	CodeBadCSR             = 400012
 	CodeUnauthorized       = 401002
 	CodeEnrollmentNotFound = 404201
 	CodeOperationNotFound  = 404202

@@ -39,10 +39,18 @@ func FuzzParseRegistration(f *testing.F) {
 	f.Add([]byte(`{"registrationId":"dev-1","payload":{"a":[1,2]}}`), "dev-1")
 	f.Add([]byte(`{"registrationId":"x","tpm":null}`), "x")
 	f.Add([]byte(`{"registrationId":"x","tpm":{"endorsementKey":"AAEC","storageRootKey":"AAEC"}}`), "x")
+	f.Add([]byte(`{"registrationId":"x","csr":"MIIB"}`), "x")
+	f.Add([]byte(`{"registrationId":"x","clientCertificateCsr":"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n"}`), "x")
 	f.Fuzz(func(t *testing.T, body []byte, id string) {
 		in, e := parseRegistration(body, id)
 		if e == nil && !strings.EqualFold(in.RegistrationID, id) {
 			t.Fatalf("accepted %q for %q", in.RegistrationID, id)
+		}
+		if e == nil {
+			// A CSR that parses has a signature that verifies with its own key.
+			if req, ce := parseCSR(in, APIVersionCSR); ce == nil && req != nil && req.csr.CheckSignature() != nil {
+				t.Fatal("accepted a CSR whose signature does not verify")
+			}
 		}
 	})
 }

@@ -23,6 +23,11 @@ type registry struct {
 type deviceRec struct {
 	Device  Device             `json:"device"`
 	Modules map[string]*Module `json:"modules"`
+	// ChainToo: the device also authenticates with a certificate chaining
+	// to a verified CA whose CN is its id, besides its own mechanism (DPS
+	// issued it an operational certificate under a credential policy that
+	// keeps the onboarding credential). Not part of IoT Hub's wire shape.
+	ChainToo bool `json:"chainToo,omitempty"`
 }
 
 const registryFile = "registry.json"

@@ -156,9 +156,33 @@ func (s *Server) EnsureDevice(id string, auth Authentication) (Device, error) {
 	dev := Device{DeviceID: id, Authentication: auth}
 	if old, ok := s.reg.Devices[id]; ok {
 		dev.Capabilities = old.Device.Capabilities
+		old.ChainToo = false // saved by putDevice
 		return s.putDevice(dev, "*", true)
 	}
 	return s.putDevice(dev, "", false)
+}
+
+// EnsureDeviceWithChain is EnsureDevice for a device DPS issued an
+// operational certificate under a policy that keeps the onboarding
+// credential: auth stays its mechanism, and a certificate chaining to a
+// verified CA whose CN is the device id is accepted too.
+func (s *Server) EnsureDeviceWithChain(id string, auth Authentication) (Device, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dev := Device{DeviceID: id, Authentication: auth}
+	var d Device
+	var err error
+	if old, ok := s.reg.Devices[id]; ok {
+		dev.Capabilities = old.Device.Capabilities
+		d, err = s.putDevice(dev, "*", true)
+	} else {
+		d, err = s.putDevice(dev, "", false)
+	}
+	if err != nil {
+		return d, err
+	}
+	s.reg.Devices[id].ChainToo = true
+	return d, s.reg.save(s.dir)
 }
 
 // errPut carries an IoT Hub error out of putDevice/putModule.
@@ -474,7 +498,7 @@ func (s *Server) authenticateCert(chain []*x509.Certificate, now time.Time) (pri
 		}
 	}
 	if d, ok := s.reg.Devices[leaf.Subject.CommonName]; ok && s.cas != nil && d.Device.Status == "enabled" &&
-		d.Device.Authentication.Type == AuthCertificateAuthority {
+		(d.Device.Authentication.Type == AuthCertificateAuthority || d.ChainToo) {
 		inter := x509.NewCertPool()
 		for _, c := range chain[1:] {
 			inter.AddCert(c)

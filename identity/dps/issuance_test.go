@@ -1,0 +1,150 @@
+package dps
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgev2/edgev2/internal/fault"
+)
+
+// issueFor signs a leaf for pub under ca.
+func (ca *testCA) issueFor(t *testing.T, cn string, pub any) *x509.Certificate {
+	t.Helper()
+	serial++
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+		NotBefore: fixedNow.Add(-time.Hour), NotAfter: fixedNow.Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return c
+}
+
+func assignedWith(t *testing.T, state map[string]any) string {
+	st := map[string]any{"registrationId": "dev-1", "assignedHub": "hub.example", "deviceId": "dev-1", "status": "assigned"}
+	for k, v := range state {
+		st[k] = v
+	}
+	b, _ := json.Marshal(map[string]any{"operationId": "op", "status": "assigned", "registrationState": st})
+	return string(b)
+}
+
+func b64(c *x509.Certificate) string { return base64.StdEncoding.EncodeToString(c.Raw) }
+
+func TestRegisterWithCSR(t *testing.T) {
+	ca := newCA(t, "issuing")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "dev-1"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := ca.issueFor(t, "dev-1", key.Public())
+	wrong := ca.issueFor(t, "dev-1", other.Public())
+	stranger := newCA(t, "stranger").issueFor(t, "dev-1", key.Public())
+	bundle := []map[string]any{{"certificate": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}))}}
+	tests := []struct {
+		name    string
+		state   map[string]any
+		wantErr error
+	}{
+		{"chain and trust bundle", map[string]any{"issuedCertificateChain": []string{b64(leaf), b64(ca.cert)}, "trustBundle": map[string]any{"certificates": bundle}}, nil},
+		{"2021-11-01-preview PEM string", map[string]any{"issuedClientCertificate": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}))}, nil},
+		{"certificate for another key", map[string]any{"issuedCertificateChain": []string{b64(wrong), b64(ca.cert)}}, ErrWrongKey},
+		{"chain that does not hold together", map[string]any{"issuedCertificateChain": []string{b64(stranger), b64(ca.cert)}}, ErrWrongKey},
+		{"not base64", map[string]any{"issuedCertificateChain": []string{"%%%"}}, ErrWrongKey},
+		{"nothing issued", nil, ErrNotIssued},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeDPS(t, nil, reply{status: 200, body: assignedWith(t, tc.state)})
+			var s sleepRecorder
+			cfg := symmetricConfig(t, f, &s)
+			cfg.CSR = csr
+			res, err := Register(context.Background(), cfg)
+			req := f.requests()[0]
+			if !strings.Contains(req.query, "api-version="+APIVersionCSR) {
+				t.Errorf("query %q, want api-version %s", req.query, APIVersionCSR)
+			}
+			var body map[string]string
+			json.Unmarshal(req.body, &body)
+			if body["csr"] != base64.StdEncoding.EncodeToString(csr) {
+				t.Errorf("csr field %q, want base64 DER without armor", body["csr"])
+			}
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) || res != nil {
+					t.Fatalf("got %v, %v; want %v", res, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.IssuedChain[0].Equal(leaf) {
+				t.Fatalf("issued chain %v", res.IssuedChain)
+			}
+			if tc.name == "chain and trust bundle" && (len(res.TrustBundle) != 1 || !res.TrustBundle[0].Equal(ca.cert)) {
+				t.Fatalf("trust bundle %v", res.TrustBundle)
+			}
+		})
+	}
+}
+
+func TestRegisterWithCSRNamedRefusals(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "dev-1"}}, key)
+	for _, tc := range []struct {
+		name, body string
+		want       error
+	}{
+		{"api-version unsupported", `{"errorCode":400001,"trackingId":"x","message":"api-version is not supported"}`, ErrAPIVersion},
+		{"csr refused", `{"errorCode":400012,"trackingId":"x","message":"the certificate signing request's subject is not CN=dev-1"}`, ErrCSRRefused},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeDPS(t, nil, reply{status: 400, body: tc.body})
+			var s sleepRecorder
+			cfg := symmetricConfig(t, f, &s)
+			cfg.CSR = csr
+			_, err := Register(context.Background(), cfg)
+			if !errors.Is(err, tc.want) || !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "fix:") {
+				t.Fatalf("got %v, want %v with a fix", err, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzParseIssued feeds DPS's certificate fields through the parsers: no
+// panic, and nothing is returned with an error.
+func FuzzParseIssued(f *testing.F) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fuzz"}, NotBefore: fixedNow, NotAfter: fixedNow.Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(base64.StdEncoding.EncodeToString(der), string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	f.Add("%%%", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+	f.Fuzz(func(t *testing.T, chainElem, text string) {
+		out, err := decodeIssued(&RegistrationState{IssuedCertificateChain: []string{chainElem}, IssuedClientCertificate: text})
+		if err != nil && out != nil {
+			t.Fatal("certificates returned with an error")
+		}
+		out, err = parseCertText(text)
+		if err != nil && out != nil {
+			t.Fatal("certificates returned with an error")
+		}
+	})
+}
