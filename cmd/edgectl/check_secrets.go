@@ -11,6 +11,7 @@ import (
 	"github.com/edgev2/edgev2/internal/credential"
 	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/keys"
+	"github.com/edgev2/edgev2/modrt"
 )
 
 // credentialRoot prefixes the credential stores (tests); "" on a device.
@@ -76,6 +77,16 @@ func (k *checker) checkSecrets() {
 			cred("identityd.connection-string", "identityd.toml [provisioning] connection_string_credential", p.ConnectionStringCredential)
 		case p.ConnectionString != "":
 			clear("identityd.connection-string", "identityd.toml [provisioning] connection_string: the device key is in clear in the file", sealFix)
+		}
+	}
+	if c := k.cfg.modrtd; c != nil {
+		for _, m := range c.Modules {
+			name := "modrtd." + m.Name + ".registry-password"
+			if m.RegistryPasswordCredential != "" {
+				cred(name, "modrtd.toml module "+m.Name+" registry_password_credential", m.RegistryPasswordCredential)
+			} else if s, err := modrt.ParseSpec([]byte(m.Spec)); err == nil && s.Config.Settings.Auth != nil && s.Config.Settings.Auth.Password != "" {
+				clear(name, "modrtd.toml module "+m.Name+": the registry password is in clear in the spec", sealFix)
+			}
 		}
 	}
 	// The super-config is where an operator writes the secrets: apply

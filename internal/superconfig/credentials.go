@@ -7,6 +7,7 @@ import (
 
 	"github.com/edgev2/edgev2/internal/credential"
 	"github.com/edgev2/edgev2/keys"
+	"github.com/edgev2/edgev2/modrt"
 )
 
 // Credential is one secret of the super-config that `edgectl config apply`
@@ -187,4 +188,25 @@ func (c *Config) planCredentials(r *ids, p *plan) error {
 		}
 	}
 	return nil
+}
+
+// sealRegistryPassword moves a module spec's registry password
+// (config.settings.auth.password) into the credential
+// edgev2.modrtd.<module>.registry-password; the spec modrtd gets has none.
+func (c *Config) sealRegistryPassword(p *plan, key string, m Module) (modrtdModule, error) {
+	out := modrtdModule{Name: m.Name, Spec: m.Spec}
+	s, err := modrt.ParseSpec([]byte(m.Spec))
+	if err != nil || s.Config.Settings.Auth == nil || s.Config.Settings.Auth.Password == "" {
+		return out, nil // checked before; no password
+	}
+	spec, err := modrt.SetRegistryPassword([]byte(m.Spec), "")
+	if err != nil {
+		return out, c.bad(key, err.Error(), "write a ModuleSpec JSON (docs/modules.md)")
+	}
+	name, err := p.addCredential("modrtd", modrtdUnit, m.Name+".registry-password", key, []byte(s.Config.Settings.Auth.Password))
+	if err != nil {
+		return out, c.bad(key, err.Error(), "")
+	}
+	out.Spec, out.RegistryPasswordCredential = string(spec), name
+	return out, nil
 }

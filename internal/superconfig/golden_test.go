@@ -205,8 +205,8 @@ func TestSecretsLeaveEveryCompiledFileForCredentials(t *testing.T) {
 		{"manual-sas", []string{"c2VjcmV0LWRldmljZS1rZXktYnl0ZXMtMDEyMzQ1Njc=", "secret-device-key-bytes-01234567"}, []string{"edgev2.keyd.device-id"}},
 		{"dps-symmetric", []string{"ZHBzLWluZGl2aWR1YWwtZW5yb2xsbWVudC1rZXk=", "dps-individual-enrollment-key"}, []string{"edgev2.keyd.device-id"}},
 		{"manual-connection-string", []string{"c2VjcmV0LWRldmljZS1rZXktYnl0ZXMtMDEyMzQ1Njc=", "SharedAccessKey"}, []string{"edgev2.identityd.connection-string"}},
-		{"secrets-sealed", []string{"4711-base-pin", "other-token-pin", "est-basic-password", "c2VhbGVkLWRwcy1lbnJvbGxtZW50LWtleQ==", "sealed-dps-enrollment-key"},
-			[]string{"edgev2.keyd.pin", "edgev2.keyd.pin-2", "edgev2.certd.est-password", "edgev2.keyd.device-id"}},
+		{"secrets-sealed", []string{"4711-base-pin", "other-token-pin", "est-basic-password", "c2VhbGVkLWRwcy1lbnJvbGxtZW50LWtleQ==", "sealed-dps-enrollment-key", "registry-password-42"},
+			[]string{"edgev2.keyd.pin", "edgev2.keyd.pin-2", "edgev2.certd.est-password", "edgev2.keyd.device-id", "edgev2.modrtd.telemetry.registry-password"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.scenario, func(t *testing.T) {
@@ -289,8 +289,21 @@ func TestSealedSecretsReachEachDaemonThroughItsCredentials(t *testing.T) {
 	if err := cc.ReadCredentials(); err != nil || cc.EST.Password != "est-basic-password" {
 		t.Fatalf("certd reads its EST password: %v (right value: %v)", err, cc.EST.Password == "est-basic-password")
 	}
+	mc, err := modrt.ParseConfig("modrtd.toml", files["/etc/edgev2/modrtd.toml"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mc.ReadCredentials(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := modrt.ParseSpec([]byte(mc.Modules[0].Spec))
+	if err != nil || s.Config.Settings.Auth == nil || s.Config.Settings.Auth.Password != "registry-password-42" || s.Config.Settings.Auth.Username != "edge" ||
+		s.Config.Settings.Image != "registry.example.net/telemetry:2" {
+		t.Fatalf("modrtd's spec with its sealed registry password: %v (auth %v)", err, s.Config.Settings.Auth)
+	}
 	// Each unit loads exactly its own credentials.
-	for unit, names := range map[string][]string{"edgev2-keyd.service": {"edgev2.keyd.device-id", "edgev2.keyd.pin", "edgev2.keyd.pin-2"}, "edgev2-certd.service": {"edgev2.certd.est-password"}} {
+	for unit, names := range map[string][]string{"edgev2-keyd.service": {"edgev2.keyd.device-id", "edgev2.keyd.pin", "edgev2.keyd.pin-2"}, "edgev2-certd.service": {"edgev2.certd.est-password"},
+		"edgev2-modrtd.service": {"edgev2.modrtd.telemetry.registry-password"}} {
 		d := string(files[CredentialsDropIn(unit)])
 		if got := strings.Count(d, "LoadCredentialEncrypted="); got != len(names) {
 			t.Errorf("%s drop-in loads %d credentials, want %d:\n%s", unit, got, len(names), d)

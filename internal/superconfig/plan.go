@@ -756,13 +756,21 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 		if err := check("agent", m); err != nil {
 			return err
 		}
-		out.Agent = &modrtdModule{Name: m.Name, Spec: m.Spec}
+		mm, err := c.sealRegistryPassword(p, "agent.spec", m)
+		if err != nil {
+			return err
+		}
+		out.Agent = &mm
 	}
 	for i, m := range c.Modules {
 		if err := check(fmt.Sprintf("modules[%d]", i), m); err != nil {
 			return err
 		}
-		out.Modules = append(out.Modules, modrtdModule(m))
+		mm, err := c.sealRegistryPassword(p, fmt.Sprintf("modules[%d].spec", i), m)
+		if err != nil {
+			return err
+		}
+		out.Modules = append(out.Modules, mm)
 	}
 	p.modrtd = out
 	return nil

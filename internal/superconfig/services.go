@@ -155,6 +155,7 @@ type modrtdGrant struct {
 }
 
 type modrtdModule struct {
-	Name string `toml:"name"`
-	Spec string `toml:"spec,multiline"`
+	Name                       string `toml:"name"`
+	Spec                       string `toml:"spec,multiline"`
+	RegistryPasswordCredential string `toml:"registry_password_credential,omitempty"`
 }
