@@ -571,9 +571,10 @@ func sealedSecrets(t *testing.T, m *machine, root string, creds map[string]strin
 	if out := m.must("keyd on the token", "edgectl keys list"); !strings.Contains(out, "pkcs11") {
 		m.fail("keyd does not use the token (the sealed PIN):\n%s", out)
 	}
-	secrets := []string{b64Key}
-	for _, v := range creds {
-		secrets = append(secrets, v)
+	// Named by credential, never printed.
+	secrets, names := []string{b64Key}, []string{"the DPS key (base64)"}
+	for n, v := range creds {
+		secrets, names = append(secrets, v), append(names, n)
 	}
 	for _, top := range []string{"etc", "var/lib", "var/log"} {
 		filepath.WalkDir(filepath.Join(root, top), func(p string, d os.DirEntry, err error) error {
@@ -583,7 +584,7 @@ func sealedSecrets(t *testing.T, m *machine, root string, creds map[string]strin
 			b, _ := os.ReadFile(p)
 			for i, s := range secrets {
 				if bytes.Contains(b, []byte(s)) {
-					m.fail("secret #%d is in clear in %s", i, strings.TrimPrefix(p, root))
+					m.fail("the secret of %s is in clear in %s", names[i], strings.TrimPrefix(p, root))
 				}
 			}
 			return nil
