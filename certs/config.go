@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/internal/config"
+	"github.com/edgev2/edgev2/internal/credential"
 
 	"github.com/edgev2/edgev2/internal/label"
 )
@@ -41,6 +42,10 @@ type ESTDefaults struct {
 	TrustedCerts []string `toml:"trusted_certs"` // certificate ids that anchor the EST server's TLS
 	Username     string   `toml:"username"`
 	Password     string   `toml:"password"`
+	// PasswordCredential names the systemd credential holding the password
+	// (what `edgectl config apply` writes instead of password); the daemon
+	// reads it into Password at start (ReadCredentials).
+	PasswordCredential string `toml:"password_credential"`
 	// The EST identity authenticates every request with TLS client auth; if
 	// it is missing, the bootstrap identity is used once to enroll it.
 	IdentityCert          string `toml:"identity_cert"`
@@ -52,7 +57,9 @@ type ESTDefaults struct {
 	// and never logged. SendChallengePassword: "when_asked" (the server's
 	// /csrattrs names challengePassword; the default) or "always".
 	ChallengePasswordFile string `toml:"challenge_password_file"`
-	SendChallengePassword string `toml:"send_challenge_password"`
+	// ChallengePasswordCredential: the same secret as a systemd credential.
+	ChallengePasswordCredential string `toml:"challenge_password_credential"`
+	SendChallengePassword       string `toml:"send_challenge_password"`
 	// CRLCheckInterval is how often the CRL distribution points of
 	// EST-issued certificates are checked (default "1h"; "0s" turns the
 	// schedule off). A revoked certificate is re-enrolled with a new key.
@@ -210,8 +217,25 @@ func (c *Config) validate(path string) error {
 	if f := c.EST.ChallengePasswordFile; f != "" && !strings.HasPrefix(f, "/") {
 		return bad("est.challenge_password_file", fmt.Sprintf("%q is not an absolute path", f), `use e.g. "/etc/edgev2/est-challenge-password" (0600, owned by edgecerts)`)
 	}
-	if c.EST.SendChallengePassword == "always" && c.EST.ChallengePasswordFile == "" {
-		return bad("est.send_challenge_password", `"always" needs the secret`, "set challenge_password_file")
+	if c.EST.ChallengePasswordFile != "" && c.EST.ChallengePasswordCredential != "" {
+		return bad("est.challenge_password_credential", "set challenge_password_file or challenge_password_credential, not both", "keep one")
+	}
+	if c.EST.SendChallengePassword == "always" && c.EST.ChallengePasswordFile == "" && c.EST.ChallengePasswordCredential == "" {
+		return bad("est.send_challenge_password", `"always" needs the secret`, "set challenge_password_file or challenge_password_credential")
+	}
+	for key, name := range map[string]string{"est.password_credential": c.EST.PasswordCredential, "est.challenge_password_credential": c.EST.ChallengePasswordCredential} {
+		if name == "" {
+			continue
+		}
+		if err := credential.ValidName(name); err != nil {
+			return bad(key, err.Error(), `use the name of the unit's LoadCredentialEncrypted= credential, e.g. "edgev2.certd.est-password" (docs/config.md)`)
+		}
+	}
+	if c.EST.Password != "" && c.EST.PasswordCredential != "" {
+		return bad("est.password_credential", "set password or password_credential, not both", "keep password_credential (`edgectl config apply` seals the password)")
+	}
+	if c.EST.PasswordCredential != "" && c.EST.Username == "" {
+		return bad("est.password_credential", "a password without a username", "set username")
 	}
 	c.EST.crlInterval = time.Hour
 	if v := c.EST.CRLCheckInterval; v != "" {
@@ -388,4 +412,26 @@ func FilePath(uri string) string {
 		return ""
 	}
 	return u.Path
+}
+
+// ReadCredentials reads the secrets the configuration names as systemd
+// credentials ($CREDENTIALS_DIRECTORY) into place; a daemon calls it once
+// at start. Errors name the credential and the unit line it needs, never
+// a secret.
+func (c *Config) ReadCredentials() error {
+	if name := c.EST.PasswordCredential; name != "" {
+		pw, err := credential.ReadString(name)
+		if err != nil {
+			return fmt.Errorf("[est] password_credential: %w", err)
+		}
+		c.EST.Password = pw
+	}
+	if name := c.EST.ChallengePasswordCredential; name != "" {
+		// Read at each enrollment, like challenge_password_file: only
+		// check now that it is there.
+		if _, err := credential.Read(name); err != nil {
+			return fmt.Errorf("[est] challenge_password_credential: %w", err)
+		}
+	}
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/certs/est"
+	"github.com/edgev2/edgev2/internal/credential"
 	"github.com/edgev2/edgev2/internal/fault"
 )
 
@@ -759,11 +760,18 @@ func (s *Service) addChallengePassword(csrDER []byte, signer crypto.Signer, attr
 	if !asked && e.SendChallengePassword != "always" {
 		return csrDER, nil
 	}
-	if e.ChallengePasswordFile == "" {
+	file := e.ChallengePasswordFile
+	if e.ChallengePasswordCredential != "" {
+		var err error
+		if file, err = credential.Path(e.ChallengePasswordCredential); err != nil {
+			return nil, err
+		}
+	}
+	if file == "" {
 		s.log.Warn("the EST server asks for a challenge password, but [est] challenge_password_file is not set; sending the request without one")
 		return csrDER, nil
 	}
-	pw, err := readChallengePassword(e.ChallengePasswordFile)
+	pw, err := readChallengePassword(file)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/internal/config"
+	"github.com/edgev2/edgev2/internal/credential"
 
 	"github.com/edgev2/edgev2/identity/connstr"
 	"github.com/edgev2/edgev2/identity/hubname"
@@ -40,11 +42,15 @@ type Provisioning struct {
 	Source string `toml:"source"` // manual | dps | none
 
 	// manual
-	ConnectionString string          `toml:"connection_string"`
-	IoTHubHostname   string          `toml:"iothub_hostname"`
-	DeviceID         string          `toml:"device_id"`
-	GatewayHostname  string          `toml:"gateway_hostname"`
-	Authentication   *Authentication `toml:"authentication"`
+	ConnectionString string `toml:"connection_string"`
+	// ConnectionStringCredential names the systemd credential holding the
+	// connection string (what `edgectl config apply` writes); the daemon
+	// reads it into ConnectionString at start (ReadCredentials).
+	ConnectionStringCredential string          `toml:"connection_string_credential"`
+	IoTHubHostname             string          `toml:"iothub_hostname"`
+	DeviceID                   string          `toml:"device_id"`
+	GatewayHostname            string          `toml:"gateway_hostname"`
+	Authentication             *Authentication `toml:"authentication"`
 
 	// dps
 	GlobalEndpoint string       `toml:"global_endpoint"`
@@ -215,16 +221,21 @@ func (c *Config) validate(path string) error {
 	case "none", "":
 		p.Source = "none"
 	case "manual":
-		if p.ConnectionString != "" {
+		if p.ConnectionString != "" || p.ConnectionStringCredential != "" {
 			if p.IoTHubHostname != "" || p.DeviceID != "" || p.Authentication != nil {
 				return bad("provisioning.connection_string", "a connection string carries hub, device and key; the other manual settings conflict with it", "use either connection_string or iothub_hostname + device_id + [provisioning.authentication]")
 			}
-			cs, err := connstr.Parse(p.ConnectionString)
-			if err != nil {
-				return bad("provisioning.connection_string", err.Error(), `use "HostName=<hub>;DeviceId=<id>;SharedAccessKey=<base64>"`)
+			if p.ConnectionStringCredential != "" {
+				if p.ConnectionString != "" {
+					return bad("provisioning.connection_string_credential", "set connection_string or connection_string_credential, not both", "keep connection_string_credential (`edgectl config apply` seals the connection string)")
+				}
+				if err := credential.ValidName(p.ConnectionStringCredential); err != nil {
+					return bad("provisioning.connection_string_credential", err.Error(), `use the name of the unit's LoadCredentialEncrypted= credential, e.g. "edgev2.identityd.connection-string" (docs/config.md)`)
+				}
+				break // checked when read (ReadCredentials)
 			}
-			if len(cs.SharedAccessKey) == 0 {
-				return bad("provisioning.connection_string", "it has no SharedAccessKey", "use a SAS connection string, or X.509 with [provisioning.authentication]")
+			if err := checkConnectionString(p.ConnectionString); err != nil {
+				return bad("provisioning.connection_string", err.Error(), `use "HostName=<hub>;DeviceId=<id>;SharedAccessKey=<base64>"`)
 			}
 			break
 		}
@@ -338,3 +349,34 @@ func (c *Config) fingerprint() string {
 func (c *Config) timeout() time.Duration  { return time.Duration(c.Cloud.TimeoutS) * time.Second }
 func (c *Config) retryMax() time.Duration { return time.Duration(c.Cloud.RetryMaxS) * time.Second }
 func (c *Config) tokenTTL() time.Duration { return time.Duration(c.Cloud.TokenTTLS) * time.Second }
+
+// checkConnectionString checks a SAS connection string; its errors never
+// echo the key.
+func checkConnectionString(s string) error {
+	cs, err := connstr.Parse(s)
+	if err != nil {
+		return err
+	}
+	if len(cs.SharedAccessKey) == 0 {
+		return errors.New("it has no SharedAccessKey (use a SAS connection string, or X.509 with [provisioning.authentication])")
+	}
+	return nil
+}
+
+// ReadCredentials reads the secrets the configuration names as systemd
+// credentials ($CREDENTIALS_DIRECTORY) into place; a daemon calls it once
+// at start. Errors name the credential and the unit line it needs, never
+// a secret.
+func (c *Config) ReadCredentials() error {
+	if name := c.Provisioning.ConnectionStringCredential; name != "" {
+		s, err := credential.ReadString(name)
+		if err != nil {
+			return fmt.Errorf("[provisioning] connection_string_credential: %w", err)
+		}
+		if err := checkConnectionString(s); err != nil {
+			return fmt.Errorf("[provisioning] connection_string_credential: credential %q: %w", name, err)
+		}
+		c.Provisioning.ConnectionString = s
+	}
+	return nil
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/edgev2/edgev2/internal/config"
+	"github.com/edgev2/edgev2/internal/credential"
 )
 
 // Config is keyd's configuration file (/etc/edgev2/keyd.toml).
@@ -18,7 +19,8 @@ type Config struct {
 	PKCS11BaseSlot string `toml:"pkcs11_base_slot"`
 	// PKCS11Sessions bounds the token session pool (default 8).
 	PKCS11Sessions int `toml:"pkcs11_sessions"`
-	// PreloadedKeys maps key ids to file:// or pkcs11: URIs.
+	// PreloadedKeys maps key ids to file:// or pkcs11: URIs, or to
+	// "credential:NAME", a systemd credential the unit loads.
 	PreloadedKeys map[string]string `toml:"preloaded_keys"`
 }
 
@@ -87,8 +89,12 @@ func (c *Config) validate(path string) error {
 			if _, err := u.PINSourcePath(); err != nil {
 				return &ConfigError{File: path, Key: key, Problem: err.Error(), Fix: `give pin-source an absolute path, e.g. "pin-source=file:///etc/edgev2/keyd.pin"`}
 			}
+		case strings.HasPrefix(uri, credential.Scheme):
+			if _, _, err := credential.Ref(uri); err != nil {
+				return &ConfigError{File: path, Key: key, Problem: err.Error(), Fix: `use "credential:<name>" with the name of the unit's LoadCredentialEncrypted= (docs/config.md)`}
+			}
 		default:
-			return &ConfigError{File: path, Key: key, Problem: "unsupported URI scheme", Fix: `use "file:///..." or "pkcs11:..."`}
+			return &ConfigError{File: path, Key: key, Problem: "unsupported URI scheme", Fix: `use "file:///...", "pkcs11:..." or "credential:<name>"`}
 		}
 	}
 	return nil

@@ -24,6 +24,7 @@ import (
 	"strings"
 
 	"github.com/edgev2/edgev2/internal/atomicfile"
+	"github.com/edgev2/edgev2/internal/credential"
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/label"
 )
@@ -408,6 +409,22 @@ func LoadKeyFile(id, path string) (Handle, error) {
 		return nil, fmt.Errorf("preloaded key %q: %w", id, err)
 	}
 	_, h, err := decodeKeyFile(data, path, true)
+	if err != nil {
+		return nil, fmt.Errorf("preloaded key %q: %w", id, err)
+	}
+	fh := h.(*fileHandle)
+	fh.info.ID = id
+	return fh, nil
+}
+
+// LoadKeyCredential opens a preloaded key from a systemd credential
+// (preloaded_keys value "credential:NAME"), in any form LoadKeyFile takes.
+func LoadKeyCredential(id, name string) (Handle, error) {
+	data, err := credential.Read(name)
+	if err != nil {
+		return nil, fmt.Errorf("preloaded key %q: %w", id, err)
+	}
+	_, h, err := decodeKeyFile(data, credential.Scheme+name, true)
 	if err != nil {
 		return nil, fmt.Errorf("preloaded key %q: %w", id, err)
 	}

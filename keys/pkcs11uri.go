@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/edgev2/edgev2/internal/credential"
 	"github.com/edgev2/edgev2/internal/fault"
 )
 
@@ -34,7 +35,7 @@ type PKCS11URI struct {
 	Type   string // private, public, secret-key, cert or data
 
 	// Query attributes.
-	PINSource  string // file path or file: URI holding the PIN
+	PINSource  string // file path, file: URI or credential:NAME holding the PIN
 	ModulePath string
 	ModuleName string
 
@@ -383,11 +384,18 @@ func (u *PKCS11URI) WithoutObject() *PKCS11URI {
 }
 
 // PIN returns the user PIN: pin-value, or the contents of the pin-source
-// file (a path or a file: URI) with trailing newlines trimmed. It returns
+// (a path, a file: URI, or credential:NAME -- a systemd credential in
+// $CREDENTIALS_DIRECTORY) with trailing newlines trimmed. It returns
 // "" and no error when the URI carries neither.
 func (u *PKCS11URI) PIN() (string, error) {
 	if u.pinValue != "" || u.PINSource == "" {
 		return u.pinValue, nil
+	}
+	if name, ok, err := credential.Ref(u.PINSource); ok {
+		if err != nil {
+			return "", fault.New(fault.InvalidArgs, "pin-source: %s", fault.Message(err))
+		}
+		return credential.ReadString(name) // errors name the credential, never the PIN
 	}
 	path, err := u.PINSourcePath()
 	if err != nil {
@@ -410,10 +418,18 @@ func (u *PKCS11URI) PIN() (string, error) {
 }
 
 // PINSourcePath checks the pin-source attribute without reading it and
-// returns the absolute file path it names ("" when there is none), so a
+// returns the absolute file path it names ("" when there is none, or
+// when it names a systemd credential), so a
 // configuration can be refused before anything is started.
 func (u *PKCS11URI) PINSourcePath() (string, error) {
 	if u.PINSource == "" {
+		return "", nil
+	}
+	if _, ok, err := credential.Ref(u.PINSource); ok {
+		// A systemd credential: no file path; the name is checked here.
+		if err != nil {
+			return "", fault.New(fault.InvalidArgs, "pin-source: %s", fault.Message(err))
+		}
 		return "", nil
 	}
 	path := u.PINSource
@@ -436,4 +452,16 @@ func errText(err error) string {
 		return pe.Err.Error()
 	}
 	return err.Error()
+}
+
+// InlinePIN returns the pin-value the URI carries ("" for none), for
+// `edgectl config apply`, which moves it into a sealed credential.
+func (u *PKCS11URI) InlinePIN() string { return u.pinValue }
+
+// WithPINSource returns a copy whose PIN comes from src (a pin-source
+// value such as "credential:edgev2.keyd.pin") instead of a pin-value.
+func (u *PKCS11URI) WithPINSource(src string) *PKCS11URI {
+	c := *u
+	c.pinValue, c.PINSource = "", src
+	return &c
 }

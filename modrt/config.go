@@ -1,6 +1,7 @@
 package modrt
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/internal/config"
+	"github.com/edgev2/edgev2/internal/credential"
 )
 
 // QuickstartEdgeCA names the key (in Keys) and certificate (in
@@ -78,6 +80,11 @@ type ImageGCConfig struct {
 type LocalModule struct {
 	Name string `toml:"name"`
 	Spec string `toml:"spec"` // ModuleSpec JSON
+	// RegistryPasswordCredential names the systemd credential holding the
+	// registry password of the spec's config.settings.auth (what `edgectl
+	// config apply` writes instead of the password); ReadCredentials puts
+	// it into Spec at start.
+	RegistryPasswordCredential string `toml:"registry_password_credential"`
 }
 
 // PolicyConfig is the module policy, an allowlist: what module specs may
@@ -175,6 +182,11 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		seen[m.Name] = true
 		if _, err := ParseSpec([]byte(m.Spec)); err != nil {
 			return nil, &ConfigError{File: path, Key: key + ".spec", Problem: err.Error(), Fix: "write a ModuleSpec JSON (docs/modules.md)"}
+		}
+		if cr := m.RegistryPasswordCredential; cr != "" {
+			if err := credential.ValidName(cr); err != nil {
+				return nil, &ConfigError{File: path, Key: key + ".registry_password_credential", Problem: err.Error(), Fix: `use the name of the unit's LoadCredentialEncrypted= credential, e.g. "edgev2.modrtd.<module>.registry-password" (docs/config.md)`}
+			}
 		}
 	}
 	if c.EdgeCALifetimeDays == 0 {
@@ -315,4 +327,73 @@ func parseDays(s string, def time.Duration) (time.Duration, error) {
 		return time.Duration(d) * 24 * time.Hour, nil
 	}
 	return time.ParseDuration(s)
+}
+
+// ReadCredentials puts the registry passwords the configuration names as
+// systemd credentials ($CREDENTIALS_DIRECTORY) into the modules' specs;
+// modrtd calls it once at start. Errors name the module and the
+// credential, never the password.
+func (c *Config) ReadCredentials() error {
+	for i, m := range c.Modules {
+		if m.RegistryPasswordCredential == "" {
+			continue
+		}
+		pw, err := credential.ReadString(m.RegistryPasswordCredential)
+		if err != nil {
+			return fmt.Errorf("module %q registry_password_credential: %w", m.Name, err)
+		}
+		spec, err := SetRegistryPassword([]byte(m.Spec), pw)
+		if err != nil {
+			return fmt.Errorf("module %q: %w", m.Name, err)
+		}
+		c.Modules[i].Spec = string(spec)
+	}
+	return nil
+}
+
+// SetRegistryPassword returns spec (ModuleSpec JSON) with
+// config.settings.auth.password set to pw ("" removes it); every other
+// value is kept as it was (object keys come out sorted).
+func SetRegistryPassword(spec []byte, pw string) ([]byte, error) {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(spec, &doc); err != nil {
+		return nil, fmt.Errorf("the module spec is not a JSON object")
+	}
+	path := []string{"config", "settings", "auth"}
+	var set func(obj map[string]json.RawMessage, depth int) error
+	set = func(obj map[string]json.RawMessage, depth int) error {
+		name := path[depth]
+		var child map[string]json.RawMessage
+		if raw, ok := obj[name]; ok && string(raw) != "null" {
+			if err := json.Unmarshal(raw, &child); err != nil {
+				return fmt.Errorf("the module spec's %s is not an object", strings.Join(path[:depth+1], "."))
+			}
+		}
+		if child == nil {
+			if pw == "" {
+				return nil
+			}
+			child = map[string]json.RawMessage{}
+		}
+		if depth == len(path)-1 {
+			if pw == "" {
+				delete(child, "password")
+			} else {
+				b, _ := json.Marshal(pw)
+				child["password"] = b
+			}
+		} else if err := set(child, depth+1); err != nil {
+			return err
+		}
+		b, err := json.Marshal(child)
+		if err != nil {
+			return err
+		}
+		obj[name] = b
+		return nil
+	}
+	if err := set(doc, 0); err != nil {
+		return nil, err
+	}
+	return json.Marshal(doc)
 }

@@ -368,11 +368,19 @@ func gatewayLife(t *testing.T, cached, busImpl string, debs map[string]string, u
 		m.fail("a call before config apply: %v %q, want the NotConfigured error naming edgectl config apply", err, out)
 	}
 
-	// The cloud: labcloud's DPS with the gateway's symmetric-key enrollment.
+	// The cloud: labcloud's DPS with the gateway's symmetric-key enrollment
+	// and its EST CA with the gateway's Basic password. The cloud side lives
+	// under /srv: only the gateway's own /etc and /var/lib are searched for
+	// secrets in clear.
 	key := make([]byte, 32)
 	rand.Read(key)
 	k := base64.StdEncoding.EncodeToString(key)
-	m.must("labcloud", fmt.Sprintf(`mkdir -p /etc/edgev2-systest && cat > /etc/edgev2-systest/labcloud.toml <<'EOF'
+	estPassword, pin := "est-pw-"+randomHex(8), "pin-"+randomHex(6)
+	m.must("labcloud", fmt.Sprintf(`mkdir -p /etc/edgev2-systest && cat > /srv/systest/labcloud.toml <<'EOF'
+[[est.users]]
+name = "systest-gw"
+password = "%s"
+
 [dps]
 id_scope = "0ne00000001"
 [[dps.enrollments]]
@@ -383,12 +391,29 @@ secondary_key = "%s"
 EOF
 # A bare name on 443, as Azure's endpoints are (the container has its own network).
 grep -q ' hub.systest.test$' /etc/hosts 2>/dev/null || echo '127.0.0.1 hub.systest.test' >> /etc/hosts
-systemd-run --unit=labcloud /usr/bin/edgev2-labcloud --state /var/lib/labcloud --config /etc/edgev2-systest/labcloud.toml --listen 127.0.0.1:443 --hub-hostname hub.systest.test`, k, k))
-	m.eventually("labcloud's CA", "test -s /var/lib/labcloud/ca.pem && install -m 0644 /var/lib/labcloud/ca.pem /etc/edgev2-systest/labcloud-ca.pem", 60*time.Second)
+systemd-run --unit=labcloud /usr/bin/edgev2-labcloud --state /srv/labcloud --config /srv/systest/labcloud.toml --listen 127.0.0.1:443 --hub-hostname hub.systest.test`, estPassword, k, k))
+	m.eventually("labcloud's CA", "test -s /srv/labcloud/ca.pem && install -m 0644 /srv/labcloud/ca.pem /etc/edgev2-systest/labcloud-ca.pem", 60*time.Second)
 
-	superConfig := func(extra string) string {
-		return fmt.Sprintf(`cat > /etc/edgev2/config.toml <<'EOF'
+	// A SoftHSM token for keyd's base slot, with a PIN only the super-config knows.
+	m.must("softhsm token", "usermod -aG softhsm edgekeys && runuser -u edgekeys -- softhsm2-util --init-token --free --label edgev2 --so-pin 87654321 --pin "+pin)
+
+	superConfigAt := func(path, extra string) string {
+		return fmt.Sprintf(`mkdir -p $(dirname %s) && cat > %s <<'EOF'
 hostname = "systest-gw"
+
+[keys]
+pkcs11_lib_path = "/usr/lib/softhsm/libsofthsm2.so"
+pkcs11_base_slot = "pkcs11:token=edgev2?pin-value=%s"
+
+[cert_issuance.est]
+url = "https://127.0.0.1/.well-known/est"
+trusted_certs = ["file:///etc/edgev2-systest/labcloud-ca.pem"]
+username = "systest-gw"
+password = "%s"
+
+[cert_issuance.certs.est-cert]
+method = "est"
+common_name = "systest-gw"
 
 [provisioning]
 source = "dps"
@@ -403,10 +428,13 @@ symmetric_key = { value = "%s" }
 [cloud]
 trusted_certs = ["file:///etc/edgev2-systest/labcloud-ca.pem"]
 %s
-EOF`, k, extra)
+EOF`, path, path, pin, estPassword, k, extra)
 	}
-	m.must("super-config", superConfig(""))
-	out = m.must("config apply", "edgectl config apply")
+	superConfig := func(extra string) string { return superConfigAt("/etc/edgev2/config.toml", extra) }
+	// The first super-config comes on a tmpfs and is applied from there, as
+	// an installer would: the secrets are at rest only as sealed credentials.
+	m.must("super-config", superConfigAt("/run/edgev2-systest/config.toml", ""))
+	out = m.must("config apply", "edgectl config apply -c /run/edgev2-systest/config.toml")
 	// keyd runs (the call above activated it, not configured): restarted;
 	// the others did not run and apply must say so.
 	if !strings.Contains(out, "restarted edgev2-keyd.service") || !strings.Contains(out, "not running (nothing to restart)") ||
@@ -418,6 +446,7 @@ EOF`, k, extra)
 	m.must("enable --now", "systemctl enable --now edgev2-keyd edgev2-certd edgev2-identityd edgev2-modrtd")
 	m.mainPIDs()
 	m.eventually("provisioning through DPS", "edgectl identity show | grep -q systest-gw", 120*time.Second)
+	sealedSecrets(t, m, dir, map[string]string{"edgev2.keyd.pin": pin, "edgev2.certd.est-password": estPassword, "edgev2.keyd.device-id": string(key)}, k)
 
 	// Activation of a stopped service by a bus call.
 	m.must("stop certd", "systemctl stop edgev2-certd")
@@ -497,6 +526,9 @@ modules = ["*"]
 	if out, _ := m.sh("ls -d /etc/edgev2 /var/lib/edgev2 2>&1"); !strings.Contains(out, "No such file") || strings.Count(out, "No such file") != 2 {
 		m.fail("after purge: %s", out)
 	}
+	if out, _ := m.sh("ls /etc/credstore.encrypted/ /etc/systemd/system/edgev2-*.service.d 2>&1"); strings.Contains(out, "edgev2.") || strings.Contains(out, "50-credentials.conf") {
+		m.fail("sealed credentials or their drop-ins outlived the purge:\n%s", out)
+	}
 	orphan := m.tickerPid(5 * time.Second)
 	m.must("reinstall", "cd /srv/systest && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ./edgev2-upgrade.deb")
 	m.must("super-config again", "mkdir -p /etc/edgev2 && "+superConfig(`
@@ -518,4 +550,79 @@ spec = '''
 	}
 	m.must("final purge", "DEBIAN_FRONTEND=noninteractive apt-get purge -y edgev2 edgev2-labcloud")
 	m.halt("poweroff")
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return fmt.Sprintf("%x", b)
+}
+
+// sealedSecrets proves the gateway's secrets are at rest only sealed: the
+// services use them (EST enrollment with the password, the token's PIN,
+// DPS with the key -- provisioning already passed), no file under /etc,
+// /var/lib or /var/log holds one in clear, edgectl check says where each
+// lives, and the sealed files opened with another machine's host key give
+// nothing while this machine's opens them.
+func sealedSecrets(t *testing.T, m *machine, root string, creds map[string]string, b64Key string) {
+	t.Helper()
+	m.must("EST enrollment with the sealed password", "busctl --timeout=60 call org.edgev2.Certificates1 /org/edgev2/Certificates1 org.edgev2.Certificates1 EnsureCertificate s est-cert")
+	if out := m.must("the EST certificate", "edgectl certs show est-cert"); !strings.Contains(out, "labcloud") {
+		m.fail("est-cert is not issued by labcloud's EST CA:\n%s", out)
+	}
+	if out := m.must("keyd on the token", "edgectl keys list"); !strings.Contains(out, "pkcs11") {
+		m.fail("keyd does not use the token (the sealed PIN):\n%s", out)
+	}
+	// Named by credential, never printed.
+	secrets, names := []string{b64Key}, []string{"the DPS key (base64)"}
+	for n, v := range creds {
+		secrets, names = append(secrets, v), append(names, n)
+	}
+	for _, top := range []string{"etc", "var/lib", "var/log"} {
+		filepath.WalkDir(filepath.Join(root, top), func(p string, d os.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return nil
+			}
+			b, _ := os.ReadFile(p)
+			for i, s := range secrets {
+				if bytes.Contains(b, []byte(s)) {
+					m.fail("the secret of %s is in clear in %s", names[i], strings.TrimPrefix(p, root))
+				}
+			}
+			return nil
+		})
+	}
+	out, _ := m.sh("edgectl check 2>&1")
+	for _, want := range []string{"secrets.keyd.pin: keyd.toml pkcs11_base_slot: sealed to host", "secrets.certd.est-password: certd.toml [est] password_credential: sealed to host",
+		"secrets.keyd.key.device-id: keyd.toml preloaded_keys.device-id: sealed to host"} {
+		if !strings.Contains(out, want) {
+			m.fail("edgectl check lacks %q:\n%s", want, out)
+		}
+	}
+	// The same files on another machine: this root with another host key.
+	otherKey := filepath.Join(t.TempDir(), "credential.secret")
+	creds2 := exec.Command("systemd-creds", "encrypt", "--with-key=host", "--name=x", "-", "-")
+	creds2.Env = append(os.Environ(), "SYSTEMD_CREDENTIAL_SECRET="+otherKey)
+	creds2.Stdin = strings.NewReader("x")
+	if b, err := creds2.CombinedOutput(); err != nil {
+		t.Fatalf("making another host key: %v %s", err, b)
+	}
+	for name, secret := range creds {
+		path := filepath.Join(root, "etc/credstore.encrypted", name)
+		for _, hostKey := range []string{filepath.Join(root, "var/lib/systemd/credential.secret"), otherKey} {
+			dec := exec.Command("systemd-creds", "decrypt", "--name="+name, path, "-")
+			dec.Env = append(os.Environ(), "SYSTEMD_CREDENTIAL_SECRET="+hostKey)
+			plain, err := dec.Output()
+			mine := hostKey != otherKey
+			switch {
+			case mine && (err != nil || string(plain) != secret):
+				m.fail("%s does not open with the gateway's own host key: %v", name, err)
+			case !mine && err == nil:
+				m.fail("%s opens with another machine's host key", name)
+			case !mine && bytes.Contains(plain, []byte(secret)):
+				m.fail("%s reveals the secret with another machine's host key", name)
+			}
+		}
+	}
+	t.Logf("%d sealed credentials: none in clear under /etc, /var/lib, /var/log; none opens with another host key", len(creds))
 }

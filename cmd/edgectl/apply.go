@@ -31,14 +31,23 @@ type installFile struct {
 	// Remove: the file must not exist (an obsolete inline key): it is
 	// deleted if present.
 	Remove bool
+	// Credential: Data is a secret to store at Path as the systemd
+	// credential Credential, sealed per Seal (tpm2+host, host, or none:
+	// in clear). It is compared by decrypting the installed one, so an
+	// unchanged secret is not re-sealed.
+	Credential string
+	Seal       string
+	// DaemonReload: a unit drop-in; systemd reloads when it changes.
+	DaemonReload bool
 }
 
 // fileChange is what apply found (or did) for one file.
 type fileChange struct {
 	Path    string `json:"path"`
 	Changed bool   `json:"changed"`
-	Reason  string `json:"reason,omitempty"` // "new", "content", "mode", "owner"
+	Reason  string `json:"reason,omitempty"` // "new", "content", "mode", "owner", "seal", "removed"
 	Service string `json:"service,omitempty"`
+	Sealed  string `json:"sealed,omitempty"` // a credential: tpm2+host, host or none
 }
 
 // applyReport is the result of config apply.
@@ -47,6 +56,7 @@ type applyReport struct {
 	Root        string       `json:"root,omitempty"`
 	DryRun      bool         `json:"dry_run"`
 	Files       []fileChange `json:"files"`
+	Reloaded    bool         `json:"daemon_reloaded"` // systemctl daemon-reload ran (a credentials drop-in changed)
 	Restarted   []string     `json:"restarted"`
 	NotRunning  []string     `json:"not_running"`  // changed, not running: nothing to restart (they start with the new configuration)
 	NeedRestart []string     `json:"need_restart"` // changed but not restarted (--no-restart, --root, --dry-run, no systemd)
@@ -103,11 +113,21 @@ func diffFile(path string, f installFile, uid, gid int) (string, error) {
 
 // install writes every file that differs under root (atomically, then
 // owner and mode), unless dryRun. It returns one change per file, in order.
-func install(files []installFile, root string, dryRun bool) ([]fileChange, error) {
+// Everything that can fail short of writing (owners, reading and sealing
+// credentials) is done for every file before the first is written, so a
+// failure there leaves the installed state as it was.
+func install(ctx context.Context, files []installFile, root string, dryRun bool) ([]fileChange, error) {
+	type step struct {
+		f        installFile
+		path     string
+		uid, gid int
+		data     []byte
+	}
+	var steps []step
 	out := make([]fileChange, 0, len(files))
 	for _, f := range files {
 		if !filepath.IsAbs(f.Path) {
-			return out, fmt.Errorf("compiled file path %q is not absolute", f.Path)
+			return nil, fmt.Errorf("compiled file path %q is not absolute", f.Path)
 		}
 		path := filepath.Join(root, f.Path)
 		if f.Remove {
@@ -115,39 +135,61 @@ func install(files []installFile, root string, dryRun bool) ([]fileChange, error
 				continue // already gone: nothing to report
 			}
 			out = append(out, fileChange{Path: path, Changed: true, Reason: "removed", Service: f.Service})
-			if !dryRun {
-				if err := os.Remove(path); err != nil {
-					return out, fmt.Errorf("remove obsolete %s: %w", path, err)
-				}
-			}
+			steps = append(steps, step{f: f, path: path})
 			continue
 		}
 		uid, gid, err := owner(f.Owner)
 		if err != nil {
-			return out, fmt.Errorf("install %s: %w", path, err)
+			return nil, fmt.Errorf("install %s: %w", path, err)
 		}
-		why, err := diffFile(path, f, uid, gid)
+		var why string
+		if f.Credential != "" {
+			why, err = diffCredential(ctx, path, f, root, uid, gid)
+		} else {
+			why, err = diffFile(path, f, uid, gid)
+		}
 		if err != nil {
-			return out, err
+			return nil, err
 		}
 		ch := fileChange{Path: path, Changed: why != "", Reason: why, Service: f.Service}
+		if f.Credential != "" {
+			ch.Sealed = f.Seal
+		}
 		out = append(out, ch)
 		if why == "" || dryRun {
 			continue
 		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return out, fmt.Errorf("make directory for %s: %w", path, err)
+		data := f.Data
+		if f.Credential != "" && f.Seal != sealNone {
+			if data, err = sealCredential(ctx, f.Credential, f.Seal, root, f.Data); err != nil {
+				return nil, err
+			}
+		}
+		steps = append(steps, step{f: f, path: path, uid: uid, gid: gid, data: data})
+	}
+	if dryRun {
+		return out, nil
+	}
+	for _, s := range steps {
+		if s.f.Remove {
+			if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return out, fmt.Errorf("remove obsolete %s: %w", s.path, err)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(s.path), 0o755); err != nil {
+			return out, fmt.Errorf("make directory for %s: %w", s.path, err)
 		}
 		// Written 0600 root-owned first: the content is never readable by
 		// anyone it is not meant for, even between write and chown.
-		if err := atomicfile.WriteFile(path, f.Data, f.Mode.Perm()&0o700); err != nil {
-			return out, fmt.Errorf("install %s: %w", path, err)
+		if err := atomicfile.WriteFile(s.path, s.data, s.f.Mode.Perm()&0o700); err != nil {
+			return out, fmt.Errorf("install %s: %w", s.path, err)
 		}
-		if err := os.Chown(path, uid, gid); err != nil {
-			return out, fmt.Errorf("chown %s to %s: %w", path, f.Owner, err)
+		if err := os.Chown(s.path, s.uid, s.gid); err != nil {
+			return out, fmt.Errorf("chown %s to %s: %w", s.path, s.f.Owner, err)
 		}
-		if err := os.Chmod(path, f.Mode.Perm()); err != nil {
-			return out, fmt.Errorf("chmod %s: %w", path, err)
+		if err := os.Chmod(s.path, s.f.Mode.Perm()); err != nil {
+			return out, fmt.Errorf("chmod %s: %w", s.path, err)
 		}
 	}
 	return out, nil
@@ -225,10 +267,20 @@ func apply(ctx context.Context, compile compileFunc, o applyOptions) (*applyRepo
 	if err != nil {
 		return nil, err
 	}
-	changes, err := install(files, o.root, o.dryRun)
+	files, err = resolveCredentials(files, o.root)
+	if err != nil {
+		return nil, err
+	}
+	changes, err := install(ctx, files, o.root, o.dryRun)
 	rep := &applyReport{Config: o.config, Root: o.root, DryRun: o.dryRun, Files: changes, Restarted: []string{}, NotRunning: []string{}, NeedRestart: []string{}}
 	if err != nil {
 		return rep, err
+	}
+	if needsReload(files, changes) && !o.dryRun && o.root == "" && systemdRunning() {
+		if err := daemonReload(ctx); err != nil {
+			return rep, err
+		}
+		rep.Reloaded = true
 	}
 	units := servicesToRestart(changes)
 	var restartNow []string

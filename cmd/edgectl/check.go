@@ -67,6 +67,7 @@ func (k *checker) ok(name, format string, args ...any) {
 func (k *checker) run(ctx context.Context) checkReport {
 	k.up = map[string]bool{}
 	k.checkConfigs()
+	k.checkSecrets()
 	k.checkModulePolicy()
 	k.checkBus(ctx)
 	k.checkPolkitActions()

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"path/filepath"
+	"strings"
+
 	"github.com/edgev2/edgev2/internal/superconfig"
 )
 
@@ -15,14 +18,32 @@ func compileSuperConfig(path string) ([]installFile, error) {
 	if err != nil {
 		return nil, &configError{err}
 	}
-	files := make([]installFile, 0, len(out.Files))
-	for _, f := range out.Files {
-		files = append(files, installFile{Path: f.Path, Owner: f.Owner, Mode: f.Mode, Data: f.Data, Service: f.Service})
+	// Credentials first, the drop-ins that load them next, then the
+	// configs that name them, removals last: a failure half-way leaves
+	// what the old configs need in place.
+	files := make([]installFile, 0, len(out.Files)+len(out.Credentials))
+	for _, cr := range out.Credentials {
+		files = append(files, installFile{Path: superconfig.CredentialPath(cr.Name, out.Seal), Owner: "root", Mode: 0o600,
+			Data: cr.Data, Service: cr.Unit, Credential: cr.Name, Seal: out.Seal})
 	}
-	// Inline keys since removed from the super-config: a secret must not
-	// outlive its setting (only keyd reads them).
+	for _, f := range out.Files {
+		if f.DaemonReload {
+			files = append(files, installFile{Path: f.Path, Owner: f.Owner, Mode: f.Mode, Data: f.Data, Service: f.Service, DaemonReload: true})
+		}
+	}
+	for _, f := range out.Files {
+		if !f.DaemonReload {
+			files = append(files, installFile{Path: f.Path, Owner: f.Owner, Mode: f.Mode, Data: f.Data, Service: f.Service})
+		}
+	}
+	// Inline keys once written in clear, drop-ins of units that no longer
+	// load credentials: a secret must not outlive its setting.
 	for _, path := range out.Obsolete {
-		files = append(files, installFile{Path: path, Remove: true, Service: "edgev2-keyd.service"})
+		unit := "edgev2-keyd.service"
+		if strings.HasPrefix(path, "/etc/systemd/system/") {
+			unit = strings.TrimSuffix(filepath.Base(filepath.Dir(path)), ".d")
+		}
+		files = append(files, installFile{Path: path, Remove: true, Service: unit})
 	}
 	return files, nil
 }

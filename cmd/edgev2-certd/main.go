@@ -31,6 +31,10 @@ func run(configPath string, log *slog.Logger) int {
 		log.Error("bad configuration; not starting", "err", err)
 		return daemon.ExitConfig
 	}
+	if err := cfg.ReadCredentials(); err != nil {
+		log.Error("a credential the configuration names is missing; not starting", "config", configPath, "err", err)
+		return daemon.ExitConfig
+	}
 	preloaded := map[string]string{}
 	for id, uri := range cfg.PreloadedCerts {
 		preloaded[id] = certs.FilePath(uri)

@@ -33,6 +33,10 @@ func run(configPath string, log *slog.Logger) int {
 		log.Error("bad configuration; not starting", "err", err)
 		return daemon.ExitConfig
 	}
+	if err := cfg.ReadCredentials(); err != nil {
+		log.Error("a credential the configuration names is missing; not starting", "config", configPath, "err", err)
+		return daemon.ExitConfig
+	}
 	var svc *identity.Service
 	return daemon.Serve(log, daemon.Service{
 		BusName: identity.BusName,

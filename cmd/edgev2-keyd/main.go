@@ -13,6 +13,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/internal/credential"
 	"github.com/edgev2/edgev2/internal/daemon"
 	"github.com/edgev2/edgev2/keys"
 )
@@ -92,6 +93,8 @@ func openService(ctx context.Context, cfg *keys.Config, configPath string, log *
 		var err error
 		if strings.HasPrefix(uri, "file://") {
 			h, err = keys.LoadKeyFile(id, keys.FilePath(uri))
+		} else if name, ok, _ := credential.Ref(uri); ok {
+			h, err = keys.LoadKeyCredential(id, name)
 		} else {
 			if p11 == nil {
 				if p11, err = keys.OpenPKCS11Module(ctx, cfg.PKCS11LibPath, log); err != nil {

@@ -40,6 +40,10 @@ func run(configPath string, log *slog.Logger) int {
 		log.Error("bad configuration; not starting", "err", err)
 		return daemon.ExitConfig
 	}
+	if err := cfg.ReadCredentials(); err != nil {
+		log.Error("a credential the configuration names is missing; not starting", "config", configPath, "err", err)
+		return daemon.ExitConfig
+	}
 	var rt *modrt.Runtime
 	var wl *workload.Manager
 	var svc *modrt.Service

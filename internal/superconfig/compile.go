@@ -21,6 +21,11 @@ type Output struct {
 	// configuration no longer uses (inline keys since removed): remove them
 	// if present, so a secret does not outlive its setting.
 	Obsolete []string
+	// Credentials are the secrets to store as systemd credentials, sorted
+	// by name; Seal is how ([secrets] seal: auto, tpm2+host, host, none).
+	// Any other edgev2.* credential in the stores is obsolete.
+	Credentials []Credential
+	Seal        string
 }
 
 // File is one file to install.
@@ -30,6 +35,9 @@ type File struct {
 	Mode    os.FileMode // 0600 for service configs and keys; 0644 for the polkit rules
 	Data    []byte
 	Service string // systemd unit to restart when this file changes; "" for none
+	// DaemonReload: systemd must reload its units when this file changes
+	// (a unit drop-in).
+	DaemonReload bool
 }
 
 // The services' users and units.
@@ -73,13 +81,16 @@ func Compile(c *Config) (*Output, error) {
 	if err != nil {
 		return nil, err
 	}
-	var obsolete []string
-	for _, id := range []string{idDevice, idGroupKey} {
-		if _, ok := p.secrets[id]; !ok {
-			obsolete = append(obsolete, secretKeyPath(id))
-		}
+	// Inline keys were once clear files; they are credentials now.
+	obsolete := []string{secretKeyPath(idDevice), secretKeyPath(idGroupKey)}
+	dropIns, gone := p.dropIns(p.seal)
+	files = append(files, dropIns...)
+	obsolete = append(obsolete, gone...)
+	out := &Output{Files: files, Obsolete: obsolete, Seal: p.seal}
+	for _, name := range sortedKeys(p.credentials) {
+		out.Credentials = append(out.Credentials, *p.credentials[name])
 	}
-	return &Output{Files: files, Obsolete: obsolete}, nil
+	return out, nil
 }
 
 func (c *Config) files(p *plan) ([]File, error) {
@@ -96,9 +107,6 @@ func (c *Config) files(p *plan) ([]File, error) {
 	}
 	if err := add("/etc/edgev2/keyd.toml", keysUser, keydUnit, p.keyd); err != nil {
 		return nil, err
-	}
-	for _, id := range sortedKeys(p.secrets) {
-		out = append(out, File{Path: secretKeyPath(id), Owner: keysUser, Mode: 0o600, Data: p.secrets[id], Service: keydUnit})
 	}
 	if err := add("/etc/edgev2/certd.toml", certsUser, certdUnit, p.certd); err != nil {
 		return nil, err

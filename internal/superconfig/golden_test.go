@@ -11,6 +11,7 @@ import (
 
 	"github.com/edgev2/edgev2/certs"
 	"github.com/edgev2/edgev2/identity"
+	"github.com/edgev2/edgev2/internal/credential"
 	"github.com/edgev2/edgev2/keys"
 	"github.com/edgev2/edgev2/modrt"
 )
@@ -28,6 +29,9 @@ func goldenName(path string) string {
 		return "principals.rules"
 	case ServicesRulesPath:
 		return "services.rules"
+	}
+	if filepath.Base(path) == "50-credentials.conf" { // one per unit
+		return strings.TrimSuffix(filepath.Base(filepath.Dir(path)), ".service.d") + ".credentials.conf"
 	}
 	return filepath.Base(path)
 }
@@ -70,6 +74,10 @@ func manifest(out *Output) []byte {
 	}
 	for _, o := range out.Obsolete {
 		fmt.Fprintf(&b, "obsolete %s\n", o)
+	}
+	fmt.Fprintf(&b, "seal %s\n", out.Seal)
+	for _, cr := range out.Credentials {
+		fmt.Fprintf(&b, "credential %s unit=%s from=%s bytes=%d\n", cr.Name, cr.Unit, cr.From, len(cr.Data))
 	}
 	return b.Bytes()
 }
@@ -170,9 +178,10 @@ func TestCompiledFilesHaveServiceOwnersModesAndUnits(t *testing.T) {
 		}
 		w, ok := want[f.Path]
 		if !ok {
-			// The inline SAS key, for keyd to preload.
-			w = File{Owner: "edgekeys", Mode: 0o600, Service: "edgev2-keyd.service"}
-			if f.Path != secretKeyPath(idDevice) {
+			// keyd's credentials drop-in (the inline SAS key): root's,
+			// readable like any unit file, and a daemon-reload.
+			w = File{Owner: "root", Mode: 0o644, Service: "edgev2-keyd.service"}
+			if f.Path != CredentialsDropIn("edgev2-keyd.service") || !f.DaemonReload {
 				t.Errorf("unexpected file %s", f.Path)
 			}
 		}
@@ -187,23 +196,154 @@ func TestCompiledFilesHaveServiceOwnersModesAndUnits(t *testing.T) {
 	}
 }
 
-func TestInlineSecretsStayInTheServiceFilesThatNeedThem(t *testing.T) {
-	secrets := map[string]string{
-		"manual-sas":               "c2VjcmV0LWRldmljZS1rZXktYnl0ZXMtMDEyMzQ1Njc=",
-		"dps-symmetric":            "ZHBzLWluZGl2aWR1YWwtZW5yb2xsbWVudC1rZXk=",
-		"manual-connection-string": "c2VjcmV0LWRldmljZS1rZXktYnl0ZXMtMDEyMzQ1Njc=",
+func TestSecretsLeaveEveryCompiledFileForCredentials(t *testing.T) {
+	cases := []struct {
+		scenario string
+		secrets  []string // as the super-config holds them
+		creds    []string // credential names that must hold them
+	}{
+		{"manual-sas", []string{"c2VjcmV0LWRldmljZS1rZXktYnl0ZXMtMDEyMzQ1Njc=", "secret-device-key-bytes-01234567"}, []string{"edgev2.keyd.device-id"}},
+		{"dps-symmetric", []string{"ZHBzLWluZGl2aWR1YWwtZW5yb2xsbWVudC1rZXk=", "dps-individual-enrollment-key"}, []string{"edgev2.keyd.device-id"}},
+		{"manual-connection-string", []string{"c2VjcmV0LWRldmljZS1rZXktYnl0ZXMtMDEyMzQ1Njc=", "SharedAccessKey"}, []string{"edgev2.identityd.connection-string"}},
+		{"secrets-sealed", []string{"4711-base-pin", "other-token-pin", "est-basic-password", "c2VhbGVkLWRwcy1lbnJvbGxtZW50LWtleQ==", "sealed-dps-enrollment-key", "registry-password-42"},
+			[]string{"edgev2.keyd.pin", "edgev2.keyd.pin-2", "edgev2.certd.est-password", "edgev2.keyd.device-id", "edgev2.modrtd.telemetry.registry-password"}},
 	}
-	for name, secret := range secrets {
-		out := compileScenario(t, "testdata/apply/"+name)
-		for _, f := range out.Files {
-			has := bytes.Contains(f.Data, []byte(secret))
-			if has && f.Path != "/etc/edgev2/identityd.toml" {
-				t.Errorf("%s: the base64 secret is in %s", name, f.Path)
+	for _, tc := range cases {
+		t.Run(tc.scenario, func(t *testing.T) {
+			out := compileScenario(t, "testdata/apply/"+tc.scenario)
+			for _, f := range out.Files {
+				for _, s := range tc.secrets {
+					if bytes.Contains(f.Data, []byte(s)) {
+						t.Errorf("the secret %q is in %s", s, f.Path)
+					}
+				}
 			}
-			if has && f.Mode != 0o600 {
-				t.Errorf("%s: secret in %s with mode %#o", name, f.Path, f.Mode)
+			got := map[string]Credential{}
+			for _, cr := range out.Credentials {
+				got[cr.Name] = cr
+				if credential.Unit(cr.Name) != cr.Unit {
+					t.Errorf("credential %s is loaded by %s, want %s", cr.Name, cr.Unit, credential.Unit(cr.Name))
+				}
+			}
+			for _, name := range tc.creds {
+				if _, ok := got[name]; !ok {
+					t.Errorf("no credential %s; have %v", name, out.Credentials)
+				}
+			}
+			if len(got) != len(tc.creds) {
+				t.Errorf("%d credentials, want %d: %v", len(got), len(tc.creds), out.Credentials)
+			}
+		})
+	}
+}
+
+// credentialsDir puts out's credentials where systemd would, as
+// LoadCredentialEncrypted= does, for the daemons' readers.
+func credentialsDir(t *testing.T, out *Output) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, cr := range out.Credentials {
+		if err := os.WriteFile(filepath.Join(dir, cr.Name), cr.Data, 0o400); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", dir)
+}
+
+func TestSealedSecretsReachEachDaemonThroughItsCredentials(t *testing.T) {
+	out := compileScenario(t, "testdata/apply/secrets-sealed")
+	credentialsDir(t, out)
+	files := map[string][]byte{}
+	for _, f := range out.Files {
+		files[f.Path] = f.Data
+	}
+	kc, err := keys.ParseConfig("keyd.toml", files["/etc/edgev2/keyd.toml"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pins := map[string]string{"base slot": kc.PKCS11BaseSlot, "other-token-key": kc.PreloadedKeys["other-token-key"], "same-token-key": kc.PreloadedKeys["same-token-key"]}
+	want := map[string]string{"base slot": "4711-base-pin", "other-token-key": "other-token-pin", "same-token-key": "4711-base-pin"}
+	for what, uri := range pins {
+		u, err := keys.ParsePKCS11URI(uri)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if !strings.Contains(u.PINSource, "credential:edgev2.keyd.pin") || u.InlinePIN() != "" {
+			t.Errorf("%s: pin-source %q, inline pin set %v; want a credential", what, u.PINSource, u.InlinePIN() != "")
+		}
+		pin, err := u.PIN()
+		if err != nil || pin != want[what] {
+			t.Errorf("%s: PIN from the credential: %v (right value: %v)", what, err, pin == want[what])
+		}
+	}
+	if _, err := keys.LoadKeyCredential("device-id", strings.TrimPrefix(kc.PreloadedKeys["device-id"], "credential:")); err != nil {
+		t.Errorf("keyd cannot load the sealed DPS key: %v", err)
+	}
+	cc, err := certs.ParseConfig("certd.toml", files["/etc/edgev2/certd.toml"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc.EST.Password != "" || cc.EST.PasswordCredential != "edgev2.certd.est-password" {
+		t.Fatalf("certd.toml [est]: password set %v, password_credential %q", cc.EST.Password != "", cc.EST.PasswordCredential)
+	}
+	if err := cc.ReadCredentials(); err != nil || cc.EST.Password != "est-basic-password" {
+		t.Fatalf("certd reads its EST password: %v (right value: %v)", err, cc.EST.Password == "est-basic-password")
+	}
+	mc, err := modrt.ParseConfig("modrtd.toml", files["/etc/edgev2/modrtd.toml"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mc.ReadCredentials(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := modrt.ParseSpec([]byte(mc.Modules[0].Spec))
+	if err != nil || s.Config.Settings.Auth == nil || s.Config.Settings.Auth.Password != "registry-password-42" || s.Config.Settings.Auth.Username != "edge" ||
+		s.Config.Settings.Image != "registry.example.net/telemetry:2" {
+		t.Fatalf("modrtd's spec with its sealed registry password: %v (auth %v)", err, s.Config.Settings.Auth)
+	}
+	// Each unit loads exactly its own credentials.
+	for unit, names := range map[string][]string{"edgev2-keyd.service": {"edgev2.keyd.device-id", "edgev2.keyd.pin", "edgev2.keyd.pin-2"}, "edgev2-certd.service": {"edgev2.certd.est-password"},
+		"edgev2-modrtd.service": {"edgev2.modrtd.telemetry.registry-password"}} {
+		d := string(files[CredentialsDropIn(unit)])
+		if got := strings.Count(d, "LoadCredentialEncrypted="); got != len(names) {
+			t.Errorf("%s drop-in loads %d credentials, want %d:\n%s", unit, got, len(names), d)
+		}
+		for _, n := range names {
+			if !strings.Contains(d, "\n"+credential.UnitLine(n)+"\n") {
+				t.Errorf("%s drop-in lacks %s:\n%s", unit, credential.UnitLine(n), d)
 			}
 		}
+	}
+}
+
+func TestSealNoneKeepsCredentialsInTheClearStoreWithLoadCredential(t *testing.T) {
+	data, err := os.ReadFile("testdata/apply/secrets-sealed/config.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse(goldenPath, append(data, []byte("\n[secrets]\nseal = \"none\"\n")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Compile(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range out.Files {
+		if f.Path == CredentialsDropIn("edgev2-certd.service") {
+			if want := "LoadCredential=edgev2.certd.est-password:/etc/credstore/edgev2.certd.est-password\n"; !strings.Contains(string(f.Data), want) || strings.Contains(string(f.Data), "Encrypted") {
+				t.Fatalf("drop-in with seal none:\n%s\nwant %s", f.Data, want)
+			}
+			return
+		}
+	}
+	t.Fatal("no certd drop-in")
+}
+
+func TestUnknownSealIsRefusedNamingTheSetting(t *testing.T) {
+	_, err := Parse("config.toml", []byte("[secrets]\nseal = \"tpm\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "secrets.seal") || !strings.Contains(err.Error(), "tpm2+host") {
+		t.Fatalf("Parse: %v; want secrets.seal refused with the choices", err)
 	}
 }
 
@@ -240,26 +380,13 @@ func TestInlineKeysLoadInKeydWithTheUsageIdentitydNeeds(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.scenario, func(t *testing.T) {
 			out := compileScenario(t, "testdata/apply/"+tc.scenario)
-			var found bool
-			for _, f := range out.Files {
-				if f.Path != secretKeyPath(tc.id) {
-					continue
-				}
-				found = true
-				path := filepath.Join(t.TempDir(), "key")
-				if err := os.WriteFile(path, f.Data, 0o600); err != nil {
-					t.Fatal(err)
-				}
-				h, err := keys.LoadKeyFile(tc.id, path)
-				if err != nil {
-					t.Fatalf("keyd cannot load the compiled key file: %v", err)
-				}
-				if info := h.Info(); info.Type != keys.Symmetric || info.Usage != tc.usage {
-					t.Fatalf("loaded as %s usage %s, want symmetric usage %s", info.Type, info.Usage, tc.usage)
-				}
+			credentialsDir(t, out)
+			h, err := keys.LoadKeyCredential(tc.id, "edgev2.keyd."+tc.id)
+			if err != nil {
+				t.Fatalf("keyd cannot load the compiled key credential: %v", err)
 			}
-			if !found {
-				t.Fatalf("no %s compiled", secretKeyPath(tc.id))
+			if info := h.Info(); info.Type != keys.Symmetric || info.Usage != tc.usage {
+				t.Fatalf("loaded as %s usage %s, want symmetric usage %s", info.Type, info.Usage, tc.usage)
 			}
 		})
 	}

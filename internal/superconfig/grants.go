@@ -103,7 +103,7 @@ func IdentitydGrant(c *identity.Config) ServiceGrant {
 	g.KeysManage = append(g.KeysManage, master)
 	g.KeysExport = append(g.KeysExport, master)
 	p := c.Provisioning
-	if p.ConnectionString != "" {
+	if p.ConnectionString != "" || p.ConnectionStringCredential != "" {
 		g.KeysUse = append(g.KeysUse, identity.ConnStringKeyID)
 		g.KeysManage = append(g.KeysManage, identity.ConnStringKeyID)
 	}

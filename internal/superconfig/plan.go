@@ -45,6 +45,10 @@ type plan struct {
 	// identity principals whose uid Compile must look up, by index into
 	// identityd.Principals -> index into Config.Principals.
 	lookupUID map[int]int
+	// credentials are the secrets apply stores as systemd credentials, by
+	// name; seal is how ([secrets] seal).
+	credentials map[string]*Credential
+	seal        string
 }
 
 func (c *Config) bad(key, problem, fix string) *config.Error {
@@ -97,6 +101,9 @@ func (c *Config) plan() (*plan, error) {
 	}
 	p.secrets = r.secretFiles
 	p.keyFrom, p.certFrom = r.keyFrom, r.certFrom
+	if err := c.planCredentials(r, p); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -224,7 +231,7 @@ func (c *Config) planCerts(r *ids, p *plan) error {
 				return c.bad(key+".url", msg+" (EST needs TLS)", "use https://host/.well-known/est")
 			}
 		}
-		e := &certdEST{URL: est.URL, Username: est.Username, Password: est.Password}
+		e := &certdEST{URL: est.URL, Username: est.Username}
 		if (est.Username == "") != (est.Password == "") {
 			return c.bad(key+".username", "username and password go together", "set both or neither")
 		}
@@ -484,7 +491,7 @@ func (c *Config) planManual(r *ids, ip *identitydProvisioning) error {
 		if len(cs.SharedAccessKey) == 0 {
 			return c.bad("provisioning.connection_string", "it has no SharedAccessKey", "use a SAS connection string, or X.509 with iothub_hostname, device_id and [provisioning.authentication]")
 		}
-		ip.ConnectionString = pr.ConnectionString
+		// planCredentials moves it into a credential.
 		return nil
 	}
 	if pr.IoTHubHostname == "" {
@@ -761,13 +768,21 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 		if err := check("agent", m); err != nil {
 			return err
 		}
-		out.Agent = &modrtdModule{Name: m.Name, Spec: m.Spec}
+		mm, err := c.sealRegistryPassword(p, "agent.spec", m)
+		if err != nil {
+			return err
+		}
+		out.Agent = &mm
 	}
 	for i, m := range c.Modules {
 		if err := check(fmt.Sprintf("modules[%d]", i), m); err != nil {
 			return err
 		}
-		out.Modules = append(out.Modules, modrtdModule(m))
+		mm, err := c.sealRegistryPassword(p, fmt.Sprintf("modules[%d].spec", i), m)
+		if err != nil {
+			return err
+		}
+		out.Modules = append(out.Modules, mm)
 	}
 	p.modrtd = out
 	return nil

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/edgev2/edgev2/internal/credential"
 	"github.com/edgev2/edgev2/internal/label"
 	"github.com/edgev2/edgev2/keys"
 )
@@ -46,7 +47,8 @@ func newIDs() *ids {
 func isFileURI(s string) bool   { return strings.HasPrefix(s, "file://") }
 func isPKCS11URI(s string) bool { return len(s) >= 7 && strings.EqualFold(s[:7], "pkcs11:") }
 
-// secretKeyPath is where an inline key value is written for keyd to preload.
+// secretKeyPath is where an inline key value was written for keyd to
+// preload before apply sealed them as credentials: removed when found.
 func secretKeyPath(id string) string { return "/etc/edgev2/keyd." + id + ".key" }
 
 // checkFileURI says what is wrong with a file:// URI, or "".
@@ -154,7 +156,7 @@ func (c *Config) symmetricKey(r *ids, key string, ks *KeySource, id string, deri
 			raw = pem.EncodeToMemory(&pem.Block{Type: "EDGEV2 SYMMETRIC KEY", Headers: map[string]string{"Edgev2-Usage": "derive"}, Bytes: raw})
 		}
 		r.secretFiles[id], r.secretFrom[id] = raw, key
-		return id, r.addKey(c, key, id, "file://"+secretKeyPath(id))
+		return id, r.addKey(c, key, id, credential.Scheme+credentialName("keyd", id))
 	case ks.URI != "":
 		if !isFileURI(ks.URI) && !isPKCS11URI(ks.URI) {
 			return "", c.bad(key+".uri", "unsupported URI scheme", `use "file:///..." or "pkcs11:..."`)

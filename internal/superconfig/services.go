@@ -30,7 +30,7 @@ type certdEST struct {
 	URL                   string   `toml:"url,omitempty"`
 	TrustedCerts          []string `toml:"trusted_certs,omitempty"`
 	Username              string   `toml:"username,omitempty"`
-	Password              string   `toml:"password,omitempty"`
+	PasswordCredential    string   `toml:"password_credential,omitempty"`
 	IdentityCert          string   `toml:"identity_cert,omitempty"`
 	IdentityKey           string   `toml:"identity_key,omitempty"`
 	BootstrapIdentityCert string   `toml:"bootstrap_identity_cert,omitempty"`
@@ -69,16 +69,16 @@ type identitydFile struct {
 }
 
 type identitydProvisioning struct {
-	Source           string                   `toml:"source"`
-	ConnectionString string                   `toml:"connection_string,omitempty"`
-	IoTHubHostname   string                   `toml:"iothub_hostname,omitempty"`
-	DeviceID         string                   `toml:"device_id,omitempty"`
-	GatewayHostname  string                   `toml:"gateway_hostname,omitempty"`
-	GlobalEndpoint   string                   `toml:"global_endpoint,omitempty"`
-	IDScope          string                   `toml:"id_scope,omitempty"`
-	Payload          string                   `toml:"payload,omitempty"`
-	Authentication   *identitydAuthentication `toml:"authentication,omitempty"`
-	Attestation      *identitydAttestation    `toml:"attestation,omitempty"`
+	Source                     string                   `toml:"source"`
+	ConnectionStringCredential string                   `toml:"connection_string_credential,omitempty"`
+	IoTHubHostname             string                   `toml:"iothub_hostname,omitempty"`
+	DeviceID                   string                   `toml:"device_id,omitempty"`
+	GatewayHostname            string                   `toml:"gateway_hostname,omitempty"`
+	GlobalEndpoint             string                   `toml:"global_endpoint,omitempty"`
+	IDScope                    string                   `toml:"id_scope,omitempty"`
+	Payload                    string                   `toml:"payload,omitempty"`
+	Authentication             *identitydAuthentication `toml:"authentication,omitempty"`
+	Attestation                *identitydAttestation    `toml:"attestation,omitempty"`
 }
 
 type identitydAuthentication struct {
@@ -164,6 +164,7 @@ type modrtdGrant struct {
 }
 
 type modrtdModule struct {
-	Name string `toml:"name"`
-	Spec string `toml:"spec,multiline"`
+	Name                       string `toml:"name"`
+	Spec                       string `toml:"spec,multiline"`
+	RegistryPasswordCredential string `toml:"registry_password_credential,omitempty"`
 }

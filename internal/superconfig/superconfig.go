@@ -32,6 +32,7 @@ type Config struct {
 	Modules        []Module          `toml:"modules"`
 	Principals     []Principal       `toml:"principal"`
 	Workload       *Workload         `toml:"workload"`
+	Secrets        *Secrets          `toml:"secrets"`
 
 	path  string
 	lines lineIndex
