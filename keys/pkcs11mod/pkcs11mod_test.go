@@ -381,3 +381,16 @@ func (w *world) checkSig(t *testing.T, out, tag string) {
 	}
 	t.Fatalf("no %q signature in output:\n%s", tag, out)
 }
+
+// TestModuleUnderSanitizers runs the C host program's checks against the
+// module built with AddressSanitizer (leaks included) and UBSan.
+func TestModuleUnderSanitizers(t *testing.T) {
+	need(t, "gcc", "make")
+	w := startWorld(t)
+	const san = "-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+	dir := filepath.Join(w.dir, "asan")
+	os.Mkdir(dir, 0o755)
+	module := buildModule(t, dir, san)
+	host := buildHost(t, dir, san)
+	testHost(t, w, module, host)
+}
