@@ -41,7 +41,7 @@ var (
 	conc       = flag.Int("c", 1, "concurrent clients (client mode)")
 	duration   = flag.Duration("d", 2*time.Second, "measurement time per figure")
 	cycleKeys  = flag.Int("n", 1, "keys the cycle op signs with in turn: <key>0 .. <key>n-1 (client mode)")
-	only       = flag.String("only", "", "run only this part: keyscale")
+	only       = flag.String("only", "", "run only this part: keyscale, pkcs11mod")
 )
 
 func main() {
@@ -169,6 +169,13 @@ func bench(p *testenv.Program) error {
 	keyd := testenv.BuildBinary(p, "./cmd/edgev2-keyd")
 	tok := testenv.NewSoftHSMToken(p, "edgev2-bench", uid, gid)
 	dir := testenv.SharedTempDir(p, "bench")
+	if *only == "pkcs11mod" {
+		rows, err := pkcs11modRows(p, keyd, dir)
+		for _, r := range rows {
+			fmt.Printf("%-46s %7d %12.0f %12.0f %7.2f  %s\n", r.figure, r.clients, r.ops, r.limit, r.ops/r.limit, r.limitOf)
+		}
+		return err
+	}
 	if *only == "keyscale" {
 		notes, err := keyScaleNotes(p, b, keyd, self, dir)
 		for _, n := range notes {
