@@ -220,22 +220,22 @@ CK_RV kb_key_op(const char *path, const char *key_id, const char *method, const 
 		sd_bus_error_free(&e);
 		return rv;
 	}
-	pool_put(bus, 1);
+	/* A message holds a (non-atomic) reference on its bus: every message
+	 * of a connection is gone before the connection goes back to the pool. */
+	rv = CKR_OK;
 	r = sd_bus_message_read_array(reply, 'y', &res, &res_len);
 	if (r < 0) {
-		sd_bus_message_unref(reply);
 		p11_log(LOG_ERR, "%s on %s: unexpected reply: %s", method, key_id, strerror(-r));
-		return CKR_FUNCTION_FAILED;
+		rv = CKR_FUNCTION_FAILED;
+	} else if (!(*out = malloc(res_len ? res_len : 1))) {
+		rv = CKR_HOST_MEMORY;
+	} else {
+		memcpy(*out, res, res_len);
+		*out_len = res_len;
 	}
-	*out = malloc(res_len ? res_len : 1);
-	if (!*out) {
-		sd_bus_message_unref(reply);
-		return CKR_HOST_MEMORY;
-	}
-	memcpy(*out, res, res_len);
-	*out_len = res_len;
 	sd_bus_message_unref(reply);
-	return CKR_OK;
+	pool_put(bus, 1);
+	return rv;
 }
 
 CK_RV kb_verify(const char *path, const char *key_id, const char *mech, const unsigned char *data, size_t len,
@@ -264,9 +264,9 @@ CK_RV kb_verify(const char *path, const char *key_id, const char *mech, const un
 		sd_bus_error_free(&e);
 		return rv;
 	}
-	pool_put(bus, 1);
 	r = sd_bus_message_read(reply, "b", &b);
 	sd_bus_message_unref(reply);
+	pool_put(bus, 1);
 	if (r < 0)
 		return CKR_FUNCTION_FAILED;
 	*valid = b;
@@ -350,7 +350,6 @@ CK_RV kb_list_keys(key_cb cb, void *ctx)
 		sd_bus_error_free(&e);
 		return rv;
 	}
-	pool_put(bus, 1);
 	if ((k = sd_bus_message_enter_container(reply, 'a', "{oa{sa{sv}}}")) < 0)
 		goto bad;
 	while ((k = sd_bus_message_enter_container(reply, 'e', "oa{sa{sv}}")) > 0) {
@@ -380,10 +379,12 @@ CK_RV kb_list_keys(key_cb cb, void *ctx)
 	if (k < 0)
 		goto bad;
 	sd_bus_message_unref(reply);
+	pool_put(bus, 1);
 	return CKR_OK;
 bad:
 	p11_log(LOG_ERR, "GetManagedObjects of %s: unexpected reply: %s", KEYS_NAME, strerror(-k));
 	sd_bus_message_unref(reply);
+	pool_put(bus, 1);
 	return CKR_FUNCTION_FAILED;
 }
 
@@ -412,8 +413,8 @@ CK_RV kb_list_certs(cert_cb cb, void *ctx)
 		return rv;
 	}
 	if ((k = sd_bus_message_enter_container(ids, 'a', "s")) < 0) {
-		pool_put(bus, 1);
 		sd_bus_message_unref(ids);
+		pool_put(bus, 1);
 		return CKR_FUNCTION_FAILED;
 	}
 	while ((k = sd_bus_message_read(ids, "s", &id)) > 0) {
@@ -437,7 +438,7 @@ CK_RV kb_list_certs(cert_cb cb, void *ctx)
 			cb(ctx, id, text);
 		sd_bus_message_unref(pem);
 	}
-	pool_put(bus, rv == CKR_OK);
 	sd_bus_message_unref(ids);
+	pool_put(bus, rv == CKR_OK);
 	return rv;
 }

@@ -487,5 +487,17 @@ int main(int argc, char **argv)
 		rc = mode_robust(argv[3], argv[4], argv[5], argv[6]);
 	}
 	dlclose(h);
+	if (strcmp(argv[2], "cycle") == 0) {
+		/* The module's pthread_atfork handler went with it: forking now
+		 * must not call into unmapped code. */
+		int st;
+		pid_t c = fork();
+		if (c == 0)
+			_exit(0);
+		if (waitpid(c, &st, 0) != c || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			fprintf(stderr, "FAIL: fork after dlclose\n");
+			rc = 1;
+		}
+	}
 	return rc;
 }
