@@ -9,9 +9,10 @@ DEB_PACKAGES := dbus dbus-daemon polkitd systemd libglib2.0-bin softhsm2 opensc 
 	ca-certificates gcc libc6-dev curl util-linux mount containerd runc containernetworking-plugins iptables busybox-static \
 	docker-registry apache2-utils swtpm swtpm-tools libtpm2-pkcs11-1 libtpm2-pkcs11-tools \
 	tpm2-tools libtss2-tcti-swtpm0 tpm2-abrmd libtss2-tcti-tabrmd0 debhelper dpkg-dev fakeroot lintian zip unzip \
-	debootstrap systemd-container dbus-broker nodejs npm
+	debootstrap systemd-container dbus-broker nodejs npm \
+	libsystemd-dev libp11-kit-dev libengine-pkcs11-openssl mosquitto mosquitto-clients
 
-.PHONY: all build test test-system bench demo demo-shell deps vet fmt-check fuzz fuzz-targets clean deb
+.PHONY: all build pkcs11mod test test-system bench demo demo-shell deps vet fmt-check fuzz fuzz-targets clean deb
 
 all: build
 
@@ -22,6 +23,21 @@ COMMIT := $(shell git rev-parse HEAD 2>/dev/null)$(shell git status --porcelain 
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags '-X main.commit=$(COMMIT)' -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+	@$(MAKE) --no-print-directory pkcs11mod
+
+# pkcs11mod: the PKCS#11 module libedgev2-pkcs11.so (C over sd-bus; docs/pkcs11.md).
+# $(CC) and $(PKG_CONFIG) make it cross-compile (CC=aarch64-linux-gnu-gcc
+# PKG_CONFIG=aarch64-linux-gnu-pkg-config); CFLAGS/CPPFLAGS/LDFLAGS add
+# Debian's hardening flags or a sanitizer. Only C_GetFunctionList is exported.
+PKG_CONFIG ?= pkg-config
+PKCS11MOD_SRC = $(wildcard keys/pkcs11mod/csrc/*.c) keys/pkcs11mod/csrc/internal.h
+PKCS11MOD_CFLAGS = -std=c11 -D_GNU_SOURCE -O2 -g -fPIC -Wall -Wextra -Werror -fvisibility=hidden \
+	$(shell $(PKG_CONFIG) --cflags p11-kit-1 libsystemd)
+pkcs11mod: $(BIN)/libedgev2-pkcs11.so
+$(BIN)/libedgev2-pkcs11.so: $(PKCS11MOD_SRC)
+	@mkdir -p $(BIN)
+	$(CC) $(PKCS11MOD_CFLAGS) $(CPPFLAGS) $(CFLAGS) -shared -Wl,-soname,libedgev2-pkcs11.so -Wl,-z,defs \
+		-o $@ $(filter %.c,$^) $(LDFLAGS) $(shell $(PKG_CONFIG) --libs libsystemd)
 
 # deps: install every Debian package the tests and the demo use (idempotent, root).
 deps:

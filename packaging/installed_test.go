@@ -71,6 +71,11 @@ func expectedFiles(t *testing.T) []wantFile {
 		wantFile{path: "/usr/share/doc/edgev2/README.md", mode: 0o644, src: filepath.Join(repo, "README.md")},
 		wantFile{path: "/etc/edgev2", mode: fs.ModeDir | 0o755},
 	)
+	// The PKCS#11 module, in p11-kit's module directory, and its registration.
+	if multiarch, err := exec.Command("dpkg-architecture", "-qDEB_HOST_MULTIARCH").Output(); err == nil {
+		want = append(want, wantFile{path: "/usr/lib/" + strings.TrimSpace(string(multiarch)) + "/pkcs11/libedgev2-pkcs11.so", mode: 0o644})
+	}
+	add("/usr/share/p11-kit/modules", 0o644, filepath.Join(repo, "packaging/p11-kit/edgev2.module"))
 	// edgectl is in the package once cmd/edgectl exists.
 	if _, err := os.Stat(filepath.Join(repo, "cmd/edgectl")); err == nil {
 		want = append(want, wantFile{path: "/usr/bin/edgectl", mode: 0o755})

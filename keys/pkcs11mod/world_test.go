@@ -1,0 +1,282 @@
+package pkcs11mod_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgev2/edgev2/certs"
+	cclient "github.com/edgev2/edgev2/certs/client"
+	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/keys"
+	kclient "github.com/edgev2/edgev2/keys/client"
+)
+
+// world is keyd on a SoftHSM token and certd on a private bus with the
+// real polkitd, the module built from csrc/ by `make pkcs11mod`, and a
+// test CA that issued client certificates for two of keyd's keys.
+type world struct {
+	dir    string // 0755, readable by the second uid
+	bus    *testenv.Bus
+	polkit *testenv.Polkit
+	keys   *kclient.Client
+	certs  *cclient.Client
+	module string // libedgev2-pkcs11.so
+	host   string // testdata/p11host.c, built
+	env    []string
+	caKey  *ecdsa.PrivateKey
+	ca     *x509.Certificate
+	caFile string
+	pub    map[string]crypto.PublicKey // key id -> public key
+}
+
+// The keys every test uses, made by root through keyd.
+const (
+	ecKey   = "tls-ec"
+	rsaKey  = "tls-rsa"
+	aesKey  = "aes"
+	hmacKey = "hmac"
+	// The RSA key's certificate has its own id; the module pairs it with
+	// its key by public key, so it is labelled tls-rsa.
+	rsaCertID = "rsa-client-cert"
+)
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// buildModule runs `make pkcs11mod` into dir, with extra CFLAGS (a
+// sanitizer), and returns the module's path.
+func buildModule(t *testing.T, dir, cflags string) string {
+	t.Helper()
+	args := []string{"-s", "--no-print-directory", "-C", testenv.RepoRoot(), "pkcs11mod", "BIN=" + dir}
+	if cflags != "" {
+		args = append(args, "CFLAGS="+cflags)
+	}
+	if out, err := exec.Command("make", args...).CombinedOutput(); err != nil {
+		if _, lerr := os.Stat("/usr/include/systemd/sd-bus.h"); lerr != nil {
+			testenv.Missing(t, "libsystemd-dev", "sd-bus.h is needed to build the module")
+		}
+		t.Fatalf("make pkcs11mod: %v\n%s", err, out)
+	}
+	return filepath.Join(dir, "libedgev2-pkcs11.so")
+}
+
+func buildHost(t *testing.T, dir, cflags string) string {
+	t.Helper()
+	out := filepath.Join(dir, "p11host")
+	args := append(strings.Fields(cflags), "-Wall", "-Wextra", "-Werror", "-O1", "-g", "-I/usr/include/p11-kit-1",
+		"-o", out, filepath.Join(testenv.RepoRoot(), "keys/pkcs11mod/testdata/p11host.c"), "-ldl", "-lpthread")
+	if b, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+		t.Fatalf("build p11host: %v\n%s", err, b)
+	}
+	return out
+}
+
+func startWorld(t *testing.T) *world {
+	t.Helper()
+	testenv.RequireRoot(t)
+	kuid, kgid := testenv.EnsureUser(t, testenv.ServiceUser)
+	cuid, cgid := testenv.EnsureUser(t, testenv.CertsUser)
+	testenv.EnsureUser(t, testenv.OtherUser)
+	w := &world{dir: testenv.SharedTempDir(t, "pkcs11mod"), pub: map[string]crypto.PublicKey{}}
+	w.module = buildModule(t, w.dir, "")
+	w.host = buildHost(t, w.dir, "")
+	w.bus = testenv.StartBus(t)
+	w.polkit = testenv.StartPolkit(t, w.bus)
+	w.env = []string{"DBUS_SYSTEM_BUS_ADDRESS=" + w.bus.Address}
+
+	mk := func(name string, uid, gid int, cfg string) string {
+		d := filepath.Join(w.dir, name)
+		os.Mkdir(d, 0o700)
+		os.Chown(d, uid, gid)
+		p := filepath.Join(w.dir, name+".toml")
+		os.WriteFile(p, []byte(fmt.Sprintf("homedir = %q\n%s", d, cfg)), 0o600)
+		os.Chown(p, uid, gid)
+		return p
+	}
+	tok := testenv.NewSoftHSMToken(t, "edgev2-pkcs11mod", kuid, kgid)
+	keydCfg := mk("keyd", kuid, kgid, fmt.Sprintf("pkcs11_lib_path = %q\npkcs11_base_slot = %q\n", tok.LibPath, tok.URI()))
+	testenv.StartService(t, w.bus, testenv.ServiceOptions{
+		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"), Args: []string{"--config", keydCfg},
+		User: testenv.ServiceUser, Env: tok.Env(), BusName: keys.BusName,
+	})
+	testenv.StartService(t, w.bus, testenv.ServiceOptions{
+		Binary: testenv.BuildBinary(t, "./cmd/edgev2-certd"), Args: []string{"--config", mk("certd", cuid, cgid, "")},
+		User: testenv.CertsUser, BusName: certs.BusName,
+	})
+	conn := w.bus.Conn(t)
+	w.keys = kclient.New(conn)
+	w.certs = cclient.New(conn)
+	ctx := ctxT(t)
+
+	for id, alg := range map[string]string{ecKey: "ec-p256", rsaKey: "rsa-2048"} {
+		k, err := w.keys.CreateKeyPair(ctx, id, alg)
+		if err != nil {
+			t.Fatalf("CreateKeyPair %s: %v", id, err)
+		}
+		if w.pub[id], err = k.PublicKey(ctx); err != nil {
+			t.Fatal(err)
+		}
+		w.writePEM(t, id+".pub.pem", "PUBLIC KEY", mustPKIX(t, w.pub[id]))
+	}
+	if _, err := w.keys.CreateKey(ctx, aesKey, "encrypt", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.keys.CreateKey(ctx, hmacKey, "sign", nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// A test CA, its server certificate, and client certificates for the
+	// keys, stored in certd.
+	var err error
+	if w.caKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pkcs11mod test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &w.caKey.PublicKey, w.caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.ca, _ = x509.ParseCertificate(der)
+	w.caFile = w.writePEM(t, "ca.pem", "CERTIFICATE", der)
+	for id, certID := range map[string]string{ecKey: ecKey, rsaKey: rsaCertID} {
+		der := w.issue(t, "client-"+id, w.pub[id], x509.ExtKeyUsageClientAuth)
+		if err := w.certs.Import(ctx, certID, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))); err != nil {
+			t.Fatalf("import certificate %s: %v", certID, err)
+		}
+	}
+	// A certificate no key of keyd's belongs to: shown under its own id.
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err := w.certs.Import(ctx, "ca-only", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE",
+		Bytes: w.issue(t, "no key here", &other.PublicKey, x509.ExtKeyUsageClientAuth)}))); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func mustPKIX(t *testing.T, pub crypto.PublicKey) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func (w *world) writePEM(t *testing.T, name, typ string, der []byte) string {
+	t.Helper()
+	p := filepath.Join(w.dir, name)
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+var serial int64 = 100
+
+// issue makes a certificate for pub under the test CA.
+func (w *world) issue(t *testing.T, cn string, pub crypto.PublicKey, usage x509.ExtKeyUsage) []byte {
+	t.Helper()
+	serial++
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}}
+	if usage == x509.ExtKeyUsageServerAuth {
+		tmpl.DNSNames = []string{"localhost"}
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, w.ca, pub, w.caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// serverIdentity writes a server certificate and key (files) for TLS servers.
+func (w *world) serverIdentity(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der := w.issue(t, "localhost", &k.PublicKey, x509.ExtKeyUsageServerAuth)
+	kder, _ := x509.MarshalPKCS8PrivateKey(k)
+	certFile = w.writePEM(t, "server.pem", "CERTIFICATE", der)
+	keyFile = w.writePEM(t, "server.key", "PRIVATE KEY", kder)
+	return certFile, keyFile
+}
+
+// run runs a program as root with the bus address (and env) and returns
+// its combined output and exit code.
+func (w *world) run(t *testing.T, env []string, name string, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, w.env...), env...)
+	cmd.Dir = w.dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if _, ok := err.(*exec.ExitError); !ok {
+			t.Fatalf("run %s: %v", name, err)
+		}
+	}
+	return string(out), cmd.ProcessState.ExitCode()
+}
+
+// openSSLConf writes an OpenSSL configuration that loads Debian's
+// libengine-pkcs11-openssl with the module, as docs/pkcs11.md shows.
+func (w *world) openSSLConf(t *testing.T) []string {
+	t.Helper()
+	engine := ""
+	for _, p := range []string{"/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so", "/usr/lib/aarch64-linux-gnu/engines-3/pkcs11.so",
+		"/usr/lib/arm-linux-gnueabihf/engines-3/pkcs11.so"} {
+		if _, err := os.Stat(p); err == nil {
+			engine = p
+		}
+	}
+	if engine == "" {
+		testenv.Missing(t, "libengine-pkcs11-openssl", "OpenSSL's pkcs11 engine (engines-3/pkcs11.so) is not installed")
+	}
+	conf := fmt.Sprintf(`openssl_conf = openssl_init
+[openssl_init]
+engines = engine_section
+[engine_section]
+pkcs11 = pkcs11_section
+[pkcs11_section]
+engine_id = pkcs11
+dynamic_path = %s
+MODULE_PATH = %s
+init = 0
+`, engine, w.module)
+	p := filepath.Join(w.dir, "openssl.cnf")
+	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"OPENSSL_CONF=" + p}
+}
+
+func need(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			testenv.Missing(t, tool, "not on PATH (make deps)")
+		}
+	}
+}
