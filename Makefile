@@ -11,8 +11,56 @@ DEB_PACKAGES := dbus dbus-daemon polkitd systemd libglib2.0-bin softhsm2 opensc 
 	tpm2-tools libtss2-tcti-swtpm0 tpm2-abrmd libtss2-tcti-tabrmd0 debhelper dpkg-dev fakeroot lintian zip unzip \
 	debootstrap systemd-container dbus-broker nodejs npm \
 	libsystemd-dev libp11-kit-dev libengine-pkcs11-openssl mosquitto mosquitto-clients
+# Cross-building (make deb ARCH=arm64|armhf) and its smoke test under qemu-user
+# (packaging/cross_test.go): the cross compilers, qemu, and the target's
+# run-time libraries through multiarch (make deps adds the architectures).
+CROSS_ARCHS := arm64 armhf
+DEB_PACKAGES += qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross \
+	$(foreach a,$(CROSS_ARCHS),libc6:$(a) libgcc-s1:$(a) libstdc++6:$(a) libssl3:$(a) libsystemd-dev:$(a) libp11-kit-dev:$(a))
 
-.PHONY: all build pkcs11mod test test-system bench demo demo-shell deps vet fmt-check fuzz fuzz-targets clean deb
+.PHONY: all build test test-system bench demo demo-shell deps vet fmt-check fuzz fuzz-targets clean deb deb-all c-artifacts pkcs11mod
+
+# ARCH: the Debian architecture to build for (default: this machine's).
+# amd64 builds natively; arm64 and armhf cross-build with Debian's cross
+# compilers, cgo on (keyd's PKCS#11). TRIPLET_<arch> is the GNU type, so CC
+# names the same compiler dpkg's buildtools.mk picks in debian/rules; every C
+# artifact (cgo and any C file built here) uses $(CC). CC given on the command
+# line or in the environment wins.
+NATIVE_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+ARCH ?= $(NATIVE_ARCH)
+DEB_ARCHS := amd64 arm64 armhf
+TRIPLET_amd64 := x86_64-linux-gnu
+TRIPLET_arm64 := aarch64-linux-gnu
+TRIPLET_armhf := arm-linux-gnueabihf
+GOARCH_amd64 := amd64
+GOARCH_arm64 := arm64
+GOARCH_armhf := arm
+GOARM_armhf := 7
+ifeq ($(TRIPLET_$(ARCH)),)
+ifneq ($(ARCH),$(NATIVE_ARCH))
+$(error ARCH=$(ARCH) is not supported; use one of $(DEB_ARCHS))
+endif
+else ifeq ($(origin CC),default)
+CC := $(TRIPLET_$(ARCH))-gcc
+endif
+# Native builds go to bin/ as before; cross builds to bin/<arch>/.
+ifeq ($(ARCH),$(NATIVE_ARCH))
+BINDIR ?= $(BIN)
+GO_ENV :=
+PKG_CONFIG ?= pkg-config
+else
+# pkg-config for the target: its multiarch .pc files (what the pkgconf
+# cross wrapper <triplet>-pkg-config does, without installing pkgconf:ARCH).
+PKG_CONFIG ?= PKG_CONFIG_LIBDIR=/usr/lib/$(TRIPLET_$(ARCH))/pkgconfig:/usr/share/pkgconfig pkg-config
+BINDIR ?= $(BIN)/$(ARCH)
+GO_ENV := CGO_ENABLED=1 GOOS=linux GOARCH=$(GOARCH_$(ARCH)) $(if $(GOARM_$(ARCH)),GOARM=$(GOARM_$(ARCH))) CC=$(CC)
+endif
+# C artifacts built with $(CC) into $(BINDIR) by `make build` and, through
+# `make c-artifacts`, by debian/rules (which passes BINDIR, CC, CFLAGS and
+# LDFLAGS for the package's architecture). One line per artifact, e.g.
+#   C_ARTIFACTS += $(BINDIR)/libedgev2-pkcs11.so
+# with its rule below, and a line in packaging/debian/edgev2.install.
+C_ARTIFACTS := $(BINDIR)/libedgev2-pkcs11.so
 
 all: build
 
@@ -20,33 +68,37 @@ all: build
 # own VCS stamp skips); "+changes" marks uncommitted changes.
 COMMIT := $(shell git rev-parse HEAD 2>/dev/null)$(shell git status --porcelain 2>/dev/null | grep -q . && echo +changes)
 
-build:
-	@mkdir -p $(BIN)
-	$(GO) build -trimpath -ldflags '-X main.commit=$(COMMIT)' -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
-	@$(MAKE) --no-print-directory pkcs11mod
+build: c-artifacts
+	@mkdir -p $(BINDIR)
+	$(GO_ENV) $(GO) build -trimpath -ldflags '-X main.commit=$(COMMIT)' -o $(BINDIR)/ $(addprefix ./cmd/,$(CMDS))
 
-# pkcs11mod: the PKCS#11 module libedgev2-pkcs11.so (C over sd-bus; docs/pkcs11.md).
-# $(CC) and $(PKG_CONFIG) make it cross-compile (CC=aarch64-linux-gnu-gcc
-# PKG_CONFIG=aarch64-linux-gnu-pkg-config); CFLAGS/CPPFLAGS/LDFLAGS add
-# Debian's hardening flags or a sanitizer. Only C_GetFunctionList is exported.
-PKG_CONFIG ?= pkg-config
+c-artifacts: $(C_ARTIFACTS)
+
+# pkcs11mod: the PKCS#11 module libedgev2-pkcs11.so (C over sd-bus; docs/pkcs11.md),
+# with $(CC) and $(PKG_CONFIG) of ARCH; CFLAGS/CPPFLAGS/LDFLAGS add Debian's
+# hardening flags or a sanitizer. Only C_GetFunctionList is exported.
 PKCS11MOD_SRC = $(wildcard keys/pkcs11mod/csrc/*.c) keys/pkcs11mod/csrc/internal.h
 PKCS11MOD_CFLAGS = -std=c11 -D_GNU_SOURCE -O2 -g -fPIC -Wall -Wextra -Werror -fvisibility=hidden \
 	$(shell $(PKG_CONFIG) --cflags p11-kit-1 libsystemd)
-pkcs11mod: $(BIN)/libedgev2-pkcs11.so
-$(BIN)/libedgev2-pkcs11.so: $(PKCS11MOD_SRC)
-	@mkdir -p $(BIN)
+pkcs11mod: $(BINDIR)/libedgev2-pkcs11.so
+$(BINDIR)/libedgev2-pkcs11.so: $(PKCS11MOD_SRC)
+	@mkdir -p $(BINDIR)
 	$(CC) $(PKCS11MOD_CFLAGS) $(CPPFLAGS) $(CFLAGS) -shared -Wl,-soname,libedgev2-pkcs11.so -Wl,-z,defs \
 		-o $@ $(filter %.c,$^) $(LDFLAGS) $(shell $(PKG_CONFIG) --libs libsystemd)
 
 # deps: install every Debian package the tests and the demo use (idempotent, root).
+# The cross architectures are added to dpkg first (packaging/cross-deps.sh
+# checks that the apt sources offer them); libsofthsm2 of each is unpacked
+# under /var/cache/edgev2-cross, as it cannot be co-installed with amd64's.
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps must run as root (it uses apt-get)"; exit 1; fi
+	@packaging/cross-deps.sh architectures $(CROSS_ARCHS)
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing: $$missing"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	else echo "all Debian packages present"; fi
+	@packaging/cross-deps.sh softhsm $(CROSS_ARCHS)
 	$(GO) mod download
 
 vet:
@@ -103,9 +155,13 @@ demo:
 	@echo "building the demo (go build; the first build takes a minute or two) ..."
 	@$(GO) run ./internal/demo
 
-# deb: the Debian packages of the committed tree into bin/deb (docs/packaging.md).
+# deb: the Debian packages of the committed tree into bin/deb (docs/packaging.md),
+# for ARCH (default this machine's); deb-all: for amd64, arm64 and armhf.
 deb:
-	packaging/build-deb.sh $(BIN)/deb
+	packaging/build-deb.sh --arch $(ARCH) $(BIN)/deb
+
+deb-all:
+	@for a in $(DEB_ARCHS); do packaging/build-deb.sh --arch $$a $(BIN)/deb || exit 1; done
 
 clean:
 	rm -rf $(BIN)

@@ -1,5 +1,8 @@
 #!/bin/sh
-# build-deb.sh [--worktree] OUTDIR: build the edgev2 Debian packages.
+# build-deb.sh [--worktree] [--arch ARCH] OUTDIR: build the edgev2 Debian
+# packages, for ARCH (amd64, arm64, armhf; default this machine's: a foreign
+# ARCH is cross-built with dpkg-buildpackage -a ARCH and the cross compiler
+# debian/rules picks, see docs/packaging.md).
 # The committed tree (git archive HEAD) -- or with --worktree the work tree
 # as go build sees it (tracked and untracked files, minus ignored ones; all
 # but bin/ and .git when there is no git) -- is copied to a temporary
@@ -11,12 +14,16 @@
 set -eu
 
 worktree=no
-if [ "${1:-}" = "--worktree" ]; then
-	worktree=yes
-	shift
-fi
+arch=
+while [ $# -gt 1 ]; do
+	case "$1" in
+	--worktree) worktree=yes; shift ;;
+	--arch) arch=$2; shift 2 ;;
+	*) break ;;
+	esac
+done
 if [ $# -ne 1 ]; then
-	echo "usage: $0 [--worktree] OUTDIR" >&2
+	echo "usage: $0 [--worktree] [--arch ARCH] OUTDIR" >&2
 	exit 2
 fi
 mkdir -p "$1"
@@ -59,7 +66,12 @@ fi
 rm -rf "$tree/debian"
 cp -a "$tree/packaging/debian" "$tree/debian"
 
-(cd "$tree" && dpkg-buildpackage -b -us -uc)
+# -a only for a foreign architecture: the native build stays as it was.
+archopt=
+if [ -n "$arch" ] && [ "$arch" != "$(dpkg --print-architecture)" ]; then
+	archopt="-a$arch"
+fi
+(cd "$tree" && dpkg-buildpackage -b -us -uc $archopt)
 
 found=0
 for f in "$work"/*.deb "$work"/*.ddeb "$work"/*.changes "$work"/*.buildinfo; do
