@@ -43,7 +43,7 @@ method = "symmetric_key"
 registration_id = "reg-op"
 symmetric_key = "dps-key"
 operational_cert = { cert_id = "device-op", key_type = "ec-p256", renew_threshold = "55%%" }
-`, w.hostPort)
+`, w.hubHost)
 }
 
 // opInfo reads the operational fields of GetProvisioningInfo.
@@ -105,7 +105,7 @@ func sendWithOperationalCertAs(t *testing.T, w *world, deviceID, keyID string) i
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &tc, nil }}}}
 	defer c.CloseIdleConnections()
-	req, _ := http.NewRequest(http.MethodPost, "https://"+w.hostPort+"/devices/"+deviceID+"/messages/events?api-version=2020-03-13", strings.NewReader(`{"op":1}`))
+	req, _ := http.NewRequest(http.MethodPost, "https://"+w.hubHost+"/devices/"+deviceID+"/messages/events?api-version=2020-03-13", strings.NewReader(`{"op":1}`))
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("send with the operational certificate: %v", err)
@@ -152,7 +152,7 @@ func TestOperationalCertIssuedByDPSRenewedAndRestartSafe(t *testing.T) {
 		t.Fatalf("edgectl check identity.operational-cert: %+v", c)
 	}
 	// The onboarding key opens DPS, not the hub.
-	if code := w.sendAs(t, "reg-op", "", hub.SignSAS(mustKey(t, dpsKey), w.hostPort+"/devices/reg-op", time.Now().Add(time.Hour), "")); code != http.StatusUnauthorized {
+	if code := w.sendAs(t, "reg-op", "", hub.SignSAS(mustKey(t, dpsKey), w.hubHost+"/devices/reg-op", time.Now().Add(time.Hour), "")); code != http.StatusUnauthorized {
 		t.Fatalf("the hub answered %d to the onboarding key; want 401", code)
 	}
 	// Module identities are managed over the operational certificate and
@@ -257,7 +257,7 @@ method = "tpm"
 operational_cert = { cert_id = "device-op", key_type = "ec-p256" }
 [tpm]
 address = %q
-`, w.hostPort, sw.Addr))
+`, w.hubHost, sw.Addr))
 	w.waitState(t, "provisioned", 120*time.Second)
 	_, keyID, state, _, _ := opInfo(t, w)
 	if state != "valid" || keyID != "device-op-key-1" {
@@ -291,7 +291,7 @@ func TestOperationalCertForAnotherKeyIsRefusedAndNothingStored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	target, _ := url.Parse("https://" + w.hostPort)
+	target, _ := url.Parse("https://" + w.hubHost)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(w.caPEM)
 	proxy := httputil.NewSingleHostReverseProxy(target)
@@ -319,7 +319,7 @@ func TestOperationalCertForAnotherKeyIsRefusedAndNothingStored(t *testing.T) {
 	front.TLS = tlsCfg
 	front.StartTLS()
 	defer front.Close()
-	w.startIdentityd(t, "op-foreign", strings.Replace(operationalProvisioning(w), "https://"+w.hostPort, front.URL, 1))
+	w.startIdentityd(t, "op-foreign", strings.Replace(operationalProvisioning(w), "https://"+w.hubHost, front.URL, 1))
 	last := w.waitFailed(t, 60*time.Second, "not for the key")
 	t.Logf("refused: %s", last)
 	for _, id := range []string{"device-op", "dps-trust-bundle"} {
