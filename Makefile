@@ -9,7 +9,7 @@ DEB_PACKAGES := dbus dbus-daemon polkitd systemd libglib2.0-bin softhsm2 opensc 
 	ca-certificates gcc libc6-dev curl util-linux mount containerd runc containernetworking-plugins iptables busybox-static \
 	docker-registry apache2-utils swtpm swtpm-tools libtpm2-pkcs11-1 libtpm2-pkcs11-tools \
 	tpm2-tools libtss2-tcti-swtpm0 tpm2-abrmd libtss2-tcti-tabrmd0 debhelper dpkg-dev fakeroot lintian zip unzip \
-	debootstrap systemd-container dbus-broker nodejs npm \
+	debootstrap systemd-container dbus-broker nodejs \
 	libsystemd-dev libp11-kit-dev libengine-pkcs11-openssl mosquitto mosquitto-clients
 # Cross-building (make deb ARCH=arm64|armhf) and its smoke test under qemu-user
 # (packaging/cross_test.go): the cross compilers, qemu, and the target's
@@ -96,8 +96,11 @@ deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing: $$missing"; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+		apt-get update -q || echo "make deps: apt-get update reported errors (above); installing from the indexes it has"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	else echo "all Debian packages present"; fi
+	@# npm: Debian's, unless a nodejs that bundles its own (NodeSource's, which conflicts with it) is there.
+	@command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm
 	@packaging/cross-deps.sh softhsm $(CROSS_ARCHS)
 	$(GO) mod download
 
