@@ -244,6 +244,8 @@ func bench(p *testenv.Program) error {
 	self := testenv.BuildBinary(p, "./internal/bench")
 	dir := testenv.SharedTempDir(p, "bench")
 	env := &benchEnv{p: p, b: b, pk: pk, self: self, dir: dir, rep: rep}
+	// keys, session and pkcs11mod each start and stop their own keyd on the
+	// run's SoftHSM token; certs starts the keyd the later parts keep.
 	parts := []struct {
 		name string
 		run  func(*benchEnv) error
