@@ -182,13 +182,15 @@ func loadClientEnv(p *testenv.Program, b *testenv.Bus, self string, env []string
 	cmd := exec.Command(self, append([]string{"-client", "-address", b.Address}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(ouid), Gid: uint32(ogid), Groups: []uint32{}}}
+	var stderr strings.Builder // what a PKCS#11 module logs on failure
+	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	var r result
 	if jerr := json.Unmarshal(out, &r); jerr != nil {
-		return 0, fmt.Errorf("load client %v: %v %v: %s", args, err, jerr, out)
+		return 0, fmt.Errorf("load client %v: %v %v: %s%s", args, err, jerr, out, stderr.String())
 	}
 	if r.Errors > 0 || r.Err != "" {
-		return 0, fmt.Errorf("load client %v: %d errors, first: %s", args, r.Errors, r.Err)
+		return 0, fmt.Errorf("load client %v: %d errors, first: %s\n%s", args, r.Errors, r.Err, stderr.String())
 	}
 	return float64(r.Ops) / r.Secs, nil
 }
