@@ -29,30 +29,15 @@ var benchData = []byte("benchmark payload: a SAS token string to sign")
 // C_Sign through p11-kit's RPC (`p11-kit server` + p11-kit-client.so).
 func keyRows(e *benchEnv) error {
 	p := e.p
-	uid, gid := testenv.EnsureUser(p, testenv.ServiceUser)
-	keyd := testenv.BuildBinary(p, "./cmd/edgev2-keyd")
-	tok := testenv.NewSoftHSMToken(p, "edgev2-bench", uid, gid)
+	tok := e.token()
 	echoSvc := startEcho(e)
 	defer echoSvc.Stop(p)
 	for _, engine := range []string{"file", "pkcs11"} {
-		home := filepath.Join(e.dir, engine)
-		os.Mkdir(home, 0o700)
-		os.Chown(home, uid, gid)
-		cfg := fmt.Sprintf("homedir = %q\n", home)
-		var env []string
+		var on *testenv.SoftHSMToken // nil: the file engine
 		if engine == "pkcs11" {
-			cfg += fmt.Sprintf("pkcs11_lib_path = %q\npkcs11_base_slot = %q\n", tok.LibPath, tok.URI())
-			env = tok.Env()
+			on = tok
 		}
-		cfgPath := filepath.Join(e.dir, engine+".toml")
-		os.WriteFile(cfgPath, []byte(cfg), 0o600)
-		os.Chown(cfgPath, uid, gid)
-		args := []string{"--config", cfgPath, "--log-level", "warn"}
-		if d := os.Getenv("EDGEV2_BENCH_PROFILE"); d != "" {
-			args = append(args, "--cpuprofile", filepath.Join(d, "keyd-"+engine+".pprof"))
-		}
-		svc := testenv.StartService(p, e.b, testenv.ServiceOptions{Binary: keyd, Args: args,
-			User: testenv.ServiceUser, Env: env, BusName: keys.BusName})
+		svc := keep(startKeyd(e, engine, on))
 		time.Sleep(500 * time.Millisecond)
 		idle := rssOf(svc, "keyd ("+engine+" engine)", "idle", map[string]float64{"pkcs11": 15}[engine])
 		kc := client.New(e.b.Conn(p))
@@ -148,6 +133,8 @@ func rawGo(mech string) probe {
 
 var p11kitSrv *testenv.P11KitServer
 
+// p11kitServer serves tok (the benchmark's one token) through `p11-kit
+// server`, started once and kept for every part that compares with it.
 func p11kitServer(p *testenv.Program, tok *testenv.SoftHSMToken) *testenv.P11KitServer {
 	if p11kitSrv == nil {
 		p11kitSrv = testenv.StartP11KitServer(p, tok, testenv.ServiceUser)
@@ -167,12 +154,61 @@ type tokenSigner struct {
 
 var modules = map[string]*pkcs11.Ctx{}
 
-// newTokenSigner opens lib (with env set while it initialises), finds tok
-// by label and makes a key as keyd makes it.
+// newTokenSigner opens lib (with env set while it initialises) on tok,
+// logs in and makes a key as keyd makes it, for mech.
 func newTokenSigner(tok *testenv.SoftHSMToken, lib string, env []string, label, mech string) (*tokenSigner, error) {
+	t, err := openToken(lib, append(tok.Env(), env...), tok.Label, tok.PIN, pkcs11.CKF_RW_SESSION)
+	if err != nil {
+		return nil, err
+	}
+	s := t.sessions[0]
+	t.digest = mech != keys.MechHMACSHA256
+	if mech == keys.MechHMACSHA256 {
+		t.key, err = t.ctx.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_GENERIC_SECRET_KEY_GEN, nil)},
+			append(tokenKey(label+"-hmac"), pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+				pkcs11.NewAttribute(pkcs11.CKA_SIGN, true), pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET)))
+		t.mech = pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)
+	} else {
+		p256 := []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}
+		_, t.key, err = t.ctx.GenerateKeyPair(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_EC_KEY_PAIR_GEN, nil)},
+			[]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, p256), pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true)},
+			append(tokenKey(label+"-ec"), pkcs11.NewAttribute(pkcs11.CKA_SIGN, true)))
+		t.mech = pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: key generation: %w", lib, err)
+	}
+	return t, nil
+}
+
+// findECSigner opens lib (env set while it initialises) and finds the
+// private EC key labelled key on the token labelled token, to sign with
+// CKM_ECDSA on a SHA-256 digest; it logs in when pin is not "".
+func findECSigner(lib string, env []string, token, pin, key string) (*tokenSigner, error) {
+	t, err := openToken(lib, env, token, pin, 0)
+	if err != nil {
+		return nil, err
+	}
+	s := t.sessions[0]
+	if err := t.ctx.FindObjectsInit(s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, key)}); err != nil {
+		return nil, fmt.Errorf("%s: find %s: %w", lib, key, err)
+	}
+	objs, _, err := t.ctx.FindObjects(s, 2)
+	t.ctx.FindObjectsFinal(s)
+	if err != nil || len(objs) != 1 {
+		return nil, fmt.Errorf("%s: find %s: %d found, %v", lib, key, len(objs), err)
+	}
+	t.key, t.mech, t.digest = objs[0], pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil), true
+	return t, nil
+}
+
+// openToken loads lib once (env set while it initialises), finds the token
+// labelled token and opens 8 sessions with flags, logged in with pin unless
+// it is "".
+func openToken(lib string, env []string, token, pin string, flags uint) (*tokenSigner, error) {
 	ctx := modules[lib]
 	if ctx == nil {
-		os.Setenv("SOFTHSM2_CONF", tok.Conf)
 		for _, kv := range env {
 			k, v, _ := strings.Cut(kv, "=")
 			os.Setenv(k, v)
@@ -193,58 +229,45 @@ func newTokenSigner(tok *testenv.SoftHSMToken, lib string, env []string, label, 
 	slot, found := uint(0), false
 	for _, s := range slots {
 		ti, _ := ctx.GetTokenInfo(s)
-		if strings.TrimRight(ti.Label, " ") == tok.Label {
+		if strings.TrimRight(ti.Label, " ") == token {
 			slot, found = s, true
 		}
 	}
 	if !found {
-		return nil, fmt.Errorf("%s: no token %q", lib, tok.Label)
+		return nil, fmt.Errorf("%s: no token %q", lib, token)
 	}
-	t := &tokenSigner{ctx: ctx, digest: mech != keys.MechHMACSHA256}
+	t := &tokenSigner{ctx: ctx}
 	for i := 0; i < 8; i++ {
-		s, err := ctx.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+		s, err := ctx.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|flags)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: open session: %w", lib, err)
 		}
 		t.sessions = append(t.sessions, s)
 	}
-	if err := ctx.Login(t.sessions[0], pkcs11.CKU_USER, tok.PIN); err != nil && !strings.Contains(err.Error(), "ALREADY_LOGGED_IN") {
-		return nil, fmt.Errorf("%s: login: %w", lib, err)
-	}
-	s := t.sessions[0]
-	if mech == keys.MechHMACSHA256 {
-		t.key, err = ctx.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_GENERIC_SECRET_KEY_GEN, nil)},
-			append(tokenKey(label+"-hmac"), pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
-				pkcs11.NewAttribute(pkcs11.CKA_SIGN, true), pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET)))
-		t.mech = pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)
-	} else {
-		p256 := []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}
-		_, t.key, err = ctx.GenerateKeyPair(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_EC_KEY_PAIR_GEN, nil)},
-			[]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, p256), pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true)},
-			append(tokenKey(label+"-ec"), pkcs11.NewAttribute(pkcs11.CKA_SIGN, true)))
-		t.mech = pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: key generation: %w", lib, err)
+	if pin != "" {
+		if err := ctx.Login(t.sessions[0], pkcs11.CKU_USER, pin); err != nil && !strings.Contains(err.Error(), "ALREADY_LOGGED_IN") {
+			return nil, fmt.Errorf("%s: login: %w", lib, err)
+		}
 	}
 	return t, nil
 }
 
 // probe signs on c of the sessions, one worker each.
-func (t *tokenSigner) probe(c int, d time.Duration) (float64, error) {
+func (t *tokenSigner) probe(c int, d time.Duration) (float64, error) { return parallel(c, d, t.sign) }
+
+// sign signs benchData (or its SHA-256 digest) once on session w.
+func (t *tokenSigner) sign(w int) error {
 	in := benchData
 	if t.digest {
 		h := sha256.Sum256(benchData)
 		in = h[:]
 	}
-	return parallel(c, d, func(w int) error {
-		s := t.sessions[w]
-		if err := t.ctx.SignInit(s, []*pkcs11.Mechanism{t.mech}, t.key); err != nil {
-			return err
-		}
-		_, err := t.ctx.Sign(s, in)
+	s := t.sessions[w]
+	if err := t.ctx.SignInit(s, []*pkcs11.Mechanism{t.mech}, t.key); err != nil {
 		return err
-	})
+	}
+	_, err := t.ctx.Sign(s, in)
+	return err
 }
 
 // tokenKey is the template keyd uses: a persistent, private, sensitive,
@@ -255,4 +278,29 @@ func tokenKey(label string) []*pkcs11.Attribute {
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true), pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
 	}
+}
+
+// startKeyd starts keyd with its home in name, on tok or, when tok is nil,
+// on the file engine. EDGEV2_BENCH_PROFILE=dir has it write a CPU profile
+// there, keyd-<name>.pprof.
+func startKeyd(e *benchEnv, name string, tok *testenv.SoftHSMToken) *testenv.Service {
+	uid, gid := testenv.EnsureUser(e.p, testenv.ServiceUser)
+	home := filepath.Join(e.dir, name)
+	os.Mkdir(home, 0o700)
+	os.Chown(home, uid, gid)
+	cfg := fmt.Sprintf("homedir = %q\n", home)
+	var env []string
+	if tok != nil {
+		cfg += fmt.Sprintf("pkcs11_lib_path = %q\npkcs11_base_slot = %q\n", tok.LibPath, tok.URI())
+		env = tok.Env()
+	}
+	cfgPath := filepath.Join(e.dir, name+".toml")
+	os.WriteFile(cfgPath, []byte(cfg), 0o600)
+	os.Chown(cfgPath, uid, gid)
+	args := []string{"--config", cfgPath, "--log-level", "warn"}
+	if d := os.Getenv("EDGEV2_BENCH_PROFILE"); d != "" {
+		args = append(args, "--cpuprofile", filepath.Join(d, "keyd-"+name+".pprof"))
+	}
+	return testenv.StartService(e.p, e.b, testenv.ServiceOptions{Binary: testenv.BuildBinary(e.p, "./cmd/edgev2-keyd"),
+		Args: args, User: testenv.ServiceUser, Env: env, BusName: keys.BusName})
 }

@@ -124,16 +124,25 @@ type goal struct {
 func atLeast(min float64, text string) *goal { return &goal{Text: text, Min: min} }
 func atMost(max float64, text string) *goal  { return &goal{Text: text, Max: max} }
 
-// against makes a row with the ratio of the medians, judged by g (nil: no goal).
+// against makes a row with the ratio of the medians, judged by g (nil: no
+// goal). A row made before its series are measured is judged again by
+// rejudge once they are.
 func against(section string, fig, limit *series, g *goal) row {
 	r := row{Section: section, Figure: fig, Limit: limit, Goal: g}
-	if limit != nil && limit.median() > 0 {
-		r.Ratio = fig.median() / limit.median()
+	r.judge()
+	return r
+}
+
+// judge sets the ratio of the medians and whether the goal is met.
+func (r *row) judge() {
+	r.Ratio = 0
+	if r.Limit != nil && r.Limit.median() > 0 {
+		r.Ratio = r.Figure.median() / r.Limit.median()
 	}
-	if g != nil {
+	if g := r.Goal; g != nil {
 		v := r.Ratio
-		if limit == nil {
-			v = fig.median()
+		if r.Limit == nil {
+			v = r.Figure.median()
 		}
 		switch {
 		case g.Max > 0:
@@ -142,5 +151,11 @@ func against(section string, fig, limit *series, g *goal) row {
 			g.Met = v >= g.Min && !math.IsNaN(v)
 		}
 	}
-	return r
+}
+
+// rejudge judges every row on the samples its series hold now.
+func rejudge(rows []row) {
+	for i := range rows {
+		rows[i].judge()
+	}
 }

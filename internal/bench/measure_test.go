@@ -62,3 +62,18 @@ func TestGoalsAreJudgedAndEveryUnmetOneIsNamed(t *testing.T) {
 		t.Fatalf("the table does not mark both unmet goals NOT MET:\n%s", out.String())
 	}
 }
+
+func TestRowMadeBeforeMeasuringIsJudgedOnItsSamples(t *testing.T) {
+	fig, limit := samples("Sign", 1, "ops/s"), samples("limit", 1, "ops/s")
+	rows := []row{against("s", fig, limit, atLeast(0.9, "≥ 0.90"))}
+	fig.Samples, limit.Samples = []float64{950, 960, 970}, []float64{1000, 1000, 1000}
+	rejudge(rows)
+	if rows[0].Ratio != 0.96 || !rows[0].Goal.Met {
+		t.Fatalf("ratio %v, met %v; want 0.96, met", rows[0].Ratio, rows[0].Goal.Met)
+	}
+	limit.Samples = []float64{2000, 2000, 2000}
+	rejudge(rows)
+	if rows[0].Ratio != 0.48 || rows[0].Goal.Met {
+		t.Fatalf("ratio %v, met %v; want 0.48, not met", rows[0].Ratio, rows[0].Goal.Met)
+	}
+}

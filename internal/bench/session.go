@@ -6,166 +6,141 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/miekg/pkcs11"
+	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
 	"github.com/edgev2/edgev2/keys/client"
 )
 
-// sessionReps is how many times each session figure is measured; the
-// three ways are interleaved in every repetition so drift hits them alike.
-const sessionReps = 5
-
-// sessionRows measures ECDSA-P256 signing on one SoftHSM token three ways
-// in the same run: through keyd over the bus, through a direct keyd session
-// (Keys1.OpenSession), and through p11-kit RPC (`p11-kit server` +
-// p11-kit-client.so, the peer the session has to beat) — at 1 and 8
-// clients, each figure the median of sessionReps interleaved runs, with its
-// spread in the notes. The clients are uid OtherUser, allowed by polkit rules
-// to open sessions and to use the one benchmark key; they run in this
-// process, as the p11-kit client does.
-func sessionRows(p *testenv.Program, b *testenv.Bus, pk *testenv.Polkit, keyd, dir string) ([]row, []string, error) {
+// sessionRows measures Sign ecdsa-p256 on the SoftHSM token through a
+// direct keyd session (Keys1.OpenSession, client.WithSession) and through
+// keyd over the bus, beside p11-kit's RPC on the same token (`p11-kit
+// server` + p11-kit-client.so, the peer a session has to beat) and raw
+// C_Sign in-process, at 1 and 8 clients, interleaved. The callers are
+// uid OtherUser, allowed by polkit rules to open sessions and use the
+// benchmark keys, on connections made in this process (as the p11-kit
+// client and raw C_Sign run in it). Notes give the CPU per operation of
+// each path: this process (the clients), dbus-daemon, keyd, p11-kit server.
+func sessionRows(e *benchEnv) error {
+	p, b := e.p, e.b
 	const keyID = "bench-session-ec"
-	uid, gid := testenv.EnsureUser(p, testenv.ServiceUser)
-	tok := testenv.NewSoftHSMToken(p, "edgev2-bench-session", uid, gid)
-	home := filepath.Join(dir, "session")
-	os.Mkdir(home, 0o700)
-	os.Chown(home, uid, gid)
-	cfgPath := filepath.Join(dir, "session.toml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf("homedir = %q\npkcs11_lib_path = %q\npkcs11_base_slot = %q\n", home, tok.LibPath, tok.URI())), 0o600)
-	os.Chown(cfgPath, uid, gid)
-	args := []string{"--config", cfgPath, "--log-level", "warn"}
-	if d := os.Getenv("EDGEV2_BENCH_PROFILE"); d != "" {
-		args = append(args, "--cpuprofile", filepath.Join(d, "keyd-session.pprof"))
-	}
-	svc := testenv.StartService(p, b, testenv.ServiceOptions{
-		Binary: keyd, Args: args,
-		User: testenv.ServiceUser, Env: tok.Env(), BusName: keys.BusName,
-	})
-	defer svc.Stop(p)
-	pk.AddRule(p, "bench-session", fmt.Sprintf(`polkit.addRule(function(action, subject) {
-  if (subject.user != %q) return polkit.Result.NOT_HANDLED;
-  if (action.id == "org.edgev2.keys.session") return polkit.Result.YES;
-  if (action.id == "org.edgev2.keys.use" && action.lookup("key_id") == %q) return polkit.Result.YES;
-  return polkit.Result.NOT_HANDLED;
-});`, testenv.OtherUser, keyID))
+	tok := e.token()
+	svc := keep(startKeyd(e, "session", tok))
+	e.pk.AddRule(p, "bench-session", fmt.Sprintf(`polkit.addRule(function(action, subject) {
+  if (action.id == "org.edgev2.keys.session" && subject.user == %q) { return polkit.Result.YES; }
+});`, testenv.OtherUser))
 	ctx := context.Background()
 	if _, err := client.New(b.Conn(p)).CreateKeyPair(ctx, keyID, "ec-p256"); err != nil {
-		return nil, nil, err
+		return err
 	}
-	digest := sha256.Sum256([]byte("benchmark payload: a SAS token string to sign"))
+	digest := sha256.Sum256(benchData)
 
+	// One connection (and session) per client, each used once before the
+	// measurement: polkit's first answer is not the steady state.
 	const maxClients = 8
-	busKeys := make([]*client.Key, maxClients)
-	sessKeys := make([]*client.Key, maxClients)
+	var busKeys, sessKeys [maxClients]*client.Key
+	var conns []*godbus.Conn
+	var sessions []*client.Client
+	closeAll := func() {
+		for _, sc := range sessions {
+			sc.Close()
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+		sessions, conns = nil, nil
+	}
+	defer closeAll()
 	for i := range maxClients {
-		busKeys[i] = client.New(b.ConnAs(p, testenv.OtherUser)).Key(keyID)
-		sc := client.New(b.ConnAs(p, testenv.OtherUser)).WithSession()
-		defer sc.Close()
-		sessKeys[i] = sc.Key(keyID)
-		if _, err := sessKeys[i].Sign(ctx, keys.MechECDSA, digest[:]); err != nil {
-			return nil, nil, fmt.Errorf("sign through a session: %w", err)
+		bc, sc := b.ConnAs(p, testenv.OtherUser), b.ConnAs(p, testenv.OtherUser)
+		conns = append(conns, bc, sc)
+		busKeys[i] = client.New(bc).Key(keyID)
+		sess := client.New(sc).WithSession()
+		sessions = append(sessions, sess)
+		sessKeys[i] = sess.Key(keyID)
+		for _, k := range []*client.Key{busKeys[i], sessKeys[i]} {
+			if _, err := k.Sign(ctx, keys.MechECDSA, digest[:]); err != nil {
+				return fmt.Errorf("sign as %s: %w", testenv.OtherUser, err)
+			}
 		}
-		if !sc.UsingSession() {
-			return nil, nil, fmt.Errorf("no session: %v", sc.SessionError())
+		if !sess.UsingSession() {
+			return fmt.Errorf("no session: %v", sess.SessionError())
 		}
 	}
-	rpc, err := newP11KitSigner(p, tok, maxClients)
+	raw, err := newTokenSigner(tok, tok.LibPath, nil, "bench-session-raw", keys.MechECDSASHA256)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	defer rpc.close()
+	srv := p11kitServer(p, tok)
+	rpc, err := newTokenSigner(tok, srv.ClientLib, srv.Env(), "bench-session-p11kit", keys.MechECDSASHA256)
+	if err != nil {
+		return err
+	}
 
-	ways := []struct {
-		name string
-		sign func(worker int) error
-	}{
-		{"keyd over the bus", func(w int) error { _, err := busKeys[w].Sign(ctx, keys.MechECDSA, digest[:]); return err }},
-		{"keyd session", func(w int) error { _, err := sessKeys[w].Sign(ctx, keys.MechECDSA, digest[:]); return err }},
-		{"p11-kit RPC", func(w int) error { return rpc.sign(w, digest[:]) }},
+	cpu := func() cpuSample { return sampleCPU(svc.Pid(), b.Pid(), srv.Socket) }
+	type way struct {
+		s   *series
+		use *cpuUse
 	}
-	figures := map[string][]float64{}
-	cpu := map[string]*cpuUse{}
-	for range sessionReps {
-		for _, c := range []int{1, maxClients} {
-			for _, w := range ways {
-				before := sampleCPU(svc.Pid(), b.Pid(), rpc.socket)
-				ops, n, err := parallelWorkers(c, w.sign)
-				if err != nil {
-					return nil, nil, fmt.Errorf("%s at %d clients: %w", w.name, c, err)
-				}
-				k := fmt.Sprintf("%s/%d", w.name, c)
-				figures[k] = append(figures[k], ops)
-				if cpu[k] == nil {
-					cpu[k] = &cpuUse{}
-				}
-				cpu[k].add(before, sampleCPU(svc.Pid(), b.Pid(), rpc.socket), n)
-			}
-		}
+	var all []*series
+	var ways []way
+	measure := func(name string, c int, sign func(w int) error) *series {
+		u := &cpuUse{}
+		s := rate(name, c, u.probe(cpu, sign))
+		all = append(all, s)
+		ways = append(ways, way{s, u})
+		return s
 	}
-	var rows []row
-	var notes []string
+	type group struct{ sess, overBus, rpc, raw *series }
+	var groups []group
 	for _, c := range []int{1, maxClients} {
-		limit := median(figures[fmt.Sprintf("p11-kit RPC/%d", c)])
-		for _, w := range ways {
-			v := figures[fmt.Sprintf("%s/%d", w.name, c)]
-			r := row{figure: "Sign ecdsa-p256 SoftHSM, " + w.name, clients: c, ops: median(v)}
-			if w.name != "p11-kit RPC" {
-				r.limit, r.limitOf = limit, "p11-kit RPC (median)"
-			}
-			rows = append(rows, r)
-			k := fmt.Sprintf("%s/%d", w.name, c)
-			notes = append(notes, fmt.Sprintf("%-20s %d clients: median %6.0f/s, runs %s; %s", w.name, c, median(v), spreadOf(v), cpu[k]))
-		}
+		groups = append(groups, group{
+			sess: measure("Sign through a keyd session", c, func(w int) error {
+				_, err := sessKeys[w].Sign(ctx, keys.MechECDSA, digest[:])
+				return err
+			}),
+			overBus: measure("Sign through keyd over the bus", c, func(w int) error {
+				_, err := busKeys[w].Sign(ctx, keys.MechECDSA, digest[:])
+				return err
+			}),
+			rpc: measure("p11-kit RPC C_Sign, same token", c, rpc.sign),
+			raw: measure("raw C_Sign in-process, same token", c, raw.sign),
+		})
 	}
-	return rows, notes, nil
+	if err := interleave(*reps, all...); err != nil {
+		return err
+	}
+	const section = "Keys: Sign ecdsa-p256 on SoftHSM, session vs p11-kit RPC"
+	for _, g := range groups {
+		var rawGoal *goal // issue 17 sets it at 1 client only
+		if g.sess.Clients == 1 {
+			rawGoal = atLeast(0.7, "≥ 0.70× raw C_Sign")
+		}
+		e.add(against(section, g.sess, g.rpc, atLeast(1.0, "≥ 1.00× p11-kit RPC")),
+			against(section, g.sess, g.raw, rawGoal),
+			against(section, g.overBus, g.rpc, nil),
+			against(section, g.rpc, g.raw, nil))
+	}
+	e.note("CPU per Sign (µs, all repetitions) on the session rows' paths: clients (this process), dbus-daemon, keyd, p11-kit server:")
+	for _, w := range ways {
+		e.note(fmt.Sprintf("  %-44s %d clients: %s", w.s.Name, w.s.Clients, w.use))
+	}
+	e.mem(rssOf(svc, "keyd (session rows)", "after load", 0))
+	closeAll()
+	svc.Stop(p)
+	return nil
 }
 
-// parallelWorkers runs sign in c workers for the figure's duration; worker
-// i always uses its own client (connection, session or PKCS#11 session).
-func parallelWorkers(c int, sign func(worker int) error) (float64, int, error) {
-	type res struct {
-		ops int
-		err error
-	}
-	out := make(chan res, c)
-	start := time.Now()
-	deadline := start.Add(*duration)
-	for w := range c {
-		go func() {
-			n := 0
-			for time.Now().Before(deadline) {
-				if err := sign(w); err != nil {
-					out <- res{n, err}
-					return
-				}
-				n++
-			}
-			out <- res{n, nil}
-		}()
-	}
-	total := 0
-	var first error
-	for range c {
-		r := <-out
-		total += r.ops
-		if r.err != nil && first == nil {
-			first = r.err
-		}
-	}
-	return float64(total) / time.Since(start).Seconds(), total, first
-}
-
-// cpuSample is the CPU time so far of each process on the three paths:
-// this process (the clients), keyd, the bus daemon, and p11-kit server
-// with the children it forked for connections.
+// cpuSample is the CPU time so far of each process on the paths: this
+// process (the clients), keyd, the bus daemon, and p11-kit server with the
+// children it forked for connections.
 type cpuSample struct{ self, keyd, bus, p11 time.Duration }
 
 func sampleCPU(keydPid, busPid int, p11Socket string) cpuSample {
@@ -177,144 +152,72 @@ func sampleCPU(keydPid, busPid int, p11Socket string) cpuSample {
 	}
 }
 
-// p11KitCPU sums the CPU time of the processes serving p11Socket (the
-// server forks one per connection, with the same command line).
+// p11KitCPU sums the CPU time of the p11-kit server serving p11Socket and
+// of its process group: the `p11-kit remote` it forks and execs for each
+// connection.
 func p11KitCPU(p11Socket string) time.Duration {
 	var sum time.Duration
 	dirs, _ := os.ReadDir("/proc")
+	server, group := 0, map[int][]int{}
 	for _, d := range dirs {
 		pid, err := strconv.Atoi(d.Name())
 		if err != nil {
 			continue
 		}
-		cmd, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(cmd), p11Socket) {
-			sum += cpuTime(pid)
+		if cmd, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline")); err == nil && strings.Contains(string(cmd), p11Socket) {
+			server = pid
 		}
+		stat, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		// After "pid (comm) ": state, ppid, pgrp, ...
+		if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) > 2 {
+			pgrp, _ := strconv.Atoi(f[2])
+			group[pgrp] = append(group[pgrp], pid)
+		}
+	}
+	for _, pid := range group[server] {
+		sum += cpuTime(pid)
 	}
 	return sum
 }
 
-// cpuUse accumulates CPU per operation of one figure over its runs.
+// cpuUse accumulates the CPU per operation of one series over its samples.
 type cpuUse struct {
-	ops                    int
+	ops                    int64
 	client, keyd, bus, p11 time.Duration
 }
 
-func (u *cpuUse) add(a, b cpuSample, ops int) {
-	u.ops += ops
-	u.client += b.self - a.self
-	u.keyd += b.keyd - a.keyd
-	u.bus += b.bus - a.bus
-	u.p11 += b.p11 - a.p11
+// probe measures sign on c workers, as parallel does, and adds the CPU
+// each process spent meanwhile.
+func (u *cpuUse) probe(sample func() cpuSample, sign func(w int) error) probe {
+	return func(c int, d time.Duration) (float64, error) {
+		var n atomic.Int64
+		a := sample()
+		r, err := parallel(c, d, func(w int) error {
+			if err := sign(w); err != nil {
+				return err
+			}
+			n.Add(1)
+			return nil
+		})
+		z := sample()
+		u.ops += n.Load()
+		u.client += z.self - a.self
+		u.keyd += z.keyd - a.keyd
+		u.bus += z.bus - a.bus
+		u.p11 += z.p11 - a.p11
+		return r, err
+	}
 }
 
 func (u *cpuUse) String() string {
-	if u == nil || u.ops == 0 {
-		return "no CPU figures"
+	if u.ops == 0 {
+		return "no operations"
 	}
 	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(u.ops) }
-	return fmt.Sprintf("CPU µs/op: clients %.0f, dbus-daemon %.0f, keyd %.0f, p11-kit server %.0f, total %.0f",
+	return fmt.Sprintf("clients %.0f, dbus-daemon %.0f, keyd %.0f, p11-kit server %.0f, total %.0f",
 		per(u.client), per(u.bus), per(u.keyd), per(u.p11), per(u.client+u.bus+u.keyd+u.p11))
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// spreadOf lists the runs and their min–max as a share of the median.
-func spreadOf(v []float64) string {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	parts := make([]string, len(v))
-	for i, x := range v {
-		parts[i] = fmt.Sprintf("%.0f", x)
-	}
-	m := median(v)
-	if m == 0 {
-		return strings.Join(parts, " ")
-	}
-	return fmt.Sprintf("%s (min–max %.0f%% of the median)", strings.Join(parts, " "), 100*(s[len(s)-1]-s[0])/m)
-}
-
-// p11KitSigner signs through p11-kit-client.so against `p11-kit server`
-// serving the same token, one PKCS#11 session per worker.
-type p11KitSigner struct {
-	socket   string
-	ctx      *pkcs11.Ctx
-	sessions []pkcs11.SessionHandle
-	key      pkcs11.ObjectHandle
-}
-
-func newP11KitSigner(p *testenv.Program, tok *testenv.SoftHSMToken, workers int) (*p11KitSigner, error) {
-	srv := testenv.StartP11KitServer(p, tok, testenv.ServiceUser)
-	for _, e := range srv.Env() {
-		k, v, _ := strings.Cut(e, "=")
-		os.Setenv(k, v)
-	}
-	c := pkcs11.New(srv.ClientLib)
-	if c == nil {
-		return nil, fmt.Errorf("load %s", srv.ClientLib)
-	}
-	if err := c.Initialize(); err != nil {
-		return nil, fmt.Errorf("p11-kit client: %w", err)
-	}
-	s := &p11KitSigner{ctx: c, socket: srv.Socket}
-	slots, err := c.GetSlotList(true)
-	if err != nil || len(slots) == 0 {
-		return nil, fmt.Errorf("p11-kit client sees no token: %v", err)
-	}
-	var slot uint
-	found := false
-	for _, sl := range slots {
-		if ti, err := c.GetTokenInfo(sl); err == nil && strings.TrimRight(ti.Label, " ") == tok.Label {
-			slot, found = sl, true
-		}
-	}
-	if !found {
-		return nil, fmt.Errorf("p11-kit client: no token %q", tok.Label)
-	}
-	for range workers {
-		sh, err := c.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
-		if err != nil {
-			return nil, err
-		}
-		s.sessions = append(s.sessions, sh)
-	}
-	if err := c.Login(s.sessions[0], pkcs11.CKU_USER, tok.PIN); err != nil && err != pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN) {
-		return nil, fmt.Errorf("p11-kit client login: %w", err)
-	}
-	params, _ := asn1P256()
-	_, key, err := c.GenerateKeyPair(s.sessions[0], []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_EC_KEY_PAIR_GEN, nil)},
-		[]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, params), pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true)},
-		append(tokenKey("bench-p11kit-ec"), pkcs11.NewAttribute(pkcs11.CKA_SIGN, true)))
-	if err != nil {
-		return nil, fmt.Errorf("p11-kit client key generation: %w", err)
-	}
-	s.key = key
-	return s, nil
-}
-
-func (s *p11KitSigner) sign(worker int, digest []byte) error {
-	sh := s.sessions[worker]
-	if err := s.ctx.SignInit(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil)}, s.key); err != nil {
-		return err
-	}
-	_, err := s.ctx.Sign(sh, digest)
-	return err
-}
-
-func (s *p11KitSigner) close() {
-	for _, sh := range s.sessions {
-		s.ctx.CloseSession(sh)
-	}
-	s.ctx.Finalize()
 }
