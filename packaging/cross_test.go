@@ -123,6 +123,11 @@ func crossKeyd(t *testing.T, a crossArch) string {
 	}
 	out := filepath.Join(dir, "edgev2-keyd")
 	if debs := os.Getenv("EDGEV2_CROSS_DEBS"); debs != "" {
+		// Relative to the repository (.ci/run passes bin/deb), not to
+		// this package's directory, where go test runs.
+		if !filepath.IsAbs(debs) {
+			debs = filepath.Join(testenv.RepoRoot(), debs)
+		}
 		matches, _ := filepath.Glob(filepath.Join(debs, "edgev2_*_"+a.deb+".deb"))
 		if len(matches) != 1 {
 			t.Fatalf("EDGEV2_CROSS_DEBS=%s: want one edgev2_*_%s.deb there, found %v (make deb-all)", debs, a.deb, matches)
