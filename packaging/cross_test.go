@@ -77,10 +77,9 @@ func TestCrossBuiltKeydSignsUnderQemu(t *testing.T) {
 			t.Run("file engine", func(t *testing.T) {
 				checkCrossKeyd(t, a, bus, edgectl, keyd, uid, gid, nil)
 			})
-			// armhf's SoftHSM does not see a token initialised by the amd64
-			// softhsm2-util (found here: "matches no token"); it needs the
-			// token made by armhf's own softhsm2-util under qemu (not done yet,
-			// see the h21 report), so only arm64 runs the SoftHSM case.
+			t.Run("pkcs11 module loads", func(t *testing.T) {
+				checkCrossModuleLoads(t, a)
+			})
 			t.Run("softhsm", func(t *testing.T) {
 				tok := testenv.NewSoftHSMToken(t, "cross-"+a.deb, uid, gid)
 				if a.class == elf.ELFCLASS32 {
@@ -350,5 +349,71 @@ func tokensOnTmpfs(t *testing.T, tok *testenv.SoftHSMToken) {
 	}
 	if err := os.WriteFile(tok.Conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// crossModuleLoader dlopens a PKCS#11 module with RTLD_NOW (every NEEDED
+// library and symbol resolved by the target's loader) and calls its
+// C_GetFunctionList, which must return CKR_OK and a version 2 table.
+const crossModuleLoader = `#include <dlfcn.h>
+#include <stdio.h>
+#include <p11-kit/pkcs11.h>
+int main(int argc, char **argv) {
+	void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+	if (!h) { fprintf(stderr, "dlopen: %s\n", dlerror()); return 1; }
+	CK_C_GetFunctionList get = (CK_C_GetFunctionList)dlsym(h, "C_GetFunctionList");
+	if (!get) { fprintf(stderr, "dlsym: %s\n", dlerror()); return 1; }
+	CK_FUNCTION_LIST_PTR fl = NULL;
+	CK_RV rv = get(&fl);
+	if (rv != CKR_OK || !fl || !fl->C_Initialize || !fl->C_Sign) { fprintf(stderr, "C_GetFunctionList: rv 0x%lx\n", (unsigned long)rv); return 1; }
+	printf("cryptoki %d.%d\n", fl->version.major, fl->version.minor);
+	return argc == 2 && fl->version.major == 2 ? 0 : 1;
+}
+`
+
+// checkCrossModuleLoads runs crossModuleLoader, cross-compiled for a, under
+// qemu against the libedgev2-pkcs11.so of the package (EDGEV2_CROSS_DEBS)
+// or built here with the Makefile (make pkcs11mod ARCH=...).
+func checkCrossModuleLoads(t *testing.T, a crossArch) {
+	if _, err := exec.LookPath(a.cc); err != nil {
+		testenv.Missing(t, "the "+a.deb+" cross compiler", a.cc+" not on PATH (gcc-"+a.triplet+")")
+	}
+	dir := testenv.SharedTempDir(t, "cross-p11-"+a.deb)
+	mod := filepath.Join(dir, "libedgev2-pkcs11.so")
+	if debs := os.Getenv("EDGEV2_CROSS_DEBS"); debs != "" {
+		if !filepath.IsAbs(debs) {
+			debs = filepath.Join(testenv.RepoRoot(), debs)
+		}
+		matches, _ := filepath.Glob(filepath.Join(debs, "edgev2_*_"+a.deb+".deb"))
+		if len(matches) != 1 {
+			t.Fatalf("want one edgev2_*_%s.deb in %s, found %v", a.deb, debs, matches)
+		}
+		extractFromDeb(t, matches[0], "./usr/lib/"+a.triplet+"/pkcs11/libedgev2-pkcs11.so", mod)
+	} else {
+		cmd := exec.Command("make", "--no-print-directory", "pkcs11mod", "ARCH="+a.deb, "BINDIR="+dir)
+		cmd.Dir = testenv.RepoRoot()
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("make pkcs11mod ARCH=%s: %v\n%s", a.deb, err, b)
+		}
+	}
+	f, err := elf.Open(mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Machine != a.machine || f.Class != a.class {
+		t.Fatalf("libedgev2-pkcs11.so for %s is %v %v, want %v %v", a.deb, f.Machine, f.Class, a.machine, a.class)
+	}
+	f.Close()
+	src := filepath.Join(dir, "loader.c")
+	if err := os.WriteFile(src, []byte(crossModuleLoader), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	loader := filepath.Join(dir, "loader")
+	if b, err := exec.Command(a.cc, "-I/usr/include/p11-kit-1", "-o", loader, src, "-ldl").CombinedOutput(); err != nil {
+		t.Fatalf("%s loader.c: %v\n%s", a.cc, err, b)
+	}
+	out, err := exec.Command(mustLookPath(t, a.qemu), loader, mod).CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "cryptoki 2.") {
+		t.Fatalf("the %s libedgev2-pkcs11.so under %s: %v\n%s", a.deb, a.qemu, err, out)
 	}
 }
