@@ -16,7 +16,7 @@ DEB_PACKAGES := dbus dbus-daemon polkitd systemd libglib2.0-bin softhsm2 opensc 
 # run-time libraries through multiarch (make deps adds the architectures).
 CROSS_ARCHS := arm64 armhf
 DEB_PACKAGES += qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross \
-	$(foreach a,$(CROSS_ARCHS),libc6:$(a) libgcc-s1:$(a) libstdc++6:$(a) libssl3:$(a) libsystemd-dev:$(a) libp11-kit-dev:$(a))
+	$(foreach a,$(CROSS_ARCHS),libc6:$(a) libgcc-s1:$(a) libstdc++6:$(a) libssl3:$(a) libsystemd-dev:$(a) libp11-kit-dev:$(a) pkg-config:$(a))
 
 .PHONY: all build test test-system bench demo demo-shell deps vet fmt-check fuzz fuzz-targets clean deb deb-all c-artifacts pkcs11mod
 
@@ -49,9 +49,11 @@ BINDIR ?= $(BIN)
 GO_ENV :=
 PKG_CONFIG ?= pkg-config
 else
-# pkg-config for the target: its multiarch .pc files (what the pkgconf
-# cross wrapper <triplet>-pkg-config does, without installing pkgconf:ARCH).
-PKG_CONFIG ?= PKG_CONFIG_LIBDIR=/usr/lib/$(TRIPLET_$(ARCH))/pkgconfig:/usr/share/pkgconfig pkg-config
+# pkg-config for the target: pkgconf's cross wrapper, which pkg-config:ARCH
+# (Multi-Arch: same, installed by make deps) provides -- what buildtools.mk
+# names in debian/rules and what a Debian cross builder installs for the
+# unqualified pkg-config in Build-Depends.
+PKG_CONFIG ?= $(TRIPLET_$(ARCH))-pkg-config
 BINDIR ?= $(BIN)/$(ARCH)
 GO_ENV := CGO_ENABLED=1 GOOS=linux GOARCH=$(GOARCH_$(ARCH)) $(if $(GOARM_$(ARCH)),GOARM=$(GOARM_$(ARCH))) CC=$(CC)
 endif

@@ -40,7 +40,7 @@ func changeTime(fi os.FileInfo) time.Time {
 	if !ok {
 		return time.Time{}
 	}
-	return time.Unix(st.Ctim.Sec, st.Ctim.Nsec)
+	return time.Unix(int64(st.Ctim.Sec), int64(st.Ctim.Nsec)) // int32 on 32-bit (armhf)
 }
 
 // load returns module name's spec from path, parsed; nil if there is none
