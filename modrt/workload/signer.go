@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -46,7 +47,13 @@ type ModuleSigner struct {
 	epoch   uint64 // counts sessions; cache entries are of one
 	derivs  map[string]moduleDerivations
 	retryAt time.Time
+
+	direct atomic.Uint64
 }
+
+// SignedDirect is how many signatures went over the module signer (not
+// through identityd), for tests and stats.
+func (s *ModuleSigner) SignedDirect() uint64 { return s.direct.Load() }
 
 type moduleDerivations struct {
 	epoch              uint64
@@ -66,6 +73,7 @@ func (s *ModuleSigner) SignAsModule(ctx context.Context, module, key string, dat
 		if err == nil {
 			sig, err := sess.SignDerived(ctx, keyID, d, data)
 			if err == nil {
+				s.direct.Add(1)
 				return sig, nil
 			}
 			s.log.Debug("module signer failed; signing through identityd", "module", module, "err", err)
