@@ -23,6 +23,10 @@ const (
 	ErrInteractiveNeeded = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
 )
 
+// ErrAccessDenied: a capability (a restricted Keys session) does not cover
+// the call; unlike NotAuthorized, no polkit rule changes that.
+const ErrAccessDenied = ErrorPrefix + "AccessDenied"
+
 // ErrNotConfigured: the service runs but has no configuration yet (before
 // `edgectl config apply`); it answers every call with this error.
 const ErrNotConfigured = ErrorPrefix + "NotConfigured"
@@ -75,7 +79,7 @@ func fromDBusError(de *godbus.Error) error {
 		kind = fault.AlreadyExists
 	case ErrInvalidArgs, "org.freedesktop.DBus.Error.InvalidArgs":
 		kind = fault.InvalidArgs
-	case ErrNotAuthorized, ErrInteractiveNeeded, "org.freedesktop.DBus.Error.AccessDenied":
+	case ErrNotAuthorized, ErrAccessDenied, ErrInteractiveNeeded, "org.freedesktop.DBus.Error.AccessDenied":
 		kind = fault.NotAuthorized
 	case ErrUnavailable, "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NoReply",
 		"org.freedesktop.DBus.Error.NameHasNoOwner", "org.freedesktop.DBus.Error.Disconnected":

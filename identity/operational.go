@@ -248,7 +248,8 @@ func (s *Service) renewOperational(ctx context.Context) {
 		s.nextOp.Renewals = s.op.Renewals + 1
 		s.op, s.nextOp = s.nextOp, nil
 	}
-	if s.dev == nil || s.dev.HubHostname != dev.HubHostname || s.dev.DeviceID != dev.DeviceID {
+	otherDevice := s.dev == nil || s.dev.HubHostname != dev.HubHostname || s.dev.DeviceID != dev.DeviceID
+	if otherDevice {
 		s.modules = map[string]Module{}
 	}
 	s.dev, s.info, s.fromCache = &dev, info, false
@@ -256,6 +257,9 @@ func (s *Service) renewOperational(ctx context.Context) {
 		s.log.Error("cannot write the identity cache", "err", err)
 	}
 	s.mu.Unlock()
+	if otherDevice {
+		s.revokeModuleSigner("provisioned as another device")
+	}
 	s.changed()
 }
 

@@ -37,6 +37,9 @@ type Service struct {
 
 	// OnChange is called after the state or the device identity changed.
 	OnChange func()
+	// Sessions opens the module signer's Keys sessions (signer.go); nil:
+	// OpenModuleSigner is NotSupported.
+	Sessions SessionOpener
 	// TuneDPS and TuneHub let tests adjust the cloud clients.
 	TuneDPS func(*dps.Config)
 	TuneHub func(*hub.Config)
@@ -56,6 +59,9 @@ type Service struct {
 	masterReady bool
 
 	tpmMu sync.Mutex // one TPM connection at a time
+
+	signerMu sync.Mutex
+	signer   *os.File // identityd's duplicate of the module signer handed out, to revoke it
 
 	op             *OperationalStatus // the operational certificate (s.mu)
 	nextOp         *OperationalStatus // made by provisionDPS, taken on success (s.prov)
@@ -285,7 +291,8 @@ func (s *Service) provision(ctx context.Context) error {
 		return err
 	}
 	s.mu.Lock()
-	if s.dev == nil || s.dev.HubHostname != dev.HubHostname || s.dev.DeviceID != dev.DeviceID {
+	otherDevice := s.dev == nil || s.dev.HubHostname != dev.HubHostname || s.dev.DeviceID != dev.DeviceID
+	if otherDevice {
 		s.modules = map[string]Module{} // another device: its modules are not ours
 	}
 	s.dev, s.info, s.fromCache = &dev, info, false
@@ -294,6 +301,9 @@ func (s *Service) provision(ctx context.Context) error {
 	}
 	err = s.saveCacheLocked()
 	s.mu.Unlock()
+	if otherDevice {
+		s.revokeModuleSigner("provisioned as another device")
+	}
 	if err != nil {
 		s.log.Error("cannot write the identity cache", "err", err)
 	}
@@ -533,11 +543,15 @@ func (s *Service) GetSasToken(ctx context.Context, moduleID string, ttl time.Dur
 
 func (s *Service) putModule(m Module) {
 	s.mu.Lock()
+	old, had := s.modules[m.ModuleID]
 	s.modules[m.ModuleID] = m
 	if err := s.saveCacheLocked(); err != nil {
 		s.log.Error("cannot write the identity cache", "err", err)
 	}
 	s.mu.Unlock()
+	if had && old.GenerationID != m.GenerationID {
+		s.revokeModuleSigner("module " + m.ModuleID + " has a new generation")
+	}
 }
 
 // SignAsModule signs data with a module's derived primary or secondary key.
@@ -633,17 +647,24 @@ func (s *Service) ListModules(ctx context.Context) ([]Module, error) {
 		var hms []*hub.Module
 		if hms, err = c.ListModules(ctx); err == nil {
 			out := make([]Module, 0, len(hms))
+			changed := false
 			s.mu.Lock()
 			for _, hm := range hms {
 				if hm.ModuleID == "$edgeAgent" || hm.ModuleID == "$edgeHub" {
 					continue // the hub's own system modules
 				}
 				m := Module{ModuleID: hm.ModuleID, GenerationID: hm.GenerationID, ETag: hm.ETag, ManagedBy: hm.ManagedBy}
+				if old, had := s.modules[m.ModuleID]; had && old.GenerationID != m.GenerationID {
+					changed = true
+				}
 				s.modules[m.ModuleID] = m
 				out = append(out, m)
 			}
 			s.saveCacheLocked()
 			s.mu.Unlock()
+			if changed {
+				s.revokeModuleSigner("a module has a new generation in the hub")
+			}
 			sort.Slice(out, func(i, j int) bool { return out[i].ModuleID < out[j].ModuleID })
 			return out, nil
 		}
@@ -699,6 +720,7 @@ func (s *Service) DeleteModule(ctx context.Context, moduleID string) error {
 		s.log.Error("cannot write the identity cache", "err", err)
 	}
 	s.mu.Unlock()
+	s.revokeModuleSigner("module " + moduleID + " deleted")
 	s.log.Info("module identity deleted", "module_id", moduleID)
 	return nil
 }

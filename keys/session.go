@@ -114,12 +114,24 @@ func (a *BusAPI) openSession(msg *godbus.Message) (int, *godbus.Error) {
 	if sig.String() != "a{sv}" {
 		return -1, bus.NewError(errInvalidSignature, fmt.Sprintf("%s.OpenSession takes (a{sv}), not (%s)", Interface, sig.String()))
 	}
-	if _, _, e := options(msg.Body[0].(map[string]godbus.Variant), nil, nil); e != nil {
+	_, ss, e := options(msg.Body[0].(map[string]godbus.Variant), nil, []string{"only", "key_id"})
+	if e != nil {
+		return -1, e
+	}
+	only, e := sessionRestriction(ss)
+	if e != nil {
 		return -1, e
 	}
 	call := bus.CallOf(*msg)
 	if e := a.auth.Authorize(a.ctx, call, ActionSession, nil); e != nil {
 		return -1, e
+	}
+	if only != nil {
+		// Fail early: a restricted session on a key the opener may not
+		// use would refuse every call anyway.
+		if e := a.authorize(call, keyMethods[only.method].action, only.keyID); e != nil {
+			return -1, e
+		}
 	}
 	pa, ok := a.auth.(processAuthority)
 	if !ok {
@@ -146,13 +158,61 @@ func (a *BusAPI) openSession(msg *godbus.Message) (int, *godbus.Error) {
 		a.sessions.release(opener.UID)
 		return -1, a.fail("OpenSession", fmt.Errorf("session socket: %w", err))
 	}
-	s := &session{a: a, conn: c, opener: opener, pa: pa, gen: pa.RulesGeneration(),
+	s := &session{a: a, conn: c, opener: opener, pa: pa, gen: pa.RulesGeneration(), only: only,
 		cache: lru.New[string, sessionDecision](maxSessionDecisions),
 		sem:   make(chan struct{}, sessionParallel)}
 	a.sessions.live.Add(1)
 	go s.run()
-	a.log.Debug("session opened", "sender", call.Sender, "pid", opener.PID, "uid", opener.UID)
+	if only != nil {
+		a.log.Debug("restricted session opened", "sender", call.Sender, "pid", opener.PID, "uid", opener.UID, "only", only.method, "key_id", only.keyID)
+	} else {
+		a.log.Debug("session opened", "sender", call.Sender, "pid", opener.PID, "uid", opener.UID)
+	}
 	return fds[1], nil
+}
+
+// restriction narrows a session to one Key method on one key: a holder of
+// the descriptor can do that and nothing else, whatever the opener may do.
+// It is what lets a service hand a capability to a process it does not
+// trust with its other keys (identityd to modrtd: SignDerived on the
+// module-key master), and it holds for openers polkit cannot scope (root).
+type restriction struct {
+	method string
+	keyID  string
+}
+
+// restrictableMethods are the Key methods a session can be restricted to.
+var restrictableMethods = map[string]bool{"SignDerived": true}
+
+// sessionRestriction reads OpenSession's "only" and "key_id" options: both
+// or neither.
+func sessionRestriction(ss map[string]string) (*restriction, *godbus.Error) {
+	method, hasOnly := ss["only"]
+	id, hasID := ss["key_id"]
+	switch {
+	case !hasOnly && !hasID:
+		return nil, nil
+	case !hasOnly:
+		return nil, bus.NewError(bus.ErrInvalidArgs, "option \"key_id\" needs option \"only\" (the one method the session serves, \"SignDerived\")")
+	case !hasID:
+		return nil, bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("option \"only\" needs option \"key_id\" (the one key %s may use)", method))
+	case !restrictableMethods[method]:
+		return nil, bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("option \"only\" is %q; a session can be restricted to \"SignDerived\" only", method))
+	}
+	if err := ValidateID(id); err != nil {
+		return nil, bus.ToError(err)
+	}
+	return &restriction{method: method, keyID: id}, nil
+}
+
+// allows reports whether a restricted session serves member on path.
+func (r *restriction) allows(member string, path godbus.ObjectPath) *godbus.Error {
+	if member == r.method {
+		if id, e := keyIDOfPath(path); e == nil && id == r.keyID {
+			return nil
+		}
+	}
+	return bus.NewError(bus.ErrAccessDenied, fmt.Sprintf("this session is restricted to %s on key_id %q; %s on %s is refused", r.method, r.keyID, member, path))
 }
 
 // session serves Key calls peer-to-peer on one socket, with the opener as
@@ -163,6 +223,7 @@ type session struct {
 	conn   net.Conn
 	opener bus.Process
 	pa     processAuthority
+	only   *restriction // nil: every Key method the opener may use
 
 	wmu    sync.Mutex
 	serial uint32
@@ -387,6 +448,14 @@ func (s *session) dispatch(msg *godbus.Message) (any, *godbus.Error) {
 	switch {
 	case iface == "org.freedesktop.DBus.Peer" && member == "Ping":
 		return nil, nil
+	case s.only != nil:
+		if iface != KeyInterface && iface != "" {
+			return nil, s.only.allows(iface+"."+member, path)
+		}
+		if e := s.only.allows(member, path); e != nil {
+			return nil, e
+		}
+		return s.a.callKey(member, sig.String(), msg.Body, path, s.authorize)
 	case iface == KeyInterface || iface == "" && keyMethods[member] != nil:
 		return s.a.callKey(member, sig.String(), msg.Body, path, s.authorize)
 	case iface == "":

@@ -42,7 +42,9 @@ func run(configPath string, log *slog.Logger) int {
 		BusName: identity.BusName,
 		Path:    identity.ObjectPath,
 		Register: func(ctx context.Context, conn *godbus.Conn, auth *bus.Authorizer, srv *bus.Server) error {
-			svc = identity.NewService(cfg, keysAdapter{kclient.New(conn).WithSession()}, certsAdapter{cclient.New(conn)}, log)
+			kc := kclient.New(conn)
+			svc = identity.NewService(cfg, keysAdapter{kc.WithSession()}, certsAdapter{cclient.New(conn)}, log)
+			svc.Sessions = kc
 			identity.NewBusAPI(ctx, svc, auth, srv, log)
 			svc.Start(ctx)
 			watchRenewals(ctx, conn, svc, log)

@@ -26,6 +26,7 @@ import (
 type workloadBackend struct {
 	owners        *modrt.PidOwners
 	ids           *iclient.Client
+	signer        *workload.ModuleSigner
 	certs         *cclient.Client
 	trust         string // Certificates id of the trust bundle ("" none)
 	manifestTrust string // Certificates id of the manifest trust bundle
@@ -43,7 +44,40 @@ func (b workloadBackend) Module(ctx context.Context, module string) (modrt.Statu
 var _ workload.Backend = workloadBackend{}
 
 func (b workloadBackend) SignAsModule(ctx context.Context, module, key string, data []byte) ([]byte, error) {
-	return b.ids.SignAsModule(ctx, module, key, data)
+	return b.signer.SignAsModule(ctx, module, key, data)
+}
+
+// signerSource is workload.SignerSource over the Identity client; the
+// session identityd hands out is spoken to with the Keys client.
+type signerSource struct{ ids *iclient.Client }
+
+func (s signerSource) OpenModuleSigner(ctx context.Context) (workload.SignerSession, string, error) {
+	f, keyID, err := s.ids.OpenModuleSigner(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	sess, err := kclient.SessionFromFile(f)
+	if err != nil {
+		return nil, "", err
+	}
+	return sess, keyID, nil
+}
+
+func (s signerSource) ModuleSigning(ctx context.Context, module string) ([]byte, []byte, error) {
+	d, err := s.ids.ModuleSigning(ctx, module)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, _ := d["primary"].Value().([]byte)
+	q, _ := d["secondary"].Value().([]byte)
+	if len(p) == 0 || len(q) == 0 {
+		return nil, nil, fault.New(fault.Failed, "identityd named no derivations for module %q", module)
+	}
+	return p, q, nil
+}
+
+func (s signerSource) SignAsModule(ctx context.Context, module, key string, data []byte) ([]byte, error) {
+	return s.ids.SignAsModule(ctx, module, key, data)
 }
 
 // TrustBundle is the configured trust bundle plus the edge CA, each

@@ -49,6 +49,7 @@ func run(configPath string, log *slog.Logger) int {
 	var svc *modrt.Service
 	var ca *edgeCA
 	var watch *identityWatch
+	var signer *workload.ModuleSigner
 	return daemon.Serve(log, daemon.Service{
 		BusName: modrt.BusName,
 		Path:    modrt.ObjectPath,
@@ -84,7 +85,8 @@ func run(configPath string, log *slog.Logger) int {
 			cc, kc := cclient.New(conn), kclient.New(conn).WithSession()
 			owners := modrt.NewPidOwners(rt)
 			ca = newEdgeCA(cc, kc, cfg.EdgeCACert, cfg.EdgeCAKey, time.Duration(cfg.EdgeCALifetimeDays)*24*time.Hour, log)
-			wl = workload.NewManager(filepath.Join(cfg.Homedir, "workload"), workloadBackend{owners: owners, ids: ids, certs: cc,
+			signer = workload.NewModuleSigner(signerSource{ids}, log)
+			wl = workload.NewManager(filepath.Join(cfg.Homedir, "workload"), workloadBackend{owners: owners, ids: ids, signer: signer, certs: cc,
 				trust: cfg.TrustBundle, manifestTrust: cfg.ManifestTrustBundle, encryption: newEncryption(kc, ids, cfg.WorkloadEncryptionKey), ca: ca, names: cfg.Workload, modules: mgmtModules{svc}}, log)
 			svc.Identities, svc.Workload = modrt.IdentityEnv{Directory: identityDirectory{ids}}, wl
 			watch = &identityWatch{conn: conn, ids: ids, svc: svc, locals: cfg.Modules, record: filepath.Join(cfg.Homedir, "device.json"), log: log}
@@ -118,6 +120,9 @@ func run(configPath string, log *slog.Logger) int {
 		Stopped: func() {
 			if wl != nil {
 				wl.CloseAll()
+			}
+			if signer != nil {
+				signer.Close()
 			}
 			if rt == nil {
 				return

@@ -3,6 +3,7 @@ package client
 
 import (
 	"context"
+	"os"
 
 	godbus "github.com/godbus/dbus/v5"
 
@@ -114,4 +115,24 @@ func (c *Client) SignAsModule(ctx context.Context, module, key string, data []by
 	var digest []byte
 	err := c.call(ctx, "SignAsModule", []any{&digest}, module, key, data)
 	return digest, err
+}
+
+// OpenModuleSigner returns a Keys session restricted to SignDerived on the
+// module-key master, and that key's id (the Module Runtime only). The
+// file is a capability; identityd revokes it when module identities change.
+func (c *Client) OpenModuleSigner(ctx context.Context) (*os.File, string, error) {
+	var fd godbus.UnixFD
+	var d Dict
+	if err := c.call(ctx, "OpenModuleSigner", []any{&fd, &d}, map[string]godbus.Variant{}); err != nil {
+		return nil, "", err
+	}
+	return os.NewFile(uintptr(fd), "module-signer"), d.S("key_id"), nil
+}
+
+// ModuleSigning returns how the module signer signs for module now:
+// generation_id, key_id, and the derivations "primary" and "secondary" (ay).
+func (c *Client) ModuleSigning(ctx context.Context, module string) (Dict, error) {
+	var d Dict
+	err := c.call(ctx, "GetModuleSigning", []any{&d}, module, map[string]godbus.Variant{})
+	return d, err
 }

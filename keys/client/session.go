@@ -14,6 +14,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // How long a client waits before asking for a session again after keyd
@@ -136,11 +137,23 @@ func (s *sessionState) get(ctx context.Context, c *Client) *godbus.Conn {
 
 // openSession asks keyd for a session and speaks the peer protocol on it.
 func openSession(ctx context.Context, conn *godbus.Conn) (*godbus.Conn, error) {
+	f, err := callOpenSession(ctx, conn, noOptions())
+	if err != nil {
+		return nil, err
+	}
+	return peerConn(f)
+}
+
+func callOpenSession(ctx context.Context, conn *godbus.Conn, opts map[string]godbus.Variant) (*os.File, error) {
 	var fd godbus.UnixFD
-	if err := conn.Object(busName, rootPath).CallWithContext(ctx, iface+".OpenSession", 0, noOptions()).Store(&fd); err != nil {
+	if err := conn.Object(busName, rootPath).CallWithContext(ctx, iface+".OpenSession", 0, opts).Store(&fd); err != nil {
 		return nil, bus.FromError(err)
 	}
-	f := os.NewFile(uintptr(fd), "keys-session")
+	return os.NewFile(uintptr(fd), "keys-session"), nil
+}
+
+// peerConn speaks the peer protocol on a session socket; it takes f.
+func peerConn(f *os.File) (*godbus.Conn, error) {
 	nc, err := net.FileConn(f)
 	f.Close()
 	if err != nil {
@@ -157,5 +170,52 @@ func openSession(ctx context.Context, conn *godbus.Conn) (*godbus.Conn, error) {
 	}
 	return pc, nil
 }
+
+// OpenRestrictedSession opens a session that serves only method ("SignDerived")
+// on key keyID, and returns its socket unused, to be handed to another
+// process: the descriptor is a capability to do that one thing as this
+// client's caller, for as long as the session lives (shutdown(2) on any
+// duplicate of it ends it for every holder).
+func (c *Client) OpenRestrictedSession(ctx context.Context, method, keyID string) (*os.File, error) {
+	return callOpenSession(ctx, c.conn, map[string]godbus.Variant{
+		"only": godbus.MakeVariant(method), "key_id": godbus.MakeVariant(keyID)})
+}
+
+// Session is a Keys session received from another process (a restricted
+// session, such as Identity1.OpenModuleSigner hands out). It has no bus
+// to fall back on: when it fails, its holder asks for another.
+type Session struct{ pc *godbus.Conn }
+
+// SessionFromFile speaks the peer protocol on a session socket; it takes f.
+func SessionFromFile(f *os.File) (*Session, error) {
+	pc, err := peerConn(f)
+	if err != nil {
+		return nil, fault.Wrap(fault.Unavailable, err, "Keys session: %v", err)
+	}
+	return &Session{pc: pc}, nil
+}
+
+// SignDerived is Key.SignDerived (hmac-sha256) over the session. An error
+// keyd answered is a fault error of its kind; a dead session is
+// fault.Unavailable.
+func (s *Session) SignDerived(ctx context.Context, keyID string, derivation, data []byte) ([]byte, error) {
+	var out []byte
+	err := s.pc.Object("", bus.ChildPath(rootPath, "keys", keyID)).CallWithContext(ctx, keyInterface+".SignDerived", 0, derivation, "hmac-sha256", data).Store(&out)
+	if err == nil {
+		return out, nil
+	}
+	var de godbus.Error
+	var dep *godbus.Error
+	if errors.As(err, &de) || errors.As(err, &dep) {
+		return nil, bus.FromError(err)
+	}
+	return nil, fault.Wrap(fault.Unavailable, err, "the Keys session ended: %v", err)
+}
+
+// Alive reports whether the session's connection is still up.
+func (s *Session) Alive() bool { return s.pc.Connected() }
+
+// Close ends the session.
+func (s *Session) Close() error { return s.pc.Close() }
 
 func isKeyMethod(method string) bool { return strings.HasPrefix(method, keyInterface+".") }
