@@ -3,11 +3,20 @@ package keys_test
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
 
+	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
 )
 
@@ -57,5 +66,106 @@ func TestSessionPeerThatNeverReadsIsClosed(t *testing.T) {
 	pc := peer(t, rc)
 	if err := signOn(pc, "k"); err != nil {
 		t.Fatalf("Sign on a new session: %v", err)
+	}
+}
+
+// TestSessionOpenerHelperProcess opens a session as its own (non-root)
+// process, hands the descriptor to fd 3 (a unix socket) and exits.
+func TestSessionOpenerHelperProcess(t *testing.T) {
+	if os.Getenv("EDGEV2_SESSION_OPENER") != "1" {
+		t.Skip("helper process only")
+	}
+	conn, err := godbus.Connect(os.Getenv("EDGEV2_BUS"))
+	if err != nil {
+		fmt.Println("connect:", err)
+		os.Exit(2)
+	}
+	var fd godbus.UnixFD
+	if err := conn.Object(keys.BusName, keys.ObjectPath).Call(keys.Interface+".OpenSession", 0, map[string]godbus.Variant{}).Store(&fd); err != nil {
+		fmt.Println("OpenSession:", err)
+		os.Exit(2)
+	}
+	back, err := net.FileConn(os.NewFile(3, "back"))
+	if err != nil {
+		fmt.Println("back:", err)
+		os.Exit(2)
+	}
+	if _, _, err := back.(*net.UnixConn).WriteMsgUnix([]byte{1}, syscall.UnixRights(int(fd)), nil); err != nil {
+		fmt.Println("send fd:", err)
+		os.Exit(2)
+	}
+	os.Exit(0)
+}
+
+// docs/keys.md: "If the opener exits, keys not yet checked on the session
+// are refused (polkit cannot check a gone process)".
+func TestSessionKeysNotYetCheckedRefusedAfterTheOpenerExits(t *testing.T) {
+	k := startInprocKeyd(t)
+	k.createKeys(t, "granted")
+	k.grant(t, "session", true, "granted")
+	u, err := user.Lookup(testenv.OtherUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, theirs := os.NewFile(uintptr(fds[0]), "mine"), os.NewFile(uintptr(fds[1]), "theirs")
+	defer mine.Close()
+	// The test binary, where the other user can run it.
+	bin, err := os.MkdirTemp("", "opener-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(bin) })
+	os.Chmod(bin, 0o755)
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin+"/keys.test", self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin+"/keys.test", "-test.run=^TestSessionOpenerHelperProcess$")
+	cmd.Dir = bin
+	cmd.Env = append(os.Environ(), "EDGEV2_SESSION_OPENER=1", "EDGEV2_BUS="+k.bus.Address)
+	cmd.ExtraFiles = []*os.File{theirs}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	out, err := cmd.CombinedOutput()
+	theirs.Close()
+	if err != nil {
+		t.Fatalf("opener: %v\n%s", err, out)
+	}
+	mc, err := net.FileConn(mine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mc.Close()
+	oob := make([]byte, syscall.CmsgSpace(4))
+	_, oobn, _, _, err := mc.(*net.UnixConn).ReadMsgUnix(make([]byte, 1), oob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := syscall.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("no fd from the opener: %v", err)
+	}
+	rights, err := syscall.ParseUnixRights(&msgs[0])
+	if err != nil || len(rights) != 1 {
+		t.Fatalf("no fd from the opener: %v", err)
+	}
+	sf := os.NewFile(uintptr(rights[0]), "session")
+	sc, err := net.FileConn(sf)
+	sf.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	// The opener has exited (cmd waited for it); "granted" was never checked.
+	if err := signOn(peer(t, sc), "granted"); dbusErrorName(err) != bus.ErrNotAuthorized {
+		t.Fatalf("Sign on a gone opener's session, key not checked before: %v; want %s", err, bus.ErrNotAuthorized)
 	}
 }
