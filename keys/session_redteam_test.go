@@ -169,3 +169,52 @@ func TestSessionKeysNotYetCheckedRefusedAfterTheOpenerExits(t *testing.T) {
 		t.Fatalf("Sign on a gone opener's session, key not checked before: %v; want %s", err, bus.ErrNotAuthorized)
 	}
 }
+
+// The bus (fast path) and a session run the same checks: for the same
+// caller and the same bad call, the same error name.
+func TestSessionAndFastPathRefuseBadCallsAlike(t *testing.T) {
+	k := startInprocKeyd(t)
+	k.createKeys(t, "k", "secret")
+	k.grant(t, "session", true, "k")
+	other := k.bus.ConnAs(t, testenv.OtherUser)
+	sc, err := openRawSession(t, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := peer(t, sc)
+	key := func(id string) godbus.ObjectPath { return bus.ChildPath(keys.ObjectPath, "keys", id) }
+	none := map[string]godbus.Variant{}
+	tests := []struct {
+		name   string
+		path   godbus.ObjectPath
+		method string
+		args   []any
+	}{
+		{"empty data", key("k"), "Sign", []any{"hmac-sha256", []byte{}, none}},
+		{"oversized data", key("k"), "Sign", []any{"hmac-sha256", make([]byte, keys.MaxData+1), none}},
+		{"unknown mechanism", key("k"), "Sign", []any{"rot13", []byte("x"), none}},
+		{"unknown mechanism, not granted", key("secret"), "Sign", []any{"rot13", []byte("x"), none}},
+		{"wrong signature", key("k"), "Sign", []any{"hmac-sha256"}},
+		{"unknown option", key("k"), "Sign", []any{"hmac-sha256", []byte("x"), map[string]godbus.Variant{"z": godbus.MakeVariant(1)}}},
+		{"not granted", key("secret"), "Sign", []any{"hmac-sha256", []byte("x"), none}},
+		{"missing key", key("nope"), "Sign", []any{"hmac-sha256", []byte("x"), none}},
+		{"export not granted", key("k"), "ExportDerived", []any{[]byte("d")}},
+		{"bad path", "/org/edgev2/Keys1/keys/_zz", "Sign", []any{"hmac-sha256", []byte("x"), none}},
+		{"nested path", key("k") + "/x", "Sign", []any{"hmac-sha256", []byte("x"), none}},
+		{"verify empty signature", key("k"), "Verify", []any{"hmac-sha256", []byte("x"), []byte{}, none}},
+		{"decrypt unknown option type", key("k"), "Decrypt", []any{"aes-256-gcm", []byte("x"), map[string]godbus.Variant{"iv": godbus.MakeVariant("s")}}},
+	}
+	before := k.fast.Served()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			onBus := other.Object(keys.BusName, tt.path).Call(keys.KeyInterface+"."+tt.method, 0, tt.args...).Err
+			onSession := pc.Object("", tt.path).Call(keys.KeyInterface+"."+tt.method, 0, tt.args...).Err
+			if dbusErrorName(onBus) != dbusErrorName(onSession) {
+				t.Fatalf("bus: %v (%s); session: %v (%s)", onBus, dbusErrorName(onBus), onSession, dbusErrorName(onSession))
+			}
+		})
+	}
+	if k.fast.Served() == before {
+		t.Fatal("the fast path served none of the bus calls")
+	}
+}
