@@ -50,6 +50,15 @@ const (
 	sessionDecisionTTL = 5 * time.Minute
 )
 
+// sessionWriteTimeout bounds how long a reply may wait for the peer to
+// read: a peer that sends calls and never reads their replies would
+// otherwise hold a reader, sessionParallel calls (shared pool workers
+// among them) and their messages for as long as it lives. The session is
+// closed when it expires. In nanoseconds; tests shorten it.
+var sessionWriteTimeout atomic.Int64
+
+func init() { sessionWriteTimeout.Store(int64(30 * time.Second)) }
+
 // processAuthority is what sessions need of polkit: checks with the opener's
 // process as subject, and a generation that changes when rules change.
 type processAuthority interface {
@@ -412,7 +421,12 @@ func (s *session) nextSerial() uint32 {
 func (s *session) send(b []byte) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	s.conn.Write(b) // a dead peer ends the reader too
+	s.conn.SetWriteDeadline(time.Now().Add(time.Duration(sessionWriteTimeout.Load())))
+	if _, err := s.conn.Write(b); err != nil {
+		// A dead peer, or one that does not read: closing ends the reader
+		// and fails the other calls' replies at once.
+		s.conn.Close()
+	}
 }
 
 func (s *session) serve(msg *godbus.Message) {

@@ -68,6 +68,12 @@ func resolveCredentials(files []installFile, root string) ([]installFile, error)
 			}
 			out = append(out, installFile{Path: rel, Remove: true, Service: credential.Unit(filepath.Base(p))})
 		}
+		// Temporary files of an apply killed before its rename
+		// (atomicfile): in the clear store they hold a secret in clear.
+		tmps, _ := filepath.Glob(filepath.Join(root, dir, ".tmp-edgev2.*"))
+		for _, p := range tmps {
+			out = append(out, installFile{Path: filepath.Join(dir, filepath.Base(p)), Remove: true})
+		}
 	}
 	return out, nil
 }

@@ -69,8 +69,12 @@ func Unit(name string) string {
 
 // UnitLine is the line a unit needs to receive the sealed credential name.
 func UnitLine(name string) string {
-	return "LoadCredentialEncrypted=" + name + ":" + StoreDir + "/" + name
+	return "LoadCredentialEncrypted=" + UnitEscape(name) + ":" + UnitEscape(StoreDir+"/"+name)
 }
+
+// UnitEscape escapes s for a unit file setting that expands '%'
+// specifiers: a name from a key id may hold '%'.
+func UnitEscape(s string) string { return strings.ReplaceAll(s, "%", "%%") }
 
 // Path returns where the running service finds credential name, without
 // reading it. Errors name the credential and the unit line it needs.

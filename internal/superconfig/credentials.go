@@ -151,7 +151,7 @@ func (p *plan) dropIns(seal string) (files []File, obsolete []string) {
 		b.WriteString("# service reads from $CREDENTIALS_DIRECTORY. Do not edit; re-run apply.\n[Service]\n")
 		for _, name := range names {
 			if seal == SealNone {
-				fmt.Fprintf(&b, "LoadCredential=%s:%s\n", name, CredentialPath(name, seal))
+				fmt.Fprintf(&b, "LoadCredential=%s:%s\n", credential.UnitEscape(name), credential.UnitEscape(CredentialPath(name, seal)))
 			} else {
 				fmt.Fprintf(&b, "%s\n", credential.UnitLine(name))
 			}
