@@ -10,11 +10,13 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,7 +37,7 @@ const (
 var systestPackages = []string{
 	"systemd", "systemd-sysv", "dbus", "dbus-broker", "polkitd", "containerd", "runc",
 	"containernetworking-plugins", "iptables", "softhsm2", "libnss-systemd", "libpam-systemd",
-	"iproute2", "procps", "ca-certificates",
+	"iproute2", "procps", "ca-certificates", "p11-kit",
 }
 
 // TestSystemBootedDebian installs the packages on a booted Debian and walks
@@ -247,11 +249,28 @@ func (m *machine) consoleTail() string {
 
 // sh runs script in the container as root.
 func (m *machine) sh(script string) (string, error) {
+	return m.shIn(script, "")
+}
+
+// shIn runs script with stdin: the way a secret reaches the container.
+// A secret in argv is in every journal entry its process or a child
+// writes (journald's _CMDLINE), and in ps on the host and the container.
+func (m *machine) shIn(script, stdin string) (string, error) {
 	cmd := exec.Command("nsenter", "-t", strconv.Itoa(m.leader), "-a",
 		"env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8",
 		"/bin/sh", "-c", script)
+	cmd.Stdin = strings.NewReader(stdin)
 	b, err := cmd.CombinedOutput()
 	return string(b), err
+}
+
+// write puts content, which holds secrets, at path in the container
+// through stdin.
+func (m *machine) write(what, path, content string) {
+	m.t.Helper()
+	if out, err := m.shIn(fmt.Sprintf("mkdir -p $(dirname %s) && cat > %s", path, path), content); err != nil {
+		m.fail("%s: writing %s: %v\n%s", what, path, err, out)
+	}
 }
 
 // must runs script and fails the test, with the journals, if it fails.
@@ -356,6 +375,13 @@ func gatewayLife(t *testing.T, cached, busImpl string, debs map[string]string, u
 
 	// Install: nothing starts.
 	m.must("apt install", "cd /srv/systest && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ./edgev2.deb ./edgev2-labcloud.deb")
+	// The PKCS#11 module, registered with p11-kit: listed with its token.
+	// Listing it reads only the module's static slot and token: keyd is
+	// not activated (checked just below).
+	m.must("the PKCS#11 module", "test -f /usr/lib/x86_64-linux-gnu/pkcs11/libedgev2-pkcs11.so && test -f /usr/share/p11-kit/modules/edgev2.module")
+	if out := m.must("p11-kit list-modules", "p11-kit list-modules"); !regexp.MustCompile(`(?m)^edgev2: (?:/usr/lib/x86_64-linux-gnu/pkcs11/)?libedgev2-pkcs11\.so\n(?:[ \t]+.*\n)*?[ \t]+token: edgev2[ \t]*$`).MatchString(out) {
+		m.fail("p11-kit list-modules does not list the edgev2 module with its token:\n%s", out)
+	}
 	for _, u := range edgeUnits {
 		if out, _ := m.sh("systemctl is-active " + u); strings.TrimSpace(out) != "inactive" {
 			m.fail("%s after install: %s, want inactive", u, out)
@@ -376,8 +402,7 @@ func gatewayLife(t *testing.T, cached, busImpl string, debs map[string]string, u
 	rand.Read(key)
 	k := base64.StdEncoding.EncodeToString(key)
 	estPassword, pin := "est-pw-"+randomHex(8), "pin-"+randomHex(6)
-	m.must("labcloud", fmt.Sprintf(`mkdir -p /etc/edgev2-systest && cat > /srv/systest/labcloud.toml <<'EOF'
-[[est.users]]
+	m.write("labcloud's config", "/srv/systest/labcloud.toml", fmt.Sprintf(`[[est.users]]
 name = "systest-gw"
 password = "%s"
 
@@ -388,18 +413,26 @@ registration_id = "systest-gw"
 attestation = "symmetric_key"
 primary_key = "%s"
 secondary_key = "%s"
-EOF
+`, estPassword, k, k))
+	m.must("labcloud", `mkdir -p /etc/edgev2-systest
 # A bare name on 443, as Azure's endpoints are (the container has its own network).
 grep -q ' hub.systest.test$' /etc/hosts 2>/dev/null || echo '127.0.0.1 hub.systest.test' >> /etc/hosts
-systemd-run --unit=labcloud /usr/bin/edgev2-labcloud --state /srv/labcloud --config /srv/systest/labcloud.toml --listen 127.0.0.1:443 --hub-hostname hub.systest.test`, estPassword, k, k))
+systemd-run --unit=labcloud /usr/bin/edgev2-labcloud --state /srv/labcloud --config /srv/systest/labcloud.toml --listen 127.0.0.1:443 --hub-hostname hub.systest.test`)
 	m.eventually("labcloud's CA", "test -s /srv/labcloud/ca.pem && install -m 0644 /srv/labcloud/ca.pem /etc/edgev2-systest/labcloud-ca.pem", 60*time.Second)
 
-	// A SoftHSM token for keyd's base slot, with a PIN only the super-config knows.
-	m.must("softhsm token", "usermod -aG softhsm edgekeys && runuser -u edgekeys -- softhsm2-util --init-token --free --label edgev2 --so-pin 87654321 --pin "+pin)
+	// A SoftHSM token for keyd's base slot, with a PIN only the super-config
+	// knows. softhsm2-util reads PINs not given in argv from a terminal
+	// only: script(1) makes one and feeds it stdin. (With --pin, runuser's
+	// PAM session entry had the PIN in its _CMDLINE in the journal.) The
+	// terminal echoes what arrives before softhsm2-util turns echo off:
+	// the output is not printed.
+	if out, err := m.shIn(`usermod -aG softhsm edgekeys && runuser -u edgekeys -- script -qec "softhsm2-util --init-token --free --label edgev2" /dev/null`,
+		"87654321\n87654321\n"+pin+"\n"+pin+"\n"); err != nil || !strings.Contains(out, "The token has been initialized") {
+		m.fail("softhsm2-util --init-token, the PINs on its terminal: %v (output not shown: it echoes the PIN; %d bytes)", err, len(out))
+	}
 
-	superConfigAt := func(path, extra string) string {
-		return fmt.Sprintf(`mkdir -p $(dirname %s) && cat > %s <<'EOF'
-hostname = "systest-gw"
+	superConfig := func(extra string) string {
+		return fmt.Sprintf(`hostname = "systest-gw"
 
 [keys]
 pkcs11_lib_path = "/usr/lib/softhsm/libsofthsm2.so"
@@ -428,12 +461,11 @@ symmetric_key = { value = "%s" }
 [cloud]
 trusted_certs = ["file:///etc/edgev2-systest/labcloud-ca.pem"]
 %s
-EOF`, path, path, pin, estPassword, k, extra)
+`, pin, estPassword, k, extra)
 	}
-	superConfig := func(extra string) string { return superConfigAt("/etc/edgev2/config.toml", extra) }
 	// The first super-config comes on a tmpfs and is applied from there, as
 	// an installer would: the secrets are at rest only as sealed credentials.
-	m.must("super-config", superConfigAt("/run/edgev2-systest/config.toml", ""))
+	m.write("super-config", "/run/edgev2-systest/config.toml", superConfig(""))
 	out = m.must("config apply", "edgectl config apply -c /run/edgev2-systest/config.toml")
 	// keyd runs (the call above activated it, not configured): restarted;
 	// the others did not run and apply must say so.
@@ -445,7 +477,9 @@ EOF`, path, path, pin, estPassword, k, extra)
 	// README's next step.
 	m.must("enable --now", "systemctl enable --now edgev2-keyd edgev2-certd edgev2-identityd edgev2-modrtd")
 	m.mainPIDs()
-	m.eventually("provisioning through DPS", "edgectl identity show | grep -q systest-gw", 120*time.Second)
+	// Assigned to the hub by its bare name (labcloud on 443; the HTTPS
+	// certificate covers that name and 127.0.0.1, the EST URL's host).
+	m.eventually("provisioning through DPS", "edgectl identity show >/run/identity && grep -q systest-gw /run/identity && grep -qw hub.systest.test /run/identity", 120*time.Second)
 	sealedSecrets(t, m, dir, map[string]string{"edgev2.keyd.pin": pin, "edgev2.certd.est-password": estPassword, "edgev2.keyd.device-id": string(key)}, k)
 
 	// Activation of a stopped service by a bus call.
@@ -461,7 +495,7 @@ EOF`, path, path, pin, estPassword, k, extra)
 		m.fail("alice listing modules without a grant: %v %q, want not authorized", err, out)
 	}
 	m.must("image import", "edgectl images import /srv/systest/image.tar")
-	m.must("super-config with a principal and a module", superConfig(`
+	m.write("super-config with a principal and a module", "/etc/edgev2/config.toml", superConfig(`
 [[modules]]
 name = "ticker"
 spec = '''
@@ -531,7 +565,7 @@ modules = ["*"]
 	}
 	orphan := m.tickerPid(5 * time.Second)
 	m.must("reinstall", "cd /srv/systest && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ./edgev2-upgrade.deb")
-	m.must("super-config again", "mkdir -p /etc/edgev2 && "+superConfig(`
+	m.write("super-config again", "/etc/edgev2/config.toml", superConfig(`
 [[modules]]
 name = "ticker"
 spec = '''
@@ -550,6 +584,78 @@ spec = '''
 	}
 	m.must("final purge", "DEBIAN_FRONTEND=noninteractive apt-get purge -y edgev2 edgev2-labcloud")
 	m.halt("poweroff")
+}
+
+// journalEntriesWith names the journal entries holding secret: which
+// fields hold it and who wrote them, the secret itself redacted.
+func (m *machine) journalEntriesWith(secret string) string {
+	out, err := m.sh("journalctl --no-pager --all -o json")
+	if err != nil {
+		return fmt.Sprintf("(journalctl -o json: %v)", err)
+	}
+	redact := func(v string) string { return strings.ReplaceAll(v, secret, "<secret>") }
+	var found []string
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.Contains(line, "{") {
+			continue
+		}
+		var e map[string]any
+		if json.Unmarshal([]byte(line), &e) != nil {
+			continue
+		}
+		var fields []string
+		for k, v := range e {
+			for _, b := range journalValues(v) {
+				if bytes.Contains(b, []byte(secret)) {
+					fields = append(fields, k)
+					break
+				}
+			}
+		}
+		if len(fields) == 0 {
+			continue
+		}
+		sort.Strings(fields)
+		who := []string{}
+		for _, k := range []string{"_SYSTEMD_UNIT", "SYSLOG_IDENTIFIER", "_COMM", "_PID", "MESSAGE", "_CMDLINE"} {
+			if v, ok := e[k].(string); ok {
+				who = append(who, k+"="+strconv.Quote(redact(v)))
+			}
+		}
+		found = append(found, fmt.Sprintf("journal entry with the secret in %s: %s", strings.Join(fields, ","), strings.Join(who, " ")))
+		if len(found) == 5 {
+			break
+		}
+	}
+	if len(found) == 0 {
+		return "(journalctl shows no entry with it: in a field journalctl cannot show, or in a journal file's unused space)"
+	}
+	return strings.Join(found, "\n")
+}
+
+// journalValues is a field's values in journalctl's JSON: a string, an
+// array of bytes (not UTF-8), or an array of either (a repeated field).
+func journalValues(v any) [][]byte {
+	switch v := v.(type) {
+	case string:
+		return [][]byte{[]byte(v)}
+	case []any:
+		var bs []byte
+		var out [][]byte
+		for _, x := range v {
+			switch x := x.(type) {
+			case float64:
+				bs = append(bs, byte(x))
+			default:
+				out = append(out, journalValues(x)...)
+			}
+		}
+		if bs != nil {
+			out = append(out, bs)
+		}
+		return out
+	}
+	return nil
 }
 
 func randomHex(n int) string {
@@ -586,7 +692,11 @@ func sealedSecrets(t *testing.T, m *machine, root string, creds map[string]strin
 			b, _ := os.ReadFile(p)
 			for i, s := range secrets {
 				if bytes.Contains(b, []byte(s)) {
-					m.fail("the secret of %s is in clear in %s", names[i], strings.TrimPrefix(p, root))
+					var which string
+					if strings.HasPrefix(p, filepath.Join(root, "var/log/journal")) {
+						which = "\n" + m.journalEntriesWith(s)
+					}
+					m.fail("the secret of %s is in clear in %s%s", names[i], strings.TrimPrefix(p, root), which)
 				}
 			}
 			return nil
