@@ -345,6 +345,14 @@ func testHost(t *testing.T, w *world, module, host string) {
 			t.Fatalf("p11host threads: exit %d\n%s", code, out)
 		}
 	})
+	// A host that takes signals (Go's SIGURG preemption, a timer) interrupts
+	// the module's poll(): the call is made again, not failed.
+	t.Run("SignalsDoNotFailCalls", func(t *testing.T) {
+		out, code := w.run(t, nil, host, module, "signals", ecKey, "200")
+		if code != 0 || !strings.Contains(out, "signed-and-verified 200 of 200") {
+			t.Fatalf("p11host signals: exit %d\n%s", code, out)
+		}
+	})
 	t.Run("FinalizeLeavesNoThreadOrConnection", func(t *testing.T) {
 		out, code := w.run(t, nil, host, module, "cycle", ecKey)
 		if code != 0 {

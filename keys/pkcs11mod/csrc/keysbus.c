@@ -191,6 +191,76 @@ static int append_opts(sd_bus_message *m, const kopts_t *o)
 	return sd_bus_message_close_container(m);
 }
 
+/* A host's signals interrupt sd-bus's poll(): Go's SIGURG preemption, a
+ * timer without SA_RESTART. sd_bus_call (systemd 252) returns -EINTR then,
+ * with the call already sent, and a PKCS#11 call would fail for nothing. So
+ * a call is sent asynchronously and its reply awaited here, where EINTR only
+ * means "wait again"; the call's own timeout still bounds the wait (sd-bus
+ * answers it with a NoReply error). Same contract as sd_bus_call. */
+struct pending {
+	int done;
+	sd_bus_message *reply;
+};
+
+static int on_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+	struct pending *p = userdata;
+	(void)ret_error;
+	p->reply = sd_bus_message_ref(m);
+	p->done = 1;
+	return 1;
+}
+
+static int call(sd_bus *bus, sd_bus_message *m, sd_bus_error *e, sd_bus_message **reply)
+{
+	struct pending p = {0};
+	sd_bus_slot *slot = NULL;
+	int r = sd_bus_call_async(bus, &slot, m, on_reply, &p, CALL_TIMEOUT_USEC);
+
+	if (r < 0)
+		return r;
+	while (!p.done) {
+		r = sd_bus_process(bus, NULL);
+		if (r > 0 || r == -EINTR)
+			continue;
+		if (r < 0)
+			break;
+		r = sd_bus_wait(bus, UINT64_MAX);
+		if (r < 0 && r != -EINTR)
+			break;
+	}
+	sd_bus_slot_unref(slot);
+	if (!p.done)
+		return r;
+	if (sd_bus_message_is_method_error(p.reply, NULL)) {
+		r = sd_bus_error_copy(e, sd_bus_message_get_error(p.reply));
+		sd_bus_message_unref(p.reply);
+		if (sd_bus_is_open(bus) <= 0) {
+			/* The reply sd-bus made up as the connection went: a
+			 * transport failure (no error set), so the pool drops it. */
+			sd_bus_error_free(e);
+			return -ENOTCONN;
+		}
+		return r < 0 ? r : -EIO;
+	}
+	*reply = p.reply;
+	return 1;
+}
+
+/* call_method is sd_bus_call_method through call(): no argument or one string. */
+static int call_method(sd_bus *bus, const char *dest, const char *path, const char *iface, const char *member,
+		       sd_bus_error *e, sd_bus_message **reply, const char *arg)
+{
+	sd_bus_message *m = NULL;
+	int r = sd_bus_message_new_method_call(bus, &m, dest, path, iface, member);
+	if (r >= 0 && arg)
+		r = sd_bus_message_append(m, "s", arg);
+	if (r >= 0)
+		r = call(bus, m, e, reply);
+	sd_bus_message_unref(m);
+	return r;
+}
+
 CK_RV kb_key_op(const char *path, const char *key_id, const char *method, const char *mech,
 		const unsigned char *data, size_t len, const kopts_t *opts, unsigned char **out, size_t *out_len)
 {
@@ -212,7 +282,7 @@ CK_RV kb_key_op(const char *path, const char *key_id, const char *method, const 
 		p11_log(LOG_ERR, "%s on %s: build message: %s", method, key_id, strerror(-r));
 		return CKR_HOST_MEMORY;
 	}
-	r = sd_bus_call(bus, m, CALL_TIMEOUT_USEC, &e, &reply);
+	r = call(bus, m, &e, &reply);
 	sd_bus_message_unref(m);
 	if (r < 0) {
 		rv = map_error(r, &e, method, key_id);
@@ -256,7 +326,7 @@ CK_RV kb_verify(const char *path, const char *key_id, const char *mech, const un
 		pool_put(bus, 1);
 		return CKR_HOST_MEMORY;
 	}
-	r = sd_bus_call(bus, m, CALL_TIMEOUT_USEC, &e, &reply);
+	r = call(bus, m, &e, &reply);
 	sd_bus_message_unref(m);
 	if (r < 0) {
 		rv = map_error(r, &e, "Verify", key_id);
@@ -342,8 +412,8 @@ CK_RV kb_list_keys(key_cb cb, void *ctx)
 
 	if (!bus)
 		return map_error(r, NULL, "GetManagedObjects", KEYS_NAME);
-	r = sd_bus_call_method(bus, KEYS_NAME, KEYS_PATH, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects",
-			       &e, &reply, "");
+	r = call_method(bus, KEYS_NAME, KEYS_PATH, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects", &e, &reply,
+			NULL);
 	if (r < 0) {
 		rv = map_error(r, &e, "GetManagedObjects", KEYS_NAME);
 		pool_put(bus, !transport_failed(r, &e));
@@ -399,7 +469,7 @@ CK_RV kb_list_certs(cert_cb cb, void *ctx)
 
 	if (!bus)
 		return map_error(r, NULL, "ListCertificates", CERTS_NAME);
-	r = sd_bus_call_method(bus, CERTS_NAME, CERTS_PATH, CERTS_IFACE, "ListCertificates", &e, &ids, "");
+	r = call_method(bus, CERTS_NAME, CERTS_PATH, CERTS_IFACE, "ListCertificates", &e, &ids, NULL);
 	if (r < 0) {
 		/* A device without certd still has keys to show. */
 		if (err_is(&e, SD_BUS_ERROR_SERVICE_UNKNOWN) || err_is(&e, SD_BUS_ERROR_NAME_HAS_NO_OWNER)) {
@@ -420,7 +490,7 @@ CK_RV kb_list_certs(cert_cb cb, void *ctx)
 	while ((k = sd_bus_message_read(ids, "s", &id)) > 0) {
 		sd_bus_message *pem = NULL;
 		const char *text;
-		r = sd_bus_call_method(bus, CERTS_NAME, CERTS_PATH, CERTS_IFACE, "GetCertificate", &e, &pem, "s", id);
+		r = call_method(bus, CERTS_NAME, CERTS_PATH, CERTS_IFACE, "GetCertificate", &e, &pem, id);
 		if (r < 0) {
 			/* One certificate the caller may not read (or that just went)
 			 * leaves the others listed. */

@@ -3,6 +3,8 @@
  *   sign LABEL               signs the test digest with CKM_ECDSA, prints the signature (hex)
  *   fork LABEL               signs, forks; one child re-initialises, one carries on; parent signs after
  *   threads LABEL T N        T threads, each with its own session, sign N times and verify
+ *   signals LABEL N          signs and verifies N times while a 100 µs interval timer interrupts
+ *                            every blocking call (a handler without SA_RESTART, as Go's SIGURG)
  *   robust EC RSA AES HMAC   bad arguments get the named errors; good ones work
  *   cycle LABEL              C_Initialize/C_Finalize cycles leave no thread and no fd behind
  * Exit 0 only if every check passed. */
@@ -13,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -200,6 +204,32 @@ static int mode_threads(const char *label, int nt, int n)
 	printf("threads %d signed-and-verified %d of %d\n", nt, total, nt * n);
 	f->C_Finalize(NULL);
 	return total == nt * n ? 0 : 1;
+}
+
+static volatile sig_atomic_t ticks;
+static void tick(int sig)
+{
+	(void)sig;
+	ticks++;
+}
+
+static int mode_signals(const char *label, int n)
+{
+	struct sigaction sa = {0};
+	struct itimerval it = {{0, 100}, {0, 100}};
+	struct worker w = {.label = label, .n = n};
+
+	sa.sa_handler = tick; /* no SA_RESTART: poll() returns EINTR */
+	sigaction(SIGALRM, &sa, NULL);
+	if (f->C_Initialize(NULL) != CKR_OK)
+		die("C_Initialize", 0);
+	setitimer(ITIMER_REAL, &it, NULL);
+	work(&w);
+	memset(&it, 0, sizeof it);
+	setitimer(ITIMER_REAL, &it, NULL);
+	printf("signals %s signed-and-verified %d of %d (%d interrupts)\n", label, w.ok, n, (int)ticks);
+	f->C_Finalize(NULL);
+	return w.ok == n && ticks > 0 ? 0 : 1;
 }
 
 static int count_dir(const char *path)
@@ -481,6 +511,8 @@ int main(int argc, char **argv)
 		rc = mode_fork(argv[3]);
 	} else if (strcmp(argv[2], "threads") == 0 && argc == 6) {
 		rc = mode_threads(argv[3], atoi(argv[4]), atoi(argv[5]));
+	} else if (strcmp(argv[2], "signals") == 0 && argc == 5) {
+		rc = mode_signals(argv[3], atoi(argv[4]));
 	} else if (strcmp(argv[2], "cycle") == 0) {
 		rc = mode_cycle(argv[3]);
 	} else if (strcmp(argv[2], "robust") == 0 && argc == 7) {
