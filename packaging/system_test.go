@@ -717,16 +717,26 @@ func sealedSecrets(t *testing.T, m *machine, root string, creds map[string]strin
 	if b, err := creds2.CombinedOutput(); err != nil {
 		t.Fatalf("making another host key: %v %s", err, b)
 	}
+	// The gateway's own key, as the host's systemd-creds accepts a key file:
+	// owned by root (the container's files may belong to a shifted uid), 0400.
+	ownKey := filepath.Join(t.TempDir(), "own.secret")
+	if b, err := os.ReadFile(filepath.Join(root, "var/lib/systemd/credential.secret")); err != nil {
+		t.Fatalf("the gateway's host key: %v", err)
+	} else if err := os.WriteFile(ownKey, b, 0o400); err != nil {
+		t.Fatal(err)
+	}
 	for name, secret := range creds {
 		path := filepath.Join(root, "etc/credstore.encrypted", name)
-		for _, hostKey := range []string{filepath.Join(root, "var/lib/systemd/credential.secret"), otherKey} {
+		for _, hostKey := range []string{ownKey, otherKey} {
 			dec := exec.Command("systemd-creds", "decrypt", "--name="+name, path, "-")
 			dec.Env = append(os.Environ(), "SYSTEMD_CREDENTIAL_SECRET="+hostKey)
+			var stderr bytes.Buffer
+			dec.Stderr = &stderr
 			plain, err := dec.Output()
 			mine := hostKey != otherKey
 			switch {
 			case mine && (err != nil || string(plain) != secret):
-				m.fail("%s does not open with the gateway's own host key: %v", name, err)
+				m.fail("%s does not open with the gateway's own host key: %v %s", name, err, stderr.String())
 			case !mine && err == nil:
 				m.fail("%s opens with another machine's host key", name)
 			case !mine && bytes.Contains(plain, []byte(secret)):
