@@ -25,6 +25,9 @@ import (
 // keys. Figures are printed with their repetitions and spread; nothing is
 // asserted.
 func keyScaleRows(e *benchEnv) error {
+	// keyd here runs on its own file store under the same bus name: the
+	// keyd the earlier parts kept must have released it first.
+	stopKept(e.p)
 	notes, err := keyScaleNotes(e.p, e.b, testenv.BuildBinary(e.p, "./cmd/edgev2-keyd"), e.self, e.dir)
 	e.note(notes...)
 	return err
