@@ -25,7 +25,14 @@ architectures)
 		fi
 	done
 	if [ "$added" = yes ]; then
-		apt-get update -q
+		# A mirror in the middle of a sync serves an index of the wrong size
+		# ("Mirror sync in progress?"): try again, then go on with the indexes
+		# apt has; the candidate check below says if an architecture is missing.
+		for try in 1 2 3; do
+			apt-get update -q && break
+			echo "cross-deps.sh: apt-get update failed (try $try of 3)" >&2
+			sleep 10
+		done
 	fi
 	# A deb822 source with "Architectures: amd64" (or a one-line source with
 	# [arch=amd64]) hides the other architectures' packages: say so.
