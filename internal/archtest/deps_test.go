@@ -99,6 +99,7 @@ func isContainerd(d string) bool { return strings.HasPrefix(d, "github.com/conta
 func isGoTPM(d string) bool      { return strings.HasPrefix(d, "github.com/google/go-tpm") }
 func isModule(d string) bool     { return strings.HasPrefix(d, mod) }
 func isDomain(d string) bool     { _, r := kind(d); return r == "domain" }
+
 // isServiceCode: a service's domain package or its D-Bus adapter. A service's
 // other subpackages (protocol clients, parsers, engines) are not counted:
 // they are libraries, governed by the rules on what links them.
