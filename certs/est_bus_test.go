@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/certs"
+	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/internal/fault"
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
@@ -42,7 +43,7 @@ func newBootstrapCA(t *testing.T, dir string) *bootstrapCA {
 	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	cert, _ := x509.ParseCertificate(der)
 	file := filepath.Join(dir, "bootstrap-ca.pem")
-	os.WriteFile(file, []byte(certs.EncodeChain([]*x509.Certificate{cert})), 0o644)
+	os.WriteFile(file, []byte(certsapi.EncodeChain([]*x509.Certificate{cert})), 0o644)
 	return &bootstrapCA{cert: cert, key: key, file: file}
 }
 
@@ -57,7 +58,7 @@ func (b *bootstrapCA) issue(t *testing.T, csrDER []byte) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return certs.EncodeChain(chain[:1])
+	return certsapi.EncodeChain(chain[:1])
 }
 
 func writeShared(t *testing.T, dir, name string, data []byte) string {
@@ -398,7 +399,7 @@ threshold = "80%%"
 	rootFile := writeShared(t, dir, "root.pem", caPEM)
 	chainFile := writeShared(t, dir, "chain-old.pem", []byte(firstPEM))
 	verify := func(leafPEM string) (string, error) {
-		leafFile := writeShared(t, dir, "leaf.pem", []byte(certs.EncodeChain(parseChain(t, leafPEM)[:1])))
+		leafFile := writeShared(t, dir, "leaf.pem", []byte(certsapi.EncodeChain(parseChain(t, leafPEM)[:1])))
 		out, err := exec.Command("openssl", "verify", "-crl_check", "-CRLfile", crlFile, "-CAfile", rootFile,
 			"-untrusted", chainFile, leafFile).CombinedOutput()
 		return string(out), err

@@ -2,6 +2,7 @@ package certs
 
 import (
 	"context"
+	"github.com/edgev2/edgev2/certs/config"
 	"time"
 )
 
@@ -17,14 +18,14 @@ func (s *Service) renewAt(info Info) time.Time {
 	var at time.Time
 	paced := is.AutoRenew.Paced(leaf.NotBefore, leaf.NotAfter)
 	switch {
-	case is.AutoRenew.threshold.fraction > 0:
-		at = leaf.NotBefore.Add(is.AutoRenew.threshold.of(life))
+	case is.AutoRenew.ThresholdSpan().Fraction > 0:
+		at = leaf.NotBefore.Add(is.AutoRenew.ThresholdSpan().Of(life))
 	case paced:
 		// "Renew 10d before expiry" of a 1-hour certificate would be due at
 		// once, forever: renew part-way through the lifetime it really has.
-		at = leaf.NotBefore.Add(time.Duration(float64(life) * PaceFraction))
+		at = leaf.NotBefore.Add(time.Duration(float64(life) * config.PaceFraction))
 	default:
-		at = leaf.NotAfter.Add(-is.AutoRenew.threshold.d)
+		at = leaf.NotAfter.Add(-is.AutoRenew.ThresholdSpan().D)
 	}
 	s.mu.Lock()
 	r, failed := s.retry[info.ID]
@@ -37,7 +38,7 @@ func (s *Service) renewAt(info Info) time.Time {
 	if logPacing {
 		s.log.Warn("the CA issued a lifetime at or below the renewal threshold; renewing part-way through the lifetime instead",
 			"cert_id", info.ID, "lifetime", life.String(), "threshold", is.AutoRenew.Threshold,
-			"renew_at_fraction", PaceFraction, "min_interval", is.AutoRenew.minInterval.String())
+			"renew_at_fraction", config.PaceFraction, "min_interval", is.AutoRenew.MinIntervalDuration().String())
 	}
 	if failed && r.at.After(at) {
 		at = r.at
@@ -45,8 +46,8 @@ func (s *Service) renewAt(info Info) time.Time {
 	// A paced certificate is never renewed sooner than min_interval after
 	// the last success; nor is any certificate whose renewal time is already
 	// past when it was issued (a CA backdating notBefore far).
-	if renewed && (paced || !at.After(last)) && at.Before(last.Add(is.AutoRenew.minInterval)) {
-		at = last.Add(is.AutoRenew.minInterval)
+	if renewed && (paced || !at.After(last)) && at.Before(last.Add(is.AutoRenew.MinIntervalDuration())) {
+		at = last.Add(is.AutoRenew.MinIntervalDuration())
 	}
 	return at
 }
@@ -64,7 +65,7 @@ func (s *Service) Run(ctx context.Context) {
 	crlEvery := time.Duration(0)
 	for _, is := range s.cfg.Issuance {
 		if is.Method == "est" {
-			crlEvery = s.cfg.EST.crlInterval
+			crlEvery = s.cfg.EST.CRLInterval()
 		}
 	}
 	nextCRL := s.clock.Now()
@@ -125,7 +126,7 @@ func (s *Service) renewDue(ctx context.Context) time.Time {
 func (s *Service) recordFailure(id string, info Info, err error) time.Time {
 	is := s.cfg.Issuance[id]
 	leaf := info.Leaf()
-	base := is.AutoRenew.retry.of(leaf.NotAfter.Sub(leaf.NotBefore))
+	base := is.AutoRenew.RetrySpan().Of(leaf.NotAfter.Sub(leaf.NotBefore))
 	if base < time.Second {
 		base = time.Second
 	}

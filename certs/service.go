@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgev2/edgev2/certs/api"
+	"github.com/edgev2/edgev2/certs/config"
 	"github.com/edgev2/edgev2/certs/est"
 	"github.com/edgev2/edgev2/internal/credential"
 	"github.com/edgev2/edgev2/internal/fault"
@@ -49,7 +51,7 @@ var RealClock Clock = realClock{}
 type Service struct {
 	store *Store
 	keys  KeyStore
-	cfg   *Config
+	cfg   *config.Config
 	clock Clock
 	log   *slog.Logger
 	// ESTConfig lets tests adjust the EST client (e.g. its Sleep).
@@ -77,12 +79,12 @@ type retryState struct {
 }
 
 // NewService serves the store with the given configuration.
-func NewService(store *Store, keys KeyStore, cfg *Config, clock Clock, log *slog.Logger) *Service {
+func NewService(store *Store, keys KeyStore, cfg *config.Config, clock Clock, log *slog.Logger) *Service {
 	if clock == nil {
 		clock = RealClock
 	}
 	if cfg.Issuance == nil {
-		cfg.Issuance = map[string]*Issuance{}
+		cfg.Issuance = map[string]*config.Issuance{}
 	}
 	return &Service{store: store, keys: keys, cfg: cfg, clock: clock, log: log,
 		retry: map[string]retryState{}, lastSuccess: map[string]time.Time{}, pacedLogged: map[string]bool{},
@@ -110,16 +112,16 @@ func (s *Service) List() ([]string, error) { return s.store.List() }
 
 // Import stores a PEM chain (leaf first) under id.
 func (s *Service) Import(ctx context.Context, id, pemText string) (Info, error) {
-	if err := ValidateID(id); err != nil {
+	if err := api.ValidateID(id); err != nil {
 		return Info{}, err
 	}
-	chain, err := ParseChainPEM(pemText)
+	chain, err := api.ParseChainPEM(pemText)
 	if err != nil {
 		return Info{}, err
 	}
 	s.issue.Lock()
 	defer s.issue.Unlock()
-	if err := s.store.Put(id, EncodeChain(chain)); err != nil {
+	if err := s.store.Put(id, api.EncodeChain(chain)); err != nil {
 		return Info{}, err
 	}
 	s.log.Info("certificate imported", "cert_id", id, "subject", chain[0].Subject.String())
@@ -183,7 +185,7 @@ func (s *Service) Authority(id string, o CreateOptions) (Authority, error) {
 		if o.IssuerCert == "" {
 			return a, fault.New(fault.InvalidArgs, "issuer local_ca needs option issuer_cert: the CA's certificate id")
 		}
-		if err := ValidateID(o.IssuerCert); err != nil {
+		if err := api.ValidateID(o.IssuerCert); err != nil {
 			return a, err
 		}
 		key, ok := s.cfg.CAKey(o.IssuerCert)
@@ -224,7 +226,7 @@ func (s *Service) Authority(id string, o CreateOptions) (Authority, error) {
 
 // checkSubject: a configured id's request asks for exactly the configured
 // subject (common_name, organization) and only configured DNS names.
-func checkSubject(id string, is *Issuance, csr *x509.CertificateRequest) error {
+func checkSubject(id string, is *config.Issuance, csr *x509.CertificateRequest) error {
 	want := 1
 	if is.Organization != "" {
 		want = 2
@@ -250,7 +252,7 @@ func checkSubject(id string, is *Issuance, csr *x509.CertificateRequest) error {
 // Create issues a certificate for a caller's CSR and stores it under id.
 // The caller's authority (Authority) must already be checked.
 func (s *Service) Create(ctx context.Context, id string, csrDER []byte, o CreateOptions) (Info, error) {
-	if err := ValidateID(id); err != nil {
+	if err := api.ValidateID(id); err != nil {
 		return Info{}, err
 	}
 	if s.store.IsPreloaded(id) {
@@ -323,7 +325,7 @@ func (s *Service) Create(ctx context.Context, id string, csrDER []byte, o Create
 			return Info{}, err
 		}
 	}
-	if err := s.store.Put(id, EncodeChain(chain)); err != nil {
+	if err := s.store.Put(id, api.EncodeChain(chain)); err != nil {
 		return Info{}, err
 	}
 	s.log.Info("certificate issued", "cert_id", id, "issuer", o.Issuer, "issuer_cert", o.IssuerCert, "ca", o.CA, "not_after", chain[0].NotAfter)
@@ -366,7 +368,7 @@ func (s *Service) issueLocalCA(ctx context.Context, csr *x509.CertificateRequest
 // Ensure issues id per its [cert_issuance] policy if it is missing, expired
 // or due for renewal, and returns it.
 func (s *Service) Ensure(ctx context.Context, id string) (Info, error) {
-	if err := ValidateID(id); err != nil {
+	if err := api.ValidateID(id); err != nil {
 		return Info{}, err
 	}
 	info, err := s.Get(ctx, id)
@@ -410,7 +412,7 @@ type renewOptions struct{ force, fresh, rotate bool }
 
 func (s *Service) renewWith(ctx context.Context, id string, o renewOptions) (Info, error) {
 	force := o.force
-	if err := ValidateID(id); err != nil {
+	if err := api.ValidateID(id); err != nil {
 		return Info{}, err
 	}
 	is, ok := s.cfg.Issuance[id]
@@ -492,7 +494,7 @@ func (s *Service) renewWith(ctx context.Context, id string, o renewOptions) (Inf
 		}
 		return Info{}, err
 	}
-	if err := s.store.Put(id, EncodeChain(chain)); err != nil {
+	if err := s.store.Put(id, api.EncodeChain(chain)); err != nil {
 		return Info{}, err
 	}
 	if rotate {
@@ -531,7 +533,7 @@ func (s *Service) RecoverRotation(ctx context.Context) {
 
 // recoverRotation: if the stored certificate matches the key kept under
 // "<key>.next", that key is moved into place. s.issue is held.
-func (s *Service) recoverRotation(ctx context.Context, id string, is *Issuance) {
+func (s *Service) recoverRotation(ctx context.Context, id string, is *config.Issuance) {
 	info, err := s.store.Get(id)
 	if err != nil {
 		return
@@ -685,7 +687,7 @@ func (s *Service) estIdentity(ctx context.Context, client *est.Client, base est.
 	if err != nil {
 		return est.Auth{}, fmt.Errorf("enroll the EST identity %q: %w", e.IdentityCert, err)
 	}
-	if err := s.store.Put(e.IdentityCert, EncodeChain(chain)); err != nil {
+	if err := s.store.Put(e.IdentityCert, api.EncodeChain(chain)); err != nil {
 		return est.Auth{}, err
 	}
 	s.log.Info("EST identity enrolled with the bootstrap identity", "cert_id", e.IdentityCert, "not_after", chain[0].NotAfter)
@@ -780,7 +782,7 @@ func (s *Service) addChallengePassword(csrDER []byte, signer crypto.Signer, attr
 
 // estCSRAttrs asks the EST server's /csrattrs what it wants in a CSR
 // (RFC 7030 4.5); nil when it has nothing or does not answer.
-func (s *Service) estCSRAttrs(ctx context.Context, is *Issuance) *est.CSRAttrs {
+func (s *Service) estCSRAttrs(ctx context.Context, is *config.Issuance) *est.CSRAttrs {
 	client, err := s.estClient(is.URL, is.Label)
 	if err != nil {
 		return nil
