@@ -129,3 +129,11 @@ func (s *Service) Revocation(id string) RevocationState {
 	defer s.mu.Unlock()
 	return s.revocation[id]
 }
+
+// crlNow asks Run for a CRL check at once.
+func (s *Service) crlNow() {
+	select {
+	case s.checkCRL <- struct{}{}:
+	default:
+	}
+}
