@@ -434,26 +434,6 @@ func TestSubCAPathLengthStaysBelowTheIssuers(t *testing.T) {
 
 // TestCABindingsMustAgree: two settings binding one CA to different keys,
 // or a local_ca issuance whose CA has no key, are configuration errors.
-func TestCABindingsMustAgree(t *testing.T) {
-	for name, text := range map[string]string{
-		"two keys":   "[local_ca.ca]\nkey = \"a\"\n[cert_issuance.ca]\nmethod = \"self_signed\"\nca = true\nkey_id = \"b\"\n",
-		"issuer_key": "[local_ca.ca]\nkey = \"a\"\n[cert_issuance.x]\nmethod = \"local_ca\"\nissuer_cert = \"ca\"\nissuer_key = \"b\"\n",
-		"unbound":    "[cert_issuance.x]\nmethod = \"local_ca\"\nissuer_cert = \"ca\"\n",
-		"no key":     "[local_ca.ca]\n",
-	} {
-		if _, err := config.Parse("certd.toml", []byte("homedir = \"/var/lib/edgev2/certd\"\n"+text)); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
-	}
-	c, err := config.Parse("certd.toml", []byte("homedir = \"/x\"\n[local_ca.ca]\nkey = \"a\"\n[cert_issuance.x]\nmethod = \"local_ca\"\nissuer_cert = \"ca\"\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if k, ok := c.CAKey("ca"); !ok || k != "a" {
-		t.Fatalf("CAKey(ca) = %q, %v", k, ok)
-	}
-}
-
 func TestChallengePasswordCSRIsReadByOpenSSL(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		testenv.Missing(t, "openssl", err.Error())

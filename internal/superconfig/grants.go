@@ -33,7 +33,7 @@ type ServiceGrant struct {
 }
 
 // nextKeySuffix names the key certd makes while it rotates one
-// (certs/service.go): it creates, uses and then moves it over the old one.
+// (certs/renew.go): it creates, uses and then moves it over the old one.
 const nextKeySuffix = ".next"
 
 // CertdGrant is certd's grant for its configuration: the keys of the
