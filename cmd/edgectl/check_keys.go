@@ -92,7 +92,7 @@ func (k *checker) checkKeysAndCerts(ctx context.Context) {
 		k.add("clock", statusError, fmt.Sprintf("the clock says %s, which is before 2024: certificates will not verify", now.UTC().Format(time.RFC3339)),
 			"set the time: enable NTP (`timedatectl set-ntp true`) or `date -s`")
 	}
-	keysUp, certsUp := k.up["org.edgev2.Keys1"], k.up["org.edgev2.Certificates1"]
+	keysUp, certsUp := k.up["org.edgev2.Keys1"], k.up[certsapi.BusName]
 	if !keysUp || !certsUp {
 		k.add("keys", statusSkipped, "the Keys or Certificates service is not reachable", "")
 		k.add("certs.expiry", statusSkipped, "the Certificates service is not reachable", "")
