@@ -211,6 +211,15 @@ func TestCertdIssuesThroughTheBus(t *testing.T) {
 		watch.AddMatchSignal(godbus.WithMatchSender(certsapi.BusName), godbus.WithMatchMember("Renewed"))
 		sigs := make(chan *godbus.Signal, 8)
 		watch.Signal(sigs)
+		typed := make(chan string, 8)
+		if err := cclient.New(s.bus.Conn(t)).WatchRenewed(ctx, func(id string) {
+			select {
+			case typed <- id:
+			default:
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
 		firstPEM, err := s.certs.Ensure(ctx, "short")
 		if err != nil {
 			t.Fatal(err)
@@ -235,6 +244,14 @@ func TestCertdIssuesThroughTheBus(t *testing.T) {
 			case <-timeout:
 				t.Fatal("no Renewed signal for an 8 s certificate with a 50% threshold")
 			}
+		}
+		select {
+		case id := <-typed:
+			if id != "short" {
+				t.Fatalf("WatchRenewed reported %q, want short", id)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the client's WatchRenewed did not report the renewal")
 		}
 		secondPEM, _ := s.certs.Get(ctx, "short")
 		second := parseChain(t, secondPEM)[0]

@@ -138,7 +138,8 @@ func (c *Client) Properties(ctx context.Context, id string) (Properties, error) 
 // WatchRenewed calls renewed with the id of every certificate certd renews
 // (signal Renewed), from one goroutine, until ctx is done. A signal counts
 // only if it comes from the current owner of the service's name: signals
-// sent straight to this connection bypass match rules.
+// sent straight to this connection bypass match rules. It returns an error
+// only when the match rule cannot be added.
 func (c *Client) WatchRenewed(ctx context.Context, renewed func(id string)) error {
 	match := []godbus.MatchOption{godbus.WithMatchSender(busName), godbus.WithMatchInterface(certIface), godbus.WithMatchMember(api.SignalRenewed)}
 	if err := c.conn.AddMatchSignalContext(ctx, match...); err != nil {
@@ -156,7 +157,10 @@ func (c *Client) WatchRenewed(ctx context.Context, renewed func(id string)) erro
 			select {
 			case <-ctx.Done():
 				return
-			case sig := <-ch:
+			case sig, open := <-ch:
+				if !open {
+					return // the connection is closed
+				}
 				if sig == nil || sig.Name != certIface+"."+api.SignalRenewed {
 					continue
 				}
