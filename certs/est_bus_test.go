@@ -1,6 +1,7 @@
 package certs_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -48,6 +49,21 @@ func newBootstrapCA(t *testing.T, dir string) *bootstrapCA {
 }
 
 // issue signs a bootstrap certificate for a CSR made with a key in keyd.
+// provision puts a bootstrap key (in keyd) and its certificate, issued by
+// b (in certd), on the device, as the factory does.
+func (b *bootstrapCA) provision(t *testing.T, ctx context.Context, s *stack) {
+	t.Helper()
+	bk, err := s.keys.CreateKeyPair(ctx, "bootstrap", "ec-p256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := bk.Signer(ctx)
+	csr, _ := certs.NewCSR(signer, pkix.Name{CommonName: "serial-0001"}, nil)
+	if err := s.certs.Import(ctx, "bootstrap", b.issue(t, csr)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (b *bootstrapCA) issue(t *testing.T, csrDER []byte) string {
 	t.Helper()
 	csr, err := certs.ParseCSR(csrDER)
@@ -105,15 +121,7 @@ common_name = "device-1"
 `, caFile, url))
 	ctx := ctxT(t)
 	// The factory put a bootstrap key and certificate on the device.
-	bk, err := s.keys.CreateKeyPair(ctx, "bootstrap", "ec-p256")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := bk.Signer(ctx)
-	csr, _ := certs.NewCSR(signer, pkix.Name{CommonName: "serial-0001"}, nil)
-	if err := s.certs.Import(ctx, "bootstrap", boot.issue(t, csr)); err != nil {
-		t.Fatal(err)
-	}
+	boot.provision(t, ctx, s)
 
 	devPEM, err := s.certs.Ensure(ctx, "device-id")
 	if err != nil {
@@ -454,15 +462,7 @@ method = "est"
 common_name = "device-1"
 `, caFile, url))
 	ctx := ctxT(t)
-	bk, err := s.keys.CreateKeyPair(ctx, "bootstrap", "ec-p256")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := bk.Signer(ctx)
-	csr, _ := certs.NewCSR(signer, pkix.Name{CommonName: "serial-0001"}, nil)
-	if err := s.certs.Import(ctx, "bootstrap", boot.issue(t, csr)); err != nil {
-		t.Fatal(err)
-	}
+	boot.provision(t, ctx, s)
 	devPEM, err := s.certs.Ensure(ctx, "device-id")
 	if err != nil {
 		t.Fatal(err)
