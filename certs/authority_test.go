@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgev2/edgev2/certs"
+	certsapi "github.com/edgev2/edgev2/certs/api"
 	bus "github.com/edgev2/edgev2/dbus"
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
 	"github.com/edgev2/edgev2/internal/superconfig"
@@ -126,8 +126,8 @@ func TestIssuanceAuthorityCannotBeBorrowed(t *testing.T) {
 		t.Fatal(err)
 	}
 	var call attackerCall = func(method string, args ...string) (string, int) {
-		argv := append([]string{"call", "--address", s.bus.Address, "--dest", certs.BusName,
-			"--object-path", string(certs.ObjectPath), "--method", certs.Interface + "." + method}, args...)
+		argv := append([]string{"call", "--address", s.bus.Address, "--dest", certsapi.BusName,
+			"--object-path", string(certsapi.ObjectPath), "--method", certsapi.Interface + "." + method}, args...)
 		out, errOut, code := testenv.RunAs(t, testenv.OtherUser, nil, "gdbus", argv...)
 		return out + errOut, code
 	}
@@ -158,9 +158,9 @@ func TestIssuanceAuthorityCannotBeBorrowed(t *testing.T) {
 		refused(t, "choosing the CA's key", out, code, bus.ErrInvalidArgs, "issuer_key")
 		// The real CA with its configured key: certs.manage on the target is not enough.
 		out, code = call("CreateCertificate", "tester-leaf", leafCSR, optsText(map[string]string{"issuer": "local_ca", "issuer_cert": "device-ca"}, false))
-		refused(t, "issuing under device-ca with certs.manage only", out, code, bus.ErrNotAuthorized, certs.ActionIssue)
+		refused(t, "issuing under device-ca with certs.manage only", out, code, bus.ErrNotAuthorized, certsapi.ActionIssue)
 		out, code = call("CreateCertificate", "tester-server", serverCSR, optsText(map[string]string{"issuer": "local_ca", "issuer_cert": "device-ca"}, false))
-		refused(t, "issuing a configured id with certs.manage only", out, code, bus.ErrNotAuthorized, certs.ActionIssue)
+		refused(t, "issuing a configured id with certs.manage only", out, code, bus.ErrNotAuthorized, certsapi.ActionIssue)
 		if stored(t, "tester-leaf") || stored(t, "tester-server") {
 			t.Fatal("a refused issuance stored a certificate")
 		}
@@ -171,7 +171,7 @@ func TestIssuanceAuthorityCannotBeBorrowed(t *testing.T) {
 certs_issue = ["device-ca"]`))
 		// A subject of the caller's choosing (an id the configuration does not describe).
 		out, code := call("CreateCertificate", "tester-leaf", leafCSR, optsText(map[string]string{"issuer": "local_ca", "issuer_cert": "device-ca"}, false))
-		refused(t, "a requested subject under device-ca", out, code, bus.ErrNotAuthorized, certs.ActionIssue)
+		refused(t, "a requested subject under device-ca", out, code, bus.ErrNotAuthorized, certsapi.ActionIssue)
 		// A configured id with another subject or name than configured.
 		out, code = call("CreateCertificate", "tester-server", leafCSR, optsText(map[string]string{"issuer": "local_ca", "issuer_cert": "device-ca"}, false))
 		refused(t, "tester-server with subject edgeHub", out, code, bus.ErrInvalidArgs, "subject")
@@ -181,7 +181,7 @@ certs_issue = ["device-ca"]`))
 		// A CA certificate needs certs.issue-ca.
 		subCSR := csrText(t, pkix.Name{CommonName: "tester sub CA"}, nil)
 		out, code = call("CreateCertificate", "tester-subca", subCSR, optsText(map[string]string{"issuer": "local_ca", "issuer_cert": "device-ca"}, true))
-		refused(t, "a sub-CA without certs.issue-ca", out, code, bus.ErrNotAuthorized, certs.ActionIssueCA)
+		refused(t, "a sub-CA without certs.issue-ca", out, code, bus.ErrNotAuthorized, certsapi.ActionIssueCA)
 		// The issuance the configuration gives the principal works.
 		out, code = call("CreateCertificate", "tester-server", serverCSR, optsText(map[string]string{"issuer": "local_ca", "issuer_cert": "device-ca"}, false))
 		if code != 0 {

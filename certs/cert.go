@@ -3,20 +3,13 @@
 package certs
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
-	"strings"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/fault"
-	"github.com/edgev2/edgev2/internal/label"
+	"github.com/edgev2/edgev2/certs/api"
 )
-
-// MaxPEM bounds an imported chain.
-const MaxPEM = 256 << 10
 
 // Info describes a stored certificate chain.
 type Info struct {
@@ -30,63 +23,10 @@ type Info struct {
 func (i Info) Leaf() *x509.Certificate { return i.Chain[0] }
 
 // PEM renders the chain, leaf first.
-func (i Info) PEM() string { return EncodeChain(i.Chain) }
+func (i Info) PEM() string { return api.EncodeChain(i.Chain) }
 
 // Fingerprint is the SHA-256 of the leaf's DER, lower-case hex.
 func (i Info) Fingerprint() string {
 	sum := sha256.Sum256(i.Leaf().Raw)
 	return hex.EncodeToString(sum[:])
-}
-
-// ValidateID checks a certificate id (same rules as key ids).
-func ValidateID(id string) error {
-	if msg := label.ValidateID("certificate id", id); msg != "" {
-		return fault.New(fault.InvalidArgs, "%s", msg)
-	}
-	return nil
-}
-
-// EncodeChain renders certificates as PEM, in order.
-func EncodeChain(chain []*x509.Certificate) string {
-	var b bytes.Buffer
-	for _, c := range chain {
-		pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-	}
-	return b.String()
-}
-
-// ParseChainPEM parses a PEM chain, leaf first. Anything but CERTIFICATE
-// blocks (a private key pasted by mistake, stray text) is refused, so a
-// secret never ends up in the certificate store.
-func ParseChainPEM(data string) ([]*x509.Certificate, error) {
-	if len(data) > MaxPEM {
-		return nil, fault.New(fault.InvalidArgs, "PEM is %d bytes; the limit is %d", len(data), MaxPEM)
-	}
-	rest := []byte(data)
-	var chain []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			if strings.Contains(block.Type, "PRIVATE KEY") {
-				return nil, fault.New(fault.InvalidArgs, "the PEM holds a private key; import certificates only (keys go to the Keys service)")
-			}
-			return nil, fault.New(fault.InvalidArgs, "the PEM holds a %q block; only CERTIFICATE blocks are accepted", block.Type)
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fault.New(fault.InvalidArgs, "certificate %d of the PEM does not parse: %v", len(chain)+1, err)
-		}
-		chain = append(chain, c)
-	}
-	if len(bytes.TrimSpace(rest)) > 0 {
-		return nil, fault.New(fault.InvalidArgs, "the PEM has text that is not a certificate block after certificate %d", len(chain))
-	}
-	if len(chain) == 0 {
-		return nil, fault.New(fault.InvalidArgs, "the PEM holds no certificate")
-	}
-	return chain, nil
 }

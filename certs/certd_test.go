@@ -18,6 +18,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/edgev2/edgev2/certs"
+	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/fault"
@@ -76,7 +77,7 @@ func startStack(t *testing.T, extra string) *stack {
 	s.polkit.AddRule(t, fmt.Sprintf("certd-grant-%d", grantSeq.Add(1)), string(rules))
 	s.certd = testenv.StartService(t, s.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-certd"), Args: []string{"--config", certdConfig, "--log-level", "debug"},
-		User: testenv.CertsUser, BusName: certs.BusName,
+		User: testenv.CertsUser, BusName: certsapi.BusName,
 	})
 	s.conn = s.bus.Conn(t)
 	s.keys = kclient.New(s.conn)
@@ -92,7 +93,7 @@ func ctxT(t *testing.T) context.Context {
 
 func parseChain(t *testing.T, pemText string) []*x509.Certificate {
 	t.Helper()
-	chain, err := certs.ParseChainPEM(pemText)
+	chain, err := certsapi.ParseChainPEM(pemText)
 	if err != nil {
 		t.Fatalf("parse returned chain: %v", err)
 	}
@@ -104,10 +105,10 @@ func opensslVerify(t *testing.T, chainPEM string, rootPEM string) {
 	dir := t.TempDir()
 	chain := parseChain(t, chainPEM)
 	os.WriteFile(filepath.Join(dir, "root.pem"), []byte(rootPEM), 0o600)
-	os.WriteFile(filepath.Join(dir, "leaf.pem"), []byte(certs.EncodeChain(chain[:1])), 0o600)
+	os.WriteFile(filepath.Join(dir, "leaf.pem"), []byte(certsapi.EncodeChain(chain[:1])), 0o600)
 	args := []string{"verify", "-CAfile", filepath.Join(dir, "root.pem")}
 	if len(chain) > 1 { // intermediates (and the root, if stored) are untrusted input
-		os.WriteFile(filepath.Join(dir, "inter.pem"), []byte(certs.EncodeChain(chain[1:])), 0o600)
+		os.WriteFile(filepath.Join(dir, "inter.pem"), []byte(certsapi.EncodeChain(chain[1:])), 0o600)
 		args = append(args, "-untrusted", filepath.Join(dir, "inter.pem"))
 	}
 	args = append(args, filepath.Join(dir, "leaf.pem"))
@@ -207,9 +208,18 @@ func TestCertdIssuesThroughTheBus(t *testing.T) {
 	})
 	t.Run("RenewedOnScheduleWithRotation", func(t *testing.T) {
 		watch := s.bus.Conn(t)
-		watch.AddMatchSignal(godbus.WithMatchSender(certs.BusName), godbus.WithMatchMember("Renewed"))
+		watch.AddMatchSignal(godbus.WithMatchSender(certsapi.BusName), godbus.WithMatchMember("Renewed"))
 		sigs := make(chan *godbus.Signal, 8)
 		watch.Signal(sigs)
+		typed := make(chan string, 8)
+		if err := cclient.New(s.bus.Conn(t)).WatchRenewed(ctx, func(id string) {
+			select {
+			case typed <- id:
+			default:
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
 		firstPEM, err := s.certs.Ensure(ctx, "short")
 		if err != nil {
 			t.Fatal(err)
@@ -224,7 +234,7 @@ func TestCertdIssuesThroughTheBus(t *testing.T) {
 		for timeout := time.After(20 * time.Second); ; {
 			select {
 			case sig := <-sigs:
-				if sig.Name != certs.CertInterface+".Renewed" {
+				if sig.Name != certsapi.CertInterface+".Renewed" {
 					continue
 				}
 				if sig.Path != cclient.Path("short") {
@@ -234,6 +244,14 @@ func TestCertdIssuesThroughTheBus(t *testing.T) {
 			case <-timeout:
 				t.Fatal("no Renewed signal for an 8 s certificate with a 50% threshold")
 			}
+		}
+		select {
+		case id := <-typed:
+			if id != "short" {
+				t.Fatalf("WatchRenewed reported %q, want short", id)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the client's WatchRenewed did not report the renewal")
 		}
 		secondPEM, _ := s.certs.Get(ctx, "short")
 		second := parseChain(t, secondPEM)[0]
@@ -274,7 +292,7 @@ func TestCertdIssuesThroughTheBus(t *testing.T) {
 			}
 		}
 		var de godbus.Error
-		err := s.conn.Object(certs.BusName, certs.ObjectPath).Call(certs.Interface+".CreateCertificate", 0, "x", []byte{0x30}, map[string]godbus.Variant{"validity": godbus.MakeVariant("1h")}).Err
+		err := s.conn.Object(certsapi.BusName, certsapi.ObjectPath).Call(certsapi.Interface+".CreateCertificate", 0, "x", []byte{0x30}, map[string]godbus.Variant{"validity": godbus.MakeVariant("1h")}).Err
 		if !errorsAs(err, &de) || de.Name != bus.ErrInvalidArgs || !strings.Contains(fmt.Sprint(de.Body...), "validity") {
 			t.Errorf("option of the wrong type: %v", err)
 		}
@@ -285,8 +303,8 @@ func TestCertdIssuesThroughTheBus(t *testing.T) {
 	})
 	t.Run("SecondUIDReadsButCannotManage", func(t *testing.T) {
 		gdbus := func(method string, args ...string) (string, int) {
-			argv := append([]string{"call", "--address", s.bus.Address, "--dest", certs.BusName,
-				"--object-path", string(certs.ObjectPath), "--method", certs.Interface + "." + method}, args...)
+			argv := append([]string{"call", "--address", s.bus.Address, "--dest", certsapi.BusName,
+				"--object-path", string(certsapi.ObjectPath), "--method", certsapi.Interface + "." + method}, args...)
 			out, errOut, code := testenv.RunAs(t, testenv.OtherUser, nil, "gdbus", argv...)
 			return out + errOut, code
 		}
@@ -314,9 +332,9 @@ func TestCertdIssuesThroughTheBus(t *testing.T) {
 		for _, c := range []struct {
 			path  godbus.ObjectPath
 			iface string
-		}{{certs.ObjectPath, certs.Interface}, {cclient.Path("device-id"), certs.CertInterface}} {
+		}{{certsapi.ObjectPath, certsapi.Interface}, {cclient.Path("device-id"), certsapi.CertInterface}} {
 			var served string
-			if err := s.conn.Object(certs.BusName, c.path).Call("org.freedesktop.DBus.Introspectable.Introspect", 0).Store(&served); err != nil {
+			if err := s.conn.Object(certsapi.BusName, c.path).Call("org.freedesktop.DBus.Introspectable.Introspect", 0).Store(&served); err != nil {
 				t.Fatal(err)
 			}
 			file, _ := bus.InterfaceFile(c.iface)

@@ -1,6 +1,7 @@
 package certs_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/certs"
+	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/internal/fault"
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
@@ -42,11 +44,26 @@ func newBootstrapCA(t *testing.T, dir string) *bootstrapCA {
 	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	cert, _ := x509.ParseCertificate(der)
 	file := filepath.Join(dir, "bootstrap-ca.pem")
-	os.WriteFile(file, []byte(certs.EncodeChain([]*x509.Certificate{cert})), 0o644)
+	os.WriteFile(file, []byte(certsapi.EncodeChain([]*x509.Certificate{cert})), 0o644)
 	return &bootstrapCA{cert: cert, key: key, file: file}
 }
 
 // issue signs a bootstrap certificate for a CSR made with a key in keyd.
+// provision puts a bootstrap key (in keyd) and its certificate, issued by
+// b (in certd), on the device, as the factory does.
+func (b *bootstrapCA) provision(t *testing.T, ctx context.Context, s *stack) {
+	t.Helper()
+	bk, err := s.keys.CreateKeyPair(ctx, "bootstrap", "ec-p256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := bk.Signer(ctx)
+	csr, _ := certs.NewCSR(signer, pkix.Name{CommonName: "serial-0001"}, nil)
+	if err := s.certs.Import(ctx, "bootstrap", b.issue(t, csr)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (b *bootstrapCA) issue(t *testing.T, csrDER []byte) string {
 	t.Helper()
 	csr, err := certs.ParseCSR(csrDER)
@@ -57,7 +74,7 @@ func (b *bootstrapCA) issue(t *testing.T, csrDER []byte) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return certs.EncodeChain(chain[:1])
+	return certsapi.EncodeChain(chain[:1])
 }
 
 func writeShared(t *testing.T, dir, name string, data []byte) string {
@@ -104,15 +121,7 @@ common_name = "device-1"
 `, caFile, url))
 	ctx := ctxT(t)
 	// The factory put a bootstrap key and certificate on the device.
-	bk, err := s.keys.CreateKeyPair(ctx, "bootstrap", "ec-p256")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := bk.Signer(ctx)
-	csr, _ := certs.NewCSR(signer, pkix.Name{CommonName: "serial-0001"}, nil)
-	if err := s.certs.Import(ctx, "bootstrap", boot.issue(t, csr)); err != nil {
-		t.Fatal(err)
-	}
+	boot.provision(t, ctx, s)
 
 	devPEM, err := s.certs.Ensure(ctx, "device-id")
 	if err != nil {
@@ -398,7 +407,7 @@ threshold = "80%%"
 	rootFile := writeShared(t, dir, "root.pem", caPEM)
 	chainFile := writeShared(t, dir, "chain-old.pem", []byte(firstPEM))
 	verify := func(leafPEM string) (string, error) {
-		leafFile := writeShared(t, dir, "leaf.pem", []byte(certs.EncodeChain(parseChain(t, leafPEM)[:1])))
+		leafFile := writeShared(t, dir, "leaf.pem", []byte(certsapi.EncodeChain(parseChain(t, leafPEM)[:1])))
 		out, err := exec.Command("openssl", "verify", "-crl_check", "-CRLfile", crlFile, "-CAfile", rootFile,
 			"-untrusted", chainFile, leafFile).CombinedOutput()
 		return string(out), err
@@ -453,15 +462,7 @@ method = "est"
 common_name = "device-1"
 `, caFile, url))
 	ctx := ctxT(t)
-	bk, err := s.keys.CreateKeyPair(ctx, "bootstrap", "ec-p256")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := bk.Signer(ctx)
-	csr, _ := certs.NewCSR(signer, pkix.Name{CommonName: "serial-0001"}, nil)
-	if err := s.certs.Import(ctx, "bootstrap", boot.issue(t, csr)); err != nil {
-		t.Fatal(err)
-	}
+	boot.provision(t, ctx, s)
 	devPEM, err := s.certs.Ensure(ctx, "device-id")
 	if err != nil {
 		t.Fatal(err)

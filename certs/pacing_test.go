@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgev2/edgev2/certs/config"
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
 )
 
@@ -89,7 +90,7 @@ func TestRenewalIsPacedWhenTheCACapsLifetimeBelowTheThreshold(t *testing.T) {
 	// far below the 10-day threshold the device was configured with.
 	est := startCountingEST(t, labest.Config{Users: []labest.User{{Name: "dev", Password: "pw"}}, Validity: labest.Duration(10 * time.Second)})
 	dir := t.TempDir()
-	cfg, err := ParseConfig("certd.toml", []byte(fmt.Sprintf(`homedir = %q
+	cfg, err := config.Parse("certd.toml", []byte(fmt.Sprintf(`homedir = %q
 [est]
 url = "%s/.well-known/est"
 trusted_certs = ["est-ca"]

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgev2/edgev2/certs/config"
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
 )
 
@@ -28,7 +29,7 @@ func TestRenewalPicksUpTheNewIntermediateAfterACARollover(t *testing.T) {
 	}
 	keys := newFakeKeys()
 	service := func(url string) *Service {
-		c, err := ParseConfig("certd.toml", []byte(fmt.Sprintf(`homedir = %q
+		c, err := config.Parse("certd.toml", []byte(fmt.Sprintf(`homedir = %q
 [est]
 url = "%s/.well-known/est"
 trusted_certs = ["est-ca"]
@@ -79,7 +80,7 @@ func TestARevokedRefusalTriggersTheCRLCheckAtOnce(t *testing.T) {
 	dir := t.TempDir()
 	store, _ := OpenStore(dir, nil)
 	store.Put("est-ca", string(est.caPEM))
-	c, err := ParseConfig("certd.toml", []byte(fmt.Sprintf(`homedir = %q
+	c, err := config.Parse("certd.toml", []byte(fmt.Sprintf(`homedir = %q
 [est]
 url = "%s/.well-known/est"
 trusted_certs = ["est-ca"]

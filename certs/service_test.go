@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgev2/edgev2/certs/api"
+	"github.com/edgev2/edgev2/certs/config"
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
 )
@@ -28,7 +30,7 @@ type fixture struct {
 	dir   string
 	keys  *fakeKeys
 	clock *fakeClock
-	cfg   *Config
+	cfg   *config.Config
 	svc   *Service
 	store *Store
 }
@@ -36,7 +38,7 @@ type fixture struct {
 func newFixture(t *testing.T, configText string) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	cfg, err := ParseConfig("certd.toml", []byte(fmt.Sprintf("homedir = %q\n%s", filepath.Join(dir, "certs"), configText)))
+	cfg, err := config.Parse("certd.toml", []byte(fmt.Sprintf("homedir = %q\n%s", filepath.Join(dir, "certs"), configText)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +59,7 @@ func opensslVerify(t *testing.T, chain []*x509.Certificate, root *x509.Certifica
 	dir := t.TempDir()
 	write := func(name string, certs ...*x509.Certificate) string {
 		p := filepath.Join(dir, name)
-		os.WriteFile(p, []byte(EncodeChain(certs)), 0o600)
+		os.WriteFile(p, []byte(api.EncodeChain(certs)), 0o600)
 		return p
 	}
 	args := []string{"verify", "-attime", fmt.Sprint(at.Unix()), "-CAfile", write("root.pem", root)}
@@ -173,7 +175,7 @@ func TestImportRefusesKeysAndGarbageAndKeepsTheOld(t *testing.T) {
 		"truncated":         info.PEM()[:len(info.PEM())/2],
 		"bad DER in PEM":    "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
 		"trailing junk":     info.PEM() + "junk",
-		"over the size cap": strings.Repeat("A", MaxPEM+1),
+		"over the size cap": strings.Repeat("A", api.MaxPEM+1),
 	} {
 		if _, err := f.svc.Import(ctx, "c", bad); !fault.Is(err, fault.InvalidArgs) {
 			t.Errorf("%s: got %v, want InvalidArgs", name, err)
@@ -182,31 +184,6 @@ func TestImportRefusesKeysAndGarbageAndKeepsTheOld(t *testing.T) {
 	got, err := f.svc.Get(ctx, "c")
 	if err != nil || got.Fingerprint() != info.Fingerprint() {
 		t.Fatalf("the stored certificate changed after bad imports: %v", err)
-	}
-}
-
-func TestParseSpan(t *testing.T) {
-	tests := []struct {
-		in   string
-		life time.Duration
-		want time.Duration
-		ok   bool
-	}{
-		{"80%", 100 * time.Second, 80 * time.Second, true},
-		{"10d", 0, 240 * time.Hour, true},
-		{"30min", 0, 30 * time.Minute, true},
-		{"90s", 0, 90 * time.Second, true},
-		{"0%", 0, 0, false},
-		{"150%", 0, 0, false},
-		{"-5d", 0, 0, false},
-		{"soon", 0, 0, false},
-		{"", 0, 0, false},
-	}
-	for _, tt := range tests {
-		s, err := parseSpan(tt.in)
-		if (err == nil) != tt.ok || (tt.ok && s.of(tt.life) != tt.want) {
-			t.Errorf("parseSpan(%q) = %v, %v; want %v ok=%v", tt.in, s.of(tt.life), err, tt.want, tt.ok)
-		}
 	}
 }
 
@@ -398,7 +375,7 @@ func FuzzParseChainPEM(f *testing.F) {
 	f.Add("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, s string) {
-		chain, err := ParseChainPEM(s)
+		chain, err := api.ParseChainPEM(s)
 		if err == nil && len(chain) == 0 {
 			t.Fatal("no error and no certificate")
 		}
@@ -457,26 +434,6 @@ func TestSubCAPathLengthStaysBelowTheIssuers(t *testing.T) {
 
 // TestCABindingsMustAgree: two settings binding one CA to different keys,
 // or a local_ca issuance whose CA has no key, are configuration errors.
-func TestCABindingsMustAgree(t *testing.T) {
-	for name, text := range map[string]string{
-		"two keys":   "[local_ca.ca]\nkey = \"a\"\n[cert_issuance.ca]\nmethod = \"self_signed\"\nca = true\nkey_id = \"b\"\n",
-		"issuer_key": "[local_ca.ca]\nkey = \"a\"\n[cert_issuance.x]\nmethod = \"local_ca\"\nissuer_cert = \"ca\"\nissuer_key = \"b\"\n",
-		"unbound":    "[cert_issuance.x]\nmethod = \"local_ca\"\nissuer_cert = \"ca\"\n",
-		"no key":     "[local_ca.ca]\n",
-	} {
-		if _, err := ParseConfig("certd.toml", []byte("homedir = \"/var/lib/edgev2/certd\"\n"+text)); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
-	}
-	c, err := ParseConfig("certd.toml", []byte("homedir = \"/x\"\n[local_ca.ca]\nkey = \"a\"\n[cert_issuance.x]\nmethod = \"local_ca\"\nissuer_cert = \"ca\"\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if k, ok := c.CAKey("ca"); !ok || k != "a" {
-		t.Fatalf("CAKey(ca) = %q, %v", k, ok)
-	}
-}
-
 func TestChallengePasswordCSRIsReadByOpenSSL(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		testenv.Missing(t, "openssl", err.Error())

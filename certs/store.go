@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/edgev2/edgev2/certs/api"
 	"github.com/edgev2/edgev2/internal/atomicfile"
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/label"
@@ -60,7 +61,7 @@ func (s *Store) IsPreloaded(id string) bool {
 
 // Get loads a chain; fault.NotFound if there is none.
 func (s *Store) Get(id string) (Info, error) {
-	if err := ValidateID(id); err != nil {
+	if err := api.ValidateID(id); err != nil {
 		return Info{}, err
 	}
 	if p, ok := s.preloaded[id]; ok {
@@ -68,7 +69,7 @@ func (s *Store) Get(id string) (Info, error) {
 		if err != nil {
 			return Info{}, fault.Wrap(fault.Unavailable, err, "preloaded certificate %q cannot be read from %s", id, p)
 		}
-		chain, err := ParseChainPEM(string(data))
+		chain, err := api.ParseChainPEM(string(data))
 		if err != nil {
 			return Info{}, fault.Wrap(fault.Unavailable, err, "preloaded certificate %q in %s is invalid: %s", id, p, fault.Message(err))
 		}
@@ -85,7 +86,7 @@ func (s *Store) Get(id string) (Info, error) {
 	if storedID != "# edgev2-id "+hex.EncodeToString([]byte(id)) {
 		return Info{}, fault.New(fault.NotFound, "certificate %q not found", id)
 	}
-	chain, err := ParseChainPEM(body)
+	chain, err := api.ParseChainPEM(body)
 	if err != nil {
 		return Info{}, fmt.Errorf("stored certificate %q is unreadable: %w", id, err)
 	}
@@ -94,7 +95,7 @@ func (s *Store) Get(id string) (Info, error) {
 
 // Put stores a chain atomically, replacing any stored chain under id.
 func (s *Store) Put(id string, chain string) error {
-	if err := ValidateID(id); err != nil {
+	if err := api.ValidateID(id); err != nil {
 		return err
 	}
 	if s.IsPreloaded(id) {
@@ -110,7 +111,7 @@ func (s *Store) Put(id string, chain string) error {
 
 // Delete removes a stored chain.
 func (s *Store) Delete(id string) error {
-	if err := ValidateID(id); err != nil {
+	if err := api.ValidateID(id); err != nil {
 		return err
 	}
 	if s.IsPreloaded(id) {

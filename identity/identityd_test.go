@@ -23,7 +23,7 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 
-	"github.com/edgev2/edgev2/certs"
+	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/identity"
@@ -161,7 +161,7 @@ key = "edgev2-edge-ca"
 	testenv.StartService(t, w.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-certd"),
 		Args:   []string{"--config", certdConfig},
-		User:   testenv.CertsUser, BusName: certs.BusName,
+		User:   testenv.CertsUser, BusName: certsapi.BusName,
 	})
 	w.conn = w.bus.Conn(t)
 	w.keys = kclient.New(w.conn)
@@ -364,7 +364,7 @@ func TestIdentitydProvisionsEveryWayEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		chain, _ := certs.ParseChainPEM(pemText)
+		chain, _ := certsapi.ParseChainPEM(pemText)
 		sum := sha256.Sum256(chain[0].Raw)
 		thumb := strings.ToUpper(hex.EncodeToString(sum[:]))
 		if _, err := w.cloud.Hub.AddDevice(hub.DeviceConfig{DeviceID: "manual-x509", PrimaryThumbprint: thumb, SecondaryThumbprint: thumb}); err != nil {

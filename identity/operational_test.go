@@ -25,7 +25,7 @@ import (
 
 	"encoding/base64"
 
-	"github.com/edgev2/edgev2/certs"
+	certsapi "github.com/edgev2/edgev2/certs/api"
 	"github.com/edgev2/edgev2/identity/tpm"
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
@@ -84,7 +84,7 @@ func sendWithOperationalCertAs(t *testing.T, w *world, deviceID, keyID string) i
 	if err != nil {
 		t.Fatal(err)
 	}
-	chain, err := certs.ParseChainPEM(pemText)
+	chain, err := certsapi.ParseChainPEM(pemText)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,7 @@ func TestOperationalCertIssuedByDPSRenewedAndRestartSafe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chain, _ := certs.ParseChainPEM(pemText)
+	chain, _ := certsapi.ParseChainPEM(pemText)
 	if got := chain[0].SerialNumber.Text(16); got != serial3 {
 		t.Fatalf("stored certificate %s, want %s kept", got, serial3)
 	}

@@ -3,18 +3,20 @@ package client
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
 
+	"github.com/edgev2/edgev2/certs/api"
 	bus "github.com/edgev2/edgev2/dbus"
 )
 
 const (
-	busName   = "org.edgev2.Certificates1"
-	rootPath  = godbus.ObjectPath("/org/edgev2/Certificates1")
-	iface     = "org.edgev2.Certificates1"
-	certIface = "org.edgev2.Certificates1.Certificate"
+	busName   = api.BusName
+	rootPath  = godbus.ObjectPath(api.ObjectPath)
+	iface     = api.Interface
+	certIface = api.CertInterface
 )
 
 // Client talks to org.edgev2.Certificates1; errors are fault errors.
@@ -31,25 +33,25 @@ func (c *Client) call(ctx context.Context, path godbus.ObjectPath, method string
 }
 
 // Path is the object path of a certificate id.
-func Path(id string) godbus.ObjectPath { return bus.ChildPath(rootPath, "certs", id) }
+func Path(id string) godbus.ObjectPath { return bus.ChildPath(rootPath, api.Collection, id) }
 
 // Import stores a PEM chain.
 func (c *Client) Import(ctx context.Context, id, pem string) error {
 	var p godbus.ObjectPath
-	return c.call(ctx, rootPath, iface+".ImportCertificate", []any{&p}, id, pem)
+	return c.call(ctx, rootPath, iface+"."+api.MethodImportCertificate, []any{&p}, id, pem)
 }
 
 // Get returns a chain as PEM, leaf first.
 func (c *Client) Get(ctx context.Context, id string) (string, error) {
 	var pem string
-	err := c.call(ctx, rootPath, iface+".GetCertificate", []any{&pem}, id)
+	err := c.call(ctx, rootPath, iface+"."+api.MethodGetCertificate, []any{&pem}, id)
 	return pem, err
 }
 
 // List returns every certificate id.
 func (c *Client) List(ctx context.Context) ([]string, error) {
 	var ids []string
-	err := c.call(ctx, rootPath, iface+".ListCertificates", []any{&ids})
+	err := c.call(ctx, rootPath, iface+"."+api.MethodListCertificates, []any{&ids})
 	return ids, err
 }
 
@@ -65,41 +67,41 @@ type CreateOptions struct {
 
 // Create issues a certificate for a DER CSR.
 func (c *Client) Create(ctx context.Context, id string, csrDER []byte, o CreateOptions) (string, error) {
-	opts := map[string]godbus.Variant{"issuer": godbus.MakeVariant(o.Issuer)}
-	for k, v := range map[string]string{"key_id": o.KeyID, "issuer_cert": o.IssuerCert, "issuer_key": o.IssuerKey, "est_url": o.ESTURL, "est_label": o.ESTLabel} {
+	opts := map[string]godbus.Variant{api.OptIssuer: godbus.MakeVariant(o.Issuer)}
+	for k, v := range map[string]string{api.OptKeyID: o.KeyID, api.OptIssuerCert: o.IssuerCert, api.OptIssuerKey: o.IssuerKey, api.OptESTURL: o.ESTURL, api.OptESTLabel: o.ESTLabel} {
 		if v != "" {
 			opts[k] = godbus.MakeVariant(v)
 		}
 	}
 	if o.Validity > 0 {
-		opts["validity"] = godbus.MakeVariant(uint64(o.Validity / time.Second))
+		opts[api.OptValidity] = godbus.MakeVariant(uint64(o.Validity / time.Second))
 	}
 	if o.CA {
-		opts["ca"] = godbus.MakeVariant(true)
+		opts[api.OptCA] = godbus.MakeVariant(true)
 	}
 	if o.PathLen != nil {
-		opts["path_len"] = godbus.MakeVariant(*o.PathLen)
+		opts[api.OptPathLen] = godbus.MakeVariant(*o.PathLen)
 	}
 	var pem string
-	err := c.call(ctx, rootPath, iface+".CreateCertificate", []any{&pem}, id, csrDER, opts)
+	err := c.call(ctx, rootPath, iface+"."+api.MethodCreateCertificate, []any{&pem}, id, csrDER, opts)
 	return pem, err
 }
 
 // Ensure returns id, issuing it per policy if missing or due.
 func (c *Client) Ensure(ctx context.Context, id string) (string, error) {
 	var pem string
-	err := c.call(ctx, rootPath, iface+".EnsureCertificate", []any{&pem}, id)
+	err := c.call(ctx, rootPath, iface+"."+api.MethodEnsureCertificate, []any{&pem}, id)
 	return pem, err
 }
 
 // Delete deletes a stored certificate.
 func (c *Client) Delete(ctx context.Context, id string) error {
-	return c.call(ctx, rootPath, iface+".DeleteCertificate", nil, id)
+	return c.call(ctx, rootPath, iface+"."+api.MethodDeleteCertificate, nil, id)
 }
 
 // Renew renews id now.
 func (c *Client) Renew(ctx context.Context, id string) error {
-	return c.call(ctx, Path(id), certIface+".Renew", nil)
+	return c.call(ctx, Path(id), certIface+"."+api.MethodRenew, nil)
 }
 
 // Properties of a certificate.
@@ -123,12 +125,58 @@ func (c *Client) Properties(ctx context.Context, id string) (Properties, error) 
 		return time.Unix(int64(v), 0)
 	}
 	var p Properties
-	p.ID, _ = m["Id"].Value().(string)
-	p.Subject, _ = m["Subject"].Value().(string)
-	p.Issuer, _ = m["Issuer"].Value().(string)
-	p.Serial, _ = m["Serial"].Value().(string)
-	p.Fingerprint, _ = m["Fingerprint"].Value().(string)
-	p.Preloaded, _ = m["Preloaded"].Value().(bool)
-	p.NotBefore, p.NotAfter, p.RenewAt = t("NotBefore"), t("NotAfter"), t("RenewAt")
+	p.ID, _ = m[api.PropID].Value().(string)
+	p.Subject, _ = m[api.PropSubject].Value().(string)
+	p.Issuer, _ = m[api.PropIssuer].Value().(string)
+	p.Serial, _ = m[api.PropSerial].Value().(string)
+	p.Fingerprint, _ = m[api.PropFingerprint].Value().(string)
+	p.Preloaded, _ = m[api.PropPreloaded].Value().(bool)
+	p.NotBefore, p.NotAfter, p.RenewAt = t(api.PropNotBefore), t(api.PropNotAfter), t(api.PropRenewAt)
 	return p, nil
+}
+
+// WatchRenewed calls renewed with the id of every certificate certd renews
+// (signal Renewed), from one goroutine, until ctx is done. A signal counts
+// only if it comes from the current owner of the service's name: signals
+// sent straight to this connection bypass match rules. It returns an error
+// only when the match rule cannot be added.
+func (c *Client) WatchRenewed(ctx context.Context, renewed func(id string)) error {
+	match := []godbus.MatchOption{godbus.WithMatchSender(busName), godbus.WithMatchInterface(certIface), godbus.WithMatchMember(api.SignalRenewed)}
+	if err := c.conn.AddMatchSignalContext(ctx, match...); err != nil {
+		return bus.FromError(err)
+	}
+	ch := make(chan *godbus.Signal, 16)
+	c.conn.Signal(ch)
+	prefix := string(rootPath) + "/" + api.Collection + "/"
+	go func() {
+		defer func() {
+			c.conn.RemoveSignal(ch)
+			c.conn.RemoveMatchSignal(match...)
+		}()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case sig, open := <-ch:
+				if !open {
+					return // the connection is closed
+				}
+				if sig == nil || sig.Name != certIface+"."+api.SignalRenewed {
+					continue
+				}
+				var owner string
+				if c.conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, busName).Store(&owner) != nil || owner != sig.Sender {
+					continue
+				}
+				elem, ok := strings.CutPrefix(string(sig.Path), prefix)
+				if !ok {
+					continue
+				}
+				if id, ok := bus.UnescapePathElement(elem); ok {
+					renewed(id)
+				}
+			}
+		}
+	}()
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	certsapi "github.com/edgev2/edgev2/certs/api"
 	"github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/internal/fault"
 )
@@ -47,7 +48,7 @@ func certsList(ctx context.Context, c *cli, args []string) int {
 	if _, code := c.parse(c.flags(), args, 0, 0, "[--json]"); code >= 0 {
 		return code
 	}
-	cc, code := certsClient(c, "org.edgev2.certs.read")
+	cc, code := certsClient(c, certsapi.ActionRead)
 	if code >= 0 {
 		return code
 	}
@@ -98,7 +99,7 @@ func certsShow(ctx context.Context, c *cli, args []string) int {
 	if code >= 0 {
 		return code
 	}
-	cc, code := certsClient(c, "org.edgev2.certs.read")
+	cc, code := certsClient(c, certsapi.ActionRead)
 	if code >= 0 {
 		return code
 	}
@@ -135,7 +136,7 @@ func certsRenew(ctx context.Context, c *cli, args []string) int {
 	if code >= 0 {
 		return code
 	}
-	cc, code := certsClient(c, "org.edgev2.certs.manage")
+	cc, code := certsClient(c, certsapi.ActionManage)
 	if code >= 0 {
 		return code
 	}

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgev2/edgev2/certs"
+	certsapi "github.com/edgev2/edgev2/certs/api"
 	"github.com/edgev2/edgev2/internal/testenv"
 )
 
@@ -44,7 +44,7 @@ func expiredCertPEM(t *testing.T) string {
 		t.Fatal(err)
 	}
 	c, _ := x509.ParseCertificate(der)
-	return certs.EncodeChain([]*x509.Certificate{c})
+	return certsapi.EncodeChain([]*x509.Certificate{c})
 }
 
 // brokenConfigDir copies the world's configs and replaces name.toml.

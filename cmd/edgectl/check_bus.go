@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/fault"
@@ -19,7 +20,7 @@ import (
 // requiredActions are the polkit actions the services ask about.
 var requiredActions = []string{
 	"org.edgev2.keys.read", "org.edgev2.keys.manage", "org.edgev2.keys.use", "org.edgev2.keys.export", "org.edgev2.keys.session",
-	"org.edgev2.certs.read", "org.edgev2.certs.manage",
+	certsapi.ActionRead, certsapi.ActionManage,
 	"org.edgev2.identity.read", "org.edgev2.identity.manage", "org.edgev2.identity.reprovision",
 	"org.edgev2.modules.read", "org.edgev2.modules.manage",
 }
@@ -82,7 +83,7 @@ func (k *checker) ping(ctx context.Context, busName string) (pingResult, error) 
 	case "org.edgev2.Keys1":
 		engine, err := kclient.New(k.conn).Engine(ctx)
 		return pingResult{msg: "engine " + engine}, err
-	case "org.edgev2.Certificates1":
+	case certsapi.BusName:
 		ids, err := cclient.New(k.conn).List(ctx)
 		return pingResult{msg: fmt.Sprintf("%d certificates", len(ids))}, err
 	case "org.edgev2.Identity1":

@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgev2/edgev2/certs"
+	certsconfig "github.com/edgev2/edgev2/certs/config"
 )
 
 func TestCheckSaysWhenRenewalIsPacedBelowTheThreshold(t *testing.T) {
-	cfg, err := certs.ParseConfig("certd.toml", []byte(`homedir = "/var/lib/edgev2/certd"
+	cfg, err := certsconfig.Parse("certd.toml", []byte(`homedir = "/var/lib/edgev2/certd"
 [cert_issuance.capped]
 method = "est"
 url = "https://est.example/.well-known/est"

@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/edgev2/edgev2/certs"
+	certsconfig "github.com/edgev2/edgev2/certs/config"
 	"github.com/edgev2/edgev2/identity"
 	"github.com/edgev2/edgev2/internal/config"
 	"github.com/edgev2/edgev2/keys"
@@ -18,7 +18,7 @@ import (
 // invalid, already reported).
 type deviceConfigs struct {
 	keyd      *keys.Config
-	certd     *certs.Config
+	certd     *certsconfig.Config
 	identityd *identity.Config
 	modrtd    *modrt.Config
 }
@@ -79,7 +79,7 @@ func (k *checker) checkConfigs() {
 		k.ok(check, "%s is valid", path)
 	}
 	load("keyd", func(p string) (err error) { k.cfg.keyd, err = keys.LoadConfig(p); return err })
-	load("certd", func(p string) (err error) { k.cfg.certd, err = certs.LoadConfig(p); return err })
+	load("certd", func(p string) (err error) { k.cfg.certd, err = certsconfig.Load(p); return err })
 	load("identityd", func(p string) (err error) { k.cfg.identityd, err = identity.LoadConfig(p); return err })
 	load("modrtd", func(p string) (err error) { k.cfg.modrtd, err = modrt.LoadConfig(p); return err })
 }

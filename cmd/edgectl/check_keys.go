@@ -9,8 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgev2/edgev2/certs"
+	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
+	certsconfig "github.com/edgev2/edgev2/certs/config"
+	"github.com/edgev2/edgev2/certs/revocation"
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/keys"
 	kclient "github.com/edgev2/edgev2/keys/client"
@@ -90,7 +92,7 @@ func (k *checker) checkKeysAndCerts(ctx context.Context) {
 		k.add("clock", statusError, fmt.Sprintf("the clock says %s, which is before 2024: certificates will not verify", now.UTC().Format(time.RFC3339)),
 			"set the time: enable NTP (`timedatectl set-ntp true`) or `date -s`")
 	}
-	keysUp, certsUp := k.up["org.edgev2.Keys1"], k.up["org.edgev2.Certificates1"]
+	keysUp, certsUp := k.up["org.edgev2.Keys1"], k.up[certsapi.BusName]
 	if !keysUp || !certsUp {
 		k.add("keys", statusSkipped, "the Keys or Certificates service is not reachable", "")
 		k.add("certs.expiry", statusSkipped, "the Certificates service is not reachable", "")
@@ -106,7 +108,7 @@ func (k *checker) checkKeysAndCerts(ctx context.Context) {
 		if err != nil {
 			return nil, err
 		}
-		chain, err := certs.ParseChainPEM(pemText)
+		chain, err := certsapi.ParseChainPEM(pemText)
 		if err != nil {
 			return nil, fmt.Errorf("certificate %q: %w", id, err)
 		}
@@ -224,7 +226,7 @@ func (k *checker) checkPacing(id string, leaf *x509.Certificate) {
 	life := leaf.NotAfter.Sub(leaf.NotBefore)
 	k.add("certs.renewal."+id, statusWarning,
 		fmt.Sprintf("certificate %q was issued for %s, at or below its renewal threshold %q: certd renews it at %d%% of its lifetime, at most once every %s",
-			id, life.Round(time.Second), is.AutoRenew.Threshold, int(certs.PaceFraction*100), is.AutoRenew.MinIntervalDuration()),
+			id, life.Round(time.Second), is.AutoRenew.Threshold, int(certsconfig.PaceFraction*100), is.AutoRenew.MinIntervalDuration()),
 		fmt.Sprintf("the CA caps lifetimes; set [cert_issuance.%s.auto_renew] threshold below %s (e.g. \"80%%\")", id, life.Round(time.Second)))
 }
 
@@ -243,7 +245,7 @@ func (k *checker) checkRevocation(ctx context.Context, cc *cclient.Client, id st
 	if err != nil {
 		return
 	}
-	chain, err := certs.ParseChainPEM(pemText)
+	chain, err := certsapi.ParseChainPEM(pemText)
 	if err != nil || len(chain[0].CRLDistributionPoints) == 0 {
 		return
 	}
@@ -251,7 +253,7 @@ func (k *checker) checkRevocation(ctx context.Context, cc *cclient.Client, id st
 	anchors := x509.NewCertPool()
 	for _, a := range k.cfg.certd.EST.TrustedCerts {
 		if p, err := cc.Get(ctx, a); err == nil {
-			if ac, err := certs.ParseChainPEM(p); err == nil {
+			if ac, err := certsapi.ParseChainPEM(p); err == nil {
 				issuers = append(issuers, ac...)
 				for _, c := range ac {
 					anchors.AddCert(c)
@@ -262,10 +264,10 @@ func (k *checker) checkRevocation(ctx context.Context, cc *cclient.Client, id st
 	if len(k.cfg.certd.EST.TrustedCerts) == 0 {
 		anchors = nil
 	}
-	crl, err := certs.FetchCRL(ctx, chain[0].CRLDistributionPoints[0], anchors)
+	crl, err := revocation.FetchCRL(ctx, chain[0].CRLDistributionPoints[0], anchors)
 	if err == nil {
 		var revoked bool
-		if revoked, err = certs.CheckRevoked(crl, chain[0], issuers, k.o.now()); err == nil && revoked {
+		if revoked, err = revocation.CheckRevoked(crl, chain[0], issuers, k.o.now()); err == nil && revoked {
 			k.add(name, statusError, fmt.Sprintf("certificate %q (serial %s) is revoked by its CA", id, chain[0].SerialNumber.Text(16)),
 				"certd re-enrolls it with a new key at its next CRL check ([est] crl_check_interval); to do it now: `edgectl certs renew "+id+"`, then see `journalctl -u edgev2-certd`")
 			return

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/identity/connstr"
 )
@@ -104,7 +105,7 @@ func (k *checker) checkCloud(ctx context.Context) {
 		if err != nil {
 			pool = x509.NewCertPool()
 		}
-		if len(ep.trusted) > 0 && !k.up["org.edgev2.Certificates1"] {
+		if len(ep.trusted) > 0 && !k.up[certsapi.BusName] {
 			k.add(ep.name, statusSkipped, fmt.Sprintf("%s: its trusted certificates (%s) are in the Certificates service, which is not reachable", ep.hostPort, strings.Join(ep.trusted, ", ")), "")
 			continue
 		}

@@ -3,7 +3,7 @@ package main
 import (
 	"testing"
 
-	"github.com/edgev2/edgev2/certs"
+	certsconfig "github.com/edgev2/edgev2/certs/config"
 	"github.com/edgev2/edgev2/modrt"
 )
 
@@ -12,7 +12,7 @@ import (
 // once, naming both places, not twice.
 func TestReferencesNameEachKeyCertificatePairOnce(t *testing.T) {
 	cfg := deviceConfigs{
-		certd:  &certs.Config{Issuance: map[string]*certs.Issuance{"edge-ca": {KeyID: "edge-ca"}, "device-cert": {KeyID: "device-id"}}},
+		certd:  &certsconfig.Config{Issuance: map[string]*certsconfig.Issuance{"edge-ca": {KeyID: "edge-ca"}, "device-cert": {KeyID: "device-id"}}},
 		modrtd: &modrt.Config{EdgeCACert: "edge-ca", EdgeCAKey: "edge-ca"},
 	}
 	refs := cfg.references()

@@ -12,7 +12,7 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 
-	"github.com/edgev2/edgev2/certs"
+	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/identity"
 	iclient "github.com/edgev2/edgev2/identity/client"
@@ -127,7 +127,7 @@ retry_max_s = 2
 		})
 	}
 	w.keyd = start("./cmd/edgev2-keyd", "keyd", testenv.ServiceUser, keys.BusName)
-	w.certd = start("./cmd/edgev2-certd", "certd", testenv.CertsUser, certs.BusName)
+	w.certd = start("./cmd/edgev2-certd", "certd", testenv.CertsUser, certsapi.BusName)
 	w.identityd = start("./cmd/edgev2-identityd", "identityd", testenv.IdentityUser, identity.BusName)
 	w.modrtd = start("./cmd/edgev2-modrtd", "modrtd", "root", modrt.BusName)
 	w.conn = w.bus.Conn(t)

@@ -10,6 +10,9 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/edgev2/edgev2/certs"
+	"github.com/edgev2/edgev2/certs/adapter"
+	"github.com/edgev2/edgev2/certs/api"
+	certsconfig "github.com/edgev2/edgev2/certs/config"
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/daemon"
 	keys "github.com/edgev2/edgev2/keys/client"
@@ -24,9 +27,9 @@ func run(configPath string, log *slog.Logger) int {
 	if daemon.ConfigMissing(configPath) {
 		// Before `edgectl config apply`: own the name and say so to every
 		// caller rather than exit (D-Bus activation would wait 25 s).
-		return daemon.ServeNotConfigured(log, "edgev2-certd", certs.BusName, configPath)
+		return daemon.ServeNotConfigured(log, "edgev2-certd", api.BusName, configPath)
 	}
-	cfg, err := certs.LoadConfig(configPath)
+	cfg, err := certsconfig.Load(configPath)
 	if err != nil {
 		log.Error("bad configuration; not starting", "err", err)
 		return daemon.ExitConfig
@@ -37,12 +40,12 @@ func run(configPath string, log *slog.Logger) int {
 	}
 	preloaded := map[string]string{}
 	for id, uri := range cfg.PreloadedCerts {
-		preloaded[id] = certs.FilePath(uri)
+		preloaded[id] = certsconfig.FilePath(uri)
 	}
 	var svc *certs.Service
 	return daemon.Serve(log, daemon.Service{
-		BusName: certs.BusName,
-		Path:    certs.ObjectPath,
+		BusName: api.BusName,
+		Path:    api.ObjectPath,
 		Register: func(ctx context.Context, conn *godbus.Conn, auth *bus.Authorizer, srv *bus.Server) error {
 			store, err := certs.OpenStore(cfg.Homedir, preloaded)
 			if err != nil {
@@ -50,7 +53,7 @@ func run(configPath string, log *slog.Logger) int {
 			}
 			svc = certs.NewService(store, keyStore{keys.New(conn).WithSession()}, cfg, certs.RealClock, log)
 			svc.RecoverRotation(ctx) // before any call can start another rotation
-			certs.NewBusAPI(ctx, svc, auth, srv, log)
+			adapter.NewBusAPI(ctx, svc, auth, srv, log)
 			return nil
 		},
 		Started: func(ctx context.Context) { svc.Run(ctx) },

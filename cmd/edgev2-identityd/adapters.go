@@ -5,7 +5,7 @@ import (
 	"crypto"
 	"crypto/x509"
 
-	"github.com/edgev2/edgev2/certs"
+	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/identity"
 	kclient "github.com/edgev2/edgev2/keys/client"
@@ -58,7 +58,7 @@ func (c certsAdapter) Get(ctx context.Context, id string) ([]*x509.Certificate, 
 	if err != nil {
 		return nil, err
 	}
-	return certs.ParseChainPEM(pem)
+	return certsapi.ParseChainPEM(pem)
 }
 
 func (c certsAdapter) Ensure(ctx context.Context, id string) ([]*x509.Certificate, error) {
@@ -66,9 +66,9 @@ func (c certsAdapter) Ensure(ctx context.Context, id string) ([]*x509.Certificat
 	if err != nil {
 		return nil, err
 	}
-	return certs.ParseChainPEM(pem)
+	return certsapi.ParseChainPEM(pem)
 }
 
 func (c certsAdapter) Import(ctx context.Context, id string, chain []*x509.Certificate) error {
-	return c.c.Import(ctx, id, certs.EncodeChain(chain))
+	return c.c.Import(ctx, id, certsapi.EncodeChain(chain))
 }

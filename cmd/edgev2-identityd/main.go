@@ -5,11 +5,9 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"strings"
 
 	godbus "github.com/godbus/dbus/v5"
 
-	"github.com/edgev2/edgev2/certs"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/identity"
@@ -43,11 +41,12 @@ func run(configPath string, log *slog.Logger) int {
 		Path:    identity.ObjectPath,
 		Register: func(ctx context.Context, conn *godbus.Conn, auth *bus.Authorizer, srv *bus.Server) error {
 			kc := kclient.New(conn)
-			svc = identity.NewService(cfg, keysAdapter{kc.WithSession()}, certsAdapter{cclient.New(conn)}, log)
+			cc := cclient.New(conn)
+			svc = identity.NewService(cfg, keysAdapter{kc.WithSession()}, certsAdapter{cc}, log)
 			svc.Sessions = kc
 			identity.NewBusAPI(ctx, svc, auth, srv, log)
 			svc.Start(ctx)
-			watchRenewals(ctx, conn, svc, log)
+			watchRenewals(ctx, cc, svc, log)
 			return nil
 		},
 		Started: func(ctx context.Context) { svc.Run(ctx) },
@@ -55,35 +54,8 @@ func run(configPath string, log *slog.Logger) int {
 }
 
 // watchRenewals reprovisions when certd renews the DPS identity certificate.
-func watchRenewals(ctx context.Context, conn *godbus.Conn, svc *identity.Service, log *slog.Logger) {
-	if err := conn.AddMatchSignal(godbus.WithMatchSender(certs.BusName), godbus.WithMatchInterface(certs.CertInterface), godbus.WithMatchMember("Renewed")); err != nil {
+func watchRenewals(ctx context.Context, certs *cclient.Client, svc *identity.Service, log *slog.Logger) {
+	if err := certs.WatchRenewed(ctx, func(id string) { go svc.IdentityCertRenewed(ctx, id) }); err != nil {
 		log.Warn("cannot watch certificate renewals", "err", err)
-		return
 	}
-	ch := make(chan *godbus.Signal, 16)
-	conn.Signal(ch)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case sig := <-ch:
-				if sig == nil || sig.Name != certs.CertInterface+".Renewed" {
-					continue
-				}
-				// Signals sent straight to us bypass match rules: only certd may say this.
-				var owner string
-				if conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, certs.BusName).Store(&owner) != nil || owner != sig.Sender {
-					continue
-				}
-				elem, ok := strings.CutPrefix(string(sig.Path), string(certs.ObjectPath)+"/certs/")
-				if !ok {
-					continue
-				}
-				if id, ok := bus.UnescapePathElement(elem); ok {
-					go svc.IdentityCertRenewed(ctx, id)
-				}
-			}
-		}
-	}()
 }

@@ -12,7 +12,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/edgev2/edgev2/certs"
+	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/fault"
@@ -89,7 +89,7 @@ func (b workloadBackend) TrustBundle(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		chain, err := certs.ParseChainPEM(pemText)
+		chain, err := certsapi.ParseChainPEM(pemText)
 		if err != nil {
 			return "", err
 		}
@@ -117,7 +117,7 @@ func (b workloadBackend) ManifestTrustBundle(ctx context.Context) (string, error
 	if err != nil {
 		return "", err
 	}
-	chain, err := certs.ParseChainPEM(pemText)
+	chain, err := certsapi.ParseChainPEM(pemText)
 	if err != nil {
 		return "", err
 	}
@@ -134,7 +134,7 @@ func bundle(cs []*x509.Certificate) string {
 			out = append(out, c)
 		}
 	}
-	return certs.EncodeChain(out)
+	return certsapi.EncodeChain(out)
 }
 
 // ServerCert makes a key for the module (it is the module's to keep, so it

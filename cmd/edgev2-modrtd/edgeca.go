@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edgev2/edgev2/certs"
+	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/internal/fault"
 	kclient "github.com/edgev2/edgev2/keys/client"
@@ -57,7 +57,7 @@ func (e *edgeCA) Ensure(ctx context.Context) ([]*x509.Certificate, error) {
 	}
 	var chain []*x509.Certificate
 	if err == nil {
-		if chain, err = certs.ParseChainPEM(pemText); err != nil {
+		if chain, err = certsapi.ParseChainPEM(pemText); err != nil {
 			return nil, fmt.Errorf("edge CA certificate %q: %w", e.certID, err)
 		}
 	}
@@ -101,7 +101,7 @@ func (e *edgeCA) issue(ctx context.Context) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("quickstart edge CA certificate: %w", err)
 	}
-	chain, err := certs.ParseChainPEM(pemText)
+	chain, err := certsapi.ParseChainPEM(pemText)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/edgev2/edgev2/certs"
+	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/internal/atomicfile"
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
@@ -76,7 +77,7 @@ polkit.addRule(function(action, subject) {
 });`, testenv.CertsUser))
 	e.certd = keep(testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-certd"),
 		Args: []string{"--config", mk("certd", cuid, cgid, certdCfg), "--log-level", "warn"},
-		User: testenv.CertsUser, BusName: certs.BusName}))
+		User: testenv.CertsUser, BusName: certsapi.BusName}))
 	time.Sleep(300 * time.Millisecond)
 	e.mem(rssOf(e.certd, "certd", "idle", 0))
 	ctx := context.Background()
@@ -168,6 +169,6 @@ func inProcessIssuance(c int, d time.Duration, csrDER []byte, storeDir string) (
 		if err != nil || storeDir == "" {
 			return err
 		}
-		return atomicfile.WriteFile(filepath.Join(storeDir, fmt.Sprintf("leaf-%d.pem", w)), []byte(certs.EncodeChain(chain)), 0o600)
+		return atomicfile.WriteFile(filepath.Join(storeDir, fmt.Sprintf("leaf-%d.pem", w)), []byte(certsapi.EncodeChain(chain)), 0o600)
 	})
 }

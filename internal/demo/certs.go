@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/certs"
+	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
@@ -35,7 +36,7 @@ func certSteps(p testenv.TB, run func(string, func() (string, error)) error, b *
 	makerDER, _ := x509.CreateCertificate(rand.Reader, makerTmpl, makerTmpl, &makerKey.PublicKey, makerKey)
 	maker, _ := x509.ParseCertificate(makerDER)
 	makerFile := filepath.Join(dir, "maker-ca.pem")
-	os.WriteFile(makerFile, []byte(certs.EncodeChain([]*x509.Certificate{maker})), 0o644)
+	os.WriteFile(makerFile, []byte(certsapi.EncodeChain([]*x509.Certificate{maker})), 0o644)
 
 	var lab *testenv.Labcloud
 	var caPEM []byte
@@ -112,10 +113,10 @@ key = "edgev2-edge-ca"
 		pk.AddRule(p, "certd-grant", string(rules))
 		testenv.StartService(p, b, testenv.ServiceOptions{
 			Binary: testenv.BuildBinary(p, "./cmd/edgev2-certd"), Args: []string{"--config", cfg},
-			User: testenv.CertsUser, BusName: certs.BusName,
+			User: testenv.CertsUser, BusName: certsapi.BusName,
 		})
 		cc = cclient.New(b.Conn(p))
-		return "owns " + certs.BusName, nil
+		return "owns " + certsapi.BusName, nil
 	}); err != nil {
 		return nil, nil, err
 	}
@@ -137,7 +138,7 @@ key = "edgev2-edge-ca"
 		if err != nil {
 			return "", err
 		}
-		if err := cc.Import(ctx, "est-bootstrap", certs.EncodeChain(chain[:1])); err != nil {
+		if err := cc.Import(ctx, "est-bootstrap", certsapi.EncodeChain(chain[:1])); err != nil {
 			return "", err
 		}
 		return "CN=demo-serial-0001 issued by demo device maker CA", nil
@@ -207,12 +208,12 @@ func revocationStep(p testenv.TB, run func(string, func() (string, error)) error
 
 func opensslVerify(p testenv.TB, chainPEM string, caPEM []byte) (string, error) {
 	dir := p.TempDir()
-	chain, err := certs.ParseChainPEM(chainPEM)
+	chain, err := certsapi.ParseChainPEM(chainPEM)
 	if err != nil {
 		return "", err
 	}
 	os.WriteFile(filepath.Join(dir, "ca.pem"), caPEM, 0o600)
-	os.WriteFile(filepath.Join(dir, "leaf.pem"), []byte(certs.EncodeChain(chain[:1])), 0o600)
+	os.WriteFile(filepath.Join(dir, "leaf.pem"), []byte(certsapi.EncodeChain(chain[:1])), 0o600)
 	out, err := exec.Command("openssl", "verify", "-CAfile", filepath.Join(dir, "ca.pem"), filepath.Join(dir, "leaf.pem")).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("openssl verify: %v: %s", err, out)

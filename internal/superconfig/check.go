@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/edgev2/edgev2/certs"
+	certsconfig "github.com/edgev2/edgev2/certs/config"
 	"github.com/edgev2/edgev2/identity"
 	"github.com/edgev2/edgev2/internal/config"
 	"github.com/edgev2/edgev2/keys"
@@ -32,7 +32,7 @@ func (c *Config) checkWithDaemons(p *plan) error {
 	checks := []check{
 		{"keyd.toml", p.keyd, func(path string, data []byte) error { _, err := keys.ParseConfig(path, data); return err },
 			[][2]string{{"pkcs11_", "keys.pkcs11_"}}},
-		{"certd.toml", p.certd, func(path string, data []byte) error { _, err := certs.ParseConfig(path, data); return err },
+		{"certd.toml", p.certd, func(path string, data []byte) error { _, err := certsconfig.Parse(path, data); return err },
 			[][2]string{{"cert_issuance." + idEdgeCA, "edge_ca"}, {"cert_issuance.", "cert_issuance.certs."}, {"est", "cert_issuance.est"}}},
 		{"identityd.toml", p.identityd, func(path string, data []byte) error { _, err := identity.ParseConfig(path, data); return err }, nil},
 		{"modrtd.toml", p.modrtd, func(path string, data []byte) error { _, err := modrt.ParseConfig(path, data); return err }, modules},

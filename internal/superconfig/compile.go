@@ -9,7 +9,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
-	"github.com/edgev2/edgev2/certs"
+	certsconfig "github.com/edgev2/edgev2/certs/config"
 	"github.com/edgev2/edgev2/identity"
 	"github.com/edgev2/edgev2/modrt"
 )
@@ -119,7 +119,7 @@ func (c *Config) files(p *plan) ([]File, error) {
 	}
 	// The services' grants come from the compiled files as their daemons
 	// read them (defaults filled in), so they name the ids each uses.
-	cc, err := certs.ParseConfig("certd.toml", compiled["/etc/edgev2/certd.toml"])
+	cc, err := certsconfig.Parse("certd.toml", compiled["/etc/edgev2/certd.toml"])
 	if err != nil {
 		return nil, fmt.Errorf("compile %s: %w", ServicesRulesPath, err)
 	}

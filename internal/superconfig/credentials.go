@@ -177,7 +177,7 @@ func (c *Config) planCredentials(r *ids, p *plan) error {
 	if err := c.planPINs(p); err != nil {
 		return err
 	}
-	if est := c.CertIssuance.EST; est != nil && est.Password != "" && p.certd.EST != nil {
+	if est := c.CertIssuance.EST; est != nil && est.Password != "" && p.certd.EST.Username != "" { // [est] written (a password needs a username)
 		if p.certd.EST.PasswordCredential, err = p.addCredential("certd", certdUnit, "est-password", "cert_issuance.est.password", []byte(est.Password)); err != nil {
 			return c.bad("cert_issuance.est.password", err.Error(), "")
 		}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgev2/edgev2/certs"
+	certsconfig "github.com/edgev2/edgev2/certs/config"
 	"github.com/edgev2/edgev2/identity"
 	"github.com/edgev2/edgev2/internal/credential"
 	"github.com/edgev2/edgev2/keys"
@@ -130,7 +130,7 @@ func parseWithDaemon(f File) error {
 	case "/etc/edgev2/keyd.toml":
 		_, err = keys.ParseConfig(f.Path, f.Data)
 	case "/etc/edgev2/certd.toml":
-		_, err = certs.ParseConfig(f.Path, f.Data)
+		_, err = certsconfig.Parse(f.Path, f.Data)
 	case "/etc/edgev2/identityd.toml":
 		_, err = identity.ParseConfig(f.Path, f.Data)
 	case "/etc/edgev2/modrtd.toml":
@@ -279,7 +279,7 @@ func TestSealedSecretsReachEachDaemonThroughItsCredentials(t *testing.T) {
 	if _, err := keys.LoadKeyCredential("device-id", strings.TrimPrefix(kc.PreloadedKeys["device-id"], "credential:")); err != nil {
 		t.Errorf("keyd cannot load the sealed DPS key: %v", err)
 	}
-	cc, err := certs.ParseConfig("certd.toml", files["/etc/edgev2/certd.toml"])
+	cc, err := certsconfig.Parse("certd.toml", files["/etc/edgev2/certd.toml"])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/edgev2/edgev2/certs"
+	certsconfig "github.com/edgev2/edgev2/certs/config"
 	"github.com/edgev2/edgev2/identity"
 	"github.com/edgev2/edgev2/modrt"
 )
@@ -33,7 +33,7 @@ type ServiceGrant struct {
 }
 
 // nextKeySuffix names the key certd makes while it rotates one
-// (certs/service.go): it creates, uses and then moves it over the old one.
+// (certs/renew.go): it creates, uses and then moves it over the old one.
 const nextKeySuffix = ".next"
 
 // CertdGrant is certd's grant for its configuration: the keys of the
@@ -43,7 +43,7 @@ const nextKeySuffix = ".next"
 // modrtd (the configured one, or the quickstart CA's that modrtd makes). A
 // bus caller's own keys are not certd's: CreateCertificate with issuer
 // self_signed signs only with a key certd is granted.
-func CertdGrant(c *certs.Config, rt *modrt.Config) ServiceGrant {
+func CertdGrant(c *certsconfig.Config, rt *modrt.Config) ServiceGrant {
 	g := ServiceGrant{Service: "edgev2-certd", User: certsUser,
 		Why: "the keys of the certificates it issues and renews, the issuer and edge CA keys it signs with, its EST identities"}
 	for _, id := range sortedKeys(c.Issuance) {
@@ -230,7 +230,7 @@ func ServiceRulesFor(files ServiceConfigs) ([]byte, error) {
 		}
 	}
 	if files.Certd != nil {
-		c, err := certs.ParseConfig("certd.toml", files.Certd)
+		c, err := certsconfig.Parse("certd.toml", files.Certd)
 		if err != nil {
 			return nil, err
 		}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	certsconfig "github.com/edgev2/edgev2/certs/config"
 	"github.com/edgev2/edgev2/identity/connstr"
 	"github.com/edgev2/edgev2/internal/config"
 	"github.com/edgev2/edgev2/internal/label"
@@ -35,7 +36,7 @@ const (
 // serialisation.
 type plan struct {
 	keyd      keydFile
-	certd     certdFile
+	certd     certsconfig.Config
 	identityd identitydFile
 	modrtd    modrtdFile
 	secrets   map[string][]byte // key id -> raw bytes for secretKeyPath(id)
@@ -148,7 +149,7 @@ func (c *Config) planKeys(r *ids, p *plan) error {
 
 var spanPattern = regexp.MustCompile(`^([0-9]+(\.[0-9]+)?%|[0-9]+(d|min|h|m|s))$`)
 
-func (c *Config) autoRenew(key string, ar *AutoRenew) (*certdAutoRenew, error) {
+func (c *Config) autoRenew(key string, ar *AutoRenew) (*certsconfig.AutoRenew, error) {
 	if ar == nil {
 		return nil, nil
 	}
@@ -157,7 +158,7 @@ func (c *Config) autoRenew(key string, ar *AutoRenew) (*certdAutoRenew, error) {
 			return nil, c.bad(key+".auto_renew."+name, fmt.Sprintf("%q is neither a percentage nor a duration", v), `use "80%" or a time like "10d", "12h", "30min"`)
 		}
 	}
-	return &certdAutoRenew{Threshold: ar.Threshold, Retry: ar.Retry, RotateKey: ar.RotateKey}, nil
+	return &certsconfig.AutoRenew{Threshold: ar.Threshold, Retry: ar.Retry, RotateKey: ar.RotateKey}, nil
 }
 
 func checkHTTPS(raw string) string {
@@ -169,7 +170,7 @@ func checkHTTPS(raw string) string {
 }
 
 func (c *Config) planCerts(r *ids, p *plan) error {
-	p.certd = certdFile{Homedir: certdHome, Issuance: map[string]*certdIssuance{}}
+	p.certd = certsconfig.Config{Homedir: certdHome, Issuance: map[string]*certsconfig.Issuance{}}
 	ci := c.CertIssuance
 	for _, id := range sortedKeys(c.PreloadedCerts) {
 		uri, key := c.PreloadedCerts[id], "preloaded_certs."+id
@@ -210,7 +211,7 @@ func (c *Config) planCerts(r *ids, p *plan) error {
 	}
 	// certd signs for a CA only with the key bound to it here (or the
 	// key_id of a CA it issues itself): never a key a caller names.
-	p.certd.LocalCAs = map[string]*certdLocalCA{}
+	p.certd.LocalCAs = map[string]*certsconfig.LocalCA{}
 	if lc := ci.LocalCA; lc != nil {
 		certID, err := c.certRef(r, "cert_issuance.local_ca.cert", lc.Cert, idLocalCA)
 		if err != nil {
@@ -221,7 +222,7 @@ func (c *Config) planCerts(r *ids, p *plan) error {
 			return err
 		}
 		if _, issued := r.issued[certID]; !issued {
-			p.certd.LocalCAs[certID] = &certdLocalCA{Key: keyID}
+			p.certd.LocalCAs[certID] = &certsconfig.LocalCA{Key: keyID}
 		}
 	}
 	if est := ci.EST; est != nil {
@@ -231,7 +232,7 @@ func (c *Config) planCerts(r *ids, p *plan) error {
 				return c.bad(key+".url", msg+" (EST needs TLS)", "use https://host/.well-known/est")
 			}
 		}
-		e := &certdEST{URL: est.URL, Username: est.Username}
+		e := &certsconfig.ESTDefaults{URL: est.URL, Username: est.Username}
 		if (est.Username == "") != (est.Password == "") {
 			return c.bad(key+".username", "username and password go together", "set both or neither")
 		}
@@ -284,7 +285,7 @@ func (c *Config) planCerts(r *ids, p *plan) error {
 			}
 		}
 		if e.URL != "" || e.Username != "" || e.IdentityCert != "" || len(e.TrustedCerts) > 0 {
-			p.certd.EST = e
+			p.certd.EST = *e
 		}
 		if _, err := c.autoRenew(key, est.AutoRenew); err != nil {
 			return err
@@ -348,13 +349,13 @@ func (c *Config) planCerts(r *ids, p *plan) error {
 				return err
 			}
 			if _, issued := r.issued[certID]; !issued {
-				p.certd.LocalCAs[certID] = &certdLocalCA{Key: keyID}
+				p.certd.LocalCAs[certID] = &certsconfig.LocalCA{Key: keyID}
 			}
 		}
 	} else {
 		// modrtd makes its quickstart edge CA (self-signed, key and
 		// certificate "edgev2-edge-ca") and issues modules' certificates under it.
-		p.certd.LocalCAs[idQuickstartEdgeCA] = &certdLocalCA{Key: idQuickstartEdgeCA}
+		p.certd.LocalCAs[idQuickstartEdgeCA] = &certsconfig.LocalCA{Key: idQuickstartEdgeCA}
 	}
 	if len(p.certd.Issuance) == 0 {
 		p.certd.Issuance = nil
@@ -366,8 +367,8 @@ func (c *Config) planCerts(r *ids, p *plan) error {
 }
 
 // issuance checks the method and where it issues from.
-func (c *Config) issuance(key, method, estURL string, ar *AutoRenew) (*certdIssuance, error) {
-	out := &certdIssuance{Method: method}
+func (c *Config) issuance(key, method, estURL string, ar *AutoRenew) (*certsconfig.Issuance, error) {
+	out := &certsconfig.Issuance{Method: method}
 	switch method {
 	case "est":
 		est := c.CertIssuance.EST

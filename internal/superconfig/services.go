@@ -1,9 +1,10 @@
 package superconfig
 
-// The per-service files as written. These mirror keys.Config, certs.Config,
+// The per-service files as written. These mirror keys.Config,
 // identity.Config and modrt.Config with omitempty, so the compiled files
 // hold only what was configured; tests parse every compiled file with the
-// daemon's own parser, which keeps the two in step.
+// daemon's own parser, which keeps the two in step. certd's file is its own
+// type, certs/config.Config, whose tags carry omitempty.
 
 type keydFile struct {
 	Homedir        string            `toml:"homedir"`
@@ -11,52 +12,6 @@ type keydFile struct {
 	PKCS11BaseSlot string            `toml:"pkcs11_base_slot,omitempty"`
 	PKCS11Sessions int               `toml:"pkcs11_sessions,omitempty"`
 	PreloadedKeys  map[string]string `toml:"preloaded_keys,omitempty"`
-}
-
-type certdFile struct {
-	Homedir        string                    `toml:"homedir"`
-	PreloadedCerts map[string]string         `toml:"preloaded_certs,omitempty"`
-	EST            *certdEST                 `toml:"est,omitempty"`
-	Issuance       map[string]*certdIssuance `toml:"cert_issuance,omitempty"`
-	LocalCAs       map[string]*certdLocalCA  `toml:"local_ca,omitempty"`
-}
-
-// certdLocalCA binds a CA certificate id to the key that signs for it.
-type certdLocalCA struct {
-	Key string `toml:"key"`
-}
-
-type certdEST struct {
-	URL                   string   `toml:"url,omitempty"`
-	TrustedCerts          []string `toml:"trusted_certs,omitempty"`
-	Username              string   `toml:"username,omitempty"`
-	PasswordCredential    string   `toml:"password_credential,omitempty"`
-	IdentityCert          string   `toml:"identity_cert,omitempty"`
-	IdentityKey           string   `toml:"identity_key,omitempty"`
-	BootstrapIdentityCert string   `toml:"bootstrap_identity_cert,omitempty"`
-	BootstrapIdentityKey  string   `toml:"bootstrap_identity_key,omitempty"`
-}
-
-type certdIssuance struct {
-	Method        string          `toml:"method"`
-	KeyID         string          `toml:"key_id,omitempty"`
-	KeyAlgorithms string          `toml:"key_algorithms,omitempty"`
-	CommonName    string          `toml:"common_name,omitempty"`
-	Organization  string          `toml:"organization,omitempty"`
-	DNSNames      []string        `toml:"dns_names,omitempty"`
-	ExpiryDays    int             `toml:"expiry_days,omitempty"`
-	Expiry        string          `toml:"expiry,omitempty"`
-	URL           string          `toml:"url,omitempty"`
-	IssuerCert    string          `toml:"issuer_cert,omitempty"`
-	IssuerKey     string          `toml:"issuer_key,omitempty"`
-	CA            bool            `toml:"ca,omitempty"`
-	AutoRenew     *certdAutoRenew `toml:"auto_renew,omitempty"`
-}
-
-type certdAutoRenew struct {
-	Threshold string `toml:"threshold,omitempty"`
-	Retry     string `toml:"retry,omitempty"`
-	RotateKey bool   `toml:"rotate_key,omitempty"`
 }
 
 type identitydFile struct {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgev2/edgev2/certs"
+	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/certs/est"
 	"github.com/edgev2/edgev2/identity"
@@ -187,7 +187,7 @@ key_algorithms = "ec-p256"
 	certd := testenv.StartService(t, bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-certd"),
 		Args:   []string{"--config", certdConfig, "--log-level", "debug"},
-		User:   testenv.CertsUser, BusName: certs.BusName,
+		User:   testenv.CertsUser, BusName: certsapi.BusName,
 	})
 	conn := bus.Conn(t)
 	kc, cc, ic := kclient.New(conn), cclient.New(conn), iclient.New(conn)
@@ -302,7 +302,7 @@ func waitProvisioned(t *testing.T, ic *iclient.Client, timeout time.Duration) {
 
 func parsePEMCert(t *testing.T, pemData []byte) *x509.Certificate {
 	t.Helper()
-	chain, err := certs.ParseChainPEM(string(pemData))
+	chain, err := certsapi.ParseChainPEM(string(pemData))
 	if err != nil || len(chain) == 0 {
 		t.Fatalf("parse certificate: %v", err)
 	}

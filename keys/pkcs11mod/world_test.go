@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgev2/edgev2/certs"
+	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
@@ -119,7 +119,7 @@ func startWorld(t *testing.T) *world {
 	})
 	testenv.StartService(t, w.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-certd"), Args: []string{"--config", mk("certd", cuid, cgid, "")},
-		User: testenv.CertsUser, BusName: certs.BusName,
+		User: testenv.CertsUser, BusName: certsapi.BusName,
 	})
 	conn := w.bus.Conn(t)
 	w.keys = kclient.New(conn)

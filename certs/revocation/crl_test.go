@@ -1,4 +1,4 @@
-package certs
+package revocation
 
 import (
 	"crypto/ecdsa"

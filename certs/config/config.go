@@ -1,4 +1,6 @@
-package certs
+// Package config is certd's configuration file (/etc/edgev2/certd.toml):
+// its type and its parser, shared by certd, edgectl and the super-config.
+package config
 
 import (
 	"fmt"
@@ -8,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/config"
+	cfgfile "github.com/edgev2/edgev2/internal/config"
 	"github.com/edgev2/edgev2/internal/credential"
 
 	"github.com/edgev2/edgev2/internal/label"
@@ -17,14 +19,14 @@ import (
 // Config is certd's configuration file (/etc/edgev2/certd.toml).
 type Config struct {
 	Homedir        string               `toml:"homedir"`
-	PreloadedCerts map[string]string    `toml:"preloaded_certs"`
-	EST            ESTDefaults          `toml:"est"`
-	Issuance       map[string]*Issuance `toml:"cert_issuance"`
+	PreloadedCerts map[string]string    `toml:"preloaded_certs,omitempty"`
+	EST            ESTDefaults          `toml:"est,omitempty"`
+	Issuance       map[string]*Issuance `toml:"cert_issuance,omitempty"`
 	// LocalCAs binds CA certificate ids to the key that signs for them.
 	// Only a CA bound here (or issued here with ca = true, or named by a
 	// local_ca issuance with its issuer_key) can issue, and only with that
 	// key: a caller never names the key.
-	LocalCAs map[string]*LocalCA `toml:"local_ca"`
+	LocalCAs map[string]*LocalCA `toml:"local_ca,omitempty"`
 
 	caKeys map[string]string // CA certificate id -> key id, from all three
 }
@@ -37,68 +39,68 @@ type LocalCA struct {
 // ESTDefaults are the EST settings every est issuance uses unless it
 // overrides them.
 type ESTDefaults struct {
-	URL          string   `toml:"url"`
-	Label        string   `toml:"label"`
-	TrustedCerts []string `toml:"trusted_certs"` // certificate ids that anchor the EST server's TLS
-	Username     string   `toml:"username"`
-	Password     string   `toml:"password"`
+	URL          string   `toml:"url,omitempty"`
+	Label        string   `toml:"label,omitempty"`
+	TrustedCerts []string `toml:"trusted_certs,omitempty"` // certificate ids that anchor the EST server's TLS
+	Username     string   `toml:"username,omitempty"`
+	Password     string   `toml:"password,omitempty"`
 	// PasswordCredential names the systemd credential holding the password
 	// (what `edgectl config apply` writes instead of password); the daemon
 	// reads it into Password at start (ReadCredentials).
-	PasswordCredential string `toml:"password_credential"`
+	PasswordCredential string `toml:"password_credential,omitempty"`
 	// The EST identity authenticates every request with TLS client auth; if
 	// it is missing, the bootstrap identity is used once to enroll it.
-	IdentityCert          string `toml:"identity_cert"`
-	IdentityKey           string `toml:"identity_key"`
-	BootstrapIdentityCert string `toml:"bootstrap_identity_cert"`
-	BootstrapIdentityKey  string `toml:"bootstrap_identity_key"`
+	IdentityCert          string `toml:"identity_cert,omitempty"`
+	IdentityKey           string `toml:"identity_key,omitempty"`
+	BootstrapIdentityCert string `toml:"bootstrap_identity_cert,omitempty"`
+	BootstrapIdentityKey  string `toml:"bootstrap_identity_key,omitempty"`
 	// ChallengePasswordFile holds the shared secret some EST CAs want in
 	// the CSR's challengePassword attribute; it is read at each enrollment
 	// and never logged. SendChallengePassword: "when_asked" (the server's
 	// /csrattrs names challengePassword; the default) or "always".
-	ChallengePasswordFile string `toml:"challenge_password_file"`
+	ChallengePasswordFile string `toml:"challenge_password_file,omitempty"`
 	// ChallengePasswordCredential: the same secret as a systemd credential.
-	ChallengePasswordCredential string `toml:"challenge_password_credential"`
-	SendChallengePassword       string `toml:"send_challenge_password"`
+	ChallengePasswordCredential string `toml:"challenge_password_credential,omitempty"`
+	SendChallengePassword       string `toml:"send_challenge_password,omitempty"`
 	// CRLCheckInterval is how often the CRL distribution points of
 	// EST-issued certificates are checked (default "1h"; "0s" turns the
 	// schedule off). A revoked certificate is re-enrolled with a new key.
-	CRLCheckInterval string `toml:"crl_check_interval"`
+	CRLCheckInterval string `toml:"crl_check_interval,omitempty"`
 
 	crlInterval time.Duration
 }
 
 // Issuance is how one certificate id is issued and renewed.
 type Issuance struct {
-	Method        string     `toml:"method"` // est | local_ca | self_signed
-	KeyID         string     `toml:"key_id"` // default: the certificate id
-	KeyAlgorithms string     `toml:"key_algorithms"`
-	CommonName    string     `toml:"common_name"`
-	Organization  string     `toml:"organization"`
-	DNSNames      []string   `toml:"dns_names"`
-	ExpiryDays    int        `toml:"expiry_days"`
-	Expiry        string     `toml:"expiry"` // a duration ("90s", "12h"), for short-lived certificates
-	URL           string     `toml:"url"`
-	Label         string     `toml:"label"`
-	IssuerCert    string     `toml:"issuer_cert"` // local_ca
-	IssuerKey     string     `toml:"issuer_key"`
-	CA            bool       `toml:"ca"` // issue a CA certificate (local_ca, self_signed)
-	AutoRenew     *AutoRenew `toml:"auto_renew"`
+	Method        string     `toml:"method"`           // est | local_ca | self_signed
+	KeyID         string     `toml:"key_id,omitempty"` // default: the certificate id
+	KeyAlgorithms string     `toml:"key_algorithms,omitempty"`
+	CommonName    string     `toml:"common_name,omitempty"`
+	Organization  string     `toml:"organization,omitempty"`
+	DNSNames      []string   `toml:"dns_names,omitempty"`
+	ExpiryDays    int        `toml:"expiry_days,omitempty"`
+	Expiry        string     `toml:"expiry,omitempty"` // a duration ("90s", "12h"), for short-lived certificates
+	URL           string     `toml:"url,omitempty"`
+	Label         string     `toml:"label,omitempty"`
+	IssuerCert    string     `toml:"issuer_cert,omitempty"` // local_ca
+	IssuerKey     string     `toml:"issuer_key,omitempty"`
+	CA            bool       `toml:"ca,omitempty"` // issue a CA certificate (local_ca, self_signed)
+	AutoRenew     *AutoRenew `toml:"auto_renew,omitempty"`
 
 	validity time.Duration
 }
 
 // AutoRenew is a renewal policy.
 type AutoRenew struct {
-	Threshold string `toml:"threshold"` // "80%" of the lifetime elapsed, or a time before expiry: "10d", "30min"
-	Retry     string `toml:"retry"`     // after a failure: "10%" of the lifetime or a duration; doubles per failure
-	RotateKey bool   `toml:"rotate_key"`
+	Threshold string `toml:"threshold,omitempty"` // "80%" of the lifetime elapsed, or a time before expiry: "10d", "30min"
+	Retry     string `toml:"retry,omitempty"`     // after a failure: "10%" of the lifetime or a duration; doubles per failure
+	RotateKey bool   `toml:"rotate_key,omitempty"`
 	// MinInterval is the least time between two successful renewals, so a
 	// CA that issues shorter lifetimes than asked cannot drive certd into
 	// a renewal loop. Default "1min".
-	MinInterval string `toml:"min_interval"`
+	MinInterval string `toml:"min_interval,omitempty"`
 
-	threshold, retry span
+	threshold, retry Span
 	minInterval      time.Duration
 }
 
@@ -114,69 +116,78 @@ const DefaultMinInterval = time.Minute
 // renewed at PaceFraction of its lifetime because its whole lifetime is at
 // or below the configured threshold.
 func (ar *AutoRenew) Paced(notBefore, notAfter time.Time) bool {
-	return ar.threshold.fraction == 0 && ar.threshold.d >= notAfter.Sub(notBefore)
+	return ar.threshold.Fraction == 0 && ar.threshold.D >= notAfter.Sub(notBefore)
 }
 
 // MinIntervalDuration is the parsed min_interval.
 func (ar *AutoRenew) MinIntervalDuration() time.Duration { return ar.minInterval }
 
-// span is either a fraction of a certificate's lifetime or a duration.
-type span struct {
-	fraction float64
-	d        time.Duration
+// ThresholdSpan is the parsed threshold.
+func (ar *AutoRenew) ThresholdSpan() Span { return ar.threshold }
+
+// RetrySpan is the parsed retry.
+func (ar *AutoRenew) RetrySpan() Span { return ar.retry }
+
+// CRLInterval is the parsed crl_check_interval (0: no schedule).
+func (e *ESTDefaults) CRLInterval() time.Duration { return e.crlInterval }
+
+// Span is either a fraction of a certificate's lifetime or a duration.
+type Span struct {
+	Fraction float64       // of the lifetime; 0 when D is set
+	D        time.Duration // used when Fraction is 0
 }
 
-// of resolves the span against a lifetime.
-func (s span) of(lifetime time.Duration) time.Duration {
-	if s.fraction > 0 {
-		return time.Duration(float64(lifetime) * s.fraction)
+// Of resolves the span against a lifetime.
+func (s Span) Of(lifetime time.Duration) time.Duration {
+	if s.Fraction > 0 {
+		return time.Duration(float64(lifetime) * s.Fraction)
 	}
-	return s.d
+	return s.D
 }
 
 // parseSpan reads "80%", "10d", "30min", "90s", "12h".
-func parseSpan(s string) (span, error) {
+func parseSpan(s string) (Span, error) {
 	s = strings.TrimSpace(s)
 	if p, ok := strings.CutSuffix(s, "%"); ok {
 		f, err := strconv.ParseFloat(p, 64)
 		if err != nil || f <= 0 || f >= 100 {
-			return span{}, fmt.Errorf("%q is not a percentage between 0 and 100", s)
+			return Span{}, fmt.Errorf("%q is not a percentage between 0 and 100", s)
 		}
-		return span{fraction: f / 100}, nil
+		return Span{Fraction: f / 100}, nil
 	}
 	if d, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(d)
 		if err != nil || n <= 0 {
-			return span{}, fmt.Errorf("%q is not a number of days", s)
+			return Span{}, fmt.Errorf("%q is not a number of days", s)
 		}
-		return span{d: time.Duration(n) * 24 * time.Hour}, nil
+		return Span{D: time.Duration(n) * 24 * time.Hour}, nil
 	}
 	if m, ok := strings.CutSuffix(s, "min"); ok {
 		s = m + "m"
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 {
-		return span{}, fmt.Errorf("%q is neither a percentage (\"80%%\") nor a duration (\"10d\", \"30min\", \"90s\")", s)
+		return Span{}, fmt.Errorf("%q is neither a percentage (\"80%%\") nor a duration (\"10d\", \"30min\", \"90s\")", s)
 	}
-	return span{d: d}, nil
+	return Span{D: d}, nil
 }
 
-// ConfigError names the file, key and fix of a configuration mistake.
-type ConfigError = config.Error
+// Error names the file, key and fix of a configuration mistake.
+type Error = cfgfile.Error
 
-// LoadConfig reads and validates a certd config file.
-func LoadConfig(path string) (*Config, error) {
-	data, err := config.Read(path)
+// Load reads and validates a certd config file.
+func Load(path string) (*Config, error) {
+	data, err := cfgfile.Read(path)
 	if err != nil {
 		return nil, err
 	}
-	return ParseConfig(path, data)
+	return Parse(path, data)
 }
 
-// ParseConfig parses and validates certd config text.
-func ParseConfig(path string, data []byte) (*Config, error) {
+// Parse parses and validates certd config text.
+func Parse(path string, data []byte) (*Config, error) {
 	var c Config
-	if err := config.Decode(path, data, &c, "docs/certs.md"); err != nil {
+	if err := cfgfile.Decode(path, data, &c, "docs/certs.md"); err != nil {
 		return nil, err
 	}
 	return &c, c.validate(path)
@@ -184,7 +195,7 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 
 func (c *Config) validate(path string) error {
 	bad := func(key, problem, fix string) error {
-		return &ConfigError{File: path, Key: key, Problem: problem, Fix: fix}
+		return &Error{File: path, Key: key, Problem: problem, Fix: fix}
 	}
 	if c.Homedir == "" || !strings.HasPrefix(c.Homedir, "/") {
 		return bad("homedir", fmt.Sprintf("%q is not an absolute path", c.Homedir), `set homedir = "/var/lib/edgev2/certd"`)
@@ -199,7 +210,7 @@ func (c *Config) validate(path string) error {
 		}
 	}
 	if c.EST.URL != "" {
-		if err := checkHTTPS(c.EST.URL); err != nil {
+		if err := CheckHTTPS(c.EST.URL); err != nil {
 			return bad("est.url", err.Error(), "use https://host/.well-known/est")
 		}
 	}
@@ -262,7 +273,7 @@ func (c *Config) validate(path string) error {
 				return bad(key+".url", "method est needs a URL", "set url here or [est] url")
 			}
 			if is.URL != "" {
-				if err := checkHTTPS(is.URL); err != nil {
+				if err := CheckHTTPS(is.URL); err != nil {
 					return bad(key+".url", err.Error(), "use https://host/.well-known/est")
 				}
 			}
@@ -316,10 +327,10 @@ func (c *Config) validate(path string) error {
 			ar.minInterval = DefaultMinInterval
 			if ar.MinInterval != "" {
 				mi, err := parseSpan(ar.MinInterval)
-				if err != nil || mi.fraction > 0 {
+				if err != nil || mi.Fraction > 0 {
 					return bad(key+".auto_renew.min_interval", fmt.Sprintf("%q is not a duration", ar.MinInterval), `use a duration like "1min" or "30s"`)
 				}
-				ar.minInterval = mi.d
+				ar.minInterval = mi.D
 			}
 		}
 	}
@@ -339,7 +350,7 @@ func (c *Config) bindCAs(bad func(key, problem, fix string) error) error {
 		c.caKeys[certID], from[certID] = keyID, setting
 		return nil
 	}
-	for _, id := range sortedIDs(c.LocalCAs) {
+	for _, id := range SortedIDs(c.LocalCAs) {
 		lc, key := c.LocalCAs[id], "local_ca."+id
 		if msg := label.ValidateID("certificate id", id); msg != "" {
 			return bad(key, msg, "use printable UTF-8")
@@ -354,14 +365,14 @@ func (c *Config) bindCAs(bad func(key, problem, fix string) error) error {
 			return err
 		}
 	}
-	for _, id := range sortedIDs(c.Issuance) {
+	for _, id := range SortedIDs(c.Issuance) {
 		if is := c.Issuance[id]; is.CA {
 			if err := bind("cert_issuance."+id+".key_id", id, is.KeyID); err != nil {
 				return err
 			}
 		}
 	}
-	for _, id := range sortedIDs(c.Issuance) {
+	for _, id := range SortedIDs(c.Issuance) {
 		is, key := c.Issuance[id], "cert_issuance."+id
 		if is.Method != "local_ca" {
 			continue
@@ -385,7 +396,8 @@ func (c *Config) CAKey(certID string) (string, bool) {
 	return k, ok
 }
 
-func sortedIDs[V any](m map[string]V) []string {
+// SortedIDs are the keys of an id-keyed table, sorted.
+func SortedIDs[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)
@@ -394,7 +406,8 @@ func sortedIDs[V any](m map[string]V) []string {
 	return out
 }
 
-func checkHTTPS(raw string) error {
+// CheckHTTPS refuses an EST URL that is not https://host/...
+func CheckHTTPS(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return fmt.Errorf("%q is not an https:// URL (EST needs TLS; plain http is never used)", raw)

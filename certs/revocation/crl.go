@@ -1,4 +1,6 @@
-package certs
+// Package revocation fetches and verifies CRLs: whether a certificate is on
+// its issuer's revocation list, for certd's schedule and edgectl check.
+package revocation
 
 import (
 	"bytes"
@@ -6,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -100,123 +101,4 @@ func CheckRevoked(crl *x509.RevocationList, leaf *x509.Certificate, issuers []*x
 		}
 	}
 	return false, nil
-}
-
-// RevocationState is what certd last learnt about one certificate.
-type RevocationState struct {
-	CheckedAt time.Time
-	Revoked   bool
-	Err       error
-}
-
-// issuersOf are the certificates that may have issued chain's leaf and its
-// CRL: the stored chain above the leaf and the configured EST anchors.
-func (s *Service) issuersOf(info Info) []*x509.Certificate {
-	out := append([]*x509.Certificate{}, info.Chain[1:]...)
-	for _, id := range s.cfg.EST.TrustedCerts {
-		if a, err := s.store.Get(id); err == nil {
-			out = append(out, a.Chain...)
-		}
-	}
-	return out
-}
-
-// checkRevoked fetches and verifies the CRL of each distribution point of
-// a stored certificate and reports whether it is revoked.
-func (s *Service) checkRevoked(ctx context.Context, info Info) (bool, error) {
-	leaf := info.Leaf()
-	if len(leaf.CRLDistributionPoints) == 0 {
-		return false, nil
-	}
-	anchors, err := s.estAnchors()
-	if err != nil {
-		return false, err
-	}
-	var lastErr error
-	for _, dp := range leaf.CRLDistributionPoints {
-		crl, err := FetchCRL(ctx, dp, anchors)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		revoked, err := CheckRevoked(crl, leaf, s.issuersOf(info), s.clock.Now())
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		return revoked, nil
-	}
-	return false, lastErr
-}
-
-// checkRevocations looks every EST-issued certificate up on its CRL, and
-// re-enrolls one that is revoked: a fresh simpleenroll with the identity
-// that still holds (EST identity, bootstrap, Basic) and a new key.
-func (s *Service) checkRevocations(ctx context.Context) {
-	s.checkIdentityRevoked(ctx) // first: re-enrollments below may need a new one
-	for _, id := range sortedIDs(s.cfg.Issuance) {
-		if s.cfg.Issuance[id].Method != "est" {
-			continue
-		}
-		info, err := s.store.Get(id)
-		if err != nil {
-			continue
-		}
-		revoked, err := s.checkRevoked(ctx, info)
-		s.mu.Lock()
-		s.revocation[id] = RevocationState{CheckedAt: s.clock.Now(), Revoked: revoked, Err: err}
-		s.mu.Unlock()
-		if err != nil {
-			s.log.Warn("CRL check failed; keeping the certificate", "cert_id", id, "err", err)
-			continue
-		}
-		if !revoked {
-			continue
-		}
-		s.log.Warn("certificate revoked by its CA; re-enrolling with a new key", "cert_id", id, "serial", info.Leaf().SerialNumber.Text(16))
-		if _, err := s.renewWith(ctx, id, renewOptions{force: true, fresh: true, rotate: true}); err != nil {
-			s.recordFailure(id, info, fmt.Errorf("re-enroll the revoked certificate: %w", err))
-			continue
-		}
-		s.mu.Lock()
-		s.revocation[id] = RevocationState{CheckedAt: s.clock.Now()}
-		s.mu.Unlock()
-	}
-}
-
-// checkIdentityRevoked: a revoked EST identity is dropped with its key, so
-// the next fresh enrollment enrolls a new one with the bootstrap identity.
-func (s *Service) checkIdentityRevoked(ctx context.Context) {
-	e := s.cfg.EST
-	if e.IdentityCert == "" || e.BootstrapIdentityCert == "" {
-		return
-	}
-	info, err := s.store.Get(e.IdentityCert)
-	if err != nil {
-		return
-	}
-	revoked, err := s.checkRevoked(ctx, info)
-	s.mu.Lock()
-	s.revocation[e.IdentityCert] = RevocationState{CheckedAt: s.clock.Now(), Revoked: revoked, Err: err}
-	s.mu.Unlock()
-	if err != nil || !revoked {
-		return
-	}
-	s.issue.Lock()
-	defer s.issue.Unlock()
-	s.log.Warn("the EST identity is revoked by its CA; it will be enrolled anew with the bootstrap identity and a new key", "cert_id", e.IdentityCert)
-	if err := s.store.Delete(e.IdentityCert); err != nil {
-		s.log.Error("drop the revoked EST identity", "cert_id", e.IdentityCert, "err", err)
-		return
-	}
-	if err := s.keys.DeleteKey(ctx, e.IdentityKey); err != nil && !fault.Is(err, fault.NotFound) {
-		s.log.Error("drop the revoked EST identity's key", "key_id", e.IdentityKey, "err", err)
-	}
-}
-
-// Revocation returns the last CRL check of id (zero if none yet).
-func (s *Service) Revocation(id string) RevocationState {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.revocation[id]
 }

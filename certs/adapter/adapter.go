@@ -1,4 +1,6 @@
-package certs
+// Package adapter serves the Certificates domain (package certs) on D-Bus as
+// org.edgev2.Certificates1: it authorizes, converts and maps errors, nothing more.
+package adapter
 
 import (
 	"context"
@@ -8,42 +10,17 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 
+	"github.com/edgev2/edgev2/certs"
+	"github.com/edgev2/edgev2/certs/api"
+	"github.com/edgev2/edgev2/certs/config"
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/fault"
 )
 
-// Bus names of the Certificates service.
-const (
-	BusName       = "org.edgev2.Certificates1"
-	ObjectPath    = godbus.ObjectPath("/org/edgev2/Certificates1")
-	Interface     = "org.edgev2.Certificates1"
-	CertInterface = "org.edgev2.Certificates1.Certificate"
-	Collection    = "certs"
-)
-
-// polkit actions.
-const (
-	ActionRead   = "org.edgev2.certs.read"
-	ActionManage = "org.edgev2.certs.manage"
-	// ActionIssue: sign under a CA (details cert_id = the CA's certificate
-	// id, issued_cert_id = the new certificate's id, subject = "configured"
-	// when [cert_issuance.<id>] fixes the subject, else "requested").
-	ActionIssue = "org.edgev2.certs.issue"
-	// ActionIssueCA: issue a CA certificate (details cert_id = the issuing
-	// CA, the certificate itself when self-signed; issued_cert_id).
-	ActionIssueCA = "org.edgev2.certs.issue-ca"
-)
-
-// Values of the subject detail of ActionIssue.
-const (
-	SubjectConfigured = "configured"
-	SubjectRequested  = "requested"
-)
-
-// BusAPI adapts Service to org.edgev2.Certificates1.
+// BusAPI adapts certs.Service to org.edgev2.Certificates1.
 type BusAPI struct {
 	ctx  context.Context
-	svc  *Service
+	svc  *certs.Service
 	auth bus.Authority
 	srv  *bus.Server
 	log  *slog.Logger
@@ -51,32 +28,32 @@ type BusAPI struct {
 
 // NewBusAPI registers the Certificates objects on srv and hooks the
 // service's renewals to the Renewed signal.
-func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.Server, log *slog.Logger) *BusAPI {
+func NewBusAPI(ctx context.Context, svc *certs.Service, auth bus.Authority, srv *bus.Server, log *slog.Logger) *BusAPI {
 	a := &BusAPI{ctx: ctx, svc: svc, auth: auth, srv: srv, log: log}
 	srv.Root(bus.Interface{
-		Name: Interface,
+		Name: api.Interface,
 		Methods: map[string]any{
-			"ImportCertificate": a.importCertificate,
-			"GetCertificate":    a.getCertificate,
-			"ListCertificates":  a.listCertificates,
-			"CreateCertificate": a.createCertificate,
-			"EnsureCertificate": a.ensureCertificate,
-			"DeleteCertificate": a.deleteCertificate,
+			api.MethodImportCertificate: a.importCertificate,
+			api.MethodGetCertificate:    a.getCertificate,
+			api.MethodListCertificates:  a.listCertificates,
+			api.MethodCreateCertificate: a.createCertificate,
+			api.MethodEnsureCertificate: a.ensureCertificate,
+			api.MethodDeleteCertificate: a.deleteCertificate,
 		},
 	})
 	srv.AddCollection(bus.Collection{
-		Name: Collection,
+		Name: api.Collection,
 		Interfaces: []bus.Interface{{
-			Name:       CertInterface,
-			Methods:    map[string]any{"Renew": a.renew},
+			Name:       api.CertInterface,
+			Methods:    map[string]any{api.MethodRenew: a.renew},
 			Properties: a.certProperties,
 		}},
 		Exists: svc.Exists,
 		List:   svc.List,
 	})
-	srv.CanRead = func(call bus.Call, id string) *godbus.Error { return a.authorize(call, ActionRead, id) }
+	srv.CanRead = func(call bus.Call, id string) *godbus.Error { return a.authorize(call, api.ActionRead, id) }
 	// Certificate events name a certificate: only its readers hear of it.
-	srv.CanReceive = func(peer, id string) bool { return bus.MayReceive(ctx, auth, peer, ActionRead, certDetails(id)) }
+	srv.CanReceive = func(peer, id string) bool { return bus.MayReceive(ctx, auth, peer, api.ActionRead, certDetails(id)) }
 	svc.OnRenewed = a.renewed
 	return a
 }
@@ -95,15 +72,15 @@ func (a *BusAPI) certProperties(id string) (map[string]godbus.Variant, error) {
 	}
 	leaf := info.Leaf()
 	return map[string]godbus.Variant{
-		"Id":          godbus.MakeVariant(info.ID),
-		"Subject":     godbus.MakeVariant(leaf.Subject.String()),
-		"Issuer":      godbus.MakeVariant(leaf.Issuer.String()),
-		"Serial":      godbus.MakeVariant(fmt.Sprintf("%x", leaf.SerialNumber)),
-		"NotBefore":   godbus.MakeVariant(unix(leaf.NotBefore)),
-		"NotAfter":    godbus.MakeVariant(unix(leaf.NotAfter)),
-		"Fingerprint": godbus.MakeVariant(info.Fingerprint()),
-		"RenewAt":     godbus.MakeVariant(unix(info.RenewAt)),
-		"Preloaded":   godbus.MakeVariant(info.Preloaded),
+		api.PropID:          godbus.MakeVariant(info.ID),
+		api.PropSubject:     godbus.MakeVariant(leaf.Subject.String()),
+		api.PropIssuer:      godbus.MakeVariant(leaf.Issuer.String()),
+		api.PropSerial:      godbus.MakeVariant(fmt.Sprintf("%x", leaf.SerialNumber)),
+		api.PropNotBefore:   godbus.MakeVariant(unix(leaf.NotBefore)),
+		api.PropNotAfter:    godbus.MakeVariant(unix(leaf.NotAfter)),
+		api.PropFingerprint: godbus.MakeVariant(info.Fingerprint()),
+		api.PropRenewAt:     godbus.MakeVariant(unix(info.RenewAt)),
+		api.PropPreloaded:   godbus.MakeVariant(info.Preloaded),
 	}, nil
 }
 
@@ -113,7 +90,7 @@ func certDetails(id string) map[string]string {
 	if id == "" {
 		return nil
 	}
-	return map[string]string{"cert_id": id}
+	return map[string]string{api.DetailCertID: id}
 }
 
 func (a *BusAPI) authorize(call bus.Call, action, id string) *godbus.Error {
@@ -131,7 +108,7 @@ func (a *BusAPI) fail(op string, err error) *godbus.Error {
 
 // begin validates the id and authorizes the call.
 func (a *BusAPI) begin(msg godbus.Message, action, id string) *godbus.Error {
-	if err := ValidateID(id); err != nil {
+	if err := api.ValidateID(id); err != nil {
 		return bus.ToError(err)
 	}
 	return a.authorize(bus.CallOf(msg), action, id)
@@ -140,16 +117,16 @@ func (a *BusAPI) begin(msg godbus.Message, action, id string) *godbus.Error {
 // changed announces a new or replaced certificate.
 func (a *BusAPI) changed(id string, existed bool) {
 	if !existed {
-		a.srv.Added(Collection, id)
+		a.srv.Added(api.Collection, id)
 		return
 	}
 	if props, err := a.certProperties(id); err == nil {
-		a.srv.PropertiesChanged(a.srv.ChildPath(Collection, id), CertInterface, props)
+		a.srv.PropertiesChanged(a.srv.ChildPath(api.Collection, id), api.CertInterface, props)
 	}
 }
 
 func (a *BusAPI) importCertificate(msg godbus.Message, id, pem string) (godbus.ObjectPath, *godbus.Error) {
-	if e := a.begin(msg, ActionManage, id); e != nil {
+	if e := a.begin(msg, api.ActionManage, id); e != nil {
 		return "/", e
 	}
 	existed := a.svc.Exists(id)
@@ -157,11 +134,11 @@ func (a *BusAPI) importCertificate(msg godbus.Message, id, pem string) (godbus.O
 		return "/", a.fail("ImportCertificate", err)
 	}
 	a.changed(id, existed)
-	return a.srv.ChildPath(Collection, id), nil
+	return a.srv.ChildPath(api.Collection, id), nil
 }
 
 func (a *BusAPI) getCertificate(msg godbus.Message, id string) (string, *godbus.Error) {
-	if e := a.begin(msg, ActionRead, id); e != nil {
+	if e := a.begin(msg, api.ActionRead, id); e != nil {
 		return "", e
 	}
 	info, err := a.svc.Get(a.ctx, id)
@@ -172,7 +149,7 @@ func (a *BusAPI) getCertificate(msg godbus.Message, id string) (string, *godbus.
 }
 
 func (a *BusAPI) listCertificates(msg godbus.Message) ([]string, *godbus.Error) {
-	if e := a.authorize(bus.CallOf(msg), ActionRead, ""); e != nil {
+	if e := a.authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
 		return nil, e
 	}
 	ids, err := a.svc.List()
@@ -186,34 +163,31 @@ func (a *BusAPI) listCertificates(msg godbus.Message) ([]string, *godbus.Error) 
 }
 
 func (a *BusAPI) createCertificate(msg godbus.Message, id string, csr []byte, opts map[string]godbus.Variant) (string, *godbus.Error) {
-	vals, e := bus.ParseOptions(opts, map[string]string{
-		"issuer": "s", "key_id": "s", "issuer_cert": "s", "issuer_key": "s",
-		"validity": "t", "ca": "b", "path_len": "u", "est_url": "s", "est_label": "s",
-	})
+	vals, e := bus.ParseOptions(opts, api.CreateOptionTypes)
 	if e != nil {
 		return "", e
 	}
-	if e := a.begin(msg, ActionManage, id); e != nil {
+	if e := a.begin(msg, api.ActionManage, id); e != nil {
 		return "", e
 	}
 	str := func(k string) string { s, _ := vals[k].(string); return s }
-	o := CreateOptions{Issuer: str("issuer"), KeyID: str("key_id"), IssuerCert: str("issuer_cert"),
-		IssuerKey: str("issuer_key"), ESTURL: str("est_url"), ESTLabel: str("est_label")}
-	if v, ok := vals["validity"].(uint64); ok {
-		if v == 0 || v > uint64(100*365*24*3600) {
-			return "", bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("option \"validity\" is %d seconds; use 1 .. 3153600000", v))
+	o := certs.CreateOptions{Issuer: str(api.OptIssuer), KeyID: str(api.OptKeyID), IssuerCert: str(api.OptIssuerCert),
+		IssuerKey: str(api.OptIssuerKey), ESTURL: str(api.OptESTURL), ESTLabel: str(api.OptESTLabel)}
+	if v, ok := vals[api.OptValidity].(uint64); ok {
+		if v == 0 || v > api.MaxValiditySeconds {
+			return "", bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("option \"validity\" is %d seconds; use 1 .. %d", v, api.MaxValiditySeconds))
 		}
 		o.Validity = time.Duration(v) * time.Second
 	}
-	o.CA, _ = vals["ca"].(bool)
-	if v, ok := vals["path_len"].(uint32); ok {
-		if v > 16 {
-			return "", bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("option \"path_len\" is %d; use 0 .. 16", v))
+	o.CA, _ = vals[api.OptCA].(bool)
+	if v, ok := vals[api.OptPathLen].(uint32); ok {
+		if v > api.MaxPathLen {
+			return "", bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("option \"path_len\" is %d; use 0 .. %d", v, api.MaxPathLen))
 		}
 		o.PathLen, o.HasPathLen = int(v), true
 	}
 	if o.ESTURL != "" {
-		if err := checkHTTPS(o.ESTURL); err != nil {
+		if err := config.CheckHTTPS(o.ESTURL); err != nil {
 			return "", bus.NewError(bus.ErrInvalidArgs, "option \"est_url\": "+err.Error())
 		}
 	}
@@ -226,12 +200,12 @@ func (a *BusAPI) createCertificate(msg godbus.Message, id string, csr []byte, op
 	}
 	call := bus.CallOf(msg)
 	if o.Issuer == "local_ca" {
-		subject := SubjectRequested
+		subject := api.SubjectRequested
 		if auth.Configured {
-			subject = SubjectConfigured
+			subject = api.SubjectConfigured
 		}
-		if e := a.auth.Authorize(a.ctx, call, ActionIssue, map[string]string{
-			"cert_id": auth.IssuerCert, "issued_cert_id": id, "subject": subject}); e != nil {
+		if e := a.auth.Authorize(a.ctx, call, api.ActionIssue, map[string]string{
+			api.DetailCertID: auth.IssuerCert, api.DetailIssuedCertID: id, api.DetailSubject: subject}); e != nil {
 			return "", e
 		}
 	}
@@ -240,7 +214,7 @@ func (a *BusAPI) createCertificate(msg godbus.Message, id string, csr []byte, op
 		if issuer == "" {
 			issuer = id
 		}
-		if e := a.auth.Authorize(a.ctx, call, ActionIssueCA, map[string]string{"cert_id": issuer, "issued_cert_id": id}); e != nil {
+		if e := a.auth.Authorize(a.ctx, call, api.ActionIssueCA, map[string]string{api.DetailCertID: issuer, api.DetailIssuedCertID: id}); e != nil {
 			return "", e
 		}
 	}
@@ -254,7 +228,7 @@ func (a *BusAPI) createCertificate(msg godbus.Message, id string, csr []byte, op
 }
 
 func (a *BusAPI) ensureCertificate(msg godbus.Message, id string) (string, *godbus.Error) {
-	if e := a.begin(msg, ActionManage, id); e != nil {
+	if e := a.begin(msg, api.ActionManage, id); e != nil {
 		return "", e
 	}
 	existed := a.svc.Exists(id)
@@ -269,13 +243,13 @@ func (a *BusAPI) ensureCertificate(msg godbus.Message, id string) (string, *godb
 }
 
 func (a *BusAPI) deleteCertificate(msg godbus.Message, id string) *godbus.Error {
-	if e := a.begin(msg, ActionManage, id); e != nil {
+	if e := a.begin(msg, api.ActionManage, id); e != nil {
 		return e
 	}
 	if err := a.svc.Delete(a.ctx, id); err != nil {
 		return a.fail("DeleteCertificate", err)
 	}
-	a.srv.Removed(Collection, id)
+	a.srv.Removed(api.Collection, id)
 	return nil
 }
 
@@ -284,7 +258,7 @@ func (a *BusAPI) renew(msg godbus.Message) *godbus.Error {
 	if e != nil {
 		return e
 	}
-	if e := a.authorize(bus.CallOf(msg), ActionManage, id); e != nil {
+	if e := a.authorize(bus.CallOf(msg), api.ActionManage, id); e != nil {
 		return e
 	}
 	if e := a.srv.Exists(msg); e != nil {
@@ -299,7 +273,7 @@ func (a *BusAPI) renew(msg godbus.Message) *godbus.Error {
 // renewed emits Renewed and the changed properties (also for renewals the
 // schedule made on its own).
 func (a *BusAPI) renewed(id string) {
-	path := a.srv.ChildPath(Collection, id)
-	a.srv.Emit(path, CertInterface+".Renewed")
+	path := a.srv.ChildPath(api.Collection, id)
+	a.srv.Emit(path, api.CertInterface+"."+api.SignalRenewed)
 	a.changed(id, true)
 }
