@@ -16,6 +16,8 @@ import (
 	"github.com/edgev2/edgev2/internal/credential"
 	"github.com/edgev2/edgev2/internal/daemon"
 	"github.com/edgev2/edgev2/keys"
+	"github.com/edgev2/edgev2/keys/adapter"
+	"github.com/edgev2/edgev2/keys/api"
 )
 
 func main() {
@@ -35,7 +37,7 @@ func run(configPath string, log *slog.Logger) int {
 	if daemon.ConfigMissing(configPath) {
 		// Before `edgectl config apply`: own the name and say so to every
 		// caller rather than exit (D-Bus activation would wait 25 s).
-		return daemon.ServeNotConfigured(log, "edgev2-keyd", keys.BusName, configPath)
+		return daemon.ServeNotConfigured(log, "edgev2-keyd", api.BusName, configPath)
 	}
 	cfg, err := keys.LoadConfig(configPath)
 	if err != nil {
@@ -43,10 +45,10 @@ func run(configPath string, log *slog.Logger) int {
 		return daemon.ExitConfig
 	}
 	var closeAll func()
-	fast := keys.NewFastPath()
+	fast := adapter.NewFastPath()
 	return daemon.Serve(log, daemon.Service{
-		BusName:     keys.BusName,
-		Path:        keys.ObjectPath,
+		BusName:     api.BusName,
+		Path:        api.ObjectPath,
 		ConnOptions: []godbus.ConnOption{fast.Option()},
 		Register: func(ctx context.Context, conn *godbus.Conn, auth *bus.Authorizer, srv *bus.Server) error {
 			svc, closer, err := openService(ctx, cfg, configPath, log)
@@ -54,7 +56,7 @@ func run(configPath string, log *slog.Logger) int {
 				return err
 			}
 			closeAll = closer
-			fast.Attach(keys.NewBusAPI(ctx, svc, auth, srv, log))
+			fast.Attach(adapter.New(ctx, svc, auth, srv, log))
 			return nil
 		},
 		Stopped: func() {

@@ -1,4 +1,4 @@
-package keys
+package adapter
 
 import (
 	"bufio"
@@ -21,13 +21,9 @@ import (
 
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/lru"
+	"github.com/edgev2/edgev2/keys"
+	"github.com/edgev2/edgev2/keys/api"
 )
-
-// ActionSession is the polkit action OpenSession needs.
-const ActionSession = "org.edgev2.keys.session"
-
-// ErrLimitsExceeded is the error of an OpenSession over the session limits.
-const ErrLimitsExceeded = bus.ErrorPrefix + "LimitsExceeded"
 
 // Session limits: a caller cannot hold keyd's memory and goroutines without
 // bound by opening sessions (each costs a socket, two small buffers and one
@@ -43,7 +39,7 @@ const (
 	// maxSessionMessage bounds one message on a session: the largest
 	// legitimate call (EncryptDerived with 1 MiB of plaintext, derivation
 	// and options) fits.
-	maxSessionMessage = 4*MaxData + 64<<10
+	maxSessionMessage = 4*api.MaxData + 64<<10
 	// maxSessionDecisions bounds one session's authorization cache.
 	maxSessionDecisions = 4096
 	// sessionDecisionTTL bounds a cached decision even if a signal is lost.
@@ -81,10 +77,10 @@ func (r *sessionRegistry) reserve(uid uint32) *godbus.Error {
 		r.byUID = map[uint32]int{}
 	}
 	if r.byUID[uid] >= maxSessionsPerUID {
-		return bus.NewError(ErrLimitsExceeded, fmt.Sprintf("uid %d already holds %d sessions, the limit; close one first", uid, maxSessionsPerUID))
+		return bus.NewError(api.ErrLimitsExceeded, fmt.Sprintf("uid %d already holds %d sessions, the limit; close one first", uid, maxSessionsPerUID))
 	}
 	if r.total >= maxSessions {
-		return bus.NewError(ErrLimitsExceeded, fmt.Sprintf("keyd already serves %d sessions, the limit; use the bus", maxSessions))
+		return bus.NewError(api.ErrLimitsExceeded, fmt.Sprintf("keyd already serves %d sessions, the limit; use the bus", maxSessions))
 	}
 	r.byUID[uid]++
 	r.total++
@@ -121,9 +117,9 @@ func (a *BusAPI) serveOpenSession(msg *godbus.Message) {
 func (a *BusAPI) openSession(msg *godbus.Message) (int, *godbus.Error) {
 	sig, _ := msg.Headers[godbus.FieldSignature].Value().(godbus.Signature)
 	if sig.String() != "a{sv}" {
-		return -1, bus.NewError(errInvalidSignature, fmt.Sprintf("%s.OpenSession takes (a{sv}), not (%s)", Interface, sig.String()))
+		return -1, bus.NewError(errInvalidSignature, fmt.Sprintf("%s.OpenSession takes (a{sv}), not (%s)", api.Interface, sig.String()))
 	}
-	_, ss, e := options(msg.Body[0].(map[string]godbus.Variant), nil, []string{"only", "key_id"})
+	_, ss, e := options(msg.Body[0].(map[string]godbus.Variant), nil, []string{api.OptOnly, api.OptKeyID})
 	if e != nil {
 		return -1, e
 	}
@@ -132,7 +128,7 @@ func (a *BusAPI) openSession(msg *godbus.Message) (int, *godbus.Error) {
 		return -1, e
 	}
 	call := bus.CallOf(*msg)
-	if e := a.auth.Authorize(a.ctx, call, ActionSession, nil); e != nil {
+	if e := a.auth.Authorize(a.ctx, call, api.ActionSession, nil); e != nil {
 		return -1, e
 	}
 	if only != nil {
@@ -157,7 +153,7 @@ func (a *BusAPI) openSession(msg *godbus.Message) (int, *godbus.Error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		a.sessions.release(opener.UID)
-		return -1, a.fail("OpenSession", fmt.Errorf("socketpair: %w", err))
+		return -1, a.fail(api.MethodOpenSession, fmt.Errorf("socketpair: %w", err))
 	}
 	f := os.NewFile(uintptr(fds[0]), "keyd-session")
 	c, err := net.FileConn(f)
@@ -165,7 +161,7 @@ func (a *BusAPI) openSession(msg *godbus.Message) (int, *godbus.Error) {
 	if err != nil {
 		syscall.Close(fds[1])
 		a.sessions.release(opener.UID)
-		return -1, a.fail("OpenSession", fmt.Errorf("session socket: %w", err))
+		return -1, a.fail(api.MethodOpenSession, fmt.Errorf("session socket: %w", err))
 	}
 	s := &session{a: a, conn: c, opener: opener, pa: pa, gen: pa.RulesGeneration(), only: only,
 		cache: lru.New[string, sessionDecision](maxSessionDecisions),
@@ -191,13 +187,13 @@ type restriction struct {
 }
 
 // restrictableMethods are the Key methods a session can be restricted to.
-var restrictableMethods = map[string]bool{"SignDerived": true}
+var restrictableMethods = map[string]bool{api.MethodSignDerived: true}
 
 // sessionRestriction reads OpenSession's "only" and "key_id" options: both
 // or neither.
 func sessionRestriction(ss map[string]string) (*restriction, *godbus.Error) {
-	method, hasOnly := ss["only"]
-	id, hasID := ss["key_id"]
+	method, hasOnly := ss[api.OptOnly]
+	id, hasID := ss[api.OptKeyID]
 	switch {
 	case !hasOnly && !hasID:
 		return nil, nil
@@ -208,7 +204,7 @@ func sessionRestriction(ss map[string]string) (*restriction, *godbus.Error) {
 	case !restrictableMethods[method]:
 		return nil, bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("option \"only\" is %q; a session can be restricted to \"SignDerived\" only", method))
 	}
-	if err := ValidateID(id); err != nil {
+	if err := keys.ValidateID(id); err != nil {
 		return nil, bus.ToError(err)
 	}
 	return &restriction{method: method, keyID: id}, nil
@@ -436,7 +432,7 @@ func (s *session) serve(msg *godbus.Message) {
 		}
 	}()
 	if s.revoked.Load() {
-		s.send(encodeMessage(s.nextSerial(), msg.Serial(), bus.ErrNotAuthorized, "not authorized for "+ActionSession+" any more; the session is closed"))
+		s.send(encodeMessage(s.nextSerial(), msg.Serial(), bus.ErrNotAuthorized, "not authorized for "+api.ActionSession+" any more; the session is closed"))
 		return
 	}
 	v, e := s.dispatch(msg)
@@ -463,20 +459,20 @@ func (s *session) dispatch(msg *godbus.Message) (any, *godbus.Error) {
 	case iface == "org.freedesktop.DBus.Peer" && member == "Ping":
 		return nil, nil
 	case s.only != nil:
-		if iface != KeyInterface && iface != "" {
+		if iface != api.KeyInterface && iface != "" {
 			return nil, s.only.allows(iface+"."+member, path)
 		}
 		if e := s.only.allows(member, path); e != nil {
 			return nil, e
 		}
 		return s.a.callKey(member, sig.String(), msg.Body, path, s.authorize)
-	case iface == KeyInterface || iface == "" && keyMethods[member] != nil:
+	case iface == api.KeyInterface || iface == "" && keyMethods[member] != nil:
 		return s.a.callKey(member, sig.String(), msg.Body, path, s.authorize)
 	case iface == "":
 		return nil, bus.NewError("org.freedesktop.DBus.Error.UnknownMethod", fmt.Sprintf("a Keys session has no method %q", member))
 	default:
 		return nil, bus.NewError("org.freedesktop.DBus.Error.UnknownInterface",
-			fmt.Sprintf("a Keys session serves only %s (and Peer.Ping), not %q", KeyInterface, iface))
+			fmt.Sprintf("a Keys session serves only %s (and Peer.Ping), not %q", api.KeyInterface, iface))
 	}
 }
 
@@ -498,10 +494,10 @@ func (s *session) authorize(action, id string) *godbus.Error {
 	s.mu.Unlock()
 	if stale {
 		// The rules changed: the opener may have lost the session itself.
-		if allowed, _, err := s.pa.CheckProcess(s.a.ctx, s.opener, ActionSession, nil); err != nil || !allowed {
+		if allowed, _, err := s.pa.CheckProcess(s.a.ctx, s.opener, api.ActionSession, nil); err != nil || !allowed {
 			s.a.log.Info("session closed: its opener is no longer allowed sessions", "pid", s.opener.PID, "uid", s.opener.UID)
 			s.revoked.Store(true) // closed once this reply is sent
-			return bus.NewError(bus.ErrNotAuthorized, "not authorized for "+ActionSession+" any more; the session is closed")
+			return bus.NewError(bus.ErrNotAuthorized, "not authorized for "+api.ActionSession+" any more; the session is closed")
 		}
 	}
 	if ok && time.Since(d.at) < sessionDecisionTTL {
