@@ -24,6 +24,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/keys/pkcs11uri"
 )
 
 // PKCS11Config configures the PKCS#11 engine.
@@ -71,7 +72,7 @@ func OpenPKCS11(ctx context.Context, cfg PKCS11Config) (*PKCS11Engine, error) {
 	if cfg.BaseSlot == "" {
 		return e, nil
 	}
-	u, err := ParsePKCS11URI(cfg.BaseSlot)
+	u, err := pkcs11uri.Parse(cfg.BaseSlot)
 	if err != nil {
 		e.Close()
 		return nil, fault.Wrap(fault.InvalidArgs, err, "pkcs11_base_slot: %s", fault.Message(err))
@@ -350,9 +351,9 @@ type p11Slot struct {
 	label  string
 	serial string
 	log    *slog.Logger
-	uri    *PKCS11URI // what found the token and its PIN, for recovery
-	what   string     // the configuration uri came from
-	dead   error      // a recovery found the PIN refused; guarded by mu
+	uri    *pkcs11uri.URI // what found the token and its PIN, for recovery
+	what   string         // the configuration uri came from
+	dead   error          // a recovery found the PIN refused; guarded by mu
 
 	idle    chan pkcs11.SessionHandle // sessions ready for use
 	permits chan struct{}             // one per open pool session
@@ -368,7 +369,7 @@ type p11Slot struct {
 func trimPad(s string) string { return strings.TrimRight(s, " \x00") }
 
 // openSlot finds the one token u names in mod and logs in to it.
-func (e *PKCS11Engine) openSlot(ctx context.Context, mod *p11Module, u *PKCS11URI, what string) (*p11Slot, error) {
+func (e *PKCS11Engine) openSlot(ctx context.Context, mod *p11Module, u *pkcs11uri.URI, what string) (*p11Slot, error) {
 	mod.opMu.RLock()
 	defer mod.opMu.RUnlock()
 	id, ti, err := findSlot(mod, u, what)
@@ -403,7 +404,7 @@ func (e *PKCS11Engine) openSlot(ctx context.Context, mod *p11Module, u *PKCS11UR
 
 // findSlot returns the single token-bearing slot that matches u's token,
 // slot and library attributes.
-func findSlot(mod *p11Module, u *PKCS11URI, what string) (uint, pkcs11.TokenInfo, error) {
+func findSlot(mod *p11Module, u *pkcs11uri.URI, what string) (uint, pkcs11.TokenInfo, error) {
 	shown := u.WithoutObject().String()
 	if !libraryMatches(mod.info, u) {
 		return 0, pkcs11.TokenInfo{}, asConfigProblem(fault.New(fault.Unavailable, "%s %s: the library attributes do not match module %q", what, shown, mod.path))
@@ -440,7 +441,7 @@ func findSlot(mod *p11Module, u *PKCS11URI, what string) (uint, pkcs11.TokenInfo
 	return 0, info, asConfigProblem(fault.New(fault.InvalidArgs, "%s %s matches %d tokens in PKCS#11 module %q; add token= or serial= to pick one", what, shown, len(found), mod.path))
 }
 
-func libraryMatches(info pkcs11.Info, u *PKCS11URI) bool {
+func libraryMatches(info pkcs11.Info, u *pkcs11uri.URI) bool {
 	if u.LibraryManufacturer != "" && u.LibraryManufacturer != trimPad(info.ManufacturerID) {
 		return false
 	}
@@ -453,7 +454,7 @@ func libraryMatches(info pkcs11.Info, u *PKCS11URI) bool {
 	return true
 }
 
-func slotMatches(u *PKCS11URI, si pkcs11.SlotInfo, ti pkcs11.TokenInfo) bool {
+func slotMatches(u *pkcs11uri.URI, si pkcs11.SlotInfo, ti pkcs11.TokenInfo) bool {
 	eq := func(want, have string) bool { return want == "" || want == trimPad(have) }
 	return eq(u.Token, ti.Label) && eq(u.Manufacturer, ti.ManufacturerID) &&
 		eq(u.Serial, ti.SerialNumber) && eq(u.Model, ti.Model) &&
@@ -461,7 +462,7 @@ func slotMatches(u *PKCS11URI, si pkcs11.SlotInfo, ti pkcs11.TokenInfo) bool {
 }
 
 // namesToken reports whether u says anything about which token or library to use.
-func namesToken(u *PKCS11URI) bool {
+func namesToken(u *pkcs11uri.URI) bool {
 	return u.Token != "" || u.Manufacturer != "" || u.Serial != "" || u.Model != "" ||
 		u.HasSlotID || u.SlotDescription != "" || u.SlotManufacturer != "" ||
 		u.LibraryManufacturer != "" || u.LibraryDescription != "" || u.LibraryVersion != ""
@@ -592,7 +593,7 @@ func (s *p11Slot) close() {
 // samePIN refuses a URI whose own PIN differs from the PIN the token is
 // logged in with: the token would accept the key without asking, hiding a
 // wrong PIN until the next restart on another device.
-func (s *p11Slot) samePIN(u *PKCS11URI, what string) error {
+func (s *p11Slot) samePIN(u *pkcs11uri.URI, what string) error {
 	if !u.HasPIN() {
 		return nil
 	}
@@ -648,7 +649,7 @@ func (e *PKCS11Engine) TokenMechanisms() []string {
 
 // location is the key's PKCS#11 URI, without PIN.
 func (s *p11Slot) location(label string, id []byte) string {
-	u := &PKCS11URI{Token: s.label, Serial: s.serial, Object: label, ID: id}
+	u := &pkcs11uri.URI{Token: s.label, Serial: s.serial, Object: label, ID: id}
 	if label != "" {
 		u.ID = nil
 	}
@@ -1277,7 +1278,7 @@ func (e *PKCS11Engine) List(ctx context.Context) ([]string, error) {
 // base token; otherwise the engine logs in to the token the URI names with
 // the URI's own PIN (once per token; a refused PIN is never tried again).
 func (e *PKCS11Engine) OpenURI(ctx context.Context, uri string) (Handle, error) {
-	u, err := ParsePKCS11URI(uri)
+	u, err := pkcs11uri.Parse(uri)
 	if err != nil {
 		return nil, err
 	}
@@ -1309,7 +1310,7 @@ func (e *PKCS11Engine) OpenURI(ctx context.Context, uri string) (Handle, error) 
 	return k, nil
 }
 
-func (e *PKCS11Engine) slotFor(ctx context.Context, u *PKCS11URI) (*p11Slot, error) {
+func (e *PKCS11Engine) slotFor(ctx context.Context, u *pkcs11uri.URI) (*p11Slot, error) {
 	mod := e.mod
 	if u.ModulePath != "" && u.ModulePath != e.mod.path {
 		m, err := acquireModule(u.ModulePath)

@@ -8,8 +8,8 @@ import (
 	"fmt"
 
 	"github.com/edgev2/edgev2/internal/fault"
-	"github.com/edgev2/edgev2/internal/label"
 	"github.com/edgev2/edgev2/keys/api"
+	"github.com/edgev2/edgev2/keys/config"
 )
 
 // Type is the algorithm and size of a key.
@@ -114,14 +114,9 @@ type Handle interface {
 	OpenGCM(ctx context.Context, iv, aad, ciphertext []byte) ([]byte, error)
 }
 
-// ValidateID checks a caller-supplied key id: 1..255 bytes of UTF-8 with no
-// control characters. Everything else is escaped wherever it is stored.
-func ValidateID(id string) error {
-	if msg := label.ValidateID("key id", id); msg != "" {
-		return fault.New(fault.InvalidArgs, "%s", msg)
-	}
-	return nil
-}
+// ValidateID checks a caller-supplied key id (config.ValidateID: the
+// configuration names key ids too).
+func ValidateID(id string) error { return config.ValidateID(id) }
 
 // ParseType parses a key type name.
 func ParseType(s string) (Type, error) {

@@ -18,6 +18,7 @@ import (
 	"github.com/edgev2/edgev2/keys"
 	"github.com/edgev2/edgev2/keys/adapter"
 	"github.com/edgev2/edgev2/keys/api"
+	keysconfig "github.com/edgev2/edgev2/keys/config"
 )
 
 func main() {
@@ -39,7 +40,7 @@ func run(configPath string, log *slog.Logger) int {
 		// caller rather than exit (D-Bus activation would wait 25 s).
 		return daemon.ServeNotConfigured(log, "edgev2-keyd", api.BusName, configPath)
 	}
-	cfg, err := keys.LoadConfig(configPath)
+	cfg, err := keysconfig.Load(configPath)
 	if err != nil {
 		log.Error("bad configuration; not starting", "err", err)
 		return daemon.ExitConfig
@@ -70,7 +71,7 @@ func run(configPath string, log *slog.Logger) int {
 // openService opens the engine and the preloaded keys. A preloaded key that
 // cannot be loaded is served as unavailable (with the reason) rather than
 // stopping every other key.
-func openService(ctx context.Context, cfg *keys.Config, configPath string, log *slog.Logger) (*keys.Service, func(), error) {
+func openService(ctx context.Context, cfg *keysconfig.Config, configPath string, log *slog.Logger) (*keys.Service, func(), error) {
 	var engine keys.Engine
 	var p11 *keys.PKCS11Engine
 	var err error
@@ -94,7 +95,7 @@ func openService(ctx context.Context, cfg *keys.Config, configPath string, log *
 		var h keys.Handle
 		var err error
 		if strings.HasPrefix(uri, "file://") {
-			h, err = keys.LoadKeyFile(id, keys.FilePath(uri))
+			h, err = keys.LoadKeyFile(id, keysconfig.FilePath(uri))
 		} else if name, ok, _ := credential.Ref(uri); ok {
 			h, err = keys.LoadKeyCredential(id, name)
 		} else {

@@ -1,17 +1,10 @@
 package superconfig
 
-// The per-service files as written. These mirror keys.Config, certs.Config,
+// The per-service files as written. These mirror certs.Config,
 // identity.Config and modrt.Config with omitempty, so the compiled files
 // hold only what was configured; tests parse every compiled file with the
-// daemon's own parser, which keeps the two in step.
-
-type keydFile struct {
-	Homedir        string            `toml:"homedir"`
-	PKCS11LibPath  string            `toml:"pkcs11_lib_path,omitempty"`
-	PKCS11BaseSlot string            `toml:"pkcs11_base_slot,omitempty"`
-	PKCS11Sessions int               `toml:"pkcs11_sessions,omitempty"`
-	PreloadedKeys  map[string]string `toml:"preloaded_keys,omitempty"`
-}
+// daemon's own parser, which keeps the two in step. keyd's file is
+// keys/config.Config itself.
 
 type certdFile struct {
 	Homedir        string                    `toml:"homedir"`
