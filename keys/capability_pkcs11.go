@@ -8,36 +8,13 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/keys/tokencap"
 )
 
 // What a token offers, asked once at start (C_GetMechanismList and
 // C_GetMechanismInfo), so keyd refuses to make a key the token could not
 // use — p11-kit 0.24 does not forward CKM_AES_GCM, for one — instead of
 // making it and failing every later call.
-
-// ckmNames names the mechanisms keyd uses and the common ones a token
-// lists; others are shown as "CKM 0x...".
-var ckmNames = map[uint]string{
-	pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN: "CKM_RSA_PKCS_KEY_PAIR_GEN", pkcs11.CKM_RSA_PKCS: "CKM_RSA_PKCS",
-	pkcs11.CKM_RSA_X_509: "CKM_RSA_X_509", pkcs11.CKM_RSA_PKCS_OAEP: "CKM_RSA_PKCS_OAEP",
-	pkcs11.CKM_RSA_PKCS_PSS: "CKM_RSA_PKCS_PSS", pkcs11.CKM_SHA256_RSA_PKCS: "CKM_SHA256_RSA_PKCS",
-	pkcs11.CKM_SHA256_RSA_PKCS_PSS: "CKM_SHA256_RSA_PKCS_PSS",
-	pkcs11.CKM_EC_KEY_PAIR_GEN:     "CKM_EC_KEY_PAIR_GEN", pkcs11.CKM_ECDSA: "CKM_ECDSA",
-	pkcs11.CKM_ECDSA_SHA256: "CKM_ECDSA_SHA256", pkcs11.CKM_ECDH1_DERIVE: "CKM_ECDH1_DERIVE",
-	pkcs11.CKM_GENERIC_SECRET_KEY_GEN: "CKM_GENERIC_SECRET_KEY_GEN", pkcs11.CKM_SHA256_HMAC: "CKM_SHA256_HMAC",
-	pkcs11.CKM_SHA384_HMAC: "CKM_SHA384_HMAC", pkcs11.CKM_SHA512_HMAC: "CKM_SHA512_HMAC", pkcs11.CKM_SHA_1_HMAC: "CKM_SHA_1_HMAC",
-	pkcs11.CKM_SHA256: "CKM_SHA256", pkcs11.CKM_SHA384: "CKM_SHA384", pkcs11.CKM_SHA512: "CKM_SHA512", pkcs11.CKM_SHA_1: "CKM_SHA_1",
-	pkcs11.CKM_AES_KEY_GEN: "CKM_AES_KEY_GEN", pkcs11.CKM_AES_GCM: "CKM_AES_GCM", pkcs11.CKM_AES_ECB: "CKM_AES_ECB",
-	pkcs11.CKM_AES_CBC: "CKM_AES_CBC", pkcs11.CKM_AES_CBC_PAD: "CKM_AES_CBC_PAD", pkcs11.CKM_AES_CTR: "CKM_AES_CTR",
-	pkcs11.CKM_AES_CMAC: "CKM_AES_CMAC", pkcs11.CKM_AES_KEY_WRAP: "CKM_AES_KEY_WRAP",
-}
-
-func ckmName(m uint) string {
-	if n, ok := ckmNames[m]; ok {
-		return n
-	}
-	return fmt.Sprintf("CKM 0x%X", m)
-}
 
 // p11Mechanisms is what one token offers; nil means the token would not say,
 // and keyd then lets the token refuse at use.
@@ -63,42 +40,10 @@ func queryMechanisms(c *pkcs11.Ctx, slot uint) (p11Mechanisms, error) {
 func (ms p11Mechanisms) names() []string {
 	out := make([]string, 0, len(ms))
 	for m := range ms {
-		out = append(out, ckmName(m))
+		out = append(out, tokencap.Name(m))
 	}
 	sort.Strings(out)
 	return out
-}
-
-// mechNeed is one mechanism a kind of key needs, with the operations
-// (CKF_* flags) it must allow.
-type mechNeed struct {
-	mech  uint
-	flags uint
-	ops   string
-}
-
-// needs lists what a key of spec needs from its token: the generation
-// mechanism (unless it is imported) and the mechanism its first use takes.
-func needs(spec Spec, generate bool) []mechNeed {
-	var gen, use []mechNeed
-	switch {
-	case spec.Type.IsEC():
-		gen = []mechNeed{{pkcs11.CKM_EC_KEY_PAIR_GEN, pkcs11.CKF_GENERATE_KEY_PAIR, "generate key pair"}}
-		use = []mechNeed{{pkcs11.CKM_ECDSA, pkcs11.CKF_SIGN, "sign"}}
-	case spec.Type.IsRSA():
-		gen = []mechNeed{{pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11.CKF_GENERATE_KEY_PAIR, "generate key pair"}}
-		use = []mechNeed{{pkcs11.CKM_RSA_PKCS, pkcs11.CKF_SIGN, "sign"}}
-	case spec.Type == Symmetric && spec.Usage == UsageEncrypt:
-		gen = []mechNeed{{pkcs11.CKM_AES_KEY_GEN, pkcs11.CKF_GENERATE, "generate"}}
-		use = []mechNeed{{pkcs11.CKM_AES_GCM, pkcs11.CKF_ENCRYPT | pkcs11.CKF_DECRYPT, "encrypt and decrypt"}}
-	case spec.Type == Symmetric:
-		gen = []mechNeed{{pkcs11.CKM_GENERIC_SECRET_KEY_GEN, pkcs11.CKF_GENERATE, "generate"}}
-		use = []mechNeed{{pkcs11.CKM_SHA256_HMAC, pkcs11.CKF_SIGN, "sign"}}
-	}
-	if !generate {
-		return use
-	}
-	return append(gen, use...)
 }
 
 // supports says whether a token offering ms can make (or import) and use a
@@ -108,43 +53,20 @@ func (ms p11Mechanisms) supports(token, id string, spec Spec, generate bool) err
 		return nil
 	}
 	var missing []string
-	for _, n := range needs(spec, generate) {
-		info, ok := ms[n.mech]
+	for _, n := range tokencap.Needs(string(spec.Type), string(spec.Usage), generate) {
+		info, ok := ms[n.Mech]
 		switch {
 		case !ok:
-			missing = append(missing, ckmName(n.mech))
-		case info.Flags&n.flags != n.flags:
-			missing = append(missing, fmt.Sprintf("%s for %s", ckmName(n.mech), n.ops))
-		case n.mech == pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN && info.MaxKeySize != 0 &&
+			missing = append(missing, tokencap.Name(n.Mech))
+		case info.Flags&n.Flags != n.Flags:
+			missing = append(missing, fmt.Sprintf("%s for %s", tokencap.Name(n.Mech), n.Ops))
+		case n.Mech == pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN && info.MaxKeySize != 0 &&
 			(uint(spec.Type.RSABits()) < info.MinKeySize || uint(spec.Type.RSABits()) > info.MaxKeySize):
-			missing = append(missing, fmt.Sprintf("%s for %d-bit keys (it makes %d..%d)", ckmName(n.mech), spec.Type.RSABits(), info.MinKeySize, info.MaxKeySize))
+			missing = append(missing, fmt.Sprintf("%s for %d-bit keys (it makes %d..%d)", tokencap.Name(n.Mech), spec.Type.RSABits(), info.MinKeySize, info.MaxKeySize))
 		}
 	}
 	if len(missing) == 0 {
 		return nil
 	}
 	return fault.New(fault.NotSupported, "key %q: PKCS#11 token %q cannot hold a %s key: it does not offer %s", id, token, spec, strings.Join(missing, ", "))
-}
-
-// CannotHold lists, for a token offering the named mechanisms (as the
-// TokenMechanisms property gives them), each kind of key it cannot hold and
-// the mechanisms it lacks for it ("symmetric/encrypt: CKM_AES_GCM").
-func CannotHold(mechanisms []string) []string {
-	have := map[string]bool{}
-	for _, m := range mechanisms {
-		have[m] = true
-	}
-	var out []string
-	for _, spec := range []Spec{{Type: ECP256}, {Type: ECP384}, {Type: RSA2048}, {Type: Symmetric, Usage: UsageSign}, {Type: Symmetric, Usage: UsageDerive}, {Type: Symmetric, Usage: UsageEncrypt}} {
-		var missing []string
-		for _, n := range needs(spec, true) {
-			if !have[ckmName(n.mech)] {
-				missing = append(missing, ckmName(n.mech))
-			}
-		}
-		if len(missing) > 0 {
-			out = append(out, spec.String()+": "+strings.Join(missing, ", "))
-		}
-	}
-	return out
 }
