@@ -96,6 +96,19 @@ var (
 	oidP384 = []byte{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22}
 )
 
+// secretAttrs are the attributes every private or secret key keyd makes
+// carries: on the token, private, never leaving it, labelled id.
+func secretAttrs(id string, ckaID []byte) []*pkcs11.Attribute {
+	return []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, id),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID),
+	}
+}
+
 func newCKAID() ([]byte, error) {
 	id := make([]byte, 16)
 	_, err := rand.Read(id)
@@ -118,14 +131,7 @@ func (e *PKCS11Engine) Generate(ctx context.Context, id string, spec Spec) (Hand
 	if err != nil {
 		return nil, fault.Wrap(fault.Failed, err, "generate key %q: random CKA_ID: %v", id, err)
 	}
-	priv := []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_LABEL, id),
-		pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID),
-	}
+	priv := secretAttrs(id, ckaID)
 	pub := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
@@ -263,14 +269,9 @@ func (e *PKCS11Engine) Import(ctx context.Context, id string, spec Spec, value [
 	tmpl := append([]*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ktype),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_LABEL, id),
-		pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID),
-		pkcs11.NewAttribute(pkcs11.CKA_VALUE, value),
-	}, usageAttrs...)
+	}, secretAttrs(id, ckaID)...)
+	tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_VALUE, value))
+	tmpl = append(tmpl, usageAttrs...)
 
 	e.writeMu.Lock()
 	defer e.writeMu.Unlock()
