@@ -16,7 +16,7 @@ func TestKeysPackagesDependOneWay(t *testing.T) {
 		mod + "keys/api":       {mod, "github.com/godbus/"},
 		mod + "keys/config":    {"github.com/godbus/", mod + "keys\n", mod + "dbus", "github.com/miekg/pkcs11"},
 		mod + "keys/pkcs11uri": {"github.com/godbus/", mod + "keys\n", "github.com/miekg/pkcs11"},
-		mod + "keys/tokencap":  {"github.com/godbus/", mod + "keys\n"},
+		mod + "keys/tokencap":  {"github.com/godbus/", mod + "keys\n", "github.com/miekg/pkcs11"},
 		mod + "keys/client":    {mod + "keys\n", mod + "keys/adapter", mod + "keys/config", "github.com/miekg/pkcs11"},
 	}
 	allowedInAPI := map[string]bool{mod + "keys/api": true, mod + "internal/fault": true}
