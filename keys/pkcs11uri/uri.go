@@ -126,24 +126,37 @@ func validAttrName(name string) bool {
 	return true
 }
 
+// pathStrings and queryStrings are the attributes taken as they are, by
+// the field each sets.
+var pathStrings = map[string]func(*URI) *string{
+	"token":                func(u *URI) *string { return &u.Token },
+	"manufacturer":         func(u *URI) *string { return &u.Manufacturer },
+	"serial":               func(u *URI) *string { return &u.Serial },
+	"model":                func(u *URI) *string { return &u.Model },
+	"library-manufacturer": func(u *URI) *string { return &u.LibraryManufacturer },
+	"library-description":  func(u *URI) *string { return &u.LibraryDescription },
+	"slot-description":     func(u *URI) *string { return &u.SlotDescription },
+	"slot-manufacturer":    func(u *URI) *string { return &u.SlotManufacturer },
+	"object":               func(u *URI) *string { return &u.Object },
+}
+
+var queryStrings = map[string]func(*URI) *string{
+	"pin-value":   func(u *URI) *string { return &u.pinValue },
+	"pin-source":  func(u *URI) *string { return &u.PINSource },
+	"module-path": func(u *URI) *string { return &u.ModulePath },
+	"module-name": func(u *URI) *string { return &u.ModuleName },
+}
+
 func (u *URI) setPathAttr(attr string, seen map[string]bool) error {
 	name, v, err := splitAttr(attr, "path", seen)
 	if err != nil {
 		return err
 	}
+	if field, ok := pathStrings[name]; ok {
+		*field(u) = v
+		return nil
+	}
 	switch name {
-	case "token":
-		u.Token = v
-	case "manufacturer":
-		u.Manufacturer = v
-	case "serial":
-		u.Serial = v
-	case "model":
-		u.Model = v
-	case "library-manufacturer":
-		u.LibraryManufacturer = v
-	case "library-description":
-		u.LibraryDescription = v
 	case "library-version":
 		if !validLibraryVersion(v) {
 			return fault.New(fault.InvalidArgs, "PKCS#11 URI library-version %q is not \"major\" or \"major.minor\"", v)
@@ -155,12 +168,6 @@ func (u *URI) setPathAttr(attr string, seen map[string]bool) error {
 			return fault.New(fault.InvalidArgs, "PKCS#11 URI slot-id %q is not a decimal integer", v)
 		}
 		u.SlotID, u.HasSlotID = uint(n), true
-	case "slot-description":
-		u.SlotDescription = v
-	case "slot-manufacturer":
-		u.SlotManufacturer = v
-	case "object":
-		u.Object = v
 	case "id":
 		if v != "" {
 			u.ID = []byte(v)
@@ -187,33 +194,19 @@ func (u *URI) setQueryAttr(attr string, seen map[string]bool) error {
 	if err != nil {
 		return err
 	}
-	switch name {
-	case "pin-value":
-		u.pinValue = v
-	case "pin-source":
-		u.PINSource = v
-	case "module-path":
-		u.ModulePath = v
-	case "module-name":
-		u.ModuleName = v
-	default:
-		if isVendorAttr(name) {
-			return nil
-		}
-		return fault.New(fault.InvalidArgs, "PKCS#11 URI has unknown query attribute %q", name)
+	if field, ok := queryStrings[name]; ok {
+		*field(u) = v
+		return nil
 	}
-	return nil
+	if isVendorAttr(name) {
+		return nil
+	}
+	return fault.New(fault.InvalidArgs, "PKCS#11 URI has unknown query attribute %q", name)
 }
 
 func isVendorAttr(name string) bool { return strings.HasPrefix(name, "x-") }
 
-func isQueryAttr(name string) bool {
-	switch name {
-	case "pin-value", "pin-source", "module-path", "module-name":
-		return true
-	}
-	return false
-}
+func isQueryAttr(name string) bool { return queryStrings[name] != nil }
 
 func allDigits(s string) bool {
 	if s == "" {
