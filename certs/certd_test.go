@@ -24,7 +24,7 @@ import (
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/keys"
+	keysapi "github.com/edgev2/edgev2/keys/api"
 	kclient "github.com/edgev2/edgev2/keys/client"
 )
 
@@ -64,7 +64,7 @@ func startStack(t *testing.T, extra string) *stack {
 	}
 	s.keyd = testenv.StartService(t, s.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"), Args: []string{"--config", mk("keyd", kuid, kgid, "")},
-		User: testenv.ServiceUser, BusName: keys.BusName,
+		User: testenv.ServiceUser, BusName: keysapi.BusName,
 	})
 	certdConfig := mk("certd", cuid, cgid, extra)
 	// certd's grant in Keys, compiled from its configuration as

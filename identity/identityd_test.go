@@ -36,7 +36,7 @@ import (
 	"github.com/edgev2/edgev2/internal/labcloud/labhost"
 	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/keys"
+	keysapi "github.com/edgev2/edgev2/keys/api"
 	kclient "github.com/edgev2/edgev2/keys/client"
 )
 
@@ -132,7 +132,7 @@ func newWorldKeyd(t *testing.T, keydSetup func(t *testing.T, uid, gid int) (stri
 	}
 	w.keyd = testenv.StartService(t, w.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"), Args: []string{"--config", mk("keyd", kuid, kgid, keydCfg)},
-		User: testenv.ServiceUser, BusName: keys.BusName, Env: keydEnv,
+		User: testenv.ServiceUser, BusName: keysapi.BusName, Env: keydEnv,
 	})
 	certdConfig := mk("certd", cuid, cgid, fmt.Sprintf(`
 [preloaded_certs]

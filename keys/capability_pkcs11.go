@@ -8,6 +8,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/keys/tokencap"
 )
 
 // What a token offers, asked once at start (C_GetMechanismList and
@@ -32,11 +33,29 @@ var ckmNames = map[uint]string{
 	pkcs11.CKM_AES_CMAC: "CKM_AES_CMAC", pkcs11.CKM_AES_KEY_WRAP: "CKM_AES_KEY_WRAP",
 }
 
+// ckmName names mechanism m as TokenMechanisms does.
 func ckmName(m uint) string {
 	if n, ok := ckmNames[m]; ok {
 		return n
 	}
 	return fmt.Sprintf("CKM 0x%X", m)
+}
+
+// ckmByName is ckmNames the other way round.
+var ckmByName = func() map[string]uint {
+	m := map[string]uint{}
+	for n, s := range ckmNames {
+		m[s] = n
+	}
+	return m
+}()
+
+// opFlags are the CKF_* flags each tokencap.Op stands for.
+var opFlags = map[tokencap.Op]uint{
+	tokencap.OpGenerateKeyPair: pkcs11.CKF_GENERATE_KEY_PAIR,
+	tokencap.OpGenerate:        pkcs11.CKF_GENERATE,
+	tokencap.OpSign:            pkcs11.CKF_SIGN,
+	tokencap.OpEncryptDecrypt:  pkcs11.CKF_ENCRYPT | pkcs11.CKF_DECRYPT,
 }
 
 // p11Mechanisms is what one token offers; nil means the token would not say,
@@ -69,38 +88,6 @@ func (ms p11Mechanisms) names() []string {
 	return out
 }
 
-// mechNeed is one mechanism a kind of key needs, with the operations
-// (CKF_* flags) it must allow.
-type mechNeed struct {
-	mech  uint
-	flags uint
-	ops   string
-}
-
-// needs lists what a key of spec needs from its token: the generation
-// mechanism (unless it is imported) and the mechanism its first use takes.
-func needs(spec Spec, generate bool) []mechNeed {
-	var gen, use []mechNeed
-	switch {
-	case spec.Type.IsEC():
-		gen = []mechNeed{{pkcs11.CKM_EC_KEY_PAIR_GEN, pkcs11.CKF_GENERATE_KEY_PAIR, "generate key pair"}}
-		use = []mechNeed{{pkcs11.CKM_ECDSA, pkcs11.CKF_SIGN, "sign"}}
-	case spec.Type.IsRSA():
-		gen = []mechNeed{{pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11.CKF_GENERATE_KEY_PAIR, "generate key pair"}}
-		use = []mechNeed{{pkcs11.CKM_RSA_PKCS, pkcs11.CKF_SIGN, "sign"}}
-	case spec.Type == Symmetric && spec.Usage == UsageEncrypt:
-		gen = []mechNeed{{pkcs11.CKM_AES_KEY_GEN, pkcs11.CKF_GENERATE, "generate"}}
-		use = []mechNeed{{pkcs11.CKM_AES_GCM, pkcs11.CKF_ENCRYPT | pkcs11.CKF_DECRYPT, "encrypt and decrypt"}}
-	case spec.Type == Symmetric:
-		gen = []mechNeed{{pkcs11.CKM_GENERIC_SECRET_KEY_GEN, pkcs11.CKF_GENERATE, "generate"}}
-		use = []mechNeed{{pkcs11.CKM_SHA256_HMAC, pkcs11.CKF_SIGN, "sign"}}
-	}
-	if !generate {
-		return use
-	}
-	return append(gen, use...)
-}
-
 // supports says whether a token offering ms can make (or import) and use a
 // key of spec; the error is fault.NotSupported and names what is missing.
 func (ms p11Mechanisms) supports(token, id string, spec Spec, generate bool) error {
@@ -108,43 +95,23 @@ func (ms p11Mechanisms) supports(token, id string, spec Spec, generate bool) err
 		return nil
 	}
 	var missing []string
-	for _, n := range needs(spec, generate) {
-		info, ok := ms[n.mech]
+	for _, n := range tokencap.Needs(string(spec.Type), string(spec.Usage), generate) {
+		num, known := ckmByName[n.Mech]
+		info, ok := ms[num]
+		ok = ok && known
+		flags := opFlags[n.Op]
 		switch {
 		case !ok:
-			missing = append(missing, ckmName(n.mech))
-		case info.Flags&n.flags != n.flags:
-			missing = append(missing, fmt.Sprintf("%s for %s", ckmName(n.mech), n.ops))
-		case n.mech == pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN && info.MaxKeySize != 0 &&
+			missing = append(missing, n.Mech)
+		case info.Flags&flags != flags:
+			missing = append(missing, fmt.Sprintf("%s for %s", n.Mech, n.Op))
+		case n.Mech == tokencap.RSAKeyPairGen && info.MaxKeySize != 0 &&
 			(uint(spec.Type.RSABits()) < info.MinKeySize || uint(spec.Type.RSABits()) > info.MaxKeySize):
-			missing = append(missing, fmt.Sprintf("%s for %d-bit keys (it makes %d..%d)", ckmName(n.mech), spec.Type.RSABits(), info.MinKeySize, info.MaxKeySize))
+			missing = append(missing, fmt.Sprintf("%s for %d-bit keys (it makes %d..%d)", n.Mech, spec.Type.RSABits(), info.MinKeySize, info.MaxKeySize))
 		}
 	}
 	if len(missing) == 0 {
 		return nil
 	}
 	return fault.New(fault.NotSupported, "key %q: PKCS#11 token %q cannot hold a %s key: it does not offer %s", id, token, spec, strings.Join(missing, ", "))
-}
-
-// CannotHold lists, for a token offering the named mechanisms (as the
-// TokenMechanisms property gives them), each kind of key it cannot hold and
-// the mechanisms it lacks for it ("symmetric/encrypt: CKM_AES_GCM").
-func CannotHold(mechanisms []string) []string {
-	have := map[string]bool{}
-	for _, m := range mechanisms {
-		have[m] = true
-	}
-	var out []string
-	for _, spec := range []Spec{{Type: ECP256}, {Type: ECP384}, {Type: RSA2048}, {Type: Symmetric, Usage: UsageSign}, {Type: Symmetric, Usage: UsageDerive}, {Type: Symmetric, Usage: UsageEncrypt}} {
-		var missing []string
-		for _, n := range needs(spec, true) {
-			if !have[ckmName(n.mech)] {
-				missing = append(missing, ckmName(n.mech))
-			}
-		}
-		if len(missing) > 0 {
-			out = append(out, spec.String()+": "+strings.Join(missing, ", "))
-		}
-	}
-	return out
 }

@@ -8,19 +8,20 @@ import (
 	"fmt"
 
 	"github.com/edgev2/edgev2/internal/fault"
-	"github.com/edgev2/edgev2/internal/label"
+	"github.com/edgev2/edgev2/keys/api"
+	"github.com/edgev2/edgev2/keys/config"
 )
 
 // Type is the algorithm and size of a key.
 type Type string
 
 const (
-	Symmetric Type = "symmetric"
-	ECP256    Type = "ec-p256"
-	ECP384    Type = "ec-p384"
-	RSA2048   Type = "rsa-2048"
-	RSA3072   Type = "rsa-3072"
-	RSA4096   Type = "rsa-4096"
+	Symmetric Type = api.TypeSymmetric
+	ECP256    Type = api.TypeECP256
+	ECP384    Type = api.TypeECP384
+	RSA2048   Type = api.TypeRSA2048
+	RSA3072   Type = api.TypeRSA3072
+	RSA4096   Type = api.TypeRSA4096
 )
 
 // PairTypes are the asymmetric types, in the order "*" tries them.
@@ -50,13 +51,13 @@ func (t Type) RSABits() int {
 type Usage string
 
 const (
-	UsageSign    Usage = "sign"    // HMAC-SHA256 (Sign, Verify)
-	UsageEncrypt Usage = "encrypt" // AES-256-GCM
+	UsageSign    Usage = api.UsageSign    // HMAC-SHA256 (Sign, Verify)
+	UsageEncrypt Usage = api.UsageEncrypt // AES-256-GCM
 	// UsageDerive is a master key: it only makes derived keys (SignDerived,
 	// ExportDerived, EncryptDerived, DecryptDerived). It refuses plain Sign, or a caller allowed only
 	// org.edgev2.keys.use could compute HMAC(master, d) — the derived key that
 	// org.edgev2.keys.export guards.
-	UsageDerive Usage = "derive"
+	UsageDerive Usage = api.UsageDerive
 )
 
 // Spec says what kind of key to make.
@@ -113,14 +114,9 @@ type Handle interface {
 	OpenGCM(ctx context.Context, iv, aad, ciphertext []byte) ([]byte, error)
 }
 
-// ValidateID checks a caller-supplied key id: 1..255 bytes of UTF-8 with no
-// control characters. Everything else is escaped wherever it is stored.
-func ValidateID(id string) error {
-	if msg := label.ValidateID("key id", id); msg != "" {
-		return fault.New(fault.InvalidArgs, "%s", msg)
-	}
-	return nil
-}
+// ValidateID checks a caller-supplied key id (config.ValidateID: the
+// configuration names key ids too).
+func ValidateID(id string) error { return config.ValidateID(id) }
 
 // ParseType parses a key type name.
 func ParseType(s string) (Type, error) {

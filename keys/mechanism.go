@@ -4,24 +4,24 @@ import (
 	"crypto"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/keys/api"
 )
 
-// Mechanism names as they appear on the bus.
+// Mechanism names as they appear on the bus (keys/api names them).
 const (
-	MechHMACSHA256     = "hmac-sha256"
-	MechECDSASHA256    = "ecdsa-sha256"
-	MechECDSA          = "ecdsa" // data is already a digest
-	MechRSAPKCS1SHA256 = "rsa-pkcs1-sha256"
-	MechRSAPSSSHA256   = "rsa-pss-sha256"
-	MechRSAPKCS1       = "rsa-pkcs1" // data is a SHA-256/384/512 digest (TLS, CSRs via crypto.Signer)
-	MechRSAPSS         = "rsa-pss"   // data is a digest; salt length = digest length
-	MechAES256GCM      = "aes-256-gcm"
-	MechRSAOAEPSHA256  = "rsa-oaep-sha256"
+	MechHMACSHA256     = api.MechHMACSHA256
+	MechECDSASHA256    = api.MechECDSASHA256
+	MechECDSA          = api.MechECDSA
+	MechRSAPKCS1SHA256 = api.MechRSAPKCS1SHA256
+	MechRSAPSSSHA256   = api.MechRSAPSSSHA256
+	MechRSAPKCS1       = api.MechRSAPKCS1
+	MechRSAPSS         = api.MechRSAPSS
+	MechAES256GCM      = api.MechAES256GCM
+	MechRSAOAEPSHA256  = api.MechRSAOAEPSHA256
 )
 
-// MaxData is the most data one call may sign or encrypt; larger payloads
-// belong in file descriptors, not in messages.
-const MaxData = 1 << 20
+// MaxData is the most data one call may sign or encrypt (api.MaxData).
+const MaxData = api.MaxData
 
 // Mechanisms lists what a key accepts, for the Mechanisms property.
 func Mechanisms(info Info) []string {

@@ -10,14 +10,14 @@ import (
 	certsconfig "github.com/edgev2/edgev2/certs/config"
 	"github.com/edgev2/edgev2/identity"
 	"github.com/edgev2/edgev2/internal/config"
-	"github.com/edgev2/edgev2/keys"
+	keysconfig "github.com/edgev2/edgev2/keys/config"
 	"github.com/edgev2/edgev2/modrt"
 )
 
 // deviceConfigs are the per-service configs that loaded (nil: missing or
 // invalid, already reported).
 type deviceConfigs struct {
-	keyd      *keys.Config
+	keyd      *keysconfig.Config
 	certd     *certsconfig.Config
 	identityd *identity.Config
 	modrtd    *modrt.Config
@@ -78,7 +78,7 @@ func (k *checker) checkConfigs() {
 		}
 		k.ok(check, "%s is valid", path)
 	}
-	load("keyd", func(p string) (err error) { k.cfg.keyd, err = keys.LoadConfig(p); return err })
+	load("keyd", func(p string) (err error) { k.cfg.keyd, err = keysconfig.Load(p); return err })
 	load("certd", func(p string) (err error) { k.cfg.certd, err = certsconfig.Load(p); return err })
 	load("identityd", func(p string) (err error) { k.cfg.identityd, err = identity.LoadConfig(p); return err })
 	load("modrtd", func(p string) (err error) { k.cfg.modrtd, err = modrt.LoadConfig(p); return err })

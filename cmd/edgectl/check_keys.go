@@ -14,8 +14,8 @@ import (
 	certsconfig "github.com/edgev2/edgev2/certs/config"
 	"github.com/edgev2/edgev2/certs/revocation"
 	"github.com/edgev2/edgev2/internal/fault"
-	"github.com/edgev2/edgev2/keys"
 	kclient "github.com/edgev2/edgev2/keys/client"
+	"github.com/edgev2/edgev2/keys/tokencap"
 )
 
 // keyRef is a key (and maybe the certificate issued for it) that a config
@@ -301,7 +301,7 @@ func (k *checker) checkKeysToken(ctx context.Context, kc *kclient.Client) {
 		k.add("keys.token", statusWarning, "the PKCS#11 token did not list its mechanisms; keys it cannot use fail only when used", "see `journalctl -u edgev2-keyd`")
 		return
 	}
-	if missing := keys.CannotHold(mechs); len(missing) > 0 {
+	if missing := tokencap.CannotHold(mechs); len(missing) > 0 {
 		k.add("keys.token", statusWarning, fmt.Sprintf("the PKCS#11 token cannot hold these keys (creating one is NotSupported): %s; it offers %s",
 			strings.Join(missing, "; "), strings.Join(mechs, " ")),
 			"use a token (or a PKCS#11 module version) that offers the missing mechanisms, or keep those keys off it")

@@ -10,7 +10,7 @@ import (
 
 	"github.com/edgev2/edgev2/internal/credential"
 	"github.com/edgev2/edgev2/internal/superconfig"
-	"github.com/edgev2/edgev2/keys"
+	"github.com/edgev2/edgev2/keys/pkcs11uri"
 	"github.com/edgev2/edgev2/modrt"
 )
 
@@ -32,7 +32,7 @@ func (k *checker) checkSecrets() {
 	}
 	const sealFix = "put the secret in the super-config and run `edgectl config apply`: it seals it as a systemd credential (docs/config.md)"
 	pin := func(name, setting, uri string) {
-		u, err := keys.ParsePKCS11URI(uri)
+		u, err := pkcs11uri.Parse(uri)
 		if err != nil || !u.HasPIN() {
 			return
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	keysapi "github.com/edgev2/edgev2/keys/api"
 	"github.com/edgev2/edgev2/keys/client"
 )
 
@@ -41,7 +42,7 @@ func keysList(ctx context.Context, c *cli, args []string) int {
 	if _, code := c.parse(fs, args, 0, 0, "[--json]"); code >= 0 {
 		return code
 	}
-	kc, code := keysClient(c, "org.edgev2.keys.read")
+	kc, code := keysClient(c, keysapi.ActionRead)
 	if code >= 0 {
 		return code
 	}
@@ -78,12 +79,12 @@ func keysList(ctx context.Context, c *cli, args []string) int {
 func keysCreate(ctx context.Context, c *cli, args []string) int {
 	fs := c.flags()
 	typ := fs.String("type", "ec-p256", "key type: symmetric, or a key-pair preference list such as ec-p256:rsa-2048:*")
-	usage := fs.String("usage", "sign", "symmetric keys: sign, encrypt or derive")
+	usage := fs.String("usage", keysapi.UsageSign, "symmetric keys: sign, encrypt or derive")
 	rest, code := c.parse(fs, args, 1, 1, "ID [--type ec-p256|ec-p384|rsa-2048|...|symmetric] [--usage sign|encrypt|derive] [--json]")
 	if code >= 0 {
 		return code
 	}
-	kc, code := keysClient(c, "org.edgev2.keys.manage")
+	kc, code := keysClient(c, keysapi.ActionManage)
 	if code >= 0 {
 		return code
 	}
@@ -117,12 +118,12 @@ func keysCreate(ctx context.Context, c *cli, args []string) int {
 // by the service).
 func defaultMechanism(typ string) string {
 	switch {
-	case typ == "symmetric":
-		return "hmac-sha256"
+	case typ == keysapi.TypeSymmetric:
+		return keysapi.MechHMACSHA256
 	case strings.HasPrefix(typ, "ec-"):
-		return "ecdsa-sha256"
+		return keysapi.MechECDSASHA256
 	case strings.HasPrefix(typ, "rsa-"):
-		return "rsa-pkcs1-sha256"
+		return keysapi.MechRSAPKCS1SHA256
 	}
 	return ""
 }
@@ -136,7 +137,7 @@ func keysSign(ctx context.Context, c *cli, args []string) int {
 	if code >= 0 {
 		return code
 	}
-	kc, code := keysClient(c, "org.edgev2.keys.use")
+	kc, code := keysClient(c, keysapi.ActionUse)
 	if code >= 0 {
 		return code
 	}

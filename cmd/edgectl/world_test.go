@@ -18,7 +18,7 @@ import (
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/keys"
+	keysapi "github.com/edgev2/edgev2/keys/api"
 	kclient "github.com/edgev2/edgev2/keys/client"
 	"github.com/edgev2/edgev2/modrt"
 )
@@ -126,7 +126,7 @@ retry_max_s = 2
 			User: user, BusName: busName,
 		})
 	}
-	w.keyd = start("./cmd/edgev2-keyd", "keyd", testenv.ServiceUser, keys.BusName)
+	w.keyd = start("./cmd/edgev2-keyd", "keyd", testenv.ServiceUser, keysapi.BusName)
 	w.certd = start("./cmd/edgev2-certd", "certd", testenv.CertsUser, certsapi.BusName)
 	w.identityd = start("./cmd/edgev2-identityd", "identityd", testenv.IdentityUser, identity.BusName)
 	w.modrtd = start("./cmd/edgev2-modrtd", "modrtd", "root", modrt.BusName)

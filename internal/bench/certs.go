@@ -22,7 +22,7 @@ import (
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
 	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/keys"
+	keysapi "github.com/edgev2/edgev2/keys/api"
 	kclient "github.com/edgev2/edgev2/keys/client"
 )
 
@@ -43,7 +43,7 @@ func certRows(e *benchEnv) error {
 		return cfg
 	}
 	e.keyd = keep(testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-keyd"),
-		Args: []string{"--config", mk("certs-keyd", kuid, kgid, ""), "--log-level", "warn"}, User: testenv.ServiceUser, BusName: keys.BusName}))
+		Args: []string{"--config", mk("certs-keyd", kuid, kgid, ""), "--log-level", "warn"}, User: testenv.ServiceUser, BusName: keysapi.BusName}))
 	estURL, estCA, _ := labest.StartTestServer(p, labest.Config{Users: []labest.User{{Name: "bench", Password: "bench-password"}}})
 	caFile := filepath.Join(dir, "est-ca.pem")
 	os.WriteFile(caFile, estCA, 0o644)

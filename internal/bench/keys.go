@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
+	keysapi "github.com/edgev2/edgev2/keys/api"
 	"github.com/edgev2/edgev2/keys/client"
 )
 
@@ -302,5 +303,5 @@ func startKeyd(e *benchEnv, name string, tok *testenv.SoftHSMToken) *testenv.Ser
 		args = append(args, "--cpuprofile", filepath.Join(d, "keyd-"+name+".pprof"))
 	}
 	return testenv.StartService(e.p, e.b, testenv.ServiceOptions{Binary: testenv.BuildBinary(e.p, "./cmd/edgev2-keyd"),
-		Args: args, User: testenv.ServiceUser, Env: env, BusName: keys.BusName})
+		Args: args, User: testenv.ServiceUser, Env: env, BusName: keysapi.BusName})
 }

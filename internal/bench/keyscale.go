@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
+	keysapi "github.com/edgev2/edgev2/keys/api"
 )
 
 // keyScaleNotes measures keyd on the file engine with 10 and 10,000
@@ -57,7 +58,7 @@ func keyScaleNotes(p *testenv.Program, b *testenv.Bus, keyd, self, dir string) (
 			args = append(args, "--cpuprofile", filepath.Join(d, fmt.Sprintf("keyd-scale-%d.pprof", n)))
 		}
 		opts := testenv.ServiceOptions{Binary: keyd, Args: args,
-			User: testenv.ServiceUser, BusName: keys.BusName}
+			User: testenv.ServiceUser, BusName: keysapi.BusName}
 		var starts []float64
 		var svc *testenv.Service
 		for i := 0; i < 3; i++ {
@@ -70,13 +71,13 @@ func keyScaleNotes(p *testenv.Program, b *testenv.Bus, keyd, self, dir string) (
 		}
 		rssIdle := svc.RSSKiB()
 		conn := b.Conn(p)
-		root := conn.Object(keys.BusName, keys.ObjectPath)
+		root := conn.Object(keysapi.BusName, keysapi.ObjectPath)
 		var lists, gmos []float64
 		keydCPU0, busCPU0 := cpuTime(svc.Pid()), cpuTime(b.Pid())
 		for i := 0; i < 5; i++ {
 			var ids []string
 			l0 := time.Now()
-			if err := root.Call(keys.Interface+".ListKeys", 0).Store(&ids); err != nil {
+			if err := root.Call(keysapi.Interface+".ListKeys", 0).Store(&ids); err != nil {
 				return nil, err
 			}
 			lists = append(lists, ms(time.Since(l0)))

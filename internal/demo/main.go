@@ -19,6 +19,7 @@ import (
 
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
+	keysapi "github.com/edgev2/edgev2/keys/api"
 	"github.com/edgev2/edgev2/keys/client"
 )
 
@@ -116,11 +117,11 @@ func demo(p testenv.TB, sp *stepPrinter) (string, error) {
 		os.Chown(cfg, uid, gid)
 		testenv.StartService(p, b, testenv.ServiceOptions{
 			Binary: testenv.BuildBinary(p, "./cmd/edgev2-keyd"), Args: []string{"--config", cfg},
-			User: testenv.ServiceUser, Env: tok.Env(), BusName: keys.BusName,
+			User: testenv.ServiceUser, Env: tok.Env(), BusName: keysapi.BusName,
 		})
 		kc = client.New(b.Conn(p))
 		engine, err := kc.Engine(ctx)
-		return "owns " + keys.BusName + ", engine " + engine, err
+		return "owns " + keysapi.BusName + ", engine " + engine, err
 	}); err != nil {
 		return "", err
 	}
@@ -189,8 +190,8 @@ func demo(p testenv.TB, sp *stepPrinter) (string, error) {
 		return "", err
 	}
 	deny := func() (string, int) {
-		_, errOut, code := testenv.RunAs(p, testenv.OtherUser, nil, "gdbus", "call", "--address", addr, "--dest", keys.BusName,
-			"--object-path", string(dev.Path), "--method", keys.KeyInterface+".Sign", "ecdsa-sha256", "[byte 0x01]", "{}")
+		_, errOut, code := testenv.RunAs(p, testenv.OtherUser, nil, "gdbus", "call", "--address", addr, "--dest", keysapi.BusName,
+			"--object-path", string(dev.Path), "--method", keysapi.KeyInterface+".Sign", "ecdsa-sha256", "[byte 0x01]", "{}")
 		return strings.TrimSpace(errOut), code
 	}
 	if err := run("a second uid is denied by the shipped polkit defaults", func() (string, error) {

@@ -8,7 +8,7 @@ import (
 	certsconfig "github.com/edgev2/edgev2/certs/config"
 	"github.com/edgev2/edgev2/identity"
 	"github.com/edgev2/edgev2/internal/config"
-	"github.com/edgev2/edgev2/keys"
+	keysconfig "github.com/edgev2/edgev2/keys/config"
 	"github.com/edgev2/edgev2/modrt"
 )
 
@@ -30,7 +30,7 @@ func (c *Config) checkWithDaemons(p *plan) error {
 		}
 	}
 	checks := []check{
-		{"keyd.toml", p.keyd, func(path string, data []byte) error { _, err := keys.ParseConfig(path, data); return err },
+		{"keyd.toml", p.keyd, func(path string, data []byte) error { _, err := keysconfig.Parse(path, data); return err },
 			[][2]string{{"pkcs11_", "keys.pkcs11_"}}},
 		{"certd.toml", p.certd, func(path string, data []byte) error { _, err := certsconfig.Parse(path, data); return err },
 			[][2]string{{"cert_issuance." + idEdgeCA, "edge_ca"}, {"cert_issuance.", "cert_issuance.certs."}, {"est", "cert_issuance.est"}}},

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/edgev2/edgev2/internal/credential"
-	"github.com/edgev2/edgev2/keys"
+	"github.com/edgev2/edgev2/keys/pkcs11uri"
 	"github.com/edgev2/edgev2/modrt"
 )
 
@@ -91,7 +91,7 @@ func (c *Config) planPINs(p *plan) error {
 	byPIN := map[string]string{}
 	n := 1
 	move := func(key, uri string) (string, error) {
-		u, err := keys.ParsePKCS11URI(uri)
+		u, err := pkcs11uri.Parse(uri)
 		if err != nil || u.InlinePIN() == "" {
 			return uri, nil // checked before; nothing to move
 		}

@@ -13,6 +13,8 @@ import (
 	"github.com/edgev2/edgev2/identity"
 	"github.com/edgev2/edgev2/internal/credential"
 	"github.com/edgev2/edgev2/keys"
+	keysconfig "github.com/edgev2/edgev2/keys/config"
+	"github.com/edgev2/edgev2/keys/pkcs11uri"
 	"github.com/edgev2/edgev2/modrt"
 )
 
@@ -128,7 +130,7 @@ func parseWithDaemon(f File) error {
 	var err error
 	switch f.Path {
 	case "/etc/edgev2/keyd.toml":
-		_, err = keys.ParseConfig(f.Path, f.Data)
+		_, err = keysconfig.Parse(f.Path, f.Data)
 	case "/etc/edgev2/certd.toml":
 		_, err = certsconfig.Parse(f.Path, f.Data)
 	case "/etc/edgev2/identityd.toml":
@@ -257,14 +259,14 @@ func TestSealedSecretsReachEachDaemonThroughItsCredentials(t *testing.T) {
 	for _, f := range out.Files {
 		files[f.Path] = f.Data
 	}
-	kc, err := keys.ParseConfig("keyd.toml", files["/etc/edgev2/keyd.toml"])
+	kc, err := keysconfig.Parse("keyd.toml", files["/etc/edgev2/keyd.toml"])
 	if err != nil {
 		t.Fatal(err)
 	}
 	pins := map[string]string{"base slot": kc.PKCS11BaseSlot, "other-token-key": kc.PreloadedKeys["other-token-key"], "same-token-key": kc.PreloadedKeys["same-token-key"]}
 	want := map[string]string{"base slot": "4711-base-pin", "other-token-key": "other-token-pin", "same-token-key": "4711-base-pin"}
 	for what, uri := range pins {
-		u, err := keys.ParsePKCS11URI(uri)
+		u, err := pkcs11uri.Parse(uri)
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}

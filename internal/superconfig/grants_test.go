@@ -11,7 +11,7 @@ import (
 
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/keys"
+	keysapi "github.com/edgev2/edgev2/keys/api"
 	kclient "github.com/edgev2/edgev2/keys/client"
 )
 
@@ -78,7 +78,7 @@ func startKeysWithCompiledGrants(t *testing.T) *keysWorld {
 	os.Chown(cfg, kuid, kgid)
 	testenv.StartService(t, b, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"), Args: []string{"--config", cfg},
-		User: testenv.ServiceUser, BusName: keys.BusName,
+		User: testenv.ServiceUser, BusName: keysapi.BusName,
 	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -100,12 +100,12 @@ func startKeysWithCompiledGrants(t *testing.T) *keysWorld {
 // exit code.
 func (w *keysWorld) call(t *testing.T, user, id, method, signature string, args ...string) (string, int) {
 	t.Helper()
-	path, iface := string(keys.ObjectPath), keys.Interface
+	path, iface := string(keysapi.ObjectPath), keysapi.Interface
 	if id != "" {
-		path += "/" + keys.Collection + "/" + bus.EscapePathElement(id)
-		iface = keys.KeyInterface
+		path += "/" + keysapi.Collection + "/" + bus.EscapePathElement(id)
+		iface = keysapi.KeyInterface
 	}
-	argv := append([]string{"call", keys.BusName, path, iface, method, signature}, args...)
+	argv := append([]string{"call", keysapi.BusName, path, iface, method, signature}, args...)
 	out, errOut, code := w.bus.Busctl(t, user, argv...)
 	return out + errOut, code
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/edgev2/edgev2/internal/config"
 	"github.com/edgev2/edgev2/internal/label"
 	"github.com/edgev2/edgev2/internal/tpm/ek"
-	"github.com/edgev2/edgev2/keys"
+	keysconfig "github.com/edgev2/edgev2/keys/config"
 	"github.com/edgev2/edgev2/modrt"
 )
 
@@ -35,7 +35,7 @@ const (
 // plan is the super-config compiled to the services' configs, before
 // serialisation.
 type plan struct {
-	keyd      keydFile
+	keyd      keysconfig.Config
 	certd     certsconfig.Config
 	identityd identitydFile
 	modrtd    modrtdFile
@@ -110,7 +110,7 @@ func (c *Config) plan() (*plan, error) {
 
 func (c *Config) planKeys(r *ids, p *plan) error {
 	k := c.Keys
-	p.keyd = keydFile{Homedir: keydHome, PKCS11LibPath: k.PKCS11LibPath, PKCS11BaseSlot: k.PKCS11BaseSlot, PKCS11Sessions: k.PKCS11Sessions}
+	p.keyd = keysconfig.Config{Homedir: keydHome, PKCS11LibPath: k.PKCS11LibPath, PKCS11BaseSlot: k.PKCS11BaseSlot, PKCS11Sessions: k.PKCS11Sessions}
 	if k.PKCS11LibPath != "" && !strings.HasPrefix(k.PKCS11LibPath, "/") {
 		return c.bad("keys.pkcs11_lib_path", fmt.Sprintf("%q is not an absolute path", k.PKCS11LibPath), "use e.g. /usr/lib/softhsm/libsofthsm2.so")
 	}
@@ -124,7 +124,7 @@ func (c *Config) planKeys(r *ids, p *plan) error {
 	}
 	for _, id := range sortedKeys(c.PreloadedKeys) {
 		uri, key := c.PreloadedKeys[id], "preloaded_keys."+id
-		if err := keys.ValidateID(id); err != nil {
+		if err := keysconfig.ValidateID(id); err != nil {
 			return c.bad(key, err.Error(), "use a key id of printable UTF-8")
 		}
 		switch {
@@ -263,7 +263,7 @@ func (c *Config) planCerts(r *ids, p *plan) error {
 				if isFileURI(est.IdentityPK) || isPKCS11URI(est.IdentityPK) {
 					return c.bad(key+".identity_pk", "certd enrolls the EST identity, so its key is one certd makes, not a URI", `use the same id as identity_cert, e.g. "est-id"`)
 				}
-				if err := keys.ValidateID(est.IdentityPK); err != nil {
+				if err := keysconfig.ValidateID(est.IdentityPK); err != nil {
 					return c.bad(key+".identity_pk", err.Error(), `use an id such as "est-id"`)
 				}
 				e.IdentityCert, e.IdentityKey = est.IdentityCert, est.IdentityPK

@@ -9,7 +9,8 @@ import (
 
 	"github.com/edgev2/edgev2/internal/credential"
 	"github.com/edgev2/edgev2/internal/label"
-	"github.com/edgev2/edgev2/keys"
+	keysconfig "github.com/edgev2/edgev2/keys/config"
+	"github.com/edgev2/edgev2/keys/pkcs11uri"
 )
 
 // The ids the compiler gives keys and certificates it adds to the Keys and
@@ -66,7 +67,7 @@ func (c *Config) checkPKCS11URI(raw string) string {
 	if c.Keys.PKCS11LibPath == "" {
 		return "a pkcs11: URI needs [keys] pkcs11_lib_path"
 	}
-	if _, err := keys.ParsePKCS11URI(raw); err != nil {
+	if _, err := pkcs11uri.Parse(raw); err != nil {
 		if strings.Contains(strings.ToLower(raw), "pin-value") {
 			return "not a valid RFC 7512 PKCS#11 URI"
 		}
@@ -90,7 +91,7 @@ func (c *Config) keyRef(r *ids, key, value, id string) (string, error) {
 			return "", c.bad(key, msg, `use "pkcs11:token=edgev2;object=device-id" and set [keys] pkcs11_lib_path`)
 		}
 	default:
-		if err := keys.ValidateID(value); err != nil {
+		if err := keysconfig.ValidateID(value); err != nil {
 			return "", c.bad(key, err.Error(), "use a file:// or pkcs11: URI, or a key id of printable UTF-8")
 		}
 		if !r.preloadedKeyDefined[value] && !r.issuedKey(value) {
@@ -163,7 +164,7 @@ func (c *Config) symmetricKey(r *ids, key string, ks *KeySource, id string, deri
 		}
 		return c.keyRef(r, key+".uri", ks.URI, id)
 	default:
-		if err := keys.ValidateID(ks.ID); err != nil {
+		if err := keysconfig.ValidateID(ks.ID); err != nil {
 			return "", c.bad(key+".id", err.Error(), "use a key id of printable UTF-8")
 		}
 		return ks.ID, nil

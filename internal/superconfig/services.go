@@ -1,18 +1,10 @@
 package superconfig
 
-// The per-service files as written. These mirror keys.Config,
-// identity.Config and modrt.Config with omitempty, so the compiled files
-// hold only what was configured; tests parse every compiled file with the
-// daemon's own parser, which keeps the two in step. certd's file is its own
-// type, certs/config.Config, whose tags carry omitempty.
-
-type keydFile struct {
-	Homedir        string            `toml:"homedir"`
-	PKCS11LibPath  string            `toml:"pkcs11_lib_path,omitempty"`
-	PKCS11BaseSlot string            `toml:"pkcs11_base_slot,omitempty"`
-	PKCS11Sessions int               `toml:"pkcs11_sessions,omitempty"`
-	PreloadedKeys  map[string]string `toml:"preloaded_keys,omitempty"`
-}
+// The per-service files as written. These mirror identity.Config and
+// modrt.Config with omitempty, so the compiled files hold only what was
+// configured; tests parse every compiled file with the daemon's own parser,
+// which keeps the two in step. keyd's and certd's files are their own types,
+// keys/config.Config and certs/config.Config, whose tags carry omitempty.
 
 type identitydFile struct {
 	Hostname     string                `toml:"hostname,omitempty"`

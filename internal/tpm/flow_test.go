@@ -23,7 +23,7 @@ import (
 	"github.com/edgev2/edgev2/internal/labcloud/labhost"
 	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/keys"
+	keysapi "github.com/edgev2/edgev2/keys/api"
 	kclient "github.com/edgev2/edgev2/keys/client"
 )
 
@@ -164,7 +164,7 @@ func TestTPM2CloudZeroTouchFlow(t *testing.T) {
 		Args: []string{"--config", mk("keyd", kuid, kgid, fmt.Sprintf("pkcs11_lib_path = %q\npkcs11_base_slot = %q\n[preloaded_keys]\nldevid = %q\nidentityd-master = %q\n",
 			tok.LibPath, tok.URI(), "pkcs11:token="+tok.Label+";object=ldevid?pin-value="+tok.PIN,
 			"pkcs11:token="+tok.Label+";object=identityd-master?pin-value="+tok.PIN))},
-		User: testenv.ServiceUser, Env: tok.Env(), BusName: keys.BusName,
+		User: testenv.ServiceUser, Env: tok.Env(), BusName: keysapi.BusName,
 	})
 	certdConfig := mk("certd", cuid, cgid, fmt.Sprintf(`
 [preloaded_certs]

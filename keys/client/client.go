@@ -11,14 +11,18 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/keys/api"
 )
 
 const (
-	busName      = "org.edgev2.Keys1"
-	rootPath     = godbus.ObjectPath("/org/edgev2/Keys1")
-	iface        = "org.edgev2.Keys1"
-	keyInterface = "org.edgev2.Keys1.Key"
+	rootPath godbus.ObjectPath = api.ObjectPath
+	// Member names as godbus takes them: interface "." method.
+	propGet    = "org.freedesktop.DBus.Properties.Get"
+	propGetAll = "org.freedesktop.DBus.Properties.GetAll"
 )
+
+// member is the full name of method on interface in.
+func member(in, method string) string { return in + "." + method }
 
 // Client talks to org.edgev2.Keys1. Errors are fault errors (match kinds
 // with fault.Is).
@@ -49,7 +53,7 @@ func (c *Client) call(ctx context.Context, path godbus.ObjectPath, method string
 	if c.interactive {
 		flags |= godbus.FlagAllowInteractiveAuthorization
 	}
-	err := c.conn.Object(busName, path).CallWithContext(ctx, method, flags, args...).Store(out...)
+	err := c.conn.Object(api.BusName, path).CallWithContext(ctx, method, flags, args...).Store(out...)
 	if err != nil {
 		return bus.FromError(err)
 	}
@@ -70,13 +74,13 @@ type Key struct {
 func (c *Client) CreateKey(ctx context.Context, id, usage string, value []byte) (*Key, error) {
 	opts := noOptions()
 	if usage != "" {
-		opts["usage"] = godbus.MakeVariant(usage)
+		opts[api.OptUsage] = godbus.MakeVariant(usage)
 	}
 	if value != nil {
-		opts["value"] = godbus.MakeVariant(value)
+		opts[api.OptValue] = godbus.MakeVariant(value)
 	}
 	var p godbus.ObjectPath
-	if err := c.call(ctx, rootPath, iface+".CreateKey", []any{&p}, id, opts); err != nil {
+	if err := c.call(ctx, rootPath, member(api.Interface, api.MethodCreateKey), []any{&p}, id, opts); err != nil {
 		return nil, err
 	}
 	return &Key{c: c, ID: id, Path: p}, nil
@@ -86,7 +90,7 @@ func (c *Client) CreateKey(ctx context.Context, id, usage string, value []byte) 
 // algorithms ("ec-p256:rsa-2048:*").
 func (c *Client) CreateKeyPair(ctx context.Context, id, algorithms string) (*Key, error) {
 	var p godbus.ObjectPath
-	if err := c.call(ctx, rootPath, iface+".CreateKeyPair", []any{&p}, id, algorithms, noOptions()); err != nil {
+	if err := c.call(ctx, rootPath, member(api.Interface, api.MethodCreateKeyPair), []any{&p}, id, algorithms, noOptions()); err != nil {
 		return nil, err
 	}
 	return &Key{c: c, ID: id, Path: p}, nil
@@ -95,7 +99,7 @@ func (c *Client) CreateKeyPair(ctx context.Context, id, algorithms string) (*Key
 // GetKey finds a key.
 func (c *Client) GetKey(ctx context.Context, id string) (*Key, error) {
 	var p godbus.ObjectPath
-	if err := c.call(ctx, rootPath, iface+".GetKey", []any{&p}, id); err != nil {
+	if err := c.call(ctx, rootPath, member(api.Interface, api.MethodGetKey), []any{&p}, id); err != nil {
 		return nil, err
 	}
 	return &Key{c: c, ID: id, Path: p}, nil
@@ -103,30 +107,30 @@ func (c *Client) GetKey(ctx context.Context, id string) (*Key, error) {
 
 // Key returns a handle for id without a round trip (its path is computed).
 func (c *Client) Key(id string) *Key {
-	return &Key{c: c, ID: id, Path: bus.ChildPath(rootPath, "keys", id)}
+	return &Key{c: c, ID: id, Path: bus.ChildPath(rootPath, api.Collection, id)}
 }
 
 // ListKeys returns every key id.
 func (c *Client) ListKeys(ctx context.Context) ([]string, error) {
 	var ids []string
-	err := c.call(ctx, rootPath, iface+".ListKeys", []any{&ids})
+	err := c.call(ctx, rootPath, member(api.Interface, api.MethodListKeys), []any{&ids})
 	return ids, err
 }
 
 // DeleteKey deletes a stored key.
 func (c *Client) DeleteKey(ctx context.Context, id string) error {
-	return c.call(ctx, rootPath, iface+".DeleteKey", nil, id)
+	return c.call(ctx, rootPath, member(api.Interface, api.MethodDeleteKey), nil, id)
 }
 
 // MoveKey renames a stored key, replacing any key under to.
 func (c *Client) MoveKey(ctx context.Context, from, to string) error {
-	return c.call(ctx, rootPath, iface+".MoveKey", nil, from, to)
+	return c.call(ctx, rootPath, member(api.Interface, api.MethodMoveKey), nil, from, to)
 }
 
 // Engine returns the Engine property.
 func (c *Client) Engine(ctx context.Context) (string, error) {
 	var v godbus.Variant
-	if err := c.call(ctx, rootPath, "org.freedesktop.DBus.Properties.Get", []any{&v}, iface, "Engine"); err != nil {
+	if err := c.call(ctx, rootPath, propGet, []any{&v}, api.Interface, api.PropEngine); err != nil {
 		return "", err
 	}
 	s, _ := v.Value().(string)
@@ -137,7 +141,7 @@ func (c *Client) Engine(ctx context.Context) (string, error) {
 // PKCS#11 base token offers (empty for the file engine).
 func (c *Client) TokenMechanisms(ctx context.Context) ([]string, error) {
 	var v godbus.Variant
-	if err := c.call(ctx, rootPath, "org.freedesktop.DBus.Properties.Get", []any{&v}, iface, "TokenMechanisms"); err != nil {
+	if err := c.call(ctx, rootPath, propGet, []any{&v}, api.Interface, api.PropTokenMechanisms); err != nil {
 		return nil, err
 	}
 	s, _ := v.Value().([]string)
@@ -145,26 +149,21 @@ func (c *Client) TokenMechanisms(ctx context.Context) ([]string, error) {
 }
 
 // Properties describe a key.
-type Properties struct {
-	ID, Type, Location string
-	PublicKeyDER       []byte
-	Mechanisms         []string
-	Preloaded          bool
-}
+type Properties = api.KeyProperties
 
 // Properties reads all properties of the key.
 func (k *Key) Properties(ctx context.Context) (Properties, error) {
 	var m map[string]godbus.Variant
-	if err := k.c.call(ctx, k.Path, "org.freedesktop.DBus.Properties.GetAll", []any{&m}, keyInterface); err != nil {
+	if err := k.c.call(ctx, k.Path, propGetAll, []any{&m}, api.KeyInterface); err != nil {
 		return Properties{}, err
 	}
 	var p Properties
-	p.ID, _ = m["Id"].Value().(string)
-	p.Type, _ = m["Type"].Value().(string)
-	p.Location, _ = m["Location"].Value().(string)
-	p.PublicKeyDER, _ = m["PublicKey"].Value().([]byte)
-	p.Mechanisms, _ = m["Mechanisms"].Value().([]string)
-	p.Preloaded, _ = m["Preloaded"].Value().(bool)
+	p.ID, _ = m[api.PropID].Value().(string)
+	p.Type, _ = m[api.PropType].Value().(string)
+	p.Location, _ = m[api.PropLocation].Value().(string)
+	p.PublicKeyDER, _ = m[api.PropPublicKey].Value().([]byte)
+	p.Mechanisms, _ = m[api.PropMechanisms].Value().([]string)
+	p.Preloaded, _ = m[api.PropPreloaded].Value().(bool)
 	return p, nil
 }
 
@@ -183,24 +182,24 @@ func (k *Key) PublicKey(ctx context.Context) (crypto.PublicKey, error) {
 // Sign signs data with mechanism.
 func (k *Key) Sign(ctx context.Context, mechanism string, data []byte) ([]byte, error) {
 	var sig []byte
-	err := k.c.call(ctx, k.Path, keyInterface+".Sign", []any{&sig}, mechanism, data, noOptions())
+	err := k.c.call(ctx, k.Path, member(api.KeyInterface, api.MethodSign), []any{&sig}, mechanism, data, noOptions())
 	return sig, err
 }
 
 // Verify checks a signature.
 func (k *Key) Verify(ctx context.Context, mechanism string, data, sig []byte) (bool, error) {
 	var ok bool
-	err := k.c.call(ctx, k.Path, keyInterface+".Verify", []any{&ok}, mechanism, data, sig, noOptions())
+	err := k.c.call(ctx, k.Path, member(api.KeyInterface, api.MethodVerify), []any{&ok}, mechanism, data, sig, noOptions())
 	return ok, err
 }
 
 func cipherOpts(iv, aad []byte) map[string]godbus.Variant {
 	opts := noOptions()
 	if iv != nil {
-		opts["iv"] = godbus.MakeVariant(iv)
+		opts[api.OptIV] = godbus.MakeVariant(iv)
 	}
 	if aad != nil {
-		opts["aad"] = godbus.MakeVariant(aad)
+		opts[api.OptAAD] = godbus.MakeVariant(aad)
 	}
 	return opts
 }
@@ -209,28 +208,28 @@ func cipherOpts(iv, aad []byte) map[string]godbus.Variant {
 // made and put in front of the result).
 func (k *Key) Encrypt(ctx context.Context, mechanism string, plaintext, iv, aad []byte) ([]byte, error) {
 	var out []byte
-	err := k.c.call(ctx, k.Path, keyInterface+".Encrypt", []any{&out}, mechanism, plaintext, cipherOpts(iv, aad))
+	err := k.c.call(ctx, k.Path, member(api.KeyInterface, api.MethodEncrypt), []any{&out}, mechanism, plaintext, cipherOpts(iv, aad))
 	return out, err
 }
 
 // Decrypt reverses Encrypt.
 func (k *Key) Decrypt(ctx context.Context, mechanism string, ciphertext, iv, aad []byte) ([]byte, error) {
 	var out []byte
-	err := k.c.call(ctx, k.Path, keyInterface+".Decrypt", []any{&out}, mechanism, ciphertext, cipherOpts(iv, aad))
+	err := k.c.call(ctx, k.Path, member(api.KeyInterface, api.MethodDecrypt), []any{&out}, mechanism, ciphertext, cipherOpts(iv, aad))
 	return out, err
 }
 
 // SignDerived signs with HMAC-SHA256 under the key derived from this master key.
 func (k *Key) SignDerived(ctx context.Context, derivation []byte, data []byte) ([]byte, error) {
 	var out []byte
-	err := k.c.call(ctx, k.Path, keyInterface+".SignDerived", []any{&out}, derivation, "hmac-sha256", data)
+	err := k.c.call(ctx, k.Path, member(api.KeyInterface, api.MethodSignDerived), []any{&out}, derivation, api.MechHMACSHA256, data)
 	return out, err
 }
 
 // ExportDerived returns the derived key bytes.
 func (k *Key) ExportDerived(ctx context.Context, derivation []byte) ([]byte, error) {
 	var out []byte
-	err := k.c.call(ctx, k.Path, keyInterface+".ExportDerived", []any{&out}, derivation)
+	err := k.c.call(ctx, k.Path, member(api.KeyInterface, api.MethodExportDerived), []any{&out}, derivation)
 	return out, err
 }
 
@@ -239,13 +238,13 @@ func (k *Key) ExportDerived(ctx context.Context, derivation []byte) ([]byte, err
 // for Encrypt. The derived key stays in the Keys service.
 func (k *Key) EncryptDerived(ctx context.Context, derivation, plaintext, iv, aad []byte) ([]byte, error) {
 	var out []byte
-	err := k.c.call(ctx, k.Path, keyInterface+".EncryptDerived", []any{&out}, derivation, "aes-256-gcm", plaintext, cipherOpts(iv, aad))
+	err := k.c.call(ctx, k.Path, member(api.KeyInterface, api.MethodEncryptDerived), []any{&out}, derivation, api.MechAES256GCM, plaintext, cipherOpts(iv, aad))
 	return out, err
 }
 
 // DecryptDerived reverses EncryptDerived.
 func (k *Key) DecryptDerived(ctx context.Context, derivation, ciphertext, iv, aad []byte) ([]byte, error) {
 	var out []byte
-	err := k.c.call(ctx, k.Path, keyInterface+".DecryptDerived", []any{&out}, derivation, "aes-256-gcm", ciphertext, cipherOpts(iv, aad))
+	err := k.c.call(ctx, k.Path, member(api.KeyInterface, api.MethodDecryptDerived), []any{&out}, derivation, api.MechAES256GCM, ciphertext, cipherOpts(iv, aad))
 	return out, err
 }

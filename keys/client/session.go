@@ -15,6 +15,7 @@ import (
 
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/keys/api"
 )
 
 // How long a client waits before asking for a session again after keyd
@@ -146,7 +147,7 @@ func openSession(ctx context.Context, conn *godbus.Conn) (*godbus.Conn, error) {
 
 func callOpenSession(ctx context.Context, conn *godbus.Conn, opts map[string]godbus.Variant) (*os.File, error) {
 	var fd godbus.UnixFD
-	if err := conn.Object(busName, rootPath).CallWithContext(ctx, iface+".OpenSession", 0, opts).Store(&fd); err != nil {
+	if err := conn.Object(api.BusName, rootPath).CallWithContext(ctx, member(api.Interface, api.MethodOpenSession), 0, opts).Store(&fd); err != nil {
 		return nil, bus.FromError(err)
 	}
 	return os.NewFile(uintptr(fd), "keys-session"), nil
@@ -178,7 +179,7 @@ func peerConn(f *os.File) (*godbus.Conn, error) {
 // duplicate of it ends it for every holder).
 func (c *Client) OpenRestrictedSession(ctx context.Context, method, keyID string) (*os.File, error) {
 	return callOpenSession(ctx, c.conn, map[string]godbus.Variant{
-		"only": godbus.MakeVariant(method), "key_id": godbus.MakeVariant(keyID)})
+		api.OptOnly: godbus.MakeVariant(method), api.OptKeyID: godbus.MakeVariant(keyID)})
 }
 
 // Session is a Keys session received from another process (a restricted
@@ -200,7 +201,7 @@ func SessionFromFile(f *os.File) (*Session, error) {
 // fault.Unavailable.
 func (s *Session) SignDerived(ctx context.Context, keyID string, derivation, data []byte) ([]byte, error) {
 	var out []byte
-	err := s.pc.Object("", bus.ChildPath(rootPath, "keys", keyID)).CallWithContext(ctx, keyInterface+".SignDerived", 0, derivation, "hmac-sha256", data).Store(&out)
+	err := s.pc.Object("", bus.ChildPath(rootPath, api.Collection, keyID)).CallWithContext(ctx, member(api.KeyInterface, api.MethodSignDerived), 0, derivation, api.MechHMACSHA256, data).Store(&out)
 	if err == nil {
 		return out, nil
 	}
@@ -218,4 +219,4 @@ func (s *Session) Alive() bool { return s.pc.Connected() }
 // Close ends the session.
 func (s *Session) Close() error { return s.pc.Close() }
 
-func isKeyMethod(method string) bool { return strings.HasPrefix(method, keyInterface+".") }
+func isKeyMethod(method string) bool { return strings.HasPrefix(method, api.KeyInterface+".") }

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/edgev2/edgev2/keys/api"
 )
 
 // Signer is a crypto.Signer whose private key stays in the Keys service:
@@ -43,14 +45,14 @@ func (s *Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 	if h := opts.HashFunc(); h != 0 && h.Size() != len(digest) {
 		return nil, fmt.Errorf("digest is %d bytes but %v needs %d", len(digest), h, h.Size())
 	}
-	mech := "ecdsa"
+	mech := api.MechECDSA
 	if _, isRSA := s.pub.(*rsa.PublicKey); isRSA {
-		mech = "rsa-pkcs1"
+		mech = api.MechRSAPKCS1
 		if pss, ok := opts.(*rsa.PSSOptions); ok {
 			if pss.SaltLength != rsa.PSSSaltLengthEqualsHash && pss.SaltLength != rsa.PSSSaltLengthAuto && pss.SaltLength != len(digest) {
 				return nil, fmt.Errorf("key %q signs RSA-PSS with a salt as long as the digest, not %d", s.key.ID, pss.SaltLength)
 			}
-			mech = "rsa-pss"
+			mech = api.MechRSAPSS
 		}
 		if opts.HashFunc() == 0 {
 			return nil, fmt.Errorf("key %q: RSA signing through the Keys service needs a hashed digest", s.key.ID)

@@ -22,7 +22,7 @@ import (
 	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/keys"
+	keysapi "github.com/edgev2/edgev2/keys/api"
 	kclient "github.com/edgev2/edgev2/keys/client"
 )
 
@@ -115,7 +115,7 @@ func startWorld(t *testing.T) *world {
 	keydCfg := mk("keyd", kuid, kgid, fmt.Sprintf("pkcs11_lib_path = %q\npkcs11_base_slot = %q\n", tok.LibPath, tok.URI()))
 	testenv.StartService(t, w.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"), Args: []string{"--config", keydCfg},
-		User: testenv.ServiceUser, Env: tok.Env(), BusName: keys.BusName,
+		User: testenv.ServiceUser, Env: tok.Env(), BusName: keysapi.BusName,
 	})
 	testenv.StartService(t, w.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-certd"), Args: []string{"--config", mk("certd", cuid, cgid, "")},

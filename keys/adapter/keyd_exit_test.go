@@ -1,4 +1,4 @@
-package keys_test
+package adapter_test
 
 import (
 	"errors"

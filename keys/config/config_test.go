@@ -1,4 +1,4 @@
-package keys
+package config
 
 import (
 	"errors"
@@ -22,8 +22,8 @@ func TestParseConfigNamesTheKeyToFix(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig("/etc/edgev2/keyd.toml", []byte(tt.text))
-			var ce *ConfigError
+			_, err := Parse("/etc/edgev2/keyd.toml", []byte(tt.text))
+			var ce *Error
 			if !errors.As(err, &ce) {
 				t.Fatalf("got %v, want a ConfigError", err)
 			}
@@ -44,7 +44,7 @@ pkcs11_sessions = 4
 device-id = "file:///etc/edgev2/device-id.pem"
 hsm = "pkcs11:token=edgev2;object=device"
 `
-	c, err := ParseConfig("keyd.toml", []byte(text))
+	c, err := Parse("keyd.toml", []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ hsm = "pkcs11:token=edgev2;object=device"
 
 func TestConfigErrorsNeverShowThePIN(t *testing.T) {
 	text := "homedir = \"/k\"\npkcs11_lib_path = \"/l.so\"\npkcs11_base_slot = \"pkcs11:token=a;bogus=1?pin-value=s3cretpin\""
-	_, err := ParseConfig("keyd.toml", []byte(text))
+	_, err := Parse("keyd.toml", []byte(text))
 	if err == nil || strings.Contains(err.Error(), "s3cretpin") {
 		t.Fatalf("error %v must exist and not contain the PIN", err)
 	}
@@ -65,7 +65,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("homedir = \"/k\"\n[preloaded_keys]\na = \"file:///x\""))
 	f.Add([]byte("homedir = 1"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := ParseConfig("fuzz.toml", data)
+		c, err := Parse("fuzz.toml", data)
 		if err == nil && (c.Homedir == "" || c.Homedir[0] != '/') {
 			t.Fatalf("accepted config without absolute homedir: %+v", c)
 		}

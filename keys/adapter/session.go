@@ -1,12 +1,9 @@
-package keys
+package adapter
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -21,13 +18,9 @@ import (
 
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/lru"
+	"github.com/edgev2/edgev2/keys"
+	"github.com/edgev2/edgev2/keys/api"
 )
-
-// ActionSession is the polkit action OpenSession needs.
-const ActionSession = "org.edgev2.keys.session"
-
-// ErrLimitsExceeded is the error of an OpenSession over the session limits.
-const ErrLimitsExceeded = bus.ErrorPrefix + "LimitsExceeded"
 
 // Session limits: a caller cannot hold keyd's memory and goroutines without
 // bound by opening sessions (each costs a socket, two small buffers and one
@@ -43,7 +36,7 @@ const (
 	// maxSessionMessage bounds one message on a session: the largest
 	// legitimate call (EncryptDerived with 1 MiB of plaintext, derivation
 	// and options) fits.
-	maxSessionMessage = 4*MaxData + 64<<10
+	maxSessionMessage = 4*api.MaxData + 64<<10
 	// maxSessionDecisions bounds one session's authorization cache.
 	maxSessionDecisions = 4096
 	// sessionDecisionTTL bounds a cached decision even if a signal is lost.
@@ -81,10 +74,10 @@ func (r *sessionRegistry) reserve(uid uint32) *godbus.Error {
 		r.byUID = map[uint32]int{}
 	}
 	if r.byUID[uid] >= maxSessionsPerUID {
-		return bus.NewError(ErrLimitsExceeded, fmt.Sprintf("uid %d already holds %d sessions, the limit; close one first", uid, maxSessionsPerUID))
+		return bus.NewError(api.ErrLimitsExceeded, fmt.Sprintf("uid %d already holds %d sessions, the limit; close one first", uid, maxSessionsPerUID))
 	}
 	if r.total >= maxSessions {
-		return bus.NewError(ErrLimitsExceeded, fmt.Sprintf("keyd already serves %d sessions, the limit; use the bus", maxSessions))
+		return bus.NewError(api.ErrLimitsExceeded, fmt.Sprintf("keyd already serves %d sessions, the limit; use the bus", maxSessions))
 	}
 	r.byUID[uid]++
 	r.total++
@@ -121,9 +114,9 @@ func (a *BusAPI) serveOpenSession(msg *godbus.Message) {
 func (a *BusAPI) openSession(msg *godbus.Message) (int, *godbus.Error) {
 	sig, _ := msg.Headers[godbus.FieldSignature].Value().(godbus.Signature)
 	if sig.String() != "a{sv}" {
-		return -1, bus.NewError(errInvalidSignature, fmt.Sprintf("%s.OpenSession takes (a{sv}), not (%s)", Interface, sig.String()))
+		return -1, bus.NewError(errInvalidSignature, fmt.Sprintf("%s.OpenSession takes (a{sv}), not (%s)", api.Interface, sig.String()))
 	}
-	_, ss, e := options(msg.Body[0].(map[string]godbus.Variant), nil, []string{"only", "key_id"})
+	_, ss, e := options(msg.Body[0].(map[string]godbus.Variant), nil, []string{api.OptOnly, api.OptKeyID})
 	if e != nil {
 		return -1, e
 	}
@@ -132,7 +125,7 @@ func (a *BusAPI) openSession(msg *godbus.Message) (int, *godbus.Error) {
 		return -1, e
 	}
 	call := bus.CallOf(*msg)
-	if e := a.auth.Authorize(a.ctx, call, ActionSession, nil); e != nil {
+	if e := a.auth.Authorize(a.ctx, call, api.ActionSession, nil); e != nil {
 		return -1, e
 	}
 	if only != nil {
@@ -157,7 +150,7 @@ func (a *BusAPI) openSession(msg *godbus.Message) (int, *godbus.Error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		a.sessions.release(opener.UID)
-		return -1, a.fail("OpenSession", fmt.Errorf("socketpair: %w", err))
+		return -1, a.fail(api.MethodOpenSession, fmt.Errorf("socketpair: %w", err))
 	}
 	f := os.NewFile(uintptr(fds[0]), "keyd-session")
 	c, err := net.FileConn(f)
@@ -165,7 +158,7 @@ func (a *BusAPI) openSession(msg *godbus.Message) (int, *godbus.Error) {
 	if err != nil {
 		syscall.Close(fds[1])
 		a.sessions.release(opener.UID)
-		return -1, a.fail("OpenSession", fmt.Errorf("session socket: %w", err))
+		return -1, a.fail(api.MethodOpenSession, fmt.Errorf("session socket: %w", err))
 	}
 	s := &session{a: a, conn: c, opener: opener, pa: pa, gen: pa.RulesGeneration(), only: only,
 		cache: lru.New[string, sessionDecision](maxSessionDecisions),
@@ -191,13 +184,13 @@ type restriction struct {
 }
 
 // restrictableMethods are the Key methods a session can be restricted to.
-var restrictableMethods = map[string]bool{"SignDerived": true}
+var restrictableMethods = map[string]bool{api.MethodSignDerived: true}
 
 // sessionRestriction reads OpenSession's "only" and "key_id" options: both
 // or neither.
 func sessionRestriction(ss map[string]string) (*restriction, *godbus.Error) {
-	method, hasOnly := ss["only"]
-	id, hasID := ss["key_id"]
+	method, hasOnly := ss[api.OptOnly]
+	id, hasID := ss[api.OptKeyID]
 	switch {
 	case !hasOnly && !hasID:
 		return nil, nil
@@ -208,7 +201,7 @@ func sessionRestriction(ss map[string]string) (*restriction, *godbus.Error) {
 	case !restrictableMethods[method]:
 		return nil, bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("option \"only\" is %q; a session can be restricted to \"SignDerived\" only", method))
 	}
-	if err := ValidateID(id); err != nil {
+	if err := keys.ValidateID(id); err != nil {
 		return nil, bus.ToError(err)
 	}
 	return &restriction{method: method, keyID: id}, nil
@@ -302,112 +295,6 @@ func (s *session) run() {
 	}
 }
 
-// handshake is the server side of the D-Bus SASL exchange: EXTERNAL is
-// accepted whatever identity it claims, since the socket, not the peer's
-// uid, carries the authority; unix fds are not passed on a session.
-func (s *session) handshake(r *bufio.Reader) error {
-	nul, err := r.ReadByte()
-	if err != nil {
-		return err
-	}
-	if nul != 0 {
-		return errors.New("no leading NUL byte")
-	}
-	var guid [16]byte
-	rand.Read(guid[:])
-	for range 16 {
-		line, err := readAuthLine(r)
-		if err != nil {
-			return err
-		}
-		var reply string
-		switch cmd, arg, _ := bytes.Cut(line, []byte(" ")); string(cmd) {
-		case "AUTH":
-			mech, _, _ := bytes.Cut(arg, []byte(" "))
-			if string(mech) == "EXTERNAL" {
-				reply = "OK " + hex.EncodeToString(guid[:])
-			} else {
-				reply = "REJECTED EXTERNAL"
-			}
-		case "NEGOTIATE_UNIX_FD":
-			reply = "ERROR file descriptors are not passed on a Keys session"
-		case "BEGIN":
-			return nil
-		case "CANCEL", "ERROR", "DATA":
-			reply = "REJECTED EXTERNAL"
-		default:
-			reply = "ERROR unknown command"
-		}
-		if _, err := s.conn.Write([]byte(reply + "\r\n")); err != nil {
-			return err
-		}
-	}
-	return errors.New("too many authentication commands")
-}
-
-func readAuthLine(r *bufio.Reader) ([]byte, error) {
-	var line []byte
-	for {
-		b, err := r.ReadByte()
-		if err != nil {
-			return nil, err
-		}
-		if b == '\n' {
-			return bytes.TrimSuffix(line, []byte("\r")), nil
-		}
-		if len(line) >= 1024 {
-			return nil, errors.New("authentication line too long")
-		}
-		line = append(line, b)
-	}
-}
-
-type fixedHeader struct {
-	typ, flags byte
-	serial     uint32
-}
-
-type messageTooLarge struct {
-	serial uint32
-	size   uint64
-}
-
-func (e *messageTooLarge) Error() string {
-	return fmt.Sprintf("message is %d bytes; a Keys session takes at most %d", e.size, maxSessionMessage)
-}
-
-// readMessage reads one whole message after checking its size from the
-// fixed header, so a peer cannot make keyd allocate more than
-// maxSessionMessage for it.
-func readMessage(r *bufio.Reader) (fixedHeader, []byte, error) {
-	var fixed [16]byte
-	if _, err := io.ReadFull(r, fixed[:]); err != nil {
-		return fixedHeader{}, nil, err
-	}
-	var order binary.ByteOrder
-	switch fixed[0] {
-	case 'l':
-		order = binary.LittleEndian
-	case 'B':
-		order = binary.BigEndian
-	default:
-		return fixedHeader{}, nil, errors.New("invalid byte order")
-	}
-	h := fixedHeader{typ: fixed[1], flags: fixed[2], serial: order.Uint32(fixed[8:12])}
-	bodyLen := uint64(order.Uint32(fixed[4:8]))
-	fieldsLen := uint64(order.Uint32(fixed[12:16]))
-	total := 16 + (fieldsLen+7)&^7 + bodyLen
-	if total > maxSessionMessage {
-		return h, nil, &messageTooLarge{serial: h.serial, size: total}
-	}
-	buf := make([]byte, total)
-	copy(buf, fixed[:])
-	if _, err := io.ReadFull(r, buf[16:]); err != nil {
-		return h, nil, err
-	}
-	return h, buf, nil
-}
-
 func (s *session) nextSerial() uint32 {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -436,7 +323,7 @@ func (s *session) serve(msg *godbus.Message) {
 		}
 	}()
 	if s.revoked.Load() {
-		s.send(encodeMessage(s.nextSerial(), msg.Serial(), bus.ErrNotAuthorized, "not authorized for "+ActionSession+" any more; the session is closed"))
+		s.send(encodeMessage(s.nextSerial(), msg.Serial(), bus.ErrNotAuthorized, "not authorized for "+api.ActionSession+" any more; the session is closed"))
 		return
 	}
 	v, e := s.dispatch(msg)
@@ -463,20 +350,20 @@ func (s *session) dispatch(msg *godbus.Message) (any, *godbus.Error) {
 	case iface == "org.freedesktop.DBus.Peer" && member == "Ping":
 		return nil, nil
 	case s.only != nil:
-		if iface != KeyInterface && iface != "" {
+		if iface != api.KeyInterface && iface != "" {
 			return nil, s.only.allows(iface+"."+member, path)
 		}
 		if e := s.only.allows(member, path); e != nil {
 			return nil, e
 		}
 		return s.a.callKey(member, sig.String(), msg.Body, path, s.authorize)
-	case iface == KeyInterface || iface == "" && keyMethods[member] != nil:
+	case iface == api.KeyInterface || iface == "" && keyMethods[member] != nil:
 		return s.a.callKey(member, sig.String(), msg.Body, path, s.authorize)
 	case iface == "":
 		return nil, bus.NewError("org.freedesktop.DBus.Error.UnknownMethod", fmt.Sprintf("a Keys session has no method %q", member))
 	default:
 		return nil, bus.NewError("org.freedesktop.DBus.Error.UnknownInterface",
-			fmt.Sprintf("a Keys session serves only %s (and Peer.Ping), not %q", KeyInterface, iface))
+			fmt.Sprintf("a Keys session serves only %s (and Peer.Ping), not %q", api.KeyInterface, iface))
 	}
 }
 
@@ -498,10 +385,10 @@ func (s *session) authorize(action, id string) *godbus.Error {
 	s.mu.Unlock()
 	if stale {
 		// The rules changed: the opener may have lost the session itself.
-		if allowed, _, err := s.pa.CheckProcess(s.a.ctx, s.opener, ActionSession, nil); err != nil || !allowed {
+		if allowed, _, err := s.pa.CheckProcess(s.a.ctx, s.opener, api.ActionSession, nil); err != nil || !allowed {
 			s.a.log.Info("session closed: its opener is no longer allowed sessions", "pid", s.opener.PID, "uid", s.opener.UID)
 			s.revoked.Store(true) // closed once this reply is sent
-			return bus.NewError(bus.ErrNotAuthorized, "not authorized for "+ActionSession+" any more; the session is closed")
+			return bus.NewError(bus.ErrNotAuthorized, "not authorized for "+api.ActionSession+" any more; the session is closed")
 		}
 	}
 	if ok && time.Since(d.at) < sessionDecisionTTL {
@@ -525,76 +412,4 @@ func sessionDenial(allowed bool, action, id string) *godbus.Error {
 		return nil
 	}
 	return bus.NewError(bus.ErrNotAuthorized, fmt.Sprintf("not authorized for %s on key_id %q", action, id))
-}
-
-// encodeMessage writes a method reply (errName "") or an error reply in the
-// D-Bus wire format (little endian) without reflection: a reply body is
-// []byte (ay), bool (b) or nil; an error body is its message (s).
-func encodeMessage(serial, replySerial uint32, errName string, body any) []byte {
-	b := make([]byte, 0, 128)
-	typ := byte(godbus.TypeMethodReply)
-	var sig string
-	switch v := body.(type) {
-	case []byte:
-		sig = "ay"
-	case bool:
-		sig = "b"
-	case string:
-		sig = "s"
-	case nil:
-	default:
-		panic(fmt.Sprintf("session reply of type %T", v))
-	}
-	if errName != "" {
-		typ = byte(godbus.TypeError)
-	}
-	b = append(b, 'l', typ, 0, 1, 0, 0, 0, 0) // body length patched below
-	b = binary.LittleEndian.AppendUint32(b, serial)
-	b = append(b, 0, 0, 0, 0) // header fields length patched below
-	start := len(b)
-	// REPLY_SERIAL (5): u
-	b = append(b, 5, 1, 'u', 0)
-	b = binary.LittleEndian.AppendUint32(b, replySerial)
-	if errName != "" {
-		// ERROR_NAME (4): s
-		b = pad8(b)
-		b = append(b, 4, 1, 's', 0)
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(errName)))
-		b = append(b, errName...)
-		b = append(b, 0)
-	}
-	if sig != "" {
-		// SIGNATURE (8): g
-		b = pad8(b)
-		b = append(b, 8, 1, 'g', 0, byte(len(sig)))
-		b = append(b, sig...)
-		b = append(b, 0)
-	}
-	binary.LittleEndian.PutUint32(b[12:], uint32(len(b)-start))
-	b = pad8(b)
-	bodyStart := len(b)
-	switch v := body.(type) {
-	case []byte:
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
-		b = append(b, v...)
-	case bool:
-		var x uint32
-		if v {
-			x = 1
-		}
-		b = binary.LittleEndian.AppendUint32(b, x)
-	case string:
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
-		b = append(b, v...)
-		b = append(b, 0)
-	}
-	binary.LittleEndian.PutUint32(b[4:], uint32(len(b)-bodyStart))
-	return b
-}
-
-func pad8(b []byte) []byte {
-	for len(b)%8 != 0 {
-		b = append(b, 0)
-	}
-	return b
 }

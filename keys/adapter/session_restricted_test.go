@@ -1,4 +1,4 @@
-package keys_test
+package adapter_test
 
 import (
 	"crypto/hmac"
@@ -13,14 +13,14 @@ import (
 
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/keys"
+	"github.com/edgev2/edgev2/keys/api"
 )
 
 // openRestricted asks for a session restricted by opts on conn.
 func openRestricted(t *testing.T, conn *godbus.Conn, opts map[string]godbus.Variant) (*godbus.Conn, error) {
 	t.Helper()
 	var fd godbus.UnixFD
-	if err := conn.Object(keys.BusName, keys.ObjectPath).Call(keys.Interface+".OpenSession", 0, opts).Store(&fd); err != nil {
+	if err := conn.Object(api.BusName, api.ObjectPath).Call(api.Interface+".OpenSession", 0, opts).Store(&fd); err != nil {
 		return nil, err
 	}
 	f := os.NewFile(uintptr(fd), "session")
@@ -61,9 +61,9 @@ func TestRestrictedSessionServesOnlySignDerivedOnItsKey(t *testing.T) {
 			if err != nil {
 				t.Fatalf("OpenSession restricted to master: %v", err)
 			}
-			master := pc.Object("", bus.ChildPath(keys.ObjectPath, "keys", "master"))
+			master := pc.Object("", bus.ChildPath(api.ObjectPath, "keys", "master"))
 			var got []byte
-			if err := master.Call(keys.KeyInterface+".SignDerived", 0, []byte("mod:gen:primary"), "hmac-sha256", []byte("token")).Store(&got); err != nil {
+			if err := master.Call(api.KeyInterface+".SignDerived", 0, []byte("mod:gen:primary"), "hmac-sha256", []byte("token")).Store(&got); err != nil {
 				t.Fatalf("SignDerived on the session's key: %v", err)
 			}
 			want, err := k.root.Key("master").SignDerived(ctx, []byte("mod:gen:primary"), []byte("token"))
@@ -80,21 +80,21 @@ func TestRestrictedSessionServesOnlySignDerivedOnItsKey(t *testing.T) {
 				t.Fatal("the restricted session's SignDerived is not HMAC-SHA256 under the derived key")
 			}
 
-			other := pc.Object("", bus.ChildPath(keys.ObjectPath, "keys", "other-master"))
-			plain := pc.Object("", bus.ChildPath(keys.ObjectPath, "keys", "plain"))
-			root := pc.Object("", keys.ObjectPath)
+			other := pc.Object("", bus.ChildPath(api.ObjectPath, "keys", "other-master"))
+			plain := pc.Object("", bus.ChildPath(api.ObjectPath, "keys", "plain"))
+			root := pc.Object("", api.ObjectPath)
 			var out []byte
 			var path godbus.ObjectPath
 			var v godbus.Variant
 			for name, call := range map[string]*godbus.Call{
-				"SignDerived on another key":    other.Call(keys.KeyInterface+".SignDerived", 0, []byte("d"), "hmac-sha256", []byte("x")),
-				"Sign on the session's key":     master.Call(keys.KeyInterface+".Sign", 0, "hmac-sha256", []byte("x"), map[string]godbus.Variant{}),
-				"Sign on another key":           plain.Call(keys.KeyInterface+".Sign", 0, "hmac-sha256", []byte("x"), map[string]godbus.Variant{}),
-				"ExportDerived":                 master.Call(keys.KeyInterface+".ExportDerived", 0, []byte("mod:gen:primary")),
-				"EncryptDerived":                master.Call(keys.KeyInterface+".EncryptDerived", 0, []byte("d"), "aes-256-gcm", []byte("x"), map[string]godbus.Variant{}),
+				"SignDerived on another key":    other.Call(api.KeyInterface+".SignDerived", 0, []byte("d"), "hmac-sha256", []byte("x")),
+				"Sign on the session's key":     master.Call(api.KeyInterface+".Sign", 0, "hmac-sha256", []byte("x"), map[string]godbus.Variant{}),
+				"Sign on another key":           plain.Call(api.KeyInterface+".Sign", 0, "hmac-sha256", []byte("x"), map[string]godbus.Variant{}),
+				"ExportDerived":                 master.Call(api.KeyInterface+".ExportDerived", 0, []byte("mod:gen:primary")),
+				"EncryptDerived":                master.Call(api.KeyInterface+".EncryptDerived", 0, []byte("d"), "aes-256-gcm", []byte("x"), map[string]godbus.Variant{}),
 				"SignDerived without interface": other.Call("SignDerived", 0, []byte("d"), "hmac-sha256", []byte("x")),
-				"CreateKey":                     root.Call(keys.Interface+".CreateKey", 0, "new", map[string]godbus.Variant{}),
-				"Properties.Get":                master.Call("org.freedesktop.DBus.Properties.Get", 0, keys.KeyInterface, "Id"),
+				"CreateKey":                     root.Call(api.Interface+".CreateKey", 0, "new", map[string]godbus.Variant{}),
+				"Properties.Get":                master.Call("org.freedesktop.DBus.Properties.Get", 0, api.KeyInterface, "Id"),
 			} {
 				err := call.Store(&out)
 				if name == "CreateKey" {

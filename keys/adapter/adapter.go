@@ -1,4 +1,7 @@
-package keys
+// Package adapter serves the Keys service (keys.Service) on the bus as
+// org.edgev2.Keys1: method tables, the fast path, sessions and their workers.
+// It holds argument checks, authorization and error mapping, no key logic.
+package adapter
 
 import (
 	"context"
@@ -13,30 +16,15 @@ import (
 
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/fault"
-)
-
-// Bus names of the Keys service.
-const (
-	BusName      = "org.edgev2.Keys1"
-	ObjectPath   = godbus.ObjectPath("/org/edgev2/Keys1")
-	Interface    = "org.edgev2.Keys1"
-	KeyInterface = "org.edgev2.Keys1.Key"
-	Collection   = "keys"
-)
-
-// polkit actions.
-const (
-	ActionRead   = "org.edgev2.keys.read"
-	ActionManage = "org.edgev2.keys.manage"
-	ActionUse    = "org.edgev2.keys.use"
-	ActionExport = "org.edgev2.keys.export"
+	"github.com/edgev2/edgev2/keys"
+	"github.com/edgev2/edgev2/keys/api"
 )
 
 // BusAPI adapts Service to org.edgev2.Keys1: argument checks, authorization,
 // error mapping, signals. It holds no key logic.
 type BusAPI struct {
 	ctx  context.Context
-	svc  *Service
+	svc  *keys.Service
 	auth bus.Authority
 	srv  *bus.Server
 	log  *slog.Logger
@@ -48,40 +36,40 @@ type BusAPI struct {
 	release   *time.Timer // hands freed heap back to the OS after large listings
 }
 
-// NewBusAPI registers the Keys objects on srv (call srv.Export and Claim after).
-func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.Server, log *slog.Logger) *BusAPI {
+// New registers the Keys objects on srv (call srv.Export and Claim after).
+func New(ctx context.Context, svc *keys.Service, auth bus.Authority, srv *bus.Server, log *slog.Logger) *BusAPI {
 	a := &BusAPI{ctx: ctx, svc: svc, auth: auth, srv: srv, log: log, pool: newWorkerPool(ctx, poolWorkers)}
 	srv.Root(bus.Interface{
-		Name: Interface,
+		Name: api.Interface,
 		Methods: map[string]any{
-			"CreateKey":     a.createKey,
-			"CreateKeyPair": a.createKeyPair,
-			"GetKey":        a.getKey,
-			"ListKeys":      a.listKeys,
-			"DeleteKey":     a.deleteKey,
-			"MoveKey":       a.moveKey,
+			api.MethodCreateKey:     a.createKey,
+			api.MethodCreateKeyPair: a.createKeyPair,
+			api.MethodGetKey:        a.getKey,
+			api.MethodListKeys:      a.listKeys,
+			api.MethodDeleteKey:     a.deleteKey,
+			api.MethodMoveKey:       a.moveKey,
 		},
 		Properties: func(string) (map[string]godbus.Variant, error) {
 			mechs := svc.TokenMechanisms()
 			if mechs == nil {
 				mechs = []string{}
 			}
-			return map[string]godbus.Variant{"Engine": godbus.MakeVariant(svc.EngineName()), "TokenMechanisms": godbus.MakeVariant(mechs)}, nil
+			return map[string]godbus.Variant{api.PropEngine: godbus.MakeVariant(svc.EngineName()), api.PropTokenMechanisms: godbus.MakeVariant(mechs)}, nil
 		},
 	})
 	srv.AddCollection(bus.Collection{
-		Name: Collection,
+		Name: api.Collection,
 		Interfaces: []bus.Interface{{
-			Name: KeyInterface,
+			Name: api.KeyInterface,
 			Methods: map[string]any{
-				"Sign":           a.sign,
-				"Verify":         a.verify,
-				"Encrypt":        a.encrypt,
-				"Decrypt":        a.decrypt,
-				"SignDerived":    a.signDerived,
-				"ExportDerived":  a.exportDerived,
-				"EncryptDerived": a.encryptDerived,
-				"DecryptDerived": a.decryptDerived,
+				api.MethodSign:           a.sign,
+				api.MethodVerify:         a.verify,
+				api.MethodEncrypt:        a.encrypt,
+				api.MethodDecrypt:        a.decrypt,
+				api.MethodSignDerived:    a.signDerived,
+				api.MethodExportDerived:  a.exportDerived,
+				api.MethodEncryptDerived: a.encryptDerived,
+				api.MethodDecryptDerived: a.decryptDerived,
 			},
 			Properties: a.keyProperties,
 		}},
@@ -95,10 +83,10 @@ func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.S
 		},
 	})
 	srv.CanRead = func(call bus.Call, id string) *godbus.Error {
-		return a.authorize(call, ActionRead, id)
+		return a.authorize(call, api.ActionRead, id)
 	}
 	// InterfacesAdded/Removed name a key: only its readers hear of it.
-	srv.CanReceive = func(peer, id string) bool { return bus.MayReceive(ctx, auth, peer, ActionRead, keyDetails(id)) }
+	srv.CanReceive = func(peer, id string) bool { return bus.MayReceive(ctx, auth, peer, api.ActionRead, keyDetails(id)) }
 	return a
 }
 
@@ -135,12 +123,12 @@ func (a *BusAPI) keyProperties(id string) (map[string]godbus.Variant, error) {
 		pub = []byte{}
 	}
 	return map[string]godbus.Variant{
-		"Id":         godbus.MakeVariant(info.ID),
-		"Type":       godbus.MakeVariant(string(info.Type)),
-		"PublicKey":  godbus.MakeVariant(pub),
-		"Location":   godbus.MakeVariant(info.Location),
-		"Mechanisms": godbus.MakeVariant(Mechanisms(info)),
-		"Preloaded":  godbus.MakeVariant(info.Preloaded),
+		api.PropID:         godbus.MakeVariant(info.ID),
+		api.PropType:       godbus.MakeVariant(string(info.Type)),
+		api.PropPublicKey:  godbus.MakeVariant(pub),
+		api.PropLocation:   godbus.MakeVariant(info.Location),
+		api.PropMechanisms: godbus.MakeVariant(keys.Mechanisms(info)),
+		api.PropPreloaded:  godbus.MakeVariant(info.Preloaded),
 	}, nil
 }
 
@@ -149,7 +137,7 @@ func keyDetails(id string) map[string]string {
 	if id == "" {
 		return nil
 	}
-	return map[string]string{"key_id": id}
+	return map[string]string{api.DetailKeyID: id}
 }
 
 func (a *BusAPI) authorize(call bus.Call, action, id string) *godbus.Error {
@@ -193,7 +181,7 @@ func options(opts map[string]godbus.Variant, byteKeys, stringKeys []string) (map
 }
 
 func (a *BusAPI) checkID(id string) *godbus.Error {
-	if err := ValidateID(id); err != nil {
+	if err := keys.ValidateID(id); err != nil {
 		return bus.ToError(err)
 	}
 	return nil
@@ -203,29 +191,29 @@ func (a *BusAPI) createKey(msg godbus.Message, id string, opts map[string]godbus
 	if e := a.checkID(id); e != nil {
 		return "/", e
 	}
-	bs, ss, e := options(opts, []string{"value"}, []string{"usage"})
+	bs, ss, e := options(opts, []string{api.OptValue}, []string{api.OptUsage})
 	if e != nil {
 		return "/", e
 	}
-	if e := a.authorize(bus.CallOf(msg), ActionManage, id); e != nil {
+	if e := a.authorize(bus.CallOf(msg), api.ActionManage, id); e != nil {
 		return "/", e
 	}
-	usage := UsageSign
-	if u, ok := ss["usage"]; ok {
-		usage = Usage(u)
+	usage := keys.UsageSign
+	if u, ok := ss[api.OptUsage]; ok {
+		usage = keys.Usage(u)
 	}
-	value, hasValue := bs["value"]
+	value, hasValue := bs[api.OptValue]
 	if hasValue && value == nil {
 		value = []byte{}
 	}
 	info, created, err := a.svc.CreateKey(a.ctx, id, usage, value)
 	if err != nil {
-		return "/", a.fail("CreateKey", err)
+		return "/", a.fail(api.MethodCreateKey, err)
 	}
 	if created {
-		a.srv.Added(Collection, info.ID)
+		a.srv.Added(api.Collection, info.ID)
 	}
-	return a.srv.ChildPath(Collection, info.ID), nil
+	return a.srv.ChildPath(api.Collection, info.ID), nil
 }
 
 func (a *BusAPI) createKeyPair(msg godbus.Message, id, algorithms string, opts map[string]godbus.Variant) (godbus.ObjectPath, *godbus.Error) {
@@ -235,39 +223,39 @@ func (a *BusAPI) createKeyPair(msg godbus.Message, id, algorithms string, opts m
 	if _, _, e := options(opts, nil, nil); e != nil {
 		return "/", e
 	}
-	if e := a.authorize(bus.CallOf(msg), ActionManage, id); e != nil {
+	if e := a.authorize(bus.CallOf(msg), api.ActionManage, id); e != nil {
 		return "/", e
 	}
 	info, created, err := a.svc.CreateKeyPair(a.ctx, id, algorithms)
 	if err != nil {
-		return "/", a.fail("CreateKeyPair", err)
+		return "/", a.fail(api.MethodCreateKeyPair, err)
 	}
 	if created {
-		a.srv.Added(Collection, info.ID)
+		a.srv.Added(api.Collection, info.ID)
 	}
-	return a.srv.ChildPath(Collection, info.ID), nil
+	return a.srv.ChildPath(api.Collection, info.ID), nil
 }
 
 func (a *BusAPI) getKey(msg godbus.Message, id string) (godbus.ObjectPath, *godbus.Error) {
 	if e := a.checkID(id); e != nil {
 		return "/", e
 	}
-	if e := a.authorize(bus.CallOf(msg), ActionRead, id); e != nil {
+	if e := a.authorize(bus.CallOf(msg), api.ActionRead, id); e != nil {
 		return "/", e
 	}
 	if _, err := a.svc.Describe(a.ctx, id); err != nil {
-		return "/", a.fail("GetKey", err)
+		return "/", a.fail(api.MethodGetKey, err)
 	}
-	return a.srv.ChildPath(Collection, id), nil
+	return a.srv.ChildPath(api.Collection, id), nil
 }
 
 func (a *BusAPI) listKeys(msg godbus.Message) ([]string, *godbus.Error) {
-	if e := a.authorize(bus.CallOf(msg), ActionRead, ""); e != nil {
+	if e := a.authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
 		return nil, e
 	}
 	ids, err := a.svc.List(a.ctx)
 	if err != nil {
-		return nil, a.fail("ListKeys", err)
+		return nil, a.fail(api.MethodListKeys, err)
 	}
 	if ids == nil {
 		ids = []string{}
@@ -279,13 +267,13 @@ func (a *BusAPI) deleteKey(msg godbus.Message, id string) *godbus.Error {
 	if e := a.checkID(id); e != nil {
 		return e
 	}
-	if e := a.authorize(bus.CallOf(msg), ActionManage, id); e != nil {
+	if e := a.authorize(bus.CallOf(msg), api.ActionManage, id); e != nil {
 		return e
 	}
 	if err := a.svc.Delete(a.ctx, id); err != nil {
-		return a.fail("DeleteKey", err)
+		return a.fail(api.MethodDeleteKey, err)
 	}
-	a.srv.Removed(Collection, id)
+	a.srv.Removed(api.Collection, id)
 	return nil
 }
 
@@ -297,29 +285,29 @@ func (a *BusAPI) moveKey(msg godbus.Message, from, to string) *godbus.Error {
 	}
 	call := bus.CallOf(msg)
 	for _, id := range []string{from, to} {
-		if e := a.authorize(call, ActionManage, id); e != nil {
+		if e := a.authorize(call, api.ActionManage, id); e != nil {
 			return e
 		}
 	}
 	replaced := a.svc.Exists(a.ctx, to)
 	if err := a.svc.Move(a.ctx, from, to); err != nil {
-		return a.fail("MoveKey", err)
+		return a.fail(api.MethodMoveKey, err)
 	}
-	a.srv.Removed(Collection, from)
+	a.srv.Removed(api.Collection, from)
 	if replaced {
-		a.srv.Removed(Collection, to)
+		a.srv.Removed(api.Collection, to)
 	}
-	a.srv.Added(Collection, to)
+	a.srv.Added(api.Collection, to)
 	return nil
 }
 
-func cipherOptions(opts map[string]godbus.Variant) (CipherOptions, *godbus.Error) {
-	bs, _, e := options(opts, []string{"iv", "aad"}, nil)
+func cipherOptions(opts map[string]godbus.Variant) (keys.CipherOptions, *godbus.Error) {
+	bs, _, e := options(opts, []string{api.OptIV, api.OptAAD}, nil)
 	if e != nil {
-		return CipherOptions{}, e
+		return keys.CipherOptions{}, e
 	}
-	o := CipherOptions{IV: bs["iv"], AAD: bs["aad"]}
-	if _, ok := bs["iv"]; ok && o.IV == nil {
+	o := keys.CipherOptions{IV: bs[api.OptIV], AAD: bs[api.OptAAD]}
+	if _, ok := bs[api.OptIV]; ok && o.IV == nil {
 		o.IV = []byte{}
 	}
 	return o, nil
@@ -329,37 +317,37 @@ func cipherOptions(opts map[string]godbus.Variant) (CipherOptions, *godbus.Error
 // the introspected and checked D-Bus signatures); the fast path in
 // fastpath.go serves the same calls before godbus's reflection sees them.
 func (a *BusAPI) sign(msg godbus.Message, _ string, _ []byte, _ map[string]godbus.Variant) ([]byte, *godbus.Error) {
-	return bytesReply(a.busCallKey(&msg, "Sign"))
+	return bytesReply(a.busCallKey(&msg, api.MethodSign))
 }
 
 func (a *BusAPI) verify(msg godbus.Message, _ string, _, _ []byte, _ map[string]godbus.Variant) (bool, *godbus.Error) {
-	v, e := a.busCallKey(&msg, "Verify")
+	v, e := a.busCallKey(&msg, api.MethodVerify)
 	ok, _ := v.(bool)
 	return ok, e
 }
 
 func (a *BusAPI) encrypt(msg godbus.Message, _ string, _ []byte, _ map[string]godbus.Variant) ([]byte, *godbus.Error) {
-	return bytesReply(a.busCallKey(&msg, "Encrypt"))
+	return bytesReply(a.busCallKey(&msg, api.MethodEncrypt))
 }
 
 func (a *BusAPI) decrypt(msg godbus.Message, _ string, _ []byte, _ map[string]godbus.Variant) ([]byte, *godbus.Error) {
-	return bytesReply(a.busCallKey(&msg, "Decrypt"))
+	return bytesReply(a.busCallKey(&msg, api.MethodDecrypt))
 }
 
 func (a *BusAPI) signDerived(msg godbus.Message, _ []byte, _ string, _ []byte) ([]byte, *godbus.Error) {
-	return bytesReply(a.busCallKey(&msg, "SignDerived"))
+	return bytesReply(a.busCallKey(&msg, api.MethodSignDerived))
 }
 
 func (a *BusAPI) exportDerived(msg godbus.Message, _ []byte) ([]byte, *godbus.Error) {
-	return bytesReply(a.busCallKey(&msg, "ExportDerived"))
+	return bytesReply(a.busCallKey(&msg, api.MethodExportDerived))
 }
 
 func (a *BusAPI) encryptDerived(msg godbus.Message, _ []byte, _ string, _ []byte, _ map[string]godbus.Variant) ([]byte, *godbus.Error) {
-	return bytesReply(a.busCallKey(&msg, "EncryptDerived"))
+	return bytesReply(a.busCallKey(&msg, api.MethodEncryptDerived))
 }
 
 func (a *BusAPI) decryptDerived(msg godbus.Message, _ []byte, _ string, _ []byte, _ map[string]godbus.Variant) ([]byte, *godbus.Error) {
-	return bytesReply(a.busCallKey(&msg, "DecryptDerived"))
+	return bytesReply(a.busCallKey(&msg, api.MethodDecryptDerived))
 }
 
 func bytesReply(v any, e *godbus.Error) ([]byte, *godbus.Error) {

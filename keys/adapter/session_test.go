@@ -1,4 +1,4 @@
-package keys_test
+package adapter_test
 
 import (
 	"bufio"
@@ -23,6 +23,8 @@ import (
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
+	"github.com/edgev2/edgev2/keys/adapter"
+	"github.com/edgev2/edgev2/keys/api"
 	"github.com/edgev2/edgev2/keys/client"
 )
 
@@ -32,8 +34,8 @@ import (
 type inprocKeyd struct {
 	bus    *testenv.Bus
 	polkit *testenv.Polkit
-	api    *keys.BusAPI
-	fast   *keys.FastPath
+	api    *adapter.BusAPI
+	fast   *adapter.FastPath
 	root   *client.Client
 }
 
@@ -42,7 +44,7 @@ func startInprocKeyd(t *testing.T) *inprocKeyd {
 	testenv.RequireRoot(t)
 	k := &inprocKeyd{bus: testenv.StartBus(t)}
 	k.polkit = testenv.StartPolkit(t, k.bus)
-	k.fast = keys.NewFastPath()
+	k.fast = adapter.NewFastPath()
 	conn := k.bus.ConnAsWith(t, testenv.ServiceUser, k.fast.Option())
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -56,13 +58,13 @@ func startInprocKeyd(t *testing.T) *inprocKeyd {
 		t.Fatal(err)
 	}
 	svc := keys.NewService(engine, nil, log)
-	srv := bus.NewServer(conn, keys.ObjectPath, log)
-	k.api = keys.NewBusAPI(ctx, svc, auth, srv, log)
+	srv := bus.NewServer(conn, api.ObjectPath, log)
+	k.api = adapter.New(ctx, svc, auth, srv, log)
 	k.fast.Attach(k.api)
 	if err := srv.Export(); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Claim(keys.BusName); err != nil {
+	if err := srv.Claim(api.BusName); err != nil {
 		t.Fatal(err)
 	}
 	k.root = client.New(k.bus.Conn(t))
@@ -102,7 +104,7 @@ func (k *inprocKeyd) createKeys(t *testing.T, ids ...string) {
 func openRawSession(t *testing.T, conn *godbus.Conn) (net.Conn, error) {
 	t.Helper()
 	var fd godbus.UnixFD
-	err := conn.Object(keys.BusName, keys.ObjectPath).Call(keys.Interface+".OpenSession", 0, map[string]godbus.Variant{}).Store(&fd)
+	err := conn.Object(api.BusName, api.ObjectPath).Call(api.Interface+".OpenSession", 0, map[string]godbus.Variant{}).Store(&fd)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +134,7 @@ func peer(t *testing.T, c net.Conn) *godbus.Conn {
 
 func signOn(pc *godbus.Conn, id string) error {
 	var sig []byte
-	return pc.Object("", bus.ChildPath(keys.ObjectPath, "keys", id)).Call(keys.KeyInterface+".Sign", 0,
+	return pc.Object("", bus.ChildPath(api.ObjectPath, "keys", id)).Call(api.KeyInterface+".Sign", 0,
 		"hmac-sha256", []byte("data"), map[string]godbus.Variant{}).Store(&sig)
 }
 
@@ -214,11 +216,11 @@ func TestKeydBusFastPathServesKeyCalls(t *testing.T) {
 		t.Fatalf("the fast path served %d calls, want %d: godbus dispatched Sign by reflection", k.fast.Served(), before+1)
 	}
 	conn := k.bus.Conn(t)
-	err := conn.Object(keys.BusName, bus.ChildPath(keys.ObjectPath, "keys", "hot")).Call(keys.KeyInterface+".Sign", 0, "hmac-sha256").Err
+	err := conn.Object(api.BusName, bus.ChildPath(api.ObjectPath, "keys", "hot")).Call(api.KeyInterface+".Sign", 0, "hmac-sha256").Err
 	if name := dbusErrorName(err); name != "org.freedesktop.DBus.Error.InvalidArgs" {
 		t.Fatalf("Sign with a wrong signature over the bus: %v (%s); want InvalidArgs", err, name)
 	}
-	err = conn.Object(keys.BusName, bus.ChildPath(keys.ObjectPath, "keys", "hot")).Call(keys.KeyInterface+".Sign", 0,
+	err = conn.Object(api.BusName, bus.ChildPath(api.ObjectPath, "keys", "hot")).Call(api.KeyInterface+".Sign", 0,
 		"hmac-sha256", []byte("x"), map[string]godbus.Variant{"bogus": godbus.MakeVariant("y")}).Err
 	if name := dbusErrorName(err); name != bus.ErrInvalidArgs {
 		t.Fatalf("Sign with an unknown option over the bus: %v; want %s", err, bus.ErrInvalidArgs)
@@ -410,7 +412,7 @@ func TestSessionMalformedMessagesGetNamedErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	pc := peer(t, rc)
-	keyPath := bus.ChildPath(keys.ObjectPath, "keys", "k")
+	keyPath := bus.ChildPath(api.ObjectPath, "keys", "k")
 	tests := []struct {
 		name   string
 		path   godbus.ObjectPath
@@ -418,16 +420,16 @@ func TestSessionMalformedMessagesGetNamedErrors(t *testing.T) {
 		args   []any
 		want   string
 	}{
-		{"wrong signature", keyPath, keys.KeyInterface + ".Sign", []any{"hmac-sha256"}, "org.freedesktop.DBus.Error.InvalidArgs"},
-		{"wrong types", keyPath, keys.KeyInterface + ".Sign", []any{[]byte("x"), "hmac-sha256", map[string]godbus.Variant{}}, "org.freedesktop.DBus.Error.InvalidArgs"},
-		{"unknown method", keyPath, keys.KeyInterface + ".Explode", nil, "org.freedesktop.DBus.Error.UnknownMethod"},
+		{"wrong signature", keyPath, api.KeyInterface + ".Sign", []any{"hmac-sha256"}, "org.freedesktop.DBus.Error.InvalidArgs"},
+		{"wrong types", keyPath, api.KeyInterface + ".Sign", []any{[]byte("x"), "hmac-sha256", map[string]godbus.Variant{}}, "org.freedesktop.DBus.Error.InvalidArgs"},
+		{"unknown method", keyPath, api.KeyInterface + ".Explode", nil, "org.freedesktop.DBus.Error.UnknownMethod"},
 		{"unknown interface", keyPath, "org.edgev2.Keys1.CreateKey", []any{"x", map[string]godbus.Variant{}}, "org.freedesktop.DBus.Error.UnknownInterface"},
-		{"unknown path", "/org/edgev2/Keys1/keys/a/b", keys.KeyInterface + ".Sign", []any{"hmac-sha256", []byte("x"), map[string]godbus.Variant{}}, "org.freedesktop.DBus.Error.UnknownObject"},
-		{"missing key", bus.ChildPath(keys.ObjectPath, "keys", "nope"), keys.KeyInterface + ".Sign", []any{"hmac-sha256", []byte("x"), map[string]godbus.Variant{}}, "org.freedesktop.DBus.Error.UnknownObject"},
-		{"bad path escape", "/org/edgev2/Keys1/keys/_zz", keys.KeyInterface + ".Sign", []any{"hmac-sha256", []byte("x"), map[string]godbus.Variant{}}, "org.freedesktop.DBus.Error.UnknownObject"},
-		{"unknown option", keyPath, keys.KeyInterface + ".Sign", []any{"hmac-sha256", []byte("x"), map[string]godbus.Variant{"z": godbus.MakeVariant(1)}}, bus.ErrInvalidArgs},
-		{"data over the limit", keyPath, keys.KeyInterface + ".Sign", []any{"hmac-sha256", make([]byte, keys.MaxData+1), map[string]godbus.Variant{}}, bus.ErrInvalidArgs},
-		{"bad mechanism", keyPath, keys.KeyInterface + ".Sign", []any{"rot13", []byte("x"), map[string]godbus.Variant{}}, bus.ErrInvalidArgs},
+		{"unknown path", "/org/edgev2/Keys1/keys/a/b", api.KeyInterface + ".Sign", []any{"hmac-sha256", []byte("x"), map[string]godbus.Variant{}}, "org.freedesktop.DBus.Error.UnknownObject"},
+		{"missing key", bus.ChildPath(api.ObjectPath, "keys", "nope"), api.KeyInterface + ".Sign", []any{"hmac-sha256", []byte("x"), map[string]godbus.Variant{}}, "org.freedesktop.DBus.Error.UnknownObject"},
+		{"bad path escape", "/org/edgev2/Keys1/keys/_zz", api.KeyInterface + ".Sign", []any{"hmac-sha256", []byte("x"), map[string]godbus.Variant{}}, "org.freedesktop.DBus.Error.UnknownObject"},
+		{"unknown option", keyPath, api.KeyInterface + ".Sign", []any{"hmac-sha256", []byte("x"), map[string]godbus.Variant{"z": godbus.MakeVariant(1)}}, bus.ErrInvalidArgs},
+		{"data over the limit", keyPath, api.KeyInterface + ".Sign", []any{"hmac-sha256", make([]byte, keys.MaxData+1), map[string]godbus.Variant{}}, bus.ErrInvalidArgs},
+		{"bad mechanism", keyPath, api.KeyInterface + ".Sign", []any{"rot13", []byte("x"), map[string]godbus.Variant{}}, bus.ErrInvalidArgs},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -486,8 +488,8 @@ type rawPeer struct {
 // signOnRaw writes one Sign call by hand and reads its reply.
 func signOnRaw(p rawPeer, id string) error {
 	msg := &godbus.Message{Type: godbus.TypeMethodCall, Headers: map[godbus.HeaderField]godbus.Variant{
-		godbus.FieldPath:      godbus.MakeVariant(bus.ChildPath(keys.ObjectPath, "keys", id)),
-		godbus.FieldInterface: godbus.MakeVariant(keys.KeyInterface),
+		godbus.FieldPath:      godbus.MakeVariant(bus.ChildPath(api.ObjectPath, "keys", id)),
+		godbus.FieldInterface: godbus.MakeVariant(api.KeyInterface),
 		godbus.FieldMember:    godbus.MakeVariant("Sign"),
 	}, Body: []any{"hmac-sha256", []byte("x"), map[string]godbus.Variant{}}}
 	msg.Headers[godbus.FieldSignature] = godbus.MakeVariant(godbus.SignatureOf(msg.Body...))
@@ -538,8 +540,8 @@ func TestSessionLimitPerCaller(t *testing.T) {
 	for i := 0; ; i++ {
 		c, err := openRawSession(t, other)
 		if err != nil {
-			if dbusErrorName(err) != keys.ErrLimitsExceeded {
-				t.Fatalf("OpenSession #%d: %v; want %s", i+1, err, keys.ErrLimitsExceeded)
+			if dbusErrorName(err) != api.ErrLimitsExceeded {
+				t.Fatalf("OpenSession #%d: %v; want %s", i+1, err, api.ErrLimitsExceeded)
 			}
 			if i != 16 {
 				t.Fatalf("the limit came after %d sessions; want 16", i)
@@ -563,7 +565,7 @@ func TestSessionLimitPerCaller(t *testing.T) {
 		if err == nil {
 			break
 		}
-		if dbusErrorName(err) != keys.ErrLimitsExceeded || time.Now().After(deadline) {
+		if dbusErrorName(err) != api.ErrLimitsExceeded || time.Now().After(deadline) {
 			t.Fatalf("OpenSession after closing one: %v", err)
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -578,7 +580,7 @@ func TestSessionClosedWhenTheSessionGrantIsRevoked(t *testing.T) {
 	t.Run("granted", func(t *testing.T) {
 		k.grant(t, "session", true) // removed when this subtest ends
 		var fd godbus.UnixFD
-		if err := k.bus.ConnAs(t, testenv.OtherUser).Object(keys.BusName, keys.ObjectPath).Call(keys.Interface+".OpenSession", 0,
+		if err := k.bus.ConnAs(t, testenv.OtherUser).Object(api.BusName, api.ObjectPath).Call(api.Interface+".OpenSession", 0,
 			map[string]godbus.Variant{}).Store(&fd); err != nil {
 			t.Fatal(err)
 		}

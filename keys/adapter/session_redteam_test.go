@@ -1,4 +1,4 @@
-package keys_test
+package adapter_test
 
 import (
 	"bytes"
@@ -18,6 +18,8 @@ import (
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
+	"github.com/edgev2/edgev2/keys/adapter"
+	"github.com/edgev2/edgev2/keys/api"
 )
 
 // A peer that pipelines calls and never reads the replies must not hold
@@ -27,7 +29,7 @@ import (
 func TestSessionPeerThatNeverReadsIsClosed(t *testing.T) {
 	k := startInprocKeyd(t)
 	k.createKeys(t, "k")
-	restore := keys.SetSessionWriteTimeout(300 * time.Millisecond)
+	restore := adapter.SetSessionWriteTimeout(300 * time.Millisecond)
 	t.Cleanup(restore)
 	c, _ := rawSession(t, k) // the replies are never read
 	ping := &godbus.Message{Type: godbus.TypeMethodCall, Headers: map[godbus.HeaderField]godbus.Variant{
@@ -81,7 +83,7 @@ func TestSessionOpenerHelperProcess(t *testing.T) {
 		os.Exit(2)
 	}
 	var fd godbus.UnixFD
-	if err := conn.Object(keys.BusName, keys.ObjectPath).Call(keys.Interface+".OpenSession", 0, map[string]godbus.Variant{}).Store(&fd); err != nil {
+	if err := conn.Object(api.BusName, api.ObjectPath).Call(api.Interface+".OpenSession", 0, map[string]godbus.Variant{}).Store(&fd); err != nil {
 		fmt.Println("OpenSession:", err)
 		os.Exit(2)
 	}
@@ -182,7 +184,7 @@ func TestSessionAndFastPathRefuseBadCallsAlike(t *testing.T) {
 		t.Fatal(err)
 	}
 	pc := peer(t, sc)
-	key := func(id string) godbus.ObjectPath { return bus.ChildPath(keys.ObjectPath, "keys", id) }
+	key := func(id string) godbus.ObjectPath { return bus.ChildPath(api.ObjectPath, "keys", id) }
 	none := map[string]godbus.Variant{}
 	tests := []struct {
 		name   string
@@ -207,8 +209,8 @@ func TestSessionAndFastPathRefuseBadCallsAlike(t *testing.T) {
 	before := k.fast.Served()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			onBus := other.Object(keys.BusName, tt.path).Call(keys.KeyInterface+"."+tt.method, 0, tt.args...).Err
-			onSession := pc.Object("", tt.path).Call(keys.KeyInterface+"."+tt.method, 0, tt.args...).Err
+			onBus := other.Object(api.BusName, tt.path).Call(api.KeyInterface+"."+tt.method, 0, tt.args...).Err
+			onSession := pc.Object("", tt.path).Call(api.KeyInterface+"."+tt.method, 0, tt.args...).Err
 			if dbusErrorName(onBus) != dbusErrorName(onSession) {
 				t.Fatalf("bus: %v (%s); session: %v (%s)", onBus, dbusErrorName(onBus), onSession, dbusErrorName(onSession))
 			}

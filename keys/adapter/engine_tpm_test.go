@@ -1,4 +1,4 @@
-package keys_test
+package adapter_test
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
+	"github.com/edgev2/edgev2/keys/api"
 	"github.com/edgev2/edgev2/keys/client"
 )
 
@@ -66,7 +67,7 @@ func startTPMKeyd(t *testing.T, linkedLabel, persistentHandle string) *tpmKeyd {
 		Args:    []string{"--config", cfgPath, "--log-level", "debug"},
 		User:    testenv.ServiceUser,
 		Env:     tok.Env(),
-		BusName: keys.BusName,
+		BusName: api.BusName,
 	})
 	return &tpmKeyd{tok: tok, svc: svc, keys: client.New(bus.Conn(t))}
 }

@@ -1,4 +1,4 @@
-package keys_test
+package adapter_test
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/keys"
+	"github.com/edgev2/edgev2/keys/api"
 )
 
 // TestKeyEventsReachOnlyReadersOfThatKey: keys.read is everyone's by
@@ -27,7 +27,7 @@ func TestKeyEventsReachOnlyReadersOfThatKey(t *testing.T) {
 });`, testenv.OtherUser))
 
 	var owner string
-	if err := k.conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, keys.BusName).Store(&owner); err != nil {
+	if err := k.conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, api.BusName).Store(&owner); err != nil {
 		t.Fatal(err)
 	}
 	watch := func(conn *godbus.Conn) chan *godbus.Signal {
@@ -51,7 +51,7 @@ func TestKeyEventsReachOnlyReadersOfThatKey(t *testing.T) {
 					continue
 				}
 				p, _ := s.Body[0].(godbus.ObjectPath)
-				id, _ := bus.UnescapePathElement(strings.TrimPrefix(string(p), string(keys.ObjectPath)+"/keys/"))
+				id, _ := bus.UnescapePathElement(strings.TrimPrefix(string(p), string(api.ObjectPath)+"/keys/"))
 				ids = append(ids, s.Name[strings.LastIndex(s.Name, ".")+1:]+" "+id)
 				if id == marker && strings.HasSuffix(s.Name, "."+member) {
 					return ids
@@ -88,7 +88,7 @@ func TestKeyEventsReachOnlyReadersOfThatKey(t *testing.T) {
 
 	// Introspect and GetAll: a refused key that exists answers as one that does not.
 	answer := func(id, method string, args ...any) string {
-		err := k.bus.ConnAs(t, testenv.OtherUser).Object(keys.BusName, bus.ChildPath(keys.ObjectPath, "keys", id)).Call(method, 0, args...).Err
+		err := k.bus.ConnAs(t, testenv.OtherUser).Object(api.BusName, bus.ChildPath(api.ObjectPath, "keys", id)).Call(method, 0, args...).Err
 		var de godbus.Error
 		if !errors.As(err, &de) {
 			return fmt.Sprintf("success (%v)", err)
@@ -98,7 +98,7 @@ func TestKeyEventsReachOnlyReadersOfThatKey(t *testing.T) {
 	for _, m := range []struct {
 		method string
 		args   []any
-	}{{"org.freedesktop.DBus.Introspectable.Introspect", nil}, {"org.freedesktop.DBus.Properties.GetAll", []any{keys.KeyInterface}}} {
+	}{{"org.freedesktop.DBus.Introspectable.Introspect", nil}, {"org.freedesktop.DBus.Properties.GetAll", []any{api.KeyInterface}}} {
 		existing, missing := answer("secret-c", m.method, m.args...), answer("secret-none", m.method, m.args...)
 		if existing != missing || !strings.HasPrefix(existing, bus.ErrNotAuthorized) {
 			t.Errorf("%s as %s: existing key %q, missing one %q; want the same NotAuthorized", m.method, testenv.OtherUser, existing, missing)
@@ -128,13 +128,13 @@ func TestGetManagedObjectsShowsOnlyKeysTheCallerMayRead(t *testing.T) {
 	managed := func(conn *godbus.Conn) map[string]bool {
 		t.Helper()
 		var objs map[godbus.ObjectPath]map[string]map[string]godbus.Variant
-		if err := conn.Object(keys.BusName, keys.ObjectPath).Call("org.freedesktop.DBus.ObjectManager.GetManagedObjects", 0).Store(&objs); err != nil {
+		if err := conn.Object(api.BusName, api.ObjectPath).Call("org.freedesktop.DBus.ObjectManager.GetManagedObjects", 0).Store(&objs); err != nil {
 			t.Fatal(err)
 		}
 		got := map[string]bool{}
 		for p, ifs := range objs {
-			id, _ := bus.UnescapePathElement(strings.TrimPrefix(string(p), string(keys.ObjectPath)+"/keys/"))
-			got[id] = len(ifs[keys.KeyInterface]) > 0
+			id, _ := bus.UnescapePathElement(strings.TrimPrefix(string(p), string(api.ObjectPath)+"/keys/"))
+			got[id] = len(ifs[api.KeyInterface]) > 0
 		}
 		return got
 	}

@@ -1,4 +1,4 @@
-package keys_test
+package adapter_test
 
 import (
 	"context"
@@ -29,6 +29,7 @@ import (
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
+	"github.com/edgev2/edgev2/keys/api"
 	"github.com/edgev2/edgev2/keys/client"
 )
 
@@ -79,7 +80,7 @@ func startKeyd(t *testing.T, engine, extra string) *keyd {
 		Args:    []string{"--config", cfgPath, "--log-level", "debug"},
 		User:    testenv.ServiceUser,
 		Env:     k.env,
-		BusName: keys.BusName,
+		BusName: api.BusName,
 	}
 	k.svc = testenv.StartService(t, k.bus, k.opts)
 	k.conn = k.bus.Conn(t)
@@ -91,7 +92,7 @@ func startKeyd(t *testing.T, engine, extra string) *keyd {
 // error name ("GDBus.Error:org.edgev2.Error.NotAuthorized: ...").
 func (k *keyd) gdbusAs(t *testing.T, user string, path godbus.ObjectPath, method string, args ...string) (string, string, int) {
 	t.Helper()
-	argv := append([]string{"call", "--address", k.bus.Address, "--dest", keys.BusName,
+	argv := append([]string{"call", "--address", k.bus.Address, "--dest", api.BusName,
 		"--object-path", string(path), "--method", method}, args...)
 	return testenv.RunAs(t, user, nil, "gdbus", argv...)
 }
@@ -344,7 +345,7 @@ func testManageKeys(t *testing.T, k *keyd) {
 	ctx := ctxT(t)
 	// Watch ObjectManager signals on a separate connection.
 	watch := k.bus.Conn(t)
-	if err := watch.AddMatchSignal(godbus.WithMatchSender(keys.BusName), godbus.WithMatchInterface("org.freedesktop.DBus.ObjectManager")); err != nil {
+	if err := watch.AddMatchSignal(godbus.WithMatchSender(api.BusName), godbus.WithMatchInterface("org.freedesktop.DBus.ObjectManager")); err != nil {
 		t.Fatal(err)
 	}
 	sigs := make(chan *godbus.Signal, 32)
@@ -354,7 +355,7 @@ func testManageKeys(t *testing.T, k *keyd) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := bus.ChildPath(keys.ObjectPath, "keys", "mgmt/a"); a.Path != want {
+	if want := bus.ChildPath(api.ObjectPath, "keys", "mgmt/a"); a.Path != want {
 		t.Fatalf("path = %s, want %s", a.Path, want)
 	}
 	expectSignal(t, sigs, "InterfacesAdded", a.Path)
@@ -373,10 +374,10 @@ func testManageKeys(t *testing.T, k *keyd) {
 		t.Fatalf("ListKeys = %v, %v", ids, err)
 	}
 	var managed map[godbus.ObjectPath]map[string]map[string]godbus.Variant
-	if err := k.conn.Object(keys.BusName, keys.ObjectPath).Call("org.freedesktop.DBus.ObjectManager.GetManagedObjects", 0).Store(&managed); err != nil {
+	if err := k.conn.Object(api.BusName, api.ObjectPath).Call("org.freedesktop.DBus.ObjectManager.GetManagedObjects", 0).Store(&managed); err != nil {
 		t.Fatal(err)
 	}
-	if got := managed[a.Path][keys.KeyInterface]["Id"].Value(); got != "mgmt/a" {
+	if got := managed[a.Path][api.KeyInterface]["Id"].Value(); got != "mgmt/a" {
 		t.Fatalf("GetManagedObjects[%s] Id = %v", a.Path, got)
 	}
 	// MoveKey replaces the target: a now holds b's key.
@@ -447,37 +448,37 @@ func dbusErrorName(err error) string {
 
 func testBadInput(t *testing.T, k *keyd) {
 	ctx := ctxT(t)
-	root := k.conn.Object(keys.BusName, keys.ObjectPath)
+	root := k.conn.Object(api.BusName, api.ObjectPath)
 	if _, err := k.keys.CreateKeyPair(ctx, "bad-input-ec", "ec-p256"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := k.keys.CreateKey(ctx, "bad-input-hmac", "sign", nil); err != nil {
 		t.Fatal(err)
 	}
-	ec := k.conn.Object(keys.BusName, bus.ChildPath(keys.ObjectPath, "keys", "bad-input-ec"))
-	hm := k.conn.Object(keys.BusName, bus.ChildPath(keys.ObjectPath, "keys", "bad-input-hmac"))
+	ec := k.conn.Object(api.BusName, bus.ChildPath(api.ObjectPath, "keys", "bad-input-ec"))
+	hm := k.conn.Object(api.BusName, bus.ChildPath(api.ObjectPath, "keys", "bad-input-hmac"))
 	noOpts := map[string]godbus.Variant{}
 	tests := []struct {
 		name, want, mentions string
 		call                 *godbus.Call
 	}{
-		{"empty id", bus.ErrInvalidArgs, "empty", root.Call(keys.Interface+".CreateKey", 0, "", noOpts)},
-		{"huge id", bus.ErrInvalidArgs, "4096 bytes", root.Call(keys.Interface+".CreateKeyPair", 0, strings.Repeat("k", 4096), "ec-p256", noOpts)},
-		{"control character in id", bus.ErrInvalidArgs, "control", root.Call(keys.Interface+".GetKey", 0, "a\nb")},
-		{"hostile id not found", bus.ErrNotFound, "../../etc/shadow", root.Call(keys.Interface+".GetKey", 0, "../../etc/shadow")},
-		{"unknown algorithm", bus.ErrInvalidArgs, "dsa", root.Call(keys.Interface+".CreateKeyPair", 0, "x", "dsa-1024", noOpts)},
-		{"unknown option", bus.ErrInvalidArgs, "colour", root.Call(keys.Interface+".CreateKey", 0, "x", map[string]godbus.Variant{"colour": godbus.MakeVariant("red")})},
-		{"option of wrong type", bus.ErrInvalidArgs, "value", root.Call(keys.Interface+".CreateKey", 0, "x", map[string]godbus.Variant{"value": godbus.MakeVariant("not bytes")})},
-		{"unknown usage", bus.ErrInvalidArgs, "wrap", root.Call(keys.Interface+".CreateKey", 0, "x", map[string]godbus.Variant{"usage": godbus.MakeVariant("wrap")})},
-		{"unknown mechanism", bus.ErrInvalidArgs, "md5", ec.Call(keys.KeyInterface+".Sign", 0, "md5", []byte("x"), noOpts)},
-		{"mechanism misfit", bus.ErrInvalidArgs, "hmac-sha256", ec.Call(keys.KeyInterface+".Sign", 0, "hmac-sha256", []byte("x"), noOpts)},
-		{"encrypt with ec key", bus.ErrInvalidArgs, "aes-256-gcm", ec.Call(keys.KeyInterface+".Encrypt", 0, "aes-256-gcm", []byte("x"), noOpts)},
-		{"2 MiB payload", bus.ErrInvalidArgs, "1 MiB", hm.Call(keys.KeyInterface+".Sign", 0, "hmac-sha256", make([]byte, 2<<20), noOpts)},
-		{"export from ec key", bus.ErrInvalidArgs, "derive", ec.Call(keys.KeyInterface+".ExportDerived", 0, []byte("d"))},
-		{"wrong argument types", "org.freedesktop.DBus.Error.InvalidArgs", "", ec.Call(keys.KeyInterface+".Sign", 0, 42, "x")},
-		{"delete missing key", bus.ErrNotFound, "nope", root.Call(keys.Interface+".DeleteKey", 0, "nope")},
-		{"missing object", "org.freedesktop.DBus.Error.UnknownObject", "", k.conn.Object(keys.BusName, bus.ChildPath(keys.ObjectPath, "keys", "nope")).Call(keys.KeyInterface+".Sign", 0, "ecdsa", []byte("x"), noOpts)},
-		{"read-only property", "org.freedesktop.DBus.Error.PropertyReadOnly", "", ec.Call("org.freedesktop.DBus.Properties.Set", 0, keys.KeyInterface, "Type", godbus.MakeVariant("rsa-2048"))},
+		{"empty id", bus.ErrInvalidArgs, "empty", root.Call(api.Interface+".CreateKey", 0, "", noOpts)},
+		{"huge id", bus.ErrInvalidArgs, "4096 bytes", root.Call(api.Interface+".CreateKeyPair", 0, strings.Repeat("k", 4096), "ec-p256", noOpts)},
+		{"control character in id", bus.ErrInvalidArgs, "control", root.Call(api.Interface+".GetKey", 0, "a\nb")},
+		{"hostile id not found", bus.ErrNotFound, "../../etc/shadow", root.Call(api.Interface+".GetKey", 0, "../../etc/shadow")},
+		{"unknown algorithm", bus.ErrInvalidArgs, "dsa", root.Call(api.Interface+".CreateKeyPair", 0, "x", "dsa-1024", noOpts)},
+		{"unknown option", bus.ErrInvalidArgs, "colour", root.Call(api.Interface+".CreateKey", 0, "x", map[string]godbus.Variant{"colour": godbus.MakeVariant("red")})},
+		{"option of wrong type", bus.ErrInvalidArgs, "value", root.Call(api.Interface+".CreateKey", 0, "x", map[string]godbus.Variant{"value": godbus.MakeVariant("not bytes")})},
+		{"unknown usage", bus.ErrInvalidArgs, "wrap", root.Call(api.Interface+".CreateKey", 0, "x", map[string]godbus.Variant{"usage": godbus.MakeVariant("wrap")})},
+		{"unknown mechanism", bus.ErrInvalidArgs, "md5", ec.Call(api.KeyInterface+".Sign", 0, "md5", []byte("x"), noOpts)},
+		{"mechanism misfit", bus.ErrInvalidArgs, "hmac-sha256", ec.Call(api.KeyInterface+".Sign", 0, "hmac-sha256", []byte("x"), noOpts)},
+		{"encrypt with ec key", bus.ErrInvalidArgs, "aes-256-gcm", ec.Call(api.KeyInterface+".Encrypt", 0, "aes-256-gcm", []byte("x"), noOpts)},
+		{"2 MiB payload", bus.ErrInvalidArgs, "1 MiB", hm.Call(api.KeyInterface+".Sign", 0, "hmac-sha256", make([]byte, 2<<20), noOpts)},
+		{"export from ec key", bus.ErrInvalidArgs, "derive", ec.Call(api.KeyInterface+".ExportDerived", 0, []byte("d"))},
+		{"wrong argument types", "org.freedesktop.DBus.Error.InvalidArgs", "", ec.Call(api.KeyInterface+".Sign", 0, 42, "x")},
+		{"delete missing key", bus.ErrNotFound, "nope", root.Call(api.Interface+".DeleteKey", 0, "nope")},
+		{"missing object", "org.freedesktop.DBus.Error.UnknownObject", "", k.conn.Object(api.BusName, bus.ChildPath(api.ObjectPath, "keys", "nope")).Call(api.KeyInterface+".Sign", 0, "ecdsa", []byte("x"), noOpts)},
+		{"read-only property", "org.freedesktop.DBus.Error.PropertyReadOnly", "", ec.Call("org.freedesktop.DBus.Properties.Set", 0, api.KeyInterface, "Type", godbus.MakeVariant("rsa-2048"))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -505,17 +506,17 @@ func testSecondUIDDenied(t *testing.T, k *keyd) {
 	if _, err := k.keys.CreateKey(ctx, "root-only", "sign", nil); err != nil {
 		t.Fatal(err)
 	}
-	path := bus.ChildPath(keys.ObjectPath, "keys", "root-only")
+	path := bus.ChildPath(api.ObjectPath, "keys", "root-only")
 	denied := []struct {
 		name   string
 		path   godbus.ObjectPath
 		method string
 		args   []string
 	}{
-		{"Sign", path, keys.KeyInterface + ".Sign", []string{"hmac-sha256", "[byte 0x01]", "{}"}},
-		{"ExportDerived", path, keys.KeyInterface + ".ExportDerived", []string{"[byte 0x01]"}},
-		{"CreateKey", keys.ObjectPath, keys.Interface + ".CreateKey", []string{"mine", "{}"}},
-		{"DeleteKey", keys.ObjectPath, keys.Interface + ".DeleteKey", []string{"root-only"}},
+		{"Sign", path, api.KeyInterface + ".Sign", []string{"hmac-sha256", "[byte 0x01]", "{}"}},
+		{"ExportDerived", path, api.KeyInterface + ".ExportDerived", []string{"[byte 0x01]"}},
+		{"CreateKey", api.ObjectPath, api.Interface + ".CreateKey", []string{"mine", "{}"}},
+		{"DeleteKey", api.ObjectPath, api.Interface + ".DeleteKey", []string{"root-only"}},
 	}
 	for _, d := range denied {
 		_, errOut, code := k.gdbusAs(t, testenv.OtherUser, d.path, d.method, d.args...)
@@ -524,7 +525,7 @@ func testSecondUIDDenied(t *testing.T, k *keyd) {
 		}
 	}
 	// Reading metadata is allowed by the shipped defaults.
-	out, errOut, code := k.gdbusAs(t, testenv.OtherUser, keys.ObjectPath, keys.Interface+".ListKeys")
+	out, errOut, code := k.gdbusAs(t, testenv.OtherUser, api.ObjectPath, api.Interface+".ListKeys")
 	if code != 0 || !strings.Contains(out, "root-only") {
 		t.Errorf("ListKeys as %s: exit %d, %s%s", testenv.OtherUser, code, out, errOut)
 	}
@@ -551,8 +552,8 @@ func testRuleGrantsOneKey(t *testing.T, k *keyd) {
   }
 });`, testenv.OtherUser, "granted-"+k.engine, "granted-master-"+k.engine))
 	sign := func(id string) (string, int) {
-		out, errOut, code := k.gdbusAs(t, testenv.OtherUser, bus.ChildPath(keys.ObjectPath, "keys", id),
-			keys.KeyInterface+".Sign", "hmac-sha256", "[byte 0x01, 0x02]", "{}")
+		out, errOut, code := k.gdbusAs(t, testenv.OtherUser, bus.ChildPath(api.ObjectPath, "keys", id),
+			api.KeyInterface+".Sign", "hmac-sha256", "[byte 0x01, 0x02]", "{}")
 		return out + errOut, code
 	}
 	if out, code := sign("granted-" + k.engine); code != 0 {
@@ -561,8 +562,8 @@ func testRuleGrantsOneKey(t *testing.T, k *keyd) {
 	if out, code := sign("other-" + k.engine); code == 0 || !strings.Contains(out, bus.ErrNotAuthorized) {
 		t.Fatalf("Sign on another key as %s: exit %d: %s; want NotAuthorized", testenv.OtherUser, code, out)
 	}
-	_, errOut, code := k.gdbusAs(t, testenv.OtherUser, bus.ChildPath(keys.ObjectPath, "keys", "granted-master-"+k.engine),
-		keys.KeyInterface+".ExportDerived", "[byte 0x01]")
+	_, errOut, code := k.gdbusAs(t, testenv.OtherUser, bus.ChildPath(api.ObjectPath, "keys", "granted-master-"+k.engine),
+		api.KeyInterface+".ExportDerived", "[byte 0x01]")
 	if code == 0 || !strings.Contains(errOut, bus.ErrNotAuthorized) {
 		t.Fatalf("ExportDerived (a separate action) on the granted key: exit %d: %s; want NotAuthorized", code, errOut)
 	}
@@ -616,9 +617,9 @@ func TestKeydIntrospectionEqualsShippedXML(t *testing.T) {
 	for _, c := range []struct {
 		path  godbus.ObjectPath
 		iface string
-	}{{keys.ObjectPath, keys.Interface}, {key.Path, keys.KeyInterface}} {
+	}{{api.ObjectPath, api.Interface}, {key.Path, api.KeyInterface}} {
 		var served string
-		if err := k.conn.Object(keys.BusName, c.path).Call("org.freedesktop.DBus.Introspectable.Introspect", 0).Store(&served); err != nil {
+		if err := k.conn.Object(api.BusName, c.path).Call("org.freedesktop.DBus.Introspectable.Introspect", 0).Store(&served); err != nil {
 			t.Fatal(err)
 		}
 		file, err := bus.InterfaceFile(c.iface)
@@ -629,12 +630,12 @@ func TestKeydIntrospectionEqualsShippedXML(t *testing.T) {
 			t.Errorf("%s served:\n%s\nshipped dbus/%s.xml:\n%s", c.iface, got, c.iface, want)
 		}
 		// The doc comments travel with the interface.
-		if !strings.Contains(served, "@mechanism") && c.iface == keys.KeyInterface {
+		if !strings.Contains(served, "@mechanism") && c.iface == api.KeyInterface {
 			t.Errorf("served introspection of %s lacks the doc comments", c.iface)
 		}
 	}
 	var root string
-	k.conn.Object(keys.BusName, keys.ObjectPath).Call("org.freedesktop.DBus.Introspectable.Introspect", 0).Store(&root)
+	k.conn.Object(api.BusName, api.ObjectPath).Call("org.freedesktop.DBus.Introspectable.Introspect", 0).Store(&root)
 	if !strings.Contains(root, "org.freedesktop.DBus.ObjectManager") || !strings.Contains(root, `<node name="keys"/>`) {
 		t.Errorf("root introspection lacks ObjectManager or the keys node:\n%s", root)
 	}
@@ -803,7 +804,7 @@ func startKeydWithToken(t *testing.T, tok *testenv.SoftHSMToken, extra string) *
 	os.Chown(k.dir, uid, gid)
 	k.opts = testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"), Args: []string{"--config", cfgPath},
-		User: testenv.ServiceUser, Env: k.env, BusName: keys.BusName,
+		User: testenv.ServiceUser, Env: k.env, BusName: api.BusName,
 	}
 	k.svc = testenv.StartService(t, k.bus, k.opts)
 	k.conn = k.bus.Conn(t)

@@ -1,9 +1,11 @@
-package keys
+package adapter
 
 import (
 	"sync/atomic"
 
 	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/edgev2/edgev2/keys/api"
 )
 
 // FastPath serves org.edgev2.Keys1.Key calls and OpenSession from the bus
@@ -17,7 +19,7 @@ import (
 // 0, which the loop ignores (godbus v5.2.4, pinned in go.mod;
 // TestKeydBusFastPathServesKeyCalls fails if that changes).
 type FastPath struct {
-	api    atomic.Pointer[BusAPI]
+	target atomic.Pointer[BusAPI]
 	served atomic.Uint64
 }
 
@@ -30,8 +32,8 @@ func (f *FastPath) Option() godbus.ConnOption {
 	return godbus.WithIncomingInterceptor(f.intercept)
 }
 
-// Attach starts serving through api.
-func (f *FastPath) Attach(api *BusAPI) { f.api.Store(api) }
+// Attach starts serving through a.
+func (f *FastPath) Attach(a *BusAPI) { f.target.Store(a) }
 
 // Served is how many calls the fast path answered (for tests and stats).
 func (f *FastPath) Served() uint64 { return f.served.Load() }
@@ -40,20 +42,20 @@ func (f *FastPath) intercept(msg *godbus.Message) {
 	if msg.Type != godbus.TypeMethodCall {
 		return
 	}
-	a := f.api.Load()
+	a := f.target.Load()
 	if a == nil {
 		return
 	}
 	iface, _ := msg.Headers[godbus.FieldInterface].Value().(string)
 	member, _ := msg.Headers[godbus.FieldMember].Value().(string)
 	switch {
-	case iface == KeyInterface && keyMethods[member] != nil:
+	case iface == api.KeyInterface && keyMethods[member] != nil:
 		msg.Type = 0 // ours now: godbus's loop skips it
 		f.served.Add(1)
 		a.pool.run(func() { a.serveBusKeyCall(msg, member) })
-	case iface == Interface && member == "OpenSession":
+	case iface == api.Interface && member == api.MethodOpenSession:
 		path, _ := msg.Headers[godbus.FieldPath].Value().(godbus.ObjectPath)
-		if path != ObjectPath {
+		if path != api.ObjectPath {
 			return // godbus answers UnknownMethod/UnknownObject
 		}
 		msg.Type = 0

@@ -1,4 +1,6 @@
-package keys
+// Package pkcs11uri parses RFC 7512 PKCS#11 URIs (token and object
+// selectors, PIN sources) without loading any PKCS#11 module.
+package pkcs11uri
 
 import (
 	"errors"
@@ -11,10 +13,10 @@ import (
 	"github.com/edgev2/edgev2/internal/fault"
 )
 
-// PKCS11URI is a parsed RFC 7512 PKCS#11 URI. It selects a library, a
+// URI is a parsed RFC 7512 PKCS#11 URI. It selects a library, a
 // token and optionally an object on it. The PIN it may carry is kept out of
 // String, errors and %v, so a parsed URI is safe to log.
-type PKCS11URI struct {
+type URI struct {
 	// Path attributes: the token.
 	Token        string // CKA token label
 	Manufacturer string
@@ -47,12 +49,12 @@ var pkcs11ObjectTypes = map[string]bool{
 	"private": true, "public": true, "secret-key": true, "cert": true, "data": true,
 }
 
-// ParsePKCS11URI parses an RFC 7512 URI such as
+// Parse parses an RFC 7512 URI such as
 // "pkcs11:token=edge;object=device-id?pin-source=/etc/edgev2/pin".
 // Unknown attributes are refused (a typo must not silently widen a match);
 // vendor attributes ("x-...") are ignored. Errors name the offending
 // attribute but never repeat the URI, which may hold a PIN.
-func ParsePKCS11URI(s string) (*PKCS11URI, error) {
+func Parse(s string) (*URI, error) {
 	const scheme = "pkcs11:"
 	if len(s) < len(scheme) || !strings.EqualFold(s[:len(scheme)], scheme) {
 		return nil, fault.New(fault.InvalidArgs, "not a PKCS#11 URI: it must start with %q", scheme)
@@ -65,7 +67,7 @@ func ParsePKCS11URI(s string) (*PKCS11URI, error) {
 	rest := s[len(scheme):]
 	path, query, hasQuery := strings.Cut(rest, "?")
 
-	u := &PKCS11URI{}
+	u := &URI{}
 	seen := map[string]bool{}
 	if path != "" {
 		for _, attr := range strings.Split(path, ";") {
@@ -124,24 +126,37 @@ func validAttrName(name string) bool {
 	return true
 }
 
-func (u *PKCS11URI) setPathAttr(attr string, seen map[string]bool) error {
+// pathStrings and queryStrings are the attributes taken as they are, by
+// the field each sets.
+var pathStrings = map[string]func(*URI) *string{
+	"token":                func(u *URI) *string { return &u.Token },
+	"manufacturer":         func(u *URI) *string { return &u.Manufacturer },
+	"serial":               func(u *URI) *string { return &u.Serial },
+	"model":                func(u *URI) *string { return &u.Model },
+	"library-manufacturer": func(u *URI) *string { return &u.LibraryManufacturer },
+	"library-description":  func(u *URI) *string { return &u.LibraryDescription },
+	"slot-description":     func(u *URI) *string { return &u.SlotDescription },
+	"slot-manufacturer":    func(u *URI) *string { return &u.SlotManufacturer },
+	"object":               func(u *URI) *string { return &u.Object },
+}
+
+var queryStrings = map[string]func(*URI) *string{
+	"pin-value":   func(u *URI) *string { return &u.pinValue },
+	"pin-source":  func(u *URI) *string { return &u.PINSource },
+	"module-path": func(u *URI) *string { return &u.ModulePath },
+	"module-name": func(u *URI) *string { return &u.ModuleName },
+}
+
+func (u *URI) setPathAttr(attr string, seen map[string]bool) error {
 	name, v, err := splitAttr(attr, "path", seen)
 	if err != nil {
 		return err
 	}
+	if field, ok := pathStrings[name]; ok {
+		*field(u) = v
+		return nil
+	}
 	switch name {
-	case "token":
-		u.Token = v
-	case "manufacturer":
-		u.Manufacturer = v
-	case "serial":
-		u.Serial = v
-	case "model":
-		u.Model = v
-	case "library-manufacturer":
-		u.LibraryManufacturer = v
-	case "library-description":
-		u.LibraryDescription = v
 	case "library-version":
 		if !validLibraryVersion(v) {
 			return fault.New(fault.InvalidArgs, "PKCS#11 URI library-version %q is not \"major\" or \"major.minor\"", v)
@@ -153,12 +168,6 @@ func (u *PKCS11URI) setPathAttr(attr string, seen map[string]bool) error {
 			return fault.New(fault.InvalidArgs, "PKCS#11 URI slot-id %q is not a decimal integer", v)
 		}
 		u.SlotID, u.HasSlotID = uint(n), true
-	case "slot-description":
-		u.SlotDescription = v
-	case "slot-manufacturer":
-		u.SlotManufacturer = v
-	case "object":
-		u.Object = v
 	case "id":
 		if v != "" {
 			u.ID = []byte(v)
@@ -180,38 +189,24 @@ func (u *PKCS11URI) setPathAttr(attr string, seen map[string]bool) error {
 	return nil
 }
 
-func (u *PKCS11URI) setQueryAttr(attr string, seen map[string]bool) error {
+func (u *URI) setQueryAttr(attr string, seen map[string]bool) error {
 	name, v, err := splitAttr(attr, "query", seen)
 	if err != nil {
 		return err
 	}
-	switch name {
-	case "pin-value":
-		u.pinValue = v
-	case "pin-source":
-		u.PINSource = v
-	case "module-path":
-		u.ModulePath = v
-	case "module-name":
-		u.ModuleName = v
-	default:
-		if isVendorAttr(name) {
-			return nil
-		}
-		return fault.New(fault.InvalidArgs, "PKCS#11 URI has unknown query attribute %q", name)
+	if field, ok := queryStrings[name]; ok {
+		*field(u) = v
+		return nil
 	}
-	return nil
+	if isVendorAttr(name) {
+		return nil
+	}
+	return fault.New(fault.InvalidArgs, "PKCS#11 URI has unknown query attribute %q", name)
 }
 
 func isVendorAttr(name string) bool { return strings.HasPrefix(name, "x-") }
 
-func isQueryAttr(name string) bool {
-	switch name {
-	case "pin-value", "pin-source", "module-path", "module-name":
-		return true
-	}
-	return false
-}
+func isQueryAttr(name string) bool { return queryStrings[name] != nil }
 
 func allDigits(s string) bool {
 	if s == "" {
@@ -235,7 +230,7 @@ func validLibraryVersion(v string) bool {
 
 // LibraryVersionNumbers returns the major and minor numbers of
 // LibraryVersion ("2" means 2.0); ok is false when it is absent.
-func (u *PKCS11URI) LibraryVersionNumbers() (major, minor byte, ok bool) {
+func (u *URI) LibraryVersionNumbers() (major, minor byte, ok bool) {
 	if u.LibraryVersion == "" {
 		return 0, 0, false
 	}
@@ -322,7 +317,7 @@ func pctEncodeAll(p []byte) string {
 
 // String renders the URI without pin-value, so it is safe for logs and the
 // Location property. Parsing the result gives back the same URI minus the PIN.
-func (u *PKCS11URI) String() string {
+func (u *URI) String() string {
 	if u == nil {
 		return "<nil>"
 	}
@@ -370,14 +365,14 @@ func (u *PKCS11URI) String() string {
 }
 
 // GoString keeps %#v from printing the PIN.
-func (u *PKCS11URI) GoString() string { return "keys.PKCS11URI(" + strconv.Quote(u.String()) + ")" }
+func (u *URI) GoString() string { return "keys.PKCS11URI(" + strconv.Quote(u.String()) + ")" }
 
 // HasPIN reports whether the URI carries a pin-value or a pin-source.
-func (u *PKCS11URI) HasPIN() bool { return u.pinValue != "" || u.PINSource != "" }
+func (u *URI) HasPIN() bool { return u.pinValue != "" || u.PINSource != "" }
 
 // WithoutObject returns a copy that names only the token (and library),
 // e.g. to describe the token a key lives on.
-func (u *PKCS11URI) WithoutObject() *PKCS11URI {
+func (u *URI) WithoutObject() *URI {
 	c := *u
 	c.Object, c.ID, c.Type = "", nil, ""
 	return &c
@@ -387,7 +382,7 @@ func (u *PKCS11URI) WithoutObject() *PKCS11URI {
 // (a path, a file: URI, or credential:NAME -- a systemd credential in
 // $CREDENTIALS_DIRECTORY) with trailing newlines trimmed. It returns
 // "" and no error when the URI carries neither.
-func (u *PKCS11URI) PIN() (string, error) {
+func (u *URI) PIN() (string, error) {
 	if u.pinValue != "" || u.PINSource == "" {
 		return u.pinValue, nil
 	}
@@ -421,7 +416,7 @@ func (u *PKCS11URI) PIN() (string, error) {
 // returns the absolute file path it names ("" when there is none, or
 // when it names a systemd credential), so a
 // configuration can be refused before anything is started.
-func (u *PKCS11URI) PINSourcePath() (string, error) {
+func (u *URI) PINSourcePath() (string, error) {
 	if u.PINSource == "" {
 		return "", nil
 	}
@@ -456,11 +451,11 @@ func errText(err error) string {
 
 // InlinePIN returns the pin-value the URI carries ("" for none), for
 // `edgectl config apply`, which moves it into a sealed credential.
-func (u *PKCS11URI) InlinePIN() string { return u.pinValue }
+func (u *URI) InlinePIN() string { return u.pinValue }
 
 // WithPINSource returns a copy whose PIN comes from src (a pin-source
 // value such as "credential:edgev2.keyd.pin") instead of a pin-value.
-func (u *PKCS11URI) WithPINSource(src string) *PKCS11URI {
+func (u *URI) WithPINSource(src string) *URI {
 	c := *u
 	c.pinValue, c.PINSource = "", src
 	return &c

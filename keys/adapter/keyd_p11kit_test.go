@@ -1,4 +1,4 @@
-package keys_test
+package adapter_test
 
 import (
 	"crypto/ecdsa"
@@ -16,6 +16,7 @@ import (
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
+	"github.com/edgev2/edgev2/keys/api"
 	"github.com/edgev2/edgev2/keys/client"
 )
 
@@ -37,7 +38,7 @@ func startKeydOnP11Kit(t *testing.T, label, extra string) (*keyd, *testenv.P11Ki
 	os.Chown(k.dir, uid, gid)
 	k.opts = testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"), Args: []string{"--config", cfgPath, "--log-level", "debug"},
-		User: testenv.ServiceUser, Env: k.env, BusName: keys.BusName,
+		User: testenv.ServiceUser, Env: k.env, BusName: api.BusName,
 	}
 	k.svc = testenv.StartService(t, k.bus, k.opts)
 	k.conn = k.bus.Conn(t)
@@ -76,7 +77,7 @@ func TestKeydThroughP11KitRefusesKeysTheTokenCannotUse(t *testing.T) {
 	}
 	// The wire error name is the contract's.
 	var p godbus.ObjectPath
-	call := k.conn.Object(keys.BusName, keys.ObjectPath).Call(keys.Interface+".CreateKey", 0, "enc",
+	call := k.conn.Object(api.BusName, api.ObjectPath).Call(api.Interface+".CreateKey", 0, "enc",
 		map[string]godbus.Variant{"usage": godbus.MakeVariant("encrypt")})
 	if derr, ok := call.Store(&p).(godbus.Error); !ok || derr.Name != "org.edgev2.Error.NotSupported" {
 		t.Fatalf("CreateKey encrypt on the wire = %v; want org.edgev2.Error.NotSupported", call.Err)

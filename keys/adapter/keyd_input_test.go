@@ -1,4 +1,4 @@
-package keys_test
+package adapter_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
+	"github.com/edgev2/edgev2/keys/api"
 )
 
 // TestKeydRefusesPathElementsThatAreNoIDAsInvalidArgs: an object path
@@ -26,11 +27,11 @@ func TestKeydRefusesPathElementsThatAreNoIDAsInvalidArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := k.bus.ConnAs(t, testenv.OtherUser)
-	root := string(keys.ObjectPath) + "/keys/"
+	root := string(api.ObjectPath) + "/keys/"
 	call := func(path godbus.ObjectPath, method string, args ...any) error {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		return other.Object(keys.BusName, path).CallWithContext(cctx, method, 0, args...).Err
+		return other.Object(api.BusName, path).CallWithContext(cctx, method, 0, args...).Err
 	}
 	for _, elem := range []string{"_00", "a_00b", "_ff", "_c3_28", "_e2_82"} {
 		path := godbus.ObjectPath(root + elem)
@@ -38,8 +39,8 @@ func TestKeydRefusesPathElementsThatAreNoIDAsInvalidArgs(t *testing.T) {
 			method string
 			args   []any
 		}{
-			{keys.KeyInterface + ".Sign", []any{"hmac-sha256", []byte("x"), map[string]godbus.Variant{}}},
-			{"org.freedesktop.DBus.Properties.GetAll", []any{keys.KeyInterface}},
+			{api.KeyInterface + ".Sign", []any{"hmac-sha256", []byte("x"), map[string]godbus.Variant{}}},
+			{"org.freedesktop.DBus.Properties.GetAll", []any{api.KeyInterface}},
 			{"org.freedesktop.DBus.Introspectable.Introspect", nil},
 		} {
 			err := call(path, c.method, c.args...)
@@ -53,7 +54,7 @@ func TestKeydRefusesPathElementsThatAreNoIDAsInvalidArgs(t *testing.T) {
 	}
 	// The legitimate non-ASCII id: escaped UTF-8 reaches polkit, which denies
 	// this user by default.
-	err := call(bus.ChildPath(keys.ObjectPath, keys.Collection, "é"), keys.KeyInterface+".Sign", "hmac-sha256", []byte("x"), map[string]godbus.Variant{})
+	err := call(bus.ChildPath(api.ObjectPath, api.Collection, "é"), api.KeyInterface+".Sign", "hmac-sha256", []byte("x"), map[string]godbus.Variant{})
 	if n := dbusErrorName(err); n != bus.ErrNotAuthorized && n != bus.ErrInteractiveNeeded {
 		t.Fatalf("Sign on key é as %s = %v; want NotAuthorized", testenv.OtherUser, err)
 	}
@@ -76,7 +77,7 @@ func TestKeydBoundsWhatACallerCanMakeItHold(t *testing.T) {
 	}
 	before := k.svc.RSSKiB()
 	other := k.bus.ConnAs(t, testenv.OtherUser)
-	err = other.Object(keys.BusName, key.Path).CallWithContext(ctx, keys.KeyInterface+".Sign", 0,
+	err = other.Object(api.BusName, key.Path).CallWithContext(ctx, api.KeyInterface+".Sign", 0,
 		keys.MechECDSASHA256, make([]byte, 2<<20), map[string]godbus.Variant{}).Err
 	if dbusErrorName(err) != bus.ErrInvalidArgs || !strings.Contains(err.Error(), "limit") {
 		t.Fatalf("unauthorised 2 MiB Sign = %v; want InvalidArgs naming the limit", err)
@@ -85,7 +86,7 @@ func TestKeydBoundsWhatACallerCanMakeItHold(t *testing.T) {
 	huge := k.bus.ConnAs(t, testenv.OtherUser)
 	hctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	err = huge.Object(keys.BusName, key.Path).CallWithContext(hctx, keys.KeyInterface+".Sign", 0,
+	err = huge.Object(api.BusName, key.Path).CallWithContext(hctx, api.KeyInterface+".Sign", 0,
 		keys.MechECDSASHA256, make([]byte, 30<<20), map[string]godbus.Variant{}).Err
 	if err == nil {
 		t.Fatal("a 30 MiB Sign was answered; want the bus to refuse the message")

@@ -1,4 +1,4 @@
-package keys_test
+package adapter_test
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/keys"
+	"github.com/edgev2/edgev2/keys/api"
 	"github.com/edgev2/edgev2/keys/derivation"
 )
 
@@ -62,9 +62,9 @@ func TestKeydDerivedEncryptionIsPerDerivationAndSurvivesRestart(t *testing.T) {
 				t.Fatalf("DecryptDerived after a keyd restart = %q, %v; want the secret", pt, err)
 			}
 
-			path := bus.ChildPath(keys.ObjectPath, "keys", "workload-master")
+			path := bus.ChildPath(api.ObjectPath, "keys", "workload-master")
 			for _, method := range []string{"EncryptDerived", "DecryptDerived"} {
-				_, errOut, code := k.gdbusAs(t, testenv.OtherUser, path, keys.KeyInterface+"."+method, "[byte 0x01]", "aes-256-gcm", "[byte 0x01]", "{}")
+				_, errOut, code := k.gdbusAs(t, testenv.OtherUser, path, api.KeyInterface+"."+method, "[byte 0x01]", "aes-256-gcm", "[byte 0x01]", "{}")
 				if code == 0 || !strings.Contains(errOut, bus.ErrNotAuthorized) {
 					t.Errorf("%s as %s: exit %d, %q; want %s", method, testenv.OtherUser, code, errOut, bus.ErrNotAuthorized)
 				}

@@ -1,4 +1,4 @@
-package keys
+package pkcs11uri
 
 import (
 	"bytes"
@@ -15,36 +15,36 @@ import (
 func TestParsePKCS11URIAcceptsRFC7512Forms(t *testing.T) {
 	tests := []struct {
 		in   string
-		want PKCS11URI
+		want URI
 		pin  string
 	}{
-		{in: "pkcs11:", want: PKCS11URI{}},
-		{in: "PKCS11:token=edge", want: PKCS11URI{Token: "edge"}},
+		{in: "pkcs11:", want: URI{}},
+		{in: "PKCS11:token=edge", want: URI{Token: "edge"}},
 		{in: "pkcs11:token=edge;object=device-id?pin-value=1234",
-			want: PKCS11URI{Token: "edge", Object: "device-id"}, pin: "1234"},
+			want: URI{Token: "edge", Object: "device-id"}, pin: "1234"},
 		{in: "pkcs11:token=My%20Token;serial=9eced9c81575bf0d;manufacturer=SoftHSM%20project;model=SoftHSM%20v2",
-			want: PKCS11URI{Token: "My Token", Serial: "9eced9c81575bf0d", Manufacturer: "SoftHSM project", Model: "SoftHSM v2"}},
+			want: URI{Token: "My Token", Serial: "9eced9c81575bf0d", Manufacturer: "SoftHSM project", Model: "SoftHSM v2"}},
 		{in: "pkcs11:slot-id=360038157;slot-description=SoftHSM%20slot;slot-manufacturer=SoftHSM",
-			want: PKCS11URI{SlotID: 360038157, HasSlotID: true, SlotDescription: "SoftHSM slot", SlotManufacturer: "SoftHSM"}},
-		{in: "pkcs11:slot-id=0", want: PKCS11URI{HasSlotID: true}},
+			want: URI{SlotID: 360038157, HasSlotID: true, SlotDescription: "SoftHSM slot", SlotManufacturer: "SoftHSM"}},
+		{in: "pkcs11:slot-id=0", want: URI{HasSlotID: true}},
 		{in: "pkcs11:library-manufacturer=OpenSC%20Project;library-description=OpenSC%20smartcard%20framework;library-version=0.23",
-			want: PKCS11URI{LibraryManufacturer: "OpenSC Project", LibraryDescription: "OpenSC smartcard framework", LibraryVersion: "0.23"}},
-		{in: "pkcs11:library-version=2", want: PKCS11URI{LibraryVersion: "2"}},
-		{in: "pkcs11:id=%01%02%a0%FF;type=private", want: PKCS11URI{ID: []byte{1, 2, 0xa0, 0xff}, Type: "private"}},
-		{in: "pkcs11:type=secret-key", want: PKCS11URI{Type: "secret-key"}},
-		{in: "pkcs11:type=cert", want: PKCS11URI{Type: "cert"}},
-		{in: "pkcs11:object=a%3Bb%3Fc%26d=e", want: PKCS11URI{Object: "a;b?c&d=e"}},
+			want: URI{LibraryManufacturer: "OpenSC Project", LibraryDescription: "OpenSC smartcard framework", LibraryVersion: "0.23"}},
+		{in: "pkcs11:library-version=2", want: URI{LibraryVersion: "2"}},
+		{in: "pkcs11:id=%01%02%a0%FF;type=private", want: URI{ID: []byte{1, 2, 0xa0, 0xff}, Type: "private"}},
+		{in: "pkcs11:type=secret-key", want: URI{Type: "secret-key"}},
+		{in: "pkcs11:type=cert", want: URI{Type: "cert"}},
+		{in: "pkcs11:object=a%3Bb%3Fc%26d=e", want: URI{Object: "a;b?c&d=e"}},
 		{in: "pkcs11:token=edge?pin-source=file:///etc/edgev2/pin&module-path=/usr/lib/softhsm/libsofthsm2.so&module-name=softhsm2",
-			want: PKCS11URI{Token: "edge", PINSource: "file:///etc/edgev2/pin", ModulePath: "/usr/lib/softhsm/libsofthsm2.so", ModuleName: "softhsm2"}},
-		{in: "pkcs11:token=edge;x-vendor=whatever?x-other=1", want: PKCS11URI{Token: "edge"}},
-		{in: "pkcs11:token=edge;", want: PKCS11URI{Token: "edge"}},
-		{in: "pkcs11:token=a?pin-value=p;q=r&module-name=m", want: PKCS11URI{Token: "a", ModuleName: "m"}, pin: "p;q=r"},
+			want: URI{Token: "edge", PINSource: "file:///etc/edgev2/pin", ModulePath: "/usr/lib/softhsm/libsofthsm2.so", ModuleName: "softhsm2"}},
+		{in: "pkcs11:token=edge;x-vendor=whatever?x-other=1", want: URI{Token: "edge"}},
+		{in: "pkcs11:token=edge;", want: URI{Token: "edge"}},
+		{in: "pkcs11:token=a?pin-value=p;q=r&module-name=m", want: URI{Token: "a", ModuleName: "m"}, pin: "p;q=r"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, err := ParsePKCS11URI(tt.in)
+			got, err := Parse(tt.in)
 			if err != nil {
-				t.Fatalf("ParsePKCS11URI: %v", err)
+				t.Fatalf("Parse: %v", err)
 			}
 			if pin, err := got.PIN(); tt.want.PINSource == "" && (err != nil || pin != tt.pin) {
 				t.Fatalf("PIN() = %q, %v; want %q", pin, err, tt.pin)
@@ -85,9 +85,9 @@ func TestParsePKCS11URIRejectsBadInputNamingTheAttribute(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			_, err := ParsePKCS11URI(tt.in)
+			_, err := Parse(tt.in)
 			if err == nil {
-				t.Fatal("ParsePKCS11URI accepted it")
+				t.Fatal("Parse accepted it")
 			}
 			if !fault.Is(err, fault.InvalidArgs) {
 				t.Errorf("kind = %v, want InvalidArgs", fault.KindOf(err))
@@ -111,7 +111,7 @@ func TestParsePKCS11URIErrorsNeverShowThePIN(t *testing.T) {
 		"pkcs11:token=a;pin-value=" + pin,
 		"PKCS11-" + pin,
 	} {
-		_, err := ParsePKCS11URI(in)
+		_, err := Parse(in)
 		if err == nil {
 			t.Errorf("%q: accepted", in)
 			continue
@@ -123,7 +123,7 @@ func TestParsePKCS11URIErrorsNeverShowThePIN(t *testing.T) {
 }
 
 func TestPKCS11URIStringOmitsPINAndReparses(t *testing.T) {
-	u, err := ParsePKCS11URI("pkcs11:token=edge%20gw;object=dev;id=%00%ff;slot-id=7?pin-value=1234&module-path=/usr/lib/x.so")
+	u, err := Parse("pkcs11:token=edge%20gw;object=dev;id=%00%ff;slot-id=7?pin-value=1234&module-path=/usr/lib/x.so")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestPKCS11URIPINReadsPinSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, src := range []string{file, "file://" + file, "file://localhost" + file} {
-		u, err := ParsePKCS11URI("pkcs11:token=a?pin-source=" + src)
+		u, err := Parse("pkcs11:token=a?pin-source=" + src)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,19 +158,19 @@ func TestPKCS11URIPINReadsPinSource(t *testing.T) {
 			t.Errorf("pin-source=%s: PIN() = %q, %v; want 9876", src, pin, err)
 		}
 	}
-	u, _ := ParsePKCS11URI("pkcs11:token=a?pin-source=" + filepath.Join(dir, "missing"))
+	u, _ := Parse("pkcs11:token=a?pin-source=" + filepath.Join(dir, "missing"))
 	if _, err := u.PIN(); !fault.Is(err, fault.NotFound) || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("missing pin-source: err = %v, want NotFound naming the file", err)
 	}
-	u, _ = ParsePKCS11URI("pkcs11:token=a?pin-source=relative/pin")
+	u, _ = Parse("pkcs11:token=a?pin-source=relative/pin")
 	if _, err := u.PIN(); !fault.Is(err, fault.InvalidArgs) {
 		t.Errorf("relative pin-source: err = %v, want InvalidArgs", err)
 	}
-	u, _ = ParsePKCS11URI("pkcs11:token=a?pin-source=file://otherhost/pin")
+	u, _ = Parse("pkcs11:token=a?pin-source=file://otherhost/pin")
 	if _, err := u.PIN(); !fault.Is(err, fault.InvalidArgs) {
 		t.Errorf("remote file: URI: err = %v, want InvalidArgs", err)
 	}
-	u, _ = ParsePKCS11URI("pkcs11:token=a")
+	u, _ = Parse("pkcs11:token=a")
 	if pin, err := u.PIN(); pin != "" || err != nil || u.HasPIN() {
 		t.Errorf("no PIN: PIN() = %q, %v, HasPIN %v", pin, err, u.HasPIN())
 	}
@@ -189,7 +189,7 @@ func FuzzParsePKCS11URI(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		u, err := ParsePKCS11URI(s)
+		u, err := Parse(s)
 		if err != nil {
 			return
 		}
@@ -197,7 +197,7 @@ func FuzzParsePKCS11URI(f *testing.F) {
 		if pin := u.pinValue; pin != "" && strings.Contains(out, "pin-value") {
 			t.Fatalf("String() %q renders pin-value", out)
 		}
-		v, err := ParsePKCS11URI(out)
+		v, err := Parse(out)
 		if err != nil {
 			t.Fatalf("String() %q of a parsed URI does not re-parse: %v", out, err)
 		}

@@ -1,4 +1,4 @@
-package keys
+package adapter
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/keys/api"
 )
 
 // The org.edgev2.Keys1.Key methods are dispatched here, once, for the bus
@@ -36,29 +37,29 @@ type sizedArg struct {
 type authorizer func(action, id string) *godbus.Error
 
 var keyMethods = map[string]*keyMethod{
-	"Sign": {sig: "saya{sv}", action: ActionUse, sized: []sizedArg{{1, "data"}}, opts: 2,
+	api.MethodSign: {sig: "saya{sv}", action: api.ActionUse, sized: []sizedArg{{1, "data"}}, opts: 2,
 		run: func(a *BusAPI, id string, b []any) (any, *godbus.Error) {
 			if e := noOptions(b[2]); e != nil {
 				return nil, e
 			}
 			sig, err := a.svc.Sign(a.ctx, id, b[0].(string), b[1].([]byte))
 			if err != nil {
-				return nil, a.fail("Sign", err)
+				return nil, a.fail(api.MethodSign, err)
 			}
 			return nonNil(sig), nil
 		}},
-	"Verify": {sig: "sayaya{sv}", action: ActionUse, sized: []sizedArg{{1, "data"}, {2, "signature"}}, opts: 3,
+	api.MethodVerify: {sig: "sayaya{sv}", action: api.ActionUse, sized: []sizedArg{{1, "data"}, {2, "signature"}}, opts: 3,
 		run: func(a *BusAPI, id string, b []any) (any, *godbus.Error) {
 			if e := noOptions(b[3]); e != nil {
 				return nil, e
 			}
 			ok, err := a.svc.Verify(a.ctx, id, b[0].(string), b[1].([]byte), b[2].([]byte))
 			if err != nil {
-				return nil, a.fail("Verify", err)
+				return nil, a.fail(api.MethodVerify, err)
 			}
 			return ok, nil
 		}},
-	"Encrypt": {sig: "saya{sv}", action: ActionUse, sized: []sizedArg{{1, "plaintext"}}, opts: 2,
+	api.MethodEncrypt: {sig: "saya{sv}", action: api.ActionUse, sized: []sizedArg{{1, "plaintext"}}, opts: 2,
 		run: func(a *BusAPI, id string, b []any) (any, *godbus.Error) {
 			o, e := cipherOptions(b[2].(map[string]godbus.Variant))
 			if e != nil {
@@ -66,11 +67,11 @@ var keyMethods = map[string]*keyMethod{
 			}
 			ct, err := a.svc.Encrypt(a.ctx, id, b[0].(string), b[1].([]byte), o)
 			if err != nil {
-				return nil, a.fail("Encrypt", err)
+				return nil, a.fail(api.MethodEncrypt, err)
 			}
 			return nonNil(ct), nil
 		}},
-	"Decrypt": {sig: "saya{sv}", action: ActionUse, sized: []sizedArg{{1, "ciphertext"}}, opts: 2,
+	api.MethodDecrypt: {sig: "saya{sv}", action: api.ActionUse, sized: []sizedArg{{1, "ciphertext"}}, opts: 2,
 		run: func(a *BusAPI, id string, b []any) (any, *godbus.Error) {
 			o, e := cipherOptions(b[2].(map[string]godbus.Variant))
 			if e != nil {
@@ -78,27 +79,27 @@ var keyMethods = map[string]*keyMethod{
 			}
 			pt, err := a.svc.Decrypt(a.ctx, id, b[0].(string), b[1].([]byte), o)
 			if err != nil {
-				return nil, a.fail("Decrypt", err)
+				return nil, a.fail(api.MethodDecrypt, err)
 			}
 			return nonNil(pt), nil
 		}},
-	"SignDerived": {sig: "aysay", action: ActionUse, sized: []sizedArg{{0, "derivation"}, {2, "data"}}, opts: -1,
+	api.MethodSignDerived: {sig: "aysay", action: api.ActionUse, sized: []sizedArg{{0, "derivation"}, {2, "data"}}, opts: -1,
 		run: func(a *BusAPI, id string, b []any) (any, *godbus.Error) {
 			sig, err := a.svc.SignDerived(a.ctx, id, b[0].([]byte), b[1].(string), b[2].([]byte))
 			if err != nil {
-				return nil, a.fail("SignDerived", err)
+				return nil, a.fail(api.MethodSignDerived, err)
 			}
 			return nonNil(sig), nil
 		}},
-	"ExportDerived": {sig: "ay", action: ActionExport, sized: []sizedArg{{0, "derivation"}}, opts: -1,
+	api.MethodExportDerived: {sig: "ay", action: api.ActionExport, sized: []sizedArg{{0, "derivation"}}, opts: -1,
 		run: func(a *BusAPI, id string, b []any) (any, *godbus.Error) {
 			key, err := a.svc.ExportDerived(a.ctx, id, b[0].([]byte))
 			if err != nil {
-				return nil, a.fail("ExportDerived", err)
+				return nil, a.fail(api.MethodExportDerived, err)
 			}
 			return nonNil(key), nil
 		}},
-	"EncryptDerived": {sig: "aysaya{sv}", action: ActionUse, sized: []sizedArg{{0, "derivation"}, {2, "plaintext"}}, opts: 3,
+	api.MethodEncryptDerived: {sig: "aysaya{sv}", action: api.ActionUse, sized: []sizedArg{{0, "derivation"}, {2, "plaintext"}}, opts: 3,
 		run: func(a *BusAPI, id string, b []any) (any, *godbus.Error) {
 			o, e := cipherOptions(b[3].(map[string]godbus.Variant))
 			if e != nil {
@@ -106,11 +107,11 @@ var keyMethods = map[string]*keyMethod{
 			}
 			ct, err := a.svc.EncryptDerived(a.ctx, id, b[0].([]byte), b[1].(string), b[2].([]byte), o)
 			if err != nil {
-				return nil, a.fail("EncryptDerived", err)
+				return nil, a.fail(api.MethodEncryptDerived, err)
 			}
 			return nonNil(ct), nil
 		}},
-	"DecryptDerived": {sig: "aysaya{sv}", action: ActionUse, sized: []sizedArg{{0, "derivation"}, {2, "ciphertext"}}, opts: 3,
+	api.MethodDecryptDerived: {sig: "aysaya{sv}", action: api.ActionUse, sized: []sizedArg{{0, "derivation"}, {2, "ciphertext"}}, opts: 3,
 		run: func(a *BusAPI, id string, b []any) (any, *godbus.Error) {
 			o, e := cipherOptions(b[3].(map[string]godbus.Variant))
 			if e != nil {
@@ -118,7 +119,7 @@ var keyMethods = map[string]*keyMethod{
 			}
 			pt, err := a.svc.DecryptDerived(a.ctx, id, b[0].([]byte), b[1].(string), b[2].([]byte), o)
 			if err != nil {
-				return nil, a.fail("DecryptDerived", err)
+				return nil, a.fail(api.MethodDecryptDerived, err)
 			}
 			return nonNil(pt), nil
 		}},
@@ -146,7 +147,7 @@ func noOptions(v any) *godbus.Error {
 const errInvalidSignature = "org.freedesktop.DBus.Error.InvalidArgs"
 
 // keyPathPrefix is where key objects live.
-var keyPathPrefix = string(ObjectPath) + "/" + Collection + "/"
+var keyPathPrefix = string(api.ObjectPath) + "/" + api.Collection + "/"
 
 // keyIDOfPath resolves a key object path to its id, once per call.
 func keyIDOfPath(p godbus.ObjectPath) (string, *godbus.Error) {
@@ -172,21 +173,21 @@ func (a *BusAPI) callKey(member, sig string, body []any, path godbus.ObjectPath,
 	m := keyMethods[member]
 	if m == nil {
 		return nil, bus.NewError("org.freedesktop.DBus.Error.UnknownMethod",
-			fmt.Sprintf("%s has no method %q", KeyInterface, member))
+			fmt.Sprintf("%s has no method %q", api.KeyInterface, member))
 	}
 	if sig != m.sig { // godbus decoded the body per sig: the types are right
 
-		return nil, bus.NewError(errInvalidSignature, fmt.Sprintf("%s.%s takes (%s), not (%s)", KeyInterface, member, m.sig, sig))
+		return nil, bus.NewError(errInvalidSignature, fmt.Sprintf("%s.%s takes (%s), not (%s)", api.KeyInterface, member, m.sig, sig))
 	}
 	for _, s := range m.sized {
-		if b := body[s.pos].([]byte); len(b) > MaxData {
-			return nil, bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("%s is %d bytes; the limit is %d (1 MiB)", s.name, len(b), MaxData))
+		if b := body[s.pos].([]byte); len(b) > api.MaxData {
+			return nil, bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("%s is %d bytes; the limit is %d (1 MiB)", s.name, len(b), api.MaxData))
 		}
 	}
 	if m.opts >= 0 {
 		for k, v := range body[m.opts].(map[string]godbus.Variant) {
-			if b, ok := v.Value().([]byte); ok && len(b) > MaxData {
-				return nil, bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("option %q is %d bytes; the limit is %d (1 MiB)", k, len(b), MaxData))
+			if b, ok := v.Value().([]byte); ok && len(b) > api.MaxData {
+				return nil, bus.NewError(bus.ErrInvalidArgs, fmt.Sprintf("option %q is %d bytes; the limit is %d (1 MiB)", k, len(b), api.MaxData))
 			}
 		}
 	}

@@ -1,0 +1,72 @@
+package keys
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/edgev2/edgev2/internal/credential"
+	"github.com/edgev2/edgev2/keys/config"
+)
+
+// Open opens the engine cfg names (the PKCS#11 base token, or the file
+// store) and the preloaded keys, and returns the service with the func that
+// closes it all. A preloaded key that cannot be loaded is served as
+// unavailable (with the reason) rather than stopping every other key. An
+// error for which IsConfigProblem holds names the configuration key.
+func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, func(), error) {
+	var engine Engine
+	var p11 *PKCS11Engine
+	var err error
+	if cfg.PKCS11BaseSlot != "" {
+		p11, err = OpenPKCS11(ctx, PKCS11Config{LibPath: cfg.PKCS11LibPath, BaseSlot: cfg.PKCS11BaseSlot, PoolSize: cfg.PKCS11Sessions, Logger: log})
+		if err != nil {
+			if IsConfigProblem(err) {
+				return nil, nil, asConfigProblem(fmt.Errorf("pkcs11_base_slot: %w", err))
+			}
+			return nil, nil, fmt.Errorf("open the PKCS#11 token: %w", err)
+		}
+		engine = p11
+	} else {
+		if engine, err = OpenFileEngine(cfg.Homedir); err != nil {
+			return nil, nil, fmt.Errorf("open the key store: %w", err)
+		}
+	}
+	preloaded := map[string]Handle{}
+	failed := map[string]error{}
+	for id, uri := range cfg.PreloadedKeys {
+		var h Handle
+		var err error
+		if strings.HasPrefix(uri, "file://") {
+			h, err = LoadKeyFile(id, config.FilePath(uri))
+		} else if name, ok, _ := credential.Ref(uri); ok {
+			h, err = LoadKeyCredential(id, name)
+		} else {
+			if p11 == nil {
+				if p11, err = OpenPKCS11Module(ctx, cfg.PKCS11LibPath, log); err != nil {
+					failed[id] = err
+					continue
+				}
+			}
+			h, err = p11.OpenURI(ctx, uri)
+		}
+		if err != nil {
+			failed[id] = err
+			continue
+		}
+		preloaded[id] = Preloaded(id, h)
+	}
+	svc := NewService(engine, preloaded, log)
+	for id, err := range failed {
+		log.Error("preloaded key unavailable", "key_id", id, "err", err)
+		svc.MarkUnavailable(id, err)
+	}
+	closeAll := func() {
+		svc.Close()
+		if p11 != nil && Engine(p11) != engine { // opened only for preloaded keys
+			p11.Close()
+		}
+	}
+	return svc, closeAll, nil
+}
