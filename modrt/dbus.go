@@ -58,7 +58,7 @@ func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.S
 		Interfaces: []bus.Interface{{
 			Name: ModuleInterface,
 			Methods: map[string]any{
-				"Start": a.start, "Stop": a.stop, "Restart": a.restart, "Remove": a.remove, "GetLogs": a.getLogs,
+				"Start": a.start, "Stop": a.stop, "Restart": a.restart, "Remove": a.remove, "GetLogs": a.getLogsUnhooked,
 			},
 			Properties: a.moduleProperties,
 		}},
@@ -265,15 +265,16 @@ func (a *BusAPI) remove(msg godbus.Message) *godbus.Error {
 	return nil
 }
 
-// getLogs returns the read end of a pipe the logs are copied into.
-func (a *BusAPI) getLogs(msg godbus.Message, opts map[string]godbus.Variant) (godbus.UnixFD, *godbus.Error) {
+// openLogs opens the read end of a pipe the logs are copied into; the
+// LogsReplier sends it and closes it.
+func (a *BusAPI) openLogs(msg godbus.Message, opts map[string]godbus.Variant) (*os.File, *godbus.Error) {
 	name, e := a.child(msg, ActionRead)
 	if e != nil {
-		return -1, e
+		return nil, e
 	}
 	vals, e := bus.ParseOptions(opts, map[string]string{"tail": "i", "since": "x", "until": "x", "timestamps": "b"})
 	if e != nil {
-		return -1, e
+		return nil, e
 	}
 	o := LogOptions{Tail: -1}
 	if v, ok := vals["tail"].(int32); ok {
@@ -288,22 +289,19 @@ func (a *BusAPI) getLogs(msg godbus.Message, opts map[string]godbus.Variant) (go
 	o.Timestamps, _ = vals["timestamps"].(bool)
 	rc, err := a.svc.Logs(name, o)
 	if err != nil {
-		return -1, a.fail("GetLogs", err)
+		return nil, a.fail("GetLogs", err)
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		rc.Close()
-		return -1, a.fail("GetLogs", fmt.Errorf("pipe: %w", err))
+		return nil, a.fail("GetLogs", fmt.Errorf("pipe: %w", err))
 	}
 	go func() {
 		defer rc.Close()
 		defer w.Close()
 		io.Copy(w, rc)
 	}()
-	// godbus sends the fd with the reply; close our copy once it is sent.
-	fd := godbus.UnixFD(r.Fd())
-	go func() { time.Sleep(5 * time.Second); r.Close() }()
-	return fd, nil
+	return r, nil
 }
 
 func (a *BusAPI) pullImage(msg godbus.Message, ref string, opts map[string]godbus.Variant) (string, *godbus.Error) {

@@ -50,9 +50,11 @@ func run(configPath string, log *slog.Logger) int {
 	var ca *edgeCA
 	var watch *identityWatch
 	var signer *workload.ModuleSigner
+	logsReplier := modrt.NewLogsReplier()
 	return daemon.Serve(log, daemon.Service{
-		BusName: modrt.BusName,
-		Path:    modrt.ObjectPath,
+		BusName:     modrt.BusName,
+		Path:        modrt.ObjectPath,
+		ConnOptions: []godbus.ConnOption{logsReplier.Option()},
 		Register: func(ctx context.Context, conn *godbus.Conn, auth *bus.Authorizer, srv *bus.Server) error {
 			var err error
 			var roots *x509.CertPool
@@ -91,7 +93,7 @@ func run(configPath string, log *slog.Logger) int {
 			svc.Identities, svc.Workload = modrt.IdentityEnv{Directory: identityDirectory{ids}}, wl
 			watch = &identityWatch{conn: conn, ids: ids, svc: svc, locals: cfg.Modules, record: filepath.Join(cfg.Homedir, "device.json"), log: log}
 			svc.Resume(ctx)
-			modrt.NewBusAPI(ctx, svc, auth, srv, log)
+			logsReplier.Attach(modrt.NewBusAPI(ctx, svc, auth, srv, log))
 			// The management REST API (edgeAgent, tools), on the same model.
 			l, err := mgmt.ListenUnix(cfg.MgmtSocket, 0o660)
 			if err != nil {
