@@ -33,6 +33,7 @@ import (
 
 	"github.com/edgev2/edgev2/internal/atomicfile"
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/modrt/logstore"
 )
 
 // Labels modrt records on its containers.
@@ -125,7 +126,7 @@ type module struct {
 	image     string
 	policy    RestartPolicy
 	container containerd.Container
-	logs      *logFile
+	logs      *logstore.Log
 	netMode   string        // netModeDefault, netModeHost or netModeNone
 	ports     []PortMapping // published on the default network
 
@@ -279,7 +280,7 @@ func (r *Runtime) Close() error {
 		if tio != nil {
 			tio.detach()
 		}
-		m.logs.close()
+		m.logs.Close()
 		m.op.Unlock()
 	}
 	return r.client.Close()
@@ -440,7 +441,7 @@ func (r *Runtime) newModule(ctx context.Context, c containerd.Container, labels 
 	if !policy.Valid() {
 		policy = RestartAlways
 	}
-	logs, err := openLogFile(filepath.Join(r.cfg.StateDir, "logs", name), maxBytes, files, r.cfg.Now)
+	logs, err := logstore.Open(filepath.Join(r.cfg.StateDir, "logs", name), maxBytes, files, r.cfg.Now)
 	if err != nil {
 		return nil, fmt.Errorf("module %q: %w", name, err)
 	}
@@ -934,7 +935,7 @@ func (r *Runtime) forget(m *module) {
 	if tio != nil {
 		tio.Close()
 	}
-	m.logs.close()
+	m.logs.Close()
 	os.RemoveAll(r.fifoDir(m.name))
 	os.Remove(r.statePath(m.name))
 	st.State = StateRemoved
@@ -1067,7 +1068,7 @@ func (m *module) statusLocked() Status {
 // OnChange notification; m.mu is held.
 func (r *Runtime) changedLocked(m *module) {
 	r.persistLocked(m)
-	m.logs.wake()
+	m.logs.Wake()
 	r.notes.push(m.statusLocked())
 }
 

@@ -539,3 +539,20 @@ func TestChattyModuleDoesNotFillTheDisk(t *testing.T) {
 		t.Fatalf("tail 2 = %q", stdout)
 	}
 }
+
+func dirSize(t *testing.T, dir string) (total int64, files int) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("read %s: %v", dir, err)
+	}
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += fi.Size()
+		files++
+	}
+	return total, files
+}
