@@ -1,4 +1,4 @@
-package modrt
+package ctrd
 
 import (
 	"context"
@@ -59,7 +59,7 @@ func attachTaskIO(cfg cio.Config, log *logstore.Log, create bool) (*taskIO, erro
 	for _, s := range []struct {
 		path   string
 		stream byte
-	}{{cfg.Stdout, StreamStdout}, {cfg.Stderr, StreamStderr}} {
+	}{{cfg.Stdout, logstore.StreamStdout}, {cfg.Stderr, logstore.StreamStderr}} {
 		if s.path == "" {
 			continue
 		}
@@ -136,7 +136,7 @@ func drainFifos(cfg cio.Config, log *logstore.Log) {
 	for _, s := range []struct {
 		path   string
 		stream byte
-	}{{cfg.Stdout, StreamStdout}, {cfg.Stderr, StreamStderr}} {
+	}{{cfg.Stdout, logstore.StreamStdout}, {cfg.Stderr, logstore.StreamStderr}} {
 		if s.path == "" {
 			continue
 		}

@@ -1,4 +1,4 @@
-package modrt
+package ctrd
 
 import (
 	"context"
@@ -79,7 +79,7 @@ type RuntimeConfig struct {
 	// like StartCheck's.
 	MountCheck func(module, image string, spec *specs.Spec, pid uint32) error
 	// Network is the default network; nil: modules on it cannot start.
-	Network *Network
+	Network Network
 }
 
 // Image is an image in the runtime's namespace.
