@@ -24,4 +24,3 @@ func ParseFrames(r io.Reader) ([]Frame, error) { return logstore.ParseFrames(r) 
 // FramedText reads a multiplexed stream and returns the payloads of both
 // streams concatenated, in order.
 func FramedText(r io.Reader) (string, error) { return logstore.FramedText(r) }
-

@@ -57,14 +57,17 @@ const (
 
 // RuntimeConfig says where containerd is and where modrt keeps its state.
 type RuntimeConfig struct {
-	Address     string // containerd's socket
-	Namespace   string // containerd namespace; default "edgev2"
-	StateDir    string // logs, FIFOs and supervision state
-	Logger      *slog.Logger
-	Now         func() time.Time // default time.Now
-	BackoffBase time.Duration    // first restart delay; default 1 s
-	BackoffCap  time.Duration    // default 5 min
-	StableAfter time.Duration    // a run this long resets the back-off; default 60 s
+	Address   string // containerd's socket
+	Namespace string // containerd namespace; default "edgev2"
+	StateDir  string // logs, FIFOs and supervision state
+	Logger    *slog.Logger
+	Now       func() time.Time // default time.Now; ignored when Clock is set
+	// Clock, when set, is the time supervision reads and waits on
+	// (tests); default the real clock with Now.
+	Clock       Clock
+	BackoffBase time.Duration // first restart delay; default 1 s
+	BackoffCap  time.Duration // default 5 min
+	StableAfter time.Duration // a run this long resets the back-off; default 60 s
 	// RegistryRoots are the trust anchors for registries' TLS
 	// certificates; nil means the system roots.
 	RegistryRoots *x509.CertPool
@@ -97,7 +100,7 @@ type Runtime struct {
 	client      *containerd.Client
 	snapshotter string
 	log         *slog.Logger
-	afterFunc   func(time.Duration, func()) timer
+	afterFunc   func(time.Duration, func()) Timer
 
 	ctx       context.Context // namespaced; cancelled by Close
 	cancel    context.CancelFunc
@@ -137,7 +140,7 @@ type module struct {
 	pid        uint32
 	task       containerd.Task
 	io         *taskIO
-	timer      timer
+	timer      Timer
 	timerArmed bool
 	gen        uint64 // bumped when a pending restart is (re)armed or cancelled
 	removed    bool
@@ -166,6 +169,9 @@ func OpenRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Clock != nil {
+		cfg.Now = cfg.Clock.Now
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -205,6 +211,9 @@ func OpenRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
 	}
 	r.registryPool.Store(cfg.RegistryRoots)
 	r.afterFunc = r.newTimer
+	if cfg.Clock != nil {
+		r.afterFunc = cfg.Clock.AfterFunc
+	}
 	r.notes.init()
 	r.wg.Add(1)
 	go r.notifyLoop()
