@@ -68,9 +68,6 @@ func OpenRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
 	return ctrd.OpenRuntime(ctx, cfg)
 }
 
-// SystemStopping reports whether systemd is taking the system down.
-func SystemStopping(ctx context.Context) (bool, error) { return ctrd.SystemStopping(ctx) }
-
 // RuntimeNetwork is n as the runtime's default network; a nil n stays a
 // nil interface (no default network).
 func RuntimeNetwork(n *Network) ctrd.Network {

@@ -20,6 +20,7 @@ import (
 	"github.com/edgev2/edgev2/internal/daemon"
 	kclient "github.com/edgev2/edgev2/keys/client"
 	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/adapter"
 	"github.com/edgev2/edgev2/modrt/mgmt"
 	"github.com/edgev2/edgev2/modrt/workload"
 )
@@ -50,7 +51,7 @@ func run(configPath string, log *slog.Logger) int {
 	var ca *edgeCA
 	var watch *identityWatch
 	var signer *workload.ModuleSigner
-	logsReplier := modrt.NewLogsReplier()
+	logsReplier := adapter.NewLogsReplier()
 	return daemon.Serve(log, daemon.Service{
 		BusName:     modrt.BusName,
 		Path:        modrt.ObjectPath,
@@ -93,7 +94,7 @@ func run(configPath string, log *slog.Logger) int {
 			svc.Identities, svc.Workload = modrt.IdentityEnv{Directory: identityDirectory{ids}}, wl
 			watch = &identityWatch{conn: conn, ids: ids, svc: svc, locals: cfg.Modules, record: filepath.Join(cfg.Homedir, "device.json"), log: log}
 			svc.Resume(ctx)
-			logsReplier.Attach(modrt.NewBusAPI(ctx, svc, auth, srv, log))
+			logsReplier.Attach(adapter.NewBusAPI(ctx, svc, auth, srv, log))
 			// The management REST API (edgeAgent, tools), on the same model.
 			l, err := mgmt.ListenUnix(cfg.MgmtSocket, 0o660)
 			if err != nil {
@@ -134,7 +135,7 @@ func run(configPath string, log *slog.Logger) int {
 			// each with its stop timeout. Any other stop (restart, upgrade,
 			// systemctl stop) keeps them running for the next modrtd.
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			stopping, err := modrt.SystemStopping(ctx)
+			stopping, err := adapter.SystemStopping(ctx)
 			cancel()
 			if err != nil {
 				log.Debug("cannot ask systemd whether the system is stopping; modules keep running", "err", err)

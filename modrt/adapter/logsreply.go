@@ -1,4 +1,4 @@
-package modrt
+package adapter
 
 import (
 	"os"
@@ -7,6 +7,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/modrt"
 )
 
 // LogsReplier answers GetLogs itself so the runtime's copy of the pipe it
@@ -44,7 +45,7 @@ func (l *LogsReplier) Option() godbus.ConnOption {
 
 // Attach starts serving GetLogs through api.
 func (l *LogsReplier) Attach(api *BusAPI) {
-	prefix := string(ObjectPath) + "/" + Collection + "/"
+	prefix := string(modrt.ObjectPath) + "/" + modrt.Collection + "/"
 	l.api.Store(&logsServer{
 		conn: api.srv.Conn(),
 		path: func(p godbus.ObjectPath) bool { return len(p) > len(prefix) && string(p[:len(prefix)]) == prefix },
@@ -63,7 +64,7 @@ func (l *LogsReplier) intercept(msg *godbus.Message) {
 	iface, _ := msg.Headers[godbus.FieldInterface].Value().(string)
 	member, _ := msg.Headers[godbus.FieldMember].Value().(string)
 	path, _ := msg.Headers[godbus.FieldPath].Value().(godbus.ObjectPath)
-	if iface != ModuleInterface || member != "GetLogs" || !s.path(path) {
+	if iface != modrt.ModuleInterface || member != "GetLogs" || !s.path(path) {
 		return // godbus answers (or refuses) it
 	}
 	msg.Type = 0 // ours now
