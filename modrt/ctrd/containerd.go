@@ -1,3 +1,7 @@
+// Package ctrd is the Module Runtime's containerd backend: modules as
+// containers and tasks, their supervision (restart policy and back-off on
+// an injectable Clock), image pull, import and GC, and task output over
+// FIFOs into the log store. modrt.Service consumes it as modrt.Backend.
 package ctrd
 
 import (
