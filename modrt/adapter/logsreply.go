@@ -64,7 +64,8 @@ func (l *LogsReplier) intercept(msg *godbus.Message) {
 	iface, _ := msg.Headers[godbus.FieldInterface].Value().(string)
 	member, _ := msg.Headers[godbus.FieldMember].Value().(string)
 	path, _ := msg.Headers[godbus.FieldPath].Value().(godbus.ObjectPath)
-	if iface != modrt.ModuleInterface || member != "GetLogs" || !s.path(path) {
+	// A call may omit the interface: GetLogs is only the module interface's.
+	if (iface != modrt.ModuleInterface && iface != "") || member != "GetLogs" || !s.path(path) {
 		return // godbus answers (or refuses) it
 	}
 	msg.Type = 0 // ours now
