@@ -132,7 +132,7 @@ func (s *Service) refreshHosts(ctx context.Context, hostExtra ...string) error {
 		}
 	}
 	var gw netip.Addr
-	if n := s.rt.Network(); n != nil {
+	if n, ok := s.rt.Network().(*Network); ok && n != nil {
 		gw = n.Gateway()
 	}
 	forHost, forNetwork := moduleHosts(hostNet, attached, gw)

@@ -21,6 +21,7 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/modrt/ctrd"
 )
 
 // The default network: every module not on the host's network or on none
@@ -54,16 +55,7 @@ type NetworkConfig struct {
 
 // PortMapping is one published port, in the portmap plugin's
 // portMappings capability shape.
-type PortMapping struct {
-	HostPort      int    `json:"hostPort"`
-	ContainerPort int    `json:"containerPort"`
-	Protocol      string `json:"protocol"`
-	HostIP        string `json:"hostIP,omitempty"`
-}
-
-func (p PortMapping) hostKey() string {
-	return fmt.Sprintf("%s/%s:%d", p.Protocol, p.HostIP, p.HostPort)
-}
+type PortMapping = ctrd.PortMapping
 
 // network modes a module is in (recorded in its container's labels).
 const (
@@ -271,20 +263,20 @@ func (n *Network) claimPorts(module string, ports []PortMapping) error {
 	defer n.mu.Unlock()
 	for _, p := range ports {
 		for _, q := range []PortMapping{p, {HostPort: p.HostPort, Protocol: p.Protocol}} {
-			if other, ok := n.ports[q.hostKey()]; ok && other != module {
-				return fault.New(fault.AlreadyExists, "module %q: host port %s is already published by module %q", module, p.hostKey(), other)
+			if other, ok := n.ports[q.HostKey()]; ok && other != module {
+				return fault.New(fault.AlreadyExists, "module %q: host port %s is already published by module %q", module, p.HostKey(), other)
 			}
 		}
 		if p.HostIP == "" {
 			for k, other := range n.ports {
 				if other != module && strings.HasPrefix(k, p.Protocol+"/") && strings.HasSuffix(k, fmt.Sprintf(":%d", p.HostPort)) {
-					return fault.New(fault.AlreadyExists, "module %q: host port %s is already published by module %q", module, p.hostKey(), other)
+					return fault.New(fault.AlreadyExists, "module %q: host port %s is already published by module %q", module, p.HostKey(), other)
 				}
 			}
 		}
 	}
 	for _, p := range ports {
-		n.ports[p.hostKey()] = module
+		n.ports[p.HostKey()] = module
 	}
 	return nil
 }
@@ -309,7 +301,7 @@ func (n *Network) Attach(ctx context.Context, module string, pid uint32, ports [
 	for _, p := range ports {
 		if err := hostPortFree(p); err != nil {
 			n.releasePorts(module)
-			return netip.Addr{}, fault.Wrap(fault.AlreadyExists, err, "module %q: host port %s is in use on the host (%v); a published port must not take the connections of a host service", module, p.hostKey(), err)
+			return netip.Addr{}, fault.Wrap(fault.AlreadyExists, err, "module %q: host port %s is in use on the host (%v); a published port must not take the connections of a host service", module, p.HostKey(), err)
 		}
 	}
 	rc := n.runtimeConf(module, fmt.Sprintf("/proc/%d/ns/net", pid), ports)

@@ -87,10 +87,10 @@ func (hc *HostConfig) portMappings() ([]PortMapping, error) {
 				}
 			}
 			pm := PortMapping{HostPort: hport, ContainerPort: cport, Protocol: proto, HostIP: hostIP}
-			if seen[pm.hostKey()] {
+			if seen[pm.HostKey()] {
 				return nil, fault.New(fault.InvalidArgs, "%s: host port %d/%s is bound twice", at, hport, proto)
 			}
-			seen[pm.hostKey()] = true
+			seen[pm.HostKey()] = true
 			out = append(out, pm)
 		}
 	}

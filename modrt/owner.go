@@ -35,7 +35,7 @@ type PidOwners struct {
 }
 
 // NewPidOwners answers from rt's view of module tasks.
-func NewPidOwners(rt *Runtime) *PidOwners { return newPidOwners(rt) }
+func NewPidOwners(rt Backend) *PidOwners { return newPidOwners(rt) }
 
 func newPidOwners(rt ownerRuntime) *PidOwners {
 	return &PidOwners{rt: rt, procFS: "/proc", settle: time.Second}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/modrt/ctrd"
 )
 
 // Policy is the module policy, an allowlist (modrtd builds it from its
@@ -48,7 +49,7 @@ type Policy struct {
 
 // ErrPolicy marks a refusal by the module policy. The start check wraps
 // it, so supervision knows retrying will not help.
-var ErrPolicy = errors.New("refused by the module policy")
+var ErrPolicy = ctrd.ErrPolicy
 
 // DockerDefaultCaps is Docker's (and containerd's) default capability set:
 // what a module may have without an opt-in.

@@ -22,7 +22,7 @@ import (
 // Service turns module specs into containers on the runtime, under the
 // configured policy.
 type Service struct {
-	rt       *Runtime
+	rt       Backend
 	policy   Policy
 	log      *slog.Logger
 	specsDir string // the specs modules were created with, redacted (no registry passwords)
@@ -68,7 +68,7 @@ const workloadDir = "/var/run/iotedge"
 const mgmtSocketName = "mgmt.sock"
 
 // NewService serves rt under the config's policy.
-func NewService(rt *Runtime, cfg *Config, log *slog.Logger) *Service {
+func NewService(rt Backend, cfg *Config, log *slog.Logger) *Service {
 	s := &Service{rt: rt, log: log, specsDir: filepath.Join(cfg.Homedir, "specs"),
 		hostsDir: filepath.Join(cfg.Homedir, "hosts"), hostsBase: "/etc/hosts", resolvBase: "/etc/resolv.conf", policy: cfg.ModulePolicy(),
 		networkName: cfg.Network.Name, allowHostNetwork: cfg.Policy.AllowHostNetwork,
@@ -83,7 +83,7 @@ func NewService(rt *Runtime, cfg *Config, log *slog.Logger) *Service {
 }
 
 // Runtime is the container runtime underneath.
-func (s *Service) Runtime() *Runtime { return s.rt }
+func (s *Service) Runtime() Backend { return s.rt }
 
 // Create makes a module from a ModuleSpec and starts it unless told not to.
 func (s *Service) Create(ctx context.Context, name string, specJSON []byte, start bool) error {

@@ -20,6 +20,7 @@ import (
 	"github.com/edgev2/edgev2/internal/daemon"
 	kclient "github.com/edgev2/edgev2/keys/client"
 	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/adapter"
 	"github.com/edgev2/edgev2/modrt/mgmt"
 	"github.com/edgev2/edgev2/modrt/workload"
 )
@@ -50,9 +51,11 @@ func run(configPath string, log *slog.Logger) int {
 	var ca *edgeCA
 	var watch *identityWatch
 	var signer *workload.ModuleSigner
+	logsReplier := adapter.NewLogsReplier()
 	return daemon.Serve(log, daemon.Service{
-		BusName: modrt.BusName,
-		Path:    modrt.ObjectPath,
+		BusName:     modrt.BusName,
+		Path:        modrt.ObjectPath,
+		ConnOptions: []godbus.ConnOption{logsReplier.Option()},
 		Register: func(ctx context.Context, conn *godbus.Conn, auth *bus.Authorizer, srv *bus.Server) error {
 			var err error
 			var roots *x509.CertPool
@@ -73,7 +76,7 @@ func run(configPath string, log *slog.Logger) int {
 			}
 			rt, err = modrt.OpenRuntime(ctx, modrt.RuntimeConfig{Address: cfg.Containerd, Namespace: cfg.Namespace,
 				StateDir: filepath.Join(cfg.Homedir, "runtime"), Logger: log, RegistryRoots: roots,
-				StartCheck: cfg.ModulePolicy().CheckStart, MountCheck: cfg.ModulePolicy().CheckMounted, Network: network})
+				StartCheck: cfg.ModulePolicy().CheckStart, MountCheck: cfg.ModulePolicy().CheckMounted, Network: modrt.RuntimeNetwork(network)})
 			if err != nil {
 				return fmt.Errorf("open containerd at %s: %w", cfg.Containerd, err)
 			}
@@ -91,7 +94,7 @@ func run(configPath string, log *slog.Logger) int {
 			svc.Identities, svc.Workload = modrt.IdentityEnv{Directory: identityDirectory{ids}}, wl
 			watch = &identityWatch{conn: conn, ids: ids, svc: svc, locals: cfg.Modules, record: filepath.Join(cfg.Homedir, "device.json"), log: log}
 			svc.Resume(ctx)
-			modrt.NewBusAPI(ctx, svc, auth, srv, log)
+			logsReplier.Attach(adapter.NewBusAPI(ctx, svc, auth, srv, log))
 			// The management REST API (edgeAgent, tools), on the same model.
 			l, err := mgmt.ListenUnix(cfg.MgmtSocket, 0o660)
 			if err != nil {
@@ -132,7 +135,7 @@ func run(configPath string, log *slog.Logger) int {
 			// each with its stop timeout. Any other stop (restart, upgrade,
 			// systemctl stop) keeps them running for the next modrtd.
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			stopping, err := modrt.SystemStopping(ctx)
+			stopping, err := adapter.SystemStopping(ctx)
 			cancel()
 			if err != nil {
 				log.Debug("cannot ask systemd whether the system is stopping; modules keep running", "err", err)

@@ -1,6 +1,7 @@
-package modrt
+package ctrd
 
 import (
+	"github.com/edgev2/edgev2/modrt/logstore"
 	"strings"
 	"syscall"
 	"testing"
@@ -52,7 +53,7 @@ func TestShutdownStopsModulesAndTheNextBootStartsThemAgain(t *testing.T) {
 		t.Fatalf("a module stopped by request was started by the reboot: %+v", st)
 	}
 	// polite got its SIGTERM and said goodbye, in its log.
-	stdout, _, _ := logText(t, e.rt, "polite", LogOptions{Tail: -1})
+	stdout, _, _ := logText(t, e.rt, "polite", logstore.Options{Tail: -1})
 	if !strings.Contains(stdout, "bye\n") {
 		t.Fatalf("polite's log has no goodbye: it was not sent SIGTERM, or its output was lost: %q", stdout)
 	}
@@ -61,7 +62,7 @@ func TestShutdownStopsModulesAndTheNextBootStartsThemAgain(t *testing.T) {
 func waitTicksFor(t *testing.T, e *rtEnv, name, want string) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if stdout, _, _ := logText(t, e.rt, name, LogOptions{Tail: -1}); strings.Contains(stdout, want) {
+		if stdout, _, _ := logText(t, e.rt, name, logstore.Options{Tail: -1}); strings.Contains(stdout, want) {
 			return
 		}
 	}

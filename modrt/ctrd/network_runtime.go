@@ -1,4 +1,4 @@
-package modrt
+package ctrd
 
 import (
 	"context"
@@ -61,7 +61,7 @@ func (r *Runtime) netChanged() {
 }
 
 // Network is the default network; nil when none is configured.
-func (r *Runtime) Network() *Network { return r.cfg.Network }
+func (r *Runtime) Network() Network { return r.cfg.Network }
 
 // attachNet joins m's new task (pid, created, not started) to the default
 // network. m.op is held.

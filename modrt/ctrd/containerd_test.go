@@ -1,10 +1,11 @@
-package modrt
+package ctrd
 
 import (
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"github.com/edgev2/edgev2/modrt/logstore"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -135,20 +136,20 @@ func (e *rtEnv) runningStarts(name string) []time.Time {
 	return ts
 }
 
-func logText(t *testing.T, rt *Runtime, name string, opts LogOptions) (stdout, stderr string, frames []Frame) {
+func logText(t *testing.T, rt *Runtime, name string, opts logstore.Options) (stdout, stderr string, frames []logstore.Frame) {
 	t.Helper()
 	rc, err := rt.Logs(name, opts)
 	if err != nil {
 		t.Fatalf("logs %s: %v", name, err)
 	}
 	defer rc.Close()
-	frames, err = ParseFrames(rc)
+	frames, err = logstore.ParseFrames(rc)
 	if err != nil {
 		t.Fatalf("parse log frames: %v", err)
 	}
 	var out, errb bytes.Buffer
 	for _, f := range frames {
-		if f.Stream == StreamStdout {
+		if f.Stream == logstore.StreamStdout {
 			out.Write(f.Payload)
 		} else {
 			errb.Write(f.Payload)
@@ -171,11 +172,11 @@ func TestModuleThatEchoesAndExitsReportsStatusAndFramedLogs(t *testing.T) {
 	if st.ExitCode != 0 || st.RestartCount != 0 || st.Pid != 0 || st.StartedAt.Before(before) || st.FinishedAt.Before(st.StartedAt) {
 		t.Fatalf("status after a clean exit: %+v", st)
 	}
-	stdout, stderr, _ := logText(t, e.rt, "echoer", LogOptions{Tail: -1})
+	stdout, stderr, _ := logText(t, e.rt, "echoer", logstore.Options{Tail: -1})
 	if stdout != "out1\nout2\n" || stderr != "err1\n" {
 		t.Fatalf("logs: stdout %q stderr %q", stdout, stderr)
 	}
-	_, _, frames := logText(t, e.rt, "echoer", LogOptions{Tail: 1, Timestamps: true})
+	_, _, frames := logText(t, e.rt, "echoer", logstore.Options{Tail: 1, Timestamps: true})
 	if len(frames) != 1 {
 		t.Fatalf("tail 1 gave %d frames", len(frames))
 	}
@@ -232,7 +233,7 @@ func TestFailingModuleIsRestartedWithGrowingBackoff(t *testing.T) {
 	if after := e.status(t, "crasher"); after.State != StateStopped || after.RestartCount != st.RestartCount {
 		t.Fatalf("a module stopped by request was restarted: %+v", after)
 	}
-	stdout, _, _ := logText(t, e.rt, "crasher", LogOptions{Tail: -1})
+	stdout, _, _ := logText(t, e.rt, "crasher", logstore.Options{Tail: -1})
 	if n := strings.Count(stdout, "crash\n"); n < 4 {
 		t.Fatalf("logs hold %d runs' output, want every run (>= 4): %q", n, stdout)
 	}
@@ -426,7 +427,7 @@ func waitTicks(t *testing.T, rt *Runtime, name string, n int) string {
 	t.Helper()
 	var stdout string
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		stdout, _, _ = logText(t, rt, name, LogOptions{Tail: -1})
+		stdout, _, _ = logText(t, rt, name, logstore.Options{Tail: -1})
 		if strings.Count(stdout, "\n") >= n {
 			break
 		}
@@ -478,7 +479,7 @@ func TestModuleSurvivesContainerdRestartAndRuntimeReconnects(t *testing.T) {
 	e.waitFor(t, "survivor", "restart after a kill", 15*time.Second, func(s Status) bool {
 		return s.State == StateRunning && s.Pid != before.Pid && s.RestartCount == 1
 	})
-	stdout, _, _ := logText(t, e.rt, "survivor", LogOptions{Tail: -1})
+	stdout, _, _ := logText(t, e.rt, "survivor", logstore.Options{Tail: -1})
 	if !strings.HasPrefix(stdout, "tick 0\n") {
 		t.Fatalf("logs across the containerd restart: %q", stdout)
 	}
@@ -490,14 +491,14 @@ func TestFollowStreamsNewLinesUntilModuleStops(t *testing.T) {
 	if err := e.rt.Start(t.Context(), "follow"); err != nil {
 		t.Fatal(err)
 	}
-	rc, err := e.rt.Logs("follow", LogOptions{Tail: 0, Follow: true})
+	rc, err := e.rt.Logs("follow", logstore.Options{Tail: 0, Follow: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	done := make(chan []Frame)
+	done := make(chan []logstore.Frame)
 	go func() {
-		frames, _ := ParseFrames(rc)
+		frames, _ := logstore.ParseFrames(rc)
 		done <- frames
 	}()
 	time.Sleep(700 * time.Millisecond)
@@ -534,8 +535,25 @@ func TestChattyModuleDoesNotFillTheDisk(t *testing.T) {
 	if total > maxBytes*files || n > files {
 		t.Fatalf("logs use %d bytes in %d files after ~400 KB of output; cap is %d bytes", total, n, maxBytes*files)
 	}
-	stdout, _, _ := logText(t, e.rt, "chatty", LogOptions{Tail: 2})
+	stdout, _, _ := logText(t, e.rt, "chatty", logstore.Options{Tail: 2})
 	if stdout != "chatter line 19999\nlast line\n" {
 		t.Fatalf("tail 2 = %q", stdout)
 	}
+}
+
+func dirSize(t *testing.T, dir string) (total int64, files int) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("read %s: %v", dir, err)
+	}
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += fi.Size()
+		files++
+	}
+	return total, files
 }

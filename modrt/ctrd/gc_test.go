@@ -1,4 +1,4 @@
-package modrt
+package ctrd
 
 import (
 	"os"

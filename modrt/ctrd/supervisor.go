@@ -1,9 +1,8 @@
-package modrt
+package ctrd
 
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	apievents "github.com/containerd/containerd/api/events"
@@ -43,9 +42,6 @@ func decideRestart(p RestartPolicy, exitCode, step int, uptime, base, backoffCap
 	delay = min(delay, backoffCap)
 	return restartDecision{Restart: true, Delay: delay, Step: step + 1}
 }
-
-// timer is the part of *time.Timer supervision uses, so tests can inject one.
-type timer interface{ Stop() bool }
 
 // exitTopic is containerd's event for a process exit.
 const exitTopic = "/tasks/exit"
@@ -202,35 +198,6 @@ func (r *Runtime) scheduleRestartLocked(m *module, delay time.Duration) {
 	gen := m.gen
 	m.timer = r.afterFunc(delay, func() { r.restartFromTimer(m, gen) })
 	m.timerArmed = true
-}
-
-// ctxTimer runs a function after a delay unless stopped or the runtime
-// closes first; Close never waits out a back-off.
-type ctxTimer struct {
-	stop chan struct{}
-	once sync.Once
-}
-
-func (t *ctxTimer) Stop() bool {
-	t.once.Do(func() { close(t.stop) })
-	return true
-}
-
-func (r *Runtime) newTimer(d time.Duration, f func()) timer {
-	t := &ctxTimer{stop: make(chan struct{})}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		tm := time.NewTimer(d)
-		defer tm.Stop()
-		select {
-		case <-tm.C:
-			f()
-		case <-t.stop:
-		case <-r.ctx.Done():
-		}
-	}()
-	return t
 }
 
 // cancelRestartLocked disarms a pending restart; m.mu is held.

@@ -1,4 +1,4 @@
-package modrt
+package ctrd_test
 
 import (
 	"errors"
@@ -11,6 +11,10 @@ import (
 
 	"github.com/containerd/containerd/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/ctrd"
+	"github.com/edgev2/edgev2/modrt/logstore"
 )
 
 // A module that can write where another module's bind source lies (both
@@ -26,9 +30,9 @@ func TestBindSourceSwappedAfterTheStartCheckIsNeverRun(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(host, "secret"), []byte("host secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := Policy{VolumesDir: vols}
+	p := modrt.Policy{VolumesDir: vols}
 	var race, restore atomic.Bool
-	e := startRuntime(t, func(c *RuntimeConfig) {
+	rt := ctrd.StartRuntime(t, func(c *ctrd.RuntimeConfig) {
 		c.StartCheck = func(module, image string, spec *specs.Spec) error {
 			err := p.CheckStart(module, image, spec)
 			if err == nil && race.Load() {
@@ -67,27 +71,35 @@ func TestBindSourceSwappedAfterTheStartCheckIsNeverRun(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(data, "secret"), []byte("own data\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		req := CreateRequest{Name: name, Image: testImage, Restart: RestartNever, Opts: []oci.SpecOpts{
+		req := ctrd.CreateRequest{Name: name, Image: ctrd.TestImage, Restart: ctrd.RestartNever, Opts: []oci.SpecOpts{
 			oci.WithProcessArgs("sh", "-c", "cat /data/secret; sleep 600"),
 			oci.WithMounts([]specs.Mount{{Destination: "/data", Type: "bind", Source: data, Options: []string{"rbind", "rw"}}}),
 		}}
-		if err := e.rt.Create(t.Context(), req); err != nil {
+		if err := rt.Create(t.Context(), req); err != nil {
 			t.Fatalf("create %s: %v", name, err)
 		}
 	}
+	status := func(name string) ctrd.Status {
+		t.Helper()
+		st, err := rt.Status(t.Context(), name)
+		if err != nil {
+			t.Fatalf("status %s: %v", name, err)
+		}
+		return st
+	}
 	output := func(name string) string {
-		stdout, _, _ := logText(t, e.rt, name, LogOptions{Tail: -1})
+		stdout, _, _ := ctrd.LogText(t, rt, name, logstore.Options{Tail: -1})
 		return stdout
 	}
 
 	// Legitimate: the bind as checked is what the module sees.
 	create("keeper")
-	if err := e.rt.Start(t.Context(), "keeper"); err != nil {
+	if err := rt.Start(t.Context(), "keeper"); err != nil {
 		t.Fatalf("start keeper: %v", err)
 	}
 	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(output("keeper"), "own data"); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("keeper never read its own data: %q, status %+v", output("keeper"), e.status(t, "keeper"))
+			t.Fatalf("keeper never read its own data: %q, status %+v", output("keeper"), status("keeper"))
 		}
 	}
 
@@ -100,20 +112,20 @@ func TestBindSourceSwappedAfterTheStartCheckIsNeverRun(t *testing.T) {
 		create(tc.name)
 		race.Store(true)
 		restore.Store(tc.restore)
-		err := e.rt.Start(t.Context(), tc.name)
+		err := rt.Start(t.Context(), tc.name)
 		race.Store(false)
 		restore.Store(false)
 		time.Sleep(500 * time.Millisecond) // a task that ran would have printed by now
 		if out := output(tc.name); strings.Contains(out, "host secret") {
 			t.Fatalf("%s read the host's file through the swapped bind: %q", tc.name, out)
 		}
-		if !errors.Is(err, ErrPolicy) {
+		if !errors.Is(err, modrt.ErrPolicy) {
 			t.Fatalf("%s: start after the swap: %v; want a refusal by the module policy", tc.name, err)
 		}
 		if tc.restore && !strings.Contains(err.Error(), "changed while the module started") {
 			t.Fatalf("%s: %v; want the refusal to say the source changed", tc.name, err)
 		}
-		if st := e.status(t, tc.name); st.State != StateFailed || st.Reason == "" {
+		if st := status(tc.name); st.State != ctrd.StateFailed || st.Reason == "" {
 			t.Fatalf("%s: status after the refused start: %+v", tc.name, st)
 		}
 	}

@@ -1,6 +1,7 @@
-package modrt
+package ctrd
 
 import (
+	"errors"
 	"net/netip"
 	"time"
 
@@ -73,3 +74,8 @@ const (
 	defaultLogFiles    = 3
 	minLogMaxBytes     = 4 << 10
 )
+
+// ErrPolicy marks a refusal by the module policy (modrt.ErrPolicy is this
+// error). RuntimeConfig's StartCheck and MountCheck wrap it, so
+// supervision knows retrying will not help.
+var ErrPolicy = errors.New("refused by the module policy")

@@ -1,10 +1,11 @@
-package modrt
+package ctrd
 
 import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
+	"github.com/edgev2/edgev2/modrt/logstore"
 	"io"
 	"log/slog"
 	"net"
@@ -123,7 +124,7 @@ func TestPullWithCredentialsMakesARunnableImageAndReportsProgress(t *testing.T) 
 	if st.State != StateStopped || st.ExitCode != 0 {
 		t.Fatalf("module of the pulled image: %+v, want stopped with exit 0", st)
 	}
-	if stdout, _, _ := logText(t, e.rt, "pulled", LogOptions{Tail: -1}); stdout != "pulled\n" {
+	if stdout, _, _ := logText(t, e.rt, "pulled", logstore.Options{Tail: -1}); stdout != "pulled\n" {
 		t.Errorf("module output %q, want %q", stdout, "pulled\n")
 	}
 }

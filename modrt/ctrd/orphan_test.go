@@ -1,6 +1,7 @@
-package modrt
+package ctrd
 
 import (
+	"github.com/edgev2/edgev2/modrt/logstore"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,7 +74,7 @@ func TestReopenedRuntimeHandlesOrphanedModules(t *testing.T) {
 			// Its output is captured again, from the new task's start.
 			var fresh string
 			for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-				stdout, _, _ := logText(t, e.rt, "orphan", LogOptions{Tail: -1})
+				stdout, _, _ := logText(t, e.rt, "orphan", logstore.Options{Tail: -1})
 				if i := strings.LastIndex(stdout, "tick 0\n"); i >= 0 {
 					if fresh = stdout[i:]; strings.Count(fresh, "\n") >= 3 {
 						break

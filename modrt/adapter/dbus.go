@@ -1,4 +1,7 @@
-package modrt
+// Package adapter serves the Module Runtime (package modrt) on D-Bus as
+// org.edgev2.ModuleRuntime1: method calls become service calls, runtime
+// state changes become signals.
+package adapter
 
 import (
 	"context"
@@ -13,27 +16,13 @@ import (
 
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/modrt"
 )
 
-// Bus names of the Module Runtime.
-const (
-	BusName         = "org.edgev2.ModuleRuntime1"
-	ObjectPath      = godbus.ObjectPath("/org/edgev2/ModuleRuntime1")
-	Interface       = "org.edgev2.ModuleRuntime1"
-	ModuleInterface = "org.edgev2.ModuleRuntime1.Module"
-	Collection      = "modules"
-)
-
-// polkit actions.
-const (
-	ActionRead   = "org.edgev2.modules.read"
-	ActionManage = "org.edgev2.modules.manage"
-)
-
-// BusAPI adapts Service to org.edgev2.ModuleRuntime1.
+// BusAPI adapts modrt.Service to org.edgev2.ModuleRuntime1.
 type BusAPI struct {
 	ctx  context.Context
-	svc  *Service
+	svc  *modrt.Service
 	auth bus.Authority
 	srv  *bus.Server
 	log  *slog.Logger
@@ -41,10 +30,10 @@ type BusAPI struct {
 
 // NewBusAPI registers the runtime's objects on srv and turns the runtime's
 // state changes into StateChanged, PropertiesChanged and ObjectManager signals.
-func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.Server, log *slog.Logger) *BusAPI {
+func NewBusAPI(ctx context.Context, svc *modrt.Service, auth bus.Authority, srv *bus.Server, log *slog.Logger) *BusAPI {
 	a := &BusAPI{ctx: ctx, svc: svc, auth: auth, srv: srv, log: log}
 	srv.Root(bus.Interface{
-		Name: Interface,
+		Name: modrt.Interface,
 		Methods: map[string]any{
 			"CreateModule":  a.createModule,
 			"ListModules":   a.listModules,
@@ -54,17 +43,17 @@ func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.S
 		},
 	})
 	srv.AddCollection(bus.Collection{
-		Name: Collection,
+		Name: modrt.Collection,
 		Interfaces: []bus.Interface{{
-			Name: ModuleInterface,
+			Name: modrt.ModuleInterface,
 			Methods: map[string]any{
-				"Start": a.start, "Stop": a.stop, "Restart": a.restart, "Remove": a.remove, "GetLogs": a.getLogs,
+				"Start": a.start, "Stop": a.stop, "Restart": a.restart, "Remove": a.remove, "GetLogs": a.getLogsUnhooked,
 			},
 			Properties: a.moduleProperties,
 		}},
-		Exists: func(name string) bool { _, err := svc.rt.Status(ctx, name); return err == nil },
+		Exists: func(name string) bool { _, err := svc.Runtime().Status(ctx, name); return err == nil },
 		List: func() ([]string, error) {
-			sts, err := svc.rt.List(ctx)
+			sts, err := svc.Runtime().List(ctx)
 			names := make([]string, 0, len(sts))
 			for _, st := range sts {
 				names = append(names, st.Name)
@@ -72,10 +61,12 @@ func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.S
 			return names, err
 		},
 	})
-	srv.CanRead = func(call bus.Call, id string) *godbus.Error { return a.authorize(call, ActionRead, id) }
+	srv.CanRead = func(call bus.Call, id string) *godbus.Error { return a.authorize(call, modrt.ActionRead, id) }
 	// Module events reach only the peers that may read that module.
-	srv.CanReceive = func(peer, id string) bool { return bus.MayReceive(ctx, auth, peer, ActionRead, moduleDetails(id)) }
-	svc.rt.OnChange(a.changed)
+	srv.CanReceive = func(peer, id string) bool {
+		return bus.MayReceive(ctx, auth, peer, modrt.ActionRead, moduleDetails(id))
+	}
+	svc.Runtime().OnChange(a.changed)
 	return a
 }
 
@@ -86,7 +77,7 @@ func unixTime(t time.Time) uint64 {
 	return uint64(t.Unix())
 }
 
-func statusProps(st Status) map[string]godbus.Variant {
+func statusProps(st modrt.Status) map[string]godbus.Variant {
 	return map[string]godbus.Variant{
 		"Name":         godbus.MakeVariant(st.Name),
 		"Image":        godbus.MakeVariant(st.Image),
@@ -98,21 +89,21 @@ func statusProps(st Status) map[string]godbus.Variant {
 }
 
 func (a *BusAPI) moduleProperties(name string) (map[string]godbus.Variant, error) {
-	st, err := a.svc.rt.Status(a.ctx, name)
+	st, err := a.svc.Runtime().Status(a.ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	return statusProps(st), nil
 }
 
-func (a *BusAPI) changed(st Status) {
-	if st.State == StateRemoved {
-		a.srv.Removed(Collection, st.Name)
+func (a *BusAPI) changed(st modrt.Status) {
+	if st.State == modrt.StateRemoved {
+		a.srv.Removed(modrt.Collection, st.Name)
 		return
 	}
-	path := a.srv.ChildPath(Collection, st.Name)
-	a.srv.PropertiesChanged(path, ModuleInterface, statusProps(st))
-	a.srv.Emit(path, ModuleInterface+".StateChanged", string(st.State))
+	path := a.srv.ChildPath(modrt.Collection, st.Name)
+	a.srv.PropertiesChanged(path, modrt.ModuleInterface, statusProps(st))
+	a.srv.Emit(path, modrt.ModuleInterface+".StateChanged", string(st.State))
 }
 
 // moduleDetails are the polkit details naming module name (none for the
@@ -142,10 +133,10 @@ func (a *BusAPI) createModule(msg godbus.Message, name, specJSON string, opts ma
 	if e != nil {
 		return "/", e
 	}
-	if err := ValidateName(name); err != nil {
+	if err := modrt.ValidateName(name); err != nil {
 		return "/", bus.ToError(err)
 	}
-	if e := a.authorize(bus.CallOf(msg), ActionManage, name); e != nil {
+	if e := a.authorize(bus.CallOf(msg), modrt.ActionManage, name); e != nil {
 		return "/", e
 	}
 	start := true
@@ -155,15 +146,15 @@ func (a *BusAPI) createModule(msg godbus.Message, name, specJSON string, opts ma
 	if err := a.svc.Create(a.ctx, name, []byte(specJSON), start); err != nil {
 		return "/", a.fail("CreateModule", err)
 	}
-	a.srv.Added(Collection, name)
-	return a.srv.ChildPath(Collection, name), nil
+	a.srv.Added(modrt.Collection, name)
+	return a.srv.ChildPath(modrt.Collection, name), nil
 }
 
 func (a *BusAPI) listModules(msg godbus.Message) ([]string, *godbus.Error) {
-	if e := a.authorize(bus.CallOf(msg), ActionRead, ""); e != nil {
+	if e := a.authorize(bus.CallOf(msg), modrt.ActionRead, ""); e != nil {
 		return nil, e
 	}
-	sts, err := a.svc.rt.List(a.ctx)
+	sts, err := a.svc.Runtime().List(a.ctx)
 	if err != nil {
 		return nil, a.fail("ListModules", err)
 	}
@@ -180,10 +171,10 @@ func (a *BusAPI) importImage(msg godbus.Message, fd godbus.UnixFD) ([]string, *g
 		return nil, bus.NewError(bus.ErrInvalidArgs, "archive is not a file descriptor")
 	}
 	defer f.Close()
-	if e := a.authorize(bus.CallOf(msg), ActionManage, ""); e != nil {
+	if e := a.authorize(bus.CallOf(msg), modrt.ActionManage, ""); e != nil {
 		return nil, e
 	}
-	names, err := a.svc.rt.ImportImage(a.ctx, f)
+	names, err := a.svc.Runtime().ImportImage(a.ctx, f)
 	if err != nil {
 		return nil, a.fail("ImportImage", err)
 	}
@@ -194,14 +185,14 @@ func (a *BusAPI) importImage(msg godbus.Message, fd godbus.UnixFD) ([]string, *g
 }
 
 func (a *BusAPI) getSystemInfo(msg godbus.Message) (map[string]godbus.Variant, *godbus.Error) {
-	if e := a.authorize(bus.CallOf(msg), ActionRead, ""); e != nil {
+	if e := a.authorize(bus.CallOf(msg), modrt.ActionRead, ""); e != nil {
 		return nil, e
 	}
 	host, _ := os.Hostname()
 	return map[string]godbus.Variant{
 		"os_type": godbus.MakeVariant(runtime.GOOS), "architecture": godbus.MakeVariant(runtime.GOARCH),
 		"version": godbus.MakeVariant("edgev2 0.1"), "hostname": godbus.MakeVariant(host),
-		"snapshotter": godbus.MakeVariant(a.svc.rt.Snapshotter()),
+		"snapshotter": godbus.MakeVariant(a.svc.Runtime().Snapshotter()),
 	}, nil
 }
 
@@ -218,44 +209,44 @@ func (a *BusAPI) child(msg godbus.Message, action string) (string, *godbus.Error
 }
 
 func (a *BusAPI) start(msg godbus.Message) *godbus.Error {
-	name, e := a.child(msg, ActionManage)
+	name, e := a.child(msg, modrt.ActionManage)
 	if e != nil {
 		return e
 	}
-	if err := a.svc.rt.Start(a.ctx, name); err != nil {
+	if err := a.svc.Runtime().Start(a.ctx, name); err != nil {
 		return a.fail("Start", err)
 	}
 	return nil
 }
 
 func (a *BusAPI) stop(msg godbus.Message, timeoutS uint32) *godbus.Error {
-	name, e := a.child(msg, ActionManage)
+	name, e := a.child(msg, modrt.ActionManage)
 	if e != nil {
 		return e
 	}
-	timeout := StopTimeout
+	timeout := modrt.StopTimeout
 	if timeoutS > 0 {
 		timeout = time.Duration(min(timeoutS, 3600)) * time.Second
 	}
-	if err := a.svc.rt.Stop(a.ctx, name, timeout); err != nil {
+	if err := a.svc.Runtime().Stop(a.ctx, name, timeout); err != nil {
 		return a.fail("Stop", err)
 	}
 	return nil
 }
 
 func (a *BusAPI) restart(msg godbus.Message) *godbus.Error {
-	name, e := a.child(msg, ActionManage)
+	name, e := a.child(msg, modrt.ActionManage)
 	if e != nil {
 		return e
 	}
-	if err := a.svc.rt.Restart(a.ctx, name, StopTimeout); err != nil {
+	if err := a.svc.Runtime().Restart(a.ctx, name, modrt.StopTimeout); err != nil {
 		return a.fail("Restart", err)
 	}
 	return nil
 }
 
 func (a *BusAPI) remove(msg godbus.Message) *godbus.Error {
-	name, e := a.child(msg, ActionManage)
+	name, e := a.child(msg, modrt.ActionManage)
 	if e != nil {
 		return e
 	}
@@ -265,17 +256,18 @@ func (a *BusAPI) remove(msg godbus.Message) *godbus.Error {
 	return nil
 }
 
-// getLogs returns the read end of a pipe the logs are copied into.
-func (a *BusAPI) getLogs(msg godbus.Message, opts map[string]godbus.Variant) (godbus.UnixFD, *godbus.Error) {
-	name, e := a.child(msg, ActionRead)
+// openLogs opens the read end of a pipe the logs are copied into; the
+// LogsReplier sends it and closes it.
+func (a *BusAPI) openLogs(msg godbus.Message, opts map[string]godbus.Variant) (*os.File, *godbus.Error) {
+	name, e := a.child(msg, modrt.ActionRead)
 	if e != nil {
-		return -1, e
+		return nil, e
 	}
 	vals, e := bus.ParseOptions(opts, map[string]string{"tail": "i", "since": "x", "until": "x", "timestamps": "b"})
 	if e != nil {
-		return -1, e
+		return nil, e
 	}
-	o := LogOptions{Tail: -1}
+	o := modrt.LogOptions{Tail: -1}
 	if v, ok := vals["tail"].(int32); ok {
 		o.Tail = int(v)
 	}
@@ -288,22 +280,19 @@ func (a *BusAPI) getLogs(msg godbus.Message, opts map[string]godbus.Variant) (go
 	o.Timestamps, _ = vals["timestamps"].(bool)
 	rc, err := a.svc.Logs(name, o)
 	if err != nil {
-		return -1, a.fail("GetLogs", err)
+		return nil, a.fail("GetLogs", err)
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		rc.Close()
-		return -1, a.fail("GetLogs", fmt.Errorf("pipe: %w", err))
+		return nil, a.fail("GetLogs", fmt.Errorf("pipe: %w", err))
 	}
 	go func() {
 		defer rc.Close()
 		defer w.Close()
 		io.Copy(w, rc)
 	}()
-	// godbus sends the fd with the reply; close our copy once it is sent.
-	fd := godbus.UnixFD(r.Fd())
-	go func() { time.Sleep(5 * time.Second); r.Close() }()
-	return fd, nil
+	return r, nil
 }
 
 func (a *BusAPI) pullImage(msg godbus.Message, ref string, opts map[string]godbus.Variant) (string, *godbus.Error) {
@@ -312,22 +301,22 @@ func (a *BusAPI) pullImage(msg godbus.Message, ref string, opts map[string]godbu
 		return "", e
 	}
 	call := bus.CallOf(msg)
-	if e := a.authorize(call, ActionManage, ""); e != nil {
+	if e := a.authorize(call, modrt.ActionManage, ""); e != nil {
 		return "", e
 	}
-	var auth *PullAuth
+	var auth *modrt.PullAuth
 	if u, ok := vals["username"].(string); ok {
 		p, _ := vals["password"].(string)
-		auth = &PullAuth{Username: u, Password: p}
+		auth = &modrt.PullAuth{Username: u, Password: p}
 	}
 	last := time.Time{}
-	digest, err := a.svc.rt.Pull(a.ctx, ref, auth, func(p PullProgress) {
+	digest, err := a.svc.Runtime().Pull(a.ctx, ref, auth, func(p modrt.PullProgress) {
 		if time.Since(last) < 200*time.Millisecond && p.Done < p.Total {
 			return // at most five signals a second
 		}
 		last = time.Now()
 		// The caller and whoever may read the runtime as a whole.
-		a.srv.EmitAlso(call.Sender, ObjectPath, Interface+".PullProgress", p.Ref, uint64(p.Done), uint64(p.Total))
+		a.srv.EmitAlso(call.Sender, modrt.ObjectPath, modrt.Interface+".PullProgress", p.Ref, uint64(p.Done), uint64(p.Total))
 	})
 	if err != nil {
 		return "", a.fail("PullImage", err)

@@ -1,4 +1,4 @@
-package modrt
+package logstore
 
 import (
 	"bytes"
@@ -28,11 +28,12 @@ func dirSize(t *testing.T, dir string) (total int64, files int) {
 	return total, files
 }
 
-func readAll(t *testing.T, l *logFile, opts LogOptions) []Frame {
+func readAll(t *testing.T, l *Log, opts Options) []Frame {
 	t.Helper()
 	pr, pw := io.Pipe()
-	lr := &logReader{log: l, opts: opts, ended: func() bool { return true }, now: time.Now, stop: make(chan struct{}), w: pw}
-	go func() { pw.CloseWithError(lr.run(t.Context())) }()
+	go func() {
+		pw.CloseWithError(l.Copy(t.Context(), pw, opts, Follow{Ended: func() bool { return true }, Now: time.Now, Stop: make(chan struct{})}))
+	}()
 	frames, err := ParseFrames(pr)
 	if err != nil {
 		t.Fatalf("parse frames: %v", err)
@@ -43,12 +44,12 @@ func readAll(t *testing.T, l *logFile, opts LogOptions) []Frame {
 func TestChattyOutputIsCappedByRotation(t *testing.T) {
 	dir := t.TempDir()
 	const maxBytes, files = 8 << 10, 3
-	l, err := openLogFile(dir, maxBytes, files, time.Now)
+	l, err := Open(dir, maxBytes, files, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.close()
-	w := &lineWriter{stream: StreamStdout, log: l}
+	defer l.Close()
+	w := NewLineWriter(StreamStdout, l)
 	for i := range 20000 { // ~600 KiB, far over the 24 KiB cap
 		fmt.Fprintf(w, "line %06d of chatty output\n", i)
 	}
@@ -56,7 +57,7 @@ func TestChattyOutputIsCappedByRotation(t *testing.T) {
 	if total > maxBytes*files || n > files {
 		t.Fatalf("logs use %d bytes in %d files, cap is %d bytes in %d files", total, n, maxBytes*files, files)
 	}
-	frames := readAll(t, l, LogOptions{Tail: 3})
+	frames := readAll(t, l, Options{Tail: 3})
 	want := []string{"line 019997 of chatty output\n", "line 019998 of chatty output\n", "line 019999 of chatty output\n"}
 	if len(frames) != 3 {
 		t.Fatalf("tail 3 gave %d frames", len(frames))
@@ -67,7 +68,7 @@ func TestChattyOutputIsCappedByRotation(t *testing.T) {
 		}
 	}
 	// Everything kept is in order, without gaps, ending with the last line.
-	all := readAll(t, l, LogOptions{Tail: -1})
+	all := readAll(t, l, Options{Tail: -1})
 	first := 0
 	fmt.Sscanf(string(all[0].Payload), "line %d", &first)
 	for i, f := range all {
@@ -81,18 +82,18 @@ func TestChattyOutputIsCappedByRotation(t *testing.T) {
 }
 
 func TestLongLinesAreChunkedAndPartialLinesFlushed(t *testing.T) {
-	l, err := openLogFile(t.TempDir(), 1<<20, 2, time.Now)
+	l, err := Open(t.TempDir(), 1<<20, 2, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.close()
-	w := &lineWriter{stream: StreamStderr, log: l}
+	defer l.Close()
+	w := NewLineWriter(StreamStderr, l)
 	long := strings.Repeat("x", maxLineChunk+10) + "\n"
 	w.Write([]byte(long[:100]))
 	w.Write([]byte(long[100:]))
 	w.Write([]byte("no newline at end"))
-	w.flush()
-	frames := readAll(t, l, LogOptions{Tail: -1})
+	w.Flush()
+	frames := readAll(t, l, Options{Tail: -1})
 	var got []string
 	for _, f := range frames {
 		got = append(got, string(f.Payload))
@@ -113,25 +114,25 @@ func lens(ss []string) []int {
 
 func TestTornLastRecordIsCutOnReopen(t *testing.T) {
 	dir := t.TempDir()
-	l, err := openLogFile(dir, 1<<20, 2, time.Now)
+	l, err := Open(dir, 1<<20, 2, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.append(StreamStdout, []byte("whole\n"))
-	l.close()
-	f, err := os.OpenFile(filepath.Join(dir, logFileName), os.O_WRONLY|os.O_APPEND, 0)
+	l.Append(StreamStdout, []byte("whole\n"))
+	l.Close()
+	f, err := os.OpenFile(filepath.Join(dir, fileName), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.Write(appendRecord(nil, record{stream: StreamStdout, at: time.Now(), data: []byte("torn record\n")})[:20])
 	f.Close()
-	l, err = openLogFile(dir, 1<<20, 2, time.Now)
+	l, err = Open(dir, 1<<20, 2, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.close()
-	l.append(StreamStdout, []byte("after\n"))
-	frames := readAll(t, l, LogOptions{Tail: -1})
+	defer l.Close()
+	l.Append(StreamStdout, []byte("after\n"))
+	frames := readAll(t, l, Options{Tail: -1})
 	var got bytes.Buffer
 	for _, f := range frames {
 		got.Write(f.Payload)
@@ -144,17 +145,17 @@ func TestTornLastRecordIsCutOnReopen(t *testing.T) {
 func TestSinceUntilAndTimestampsSelectAndPrefix(t *testing.T) {
 	clock := time.Date(2025, 1, 2, 3, 4, 5, 600, time.UTC)
 	now := func() time.Time { return clock }
-	l, err := openLogFile(t.TempDir(), 1<<20, 2, now)
+	l, err := Open(t.TempDir(), 1<<20, 2, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.close()
+	defer l.Close()
 	for i := range 5 {
 		clock = clock.Add(time.Second)
-		l.append(StreamStdout, fmt.Appendf(nil, "%d\n", i))
+		l.Append(StreamStdout, fmt.Appendf(nil, "%d\n", i))
 	}
 	start := time.Date(2025, 1, 2, 3, 4, 5, 600, time.UTC)
-	frames := readAll(t, l, LogOptions{Tail: -1, Since: start.Add(2 * time.Second), Until: start.Add(4 * time.Second), Timestamps: true})
+	frames := readAll(t, l, Options{Tail: -1, Since: start.Add(2 * time.Second), Until: start.Add(4 * time.Second), Timestamps: true})
 	want := []string{
 		"2025-01-02T03:04:07.0000006Z 1\n",
 		"2025-01-02T03:04:08.0000006Z 2\n",

@@ -1,0 +1,78 @@
+package workload
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/edgev2/edgev2/internal/fault"
+)
+
+// requestError is a refusal of the request itself (bad input, a caller
+// that may not ask), answered with its own status and message.
+type requestError struct {
+	status int
+	msg    string
+}
+
+func (e *requestError) Error() string { return e.msg }
+
+func refuse(status int, format string, args ...any) error {
+	return &requestError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// backendError marks a failure of the backend; op names it in the log.
+type backendError struct {
+	op  string
+	err error
+}
+
+func (e *backendError) Error() string { return e.op + ": " + e.err.Error() }
+func (e *backendError) Unwrap() error { return e.err }
+
+// failed wraps a backend failure of op, to be logged when answered.
+func failed(op string, err error) error { return &backendError{op: op, err: err} }
+
+// errorBody is the edgelet swagger's ErrorResponse.
+type errorBody struct {
+	Message string `json:"message"`
+}
+
+// writeError is the one error path: a requestError answers with its status;
+// anything else with the status of its fault kind and its caller-safe
+// message, a backend failure logged first.
+func writeError(w http.ResponseWriter, log *slog.Logger, module string, err error) {
+	var re *requestError
+	if errors.As(err, &re) {
+		writeJSON(w, re.status, errorBody{Message: re.msg})
+		return
+	}
+	var be *backendError
+	if errors.As(err, &be) {
+		log.Warn("workload "+be.op+" failed", "module", module, "err", be.err)
+	}
+	writeJSON(w, statusOf(err), errorBody{Message: fault.Message(err)})
+}
+
+// statusOf maps a fault kind to the HTTP status the edgelet API uses.
+func statusOf(err error) int {
+	switch fault.KindOf(err) {
+	case fault.NotFound:
+		return http.StatusNotFound
+	case fault.InvalidArgs:
+		return http.StatusBadRequest
+	case fault.NotAuthorized:
+		return http.StatusForbidden
+	case fault.Unavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,89 @@
+package workload
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/edgev2/edgev2/internal/unixsock"
+)
+
+// routes serves one module's socket: each route is a method that returns
+// its error, answered by writeError.
+type routes struct {
+	m      *Manager
+	module string
+}
+
+type routeFunc func(w http.ResponseWriter, r *http.Request) error
+
+// handler serves one module's socket.
+func (m *Manager) handler(module string) http.Handler {
+	h := &routes{m: m, module: module}
+	mux := http.NewServeMux()
+	// Routes naming a module act as it: the caller must be that module.
+	h.handle(mux, "POST /modules/{name}/genid/{genid}/sign", true, h.sign)
+	h.handle(mux, "POST /modules/{name}/genid/{genid}/certificate/server", true, h.serverCert)
+	h.handle(mux, "POST /modules/{name}/certificate/identity", true, h.identityCert)
+	h.handle(mux, "POST /modules/{name}/genid/{genid}/encrypt", true, h.encrypt)
+	h.handle(mux, "POST /modules/{name}/genid/{genid}/decrypt", true, h.decrypt)
+	// "/modules/" too, as aziot-edged (older diagnostics images call it).
+	h.handle(mux, "GET /modules", false, h.listModules)
+	h.handle(mux, "GET /modules/{$}", false, h.listModules)
+	h.handle(mux, "GET /manifest-trust-bundle", false, h.manifestTrustBundle)
+	h.handle(mux, "GET /trust-bundle", false, h.trustBundle)
+	h.handle(mux, "/", false, func(w http.ResponseWriter, r *http.Request) error {
+		return refuse(http.StatusNotFound, "no workload API route %s %s", r.Method, r.URL.Path)
+	})
+	return mux
+}
+
+func (h *routes) handle(mux *http.ServeMux, pattern string, namedInPath bool, f routeFunc) {
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		err := h.allowed(r, namedInPath)
+		if err == nil {
+			err = f(w, r)
+		}
+		if err != nil {
+			writeError(w, h.m.log, h.module, err)
+		}
+	})
+}
+
+// allowed checks the api-version, that the caller is a process of this
+// socket's module, and (for module routes) that it names itself.
+func (h *routes) allowed(r *http.Request, namedInPath bool) error {
+	if v := r.URL.Query().Get("api-version"); !APIVersions[v] {
+		return refuse(http.StatusBadRequest, "unsupported or missing api-version %q", v)
+	}
+	cred, _ := r.Context().Value(credKey{}).(*unix.Ucred)
+	if cred == nil || !h.m.be.OwnsPid(r.Context(), h.module, cred.Pid) {
+		return refuse(http.StatusForbidden, "the caller is not a process of module %s", h.module)
+	}
+	// The pid was read when the connection was made: if that process has
+	// exited since, its number may now be another's (a process of this
+	// module), and the connection is someone else's. Checked after the
+	// pid's owner, so a verdict about a reused pid is never kept.
+	if pidfd, ok := r.Context().Value(pidfdKey{}).(int); ok && !unixsock.PidfdAlive(pidfd) {
+		return refuse(http.StatusForbidden, "the process that connected (pid %d) has exited; connect again", cred.Pid)
+	}
+	if namedInPath && r.PathValue("name") != h.module {
+		return refuse(http.StatusForbidden, "module %s may not act as module %s", h.module, r.PathValue("name"))
+	}
+	return nil
+}
+
+// readJSON reads a JSON body of at most limit bytes into v (413 or 400
+// when it cannot).
+func readJSON(r *http.Request, limit int64, v any) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil || int64(len(body)) > limit {
+		return refuse(http.StatusRequestEntityTooLarge, "request body over %d KiB", limit>>10)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return refuse(http.StatusBadRequest, "request body is not valid JSON: %v", err)
+	}
+	return nil
+}
