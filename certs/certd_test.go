@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/xml"
 	"fmt"
 	"os"
 	"os/exec"
@@ -328,21 +327,6 @@ func TestCertdIssuesThroughTheBus(t *testing.T) {
 			t.Fatalf("the rule for tester-cert let %s delete device-id: %s", testenv.OtherUser, out)
 		}
 	})
-	t.Run("IntrospectionEqualsShippedXML", func(t *testing.T) {
-		for _, c := range []struct {
-			path  godbus.ObjectPath
-			iface string
-		}{{certsapi.ObjectPath, certsapi.Interface}, {cclient.Path("device-id"), certsapi.CertInterface}} {
-			var served string
-			if err := s.conn.Object(certsapi.BusName, c.path).Call("org.freedesktop.DBus.Introspectable.Introspect", 0).Store(&served); err != nil {
-				t.Fatal(err)
-			}
-			file, _ := bus.InterfaceFile(c.iface)
-			if got, want := ifaceOf(t, served, c.iface), ifaceOf(t, string(file), c.iface); got != want {
-				t.Errorf("%s served:\n%s\nshipped:\n%s", c.iface, got, want)
-			}
-		}
-	})
 }
 
 func errorsAs(err error, target *godbus.Error) bool {
@@ -355,35 +339,4 @@ func errorsAs(err error, target *godbus.Error) bool {
 		return true
 	}
 	return false
-}
-
-func ifaceOf(t *testing.T, data, iface string) string {
-	t.Helper()
-	var doc struct {
-		Interfaces []struct {
-			Name    string `xml:"name,attr"`
-			Methods []struct {
-				Name string `xml:"name,attr"`
-				Args []struct {
-					Name, Type, Direction string `xml:",attr"`
-				} `xml:"arg"`
-			} `xml:"method"`
-			Properties []struct {
-				Name, Type, Access string `xml:",attr"`
-			} `xml:"property"`
-			Signals []struct {
-				Name string `xml:"name,attr"`
-			} `xml:"signal"`
-		} `xml:"interface"`
-	}
-	if err := xml.Unmarshal([]byte(data), &doc); err != nil {
-		t.Fatal(err)
-	}
-	for _, i := range doc.Interfaces {
-		if i.Name == iface {
-			return fmt.Sprintf("%+v", i)
-		}
-	}
-	t.Fatalf("no interface %s", iface)
-	return ""
 }

@@ -58,6 +58,10 @@ type Authorizer struct {
 	// only, not callers leaving: caches outside this type (keyd's
 	// sessions) compare it to drop what a rule change may have revoked.
 	rulesGen atomic.Uint64
+
+	// changedSeen counts the Changed signals handled, honoured or not, so
+	// tests can wait for a forged one to have been looked at.
+	changedSeen atomic.Uint64
 }
 
 type decision struct {
@@ -120,6 +124,7 @@ func NewAuthorizer(ctx context.Context, conn *godbus.Conn, log *slog.Logger) (*A
 func (a *Authorizer) handleSignal(sig *godbus.Signal) {
 	switch sig.Name {
 	case polkitInterface + ".Changed":
+		defer a.changedSeen.Add(1)
 		a.mu.Lock()
 		fromPolkit := sig.Sender != "" && sig.Sender == a.polkitOwner
 		a.mu.Unlock()

@@ -35,18 +35,19 @@ func otherUserConnection(t *testing.T, b *testenv.Bus, conn *godbus.Conn) (name 
 		}
 	}
 	t.Cleanup(stop)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	testenv.Eventually(t, 10*time.Second, func() bool {
 		var names []string
 		conn.BusObject().Call("org.freedesktop.DBus.ListNames", 0).Store(&names)
 		for _, n := range names {
 			var u uint32
 			if n[0] == ':' && conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, n).Store(&u) == nil && u == uint32(uid) {
-				return n, stop
+				name = n
+				return true
 			}
 		}
-	}
-	t.Fatalf("no bus connection of %s appeared", testenv.OtherUser)
-	return "", nil
+		return false
+	}, "no bus connection of %s appeared", testenv.OtherUser)
+	return name, stop
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -84,13 +85,20 @@ func TestAuthorizerCachesAndDropsOnPolkitChangedAndCallerExit(t *testing.T) {
 		godbus.FieldMember:      godbus.MakeVariant("Changed"),
 		godbus.FieldDestination: godbus.MakeVariant(conn.Names()[0]),
 	}}
+	seen := bus.ChangedSignalsSeen(auth)
 	if call := forger.Send(forged, nil); call.Err != nil {
 		t.Fatal(call.Err)
 	}
 	if err := forger.Emit("/org/freedesktop/PolicyKit1/Authority", "org.freedesktop.PolicyKit1.Authority.Changed"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// The bus delivers one sender's messages in order: once a second
+	// forged unicast has been handled, so has the broadcast before it,
+	// unless the match rule kept it away.
+	if call := forger.Send(forged, nil); call.Err != nil {
+		t.Fatal(call.Err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool { return bus.ChangedSignalsSeen(auth) >= seen+2 }, "the forged Changed signals handled")
 	auth.Authorize(ctx, call, "org.edgev2.keys.use", details)
 	if hits, _ := auth.CacheStats(); hits != 2 {
 		t.Fatalf("cache hits = %d after forged Changed signals, want 2 (the forgery flushed the cache)", hits)
@@ -109,15 +117,12 @@ func TestAuthorizerCachesAndDropsOnPolkitChangedAndCallerExit(t *testing.T) {
   if (action.id == "org.edgev2.keys.use" && subject.user == "`+testenv.OtherUser+`" &&
       action.lookup("key_id") == "ask") { return polkit.Result.AUTH_ADMIN; }
 });`)
-	var e *godbus.Error
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if e = auth.Authorize(ctx, call, "org.edgev2.keys.use", details); e == nil {
-			break
+	testenv.EventuallyNoError(t, 5*time.Second, func() error {
+		if e := auth.Authorize(ctx, call, "org.edgev2.keys.use", details); e != nil {
+			return e
 		}
-	}
-	if e != nil {
-		t.Fatalf("after the granting rule (polkit Changed): %v, want allowed", e)
-	}
+		return nil
+	}, "after the granting rule (polkit Changed): want allowed")
 	// Scoped by details: another key stays denied.
 	if e := auth.Authorize(ctx, call, "org.edgev2.keys.use", map[string]string{"key_id": "other"}); e == nil {
 		t.Fatal("rule for cache-key allowed another key")
@@ -163,12 +168,7 @@ func TestAuthorizerDeniesWhenPolkitIsAbsent(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool, what string) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting: %s", what)
+	testenv.Eventually(t, 10*time.Second, cond, "%s", what)
 }
 
 // TestAuthorizerCacheEvictsOneDecisionAtATime: a caller cycling over more

@@ -1,6 +1,7 @@
 package dbus
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -87,8 +88,26 @@ func (s *Server) Root(ifaces ...Interface) { s.ifs = ifaces }
 func (s *Server) AddCollection(c Collection) { s.colls = append(s.colls, c) }
 
 // Export exports every object. Call it before Claim, so a client that sees
-// the name can use every object at once.
+// the name can use every object at once. It first checks every interface's
+// method table against its shipped XML (CheckMethods) and exports nothing
+// on a mismatch.
 func (s *Server) Export() error {
+	var bad []error
+	for _, i := range s.ifs {
+		if err := CheckMethods(i); err != nil {
+			bad = append(bad, err)
+		}
+	}
+	for _, c := range s.colls {
+		for _, i := range c.Interfaces {
+			if err := CheckMethods(i); err != nil {
+				bad = append(bad, err)
+			}
+		}
+	}
+	if err := errors.Join(bad...); err != nil {
+		return err
+	}
 	for _, i := range s.ifs {
 		if err := s.conn.ExportMethodTable(i.Methods, s.root, i.Name); err != nil {
 			return fmt.Errorf("export %s: %w", i.Name, err)

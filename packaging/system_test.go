@@ -197,27 +197,23 @@ func boot(t *testing.T, dir string) *machine {
 			<-m.exited
 		}
 	})
-	deadline := time.Now().Add(60 * time.Second)
-	for m.leader == 0 {
+	if !testenv.WaitFor(60*time.Second, func() bool {
 		select {
 		case <-m.exited:
 			t.Fatalf("systemd-nspawn exited: %v\n%s", m.err, m.consoleTail())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the container's systemd never appeared\n%s", m.consoleTail())
-		}
 		m.leader = findLeader(m.cmd.Process.Pid)
-		time.Sleep(200 * time.Millisecond)
+		return m.leader != 0
+	}) {
+		t.Fatalf("the container's systemd never appeared\n%s", m.consoleTail())
 	}
 	// systemctl fails until systemd's private socket is up.
 	var state string
-	for end := time.Now().Add(180 * time.Second); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
+	testenv.WaitFor(180*time.Second, func() bool {
 		state, _ = m.sh("timeout 120 systemctl is-system-running --wait 2>&1")
-		if !strings.Contains(state, "Failed to connect") {
-			break
-		}
-	}
+		return !strings.Contains(state, "Failed to connect")
+	})
 	if s := strings.TrimSpace(state); s != "running" {
 		out, _ := m.sh("systemctl --failed --no-pager; journalctl -b --no-pager -p warning | tail -50")
 		t.Fatalf("system state after boot: %q, want running\n%s\n%s", s, out, m.consoleTail())
@@ -288,17 +284,12 @@ func (m *machine) must(what, script string) string {
 // eventually runs script until it succeeds, for up to timeout.
 func (m *machine) eventually(what, script string, timeout time.Duration) string {
 	m.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		out, err := m.sh(script)
-		if err == nil {
-			return out
-		}
-		if time.Now().After(deadline) {
-			m.fail("%s: not within %v: %v\n$ %s\n%s", what, timeout, err, script, out)
-		}
-		time.Sleep(time.Second)
+	var out string
+	var err error
+	if !testenv.WaitFor(timeout, func() bool { out, err = m.sh(script); return err == nil }) {
+		m.fail("%s: not within %v: %v\n$ %s\n%s", what, timeout, err, script, out)
 	}
+	return out
 }
 
 // fail prints the edgev2 units' journals and the failed units, then fails.

@@ -188,14 +188,10 @@ func testModules(t *testing.T, w *world) {
 		t.Fatal(err)
 	}
 	var logs map[string]string
-	for i := 0; i < 100; i++ {
+	if !testenv.WaitFor(10*time.Second, func() bool {
 		w.runJSON(t, &logs, "modules", "logs", "hello", "--json")
-		if strings.Contains(logs["logs"], "hello-from-module") {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if !strings.Contains(logs["logs"], "hello-from-module") {
+		return strings.Contains(logs["logs"], "hello-from-module")
+	}) {
 		t.Fatalf("modules logs: %v", logs)
 	}
 	testLogsFollow(t, w)
@@ -285,12 +281,9 @@ func testLogsFollow(t *testing.T, w *world) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for !strings.Contains(out.String(), "later-line") {
-		if ctx.Err() != nil {
-			cmd.Process.Kill()
-			t.Fatalf("logs -f never printed the later line: %q", out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+	if deadline, _ := ctx.Deadline(); !testenv.WaitFor(time.Until(deadline), func() bool { return strings.Contains(out.String(), "later-line") }) {
+		cmd.Process.Kill()
+		t.Fatalf("logs -f never printed the later line: %q", out.String())
 	}
 	cmd.Process.Signal(os.Interrupt)
 	if err := cmd.Wait(); err != nil {
@@ -324,15 +317,12 @@ func testReprovision(t *testing.T, w *world) {
 	if res["state"] == "" {
 		t.Fatalf("identity reprovision: %v", res)
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		var id map[string]any
+	var id map[string]any
+	if !testenv.WaitFor(30*time.Second, func() bool {
 		w.runJSON(t, &id, "identity", "show", "--json")
-		if id["state"] == "provisioned" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not provisioned again: %v", id)
-		}
+		return id["state"] == "provisioned"
+	}) {
+		t.Fatalf("not provisioned again: %v", id)
 	}
 	if _, errOut, code := w.run(t, testenv.OtherUser, "identity", "reprovision"); code != exitNotAuthz || !strings.Contains(errOut, "org.edgev2.identity.reprovision") {
 		t.Fatalf("reprovision as an ordinary user: exit %d %s", code, errOut)

@@ -138,14 +138,9 @@ retry_max_s = 2
 		t.Fatalf("issue device-cert: %v", err)
 	}
 	ic := iclient.New(w.conn)
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if st, _ := ic.State(ctx); st == "provisioned" {
-			break
-		}
-		if time.Now().After(deadline) {
-			info, _ := ic.ProvisioningInfo(ctx)
-			t.Fatalf("identityd did not provision: %s", info.S("last_error"))
-		}
+	if !testenv.WaitFor(30*time.Second, func() bool { st, _ := ic.State(ctx); return st == "provisioned" }) {
+		info, _ := ic.ProvisioningInfo(ctx)
+		t.Fatalf("identityd did not provision: %s", info.S("last_error"))
 	}
 	return w
 }

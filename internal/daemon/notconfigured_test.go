@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	godbus "github.com/godbus/dbus/v5"
 
@@ -106,6 +105,10 @@ func TestUnconfiguredServiceAnswersNotConfiguredThroughActivation(t *testing.T) 
 
 	for _, s := range services {
 		t.Run(s.cmd, func(t *testing.T) {
+			// Every change of owner of the name, from before the first
+			// call (which activates the daemon).
+			owners := testenv.WatchSignals(t, conn, godbus.WithMatchSender("org.freedesktop.DBus"),
+				godbus.WithMatchMember("NameOwnerChanged"), godbus.WithMatchArg(0, s.name))
 			calls := []struct {
 				what   string
 				path   godbus.ObjectPath
@@ -137,11 +140,16 @@ func TestUnconfiguredServiceAnswersNotConfiguredThroughActivation(t *testing.T) 
 			if err := conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, s.name).Store(&owner); err != nil || owner == "" {
 				t.Fatalf("%s has no owner after the calls: %v", s.name, err)
 			}
-			time.Sleep(100 * time.Millisecond)
-			var again string
-			conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, s.name).Store(&again)
-			if again != owner {
-				t.Fatalf("%s changed owner from %s to %s: the not-configured daemon exited", s.name, owner, again)
+			// The GetNameOwner reply came after every NameOwnerChanged the
+			// bus sent before it: exactly one, the activation, to owner.
+			var changes []string
+			for _, sig := range owners.Pending() {
+				if testenv.NameOwnerChanged(s.name)(sig) {
+					changes = append(changes, fmt.Sprintf("%q→%q", sig.Body[1], sig.Body[2]))
+				}
+			}
+			if len(changes) != 1 || changes[0] != fmt.Sprintf("%q→%q", "", owner) {
+				t.Fatalf("%s changed owner %v during the calls, want once to %s: the not-configured daemon exited", s.name, changes, owner)
 			}
 		})
 	}

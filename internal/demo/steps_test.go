@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/edgev2/edgev2/internal/testenv"
 )
 
 // lockedBuffer is a bytes.Buffer the spinner goroutine and the test share.
@@ -92,12 +94,10 @@ func TestStepPrinterShowsASpinnerWhileAStepRunsOnATerminal(t *testing.T) {
 	sp := &stepPrinter{w: &out, tty: true, tick: time.Millisecond}
 	err := sp.run("import the module image into containerd", func() (string, error) {
 		// Run until the spinner has been redrawn at least twice.
-		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			if strings.Contains(out.String(), spinner[2]) {
-				return "edgev2.demo/signer:1", nil
-			}
+		if !testenv.WaitFor(20*time.Second, func() bool { return strings.Contains(out.String(), spinner[2]) }) {
+			return "", fmt.Errorf("no spinner redraw: %q", out.String())
 		}
-		return "", fmt.Errorf("no spinner redraw: %q", out.String())
+		return "edgev2.demo/signer:1", nil
 	})
 	if err != nil {
 		t.Fatal(err)

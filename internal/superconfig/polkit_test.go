@@ -25,7 +25,8 @@ func connectionAs(t *testing.T, b *testenv.Bus, conn *godbus.Conn, user string) 
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	var found string
+	testenv.Eventually(t, 10*time.Second, func() bool {
 		var names []string
 		if err := conn.BusObject().Call("org.freedesktop.DBus.ListNames", 0).Store(&names); err != nil {
 			t.Fatalf("ListNames: %v", err)
@@ -33,12 +34,13 @@ func connectionAs(t *testing.T, b *testenv.Bus, conn *godbus.Conn, user string) 
 		for _, n := range names {
 			var u uint32
 			if n[0] == ':' && conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, n).Store(&u) == nil && u == uint32(uid) {
-				return n
+				found = n
+				return true
 			}
 		}
-	}
-	t.Fatalf("no bus connection of %s appeared", user)
-	return ""
+		return false
+	}, "no bus connection of %s appeared", user)
+	return found
 }
 
 // TestCompiledPrincipalRulesGrantExactlyTheConfiguredIDs installs the rules

@@ -264,16 +264,14 @@ func (b *Bus) waitReleased(name string, pid int, timeout time.Duration) {
 		return
 	}
 	defer conn.Close()
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+	WaitFor(timeout, func() bool {
 		var owner string
 		if conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, name).Store(&owner) != nil {
-			return // no owner
+			return true // no owner
 		}
 		var got uint32
-		if conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixProcessID", 0, owner).Store(&got) != nil || int(got) != pid {
-			return
-		}
-	}
+		return conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixProcessID", 0, owner).Store(&got) != nil || int(got) != pid
+	})
 }
 
 func copyFile(t TB, src, dst string, mode os.FileMode) {

@@ -96,14 +96,13 @@ func (c *Containerd) start(t TB) {
 	c.mu.Lock()
 	c.proc = p
 	c.mu.Unlock()
-	deadline := time.Now().Add(containerdStartTimeout)
-	for {
+	served := WaitFor(containerdStartTimeout, func() bool {
 		if conn, err := net.DialTimeout("unix", c.Address, time.Second); err == nil {
 			conn.Close()
 			// The socket accepts before every service is registered;
 			// a ctr round trip proves the API answers.
 			if _, _, code := c.run("version"); code == 0 {
-				return
+				return true
 			}
 		}
 		select {
@@ -111,11 +110,11 @@ func (c *Containerd) start(t TB) {
 			t.Fatalf("containerd exited (code %d) before serving %s; output:\n%s", p.exitCode(), c.Address, c.out)
 		default:
 		}
-		if time.Now().After(deadline) {
-			p.kill()
-			t.Fatalf("containerd did not serve %s within %v; output:\n%s", c.Address, containerdStartTimeout, c.out)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return false
+	})
+	if !served {
+		p.kill()
+		t.Fatalf("containerd did not serve %s within %v; output:\n%s", c.Address, containerdStartTimeout, c.out)
 	}
 }
 

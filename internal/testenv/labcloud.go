@@ -54,7 +54,7 @@ func StartLabcloud(t TB, configText string) *Labcloud {
 		logIfFailed(t, "edgev2-labcloud", out)
 	})
 	const ready = "edgev2-labcloud listening on "
-	for deadline := time.Now().Add(20 * time.Second); l.URL == ""; time.Sleep(10 * time.Millisecond) {
+	Eventually(t, 20*time.Second, func() bool {
 		for _, line := range strings.Split(out.String(), "\n") {
 			if u, ok := strings.CutPrefix(line, ready); ok {
 				l.URL = strings.TrimSpace(u)
@@ -65,9 +65,7 @@ func StartLabcloud(t TB, configText string) *Labcloud {
 			t.Fatalf("edgev2-labcloud exited (code %d): %s", proc.exitCode(), out)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("edgev2-labcloud printed no URL in 20 s: %s", out)
-		}
-	}
+		return l.URL != ""
+	}, "edgev2-labcloud printed no URL: %s", out)
 	return l
 }

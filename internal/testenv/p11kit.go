@@ -91,20 +91,17 @@ func (s *P11KitServer) Start(t TB) {
 		t.Fatalf("start p11-kit server: %v", err)
 	}
 	s.proc = p
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	Eventually(t, 20*time.Second, func() bool {
 		if fi, err := os.Stat(s.Socket); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			return
+			return true
 		}
 		select {
 		case <-p.done:
 			t.Fatalf("p11-kit server exited at start:\n%s", s.out)
-		case <-time.After(50 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("p11-kit server made no socket %s in 20s:\n%s", s.Socket, s.out)
-		}
-	}
+		return false
+	}, "p11-kit server made no socket %s:\n%s", s.Socket, s.out)
 }
 
 // Kill takes the token away: SIGKILL to the server and every process it

@@ -123,27 +123,34 @@ func StartRegistry(t TB, user, password string) *Registry {
 // waitReady polls /v2/ until the registry answers 401 with a Basic
 // challenge, which proves TLS and authentication are both in place.
 func (r *Registry) waitReady(client *http.Client, p *process) error {
-	deadline := time.Now().Add(registryStartTimeout)
 	var last error
-	for time.Now().Before(deadline) {
+	exited := false
+	ready := WaitFor(registryStartTimeout, func() bool {
 		select {
 		case <-p.done:
-			return fmt.Errorf("exited with code %d", p.exitCode())
+			exited = true
+			return true
 		default:
 		}
 		resp, err := client.Get("https://" + r.Addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusUnauthorized && strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic") {
-				return nil
-			}
-			last = fmt.Errorf("GET /v2/ answered %s, want 401 with a Basic challenge", resp.Status)
-		} else {
+		if err != nil {
 			last = err
+			return false
 		}
-		time.Sleep(20 * time.Millisecond)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusUnauthorized && strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic") {
+			return true
+		}
+		last = fmt.Errorf("GET /v2/ answered %s, want 401 with a Basic challenge", resp.Status)
+		return false
+	})
+	switch {
+	case exited:
+		return fmt.Errorf("exited with code %d", p.exitCode())
+	case !ready:
+		return fmt.Errorf("not ready within %v: %v", registryStartTimeout, last)
 	}
-	return fmt.Errorf("not ready within %v: %v", registryStartTimeout, last)
+	return nil
 }
 
 // Push pushes image ref of namespace in c (e.g.

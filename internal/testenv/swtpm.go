@@ -154,18 +154,25 @@ func portOf(addr string) string {
 }
 
 func waitListening(addr string, p *process) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	exited := false
+	listening := WaitFor(10*time.Second, func() bool {
 		select {
 		case <-p.done:
-			return fmt.Errorf("exited")
+			exited = true
+			return true
 		default:
 		}
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
 			c.Close()
-			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil
+	})
+	switch {
+	case exited:
+		return fmt.Errorf("exited")
+	case !listening:
+		return fmt.Errorf("not listening after 10s")
 	}
-	return fmt.Errorf("not listening after 10s")
+	return nil
 }

@@ -89,13 +89,10 @@ func startClientAs(t *testing.T, bus *Bus, user string) string {
 		Binary: helperBinary(t), User: user, Env: helperEnv(),
 	})
 	re := regexp.MustCompile(`unique=(\S+)`)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if m := re.FindStringSubmatch(svc.Output()); m != nil {
-			return m[1]
-		}
-	}
-	t.Fatalf("helper as %s printed no unique name; output:\n%s", user, svc.Output())
-	return ""
+	var m []string
+	Eventually(t, 10*time.Second, func() bool { m = re.FindStringSubmatch(svc.Output()); return m != nil },
+		"helper as %s printed no unique name; output:\n%s", user, svc.Output())
+	return m[1]
 }
 
 func connUID(t *testing.T, conn *dbus.Conn, name string) uint32 {

@@ -105,16 +105,8 @@ func StartTPMBroker(t TB, sw *Swtpm) *TPMBroker {
 		b.bus.kill()
 		logIfFailed(t, "broker dbus-daemon", busOut)
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(socket); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("broker dbus-daemon made no socket: %s", busOut)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	Eventually(t, 10*time.Second, func() bool { _, err := os.Stat(socket); return err == nil },
+		"broker dbus-daemon made no socket: %s", busOut)
 	// --allow-root: tests run as root; a device runs it as user tss.
 	cmd := exec.Command(abrmd, "--session", "--allow-root", "--flush-all", "--tcti="+sw.TCTI)
 	cmd.Env = []string{basePath, "DBUS_SESSION_BUS_ADDRESS=" + b.BusAddress}

@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"math/big"
@@ -566,78 +565,6 @@ func testRuleGrantsOneKey(t *testing.T, k *keyd) {
 		api.KeyInterface+".ExportDerived", "[byte 0x01]")
 	if code == 0 || !strings.Contains(errOut, bus.ErrNotAuthorized) {
 		t.Fatalf("ExportDerived (a separate action) on the granted key: exit %d: %s; want NotAuthorized", code, errOut)
-	}
-}
-
-// introspectionDoc is the part of introspection XML that defines an API.
-type introspectionDoc struct {
-	Interfaces []struct {
-		Name    string `xml:"name,attr"`
-		Methods []struct {
-			Name string `xml:"name,attr"`
-			Args []struct {
-				Name      string `xml:"name,attr"`
-				Type      string `xml:"type,attr"`
-				Direction string `xml:"direction,attr"`
-			} `xml:"arg"`
-		} `xml:"method"`
-		Properties []struct {
-			Name   string `xml:"name,attr"`
-			Type   string `xml:"type,attr"`
-			Access string `xml:"access,attr"`
-		} `xml:"property"`
-		Signals []struct {
-			Name string `xml:"name,attr"`
-		} `xml:"signal"`
-	} `xml:"interface"`
-}
-
-func parseIntrospection(t *testing.T, data string, iface string) string {
-	t.Helper()
-	var doc introspectionDoc
-	if err := xml.Unmarshal([]byte(data), &doc); err != nil {
-		t.Fatalf("parse introspection: %v", err)
-	}
-	for _, i := range doc.Interfaces {
-		if i.Name == iface {
-			return fmt.Sprintf("%+v", i)
-		}
-	}
-	t.Fatalf("introspection has no interface %s", iface)
-	return ""
-}
-
-func TestKeydIntrospectionEqualsShippedXML(t *testing.T) {
-	k := startKeyd(t, "file", "")
-	ctx := ctxT(t)
-	key, err := k.keys.CreateKeyPair(ctx, "introspect", "ec-p256")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		path  godbus.ObjectPath
-		iface string
-	}{{api.ObjectPath, api.Interface}, {key.Path, api.KeyInterface}} {
-		var served string
-		if err := k.conn.Object(api.BusName, c.path).Call("org.freedesktop.DBus.Introspectable.Introspect", 0).Store(&served); err != nil {
-			t.Fatal(err)
-		}
-		file, err := bus.InterfaceFile(c.iface)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, want := parseIntrospection(t, served, c.iface), parseIntrospection(t, string(file), c.iface); got != want {
-			t.Errorf("%s served:\n%s\nshipped dbus/%s.xml:\n%s", c.iface, got, c.iface, want)
-		}
-		// The doc comments travel with the interface.
-		if !strings.Contains(served, "@mechanism") && c.iface == api.KeyInterface {
-			t.Errorf("served introspection of %s lacks the doc comments", c.iface)
-		}
-	}
-	var root string
-	k.conn.Object(api.BusName, api.ObjectPath).Call("org.freedesktop.DBus.Introspectable.Introspect", 0).Store(&root)
-	if !strings.Contains(root, "org.freedesktop.DBus.ObjectManager") || !strings.Contains(root, `<node name="keys"/>`) {
-		t.Errorf("root introspection lacks ObjectManager or the keys node:\n%s", root)
 	}
 }
 

@@ -1,0 +1,190 @@
+package dbus_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/testenv"
+)
+
+const (
+	certRoot  = godbus.ObjectPath("/org/edgev2/Certificates1")
+	certIface = "org.edgev2.Certificates1.Certificate"
+	certName  = "org.edgev2.Certificates1"
+)
+
+type lockedLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedLog) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// adapterService serves certs' Certificate interface with bus.Adapter:
+// Renew fails with what renewErr says for the id it resolved.
+func adapterService(t *testing.T, b *testenv.Bus, renewErr func(id string) error) (*bus.Server, *lockedLog) {
+	t.Helper()
+	conn := b.Conn(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	logs := &lockedLog{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	auth, err := bus.NewAuthorizer(ctx, conn, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := bus.NewServer(conn, certRoot, log)
+	a := &bus.Adapter{Ctx: ctx, Auth: auth, Server: srv, Log: log, DetailKey: "cert_id"}
+	srv.AddCollection(bus.Collection{
+		Name: "certificates",
+		Interfaces: []bus.Interface{{Name: certIface, Methods: map[string]any{
+			"Renew": func(msg godbus.Message) *godbus.Error {
+				id, e := a.Child(msg, "org.edgev2.certs.manage")
+				if e != nil {
+					return e
+				}
+				if err := renewErr(id); err != nil {
+					return a.Fail("Renew", err)
+				}
+				return nil
+			},
+		}}},
+		Exists: func(id string) bool { return id == "present" || id == "broken" },
+		List:   func() ([]string, error) { return []string{"present", "broken"}, nil },
+	})
+	a.GuardReads("org.edgev2.certs.read")
+	if err := srv.Export(); err != nil {
+		t.Fatal(err)
+	}
+	return srv, logs
+}
+
+func TestAdapterAuthorizesBeforeRevealingAChildAndFailsWithTheKind(t *testing.T) {
+	testenv.RequireRoot(t)
+	t.Skip("not yet runnable: testenv's bus policy rejects calls to the test process's connection; needs a service user connection (see report)")
+	b := testenv.StartBus(t)
+	pk := testenv.StartPolkit(t, b)
+	srv, logs := adapterService(t, b, func(id string) error {
+		if id == "broken" {
+			return errors.New("disk on fire at /var/lib/secret")
+		}
+		return fault.New(fault.ReadOnly, "certificate %q is managed by configuration", id)
+	})
+	renew := func(c *godbus.Conn, id string) error {
+		return c.Object(srv.Conn().Names()[0], bus.ChildPath(certRoot, "certificates", id)).Call(certIface+".Renew", 0).Err
+	}
+	root := b.Conn(t)
+	other := b.ConnAs(t, testenv.OtherUser)
+
+	// Unauthorized: the same refusal for an id that exists and one that does not.
+	for _, id := range []string{"present", "absent"} {
+		err := bus.FromError(renew(other, id))
+		if !fault.Is(err, fault.NotAuthorized) || !strings.Contains(err.Error(), `not authorized for org.edgev2.certs.manage on cert_id "`+id+`"`) {
+			t.Fatalf("Renew %s as %s: %v, want NotAuthorized naming cert_id", id, testenv.OtherUser, err)
+		}
+	}
+	// Authorized (root): a missing child is UnknownObject, a domain error its kind.
+	if err := bus.FromError(renew(root, "absent")); !fault.Is(err, fault.NotFound) {
+		t.Fatalf("Renew of a missing child: %v, want NotFound (UnknownObject)", err)
+	}
+	var de godbus.Error
+	if err := renew(root, "present"); !errors.As(err, &de) || de.Name != bus.ErrReadOnly || !strings.Contains(err.Error(), "managed by configuration") {
+		t.Fatalf("Renew failing with fault.ReadOnly: %v, want %s with its message", err, bus.ErrReadOnly)
+	}
+	// An internal failure: a generic reply; the detail only in the log.
+	err := renew(root, "broken")
+	if !errors.As(err, &de) || de.Name != bus.ErrFailed || strings.Contains(err.Error(), "disk on fire") {
+		t.Fatalf("Renew failing internally: %v, want %s without the detail", err, bus.ErrFailed)
+	}
+	if l := logs.String(); !strings.Contains(l, "Renew failed") || !strings.Contains(l, "disk on fire") || !strings.Contains(l, "level=ERROR") {
+		t.Fatalf("the internal failure was not logged as an error:\n%s", l)
+	}
+	// A grant by cert_id lets the other user act on that id only.
+	pk.AddRule(t, "adapter", `polkit.addRule(function(action, subject) {
+  if (action.id == "org.edgev2.certs.manage" && subject.user == "`+testenv.OtherUser+`" && action.lookup("cert_id") == "present")
+    return polkit.Result.YES;
+});`)
+	testenv.Eventually(t, 10*time.Second, func() bool { return !fault.Is(bus.FromError(renew(other, "present")), fault.NotAuthorized) },
+		"the rule granting cert_id present took effect")
+	if err := bus.FromError(renew(other, "broken")); !fault.Is(err, fault.NotAuthorized) {
+		t.Fatalf("the grant on present let %s renew broken: %v", testenv.OtherUser, err)
+	}
+}
+
+func TestCallerMapsErrorsToFaultKindsAndWatchesOnlyTheService(t *testing.T) {
+	testenv.RequireRoot(t)
+	t.Skip("not yet runnable: testenv's bus policy rejects calls to the test process's connection; needs a service user connection (see report)")
+	b := testenv.StartBus(t)
+	testenv.StartPolkit(t, b)
+	conn := b.Conn(t)
+	c := bus.Caller{Conn: conn, Dest: certName}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// Not running: Unavailable.
+	if err := c.Call(ctx, bus.ChildPath(certRoot, "certificates", "present"), certIface+".Renew", nil); !fault.Is(err, fault.Unavailable) {
+		t.Fatalf("call to a service that is not running: %v, want Unavailable", err)
+	}
+	srv, _ := adapterService(t, b, func(id string) error { return fault.New(fault.NotFound, "no %s", id) })
+	// The test bus lets no one own the well-known name: the unique one stands in.
+	c.Dest = srv.Conn().Names()[0]
+	renewed, err := c.Watch(ctx, certIface, "Renewed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Call(ctx, bus.ChildPath(certRoot, "certificates", "present"), certIface+".Renew", nil); !fault.Is(err, fault.NotFound) || err.Error() != "no present" {
+		t.Fatalf("Renew: %v, want NotFound with the service's message", err)
+	}
+	if err := c.Call(ctx, bus.ChildPath(certRoot, "certificates", "absent"), certIface+".Renew", nil); !fault.Is(err, fault.NotFound) {
+		t.Fatalf("Renew of a missing object: %v, want NotFound", err)
+	}
+	var ctxDone context.Context
+	ctxDone, stop := context.WithCancel(ctx)
+	stop()
+	if err := c.Call(ctxDone, bus.ChildPath(certRoot, "certificates", "present"), certIface+".Renew", nil); err == nil {
+		t.Fatal("a call with an ended context succeeded")
+	}
+	var props map[string]godbus.Variant
+	if err := c.Call(ctx, bus.ChildPath(certRoot, "certificates", "present"), "org.freedesktop.DBus.Properties.GetAll", []any{&props}, certIface); err != nil {
+		t.Fatalf("GetAll: %v", err)
+	}
+
+	// A forger's Renewed is not delivered; the service's is.
+	impostor := b.Conn(t)
+	if err := impostor.Emit(bus.ChildPath(certRoot, "certificates", "present"), certIface+".Renewed"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Emit(bus.ChildPath(certRoot, "certificates", "present"), certIface+".Renewed")
+	select {
+	case s := <-renewed:
+		if s.Sender != srv.Conn().Names()[0] {
+			t.Fatalf("Watch delivered a Renewed from %s, not the service (%s)", s.Sender, srv.Conn().Names()[0])
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the service's Renewed never arrived")
+	}
+	cancel()
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		select {
+		case _, ok := <-renewed:
+			return !ok
+		default:
+			return false
+		}
+	}, "Watch's channel closed after its context ended")
+}
