@@ -9,21 +9,8 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/identity/api"
 	"github.com/edgev2/edgev2/internal/fault"
-)
-
-// Bus names of the Identity service.
-const (
-	BusName    = "org.edgev2.Identity1"
-	ObjectPath = godbus.ObjectPath("/org/edgev2/Identity1")
-	Interface  = "org.edgev2.Identity1"
-)
-
-// polkit actions.
-const (
-	ActionRead        = "org.edgev2.identity.read"
-	ActionManage      = "org.edgev2.identity.manage"
-	ActionReprovision = "org.edgev2.identity.reprovision"
 )
 
 // BusAPI adapts Service to org.edgev2.Identity1.
@@ -46,7 +33,7 @@ func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.S
 		return c.UID, err
 	}
 	srv.Root(bus.Interface{
-		Name: Interface,
+		Name: api.Interface,
 		Methods: map[string]any{
 			"GetDeviceIdentity":    a.getDeviceIdentity,
 			"GetProvisioningInfo":  a.getProvisioningInfo,
@@ -64,11 +51,11 @@ func NewBusAPI(ctx context.Context, svc *Service, auth bus.Authority, srv *bus.S
 		},
 		Properties: func(string) (map[string]godbus.Variant, error) { return a.properties(), nil },
 	})
-	srv.CanRead = func(call bus.Call, id string) *godbus.Error { return a.authorize(call, ActionRead, "") }
+	srv.CanRead = func(call bus.Call, id string) *godbus.Error { return a.authorize(call, api.ActionRead, "") }
 	// State, hub and device id in the signals are what GetDeviceIdentity
 	// tells: only identity readers hear them.
 	srv.CanReceive = func(peer, _ string) bool {
-		return bus.MayReceive(ctx, auth, peer, ActionRead, map[string]string{"module_id": ""})
+		return bus.MayReceive(ctx, auth, peer, api.ActionRead, map[string]string{"module_id": ""})
 	}
 	svc.OnChange = a.changed
 	return a
@@ -87,8 +74,8 @@ func (a *BusAPI) properties() map[string]godbus.Variant {
 }
 
 func (a *BusAPI) changed() {
-	a.srv.PropertiesChanged(ObjectPath, Interface, a.properties())
-	a.srv.Emit(ObjectPath, Interface+".IdentityChanged")
+	a.srv.PropertiesChanged(api.ObjectPath, api.Interface, a.properties())
+	a.srv.Emit(api.ObjectPath, api.Interface+".IdentityChanged")
 }
 
 func (a *BusAPI) authorize(call bus.Call, action, moduleID string) *godbus.Error {
@@ -115,7 +102,7 @@ func (a *BusAPI) moduleDict(m Module) map[string]godbus.Variant {
 }
 
 func (a *BusAPI) getDeviceIdentity(msg godbus.Message) (map[string]godbus.Variant, *godbus.Error) {
-	if e := a.authorize(bus.CallOf(msg), ActionRead, ""); e != nil {
+	if e := a.authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
 		return nil, e
 	}
 	dev, err := a.svc.Device()
@@ -134,7 +121,7 @@ func (a *BusAPI) getDeviceIdentity(msg godbus.Message) (map[string]godbus.Varian
 }
 
 func (a *BusAPI) getProvisioningInfo(msg godbus.Message) (map[string]godbus.Variant, *godbus.Error) {
-	if e := a.authorize(bus.CallOf(msg), ActionRead, ""); e != nil {
+	if e := a.authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
 		return nil, e
 	}
 	info, fromCache, lastErr := a.svc.Info()
@@ -164,7 +151,7 @@ func (a *BusAPI) getProvisioningInfo(msg godbus.Message) (map[string]godbus.Vari
 }
 
 func (a *BusAPI) reprovision(msg godbus.Message) *godbus.Error {
-	if e := a.authorize(bus.CallOf(msg), ActionReprovision, ""); e != nil {
+	if e := a.authorize(bus.CallOf(msg), api.ActionReprovision, ""); e != nil {
 		return e
 	}
 	if err := a.svc.Reprovision(a.ctx); err != nil {
@@ -194,7 +181,7 @@ func (a *BusAPI) createModuleIdentity(msg godbus.Message, moduleID string, opts 
 	if e != nil {
 		return nil, e
 	}
-	if e := a.moduleCall(msg, ActionManage, moduleID); e != nil {
+	if e := a.moduleCall(msg, api.ActionManage, moduleID); e != nil {
 		return nil, e
 	}
 	m, err := a.svc.CreateModule(a.ctx, moduleID, mb)
@@ -205,7 +192,7 @@ func (a *BusAPI) createModuleIdentity(msg godbus.Message, moduleID string, opts 
 }
 
 func (a *BusAPI) getModuleIdentity(msg godbus.Message, moduleID string) (map[string]godbus.Variant, *godbus.Error) {
-	if e := a.moduleCall(msg, ActionRead, moduleID); e != nil {
+	if e := a.moduleCall(msg, api.ActionRead, moduleID); e != nil {
 		return nil, e
 	}
 	m, err := a.svc.GetModule(a.ctx, moduleID)
@@ -216,7 +203,7 @@ func (a *BusAPI) getModuleIdentity(msg godbus.Message, moduleID string) (map[str
 }
 
 func (a *BusAPI) listModuleIdentities(msg godbus.Message) ([]map[string]godbus.Variant, *godbus.Error) {
-	if e := a.authorize(bus.CallOf(msg), ActionRead, ""); e != nil {
+	if e := a.authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
 		return nil, e
 	}
 	ms, err := a.svc.ListModules(a.ctx)
@@ -235,7 +222,7 @@ func (a *BusAPI) updateModuleIdentity(msg godbus.Message, moduleID string, opts 
 	if e != nil {
 		return nil, e
 	}
-	if e := a.moduleCall(msg, ActionManage, moduleID); e != nil {
+	if e := a.moduleCall(msg, api.ActionManage, moduleID); e != nil {
 		return nil, e
 	}
 	m, err := a.svc.UpdateModule(a.ctx, moduleID, mb)
@@ -246,7 +233,7 @@ func (a *BusAPI) updateModuleIdentity(msg godbus.Message, moduleID string, opts 
 }
 
 func (a *BusAPI) deleteModuleIdentity(msg godbus.Message, moduleID string) *godbus.Error {
-	if e := a.moduleCall(msg, ActionManage, moduleID); e != nil {
+	if e := a.moduleCall(msg, api.ActionManage, moduleID); e != nil {
 		return e
 	}
 	if err := a.svc.DeleteModule(a.ctx, moduleID); err != nil {
@@ -261,7 +248,7 @@ func (a *BusAPI) getSasToken(msg godbus.Message, moduleID string, ttl uint32) (s
 			return "", bus.ToError(err)
 		}
 	}
-	if e := a.authorize(bus.CallOf(msg), ActionManage, moduleID); e != nil {
+	if e := a.authorize(bus.CallOf(msg), api.ActionManage, moduleID); e != nil {
 		return "", e
 	}
 	tok, err := a.svc.GetSasToken(a.ctx, moduleID, time.Duration(ttl)*time.Second)
@@ -273,7 +260,7 @@ func (a *BusAPI) getSasToken(msg godbus.Message, moduleID string, ttl uint32) (s
 
 func (a *BusAPI) getCallerIdentity(msg godbus.Message) (map[string]godbus.Variant, *godbus.Error) {
 	call := bus.CallOf(msg)
-	if e := a.authorize(call, ActionRead, ""); e != nil {
+	if e := a.authorize(call, api.ActionRead, ""); e != nil {
 		return nil, e
 	}
 	uid, err := a.CallerUID(call.Sender)
@@ -298,7 +285,7 @@ func (a *BusAPI) getCallerIdentity(msg godbus.Message) (map[string]godbus.Varian
 }
 
 func (a *BusAPI) signAsModule(msg godbus.Message, moduleID, key string, data []byte) ([]byte, *godbus.Error) {
-	if e := a.moduleCall(msg, ActionManage, moduleID); e != nil {
+	if e := a.moduleCall(msg, api.ActionManage, moduleID); e != nil {
 		return nil, e
 	}
 	digest, err := a.svc.SignAsModule(a.ctx, moduleID, key, data)
@@ -321,7 +308,7 @@ func (a *BusAPI) runtimeOnly(call bus.Call, method string) *godbus.Error {
 	if err := a.srv.Conn().BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, RuntimeBusName).Store(&owner); err != nil || owner != call.Sender {
 		return bus.NewError(bus.ErrNotAuthorized, fmt.Sprintf("%s is for the Module Runtime (the owner of %s) only", method, RuntimeBusName))
 	}
-	return a.authorize(call, ActionManage, "")
+	return a.authorize(call, api.ActionManage, "")
 }
 
 // openModuleSigner hands modrtd a Keys session restricted to SignDerived on

@@ -26,7 +26,7 @@ import (
 	"github.com/edgev2/edgev2/certs"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	bus "github.com/edgev2/edgev2/dbus"
-	"github.com/edgev2/edgev2/identity"
+	idapi "github.com/edgev2/edgev2/identity/api"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/labcloud"
@@ -251,7 +251,7 @@ func (w *world) startIdentityd(t *testing.T, name, provisioning string) {
 	w.grant(w.t, "", cfg, "")
 	w.identityd = testenv.StartService(w.t, w.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-identityd"), Args: []string{"--config", cfg, "--log-level", "debug"},
-		User: testenv.IdentityUser, BusName: identity.BusName,
+		User: testenv.IdentityUser, BusName: idapi.BusName,
 	})
 }
 
@@ -478,8 +478,8 @@ func TestIdentitydProvisionsEveryWayEndToEnd(t *testing.T) {
 	})
 	t.Run("SecondUIDReadsButCannotGetTokens", func(t *testing.T) {
 		gdbus := func(method string, args ...string) (string, int) {
-			argv := append([]string{"call", "--address", w.bus.Address, "--dest", identity.BusName,
-				"--object-path", string(identity.ObjectPath), "--method", identity.Interface + "." + method}, args...)
+			argv := append([]string{"call", "--address", w.bus.Address, "--dest", idapi.BusName,
+				"--object-path", string(idapi.ObjectPath), "--method", idapi.Interface + "." + method}, args...)
 			out, errOut, code := testenv.RunAs(t, testenv.OtherUser, nil, "gdbus", argv...)
 			return out + errOut, code
 		}
@@ -592,24 +592,24 @@ func TestIdentitydIntrospectionEqualsShippedXML(t *testing.T) {
 	ouid, _ := testenv.EnsureUser(t, testenv.OtherUser)
 	w.startIdentityd(t, "introspect", fmt.Sprintf("[provisioning]\nsource = \"none\"\n[[principal]]\nname = \"local-agent\"\nuid = %d\nid_type = \"local\"\n", ouid))
 	var served string
-	if err := w.conn.Object(identity.BusName, identity.ObjectPath).Call("org.freedesktop.DBus.Introspectable.Introspect", 0).Store(&served); err != nil {
+	if err := w.conn.Object(idapi.BusName, idapi.ObjectPath).Call("org.freedesktop.DBus.Introspectable.Introspect", 0).Store(&served); err != nil {
 		t.Fatal(err)
 	}
-	file, _ := bus.InterfaceFile(identity.Interface)
-	got, want := ifaceOf(t, served, identity.Interface), ifaceOf(t, string(file), identity.Interface)
+	file, _ := bus.InterfaceFile(idapi.Interface)
+	got, want := ifaceOf(t, served, idapi.Interface), ifaceOf(t, string(file), idapi.Interface)
 	if got != want {
 		t.Fatalf("served:\n%s\nshipped:\n%s", got, want)
 	}
 	if st, _ := w.id.State(context.Background()); st != "unprovisioned" {
 		t.Fatalf("source none: state %q", st)
 	}
-	out, errOut, code := testenv.RunAs(t, testenv.OtherUser, nil, "gdbus", "call", "--address", w.bus.Address, "--dest", identity.BusName,
-		"--object-path", string(identity.ObjectPath), "--method", identity.Interface+".GetCallerIdentity")
+	out, errOut, code := testenv.RunAs(t, testenv.OtherUser, nil, "gdbus", "call", "--address", w.bus.Address, "--dest", idapi.BusName,
+		"--object-path", string(idapi.ObjectPath), "--method", idapi.Interface+".GetCallerIdentity")
 	if code != 0 || !strings.Contains(out, "local-agent") {
 		t.Fatalf("GetCallerIdentity as %s: %d %s%s", testenv.OtherUser, code, out, errOut)
 	}
 	var d map[string]godbus.Variant
-	err := w.conn.Object(identity.BusName, identity.ObjectPath).Call(identity.Interface+".GetCallerIdentity", 0).Store(&d)
+	err := w.conn.Object(idapi.BusName, idapi.ObjectPath).Call(idapi.Interface+".GetCallerIdentity", 0).Store(&d)
 	if !fault.Is(bus.FromError(err), fault.NotFound) {
 		t.Fatalf("GetCallerIdentity as root (no principal): %v, want NotFound", err)
 	}

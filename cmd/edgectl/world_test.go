@@ -14,7 +14,7 @@ import (
 
 	"github.com/edgev2/edgev2/certs"
 	cclient "github.com/edgev2/edgev2/certs/client"
-	"github.com/edgev2/edgev2/identity"
+	idapi "github.com/edgev2/edgev2/identity/api"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
@@ -128,7 +128,7 @@ retry_max_s = 2
 	}
 	w.keyd = start("./cmd/edgev2-keyd", "keyd", testenv.ServiceUser, keys.BusName)
 	w.certd = start("./cmd/edgev2-certd", "certd", testenv.CertsUser, certs.BusName)
-	w.identityd = start("./cmd/edgev2-identityd", "identityd", testenv.IdentityUser, identity.BusName)
+	w.identityd = start("./cmd/edgev2-identityd", "identityd", testenv.IdentityUser, idapi.BusName)
 	w.modrtd = start("./cmd/edgev2-modrtd", "modrtd", "root", modrt.BusName)
 	w.conn = w.bus.Conn(t)
 	w.keys, w.certs = kclient.New(w.conn), cclient.New(w.conn)

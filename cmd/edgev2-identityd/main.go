@@ -13,6 +13,7 @@ import (
 	cclient "github.com/edgev2/edgev2/certs/client"
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/identity"
+	idapi "github.com/edgev2/edgev2/identity/api"
 	"github.com/edgev2/edgev2/internal/daemon"
 	kclient "github.com/edgev2/edgev2/keys/client"
 )
@@ -26,7 +27,7 @@ func run(configPath string, log *slog.Logger) int {
 	if daemon.ConfigMissing(configPath) {
 		// Before `edgectl config apply`: own the name and say so to every
 		// caller rather than exit (D-Bus activation would wait 25 s).
-		return daemon.ServeNotConfigured(log, "edgev2-identityd", identity.BusName, configPath)
+		return daemon.ServeNotConfigured(log, "edgev2-identityd", idapi.BusName, configPath)
 	}
 	cfg, err := identity.LoadConfig(configPath)
 	if err != nil {
@@ -39,8 +40,8 @@ func run(configPath string, log *slog.Logger) int {
 	}
 	var svc *identity.Service
 	return daemon.Serve(log, daemon.Service{
-		BusName: identity.BusName,
-		Path:    identity.ObjectPath,
+		BusName: idapi.BusName,
+		Path:    idapi.ObjectPath,
 		Register: func(ctx context.Context, conn *godbus.Conn, auth *bus.Authorizer, srv *bus.Server) error {
 			kc := kclient.New(conn)
 			svc = identity.NewService(cfg, keysAdapter{kc.WithSession()}, certsAdapter{cclient.New(conn)}, log)

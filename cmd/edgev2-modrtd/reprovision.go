@@ -8,7 +8,7 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 
-	"github.com/edgev2/edgev2/identity"
+	idapi "github.com/edgev2/edgev2/identity/api"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/atomicfile"
 	"github.com/edgev2/edgev2/modrt"
@@ -37,8 +37,8 @@ func (w *identityWatch) Run(ctx context.Context) {
 	ch := make(chan *godbus.Signal, 16)
 	w.conn.Signal(ch)
 	defer w.conn.RemoveSignal(ch)
-	match := []godbus.MatchOption{godbus.WithMatchSender(identity.BusName), godbus.WithMatchObjectPath(identity.ObjectPath),
-		godbus.WithMatchInterface(identity.Interface), godbus.WithMatchMember("IdentityChanged")}
+	match := []godbus.MatchOption{godbus.WithMatchSender(idapi.BusName), godbus.WithMatchObjectPath(idapi.ObjectPath),
+		godbus.WithMatchInterface(idapi.Interface), godbus.WithMatchMember("IdentityChanged")}
 	if err := w.conn.AddMatchSignalContext(ctx, match...); err != nil {
 		w.log.Warn("cannot watch the device identity; modules will not follow a reprovisioning", "err", err)
 		return
@@ -53,7 +53,7 @@ func (w *identityWatch) Run(ctx context.Context) {
 			if !ok {
 				return
 			}
-			if sig.Name == identity.Interface+".IdentityChanged" && sig.Path == identity.ObjectPath {
+			if sig.Name == idapi.Interface+".IdentityChanged" && sig.Path == idapi.ObjectPath {
 				w.check(ctx)
 			}
 		}

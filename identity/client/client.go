@@ -8,12 +8,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	bus "github.com/edgev2/edgev2/dbus"
-)
-
-const (
-	busName  = "org.edgev2.Identity1"
-	rootPath = godbus.ObjectPath("/org/edgev2/Identity1")
-	iface    = "org.edgev2.Identity1"
+	"github.com/edgev2/edgev2/identity/api"
 )
 
 // Client talks to org.edgev2.Identity1; errors are fault errors.
@@ -23,7 +18,7 @@ type Client struct{ conn *godbus.Conn }
 func New(conn *godbus.Conn) *Client { return &Client{conn: conn} }
 
 func (c *Client) call(ctx context.Context, method string, out []any, args ...any) error {
-	if err := c.conn.Object(busName, rootPath).CallWithContext(ctx, iface+"."+method, 0, args...).Store(out...); err != nil {
+	if err := c.conn.Object(api.BusName, api.ObjectPath).CallWithContext(ctx, api.Interface+"."+method, 0, args...).Store(out...); err != nil {
 		return bus.FromError(err)
 	}
 	return nil
@@ -103,7 +98,7 @@ func (c *Client) SasToken(ctx context.Context, module string, ttlS uint32) (stri
 // State reads the State property.
 func (c *Client) State(ctx context.Context) (string, error) {
 	var v godbus.Variant
-	if err := c.conn.Object(busName, rootPath).CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, iface, "State").Store(&v); err != nil {
+	if err := c.conn.Object(api.BusName, api.ObjectPath).CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, api.Interface, api.PropState).Store(&v); err != nil {
 		return "", bus.FromError(err)
 	}
 	s, _ := v.Value().(string)

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgev2/edgev2/identity"
+	idapi "github.com/edgev2/edgev2/identity/api"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
@@ -73,7 +73,7 @@ trusted_certs = ["est-ca"]
 		pk.AddRule(p, "identityd-opcert-grant", string(rules))
 		testenv.StartService(p, b, testenv.ServiceOptions{
 			Binary: testenv.BuildBinary(p, "./cmd/edgev2-identityd"), Args: []string{"--config", cfg},
-			User: testenv.IdentityUser, BusName: identity.BusName,
+			User: testenv.IdentityUser, BusName: idapi.BusName,
 		})
 		serviceConfigs["identityd.toml"] = cfg
 		ic = iclient.New(b.Conn(p))

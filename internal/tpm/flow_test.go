@@ -15,7 +15,7 @@ import (
 	"github.com/edgev2/edgev2/certs"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/certs/est"
-	"github.com/edgev2/edgev2/identity"
+	idapi "github.com/edgev2/edgev2/identity/api"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/labcloud"
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
@@ -265,7 +265,7 @@ identity_pk = "device-op"
 	grant(t, pk, "", icfg)
 	testenv.StartService(t, bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-identityd"), Args: []string{"--config", icfg, "--log-level", "debug"},
-		User: testenv.IdentityUser, BusName: identity.BusName,
+		User: testenv.IdentityUser, BusName: idapi.BusName,
 	})
 	waitProvisioned(t, ic, 60*time.Second)
 	dev, err := ic.DeviceIdentity(ctx)
