@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgev2/edgev2/identity"
 	iclient "github.com/edgev2/edgev2/identity/client"
+	idconfig "github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
 	kclient "github.com/edgev2/edgev2/keys/client"
@@ -71,7 +72,7 @@ func TestModuleSignerSignsLikeSignAsModuleForTheRuntimeOnly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		k, err := w.keys.Key(identity.DefaultMasterKey).ExportDerived(ctx, []byte("sensor:"+m.S("generation_id")+":"+key))
+		k, err := w.keys.Key(idconfig.DefaultMasterKey).ExportDerived(ctx, []byte("sensor:"+m.S("generation_id")+":"+key))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,8 +155,8 @@ func TestModuleSignerSignsLikeSignAsModuleForTheRuntimeOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sess.Close()
-	if keyID != identity.DefaultMasterKey {
-		t.Fatalf("the module signer is for key %q, want %q", keyID, identity.DefaultMasterKey)
+	if keyID != idconfig.DefaultMasterKey {
+		t.Fatalf("the module signer is for key %q, want %q", keyID, idconfig.DefaultMasterKey)
 	}
 	if _, err := sess.SignDerived(ctx, keyID, []byte("d"), []byte("x")); err != nil {
 		t.Fatalf("SignDerived on the master over the module signer: %v", err)

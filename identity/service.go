@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/identity/connstr"
 	"github.com/edgev2/edgev2/identity/dps"
 	"github.com/edgev2/edgev2/identity/hub"
@@ -24,11 +25,11 @@ import (
 )
 
 // connStringKeyID is where a connection string's key is kept in Keys.
-const connStringKeyID = ConnStringKeyID
+const connStringKeyID = config.ConnStringKeyID
 
 // Service provisions the device and manages module identities.
 type Service struct {
-	cfg   *Config
+	cfg   *config.Config
 	keys  Keys
 	certs Certs
 	log   *slog.Logger
@@ -69,7 +70,7 @@ type Service struct {
 }
 
 // NewService makes the service; Start loads the cache and provisions.
-func NewService(cfg *Config, keys Keys, certs Certs, log *slog.Logger) *Service {
+func NewService(cfg *config.Config, keys Keys, certs Certs, log *slog.Logger) *Service {
 	return &Service{cfg: cfg, keys: keys, certs: certs, log: log, now: time.Now, sleep: sleepCtx,
 		state: StateUnprovisioned, modules: map[string]Module{}, kick: make(chan struct{}, 1)}
 }
@@ -112,7 +113,7 @@ func (s *Service) loadCache() {
 		s.log.Warn("identity cache is unreadable; provisioning again", "err", err)
 		return
 	}
-	if c.Fingerprint != s.cfg.fingerprint() {
+	if c.Fingerprint != s.cfg.Fingerprint() {
 		s.log.Info("provisioning settings changed since the cache was written; provisioning again")
 		return
 	}
@@ -137,7 +138,7 @@ func (s *Service) saveCacheLocked() error {
 		return err
 	}
 	var c cache
-	c.Version, c.Fingerprint, c.Device, c.Info, c.Modules, c.Operational = 1, s.cfg.fingerprint(), s.dev, s.info, s.modules, s.op
+	c.Version, c.Fingerprint, c.Device, c.Info, c.Modules, c.Operational = 1, s.cfg.Fingerprint(), s.dev, s.info, s.modules, s.op
 	data, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return err
@@ -187,7 +188,7 @@ func (s *Service) Run(ctx context.Context) {
 				if s.sleep(ctx, delay) != nil {
 					return
 				}
-				delay = min(delay*2, max(s.cfg.retryMax(), time.Second))
+				delay = min(delay*2, max(s.cfg.RetryMax(), time.Second))
 				continue
 			}
 			delay = time.Second
@@ -360,7 +361,7 @@ func (s *Service) provisionDPS(ctx context.Context, info ProvisioningInfo) (Devi
 		return Device{}, info, err
 	}
 	cfg := dps.Config{Endpoint: p.GlobalEndpoint, IDScope: p.IDScope, APIVersion: s.cfg.Cloud.DPSAPIVersion,
-		TrustAnchors: anchors, Timeout: s.cfg.timeout(), Sleep: s.sleep, Now: s.now}
+		TrustAnchors: anchors, Timeout: s.cfg.Timeout(), Sleep: s.sleep, Now: s.now}
 	if p.Payload != "" {
 		cfg.Payload = json.RawMessage(p.Payload)
 	}
@@ -499,7 +500,7 @@ func (s *Service) hubClient(ctx context.Context) (*hub.Client, Device, error) {
 		return nil, dev, err
 	}
 	cfg := hub.Config{HubHost: dev.HubHostname, DeviceID: dev.DeviceID, TrustAnchors: anchors,
-		Timeout: s.cfg.timeout(), Now: s.now, TokenTTL: s.cfg.tokenTTL()}
+		Timeout: s.cfg.Timeout(), Now: s.now, TokenTTL: s.cfg.TokenTTL()}
 	if dev.AuthType == "x509" {
 		keyID, err := s.operationalKey(ctx, dev)
 		if err != nil {
@@ -744,11 +745,11 @@ func (s *Service) IdentityCertRenewed(ctx context.Context, certID string) {
 }
 
 // CallerPrincipal maps a uid to its [[principal]].
-func (s *Service) CallerPrincipal(uid uint32) (Principal, bool) {
+func (s *Service) CallerPrincipal(uid uint32) (config.Principal, bool) {
 	for _, p := range s.cfg.Principals {
 		if p.UID == uid {
 			return p, true
 		}
 	}
-	return Principal{}, false
+	return config.Principal{}, false
 }

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/edgev2/edgev2/certs"
-	"github.com/edgev2/edgev2/identity"
+	idconfig "github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/internal/config"
 	"github.com/edgev2/edgev2/keys"
 	"github.com/edgev2/edgev2/modrt"
@@ -19,7 +19,7 @@ import (
 type deviceConfigs struct {
 	keyd      *keys.Config
 	certd     *certs.Config
-	identityd *identity.Config
+	identityd *idconfig.Config
 	modrtd    *modrt.Config
 }
 
@@ -80,6 +80,6 @@ func (k *checker) checkConfigs() {
 	}
 	load("keyd", func(p string) (err error) { k.cfg.keyd, err = keys.LoadConfig(p); return err })
 	load("certd", func(p string) (err error) { k.cfg.certd, err = certs.LoadConfig(p); return err })
-	load("identityd", func(p string) (err error) { k.cfg.identityd, err = identity.LoadConfig(p); return err })
+	load("identityd", func(p string) (err error) { k.cfg.identityd, err = idconfig.LoadConfig(p); return err })
 	load("modrtd", func(p string) (err error) { k.cfg.modrtd, err = modrt.LoadConfig(p); return err })
 }

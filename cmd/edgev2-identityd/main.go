@@ -14,6 +14,7 @@ import (
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/identity"
 	idapi "github.com/edgev2/edgev2/identity/api"
+	idconfig "github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/internal/daemon"
 	kclient "github.com/edgev2/edgev2/keys/client"
 )
@@ -29,7 +30,7 @@ func run(configPath string, log *slog.Logger) int {
 		// caller rather than exit (D-Bus activation would wait 25 s).
 		return daemon.ServeNotConfigured(log, "edgev2-identityd", idapi.BusName, configPath)
 	}
-	cfg, err := identity.LoadConfig(configPath)
+	cfg, err := idconfig.LoadConfig(configPath)
 	if err != nil {
 		log.Error("bad configuration; not starting", "err", err)
 		return daemon.ExitConfig
