@@ -39,9 +39,7 @@ func (s runtimeSource) ModuleSigning(ctx context.Context, module string) ([]byte
 	if err != nil {
 		return nil, nil, err
 	}
-	p, _ := d["primary"].Value().([]byte)
-	q, _ := d["secondary"].Value().([]byte)
-	return p, q, nil
+	return d.Primary, d.Secondary, nil
 }
 
 func (s runtimeSource) SignAsModule(ctx context.Context, module, key string, data []byte) ([]byte, error) {
@@ -72,7 +70,7 @@ func TestModuleSignerSignsLikeSignAsModuleForTheRuntimeOnly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		k, err := w.keys.Key(idconfig.DefaultMasterKey).ExportDerived(ctx, []byte("sensor:"+m.S("generation_id")+":"+key))
+		k, err := w.keys.Key(idconfig.DefaultMasterKey).ExportDerived(ctx, []byte("sensor:"+m.GenerationID+":"+key))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,8 +135,8 @@ func TestModuleSignerSignsLikeSignAsModuleForTheRuntimeOnly(t *testing.T) {
 		if _, err := w.id.CreateModule(ctx, "sensor", ""); err != nil {
 			t.Fatal(err)
 		}
-		if after, _ := w.id.Module(ctx, "sensor"); after.S("generation_id") == before.S("generation_id") {
-			t.Fatalf("the re-created module kept generation %q", before.S("generation_id"))
+		if after, _ := w.id.Module(ctx, "sensor"); after.GenerationID == before.GenerationID {
+			t.Fatalf("the re-created module kept generation %q", before.GenerationID)
 		}
 	}
 	recreate()

@@ -144,7 +144,7 @@ retry_max_s = 2
 		}
 		if time.Now().After(deadline) {
 			info, _ := ic.ProvisioningInfo(ctx)
-			t.Fatalf("identityd did not provision: %s", info.S("last_error"))
+			t.Fatalf("identityd did not provision: %s", info.LastError)
 		}
 	}
 	return w

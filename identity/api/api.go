@@ -79,6 +79,11 @@ type ProvisioningInfo struct {
 	ProvisionedAt  uint64 `sv:"provisioned_at"`
 	FromCache      bool   `sv:"from_cache"`
 	LastError      string `sv:"last_error"`
+	// DynamicReprovisioning and AlwaysReprovisionOnStartup are aziot's
+	// flags, for the management API; identityd sends them only when set
+	// (it does neither).
+	DynamicReprovisioning      bool `sv:"dynamic_reprovisioning,omitempty"`
+	AlwaysReprovisionOnStartup bool `sv:"always_reprovision_on_startup,omitempty"`
 	// Operational is the DPS-issued operational certificate, when one is
 	// configured.
 	Operational *OperationalCert `sv:",inline"`

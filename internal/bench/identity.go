@@ -125,7 +125,7 @@ trusted_certs = [%q]
 	if err != nil {
 		return err
 	}
-	e.derivation = []byte("bench-mod:" + m.S("generation_id") + ":primary")
+	e.derivation = []byte("bench-mod:" + m.GenerationID + ":primary")
 	all = nil
 	var rows []row
 	for _, c := range []int{1, 8} {
@@ -166,7 +166,7 @@ func waitProvisioned(ctx context.Context, ic *iclient.Client) error {
 		}
 	}
 	info, _ := ic.ProvisioningInfo(ctx)
-	return fmt.Errorf("not provisioned in 60 s: %s", info.S("last_error"))
+	return fmt.Errorf("not provisioned in 60 s: %s", info.LastError)
 }
 
 // loadInProcess runs fn on c connections (as root) for d.

@@ -269,10 +269,10 @@ identity_pk = "device-op"
 	})
 	waitProvisioned(t, ic, 60*time.Second)
 	dev, err := ic.DeviceIdentity(ctx)
-	if err != nil || dev.S("device_id") != "device-42" || dev.S("hub_hostname") != hostPort {
+	if err != nil || dev.DeviceID != "device-42" || dev.HubHostname != hostPort {
 		t.Fatalf("device identity %v, %v; want device-42 on %s", dev, err, hostPort)
 	}
-	if info, _ := ic.ProvisioningInfo(ctx); info.S("substatus") != "initialAssignment" {
+	if info, _ := ic.ProvisioningInfo(ctx); info.Substatus != "initialAssignment" {
 		t.Fatalf("provisioning info %v", info)
 	}
 	if _, err := ic.CreateModule(ctx, "telemetry", "edgeAgent"); err != nil {
@@ -297,7 +297,7 @@ func waitProvisioned(t *testing.T, ic *iclient.Client, timeout time.Duration) {
 		}
 	}
 	info, _ := ic.ProvisioningInfo(context.Background())
-	t.Fatalf("identityd state %q after %v (last error %q)", got, timeout, info.S("last_error"))
+	t.Fatalf("identityd state %q after %v (last error %q)", got, timeout, info.LastError)
 }
 
 func parsePEMCert(t *testing.T, pemData []byte) *x509.Certificate {
