@@ -12,7 +12,7 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 
-	"github.com/edgev2/edgev2/identity"
+	"github.com/edgev2/edgev2/identity/adapter"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	idconfig "github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/internal/fault"
@@ -93,8 +93,8 @@ func TestModuleSignerSignsLikeSignAsModuleForTheRuntimeOnly(t *testing.T) {
 	}
 
 	rt := w.bus.Conn(t)
-	if reply, err := rt.RequestName(identity.RuntimeBusName, godbus.NameFlagDoNotQueue); err != nil || reply != godbus.RequestNameReplyPrimaryOwner {
-		t.Fatalf("own %s: %v %v", identity.RuntimeBusName, reply, err)
+	if reply, err := rt.RequestName(adapter.RuntimeBusName, godbus.NameFlagDoNotQueue); err != nil || reply != godbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("own %s: %v %v", adapter.RuntimeBusName, reply, err)
 	}
 	src := runtimeSource{iclient.New(rt)}
 	signer := workload.NewModuleSigner(src, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -13,6 +13,7 @@ import (
 	cclient "github.com/edgev2/edgev2/certs/client"
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/identity"
+	"github.com/edgev2/edgev2/identity/adapter"
 	idapi "github.com/edgev2/edgev2/identity/api"
 	idconfig "github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/internal/daemon"
@@ -47,7 +48,7 @@ func run(configPath string, log *slog.Logger) int {
 			kc := kclient.New(conn)
 			svc = identity.NewService(cfg, keysAdapter{kc.WithSession()}, certsAdapter{cclient.New(conn)}, log)
 			svc.Sessions = kc
-			identity.NewBusAPI(ctx, svc, auth, srv, log)
+			adapter.New(ctx, svc, auth, srv, log)
 			svc.Start(ctx)
 			watchRenewals(ctx, conn, svc, log)
 			return nil
