@@ -14,7 +14,6 @@ import (
 // on disk (identity.json), so the device boots and serves identities
 // offline; the config fingerprint invalidates it.
 
-
 // cache is the provisioning result and module identities on disk, so the
 // device boots and serves identities with the cloud away.
 type cache struct {

@@ -16,7 +16,6 @@ import (
 // signers (in Keys or the TPM), its TLS identity, the trust anchors and
 // the hub client built from them; and the SAS tokens it hands out.
 
-
 // deviceSigner signs the device's SAS tokens in Keys.
 func (s *Service) deviceSigner(dev Device) sas.Signer {
 	if dev.TPM {

@@ -12,7 +12,6 @@ import (
 // Module identities: registered in IoT Hub with keys derived from the
 // module-key master, cached, and signed for.
 
-
 func (s *Service) putModule(m Module) {
 	s.mu.Lock()
 	old, had := s.modules[m.ModuleID]

@@ -17,7 +17,6 @@ import (
 // Provisioning: one attempt (manual or DPS) and its outcome, on demand
 // (Reprovision) and when DPS's identity certificate was renewed.
 
-
 // Reprovision drops the cache and provisions again now.
 func (s *Service) Reprovision(ctx context.Context) error {
 	if s.cfg.Provisioning.Source == "none" {
