@@ -5,18 +5,36 @@ import (
 	"encoding/base64"
 	"fmt"
 
+	"github.com/google/go-tpm/tpm2"
+
+	"github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/identity/dps"
 	"github.com/edgev2/edgev2/identity/sas"
 	"github.com/edgev2/edgev2/identity/tpm"
 	tpmek "github.com/edgev2/edgev2/internal/tpm/ek"
 )
 
+// tpmConfig is the identity/tpm configuration of identityd.toml's [tpm]
+// (checked by the parser).
+func tpmConfig(t *config.TPMConfig) tpm.Config {
+	h, _ := t.AuthKeyHandleValue()
+	tmpl, _ := tpmek.ParseTemplate(t.EKTemplate)
+	c := tpm.Config{Device: t.Device, Address: t.Address, AuthKeyHandle: tpm2.TPMHandle(h), EKTemplate: tmpl}
+	if c.AuthKeyHandle == 0 {
+		c.AuthKeyHandle = tpm.DefaultAuthKeyHandle
+	}
+	if a := t.HierarchyAuthorization; a != nil {
+		c.EndorsementAuth, c.OwnerAuth = []byte(a.Endorsement), []byte(a.Owner)
+	}
+	return c
+}
+
 // openTPM opens the configured TPM. Connections are not shared: a raw
 // command socket (swtpm) serves one client at a time, so each use opens,
 // works and closes, one at a time.
 func (s *Service) openTPM(ctx context.Context) (*tpm.TPM, func(), error) {
 	s.tpmMu.Lock()
-	tp, err := tpm.Open(ctx, s.cfg.TPM.tpmConfig())
+	tp, err := tpm.Open(ctx, tpmConfig(&s.cfg.TPM))
 	if err != nil {
 		s.tpmMu.Unlock()
 		return nil, nil, err

@@ -26,7 +26,7 @@ import (
 	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	bus "github.com/edgev2/edgev2/dbus"
-	"github.com/edgev2/edgev2/identity"
+	idapi "github.com/edgev2/edgev2/identity/api"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/labcloud"
@@ -251,7 +251,7 @@ func (w *world) startIdentityd(t *testing.T, name, provisioning string) {
 	w.grant(w.t, "", cfg, "")
 	w.identityd = testenv.StartService(w.t, w.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-identityd"), Args: []string{"--config", cfg, "--log-level", "debug"},
-		User: testenv.IdentityUser, BusName: identity.BusName,
+		User: testenv.IdentityUser, BusName: idapi.BusName,
 	})
 }
 
@@ -266,7 +266,7 @@ func (w *world) waitState(t *testing.T, want string, timeout time.Duration) {
 		}
 	}
 	info, _ := w.id.ProvisioningInfo(ctx)
-	t.Fatalf("identityd state %q after %v, want %q (last error %q)", got, timeout, want, info.S("last_error"))
+	t.Fatalf("identityd state %q after %v, want %q (last error %q)", got, timeout, want, info.LastError)
 }
 
 // sendAs posts a device-to-cloud message with a SAS token, as a device or
@@ -305,7 +305,7 @@ func checkTokens(t *testing.T, w *world, wantDevice string, deviceSAS bool) {
 	t.Helper()
 	ctx := context.Background()
 	dev, err := w.id.DeviceIdentity(ctx)
-	if err != nil || dev.S("device_id") != wantDevice || dev.S("hub_hostname") != w.hubHost {
+	if err != nil || dev.DeviceID != wantDevice || dev.HubHostname != w.hubHost {
 		t.Fatalf("device identity %v, %v; want %s on %s", dev, err, wantDevice, w.hubHost)
 	}
 	tok, err := w.id.SasToken(ctx, "", 600)
@@ -324,7 +324,7 @@ func checkTokens(t *testing.T, w *world, wantDevice string, deviceSAS bool) {
 	if err != nil {
 		t.Fatalf("CreateModuleIdentity: %v", err)
 	}
-	if m.S("generation_id") == "" {
+	if m.GenerationID == "" {
 		t.Fatal("no generation id")
 	}
 	hm, ok := w.cloud.Hub.Module(wantDevice, mod)
@@ -380,7 +380,7 @@ func TestIdentitydProvisionsEveryWayEndToEnd(t *testing.T) {
 		w.waitState(t, "provisioned", 30*time.Second)
 		checkTokens(t, w, "reg-sym", true)
 		info, _ := w.id.ProvisioningInfo(ctx)
-		if info.S("substatus") != "initialAssignment" || info.S("registration_id") != "reg-sym" {
+		if info.Substatus != "initialAssignment" || info.RegistrationID != "reg-sym" {
 			t.Fatalf("provisioning info %v", info)
 		}
 	})
@@ -404,7 +404,7 @@ func TestIdentitydProvisionsEveryWayEndToEnd(t *testing.T) {
 		}
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 			info, _ := w.id.ProvisioningInfo(ctx)
-			if info.S("substatus") == "reprovisionedToInitialAssignment" {
+			if info.Substatus == "reprovisionedToInitialAssignment" {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -431,15 +431,15 @@ func TestIdentitydProvisionsEveryWayEndToEnd(t *testing.T) {
 		w.identityd.Restart(t)
 		w.waitState(t, "provisioned", 10*time.Second)
 		dev, err := w.id.DeviceIdentity(ctx)
-		if err != nil || dev.S("device_id") != "x509-dev-1" {
+		if err != nil || dev.DeviceID != "x509-dev-1" {
 			t.Fatalf("offline device identity %v, %v", dev, err)
 		}
 		info, _ := w.id.ProvisioningInfo(ctx)
-		if fc, _ := info["from_cache"].Value().(bool); !fc {
+		if !info.FromCache {
 			t.Fatal("identity not served from cache")
 		}
 		mods, err = w.id.Modules(ctx)
-		if err != nil || len(mods) != 1 || mods[0].S("module_id") != "telemetry-x509-dev-1" {
+		if err != nil || len(mods) != 1 || mods[0].ModuleID != "telemetry-x509-dev-1" {
 			t.Fatalf("offline module list %v, %v", mods, err)
 		}
 		if _, err := w.id.SasToken(ctx, "telemetry-x509-dev-1", 60); err != nil {
@@ -454,7 +454,7 @@ func TestIdentitydProvisionsEveryWayEndToEnd(t *testing.T) {
 		w.identityd.Restart(t)
 		w.waitState(t, "provisioned", 10*time.Second)
 		m, err := w.id.Module(ctx, "crud-mod")
-		if err != nil || m.S("module_id") != "crud-mod" {
+		if err != nil || m.ModuleID != "crud-mod" {
 			t.Fatalf("module after restart: %v, %v", m, err)
 		}
 		if _, err := w.id.UpdateModule(ctx, "crud-mod", "edgeAgent"); err != nil {
@@ -478,8 +478,8 @@ func TestIdentitydProvisionsEveryWayEndToEnd(t *testing.T) {
 	})
 	t.Run("SecondUIDReadsButCannotGetTokens", func(t *testing.T) {
 		gdbus := func(method string, args ...string) (string, int) {
-			argv := append([]string{"call", "--address", w.bus.Address, "--dest", identity.BusName,
-				"--object-path", string(identity.ObjectPath), "--method", identity.Interface + "." + method}, args...)
+			argv := append([]string{"call", "--address", w.bus.Address, "--dest", idapi.BusName,
+				"--object-path", string(idapi.ObjectPath), "--method", idapi.Interface + "." + method}, args...)
 			out, errOut, code := testenv.RunAs(t, testenv.OtherUser, nil, "gdbus", argv...)
 			return out + errOut, code
 		}
@@ -504,15 +504,15 @@ func TestIdentitydProvisionsEveryWayEndToEnd(t *testing.T) {
 		w.startIdentityd(t, "dps-sym", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"grp-dev-2\"\ngroup_key = \"dps-group\"\n", w.hubHost))
 		w.waitState(t, "provisioned", 30*time.Second)
 		dev, _ := w.id.DeviceIdentity(ctx)
-		if dev.S("device_id") != "grp-dev-2" {
-			t.Fatalf("served %q from a stale cache; want grp-dev-2", dev.S("device_id"))
+		if dev.DeviceID != "grp-dev-2" {
+			t.Fatalf("served %q from a stale cache; want grp-dev-2", dev.DeviceID)
 		}
 		if err := w.id.Reprovision(ctx); err != nil {
 			t.Fatalf("Reprovision: %v", err)
 		}
 		info, _ := w.id.ProvisioningInfo(ctx)
-		if info.S("substatus") != "reprovisionedToInitialAssignment" {
-			t.Fatalf("substatus after Reprovision = %q", info.S("substatus"))
+		if info.Substatus != "reprovisionedToInitialAssignment" {
+			t.Fatalf("substatus after Reprovision = %q", info.Substatus)
 		}
 	})
 }
@@ -569,7 +569,7 @@ func TestIdentitydFailsClearlyOnABrokenDPSAndRecovers(t *testing.T) {
 		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 			st, _ := w.id.State(ctx)
 			info, _ := w.id.ProvisioningInfo(ctx)
-			last = info.S("last_error")
+			last = info.LastError
 			if st == "failed" && last != "" && last != prev {
 				break
 			}
@@ -596,13 +596,13 @@ func TestIdentitydSourceNoneServesCallerIdentity(t *testing.T) {
 	if st, _ := w.id.State(context.Background()); st != "unprovisioned" {
 		t.Fatalf("source none: state %q", st)
 	}
-	out, errOut, code := testenv.RunAs(t, testenv.OtherUser, nil, "gdbus", "call", "--address", w.bus.Address, "--dest", identity.BusName,
-		"--object-path", string(identity.ObjectPath), "--method", identity.Interface+".GetCallerIdentity")
+	out, errOut, code := testenv.RunAs(t, testenv.OtherUser, nil, "gdbus", "call", "--address", w.bus.Address, "--dest", idapi.BusName,
+		"--object-path", string(idapi.ObjectPath), "--method", idapi.Interface+".GetCallerIdentity")
 	if code != 0 || !strings.Contains(out, "local-agent") {
 		t.Fatalf("GetCallerIdentity as %s: %d %s%s", testenv.OtherUser, code, out, errOut)
 	}
 	var d map[string]godbus.Variant
-	err := w.conn.Object(identity.BusName, identity.ObjectPath).Call(identity.Interface+".GetCallerIdentity", 0).Store(&d)
+	err := w.conn.Object(idapi.BusName, idapi.ObjectPath).Call(idapi.Interface+".GetCallerIdentity", 0).Store(&d)
 	if !fault.Is(bus.FromError(err), fault.NotFound) {
 		t.Fatalf("GetCallerIdentity as root (no principal): %v, want NotFound", err)
 	}

@@ -155,7 +155,7 @@ func TestIdentitydRegistrationIDFollowsTheEKCertificateAndStaysPut(t *testing.T)
 		w.startIdentityd(t, home, provisioning)
 		w.waitState(t, "provisioned", 60*time.Second)
 		info, _ := w.id.ProvisioningInfo(ctx)
-		if got := info.S("registration_id"); got != wantID {
+		if got := info.RegistrationID; got != wantID {
 			t.Fatalf("identityd provisioned as %q; want %q", got, wantID)
 		}
 		log = w.identityd.Output()

@@ -50,7 +50,7 @@ func (w *world) waitFailed(t *testing.T, timeout time.Duration, want ...string) 
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		st, _ := w.id.State(ctx)
 		info, _ := w.id.ProvisioningInfo(ctx)
-		last = info.S("last_error")
+		last = info.LastError
 		if st == "provisioned" {
 			t.Fatalf("identityd provisioned; want a failure saying %q", want)
 		}
@@ -82,7 +82,7 @@ func TestIdentitydProvisionsWithDPSTPMAttestationEndToEnd(t *testing.T) {
 		w.startIdentityd(t, "tpm-1", tpmProvisioning(w, one.Addr, ""))
 		w.waitState(t, "provisioned", 60*time.Second)
 		info, _ := w.id.ProvisioningInfo(ctx)
-		if info.S("registration_id") != regID || info.S("method") != "tpm" {
+		if info.RegistrationID != regID || info.Method != "tpm" {
 			t.Fatalf("provisioning info %v; want method tpm, registration id %s", info, regID)
 		}
 		checkTokens(t, w, regID, true)

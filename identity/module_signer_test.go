@@ -12,8 +12,9 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 
-	"github.com/edgev2/edgev2/identity"
+	"github.com/edgev2/edgev2/identity/adapter"
 	iclient "github.com/edgev2/edgev2/identity/client"
+	idconfig "github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
 	kclient "github.com/edgev2/edgev2/keys/client"
@@ -38,9 +39,7 @@ func (s runtimeSource) ModuleSigning(ctx context.Context, module string) ([]byte
 	if err != nil {
 		return nil, nil, err
 	}
-	p, _ := d["primary"].Value().([]byte)
-	q, _ := d["secondary"].Value().([]byte)
-	return p, q, nil
+	return d.Primary, d.Secondary, nil
 }
 
 func (s runtimeSource) SignAsModule(ctx context.Context, module, key string, data []byte) ([]byte, error) {
@@ -71,7 +70,7 @@ func TestModuleSignerSignsLikeSignAsModuleForTheRuntimeOnly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		k, err := w.keys.Key(identity.DefaultMasterKey).ExportDerived(ctx, []byte("sensor:"+m.S("generation_id")+":"+key))
+		k, err := w.keys.Key(idconfig.DefaultMasterKey).ExportDerived(ctx, []byte("sensor:"+m.GenerationID+":"+key))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,8 +93,8 @@ func TestModuleSignerSignsLikeSignAsModuleForTheRuntimeOnly(t *testing.T) {
 	}
 
 	rt := w.bus.Conn(t)
-	if reply, err := rt.RequestName(identity.RuntimeBusName, godbus.NameFlagDoNotQueue); err != nil || reply != godbus.RequestNameReplyPrimaryOwner {
-		t.Fatalf("own %s: %v %v", identity.RuntimeBusName, reply, err)
+	if reply, err := rt.RequestName(adapter.RuntimeBusName, godbus.NameFlagDoNotQueue); err != nil || reply != godbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("own %s: %v %v", adapter.RuntimeBusName, reply, err)
 	}
 	src := runtimeSource{iclient.New(rt)}
 	signer := workload.NewModuleSigner(src, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -136,8 +135,8 @@ func TestModuleSignerSignsLikeSignAsModuleForTheRuntimeOnly(t *testing.T) {
 		if _, err := w.id.CreateModule(ctx, "sensor", ""); err != nil {
 			t.Fatal(err)
 		}
-		if after, _ := w.id.Module(ctx, "sensor"); after.S("generation_id") == before.S("generation_id") {
-			t.Fatalf("the re-created module kept generation %q", before.S("generation_id"))
+		if after, _ := w.id.Module(ctx, "sensor"); after.GenerationID == before.GenerationID {
+			t.Fatalf("the re-created module kept generation %q", before.GenerationID)
 		}
 	}
 	recreate()
@@ -154,8 +153,8 @@ func TestModuleSignerSignsLikeSignAsModuleForTheRuntimeOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sess.Close()
-	if keyID != identity.DefaultMasterKey {
-		t.Fatalf("the module signer is for key %q, want %q", keyID, identity.DefaultMasterKey)
+	if keyID != idconfig.DefaultMasterKey {
+		t.Fatalf("the module signer is for key %q, want %q", keyID, idconfig.DefaultMasterKey)
 	}
 	if _, err := sess.SignDerived(ctx, keyID, []byte("d"), []byte("x")); err != nil {
 		t.Fatalf("SignDerived on the master over the module signer: %v", err)

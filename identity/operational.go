@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/identity/dps"
 	"github.com/edgev2/edgev2/internal/fault"
 )
@@ -54,7 +55,7 @@ type OperationalStatus struct {
 }
 
 // operationalCert is the configured operational certificate, or nil.
-func (s *Service) operationalCert() *OperationalCert {
+func (s *Service) operationalCert() *config.OperationalCert {
 	p := s.cfg.Provisioning
 	if p.Source != "dps" || p.Attestation == nil {
 		return nil
@@ -64,7 +65,7 @@ func (s *Service) operationalCert() *OperationalCert {
 
 // liveSlot returns the index (0 or 1) of the key slot the stored operational
 // certificate is for, or -1 when none is stored or it is for neither key.
-func (s *Service) liveSlot(ctx context.Context, oc *OperationalCert) (int, *x509.Certificate, error) {
+func (s *Service) liveSlot(ctx context.Context, oc *config.OperationalCert) (int, *x509.Certificate, error) {
 	chain, err := s.certs.Get(ctx, oc.CertID)
 	if fault.Is(err, fault.NotFound) {
 		return -1, nil, nil
@@ -96,7 +97,7 @@ func samePublicKey(a, b crypto.PublicKey) bool {
 
 // operationalCSR makes a new key in the slot that is not live and a CSR
 // for it, subject CN=<registration id>.
-func (s *Service) operationalCSR(ctx context.Context, oc *OperationalCert, registrationID string) (string, crypto.Signer, []byte, error) {
+func (s *Service) operationalCSR(ctx context.Context, oc *config.OperationalCert, registrationID string) (string, crypto.Signer, []byte, error) {
 	live, _, err := s.liveSlot(ctx, oc)
 	if err != nil {
 		return "", nil, nil, err
@@ -127,7 +128,7 @@ func (s *Service) operationalCSR(ctx context.Context, oc *OperationalCert, regis
 // storeOperational checks the issued chain against the key identityd made,
 // then stores the trust bundle and the chain, and only then drops the
 // previous key. Nothing is stored when the certificate is not for the key.
-func (s *Service) storeOperational(ctx context.Context, oc *OperationalCert, keyID string, signer crypto.Signer, res *dps.Result) (*OperationalStatus, error) {
+func (s *Service) storeOperational(ctx context.Context, oc *config.OperationalCert, keyID string, signer crypto.Signer, res *dps.Result) (*OperationalStatus, error) {
 	if len(res.IssuedChain) == 0 {
 		return nil, fault.Wrap(fault.Failed, dps.ErrNotIssued, "DPS issued no operational certificate (fix: link the enrollment to a credential policy)")
 	}
@@ -156,7 +157,7 @@ func (s *Service) storeOperational(ctx context.Context, oc *OperationalCert, key
 	}
 	st := &OperationalStatus{CertID: oc.CertID, KeyID: keyID, Serial: leaf.SerialNumber.Text(16),
 		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, State: OpValid}
-	st.RenewAt = renewAt(leaf.NotBefore, leaf.NotAfter, oc.threshold())
+	st.RenewAt = renewAt(leaf.NotBefore, leaf.NotAfter, oc.Threshold())
 	s.log.Info("operational certificate stored", "cert_id", oc.CertID, "key_id", keyID, "serial", st.Serial,
 		"not_after", leaf.NotAfter.UTC().Format(time.RFC3339), "renew_at", st.RenewAt.UTC().Format(time.RFC3339))
 	return st, nil
@@ -234,7 +235,7 @@ func (s *Service) renewOperational(ctx context.Context) {
 			s.mu.Unlock()
 			return
 		}
-		delay := min(time.Second<<min(s.failedRenewals, 16), max(s.cfg.retryMax(), time.Second))
+		delay := min(time.Second<<min(s.failedRenewals, 16), max(s.cfg.RetryMax(), time.Second))
 		s.failedRenewals++
 		s.op.State, s.op.Failure, s.op.LastError, s.op.RetryAt = OpRenewalFailed, failureName(err), fault.Message(err), s.now().Add(delay)
 		s.saveCacheLocked()
@@ -297,7 +298,7 @@ func (s *Service) operationalKey(ctx context.Context, dev Device) (string, error
 				s.op.KeyID = keyID
 				if leaf.NotAfter.After(s.op.NotAfter) {
 					s.op.Serial, s.op.NotBefore, s.op.NotAfter = leaf.SerialNumber.Text(16), leaf.NotBefore, leaf.NotAfter
-					s.op.RenewAt = renewAt(leaf.NotBefore, leaf.NotAfter, oc.threshold())
+					s.op.RenewAt = renewAt(leaf.NotBefore, leaf.NotAfter, oc.Threshold())
 				}
 			}
 			s.saveCacheLocked()

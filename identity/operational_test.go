@@ -26,6 +26,7 @@ import (
 	"encoding/base64"
 
 	certsapi "github.com/edgev2/edgev2/certs/api"
+	"github.com/edgev2/edgev2/identity/api"
 	"github.com/edgev2/edgev2/identity/tpm"
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
@@ -53,8 +54,11 @@ func opInfo(t *testing.T, w *world) (serial, keyID, state, failure string, renew
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, _ := info["operational_renewals"].Value().(uint32)
-	return info.S("operational_serial"), info.S("operational_key_id"), info.S("operational_state"), info.S("operational_failure"), r
+	var op api.OperationalCert
+	if info.Operational != nil {
+		op = *info.Operational
+	}
+	return op.Serial, op.KeyID, op.State, op.Failure, op.Renewals
 }
 
 // waitOp waits until cond holds for the operational fields.
@@ -132,7 +136,7 @@ func TestOperationalCertIssuedByDPSRenewedAndRestartSafe(t *testing.T) {
 		t.Fatalf("after provisioning: serial %q key %q state %q", serial1, key1, state)
 	}
 	dev, err := w.id.DeviceIdentity(ctx)
-	if err != nil || dev.S("auth_type") != "x509" || dev.S("cert_id") != "device-op" || dev.S("key_id") != key1 {
+	if err != nil || dev.AuthType != "x509" || dev.CertID != "device-op" || dev.KeyID != key1 {
 		t.Fatalf("device identity %v, %v: want x509 with the operational certificate", dev, err)
 	}
 	// The key was made in the token, and identityd never held it.

@@ -98,10 +98,10 @@ func (k *checker) ping(ctx context.Context, busName string) (pingResult, error) 
 			if err != nil {
 				return pingResult{}, err
 			}
-			return pingResult{msg: fmt.Sprintf("provisioned as %s on %s", dev.S("device_id"), dev.S("hub_hostname"))}, nil
+			return pingResult{msg: fmt.Sprintf("provisioned as %s on %s", dev.DeviceID, dev.HubHostname)}, nil
 		case "failed":
 			info, _ := ic.ProvisioningInfo(ctx)
-			return pingResult{status: statusError, msg: "provisioning failed: " + info.S("last_error"),
+			return pingResult{status: statusError, msg: "provisioning failed: " + info.LastError,
 				fix: "correct [provisioning] in the super-config (or identityd.toml), `edgectl config apply`, then `edgectl identity reprovision`"}, nil
 		case "unprovisioned":
 			return pingResult{status: statusWarning, msg: "not provisioned", fix: "set [provisioning] in the super-config and run `edgectl config apply`"}, nil

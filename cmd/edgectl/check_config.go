@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 
 	certsconfig "github.com/edgev2/edgev2/certs/config"
-	"github.com/edgev2/edgev2/identity"
+	idconfig "github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/internal/config"
 	keysconfig "github.com/edgev2/edgev2/keys/config"
 	"github.com/edgev2/edgev2/modrt"
@@ -19,7 +19,7 @@ import (
 type deviceConfigs struct {
 	keyd      *keysconfig.Config
 	certd     *certsconfig.Config
-	identityd *identity.Config
+	identityd *idconfig.Config
 	modrtd    *modrt.Config
 }
 
@@ -80,6 +80,6 @@ func (k *checker) checkConfigs() {
 	}
 	load("keyd", func(p string) (err error) { k.cfg.keyd, err = keysconfig.Load(p); return err })
 	load("certd", func(p string) (err error) { k.cfg.certd, err = certsconfig.Load(p); return err })
-	load("identityd", func(p string) (err error) { k.cfg.identityd, err = identity.LoadConfig(p); return err })
+	load("identityd", func(p string) (err error) { k.cfg.identityd, err = idconfig.LoadConfig(p); return err })
 	load("modrtd", func(p string) (err error) { k.cfg.modrtd, err = modrt.LoadConfig(p); return err })
 }

@@ -27,31 +27,30 @@ func (k *checker) checkOperationalCert(ctx context.Context) {
 		k.add(name, statusError, err.Error(), "grant org.edgev2.identity.read or run as root")
 		return
 	}
-	state := info.S("operational_state")
-	if state == "" {
-		k.add(name, statusWarning, "DPS has not issued the operational certificate yet ("+info.S("last_error")+")",
+	op := info.Operational
+	if op == nil || op.State == "" {
+		k.add(name, statusWarning, "DPS has not issued the operational certificate yet ("+info.LastError+")",
 			"wait for provisioning; `edgectl identity show` has the state")
 		return
 	}
-	at := func(key string) time.Time {
-		v, _ := info[key].Value().(uint64)
+	at := func(v uint64) time.Time {
 		if v == 0 {
 			return time.Time{}
 		}
 		return time.Unix(int64(v), 0).UTC()
 	}
-	expires, renew, retry := at("operational_expires_at"), at("operational_renew_at"), at("operational_retry_at")
-	msg := fmt.Sprintf("%s (key %s, serial %s) %s, expires %s, renews at %s", info.S("operational_cert_id"), info.S("operational_key_id"),
-		info.S("operational_serial"), state, expires.Format(time.RFC3339), renew.Format(time.RFC3339))
-	switch state {
+	expires, renew, retry := at(op.ExpiresAt), at(op.RenewAt), at(op.RetryAt)
+	msg := fmt.Sprintf("%s (key %s, serial %s) %s, expires %s, renews at %s", op.CertID, op.KeyID,
+		op.Serial, op.State, expires.Format(time.RFC3339), renew.Format(time.RFC3339))
+	switch op.State {
 	case "valid", "renewing":
 		k.ok(name, "%s", msg)
 	case "renewal-failed":
-		k.add(name, statusWarning, fmt.Sprintf("%s; renewal failed (%s): %s; retrying at %s", msg, info.S("operational_failure"),
-			info.S("operational_last_error"), retry.Format(time.RFC3339)), renewalFix(info.S("operational_failure")))
+		k.add(name, statusWarning, fmt.Sprintf("%s; renewal failed (%s): %s; retrying at %s", msg, op.Failure,
+			op.LastError, retry.Format(time.RFC3339)), renewalFix(op.Failure))
 	default: // expired
-		k.add(name, statusError, fmt.Sprintf("%s; last renewal failure (%s): %s", msg, info.S("operational_failure"), info.S("operational_last_error")),
-			renewalFix(info.S("operational_failure")))
+		k.add(name, statusError, fmt.Sprintf("%s; last renewal failure (%s): %s", msg, op.Failure, op.LastError),
+			renewalFix(op.Failure))
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/edgev2/edgev2/identity"
+	idconfig "github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/internal/tpm"
 	"github.com/edgev2/edgev2/internal/tpm/ek"
@@ -24,7 +24,7 @@ func checkTPMWith(t *testing.T, sw *testenv.Swtpm, extra string) checkResult {
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := identity.LoadConfig(path)
+	cfg, err := idconfig.LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"time"
 
+	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/edgev2/edgev2/identity/api"
 	"github.com/edgev2/edgev2/identity/client"
 )
 
@@ -28,7 +31,7 @@ func identityClient(c *cli, action string) (*client.Client, int) {
 
 // dictJSON turns an a{sv} into plain JSON values; keys that carry secrets
 // are left out by the service already.
-func dictJSON(d client.Dict) map[string]any {
+func dictJSON(d map[string]godbus.Variant) map[string]any {
 	out := make(map[string]any, len(d))
 	for k, v := range d {
 		out[k] = v.Value()
@@ -52,22 +55,26 @@ func identityShow(ctx context.Context, c *cli, args []string) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	out := map[string]any{"state": state, "provisioning": dictJSON(info)}
-	var dev client.Dict
+	// Shown as the a{sv} the service sent: every key, by its name.
+	infoDict := api.ToDict(info)
+	out := map[string]any{"state": state, "provisioning": dictJSON(infoDict)}
+	var devDict map[string]godbus.Variant
 	if state == "provisioned" {
-		if dev, err = ic.DeviceIdentity(ctx); err != nil {
+		dev, err := ic.DeviceIdentity(ctx)
+		if err != nil {
 			return c.fail(err)
 		}
-		out["device"] = dictJSON(dev)
+		devDict = api.ToDict(dev)
+		out["device"] = dictJSON(devDict)
 	}
 	if c.json {
 		return c.emit(out)
 	}
 	fmt.Fprintf(c.stdout, "state: %s\n", state)
 	now := time.Now()
-	printDict(c.stdout, "provisioning", info, now)
-	if dev != nil {
-		printDict(c.stdout, "device", dev, now)
+	printDict(c.stdout, "provisioning", infoDict, now)
+	if devDict != nil {
+		printDict(c.stdout, "device", devDict, now)
 	}
 	return exitOK
 }
@@ -75,7 +82,7 @@ func identityShow(ctx context.Context, c *cli, args []string) int {
 // printDict prints an a{sv} for people: times (keys ending in _at, Unix
 // seconds on the bus) as RFC 3339 with their age, durations (keys ending
 // in _s or _secs) as durations. --json keeps the numbers.
-func printDict(w io.Writer, title string, d client.Dict, now time.Time) {
+func printDict(w io.Writer, title string, d map[string]godbus.Variant, now time.Time) {
 	keys := make([]string, 0, len(d))
 	for k := range d {
 		keys = append(keys, k)

@@ -14,7 +14,7 @@ import (
 
 	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
-	"github.com/edgev2/edgev2/identity"
+	idapi "github.com/edgev2/edgev2/identity/api"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
@@ -128,7 +128,7 @@ retry_max_s = 2
 	}
 	w.keyd = start("./cmd/edgev2-keyd", "keyd", testenv.ServiceUser, keysapi.BusName)
 	w.certd = start("./cmd/edgev2-certd", "certd", testenv.CertsUser, certsapi.BusName)
-	w.identityd = start("./cmd/edgev2-identityd", "identityd", testenv.IdentityUser, identity.BusName)
+	w.identityd = start("./cmd/edgev2-identityd", "identityd", testenv.IdentityUser, idapi.BusName)
 	w.modrtd = start("./cmd/edgev2-modrtd", "modrtd", "root", modrt.BusName)
 	w.conn = w.bus.Conn(t)
 	w.keys, w.certs = kclient.New(w.conn), cclient.New(w.conn)
@@ -140,7 +140,7 @@ retry_max_s = 2
 	ic := iclient.New(w.conn)
 	if !testenv.WaitFor(30*time.Second, func() bool { st, _ := ic.State(ctx); return st == "provisioned" }) {
 		info, _ := ic.ProvisioningInfo(ctx)
-		t.Fatalf("identityd did not provision: %s", info.S("last_error"))
+		t.Fatalf("identityd did not provision: %s", info.LastError)
 	}
 	return w
 }

@@ -11,6 +11,9 @@ import (
 	cclient "github.com/edgev2/edgev2/certs/client"
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/identity"
+	"github.com/edgev2/edgev2/identity/adapter"
+	idapi "github.com/edgev2/edgev2/identity/api"
+	idconfig "github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/internal/daemon"
 	kclient "github.com/edgev2/edgev2/keys/client"
 )
@@ -24,9 +27,9 @@ func run(configPath string, log *slog.Logger) int {
 	if daemon.ConfigMissing(configPath) {
 		// Before `edgectl config apply`: own the name and say so to every
 		// caller rather than exit (D-Bus activation would wait 25 s).
-		return daemon.ServeNotConfigured(log, "edgev2-identityd", identity.BusName, configPath)
+		return daemon.ServeNotConfigured(log, "edgev2-identityd", idapi.BusName, configPath)
 	}
-	cfg, err := identity.LoadConfig(configPath)
+	cfg, err := idconfig.LoadConfig(configPath)
 	if err != nil {
 		log.Error("bad configuration; not starting", "err", err)
 		return daemon.ExitConfig
@@ -37,14 +40,14 @@ func run(configPath string, log *slog.Logger) int {
 	}
 	var svc *identity.Service
 	return daemon.Serve(log, daemon.Service{
-		BusName: identity.BusName,
-		Path:    identity.ObjectPath,
+		BusName: idapi.BusName,
+		Path:    idapi.ObjectPath,
 		Register: func(ctx context.Context, conn *godbus.Conn, auth *bus.Authorizer, srv *bus.Server) error {
 			kc := kclient.New(conn)
 			cc := cclient.New(conn)
 			svc = identity.NewService(cfg, keysAdapter{kc.WithSession()}, certsAdapter{cc}, log)
 			svc.Sessions = kc
-			identity.NewBusAPI(ctx, svc, auth, srv, log)
+			adapter.New(ctx, svc, auth, srv, log)
 			svc.Start(ctx)
 			watchRenewals(ctx, cc, svc, log)
 			return nil

@@ -68,8 +68,7 @@ func (s signerSource) ModuleSigning(ctx context.Context, module string) ([]byte,
 	if err != nil {
 		return nil, nil, err
 	}
-	p, _ := d["primary"].Value().([]byte)
-	q, _ := d["secondary"].Value().([]byte)
+	p, q := d.Primary, d.Secondary
 	if len(p) == 0 || len(q) == 0 {
 		return nil, nil, fault.New(fault.Failed, "identityd named no derivations for module %q", module)
 	}
@@ -144,7 +143,7 @@ func (b workloadBackend) ServerCert(ctx context.Context, module, commonName stri
 	gateway := ""
 	if module == modrt.EdgeHubModule {
 		if dev, err := b.ids.DeviceIdentity(ctx); err == nil {
-			gateway = dev.S("gateway_hostname")
+			gateway = dev.GatewayHostname
 		}
 		if gateway == "" {
 			gateway, _ = os.Hostname() // as ModuleEnv's IOTEDGE_GATEWAYHOSTNAME
@@ -164,7 +163,7 @@ func (b workloadBackend) IdentityCert(ctx context.Context, module string) (strin
 	if err != nil {
 		return "", "", err
 	}
-	uri := &url.URL{Scheme: "azureiot", Host: dev.S("hub_hostname"), Path: "/devices/" + dev.S("device_id") + "/modules/" + module}
+	uri := &url.URL{Scheme: "azureiot", Host: dev.HubHostname, Path: "/devices/" + dev.DeviceID + "/modules/" + module}
 	return b.issue(ctx, "module-identity-"+module, &x509.CertificateRequest{
 		Subject: pkix.Name{CommonName: module}, URIs: []*url.URL{uri}}, moduleIdentityLifetime)
 }
@@ -240,13 +239,13 @@ func (d identityDirectory) Device(ctx context.Context) (modrt.Device, error) {
 	if err != nil {
 		return modrt.Device{}, err
 	}
-	return modrt.Device{DeviceID: dev.S("device_id"), HubHostname: dev.S("hub_hostname"), GatewayHostname: dev.S("gateway_hostname")}, nil
+	return modrt.Device{DeviceID: dev.DeviceID, HubHostname: dev.HubHostname, GatewayHostname: dev.GatewayHostname}, nil
 }
 func (d identityDirectory) ModuleGeneration(ctx context.Context, module string) (string, error) {
 	mod, err := d.ids.Module(ctx, module)
-	return mod.S("generation_id"), err
+	return mod.GenerationID, err
 }
 func (d identityDirectory) CreateModule(ctx context.Context, module string) (string, error) {
 	mod, err := d.ids.CreateModule(ctx, module, "edgev2-modrtd")
-	return mod.S("generation_id"), err
+	return mod.GenerationID, err
 }

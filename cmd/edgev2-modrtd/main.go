@@ -92,7 +92,7 @@ func run(configPath string, log *slog.Logger) int {
 			wl = workload.NewManager(filepath.Join(cfg.Homedir, "workload"), workloadBackend{owners: owners, ids: ids, signer: signer, certs: cc,
 				trust: cfg.TrustBundle, manifestTrust: cfg.ManifestTrustBundle, encryption: newEncryption(kc, ids, cfg.WorkloadEncryptionKey), ca: ca, names: cfg.Workload, modules: mgmtModules{svc}}, log)
 			svc.Identities, svc.Workload = modrt.IdentityEnv{Directory: identityDirectory{ids}}, wl
-			watch = &identityWatch{conn: conn, ids: ids, svc: svc, locals: cfg.Modules, record: filepath.Join(cfg.Homedir, "device.json"), log: log}
+			watch = &identityWatch{ids: ids, svc: svc, locals: cfg.Modules, record: filepath.Join(cfg.Homedir, "device.json"), log: log}
 			svc.Resume(ctx)
 			logsReplier.Attach(adapter.NewBusAPI(ctx, svc, auth, srv, log))
 			// The management REST API (edgeAgent, tools), on the same model.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 
+	idapi "github.com/edgev2/edgev2/identity/api"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/modrt"
 	"github.com/edgev2/edgev2/modrt/mgmt"
@@ -66,8 +67,8 @@ type mgmtIdentities struct{ ids *iclient.Client }
 
 var _ mgmt.Identities = mgmtIdentities{}
 
-func toIdentity(d iclient.Dict) mgmt.Identity {
-	return mgmt.Identity{ModuleID: d.S("module_id"), ManagedBy: d.S("managed_by"), GenerationID: d.S("generation_id"), AuthType: d.S("auth_type")}
+func toIdentity(d idapi.ModuleIdentity) mgmt.Identity {
+	return mgmt.Identity{ModuleID: d.ModuleID, ManagedBy: d.ManagedBy, GenerationID: d.GenerationID, AuthType: d.AuthType}
 }
 
 func (m mgmtIdentities) List(ctx context.Context) ([]mgmt.Identity, error) {
@@ -107,12 +108,10 @@ func (m mgmtIdentities) Provisioning(ctx context.Context) (mgmt.Provisioning, er
 	return provisioningOf(d), nil
 }
 
-func provisioningOf(d iclient.Dict) mgmt.Provisioning {
-	p := mgmt.Provisioning{Type: d.S("source")}
-	if m := d.S("method"); m != "" && p.Type != "" && p.Type != "none" {
+func provisioningOf(d idapi.ProvisioningInfo) mgmt.Provisioning {
+	p := mgmt.Provisioning{Type: d.Source, DynamicReprovisioning: d.DynamicReprovisioning, AlwaysReprovisionOnStartup: d.AlwaysReprovisionOnStartup}
+	if m := d.Method; m != "" && p.Type != "" && p.Type != "none" {
 		p.Type += "." + m
 	}
-	p.DynamicReprovisioning, _ = d["dynamic_reprovisioning"].Value().(bool)
-	p.AlwaysReprovisionOnStartup, _ = d["always_reprovision_on_startup"].Value().(bool)
 	return p
 }

@@ -6,9 +6,6 @@ import (
 	"log/slog"
 	"os"
 
-	godbus "github.com/godbus/dbus/v5"
-
-	"github.com/edgev2/edgev2/identity"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/atomicfile"
 	"github.com/edgev2/edgev2/modrt"
@@ -24,7 +21,6 @@ type deviceRecord struct {
 // device identity with another hub or device id than the one recorded
 // (also across a modrtd restart: the record is a file).
 type identityWatch struct {
-	conn   *godbus.Conn
 	ids    *iclient.Client
 	svc    *modrt.Service
 	locals []modrt.LocalModule
@@ -34,29 +30,14 @@ type identityWatch struct {
 
 // Run checks once, then on every IdentityChanged, until ctx ends.
 func (w *identityWatch) Run(ctx context.Context) {
-	ch := make(chan *godbus.Signal, 16)
-	w.conn.Signal(ch)
-	defer w.conn.RemoveSignal(ch)
-	match := []godbus.MatchOption{godbus.WithMatchSender(identity.BusName), godbus.WithMatchObjectPath(identity.ObjectPath),
-		godbus.WithMatchInterface(identity.Interface), godbus.WithMatchMember("IdentityChanged")}
-	if err := w.conn.AddMatchSignalContext(ctx, match...); err != nil {
+	changed, err := w.ids.WatchIdentityChanged(ctx)
+	if err != nil {
 		w.log.Warn("cannot watch the device identity; modules will not follow a reprovisioning", "err", err)
 		return
 	}
-	defer w.conn.RemoveMatchSignal(match...)
 	w.check(ctx)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case sig, ok := <-ch:
-			if !ok {
-				return
-			}
-			if sig.Name == identity.Interface+".IdentityChanged" && sig.Path == identity.ObjectPath {
-				w.check(ctx)
-			}
-		}
+	for range changed {
+		w.check(ctx)
 	}
 }
 
@@ -65,7 +46,7 @@ func (w *identityWatch) check(ctx context.Context) {
 	if err != nil {
 		return // not provisioned (yet): nothing to compare
 	}
-	now := deviceRecord{Hub: dev.S("hub_hostname"), Device: dev.S("device_id")}
+	now := deviceRecord{Hub: dev.HubHostname, Device: dev.DeviceID}
 	if now.Hub == "" || now.Device == "" {
 		return
 	}

@@ -11,7 +11,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	cclient "github.com/edgev2/edgev2/certs/client"
-	"github.com/edgev2/edgev2/identity"
+	idapi "github.com/edgev2/edgev2/identity/api"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/labcloud"
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
@@ -73,7 +73,7 @@ trusted_certs = [%q]
 	}
 	opts := func(s setup) testenv.ServiceOptions {
 		return testenv.ServiceOptions{Binary: binary, Args: []string{"--config", s.cfg, "--log-level", "warn"},
-			User: testenv.IdentityUser, BusName: identity.BusName}
+			User: testenv.IdentityUser, BusName: idapi.BusName}
 	}
 	// start runs identityd (from an empty state when cold) until provisioned.
 	start := func(s setup, cold bool) (float64, error) {
@@ -125,7 +125,7 @@ trusted_certs = [%q]
 	if err != nil {
 		return err
 	}
-	e.derivation = []byte("bench-mod:" + m.S("generation_id") + ":primary")
+	e.derivation = []byte("bench-mod:" + m.GenerationID + ":primary")
 	all = nil
 	var rows []row
 	for _, c := range []int{1, 8} {
@@ -166,7 +166,7 @@ func waitProvisioned(ctx context.Context, ic *iclient.Client) error {
 		}
 	}
 	info, _ := ic.ProvisioningInfo(ctx)
-	return fmt.Errorf("not provisioned in 60 s: %s", info.S("last_error"))
+	return fmt.Errorf("not provisioned in 60 s: %s", info.LastError)
 }
 
 // loadInProcess runs fn on c connections (as root) for d.

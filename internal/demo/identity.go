@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgev2/edgev2/identity"
+	idapi "github.com/edgev2/edgev2/identity/api"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
@@ -56,7 +56,7 @@ trusted_certs = ["est-ca"]
 		pk.AddRule(p, "identityd-grant", string(rules))
 		identityd = testenv.StartService(p, b, testenv.ServiceOptions{
 			Binary: testenv.BuildBinary(p, "./cmd/edgev2-identityd"), Args: []string{"--config", cfg},
-			User: testenv.IdentityUser, BusName: identity.BusName,
+			User: testenv.IdentityUser, BusName: idapi.BusName,
 		})
 		demoIdentityd = identityd
 		ic = iclient.New(b.Conn(p))
@@ -67,14 +67,14 @@ trusted_certs = ["est-ca"]
 			}
 			if time.Now().After(deadline) {
 				info, _ := ic.ProvisioningInfo(ctx)
-				return "", fmt.Errorf("not provisioned (state %q): %s", st, info.S("last_error"))
+				return "", fmt.Errorf("not provisioned (state %q): %s", st, info.LastError)
 			}
 		}
 		dev, err := ic.DeviceIdentity(ctx)
 		if err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("assigned to hub %s as device %s", dev.S("hub_hostname"), dev.S("device_id")), nil
+		return fmt.Sprintf("assigned to hub %s as device %s", dev.HubHostname, dev.DeviceID), nil
 	}); err != nil {
 		return err
 	}
@@ -83,7 +83,7 @@ trusted_certs = ["est-ca"]
 		if err != nil {
 			return "", err
 		}
-		return "demo-module, generation " + m.S("generation_id"), nil
+		return "demo-module, generation " + m.GenerationID, nil
 	}); err != nil {
 		return err
 	}
@@ -96,7 +96,7 @@ trusted_certs = ["est-ca"]
 		pool := x509.NewCertPool()
 		pool.AppendCertsFromPEM(caPEM)
 		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
-		url := fmt.Sprintf("https://%s/devices/%s/modules/demo-module/messages/events?api-version=2020-03-13", hostPort, dev.S("device_id"))
+		url := fmt.Sprintf("https://%s/devices/%s/modules/demo-module/messages/events?api-version=2020-03-13", hostPort, dev.DeviceID)
 		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"temperature": 21.5}`))
 		req.Header.Set("Authorization", tok)
 		req.Header.Set("Content-Type", "application/json")

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgev2/edgev2/identity"
+	idapi "github.com/edgev2/edgev2/identity/api"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
@@ -73,7 +73,7 @@ trusted_certs = ["est-ca"]
 		pk.AddRule(p, "identityd-opcert-grant", string(rules))
 		testenv.StartService(p, b, testenv.ServiceOptions{
 			Binary: testenv.BuildBinary(p, "./cmd/edgev2-identityd"), Args: []string{"--config", cfg},
-			User: testenv.IdentityUser, BusName: identity.BusName,
+			User: testenv.IdentityUser, BusName: idapi.BusName,
 		})
 		serviceConfigs["identityd.toml"] = cfg
 		ic = iclient.New(b.Conn(p))
@@ -84,19 +84,20 @@ trusted_certs = ["est-ca"]
 			}
 			if time.Now().After(deadline) {
 				info, _ := ic.ProvisioningInfo(ctx)
-				return "", fmt.Errorf("not provisioned (state %q): %s", st, info.S("last_error"))
+				return "", fmt.Errorf("not provisioned (state %q): %s", st, info.LastError)
 			}
 		}
 		info, err := ic.ProvisioningInfo(ctx)
 		if err != nil {
 			return "", err
 		}
-		props, err := kc.Key(info.S("operational_key_id")).Properties(ctx)
+		op := operationalOf(info)
+		props, err := kc.Key(op.KeyID).Properties(ctx)
 		if err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("certificate %s (serial %s) for key %s, made in the token (%s…)", info.S("operational_cert_id"),
-			info.S("operational_serial"), info.S("operational_key_id"), props.Location[:min(len(props.Location), 40)]), nil
+		return fmt.Sprintf("certificate %s (serial %s) for key %s, made in the token (%s…)", op.CertID,
+			op.Serial, op.KeyID, props.Location[:min(len(props.Location), 40)]), nil
 	}); err != nil {
 		return err
 	}
@@ -105,8 +106,8 @@ trusted_certs = ["est-ca"]
 		if err != nil {
 			return "", err
 		}
-		if dev.S("auth_type") != "x509" {
-			return "", fmt.Errorf("device auth_type %q, want x509", dev.S("auth_type"))
+		if dev.AuthType != "x509" {
+			return "", fmt.Errorf("device auth_type %q, want x509", dev.AuthType)
 		}
 		if _, err := ic.CreateModule(ctx, "opcert-module", "edgeAgent"); err != nil { // over the operational certificate
 			return "", err
@@ -122,7 +123,7 @@ trusted_certs = ["est-ca"]
 		pool := x509.NewCertPool()
 		pool.AppendCertsFromPEM(caPEM)
 		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
-		url := fmt.Sprintf("%s/devices/%s/modules/opcert-module/messages/events?api-version=2020-03-13", lab.URL, dev.S("device_id"))
+		url := fmt.Sprintf("%s/devices/%s/modules/opcert-module/messages/events?api-version=2020-03-13", lab.URL, dev.DeviceID)
 		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"temperature": 22}`))
 		req.Header.Set("Authorization", tok)
 		resp, err := c.Do(req)
@@ -146,7 +147,16 @@ trusted_certs = ["est-ca"]
 		if err != nil {
 			return "", err
 		}
-		at, _ := info["operational_renew_at"].Value().(uint64)
-		return fmt.Sprintf("%s; %s, renews at %s", detail, info.S("operational_state"), time.Unix(int64(at), 0).UTC().Format(time.RFC3339)), nil
+		op := operationalOf(info)
+		return fmt.Sprintf("%s; %s, renews at %s", detail, op.State, time.Unix(int64(op.RenewAt), 0).UTC().Format(time.RFC3339)), nil
 	})
+}
+
+// operationalOf is the operational certificate's part of info (zero when
+// identityd reports none).
+func operationalOf(info idapi.ProvisioningInfo) idapi.OperationalCert {
+	if info.Operational == nil {
+		return idapi.OperationalCert{}
+	}
+	return *info.Operational
 }

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	certsconfig "github.com/edgev2/edgev2/certs/config"
-	"github.com/edgev2/edgev2/identity"
+	idconfig "github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/internal/config"
 	keysconfig "github.com/edgev2/edgev2/keys/config"
 	"github.com/edgev2/edgev2/modrt"
@@ -34,7 +34,7 @@ func (c *Config) checkWithDaemons(p *plan) error {
 			[][2]string{{"pkcs11_", "keys.pkcs11_"}}},
 		{"certd.toml", p.certd, func(path string, data []byte) error { _, err := certsconfig.Parse(path, data); return err },
 			[][2]string{{"cert_issuance." + idEdgeCA, "edge_ca"}, {"cert_issuance.", "cert_issuance.certs."}, {"est", "cert_issuance.est"}}},
-		{"identityd.toml", p.identityd, func(path string, data []byte) error { _, err := identity.ParseConfig(path, data); return err }, nil},
+		{"identityd.toml", p.identityd, func(path string, data []byte) error { _, err := idconfig.ParseConfig(path, data); return err }, nil},
 		{"modrtd.toml", p.modrtd, func(path string, data []byte) error { _, err := modrt.ParseConfig(path, data); return err }, modules},
 	}
 	for _, ch := range checks {

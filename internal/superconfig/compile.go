@@ -10,7 +10,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	certsconfig "github.com/edgev2/edgev2/certs/config"
-	"github.com/edgev2/edgev2/identity"
+	idconfig "github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/modrt"
 )
 
@@ -123,7 +123,7 @@ func (c *Config) files(p *plan) ([]File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile %s: %w", ServicesRulesPath, err)
 	}
-	ic, err := identity.ParseConfig("identityd.toml", compiled["/etc/edgev2/identityd.toml"])
+	ic, err := idconfig.ParseConfig("identityd.toml", compiled["/etc/edgev2/identityd.toml"])
 	if err != nil {
 		return nil, fmt.Errorf("compile %s: %w", ServicesRulesPath, err)
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	certsconfig "github.com/edgev2/edgev2/certs/config"
-	"github.com/edgev2/edgev2/identity"
+	idconfig "github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/internal/credential"
 	"github.com/edgev2/edgev2/keys"
 	keysconfig "github.com/edgev2/edgev2/keys/config"
@@ -134,7 +134,7 @@ func parseWithDaemon(f File) error {
 	case "/etc/edgev2/certd.toml":
 		_, err = certsconfig.Parse(f.Path, f.Data)
 	case "/etc/edgev2/identityd.toml":
-		_, err = identity.ParseConfig(f.Path, f.Data)
+		_, err = idconfig.ParseConfig(f.Path, f.Data)
 	case "/etc/edgev2/modrtd.toml":
 		_, err = modrt.ParseConfig(f.Path, f.Data)
 	}

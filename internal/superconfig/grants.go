@@ -7,7 +7,7 @@ import (
 	"sort"
 
 	certsconfig "github.com/edgev2/edgev2/certs/config"
-	"github.com/edgev2/edgev2/identity"
+	idconfig "github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/modrt"
 )
 
@@ -92,20 +92,20 @@ func CertdGrant(c *certsconfig.Config, rt *modrt.Config) ServiceGrant {
 // identity key (SAS key, group key or X.509 key), the module-key master,
 // the key it imports from a connection string, and the identity and trust
 // certificates it reads (and has issued).
-func IdentitydGrant(c *identity.Config) ServiceGrant {
+func IdentitydGrant(c *idconfig.Config) ServiceGrant {
 	g := ServiceGrant{Service: "edgev2-identityd", User: identityUser,
 		Why: "the device identity keys, the module-key master, its identity and trust certificates"}
 	master := c.MasterKey
 	if master == "" {
-		master = identity.DefaultMasterKey
+		master = idconfig.DefaultMasterKey
 	}
 	g.KeysUse = append(g.KeysUse, master)
 	g.KeysManage = append(g.KeysManage, master)
 	g.KeysExport = append(g.KeysExport, master)
 	p := c.Provisioning
 	if p.ConnectionString != "" || p.ConnectionStringCredential != "" {
-		g.KeysUse = append(g.KeysUse, identity.ConnStringKeyID)
-		g.KeysManage = append(g.KeysManage, identity.ConnStringKeyID)
+		g.KeysUse = append(g.KeysUse, idconfig.ConnStringKeyID)
+		g.KeysManage = append(g.KeysManage, idconfig.ConnStringKeyID)
 	}
 	if a := p.Authentication; a != nil {
 		g.KeysUse = append(g.KeysUse, a.DeviceIDPK)
@@ -237,7 +237,7 @@ func ServiceRulesFor(files ServiceConfigs) ([]byte, error) {
 		gs = append(gs, CertdGrant(c, rt))
 	}
 	if files.Identityd != nil {
-		c, err := identity.ParseConfig("identityd.toml", files.Identityd)
+		c, err := idconfig.ParseConfig("identityd.toml", files.Identityd)
 		if err != nil {
 			return nil, err
 		}

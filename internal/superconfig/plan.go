@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/edgev2/edgev2/identity"
+	idconfig "github.com/edgev2/edgev2/identity/config"
 	"net/url"
 	"regexp"
 	"slices"
@@ -37,7 +37,7 @@ const (
 type plan struct {
 	keyd      keysconfig.Config
 	certd     certsconfig.Config
-	identityd identitydFile
+	identityd idconfig.Config
 	modrtd    modrtdFile
 	secrets   map[string][]byte // key id -> raw bytes for secretKeyPath(id)
 	// keyFrom and certFrom name the super-config setting behind each
@@ -413,7 +413,7 @@ func (c *Config) issuance(key, method, estURL string, ar *AutoRenew) (*certsconf
 
 func (c *Config) planIdentity(r *ids, p *plan) error {
 	pr := c.Provisioning
-	out := identitydFile{Hostname: c.Hostname, Homedir: identitydHome}
+	out := idconfig.Config{Hostname: c.Hostname, Homedir: identitydHome}
 	ip := &out.Provisioning
 	ip.Source = pr.Source
 	wrongSource := func(key, src string) error {
@@ -455,14 +455,14 @@ func (c *Config) planIdentity(r *ids, p *plan) error {
 	default:
 		return c.bad("provisioning.source", fmt.Sprintf("unknown source %q", pr.Source), `use "manual", "dps" or "none"`)
 	}
-	if c.TPM != nil && out.TPM == nil {
+	if a := ip.Attestation; c.TPM != nil && (a == nil || a.Method != "tpm") {
 		return c.bad("tpm", "[tpm] is only used by DPS TPM attestation", `remove it, or set [provisioning.attestation] method = "tpm"`)
 	}
 	cl := c.Cloud
 	if cl.TimeoutS < 0 || cl.RetryMaxS < 0 || cl.TokenTTLS < 0 {
 		return c.bad("cloud", "negative timeout, retry or TTL", "use positive seconds")
 	}
-	ic := identitydCloud{TimeoutS: cl.TimeoutS, RetryMaxS: cl.RetryMaxS, TokenTTLS: cl.TokenTTLS, DPSAPIVersion: cl.DPSAPIVersion}
+	ic := idconfig.Cloud{TimeoutS: cl.TimeoutS, RetryMaxS: cl.RetryMaxS, TokenTTLS: cl.TokenTTLS, DPSAPIVersion: cl.DPSAPIVersion}
 	for i, tc := range cl.TrustedCerts {
 		id, err := c.certRef(r, fmt.Sprintf("cloud.trusted_certs[%d]", i), tc, fmt.Sprintf("cloud-trusted-%d", i+1))
 		if err != nil {
@@ -470,14 +470,12 @@ func (c *Config) planIdentity(r *ids, p *plan) error {
 		}
 		ic.TrustedCerts = append(ic.TrustedCerts, id)
 	}
-	if ic.TimeoutS != 0 || ic.RetryMaxS != 0 || ic.TokenTTLS != 0 || ic.DPSAPIVersion != "" || len(ic.TrustedCerts) > 0 {
-		out.Cloud = &ic
-	}
+	out.Cloud = ic // written only when set (omitempty)
 	p.identityd = out
 	return nil
 }
 
-func (c *Config) planManual(r *ids, ip *identitydProvisioning) error {
+func (c *Config) planManual(r *ids, ip *idconfig.Provisioning) error {
 	pr := c.Provisioning
 	ip.GatewayHostname = pr.GatewayHostname
 	if pr.ConnectionString != "" {
@@ -507,7 +505,7 @@ func (c *Config) planManual(r *ids, ip *identitydProvisioning) error {
 	if a == nil {
 		return c.bad(key, "missing", `add [provisioning.authentication] with method = "sas" or "x509"`)
 	}
-	out := &identitydAuthentication{Method: a.Method}
+	out := &idconfig.Authentication{Method: a.Method}
 	switch a.Method {
 	case "sas":
 		if a.DeviceIDPK == nil {
@@ -558,7 +556,7 @@ func (c *Config) x509Identity(r *ids, key, cert, pk string) (certID, keyID strin
 	return certID, keyID, err
 }
 
-func (c *Config) planDPS(r *ids, ip *identitydProvisioning, out *identitydFile) error {
+func (c *Config) planDPS(r *ids, ip *idconfig.Provisioning, out *idconfig.Config) error {
 	pr := c.Provisioning
 	ip.GlobalEndpoint, ip.IDScope, ip.Payload = pr.GlobalEndpoint, pr.IDScope, pr.Payload
 	if ip.GlobalEndpoint == "" {
@@ -578,7 +576,7 @@ func (c *Config) planDPS(r *ids, ip *identitydProvisioning, out *identitydFile) 
 	if a == nil {
 		return c.bad(key, "missing", `add [provisioning.attestation] with method = "symmetric_key", "x509" or "tpm"`)
 	}
-	att := &identitydAttestation{Method: a.Method, RegistrationID: a.RegistrationID}
+	att := &idconfig.Attestation{Method: a.Method, RegistrationID: a.RegistrationID}
 	notFor := func(field string) error {
 		return c.bad(key+"."+field, fmt.Sprintf("not used with method %q", a.Method), "remove it")
 	}
@@ -643,9 +641,9 @@ func (c *Config) planDPS(r *ids, ip *identitydProvisioning, out *identitydFile) 
 		if _, err := ek.ParseTemplate(t.EKTemplate); err != nil {
 			return c.bad("tpm.ek_template", err.Error(), `use "tcg" or "azure-sdk", or leave it out to follow the TPM's EK certificate`)
 		}
-		out.TPM = &identitydTPM{Device: t.Device, Address: t.Address, AuthKeyHandle: t.AuthKeyHandle, EKTemplate: t.EKTemplate}
+		out.TPM = idconfig.TPMConfig{Device: t.Device, Address: t.Address, AuthKeyHandle: t.AuthKeyHandle, EKTemplate: t.EKTemplate}
 		if h := t.HierarchyAuthorization; h != nil && (h.Endorsement != "" || h.Owner != "") {
-			out.TPM.HierarchyAuthorization = &identitydHierarchyAuth{Endorsement: h.Endorsement, Owner: h.Owner}
+			out.TPM.HierarchyAuthorization = &idconfig.HierarchyAuthorization{Endorsement: h.Endorsement, Owner: h.Owner}
 		}
 	case "":
 		return c.bad(key+".method", "not set", `set method = "symmetric_key", "x509" or "tpm"`)
@@ -654,14 +652,14 @@ func (c *Config) planDPS(r *ids, ip *identitydProvisioning, out *identitydFile) 
 	}
 	if o := a.OperationalCert; o != nil {
 		checked := *o
-		if err := identity.CheckOperationalCert(&checked); err != nil {
-			var ce *identity.ConfigError
+		if err := idconfig.CheckOperationalCert(&checked); err != nil {
+			var ce *idconfig.ConfigError
 			if errors.As(err, &ce) {
 				return c.bad(ce.Key, ce.Problem, ce.Fix)
 			}
 			return err
 		}
-		att.OperationalCert = &identitydOperationalCert{CertID: o.CertID, KeyID: o.KeyID, KeyType: o.KeyType, RenewThreshold: o.RenewThreshold, TrustBundleID: o.TrustBundleID}
+		att.OperationalCert = &idconfig.OperationalCert{CertID: o.CertID, KeyID: o.KeyID, KeyType: o.KeyType, RenewThreshold: o.RenewThreshold, TrustBundleID: o.TrustBundleID}
 	}
 	ip.Attestation = att
 	return nil

@@ -2,6 +2,7 @@ package superconfig
 
 import (
 	"fmt"
+	idconfig "github.com/edgev2/edgev2/identity/config"
 	"regexp"
 	"strings"
 
@@ -87,7 +88,7 @@ func (c *Config) planPrincipals(p *plan) error {
 			if msg := label.ValidateID("identity name", name); msg != "" {
 				return c.bad(key+".name", msg, "use the module id (for id_type = \"module\")")
 			}
-			ip := identitydPrincipal{Name: name, IDType: pr.IDType}
+			ip := idconfig.Principal{Name: name, IDType: pr.IDType}
 			if pr.UID != nil {
 				ip.UID = *pr.UID
 			} else {

@@ -4,7 +4,7 @@
 package superconfig
 
 import (
-	"github.com/edgev2/edgev2/identity"
+	idconfig "github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/modrt"
 	"os"
 
@@ -74,7 +74,7 @@ type Attestation struct {
 	IdentityPK     string     `toml:"identity_pk"`
 	// OperationalCert has DPS issue the hub certificate (identityd's
 	// operational_cert, passed through).
-	OperationalCert *identity.OperationalCert `toml:"operational_cert"`
+	OperationalCert *idconfig.OperationalCert `toml:"operational_cert"`
 }
 
 // KeySource is a symmetric key given inline (base64 value), as a file:// or

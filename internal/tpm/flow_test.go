@@ -15,7 +15,7 @@ import (
 	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/certs/est"
-	"github.com/edgev2/edgev2/identity"
+	idapi "github.com/edgev2/edgev2/identity/api"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/labcloud"
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
@@ -265,14 +265,14 @@ identity_pk = "device-op"
 	grant(t, pk, "", icfg)
 	testenv.StartService(t, bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-identityd"), Args: []string{"--config", icfg, "--log-level", "debug"},
-		User: testenv.IdentityUser, BusName: identity.BusName,
+		User: testenv.IdentityUser, BusName: idapi.BusName,
 	})
 	waitProvisioned(t, ic, 60*time.Second)
 	dev, err := ic.DeviceIdentity(ctx)
-	if err != nil || dev.S("device_id") != "device-42" || dev.S("hub_hostname") != hostPort {
+	if err != nil || dev.DeviceID != "device-42" || dev.HubHostname != hostPort {
 		t.Fatalf("device identity %v, %v; want device-42 on %s", dev, err, hostPort)
 	}
-	if info, _ := ic.ProvisioningInfo(ctx); info.S("substatus") != "initialAssignment" {
+	if info, _ := ic.ProvisioningInfo(ctx); info.Substatus != "initialAssignment" {
 		t.Fatalf("provisioning info %v", info)
 	}
 	if _, err := ic.CreateModule(ctx, "telemetry", "edgeAgent"); err != nil {
@@ -297,7 +297,7 @@ func waitProvisioned(t *testing.T, ic *iclient.Client, timeout time.Duration) {
 		}
 	}
 	info, _ := ic.ProvisioningInfo(context.Background())
-	t.Fatalf("identityd state %q after %v (last error %q)", got, timeout, info.S("last_error"))
+	t.Fatalf("identityd state %q after %v (last error %q)", got, timeout, info.LastError)
 }
 
 func parsePEMCert(t *testing.T, pemData []byte) *x509.Certificate {

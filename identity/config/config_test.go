@@ -1,4 +1,4 @@
-package identity
+package config
 
 import (
 	"errors"
@@ -167,7 +167,7 @@ cert_id = "op"
 		t.Fatal(err)
 	}
 	o := c.Provisioning.Attestation.OperationalCert
-	if o.KeyType != "ec-p256" || o.RenewThreshold != "80%" || o.TrustBundleID != "dps-trust-bundle" || o.OperationalKeyIDs() != [2]string{"op-key-1", "op-key-2"} || o.threshold() != 0.8 {
+	if o.KeyType != "ec-p256" || o.RenewThreshold != "80%" || o.TrustBundleID != "dps-trust-bundle" || o.OperationalKeyIDs() != [2]string{"op-key-1", "op-key-2"} || o.Threshold() != 0.8 {
 		t.Fatalf("defaults %+v", o)
 	}
 }
@@ -195,20 +195,19 @@ symmetric_key = "k"`
 	a, _ := ParseConfig("a", []byte(strings.Replace(base, "%s", "scope-1", 1)))
 	b, _ := ParseConfig("b", []byte(strings.Replace(base, "%s", "scope-2", 1)))
 	a2, _ := ParseConfig("a", []byte(strings.Replace(base, "%s", "scope-1", 1)))
-	if a.fingerprint() == b.fingerprint() || a.fingerprint() != a2.fingerprint() {
+	if a.Fingerprint() == b.Fingerprint() || a.Fingerprint() != a2.Fingerprint() {
 		t.Fatal("the fingerprint must change with the id scope and only then")
 	}
 }
 
-func TestValidateModuleID(t *testing.T) {
-	for _, ok := range []string{"edgeAgent", "my-module_1", "a:b.c+d%e#f*g?h!i(j)k,l=m@n;o$p'q"} {
-		if err := ValidateModuleID(ok); err != nil {
-			t.Errorf("%q: %v", ok, err)
-		}
+// Caches on devices carry the fingerprint: a change of Provisioning's or
+// TPMConfig's field names or order provisions every device again.
+func TestFingerprintIsStable(t *testing.T) {
+	c, err := ParseConfig("x", []byte("homedir = \"/h\"\nhostname=\"x\"\n[provisioning]\nsource = \"dps\"\nid_scope = \"0ne1\"\npayload='{}'\n[provisioning.attestation]\nmethod = \"tpm\"\n[provisioning.attestation.operational_cert]\ncert_id=\"op\"\n[tpm]\naddress = \"127.0.0.1:1\"\nek_template=\"tcg\"\n[tpm.hierarchy_authorization]\nowner=\"o\"\n"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, bad := range []string{"", "a/b", "a b", strings.Repeat("m", 129), "é"} {
-		if err := ValidateModuleID(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
+	if got, want := c.Fingerprint(), "8e2b6238a2e9717a981151af72e4859d61acac42287fb747a331706d409a8fd6"; got != want {
+		t.Fatalf("fingerprint %s, want %s (as written by earlier releases)", got, want)
 	}
 }

@@ -1,11 +1,10 @@
 package identity
 
 import (
-	"encoding/json"
 	"errors"
-	"strings"
 	"testing"
 
+	"github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/identity/tpm"
 	"github.com/edgev2/edgev2/internal/tpm/ek"
 )
@@ -18,6 +17,8 @@ id_scope = "0ne00000001"
 method = "tpm"
 `
 
+// The parser (identity/config) and the TPM package agree on [tpm]: what
+// one accepts, the other opens as meant.
 func TestTPMConfigKeysAndDefaults(t *testing.T) {
 	for _, tc := range []struct {
 		name, text, key string // key "" = valid
@@ -53,9 +54,9 @@ auth_key_handle = "0x81000001"`, "tpm.auth_key_handle", tpm.Config{}},
 auth_key_handle = "idkey"`, "tpm.auth_key_handle", tpm.Config{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := ParseConfig("identityd.toml", []byte(tc.text))
+			c, err := config.ParseConfig("identityd.toml", []byte(tc.text))
 			if tc.key != "" {
-				var ce *ConfigError
+				var ce *config.ConfigError
 				if !errors.As(err, &ce) || ce.Key != tc.key {
 					t.Fatalf("error %v; want one naming %s", err, tc.key)
 				}
@@ -64,29 +65,11 @@ auth_key_handle = "idkey"`, "tpm.auth_key_handle", tpm.Config{}},
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := c.TPM.tpmConfig()
+			got := tpmConfig(&c.TPM)
 			if got.Device != tc.want.Device || got.Address != tc.want.Address || got.AuthKeyHandle != tc.want.AuthKeyHandle || got.EKTemplate != tc.want.EKTemplate ||
 				string(got.EndorsementAuth) != string(tc.want.EndorsementAuth) || string(got.OwnerAuth) != string(tc.want.OwnerAuth) {
 				t.Fatalf("tpm config %+v, want %+v", got, tc.want)
 			}
 		})
-	}
-}
-
-func TestAnotherTPMIsAnotherCacheFingerprint(t *testing.T) {
-	a, err := ParseConfig("a", []byte(tpmBase+"[tpm]\naddress = \"127.0.0.1:1\"\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := ParseConfig("b", []byte(tpmBase+"[tpm]\naddress = \"127.0.0.1:2\"\n"))
-	if a.fingerprint() == b.fingerprint() {
-		t.Fatal("two TPMs share a cache fingerprint")
-	}
-	c, _ := ParseConfig("c", []byte(tpmBase+"[tpm]\naddress = \"127.0.0.1:1\"\n[tpm.hierarchy_authorization]\nowner = \"x\"\n"))
-	if a.fingerprint() != c.fingerprint() {
-		t.Fatal("a hierarchy password change invalidates the cache")
-	}
-	if j, _ := json.Marshal(c.TPM); strings.Contains(string(j), `"x"`) {
-		t.Fatal("hierarchy auth would be written to the cache or logs")
 	}
 }

@@ -1,4 +1,7 @@
-package identity
+// Package config is identityd's configuration file
+// (/etc/edgev2/identityd.toml): its type, parser and rules, shared by the
+// daemon, `edgectl config apply` (which writes it) and `edgectl check`.
+package config
 
 import (
 	"crypto/sha256"
@@ -11,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/config"
+	baseconfig "github.com/edgev2/edgev2/internal/config"
 	"github.com/edgev2/edgev2/internal/credential"
 
 	"github.com/edgev2/edgev2/identity/connstr"
@@ -27,14 +30,16 @@ const DefaultMasterKey = "identityd-master"
 const ConnStringKeyID = "device-id-sas"
 
 // Config is identityd's configuration file (/etc/edgev2/identityd.toml).
+// `edgectl config apply` writes it too: omitempty keeps what was not
+// configured out of the file, and the field order is the file's.
 type Config struct {
-	Hostname     string       `toml:"hostname"`
+	Hostname     string       `toml:"hostname,omitempty"`
 	Homedir      string       `toml:"homedir"`
-	MasterKey    string       `toml:"master_key"` // Keys id of the module-key master (usage derive)
+	MasterKey    string       `toml:"master_key,omitempty"` // Keys id of the module-key master (usage derive)
 	Provisioning Provisioning `toml:"provisioning"`
-	Cloud        Cloud        `toml:"cloud"`
-	TPM          TPMConfig    `toml:"tpm"`
-	Principals   []Principal  `toml:"principal"`
+	TPM          TPMConfig    `toml:"tpm,omitempty"`
+	Cloud        Cloud        `toml:"cloud,omitempty"`
+	Principals   []Principal  `toml:"principal,omitempty"`
 }
 
 // Provisioning says how the device gets its identity.
@@ -42,28 +47,28 @@ type Provisioning struct {
 	Source string `toml:"source"` // manual | dps | none
 
 	// manual
-	ConnectionString string `toml:"connection_string"`
+	ConnectionString string `toml:"connection_string,omitempty"`
 	// ConnectionStringCredential names the systemd credential holding the
 	// connection string (what `edgectl config apply` writes); the daemon
 	// reads it into ConnectionString at start (ReadCredentials).
-	ConnectionStringCredential string          `toml:"connection_string_credential"`
-	IoTHubHostname             string          `toml:"iothub_hostname"`
-	DeviceID                   string          `toml:"device_id"`
-	GatewayHostname            string          `toml:"gateway_hostname"`
-	Authentication             *Authentication `toml:"authentication"`
+	ConnectionStringCredential string          `toml:"connection_string_credential,omitempty"`
+	IoTHubHostname             string          `toml:"iothub_hostname,omitempty"`
+	DeviceID                   string          `toml:"device_id,omitempty"`
+	GatewayHostname            string          `toml:"gateway_hostname,omitempty"`
+	Authentication             *Authentication `toml:"authentication,omitempty"`
 
 	// dps
-	GlobalEndpoint string       `toml:"global_endpoint"`
-	IDScope        string       `toml:"id_scope"`
-	Attestation    *Attestation `toml:"attestation"`
-	Payload        string       `toml:"payload"` // JSON sent to DPS for custom allocation
+	GlobalEndpoint string       `toml:"global_endpoint,omitempty"`
+	IDScope        string       `toml:"id_scope,omitempty"`
+	Attestation    *Attestation `toml:"attestation,omitempty"`
+	Payload        string       `toml:"payload,omitempty"` // JSON sent to DPS for custom allocation
 }
 
 // Authentication is a manually provisioned device's credential.
 type Authentication struct {
-	Method       string `toml:"method"`         // sas | x509
-	DeviceIDPK   string `toml:"device_id_pk"`   // Keys id: SAS key (sas) or private key (x509)
-	DeviceIDCert string `toml:"device_id_cert"` // Certificates id (x509)
+	Method       string `toml:"method"`                   // sas | x509
+	DeviceIDPK   string `toml:"device_id_pk,omitempty"`   // Keys id: SAS key (sas) or private key (x509)
+	DeviceIDCert string `toml:"device_id_cert,omitempty"` // Certificates id (x509)
 }
 
 // Attestation is how the device proves itself to DPS.
@@ -71,25 +76,25 @@ type Attestation struct {
 	Method string `toml:"method"` // symmetric_key | x509 | tpm
 	// RegistrationID is required except for tpm, where it defaults to
 	// the Azure SDKs' derivation from the EK (tpm.RegistrationID).
-	RegistrationID string `toml:"registration_id"`
-	SymmetricKey   string `toml:"symmetric_key"` // Keys id of an individual enrollment's key (usage sign)
-	GroupKey       string `toml:"group_key"`     // Keys id of a group enrollment's key (usage derive)
-	IdentityCert   string `toml:"identity_cert"` // Certificates id (x509); EnsureCertificate'd, so it may be EST-issued
-	IdentityPK     string `toml:"identity_pk"`   // Keys id (x509)
+	RegistrationID string `toml:"registration_id,omitempty"`
+	SymmetricKey   string `toml:"symmetric_key,omitempty"` // Keys id of an individual enrollment's key (usage sign)
+	GroupKey       string `toml:"group_key,omitempty"`     // Keys id of a group enrollment's key (usage derive)
+	IdentityCert   string `toml:"identity_cert,omitempty"` // Certificates id (x509); EnsureCertificate'd, so it may be EST-issued
+	IdentityPK     string `toml:"identity_pk,omitempty"`   // Keys id (x509)
 	// OperationalCert, when set, has DPS issue the certificate the device
 	// authenticates to the hub with (operational.go).
-	OperationalCert *OperationalCert `toml:"operational_cert"`
+	OperationalCert *OperationalCert `toml:"operational_cert,omitempty"`
 }
 
 // OperationalCert is [provisioning.attestation.operational_cert]: DPS
 // issues the device's hub certificate at registration, for a key made in
 // Keys, and identityd renews it by registering again with a new key.
 type OperationalCert struct {
-	CertID         string `toml:"cert_id"`         // Certificates id of the issued chain
-	KeyID          string `toml:"key_id"`          // Keys id base; the keys are <key_id>-1 and <key_id>-2 in turn
-	KeyType        string `toml:"key_type"`        // ec-p256 (default) | ec-p384 | rsa-2048 | rsa-3072 | rsa-4096
-	RenewThreshold string `toml:"renew_threshold"` // "80%" (default): renew when this much of the lifetime has passed
-	TrustBundleID  string `toml:"trust_bundle_id"` // Certificates id of DPS's trust bundle (default "dps-trust-bundle")
+	CertID         string `toml:"cert_id"`                   // Certificates id of the issued chain
+	KeyID          string `toml:"key_id,omitempty"`          // Keys id base; the keys are <key_id>-1 and <key_id>-2 in turn
+	KeyType        string `toml:"key_type,omitempty"`        // ec-p256 (default) | ec-p384 | rsa-2048 | rsa-3072 | rsa-4096
+	RenewThreshold string `toml:"renew_threshold,omitempty"` // "80%" (default): renew when this much of the lifetime has passed
+	TrustBundleID  string `toml:"trust_bundle_id,omitempty"` // Certificates id of DPS's trust bundle (default "dps-trust-bundle")
 }
 
 // OperationalKeyIDs are the two Keys ids an operational certificate's keys
@@ -99,8 +104,8 @@ func (o *OperationalCert) OperationalKeyIDs() [2]string {
 	return [2]string{o.KeyID + "-1", o.KeyID + "-2"}
 }
 
-// threshold is the fraction of the lifetime after which to renew.
-func (o *OperationalCert) threshold() float64 {
+// Threshold is the fraction of the lifetime after which to renew.
+func (o *OperationalCert) Threshold() float64 {
 	v, _ := parsePercent(o.RenewThreshold)
 	return v
 }
@@ -159,11 +164,11 @@ func (o *OperationalCert) validate(bad func(key, problem, fix string) error) err
 
 // Cloud tunes how identityd talks to DPS and IoT Hub.
 type Cloud struct {
-	TimeoutS      int      `toml:"timeout_s"`       // per request, default 30
-	RetryMaxS     int      `toml:"retry_max_s"`     // provisioning back-off cap, default 300
-	TrustedCerts  []string `toml:"trusted_certs"`   // Certificates ids of extra trust anchors (else system roots)
-	TokenTTLS     int      `toml:"token_ttl_s"`     // SAS tokens identityd makes for itself, default 3600
-	DPSAPIVersion string   `toml:"dps_api_version"` // default the client's
+	TimeoutS      int      `toml:"timeout_s,omitempty"`       // per request, default 30
+	RetryMaxS     int      `toml:"retry_max_s,omitempty"`     // provisioning back-off cap, default 300
+	TrustedCerts  []string `toml:"trusted_certs,omitempty"`   // Certificates ids of extra trust anchors (else system roots)
+	TokenTTLS     int      `toml:"token_ttl_s,omitempty"`     // SAS tokens identityd makes for itself, default 3600
+	DPSAPIVersion string   `toml:"dps_api_version,omitempty"` // default the client's
 }
 
 // Principal maps a local uid to an identity (GetCallerIdentity).
@@ -174,11 +179,11 @@ type Principal struct {
 }
 
 // ConfigError names the file, key and fix of a configuration mistake.
-type ConfigError = config.Error
+type ConfigError = baseconfig.Error
 
 // LoadConfig reads and validates an identityd config file.
 func LoadConfig(path string) (*Config, error) {
-	data, err := config.Read(path)
+	data, err := baseconfig.Read(path)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +193,7 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig parses and validates identityd config text.
 func ParseConfig(path string, data []byte) (*Config, error) {
 	var c Config
-	if err := config.Decode(path, data, &c, "docs/identity.md"); err != nil {
+	if err := baseconfig.Decode(path, data, &c, "docs/identity.md"); err != nil {
 		return nil, err
 	}
 	return &c, c.validate(path)
@@ -327,9 +332,10 @@ func (c *Config) validate(path string) error {
 	return nil
 }
 
-// fingerprint identifies the provisioning settings: a cached result made
-// under other settings (new id scope, new hub) is not served.
-func (c *Config) fingerprint() string {
+// Fingerprint identifies the provisioning settings: a cached result made
+// under other settings (new id scope, new hub) is not served. Field names
+// and order of Provisioning and TPMConfig are part of it.
+func (c *Config) Fingerprint() string {
 	var tpm *TPMConfig // another TPM is another device (omitted otherwise: old caches stay valid)
 	if a := c.Provisioning.Attestation; c.Provisioning.Source == "dps" && a != nil && a.Method == "tpm" {
 		t := c.TPM
@@ -346,9 +352,14 @@ func (c *Config) fingerprint() string {
 	return hex.EncodeToString(sum[:])
 }
 
-func (c *Config) timeout() time.Duration  { return time.Duration(c.Cloud.TimeoutS) * time.Second }
-func (c *Config) retryMax() time.Duration { return time.Duration(c.Cloud.RetryMaxS) * time.Second }
-func (c *Config) tokenTTL() time.Duration { return time.Duration(c.Cloud.TokenTTLS) * time.Second }
+// Timeout bounds one request to DPS or the hub.
+func (c *Config) Timeout() time.Duration { return time.Duration(c.Cloud.TimeoutS) * time.Second }
+
+// RetryMax caps the provisioning back-off.
+func (c *Config) RetryMax() time.Duration { return time.Duration(c.Cloud.RetryMaxS) * time.Second }
+
+// TokenTTL is the lifetime of the SAS tokens identityd makes for itself.
+func (c *Config) TokenTTL() time.Duration { return time.Duration(c.Cloud.TokenTTLS) * time.Second }
 
 // checkConnectionString checks a SAS connection string; its errors never
 // echo the key.

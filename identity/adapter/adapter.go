@@ -1,0 +1,273 @@
+// Package adapter serves the Identity service's domain (package identity)
+// on the bus as org.edgev2.Identity1: it checks polkit, turns method calls
+// into domain calls and domain results into the wire types of identity/api.
+package adapter
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/identity"
+	"github.com/edgev2/edgev2/identity/api"
+	"github.com/edgev2/edgev2/internal/fault"
+)
+
+// BusAPI adapts identity.Service to org.edgev2.Identity1.
+type BusAPI struct {
+	ctx  context.Context
+	svc  *identity.Service
+	auth bus.Authority
+	srv  *bus.Server
+	log  *slog.Logger
+	// CallerUID resolves a caller's uid (GetCallerIdentity).
+	CallerUID func(sender string) (uint32, error)
+}
+
+// New registers the Identity object on srv and emits IdentityChanged
+// and PropertiesChanged when the service's state changes.
+func New(ctx context.Context, svc *identity.Service, auth bus.Authority, srv *bus.Server, log *slog.Logger) *BusAPI {
+	a := &BusAPI{ctx: ctx, svc: svc, auth: auth, srv: srv, log: log}
+	a.CallerUID = func(sender string) (uint32, error) {
+		c, err := bus.CallerCredentials(srv.Conn(), sender)
+		return c.UID, err
+	}
+	srv.Root(bus.Interface{
+		Name: api.Interface,
+		Methods: map[string]any{
+			api.MethodGetDeviceIdentity:    a.getDeviceIdentity,
+			api.MethodGetProvisioningInfo:  a.getProvisioningInfo,
+			api.MethodReprovision:          a.reprovision,
+			api.MethodCreateModuleIdentity: a.createModuleIdentity,
+			api.MethodGetModuleIdentity:    a.getModuleIdentity,
+			api.MethodListModuleIdentities: a.listModuleIdentities,
+			api.MethodUpdateModuleIdentity: a.updateModuleIdentity,
+			api.MethodDeleteModuleIdentity: a.deleteModuleIdentity,
+			api.MethodGetSasToken:          a.getSasToken,
+			api.MethodGetCallerIdentity:    a.getCallerIdentity,
+			api.MethodSignAsModule:         a.signAsModule,
+			api.MethodOpenModuleSigner:     a.openModuleSigner,
+			api.MethodGetModuleSigning:     a.getModuleSigning,
+		},
+		Properties: func(string) (map[string]godbus.Variant, error) { return a.properties(), nil },
+	})
+	srv.CanRead = func(call bus.Call, id string) *godbus.Error { return a.authorize(call, api.ActionRead, "") }
+	// State, hub and device id in the signals are what GetDeviceIdentity
+	// tells: only identity readers hear them.
+	srv.CanReceive = func(peer, _ string) bool {
+		return bus.MayReceive(ctx, auth, peer, api.ActionRead, map[string]string{api.DetailModuleID: ""})
+	}
+	svc.OnChange = a.changed
+	return a
+}
+
+func (a *BusAPI) properties() map[string]godbus.Variant {
+	st, lastErr := a.svc.State()
+	dev, _ := a.svc.Device()
+	return map[string]godbus.Variant{
+		api.PropState:       godbus.MakeVariant(string(st)),
+		api.PropSource:      godbus.MakeVariant(a.svc.Source()),
+		api.PropHubHostname: godbus.MakeVariant(dev.HubHostname),
+		api.PropDeviceID:    godbus.MakeVariant(dev.DeviceID),
+		api.PropLastError:   godbus.MakeVariant(lastErr),
+	}
+}
+
+func (a *BusAPI) changed() {
+	a.srv.PropertiesChanged(api.ObjectPath, api.Interface, a.properties())
+	a.srv.Emit(api.ObjectPath, api.Interface+"."+api.SignalIdentityChanged)
+}
+
+func (a *BusAPI) authorize(call bus.Call, action, moduleID string) *godbus.Error {
+	return a.auth.Authorize(a.ctx, call, action, map[string]string{api.DetailModuleID: moduleID})
+}
+
+func (a *BusAPI) fail(op string, err error) *godbus.Error {
+	if k := fault.KindOf(err); k == fault.Failed || k == fault.Unavailable {
+		a.log.Error(op+" failed", "err", err)
+	} else {
+		a.log.Debug(op+" refused", "err", err)
+	}
+	return bus.ToError(err)
+}
+
+func (a *BusAPI) getDeviceIdentity(msg godbus.Message) (map[string]godbus.Variant, *godbus.Error) {
+	if e := a.authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
+		return nil, e
+	}
+	dev, err := a.svc.Device()
+	if err != nil {
+		return nil, a.fail(api.MethodGetDeviceIdentity, err)
+	}
+	return api.ToDict(deviceIdentity(dev)), nil
+}
+
+func (a *BusAPI) getProvisioningInfo(msg godbus.Message) (map[string]godbus.Variant, *godbus.Error) {
+	if e := a.authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
+		return nil, e
+	}
+	info, fromCache, lastErr := a.svc.Info()
+	out := provisioningInfo(info, fromCache, lastErr)
+	if op, ok := a.svc.Operational(); ok {
+		out.Operational = operationalCert(op)
+	}
+	return api.ToDict(out), nil
+}
+
+func (a *BusAPI) reprovision(msg godbus.Message) *godbus.Error {
+	if e := a.authorize(bus.CallOf(msg), api.ActionReprovision, ""); e != nil {
+		return e
+	}
+	if err := a.svc.Reprovision(a.ctx); err != nil {
+		return a.fail(api.MethodReprovision, err)
+	}
+	return nil
+}
+
+func managedBy(opts map[string]godbus.Variant) (string, *godbus.Error) {
+	vals, e := bus.ParseOptions(opts, map[string]string{api.OptManagedBy: "s"})
+	if e != nil {
+		return "", e
+	}
+	s, _ := vals[api.OptManagedBy].(string)
+	return s, nil
+}
+
+func (a *BusAPI) moduleCall(msg godbus.Message, action, moduleID string) *godbus.Error {
+	if err := identity.ValidateModuleID(moduleID); err != nil {
+		return bus.ToError(err)
+	}
+	return a.authorize(bus.CallOf(msg), action, moduleID)
+}
+
+// moduleDict is a module identity on the wire, with the device it is of.
+func (a *BusAPI) moduleDict(m identity.Module) map[string]godbus.Variant {
+	return api.ToDict(a.moduleIdentity(m))
+}
+
+func (a *BusAPI) moduleIdentity(m identity.Module) api.ModuleIdentity {
+	dev, _ := a.svc.Device()
+	return moduleIdentity(m, dev)
+}
+
+func (a *BusAPI) createModuleIdentity(msg godbus.Message, moduleID string, opts map[string]godbus.Variant) (map[string]godbus.Variant, *godbus.Error) {
+	mb, e := managedBy(opts)
+	if e != nil {
+		return nil, e
+	}
+	if e := a.moduleCall(msg, api.ActionManage, moduleID); e != nil {
+		return nil, e
+	}
+	m, err := a.svc.CreateModule(a.ctx, moduleID, mb)
+	if err != nil {
+		return nil, a.fail(api.MethodCreateModuleIdentity, err)
+	}
+	return a.moduleDict(m), nil
+}
+
+func (a *BusAPI) getModuleIdentity(msg godbus.Message, moduleID string) (map[string]godbus.Variant, *godbus.Error) {
+	if e := a.moduleCall(msg, api.ActionRead, moduleID); e != nil {
+		return nil, e
+	}
+	m, err := a.svc.GetModule(a.ctx, moduleID)
+	if err != nil {
+		return nil, a.fail(api.MethodGetModuleIdentity, err)
+	}
+	return a.moduleDict(m), nil
+}
+
+func (a *BusAPI) listModuleIdentities(msg godbus.Message) ([]map[string]godbus.Variant, *godbus.Error) {
+	if e := a.authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
+		return nil, e
+	}
+	ms, err := a.svc.ListModules(a.ctx)
+	if err != nil {
+		return nil, a.fail(api.MethodListModuleIdentities, err)
+	}
+	out := make([]map[string]godbus.Variant, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, a.moduleDict(m))
+	}
+	return out, nil
+}
+
+func (a *BusAPI) updateModuleIdentity(msg godbus.Message, moduleID string, opts map[string]godbus.Variant) (map[string]godbus.Variant, *godbus.Error) {
+	mb, e := managedBy(opts)
+	if e != nil {
+		return nil, e
+	}
+	if e := a.moduleCall(msg, api.ActionManage, moduleID); e != nil {
+		return nil, e
+	}
+	m, err := a.svc.UpdateModule(a.ctx, moduleID, mb)
+	if err != nil {
+		return nil, a.fail(api.MethodUpdateModuleIdentity, err)
+	}
+	return a.moduleDict(m), nil
+}
+
+func (a *BusAPI) deleteModuleIdentity(msg godbus.Message, moduleID string) *godbus.Error {
+	if e := a.moduleCall(msg, api.ActionManage, moduleID); e != nil {
+		return e
+	}
+	if err := a.svc.DeleteModule(a.ctx, moduleID); err != nil {
+		return a.fail(api.MethodDeleteModuleIdentity, err)
+	}
+	return nil
+}
+
+func (a *BusAPI) getSasToken(msg godbus.Message, moduleID string, ttl uint32) (string, *godbus.Error) {
+	if moduleID != "" {
+		if err := identity.ValidateModuleID(moduleID); err != nil {
+			return "", bus.ToError(err)
+		}
+	}
+	if e := a.authorize(bus.CallOf(msg), api.ActionManage, moduleID); e != nil {
+		return "", e
+	}
+	tok, err := a.svc.GetSasToken(a.ctx, moduleID, time.Duration(ttl)*time.Second)
+	if err != nil {
+		return "", a.fail(api.MethodGetSasToken, err)
+	}
+	return tok, nil
+}
+
+func (a *BusAPI) getCallerIdentity(msg godbus.Message) (map[string]godbus.Variant, *godbus.Error) {
+	call := bus.CallOf(msg)
+	if e := a.authorize(call, api.ActionRead, ""); e != nil {
+		return nil, e
+	}
+	uid, err := a.CallerUID(call.Sender)
+	if err != nil {
+		return nil, bus.NewError(bus.ErrFailed, "cannot identify the caller")
+	}
+	p, ok := a.svc.CallerPrincipal(uid)
+	if !ok {
+		return nil, bus.NewError(bus.ErrNotFound, fmt.Sprintf("uid %d is not a configured [[principal]]", uid))
+	}
+	out := api.CallerIdentity{UID: uid, Principal: p.Name, IDType: p.IDType}
+	if p.IDType == "module" {
+		m, err := a.svc.GetModule(a.ctx, p.Name)
+		if err != nil {
+			return nil, a.fail(api.MethodGetCallerIdentity, err)
+		}
+		mi := a.moduleIdentity(m)
+		out.Module = &mi
+	}
+	return api.ToDict(out), nil
+}
+
+func (a *BusAPI) signAsModule(msg godbus.Message, moduleID, key string, data []byte) ([]byte, *godbus.Error) {
+	if e := a.moduleCall(msg, api.ActionManage, moduleID); e != nil {
+		return nil, e
+	}
+	digest, err := a.svc.SignAsModule(a.ctx, moduleID, key, data)
+	if err != nil {
+		return nil, a.fail(api.MethodSignAsModule, err)
+	}
+	return digest, nil
+}

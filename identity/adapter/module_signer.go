@@ -1,0 +1,66 @@
+package adapter
+
+import (
+	"fmt"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/identity"
+	"github.com/edgev2/edgev2/identity/api"
+)
+
+// RuntimeBusName is the Module Runtime's bus name: the bus policy lets
+// only modrtd's user (root) own it, so its owner is modrtd.
+const RuntimeBusName = "org.edgev2.ModuleRuntime1"
+
+// runtimeOnly admits only the current owner of RuntimeBusName (and then
+// polkit's identity.manage, like SignAsModule): the module signer signs as
+// every module, which no per-module polkit grant can express, and modrtd
+// runs as root, whom polkit does not scope.
+func (a *BusAPI) runtimeOnly(call bus.Call, method string) *godbus.Error {
+	var owner string
+	if err := a.srv.Conn().BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, RuntimeBusName).Store(&owner); err != nil || owner != call.Sender {
+		return bus.NewError(bus.ErrNotAuthorized, fmt.Sprintf("%s is for the Module Runtime (the owner of %s) only", method, RuntimeBusName))
+	}
+	return a.authorize(call, api.ActionManage, "")
+}
+
+// openModuleSigner hands modrtd a Keys session restricted to SignDerived on
+// the module-key master (identity/signer.go): a capability, revoked when
+// module identities change.
+func (a *BusAPI) openModuleSigner(msg godbus.Message, opts map[string]godbus.Variant) (godbus.UnixFD, map[string]godbus.Variant, *godbus.Error) {
+	if _, e := bus.ParseOptions(opts, nil); e != nil {
+		return -1, nil, e
+	}
+	if e := a.runtimeOnly(bus.CallOf(msg), api.MethodOpenModuleSigner); e != nil {
+		return -1, nil, e
+	}
+	f, keyID, err := a.svc.OpenModuleSigner(a.ctx)
+	if err != nil {
+		return -1, nil, a.fail(api.MethodOpenModuleSigner, err)
+	}
+	// godbus sends the fd with the reply; close our copy once it is sent.
+	fd := godbus.UnixFD(f.Fd())
+	go func() { time.Sleep(5 * time.Second); f.Close() }()
+	return fd, api.ToDict(api.ModuleSigner{KeyID: keyID}), nil
+}
+
+func (a *BusAPI) getModuleSigning(msg godbus.Message, moduleID string, opts map[string]godbus.Variant) (map[string]godbus.Variant, *godbus.Error) {
+	if _, e := bus.ParseOptions(opts, nil); e != nil {
+		return nil, e
+	}
+	if err := identity.ValidateModuleID(moduleID); err != nil {
+		return nil, bus.ToError(err)
+	}
+	if e := a.runtimeOnly(bus.CallOf(msg), api.MethodGetModuleSigning); e != nil {
+		return nil, e
+	}
+	ms, err := a.svc.ModuleSigning(a.ctx, moduleID)
+	if err != nil {
+		return nil, a.fail(api.MethodGetModuleSigning, err)
+	}
+	return api.ToDict(api.ModuleSigning{ModuleID: ms.ModuleID, GenerationID: ms.GenerationID,
+		KeyID: ms.KeyID, Primary: ms.Primary, Secondary: ms.Secondary}), nil
+}
