@@ -13,21 +13,22 @@ import (
 
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/modrt/api"
 )
 
-// Bus names of the Module Runtime.
+// Bus names of the Module Runtime (defined in modrt/api).
 const (
-	BusName         = "org.edgev2.ModuleRuntime1"
-	ObjectPath      = godbus.ObjectPath("/org/edgev2/ModuleRuntime1")
-	Interface       = "org.edgev2.ModuleRuntime1"
-	ModuleInterface = "org.edgev2.ModuleRuntime1.Module"
-	Collection      = "modules"
+	BusName         = api.BusName
+	ObjectPath      = api.ObjectPath
+	Interface       = api.Interface
+	ModuleInterface = api.ModuleInterface
+	Collection      = api.Collection
 )
 
 // polkit actions.
 const (
-	ActionRead   = "org.edgev2.modules.read"
-	ActionManage = "org.edgev2.modules.manage"
+	ActionRead   = api.ActionRead
+	ActionManage = api.ActionManage
 )
 
 // BusAPI adapts Service to org.edgev2.ModuleRuntime1.
@@ -121,7 +122,7 @@ func moduleDetails(name string) map[string]string {
 	if name == "" {
 		return nil
 	}
-	return map[string]string{"module_id": name}
+	return map[string]string{api.DetailModuleID: name}
 }
 
 func (a *BusAPI) authorize(call bus.Call, action, name string) *godbus.Error {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/modrt"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
 	"github.com/edgev2/edgev2/modrt/client"
 )
 
@@ -31,7 +32,7 @@ func modulesList(ctx context.Context, c *cli, args []string) int {
 	if _, code := c.parse(c.flags(), args, 0, 0, "[--json]"); code >= 0 {
 		return code
 	}
-	mc, code := modulesClient(c, "org.edgev2.modules.read")
+	mc, code := modulesClient(c, rtapi.ActionRead)
 	if code >= 0 {
 		return code
 	}
@@ -70,7 +71,7 @@ func moduleAction(verb string) func(context.Context, *cli, []string) int {
 		if code >= 0 {
 			return code
 		}
-		mc, code := modulesClient(c, "org.edgev2.modules.manage")
+		mc, code := modulesClient(c, rtapi.ActionManage)
 		if code >= 0 {
 			return code
 		}
@@ -111,7 +112,7 @@ func modulesLogs(ctx context.Context, c *cli, args []string) int {
 	if code >= 0 {
 		return code
 	}
-	mc, code := modulesClient(c, "org.edgev2.modules.read")
+	mc, code := modulesClient(c, rtapi.ActionRead)
 	if code >= 0 {
 		return code
 	}

@@ -6,6 +6,8 @@ import (
 	"io"
 
 	godbus "github.com/godbus/dbus/v5"
+
+	rtapi "github.com/edgev2/edgev2/modrt/api"
 )
 
 // services are the four edgev2 services: systemd unit, bus name, and the
@@ -16,7 +18,7 @@ var services = []struct {
 	{"edgev2-keyd", "org.edgev2.Keys1", "keyd.toml"},
 	{"edgev2-certd", "org.edgev2.Certificates1", "certd.toml"},
 	{"edgev2-identityd", "org.edgev2.Identity1", "identityd.toml"},
-	{"edgev2-modrtd", "org.edgev2.ModuleRuntime1", "modrtd.toml"},
+	{"edgev2-modrtd", rtapi.BusName, "modrtd.toml"},
 }
 
 type serviceStatus struct {
