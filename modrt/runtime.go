@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/oci"
+
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // State is where a module is in its life.
@@ -20,23 +22,14 @@ const (
 )
 
 // RestartPolicy says what supervision does when a module's task exits by
-// itself. A stop by request is never followed by a restart.
-type RestartPolicy string
+// itself (defined with the spec, in modspec).
+type RestartPolicy = modspec.RestartPolicy
 
 const (
-	RestartNever     RestartPolicy = "never"
-	RestartOnFailure RestartPolicy = "on-failure" // restart when the exit code is not 0
-	RestartAlways    RestartPolicy = "always"
+	RestartNever     = modspec.RestartNever
+	RestartOnFailure = modspec.RestartOnFailure
+	RestartAlways    = modspec.RestartAlways
 )
-
-// Valid reports whether p is a known policy.
-func (p RestartPolicy) Valid() bool {
-	switch p {
-	case RestartNever, RestartOnFailure, RestartAlways:
-		return true
-	}
-	return false
-}
 
 // Status is a module's state as callers see it.
 type Status struct {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgev2/edgev2/internal/atomicfile"
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // Service turns module specs into containers on the runtime, under the
@@ -44,9 +45,8 @@ type Service struct {
 	specs specCache // parsed specsDir files; edgeAgent polls the list
 }
 
-// AgentModule is the module that manages the others through the
-// management API.
-const AgentModule = "edgeAgent"
+// AgentModule is the module that manages the others (edgeAgent).
+const AgentModule = modspec.AgentModule
 
 // Identities makes sure a module has an identity and returns the
 // IOTEDGE_* environment that names it.
@@ -70,7 +70,7 @@ const mgmtSocketName = "mgmt.sock"
 // NewService serves rt under the config's policy.
 func NewService(rt *Runtime, cfg *Config, log *slog.Logger) *Service {
 	s := &Service{rt: rt, log: log, specsDir: filepath.Join(cfg.Homedir, "specs"),
-		hostsDir: filepath.Join(cfg.Homedir, "hosts"), hostsBase: "/etc/hosts", resolvBase: "/etc/resolv.conf", policy: cfg.ModulePolicy(),
+		hostsDir: filepath.Join(cfg.Homedir, "hosts"), hostsBase: "/etc/hosts", resolvBase: "/etc/resolv.conf", policy: ModulePolicy(cfg),
 		networkName: cfg.Network.Name, allowHostNetwork: cfg.Policy.AllowHostNetwork,
 		specs: specCache{settle: specSettle},
 	}
@@ -151,7 +151,7 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 	}
 	policy := s.policy
 	policy.AllowHostNetwork = slices.Contains(s.allowHostNetwork, name)
-	opts, err := spec.OCIOpts(policy, extra)
+	opts, err := OCIOpts(spec, policy, extra)
 	if err != nil {
 		return err
 	}

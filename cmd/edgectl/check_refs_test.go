@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/edgev2/edgev2/certs"
-	"github.com/edgev2/edgev2/modrt"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
 )
 
 // TestReferencesNameEachKeyCertificatePairOnce: the edge CA is named by
@@ -13,7 +13,7 @@ import (
 func TestReferencesNameEachKeyCertificatePairOnce(t *testing.T) {
 	cfg := deviceConfigs{
 		certd:  &certs.Config{Issuance: map[string]*certs.Issuance{"edge-ca": {KeyID: "edge-ca"}, "device-cert": {KeyID: "device-id"}}},
-		modrtd: &modrt.Config{EdgeCACert: "edge-ca", EdgeCAKey: "edge-ca"},
+		modrtd: &rtconfig.Config{EdgeCACert: "edge-ca", EdgeCAKey: "edge-ca"},
 	}
 	refs := cfg.references()
 	seen := map[keyRef]int{}

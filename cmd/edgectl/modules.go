@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/edgev2/edgev2/modrt"
 	rtapi "github.com/edgev2/edgev2/modrt/api"
 	"github.com/edgev2/edgev2/modrt/client"
 )
@@ -170,7 +169,7 @@ func moduleLogText(ctx context.Context, mc *client.Client, name string, o client
 		return "", err
 	}
 	defer rc.Close()
-	text, err := modrt.FramedText(rc)
+	text, err := rtapi.FramedText(rc)
 	if err != nil {
 		return text, fmt.Errorf("read logs of %s: %w", name, err)
 	}

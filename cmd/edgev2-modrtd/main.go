@@ -73,7 +73,7 @@ func run(configPath string, log *slog.Logger) int {
 			}
 			rt, err = modrt.OpenRuntime(ctx, modrt.RuntimeConfig{Address: cfg.Containerd, Namespace: cfg.Namespace,
 				StateDir: filepath.Join(cfg.Homedir, "runtime"), Logger: log, RegistryRoots: roots,
-				StartCheck: cfg.ModulePolicy().CheckStart, MountCheck: cfg.ModulePolicy().CheckMounted, Network: network})
+				StartCheck: modrt.ModulePolicy(cfg).CheckStart, MountCheck: modrt.ModulePolicy(cfg).CheckMounted, Network: network})
 			if err != nil {
 				return fmt.Errorf("open containerd at %s: %w", cfg.Containerd, err)
 			}

@@ -17,7 +17,9 @@ import (
 	"github.com/edgev2/edgev2/internal/label"
 	"github.com/edgev2/edgev2/internal/tpm/ek"
 	"github.com/edgev2/edgev2/keys"
-	"github.com/edgev2/edgev2/modrt"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
+	"github.com/edgev2/edgev2/modrt/modspec"
+	rtpolicy "github.com/edgev2/edgev2/modrt/policy"
 )
 
 // The services' state directories (systemd StateDirectory=).
@@ -689,9 +691,9 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 			"remove them; allow what modules need per module in [[runtime.policy.allow]] (docs/config.md)")
 	}
 	// The runtime's own validation of [policy], under the super-config's keys.
-	probe := modrt.Config{Homedir: modrtdHome, Policy: rt.Policy}
+	probe := rtconfig.Config{Homedir: modrtdHome, Policy: rt.Policy}
 	if err := probe.ValidatePolicy("config.toml"); err != nil {
-		var ce *modrt.ConfigError
+		var ce *rtconfig.ConfigError
 		if errors.As(err, &ce) {
 			return c.bad("runtime."+ce.Key, ce.Problem, strings.ReplaceAll(ce.Fix, "[[policy.allow]]", "[[runtime.policy.allow]]"))
 		}
@@ -705,13 +707,13 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 		}
 	}
 	for i, m := range rt.AllowHostNetwork {
-		if err := modrt.ValidateName(m); err != nil {
+		if err := modspec.ValidateName(m); err != nil {
 			return c.bad(fmt.Sprintf("runtime.allow_host_network[%d]", i), err.Error(), "list module names")
 		}
 	}
-	netCfg := modrt.NetworkConfig{}
+	netCfg := rtconfig.NetworkConfig{}
 	if n := rt.Network; n != nil {
-		netCfg = modrt.NetworkConfig{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, PluginDirs: n.CNIPluginDirs, StateDir: n.StateDir}
+		netCfg = rtconfig.NetworkConfig{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, PluginDirs: n.CNIPluginDirs, StateDir: n.StateDir}
 		if err := netCfg.Validate(); err != nil {
 			return c.bad("runtime."+err.Key, err.Problem, err.Fix)
 		}
@@ -730,11 +732,11 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 			}
 		}
 	}
-	policy := probe.ModulePolicy()
+	policy := rtpolicy.FromConfig(&probe)
 	policy.Static = true
 	seen := map[string]string{}
 	check := func(key string, m Module) error {
-		if err := modrt.ValidateName(m.Name); err != nil {
+		if err := modspec.ValidateName(m.Name); err != nil {
 			return c.bad(key+".name", err.Error(), "use a letter or digit, then letters, digits, '_', '.' or '-'")
 		}
 		if prev, ok := seen[m.Name]; ok {
@@ -744,7 +746,7 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 		if strings.TrimSpace(m.Spec) == "" {
 			return c.bad(key+".spec", "missing", `set spec = '''{"name": "...", "type": "docker", "config": {"settings": {"image": "..."}}}'''`)
 		}
-		s, err := modrt.ParseSpec([]byte(m.Spec))
+		s, err := modspec.ParseSpec([]byte(m.Spec))
 		if err != nil {
 			return c.bad(key+".spec", err.Error(), "write a ModuleSpec JSON (docs/modules.md)")
 		}
@@ -755,7 +757,7 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 		// forbidden bind is refused at apply time rather than at start.
 		mp := policy
 		mp.AllowHostNetwork = slices.Contains(rt.AllowHostNetwork, m.Name) || slices.Contains(rt.Policy.AllowHostNetwork, m.Name)
-		if _, err := s.OCIOpts(mp, modrt.Extra{ImageEntrypoint: []string{"/entrypoint"}, Network: netCfg.Name}); err != nil {
+		if _, err := mp.Admit(s, rtpolicy.Extra{ImageEntrypoint: []string{"/entrypoint"}, Network: netCfg.Name}); err != nil {
 			return c.bad(key+".spec", err.Error(), "remove the bind, privilege or host network, or allow it for this module in [[runtime.policy.allow]] or [runtime] allow_host_network (docs/modules.md)")
 		}
 		return nil

@@ -3,7 +3,7 @@ package superconfig
 import (
 	"fmt"
 
-	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // Workload is [workload]: what the workload API grants modules beyond
@@ -26,7 +26,7 @@ func (c *Config) planWorkload(p *plan) error {
 	}
 	for _, m := range sortedKeys(c.Workload.ServerCertNames) {
 		key := "workload.server_cert_names." + m
-		if err := modrt.ValidateName(m); err != nil {
+		if err := modspec.ValidateName(m); err != nil {
 			return c.bad(key, err.Error(), "use the module's name")
 		}
 		for i, n := range c.Workload.ServerCertNames[m] {

@@ -1,9 +1,10 @@
-package modrt
+package modspec
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -14,32 +15,15 @@ import (
 // edgeAgentSpec is what edgeAgent posts to the management API for edgeHub:
 // env as a list, createOptions as an object with what edgeAgent injects
 // (workload socket bind, CapDrop, its network endpoint, labels).
-const edgeAgentSpec = `{
-  "name": "edgeHub",
-  "type": "docker",
-  "imagePullPolicy": "on-create",
-  "config": {
-    "settings": {
-      "image": "mcr.microsoft.com/azureiotedge-hub:1.4",
-      "createOptions": {
-        "HostConfig": {
-          "PortBindings": {"5671/tcp": [{"HostPort": "5671"}], "8883/tcp": [{"HostPort": "8883"}]},
-          "Binds": ["/var/run/iotedge/workload.sock:/var/run/iotedge/workload.sock"],
-          "CapDrop": ["CAP_CHOWN", "CAP_SETUID"]
-        },
-        "ExposedPorts": {"5671/tcp": {}, "8883/tcp": {}},
-        "NetworkingConfig": {"EndpointsConfig": {"azure-iot-edge": {"Aliases": ["gw.example"]}}},
-        "Labels": {"net.azure-devices.edge.owner": "Microsoft.Azure.Devices.Edge.Agent"}
-      },
-      "auth": {"username": "u", "password": "s3cret-pw", "serveraddress": "myacr.azurecr.io"}
-    },
-    "env": [
-      {"key": "IOTEDGE_MODULEID", "value": "$edgeHub"},
-      {"key": "SslProtocols", "value": "tls1.2"}
-    ]
-  },
-  "futureField": {"ignored": true}
-}`
+var edgeAgentSpec = readTestdata("testdata/edgeagent_spec.json")
+
+func readTestdata(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
 
 func TestParseSpecReadsManagementAPIShape(t *testing.T) {
 	s, err := ParseSpec([]byte(edgeAgentSpec))

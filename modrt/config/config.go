@@ -1,15 +1,19 @@
-package modrt
+// Package config is modrtd's configuration (/etc/edgev2/modrtd.toml): its
+// type, parser and checks. It imports no runtime code, so edgectl and the
+// super-config compiler use it without linking containerd.
+package config
 
 import (
-	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/config"
+	cfgfile "github.com/edgev2/edgev2/internal/config"
 	"github.com/edgev2/edgev2/internal/credential"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // QuickstartEdgeCA names the key (in Keys) and certificate (in
@@ -124,7 +128,7 @@ type Grant struct {
 }
 
 // ConfigError names the file, key and fix of a configuration mistake.
-type ConfigError = config.Error
+type ConfigError = cfgfile.Error
 
 // NeverBind are host paths no module may bind, or bind a parent of,
 // whatever the policy lists: edgev2's own state and configuration, the
@@ -136,7 +140,7 @@ var NeverBind = []string{"/etc/edgev2", "/var/lib/edgev2", "/run/edgev2", "/run/
 
 // LoadConfig reads and validates a modrtd config file.
 func LoadConfig(path string) (*Config, error) {
-	data, err := config.Read(path)
+	data, err := cfgfile.Read(path)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +150,7 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig parses and validates modrtd config text.
 func ParseConfig(path string, data []byte) (*Config, error) {
 	var c Config
-	if err := config.Decode(path, data, &c, "docs/modules.md"); err != nil {
+	if err := cfgfile.Decode(path, data, &c, "docs/modules.md"); err != nil {
 		return nil, err
 	}
 	if c.Homedir == "" || !strings.HasPrefix(c.Homedir, "/") {
@@ -173,14 +177,14 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	seen := map[string]bool{}
 	for i, m := range c.Modules {
 		key := fmt.Sprintf("modules[%d]", i)
-		if err := ValidateName(m.Name); err != nil {
+		if err := modspec.ValidateName(m.Name); err != nil {
 			return nil, &ConfigError{File: path, Key: key + ".name", Problem: err.Error(), Fix: "use [A-Za-z0-9][A-Za-z0-9_.-]*"}
 		}
 		if seen[m.Name] {
 			return nil, &ConfigError{File: path, Key: key + ".name", Problem: fmt.Sprintf("module %q is listed twice", m.Name), Fix: "keep one"}
 		}
 		seen[m.Name] = true
-		if _, err := ParseSpec([]byte(m.Spec)); err != nil {
+		if _, err := modspec.ParseSpec([]byte(m.Spec)); err != nil {
 			return nil, &ConfigError{File: path, Key: key + ".spec", Problem: err.Error(), Fix: "write a ModuleSpec JSON (docs/modules.md)"}
 		}
 		if cr := m.RegistryPasswordCredential; cr != "" {
@@ -207,29 +211,15 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	if err := c.Workload.validate(path); err != nil {
 		return nil, err
 	}
-	if err := c.Network.setDefaults(path); err != nil {
+	if err := c.Network.SetDefaults(path); err != nil {
 		return nil, err
 	}
 	for i, m := range c.Policy.AllowHostNetwork {
-		if err := ValidateName(m); err != nil {
+		if err := modspec.ValidateName(m); err != nil {
 			return nil, &ConfigError{File: path, Key: fmt.Sprintf("policy.allow_host_network[%d]", i), Problem: err.Error(), Fix: "list module names"}
 		}
 	}
 	return &c, nil
-}
-
-// Policy is the module policy this configuration sets.
-func (c *Config) ModulePolicy() Policy {
-	never := append([]string{c.Homedir}, NeverBind...)
-	if c.Containerd != "" {
-		never = append(never, filepath.Dir(c.Containerd))
-	}
-	p := Policy{VolumesDir: filepath.Join(c.Homedir, "volumes"), ReadOnlyBinds: c.Policy.ReadOnlyBinds,
-		Grants: c.Policy.Allow, Never: never, RuntimeDir: c.Homedir}
-	if filepath.Base(c.MgmtSocket) == "mgmt.sock" { // as modrtd binds it into edgeAgent
-		p.MgmtDir = filepath.Dir(c.MgmtSocket)
-	}
-	return p
 }
 
 // ValidatePolicy checks the [policy] table (edgectl config apply runs it
@@ -243,7 +233,7 @@ func (pc *PolicyConfig) validate(path string) error {
 	}
 	paths := func(key string, ps []string) error {
 		for i, p := range ps {
-			if err := checkPath(p); err != nil {
+			if err := modspec.CheckPath(p); err != nil {
 				return &ConfigError{File: path, Key: fmt.Sprintf("%s[%d]", key, i), Problem: fmt.Sprintf("%q: %v", p, err), Fix: "use an absolute path without \"..\""}
 			}
 			if filepath.Clean(p) == "/" {
@@ -261,7 +251,7 @@ func (pc *PolicyConfig) validate(path string) error {
 			return &ConfigError{File: path, Key: key, Problem: "names neither modules nor images", Fix: `say whom it is for: modules = ["name"] and/or images = ["registry/image:tag"]`}
 		}
 		for j, m := range g.Modules {
-			if err := ValidateName(m); err != nil {
+			if err := modspec.ValidateName(m); err != nil {
 				return &ConfigError{File: path, Key: fmt.Sprintf("%s.modules[%d]", key, j), Problem: err.Error(), Fix: "use module names"}
 			}
 		}
@@ -275,7 +265,7 @@ func (pc *PolicyConfig) validate(path string) error {
 			}
 		}
 		for j, c := range g.CapAdd {
-			if n := normCap(c); n != "ALL" && !contains(knownCaps, n) {
+			if n := modspec.NormCap(c); n != "ALL" && !slices.Contains(modspec.KnownCaps, n) {
 				return &ConfigError{File: path, Key: fmt.Sprintf("%s.cap_add[%d]", key, j), Problem: fmt.Sprintf("%q is not a Linux capability", c), Fix: `use names like "NET_ADMIN"`}
 			}
 		}
@@ -342,58 +332,11 @@ func (c *Config) ReadCredentials() error {
 		if err != nil {
 			return fmt.Errorf("module %q registry_password_credential: %w", m.Name, err)
 		}
-		spec, err := SetRegistryPassword([]byte(m.Spec), pw)
+		spec, err := modspec.SetRegistryPassword([]byte(m.Spec), pw)
 		if err != nil {
 			return fmt.Errorf("module %q: %w", m.Name, err)
 		}
 		c.Modules[i].Spec = string(spec)
 	}
 	return nil
-}
-
-// SetRegistryPassword returns spec (ModuleSpec JSON) with
-// config.settings.auth.password set to pw ("" removes it); every other
-// value is kept as it was (object keys come out sorted).
-func SetRegistryPassword(spec []byte, pw string) ([]byte, error) {
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(spec, &doc); err != nil {
-		return nil, fmt.Errorf("the module spec is not a JSON object")
-	}
-	path := []string{"config", "settings", "auth"}
-	var set func(obj map[string]json.RawMessage, depth int) error
-	set = func(obj map[string]json.RawMessage, depth int) error {
-		name := path[depth]
-		var child map[string]json.RawMessage
-		if raw, ok := obj[name]; ok && string(raw) != "null" {
-			if err := json.Unmarshal(raw, &child); err != nil {
-				return fmt.Errorf("the module spec's %s is not an object", strings.Join(path[:depth+1], "."))
-			}
-		}
-		if child == nil {
-			if pw == "" {
-				return nil
-			}
-			child = map[string]json.RawMessage{}
-		}
-		if depth == len(path)-1 {
-			if pw == "" {
-				delete(child, "password")
-			} else {
-				b, _ := json.Marshal(pw)
-				child["password"] = b
-			}
-		} else if err := set(child, depth+1); err != nil {
-			return err
-		}
-		b, err := json.Marshal(child)
-		if err != nil {
-			return err
-		}
-		obj[name] = b
-		return nil
-	}
-	if err := set(doc, 0); err != nil {
-		return nil, err
-	}
-	return json.Marshal(doc)
 }
