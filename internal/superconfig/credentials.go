@@ -7,6 +7,7 @@ import (
 
 	"github.com/edgev2/edgev2/internal/credential"
 	"github.com/edgev2/edgev2/keys"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
 	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
@@ -193,8 +194,8 @@ func (c *Config) planCredentials(r *ids, p *plan) error {
 // sealRegistryPassword moves a module spec's registry password
 // (config.settings.auth.password) into the credential
 // edgev2.modrtd.<module>.registry-password; the spec modrtd gets has none.
-func (c *Config) sealRegistryPassword(p *plan, key string, m Module) (modrtdModule, error) {
-	out := modrtdModule{Name: m.Name, Spec: m.Spec}
+func (c *Config) sealRegistryPassword(p *plan, key string, m Module) (rtconfig.LocalModule, error) {
+	out := rtconfig.LocalModule{Name: m.Name, Spec: m.Spec}
 	s, err := modspec.ParseSpec([]byte(m.Spec))
 	if err != nil || s.Config.Settings.Auth == nil || s.Config.Settings.Auth.Password == "" {
 		return out, nil // checked before; no password

@@ -39,7 +39,7 @@ type plan struct {
 	keyd      keydFile
 	certd     certdFile
 	identityd identitydFile
-	modrtd    modrtdFile
+	modrtd    rtconfig.Config
 	secrets   map[string][]byte // key id -> raw bytes for secretKeyPath(id)
 	// keyFrom and certFrom name the super-config setting behind each
 	// preloaded id, for errors a daemon's parser finds.
@@ -670,7 +670,7 @@ func (c *Config) planDPS(r *ids, ip *identitydProvisioning, out *identitydFile) 
 
 func (c *Config) planRuntime(r *ids, p *plan) error {
 	rt := c.Runtime
-	out := modrtdFile{Homedir: modrtdHome, Containerd: rt.ContainerdAddress, Namespace: rt.Namespace, RegistryCAFiles: rt.RegistryCAFiles}
+	out := rtconfig.Config{Homedir: modrtdHome, Containerd: rt.ContainerdAddress, Namespace: rt.Namespace, RegistryCAFiles: rt.RegistryCAFiles}
 	if rt.ContainerdAddress != "" && !strings.HasPrefix(rt.ContainerdAddress, "/") {
 		return c.bad("runtime.containerd_address", fmt.Sprintf("%q is not an absolute socket path", rt.ContainerdAddress), "use /run/containerd/containerd.sock")
 	}
@@ -701,10 +701,7 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 	}
 	hostNet := append(append([]string(nil), rt.AllowHostNetwork...), rt.Policy.AllowHostNetwork...)
 	if len(rt.Policy.ReadOnlyBinds) > 0 || len(rt.Policy.Allow) > 0 || len(hostNet) > 0 {
-		out.Policy = &modrtdPolicy{ReadOnlyBinds: rt.Policy.ReadOnlyBinds, AllowHostNetwork: hostNet}
-		for _, g := range rt.Policy.Allow {
-			out.Policy.Allow = append(out.Policy.Allow, modrtdGrant(g))
-		}
+		out.Policy = rtconfig.PolicyConfig{ReadOnlyBinds: rt.Policy.ReadOnlyBinds, Allow: rt.Policy.Allow, AllowHostNetwork: hostNet}
 	}
 	for i, m := range rt.AllowHostNetwork {
 		if err := modspec.ValidateName(m); err != nil {
@@ -717,7 +714,7 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 		if err := netCfg.Validate(); err != nil {
 			return c.bad("runtime."+err.Key, err.Problem, err.Fix)
 		}
-		out.Network = n
+		out.Network = netCfg
 	}
 	if ec := c.EdgeCA; ec != nil {
 		if ec.Method != "" {

@@ -3,6 +3,7 @@ package superconfig
 import (
 	"fmt"
 
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
 	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
@@ -12,10 +13,6 @@ type Workload struct {
 	// ServerCertNames: module name -> host names it may get workload
 	// server certificates for (modrtd [workload.server_cert_names]).
 	ServerCertNames map[string][]string `toml:"server_cert_names"`
-}
-
-type modrtdWorkload struct {
-	ServerCertNames map[string][]string `toml:"server_cert_names,omitempty"`
 }
 
 // planWorkload checks [workload] and copies it to modrtd.toml; modrtd's
@@ -35,6 +32,6 @@ func (c *Config) planWorkload(p *plan) error {
 			}
 		}
 	}
-	p.modrtd.Workload = &modrtdWorkload{ServerCertNames: c.Workload.ServerCertNames}
+	p.modrtd.Workload = rtconfig.WorkloadConfig{ServerCertNames: c.Workload.ServerCertNames}
 	return nil
 }

@@ -22,73 +22,76 @@ import (
 // so the services' compiled grants name it.
 const QuickstartEdgeCA = "edgev2-edge-ca"
 
-// Config is modrtd's configuration file (/etc/edgev2/modrtd.toml).
+// Config is modrtd's configuration file (/etc/edgev2/modrtd.toml). It is
+// also what edgectl config apply writes: unset keys are left out, and
+// fields are in the order the compiled files show them.
 type Config struct {
 	Homedir    string `toml:"homedir"`
-	Containerd string `toml:"containerd_address"` // default /run/containerd/containerd.sock
-	Namespace  string `toml:"namespace"`          // default edgev2
+	Containerd string `toml:"containerd_address,omitempty"` // default /run/containerd/containerd.sock
+	Namespace  string `toml:"namespace,omitempty"`          // default edgev2
 	// MgmtSocket is the management API's Unix socket (edgeAgent, tools).
-	MgmtSocket string `toml:"mgmt_socket"` // default <homedir>/mgmt/mgmt.sock; its directory is bound into the agent
+	MgmtSocket string `toml:"mgmt_socket,omitempty"` // default <homedir>/mgmt/mgmt.sock; its directory is bound into the agent
 	// TrustBundle is the Certificates id of the CAs the workload API's
 	// trust-bundle endpoint serves to modules.
-	TrustBundle string `toml:"trust_bundle"`
+	TrustBundle string `toml:"trust_bundle,omitempty"`
 	// EdgeCACert and EdgeCAKey name the edge CA (in Certificates and Keys)
 	// that issues modules' server certificates; its certificate is added to
 	// the trust bundle. Empty: no server certificates.
-	EdgeCACert string `toml:"edge_ca_cert"`
-	EdgeCAKey  string `toml:"edge_ca_key"`
+	EdgeCACert string `toml:"edge_ca_cert,omitempty"`
+	EdgeCAKey  string `toml:"edge_ca_key,omitempty"`
 	// EdgeCALifetimeDays is the lifetime of the quickstart edge CA modrtd
 	// makes (key and certificate "edgev2-edge-ca") when edge_ca_cert is
 	// not set; it is renewed, with the same key, after 80% of it.
-	EdgeCALifetimeDays int `toml:"edge_ca_lifetime_days"`
+	EdgeCALifetimeDays int `toml:"edge_ca_lifetime_days,omitempty"`
 	// ManifestTrustBundle is the Certificates id the workload API's
 	// manifest-trust-bundle endpoint serves (empty: an empty bundle).
-	ManifestTrustBundle string `toml:"manifest_trust_bundle"`
+	ManifestTrustBundle string `toml:"manifest_trust_bundle,omitempty"`
 	// WorkloadEncryptionKey is the Keys id of the master key (usage derive,
 	// made if missing) each module's workload encrypt/decrypt key is derived
 	// from inside the Keys service.
-	WorkloadEncryptionKey string `toml:"workload_encryption_key"`
+	WorkloadEncryptionKey string `toml:"workload_encryption_key,omitempty"`
 	// ImageGC removes images no module has used for a while, on a schedule.
-	ImageGC ImageGCConfig `toml:"image_garbage_collection"`
+	ImageGC ImageGCConfig `toml:"image_garbage_collection,omitempty"`
 	// RegistryCAFiles are PEM files of CAs registries' TLS certificates may
 	// chain to (besides the system roots).
-	RegistryCAFiles []string     `toml:"registry_ca_files"`
-	Policy          PolicyConfig `toml:"policy"`
-	// Network is the default network modules join (docs/modules.md, Network).
-	Network NetworkConfig `toml:"network"`
+	RegistryCAFiles []string     `toml:"registry_ca_files,omitempty"`
+	Policy          PolicyConfig `toml:"policy,omitempty"`
 	// Agent is the edgeAgent module, created and kept running as
 	// aziot-edged does; Modules are a local deployment kept running without
 	// any cloud agent.
-	Agent   *LocalModule  `toml:"agent"`
-	Modules []LocalModule `toml:"modules"`
+	Agent   *LocalModule  `toml:"agent,omitempty"`
+	Modules []LocalModule `toml:"modules,omitempty"`
+	// Network is the default network modules join (docs/modules.md, Network).
+	Network NetworkConfig `toml:"network,omitempty"`
 	// Workload holds what the workload API grants modules beyond their own
 	// name (see servernames.go).
-	Workload WorkloadConfig `toml:"workload"`
+	Workload WorkloadConfig `toml:"workload,omitempty"`
 }
 
 // ImageGCConfig is aziot-edged's [image_garbage_collection]: every
 // cleanup_recurrence, at cleanup_time (local HH:MM), images unused for
 // image_age_cleanup_threshold are removed.
 type ImageGCConfig struct {
-	Enabled    *bool  `toml:"enabled"`                     // default true
-	Recurrence string `toml:"cleanup_recurrence"`          // default "1d"
-	Threshold  string `toml:"image_age_cleanup_threshold"` // default "7d"
-	Time       string `toml:"cleanup_time"`                // default "00:00"
+	Enabled    *bool  `toml:"enabled,omitempty"`                     // default true
+	Recurrence string `toml:"cleanup_recurrence,omitempty"`          // default "1d"
+	Threshold  string `toml:"image_age_cleanup_threshold,omitempty"` // default "7d"
+	Time       string `toml:"cleanup_time,omitempty"`                // default "00:00"
 
 	// Parsed by ParseConfig.
-	Every, UnusedFor time.Duration
-	AtMinute         int // minutes after local midnight
+	Every     time.Duration `toml:"-"`
+	UnusedFor time.Duration `toml:"-"`
+	AtMinute  int           `toml:"-"` // minutes after local midnight
 }
 
 // LocalModule is a module the runtime keeps by itself.
 type LocalModule struct {
 	Name string `toml:"name"`
-	Spec string `toml:"spec"` // ModuleSpec JSON
+	Spec string `toml:"spec,multiline"` // ModuleSpec JSON
 	// RegistryPasswordCredential names the systemd credential holding the
 	// registry password of the spec's config.settings.auth (what `edgectl
 	// config apply` writes instead of the password); ReadCredentials puts
 	// it into Spec at start.
-	RegistryPasswordCredential string `toml:"registry_password_credential"`
+	RegistryPasswordCredential string `toml:"registry_password_credential,omitempty"`
 }
 
 // PolicyConfig is the module policy, an allowlist: what module specs may
@@ -97,34 +100,34 @@ type LocalModule struct {
 type PolicyConfig struct {
 	// ReadOnlyBinds are host paths any module may bind read-only (and
 	// anything below them).
-	ReadOnlyBinds []string `toml:"read_only_binds"`
+	ReadOnlyBinds []string `toml:"read_only_binds,omitempty"`
 	// Allow are the opt-ins, each for the modules it names.
-	Allow []Grant `toml:"allow"`
+	Allow []Grant `toml:"allow,omitempty"`
 
 	// Replaced by the allowlist; set, they stop modrtd with a fix.
-	ForbiddenBindPrefixes []string `toml:"forbidden_bind_prefixes"`
-	AllowPrivileged       bool     `toml:"allow_privileged"`
+	ForbiddenBindPrefixes []string `toml:"forbidden_bind_prefixes,omitempty"`
+	AllowPrivileged       bool     `toml:"allow_privileged,omitempty"`
 	// AllowHostNetwork names the modules that may use NetworkMode "host".
-	AllowHostNetwork []string `toml:"allow_host_network"`
+	AllowHostNetwork []string `toml:"allow_host_network,omitempty"`
 }
 
 // Grant is one opt-in ([[policy.allow]]): it applies to a module whose
 // name is in Modules (when set) and whose image matches Images (when
 // set); at least one of the two is set.
 type Grant struct {
-	Modules []string `toml:"modules"`
+	Modules []string `toml:"modules,omitempty"`
 	// Images are image references as the spec names them; a trailing "*"
 	// matches any suffix ("myacr.azurecr.io/hub:*").
-	Images []string `toml:"images"`
+	Images []string `toml:"images,omitempty"`
 	// CapAdd are capabilities beyond Docker's default set the module may
 	// add ("NET_ADMIN" or "CAP_NET_ADMIN"; "ALL" for every one).
-	CapAdd []string `toml:"cap_add"`
+	CapAdd []string `toml:"cap_add,omitempty"`
 	// Binds are host paths the module may bind read-write (and anything
 	// below them); ReadOnlyBinds read-only.
-	Binds         []string `toml:"binds"`
-	ReadOnlyBinds []string `toml:"read_only_binds"`
-	Privileged    bool     `toml:"privileged"` // HostConfig.Privileged: every capability and device
-	HostPID       bool     `toml:"host_pid"`   // HostConfig.PidMode "host"
+	Binds         []string `toml:"binds,omitempty"`
+	ReadOnlyBinds []string `toml:"read_only_binds,omitempty"`
+	Privileged    bool     `toml:"privileged,omitempty"` // HostConfig.Privileged: every capability and device
+	HostPID       bool     `toml:"host_pid,omitempty"`   // HostConfig.PidMode "host"
 }
 
 // ConfigError names the file, key and fix of a configuration mistake.

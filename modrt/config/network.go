@@ -19,11 +19,11 @@ const (
 
 // NetworkConfig is modrtd.toml's [network].
 type NetworkConfig struct {
-	Name       string   `toml:"name"`            // default "azure-iot-edge"
-	Bridge     string   `toml:"bridge"`          // host bridge device; default "edgev2br0"
-	Subnet     string   `toml:"subnet"`          // IPv4 CIDR, private; default 10.213.0.0/24
-	PluginDirs []string `toml:"cni_plugin_dirs"` // default /usr/lib/cni
-	StateDir   string   `toml:"state_dir"`       // IPAM leases and CNI cache; default /run/edgev2/network
+	Name       string   `toml:"name,omitempty"`            // default "azure-iot-edge"
+	Bridge     string   `toml:"bridge,omitempty"`          // host bridge device; default "edgev2br0"
+	Subnet     string   `toml:"subnet,omitempty"`          // IPv4 CIDR, private; default 10.213.0.0/24
+	PluginDirs []string `toml:"cni_plugin_dirs,omitempty"` // default /usr/lib/cni
+	StateDir   string   `toml:"state_dir,omitempty"`       // IPAM leases and CNI cache; default /run/edgev2/network
 }
 
 // validBridgeName: a Linux interface name.

@@ -17,7 +17,7 @@ type WorkloadConfig struct {
 	// ServerCertNames grants modules host names, beyond their own module
 	// name, that they may get workload server certificates for:
 	// [workload.server_cert_names] opcua = ["opcua.plant.example"].
-	ServerCertNames map[string][]string `toml:"server_cert_names"`
+	ServerCertNames map[string][]string `toml:"server_cert_names,omitempty"`
 }
 
 var serverNamePattern = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*$`)
