@@ -200,6 +200,20 @@ func (s *Service) Remove(ctx context.Context, name string) error {
 	return nil
 }
 
+// Update replaces module name with the one specJSON describes, starting
+// it if start (the management API's PUT /modules/{name}). It fails with
+// NotFound, changing nothing, when there is no such module; a spec the
+// runtime refuses leaves the module removed (remove, then create).
+func (s *Service) Update(ctx context.Context, name string, specJSON []byte, start bool) error {
+	if _, err := s.rt.Status(ctx, name); err != nil {
+		return err
+	}
+	if err := s.Remove(ctx, name); err != nil {
+		return err
+	}
+	return s.Create(ctx, name, specJSON, start)
+}
+
 func (s *Service) saveSpec(name string, spec *Spec) error {
 	s.specs.forget(name)
 	if err := os.MkdirAll(s.specsDir, 0o700); err != nil {

@@ -121,6 +121,18 @@ func (f *fakeModules) Remove(ctx context.Context, name string) error {
 	return nil
 }
 
+// Update does what the service's Update does, recording each step: the
+// module must exist, then it is removed and created again.
+func (f *fakeModules) Update(ctx context.Context, name string, specJSON []byte, start bool) error {
+	if _, _, err := f.Get(ctx, name); err != nil {
+		return err
+	}
+	if err := f.Remove(ctx, name); err != nil {
+		return err
+	}
+	return f.Create(ctx, name, specJSON, start)
+}
+
 func (f *fakeModules) setState(call, name string, s modrt.State) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -26,6 +26,9 @@ type Modules interface {
 	Create(ctx context.Context, name string, specJSON []byte, start bool) error
 	// Remove stops module name and deletes it.
 	Remove(ctx context.Context, name string) error
+	// Update replaces module name with the one specJSON describes (and
+	// starts it if start); NotFound, changing nothing, when there is none.
+	Update(ctx context.Context, name string, specJSON []byte, start bool) error
 	Start(ctx context.Context, name string) error
 	Stop(ctx context.Context, name string) error
 	Restart(ctx context.Context, name string) error
