@@ -310,6 +310,10 @@ func FuzzParseSpec(f *testing.F) {
 	f.Add([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"a","createOptions":"{\"HostConfig\":","createOptions01":"{\"Binds\":[\"/a:/b:ro\"]}}"}}}`))
 	f.Add([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"a","createOptions":{"Entrypoint":[],"HostConfig":{"Mounts":[{"Type":"tmpfs","Target":"/t","TmpfsOptions":{"SizeBytes":1,"Mode":511}}],"LogConfig":{"Config":{"max-size":"1.5m","max-file":"2"}}}}}}}`))
 	f.Add([]byte(`{"name":"0","type":"docker","config":{"settings":{"image":"0","createOptions":{"HostConfig":{"Binds":[],"LogConfig":{"Config":{}}},"Labels":{}}}}}`))
+	// The decoder's tables: nested objects, ignored keys, zero-valued and
+	// misspelt unknown keys.
+	f.Add([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"a","createOptions":{"Image":5,"AttachStdout":true,"hostconfig":{},"HostConfig":{"Mounts":[{"Type":"bind","Source":"/a","Target":"/b","Consistency":"cached","BindOptions":{"Propagation":"rslave","NonRecursive":true,"X":0}}],"LogConfig":{"Type":null,"Config":null},"Devices":[]}}}}}`))
+	f.Add([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"a","createOptions":{"ExposedPorts":{"80/tcp":{}},"NetworkingConfig":{"EndpointsConfig":{}},"HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"8080"}]},"Mounts":[{"Type":"tmpfs","Target":"/t","TmpfsOptions":{"Mode":-1}}]}}}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := ParseSpec(data)
 		if err != nil {
