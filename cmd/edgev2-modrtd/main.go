@@ -20,7 +20,10 @@ import (
 	"github.com/edgev2/edgev2/internal/daemon"
 	kclient "github.com/edgev2/edgev2/keys/client"
 	"github.com/edgev2/edgev2/modrt"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
 	"github.com/edgev2/edgev2/modrt/mgmt"
+	rtpolicy "github.com/edgev2/edgev2/modrt/policy"
 	"github.com/edgev2/edgev2/modrt/workload"
 )
 
@@ -33,9 +36,9 @@ func run(configPath string, log *slog.Logger) int {
 	if daemon.ConfigMissing(configPath) {
 		// Before `edgectl config apply`: own the name and say so to every
 		// caller rather than exit (D-Bus activation would wait 25 s).
-		return daemon.ServeNotConfigured(log, "edgev2-modrtd", modrt.BusName, configPath)
+		return daemon.ServeNotConfigured(log, "edgev2-modrtd", rtapi.BusName, configPath)
 	}
-	cfg, err := modrt.LoadConfig(configPath)
+	cfg, err := rtconfig.LoadConfig(configPath)
 	if err != nil {
 		log.Error("bad configuration; not starting", "err", err)
 		return daemon.ExitConfig
@@ -51,8 +54,8 @@ func run(configPath string, log *slog.Logger) int {
 	var watch *identityWatch
 	var signer *workload.ModuleSigner
 	return daemon.Serve(log, daemon.Service{
-		BusName: modrt.BusName,
-		Path:    modrt.ObjectPath,
+		BusName: rtapi.BusName,
+		Path:    rtapi.ObjectPath,
 		Register: func(ctx context.Context, conn *godbus.Conn, auth *bus.Authorizer, srv *bus.Server) error {
 			var err error
 			var roots *x509.CertPool
@@ -71,9 +74,10 @@ func run(configPath string, log *slog.Logger) int {
 			if nerr != nil {
 				log.Error("the default network is unavailable: modules on it will not start", "network", cfg.Network.Name, "err", nerr)
 			}
+			pol := rtpolicy.FromConfig(cfg)
 			rt, err = modrt.OpenRuntime(ctx, modrt.RuntimeConfig{Address: cfg.Containerd, Namespace: cfg.Namespace,
 				StateDir: filepath.Join(cfg.Homedir, "runtime"), Logger: log, RegistryRoots: roots,
-				StartCheck: modrt.ModulePolicy(cfg).CheckStart, MountCheck: modrt.ModulePolicy(cfg).CheckMounted, Network: network})
+				StartCheck: pol.CheckStart, MountCheck: pol.CheckMounted, Network: network})
 			if err != nil {
 				return fmt.Errorf("open containerd at %s: %w", cfg.Containerd, err)
 			}
