@@ -16,10 +16,21 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // apply builds containerd's default spec for a container with rootfs root,
 // then applies opts the way containerd.WithNewSpec does.
+// edgeAgentSpec is what edgeAgent posts to the management API for edgeHub
+// (modspec's test fixture).
+var edgeAgentSpec = func() string {
+	b, err := os.ReadFile("modspec/testdata/edgeagent_spec.json")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
+
 func apply(t testing.TB, root string, opts []oci.SpecOpts) (*oci.Spec, error) {
 	t.Helper()
 	ctx := namespaces.WithNamespace(context.Background(), "test")
@@ -44,7 +55,7 @@ func specWith(t testing.TB, co string) *Spec {
 
 func ociSpec(t *testing.T, s *Spec, p Policy, x Extra) *oci.Spec {
 	t.Helper()
-	opts, err := s.OCIOpts(p, x)
+	opts, err := OCIOpts(s, p, x)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +116,7 @@ func TestOCIOptsArgsFollowDockerRules(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			opts, err := specWith(t, tc.co).OCIOpts(Policy{}, Extra{ImageEntrypoint: imgEntry, ImageCmd: imgCmd})
+			opts, err := OCIOpts(specWith(t, tc.co), Policy{}, Extra{ImageEntrypoint: imgEntry, ImageCmd: imgCmd})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -123,7 +134,7 @@ func TestOCIOptsArgsFollowDockerRules(t *testing.T) {
 			}
 		})
 	}
-	_, err := specWith(t, `{"Entrypoint":[]}`).OCIOpts(Policy{}, Extra{})
+	_, err := OCIOpts(specWith(t, `{"Entrypoint":[]}`), Policy{}, Extra{})
 	if !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "no command") {
 		t.Errorf("empty command: %v", err)
 	}
@@ -147,7 +158,7 @@ func TestOCIOptsWorkingDirUserHostname(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "etc", "passwd"), []byte("root:x:0:0::/root:/bin/sh\napp:x:1234:4321::/app:/bin/sh\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	opts, err := specWith(t, `{"User":"app"}`).OCIOpts(Policy{}, Extra{})
+	opts, err := OCIOpts(specWith(t, `{"User":"app"}`), Policy{}, Extra{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,18 +237,18 @@ func TestOCIOptsBindPolicy(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := specWith(t, `{"HostConfig":{"Binds":["`+tc.bind+`"]}}`).OCIOpts(p, Extra{})
+			_, err := OCIOpts(specWith(t, `{"HostConfig":{"Binds":["`+tc.bind+`"]}}`), p, Extra{})
 			if !fault.Is(err, fault.InvalidArgs) || !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "Binds[0]") {
 				t.Errorf("bind %s: %v, want InvalidArgs with %q", tc.bind, err, tc.want)
 			}
 		})
 	}
-	_, err := specWith(t, `{"HostConfig":{"Mounts":[{"Type":"bind","Source":"/etc/edgev2/x","Target":"/x"}]}}`).OCIOpts(p, Extra{})
+	_, err := OCIOpts(specWith(t, `{"HostConfig":{"Mounts":[{"Type":"bind","Source":"/etc/edgev2/x","Target":"/x"}]}}`), p, Extra{})
 	if !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "Mounts[0]") {
 		t.Errorf("Mounts bind of edgev2's config: %v", err)
 	}
 	for _, ok := range []string{filepath.Join(vol, "m") + ":/data", filepath.Join(vol, "m", "made", "here") + ":/made", ro + ":/ro:ro", filepath.Join(ro, "sub") + ":/sub:ro", rw + ":/rw"} {
-		if _, err := specWith(t, `{"HostConfig":{"Binds":["`+ok+`"]}}`).OCIOpts(p, Extra{}); err != nil {
+		if _, err := OCIOpts(specWith(t, `{"HostConfig":{"Binds":["`+ok+`"]}}`), p, Extra{}); err != nil {
 			t.Errorf("bind %s refused: %v", ok, err)
 		}
 	}
@@ -246,7 +257,7 @@ func TestOCIOptsBindPolicy(t *testing.T) {
 	}
 	// A link the module left in its own volume is refused, not followed.
 	os.Symlink("/etc", filepath.Join(vol, "m", "etc"))
-	if _, err := specWith(t, `{"HostConfig":{"Binds":["`+filepath.Join(vol, "m", "etc")+`:/x"]}}`).OCIOpts(p, Extra{}); !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "symbolic link") {
+	if _, err := OCIOpts(specWith(t, `{"HostConfig":{"Binds":["`+filepath.Join(vol, "m", "etc")+`:/x"]}}`), p, Extra{}); !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "symbolic link") {
 		t.Errorf("link in the volume: %v", err)
 	}
 }
@@ -303,7 +314,7 @@ func TestOCIOptsCapabilityPolicy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := ParseSpec([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"alpine","createOptions":` + tc.co + `}}}`))
 			if err == nil {
-				_, err = s.OCIOpts(Policy{Grants: tc.grant}, Extra{})
+				_, err = OCIOpts(s, Policy{Grants: tc.grant}, Extra{})
 			}
 			switch {
 			case tc.want == "" && err != nil:
@@ -333,7 +344,7 @@ func TestOCIOptsCapabilities(t *testing.T) {
 		t.Errorf("drop ALL: %v", got)
 	}
 	got = caps(`{"HostConfig":{"CapAdd":["ALL"],"CapDrop":["SYS_ADMIN"]}}`)
-	if len(got) != len(knownCaps)-1 || slices.Contains(got, "CAP_SYS_ADMIN") {
+	if len(got) != len(modspec.KnownCaps)-1 || slices.Contains(got, "CAP_SYS_ADMIN") {
 		t.Errorf("add ALL: %d caps, %v", len(got), got)
 	}
 }
@@ -347,11 +358,11 @@ func TestOCIOptsNamespaces(t *testing.T) {
 			t.Errorf("%s: want own network and pids: %+v", co, out.Linux.Namespaces)
 		}
 	}
-	if _, err := specWith(t, `{"HostConfig":{"NetworkMode":"azure-iot-edge"}}`).OCIOpts(Policy{}, Extra{Network: "plant-net"}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), `"plant-net"`) {
+	if _, err := OCIOpts(specWith(t, `{"HostConfig":{"NetworkMode":"azure-iot-edge"}}`), Policy{}, Extra{Network: "plant-net"}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), `"plant-net"`) {
 		t.Errorf("a network the device does not have: %v", err)
 	}
 	host := specWith(t, `{"HostConfig":{"NetworkMode":"host"}}`)
-	if _, err := host.OCIOpts(Policy{}, Extra{}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "allow_host_network") {
+	if _, err := OCIOpts(host, Policy{}, Extra{}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "allow_host_network") {
 		t.Errorf("host network without policy: %v", err)
 	}
 	out := ociSpec(t, host, Policy{AllowHostNetwork: true}, Extra{})
@@ -363,7 +374,7 @@ func TestOCIOptsNamespaces(t *testing.T) {
 		t.Errorf("none: want a network namespace of its own")
 	}
 	pid := specWith(t, `{"HostConfig":{"PidMode":"host"}}`)
-	if _, err := pid.OCIOpts(Policy{}, Extra{}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "PidMode") {
+	if _, err := OCIOpts(pid, Policy{}, Extra{}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "PidMode") {
 		t.Errorf("host pid without policy: %v", err)
 	}
 	if out = ociSpec(t, pid, Policy{Grants: []Grant{{Modules: []string{"m"}, HostPID: true}}}, Extra{}); hasNamespace(out, specs.PIDNamespace) {
@@ -373,7 +384,7 @@ func TestOCIOptsNamespaces(t *testing.T) {
 
 func TestOCIOptsPrivilegedNeedsPolicy(t *testing.T) {
 	s := specWith(t, `{"HostConfig":{"Privileged":true}}`)
-	if _, err := s.OCIOpts(Policy{}, Extra{}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "Privileged") {
+	if _, err := OCIOpts(s, Policy{}, Extra{}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "Privileged") {
 		t.Fatalf("privileged without policy: %v", err)
 	}
 	out := ociSpec(t, s, Policy{Grants: []Grant{{Images: []string{"alpine"}, Privileged: true}}}, Extra{})
@@ -481,7 +492,7 @@ func FuzzOCIOpts(f *testing.F) {
 			ImageEntrypoint: []string{"/e"},
 			ImageCmd:        []string{"c"},
 		}
-		opts, err := s.OCIOpts(p, x)
+		opts, err := OCIOpts(s, p, x)
 		if err != nil {
 			if fault.KindOf(err) != fault.InvalidArgs {
 				t.Fatalf("error of kind %v: %v", fault.KindOf(err), err)
@@ -505,12 +516,12 @@ func FuzzOCIOpts(f *testing.F) {
 				if (m.Source == "/etc/hosts" || m.Source == "/etc/resolv.conf") && m.Source == m.Destination {
 					continue // the runtime's, with host networking
 				}
-				if !within(m.Source, "/var/lib/edgev2/modrtd/volumes/"+s.Name) && !within(m.Source, "/srv") && !(s.Name == "m" && within(m.Source, "/data")) {
+				if !modspec.Within(m.Source, "/var/lib/edgev2/modrtd/volumes/"+s.Name) && !modspec.Within(m.Source, "/srv") && !(s.Name == "m" && modspec.Within(m.Source, "/data")) {
 					t.Fatalf("bind outside the policy %+v", m)
 				}
-				if !within(m.Source, "/var/lib/edgev2/modrtd/volumes") {
+				if !modspec.Within(m.Source, "/var/lib/edgev2/modrtd/volumes") {
 					for _, n := range p.Never {
-						if within(m.Source, n) || within(n, m.Source) {
+						if modspec.Within(m.Source, n) || modspec.Within(n, m.Source) {
 							t.Fatalf("bind of what is never bound %+v", m)
 						}
 					}

@@ -21,7 +21,6 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/edgev2/edgev2/internal/fault"
-	"github.com/edgev2/edgev2/modrt/ctrd"
 )
 
 // The default network: every module not on the host's network or on none
@@ -33,97 +32,10 @@ import (
 // kernel's network state at reboot; what a crash leaves behind is
 // released when the runtime opens again.
 
-// Default network settings ([network] in modrtd.toml).
 const (
-	DefaultNetworkName     = "azure-iot-edge" // what edgeAgent deployments name
-	DefaultNetworkBridge   = "edgev2br0"
-	DefaultNetworkSubnet   = "10.213.0.0/24"
-	DefaultCNIPluginDir    = "/usr/lib/cni"
-	DefaultNetworkStateDir = "/run/edgev2/network"
-	cniVersion             = "1.0.0" // the newest Debian 12's plugins (1.1.1) speak
-	moduleIfName           = "eth0"
+	cniVersion   = "1.0.0" // the newest Debian 12's plugins (1.1.1) speak
+	moduleIfName = "eth0"
 )
-
-// NetworkConfig is modrtd.toml's [network].
-type NetworkConfig struct {
-	Name       string   `toml:"name"`            // default "azure-iot-edge"
-	Bridge     string   `toml:"bridge"`          // host bridge device; default "edgev2br0"
-	Subnet     string   `toml:"subnet"`          // IPv4 CIDR, private; default 10.213.0.0/24
-	PluginDirs []string `toml:"cni_plugin_dirs"` // default /usr/lib/cni
-	StateDir   string   `toml:"state_dir"`       // IPAM leases and CNI cache; default /run/edgev2/network
-}
-
-// PortMapping is one published port, in the portmap plugin's
-// portMappings capability shape.
-type PortMapping = ctrd.PortMapping
-
-// network modes a module is in (recorded in its container's labels).
-const (
-	netModeDefault = "default"
-	netModeHost    = "host"
-	netModeNone    = "none"
-)
-
-// validBridgeName: a Linux interface name.
-func validBridgeName(s string) bool {
-	if s == "" || len(s) > 15 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
-// setDefaults fills and checks [network]; path names the file for errors.
-func (c *NetworkConfig) setDefaults(path string) error {
-	if c.Name == "" {
-		c.Name = DefaultNetworkName
-	}
-	if c.Bridge == "" {
-		c.Bridge = DefaultNetworkBridge
-	}
-	if c.Subnet == "" {
-		c.Subnet = DefaultNetworkSubnet
-	}
-	if len(c.PluginDirs) == 0 {
-		c.PluginDirs = []string{DefaultCNIPluginDir}
-	}
-	if c.StateDir == "" {
-		c.StateDir = DefaultNetworkStateDir
-	}
-	if err := ValidateName(c.Name); err != nil || c.Name == netModeHost || c.Name == netModeNone {
-		return &ConfigError{File: path, Key: "network.name", Problem: fmt.Sprintf("%q is not a usable network name", c.Name), Fix: `use letters, digits, '.', '_' and '-' (not "host" or "none"), e.g. "azure-iot-edge"`}
-	}
-	if !validBridgeName(c.Bridge) {
-		return &ConfigError{File: path, Key: "network.bridge", Problem: fmt.Sprintf("%q is not a Linux interface name", c.Bridge), Fix: "use at most 15 letters, digits, '-', '_' or '.'"}
-	}
-	pfx, err := netip.ParsePrefix(c.Subnet)
-	if err != nil || !pfx.Addr().Is4() || !pfx.Addr().IsPrivate() || pfx.Bits() < 8 || pfx.Bits() > 28 || pfx.Masked() != pfx {
-		return &ConfigError{File: path, Key: "network.subnet", Problem: fmt.Sprintf("%q is not a private IPv4 network of /8 to /28", c.Subnet), Fix: `use e.g. "10.213.0.0/24" (a range no other network of the device uses)`}
-	}
-	for i, d := range append(c.PluginDirs, c.StateDir) {
-		if !strings.HasPrefix(d, "/") {
-			key := "network.state_dir"
-			if i < len(c.PluginDirs) {
-				key = fmt.Sprintf("network.cni_plugin_dirs[%d]", i)
-			}
-			return &ConfigError{File: path, Key: key, Problem: fmt.Sprintf("%q is not an absolute path", d), Fix: "use an absolute path"}
-		}
-	}
-	return nil
-}
-
-// Validate checks [network] (empty keys take the defaults); the error's
-// Key is "network.<key>".
-func (c NetworkConfig) Validate() *ConfigError {
-	if err := c.setDefaults(""); err != nil {
-		return err.(*ConfigError)
-	}
-	return nil
-}
 
 // Network attaches modules' tasks to the default network.
 type Network struct {
@@ -142,7 +54,7 @@ type Network struct {
 // created until the first module attaches (the bridge plugin makes the
 // bridge then).
 func OpenNetwork(cfg NetworkConfig, ns string) (*Network, error) {
-	if err := cfg.setDefaults("[network]"); err != nil {
+	if err := cfg.SetDefaults("[network]"); err != nil {
 		return nil, fault.Wrap(fault.InvalidArgs, err, "%v", err)
 	}
 	for _, plugin := range []string{"bridge", "host-local", "portmap"} {

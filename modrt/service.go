@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgev2/edgev2/internal/atomicfile"
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // Service turns module specs into containers on the runtime, under the
@@ -44,9 +45,8 @@ type Service struct {
 	specs specCache // parsed specsDir files; edgeAgent polls the list
 }
 
-// AgentModule is the module that manages the others through the
-// management API.
-const AgentModule = "edgeAgent"
+// AgentModule is the module that manages the others (edgeAgent).
+const AgentModule = modspec.AgentModule
 
 // Identities makes sure a module has an identity and returns the
 // IOTEDGE_* environment that names it.
@@ -70,7 +70,7 @@ const mgmtSocketName = "mgmt.sock"
 // NewService serves rt under the config's policy.
 func NewService(rt Backend, cfg *Config, log *slog.Logger) *Service {
 	s := &Service{rt: rt, log: log, specsDir: filepath.Join(cfg.Homedir, "specs"),
-		hostsDir: filepath.Join(cfg.Homedir, "hosts"), hostsBase: "/etc/hosts", resolvBase: "/etc/resolv.conf", policy: cfg.ModulePolicy(),
+		hostsDir: filepath.Join(cfg.Homedir, "hosts"), hostsBase: "/etc/hosts", resolvBase: "/etc/resolv.conf", policy: ModulePolicy(cfg),
 		networkName: cfg.Network.Name, allowHostNetwork: cfg.Policy.AllowHostNetwork,
 		specs: specCache{settle: specSettle},
 	}
@@ -151,7 +151,7 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 	}
 	policy := s.policy
 	policy.AllowHostNetwork = slices.Contains(s.allowHostNetwork, name)
-	opts, err := spec.OCIOpts(policy, extra)
+	opts, err := OCIOpts(spec, policy, extra)
 	if err != nil {
 		return err
 	}
@@ -198,6 +198,20 @@ func (s *Service) Remove(ctx context.Context, name string) error {
 		s.log.Warn("update the modules' hosts file", "err", err)
 	}
 	return nil
+}
+
+// Update replaces module name with the one specJSON describes, starting
+// it if start (the management API's PUT /modules/{name}). It fails with
+// NotFound, changing nothing, when there is no such module; a spec the
+// runtime refuses leaves the module removed (remove, then create).
+func (s *Service) Update(ctx context.Context, name string, specJSON []byte, start bool) error {
+	if _, err := s.rt.Status(ctx, name); err != nil {
+		return err
+	}
+	if err := s.Remove(ctx, name); err != nil {
+		return err
+	}
+	return s.Create(ctx, name, specJSON, start)
 }
 
 func (s *Service) saveSpec(name string, spec *Spec) error {

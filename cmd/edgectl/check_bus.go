@@ -14,6 +14,7 @@ import (
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/fault"
 	kclient "github.com/edgev2/edgev2/keys/client"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
 	mclient "github.com/edgev2/edgev2/modrt/client"
 )
 
@@ -22,7 +23,7 @@ var requiredActions = []string{
 	"org.edgev2.keys.read", "org.edgev2.keys.manage", "org.edgev2.keys.use", "org.edgev2.keys.export", "org.edgev2.keys.session",
 	certsapi.ActionRead, certsapi.ActionManage,
 	"org.edgev2.identity.read", "org.edgev2.identity.manage", "org.edgev2.identity.reprovision",
-	"org.edgev2.modules.read", "org.edgev2.modules.manage",
+	rtapi.ActionRead, rtapi.ActionManage,
 }
 
 func (k *checker) checkBus(ctx context.Context) {
@@ -107,9 +108,9 @@ func (k *checker) ping(ctx context.Context, busName string) (pingResult, error) 
 			return pingResult{status: statusWarning, msg: "not provisioned", fix: "set [provisioning] in the super-config and run `edgectl config apply`"}, nil
 		}
 		return pingResult{msg: "state " + state}, nil
-	case "org.edgev2.ModuleRuntime1":
+	case rtapi.BusName:
 		info, err := mclient.New(k.conn).SystemInfo(ctx)
-		return pingResult{msg: fmt.Sprintf("%s, snapshotter %s", info["version"], info["snapshotter"])}, err
+		return pingResult{msg: fmt.Sprintf("%s, snapshotter %s", info[rtapi.InfoVersion], info[rtapi.InfoSnapshotter])}, err
 	}
 	return pingResult{}, nil
 }

@@ -11,7 +11,7 @@ import (
 	idconfig "github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/internal/config"
 	keysconfig "github.com/edgev2/edgev2/keys/config"
-	"github.com/edgev2/edgev2/modrt"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
 )
 
 // deviceConfigs are the per-service configs that loaded (nil: missing or
@@ -20,7 +20,7 @@ type deviceConfigs struct {
 	keyd      *keysconfig.Config
 	certd     *certsconfig.Config
 	identityd *idconfig.Config
-	modrtd    *modrt.Config
+	modrtd    *rtconfig.Config
 }
 
 // configProblem turns a config error into a message and a fix that name
@@ -81,5 +81,5 @@ func (k *checker) checkConfigs() {
 	load("keyd", func(p string) (err error) { k.cfg.keyd, err = keysconfig.Load(p); return err })
 	load("certd", func(p string) (err error) { k.cfg.certd, err = certsconfig.Load(p); return err })
 	load("identityd", func(p string) (err error) { k.cfg.identityd, err = idconfig.LoadConfig(p); return err })
-	load("modrtd", func(p string) (err error) { k.cfg.modrtd, err = modrt.LoadConfig(p); return err })
+	load("modrtd", func(p string) (err error) { k.cfg.modrtd, err = rtconfig.LoadConfig(p); return err })
 }

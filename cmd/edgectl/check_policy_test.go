@@ -4,11 +4,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgev2/edgev2/modrt"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
 )
 
 func TestCheckWarnsAboutEachPolicyOptIn(t *testing.T) {
-	cfg, err := modrt.ParseConfig("modrtd.toml", []byte(`homedir = "/var/lib/edgev2/modrtd"
+	cfg, err := rtconfig.ParseConfig("modrtd.toml", []byte(`homedir = "/var/lib/edgev2/modrtd"
 [[policy.allow]]
 modules = ["edgeHub"]
 cap_add = ["NET_ADMIN"]
@@ -37,7 +37,7 @@ privileged = true
 		t.Errorf("a name-only opt-in should suggest narrowing it to an image: %q", k.results[0].Fix)
 	}
 
-	def, _ := modrt.ParseConfig("modrtd.toml", []byte(`homedir = "/var/lib/edgev2/modrtd"`))
+	def, _ := rtconfig.ParseConfig("modrtd.toml", []byte(`homedir = "/var/lib/edgev2/modrtd"`))
 	k = &checker{cfg: deviceConfigs{modrtd: def}}
 	k.checkModulePolicy()
 	if len(k.results) != 1 || k.results[0].Status != statusOK {

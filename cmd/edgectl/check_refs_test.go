@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	certsconfig "github.com/edgev2/edgev2/certs/config"
-	"github.com/edgev2/edgev2/modrt"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
 )
 
 // TestReferencesNameEachKeyCertificatePairOnce: the edge CA is named by
@@ -13,7 +13,7 @@ import (
 func TestReferencesNameEachKeyCertificatePairOnce(t *testing.T) {
 	cfg := deviceConfigs{
 		certd:  &certsconfig.Config{Issuance: map[string]*certsconfig.Issuance{"edge-ca": {KeyID: "edge-ca"}, "device-cert": {KeyID: "device-id"}}},
-		modrtd: &modrt.Config{EdgeCACert: "edge-ca", EdgeCAKey: "edge-ca"},
+		modrtd: &rtconfig.Config{EdgeCACert: "edge-ca", EdgeCAKey: "edge-ca"},
 	}
 	refs := cfg.references()
 	seen := map[keyRef]int{}

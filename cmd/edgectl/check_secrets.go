@@ -11,7 +11,7 @@ import (
 	"github.com/edgev2/edgev2/internal/credential"
 	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/keys/pkcs11uri"
-	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // credentialRoot prefixes the credential stores (tests); "" on a device.
@@ -84,7 +84,7 @@ func (k *checker) checkSecrets() {
 			name := "modrtd." + m.Name + ".registry-password"
 			if m.RegistryPasswordCredential != "" {
 				cred(name, "modrtd.toml module "+m.Name+" registry_password_credential", m.RegistryPasswordCredential)
-			} else if s, err := modrt.ParseSpec([]byte(m.Spec)); err == nil && s.Config.Settings.Auth != nil && s.Config.Settings.Auth.Password != "" {
+			} else if s, err := modspec.ParseSpec([]byte(m.Spec)); err == nil && s.Config.Settings.Auth != nil && s.Config.Settings.Auth.Password != "" {
 				clear(name, "modrtd.toml module "+m.Name+": the registry password is in clear in the spec", sealFix)
 			}
 		}

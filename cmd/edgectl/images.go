@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
 	"github.com/edgev2/edgev2/modrt/client"
 )
 
@@ -38,7 +39,7 @@ func imagesPull(ctx context.Context, c *cli, args []string) int {
 		}
 		auth = &client.PullAuth{Username: *user, Password: strings.TrimRight(string(b), "\r\n")}
 	}
-	mc, code := modulesClient(c, "org.edgev2.modules.manage")
+	mc, code := modulesClient(c, rtapi.ActionManage)
 	if code >= 0 {
 		return code
 	}
@@ -66,7 +67,7 @@ func imagesImport(ctx context.Context, c *cli, args []string) int {
 		return c.fail(fault.Wrap(fault.InvalidArgs, err, "open the image archive: %v", err))
 	}
 	defer f.Close()
-	mc, code := modulesClient(c, "org.edgev2.modules.manage")
+	mc, code := modulesClient(c, rtapi.ActionManage)
 	if code >= 0 {
 		return code
 	}

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/edgev2/edgev2/modrt"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
 	"github.com/edgev2/edgev2/modrt/client"
 )
 
@@ -31,7 +31,7 @@ func modulesList(ctx context.Context, c *cli, args []string) int {
 	if _, code := c.parse(c.flags(), args, 0, 0, "[--json]"); code >= 0 {
 		return code
 	}
-	mc, code := modulesClient(c, "org.edgev2.modules.read")
+	mc, code := modulesClient(c, rtapi.ActionRead)
 	if code >= 0 {
 		return code
 	}
@@ -70,7 +70,7 @@ func moduleAction(verb string) func(context.Context, *cli, []string) int {
 		if code >= 0 {
 			return code
 		}
-		mc, code := modulesClient(c, "org.edgev2.modules.manage")
+		mc, code := modulesClient(c, rtapi.ActionManage)
 		if code >= 0 {
 			return code
 		}
@@ -111,7 +111,7 @@ func modulesLogs(ctx context.Context, c *cli, args []string) int {
 	if code >= 0 {
 		return code
 	}
-	mc, code := modulesClient(c, "org.edgev2.modules.read")
+	mc, code := modulesClient(c, rtapi.ActionRead)
 	if code >= 0 {
 		return code
 	}
@@ -169,7 +169,7 @@ func moduleLogText(ctx context.Context, mc *client.Client, name string, o client
 		return "", err
 	}
 	defer rc.Close()
-	text, err := modrt.FramedText(rc)
+	text, err := rtapi.FramedText(rc)
 	if err != nil {
 		return text, fmt.Errorf("read logs of %s: %w", name, err)
 	}

@@ -8,6 +8,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	certsapi "github.com/edgev2/edgev2/certs/api"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
 )
 
 // services are the four edgev2 services: systemd unit, bus name, and the
@@ -18,7 +19,7 @@ var services = []struct {
 	{"edgev2-keyd", "org.edgev2.Keys1", "keyd.toml"},
 	{"edgev2-certd", certsapi.BusName, "certd.toml"},
 	{"edgev2-identityd", "org.edgev2.Identity1", "identityd.toml"},
-	{"edgev2-modrtd", "org.edgev2.ModuleRuntime1", "modrtd.toml"},
+	{"edgev2-modrtd", rtapi.BusName, "modrtd.toml"},
 }
 
 type serviceStatus struct {

@@ -21,7 +21,10 @@ import (
 	kclient "github.com/edgev2/edgev2/keys/client"
 	"github.com/edgev2/edgev2/modrt"
 	"github.com/edgev2/edgev2/modrt/adapter"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
 	"github.com/edgev2/edgev2/modrt/mgmt"
+	rtpolicy "github.com/edgev2/edgev2/modrt/policy"
 	"github.com/edgev2/edgev2/modrt/workload"
 )
 
@@ -34,9 +37,9 @@ func run(configPath string, log *slog.Logger) int {
 	if daemon.ConfigMissing(configPath) {
 		// Before `edgectl config apply`: own the name and say so to every
 		// caller rather than exit (D-Bus activation would wait 25 s).
-		return daemon.ServeNotConfigured(log, "edgev2-modrtd", modrt.BusName, configPath)
+		return daemon.ServeNotConfigured(log, "edgev2-modrtd", rtapi.BusName, configPath)
 	}
-	cfg, err := modrt.LoadConfig(configPath)
+	cfg, err := rtconfig.LoadConfig(configPath)
 	if err != nil {
 		log.Error("bad configuration; not starting", "err", err)
 		return daemon.ExitConfig
@@ -53,8 +56,8 @@ func run(configPath string, log *slog.Logger) int {
 	var signer *workload.ModuleSigner
 	logsReplier := adapter.NewLogsReplier()
 	return daemon.Serve(log, daemon.Service{
-		BusName:     modrt.BusName,
-		Path:        modrt.ObjectPath,
+		BusName:     rtapi.BusName,
+		Path:        rtapi.ObjectPath,
 		ConnOptions: []godbus.ConnOption{logsReplier.Option()},
 		Register: func(ctx context.Context, conn *godbus.Conn, auth *bus.Authorizer, srv *bus.Server) error {
 			var err error
@@ -74,9 +77,10 @@ func run(configPath string, log *slog.Logger) int {
 			if nerr != nil {
 				log.Error("the default network is unavailable: modules on it will not start", "network", cfg.Network.Name, "err", nerr)
 			}
+			pol := rtpolicy.FromConfig(cfg)
 			rt, err = modrt.OpenRuntime(ctx, modrt.RuntimeConfig{Address: cfg.Containerd, Namespace: cfg.Namespace,
 				StateDir: filepath.Join(cfg.Homedir, "runtime"), Logger: log, RegistryRoots: roots,
-				StartCheck: cfg.ModulePolicy().CheckStart, MountCheck: cfg.ModulePolicy().CheckMounted, Network: modrt.RuntimeNetwork(network)})
+				StartCheck: pol.CheckStart, MountCheck: pol.CheckMounted, Network: modrt.RuntimeNetwork(network)})
 			if err != nil {
 				return fmt.Errorf("open containerd at %s: %w", cfg.Containerd, err)
 			}

@@ -29,6 +29,9 @@ func (m mgmtModules) Create(ctx context.Context, name string, specJSON []byte, s
 	return m.svc.Create(ctx, name, specJSON, start)
 }
 func (m mgmtModules) Remove(ctx context.Context, name string) error { return m.svc.Remove(ctx, name) }
+func (m mgmtModules) Update(ctx context.Context, name string, specJSON []byte, start bool) error {
+	return m.svc.Update(ctx, name, specJSON, start)
+}
 func (m mgmtModules) Start(ctx context.Context, name string) error {
 	return m.svc.Runtime().Start(ctx, name)
 }

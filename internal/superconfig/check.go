@@ -9,7 +9,7 @@ import (
 	idconfig "github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/internal/config"
 	keysconfig "github.com/edgev2/edgev2/keys/config"
-	"github.com/edgev2/edgev2/modrt"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
 )
 
 // checkWithDaemons parses each compiled file with its daemon's own parser:
@@ -35,7 +35,7 @@ func (c *Config) checkWithDaemons(p *plan) error {
 		{"certd.toml", p.certd, func(path string, data []byte) error { _, err := certsconfig.Parse(path, data); return err },
 			[][2]string{{"cert_issuance." + idEdgeCA, "edge_ca"}, {"cert_issuance.", "cert_issuance.certs."}, {"est", "cert_issuance.est"}}},
 		{"identityd.toml", p.identityd, func(path string, data []byte) error { _, err := idconfig.ParseConfig(path, data); return err }, nil},
-		{"modrtd.toml", p.modrtd, func(path string, data []byte) error { _, err := modrt.ParseConfig(path, data); return err }, modules},
+		{"modrtd.toml", p.modrtd, func(path string, data []byte) error { _, err := rtconfig.ParseConfig(path, data); return err }, modules},
 	}
 	for _, ch := range checks {
 		data, err := c.marshal(ch.v)

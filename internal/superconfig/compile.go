@@ -11,7 +11,7 @@ import (
 
 	certsconfig "github.com/edgev2/edgev2/certs/config"
 	idconfig "github.com/edgev2/edgev2/identity/config"
-	"github.com/edgev2/edgev2/modrt"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
 )
 
 // Output is what `edgectl config apply` installs.
@@ -127,7 +127,7 @@ func (c *Config) files(p *plan) ([]File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile %s: %w", ServicesRulesPath, err)
 	}
-	rt, err := modrt.ParseConfig("modrtd.toml", compiled["/etc/edgev2/modrtd.toml"])
+	rt, err := rtconfig.ParseConfig("modrtd.toml", compiled["/etc/edgev2/modrtd.toml"])
 	if err != nil {
 		return nil, fmt.Errorf("compile %s: %w", ServicesRulesPath, err)
 	}

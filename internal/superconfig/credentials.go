@@ -7,7 +7,8 @@ import (
 
 	"github.com/edgev2/edgev2/internal/credential"
 	"github.com/edgev2/edgev2/keys/pkcs11uri"
-	"github.com/edgev2/edgev2/modrt"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // Credential is one secret of the super-config that `edgectl config apply`
@@ -193,13 +194,13 @@ func (c *Config) planCredentials(r *ids, p *plan) error {
 // sealRegistryPassword moves a module spec's registry password
 // (config.settings.auth.password) into the credential
 // edgev2.modrtd.<module>.registry-password; the spec modrtd gets has none.
-func (c *Config) sealRegistryPassword(p *plan, key string, m Module) (modrtdModule, error) {
-	out := modrtdModule{Name: m.Name, Spec: m.Spec}
-	s, err := modrt.ParseSpec([]byte(m.Spec))
+func (c *Config) sealRegistryPassword(p *plan, key string, m Module) (rtconfig.LocalModule, error) {
+	out := rtconfig.LocalModule{Name: m.Name, Spec: m.Spec}
+	s, err := modspec.ParseSpec([]byte(m.Spec))
 	if err != nil || s.Config.Settings.Auth == nil || s.Config.Settings.Auth.Password == "" {
 		return out, nil // checked before; no password
 	}
-	spec, err := modrt.SetRegistryPassword([]byte(m.Spec), "")
+	spec, err := modspec.SetRegistryPassword([]byte(m.Spec), "")
 	if err != nil {
 		return out, c.bad(key, err.Error(), "write a ModuleSpec JSON (docs/modules.md)")
 	}

@@ -15,7 +15,8 @@ import (
 	"github.com/edgev2/edgev2/keys"
 	keysconfig "github.com/edgev2/edgev2/keys/config"
 	"github.com/edgev2/edgev2/keys/pkcs11uri"
-	"github.com/edgev2/edgev2/modrt"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/apply")
@@ -136,7 +137,7 @@ func parseWithDaemon(f File) error {
 	case "/etc/edgev2/identityd.toml":
 		_, err = idconfig.ParseConfig(f.Path, f.Data)
 	case "/etc/edgev2/modrtd.toml":
-		_, err = modrt.ParseConfig(f.Path, f.Data)
+		_, err = rtconfig.ParseConfig(f.Path, f.Data)
 	}
 	return err
 }
@@ -291,14 +292,14 @@ func TestSealedSecretsReachEachDaemonThroughItsCredentials(t *testing.T) {
 	if err := cc.ReadCredentials(); err != nil || cc.EST.Password != "est-basic-password" {
 		t.Fatalf("certd reads its EST password: %v (right value: %v)", err, cc.EST.Password == "est-basic-password")
 	}
-	mc, err := modrt.ParseConfig("modrtd.toml", files["/etc/edgev2/modrtd.toml"])
+	mc, err := rtconfig.ParseConfig("modrtd.toml", files["/etc/edgev2/modrtd.toml"])
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := mc.ReadCredentials(); err != nil {
 		t.Fatal(err)
 	}
-	s, err := modrt.ParseSpec([]byte(mc.Modules[0].Spec))
+	s, err := modspec.ParseSpec([]byte(mc.Modules[0].Spec))
 	if err != nil || s.Config.Settings.Auth == nil || s.Config.Settings.Auth.Password != "registry-password-42" || s.Config.Settings.Auth.Username != "edge" ||
 		s.Config.Settings.Image != "registry.example.net/telemetry:2" {
 		t.Fatalf("modrtd's spec with its sealed registry password: %v (auth %v)", err, s.Config.Settings.Auth)
@@ -411,7 +412,7 @@ func TestModuleSpecsReachModrtdUnchanged(t *testing.T) {
 		if f.Path != "/etc/edgev2/modrtd.toml" {
 			continue
 		}
-		mc, err := modrt.ParseConfig(f.Path, f.Data)
+		mc, err := rtconfig.ParseConfig(f.Path, f.Data)
 		if err != nil {
 			t.Fatal(err)
 		}

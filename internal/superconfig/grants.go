@@ -8,7 +8,7 @@ import (
 
 	certsconfig "github.com/edgev2/edgev2/certs/config"
 	idconfig "github.com/edgev2/edgev2/identity/config"
-	"github.com/edgev2/edgev2/modrt"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
 )
 
 // ServicesRulesPath is where the services' grants to each other are
@@ -43,7 +43,7 @@ const nextKeySuffix = ".next"
 // modrtd (the configured one, or the quickstart CA's that modrtd makes). A
 // bus caller's own keys are not certd's: CreateCertificate with issuer
 // self_signed signs only with a key certd is granted.
-func CertdGrant(c *certsconfig.Config, rt *modrt.Config) ServiceGrant {
+func CertdGrant(c *certsconfig.Config, rt *rtconfig.Config) ServiceGrant {
 	g := ServiceGrant{Service: "edgev2-certd", User: certsUser,
 		Why: "the keys of the certificates it issues and renews, the issuer and edge CA keys it signs with, its EST identities"}
 	for _, id := range sortedKeys(c.Issuance) {
@@ -80,7 +80,7 @@ func CertdGrant(c *certsconfig.Config, rt *modrt.Config) ServiceGrant {
 	if rt != nil {
 		edgeCAKey := rt.EdgeCAKey
 		if edgeCAKey == "" {
-			edgeCAKey = modrt.QuickstartEdgeCA
+			edgeCAKey = rtconfig.QuickstartEdgeCA
 		}
 		g.KeysUse = append(g.KeysUse, edgeCAKey)
 	}
@@ -222,10 +222,10 @@ type ServiceConfigs struct {
 // it.
 func ServiceRulesFor(files ServiceConfigs) ([]byte, error) {
 	var gs []ServiceGrant
-	var rt *modrt.Config
+	var rt *rtconfig.Config
 	if files.Modrtd != nil {
 		var err error
-		if rt, err = modrt.ParseConfig("modrtd.toml", files.Modrtd); err != nil {
+		if rt, err = rtconfig.ParseConfig("modrtd.toml", files.Modrtd); err != nil {
 			return nil, err
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	idconfig "github.com/edgev2/edgev2/identity/config"
 	"net/url"
 	"regexp"
 	"slices"
@@ -12,13 +11,17 @@ import (
 	"strconv"
 	"strings"
 
+	idconfig "github.com/edgev2/edgev2/identity/config"
+
 	certsconfig "github.com/edgev2/edgev2/certs/config"
 	"github.com/edgev2/edgev2/identity/connstr"
 	"github.com/edgev2/edgev2/internal/config"
 	"github.com/edgev2/edgev2/internal/label"
 	"github.com/edgev2/edgev2/internal/tpm/ek"
 	keysconfig "github.com/edgev2/edgev2/keys/config"
-	"github.com/edgev2/edgev2/modrt"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
+	"github.com/edgev2/edgev2/modrt/modspec"
+	rtpolicy "github.com/edgev2/edgev2/modrt/policy"
 )
 
 // The services' state directories (systemd StateDirectory=).
@@ -38,7 +41,7 @@ type plan struct {
 	keyd      keysconfig.Config
 	certd     certsconfig.Config
 	identityd idconfig.Config
-	modrtd    modrtdFile
+	modrtd    rtconfig.Config
 	secrets   map[string][]byte // key id -> raw bytes for secretKeyPath(id)
 	// keyFrom and certFrom name the super-config setting behind each
 	// preloaded id, for errors a daemon's parser finds.
@@ -667,7 +670,7 @@ func (c *Config) planDPS(r *ids, ip *idconfig.Provisioning, out *idconfig.Config
 
 func (c *Config) planRuntime(r *ids, p *plan) error {
 	rt := c.Runtime
-	out := modrtdFile{Homedir: modrtdHome, Containerd: rt.ContainerdAddress, Namespace: rt.Namespace, RegistryCAFiles: rt.RegistryCAFiles}
+	out := rtconfig.Config{Homedir: modrtdHome, Containerd: rt.ContainerdAddress, Namespace: rt.Namespace, RegistryCAFiles: rt.RegistryCAFiles}
 	if rt.ContainerdAddress != "" && !strings.HasPrefix(rt.ContainerdAddress, "/") {
 		return c.bad("runtime.containerd_address", fmt.Sprintf("%q is not an absolute socket path", rt.ContainerdAddress), "use /run/containerd/containerd.sock")
 	}
@@ -688,9 +691,9 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 			"remove them; allow what modules need per module in [[runtime.policy.allow]] (docs/config.md)")
 	}
 	// The runtime's own validation of [policy], under the super-config's keys.
-	probe := modrt.Config{Homedir: modrtdHome, Policy: rt.Policy}
+	probe := rtconfig.Config{Homedir: modrtdHome, Policy: rt.Policy}
 	if err := probe.ValidatePolicy("config.toml"); err != nil {
-		var ce *modrt.ConfigError
+		var ce *rtconfig.ConfigError
 		if errors.As(err, &ce) {
 			return c.bad("runtime."+ce.Key, ce.Problem, strings.ReplaceAll(ce.Fix, "[[policy.allow]]", "[[runtime.policy.allow]]"))
 		}
@@ -698,23 +701,20 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 	}
 	hostNet := append(append([]string(nil), rt.AllowHostNetwork...), rt.Policy.AllowHostNetwork...)
 	if len(rt.Policy.ReadOnlyBinds) > 0 || len(rt.Policy.Allow) > 0 || len(hostNet) > 0 {
-		out.Policy = &modrtdPolicy{ReadOnlyBinds: rt.Policy.ReadOnlyBinds, AllowHostNetwork: hostNet}
-		for _, g := range rt.Policy.Allow {
-			out.Policy.Allow = append(out.Policy.Allow, modrtdGrant(g))
-		}
+		out.Policy = rtconfig.PolicyConfig{ReadOnlyBinds: rt.Policy.ReadOnlyBinds, Allow: rt.Policy.Allow, AllowHostNetwork: hostNet}
 	}
 	for i, m := range rt.AllowHostNetwork {
-		if err := modrt.ValidateName(m); err != nil {
+		if err := modspec.ValidateName(m); err != nil {
 			return c.bad(fmt.Sprintf("runtime.allow_host_network[%d]", i), err.Error(), "list module names")
 		}
 	}
-	netCfg := modrt.NetworkConfig{}
+	netCfg := rtconfig.NetworkConfig{}
 	if n := rt.Network; n != nil {
-		netCfg = modrt.NetworkConfig{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, PluginDirs: n.CNIPluginDirs, StateDir: n.StateDir}
+		netCfg = rtconfig.NetworkConfig{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, PluginDirs: n.CNIPluginDirs, StateDir: n.StateDir}
 		if err := netCfg.Validate(); err != nil {
 			return c.bad("runtime."+err.Key, err.Problem, err.Fix)
 		}
-		out.Network = n
+		out.Network = netCfg
 	}
 	if ec := c.EdgeCA; ec != nil {
 		if ec.Method != "" {
@@ -729,11 +729,11 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 			}
 		}
 	}
-	policy := probe.ModulePolicy()
+	policy := rtpolicy.FromConfig(&probe)
 	policy.Static = true
 	seen := map[string]string{}
 	check := func(key string, m Module) error {
-		if err := modrt.ValidateName(m.Name); err != nil {
+		if err := modspec.ValidateName(m.Name); err != nil {
 			return c.bad(key+".name", err.Error(), "use a letter or digit, then letters, digits, '_', '.' or '-'")
 		}
 		if prev, ok := seen[m.Name]; ok {
@@ -743,7 +743,7 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 		if strings.TrimSpace(m.Spec) == "" {
 			return c.bad(key+".spec", "missing", `set spec = '''{"name": "...", "type": "docker", "config": {"settings": {"image": "..."}}}'''`)
 		}
-		s, err := modrt.ParseSpec([]byte(m.Spec))
+		s, err := modspec.ParseSpec([]byte(m.Spec))
 		if err != nil {
 			return c.bad(key+".spec", err.Error(), "write a ModuleSpec JSON (docs/modules.md)")
 		}
@@ -754,7 +754,7 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 		// forbidden bind is refused at apply time rather than at start.
 		mp := policy
 		mp.AllowHostNetwork = slices.Contains(rt.AllowHostNetwork, m.Name) || slices.Contains(rt.Policy.AllowHostNetwork, m.Name)
-		if _, err := s.OCIOpts(mp, modrt.Extra{ImageEntrypoint: []string{"/entrypoint"}, Network: netCfg.Name}); err != nil {
+		if _, err := mp.Admit(s, rtpolicy.Extra{ImageEntrypoint: []string{"/entrypoint"}, Network: netCfg.Name}); err != nil {
 			return c.bad(key+".spec", err.Error(), "remove the bind, privilege or host network, or allow it for this module in [[runtime.policy.allow]] or [runtime] allow_host_network (docs/modules.md)")
 		}
 		return nil

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+
+	rtapi "github.com/edgev2/edgev2/modrt/api"
 )
 
 // RulesPath is where the principals' polkit rules are installed.
@@ -47,9 +49,9 @@ func (pr *Principal) grants() []grant {
 		gs[len(gs)-1].Require = map[string]string{"subject": "configured"}
 	}
 	add("org.edgev2.certs.issue-ca", "cert_id", pr.CertsIssueCA, false)
-	add("org.edgev2.modules.read", "module_id", pr.Modules, true)
+	add(rtapi.ActionRead, rtapi.DetailModuleID, pr.Modules, true)
 	// Image pulls, imports and GC name no module: only for "*".
-	add("org.edgev2.modules.manage", "module_id", pr.ModulesManage, slices.Contains(pr.ModulesManage, "*"))
+	add(rtapi.ActionManage, rtapi.DetailModuleID, pr.ModulesManage, slices.Contains(pr.ModulesManage, "*"))
 	whole := func(action string) { gs = append(gs, grant{Action: action}) }
 	switch pr.Identity {
 	case identityRead:

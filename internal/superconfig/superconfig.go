@@ -4,11 +4,12 @@
 package superconfig
 
 import (
-	idconfig "github.com/edgev2/edgev2/identity/config"
-	"github.com/edgev2/edgev2/modrt"
 	"os"
 
+	idconfig "github.com/edgev2/edgev2/identity/config"
+
 	"github.com/edgev2/edgev2/internal/config"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
 )
 
 // DefaultPath is where the super-config lives.
@@ -188,7 +189,7 @@ type Runtime struct {
 	TrustBundle       string   `toml:"trust_bundle"` // certificate id
 	RegistryCAFiles   []string `toml:"registry_ca_files"`
 	// Policy is the module policy, compiled to modrtd.toml's [policy].
-	Policy modrt.PolicyConfig `toml:"policy"`
+	Policy rtconfig.PolicyConfig `toml:"policy"`
 
 	// Replaced by [runtime.policy]; set, apply refuses with the fix.
 	AllowPrivileged       bool     `toml:"allow_privileged"`

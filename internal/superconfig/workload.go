@@ -3,7 +3,8 @@ package superconfig
 import (
 	"fmt"
 
-	"github.com/edgev2/edgev2/modrt"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // Workload is [workload]: what the workload API grants modules beyond
@@ -14,10 +15,6 @@ type Workload struct {
 	ServerCertNames map[string][]string `toml:"server_cert_names"`
 }
 
-type modrtdWorkload struct {
-	ServerCertNames map[string][]string `toml:"server_cert_names,omitempty"`
-}
-
 // planWorkload checks [workload] and copies it to modrtd.toml; modrtd's
 // own parser (checkWithDaemons) checks the names again.
 func (c *Config) planWorkload(p *plan) error {
@@ -26,7 +23,7 @@ func (c *Config) planWorkload(p *plan) error {
 	}
 	for _, m := range sortedKeys(c.Workload.ServerCertNames) {
 		key := "workload.server_cert_names." + m
-		if err := modrt.ValidateName(m); err != nil {
+		if err := modspec.ValidateName(m); err != nil {
 			return c.bad(key, err.Error(), "use the module's name")
 		}
 		for i, n := range c.Workload.ServerCertNames[m] {
@@ -35,6 +32,6 @@ func (c *Config) planWorkload(p *plan) error {
 			}
 		}
 	}
-	p.modrtd.Workload = &modrtdWorkload{ServerCertNames: c.Workload.ServerCertNames}
+	p.modrtd.Workload = rtconfig.WorkloadConfig{ServerCertNames: c.Workload.ServerCertNames}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/api"
 )
 
 // BusAPI adapts modrt.Service to org.edgev2.ModuleRuntime1.
@@ -112,7 +113,7 @@ func moduleDetails(name string) map[string]string {
 	if name == "" {
 		return nil
 	}
-	return map[string]string{"module_id": name}
+	return map[string]string{api.DetailModuleID: name}
 }
 
 func (a *BusAPI) authorize(call bus.Call, action, name string) *godbus.Error {

@@ -12,13 +12,14 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/modrt/api"
 )
 
 const (
-	busName     = "org.edgev2.ModuleRuntime1"
-	rootPath    = godbus.ObjectPath("/org/edgev2/ModuleRuntime1")
-	iface       = "org.edgev2.ModuleRuntime1"
-	moduleIface = "org.edgev2.ModuleRuntime1.Module"
+	busName     = api.BusName
+	rootPath    = api.ObjectPath
+	iface       = api.Interface
+	moduleIface = api.ModuleInterface
 )
 
 // Client talks to org.edgev2.ModuleRuntime1. Errors are fault errors
@@ -50,32 +51,25 @@ func (c *Client) call(ctx context.Context, path godbus.ObjectPath, method string
 }
 
 // Path is the object path of module name.
-func Path(name string) godbus.ObjectPath { return bus.ChildPath(rootPath, "modules", name) }
+func Path(name string) godbus.ObjectPath { return bus.ChildPath(rootPath, api.Collection, name) }
 
 // CreateModule creates module name from a ModuleSpec JSON and, if start,
 // starts it.
 func (c *Client) CreateModule(ctx context.Context, name, specJSON string, start bool) error {
 	var p godbus.ObjectPath
-	opts := map[string]godbus.Variant{"start": godbus.MakeVariant(start)}
-	return c.call(ctx, rootPath, iface+".CreateModule", []any{&p}, name, specJSON, opts)
+	opts := map[string]godbus.Variant{api.OptStart: godbus.MakeVariant(start)}
+	return c.call(ctx, rootPath, iface+"."+api.MethodCreateModule, []any{&p}, name, specJSON, opts)
 }
 
 // ListModules returns every module's name, sorted.
 func (c *Client) ListModules(ctx context.Context) ([]string, error) {
 	var names []string
-	err := c.call(ctx, rootPath, iface+".ListModules", []any{&names})
+	err := c.call(ctx, rootPath, iface+"."+api.MethodListModules, []any{&names})
 	return names, err
 }
 
 // Module describes one module (its properties).
-type Module struct {
-	Name         string    `json:"name"`
-	Image        string    `json:"image"`
-	Status       string    `json:"status"`
-	ExitCode     int32     `json:"exit_code"`
-	StartedAt    time.Time `json:"started_at"`
-	RestartCount uint32    `json:"restart_count"`
-}
+type Module = api.Module
 
 // Module reads a module's properties.
 func (c *Client) Module(ctx context.Context, name string) (Module, error) {
@@ -84,35 +78,35 @@ func (c *Client) Module(ctx context.Context, name string) (Module, error) {
 		return Module{}, err
 	}
 	var mod Module
-	mod.Name, _ = m["Name"].Value().(string)
-	mod.Image, _ = m["Image"].Value().(string)
-	mod.Status, _ = m["Status"].Value().(string)
-	mod.ExitCode, _ = m["ExitCode"].Value().(int32)
-	if s, _ := m["StartedAt"].Value().(uint64); s > 0 {
+	mod.Name, _ = m[api.PropName].Value().(string)
+	mod.Image, _ = m[api.PropImage].Value().(string)
+	mod.Status, _ = m[api.PropStatus].Value().(string)
+	mod.ExitCode, _ = m[api.PropExitCode].Value().(int32)
+	if s, _ := m[api.PropStartedAt].Value().(uint64); s > 0 {
 		mod.StartedAt = time.Unix(int64(s), 0).UTC()
 	}
-	mod.RestartCount, _ = m["RestartCount"].Value().(uint32)
+	mod.RestartCount, _ = m[api.PropRestartCount].Value().(uint32)
 	return mod, nil
 }
 
 // Start starts a module.
 func (c *Client) Start(ctx context.Context, name string) error {
-	return c.call(ctx, Path(name), moduleIface+".Start", nil)
+	return c.call(ctx, Path(name), moduleIface+"."+api.MethodStart, nil)
 }
 
 // Stop stops a module, killing it after timeout (0: the runtime's default).
 func (c *Client) Stop(ctx context.Context, name string, timeout time.Duration) error {
-	return c.call(ctx, Path(name), moduleIface+".Stop", nil, uint32(timeout/time.Second))
+	return c.call(ctx, Path(name), moduleIface+"."+api.MethodStop, nil, uint32(timeout/time.Second))
 }
 
 // Restart stops and starts a module.
 func (c *Client) Restart(ctx context.Context, name string) error {
-	return c.call(ctx, Path(name), moduleIface+".Restart", nil)
+	return c.call(ctx, Path(name), moduleIface+"."+api.MethodRestart, nil)
 }
 
 // Remove stops a module and removes its container, snapshot and logs.
 func (c *Client) Remove(ctx context.Context, name string) error {
-	return c.call(ctx, Path(name), moduleIface+".Remove", nil)
+	return c.call(ctx, Path(name), moduleIface+"."+api.MethodRemove, nil)
 }
 
 // LogOptions select which log lines GetLogs returns.
@@ -124,23 +118,23 @@ type LogOptions struct {
 }
 
 // GetLogs returns a module's logs in Docker's 8-byte multiplexed framing
-// (modrt.ParseFrames reads it). The caller closes the reader.
+// (api.ParseFrames reads it). The caller closes the reader.
 func (c *Client) GetLogs(ctx context.Context, name string, o LogOptions) (io.ReadCloser, error) {
 	opts := map[string]godbus.Variant{}
 	if o.Tail > 0 {
-		opts["tail"] = godbus.MakeVariant(int32(o.Tail))
+		opts[api.OptTail] = godbus.MakeVariant(int32(o.Tail))
 	}
 	if !o.Since.IsZero() {
-		opts["since"] = godbus.MakeVariant(o.Since.Unix())
+		opts[api.OptSince] = godbus.MakeVariant(o.Since.Unix())
 	}
 	if !o.Until.IsZero() {
-		opts["until"] = godbus.MakeVariant(o.Until.Unix())
+		opts[api.OptUntil] = godbus.MakeVariant(o.Until.Unix())
 	}
 	if o.Timestamps {
-		opts["timestamps"] = godbus.MakeVariant(true)
+		opts[api.OptTimestamps] = godbus.MakeVariant(true)
 	}
 	var fd godbus.UnixFD
-	if err := c.call(ctx, Path(name), moduleIface+".GetLogs", []any{&fd}, opts); err != nil {
+	if err := c.call(ctx, Path(name), moduleIface+"."+api.MethodGetLogs, []any{&fd}, opts); err != nil {
 		return nil, err
 	}
 	f := os.NewFile(uintptr(fd), "logs of "+name)
@@ -154,7 +148,7 @@ func (c *Client) GetLogs(ctx context.Context, name string, o LogOptions) (io.Rea
 // names imported.
 func (c *Client) ImportImage(ctx context.Context, archive *os.File) ([]string, error) {
 	var names []string
-	err := c.call(ctx, rootPath, iface+".ImportImage", []any{&names}, godbus.UnixFD(archive.Fd()))
+	err := c.call(ctx, rootPath, iface+"."+api.MethodImportImage, []any{&names}, godbus.UnixFD(archive.Fd()))
 	return names, err
 }
 
@@ -162,10 +156,7 @@ func (c *Client) ImportImage(ctx context.Context, archive *os.File) ([]string, e
 type PullAuth struct{ Username, Password string }
 
 // Progress is one PullProgress signal.
-type Progress struct {
-	Ref         string
-	Done, Total uint64
-}
+type Progress = api.Progress
 
 // PullImage pulls ref and returns the manifest digest. progress, if not
 // nil, is called (on the caller's goroutine) with
@@ -173,17 +164,17 @@ type Progress struct {
 func (c *Client) PullImage(ctx context.Context, ref string, auth *PullAuth, progress func(Progress)) (string, error) {
 	opts := map[string]godbus.Variant{}
 	if auth != nil {
-		opts["username"] = godbus.MakeVariant(auth.Username)
-		opts["password"] = godbus.MakeVariant(auth.Password)
+		opts[api.OptUsername] = godbus.MakeVariant(auth.Username)
+		opts[api.OptPassword] = godbus.MakeVariant(auth.Password)
 	}
 	if progress == nil {
 		var digest string
-		err := c.call(ctx, rootPath, iface+".PullImage", []any{&digest}, ref, opts)
+		err := c.call(ctx, rootPath, iface+"."+api.MethodPullImage, []any{&digest}, ref, opts)
 		return digest, err
 	}
 	match := []godbus.MatchOption{
 		godbus.WithMatchObjectPath(rootPath), godbus.WithMatchInterface(iface),
-		godbus.WithMatchMember("PullProgress"), godbus.WithMatchArg(0, ref),
+		godbus.WithMatchMember(api.SignalPullProgress), godbus.WithMatchArg(0, ref),
 	}
 	if err := c.conn.AddMatchSignalContext(ctx, match...); err != nil {
 		return "", fmt.Errorf("subscribe to PullProgress: %w", bus.FromError(err))
@@ -200,7 +191,7 @@ func (c *Client) PullImage(ctx context.Context, ref string, auth *PullAuth, prog
 	done := make(chan result, 1)
 	go func() {
 		var digest string
-		err := c.call(ctx, rootPath, iface+".PullImage", []any{&digest}, ref, opts)
+		err := c.call(ctx, rootPath, iface+"."+api.MethodPullImage, []any{&digest}, ref, opts)
 		done <- result{digest, err}
 	}()
 	for {
@@ -226,7 +217,7 @@ func (c *Client) PullImage(ctx context.Context, ref string, auth *PullAuth, prog
 }
 
 func progressOf(s *godbus.Signal, ref string) (Progress, bool) {
-	if s == nil || s.Name != iface+".PullProgress" || s.Path != rootPath || len(s.Body) != 3 {
+	if s == nil || s.Name != iface+"."+api.SignalPullProgress || s.Path != rootPath || len(s.Body) != 3 {
 		return Progress{}, false
 	}
 	r, _ := s.Body[0].(string)
@@ -241,7 +232,7 @@ func progressOf(s *godbus.Signal, ref string) (Progress, bool) {
 // SystemInfo returns the runtime's GetSystemInfo dictionary as strings.
 func (c *Client) SystemInfo(ctx context.Context) (map[string]string, error) {
 	var m map[string]godbus.Variant
-	if err := c.call(ctx, rootPath, iface+".GetSystemInfo", []any{&m}); err != nil {
+	if err := c.call(ctx, rootPath, iface+"."+api.MethodGetSystemInfo, []any{&m}); err != nil {
 		return nil, err
 	}
 	out := make(map[string]string, len(m))

@@ -2,23 +2,14 @@ package ctrd
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
+
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
-// PortMapping is one published port, in the portmap plugin's
-// portMappings capability shape.
-type PortMapping struct {
-	HostPort      int    `json:"hostPort"`
-	ContainerPort int    `json:"containerPort"`
-	Protocol      string `json:"protocol"`
-	HostIP        string `json:"hostIP,omitempty"`
-}
-
-// HostKey names the host side of p (protocol, address, port).
-func (p PortMapping) HostKey() string {
-	return fmt.Sprintf("%s/%s:%d", p.Protocol, p.HostIP, p.HostPort)
-}
+// PortMapping is one published port (modspec's: the spec's ports are
+// what the network publishes).
+type PortMapping = modspec.PortMapping
 
 // Network is the default network the runtime joins modules to at each
 // start (modrt.Network, a CNI bridge).

@@ -1,11 +1,14 @@
 package ctrd
 
 import (
-	"errors"
 	"net/netip"
 	"time"
 
+	"github.com/edgev2/edgev2/modrt/policy"
+
 	"github.com/containerd/containerd/oci"
+
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // State is where a module is in its life.
@@ -21,23 +24,14 @@ const (
 )
 
 // RestartPolicy says what supervision does when a module's task exits by
-// itself. A stop by request is never followed by a restart.
-type RestartPolicy string
+// itself (defined with the spec, in modspec).
+type RestartPolicy = modspec.RestartPolicy
 
 const (
-	RestartNever     RestartPolicy = "never"
-	RestartOnFailure RestartPolicy = "on-failure" // restart when the exit code is not 0
-	RestartAlways    RestartPolicy = "always"
+	RestartNever     = modspec.RestartNever
+	RestartOnFailure = modspec.RestartOnFailure
+	RestartAlways    = modspec.RestartAlways
 )
-
-// Valid reports whether p is a known policy.
-func (p RestartPolicy) Valid() bool {
-	switch p {
-	case RestartNever, RestartOnFailure, RestartAlways:
-		return true
-	}
-	return false
-}
 
 // Status is a module's state as callers see it.
 type Status struct {
@@ -75,7 +69,7 @@ const (
 	minLogMaxBytes     = 4 << 10
 )
 
-// ErrPolicy marks a refusal by the module policy (modrt.ErrPolicy is this
-// error). RuntimeConfig's StartCheck and MountCheck wrap it, so
-// supervision knows retrying will not help.
-var ErrPolicy = errors.New("refused by the module policy")
+// ErrPolicy marks a refusal by the module policy (modrt/policy's, a leaf).
+// RuntimeConfig's StartCheck and MountCheck wrap it, so supervision knows
+// retrying will not help.
+var ErrPolicy = policy.ErrPolicy

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // readBody reads a JSON request body of at most MaxBodySize bytes. An
@@ -38,15 +38,15 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 
 // parseModuleSpec decodes a ModuleSpec body. A spec over modrt's cap is
 // too large (413) rather than wrong (400).
-func parseModuleSpec(body []byte) (*modrt.Spec, error) {
+func parseModuleSpec(body []byte) (*modspec.Spec, error) {
 	if body == nil {
 		return nil, badRequest("missing request body")
 	}
-	if len(body) > modrt.MaxSpecSize {
+	if len(body) > modspec.MaxSpecSize {
 		return nil, &apiError{status: http.StatusRequestEntityTooLarge,
 			msg: "module spec is larger than the 256 KiB allowed"}
 	}
-	spec, err := modrt.ParseSpec(body)
+	spec, err := modspec.ParseSpec(body)
 	if err != nil {
 		return nil, err // InvalidArgs: 400 with ParseSpec's message
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // fakeModules is an in-memory module runtime.
@@ -17,7 +18,7 @@ type fakeModules struct {
 	mu       sync.Mutex
 	mods     map[string]*fakeModule
 	calls    []string
-	prepared []*modrt.Spec
+	prepared []*modspec.Spec
 	logOpts  modrt.LogOptions
 	logData  []byte
 	follow   *io.PipeReader // served by Logs when set
@@ -26,7 +27,7 @@ type fakeModules struct {
 
 type fakeModule struct {
 	st   modrt.Status
-	spec *modrt.Spec
+	spec *modspec.Spec
 }
 
 func newFakeModules() *fakeModules { return &fakeModules{mods: map[string]*fakeModule{}} }
@@ -36,7 +37,7 @@ func (f *fakeModules) record(call string) error {
 	return f.failWith
 }
 
-func (f *fakeModules) add(st modrt.Status, spec *modrt.Spec) {
+func (f *fakeModules) add(st modrt.Status, spec *modspec.Spec) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.mods[st.Name] = &fakeModule{st: st, spec: spec}
@@ -69,7 +70,7 @@ func (f *fakeModules) get(name string) (*fakeModule, error) {
 	return m, nil
 }
 
-func (f *fakeModules) Get(ctx context.Context, name string) (modrt.Status, *modrt.Spec, error) {
+func (f *fakeModules) Get(ctx context.Context, name string) (modrt.Status, *modspec.Spec, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.record("get " + name); err != nil {
@@ -95,7 +96,7 @@ func (f *fakeModules) Create(ctx context.Context, name string, specJSON []byte, 
 	if _, ok := f.mods[name]; ok {
 		return fault.New(fault.AlreadyExists, "module %q exists", name)
 	}
-	spec, err := modrt.ParseSpec(specJSON)
+	spec, err := modspec.ParseSpec(specJSON)
 	if err != nil {
 		return err
 	}
@@ -118,6 +119,18 @@ func (f *fakeModules) Remove(ctx context.Context, name string) error {
 	}
 	delete(f.mods, name)
 	return nil
+}
+
+// Update does what the service's Update does, recording each step: the
+// module must exist, then it is removed and created again.
+func (f *fakeModules) Update(ctx context.Context, name string, specJSON []byte, start bool) error {
+	if _, _, err := f.Get(ctx, name); err != nil {
+		return err
+	}
+	if err := f.Remove(ctx, name); err != nil {
+		return err
+	}
+	return f.Create(ctx, name, specJSON, start)
 }
 
 func (f *fakeModules) setState(call, name string, s modrt.State) error {
@@ -162,7 +175,7 @@ func (f *fakeModules) Logs(name string, o modrt.LogOptions) (io.ReadCloser, erro
 	return io.NopCloser(bytes.NewReader(f.logData)), nil
 }
 
-func (f *fakeModules) Prepare(ctx context.Context, spec *modrt.Spec) error {
+func (f *fakeModules) Prepare(ctx context.Context, spec *modspec.Spec) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.record("prepare " + spec.Name); err != nil {

@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/modrt"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
 )
 
 func TestLogsPassDockerFramingThrough(t *testing.T) {
 	e := newEnv(t, asAgent, false)
 	e.mods.add(modrt.Status{Name: "m", State: modrt.StateRunning}, nil)
-	stream := append(frame(modrt.StreamStdout, "hello\n"), frame(modrt.StreamStderr, "oops\n")...)
-	stream = append(stream, frame(modrt.StreamStdout, string(bytes.Repeat([]byte{0, 0xff, '\n'}, 20000)))...)
+	stream := append(frame(rtapi.StreamStdout, "hello\n"), frame(rtapi.StreamStderr, "oops\n")...)
+	stream = append(stream, frame(rtapi.StreamStdout, string(bytes.Repeat([]byte{0, 0xff, '\n'}, 20000)))...)
 	e.mods.logData = stream
 	r := e.want(e.do("GET", v("/modules/m/logs")+"&tail=100&since=1551885923&until=2024-05-01T00:00:00Z&timestamps=true", ""), 200)
 	if !bytes.Equal(r.body, stream) {
@@ -24,8 +25,8 @@ func TestLogsPassDockerFramingThrough(t *testing.T) {
 	if ct := r.header.Get("Content-Type"); ct != "text/plain" {
 		t.Errorf("Content-Type %q", ct)
 	}
-	frames, err := modrt.ParseFrames(bytes.NewReader(r.body))
-	if err != nil || len(frames) != 3 || frames[1].Stream != modrt.StreamStderr {
+	frames, err := rtapi.ParseFrames(bytes.NewReader(r.body))
+	if err != nil || len(frames) != 3 || frames[1].Stream != rtapi.StreamStderr {
 		t.Errorf("frames %v, %v", frames, err)
 	}
 	o := e.mods.logOpts
@@ -61,7 +62,7 @@ func TestLogsFollowStreamsAndStopsWhenTheCallerLeaves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := frame(modrt.StreamStdout, "line 1\n")
+	first := frame(rtapi.StreamStdout, "line 1\n")
 	go pw.Write(first)
 	got := make([]byte, len(first))
 	if _, err := io.ReadFull(res.Body, got); err != nil || !bytes.Equal(got, first) {
@@ -75,7 +76,7 @@ func TestLogsFollowStreamsAndStopsWhenTheCallerLeaves(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		for {
-			if _, err := pw.Write(frame(modrt.StreamStdout, "more\n")); err != nil {
+			if _, err := pw.Write(frame(rtapi.StreamStdout, "more\n")); err != nil {
 				done <- err
 				return
 			}

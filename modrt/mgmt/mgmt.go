@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // AgentModule is the module whose processes may call the agent-only routes.
@@ -19,19 +20,22 @@ type Modules interface {
 	List(ctx context.Context) ([]modrt.Status, error)
 	// Get returns a module's status and spec; the spec may be nil when the
 	// runtime no longer has it.
-	Get(ctx context.Context, name string) (modrt.Status, *modrt.Spec, error)
+	Get(ctx context.Context, name string) (modrt.Status, *modspec.Spec, error)
 	// Create makes module name from a ModuleSpec document, pulling its
 	// image as its imagePullPolicy says, and starts it if start.
 	Create(ctx context.Context, name string, specJSON []byte, start bool) error
 	// Remove stops module name and deletes it.
 	Remove(ctx context.Context, name string) error
+	// Update replaces module name with the one specJSON describes (and
+	// starts it if start); NotFound, changing nothing, when there is none.
+	Update(ctx context.Context, name string, specJSON []byte, start bool) error
 	Start(ctx context.Context, name string) error
 	Stop(ctx context.Context, name string) error
 	Restart(ctx context.Context, name string) error
 	// Logs streams a module's output in Docker's multiplexed framing.
 	Logs(name string, o modrt.LogOptions) (io.ReadCloser, error)
 	// Prepare readies an update to spec (pulls its image if needed).
-	Prepare(ctx context.Context, spec *modrt.Spec) error
+	Prepare(ctx context.Context, spec *modspec.Spec) error
 }
 
 // Identity is a module identity in IoT Hub as the Identity service keeps it.

@@ -81,8 +81,8 @@ func (s *Server) createModule(w http.ResponseWriter, r *http.Request, _ string) 
 	writeJSON(w, http.StatusCreated, d)
 }
 
-// updateModule replaces a module: remove, then create from the new spec
-// (starting it if ?start=true).
+// updateModule replaces a module with the new spec (starting it if
+// ?start=true); the runtime's Update removes and creates it.
 func (s *Server) updateModule(w http.ResponseWriter, r *http.Request, name string) {
 	if err := moduleName(name); err != nil {
 		s.fail(w, r, err)
@@ -108,15 +108,7 @@ func (s *Server) updateModule(w http.ResponseWriter, r *http.Request, name strin
 		return
 	}
 	ctx := r.Context()
-	if _, _, err := s.modules.Get(ctx, name); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if err := s.modules.Remove(ctx, name); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if err := s.modules.Create(ctx, name, body, start); err != nil {
+	if err := s.modules.Update(ctx, name, body, start); err != nil {
 		s.fail(w, r, err)
 		return
 	}

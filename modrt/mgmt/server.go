@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/internal/fault"
-	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // APIVersions are the api-version values aziot-edged's management API
@@ -269,7 +269,7 @@ func inOurPidNS(pid int32) bool {
 
 // moduleName checks a module name taken from the path.
 func moduleName(name string) error {
-	if err := modrt.ValidateName(name); err != nil {
+	if err := modspec.ValidateName(name); err != nil {
 		return badRequest("%s", fault.Message(err))
 	}
 	return nil

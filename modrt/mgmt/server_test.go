@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 const (
@@ -148,9 +149,9 @@ func specJSON(name, image string) string {
 		`","createOptions":"{\"Env\":[\"A=1\"]}","auth":{"username":"u","password":"hunter2","serveraddress":"r.example"}},"env":{"K":{"value":"v"}}}}`
 }
 
-func mustSpec(t *testing.T, doc string) *modrt.Spec {
+func mustSpec(t *testing.T, doc string) *modspec.Spec {
 	t.Helper()
-	s, err := modrt.ParseSpec([]byte(doc))
+	s, err := modspec.ParseSpec([]byte(doc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +298,7 @@ func TestCreateModuleRejectsBadBodies(t *testing.T) {
 		{"bad name", `{"name":"$m","type":"docker","config":{"settings":{"image":"a"}}}`, 400, "$"},
 		{"unhonoured createOptions", `{"name":"m","type":"docker","config":{"settings":{"image":"a","createOptions":{"Tty":true}}}}`, 400, "Tty"},
 		{"huge", `{"name":"m","type":"docker","config":{"settings":{"image":"a"}},"pad":"` + strings.Repeat("x", MaxBodySize) + `"}`, 413, "1 MiB"},
-		{"over the spec cap", `{"name":"m","type":"docker","config":{"settings":{"image":"a"}},"pad":"` + strings.Repeat("x", modrt.MaxSpecSize) + `"}`, 413, "256 KiB"},
+		{"over the spec cap", `{"name":"m","type":"docker","config":{"settings":{"image":"a"}},"pad":"` + strings.Repeat("x", modspec.MaxSpecSize) + `"}`, 413, "256 KiB"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := e.want(e.do("POST", v("/modules"), c.body), c.status)

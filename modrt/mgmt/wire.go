@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // The JSON shapes of managementVersion_*.yaml. They are wire types only:
@@ -146,7 +147,7 @@ func statusJSON(st modrt.Status) moduleStatus {
 }
 
 // configJSON is a spec's config without its registry credentials.
-func configJSON(spec *modrt.Spec) (moduleConfig, error) {
+func configJSON(spec *modspec.Spec) (moduleConfig, error) {
 	r := spec.Redacted()
 	settings, err := json.Marshal(r.Config.Settings)
 	if err != nil {
@@ -161,8 +162,8 @@ func configJSON(spec *modrt.Spec) (moduleConfig, error) {
 
 // detailsJSON describes a module; spec may be nil (then settings carry
 // the image alone).
-func detailsJSON(st modrt.Status, spec *modrt.Spec) (moduleDetails, error) {
-	d := moduleDetails{ID: st.Name, Name: st.Name, Type: modrt.TypeDocker, Status: statusJSON(st)}
+func detailsJSON(st modrt.Status, spec *modspec.Spec) (moduleDetails, error) {
+	d := moduleDetails{ID: st.Name, Name: st.Name, Type: modspec.TypeDocker, Status: statusJSON(st)}
 	if spec == nil {
 		settings, err := json.Marshal(map[string]string{"image": st.Image})
 		if err != nil {
@@ -184,7 +185,7 @@ func detailsJSON(st modrt.Status, spec *modrt.Spec) (moduleDetails, error) {
 
 // ModuleDetailsJSON is a module in the swagger's ModuleDetails shape,
 // registry credentials left out; the workload API's module list uses it.
-func ModuleDetailsJSON(st modrt.Status, spec *modrt.Spec) (json.RawMessage, error) {
+func ModuleDetailsJSON(st modrt.Status, spec *modspec.Spec) (json.RawMessage, error) {
 	d, err := detailsJSON(st, spec)
 	if err != nil {
 		return nil, err
@@ -194,7 +195,7 @@ func ModuleDetailsJSON(st modrt.Status, spec *modrt.Spec) (json.RawMessage, erro
 
 // specDetailsJSON is the answer to a create or update: the spec as
 // accepted, with the status it was left in.
-func specDetailsJSON(spec *modrt.Spec, status moduleStatus) (moduleDetails, error) {
+func specDetailsJSON(spec *modspec.Spec, status moduleStatus) (moduleDetails, error) {
 	c, err := configJSON(spec)
 	if err != nil {
 		return moduleDetails{}, err

@@ -1,9 +1,11 @@
-package modrt
+package config
 
 import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // EdgeHubModule is the module that may also get a server certificate for
@@ -15,7 +17,7 @@ type WorkloadConfig struct {
 	// ServerCertNames grants modules host names, beyond their own module
 	// name, that they may get workload server certificates for:
 	// [workload.server_cert_names] opcua = ["opcua.plant.example"].
-	ServerCertNames map[string][]string `toml:"server_cert_names"`
+	ServerCertNames map[string][]string `toml:"server_cert_names,omitempty"`
 }
 
 var serverNamePattern = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*$`)
@@ -23,7 +25,7 @@ var serverNamePattern = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0
 func (w WorkloadConfig) validate(path string) error {
 	for module, names := range w.ServerCertNames {
 		key := "workload.server_cert_names." + module
-		if err := ValidateName(module); err != nil {
+		if err := modspec.ValidateName(module); err != nil {
 			return &ConfigError{File: path, Key: key, Problem: err.Error(), Fix: "use the module's name"}
 		}
 		for i, n := range names {

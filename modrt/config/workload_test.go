@@ -1,4 +1,4 @@
-package modrt
+package config
 
 import "testing"
 

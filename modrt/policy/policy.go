@@ -1,22 +1,26 @@
-package modrt
+// Package policy is the module policy: what a module spec may ask for
+// (binds, capabilities, namespaces), checked when a module is created and
+// on its OCI spec before every start. It imports no containerd.
+package policy
 
 import (
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
-	"github.com/distribution/reference"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/edgev2/edgev2/internal/fault"
-	"github.com/edgev2/edgev2/modrt/ctrd"
+	"github.com/edgev2/edgev2/modrt/config"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // Policy is the module policy, an allowlist (modrtd builds it from its
-// [policy] configuration with Config.ModulePolicy). By default a module
+// [policy] configuration with FromConfig). By default a module
 // gets Docker's default capabilities, no devices, and may bind only its
 // own volume directory; Grants add to that per module. It is checked when
 // a module is created and again, on the container's OCI spec, right
@@ -28,7 +32,7 @@ type Policy struct {
 	VolumesDir string
 	// ReadOnlyBinds are host paths any module may bind read-only.
 	ReadOnlyBinds []string
-	Grants        []Grant
+	Grants        []config.Grant
 	// Never are host paths no module may bind, or bind a parent of, even
 	// if the policy lists them (NeverBind, modrtd's homedir, containerd's).
 	Never []string
@@ -49,7 +53,7 @@ type Policy struct {
 
 // ErrPolicy marks a refusal by the module policy. The start check wraps
 // it, so supervision knows retrying will not help.
-var ErrPolicy = ctrd.ErrPolicy
+var ErrPolicy = errors.New("refused by the module policy")
 
 // DockerDefaultCaps is Docker's (and containerd's) default capability set:
 // what a module may have without an opt-in.
@@ -67,74 +71,6 @@ type rules struct {
 	hostPID    bool
 }
 
-// Applies reports whether the grant is for this module.
-func (g Grant) Applies(module, image string) bool {
-	if len(g.Modules) == 0 && len(g.Images) == 0 {
-		return false
-	}
-	if len(g.Modules) > 0 && !contains(g.Modules, module) {
-		return false
-	}
-	if len(g.Images) > 0 {
-		ok := false
-		for _, im := range g.Images {
-			p, wild := strings.CutSuffix(im, "*")
-			if !wild {
-				if ref, err := reference.ParseDockerRef(im); err == nil {
-					im = ref.String() // "alpine" is docker.io/library/alpine:latest, as specs' images are
-				}
-			} else if p = imagePrefix(p); p == "" {
-				continue // matches more than one repository or registry: never
-			}
-			if wild && strings.HasPrefix(image, p) || im == image {
-				ok = true
-			}
-		}
-		return ok
-	}
-	return true
-}
-
-// imagePrefix is the normalised form of what comes before an image
-// pattern's "*": it must end a repository (":", any tag of it) or a path
-// ("/", every repository below it), else "acr.io/hub*" would match
-// "acr.io/hub-evil" and "acr.io*" the registry "acr.io.evil.example". ""
-// for a prefix that does not. "alpine:" is "docker.io/library/alpine:",
-// as specs' images are.
-func imagePrefix(p string) string {
-	switch {
-	case strings.HasSuffix(p, ":"):
-		if named, err := reference.ParseNormalizedNamed(strings.TrimSuffix(p, ":")); err == nil {
-			return named.Name() + ":"
-		}
-		return ""
-	case strings.HasSuffix(p, "/") && len(p) > 1:
-		return p
-	}
-	return ""
-}
-
-// Opts lists what the grant gives away, for edgectl check.
-func (g Grant) Opts() []string {
-	var out []string
-	if g.Privileged {
-		out = append(out, "privileged (every capability and device: host root)")
-	}
-	if g.HostPID {
-		out = append(out, "host_pid (sees and signals every host process)")
-	}
-	for _, c := range g.CapAdd {
-		out = append(out, "cap_add "+normCap(c))
-	}
-	for _, b := range g.Binds {
-		out = append(out, "binds "+b+" (read-write)")
-	}
-	for _, b := range g.ReadOnlyBinds {
-		out = append(out, "read_only_binds "+b)
-	}
-	return out
-}
-
 func (p Policy) rulesFor(module, image string) rules {
 	r := rules{module: module, ro: p.ReadOnlyBinds}
 	if p.VolumesDir != "" && module != "" {
@@ -147,7 +83,7 @@ func (p Policy) rulesFor(module, image string) rules {
 		r.rw = append(r.rw, g.Binds...)
 		r.ro = append(r.ro, g.ReadOnlyBinds...)
 		for _, c := range g.CapAdd {
-			r.caps = append(r.caps, normCap(c))
+			r.caps = append(r.caps, modspec.NormCap(c))
 		}
 		r.privileged = r.privileged || g.Privileged
 		r.hostPID = r.hostPID || g.HostPID
@@ -157,18 +93,18 @@ func (p Policy) rulesFor(module, image string) rules {
 
 // capAllowed reports whether the module may have capability c (normalised).
 func (r rules) capAllowed(c string) bool {
-	if r.privileged || contains(r.caps, "ALL") {
+	if r.privileged || slices.Contains(r.caps, "ALL") {
 		return true
 	}
 	if c == "ALL" {
 		return false
 	}
-	return contains(DockerDefaultCaps, c) || contains(r.caps, c)
+	return slices.Contains(DockerDefaultCaps, c) || slices.Contains(r.caps, c)
 }
 
 func (r rules) capError(field, c string) error {
-	what := quote(c) + " is beyond Docker's default capabilities"
-	if normCap(c) == "ALL" {
+	what := modspec.Quote(c) + " is beyond Docker's default capabilities"
+	if modspec.NormCap(c) == "ALL" {
 		what = "\"ALL\" (every capability, as good as Privileged)"
 	}
 	return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: %s %s; the runtime policy allows it only through cap_add in a [[policy.allow]] entry for this module", r.module, field, what)
@@ -189,9 +125,9 @@ func (p Policy) checkBind(r rules, field, src string, ro bool) error {
 func (p Policy) bindRoot(r rules, field, src string, ro bool) (string, error) {
 	src = filepath.Clean(src)
 	refuse := func(format string, args ...any) error {
-		return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: %s: bind source %s %s", r.module, field, quote(src), fmt.Sprintf(format, args...))
+		return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: %s: bind source %s %s", r.module, field, modspec.Quote(src), fmt.Sprintf(format, args...))
 	}
-	if r.volume != "" && within(src, r.volume) {
+	if r.volume != "" && modspec.Within(src, r.volume) {
 		if p.Static {
 			return r.volume, nil
 		}
@@ -205,14 +141,14 @@ func (p Policy) bindRoot(r rules, field, src string, ro bool) (string, error) {
 	}
 	var root string
 	for _, c := range r.rw {
-		if within(src, filepath.Clean(c)) {
+		if modspec.Within(src, filepath.Clean(c)) {
 			root = filepath.Clean(c)
 			break
 		}
 	}
 	if root == "" {
 		for _, c := range r.ro {
-			if within(src, filepath.Clean(c)) {
+			if modspec.Within(src, filepath.Clean(c)) {
 				if !ro {
 					return "", refuse("may only be bound read-only (the runtime policy lists it in read_only_binds): add \":ro\", or list it in binds of a [[policy.allow]] entry for this module")
 				}
@@ -233,8 +169,8 @@ func (p Policy) bindRoot(r rules, field, src string, ro bool) (string, error) {
 		for _, n := range p.Never {
 			n = filepath.Clean(n)
 			for _, s := range paths {
-				if within(s, n) || within(n, s) {
-					return refuse("exposes %s, which modules may never bind", quote(n))
+				if modspec.Within(s, n) || modspec.Within(n, s) {
+					return refuse("exposes %s, which modules may never bind", modspec.Quote(n))
 				}
 			}
 		}
@@ -254,8 +190,8 @@ func (p Policy) bindRoot(r rules, field, src string, ro bool) (string, error) {
 		}
 		for _, n := range p.Never {
 			if rn, err := filepath.EvalSymlinks(n); err == nil && rn != filepath.Clean(n) {
-				if within(filepath.Join(realRoot, rel), rn) || within(rn, filepath.Join(realRoot, rel)) {
-					return "", refuse("exposes %s, which modules may never bind", quote(n))
+				if modspec.Within(filepath.Join(realRoot, rel), rn) || modspec.Within(rn, filepath.Join(realRoot, rel)) {
+					return "", refuse("exposes %s, which modules may never bind", modspec.Quote(n))
 				}
 			}
 		}
@@ -365,8 +301,8 @@ func (p Policy) CheckStart(module, image string, spec *specs.Spec) error {
 		if !isBind(m) || p.runtimeBind(module, m) {
 			continue
 		}
-		ro := contains(m.Options, "ro")
-		if err := p.checkBind(r, fmt.Sprintf("mount %d on %s", i, quote(m.Destination)), m.Source, ro); err != nil {
+		ro := slices.Contains(m.Options, "ro")
+		if err := p.checkBind(r, fmt.Sprintf("mount %d on %s", i, modspec.Quote(m.Destination)), m.Source, ro); err != nil {
 			return err
 		}
 	}
@@ -374,7 +310,7 @@ func (p Policy) CheckStart(module, image string, spec *specs.Spec) error {
 }
 
 func isBind(m specs.Mount) bool {
-	return m.Type == "bind" || contains(m.Options, "bind") || contains(m.Options, "rbind")
+	return m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")
 }
 
 // Where below RuntimeDir the runtime keeps what it binds into modules
@@ -393,7 +329,7 @@ const (
 // for another module, the runtime's state) is checked like any bind, and
 // refused, at every start.
 func (p Policy) runtimeBind(module string, m specs.Mount) bool {
-	if !contains(m.Options, "ro") {
+	if !slices.Contains(m.Options, "ro") {
 		return false
 	}
 	src := filepath.Clean(m.Source)
@@ -413,7 +349,7 @@ func (p Policy) runtimeBind(module string, m specs.Mount) bool {
 		return true
 	case filepath.Dir(src) == filepath.Join(rt, runtimeHostsDir):
 		return true
-	case module == AgentModule && src == filepath.Clean(mgmt):
+	case module == modspec.AgentModule && src == filepath.Clean(mgmt):
 		return true
 	}
 	return false
@@ -438,22 +374,22 @@ func (p Policy) CheckMounted(module, image string, spec *specs.Spec, pid uint32)
 		if !isBind(m) || p.runtimeBind(module, m) || shadowed(spec.Mounts, i) {
 			continue
 		}
-		field := fmt.Sprintf("mount %d on %s", i, quote(m.Destination))
+		field := fmt.Sprintf("mount %d on %s", i, modspec.Quote(m.Destination))
 		src := filepath.Clean(m.Source)
-		base, err := p.bindRoot(r, field, src, contains(m.Options, "ro"))
+		base, err := p.bindRoot(r, field, src, slices.Contains(m.Options, "ro"))
 		if err != nil {
 			return err
 		}
 		want, err := statBeneath(base, src)
 		if err != nil {
-			return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: %s: bind source %s %v", module, field, quote(src), err)
+			return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: %s: bind source %s %v", module, field, modspec.Quote(src), err)
 		}
 		got, err := statIn(root, m.Destination)
 		if err != nil {
 			return fmt.Errorf("module %s: %s: the mounted bind: %w", module, field, err)
 		}
 		if got.Dev != want.Dev || got.Ino != want.Ino {
-			return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: %s: bind source %s changed while the module started (what was mounted is not what was checked); the runtime refuses the start", module, field, quote(src))
+			return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: %s: bind source %s changed while the module started (what was mounted is not what was checked); the runtime refuses the start", module, field, modspec.Quote(src))
 		}
 	}
 	return nil
@@ -463,7 +399,7 @@ func (p Policy) CheckMounted(module, image string, spec *specs.Spec, pid uint32)
 func shadowed(mounts []specs.Mount, i int) bool {
 	d := filepath.Clean(mounts[i].Destination)
 	for _, m := range mounts[i+1:] {
-		if within(d, filepath.Clean(m.Destination)) {
+		if modspec.Within(d, filepath.Clean(m.Destination)) {
 			return true
 		}
 	}
@@ -509,4 +445,18 @@ func statIn(rootfd int, path string) (unix.Stat_t, error) {
 	defer unix.Close(fd)
 	err = unix.Fstat(fd, &st)
 	return st, err
+}
+
+// FromConfig is the module policy modrtd's configuration sets.
+func FromConfig(c *config.Config) Policy {
+	never := append([]string{c.Homedir}, config.NeverBind...)
+	if c.Containerd != "" {
+		never = append(never, filepath.Dir(c.Containerd))
+	}
+	p := Policy{VolumesDir: filepath.Join(c.Homedir, "volumes"), ReadOnlyBinds: c.Policy.ReadOnlyBinds,
+		Grants: c.Policy.Allow, Never: never, RuntimeDir: c.Homedir}
+	if filepath.Base(c.MgmtSocket) == "mgmt.sock" { // as modrtd binds it into edgeAgent
+		p.MgmtDir = filepath.Dir(c.MgmtSocket)
+	}
+	return p
 }

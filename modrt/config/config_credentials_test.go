@@ -1,10 +1,12 @@
-package modrt
+package config
 
 import (
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 func TestSetRegistryPasswordOnlyTouchesTheAuthPassword(t *testing.T) {
@@ -22,15 +24,15 @@ func TestSetRegistryPasswordOnlyTouchesTheAuthPassword(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := SetRegistryPassword([]byte(tc.spec), tc.pw)
+			got, err := modspec.SetRegistryPassword([]byte(tc.spec), tc.pw)
 			if err != nil || string(got) != tc.want {
 				t.Fatalf("got %s, %v\nwant %s", got, err, tc.want)
 			}
 		})
 	}
 	for _, bad := range []string{`[]`, `{"config":"x"}`, `{"config":{"settings":[1]}}`} {
-		if _, err := SetRegistryPassword([]byte(bad), "pw"); err == nil || strings.Contains(err.Error(), "pw") {
-			t.Errorf("SetRegistryPassword(%s): %v, want an error without the password", bad, err)
+		if _, err := modspec.SetRegistryPassword([]byte(bad), "pw"); err == nil || strings.Contains(err.Error(), "pw") {
+			t.Errorf("modspec.SetRegistryPassword(%s): %v, want an error without the password", bad, err)
 		}
 	}
 }
@@ -59,7 +61,7 @@ registry_password_credential = "%s"
 	if err := c.ReadCredentials(); err != nil {
 		t.Fatal(err)
 	}
-	s, err := ParseSpec([]byte(c.Modules[0].Spec))
+	s, err := modspec.ParseSpec([]byte(c.Modules[0].Spec))
 	if err != nil || s.Config.Settings.Auth.Password != "s3cret" || s.Config.Settings.Auth.Username != "u" {
 		t.Fatalf("spec after ReadCredentials: %v %+v", err, s.Config.Settings.Auth)
 	}

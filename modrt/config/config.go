@@ -1,15 +1,19 @@
-package modrt
+// Package config is modrtd's configuration (/etc/edgev2/modrtd.toml): its
+// type, parser and checks. It imports no runtime code, so edgectl and the
+// super-config compiler use it without linking containerd.
+package config
 
 import (
-	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/config"
+	cfgfile "github.com/edgev2/edgev2/internal/config"
 	"github.com/edgev2/edgev2/internal/credential"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // QuickstartEdgeCA names the key (in Keys) and certificate (in
@@ -18,73 +22,76 @@ import (
 // so the services' compiled grants name it.
 const QuickstartEdgeCA = "edgev2-edge-ca"
 
-// Config is modrtd's configuration file (/etc/edgev2/modrtd.toml).
+// Config is modrtd's configuration file (/etc/edgev2/modrtd.toml). It is
+// also what edgectl config apply writes: unset keys are left out, and
+// fields are in the order the compiled files show them.
 type Config struct {
 	Homedir    string `toml:"homedir"`
-	Containerd string `toml:"containerd_address"` // default /run/containerd/containerd.sock
-	Namespace  string `toml:"namespace"`          // default edgev2
+	Containerd string `toml:"containerd_address,omitempty"` // default /run/containerd/containerd.sock
+	Namespace  string `toml:"namespace,omitempty"`          // default edgev2
 	// MgmtSocket is the management API's Unix socket (edgeAgent, tools).
-	MgmtSocket string `toml:"mgmt_socket"` // default <homedir>/mgmt/mgmt.sock; its directory is bound into the agent
+	MgmtSocket string `toml:"mgmt_socket,omitempty"` // default <homedir>/mgmt/mgmt.sock; its directory is bound into the agent
 	// TrustBundle is the Certificates id of the CAs the workload API's
 	// trust-bundle endpoint serves to modules.
-	TrustBundle string `toml:"trust_bundle"`
+	TrustBundle string `toml:"trust_bundle,omitempty"`
 	// EdgeCACert and EdgeCAKey name the edge CA (in Certificates and Keys)
 	// that issues modules' server certificates; its certificate is added to
 	// the trust bundle. Empty: no server certificates.
-	EdgeCACert string `toml:"edge_ca_cert"`
-	EdgeCAKey  string `toml:"edge_ca_key"`
+	EdgeCACert string `toml:"edge_ca_cert,omitempty"`
+	EdgeCAKey  string `toml:"edge_ca_key,omitempty"`
 	// EdgeCALifetimeDays is the lifetime of the quickstart edge CA modrtd
 	// makes (key and certificate "edgev2-edge-ca") when edge_ca_cert is
 	// not set; it is renewed, with the same key, after 80% of it.
-	EdgeCALifetimeDays int `toml:"edge_ca_lifetime_days"`
+	EdgeCALifetimeDays int `toml:"edge_ca_lifetime_days,omitempty"`
 	// ManifestTrustBundle is the Certificates id the workload API's
 	// manifest-trust-bundle endpoint serves (empty: an empty bundle).
-	ManifestTrustBundle string `toml:"manifest_trust_bundle"`
+	ManifestTrustBundle string `toml:"manifest_trust_bundle,omitempty"`
 	// WorkloadEncryptionKey is the Keys id of the master key (usage derive,
 	// made if missing) each module's workload encrypt/decrypt key is derived
 	// from inside the Keys service.
-	WorkloadEncryptionKey string `toml:"workload_encryption_key"`
+	WorkloadEncryptionKey string `toml:"workload_encryption_key,omitempty"`
 	// ImageGC removes images no module has used for a while, on a schedule.
-	ImageGC ImageGCConfig `toml:"image_garbage_collection"`
+	ImageGC ImageGCConfig `toml:"image_garbage_collection,omitempty"`
 	// RegistryCAFiles are PEM files of CAs registries' TLS certificates may
 	// chain to (besides the system roots).
-	RegistryCAFiles []string     `toml:"registry_ca_files"`
-	Policy          PolicyConfig `toml:"policy"`
-	// Network is the default network modules join (docs/modules.md, Network).
-	Network NetworkConfig `toml:"network"`
+	RegistryCAFiles []string     `toml:"registry_ca_files,omitempty"`
+	Policy          PolicyConfig `toml:"policy,omitempty"`
 	// Agent is the edgeAgent module, created and kept running as
 	// aziot-edged does; Modules are a local deployment kept running without
 	// any cloud agent.
-	Agent   *LocalModule  `toml:"agent"`
-	Modules []LocalModule `toml:"modules"`
+	Agent   *LocalModule  `toml:"agent,omitempty"`
+	Modules []LocalModule `toml:"modules,omitempty"`
+	// Network is the default network modules join (docs/modules.md, Network).
+	Network NetworkConfig `toml:"network,omitempty"`
 	// Workload holds what the workload API grants modules beyond their own
 	// name (see servernames.go).
-	Workload WorkloadConfig `toml:"workload"`
+	Workload WorkloadConfig `toml:"workload,omitempty"`
 }
 
 // ImageGCConfig is aziot-edged's [image_garbage_collection]: every
 // cleanup_recurrence, at cleanup_time (local HH:MM), images unused for
 // image_age_cleanup_threshold are removed.
 type ImageGCConfig struct {
-	Enabled    *bool  `toml:"enabled"`                     // default true
-	Recurrence string `toml:"cleanup_recurrence"`          // default "1d"
-	Threshold  string `toml:"image_age_cleanup_threshold"` // default "7d"
-	Time       string `toml:"cleanup_time"`                // default "00:00"
+	Enabled    *bool  `toml:"enabled,omitempty"`                     // default true
+	Recurrence string `toml:"cleanup_recurrence,omitempty"`          // default "1d"
+	Threshold  string `toml:"image_age_cleanup_threshold,omitempty"` // default "7d"
+	Time       string `toml:"cleanup_time,omitempty"`                // default "00:00"
 
 	// Parsed by ParseConfig.
-	Every, UnusedFor time.Duration
-	AtMinute         int // minutes after local midnight
+	Every     time.Duration `toml:"-"`
+	UnusedFor time.Duration `toml:"-"`
+	AtMinute  int           `toml:"-"` // minutes after local midnight
 }
 
 // LocalModule is a module the runtime keeps by itself.
 type LocalModule struct {
 	Name string `toml:"name"`
-	Spec string `toml:"spec"` // ModuleSpec JSON
+	Spec string `toml:"spec,multiline"` // ModuleSpec JSON
 	// RegistryPasswordCredential names the systemd credential holding the
 	// registry password of the spec's config.settings.auth (what `edgectl
 	// config apply` writes instead of the password); ReadCredentials puts
 	// it into Spec at start.
-	RegistryPasswordCredential string `toml:"registry_password_credential"`
+	RegistryPasswordCredential string `toml:"registry_password_credential,omitempty"`
 }
 
 // PolicyConfig is the module policy, an allowlist: what module specs may
@@ -93,38 +100,38 @@ type LocalModule struct {
 type PolicyConfig struct {
 	// ReadOnlyBinds are host paths any module may bind read-only (and
 	// anything below them).
-	ReadOnlyBinds []string `toml:"read_only_binds"`
+	ReadOnlyBinds []string `toml:"read_only_binds,omitempty"`
 	// Allow are the opt-ins, each for the modules it names.
-	Allow []Grant `toml:"allow"`
+	Allow []Grant `toml:"allow,omitempty"`
 
 	// Replaced by the allowlist; set, they stop modrtd with a fix.
-	ForbiddenBindPrefixes []string `toml:"forbidden_bind_prefixes"`
-	AllowPrivileged       bool     `toml:"allow_privileged"`
+	ForbiddenBindPrefixes []string `toml:"forbidden_bind_prefixes,omitempty"`
+	AllowPrivileged       bool     `toml:"allow_privileged,omitempty"`
 	// AllowHostNetwork names the modules that may use NetworkMode "host".
-	AllowHostNetwork []string `toml:"allow_host_network"`
+	AllowHostNetwork []string `toml:"allow_host_network,omitempty"`
 }
 
 // Grant is one opt-in ([[policy.allow]]): it applies to a module whose
 // name is in Modules (when set) and whose image matches Images (when
 // set); at least one of the two is set.
 type Grant struct {
-	Modules []string `toml:"modules"`
+	Modules []string `toml:"modules,omitempty"`
 	// Images are image references as the spec names them; a trailing "*"
 	// matches any suffix ("myacr.azurecr.io/hub:*").
-	Images []string `toml:"images"`
+	Images []string `toml:"images,omitempty"`
 	// CapAdd are capabilities beyond Docker's default set the module may
 	// add ("NET_ADMIN" or "CAP_NET_ADMIN"; "ALL" for every one).
-	CapAdd []string `toml:"cap_add"`
+	CapAdd []string `toml:"cap_add,omitempty"`
 	// Binds are host paths the module may bind read-write (and anything
 	// below them); ReadOnlyBinds read-only.
-	Binds         []string `toml:"binds"`
-	ReadOnlyBinds []string `toml:"read_only_binds"`
-	Privileged    bool     `toml:"privileged"` // HostConfig.Privileged: every capability and device
-	HostPID       bool     `toml:"host_pid"`   // HostConfig.PidMode "host"
+	Binds         []string `toml:"binds,omitempty"`
+	ReadOnlyBinds []string `toml:"read_only_binds,omitempty"`
+	Privileged    bool     `toml:"privileged,omitempty"` // HostConfig.Privileged: every capability and device
+	HostPID       bool     `toml:"host_pid,omitempty"`   // HostConfig.PidMode "host"
 }
 
 // ConfigError names the file, key and fix of a configuration mistake.
-type ConfigError = config.Error
+type ConfigError = cfgfile.Error
 
 // NeverBind are host paths no module may bind, or bind a parent of,
 // whatever the policy lists: edgev2's own state and configuration, the
@@ -136,7 +143,7 @@ var NeverBind = []string{"/etc/edgev2", "/var/lib/edgev2", "/run/edgev2", "/run/
 
 // LoadConfig reads and validates a modrtd config file.
 func LoadConfig(path string) (*Config, error) {
-	data, err := config.Read(path)
+	data, err := cfgfile.Read(path)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +153,7 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig parses and validates modrtd config text.
 func ParseConfig(path string, data []byte) (*Config, error) {
 	var c Config
-	if err := config.Decode(path, data, &c, "docs/modules.md"); err != nil {
+	if err := cfgfile.Decode(path, data, &c, "docs/modules.md"); err != nil {
 		return nil, err
 	}
 	if c.Homedir == "" || !strings.HasPrefix(c.Homedir, "/") {
@@ -173,14 +180,14 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	seen := map[string]bool{}
 	for i, m := range c.Modules {
 		key := fmt.Sprintf("modules[%d]", i)
-		if err := ValidateName(m.Name); err != nil {
+		if err := modspec.ValidateName(m.Name); err != nil {
 			return nil, &ConfigError{File: path, Key: key + ".name", Problem: err.Error(), Fix: "use [A-Za-z0-9][A-Za-z0-9_.-]*"}
 		}
 		if seen[m.Name] {
 			return nil, &ConfigError{File: path, Key: key + ".name", Problem: fmt.Sprintf("module %q is listed twice", m.Name), Fix: "keep one"}
 		}
 		seen[m.Name] = true
-		if _, err := ParseSpec([]byte(m.Spec)); err != nil {
+		if _, err := modspec.ParseSpec([]byte(m.Spec)); err != nil {
 			return nil, &ConfigError{File: path, Key: key + ".spec", Problem: err.Error(), Fix: "write a ModuleSpec JSON (docs/modules.md)"}
 		}
 		if cr := m.RegistryPasswordCredential; cr != "" {
@@ -207,29 +214,15 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	if err := c.Workload.validate(path); err != nil {
 		return nil, err
 	}
-	if err := c.Network.setDefaults(path); err != nil {
+	if err := c.Network.SetDefaults(path); err != nil {
 		return nil, err
 	}
 	for i, m := range c.Policy.AllowHostNetwork {
-		if err := ValidateName(m); err != nil {
+		if err := modspec.ValidateName(m); err != nil {
 			return nil, &ConfigError{File: path, Key: fmt.Sprintf("policy.allow_host_network[%d]", i), Problem: err.Error(), Fix: "list module names"}
 		}
 	}
 	return &c, nil
-}
-
-// Policy is the module policy this configuration sets.
-func (c *Config) ModulePolicy() Policy {
-	never := append([]string{c.Homedir}, NeverBind...)
-	if c.Containerd != "" {
-		never = append(never, filepath.Dir(c.Containerd))
-	}
-	p := Policy{VolumesDir: filepath.Join(c.Homedir, "volumes"), ReadOnlyBinds: c.Policy.ReadOnlyBinds,
-		Grants: c.Policy.Allow, Never: never, RuntimeDir: c.Homedir}
-	if filepath.Base(c.MgmtSocket) == "mgmt.sock" { // as modrtd binds it into edgeAgent
-		p.MgmtDir = filepath.Dir(c.MgmtSocket)
-	}
-	return p
 }
 
 // ValidatePolicy checks the [policy] table (edgectl config apply runs it
@@ -243,7 +236,7 @@ func (pc *PolicyConfig) validate(path string) error {
 	}
 	paths := func(key string, ps []string) error {
 		for i, p := range ps {
-			if err := checkPath(p); err != nil {
+			if err := modspec.CheckPath(p); err != nil {
 				return &ConfigError{File: path, Key: fmt.Sprintf("%s[%d]", key, i), Problem: fmt.Sprintf("%q: %v", p, err), Fix: "use an absolute path without \"..\""}
 			}
 			if filepath.Clean(p) == "/" {
@@ -261,7 +254,7 @@ func (pc *PolicyConfig) validate(path string) error {
 			return &ConfigError{File: path, Key: key, Problem: "names neither modules nor images", Fix: `say whom it is for: modules = ["name"] and/or images = ["registry/image:tag"]`}
 		}
 		for j, m := range g.Modules {
-			if err := ValidateName(m); err != nil {
+			if err := modspec.ValidateName(m); err != nil {
 				return &ConfigError{File: path, Key: fmt.Sprintf("%s.modules[%d]", key, j), Problem: err.Error(), Fix: "use module names"}
 			}
 		}
@@ -275,7 +268,7 @@ func (pc *PolicyConfig) validate(path string) error {
 			}
 		}
 		for j, c := range g.CapAdd {
-			if n := normCap(c); n != "ALL" && !contains(knownCaps, n) {
+			if n := modspec.NormCap(c); n != "ALL" && !slices.Contains(modspec.KnownCaps, n) {
 				return &ConfigError{File: path, Key: fmt.Sprintf("%s.cap_add[%d]", key, j), Problem: fmt.Sprintf("%q is not a Linux capability", c), Fix: `use names like "NET_ADMIN"`}
 			}
 		}
@@ -342,58 +335,11 @@ func (c *Config) ReadCredentials() error {
 		if err != nil {
 			return fmt.Errorf("module %q registry_password_credential: %w", m.Name, err)
 		}
-		spec, err := SetRegistryPassword([]byte(m.Spec), pw)
+		spec, err := modspec.SetRegistryPassword([]byte(m.Spec), pw)
 		if err != nil {
 			return fmt.Errorf("module %q: %w", m.Name, err)
 		}
 		c.Modules[i].Spec = string(spec)
 	}
 	return nil
-}
-
-// SetRegistryPassword returns spec (ModuleSpec JSON) with
-// config.settings.auth.password set to pw ("" removes it); every other
-// value is kept as it was (object keys come out sorted).
-func SetRegistryPassword(spec []byte, pw string) ([]byte, error) {
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(spec, &doc); err != nil {
-		return nil, fmt.Errorf("the module spec is not a JSON object")
-	}
-	path := []string{"config", "settings", "auth"}
-	var set func(obj map[string]json.RawMessage, depth int) error
-	set = func(obj map[string]json.RawMessage, depth int) error {
-		name := path[depth]
-		var child map[string]json.RawMessage
-		if raw, ok := obj[name]; ok && string(raw) != "null" {
-			if err := json.Unmarshal(raw, &child); err != nil {
-				return fmt.Errorf("the module spec's %s is not an object", strings.Join(path[:depth+1], "."))
-			}
-		}
-		if child == nil {
-			if pw == "" {
-				return nil
-			}
-			child = map[string]json.RawMessage{}
-		}
-		if depth == len(path)-1 {
-			if pw == "" {
-				delete(child, "password")
-			} else {
-				b, _ := json.Marshal(pw)
-				child["password"] = b
-			}
-		} else if err := set(child, depth+1); err != nil {
-			return err
-		}
-		b, err := json.Marshal(child)
-		if err != nil {
-			return err
-		}
-		obj[name] = b
-		return nil
-	}
-	if err := set(doc, 0); err != nil {
-		return nil, err
-	}
-	return json.Marshal(doc)
 }

@@ -1,4 +1,4 @@
-package modrt
+package modspec
 
 import (
 	"cmp"
@@ -12,28 +12,25 @@ import (
 	"github.com/edgev2/edgev2/internal/fault"
 )
 
-// networkMode is the module's network: netModeHost, netModeNone or
-// netModeDefault (NetworkMode empty or naming the default network,
+// NetworkMode is the module's network: NetModeHost, NetModeNone or
+// NetModeDefault (NetworkMode empty or naming the default network,
 // defaultNet, "azure-iot-edge" when empty).
-func (s *Spec) networkMode(defaultNet string) (string, error) {
+func (s *Spec) NetworkMode(defaultNet string) (string, error) {
 	defaultNet = cmp.Or(defaultNet, DefaultNetworkName)
 	switch nm := s.Config.Settings.CreateOptions.HostConfig.NetworkMode; nm {
-	case netModeHost, netModeNone:
+	case NetModeHost, NetModeNone:
 		return nm, nil
 	case "", defaultNet:
-		return netModeDefault, nil
+		return NetModeDefault, nil
 	default:
-		return "", fault.New(fault.InvalidArgs, "module %s: createOptions.HostConfig.NetworkMode %s is not a network of this device: use %s (the default), \"host\" or \"none\"", s.Name, quote(nm), quote(defaultNet))
+		return "", fault.New(fault.InvalidArgs, "module %s: createOptions.HostConfig.NetworkMode %s is not a network of this device: use %s (the default), \"host\" or \"none\"", s.Name, Quote(nm), Quote(defaultNet))
 	}
 }
-
-// NetworkMode is the module's network: "default", "host" or "none".
-func (s *Spec) NetworkMode(defaultNet string) (string, error) { return s.networkMode(defaultNet) }
 
 // PortMappings are the ports createOptions.HostConfig.PortBindings publish
 // (none for a module on the host's network, which needs none).
 func (s *Spec) PortMappings() ([]PortMapping, error) {
-	if s.Config.Settings.CreateOptions.HostConfig.NetworkMode == netModeHost {
+	if s.Config.Settings.CreateOptions.HostConfig.NetworkMode == NetModeHost {
 		return nil, nil
 	}
 	return s.Config.Settings.CreateOptions.HostConfig.portMappings()
@@ -65,13 +62,13 @@ func (hc *HostConfig) portMappings() ([]PortMapping, error) {
 	for _, k := range keys {
 		cport, proto, err := parsePortProto(k)
 		if err != nil {
-			return nil, fault.New(fault.InvalidArgs, "%s %s: %s", f, quote(k), err)
+			return nil, fault.New(fault.InvalidArgs, "%s %s: %s", f, Quote(k), err)
 		}
 		for i, b := range raw[k] {
-			at := fmt.Sprintf("%s %s[%d]", f, quote(k), i)
+			at := fmt.Sprintf("%s %s[%d]", f, Quote(k), i)
 			hport, err := strconv.Atoi(b.HostPort)
 			if err != nil || hport < 1 || hport > 65535 {
-				return nil, fault.New(fault.InvalidArgs, "%s: HostPort %s is not a port number (1-65535; random ports are not supported)", at, quote(b.HostPort))
+				return nil, fault.New(fault.InvalidArgs, "%s: HostPort %s is not a port number (1-65535; random ports are not supported)", at, Quote(b.HostPort))
 			}
 			hostIP := b.HostIP
 			if hostIP == "0.0.0.0" {
@@ -81,9 +78,9 @@ func (hc *HostConfig) portMappings() ([]PortMapping, error) {
 				a, err := netip.ParseAddr(hostIP)
 				switch {
 				case err != nil || !a.Is4():
-					return nil, fault.New(fault.InvalidArgs, "%s: HostIp %s is not an IPv4 address", at, quote(b.HostIP))
+					return nil, fault.New(fault.InvalidArgs, "%s: HostIp %s is not an IPv4 address", at, Quote(b.HostIP))
 				case a.IsLoopback():
-					return nil, fault.New(fault.InvalidArgs, "%s: HostIp %s is loopback, which is never forwarded into modules", at, quote(b.HostIP))
+					return nil, fault.New(fault.InvalidArgs, "%s: HostIp %s is loopback, which is never forwarded into modules", at, Quote(b.HostIP))
 				}
 			}
 			pm := PortMapping{HostPort: hport, ContainerPort: cport, Protocol: proto, HostIP: hostIP}
@@ -105,11 +102,38 @@ func parsePortProto(s string) (int, string, error) {
 	}
 	proto = strings.ToLower(proto)
 	if proto != "tcp" && proto != "udp" {
-		return 0, "", fmt.Errorf("protocol %s is not tcp or udp", quote(proto))
+		return 0, "", fmt.Errorf("protocol %s is not tcp or udp", Quote(proto))
 	}
 	n, err := strconv.Atoi(p)
 	if err != nil || n < 1 || n > 65535 {
-		return 0, "", fmt.Errorf("%s is not a port number (1-65535)", quote(p))
+		return 0, "", fmt.Errorf("%s is not a port number (1-65535)", Quote(p))
 	}
 	return n, proto, nil
+}
+
+// DefaultNetworkName is the default network's name unless [network] names
+// another: what edgeAgent deployments name.
+const DefaultNetworkName = "azure-iot-edge"
+
+// Network modes a module is in (the runtime records them in its
+// container's labels).
+const (
+	NetModeDefault = "default"
+	NetModeHost    = "host"
+	NetModeNone    = "none"
+)
+
+// PortMapping is one published port, in the portmap plugin's
+// portMappings capability shape.
+type PortMapping struct {
+	HostPort      int    `json:"hostPort"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol"`
+	HostIP        string `json:"hostIP,omitempty"`
+}
+
+// HostKey names the host side of the mapping (protocol, address, port):
+// two mappings with one key cannot both be published.
+func (p PortMapping) HostKey() string {
+	return fmt.Sprintf("%s/%s:%d", p.Protocol, p.HostIP, p.HostPort)
 }

@@ -1,9 +1,10 @@
-package modrt
+package modspec
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -14,32 +15,15 @@ import (
 // edgeAgentSpec is what edgeAgent posts to the management API for edgeHub:
 // env as a list, createOptions as an object with what edgeAgent injects
 // (workload socket bind, CapDrop, its network endpoint, labels).
-const edgeAgentSpec = `{
-  "name": "edgeHub",
-  "type": "docker",
-  "imagePullPolicy": "on-create",
-  "config": {
-    "settings": {
-      "image": "mcr.microsoft.com/azureiotedge-hub:1.4",
-      "createOptions": {
-        "HostConfig": {
-          "PortBindings": {"5671/tcp": [{"HostPort": "5671"}], "8883/tcp": [{"HostPort": "8883"}]},
-          "Binds": ["/var/run/iotedge/workload.sock:/var/run/iotedge/workload.sock"],
-          "CapDrop": ["CAP_CHOWN", "CAP_SETUID"]
-        },
-        "ExposedPorts": {"5671/tcp": {}, "8883/tcp": {}},
-        "NetworkingConfig": {"EndpointsConfig": {"azure-iot-edge": {"Aliases": ["gw.example"]}}},
-        "Labels": {"net.azure-devices.edge.owner": "Microsoft.Azure.Devices.Edge.Agent"}
-      },
-      "auth": {"username": "u", "password": "s3cret-pw", "serveraddress": "myacr.azurecr.io"}
-    },
-    "env": [
-      {"key": "IOTEDGE_MODULEID", "value": "$edgeHub"},
-      {"key": "SslProtocols", "value": "tls1.2"}
-    ]
-  },
-  "futureField": {"ignored": true}
-}`
+var edgeAgentSpec = readTestdata("testdata/edgeagent_spec.json")
+
+func readTestdata(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
 
 func TestParseSpecReadsManagementAPIShape(t *testing.T) {
 	s, err := ParseSpec([]byte(edgeAgentSpec))
@@ -326,6 +310,10 @@ func FuzzParseSpec(f *testing.F) {
 	f.Add([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"a","createOptions":"{\"HostConfig\":","createOptions01":"{\"Binds\":[\"/a:/b:ro\"]}}"}}}`))
 	f.Add([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"a","createOptions":{"Entrypoint":[],"HostConfig":{"Mounts":[{"Type":"tmpfs","Target":"/t","TmpfsOptions":{"SizeBytes":1,"Mode":511}}],"LogConfig":{"Config":{"max-size":"1.5m","max-file":"2"}}}}}}}`))
 	f.Add([]byte(`{"name":"0","type":"docker","config":{"settings":{"image":"0","createOptions":{"HostConfig":{"Binds":[],"LogConfig":{"Config":{}}},"Labels":{}}}}}`))
+	// The decoder's tables: nested objects, ignored keys, zero-valued and
+	// misspelt unknown keys.
+	f.Add([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"a","createOptions":{"Image":5,"AttachStdout":true,"hostconfig":{},"HostConfig":{"Mounts":[{"Type":"bind","Source":"/a","Target":"/b","Consistency":"cached","BindOptions":{"Propagation":"rslave","NonRecursive":true,"X":0}}],"LogConfig":{"Type":null,"Config":null},"Devices":[]}}}}}`))
+	f.Add([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"a","createOptions":{"ExposedPorts":{"80/tcp":{}},"NetworkingConfig":{"EndpointsConfig":{}},"HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"8080"}]},"Mounts":[{"Type":"tmpfs","Target":"/t","TmpfsOptions":{"Mode":-1}}]}}}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := ParseSpec(data)
 		if err != nil {

@@ -1,4 +1,4 @@
-package modrt
+package modspec
 
 import (
 	"bytes"
@@ -250,7 +250,7 @@ func parseEnv(raw json.RawMessage) ([]EnvVar, error) {
 		}
 		env := make([]EnvVar, 0, len(m))
 		for k, e := range m {
-			v, err := envValue(e.Value, "config.env."+quote(k)+".value")
+			v, err := envValue(e.Value, "config.env."+Quote(k)+".value")
 			if err != nil {
 				return nil, err
 			}
@@ -370,24 +370,24 @@ func (s *Spec) Validate() error {
 		return err
 	}
 	if s.Type != TypeDocker {
-		return fault.New(fault.InvalidArgs, "module %s: type %s is not supported (want \"docker\")", s.Name, quote(s.Type))
+		return fault.New(fault.InvalidArgs, "module %s: type %s is not supported (want \"docker\")", s.Name, Quote(s.Type))
 	}
 	switch s.ImagePullPolicy {
 	case "", PullOnCreate, PullNever:
 	default:
-		return fault.New(fault.InvalidArgs, "module %s: imagePullPolicy %s is not one of on-create, never", s.Name, quote(s.ImagePullPolicy))
+		return fault.New(fault.InvalidArgs, "module %s: imagePullPolicy %s is not one of on-create, never", s.Name, Quote(s.ImagePullPolicy))
 	}
 	switch s.RestartPolicy {
 	case "", RestartNever, RestartOnFailure, RestartAlways, restartOnUnhealthy:
 	default:
-		return fault.New(fault.InvalidArgs, "module %s: restartPolicy %s is not one of never, on-failure, always (or on-unhealthy, read as always)", s.Name, quote(string(s.RestartPolicy)))
+		return fault.New(fault.InvalidArgs, "module %s: restartPolicy %s is not one of never, on-failure, always (or on-unhealthy, read as always)", s.Name, Quote(string(s.RestartPolicy)))
 	}
 	if _, err := s.ImageRef(); err != nil {
 		return err
 	}
 	if d := s.Config.Settings.Digest; d != "" {
 		if _, err := digest.Parse(d); err != nil {
-			return fault.Wrap(fault.InvalidArgs, err, "module %s: config.settings.digest %s is not a digest like sha256:<64 hex digits>", s.Name, quote(d))
+			return fault.Wrap(fault.InvalidArgs, err, "module %s: config.settings.digest %s is not a digest like sha256:<64 hex digits>", s.Name, Quote(d))
 		}
 	}
 	seen := make(map[string]bool, len(s.Config.Env))
@@ -396,10 +396,10 @@ func (s *Spec) Validate() error {
 			return fault.New(fault.InvalidArgs, "module %s: config.env[%d]: %s", s.Name, i, err)
 		}
 		if strings.IndexByte(e.Value, 0) >= 0 {
-			return fault.New(fault.InvalidArgs, "module %s: config.env %s has a NUL byte in its value", s.Name, quote(e.Key))
+			return fault.New(fault.InvalidArgs, "module %s: config.env %s has a NUL byte in its value", s.Name, Quote(e.Key))
 		}
 		if seen[e.Key] {
-			return fault.New(fault.InvalidArgs, "module %s: config.env repeats %s", s.Name, quote(e.Key))
+			return fault.New(fault.InvalidArgs, "module %s: config.env repeats %s", s.Name, Quote(e.Key))
 		}
 		seen[e.Key] = true
 	}
@@ -420,11 +420,11 @@ func ValidateName(name string) error {
 	case name == "":
 		return fault.New(fault.InvalidArgs, "module name is empty")
 	case len(name) > 64:
-		return fault.New(fault.InvalidArgs, "module name %s is %d bytes long; at most 64 are allowed", quote(name), len(name))
+		return fault.New(fault.InvalidArgs, "module name %s is %d bytes long; at most 64 are allowed", Quote(name), len(name))
 	case name[0] == '$':
-		return fault.New(fault.InvalidArgs, "module name %s starts with '$': IoT Hub's $-names are identities; name the module %s", quote(name), quote(name[1:]))
+		return fault.New(fault.InvalidArgs, "module name %s starts with '$': IoT Hub's $-names are identities; name the module %s", Quote(name), Quote(name[1:]))
 	case !namePattern.MatchString(name):
-		return fault.New(fault.InvalidArgs, "module name %s is invalid: use a letter or digit, then letters, digits, '_', '.' or '-'", quote(name))
+		return fault.New(fault.InvalidArgs, "module name %s is invalid: use a letter or digit, then letters, digits, '_', '.' or '-'", Quote(name))
 	}
 	return nil
 }
@@ -439,12 +439,12 @@ func (s *Spec) ImageRef() (string, error) {
 	}
 	for _, r := range img {
 		if unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError {
-			return "", fault.New(fault.InvalidArgs, "module %s: config.settings.image %s contains a space or control character", s.Name, quote(img))
+			return "", fault.New(fault.InvalidArgs, "module %s: config.settings.image %s contains a space or control character", s.Name, Quote(img))
 		}
 	}
 	ref, err := reference.ParseDockerRef(img)
 	if err != nil {
-		return "", fault.Wrap(fault.InvalidArgs, err, "module %s: config.settings.image %s is not an image reference: %v", s.Name, quote(img), err)
+		return "", fault.Wrap(fault.InvalidArgs, err, "module %s: config.settings.image %s is not an image reference: %v", s.Name, Quote(img), err)
 	}
 	return ref.String(), nil
 }
@@ -454,7 +454,7 @@ func validateEnvKey(k string) error {
 	case k == "":
 		return errors.New("empty variable name")
 	case strings.ContainsAny(k, "=\x00"):
-		return fmt.Errorf("variable name %s contains '=' or NUL", quote(k))
+		return fmt.Errorf("variable name %s contains '=' or NUL", Quote(k))
 	}
 	return nil
 }
@@ -494,8 +494,8 @@ func firstByte(raw json.RawMessage) byte {
 	return t[0]
 }
 
-// quote renders caller input for a message: quoted, escaped, and cut short.
-func quote(s string) string {
+// Quote renders caller input for a message: quoted, escaped, and cut short.
+func Quote(s string) string {
 	const max = 64
 	if len(s) > max {
 		cut := max
@@ -506,3 +506,26 @@ func quote(s string) string {
 	}
 	return strconv.Quote(s)
 }
+
+// RestartPolicy says what supervision does when a module's task exits by
+// itself. A stop by request is never followed by a restart.
+type RestartPolicy string
+
+const (
+	RestartNever     RestartPolicy = "never"
+	RestartOnFailure RestartPolicy = "on-failure" // restart when the exit code is not 0
+	RestartAlways    RestartPolicy = "always"
+)
+
+// Valid reports whether p is a known policy.
+func (p RestartPolicy) Valid() bool {
+	switch p {
+	case RestartNever, RestartOnFailure, RestartAlways:
+		return true
+	}
+	return false
+}
+
+// AgentModule is the module that manages the others through the
+// management API.
+const AgentModule = "edgeAgent"
