@@ -10,7 +10,7 @@ import (
 	"github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/identity/dps"
 	"github.com/edgev2/edgev2/identity/sas"
-	"github.com/edgev2/edgev2/identity/tpm"
+	"github.com/edgev2/edgev2/internal/tpm"
 	tpmek "github.com/edgev2/edgev2/internal/tpm/ek"
 )
 

@@ -13,9 +13,9 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/edgev2/edgev2/identity/tpm"
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/internal/tpm"
 )
 
 // readEK reads a TPM's EK as DPS enrollments take it.

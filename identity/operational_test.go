@@ -27,11 +27,11 @@ import (
 
 	certsapi "github.com/edgev2/edgev2/certs/api"
 	"github.com/edgev2/edgev2/identity/api"
-	"github.com/edgev2/edgev2/identity/tpm"
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
 	"github.com/edgev2/edgev2/internal/labcloud/hub"
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/internal/tpm"
 )
 
 func operationalProvisioning(w *world) string {

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/edgev2/edgev2/identity/config"
-	"github.com/edgev2/edgev2/identity/tpm"
+	"github.com/edgev2/edgev2/internal/tpm"
 	"github.com/edgev2/edgev2/internal/tpm/ek"
 )
 

@@ -102,10 +102,10 @@ func base64Text(b []byte) ([]byte, bool) {
 // parseCertsResponse checks and parses a 200 carrying certificates.
 func (c *Client) parseCertsResponse(op string, r *response) ([]*x509.Certificate, error) {
 	// application/x-pkcs7-mime is the pre-RFC 5751 name some servers still use.
-	if err := checkMediaType(r.header, "application/pkcs7-mime", "application/x-pkcs7-mime"); err != nil {
+	if err := checkMediaType(r.Header, "application/pkcs7-mime", "application/x-pkcs7-mime"); err != nil {
 		return nil, c.invalidResponse(op, err)
 	}
-	certs, err := ParseCertsOnly(r.body)
+	certs, err := ParseCertsOnly(r.Body)
 	if err != nil {
 		return nil, c.invalidResponse(op, err)
 	}

@@ -20,12 +20,12 @@ func TestParseCertsOnlyFromOpenSSL(t *testing.T) {
 	}
 	root := newCA(t, "root")
 	key := newKey(t)
-	leaf := root.issue(t, "device-1", key.Public(), nil)
+	leaf := root.Issue(t, "device-1", key.Public(), nil)
 
 	dir := t.TempDir()
 	var chain bytes.Buffer
-	for _, c := range []*testCA{{cert: leaf}, root} {
-		pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: c.cert.Raw})
+	for _, c := range []*testCA{{Cert: leaf}, root} {
+		pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: c.Cert.Raw})
 	}
 	chainFile := filepath.Join(dir, "chain.pem")
 	if err := os.WriteFile(chainFile, chain.Bytes(), 0o600); err != nil {
@@ -52,7 +52,7 @@ func TestParseCertsOnlyFromOpenSSL(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseCertsOnly: %v", err)
 			}
-			if len(certs) != 2 || !certs[0].Equal(leaf) || !certs[1].Equal(root.cert) {
+			if len(certs) != 2 || !certs[0].Equal(leaf) || !certs[1].Equal(root.Cert) {
 				t.Errorf("got %d certs, want leaf and root in openssl's order", len(certs))
 			}
 		})

@@ -12,10 +12,10 @@ import (
 func hierarchy(t testing.TB, name string) (root, inter, leaf *x509.Certificate) {
 	rootCA := newCA(t, name+" root")
 	interKey := newKey(t)
-	inter = rootCA.issue(t, name+" issuing CA", interKey.Public(), &x509.Certificate{IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign})
-	interCA := &testCA{cert: inter, key: interKey}
-	leaf = interCA.issue(t, "device-1", newKey(t).Public(), nil)
-	return rootCA.cert, inter, leaf
+	inter = rootCA.Issue(t, name+" issuing CA", interKey.Public(), &x509.Certificate{IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign})
+	interCA := &testCA{Cert: inter, Key: interKey}
+	leaf = interCA.Issue(t, "device-1", newKey(t).Public(), nil)
+	return rootCA.Cert, inter, leaf
 }
 
 func TestBuildChainCompletesFromCACertsWithoutTheRoot(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgev2/edgev2/internal/cloudhttp"
 	"github.com/edgev2/edgev2/internal/fault"
 )
 
@@ -113,7 +114,7 @@ func New(cfg Config) (*Client, error) {
 		cfg.MaxAttempts = DefaultMaxAttempts
 	}
 	if cfg.Sleep == nil {
-		cfg.Sleep = sleep
+		cfg.Sleep = cloudhttp.Sleep
 	}
 	base := &url.URL{Scheme: "https", Host: u.Host, Path: strings.TrimRight(u.Path, "/")}
 	if cfg.Label != "" {
@@ -159,7 +160,7 @@ func (c *Client) CACerts(ctx context.Context, auth Auth) ([]*x509.Certificate, e
 	if err != nil {
 		return nil, err
 	}
-	if resp.status != http.StatusOK {
+	if resp.Status != http.StatusOK {
 		return nil, c.statusError(opCACerts, resp)
 	}
 	return c.parseCertsResponse(opCACerts, resp)
@@ -177,20 +178,20 @@ func (c *Client) CSRAttrs(ctx context.Context, auth Auth) (*CSRAttrs, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch resp.status {
+	switch resp.Status {
 	case http.StatusOK:
 	case http.StatusNoContent, http.StatusNotFound:
 		return nil, nil
 	default:
 		return nil, c.statusError(opCSRAttrs, resp)
 	}
-	if len(strings.TrimSpace(string(resp.body))) == 0 {
+	if len(strings.TrimSpace(string(resp.Body))) == 0 {
 		return nil, nil
 	}
-	if err := checkMediaType(resp.header, "application/csrattrs"); err != nil {
+	if err := checkMediaType(resp.Header, "application/csrattrs"); err != nil {
 		return nil, c.invalidResponse(opCSRAttrs, err)
 	}
-	attrs, err := ParseCSRAttrs(resp.body)
+	attrs, err := ParseCSRAttrs(resp.Body)
 	if err != nil {
 		return nil, c.invalidResponse(opCSRAttrs, err)
 	}
@@ -229,7 +230,7 @@ func (c *Client) enroll(ctx context.Context, auth Auth, op string, csrDER []byte
 		if err != nil {
 			return nil, err
 		}
-		switch resp.status {
+		switch resp.Status {
 		case http.StatusOK:
 			certs, err := c.parseCertsResponse(op, resp)
 			if err != nil {
@@ -240,7 +241,7 @@ func (c *Client) enroll(ctx context.Context, auth Auth, op string, csrDER []byte
 			if attempt >= c.cfg.MaxAttempts {
 				return nil, fault.New(fault.Unavailable, "EST server %s deferred enrollment %d times; giving up", c.endpoint(op), attempt)
 			}
-			wait := c.retryAfter(resp.header)
+			wait := c.retryAfter(resp.Header)
 			if err := c.cfg.Sleep(ctx, wait); err != nil {
 				return nil, fault.Wrap(fault.Unavailable, err, "EST %s at %s: stopped waiting %v to poll a deferred enrollment: %v", op, c.endpoint(op), wait, err)
 			}
@@ -263,13 +264,6 @@ func (c *Client) httpClient(auth Auth) (*http.Client, error) {
 	if hasControl(auth.Username) || hasControl(auth.Password) {
 		return nil, fault.New(fault.InvalidArgs, "EST username or password contains control characters")
 	}
-	tlsCfg := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		RootCAs:    c.cfg.TrustAnchors,
-		// Some servers ask for the client certificate only on the
-		// enrollment paths, by renegotiating a TLS 1.2 session.
-		Renegotiation: tls.RenegotiateOnceAsClient,
-	}
 	if cert := auth.ClientCert; cert != nil {
 		if len(cert.Certificate) == 0 {
 			return nil, fault.New(fault.InvalidArgs, "EST client certificate has no certificate data")
@@ -277,21 +271,15 @@ func (c *Client) httpClient(auth Auth) (*http.Client, error) {
 		if _, ok := cert.PrivateKey.(crypto.Signer); !ok {
 			return nil, fault.New(fault.InvalidArgs, "EST client certificate's private key (%T) cannot sign", cert.PrivateKey)
 		}
-		// GetClientCertificate, not Certificates: it is offered even when
-		// the server's CA list does not name our issuer, and the key is
-		// used only through crypto.Signer.
-		tlsCfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return cert, nil
-		}
 	}
-	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		TLSClientConfig:       tlsCfg,
-		TLSHandshakeTimeout:   c.cfg.Timeout,
-		ResponseHeaderTimeout: c.cfg.Timeout,
-		MaxIdleConnsPerHost:   1,
-	}
-	return &http.Client{Transport: tr, CheckRedirect: c.checkRedirect}, nil
+	return cloudhttp.NewClient(cloudhttp.Options{
+		Anchors: c.cfg.TrustAnchors, Cert: auth.ClientCert, Timeout: c.cfg.Timeout,
+		MaxIdleConnsPerHost: 1,
+		// Some servers ask for the client certificate only on the
+		// enrollment paths, by renegotiating a TLS 1.2 session.
+		Renegotiate:   true,
+		CheckRedirect: c.checkRedirect,
+	}), nil
 }
 
 // checkRedirect follows redirects only within the server's origin (RFC 7030
@@ -319,16 +307,4 @@ func hasControl(s string) bool {
 		}
 	}
 	return false
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

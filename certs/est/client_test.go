@@ -57,7 +57,7 @@ func TestSimpleEnrollSendsBase64CSRAndReturnsLeafFirst(t *testing.T) {
 		method, path, ctype, accept, cte string
 		body                             []byte
 	}
-	enroll := enrollHandler(t, ca, ca.cert) // CA cert sent before the leaf
+	enroll := enrollHandler(t, ca, ca.Cert) // CA cert sent before the leaf
 	srv := newESTServer(t, ca, nil, func(w http.ResponseWriter, r *http.Request) {
 		got.method, got.path = r.Method, r.URL.Path
 		got.ctype, got.accept = r.Header.Get("Content-Type"), r.Header.Get("Accept")
@@ -86,7 +86,7 @@ func TestSimpleEnrollSendsBase64CSRAndReturnsLeafFirst(t *testing.T) {
 	if !bytes.Equal(certs[0].RawSubjectPublicKeyInfo, mustSPKI(t, key)) || certs[0].Subject.CommonName != "device-1" {
 		t.Errorf("first cert is %q, want the leaf for the CSR's key", certs[0].Subject)
 	}
-	if !certs[1].Equal(ca.cert) {
+	if !certs[1].Equal(ca.Cert) {
 		t.Errorf("second cert is %q, want the CA", certs[1].Subject)
 	}
 }
@@ -103,14 +103,14 @@ func mustSPKI(t *testing.T, key crypto.Signer) []byte {
 func TestOrderForKeyFollowsIssuers(t *testing.T) {
 	root := newCA(t, "root")
 	intKey := newKey(t)
-	inter := root.issue(t, "intermediate", intKey.Public(), &x509.Certificate{IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign})
-	intCA := &testCA{cert: inter, key: intKey}
+	inter := root.Issue(t, "intermediate", intKey.Public(), &x509.Certificate{IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign})
+	intCA := &testCA{Cert: inter, Key: intKey}
 	other := newCA(t, "unrelated")
 	csrDER, key := newCSR(t, "leaf")
-	leaf := intCA.issue(t, "leaf", key.Public(), nil)
+	leaf := intCA.Issue(t, "leaf", key.Public(), nil)
 	csr, _ := x509.ParseCertificateRequest(csrDER)
 
-	got, err := orderForKey(csr, []*x509.Certificate{other.cert, root.cert, leaf, inter})
+	got, err := orderForKey(csr, []*x509.Certificate{other.Cert, root.Cert, leaf, inter})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,14 +128,14 @@ func TestSimpleReenrollUsesOpaqueSignerClientCert(t *testing.T) {
 		t.Run(tls.VersionName(version), func(t *testing.T) {
 			ca := newCA(t, "EST CA")
 			devKey := newKey(t)
-			devCert := ca.issue(t, "device-1", devKey.Public(), nil)
+			devCert := ca.Issue(t, "device-1", devKey.Public(), nil)
 			signer := &opaqueSigner{pub: devKey.Public(), sign: devKey.Sign}
 			var peer string
 			var path string
 			enroll := enrollHandler(t, ca)
 			srv := newESTServer(t, ca, &tls.Config{
 				ClientAuth: tls.RequireAndVerifyClientCert,
-				ClientCAs:  ca.pool(),
+				ClientCAs:  ca.Pool(),
 				MaxVersion: version,
 			}, func(w http.ResponseWriter, r *http.Request) {
 				peer, path = r.TLS.PeerCertificates[0].Subject.CommonName, r.URL.Path
@@ -158,7 +158,7 @@ func TestSimpleReenrollUsesOpaqueSignerClientCert(t *testing.T) {
 
 func TestServerRejectingClientCertIsNotAuthorized(t *testing.T) {
 	ca := newCA(t, "EST CA")
-	srv := newESTServer(t, ca, &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool()},
+	srv := newESTServer(t, ca, &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()},
 		func(w http.ResponseWriter, r *http.Request) { t.Error("handler reached without a client certificate") })
 	for _, tc := range []struct {
 		name string
@@ -167,7 +167,7 @@ func TestServerRejectingClientCertIsNotAuthorized(t *testing.T) {
 		{"no certificate", Auth{}},
 		{"certificate from another CA", func() Auth {
 			k := newKey(t)
-			c := newCA(t, "rogue").issue(t, "device-1", k.Public(), nil)
+			c := newCA(t, "rogue").Issue(t, "device-1", k.Public(), nil)
 			return Auth{ClientCert: &tls.Certificate{Certificate: [][]byte{c.Raw}, PrivateKey: k}}
 		}()},
 	} {
@@ -187,7 +187,7 @@ func TestBasicAuthHeaderSent(t *testing.T) {
 	srv := newESTServer(t, ca, nil, func(w http.ResponseWriter, r *http.Request) {
 		user, pass, ok = r.BasicAuth()
 		w.Header().Set("Content-Type", "application/pkcs7-mime")
-		w.Write(certsOnly(t, ca.cert))
+		w.Write(certsOnly(t, ca.Cert))
 	})
 	if _, err := srv.client(t, Config{}).CACerts(context.Background(), Auth{Username: "estuser", Password: "p@ss:word"}); err != nil {
 		t.Fatal(err)
@@ -222,7 +222,7 @@ func TestLabelGoesIntoPath(t *testing.T) {
 	srv := newESTServer(t, ca, nil, func(w http.ResponseWriter, r *http.Request) {
 		path = r.URL.Path
 		w.Header().Set("Content-Type", "application/pkcs7-mime")
-		w.Write(certsOnly(t, ca.cert))
+		w.Write(certsOnly(t, ca.Cert))
 	})
 	for _, base := range []string{srv.URL + "/.well-known/est", srv.URL + "/.well-known/est/"} {
 		c := srv.client(t, Config{URL: base, Label: "arbitraryLabel1"})
@@ -237,7 +237,7 @@ func TestLabelGoesIntoPath(t *testing.T) {
 
 func TestCACertsAcceptsEncodings(t *testing.T) {
 	ca := newCA(t, "EST CA")
-	pem := certsOnly(t, ca.cert)
+	pem := certsOnly(t, ca.Cert)
 	compact := []byte(strings.NewReplacer("\r", "", "\n", "").Replace(string(pem)))
 	der, _ := base64.StdEncoding.DecodeString(string(compact))
 	for _, tc := range []struct {
@@ -262,7 +262,7 @@ func TestCACertsAcceptsEncodings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(certs) != 1 || !certs[0].Equal(ca.cert) {
+			if len(certs) != 1 || !certs[0].Equal(ca.Cert) {
 				t.Errorf("got %d certs, want the CA", len(certs))
 			}
 		})
@@ -465,7 +465,7 @@ func TestUntrustedServerRefused(t *testing.T) {
 		name    string
 		anchors *x509.CertPool
 	}{
-		{"other trust anchor", newCA(t, "other CA").pool()},
+		{"other trust anchor", newCA(t, "other CA").Pool()},
 		{"system roots", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -484,7 +484,7 @@ func TestUntrustedServerRefused(t *testing.T) {
 func TestServerNameChecked(t *testing.T) {
 	ca := newCA(t, "EST CA")
 	key := newKey(t)
-	cert := ca.issue(t, "elsewhere", key.Public(), &x509.Certificate{
+	cert := ca.Issue(t, "elsewhere", key.Public(), &x509.Certificate{
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:    []string{"elsewhere.example"},
 	})
@@ -498,7 +498,7 @@ func TestServerNameChecked(t *testing.T) {
 
 func TestInvalidCertResponsesFail(t *testing.T) {
 	ca := newCA(t, "EST CA")
-	good := certsOnly(t, ca.cert)
+	good := certsOnly(t, ca.Cert)
 	goodDER, _ := base64.StdEncoding.DecodeString(strings.NewReplacer("\r", "", "\n", "").Replace(string(good)))
 	noCerts := mustB64(t, mustDegenerate(t, nil))
 	const p7 = "application/pkcs7-mime"
@@ -518,7 +518,7 @@ func TestInvalidCertResponsesFail(t *testing.T) {
 		{"truncated", p7, []byte(base64.StdEncoding.EncodeToString(goodDER[:len(goodDER)/2])), "PKCS#7"},
 		{"truncated DER", p7, goodDER[:len(goodDER)-10], "PKCS#7"},
 		{"no certificates", p7, noCerts, "no certificate"},
-		{"a bare certificate", p7, []byte(base64.StdEncoding.EncodeToString(ca.cert.Raw)), "PKCS#7"},
+		{"a bare certificate", p7, []byte(base64.StdEncoding.EncodeToString(ca.Cert.Raw)), "PKCS#7"},
 		{"huge", p7, bytes.Repeat([]byte("QUFB"), MaxResponseSize/4+1), "larger than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -576,7 +576,7 @@ func TestCertificateForAnotherKeyRefused(t *testing.T) {
 	other := newKey(t)
 	srv := newESTServer(t, ca, nil, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/pkcs7-mime")
-		w.Write(certsOnly(t, ca.issue(t, "device-1", other.Public(), nil), ca.cert))
+		w.Write(certsOnly(t, ca.Issue(t, "device-1", other.Public(), nil), ca.Cert))
 	})
 	csr, _ := newCSR(t, "device-1")
 	_, err := srv.client(t, Config{}).SimpleEnroll(context.Background(), Auth{}, csr)
@@ -588,7 +588,7 @@ func TestCertificateForAnotherKeyRefused(t *testing.T) {
 func TestInvalidCSRRefusedBeforeSending(t *testing.T) {
 	ca := newCA(t, "EST CA")
 	srv := newESTServer(t, ca, nil, func(w http.ResponseWriter, r *http.Request) { t.Error("invalid CSR was sent") })
-	for _, csr := range [][]byte{nil, []byte("not a csr"), ca.cert.Raw} {
+	for _, csr := range [][]byte{nil, []byte("not a csr"), ca.Cert.Raw} {
 		if _, err := srv.client(t, Config{}).SimpleEnroll(context.Background(), Auth{}, csr); !fault.Is(err, fault.InvalidArgs) {
 			t.Errorf("SimpleEnroll(%q...) = %v, want InvalidArgs", csr[:min(len(csr), 8)], err)
 		}
@@ -632,7 +632,7 @@ func TestRedirects(t *testing.T) {
 		case "/v2/cacerts":
 			user, _, _ = r.BasicAuth()
 			w.Header().Set("Content-Type", "application/pkcs7-mime")
-			w.Write(certsOnly(t, ca.cert))
+			w.Write(certsOnly(t, ca.Cert))
 		case "/.well-known/est/csrattrs":
 			http.Redirect(w, r, elsewhere.URL+"/csrattrs", http.StatusTemporaryRedirect)
 		}

@@ -3,92 +3,29 @@ package est
 import (
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"io"
-	"log"
-	"math/big"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"sync/atomic"
 	"testing"
-	"time"
 
+	"github.com/edgev2/edgev2/internal/cloudhttp/cloudhttptest"
 	"github.com/smallstep/pkcs7"
 )
 
 // testCA is a CA that issues the fixture server's TLS certificate and the
 // certificates the fake EST server enrolls.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
+type testCA = cloudhttptest.CA
 
-var serial atomic.Int64
-
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func newCA(t testing.TB, name string) *testCA {
-	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(serial.Add(1)),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key}
-}
-
-// issue signs a certificate for pub; tmpl may be nil for a plain client cert.
-func (ca *testCA) issue(t testing.TB, cn string, pub crypto.PublicKey, tmpl *x509.Certificate) *x509.Certificate {
-	t.Helper()
-	if tmpl == nil {
-		tmpl = &x509.Certificate{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	}
-	tmpl.SerialNumber = big.NewInt(serial.Add(1))
-	tmpl.Subject = pkix.Name{CommonName: cn}
-	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().Add(time.Hour)
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
-}
-
-func (ca *testCA) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.cert)
-	return p
-}
+var (
+	newKey = cloudhttptest.NewKey
+	newCA  = cloudhttptest.NewCA
+)
 
 // newCSR makes a DER CSR for a fresh key.
 func newCSR(t testing.TB, cn string) ([]byte, *ecdsa.PrivateKey) {
@@ -125,30 +62,25 @@ func certsOnly(t testing.TB, certs ...*x509.Certificate) []byte {
 // estServer is an in-process EST server over TLS with a certificate for
 // 127.0.0.1 issued by ca. handler answers every request.
 type estServer struct {
-	*httptest.Server
+	*cloudhttptest.Server
 	ca *testCA
 }
 
 func newESTServer(t testing.TB, ca *testCA, tlsCfg *tls.Config, handler http.HandlerFunc) *estServer {
 	t.Helper()
 	srvKey := newKey(t)
-	srvCert := ca.issue(t, "est.test", srvKey.Public(), &x509.Certificate{
+	srvCert := ca.Issue(t, "est.test", srvKey.Public(), &x509.Certificate{
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 		DNSNames:    []string{"localhost"},
 	})
-	s := httptest.NewUnstartedServer(handler)
 	if tlsCfg == nil {
 		tlsCfg = &tls.Config{}
 	}
 	if len(tlsCfg.Certificates) == 0 {
 		tlsCfg.Certificates = []tls.Certificate{{Certificate: [][]byte{srvCert.Raw}, PrivateKey: srvKey, Leaf: srvCert}}
 	}
-	s.TLS = tlsCfg
-	s.Config.ErrorLog = log.New(io.Discard, "", 0) // handshake failures are expected in some tests
-	s.StartTLS()
-	t.Cleanup(s.Close)
-	return &estServer{Server: s, ca: ca}
+	return &estServer{Server: cloudhttptest.NewServer(t, tlsCfg, nil, handler), ca: ca}
 }
 
 // client returns an EST client for the server, trusting its CA, with
@@ -159,7 +91,7 @@ func (s *estServer) client(t testing.TB, cfg Config) *Client {
 		cfg.URL = s.URL + "/.well-known/est"
 	}
 	if cfg.TrustAnchors == nil {
-		cfg.TrustAnchors = s.ca.pool()
+		cfg.TrustAnchors = s.ca.Pool()
 	}
 	c, err := New(cfg)
 	if err != nil {
@@ -183,7 +115,7 @@ func enrollHandler(t testing.TB, ca *testCA, extra ...*x509.Certificate) http.Ha
 			http.Error(w, "bad CSR", http.StatusBadRequest)
 			return
 		}
-		leaf := ca.issue(t, csr.Subject.CommonName, csr.PublicKey, nil)
+		leaf := ca.Issue(t, csr.Subject.CommonName, csr.PublicKey, nil)
 		w.Header().Set("Content-Type", "application/pkcs7-mime; smime-type=certs-only")
 		w.Write(certsOnly(t, append(extra, leaf)...))
 	}

@@ -7,7 +7,7 @@ import (
 
 func FuzzParseCertsOnly(f *testing.F) {
 	ca := newCA(f, "fuzz CA")
-	good := certsOnly(f, ca.cert)
+	good := certsOnly(f, ca.Cert)
 	der, _ := base64.StdEncoding.DecodeString(string(good[:len(good)-2]))
 	for _, seed := range [][]byte{good, der, der[:len(der)/2], []byte("MIIB"), []byte("<html>"), {0x30, 0x80, 0x30, 0x80, 0, 0, 0, 0}, {}} {
 		f.Add(seed)

@@ -13,7 +13,6 @@ import (
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/internal/tpm"
 	"github.com/edgev2/edgev2/internal/tpm/ek"
-	"github.com/edgev2/edgev2/internal/tpmconn"
 )
 
 // checkTPMWith runs the TPM check on an identityd.toml naming sw.
@@ -97,7 +96,7 @@ func TestCheckWarnsWhenTheRegistrationIDWouldChange(t *testing.T) {
 
 func evictEK(t *testing.T, sw *testenv.Swtpm) {
 	t.Helper()
-	tr, err := tpmconn.Open(context.Background(), "", sw.Addr)
+	tr, err := tpm.OpenTransport(context.Background(), "", sw.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/identity/sas"
+	"github.com/edgev2/edgev2/internal/cloudhttp"
 	"github.com/edgev2/edgev2/internal/fault"
 )
 
@@ -231,7 +232,7 @@ func newClient(cfg Config) (*client, error) {
 		cfg.TokenTTL = DefaultTokenTTL
 	}
 	if cfg.Sleep == nil {
-		cfg.Sleep = sleep
+		cfg.Sleep = cloudhttp.Sleep
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -241,7 +242,10 @@ func newClient(cfg Config) (*client, error) {
 		base: "https://" + u.Host + strings.TrimRight(u.EscapedPath(), "/"),
 		host: u.Host,
 	}
-	c.hc = newHTTPClient(cfg.TrustAnchors, cfg.ClientCert, cfg.Timeout)
+	c.hc = cloudhttp.NewClient(cloudhttp.Options{
+		Anchors: cfg.TrustAnchors, Cert: cfg.ClientCert, Timeout: cfg.Timeout,
+		MaxIdleConnsPerHost: 1, HTTP2: true, // DPS does not redirect; a 3xx is reported.
+	})
 	return c, nil
 }
 
@@ -340,7 +344,7 @@ func (c *client) failed(op *Operation) error {
 
 // quoteReason renders a server message as ": \"...\"", scrubbed and short.
 func quoteReason(s string) string {
-	return ": " + quote(scrub(sanitize([]byte(s), maxReasonLen)))
+	return ": " + cloudhttp.Quote([]byte(s))
 }
 
 func kindOfCode(code string) fault.Kind {
@@ -372,16 +376,4 @@ func (c *client) wait(ctx context.Context, d time.Duration, why string) error {
 		return fault.Wrap(fault.Unavailable, err, "DPS %s: stopped waiting %v (%s): %v", c.host, d, why, err)
 	}
 	return nil
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

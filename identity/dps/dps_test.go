@@ -27,9 +27,9 @@ const (
 
 func TestRegisterSymmetricKeyWireFormat(t *testing.T) {
 	f := newFakeDPS(t, nil,
-		reply{status: 202, header: map[string]string{"Retry-After": "3"}, body: assigning},
-		reply{status: 202, header: map[string]string{"Retry-After": "1"}, body: assigning},
-		reply{status: 200, body: assigned})
+		reply{Status: 202, Header: map[string]string{"Retry-After": "3"}, Body: assigning},
+		reply{Status: 202, Header: map[string]string{"Retry-After": "1"}, Body: assigning},
+		reply{Status: 200, Body: assigned})
 	var s sleepRecorder
 	cfg := symmetricConfig(t, f, &s)
 	res, err := Register(context.Background(), cfg)
@@ -46,37 +46,37 @@ func TestRegisterSymmetricKeyWireFormat(t *testing.T) {
 	if !reflect.DeepEqual(res, want) {
 		t.Fatalf("result\n got %+v\nwant %+v", res, want)
 	}
-	if got := s.waits(); !reflect.DeepEqual(got, []time.Duration{3 * time.Second, time.Second}) {
+	if got := s.Waits(); !reflect.DeepEqual(got, []time.Duration{3 * time.Second, time.Second}) {
 		t.Fatalf("waits %v, want [3s 1s] from Retry-After", got)
 	}
 
-	reqs := f.requests()
+	reqs := f.Requests()
 	if len(reqs) != 3 {
 		t.Fatalf("%d requests, want 3", len(reqs))
 	}
 	put := reqs[0]
-	if put.method != "PUT" || put.rawPath != "/0ne00000001/registrations/dev-1/register" || put.query != "api-version=2021-06-01" {
-		t.Fatalf("register request %s %s?%s", put.method, put.rawPath, put.query)
+	if put.Method != "PUT" || put.RawPath != "/0ne00000001/registrations/dev-1/register" || put.Query != "api-version=2021-06-01" {
+		t.Fatalf("register request %s %s?%s", put.Method, put.RawPath, put.Query)
 	}
-	if string(put.body) != `{"registrationId":"dev-1"}` {
-		t.Fatalf("register body %s", put.body)
+	if string(put.Body) != `{"registrationId":"dev-1"}` {
+		t.Fatalf("register body %s", put.Body)
 	}
-	if ct := put.header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
+	if ct := put.Header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
 		t.Fatalf("Content-Type %q", ct)
 	}
 	for i, r := range reqs[1:] {
-		if r.method != "GET" || r.rawPath != "/0ne00000001/registrations/dev-1/operations/5.316aac5bdc130deb.b1e02da8-c3a0-4ff2-a121-7ea7a6b7f550" || r.query != "api-version=2021-06-01" {
-			t.Fatalf("poll %d: %s %s?%s", i, r.method, r.rawPath, r.query)
+		if r.Method != "GET" || r.RawPath != "/0ne00000001/registrations/dev-1/operations/5.316aac5bdc130deb.b1e02da8-c3a0-4ff2-a121-7ea7a6b7f550" || r.Query != "api-version=2021-06-01" {
+			t.Fatalf("poll %d: %s %s?%s", i, r.Method, r.RawPath, r.Query)
 		}
-		if len(r.body) != 0 || r.header.Get("Content-Type") != "" {
+		if len(r.Body) != 0 || r.Header.Get("Content-Type") != "" {
 			t.Fatalf("poll %d has a body or Content-Type", i)
 		}
 	}
 	for i, r := range reqs {
-		if r.header.Get("Accept") != "application/json" || r.header.Get("User-Agent") != UserAgent {
-			t.Fatalf("request %d headers %v", i, r.header)
+		if r.Header.Get("Accept") != "application/json" || r.Header.Get("User-Agent") != UserAgent {
+			t.Fatalf("request %d headers %v", i, r.Header)
 		}
-		checkDPSToken(t, r.header.Get("Authorization"))
+		checkDPSToken(t, r.Header.Get("Authorization"))
 	}
 }
 
@@ -101,18 +101,18 @@ func checkDPSToken(t *testing.T, auth string) {
 }
 
 func TestRegisterSendsPayloadAndAssignsAtOnce(t *testing.T) {
-	f := newFakeDPS(t, nil, reply{status: 200, body: assigned})
+	f := newFakeDPS(t, nil, reply{Status: 200, Body: assigned})
 	var s sleepRecorder
 	cfg := symmetricConfig(t, f, &s)
 	cfg.Payload = json.RawMessage(`{ "modelId" : "dtmi:x;1" }`)
 	if _, err := Register(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	if got := string(f.requests()[0].body); got != `{"registrationId":"dev-1","payload":{"modelId":"dtmi:x;1"}}` {
+	if got := string(f.Requests()[0].Body); got != `{"registrationId":"dev-1","payload":{"modelId":"dtmi:x;1"}}` {
 		t.Fatalf("body %s", got)
 	}
-	if len(s.waits()) != 0 {
-		t.Fatalf("waited %v for an immediate assignment", s.waits())
+	if len(s.Waits()) != 0 {
+		t.Fatalf("waited %v for an immediate assignment", s.Waits())
 	}
 }
 
@@ -134,12 +134,12 @@ func TestRegisterPollIntervals(t *testing.T) {
 			if tt.retryAfter != "" {
 				h["Retry-After"] = tt.retryAfter
 			}
-			f := newFakeDPS(t, nil, reply{status: 202, header: h, body: assigning}, reply{status: 200, body: assigned})
+			f := newFakeDPS(t, nil, reply{Status: 202, Header: h, Body: assigning}, reply{Status: 200, Body: assigned})
 			var s sleepRecorder
 			if _, err := Register(context.Background(), symmetricConfig(t, f, &s)); err != nil {
 				t.Fatal(err)
 			}
-			if got := s.waits(); len(got) != 1 || got[0] != tt.want {
+			if got := s.Waits(); len(got) != 1 || got[0] != tt.want {
 				t.Fatalf("waits %v, want [%v]", got, tt.want)
 			}
 		})
@@ -147,12 +147,12 @@ func TestRegisterPollIntervals(t *testing.T) {
 }
 
 func TestRegisterRetriesThrottledRequests(t *testing.T) {
-	throttled := reply{status: 429, header: map[string]string{"Retry-After": "5"},
-		body: `{"errorCode":429001,"trackingId":"t-1","message":"Operations are being throttled"}`}
+	throttled := reply{Status: 429, Header: map[string]string{"Retry-After": "5"},
+		Body: `{"errorCode":429001,"trackingId":"t-1","message":"Operations are being throttled"}`}
 	f := newFakeDPS(t, nil, throttled,
-		reply{status: 202, header: map[string]string{"Retry-After": "2"}, body: assigning},
+		reply{Status: 202, Header: map[string]string{"Retry-After": "2"}, Body: assigning},
 		throttled,
-		reply{status: 200, body: assigned})
+		reply{Status: 200, Body: assigned})
 	var s sleepRecorder
 	res, err := Register(context.Background(), symmetricConfig(t, f, &s))
 	if err != nil {
@@ -161,20 +161,20 @@ func TestRegisterRetriesThrottledRequests(t *testing.T) {
 	if res.DeviceID != "dev-1" {
 		t.Fatalf("result %+v", res)
 	}
-	if got := s.waits(); !reflect.DeepEqual(got, []time.Duration{5 * time.Second, 2 * time.Second, 5 * time.Second}) {
+	if got := s.Waits(); !reflect.DeepEqual(got, []time.Duration{5 * time.Second, 2 * time.Second, 5 * time.Second}) {
 		t.Fatalf("waits %v, want [5s 2s 5s]", got)
 	}
-	reqs := f.requests()
-	if len(reqs) != 4 || reqs[0].method != "PUT" || reqs[1].method != "PUT" || reqs[2].method != "GET" || reqs[3].method != "GET" {
+	reqs := f.Requests()
+	if len(reqs) != 4 || reqs[0].Method != "PUT" || reqs[1].Method != "PUT" || reqs[2].Method != "GET" || reqs[3].Method != "GET" {
 		t.Fatalf("requests %v", reqs)
 	}
 }
 
 func TestRegisterGivesUpAfterMaxPolls(t *testing.T) {
 	for name, rep := range map[string]reply{
-		"throttled":      {status: 429, body: `{"errorCode":429001,"message":"throttled"}`},
-		"assigning":      {status: 202, body: assigning},
-		"unassigned 200": {status: 200, body: `{"operationId":"op","status":"unassigned"}`},
+		"throttled":      {Status: 429, Body: `{"errorCode":429001,"message":"throttled"}`},
+		"assigning":      {Status: 202, Body: assigning},
+		"unassigned 200": {Status: 200, Body: `{"operationId":"op","status":"unassigned"}`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newFakeDPS(t, nil, rep)
@@ -185,8 +185,8 @@ func TestRegisterGivesUpAfterMaxPolls(t *testing.T) {
 			if !fault.Is(err, fault.Unavailable) || !strings.Contains(err.Error(), "after 4 polls") {
 				t.Fatalf("err %v, want Unavailable after 4 polls", err)
 			}
-			if len(s.waits()) != 4 || len(f.requests()) != 5 {
-				t.Fatalf("%d waits, %d requests", len(s.waits()), len(f.requests()))
+			if len(s.Waits()) != 4 || len(f.Requests()) != 5 {
+				t.Fatalf("%d waits, %d requests", len(s.Waits()), len(f.Requests()))
 			}
 		})
 	}
@@ -203,42 +203,42 @@ func TestRegisterStatusErrors(t *testing.T) {
 		kind    fault.Kind
 		mention []string
 	}{
-		{"401 with DPS error", reply{status: 401, body: dpsErr(401002, "The request authorization key is not valid.")},
+		{"401 with DPS error", reply{Status: 401, Body: dpsErr(401002, "The request authorization key is not valid.")},
 			fault.NotAuthorized, []string{"HTTP 401", "401002", "The request authorization key is not valid.", "trk-42"}},
-		{"403", reply{status: 403, body: dpsErr(403001, "forbidden")}, fault.NotAuthorized, []string{"HTTP 403"}},
-		{"404", reply{status: 404, body: dpsErr(404201, "Enrollment not found")}, fault.NotFound, []string{"404201", "Enrollment not found"}},
-		{"400", reply{status: 400, body: dpsErr(400004, "Bad payload")}, fault.InvalidArgs, []string{"HTTP 400", "Bad payload"}},
-		{"500", reply{status: 500, body: dpsErr(500000, "Internal")}, fault.Unavailable, []string{"HTTP 500"}},
-		{"503 html", reply{status: 503, header: map[string]string{"Content-Type": "text/html"}, body: "<html><body>down</body></html>"},
+		{"403", reply{Status: 403, Body: dpsErr(403001, "forbidden")}, fault.NotAuthorized, []string{"HTTP 403"}},
+		{"404", reply{Status: 404, Body: dpsErr(404201, "Enrollment not found")}, fault.NotFound, []string{"404201", "Enrollment not found"}},
+		{"400", reply{Status: 400, Body: dpsErr(400004, "Bad payload")}, fault.InvalidArgs, []string{"HTTP 400", "Bad payload"}},
+		{"500", reply{Status: 500, Body: dpsErr(500000, "Internal")}, fault.Unavailable, []string{"HTTP 500"}},
+		{"503 html", reply{Status: 503, Header: map[string]string{"Content-Type": "text/html"}, Body: "<html><body>down</body></html>"},
 			fault.Unavailable, []string{"HTTP 503"}},
-		{"418 text", reply{status: 418, header: map[string]string{"Content-Type": "text/plain"}, body: "I'm a teapot\r\n"},
+		{"418 text", reply{Status: 418, Header: map[string]string{"Content-Type": "text/plain"}, Body: "I'm a teapot\r\n"},
 			fault.Failed, []string{"HTTP status 418", "I'm a teapot"}},
-		{"302 not followed", reply{status: 302, header: map[string]string{"Location": "https://elsewhere.example/"}}, fault.Failed, []string{"302"}},
-		{"html 200", reply{status: 200, header: map[string]string{"Content-Type": "text/html"}, body: "<html><body>captive portal</body></html>"},
+		{"302 not followed", reply{Status: 302, Header: map[string]string{"Location": "https://elsewhere.example/"}}, fault.Failed, []string{"302"}},
+		{"html 200", reply{Status: 200, Header: map[string]string{"Content-Type": "text/html"}, Body: "<html><body>captive portal</body></html>"},
 			fault.Failed, []string{"DPS sent an invalid response", "not a JSON object", "text/html"}},
-		{"truncated JSON", reply{status: 200, body: assigned[:60]}, fault.Failed, []string{"DPS sent an invalid response"}},
-		{"empty 200", reply{status: 200, body: ""}, fault.Failed, []string{"DPS sent an invalid response", "empty"}},
-		{"trailing garbage", reply{status: 200, body: assigned + "}"}, fault.Failed, []string{"after the JSON object"}},
-		{"unknown status", reply{status: 200, body: `{"operationId":"x","status":"weird"}`}, fault.Failed, []string{`"weird"`}},
-		{"status of wrong type", reply{status: 200, body: `{"operationId":"x","status":7}`}, fault.Failed, []string{"DPS sent an invalid response"}},
-		{"assigned without state", reply{status: 200, body: `{"operationId":"x","status":"assigned"}`}, fault.Failed, []string{"no registrationState"}},
-		{"assigned without hub", reply{status: 200, body: `{"operationId":"x","status":"assigned","registrationState":{"deviceId":"d"}}`},
+		{"truncated JSON", reply{Status: 200, Body: assigned[:60]}, fault.Failed, []string{"DPS sent an invalid response"}},
+		{"empty 200", reply{Status: 200, Body: ""}, fault.Failed, []string{"DPS sent an invalid response", "empty"}},
+		{"trailing garbage", reply{Status: 200, Body: assigned + "}"}, fault.Failed, []string{"after the JSON object"}},
+		{"unknown status", reply{Status: 200, Body: `{"operationId":"x","status":"weird"}`}, fault.Failed, []string{`"weird"`}},
+		{"status of wrong type", reply{Status: 200, Body: `{"operationId":"x","status":7}`}, fault.Failed, []string{"DPS sent an invalid response"}},
+		{"assigned without state", reply{Status: 200, Body: `{"operationId":"x","status":"assigned"}`}, fault.Failed, []string{"no registrationState"}},
+		{"assigned without hub", reply{Status: 200, Body: `{"operationId":"x","status":"assigned","registrationState":{"deviceId":"d"}}`},
 			fault.Failed, []string{"lacks assignedHub"}},
-		{"hub with a path", reply{status: 200, body: `{"operationId":"x","status":"assigned","registrationState":{"deviceId":"d","assignedHub":"evil.example/x?y"}}`},
+		{"hub with a path", reply{Status: 200, Body: `{"operationId":"x","status":"assigned","registrationState":{"deviceId":"d","assignedHub":"evil.example/x?y"}}`},
 			fault.Failed, []string{"not a DNS host name"}},
-		{"hub with a port", reply{status: 200, body: `{"operationId":"x","status":"assigned","registrationState":{"deviceId":"d","assignedHub":"127.0.0.1:8443"}}`},
+		{"hub with a port", reply{Status: 200, Body: `{"operationId":"x","status":"assigned","registrationState":{"deviceId":"d","assignedHub":"127.0.0.1:8443"}}`},
 			fault.Failed, []string{`assignedHub "127.0.0.1:8443" carries a port`}},
-		{"assigning without operation id", reply{status: 202, body: `{"status":"assigning"}`}, fault.Failed, []string{"no operationId"}},
-		{"someone else's registration", reply{status: 200, body: strings.Replace(assigned, `"registrationId":"dev-1"`, `"registrationId":"dev-2"`, 1)},
+		{"assigning without operation id", reply{Status: 202, Body: `{"status":"assigning"}`}, fault.Failed, []string{"no operationId"}},
+		{"someone else's registration", reply{Status: 200, Body: strings.Replace(assigned, `"registrationId":"dev-1"`, `"registrationId":"dev-2"`, 1)},
 			fault.Failed, []string{`"dev-2"`}},
-		{"huge body", reply{status: 200, body: `{"operationId":"x","status":"assigning","pad":"` + strings.Repeat("A", MaxResponseSize) + `"}`},
+		{"huge body", reply{Status: 200, Body: `{"operationId":"x","status":"assigning","pad":"` + strings.Repeat("A", MaxResponseSize) + `"}`},
 			fault.Failed, []string{"larger than"}},
-		{"failed 401xxx", reply{status: 200, body: `{"operationId":"x","status":"failed","registrationState":{"registrationId":"dev-1","status":"failed","errorCode":401002,"errorMessage":"key mismatch"}}`},
+		{"failed 401xxx", reply{Status: 200, Body: `{"operationId":"x","status":"failed","registrationState":{"registrationId":"dev-1","status":"failed","errorCode":401002,"errorMessage":"key mismatch"}}`},
 			fault.NotAuthorized, []string{"401002", "key mismatch", "failed"}},
-		{"failed custom allocation", reply{status: 200, body: `{"operationId":"x","status":"failed","registrationState":{"registrationId":"dev-1","status":"failed","errorCode":400209,"errorMessage":"Custom allocation failed with status code: 400"}}`},
+		{"failed custom allocation", reply{Status: 200, Body: `{"operationId":"x","status":"failed","registrationState":{"registrationId":"dev-1","status":"failed","errorCode":400209,"errorMessage":"Custom allocation failed with status code: 400"}}`},
 			fault.InvalidArgs, []string{"400209", "Custom allocation failed"}},
-		{"failed without state", reply{status: 200, body: `{"operationId":"x","status":"failed"}`}, fault.Failed, []string{"no reason given"}},
-		{"disabled", reply{status: 200, body: `{"operationId":"x","status":"disabled","registrationState":{"registrationId":"dev-1","status":"disabled"}}`},
+		{"failed without state", reply{Status: 200, Body: `{"operationId":"x","status":"failed"}`}, fault.Failed, []string{"no reason given"}},
+		{"disabled", reply{Status: 200, Body: `{"operationId":"x","status":"disabled","registrationState":{"registrationId":"dev-1","status":"disabled"}}`},
 			fault.NotAuthorized, []string{"disabled"}},
 	}
 	for _, tt := range tests {
@@ -263,8 +263,8 @@ func TestRegisterStatusErrors(t *testing.T) {
 // assertNoSecrets fails if msg holds any part of a token the client sent.
 func assertNoSecrets(t *testing.T, msg string, f *fakeDPS) {
 	t.Helper()
-	for _, r := range f.requests() {
-		if auth := r.header.Get("Authorization"); auth != "" {
+	for _, r := range f.Requests() {
+		if auth := r.Header.Get("Authorization"); auth != "" {
 			p, _ := sas.ParseToken(auth)
 			sig := auth[strings.Index(auth, "sig=")+4 : strings.Index(auth, "&se=")]
 			if strings.Contains(msg, sig) || strings.Contains(msg, string(p.Signature)) {
@@ -278,8 +278,8 @@ func assertNoSecrets(t *testing.T, msg string, f *fakeDPS) {
 }
 
 func TestRegisterScrubsEchoedSignature(t *testing.T) {
-	f := newFakeDPS(t, nil, reply{status: 401,
-		body: `{"errorCode":401002,"trackingId":"t","message":"bad token SharedAccessSignature sr=x&sig=c2VjcmV0c2ln%3D&se=1"}`})
+	f := newFakeDPS(t, nil, reply{Status: 401,
+		Body: `{"errorCode":401002,"trackingId":"t","message":"bad token SharedAccessSignature sr=x&sig=c2VjcmV0c2ln%3D&se=1"}`})
 	var s sleepRecorder
 	_, err := Register(context.Background(), symmetricConfig(t, f, &s))
 	if !fault.Is(err, fault.NotAuthorized) || strings.Contains(err.Error(), "c2VjcmV0c2ln") || !strings.Contains(err.Error(), "sig=<redacted>") {
@@ -289,12 +289,12 @@ func TestRegisterScrubsEchoedSignature(t *testing.T) {
 
 func TestRegisterWithX509Attestation(t *testing.T) {
 	ca := newCA(t, "device CA")
-	f := newFakeDPS(t, &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool()},
-		reply{status: 202, body: assigning}, reply{status: 200, body: assigned})
+	f := newFakeDPS(t, &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()},
+		reply{Status: 202, Body: assigning}, reply{Status: 200, Body: assigned})
 	var s sleepRecorder
 	cfg := symmetricConfig(t, f, &s)
 	cfg.SAS = nil
-	cfg.ClientCert = ca.clientCert(t, "dev-1")
+	cfg.ClientCert = ca.ClientCert(t, "dev-1")
 	res, err := Register(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -302,26 +302,26 @@ func TestRegisterWithX509Attestation(t *testing.T) {
 	if res.AssignedHub != "myhub.azure-devices.net" {
 		t.Fatalf("result %+v", res)
 	}
-	for i, r := range f.requests() {
-		if r.header.Get("Authorization") != "" {
+	for i, r := range f.Requests() {
+		if r.Header.Get("Authorization") != "" {
 			t.Fatalf("request %d sent Authorization with X.509 attestation", i)
 		}
-		if len(r.peerCerts) == 0 || r.peerCerts[0].Subject.CommonName != "dev-1" {
+		if len(r.PeerCerts) == 0 || r.PeerCerts[0].Subject.CommonName != "dev-1" {
 			t.Fatalf("request %d: client certificate not presented", i)
 		}
 	}
-	if string(f.requests()[0].body) != `{"registrationId":"dev-1"}` {
-		t.Fatalf("body %s", f.requests()[0].body)
+	if string(f.Requests()[0].Body) != `{"registrationId":"dev-1"}` {
+		t.Fatalf("body %s", f.Requests()[0].Body)
 	}
 }
 
 func TestRegisterWithRefusedClientCertificate(t *testing.T) {
 	trusted, other := newCA(t, "trusted CA"), newCA(t, "other CA")
-	f := newFakeDPS(t, &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: trusted.pool()}, reply{status: 200, body: assigned})
+	f := newFakeDPS(t, &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: trusted.Pool()}, reply{Status: 200, Body: assigned})
 	var s sleepRecorder
 	cfg := symmetricConfig(t, f, &s)
 	cfg.SAS = nil
-	cfg.ClientCert = other.clientCert(t, "dev-1")
+	cfg.ClientCert = other.ClientCert(t, "dev-1")
 	_, err := Register(context.Background(), cfg)
 	if !fault.Is(err, fault.NotAuthorized) {
 		t.Fatalf("err %v (kind %v), want NotAuthorized", err, fault.KindOf(err))
@@ -329,15 +329,15 @@ func TestRegisterWithRefusedClientCertificate(t *testing.T) {
 }
 
 func TestRegisterRefusesUntrustedServer(t *testing.T) {
-	f := newFakeDPS(t, nil, reply{status: 200, body: assigned})
+	f := newFakeDPS(t, nil, reply{Status: 200, Body: assigned})
 	var s sleepRecorder
 	cfg := symmetricConfig(t, f, &s)
-	cfg.TrustAnchors = newCA(t, "unrelated").pool()
+	cfg.TrustAnchors = newCA(t, "unrelated").Pool()
 	_, err := Register(context.Background(), cfg)
 	if !fault.Is(err, fault.Unavailable) || !strings.Contains(err.Error(), "not trusted") {
 		t.Fatalf("err %v", err)
 	}
-	if len(f.requests()) != 0 {
+	if len(f.Requests()) != 0 {
 		t.Fatal("request reached an untrusted server")
 	}
 }
@@ -351,14 +351,14 @@ func TestRegisterUnreachable(t *testing.T) {
 	l.Close()
 	var s sleepRecorder
 	_, err = Register(context.Background(), Config{Endpoint: "https://" + addr, IDScope: "0ne1", RegistrationID: "d",
-		SAS: hmacSigner(t, enrollmentKey), Sleep: s.sleep})
+		SAS: hmacSigner(t, enrollmentKey), Sleep: s.Sleep})
 	if !fault.Is(err, fault.Unavailable) || !strings.Contains(err.Error(), "cannot be reached") {
 		t.Fatalf("err %v", err)
 	}
 }
 
 func TestRegisterStopsWhenContextEnds(t *testing.T) {
-	f := newFakeDPS(t, nil, reply{status: 202, body: assigning})
+	f := newFakeDPS(t, nil, reply{Status: 202, Body: assigning})
 	ctx, cancel := context.WithCancel(context.Background())
 	var s sleepRecorder
 	cfg := symmetricConfig(t, f, &s)
@@ -370,7 +370,7 @@ func TestRegisterStopsWhenContextEnds(t *testing.T) {
 }
 
 func TestRegisterSignerFailure(t *testing.T) {
-	f := newFakeDPS(t, nil, reply{status: 200, body: assigned})
+	f := newFakeDPS(t, nil, reply{Status: 200, Body: assigned})
 	var s sleepRecorder
 	cfg := symmetricConfig(t, f, &s)
 	cfg.SAS = func(context.Context, []byte) ([]byte, error) {
@@ -380,26 +380,26 @@ func TestRegisterSignerFailure(t *testing.T) {
 	if !fault.Is(err, fault.NotAuthorized) || !strings.Contains(err.Error(), "SAS token") {
 		t.Fatalf("err %v", err)
 	}
-	if len(f.requests()) != 0 {
+	if len(f.Requests()) != 0 {
 		t.Fatal("request sent without a token")
 	}
 }
 
 func TestRegisterKeepsEndpointPathPrefixAndEscapes(t *testing.T) {
-	f := newFakeDPS(t, nil, reply{status: 200, body: strings.ReplaceAll(assigned, `"registrationId":"dev-1"`, `"registrationId":"Dev:1.a_b"`)})
+	f := newFakeDPS(t, nil, reply{Status: 200, Body: strings.ReplaceAll(assigned, `"registrationId":"dev-1"`, `"registrationId":"Dev:1.a_b"`)})
 	var s sleepRecorder
 	cfg := symmetricConfig(t, f, &s)
-	cfg.Endpoint = f.srv.URL + "/dps/"
+	cfg.Endpoint = f.URL + "/dps/"
 	cfg.RegistrationID = "Dev:1.a_b"
 	cfg.APIVersion = "2019-03-31"
 	if _, err := Register(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	r := f.requests()[0]
-	if r.rawPath != "/dps/0ne00000001/registrations/Dev%3A1.a_b/register" || r.query != "api-version=2019-03-31" {
-		t.Fatalf("request %s?%s", r.rawPath, r.query)
+	r := f.Requests()[0]
+	if r.RawPath != "/dps/0ne00000001/registrations/Dev%3A1.a_b/register" || r.Query != "api-version=2019-03-31" {
+		t.Fatalf("request %s?%s", r.RawPath, r.Query)
 	}
-	p, _ := sas.ParseToken(r.header.Get("Authorization"))
+	p, _ := sas.ParseToken(r.Header.Get("Authorization"))
 	if p.Resource != "0ne00000001/registrations/Dev:1.a_b" {
 		t.Fatalf("token resource %q", p.Resource)
 	}
@@ -409,7 +409,7 @@ func TestRegisterRejectsBadConfig(t *testing.T) {
 	sign := hmacSigner(t, enrollmentKey)
 	ca := newCA(t, "ca")
 	good := Config{IDScope: "0ne00000001", RegistrationID: "dev-1", SAS: sign}
-	plainKey := ca.clientCert(t, "x")
+	plainKey := ca.ClientCert(t, "x")
 	plainKey.PrivateKey = struct{}{}
 	tests := []struct {
 		name    string
@@ -427,7 +427,7 @@ func TestRegisterRejectsBadConfig(t *testing.T) {
 		{"registration id too long", func(c *Config) { c.RegistrationID = strings.Repeat("a", 129) }, "128"},
 		{"api version injection", func(c *Config) { c.APIVersion = "1&x=y" }, "api-version"},
 		{"no attestation", func(c *Config) { c.SAS = nil }, "no attestation"},
-		{"two attestations", func(c *Config) { c.ClientCert = ca.clientCert(t, "d") }, "both"},
+		{"two attestations", func(c *Config) { c.ClientCert = ca.ClientCert(t, "d") }, "both"},
 		{"key cannot sign", func(c *Config) { c.SAS = nil; c.ClientCert = plainKey }, "cannot sign"},
 		{"empty certificate", func(c *Config) { c.SAS = nil; c.ClientCert = &tls.Certificate{} }, "no certificate data"},
 		{"payload not JSON", func(c *Config) { c.Payload = json.RawMessage("{") }, "payload"},

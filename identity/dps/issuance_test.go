@@ -20,17 +20,8 @@ import (
 )
 
 // issueFor signs a leaf for pub under ca.
-func (ca *testCA) issueFor(t *testing.T, cn string, pub any) *x509.Certificate {
-	t.Helper()
-	serial++
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: fixedNow.Add(-time.Hour), NotAfter: fixedNow.Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return c
+func issueFor(t *testing.T, ca *testCA, cn string, pub any) *x509.Certificate {
+	return ca.Issue(t, cn, pub, &x509.Certificate{NotBefore: fixedNow.Add(-time.Hour), NotAfter: fixedNow.Add(time.Hour)})
 }
 
 func assignedWith(t *testing.T, state map[string]any) string {
@@ -52,35 +43,35 @@ func TestRegisterWithCSR(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf := ca.issueFor(t, "dev-1", key.Public())
-	wrong := ca.issueFor(t, "dev-1", other.Public())
-	stranger := newCA(t, "stranger").issueFor(t, "dev-1", key.Public())
-	bundle := []map[string]any{{"certificate": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}))}}
+	leaf := issueFor(t, ca, "dev-1", key.Public())
+	wrong := issueFor(t, ca, "dev-1", other.Public())
+	stranger := issueFor(t, newCA(t, "stranger"), "dev-1", key.Public())
+	bundle := []map[string]any{{"certificate": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw}))}}
 	tests := []struct {
 		name    string
 		state   map[string]any
 		wantErr error
 	}{
-		{"chain and trust bundle", map[string]any{"issuedCertificateChain": []string{b64(leaf), b64(ca.cert)}, "trustBundle": map[string]any{"certificates": bundle}}, nil},
+		{"chain and trust bundle", map[string]any{"issuedCertificateChain": []string{b64(leaf), b64(ca.Cert)}, "trustBundle": map[string]any{"certificates": bundle}}, nil},
 		{"2021-11-01-preview PEM string", map[string]any{"issuedClientCertificate": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}))}, nil},
-		{"certificate for another key", map[string]any{"issuedCertificateChain": []string{b64(wrong), b64(ca.cert)}}, ErrWrongKey},
-		{"chain that does not hold together", map[string]any{"issuedCertificateChain": []string{b64(stranger), b64(ca.cert)}}, ErrWrongKey},
+		{"certificate for another key", map[string]any{"issuedCertificateChain": []string{b64(wrong), b64(ca.Cert)}}, ErrWrongKey},
+		{"chain that does not hold together", map[string]any{"issuedCertificateChain": []string{b64(stranger), b64(ca.Cert)}}, ErrWrongKey},
 		{"not base64", map[string]any{"issuedCertificateChain": []string{"%%%"}}, ErrWrongKey},
 		{"nothing issued", nil, ErrNotIssued},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFakeDPS(t, nil, reply{status: 200, body: assignedWith(t, tc.state)})
+			f := newFakeDPS(t, nil, reply{Status: 200, Body: assignedWith(t, tc.state)})
 			var s sleepRecorder
 			cfg := symmetricConfig(t, f, &s)
 			cfg.CSR = csr
 			res, err := Register(context.Background(), cfg)
-			req := f.requests()[0]
-			if !strings.Contains(req.query, "api-version="+APIVersionCSR) {
-				t.Errorf("query %q, want api-version %s", req.query, APIVersionCSR)
+			req := f.Requests()[0]
+			if !strings.Contains(req.Query, "api-version="+APIVersionCSR) {
+				t.Errorf("query %q, want api-version %s", req.Query, APIVersionCSR)
 			}
 			var body map[string]string
-			json.Unmarshal(req.body, &body)
+			json.Unmarshal(req.Body, &body)
 			if body["csr"] != base64.StdEncoding.EncodeToString(csr) {
 				t.Errorf("csr field %q, want base64 DER without armor", body["csr"])
 			}
@@ -96,7 +87,7 @@ func TestRegisterWithCSR(t *testing.T) {
 			if !res.IssuedChain[0].Equal(leaf) {
 				t.Fatalf("issued chain %v", res.IssuedChain)
 			}
-			if tc.name == "chain and trust bundle" && (len(res.TrustBundle) != 1 || !res.TrustBundle[0].Equal(ca.cert)) {
+			if tc.name == "chain and trust bundle" && (len(res.TrustBundle) != 1 || !res.TrustBundle[0].Equal(ca.Cert)) {
 				t.Fatalf("trust bundle %v", res.TrustBundle)
 			}
 		})
@@ -114,7 +105,7 @@ func TestRegisterWithCSRNamedRefusals(t *testing.T) {
 		{"csr refused", `{"errorCode":400012,"trackingId":"x","message":"the certificate signing request's subject is not CN=dev-1"}`, ErrCSRRefused},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFakeDPS(t, nil, reply{status: 400, body: tc.body})
+			f := newFakeDPS(t, nil, reply{Status: 400, Body: tc.body})
 			var s sleepRecorder
 			cfg := symmetricConfig(t, f, &s)
 			cfg.CSR = csr

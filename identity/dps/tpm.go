@@ -73,8 +73,8 @@ func decodeAuthKey(s string) ([]byte, error) {
 func (c *client) tpmChallenge(ctx context.Context, path string, body []byte) error {
 	const what = "register (TPM challenge)"
 	resp, err := c.roundTripAuth(ctx, what, http.MethodPut, path, body, false)
-	for err == nil && resp.status == http.StatusTooManyRequests {
-		if err := c.wait(ctx, retryAfter(resp.header, c.cfg.Now()), what+" throttled (HTTP 429)"+serverReason(resp)); err != nil {
+	for err == nil && resp.Status == http.StatusTooManyRequests {
+		if err := c.wait(ctx, retryAfter(resp.Header, c.cfg.Now()), what+" throttled (HTTP 429)"+serverReason(resp)); err != nil {
 			return err
 		}
 		resp, err = c.roundTripAuth(ctx, what, http.MethodPut, path, body, false)
@@ -82,13 +82,13 @@ func (c *client) tpmChallenge(ctx context.Context, path string, body []byte) err
 	if err != nil {
 		return err
 	}
-	if resp.status != http.StatusUnauthorized {
-		if resp.status == http.StatusOK || resp.status == http.StatusAccepted {
+	if resp.Status != http.StatusUnauthorized {
+		if resp.Status == http.StatusOK || resp.Status == http.StatusAccepted {
 			return fault.New(fault.Failed, "DPS %s accepted a TPM registration of %q without authentication; it must answer 401 with an authenticationKey", c.host, c.cfg.RegistrationID)
 		}
 		return c.statusError(what, resp)
 	}
-	blob, err := ParseAuthenticationKey(resp.body)
+	blob, err := ParseAuthenticationKey(resp.Body)
 	if err != nil {
 		// A 401 without a key is DPS refusing the enrollment: say why.
 		return fault.New(fault.NotAuthorized, "DPS %s refused TPM registration of %q (HTTP 401)%s", c.host, c.cfg.RegistrationID, serverReason(resp))

@@ -24,9 +24,9 @@ func TestRegisterTPMChallengeImportSignAndReimport(t *testing.T) {
 	k1, k2 := base64.StdEncoding.EncodeToString([]byte("blob-1")), base64.StdEncoding.EncodeToString([]byte("blob-2"))
 	assignedTPM := strings.Replace(assigned, `"payload"`, `"tpm":{"authenticationKey":"`+k2+`"},"payload"`, 1)
 	f := newFakeDPS(t, nil,
-		reply{status: 401, body: `{"authenticationKey":"` + k1 + `"}`},
-		reply{status: 202, body: assigning},
-		reply{status: 200, body: assignedTPM})
+		reply{Status: 401, Body: `{"authenticationKey":"` + k1 + `"}`},
+		reply{Status: 202, Body: assigning},
+		reply{Status: 200, Body: assignedTPM})
 	var s sleepRecorder
 	var imported []string
 	res, err := Register(context.Background(), tpmConfig(t, f, &s, &imported))
@@ -39,22 +39,22 @@ func TestRegisterTPMChallengeImportSignAndReimport(t *testing.T) {
 	if !reflect.DeepEqual(imported, []string{"blob-1", "blob-2"}) {
 		t.Fatalf("imports %q; want the challenge's key, then registrationState.tpm's", imported)
 	}
-	reqs := f.requests()
+	reqs := f.Requests()
 	if len(reqs) != 3 {
 		t.Fatalf("%d requests, want challenge, register, poll", len(reqs))
 	}
 	want := `{"registrationId":"dev-1","tpm":{"endorsementKey":"` + base64.StdEncoding.EncodeToString([]byte("ek-2b")) +
 		`","storageRootKey":"` + base64.StdEncoding.EncodeToString([]byte("srk-2b")) + `"}}`
 	for i, r := range reqs[:2] {
-		if r.method != "PUT" || string(r.body) != want {
-			t.Fatalf("request %d: %s body %s; want PUT %s", i, r.method, r.body, want)
+		if r.Method != "PUT" || string(r.Body) != want {
+			t.Fatalf("request %d: %s body %s; want PUT %s", i, r.Method, r.Body, want)
 		}
 	}
-	if a := reqs[0].header.Get("Authorization"); a != "" {
+	if a := reqs[0].Header.Get("Authorization"); a != "" {
 		t.Fatalf("the challenge carries Authorization %q", a)
 	}
 	for _, r := range reqs[1:] {
-		checkDPSToken(t, r.header.Get("Authorization"))
+		checkDPSToken(t, r.Header.Get("Authorization"))
 	}
 }
 
@@ -65,10 +65,10 @@ func TestRegisterTPMRefusalsSayWhy(t *testing.T) {
 		kind fault.Kind
 		want string
 	}{
-		{"enrollment not found", reply{status: 404, body: `{"errorCode":404201,"message":"Enrollment not found"}`}, fault.NotFound, "Enrollment not found"},
-		{"401 without a key", reply{status: 401, body: `{"errorCode":401002,"message":"the endorsement key is not the one enrolled"}`}, fault.NotAuthorized, "not the one enrolled"},
-		{"401 with a non-base64 key", reply{status: 401, body: `{"authenticationKey":"%%%"}`}, fault.NotAuthorized, "refused TPM registration"},
-		{"accepted without authentication", reply{status: 200, body: assigned}, fault.Failed, "without authentication"},
+		{"enrollment not found", reply{Status: 404, Body: `{"errorCode":404201,"message":"Enrollment not found"}`}, fault.NotFound, "Enrollment not found"},
+		{"401 without a key", reply{Status: 401, Body: `{"errorCode":401002,"message":"the endorsement key is not the one enrolled"}`}, fault.NotAuthorized, "not the one enrolled"},
+		{"401 with a non-base64 key", reply{Status: 401, Body: `{"authenticationKey":"%%%"}`}, fault.NotAuthorized, "refused TPM registration"},
+		{"accepted without authentication", reply{Status: 200, Body: assigned}, fault.Failed, "without authentication"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeDPS(t, nil, tc.rep)

@@ -3,31 +3,19 @@ package dps
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
-	"fmt"
-	"io"
-	"mime"
 	"net/http"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/edgev2/edgev2/identity/sas"
+	"github.com/edgev2/edgev2/internal/cloudhttp"
 	"github.com/edgev2/edgev2/internal/fault"
-	"github.com/edgev2/edgev2/internal/netfault"
 )
 
 // MaxResponseSize caps a DPS response body; a registration result is well
 // under a KiB plus the allocation payload.
 const MaxResponseSize = 1 << 20
-
-// maxReasonLen caps the server text quoted in an error.
-const maxReasonLen = 200
 
 // Header values of the Azure IoT C SDK's HTTP provisioning transport
 // (prov_transport_http_client.c).
@@ -35,30 +23,6 @@ const (
 	contentTypeJSON = "application/json; charset=utf-8"
 	acceptJSON      = "application/json"
 )
-
-// newHTTPClient makes a client whose connections carry exactly cert (or no
-// client certificate) and verify the server against anchors.
-func newHTTPClient(anchors *x509.CertPool, cert *tls.Certificate, timeout time.Duration) *http.Client {
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: anchors}
-	if cert != nil {
-		// GetClientCertificate, not Certificates: offered whatever CA
-		// list the server names, and the key is used only via crypto.Signer.
-		tlsCfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
-	}
-	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		TLSClientConfig:       tlsCfg,
-		TLSHandshakeTimeout:   timeout,
-		ResponseHeaderTimeout: timeout,
-		MaxIdleConnsPerHost:   1,
-		ForceAttemptHTTP2:     true,
-	}
-	return &http.Client{
-		Transport: tr,
-		// DPS does not redirect; a 3xx is reported, not followed.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}
 
 // call sends one request, retrying on 429 after the server's Retry-After,
 // and returns the parsed operation and the Retry-After for the next poll.
@@ -69,19 +33,19 @@ func (c *client) call(ctx context.Context, what, method, path string, body []byt
 			return nil, 0, err
 		}
 		switch {
-		case resp.status == http.StatusOK || resp.status == http.StatusAccepted:
-			op, err := ParseOperation(resp.body)
+		case resp.Status == http.StatusOK || resp.Status == http.StatusAccepted:
+			op, err := ParseOperation(resp.Body)
 			if err != nil {
 				return nil, 0, c.invalidResponse(what, resp, err)
 			}
 			if op.RegistrationState != nil && op.RegistrationState.RegistrationID != "" &&
 				!strings.EqualFold(op.RegistrationState.RegistrationID, c.cfg.RegistrationID) {
 				return nil, 0, c.invalidResponse(what, resp, fault.New(fault.InvalidArgs,
-					"it is for registration ID %q, not %q", sanitize([]byte(op.RegistrationState.RegistrationID), 80), c.cfg.RegistrationID))
+					"it is for registration ID %q, not %q", cloudhttp.Sanitize([]byte(op.RegistrationState.RegistrationID), 80), c.cfg.RegistrationID))
 			}
-			return op, retryAfter(resp.header, c.cfg.Now()), nil
-		case resp.status == http.StatusTooManyRequests:
-			if err := c.wait(ctx, retryAfter(resp.header, c.cfg.Now()), what+" throttled (HTTP 429)"+serverReason(resp)); err != nil {
+			return op, retryAfter(resp.Header, c.cfg.Now()), nil
+		case resp.Status == http.StatusTooManyRequests:
+			if err := c.wait(ctx, retryAfter(resp.Header, c.cfg.Now()), what+" throttled (HTTP 429)"+serverReason(resp)); err != nil {
 				return nil, 0, err
 			}
 		default:
@@ -90,11 +54,7 @@ func (c *client) call(ctx context.Context, what, method, path string, body []byt
 	}
 }
 
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
+type response = cloudhttp.Response
 
 // roundTrip sends one request and reads the whole answer within
 // cfg.Timeout and MaxResponseSize. A SAS token is made fresh for each.
@@ -113,15 +73,8 @@ func (c *client) roundTripAuth(ctx context.Context, what, method, path string, b
 		}
 		auth = tok
 	}
-	parent := ctx
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
 	target := c.base + path + "?api-version=" + c.cfg.APIVersion
-	req, err := http.NewRequestWithContext(ctx, method, target, rd)
+	req, err := http.NewRequestWithContext(ctx, method, target, cloudhttp.Body(body))
 	if err != nil {
 		return nil, fault.Wrap(fault.Failed, err, "DPS %s: cannot build request", what)
 	}
@@ -133,31 +86,21 @@ func (c *client) roundTripAuth(ctx context.Context, what, method, path string, b
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
-	resp, err := c.hc.Do(req)
+	call := cloudhttp.Call{Service: "DPS", Host: c.host, What: what, Timeout: c.cfg.Timeout, Identity: c.cfg.RegistrationID}
+	r, err := cloudhttp.RoundTrip(c.hc, call, req, MaxResponseSize)
 	if err != nil {
-		return nil, c.transportError(parent, ctx, what, err)
+		return nil, err
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseSize+1))
-	if err != nil {
-		return nil, c.transportError(parent, ctx, what, err)
-	}
-	r := &response{status: resp.StatusCode, header: resp.Header, body: data}
-	if len(data) > MaxResponseSize {
-		return nil, c.invalidResponse(what, r, fault.New(fault.InvalidArgs, "body is larger than %d bytes", MaxResponseSize))
+	if err := r.Oversize(); err != nil {
+		return nil, c.invalidResponse(what, r, err)
 	}
 	return r, nil
-}
-
-// transportError classifies a failure to get a whole response.
-func (c *client) transportError(parent, ctx context.Context, what string, err error) error {
-	return netfault.Transport(parent, ctx, netfault.Call{Service: "DPS", Host: c.host, What: what, Timeout: c.cfg.Timeout, Identity: c.cfg.RegistrationID}, err)
 }
 
 // statusError maps an HTTP error status to a fault kind, with DPS's reason.
 func (c *client) statusError(what string, r *response) error {
 	reason := serverReason(r)
-	switch code := r.status; {
+	switch code := r.Status; {
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		return fault.New(fault.NotAuthorized, "DPS %s for %q at %s: not authorized (HTTP %d)%s", what, c.cfg.RegistrationID, c.host, code, reason)
 	case code == http.StatusNotFound:
@@ -177,19 +120,13 @@ func (c *client) statusError(what string, r *response) error {
 
 // invalidResponse reports a success status whose body cannot be used.
 func (c *client) invalidResponse(what string, r *response, cause error) error {
-	hint := ""
-	if ct := r.header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			hint = fmt.Sprintf(" (Content-Type %q)", sanitize([]byte(ct), 60))
-		}
-	}
-	return fault.Wrap(fault.Failed, cause, "DPS sent an invalid response to %s at %s: %s%s", what, c.host, fault.Message(cause), hint)
+	return fault.Wrap(fault.Failed, cause, "DPS sent an invalid response to %s at %s: %s%s", what, c.host, fault.Message(cause), cloudhttp.ContentTypeHint(r.Header))
 }
 
 // serverReason renders DPS's error body ({errorCode, trackingId, message})
 // or a short text body as ": DPS says ...", or "" when there is none.
 func serverReason(r *response) string {
-	body := bytes.TrimSpace(r.body)
+	body := bytes.TrimSpace(r.Body)
 	if len(body) == 0 {
 		return ""
 	}
@@ -200,29 +137,23 @@ func serverReason(r *response) string {
 		}
 		s := ": DPS says"
 		if e.ErrorCode != "" {
-			s += " " + sanitize([]byte(e.ErrorCode.String()), 20)
+			s += " " + cloudhttp.Sanitize([]byte(e.ErrorCode.String()), 20)
 		}
 		if e.Message != "" {
-			s += " " + quote(scrub(sanitize([]byte(e.Message), maxReasonLen)))
+			s += " " + cloudhttp.Quote([]byte(e.Message))
 		}
 		if e.TrackingID != "" {
-			s += " (tracking ID " + sanitize([]byte(e.TrackingID), 80) + ")"
+			s += " (tracking ID " + cloudhttp.Sanitize([]byte(e.TrackingID), 80) + ")"
 		}
 		return s
 	}
-	if mt, _, err := mime.ParseMediaType(r.header.Get("Content-Type")); err != nil || mt != "text/plain" {
-		return ""
-	}
-	if s := sanitize(body, maxReasonLen); s != "" {
-		return ": DPS says " + quote(scrub(s))
-	}
-	return ""
+	return cloudhttp.TextReason("DPS", r)
 }
 
 // dpsCode is the errorCode of DPS's error body, or "".
 func dpsCode(r *response) string {
 	var e serviceError
-	if json.Unmarshal(bytes.TrimSpace(r.body), &e) != nil {
+	if json.Unmarshal(bytes.TrimSpace(r.Body), &e) != nil {
 		return ""
 	}
 	return e.ErrorCode.String()
@@ -231,56 +162,9 @@ func dpsCode(r *response) string {
 // retryAfter reads Retry-After (seconds or HTTP-date), defaulting to
 // DefaultPollInterval and clamped to [1s, MaxRetryAfter].
 func retryAfter(h http.Header, now time.Time) time.Duration {
-	d := DefaultPollInterval
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v != "" && strings.Trim(v, "0123456789") == "" {
-		if secs, err := strconv.ParseUint(v, 10, 32); err == nil {
-			d = time.Duration(secs) * time.Second
-		} else {
-			d = MaxRetryAfter
-		}
-	} else if at, err := http.ParseTime(v); err == nil {
-		if date, err := http.ParseTime(h.Get("Date")); err == nil {
-			now = date
-		}
-		d = at.Sub(now)
-	}
-	return min(max(d, time.Second), MaxRetryAfter)
+	return cloudhttp.RetryAfter(h, now, DefaultPollInterval, time.Second, MaxRetryAfter)
 }
 
-// sigRE finds a SAS signature a server might echo back.
-var sigRE = regexp.MustCompile(`(?i)(sig=)[^&\s"]*`)
+func sanitize(b []byte, max int) string { return cloudhttp.Sanitize(b, max) }
 
-// scrub removes anything that looks like a SAS signature from server text.
-func scrub(s string) string { return sigRE.ReplaceAllString(s, "${1}<redacted>") }
-
-func quote(s string) string { return strconv.Quote(s) }
-
-// sanitize turns untrusted bytes into one printable line of at most max
-// runes; invalid UTF-8, controls and whitespace runs become one space.
-func sanitize(b []byte, max int) string {
-	var sb strings.Builder
-	n, space := 0, false
-	for len(b) > 0 {
-		r, size := utf8.DecodeRune(b)
-		b = b[size:]
-		if r == utf8.RuneError || !unicode.IsPrint(r) || unicode.IsSpace(r) {
-			space = sb.Len() > 0
-			continue
-		}
-		if n >= max {
-			sb.WriteString("...")
-			break
-		}
-		if space {
-			sb.WriteByte(' ')
-			n++
-			space = false
-		}
-		sb.WriteRune(r)
-		n++
-	}
-	return sb.String()
-}
-
-func printable(s string) string { return sanitize([]byte(s), 130) }
+func printable(s string) string { return cloudhttp.Printable(s) }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgev2/edgev2/identity/hubname"
 	"github.com/edgev2/edgev2/identity/sas"
+	"github.com/edgev2/edgev2/internal/cloudhttp"
 	"github.com/edgev2/edgev2/internal/fault"
 )
 
@@ -112,7 +113,10 @@ func New(cfg Config) (*Client, error) {
 	if cfg.GatewayHost != "" {
 		host = cfg.GatewayHost
 	}
-	return &Client{cfg: cfg, host: host, hc: newHTTPClient(cfg.TrustAnchors, cfg.ClientCert, cfg.Timeout)}, nil
+	return &Client{cfg: cfg, host: host, hc: cloudhttp.NewClient(cloudhttp.Options{
+		Anchors: cfg.TrustAnchors, Cert: cfg.ClientCert, Timeout: cfg.Timeout,
+		MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second, HTTP2: true,
+	})}, nil
 }
 
 // Close releases idle connections.
@@ -158,10 +162,10 @@ func (c *Client) ListModules(ctx context.Context) ([]*Module, error) {
 	if err != nil {
 		return nil, err
 	}
-	if resp.status != http.StatusOK {
+	if resp.Status != http.StatusOK {
 		return nil, c.unexpected(r.what, resp)
 	}
-	ms, err := parseModules(resp.body)
+	ms, err := parseModules(resp.Body)
 	if err != nil {
 		return nil, c.invalidResponse(r.what, resp, err)
 	}
@@ -218,7 +222,7 @@ func (c *Client) DeleteModule(ctx context.Context, id, etag string) error {
 	if err != nil {
 		return err
 	}
-	if resp.status != http.StatusNoContent && resp.status != http.StatusOK {
+	if resp.Status != http.StatusNoContent && resp.Status != http.StatusOK {
 		return c.unexpected(r.what, resp)
 	}
 	return nil
@@ -229,12 +233,12 @@ func (c *Client) moduleResponse(resp *response, id string, ok ...int) (*Module, 
 	what := "module " + quoteID(id)
 	good := false
 	for _, s := range ok {
-		good = good || resp.status == s
+		good = good || resp.Status == s
 	}
 	if !good {
 		return nil, c.unexpected(what, resp)
 	}
-	m, err := ParseModule(resp.body)
+	m, err := ParseModule(resp.Body)
 	if err != nil {
 		return nil, c.invalidResponse(what, resp, err)
 	}

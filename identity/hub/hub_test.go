@@ -67,20 +67,20 @@ func TestCreateModuleWireFormat(t *testing.T) {
 	if !reflect.DeepEqual(m, wantModule("$edgeAgent", "MA==")) {
 		t.Fatalf("module %+v", m)
 	}
-	r := f.requests()[0]
-	if r.method != "PUT" || r.rawPath != "/devices/edge-1/modules/%24edgeAgent" || r.query != "api-version=2021-04-12" {
-		t.Fatalf("request %s %s?%s", r.method, r.rawPath, r.query)
+	r := f.Requests()[0]
+	if r.Method != "PUT" || r.RawPath != "/devices/edge-1/modules/%24edgeAgent" || r.Query != "api-version=2021-04-12" {
+		t.Fatalf("request %s %s?%s", r.Method, r.RawPath, r.Query)
 	}
 	want := `{"moduleId":"$edgeAgent","deviceId":"edge-1","managedBy":"IotEdge","authentication":{"symmetricKey":{"primaryKey":"` +
 		primaryB64 + `","secondaryKey":"` + secondaryB64 + `"},"type":"sas"}}`
-	if string(r.body) != want {
-		t.Fatalf("body\n got %s\nwant %s", r.body, want)
+	if string(r.Body) != want {
+		t.Fatalf("body\n got %s\nwant %s", r.Body, want)
 	}
-	if r.header.Get("Content-Type") != "application/json; charset=utf-8" || r.header.Get("Accept") != "application/json" ||
-		r.header.Get("User-Agent") != UserAgent || r.header.Get("If-Match") != "" {
-		t.Fatalf("headers %v", r.header)
+	if r.Header.Get("Content-Type") != "application/json; charset=utf-8" || r.Header.Get("Accept") != "application/json" ||
+		r.Header.Get("User-Agent") != UserAgent || r.Header.Get("If-Match") != "" {
+		t.Fatalf("headers %v", r.Header)
 	}
-	checkDeviceToken(t, r.header.Get("Authorization"), hubName)
+	checkDeviceToken(t, r.Header.Get("Authorization"), hubName)
 }
 
 func TestCreateModuleLetsHubGenerateKeys(t *testing.T) {
@@ -93,7 +93,7 @@ func TestCreateModuleLetsHubGenerateKeys(t *testing.T) {
 	if !bytes.Equal(m.Authentication.PrimaryKey, primary) {
 		t.Fatalf("module %+v", m)
 	}
-	if got := string(f.requests()[0].body); got != `{"moduleId":"m1","deviceId":"edge-1","authentication":{"type":"sas"}}` {
+	if got := string(f.Requests()[0].Body); got != `{"moduleId":"m1","deviceId":"edge-1","authentication":{"type":"sas"}}` {
 		t.Fatalf("body %s", got)
 	}
 }
@@ -109,7 +109,7 @@ func TestCreateModuleWithThumbprints(t *testing.T) {
 		t.Fatalf("module %+v", m)
 	}
 	want := `{"moduleId":"m1","deviceId":"edge-1","authentication":{"x509Thumbprint":{"primaryThumbprint":"AB12","secondaryThumbprint":"CD34"},"type":"selfSigned"}}`
-	if got := string(f.requests()[0].body); got != want {
+	if got := string(f.Requests()[0].Body); got != want {
 		t.Fatalf("body %s", got)
 	}
 }
@@ -124,9 +124,9 @@ func TestGetModule(t *testing.T) {
 	if !reflect.DeepEqual(m, wantModule("m1", "Mg==")) {
 		t.Fatalf("module %+v", m)
 	}
-	r := f.requests()[0]
-	if r.method != "GET" || r.rawPath != "/devices/edge-1/modules/m1" || len(r.body) != 0 || r.header.Get("Content-Type") != "" {
-		t.Fatalf("request %s %s body %q", r.method, r.rawPath, r.body)
+	r := f.Requests()[0]
+	if r.Method != "GET" || r.RawPath != "/devices/edge-1/modules/m1" || len(r.Body) != 0 || r.Header.Get("Content-Type") != "" {
+		t.Fatalf("request %s %s body %q", r.Method, r.RawPath, r.Body)
 	}
 }
 
@@ -140,8 +140,8 @@ func TestListModules(t *testing.T) {
 	if len(ms) != 2 || !reflect.DeepEqual(ms[1], wantModule("$edgeHub", "MQ==")) {
 		t.Fatalf("modules %+v", ms)
 	}
-	if r := f.requests()[0]; r.method != "GET" || r.rawPath != "/devices/edge-1/modules" || r.query != "api-version=2021-04-12" {
-		t.Fatalf("request %s %s?%s", r.method, r.rawPath, r.query)
+	if r := f.Requests()[0]; r.Method != "GET" || r.RawPath != "/devices/edge-1/modules" || r.Query != "api-version=2021-04-12" {
+		t.Fatalf("request %s %s?%s", r.Method, r.RawPath, r.Query)
 	}
 }
 
@@ -167,12 +167,12 @@ func TestUpdateModuleSendsIfMatch(t *testing.T) {
 			if m.ETag != "MQ==" {
 				t.Fatalf("module %+v", m)
 			}
-			r := f.requests()[0]
-			if r.method != "PUT" || r.header.Get("If-Match") != want {
-				t.Fatalf("%s If-Match %q, want %q", r.method, r.header.Get("If-Match"), want)
+			r := f.Requests()[0]
+			if r.Method != "PUT" || r.Header.Get("If-Match") != want {
+				t.Fatalf("%s If-Match %q, want %q", r.Method, r.Header.Get("If-Match"), want)
 			}
-			if strings.Contains(string(r.body), "generationId") || strings.Contains(string(r.body), "etag") {
-				t.Fatalf("body carries read-only fields: %s", r.body)
+			if strings.Contains(string(r.Body), "generationId") || strings.Contains(string(r.Body), "etag") {
+				t.Fatalf("body carries read-only fields: %s", r.Body)
 			}
 		})
 	}
@@ -184,9 +184,9 @@ func TestDeleteModule(t *testing.T) {
 		if err := sasClient(t, f).DeleteModule(context.Background(), "m1", etag); err != nil {
 			t.Fatal(err)
 		}
-		r := f.requests()[0]
-		if r.method != "DELETE" || r.rawPath != "/devices/edge-1/modules/m1" || r.header.Get("If-Match") != want || len(r.body) != 0 {
-			t.Fatalf("request %s %s If-Match %q", r.method, r.rawPath, r.header.Get("If-Match"))
+		r := f.Requests()[0]
+		if r.Method != "DELETE" || r.RawPath != "/devices/edge-1/modules/m1" || r.Header.Get("If-Match") != want || len(r.Body) != 0 {
+			t.Fatalf("request %s %s If-Match %q", r.Method, r.RawPath, r.Header.Get("If-Match"))
 		}
 	}
 }
@@ -257,8 +257,8 @@ func assertNoSecrets(t *testing.T, msg string, f *fakeHub) {
 			t.Fatalf("message leaks a key: %q", msg)
 		}
 	}
-	for _, r := range f.requests() {
-		if auth := r.header.Get("Authorization"); auth != "" {
+	for _, r := range f.Requests() {
+		if auth := r.Header.Get("Authorization"); auth != "" {
 			sig := auth[strings.Index(auth, "&sig=")+5 : strings.Index(auth, "&se=")]
 			if strings.Contains(msg, sig) {
 				t.Fatalf("message leaks the token signature: %q", msg)
@@ -270,7 +270,7 @@ func assertNoSecrets(t *testing.T, msg string, f *fakeHub) {
 func TestErrorsNeverEchoKeysOrToken(t *testing.T) {
 	f := newFakeHub(t, nil, func(r seen) (int, map[string]string, string) {
 		// A hostile or careless server quoting back everything it got.
-		return 400, nil, fmt.Sprintf(`{"Message":"rejected %s with %s"}`, strings.ReplaceAll(string(r.body), `"`, `'`), r.header.Get("Authorization"))
+		return 400, nil, fmt.Sprintf(`{"Message":"rejected %s with %s"}`, strings.ReplaceAll(string(r.Body), `"`, `'`), r.Header.Get("Authorization"))
 	})
 	_, err := sasClient(t, f).CreateModule(context.Background(), "m1", Authentication{Type: AuthSAS, PrimaryKey: primary, SecondaryKey: secondary}, "")
 	if !fault.Is(err, fault.InvalidArgs) {
@@ -284,8 +284,8 @@ func TestErrorsNeverEchoKeysOrToken(t *testing.T) {
 
 func TestX509DeviceAuthentication(t *testing.T) {
 	ca := newCA(t, "device CA")
-	f := newFakeHub(t, &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool()}, fixed(200, moduleJSON("m1", "MA==")))
-	c, err := New(Config{HubHost: f.addr(), DeviceID: "edge-1", ClientCert: ca.clientCert(t, "edge-1"), TrustAnchors: f.anchors()})
+	f := newFakeHub(t, &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}, fixed(200, moduleJSON("m1", "MA==")))
+	c, err := New(Config{HubHost: f.addr(), DeviceID: "edge-1", ClientCert: ca.ClientCert(t, "edge-1"), TrustAnchors: f.Anchors()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,16 +293,16 @@ func TestX509DeviceAuthentication(t *testing.T) {
 	if _, err := c.GetModule(context.Background(), "m1"); err != nil {
 		t.Fatal(err)
 	}
-	r := f.requests()[0]
-	if r.header.Get("Authorization") != "" || len(r.peerCerts) == 0 || r.peerCerts[0].Subject.CommonName != "edge-1" {
-		t.Fatalf("auth header %q, peer certs %d", r.header.Get("Authorization"), len(r.peerCerts))
+	r := f.Requests()[0]
+	if r.Header.Get("Authorization") != "" || len(r.PeerCerts) == 0 || r.PeerCerts[0].Subject.CommonName != "edge-1" {
+		t.Fatalf("auth header %q, peer certs %d", r.Header.Get("Authorization"), len(r.PeerCerts))
 	}
 }
 
 func TestX509RefusedCertificate(t *testing.T) {
 	trusted, other := newCA(t, "trusted"), newCA(t, "other")
-	f := newFakeHub(t, &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: trusted.pool()}, fixed(200, "{}"))
-	c, err := New(Config{HubHost: f.addr(), DeviceID: "edge-1", ClientCert: other.clientCert(t, "edge-1"), TrustAnchors: f.anchors()})
+	f := newFakeHub(t, &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: trusted.Pool()}, fixed(200, "{}"))
+	c, err := New(Config{HubHost: f.addr(), DeviceID: "edge-1", ClientCert: other.ClientCert(t, "edge-1"), TrustAnchors: f.Anchors()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +314,7 @@ func TestX509RefusedCertificate(t *testing.T) {
 
 func TestTokenAudienceIsHubHostWithoutGateway(t *testing.T) {
 	f := newFakeHub(t, nil, fixed(200, "[]"))
-	c, err := New(Config{HubHost: f.addr(), DeviceID: "edge-1", SAS: hmacSigner(t, deviceKey), TrustAnchors: f.anchors(),
+	c, err := New(Config{HubHost: f.addr(), DeviceID: "edge-1", SAS: hmacSigner(t, deviceKey), TrustAnchors: f.Anchors(),
 		Now: func() time.Time { return fixedNow }})
 	if err != nil {
 		t.Fatal(err)
@@ -322,17 +322,17 @@ func TestTokenAudienceIsHubHostWithoutGateway(t *testing.T) {
 	if _, err := c.ListModules(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	checkDeviceToken(t, f.requests()[0].header.Get("Authorization"), f.addr())
+	checkDeviceToken(t, f.Requests()[0].Header.Get("Authorization"), f.addr())
 }
 
 func TestUntrustedHub(t *testing.T) {
 	f := newFakeHub(t, nil, fixed(200, "[]"))
-	c, err := New(Config{HubHost: f.addr(), DeviceID: "edge-1", SAS: hmacSigner(t, deviceKey), TrustAnchors: newCA(t, "x").pool()})
+	c, err := New(Config{HubHost: f.addr(), DeviceID: "edge-1", SAS: hmacSigner(t, deviceKey), TrustAnchors: newCA(t, "x").Pool()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = c.ListModules(context.Background())
-	if !fault.Is(err, fault.Unavailable) || !strings.Contains(err.Error(), "not trusted") || len(f.requests()) != 0 {
+	if !fault.Is(err, fault.Unavailable) || !strings.Contains(err.Error(), "not trusted") || len(f.Requests()) != 0 {
 		t.Fatalf("err %v", err)
 	}
 }
@@ -350,14 +350,14 @@ func TestUnreachableHub(t *testing.T) {
 
 func TestSignerFailureKeepsKind(t *testing.T) {
 	f := newFakeHub(t, nil, fixed(200, "[]"))
-	c, err := New(Config{HubHost: f.addr(), DeviceID: "edge-1", TrustAnchors: f.anchors(),
+	c, err := New(Config{HubHost: f.addr(), DeviceID: "edge-1", TrustAnchors: f.Anchors(),
 		SAS: func(context.Context, []byte) ([]byte, error) {
 			return nil, fault.New(fault.Unavailable, "Keys service is not running")
 		}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.ListModules(context.Background()); !fault.Is(err, fault.Unavailable) || len(f.requests()) != 0 {
+	if _, err := c.ListModules(context.Background()); !fault.Is(err, fault.Unavailable) || len(f.Requests()) != 0 {
 		t.Fatalf("err %v", err)
 	}
 }
@@ -365,7 +365,7 @@ func TestSignerFailureKeepsKind(t *testing.T) {
 func TestNewRejectsBadConfig(t *testing.T) {
 	sign := hmacSigner(t, deviceKey)
 	ca := newCA(t, "ca")
-	notSigner := ca.clientCert(t, "x")
+	notSigner := ca.ClientCert(t, "x")
 	notSigner.PrivateKey = "key"
 	tests := []struct {
 		name string
@@ -380,7 +380,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"no device", Config{HubHost: "h", SAS: sign}, "device ID"},
 		{"device with slash", Config{HubHost: "h", DeviceID: "a/b", SAS: sign}, "device ID"},
 		{"no credentials", Config{HubHost: "h", DeviceID: "d"}, "no credentials"},
-		{"two credentials", Config{HubHost: "h", DeviceID: "d", SAS: sign, ClientCert: ca.clientCert(t, "d")}, "both"},
+		{"two credentials", Config{HubHost: "h", DeviceID: "d", SAS: sign, ClientCert: ca.ClientCert(t, "d")}, "both"},
 		{"key cannot sign", Config{HubHost: "h", DeviceID: "d", ClientCert: notSigner}, "cannot sign"},
 		{"api version injection", Config{HubHost: "h", DeviceID: "d", SAS: sign, APIVersion: "x&y"}, "api-version"},
 		{"negative timeout", Config{HubHost: "h", DeviceID: "d", SAS: sign, Timeout: -1}, "negative"},
@@ -419,7 +419,7 @@ func TestMethodsRejectBadArguments(t *testing.T) {
 			t.Errorf("%s: err %v, want InvalidArgs", name, err)
 		}
 	}
-	if n := len(f.requests()); n != 0 {
+	if n := len(f.Requests()); n != 0 {
 		t.Fatalf("%d requests sent for invalid arguments", n)
 	}
 }

@@ -170,7 +170,7 @@ func (c *cli) parse(fs *flag.FlagSet, args []string, positional int) ([]string, 
 
 // open connects to the TPM with the hierarchy auths read from their files.
 func (c *cli) open() (*TPM, error) {
-	cfg := Config{Device: c.device, Address: c.addr}
+	cfg := Config{Device: c.device, Address: c.addr, Fixes: &CLIFixes}
 	if c.device != "" && c.addr != "" {
 		return nil, usagef("--device and --address both given; pick one")
 	}

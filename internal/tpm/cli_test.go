@@ -175,13 +175,15 @@ func TestLDevIDUnderTheSRKWithItsBlobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, srkName, _, _ := tp.readPublic(SRKHandle)
+	srk, _, _ := tp.readPublic(SRKHandle)
+	srkName := srk.Name
 	lrsp, err := tpm2.Load{ParentHandle: tpm2.AuthHandle{Handle: SRKHandle, Name: srkName, Auth: tpm2.PasswordAuth(nil)}, InPrivate: *inPriv, InPublic: *inPub}.Execute(tp.t)
 	if err != nil {
 		t.Fatalf("the LDevID blobs do not load under the SRK: %v", err)
 	}
 	tp.flush(lrsp.ObjectHandle)
-	_, persistentName, _, _ := tp.readPublic(LDevIDHandle)
+	persistent, _, _ := tp.readPublic(LDevIDHandle)
+	persistentName := persistent.Name
 	if string(persistentName.Buffer) != string(lrsp.Name.Buffer) {
 		t.Fatalf("the blobs are not the key at 0x81000002")
 	}

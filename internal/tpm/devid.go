@@ -79,10 +79,11 @@ type Identity struct {
 
 // readIdentity returns the key at h, ok=false if there is none.
 func (t *TPM) readIdentity(h tpm2.TPMHandle) (*Identity, bool, error) {
-	pub, _, ok, err := t.readPublic(h)
+	key, ok, err := t.readPublic(h)
 	if err != nil || !ok {
 		return nil, ok, err
 	}
+	pub := &key.Public
 	k, err := tpm2.Pub(*pub)
 	if err != nil {
 		return nil, true, err
@@ -179,11 +180,11 @@ func (t *TPM) createDevID(ctx context.Context, what string, h tpm2.TPMHandle, al
 		defer t.flush(rsp.ObjectHandle)
 		parent = tpm2.AuthHandle{Handle: rsp.ObjectHandle, Name: rsp.Name, Auth: tpm2.PasswordAuth(nil)}
 	} else {
-		name, err := t.ensureSRK()
+		srk, err := t.ensureSRK()
 		if err != nil {
 			return nil, false, err
 		}
-		parent = tpm2.AuthHandle{Handle: SRKHandle, Name: name, Auth: tpm2.PasswordAuth(nil)}
+		parent = tpm2.AuthHandle{Handle: SRKHandle, Name: srk.Name, Auth: tpm2.PasswordAuth(nil)}
 	}
 	crsp, err := tpm2.Create{ParentHandle: parent, InPublic: tpm2.New2B(devIDTemplate(alg, blobs == nil))}.Execute(t.t)
 	if err != nil {
@@ -220,48 +221,15 @@ func (t *TPM) createDevID(ctx context.Context, what string, h tpm2.TPMHandle, al
 
 // evict removes the persistent object at h.
 func (t *TPM) evict(h tpm2.TPMHandle) error {
-	_, name, ok, err := t.readPublic(h)
+	k, ok, err := t.readPublic(h)
 	if err != nil {
 		return t.tpmError(err, fmt.Sprintf("read 0x%08x", uint32(h)), noHierarchy)
 	}
 	if !ok {
 		return nil
 	}
-	_, err = tpm2.EvictControl{Auth: t.owner(), ObjectHandle: tpm2.NamedHandle{Handle: h, Name: name}, PersistentHandle: h}.Execute(t.t)
+	_, err = tpm2.EvictControl{Auth: t.owner(), ObjectHandle: tpm2.NamedHandle{Handle: h, Name: k.Name}, PersistentHandle: h}.Execute(t.t)
 	return t.tpmError(err, fmt.Sprintf("remove the persistent object at 0x%08x", uint32(h)), ownerH)
-}
-
-// EnsureSRK returns the name of the storage root key at 0x81000001,
-// creating it from the TCG RSA SRK template when absent.
-func (t *TPM) EnsureSRK(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	_, err := t.ensureSRK()
-	return err
-}
-
-func (t *TPM) ensureSRK() (tpm2.TPM2BName, error) {
-	_, name, ok, err := t.readPublic(SRKHandle)
-	if err != nil {
-		return name, t.tpmError(err, "read the SRK at 0x81000001", noHierarchy)
-	}
-	if ok {
-		return name, nil
-	}
-	rsp, err := tpm2.CreatePrimary{PrimaryHandle: t.owner(), InPublic: tpm2.New2B(tpm2.RSASRKTemplate)}.Execute(t.t)
-	if err != nil {
-		return name, t.tpmError(err, "create the SRK", ownerH)
-	}
-	defer t.flush(rsp.ObjectHandle)
-	_, err = tpm2.EvictControl{Auth: t.owner(), ObjectHandle: tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name}, PersistentHandle: SRKHandle}.Execute(t.t)
-	if err != nil {
-		return name, t.tpmError(err, "persist the SRK at 0x81000001", ownerH)
-	}
-	_, name, _, err = t.readPublic(SRKHandle)
-	return name, t.tpmError(err, "read the new SRK", noHierarchy)
 }
 
 // IDevIDCert reads the IDevID certificate from NV 0x01C90000.

@@ -82,14 +82,14 @@ func (t *TPM) EKPublic(ctx context.Context, kind EKKind, want crypto.PublicKey) 
 	}
 	var first crypto.PublicKey
 	for _, h := range handles {
-		pub, _, ok, err := t.readPublic(h)
+		key, ok, err := t.readPublic(h)
 		if err != nil {
 			return nil, t.tpmError(err, fmt.Sprintf("read the EK at 0x%08x", uint32(h)), noHierarchy)
 		}
 		if !ok {
 			continue
 		}
-		k, err := tpm2.Pub(*pub)
+		k, err := tpm2.Pub(key.Public)
 		if err != nil {
 			continue
 		}
@@ -122,23 +122,6 @@ func (t *TPM) EKPublic(ctx context.Context, kind EKKind, want crypto.PublicKey) 
 		}
 	}
 	return first, nil
-}
-
-// readPublic reads a loaded or persistent object's public area; ok=false
-// if the handle holds nothing.
-func (t *TPM) readPublic(h tpm2.TPMHandle) (*tpm2.TPMTPublic, tpm2.TPM2BName, bool, error) {
-	rsp, err := tpm2.ReadPublic{ObjectHandle: h}.Execute(t.t)
-	if err != nil {
-		if handleFree(err) {
-			return nil, tpm2.TPM2BName{}, false, nil
-		}
-		return nil, tpm2.TPM2BName{}, false, err
-	}
-	pub, err := rsp.OutPublic.Contents()
-	if err != nil {
-		return nil, tpm2.TPM2BName{}, false, err
-	}
-	return pub, rsp.Name, true, nil
 }
 
 func samePublic(a, b crypto.PublicKey) bool {

@@ -1,4 +1,4 @@
-package tpm
+package tpm_test
 
 import (
 	"context"
@@ -23,6 +23,7 @@ import (
 	"github.com/edgev2/edgev2/internal/labcloud/labhost"
 	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/internal/tpm"
 	keysapi "github.com/edgev2/edgev2/keys/api"
 	kclient "github.com/edgev2/edgev2/keys/client"
 )
@@ -39,23 +40,23 @@ func TestTPM2CloudZeroTouchFlow(t *testing.T) {
 	kuid, kgid := testenv.EnsureUser(t, testenv.ServiceUser)
 	cuid, cgid := testenv.EnsureUser(t, testenv.CertsUser)
 	iuid, igid := testenv.EnsureUser(t, testenv.IdentityUser)
-	ctx := ctxT(t)
+	ctx := tpm.CtxT(t)
 	dir := testenv.SharedTempDir(t, "tpm2cloud")
 	sw := testenv.StartSwtpm(t)
 
 	// Supply chain: the TPM is genuine.
-	if out := mustTPM(t, sw, "ek", "verify", "--ca", sw.MakerCAFile); !strings.Contains(out, "verified") {
+	if out := tpm.MustTPM(t, sw, "ek", "verify", "--ca", sw.MakerCAFile); !strings.Contains(out, "verified") {
 		t.Fatalf("ek verify: %s", out)
 	}
 
 	// Platform manufacturing: IDevID in the endorsement hierarchy, its
 	// certificate from the factory CA, stored in NV.
-	factory := newFactoryCA(t, "Device Maker IDevID CA")
-	mustTPM(t, sw, "idevid", "create")
-	csr := mustTPM(t, sw, "idevid", "csr", "--cn", "device-42", "--serial", "SN-0042")
-	mustTPM(t, sw, "idevid", "set-cert", factory.certify(t, csr))
+	factory := tpm.NewFactoryCA(t, "Device Maker IDevID CA")
+	tpm.MustTPM(t, sw, "idevid", "create")
+	csr := tpm.MustTPM(t, sw, "idevid", "csr", "--cn", "device-42", "--serial", "SN-0042")
+	tpm.MustTPM(t, sw, "idevid", "set-cert", factory.Certify(t, csr))
 	blobs := filepath.Join(dir, "tpm")
-	mustTPM(t, sw, "ldevid", "create", "--blobs", blobs)
+	tpm.MustTPM(t, sw, "ldevid", "create", "--blobs", blobs)
 
 	// The cloud: EST CA trusting the factory CA for bootstrap, DPS with an
 	// X.509 group enrollment under the EST CA.
@@ -64,7 +65,7 @@ func TestTPM2CloudZeroTouchFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	cloudCfg := labcloud.Config{
-		EST: labest.Config{BootstrapCAFiles: []string{factory.file}},
+		EST: labest.Config{BootstrapCAFiles: []string{factory.File()}},
 		DPS: dps.Config{IDScope: "0ne00000042", Enrollments: []dps.Enrollment{
 			{GroupID: "grp-x509", Attestation: "x509", CertificateFile: filepath.Join(cloudState, "est", "ca-cert.pem")},
 		}},
@@ -92,14 +93,14 @@ func TestTPM2CloudZeroTouchFlow(t *testing.T) {
 
 	// Onboarding: LDevID over EST, mutual TLS by the IDevID in the TPM.
 	ldevidFile := filepath.Join(dir, "ldevid.pem")
-	mustTPM(t, sw, "ldevid", "enroll", "--est", estURL, "--est-ca", caFile, "--cn", "device-42", "--out", ldevidFile)
+	tpm.MustTPM(t, sw, "ldevid", "enroll", "--est", estURL, "--est-ca", caFile, "--cn", "device-42", "--out", ldevidFile)
 	ldevidPEM, _ := os.ReadFile(ldevidFile)
 	opensslVerify(t, ldevidFile, caFile)
 	ldevid := parsePEMCert(t, ldevidPEM)
-	tp := openTPM(t, sw, Config{})
+	tp := tpm.OpenTPM(t, sw, tpm.Config{})
 	ld, err := tp.LDevID(ctx)
 	tp.Close()
-	if err != nil || !samePublic(ld.Public, ldevid.PublicKey) {
+	if err != nil || !tpm.SamePublic(ld.Public, ldevid.PublicKey) {
 		t.Fatalf("the EST certificate is not for the LDevID at 0x81000002: %v", err)
 	}
 	if n := len(cloud.EST.Issued()); n != 1 {
@@ -108,13 +109,13 @@ func TestTPM2CloudZeroTouchFlow(t *testing.T) {
 	t.Run("ESTRefusesTheLDevIDCSRWithoutTheIDevID", func(t *testing.T) {
 		// The EST CA has no Basic users: the enrollment above was
 		// authorised by the IDevID's TLS client certificate alone.
-		tp := openTPM(t, sw, Config{})
+		tp := tpm.OpenTPM(t, sw, tpm.Config{})
 		defer tp.Close()
-		s, err := tp.Signer(ctx, LDevIDHandle)
+		s, err := tp.Signer(ctx, tpm.LDevIDHandle)
 		if err != nil {
 			t.Fatal(err)
 		}
-		csr, err := CreateCSR(s, CSRSubject{CommonName: "device-42"})
+		csr, err := tpm.CreateCSR(s, tpm.CSRSubject{CommonName: "device-42"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,10 +133,10 @@ func TestTPM2CloudZeroTouchFlow(t *testing.T) {
 	pinFile := filepath.Join(t.TempDir(), "pin")
 	os.WriteFile(pinFile, []byte(tok.PIN+"\n"), 0o600)
 	linkArgs := []string{"ldevid", "link", "--store", tok.Store, "--token", tok.Label, "--pin-file", pinFile, "--blobs", blobs, "--tcti", tok.TCTI}
-	if out := mustTPM(t, sw, linkArgs...); !strings.Contains(out, "ldevid linked") {
+	if out := tpm.MustTPM(t, sw, linkArgs...); !strings.Contains(out, "ldevid linked") {
 		t.Fatalf("link: %s", out)
 	}
-	if out := mustTPM(t, sw, linkArgs...); !strings.Contains(out, "already linked") {
+	if out := tpm.MustTPM(t, sw, linkArgs...); !strings.Contains(out, "already linked") {
 		t.Fatalf("second link was not idempotent: %s", out)
 	}
 	// tpm2-pkcs11 cannot generate HMAC keys through PKCS#11
@@ -234,7 +235,7 @@ key_algorithms = "ec-p256"
 	}
 	newLDevIDPEM, _ := cc.Get(ctx, "ldevid")
 	newLDevID := parsePEMCert(t, []byte(newLDevIDPEM))
-	if newLDevID.Equal(ldevid) || !samePublic(newLDevID.PublicKey, ld.Public) {
+	if newLDevID.Equal(ldevid) || !tpm.SamePublic(newLDevID.PublicKey, ld.Public) {
 		t.Fatalf("the renewed LDevID certificate is not a new certificate for the TPM's LDevID key")
 	}
 	if n := len(cloud.EST.Issued()); n != 4 {

@@ -38,13 +38,14 @@ func (t *TPM) Signer(ctx context.Context, h tpm2.TPMHandle) (*Signer, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	tpub, name, ok, err := t.readPublic(h)
+	k, ok, err := t.readPublic(h)
 	if err != nil {
 		return nil, t.tpmError(err, fmt.Sprintf("read the key at 0x%08x", uint32(h)), noHierarchy)
 	}
 	if !ok {
 		return nil, fault.New(fault.NotFound, "%s has no key at 0x%08x", t.Where(), uint32(h))
 	}
+	tpub, name := &k.Public, k.Name
 	if !tpub.ObjectAttributes.SignEncrypt || tpub.ObjectAttributes.Restricted {
 		return nil, fault.New(fault.InvalidArgs, "the key at 0x%08x is not an unrestricted signing key", uint32(h))
 	}

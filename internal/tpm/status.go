@@ -48,7 +48,7 @@ func (t *TPM) Status(ctx context.Context) (*Status, error) {
 	st.MaxAuthFail = props[tpm2.TPMPTMaxAuthFail]
 	st.LockoutRecovery = props[tpm2.TPMPTLockoutRecovery]
 	for h, dst := range map[tpm2.TPMHandle]*bool{RSAEKHandle: &st.EK, SRKHandle: &st.SRK, IDevIDHandle: &st.IDevID, LDevIDHandle: &st.LDevID} {
-		_, _, ok, err := t.readPublic(h)
+		_, ok, err := t.readPublic(h)
 		if err != nil {
 			return nil, t.tpmError(err, "read persistent objects", noHierarchy)
 		}

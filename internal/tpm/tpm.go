@@ -1,9 +1,13 @@
-// Package tpm onboards a device from its TPM 2.0: it verifies the maker's
-// EK certificate, creates the IDevID (endorsement hierarchy, 0x81020000,
-// certificate in NV 0x01C90000) and the LDevID under the SRK (0x81000001,
-// 0x81000002), signs CSRs and TLS handshakes in the TPM and enrolls over EST.
-// It speaks TPM commands itself (google/go-tpm); only the tpm2-pkcs11 link
-// step runs a tool (tpm2_ptool), as the store has no other way in.
+// Package tpm is edgev2's TPM 2.0 access. For identityd's DPS TPM
+// attestation it reads the endorsement and storage root keys, activates and
+// imports the DPS authentication key and signs with it (HMAC). For device
+// onboarding (edgectl tpm) it verifies the maker's EK certificate, creates
+// the IDevID (endorsement hierarchy, 0x81020000, certificate in NV
+// 0x01C90000) and the LDevID under the SRK (0x81000001, 0x81000002), signs
+// CSRs and TLS handshakes in the TPM and enrolls over EST. It speaks TPM
+// commands itself (google/go-tpm, conn.go opens the device or socket); only
+// the tpm2-pkcs11 link step runs a tool (tpm2_ptool), as the store has no
+// other way in.
 package tpm
 
 import (
@@ -16,7 +20,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/edgev2/edgev2/internal/fault"
-	"github.com/edgev2/edgev2/internal/tpmconn"
+	"github.com/edgev2/edgev2/internal/tpm/ek"
 )
 
 // The handles of the zero-touch flow (TCG provisioning guidance and the
@@ -31,53 +35,92 @@ const (
 	ECCEKCertNV     = tpm2.TPMHandle(0x01C0000A) // ECC NIST P-256 EK certificate
 	ECCP384EKCertNV = tpm2.TPMHandle(0x01C00016) // ECC NIST P-384 EK certificate (swtpm's ECC EK)
 
-	// DefaultDevice is the kernel's TPM resource manager.
-	DefaultDevice = tpmconn.DefaultDevice
+	// EKHandle is the RSA 2048 EK, low range, as the Azure IoT SDKs and
+	// aziot-tpmd persist it.
+	EKHandle = RSAEKHandle
+	// DefaultAuthKeyHandle is where the imported DPS authentication key
+	// is persisted: the Azure IoT SDKs' id key handle, aziot-tpmd's
+	// default auth_key_index 0x100 in the owner's persistent range.
+	DefaultAuthKeyHandle = tpm2.TPMHandle(0x81000100)
 )
 
 // Config says which TPM to use and the hierarchy auth values, which
 // callers read from files, never from the command line.
 type Config struct {
-	Device  string // character device; DefaultDevice when Device and Address are empty
-	Address string // raw TPM 2.0 command socket host:port (swtpm --server)
-
+	// Device is a TPM character device (DefaultDevice when both are empty).
+	Device string
+	// Address is a raw TPM 2.0 command socket (host:port), e.g. swtpm's
+	// --server; it replaces Device.
+	Address string
+	// EndorsementAuth and OwnerAuth are the hierarchies' auth values,
+	// empty on a TPM nobody took ownership of.
 	EndorsementAuth, OwnerAuth []byte
+	// AuthKeyHandle persists the DPS authentication key (DefaultAuthKeyHandle when 0).
+	AuthKeyHandle tpm2.TPMHandle
+	// EKTemplate creates the EK when 0x81010001 holds none (ek.Auto:
+	// the one the TPM's EK certificate certifies).
+	EKTemplate ek.Template
+	// Fixes are the remedies errors name; nil names identityd's
+	// settings (DaemonFixes).
+	Fixes *Fixes
 }
 
-// Where names the TPM in messages.
+func (c Config) withDefaults() Config {
+	if c.Device == "" && c.Address == "" {
+		c.Device = DefaultDevice
+	}
+	if c.AuthKeyHandle == 0 {
+		c.AuthKeyHandle = DefaultAuthKeyHandle
+	}
+	if c.Fixes == nil {
+		c.Fixes = &DaemonFixes
+	}
+	return c
+}
+
+// Where names the TPM for messages: the device path or the address.
 func (c Config) Where() string {
+	c = c.withDefaults()
 	if c.Address != "" {
 		return "TPM at " + c.Address
-	}
-	if c.Device == "" {
-		return "TPM " + DefaultDevice
 	}
 	return "TPM " + c.Device
 }
 
-// TPM is an open connection to one TPM. Its methods serialise on a mutex,
-// so one TPM may back several Signers.
+// TPM is an open connection to one TPM. The onboarding operations
+// serialise on a mutex, so one TPM may back several Signers; the
+// attestation ones are for one caller at a time. Close flushes what was
+// left loaded and closes the connection.
 type TPM struct {
 	cfg Config
 	mu  sync.Mutex
 	t   transport.TPMCloser
+
+	flushMu   sync.Mutex
+	flushList []tpm2.TPMHandle // transient objects to flush on Close
 }
 
-// Open connects to the TPM cfg names. An absent TPM is fault.Unavailable
-// with the fix; no TPM command is sent yet.
+// Open connects to the TPM cfg names. A missing device or a refused
+// connection is fault.Unavailable naming the device and the fix; no TPM
+// command is sent yet.
 func Open(ctx context.Context, cfg Config) (*TPM, error) {
-	t, err := tpmconn.Open(ctx, cfg.Device, cfg.Address)
-	var oe *tpmconn.Error
+	cfg = cfg.withDefaults()
+	if cfg.AuthKeyHandle>>24 != 0x81 {
+		return nil, fault.New(fault.InvalidArgs, "TPM auth_key_handle 0x%08x is not a persistent handle; use one in 0x81000000-0x817fffff such as 0x81000100", uint32(cfg.AuthKeyHandle))
+	}
+	t, err := OpenTransport(ctx, cfg.Device, cfg.Address)
+	var oe *ConnError
 	if errors.As(err, &oe) {
+		fx := cfg.Fixes
 		switch oe.Failure {
-		case tpmconn.SocketAbsent:
-			return nil, fault.Wrap(fault.Unavailable, err, "%s is absent (%s): start the TPM simulator (swtpm socket --tpm2 --server type=tcp,port=PORT ...) or give the right --address, or use --device %s for a real TPM", cfg.Where(), oe.Reason, DefaultDevice)
-		case tpmconn.DeviceAbsent:
-			return nil, fault.Wrap(fault.Unavailable, err, "%s is absent: the device does not exist; enable the TPM 2.0 in the firmware and load its driver (modprobe tpm_crb or tpm_tis), or give --device/--address", cfg.Where())
-		case tpmconn.Permission:
-			return nil, fault.Wrap(fault.NotAuthorized, err, "%s: permission denied; run as root or as a member of the group owning it (tss)", cfg.Where())
+		case SocketAbsent:
+			return nil, fault.Wrap(fault.Unavailable, err, fx.SocketAbsent, cfg.Where(), oe.Reason)
+		case DeviceAbsent:
+			return nil, fault.Wrap(fault.Unavailable, err, fx.DeviceAbsent, cfg.Where())
+		case Permission:
+			return nil, fault.Wrap(fault.NotAuthorized, err, fx.Permission, cfg.Where())
 		}
-		return nil, fault.Wrap(fault.Unavailable, err, "%s cannot be opened: %s", cfg.Where(), oe.Reason)
+		return nil, fault.Wrap(fault.Unavailable, err, fx.OpenFailed, cfg.Where(), oe.Reason)
 	}
 	if err != nil {
 		return nil, err
@@ -85,12 +128,31 @@ func Open(ctx context.Context, cfg Config) (*TPM, error) {
 	return &TPM{cfg: cfg, t: t}, nil
 }
 
-// Close closes the connection. Transient objects are flushed by the
-// operations that load them.
+// Transport is the raw TPM connection, for callers with their own commands.
+func (t *TPM) Transport() transport.TPM { return t.t }
+
+// Config is the configuration t was opened with, defaults applied.
+func (t *TPM) Config() Config { return t.cfg }
+
+// Close flushes the transient objects left loaded (see flushLater) and
+// closes the connection.
 func (t *TPM) Close() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.flushMu.Lock()
+	defer t.flushMu.Unlock()
+	for _, h := range t.flushList {
+		t.flush(h)
+	}
+	t.flushList = nil
 	return t.t.Close()
+}
+
+// flushLater keeps a transient object loaded until Close.
+func (t *TPM) flushLater(h tpm2.TPMHandle) {
+	t.flushMu.Lock()
+	t.flushList = append(t.flushList, h)
+	t.flushMu.Unlock()
 }
 
 // Where names the TPM in messages.
@@ -139,24 +201,24 @@ func (t *TPM) tpmError(err error, what string, h hierarchy) error {
 	if err == nil {
 		return nil
 	}
-	where := t.cfg.Where()
+	where, fx := t.cfg.Where(), t.cfg.Fixes
 	var rc tpm2.TPMRC
 	if !errors.As(err, &rc) {
-		return fault.Wrap(fault.Unavailable, err, "%s: %s: %s (is the TPM still there? check --device/--address)", where, what, tpmconn.Reason(err))
+		return fault.Wrap(fault.Unavailable, err, fx.NotATPM, where, what, Reason(err))
 	}
 	switch {
 	case errors.Is(rc, tpm2.TPMRCLockout):
-		return &tpmFault{fault.Wrap(fault.Unavailable, err, "%s: %s: the TPM is in dictionary-attack lockout (TPM_RC_LOCKOUT) after too many wrong authorization values; wait for its recovery time (tpm2_getcap properties-variable: TPM2_PT_LOCKOUT_RECOVERY) or clear it with the lockout auth: tpm2_dictionarylockout --clear-lockout", where, what), ErrLockout}
+		return &tpmFault{fault.Wrap(fault.Unavailable, err, fx.Lockout, where, what), ErrLockout}
 	case h != noHierarchy && (errors.Is(rc, tpm2.TPMRCBadAuth) || errors.Is(rc, tpm2.TPMRCAuthFail)):
-		return &tpmFault{fault.Wrap(fault.NotAuthorized, err, "%s: %s: the TPM refused the %s hierarchy's authorization (TPM_RC_BAD_AUTH); pass its auth value in a file with --%s-auth-file FILE, or reset it: tpm2_changeauth -c %s -p <current>", where, what, h, h, string(h)[:1]), ErrBadAuth}
-	case errors.Is(rc, tpm2.TPMRCBadAuth), errors.Is(rc, tpm2.TPMRCAuthFail):
+		return &tpmFault{fault.Wrap(fault.NotAuthorized, err, fx.HierarchyAuth, where, what, h, rcName(rc), string(h)[:1]), ErrBadAuth}
+	case fx.KeyAuth && (errors.Is(rc, tpm2.TPMRCBadAuth) || errors.Is(rc, tpm2.TPMRCAuthFail)):
 		return &tpmFault{fault.Wrap(fault.NotAuthorized, err, "%s: %s: the TPM refused the key's authorization (%s)", where, what, rcName(rc)), ErrBadAuth}
 	case errors.Is(rc, tpm2.TPMRCRetry), errors.Is(rc, tpm2.TPMRCYielded), errors.Is(rc, tpm2.TPMRCTesting):
 		return fault.Wrap(fault.Unavailable, err, "%s: %s: the TPM is busy (%s); try again", where, what, rcName(rc))
-	case errors.Is(rc, tpm2.TPMRCNVSpace), errors.Is(rc, tpm2.TPMRCObjectMemory):
+	case fx.OutOfRoom && (errors.Is(rc, tpm2.TPMRCNVSpace) || errors.Is(rc, tpm2.TPMRCObjectMemory)):
 		return fault.Wrap(fault.Unavailable, err, "%s: %s: the TPM is out of room (%s); remove unused persistent objects or NV indices", where, what, rcName(rc))
 	}
-	return fault.Wrap(fault.Failed, err, "%s: %s failed: %s", where, what, rcName(rc))
+	return fault.Wrap(fx.Other, err, "%s: %s failed: %s", where, what, rcName(rc))
 }
 
 func rcName(rc tpm2.TPMRC) string { return fmt.Sprintf("%v (0x%03x)", rc, uint32(rc)) }

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgev2/edgev2/identity/tpm"
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/internal/tpm"
 )
 
 // tpmSAS is a DPS token for regID whose signature comes from sign.

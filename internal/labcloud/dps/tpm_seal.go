@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/edgev2/edgev2/identity/tpm"
+	"github.com/edgev2/edgev2/internal/tpm"
 )
 
 // AuthKeyTemplate is the public area of the HMAC keys the lab DPS issues:

@@ -18,8 +18,8 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/internal/tpm"
 	"github.com/edgev2/edgev2/internal/tpm/ek"
-	"github.com/edgev2/edgev2/internal/tpmconn"
 )
 
 // freshTPM is a swtpm as a maker ships many TPMs: the RSA EK certificate
@@ -28,7 +28,7 @@ func freshTPM(t *testing.T) transport.TPMCloser {
 	t.Helper()
 	testenv.RequireRoot(t)
 	sw := testenv.StartSwtpm(t)
-	tr, err := tpmconn.Open(context.Background(), "", sw.Addr)
+	tr, err := tpm.OpenTransport(context.Background(), "", sw.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package ek
+package ek_test
 
 import (
 	"context"
@@ -7,7 +7,8 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/internal/tpmconn"
+	"github.com/edgev2/edgev2/internal/tpm"
+	. "github.com/edgev2/edgev2/internal/tpm/ek"
 )
 
 // Another tool (an Azure SDK) persists its EK between Find's look at
@@ -15,33 +16,33 @@ import (
 func TestPersistRaceEndsOnTheEKAtTheHandle(t *testing.T) {
 	testenv.RequireRoot(t)
 	sw := testenv.StartSwtpm(t)
-	tr, err := tpmconn.Open(context.Background(), "", sw.Addr)
+	tr, err := tpm.OpenTransport(context.Background(), "", sw.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Close()
 	owner := tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)}
-	_, name, _, _, err := readPublic(tr, Handle)
+	_, name, _, _, err := ReadPublic(tr, Handle)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := (tpm2.EvictControl{Auth: owner, ObjectHandle: tpm2.NamedHandle{Handle: Handle, Name: name}, PersistentHandle: Handle}).Execute(tr); err != nil {
 		t.Fatal(err)
 	}
-	ours, err := create(tr, TCG, nil)
+	ours, err := Create(tr, TCG, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	theirs, err := create(tr, AzureSDK, nil)
+	theirs, err := Create(tr, AzureSDK, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := (tpm2.EvictControl{Auth: owner, ObjectHandle: tpm2.NamedHandle{Handle: theirs.Handle, Name: theirs.Name}, PersistentHandle: Handle}).Execute(tr); err != nil {
 		t.Fatal(err)
 	}
-	flush(tr, theirs.Handle)
+	Flush(tr, theirs.Handle)
 	ours.CertKey, ours.Cert = nil, CertAbsent
-	persist(tr, ours, nil)
+	Persist(tr, ours, nil)
 	if ours.PersistErr != nil || !ours.Persistent || ours.Persisted || ours.RegistrationID() != theirs.RegistrationID() || ours.Identified {
 		t.Fatalf("after losing the race: %+v (err %v); want the persisted azure-sdk EK, template unknown", ours, ours.PersistErr)
 	}

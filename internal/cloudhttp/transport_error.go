@@ -1,7 +1,8 @@
-// Package netfault turns a failed HTTPS call to a cloud service (DPS, IoT
+// transport_error.go turns a failed HTTPS call to a cloud service (DPS, IoT
 // Hub, an EST server) into a fault.Kind and a message that says why: trust,
 // client certificate refused, timeout, interruption, unreachable.
-package netfault
+
+package cloudhttp
 
 import (
 	"context"

@@ -1,8 +1,8 @@
-// Package tpmconn opens a TPM 2.0 for edgev2's TPM code: the kernel's
-// resource manager device, or a raw TPM command socket (swtpm --server),
-// read whole and retried while the TPM asks to, as go-tpm's device
-// transport does.
-package tpmconn
+// conn.go opens a TPM 2.0: the kernel's resource manager device, or a raw
+// TPM command socket (swtpm --server), read whole and retried while the TPM
+// asks to, as go-tpm's device transport does.
+
+package tpm
 
 import (
 	"context"
@@ -23,7 +23,7 @@ import (
 // DefaultDevice is the kernel's TPM resource manager.
 const DefaultDevice = "/dev/tpmrm0"
 
-// Failure says why Open failed, for callers to name their own fix.
+// Failure says why OpenTransport failed, for callers to name their own fix.
 type Failure int
 
 const (
@@ -33,27 +33,27 @@ const (
 	DeviceError                     // the device cannot be opened for another reason
 )
 
-// Error is Open's error.
-type Error struct {
+// ConnError is OpenTransport's error.
+type ConnError struct {
 	Failure Failure
 	Reason  string // short: "connection refused", "timed out", ...
 	Err     error
 }
 
-func (e *Error) Error() string { return e.Reason }
-func (e *Error) Unwrap() error { return e.Err }
+func (e *ConnError) Error() string { return e.Reason }
+func (e *ConnError) Unwrap() error { return e.Err }
 
-// Open connects to the TPM at address (host:port) if it is set, else to
+// OpenTransport connects to the TPM at address (host:port) if it is set, else to
 // device (DefaultDevice when empty). Commands on the socket are bounded
 // by ctx.
-func Open(ctx context.Context, device, address string) (transport.TPMCloser, error) {
+func OpenTransport(ctx context.Context, device, address string) (transport.TPMCloser, error) {
 	if address != "" {
 		var d net.Dialer
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		conn, err := d.DialContext(dctx, "tcp", address)
 		if err != nil {
-			return nil, &Error{Failure: SocketAbsent, Reason: Reason(err), Err: err}
+			return nil, &ConnError{Failure: SocketAbsent, Reason: Reason(err), Err: err}
 		}
 		return &conn2{conn: conn, ctx: ctx}, nil
 	}
@@ -61,14 +61,14 @@ func Open(ctx context.Context, device, address string) (transport.TPMCloser, err
 		device = DefaultDevice
 	}
 	if _, err := os.Stat(device); errors.Is(err, os.ErrNotExist) {
-		return nil, &Error{Failure: DeviceAbsent, Reason: "the device does not exist", Err: err}
+		return nil, &ConnError{Failure: DeviceAbsent, Reason: "the device does not exist", Err: err}
 	}
 	dev, err := linuxtpm.Open(device)
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
-			return nil, &Error{Failure: Permission, Reason: "permission denied", Err: err}
+			return nil, &ConnError{Failure: Permission, Reason: "permission denied", Err: err}
 		}
-		return nil, &Error{Failure: DeviceError, Reason: Reason(err), Err: err}
+		return nil, &ConnError{Failure: DeviceError, Reason: Reason(err), Err: err}
 	}
 	return dev, nil
 }

@@ -10,8 +10,8 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/edgev2/edgev2/identity/tpm"
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
+	"github.com/edgev2/edgev2/internal/tpm"
 )
 
 // softPublic is a TPM public area from a template and a software RSA key.

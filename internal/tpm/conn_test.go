@@ -1,4 +1,4 @@
-package tpmconn
+package tpm
 
 import (
 	"bytes"
@@ -56,7 +56,7 @@ func fakeTPM(t *testing.T, chunk int, answers ...[]byte) string {
 func TestSocketResponsesAreReadWholeAndRetriedWhileTheTPMAsks(t *testing.T) {
 	want := response(tpm2.TPMRCSuccess, bytes.Repeat([]byte{0xab}, 3000))
 	addr := fakeTPM(t, 7, response(tpm2.TPMRCRetry, nil), response(tpm2.TPMRCYielded, nil), want)
-	tpm, err := Open(t.Context(), "", addr)
+	tpm, err := OpenTransport(t.Context(), "", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestSocketResponsesAreReadWholeAndRetriedWhileTheTPMAsks(t *testing.T) {
 func TestSocketRefusesAResponseThatIsNotTPM2(t *testing.T) {
 	bad := response(tpm2.TPMRCSuccess, nil)
 	binary.BigEndian.PutUint32(bad[2:6], 1<<20)
-	tpm, err := Open(t.Context(), "", fakeTPM(t, 100, bad))
+	tpm, err := OpenTransport(t.Context(), "", fakeTPM(t, 100, bad))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestSocketRefusesAResponseThatIsNotTPM2(t *testing.T) {
 	}
 }
 
-func TestOpenSaysWhyTheTPMIsAbsent(t *testing.T) {
+func TestOpenTransportSaysWhyTheTPMIsAbsent(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	closed := l.Addr().String()
 	l.Close()
@@ -92,8 +92,8 @@ func TestOpenSaysWhyTheTPMIsAbsent(t *testing.T) {
 		{filepath.Join(t.TempDir(), "tpmrm9"), "", DeviceAbsent},
 	}
 	for _, c := range cases {
-		_, err := Open(context.Background(), c.device, c.address)
-		var oe *Error
+		_, err := OpenTransport(context.Background(), c.device, c.address)
+		var oe *ConnError
 		if !errors.As(err, &oe) || oe.Failure != c.want || oe.Reason == "" {
 			t.Errorf("Open(%q, %q) = %v; want failure %d with a reason", c.device, c.address, err, c.want)
 		}

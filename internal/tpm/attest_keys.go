@@ -35,8 +35,7 @@ func RegistrationID(ekTPM2BPublic []byte) string { return ek.RegistrationID(ekTP
 func (t *TPM) readPublic(h tpm2.TPMHandle) (*Key, bool, error) {
 	rsp, err := tpm2.ReadPublic{ObjectHandle: h}.Execute(t.t)
 	if err != nil {
-		var rc tpm2.TPMRC
-		if errors.As(err, &rc) && errors.Is(rc, tpm2.TPMRCHandle) {
+		if handleFree(err) {
 			return nil, false, nil
 		}
 		return nil, false, err
@@ -63,7 +62,7 @@ func (t *TPM) ReadEKPublic(ctx context.Context) (*Key, error) {
 	if err != nil {
 		var se *ek.StepError
 		if errors.As(err, &se) {
-			return nil, t.tpmError(se.Err, se.What, string(se.Hierarchy))
+			return nil, t.tpmError(se.Err, se.What, hierarchy(se.Hierarchy))
 		}
 		return nil, fault.Wrap(fault.Failed, err, "%s: find the endorsement key", t.cfg.Where())
 	}
@@ -79,30 +78,35 @@ func (t *TPM) EnsureSRK(ctx context.Context) (*Key, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ensureSRK()
+}
+
+func (t *TPM) ensureSRK() (*Key, error) {
 	k, ok, err := t.readPublic(SRKHandle)
 	if err != nil {
-		return nil, t.tpmError(err, "read the storage root key at 0x81000001", "")
+		return nil, t.tpmError(err, "read the storage root key at 0x81000001", noHierarchy)
 	}
 	if ok {
 		return k, nil
 	}
-	owner := tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(t.cfg.OwnerAuth)}
-	rsp, err := tpm2.CreatePrimary{PrimaryHandle: owner, InPublic: tpm2.New2B(tpm2.RSASRKTemplate)}.Execute(t.t)
+	rsp, err := tpm2.CreatePrimary{PrimaryHandle: t.owner(), InPublic: tpm2.New2B(tpm2.RSASRKTemplate)}.Execute(t.t)
 	if err != nil {
-		return nil, t.tpmError(err, "create the storage root key", "owner")
+		return nil, t.tpmError(err, "create the storage root key", ownerH)
 	}
-	defer tpm2.FlushContext{FlushHandle: rsp.ObjectHandle}.Execute(t.t)
+	defer t.flush(rsp.ObjectHandle)
 	_, err = tpm2.EvictControl{
-		Auth:             owner,
+		Auth:             t.owner(),
 		ObjectHandle:     tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name},
 		PersistentHandle: SRKHandle,
 	}.Execute(t.t)
 	if err != nil {
-		return nil, t.tpmError(err, "persist the storage root key at 0x81000001", "owner")
+		return nil, t.tpmError(err, "persist the storage root key at 0x81000001", ownerH)
 	}
 	k, ok, err = t.readPublic(SRKHandle)
 	if err != nil || !ok {
-		return nil, t.tpmError(errors.Join(err, errors.New("not found after EvictControl")), "read the new storage root key", "")
+		return nil, t.tpmError(errors.Join(err, errors.New("not found after EvictControl")), "read the new storage root key", noHierarchy)
 	}
 	return k, nil
 }

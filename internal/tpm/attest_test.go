@@ -9,10 +9,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgev2/edgev2/identity/tpm"
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/internal/tpm"
 )
 
 func openSwtpm(t *testing.T, s *testenv.Swtpm) *tpm.TPM {
