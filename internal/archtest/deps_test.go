@@ -159,12 +159,13 @@ func TestPackageGraphRules(t *testing.T) {
 			},
 		},
 		{
-			name:    "a daemon links no other service's domain code",
+			name:    "a daemon links no other service's domain code or config (it talks to it through its client)",
 			governs: func(p string) bool { return daemons[p] != "" },
 			forbidden: func(p string, deps map[string]bool) []string {
 				self := daemons[p]
 				return matching(deps, func(d string) bool {
-					return isServiceCode(d) && svcOf(d) != self
+					_, r := kind(d)
+					return (isServiceCode(d) || r == "config") && svcOf(d) != self
 				})
 			},
 		},
