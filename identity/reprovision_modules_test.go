@@ -12,7 +12,7 @@ import (
 
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/modrt"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
 )
 
 // TestNewDeviceIdentityRemovesModulesAndRestartsTheAgent: as aziot-edged
@@ -39,12 +39,12 @@ func TestNewDeviceIdentityRemovesModulesAndRestartsTheAgent(t *testing.T) {
 	testenv.ImportImage(t, ctr, "edgev2-reprov", archive)
 	modrtd := testenv.StartService(t, w.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
-		User: "root", BusName: modrt.BusName,
+		User: "root", BusName: rtapi.BusName,
 	})
-	root := w.conn.Object(modrt.BusName, modrt.ObjectPath)
+	root := w.conn.Object(rtapi.BusName, rtapi.ObjectPath)
 	list := func() []string {
 		var names []string
-		root.Call(modrt.Interface+".ListModules", 0).Store(&names)
+		root.Call(rtapi.Interface+".ListModules", 0).Store(&names)
 		return names
 	}
 	task := func(name string) string {
@@ -68,7 +68,7 @@ func TestNewDeviceIdentityRemovesModulesAndRestartsTheAgent(t *testing.T) {
 	agentPid := waitTask("edgeAgent", "")
 	var p godbus.ObjectPath
 	extra := `{"name":"extra","type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/sleeper:1","createOptions":{}}}}`
-	if err := root.Call(modrt.Interface+".CreateModule", 0, "extra", extra, map[string]godbus.Variant{}).Store(&p); err != nil {
+	if err := root.Call(rtapi.Interface+".CreateModule", 0, "extra", extra, map[string]godbus.Variant{}).Store(&p); err != nil {
 		t.Fatalf("CreateModule extra: %v", err)
 	}
 	waitTask("extra", "")
@@ -93,7 +93,7 @@ func TestNewDeviceIdentityRemovesModulesAndRestartsTheAgent(t *testing.T) {
 	if newPid == agentPid {
 		t.Fatal("the agent kept its task across the new identity")
 	}
-	st, _ := w.conn.Object(modrt.BusName, bus.ChildPath(modrt.ObjectPath, "modules", "edgeAgent")).GetProperty(modrt.ModuleInterface + ".Status")
+	st, _ := w.conn.Object(rtapi.BusName, bus.ChildPath(rtapi.ObjectPath, "modules", "edgeAgent")).GetProperty(rtapi.ModuleInterface + ".Status")
 	if st.Value() != "running" {
 		t.Fatalf("the new agent is %v, want running", st.Value())
 	}

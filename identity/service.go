@@ -11,6 +11,7 @@ import (
 	"github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/identity/dps"
 	"github.com/edgev2/edgev2/identity/hub"
+	"github.com/edgev2/edgev2/internal/cloudhttp"
 	"github.com/edgev2/edgev2/internal/fault"
 )
 
@@ -58,19 +59,8 @@ type Service struct {
 
 // NewService makes the service; Start loads the cache and provisions.
 func NewService(cfg *config.Config, keys Keys, certs Certs, log *slog.Logger) *Service {
-	return &Service{cfg: cfg, keys: keys, certs: certs, log: log, now: time.Now, sleep: sleepCtx,
+	return &Service{cfg: cfg, keys: keys, certs: certs, log: log, now: time.Now, sleep: cloudhttp.Sleep,
 		state: StateUnprovisioned, modules: map[string]Module{}, kick: make(chan struct{}, 1)}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Start loads the cache and makes the master key. It does not contact the

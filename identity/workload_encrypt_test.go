@@ -16,7 +16,8 @@ import (
 
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/modrt"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
+	"github.com/edgev2/edgev2/modrt/logstore"
 )
 
 // ownerSecret is what workloadclient's "owner" role encrypts.
@@ -52,12 +53,12 @@ func TestWorkloadEncryptionIsPerModule(t *testing.T) {
 	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = %q\n", filepath.Join(dir, "home"), ctr.Address, ns)), 0o600)
 	modrtd := testenv.StartService(t, w.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
-		User: "root", BusName: modrt.BusName,
+		User: "root", BusName: rtapi.BusName,
 	})
-	root := w.conn.Object(modrt.BusName, modrt.ObjectPath)
+	root := w.conn.Object(rtapi.BusName, rtapi.ObjectPath)
 	f, _ := os.Open(archive)
 	var names []string
-	if err := root.Call(modrt.Interface+".ImportImage", 0, godbus.UnixFD(f.Fd())).Store(&names); err != nil {
+	if err := root.Call(rtapi.Interface+".ImportImage", 0, godbus.UnixFD(f.Fd())).Store(&names); err != nil {
 		t.Fatalf("ImportImage: %v", err)
 	}
 	f.Close()
@@ -70,7 +71,7 @@ func TestWorkloadEncryptionIsPerModule(t *testing.T) {
 		e, _ := json.Marshal(envJSON)
 		spec := fmt.Sprintf(`{"name":%q,"type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{}},"env":%s}}`, name, e)
 		var p godbus.ObjectPath
-		if err := root.Call(modrt.Interface+".CreateModule", 0, name, spec, map[string]godbus.Variant{}).Store(&p); err != nil {
+		if err := root.Call(rtapi.Interface+".CreateModule", 0, name, spec, map[string]godbus.Variant{}).Store(&p); err != nil {
 			t.Fatalf("CreateModule %s: %v", name, err)
 		}
 	}
@@ -78,12 +79,12 @@ func TestWorkloadEncryptionIsPerModule(t *testing.T) {
 	lines := func(name, prefix string) []map[string]any {
 		t.Helper()
 		var fd godbus.UnixFD
-		obj := w.conn.Object(modrt.BusName, bus.ChildPath(modrt.ObjectPath, "modules", name))
-		if err := obj.Call(modrt.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{}).Store(&fd); err != nil {
+		obj := w.conn.Object(rtapi.BusName, bus.ChildPath(rtapi.ObjectPath, "modules", name))
+		if err := obj.Call(rtapi.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{}).Store(&fd); err != nil {
 			t.Fatalf("GetLogs %s: %v", name, err)
 		}
 		lf := os.NewFile(uintptr(fd), "logs")
-		text, _ := modrt.FramedText(lf)
+		text, _ := logstore.FramedText(lf)
 		lf.Close()
 		var out []map[string]any
 		sc := bufio.NewScanner(strings.NewReader(text))

@@ -15,7 +15,8 @@ import (
 
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/modrt"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
+	"github.com/edgev2/edgev2/modrt/logstore"
 )
 
 // TestWorkloadSocketDirectoryCannotBeTurnedAgainstTheHost: a module tries
@@ -46,12 +47,12 @@ func TestWorkloadSocketDirectoryCannotBeTurnedAgainstTheHost(t *testing.T) {
 	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = %q\ntrust_bundle = \"labcloud-ca\"\n", filepath.Join(dir, "home"), ctr.Address, ns)), 0o600)
 	svc := testenv.StartService(t, w.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
-		User: "root", BusName: modrt.BusName,
+		User: "root", BusName: rtapi.BusName,
 	})
-	root := w.conn.Object(modrt.BusName, modrt.ObjectPath)
+	root := w.conn.Object(rtapi.BusName, rtapi.ObjectPath)
 	f, _ := os.Open(archive)
 	var names []string
-	if err := root.Call(modrt.Interface+".ImportImage", 0, godbus.UnixFD(f.Fd())).Store(&names); err != nil {
+	if err := root.Call(rtapi.Interface+".ImportImage", 0, godbus.UnixFD(f.Fd())).Store(&names); err != nil {
 		t.Fatalf("ImportImage: %v", err)
 	}
 	f.Close()
@@ -64,20 +65,20 @@ func TestWorkloadSocketDirectoryCannotBeTurnedAgainstTheHost(t *testing.T) {
 	script := "if ln -sf /etc/shadow " + sock + " 2>/dev/null || rm " + sock + " 2>/dev/null; then echo ATTACK-REPLACED; else echo ATTACK-REFUSED; fi; /bin/workloadclient; trap 'exit 0' TERM; sleep 600 & wait"
 	spec := fmt.Sprintf(`{"name":"prober","type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{"Entrypoint":["/bin/sh","-c"],"Cmd":[%q]}},"env":{"OTHER_MODULE":{"value":"nobody"}}}}`, script)
 	var p godbus.ObjectPath
-	if err := root.Call(modrt.Interface+".CreateModule", 0, "prober", spec, map[string]godbus.Variant{}).Store(&p); err != nil {
+	if err := root.Call(rtapi.Interface+".CreateModule", 0, "prober", spec, map[string]godbus.Variant{}).Store(&p); err != nil {
 		t.Fatalf("CreateModule: %v", err)
 	}
-	obj := w.conn.Object(modrt.BusName, bus.ChildPath(modrt.ObjectPath, "modules", "prober"))
+	obj := w.conn.Object(rtapi.BusName, bus.ChildPath(rtapi.ObjectPath, "modules", "prober"))
 	// results returns the module's logs once it has printed n results.
 	results := func(n int) (string, []map[string]any) {
 		t.Helper()
 		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 			var fd godbus.UnixFD
-			if err := obj.Call(modrt.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{}).Store(&fd); err != nil {
+			if err := obj.Call(rtapi.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{}).Store(&fd); err != nil {
 				t.Fatal(err)
 			}
 			lf := os.NewFile(uintptr(fd), "logs")
-			text, _ := modrt.FramedText(lf)
+			text, _ := logstore.FramedText(lf)
 			lf.Close()
 			var res []map[string]any
 			sc := bufio.NewScanner(strings.NewReader(text))
@@ -132,7 +133,7 @@ func TestWorkloadSocketDirectoryCannotBeTurnedAgainstTheHost(t *testing.T) {
 		t.Fatalf("the host file changed: %q", b)
 	}
 	// The module, started again, reaches the new socket.
-	if err := obj.Call(modrt.ModuleInterface+".Restart", 0).Err; err != nil {
+	if err := obj.Call(rtapi.ModuleInterface+".Restart", 0).Err; err != nil {
 		t.Fatalf("Restart: %v", err)
 	}
 	_, res = results(2)

@@ -15,7 +15,8 @@ import (
 
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/modrt"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
+	"github.com/edgev2/edgev2/modrt/logstore"
 )
 
 // TestModuleGetsItsTokenThroughTheWorkloadSocket is the seeds' last step: a
@@ -46,12 +47,12 @@ func TestModuleGetsItsTokenThroughTheWorkloadSocket(t *testing.T) {
 	w.grant(t, w.certdCfg, "", cfg)
 	testenv.StartService(t, w.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
-		User: "root", BusName: modrt.BusName,
+		User: "root", BusName: rtapi.BusName,
 	})
-	root := w.conn.Object(modrt.BusName, modrt.ObjectPath)
+	root := w.conn.Object(rtapi.BusName, rtapi.ObjectPath)
 	f, _ := os.Open(archive)
 	var names []string
-	if err := root.Call(modrt.Interface+".ImportImage", 0, godbus.UnixFD(f.Fd())).Store(&names); err != nil {
+	if err := root.Call(rtapi.Interface+".ImportImage", 0, godbus.UnixFD(f.Fd())).Store(&names); err != nil {
 		t.Fatalf("ImportImage: %v", err)
 	}
 	f.Close()
@@ -59,7 +60,7 @@ func TestModuleGetsItsTokenThroughTheWorkloadSocket(t *testing.T) {
 		t.Helper()
 		spec := fmt.Sprintf(`{"name":%q,"type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{"HostConfig":{"NetworkMode":"host"}}},"env":{"OTHER_MODULE":{"value":%q},"WANT_SERVER_CERT":{"value":"1"}}}}`, name, other)
 		var p godbus.ObjectPath
-		if err := root.Call(modrt.Interface+".CreateModule", 0, name, spec, map[string]godbus.Variant{}).Store(&p); err != nil {
+		if err := root.Call(rtapi.Interface+".CreateModule", 0, name, spec, map[string]godbus.Variant{}).Store(&p); err != nil {
 			t.Fatalf("CreateModule %s: %v", name, err)
 		}
 	}
@@ -67,14 +68,14 @@ func TestModuleGetsItsTokenThroughTheWorkloadSocket(t *testing.T) {
 	create("sensor-a", "sensor-b")
 	result := func(name string) map[string]any {
 		t.Helper()
-		obj := w.conn.Object(modrt.BusName, bus.ChildPath(modrt.ObjectPath, "modules", name))
+		obj := w.conn.Object(rtapi.BusName, bus.ChildPath(rtapi.ObjectPath, "modules", name))
 		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 			var fd godbus.UnixFD
-			if err := obj.Call(modrt.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{}).Store(&fd); err != nil {
+			if err := obj.Call(rtapi.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{}).Store(&fd); err != nil {
 				t.Fatal(err)
 			}
 			lf := os.NewFile(uintptr(fd), "logs")
-			text, _ := modrt.FramedText(lf)
+			text, _ := logstore.FramedText(lf)
 			lf.Close()
 			sc := bufio.NewScanner(strings.NewReader(text))
 			for sc.Scan() {

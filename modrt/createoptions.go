@@ -4,18 +4,16 @@ import (
 	"github.com/containerd/containerd/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/edgev2/edgev2/modrt/modspec"
 	"github.com/edgev2/edgev2/modrt/policy"
 )
-
-// Extra is what the runtime itself adds to every module (see policy.Extra).
-type Extra = policy.Extra
 
 // OCIOpts checks the spec against the policy and translates what it
 // admits into containerd spec options. Apply them after
 // oci.WithImageConfig (they override the image's command, working
 // directory and user, and add to its environment). Errors are
 // fault.InvalidArgs naming the offending field.
-func OCIOpts(s *Spec, p Policy, x Extra) ([]oci.SpecOpts, error) {
+func OCIOpts(s *modspec.Spec, p policy.Policy, x policy.Extra) ([]oci.SpecOpts, error) {
 	a, err := p.Admit(s, x)
 	if err != nil {
 		return nil, err

@@ -16,7 +16,9 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
 	"github.com/edgev2/edgev2/modrt/modspec"
+	rtpolicy "github.com/edgev2/edgev2/modrt/policy"
 )
 
 // apply builds containerd's default spec for a container with rootfs root,
@@ -44,16 +46,16 @@ func apply(t testing.TB, root string, opts []oci.SpecOpts) (*oci.Spec, error) {
 }
 
 // specWith parses a module spec whose createOptions are co.
-func specWith(t testing.TB, co string) *Spec {
+func specWith(t testing.TB, co string) *modspec.Spec {
 	t.Helper()
-	s, err := ParseSpec([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"alpine","createOptions":` + co + `}}}`))
+	s, err := modspec.ParseSpec([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"alpine","createOptions":` + co + `}}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-func ociSpec(t *testing.T, s *Spec, p Policy, x Extra) *oci.Spec {
+func ociSpec(t *testing.T, s *modspec.Spec, p rtpolicy.Policy, x rtpolicy.Extra) *oci.Spec {
 	t.Helper()
 	opts, err := OCIOpts(s, p, x)
 	if err != nil {
@@ -76,13 +78,13 @@ func hasNamespace(s *oci.Spec, ns specs.LinuxNamespaceType) bool {
 }
 
 func TestOCIOptsEnvRuntimeWinsThenCreateOptionsThenConfig(t *testing.T) {
-	s, err := ParseSpec([]byte(`{"name":"m","type":"docker","config":{
+	s, err := modspec.ParseSpec([]byte(`{"name":"m","type":"docker","config":{
 	  "settings":{"image":"alpine","createOptions":{"Env":["B=fromCreateOptions","C=3","IOTEDGE_MODULEID=forged"]}},
 	  "env":[{"key":"A","value":"1"},{"key":"B","value":"fromConfig"},{"key":"IOTEDGE_WORKLOADURI","value":"unix:///elsewhere"}]}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := ociSpec(t, s, Policy{}, Extra{Env: map[string]string{
+	out := ociSpec(t, s, rtpolicy.Policy{}, rtpolicy.Extra{Env: map[string]string{
 		"IOTEDGE_MODULEID":    "m",
 		"IOTEDGE_WORKLOADURI": "unix:///var/run/iotedge/workload.sock",
 	}})
@@ -116,7 +118,7 @@ func TestOCIOptsArgsFollowDockerRules(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			opts, err := OCIOpts(specWith(t, tc.co), Policy{}, Extra{ImageEntrypoint: imgEntry, ImageCmd: imgCmd})
+			opts, err := OCIOpts(specWith(t, tc.co), rtpolicy.Policy{}, rtpolicy.Extra{ImageEntrypoint: imgEntry, ImageCmd: imgCmd})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -134,18 +136,18 @@ func TestOCIOptsArgsFollowDockerRules(t *testing.T) {
 			}
 		})
 	}
-	_, err := OCIOpts(specWith(t, `{"Entrypoint":[]}`), Policy{}, Extra{})
+	_, err := OCIOpts(specWith(t, `{"Entrypoint":[]}`), rtpolicy.Policy{}, rtpolicy.Extra{})
 	if !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "no command") {
 		t.Errorf("empty command: %v", err)
 	}
 }
 
 func TestOCIOptsWorkingDirUserHostname(t *testing.T) {
-	out := ociSpec(t, specWith(t, `{"WorkingDir":"/app","User":"1000:2000"}`), Policy{}, Extra{Hostname: "gw"})
+	out := ociSpec(t, specWith(t, `{"WorkingDir":"/app","User":"1000:2000"}`), rtpolicy.Policy{}, rtpolicy.Extra{Hostname: "gw"})
 	if out.Process.Cwd != "/app" || out.Process.User.UID != 1000 || out.Process.User.GID != 2000 || out.Hostname != "gw" {
 		t.Errorf("cwd %q uid %d gid %d hostname %q", out.Process.Cwd, out.Process.User.UID, out.Process.User.GID, out.Hostname)
 	}
-	out = ociSpec(t, specWith(t, `{"Hostname":"sensor-1"}`), Policy{}, Extra{Hostname: "gw"})
+	out = ociSpec(t, specWith(t, `{"Hostname":"sensor-1"}`), rtpolicy.Policy{}, rtpolicy.Extra{Hostname: "gw"})
 	if out.Hostname != "sensor-1" {
 		t.Errorf("createOptions.Hostname lost: %q", out.Hostname)
 	}
@@ -158,7 +160,7 @@ func TestOCIOptsWorkingDirUserHostname(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "etc", "passwd"), []byte("root:x:0:0::/root:/bin/sh\napp:x:1234:4321::/app:/bin/sh\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	opts, err := OCIOpts(specWith(t, `{"User":"app"}`), Policy{}, Extra{})
+	opts, err := OCIOpts(specWith(t, `{"User":"app"}`), rtpolicy.Policy{}, rtpolicy.Extra{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,8 +179,8 @@ func TestOCIOptsMounts(t *testing.T) {
 	  "Binds":["/var/run/iotedge/workload.sock:/var/run/iotedge/workload.sock","/srv/data:/data:ro","/srv/shared/:/shared:rw,rshared"],
 	  "Mounts":[{"Type":"bind","Source":"/srv/cfg","Target":"/cfg","ReadOnly":true,"BindOptions":{"NonRecursive":true}},
 	            {"Type":"tmpfs","Target":"/scratch","TmpfsOptions":{"SizeBytes":1048576,"Mode":448}}]}}`)
-	p := Policy{Static: true, Never: NeverBind, Grants: []Grant{{Modules: []string{"m"}, Binds: []string{"/srv/shared"}, ReadOnlyBinds: []string{"/srv/data", "/srv/cfg"}}}}
-	out := ociSpec(t, s, p, Extra{Mounts: []specs.Mount{workload}})
+	p := rtpolicy.Policy{Static: true, Never: rtconfig.NeverBind, Grants: []rtconfig.Grant{{Modules: []string{"m"}, Binds: []string{"/srv/shared"}, ReadOnlyBinds: []string{"/srv/data", "/srv/cfg"}}}}
+	out := ociSpec(t, s, p, rtpolicy.Extra{Mounts: []specs.Mount{workload}})
 	byDest := map[string]specs.Mount{}
 	for _, m := range out.Mounts {
 		if _, dup := byDest[m.Destination]; dup {
@@ -205,7 +207,7 @@ func TestOCIOptsMounts(t *testing.T) {
 	}
 
 	// Without a network, the host's name service files are not brought in.
-	out = ociSpec(t, specWith(t, `{"HostConfig":{"NetworkMode":"none"}}`), Policy{}, Extra{})
+	out = ociSpec(t, specWith(t, `{"HostConfig":{"NetworkMode":"none"}}`), rtpolicy.Policy{}, rtpolicy.Extra{})
 	for _, m := range out.Mounts {
 		if m.Destination == "/etc/resolv.conf" || m.Destination == "/etc/hosts" {
 			t.Errorf("NetworkMode none has %s", m.Destination)
@@ -220,8 +222,8 @@ func TestOCIOptsBindPolicy(t *testing.T) {
 	os.Mkdir(filepath.Join(ro, "sub"), 0o755)
 	os.Symlink("/etc", filepath.Join(rw, "etc-link"))
 	os.Symlink("/var/lib/edgev2", filepath.Join(t.TempDir(), "x"))
-	p := Policy{VolumesDir: vol, ReadOnlyBinds: []string{ro}, Never: append([]string{"/var/lib/edgev2/modrtd"}, NeverBind...),
-		Grants: []Grant{{Modules: []string{"m"}, Binds: []string{rw, "/var/lib", "/etc/edgev2/keyd"}},
+	p := rtpolicy.Policy{VolumesDir: vol, ReadOnlyBinds: []string{ro}, Never: append([]string{"/var/lib/edgev2/modrtd"}, rtconfig.NeverBind...),
+		Grants: []rtconfig.Grant{{Modules: []string{"m"}, Binds: []string{rw, "/var/lib", "/etc/edgev2/keyd"}},
 			{Modules: []string{"other"}, Binds: []string{"/srv"}}}}
 	tests := []struct{ name, bind, want string }{
 		{"host root", "/:/host:ro", "outside what the runtime policy allows"},
@@ -237,18 +239,18 @@ func TestOCIOptsBindPolicy(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := OCIOpts(specWith(t, `{"HostConfig":{"Binds":["`+tc.bind+`"]}}`), p, Extra{})
-			if !fault.Is(err, fault.InvalidArgs) || !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "Binds[0]") {
+			_, err := OCIOpts(specWith(t, `{"HostConfig":{"Binds":["`+tc.bind+`"]}}`), p, rtpolicy.Extra{})
+			if !fault.Is(err, fault.InvalidArgs) || !errors.Is(err, rtpolicy.ErrPolicy) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "Binds[0]") {
 				t.Errorf("bind %s: %v, want InvalidArgs with %q", tc.bind, err, tc.want)
 			}
 		})
 	}
-	_, err := OCIOpts(specWith(t, `{"HostConfig":{"Mounts":[{"Type":"bind","Source":"/etc/edgev2/x","Target":"/x"}]}}`), p, Extra{})
+	_, err := OCIOpts(specWith(t, `{"HostConfig":{"Mounts":[{"Type":"bind","Source":"/etc/edgev2/x","Target":"/x"}]}}`), p, rtpolicy.Extra{})
 	if !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "Mounts[0]") {
 		t.Errorf("Mounts bind of edgev2's config: %v", err)
 	}
 	for _, ok := range []string{filepath.Join(vol, "m") + ":/data", filepath.Join(vol, "m", "made", "here") + ":/made", ro + ":/ro:ro", filepath.Join(ro, "sub") + ":/sub:ro", rw + ":/rw"} {
-		if _, err := OCIOpts(specWith(t, `{"HostConfig":{"Binds":["`+ok+`"]}}`), p, Extra{}); err != nil {
+		if _, err := OCIOpts(specWith(t, `{"HostConfig":{"Binds":["`+ok+`"]}}`), p, rtpolicy.Extra{}); err != nil {
 			t.Errorf("bind %s refused: %v", ok, err)
 		}
 	}
@@ -257,32 +259,32 @@ func TestOCIOptsBindPolicy(t *testing.T) {
 	}
 	// A link the module left in its own volume is refused, not followed.
 	os.Symlink("/etc", filepath.Join(vol, "m", "etc"))
-	if _, err := OCIOpts(specWith(t, `{"HostConfig":{"Binds":["`+filepath.Join(vol, "m", "etc")+`:/x"]}}`), p, Extra{}); !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "symbolic link") {
+	if _, err := OCIOpts(specWith(t, `{"HostConfig":{"Binds":["`+filepath.Join(vol, "m", "etc")+`:/x"]}}`), p, rtpolicy.Extra{}); !errors.Is(err, rtpolicy.ErrPolicy) || !strings.Contains(err.Error(), "symbolic link") {
 		t.Errorf("link in the volume: %v", err)
 	}
 }
 
 func TestPolicyGrantsApplyByNameAndImage(t *testing.T) {
 	tests := []struct {
-		g             Grant
+		g             rtconfig.Grant
 		module, image string
 		want          bool
 	}{
-		{Grant{Modules: []string{"edgeHub"}}, "edgeHub", "any", true},
-		{Grant{Modules: []string{"edgeHub"}}, "edgeHub2", "any", false},
-		{Grant{Images: []string{"acr.io/hub:*"}}, "x", "acr.io/hub:1.4", true},
-		{Grant{Images: []string{"acr.io/hub:*"}}, "x", "acr.io/hubx:1.4", false},
-		{Grant{Images: []string{"acr.io/hub:1.4"}}, "x", "acr.io/hub:1.4", true},
-		{Grant{Modules: []string{"edgeHub"}, Images: []string{"acr.io/hub:*"}}, "edgeHub", "evil.io/hub:1", false},
-		{Grant{Modules: []string{"edgeHub"}, Images: []string{"acr.io/hub:*"}}, "edgeHub", "acr.io/hub:1", true},
-		{Grant{}, "edgeHub", "acr.io/hub:1", false},
+		{rtconfig.Grant{Modules: []string{"edgeHub"}}, "edgeHub", "any", true},
+		{rtconfig.Grant{Modules: []string{"edgeHub"}}, "edgeHub2", "any", false},
+		{rtconfig.Grant{Images: []string{"acr.io/hub:*"}}, "x", "acr.io/hub:1.4", true},
+		{rtconfig.Grant{Images: []string{"acr.io/hub:*"}}, "x", "acr.io/hubx:1.4", false},
+		{rtconfig.Grant{Images: []string{"acr.io/hub:1.4"}}, "x", "acr.io/hub:1.4", true},
+		{rtconfig.Grant{Modules: []string{"edgeHub"}, Images: []string{"acr.io/hub:*"}}, "edgeHub", "evil.io/hub:1", false},
+		{rtconfig.Grant{Modules: []string{"edgeHub"}, Images: []string{"acr.io/hub:*"}}, "edgeHub", "acr.io/hub:1", true},
+		{rtconfig.Grant{}, "edgeHub", "acr.io/hub:1", false},
 		// A "*" right after a name would reach other repositories and registries.
-		{Grant{Images: []string{"acr.io/hub*"}}, "x", "acr.io/hub-evil:1", false},
-		{Grant{Images: []string{"acr.io*"}}, "x", "acr.io.evil.example/hub:1", false},
-		{Grant{Images: []string{"acr.io/team/*"}}, "x", "acr.io/team/hub:1", true},
-		{Grant{Images: []string{"acr.io/team/*"}}, "x", "acr.io/teamx/hub:1", false},
-		{Grant{Images: []string{"alpine:*"}}, "x", "docker.io/library/alpine:3.19", true},
-		{Grant{Images: []string{"alpine:*"}}, "x", "docker.io/library/alpine-evil:3.19", false},
+		{rtconfig.Grant{Images: []string{"acr.io/hub*"}}, "x", "acr.io/hub-evil:1", false},
+		{rtconfig.Grant{Images: []string{"acr.io*"}}, "x", "acr.io.evil.example/hub:1", false},
+		{rtconfig.Grant{Images: []string{"acr.io/team/*"}}, "x", "acr.io/team/hub:1", true},
+		{rtconfig.Grant{Images: []string{"acr.io/team/*"}}, "x", "acr.io/teamx/hub:1", false},
+		{rtconfig.Grant{Images: []string{"alpine:*"}}, "x", "docker.io/library/alpine:3.19", true},
+		{rtconfig.Grant{Images: []string{"alpine:*"}}, "x", "docker.io/library/alpine-evil:3.19", false},
 	}
 	for _, tc := range tests {
 		if got := tc.g.Applies(tc.module, tc.image); got != tc.want {
@@ -294,7 +296,7 @@ func TestPolicyGrantsApplyByNameAndImage(t *testing.T) {
 func TestOCIOptsCapabilityPolicy(t *testing.T) {
 	tests := []struct {
 		name, co string
-		grant    []Grant
+		grant    []rtconfig.Grant
 		want     string // "" = allowed
 	}{
 		{"default set", `{"HostConfig":{"CapAdd":["NET_BIND_SERVICE","chown"]}}`, nil, ""},
@@ -302,19 +304,19 @@ func TestOCIOptsCapabilityPolicy(t *testing.T) {
 		{"beyond the default", `{"HostConfig":{"CapAdd":["NET_ADMIN"]}}`, nil, `"NET_ADMIN" is beyond Docker's default`},
 		{"sys admin", `{"HostConfig":{"CapAdd":["CAP_SYS_ADMIN"]}}`, nil, "cap_add"},
 		{"ALL", `{"HostConfig":{"CapAdd":["ALL"]}}`, nil, `"ALL"`},
-		{"ALL with a grant of one", `{"HostConfig":{"CapAdd":["ALL"]}}`, []Grant{{Modules: []string{"m"}, CapAdd: []string{"NET_ADMIN"}}}, `"ALL"`},
-		{"granted", `{"HostConfig":{"CapAdd":["net_admin"]}}`, []Grant{{Modules: []string{"m"}, CapAdd: []string{"NET_ADMIN"}}}, ""},
-		{"granted to another", `{"HostConfig":{"CapAdd":["NET_ADMIN"]}}`, []Grant{{Modules: []string{"n"}, CapAdd: []string{"NET_ADMIN"}}}, "cap_add"},
+		{"ALL with a grant of one", `{"HostConfig":{"CapAdd":["ALL"]}}`, []rtconfig.Grant{{Modules: []string{"m"}, CapAdd: []string{"NET_ADMIN"}}}, `"ALL"`},
+		{"granted", `{"HostConfig":{"CapAdd":["net_admin"]}}`, []rtconfig.Grant{{Modules: []string{"m"}, CapAdd: []string{"NET_ADMIN"}}}, ""},
+		{"granted to another", `{"HostConfig":{"CapAdd":["NET_ADMIN"]}}`, []rtconfig.Grant{{Modules: []string{"n"}, CapAdd: []string{"NET_ADMIN"}}}, "cap_add"},
 		{"privileged", `{"HostConfig":{"Privileged":true}}`, nil, "privileged"},
-		{"privileged granted", `{"HostConfig":{"Privileged":true}}`, []Grant{{Modules: []string{"m"}, Privileged: true}}, ""},
+		{"privileged granted", `{"HostConfig":{"Privileged":true}}`, []rtconfig.Grant{{Modules: []string{"m"}, Privileged: true}}, ""},
 		{"host pid", `{"HostConfig":{"PidMode":"host"}}`, nil, "host_pid"},
 		{"device", `{"HostConfig":{"Devices":[{"PathOnHost":"/dev/mem"}]}}`, nil, "Devices"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := ParseSpec([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"alpine","createOptions":` + tc.co + `}}}`))
+			s, err := modspec.ParseSpec([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"alpine","createOptions":` + tc.co + `}}}`))
 			if err == nil {
-				_, err = OCIOpts(s, Policy{Grants: tc.grant}, Extra{})
+				_, err = OCIOpts(s, rtpolicy.Policy{Grants: tc.grant}, rtpolicy.Extra{})
 			}
 			switch {
 			case tc.want == "" && err != nil:
@@ -327,9 +329,9 @@ func TestOCIOptsCapabilityPolicy(t *testing.T) {
 }
 
 func TestOCIOptsCapabilities(t *testing.T) {
-	all := Policy{Grants: []Grant{{Modules: []string{"m"}, CapAdd: []string{"ALL"}}}}
+	all := rtpolicy.Policy{Grants: []rtconfig.Grant{{Modules: []string{"m"}, CapAdd: []string{"ALL"}}}}
 	caps := func(co string) []string {
-		return ociSpec(t, specWith(t, co), all, Extra{}).Process.Capabilities.Bounding
+		return ociSpec(t, specWith(t, co), all, rtpolicy.Extra{}).Process.Capabilities.Bounding
 	}
 	got := caps(`{"HostConfig":{"CapAdd":["net_admin","CAP_SYS_TIME"],"CapDrop":["MKNOD"]}}`)
 	if !slices.Contains(got, "CAP_NET_ADMIN") || !slices.Contains(got, "CAP_SYS_TIME") || slices.Contains(got, "CAP_MKNOD") || !slices.Contains(got, "CAP_KILL") {
@@ -353,41 +355,41 @@ func TestOCIOptsNamespaces(t *testing.T) {
 	// The default network: a network namespace of the task's own (joined to
 	// the bridge at start), unless the policy lets the module have the host's.
 	for _, co := range []string{`{}`, `{"HostConfig":{"NetworkMode":"azure-iot-edge"}}`} {
-		out := ociSpec(t, specWith(t, co), Policy{}, Extra{})
+		out := ociSpec(t, specWith(t, co), rtpolicy.Policy{}, rtpolicy.Extra{})
 		if !hasNamespace(out, specs.NetworkNamespace) || !hasNamespace(out, specs.PIDNamespace) {
 			t.Errorf("%s: want own network and pids: %+v", co, out.Linux.Namespaces)
 		}
 	}
-	if _, err := OCIOpts(specWith(t, `{"HostConfig":{"NetworkMode":"azure-iot-edge"}}`), Policy{}, Extra{Network: "plant-net"}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), `"plant-net"`) {
+	if _, err := OCIOpts(specWith(t, `{"HostConfig":{"NetworkMode":"azure-iot-edge"}}`), rtpolicy.Policy{}, rtpolicy.Extra{Network: "plant-net"}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), `"plant-net"`) {
 		t.Errorf("a network the device does not have: %v", err)
 	}
 	host := specWith(t, `{"HostConfig":{"NetworkMode":"host"}}`)
-	if _, err := OCIOpts(host, Policy{}, Extra{}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "allow_host_network") {
+	if _, err := OCIOpts(host, rtpolicy.Policy{}, rtpolicy.Extra{}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "allow_host_network") {
 		t.Errorf("host network without policy: %v", err)
 	}
-	out := ociSpec(t, host, Policy{AllowHostNetwork: true}, Extra{})
+	out := ociSpec(t, host, rtpolicy.Policy{AllowHostNetwork: true}, rtpolicy.Extra{})
 	if hasNamespace(out, specs.NetworkNamespace) {
 		t.Errorf("host network allowed: want the host's network: %+v", out.Linux.Namespaces)
 	}
-	out = ociSpec(t, specWith(t, `{"HostConfig":{"NetworkMode":"none"}}`), Policy{}, Extra{})
+	out = ociSpec(t, specWith(t, `{"HostConfig":{"NetworkMode":"none"}}`), rtpolicy.Policy{}, rtpolicy.Extra{})
 	if !hasNamespace(out, specs.NetworkNamespace) {
 		t.Errorf("none: want a network namespace of its own")
 	}
 	pid := specWith(t, `{"HostConfig":{"PidMode":"host"}}`)
-	if _, err := OCIOpts(pid, Policy{}, Extra{}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "PidMode") {
+	if _, err := OCIOpts(pid, rtpolicy.Policy{}, rtpolicy.Extra{}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "PidMode") {
 		t.Errorf("host pid without policy: %v", err)
 	}
-	if out = ociSpec(t, pid, Policy{Grants: []Grant{{Modules: []string{"m"}, HostPID: true}}}, Extra{}); hasNamespace(out, specs.PIDNamespace) {
+	if out = ociSpec(t, pid, rtpolicy.Policy{Grants: []rtconfig.Grant{{Modules: []string{"m"}, HostPID: true}}}, rtpolicy.Extra{}); hasNamespace(out, specs.PIDNamespace) {
 		t.Errorf("host pid allowed: still a pid namespace")
 	}
 }
 
 func TestOCIOptsPrivilegedNeedsPolicy(t *testing.T) {
 	s := specWith(t, `{"HostConfig":{"Privileged":true}}`)
-	if _, err := OCIOpts(s, Policy{}, Extra{}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "Privileged") {
+	if _, err := OCIOpts(s, rtpolicy.Policy{}, rtpolicy.Extra{}); !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), "Privileged") {
 		t.Fatalf("privileged without policy: %v", err)
 	}
-	out := ociSpec(t, s, Policy{Grants: []Grant{{Images: []string{"alpine"}, Privileged: true}}}, Extra{})
+	out := ociSpec(t, s, rtpolicy.Policy{Grants: []rtconfig.Grant{{Images: []string{"alpine"}, Privileged: true}}}, rtpolicy.Extra{})
 	if out.Linux.Seccomp != nil || len(out.Linux.MaskedPaths) != 0 {
 		t.Errorf("privileged: seccomp %v masked %v", out.Linux.Seccomp, out.Linux.MaskedPaths)
 	}
@@ -397,7 +399,7 @@ func TestOCIOptsPrivilegedNeedsPolicy(t *testing.T) {
 }
 
 func TestOCIOptsResources(t *testing.T) {
-	out := ociSpec(t, specWith(t, `{"HostConfig":{"Memory":268435456,"NanoCpus":500000000,"ReadonlyRootfs":true}}`), Policy{}, Extra{})
+	out := ociSpec(t, specWith(t, `{"HostConfig":{"Memory":268435456,"NanoCpus":500000000,"ReadonlyRootfs":true}}`), rtpolicy.Policy{}, rtpolicy.Extra{})
 	r := out.Linux.Resources
 	if r.Memory == nil || *r.Memory.Limit != 256<<20 {
 		t.Errorf("memory = %+v", r.Memory)
@@ -411,13 +413,13 @@ func TestOCIOptsResources(t *testing.T) {
 }
 
 func TestOCIOptsAcceptsWhatEdgeAgentSends(t *testing.T) {
-	s, err := ParseSpec([]byte(edgeAgentSpec))
+	s, err := modspec.ParseSpec([]byte(edgeAgentSpec))
 	if err != nil {
 		t.Fatal(err)
 	}
 	workload := specs.Mount{Destination: "/var/run/iotedge/workload.sock", Type: "bind", Source: "/run/edgev2/modrtd/edgeHub/workload.sock", Options: []string{"rbind"}}
 	// The forbidden /run/edgev2 does not apply: edgeAgent's bind is replaced by the runtime's.
-	out := ociSpec(t, s, Policy{Never: NeverBind}, Extra{Mounts: []specs.Mount{workload}})
+	out := ociSpec(t, s, rtpolicy.Policy{Never: rtconfig.NeverBind}, rtpolicy.Extra{Mounts: []specs.Mount{workload}})
 	n := 0
 	for _, m := range out.Mounts {
 		if m.Destination == workload.Destination {
@@ -433,7 +435,7 @@ func TestOCIOptsAcceptsWhatEdgeAgentSends(t *testing.T) {
 	if !hasNamespace(out, specs.NetworkNamespace) {
 		t.Errorf("edgeHub is not on the default network")
 	}
-	if ports, err := s.PortMappings(); err != nil || !reflect.DeepEqual(ports, []PortMapping{{HostPort: 5671, ContainerPort: 5671, Protocol: "tcp"}, {HostPort: 8883, ContainerPort: 8883, Protocol: "tcp"}}) {
+	if ports, err := s.PortMappings(); err != nil || !reflect.DeepEqual(ports, []modspec.PortMapping{{HostPort: 5671, ContainerPort: 5671, Protocol: "tcp"}, {HostPort: 8883, ContainerPort: 8883, Protocol: "tcp"}}) {
 		t.Errorf("edgeHub's published ports: %v, %v", ports, err)
 	}
 }
@@ -467,7 +469,7 @@ func TestLabelsAndLogLimits(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{`{"Config":{"max-size":"ten"}}`, `{"Config":{"max-size":"0"}}`, `{"Config":{"max-file":"0"}}`, `{"Config":{"max-size":"99999999t"}}`} {
-		if _, err := ParseSpec([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"alpine","createOptions":{"HostConfig":{"LogConfig":` + bad + `}}}}}`)); !fault.Is(err, fault.InvalidArgs) {
+		if _, err := modspec.ParseSpec([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"alpine","createOptions":{"HostConfig":{"LogConfig":` + bad + `}}}}}`)); !fault.Is(err, fault.InvalidArgs) {
 			t.Errorf("%s: %v", bad, err)
 		}
 	}
@@ -479,13 +481,13 @@ func FuzzOCIOpts(f *testing.F) {
 	f.Add([]byte(`{"name":"m","type":"docker","config":{"settings":{"image":"alpine","createOptions":{"HostConfig":{"Binds":["/:/host"],"PidMode":"host","Privileged":true}}}}}`))
 	root := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s, err := ParseSpec(data)
+		s, err := modspec.ParseSpec(data)
 		if err != nil {
 			return
 		}
-		p := Policy{Static: true, VolumesDir: "/var/lib/edgev2/modrtd/volumes", ReadOnlyBinds: []string{"/srv"}, Never: NeverBind,
-			Grants: []Grant{{Modules: []string{"m"}, Binds: []string{"/data"}, CapAdd: []string{"NET_ADMIN"}}}}
-		x := Extra{
+		p := rtpolicy.Policy{Static: true, VolumesDir: "/var/lib/edgev2/modrtd/volumes", ReadOnlyBinds: []string{"/srv"}, Never: rtconfig.NeverBind,
+			Grants: []rtconfig.Grant{{Modules: []string{"m"}, Binds: []string{"/data"}, CapAdd: []string{"NET_ADMIN"}}}}
+		x := rtpolicy.Extra{
 			Env:             map[string]string{"IOTEDGE_MODULEID": s.Name},
 			Mounts:          []specs.Mount{{Destination: "/var/run/iotedge/workload.sock", Type: "bind", Source: "/run/edgev2/w.sock", Options: []string{"rbind"}}},
 			Hostname:        "gw",
@@ -504,7 +506,7 @@ func FuzzOCIOpts(f *testing.F) {
 			return // e.g. a user name missing from the image's /etc/passwd
 		}
 		for _, c := range out.Process.Capabilities.Bounding {
-			if !slices.Contains(DockerDefaultCaps, c) && !(s.Name == "m" && c == "CAP_NET_ADMIN") {
+			if !slices.Contains(rtpolicy.DockerDefaultCaps, c) && !(s.Name == "m" && c == "CAP_NET_ADMIN") {
 				t.Fatalf("capability %s outside the policy", c)
 			}
 		}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // Modules find each other by name through hosts files the runtime keeps
@@ -125,7 +127,7 @@ func (s *Service) refreshHosts(ctx context.Context, hostExtra ...string) error {
 	attached := map[string]netip.Addr{}
 	for _, st := range sts {
 		switch {
-		case st.Network == netModeHost:
+		case st.Network == modspec.NetModeHost:
 			hostNet = append(hostNet, st.Name)
 		case st.Addr.IsValid():
 			attached[st.Name] = st.Addr

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/modrt"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
 )
 
 // TestModrtdAgentIsRecognisedOnTheManagementSocket: edgeAgent, from inside
@@ -95,7 +95,7 @@ func TestModrtdManagementSocketRefusesAnotherModuleRunningAsRoot(t *testing.T) {
 	if res := result("edgeAgent"); res["init_status"] != float64(404) {
 		t.Fatalf("edgeAgent's own call: %v; want 404 (recognised as the agent)", res)
 	}
-	m.module("edgeAgent").Call(modrt.ModuleInterface+".Remove", 0)
+	m.module("edgeAgent").Call(rtapi.ModuleInterface+".Remove", 0)
 	if err := m.create("edgeAgent", specCO("edgeAgent", "edgev2.test/busybox:1", "never", `{}`, "sleep 600")); err != nil {
 		t.Fatalf("CreateModule edgeAgent (sleeping): %v", err)
 	}

@@ -15,7 +15,8 @@ import (
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/modrt"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
+	"github.com/edgev2/edgev2/modrt/logstore"
 )
 
 type modrtd struct {
@@ -47,15 +48,15 @@ func startModrtdIn(t *testing.T, ns string, extra ...string) *modrtd {
 	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = %q\n%s", filepath.Join(dir, "home"), m.ctr.Address, ns, strings.Join(extra, "\n"))), 0o600)
 	m.svc = testenv.StartService(t, m.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
-		User: "root", BusName: modrt.BusName,
+		User: "root", BusName: rtapi.BusName,
 	})
 	m.conn = m.bus.Conn(t)
 	return m
 }
 
-func (m *modrtd) root() godbus.BusObject { return m.conn.Object(modrt.BusName, modrt.ObjectPath) }
+func (m *modrtd) root() godbus.BusObject { return m.conn.Object(rtapi.BusName, rtapi.ObjectPath) }
 func (m *modrtd) module(name string) godbus.BusObject {
-	return m.conn.Object(modrt.BusName, bus.ChildPath(modrt.ObjectPath, "modules", name))
+	return m.conn.Object(rtapi.BusName, bus.ChildPath(rtapi.ObjectPath, "modules", name))
 }
 
 // importImage sends an image archive over D-Bus as a file descriptor.
@@ -67,7 +68,7 @@ func (m *modrtd) importImage(t *testing.T, archive string) []string {
 	}
 	defer f.Close()
 	var names []string
-	if err := m.root().Call(modrt.Interface+".ImportImage", 0, godbus.UnixFD(f.Fd())).Store(&names); err != nil {
+	if err := m.root().Call(rtapi.Interface+".ImportImage", 0, godbus.UnixFD(f.Fd())).Store(&names); err != nil {
 		t.Fatalf("ImportImage: %v", err)
 	}
 	return names
@@ -75,12 +76,12 @@ func (m *modrtd) importImage(t *testing.T, archive string) []string {
 
 func (m *modrtd) create(name, spec string) error {
 	var p godbus.ObjectPath
-	return m.root().Call(modrt.Interface+".CreateModule", 0, name, spec, map[string]godbus.Variant{}).Store(&p)
+	return m.root().Call(rtapi.Interface+".CreateModule", 0, name, spec, map[string]godbus.Variant{}).Store(&p)
 }
 
 func (m *modrtd) prop(t *testing.T, name, prop string) any {
 	t.Helper()
-	v, err := m.module(name).GetProperty(modrt.ModuleInterface + "." + prop)
+	v, err := m.module(name).GetProperty(rtapi.ModuleInterface + "." + prop)
 	if err != nil {
 		t.Fatalf("%s.%s: %v", name, prop, err)
 	}
@@ -91,7 +92,7 @@ func (m *modrtd) waitStatus(t *testing.T, name, want string) {
 	t.Helper()
 	var got any
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		v, err := m.module(name).GetProperty(modrt.ModuleInterface + ".Status")
+		v, err := m.module(name).GetProperty(rtapi.ModuleInterface + ".Status")
 		if err != nil {
 			got = err
 			continue // not (yet) there
@@ -107,12 +108,12 @@ func (m *modrtd) waitStatus(t *testing.T, name, want string) {
 func (m *modrtd) logs(t *testing.T, name string) string {
 	t.Helper()
 	var fd godbus.UnixFD
-	if err := m.module(name).Call(modrt.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{"tail": godbus.MakeVariant(int32(-1))}).Store(&fd); err != nil {
+	if err := m.module(name).Call(rtapi.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{"tail": godbus.MakeVariant(int32(-1))}).Store(&fd); err != nil {
 		t.Fatalf("GetLogs: %v", err)
 	}
 	f := os.NewFile(uintptr(fd), "logs")
 	defer f.Close()
-	text, err := modrt.FramedText(f)
+	text, err := logstore.FramedText(f)
 	if err != nil {
 		t.Fatalf("the log stream is not in Docker's framing: %v", err)
 	}
@@ -147,24 +148,24 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 				t.Fatalf("logs: %q", m.logs(t, "ticker"))
 			}
 		}
-		if err := m.module("ticker").Call(modrt.ModuleInterface+".Stop", 0, uint32(2)).Err; err != nil {
+		if err := m.module("ticker").Call(rtapi.ModuleInterface+".Stop", 0, uint32(2)).Err; err != nil {
 			t.Fatal(err)
 		}
 		m.waitStatus(t, "ticker", "stopped")
-		if err := m.module("ticker").Call(modrt.ModuleInterface+".Start", 0).Err; err != nil {
+		if err := m.module("ticker").Call(rtapi.ModuleInterface+".Start", 0).Err; err != nil {
 			t.Fatal(err)
 		}
 		m.waitStatus(t, "ticker", "running")
-		if err := m.module("ticker").Call(modrt.ModuleInterface+".Restart", 0).Err; err != nil {
+		if err := m.module("ticker").Call(rtapi.ModuleInterface+".Restart", 0).Err; err != nil {
 			t.Fatal(err)
 		}
 		m.waitStatus(t, "ticker", "running")
 		var list []string
-		m.root().Call(modrt.Interface+".ListModules", 0).Store(&list)
+		m.root().Call(rtapi.Interface+".ListModules", 0).Store(&list)
 		if strings.Join(list, ",") != "ticker" {
 			t.Fatalf("ListModules = %v", list)
 		}
-		if err := m.module("ticker").Call(modrt.ModuleInterface+".Remove", 0).Err; err != nil {
+		if err := m.module("ticker").Call(rtapi.ModuleInterface+".Remove", 0).Err; err != nil {
 			t.Fatal(err)
 		}
 		if out := m.ctr.Ctr(t, "-n", "edgev2-test", "containers", "ls", "-q"); strings.TrimSpace(out) != "" {
@@ -191,7 +192,7 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 			}
 		}
 		for _, n := range []string{"finder", "peer-module"} {
-			if err := m.module(n).Call(modrt.ModuleInterface+".Remove", 0).Err; err != nil {
+			if err := m.module(n).Call(rtapi.ModuleInterface+".Remove", 0).Err; err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -215,7 +216,7 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 		if code, _ := m.prop(t, "crasher", "ExitCode").(int32); code != 3 {
 			t.Fatalf("ExitCode = %d, want 3", code)
 		}
-		m.module("crasher").Call(modrt.ModuleInterface+".Remove", 0)
+		m.module("crasher").Call(rtapi.ModuleInterface+".Remove", 0)
 	})
 	t.Run("RunningModulesSurviveModrtdAndContainerdRestarts", func(t *testing.T) {
 		if err := m.create("steady", spec("steady", image, "always", "while true; do sleep 1; done")); err != nil {
@@ -235,7 +236,7 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 		if after := pid(); after != before {
 			t.Fatalf("the module's task changed across restarts:\n%s\n→\n%s", before, after)
 		}
-		m.module("steady").Call(modrt.ModuleInterface+".Remove", 0)
+		m.module("steady").Call(rtapi.ModuleInterface+".Remove", 0)
 	})
 	t.Run("BadSpecsGetNamedErrorsAndLeaveNothing", func(t *testing.T) {
 		tests := []struct{ name, module, spec, want string }{
@@ -255,7 +256,7 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 		if out := m.ctr.Ctr(t, "-n", "edgev2-test", "containers", "ls", "-q"); strings.TrimSpace(out) != "" {
 			t.Fatalf("bad specs left containers: %q", out)
 		}
-		if !fault.Is(bus.FromError(m.module("ghost").Call(modrt.ModuleInterface+".Start", 0).Err), fault.NotFound) {
+		if !fault.Is(bus.FromError(m.module("ghost").Call(rtapi.ModuleInterface+".Start", 0).Err), fault.NotFound) {
 			t.Fatal("a module that failed to create has an object")
 		}
 	})
@@ -325,8 +326,8 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 		}
 	})
 	t.Run("SecondUIDIsDenied", func(t *testing.T) {
-		_, errOut, code := testenv.RunAs(t, testenv.OtherUser, nil, "gdbus", "call", "--address", m.bus.Address, "--dest", modrt.BusName,
-			"--object-path", string(modrt.ObjectPath), "--method", modrt.Interface+".ListModules")
+		_, errOut, code := testenv.RunAs(t, testenv.OtherUser, nil, "gdbus", "call", "--address", m.bus.Address, "--dest", rtapi.BusName,
+			"--object-path", string(rtapi.ObjectPath), "--method", rtapi.Interface+".ListModules")
 		if code == 0 || !strings.Contains(errOut, bus.ErrNotAuthorized) {
 			t.Fatalf("ListModules as %s: %d %s", testenv.OtherUser, code, errOut)
 		}
@@ -355,12 +356,12 @@ func TestModrtdPullsFromAPrivateRegistryWithCredentials(t *testing.T) {
 	remote := reg.Push(t, m.ctr, "registry-src", "edgev2.test/pulled:1")
 
 	watch := m.bus.Conn(t)
-	watch.AddMatchSignal(godbus.WithMatchSender(modrt.BusName), godbus.WithMatchMember("PullProgress"))
+	watch.AddMatchSignal(godbus.WithMatchSender(rtapi.BusName), godbus.WithMatchMember("PullProgress"))
 	sigs := make(chan *godbus.Signal, 64)
 	watch.Signal(sigs)
 	pull := func(user, pass string) error {
 		var digest string
-		return m.root().Call(modrt.Interface+".PullImage", 0, remote, map[string]godbus.Variant{
+		return m.root().Call(rtapi.Interface+".PullImage", 0, remote, map[string]godbus.Variant{
 			"username": godbus.MakeVariant(user), "password": godbus.MakeVariant(pass)}).Store(&digest)
 	}
 	err := pull("edge", "wrong-password")
@@ -406,12 +407,12 @@ func TestModrtdKeepsConfiguredModulesRunning(t *testing.T) {
 		filepath.Join(m.dir, "home"), ctr.Address, agent, local)), 0o600)
 	m.svc = testenv.StartService(t, m.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg},
-		User: "root", BusName: modrt.BusName,
+		User: "root", BusName: rtapi.BusName,
 	})
 	m.conn = m.bus.Conn(t)
 	for _, name := range []string{"edgeAgent", "local-sensor"} {
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			v, err := m.module(name).GetProperty(modrt.ModuleInterface + ".Status")
+			v, err := m.module(name).GetProperty(rtapi.ModuleInterface + ".Status")
 			if err == nil && v.Value() == "running" {
 				break
 			}
@@ -431,7 +432,7 @@ func TestModrtdKeepsConfiguredModulesRunning(t *testing.T) {
 		}
 	}
 	// Removed by hand, it comes back (the local deployment is kept).
-	if err := m.module("local-sensor").Call(modrt.ModuleInterface+".Remove", 0).Err; err != nil {
+	if err := m.module("local-sensor").Call(rtapi.ModuleInterface+".Remove", 0).Err; err != nil {
 		t.Fatal(err)
 	}
 	m.svc.Restart(t)

@@ -21,6 +21,8 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // The default network: every module not on the host's network or on none
@@ -39,7 +41,7 @@ const (
 
 // Network attaches modules' tasks to the default network.
 type Network struct {
-	cfg     NetworkConfig
+	cfg     rtconfig.NetworkConfig
 	ns      string // containerd namespace: CNI container ids are "<ns>.<module>"
 	gateway netip.Addr
 	cni     *libcni.CNIConfig
@@ -53,7 +55,7 @@ type Network struct {
 // default network for the modules of containerd namespace ns. Nothing is
 // created until the first module attaches (the bridge plugin makes the
 // bridge then).
-func OpenNetwork(cfg NetworkConfig, ns string) (*Network, error) {
+func OpenNetwork(cfg rtconfig.NetworkConfig, ns string) (*Network, error) {
 	if err := cfg.SetDefaults("[network]"); err != nil {
 		return nil, fault.Wrap(fault.InvalidArgs, err, "%v", err)
 	}
@@ -118,7 +120,7 @@ func OpenNetwork(cfg NetworkConfig, ns string) (*Network, error) {
 // masquerade makes sure of the network's one NAT rule for traffic leaving
 // it (Docker's: -s <subnet> ! -o <bridge> -j MASQUERADE), so modules reach
 // beyond the host as Docker containers do.
-func masquerade(cfg NetworkConfig) error {
+func masquerade(cfg rtconfig.NetworkConfig) error {
 	rule := []string{"POSTROUTING", "-s", cfg.Subnet, "!", "-o", cfg.Bridge, "-m", "comment", "--comment", "edgev2 network " + cfg.Name, "-j", "MASQUERADE"}
 	if exec.Command("iptables", append([]string{"-w", "-t", "nat", "-C"}, rule...)...).Run() == nil {
 		return nil
@@ -140,9 +142,9 @@ func (n *Network) Gateway() netip.Addr { return n.gateway }
 
 func (n *Network) containerID(module string) string { return n.ns + "." + module }
 
-func (n *Network) runtimeConf(module, netns string, ports []PortMapping) *libcni.RuntimeConf {
+func (n *Network) runtimeConf(module, netns string, ports []modspec.PortMapping) *libcni.RuntimeConf {
 	if ports == nil {
-		ports = []PortMapping{}
+		ports = []modspec.PortMapping{}
 	}
 	return &libcni.RuntimeConf{ContainerID: n.containerID(module), NetNS: netns, IfName: moduleIfName,
 		CapabilityArgs: map[string]any{"portMappings": ports}}
@@ -152,7 +154,7 @@ func (n *Network) runtimeConf(module, netns string, ports []PortMapping) *libcni
 // portmap plugin publishes with DNAT rules, which bind nothing and would
 // win over a host service listening there (sshd on 22). Docker refuses
 // such a port too (its proxy cannot bind it).
-func hostPortFree(p PortMapping) error {
+func hostPortFree(p modspec.PortMapping) error {
 	addr := net.JoinHostPort(cmp.Or(p.HostIP, "0.0.0.0"), strconv.Itoa(p.HostPort))
 	if p.Protocol == "udp" {
 		c, err := net.ListenPacket("udp4", addr)
@@ -170,11 +172,11 @@ func hostPortFree(p PortMapping) error {
 
 // claimPorts records module's host ports, refusing one another module holds
 // (on the same address, or on all addresses where either publishes).
-func (n *Network) claimPorts(module string, ports []PortMapping) error {
+func (n *Network) claimPorts(module string, ports []modspec.PortMapping) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, p := range ports {
-		for _, q := range []PortMapping{p, {HostPort: p.HostPort, Protocol: p.Protocol}} {
+		for _, q := range []modspec.PortMapping{p, {HostPort: p.HostPort, Protocol: p.Protocol}} {
 			if other, ok := n.ports[q.HostKey()]; ok && other != module {
 				return fault.New(fault.AlreadyExists, "module %q: host port %s is already published by module %q", module, p.HostKey(), other)
 			}
@@ -206,7 +208,7 @@ func (n *Network) releasePorts(module string) {
 // Attach joins the network namespace of task pid (module's, made by runc
 // and not yet running anything) to the network and publishes ports. It
 // returns the module's address.
-func (n *Network) Attach(ctx context.Context, module string, pid uint32, ports []PortMapping) (netip.Addr, error) {
+func (n *Network) Attach(ctx context.Context, module string, pid uint32, ports []modspec.PortMapping) (netip.Addr, error) {
 	if err := n.claimPorts(module, ports); err != nil {
 		return netip.Addr{}, err
 	}
@@ -233,7 +235,7 @@ func (n *Network) Attach(ctx context.Context, module string, pid uint32, ports [
 // Adopt re-learns the address and ports of a module whose task was
 // attached by an earlier run of the runtime (from the plugins' cached
 // result), and what CNI CHECK says of the attachment.
-func (n *Network) Adopt(ctx context.Context, module string, pid uint32, ports []PortMapping) (addr netip.Addr, checkErr, err error) {
+func (n *Network) Adopt(ctx context.Context, module string, pid uint32, ports []modspec.PortMapping) (addr netip.Addr, checkErr, err error) {
 	if err := n.claimPorts(module, ports); err != nil {
 		return netip.Addr{}, nil, err
 	}
@@ -253,7 +255,7 @@ func (n *Network) Adopt(ctx context.Context, module string, pid uint32, ports []
 // Detach releases what Attach made for module: its address lease, its
 // masquerade and port-forwarding rules (the veth pair went with the
 // task's network namespace). It is idempotent.
-func (n *Network) Detach(ctx context.Context, module string, ports []PortMapping) error {
+func (n *Network) Detach(ctx context.Context, module string, ports []modspec.PortMapping) error {
 	n.releasePorts(module)
 	if err := n.cni.DelNetworkList(ctx, n.list, n.runtimeConf(module, "", ports)); err != nil {
 		return fmt.Errorf("leave network %s: %w", n.cfg.Name, err)

@@ -17,7 +17,8 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/modrt"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
 )
 
 // The test network: its own bridge and a private subnet, its state under
@@ -32,8 +33,8 @@ const (
 func requireCNI(t *testing.T) {
 	t.Helper()
 	for _, p := range []string{"bridge", "host-local", "portmap"} {
-		if _, err := os.Stat(filepath.Join(modrt.DefaultCNIPluginDir, p)); err != nil {
-			testenv.Missing(t, "containernetworking-plugins", "CNI plugin "+p+" is not in "+modrt.DefaultCNIPluginDir+" (Debian package containernetworking-plugins)")
+		if _, err := os.Stat(filepath.Join(rtconfig.DefaultCNIPluginDir, p)); err != nil {
+			testenv.Missing(t, "containernetworking-plugins", "CNI plugin "+p+" is not in "+rtconfig.DefaultCNIPluginDir+" (Debian package containernetworking-plugins)")
 		}
 	}
 	if _, err := exec.LookPath("iptables"); err != nil {
@@ -270,15 +271,15 @@ func TestDefaultNetworkModulesReachEachOtherByNameButNotTheHostsLoopback(t *test
 	})
 	t.Run("RemoveLeavesNoNetworkState", func(t *testing.T) {
 		var list []string
-		if err := m.root().Call(modrt.Interface+".ListModules", 0).Store(&list); err != nil {
+		if err := m.root().Call(rtapi.Interface+".ListModules", 0).Store(&list); err != nil {
 			t.Fatal(err)
 		}
 		for _, n := range list {
 			// Stop first with a short grace (sh as pid 1 ignores SIGTERM).
-			if err := m.module(n).Call(modrt.ModuleInterface+".Stop", 0, uint32(1)).Err; err != nil {
+			if err := m.module(n).Call(rtapi.ModuleInterface+".Stop", 0, uint32(1)).Err; err != nil {
 				t.Fatal(err)
 			}
-			if err := m.module(n).Call(modrt.ModuleInterface+".Remove", 0).Err; err != nil {
+			if err := m.module(n).Call(rtapi.ModuleInterface+".Remove", 0).Err; err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -6,12 +6,14 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/edgev2/edgev2/modrt/ctrd"
 )
 
 // ownerRuntime is what PidOwners needs of the runtime.
 type ownerRuntime interface {
-	Status(ctx context.Context, name string) (Status, error)
-	List(ctx context.Context) ([]Status, error)
+	Status(ctx context.Context, name string) (ctrd.Status, error)
+	List(ctx context.Context) ([]ctrd.Status, error)
 	Pids(ctx context.Context, name string) ([]uint32, error)
 }
 
@@ -102,7 +104,7 @@ func (o *PidOwners) ownsOnce(ctx context.Context, module string, pid int32) (own
 
 // taskRuns reports whether st's recorded task still runs (its process can
 // be seen).
-func (o *PidOwners) taskRuns(st Status) bool {
+func (o *PidOwners) taskRuns(st ctrd.Status) bool {
 	if st.Pid == 0 {
 		return false
 	}
@@ -111,13 +113,13 @@ func (o *PidOwners) taskRuns(st Status) bool {
 }
 
 // owns applies the rule to one module's status.
-func (o *PidOwners) owns(ctx context.Context, st Status, pid int32, peerNS, hostNS string) bool {
+func (o *PidOwners) owns(ctx context.Context, st ctrd.Status, pid int32, peerNS, hostNS string) bool {
 	return o.inTaskNS(st, peerNS, hostNS) || o.listed(ctx, st.Name, pid)
 }
 
 // inTaskNS is the fast half of the rule: peerNS is the (non-host) pid
 // namespace of the module's task.
-func (o *PidOwners) inTaskNS(st Status, peerNS, hostNS string) bool {
+func (o *PidOwners) inTaskNS(st ctrd.Status, peerNS, hostNS string) bool {
 	if st.Pid == 0 {
 		return false
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/modrt/ctrd"
 )
 
 // fakeOwnerRuntime: modules with a task pid and the pids containerd lists.
@@ -21,15 +22,15 @@ type fakeOwnerRuntime map[string]struct {
 	pids []uint32
 }
 
-func (f fakeOwnerRuntime) Status(_ context.Context, name string) (Status, error) {
+func (f fakeOwnerRuntime) Status(_ context.Context, name string) (ctrd.Status, error) {
 	m, ok := f[name]
 	if !ok {
-		return Status{}, fault.New(fault.NotFound, "no module %s", name)
+		return ctrd.Status{}, fault.New(fault.NotFound, "no module %s", name)
 	}
-	return Status{Name: name, Pid: m.pid}, nil
+	return ctrd.Status{Name: name, Pid: m.pid}, nil
 }
-func (f fakeOwnerRuntime) List(ctx context.Context) ([]Status, error) {
-	var out []Status
+func (f fakeOwnerRuntime) List(ctx context.Context) ([]ctrd.Status, error) {
+	var out []ctrd.Status
 	for name := range f {
 		st, _ := f.Status(ctx, name)
 		out = append(out, st)
@@ -141,15 +142,15 @@ type settlingRuntime struct {
 	pid   uint32
 }
 
-func (s *settlingRuntime) Status(_ context.Context, name string) (Status, error) {
+func (s *settlingRuntime) Status(_ context.Context, name string) (ctrd.Status, error) {
 	if time.Now().Before(s.after) {
-		return Status{Name: name}, nil
+		return ctrd.Status{Name: name}, nil
 	}
-	return Status{Name: name, Pid: s.pid}, nil
+	return ctrd.Status{Name: name, Pid: s.pid}, nil
 }
-func (s *settlingRuntime) List(ctx context.Context) ([]Status, error) {
+func (s *settlingRuntime) List(ctx context.Context) ([]ctrd.Status, error) {
 	st, _ := s.Status(ctx, "sensor")
-	return []Status{st}, nil
+	return []ctrd.Status{st}, nil
 }
 func (s *settlingRuntime) Pids(context.Context, string) ([]uint32, error) { return nil, nil }
 
@@ -159,7 +160,7 @@ type countingRuntime struct {
 	statuses int
 }
 
-func (c *countingRuntime) Status(ctx context.Context, name string) (Status, error) {
+func (c *countingRuntime) Status(ctx context.Context, name string) (ctrd.Status, error) {
 	c.statuses++
 	return c.fakeOwnerRuntime.Status(ctx, name)
 }

@@ -13,7 +13,7 @@ import (
 
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/modrt"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
 )
 
 func specCO(name, image, restart, createOptions string, cmd string) string {
@@ -73,7 +73,7 @@ func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 		if eff&(1<<12) == 0 || eff&(1<<21) != 0 { // CAP_NET_ADMIN 12, CAP_SYS_ADMIN 21
 			t.Fatalf("netadmin's effective capabilities %x: want NET_ADMIN and not SYS_ADMIN", eff)
 		}
-		m.module("netadmin").Call(modrt.ModuleInterface+".Remove", 0)
+		m.module("netadmin").Call(rtapi.ModuleInterface+".Remove", 0)
 	})
 
 	t.Run("LinkPlantedInTheVolumeIsNotMountedOnRestart", func(t *testing.T) {
@@ -94,7 +94,7 @@ func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 			t.Fatalf("the restarted module ran with the link mounted: %q", out)
 		}
 		// Asked again, the start is refused with a named error saying why.
-		err := m.module("planter").Call(modrt.ModuleInterface+".Start", 0).Err
+		err := m.module("planter").Call(rtapi.ModuleInterface+".Start", 0).Err
 		var de godbus.Error
 		if !errorsAs(err, &de) || de.Name != bus.ErrInvalidArgs || !strings.Contains(fmt.Sprint(de.Body...), "symbolic link") {
 			t.Fatalf("Start after the link was planted: %v; want %s about the symbolic link", err, bus.ErrInvalidArgs)
@@ -102,7 +102,7 @@ func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 		if !strings.Contains(m.svc.Output(), "module start refused") {
 			t.Error("the refusal is not logged")
 		}
-		m.module("planter").Call(modrt.ModuleInterface+".Remove", 0)
+		m.module("planter").Call(rtapi.ModuleInterface+".Remove", 0)
 	})
 
 	t.Run("AllowedBindKeepsWorkingAcrossRestarts", func(t *testing.T) {
@@ -124,7 +124,7 @@ func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 			}
 		}
 		waitRuns(1)
-		if err := m.module("keeper").Call(modrt.ModuleInterface+".Restart", 0).Err; err != nil {
+		if err := m.module("keeper").Call(rtapi.ModuleInterface+".Restart", 0).Err; err != nil {
 			t.Fatal(err)
 		}
 		waitRuns(2)
@@ -133,7 +133,7 @@ func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 		m.ctr.Ctr(t, "-n", "edgev2-policy", "tasks", "kill", "-s", "SIGKILL", "keeper")
 		waitRuns(3)
 		m.waitStatus(t, "keeper", "running")
-		m.module("keeper").Call(modrt.ModuleInterface+".Remove", 0)
+		m.module("keeper").Call(rtapi.ModuleInterface+".Remove", 0)
 	})
 }
 
@@ -181,5 +181,5 @@ func TestManagementSocketDirectoryCannotBeTurnedAgainstTheHost(t *testing.T) {
 	if err != nil || string(out2) != "200" {
 		t.Fatalf("the management socket after the restart: %q %v", out2, err)
 	}
-	m.module("edgeAgent").Call(modrt.ModuleInterface+".Remove", 0)
+	m.module("edgeAgent").Call(rtapi.ModuleInterface+".Remove", 0)
 }

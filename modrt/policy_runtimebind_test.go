@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	rtpolicy "github.com/edgev2/edgev2/modrt/policy"
 )
 
 // A spec stored before the policy (an older, laxer modrtd, or a spec
@@ -15,7 +17,7 @@ import (
 // any bind, and refused.
 func TestStartCheckExemptsOnlyTheModulesOwnRuntimeBinds(t *testing.T) {
 	home := t.TempDir()
-	p := Policy{VolumesDir: filepath.Join(home, "volumes"), RuntimeDir: home, Never: []string{home}}
+	p := rtpolicy.Policy{VolumesDir: filepath.Join(home, "volumes"), RuntimeDir: home, Never: []string{home}}
 	ro := []string{"rbind", "ro"}
 	bind := func(src, dst string, opts []string) specs.Mount {
 		return specs.Mount{Type: "bind", Source: src, Destination: dst, Options: opts}
@@ -43,7 +45,7 @@ func TestStartCheckExemptsOnlyTheModulesOwnRuntimeBinds(t *testing.T) {
 			if tc.ok && err != nil {
 				t.Fatalf("refused: %v", err)
 			}
-			if !tc.ok && !errors.Is(err, ErrPolicy) {
+			if !tc.ok && !errors.Is(err, rtpolicy.ErrPolicy) {
 				t.Fatalf("start check: %v; want a refusal by the module policy", err)
 			}
 		})

@@ -3,6 +3,8 @@ package modrt
 import (
 	"context"
 	"time"
+
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
 )
 
 // nextAt is the first time at or after now that falls atMinute minutes
@@ -19,7 +21,7 @@ func nextAt(now time.Time, atMinute int) time.Time {
 // RunImageGC removes images unused for cfg.UnusedFor at cfg's time of day
 // and then every cfg.Every, until ctx ends. Containers that use an image
 // keep it, whatever its age.
-func (s *Service) RunImageGC(ctx context.Context, cfg ImageGCConfig) {
+func (s *Service) RunImageGC(ctx context.Context, cfg rtconfig.ImageGCConfig) {
 	if !cfg.GCEnabled() {
 		return
 	}

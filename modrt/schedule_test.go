@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
 )
 
 func TestNextAtPicksTodayOrTomorrowAtTheConfiguredTime(t *testing.T) {
@@ -41,7 +43,7 @@ func TestImageGCConfigParsesAziotStyleDurations(t *testing.T) {
 		{"[image_garbage_collection]\nimage_age_cleanup_threshold = \"-1d\"\n", "image_age_cleanup_threshold", 0, 0, 0},
 	}
 	for _, c := range cases {
-		cfg, err := ParseConfig("modrtd.toml", []byte("homedir = \"/var/lib/edgev2/modrtd\"\n"+c.text))
+		cfg, err := rtconfig.ParseConfig("modrtd.toml", []byte("homedir = \"/var/lib/edgev2/modrtd\"\n"+c.text))
 		if c.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 				t.Errorf("%q: error %v, want one naming %s", c.text, err, c.wantErr)

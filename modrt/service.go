@@ -17,14 +17,18 @@ import (
 
 	"github.com/edgev2/edgev2/internal/atomicfile"
 	"github.com/edgev2/edgev2/internal/fault"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
+	"github.com/edgev2/edgev2/modrt/ctrd"
+	"github.com/edgev2/edgev2/modrt/logstore"
 	"github.com/edgev2/edgev2/modrt/modspec"
+	rtpolicy "github.com/edgev2/edgev2/modrt/policy"
 )
 
 // Service turns module specs into containers on the runtime, under the
 // configured policy.
 type Service struct {
 	rt       Backend
-	policy   Policy
+	policy   rtpolicy.Policy
 	log      *slog.Logger
 	specsDir string // the specs modules were created with, redacted (no registry passwords)
 	// Identities gives modules their IoT Hub identity (IOTEDGE_* env);
@@ -68,9 +72,9 @@ const workloadDir = "/var/run/iotedge"
 const mgmtSocketName = "mgmt.sock"
 
 // NewService serves rt under the config's policy.
-func NewService(rt Backend, cfg *Config, log *slog.Logger) *Service {
+func NewService(rt Backend, cfg *rtconfig.Config, log *slog.Logger) *Service {
 	s := &Service{rt: rt, log: log, specsDir: filepath.Join(cfg.Homedir, "specs"),
-		hostsDir: filepath.Join(cfg.Homedir, "hosts"), hostsBase: "/etc/hosts", resolvBase: "/etc/resolv.conf", policy: ModulePolicy(cfg),
+		hostsDir: filepath.Join(cfg.Homedir, "hosts"), hostsBase: "/etc/hosts", resolvBase: "/etc/resolv.conf", policy: rtpolicy.FromConfig(cfg),
 		networkName: cfg.Network.Name, allowHostNetwork: cfg.Policy.AllowHostNetwork,
 		specs: specCache{settle: specSettle},
 	}
@@ -87,10 +91,10 @@ func (s *Service) Runtime() Backend { return s.rt }
 
 // Create makes a module from a ModuleSpec and starts it unless told not to.
 func (s *Service) Create(ctx context.Context, name string, specJSON []byte, start bool) error {
-	if err := ValidateName(name); err != nil {
+	if err := modspec.ValidateName(name); err != nil {
 		return err
 	}
-	spec, err := ParseSpec(specJSON)
+	spec, err := modspec.ParseSpec(specJSON)
 	if err != nil {
 		return err
 	}
@@ -106,7 +110,7 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 	if err != nil {
 		return err
 	}
-	extra := Extra{Hostname: name, ImageEntrypoint: entrypoint, ImageCmd: cmd, Network: s.networkName}
+	extra := rtpolicy.Extra{Hostname: name, ImageEntrypoint: entrypoint, ImageCmd: cmd, Network: s.networkName}
 	netMode, err := spec.NetworkMode(s.networkName)
 	if err != nil {
 		return err
@@ -116,16 +120,16 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 		return err
 	}
 	var hostExtra []string
-	if netMode == netModeHost {
+	if netMode == modspec.NetModeHost {
 		hostExtra = []string{name}
 	}
 	if err := s.refreshHosts(ctx, hostExtra...); err != nil {
 		s.log.Warn("module names will not resolve in modules", "err", err)
 	} else if s.hostsDir != "" {
 		switch netMode {
-		case netModeHost:
+		case modspec.NetModeHost:
 			extra.HostsFile = s.hostsPath(hostHostsName)
-		case netModeDefault:
+		case modspec.NetModeDefault:
 			extra.HostsFile = s.hostsPath(networkHostsName)
 			extra.ResolvConf = s.hostsPath(resolvConfName)
 		}
@@ -159,7 +163,7 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 	if err != nil {
 		return err
 	}
-	req := CreateRequest{Name: name, Image: image, Opts: append([]oci.SpecOpts{}, opts...), Labels: spec.Labels(),
+	req := ctrd.CreateRequest{Name: name, Image: image, Opts: append([]oci.SpecOpts{}, opts...), Labels: spec.Labels(),
 		Restart: spec.RestartPolicy, LogMaxBytes: maxBytes, LogFiles: files, Network: netMode, Ports: ports}
 	if err := s.rt.Create(ctx, req); err != nil {
 		if s.Workload != nil {
@@ -214,7 +218,7 @@ func (s *Service) Update(ctx context.Context, name string, specJSON []byte, star
 	return s.Create(ctx, name, specJSON, start)
 }
 
-func (s *Service) saveSpec(name string, spec *Spec) error {
+func (s *Service) saveSpec(name string, spec *modspec.Spec) error {
 	s.specs.forget(name)
 	if err := os.MkdirAll(s.specsDir, 0o700); err != nil {
 		return err
@@ -228,7 +232,7 @@ func (s *Service) saveSpec(name string, spec *Spec) error {
 
 // Spec returns the (redacted) spec a module was created with; nil if
 // unknown. The result is shared: callers must not modify it.
-func (s *Service) Spec(name string) *Spec {
+func (s *Service) Spec(name string) *modspec.Spec {
 	return s.specs.load(filepath.Join(s.specsDir, name+".json"), name)
 }
 
@@ -257,7 +261,7 @@ func (s *Service) Resume(ctx context.Context) {
 // identity belonged to the old device), and the configured local modules,
 // the agent first, are created afresh; the new agent then brings the new
 // device's deployment. It returns the modules removed.
-func (s *Service) ResetForNewIdentity(ctx context.Context, locals []LocalModule) ([]string, error) {
+func (s *Service) ResetForNewIdentity(ctx context.Context, locals []rtconfig.LocalModule) ([]string, error) {
 	sts, err := s.rt.List(ctx)
 	if err != nil {
 		return nil, err
@@ -282,7 +286,9 @@ func (s *Service) ResetForNewIdentity(ctx context.Context, locals []LocalModule)
 }
 
 // Logs streams a module's logs in Docker's multiplexed framing.
-func (s *Service) Logs(name string, o LogOptions) (io.ReadCloser, error) { return s.rt.Logs(name, o) }
+func (s *Service) Logs(name string, o logstore.Options) (io.ReadCloser, error) {
+	return s.rt.Logs(name, o)
+}
 
 // StopTimeout is the default grace before SIGKILL.
 const StopTimeout = 10 * time.Second
@@ -290,7 +296,7 @@ const StopTimeout = 10 * time.Second
 // KeepLocal creates the configured local modules (the agent first) that do
 // not exist, and checks again every interval until ctx ends: a gateway
 // without a cloud agent still runs its modules. Supervision restarts them.
-func (s *Service) KeepLocal(ctx context.Context, mods []LocalModule, interval time.Duration) {
+func (s *Service) KeepLocal(ctx context.Context, mods []rtconfig.LocalModule, interval time.Duration) {
 	for {
 		for _, m := range mods {
 			if _, err := s.rt.Status(ctx, m.Name); err == nil {

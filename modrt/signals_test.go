@@ -12,7 +12,7 @@ import (
 
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/modrt"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
 )
 
 // listener is a bus connection that takes every signal it is sent.
@@ -69,14 +69,14 @@ func (l *listener) until(t *testing.T, what string, want func(*godbus.Signal) bo
 // (InterfacesAdded/Removed), or "<runtime>" for PullProgress.
 func about(s *godbus.Signal) string {
 	p := s.Path
-	if s.Path == modrt.ObjectPath && len(s.Body) > 0 {
+	if s.Path == rtapi.ObjectPath && len(s.Body) > 0 {
 		if op, ok := s.Body[0].(godbus.ObjectPath); ok {
 			p = op
 		} else {
 			return "<runtime>"
 		}
 	}
-	elem, ok := strings.CutPrefix(string(p), string(modrt.ObjectPath)+"/modules/")
+	elem, ok := strings.CutPrefix(string(p), string(rtapi.ObjectPath)+"/modules/")
 	if !ok {
 		return string(p)
 	}
@@ -136,7 +136,7 @@ func TestModuleEventsReachOnlyReaders(t *testing.T) {
 		filepath.Join(m.dir, "home"), m.ctr.Address, reg.CAFile)), 0o600)
 	m.svc = testenv.StartService(t, m.bus, testenv.ServiceOptions{
 		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
-		User: "root", BusName: modrt.BusName,
+		User: "root", BusName: rtapi.BusName,
 	})
 	m.conn = m.bus.Conn(t)
 	const image = "edgev2.test/busybox:1"
@@ -153,12 +153,12 @@ func TestModuleEventsReachOnlyReaders(t *testing.T) {
 });`)
 
 	var owner string
-	if err := m.conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, modrt.BusName).Store(&owner); err != nil {
+	if err := m.conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, rtapi.BusName).Store(&owner); err != nil {
 		t.Fatal(err)
 	}
 	root := listen(t, m.bus.Conn(t), owner, "type='signal'")
 	other := listen(t, m.bus.ConnAs(t, testenv.OtherUser), owner,
-		"type='signal'", "type='signal',sender='"+modrt.BusName+"'", "type='signal',eavesdrop='true'", "eavesdrop='true'")
+		"type='signal'", "type='signal',sender='"+rtapi.BusName+"'", "type='signal',eavesdrop='true'", "eavesdrop='true'")
 
 	t.Run("MonitoringIsRefusedToTheSecondUID", func(t *testing.T) {
 		mon := m.bus.ConnAs(t, testenv.OtherUser)
@@ -175,16 +175,16 @@ func TestModuleEventsReachOnlyReaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	root.until(t, "hidden running", isSignal("StateChanged", "hidden", "running"))
-	if err := m.module("hidden").Call(modrt.ModuleInterface+".Stop", 0, uint32(1)).Err; err != nil {
+	if err := m.module("hidden").Call(rtapi.ModuleInterface+".Stop", 0, uint32(1)).Err; err != nil {
 		t.Fatal(err)
 	}
 	root.until(t, "hidden stopped", isSignal("StateChanged", "hidden", "stopped"))
-	if err := m.module("hidden").Call(modrt.ModuleInterface+".Start", 0).Err; err != nil {
+	if err := m.module("hidden").Call(rtapi.ModuleInterface+".Start", 0).Err; err != nil {
 		t.Fatal(err)
 	}
 	root.until(t, "hidden running again", isSignal("StateChanged", "hidden", "running"))
 	var digest string
-	if err := m.root().Call(modrt.Interface+".PullImage", 0, remote, map[string]godbus.Variant{
+	if err := m.root().Call(rtapi.Interface+".PullImage", 0, remote, map[string]godbus.Variant{
 		"username": godbus.MakeVariant("edge"), "password": godbus.MakeVariant("s3cret-registry")}).Store(&digest); err != nil {
 		t.Fatalf("PullImage: %v", err)
 	}
@@ -210,10 +210,10 @@ func TestModuleEventsReachOnlyReaders(t *testing.T) {
 		for _, iface := range []string{"org.freedesktop.DBus.Introspectable.Introspect", "org.freedesktop.DBus.Properties.GetAll"} {
 			var args []any
 			if strings.HasSuffix(iface, "GetAll") {
-				args = []any{modrt.ModuleInterface}
+				args = []any{rtapi.ModuleInterface}
 			}
 			answer := func(conn *godbus.Conn, name string) string {
-				err := conn.Object(modrt.BusName, bus.ChildPath(modrt.ObjectPath, "modules", name)).Call(iface, 0, args...).Err
+				err := conn.Object(rtapi.BusName, bus.ChildPath(rtapi.ObjectPath, "modules", name)).Call(iface, 0, args...).Err
 				var de godbus.Error
 				if !errorsAs(err, &de) {
 					return fmt.Sprintf("success (%v)", err)
@@ -241,7 +241,7 @@ func TestModuleEventsReachOnlyReaders(t *testing.T) {
 			t.Fatal(err)
 		}
 		root.until(t, "visible running", isSignal("StateChanged", "visible", "running"))
-		if err := m.module("hidden").Call(modrt.ModuleInterface+".Stop", 0, uint32(1)).Err; err != nil {
+		if err := m.module("hidden").Call(rtapi.ModuleInterface+".Stop", 0, uint32(1)).Err; err != nil {
 			t.Fatal(err)
 		}
 		root.until(t, "hidden stopped", isSignal("StateChanged", "hidden", "stopped"))
@@ -266,16 +266,16 @@ func TestModuleEventsReachOnlyReaders(t *testing.T) {
 		}
 		// A read the cache remembers: its refusal later shows modrtd
 		// dropped its decisions on polkit's Changed.
-		if err := other.conn.Object(modrt.BusName, bus.ChildPath(modrt.ObjectPath, "modules", "visible")).
-			Call("org.freedesktop.DBus.Properties.Get", 0, modrt.ModuleInterface, "Status").Store(&status); err != nil {
+		if err := other.conn.Object(rtapi.BusName, bus.ChildPath(rtapi.ObjectPath, "modules", "visible")).
+			Call("org.freedesktop.DBus.Properties.Get", 0, rtapi.ModuleInterface, "Status").Store(&status); err != nil {
 			t.Fatalf("Status of visible as %s with the grant: %v", testenv.OtherUser, err)
 		}
 	})
 
 	t.Run("WithdrawingTheGrantStopsThem", func(t *testing.T) {
 		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			err := other.conn.Object(modrt.BusName, bus.ChildPath(modrt.ObjectPath, "modules", "visible")).
-				Call("org.freedesktop.DBus.Properties.Get", 0, modrt.ModuleInterface, "Status").Store(&status)
+			err := other.conn.Object(rtapi.BusName, bus.ChildPath(rtapi.ObjectPath, "modules", "visible")).
+				Call("org.freedesktop.DBus.Properties.Get", 0, rtapi.ModuleInterface, "Status").Store(&status)
 			var de godbus.Error
 			if errorsAs(err, &de) && de.Name == bus.ErrNotAuthorized {
 				break
@@ -285,12 +285,12 @@ func TestModuleEventsReachOnlyReaders(t *testing.T) {
 			}
 		}
 		other.seen = nil
-		if err := m.module("visible").Call(modrt.ModuleInterface+".Stop", 0, uint32(1)).Err; err != nil {
+		if err := m.module("visible").Call(rtapi.ModuleInterface+".Stop", 0, uint32(1)).Err; err != nil {
 			t.Fatal(err)
 		}
 		root.until(t, "visible stopped", isSignal("StateChanged", "visible", "stopped"))
 		for _, name := range []string{"visible", "hidden"} {
-			if err := m.module(name).Call(modrt.ModuleInterface+".Remove", 0).Err; err != nil {
+			if err := m.module(name).Call(rtapi.ModuleInterface+".Remove", 0).Err; err != nil {
 				t.Fatal(err)
 			}
 			root.until(t, name+" removed", isSignal("InterfacesRemoved", name))
@@ -312,7 +312,7 @@ func TestModuleEventsReachOnlyReaders(t *testing.T) {
         action.lookup("module_id") == undefined) return polkit.Result.YES;
 });`)
 		other.seen = nil
-		if err := other.conn.Object(modrt.BusName, modrt.ObjectPath).Call(modrt.Interface+".PullImage", 0, remote, map[string]godbus.Variant{
+		if err := other.conn.Object(rtapi.BusName, rtapi.ObjectPath).Call(rtapi.Interface+".PullImage", 0, remote, map[string]godbus.Variant{
 			"username": godbus.MakeVariant("edge"), "password": godbus.MakeVariant("s3cret-registry")}).Store(&digest); err != nil {
 			t.Fatalf("PullImage as %s with modules.manage: %v", testenv.OtherUser, err)
 		}

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // specCache keeps the parsed spec file of each module, so that a list
@@ -24,7 +26,7 @@ type specCache struct {
 }
 
 type specEntry struct {
-	spec *Spec
+	spec *modspec.Spec
 	file os.FileInfo
 }
 
@@ -45,7 +47,7 @@ func changeTime(fi os.FileInfo) time.Time {
 
 // load returns module name's spec from path, parsed; nil if there is none
 // or it does not parse.
-func (c *specCache) load(path, name string) *Spec {
+func (c *specCache) load(path, name string) *modspec.Spec {
 	fi, err := os.Stat(path)
 	if err != nil {
 		c.forget(name)
@@ -70,7 +72,7 @@ func (c *specCache) load(path, name string) *Spec {
 	if err != nil {
 		return nil
 	}
-	spec, err := ParseSpec(data)
+	spec, err := modspec.ParseSpec(data)
 	if err != nil {
 		return nil
 	}

@@ -6,11 +6,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
-func mustSpec(t *testing.T, json string) *Spec {
+func mustSpec(t *testing.T, json string) *modspec.Spec {
 	t.Helper()
-	s, err := ParseSpec([]byte(json))
+	s, err := modspec.ParseSpec([]byte(json))
 	if err != nil {
 		t.Fatal(err)
 	}

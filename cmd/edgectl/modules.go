@@ -9,6 +9,7 @@ import (
 
 	rtapi "github.com/edgev2/edgev2/modrt/api"
 	"github.com/edgev2/edgev2/modrt/client"
+	"github.com/edgev2/edgev2/modrt/logstore"
 )
 
 func runModules(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -169,7 +170,7 @@ func moduleLogText(ctx context.Context, mc *client.Client, name string, o client
 		return "", err
 	}
 	defer rc.Close()
-	text, err := rtapi.FramedText(rc)
+	text, err := logstore.FramedText(rc)
 	if err != nil {
 		return text, fmt.Errorf("read logs of %s: %w", name, err)
 	}

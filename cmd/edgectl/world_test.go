@@ -20,7 +20,7 @@ import (
 	"github.com/edgev2/edgev2/internal/testenv"
 	keysapi "github.com/edgev2/edgev2/keys/api"
 	kclient "github.com/edgev2/edgev2/keys/client"
-	"github.com/edgev2/edgev2/modrt"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
 )
 
 // Secrets the world's configs hold; no edgectl output may show them.
@@ -129,7 +129,7 @@ retry_max_s = 2
 	w.keyd = start("./cmd/edgev2-keyd", "keyd", testenv.ServiceUser, keysapi.BusName)
 	w.certd = start("./cmd/edgev2-certd", "certd", testenv.CertsUser, certsapi.BusName)
 	w.identityd = start("./cmd/edgev2-identityd", "identityd", testenv.IdentityUser, idapi.BusName)
-	w.modrtd = start("./cmd/edgev2-modrtd", "modrtd", "root", modrt.BusName)
+	w.modrtd = start("./cmd/edgev2-modrtd", "modrtd", "root", rtapi.BusName)
 	w.conn = w.bus.Conn(t)
 	w.keys, w.certs = kclient.New(w.conn), cclient.New(w.conn)
 

@@ -18,6 +18,9 @@ import (
 	"github.com/edgev2/edgev2/internal/fault"
 	kclient "github.com/edgev2/edgev2/keys/client"
 	"github.com/edgev2/edgev2/modrt"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
+	"github.com/edgev2/edgev2/modrt/ctrd"
+	"github.com/edgev2/edgev2/modrt/modspec"
 	"github.com/edgev2/edgev2/modrt/workload"
 )
 
@@ -32,12 +35,12 @@ type workloadBackend struct {
 	manifestTrust string // Certificates id of the manifest trust bundle
 	encryption    workload.Encryption
 	ca            *edgeCA
-	names         modrt.WorkloadConfig // server certificate names granted to modules
+	names         rtconfig.WorkloadConfig // server certificate names granted to modules
 	modules       mgmtModules
 }
 
 // Module is a module's status and spec for the workload module list.
-func (b workloadBackend) Module(ctx context.Context, module string) (modrt.Status, *modrt.Spec, error) {
+func (b workloadBackend) Module(ctx context.Context, module string) (ctrd.Status, *modspec.Spec, error) {
 	return b.modules.Get(ctx, module)
 }
 
@@ -141,7 +144,7 @@ func bundle(cs []*x509.Certificate) string {
 // the certificate under the edge CA.
 func (b workloadBackend) ServerCert(ctx context.Context, module, commonName string, notAfter time.Time) (string, string, error) {
 	gateway := ""
-	if module == modrt.EdgeHubModule {
+	if module == rtconfig.EdgeHubModule {
 		if dev, err := b.ids.DeviceIdentity(ctx); err == nil {
 			gateway = dev.GatewayHostname
 		}

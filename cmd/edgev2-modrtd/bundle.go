@@ -12,6 +12,7 @@ import (
 
 	"github.com/edgev2/edgev2/internal/supportbundle"
 	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/logstore"
 	"github.com/edgev2/edgev2/modrt/mgmt"
 )
 
@@ -66,10 +67,10 @@ func (b bundleModules) Describe(ctx context.Context, name string) (any, error) {
 }
 
 func (b bundleModules) Logs(_ context.Context, name string, since, until time.Time, tail int) (string, error) {
-	rc, err := b.svc.Logs(name, modrt.LogOptions{Tail: tail, Since: since, Until: until, Timestamps: true})
+	rc, err := b.svc.Logs(name, logstore.Options{Tail: tail, Since: since, Until: until, Timestamps: true})
 	if err != nil {
 		return "", err
 	}
 	defer rc.Close()
-	return modrt.FramedText(rc)
+	return logstore.FramedText(rc)
 }

@@ -15,12 +15,12 @@ import (
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/internal/fault"
 	kclient "github.com/edgev2/edgev2/keys/client"
-	"github.com/edgev2/edgev2/modrt"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
 )
 
 // quickstartCAID names the key (in Keys) and certificate (in Certificates)
 // of the edge CA modrtd makes when none is configured.
-const quickstartCAID = modrt.QuickstartEdgeCA
+const quickstartCAID = rtconfig.QuickstartEdgeCA
 
 // edgeCA is the CA that issues modules' server and identity certificates:
 // a configured one (certificate and key ids), or the quickstart CA, which

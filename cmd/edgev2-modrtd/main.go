@@ -23,6 +23,7 @@ import (
 	"github.com/edgev2/edgev2/modrt/adapter"
 	rtapi "github.com/edgev2/edgev2/modrt/api"
 	rtconfig "github.com/edgev2/edgev2/modrt/config"
+	"github.com/edgev2/edgev2/modrt/ctrd"
 	"github.com/edgev2/edgev2/modrt/mgmt"
 	rtpolicy "github.com/edgev2/edgev2/modrt/policy"
 	"github.com/edgev2/edgev2/modrt/workload"
@@ -48,7 +49,7 @@ func run(configPath string, log *slog.Logger) int {
 		log.Error("a credential the configuration names is missing; not starting", "config", configPath, "err", err)
 		return daemon.ExitConfig
 	}
-	var rt *modrt.Runtime
+	var rt *ctrd.Runtime
 	var wl *workload.Manager
 	var svc *modrt.Service
 	var ca *edgeCA
@@ -78,7 +79,7 @@ func run(configPath string, log *slog.Logger) int {
 				log.Error("the default network is unavailable: modules on it will not start", "network", cfg.Network.Name, "err", nerr)
 			}
 			pol := rtpolicy.FromConfig(cfg)
-			rt, err = modrt.OpenRuntime(ctx, modrt.RuntimeConfig{Address: cfg.Containerd, Namespace: cfg.Namespace,
+			rt, err = ctrd.OpenRuntime(ctx, ctrd.RuntimeConfig{Address: cfg.Containerd, Namespace: cfg.Namespace,
 				StateDir: filepath.Join(cfg.Homedir, "runtime"), Logger: log, RegistryRoots: roots,
 				StartCheck: pol.CheckStart, MountCheck: pol.CheckMounted, Network: modrt.RuntimeNetwork(network)})
 			if err != nil {

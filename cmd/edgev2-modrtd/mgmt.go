@@ -7,7 +7,10 @@ import (
 	idapi "github.com/edgev2/edgev2/identity/api"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/ctrd"
+	"github.com/edgev2/edgev2/modrt/logstore"
 	"github.com/edgev2/edgev2/modrt/mgmt"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // mgmtModules serves the management API's module routes from the service.
@@ -15,13 +18,13 @@ type mgmtModules struct{ svc *modrt.Service }
 
 var _ mgmt.Modules = mgmtModules{}
 
-func (m mgmtModules) List(ctx context.Context) ([]modrt.Status, error) {
+func (m mgmtModules) List(ctx context.Context) ([]ctrd.Status, error) {
 	return m.svc.Runtime().List(ctx)
 }
-func (m mgmtModules) Get(ctx context.Context, name string) (modrt.Status, *modrt.Spec, error) {
+func (m mgmtModules) Get(ctx context.Context, name string) (ctrd.Status, *modspec.Spec, error) {
 	st, err := m.svc.Runtime().Status(ctx, name)
 	if err != nil {
-		return modrt.Status{}, nil, err
+		return ctrd.Status{}, nil, err
 	}
 	return st, m.svc.Spec(name), nil
 }
@@ -41,13 +44,13 @@ func (m mgmtModules) Stop(ctx context.Context, name string) error {
 func (m mgmtModules) Restart(ctx context.Context, name string) error {
 	return m.svc.Runtime().Restart(ctx, name, modrt.StopTimeout)
 }
-func (m mgmtModules) Logs(name string, o modrt.LogOptions) (io.ReadCloser, error) {
+func (m mgmtModules) Logs(name string, o logstore.Options) (io.ReadCloser, error) {
 	return m.svc.Logs(name, o)
 }
 
 // Prepare pulls the image unless it is present or the spec says never.
-func (m mgmtModules) Prepare(ctx context.Context, spec *modrt.Spec) error {
-	if spec.ImagePullPolicy == modrt.PullNever {
+func (m mgmtModules) Prepare(ctx context.Context, spec *modspec.Spec) error {
+	if spec.ImagePullPolicy == modspec.PullNever {
 		return nil
 	}
 	ref, err := spec.ImageRef()
@@ -57,9 +60,9 @@ func (m mgmtModules) Prepare(ctx context.Context, spec *modrt.Spec) error {
 	if _, _, err := m.svc.Runtime().ImageDefaults(ctx, ref); err == nil {
 		return nil
 	}
-	var auth *modrt.PullAuth
+	var auth *ctrd.PullAuth
 	if a := spec.Config.Settings.Auth; a != nil {
-		auth = &modrt.PullAuth{Username: a.Username, Password: a.Password}
+		auth = &ctrd.PullAuth{Username: a.Username, Password: a.Password}
 	}
 	_, err = m.svc.Runtime().Pull(ctx, ref, auth, nil)
 	return err

@@ -9,6 +9,7 @@ import (
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/atomicfile"
 	"github.com/edgev2/edgev2/modrt"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
 )
 
 // deviceRecord is the device identity the modules were created under.
@@ -23,7 +24,7 @@ type deviceRecord struct {
 type identityWatch struct {
 	ids    *iclient.Client
 	svc    *modrt.Service
-	locals []modrt.LocalModule
+	locals []rtconfig.LocalModule
 	record string // file holding the deviceRecord
 	log    *slog.Logger
 }

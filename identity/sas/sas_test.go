@@ -3,37 +3,21 @@ package sas
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/edgev2/edgev2/internal/cloudhttp/cloudhttptest"
 	"github.com/edgev2/edgev2/internal/fault"
 )
-
-// hmacSigner stands in for the Keys service: HMAC-SHA256 with a key given
-// in base64, the form IoT Hub and DPS hand out.
-func hmacSigner(t testing.TB, keyB64 string) Signer {
-	t.Helper()
-	key, err := base64.StdEncoding.DecodeString(keyB64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return func(_ context.Context, data []byte) ([]byte, error) {
-		m := hmac.New(sha256.New, key)
-		m.Write(data)
-		return m.Sum(nil), nil
-	}
-}
 
 // TestSignerMatchesPythonSDKVector pins the HMAC step to the Python device
 // SDK's published vector (tests/unit/common/auth/test_signing_mechanism.py,
 // Azure/azure-iot-sdk-python): sign("sign this message").
 func TestSignerMatchesPythonSDKVector(t *testing.T) {
-	sign := hmacSigner(t, "NMgJDvdKTxjLi+xBxxkDDEwDJxEvOE5u8BiT0mVgPeg=")
+	sign := cloudhttptest.HMACSigner(t, "NMgJDvdKTxjLi+xBxxkDDEwDJxEvOE5u8BiT0mVgPeg=")
 	mac, _ := sign(context.Background(), []byte("sign this message"))
 	if got, want := base64.StdEncoding.EncodeToString(mac), "8NJRMT83CcplGrAGaUVIUM/md5914KpWVNngSVoF9/M="; got != want {
 		t.Fatalf("signature %s, want %s", got, want)
@@ -78,7 +62,7 @@ func TestTokenKnownAnswers(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Token(context.Background(), hmacSigner(t, tt.key), tt.resource, time.Unix(tt.expiry, 0), tt.skn)
+			got, err := Token(context.Background(), cloudhttptest.HMACSigner(t, tt.key), tt.resource, time.Unix(tt.expiry, 0), tt.skn)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -148,7 +132,7 @@ func TestTokenPassesContextToSigner(t *testing.T) {
 }
 
 func TestParseTokenRoundTrip(t *testing.T) {
-	sign := hmacSigner(t, "cGFzc3dvcmQ=")
+	sign := cloudhttptest.HMACSigner(t, "cGFzc3dvcmQ=")
 	tok, err := Token(context.Background(), sign, DPSResource("0ne0000ABC", "dev-1"), time.Unix(1700000000, 0), DPSKeyName)
 	if err != nil {
 		t.Fatal(err)

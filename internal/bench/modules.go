@@ -16,7 +16,7 @@ import (
 
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/modrt"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
 )
 
 const benchImage = "edgev2.bench/busybox:1"
@@ -37,7 +37,7 @@ func moduleRows(e *benchEnv) error {
 	cfg := filepath.Join(dir, "modrtd.toml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = \"edgev2-bench\"\ntrust_bundle = \"bench-cloud-ca-1\"\n", filepath.Join(dir, "home"), ctr.Address)), 0o600)
 	svc := keep(testenv.StartService(p, b, testenv.ServiceOptions{Binary: testenv.BuildBinary(p, "./cmd/edgev2-modrtd"),
-		Args: []string{"--config", cfg, "--log-level", "warn"}, User: "root", BusName: modrt.BusName}))
+		Args: []string{"--config", cfg, "--log-level", "warn"}, User: "root", BusName: rtapi.BusName}))
 	time.Sleep(300 * time.Millisecond)
 	e.mem(rssOf(svc, "modrtd (0 modules)", "idle", 30))
 	bin := filepath.Join(p.TempDir(), "workloadclient")
@@ -50,24 +50,24 @@ func moduleRows(e *benchEnv) error {
 	archive := testenv.BuildImage(p, benchImage, testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"},
 		Cmd: []string{"while true; do sleep 1; done"}, Files: map[string]string{"/bin/workloadclient": bin}})
 	conn := b.Conn(p)
-	root := conn.Object(modrt.BusName, modrt.ObjectPath)
+	root := conn.Object(rtapi.BusName, rtapi.ObjectPath)
 	f, _ := os.Open(archive)
-	if err := root.Call(modrt.Interface+".ImportImage", 0, godbus.UnixFD(f.Fd())).Err; err != nil {
+	if err := root.Call(rtapi.Interface+".ImportImage", 0, godbus.UnixFD(f.Fd())).Err; err != nil {
 		return err
 	}
 	f.Close()
 	ctr.Ctr(p, "-n", "ctr-bench", "images", "import", archive)
 	object := func(name string) godbus.BusObject {
-		return conn.Object(modrt.BusName, bus.ChildPath(modrt.ObjectPath, "modules", name))
+		return conn.Object(rtapi.BusName, bus.ChildPath(rtapi.ObjectPath, "modules", name))
 	}
 	status := func(name string) string {
-		v, _ := object(name).GetProperty(modrt.ModuleInterface + ".Status")
+		v, _ := object(name).GetProperty(rtapi.ModuleInterface + ".Status")
 		s, _ := v.Value().(string)
 		return s
 	}
 	create := func(name, cmd string) error {
 		spec := fmt.Sprintf(`{"name":%q,"type":"docker","restartPolicy":"never","config":{"settings":{"image":%q,"createOptions":{"Cmd":[%q]}}}}`, name, benchImage, cmd)
-		return root.Call(modrt.Interface+".CreateModule", 0, name, spec, map[string]godbus.Variant{}).Err
+		return root.Call(rtapi.Interface+".CreateModule", 0, name, spec, map[string]godbus.Variant{}).Err
 	}
 	var seq atomic.Int64
 	// life runs c modules (or c ctr containers) through their whole life at once.
@@ -104,7 +104,7 @@ func moduleRows(e *benchEnv) error {
 				return fmt.Errorf("module %s did not finish in 60 s", id)
 			}
 		}
-		return object(id).Call(modrt.ModuleInterface+".Remove", 0).Err
+		return object(id).Call(rtapi.ModuleInterface+".Remove", 0).Err
 	}
 	viaCtr := func(id string) error {
 		out, err := exec.Command("ctr", "-a", ctr.Address, "-n", "ctr-bench", "run", "--rm", benchImage, id, "/bin/sh", "-c", "true").CombinedOutput()

@@ -16,7 +16,8 @@ import (
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/modrt"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
+	"github.com/edgev2/edgev2/modrt/logstore"
 )
 
 // moduleSteps: the module runtime starts a container that gets its SAS token
@@ -48,10 +49,10 @@ func moduleSteps(p testenv.TB, run func(string, func() (string, error)) error, b
 		pk.AddRule(p, "certd-edge-ca-grant", string(rules))
 		testenv.StartService(p, b, testenv.ServiceOptions{
 			Binary: testenv.BuildBinary(p, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg},
-			User: "root", BusName: modrt.BusName,
+			User: "root", BusName: rtapi.BusName,
 		})
 		conn = b.Conn(p)
-		return "owns " + modrt.BusName + ", containerd " + ctr.Address, nil
+		return "owns " + rtapi.BusName + ", containerd " + ctr.Address, nil
 	}); err != nil {
 		return err
 	}
@@ -71,7 +72,7 @@ func moduleSteps(p testenv.TB, run func(string, func() (string, error)) error, b
 		}
 		defer f.Close()
 		var names []string
-		if err := conn.Object(modrt.BusName, modrt.ObjectPath).Call(modrt.Interface+".ImportImage", 0, godbus.UnixFD(f.Fd())).Store(&names); err != nil {
+		if err := conn.Object(rtapi.BusName, rtapi.ObjectPath).Call(rtapi.Interface+".ImportImage", 0, godbus.UnixFD(f.Fd())).Store(&names); err != nil {
 			return "", err
 		}
 		return strings.Join(names, ", "), nil
@@ -81,17 +82,17 @@ func moduleSteps(p testenv.TB, run func(string, func() (string, error)) error, b
 	return run("module container signs its SAS token over the workload socket; the hub accepts it", func() (string, error) {
 		spec := `{"name":"telemetry","type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.demo/telemetry:1","createOptions":{"HostConfig":{"NetworkMode":"host"}}},"env":{"OTHER_MODULE":{"value":"demo-module"},"WANT_SERVER_CERT":{"value":"1"}}}}`
 		var path godbus.ObjectPath
-		if err := conn.Object(modrt.BusName, modrt.ObjectPath).Call(modrt.Interface+".CreateModule", 0, "telemetry", spec, map[string]godbus.Variant{}).Store(&path); err != nil {
+		if err := conn.Object(rtapi.BusName, rtapi.ObjectPath).Call(rtapi.Interface+".CreateModule", 0, "telemetry", spec, map[string]godbus.Variant{}).Store(&path); err != nil {
 			return "", err
 		}
-		obj := conn.Object(modrt.BusName, bus.ChildPath(modrt.ObjectPath, "modules", "telemetry"))
+		obj := conn.Object(rtapi.BusName, bus.ChildPath(rtapi.ObjectPath, "modules", "telemetry"))
 		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 			var fd godbus.UnixFD
-			if err := obj.Call(modrt.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{}).Store(&fd); err != nil {
+			if err := obj.Call(rtapi.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{}).Store(&fd); err != nil {
 				return "", err
 			}
 			lf := os.NewFile(uintptr(fd), "logs")
-			text, _ := modrt.FramedText(lf)
+			text, _ := logstore.FramedText(lf)
 			lf.Close()
 			sc := bufio.NewScanner(strings.NewReader(text))
 			for sc.Scan() {

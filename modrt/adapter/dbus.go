@@ -18,6 +18,9 @@ import (
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/modrt"
 	"github.com/edgev2/edgev2/modrt/api"
+	"github.com/edgev2/edgev2/modrt/ctrd"
+	"github.com/edgev2/edgev2/modrt/logstore"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // BusAPI adapts modrt.Service to org.edgev2.ModuleRuntime1.
@@ -34,7 +37,7 @@ type BusAPI struct {
 func NewBusAPI(ctx context.Context, svc *modrt.Service, auth bus.Authority, srv *bus.Server, log *slog.Logger) *BusAPI {
 	a := &BusAPI{ctx: ctx, svc: svc, auth: auth, srv: srv, log: log}
 	srv.Root(bus.Interface{
-		Name: modrt.Interface,
+		Name: api.Interface,
 		Methods: map[string]any{
 			"CreateModule":  a.createModule,
 			"ListModules":   a.listModules,
@@ -44,9 +47,9 @@ func NewBusAPI(ctx context.Context, svc *modrt.Service, auth bus.Authority, srv 
 		},
 	})
 	srv.AddCollection(bus.Collection{
-		Name: modrt.Collection,
+		Name: api.Collection,
 		Interfaces: []bus.Interface{{
-			Name: modrt.ModuleInterface,
+			Name: api.ModuleInterface,
 			Methods: map[string]any{
 				"Start": a.start, "Stop": a.stop, "Restart": a.restart, "Remove": a.remove, "GetLogs": a.getLogsUnhooked,
 			},
@@ -62,10 +65,10 @@ func NewBusAPI(ctx context.Context, svc *modrt.Service, auth bus.Authority, srv 
 			return names, err
 		},
 	})
-	srv.CanRead = func(call bus.Call, id string) *godbus.Error { return a.authorize(call, modrt.ActionRead, id) }
+	srv.CanRead = func(call bus.Call, id string) *godbus.Error { return a.authorize(call, api.ActionRead, id) }
 	// Module events reach only the peers that may read that module.
 	srv.CanReceive = func(peer, id string) bool {
-		return bus.MayReceive(ctx, auth, peer, modrt.ActionRead, moduleDetails(id))
+		return bus.MayReceive(ctx, auth, peer, api.ActionRead, moduleDetails(id))
 	}
 	svc.Runtime().OnChange(a.changed)
 	return a
@@ -78,7 +81,7 @@ func unixTime(t time.Time) uint64 {
 	return uint64(t.Unix())
 }
 
-func statusProps(st modrt.Status) map[string]godbus.Variant {
+func statusProps(st ctrd.Status) map[string]godbus.Variant {
 	return map[string]godbus.Variant{
 		"Name":         godbus.MakeVariant(st.Name),
 		"Image":        godbus.MakeVariant(st.Image),
@@ -97,14 +100,14 @@ func (a *BusAPI) moduleProperties(name string) (map[string]godbus.Variant, error
 	return statusProps(st), nil
 }
 
-func (a *BusAPI) changed(st modrt.Status) {
-	if st.State == modrt.StateRemoved {
-		a.srv.Removed(modrt.Collection, st.Name)
+func (a *BusAPI) changed(st ctrd.Status) {
+	if st.State == ctrd.StateRemoved {
+		a.srv.Removed(api.Collection, st.Name)
 		return
 	}
-	path := a.srv.ChildPath(modrt.Collection, st.Name)
-	a.srv.PropertiesChanged(path, modrt.ModuleInterface, statusProps(st))
-	a.srv.Emit(path, modrt.ModuleInterface+".StateChanged", string(st.State))
+	path := a.srv.ChildPath(api.Collection, st.Name)
+	a.srv.PropertiesChanged(path, api.ModuleInterface, statusProps(st))
+	a.srv.Emit(path, api.ModuleInterface+".StateChanged", string(st.State))
 }
 
 // moduleDetails are the polkit details naming module name (none for the
@@ -134,10 +137,10 @@ func (a *BusAPI) createModule(msg godbus.Message, name, specJSON string, opts ma
 	if e != nil {
 		return "/", e
 	}
-	if err := modrt.ValidateName(name); err != nil {
+	if err := modspec.ValidateName(name); err != nil {
 		return "/", bus.ToError(err)
 	}
-	if e := a.authorize(bus.CallOf(msg), modrt.ActionManage, name); e != nil {
+	if e := a.authorize(bus.CallOf(msg), api.ActionManage, name); e != nil {
 		return "/", e
 	}
 	start := true
@@ -147,12 +150,12 @@ func (a *BusAPI) createModule(msg godbus.Message, name, specJSON string, opts ma
 	if err := a.svc.Create(a.ctx, name, []byte(specJSON), start); err != nil {
 		return "/", a.fail("CreateModule", err)
 	}
-	a.srv.Added(modrt.Collection, name)
-	return a.srv.ChildPath(modrt.Collection, name), nil
+	a.srv.Added(api.Collection, name)
+	return a.srv.ChildPath(api.Collection, name), nil
 }
 
 func (a *BusAPI) listModules(msg godbus.Message) ([]string, *godbus.Error) {
-	if e := a.authorize(bus.CallOf(msg), modrt.ActionRead, ""); e != nil {
+	if e := a.authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
 		return nil, e
 	}
 	sts, err := a.svc.Runtime().List(a.ctx)
@@ -172,7 +175,7 @@ func (a *BusAPI) importImage(msg godbus.Message, fd godbus.UnixFD) ([]string, *g
 		return nil, bus.NewError(bus.ErrInvalidArgs, "archive is not a file descriptor")
 	}
 	defer f.Close()
-	if e := a.authorize(bus.CallOf(msg), modrt.ActionManage, ""); e != nil {
+	if e := a.authorize(bus.CallOf(msg), api.ActionManage, ""); e != nil {
 		return nil, e
 	}
 	names, err := a.svc.Runtime().ImportImage(a.ctx, f)
@@ -186,7 +189,7 @@ func (a *BusAPI) importImage(msg godbus.Message, fd godbus.UnixFD) ([]string, *g
 }
 
 func (a *BusAPI) getSystemInfo(msg godbus.Message) (map[string]godbus.Variant, *godbus.Error) {
-	if e := a.authorize(bus.CallOf(msg), modrt.ActionRead, ""); e != nil {
+	if e := a.authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
 		return nil, e
 	}
 	host, _ := os.Hostname()
@@ -210,7 +213,7 @@ func (a *BusAPI) child(msg godbus.Message, action string) (string, *godbus.Error
 }
 
 func (a *BusAPI) start(msg godbus.Message) *godbus.Error {
-	name, e := a.child(msg, modrt.ActionManage)
+	name, e := a.child(msg, api.ActionManage)
 	if e != nil {
 		return e
 	}
@@ -221,7 +224,7 @@ func (a *BusAPI) start(msg godbus.Message) *godbus.Error {
 }
 
 func (a *BusAPI) stop(msg godbus.Message, timeoutS uint32) *godbus.Error {
-	name, e := a.child(msg, modrt.ActionManage)
+	name, e := a.child(msg, api.ActionManage)
 	if e != nil {
 		return e
 	}
@@ -236,7 +239,7 @@ func (a *BusAPI) stop(msg godbus.Message, timeoutS uint32) *godbus.Error {
 }
 
 func (a *BusAPI) restart(msg godbus.Message) *godbus.Error {
-	name, e := a.child(msg, modrt.ActionManage)
+	name, e := a.child(msg, api.ActionManage)
 	if e != nil {
 		return e
 	}
@@ -247,7 +250,7 @@ func (a *BusAPI) restart(msg godbus.Message) *godbus.Error {
 }
 
 func (a *BusAPI) remove(msg godbus.Message) *godbus.Error {
-	name, e := a.child(msg, modrt.ActionManage)
+	name, e := a.child(msg, api.ActionManage)
 	if e != nil {
 		return e
 	}
@@ -260,7 +263,7 @@ func (a *BusAPI) remove(msg godbus.Message) *godbus.Error {
 // openLogs opens the read end of a pipe the logs are copied into; the
 // LogsReplier sends it and closes it.
 func (a *BusAPI) openLogs(msg godbus.Message, opts map[string]godbus.Variant) (*os.File, *godbus.Error) {
-	name, e := a.child(msg, modrt.ActionRead)
+	name, e := a.child(msg, api.ActionRead)
 	if e != nil {
 		return nil, e
 	}
@@ -268,7 +271,7 @@ func (a *BusAPI) openLogs(msg godbus.Message, opts map[string]godbus.Variant) (*
 	if e != nil {
 		return nil, e
 	}
-	o := modrt.LogOptions{Tail: -1}
+	o := logstore.Options{Tail: -1}
 	if v, ok := vals["tail"].(int32); ok {
 		o.Tail = int(v)
 	}
@@ -302,22 +305,22 @@ func (a *BusAPI) pullImage(msg godbus.Message, ref string, opts map[string]godbu
 		return "", e
 	}
 	call := bus.CallOf(msg)
-	if e := a.authorize(call, modrt.ActionManage, ""); e != nil {
+	if e := a.authorize(call, api.ActionManage, ""); e != nil {
 		return "", e
 	}
-	var auth *modrt.PullAuth
+	var auth *ctrd.PullAuth
 	if u, ok := vals["username"].(string); ok {
 		p, _ := vals["password"].(string)
-		auth = &modrt.PullAuth{Username: u, Password: p}
+		auth = &ctrd.PullAuth{Username: u, Password: p}
 	}
 	last := time.Time{}
-	digest, err := a.svc.Runtime().Pull(a.ctx, ref, auth, func(p modrt.PullProgress) {
+	digest, err := a.svc.Runtime().Pull(a.ctx, ref, auth, func(p ctrd.PullProgress) {
 		if time.Since(last) < 200*time.Millisecond && p.Done < p.Total {
 			return // at most five signals a second
 		}
 		last = time.Now()
 		// The caller and whoever may read the runtime as a whole.
-		a.srv.EmitAlso(call.Sender, modrt.ObjectPath, modrt.Interface+".PullProgress", p.Ref, uint64(p.Done), uint64(p.Total))
+		a.srv.EmitAlso(call.Sender, api.ObjectPath, api.Interface+".PullProgress", p.Ref, uint64(p.Done), uint64(p.Total))
 	})
 	if err != nil {
 		return "", a.fail("PullImage", err)

@@ -7,7 +7,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	bus "github.com/edgev2/edgev2/dbus"
-	"github.com/edgev2/edgev2/modrt"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
 )
 
 // LogsReplier answers GetLogs itself so the runtime's copy of the pipe it
@@ -45,7 +45,7 @@ func (l *LogsReplier) Option() godbus.ConnOption {
 
 // Attach starts serving GetLogs through api.
 func (l *LogsReplier) Attach(api *BusAPI) {
-	prefix := string(modrt.ObjectPath) + "/" + modrt.Collection + "/"
+	prefix := string(rtapi.ObjectPath) + "/" + rtapi.Collection + "/"
 	l.api.Store(&logsServer{
 		conn: api.srv.Conn(),
 		path: func(p godbus.ObjectPath) bool { return len(p) > len(prefix) && string(p[:len(prefix)]) == prefix },
@@ -65,7 +65,7 @@ func (l *LogsReplier) intercept(msg *godbus.Message) {
 	member, _ := msg.Headers[godbus.FieldMember].Value().(string)
 	path, _ := msg.Headers[godbus.FieldPath].Value().(godbus.ObjectPath)
 	// A call may omit the interface: GetLogs is only the module interface's.
-	if (iface != modrt.ModuleInterface && iface != "") || member != "GetLogs" || !s.path(path) {
+	if (iface != rtapi.ModuleInterface && iface != "") || member != "GetLogs" || !s.path(path) {
 		return // godbus answers (or refuses) it
 	}
 	msg.Type = 0 // ours now

@@ -11,7 +11,7 @@ import (
 
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/modrt"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
 )
 
 // TestGetLogsClosesItsPipeOnceReplied: by the time the reply carrying the
@@ -29,7 +29,7 @@ func TestGetLogsClosesItsPipeOnceReplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer server.Close()
-	if err := bus.NewServer(server, modrt.ObjectPath, nil).Claim(modrt.BusName); err != nil {
+	if err := bus.NewServer(server, rtapi.ObjectPath, nil).Claim(rtapi.BusName); err != nil {
 		t.Fatal(err)
 	}
 	var w *os.File
@@ -50,7 +50,7 @@ func TestGetLogsClosesItsPipeOnceReplied(t *testing.T) {
 
 	client := b.Conn(t)
 	var fd godbus.UnixFD
-	if err := client.Object(modrt.BusName, bus.ChildPath(modrt.ObjectPath, modrt.Collection, "m")).Call(modrt.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{}).Store(&fd); err != nil {
+	if err := client.Object(rtapi.BusName, bus.ChildPath(rtapi.ObjectPath, rtapi.Collection, "m")).Call(rtapi.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{}).Store(&fd); err != nil {
 		t.Fatalf("GetLogs: %v", err)
 	}
 	<-replied

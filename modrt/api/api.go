@@ -39,7 +39,7 @@ const (
 	MethodStop    = "Stop"
 	MethodRestart = "Restart"
 	MethodRemove  = "Remove"
-	MethodGetLogs = "GetLogs"
+	MethodGetLogs = "GetLogs" // returns Docker's multiplexed log framing; modrt/logstore.ParseFrames reads it
 )
 
 // Properties of ModuleInterface.

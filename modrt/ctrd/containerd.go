@@ -32,6 +32,7 @@ import (
 	"github.com/edgev2/edgev2/internal/atomicfile"
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/modrt/logstore"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // Labels modrt records on its containers.
@@ -118,11 +119,11 @@ type Runtime struct {
 type module struct {
 	name      string
 	image     string
-	policy    RestartPolicy
+	policy    modspec.RestartPolicy
 	container containerd.Container
 	logs      *logstore.Log
-	netMode   string        // netModeDefault, netModeHost or netModeNone
-	ports     []PortMapping // published on the default network
+	netMode   string                // netModeDefault, netModeHost or netModeNone
+	ports     []modspec.PortMapping // published on the default network
 
 	op sync.Mutex
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"github.com/edgev2/edgev2/modrt/logstore"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,10 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgev2/edgev2/modrt/logstore"
+
 	"github.com/containerd/containerd/oci"
 
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 const testImage = "example.com/edgev2/busybox:test"
@@ -89,7 +91,7 @@ func (e *rtEnv) open(t *testing.T) {
 	t.Cleanup(func() { rt.Close() })
 }
 
-func (e *rtEnv) create(t *testing.T, name string, policy RestartPolicy, script string) {
+func (e *rtEnv) create(t *testing.T, name string, policy modspec.RestartPolicy, script string) {
 	t.Helper()
 	req := CreateRequest{Name: name, Image: testImage, Restart: policy}
 	if script != "" {
@@ -160,7 +162,7 @@ func logText(t *testing.T, rt *Runtime, name string, opts logstore.Options) (std
 
 func TestModuleThatEchoesAndExitsReportsStatusAndFramedLogs(t *testing.T) {
 	e := startRuntime(t)
-	e.create(t, "echoer", RestartNever, "echo out1; echo err1 >&2; echo out2; exit 0")
+	e.create(t, "echoer", modspec.RestartNever, "echo out1; echo err1 >&2; echo out2; exit 0")
 	if st := e.status(t, "echoer"); st.State != StateCreated || st.Image != testImage {
 		t.Fatalf("after create: %+v, want created from %s", st, testImage)
 	}
@@ -207,7 +209,7 @@ func stateNames(ss []State) []string {
 
 func TestFailingModuleIsRestartedWithGrowingBackoff(t *testing.T) {
 	e := startRuntime(t)
-	e.create(t, "crasher", RestartOnFailure, "echo crash; exit 1")
+	e.create(t, "crasher", modspec.RestartOnFailure, "echo crash; exit 1")
 	if err := e.rt.Start(t.Context(), "crasher"); err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +243,7 @@ func TestFailingModuleIsRestartedWithGrowingBackoff(t *testing.T) {
 
 func TestOnFailureDoesNotRestartACleanExit(t *testing.T) {
 	e := startRuntime(t)
-	e.create(t, "clean", RestartOnFailure, "exit 0")
+	e.create(t, "clean", modspec.RestartOnFailure, "exit 0")
 	if err := e.rt.Start(t.Context(), "clean"); err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +256,7 @@ func TestOnFailureDoesNotRestartACleanExit(t *testing.T) {
 
 func TestNeverPolicyLeavesAFailedModuleFailed(t *testing.T) {
 	e := startRuntime(t)
-	e.create(t, "once", RestartNever, "exit 3")
+	e.create(t, "once", modspec.RestartNever, "exit 3")
 	if err := e.rt.Start(t.Context(), "once"); err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +269,7 @@ func TestNeverPolicyLeavesAFailedModuleFailed(t *testing.T) {
 
 func TestStopStartRemoveLeaveNothingBehind(t *testing.T) {
 	e := startRuntime(t)
-	e.create(t, "sleeper", RestartAlways, "trap 'exit 0' TERM; while true; do sleep 0.1; done")
+	e.create(t, "sleeper", modspec.RestartAlways, "trap 'exit 0' TERM; while true; do sleep 0.1; done")
 	ctx := t.Context()
 	if err := e.rt.Start(ctx, "sleeper"); err != nil {
 		t.Fatal(err)
@@ -319,7 +321,7 @@ func TestStopStartRemoveLeaveNothingBehind(t *testing.T) {
 
 func TestStopKillsAModuleThatIgnoresSIGTERM(t *testing.T) {
 	e := startRuntime(t)
-	e.create(t, "stubborn", RestartAlways, "") // sleep as pid 1: SIGTERM has no effect
+	e.create(t, "stubborn", modspec.RestartAlways, "") // sleep as pid 1: SIGTERM has no effect
 	if err := e.rt.Start(t.Context(), "stubborn"); err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +342,7 @@ func TestStopKillsAModuleThatIgnoresSIGTERM(t *testing.T) {
 
 func TestCreateWithTakenNameIsAlreadyExists(t *testing.T) {
 	e := startRuntime(t)
-	e.create(t, "twin", RestartNever, "")
+	e.create(t, "twin", modspec.RestartNever, "")
 	err := e.rt.Create(t.Context(), CreateRequest{Name: "twin", Image: testImage})
 	if !fault.Is(err, fault.AlreadyExists) {
 		t.Fatalf("second create: %v, want AlreadyExists", err)
@@ -389,7 +391,7 @@ const tickScript = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; don
 
 func TestReopenedRuntimeAdoptsRunningModule(t *testing.T) {
 	e := startRuntime(t)
-	e.create(t, "ticker", RestartAlways, tickScript)
+	e.create(t, "ticker", modspec.RestartAlways, tickScript)
 	if err := e.rt.Start(t.Context(), "ticker"); err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +454,7 @@ func assertTicksContiguous(t *testing.T, stdout string, atLeast int) {
 
 func TestModuleSurvivesContainerdRestartAndRuntimeReconnects(t *testing.T) {
 	e := startRuntime(t)
-	e.create(t, "survivor", RestartAlways, tickScript)
+	e.create(t, "survivor", modspec.RestartAlways, tickScript)
 	if err := e.rt.Start(t.Context(), "survivor"); err != nil {
 		t.Fatal(err)
 	}
@@ -487,7 +489,7 @@ func TestModuleSurvivesContainerdRestartAndRuntimeReconnects(t *testing.T) {
 
 func TestFollowStreamsNewLinesUntilModuleStops(t *testing.T) {
 	e := startRuntime(t)
-	e.create(t, "follow", RestartNever, tickScript)
+	e.create(t, "follow", modspec.RestartNever, tickScript)
 	if err := e.rt.Start(t.Context(), "follow"); err != nil {
 		t.Fatal(err)
 	}
@@ -521,7 +523,7 @@ func TestChattyModuleDoesNotFillTheDisk(t *testing.T) {
 	e := startRuntime(t)
 	const maxBytes, files = 16 << 10, 3
 	err := e.rt.Create(t.Context(), CreateRequest{
-		Name: "chatty", Image: testImage, Restart: RestartNever, LogMaxBytes: maxBytes, LogFiles: files,
+		Name: "chatty", Image: testImage, Restart: modspec.RestartNever, LogMaxBytes: maxBytes, LogFiles: files,
 		Opts: []oci.SpecOpts{oci.WithProcessArgs("sh", "-c", "i=0; while [ $i -lt 20000 ]; do echo chatter line $i; i=$((i+1)); done; echo last line")},
 	})
 	if err != nil {

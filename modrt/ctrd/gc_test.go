@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 const unusedImage = "example.com/edgev2/unused:1"
@@ -66,7 +67,7 @@ func hasContent(t *testing.T, e *rtEnv, d digest.Digest) bool {
 func TestGCRemovesUnusedImageAndItsContentAndKeepsOneInUse(t *testing.T) {
 	e := startRuntime(t)
 	unusedDigest := importUnused(t, e)
-	e.create(t, "user", RestartNever, "")
+	e.create(t, "user", modspec.RestartNever, "")
 	imgs, err := e.rt.Images(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +104,7 @@ func TestGCRemovesUnusedImageAndItsContentAndKeepsOneInUse(t *testing.T) {
 
 func TestGCKeepsRecentlyUsedImageAfterItsModuleIsRemoved(t *testing.T) {
 	e := startRuntime(t)
-	e.create(t, "user", RestartNever, "")
+	e.create(t, "user", modspec.RestartNever, "")
 	// GC sees the image in use and records it.
 	if removed, err := e.rt.GCImages(t.Context(), 0); err != nil || len(removed) != 0 {
 		t.Fatalf("GC with the image in use: removed %q, %v; want none", removed, err)
@@ -121,7 +122,7 @@ func TestGCKeepsRecentlyUsedImageAfterItsModuleIsRemoved(t *testing.T) {
 
 func TestCreateRecordsTheImageAsUsed(t *testing.T) {
 	e := startRuntime(t)
-	e.create(t, "user", RestartNever, "")
+	e.create(t, "user", modspec.RestartNever, "")
 	ctx := namespaces.WithNamespace(t.Context(), e.cfg.Namespace)
 	img, err := e.rt.client.ImageService().Get(ctx, testImage)
 	if err != nil {

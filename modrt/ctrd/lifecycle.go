@@ -22,6 +22,7 @@ import (
 
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/modrt/logstore"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // Create creates module req.Name from req.Image, which must be present
@@ -35,7 +36,7 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 		return fault.New(fault.InvalidArgs, "module %q: no image given", req.Name)
 	}
 	if req.Restart == "" {
-		req.Restart = RestartAlways
+		req.Restart = modspec.RestartAlways
 	}
 	if !req.Restart.Valid() {
 		return fault.New(fault.InvalidArgs, "module %q: unknown restart policy %q (never, on-failure, always)", req.Name, req.Restart)
@@ -167,9 +168,9 @@ func (r *Runtime) newModule(ctx context.Context, c containerd.Container, labels 
 	if files < 1 {
 		files = defaultLogFiles
 	}
-	policy := RestartPolicy(labels[labelRestart])
+	policy := modspec.RestartPolicy(labels[labelRestart])
 	if !policy.Valid() {
-		policy = RestartAlways
+		policy = modspec.RestartAlways
 	}
 	logs, err := logstore.Open(filepath.Join(r.cfg.StateDir, "logs", name), maxBytes, files, r.cfg.Now)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // setNetworkLabels records the module's network mode and published ports.
@@ -34,14 +35,14 @@ func (req CreateRequest) setNetworkLabels(labels map[string]string) error {
 	return nil
 }
 
-func networkFromLabels(labels map[string]string) (string, []PortMapping) {
+func networkFromLabels(labels map[string]string) (string, []modspec.PortMapping) {
 	mode := labels[labelNetwork]
 	switch mode {
 	case netModeDefault, netModeNone:
 	default:
 		mode = netModeHost
 	}
-	var ports []PortMapping
+	var ports []modspec.PortMapping
 	if mode == netModeDefault && labels[labelPorts] != "" {
 		if err := json.Unmarshal([]byte(labels[labelPorts]), &ports); err != nil {
 			ports = nil

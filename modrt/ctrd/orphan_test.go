@@ -1,13 +1,15 @@
 package ctrd
 
 import (
-	"github.com/edgev2/edgev2/modrt/logstore"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgev2/edgev2/modrt/logstore"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // TestReopenedRuntimeHandlesOrphanedModules: after a purge and reinstall
@@ -51,8 +53,8 @@ func TestReopenedRuntimeHandlesOrphanedModules(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := startRuntime(t)
-			e.create(t, "orphan", RestartAlways, tickScript)
-			e.create(t, "intact", RestartAlways, tickScript)
+			e.create(t, "orphan", modspec.RestartAlways, tickScript)
+			e.create(t, "intact", modspec.RestartAlways, tickScript)
 			for _, n := range []string{"orphan", "intact"} {
 				if err := e.rt.Start(t.Context(), n); err != nil {
 					t.Fatal(err)

@@ -12,9 +12,10 @@ import (
 	"github.com/containerd/containerd/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/edgev2/edgev2/modrt"
 	"github.com/edgev2/edgev2/modrt/ctrd"
 	"github.com/edgev2/edgev2/modrt/logstore"
+	"github.com/edgev2/edgev2/modrt/modspec"
+	rtpolicy "github.com/edgev2/edgev2/modrt/policy"
 )
 
 // A module that can write where another module's bind source lies (both
@@ -30,7 +31,7 @@ func TestBindSourceSwappedAfterTheStartCheckIsNeverRun(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(host, "secret"), []byte("host secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := modrt.Policy{VolumesDir: vols}
+	p := rtpolicy.Policy{VolumesDir: vols}
 	var race, restore atomic.Bool
 	rt := ctrd.StartRuntime(t, func(c *ctrd.RuntimeConfig) {
 		c.StartCheck = func(module, image string, spec *specs.Spec) error {
@@ -71,7 +72,7 @@ func TestBindSourceSwappedAfterTheStartCheckIsNeverRun(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(data, "secret"), []byte("own data\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		req := ctrd.CreateRequest{Name: name, Image: ctrd.TestImage, Restart: ctrd.RestartNever, Opts: []oci.SpecOpts{
+		req := ctrd.CreateRequest{Name: name, Image: ctrd.TestImage, Restart: modspec.RestartNever, Opts: []oci.SpecOpts{
 			oci.WithProcessArgs("sh", "-c", "cat /data/secret; sleep 600"),
 			oci.WithMounts([]specs.Mount{{Destination: "/data", Type: "bind", Source: data, Options: []string{"rbind", "rw"}}}),
 		}}
@@ -119,7 +120,7 @@ func TestBindSourceSwappedAfterTheStartCheckIsNeverRun(t *testing.T) {
 		if out := output(tc.name); strings.Contains(out, "host secret") {
 			t.Fatalf("%s read the host's file through the swapped bind: %q", tc.name, out)
 		}
-		if !errors.Is(err, modrt.ErrPolicy) {
+		if !errors.Is(err, rtpolicy.ErrPolicy) {
 			t.Fatalf("%s: start after the swap: %v; want a refusal by the module policy", tc.name, err)
 		}
 		if tc.restore && !strings.Contains(err.Error(), "changed while the module started") {

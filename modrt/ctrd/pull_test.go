@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
-	"github.com/edgev2/edgev2/modrt/logstore"
 	"io"
 	"log/slog"
 	"net"
@@ -14,11 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgev2/edgev2/modrt/logstore"
+
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 const (
@@ -114,7 +116,7 @@ func TestPullWithCredentialsMakesARunnableImageAndReportsProgress(t *testing.T) 
 		t.Errorf("downloaded blobs %v: want the manifest %s, its config and its layer", downloaded, dgst)
 	}
 
-	if err := e.rt.Create(t.Context(), CreateRequest{Name: "pulled", Image: e.remote, Restart: RestartNever}); err != nil {
+	if err := e.rt.Create(t.Context(), CreateRequest{Name: "pulled", Image: e.remote, Restart: modspec.RestartNever}); err != nil {
 		t.Fatalf("create from pulled image: %v", err)
 	}
 	if err := e.rt.Start(t.Context(), "pulled"); err != nil {

@@ -23,16 +23,6 @@ const (
 	StateRemoved    State = "removed"    // only in OnChange: the module is gone
 )
 
-// RestartPolicy says what supervision does when a module's task exits by
-// itself (defined with the spec, in modspec).
-type RestartPolicy = modspec.RestartPolicy
-
-const (
-	RestartNever     = modspec.RestartNever
-	RestartOnFailure = modspec.RestartOnFailure
-	RestartAlways    = modspec.RestartAlways
-)
-
 // Status is a module's state as callers see it.
 type Status struct {
 	Name         string
@@ -55,12 +45,12 @@ type CreateRequest struct {
 	// Opts come from the spec translation; they are applied after
 	// oci.WithImageConfig, so they override the image's defaults.
 	Opts        []oci.SpecOpts
-	Labels      map[string]string // recorded on the container; keys must not start with "org.edgev2."
-	Restart     RestartPolicy     // default RestartAlways
-	LogMaxBytes int64             // per log file; default 10 MiB, at least 4 KiB
-	LogFiles    int               // files kept, the current one included; default 3
-	Network     string            // "default" (joined to the default network at each start), "host" or "none"/"" (the opts alone decide)
-	Ports       []PortMapping     // published on the default network
+	Labels      map[string]string     // recorded on the container; keys must not start with "org.edgev2."
+	Restart     modspec.RestartPolicy // default RestartAlways
+	LogMaxBytes int64                 // per log file; default 10 MiB, at least 4 KiB
+	LogFiles    int                   // files kept, the current one included; default 3
+	Network     string                // "default" (joined to the default network at each start), "host" or "none"/"" (the opts alone decide)
+	Ports       []modspec.PortMapping // published on the default network
 }
 
 const (

@@ -1,11 +1,13 @@
 package ctrd
 
 import (
-	"github.com/edgev2/edgev2/modrt/logstore"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgev2/edgev2/modrt/logstore"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // TestShutdownStopsModulesAndTheNextBootStartsThemAgain: at system
@@ -16,9 +18,9 @@ import (
 // policy -- while a module stopped by request stays stopped.
 func TestShutdownStopsModulesAndTheNextBootStartsThemAgain(t *testing.T) {
 	e := startRuntime(t)
-	e.create(t, "polite", RestartAlways, "trap 'echo bye; exit 0' TERM; echo up; while true; do sleep 0.1; done")
-	e.create(t, "stubborn", RestartAlways, "") // sleep as pid 1: SIGTERM has no effect
-	e.create(t, "parked", RestartAlways, "")
+	e.create(t, "polite", modspec.RestartAlways, "trap 'echo bye; exit 0' TERM; echo up; while true; do sleep 0.1; done")
+	e.create(t, "stubborn", modspec.RestartAlways, "") // sleep as pid 1: SIGTERM has no effect
+	e.create(t, "parked", modspec.RestartAlways, "")
 	for _, n := range []string{"polite", "stubborn", "parked"} {
 		if err := e.rt.Start(t.Context(), n); err != nil {
 			t.Fatal(err)

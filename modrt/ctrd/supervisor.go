@@ -9,6 +9,8 @@ import (
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/events"
 	"github.com/containerd/typeurl/v2"
+
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // restartDecision is what supervision does after a module's task exited
@@ -23,13 +25,13 @@ type restartDecision struct {
 // an exit with exitCode, given the back-off step reached so far and how
 // long the task ran. The delay is base·2^step capped at backoffCap; a
 // run of at least stableAfter starts the back-off over.
-func decideRestart(p RestartPolicy, exitCode, step int, uptime, base, backoffCap, stableAfter time.Duration) restartDecision {
+func decideRestart(p modspec.RestartPolicy, exitCode, step int, uptime, base, backoffCap, stableAfter time.Duration) restartDecision {
 	switch {
-	case p == RestartNever:
+	case p == modspec.RestartNever:
 		return restartDecision{}
-	case p == RestartOnFailure && exitCode == 0:
+	case p == modspec.RestartOnFailure && exitCode == 0:
 		return restartDecision{}
-	case p != RestartAlways && p != RestartOnFailure:
+	case p != modspec.RestartAlways && p != modspec.RestartOnFailure:
 		return restartDecision{}
 	}
 	if stableAfter > 0 && uptime >= stableAfter {
@@ -239,7 +241,7 @@ func (r *Runtime) restartFromTimer(m *module, gen uint64) {
 		return
 	}
 	// containerd may be down for a moment: try again later, backing off.
-	d := decideRestart(RestartAlways, -1, m.st.Step, 0, r.cfg.BackoffBase, r.cfg.BackoffCap, r.cfg.StableAfter)
+	d := decideRestart(modspec.RestartAlways, -1, m.st.Step, 0, r.cfg.BackoffBase, r.cfg.BackoffCap, r.cfg.StableAfter)
 	m.st.Step = d.Step
 	r.log.Warn("restart of module failed; trying again", "module", m.name, "err", err, "retry_in", d.Delay)
 	r.scheduleRestartLocked(m, d.Delay)

@@ -10,6 +10,8 @@ import (
 
 	"github.com/containerd/containerd/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // fakeClock is a Clock whose time moves only when the test says so and
@@ -75,7 +77,7 @@ func TestSupervisorBacksOffOnItsClockAndAStableRunResetsIt(t *testing.T) {
 	clk := newFakeClock()
 	e := startRuntime(t, func(c *RuntimeConfig) { c.Clock = clk })
 	gate := t.TempDir()
-	req := CreateRequest{Name: "crasher", Image: testImage, Restart: RestartOnFailure, Opts: []oci.SpecOpts{
+	req := CreateRequest{Name: "crasher", Image: testImage, Restart: modspec.RestartOnFailure, Opts: []oci.SpecOpts{
 		// Each run exits 1 once the test opens the gate.
 		oci.WithProcessArgs("sh", "-c", "echo run; while [ ! -e /gate/open ]; do sleep 0.02; done; rm /gate/open; exit 1"),
 		oci.WithMounts([]specs.Mount{{Destination: "/gate", Type: "bind", Source: gate, Options: []string{"rbind", "rw"}}}),

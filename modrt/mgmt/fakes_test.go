@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/internal/fault"
-	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/ctrd"
+	"github.com/edgev2/edgev2/modrt/logstore"
 	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
@@ -19,14 +20,14 @@ type fakeModules struct {
 	mods     map[string]*fakeModule
 	calls    []string
 	prepared []*modspec.Spec
-	logOpts  modrt.LogOptions
+	logOpts  logstore.Options
 	logData  []byte
 	follow   *io.PipeReader // served by Logs when set
 	failWith error          // every call fails with it when set
 }
 
 type fakeModule struct {
-	st   modrt.Status
+	st   ctrd.Status
 	spec *modspec.Spec
 }
 
@@ -37,7 +38,7 @@ func (f *fakeModules) record(call string) error {
 	return f.failWith
 }
 
-func (f *fakeModules) add(st modrt.Status, spec *modspec.Spec) {
+func (f *fakeModules) add(st ctrd.Status, spec *modspec.Spec) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.mods[st.Name] = &fakeModule{st: st, spec: spec}
@@ -49,13 +50,13 @@ func (f *fakeModules) Calls() []string {
 	return append([]string(nil), f.calls...)
 }
 
-func (f *fakeModules) List(ctx context.Context) ([]modrt.Status, error) {
+func (f *fakeModules) List(ctx context.Context) ([]ctrd.Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.record("list"); err != nil {
 		return nil, err
 	}
-	var out []modrt.Status
+	var out []ctrd.Status
 	for _, m := range f.mods {
 		out = append(out, m.st)
 	}
@@ -70,15 +71,15 @@ func (f *fakeModules) get(name string) (*fakeModule, error) {
 	return m, nil
 }
 
-func (f *fakeModules) Get(ctx context.Context, name string) (modrt.Status, *modspec.Spec, error) {
+func (f *fakeModules) Get(ctx context.Context, name string) (ctrd.Status, *modspec.Spec, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.record("get " + name); err != nil {
-		return modrt.Status{}, nil, err
+		return ctrd.Status{}, nil, err
 	}
 	m, err := f.get(name)
 	if err != nil {
-		return modrt.Status{}, nil, err
+		return ctrd.Status{}, nil, err
 	}
 	return m.st, m.spec, nil
 }
@@ -100,9 +101,9 @@ func (f *fakeModules) Create(ctx context.Context, name string, specJSON []byte, 
 	if err != nil {
 		return err
 	}
-	st := modrt.Status{Name: name, Image: spec.Config.Settings.Image, State: modrt.StateCreated}
+	st := ctrd.Status{Name: name, Image: spec.Config.Settings.Image, State: ctrd.StateCreated}
 	if start {
-		st.State, st.StartedAt = modrt.StateRunning, time.Now()
+		st.State, st.StartedAt = ctrd.StateRunning, time.Now()
 	}
 	f.mods[name] = &fakeModule{st: st, spec: spec}
 	return nil
@@ -133,7 +134,7 @@ func (f *fakeModules) Update(ctx context.Context, name string, specJSON []byte, 
 	return f.Create(ctx, name, specJSON, start)
 }
 
-func (f *fakeModules) setState(call, name string, s modrt.State) error {
+func (f *fakeModules) setState(call, name string, s ctrd.State) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.record(call + " " + name); err != nil {
@@ -148,18 +149,18 @@ func (f *fakeModules) setState(call, name string, s modrt.State) error {
 }
 
 func (f *fakeModules) Start(ctx context.Context, name string) error {
-	return f.setState("start", name, modrt.StateRunning)
+	return f.setState("start", name, ctrd.StateRunning)
 }
 
 func (f *fakeModules) Stop(ctx context.Context, name string) error {
-	return f.setState("stop", name, modrt.StateStopped)
+	return f.setState("stop", name, ctrd.StateStopped)
 }
 
 func (f *fakeModules) Restart(ctx context.Context, name string) error {
-	return f.setState("restart", name, modrt.StateRunning)
+	return f.setState("restart", name, ctrd.StateRunning)
 }
 
-func (f *fakeModules) Logs(name string, o modrt.LogOptions) (io.ReadCloser, error) {
+func (f *fakeModules) Logs(name string, o logstore.Options) (io.ReadCloser, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.record("logs " + name); err != nil {

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/logstore"
 )
 
 // moduleLogs streams a module's logs in Docker's multiplexed framing
@@ -76,8 +76,8 @@ func queryBool(q url.Values, key string) (bool, error) {
 
 // parseLogOptions reads follow, tail, since, until and timestamps as
 // aziot-edged does.
-func parseLogOptions(q url.Values, now time.Time) (modrt.LogOptions, error) {
-	o := modrt.LogOptions{Tail: -1}
+func parseLogOptions(q url.Values, now time.Time) (logstore.Options, error) {
+	o := logstore.Options{Tail: -1}
 	var err error
 	if o.Follow, err = queryBool(q, "follow"); err != nil {
 		return o, err

@@ -8,15 +8,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgev2/edgev2/modrt"
-	rtapi "github.com/edgev2/edgev2/modrt/api"
+	"github.com/edgev2/edgev2/modrt/ctrd"
+	"github.com/edgev2/edgev2/modrt/logstore"
 )
 
 func TestLogsPassDockerFramingThrough(t *testing.T) {
 	e := newEnv(t, asAgent, false)
-	e.mods.add(modrt.Status{Name: "m", State: modrt.StateRunning}, nil)
-	stream := append(frame(rtapi.StreamStdout, "hello\n"), frame(rtapi.StreamStderr, "oops\n")...)
-	stream = append(stream, frame(rtapi.StreamStdout, string(bytes.Repeat([]byte{0, 0xff, '\n'}, 20000)))...)
+	e.mods.add(ctrd.Status{Name: "m", State: ctrd.StateRunning}, nil)
+	stream := append(frame(logstore.StreamStdout, "hello\n"), frame(logstore.StreamStderr, "oops\n")...)
+	stream = append(stream, frame(logstore.StreamStdout, string(bytes.Repeat([]byte{0, 0xff, '\n'}, 20000)))...)
 	e.mods.logData = stream
 	r := e.want(e.do("GET", v("/modules/m/logs")+"&tail=100&since=1551885923&until=2024-05-01T00:00:00Z&timestamps=true", ""), 200)
 	if !bytes.Equal(r.body, stream) {
@@ -25,8 +25,8 @@ func TestLogsPassDockerFramingThrough(t *testing.T) {
 	if ct := r.header.Get("Content-Type"); ct != "text/plain" {
 		t.Errorf("Content-Type %q", ct)
 	}
-	frames, err := rtapi.ParseFrames(bytes.NewReader(r.body))
-	if err != nil || len(frames) != 3 || frames[1].Stream != rtapi.StreamStderr {
+	frames, err := logstore.ParseFrames(bytes.NewReader(r.body))
+	if err != nil || len(frames) != 3 || frames[1].Stream != logstore.StreamStderr {
 		t.Errorf("frames %v, %v", frames, err)
 	}
 	o := e.mods.logOpts
@@ -42,7 +42,7 @@ func TestLogsPassDockerFramingThrough(t *testing.T) {
 
 func TestLogsRejectBadOptions(t *testing.T) {
 	e := newEnv(t, asAgent, false)
-	e.mods.add(modrt.Status{Name: "m", State: modrt.StateRunning}, nil)
+	e.mods.add(ctrd.Status{Name: "m", State: ctrd.StateRunning}, nil)
 	for _, q := range []string{"tail=-1", "tail=ten", "follow=yes please", "timestamps=2", "since=yesterday", "until=5 fortnights", "since=1e300"} {
 		r := e.want(e.do("GET", v("/modules/m/logs")+"&"+url.PathEscape(q), ""), 400)
 		t.Logf("%s: %s", q, r.message())
@@ -54,7 +54,7 @@ func TestLogsRejectBadOptions(t *testing.T) {
 // runtime's reader.
 func TestLogsFollowStreamsAndStopsWhenTheCallerLeaves(t *testing.T) {
 	e := newEnv(t, asAgent, false)
-	e.mods.add(modrt.Status{Name: "m", State: modrt.StateRunning}, nil)
+	e.mods.add(ctrd.Status{Name: "m", State: ctrd.StateRunning}, nil)
 	pr, pw := io.Pipe()
 	e.mods.follow = pr
 	req, _ := http.NewRequest("GET", "http://mgmt"+v("/modules/m/logs")+"&follow=true", nil)
@@ -62,7 +62,7 @@ func TestLogsFollowStreamsAndStopsWhenTheCallerLeaves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := frame(rtapi.StreamStdout, "line 1\n")
+	first := frame(logstore.StreamStdout, "line 1\n")
 	go pw.Write(first)
 	got := make([]byte, len(first))
 	if _, err := io.ReadFull(res.Body, got); err != nil || !bytes.Equal(got, first) {
@@ -76,7 +76,7 @@ func TestLogsFollowStreamsAndStopsWhenTheCallerLeaves(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		for {
-			if _, err := pw.Write(frame(rtapi.StreamStdout, "more\n")); err != nil {
+			if _, err := pw.Write(frame(logstore.StreamStdout, "more\n")); err != nil {
 				done <- err
 				return
 			}

@@ -7,7 +7,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/ctrd"
+	"github.com/edgev2/edgev2/modrt/logstore"
 	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
@@ -17,10 +18,10 @@ const AgentModule = "edgeAgent"
 // Modules is what the API needs of the module runtime. Errors are fault
 // errors: their kind picks the HTTP status.
 type Modules interface {
-	List(ctx context.Context) ([]modrt.Status, error)
+	List(ctx context.Context) ([]ctrd.Status, error)
 	// Get returns a module's status and spec; the spec may be nil when the
 	// runtime no longer has it.
-	Get(ctx context.Context, name string) (modrt.Status, *modspec.Spec, error)
+	Get(ctx context.Context, name string) (ctrd.Status, *modspec.Spec, error)
 	// Create makes module name from a ModuleSpec document, pulling its
 	// image as its imagePullPolicy says, and starts it if start.
 	Create(ctx context.Context, name string, specJSON []byte, start bool) error
@@ -33,7 +34,7 @@ type Modules interface {
 	Stop(ctx context.Context, name string) error
 	Restart(ctx context.Context, name string) error
 	// Logs streams a module's output in Docker's multiplexed framing.
-	Logs(name string, o modrt.LogOptions) (io.ReadCloser, error)
+	Logs(name string, o logstore.Options) (io.ReadCloser, error)
 	// Prepare readies an update to spec (pulls its image if needed).
 	Prepare(ctx context.Context, spec *modspec.Spec) error
 }

@@ -6,7 +6,7 @@ import (
 	"sort"
 
 	"github.com/edgev2/edgev2/internal/fault"
-	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/ctrd"
 )
 
 func (s *Server) listModules(w http.ResponseWriter, r *http.Request, _ string) {
@@ -127,9 +127,9 @@ func (s *Server) statusAfter(ctx context.Context, name string, started bool) mod
 		return statusJSON(st)
 	}
 	if started {
-		return moduleStatus{RuntimeStatus: runtimeStatus{Status: statusRunning, Description: string(modrt.StateRunning)}}
+		return moduleStatus{RuntimeStatus: runtimeStatus{Status: statusRunning, Description: string(ctrd.StateRunning)}}
 	}
-	return moduleStatus{RuntimeStatus: runtimeStatus{Status: statusStopped, Description: string(modrt.StateCreated)}}
+	return moduleStatus{RuntimeStatus: runtimeStatus{Status: statusStopped, Description: string(ctrd.StateCreated)}}
 }
 
 func (s *Server) deleteModule(w http.ResponseWriter, r *http.Request, name string) {

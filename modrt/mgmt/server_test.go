@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/ctrd"
 	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
@@ -182,7 +182,7 @@ func TestMissingOrUnknownAPIVersionIsBadRequest(t *testing.T) {
 
 func TestRouteNewerThanAPIVersionIsNotFound(t *testing.T) {
 	e := newEnv(t, asAgent, false)
-	e.mods.add(modrt.Status{Name: "m", State: modrt.StateRunning}, nil)
+	e.mods.add(ctrd.Status{Name: "m", State: ctrd.StateRunning}, nil)
 	e.want(e.do("POST", "/modules/m/prepareupdate?api-version="+oldest, specJSON("m", "alpine")), 404)
 	e.want(e.do("GET", "/systeminfo/resources?api-version=2019-10-22", ""), 404)
 	e.want(e.do("POST", "/device/reprovision?api-version=2019-01-30", ""), 404)
@@ -208,9 +208,9 @@ func TestListModulesReportsSettingsAndStatus(t *testing.T) {
 	e := newEnv(t, asAgent, false)
 	started := time.Date(2024, 5, 1, 10, 0, 0, 0, time.FixedZone("CEST", 2*3600))
 	finished := started.Add(time.Hour)
-	e.mods.add(modrt.Status{Name: "b", Image: "docker.io/library/busybox:latest", State: modrt.StateFailed, ExitCode: 3,
+	e.mods.add(ctrd.Status{Name: "b", Image: "docker.io/library/busybox:latest", State: ctrd.StateFailed, ExitCode: 3,
 		StartedAt: started, FinishedAt: finished}, mustSpec(t, specJSON("b", "busybox")))
-	e.mods.add(modrt.Status{Name: "a", Image: "docker.io/library/alpine:latest", State: modrt.StateRunning, StartedAt: started}, nil)
+	e.mods.add(ctrd.Status{Name: "a", Image: "docker.io/library/alpine:latest", State: ctrd.StateRunning, StartedAt: started}, nil)
 	r := e.want(e.do("GET", v("/modules"), ""), 200)
 	if ct := r.header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type %q", ct)
@@ -253,7 +253,7 @@ func TestListModulesReportsSettingsAndStatus(t *testing.T) {
 
 func TestGetModule(t *testing.T) {
 	e := newEnv(t, asAgent, false)
-	e.mods.add(modrt.Status{Name: "edgeHub", State: modrt.StateStopped}, mustSpec(t, specJSON("edgeHub", "mcr.microsoft.com/azureiotedge-hub:1.4")))
+	e.mods.add(ctrd.Status{Name: "edgeHub", State: ctrd.StateStopped}, mustSpec(t, specJSON("edgeHub", "mcr.microsoft.com/azureiotedge-hub:1.4")))
 	var d moduleDetails
 	json.Unmarshal(e.want(e.do("GET", v("/modules/edgeHub"), ""), 200).body, &d)
 	if d.Name != "edgeHub" || d.ID != "edgeHub" || d.Type != "docker" || d.Status.RuntimeStatus.Status != "stopped" {
@@ -315,7 +315,7 @@ func TestCreateModuleRejectsBadBodies(t *testing.T) {
 
 func TestUpdateModuleReplacesIt(t *testing.T) {
 	e := newEnv(t, asAgent, false)
-	e.mods.add(modrt.Status{Name: "m", Image: "old", State: modrt.StateRunning}, mustSpec(t, specJSON("m", "old")))
+	e.mods.add(ctrd.Status{Name: "m", Image: "old", State: ctrd.StateRunning}, mustSpec(t, specJSON("m", "old")))
 	var d moduleDetails
 	json.Unmarshal(e.want(e.do("PUT", v("/modules/m"), specJSON("m", "new")), 200).body, &d)
 	if d.Status.RuntimeStatus.Status != "stopped" || d.Status.RuntimeStatus.Description != "created" {
@@ -341,7 +341,7 @@ func TestUpdateModuleReplacesIt(t *testing.T) {
 
 func TestDeleteStartStopRestartModule(t *testing.T) {
 	e := newEnv(t, asAgent, false)
-	e.mods.add(modrt.Status{Name: "m", State: modrt.StateStopped}, nil)
+	e.mods.add(ctrd.Status{Name: "m", State: ctrd.StateStopped}, nil)
 	for _, a := range []string{"start", "stop", "restart"} {
 		r := e.want(e.do("POST", v("/modules/m/"+a), ""), 204)
 		if len(r.body) != 0 {
@@ -382,7 +382,7 @@ func TestAgentOnlyRoutesRefuseOtherModules(t *testing.T) {
 	}{{"other module", asOtherModule}, {"no module", func(context.Context, int32) (string, bool) { return "", false }}, {"no resolver", nil}} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t, c.resolve, false)
-			e.mods.add(modrt.Status{Name: "m", State: modrt.StateRunning}, nil)
+			e.mods.add(ctrd.Status{Name: "m", State: ctrd.StateRunning}, nil)
 			e.ids.Create(context.Background(), "m", "iotedge")
 			for _, rq := range [][3]string{
 				{"POST", "/modules", specJSON("n", "a")},

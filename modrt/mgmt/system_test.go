@@ -12,12 +12,12 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/internal/fault"
-	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/ctrd"
 )
 
 func TestListModulesWithATrailingSlash(t *testing.T) {
 	e := newEnv(t, asOtherModule, false)
-	e.mods.add(modrt.Status{Name: "m", State: modrt.StateRunning}, nil)
+	e.mods.add(ctrd.Status{Name: "m", State: ctrd.StateRunning}, nil)
 	for _, p := range []string{"/modules", "/modules/"} {
 		var l moduleList
 		if err := json.Unmarshal(e.want(e.do("GET", v(p), ""), 200).body, &l); err != nil || len(l.Modules) != 1 || l.Modules[0].Name != "m" {

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/edgev2/edgev2/internal/testenv"
-	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/ctrd"
 )
 
 // A real second uid (nobody), in no module, may read but not manage.
@@ -20,7 +20,7 @@ func TestAnotherUIDMayReadButNotManage(t *testing.T) {
 		testenv.Missing(t, "curl", "it speaks HTTP over a Unix socket as another uid")
 	}
 	e := newEnv(t, asAgent, true)
-	e.mods.add(modrt.Status{Name: "m", State: modrt.StateRunning}, nil)
+	e.mods.add(ctrd.Status{Name: "m", State: ctrd.StateRunning}, nil)
 	for d := filepath.Dir(e.sock); d != filepath.Clean(os.TempDir()) && d != "/"; d = filepath.Dir(d) {
 		os.Chmod(d, 0o755)
 	}

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/ctrd"
 	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
@@ -112,19 +112,19 @@ func wireTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 // runtimeStatusOf maps edgev2's states onto edgeAgent's four: a module that
 // was never started or stopped cleanly is "stopped", one that exited
 // non-zero is "failed" (also while supervision waits to restart it).
-func runtimeStatusOf(st modrt.Status) runtimeStatus {
+func runtimeStatusOf(st ctrd.Status) runtimeStatus {
 	rs := runtimeStatus{Description: string(st.State)}
 	if st.Reason != "" {
 		rs.Description = string(st.State) + ": " + st.Reason
 	}
 	switch st.State {
-	case modrt.StateRunning:
+	case ctrd.StateRunning:
 		rs.Status = statusRunning
-	case modrt.StateCreated, modrt.StateStopped:
+	case ctrd.StateCreated, ctrd.StateStopped:
 		rs.Status = statusStopped
-	case modrt.StateFailed:
+	case ctrd.StateFailed:
 		rs.Status = statusFailed
-	case modrt.StateRestarting:
+	case ctrd.StateRestarting:
 		rs.Status = statusFailed
 		if st.ExitCode == 0 {
 			rs.Status = statusStopped
@@ -135,12 +135,12 @@ func runtimeStatusOf(st modrt.Status) runtimeStatus {
 	return rs
 }
 
-func statusJSON(st modrt.Status) moduleStatus {
+func statusJSON(st ctrd.Status) moduleStatus {
 	out := moduleStatus{RuntimeStatus: runtimeStatusOf(st)}
 	if !st.StartedAt.IsZero() {
 		out.StartTime = wireTime(st.StartedAt)
 	}
-	if !st.FinishedAt.IsZero() && st.State != modrt.StateRunning {
+	if !st.FinishedAt.IsZero() && st.State != ctrd.StateRunning {
 		out.ExitStatus = &exitStatus{ExitTime: wireTime(st.FinishedAt), StatusCode: strconv.Itoa(st.ExitCode)}
 	}
 	return out
@@ -162,7 +162,7 @@ func configJSON(spec *modspec.Spec) (moduleConfig, error) {
 
 // detailsJSON describes a module; spec may be nil (then settings carry
 // the image alone).
-func detailsJSON(st modrt.Status, spec *modspec.Spec) (moduleDetails, error) {
+func detailsJSON(st ctrd.Status, spec *modspec.Spec) (moduleDetails, error) {
 	d := moduleDetails{ID: st.Name, Name: st.Name, Type: modspec.TypeDocker, Status: statusJSON(st)}
 	if spec == nil {
 		settings, err := json.Marshal(map[string]string{"image": st.Image})
@@ -185,7 +185,7 @@ func detailsJSON(st modrt.Status, spec *modspec.Spec) (moduleDetails, error) {
 
 // ModuleDetailsJSON is a module in the swagger's ModuleDetails shape,
 // registry credentials left out; the workload API's module list uses it.
-func ModuleDetailsJSON(st modrt.Status, spec *modspec.Spec) (json.RawMessage, error) {
+func ModuleDetailsJSON(st ctrd.Status, spec *modspec.Spec) (json.RawMessage, error) {
 	d, err := detailsJSON(st, spec)
 	if err != nil {
 		return nil, err

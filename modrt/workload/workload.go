@@ -18,7 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgev2/edgev2/internal/unixsock"
-	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/ctrd"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // APIVersions the workload API accepts (aziot-edged's set).
@@ -51,7 +52,7 @@ type Backend interface {
 	ManifestTrustBundle(ctx context.Context) (string, error)
 	// Module is the module's status and spec (nil when the runtime no
 	// longer has it); fault.NotFound when it is gone.
-	Module(ctx context.Context, module string) (modrt.Status, *modrt.Spec, error)
+	Module(ctx context.Context, module string) (ctrd.Status, *modspec.Spec, error)
 }
 
 // Manager serves one socket per module under dir/<module>/workload.sock.

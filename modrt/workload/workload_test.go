@@ -15,7 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgev2/edgev2/internal/fault"
-	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/ctrd"
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // fakeBackend: pid 100 is the module's; Encrypt reverses and tags.
@@ -56,16 +57,16 @@ var fakeModules = map[string]string{
 	"neighbour": `{"name":"neighbour","type":"docker","config":{"settings":{"image":"secret-image:1"},"env":{"DB_PASSWORD":{"value":"neighbour-secret"}}}}`,
 }
 
-func (fakeBackend) Module(_ context.Context, module string) (modrt.Status, *modrt.Spec, error) {
+func (fakeBackend) Module(_ context.Context, module string) (ctrd.Status, *modspec.Spec, error) {
 	j, ok := fakeModules[module]
 	if !ok {
-		return modrt.Status{}, nil, fault.New(fault.NotFound, "module %q not found", module)
+		return ctrd.Status{}, nil, fault.New(fault.NotFound, "module %q not found", module)
 	}
-	spec, err := modrt.ParseSpec([]byte(j))
+	spec, err := modspec.ParseSpec([]byte(j))
 	if err != nil {
-		return modrt.Status{}, nil, err
+		return ctrd.Status{}, nil, err
 	}
-	return modrt.Status{Name: module, Image: spec.Config.Settings.Image, State: modrt.StateRunning}, spec, nil
+	return ctrd.Status{Name: module, Image: spec.Config.Settings.Image, State: ctrd.StateRunning}, spec, nil
 }
 
 func serve(h http.Handler, pid int32, method, target, body string) *httptest.ResponseRecorder {

@@ -1,4 +1,4 @@
-package api
+package logstore
 
 import (
 	"bytes"
