@@ -14,22 +14,18 @@ import (
 	"github.com/edgev2/edgev2/certs/api"
 	"github.com/edgev2/edgev2/certs/config"
 	bus "github.com/edgev2/edgev2/dbus"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // BusAPI adapts certs.Service to org.edgev2.Certificates1.
 type BusAPI struct {
-	ctx  context.Context
-	svc  *certs.Service
-	auth bus.Authority
-	srv  *bus.Server
-	log  *slog.Logger
+	bus.Adapter
+	svc *certs.Service
 }
 
 // NewBusAPI registers the Certificates objects on srv and hooks the
 // service's renewals to the Renewed signal.
 func NewBusAPI(ctx context.Context, svc *certs.Service, auth bus.Authority, srv *bus.Server, log *slog.Logger) *BusAPI {
-	a := &BusAPI{ctx: ctx, svc: svc, auth: auth, srv: srv, log: log}
+	a := &BusAPI{Adapter: bus.Adapter{Ctx: ctx, Auth: auth, Server: srv, Log: log, DetailKey: api.DetailCertID}, svc: svc}
 	srv.Root(bus.Interface{
 		Name: api.Interface,
 		Methods: map[string]any{
@@ -51,9 +47,8 @@ func NewBusAPI(ctx context.Context, svc *certs.Service, auth bus.Authority, srv 
 		Exists: svc.Exists,
 		List:   svc.List,
 	})
-	srv.CanRead = func(call bus.Call, id string) *godbus.Error { return a.authorize(call, api.ActionRead, id) }
 	// Certificate events name a certificate: only its readers hear of it.
-	srv.CanReceive = func(peer, id string) bool { return bus.MayReceive(ctx, auth, peer, api.ActionRead, certDetails(id)) }
+	a.GuardReads(api.ActionRead)
 	svc.OnRenewed = a.renewed
 	return a
 }
@@ -66,7 +61,7 @@ func unix(t time.Time) uint64 {
 }
 
 func (a *BusAPI) certProperties(id string) (map[string]godbus.Variant, error) {
-	info, err := a.svc.Get(a.ctx, id)
+	info, err := a.svc.Get(a.Ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -84,44 +79,22 @@ func (a *BusAPI) certProperties(id string) (map[string]godbus.Variant, error) {
 	}, nil
 }
 
-// certDetails are the polkit details naming certificate id (none for the
-// service).
-func certDetails(id string) map[string]string {
-	if id == "" {
-		return nil
-	}
-	return map[string]string{api.DetailCertID: id}
-}
-
-func (a *BusAPI) authorize(call bus.Call, action, id string) *godbus.Error {
-	return a.auth.Authorize(a.ctx, call, action, certDetails(id))
-}
-
-func (a *BusAPI) fail(op string, err error) *godbus.Error {
-	if k := fault.KindOf(err); k == fault.Failed || k == fault.Unavailable {
-		a.log.Error(op+" failed", "err", err)
-	} else {
-		a.log.Debug(op+" refused", "err", err)
-	}
-	return bus.ToError(err)
-}
-
 // begin validates the id and authorizes the call.
 func (a *BusAPI) begin(msg godbus.Message, action, id string) *godbus.Error {
 	if err := api.ValidateID(id); err != nil {
 		return bus.ToError(err)
 	}
-	return a.authorize(bus.CallOf(msg), action, id)
+	return a.Authorize(bus.CallOf(msg), action, id)
 }
 
 // changed announces a new or replaced certificate.
 func (a *BusAPI) changed(id string, existed bool) {
 	if !existed {
-		a.srv.Added(api.Collection, id)
+		a.Server.Added(api.Collection, id)
 		return
 	}
 	if props, err := a.certProperties(id); err == nil {
-		a.srv.PropertiesChanged(a.srv.ChildPath(api.Collection, id), api.CertInterface, props)
+		a.Server.PropertiesChanged(a.Server.ChildPath(api.Collection, id), api.CertInterface, props)
 	}
 }
 
@@ -130,31 +103,31 @@ func (a *BusAPI) importCertificate(msg godbus.Message, id, pem string) (godbus.O
 		return "/", e
 	}
 	existed := a.svc.Exists(id)
-	if _, err := a.svc.Import(a.ctx, id, pem); err != nil {
-		return "/", a.fail("ImportCertificate", err)
+	if _, err := a.svc.Import(a.Ctx, id, pem); err != nil {
+		return "/", a.Fail("ImportCertificate", err)
 	}
 	a.changed(id, existed)
-	return a.srv.ChildPath(api.Collection, id), nil
+	return a.Server.ChildPath(api.Collection, id), nil
 }
 
 func (a *BusAPI) getCertificate(msg godbus.Message, id string) (string, *godbus.Error) {
 	if e := a.begin(msg, api.ActionRead, id); e != nil {
 		return "", e
 	}
-	info, err := a.svc.Get(a.ctx, id)
+	info, err := a.svc.Get(a.Ctx, id)
 	if err != nil {
-		return "", a.fail("GetCertificate", err)
+		return "", a.Fail("GetCertificate", err)
 	}
 	return info.PEM(), nil
 }
 
 func (a *BusAPI) listCertificates(msg godbus.Message) ([]string, *godbus.Error) {
-	if e := a.authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
+	if e := a.Authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
 		return nil, e
 	}
 	ids, err := a.svc.List()
 	if err != nil {
-		return nil, a.fail("ListCertificates", err)
+		return nil, a.Fail("ListCertificates", err)
 	}
 	if ids == nil {
 		ids = []string{}
@@ -196,7 +169,7 @@ func (a *BusAPI) createCertificate(msg godbus.Message, id string, csr []byte, op
 	// for a CA certificate), not just certs.manage on the target id.
 	auth, err := a.svc.Authority(id, o)
 	if err != nil {
-		return "", a.fail("CreateCertificate", err)
+		return "", a.Fail("CreateCertificate", err)
 	}
 	call := bus.CallOf(msg)
 	if o.Issuer == "local_ca" {
@@ -204,7 +177,7 @@ func (a *BusAPI) createCertificate(msg godbus.Message, id string, csr []byte, op
 		if auth.Configured {
 			subject = api.SubjectConfigured
 		}
-		if e := a.auth.Authorize(a.ctx, call, api.ActionIssue, map[string]string{
+		if e := a.AuthorizeDetails(call, api.ActionIssue, map[string]string{
 			api.DetailCertID: auth.IssuerCert, api.DetailIssuedCertID: id, api.DetailSubject: subject}); e != nil {
 			return "", e
 		}
@@ -214,14 +187,14 @@ func (a *BusAPI) createCertificate(msg godbus.Message, id string, csr []byte, op
 		if issuer == "" {
 			issuer = id
 		}
-		if e := a.auth.Authorize(a.ctx, call, api.ActionIssueCA, map[string]string{api.DetailCertID: issuer, api.DetailIssuedCertID: id}); e != nil {
+		if e := a.AuthorizeDetails(call, api.ActionIssueCA, map[string]string{api.DetailCertID: issuer, api.DetailIssuedCertID: id}); e != nil {
 			return "", e
 		}
 	}
 	existed := a.svc.Exists(id)
-	info, err := a.svc.Create(a.ctx, id, csr, o)
+	info, err := a.svc.Create(a.Ctx, id, csr, o)
 	if err != nil {
-		return "", a.fail("CreateCertificate", err)
+		return "", a.Fail("CreateCertificate", err)
 	}
 	a.changed(id, existed)
 	return info.PEM(), nil
@@ -232,9 +205,9 @@ func (a *BusAPI) ensureCertificate(msg godbus.Message, id string) (string, *godb
 		return "", e
 	}
 	existed := a.svc.Exists(id)
-	info, err := a.svc.Ensure(a.ctx, id)
+	info, err := a.svc.Ensure(a.Ctx, id)
 	if err != nil {
-		return "", a.fail("EnsureCertificate", err)
+		return "", a.Fail("EnsureCertificate", err)
 	}
 	if !existed {
 		a.changed(id, false)
@@ -246,26 +219,20 @@ func (a *BusAPI) deleteCertificate(msg godbus.Message, id string) *godbus.Error 
 	if e := a.begin(msg, api.ActionManage, id); e != nil {
 		return e
 	}
-	if err := a.svc.Delete(a.ctx, id); err != nil {
-		return a.fail("DeleteCertificate", err)
+	if err := a.svc.Delete(a.Ctx, id); err != nil {
+		return a.Fail("DeleteCertificate", err)
 	}
-	a.srv.Removed(api.Collection, id)
+	a.Server.Removed(api.Collection, id)
 	return nil
 }
 
 func (a *BusAPI) renew(msg godbus.Message) *godbus.Error {
-	id, e := a.srv.PathID(msg)
+	id, e := a.Child(msg, api.ActionManage)
 	if e != nil {
 		return e
 	}
-	if e := a.authorize(bus.CallOf(msg), api.ActionManage, id); e != nil {
-		return e
-	}
-	if e := a.srv.Exists(msg); e != nil {
-		return e
-	}
-	if _, err := a.svc.Renew(a.ctx, id); err != nil {
-		return a.fail("Renew", err)
+	if _, err := a.svc.Renew(a.Ctx, id); err != nil {
+		return a.Fail("Renew", err)
 	}
 	return nil
 }
@@ -273,7 +240,7 @@ func (a *BusAPI) renew(msg godbus.Message) *godbus.Error {
 // renewed emits Renewed and the changed properties (also for renewals the
 // schedule made on its own).
 func (a *BusAPI) renewed(id string) {
-	path := a.srv.ChildPath(api.Collection, id)
-	a.srv.Emit(path, api.CertInterface+"."+api.SignalRenewed)
+	path := a.Server.ChildPath(api.Collection, id)
+	a.Server.Emit(path, api.CertInterface+"."+api.SignalRenewed)
 	a.changed(id, true)
 }

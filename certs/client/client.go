@@ -20,17 +20,10 @@ const (
 )
 
 // Client talks to org.edgev2.Certificates1; errors are fault errors.
-type Client struct{ conn *godbus.Conn }
+type Client struct{ caller bus.Caller }
 
 // New uses an open bus connection.
-func New(conn *godbus.Conn) *Client { return &Client{conn: conn} }
-
-func (c *Client) call(ctx context.Context, path godbus.ObjectPath, method string, out []any, args ...any) error {
-	if err := c.conn.Object(busName, path).CallWithContext(ctx, method, 0, args...).Store(out...); err != nil {
-		return bus.FromError(err)
-	}
-	return nil
-}
+func New(conn *godbus.Conn) *Client { return &Client{caller: bus.Caller{Conn: conn, Dest: busName}} }
 
 // Path is the object path of a certificate id.
 func Path(id string) godbus.ObjectPath { return bus.ChildPath(rootPath, api.Collection, id) }
@@ -38,20 +31,20 @@ func Path(id string) godbus.ObjectPath { return bus.ChildPath(rootPath, api.Coll
 // Import stores a PEM chain.
 func (c *Client) Import(ctx context.Context, id, pem string) error {
 	var p godbus.ObjectPath
-	return c.call(ctx, rootPath, iface+"."+api.MethodImportCertificate, []any{&p}, id, pem)
+	return c.caller.Call(ctx, rootPath, iface+"."+api.MethodImportCertificate, []any{&p}, id, pem)
 }
 
 // Get returns a chain as PEM, leaf first.
 func (c *Client) Get(ctx context.Context, id string) (string, error) {
 	var pem string
-	err := c.call(ctx, rootPath, iface+"."+api.MethodGetCertificate, []any{&pem}, id)
+	err := c.caller.Call(ctx, rootPath, iface+"."+api.MethodGetCertificate, []any{&pem}, id)
 	return pem, err
 }
 
 // List returns every certificate id.
 func (c *Client) List(ctx context.Context) ([]string, error) {
 	var ids []string
-	err := c.call(ctx, rootPath, iface+"."+api.MethodListCertificates, []any{&ids})
+	err := c.caller.Call(ctx, rootPath, iface+"."+api.MethodListCertificates, []any{&ids})
 	return ids, err
 }
 
@@ -83,25 +76,25 @@ func (c *Client) Create(ctx context.Context, id string, csrDER []byte, o CreateO
 		opts[api.OptPathLen] = godbus.MakeVariant(*o.PathLen)
 	}
 	var pem string
-	err := c.call(ctx, rootPath, iface+"."+api.MethodCreateCertificate, []any{&pem}, id, csrDER, opts)
+	err := c.caller.Call(ctx, rootPath, iface+"."+api.MethodCreateCertificate, []any{&pem}, id, csrDER, opts)
 	return pem, err
 }
 
 // Ensure returns id, issuing it per policy if missing or due.
 func (c *Client) Ensure(ctx context.Context, id string) (string, error) {
 	var pem string
-	err := c.call(ctx, rootPath, iface+"."+api.MethodEnsureCertificate, []any{&pem}, id)
+	err := c.caller.Call(ctx, rootPath, iface+"."+api.MethodEnsureCertificate, []any{&pem}, id)
 	return pem, err
 }
 
 // Delete deletes a stored certificate.
 func (c *Client) Delete(ctx context.Context, id string) error {
-	return c.call(ctx, rootPath, iface+"."+api.MethodDeleteCertificate, nil, id)
+	return c.caller.Call(ctx, rootPath, iface+"."+api.MethodDeleteCertificate, nil, id)
 }
 
 // Renew renews id now.
 func (c *Client) Renew(ctx context.Context, id string) error {
-	return c.call(ctx, Path(id), certIface+"."+api.MethodRenew, nil)
+	return c.caller.Call(ctx, Path(id), certIface+"."+api.MethodRenew, nil)
 }
 
 // Properties of a certificate.
@@ -114,7 +107,7 @@ type Properties struct {
 // Properties reads a certificate's properties.
 func (c *Client) Properties(ctx context.Context, id string) (Properties, error) {
 	var m map[string]godbus.Variant
-	if err := c.call(ctx, Path(id), "org.freedesktop.DBus.Properties.GetAll", []any{&m}, certIface); err != nil {
+	if err := c.caller.Call(ctx, Path(id), "org.freedesktop.DBus.Properties.GetAll", []any{&m}, certIface); err != nil {
 		return Properties{}, err
 	}
 	t := func(k string) time.Time {
@@ -137,44 +130,23 @@ func (c *Client) Properties(ctx context.Context, id string) (Properties, error) 
 
 // WatchRenewed calls renewed with the id of every certificate certd renews
 // (signal Renewed), from one goroutine, until ctx is done. A signal counts
-// only if it comes from the current owner of the service's name: signals
-// sent straight to this connection bypass match rules. It returns an error
-// only when the match rule cannot be added.
+// only if it comes from the current owner of the service's name (bus.Caller's
+// Watch): signals sent straight to this connection bypass match rules. It
+// returns an error only when the match rule cannot be added.
 func (c *Client) WatchRenewed(ctx context.Context, renewed func(id string)) error {
-	match := []godbus.MatchOption{godbus.WithMatchSender(busName), godbus.WithMatchInterface(certIface), godbus.WithMatchMember(api.SignalRenewed)}
-	if err := c.conn.AddMatchSignalContext(ctx, match...); err != nil {
-		return bus.FromError(err)
+	sigs, err := c.caller.Watch(ctx, certIface, api.SignalRenewed)
+	if err != nil {
+		return err
 	}
-	ch := make(chan *godbus.Signal, 16)
-	c.conn.Signal(ch)
 	prefix := string(rootPath) + "/" + api.Collection + "/"
 	go func() {
-		defer func() {
-			c.conn.RemoveSignal(ch)
-			c.conn.RemoveMatchSignal(match...)
-		}()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case sig, open := <-ch:
-				if !open {
-					return // the connection is closed
-				}
-				if sig == nil || sig.Name != certIface+"."+api.SignalRenewed {
-					continue
-				}
-				var owner string
-				if c.conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, busName).Store(&owner) != nil || owner != sig.Sender {
-					continue
-				}
-				elem, ok := strings.CutPrefix(string(sig.Path), prefix)
-				if !ok {
-					continue
-				}
-				if id, ok := bus.UnescapePathElement(elem); ok {
-					renewed(id)
-				}
+		for sig := range sigs { // closed when ctx ends or the connection is lost
+			elem, ok := strings.CutPrefix(string(sig.Path), prefix)
+			if !ok {
+				continue
+			}
+			if id, ok := bus.UnescapePathElement(elem); ok {
+				renewed(id)
 			}
 		}
 	}()

@@ -14,16 +14,12 @@ import (
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/identity"
 	"github.com/edgev2/edgev2/identity/api"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // BusAPI adapts identity.Service to org.edgev2.Identity1.
 type BusAPI struct {
-	ctx  context.Context
-	svc  *identity.Service
-	auth bus.Authority
-	srv  *bus.Server
-	log  *slog.Logger
+	bus.Adapter
+	svc *identity.Service
 	// CallerUID resolves a caller's uid (GetCallerIdentity).
 	CallerUID func(sender string) (uint32, error)
 }
@@ -31,7 +27,8 @@ type BusAPI struct {
 // New registers the Identity object on srv and emits IdentityChanged
 // and PropertiesChanged when the service's state changes.
 func New(ctx context.Context, svc *identity.Service, auth bus.Authority, srv *bus.Server, log *slog.Logger) *BusAPI {
-	a := &BusAPI{ctx: ctx, svc: svc, auth: auth, srv: srv, log: log}
+	// Identity's rules read module_id "" as the device: every call names one.
+	a := &BusAPI{Adapter: bus.Adapter{Ctx: ctx, Auth: auth, Server: srv, Log: log, DetailKey: api.DetailModuleID, DetailOnRoot: true}, svc: svc}
 	a.CallerUID = func(sender string) (uint32, error) {
 		c, err := bus.CallerCredentials(srv.Conn(), sender)
 		return c.UID, err
@@ -55,12 +52,10 @@ func New(ctx context.Context, svc *identity.Service, auth bus.Authority, srv *bu
 		},
 		Properties: func(string) (map[string]godbus.Variant, error) { return a.properties(), nil },
 	})
-	srv.CanRead = func(call bus.Call, id string) *godbus.Error { return a.authorize(call, api.ActionRead, "") }
 	// State, hub and device id in the signals are what GetDeviceIdentity
-	// tells: only identity readers hear them.
-	srv.CanReceive = func(peer, _ string) bool {
-		return bus.MayReceive(ctx, auth, peer, api.ActionRead, map[string]string{api.DetailModuleID: ""})
-	}
+	// tells: only identity readers hear them. (The service has no child
+	// objects: reads and signals are all about the device, module_id "".)
+	a.GuardReads(api.ActionRead)
 	svc.OnChange = a.changed
 	return a
 }
@@ -78,36 +73,23 @@ func (a *BusAPI) properties() map[string]godbus.Variant {
 }
 
 func (a *BusAPI) changed() {
-	a.srv.PropertiesChanged(api.ObjectPath, api.Interface, a.properties())
-	a.srv.Emit(api.ObjectPath, api.Interface+"."+api.SignalIdentityChanged)
-}
-
-func (a *BusAPI) authorize(call bus.Call, action, moduleID string) *godbus.Error {
-	return a.auth.Authorize(a.ctx, call, action, map[string]string{api.DetailModuleID: moduleID})
-}
-
-func (a *BusAPI) fail(op string, err error) *godbus.Error {
-	if k := fault.KindOf(err); k == fault.Failed || k == fault.Unavailable {
-		a.log.Error(op+" failed", "err", err)
-	} else {
-		a.log.Debug(op+" refused", "err", err)
-	}
-	return bus.ToError(err)
+	a.Server.PropertiesChanged(api.ObjectPath, api.Interface, a.properties())
+	a.Server.Emit(api.ObjectPath, api.Interface+"."+api.SignalIdentityChanged)
 }
 
 func (a *BusAPI) getDeviceIdentity(msg godbus.Message) (map[string]godbus.Variant, *godbus.Error) {
-	if e := a.authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
+	if e := a.Authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
 		return nil, e
 	}
 	dev, err := a.svc.Device()
 	if err != nil {
-		return nil, a.fail(api.MethodGetDeviceIdentity, err)
+		return nil, a.Fail(api.MethodGetDeviceIdentity, err)
 	}
 	return api.ToDict(deviceIdentity(dev)), nil
 }
 
 func (a *BusAPI) getProvisioningInfo(msg godbus.Message) (map[string]godbus.Variant, *godbus.Error) {
-	if e := a.authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
+	if e := a.Authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
 		return nil, e
 	}
 	info, fromCache, lastErr := a.svc.Info()
@@ -119,11 +101,11 @@ func (a *BusAPI) getProvisioningInfo(msg godbus.Message) (map[string]godbus.Vari
 }
 
 func (a *BusAPI) reprovision(msg godbus.Message) *godbus.Error {
-	if e := a.authorize(bus.CallOf(msg), api.ActionReprovision, ""); e != nil {
+	if e := a.Authorize(bus.CallOf(msg), api.ActionReprovision, ""); e != nil {
 		return e
 	}
-	if err := a.svc.Reprovision(a.ctx); err != nil {
-		return a.fail(api.MethodReprovision, err)
+	if err := a.svc.Reprovision(a.Ctx); err != nil {
+		return a.Fail(api.MethodReprovision, err)
 	}
 	return nil
 }
@@ -141,7 +123,7 @@ func (a *BusAPI) moduleCall(msg godbus.Message, action, moduleID string) *godbus
 	if err := identity.ValidateModuleID(moduleID); err != nil {
 		return bus.ToError(err)
 	}
-	return a.authorize(bus.CallOf(msg), action, moduleID)
+	return a.Authorize(bus.CallOf(msg), action, moduleID)
 }
 
 // moduleDict is a module identity on the wire, with the device it is of.
@@ -162,9 +144,9 @@ func (a *BusAPI) createModuleIdentity(msg godbus.Message, moduleID string, opts 
 	if e := a.moduleCall(msg, api.ActionManage, moduleID); e != nil {
 		return nil, e
 	}
-	m, err := a.svc.CreateModule(a.ctx, moduleID, mb)
+	m, err := a.svc.CreateModule(a.Ctx, moduleID, mb)
 	if err != nil {
-		return nil, a.fail(api.MethodCreateModuleIdentity, err)
+		return nil, a.Fail(api.MethodCreateModuleIdentity, err)
 	}
 	return a.moduleDict(m), nil
 }
@@ -173,20 +155,20 @@ func (a *BusAPI) getModuleIdentity(msg godbus.Message, moduleID string) (map[str
 	if e := a.moduleCall(msg, api.ActionRead, moduleID); e != nil {
 		return nil, e
 	}
-	m, err := a.svc.GetModule(a.ctx, moduleID)
+	m, err := a.svc.GetModule(a.Ctx, moduleID)
 	if err != nil {
-		return nil, a.fail(api.MethodGetModuleIdentity, err)
+		return nil, a.Fail(api.MethodGetModuleIdentity, err)
 	}
 	return a.moduleDict(m), nil
 }
 
 func (a *BusAPI) listModuleIdentities(msg godbus.Message) ([]map[string]godbus.Variant, *godbus.Error) {
-	if e := a.authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
+	if e := a.Authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
 		return nil, e
 	}
-	ms, err := a.svc.ListModules(a.ctx)
+	ms, err := a.svc.ListModules(a.Ctx)
 	if err != nil {
-		return nil, a.fail(api.MethodListModuleIdentities, err)
+		return nil, a.Fail(api.MethodListModuleIdentities, err)
 	}
 	out := make([]map[string]godbus.Variant, 0, len(ms))
 	for _, m := range ms {
@@ -203,9 +185,9 @@ func (a *BusAPI) updateModuleIdentity(msg godbus.Message, moduleID string, opts 
 	if e := a.moduleCall(msg, api.ActionManage, moduleID); e != nil {
 		return nil, e
 	}
-	m, err := a.svc.UpdateModule(a.ctx, moduleID, mb)
+	m, err := a.svc.UpdateModule(a.Ctx, moduleID, mb)
 	if err != nil {
-		return nil, a.fail(api.MethodUpdateModuleIdentity, err)
+		return nil, a.Fail(api.MethodUpdateModuleIdentity, err)
 	}
 	return a.moduleDict(m), nil
 }
@@ -214,8 +196,8 @@ func (a *BusAPI) deleteModuleIdentity(msg godbus.Message, moduleID string) *godb
 	if e := a.moduleCall(msg, api.ActionManage, moduleID); e != nil {
 		return e
 	}
-	if err := a.svc.DeleteModule(a.ctx, moduleID); err != nil {
-		return a.fail(api.MethodDeleteModuleIdentity, err)
+	if err := a.svc.DeleteModule(a.Ctx, moduleID); err != nil {
+		return a.Fail(api.MethodDeleteModuleIdentity, err)
 	}
 	return nil
 }
@@ -226,19 +208,19 @@ func (a *BusAPI) getSasToken(msg godbus.Message, moduleID string, ttl uint32) (s
 			return "", bus.ToError(err)
 		}
 	}
-	if e := a.authorize(bus.CallOf(msg), api.ActionManage, moduleID); e != nil {
+	if e := a.Authorize(bus.CallOf(msg), api.ActionManage, moduleID); e != nil {
 		return "", e
 	}
-	tok, err := a.svc.GetSasToken(a.ctx, moduleID, time.Duration(ttl)*time.Second)
+	tok, err := a.svc.GetSasToken(a.Ctx, moduleID, time.Duration(ttl)*time.Second)
 	if err != nil {
-		return "", a.fail(api.MethodGetSasToken, err)
+		return "", a.Fail(api.MethodGetSasToken, err)
 	}
 	return tok, nil
 }
 
 func (a *BusAPI) getCallerIdentity(msg godbus.Message) (map[string]godbus.Variant, *godbus.Error) {
 	call := bus.CallOf(msg)
-	if e := a.authorize(call, api.ActionRead, ""); e != nil {
+	if e := a.Authorize(call, api.ActionRead, ""); e != nil {
 		return nil, e
 	}
 	uid, err := a.CallerUID(call.Sender)
@@ -251,9 +233,9 @@ func (a *BusAPI) getCallerIdentity(msg godbus.Message) (map[string]godbus.Varian
 	}
 	out := api.CallerIdentity{UID: uid, Principal: p.Name, IDType: p.IDType}
 	if p.IDType == "module" {
-		m, err := a.svc.GetModule(a.ctx, p.Name)
+		m, err := a.svc.GetModule(a.Ctx, p.Name)
 		if err != nil {
-			return nil, a.fail(api.MethodGetCallerIdentity, err)
+			return nil, a.Fail(api.MethodGetCallerIdentity, err)
 		}
 		mi := a.moduleIdentity(m)
 		out.Module = &mi
@@ -265,9 +247,9 @@ func (a *BusAPI) signAsModule(msg godbus.Message, moduleID, key string, data []b
 	if e := a.moduleCall(msg, api.ActionManage, moduleID); e != nil {
 		return nil, e
 	}
-	digest, err := a.svc.SignAsModule(a.ctx, moduleID, key, data)
+	digest, err := a.svc.SignAsModule(a.Ctx, moduleID, key, data)
 	if err != nil {
-		return nil, a.fail(api.MethodSignAsModule, err)
+		return nil, a.Fail(api.MethodSignAsModule, err)
 	}
 	return digest, nil
 }

@@ -21,10 +21,10 @@ const RuntimeBusName = "org.edgev2.ModuleRuntime1"
 // runs as root, whom polkit does not scope.
 func (a *BusAPI) runtimeOnly(call bus.Call, method string) *godbus.Error {
 	var owner string
-	if err := a.srv.Conn().BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, RuntimeBusName).Store(&owner); err != nil || owner != call.Sender {
+	if err := a.Server.Conn().BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, RuntimeBusName).Store(&owner); err != nil || owner != call.Sender {
 		return bus.NewError(bus.ErrNotAuthorized, fmt.Sprintf("%s is for the Module Runtime (the owner of %s) only", method, RuntimeBusName))
 	}
-	return a.authorize(call, api.ActionManage, "")
+	return a.Authorize(call, api.ActionManage, "")
 }
 
 // openModuleSigner hands modrtd a Keys session restricted to SignDerived on
@@ -37,9 +37,9 @@ func (a *BusAPI) openModuleSigner(msg godbus.Message, opts map[string]godbus.Var
 	if e := a.runtimeOnly(bus.CallOf(msg), api.MethodOpenModuleSigner); e != nil {
 		return -1, nil, e
 	}
-	f, keyID, err := a.svc.OpenModuleSigner(a.ctx)
+	f, keyID, err := a.svc.OpenModuleSigner(a.Ctx)
 	if err != nil {
-		return -1, nil, a.fail(api.MethodOpenModuleSigner, err)
+		return -1, nil, a.Fail(api.MethodOpenModuleSigner, err)
 	}
 	// godbus sends the fd with the reply; close our copy once it is sent.
 	fd := godbus.UnixFD(f.Fd())
@@ -57,9 +57,9 @@ func (a *BusAPI) getModuleSigning(msg godbus.Message, moduleID string, opts map[
 	if e := a.runtimeOnly(bus.CallOf(msg), api.MethodGetModuleSigning); e != nil {
 		return nil, e
 	}
-	ms, err := a.svc.ModuleSigning(a.ctx, moduleID)
+	ms, err := a.svc.ModuleSigning(a.Ctx, moduleID)
 	if err != nil {
-		return nil, a.fail(api.MethodGetModuleSigning, err)
+		return nil, a.Fail(api.MethodGetModuleSigning, err)
 	}
 	return api.ToDict(api.ModuleSigning{ModuleID: ms.ModuleID, GenerationID: ms.GenerationID,
 		KeyID: ms.KeyID, Primary: ms.Primary, Secondary: ms.Secondary}), nil

@@ -13,16 +13,16 @@ import (
 )
 
 // Client talks to org.edgev2.Identity1; errors are fault errors.
-type Client struct{ conn *godbus.Conn }
+type Client struct{ caller bus.Caller }
 
 // New uses an open bus connection.
-func New(conn *godbus.Conn) *Client { return &Client{conn: conn} }
+func New(conn *godbus.Conn) *Client {
+	return &Client{caller: bus.Caller{Conn: conn, Dest: api.BusName}}
+}
 
+// call calls method of the Identity interface on the service's one object.
 func (c *Client) call(ctx context.Context, method string, out []any, args ...any) error {
-	if err := c.conn.Object(api.BusName, api.ObjectPath).CallWithContext(ctx, api.Interface+"."+method, 0, args...).Store(out...); err != nil {
-		return bus.FromError(err)
-	}
-	return nil
+	return c.caller.Call(ctx, api.ObjectPath, api.Interface+"."+method, out, args...)
 }
 
 // callDict calls a method that returns one a{sv} and decodes it into out.
@@ -126,8 +126,8 @@ func (c *Client) CallerIdentity(ctx context.Context) (api.CallerIdentity, error)
 // State reads the State property.
 func (c *Client) State(ctx context.Context) (string, error) {
 	var v godbus.Variant
-	if err := c.conn.Object(api.BusName, api.ObjectPath).CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, api.Interface, api.PropState).Store(&v); err != nil {
-		return "", bus.FromError(err)
+	if err := c.caller.Call(ctx, api.ObjectPath, "org.freedesktop.DBus.Properties.Get", []any{&v}, api.Interface, api.PropState); err != nil {
+		return "", err
 	}
 	s, _ := v.Value().(string)
 	return s, nil

@@ -15,7 +15,6 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	bus "github.com/edgev2/edgev2/dbus"
-	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/keys"
 	"github.com/edgev2/edgev2/keys/api"
 )
@@ -23,11 +22,8 @@ import (
 // BusAPI adapts Service to org.edgev2.Keys1: argument checks, authorization,
 // error mapping, signals. It holds no key logic.
 type BusAPI struct {
-	ctx  context.Context
-	svc  *keys.Service
-	auth bus.Authority
-	srv  *bus.Server
-	log  *slog.Logger
+	bus.Adapter
+	svc *keys.Service
 
 	sessions sessionRegistry
 	pool     *workerPool
@@ -38,7 +34,7 @@ type BusAPI struct {
 
 // New registers the Keys objects on srv (call srv.Export and Claim after).
 func New(ctx context.Context, svc *keys.Service, auth bus.Authority, srv *bus.Server, log *slog.Logger) *BusAPI {
-	a := &BusAPI{ctx: ctx, svc: svc, auth: auth, srv: srv, log: log, pool: newWorkerPool(ctx, poolWorkers)}
+	a := &BusAPI{Adapter: bus.Adapter{Ctx: ctx, Auth: auth, Server: srv, Log: log, DetailKey: api.DetailKeyID}, svc: svc, pool: newWorkerPool(ctx, poolWorkers)}
 	srv.Root(bus.Interface{
 		Name: api.Interface,
 		Methods: map[string]any{
@@ -82,11 +78,8 @@ func New(ctx context.Context, svc *keys.Service, auth bus.Authority, srv *bus.Se
 			return ids, err
 		},
 	})
-	srv.CanRead = func(call bus.Call, id string) *godbus.Error {
-		return a.authorize(call, api.ActionRead, id)
-	}
 	// InterfacesAdded/Removed name a key: only its readers hear of it.
-	srv.CanReceive = func(peer, id string) bool { return bus.MayReceive(ctx, auth, peer, api.ActionRead, keyDetails(id)) }
+	a.GuardReads(api.ActionRead)
 	return a
 }
 
@@ -109,7 +102,7 @@ func (a *BusAPI) releaseMemoryLater() {
 }
 
 func (a *BusAPI) keyProperties(id string) (map[string]godbus.Variant, error) {
-	info, err := a.svc.Describe(a.ctx, id)
+	info, err := a.svc.Describe(a.Ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -130,28 +123,6 @@ func (a *BusAPI) keyProperties(id string) (map[string]godbus.Variant, error) {
 		api.PropMechanisms: godbus.MakeVariant(keys.Mechanisms(info)),
 		api.PropPreloaded:  godbus.MakeVariant(info.Preloaded),
 	}, nil
-}
-
-// keyDetails are the polkit details naming key id (none for the service).
-func keyDetails(id string) map[string]string {
-	if id == "" {
-		return nil
-	}
-	return map[string]string{api.DetailKeyID: id}
-}
-
-func (a *BusAPI) authorize(call bus.Call, action, id string) *godbus.Error {
-	return a.auth.Authorize(a.ctx, call, action, keyDetails(id))
-}
-
-// fail logs internal detail and returns the caller-safe error.
-func (a *BusAPI) fail(op string, err error) *godbus.Error {
-	if k := fault.KindOf(err); k == fault.Failed || k == fault.Unavailable {
-		a.log.Error(op+" failed", "err", err)
-	} else {
-		a.log.Debug(op+" refused", "err", err)
-	}
-	return bus.ToError(err)
 }
 
 // options checks an a{sv} against the byte-array and string keys a method
@@ -195,7 +166,7 @@ func (a *BusAPI) createKey(msg godbus.Message, id string, opts map[string]godbus
 	if e != nil {
 		return "/", e
 	}
-	if e := a.authorize(bus.CallOf(msg), api.ActionManage, id); e != nil {
+	if e := a.Authorize(bus.CallOf(msg), api.ActionManage, id); e != nil {
 		return "/", e
 	}
 	usage := keys.UsageSign
@@ -206,14 +177,14 @@ func (a *BusAPI) createKey(msg godbus.Message, id string, opts map[string]godbus
 	if hasValue && value == nil {
 		value = []byte{}
 	}
-	info, created, err := a.svc.CreateKey(a.ctx, id, usage, value)
+	info, created, err := a.svc.CreateKey(a.Ctx, id, usage, value)
 	if err != nil {
-		return "/", a.fail(api.MethodCreateKey, err)
+		return "/", a.Fail(api.MethodCreateKey, err)
 	}
 	if created {
-		a.srv.Added(api.Collection, info.ID)
+		a.Server.Added(api.Collection, info.ID)
 	}
-	return a.srv.ChildPath(api.Collection, info.ID), nil
+	return a.Server.ChildPath(api.Collection, info.ID), nil
 }
 
 func (a *BusAPI) createKeyPair(msg godbus.Message, id, algorithms string, opts map[string]godbus.Variant) (godbus.ObjectPath, *godbus.Error) {
@@ -223,39 +194,39 @@ func (a *BusAPI) createKeyPair(msg godbus.Message, id, algorithms string, opts m
 	if _, _, e := options(opts, nil, nil); e != nil {
 		return "/", e
 	}
-	if e := a.authorize(bus.CallOf(msg), api.ActionManage, id); e != nil {
+	if e := a.Authorize(bus.CallOf(msg), api.ActionManage, id); e != nil {
 		return "/", e
 	}
-	info, created, err := a.svc.CreateKeyPair(a.ctx, id, algorithms)
+	info, created, err := a.svc.CreateKeyPair(a.Ctx, id, algorithms)
 	if err != nil {
-		return "/", a.fail(api.MethodCreateKeyPair, err)
+		return "/", a.Fail(api.MethodCreateKeyPair, err)
 	}
 	if created {
-		a.srv.Added(api.Collection, info.ID)
+		a.Server.Added(api.Collection, info.ID)
 	}
-	return a.srv.ChildPath(api.Collection, info.ID), nil
+	return a.Server.ChildPath(api.Collection, info.ID), nil
 }
 
 func (a *BusAPI) getKey(msg godbus.Message, id string) (godbus.ObjectPath, *godbus.Error) {
 	if e := a.checkID(id); e != nil {
 		return "/", e
 	}
-	if e := a.authorize(bus.CallOf(msg), api.ActionRead, id); e != nil {
+	if e := a.Authorize(bus.CallOf(msg), api.ActionRead, id); e != nil {
 		return "/", e
 	}
-	if _, err := a.svc.Describe(a.ctx, id); err != nil {
-		return "/", a.fail(api.MethodGetKey, err)
+	if _, err := a.svc.Describe(a.Ctx, id); err != nil {
+		return "/", a.Fail(api.MethodGetKey, err)
 	}
-	return a.srv.ChildPath(api.Collection, id), nil
+	return a.Server.ChildPath(api.Collection, id), nil
 }
 
 func (a *BusAPI) listKeys(msg godbus.Message) ([]string, *godbus.Error) {
-	if e := a.authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
+	if e := a.Authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
 		return nil, e
 	}
-	ids, err := a.svc.List(a.ctx)
+	ids, err := a.svc.List(a.Ctx)
 	if err != nil {
-		return nil, a.fail(api.MethodListKeys, err)
+		return nil, a.Fail(api.MethodListKeys, err)
 	}
 	if ids == nil {
 		ids = []string{}
@@ -267,13 +238,13 @@ func (a *BusAPI) deleteKey(msg godbus.Message, id string) *godbus.Error {
 	if e := a.checkID(id); e != nil {
 		return e
 	}
-	if e := a.authorize(bus.CallOf(msg), api.ActionManage, id); e != nil {
+	if e := a.Authorize(bus.CallOf(msg), api.ActionManage, id); e != nil {
 		return e
 	}
-	if err := a.svc.Delete(a.ctx, id); err != nil {
-		return a.fail(api.MethodDeleteKey, err)
+	if err := a.svc.Delete(a.Ctx, id); err != nil {
+		return a.Fail(api.MethodDeleteKey, err)
 	}
-	a.srv.Removed(api.Collection, id)
+	a.Server.Removed(api.Collection, id)
 	return nil
 }
 
@@ -285,19 +256,19 @@ func (a *BusAPI) moveKey(msg godbus.Message, from, to string) *godbus.Error {
 	}
 	call := bus.CallOf(msg)
 	for _, id := range []string{from, to} {
-		if e := a.authorize(call, api.ActionManage, id); e != nil {
+		if e := a.Authorize(call, api.ActionManage, id); e != nil {
 			return e
 		}
 	}
-	replaced := a.svc.Exists(a.ctx, to)
-	if err := a.svc.Move(a.ctx, from, to); err != nil {
-		return a.fail(api.MethodMoveKey, err)
+	replaced := a.svc.Exists(a.Ctx, to)
+	if err := a.svc.Move(a.Ctx, from, to); err != nil {
+		return a.Fail(api.MethodMoveKey, err)
 	}
-	a.srv.Removed(api.Collection, from)
+	a.Server.Removed(api.Collection, from)
 	if replaced {
-		a.srv.Removed(api.Collection, to)
+		a.Server.Removed(api.Collection, to)
 	}
-	a.srv.Added(api.Collection, to)
+	a.Server.Added(api.Collection, to)
 	return nil
 }
 

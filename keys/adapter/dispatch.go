@@ -42,9 +42,9 @@ var keyMethods = map[string]*keyMethod{
 			if e := noOptions(b[2]); e != nil {
 				return nil, e
 			}
-			sig, err := a.svc.Sign(a.ctx, id, b[0].(string), b[1].([]byte))
+			sig, err := a.svc.Sign(a.Ctx, id, b[0].(string), b[1].([]byte))
 			if err != nil {
-				return nil, a.fail(api.MethodSign, err)
+				return nil, a.Fail(api.MethodSign, err)
 			}
 			return nonNil(sig), nil
 		}},
@@ -53,9 +53,9 @@ var keyMethods = map[string]*keyMethod{
 			if e := noOptions(b[3]); e != nil {
 				return nil, e
 			}
-			ok, err := a.svc.Verify(a.ctx, id, b[0].(string), b[1].([]byte), b[2].([]byte))
+			ok, err := a.svc.Verify(a.Ctx, id, b[0].(string), b[1].([]byte), b[2].([]byte))
 			if err != nil {
-				return nil, a.fail(api.MethodVerify, err)
+				return nil, a.Fail(api.MethodVerify, err)
 			}
 			return ok, nil
 		}},
@@ -65,9 +65,9 @@ var keyMethods = map[string]*keyMethod{
 			if e != nil {
 				return nil, e
 			}
-			ct, err := a.svc.Encrypt(a.ctx, id, b[0].(string), b[1].([]byte), o)
+			ct, err := a.svc.Encrypt(a.Ctx, id, b[0].(string), b[1].([]byte), o)
 			if err != nil {
-				return nil, a.fail(api.MethodEncrypt, err)
+				return nil, a.Fail(api.MethodEncrypt, err)
 			}
 			return nonNil(ct), nil
 		}},
@@ -77,25 +77,25 @@ var keyMethods = map[string]*keyMethod{
 			if e != nil {
 				return nil, e
 			}
-			pt, err := a.svc.Decrypt(a.ctx, id, b[0].(string), b[1].([]byte), o)
+			pt, err := a.svc.Decrypt(a.Ctx, id, b[0].(string), b[1].([]byte), o)
 			if err != nil {
-				return nil, a.fail(api.MethodDecrypt, err)
+				return nil, a.Fail(api.MethodDecrypt, err)
 			}
 			return nonNil(pt), nil
 		}},
 	api.MethodSignDerived: {sig: "aysay", action: api.ActionUse, sized: []sizedArg{{0, "derivation"}, {2, "data"}}, opts: -1,
 		run: func(a *BusAPI, id string, b []any) (any, *godbus.Error) {
-			sig, err := a.svc.SignDerived(a.ctx, id, b[0].([]byte), b[1].(string), b[2].([]byte))
+			sig, err := a.svc.SignDerived(a.Ctx, id, b[0].([]byte), b[1].(string), b[2].([]byte))
 			if err != nil {
-				return nil, a.fail(api.MethodSignDerived, err)
+				return nil, a.Fail(api.MethodSignDerived, err)
 			}
 			return nonNil(sig), nil
 		}},
 	api.MethodExportDerived: {sig: "ay", action: api.ActionExport, sized: []sizedArg{{0, "derivation"}}, opts: -1,
 		run: func(a *BusAPI, id string, b []any) (any, *godbus.Error) {
-			key, err := a.svc.ExportDerived(a.ctx, id, b[0].([]byte))
+			key, err := a.svc.ExportDerived(a.Ctx, id, b[0].([]byte))
 			if err != nil {
-				return nil, a.fail(api.MethodExportDerived, err)
+				return nil, a.Fail(api.MethodExportDerived, err)
 			}
 			return nonNil(key), nil
 		}},
@@ -105,9 +105,9 @@ var keyMethods = map[string]*keyMethod{
 			if e != nil {
 				return nil, e
 			}
-			ct, err := a.svc.EncryptDerived(a.ctx, id, b[0].([]byte), b[1].(string), b[2].([]byte), o)
+			ct, err := a.svc.EncryptDerived(a.Ctx, id, b[0].([]byte), b[1].(string), b[2].([]byte), o)
 			if err != nil {
-				return nil, a.fail(api.MethodEncryptDerived, err)
+				return nil, a.Fail(api.MethodEncryptDerived, err)
 			}
 			return nonNil(ct), nil
 		}},
@@ -117,9 +117,9 @@ var keyMethods = map[string]*keyMethod{
 			if e != nil {
 				return nil, e
 			}
-			pt, err := a.svc.DecryptDerived(a.ctx, id, b[0].([]byte), b[1].(string), b[2].([]byte), o)
+			pt, err := a.svc.DecryptDerived(a.Ctx, id, b[0].([]byte), b[1].(string), b[2].([]byte), o)
 			if err != nil {
-				return nil, a.fail(api.MethodDecryptDerived, err)
+				return nil, a.Fail(api.MethodDecryptDerived, err)
 			}
 			return nonNil(pt), nil
 		}},
@@ -198,7 +198,7 @@ func (a *BusAPI) callKey(member, sig string, body []any, path godbus.ObjectPath,
 	if e := authz(m.action, id); e != nil {
 		return nil, e
 	}
-	if !a.svc.Exists(a.ctx, id) {
+	if !a.svc.Exists(a.Ctx, id) {
 		return nil, bus.NewError("org.freedesktop.DBus.Error.UnknownObject", fmt.Sprintf("no object at %s", path))
 	}
 	return m.run(a, id, body)
@@ -209,6 +209,6 @@ func (a *BusAPI) busCallKey(msg *godbus.Message, member string) (any, *godbus.Er
 	sig, _ := msg.Headers[godbus.FieldSignature].Value().(godbus.Signature)
 	call := bus.CallOf(*msg)
 	return a.callKey(member, sig.String(), msg.Body, call.Path, func(action, id string) *godbus.Error {
-		return a.auth.Authorize(a.ctx, call, action, keyDetails(id))
+		return a.Authorize(call, action, id)
 	})
 }

@@ -91,5 +91,5 @@ func (a *BusAPI) reply(call *godbus.Message, v any, e *godbus.Error) {
 	if len(msg.Body) > 0 {
 		msg.Headers[godbus.FieldSignature] = godbus.MakeVariant(godbus.SignatureOf(msg.Body...))
 	}
-	a.srv.Conn().Send(msg, nil)
+	a.Server.Conn().Send(msg, nil)
 }

@@ -125,23 +125,23 @@ func (a *BusAPI) openSession(msg *godbus.Message) (int, *godbus.Error) {
 		return -1, e
 	}
 	call := bus.CallOf(*msg)
-	if e := a.auth.Authorize(a.ctx, call, api.ActionSession, nil); e != nil {
+	if e := a.Authorize(call, api.ActionSession, ""); e != nil {
 		return -1, e
 	}
 	if only != nil {
 		// Fail early: a restricted session on a key the opener may not
 		// use would refuse every call anyway.
-		if e := a.authorize(call, keyMethods[only.method].action, only.keyID); e != nil {
+		if e := a.Authorize(call, keyMethods[only.method].action, only.keyID); e != nil {
 			return -1, e
 		}
 	}
-	pa, ok := a.auth.(processAuthority)
+	pa, ok := a.Auth.(processAuthority)
 	if !ok {
 		return -1, bus.NewError(bus.ErrNotSupported, "this keyd cannot authorise sessions; use the bus")
 	}
-	opener, err := bus.CallerProcess(a.srv.Conn(), call.Sender)
+	opener, err := bus.CallerProcess(a.Server.Conn(), call.Sender)
 	if err != nil {
-		a.log.Warn("identify session opener", "sender", call.Sender, "err", err)
+		a.Log.Warn("identify session opener", "sender", call.Sender, "err", err)
 		return -1, bus.NewError(bus.ErrNotAuthorized, fmt.Sprintf("cannot identify the process behind %s", call.Sender))
 	}
 	if e := a.sessions.reserve(opener.UID); e != nil {
@@ -150,7 +150,7 @@ func (a *BusAPI) openSession(msg *godbus.Message) (int, *godbus.Error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		a.sessions.release(opener.UID)
-		return -1, a.fail(api.MethodOpenSession, fmt.Errorf("socketpair: %w", err))
+		return -1, a.Fail(api.MethodOpenSession, fmt.Errorf("socketpair: %w", err))
 	}
 	f := os.NewFile(uintptr(fds[0]), "keyd-session")
 	c, err := net.FileConn(f)
@@ -158,7 +158,7 @@ func (a *BusAPI) openSession(msg *godbus.Message) (int, *godbus.Error) {
 	if err != nil {
 		syscall.Close(fds[1])
 		a.sessions.release(opener.UID)
-		return -1, a.fail(api.MethodOpenSession, fmt.Errorf("session socket: %w", err))
+		return -1, a.Fail(api.MethodOpenSession, fmt.Errorf("session socket: %w", err))
 	}
 	s := &session{a: a, conn: c, opener: opener, pa: pa, gen: pa.RulesGeneration(), only: only,
 		cache: lru.New[string, sessionDecision](maxSessionDecisions),
@@ -166,9 +166,9 @@ func (a *BusAPI) openSession(msg *godbus.Message) (int, *godbus.Error) {
 	a.sessions.live.Add(1)
 	go s.run()
 	if only != nil {
-		a.log.Debug("restricted session opened", "sender", call.Sender, "pid", opener.PID, "uid", opener.UID, "only", only.method, "key_id", only.keyID)
+		a.Log.Debug("restricted session opened", "sender", call.Sender, "pid", opener.PID, "uid", opener.UID, "only", only.method, "key_id", only.keyID)
 	} else {
-		a.log.Debug("session opened", "sender", call.Sender, "pid", opener.PID, "uid", opener.UID)
+		a.Log.Debug("session opened", "sender", call.Sender, "pid", opener.PID, "uid", opener.UID)
 	}
 	return fds[1], nil
 }
@@ -247,13 +247,13 @@ type sessionDecision struct {
 func (s *session) run() {
 	defer s.a.sessions.live.Add(-1)
 	defer s.a.sessions.release(s.opener.UID)
-	stop := context.AfterFunc(s.a.ctx, func() { s.conn.Close() })
+	stop := context.AfterFunc(s.a.Ctx, func() { s.conn.Close() })
 	defer stop()
 	defer s.wg.Wait() // calls in flight finish (their replies fail) before the slot is freed
 	defer s.conn.Close()
 	r := bufio.NewReaderSize(s.conn, 64<<10)
 	if err := s.handshake(r); err != nil {
-		s.a.log.Debug("session handshake failed", "pid", s.opener.PID, "err", err)
+		s.a.Log.Debug("session handshake failed", "pid", s.opener.PID, "err", err)
 		return
 	}
 	for {
@@ -264,7 +264,7 @@ func (s *session) run() {
 				s.send(encodeMessage(s.nextSerial(), tooBig.serial, bus.ErrInvalidArgs, err.Error()))
 			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				s.a.log.Debug("session ends", "pid", s.opener.PID, "err", err)
+				s.a.Log.Debug("session ends", "pid", s.opener.PID, "err", err)
 			}
 			return
 		}
@@ -385,8 +385,8 @@ func (s *session) authorize(action, id string) *godbus.Error {
 	s.mu.Unlock()
 	if stale {
 		// The rules changed: the opener may have lost the session itself.
-		if allowed, _, err := s.pa.CheckProcess(s.a.ctx, s.opener, api.ActionSession, nil); err != nil || !allowed {
-			s.a.log.Info("session closed: its opener is no longer allowed sessions", "pid", s.opener.PID, "uid", s.opener.UID)
+		if allowed, _, err := s.pa.CheckProcess(s.a.Ctx, s.opener, api.ActionSession, nil); err != nil || !allowed {
+			s.a.Log.Info("session closed: its opener is no longer allowed sessions", "pid", s.opener.PID, "uid", s.opener.UID)
 			s.revoked.Store(true) // closed once this reply is sent
 			return bus.NewError(bus.ErrNotAuthorized, "not authorized for "+api.ActionSession+" any more; the session is closed")
 		}
@@ -394,9 +394,9 @@ func (s *session) authorize(action, id string) *godbus.Error {
 	if ok && time.Since(d.at) < sessionDecisionTTL {
 		return sessionDenial(d.allowed, action, id)
 	}
-	allowed, _, err := s.pa.CheckProcess(s.a.ctx, s.opener, action, keyDetails(id))
+	allowed, _, err := s.pa.CheckProcess(s.a.Ctx, s.opener, action, s.a.Details(id))
 	if err != nil {
-		s.a.log.Warn("polkit check for a session failed; denying", "action", action, "key_id", id, "pid", s.opener.PID, "err", err)
+		s.a.Log.Warn("polkit check for a session failed; denying", "action", action, "key_id", id, "pid", s.opener.PID, "err", err)
 		return bus.NewError(bus.ErrNotAuthorized, fmt.Sprintf("not authorized for %s: the authorization service (polkit) is not available", action))
 	}
 	s.mu.Lock()

@@ -27,19 +27,20 @@ func member(in, method string) string { return in + "." + method }
 // Client talks to org.edgev2.Keys1. Errors are fault errors (match kinds
 // with fault.Is).
 type Client struct {
-	conn        *godbus.Conn
-	interactive bool
-	sess        *sessionState // nil: everything over the bus
+	caller bus.Caller
+	sess   *sessionState // nil: everything over the bus
 }
 
 // New uses an open bus connection.
-func New(conn *godbus.Conn) *Client { return &Client{conn: conn} }
+func New(conn *godbus.Conn) *Client {
+	return &Client{caller: bus.Caller{Conn: conn, Dest: api.BusName}}
+}
 
 // Interactive makes calls allow interactive authorization (polkit may ask
 // the user for a password through an agent).
 func (c *Client) Interactive(on bool) *Client {
 	cc := *c
-	cc.interactive = on
+	cc.caller.Interactive = on
 	return &cc
 }
 
@@ -49,15 +50,7 @@ func (c *Client) call(ctx context.Context, path godbus.ObjectPath, method string
 			return err
 		}
 	}
-	var flags godbus.Flags
-	if c.interactive {
-		flags |= godbus.FlagAllowInteractiveAuthorization
-	}
-	err := c.conn.Object(api.BusName, path).CallWithContext(ctx, method, flags, args...).Store(out...)
-	if err != nil {
-		return bus.FromError(err)
-	}
-	return nil
+	return c.caller.Call(ctx, path, method, out, args...)
 }
 
 func noOptions() map[string]godbus.Variant { return map[string]godbus.Variant{} }

@@ -124,7 +124,7 @@ func (s *sessionState) get(ctx context.Context, c *Client) *godbus.Conn {
 	if s.closed || time.Now().Before(s.retryAt) {
 		return nil
 	}
-	pc, err := openSession(ctx, c.conn)
+	pc, err := openSession(ctx, c.caller.Conn)
 	if err != nil {
 		s.lastErr = err
 		s.retryAt = time.Now().Add(sessionRetry)
@@ -178,7 +178,7 @@ func peerConn(f *os.File) (*godbus.Conn, error) {
 // client's caller, for as long as the session lives (shutdown(2) on any
 // duplicate of it ends it for every holder).
 func (c *Client) OpenRestrictedSession(ctx context.Context, method, keyID string) (*os.File, error) {
-	return callOpenSession(ctx, c.conn, map[string]godbus.Variant{
+	return callOpenSession(ctx, c.caller.Conn, map[string]godbus.Variant{
 		api.OptOnly: godbus.MakeVariant(method), api.OptKeyID: godbus.MakeVariant(keyID)})
 }
 

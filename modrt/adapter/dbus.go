@@ -15,7 +15,6 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	bus "github.com/edgev2/edgev2/dbus"
-	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/modrt"
 	"github.com/edgev2/edgev2/modrt/api"
 	"github.com/edgev2/edgev2/modrt/ctrd"
@@ -25,17 +24,14 @@ import (
 
 // BusAPI adapts modrt.Service to org.edgev2.ModuleRuntime1.
 type BusAPI struct {
-	ctx  context.Context
-	svc  *modrt.Service
-	auth bus.Authority
-	srv  *bus.Server
-	log  *slog.Logger
+	bus.Adapter
+	svc *modrt.Service
 }
 
 // NewBusAPI registers the runtime's objects on srv and turns the runtime's
 // state changes into StateChanged, PropertiesChanged and ObjectManager signals.
 func NewBusAPI(ctx context.Context, svc *modrt.Service, auth bus.Authority, srv *bus.Server, log *slog.Logger) *BusAPI {
-	a := &BusAPI{ctx: ctx, svc: svc, auth: auth, srv: srv, log: log}
+	a := &BusAPI{Adapter: bus.Adapter{Ctx: ctx, Auth: auth, Server: srv, Log: log, DetailKey: api.DetailModuleID}, svc: svc}
 	srv.Root(bus.Interface{
 		Name: api.Interface,
 		Methods: map[string]any{
@@ -65,11 +61,8 @@ func NewBusAPI(ctx context.Context, svc *modrt.Service, auth bus.Authority, srv 
 			return names, err
 		},
 	})
-	srv.CanRead = func(call bus.Call, id string) *godbus.Error { return a.authorize(call, api.ActionRead, id) }
 	// Module events reach only the peers that may read that module.
-	srv.CanReceive = func(peer, id string) bool {
-		return bus.MayReceive(ctx, auth, peer, api.ActionRead, moduleDetails(id))
-	}
+	a.GuardReads(api.ActionRead)
 	svc.Runtime().OnChange(a.changed)
 	return a
 }
@@ -93,7 +86,7 @@ func statusProps(st ctrd.Status) map[string]godbus.Variant {
 }
 
 func (a *BusAPI) moduleProperties(name string) (map[string]godbus.Variant, error) {
-	st, err := a.svc.Runtime().Status(a.ctx, name)
+	st, err := a.svc.Runtime().Status(a.Ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -102,34 +95,12 @@ func (a *BusAPI) moduleProperties(name string) (map[string]godbus.Variant, error
 
 func (a *BusAPI) changed(st ctrd.Status) {
 	if st.State == ctrd.StateRemoved {
-		a.srv.Removed(api.Collection, st.Name)
+		a.Server.Removed(api.Collection, st.Name)
 		return
 	}
-	path := a.srv.ChildPath(api.Collection, st.Name)
-	a.srv.PropertiesChanged(path, api.ModuleInterface, statusProps(st))
-	a.srv.Emit(path, api.ModuleInterface+".StateChanged", string(st.State))
-}
-
-// moduleDetails are the polkit details naming module name (none for the
-// runtime as a whole).
-func moduleDetails(name string) map[string]string {
-	if name == "" {
-		return nil
-	}
-	return map[string]string{api.DetailModuleID: name}
-}
-
-func (a *BusAPI) authorize(call bus.Call, action, name string) *godbus.Error {
-	return a.auth.Authorize(a.ctx, call, action, moduleDetails(name))
-}
-
-func (a *BusAPI) fail(op string, err error) *godbus.Error {
-	if k := fault.KindOf(err); k == fault.Failed || k == fault.Unavailable {
-		a.log.Error(op+" failed", "err", err)
-	} else {
-		a.log.Debug(op+" refused", "err", err)
-	}
-	return bus.ToError(err)
+	path := a.Server.ChildPath(api.Collection, st.Name)
+	a.Server.PropertiesChanged(path, api.ModuleInterface, statusProps(st))
+	a.Server.Emit(path, api.ModuleInterface+".StateChanged", string(st.State))
 }
 
 func (a *BusAPI) createModule(msg godbus.Message, name, specJSON string, opts map[string]godbus.Variant) (godbus.ObjectPath, *godbus.Error) {
@@ -140,27 +111,27 @@ func (a *BusAPI) createModule(msg godbus.Message, name, specJSON string, opts ma
 	if err := modspec.ValidateName(name); err != nil {
 		return "/", bus.ToError(err)
 	}
-	if e := a.authorize(bus.CallOf(msg), api.ActionManage, name); e != nil {
+	if e := a.Authorize(bus.CallOf(msg), api.ActionManage, name); e != nil {
 		return "/", e
 	}
 	start := true
 	if v, ok := vals["start"].(bool); ok {
 		start = v
 	}
-	if err := a.svc.Create(a.ctx, name, []byte(specJSON), start); err != nil {
-		return "/", a.fail("CreateModule", err)
+	if err := a.svc.Create(a.Ctx, name, []byte(specJSON), start); err != nil {
+		return "/", a.Fail("CreateModule", err)
 	}
-	a.srv.Added(api.Collection, name)
-	return a.srv.ChildPath(api.Collection, name), nil
+	a.Server.Added(api.Collection, name)
+	return a.Server.ChildPath(api.Collection, name), nil
 }
 
 func (a *BusAPI) listModules(msg godbus.Message) ([]string, *godbus.Error) {
-	if e := a.authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
+	if e := a.Authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
 		return nil, e
 	}
-	sts, err := a.svc.Runtime().List(a.ctx)
+	sts, err := a.svc.Runtime().List(a.Ctx)
 	if err != nil {
-		return nil, a.fail("ListModules", err)
+		return nil, a.Fail("ListModules", err)
 	}
 	names := make([]string, 0, len(sts))
 	for _, st := range sts {
@@ -175,12 +146,12 @@ func (a *BusAPI) importImage(msg godbus.Message, fd godbus.UnixFD) ([]string, *g
 		return nil, bus.NewError(bus.ErrInvalidArgs, "archive is not a file descriptor")
 	}
 	defer f.Close()
-	if e := a.authorize(bus.CallOf(msg), api.ActionManage, ""); e != nil {
+	if e := a.Authorize(bus.CallOf(msg), api.ActionManage, ""); e != nil {
 		return nil, e
 	}
-	names, err := a.svc.Runtime().ImportImage(a.ctx, f)
+	names, err := a.svc.Runtime().ImportImage(a.Ctx, f)
 	if err != nil {
-		return nil, a.fail("ImportImage", err)
+		return nil, a.Fail("ImportImage", err)
 	}
 	if names == nil {
 		names = []string{}
@@ -189,7 +160,7 @@ func (a *BusAPI) importImage(msg godbus.Message, fd godbus.UnixFD) ([]string, *g
 }
 
 func (a *BusAPI) getSystemInfo(msg godbus.Message) (map[string]godbus.Variant, *godbus.Error) {
-	if e := a.authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
+	if e := a.Authorize(bus.CallOf(msg), api.ActionRead, ""); e != nil {
 		return nil, e
 	}
 	host, _ := os.Hostname()
@@ -200,31 +171,19 @@ func (a *BusAPI) getSystemInfo(msg godbus.Message) (map[string]godbus.Variant, *
 	}, nil
 }
 
-// child authorizes a call on a module object, then checks it exists.
-func (a *BusAPI) child(msg godbus.Message, action string) (string, *godbus.Error) {
-	name, e := a.srv.PathID(msg)
-	if e != nil {
-		return "", e
-	}
-	if e := a.authorize(bus.CallOf(msg), action, name); e != nil {
-		return "", e
-	}
-	return name, a.srv.Exists(msg)
-}
-
 func (a *BusAPI) start(msg godbus.Message) *godbus.Error {
-	name, e := a.child(msg, api.ActionManage)
+	name, e := a.Child(msg, api.ActionManage)
 	if e != nil {
 		return e
 	}
-	if err := a.svc.Runtime().Start(a.ctx, name); err != nil {
-		return a.fail("Start", err)
+	if err := a.svc.Runtime().Start(a.Ctx, name); err != nil {
+		return a.Fail("Start", err)
 	}
 	return nil
 }
 
 func (a *BusAPI) stop(msg godbus.Message, timeoutS uint32) *godbus.Error {
-	name, e := a.child(msg, api.ActionManage)
+	name, e := a.Child(msg, api.ActionManage)
 	if e != nil {
 		return e
 	}
@@ -232,30 +191,30 @@ func (a *BusAPI) stop(msg godbus.Message, timeoutS uint32) *godbus.Error {
 	if timeoutS > 0 {
 		timeout = time.Duration(min(timeoutS, 3600)) * time.Second
 	}
-	if err := a.svc.Runtime().Stop(a.ctx, name, timeout); err != nil {
-		return a.fail("Stop", err)
+	if err := a.svc.Runtime().Stop(a.Ctx, name, timeout); err != nil {
+		return a.Fail("Stop", err)
 	}
 	return nil
 }
 
 func (a *BusAPI) restart(msg godbus.Message) *godbus.Error {
-	name, e := a.child(msg, api.ActionManage)
+	name, e := a.Child(msg, api.ActionManage)
 	if e != nil {
 		return e
 	}
-	if err := a.svc.Runtime().Restart(a.ctx, name, modrt.StopTimeout); err != nil {
-		return a.fail("Restart", err)
+	if err := a.svc.Runtime().Restart(a.Ctx, name, modrt.StopTimeout); err != nil {
+		return a.Fail("Restart", err)
 	}
 	return nil
 }
 
 func (a *BusAPI) remove(msg godbus.Message) *godbus.Error {
-	name, e := a.child(msg, api.ActionManage)
+	name, e := a.Child(msg, api.ActionManage)
 	if e != nil {
 		return e
 	}
-	if err := a.svc.Remove(a.ctx, name); err != nil {
-		return a.fail("Remove", err)
+	if err := a.svc.Remove(a.Ctx, name); err != nil {
+		return a.Fail("Remove", err)
 	}
 	return nil
 }
@@ -263,7 +222,7 @@ func (a *BusAPI) remove(msg godbus.Message) *godbus.Error {
 // openLogs opens the read end of a pipe the logs are copied into; the
 // LogsReplier sends it and closes it.
 func (a *BusAPI) openLogs(msg godbus.Message, opts map[string]godbus.Variant) (*os.File, *godbus.Error) {
-	name, e := a.child(msg, api.ActionRead)
+	name, e := a.Child(msg, api.ActionRead)
 	if e != nil {
 		return nil, e
 	}
@@ -284,12 +243,12 @@ func (a *BusAPI) openLogs(msg godbus.Message, opts map[string]godbus.Variant) (*
 	o.Timestamps, _ = vals["timestamps"].(bool)
 	rc, err := a.svc.Logs(name, o)
 	if err != nil {
-		return nil, a.fail("GetLogs", err)
+		return nil, a.Fail("GetLogs", err)
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		rc.Close()
-		return nil, a.fail("GetLogs", fmt.Errorf("pipe: %w", err))
+		return nil, a.Fail("GetLogs", fmt.Errorf("pipe: %w", err))
 	}
 	go func() {
 		defer rc.Close()
@@ -305,7 +264,7 @@ func (a *BusAPI) pullImage(msg godbus.Message, ref string, opts map[string]godbu
 		return "", e
 	}
 	call := bus.CallOf(msg)
-	if e := a.authorize(call, api.ActionManage, ""); e != nil {
+	if e := a.Authorize(call, api.ActionManage, ""); e != nil {
 		return "", e
 	}
 	var auth *ctrd.PullAuth
@@ -314,16 +273,16 @@ func (a *BusAPI) pullImage(msg godbus.Message, ref string, opts map[string]godbu
 		auth = &ctrd.PullAuth{Username: u, Password: p}
 	}
 	last := time.Time{}
-	digest, err := a.svc.Runtime().Pull(a.ctx, ref, auth, func(p ctrd.PullProgress) {
+	digest, err := a.svc.Runtime().Pull(a.Ctx, ref, auth, func(p ctrd.PullProgress) {
 		if time.Since(last) < 200*time.Millisecond && p.Done < p.Total {
 			return // at most five signals a second
 		}
 		last = time.Now()
 		// The caller and whoever may read the runtime as a whole.
-		a.srv.EmitAlso(call.Sender, api.ObjectPath, api.Interface+".PullProgress", p.Ref, uint64(p.Done), uint64(p.Total))
+		a.Server.EmitAlso(call.Sender, api.ObjectPath, api.Interface+".PullProgress", p.Ref, uint64(p.Done), uint64(p.Total))
 	})
 	if err != nil {
-		return "", a.fail("PullImage", err)
+		return "", a.Fail("PullImage", err)
 	}
 	return digest, nil
 }

@@ -47,7 +47,7 @@ func (l *LogsReplier) Option() godbus.ConnOption {
 func (l *LogsReplier) Attach(api *BusAPI) {
 	prefix := string(rtapi.ObjectPath) + "/" + rtapi.Collection + "/"
 	l.api.Store(&logsServer{
-		conn: api.srv.Conn(),
+		conn: api.Server.Conn(),
 		path: func(p godbus.ObjectPath) bool { return len(p) > len(prefix) && string(p[:len(prefix)]) == prefix },
 		open: api.openLogs,
 	})

@@ -24,30 +24,16 @@ const (
 
 // Client talks to org.edgev2.ModuleRuntime1. Errors are fault errors
 // (match kinds with fault.Is).
-type Client struct {
-	conn        *godbus.Conn
-	interactive bool
-}
+type Client struct{ caller bus.Caller }
 
 // New uses an open bus connection.
-func New(conn *godbus.Conn) *Client { return &Client{conn: conn} }
+func New(conn *godbus.Conn) *Client { return &Client{caller: bus.Caller{Conn: conn, Dest: busName}} }
 
 // Interactive makes calls allow interactive authorization.
 func (c *Client) Interactive(on bool) *Client {
 	cc := *c
-	cc.interactive = on
+	cc.caller.Interactive = on
 	return &cc
-}
-
-func (c *Client) call(ctx context.Context, path godbus.ObjectPath, method string, out []any, args ...any) error {
-	var flags godbus.Flags
-	if c.interactive {
-		flags |= godbus.FlagAllowInteractiveAuthorization
-	}
-	if err := c.conn.Object(busName, path).CallWithContext(ctx, method, flags, args...).Store(out...); err != nil {
-		return bus.FromError(err)
-	}
-	return nil
 }
 
 // Path is the object path of module name.
@@ -58,13 +44,13 @@ func Path(name string) godbus.ObjectPath { return bus.ChildPath(rootPath, api.Co
 func (c *Client) CreateModule(ctx context.Context, name, specJSON string, start bool) error {
 	var p godbus.ObjectPath
 	opts := map[string]godbus.Variant{api.OptStart: godbus.MakeVariant(start)}
-	return c.call(ctx, rootPath, iface+"."+api.MethodCreateModule, []any{&p}, name, specJSON, opts)
+	return c.caller.Call(ctx, rootPath, iface+"."+api.MethodCreateModule, []any{&p}, name, specJSON, opts)
 }
 
 // ListModules returns every module's name, sorted.
 func (c *Client) ListModules(ctx context.Context) ([]string, error) {
 	var names []string
-	err := c.call(ctx, rootPath, iface+"."+api.MethodListModules, []any{&names})
+	err := c.caller.Call(ctx, rootPath, iface+"."+api.MethodListModules, []any{&names})
 	return names, err
 }
 
@@ -74,7 +60,7 @@ type Module = api.Module
 // Module reads a module's properties.
 func (c *Client) Module(ctx context.Context, name string) (Module, error) {
 	var m map[string]godbus.Variant
-	if err := c.call(ctx, Path(name), "org.freedesktop.DBus.Properties.GetAll", []any{&m}, moduleIface); err != nil {
+	if err := c.caller.Call(ctx, Path(name), "org.freedesktop.DBus.Properties.GetAll", []any{&m}, moduleIface); err != nil {
 		return Module{}, err
 	}
 	var mod Module
@@ -91,22 +77,22 @@ func (c *Client) Module(ctx context.Context, name string) (Module, error) {
 
 // Start starts a module.
 func (c *Client) Start(ctx context.Context, name string) error {
-	return c.call(ctx, Path(name), moduleIface+"."+api.MethodStart, nil)
+	return c.caller.Call(ctx, Path(name), moduleIface+"."+api.MethodStart, nil)
 }
 
 // Stop stops a module, killing it after timeout (0: the runtime's default).
 func (c *Client) Stop(ctx context.Context, name string, timeout time.Duration) error {
-	return c.call(ctx, Path(name), moduleIface+"."+api.MethodStop, nil, uint32(timeout/time.Second))
+	return c.caller.Call(ctx, Path(name), moduleIface+"."+api.MethodStop, nil, uint32(timeout/time.Second))
 }
 
 // Restart stops and starts a module.
 func (c *Client) Restart(ctx context.Context, name string) error {
-	return c.call(ctx, Path(name), moduleIface+"."+api.MethodRestart, nil)
+	return c.caller.Call(ctx, Path(name), moduleIface+"."+api.MethodRestart, nil)
 }
 
 // Remove stops a module and removes its container, snapshot and logs.
 func (c *Client) Remove(ctx context.Context, name string) error {
-	return c.call(ctx, Path(name), moduleIface+"."+api.MethodRemove, nil)
+	return c.caller.Call(ctx, Path(name), moduleIface+"."+api.MethodRemove, nil)
 }
 
 // LogOptions select which log lines GetLogs returns.
@@ -134,7 +120,7 @@ func (c *Client) GetLogs(ctx context.Context, name string, o LogOptions) (io.Rea
 		opts[api.OptTimestamps] = godbus.MakeVariant(true)
 	}
 	var fd godbus.UnixFD
-	if err := c.call(ctx, Path(name), moduleIface+"."+api.MethodGetLogs, []any{&fd}, opts); err != nil {
+	if err := c.caller.Call(ctx, Path(name), moduleIface+"."+api.MethodGetLogs, []any{&fd}, opts); err != nil {
 		return nil, err
 	}
 	f := os.NewFile(uintptr(fd), "logs of "+name)
@@ -148,7 +134,7 @@ func (c *Client) GetLogs(ctx context.Context, name string, o LogOptions) (io.Rea
 // names imported.
 func (c *Client) ImportImage(ctx context.Context, archive *os.File) ([]string, error) {
 	var names []string
-	err := c.call(ctx, rootPath, iface+"."+api.MethodImportImage, []any{&names}, godbus.UnixFD(archive.Fd()))
+	err := c.caller.Call(ctx, rootPath, iface+"."+api.MethodImportImage, []any{&names}, godbus.UnixFD(archive.Fd()))
 	return names, err
 }
 
@@ -169,20 +155,20 @@ func (c *Client) PullImage(ctx context.Context, ref string, auth *PullAuth, prog
 	}
 	if progress == nil {
 		var digest string
-		err := c.call(ctx, rootPath, iface+"."+api.MethodPullImage, []any{&digest}, ref, opts)
+		err := c.caller.Call(ctx, rootPath, iface+"."+api.MethodPullImage, []any{&digest}, ref, opts)
 		return digest, err
 	}
 	match := []godbus.MatchOption{
 		godbus.WithMatchObjectPath(rootPath), godbus.WithMatchInterface(iface),
 		godbus.WithMatchMember(api.SignalPullProgress), godbus.WithMatchArg(0, ref),
 	}
-	if err := c.conn.AddMatchSignalContext(ctx, match...); err != nil {
+	if err := c.caller.Conn.AddMatchSignalContext(ctx, match...); err != nil {
 		return "", fmt.Errorf("subscribe to PullProgress: %w", bus.FromError(err))
 	}
-	defer c.conn.RemoveMatchSignal(match...)
+	defer c.caller.Conn.RemoveMatchSignal(match...)
 	sigs := make(chan *godbus.Signal, 64)
-	c.conn.Signal(sigs)
-	defer c.conn.RemoveSignal(sigs)
+	c.caller.Conn.Signal(sigs)
+	defer c.caller.Conn.RemoveSignal(sigs)
 
 	type result struct {
 		digest string
@@ -191,7 +177,7 @@ func (c *Client) PullImage(ctx context.Context, ref string, auth *PullAuth, prog
 	done := make(chan result, 1)
 	go func() {
 		var digest string
-		err := c.call(ctx, rootPath, iface+"."+api.MethodPullImage, []any{&digest}, ref, opts)
+		err := c.caller.Call(ctx, rootPath, iface+"."+api.MethodPullImage, []any{&digest}, ref, opts)
 		done <- result{digest, err}
 	}()
 	for {
@@ -232,7 +218,7 @@ func progressOf(s *godbus.Signal, ref string) (Progress, bool) {
 // SystemInfo returns the runtime's GetSystemInfo dictionary as strings.
 func (c *Client) SystemInfo(ctx context.Context) (map[string]string, error) {
 	var m map[string]godbus.Variant
-	if err := c.call(ctx, rootPath, iface+"."+api.MethodGetSystemInfo, []any{&m}); err != nil {
+	if err := c.caller.Call(ctx, rootPath, iface+"."+api.MethodGetSystemInfo, []any{&m}); err != nil {
 		return nil, err
 	}
 	out := make(map[string]string, len(m))
