@@ -9,11 +9,12 @@ import (
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/identity"
 	"github.com/edgev2/edgev2/identity/api"
+	rtapi "github.com/edgev2/edgev2/modrt/api"
 )
 
 // RuntimeBusName is the Module Runtime's bus name: the bus policy lets
 // only modrtd's user (root) own it, so its owner is modrtd.
-const RuntimeBusName = "org.edgev2.ModuleRuntime1"
+const RuntimeBusName = rtapi.BusName
 
 // runtimeOnly admits only the current owner of RuntimeBusName (and then
 // polkit's identity.manage, like SignAsModule): the module signer signs as

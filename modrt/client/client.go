@@ -104,7 +104,7 @@ type LogOptions struct {
 }
 
 // GetLogs returns a module's logs in Docker's 8-byte multiplexed framing
-// (api.ParseFrames reads it). The caller closes the reader.
+// (modrt/logstore.ParseFrames reads it). The caller closes the reader.
 func (c *Client) GetLogs(ctx context.Context, name string, o LogOptions) (io.ReadCloser, error) {
 	opts := map[string]godbus.Variant{}
 	if o.Tail > 0 {
