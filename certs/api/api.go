@@ -78,8 +78,8 @@ var CreateOptionTypes = map[string]string{
 
 // Bounds of CreateCertificate's numeric options.
 const (
-	MaxValiditySeconds = 100 * 365 * 24 * 3600
-	MaxPathLen         = 16
+	MaxValiditySeconds uint64 = 100 * 365 * 24 * 3600 // the option is a "t"
+	MaxPathLen                = 16
 )
 
 // Properties of CertInterface.
