@@ -27,7 +27,8 @@ const (
 	DefaultMaxPolls   = 60
 	DefaultTokenTTL   = time.Hour
 	// DefaultPollInterval is the wait when DPS sends no Retry-After. The
-	// Python SDK uses 2 s, aziot-identityd 5 s.
+	// C SDK uses 1 s, the C#, Java and Python SDKs 2 s, aziot-identityd
+	// 10 s (whatever DPS says).
 	DefaultPollInterval = 3 * time.Second
 	// MaxRetryAfter caps the wait a Retry-After can ask for.
 	MaxRetryAfter = time.Minute
@@ -366,8 +367,10 @@ func kindOfCode(code string) fault.Kind {
 	return fault.Failed
 }
 
-// wait sleeps d between requests, counting it against MaxPolls.
-func (c *client) wait(ctx context.Context, d time.Duration, why string) error {
+// wait sleeps before the next request: retryAfter, the server's word, on
+// the poll schedule (pollWait), counting it against MaxPolls.
+func (c *client) wait(ctx context.Context, retryAfter time.Duration, why string) error {
+	d := pollWait(c.polls, retryAfter)
 	c.polls++
 	if c.polls > c.cfg.MaxPolls {
 		return fault.New(fault.Unavailable, "DPS %s: %s after %d polls; giving up", c.host, why, c.cfg.MaxPolls)

@@ -122,7 +122,7 @@ func TestRegisterPollIntervals(t *testing.T) {
 		want             time.Duration
 	}{
 		{"absent uses the default", "", DefaultPollInterval},
-		{"zero is raised to a second", "0", time.Second},
+		{"zero polls at once", "0", 0},
 		{"huge is capped", "86400", MaxRetryAfter},
 		{"too many digits is capped", "99999999999999999999", MaxRetryAfter},
 		{"garbage uses the default", "soon", DefaultPollInterval},
@@ -143,6 +143,76 @@ func TestRegisterPollIntervals(t *testing.T) {
 				t.Fatalf("waits %v, want [%v]", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestPollSchedule(t *testing.T) {
+	tests := []struct {
+		name       string
+		waitsSoFar int
+		retryAfter time.Duration
+		want       time.Duration
+	}{
+		{"first wait honours 0", 0, 0, 0},
+		{"first wait honours 1 s", 0, time.Second, time.Second},
+		{"second wait after 0 has the first floor", 1, 0, 50 * time.Millisecond},
+		{"the floor doubles", 2, 0, 100 * time.Millisecond},
+		{"and doubles", 5, 0, 800 * time.Millisecond},
+		{"up to a second", 6, 0, time.Second},
+		{"and stays there", 59, 0, time.Second},
+		{"a Retry-After above the floor is kept", 2, 300 * time.Millisecond, 300 * time.Millisecond},
+		{"DPS's usual 3 s is kept late on", 40, 3 * time.Second, 3 * time.Second},
+		{"a long Retry-After is capped", 0, 10 * time.Minute, MaxRetryAfter},
+		{"a huge wait count does not overflow", 1 << 40, 0, time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := pollWait(tt.waitsSoFar, tt.retryAfter); got != tt.want {
+				t.Fatalf("pollWait(%d, %v) = %v, want %v", tt.waitsSoFar, tt.retryAfter, got, tt.want)
+			}
+		})
+	}
+}
+
+// A DPS that answers "assigning" with Retry-After 0 forever is polled a
+// bounded number of times per second: the requests' times are the sums of
+// the waits before them (the sleeper only records), so no clock is read.
+func TestRegisterZeroRetryAfterForeverIsNoHotLoop(t *testing.T) {
+	f := newFakeDPS(t, nil, reply{Status: 202, Header: map[string]string{"Retry-After": "0"}, Body: assigning})
+	var s sleepRecorder
+	cfg := symmetricConfig(t, f, &s)
+	_, err := Register(context.Background(), cfg)
+	if !fault.Is(err, fault.Unavailable) {
+		t.Fatalf("err %v, want Unavailable after %d polls", err, DefaultMaxPolls)
+	}
+	waits := s.Waits()
+	if len(f.Requests()) != DefaultMaxPolls+1 || len(waits) != DefaultMaxPolls {
+		t.Fatalf("%d requests, %d waits; want %d and %d", len(f.Requests()), len(waits), DefaultMaxPolls+1, DefaultMaxPolls)
+	}
+	at := []time.Duration{0} // the PUT
+	for _, w := range waits {
+		at = append(at, at[len(at)-1]+w)
+	}
+	if waits[0] != 0 {
+		t.Fatalf("first wait %v: Retry-After 0 should poll at once", waits[0])
+	}
+	for i, t0 := range at {
+		n := 0
+		for _, t1 := range at[i:] {
+			if t1 < t0+time.Second {
+				n++
+			}
+		}
+		limit := 2 // in any second after the first
+		if t0 < time.Second {
+			limit = 6
+		}
+		if n > limit {
+			t.Fatalf("%d requests in the second from %v (limit %d); times %v", n, t0, limit, at)
+		}
+	}
+	if total := at[len(at)-1]; total < time.Duration(DefaultMaxPolls-10)*time.Second {
+		t.Fatalf("gave up after %v of waiting: the floor did not rise to a second", total)
 	}
 }
 

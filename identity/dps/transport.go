@@ -160,9 +160,10 @@ func dpsCode(r *response) string {
 }
 
 // retryAfter reads Retry-After (seconds or HTTP-date), defaulting to
-// DefaultPollInterval and clamped to [1s, MaxRetryAfter].
+// DefaultPollInterval and clamped to [0, MaxRetryAfter]; 0 is kept (see
+// pollWait for the floor that stops a hot loop).
 func retryAfter(h http.Header, now time.Time) time.Duration {
-	return cloudhttp.RetryAfter(h, now, DefaultPollInterval, time.Second, MaxRetryAfter)
+	return cloudhttp.RetryAfter(h, now, DefaultPollInterval, 0, MaxRetryAfter)
 }
 
 func sanitize(b []byte, max int) string { return cloudhttp.Sanitize(b, max) }
