@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime/pprof"
 
 	godbus "github.com/godbus/dbus/v5"
 
@@ -20,15 +19,11 @@ import (
 )
 
 func main() {
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to `file` until exit (for benchmarks)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to `file` until exit (for benchmarks; needs a keyd built with -tags pprof)")
 	configPath, log := daemon.Flags("edgev2-keyd", "/etc/edgev2/keyd.toml")
-	if *cpuProfile != "" {
-		if f, err := os.Create(*cpuProfile); err == nil && pprof.StartCPUProfile(f) == nil {
-			defer pprof.StopCPUProfile()
-		}
-	}
+	stopProfile := startCPUProfile(*cpuProfile, log)
 	code := run(configPath, log)
-	pprof.StopCPUProfile()
+	stopProfile()
 	os.Exit(code)
 }
 
