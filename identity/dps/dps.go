@@ -4,11 +4,11 @@ package dps
 
 import (
 	"context"
-	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -198,19 +198,11 @@ func newClient(cfg Config) (*client, error) {
 			return nil, fault.New(fault.InvalidArgs, "DPS api-version %q may hold only digits, lower-case letters and '-'", cfg.APIVersion)
 		}
 	}
-	switch {
-	case cfg.SAS == nil && cfg.ClientCert == nil:
-		return nil, fault.New(fault.InvalidArgs, "DPS registration %q has no attestation: set a SAS signer or a client certificate", cfg.RegistrationID)
-	case cfg.TPM != nil && (cfg.SAS == nil || cfg.TPM.Import == nil || len(cfg.TPM.EndorsementKey) == 0 || len(cfg.TPM.StorageRootKey) == 0):
+	if err := cloudhttp.CheckCredentials("DPS", fmt.Sprintf("DPS registration %q", cfg.RegistrationID), "attestation", cfg.SAS != nil, cfg.ClientCert); err != nil {
+		return nil, err
+	}
+	if cfg.TPM != nil && (cfg.SAS == nil || cfg.TPM.Import == nil || len(cfg.TPM.EndorsementKey) == 0 || len(cfg.TPM.StorageRootKey) == 0) {
 		return nil, fault.New(fault.InvalidArgs, "DPS TPM registration %q needs the EK and SRK, an Import function and a SAS signer in the TPM", cfg.RegistrationID)
-	case cfg.SAS != nil && cfg.ClientCert != nil:
-		return nil, fault.New(fault.InvalidArgs, "DPS registration %q has both a SAS signer and a client certificate; use one attestation", cfg.RegistrationID)
-	case cfg.ClientCert != nil && len(cfg.ClientCert.Certificate) == 0:
-		return nil, fault.New(fault.InvalidArgs, "DPS client certificate has no certificate data")
-	case cfg.ClientCert != nil:
-		if _, ok := cfg.ClientCert.PrivateKey.(crypto.Signer); !ok {
-			return nil, fault.New(fault.InvalidArgs, "DPS client certificate's private key (%T) cannot sign", cfg.ClientCert.PrivateKey)
-		}
 	}
 	if len(cfg.Payload) > 0 && !json.Valid(cfg.Payload) {
 		return nil, fault.New(fault.InvalidArgs, "DPS registration payload is not valid JSON")

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/identity/hubname"
+	"github.com/edgev2/edgev2/internal/cloudhttp"
 	"github.com/edgev2/edgev2/internal/fault"
 )
 
@@ -126,17 +127,7 @@ func ParseOperation(body []byte) (*Operation, error) {
 }
 
 // checkID rejects identifiers that are too long or carry control characters.
-func checkID(name, v string) error {
-	if len(v) > maxIDLen {
-		return fault.New(fault.InvalidArgs, "%s is longer than %d bytes", name, maxIDLen)
-	}
-	for _, r := range v {
-		if r < 0x20 || r == 0x7f {
-			return fault.New(fault.InvalidArgs, "%s contains control characters", name)
-		}
-	}
-	return nil
-}
+func checkID(name, v string) error { return cloudhttp.CheckText(name, v, maxIDLen) }
 
 // parseTime reads DPS's ISO 8601 UTC timestamps ("2019-03-18T19:34:52.6512386Z").
 // They are informational, so an unreadable one becomes the zero time.

@@ -17,13 +17,6 @@ import (
 // under a KiB plus the allocation payload.
 const MaxResponseSize = 1 << 20
 
-// Header values of the Azure IoT C SDK's HTTP provisioning transport
-// (prov_transport_http_client.c).
-const (
-	contentTypeJSON = "application/json; charset=utf-8"
-	acceptJSON      = "application/json"
-)
-
 // call sends one request, retrying on 429 after the server's Retry-After,
 // and returns the parsed operation and the Retry-After for the next poll.
 func (c *client) call(ctx context.Context, what, method, path string, body []byte) (*Operation, time.Duration, error) {
@@ -74,17 +67,9 @@ func (c *client) roundTripAuth(ctx context.Context, what, method, path string, b
 		auth = tok
 	}
 	target := c.base + path + "?api-version=" + c.cfg.APIVersion
-	req, err := http.NewRequestWithContext(ctx, method, target, cloudhttp.Body(body))
+	req, err := cloudhttp.NewJSONRequest(ctx, method, target, body, UserAgent, auth)
 	if err != nil {
 		return nil, fault.Wrap(fault.Failed, err, "DPS %s: cannot build request", what)
-	}
-	req.Header.Set("Accept", acceptJSON)
-	req.Header.Set("User-Agent", UserAgent)
-	if body != nil {
-		req.Header.Set("Content-Type", contentTypeJSON)
-	}
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
 	}
 	call := cloudhttp.Call{Service: "DPS", Host: c.host, What: what, Timeout: c.cfg.Timeout, Identity: c.cfg.RegistrationID}
 	r, err := cloudhttp.RoundTrip(c.hc, call, req, MaxResponseSize)

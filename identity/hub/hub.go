@@ -4,10 +4,10 @@ package hub
 
 import (
 	"context"
-	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -82,17 +82,8 @@ func New(cfg Config) (*Client, error) {
 			return nil, fault.New(fault.InvalidArgs, "IoT Hub api-version %q may hold only digits, lower-case letters and '-'", printable(cfg.APIVersion))
 		}
 	}
-	switch {
-	case cfg.SAS == nil && cfg.ClientCert == nil:
-		return nil, fault.New(fault.InvalidArgs, "IoT Hub client for device %q has no credentials: set a SAS signer or a client certificate", cfg.DeviceID)
-	case cfg.SAS != nil && cfg.ClientCert != nil:
-		return nil, fault.New(fault.InvalidArgs, "IoT Hub client for device %q has both a SAS signer and a client certificate; use one", cfg.DeviceID)
-	case cfg.ClientCert != nil && len(cfg.ClientCert.Certificate) == 0:
-		return nil, fault.New(fault.InvalidArgs, "IoT Hub client certificate has no certificate data")
-	case cfg.ClientCert != nil:
-		if _, ok := cfg.ClientCert.PrivateKey.(crypto.Signer); !ok {
-			return nil, fault.New(fault.InvalidArgs, "IoT Hub client certificate's private key (%T) cannot sign", cfg.ClientCert.PrivateKey)
-		}
+	if err := cloudhttp.CheckCredentials("IoT Hub", fmt.Sprintf("IoT Hub client for device %q", cfg.DeviceID), "credentials", cfg.SAS != nil, cfg.ClientCert); err != nil {
+		return nil, err
 	}
 	switch {
 	case cfg.Timeout < 0:

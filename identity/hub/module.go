@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 
+	"github.com/edgev2/edgev2/internal/cloudhttp"
 	"github.com/edgev2/edgev2/internal/fault"
 )
 
@@ -203,14 +204,4 @@ func encodeKey(k []byte) string {
 }
 
 // checkText rejects identifiers that are too long or carry control characters.
-func checkText(name, v string) error {
-	if len(v) > maxIDLen {
-		return fault.New(fault.InvalidArgs, "%s is longer than %d bytes", name, maxIDLen)
-	}
-	for _, r := range v {
-		if r < 0x20 || r == 0x7f {
-			return fault.New(fault.InvalidArgs, "%s contains control characters", name)
-		}
-	}
-	return nil
-}
+func checkText(name, v string) error { return cloudhttp.CheckText(name, v, maxIDLen) }

@@ -16,11 +16,6 @@ import (
 // modules of under a KiB each.
 const MaxResponseSize = 1 << 20
 
-const (
-	contentTypeJSON = "application/json; charset=utf-8"
-	acceptJSON      = "application/json"
-)
-
 type request struct {
 	what    string // for messages: `create module "m"`
 	method  string
@@ -57,20 +52,12 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 			secrets = append(secrets, tok[strings.Index(tok, "&sig=")+5:strings.Index(tok, "&se=")], string(p.Signature))
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, r.method, "https://"+c.host+path+"?api-version="+c.cfg.APIVersion, cloudhttp.Body(r.body))
+	req, err := cloudhttp.NewJSONRequest(ctx, r.method, "https://"+c.host+path+"?api-version="+c.cfg.APIVersion, r.body, UserAgent, auth)
 	if err != nil {
 		return nil, fault.Wrap(fault.Failed, err, "IoT Hub %s: cannot build request", r.what)
 	}
-	req.Header.Set("Accept", acceptJSON)
-	req.Header.Set("User-Agent", UserAgent)
-	if r.body != nil {
-		req.Header.Set("Content-Type", contentTypeJSON)
-	}
 	if r.ifMatch != "" {
 		req.Header.Set("If-Match", r.ifMatch)
-	}
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
 	}
 	call := cloudhttp.Call{Service: "IoT Hub", Host: c.host, What: r.what, Timeout: c.cfg.Timeout, Identity: c.cfg.DeviceID}
 	hr, err := cloudhttp.RoundTrip(c.hc, call, req, MaxResponseSize)

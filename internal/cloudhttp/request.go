@@ -1,0 +1,70 @@
+package cloudhttp
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"net/http"
+
+	"github.com/edgev2/edgev2/internal/fault"
+)
+
+// The JSON media types the Azure IoT device APIs (DPS, IoT Hub) speak, as
+// the Azure IoT C SDK sends them.
+const (
+	ContentTypeJSON = "application/json; charset=utf-8"
+	AcceptJSON      = "application/json"
+)
+
+// NewJSONRequest builds a request to a JSON API: Accept and User-Agent
+// always, Content-Type when there is a body, Authorization when auth is
+// not empty.
+func NewJSONRequest(ctx context.Context, method, url string, body []byte, userAgent, auth string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, Body(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", AcceptJSON)
+	req.Header.Set("User-Agent", userAgent)
+	if body != nil {
+		req.Header.Set("Content-Type", ContentTypeJSON)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	return req, nil
+}
+
+// CheckCredentials checks a cloud client's credentials: exactly one of a
+// SAS signer (hasSAS) and a client certificate, and a certificate with
+// data whose key can sign. service names the cloud ("DPS"), who the client
+// ("DPS registration \"dev-1\""), none what is missing ("attestation").
+func CheckCredentials(service, who, none string, hasSAS bool, cert *tls.Certificate) error {
+	switch {
+	case !hasSAS && cert == nil:
+		return fault.New(fault.InvalidArgs, "%s has no %s: set a SAS signer or a client certificate", who, none)
+	case hasSAS && cert != nil:
+		return fault.New(fault.InvalidArgs, "%s has both a SAS signer and a client certificate; use one", who)
+	case cert != nil && len(cert.Certificate) == 0:
+		return fault.New(fault.InvalidArgs, "%s client certificate has no certificate data", service)
+	case cert != nil:
+		if _, ok := cert.PrivateKey.(crypto.Signer); !ok {
+			return fault.New(fault.InvalidArgs, "%s client certificate's private key (%T) cannot sign", service, cert.PrivateKey)
+		}
+	}
+	return nil
+}
+
+// CheckText rejects a field of a server's answer (an identifier, an etag)
+// longer than max bytes or carrying control characters.
+func CheckText(name, v string, max int) error {
+	if len(v) > max {
+		return fault.New(fault.InvalidArgs, "%s is longer than %d bytes", name, max)
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f {
+			return fault.New(fault.InvalidArgs, "%s contains control characters", name)
+		}
+	}
+	return nil
+}
