@@ -35,9 +35,9 @@ func printReport(w io.Writer, rep *report) {
 		fmt.Fprintln(w, strings.TrimRight(line, " "))
 	}
 	if len(rep.Memory) > 0 {
-		fmt.Fprintf(w, "\nResident memory (VmRSS)\n")
+		fmt.Fprintf(w, "\nResident memory (VmRSS; of it anonymous: heap and stacks, the rest mapped files, mostly code)\n")
 		for _, m := range rep.Memory {
-			line := fmt.Sprintf("  %-30s %-11s %6.1f MiB", m.Daemon, m.When, m.MiB)
+			line := fmt.Sprintf("  %-30s %-11s %6.1f MiB (anon %4.1f)", m.Daemon, m.When, m.MiB, m.AnonMiB)
 			if m.Goal != nil {
 				line += "  " + verdict(m.Goal)
 			}
