@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -121,6 +122,15 @@ func run(configPath string, log *slog.Logger) int {
 			go ca.Keep(ctx)
 			go svc.RunImageGC(ctx, cfg.ImageGC)
 			go watch.Run(ctx)
+			// Startup (the containerd client, its gRPC connection, the
+			// config and policy) leaves a few MiB of garbage behind one GC;
+			// the runtime would hand those pages back to the OS only
+			// slowly. Give them back now: idle RSS drops by about a third
+			// of a MiB (28.9 → 28.5 MiB measured with 0 modules) for one
+			// GC at startup. (Not in keyd: it allocates under 0.5 MiB
+			// before it idles, so it never collects, and a forced GC there
+			// costs more resident memory than it frees.)
+			debug.FreeOSMemory()
 			if len(cfg.Modules) > 0 {
 				svc.KeepLocal(ctx, cfg.Modules, 30*time.Second)
 			}
