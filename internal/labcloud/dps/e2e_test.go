@@ -138,8 +138,11 @@ func (e *env) provision(t *testing.T, cl *http.Client, regID string, auth func()
 	}
 	op := r.m["operationId"].(string)
 	for i := 0; i < polls; i++ {
-		if r := e.poll(t, cl, regID, op, auth()); r.status != 202 || r.m["status"] != "assigning" {
-			t.Fatalf("poll %d: %d %s, want 202 assigning", i+1, r.status, r.body)
+		r := e.poll(t, cl, regID, op, auth())
+		st, _ := r.m["registrationState"].(map[string]any)
+		if r.status != 202 || r.m["status"] != "assigning" || r.header.Get("Retry-After") == "" ||
+			st["registrationId"] != regID || st["status"] != "assigning" {
+			t.Fatalf("poll %d: %d %s (Retry-After %q), want 202 assigning with registrationState", i+1, r.status, r.body, r.header.Get("Retry-After"))
 		}
 	}
 	r = e.poll(t, cl, regID, op, auth())

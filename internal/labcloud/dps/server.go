@@ -282,8 +282,11 @@ func (s *Server) operationStatus(w http.ResponseWriter, regID, opID string, att 
 	}
 	if op.result == nil && op.pollsLeft > 0 {
 		op.pollsLeft--
+		// Like DPS, a status poll while assigning carries the registration's
+		// state (registrationId, status); the register answer does not.
 		w.Header().Set("Retry-After", fmt.Sprint(s.cfg.pollRetryAfter()))
-		writeJSON(w, http.StatusAccepted, RegistrationOperationStatus{OperationID: op.id, Status: StatusAssigning})
+		writeJSON(w, http.StatusAccepted, RegistrationOperationStatus{OperationID: op.id, Status: StatusAssigning,
+			RegistrationState: &DeviceRegistrationState{RegistrationID: op.registrationID, Status: StatusAssigning}})
 		return nil
 	}
 	if op.result == nil {
