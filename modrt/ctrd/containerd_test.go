@@ -533,7 +533,10 @@ func TestChattyModuleDoesNotFillTheDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitFor(t, "chatty", "stopped", 60*time.Second, func(s Status) bool { return s.State == StateStopped })
-	total, n := dirSize(t, filepath.Join(e.cfg.StateDir, "logs", "chatty"))
+	total, n, err := logstore.DiskUsage(filepath.Join(e.cfg.StateDir, "logs", "chatty"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if total > maxBytes*files || n > files {
 		t.Fatalf("logs use %d bytes in %d files after ~400 KB of output; cap is %d bytes", total, n, maxBytes*files)
 	}
@@ -541,21 +544,4 @@ func TestChattyModuleDoesNotFillTheDisk(t *testing.T) {
 	if stdout != "chatter line 19999\nlast line\n" {
 		t.Fatalf("tail 2 = %q", stdout)
 	}
-}
-
-func dirSize(t *testing.T, dir string) (total int64, files int) {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatalf("read %s: %v", dir, err)
-	}
-	for _, e := range entries {
-		fi, err := e.Info()
-		if err != nil {
-			t.Fatal(err)
-		}
-		total += fi.Size()
-		files++
-	}
-	return total, files
 }

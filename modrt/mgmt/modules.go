@@ -59,12 +59,7 @@ func (s *Server) getModule(w http.ResponseWriter, r *http.Request, name string) 
 // createModule creates but does not start, as aziot-edged: edgeAgent
 // starts modules with a separate call.
 func (s *Server) createModule(w http.ResponseWriter, r *http.Request, _ string) {
-	body, err := readBody(w, r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	spec, err := parseModuleSpec(body)
+	body, spec, err := specBody(w, r, "")
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -93,18 +88,9 @@ func (s *Server) updateModule(w http.ResponseWriter, r *http.Request, name strin
 		s.fail(w, r, err)
 		return
 	}
-	body, err := readBody(w, r)
+	body, spec, err := specBody(w, r, name)
 	if err != nil {
 		s.fail(w, r, err)
-		return
-	}
-	spec, err := parseModuleSpec(body)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if spec.Name != name {
-		s.fail(w, r, badRequest("the body names module %q but the path names %q", spec.Name, name))
 		return
 	}
 	ctx := r.Context()
@@ -172,18 +158,9 @@ func (s *Server) prepareUpdate(w http.ResponseWriter, r *http.Request, name stri
 		s.fail(w, r, err)
 		return
 	}
-	body, err := readBody(w, r)
+	_, spec, err := specBody(w, r, name)
 	if err != nil {
 		s.fail(w, r, err)
-		return
-	}
-	spec, err := parseModuleSpec(body)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if spec.Name != name {
-		s.fail(w, r, badRequest("the body names module %q but the path names %q", spec.Name, name))
 		return
 	}
 	if err := s.modules.Prepare(r.Context(), spec); err != nil {
