@@ -336,30 +336,41 @@ func (r *Runtime) stopLocked(ctx context.Context, m *module, timeout time.Durati
 		}
 		return classify(err, "stop module %q", m.name)
 	}
-	if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
-		return classify(err, "stop module %q", m.name)
-	}
-	var es containerd.ExitStatus
-	select {
-	case es = <-waitC:
-	case <-time.After(timeout):
-		r.log.Info("module ignored SIGTERM; killing it", "module", m.name, "timeout", timeout)
-		if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
-			return classify(err, "kill module %q", m.name)
-		}
-		select {
-		case es = <-waitC:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	case <-ctx.Done():
-		return ctx.Err()
+	es, err := r.terminate(ctx, m.name, task, waitC, timeout)
+	if err != nil {
+		return err
 	}
 	if err := es.Error(); err != nil {
 		return classify(err, "wait for module %q to stop", m.name)
 	}
 	r.finishTask(ctx, m, pid, int(es.ExitCode()))
 	return nil
+}
+
+// terminate sends task (of module name) SIGTERM and, when it has not exited
+// after timeout, SIGKILL to all its processes; it returns the exit status
+// from waitC, the task's Wait channel.
+func (r *Runtime) terminate(ctx context.Context, name string, task containerd.Task, waitC <-chan containerd.ExitStatus, timeout time.Duration) (containerd.ExitStatus, error) {
+	if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
+		return containerd.ExitStatus{}, classify(err, "stop module %q", name)
+	}
+	select {
+	case es := <-waitC:
+		return es, nil
+	case <-time.After(timeout):
+	case <-ctx.Done():
+		return containerd.ExitStatus{}, ctx.Err()
+	}
+	r.log.Info("module ignored SIGTERM; killing it", "module", name, "timeout", timeout)
+	if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+		return containerd.ExitStatus{}, classify(err, "kill module %q", name)
+	}
+	select {
+	case es := <-waitC:
+		return es, nil
+	case <-ctx.Done():
+		return containerd.ExitStatus{}, ctx.Err()
+	}
 }
 
 // Restart stops module name (as Stop) and starts it again.
