@@ -187,15 +187,24 @@ func (r *Runtime) newModule(ctx context.Context, c containerd.Container, labels 
 	return m, nil
 }
 
+// lockModule is module name with its op lock held (the caller unlocks
+// m.op), and ctx in the runtime's containerd namespace.
+func (r *Runtime) lockModule(ctx context.Context, name string) (context.Context, *module, error) {
+	m, err := r.module(name)
+	if err != nil {
+		return ctx, nil, err
+	}
+	m.op.Lock()
+	return namespaces.WithNamespace(ctx, r.cfg.Namespace), m, nil
+}
+
 // Start starts module name (a no-op if it runs). It clears a stop by
 // request and the back-off.
 func (r *Runtime) Start(ctx context.Context, name string) error {
-	ctx = namespaces.WithNamespace(ctx, r.cfg.Namespace)
-	m, err := r.module(name)
+	ctx, m, err := r.lockModule(ctx, name)
 	if err != nil {
 		return err
 	}
-	m.op.Lock()
 	defer m.op.Unlock()
 	m.mu.Lock()
 	if m.removed {
@@ -301,12 +310,10 @@ func (r *Runtime) startTask(ctx context.Context, m *module) error {
 // Stop stops module name: SIGTERM, then SIGKILL to all its processes
 // after timeout. Supervision will not restart it.
 func (r *Runtime) Stop(ctx context.Context, name string, timeout time.Duration) error {
-	ctx = namespaces.WithNamespace(ctx, r.cfg.Namespace)
-	m, err := r.module(name)
+	ctx, m, err := r.lockModule(ctx, name)
 	if err != nil {
 		return err
 	}
-	m.op.Lock()
 	defer m.op.Unlock()
 	return r.stopLocked(ctx, m, timeout)
 }
@@ -384,12 +391,10 @@ func (r *Runtime) Restart(ctx context.Context, name string, timeout time.Duratio
 // Remove stops module name (10 s grace) and deletes its task, container,
 // snapshot, logs and state.
 func (r *Runtime) Remove(ctx context.Context, name string) error {
-	ctx = namespaces.WithNamespace(ctx, r.cfg.Namespace)
-	m, err := r.module(name)
+	ctx, m, err := r.lockModule(ctx, name)
 	if err != nil {
 		return err
 	}
-	m.op.Lock()
 	defer m.op.Unlock()
 	if err := r.stopLocked(ctx, m, defaultStopTimeout); err != nil {
 		return err
