@@ -45,11 +45,10 @@ operational_cert = { cert_id = "device-operational", key_type = "ec-p256", renew
 		if err != nil {
 			return "", err
 		}
-		info, err := ic.ProvisioningInfo(ctx)
+		op, err := operationalCert(ctx, ic)
 		if err != nil {
 			return "", err
 		}
-		op := operationalOf(info)
 		props, err := kc.Key(op.KeyID).Properties(ctx)
 		if err != nil {
 			return "", err
@@ -90,20 +89,20 @@ operational_cert = { cert_id = "device-operational", key_type = "ec-p256", renew
 		if err != nil {
 			return "", err
 		}
-		info, err := ic.ProvisioningInfo(ctx)
+		op, err := operationalCert(ctx, ic)
 		if err != nil {
 			return "", err
 		}
-		op := operationalOf(info)
 		return fmt.Sprintf("%s; %s, renews at %s", detail, op.State, time.Unix(int64(op.RenewAt), 0).UTC().Format(time.RFC3339)), nil
 	})
 }
 
-// operationalOf is the operational certificate's part of info (zero when
-// identityd reports none).
-func operationalOf(info idapi.ProvisioningInfo) idapi.OperationalCert {
-	if info.Operational == nil {
-		return idapi.OperationalCert{}
+// operationalCert is the operational certificate part of identityd's
+// provisioning info (zero when it reports none).
+func operationalCert(ctx context.Context, ic *iclient.Client) (idapi.OperationalCert, error) {
+	info, err := ic.ProvisioningInfo(ctx)
+	if err != nil || info.Operational == nil {
+		return idapi.OperationalCert{}, err
 	}
-	return *info.Operational
+	return *info.Operational, nil
 }
