@@ -1,5 +1,7 @@
 package fault
 
+import "strings"
+
 // The two wire mappings of a Kind, written once: the org.edgev2.Error.* name a
 // D-Bus adapter answers with (and what a client reads back), and the status
 // the HTTP APIs (edgelet's management and workload APIs) answer with.
@@ -10,7 +12,7 @@ const DBusErrorPrefix = "org.edgev2.Error."
 // DBusName is the D-Bus error name a service answers with for kind k.
 func (k Kind) DBusName() string { return DBusErrorPrefix + k.String() }
 
-// dbusKinds are the D-Bus error names a client may receive, beyond the
+// dbusKinds are the D-Bus error names a client may receive beyond the
 // org.edgev2.Error.<Kind> of each kind, and the kind each stands for.
 var dbusKinds = map[string]Kind{
 	// edgev2 names that are not kinds of their own.
@@ -28,17 +30,19 @@ var dbusKinds = map[string]Kind{
 	"org.freedesktop.DBus.Error.NotSupported":                     NotSupported,
 }
 
-func init() {
-	for k := range kindNames {
-		dbusKinds[k.DBusName()] = k
-	}
-}
-
-// KindOfDBusName is the kind a D-Bus error name stands for; a name it does
-// not know is Failed.
+// KindOfDBusName is the kind a D-Bus error name stands for: that of an
+// org.edgev2.Error.<Kind>, or of one of the other names a client may
+// receive; a name it does not know is Failed.
 func KindOfDBusName(name string) Kind {
 	if k, ok := dbusKinds[name]; ok {
 		return k
+	}
+	if n, ok := strings.CutPrefix(name, DBusErrorPrefix); ok {
+		for k, kn := range kindNames {
+			if kn == n {
+				return k
+			}
+		}
 	}
 	return Failed
 }
