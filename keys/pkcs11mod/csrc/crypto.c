@@ -341,34 +341,6 @@ static CK_RV do_sign(const op_t *op, const unsigned char *data, size_t len, CK_B
 	return rv;
 }
 
-/* ECDSA r||s to DER, for keyd's Verify. */
-static size_t put_int(unsigned char *o, const unsigned char *v, size_t n)
-{
-	size_t i = 0, k = 0;
-	while (n > 1 && v[0] == 0) {
-		v++;
-		n--;
-	}
-	o[k++] = 0x02;
-	o[k++] = (unsigned char)(n + (v[0] & 0x80 ? 1 : 0));
-	if (v[0] & 0x80)
-		o[k++] = 0;
-	for (; i < n; i++)
-		o[k++] = v[i];
-	return k;
-}
-
-static size_t ecdsa_raw_to_der(const unsigned char *raw, size_t field, unsigned char *out)
-{
-	unsigned char body[2 * (3 + 64)];
-	size_t n = put_int(body, raw, field);
-	n += put_int(body + n, raw + field, field);
-	out[0] = 0x30;
-	out[1] = (unsigned char)n;
-	memcpy(out + 2, body, n);
-	return n + 2;
-}
-
 static CK_RV do_verify(const op_t *op, const unsigned char *data, size_t len, const unsigned char *sig,
 		       size_t sig_len)
 {
@@ -383,7 +355,7 @@ static CK_RV do_verify(const op_t *op, const unsigned char *data, size_t len, co
 	if (sig_len != op->out_len)
 		return CKR_SIGNATURE_LEN_RANGE;
 	if (op->mech == CKM_ECDSA || op->mech == CKM_ECDSA_SHA256) {
-		sig_len = ecdsa_raw_to_der(sig, op->field_len, der);
+		sig_len = der_ecdsa_from_raw(sig, op->field_len, der);
 		sig = der;
 	}
 	rv = kb_verify(op->path, op->key_id, op->kmech, in, in_len, sig, sig_len, &valid);
