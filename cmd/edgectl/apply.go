@@ -102,13 +102,19 @@ func diffFile(path string, f installFile, uid, gid int) (string, error) {
 	if !bytes.Equal(old, f.Data) {
 		return "content", nil
 	}
-	if st.Mode().Perm() != f.Mode.Perm() {
-		return "mode", nil
+	return metaChange(st, f.Mode, uid, gid), nil
+}
+
+// metaChange is what differs of an installed file's metadata, st, from
+// what it should have: "mode", "owner" or "" (neither).
+func metaChange(st os.FileInfo, mode os.FileMode, uid, gid int) string {
+	if st.Mode().Perm() != mode.Perm() {
+		return "mode"
 	}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok && (int(sys.Uid) != uid || int(sys.Gid) != gid) {
-		return "owner", nil
+		return "owner"
 	}
-	return "", nil
+	return ""
 }
 
 // install writes every file that differs under root (atomically, then

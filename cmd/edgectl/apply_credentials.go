@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/edgev2/edgev2/internal/credential"
 )
@@ -162,13 +161,7 @@ func diffCredential(ctx context.Context, path string, f installFile, root string
 			return "content", nil
 		}
 	}
-	if st.Mode().Perm() != f.Mode.Perm() {
-		return "mode", nil
-	}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok && (int(sys.Uid) != uid || int(sys.Gid) != gid) {
-		return "owner", nil
-	}
-	return "", nil
+	return metaChange(st, f.Mode, uid, gid), nil
 }
 
 // needsReload says whether a changed file is a unit drop-in.

@@ -18,23 +18,15 @@ func runSupportBundle(ctx context.Context, args []string, stdout, stderr io.Writ
 	c := &cli{name: "support-bundle", stdout: stdout, stderr: stderr}
 	fs := c.flags()
 	out := fs.String("o", "", "the zip to write (default edgev2-support-<time>.zip)")
-	o := checkOptions{now: time.Now}
-	fs.StringVar(&o.superConfig, "c", "/etc/edgev2/config.toml", "the super-config")
-	fs.StringVar(&o.configDir, "config-dir", "", "directory of the per-service configs (default: the super-config's)")
-	fs.StringVar(&o.polkitActionsDir, "polkit-actions-dir", "/usr/share/polkit-1/actions", "where polkit actions are installed")
-	fs.StringVar(&o.containerdSocket, "containerd-socket", "", "containerd's socket")
-	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "time limit for each network check")
-	fs.DurationVar(&o.expiryWarning, "expiry-warning", 7*24*time.Hour, "warn about certificates expiring sooner than this")
+	o := newCheckOptions(fs)
 	if _, code := c.parse(fs, args, 0, 0, "[-o FILE] [-c FILE] [--config-dir DIR]"); code >= 0 {
 		return code
 	}
-	if o.configDir == "" {
-		o.configDir = filepath.Dir(o.superConfig)
-	}
+	o.defaults()
 	if *out == "" {
 		*out = "edgev2-support-" + time.Now().UTC().Format("20060102T150405Z") + ".zip"
 	}
-	entries := collectBundle(ctx, o)
+	entries := collectBundle(ctx, *o)
 	if err := writeZip(*out, entries); err != nil {
 		return c.fail(err)
 	}

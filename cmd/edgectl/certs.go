@@ -18,12 +18,7 @@ func runCerts(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 }
 
 func certsClient(c *cli, action string) (*client.Client, int) {
-	c.service, c.action = "edgev2-certd", action
-	conn, err := connect()
-	if err != nil {
-		return nil, c.fail(err)
-	}
-	return client.New(conn), -1
+	return serviceClient(c, "edgev2-certd", action, client.New)
 }
 
 type certJSON struct {

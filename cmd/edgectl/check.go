@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -44,6 +45,26 @@ type checkOptions struct {
 	timeout          time.Duration
 	expiryWarning    time.Duration
 	now              func() time.Time
+}
+
+// newCheckOptions registers the flags of the checks (check and
+// support-bundle share them) on fs.
+func newCheckOptions(fs *flag.FlagSet) *checkOptions {
+	o := &checkOptions{now: time.Now}
+	fs.StringVar(&o.superConfig, "c", "/etc/edgev2/config.toml", "the super-config")
+	fs.StringVar(&o.configDir, "config-dir", "", "directory of keyd.toml, certd.toml, identityd.toml, modrtd.toml (default: the super-config's directory)")
+	fs.StringVar(&o.polkitActionsDir, "polkit-actions-dir", "/usr/share/polkit-1/actions", "where polkit actions are installed")
+	fs.StringVar(&o.containerdSocket, "containerd-socket", "", "containerd's socket (default: modrtd.toml's containerd_address)")
+	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "time limit for each network check")
+	fs.DurationVar(&o.expiryWarning, "expiry-warning", 7*24*time.Hour, "warn about certificates expiring sooner than this")
+	return o
+}
+
+// defaults fills in what depends on other flags, after parsing.
+func (o *checkOptions) defaults() {
+	if o.configDir == "" {
+		o.configDir = filepath.Dir(o.superConfig)
+	}
 }
 
 // checker runs the checks in order; later checks use what earlier ones
@@ -102,21 +123,13 @@ func summarize(results []checkResult) checkReport {
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := &cli{name: "check", stdout: stdout, stderr: stderr}
 	fs := c.flags()
-	o := checkOptions{now: time.Now}
-	fs.StringVar(&o.superConfig, "c", "/etc/edgev2/config.toml", "the super-config")
+	o := newCheckOptions(fs)
 	fs.StringVar(&o.superConfig, "config", "/etc/edgev2/config.toml", "the super-config")
-	fs.StringVar(&o.configDir, "config-dir", "", "directory of keyd.toml, certd.toml, identityd.toml, modrtd.toml (default: the super-config's directory)")
-	fs.StringVar(&o.polkitActionsDir, "polkit-actions-dir", "/usr/share/polkit-1/actions", "where polkit actions are installed")
-	fs.StringVar(&o.containerdSocket, "containerd-socket", "", "containerd's socket (default: modrtd.toml's containerd_address)")
-	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "time limit for each network check")
-	fs.DurationVar(&o.expiryWarning, "expiry-warning", 7*24*time.Hour, "warn about certificates expiring sooner than this")
 	if _, code := c.parse(fs, args, 0, 0, "[-c FILE] [--config-dir DIR] [--polkit-actions-dir DIR] [--containerd-socket PATH] [--output json]"); code >= 0 {
 		return code
 	}
-	if o.configDir == "" {
-		o.configDir = filepath.Dir(o.superConfig)
-	}
-	rep := runChecks(ctx, o)
+	o.defaults()
+	rep := runChecks(ctx, *o)
 	if c.json {
 		if code := c.emit(rep); code != exitOK {
 			return code

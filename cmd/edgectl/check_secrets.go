@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 
 	"github.com/edgev2/edgev2/internal/credential"
 	"github.com/edgev2/edgev2/internal/superconfig"
@@ -47,7 +48,7 @@ func (k *checker) checkSecrets() {
 	}
 	if c := k.cfg.keyd; c != nil {
 		pin("keyd.pin", "keyd.toml pkcs11_base_slot", c.PKCS11BaseSlot)
-		for _, id := range sortedStrings(c.PreloadedKeys) {
+		for _, id := range slices.Sorted(maps.Keys(c.PreloadedKeys)) {
 			uri := c.PreloadedKeys[id]
 			if cr, ok, _ := credential.Ref(uri); ok {
 				cred("keyd.key."+id, "keyd.toml preloaded_keys."+id, cr)
@@ -137,13 +138,4 @@ func (k *checker) credentialResult(check, setting, cr string) {
 	default:
 		k.add(check, statusError, fmt.Sprintf("%s: %v", setting, err), "")
 	}
-}
-
-func sortedStrings(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

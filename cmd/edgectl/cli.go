@@ -284,6 +284,20 @@ func subcommands(ctx context.Context, group string, args []string, stdout, stder
 }
 
 // connect opens the system bus (or DBUS_SYSTEM_BUS_ADDRESS's).
+// serviceClient connects to the system bus and makes service's client
+// with newClient; service and action (the polkit action the call needs)
+// go into the hint of a failure. The code is -1, or the exit code of the
+// failure it reported.
+func serviceClient[C any](c *cli, service, action string, newClient func(*godbus.Conn) C) (C, int) {
+	c.service, c.action = service, action
+	conn, err := connect()
+	if err != nil {
+		var none C
+		return none, c.fail(err)
+	}
+	return newClient(conn), -1
+}
+
 func connect() (*godbus.Conn, error) {
 	conn, err := bus.ConnectSystemBus()
 	if err != nil {

@@ -21,12 +21,7 @@ func runIdentity(ctx context.Context, args []string, stdout, stderr io.Writer) i
 }
 
 func identityClient(c *cli, action string) (*client.Client, int) {
-	c.service, c.action = "edgev2-identityd", action
-	conn, err := connect()
-	if err != nil {
-		return nil, c.fail(err)
-	}
-	return client.New(conn), -1
+	return serviceClient(c, "edgev2-identityd", action, client.New)
 }
 
 // dictJSON turns an a{sv} into plain JSON values; keys that carry secrets

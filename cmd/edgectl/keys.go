@@ -20,12 +20,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func keysClient(c *cli, action string) (*client.Client, int) {
-	c.service, c.action = "edgev2-keyd", action
-	conn, err := connect()
-	if err != nil {
-		return nil, c.fail(err)
-	}
-	return client.New(conn), -1
+	return serviceClient(c, "edgev2-keyd", action, client.New)
 }
 
 type keyJSON struct {
@@ -35,6 +30,18 @@ type keyJSON struct {
 	Mechanisms []string `json:"mechanisms"`
 	Preloaded  bool     `json:"preloaded"`
 	PublicKey  string   `json:"public_key,omitempty"` // base64 DER SubjectPublicKeyInfo
+}
+
+// keyOf is key id's JSON shape, from its properties.
+func keyOf(id string, p client.Properties) keyJSON {
+	k := keyJSON{ID: id, Type: p.Type, Location: p.Location, Mechanisms: p.Mechanisms, Preloaded: p.Preloaded}
+	if k.Mechanisms == nil {
+		k.Mechanisms = []string{}
+	}
+	if len(p.PublicKeyDER) > 0 {
+		k.PublicKey = base64.StdEncoding.EncodeToString(p.PublicKeyDER)
+	}
+	return k
 }
 
 func keysList(ctx context.Context, c *cli, args []string) int {
@@ -56,14 +63,7 @@ func keysList(ctx context.Context, c *cli, args []string) int {
 		if err != nil {
 			return c.fail(fmt.Errorf("key %q: %w", id, err))
 		}
-		k := keyJSON{ID: id, Type: p.Type, Location: p.Location, Mechanisms: p.Mechanisms, Preloaded: p.Preloaded}
-		if k.Mechanisms == nil {
-			k.Mechanisms = []string{}
-		}
-		if len(p.PublicKeyDER) > 0 {
-			k.PublicKey = base64.StdEncoding.EncodeToString(p.PublicKeyDER)
-		}
-		out = append(out, k)
+		out = append(out, keyOf(id, p))
 	}
 	if c.json {
 		return c.emit(out)
@@ -103,12 +103,8 @@ func keysCreate(ctx context.Context, c *cli, args []string) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	k := keyJSON{ID: id, Type: p.Type, Location: p.Location, Mechanisms: p.Mechanisms, Preloaded: p.Preloaded}
-	if len(p.PublicKeyDER) > 0 {
-		k.PublicKey = base64.StdEncoding.EncodeToString(p.PublicKeyDER)
-	}
 	if c.json {
-		return c.emit(k)
+		return c.emit(keyOf(id, p))
 	}
 	fmt.Fprintf(c.stdout, "key %s: %s at %s\n", id, p.Type, p.Location)
 	return exitOK

@@ -20,12 +20,7 @@ func runModules(ctx context.Context, args []string, stdout, stderr io.Writer) in
 }
 
 func modulesClient(c *cli, action string) (*client.Client, int) {
-	c.service, c.action = "edgev2-modrtd", action
-	conn, err := connect()
-	if err != nil {
-		return nil, c.fail(err)
-	}
-	return client.New(conn), -1
+	return serviceClient(c, "edgev2-modrtd", action, client.New)
 }
 
 func modulesList(ctx context.Context, c *cli, args []string) int {

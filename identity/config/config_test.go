@@ -6,139 +6,38 @@ import (
 	"testing"
 )
 
+// The configurations the tests below start from; a case adds to one.
+const (
+	home      = "homedir = \"/h\"\n"
+	manual    = home + "[provisioning]\nsource = \"manual\"\n"
+	manualSAS = "device_id = \"d\"\n[provisioning.authentication]\nmethod = \"sas\"\ndevice_id_pk = \"k\""
+	dps       = home + "[provisioning]\nsource = \"dps\"\nid_scope = \"s\"\n"
+	dpsSymKey = dps + "[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"r\"\nsymmetric_key = \"k\"\n"
+)
+
 func TestParseConfigNamesTheKeyToFix(t *testing.T) {
 	tests := []struct{ name, text, key string }{
-		{"no homedir", `[provisioning]
-source = "none"`, "homedir"},
-		{"unknown source", `homedir = "/h"
-[provisioning]
-source = "cloud"`, "provisioning.source"},
-		{"manual without hub", `homedir = "/h"
-[provisioning]
-source = "manual"`, "provisioning.iothub_hostname"},
-		{"manual hub with a port", `homedir = "/h"
-[provisioning]
-source = "manual"
-iothub_hostname = "127.0.0.1:8443"
-device_id = "d"
-[provisioning.authentication]
-method = "sas"
-device_id_pk = "k"`, "provisioning.iothub_hostname"},
-		{"manual gateway with a port", `homedir = "/h"
-[provisioning]
-source = "manual"
-iothub_hostname = "myhub.azure-devices.net"
-gateway_hostname = "parent:8443"
-device_id = "d"
-[provisioning.authentication]
-method = "sas"
-device_id_pk = "k"`, "provisioning.gateway_hostname"},
-		{"connection string hub with a port", `homedir = "/h"
-[provisioning]
-source = "manual"
-connection_string = "HostName=127.0.0.1:8443;DeviceId=d;SharedAccessKey=AAAA"`, "provisioning.connection_string"},
-		{"manual without auth", `homedir = "/h"
-[provisioning]
-source = "manual"
-iothub_hostname = "h"
-device_id = "d"`, "provisioning.authentication"},
-		{"bad connection string", `homedir = "/h"
-[provisioning]
-source = "manual"
-connection_string = "HostName=h;DeviceId=d;SharedAccessKey=%%%"`, "provisioning.connection_string"},
-		{"connection string and hub", `homedir = "/h"
-[provisioning]
-source = "manual"
-connection_string = "HostName=h;DeviceId=d;SharedAccessKey=AAAA"
-device_id = "d"`, "provisioning.connection_string"},
-		{"dps without scope", `homedir = "/h"
-[provisioning]
-source = "dps"
-[provisioning.attestation]
-method = "symmetric_key"
-registration_id = "r"
-symmetric_key = "k"`, "provisioning.id_scope"},
-		{"dps http endpoint", `homedir = "/h"
-[provisioning]
-source = "dps"
-global_endpoint = "http://dps"
-id_scope = "s"`, "provisioning.global_endpoint"},
-		{"both keys", `homedir = "/h"
-[provisioning]
-source = "dps"
-id_scope = "s"
-[provisioning.attestation]
-method = "symmetric_key"
-registration_id = "r"
-symmetric_key = "k"
-group_key = "g"`, "provisioning.attestation.symmetric_key"},
-		{"x509 without cert", `homedir = "/h"
-[provisioning]
-source = "dps"
-id_scope = "s"
-[provisioning.attestation]
-method = "x509"`, "provisioning.attestation.identity_cert"},
-		{"bad payload", `homedir = "/h"
-[provisioning]
-source = "dps"
-id_scope = "s"
-payload = "{not json"
-[provisioning.attestation]
-method = "x509"
-identity_cert = "c"
-identity_pk = "k"`, "provisioning.payload"},
-		{"operational cert without id", `homedir = "/h"
-[provisioning]
-source = "dps"
-id_scope = "s"
-[provisioning.attestation]
-method = "symmetric_key"
-registration_id = "r"
-symmetric_key = "k"
-operational_cert = { key_type = "ec-p256" }`, "provisioning.attestation.operational_cert.cert_id"},
-		{"operational cert bad key type", `homedir = "/h"
-[provisioning]
-source = "dps"
-id_scope = "s"
-[provisioning.attestation]
-method = "symmetric_key"
-registration_id = "r"
-symmetric_key = "k"
-operational_cert = { cert_id = "op", key_type = "dsa-1024" }`, "provisioning.attestation.operational_cert.key_type"},
-		{"operational cert bad threshold", `homedir = "/h"
-[provisioning]
-source = "dps"
-id_scope = "s"
-[provisioning.attestation]
-method = "symmetric_key"
-registration_id = "r"
-symmetric_key = "k"
-operational_cert = { cert_id = "op", renew_threshold = "100%" }`, "provisioning.attestation.operational_cert.renew_threshold"},
-		{"operational cert threshold not percent", `homedir = "/h"
-[provisioning]
-source = "dps"
-id_scope = "s"
-[provisioning.attestation]
-method = "symmetric_key"
-registration_id = "r"
-symmetric_key = "k"
-operational_cert = { cert_id = "op", renew_threshold = "2h" }`, "provisioning.attestation.operational_cert.renew_threshold"},
-		{"operational cert is the trust bundle", `homedir = "/h"
-[provisioning]
-source = "dps"
-id_scope = "s"
-[provisioning.attestation]
-method = "symmetric_key"
-registration_id = "r"
-symmetric_key = "k"
-operational_cert = { cert_id = "op", trust_bundle_id = "op" }`, "provisioning.attestation.operational_cert.trust_bundle_id"},
-		{"unknown setting", `homedir = "/h"
-colour = "blue"`, "colour"},
-		{"bad principal", `homedir = "/h"
-[[principal]]
-name = "p"
-uid = 1000
-id_type = "root"`, "principal[0].id_type"},
+		{"no homedir", "[provisioning]\nsource = \"none\"", "homedir"},
+		{"unknown source", home + "[provisioning]\nsource = \"cloud\"", "provisioning.source"},
+		{"manual without hub", manual, "provisioning.iothub_hostname"},
+		{"manual hub with a port", manual + "iothub_hostname = \"127.0.0.1:8443\"\n" + manualSAS, "provisioning.iothub_hostname"},
+		{"manual gateway with a port", manual + "iothub_hostname = \"myhub.azure-devices.net\"\ngateway_hostname = \"parent:8443\"\n" + manualSAS, "provisioning.gateway_hostname"},
+		{"connection string hub with a port", manual + `connection_string = "HostName=127.0.0.1:8443;DeviceId=d;SharedAccessKey=AAAA"`, "provisioning.connection_string"},
+		{"manual without auth", manual + "iothub_hostname = \"h\"\ndevice_id = \"d\"", "provisioning.authentication"},
+		{"bad connection string", manual + `connection_string = "HostName=h;DeviceId=d;SharedAccessKey=%%%"`, "provisioning.connection_string"},
+		{"connection string and hub", manual + `connection_string = "HostName=h;DeviceId=d;SharedAccessKey=AAAA"` + "\ndevice_id = \"d\"", "provisioning.connection_string"},
+		{"dps without scope", home + "[provisioning]\nsource = \"dps\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"r\"\nsymmetric_key = \"k\"", "provisioning.id_scope"},
+		{"dps http endpoint", home + "[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"http://dps\"\nid_scope = \"s\"", "provisioning.global_endpoint"},
+		{"both keys", dpsSymKey + "group_key = \"g\"", "provisioning.attestation.symmetric_key"},
+		{"x509 without cert", dps + "[provisioning.attestation]\nmethod = \"x509\"", "provisioning.attestation.identity_cert"},
+		{"bad payload", dps + "payload = \"{not json\"\n[provisioning.attestation]\nmethod = \"x509\"\nidentity_cert = \"c\"\nidentity_pk = \"k\"", "provisioning.payload"},
+		{"operational cert without id", dpsSymKey + `operational_cert = { key_type = "ec-p256" }`, "provisioning.attestation.operational_cert.cert_id"},
+		{"operational cert bad key type", dpsSymKey + `operational_cert = { cert_id = "op", key_type = "dsa-1024" }`, "provisioning.attestation.operational_cert.key_type"},
+		{"operational cert bad threshold", dpsSymKey + `operational_cert = { cert_id = "op", renew_threshold = "100%" }`, "provisioning.attestation.operational_cert.renew_threshold"},
+		{"operational cert threshold not percent", dpsSymKey + `operational_cert = { cert_id = "op", renew_threshold = "2h" }`, "provisioning.attestation.operational_cert.renew_threshold"},
+		{"operational cert is the trust bundle", dpsSymKey + `operational_cert = { cert_id = "op", trust_bundle_id = "op" }`, "provisioning.attestation.operational_cert.trust_bundle_id"},
+		{"unknown setting", home + `colour = "blue"`, "colour"},
+		{"bad principal", home + "[[principal]]\nname = \"p\"\nuid = 1000\nid_type = \"root\"", "principal[0].id_type"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -152,17 +51,7 @@ id_type = "root"`, "principal[0].id_type"},
 }
 
 func TestOperationalCertDefaults(t *testing.T) {
-	c, err := ParseConfig("identityd.toml", []byte(`homedir = "/h"
-[provisioning]
-source = "dps"
-id_scope = "s"
-[provisioning.attestation]
-method = "symmetric_key"
-registration_id = "r"
-symmetric_key = "k"
-[provisioning.attestation.operational_cert]
-cert_id = "op"
-`))
+	c, err := ParseConfig("identityd.toml", []byte(dpsSymKey+"[provisioning.attestation.operational_cert]\ncert_id = \"op\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,10 +62,7 @@ cert_id = "op"
 }
 
 func TestConfigErrorsNeverShowTheConnectionStringKey(t *testing.T) {
-	text := `homedir = "/h"
-[provisioning]
-source = "manual"
-connection_string = "HostName=h;DeviceId=d;SharedAccessKey=c2VjcmV0LWtleQ==;Bogus=1"`
+	text := manual + `connection_string = "HostName=h;DeviceId=d;SharedAccessKey=c2VjcmV0LWtleQ==;Bogus=1"`
 	_, err := ParseConfig("identityd.toml", []byte(text))
 	if err == nil || strings.Contains(err.Error(), "c2VjcmV0LWtleQ") {
 		t.Fatalf("error %v must exist and not contain the key", err)
@@ -184,17 +70,12 @@ connection_string = "HostName=h;DeviceId=d;SharedAccessKey=c2VjcmV0LWtleQ==;Bogu
 }
 
 func TestFingerprintChangesWithProvisioningSettings(t *testing.T) {
-	base := `homedir = "/h"
-[provisioning]
-source = "dps"
-id_scope = "%s"
-[provisioning.attestation]
-method = "symmetric_key"
-registration_id = "r"
-symmetric_key = "k"`
-	a, _ := ParseConfig("a", []byte(strings.Replace(base, "%s", "scope-1", 1)))
-	b, _ := ParseConfig("b", []byte(strings.Replace(base, "%s", "scope-2", 1)))
-	a2, _ := ParseConfig("a", []byte(strings.Replace(base, "%s", "scope-1", 1)))
+	withScope := func(scope string) []byte {
+		return []byte(strings.Replace(dpsSymKey, `id_scope = "s"`, `id_scope = "`+scope+`"`, 1))
+	}
+	a, _ := ParseConfig("a", withScope("scope-1"))
+	b, _ := ParseConfig("b", withScope("scope-2"))
+	a2, _ := ParseConfig("a", withScope("scope-1"))
 	if a.Fingerprint() == b.Fingerprint() || a.Fingerprint() != a2.Fingerprint() {
 		t.Fatal("the fingerprint must change with the id scope and only then")
 	}

@@ -3,19 +3,13 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"fmt"
-	"net/http"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	idapi "github.com/edgev2/edgev2/identity/api"
 	iclient "github.com/edgev2/edgev2/identity/client"
-	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
 	kclient "github.com/edgev2/edgev2/keys/client"
 )
@@ -42,56 +36,19 @@ func operationalCertSteps(p testenv.TB, run func(string, func() (string, error))
 		if demoIdentityd != nil {
 			demoIdentityd.Stop(p)
 		}
-		iuid, igid := testenv.EnsureUser(p, testenv.IdentityUser)
-		dir := testenv.SharedTempDir(p, "demo-opcert")
-		home := filepath.Join(dir, "identityd")
-		os.Mkdir(home, 0o700)
-		os.Chown(home, iuid, igid)
-		cfg := filepath.Join(dir, "identityd.toml")
-		text := fmt.Sprintf(`hostname = "demo-gateway"
-homedir = %q
-[provisioning]
-source = "dps"
-global_endpoint = %q
-id_scope = "0ne0000demo"
-[provisioning.attestation]
-method = "symmetric_key"
+		var err error
+		_, ic, err = startIdentityd(p, b, pk, ctx, "demo-opcert", "identityd-opcert-grant", lab.URL, `method = "symmetric_key"
 registration_id = "demo-opcert"
 symmetric_key = "opcert-sas"
-operational_cert = { cert_id = "device-operational", key_type = "ec-p256", renew_threshold = "80%%" }
-[cloud]
-trusted_certs = ["est-ca"]
-`, home, lab.URL)
-		if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
-			return "", err
-		}
-		os.Chown(cfg, iuid, igid)
-		rules, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Identityd: []byte(text)})
+operational_cert = { cert_id = "device-operational", key_type = "ec-p256", renew_threshold = "80%" }
+`)
 		if err != nil {
 			return "", err
 		}
-		pk.AddRule(p, "identityd-opcert-grant", string(rules))
-		testenv.StartService(p, b, testenv.ServiceOptions{
-			Binary: testenv.BuildBinary(p, "./cmd/edgev2-identityd"), Args: []string{"--config", cfg},
-			User: testenv.IdentityUser, BusName: idapi.BusName,
-		})
-		serviceConfigs["identityd.toml"] = cfg
-		ic = iclient.New(b.Conn(p))
-		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			st, err := ic.State(ctx)
-			if err == nil && st == "provisioned" {
-				break
-			}
-			if time.Now().After(deadline) {
-				info, _ := ic.ProvisioningInfo(ctx)
-				return "", fmt.Errorf("not provisioned (state %q): %s", st, info.LastError)
-			}
-		}
-		info, err := ic.ProvisioningInfo(ctx)
+		op, err := operationalCert(ctx, ic)
 		if err != nil {
 			return "", err
 		}
-		op := operationalOf(info)
 		props, err := kc.Key(op.KeyID).Properties(ctx)
 		if err != nil {
 			return "", err
@@ -120,19 +77,8 @@ trusted_certs = ["est-ca"]
 		if err != nil {
 			return "", err
 		}
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(caPEM)
-		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
-		url := fmt.Sprintf("%s/devices/%s/modules/opcert-module/messages/events?api-version=2020-03-13", lab.URL, dev.DeviceID)
-		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"temperature": 22}`))
-		req.Header.Set("Authorization", tok)
-		resp, err := c.Do(req)
-		if err != nil {
+		if err := postModuleMessage(lab.URL, caPEM, dev.DeviceID, "opcert-module", tok, `{"temperature": 22}`); err != nil {
 			return "", err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNoContent {
-			return "", fmt.Errorf("the hub answered %s to the module's token", resp.Status)
 		}
 		return "module opcert-module registered over the certificate; HTTP 204 for its token", nil
 	}); err != nil {
@@ -143,20 +89,20 @@ trusted_certs = ["est-ca"]
 		if err != nil {
 			return "", err
 		}
-		info, err := ic.ProvisioningInfo(ctx)
+		op, err := operationalCert(ctx, ic)
 		if err != nil {
 			return "", err
 		}
-		op := operationalOf(info)
 		return fmt.Sprintf("%s; %s, renews at %s", detail, op.State, time.Unix(int64(op.RenewAt), 0).UTC().Format(time.RFC3339)), nil
 	})
 }
 
-// operationalOf is the operational certificate's part of info (zero when
-// identityd reports none).
-func operationalOf(info idapi.ProvisioningInfo) idapi.OperationalCert {
-	if info.Operational == nil {
-		return idapi.OperationalCert{}
+// operationalCert is the operational certificate part of identityd's
+// provisioning info (zero when it reports none).
+func operationalCert(ctx context.Context, ic *iclient.Client) (idapi.OperationalCert, error) {
+	info, err := ic.ProvisioningInfo(ctx)
+	if err != nil || info.Operational == nil {
+		return idapi.OperationalCert{}, err
 	}
-	return *info.Operational
+	return *info.Operational, nil
 }

@@ -2,8 +2,9 @@ package superconfig
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 
 	idconfig "github.com/edgev2/edgev2/identity/config"
 
@@ -100,11 +101,5 @@ func (c *Config) plan() (*plan, error) {
 	return p, nil
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+// sortedKeys is m's keys in order.
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

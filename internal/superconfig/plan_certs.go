@@ -77,16 +77,8 @@ func (c *Config) planCerts(r *ids, p *plan) error {
 	// key_id of a CA it issues itself): never a key a caller names.
 	p.certd.LocalCAs = map[string]*certsconfig.LocalCA{}
 	if lc := ci.LocalCA; lc != nil {
-		certID, err := c.certRef(r, "cert_issuance.local_ca.cert", lc.Cert, idLocalCA)
-		if err != nil {
+		if err := c.bindLocalCA(r, p, "cert_issuance.local_ca", lc.Cert, lc.PK, idLocalCA); err != nil {
 			return err
-		}
-		keyID, err := c.keyRef(r, "cert_issuance.local_ca.pk", lc.PK, idLocalCA)
-		if err != nil {
-			return err
-		}
-		if _, issued := r.issued[certID]; !issued {
-			p.certd.LocalCAs[certID] = &certsconfig.LocalCA{Key: keyID}
 		}
 	}
 	if est := ci.EST; est != nil {
@@ -204,16 +196,8 @@ func (c *Config) planCerts(r *ids, p *plan) error {
 				return c.bad(key+".cert", "common_name, expiry_days, url and auto_renew only apply with method", "remove them or set method")
 			}
 			// The same references planRuntime resolves for modrtd.
-			certID, err := c.certRef(r, "edge_ca.cert", ec.Cert, idEdgeCA)
-			if err != nil {
+			if err := c.bindLocalCA(r, p, "edge_ca", ec.Cert, ec.PK, idEdgeCA); err != nil {
 				return err
-			}
-			keyID, err := c.keyRef(r, "edge_ca.pk", ec.PK, idEdgeCA)
-			if err != nil {
-				return err
-			}
-			if _, issued := r.issued[certID]; !issued {
-				p.certd.LocalCAs[certID] = &certsconfig.LocalCA{Key: keyID}
 			}
 		}
 	} else {
@@ -231,6 +215,24 @@ func (c *Config) planCerts(r *ids, p *plan) error {
 }
 
 // issuance checks the method and where it issues from.
+// bindLocalCA resolves the cert and pk settings of a local CA (under
+// section) and binds that key to the CA in certd's config, unless certd
+// issues the CA's certificate itself (it then signs with the key it made).
+func (c *Config) bindLocalCA(r *ids, p *plan, section, cert, pk, id string) error {
+	certID, err := c.certRef(r, section+".cert", cert, id)
+	if err != nil {
+		return err
+	}
+	keyID, err := c.keyRef(r, section+".pk", pk, id)
+	if err != nil {
+		return err
+	}
+	if _, issued := r.issued[certID]; !issued {
+		p.certd.LocalCAs[certID] = &certsconfig.LocalCA{Key: keyID}
+	}
+	return nil
+}
+
 func (c *Config) issuance(key, method, estURL string, ar *AutoRenew) (*certsconfig.Issuance, error) {
 	out := &certsconfig.Issuance{Method: method}
 	switch method {

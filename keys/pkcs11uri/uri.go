@@ -323,12 +323,16 @@ func (u *URI) String() string {
 	}
 	const pathKeep = ":@!$'()*+,"
 	const queryKeep = ":@!$'()*+,/"
-	var path []string
-	add := func(name, v string) {
-		if v != "" {
-			path = append(path, name+"="+pctEncode(v, pathKeep))
+	var path, query []string
+	// adder appends name=v (escaped, keeping keep) to *list when v is set.
+	adder := func(list *[]string, keep string) func(name, v string) {
+		return func(name, v string) {
+			if v != "" {
+				*list = append(*list, name+"="+pctEncode(v, keep))
+			}
 		}
 	}
+	add, addQ := adder(&path, pathKeep), adder(&query, queryKeep)
 	add("token", u.Token)
 	add("manufacturer", u.Manufacturer)
 	add("serial", u.Serial)
@@ -347,12 +351,6 @@ func (u *URI) String() string {
 	}
 	add("type", u.Type)
 
-	var query []string
-	addQ := func(name, v string) {
-		if v != "" {
-			query = append(query, name+"="+pctEncode(v, queryKeep))
-		}
-	}
 	addQ("pin-source", u.PINSource)
 	addQ("module-name", u.ModuleName)
 	addQ("module-path", u.ModulePath)

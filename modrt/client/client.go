@@ -145,59 +145,68 @@ type PullAuth struct{ Username, Password string }
 type Progress = api.Progress
 
 // PullImage pulls ref and returns the manifest digest. progress, if not
-// nil, is called (on the caller's goroutine) with
-// every PullProgress signal for ref while the pull runs.
+// nil, is called (on the caller's goroutine) with the PullProgress signals
+// for ref that the runtime sends while the pull runs. Progress is best
+// effort: the runtime sends at most five a second and a signal that arrives
+// while the reader is behind is dropped.
 func (c *Client) PullImage(ctx context.Context, ref string, auth *PullAuth, progress func(Progress)) (string, error) {
 	opts := map[string]godbus.Variant{}
 	if auth != nil {
 		opts[api.OptUsername] = godbus.MakeVariant(auth.Username)
 		opts[api.OptPassword] = godbus.MakeVariant(auth.Password)
 	}
-	if progress == nil {
+	pull := func() (string, error) {
 		var digest string
 		err := c.caller.Call(ctx, rootPath, iface+"."+api.MethodPullImage, []any{&digest}, ref, opts)
 		return digest, err
 	}
-	match := []godbus.MatchOption{
-		godbus.WithMatchObjectPath(rootPath), godbus.WithMatchInterface(iface),
-		godbus.WithMatchMember(api.SignalPullProgress), godbus.WithMatchArg(0, ref),
+	if progress == nil {
+		return pull()
 	}
-	if err := c.caller.Conn.AddMatchSignalContext(ctx, match...); err != nil {
-		return "", fmt.Errorf("subscribe to PullProgress: %w", bus.FromError(err))
+	// Watch delivers the runtime's PullProgress signals of every pull (they
+	// reach each reader of the runtime, not only this caller); progressOf
+	// keeps those of ref.
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	sigs, err := c.caller.Watch(wctx, iface, api.SignalPullProgress)
+	if err != nil {
+		return "", fmt.Errorf("subscribe to PullProgress: %w", err)
 	}
-	defer c.caller.Conn.RemoveMatchSignal(match...)
-	sigs := make(chan *godbus.Signal, 64)
-	c.caller.Conn.Signal(sigs)
-	defer c.caller.Conn.RemoveSignal(sigs)
-
 	type result struct {
 		digest string
 		err    error
 	}
 	done := make(chan result, 1)
 	go func() {
-		var digest string
-		err := c.caller.Call(ctx, rootPath, iface+"."+api.MethodPullImage, []any{&digest}, ref, opts)
+		digest, err := pull()
 		done <- result{digest, err}
 	}()
+	report := func(s *godbus.Signal) {
+		if p, ok := progressOf(s, ref); ok {
+			progress(p)
+		}
+	}
 	for {
 		select {
 		case r := <-done:
 			// Signals sent before the reply may still be queued.
 			for {
 				select {
-				case s := <-sigs:
-					if p, ok := progressOf(s, ref); ok {
-						progress(p)
+				case s, ok := <-sigs:
+					if !ok {
+						return r.digest, r.err
 					}
+					report(s)
 				default:
 					return r.digest, r.err
 				}
 			}
-		case s := <-sigs:
-			if p, ok := progressOf(s, ref); ok {
-				progress(p)
+		case s, ok := <-sigs:
+			if !ok {
+				sigs = nil // ctx ended: the call ends too, with its error
+				continue
 			}
+			report(s)
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/containerd/containerd"
@@ -221,27 +220,11 @@ func (r *Runtime) stopOrphan(ctx context.Context, m *module, timeout time.Durati
 		}
 		return 0, classify(err, "stop module %q", m.name)
 	}
-	if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
-		return 0, classify(err, "stop module %q", m.name)
+	es, err := r.terminate(ctx, m.name, task, waitC, timeout)
+	if err != nil {
+		return 0, err
 	}
-	code := -1
-	select {
-	case es := <-waitC:
-		code = int(es.ExitCode())
-	case <-time.After(timeout):
-		r.log.Info("module ignored SIGTERM; killing it", "module", m.name, "timeout", timeout)
-		if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
-			return 0, classify(err, "kill module %q", m.name)
-		}
-		select {
-		case es := <-waitC:
-			code = int(es.ExitCode())
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
+	code := int(es.ExitCode())
 	if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 		return 0, classify(err, "delete task of %q", m.name)
 	}

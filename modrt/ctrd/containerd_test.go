@@ -39,24 +39,33 @@ type rtEnv struct {
 	changes []Status
 }
 
-func startRuntime(t *testing.T, configure ...func(*RuntimeConfig)) *rtEnv {
+// openRuntime opens a Runtime on containerd c in a namespace of its own,
+// configured by configure.
+func openRuntime(t *testing.T, c *testenv.Containerd, configure ...func(*RuntimeConfig)) *rtEnv {
 	t.Helper()
-	c := testenv.StartContainerd(t)
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
 	e := &rtEnv{c: c, cfg: RuntimeConfig{
-		Address:     c.Address,
-		Namespace:   "edgev2-test-" + hex.EncodeToString(suffix),
-		StateDir:    t.TempDir(),
-		BackoffBase: 200 * time.Millisecond,
-		BackoffCap:  2 * time.Second,
-		StableAfter: 30 * time.Second,
-		Logger:      slog.New(slog.NewTextHandler(t.Output(), nil)),
+		Address:   c.Address,
+		Namespace: "edgev2-test-" + hex.EncodeToString(suffix),
+		StateDir:  t.TempDir(),
+		Logger:    slog.New(slog.NewTextHandler(t.Output(), nil)),
 	}}
 	for _, f := range configure {
 		f(&e.cfg)
 	}
 	e.open(t)
+	return e
+}
+
+// startRuntime is a Runtime with quick restarts on a containerd of its
+// own, holding testImage.
+func startRuntime(t *testing.T, configure ...func(*RuntimeConfig)) *rtEnv {
+	t.Helper()
+	quick := func(cfg *RuntimeConfig) {
+		cfg.BackoffBase, cfg.BackoffCap, cfg.StableAfter = 200*time.Millisecond, 2*time.Second, 30*time.Second
+	}
+	e := openRuntime(t, testenv.StartContainerd(t), append([]func(*RuntimeConfig){quick}, configure...)...)
 	archive := testenv.BuildImage(t, testImage, testenv.ImageConfig{Cmd: []string{"sleep", "3600"}})
 	f, err := os.Open(archive)
 	if err != nil {
@@ -533,7 +542,10 @@ func TestChattyModuleDoesNotFillTheDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitFor(t, "chatty", "stopped", 60*time.Second, func(s Status) bool { return s.State == StateStopped })
-	total, n := dirSize(t, filepath.Join(e.cfg.StateDir, "logs", "chatty"))
+	total, n, err := logstore.DiskUsage(filepath.Join(e.cfg.StateDir, "logs", "chatty"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if total > maxBytes*files || n > files {
 		t.Fatalf("logs use %d bytes in %d files after ~400 KB of output; cap is %d bytes", total, n, maxBytes*files)
 	}
@@ -541,21 +553,4 @@ func TestChattyModuleDoesNotFillTheDisk(t *testing.T) {
 	if stdout != "chatter line 19999\nlast line\n" {
 		t.Fatalf("tail 2 = %q", stdout)
 	}
-}
-
-func dirSize(t *testing.T, dir string) (total int64, files int) {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatalf("read %s: %v", dir, err)
-	}
-	for _, e := range entries {
-		fi, err := e.Info()
-		if err != nil {
-			t.Fatal(err)
-		}
-		total += fi.Size()
-		files++
-	}
-	return total, files
 }

@@ -187,15 +187,24 @@ func (r *Runtime) newModule(ctx context.Context, c containerd.Container, labels 
 	return m, nil
 }
 
+// lockModule is module name with its op lock held (the caller unlocks
+// m.op), and ctx in the runtime's containerd namespace.
+func (r *Runtime) lockModule(ctx context.Context, name string) (context.Context, *module, error) {
+	m, err := r.module(name)
+	if err != nil {
+		return ctx, nil, err
+	}
+	m.op.Lock()
+	return namespaces.WithNamespace(ctx, r.cfg.Namespace), m, nil
+}
+
 // Start starts module name (a no-op if it runs). It clears a stop by
 // request and the back-off.
 func (r *Runtime) Start(ctx context.Context, name string) error {
-	ctx = namespaces.WithNamespace(ctx, r.cfg.Namespace)
-	m, err := r.module(name)
+	ctx, m, err := r.lockModule(ctx, name)
 	if err != nil {
 		return err
 	}
-	m.op.Lock()
 	defer m.op.Unlock()
 	m.mu.Lock()
 	if m.removed {
@@ -301,12 +310,10 @@ func (r *Runtime) startTask(ctx context.Context, m *module) error {
 // Stop stops module name: SIGTERM, then SIGKILL to all its processes
 // after timeout. Supervision will not restart it.
 func (r *Runtime) Stop(ctx context.Context, name string, timeout time.Duration) error {
-	ctx = namespaces.WithNamespace(ctx, r.cfg.Namespace)
-	m, err := r.module(name)
+	ctx, m, err := r.lockModule(ctx, name)
 	if err != nil {
 		return err
 	}
-	m.op.Lock()
 	defer m.op.Unlock()
 	return r.stopLocked(ctx, m, timeout)
 }
@@ -336,30 +343,41 @@ func (r *Runtime) stopLocked(ctx context.Context, m *module, timeout time.Durati
 		}
 		return classify(err, "stop module %q", m.name)
 	}
-	if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
-		return classify(err, "stop module %q", m.name)
-	}
-	var es containerd.ExitStatus
-	select {
-	case es = <-waitC:
-	case <-time.After(timeout):
-		r.log.Info("module ignored SIGTERM; killing it", "module", m.name, "timeout", timeout)
-		if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
-			return classify(err, "kill module %q", m.name)
-		}
-		select {
-		case es = <-waitC:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	case <-ctx.Done():
-		return ctx.Err()
+	es, err := r.terminate(ctx, m.name, task, waitC, timeout)
+	if err != nil {
+		return err
 	}
 	if err := es.Error(); err != nil {
 		return classify(err, "wait for module %q to stop", m.name)
 	}
 	r.finishTask(ctx, m, pid, int(es.ExitCode()))
 	return nil
+}
+
+// terminate sends task (of module name) SIGTERM and, when it has not exited
+// after timeout, SIGKILL to all its processes; it returns the exit status
+// from waitC, the task's Wait channel.
+func (r *Runtime) terminate(ctx context.Context, name string, task containerd.Task, waitC <-chan containerd.ExitStatus, timeout time.Duration) (containerd.ExitStatus, error) {
+	if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
+		return containerd.ExitStatus{}, classify(err, "stop module %q", name)
+	}
+	select {
+	case es := <-waitC:
+		return es, nil
+	case <-time.After(timeout):
+	case <-ctx.Done():
+		return containerd.ExitStatus{}, ctx.Err()
+	}
+	r.log.Info("module ignored SIGTERM; killing it", "module", name, "timeout", timeout)
+	if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+		return containerd.ExitStatus{}, classify(err, "kill module %q", name)
+	}
+	select {
+	case es := <-waitC:
+		return es, nil
+	case <-ctx.Done():
+		return containerd.ExitStatus{}, ctx.Err()
+	}
 }
 
 // Restart stops module name (as Stop) and starts it again.
@@ -373,12 +391,10 @@ func (r *Runtime) Restart(ctx context.Context, name string, timeout time.Duratio
 // Remove stops module name (10 s grace) and deletes its task, container,
 // snapshot, logs and state.
 func (r *Runtime) Remove(ctx context.Context, name string) error {
-	ctx = namespaces.WithNamespace(ctx, r.cfg.Namespace)
-	m, err := r.module(name)
+	ctx, m, err := r.lockModule(ctx, name)
 	if err != nil {
 		return err
 	}
-	m.op.Lock()
 	defer m.op.Unlock()
 	if err := r.stopLocked(ctx, m, defaultStopTimeout); err != nil {
 		return err

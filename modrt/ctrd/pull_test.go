@@ -2,11 +2,8 @@ package ctrd
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509"
-	"encoding/hex"
 	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -42,15 +39,7 @@ func startPullEnv(t *testing.T) *pullEnv {
 	t.Helper()
 	c := testenv.StartContainerd(t)
 	reg := testenv.StartRegistry(t, pullUser, pullPassword)
-	suffix := make([]byte, 4)
-	rand.Read(suffix)
-	e := &rtEnv{c: c, cfg: RuntimeConfig{
-		Address:   c.Address,
-		Namespace: "edgev2-test-" + hex.EncodeToString(suffix),
-		StateDir:  t.TempDir(),
-		Logger:    slog.New(slog.NewTextHandler(t.Output(), nil)),
-	}}
-	e.open(t)
+	e := openRuntime(t, c)
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(reg.CAPEM) {
 		t.Fatal("registry CA has no certificate")

@@ -56,10 +56,7 @@ func attachTaskIO(cfg cio.Config, log *logstore.Log, create bool) (*taskIO, erro
 		flags |= syscall.O_CREAT
 	}
 	var wg sync.WaitGroup
-	for _, s := range []struct {
-		path   string
-		stream byte
-	}{{cfg.Stdout, logstore.StreamStdout}, {cfg.Stderr, logstore.StreamStderr}} {
+	for _, s := range outputFifos(cfg) {
 		if s.path == "" {
 			continue
 		}
@@ -130,13 +127,21 @@ func (t *taskIO) closeFifos() {
 	}
 }
 
+// outputFifo is a task's stdout or stderr FIFO ("" when it has none) and
+// the stream its lines are logged as.
+type outputFifo struct {
+	path   string
+	stream byte
+}
+
+func outputFifos(cfg cio.Config) []outputFifo {
+	return []outputFifo{{cfg.Stdout, logstore.StreamStdout}, {cfg.Stderr, logstore.StreamStderr}}
+}
+
 // drainFifos logs what an exited task left in its FIFOs, without
 // waiting for writers that are gone.
 func drainFifos(cfg cio.Config, log *logstore.Log) {
-	for _, s := range []struct {
-		path   string
-		stream byte
-	}{{cfg.Stdout, logstore.StreamStdout}, {cfg.Stderr, logstore.StreamStderr}} {
+	for _, s := range outputFifos(cfg) {
 		if s.path == "" {
 			continue
 		}

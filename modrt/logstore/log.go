@@ -161,3 +161,22 @@ func (l *Log) openAll() ([]*os.File, error) {
 	}
 	return fs, nil
 }
+
+// DiskUsage is what the log in dir holds on disk: its bytes and its files.
+// A log opened with maxBytes and files never holds more than maxBytes×files
+// bytes in files files.
+func DiskUsage(dir string) (bytes int64, files int, err error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read log dir: %w", err)
+	}
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil {
+			return 0, 0, fmt.Errorf("log dir: %w", err)
+		}
+		bytes += fi.Size()
+		files++
+	}
+	return bytes, files, nil
+}

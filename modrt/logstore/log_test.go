@@ -11,23 +11,6 @@ import (
 	"time"
 )
 
-func dirSize(t *testing.T, dir string) (total int64, files int) {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatalf("read %s: %v", dir, err)
-	}
-	for _, e := range entries {
-		fi, err := e.Info()
-		if err != nil {
-			t.Fatal(err)
-		}
-		total += fi.Size()
-		files++
-	}
-	return total, files
-}
-
 func readAll(t *testing.T, l *Log, opts Options) []Frame {
 	t.Helper()
 	pr, pw := io.Pipe()
@@ -53,7 +36,10 @@ func TestChattyOutputIsCappedByRotation(t *testing.T) {
 	for i := range 20000 { // ~600 KiB, far over the 24 KiB cap
 		fmt.Fprintf(w, "line %06d of chatty output\n", i)
 	}
-	total, n := dirSize(t, dir)
+	total, n, err := DiskUsage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if total > maxBytes*files || n > files {
 		t.Fatalf("logs use %d bytes in %d files, cap is %d bytes in %d files", total, n, maxBytes*files, files)
 	}

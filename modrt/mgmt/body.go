@@ -117,3 +117,20 @@ func parseIdentitySpec(body []byte) (identitySpec, error) {
 	}
 	return spec, nil
 }
+
+// specBody reads and parses a request's module spec. With path set (the
+// module the path names), a spec that names another module is refused.
+func specBody(w http.ResponseWriter, r *http.Request, path string) ([]byte, *modspec.Spec, error) {
+	body, err := readBody(w, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	spec, err := parseModuleSpec(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if path != "" && spec.Name != path {
+		return nil, nil, badRequest("the body names module %q but the path names %q", spec.Name, path)
+	}
+	return body, spec, nil
+}

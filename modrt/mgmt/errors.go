@@ -21,26 +21,14 @@ func badRequest(format string, args ...any) error {
 	return &apiError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
 }
 
-// statusOf maps a domain error to its HTTP status, as aziot-edged's
-// Docker-backed runtime did: a missing module is 404, an existing one 409.
+// statusOf is the HTTP status of err: its own when the handler decided it,
+// else that of its fault kind (fault.HTTPStatus, shared with the workload API).
 func statusOf(err error) int {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		return ae.status
 	}
-	switch fault.KindOf(err) {
-	case fault.NotFound:
-		return http.StatusNotFound
-	case fault.AlreadyExists, fault.ReadOnly:
-		return http.StatusConflict
-	case fault.InvalidArgs:
-		return http.StatusBadRequest
-	case fault.NotAuthorized:
-		return http.StatusForbidden
-	case fault.Unavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
+	return fault.HTTPStatus(err)
 }
 
 // fail answers with an ErrorResponse. Internal failures get a generic

@@ -16,20 +16,17 @@ import (
 
 // moduleLogs streams a module's logs in Docker's multiplexed framing
 // (8-byte headers) as aziot-edged does: 200, chunked, text/plain.
-func (s *Server) moduleLogs(w http.ResponseWriter, r *http.Request, name string) {
+func (s *Server) moduleLogs(w http.ResponseWriter, r *http.Request, name string) error {
 	if err := moduleName(name); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	opts, err := parseLogOptions(r.URL.Query(), time.Now())
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	rc, err := s.modules.Logs(name, opts)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	// A follower that hangs up must not keep the reader waiting for output.
 	stop := context.AfterFunc(r.Context(), func() { rc.Close() })
@@ -44,7 +41,7 @@ func (s *Server) moduleLogs(w http.ResponseWriter, r *http.Request, name string)
 		n, rerr := rc.Read(buf)
 		if n > 0 {
 			if _, err := w.Write(buf[:n]); err != nil {
-				return
+				return nil
 			}
 			rcw.Flush()
 		}
@@ -52,7 +49,7 @@ func (s *Server) moduleLogs(w http.ResponseWriter, r *http.Request, name string)
 			if !errors.Is(rerr, io.EOF) && r.Context().Err() == nil {
 				s.log.Warn("module log stream ended early", "module", name, "err", rerr)
 			}
-			return
+			return nil
 		}
 	}
 }
@@ -92,19 +89,28 @@ func parseLogOptions(q url.Values, now time.Time) (logstore.Options, error) {
 		}
 		o.Tail = int(n)
 	}
+	if err := queryTimes(q, now, &o.Since, &o.Until); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// queryTimes reads the since and until parameters (parseSince), leaving
+// what the query does not set.
+func queryTimes(q url.Values, now time.Time, since, until *time.Time) error {
 	for _, p := range []struct {
 		key string
 		dst *time.Time
-	}{{"since", &o.Since}, {"until", &o.Until}} {
+	}{{"since", since}, {"until", until}} {
 		if v := q.Get(p.key); v != "" {
 			t, err := parseSince(v, now)
 			if err != nil {
-				return o, badRequest("invalid parameter: %s: %v", p.key, err)
+				return badRequest("invalid parameter: %s: %v", p.key, err)
 			}
 			*p.dst = t
 		}
 	}
-	return o, nil
+	return nil
 }
 
 var errSince = errors.New("want a Unix time, an RFC 3339 time or a duration before now (90m, 1 day, 2 days 3 hours)")

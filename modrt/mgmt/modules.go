@@ -9,12 +9,11 @@ import (
 	"github.com/edgev2/edgev2/modrt/ctrd"
 )
 
-func (s *Server) listModules(w http.ResponseWriter, r *http.Request, _ string) {
+func (s *Server) listModules(w http.ResponseWriter, r *http.Request, _ string) error {
 	ctx := r.Context()
 	sts, err := s.modules.List(ctx)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	sort.Slice(sts, func(i, j int) bool { return sts[i].Name < sts[j].Name })
 	out := moduleList{Modules: make([]moduleDetails, 0, len(sts))}
@@ -30,94 +29,72 @@ func (s *Server) listModules(w http.ResponseWriter, r *http.Request, _ string) {
 		}
 		d, err := detailsJSON(cur, spec)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		out.Modules = append(out.Modules, d)
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
-func (s *Server) getModule(w http.ResponseWriter, r *http.Request, name string) {
+func (s *Server) getModule(w http.ResponseWriter, r *http.Request, name string) error {
 	if err := moduleName(name); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	st, spec, err := s.modules.Get(r.Context(), name)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	d, err := detailsJSON(st, spec)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, d)
+	return nil
 }
 
 // createModule creates but does not start, as aziot-edged: edgeAgent
 // starts modules with a separate call.
-func (s *Server) createModule(w http.ResponseWriter, r *http.Request, _ string) {
-	body, err := readBody(w, r)
+func (s *Server) createModule(w http.ResponseWriter, r *http.Request, _ string) error {
+	body, spec, err := specBody(w, r, "")
 	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	spec, err := parseModuleSpec(body)
-	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if err := s.modules.Create(r.Context(), spec.Name, body, false); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	d, err := specDetailsJSON(spec, s.statusAfter(r.Context(), spec.Name, false))
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusCreated, d)
+	return nil
 }
 
 // updateModule replaces a module with the new spec (starting it if
 // ?start=true); the runtime's Update removes and creates it.
-func (s *Server) updateModule(w http.ResponseWriter, r *http.Request, name string) {
+func (s *Server) updateModule(w http.ResponseWriter, r *http.Request, name string) error {
 	if err := moduleName(name); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	start, err := queryBool(r.URL.Query(), "start")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
-	body, err := readBody(w, r)
+	body, spec, err := specBody(w, r, name)
 	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	spec, err := parseModuleSpec(body)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if spec.Name != name {
-		s.fail(w, r, badRequest("the body names module %q but the path names %q", spec.Name, name))
-		return
+		return err
 	}
 	ctx := r.Context()
 	if err := s.modules.Update(ctx, name, body, start); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	d, err := specDetailsJSON(spec, s.statusAfter(ctx, name, start))
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, d)
+	return nil
 }
 
 // statusAfter is a module's status right after a create or update, as GET
@@ -132,22 +109,20 @@ func (s *Server) statusAfter(ctx context.Context, name string, started bool) mod
 	return moduleStatus{RuntimeStatus: runtimeStatus{Status: statusStopped, Description: string(ctrd.StateCreated)}}
 }
 
-func (s *Server) deleteModule(w http.ResponseWriter, r *http.Request, name string) {
+func (s *Server) deleteModule(w http.ResponseWriter, r *http.Request, name string) error {
 	if err := moduleName(name); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if err := s.modules.Remove(r.Context(), name); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
-func (s *Server) moduleAction(w http.ResponseWriter, r *http.Request, name, action string) {
+func (s *Server) moduleAction(w http.ResponseWriter, r *http.Request, name, action string) error {
 	if err := moduleName(name); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	var err error
 	switch action {
@@ -159,36 +134,25 @@ func (s *Server) moduleAction(w http.ResponseWriter, r *http.Request, name, acti
 		err = s.modules.Restart(r.Context(), name)
 	}
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // prepareUpdate readies the image of a coming update so the update
 // itself does not wait for a pull with the module down.
-func (s *Server) prepareUpdate(w http.ResponseWriter, r *http.Request, name string) {
+func (s *Server) prepareUpdate(w http.ResponseWriter, r *http.Request, name string) error {
 	if err := moduleName(name); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
-	body, err := readBody(w, r)
+	_, spec, err := specBody(w, r, name)
 	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	spec, err := parseModuleSpec(body)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if spec.Name != name {
-		s.fail(w, r, badRequest("the body names module %q but the path names %q", spec.Name, name))
-		return
+		return err
 	}
 	if err := s.modules.Prepare(r.Context(), spec); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }

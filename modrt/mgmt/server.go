@@ -92,7 +92,9 @@ type route struct {
 	minVersion string // the oldest api-version that has it
 	agentOnly  bool
 	mutates    bool // runs to its end even if the caller goes away
-	handle     func(w http.ResponseWriter, r *http.Request, name string)
+	// handle answers the request, or returns the error that serve answers
+	// with (fail: the one error path, statuses from fault.HTTPStatus).
+	handle func(w http.ResponseWriter, r *http.Request, name string) error
 }
 
 // Handler is the API's http.Handler. The peer credentials come from
@@ -112,7 +114,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		if rt.mutates {
 			r = r.WithContext(context.WithoutCancel(r.Context()))
 		}
-		rt.handle(rec, r, name)
+		if err := rt.handle(rec, r, name); err != nil {
+			s.fail(rec, r, err)
+		}
 	}
 	level := slog.LevelDebug
 	if rt.mutates || rec.status >= 500 {
@@ -187,7 +191,9 @@ func (s *Server) routes(path string) (map[string]route, string, bool) {
 		case "start", "stop", "restart":
 			action := segs[2]
 			return map[string]route{http.MethodPost: {minVersion: v1, agentOnly: true, mutates: true,
-				handle: func(w http.ResponseWriter, r *http.Request, name string) { s.moduleAction(w, r, name, action) }}}, name, true
+				handle: func(w http.ResponseWriter, r *http.Request, name string) error {
+					return s.moduleAction(w, r, name, action)
+				}}}, name, true
 		case "prepareupdate":
 			return map[string]route{http.MethodPost: {minVersion: "2019-01-30", agentOnly: true, mutates: true, handle: s.prepareUpdate}}, name, true
 		case "logs":

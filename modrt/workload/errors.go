@@ -53,22 +53,7 @@ func writeError(w http.ResponseWriter, log *slog.Logger, module string, err erro
 	if errors.As(err, &be) {
 		log.Warn("workload "+be.op+" failed", "module", module, "err", be.err)
 	}
-	writeJSON(w, statusOf(err), errorBody{Message: fault.Message(err)})
-}
-
-// statusOf maps a fault kind to the HTTP status the edgelet API uses.
-func statusOf(err error) int {
-	switch fault.KindOf(err) {
-	case fault.NotFound:
-		return http.StatusNotFound
-	case fault.InvalidArgs:
-		return http.StatusBadRequest
-	case fault.NotAuthorized:
-		return http.StatusForbidden
-	case fault.Unavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
+	writeJSON(w, fault.HTTPStatus(err), errorBody{Message: fault.Message(err)})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -32,8 +32,8 @@ func (m *Manager) handler(module string) http.Handler {
 	// "/modules/" too, as aziot-edged (older diagnostics images call it).
 	h.handle(mux, "GET /modules", false, h.listModules)
 	h.handle(mux, "GET /modules/{$}", false, h.listModules)
-	h.handle(mux, "GET /manifest-trust-bundle", false, h.manifestTrustBundle)
-	h.handle(mux, "GET /trust-bundle", false, h.trustBundle)
+	h.handle(mux, "GET /manifest-trust-bundle", false, certificateBundle(h.m.be.ManifestTrustBundle))
+	h.handle(mux, "GET /trust-bundle", false, certificateBundle(h.m.be.TrustBundle))
 	h.handle(mux, "/", false, func(w http.ResponseWriter, r *http.Request) error {
 		return refuse(http.StatusNotFound, "no workload API route %s %s", r.Method, r.URL.Path)
 	})

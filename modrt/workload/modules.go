@@ -1,6 +1,7 @@
 package workload
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 
@@ -36,22 +37,15 @@ func (h *routes) listModules(w http.ResponseWriter, r *http.Request) error {
 // internal hides err's kind and message from the caller (500).
 type internal struct{ error }
 
-// manifestTrustBundle is GET /manifest-trust-bundle.
-func (h *routes) manifestTrustBundle(w http.ResponseWriter, r *http.Request) error {
-	pemText, err := h.m.be.ManifestTrustBundle(r.Context())
-	if err != nil {
-		return err
+// certificateBundle answers GET /trust-bundle and /manifest-trust-bundle:
+// the PEM that get returns, as {"certificate": ...}.
+func certificateBundle(get func(context.Context) (string, error)) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		pemText, err := get(r.Context())
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"certificate": pemText})
+		return nil
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"certificate": pemText})
-	return nil
-}
-
-// trustBundle is GET /trust-bundle.
-func (h *routes) trustBundle(w http.ResponseWriter, r *http.Request) error {
-	pemText, err := h.m.be.TrustBundle(r.Context())
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"certificate": pemText})
-	return nil
 }

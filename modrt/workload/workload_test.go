@@ -29,7 +29,10 @@ func (fakeBackend) TrustBundle(context.Context) (string, error) { return "TRUST"
 func (fakeBackend) OwnsPid(_ context.Context, _ string, pid int32) bool {
 	return pid == 100
 }
-func (fakeBackend) ServerCert(context.Context, string, string, time.Time) (string, string, error) {
+func (fakeBackend) ServerCert(_ context.Context, _, cn string, _ time.Time) (string, string, error) {
+	if cn == "held" {
+		return "", "", fault.New(fault.ReadOnly, "certificate %q is managed by configuration", cn)
+	}
 	return "", "", fault.New(fault.Unavailable, "no edge CA")
 }
 func (fakeBackend) IdentityCert(context.Context, string) (string, string, error) {
@@ -108,6 +111,7 @@ func TestWorkloadRoutesAnswerAsAziotEdgedDoes(t *testing.T) {
 		{"identity certificate of another module", "POST", "/modules/other/certificate/identity" + v, `{}`, 100, 403, "may not act"},
 		{"server certificate with a bad name", "POST", "/modules/sensor/genid/1/certificate/server" + v, `{"commonName":"a b","expiration":"2099-01-01T00:00:00Z"}`, 100, 400, "not a host name"},
 		{"server certificate expiring in the past", "POST", "/modules/sensor/genid/1/certificate/server" + v, `{"commonName":"sensor","expiration":"2001-01-01T00:00:00Z"}`, 100, 400, "future"},
+		{"server certificate whose id configuration holds", "POST", "/modules/sensor/genid/1/certificate/server" + v, `{"commonName":"held","expiration":"2099-01-01T00:00:00Z"}`, 100, 409, "managed by configuration"},
 		{"trust bundle", "GET", "/trust-bundle" + v, "", 100, 200, `"certificate":"TRUST"`},
 		{"manifest trust bundle, none configured", "GET", "/manifest-trust-bundle" + v, "", 100, 200, `"certificate":""`},
 		{"unknown route", "GET", "/nope" + v, "", 100, 404, "no workload API route"},

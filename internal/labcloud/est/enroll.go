@@ -76,12 +76,7 @@ func (s *Server) serveEnroll(rs *responder, op, label string) {
 		s.serveKeyGen(rs, p)
 		return
 	}
-	cert, err := s.ca.issue(p, s.now())
-	if err != nil {
-		rs.internal(err)
-		return
-	}
-	der, err := certsOnly(cert)
+	cert, der, err := s.issueCertsOnly(p)
 	if err != nil {
 		rs.internal(err)
 		return
@@ -245,12 +240,7 @@ func (s *Server) serveKeyGen(rs *responder, p issueParams) {
 		rs.internal(err)
 		return
 	}
-	cert, err := s.ca.issue(p, s.now())
-	if err != nil {
-		rs.internal(err)
-		return
-	}
-	p7, err := certsOnly(cert)
+	cert, p7, err := s.issueCertsOnly(p)
 	if err != nil {
 		rs.internal(err)
 		return
@@ -278,4 +268,18 @@ func (s *Server) serveKeyGen(rs *responder, p issueParams) {
 	}
 	rs.ok(http.StatusOK, "multipart/mixed; boundary="+mw.Boundary(), body.Bytes(),
 		"subject", cert.Subject.String(), "serial", cert.SerialNumber.Text(16), "key", "server-generated ec-p256")
+}
+
+// issueCertsOnly issues the certificate p describes and encodes it as
+// an enrollment answers it (application/pkcs7-mime; smime-type=certs-only).
+func (s *Server) issueCertsOnly(p issueParams) (*x509.Certificate, []byte, error) {
+	cert, err := s.ca.issue(p, s.now())
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := certsOnly(cert)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cert, der, nil
 }

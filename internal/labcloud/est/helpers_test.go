@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -16,6 +15,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/edgev2/edgev2/internal/cloudhttp/cloudhttptest"
 )
 
 // lab is one in-process EST server plus what tests need to talk to it.
@@ -78,14 +79,8 @@ func (l *lab) enroll(t *testing.T, cert *tls.Certificate, op, user, pass string,
 	return l.do(t, cert, http.MethodPost, PathPrefix+op, user, pass, mediaPKCS10, csrB64)
 }
 
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
+// newKey makes a P-256 key.
+var newKey = cloudhttptest.NewKey
 
 // csrB64 is a base64 DER CSR for cn (and DNS SANs), signed by key.
 func csrB64(t testing.TB, key crypto.Signer, cn string, dns ...string) []byte {

@@ -4,18 +4,18 @@ package est
 
 import (
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/edgev2/edgev2/internal/labcloud/pemfile"
 )
 
 // EST operations (RFC 7030 3.2.2).
@@ -87,7 +87,7 @@ func NewServer(cfg Config, stateDir string, logger *slog.Logger) (*Server, error
 	s.estPool = x509.NewCertPool()
 	s.estPool.AddCert(s.ca.anchor())
 	for i, f := range cfg.BootstrapCAFiles {
-		certs, err := readPEMCerts(f)
+		certs, err := pemfile.ReadCertificates(f)
 		if err != nil {
 			return nil, &ConfigError{Key: fmt.Sprintf("bootstrap_ca_files[%d]", i), Problem: err.Error(), Fix: "name a PEM file of CA certificates"}
 		}
@@ -102,33 +102,6 @@ func NewServer(cfg Config, stateDir string, logger *slog.Logger) (*Server, error
 	logger.Info("EST CA ready", "ca", s.ca.cert.Subject.String(), "state", stateDir,
 		"users", len(cfg.Users), "bootstrap_cas", len(s.bootstrapCAs), "validity", time.Duration(cfg.Validity).String())
 	return s, nil
-}
-
-func readPEMCerts(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
-	}
-	return out, nil
 }
 
 // CA returns the root CA certificate, the trust anchor of issued certificates.

@@ -65,6 +65,24 @@ func notFound(code, text string) result {
 	return result{err: &errPut{http.StatusNotFound, code, text}}
 }
 
+// moduleNotFound is IoT Hub's answer for a module the device lacks.
+func moduleNotFound(deviceID, moduleID string) result {
+	return notFound(codeModuleNotFound, fmt.Sprintf("Module %s on device %s not found", moduleID, deviceID))
+}
+
+// moduleLocked looks up module moduleID of device deviceID under s.mu; m is
+// nil when either is missing, and fail is then the 404 to answer.
+func (s *Server) moduleLocked(deviceID, moduleID string) (rec *deviceRec, m *Module, fail result) {
+	rec, ok := s.reg.Devices[deviceID]
+	if !ok {
+		return nil, nil, notFound(codeDeviceNotFound, deviceID)
+	}
+	if m = rec.Modules[moduleID]; m == nil {
+		return rec, nil, moduleNotFound(deviceID, moduleID)
+	}
+	return rec, m, result{}
+}
+
 func (s *Server) getDevice(id string) result {
 	d, ok := s.Device(id)
 	if !ok {
@@ -169,13 +187,9 @@ func (s *Server) listModules(deviceID string) result {
 func (s *Server) getModule(deviceID, moduleID string) result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec, ok := s.reg.Devices[deviceID]
-	if !ok {
-		return notFound(codeDeviceNotFound, deviceID)
-	}
-	m, ok := rec.Modules[moduleID]
-	if !ok {
-		return notFound(codeModuleNotFound, fmt.Sprintf("Module %s on device %s not found", moduleID, deviceID))
+	_, m, fail := s.moduleLocked(deviceID, moduleID)
+	if m == nil {
+		return fail
 	}
 	return result{status: http.StatusOK, etag: m.Etag, body: *m}
 }
@@ -211,7 +225,7 @@ func (s *Server) putModuleRequest(r *http.Request, deviceID, moduleID string) re
 		m = Module{ModuleID: moduleID, DeviceID: deviceID, GenerationID: s.reg.nextGenerationID(now), ConnectionState: "Disconnected",
 			ConnectionStateUpdatedTime: neverTime, LastActivityTime: neverTime}
 	case !exists:
-		return notFound(codeModuleNotFound, fmt.Sprintf("Module %s on device %s not found", moduleID, deviceID))
+		return moduleNotFound(deviceID, moduleID)
 	case !etagMatches(ifMatch, old.Etag):
 		return result{err: &errPut{http.StatusPreconditionFailed, codePrecondition, "PreconditionFailed, ETag may be invalid."}}
 	default:
@@ -241,13 +255,9 @@ func (s *Server) putModuleRequest(r *http.Request, deviceID, moduleID string) re
 func (s *Server) deleteModule(deviceID, moduleID, ifMatch string) result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec, ok := s.reg.Devices[deviceID]
-	if !ok {
-		return notFound(codeDeviceNotFound, deviceID)
-	}
-	m, ok := rec.Modules[moduleID]
-	if !ok {
-		return notFound(codeModuleNotFound, fmt.Sprintf("Module %s on device %s not found", moduleID, deviceID))
+	rec, m, fail := s.moduleLocked(deviceID, moduleID)
+	if m == nil {
+		return fail
 	}
 	if ifMatch != "" && !etagMatches(ifMatch, m.Etag) {
 		return result{err: &errPut{http.StatusPreconditionFailed, codePrecondition, "PreconditionFailed, ETag may be invalid."}}

@@ -204,6 +204,43 @@ static op_t *op_of(session_t *s, int kind)
 	}
 }
 
+/* Looks up session h and its operation of kind, which must be active; on
+ * CKR_OK g_lock is held. */
+static CK_RV active_op(CK_SESSION_HANDLE h, int kind, op_t **op)
+{
+	session_t *s;
+	CK_RV rv = session_get(h, &s);
+	if (rv != CKR_OK)
+		return rv;
+	*op = op_of(s, kind);
+	if (!(*op)->active) {
+		g_unlock();
+		return CKR_OPERATION_NOT_INITIALIZED;
+	}
+	return CKR_OK;
+}
+
+/* Ends op with error rv (PKCS#11: a failed C_Sign, C_Encrypt... ends the
+ * operation) and releases g_lock. */
+static CK_RV op_fail(op_t *op, CK_RV rv)
+{
+	op_clear(op);
+	g_unlock();
+	return rv;
+}
+
+/* PKCS#11's size query (5.2): when out is NULL or *out_len below need, it
+ * sets *out_len to need and *rv to what the call returns (CKR_OK for a
+ * NULL out, else CKR_BUFFER_TOO_SMALL), and says so; the operation goes on. */
+static int size_only(CK_BYTE_PTR out, CK_ULONG_PTR out_len, CK_ULONG need, CK_RV *rv)
+{
+	if (out && *out_len >= need)
+		return 0;
+	*rv = out ? CKR_BUFFER_TOO_SMALL : CKR_OK;
+	*out_len = need;
+	return 1;
+}
+
 static CK_RV any_init(int kind, CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
 {
 	session_t *s;
@@ -304,34 +341,6 @@ static CK_RV do_sign(const op_t *op, const unsigned char *data, size_t len, CK_B
 	return rv;
 }
 
-/* ECDSA r||s to DER, for keyd's Verify. */
-static size_t put_int(unsigned char *o, const unsigned char *v, size_t n)
-{
-	size_t i = 0, k = 0;
-	while (n > 1 && v[0] == 0) {
-		v++;
-		n--;
-	}
-	o[k++] = 0x02;
-	o[k++] = (unsigned char)(n + (v[0] & 0x80 ? 1 : 0));
-	if (v[0] & 0x80)
-		o[k++] = 0;
-	for (; i < n; i++)
-		o[k++] = v[i];
-	return k;
-}
-
-static size_t ecdsa_raw_to_der(const unsigned char *raw, size_t field, unsigned char *out)
-{
-	unsigned char body[2 * (3 + 64)];
-	size_t n = put_int(body, raw, field);
-	n += put_int(body + n, raw + field, field);
-	out[0] = 0x30;
-	out[1] = (unsigned char)n;
-	memcpy(out + 2, body, n);
-	return n + 2;
-}
-
 static CK_RV do_verify(const op_t *op, const unsigned char *data, size_t len, const unsigned char *sig,
 		       size_t sig_len)
 {
@@ -346,7 +355,7 @@ static CK_RV do_verify(const op_t *op, const unsigned char *data, size_t len, co
 	if (sig_len != op->out_len)
 		return CKR_SIGNATURE_LEN_RANGE;
 	if (op->mech == CKM_ECDSA || op->mech == CKM_ECDSA_SHA256) {
-		sig_len = ecdsa_raw_to_der(sig, op->field_len, der);
+		sig_len = der_ecdsa_from_raw(sig, op->field_len, der);
 		sig = der;
 	}
 	rv = kb_verify(op->path, op->key_id, op->kmech, in, in_len, sig, sig_len, &valid);
@@ -363,36 +372,37 @@ static void op_take(op_t *dst, op_t *src)
 	memset(src, 0, sizeof *src);
 }
 
+/* The data a one-part call (multi 0: data, len) or a final one (multi 1:
+ * what the updates collected) works on; never NULL. len is in and out. */
+static const unsigned char *final_input(const op_t *op, int multi, const unsigned char *data, size_t *len)
+{
+	if (multi) {
+		*len = op->buf_len;
+		return op->buf ? op->buf : (const unsigned char *)"";
+	}
+	return data ? data : (const unsigned char *)"";
+}
+
 static CK_RV sign_final(CK_SESSION_HANDLE h, int multi, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
 			CK_ULONG_PTR sig_len)
 {
-	session_t *s;
-	op_t op;
+	op_t *cur, op;
+	const unsigned char *in;
+	size_t in_len = len;
 	CK_RV rv;
 
-	if ((rv = session_get(h, &s)) != CKR_OK)
+	if ((rv = active_op(h, OP_SIGN, &cur)) != CKR_OK)
 		return rv;
-	if (!s->sign.active) {
-		g_unlock();
-		return CKR_OPERATION_NOT_INITIALIZED;
-	}
-	if (!sig_len || (!multi && !data && len)) {
-		op_clear(&s->sign);
-		g_unlock();
-		return CKR_ARGUMENTS_BAD;
-	}
-	if (!sig || *sig_len < s->sign.out_len) {
-		rv = sig ? CKR_BUFFER_TOO_SMALL : CKR_OK;
-		*sig_len = s->sign.out_len;
+	if (!sig_len || (!multi && !data && len))
+		return op_fail(cur, CKR_ARGUMENTS_BAD);
+	if (size_only(sig, sig_len, cur->out_len, &rv)) {
 		g_unlock();
 		return rv;
 	}
-	op_take(&op, &s->sign);
+	op_take(&op, cur);
 	g_unlock();
-	if (multi)
-		rv = do_sign(&op, op.buf ? op.buf : (unsigned char *)"", op.buf_len, sig, sig_len);
-	else
-		rv = do_sign(&op, data ? data : (unsigned char *)"", len, sig, sig_len);
+	in = final_input(&op, multi, data, &in_len);
+	rv = do_sign(&op, in, in_len, sig, sig_len);
 	op_clear(&op);
 	return rv;
 }
@@ -410,31 +420,19 @@ CK_RV C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
 /* Multi-part data is collected (keyd takes at most 1 MiB at once). */
 static CK_RV update(CK_SESSION_HANDLE h, int kind, CK_BYTE_PTR part, CK_ULONG len)
 {
-	session_t *s;
 	op_t *op;
 	CK_RV rv;
 	unsigned char *nb;
 
 	if (!part && len)
 		return CKR_ARGUMENTS_BAD;
-	if ((rv = session_get(h, &s)) != CKR_OK)
+	if ((rv = active_op(h, kind, &op)) != CKR_OK)
 		return rv;
-	op = op_of(s, kind);
-	if (!op->active) {
-		g_unlock();
-		return CKR_OPERATION_NOT_INITIALIZED;
-	}
-	if (len > MAX_DATA || op->buf_len + len > MAX_DATA) {
-		op_clear(op);
-		g_unlock();
-		return CKR_DATA_LEN_RANGE;
-	}
+	if (len > MAX_DATA || op->buf_len + len > MAX_DATA)
+		return op_fail(op, CKR_DATA_LEN_RANGE);
 	if (len) {
-		if (!(nb = realloc(op->buf, op->buf_len + len))) {
-			op_clear(op);
-			g_unlock();
-			return CKR_HOST_MEMORY;
-		}
+		if (!(nb = realloc(op->buf, op->buf_len + len)))
+			return op_fail(op, CKR_HOST_MEMORY);
 		memcpy(nb + op->buf_len, part, len);
 		op->buf = nb;
 		op->buf_len += len;
@@ -456,24 +454,21 @@ CK_RV C_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG len)
 static CK_RV verify_final(CK_SESSION_HANDLE h, int multi, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
 			  CK_ULONG sig_len)
 {
-	session_t *s;
-	op_t op;
+	op_t *cur, op;
+	const unsigned char *in;
+	size_t in_len = len;
 	CK_RV rv;
 
-	if ((rv = session_get(h, &s)) != CKR_OK)
+	if ((rv = active_op(h, OP_VERIFY, &cur)) != CKR_OK)
 		return rv;
-	if (!s->verify.active) {
-		g_unlock();
-		return CKR_OPERATION_NOT_INITIALIZED;
-	}
-	op_take(&op, &s->verify);
+	op_take(&op, cur);
 	g_unlock();
-	if (!sig || (!multi && !data && len))
+	if (!sig || (!multi && !data && len)) {
 		rv = CKR_ARGUMENTS_BAD;
-	else if (multi)
-		rv = do_verify(&op, op.buf ? op.buf : (unsigned char *)"", op.buf_len, sig, sig_len);
-	else
-		rv = do_verify(&op, data ? data : (unsigned char *)"", len, sig, sig_len);
+	} else {
+		in = final_input(&op, multi, data, &in_len);
+		rv = do_verify(&op, in, in_len, sig, sig_len);
+	}
 	op_clear(&op);
 	return rv;
 }
@@ -496,38 +491,25 @@ static kopts_t op_opts(const op_t *op)
 
 CK_RV C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {
-	session_t *s;
-	op_t op;
+	op_t *cur, op;
 	kopts_t o;
 	unsigned char *res = NULL;
 	size_t res_len = 0, need;
 	CK_RV rv;
 
-	if ((rv = session_get(h, &s)) != CKR_OK)
+	if ((rv = active_op(h, OP_ENCRYPT, &cur)) != CKR_OK)
 		return rv;
-	if (!s->enc.active) {
-		g_unlock();
-		return CKR_OPERATION_NOT_INITIALIZED;
-	}
-	if (!out_len || (!data && len)) {
-		op_clear(&s->enc);
-		g_unlock();
-		return CKR_ARGUMENTS_BAD;
-	}
+	if (!out_len || (!data && len))
+		return op_fail(cur, CKR_ARGUMENTS_BAD);
 	/* OAEP with SHA-256 fits k - 66 bytes. */
-	if (len > MAX_DATA || (s->enc.mech == CKM_RSA_PKCS_OAEP && len + 66 > s->enc.out_len)) {
-		op_clear(&s->enc);
-		g_unlock();
-		return CKR_DATA_LEN_RANGE;
-	}
-	need = s->enc.mech == CKM_AES_GCM ? len + 16 : s->enc.out_len;
-	if (!out || *out_len < need) {
-		rv = out ? CKR_BUFFER_TOO_SMALL : CKR_OK;
-		*out_len = need;
+	if (len > MAX_DATA || (cur->mech == CKM_RSA_PKCS_OAEP && len + 66 > cur->out_len))
+		return op_fail(cur, CKR_DATA_LEN_RANGE);
+	need = cur->mech == CKM_AES_GCM ? len + 16 : cur->out_len;
+	if (size_only(out, out_len, need, &rv)) {
 		g_unlock();
 		return rv;
 	}
-	op_take(&op, &s->enc);
+	op_take(&op, cur);
 	g_unlock();
 	o = op_opts(&op);
 	rv = kb_key_op(op.path, op.key_id, "Encrypt", op.kmech, data ? data : (unsigned char *)"", len, &o, &res,
@@ -548,47 +530,34 @@ CK_RV C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR
 CK_RV C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {
 	session_t *s;
-	op_t op;
+	op_t *cur, op;
 	kopts_t o;
 	unsigned char *res = NULL;
 	size_t res_len = 0, most;
 	CK_RV rv;
 
-	if ((rv = session_get(h, &s)) != CKR_OK)
+	if ((rv = active_op(h, OP_DECRYPT, &cur)) != CKR_OK)
 		return rv;
-	if (!s->dec.active) {
-		g_unlock();
-		return CKR_OPERATION_NOT_INITIALIZED;
-	}
-	if (!out_len || (!data && len)) {
-		op_clear(&s->dec);
-		g_unlock();
-		return CKR_ARGUMENTS_BAD;
-	}
-	if (s->dec.result) { /* the result of a call whose buffer was too small */
-		if (!out || *out_len < s->dec.result_len) {
-			rv = out ? CKR_BUFFER_TOO_SMALL : CKR_OK;
-			*out_len = s->dec.result_len;
-		} else {
-			memcpy(out, s->dec.result, s->dec.result_len);
-			*out_len = s->dec.result_len;
-			op_clear(&s->dec);
+	if (!out_len || (!data && len))
+		return op_fail(cur, CKR_ARGUMENTS_BAD);
+	if (cur->result) { /* the result of a call whose buffer was too small */
+		if (!size_only(out, out_len, cur->result_len, &rv)) {
+			memcpy(out, cur->result, cur->result_len);
+			*out_len = cur->result_len;
+			op_clear(cur);
 		}
 		g_unlock();
 		return rv;
 	}
-	if (s->dec.mech == CKM_AES_GCM ? (len < 16 || len > MAX_DATA) : len != s->dec.out_len) {
-		op_clear(&s->dec);
-		g_unlock();
-		return CKR_ENCRYPTED_DATA_LEN_RANGE;
-	}
-	most = s->dec.mech == CKM_AES_GCM ? len - 16 : s->dec.out_len;
+	if (cur->mech == CKM_AES_GCM ? (len < 16 || len > MAX_DATA) : len != cur->out_len)
+		return op_fail(cur, CKR_ENCRYPTED_DATA_LEN_RANGE);
+	most = cur->mech == CKM_AES_GCM ? len - 16 : cur->out_len;
 	if (!out) {
 		*out_len = most;
 		g_unlock();
 		return CKR_OK;
 	}
-	op_take(&op, &s->dec);
+	op_take(&op, cur);
 	g_unlock();
 	o = op_opts(&op);
 	rv = kb_key_op(op.path, op.key_id, "Decrypt", op.kmech, data, len, &o, &res, &res_len);

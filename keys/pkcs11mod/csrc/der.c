@@ -1,6 +1,6 @@
 /* Just enough DER for the module: public keys (SubjectPublicKeyInfo) into
  * PKCS#11 attributes, certificates' subject/issuer/serial/key, ECDSA
- * signatures from DER to PKCS#11's r||s, PEM to DER, and DigestInfo. Every
+ * signatures between DER and PKCS#11's r||s, PEM to DER, and DigestInfo. Every
  * length is checked against what is left; nothing here trusts its input. */
 #include <stdlib.h>
 #include <string.h>
@@ -193,6 +193,35 @@ int der_ecdsa_to_raw(const unsigned char *der, size_t len, size_t field, unsigne
 		return -1;
 	memcpy(out + 2 * field - vl, v, vl);
 	return 0;
+}
+
+static size_t put_int(unsigned char *o, const unsigned char *v, size_t n)
+{
+	size_t i = 0, k = 0;
+	while (n > 1 && v[0] == 0) {
+		v++;
+		n--;
+	}
+	o[k++] = 0x02;
+	o[k++] = (unsigned char)(n + (v[0] & 0x80 ? 1 : 0));
+	if (v[0] & 0x80)
+		o[k++] = 0;
+	for (; i < n; i++)
+		o[k++] = v[i];
+	return k;
+}
+
+/* ECDSA r||s (each field bytes) to DER, for keyd's Verify; out holds
+ * 2 + 2 * (3 + 64) bytes. */
+size_t der_ecdsa_from_raw(const unsigned char *raw, size_t field, unsigned char *out)
+{
+	unsigned char body[2 * (3 + 64)];
+	size_t n = put_int(body, raw, field);
+	n += put_int(body + n, raw + field, field);
+	out[0] = 0x30;
+	out[1] = (unsigned char)n;
+	memcpy(out + 2, body, n);
+	return n + 2;
 }
 
 static int b64val(int c)

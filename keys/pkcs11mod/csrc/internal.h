@@ -75,6 +75,7 @@ HIDDEN int der_parse_spki(obj_t *o);
 HIDDEN int der_parse_cert(const unsigned char *der, size_t len, const unsigned char **spki, size_t *spki_len,
 			  obj_t *o);
 HIDDEN int der_ecdsa_to_raw(const unsigned char *der, size_t len, size_t field, unsigned char *out);
+HIDDEN size_t der_ecdsa_from_raw(const unsigned char *raw, size_t field, unsigned char *out);
 HIDDEN int pem_first_cert(const char *pem, unsigned char **der, size_t *der_len);
 HIDDEN int digestinfo_strip(const unsigned char *in, size_t len, const unsigned char **digest, size_t *dlen);
 

@@ -82,6 +82,14 @@ void op_clear(op_t *op)
 	memset(op, 0, sizeof *op);
 }
 
+/* Ends a search's results (not the search: s->finding stays). */
+static void found_clear(session_t *s)
+{
+	free(s->found);
+	s->found = NULL;
+	s->nfound = s->pos = 0;
+}
+
 static void session_free(session_t *s)
 {
 	op_clear(&s->sign);
@@ -93,26 +101,54 @@ static void session_free(session_t *s)
 }
 
 /* Under g_lock. */
-static void reset_state(void)
+static void free_sessions(void)
 {
 	while (sessions) {
 		session_t *n = sessions->next;
 		session_free(sessions);
 		sessions = n;
 	}
-	next_session = 1;
 	logged_in = 0;
+}
+
+/* Under g_lock. */
+static void reset_state(void)
+{
+	free_sessions();
+	next_session = 1;
 	objects_free_all();
 }
 
-/* Looks up a session of an initialised module; on CKR_OK g_lock is held. */
-CK_RV session_get(CK_SESSION_HANDLE h, session_t **out)
+/* Takes g_lock if the module is initialised; on CKR_OK g_lock is held. */
+static CK_RV lock_initialized(void)
 {
 	g_lock();
 	if (!initialized) {
 		g_unlock();
 		return CKR_CRYPTOKI_NOT_INITIALIZED;
 	}
+	return CKR_OK;
+}
+
+/* lock_initialized, for a call on slot, the one slot (0). */
+static CK_RV lock_slot(CK_SLOT_ID slot)
+{
+	CK_RV rv = lock_initialized();
+	if (rv != CKR_OK)
+		return rv;
+	if (slot != 0) {
+		g_unlock();
+		return CKR_SLOT_ID_INVALID;
+	}
+	return CKR_OK;
+}
+
+/* Looks up a session of an initialised module; on CKR_OK g_lock is held. */
+CK_RV session_get(CK_SESSION_HANDLE h, session_t **out)
+{
+	CK_RV rv = lock_initialized();
+	if (rv != CKR_OK)
+		return rv;
 	for (session_t *s = sessions; s; s = s->next)
 		if (s->handle == h) {
 			*out = s;
@@ -129,6 +165,20 @@ static CK_RV check_init(void)
 	rv = initialized ? CKR_OK : CKR_CRYPTOKI_NOT_INITIALIZED;
 	g_unlock();
 	return rv;
+}
+
+/* The preamble of the slot calls that fill out: an initialised module,
+ * slot 0, out not NULL. */
+static CK_RV check_slot(CK_SLOT_ID slot, const void *out)
+{
+	CK_RV rv = check_init();
+	if (rv != CKR_OK)
+		return rv;
+	if (slot != 0)
+		return CKR_SLOT_ID_INVALID;
+	if (!out)
+		return CKR_ARGUMENTS_BAD;
+	return CKR_OK;
 }
 
 CK_RV C_Initialize(CK_VOID_PTR pInitArgs)
@@ -160,13 +210,11 @@ CK_RV C_Initialize(CK_VOID_PTR pInitArgs)
 
 CK_RV C_Finalize(CK_VOID_PTR pReserved)
 {
+	CK_RV rv;
 	if (pReserved)
 		return CKR_ARGUMENTS_BAD;
-	g_lock();
-	if (!initialized) {
-		g_unlock();
-		return CKR_CRYPTOKI_NOT_INITIALIZED;
-	}
+	if ((rv = lock_initialized()) != CKR_OK)
+		return rv;
 	reset_state();
 	initialized = 0;
 	g_unlock();
@@ -214,13 +262,9 @@ CK_RV C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR list, CK_ULONG_PTR n)
 
 CK_RV C_GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO_PTR info)
 {
-	CK_RV rv = check_init();
+	CK_RV rv = check_slot(slot, info);
 	if (rv != CKR_OK)
 		return rv;
-	if (slot != 0)
-		return CKR_SLOT_ID_INVALID;
-	if (!info)
-		return CKR_ARGUMENTS_BAD;
 	memset(info, 0, sizeof *info);
 	pad(info->slotDescription, "edgev2 Keys service (org.edgev2.Keys1)", sizeof info->slotDescription);
 	pad(info->manufacturerID, "edgev2", sizeof info->manufacturerID);
@@ -232,13 +276,9 @@ CK_RV C_GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO_PTR info)
 
 CK_RV C_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
 {
-	CK_RV rv = check_init();
+	CK_RV rv = check_slot(slot, info);
 	if (rv != CKR_OK)
 		return rv;
-	if (slot != 0)
-		return CKR_SLOT_ID_INVALID;
-	if (!info)
-		return CKR_ARGUMENTS_BAD;
 	memset(info, 0, sizeof *info);
 	pad(info->label, "edgev2", sizeof info->label);
 	pad(info->manufacturerID, "edgev2", sizeof info->manufacturerID);
@@ -263,25 +303,17 @@ CK_RV C_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
 
 CK_RV C_GetMechanismList(CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR n)
 {
-	CK_RV rv = check_init();
+	CK_RV rv = check_slot(slot, n);
 	if (rv != CKR_OK)
 		return rv;
-	if (slot != 0)
-		return CKR_SLOT_ID_INVALID;
-	if (!n)
-		return CKR_ARGUMENTS_BAD;
 	return mech_list(list, n);
 }
 
 CK_RV C_GetMechanismInfo(CK_SLOT_ID slot, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR info)
 {
-	CK_RV rv = check_init();
+	CK_RV rv = check_slot(slot, info);
 	if (rv != CKR_OK)
 		return rv;
-	if (slot != 0)
-		return CKR_SLOT_ID_INVALID;
-	if (!info)
-		return CKR_ARGUMENTS_BAD;
 	return mech_info(type, info);
 }
 
@@ -289,20 +321,14 @@ CK_RV C_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY 
 			   CK_SESSION_HANDLE_PTR ph)
 {
 	session_t *s;
+	CK_RV rv;
 	(void)app;
 	(void)notify;
 
 	if (!ph)
 		return CKR_ARGUMENTS_BAD;
-	g_lock();
-	if (!initialized) {
-		g_unlock();
-		return CKR_CRYPTOKI_NOT_INITIALIZED;
-	}
-	if (slot != 0) {
-		g_unlock();
-		return CKR_SLOT_ID_INVALID;
-	}
+	if ((rv = lock_slot(slot)) != CKR_OK)
+		return rv;
 	if (!(flags & CKF_SERIAL_SESSION)) {
 		g_unlock();
 		return CKR_SESSION_PARALLEL_NOT_SUPPORTED;
@@ -324,11 +350,9 @@ CK_RV C_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY 
 CK_RV C_CloseSession(CK_SESSION_HANDLE h)
 {
 	session_t **pp;
-	g_lock();
-	if (!initialized) {
-		g_unlock();
-		return CKR_CRYPTOKI_NOT_INITIALIZED;
-	}
+	CK_RV rv;
+	if ((rv = lock_initialized()) != CKR_OK)
+		return rv;
 	for (pp = &sessions; *pp; pp = &(*pp)->next)
 		if ((*pp)->handle == h) {
 			session_t *s = *pp;
@@ -345,21 +369,10 @@ CK_RV C_CloseSession(CK_SESSION_HANDLE h)
 
 CK_RV C_CloseAllSessions(CK_SLOT_ID slot)
 {
-	g_lock();
-	if (!initialized) {
-		g_unlock();
-		return CKR_CRYPTOKI_NOT_INITIALIZED;
-	}
-	if (slot != 0) {
-		g_unlock();
-		return CKR_SLOT_ID_INVALID;
-	}
-	while (sessions) {
-		session_t *n = sessions->next;
-		session_free(sessions);
-		sessions = n;
-	}
-	logged_in = 0;
+	CK_RV rv;
+	if ((rv = lock_slot(slot)) != CKR_OK)
+		return rv;
+	free_sessions();
 	g_unlock();
 	return CKR_OK;
 }
@@ -464,9 +477,7 @@ CK_RV C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
 		g_unlock();
 		return CKR_OPERATION_ACTIVE;
 	}
-	free(s->found);
-	s->found = NULL;
-	s->nfound = s->pos = 0;
+	found_clear(s);
 	for (obj_t *o = objects_first(); o; o = o->next)
 		cap++;
 	if (cap && !(s->found = calloc(cap, sizeof *s->found))) {
@@ -510,9 +521,7 @@ CK_RV C_FindObjectsFinal(CK_SESSION_HANDLE h)
 		g_unlock();
 		return CKR_OPERATION_NOT_INITIALIZED;
 	}
-	free(s->found);
-	s->found = NULL;
-	s->nfound = s->pos = 0;
+	found_clear(s);
 	s->finding = 0;
 	g_unlock();
 	return CKR_OK;
