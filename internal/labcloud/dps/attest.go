@@ -3,16 +3,15 @@ package dps
 import (
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/edgev2/edgev2/internal/labcloud/hub"
+	"github.com/edgev2/edgev2/internal/labcloud/pemfile"
 )
 
 // enrollment is a configured enrollment with its credentials decoded.
@@ -47,7 +46,7 @@ func loadEnrollment(e Enrollment, i int) (*enrollment, error) {
 	}
 	out.thumb = strings.ToUpper(strings.ReplaceAll(e.CertificateThumbprint, ":", ""))
 	if e.CertificateFile != "" {
-		certs, err := readPEMCerts(e.CertificateFile)
+		certs, err := pemfile.ReadCertificates(e.CertificateFile)
 		if err != nil {
 			return nil, &ConfigError{Key: key + ".certificate_file", Problem: err.Error(), Fix: "name a PEM certificate file"}
 		}
@@ -58,33 +57,6 @@ func loadEnrollment(e Enrollment, i int) (*enrollment, error) {
 				out.pool.AddCert(c)
 			}
 		}
-	}
-	return out, nil
-}
-
-func readPEMCerts(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
 	}
 	return out, nil
 }
