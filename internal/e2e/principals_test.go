@@ -1,4 +1,4 @@
-package superconfig
+package e2e_test
 
 import (
 	"os/exec"
@@ -8,6 +8,7 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 
+	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
 )
 
@@ -47,14 +48,12 @@ func connectionAs(t *testing.T, b *testenv.Bus, conn *godbus.Conn, user string) 
 // compiled from a [[principal]] entry into the real polkitd and asks it,
 // for the real second uid, about granted and other ids.
 func TestCompiledPrincipalRulesGrantExactlyTheConfiguredIDs(t *testing.T) {
-	testenv.RequireRoot(t)
-	bus := testenv.StartBus(t)
-	pk := testenv.StartPolkit(t, bus)
-	conn := bus.Conn(t)
-	tester := connectionAs(t, bus, conn, testenv.OtherUser)
-	keysUserConn := connectionAs(t, bus, conn, testenv.ServiceUser)
+	d := testenv.StartDevice(t, testenv.DeviceOptions{})
+	pk := d.Polkit
+	tester := connectionAs(t, d.Bus, d.Conn(), testenv.OtherUser)
+	keysUserConn := connectionAs(t, d.Bus, d.Conn(), testenv.ServiceUser)
 
-	c, err := Parse("/etc/edgev2/config.toml", []byte(`
+	c, err := superconfig.Parse("/etc/edgev2/config.toml", []byte(`
 [[principal]]
 user = "`+testenv.OtherUser+`"
 keys = ["module-*", "shared.signing"]
@@ -80,13 +79,13 @@ keys = ["\"); return polkit.Result.YES; (\""]
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := Compile(c)
+	out, err := superconfig.Compile(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var rules string
 	for _, f := range out.Files {
-		if f.Path == RulesPath {
+		if f.Path == superconfig.RulesPath {
 			rules = string(f.Data)
 		}
 	}
