@@ -1,22 +1,15 @@
 package e2e_test
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	godbus "github.com/godbus/dbus/v5"
-
-	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/testenv"
 	rtapi "github.com/edgev2/edgev2/modrt/api"
-	"github.com/edgev2/edgev2/modrt/logstore"
 )
 
 // TestWorkloadSocketDirectoryCannotBeTurnedAgainstTheHost: a module tries
@@ -27,35 +20,8 @@ import (
 // still reaches its workload API.
 func TestWorkloadSocketDirectoryCannotBeTurnedAgainstTheHost(t *testing.T) {
 	w := newWorld(t)
-	importKey(t, w, "dps-key", "sign", dpsKey)
-	w.startIdentityd(t, "workload", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"reg-sym\"\nsymmetric_key = \"dps-key\"\n", w.hubHost))
-	w.waitState(t, "provisioned", 30*time.Second)
-
-	ctr := testenv.StartContainerd(t)
-	bin := filepath.Join(t.TempDir(), "workloadclient")
-	build := exec.Command("go", "build", "-o", bin, "./internal/testenv/workloadclient")
-	build.Dir = testenv.RepoRoot()
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build workloadclient: %v\n%s", err, out)
-	}
-	archive := testenv.BuildImage(t, "edgev2.test/workloadclient:1", testenv.ImageConfig{
-		Entrypoint: []string{"/bin/workloadclient"}, Files: map[string]string{"/bin/workloadclient": bin}})
-	dir := testenv.SharedTempDir(t, "modrtd")
-	cfg := filepath.Join(dir, "modrtd.toml")
-	ns := fmt.Sprintf("edgev2-wls-%d", time.Now().UnixNano())
-	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = %q\ntrust_bundle = \"labcloud-ca\"\n", filepath.Join(dir, "home"), ctr.Address, ns)), 0o600)
-	svc := testenv.StartService(t, w.bus, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
-		User: "root", BusName: rtapi.BusName,
-	})
-	root := w.conn.Object(rtapi.BusName, rtapi.ObjectPath)
-	f, _ := os.Open(archive)
-	var names []string
-	if err := root.Call(rtapi.Interface+".ImportImage", 0, godbus.UnixFD(f.Fd())).Store(&names); err != nil {
-		t.Fatalf("ImportImage: %v", err)
-	}
-	f.Close()
+	w.provisionDPS(t, "workload")
+	svc := w.startRuntime(t, fmt.Sprintf("edgev2-wls-%d", time.Now().UnixNano()), "trust_bundle = \"labcloud-ca\"\n")
 
 	victim := filepath.Join(t.TempDir(), "victim")
 	if err := os.WriteFile(victim, []byte("host secret"), 0o600); err != nil {
@@ -64,39 +30,21 @@ func TestWorkloadSocketDirectoryCannotBeTurnedAgainstTheHost(t *testing.T) {
 	const sock = "/var/run/iotedge/workload.sock"
 	script := "if ln -sf /etc/shadow " + sock + " 2>/dev/null || rm " + sock + " 2>/dev/null; then echo ATTACK-REPLACED; else echo ATTACK-REFUSED; fi; /bin/workloadclient; trap 'exit 0' TERM; sleep 600 & wait"
 	spec := fmt.Sprintf(`{"name":"prober","type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{"Entrypoint":["/bin/sh","-c"],"Cmd":[%q]}},"env":{"OTHER_MODULE":{"value":"nobody"}}}}`, script)
-	var p godbus.ObjectPath
-	if err := root.Call(rtapi.Interface+".CreateModule", 0, "prober", spec, map[string]godbus.Variant{}).Store(&p); err != nil {
+	if err := w.dev.CreateModule("prober", spec); err != nil {
 		t.Fatalf("CreateModule: %v", err)
 	}
-	obj := w.conn.Object(rtapi.BusName, bus.ChildPath(rtapi.ObjectPath, "modules", "prober"))
+	obj := w.dev.Module("prober")
 	// results returns the module's logs once it has printed n results.
 	results := func(n int) (string, []map[string]any) {
 		t.Helper()
-		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-			var fd godbus.UnixFD
-			if err := obj.Call(rtapi.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{}).Store(&fd); err != nil {
-				t.Fatal(err)
-			}
-			lf := os.NewFile(uintptr(fd), "logs")
-			text, _ := logstore.FramedText(lf)
-			lf.Close()
-			var res []map[string]any
-			sc := bufio.NewScanner(strings.NewReader(text))
-			for sc.Scan() {
-				if j, ok := strings.CutPrefix(sc.Text(), "WORKLOAD-RESULT "); ok {
-					var r map[string]any
-					if err := json.Unmarshal([]byte(j), &r); err != nil {
-						t.Fatalf("result line %q: %v", j, err)
-					}
-					res = append(res, r)
-				}
-			}
-			if len(res) >= n {
-				return text, res
-			}
-		}
-		t.Fatalf("module prober printed fewer than %d results", n)
-		return "", nil
+		var text string
+		var res []map[string]any
+		testenv.Eventually(t, 60*time.Second, func() bool {
+			text = w.dev.ModuleLogs(t, "prober")
+			res = testenv.JSONLines(t, text, "WORKLOAD-RESULT")
+			return len(res) >= n
+		}, "module prober printed fewer than %d results", n)
+		return text, res
 	}
 	logs, res := results(1)
 	if strings.Contains(logs, "ATTACK-REPLACED") || !strings.Contains(logs, "ATTACK-REFUSED") {
@@ -108,7 +56,7 @@ func TestWorkloadSocketDirectoryCannotBeTurnedAgainstTheHost(t *testing.T) {
 
 	// What a module with a writable directory would have left: a link
 	// where the socket goes. modrtd restarts and listens again.
-	hostSock := filepath.Join(dir, "home", "workload", "prober", "workload.sock")
+	hostSock := filepath.Join(w.dev.Home(testenv.Modrtd), "workload", "prober", "workload.sock")
 	svc.Kill9(t)
 	os.Remove(hostSock)
 	if err := os.Symlink(victim, hostSock); err != nil {

@@ -52,8 +52,6 @@ type Daemon struct {
 // started (StartDaemon can start it later).
 type DeviceOptions struct {
 	Keyd, Certd, Identityd, Modrtd *Daemon
-	// KeydSoftHSM puts keyd's keys in a SoftHSM2 token (Device.Token).
-	KeydSoftHSM bool
 	// Rules are polkit rules (name → JavaScript) installed before the
 	// daemons start. The services' own grants are compiled from their
 	// configs and installed as `edgectl config apply` does, always.
@@ -88,7 +86,6 @@ type Device struct {
 	Lab    *Labcloud   // nil without the labcloud binary
 	Cloud  *Cloud      // the cloud the configs name; nil without one
 	CAFile string      // Cloud's CA, readable by every uid
-	Token  *SoftHSMToken
 
 	namespace string
 	daemons   map[string]*Service
@@ -139,10 +136,6 @@ func StartDevice(t TB, opt DeviceOptions) *Device {
 	if opt.Containerd || opt.Modrtd != nil {
 		d.Ctr = StartContainerd(t)
 	}
-	if opt.KeydSoftHSM {
-		uid, gid := EnsureUser(t, ServiceUser)
-		d.Token = NewSoftHSMToken(t, "edgev2-device", uid, gid)
-	}
 	// Every config is written before the first daemon starts, so the
 	// grants compiled for certd already know identityd's and modrtd's.
 	order := []string{Keyd, Certd, Identityd, Modrtd}
@@ -191,13 +184,8 @@ func (d *Device) writeConfig(t TB, name string, dm Daemon) {
 	}
 	os.Chown(home, uid, gid)
 	text := fmt.Sprintf("homedir = %q\n", home)
-	switch {
-	case name == Keyd && d.Token != nil:
-		text += fmt.Sprintf("pkcs11_lib_path = %q\npkcs11_base_slot = %q\n", d.Token.LibPath, d.Token.URI())
-	case name == Modrtd:
-		if d.Ctr == nil {
-			d.Ctr = StartContainerd(d.t)
-		}
+	if name == Modrtd {
+		d.Containerd()
 		d.namespace = dm.Namespace
 		if d.namespace == "" {
 			d.namespace = "edgev2-test"
@@ -229,15 +217,11 @@ func (d *Device) run(t TB, name string, dm Daemon) *Service {
 	if args == nil {
 		args = []string{"--log-level", "debug"}
 	}
-	env := dm.Env
-	if name == Keyd && d.Token != nil {
-		env = append(d.Token.Env(), env...)
-	}
 	// Cleanup belongs to the device's test: a daemon (re)started in a
 	// subtest lives on after it, as the device does.
 	s := StartService(d.t, d.Bus, ServiceOptions{
 		Binary: BuildBinary(t, spec.pkg), Args: append([]string{"--config", d.configs[name]}, args...),
-		User: spec.user, Env: env, BusName: spec.busName,
+		User: spec.user, Env: dm.Env, BusName: spec.busName,
 	})
 	d.daemons[name] = s
 	return s
@@ -265,7 +249,17 @@ func (d *Device) grant(t TB) {
 	if err != nil {
 		t.Fatalf("compile the services' grants: %v", err)
 	}
-	d.Polkit.AddRule(t, fmt.Sprintf("service-grant-%d", grantSeq.Add(1)), string(rules))
+	// Installed for the device's life, like the daemons: a grant made for
+	// a daemon started in a subtest stays as long as the daemon runs.
+	d.Polkit.AddRule(d.t, fmt.Sprintf("service-grant-%d", grantSeq.Add(1)), string(rules))
+}
+
+// Containerd is the device's containerd, started now if it was not.
+func (d *Device) Containerd() *Containerd {
+	if d.Ctr == nil {
+		d.Ctr = StartContainerd(d.t)
+	}
+	return d.Ctr
 }
 
 // Daemon is the running (or last run) daemon name, nil if never started.
