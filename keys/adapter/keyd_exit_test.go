@@ -83,16 +83,7 @@ func TestKeydConfigErrorsExit78(t *testing.T) {
 // whose URI carries another PIN. keyd says at start that the PIN is wrong
 // and serves the key as Unavailable; the right PIN (or none) works.
 func TestKeydPreloadedKeyWithWrongPINOnLoggedInToken(t *testing.T) {
-	testenv.RequireRoot(t)
-	uid, gid := testenv.EnsureUser(t, testenv.ServiceUser)
-	tok := testenv.NewSoftHSMToken(t, "edgev2-pinconflict", uid, gid)
-	tool := exec.Command("pkcs11-tool", "--module", tok.LibPath, "--login", "--pin", tok.PIN,
-		"--keypairgen", "--key-type", "EC:prime256v1", "--label", "factory-key", "--id", "01")
-	tool.Env = append(os.Environ(), tok.Env()...)
-	if out, err := tool.CombinedOutput(); err != nil {
-		t.Fatalf("pkcs11-tool --keypairgen: %v\n%s", err, out)
-	}
-	exec.Command("chown", "-R", fmt.Sprintf("%d:%d", uid, gid), tok.Dir).Run()
+	tok := factoryKeyToken(t, "edgev2-pinconflict")
 	extra := fmt.Sprintf("\n[preloaded_keys]\nwrong = \"pkcs11:token=%[1]s;object=factory-key?pin-value=not-the-pin-5150\"\nright = \"pkcs11:token=%[1]s;object=factory-key?pin-value=%[2]s\"\nbare = \"pkcs11:token=%[1]s;object=factory-key\"\n", tok.Label, tok.PIN)
 	k := startKeydWithToken(t, tok, extra)
 	ctx := ctxT(t)
