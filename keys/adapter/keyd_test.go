@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -623,30 +622,6 @@ func TestKeydKill9DuringCreatesLosesNoAcknowledgedKey(t *testing.T) {
 			}
 			t.Logf("%d keys acknowledged before kill -9, %d present after restart", len(acked), len(ids))
 		})
-	}
-}
-
-func TestKeydWrongPINStopsWithConfigErrorAndNoPIN(t *testing.T) {
-	testenv.RequireRoot(t)
-	uid, gid := testenv.EnsureUser(t, testenv.ServiceUser)
-	bus := testenv.StartBus(t)
-	tok := testenv.NewSoftHSMToken(t, "edgev2-wrongpin", uid, gid)
-	dir := testenv.SharedTempDir(t, "keyd-pin")
-	cfg := filepath.Join(dir, "keyd.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\npkcs11_lib_path = %q\npkcs11_base_slot = \"pkcs11:token=%s?pin-value=wrong-pin-4711\"\n",
-		dir, tok.LibPath, tok.Label)), 0o644)
-	cmd := exec.Command(testenv.BuildBinary(t, "./cmd/edgev2-keyd"), "--config", cfg)
-	cmd.Env = append([]string{"DBUS_SYSTEM_BUS_ADDRESS=" + bus.Address}, tok.Env()...)
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 78 {
-		t.Fatalf("keyd with a wrong PIN: %v; want exit 78 (bad configuration)\n%s", err, out)
-	}
-	if strings.Contains(string(out), "wrong-pin-4711") {
-		t.Fatalf("keyd printed the PIN:\n%s", out)
-	}
-	if !regexp.MustCompile(`(?i)pin`).Match(out) {
-		t.Fatalf("keyd's message does not say the PIN is wrong:\n%s", out)
 	}
 }
 
