@@ -68,7 +68,7 @@ type DeviceOptions struct {
 
 // Cloud is where the device's services reach the cloud.
 type Cloud struct {
-	Host  string // bare name, on 443
+	Host  string // host name, with ":port" unless 443 ($CLOUD_URL is https://Host)
 	CAPEM []byte // the trust anchor of its TLS certificate
 }
 
@@ -262,7 +262,8 @@ func (d *Device) Containerd() *Containerd {
 	return d.Ctr
 }
 
-// Daemon is the running (or last run) daemon name, nil if never started.
+// Daemon is the daemon's process (running, or the last run), nil if it
+// was never started.
 func (d *Device) Daemon(name string) *Service { return d.daemons[name] }
 
 // ConfigPath is the daemon's current config file.
@@ -290,5 +291,9 @@ func (d *Device) Keys() *kclient.Client     { return kclient.New(d.Conn()) }
 func (d *Device) Certs() *cclient.Client    { return cclient.New(d.Conn()) }
 func (d *Device) Identity() *iclient.Client { return iclient.New(d.Conn()) }
 func (d *Device) Modules() *rtclient.Client { return rtclient.New(d.Conn()) }
-func (d *Device) Namespace() string         { return d.namespace }
+
+// Namespace is modrtd's containerd namespace.
+func (d *Device) Namespace() string { return d.namespace }
+
+// Output is what the daemon printed so far (its log), across restarts.
 func (d *Device) Output(name string) string { return d.daemons[name].Output() }
