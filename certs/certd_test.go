@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,15 +20,12 @@ import (
 	cclient "github.com/edgev2/edgev2/certs/client"
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/fault"
-	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
-	keysapi "github.com/edgev2/edgev2/keys/api"
 	kclient "github.com/edgev2/edgev2/keys/client"
 )
 
 // stack is keyd and certd on a private bus with polkitd.
 type stack struct {
-	dir    string
 	bus    *testenv.Bus
 	polkit *testenv.Polkit
 	keyd   *testenv.Service
@@ -39,49 +35,33 @@ type stack struct {
 	certs  *cclient.Client
 }
 
-// grantSeq names each compiled grant installed in this test process.
-var grantSeq atomic.Int64
-
 // startStack starts keyd (file engine) and certd with extra appended to
-// certd's config.
+// certd's config; certd's grant in Keys is compiled from that config as
+// `edgectl config apply` does: the keys it issues and signs with only.
 func startStack(t *testing.T, extra string) *stack {
 	t.Helper()
-	testenv.RequireRoot(t)
-	kuid, kgid := testenv.EnsureUser(t, testenv.ServiceUser)
-	cuid, cgid := testenv.EnsureUser(t, testenv.CertsUser)
-	s := &stack{dir: testenv.SharedTempDir(t, "certd")}
-	s.bus = testenv.StartBus(t)
-	s.polkit = testenv.StartPolkit(t, s.bus)
-	mk := func(name string, uid, gid int, cfg string) string {
-		d := filepath.Join(s.dir, name)
-		os.Mkdir(d, 0o700)
-		os.Chown(d, uid, gid)
-		p := filepath.Join(s.dir, name+".toml")
-		os.WriteFile(p, []byte(fmt.Sprintf("homedir = %q\n%s", d, cfg)), 0o600)
-		os.Chown(p, uid, gid)
-		return p
-	}
-	s.keyd = testenv.StartService(t, s.bus, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"), Args: []string{"--config", mk("keyd", kuid, kgid, "")},
-		User: testenv.ServiceUser, BusName: keysapi.BusName,
-	})
-	certdConfig := mk("certd", cuid, cgid, extra)
-	// certd's grant in Keys, compiled from its configuration as
-	// `edgectl config apply` does: the keys it issues and signs with only.
-	text, _ := os.ReadFile(certdConfig)
-	rules, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Certd: text})
-	if err != nil {
-		t.Fatalf("compile certd's grant: %v", err)
-	}
-	s.polkit.AddRule(t, fmt.Sprintf("certd-grant-%d", grantSeq.Add(1)), string(rules))
-	s.certd = testenv.StartService(t, s.bus, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-certd"), Args: []string{"--config", certdConfig, "--log-level", "debug"},
-		User: testenv.CertsUser, BusName: certsapi.BusName,
-	})
-	s.conn = s.bus.Conn(t)
-	s.keys = kclient.New(s.conn)
-	s.certs = cclient.New(s.conn)
-	return s
+	return startStackWith(t, nil, extra)
+}
+
+// startESTStack is startStack with the EST server at url, its CA caPEM
+// preloaded as est-ca and trusted; est is the rest of the [est] table and
+// what follows it.
+func startESTStack(t *testing.T, url string, caPEM []byte, est string) *stack {
+	t.Helper()
+	return startStackWith(t, &testenv.Cloud{Host: strings.TrimPrefix(url, "https://"), CAPEM: caPEM}, `
+[preloaded_certs]
+est-ca = "file://$CLOUD_CA"
+[est]
+url = "$CLOUD_URL/.well-known/est"
+trusted_certs = ["est-ca"]
+`+est)
+}
+
+func startStackWith(t *testing.T, cloud *testenv.Cloud, extra string) *stack {
+	t.Helper()
+	d := testenv.StartDevice(t, testenv.DeviceOptions{Cloud: cloud, Keyd: &testenv.Daemon{Args: []string{}}, Certd: &testenv.Daemon{Config: extra}})
+	return &stack{bus: d.Bus, polkit: d.Polkit, keyd: d.Daemon(testenv.Keyd), certd: d.Daemon(testenv.Certd),
+		conn: d.Conn(), keys: d.Keys(), certs: d.Certs()}
 }
 
 func ctxT(t *testing.T) context.Context {

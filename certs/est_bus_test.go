@@ -77,6 +77,29 @@ func (b *bootstrapCA) issue(t *testing.T, csrDER []byte) string {
 	return certsapi.EncodeChain(chain[:1])
 }
 
+// startBootstrapStack starts an EST server (cfg, trusting a device maker's
+// CA for bootstrap) and certd that enrolls its EST identity est-id with the
+// bootstrap identity the factory put on the device, then device-id with
+// est-id; est is more of the [est] table.
+func startBootstrapStack(t *testing.T, cfg labest.Config, est string) (*stack, *labest.Server, []byte) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	boot := newBootstrapCA(t, testenv.SharedTempDir(t, "est"))
+	cfg.BootstrapCAFiles = []string{boot.file}
+	url, caPEM, srv := labest.StartTestServer(t, cfg)
+	s := startESTStack(t, url, caPEM, `identity_cert = "est-id"
+identity_key = "est-id"
+bootstrap_identity_cert = "bootstrap"
+bootstrap_identity_key = "bootstrap"
+`+est+`[cert_issuance.device-id]
+method = "est"
+common_name = "device-1"
+`)
+	// The factory put a bootstrap key and certificate on the device.
+	boot.provision(t, ctxT(t), s)
+	return s, srv, caPEM
+}
+
 func writeShared(t *testing.T, dir, name string, data []byte) string {
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, data, 0o644); err != nil {
@@ -96,32 +119,9 @@ func TestCertdStoresAndPresentsFullChainFromIntermediateCAWithBootstrap(t *testi
 }
 
 func testCertdEnrollsWithBootstrap(t *testing.T, intermediate bool) {
-	testenv.RequireRoot(t)
-	dir := testenv.SharedTempDir(t, "est")
-	boot := newBootstrapCA(t, dir)
 	// The CA asks for P-384 keys in /csrattrs (the RFC 7030 4.5.2 example).
-	url, caPEM, srv := labest.StartTestServer(t, labest.Config{BootstrapCAFiles: []string{boot.file},
-		CSRAttrs: []string{"1.2.840.10045.2.1=1.3.132.0.34"}, Intermediate: intermediate})
-	caFile := writeShared(t, dir, "est-ca.pem", caPEM)
-	s := startStack(t, fmt.Sprintf(`
-[preloaded_certs]
-est-ca = "file://%s"
-
-[est]
-url = "%s/.well-known/est"
-trusted_certs = ["est-ca"]
-identity_cert = "est-id"
-identity_key = "est-id"
-bootstrap_identity_cert = "bootstrap"
-bootstrap_identity_key = "bootstrap"
-
-[cert_issuance.device-id]
-method = "est"
-common_name = "device-1"
-`, caFile, url))
+	s, srv, caPEM := startBootstrapStack(t, labest.Config{CSRAttrs: []string{"1.2.840.10045.2.1=1.3.132.0.34"}, Intermediate: intermediate}, "")
 	ctx := ctxT(t)
-	// The factory put a bootstrap key and certificate on the device.
-	boot.provision(t, ctx, s)
 
 	devPEM, err := s.certs.Ensure(ctx, "device-id")
 	if err != nil {
@@ -194,21 +194,12 @@ func TestCertdEnrollsAndRenewsFullChainFromIntermediateCAWithBasicAuth(t *testin
 
 func testCertdEnrollsWithBasic(t *testing.T, intermediate bool) {
 	testenv.RequireRoot(t)
-	dir := testenv.SharedTempDir(t, "est")
 	url, caPEM, srv := labest.StartTestServer(t, labest.Config{
 		Users:      []labest.User{{Name: "device-1", Password: "s3cret-pass"}},
 		DeferFirst: 1, RetryAfter: 1, Intermediate: intermediate,
 	})
-	caFile := writeShared(t, dir, "est-ca.pem", caPEM)
-	base := fmt.Sprintf(`
-[preloaded_certs]
-est-ca = "file://%s"
-
-[est]
-url = "%s/.well-known/est"
-trusted_certs = ["est-ca"]
-username = "device-1"
-password = "%%s"
+	base := `username = "device-1"
+password = "%s"
 
 # Only configured ids are enrolled under certd's EST credentials.
 [cert_issuance.basic-cert]
@@ -220,8 +211,8 @@ common_name = "device-1"
 [cert_issuance.managed]
 method = "est"
 common_name = "device-1"
-`, caFile, url)
-	s := startStack(t, fmt.Sprintf(base, "s3cret-pass"))
+`
+	s := startESTStack(t, url, caPEM, fmt.Sprintf(base, "s3cret-pass"))
 	ctx := ctxT(t)
 	key, _ := s.keys.CreateKeyPair(ctx, "basic-key", "ec-p256")
 	signer, _ := key.Signer(ctx)
@@ -260,7 +251,7 @@ common_name = "device-1"
 	}
 
 	// Wrong password: a named error, nothing stored.
-	bad := startStack(t, fmt.Sprintf(base, "wrong"))
+	bad := startESTStack(t, url, caPEM, fmt.Sprintf(base, "wrong"))
 	k2, _ := bad.keys.CreateKeyPair(ctx, "k", "ec-p256")
 	sg2, _ := k2.Signer(ctx)
 	csr2, _ := certs.NewCSR(sg2, pkix.Name{CommonName: "device-1"}, nil)
@@ -283,7 +274,6 @@ func TestCertdSendsTheChallengePasswordWhenAskedAndWrongOneIsRefused(t *testing.
 		ChallengePasswords: []labest.ChallengePassword{{Password: "zto-challenge-77", CommonName: "device-1", OneTime: true}},
 		Intermediate:       true,
 	})
-	caFile := writeShared(t, dir, "est-ca.pem", caPEM)
 	cuid, cgid := testenv.EnsureUser(t, testenv.CertsUser)
 	secret := func(name, pw string) string {
 		p := writeShared(t, dir, name, []byte(pw+"\n"))
@@ -292,24 +282,18 @@ func TestCertdSendsTheChallengePasswordWhenAskedAndWrongOneIsRefused(t *testing.
 		return p
 	}
 	config := func(pwFile string) string {
-		return fmt.Sprintf(`
-[preloaded_certs]
-est-ca = "file://%s"
-[est]
-url = "%s/.well-known/est"
-trusted_certs = ["est-ca"]
-username = "device-1"
+		return fmt.Sprintf(`username = "device-1"
 password = "basic-pass"
 challenge_password_file = "%s"
 [cert_issuance.device-id]
 method = "est"
 common_name = "device-1"
-`, caFile, url, pwFile)
+`, pwFile)
 	}
 	ctx := ctxT(t)
 
 	// Wrong secret: refused with the server's reason, nothing stored.
-	bad := startStack(t, config(secret("wrong-challenge", "guessed-secret")))
+	bad := startESTStack(t, url, caPEM, config(secret("wrong-challenge", "guessed-secret")))
 	_, err := bad.certs.Ensure(ctx, "device-id")
 	if !fault.Is(err, fault.NotAuthorized) || !strings.Contains(fault.Message(err), "challenge password is wrong") {
 		t.Fatalf("wrong challenge password: %v, want NotAuthorized naming it", err)
@@ -318,7 +302,7 @@ common_name = "device-1"
 		t.Fatalf("a refused enrollment stored a certificate: %v", err)
 	}
 
-	good := startStack(t, config(secret("challenge", "zto-challenge-77")))
+	good := startESTStack(t, url, caPEM, config(secret("challenge", "zto-challenge-77")))
 	devPEM, err := good.certs.Ensure(ctx, "device-id")
 	if err != nil {
 		t.Fatalf("enrollment with the challenge password: %v", err)
@@ -329,7 +313,7 @@ common_name = "device-1"
 	if err := good.certs.Renew(ctx, "device-id"); err != nil {
 		t.Fatalf("renewal after the one-time secret was used: %v", err)
 	}
-	again := startStack(t, config(secret("challenge-2", "zto-challenge-77")))
+	again := startESTStack(t, url, caPEM, config(secret("challenge-2", "zto-challenge-77")))
 	if _, err := again.certs.Ensure(ctx, "device-id"); !fault.Is(err, fault.NotAuthorized) || !strings.Contains(fault.Message(err), "already used") {
 		t.Fatalf("reused one-time challenge password: %v, want NotAuthorized (already used)", err)
 	}
@@ -353,22 +337,15 @@ func TestCertdReenrollsWithANewKeyWhenItsCertificateIsRevoked(t *testing.T) {
 	url, caPEM, srv := labest.StartTestServer(t, labest.Config{
 		Users: []labest.User{{Name: "device-1", Password: "basic-pass"}}, Intermediate: true,
 	})
-	caFile := writeShared(t, dir, "est-ca.pem", caPEM)
-	s := startStack(t, fmt.Sprintf(`
-[preloaded_certs]
-est-ca = "file://%s"
-[est]
-url = "%s/.well-known/est"
-trusted_certs = ["est-ca"]
-username = "device-1"
+	s := startESTStack(t, url, caPEM, `username = "device-1"
 password = "basic-pass"
 crl_check_interval = "1s"
 [cert_issuance.device-id]
 method = "est"
 common_name = "device-1"
 [cert_issuance.device-id.auto_renew]
-threshold = "80%%"
-`, caFile, url))
+threshold = "80%"
+`)
 	ctx := ctxT(t)
 	firstPEM, err := s.certs.Ensure(ctx, "device-id")
 	if err != nil {
@@ -441,28 +418,8 @@ func fetchForTest(t *testing.T, url string, caPEM []byte) []byte {
 // identity, enrolls a new one with the bootstrap identity (the one that
 // still holds) and a new key, then the device certificate with it.
 func TestCertdFallsBackToTheBootstrapIdentityWhenTheESTIdentityIsRevoked(t *testing.T) {
-	testenv.RequireRoot(t)
-	dir := testenv.SharedTempDir(t, "est")
-	boot := newBootstrapCA(t, dir)
-	url, caPEM, srv := labest.StartTestServer(t, labest.Config{BootstrapCAFiles: []string{boot.file}, Intermediate: true})
-	caFile := writeShared(t, dir, "est-ca.pem", caPEM)
-	s := startStack(t, fmt.Sprintf(`
-[preloaded_certs]
-est-ca = "file://%s"
-[est]
-url = "%s/.well-known/est"
-trusted_certs = ["est-ca"]
-identity_cert = "est-id"
-identity_key = "est-id"
-bootstrap_identity_cert = "bootstrap"
-bootstrap_identity_key = "bootstrap"
-crl_check_interval = "1s"
-[cert_issuance.device-id]
-method = "est"
-common_name = "device-1"
-`, caFile, url))
+	s, srv, caPEM := startBootstrapStack(t, labest.Config{Intermediate: true}, "crl_check_interval = \"1s\"\n")
 	ctx := ctxT(t)
-	boot.provision(t, ctx, s)
 	devPEM, err := s.certs.Ensure(ctx, "device-id")
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package certs
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -14,25 +13,8 @@ import (
 
 	"github.com/edgev2/edgev2/certs/config"
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
+	"github.com/edgev2/edgev2/internal/testenv"
 )
-
-// lockedBuffer collects log lines from concurrent goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // countingEST runs labcloud's EST CA and counts the requests per operation.
 type countingEST struct {
@@ -81,6 +63,41 @@ func (c *countingEST) count(op string) int {
 	return c.ops[op]
 }
 
+// store opens a certificate store in dir holding the CA's certificate as
+// est-ca.
+func (c *countingEST) store(t *testing.T, dir string) *Store {
+	t.Helper()
+	store, err := OpenStore(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Put("est-ca", string(c.caPEM)); err != nil {
+		t.Fatal(err)
+	}
+	return store
+}
+
+// estConfig is certd's config (home dir) for the EST CA at url trusted as
+// est-ca, Basic user dev, issuing device-id over EST; est is more of the
+// [est] table, issuance follows device-id's table.
+func estConfig(t *testing.T, dir, url, est, issuance string) *config.Config {
+	t.Helper()
+	c, err := config.Parse("certd.toml", []byte(fmt.Sprintf(`homedir = %q
+[est]
+url = "%s/.well-known/est"
+trusted_certs = ["est-ca"]
+username = "dev"
+password = "pw"
+%s[cert_issuance.device-id]
+method = "est"
+common_name = "device-1"
+%s`, dir, url, est, issuance)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // A CA that caps lifetimes below the renewal threshold must not drive
 // certd into a re-enrollment loop (the issue measured 141 requests in 5 s
 // against labcloud): over a fixed window the server sees a bounded number
@@ -90,31 +107,13 @@ func TestRenewalIsPacedWhenTheCACapsLifetimeBelowTheThreshold(t *testing.T) {
 	// far below the 10-day threshold the device was configured with.
 	est := startCountingEST(t, labest.Config{Users: []labest.User{{Name: "dev", Password: "pw"}}, Validity: labest.Duration(10 * time.Second)})
 	dir := t.TempDir()
-	cfg, err := config.Parse("certd.toml", []byte(fmt.Sprintf(`homedir = %q
-[est]
-url = "%s/.well-known/est"
-trusted_certs = ["est-ca"]
-username = "dev"
-password = "pw"
-[cert_issuance.device-id]
-method = "est"
-common_name = "device-1"
-[cert_issuance.device-id.auto_renew]
+	cfg := estConfig(t, dir, est.url, "", `[cert_issuance.device-id.auto_renew]
 threshold = "10d"
 min_interval = "2s"
 rotate_key = true
-`, dir, est.url)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := OpenStore(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Put("est-ca", string(est.caPEM)); err != nil {
-		t.Fatal(err)
-	}
-	logs := &lockedBuffer{}
+`)
+	store := est.store(t, dir)
+	logs := &testenv.Buffer{}
 	keys := newFakeKeys()
 	svc := NewService(store, keys, cfg, RealClock, slog.New(slog.NewTextHandler(logs, nil)))
 	ctx, cancel := context.WithCancel(context.Background())

@@ -2,13 +2,11 @@ package certs
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/edgev2/edgev2/certs/config"
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
 )
 
@@ -20,30 +18,10 @@ func TestRenewalPicksUpTheNewIntermediateAfterACARollover(t *testing.T) {
 	cfg := labest.Config{Users: []labest.User{{Name: "dev", Password: "pw"}}, Intermediate: true}
 	before := startCountingESTIn(t, cfg, state)
 	dir := t.TempDir()
-	store, err := OpenStore(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Put("est-ca", string(before.caPEM)); err != nil {
-		t.Fatal(err)
-	}
+	store := before.store(t, dir)
 	keys := newFakeKeys()
 	service := func(url string) *Service {
-		c, err := config.Parse("certd.toml", []byte(fmt.Sprintf(`homedir = %q
-[est]
-url = "%s/.well-known/est"
-trusted_certs = ["est-ca"]
-username = "dev"
-password = "pw"
-crl_check_interval = "0s"
-[cert_issuance.device-id]
-method = "est"
-common_name = "device-1"
-`, dir, url)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return NewService(store, keys, c, RealClock, quiet())
+		return NewService(store, keys, estConfig(t, dir, url, "crl_check_interval = \"0s\"\n", ""), RealClock, quiet())
 	}
 	ctx := context.Background()
 	first, err := service(before.url).Ensure(ctx, "device-id")
@@ -78,23 +56,8 @@ common_name = "device-1"
 func TestARevokedRefusalTriggersTheCRLCheckAtOnce(t *testing.T) {
 	est := startCountingEST(t, labest.Config{Users: []labest.User{{Name: "dev", Password: "pw"}}, Intermediate: true})
 	dir := t.TempDir()
-	store, _ := OpenStore(dir, nil)
-	store.Put("est-ca", string(est.caPEM))
-	c, err := config.Parse("certd.toml", []byte(fmt.Sprintf(`homedir = %q
-[est]
-url = "%s/.well-known/est"
-trusted_certs = ["est-ca"]
-username = "dev"
-password = "pw"
-crl_check_interval = "24h"
-[cert_issuance.device-id]
-method = "est"
-common_name = "device-1"
-`, dir, est.url)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := NewService(store, newFakeKeys(), c, RealClock, quiet())
+	store := est.store(t, dir)
+	svc := NewService(store, newFakeKeys(), estConfig(t, dir, est.url, "crl_check_interval = \"24h\"\n", ""), RealClock, quiet())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	first, err := svc.Ensure(ctx, "device-id")

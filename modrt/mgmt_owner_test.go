@@ -1,13 +1,7 @@
 package modrt_test
 
 import (
-	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/edgev2/edgev2/internal/testenv"
 	rtapi "github.com/edgev2/edgev2/modrt/api"
@@ -19,31 +13,11 @@ import (
 // the workload sockets use, modrt.PidOwners).
 func TestModrtdAgentIsRecognisedOnTheManagementSocket(t *testing.T) {
 	m := startModrtd(t)
-	bin := filepath.Join(t.TempDir(), "workloadclient")
-	build := exec.Command("go", "build", "-o", bin, "./internal/testenv/workloadclient")
-	build.Dir = testenv.RepoRoot()
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build workloadclient: %v\n%s", err, out)
-	}
-	m.importImage(t, testenv.BuildImage(t, "edgev2.test/workloadclient:1", testenv.ImageConfig{
-		Entrypoint: []string{"/bin/workloadclient"}, Files: map[string]string{"/bin/workloadclient": bin}}))
-	if err := m.create("edgeAgent", `{"name":"edgeAgent","type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{}},"env":{"MGMT_PROBE":{"value":"1"}}}}`); err != nil {
+	m.ImportImage(t, testenv.WorkloadClientImage(t))
+	if err := m.CreateModule("edgeAgent", `{"name":"edgeAgent","type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{}},"env":{"MGMT_PROBE":{"value":"1"}}}}`); err != nil {
 		t.Fatalf("CreateModule edgeAgent: %v", err)
 	}
-	var res map[string]any
-	for deadline := time.Now().Add(60 * time.Second); res == nil && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		for _, line := range strings.Split(m.logs(t, "edgeAgent"), "\n") {
-			if j, ok := strings.CutPrefix(line, "WORKLOAD-RESULT "); ok {
-				if err := json.Unmarshal([]byte(j), &res); err != nil {
-					t.Fatalf("result %q: %v", j, err)
-				}
-			}
-		}
-	}
-	if res == nil {
-		t.Fatalf("edgeAgent printed no result; logs:\n%s", m.logs(t, "edgeAgent"))
-	}
+	res := m.WaitModuleLine(t, "edgeAgent", "WORKLOAD-RESULT", nil)
 	t.Logf("edgeAgent: %v", res)
 	if res["error"] != nil {
 		t.Fatal(res["error"])
@@ -61,49 +35,29 @@ func TestModrtdAgentIsRecognisedOnTheManagementSocket(t *testing.T) {
 // (403), while edgeAgent itself still passes (404 for an unknown module).
 func TestModrtdManagementSocketRefusesAnotherModuleRunningAsRoot(t *testing.T) {
 	m := startModrtdIn(t, "edgev2-mgmtroot", `[[policy.allow]]`, `modules = ["snoop"]`, `host_pid = true`)
-	bin := filepath.Join(t.TempDir(), "workloadclient")
-	build := exec.Command("go", "build", "-o", bin, "./internal/testenv/workloadclient")
-	build.Dir = testenv.RepoRoot()
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build workloadclient: %v\n%s", err, out)
-	}
-	m.importImage(t, testenv.BuildImage(t, "edgev2.test/workloadclient:1", testenv.ImageConfig{
-		Entrypoint: []string{"/bin/workloadclient"}, Files: map[string]string{"/bin/workloadclient": bin}}))
-	m.importImage(t, testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"echo default"}}))
+	m.ImportImage(t, testenv.WorkloadClientImage(t))
+	m.ImportImage(t, testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"echo default"}}))
 	result := func(name string) map[string]any {
 		t.Helper()
-		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-			for _, line := range strings.Split(m.logs(t, name), "\n") {
-				if j, ok := strings.CutPrefix(line, "WORKLOAD-RESULT "); ok {
-					var res map[string]any
-					if err := json.Unmarshal([]byte(j), &res); err != nil {
-						t.Fatalf("result %q: %v", j, err)
-					}
-					return res
-				}
-			}
-		}
-		t.Fatalf("%s printed no result; logs:\n%s", name, m.logs(t, name))
-		return nil
+		return m.WaitModuleLine(t, name, "WORKLOAD-RESULT", nil)
 	}
 	// edgeAgent probes once; then an edgeAgent that stays up holds its
 	// socket for the other module.
-	if err := m.create("edgeAgent", `{"name":"edgeAgent","type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{}},"env":{"MGMT_PROBE":{"value":"1"}}}}`); err != nil {
+	if err := m.CreateModule("edgeAgent", `{"name":"edgeAgent","type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{}},"env":{"MGMT_PROBE":{"value":"1"}}}}`); err != nil {
 		t.Fatalf("CreateModule edgeAgent: %v", err)
 	}
 	if res := result("edgeAgent"); res["init_status"] != float64(404) {
 		t.Fatalf("edgeAgent's own call: %v; want 404 (recognised as the agent)", res)
 	}
-	m.module("edgeAgent").Call(rtapi.ModuleInterface+".Remove", 0)
-	if err := m.create("edgeAgent", specCO("edgeAgent", "edgev2.test/busybox:1", "never", `{}`, "sleep 600")); err != nil {
+	m.Module("edgeAgent").Call(rtapi.ModuleInterface+".Remove", 0)
+	if err := m.CreateModule("edgeAgent", specCO("edgeAgent", "edgev2.test/busybox:1", "never", `{}`, "sleep 600")); err != nil {
 		t.Fatalf("CreateModule edgeAgent (sleeping): %v", err)
 	}
 	m.waitStatus(t, "edgeAgent", "running")
 
 	spec := `{"name":"snoop","type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{"HostConfig":{"PidMode":"host"}}},` +
 		`"env":{"MGMT_PROBE":{"value":"1"},"MGMT_SOCK_GLOB":{"value":"/proc/[0-9]*/root/var/run/iotedge-mgmt/mgmt.sock"}}}}`
-	if err := m.create("snoop", spec); err != nil {
+	if err := m.CreateModule("snoop", spec); err != nil {
 		t.Fatalf("CreateModule snoop: %v", err)
 	}
 	res := result("snoop")

@@ -19,8 +19,10 @@ import (
 	"github.com/edgev2/edgev2/modrt/logstore"
 )
 
+// modrtd is a Device with modrtd (and containerd) on it.
 type modrtd struct {
-	dir  string
+	*testenv.Device
+	home string // modrtd's homedir
 	bus  *testenv.Bus
 	ctr  *testenv.Containerd
 	svc  *testenv.Service
@@ -37,51 +39,16 @@ func startModrtd(t *testing.T, extra ...string) *modrtd {
 // needs its own).
 func startModrtdIn(t *testing.T, ns string, extra ...string) *modrtd {
 	t.Helper()
-	testenv.RequireRoot(t)
-	m := &modrtd{}
-	m.bus = testenv.StartBus(t)
-	testenv.StartPolkit(t, m.bus)
-	m.ctr = testenv.StartContainerd(t)
-	dir := testenv.SharedTempDir(t, "modrtd")
-	m.dir = dir
-	cfg := filepath.Join(dir, "modrtd.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = %q\n%s", filepath.Join(dir, "home"), m.ctr.Address, ns, strings.Join(extra, "\n"))), 0o600)
-	m.svc = testenv.StartService(t, m.bus, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
-		User: "root", BusName: rtapi.BusName,
-	})
-	m.conn = m.bus.Conn(t)
-	return m
+	return onDevice(testenv.StartDevice(t, testenv.DeviceOptions{Modrtd: &testenv.Daemon{Namespace: ns, Config: strings.Join(extra, "\n")}}))
 }
 
-func (m *modrtd) root() godbus.BusObject { return m.conn.Object(rtapi.BusName, rtapi.ObjectPath) }
-func (m *modrtd) module(name string) godbus.BusObject {
-	return m.conn.Object(rtapi.BusName, bus.ChildPath(rtapi.ObjectPath, "modules", name))
-}
-
-// importImage sends an image archive over D-Bus as a file descriptor.
-func (m *modrtd) importImage(t *testing.T, archive string) []string {
-	t.Helper()
-	f, err := os.Open(archive)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var names []string
-	if err := m.root().Call(rtapi.Interface+".ImportImage", 0, godbus.UnixFD(f.Fd())).Store(&names); err != nil {
-		t.Fatalf("ImportImage: %v", err)
-	}
-	return names
-}
-
-func (m *modrtd) create(name, spec string) error {
-	var p godbus.ObjectPath
-	return m.root().Call(rtapi.Interface+".CreateModule", 0, name, spec, map[string]godbus.Variant{}).Store(&p)
+func onDevice(d *testenv.Device) *modrtd {
+	return &modrtd{Device: d, home: d.Home(testenv.Modrtd), bus: d.Bus, ctr: d.Ctr, svc: d.Daemon(testenv.Modrtd), conn: d.Conn()}
 }
 
 func (m *modrtd) prop(t *testing.T, name, prop string) any {
 	t.Helper()
-	v, err := m.module(name).GetProperty(rtapi.ModuleInterface + "." + prop)
+	v, err := m.Module(name).GetProperty(rtapi.ModuleInterface + "." + prop)
 	if err != nil {
 		t.Fatalf("%s.%s: %v", name, prop, err)
 	}
@@ -92,7 +59,7 @@ func (m *modrtd) waitStatus(t *testing.T, name, want string) {
 	t.Helper()
 	var got any
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		v, err := m.module(name).GetProperty(rtapi.ModuleInterface + ".Status")
+		v, err := m.Module(name).GetProperty(rtapi.ModuleInterface + ".Status")
 		if err != nil {
 			got = err
 			continue // not (yet) there
@@ -108,7 +75,7 @@ func (m *modrtd) waitStatus(t *testing.T, name, want string) {
 func (m *modrtd) logs(t *testing.T, name string) string {
 	t.Helper()
 	var fd godbus.UnixFD
-	if err := m.module(name).Call(rtapi.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{"tail": godbus.MakeVariant(int32(-1))}).Store(&fd); err != nil {
+	if err := m.Module(name).Call(rtapi.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{"tail": godbus.MakeVariant(int32(-1))}).Store(&fd); err != nil {
 		t.Fatalf("GetLogs: %v", err)
 	}
 	f := os.NewFile(uintptr(fd), "logs")
@@ -132,40 +99,40 @@ func spec(name, image, restart string, cmd ...string) string {
 func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 	m := startModrtd(t)
 	archive := testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"echo default"}})
-	names := m.importImage(t, archive)
+	names := m.ImportImage(t, archive)
 	if len(names) == 0 || !strings.Contains(strings.Join(names, " "), "edgev2.test/busybox:1") {
 		t.Fatalf("ImportImage returned %v", names)
 	}
 	const image = "edgev2.test/busybox:1"
 
 	t.Run("CreateRunStopStartRemove", func(t *testing.T) {
-		if err := m.create("ticker", spec("ticker", image, "never", "echo hello from ticker; while true; do sleep 1; done")); err != nil {
+		if err := m.CreateModule("ticker", spec("ticker", image, "never", "echo hello from ticker; while true; do sleep 1; done")); err != nil {
 			t.Fatal(err)
 		}
 		m.waitStatus(t, "ticker", "running")
-		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(m.logs(t, "ticker"), "hello from ticker"); time.Sleep(100 * time.Millisecond) {
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(m.ModuleLogs(t, "ticker"), "hello from ticker"); time.Sleep(100 * time.Millisecond) {
 			if time.Now().After(deadline) {
-				t.Fatalf("logs: %q", m.logs(t, "ticker"))
+				t.Fatalf("logs: %q", m.ModuleLogs(t, "ticker"))
 			}
 		}
-		if err := m.module("ticker").Call(rtapi.ModuleInterface+".Stop", 0, uint32(2)).Err; err != nil {
+		if err := m.Module("ticker").Call(rtapi.ModuleInterface+".Stop", 0, uint32(2)).Err; err != nil {
 			t.Fatal(err)
 		}
 		m.waitStatus(t, "ticker", "stopped")
-		if err := m.module("ticker").Call(rtapi.ModuleInterface+".Start", 0).Err; err != nil {
+		if err := m.Module("ticker").Call(rtapi.ModuleInterface+".Start", 0).Err; err != nil {
 			t.Fatal(err)
 		}
 		m.waitStatus(t, "ticker", "running")
-		if err := m.module("ticker").Call(rtapi.ModuleInterface+".Restart", 0).Err; err != nil {
+		if err := m.Module("ticker").Call(rtapi.ModuleInterface+".Restart", 0).Err; err != nil {
 			t.Fatal(err)
 		}
 		m.waitStatus(t, "ticker", "running")
 		var list []string
-		m.root().Call(rtapi.Interface+".ListModules", 0).Store(&list)
+		m.Runtime().Call(rtapi.Interface+".ListModules", 0).Store(&list)
 		if strings.Join(list, ",") != "ticker" {
 			t.Fatalf("ListModules = %v", list)
 		}
-		if err := m.module("ticker").Call(rtapi.ModuleInterface+".Remove", 0).Err; err != nil {
+		if err := m.Module("ticker").Call(rtapi.ModuleInterface+".Remove", 0).Err; err != nil {
 			t.Fatal(err)
 		}
 		if out := m.ctr.Ctr(t, "-n", "edgev2-test", "containers", "ls", "-q"); strings.TrimSpace(out) != "" {
@@ -175,34 +142,34 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 	t.Run("ModulesFindEachOtherByName", func(t *testing.T) {
 		// finder starts first; peer is created later, and finder sees it
 		// appear in its /etc/hosts (rewritten in place under the bind).
-		if err := m.create("finder", spec("finder", image, "never",
+		if err := m.CreateModule("finder", spec("finder", image, "never",
 			"until grep -qw peer-module /etc/hosts; do sleep 0.2; done; grep -w finder /etc/hosts | grep -q 10.213. && echo FOUND-PEER; grep -c localhost /etc/hosts; sleep 600")); err != nil {
 			t.Fatal(err)
 		}
 		m.waitStatus(t, "finder", "running")
-		if strings.Contains(m.logs(t, "finder"), "FOUND-PEER") {
+		if strings.Contains(m.ModuleLogs(t, "finder"), "FOUND-PEER") {
 			t.Fatal("finder found peer-module before it was created")
 		}
-		if err := m.create("peer-module", spec("peer-module", image, "never", "sleep 600")); err != nil {
+		if err := m.CreateModule("peer-module", spec("peer-module", image, "never", "sleep 600")); err != nil {
 			t.Fatal(err)
 		}
-		for deadline := time.Now().Add(15 * time.Second); !strings.Contains(m.logs(t, "finder"), "FOUND-PEER"); time.Sleep(100 * time.Millisecond) {
+		for deadline := time.Now().Add(15 * time.Second); !strings.Contains(m.ModuleLogs(t, "finder"), "FOUND-PEER"); time.Sleep(100 * time.Millisecond) {
 			if time.Now().After(deadline) {
-				t.Fatalf("finder never saw peer-module, nor itself on the default network, in /etc/hosts; logs: %q", m.logs(t, "finder"))
+				t.Fatalf("finder never saw peer-module, nor itself on the default network, in /etc/hosts; logs: %q", m.ModuleLogs(t, "finder"))
 			}
 		}
 		for _, n := range []string{"finder", "peer-module"} {
-			if err := m.module(n).Call(rtapi.ModuleInterface+".Remove", 0).Err; err != nil {
+			if err := m.Module(n).Call(rtapi.ModuleInterface+".Remove", 0).Err; err != nil {
 				t.Fatal(err)
 			}
 		}
-		hosts, _ := os.ReadFile(filepath.Join(m.dir, "home", "hosts", "network-hosts"))
+		hosts, _ := os.ReadFile(filepath.Join(m.home, "hosts", "network-hosts"))
 		if strings.Contains(string(hosts), "peer-module") {
 			t.Fatalf("removed modules are still in the hosts file:\n%s", hosts)
 		}
 	})
 	t.Run("CrashingModuleIsRestartedWithBackoff", func(t *testing.T) {
-		if err := m.create("crasher", spec("crasher", image, "on-failure", "echo crashing; exit 3")); err != nil {
+		if err := m.CreateModule("crasher", spec("crasher", image, "on-failure", "echo crashing; exit 3")); err != nil {
 			t.Fatal(err)
 		}
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
@@ -216,10 +183,10 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 		if code, _ := m.prop(t, "crasher", "ExitCode").(int32); code != 3 {
 			t.Fatalf("ExitCode = %d, want 3", code)
 		}
-		m.module("crasher").Call(rtapi.ModuleInterface+".Remove", 0)
+		m.Module("crasher").Call(rtapi.ModuleInterface+".Remove", 0)
 	})
 	t.Run("RunningModulesSurviveModrtdAndContainerdRestarts", func(t *testing.T) {
-		if err := m.create("steady", spec("steady", image, "always", "while true; do sleep 1; done")); err != nil {
+		if err := m.CreateModule("steady", spec("steady", image, "always", "while true; do sleep 1; done")); err != nil {
 			t.Fatal(err)
 		}
 		m.waitStatus(t, "steady", "running")
@@ -236,7 +203,7 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 		if after := pid(); after != before {
 			t.Fatalf("the module's task changed across restarts:\n%s\n→\n%s", before, after)
 		}
-		m.module("steady").Call(rtapi.ModuleInterface+".Remove", 0)
+		m.Module("steady").Call(rtapi.ModuleInterface+".Remove", 0)
 	})
 	t.Run("BadSpecsGetNamedErrorsAndLeaveNothing", func(t *testing.T) {
 		tests := []struct{ name, module, spec, want string }{
@@ -247,7 +214,7 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 			{"unsupported option", "devices", fmt.Sprintf(`{"name":"devices","type":"docker","config":{"settings":{"image":%q,"createOptions":{"HostConfig":{"Devices":[{"PathOnHost":"/dev/mem"}]}}}}}`, image), bus.ErrInvalidArgs},
 		}
 		for _, tt := range tests {
-			err := m.create(tt.module, tt.spec)
+			err := m.CreateModule(tt.module, tt.spec)
 			var de godbus.Error
 			if !errorsAs(err, &de) || de.Name != tt.want {
 				t.Errorf("%s: %v, want %s", tt.name, err, tt.want)
@@ -256,12 +223,12 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 		if out := m.ctr.Ctr(t, "-n", "edgev2-test", "containers", "ls", "-q"); strings.TrimSpace(out) != "" {
 			t.Fatalf("bad specs left containers: %q", out)
 		}
-		if !fault.Is(bus.FromError(m.module("ghost").Call(rtapi.ModuleInterface+".Start", 0).Err), fault.NotFound) {
+		if !fault.Is(bus.FromError(m.Module("ghost").Call(rtapi.ModuleInterface+".Start", 0).Err), fault.NotFound) {
 			t.Fatal("a module that failed to create has an object")
 		}
 	})
 	t.Run("ManagementRESTAPI", func(t *testing.T) {
-		sock := filepath.Join(m.dir, "home", "mgmt", "mgmt.sock")
+		sock := filepath.Join(m.home, "mgmt", "mgmt.sock")
 		curl := func(method, path, body string) (int, string) {
 			t.Helper()
 			args := []string{"-s", "-o", "-", "-w", "\n%{http_code}", "--unix-socket", sock, "-X", method}
@@ -361,7 +328,7 @@ func TestModrtdPullsFromAPrivateRegistryWithCredentials(t *testing.T) {
 	watch.Signal(sigs)
 	pull := func(user, pass string) error {
 		var digest string
-		return m.root().Call(rtapi.Interface+".PullImage", 0, remote, map[string]godbus.Variant{
+		return m.Runtime().Call(rtapi.Interface+".PullImage", 0, remote, map[string]godbus.Variant{
 			"username": godbus.MakeVariant(user), "password": godbus.MakeVariant(pass)}).Store(&digest)
 	}
 	err := pull("edge", "wrong-password")
@@ -377,12 +344,12 @@ func TestModrtdPullsFromAPrivateRegistryWithCredentials(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no PullProgress signal")
 	}
-	if err := m.create("pulled", spec("pulled", remote, "never", "echo pulled ok")); err != nil {
+	if err := m.CreateModule("pulled", spec("pulled", remote, "never", "echo pulled ok")); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(m.logs(t, "pulled"), "pulled ok"); time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(m.ModuleLogs(t, "pulled"), "pulled ok"); time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the pulled module did not run: %q", m.logs(t, "pulled"))
+			t.Fatalf("the pulled module did not run: %q", m.ModuleLogs(t, "pulled"))
 		}
 	}
 	if strings.Contains(m.svc.Output(), "s3cret-registry") {
@@ -393,26 +360,17 @@ func TestModrtdPullsFromAPrivateRegistryWithCredentials(t *testing.T) {
 func TestModrtdKeepsConfiguredModulesRunning(t *testing.T) {
 	testenv.RequireRoot(t)
 	// The image must exist before modrtd starts: import it into the namespace first.
-	ctr := testenv.StartContainerd(t)
+	d := testenv.StartDevice(t, testenv.DeviceOptions{Containerd: true})
+	ctr := d.Ctr
 	archive := testenv.BuildImage(t, "edgev2.test/local:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"while true; do sleep 1; done"}})
 	testenv.ImportImage(t, ctr, "edgev2-test", archive)
 	agent := `{"name":"edgeAgent","type":"docker","restartPolicy":"always","config":{"settings":{"image":"edgev2.test/local:1","createOptions":{"Cmd":["echo mgmt=$IOTEDGE_MANAGEMENTURI; ls /var/run/iotedge-mgmt; while true; do sleep 1; done"]}}}}`
 	local := `{"name":"local-sensor","type":"docker","restartPolicy":"always","config":{"settings":{"image":"edgev2.test/local:1","createOptions":{}}}}`
-	m := &modrtd{ctr: ctr}
-	m.bus = testenv.StartBus(t)
-	testenv.StartPolkit(t, m.bus)
-	m.dir = testenv.SharedTempDir(t, "modrtd")
-	cfg := filepath.Join(m.dir, "modrtd.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = \"edgev2-test\"\n[agent]\nspec = '%s'\n[[modules]]\nname = \"local-sensor\"\nspec = '%s'\n",
-		filepath.Join(m.dir, "home"), ctr.Address, agent, local)), 0o600)
-	m.svc = testenv.StartService(t, m.bus, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg},
-		User: "root", BusName: rtapi.BusName,
-	})
-	m.conn = m.bus.Conn(t)
+	d.StartDaemon(t, testenv.Modrtd, testenv.Daemon{Args: []string{}, Config: fmt.Sprintf("[agent]\nspec = '%s'\n[[modules]]\nname = \"local-sensor\"\nspec = '%s'\n", agent, local)})
+	m := onDevice(d)
 	for _, name := range []string{"edgeAgent", "local-sensor"} {
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			v, err := m.module(name).GetProperty(rtapi.ModuleInterface + ".Status")
+			v, err := m.Module(name).GetProperty(rtapi.ModuleInterface + ".Status")
 			if err == nil && v.Value() == "running" {
 				break
 			}
@@ -423,7 +381,7 @@ func TestModrtdKeepsConfiguredModulesRunning(t *testing.T) {
 	}
 	// The agent, and only the agent, sees the management socket.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		out := m.logs(t, "edgeAgent")
+		out := m.ModuleLogs(t, "edgeAgent")
 		if strings.Contains(out, "mgmt=unix:///var/run/iotedge-mgmt/mgmt.sock") && strings.Contains(out, "mgmt.sock\n") {
 			break
 		}
@@ -432,7 +390,7 @@ func TestModrtdKeepsConfiguredModulesRunning(t *testing.T) {
 		}
 	}
 	// Removed by hand, it comes back (the local deployment is kept).
-	if err := m.module("local-sensor").Call(rtapi.ModuleInterface+".Remove", 0).Err; err != nil {
+	if err := m.Module("local-sensor").Call(rtapi.ModuleInterface+".Remove", 0).Err; err != nil {
 		t.Fatal(err)
 	}
 	m.svc.Restart(t)

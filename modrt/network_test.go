@@ -105,7 +105,7 @@ func netSpec(name, createOptions, cmd string) string {
 func (m *modrtd) waitLog(t *testing.T, name string, prefixes ...string) string {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		sc := bufio.NewScanner(strings.NewReader(m.logs(t, name)))
+		sc := bufio.NewScanner(strings.NewReader(m.ModuleLogs(t, name)))
 		for sc.Scan() {
 			for _, p := range prefixes {
 				if strings.HasPrefix(sc.Text(), p) {
@@ -114,18 +114,18 @@ func (m *modrtd) waitLog(t *testing.T, name string, prefixes ...string) string {
 			}
 		}
 	}
-	t.Fatalf("module %s never printed %v; logs: %q", name, prefixes, m.logs(t, name))
+	t.Fatalf("module %s never printed %v; logs: %q", name, prefixes, m.ModuleLogs(t, name))
 	return ""
 }
 
 func TestDefaultNetworkModulesReachEachOtherByNameButNotTheHostsLoopback(t *testing.T) {
 	m, state := startNetworkModrtd(t, "[policy]\nallow_host_network = [\"hostnet-ok\"]")
 	top := t
-	m.importImage(t, testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}}))
+	m.ImportImage(t, testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}}))
 	hostPort, accepted := loopbackListener(t)
 
 	// The server listens on the default network; the client finds it by name.
-	if err := m.create("server", netSpec("server", `{}`, "nc -ll -p 7000 -e /bin/echo PONG")); err != nil {
+	if err := m.CreateModule("server", netSpec("server", `{}`, "nc -ll -p 7000 -e /bin/echo PONG")); err != nil {
 		t.Fatal(err)
 	}
 	m.waitStatus(t, "server", "running")
@@ -133,7 +133,7 @@ func TestDefaultNetworkModulesReachEachOtherByNameButNotTheHostsLoopback(t *test
 		if nc -w 2 127.0.0.1 %[1]s </dev/null; then echo LOOPBACK reached; else echo LOOPBACK refused; fi;
 		if nc -w 2 %[2]s %[1]s </dev/null; then echo GATEWAY reached; else echo GATEWAY refused; fi;
 		grep -w client /etc/hosts | grep -q 10.213.251. && echo OWN-NAME ok; sleep 600`, hostPort, testGateway)
-	if err := m.create("client", netSpec("client", `{"HostConfig":{"NetworkMode":"azure-iot-edge"}}`, client)); err != nil {
+	if err := m.CreateModule("client", netSpec("client", `{"HostConfig":{"NetworkMode":"azure-iot-edge"}}`, client)); err != nil {
 		t.Fatal(err)
 	}
 	t.Run("ReachesAnotherModuleByName", func(t *testing.T) {
@@ -158,7 +158,7 @@ func TestDefaultNetworkModulesReachEachOtherByNameButNotTheHostsLoopback(t *test
 	})
 	t.Run("PublishedPortIsReachableFromTheHost", func(t *testing.T) {
 		port := freePort(t)
-		if err := m.create("web", netSpec("web", fmt.Sprintf(`{"ExposedPorts":{"7001/tcp":{}},"HostConfig":{"PortBindings":{"7001/tcp":[{"HostPort":"%d"}]}}}`, port), "nc -ll -p 7001 -e /bin/echo WEB")); err != nil {
+		if err := m.CreateModule("web", netSpec("web", fmt.Sprintf(`{"ExposedPorts":{"7001/tcp":{}},"HostConfig":{"PortBindings":{"7001/tcp":[{"HostPort":"%d"}]}}}`, port), "nc -ll -p 7001 -e /bin/echo WEB")); err != nil {
 			t.Fatal(err)
 		}
 		m.waitStatus(t, "web", "running")
@@ -182,7 +182,7 @@ func TestDefaultNetworkModulesReachEachOtherByNameButNotTheHostsLoopback(t *test
 			last = fmt.Sprintf("read %q", line)
 		}
 		// Another module cannot take the same host port.
-		err := m.create("web2", netSpec("web2", fmt.Sprintf(`{"HostConfig":{"PortBindings":{"7001/tcp":[{"HostPort":"%d"}]}}}`, port), "sleep 600"))
+		err := m.CreateModule("web2", netSpec("web2", fmt.Sprintf(`{"HostConfig":{"PortBindings":{"7001/tcp":[{"HostPort":"%d"}]}}}`, port), "sleep 600"))
 		if dbusErrName(err) != "org.edgev2.Error.AlreadyExists" {
 			t.Errorf("a second module on host port %d: %v", port, err)
 		}
@@ -207,7 +207,7 @@ func TestDefaultNetworkModulesReachEachOtherByNameButNotTheHostsLoopback(t *test
 			}
 		}()
 		port := l.Addr().(*net.TCPAddr).Port
-		err = m.create("hijack", netSpec("hijack", fmt.Sprintf(`{"HostConfig":{"PortBindings":{"7002/tcp":[{"HostPort":"%d"}]}}}`, port), "nc -ll -p 7002 -e /bin/echo HIJACKED"))
+		err = m.CreateModule("hijack", netSpec("hijack", fmt.Sprintf(`{"HostConfig":{"PortBindings":{"7002/tcp":[{"HostPort":"%d"}]}}}`, port), "nc -ll -p 7002 -e /bin/echo HIJACKED"))
 		if dbusErrName(err) != "org.edgev2.Error.AlreadyExists" || !strings.Contains(err.Error(), "in use on the host") {
 			t.Errorf("publishing host port %d, which a host service listens on: %v; want AlreadyExists naming the host's use", port, err)
 		}
@@ -223,14 +223,14 @@ func TestDefaultNetworkModulesReachEachOtherByNameButNotTheHostsLoopback(t *test
 		}
 	})
 	t.Run("HostNetworkRefusedWithoutTheOptIn", func(t *testing.T) {
-		err := m.create("hostnet", netSpec("hostnet", `{"HostConfig":{"NetworkMode":"host"}}`, "sleep 600"))
+		err := m.CreateModule("hostnet", netSpec("hostnet", `{"HostConfig":{"NetworkMode":"host"}}`, "sleep 600"))
 		if dbusErrName(err) != "org.edgev2.Error.InvalidArgs" || !strings.Contains(err.Error(), "allow_host_network") {
 			t.Fatalf("host network without the opt-in: %v", err)
 		}
 	})
 	t.Run("HostNetworkWorksWithTheOptIn", func(t *testing.T) {
 		cmd := fmt.Sprintf(`if nc -w 2 127.0.0.1 %s </dev/null | grep -q HOST-SECRET; then echo HOSTNET reached; else echo HOSTNET refused; fi; grep -w server /etc/hosts | grep -q 10.213.251. && echo SEES-SERVER ok; sleep 600`, hostPort)
-		if err := m.create("hostnet-ok", netSpec("hostnet-ok", `{"HostConfig":{"NetworkMode":"host"}}`, cmd)); err != nil {
+		if err := m.CreateModule("hostnet-ok", netSpec("hostnet-ok", `{"HostConfig":{"NetworkMode":"host"}}`, cmd)); err != nil {
 			t.Fatal(err)
 		}
 		if got := m.waitLog(t, "hostnet-ok", "HOSTNET"); got != "HOSTNET reached" {
@@ -264,22 +264,22 @@ func TestDefaultNetworkModulesReachEachOtherByNameButNotTheHostsLoopback(t *test
 				t.Fatal("the deleted client's address lease stays")
 			}
 		}
-		hosts, _ := os.ReadFile(filepath.Join(m.dir, "home", "hosts", "network-hosts"))
+		hosts, _ := os.ReadFile(filepath.Join(m.home, "hosts", "network-hosts"))
 		if !strings.Contains(string(hosts), "\tserver") || strings.Contains(string(hosts), "client") {
 			t.Errorf("network hosts after the restart:\n%s", hosts)
 		}
 	})
 	t.Run("RemoveLeavesNoNetworkState", func(t *testing.T) {
 		var list []string
-		if err := m.root().Call(rtapi.Interface+".ListModules", 0).Store(&list); err != nil {
+		if err := m.Runtime().Call(rtapi.Interface+".ListModules", 0).Store(&list); err != nil {
 			t.Fatal(err)
 		}
 		for _, n := range list {
 			// Stop first with a short grace (sh as pid 1 ignores SIGTERM).
-			if err := m.module(n).Call(rtapi.ModuleInterface+".Stop", 0, uint32(1)).Err; err != nil {
+			if err := m.Module(n).Call(rtapi.ModuleInterface+".Stop", 0, uint32(1)).Err; err != nil {
 				t.Fatal(err)
 			}
-			if err := m.module(n).Call(rtapi.ModuleInterface+".Remove", 0).Err; err != nil {
+			if err := m.Module(n).Call(rtapi.ModuleInterface+".Remove", 0).Err; err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -292,7 +292,7 @@ func TestDefaultNetworkModulesReachEachOtherByNameButNotTheHostsLoopback(t *test
 		if rules := natRules(t); strings.Contains(rules, "edgev2-test.") {
 			t.Errorf("NAT rules left:\n%s", rules)
 		}
-		hosts, _ := os.ReadFile(filepath.Join(m.dir, "home", "hosts", "network-hosts"))
+		hosts, _ := os.ReadFile(filepath.Join(m.home, "hosts", "network-hosts"))
 		if strings.Contains(string(hosts), "server") {
 			t.Errorf("removed modules are still in the hosts file:\n%s", hosts)
 		}

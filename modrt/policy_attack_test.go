@@ -24,7 +24,7 @@ func specCO(name, image, restart, createOptions string, cmd string) string {
 func (m *modrtd) waitLogContains(t *testing.T, name, want string) string {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		out := m.logs(t, name)
+		out := m.ModuleLogs(t, name)
 		if strings.Contains(out, want) {
 			return out
 		}
@@ -39,9 +39,9 @@ func (m *modrtd) waitLogContains(t *testing.T, name, want string) string {
 func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 	m := startModrtdIn(t, "edgev2-policy", `[[policy.allow]]`, `modules = ["netadmin"]`, `cap_add = ["NET_ADMIN"]`)
 	archive := testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"echo default"}})
-	m.importImage(t, archive)
+	m.ImportImage(t, archive)
 	const image = "edgev2.test/busybox:1"
-	vols := filepath.Join(m.dir, "home", "volumes")
+	vols := filepath.Join(m.home, "volumes")
 
 	t.Run("DeployerCannotAskForHostRoot", func(t *testing.T) {
 		for _, tc := range []struct{ name, hc, want string }{
@@ -54,7 +54,7 @@ func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 			{"othervolume", `{"Binds":["` + filepath.Join(vols, "netadmin") + `:/x"]}`, "outside"},
 			{"netadmin2", `{"CapAdd":["NET_ADMIN"]}`, "cap_add"}, // the opt-in is for "netadmin" only
 		} {
-			err := m.create(tc.name, specCO(tc.name, image, "never", tc.hc, "sleep 600"))
+			err := m.CreateModule(tc.name, specCO(tc.name, image, "never", tc.hc, "sleep 600"))
 			var de godbus.Error
 			if !errorsAs(err, &de) || de.Name != bus.ErrInvalidArgs || !strings.Contains(fmt.Sprint(de.Body...), tc.want) {
 				t.Errorf("%s: %v; want %s naming %q", tc.name, err, bus.ErrInvalidArgs, tc.want)
@@ -64,7 +64,7 @@ func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 			t.Fatalf("refused specs left containers: %q", out)
 		}
 		// The opt-in works for the module it names.
-		if err := m.create("netadmin", specCO("netadmin", image, "never", `{"CapAdd":["NET_ADMIN"]}`, "grep CapEff /proc/self/status; sleep 600")); err != nil {
+		if err := m.CreateModule("netadmin", specCO("netadmin", image, "never", `{"CapAdd":["NET_ADMIN"]}`, "grep CapEff /proc/self/status; sleep 600")); err != nil {
 			t.Fatalf("NET_ADMIN for the module the policy allows it: %v", err)
 		}
 		out := m.waitLogContains(t, "netadmin", "CapEff")
@@ -73,7 +73,7 @@ func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 		if eff&(1<<12) == 0 || eff&(1<<21) != 0 { // CAP_NET_ADMIN 12, CAP_SYS_ADMIN 21
 			t.Fatalf("netadmin's effective capabilities %x: want NET_ADMIN and not SYS_ADMIN", eff)
 		}
-		m.module("netadmin").Call(rtapi.ModuleInterface+".Remove", 0)
+		m.Module("netadmin").Call(rtapi.ModuleInterface+".Remove", 0)
 	})
 
 	t.Run("LinkPlantedInTheVolumeIsNotMountedOnRestart", func(t *testing.T) {
@@ -82,7 +82,7 @@ func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 		vol := filepath.Join(vols, "planter")
 		hc := fmt.Sprintf(`{"Binds":[%q,%q]}`, vol+":/vol", filepath.Join(vol, "sub")+":/sub")
 		cmd := "if [ ! -e /vol/planted ]; then touch /vol/planted; rm -rf /vol/sub && ln -s /etc /vol/sub && echo PLANTED; exit 1; fi; echo SECOND-RUN; ls /sub; sleep 600"
-		if err := m.create("planter", specCO("planter", image, "on-failure", hc, cmd)); err != nil {
+		if err := m.CreateModule("planter", specCO("planter", image, "on-failure", hc, cmd)); err != nil {
 			t.Fatal(err)
 		}
 		m.waitLogContains(t, "planter", "PLANTED")
@@ -90,11 +90,11 @@ func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 			t.Fatalf("the module did not leave its link: %v %v", fi, err)
 		}
 		m.waitStatus(t, "planter", "failed")
-		if out := m.logs(t, "planter"); strings.Contains(out, "SECOND-RUN") || strings.Contains(out, "passwd") {
+		if out := m.ModuleLogs(t, "planter"); strings.Contains(out, "SECOND-RUN") || strings.Contains(out, "passwd") {
 			t.Fatalf("the restarted module ran with the link mounted: %q", out)
 		}
 		// Asked again, the start is refused with a named error saying why.
-		err := m.module("planter").Call(rtapi.ModuleInterface+".Start", 0).Err
+		err := m.Module("planter").Call(rtapi.ModuleInterface+".Start", 0).Err
 		var de godbus.Error
 		if !errorsAs(err, &de) || de.Name != bus.ErrInvalidArgs || !strings.Contains(fmt.Sprint(de.Body...), "symbolic link") {
 			t.Fatalf("Start after the link was planted: %v; want %s about the symbolic link", err, bus.ErrInvalidArgs)
@@ -102,13 +102,13 @@ func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 		if !strings.Contains(m.svc.Output(), "module start refused") {
 			t.Error("the refusal is not logged")
 		}
-		m.module("planter").Call(rtapi.ModuleInterface+".Remove", 0)
+		m.Module("planter").Call(rtapi.ModuleInterface+".Remove", 0)
 	})
 
 	t.Run("AllowedBindKeepsWorkingAcrossRestarts", func(t *testing.T) {
 		data := filepath.Join(vols, "keeper", "data")
 		hc := fmt.Sprintf(`{"Binds":[%q]}`, data+":/data")
-		if err := m.create("keeper", specCO("keeper", image, "always", hc, "echo run >> /data/runs; echo RUNNING; sleep 600")); err != nil {
+		if err := m.CreateModule("keeper", specCO("keeper", image, "always", hc, "echo run >> /data/runs; echo RUNNING; sleep 600")); err != nil {
 			t.Fatal(err)
 		}
 		runs := func() int {
@@ -124,7 +124,7 @@ func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 			}
 		}
 		waitRuns(1)
-		if err := m.module("keeper").Call(rtapi.ModuleInterface+".Restart", 0).Err; err != nil {
+		if err := m.Module("keeper").Call(rtapi.ModuleInterface+".Restart", 0).Err; err != nil {
 			t.Fatal(err)
 		}
 		waitRuns(2)
@@ -133,7 +133,7 @@ func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 		m.ctr.Ctr(t, "-n", "edgev2-policy", "tasks", "kill", "-s", "SIGKILL", "keeper")
 		waitRuns(3)
 		m.waitStatus(t, "keeper", "running")
-		m.module("keeper").Call(rtapi.ModuleInterface+".Remove", 0)
+		m.Module("keeper").Call(rtapi.ModuleInterface+".Remove", 0)
 	})
 }
 
@@ -142,14 +142,14 @@ func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 func TestManagementSocketDirectoryCannotBeTurnedAgainstTheHost(t *testing.T) {
 	m := startModrtdIn(t, "edgev2-policy")
 	archive := testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"echo default"}})
-	m.importImage(t, archive)
+	m.ImportImage(t, archive)
 	victim := filepath.Join(t.TempDir(), "victim")
 	if err := os.WriteFile(victim, []byte("host secret"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// From inside: the agent tries to replace mgmt.sock with a link.
 	cmd := "ls /var/run/iotedge-mgmt; if ln -sf /host-victim /var/run/iotedge-mgmt/mgmt.sock 2>/dev/null || rm /var/run/iotedge-mgmt/mgmt.sock 2>/dev/null; then echo REPLACED; else echo REFUSED; fi; sleep 600"
-	if err := m.create("edgeAgent", specCO("edgeAgent", "edgev2.test/busybox:1", "never", `{}`, cmd)); err != nil {
+	if err := m.CreateModule("edgeAgent", specCO("edgeAgent", "edgev2.test/busybox:1", "never", `{}`, cmd)); err != nil {
 		t.Fatal(err)
 	}
 	out := m.waitLogContains(t, "edgeAgent", "RE")
@@ -160,7 +160,7 @@ func TestManagementSocketDirectoryCannotBeTurnedAgainstTheHost(t *testing.T) {
 
 	// From a container created before the directory was read-only: the
 	// link is there when modrtd starts again.
-	sock := filepath.Join(m.dir, "home", "mgmt", "mgmt.sock")
+	sock := filepath.Join(m.home, "mgmt", "mgmt.sock")
 	m.svc.Kill9(t)
 	os.Remove(sock)
 	if err := os.Symlink(victim, sock); err != nil {
@@ -181,5 +181,5 @@ func TestManagementSocketDirectoryCannotBeTurnedAgainstTheHost(t *testing.T) {
 	if err != nil || string(out2) != "200" {
 		t.Fatalf("the management socket after the restart: %q %v", out2, err)
 	}
-	m.module("edgeAgent").Call(rtapi.ModuleInterface+".Remove", 0)
+	m.Module("edgeAgent").Call(rtapi.ModuleInterface+".Remove", 0)
 }

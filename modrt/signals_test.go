@@ -2,8 +2,6 @@ package modrt_test
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -126,21 +124,10 @@ func leaked(sigs []*godbus.Signal, allowed ...string) []*godbus.Signal {
 func TestModuleEventsReachOnlyReaders(t *testing.T) {
 	testenv.RequireRoot(t)
 	reg := testenv.StartRegistry(t, "edge", "s3cret-registry")
-	m := &modrtd{}
-	m.bus = testenv.StartBus(t)
-	pk := testenv.StartPolkit(t, m.bus)
-	m.ctr = testenv.StartContainerd(t)
-	m.dir = testenv.SharedTempDir(t, "modrtd")
-	cfg := filepath.Join(m.dir, "modrtd.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = \"edgev2-test\"\nregistry_ca_files = [%q]\n",
-		filepath.Join(m.dir, "home"), m.ctr.Address, reg.CAFile)), 0o600)
-	m.svc = testenv.StartService(t, m.bus, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
-		User: "root", BusName: rtapi.BusName,
-	})
-	m.conn = m.bus.Conn(t)
+	m := onDevice(testenv.StartDevice(t, testenv.DeviceOptions{Modrtd: &testenv.Daemon{Config: fmt.Sprintf("registry_ca_files = [%q]\n", reg.CAFile)}}))
+	pk := m.Polkit
 	const image = "edgev2.test/busybox:1"
-	m.importImage(t, testenv.BuildImage(t, image, testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"sleep 600"}}))
+	m.ImportImage(t, testenv.BuildImage(t, image, testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"sleep 600"}}))
 	pulled := testenv.BuildImage(t, "edgev2.test/pulled:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"true"}})
 	testenv.ImportImage(t, m.ctr, "registry-src", pulled)
 	remote := reg.Push(t, m.ctr, "registry-src", "edgev2.test/pulled:1")
@@ -171,20 +158,20 @@ func TestModuleEventsReachOnlyReaders(t *testing.T) {
 
 	// Created, started, stopped, started again, an image pulled: root
 	// hears each; the tester, then told of marker-1, heard none of it.
-	if err := m.create("hidden", spec("hidden", image, "never", "sleep 600")); err != nil {
+	if err := m.CreateModule("hidden", spec("hidden", image, "never", "sleep 600")); err != nil {
 		t.Fatal(err)
 	}
 	root.until(t, "hidden running", isSignal("StateChanged", "hidden", "running"))
-	if err := m.module("hidden").Call(rtapi.ModuleInterface+".Stop", 0, uint32(1)).Err; err != nil {
+	if err := m.Module("hidden").Call(rtapi.ModuleInterface+".Stop", 0, uint32(1)).Err; err != nil {
 		t.Fatal(err)
 	}
 	root.until(t, "hidden stopped", isSignal("StateChanged", "hidden", "stopped"))
-	if err := m.module("hidden").Call(rtapi.ModuleInterface+".Start", 0).Err; err != nil {
+	if err := m.Module("hidden").Call(rtapi.ModuleInterface+".Start", 0).Err; err != nil {
 		t.Fatal(err)
 	}
 	root.until(t, "hidden running again", isSignal("StateChanged", "hidden", "running"))
 	var digest string
-	if err := m.root().Call(rtapi.Interface+".PullImage", 0, remote, map[string]godbus.Variant{
+	if err := m.Runtime().Call(rtapi.Interface+".PullImage", 0, remote, map[string]godbus.Variant{
 		"username": godbus.MakeVariant("edge"), "password": godbus.MakeVariant("s3cret-registry")}).Store(&digest); err != nil {
 		t.Fatalf("PullImage: %v", err)
 	}
@@ -198,7 +185,7 @@ func TestModuleEventsReachOnlyReaders(t *testing.T) {
 			t.Errorf("root got no %s about hidden; got %s", want, describe(root.seen))
 		}
 	}
-	if err := m.create("marker-1", spec("marker-1", image, "never", "sleep 600")); err != nil {
+	if err := m.CreateModule("marker-1", spec("marker-1", image, "never", "sleep 600")); err != nil {
 		t.Fatal(err)
 	}
 	other.until(t, "the marker-1 module", isSignal("InterfacesAdded", "marker-1"))
@@ -237,15 +224,15 @@ func TestModuleEventsReachOnlyReaders(t *testing.T) {
         action.lookup("module_id") == "visible") return polkit.Result.YES;
 });`)
 		other.seen = nil
-		if err := m.create("visible", spec("visible", image, "never", "sleep 600")); err != nil {
+		if err := m.CreateModule("visible", spec("visible", image, "never", "sleep 600")); err != nil {
 			t.Fatal(err)
 		}
 		root.until(t, "visible running", isSignal("StateChanged", "visible", "running"))
-		if err := m.module("hidden").Call(rtapi.ModuleInterface+".Stop", 0, uint32(1)).Err; err != nil {
+		if err := m.Module("hidden").Call(rtapi.ModuleInterface+".Stop", 0, uint32(1)).Err; err != nil {
 			t.Fatal(err)
 		}
 		root.until(t, "hidden stopped", isSignal("StateChanged", "hidden", "stopped"))
-		if err := m.create("marker-2", spec("marker-2", image, "never", "sleep 600")); err != nil {
+		if err := m.CreateModule("marker-2", spec("marker-2", image, "never", "sleep 600")); err != nil {
 			t.Fatal(err)
 		}
 		other.until(t, "the marker-2 module", isSignal("InterfacesAdded", "marker-2"))
@@ -285,17 +272,17 @@ func TestModuleEventsReachOnlyReaders(t *testing.T) {
 			}
 		}
 		other.seen = nil
-		if err := m.module("visible").Call(rtapi.ModuleInterface+".Stop", 0, uint32(1)).Err; err != nil {
+		if err := m.Module("visible").Call(rtapi.ModuleInterface+".Stop", 0, uint32(1)).Err; err != nil {
 			t.Fatal(err)
 		}
 		root.until(t, "visible stopped", isSignal("StateChanged", "visible", "stopped"))
 		for _, name := range []string{"visible", "hidden"} {
-			if err := m.module(name).Call(rtapi.ModuleInterface+".Remove", 0).Err; err != nil {
+			if err := m.Module(name).Call(rtapi.ModuleInterface+".Remove", 0).Err; err != nil {
 				t.Fatal(err)
 			}
 			root.until(t, name+" removed", isSignal("InterfacesRemoved", name))
 		}
-		if err := m.create("marker-3", spec("marker-3", image, "never", "sleep 600")); err != nil {
+		if err := m.CreateModule("marker-3", spec("marker-3", image, "never", "sleep 600")); err != nil {
 			t.Fatal(err)
 		}
 		other.until(t, "the marker-3 module", isSignal("InterfacesAdded", "marker-3"))

@@ -197,15 +197,7 @@ func TestApplySealsEverySecretAndLeavesNoneInClear(t *testing.T) {
 }
 
 func TestApplyThatFailsSealingLeavesTheInstalledStateAsItWas(t *testing.T) {
-	requireSystemdCreds(t)
-	dir := t.TempDir()
-	root := filepath.Join(dir, "root")
-	cfg := filepath.Join(dir, "config.toml")
-	os.WriteFile(cfg, []byte(sealedConfig("est-basic-password-xyz")), 0o600)
-	o := applyOptions{config: cfg, root: root}
-	if _, err := apply(context.Background(), compileSuperConfig, o); err != nil {
-		t.Fatal(err)
-	}
+	root, cfg, o := appliedSealed(t, "")
 	snapshot := func() map[string]string {
 		m := map[string]string{}
 		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -256,15 +248,7 @@ func TestApplyThatFailsSealingLeavesTheInstalledStateAsItWas(t *testing.T) {
 }
 
 func TestApplySealNoneWritesClearCredentialsForLoadCredential(t *testing.T) {
-	requireSystemdCreds(t)
-	dir := t.TempDir()
-	root := filepath.Join(dir, "root")
-	cfg := filepath.Join(dir, "config.toml")
-	os.WriteFile(cfg, []byte(sealedConfig("est-basic-password-xyz")+"\n[secrets]\nseal = \"none\"\n"), 0o600)
-	o := applyOptions{config: cfg, root: root}
-	if _, err := apply(context.Background(), compileSuperConfig, o); err != nil {
-		t.Fatal(err)
-	}
+	root, cfg, o := appliedSealed(t, sealNoneConfig)
 	b, err := os.ReadFile(filepath.Join(root, credential.ClearStoreDir, "edgev2.certd.est-password"))
 	if err != nil || string(b) != "est-basic-password-xyz" {
 		t.Fatalf("clear credential: %q %v", b, err)
@@ -280,4 +264,22 @@ func TestApplySealNoneWritesClearCredentialsForLoadCredential(t *testing.T) {
 	if hits := grepTree(t, root, sealedSecrets); len(hits) > 0 {
 		t.Fatalf("secrets in clear:\n%s", strings.Join(hits, "\n"))
 	}
+}
+
+// sealNoneConfig keeps the credentials in the clear store.
+const sealNoneConfig = "\n[secrets]\nseal = \"none\"\n"
+
+// appliedSealed writes sealedConfig (and extra) to a temporary
+// config.toml and applies it once under a temporary root.
+func appliedSealed(t *testing.T, extra string) (root, cfg string, o applyOptions) {
+	t.Helper()
+	requireSystemdCreds(t)
+	dir := t.TempDir()
+	root, cfg = filepath.Join(dir, "root"), filepath.Join(dir, "config.toml")
+	os.WriteFile(cfg, []byte(sealedConfig("est-basic-password-xyz")+extra), 0o600)
+	o = applyOptions{config: cfg, root: root}
+	if _, err := apply(context.Background(), compileSuperConfig, o); err != nil {
+		t.Fatal(err)
+	}
+	return root, cfg, o
 }

@@ -16,15 +16,7 @@ import (
 // apply must remove it like any clear credential the configuration no
 // longer has.
 func TestApplyRemovesClearTemporaryLeftByAKilledApply(t *testing.T) {
-	requireSystemdCreds(t)
-	dir := t.TempDir()
-	root := filepath.Join(dir, "root")
-	cfg := filepath.Join(dir, "config.toml")
-	os.WriteFile(cfg, []byte(sealedConfig("est-basic-password-xyz")+"\n[secrets]\nseal = \"none\"\n"), 0o600)
-	o := applyOptions{config: cfg, root: root}
-	if _, err := apply(context.Background(), compileSuperConfig, o); err != nil {
-		t.Fatal(err)
-	}
+	root, cfg, o := appliedSealed(t, sealNoneConfig)
 	// What atomicfile.WriteFile leaves when killed before its rename.
 	leftover := filepath.Join(root, credential.ClearStoreDir, ".tmp-edgev2.certd.est-password-1234567")
 	if err := os.WriteFile(leftover, []byte("est-basic-password-xyz"), 0o600); err != nil {

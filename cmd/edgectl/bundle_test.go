@@ -21,23 +21,11 @@ func testSupportBundle(t *testing.T, w *world) {
 	if _, errOut, code := w.run(t, "root", args...); code != 0 {
 		t.Fatalf("support-bundle: exit %d: %s", code, errOut)
 	}
-	zr, err := zip.OpenReader(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zr.Close()
-	files := map[string]string{}
-	for _, f := range zr.File {
-		rc, err := f.Open()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(rc)
-		rc.Close()
-		files[f.Name] = string(b)
+	files := readZip(t, out)
+	for name, b := range files {
 		for _, secret := range []string{hubDeviceKey, estPassword} {
-			if strings.Contains(string(b), secret) {
-				t.Errorf("%s in the bundle holds a secret", f.Name)
+			if strings.Contains(b, secret) {
+				t.Errorf("%s in the bundle holds a secret", name)
 			}
 		}
 	}
@@ -149,23 +137,11 @@ address = "reg.example"
 		t.Fatalf("support-bundle: exit %d: %s", code, errOut)
 	}
 
-	zr, err := zip.OpenReader(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zr.Close()
-	got := map[string]string{}
-	for _, f := range zr.File {
-		rc, err := f.Open()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(rc)
-		rc.Close()
-		got[f.Name] = string(b)
+	got := readZip(t, out)
+	for file, b := range got {
 		for name, s := range secrets {
-			if strings.Contains(string(b), s) {
-				t.Errorf("%s in the bundle holds the %s secret", f.Name, name)
+			if strings.Contains(b, s) {
+				t.Errorf("%s in the bundle holds the %s secret", file, name)
 			}
 		}
 	}
@@ -190,4 +166,25 @@ address = "reg.example"
 			}
 		}
 	}
+}
+
+// readZip is the text of every file in the zip archive at path, by name.
+func readZip(t *testing.T, path string) map[string]string {
+	t.Helper()
+	zr, err := zip.OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	files := map[string]string{}
+	for _, f := range zr.File {
+		rc, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		files[f.Name] = string(b)
+	}
+	return files
 }

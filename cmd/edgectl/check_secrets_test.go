@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,14 +24,7 @@ func secretResults(t *testing.T, o checkOptions) map[string]checkResult {
 }
 
 func TestCheckReportsWhereEachSecretLives(t *testing.T) {
-	requireSystemdCreds(t)
-	dir := t.TempDir()
-	root := filepath.Join(dir, "root")
-	cfg := filepath.Join(dir, "config.toml")
-	os.WriteFile(cfg, []byte(sealedConfig("est-basic-password-xyz")), 0o600)
-	if _, err := apply(context.Background(), compileSuperConfig, applyOptions{config: cfg, root: root}); err != nil {
-		t.Fatal(err)
-	}
+	root, cfg, _ := appliedSealed(t, "")
 	credentialRoot = root
 	t.Cleanup(func() { credentialRoot = "" })
 	o := checkOptions{superConfig: cfg, configDir: filepath.Join(root, "etc/edgev2")}

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -276,7 +275,7 @@ func testLogsFollow(t *testing.T, w *world) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, w.edgectl, "modules", "logs", "hello", "-f")
 	cmd.Env = append(os.Environ(), w.env...)
-	var out syncBuffer
+	var out testenv.Buffer
 	cmd.Stdout = &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -292,23 +291,6 @@ func testLogsFollow(t *testing.T, w *world) {
 	if n := strings.Count(out.String(), "hello-from-module"); n != 1 {
 		t.Fatalf("logs -f printed the first line %d times: %q", n, out.String())
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func testReprovision(t *testing.T, w *world) {

@@ -4,23 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	godbus "github.com/godbus/dbus/v5"
-
-	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
-	idapi "github.com/edgev2/edgev2/identity/api"
-	iclient "github.com/edgev2/edgev2/identity/client"
-	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
-	keysapi "github.com/edgev2/edgev2/keys/api"
 	kclient "github.com/edgev2/edgev2/keys/client"
-	rtapi "github.com/edgev2/edgev2/modrt/api"
+	godbus "github.com/godbus/dbus/v5"
 )
 
 // Secrets the world's configs hold; no edgectl output may show them.
@@ -35,16 +27,13 @@ const (
 // connection string, against labcloud's hub), containerd and modrtd, with
 // their configs in etc as `edgectl config apply` would write them.
 type world struct {
-	dir, etc   string
+	etc        string // the daemons' configs (keyd.toml, ...)
 	bus        *testenv.Bus
 	polkit     *testenv.Polkit
 	lab        *testenv.Labcloud
 	ctr        *testenv.Containerd
 	reg        *testenv.Registry
-	keyd       *testenv.Service
 	certd      *testenv.Service
-	identityd  *testenv.Service
-	modrtd     *testenv.Service
 	conn       *godbus.Conn
 	keys       *kclient.Client
 	certs      *cclient.Client
@@ -56,16 +45,11 @@ type world struct {
 func startWorld(t *testing.T) *world {
 	t.Helper()
 	testenv.RequireRoot(t)
-	testenv.EnsureAllUsers(t)
-	w := &world{dir: testenv.SharedTempDir(t, "edgectl")}
-	w.etc = filepath.Join(w.dir, "etc")
-	os.Mkdir(w.etc, 0o755)
-	w.actionsDir = filepath.Join(testenv.RepoRoot(), "policy")
-	w.edgectl = testenv.BuildBinary(t, "./cmd/edgectl")
-	w.bus = testenv.StartBus(t)
-	w.env = []string{"DBUS_SYSTEM_BUS_ADDRESS=" + w.bus.Address}
-	w.polkit = testenv.StartPolkit(t, w.bus)
-	w.lab = testenv.StartLabcloud(t, fmt.Sprintf(`[est]
+	w := &world{actionsDir: filepath.Join(testenv.RepoRoot(), "policy"), edgectl: testenv.BuildBinary(t, "./cmd/edgectl")}
+	w.reg = testenv.StartRegistry(t, "edge", registryPassword)
+	noArgs := []string{}
+	d := testenv.StartDevice(t, testenv.DeviceOptions{
+		Labcloud: fmt.Sprintf(`[est]
 [[est.users]]
 name = "factory"
 password = %q
@@ -73,22 +57,12 @@ password = %q
 [[hub.devices]]
 device_id = "edge-gw-1"
 primary_key = %q
-`, estPassword, hubDeviceKey))
-	hostPort := strings.TrimPrefix(w.lab.URL, "https://")
-	caPEM, err := os.ReadFile(w.lab.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(w.dir, "labcloud-ca.pem")
-	os.WriteFile(caFile, caPEM, 0o644)
-	w.ctr = testenv.StartContainerd(t)
-	w.reg = testenv.StartRegistry(t, "edge", registryPassword)
-
-	w.writeConfig(t, "keyd", testenv.ServiceUser, "")
-	w.writeConfig(t, "certd", testenv.CertsUser, fmt.Sprintf(`[preloaded_certs]
-labcloud-ca = "file://%s"
+`, estPassword, hubDeviceKey),
+		Keyd: &testenv.Daemon{Args: noArgs},
+		Certd: &testenv.Daemon{Args: noArgs, Config: fmt.Sprintf(`[preloaded_certs]
+labcloud-ca = "file://$CLOUD_CA"
 [est]
-url = "%s/.well-known/est"
+url = "$CLOUD_URL/.well-known/est"
 trusted_certs = ["labcloud-ca"]
 username = "factory"
 password = %q
@@ -97,67 +71,32 @@ method = "self_signed"
 key_id = "device-id"
 common_name = "edge-gw-1"
 expiry_days = 30
-`, caFile, w.lab.URL, estPassword))
-	w.writeConfig(t, "identityd", testenv.IdentityUser, fmt.Sprintf(`hostname = "edge-gw-1"
+`, estPassword)},
+		Identityd: &testenv.Daemon{Args: noArgs, Config: fmt.Sprintf(`hostname = "edge-gw-1"
 [provisioning]
 source = "manual"
-connection_string = "HostName=%s;DeviceId=edge-gw-1;SharedAccessKey=%s"
+connection_string = "HostName=$CLOUD_HOST;DeviceId=edge-gw-1;SharedAccessKey=%s"
 [cloud]
 trusted_certs = ["labcloud-ca"]
 timeout_s = 5
 retry_max_s = 2
-`, hostPort, hubDeviceKey))
-	w.writeConfig(t, "modrtd", "root", fmt.Sprintf("containerd_address = %q\nnamespace = \"edgev2-edgectl\"\nregistry_ca_files = [%q]\n", w.ctr.Address, w.reg.CAFile))
-
-	// The services' grants, compiled from their configs as `config apply`
-	// writes them.
-	certdText, _ := os.ReadFile(filepath.Join(w.etc, "certd.toml"))
-	identitydText, _ := os.ReadFile(filepath.Join(w.etc, "identityd.toml"))
-	modrtdText, _ := os.ReadFile(filepath.Join(w.etc, "modrtd.toml"))
-	grants, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Certd: certdText, Identityd: identitydText, Modrtd: modrtdText})
-	if err != nil {
-		t.Fatalf("compile the services' grants: %v", err)
-	}
-	w.polkit.AddRule(t, "service-grants", string(grants))
-
-	start := func(bin, name, user, busName string) *testenv.Service {
-		return testenv.StartService(t, w.bus, testenv.ServiceOptions{
-			Binary: testenv.BuildBinary(t, bin), Args: []string{"--config", filepath.Join(w.etc, name+".toml")},
-			User: user, BusName: busName,
-		})
-	}
-	w.keyd = start("./cmd/edgev2-keyd", "keyd", testenv.ServiceUser, keysapi.BusName)
-	w.certd = start("./cmd/edgev2-certd", "certd", testenv.CertsUser, certsapi.BusName)
-	w.identityd = start("./cmd/edgev2-identityd", "identityd", testenv.IdentityUser, idapi.BusName)
-	w.modrtd = start("./cmd/edgev2-modrtd", "modrtd", "root", rtapi.BusName)
-	w.conn = w.bus.Conn(t)
-	w.keys, w.certs = kclient.New(w.conn), cclient.New(w.conn)
+`, hubDeviceKey)},
+		Modrtd: &testenv.Daemon{Args: noArgs, Namespace: "edgev2-edgectl", Config: fmt.Sprintf("registry_ca_files = [%q]\n", w.reg.CAFile)},
+	})
+	w.etc, w.bus, w.polkit, w.lab, w.ctr, w.env = d.Dir, d.Bus, d.Polkit, d.Lab, d.Ctr, d.Env()
+	w.certd = d.Daemon(testenv.Certd)
+	w.conn, w.keys, w.certs = d.Conn(), d.Keys(), d.Certs()
 
 	ctx := testCtx(t)
 	if _, err := w.certs.Ensure(ctx, "device-cert"); err != nil {
 		t.Fatalf("issue device-cert: %v", err)
 	}
-	ic := iclient.New(w.conn)
+	ic := d.Identity()
 	if !testenv.WaitFor(30*time.Second, func() bool { st, _ := ic.State(ctx); return st == "provisioned" }) {
 		info, _ := ic.ProvisioningInfo(ctx)
 		t.Fatalf("identityd did not provision: %s", info.LastError)
 	}
 	return w
-}
-
-// writeConfig writes etc/<name>.toml (with a homedir) owned by user.
-func (w *world) writeConfig(t *testing.T, name, user, text string) {
-	t.Helper()
-	uid, gid := testenv.EnsureUser(t, user)
-	os.Mkdir(filepath.Join(w.dir, "state"), 0o755)
-	home := filepath.Join(w.dir, "state", name)
-	os.Mkdir(home, 0o700)
-	os.Chown(home, uid, gid)
-	path := filepath.Join(w.etc, name+".toml")
-	if err := os.WriteFile(path, []byte(fmt.Sprintf("homedir = %q\n%s", home, text)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	os.Chown(path, uid, gid)
 }
 
 func testCtx(t *testing.T) context.Context {

@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/edgev2/edgev2/internal/testenv"
 )
 
 // A key id may hold '%' (key ids are any UTF-8 without control
@@ -18,7 +16,12 @@ import (
 func TestCredentialsDropInSurvivesSystemdSpecifiers(t *testing.T) {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		testenv.Missing(t, "systemd-analyze", "checking drop-ins with systemd's own parser (package systemd)")
+		// Not testenv.Missing: testenv links this package (its Device compiles
+		// the services' grants), so this test cannot import it.
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("systemd-analyze is required under CI=true: %v", err)
+		}
+		t.Skipf("systemd-analyze missing (package systemd): %v", err)
 	}
 	for _, seal := range []string{SealHost, SealNone} {
 		t.Run(seal, func(t *testing.T) {

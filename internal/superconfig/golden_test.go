@@ -58,7 +58,13 @@ func compileScenario(t *testing.T, dir string) *Output {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := Parse(goldenPath, data)
+	return compile(t, goldenPath, data)
+}
+
+// compile parses data as the super-config at path and compiles it.
+func compile(t *testing.T, path string, data []byte) *Output {
+	t.Helper()
+	c, err := Parse(path, data)
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
@@ -324,15 +330,7 @@ func TestSealNoneKeepsCredentialsInTheClearStoreWithLoadCredential(t *testing.T)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := Parse(goldenPath, append(data, []byte("\n[secrets]\nseal = \"none\"\n")...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := Compile(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range out.Files {
+	for _, f := range compile(t, goldenPath, append(data, []byte("\n[secrets]\nseal = \"none\"\n")...)).Files {
 		if f.Path == CredentialsDropIn("edgev2-certd.service") {
 			if want := "LoadCredential=edgev2.certd.est-password:/etc/credstore/edgev2.certd.est-password\n"; !strings.Contains(string(f.Data), want) || strings.Contains(string(f.Data), "Encrypted") {
 				t.Fatalf("drop-in with seal none:\n%s\nwant %s", f.Data, want)
@@ -356,15 +354,7 @@ func TestExampleConfigParsesAndCompiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := Parse(example, data)
-	if err != nil {
-		t.Fatalf("Parse: %v", err)
-	}
-	out, err := Compile(c)
-	if err != nil {
-		t.Fatalf("Compile: %v", err)
-	}
-	for _, f := range out.Files {
+	for _, f := range compile(t, example, data).Files {
 		if err := parseWithDaemon(f); err != nil {
 			t.Errorf("%s refused: %v", f.Path, err)
 		}

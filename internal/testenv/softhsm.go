@@ -88,6 +88,12 @@ func (tok *SoftHSMToken) AddToken(t TB, label string) *SoftHSMToken {
 // Env returns the environment a process needs to see this token.
 func (tok *SoftHSMToken) Env() []string { return []string{"SOFTHSM2_CONF=" + tok.Conf} }
 
+// KeydConfig are the lines of keyd.toml that put keyd's keys in the token
+// (keyd also needs Env).
+func (tok *SoftHSMToken) KeydConfig() string {
+	return fmt.Sprintf("pkcs11_lib_path = %q\npkcs11_base_slot = %q\n", tok.LibPath, tok.URI())
+}
+
 // URI returns the token's PKCS#11 URI with its user PIN, as pkcs11_base_slot takes it.
 func (tok *SoftHSMToken) URI() string {
 	return "pkcs11:token=" + tok.Label + "?pin-value=" + tok.PIN

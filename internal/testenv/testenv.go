@@ -1,5 +1,9 @@
 // Package testenv starts the real parts edgev2 is tested against (a private
-// system-like dbus-daemon, polkitd, SoftHSM2 tokens, a second uid) on private paths.
+// system-like dbus-daemon, polkitd, SoftHSM2 tokens, swtpm, containerd, a
+// registry, labcloud, a second uid) on private paths. Device (StartDevice) is
+// THE fixture: a test that needs a bus with services on it asks for one, with
+// the daemons, configs, polkit rules, cloud and containerd it wants, instead
+// of building its own.
 package testenv
 
 import (

@@ -13,19 +13,14 @@ import (
 	"time"
 
 	certsapi "github.com/edgev2/edgev2/certs/api"
-	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/certs/est"
-	idapi "github.com/edgev2/edgev2/identity/api"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	"github.com/edgev2/edgev2/internal/labcloud"
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
 	"github.com/edgev2/edgev2/internal/labcloud/labhost"
-	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/internal/tpm"
-	keysapi "github.com/edgev2/edgev2/keys/api"
-	kclient "github.com/edgev2/edgev2/keys/client"
 )
 
 // TestTPM2CloudZeroTouchFlow is the tpm2cloud blueprint end to end: the
@@ -38,8 +33,6 @@ import (
 func TestTPM2CloudZeroTouchFlow(t *testing.T) {
 	testenv.RequireRoot(t)
 	kuid, kgid := testenv.EnsureUser(t, testenv.ServiceUser)
-	cuid, cgid := testenv.EnsureUser(t, testenv.CertsUser)
-	iuid, igid := testenv.EnsureUser(t, testenv.IdentityUser)
 	ctx := tpm.CtxT(t)
 	dir := testenv.SharedTempDir(t, "tpm2cloud")
 	sw := testenv.StartSwtpm(t)
@@ -149,27 +142,14 @@ func TestTPM2CloudZeroTouchFlow(t *testing.T) {
 
 	// The device's services: keyd on the TPM token, certd with the LDevID
 	// as its EST identity, identityd registering by X.509.
-	bus := testenv.StartBus(t)
-	pk := testenv.StartPolkit(t, bus)
-	mk := func(name string, uid, gid int, cfg string) string {
-		d := filepath.Join(dir, name)
-		os.Mkdir(d, 0o700)
-		os.Chown(d, uid, gid)
-		p := filepath.Join(dir, name+".toml")
-		os.WriteFile(p, []byte(fmt.Sprintf("homedir = %q\n%s", d, cfg)), 0o600)
-		os.Chown(p, uid, gid)
-		return p
-	}
-	keyd := testenv.StartService(t, bus, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"),
-		Args: []string{"--config", mk("keyd", kuid, kgid, fmt.Sprintf("pkcs11_lib_path = %q\npkcs11_base_slot = %q\n[preloaded_keys]\nldevid = %q\nidentityd-master = %q\n",
+	d := testenv.StartDevice(t, testenv.DeviceOptions{
+		Cloud: &testenv.Cloud{Host: hostPort, CAPEM: cloud.EST.CAPEM()},
+		Keyd: &testenv.Daemon{Args: []string{}, Env: tok.Env(), Config: fmt.Sprintf("pkcs11_lib_path = %q\npkcs11_base_slot = %q\n[preloaded_keys]\nldevid = %q\nidentityd-master = %q\n",
 			tok.LibPath, tok.URI(), "pkcs11:token="+tok.Label+";object=ldevid?pin-value="+tok.PIN,
-			"pkcs11:token="+tok.Label+";object=identityd-master?pin-value="+tok.PIN))},
-		User: testenv.ServiceUser, Env: tok.Env(), BusName: keysapi.BusName,
-	})
-	certdConfig := mk("certd", cuid, cgid, fmt.Sprintf(`
+			"pkcs11:token="+tok.Label+";object=identityd-master?pin-value="+tok.PIN)},
+		Certd: &testenv.Daemon{Config: fmt.Sprintf(`
 [preloaded_certs]
-labcloud-ca = "file://%s"
+labcloud-ca = "file://$CLOUD_CA"
 [est]
 url = %q
 trusted_certs = ["labcloud-ca"]
@@ -183,15 +163,10 @@ expiry = "1h"
 method = "est"
 common_name = "device-42"
 key_algorithms = "ec-p256"
-`, caFile, estURL))
-	grant(t, pk, certdConfig, "")
-	certd := testenv.StartService(t, bus, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-certd"),
-		Args:   []string{"--config", certdConfig, "--log-level", "debug"},
-		User:   testenv.CertsUser, BusName: certsapi.BusName,
+`, estURL)},
 	})
-	conn := bus.Conn(t)
-	kc, cc, ic := kclient.New(conn), cclient.New(conn), iclient.New(conn)
+	keyd, certd := d.Daemon(testenv.Keyd), d.Daemon(testenv.Certd)
+	kc, cc, ic := d.Keys(), d.Certs(), d.Identity()
 	if err := cc.Import(ctx, "ldevid", string(ldevidPEM)); err != nil {
 		t.Fatalf("import the LDevID certificate into certd: %v", err)
 	}
@@ -243,31 +218,20 @@ key_algorithms = "ec-p256"
 	}
 
 	// DPS X.509 registration with the operational certificate.
-	home := filepath.Join(dir, "identityd")
-	os.MkdirAll(home, 0o700)
-	os.Chown(home, iuid, igid)
-	icfg := filepath.Join(dir, "identityd.toml")
-	os.WriteFile(icfg, []byte(fmt.Sprintf(`hostname = "edge-1"
-homedir = %q
+	d.StartDaemon(t, testenv.Identityd, testenv.Daemon{Config: `hostname = "edge-1"
 [cloud]
 trusted_certs = ["labcloud-ca"]
 retry_max_s = 2
 timeout_s = 5
 [provisioning]
 source = "dps"
-global_endpoint = "https://%s"
+global_endpoint = "https://$CLOUD_HOST"
 id_scope = "0ne00000042"
 [provisioning.attestation]
 method = "x509"
 identity_cert = "device-op"
 identity_pk = "device-op"
-`, home, hostPort)), 0o600)
-	os.Chown(icfg, iuid, igid)
-	grant(t, pk, "", icfg)
-	testenv.StartService(t, bus, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-identityd"), Args: []string{"--config", icfg, "--log-level", "debug"},
-		User: testenv.IdentityUser, BusName: idapi.BusName,
-	})
+`})
 	waitProvisioned(t, ic, 60*time.Second)
 	dev, err := ic.DeviceIdentity(ctx)
 	if err != nil || dev.DeviceID != "device-42" || dev.HubHostname != hostPort {
@@ -344,26 +308,4 @@ func ptoolObjectID(t *testing.T, listing, label string) string {
 	}
 	t.Fatalf("no object %q in:\n%s", label, listing)
 	return ""
-}
-
-// grant installs the services' grants compiled from these config files
-// ("" for a service not started), as `edgectl config apply` writes them.
-func grant(t *testing.T, pk *testenv.Polkit, certdConfig, identitydConfig string) {
-	t.Helper()
-	var certdText, identitydText []byte
-	if certdConfig != "" {
-		certdText, _ = os.ReadFile(certdConfig)
-	}
-	if identitydConfig != "" {
-		identitydText, _ = os.ReadFile(identitydConfig)
-	}
-	rules, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Certd: certdText, Identityd: identitydText})
-	if err != nil {
-		t.Fatalf("compile the services' grants: %v", err)
-	}
-	name := "certd-grant"
-	if identitydConfig != "" {
-		name = "identityd-grant"
-	}
-	pk.AddRule(t, name, string(rules))
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,8 @@ import (
 // TestKeydConfigErrorsExit78 runs the real keyd binary on each kind of
 // configuration mistake and asserts exit code 78 (EX_CONFIG): the unit's
 // RestartPreventExitStatus=78 keeps systemd from retrying what restarting
-// cannot fix — above all a wrong PIN, which would lock the token.
+// cannot fix — above all a wrong PIN, which would lock the token (and
+// keyd says it is the PIN, without printing it).
 func TestKeydConfigErrorsExit78(t *testing.T) {
 	testenv.RequireRoot(t)
 	uid, gid := testenv.EnsureUser(t, testenv.ServiceUser)
@@ -33,18 +35,19 @@ func TestKeydConfigErrorsExit78(t *testing.T) {
 	tokURI := "pkcs11:token=" + tok.Label
 	for _, c := range []struct {
 		name, config, says string
+		alsoSays           string // a regexp, if set
 	}{
-		{"unknown setting", fmt.Sprintf("homedir = %q\nno_such_setting = 1\n", dir), "no_such_setting"},
-		{"relative homedir", "homedir = \"var/lib/keyd\"\n", "homedir"},
-		{"base slot not a URI", base("token=x"), "pkcs11_base_slot"},
-		{"pin-source missing file", base(tokURI + "?pin-source=file://" + filepath.Join(dir, "no-such.pin")), "no-such.pin"},
-		{"pin-source empty file", base(tokURI + "?pin-source=" + emptyPIN), "is empty"},
-		{"pin-source relative path", base(tokURI + "?pin-source=keyd.pin"), "not an absolute path"},
-		{"pin-source relative file URI", base(tokURI + "?pin-source=file:keyd.pin"), "pin-source"},
-		{"token needs a PIN, none given", base(tokURI), "no pin-value or pin-source"},
-		{"wrong PIN", base(tokURI + "?pin-value=wrong-pin-4711"), "wrong"},
-		{"no such token", base("pkcs11:token=no-such-token?pin-value=1234"), "matches no token"},
-		{"preloaded pin-source relative", fmt.Sprintf("homedir = %q\npkcs11_lib_path = %q\n[preloaded_keys]\nk = \"pkcs11:token=x;object=k?pin-source=pin.txt\"\n", dir, tok.LibPath), "preloaded_keys.k"},
+		{"unknown setting", fmt.Sprintf("homedir = %q\nno_such_setting = 1\n", dir), "no_such_setting", ""},
+		{"relative homedir", "homedir = \"var/lib/keyd\"\n", "homedir", ""},
+		{"base slot not a URI", base("token=x"), "pkcs11_base_slot", ""},
+		{"pin-source missing file", base(tokURI + "?pin-source=file://" + filepath.Join(dir, "no-such.pin")), "no-such.pin", ""},
+		{"pin-source empty file", base(tokURI + "?pin-source=" + emptyPIN), "is empty", ""},
+		{"pin-source relative path", base(tokURI + "?pin-source=keyd.pin"), "not an absolute path", ""},
+		{"pin-source relative file URI", base(tokURI + "?pin-source=file:keyd.pin"), "pin-source", ""},
+		{"token needs a PIN, none given", base(tokURI), "no pin-value or pin-source", ""},
+		{"wrong PIN", base(tokURI + "?pin-value=wrong-pin-4711"), "wrong", `(?i)pin`},
+		{"no such token", base("pkcs11:token=no-such-token?pin-value=1234"), "matches no token", ""},
+		{"preloaded pin-source relative", fmt.Sprintf("homedir = %q\npkcs11_lib_path = %q\n[preloaded_keys]\nk = \"pkcs11:token=x;object=k?pin-source=pin.txt\"\n", dir, tok.LibPath), "preloaded_keys.k", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := filepath.Join(dir, "keyd.toml")
@@ -71,6 +74,9 @@ func TestKeydConfigErrorsExit78(t *testing.T) {
 			if !strings.Contains(string(out), c.says) {
 				t.Errorf("keyd's message does not say %q:\n%s", c.says, out)
 			}
+			if c.alsoSays != "" && !regexp.MustCompile(c.alsoSays).Match(out) {
+				t.Errorf("keyd's message does not say %s:\n%s", c.alsoSays, out)
+			}
 			if strings.Contains(string(out), tok.PIN) || strings.Contains(string(out), "wrong-pin-4711") {
 				t.Errorf("keyd printed a PIN:\n%s", out)
 			}
@@ -83,16 +89,7 @@ func TestKeydConfigErrorsExit78(t *testing.T) {
 // whose URI carries another PIN. keyd says at start that the PIN is wrong
 // and serves the key as Unavailable; the right PIN (or none) works.
 func TestKeydPreloadedKeyWithWrongPINOnLoggedInToken(t *testing.T) {
-	testenv.RequireRoot(t)
-	uid, gid := testenv.EnsureUser(t, testenv.ServiceUser)
-	tok := testenv.NewSoftHSMToken(t, "edgev2-pinconflict", uid, gid)
-	tool := exec.Command("pkcs11-tool", "--module", tok.LibPath, "--login", "--pin", tok.PIN,
-		"--keypairgen", "--key-type", "EC:prime256v1", "--label", "factory-key", "--id", "01")
-	tool.Env = append(os.Environ(), tok.Env()...)
-	if out, err := tool.CombinedOutput(); err != nil {
-		t.Fatalf("pkcs11-tool --keypairgen: %v\n%s", err, out)
-	}
-	exec.Command("chown", "-R", fmt.Sprintf("%d:%d", uid, gid), tok.Dir).Run()
+	tok := factoryKeyToken(t, "edgev2-pinconflict")
 	extra := fmt.Sprintf("\n[preloaded_keys]\nwrong = \"pkcs11:token=%[1]s;object=factory-key?pin-value=not-the-pin-5150\"\nright = \"pkcs11:token=%[1]s;object=factory-key?pin-value=%[2]s\"\nbare = \"pkcs11:token=%[1]s;object=factory-key\"\n", tok.Label, tok.PIN)
 	k := startKeydWithToken(t, tok, extra)
 	ctx := ctxT(t)

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
 	"github.com/edgev2/edgev2/keys/api"
-	"github.com/edgev2/edgev2/keys/client"
 )
 
 // startKeydOnP11Kit starts a pkcs11 keyd whose token is a SoftHSM token
@@ -28,21 +26,8 @@ func startKeydOnP11Kit(t *testing.T, label, extra string) (*keyd, *testenv.P11Ki
 	uid, gid := testenv.EnsureUser(t, testenv.ServiceUser)
 	tok := testenv.NewSoftHSMToken(t, label, uid, gid)
 	srv := testenv.StartP11KitServer(t, tok, testenv.ServiceUser)
-	k := &keyd{engine: "pkcs11", dir: testenv.SharedTempDir(t, "keyd"), token: tok, env: srv.Env()}
-	k.bus = testenv.StartBus(t)
-	k.polkit = testenv.StartPolkit(t, k.bus)
-	cfg := fmt.Sprintf("homedir = %q\npkcs11_lib_path = %q\npkcs11_base_slot = %q\n%s", k.dir, srv.ClientLib, tok.URI(), extra)
-	cfgPath := filepath.Join(k.dir, "keyd.toml")
-	os.WriteFile(cfgPath, []byte(cfg), 0o600)
-	os.Chown(cfgPath, uid, gid)
-	os.Chown(k.dir, uid, gid)
-	k.opts = testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"), Args: []string{"--config", cfgPath, "--log-level", "debug"},
-		User: testenv.ServiceUser, Env: k.env, BusName: api.BusName,
-	}
-	k.svc = testenv.StartService(t, k.bus, k.opts)
-	k.conn = k.bus.Conn(t)
-	k.keys = client.New(k.conn)
+	k := startKeydOn(t, "pkcs11", testenv.Daemon{Env: srv.Env(),
+		Config: fmt.Sprintf("pkcs11_lib_path = %q\npkcs11_base_slot = %q\n%s", srv.ClientLib, tok.URI(), extra)})
 	return k, srv
 }
 

@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -33,58 +32,36 @@ import (
 )
 
 // keyd is one Keys service under test: a private system-like bus, the real
-// polkitd, and edgev2-keyd running as edgekeys.
+// polkitd, and edgev2-keyd running as edgekeys (a testenv.Device).
 type keyd struct {
 	engine string
-	dir    string
+	dev    *testenv.Device
 	bus    *testenv.Bus
 	polkit *testenv.Polkit
 	svc    *testenv.Service
 	conn   *godbus.Conn
 	keys   *client.Client
-	token  *testenv.SoftHSMToken
-	env    []string
-	opts   testenv.ServiceOptions
+	env    []string // keyd's environment beyond the bus address
 }
 
 // startKeyd starts keyd with the file or the pkcs11 (SoftHSM) engine;
 // extra is appended to its config file.
 func startKeyd(t *testing.T, engine, extra string) *keyd {
 	t.Helper()
+	if engine != "pkcs11" {
+		return startKeydOn(t, engine, testenv.Daemon{Config: extra})
+	}
 	testenv.RequireRoot(t)
 	uid, gid := testenv.EnsureUser(t, testenv.ServiceUser)
-	testenv.EnsureUser(t, testenv.OtherUser)
-	k := &keyd{engine: engine, dir: testenv.SharedTempDir(t, "keyd")}
-	k.bus = testenv.StartBus(t)
-	k.polkit = testenv.StartPolkit(t, k.bus)
-	home := filepath.Join(k.dir, "home")
-	if err := os.Mkdir(home, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	os.Chown(home, uid, gid)
-	cfg := fmt.Sprintf("homedir = %q\n", home)
-	if engine == "pkcs11" {
-		k.token = testenv.NewSoftHSMToken(t, "edgev2-test", uid, gid)
-		k.env = k.token.Env()
-		cfg += fmt.Sprintf("pkcs11_lib_path = %q\npkcs11_base_slot = %q\n", k.token.LibPath, k.token.URI())
-	}
-	cfg += extra
-	cfgPath := filepath.Join(k.dir, "keyd.toml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	os.Chown(cfgPath, uid, gid)
-	k.opts = testenv.ServiceOptions{
-		Binary:  testenv.BuildBinary(t, "./cmd/edgev2-keyd"),
-		Args:    []string{"--config", cfgPath, "--log-level", "debug"},
-		User:    testenv.ServiceUser,
-		Env:     k.env,
-		BusName: api.BusName,
-	}
-	k.svc = testenv.StartService(t, k.bus, k.opts)
-	k.conn = k.bus.Conn(t)
-	k.keys = client.New(k.conn)
-	return k
+	tok := testenv.NewSoftHSMToken(t, "edgev2-test", uid, gid)
+	return startKeydOn(t, engine, testenv.Daemon{Config: tok.KeydConfig() + extra, Env: tok.Env()})
+}
+
+// startKeydOn starts keyd on a Device, as dm says.
+func startKeydOn(t *testing.T, engine string, dm testenv.Daemon) *keyd {
+	t.Helper()
+	d := testenv.StartDevice(t, testenv.DeviceOptions{Keyd: &dm})
+	return &keyd{engine: engine, dev: d, bus: d.Bus, polkit: d.Polkit, svc: d.Daemon(testenv.Keyd), conn: d.Conn(), keys: d.Keys(), env: dm.Env}
 }
 
 // gdbusAs calls a method as another user with gdbus, which prints the D-Bus
@@ -102,24 +79,31 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-func TestKeydRoundTripsEveryMethod(t *testing.T) {
+// onEachEngine runs test on keyd with the file engine and with a SoftHSM
+// token, each checked to say which engine it is.
+func onEachEngine(t *testing.T, test func(t *testing.T, k *keyd)) {
 	for _, engine := range []string{"file", "pkcs11"} {
 		t.Run(engine, func(t *testing.T) {
 			k := startKeyd(t, engine, "")
-			ctx := ctxT(t)
-			if got, err := k.keys.Engine(ctx); err != nil || got != engine {
+			if got, err := k.keys.Engine(ctxT(t)); err != nil || got != engine {
 				t.Fatalf("Engine = %q, %v; want %q", got, err, engine)
 			}
-			t.Run("SignaturesVerifyWithOpenSSL", func(t *testing.T) { testSignaturesVerifyWithOpenSSL(t, k) })
-			t.Run("SymmetricKeys", func(t *testing.T) { testSymmetricKeys(t, k) })
-			t.Run("RSAOAEPInteroperatesWithOpenSSL", func(t *testing.T) { testOAEPWithOpenSSL(t, k) })
-			t.Run("ManageKeys", func(t *testing.T) { testManageKeys(t, k) })
-			t.Run("CryptoSignerMakesCertificatesAndTLS", func(t *testing.T) { testCryptoSigner(t, k) })
-			t.Run("BadInputGetsNamedErrors", func(t *testing.T) { testBadInput(t, k) })
-			t.Run("SecondUIDDeniedByDefault", func(t *testing.T) { testSecondUIDDenied(t, k) })
-			t.Run("RuleGrantsSecondUIDExactlyOneKey", func(t *testing.T) { testRuleGrantsOneKey(t, k) })
+			test(t, k)
 		})
 	}
+}
+
+func TestKeydRoundTripsEveryMethod(t *testing.T) {
+	onEachEngine(t, func(t *testing.T, k *keyd) {
+		t.Run("SignaturesVerifyWithOpenSSL", func(t *testing.T) { testSignaturesVerifyWithOpenSSL(t, k) })
+		t.Run("SymmetricKeys", func(t *testing.T) { testSymmetricKeys(t, k) })
+		t.Run("RSAOAEPInteroperatesWithOpenSSL", func(t *testing.T) { testOAEPWithOpenSSL(t, k) })
+		t.Run("ManageKeys", func(t *testing.T) { testManageKeys(t, k) })
+		t.Run("CryptoSignerMakesCertificatesAndTLS", func(t *testing.T) { testCryptoSigner(t, k) })
+		t.Run("BadInputGetsNamedErrors", func(t *testing.T) { testBadInput(t, k) })
+		t.Run("SecondUIDDeniedByDefault", func(t *testing.T) { testSecondUIDDenied(t, k) })
+		t.Run("RuleGrantsSecondUIDExactlyOneKey", func(t *testing.T) { testRuleGrantsOneKey(t, k) })
+	})
 }
 
 func openssl(t *testing.T, args ...string) string {
@@ -641,43 +625,9 @@ func TestKeydKill9DuringCreatesLosesNoAcknowledgedKey(t *testing.T) {
 	}
 }
 
-func TestKeydWrongPINStopsWithConfigErrorAndNoPIN(t *testing.T) {
-	testenv.RequireRoot(t)
-	uid, gid := testenv.EnsureUser(t, testenv.ServiceUser)
-	bus := testenv.StartBus(t)
-	tok := testenv.NewSoftHSMToken(t, "edgev2-wrongpin", uid, gid)
-	dir := testenv.SharedTempDir(t, "keyd-pin")
-	cfg := filepath.Join(dir, "keyd.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\npkcs11_lib_path = %q\npkcs11_base_slot = \"pkcs11:token=%s?pin-value=wrong-pin-4711\"\n",
-		dir, tok.LibPath, tok.Label)), 0o644)
-	cmd := exec.Command(testenv.BuildBinary(t, "./cmd/edgev2-keyd"), "--config", cfg)
-	cmd.Env = append([]string{"DBUS_SYSTEM_BUS_ADDRESS=" + bus.Address}, tok.Env()...)
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 78 {
-		t.Fatalf("keyd with a wrong PIN: %v; want exit 78 (bad configuration)\n%s", err, out)
-	}
-	if strings.Contains(string(out), "wrong-pin-4711") {
-		t.Fatalf("keyd printed the PIN:\n%s", out)
-	}
-	if !regexp.MustCompile(`(?i)pin`).Match(out) {
-		t.Fatalf("keyd's message does not say the PIN is wrong:\n%s", out)
-	}
-}
-
 func TestKeydPreloadedPKCS11Keys(t *testing.T) {
-	testenv.RequireRoot(t)
-	uid, gid := testenv.EnsureUser(t, testenv.ServiceUser)
-	testenv.EnsureUser(t, testenv.OtherUser)
 	// A key the user made with pkcs11-tool before keyd ever ran.
-	tok := testenv.NewSoftHSMToken(t, "edgev2-preload", uid, gid)
-	tool := exec.Command("pkcs11-tool", "--module", tok.LibPath, "--login", "--pin", tok.PIN,
-		"--keypairgen", "--key-type", "EC:prime256v1", "--label", "factory-key", "--id", "01")
-	tool.Env = append(os.Environ(), tok.Env()...)
-	if out, err := tool.CombinedOutput(); err != nil {
-		t.Fatalf("pkcs11-tool --keypairgen: %v\n%s", err, out)
-	}
-	exec.Command("chown", "-R", fmt.Sprintf("%d:%d", uid, gid), tok.Dir).Run()
+	tok := factoryKeyToken(t, "edgev2-preload")
 
 	extra := fmt.Sprintf("\n[preloaded_keys]\nfactory = \"pkcs11:token=%s;object=factory-key\"\nbroken = \"pkcs11:token=%s;object=factory-key?pin-value=wrong\"\n", tok.Label, "no-such-token")
 	k := startKeydWithToken(t, tok, extra)
@@ -717,32 +667,33 @@ func TestKeydPreloadedPKCS11Keys(t *testing.T) {
 	}
 }
 
+// factoryKeyToken is a SoftHSM token for keyd holding an EC P-256 key
+// pair labelled factory-key, made with pkcs11-tool before keyd ever ran.
+func factoryKeyToken(t *testing.T, label string) *testenv.SoftHSMToken {
+	t.Helper()
+	testenv.RequireRoot(t)
+	uid, gid := testenv.EnsureUser(t, testenv.ServiceUser)
+	tok := testenv.NewSoftHSMToken(t, label, uid, gid)
+	tool := exec.Command("pkcs11-tool", "--module", tok.LibPath, "--login", "--pin", tok.PIN,
+		"--keypairgen", "--key-type", "EC:prime256v1", "--label", "factory-key", "--id", "01")
+	tool.Env = append(os.Environ(), tok.Env()...)
+	if out, err := tool.CombinedOutput(); err != nil {
+		t.Fatalf("pkcs11-tool --keypairgen: %v\n%s", err, out)
+	}
+	exec.Command("chown", "-R", fmt.Sprintf("%d:%d", uid, gid), tok.Dir).Run()
+	return tok
+}
+
 // startKeydWithToken starts a pkcs11 keyd on an existing token.
 func startKeydWithToken(t *testing.T, tok *testenv.SoftHSMToken, extra string) *keyd {
 	t.Helper()
-	uid, gid := testenv.EnsureUser(t, testenv.ServiceUser)
-	k := &keyd{engine: "pkcs11", dir: testenv.SharedTempDir(t, "keyd"), token: tok, env: tok.Env()}
-	k.bus = testenv.StartBus(t)
-	k.polkit = testenv.StartPolkit(t, k.bus)
-	cfg := fmt.Sprintf("homedir = %q\npkcs11_lib_path = %q\npkcs11_base_slot = %q\n%s", k.dir, tok.LibPath, tok.URI(), extra)
-	cfgPath := filepath.Join(k.dir, "keyd.toml")
-	os.WriteFile(cfgPath, []byte(cfg), 0o600)
-	os.Chown(cfgPath, uid, gid)
-	os.Chown(k.dir, uid, gid)
-	k.opts = testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"), Args: []string{"--config", cfgPath},
-		User: testenv.ServiceUser, Env: k.env, BusName: api.BusName,
-	}
-	k.svc = testenv.StartService(t, k.bus, k.opts)
-	k.conn = k.bus.Conn(t)
-	k.keys = client.New(k.conn)
-	return k
+	return startKeydOn(t, "pkcs11", testenv.Daemon{Config: tok.KeydConfig() + extra, Env: tok.Env(), Args: []string{}})
 }
 
 func TestKeydSecondInstanceRefusesToStartAndFirstKeepsServing(t *testing.T) {
 	k := startKeyd(t, "file", "")
-	_, errOut, code := testenv.RunAs(t, testenv.ServiceUser, append([]string{"DBUS_SYSTEM_BUS_ADDRESS=" + k.bus.Address}, k.env...),
-		k.opts.Binary, k.opts.Args...)
+	_, errOut, code := testenv.RunAs(t, testenv.ServiceUser, append(k.dev.Env(), k.env...),
+		testenv.BuildBinary(t, "./cmd/edgev2-keyd"), "--config", k.dev.ConfigPath(testenv.Keyd))
 	if code == 0 || !strings.Contains(errOut, "already owned") {
 		t.Fatalf("second keyd: exit %d, %s; want a failure saying the name is already owned", code, errOut)
 	}

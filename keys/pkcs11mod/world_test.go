@@ -19,10 +19,8 @@ import (
 	"testing"
 	"time"
 
-	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/internal/testenv"
-	keysapi "github.com/edgev2/edgev2/keys/api"
 	kclient "github.com/edgev2/edgev2/keys/client"
 )
 
@@ -93,37 +91,16 @@ func startWorld(t *testing.T) *world {
 	t.Helper()
 	testenv.RequireRoot(t)
 	kuid, kgid := testenv.EnsureUser(t, testenv.ServiceUser)
-	cuid, cgid := testenv.EnsureUser(t, testenv.CertsUser)
-	testenv.EnsureUser(t, testenv.OtherUser)
 	w := &world{dir: testenv.SharedTempDir(t, "pkcs11mod"), pub: map[string]crypto.PublicKey{}}
 	w.module = buildModule(t, w.dir, "")
 	w.host = buildHost(t, w.dir, "")
-	w.bus = testenv.StartBus(t)
-	w.polkit = testenv.StartPolkit(t, w.bus)
-	w.env = []string{"DBUS_SYSTEM_BUS_ADDRESS=" + w.bus.Address}
-
-	mk := func(name string, uid, gid int, cfg string) string {
-		d := filepath.Join(w.dir, name)
-		os.Mkdir(d, 0o700)
-		os.Chown(d, uid, gid)
-		p := filepath.Join(w.dir, name+".toml")
-		os.WriteFile(p, []byte(fmt.Sprintf("homedir = %q\n%s", d, cfg)), 0o600)
-		os.Chown(p, uid, gid)
-		return p
-	}
 	tok := testenv.NewSoftHSMToken(t, "edgev2-pkcs11mod", kuid, kgid)
-	keydCfg := mk("keyd", kuid, kgid, fmt.Sprintf("pkcs11_lib_path = %q\npkcs11_base_slot = %q\n", tok.LibPath, tok.URI()))
-	testenv.StartService(t, w.bus, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"), Args: []string{"--config", keydCfg},
-		User: testenv.ServiceUser, Env: tok.Env(), BusName: keysapi.BusName,
+	d := testenv.StartDevice(t, testenv.DeviceOptions{
+		Keyd:  &testenv.Daemon{Config: tok.KeydConfig(), Env: tok.Env(), Args: []string{}},
+		Certd: &testenv.Daemon{Args: []string{}},
 	})
-	testenv.StartService(t, w.bus, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-certd"), Args: []string{"--config", mk("certd", cuid, cgid, "")},
-		User: testenv.CertsUser, BusName: certsapi.BusName,
-	})
-	conn := w.bus.Conn(t)
-	w.keys = kclient.New(conn)
-	w.certs = cclient.New(conn)
+	w.bus, w.polkit, w.env = d.Bus, d.Polkit, d.Env()
+	w.keys, w.certs = d.Keys(), d.Certs()
 	ctx := ctxT(t)
 
 	for id, alg := range map[string]string{ecKey: "ec-p256", rsaKey: "rsa-2048"} {

@@ -1,18 +1,15 @@
-package superconfig
+package e2e_test
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
 	keysapi "github.com/edgev2/edgev2/keys/api"
-	kclient "github.com/edgev2/edgev2/keys/client"
 )
 
 // grantsConfig gives each service keys of its own: certd issues
@@ -45,45 +42,28 @@ type keysWorld struct {
 
 func startKeysWithCompiledGrants(t *testing.T) *keysWorld {
 	t.Helper()
-	testenv.RequireRoot(t)
-	kuid, kgid := testenv.EnsureUser(t, testenv.ServiceUser)
-	b := testenv.StartBus(t)
-	pk := testenv.StartPolkit(t, b)
-
-	c, err := Parse("/etc/edgev2/config.toml", []byte(grantsConfig))
+	c, err := superconfig.Parse("/etc/edgev2/config.toml", []byte(grantsConfig))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := Compile(c)
+	out, err := superconfig.Compile(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var rules []byte
 	for _, f := range out.Files {
-		if f.Path == ServicesRulesPath {
+		if f.Path == superconfig.ServicesRulesPath {
 			rules = f.Data
 		}
 	}
 	if rules == nil {
-		t.Fatalf("config apply wrote no %s", ServicesRulesPath)
+		t.Fatalf("config apply wrote no %s", superconfig.ServicesRulesPath)
 	}
-	pk.AddRule(t, "compiled-services", string(rules))
-
-	dir := testenv.SharedTempDir(t, "grants")
-	home := filepath.Join(dir, "keyd")
-	os.Mkdir(home, 0o700)
-	os.Chown(home, kuid, kgid)
-	cfg := filepath.Join(dir, "keyd.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\n", home)), 0o600)
-	os.Chown(cfg, kuid, kgid)
-	testenv.StartService(t, b, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"), Args: []string{"--config", cfg},
-		User: testenv.ServiceUser, BusName: keysapi.BusName,
-	})
+	d := testenv.StartDevice(t, testenv.DeviceOptions{Keyd: &testenv.Daemon{}, Rules: map[string]string{"compiled-services": string(rules)}})
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	kc := kclient.New(b.Conn(t))
+	kc := d.Keys()
 	if _, err := kc.CreateKey(ctx, "device-id", "sign", []byte("secret-device-key-bytes-01234567")); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +73,7 @@ func startKeysWithCompiledGrants(t *testing.T) *keysWorld {
 	if _, err := kc.CreateKeyPair(ctx, "edge-server", "ec-p256"); err != nil {
 		t.Fatal(err)
 	}
-	return &keysWorld{bus: b}
+	return &keysWorld{bus: d.Bus}
 }
 
 // call runs a Keys method with busctl as user and returns its output and

@@ -1,60 +1,23 @@
-package superconfig
+package e2e_test
 
 import (
-	"os/exec"
-	"syscall"
 	"testing"
-	"time"
 
-	godbus "github.com/godbus/dbus/v5"
-
+	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
 )
-
-// connectionAs starts a process as user that holds a bus connection open
-// and returns its unique name.
-func connectionAs(t *testing.T, b *testenv.Bus, conn *godbus.Conn, user string) string {
-	t.Helper()
-	uid, gid := testenv.EnsureUser(t, user)
-	cmd := exec.Command("gdbus", "wait", "--address", b.Address, "--timeout", "600", "org.edgev2.NeverAppears")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
-	if err := cmd.Start(); err != nil {
-		testenv.Missing(t, "gdbus", err.Error())
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	var found string
-	testenv.Eventually(t, 10*time.Second, func() bool {
-		var names []string
-		if err := conn.BusObject().Call("org.freedesktop.DBus.ListNames", 0).Store(&names); err != nil {
-			t.Fatalf("ListNames: %v", err)
-		}
-		for _, n := range names {
-			var u uint32
-			if n[0] == ':' && conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, n).Store(&u) == nil && u == uint32(uid) {
-				found = n
-				return true
-			}
-		}
-		return false
-	}, "no bus connection of %s appeared", user)
-	return found
-}
 
 // TestCompiledPrincipalRulesGrantExactlyTheConfiguredIDs installs the rules
 // compiled from a [[principal]] entry into the real polkitd and asks it,
 // for the real second uid, about granted and other ids.
 func TestCompiledPrincipalRulesGrantExactlyTheConfiguredIDs(t *testing.T) {
-	testenv.RequireRoot(t)
-	bus := testenv.StartBus(t)
-	pk := testenv.StartPolkit(t, bus)
-	conn := bus.Conn(t)
-	tester := connectionAs(t, bus, conn, testenv.OtherUser)
-	keysUserConn := connectionAs(t, bus, conn, testenv.ServiceUser)
+	d := testenv.StartDevice(t, testenv.DeviceOptions{})
+	pk := d.Polkit
+	// Connections of the real uids: polkit asks the bus whose they are.
+	tester := d.ConnAs(t, testenv.OtherUser).Names()[0]
+	keysUserConn := d.ConnAs(t, testenv.ServiceUser).Names()[0]
 
-	c, err := Parse("/etc/edgev2/config.toml", []byte(`
+	c, err := superconfig.Parse("/etc/edgev2/config.toml", []byte(`
 [[principal]]
 user = "`+testenv.OtherUser+`"
 keys = ["module-*", "shared.signing"]
@@ -80,13 +43,13 @@ keys = ["\"); return polkit.Result.YES; (\""]
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := Compile(c)
+	out, err := superconfig.Compile(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var rules string
 	for _, f := range out.Files {
-		if f.Path == RulesPath {
+		if f.Path == superconfig.RulesPath {
 			rules = string(f.Data)
 		}
 	}

@@ -1,4 +1,4 @@
-package identity_test
+package e2e_test
 
 import (
 	"context"
@@ -14,7 +14,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -34,18 +33,17 @@ import (
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
 	"github.com/edgev2/edgev2/internal/labcloud/hub"
 	"github.com/edgev2/edgev2/internal/labcloud/labhost"
-	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
-	keysapi "github.com/edgev2/edgev2/keys/api"
 	kclient "github.com/edgev2/edgev2/keys/client"
 )
 
-// world is the device (bus, polkitd, keyd, certd, identityd) and the cloud
+// world is the device (bus, polkit, keyd, certd, identityd) and the cloud
 // (labcloud's DPS, IoT Hub and EST CA, in-process so tests can look inside
 // and stop it).
 type world struct {
+	dev       *testenv.Device
 	t         *testing.T // the top-level test: services live as long as it
-	dir       string
+	dir       string     // the device's: identityd-<name>.toml and its home
 	bus       *testenv.Bus
 	polkit    *testenv.Polkit
 	conn      *godbus.Conn
@@ -54,7 +52,6 @@ type world struct {
 	id        *iclient.Client
 	identityd *testenv.Service
 	keyd      *testenv.Service
-	certdCfg  string // certd's config file, for the grants compiled from it
 
 	cloudState string
 	hubHost    string // the cloud's bare name (DPS, hub, EST), on 443 as in Azure
@@ -73,6 +70,31 @@ const (
 	estSecret = "factory-password"
 )
 
+// certdConfig is certd's config in the world: EST at the cloud, the
+// identity certificates identityd names, modrtd's quickstart edge CA.
+var certdConfig = fmt.Sprintf(`
+[preloaded_certs]
+labcloud-ca = "file://$CLOUD_CA"
+[est]
+url = "https://$CLOUD_HOST/.well-known/est"
+trusted_certs = ["labcloud-ca"]
+username = %q
+password = %q
+[cert_issuance.dps-id]
+method = "est"
+common_name = "x509-dev-1"
+[cert_issuance.manual-x509]
+method = "self_signed"
+common_name = "manual-x509"
+[cert_issuance.edge-ca]
+method = "self_signed"
+ca = true
+common_name = "edgev2 test edge CA"
+# modrtd's quickstart edge CA, as the super-config binds it.
+[local_ca.edgev2-edge-ca]
+key = "edgev2-edge-ca"
+`, estUser, estSecret)
+
 func newWorld(t *testing.T) *world { return newWorldKeyd(t, nil) }
 
 // keydSoftHSM puts keyd's keys in a SoftHSM token.
@@ -86,11 +108,7 @@ func keydSoftHSM(t *testing.T, uid, gid int) (string, []string) {
 func newWorldKeyd(t *testing.T, keydSetup func(t *testing.T, uid, gid int) (string, []string)) *world {
 	t.Helper()
 	testenv.RequireRoot(t)
-	kuid, kgid := testenv.EnsureUser(t, testenv.ServiceUser)
-	cuid, cgid := testenv.EnsureUser(t, testenv.CertsUser)
 	w := &world{t: t, dir: testenv.SharedTempDir(t, "identity")}
-	w.bus = testenv.StartBus(t)
-	w.polkit = testenv.StartPolkit(t, w.bus)
 
 	// The cloud first: certd needs its URL and CA.
 	w.cloudState = filepath.Join(w.dir, "cloud")
@@ -114,86 +132,20 @@ func newWorldKeyd(t *testing.T, keydSetup func(t *testing.T, uid, gid int) (stri
 	host := labhost.Reserve(t)
 	w.hubHost, w.cloudAddr = host.Name, host.Addr()
 	w.startCloud(t)
-	caFile := filepath.Join(w.dir, "labcloud-ca.pem")
-	os.WriteFile(caFile, w.caPEM, 0o644)
 
-	mk := func(name string, uid, gid int, cfg string) string {
-		d := filepath.Join(w.dir, name)
-		os.Mkdir(d, 0o700)
-		os.Chown(d, uid, gid)
-		p := filepath.Join(w.dir, name+".toml")
-		os.WriteFile(p, []byte(fmt.Sprintf("homedir = %q\n%s", d, cfg)), 0o600)
-		os.Chown(p, uid, gid)
-		return p
-	}
-	keydCfg, keydEnv := "", []string(nil)
+	keyd := &testenv.Daemon{Args: []string{}}
 	if keydSetup != nil {
-		keydCfg, keydEnv = keydSetup(t, kuid, kgid)
+		kuid, kgid := testenv.EnsureUser(t, testenv.ServiceUser)
+		keyd.Config, keyd.Env = keydSetup(t, kuid, kgid)
 	}
-	w.keyd = testenv.StartService(t, w.bus, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-keyd"), Args: []string{"--config", mk("keyd", kuid, kgid, keydCfg)},
-		User: testenv.ServiceUser, BusName: keysapi.BusName, Env: keydEnv,
+	w.dev = testenv.StartDevice(t, testenv.DeviceOptions{
+		Cloud: &testenv.Cloud{Host: w.hubHost, CAPEM: w.caPEM},
+		Keyd:  keyd, Certd: &testenv.Daemon{Config: certdConfig, Args: []string{}},
 	})
-	certdConfig := mk("certd", cuid, cgid, fmt.Sprintf(`
-[preloaded_certs]
-labcloud-ca = "file://%s"
-[est]
-url = "https://%s/.well-known/est"
-trusted_certs = ["labcloud-ca"]
-username = %q
-password = %q
-[cert_issuance.dps-id]
-method = "est"
-common_name = "x509-dev-1"
-[cert_issuance.manual-x509]
-method = "self_signed"
-common_name = "manual-x509"
-[cert_issuance.edge-ca]
-method = "self_signed"
-ca = true
-common_name = "edgev2 test edge CA"
-# modrtd's quickstart edge CA, as the super-config binds it.
-[local_ca.edgev2-edge-ca]
-key = "edgev2-edge-ca"
-`, caFile, w.hubHost, estUser, estSecret))
-	w.certdCfg = certdConfig
-	w.grant(t, certdConfig, "", "")
-	testenv.StartService(t, w.bus, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-certd"),
-		Args:   []string{"--config", certdConfig},
-		User:   testenv.CertsUser, BusName: certsapi.BusName,
-	})
-	w.conn = w.bus.Conn(t)
-	w.keys = kclient.New(w.conn)
-	w.certs = cclient.New(w.conn)
-	w.id = iclient.New(w.conn)
+	w.dir, w.bus, w.polkit, w.conn = w.dev.Dir, w.dev.Bus, w.dev.Polkit, w.dev.Conn()
+	w.keyd = w.dev.Daemon(testenv.Keyd)
+	w.keys, w.certs, w.id = w.dev.Keys(), w.dev.Certs(), w.dev.Identity()
 	return w
-}
-
-// grantSeq names each compiled grant installed in this test process.
-var grantSeq atomic.Int64
-
-// grant installs the services' grants compiled from these config files
-// ("" for a service not started), as `edgectl config apply` writes them.
-// With modrtd's config, certd's grant also names the edge CA key with
-// which certd signs modules' certificates.
-func (w *world) grant(t *testing.T, certdConfig, identitydConfig, modrtdConfig string) {
-	t.Helper()
-	read := func(path string) []byte {
-		if path == "" {
-			return nil
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return data
-	}
-	rules, err := superconfig.ServiceRulesFor(superconfig.ServiceConfigs{Certd: read(certdConfig), Identityd: read(identitydConfig), Modrtd: read(modrtdConfig)})
-	if err != nil {
-		t.Fatalf("compile the services' grants: %v", err)
-	}
-	w.polkit.AddRule(t, fmt.Sprintf("service-grant-%d", grantSeq.Add(1)), string(rules))
 }
 
 // startCloud (re)starts the cloud on the same address and state.
@@ -234,25 +186,28 @@ func (w *world) stopCloud() {
 	}
 }
 
-// startIdentityd (re)starts identityd with the given [provisioning] text.
+// front serves h on 127.0.0.1 with the cloud's TLS certificate, in front
+// of the cloud (a proxy that misbehaves), until the test ends; it returns
+// its URL.
+func (w *world) front(t *testing.T, h http.Handler) string {
+	t.Helper()
+	front := httptest.NewUnstartedServer(h)
+	tlsCfg, err := w.cloud.TLSConfig("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	front.TLS = tlsCfg
+	front.StartTLS()
+	t.Cleanup(front.Close)
+	return front.URL
+}
+
+// startIdentityd (re)starts identityd with the given [provisioning] text,
+// in a home of its own for each name.
 func (w *world) startIdentityd(t *testing.T, name, provisioning string) {
 	t.Helper()
-	if w.identityd != nil {
-		w.identityd.Stop(t)
-	}
-	iuid, igid := testenv.EnsureUser(t, testenv.IdentityUser)
-	home := filepath.Join(w.dir, "identityd-"+name)
-	os.MkdirAll(home, 0o700)
-	os.Chown(home, iuid, igid)
-	cfg := filepath.Join(w.dir, "identityd-"+name+".toml")
-	text := fmt.Sprintf("hostname = \"edge-1\"\nhomedir = %q\n[cloud]\ntrusted_certs = [\"labcloud-ca\"]\nretry_max_s = 2\ntimeout_s = 5\n%s", home, provisioning)
-	os.WriteFile(cfg, []byte(text), 0o600)
-	os.Chown(cfg, iuid, igid)
-	w.grant(w.t, "", cfg, "")
-	w.identityd = testenv.StartService(w.t, w.bus, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-identityd"), Args: []string{"--config", cfg, "--log-level", "debug"},
-		User: testenv.IdentityUser, BusName: idapi.BusName,
-	})
+	w.identityd = w.dev.StartDaemon(t, testenv.Identityd, testenv.Daemon{Home: "identityd-" + name,
+		Config: "hostname = \"edge-1\"\n[cloud]\ntrusted_certs = [\"labcloud-ca\"]\nretry_max_s = 2\ntimeout_s = 5\n" + provisioning})
 }
 
 // waitState waits for the State property.
@@ -552,15 +507,7 @@ func TestIdentitydFailsClearlyOnABrokenDPSAndRecovers(t *testing.T) {
 	f := &flakyDPS{proxy: httputil.NewSingleHostReverseProxy(target)}
 	f.proxy.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	f.mode.Store("garbage")
-	front := httptest.NewUnstartedServer(f)
-	tlsCfg, err := w.cloud.TLSConfig("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	front.TLS = tlsCfg
-	front.StartTLS()
-	defer front.Close()
-	w.startIdentityd(t, "flaky", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = %q\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"reg-sym\"\nsymmetric_key = \"dps-key\"\n", front.URL))
+	w.startIdentityd(t, "flaky", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = %q\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"reg-sym\"\nsymmetric_key = \"dps-key\"\n", w.front(t, f)))
 	ctx := context.Background()
 	prev := ""
 	for _, mode := range []string{"garbage", "html", "drop"} {

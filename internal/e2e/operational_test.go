@@ -1,4 +1,4 @@
-package identity_test
+package e2e_test
 
 import (
 	"bytes"
@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
@@ -315,15 +314,7 @@ func TestOperationalCertForAnotherKeyIsRefusedAndNothingStored(t *testing.T) {
 		r.Header.Set("Content-Length", fmt.Sprint(len(body)))
 		return nil
 	}
-	front := httptest.NewUnstartedServer(proxy)
-	tlsCfg, err := w.cloud.TLSConfig("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	front.TLS = tlsCfg
-	front.StartTLS()
-	defer front.Close()
-	w.startIdentityd(t, "op-foreign", strings.Replace(operationalProvisioning(w), "https://"+w.hubHost, front.URL, 1))
+	w.startIdentityd(t, "op-foreign", strings.Replace(operationalProvisioning(w), "https://"+w.hubHost, w.front(t, proxy), 1))
 	last := w.waitFailed(t, 60*time.Second, "not for the key")
 	t.Logf("refused: %s", last)
 	for _, id := range []string{"device-op", "dps-trust-bundle"} {

@@ -1,16 +1,11 @@
-package identity_test
+package e2e_test
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	godbus "github.com/godbus/dbus/v5"
-
-	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/testenv"
 	rtapi "github.com/edgev2/edgev2/modrt/api"
 )
@@ -27,21 +22,13 @@ func TestNewDeviceIdentityRemovesModulesAndRestartsTheAgent(t *testing.T) {
 	w.startIdentityd(t, "reprov", manual("manual-sas"))
 	w.waitState(t, "provisioned", 30*time.Second)
 
-	ctr := testenv.StartContainerd(t)
+	ctr := w.dev.Containerd()
 	archive := testenv.BuildImage(t, "edgev2.test/sleeper:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"sleep 600"}})
-	dir := testenv.SharedTempDir(t, "modrtd")
-	cfg := filepath.Join(dir, "modrtd.toml")
 	agent := `{"name":"edgeAgent","type":"docker","restartPolicy":"always","config":{"settings":{"image":"edgev2.test/sleeper:1","createOptions":{}}}}`
-	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = \"edgev2-reprov\"\n[agent]\nspec = '%s'\n",
-		filepath.Join(dir, "home"), ctr.Address, agent)), 0o600)
-	w.grant(t, w.certdCfg, "", cfg)
 	// The image is there before modrtd starts, so the agent starts at once.
 	testenv.ImportImage(t, ctr, "edgev2-reprov", archive)
-	modrtd := testenv.StartService(t, w.bus, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
-		User: "root", BusName: rtapi.BusName,
-	})
-	root := w.conn.Object(rtapi.BusName, rtapi.ObjectPath)
+	modrtd := w.dev.StartDaemon(t, testenv.Modrtd, testenv.Daemon{Namespace: "edgev2-reprov", Config: fmt.Sprintf("[agent]\nspec = '%s'\n", agent)})
+	root := w.dev.Runtime()
 	list := func() []string {
 		var names []string
 		root.Call(rtapi.Interface+".ListModules", 0).Store(&names)
@@ -66,9 +53,8 @@ func TestNewDeviceIdentityRemovesModulesAndRestartsTheAgent(t *testing.T) {
 		return ""
 	}
 	agentPid := waitTask("edgeAgent", "")
-	var p godbus.ObjectPath
 	extra := `{"name":"extra","type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/sleeper:1","createOptions":{}}}}`
-	if err := root.Call(rtapi.Interface+".CreateModule", 0, "extra", extra, map[string]godbus.Variant{}).Store(&p); err != nil {
+	if err := w.dev.CreateModule("extra", extra); err != nil {
 		t.Fatalf("CreateModule extra: %v", err)
 	}
 	waitTask("extra", "")
@@ -93,7 +79,7 @@ func TestNewDeviceIdentityRemovesModulesAndRestartsTheAgent(t *testing.T) {
 	if newPid == agentPid {
 		t.Fatal("the agent kept its task across the new identity")
 	}
-	st, _ := w.conn.Object(rtapi.BusName, bus.ChildPath(rtapi.ObjectPath, "modules", "edgeAgent")).GetProperty(rtapi.ModuleInterface + ".Status")
+	st, _ := w.dev.Module("edgeAgent").GetProperty(rtapi.ModuleInterface + ".Status")
 	if st.Value() != "running" {
 		t.Fatalf("the new agent is %v, want running", st.Value())
 	}

@@ -1,23 +1,11 @@
-package identity_test
+package e2e_test
 
 import (
-	"bufio"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
-
-	godbus "github.com/godbus/dbus/v5"
-
-	bus "github.com/edgev2/edgev2/dbus"
-	"github.com/edgev2/edgev2/internal/testenv"
-	rtapi "github.com/edgev2/edgev2/modrt/api"
-	"github.com/edgev2/edgev2/modrt/logstore"
 )
 
 // ownerSecret is what workloadclient's "owner" role encrypts.
@@ -33,35 +21,8 @@ const ownerSecret = "the owner's secret reading: 42.17 degrees"
 // with the ciphertext are not the secret. sensor's own encrypt/decrypt works.
 func TestWorkloadEncryptionIsPerModule(t *testing.T) {
 	w := newWorld(t)
-	importKey(t, w, "dps-key", "sign", dpsKey)
-	w.startIdentityd(t, "workload-encrypt", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"reg-sym\"\nsymmetric_key = \"dps-key\"\n", w.hubHost))
-	w.waitState(t, "provisioned", 30*time.Second)
-
-	ctr := testenv.StartContainerd(t)
-	bin := filepath.Join(t.TempDir(), "workloadclient")
-	build := exec.Command("go", "build", "-o", bin, "./internal/testenv/workloadclient")
-	build.Dir = testenv.RepoRoot()
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build workloadclient: %v\n%s", err, out)
-	}
-	archive := testenv.BuildImage(t, "edgev2.test/workloadclient:1", testenv.ImageConfig{
-		Entrypoint: []string{"/bin/workloadclient"}, Files: map[string]string{"/bin/workloadclient": bin}})
-	dir := testenv.SharedTempDir(t, "modrtd")
-	cfg := filepath.Join(dir, "modrtd.toml")
-	ns := fmt.Sprintf("edgev2-enc-%d", time.Now().UnixNano())
-	os.WriteFile(cfg, []byte(fmt.Sprintf("homedir = %q\ncontainerd_address = %q\nnamespace = %q\n", filepath.Join(dir, "home"), ctr.Address, ns)), 0o600)
-	modrtd := testenv.StartService(t, w.bus, testenv.ServiceOptions{
-		Binary: testenv.BuildBinary(t, "./cmd/edgev2-modrtd"), Args: []string{"--config", cfg, "--log-level", "debug"},
-		User: "root", BusName: rtapi.BusName,
-	})
-	root := w.conn.Object(rtapi.BusName, rtapi.ObjectPath)
-	f, _ := os.Open(archive)
-	var names []string
-	if err := root.Call(rtapi.Interface+".ImportImage", 0, godbus.UnixFD(f.Fd())).Store(&names); err != nil {
-		t.Fatalf("ImportImage: %v", err)
-	}
-	f.Close()
+	w.provisionDPS(t, "workload-encrypt")
+	modrtd := w.startRuntime(t, fmt.Sprintf("edgev2-enc-%d", time.Now().UnixNano()), "")
 	create := func(name string, env map[string]string) {
 		t.Helper()
 		envJSON := map[string]map[string]string{}
@@ -70,51 +31,16 @@ func TestWorkloadEncryptionIsPerModule(t *testing.T) {
 		}
 		e, _ := json.Marshal(envJSON)
 		spec := fmt.Sprintf(`{"name":%q,"type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{}},"env":%s}}`, name, e)
-		var p godbus.ObjectPath
-		if err := root.Call(rtapi.Interface+".CreateModule", 0, name, spec, map[string]godbus.Variant{}).Store(&p); err != nil {
+		if err := w.dev.CreateModule(name, spec); err != nil {
 			t.Fatalf("CreateModule %s: %v", name, err)
 		}
 	}
-	// lines returns the module's output lines that start with prefix, as JSON.
-	lines := func(name, prefix string) []map[string]any {
-		t.Helper()
-		var fd godbus.UnixFD
-		obj := w.conn.Object(rtapi.BusName, bus.ChildPath(rtapi.ObjectPath, "modules", name))
-		if err := obj.Call(rtapi.ModuleInterface+".GetLogs", 0, map[string]godbus.Variant{}).Store(&fd); err != nil {
-			t.Fatalf("GetLogs %s: %v", name, err)
-		}
-		lf := os.NewFile(uintptr(fd), "logs")
-		text, _ := logstore.FramedText(lf)
-		lf.Close()
-		var out []map[string]any
-		sc := bufio.NewScanner(strings.NewReader(text))
-		for sc.Scan() {
-			if j, ok := strings.CutPrefix(sc.Text(), prefix+" "); ok {
-				var m map[string]any
-				if err := json.Unmarshal([]byte(j), &m); err != nil {
-					t.Fatalf("%s line %q: %v", prefix, j, err)
-				}
-				out = append(out, m)
-			}
-		}
-		return out
-	}
 	waitLine := func(name, prefix string, match func(map[string]any) bool) map[string]any {
 		t.Helper()
-		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-			for _, l := range lines(name, prefix) {
-				if match(l) {
-					return l
-				}
-			}
-		}
-		t.Fatalf("module %s printed no matching %s line; its lines: %v", name, prefix, lines(name, prefix))
-		return nil
+		return w.dev.WaitModuleLine(t, name, prefix, match)
 	}
-	first := func(map[string]any) bool { return true }
-
 	create("sensor-2", map[string]string{"ENCRYPT_ROLE": "owner"})
-	owner := waitLine("sensor-2", "ENCRYPT-OWNER", first)
+	owner := waitLine("sensor-2", "ENCRYPT-OWNER", nil)
 	if owner["status"] != float64(200) {
 		t.Fatalf("sensor-2 encrypting its secret got %v; want 200", owner["status"])
 	}
@@ -125,7 +51,7 @@ func TestWorkloadEncryptionIsPerModule(t *testing.T) {
 	w.keyd.Restart(t)
 	modrtd.Restart(t)
 	last := 0.0
-	for _, l := range lines("sensor-2", "ENCRYPT-DECRYPT") {
+	for _, l := range w.dev.ModuleLines(t, "sensor-2", "ENCRYPT-DECRYPT") {
 		last = max(last, l["n"].(float64))
 	}
 	// Line last+2 was requested after line last+1 was printed, which was
@@ -137,7 +63,7 @@ func TestWorkloadEncryptionIsPerModule(t *testing.T) {
 
 	create("sensor", map[string]string{"ENCRYPT_ROLE": "attacker", "VICTIM": "sensor-2", "VICTIM_GENID": owner["genid"].(string),
 		"VICTIM_CIPHERTEXT": owner["ciphertext"].(string), "VICTIM_IV": owner["iv"].(string)})
-	res := waitLine("sensor", "WORKLOAD-RESULT", first)
+	res := waitLine("sensor", "WORKLOAD-RESULT", nil)
 	t.Logf("sensor: %v", res)
 	if res["error"] != nil {
 		t.Fatalf("sensor: %v", res["error"])
