@@ -213,11 +213,14 @@ func (s *sessionConn) wait(ctx context.Context, serial uint32, p *pendingCall) (
 			s.mu.Unlock()
 			err := s.read(ctx, p)
 			s.mu.Lock()
+			giveUp := err != nil && !p.done // ctx ended while reading; the session lives on
+			if giveUp {
+				delete(s.pending, serial) // before handOff, which must pick another caller
+			}
 			if s.reading { // still ours: pass it on
 				s.handOff()
 			}
-			if err != nil && !p.done { // ctx ended while reading; the session lives on
-				delete(s.pending, serial)
+			if giveUp {
 				s.mu.Unlock()
 				return result{}, err
 			}
