@@ -1,6 +1,7 @@
 // The D-Bus peer protocol of a Keys session, spoken without godbus on the
 // hot path: the SASL handshake, reading a message within the size limit,
-// and encoding replies without reflection.
+// reading the hot calls (Sign, Verify, SignDerived) and encoding replies,
+// all without reflection.
 
 package adapter
 

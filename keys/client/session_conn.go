@@ -140,8 +140,8 @@ func (s *sessionConn) call(ctx context.Context, path godbus.ObjectPath, iface, m
 		return result{}, err
 	}
 	s.serial++
-	if s.serial == 0 {
-		s.serial = 1
+	for s.serial == 0 || s.pending[s.serial] != nil { // wrapped around
+		s.serial++
 	}
 	serial := s.serial
 	s.pending[serial] = p // before the write: the reply cannot come unclaimed
