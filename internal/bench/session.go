@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -114,7 +115,10 @@ func sessionRows(e *benchEnv) error {
 			raw: measure("raw C_Sign in-process, same token", c, raw.sign),
 		})
 	}
-	if err := interleave(*reps, all...); err != nil {
+	stopProfile := profileSelf("bench-session")
+	err = interleave(*reps, all...)
+	stopProfile()
+	if err != nil {
 		return err
 	}
 	const section = "Keys: Sign ecdsa-p256 on SoftHSM, session vs p11-kit RPC"
@@ -136,6 +140,26 @@ func sessionRows(e *benchEnv) error {
 	closeAll()
 	svc.Stop(p)
 	return nil
+}
+
+// profileSelf writes a CPU profile of this process (the clients of every
+// row) to <name>.pprof in the directory EDGEV2_BENCH_PROFILE names, as
+// startKeyd has keyd do; stop ends it. Look at one row's path with
+// `go tool pprof -focus`, e.g. -focus=sessionConn for the session's client.
+func profileSelf(name string) (stop func()) {
+	d := os.Getenv("EDGEV2_BENCH_PROFILE")
+	if d == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(d, name+".pprof"))
+	if err != nil {
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 // cpuSample is the CPU time so far of each process on the paths: this

@@ -268,21 +268,25 @@ func (s *session) run() {
 			}
 			return
 		}
-		msg, err := godbus.DecodeMessage(bytes.NewReader(raw))
-		if err != nil {
-			if hdr.typ == byte(godbus.TypeMethodCall) && hdr.flags&byte(godbus.FlagNoReplyExpected) == 0 {
-				s.send(encodeMessage(s.nextSerial(), hdr.serial, errInvalidSignature, "malformed message: "+err.Error()))
+		call, lean := parseCall(raw)
+		if !lean {
+			msg, err := godbus.DecodeMessage(bytes.NewReader(raw))
+			if err != nil {
+				if hdr.typ == byte(godbus.TypeMethodCall) && hdr.flags&byte(godbus.FlagNoReplyExpected) == 0 {
+					s.send(encodeMessage(s.nextSerial(), hdr.serial, errInvalidSignature, "malformed message: "+err.Error()))
+				}
+				continue
 			}
-			continue
-		}
-		if msg.Type != godbus.TypeMethodCall {
-			continue // replies and signals mean nothing here
+			if msg.Type != godbus.TypeMethodCall {
+				continue // replies and signals mean nothing here
+			}
+			call = callOfMessage(msg)
 		}
 		if r.Buffered() == 0 && len(s.sem) == 0 {
 			// Nothing else is waiting or running: a caller that waits for
 			// each reply (the common case) is served here, without
 			// handing the call to another goroutine and back.
-			s.serve(msg)
+			s.serve(&call)
 			continue
 		}
 		s.sem <- struct{}{}
@@ -290,7 +294,7 @@ func (s *session) run() {
 		s.a.sessions.live.Add(1)
 		s.a.pool.run(func() {
 			defer func() { <-s.sem; s.wg.Done(); s.a.sessions.live.Add(-1) }()
-			s.serve(msg)
+			s.serve(&call)
 		})
 	}
 }
@@ -316,18 +320,18 @@ func (s *session) send(b []byte) {
 	}
 }
 
-func (s *session) serve(msg *godbus.Message) {
+func (s *session) serve(msg *sessionCall) {
 	defer func() {
 		if s.revoked.Load() {
 			s.conn.Close()
 		}
 	}()
 	if s.revoked.Load() {
-		s.send(encodeMessage(s.nextSerial(), msg.Serial(), bus.ErrNotAuthorized, "not authorized for "+api.ActionSession+" any more; the session is closed"))
+		s.send(encodeMessage(s.nextSerial(), msg.serial, bus.ErrNotAuthorized, "not authorized for "+api.ActionSession+" any more; the session is closed"))
 		return
 	}
 	v, e := s.dispatch(msg)
-	if msg.Flags&godbus.FlagNoReplyExpected != 0 {
+	if msg.noReply {
 		return
 	}
 	if e != nil {
@@ -335,17 +339,14 @@ func (s *session) serve(msg *godbus.Message) {
 		if len(e.Body) > 0 {
 			text, _ = e.Body[0].(string)
 		}
-		s.send(encodeMessage(s.nextSerial(), msg.Serial(), e.Name, text))
+		s.send(encodeMessage(s.nextSerial(), msg.serial, e.Name, text))
 		return
 	}
-	s.send(encodeMessage(s.nextSerial(), msg.Serial(), "", v))
+	s.send(encodeMessage(s.nextSerial(), msg.serial, "", v))
 }
 
-func (s *session) dispatch(msg *godbus.Message) (any, *godbus.Error) {
-	iface, _ := msg.Headers[godbus.FieldInterface].Value().(string)
-	member, _ := msg.Headers[godbus.FieldMember].Value().(string)
-	path, _ := msg.Headers[godbus.FieldPath].Value().(godbus.ObjectPath)
-	sig, _ := msg.Headers[godbus.FieldSignature].Value().(godbus.Signature)
+func (s *session) dispatch(msg *sessionCall) (any, *godbus.Error) {
+	iface, member, path, sig := msg.iface, msg.member, msg.path, msg.sig
 	switch {
 	case iface == "org.freedesktop.DBus.Peer" && member == "Ping":
 		return nil, nil
@@ -356,9 +357,9 @@ func (s *session) dispatch(msg *godbus.Message) (any, *godbus.Error) {
 		if e := s.only.allows(member, path); e != nil {
 			return nil, e
 		}
-		return s.a.callKey(member, sig.String(), msg.Body, path, s.authorize)
+		return s.a.callKey(member, sig, msg.body, path, s.authorize)
 	case iface == api.KeyInterface || iface == "" && keyMethods[member] != nil:
-		return s.a.callKey(member, sig.String(), msg.Body, path, s.authorize)
+		return s.a.callKey(member, sig, msg.body, path, s.authorize)
 	case iface == "":
 		return nil, bus.NewError("org.freedesktop.DBus.Error.UnknownMethod", fmt.Sprintf("a Keys session has no method %q", member))
 	default:

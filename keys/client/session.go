@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -59,12 +57,12 @@ func (c *Client) UsingSession() bool {
 	}
 	c.sess.mu.Lock()
 	defer c.sess.mu.Unlock()
-	return c.sess.conn != nil && c.sess.conn.Connected()
+	return c.sess.conn != nil && c.sess.conn.alive()
 }
 
 type sessionState struct {
 	mu      sync.Mutex
-	conn    *godbus.Conn
+	conn    *sessionConn
 	retryAt time.Time
 	closed  bool
 	lastErr error
@@ -83,26 +81,40 @@ func (c *Client) SessionError() error {
 // sessionCall makes a Key call over the session; handled is false when the
 // call should go over the bus instead.
 func (c *Client) sessionCall(ctx context.Context, path godbus.ObjectPath, method string, out []any, args ...any) (err error, handled bool) {
+	iface, name := splitMember(method)
 	for range 2 {
 		pc := c.sess.get(ctx, c)
 		if pc == nil {
 			return nil, false
 		}
-		err := pc.Object("", path).CallWithContext(ctx, method, 0, args...).Store(out...)
+		res, err := pc.call(ctx, path, iface, name, args)
 		if err == nil {
+			if res.err != nil {
+				return bus.FromError(res.err), true
+			}
+			if err := res.store(out); err != nil {
+				return bus.FromError(err), true
+			}
 			return nil, true
 		}
-		var de godbus.Error
-		var dep *godbus.Error
-		if errors.As(err, &de) || errors.As(err, &dep) || ctx.Err() != nil {
-			return bus.FromError(err), true
+		if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return bus.FromError(err), true // the call timed out; the session lives on
 		}
 		c.sess.drop(pc) // the session died: open another one, or use the bus
 	}
 	return nil, false
 }
 
-func (s *sessionState) drop(pc *godbus.Conn) {
+// splitMember splits "interface.Method".
+func splitMember(m string) (iface, name string) {
+	i := strings.LastIndexByte(m, '.')
+	if i < 0 {
+		return "", m
+	}
+	return m[:i], m[i+1:]
+}
+
+func (s *sessionState) drop(pc *sessionConn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conn == pc {
@@ -111,10 +123,10 @@ func (s *sessionState) drop(pc *godbus.Conn) {
 	}
 }
 
-func (s *sessionState) get(ctx context.Context, c *Client) *godbus.Conn {
+func (s *sessionState) get(ctx context.Context, c *Client) *sessionConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.conn != nil && s.conn.Connected() {
+	if s.conn != nil && s.conn.alive() {
 		return s.conn
 	}
 	if s.conn != nil {
@@ -137,12 +149,12 @@ func (s *sessionState) get(ctx context.Context, c *Client) *godbus.Conn {
 }
 
 // openSession asks keyd for a session and speaks the peer protocol on it.
-func openSession(ctx context.Context, conn *godbus.Conn) (*godbus.Conn, error) {
+func openSession(ctx context.Context, conn *godbus.Conn) (*sessionConn, error) {
 	f, err := callOpenSession(ctx, conn, noOptions())
 	if err != nil {
 		return nil, err
 	}
-	return peerConn(f)
+	return dialSession(f)
 }
 
 func callOpenSession(ctx context.Context, conn *godbus.Conn, opts map[string]godbus.Variant) (*os.File, error) {
@@ -151,25 +163,6 @@ func callOpenSession(ctx context.Context, conn *godbus.Conn, opts map[string]god
 		return nil, bus.FromError(err)
 	}
 	return os.NewFile(uintptr(fd), "keys-session"), nil
-}
-
-// peerConn speaks the peer protocol on a session socket; it takes f.
-func peerConn(f *os.File) (*godbus.Conn, error) {
-	nc, err := net.FileConn(f)
-	f.Close()
-	if err != nil {
-		return nil, err
-	}
-	pc, err := godbus.NewConn(nc)
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
-	if err := pc.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Geteuid()))}); err != nil {
-		pc.Close()
-		return nil, err
-	}
-	return pc, nil
 }
 
 // OpenRestrictedSession opens a session that serves only method ("SignDerived")
@@ -185,11 +178,11 @@ func (c *Client) OpenRestrictedSession(ctx context.Context, method, keyID string
 // Session is a Keys session received from another process (a restricted
 // session, such as Identity1.OpenModuleSigner hands out). It has no bus
 // to fall back on: when it fails, its holder asks for another.
-type Session struct{ pc *godbus.Conn }
+type Session struct{ pc *sessionConn }
 
 // SessionFromFile speaks the peer protocol on a session socket; it takes f.
 func SessionFromFile(f *os.File) (*Session, error) {
-	pc, err := peerConn(f)
+	pc, err := dialSession(f)
 	if err != nil {
 		return nil, fault.Wrap(fault.Unavailable, err, "Keys session: %v", err)
 	}
@@ -200,21 +193,23 @@ func SessionFromFile(f *os.File) (*Session, error) {
 // keyd answered is a fault error of its kind; a dead session is
 // fault.Unavailable.
 func (s *Session) SignDerived(ctx context.Context, keyID string, derivation, data []byte) ([]byte, error) {
+	res, err := s.pc.call(ctx, bus.ChildPath(rootPath, api.Collection, keyID), api.KeyInterface, api.MethodSignDerived,
+		[]any{derivation, api.MechHMACSHA256, data})
+	if err != nil {
+		return nil, fault.Wrap(fault.Unavailable, err, "the Keys session ended: %v", err)
+	}
+	if res.err != nil {
+		return nil, bus.FromError(res.err)
+	}
 	var out []byte
-	err := s.pc.Object("", bus.ChildPath(rootPath, api.Collection, keyID)).CallWithContext(ctx, member(api.KeyInterface, api.MethodSignDerived), 0, derivation, api.MechHMACSHA256, data).Store(&out)
-	if err == nil {
-		return out, nil
+	if err := res.store([]any{&out}); err != nil {
+		return nil, fault.Wrap(fault.Unavailable, err, "the Keys session ended: %v", err)
 	}
-	var de godbus.Error
-	var dep *godbus.Error
-	if errors.As(err, &de) || errors.As(err, &dep) {
-		return nil, bus.FromError(err)
-	}
-	return nil, fault.Wrap(fault.Unavailable, err, "the Keys session ended: %v", err)
+	return out, nil
 }
 
 // Alive reports whether the session's connection is still up.
-func (s *Session) Alive() bool { return s.pc.Connected() }
+func (s *Session) Alive() bool { return s.pc.alive() }
 
 // Close ends the session.
 func (s *Session) Close() error { return s.pc.Close() }
