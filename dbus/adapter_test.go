@@ -41,6 +41,13 @@ func (l *lockedLog) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l
 // with what renewErr says for the id it resolved.
 func adapterService(t *testing.T, b *testenv.Bus, renewErr func(id string) error) (*bus.Server, *lockedLog) {
 	t.Helper()
+	srv, logs, _ := adapterServiceAuth(t, b, renewErr)
+	return srv, logs
+}
+
+// adapterServiceAuth is adapterService that also returns its Authorizer.
+func adapterServiceAuth(t *testing.T, b *testenv.Bus, renewErr func(id string) error) (*bus.Server, *lockedLog, *bus.Authorizer) {
+	t.Helper()
 	conn := b.ConnAs(t, testenv.CertsUser)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -76,7 +83,7 @@ func adapterService(t *testing.T, b *testenv.Bus, renewErr func(id string) error
 	if err := srv.Claim(certName); err != nil {
 		t.Fatal(err)
 	}
-	return srv, logs
+	return srv, logs, auth
 }
 
 func TestAdapterAuthorizesBeforeRevealingAChildAndFailsWithTheKind(t *testing.T) {
@@ -127,6 +134,69 @@ func TestAdapterAuthorizesBeforeRevealingAChildAndFailsWithTheKind(t *testing.T)
 		"the rule granting cert_id present took effect")
 	if err := bus.FromError(renew(other, "broken")); !fault.Is(err, fault.NotAuthorized) {
 		t.Fatalf("the grant on present let %s renew broken: %v", testenv.OtherUser, err)
+	}
+}
+
+// TestAdapterChildRefusesHostilePathsAlikeForEveryCaller sends a child
+// call to paths a caller forges: each gets the same error whoever calls
+// (so no reply depends on whether an id exists or on the caller's rights
+// except an authorized caller's UnknownObject for a possible id), no path
+// reaches another object, and no id that no entity can have reaches polkit
+// or its cache.
+func TestAdapterChildRefusesHostilePathsAlikeForEveryCaller(t *testing.T) {
+	testenv.RequireRoot(t)
+	b := testenv.StartBus(t)
+	testenv.StartPolkit(t, b)
+	_, _, auth := adapterServiceAuth(t, b, func(id string) error {
+		return fault.New(fault.ReadOnly, "renewed %q", id)
+	})
+	root := b.Conn(t)
+	other := b.ConnAs(t, testenv.OtherUser)
+	const coll = string(certRoot) + "/certificates/"
+	huge := strings.Repeat("a", 64<<10)
+	tests := []struct {
+		name string
+		path godbus.ObjectPath
+		// root and other are the error names each caller gets.
+		root, other string
+	}{
+		{"empty id", godbus.ObjectPath(coll + "_"), bus.ErrInvalidArgs, bus.ErrInvalidArgs},
+		{"id over 255 bytes", godbus.ObjectPath(coll + strings.Repeat("a", 256)), bus.ErrInvalidArgs, bus.ErrInvalidArgs},
+		{"64 KiB id", godbus.ObjectPath(coll + huge), bus.ErrInvalidArgs, bus.ErrInvalidArgs},
+		{"control character", godbus.ObjectPath(coll + "a_01b"), bus.ErrInvalidArgs, bus.ErrInvalidArgs},
+		{"NUL", godbus.ObjectPath(coll + "present_00"), bus.ErrInvalidArgs, bus.ErrInvalidArgs},
+		{"not UTF-8", godbus.ObjectPath(coll + "_ff"), bus.ErrInvalidArgs, bus.ErrInvalidArgs},
+		{"dot-dot names its own id", godbus.ObjectPath(coll + "_2e_2e_2fpresent"), "org.freedesktop.DBus.Error.UnknownObject", bus.ErrNotAuthorized},
+		{"escaped letter is not canonical", godbus.ObjectPath(coll + "_70resent"), "org.freedesktop.DBus.Error.UnknownObject", "org.freedesktop.DBus.Error.UnknownObject"},
+		{"upper-case escape", godbus.ObjectPath(coll + "a_2Eb"), "org.freedesktop.DBus.Error.UnknownObject", "org.freedesktop.DBus.Error.UnknownObject"},
+		{"below a child", godbus.ObjectPath(coll + "present/x"), "org.freedesktop.DBus.Error.UnknownObject", "org.freedesktop.DBus.Error.UnknownObject"},
+		{"unknown collection", godbus.ObjectPath(string(certRoot) + "/keys/present"), "org.freedesktop.DBus.Error.UnknownInterface", "org.freedesktop.DBus.Error.UnknownInterface"},
+	}
+	before := auth.CachedDecisions()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !tt.path.IsValid() {
+				t.Fatalf("%s is not a valid object path", tt.path)
+			}
+			for _, c := range []struct {
+				who  string
+				conn *godbus.Conn
+				want string
+			}{{"root", root, tt.root}, {testenv.OtherUser, other, tt.other}} {
+				err := c.conn.Object(certName, tt.path).Call(certIface+".Renew", 0).Err
+				var de godbus.Error
+				if !errors.As(err, &de) || de.Name != c.want {
+					t.Fatalf("Renew at %.80s as %s: %.300v, want %s", tt.path, c.who, err, c.want)
+				}
+				if len(err.Error()) > 1024 {
+					t.Fatalf("Renew at %.80s as %s: a %d-byte error echoes the request", tt.path, c.who, len(err.Error()))
+				}
+			}
+		})
+	}
+	// Only the dot-dot id (a possible id) was put to polkit for the other user.
+	if got := auth.CachedDecisions() - before; got != 1 {
+		t.Fatalf("the hostile paths left %d cached decisions, want 1 (../present)", got)
 	}
 }
 

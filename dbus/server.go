@@ -226,7 +226,7 @@ func (s *Server) Exists(msg godbus.Message) *godbus.Error {
 }
 
 func unknownObject(p godbus.ObjectPath) *godbus.Error {
-	return NewError("org.freedesktop.DBus.Error.UnknownObject", fmt.Sprintf("no object at %s", p))
+	return NewError("org.freedesktop.DBus.Error.UnknownObject", fmt.Sprintf("no object at %s", shortPath(p)))
 }
 
 func (s *Server) ifacesAt(p godbus.ObjectPath) (ifs []Interface, id string, err *godbus.Error) {
@@ -254,7 +254,7 @@ func (s *Server) propsTable() map[string]any {
 			v, ok := props[prop]
 			if !ok {
 				return godbus.Variant{}, NewError("org.freedesktop.DBus.Error.UnknownProperty",
-					fmt.Sprintf("interface %s has no property %q", iface, prop))
+					fmt.Sprintf("interface %s has no property %.100q", iface, prop))
 			}
 			return v, nil
 		},
