@@ -220,7 +220,7 @@ func (a *Authorizer) Authorize(ctx context.Context, call Call, action string, de
 	if ok && a.now().Sub(d.at) < decisionTTL {
 		a.hits++
 		a.mu.Unlock()
-		return denial(d.allowed, action, details)
+		return denial(d.allowed, action)
 	}
 	a.misses++
 	gen := a.gen
@@ -235,32 +235,39 @@ func (a *Authorizer) Authorize(ctx context.Context, call Call, action string, de
 		if !call.Interactive {
 			return NewError(ErrInteractiveNeeded, fmt.Sprintf("%s needs interactive authentication; call with the allow-interactive-authorization flag (busctl --allow-interactive-authorization=yes)", action))
 		}
-		return denial(false, action, details)
+		return denial(false, action)
 	}
 	a.mu.Lock()
-	if a.gen == gen { // no invalidation raced with this check
+	if a.gen == gen && len(key) <= maxCachedKey { // no invalidation raced with this check
 		a.remember(call.Sender, key, allowed)
 	}
 	a.mu.Unlock()
-	return denial(allowed, action, details)
+	return denial(allowed, action)
 }
 
-func denial(allowed bool, action string, details map[string]string) *godbus.Error {
+// denial is the refusal of action, or nil if allowed. It names only the
+// action: the details' names are the services' (their api packages own
+// them), so Adapter adds the entity under its detail key (named).
+func denial(allowed bool, action string) *godbus.Error {
 	if allowed {
 		return nil
 	}
-	var obj []string
-	for _, k := range []string{"key_id", "cert_id", "module_id"} {
-		if v, ok := details[k]; ok {
-			obj = append(obj, fmt.Sprintf("%s %q", k, v))
-		}
-	}
-	msg := "not authorized for " + action
-	if len(obj) > 0 {
-		msg += " on " + strings.Join(obj, ", ")
-	}
-	return NewError(ErrNotAuthorized, msg)
+	return NewError(ErrNotAuthorized, denialText(action))
 }
+
+func denialText(action string) string { return "not authorized for " + action }
+
+// isDenial reports whether e is polkit's refusal of action (denial), not
+// another NotAuthorized (polkit absent, caller unknown) that says more.
+func isDenial(e *godbus.Error, action string) bool {
+	return e != nil && e.Name == ErrNotAuthorized && len(e.Body) == 1 && e.Body[0] == denialText(action)
+}
+
+// maxCachedKey bounds the decisions the cache keeps by the size of their
+// key (action and details): a caller naming megabyte ids gets its answer
+// from polkit every time instead of growing the daemon's memory by a
+// megabyte a call (maxDecisionsPerSender counts decisions, not bytes).
+const maxCachedKey = 1024
 
 func (a *Authorizer) uid(sender string) (uint32, *godbus.Error) {
 	a.mu.Lock()
@@ -394,7 +401,7 @@ func (a *Authorizer) Permits(ctx context.Context, peer, action string, details m
 		return false
 	}
 	a.mu.Lock()
-	if a.gen == gen {
+	if a.gen == gen && len(key) <= maxCachedKey {
 		a.remember(peer, key, allowed)
 	}
 	a.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -225,5 +226,51 @@ func TestAuthorizerCacheEvictsOneDecisionAtATime(t *testing.T) {
 	use(12)
 	if h, m := auth.CacheStats(); h-hits != 3 || m-misses != 2 {
 		t.Fatalf("LRU order: %d hits, %d misses; want 3 hits (19, 13, 13) and 2 misses (100; 12, evicted by the miss on 0)", h-hits, m-misses)
+	}
+}
+
+// TestDenialNamesTheServicesDetailKeyAndStaysSmall: a refusal names the
+// entity under the detail key the adapter was given (dbus/ knows no
+// service's key), quotes at most a bounded id, and a caller sending huge
+// details cannot make the daemon cache them.
+func TestDenialNamesTheServicesDetailKeyAndStaysSmall(t *testing.T) {
+	testenv.RequireRoot(t)
+	b := testenv.StartBus(t)
+	testenv.StartPolkit(t, b)
+	conn := b.Conn(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	auth, err := bus.NewAuthorizer(ctx, conn, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sender, _ := otherUserConnection(t, b, conn)
+	call := bus.Call{Sender: sender}
+	a := &bus.Adapter{Ctx: ctx, Auth: auth, Log: quietLog(), DetailKey: "widget_id"}
+	const action = "org.edgev2.certs.manage"
+	for _, tt := range []struct {
+		name string
+		e    *godbus.Error
+		want string
+	}{
+		{"Authorize", a.Authorize(call, action, "w1"), `not authorized for ` + action + ` on widget_id "w1"`},
+		{"AuthorizeDetails", a.AuthorizeDetails(call, action, map[string]string{"widget_id": "w2", "other": "x"}), `not authorized for ` + action + ` on widget_id "w2"`},
+		{"service", a.Authorize(call, action, ""), `not authorized for ` + action},
+	} {
+		if tt.e == nil || tt.e.Name != bus.ErrNotAuthorized || tt.e.Error() != tt.want {
+			t.Errorf("%s: %v, want NotAuthorized %q", tt.name, tt.e, tt.want)
+		}
+	}
+	before := auth.CachedDecisions()
+	huge := strings.Repeat("h", 64<<10)
+	e := a.Authorize(call, action, huge)
+	if e == nil || e.Name != bus.ErrNotAuthorized {
+		t.Fatalf("a huge id: %.200v, want NotAuthorized", e)
+	}
+	if len(e.Error()) > 1024 {
+		t.Fatalf("the refusal of a huge id is %d bytes: it echoes the id", len(e.Error()))
+	}
+	if n := auth.CachedDecisions() - before; n != 0 {
+		t.Fatalf("a 64 KiB detail was cached (%d new decisions): a caller can grow the daemon's memory 64 KiB a call", n)
 	}
 }
