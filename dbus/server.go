@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 
 	godbus "github.com/godbus/dbus/v5"
 )
@@ -68,6 +69,10 @@ type Server struct {
 	CanReceive func(peer, id string) bool
 
 	signals chan outSignal
+
+	peerMu     sync.Mutex
+	peerQueues map[string][]outSignal // signals waiting per peer; present while its worker runs
+	deciders   chan struct{}          // signalDeciders slots
 }
 
 // NewServer makes a registry for the service rooted at root. Its signals
