@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -258,4 +259,95 @@ func TestCallerMapsErrorsToFaultKindsAndWatchesOnlyTheService(t *testing.T) {
 			return false
 		}
 	}, "Watch's channel closed after its context ended")
+}
+
+// TestCallerWatchFollowsTheOwnerWhateverOrderSignalsArriveIn feeds Watch's
+// loop what godbus hands it when its signal channel overflows (a flood of
+// signals unicast to the client's connection does that): godbus then
+// delivers each further signal from a goroutine of its own, in any order.
+// A restart's two NameOwnerChanged arriving swapped must not leave the
+// watch believing nobody owns the name (deaf until the next restart), a
+// forger must still be refused, and a reader that falls behind must get the
+// newest signals (a renewal says "re-read"; the latest one matters), with
+// the drop logged.
+func TestCallerWatchFollowsTheOwnerWhateverOrderSignalsArriveIn(t *testing.T) {
+	testenv.RequireRoot(t)
+	b := testenv.StartBus(t)
+	claim := func(c *godbus.Conn) {
+		if r, err := c.RequestName(certName, godbus.NameFlagDoNotQueue); err != nil || r != godbus.RequestNameReplyPrimaryOwner {
+			t.Fatalf("claim %s: %v, %v", certName, r, err)
+		}
+	}
+	first, second := b.ConnAs(t, testenv.CertsUser), b.ConnAs(t, testenv.CertsUser)
+	a, bb := first.Names()[0], second.Names()[0]
+	claim(first)
+	logs := &lockedLog{}
+	c := bus.Caller{Conn: b.Conn(t), Dest: certName, Log: slog.New(slog.NewTextHandler(logs, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	in := make(chan *godbus.Signal)
+	out := make(chan *godbus.Signal, bus.WatchBuffer)
+	done := make(chan struct{})
+	go func() { defer close(done); bus.Follow(ctx, c, in, out, certIface+".Renewed", a) }()
+	defer func() { cancel(); <-done }()
+	noc := func(old, new string) *godbus.Signal {
+		return &godbus.Signal{Sender: "org.freedesktop.DBus", Name: "org.freedesktop.DBus.NameOwnerChanged", Body: []any{certName, old, new}}
+	}
+	renewed := func(from string, n uint32) *godbus.Signal {
+		return &godbus.Signal{Sender: from, Name: certIface + ".Renewed", Body: []any{n}}
+	}
+	// expect feeds sigs, then a marker from the owner, and checks what
+	// reached out before the marker.
+	marker := uint32(1000)
+	expect := func(what string, owner string, sigs []*godbus.Signal, want ...uint32) {
+		t.Helper()
+		for _, s := range sigs {
+			in <- s
+		}
+		marker++
+		in <- renewed(owner, marker)
+		var got []uint32
+		for {
+			var s *godbus.Signal
+			select {
+			case s = <-out:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("%s: the owner's signal after %v never came", what, got)
+			}
+			n := s.Body[0].(uint32)
+			if n == marker {
+				break
+			}
+			got = append(got, n)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s: delivered %v, want %v", what, got, want)
+		}
+	}
+	expect("the owner's signal", a, []*godbus.Signal{renewed(a, 1)}, 1)
+	expect("a forger's signal", a, []*godbus.Signal{renewed(bb, 2), renewed(":1.9999", 3)})
+
+	// The service restarts: the name moves from first to second, and the
+	// two NameOwnerChanged arrive swapped.
+	first.ReleaseName(certName)
+	claim(second)
+	expect("the new owner's signal after a restart seen out of order", bb,
+		[]*godbus.Signal{noc("", bb), noc(a, ""), renewed(bb, 4)}, 4)
+	expect("the old owner's signal after the restart", bb, []*godbus.Signal{renewed(a, 5)})
+	// A stale hint (the first claim's NameOwnerChanged arriving last) does
+	// not let the former owner, still connected, through.
+	expect("the former owner's signal after a stale hint", bb, []*godbus.Signal{noc("", a), renewed(a, 6)})
+
+	// A reader that falls behind: the newest WatchBuffer signals wait for it.
+	for i := range uint32(bus.WatchBuffer + 10) {
+		in <- renewed(bb, 100+i)
+	}
+	for i := range uint32(bus.WatchBuffer) {
+		if s := <-out; s.Body[0].(uint32) != 110+i {
+			t.Fatalf("behind by 10: got Renewed %v, want %d (the oldest are dropped, the newest kept)", s.Body[0], 110+i)
+		}
+	}
+	if l := logs.String(); !strings.Contains(l, "dropped") {
+		t.Fatalf("dropped signals were not logged:\n%s", l)
+	}
 }
