@@ -173,6 +173,11 @@ func TestAdapterChildRefusesHostilePathsAlikeForEveryCaller(t *testing.T) {
 		{"below a child", godbus.ObjectPath(coll + "present/x"), "org.freedesktop.DBus.Error.UnknownObject", "org.freedesktop.DBus.Error.UnknownObject"},
 		{"unknown collection", godbus.ObjectPath(string(certRoot) + "/keys/present"), "org.freedesktop.DBus.Error.UnknownInterface", "org.freedesktop.DBus.Error.UnknownInterface"},
 	}
+	// The root is no child: its empty id is not refused.
+	var de godbus.Error
+	if err := root.Object(certName, certRoot).Call("org.freedesktop.DBus.Properties.GetAll", 0, "org.edgev2.Nothing").Err; !errors.As(err, &de) || de.Name != "org.freedesktop.DBus.Error.UnknownInterface" {
+		t.Fatalf("GetAll on the root: %v, want UnknownInterface (the root has no such interface)", err)
+	}
 	before := auth.CachedDecisions()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -284,8 +284,10 @@ func (s *Server) properties(msg godbus.Message, iface string) (map[string]godbus
 	if !ok || (c == nil && call.Path != s.root) {
 		return nil, unknownObject(call.Path)
 	}
-	if derr := CheckPathID(call.Path, id); derr != nil {
-		return nil, derr
+	if c != nil {
+		if derr := CheckPathID(call.Path, id); derr != nil {
+			return nil, derr
+		}
 	}
 	if s.CanRead != nil {
 		if derr := s.CanRead(call, id); derr != nil {
