@@ -40,6 +40,12 @@ type Interface struct {
 	Methods map[string]any
 	// Properties returns the interface's properties for entity id ("" on the root).
 	Properties func(id string) (map[string]godbus.Variant, error)
+	// Intercepted lists the methods a connection's incoming interceptor
+	// serves before godbus's method table sees the call (keyd's fast
+	// path), member → in signature: Export checks them against the
+	// shipped XML too, so no table of the service's answers a method the
+	// interface does not declare, or with other arguments.
+	Intercepted map[string]string
 }
 
 // Collection is a family of child objects at <root>/<Name>/<escaped id>.
