@@ -28,3 +28,6 @@ func Follow(ctx context.Context, c Caller, in <-chan *godbus.Signal, out chan *g
 
 // WatchBuffer is how many signals a Watch channel holds.
 const WatchBuffer = watchBuffer
+
+// HandleSignal hands a the signal as if its connection had received it.
+func HandleSignal(a *Authorizer, sig *godbus.Signal) { a.handleSignal(sig) }

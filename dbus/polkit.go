@@ -46,13 +46,14 @@ type Authorizer struct {
 
 	maxPerSender int // maxDecisionsPerSender; smaller in tests
 
-	mu          sync.Mutex
-	polkitOwner string                                  // unique name of polkitd; only it may say Changed
-	gen         uint64                                  // bumped on every invalidation
-	decisions   map[string]*lru.Cache[string, decision] // sender → key → decision
-	uids        map[string]uint32                       // sender → unix uid
-	hits        uint64
-	misses      uint64
+	mu              sync.Mutex
+	polkitOwner     string                                  // unique name of polkitd; only it may say Changed
+	polkitOwnerHint bool                                    // polkitOwner is from NameOwnerChanged, not yet asked
+	gen             uint64                                  // bumped on every invalidation
+	decisions       map[string]*lru.Cache[string, decision] // sender → key → decision
+	uids            map[string]uint32                       // sender → unix uid
+	hits            uint64
+	misses          uint64
 
 	// rulesGen counts polkit rule changes (Changed, polkitd restarts)
 	// only, not callers leaving: caches outside this type (keyd's
@@ -98,10 +99,7 @@ func NewAuthorizer(ctx context.Context, conn *godbus.Conn, log *slog.Logger) (*A
 	}
 	// Signals sent straight to us bypass match rules, so the handler checks
 	// who sent each one: anyone could otherwise flush the cache at will.
-	var owner string
-	if conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, polkitName).Store(&owner) == nil {
-		a.polkitOwner = owner
-	}
+	a.polkitOwner = a.currentPolkit()
 	ch := make(chan *godbus.Signal, 256)
 	conn.Signal(ch)
 	go func() {
@@ -126,9 +124,19 @@ func (a *Authorizer) handleSignal(sig *godbus.Signal) {
 	case polkitInterface + ".Changed":
 		defer a.changedSeen.Add(1)
 		a.mu.Lock()
-		fromPolkit := sig.Sender != "" && sig.Sender == a.polkitOwner
+		owner, hint := a.polkitOwner, a.polkitOwnerHint
 		a.mu.Unlock()
-		if !fromPolkit {
+		if hint && sig.Sender != "" {
+			// The owner came from NameOwnerChanged, whose order godbus
+			// does not keep under a flood (a restart's pair swapped
+			// would leave it "" and every real Changed ignored until
+			// the TTL): ask the bus once, after each change.
+			owner = a.currentPolkit()
+			a.mu.Lock()
+			a.polkitOwner, a.polkitOwnerHint = owner, false
+			a.mu.Unlock()
+		}
+		if sig.Sender == "" || sig.Sender != owner {
 			return
 		}
 		a.log.Info("polkit rules changed; dropping cached authorizations")
@@ -142,7 +150,7 @@ func (a *Authorizer) handleSignal(sig *godbus.Signal) {
 		switch {
 		case name == polkitName:
 			a.mu.Lock()
-			a.polkitOwner = newOwner
+			a.polkitOwner, a.polkitOwnerHint = newOwner, true
 			a.mu.Unlock()
 			a.invalidateAll()
 		case strings.HasPrefix(name, ":") && newOwner == "":
@@ -153,6 +161,15 @@ func (a *Authorizer) handleSignal(sig *godbus.Signal) {
 			a.mu.Unlock()
 		}
 	}
+}
+
+// currentPolkit is the unique name owning polkit's name, "" if none.
+func (a *Authorizer) currentPolkit() string {
+	var owner string
+	if a.conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, polkitName).Store(&owner) != nil {
+		return ""
+	}
+	return owner
 }
 
 func (a *Authorizer) invalidateAll() {

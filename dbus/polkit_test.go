@@ -274,3 +274,44 @@ func TestDenialNamesTheServicesDetailKeyAndStaysSmall(t *testing.T) {
 		t.Fatalf("a 64 KiB detail was cached (%d new decisions): a caller can grow the daemon's memory 64 KiB a call", n)
 	}
 }
+
+// TestAuthorizerHonoursPolkitsChangedAfterARestartSeenOutOfOrder: under a
+// flood godbus hands signals over in any order; a polkitd restart's two
+// NameOwnerChanged swapped must not leave the Authorizer ignoring the real
+// polkitd's Changed (revoked rules would stay cached until the TTL), nor
+// make it honour a forger's.
+func TestAuthorizerHonoursPolkitsChangedAfterARestartSeenOutOfOrder(t *testing.T) {
+	testenv.RequireRoot(t)
+	b := testenv.StartBus(t)
+	testenv.StartPolkit(t, b)
+	conn := b.Conn(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	auth, err := bus.NewAuthorizer(ctx, conn, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pk string
+	if err := conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, "org.freedesktop.PolicyKit1").Store(&pk); err != nil {
+		t.Fatal(err)
+	}
+	noc := func(old, new string) *godbus.Signal {
+		return &godbus.Signal{Sender: "org.freedesktop.DBus", Path: "/org/freedesktop/DBus", Name: "org.freedesktop.DBus.NameOwnerChanged",
+			Body: []any{"org.freedesktop.PolicyKit1", old, new}}
+	}
+	changed := func(from string) *godbus.Signal {
+		return &godbus.Signal{Sender: from, Path: "/org/freedesktop/PolicyKit1/Authority", Name: "org.freedesktop.PolicyKit1.Authority.Changed"}
+	}
+	// polkitd "restarted" as itself (pk still owns the name), the pair seen swapped.
+	bus.HandleSignal(auth, noc("", pk))
+	bus.HandleSignal(auth, noc(":1.9999", ""))
+	g := auth.RulesGeneration()
+	bus.HandleSignal(auth, changed(":1.4242"))
+	if auth.RulesGeneration() != g {
+		t.Fatal("a forger's Changed was honoured")
+	}
+	bus.HandleSignal(auth, changed(pk))
+	if auth.RulesGeneration() != g+1 {
+		t.Fatal("polkitd's Changed was ignored after its restart was seen out of order: revoked rules stay cached")
+	}
+}
