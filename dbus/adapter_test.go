@@ -194,6 +194,9 @@ func TestAdapterChildRefusesHostilePathsAlikeForEveryCaller(t *testing.T) {
 				if !errors.As(err, &de) || de.Name != c.want {
 					t.Fatalf("Renew at %.80s as %s: %.300v, want %s", tt.path, c.who, err, c.want)
 				}
+				if c.want == bus.ErrNotAuthorized && !strings.Contains(err.Error(), `on cert_id "../present"`) {
+					t.Fatalf("Renew at %s as %s: %v; want the refusal to name the unescaped id polkit was asked about", tt.path, c.who, err)
+				}
 				if len(err.Error()) > 1024 {
 					t.Fatalf("Renew at %.80s as %s: a %d-byte error echoes the request", tt.path, c.who, len(err.Error()))
 				}
