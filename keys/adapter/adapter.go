@@ -52,6 +52,7 @@ func New(ctx context.Context, svc *keys.Service, auth bus.Authority, srv *bus.Se
 			}
 			return map[string]godbus.Variant{api.PropEngine: godbus.MakeVariant(svc.EngineName()), api.PropTokenMechanisms: godbus.MakeVariant(mechs)}, nil
 		},
+		Intercepted: map[string]string{api.MethodOpenSession: "a{sv}"}, // FastPath → serveOpenSession
 	})
 	srv.AddCollection(bus.Collection{
 		Name: api.Collection,
