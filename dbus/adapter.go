@@ -2,11 +2,13 @@ package dbus
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/internal/label"
 )
 
 // Adapter is the plumbing a service's D-Bus adapter shares with the others:
@@ -78,12 +80,32 @@ func (a *Adapter) Details(id string) map[string]string {
 // on entity id ("" for the service); nil means yes, else the
 // NotAuthorized or InteractiveAuthorizationRequired reply.
 func (a *Adapter) Authorize(call Call, action, id string) *godbus.Error {
-	return a.Auth.Authorize(a.Ctx, call, action, a.Details(id))
+	return a.AuthorizeDetails(call, action, a.Details(id))
 }
 
 // AuthorizeDetails is Authorize with details of the caller's choosing.
 func (a *Adapter) AuthorizeDetails(call Call, action string, details map[string]string) *godbus.Error {
-	return a.Auth.Authorize(a.Ctx, call, action, details)
+	return a.named(a.Auth.Authorize(a.Ctx, call, action, details), action, details)
+}
+
+// named makes polkit's refusal of action name the entity it was about, by
+// the service's detail key (`not authorized for org.edgev2.keys.use on
+// key_id "k"`), so the caller sees which grant it lacks; other errors pass.
+func (a *Adapter) named(e *godbus.Error, action string, details map[string]string) *godbus.Error {
+	id, ok := details[a.DetailKey]
+	if !ok || a.DetailKey == "" || !isDenial(e, action) {
+		return e
+	}
+	return NewError(ErrNotAuthorized, fmt.Sprintf("%s on %s %s", denialText(action), a.DetailKey, quoteID(id)))
+}
+
+// quoteID quotes an id for a message, cut after label.MaxIDLen bytes: ids
+// that reach here unvalidated (a root method's argument) can be huge.
+func quoteID(id string) string {
+	if len(id) <= label.MaxIDLen {
+		return fmt.Sprintf("%q", id)
+	}
+	return fmt.Sprintf("%q... (%d bytes)", id[:label.MaxIDLen], len(id))
 }
 
 // MayReceive reports whether bus peer may receive a signal about entity id

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -41,6 +42,13 @@ func (l *lockedLog) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l
 // with what renewErr says for the id it resolved.
 func adapterService(t *testing.T, b *testenv.Bus, renewErr func(id string) error) (*bus.Server, *lockedLog) {
 	t.Helper()
+	srv, logs, _ := adapterServiceAuth(t, b, renewErr)
+	return srv, logs
+}
+
+// adapterServiceAuth is adapterService that also returns its Authorizer.
+func adapterServiceAuth(t *testing.T, b *testenv.Bus, renewErr func(id string) error) (*bus.Server, *lockedLog, *bus.Authorizer) {
+	t.Helper()
 	conn := b.ConnAs(t, testenv.CertsUser)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -76,7 +84,7 @@ func adapterService(t *testing.T, b *testenv.Bus, renewErr func(id string) error
 	if err := srv.Claim(certName); err != nil {
 		t.Fatal(err)
 	}
-	return srv, logs
+	return srv, logs, auth
 }
 
 func TestAdapterAuthorizesBeforeRevealingAChildAndFailsWithTheKind(t *testing.T) {
@@ -127,6 +135,77 @@ func TestAdapterAuthorizesBeforeRevealingAChildAndFailsWithTheKind(t *testing.T)
 		"the rule granting cert_id present took effect")
 	if err := bus.FromError(renew(other, "broken")); !fault.Is(err, fault.NotAuthorized) {
 		t.Fatalf("the grant on present let %s renew broken: %v", testenv.OtherUser, err)
+	}
+}
+
+// TestAdapterChildRefusesHostilePathsAlikeForEveryCaller sends a child
+// call to paths a caller forges: each gets the same error whoever calls
+// (so no reply depends on whether an id exists or on the caller's rights
+// except an authorized caller's UnknownObject for a possible id), no path
+// reaches another object, and no id that no entity can have reaches polkit
+// or its cache.
+func TestAdapterChildRefusesHostilePathsAlikeForEveryCaller(t *testing.T) {
+	testenv.RequireRoot(t)
+	b := testenv.StartBus(t)
+	testenv.StartPolkit(t, b)
+	_, _, auth := adapterServiceAuth(t, b, func(id string) error {
+		return fault.New(fault.ReadOnly, "renewed %q", id)
+	})
+	root := b.Conn(t)
+	other := b.ConnAs(t, testenv.OtherUser)
+	const coll = string(certRoot) + "/certificates/"
+	huge := strings.Repeat("a", 64<<10)
+	tests := []struct {
+		name string
+		path godbus.ObjectPath
+		// root and other are the error names each caller gets.
+		root, other string
+	}{
+		{"empty id", godbus.ObjectPath(coll + "_"), bus.ErrInvalidArgs, bus.ErrInvalidArgs},
+		{"id over 255 bytes", godbus.ObjectPath(coll + strings.Repeat("a", 256)), bus.ErrInvalidArgs, bus.ErrInvalidArgs},
+		{"64 KiB id", godbus.ObjectPath(coll + huge), bus.ErrInvalidArgs, bus.ErrInvalidArgs},
+		{"control character", godbus.ObjectPath(coll + "a_01b"), bus.ErrInvalidArgs, bus.ErrInvalidArgs},
+		{"NUL", godbus.ObjectPath(coll + "present_00"), bus.ErrInvalidArgs, bus.ErrInvalidArgs},
+		{"not UTF-8", godbus.ObjectPath(coll + "_ff"), bus.ErrInvalidArgs, bus.ErrInvalidArgs},
+		{"dot-dot names its own id", godbus.ObjectPath(coll + "_2e_2e_2fpresent"), "org.freedesktop.DBus.Error.UnknownObject", bus.ErrNotAuthorized},
+		{"escaped letter is not canonical", godbus.ObjectPath(coll + "_70resent"), "org.freedesktop.DBus.Error.UnknownObject", "org.freedesktop.DBus.Error.UnknownObject"},
+		{"upper-case escape", godbus.ObjectPath(coll + "a_2Eb"), "org.freedesktop.DBus.Error.UnknownObject", "org.freedesktop.DBus.Error.UnknownObject"},
+		{"below a child", godbus.ObjectPath(coll + "present/x"), "org.freedesktop.DBus.Error.UnknownObject", "org.freedesktop.DBus.Error.UnknownObject"},
+		{"unknown collection", godbus.ObjectPath(string(certRoot) + "/keys/present"), "org.freedesktop.DBus.Error.UnknownInterface", "org.freedesktop.DBus.Error.UnknownInterface"},
+	}
+	// The root is no child: its empty id is not refused.
+	var de godbus.Error
+	if err := root.Object(certName, certRoot).Call("org.freedesktop.DBus.Properties.GetAll", 0, "org.edgev2.Nothing").Err; !errors.As(err, &de) || de.Name != "org.freedesktop.DBus.Error.UnknownInterface" {
+		t.Fatalf("GetAll on the root: %v, want UnknownInterface (the root has no such interface)", err)
+	}
+	before := auth.CachedDecisions()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !tt.path.IsValid() {
+				t.Fatalf("%s is not a valid object path", tt.path)
+			}
+			for _, c := range []struct {
+				who  string
+				conn *godbus.Conn
+				want string
+			}{{"root", root, tt.root}, {testenv.OtherUser, other, tt.other}} {
+				err := c.conn.Object(certName, tt.path).Call(certIface+".Renew", 0).Err
+				var de godbus.Error
+				if !errors.As(err, &de) || de.Name != c.want {
+					t.Fatalf("Renew at %.80s as %s: %.300v, want %s", tt.path, c.who, err, c.want)
+				}
+				if c.want == bus.ErrNotAuthorized && !strings.Contains(err.Error(), `on cert_id "../present"`) {
+					t.Fatalf("Renew at %s as %s: %v; want the refusal to name the unescaped id polkit was asked about", tt.path, c.who, err)
+				}
+				if len(err.Error()) > 1024 {
+					t.Fatalf("Renew at %.80s as %s: a %d-byte error echoes the request", tt.path, c.who, len(err.Error()))
+				}
+			}
+		})
+	}
+	// Only the dot-dot id (a possible id) was put to polkit for the other user.
+	if got := auth.CachedDecisions() - before; got != 1 {
+		t.Fatalf("the hostile paths left %d cached decisions, want 1 (../present)", got)
 	}
 }
 
@@ -188,4 +267,95 @@ func TestCallerMapsErrorsToFaultKindsAndWatchesOnlyTheService(t *testing.T) {
 			return false
 		}
 	}, "Watch's channel closed after its context ended")
+}
+
+// TestCallerWatchFollowsTheOwnerWhateverOrderSignalsArriveIn feeds Watch's
+// loop what godbus hands it when its signal channel overflows (a flood of
+// signals unicast to the client's connection does that): godbus then
+// delivers each further signal from a goroutine of its own, in any order.
+// A restart's two NameOwnerChanged arriving swapped must not leave the
+// watch believing nobody owns the name (deaf until the next restart), a
+// forger must still be refused, and a reader that falls behind must get the
+// newest signals (a renewal says "re-read"; the latest one matters), with
+// the drop logged.
+func TestCallerWatchFollowsTheOwnerWhateverOrderSignalsArriveIn(t *testing.T) {
+	testenv.RequireRoot(t)
+	b := testenv.StartBus(t)
+	claim := func(c *godbus.Conn) {
+		if r, err := c.RequestName(certName, godbus.NameFlagDoNotQueue); err != nil || r != godbus.RequestNameReplyPrimaryOwner {
+			t.Fatalf("claim %s: %v, %v", certName, r, err)
+		}
+	}
+	first, second := b.ConnAs(t, testenv.CertsUser), b.ConnAs(t, testenv.CertsUser)
+	a, bb := first.Names()[0], second.Names()[0]
+	claim(first)
+	logs := &lockedLog{}
+	c := bus.Caller{Conn: b.Conn(t), Dest: certName, Log: slog.New(slog.NewTextHandler(logs, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	in := make(chan *godbus.Signal)
+	out := make(chan *godbus.Signal, bus.WatchBuffer)
+	done := make(chan struct{})
+	go func() { defer close(done); bus.Follow(ctx, c, in, out, certIface+".Renewed", a) }()
+	defer func() { cancel(); <-done }()
+	noc := func(old, new string) *godbus.Signal {
+		return &godbus.Signal{Sender: "org.freedesktop.DBus", Name: "org.freedesktop.DBus.NameOwnerChanged", Body: []any{certName, old, new}}
+	}
+	renewed := func(from string, n uint32) *godbus.Signal {
+		return &godbus.Signal{Sender: from, Name: certIface + ".Renewed", Body: []any{n}}
+	}
+	// expect feeds sigs, then a marker from the owner, and checks what
+	// reached out before the marker.
+	marker := uint32(1000)
+	expect := func(what string, owner string, sigs []*godbus.Signal, want ...uint32) {
+		t.Helper()
+		for _, s := range sigs {
+			in <- s
+		}
+		marker++
+		in <- renewed(owner, marker)
+		var got []uint32
+		for {
+			var s *godbus.Signal
+			select {
+			case s = <-out:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("%s: the owner's signal after %v never came", what, got)
+			}
+			n := s.Body[0].(uint32)
+			if n == marker {
+				break
+			}
+			got = append(got, n)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s: delivered %v, want %v", what, got, want)
+		}
+	}
+	expect("the owner's signal", a, []*godbus.Signal{renewed(a, 1)}, 1)
+	expect("a forger's signal", a, []*godbus.Signal{renewed(bb, 2), renewed(":1.9999", 3)})
+
+	// The service restarts: the name moves from first to second, and the
+	// two NameOwnerChanged arrive swapped.
+	first.ReleaseName(certName)
+	claim(second)
+	expect("the new owner's signal after a restart seen out of order", bb,
+		[]*godbus.Signal{noc("", bb), noc(a, ""), renewed(bb, 4)}, 4)
+	expect("the old owner's signal after the restart", bb, []*godbus.Signal{renewed(a, 5)})
+	// A stale hint (the first claim's NameOwnerChanged arriving last) does
+	// not let the former owner, still connected, through.
+	expect("the former owner's signal after a stale hint", bb, []*godbus.Signal{noc("", a), renewed(a, 6)})
+
+	// A reader that falls behind: the newest WatchBuffer signals wait for it.
+	for i := range uint32(bus.WatchBuffer + 10) {
+		in <- renewed(bb, 100+i)
+	}
+	for i := range uint32(bus.WatchBuffer) {
+		if s := <-out; s.Body[0].(uint32) != 110+i {
+			t.Fatalf("behind by 10: got Renewed %v, want %d (the oldest are dropped, the newest kept)", s.Body[0], 110+i)
+		}
+	}
+	if l := logs.String(); !strings.Contains(l, "dropped") {
+		t.Fatalf("dropped signals were not logged:\n%s", l)
+	}
 }

@@ -3,6 +3,7 @@ package dbus
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	godbus "github.com/godbus/dbus/v5"
 )
@@ -34,6 +35,8 @@ type Caller struct {
 	Dest string // the service's bus name
 	// Interactive lets polkit ask the user (through an agent) during calls.
 	Interactive bool
+	// Log receives what Watch drops; nil is slog.Default().
+	Log *slog.Logger
 }
 
 // WithInteractive is a copy of c whose calls allow interactive authorization.
@@ -70,9 +73,11 @@ func (c Caller) Property(ctx context.Context, path godbus.ObjectPath, iface, nam
 
 // Watch delivers the signals iface.member that the service (Dest) sends,
 // from any of its objects, until ctx ends; then the channel is closed.
-// Signals of that name from anyone else are not delivered, and a restarted
-// service is followed. A signal that arrives while the channel is full is
-// dropped: read it promptly.
+// Signals of that name from anyone else are not delivered (the sender must
+// own Dest when the signal is looked at; see follow), none are delivered
+// while nobody owns the name, and a restarted service is followed. The
+// channel holds 64 signals; a reader that falls further behind loses the
+// oldest (logged to Log), never the latest.
 func (c Caller) Watch(ctx context.Context, iface, member string) (<-chan *godbus.Signal, error) {
 	rules := [][]godbus.MatchOption{
 		{godbus.WithMatchSender(c.Dest), godbus.WithMatchInterface(iface), godbus.WithMatchMember(member)},
@@ -99,32 +104,104 @@ func (c Caller) Watch(ctx context.Context, iface, member string) (<-chan *godbus
 	if err := c.Conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, c.Dest).Store(&owner); err != nil {
 		owner = "" // not running now; NameOwnerChanged tells when it starts
 	}
-	out := make(chan *godbus.Signal, 64)
-	name := iface + "." + member
+	out := make(chan *godbus.Signal, watchBuffer)
 	go func() {
 		defer close(out)
 		defer stop(len(rules))
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case s, ok := <-in:
-				if !ok {
-					return
-				}
-				switch {
-				case s.Name == "org.freedesktop.DBus.NameOwnerChanged" && s.Sender == "org.freedesktop.DBus" && len(s.Body) == 3:
-					if n, _ := s.Body[0].(string); n == c.Dest {
-						owner, _ = s.Body[2].(string)
-					}
-				case s.Name == name && owner != "" && s.Sender == owner:
-					select {
-					case out <- s:
-					default: // full: the reader is behind; drop this one
-					}
-				}
-			}
-		}
+		c.follow(ctx, in, out, iface+"."+member, owner)
 	}()
 	return out, nil
+}
+
+// watchBuffer is how many signals a Watch channel holds for its reader.
+const watchBuffer = 64
+
+// maxNotOwners bounds the senders a Watch remembers as not owning the
+// name; past it the memory starts over (each forger costs one more look).
+const maxNotOwners = 256
+
+// follow serves a Watch: it passes signals called name from in to out when
+// their sender owns c.Dest, until ctx ends or in closes.
+//
+// It cannot trust the order of what it reads: godbus hands a full signal
+// channel each further signal from a goroutine of its own, so under a
+// flood (anyone may unicast signals to the client's connection) a
+// restart's NameOwnerChanged pair can arrive swapped, and the new owner's
+// first signal before either. NameOwnerChanged is therefore only a hint:
+// a signal from anyone but the believed owner is settled by asking the bus
+// who owns the name now (once per sender between owner changes, and once
+// after each change), so a stale hint never lets a former owner through.
+func (c Caller) follow(ctx context.Context, in <-chan *godbus.Signal, out chan *godbus.Signal, name, owner string) {
+	notOwners := map[string]bool{}
+	verified := true // owner is the bus's answer, not a NameOwnerChanged hint
+	var dropped uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s, ok := <-in:
+			if !ok {
+				return
+			}
+			switch {
+			case s.Name == "org.freedesktop.DBus.NameOwnerChanged" && s.Sender == "org.freedesktop.DBus" && len(s.Body) == 3:
+				if n, _ := s.Body[0].(string); n == c.Dest {
+					owner, _ = s.Body[2].(string)
+					verified = false
+					clear(notOwners)
+				}
+			case s.Name == name && s.Sender != "":
+				if s.Sender != owner || !verified {
+					if notOwners[s.Sender] {
+						continue
+					}
+					owner, verified = c.currentOwner(ctx), true
+					if s.Sender != owner {
+						if len(notOwners) >= maxNotOwners {
+							clear(notOwners)
+						}
+						notOwners[s.Sender] = true
+						continue
+					}
+				}
+				dropped = c.push(out, s, dropped)
+			}
+		}
+	}
+}
+
+// currentOwner is the unique name owning c.Dest, "" if none or unknown.
+func (c Caller) currentOwner(ctx context.Context) string {
+	var owner string
+	if c.Conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, c.Dest).Store(&owner) != nil {
+		return ""
+	}
+	return owner
+}
+
+// push puts s on out; when out is full (the reader is behind) it drops the
+// oldest waiting signal instead, so the reader always gets the latest:
+// the services' signals announce a change to re-read, and a missed older
+// one is covered by a newer one. Drops are logged (the first, then every
+// 1000th); dropped counts them.
+func (c Caller) push(out chan *godbus.Signal, s *godbus.Signal, dropped uint64) uint64 {
+	for {
+		select {
+		case out <- s:
+			return dropped
+		default:
+		}
+		select {
+		case <-out:
+			if dropped%1000 == 0 {
+				log := c.Log
+				if log == nil {
+					log = slog.Default()
+				}
+				log.Warn("watch: the reader is behind; dropped the oldest waiting signal", "service", c.Dest, "signal", s.Name, "dropped", dropped+1)
+			}
+			dropped++
+		default: // the reader took one meanwhile
+		}
+	}
 }

@@ -2,8 +2,6 @@ package dbus
 
 import (
 	"fmt"
-	"strings"
-	"unicode/utf8"
 
 	godbus "github.com/godbus/dbus/v5"
 
@@ -26,12 +24,30 @@ func ChildPath(root godbus.ObjectPath, collection, id string) godbus.ObjectPath 
 }
 
 // CheckPathID refuses an id unescaped from object path p that no entity can
-// have: ids are UTF-8 text without NUL, and go into polkit details, logs and
-// replies as D-Bus strings, which cannot hold anything else. The error is
-// InvalidArgs naming the path (object paths are [A-Za-z0-9_/], safe to echo).
+// have, before anything is asked about it: ids of every service are 1 to 255
+// bytes of UTF-8 text without control characters (label.ValidateID; module
+// names are narrower still). So the empty id ("_", which would otherwise be
+// authorized like the service itself, without the entity's detail), a
+// megabyte id (which would travel to polkit, into the decision cache and
+// back in the reply) and bytes no id holds are InvalidArgs for every caller
+// alike, which reveals nothing: no entity has such an id. The error names
+// the path (object paths are [A-Za-z0-9_/], safe to echo) when it is short.
 func CheckPathID(p godbus.ObjectPath, id string) *godbus.Error {
-	if utf8.ValidString(id) && !strings.ContainsRune(id, 0) {
+	msg := label.ValidateID("the id it names", id)
+	if msg == "" {
 		return nil
 	}
-	return NewError(ErrInvalidArgs, fmt.Sprintf("object path %s: its last element unescapes to bytes that are not UTF-8 text without NUL, which no id is", p))
+	return NewError(ErrInvalidArgs, fmt.Sprintf("object path %s: %s, which no entity has", shortPath(p), msg))
+}
+
+// maxEchoedPath bounds the object paths errors repeat: a caller's path can
+// be megabytes long.
+const maxEchoedPath = 320
+
+// shortPath is p for an error message, cut when it is long.
+func shortPath(p godbus.ObjectPath) string {
+	if len(p) <= maxEchoedPath {
+		return string(p)
+	}
+	return fmt.Sprintf("%s... (%d bytes)", p[:maxEchoedPath], len(p))
 }

@@ -1,5 +1,11 @@
 package dbus
 
+import (
+	"context"
+
+	godbus "github.com/godbus/dbus/v5"
+)
+
 // MaxDecisionsPerSender is the polkit cache bound per caller.
 const MaxDecisionsPerSender = maxDecisionsPerSender
 
@@ -13,3 +19,15 @@ func SetMaxDecisionsPerSender(a *Authorizer, n int) {
 	defer a.mu.Unlock()
 	a.maxPerSender = n
 }
+
+// Follow runs c's Watch loop over signals the test feeds (in), as if they
+// came from c.Conn, believing owner owns c.Dest at the start.
+func Follow(ctx context.Context, c Caller, in <-chan *godbus.Signal, out chan *godbus.Signal, name, owner string) {
+	c.follow(ctx, in, out, name, owner)
+}
+
+// WatchBuffer is how many signals a Watch channel holds.
+const WatchBuffer = watchBuffer
+
+// HandleSignal hands a the signal as if its connection had received it.
+func HandleSignal(a *Authorizer, sig *godbus.Signal) { a.handleSignal(sig) }

@@ -125,7 +125,9 @@ func methodSignature(fn any) (in, out string, err error) {
 // CheckMethods compares an interface's Go method table with its shipped
 // interface file dbus/<Name>.xml: every Go method is declared there with the
 // same in and out signatures, and every declared method is in the table
-// unless annotated AnnotationOutsideMethodTable. Export calls it for every
+// unless annotated AnnotationOutsideMethodTable; every method an
+// interceptor serves (Intercepted) is declared with the same in signature.
+// Export calls it for every
 // interface, so a method added, renamed or retyped on one side only stops
 // the service at start instead of answering with a signature introspection
 // does not announce.
@@ -163,6 +165,21 @@ func checkMethods(i Interface, file []byte) error {
 		case in != want.in || out != want.out:
 			errs = append(errs, fmt.Errorf("Go method %s.%s takes (%s) and returns (%s); dbus/%s.xml declares (%s)→(%s)",
 				i.Name, n, in, out, i.Name, want.in, want.out))
+		}
+	}
+	intercepted := make([]string, 0, len(i.Intercepted))
+	for n := range i.Intercepted {
+		intercepted = append(intercepted, n)
+	}
+	sort.Strings(intercepted)
+	for _, n := range intercepted {
+		in := i.Intercepted[n]
+		want, ok := shipped[n]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("intercepted method %s.%s (%s) is not declared in dbus/%s.xml", i.Name, n, in, i.Name))
+		case in != want.in:
+			errs = append(errs, fmt.Errorf("intercepted method %s.%s takes (%s); dbus/%s.xml declares (%s)", i.Name, n, in, i.Name, want.in))
 		}
 	}
 	declared := make([]string, 0, len(shipped))

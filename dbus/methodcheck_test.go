@@ -140,3 +140,32 @@ func TestIntrospectionServesTheShippedInterface(t *testing.T) {
 		t.Errorf("child introspection: want no ObjectManager and the doc comments:\n%s", child)
 	}
 }
+
+// TestCheckMethodsSeesWhatAnInterceptorServes: a connection's incoming
+// interceptor (keyd's fast path) serves calls from a table of its own,
+// which godbus's method table and so the export check never saw: a member
+// added there, or retyped, answered calls no introspection announced.
+func TestCheckMethodsSeesWhatAnInterceptorServes(t *testing.T) {
+	methods := map[string]any{"Get": okGet, "Ping": func() *godbus.Error { return nil }}
+	for _, c := range []struct {
+		name        string
+		intercepted map[string]string
+		want        string
+	}{
+		{"declared, same arguments", map[string]string{"Get": "sa{sv}", "Ping": "", "Open": ""}, ""},
+		{"not declared", map[string]string{"Reset": "s"}, "intercepted method org.edgev2.Test1.Reset (s) is not declared in dbus/org.edgev2.Test1.xml"},
+		{"other arguments", map[string]string{"Get": "s"}, "intercepted method org.edgev2.Test1.Get takes (s); dbus/org.edgev2.Test1.xml declares (sa{sv})"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := checkMethods(Interface{Name: "org.edgev2.Test1", Methods: methods, Intercepted: c.intercepted}, []byte(testIfaceXML))
+			switch {
+			case c.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case c.want != "" && err == nil:
+				t.Fatalf("accepted; want an error containing %q", c.want)
+			case c.want != "" && !strings.Contains(err.Error(), c.want):
+				t.Fatalf("error %q\nwant it to contain %q", err, c.want)
+			}
+		})
+	}
+}

@@ -46,13 +46,14 @@ type Authorizer struct {
 
 	maxPerSender int // maxDecisionsPerSender; smaller in tests
 
-	mu          sync.Mutex
-	polkitOwner string                                  // unique name of polkitd; only it may say Changed
-	gen         uint64                                  // bumped on every invalidation
-	decisions   map[string]*lru.Cache[string, decision] // sender → key → decision
-	uids        map[string]uint32                       // sender → unix uid
-	hits        uint64
-	misses      uint64
+	mu              sync.Mutex
+	polkitOwner     string                                  // unique name of polkitd; only it may say Changed
+	polkitOwnerHint bool                                    // polkitOwner is from NameOwnerChanged, not yet asked
+	gen             uint64                                  // bumped on every invalidation
+	decisions       map[string]*lru.Cache[string, decision] // sender → key → decision
+	uids            map[string]uint32                       // sender → unix uid
+	hits            uint64
+	misses          uint64
 
 	// rulesGen counts polkit rule changes (Changed, polkitd restarts)
 	// only, not callers leaving: caches outside this type (keyd's
@@ -98,10 +99,7 @@ func NewAuthorizer(ctx context.Context, conn *godbus.Conn, log *slog.Logger) (*A
 	}
 	// Signals sent straight to us bypass match rules, so the handler checks
 	// who sent each one: anyone could otherwise flush the cache at will.
-	var owner string
-	if conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, polkitName).Store(&owner) == nil {
-		a.polkitOwner = owner
-	}
+	a.polkitOwner = a.currentPolkit()
 	ch := make(chan *godbus.Signal, 256)
 	conn.Signal(ch)
 	go func() {
@@ -126,9 +124,19 @@ func (a *Authorizer) handleSignal(sig *godbus.Signal) {
 	case polkitInterface + ".Changed":
 		defer a.changedSeen.Add(1)
 		a.mu.Lock()
-		fromPolkit := sig.Sender != "" && sig.Sender == a.polkitOwner
+		owner, hint := a.polkitOwner, a.polkitOwnerHint
 		a.mu.Unlock()
-		if !fromPolkit {
+		if hint && sig.Sender != "" {
+			// The owner came from NameOwnerChanged, whose order godbus
+			// does not keep under a flood (a restart's pair swapped
+			// would leave it "" and every real Changed ignored until
+			// the TTL): ask the bus once, after each change.
+			owner = a.currentPolkit()
+			a.mu.Lock()
+			a.polkitOwner, a.polkitOwnerHint = owner, false
+			a.mu.Unlock()
+		}
+		if sig.Sender == "" || sig.Sender != owner {
 			return
 		}
 		a.log.Info("polkit rules changed; dropping cached authorizations")
@@ -142,7 +150,7 @@ func (a *Authorizer) handleSignal(sig *godbus.Signal) {
 		switch {
 		case name == polkitName:
 			a.mu.Lock()
-			a.polkitOwner = newOwner
+			a.polkitOwner, a.polkitOwnerHint = newOwner, true
 			a.mu.Unlock()
 			a.invalidateAll()
 		case strings.HasPrefix(name, ":") && newOwner == "":
@@ -153,6 +161,15 @@ func (a *Authorizer) handleSignal(sig *godbus.Signal) {
 			a.mu.Unlock()
 		}
 	}
+}
+
+// currentPolkit is the unique name owning polkit's name, "" if none.
+func (a *Authorizer) currentPolkit() string {
+	var owner string
+	if a.conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, polkitName).Store(&owner) != nil {
+		return ""
+	}
+	return owner
 }
 
 func (a *Authorizer) invalidateAll() {
@@ -220,7 +237,7 @@ func (a *Authorizer) Authorize(ctx context.Context, call Call, action string, de
 	if ok && a.now().Sub(d.at) < decisionTTL {
 		a.hits++
 		a.mu.Unlock()
-		return denial(d.allowed, action, details)
+		return denial(d.allowed, action)
 	}
 	a.misses++
 	gen := a.gen
@@ -235,32 +252,39 @@ func (a *Authorizer) Authorize(ctx context.Context, call Call, action string, de
 		if !call.Interactive {
 			return NewError(ErrInteractiveNeeded, fmt.Sprintf("%s needs interactive authentication; call with the allow-interactive-authorization flag (busctl --allow-interactive-authorization=yes)", action))
 		}
-		return denial(false, action, details)
+		return denial(false, action)
 	}
 	a.mu.Lock()
-	if a.gen == gen { // no invalidation raced with this check
+	if a.gen == gen && len(key) <= maxCachedKey { // no invalidation raced with this check
 		a.remember(call.Sender, key, allowed)
 	}
 	a.mu.Unlock()
-	return denial(allowed, action, details)
+	return denial(allowed, action)
 }
 
-func denial(allowed bool, action string, details map[string]string) *godbus.Error {
+// denial is the refusal of action, or nil if allowed. It names only the
+// action: the details' names are the services' (their api packages own
+// them), so Adapter adds the entity under its detail key (named).
+func denial(allowed bool, action string) *godbus.Error {
 	if allowed {
 		return nil
 	}
-	var obj []string
-	for _, k := range []string{"key_id", "cert_id", "module_id"} {
-		if v, ok := details[k]; ok {
-			obj = append(obj, fmt.Sprintf("%s %q", k, v))
-		}
-	}
-	msg := "not authorized for " + action
-	if len(obj) > 0 {
-		msg += " on " + strings.Join(obj, ", ")
-	}
-	return NewError(ErrNotAuthorized, msg)
+	return NewError(ErrNotAuthorized, denialText(action))
 }
+
+func denialText(action string) string { return "not authorized for " + action }
+
+// isDenial reports whether e is polkit's refusal of action (denial), not
+// another NotAuthorized (polkit absent, caller unknown) that says more.
+func isDenial(e *godbus.Error, action string) bool {
+	return e != nil && e.Name == ErrNotAuthorized && len(e.Body) == 1 && e.Body[0] == denialText(action)
+}
+
+// maxCachedKey bounds the decisions the cache keeps by the size of their
+// key (action and details): a caller naming megabyte ids gets its answer
+// from polkit every time instead of growing the daemon's memory by a
+// megabyte a call (maxDecisionsPerSender counts decisions, not bytes).
+const maxCachedKey = 1024
 
 func (a *Authorizer) uid(sender string) (uint32, *godbus.Error) {
 	a.mu.Lock()
@@ -394,7 +418,7 @@ func (a *Authorizer) Permits(ctx context.Context, peer, action string, details m
 		return false
 	}
 	a.mu.Lock()
-	if a.gen == gen {
+	if a.gen == gen && len(key) <= maxCachedKey {
 		a.remember(peer, key, allowed)
 	}
 	a.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -225,5 +226,92 @@ func TestAuthorizerCacheEvictsOneDecisionAtATime(t *testing.T) {
 	use(12)
 	if h, m := auth.CacheStats(); h-hits != 3 || m-misses != 2 {
 		t.Fatalf("LRU order: %d hits, %d misses; want 3 hits (19, 13, 13) and 2 misses (100; 12, evicted by the miss on 0)", h-hits, m-misses)
+	}
+}
+
+// TestDenialNamesTheServicesDetailKeyAndStaysSmall: a refusal names the
+// entity under the detail key the adapter was given (dbus/ knows no
+// service's key), quotes at most a bounded id, and a caller sending huge
+// details cannot make the daemon cache them.
+func TestDenialNamesTheServicesDetailKeyAndStaysSmall(t *testing.T) {
+	testenv.RequireRoot(t)
+	b := testenv.StartBus(t)
+	testenv.StartPolkit(t, b)
+	conn := b.Conn(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	auth, err := bus.NewAuthorizer(ctx, conn, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sender, _ := otherUserConnection(t, b, conn)
+	call := bus.Call{Sender: sender}
+	a := &bus.Adapter{Ctx: ctx, Auth: auth, Log: quietLog(), DetailKey: "widget_id"}
+	const action = "org.edgev2.certs.manage"
+	for _, tt := range []struct {
+		name string
+		e    *godbus.Error
+		want string
+	}{
+		{"Authorize", a.Authorize(call, action, "w1"), `not authorized for ` + action + ` on widget_id "w1"`},
+		{"AuthorizeDetails", a.AuthorizeDetails(call, action, map[string]string{"widget_id": "w2", "other": "x"}), `not authorized for ` + action + ` on widget_id "w2"`},
+		{"service", a.Authorize(call, action, ""), `not authorized for ` + action},
+	} {
+		if tt.e == nil || tt.e.Name != bus.ErrNotAuthorized || tt.e.Error() != tt.want {
+			t.Errorf("%s: %v, want NotAuthorized %q", tt.name, tt.e, tt.want)
+		}
+	}
+	before := auth.CachedDecisions()
+	huge := strings.Repeat("h", 64<<10)
+	e := a.Authorize(call, action, huge)
+	if e == nil || e.Name != bus.ErrNotAuthorized {
+		t.Fatalf("a huge id: %.200v, want NotAuthorized", e)
+	}
+	if len(e.Error()) > 1024 {
+		t.Fatalf("the refusal of a huge id is %d bytes: it echoes the id", len(e.Error()))
+	}
+	if n := auth.CachedDecisions() - before; n != 0 {
+		t.Fatalf("a 64 KiB detail was cached (%d new decisions): a caller can grow the daemon's memory 64 KiB a call", n)
+	}
+}
+
+// TestAuthorizerHonoursPolkitsChangedAfterARestartSeenOutOfOrder: under a
+// flood godbus hands signals over in any order; a polkitd restart's two
+// NameOwnerChanged swapped must not leave the Authorizer ignoring the real
+// polkitd's Changed (revoked rules would stay cached until the TTL), nor
+// make it honour a forger's.
+func TestAuthorizerHonoursPolkitsChangedAfterARestartSeenOutOfOrder(t *testing.T) {
+	testenv.RequireRoot(t)
+	b := testenv.StartBus(t)
+	testenv.StartPolkit(t, b)
+	conn := b.Conn(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	auth, err := bus.NewAuthorizer(ctx, conn, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pk string
+	if err := conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, "org.freedesktop.PolicyKit1").Store(&pk); err != nil {
+		t.Fatal(err)
+	}
+	noc := func(old, new string) *godbus.Signal {
+		return &godbus.Signal{Sender: "org.freedesktop.DBus", Path: "/org/freedesktop/DBus", Name: "org.freedesktop.DBus.NameOwnerChanged",
+			Body: []any{"org.freedesktop.PolicyKit1", old, new}}
+	}
+	changed := func(from string) *godbus.Signal {
+		return &godbus.Signal{Sender: from, Path: "/org/freedesktop/PolicyKit1/Authority", Name: "org.freedesktop.PolicyKit1.Authority.Changed"}
+	}
+	// polkitd "restarted" as itself (pk still owns the name), the pair seen swapped.
+	bus.HandleSignal(auth, noc("", pk))
+	bus.HandleSignal(auth, noc(":1.9999", ""))
+	g := auth.RulesGeneration()
+	bus.HandleSignal(auth, changed(":1.4242"))
+	if auth.RulesGeneration() != g {
+		t.Fatal("a forger's Changed was honoured")
+	}
+	bus.HandleSignal(auth, changed(pk))
+	if auth.RulesGeneration() != g+1 {
+		t.Fatal("polkitd's Changed was ignored after its restart was seen out of order: revoked rules stay cached")
 	}
 }

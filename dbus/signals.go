@@ -40,7 +40,9 @@ type outSignal struct {
 
 // Emit sends a signal about the object at path to the peers that may read
 // that object (see the package comment on signals). It returns at once;
-// delivery is in order, from one goroutine.
+// each peer receives the server's signals in the order they were emitted
+// (peers are served independently, so a slow authorization delays only
+// its own peer).
 func (s *Server) Emit(path godbus.ObjectPath, name string, args ...any) {
 	s.enqueue(outSignal{path: path, name: name, args: args, id: s.entityOf(path)})
 }
@@ -71,6 +73,10 @@ func (s *Server) enqueue(sig outSignal) {
 // signalBatch is how many queued signals share one look at the bus's peers.
 const signalBatch = 64
 
+// signalDeciders bounds the peers whose signals are being decided and sent
+// at once: each may wait on a polkit round trip.
+const signalDeciders = 16
+
 // deliverSignals serves the signal queue until the bus connection closes.
 func (s *Server) deliverSignals(ctx context.Context) {
 	batch := make([]outSignal, 0, signalBatch)
@@ -90,11 +96,18 @@ func (s *Server) deliverSignals(ctx context.Context) {
 				break more
 			}
 		}
-		s.deliver(batch)
+		s.deliver(ctx, batch)
 	}
 }
 
-func (s *Server) deliver(batch []outSignal) {
+// deliver hands a batch to each peer's queue. Each peer's signals are
+// decided and sent in order by a worker of its own, so a peer whose
+// authorization is slow (a polkit round trip per new entity, polkitd busy)
+// delays only its own signals: before, one loop decided peer after peer,
+// and a root listener waited behind every other peer's polkit check for
+// every signal about a new id (the ManageKeys "no InterfacesAdded" flake
+// under load).
+func (s *Server) deliver(ctx context.Context, batch []outSignal) {
 	if s.CanRead == nil && s.CanReceive == nil {
 		for _, sig := range batch {
 			s.broadcast(sig)
@@ -106,13 +119,51 @@ func (s *Server) deliver(batch []outSignal) {
 		s.log.Warn("list bus peers for signals; not sent", "signals", len(batch), "err", err)
 		return
 	}
-	for _, sig := range batch {
-		for _, p := range peers {
-			if p != sig.also && !s.receives(p, sig) {
-				continue
-			}
-			s.unicast(p, sig)
+	s.peerMu.Lock()
+	defer s.peerMu.Unlock()
+	if s.peerQueues == nil {
+		s.peerQueues = map[string][]outSignal{}
+		s.deciders = make(chan struct{}, signalDeciders)
+	}
+	for _, p := range peers {
+		q, running := s.peerQueues[p]
+		if n := len(q) + len(batch) - signalQueueLen; n > 0 {
+			// The peer's decisions have fallen a whole queue behind:
+			// its oldest signals go, the rest of the bus is not held up.
+			s.log.Warn("signals to a peer waiting for authorization; dropping its oldest", "peer", p, "dropped", min(n, len(q)))
+			q = q[min(n, len(q)):]
 		}
+		s.peerQueues[p] = append(q, batch...)
+		if !running {
+			go s.servePeer(ctx, p)
+		}
+	}
+}
+
+// servePeer decides and sends peer's queued signals, in order, until its
+// queue is empty or the connection closes.
+func (s *Server) servePeer(ctx context.Context, peer string) {
+	for {
+		s.peerMu.Lock()
+		q := s.peerQueues[peer]
+		if len(q) == 0 || ctx.Err() != nil {
+			delete(s.peerQueues, peer)
+			s.peerMu.Unlock()
+			return
+		}
+		s.peerQueues[peer] = nil // taken; still present: this worker runs
+		s.peerMu.Unlock()
+		select {
+		case s.deciders <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
+		for _, sig := range q {
+			if peer == sig.also || s.receives(peer, sig) {
+				s.unicast(peer, sig)
+			}
+		}
+		<-s.deciders
 	}
 }
 

@@ -3,6 +3,7 @@ package dbus_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +12,61 @@ import (
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/testenv"
 )
+
+// TestSignalsToAPeerDoNotWaitForAnotherPeersDecision: one peer whose
+// authorization hangs (polkitd slow under load, a check that times out)
+// neither holds back the signals of the peers already decided, nor later
+// signals to them, and still gets its own in order once decided. (The
+// keys/adapter ManageKeys flake: the watcher, root, waited behind polkit
+// round trips for another peer, one new key id after another.)
+func TestSignalsToAPeerDoNotWaitForAnotherPeersDecision(t *testing.T) {
+	testenv.RequireRoot(t)
+	b := testenv.StartBus(t)
+	srv := bus.NewServer(b.Conn(t), "/org/edgev2/Bench", quietLog())
+	listen := func() (*godbus.Conn, chan *godbus.Signal) {
+		c := b.Conn(t)
+		ch := make(chan *godbus.Signal, 16)
+		c.Signal(ch)
+		return c, ch
+	}
+	fast, fastSigs := listen()
+	slow, slowSigs := listen()
+	release := make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(open)
+	srv.CanReceive = func(peer, id string) bool {
+		if peer == slow.Names()[0] {
+			<-release // a decision that takes as long as the test wants
+		}
+		return peer == fast.Names()[0] || peer == slow.Names()[0]
+	}
+	next := func(ch chan *godbus.Signal, who string) uint32 {
+		t.Helper()
+		for {
+			select {
+			case s := <-ch:
+				if s.Name == "org.edgev2.Bench.Tick" {
+					return s.Body[0].(uint32)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("%s: no signal while another peer's decision was pending", who)
+			}
+		}
+	}
+	for i := range uint32(2) {
+		srv.Emit("/org/edgev2/Bench", "org.edgev2.Bench.Tick", i)
+		if got := next(fastSigs, "decided peer"); got != i {
+			t.Fatalf("decided peer got Tick %d, want %d", got, i)
+		}
+	}
+	open()
+	for i := range uint32(2) {
+		if got := next(slowSigs, "slow peer"); got != i {
+			t.Fatalf("slow peer got Tick %d, want %d (its signals in order)", got, i)
+		}
+	}
+}
 
 // BenchmarkSignalFanOut measures what unicast-to-authorised-peers costs
 // against the broadcast it replaces, on a bus with 20 idle root peers and

@@ -52,6 +52,7 @@ func New(ctx context.Context, svc *keys.Service, auth bus.Authority, srv *bus.Se
 			}
 			return map[string]godbus.Variant{api.PropEngine: godbus.MakeVariant(svc.EngineName()), api.PropTokenMechanisms: godbus.MakeVariant(mechs)}, nil
 		},
+		Intercepted: map[string]string{api.MethodOpenSession: "a{sv}"}, // FastPath → serveOpenSession
 	})
 	srv.AddCollection(bus.Collection{
 		Name: api.Collection,
@@ -67,7 +68,8 @@ func New(ctx context.Context, svc *keys.Service, auth bus.Authority, srv *bus.Se
 				api.MethodEncryptDerived: a.encryptDerived,
 				api.MethodDecryptDerived: a.decryptDerived,
 			},
-			Properties: a.keyProperties,
+			Properties:  a.keyProperties,
+			Intercepted: fastPathSignatures(),
 		}},
 		Exists: func(id string) bool { return svc.Exists(ctx, id) },
 		List: func() ([]string, error) {
@@ -327,4 +329,14 @@ func bytesReply(v any, e *godbus.Error) ([]byte, *godbus.Error) {
 	}
 	b, _ := v.([]byte)
 	return b, nil
+}
+
+// fastPathSignatures are the Key methods FastPath serves from keyMethods,
+// for Export to check against the shipped XML with the method table.
+func fastPathSignatures() map[string]string {
+	sigs := make(map[string]string, len(keyMethods))
+	for name, m := range keyMethods {
+		sigs[name] = m.sig
+	}
+	return sigs
 }
