@@ -19,7 +19,7 @@ import (
 	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
 	bus "github.com/edgev2/edgev2/dbus"
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
 	kclient "github.com/edgev2/edgev2/keys/client"
 )

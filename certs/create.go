@@ -8,7 +8,7 @@ import (
 
 	"github.com/edgev2/edgev2/certs/api"
 	"github.com/edgev2/edgev2/certs/config"
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // CreateOptions say how CreateCertificate issues.

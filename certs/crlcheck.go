@@ -8,7 +8,7 @@ import (
 
 	"github.com/edgev2/edgev2/certs/config"
 	"github.com/edgev2/edgev2/certs/revocation"
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // RevocationState is what certd last learnt about one certificate.

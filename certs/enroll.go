@@ -13,8 +13,8 @@ import (
 	"github.com/edgev2/edgev2/certs/api"
 	"github.com/edgev2/edgev2/certs/config"
 	"github.com/edgev2/edgev2/certs/est"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/credential"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // enrollEST enrolls csrDER over EST. reenrollAs names a stored certificate

@@ -22,7 +22,7 @@ import (
 	"github.com/edgev2/edgev2/certs"
 	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
 	"github.com/edgev2/edgev2/internal/testenv"
 )

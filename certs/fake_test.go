@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // fakeKeys is an in-memory KeyStore; fail makes signing with a key fail

@@ -13,7 +13,7 @@ import (
 	"math/big"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // MaxCSR bounds a certificate request.

@@ -11,7 +11,7 @@ import (
 	"github.com/edgev2/edgev2/certs/api"
 	"github.com/edgev2/edgev2/certs/config"
 	"github.com/edgev2/edgev2/certs/est"
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // renewAt is when a managed certificate is due: its threshold, or the

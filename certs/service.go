@@ -10,7 +10,7 @@ import (
 	"github.com/edgev2/edgev2/certs/api"
 	"github.com/edgev2/edgev2/certs/config"
 	"github.com/edgev2/edgev2/certs/est"
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // KeyStore is what certd needs of the Keys service: private keys stay

@@ -20,7 +20,7 @@ import (
 
 	"github.com/edgev2/edgev2/certs/api"
 	"github.com/edgev2/edgev2/certs/config"
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
 )
 

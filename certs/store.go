@@ -11,8 +11,8 @@ import (
 	"strings"
 
 	"github.com/edgev2/edgev2/certs/api"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/atomicfile"
-	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/label"
 )
 

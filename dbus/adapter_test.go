@@ -14,7 +14,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	bus "github.com/edgev2/edgev2/dbus"
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
 )
 

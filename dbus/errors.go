@@ -5,13 +5,13 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // The org.edgev2.Error family. Every method call gets either a reply or one
 // of these, with a message that names the offending input.
 const (
-	ErrorPrefix          = "org.edgev2.Error."
+	ErrorPrefix          = fault.DBusErrorPrefix
 	ErrNotFound          = ErrorPrefix + "NotFound"
 	ErrAlreadyExists     = ErrorPrefix + "AlreadyExists"
 	ErrInvalidArgs       = ErrorPrefix + "InvalidArgs"
@@ -47,7 +47,7 @@ func ToError(err error) *godbus.Error {
 	if errors.As(err, &de) {
 		return de
 	}
-	return NewError(ErrorPrefix+fault.KindOf(err).String(), fault.Message(err))
+	return NewError(fault.KindOf(err).DBusName(), fault.Message(err))
 }
 
 // FromError converts a D-Bus error reply received by a client back into a
@@ -71,25 +71,5 @@ func fromDBusError(de *godbus.Error) error {
 			msg = s
 		}
 	}
-	kind := fault.Failed
-	switch de.Name {
-	case ErrNotFound, "org.freedesktop.DBus.Error.UnknownObject":
-		kind = fault.NotFound
-	case ErrAlreadyExists:
-		kind = fault.AlreadyExists
-	case ErrInvalidArgs, "org.freedesktop.DBus.Error.InvalidArgs":
-		kind = fault.InvalidArgs
-	case ErrNotAuthorized, ErrAccessDenied, ErrInteractiveNeeded, "org.freedesktop.DBus.Error.AccessDenied":
-		kind = fault.NotAuthorized
-	case ErrUnavailable, "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NoReply",
-		"org.freedesktop.DBus.Error.NameHasNoOwner", "org.freedesktop.DBus.Error.Disconnected":
-		kind = fault.Unavailable
-	case ErrReadOnly:
-		kind = fault.ReadOnly
-	case ErrNotSupported, "org.freedesktop.DBus.Error.NotSupported":
-		kind = fault.NotSupported
-	case ErrNotConfigured:
-		kind = fault.Unavailable
-	}
-	return &fault.Error{Kind: kind, Msg: msg, Err: de}
+	return &fault.Error{Kind: fault.KindOfDBusName(de.Name), Msg: msg, Err: de}
 }

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/identity/hub"
 	"github.com/edgev2/edgev2/identity/sas"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // How identityd authenticates to the cloud: the device's and modules' SAS

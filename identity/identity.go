@@ -10,7 +10,7 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // State is the provisioning state machine:

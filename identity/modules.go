@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/identity/hub"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // Module identities: registered in IoT Hub with keys derived from the

@@ -10,9 +10,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/identity/dps"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // The DPS-issued operational certificate ([provisioning.attestation]

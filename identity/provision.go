@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/identity/connstr"
 	"github.com/edgev2/edgev2/identity/dps"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // Provisioning: one attempt (manual or DPS) and its outcome, on demand

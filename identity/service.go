@@ -8,11 +8,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/identity/dps"
 	"github.com/edgev2/edgev2/identity/hub"
 	"github.com/edgev2/edgev2/internal/cloudhttp"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // Service provisions the device and manages module identities.

@@ -6,7 +6,7 @@ import (
 
 	"github.com/miekg/pkcs11"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 func TestTokenSupportsNamesTheMissingMechanism(t *testing.T) {

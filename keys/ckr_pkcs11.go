@@ -9,7 +9,7 @@ import (
 
 	"github.com/miekg/pkcs11"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 func isCKR(err error, codes ...uint) bool {

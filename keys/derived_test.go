@@ -9,7 +9,7 @@ import (
 	"crypto/sha256"
 	"testing"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/keys/derivation"
 )
 

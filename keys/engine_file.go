@@ -23,9 +23,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/atomicfile"
 	"github.com/edgev2/edgev2/internal/credential"
-	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/label"
 )
 

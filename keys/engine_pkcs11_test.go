@@ -22,7 +22,7 @@ import (
 
 	"github.com/miekg/pkcs11"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
 )
 

@@ -7,7 +7,7 @@ import (
 	"crypto"
 	"fmt"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/keys/api"
 	"github.com/edgev2/edgev2/keys/config"
 )

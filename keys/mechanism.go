@@ -3,7 +3,7 @@ package keys
 import (
 	"crypto"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/keys/api"
 )
 

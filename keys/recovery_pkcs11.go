@@ -5,7 +5,7 @@ import (
 
 	"github.com/miekg/pkcs11"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // Token fault recovery. A token that goes away — a remote HSM whose server

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/lru"
 )
 

@@ -14,7 +14,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	keyderivation "github.com/edgev2/edgev2/keys/derivation"
 )
 

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // slowOpenEngine pauses the first Open until released, to interleave a

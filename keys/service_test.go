@@ -19,7 +19,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 func newFileService(t *testing.T) (*Service, string) {

@@ -15,7 +15,7 @@ import (
 	"github.com/containerd/containerd/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	rtconfig "github.com/edgev2/edgev2/modrt/config"
 	"github.com/edgev2/edgev2/modrt/modspec"
 	rtpolicy "github.com/edgev2/edgev2/modrt/policy"

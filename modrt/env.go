@@ -4,7 +4,7 @@ import (
 	"context"
 	"os"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // Device is what a module's environment says about the device.

@@ -5,7 +5,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 type fakeDirectory struct {

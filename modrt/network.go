@@ -20,7 +20,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	rtconfig "github.com/edgev2/edgev2/modrt/config"
 	"github.com/edgev2/edgev2/modrt/modspec"
 )

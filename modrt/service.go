@@ -15,8 +15,8 @@ import (
 	"github.com/containerd/containerd/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/atomicfile"
-	"github.com/edgev2/edgev2/internal/fault"
 	rtconfig "github.com/edgev2/edgev2/modrt/config"
 	"github.com/edgev2/edgev2/modrt/ctrd"
 	"github.com/edgev2/edgev2/modrt/logstore"

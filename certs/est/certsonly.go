@@ -9,7 +9,7 @@ import (
 
 	"github.com/smallstep/pkcs7"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // ParseCertsOnly parses an EST certificate response: a PKCS#7 certs-only

@@ -6,7 +6,7 @@ import (
 	"crypto/x509"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // orderForKey puts the certificate for csr's public key first, then its

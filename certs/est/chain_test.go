@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // hierarchy is a root, an intermediate under it and a leaf under that.

@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/cloudhttp"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // Defaults for the zero values of Config.

@@ -17,7 +17,7 @@ import (
 
 	"github.com/smallstep/pkcs7"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 func TestNewRefusesBadConfig(t *testing.T) {

@@ -6,8 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/cloudhttp"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // MaxResponseSize caps an EST response body; a certificate chain in base64

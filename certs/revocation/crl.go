@@ -13,7 +13,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // MaxCRLSize caps a fetched CRL; a lab or device CA's CRL is a few KiB.

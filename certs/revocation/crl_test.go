@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 type crlCA struct {

@@ -8,7 +8,7 @@ import (
 
 	certsapi "github.com/edgev2/edgev2/certs/api"
 	"github.com/edgev2/edgev2/certs/client"
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 func runCerts(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -11,8 +11,8 @@ import (
 
 	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
+	"github.com/edgev2/edgev2/fault"
 	iclient "github.com/edgev2/edgev2/identity/client"
-	"github.com/edgev2/edgev2/internal/fault"
 	kclient "github.com/edgev2/edgev2/keys/client"
 	rtapi "github.com/edgev2/edgev2/modrt/api"
 	mclient "github.com/edgev2/edgev2/modrt/client"

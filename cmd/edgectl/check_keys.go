@@ -13,7 +13,7 @@ import (
 	cclient "github.com/edgev2/edgev2/certs/client"
 	certsconfig "github.com/edgev2/edgev2/certs/config"
 	"github.com/edgev2/edgev2/certs/revocation"
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	kclient "github.com/edgev2/edgev2/keys/client"
 	"github.com/edgev2/edgev2/keys/tokencap"
 )

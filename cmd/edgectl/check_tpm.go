@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/tpm"
 	"github.com/edgev2/edgev2/internal/tpm/ek"
 )

@@ -15,7 +15,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	bus "github.com/edgev2/edgev2/dbus"
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // cli is one invocation of a (sub)command: its name for messages, where

@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	rtapi "github.com/edgev2/edgev2/modrt/api"
 	"github.com/edgev2/edgev2/modrt/client"
 )

@@ -8,7 +8,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	keysapi "github.com/edgev2/edgev2/keys/api"
 	"github.com/edgev2/edgev2/keys/client"
 )

@@ -13,7 +13,7 @@ import (
 
 	certsapi "github.com/edgev2/edgev2/certs/api"
 	cclient "github.com/edgev2/edgev2/certs/client"
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	kclient "github.com/edgev2/edgev2/keys/client"
 	rtconfig "github.com/edgev2/edgev2/modrt/config"
 )

@@ -8,8 +8,8 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	bus "github.com/edgev2/edgev2/dbus"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/identity/api"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // Client talks to org.edgev2.Identity1; errors are fault errors.

@@ -6,8 +6,8 @@ import (
 	"encoding/base64"
 	"strings"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/identity/hubname"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // ConnectionString is a parsed IoT Hub device or module connection string.

@@ -14,9 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/identity/sas"
 	"github.com/edgev2/edgev2/internal/cloudhttp"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // Defaults for the zero values of Config.

@@ -9,7 +9,7 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // Certificate issuance at registration (Azure Device Registry certificate

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // issueFor signs a leaf for pub under ca.

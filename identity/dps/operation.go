@@ -7,9 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/identity/hubname"
 	"github.com/edgev2/edgev2/internal/cloudhttp"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // Registration statuses DPS reports, for the operation and its state.

@@ -8,7 +8,7 @@ import (
 	"io"
 	"net/http"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // TPM is DPS TPM attestation: the register body carries the TPM's public

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/identity/sas"
 	"github.com/edgev2/edgev2/internal/cloudhttp"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // MaxResponseSize caps a DPS response body; a registration result is well

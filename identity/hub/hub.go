@@ -11,10 +11,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/identity/hubname"
 	"github.com/edgev2/edgev2/identity/sas"
 	"github.com/edgev2/edgev2/internal/cloudhttp"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // Defaults for the zero values of Config.

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/identity/sas"
-	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/labcloud/labhost"
 )
 

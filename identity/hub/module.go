@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"io"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/cloudhttp"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // Authentication types of IoT Hub's AuthenticationMechanism.

@@ -7,9 +7,9 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/identity/sas"
 	"github.com/edgev2/edgev2/internal/cloudhttp"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // MaxResponseSize caps a response body; a device has at most a few dozen

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // ParsedToken is a SAS token taken apart, for tests and diagnostics.

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // Signer returns HMAC-SHA256(key, data) for a key it holds; the key itself

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/cloudhttp/cloudhttptest"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // TestSignerMatchesPythonSDKVector pins the HMAC step to the Python device

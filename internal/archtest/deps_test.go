@@ -131,11 +131,11 @@ func TestPackageGraphRules(t *testing.T) {
 		},
 		{
 			// godbus is allowed: the a{sv} codecs of the wire structs use its Variant.
-			name:    "<svc>/api links nothing of the module but internal/fault and internal/label, and no containerd or TPM library",
+			name:    "<svc>/api links nothing of the module but fault and internal/label, and no containerd or TPM library",
 			governs: func(p string) bool { _, r := kind(p); return r == "api" },
 			forbidden: func(p string, deps map[string]bool) []string {
 				return matching(deps, func(d string) bool {
-					return isModule(d) && d != mod+"internal/fault" && d != mod+"internal/label" || isContainerd(d) || isGoTPM(d) || isPKCS11(d)
+					return isModule(d) && d != mod+"fault" && d != mod+"internal/label" || isContainerd(d) || isGoTPM(d) || isPKCS11(d)
 				})
 			},
 		},

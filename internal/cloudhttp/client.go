@@ -12,7 +12,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // Options shape the *http.Client NewClient makes.

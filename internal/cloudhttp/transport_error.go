@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // Call describes the request that failed.

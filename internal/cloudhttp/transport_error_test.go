@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // alert is crypto/tls's unexported alert type as received: a uint8.

@@ -12,10 +12,10 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/identity/adapter"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	idconfig "github.com/edgev2/edgev2/identity/config"
-	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
 	kclient "github.com/edgev2/edgev2/keys/client"
 	"github.com/edgev2/edgev2/modrt/workload"

@@ -25,8 +25,8 @@ import (
 	"encoding/base64"
 
 	certsapi "github.com/edgev2/edgev2/certs/api"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/identity/api"
-	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
 	"github.com/edgev2/edgev2/internal/labcloud/hub"
 	"github.com/edgev2/edgev2/internal/testenv"

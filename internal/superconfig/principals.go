@@ -2,9 +2,10 @@ package superconfig
 
 import (
 	"fmt"
-	idconfig "github.com/edgev2/edgev2/identity/config"
 	"regexp"
 	"strings"
+
+	idconfig "github.com/edgev2/edgev2/identity/config"
 
 	"github.com/edgev2/edgev2/internal/label"
 )

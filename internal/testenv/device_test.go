@@ -8,7 +8,7 @@ import (
 	"time"
 
 	certsapi "github.com/edgev2/edgev2/certs/api"
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // TestDeviceDaemonStartedInASubtestKeepsItsGrant: a daemon the device

@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // ImportAuthKey activates DPS's authenticationKey blob and persists the

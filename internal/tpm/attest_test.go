@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/internal/tpm"

@@ -14,8 +14,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/atomicfile"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // DefaultBlobDir is where `ldevid create` keeps the LDevID's key blobs.

@@ -12,8 +12,8 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/atomicfile"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // KeyAlg is the algorithm of an IDevID or LDevID key.

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // TCG EK Credential Profile 2.0, 3.2.9: the TPM's manufacturer, model and

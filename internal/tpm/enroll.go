@@ -6,7 +6,7 @@ import (
 	"crypto/x509"
 
 	"github.com/edgev2/edgev2/certs/est"
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // EnrollOptions says where and as whom the LDevID is enrolled.

@@ -1,6 +1,6 @@
 package tpm
 
-import "github.com/edgev2/edgev2/internal/fault"
+import "github.com/edgev2/edgev2/fault"
 
 // Fixes are the remedies TPM errors name, in the terms of the program that
 // opened the TPM: identityd's config file or edgectl's flags. Each message

@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // Signer is a crypto.Signer whose private key never leaves the TPM: each

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	bus "github.com/edgev2/edgev2/dbus"
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys/api"
 	"github.com/edgev2/edgev2/keys/derivation"

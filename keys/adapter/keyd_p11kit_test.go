@@ -12,7 +12,7 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
 	"github.com/edgev2/edgev2/keys/api"

@@ -16,7 +16,7 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/keys/api"
 )
 

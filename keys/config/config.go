@@ -7,9 +7,9 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/edgev2/edgev2/fault"
 	iconfig "github.com/edgev2/edgev2/internal/config"
 	"github.com/edgev2/edgev2/internal/credential"
-	"github.com/edgev2/edgev2/internal/fault"
 	"github.com/edgev2/edgev2/internal/label"
 	"github.com/edgev2/edgev2/keys/pkcs11uri"
 )

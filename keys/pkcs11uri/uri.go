@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/credential"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // URI is a parsed RFC 7512 PKCS#11 URI. It selects a library, a

@@ -20,7 +20,7 @@ import (
 
 	"github.com/containerd/containerd/oci"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/modrt/modspec"
 )

@@ -9,7 +9,7 @@ import (
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/namespaces"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // Image is an image in the runtime's namespace.

@@ -4,7 +4,7 @@ import (
 	"io"
 	"sync"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/modrt/logstore"
 )
 

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/modrt/ctrd"
 	"github.com/edgev2/edgev2/modrt/logstore"
 	"github.com/edgev2/edgev2/modrt/modspec"

@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"sort"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/modrt/ctrd"
 )
 

@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/modrt/modspec"
 )
 

@@ -9,7 +9,7 @@ import (
 	"crypto/sha256"
 	"testing"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 // fakeKeys derives like keyd (HMAC of the master over the derivation) and

@@ -13,8 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/atomicfile"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // AdminTokenFile, in the EST state directory (0600), holds the bearer

@@ -21,8 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/atomicfile"
-	"github.com/edgev2/edgev2/internal/fault"
 )
 
 // Files of the CA in its state directory, all 0600.

@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 var alice = User{Name: "alice", Password: "s3cret"}

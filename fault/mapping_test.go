@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	godbus "github.com/godbus/dbus/v5"
-
-	bus "github.com/edgev2/edgev2/dbus"
-	"github.com/edgev2/edgev2/internal/fault"
+	"github.com/edgev2/edgev2/fault"
 )
 
 var allKinds = []fault.Kind{fault.Failed, fault.NotFound, fault.AlreadyExists, fault.InvalidArgs,
@@ -71,22 +68,6 @@ func TestKindOfDBusName(t *testing.T) {
 	for _, c := range dbusNames {
 		if got := fault.KindOfDBusName(c.name); got != c.kind {
 			t.Errorf("KindOfDBusName(%q) = %v, want %v", c.name, got, c.kind)
-		}
-	}
-}
-
-// The dbus package maps names on its own until it calls this package's
-// mapping; the two must agree on every name and kind.
-func TestDBusPackageAgrees(t *testing.T) {
-	for _, c := range dbusNames {
-		got := fault.KindOf(bus.FromError(godbus.Error{Name: c.name, Body: []any{"m"}}))
-		if got != fault.KindOfDBusName(c.name) {
-			t.Errorf("bus.FromError(%q) is %v, fault.KindOfDBusName says %v", c.name, got, fault.KindOfDBusName(c.name))
-		}
-	}
-	for _, k := range allKinds {
-		if got := bus.ToError(fault.New(k, "m")).Name; got != k.DBusName() {
-			t.Errorf("bus.ToError(%v) = %q, want %q", k, got, k.DBusName())
 		}
 	}
 }
