@@ -3,6 +3,7 @@
 package dps
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -207,22 +208,12 @@ func newClient(cfg Config) (*client, error) {
 	if len(cfg.Payload) > 0 && !json.Valid(cfg.Payload) {
 		return nil, fault.New(fault.InvalidArgs, "DPS registration payload is not valid JSON")
 	}
-	switch {
-	case cfg.Timeout < 0:
-		return nil, fault.New(fault.InvalidArgs, "DPS timeout %v is negative", cfg.Timeout)
-	case cfg.MaxPolls < 0:
-		return nil, fault.New(fault.InvalidArgs, "DPS MaxPolls %d is negative", cfg.MaxPolls)
-	case cfg.TokenTTL < 0:
-		return nil, fault.New(fault.InvalidArgs, "DPS TokenTTL %v is negative", cfg.TokenTTL)
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.MaxPolls == 0 {
-		cfg.MaxPolls = DefaultMaxPolls
-	}
-	if cfg.TokenTTL == 0 {
-		cfg.TokenTTL = DefaultTokenTTL
+	if err := cmp.Or(
+		cloudhttp.Default("DPS", "timeout", &cfg.Timeout, DefaultTimeout),
+		cloudhttp.Default("DPS", "MaxPolls", &cfg.MaxPolls, DefaultMaxPolls),
+		cloudhttp.Default("DPS", "TokenTTL", &cfg.TokenTTL, DefaultTokenTTL),
+	); err != nil {
+		return nil, err
 	}
 	if cfg.Sleep == nil {
 		cfg.Sleep = cloudhttp.Sleep
