@@ -46,7 +46,13 @@ func run(configPath string, log *slog.Logger) int {
 			watchRenewals(ctx, cc, svc, log)
 			return nil
 		},
-		Started: func(ctx context.Context) { svc.Run(ctx) },
+		Started: func(ctx context.Context) {
+			// The state the service started in (an identity served from its
+			// cache) was announced before the name was ours, unheard by a
+			// watcher that follows the owner (modrtd's): announce it again.
+			svc.OnChange()
+			svc.Run(ctx)
+		},
 	})
 }
 
