@@ -194,10 +194,8 @@ func newClient(cfg Config) (*client, error) {
 			cfg.APIVersion = APIVersionCSR
 		}
 	}
-	for _, r := range cfg.APIVersion {
-		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r == '-') {
-			return nil, fault.New(fault.InvalidArgs, "DPS api-version %q may hold only digits, lower-case letters and '-'", cfg.APIVersion)
-		}
+	if err := cloudhttp.CheckAPIVersion("DPS", cfg.APIVersion); err != nil {
+		return nil, err
 	}
 	if err := cloudhttp.CheckCredentials("DPS", fmt.Sprintf("DPS registration %q", cfg.RegistrationID), "attestation", cfg.SAS != nil, cfg.ClientCert); err != nil {
 		return nil, err

@@ -78,10 +78,8 @@ func New(cfg Config) (*Client, error) {
 	if cfg.APIVersion == "" {
 		cfg.APIVersion = DefaultAPIVersion
 	}
-	for _, r := range cfg.APIVersion {
-		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r == '-') {
-			return nil, fault.New(fault.InvalidArgs, "IoT Hub api-version %q may hold only digits, lower-case letters and '-'", printable(cfg.APIVersion))
-		}
+	if err := cloudhttp.CheckAPIVersion("IoT Hub", cfg.APIVersion); err != nil {
+		return nil, err
 	}
 	if err := cloudhttp.CheckCredentials("IoT Hub", fmt.Sprintf("IoT Hub client for device %q", cfg.DeviceID), "credentials", cfg.SAS != nil, cfg.ClientCert); err != nil {
 		return nil, err

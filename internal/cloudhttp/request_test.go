@@ -70,6 +70,23 @@ func TestCheckCredentials(t *testing.T) {
 	}
 }
 
+func TestCheckAPIVersionAcceptsOnlyDigitsLowerCaseAndDash(t *testing.T) {
+	for v, ok := range map[string]bool{
+		"2021-04-12":         true,
+		"2025-07-01-preview": true,
+		"":                   true, // the caller's default applies
+		"2021-04-12&x=1":     false,
+		"2021-04-12 ":        false,
+		"2021-04-1\n":        false,
+		"2021-04-12-Preview": false,
+	} {
+		err := CheckAPIVersion("DPS", v)
+		if ok != (err == nil) || err != nil && (!fault.Is(err, fault.InvalidArgs) || !strings.HasPrefix(err.Error(), "DPS api-version ")) {
+			t.Errorf("CheckAPIVersion(%q) = %v, want ok %v", v, err, ok)
+		}
+	}
+}
+
 func TestDefaultFillsZeroKeepsPositiveRefusesNegative(t *testing.T) {
 	for _, tc := range []struct {
 		in, want time.Duration
