@@ -5,6 +5,7 @@ package fault
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Kind is the class of a failure, as seen by the caller.
@@ -75,4 +76,18 @@ func Message(err error) string {
 		return fe.Msg
 	}
 	return "internal error; the service log has the details"
+}
+
+// Printable shortens untrusted text to 64 bytes and hides its control
+// characters, so a message can quote it (a host name, a key someone wrote).
+func Printable(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "..."
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
 }

@@ -1,7 +1,6 @@
 package keys
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -33,27 +32,9 @@ func TestNextRecoverDelayIsCapped(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // remoteToken is a SoftHSM token behind `p11-kit server`, opened in this
 // process through p11-kit-client.so.
-func remoteToken(t *testing.T, label string) (*PKCS11Engine, *testenv.P11KitServer, *testenv.SoftHSMToken, *syncBuffer) {
+func remoteToken(t *testing.T, label string) (*PKCS11Engine, *testenv.P11KitServer, *testenv.SoftHSMToken, *testenv.Buffer) {
 	t.Helper()
 	testenv.RequireRoot(t)
 	uid, gid := testenv.EnsureUser(t, testenv.ServiceUser)
@@ -63,7 +44,7 @@ func remoteToken(t *testing.T, label string) (*PKCS11Engine, *testenv.P11KitServ
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	e, err := OpenPKCS11(context.Background(), PKCS11Config{LibPath: srv.ClientLib, BaseSlot: tok.URI(), PoolSize: 4,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
@@ -73,7 +54,7 @@ func remoteToken(t *testing.T, label string) (*PKCS11Engine, *testenv.P11KitServ
 	return e, srv, tok, logs
 }
 
-func waitLog(t *testing.T, logs *syncBuffer, text string) {
+func waitLog(t *testing.T, logs *testenv.Buffer, text string) {
 	t.Helper()
 	end := time.Now().Add(60 * time.Second)
 	for !strings.Contains(logs.String(), text) {

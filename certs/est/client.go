@@ -3,6 +3,7 @@
 package est
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/tls"
@@ -96,22 +97,12 @@ func New(cfg Config) (*Client, error) {
 	if err := checkLabel(cfg.Label); err != nil {
 		return nil, err
 	}
-	switch {
-	case cfg.Timeout < 0:
-		return nil, fault.New(fault.InvalidArgs, "EST timeout %v is negative", cfg.Timeout)
-	case cfg.MaxRetryAfter < 0:
-		return nil, fault.New(fault.InvalidArgs, "EST MaxRetryAfter %v is negative", cfg.MaxRetryAfter)
-	case cfg.MaxAttempts < 0:
-		return nil, fault.New(fault.InvalidArgs, "EST MaxAttempts %d is negative", cfg.MaxAttempts)
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.MaxRetryAfter == 0 {
-		cfg.MaxRetryAfter = DefaultMaxRetryAfter
-	}
-	if cfg.MaxAttempts == 0 {
-		cfg.MaxAttempts = DefaultMaxAttempts
+	if err := cmp.Or(
+		cloudhttp.Default("EST", "timeout", &cfg.Timeout, DefaultTimeout),
+		cloudhttp.Default("EST", "MaxRetryAfter", &cfg.MaxRetryAfter, DefaultMaxRetryAfter),
+		cloudhttp.Default("EST", "MaxAttempts", &cfg.MaxAttempts, DefaultMaxAttempts),
+	); err != nil {
+		return nil, err
 	}
 	if cfg.Sleep == nil {
 		cfg.Sleep = cloudhttp.Sleep

@@ -24,15 +24,9 @@ func main() {
 }
 
 func run(configPath string, log *slog.Logger) int {
-	if daemon.ConfigMissing(configPath) {
-		// Before `edgectl config apply`: own the name and say so to every
-		// caller rather than exit (D-Bus activation would wait 25 s).
-		return daemon.ServeNotConfigured(log, "edgev2-certd", api.BusName, configPath)
-	}
-	cfg, err := certsconfig.Load(configPath)
-	if err != nil {
-		log.Error("bad configuration; not starting", "err", err)
-		return daemon.ExitConfig
+	cfg, exit, ok := daemon.LoadConfig(log, "edgev2-certd", api.BusName, configPath, certsconfig.Load)
+	if !ok {
+		return exit
 	}
 	if err := cfg.ReadCredentials(); err != nil {
 		log.Error("a credential the configuration names is missing; not starting", "config", configPath, "err", err)

@@ -24,15 +24,9 @@ func main() {
 }
 
 func run(configPath string, log *slog.Logger) int {
-	if daemon.ConfigMissing(configPath) {
-		// Before `edgectl config apply`: own the name and say so to every
-		// caller rather than exit (D-Bus activation would wait 25 s).
-		return daemon.ServeNotConfigured(log, "edgev2-identityd", idapi.BusName, configPath)
-	}
-	cfg, err := idconfig.LoadConfig(configPath)
-	if err != nil {
-		log.Error("bad configuration; not starting", "err", err)
-		return daemon.ExitConfig
+	cfg, exit, ok := daemon.LoadConfig(log, "edgev2-identityd", idapi.BusName, configPath, idconfig.LoadConfig)
+	if !ok {
+		return exit
 	}
 	if err := cfg.ReadCredentials(); err != nil {
 		log.Error("a credential the configuration names is missing; not starting", "config", configPath, "err", err)
@@ -52,7 +46,13 @@ func run(configPath string, log *slog.Logger) int {
 			watchRenewals(ctx, cc, svc, log)
 			return nil
 		},
-		Started: func(ctx context.Context) { svc.Run(ctx) },
+		Started: func(ctx context.Context) {
+			// The state the service started in (an identity served from its
+			// cache) was announced before the name was ours, unheard by a
+			// watcher that follows the owner (modrtd's): announce it again.
+			svc.OnChange()
+			svc.Run(ctx)
+		},
 	})
 }
 

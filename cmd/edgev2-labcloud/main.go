@@ -23,9 +23,8 @@ import (
 
 	"github.com/edgev2/edgev2/internal/atomicfile"
 	"github.com/edgev2/edgev2/internal/labcloud"
-	"github.com/edgev2/edgev2/internal/labcloud/dps"
-	"github.com/edgev2/edgev2/internal/labcloud/est"
 	"github.com/edgev2/edgev2/internal/labcloud/hub"
+	"github.com/edgev2/edgev2/internal/labcloud/labconfig"
 )
 
 // Exit codes: bad configuration differs from runtime failure.
@@ -87,10 +86,8 @@ func run(stateDir, configPath, listen, hostname string, log *slog.Logger) int {
 
 	svc, err := labcloud.Open(cfg, stateDir, hostname, log)
 	if err != nil {
-		var estErr *est.ConfigError
-		var dpsErr *dps.ConfigError
-		var hubErr *hub.ConfigError
-		if errors.As(err, &estErr) || errors.As(err, &dpsErr) || errors.As(err, &hubErr) {
+		var cfgErr *labconfig.Error
+		if errors.As(err, &cfgErr) {
 			log.Error("bad configuration; not starting", "file", configPath, "err", err)
 			return exitConfig
 		}

@@ -56,6 +56,7 @@ func (w *identityWatch) check(ctx context.Context) {
 		json.Unmarshal(data, &was)
 	}
 	if was == now {
+		w.log.Debug("device identity unchanged; modules kept", "hub", now.Hub, "device", now.Device)
 		return
 	}
 	if was.Hub != "" {

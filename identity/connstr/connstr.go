@@ -64,7 +64,7 @@ func Parse(s string) (*ConnectionString, error) {
 		}
 		name = strings.TrimSpace(name)
 		if !knownKey(name) {
-			return nil, fault.New(fault.InvalidArgs, "connection string has unknown key %q (known: HostName, DeviceId, ModuleId, GatewayHostName, SharedAccessKey, SharedAccessKeyName, x509)", printable(name))
+			return nil, fault.New(fault.InvalidArgs, "connection string has unknown key %q (known: HostName, DeviceId, ModuleId, GatewayHostName, SharedAccessKey, SharedAccessKeyName, x509)", fault.Printable(name))
 		}
 		if seen[name] {
 			return nil, fault.New(fault.InvalidArgs, "connection string repeats key %s", name)
@@ -95,7 +95,7 @@ func Parse(s string) (*ConnectionString, error) {
 				cs.X509 = true
 			case "false":
 			default:
-				return nil, fault.New(fault.InvalidArgs, "connection string key x509 must be true or false, not %q", printable(value))
+				return nil, fault.New(fault.InvalidArgs, "connection string key x509 must be true or false, not %q", fault.Printable(value))
 			}
 		}
 	}
@@ -192,17 +192,4 @@ func hasControlOrSpace(s string) bool {
 		}
 	}
 	return false
-}
-
-// printable shortens s and replaces control characters so it can be quoted.
-func printable(s string) string {
-	if len(s) > 64 {
-		s = s[:64] + "..."
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return '?'
-		}
-		return r
-	}, s)
 }

@@ -3,6 +3,7 @@
 package dps
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -193,10 +194,8 @@ func newClient(cfg Config) (*client, error) {
 			cfg.APIVersion = APIVersionCSR
 		}
 	}
-	for _, r := range cfg.APIVersion {
-		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r == '-') {
-			return nil, fault.New(fault.InvalidArgs, "DPS api-version %q may hold only digits, lower-case letters and '-'", cfg.APIVersion)
-		}
+	if err := cloudhttp.CheckAPIVersion("DPS", cfg.APIVersion); err != nil {
+		return nil, err
 	}
 	if err := cloudhttp.CheckCredentials("DPS", fmt.Sprintf("DPS registration %q", cfg.RegistrationID), "attestation", cfg.SAS != nil, cfg.ClientCert); err != nil {
 		return nil, err
@@ -207,22 +206,12 @@ func newClient(cfg Config) (*client, error) {
 	if len(cfg.Payload) > 0 && !json.Valid(cfg.Payload) {
 		return nil, fault.New(fault.InvalidArgs, "DPS registration payload is not valid JSON")
 	}
-	switch {
-	case cfg.Timeout < 0:
-		return nil, fault.New(fault.InvalidArgs, "DPS timeout %v is negative", cfg.Timeout)
-	case cfg.MaxPolls < 0:
-		return nil, fault.New(fault.InvalidArgs, "DPS MaxPolls %d is negative", cfg.MaxPolls)
-	case cfg.TokenTTL < 0:
-		return nil, fault.New(fault.InvalidArgs, "DPS TokenTTL %v is negative", cfg.TokenTTL)
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.MaxPolls == 0 {
-		cfg.MaxPolls = DefaultMaxPolls
-	}
-	if cfg.TokenTTL == 0 {
-		cfg.TokenTTL = DefaultTokenTTL
+	if err := cmp.Or(
+		cloudhttp.Default("DPS", "timeout", &cfg.Timeout, DefaultTimeout),
+		cloudhttp.Default("DPS", "MaxPolls", &cfg.MaxPolls, DefaultMaxPolls),
+		cloudhttp.Default("DPS", "TokenTTL", &cfg.TokenTTL, DefaultTokenTTL),
+	); err != nil {
+		return nil, err
 	}
 	if cfg.Sleep == nil {
 		cfg.Sleep = cloudhttp.Sleep

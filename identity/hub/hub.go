@@ -3,6 +3,7 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -77,25 +78,17 @@ func New(cfg Config) (*Client, error) {
 	if cfg.APIVersion == "" {
 		cfg.APIVersion = DefaultAPIVersion
 	}
-	for _, r := range cfg.APIVersion {
-		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r == '-') {
-			return nil, fault.New(fault.InvalidArgs, "IoT Hub api-version %q may hold only digits, lower-case letters and '-'", printable(cfg.APIVersion))
-		}
+	if err := cloudhttp.CheckAPIVersion("IoT Hub", cfg.APIVersion); err != nil {
+		return nil, err
 	}
 	if err := cloudhttp.CheckCredentials("IoT Hub", fmt.Sprintf("IoT Hub client for device %q", cfg.DeviceID), "credentials", cfg.SAS != nil, cfg.ClientCert); err != nil {
 		return nil, err
 	}
-	switch {
-	case cfg.Timeout < 0:
-		return nil, fault.New(fault.InvalidArgs, "IoT Hub timeout %v is negative", cfg.Timeout)
-	case cfg.TokenTTL < 0:
-		return nil, fault.New(fault.InvalidArgs, "IoT Hub TokenTTL %v is negative", cfg.TokenTTL)
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.TokenTTL == 0 {
-		cfg.TokenTTL = DefaultTokenTTL
+	if err := cmp.Or(
+		cloudhttp.Default("IoT Hub", "timeout", &cfg.Timeout, DefaultTimeout),
+		cloudhttp.Default("IoT Hub", "TokenTTL", &cfg.TokenTTL, DefaultTokenTTL),
+	); err != nil {
+		return nil, err
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/edgev2/edgev2/fault"
 )
 
 // pattern: RFC 1123 labels ('_' tolerated, as resolvers do).
@@ -25,22 +27,9 @@ func Check(what, h string) error {
 	case h == "":
 		return fmt.Errorf("%s is empty", what)
 	case strings.Contains(h, ":"):
-		return fmt.Errorf("%s %q carries a port (or is an IPv6 address): IoT Hub host names are bare names, served on port 443", what, printable(h))
+		return fmt.Errorf("%s %q carries a port (or is an IPv6 address): IoT Hub host names are bare names, served on port 443", what, fault.Printable(h))
 	case len(h) > 253 || !pattern.MatchString(h):
-		return fmt.Errorf("%s %q is not a DNS host name", what, printable(h))
+		return fmt.Errorf("%s %q is not a DNS host name", what, fault.Printable(h))
 	}
 	return nil
-}
-
-// printable shortens s and hides control characters so it can be quoted.
-func printable(s string) string {
-	if len(s) > 64 {
-		s = s[:64] + "..."
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return '?'
-		}
-		return r
-	}, s)
 }

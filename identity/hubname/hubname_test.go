@@ -21,8 +21,8 @@ func TestCheckAcceptsBareNamesOnly(t *testing.T) {
 		"-hub.example":                  "not a DNS host name",
 		"hub..example":                  "not a DNS host name",
 		"hub example":                   "not a DNS host name",
-		"hub\nexample":                  "not a DNS host name",
-		strings.Repeat("a.", 127) + "a": "not a DNS host name",
+		"hub\nexample":                  `"hub?example" is not a DNS host name`, // quoted without its control character
+		strings.Repeat("a.", 127) + "a": `a...." is not a DNS host name`,        // quoted shortened to 64 bytes
 	} {
 		err := Check("IoT Hub host", h)
 		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {

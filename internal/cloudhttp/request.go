@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/tls"
 	"net/http"
+	"time"
 
 	"github.com/edgev2/edgev2/fault"
 )
@@ -51,6 +52,32 @@ func CheckCredentials(service, who, none string, hasSAS bool, cert *tls.Certific
 		if _, ok := cert.PrivateKey.(crypto.Signer); !ok {
 			return fault.New(fault.InvalidArgs, "%s client certificate's private key (%T) cannot sign", service, cert.PrivateKey)
 		}
+	}
+	return nil
+}
+
+// CheckAPIVersion accepts an api-version query value ("2021-04-12",
+// "2025-07-01-preview"): digits, lower-case letters and '-', so it goes
+// into the query unescaped and can add nothing to it.
+func CheckAPIVersion(service, v string) error {
+	for _, r := range v {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r == '-') {
+			return fault.New(fault.InvalidArgs, "%s api-version %q may hold only digits, lower-case letters and '-'", service, Printable(v))
+		}
+	}
+	return nil
+}
+
+// Default is the rule every numeric option of a cloud client follows:
+// negative is a mistake ("EST timeout -1s is negative"), zero takes def.
+// Clients check theirs in order with cmp.Or, which reports the first
+// mistake.
+func Default[T int | time.Duration](service, name string, v *T, def T) error {
+	switch {
+	case *v < 0:
+		return fault.New(fault.InvalidArgs, "%s %s %v is negative", service, name, *v)
+	case *v == 0:
+		*v = def
 	}
 	return nil
 }

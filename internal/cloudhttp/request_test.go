@@ -6,8 +6,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgev2/edgev2/fault"
 )
@@ -65,6 +67,51 @@ func TestCheckCredentials(t *testing.T) {
 				t.Fatalf("err %v, want InvalidArgs with %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestCheckAPIVersionAcceptsOnlyDigitsLowerCaseAndDash(t *testing.T) {
+	for v, ok := range map[string]bool{
+		"2021-04-12":         true,
+		"2025-07-01-preview": true,
+		"":                   true, // the caller's default applies
+		"2021-04-12&x=1":     false,
+		"2021-04-12 ":        false,
+		"2021-04-1\n":        false,
+		"2021-04-12-Preview": false,
+	} {
+		err := CheckAPIVersion("DPS", v)
+		if ok != (err == nil) || err != nil && (!fault.Is(err, fault.InvalidArgs) || !strings.HasPrefix(err.Error(), "DPS api-version ")) {
+			t.Errorf("CheckAPIVersion(%q) = %v, want ok %v", v, err, ok)
+		}
+	}
+}
+
+func TestDefaultFillsZeroKeepsPositiveRefusesNegative(t *testing.T) {
+	for _, tc := range []struct {
+		in, want time.Duration
+		err      string
+	}{
+		{in: 0, want: 30 * time.Second},
+		{in: time.Second, want: time.Second},
+		{in: -time.Second, want: -time.Second, err: "DPS timeout -1s is negative"},
+	} {
+		v := tc.in
+		err := Default("DPS", "timeout", &v, 30*time.Second)
+		if v != tc.want {
+			t.Errorf("Default(%v) left %v, want %v", tc.in, v, tc.want)
+		}
+		var fe *fault.Error
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("Default(%v): %v", tc.in, err)
+		case tc.err != "" && (!errors.As(err, &fe) || fe.Kind != fault.InvalidArgs || fe.Msg != tc.err):
+			t.Errorf("Default(%v) = %v, want InvalidArgs %q", tc.in, err, tc.err)
+		}
+	}
+	n := -2
+	if err := Default("EST", "MaxAttempts", &n, 10); err == nil || err.Error() != "EST MaxAttempts -2 is negative" {
+		t.Errorf("a negative count: %v", err)
 	}
 }
 

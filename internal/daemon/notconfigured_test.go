@@ -1,10 +1,8 @@
 package daemon_test
 
 import (
-	"bufio"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,27 +13,14 @@ import (
 	"github.com/edgev2/edgev2/internal/testenv"
 )
 
-// activationBus is a private dbus-daemon that activates services from
-// servicedir (directly: there is no systemd here, as in CI containers).
-const activationBus = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <auth>EXTERNAL</auth>
-  <listen>unix:path=%s</listen>
+// activation lets the private bus activate services from a directory
+// (directly: there is no systemd here, as in CI containers), the daemons
+// running as root and owning their names as root.
+const activation = `<busconfig>
   <servicedir>%s</servicedir>
-  <policy context="default">
-    <allow user="*"/>
+  <policy user="root">
     <allow own_prefix="org.edgev2"/>
-    <allow send_type="method_call"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
   </policy>
-  <limit name="service_start_timeout">25000</limit>
 </busconfig>
 `
 
@@ -47,10 +32,6 @@ const activationBus = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus
 // exiting (activation would then wait out its 25 s timeout under systemd).
 func TestUnconfiguredServiceAnswersNotConfiguredThroughActivation(t *testing.T) {
 	testenv.RequireRoot(t)
-	daemonBin, err := exec.LookPath("dbus-daemon")
-	if err != nil {
-		testenv.Missing(t, "dbus-daemon", "the private bus needs it (package dbus-daemon)")
-	}
 	services := []struct{ cmd, name, path string }{
 		{"edgev2-keyd", "org.edgev2.Keys1", "/org/edgev2/Keys1"},
 		{"edgev2-certd", "org.edgev2.Certificates1", "/org/edgev2/Certificates1"},
@@ -70,38 +51,9 @@ func TestUnconfiguredServiceAnswersNotConfiguredThroughActivation(t *testing.T) 
 			t.Fatal(err)
 		}
 	}
-	socket := filepath.Join(dir, "bus")
-	conf := filepath.Join(dir, "bus.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, activationBus, socket, svcDir), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	busCmd := exec.Command(daemonBin, "--nofork", "--print-address", "--config-file="+conf)
-	busCmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-	out, err := busCmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var busLog strings.Builder
-	busCmd.Stderr = &busLog
-	if err := busCmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		busCmd.Process.Kill()
-		busCmd.Wait()
-		if t.Failed() {
-			t.Logf("dbus-daemon (and the activated daemons' output):\n%s", busLog.String())
-		}
-	})
-	addr, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("dbus-daemon printed no address: %v", err)
-	}
-	conn, err := godbus.Connect(strings.TrimSpace(addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	b := testenv.StartBus(t)
+	b.AddPolicy(t, "activation", fmt.Sprintf(activation, svcDir))
+	conn := b.Conn(t)
 
 	for _, s := range services {
 		t.Run(s.cmd, func(t *testing.T) {

@@ -5,31 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/edgev2/edgev2/internal/testenv"
 )
-
-// lockedBuffer is a bytes.Buffer the spinner goroutine and the test share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func checkWidth(t *testing.T, out string) {
 	t.Helper()
@@ -90,7 +71,7 @@ func TestStepPrinterPlainLinesAlignedWithin100Columns(t *testing.T) {
 }
 
 func TestStepPrinterShowsASpinnerWhileAStepRunsOnATerminal(t *testing.T) {
-	var out lockedBuffer
+	var out testenv.Buffer
 	sp := &stepPrinter{w: &out, tty: true, tick: time.Millisecond}
 	err := sp.run("import the module image into containerd", func() (string, error) {
 		// Run until the spinner has been redrawn at least twice.

@@ -160,12 +160,7 @@ func (w *world) startCloud(t *testing.T) {
 		t.Fatal(err)
 	}
 	var l net.Listener
-	for i := 0; i < 50; i++ {
-		if l, err = net.Listen("tcp", w.cloudAddr); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.WaitFor(5*time.Second, func() bool { l, err = net.Listen("tcp", w.cloudAddr); return err == nil })
 	if err != nil {
 		t.Fatalf("listen on %s again: %v", w.cloudAddr, err)
 	}
@@ -215,10 +210,8 @@ func (w *world) waitState(t *testing.T, want string, timeout time.Duration) {
 	t.Helper()
 	ctx := context.Background()
 	var got string
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if got, _ = w.id.State(ctx); got == want {
-			return
-		}
+	if testenv.WaitFor(timeout, func() bool { got, _ = w.id.State(ctx); return got == want }) {
+		return
 	}
 	info, _ := w.id.ProvisioningInfo(ctx)
 	t.Fatalf("identityd state %q after %v, want %q (last error %q)", got, timeout, want, info.LastError)
@@ -357,14 +350,12 @@ func TestIdentitydProvisionsEveryWayEndToEnd(t *testing.T) {
 		if err := w.certs.Renew(ctx, "dps-id"); err != nil {
 			t.Fatal(err)
 		}
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			info, _ := w.id.ProvisioningInfo(ctx)
-			if info.Substatus == "reprovisionedToInitialAssignment" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no re-registration after the identity certificate was renewed: %v", info)
-			}
+		info, _ := w.id.ProvisioningInfo(ctx)
+		if !testenv.WaitFor(30*time.Second, func() bool {
+			info, _ = w.id.ProvisioningInfo(ctx)
+			return info.Substatus == "reprovisionedToInitialAssignment"
+		}) {
+			t.Fatalf("no re-registration after the identity certificate was renewed: %v", info)
 		}
 		w.waitState(t, "provisioned", 30*time.Second)
 		if _, err := w.id.CreateModule(ctx, "after-renewal", ""); err != nil {
@@ -513,14 +504,12 @@ func TestIdentitydFailsClearlyOnABrokenDPSAndRecovers(t *testing.T) {
 	for _, mode := range []string{"garbage", "html", "drop"} {
 		f.mode.Store(mode)
 		var last string
-		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		testenv.WaitFor(20*time.Second, func() bool {
 			st, _ := w.id.State(ctx)
 			info, _ := w.id.ProvisioningInfo(ctx)
 			last = info.LastError
-			if st == "failed" && last != "" && last != prev {
-				break
-			}
-		}
+			return st == "failed" && last != "" && last != prev
+		})
 		if last == prev || !strings.Contains(strings.ToLower(last), "dps") {
 			t.Fatalf("DPS answering %s: last error %q does not name DPS or did not change from %q", mode, last, prev)
 		}

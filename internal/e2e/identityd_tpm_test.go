@@ -47,7 +47,7 @@ func (w *world) waitFailed(t *testing.T, timeout time.Duration, want ...string) 
 	t.Helper()
 	ctx := context.Background()
 	var last string
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	if !testenv.WaitFor(timeout, func() bool {
 		st, _ := w.id.State(ctx)
 		info, _ := w.id.ProvisioningInfo(ctx)
 		last = info.LastError
@@ -58,12 +58,11 @@ func (w *world) waitFailed(t *testing.T, timeout time.Duration, want ...string) 
 		for _, s := range want {
 			ok = ok && strings.Contains(last, s)
 		}
-		if ok {
-			return last
-		}
+		return ok
+	}) {
+		t.Fatalf("identityd's last error %q after %v; want one saying %q", last, timeout, want)
 	}
-	t.Fatalf("identityd's last error %q after %v; want one saying %q", last, timeout, want)
-	return ""
+	return last
 }
 
 func TestIdentitydProvisionsWithDPSTPMAttestationEndToEnd(t *testing.T) {

@@ -65,12 +65,9 @@ func waitOp(t *testing.T, w *world, timeout time.Duration, what string, cond fun
 	t.Helper()
 	var s, k, st, f string
 	var r uint32
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if s, k, st, f, r = opInfo(t, w); cond(s, k, st, f, r) {
-			return
-		}
+	if !testenv.WaitFor(timeout, func() bool { s, k, st, f, r = opInfo(t, w); return cond(s, k, st, f, r) }) {
+		t.Fatalf("operational certificate: waited %v for %s; have serial %s key %s state %s failure %q renewals %d", timeout, what, s, k, st, f, r)
 	}
-	t.Fatalf("operational certificate: waited %v for %s; have serial %s key %s state %s failure %q renewals %d", timeout, what, s, k, st, f, r)
 }
 
 // sendWithOperationalCert posts a device-to-cloud message authenticated by

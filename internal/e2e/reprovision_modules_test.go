@@ -44,13 +44,11 @@ func TestNewDeviceIdentityRemovesModulesAndRestartsTheAgent(t *testing.T) {
 	}
 	waitTask := func(name, not string) string {
 		t.Helper()
-		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-			if p := task(name); p != "" && p != not {
-				return p
-			}
+		var p string
+		if !testenv.WaitFor(60*time.Second, func() bool { p = task(name); return p != "" && p != not }) {
+			t.Fatalf("%s has no new running task (old %s); modrtd output:\n%s", name, not, modrtd.Output())
 		}
-		t.Fatalf("%s has no new running task (old %s); modrtd output:\n%s", name, not, modrtd.Output())
-		return ""
+		return p
 	}
 	agentPid := waitTask("edgeAgent", "")
 	extra := `{"name":"extra","type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/sleeper:1","createOptions":{}}}}`
@@ -59,10 +57,15 @@ func TestNewDeviceIdentityRemovesModulesAndRestartsTheAgent(t *testing.T) {
 	}
 	waitTask("extra", "")
 
-	// The same identity again (identityd restarted): nothing changes.
+	// The same identity again (identityd restarted): nothing changes. modrtd
+	// handles IdentityChanged in the background and says when it compared
+	// the identity and kept the modules.
+	kept := func() int { return strings.Count(modrtd.Output(), "device identity unchanged; modules kept") }
+	keptBefore := kept()
 	w.startIdentityd(t, "reprov", manual("manual-sas"))
 	w.waitState(t, "provisioned", 30*time.Second)
-	time.Sleep(2 * time.Second) // the signal is handled asynchronously; give it time to (wrongly) act
+	testenv.Eventually(t, 30*time.Second, func() bool { return kept() > keptBefore },
+		"modrtd did not compare the identity announced again; its output:\n%s", modrtd.Output())
 	if got := strings.Join(list(), ","); got != "edgeAgent,extra" || task("edgeAgent") != agentPid {
 		t.Fatalf("after the same identity: modules %s, agent task %s (was %s); want both kept as they were", got, task("edgeAgent"), agentPid)
 	}
@@ -71,10 +74,8 @@ func TestNewDeviceIdentityRemovesModulesAndRestartsTheAgent(t *testing.T) {
 	w.startIdentityd(t, "reprov2", manual("other-device"))
 	w.waitState(t, "provisioned", 30*time.Second)
 	newPid := waitTask("edgeAgent", agentPid)
-	for deadline := time.Now().Add(30 * time.Second); strings.Join(list(), ",") != "edgeAgent"; time.Sleep(200 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("after a new device id the modules are %v; want only a new edgeAgent", list())
-		}
+	if !testenv.WaitFor(30*time.Second, func() bool { return strings.Join(list(), ",") == "edgeAgent" }) {
+		t.Fatalf("after a new device id the modules are %v; want only a new edgeAgent", list())
 	}
 	if newPid == agentPid {
 		t.Fatal("the agent kept its task across the new identity")

@@ -63,17 +63,16 @@ func TestWorkloadSocketDirectoryCannotBeTurnedAgainstTheHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc.Restart(t)
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if fi, err := os.Lstat(hostSock); err == nil && fi.Mode().Type() == os.ModeSocket {
-			if fi.Mode().Perm() != 0o666 {
-				t.Fatalf("the new socket is %v, want 0666", fi.Mode())
-			}
-			break
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		fi, err := os.Lstat(hostSock)
+		if err != nil || fi.Mode().Type() != os.ModeSocket {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("modrtd did not listen again on the module's socket")
+		if fi.Mode().Perm() != 0o666 {
+			t.Fatalf("the new socket is %v, want 0666", fi.Mode())
 		}
-	}
+		return true
+	}, "modrtd did not listen again on the module's socket")
 	if fi, err := os.Stat(victim); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("the host file is %v (%v); want 0600", fi.Mode(), err)
 	}

@@ -4,6 +4,7 @@ package labcloud
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -35,7 +36,7 @@ type Services struct {
 // hub/). hostname is the bare host name (no port) at which the listener is
 // reached on 443, as Azure's endpoints are: the default hub host name (and
 // so DPS's assignedHub) and the EST base URL. Configuration mistakes are
-// *est.ConfigError, *dps.ConfigError or *hub.ConfigError.
+// *labconfig.Error.
 func Open(cfg Config, stateDir, hostname string, logger *slog.Logger) (*Services, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -145,6 +146,21 @@ func StartTestCloud(t TB, cfg Config) *Cloud {
 	t.Cleanup(ts.Close)
 	return &Cloud{URL: "https://" + host.Name, Hostname: host.Name, Addr: host.Addr(), CAPEM: svc.EST.CAPEM(),
 		HubHostname: svc.Hub.Hostname(), IDScope: svc.DPS.IDScope(), Services: svc}
+}
+
+// Client is an HTTPS client that trusts the cloud's certificate and, when
+// cert is not nil, presents it (DPS X.509 attestation, hub X.509 devices).
+// Its idle connections close on t's cleanup.
+func (c *Cloud) Client(t TB, cert *tls.Certificate) *http.Client {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(c.CAPEM)
+	cfg := &tls.Config{RootCAs: pool}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	cl := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+	t.Cleanup(cl.CloseIdleConnections)
+	return cl
 }
 
 // ServerNames are the names the HTTPS certificate carries: the hub host

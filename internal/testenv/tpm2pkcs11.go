@@ -1,7 +1,7 @@
 package testenv
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/edgev2/edgev2/internal/tpm/ptool"
 )
 
 // tpm2PKCS11LibPaths are where distributions install tpm2-pkcs11.
@@ -219,22 +221,15 @@ func NewTPM2PKCS11Token(t TB, sw *Swtpm, label string, uid, gid int, opt TPM2PKC
 	return tok
 }
 
-// ptoolShim runs tpm2_ptool's main with an argv read as JSON from
-// standard input, so PINs never show in ps.
-const ptoolShim = `import json, sys
-sys.argv = ["tpm2_ptool"] + json.loads(sys.stdin.readline())
-from tpm2_pkcs11.tpm2_ptool import main
-sys.exit(main())
-`
-
 // Ptool runs tpm2_ptool with args (PINs included) passed on standard
 // input, as root, against this token's broker; failure is fatal.
 func (tok *TPM2PKCS11Token) Ptool(t TB, args ...string) string {
 	t.Helper()
-	argv, _ := json.Marshal(args)
-	cmd := exec.Command(ptoolInterpreter(), "-c", ptoolShim)
+	cmd, err := ptool.Command(context.Background(), args...)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
 	cmd.Env = append([]string{basePath, "HOME=" + filepath.Dir(tok.Store)}, tok.Broker.Env()...)
-	cmd.Stdin = strings.NewReader(string(argv) + "\n")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("tpm2_ptool %s: %v\n%s", args[0], err, out)
@@ -264,24 +259,4 @@ func tctiInstalled(name string) bool {
 		}
 	}
 	return false
-}
-
-// ptoolInterpreter is the Python that tpm2_ptool's own #! line names (the
-// one its modules are installed for), or python3.
-func ptoolInterpreter() string {
-	path, err := exec.LookPath("tpm2_ptool")
-	if err != nil {
-		return "python3"
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "python3"
-	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	if interp, ok := strings.CutPrefix(line, "#!"); ok {
-		if f := strings.Fields(interp); len(f) == 1 && strings.HasPrefix(f[0], "/") {
-			return f[0]
-		}
-	}
-	return "python3"
 }

@@ -3,13 +3,12 @@ package tpm
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
 	"github.com/edgev2/edgev2/fault"
+	"github.com/edgev2/edgev2/internal/tpm/ptool"
 )
 
 // LinkOptions says where to link the LDevID into tpm2-pkcs11.
@@ -21,14 +20,6 @@ type LinkOptions struct {
 	BlobDir  string // where CreateLDevID wrote ldevid.pub / ldevid.priv
 	TCTI     string // TPM2_PKCS11_TCTI for the tool; inherited from the environment if empty
 }
-
-// ptoolShim runs tpm2_ptool's main with its argv read as JSON from
-// standard input, so the PIN never shows in ps.
-const ptoolShim = `import json, sys
-sys.argv = ["tpm2_ptool"] + json.loads(sys.stdin.readline())
-from tpm2_pkcs11.tpm2_ptool import main
-sys.exit(main())
-`
 
 // LinkLDevID links the LDevID (by its blobs, under the store's primary,
 // which must be the SRK at 0x81000001) into the tpm2-pkcs11 token as a
@@ -71,17 +62,14 @@ func LinkLDevID(ctx context.Context, opt LinkOptions) (linked bool, err error) {
 }
 
 func runPtool(ctx context.Context, opt LinkOptions, args ...string) (string, error) {
-	tool, err := exec.LookPath("tpm2_ptool")
+	cmd, err := ptool.Command(ctx, args...)
 	if err != nil {
-		return "", fault.New(fault.Unavailable, "tpm2_ptool is not installed (Debian package libtpm2-pkcs11-tools)")
+		return "", err
 	}
-	argv, _ := json.Marshal(args)
-	cmd := exec.CommandContext(ctx, interpreterOf(tool), "-c", ptoolShim)
 	cmd.Env = os.Environ()
 	if opt.TCTI != "" {
 		cmd.Env = append(cmd.Env, "TPM2_PKCS11_TCTI="+opt.TCTI, "TPM2TOOLS_TCTI="+opt.TCTI)
 	}
-	cmd.Stdin = bytes.NewReader(append(argv, '\n'))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -92,22 +80,6 @@ func runPtool(ctx context.Context, opt LinkOptions, args ...string) (string, err
 		return "", fault.Wrap(fault.Failed, err, "tpm2_ptool %s in %s: %s", args[0], opt.Store, msg)
 	}
 	return stdout.String(), nil
-}
-
-// interpreterOf returns the Python named by tool's #! line (the one its
-// modules are installed for), or python3.
-func interpreterOf(tool string) string {
-	data, err := os.ReadFile(tool)
-	if err != nil {
-		return "python3"
-	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	if interp, ok := strings.CutPrefix(line, "#!"); ok {
-		if f := strings.Fields(interp); len(f) == 1 && strings.HasPrefix(f[0], "/") {
-			return f[0]
-		}
-	}
-	return "python3"
 }
 
 func lastLine(s string) string {

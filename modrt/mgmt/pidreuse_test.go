@@ -13,29 +13,12 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/edgev2/edgev2/internal/testenv"
 )
 
 // TestHelperConnectAndExit is the connecting process of
-// TestConnectionOfAnExitedProcessIsNotTakenForItsReusedPid: it connects,
-// hands the connection to the test over fd 3 and exits.
-func TestHelperConnectAndExit(t *testing.T) {
-	sock := os.Getenv("MGMT_CONNECT_AND_EXIT")
-	if sock == "" {
-		return // only as the helper process
-	}
-	c, err := net.Dial("unix", sock)
-	if err != nil {
-		os.Exit(2)
-	}
-	f, _ := c.(*net.UnixConn).File()
-	if err := unix.Sendmsg(3, []byte{0}, unix.UnixRights(int(f.Fd())), nil, 0); err != nil {
-		os.Exit(3)
-	}
-	os.Exit(0)
-}
+// TestConnectionOfAnExitedProcessIsNotTakenForItsReusedPid.
+func TestHelperConnectAndExit(t *testing.T) { testenv.ConnectAndExit() }
 
 // A module's process reaches the agent's socket (host_pid, through
 // /proc/<pid>/root), is refused, passes its connection to a child and
@@ -52,38 +35,8 @@ func TestConnectionOfAnExitedProcessIsNotTakenForItsReusedPid(t *testing.T) {
 		return "snoop", true
 	}, false)
 
-	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(sp[0])
-	child := os.NewFile(uintptr(sp[1]), "handover")
-	defer child.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperConnectAndExit$")
-	cmd.Env = append(os.Environ(), "MGMT_CONNECT_AND_EXIT="+e.sock)
-	cmd.ExtraFiles = []*os.File{child}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	dead.Store(int32(cmd.Process.Pid))
-	if err := cmd.Wait(); err != nil { // exited and reaped: its pid is free
-		t.Fatalf("helper: %v", err)
-	}
-	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
-	_, oobn, _, _, err := unix.Recvmsg(sp[0], buf, oob, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
-	if len(msgs) != 1 {
-		t.Fatalf("no connection handed over")
-	}
-	fds, _ := unix.ParseUnixRights(&msgs[0])
-	handed, err := net.FileConn(os.NewFile(uintptr(fds[0]), "conn"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer handed.Close()
+	handed, pid := testenv.ConnFromExitedProcess(t, e.sock)
+	dead.Store(int32(pid))
 
 	// Legitimate: the live agent gets past the agent-only check (404: no such module).
 	if r := e.do("DELETE", "/modules/no-such-module?api-version=2019-01-30", ""); r.status != 404 {

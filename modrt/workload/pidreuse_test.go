@@ -8,12 +8,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/edgev2/edgev2/internal/testenv"
 )
 
 // reusedPidBackend says pid (the connecting process's number, now reused)
@@ -28,23 +27,8 @@ func (b reusedPidBackend) OwnsPid(_ context.Context, _ string, pid int32) bool {
 }
 
 // TestHelperConnectAndExit is the connecting process of
-// TestConnectionOfAnExitedProcessIsNotTakenForItsReusedPid: it connects,
-// hands the connection to the test over fd 3 and exits.
-func TestHelperConnectAndExit(t *testing.T) {
-	sock := os.Getenv("WORKLOAD_CONNECT_AND_EXIT")
-	if sock == "" {
-		return // only as the helper process
-	}
-	c, err := net.Dial("unix", sock)
-	if err != nil {
-		os.Exit(2)
-	}
-	f, _ := c.(*net.UnixConn).File()
-	if err := unix.Sendmsg(3, []byte{0}, unix.UnixRights(int(f.Fd())), nil, 0); err != nil {
-		os.Exit(3)
-	}
-	os.Exit(0)
-}
+// TestConnectionOfAnExitedProcessIsNotTakenForItsReusedPid.
+func TestHelperConnectAndExit(t *testing.T) { testenv.ConnectAndExit() }
 
 // A pid read from SO_PEERCRED when a connection was made names whatever
 // process has that number later. A process that connects, passes its
@@ -54,46 +38,15 @@ func TestHelperConnectAndExit(t *testing.T) {
 // module's. The test plays that reuse (the backend owns the dead pid):
 // the connection is refused, while a live process of the module is served.
 func TestConnectionOfAnExitedProcessIsNotTakenForItsReusedPid(t *testing.T) {
-	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(sp[0])
-	child := os.NewFile(uintptr(sp[1]), "handover")
-	defer child.Close()
-
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperConnectAndExit$")
-	cmd.Env = append(os.Environ(), "WORKLOAD_CONNECT_AND_EXIT="+filepath.Join(dir, "sensor", "workload.sock"))
-	cmd.ExtraFiles = []*os.File{child}
 	be := &reusedPidBackend{}
 	m := NewManager(dir, be, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := m.Listen("sensor"); err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close("sensor")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	be.pid = int32(cmd.Process.Pid)
-	if err := cmd.Wait(); err != nil { // exited and reaped: its pid is free
-		t.Fatalf("helper: %v", err)
-	}
-	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
-	_, oobn, _, _, err := unix.Recvmsg(sp[0], buf, oob, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
-	if len(msgs) != 1 {
-		t.Fatalf("no connection handed over")
-	}
-	fds, _ := unix.ParseUnixRights(&msgs[0])
-	handed, err := net.FileConn(os.NewFile(uintptr(fds[0]), "conn"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer handed.Close()
+	handed, pid := testenv.ConnFromExitedProcess(t, filepath.Join(dir, "sensor", "workload.sock"))
+	be.pid = int32(pid)
 
 	get := func(c net.Conn) (int, string) {
 		t.Helper()

@@ -33,7 +33,7 @@ func loadEnrollment(e Enrollment, i int) (*enrollment, error) {
 		}
 		k, err := hub.DecodeKey(v)
 		if err != nil {
-			return nil, &ConfigError{Key: key, Problem: err.Error()}
+			return nil, &ConfigError{Table: "dps", Key: key, Problem: err.Error()}
 		}
 		out.keys = append(out.keys, k)
 	}
@@ -48,7 +48,7 @@ func loadEnrollment(e Enrollment, i int) (*enrollment, error) {
 	if e.CertificateFile != "" {
 		certs, err := pemfile.ReadCertificates(e.CertificateFile)
 		if err != nil {
-			return nil, &ConfigError{Key: key + ".certificate_file", Problem: err.Error(), Fix: "name a PEM certificate file"}
+			return nil, &ConfigError{Table: "dps", Key: key + ".certificate_file", Problem: err.Error(), Fix: "name a PEM certificate file"}
 		}
 		out.certs = certs
 		if e.isGroup() {

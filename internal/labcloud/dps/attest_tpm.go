@@ -90,12 +90,12 @@ func loadEndorsementKey(e Enrollment, key string) (*tpm2.TPMTPublic, error) {
 	if e.EndorsementKeyFile != "" {
 		var err error
 		if data, err = os.ReadFile(e.EndorsementKeyFile); err != nil {
-			return nil, &ConfigError{Key: key + ".endorsement_key_file", Problem: err.Error(), Fix: "name a file with the EK's TPM2B_PUBLIC or PEM public key"}
+			return nil, &ConfigError{Table: "dps", Key: key + ".endorsement_key_file", Problem: err.Error(), Fix: "name a file with the EK's TPM2B_PUBLIC or PEM public key"}
 		}
 	}
 	ek, err := parseEndorsementKey(data)
 	if err != nil {
-		return nil, &ConfigError{Key: key + ".endorsement_key", Problem: err.Error(), Fix: "use base64 of the EK's TPM2B_PUBLIC"}
+		return nil, &ConfigError{Table: "dps", Key: key + ".endorsement_key", Problem: err.Error(), Fix: "use base64 of the EK's TPM2B_PUBLIC"}
 	}
 	return ek, nil
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/edgev2/edgev2/internal/labcloud/hub"
+	"github.com/edgev2/edgev2/internal/labcloud/labconfig"
 )
 
 // Config is the [dps] table of edgev2-labcloud's configuration file.
@@ -81,18 +82,8 @@ type Enrollment struct {
 
 func (e Enrollment) isGroup() bool { return e.GroupID != "" }
 
-// ConfigError is a configuration mistake, naming the key and the fix.
-type ConfigError struct {
-	Key, Problem, Fix string
-}
-
-func (e *ConfigError) Error() string {
-	s := "dps." + e.Key + ": " + e.Problem
-	if e.Fix != "" {
-		s += " (fix: " + e.Fix + ")"
-	}
-	return s
-}
+// ConfigError is a configuration mistake in the [dps] table.
+type ConfigError = labconfig.Error
 
 // DefaultIDScope is the id scope when none is configured.
 const DefaultIDScope = "0ne00000001"
@@ -124,96 +115,96 @@ var thumbprintPattern = regexp.MustCompile(`^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})$`
 // Validate reports the first mistake in c.
 func (c Config) Validate() error {
 	if c.IDScope != "" && !scopePattern.MatchString(c.IDScope) {
-		return &ConfigError{Key: "id_scope", Problem: fmt.Sprintf("%q is not alphanumeric", c.IDScope), Fix: `use something like "0ne00000001"`}
+		return &ConfigError{Table: "dps", Key: "id_scope", Problem: fmt.Sprintf("%q is not alphanumeric", c.IDScope), Fix: `use something like "0ne00000001"`}
 	}
 	if c.AssignedHub != "" {
 		if err := hub.CheckHostname(c.AssignedHub); err != nil {
-			return &ConfigError{Key: "assigned_hub", Problem: err.Error(), Fix: `use the hub's bare name, like "myhub.azure-devices.net"`}
+			return &ConfigError{Table: "dps", Key: "assigned_hub", Problem: err.Error(), Fix: `use the hub's bare name, like "myhub.azure-devices.net"`}
 		}
 	}
 	for k, v := range map[string]int{"assigning_polls": c.AssigningPolls, "throttle_first": c.ThrottleFirst, "retry_after": c.RetryAfter} {
 		if v < 0 {
-			return &ConfigError{Key: k, Problem: "negative", Fix: "use 0 or more"}
+			return &ConfigError{Table: "dps", Key: k, Problem: "negative", Fix: "use 0 or more"}
 		}
 	}
 	seen := map[string]bool{}
 	for i, e := range c.Enrollments {
 		key := fmt.Sprintf("enrollments[%d]", i)
 		if (e.RegistrationID == "") == (e.GroupID == "") {
-			return &ConfigError{Key: key, Problem: "needs exactly one of registration_id (individual) and group_id (group)", Fix: "set one of them"}
+			return &ConfigError{Table: "dps", Key: key, Problem: "needs exactly one of registration_id (individual) and group_id (group)", Fix: "set one of them"}
 		}
 		id := strings.ToLower(e.RegistrationID + e.GroupID)
 		if e.RegistrationID != "" && !ValidRegistrationID(e.RegistrationID) {
-			return &ConfigError{Key: key + ".registration_id", Problem: fmt.Sprintf("%q is not a DPS registration id", e.RegistrationID), Fix: "use lower-case letters, digits and - . _ :"}
+			return &ConfigError{Table: "dps", Key: key + ".registration_id", Problem: fmt.Sprintf("%q is not a DPS registration id", e.RegistrationID), Fix: "use lower-case letters, digits and - . _ :"}
 		}
 		kind := "individual:"
 		if e.isGroup() {
 			kind = "group:"
 		}
 		if seen[kind+id] {
-			return &ConfigError{Key: key, Problem: fmt.Sprintf("%q is enrolled twice", id), Fix: "keep one enrollment per id"}
+			return &ConfigError{Table: "dps", Key: key, Problem: fmt.Sprintf("%q is enrolled twice", id), Fix: "keep one enrollment per id"}
 		}
 		seen[kind+id] = true
 		if e.DeviceID != "" && (e.isGroup() || !hub.ValidID(e.DeviceID)) {
-			return &ConfigError{Key: key + ".device_id", Problem: "only an individual enrollment may set a valid IoT Hub device id", Fix: "remove it or fix it"}
+			return &ConfigError{Table: "dps", Key: key + ".device_id", Problem: "only an individual enrollment may set a valid IoT Hub device id", Fix: "remove it or fix it"}
 		}
 		if p := e.CredentialPolicy; p != nil {
 			if err := p.validate(key + ".credential_policy"); err != nil {
 				return err
 			}
 			if e.DeviceID != "" && !strings.EqualFold(e.DeviceID, e.RegistrationID) {
-				return &ConfigError{Key: key + ".device_id", Problem: "a device with an issued certificate is known to the hub by the certificate's CN, the registration id", Fix: "remove device_id or the credential policy"}
+				return &ConfigError{Table: "dps", Key: key + ".device_id", Problem: "a device with an issued certificate is known to the hub by the certificate's CN, the registration id", Fix: "remove device_id or the credential policy"}
 			}
 		}
 		switch e.Attestation {
 		case AttestationSymmetricKey:
 			if e.PrimaryKey == "" {
-				return &ConfigError{Key: key + ".primary_key", Problem: "missing", Fix: "use `openssl rand -base64 32`"}
+				return &ConfigError{Table: "dps", Key: key + ".primary_key", Problem: "missing", Fix: "use `openssl rand -base64 32`"}
 			}
 			for name, v := range map[string]string{"primary_key": e.PrimaryKey, "secondary_key": e.SecondaryKey} {
 				if v == "" {
 					continue
 				}
 				if _, err := hub.DecodeKey(v); err != nil {
-					return &ConfigError{Key: key + "." + name, Problem: err.Error(), Fix: "use `openssl rand -base64 32`"}
+					return &ConfigError{Table: "dps", Key: key + "." + name, Problem: err.Error(), Fix: "use `openssl rand -base64 32`"}
 				}
 			}
 			if e.CertificateFile != "" || e.CertificateThumbprint != "" {
-				return &ConfigError{Key: key, Problem: "a symmetric_key enrollment takes no certificate", Fix: `remove certificate_file or use attestation = "x509"`}
+				return &ConfigError{Table: "dps", Key: key, Problem: "a symmetric_key enrollment takes no certificate", Fix: `remove certificate_file or use attestation = "x509"`}
 			}
 			if e.EndorsementKey != "" || e.EndorsementKeyFile != "" {
-				return &ConfigError{Key: key, Problem: "a symmetric_key enrollment takes no endorsement key", Fix: `remove it or use attestation = "tpm"`}
+				return &ConfigError{Table: "dps", Key: key, Problem: "a symmetric_key enrollment takes no endorsement key", Fix: `remove it or use attestation = "tpm"`}
 			}
 		case AttestationTPM:
 			if e.isGroup() {
-				return &ConfigError{Key: key + ".group_id", Problem: "TPM attestation has individual enrollments only (as in Azure DPS)", Fix: "enroll each TPM with registration_id and endorsement_key"}
+				return &ConfigError{Table: "dps", Key: key + ".group_id", Problem: "TPM attestation has individual enrollments only (as in Azure DPS)", Fix: "enroll each TPM with registration_id and endorsement_key"}
 			}
 			if (e.EndorsementKey == "") == (e.EndorsementKeyFile == "") {
-				return &ConfigError{Key: key + ".endorsement_key", Problem: "a tpm enrollment needs exactly one of endorsement_key and endorsement_key_file", Fix: "set endorsement_key to base64 of the EK's TPM2B_PUBLIC"}
+				return &ConfigError{Table: "dps", Key: key + ".endorsement_key", Problem: "a tpm enrollment needs exactly one of endorsement_key and endorsement_key_file", Fix: "set endorsement_key to base64 of the EK's TPM2B_PUBLIC"}
 			}
 			if e.PrimaryKey != "" || e.SecondaryKey != "" || e.CertificateFile != "" || e.CertificateThumbprint != "" {
-				return &ConfigError{Key: key, Problem: "a tpm enrollment takes no keys or certificates: DPS issues the key", Fix: "remove them"}
+				return &ConfigError{Table: "dps", Key: key, Problem: "a tpm enrollment takes no keys or certificates: DPS issues the key", Fix: "remove them"}
 			}
 			if e.EndorsementKey != "" {
 				if _, err := parseEndorsementKey([]byte(e.EndorsementKey)); err != nil {
-					return &ConfigError{Key: key + ".endorsement_key", Problem: err.Error(), Fix: "use base64 of the EK's TPM2B_PUBLIC (tpm2_readpublic -c 0x81010001 -f tss -o ek.pub; base64 -w0 ek.pub)"}
+					return &ConfigError{Table: "dps", Key: key + ".endorsement_key", Problem: err.Error(), Fix: "use base64 of the EK's TPM2B_PUBLIC (tpm2_readpublic -c 0x81010001 -f tss -o ek.pub; base64 -w0 ek.pub)"}
 				}
 			}
 		case AttestationX509:
 			if e.EndorsementKey != "" || e.EndorsementKeyFile != "" {
-				return &ConfigError{Key: key, Problem: "an x509 enrollment takes no endorsement key", Fix: `remove it or use attestation = "tpm"`}
+				return &ConfigError{Table: "dps", Key: key, Problem: "an x509 enrollment takes no endorsement key", Fix: `remove it or use attestation = "tpm"`}
 			}
 			if e.PrimaryKey != "" || e.SecondaryKey != "" {
-				return &ConfigError{Key: key, Problem: "an x509 enrollment takes no keys", Fix: `remove the keys or use attestation = "symmetric_key"`}
+				return &ConfigError{Table: "dps", Key: key, Problem: "an x509 enrollment takes no keys", Fix: `remove the keys or use attestation = "symmetric_key"`}
 			}
 			if e.CertificateFile == "" && (e.isGroup() || e.CertificateThumbprint == "") {
-				return &ConfigError{Key: key + ".certificate_file", Problem: "missing", Fix: "name the PEM device certificate (individual) or CA certificate (group)"}
+				return &ConfigError{Table: "dps", Key: key + ".certificate_file", Problem: "missing", Fix: "name the PEM device certificate (individual) or CA certificate (group)"}
 			}
 			if e.CertificateThumbprint != "" && (e.isGroup() || !thumbprintPattern.MatchString(strings.ReplaceAll(e.CertificateThumbprint, ":", ""))) {
-				return &ConfigError{Key: key + ".certificate_thumbprint", Problem: "only an individual enrollment takes a SHA-1 or SHA-256 hex thumbprint", Fix: "use `openssl x509 -noout -fingerprint -sha256`"}
+				return &ConfigError{Table: "dps", Key: key + ".certificate_thumbprint", Problem: "only an individual enrollment takes a SHA-1 or SHA-256 hex thumbprint", Fix: "use `openssl x509 -noout -fingerprint -sha256`"}
 			}
 		default:
-			return &ConfigError{Key: key + ".attestation", Problem: fmt.Sprintf("%q is not symmetric_key, x509 or tpm", e.Attestation), Fix: `use "symmetric_key", "x509" or "tpm"`}
+			return &ConfigError{Table: "dps", Key: key + ".attestation", Problem: fmt.Sprintf("%q is not symmetric_key, x509 or tpm", e.Attestation), Fix: `use "symmetric_key", "x509" or "tpm"`}
 		}
 	}
 	return nil

@@ -74,19 +74,7 @@ type env struct {
 func start(t *testing.T, cfg dps.Config) *env {
 	t.Helper()
 	c := labcloud.StartTestCloud(t, labcloud.Config{DPS: cfg})
-	return &env{c: c, cl: client(t, c, nil)}
-}
-
-func client(t *testing.T, c *labcloud.Cloud, cert *tls.Certificate) *http.Client {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(c.CAPEM)
-	cfg := &tls.Config{RootCAs: pool}
-	if cert != nil {
-		cfg.Certificates = []tls.Certificate{*cert}
-	}
-	cl := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
-	t.Cleanup(cl.CloseIdleConnections)
-	return cl
+	return &env{c: c, cl: c.Client(t, nil)}
 }
 
 type resp struct {
@@ -312,7 +300,7 @@ func TestX509IndividualAndGroupEnrollments(t *testing.T) {
 		cert *tls.Certificate
 		id   string
 	}{{&dev, "x509-dev"}, {&member, "x509-member"}} {
-		st := e.provision(t, client(t, e.c, c.cert), c.id, none, "", 1)
+		st := e.provision(t, e.c.Client(t, c.cert), c.id, none, "", 1)
 		d, ok := e.c.Hub.Device(c.id)
 		_, t256 := hub.Thumbprints(c.cert.Leaf)
 		if st["deviceId"] != c.id || !ok {
@@ -330,10 +318,10 @@ func TestX509IndividualAndGroupEnrollments(t *testing.T) {
 		}
 	}
 	impostor := newCert(t, "x509-dev", false, nil)
-	wantDPSError(t, e.register(t, client(t, e.c, &impostor), "x509-dev", "", "", "2021-10-01"), 401, 401002)
+	wantDPSError(t, e.register(t, e.c.Client(t, &impostor), "x509-dev", "", "", "2021-10-01"), 401, 401002)
 	stranger := newCert(t, "x509-stranger", false, nil)
-	wantDPSError(t, e.register(t, client(t, e.c, &stranger), "x509-stranger", "", "", "2021-10-01"), 401, 401002)
-	wantDPSError(t, e.register(t, client(t, e.c, &dev), "x509-member", "", "", "2021-10-01"), 401, 401002)
+	wantDPSError(t, e.register(t, e.c.Client(t, &stranger), "x509-stranger", "", "", "2021-10-01"), 401, 401002)
+	wantDPSError(t, e.register(t, e.c.Client(t, &dev), "x509-member", "", "", "2021-10-01"), 401, 401002)
 }
 
 // TestX509GroupDeviceRenewedCertificateAcceptedByHub: a device of an X.509
@@ -348,9 +336,9 @@ func TestX509GroupDeviceRenewedCertificateAcceptedByHub(t *testing.T) {
 	member.Certificate = append(member.Certificate, ca.Leaf.Raw)
 	e := start(t, dps.Config{AssigningPolls: 0, Enrollments: []dps.Enrollment{
 		{GroupID: "x509-group", Attestation: dps.AttestationX509, CertificateFile: writePEM(t, ca)}}})
-	e.provision(t, client(t, e.c, &member), "x509-member", func() string { return "" }, "", 0)
+	e.provision(t, e.c.Client(t, &member), "x509-member", func() string { return "" }, "", 0)
 	get := func(cert *tls.Certificate, id string) resp {
-		return call(t, client(t, e.c, cert), "GET", e.c.URL+"/devices/"+id+"?api-version=2021-04-12", "", "")
+		return call(t, e.c.Client(t, cert), "GET", e.c.URL+"/devices/"+id+"?api-version=2021-04-12", "", "")
 	}
 	if r := get(&member, "x509-member"); r.status != 200 {
 		t.Fatalf("hub with the registered certificate: %d %s", r.status, r.body)

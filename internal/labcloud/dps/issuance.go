@@ -82,22 +82,22 @@ func (s *Server) SetIssuer(i Issuer) {
 
 func (p *CredentialPolicy) validate(key string) error {
 	if p.Issuer != "" && p.Issuer != "est" {
-		return &ConfigError{Key: key + ".issuer", Problem: fmt.Sprintf("%q is not a configured CA", p.Issuer), Fix: `use "est"`}
+		return &ConfigError{Table: "dps", Key: key + ".issuer", Problem: fmt.Sprintf("%q is not a configured CA", p.Issuer), Fix: `use "est"`}
 	}
 	if p.Validity != "" {
 		d, err := time.ParseDuration(p.Validity)
 		if err != nil || d < time.Minute || d > 90*24*time.Hour {
-			return &ConfigError{Key: key + ".validity", Problem: fmt.Sprintf("%q is not a duration from 1m to 2160h", p.Validity), Fix: `use e.g. "168h"`}
+			return &ConfigError{Table: "dps", Key: key + ".validity", Problem: fmt.Sprintf("%q is not a duration from 1m to 2160h", p.Validity), Fix: `use e.g. "168h"`}
 		}
 	}
 	switch p.OnboardingCredential {
 	case "", "refuse", "keep":
 	default:
-		return &ConfigError{Key: key + ".onboarding_credential", Problem: fmt.Sprintf("%q is not refuse or keep", p.OnboardingCredential), Fix: `use "refuse" (default) or "keep"`}
+		return &ConfigError{Table: "dps", Key: key + ".onboarding_credential", Problem: fmt.Sprintf("%q is not refuse or keep", p.OnboardingCredential), Fix: `use "refuse" (default) or "keep"`}
 	}
 	for _, k := range p.KeyTypes {
 		if !slices.Contains(KeyTypes, k) {
-			return &ConfigError{Key: key + ".key_types", Problem: fmt.Sprintf("%q is not a key type", k), Fix: "use " + strings.Join(KeyTypes, ", ")}
+			return &ConfigError{Table: "dps", Key: key + ".key_types", Problem: fmt.Sprintf("%q is not a key type", k), Fix: "use " + strings.Join(KeyTypes, ", ")}
 		}
 	}
 	return nil

@@ -111,7 +111,7 @@ func TestIssuanceReturnsChainTheHubAcceptsAndRefusesTheOnboardingKey(t *testing.
 	for _, c := range chain {
 		tc.Certificate = append(tc.Certificate, c.Raw)
 	}
-	hc := client(t, e.c, &tc)
+	hc := e.c.Client(t, &tc)
 	ev := call(t, hc, http.MethodPost, e.c.URL+"/devices/op-dev/messages/events?api-version=2021-04-12", "", "hi")
 	if ev.status != http.StatusNoContent {
 		t.Fatalf("hub refused the issued certificate: %d %s", ev.status, ev.body)
@@ -201,7 +201,7 @@ func TestIssuanceKeepingTheOnboardingCredential(t *testing.T) {
 		tc.Certificate = append(tc.Certificate, der)
 	}
 	u := e.c.URL + "/devices/keep-dev/messages/events?api-version=2021-04-12"
-	if ev := call(t, client(t, e.c, &tc), http.MethodPost, u, "", "hi"); ev.status != http.StatusNoContent {
+	if ev := call(t, e.c.Client(t, &tc), http.MethodPost, u, "", "hi"); ev.status != http.StatusNoContent {
 		t.Fatalf("hub refused the issued certificate: %d %s", ev.status, ev.body)
 	}
 	tok := hub.SignSAS(mustB64(devKey), e.c.HubHostname+"/devices/keep-dev", time.Now().Add(time.Hour), "")
@@ -215,7 +215,7 @@ func TestIssuanceKeepingTheOnboardingCredential(t *testing.T) {
 	for i := 0; r.status == http.StatusAccepted && i < 10; i++ {
 		r = call(t, e.cl, http.MethodGet, base+"/operations/"+r.m["operationId"].(string)+"?api-version="+dps.APIVersionCSR, tokDPS, "")
 	}
-	if ev := call(t, client(t, e.c, &tc), http.MethodPost, u, "", "hi"); ev.status != http.StatusUnauthorized {
+	if ev := call(t, e.c.Client(t, &tc), http.MethodPost, u, "", "hi"); ev.status != http.StatusUnauthorized {
 		t.Fatalf("hub still takes the chain after a registration without a CSR: %d", ev.status)
 	}
 }

@@ -90,7 +90,7 @@ func NewServer(cfg Config, stateDir string, registry Registry, logger *slog.Logg
 	}
 	cfg = cfg.withDefaults()
 	if cfg.AssignedHub == "" {
-		return nil, &ConfigError{Key: "assigned_hub", Problem: "empty", Fix: "set the hub host name devices are assigned to"}
+		return nil, &ConfigError{Table: "dps", Key: "assigned_hub", Problem: "empty", Fix: "set the hub host name devices are assigned to"}
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

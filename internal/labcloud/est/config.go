@@ -6,6 +6,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/edgev2/edgev2/internal/labcloud/labconfig"
 )
 
 // Config is the [est] table of edgev2-labcloud's configuration file.
@@ -83,18 +85,8 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText writes the duration as a Go duration string.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
-// ConfigError is a configuration mistake, naming the key and the fix.
-type ConfigError struct {
-	Key, Problem, Fix string
-}
-
-func (e *ConfigError) Error() string {
-	s := "est." + e.Key + ": " + e.Problem
-	if e.Fix != "" {
-		s += " (fix: " + e.Fix + ")"
-	}
-	return s
-}
+// ConfigError is a configuration mistake in the [est] table.
+type ConfigError = labconfig.Error
 
 const (
 	defaultCAName       = "edgev2-labcloud EST CA"
@@ -126,51 +118,51 @@ func (c Config) withDefaults() Config {
 // Validate reports the first mistake in c.
 func (c Config) Validate() error {
 	if c.CA.Validity < 0 {
-		return &ConfigError{Key: "ca.validity", Problem: "negative", Fix: `use a duration like "87600h"`}
+		return &ConfigError{Table: "est", Key: "ca.validity", Problem: "negative", Fix: `use a duration like "87600h"`}
 	}
 	if c.Validity < 0 {
-		return &ConfigError{Key: "validity", Problem: "negative", Fix: `use a duration like "720h" or "90s"`}
+		return &ConfigError{Table: "est", Key: "validity", Problem: "negative", Fix: `use a duration like "720h" or "90s"`}
 	}
 	if _, err := encodeCSRAttrs(c.CSRAttrs); err != nil {
-		return &ConfigError{Key: "csrattrs", Problem: err.Error(), Fix: `use dotted OIDs ("1.2.840.10045.4.3.2"), known names (` + strings.Join(csrAttrNameList(), ", ") + `) or "OID=OID,OID"`}
+		return &ConfigError{Table: "est", Key: "csrattrs", Problem: err.Error(), Fix: `use dotted OIDs ("1.2.840.10045.4.3.2"), known names (` + strings.Join(csrAttrNameList(), ", ") + `) or "OID=OID,OID"`}
 	}
 	seen := map[string]bool{}
 	for i, u := range c.Users {
 		key := fmt.Sprintf("users[%d]", i)
 		if u.Name == "" || strings.Contains(u.Name, ":") {
-			return &ConfigError{Key: key + ".name", Problem: "empty or contains ':'", Fix: "use a user name without ':'"}
+			return &ConfigError{Table: "est", Key: key + ".name", Problem: "empty or contains ':'", Fix: "use a user name without ':'"}
 		}
 		if u.Password == "" {
-			return &ConfigError{Key: key + ".password", Problem: "empty", Fix: "set a password"}
+			return &ConfigError{Table: "est", Key: key + ".password", Problem: "empty", Fix: "set a password"}
 		}
 		if seen[u.Name] {
-			return &ConfigError{Key: key + ".name", Problem: fmt.Sprintf("user %q is listed twice", u.Name), Fix: "keep one entry per user"}
+			return &ConfigError{Table: "est", Key: key + ".name", Problem: fmt.Sprintf("user %q is listed twice", u.Name), Fix: "keep one entry per user"}
 		}
 		seen[u.Name] = true
 	}
 	if c.DeferFirst < 0 {
-		return &ConfigError{Key: "defer_first", Problem: "negative", Fix: "use 0 (never defer) or more"}
+		return &ConfigError{Table: "est", Key: "defer_first", Problem: "negative", Fix: "use 0 (never defer) or more"}
 	}
 	if c.RetryAfter < 0 {
-		return &ConfigError{Key: "retry_after", Problem: "negative", Fix: "use seconds, 1 or more"}
+		return &ConfigError{Table: "est", Key: "retry_after", Problem: "negative", Fix: "use seconds, 1 or more"}
 	}
 	for i, p := range c.RejectSubjects {
 		if _, err := path.Match(p, ""); err != nil {
-			return &ConfigError{Key: fmt.Sprintf("reject_subjects[%d]", i), Problem: fmt.Sprintf("%q: %v", p, err), Fix: `use a glob like "evil-*"`}
+			return &ConfigError{Table: "est", Key: fmt.Sprintf("reject_subjects[%d]", i), Problem: fmt.Sprintf("%q: %v", p, err), Fix: `use a glob like "evil-*"`}
 		}
 	}
 	for i, l := range c.Labels {
 		if !validLabel(l) {
-			return &ConfigError{Key: fmt.Sprintf("labels[%d]", i), Problem: fmt.Sprintf("%q is not a path segment", l), Fix: "use letters, digits, '-', '_', '.'"}
+			return &ConfigError{Table: "est", Key: fmt.Sprintf("labels[%d]", i), Problem: fmt.Sprintf("%q is not a path segment", l), Fix: "use letters, digits, '-', '_', '.'"}
 		}
 	}
 	for i, cp := range c.ChallengePasswords {
 		if cp.Password == "" || len(cp.Password) > 255 {
-			return &ConfigError{Key: fmt.Sprintf("challenge_passwords[%d].password", i), Problem: "empty or longer than 255 bytes", Fix: "set a password of 1 to 255 bytes"}
+			return &ConfigError{Table: "est", Key: fmt.Sprintf("challenge_passwords[%d].password", i), Problem: "empty or longer than 255 bytes", Fix: "set a password of 1 to 255 bytes"}
 		}
 	}
 	if c.BaseURL != "" && !strings.HasPrefix(c.BaseURL, "https://") && !strings.HasPrefix(c.BaseURL, "http://") {
-		return &ConfigError{Key: "base_url", Problem: fmt.Sprintf("%q is not an http(s) URL", c.BaseURL), Fix: `use "https://NAME" (a lab cloud serves on 443)`}
+		return &ConfigError{Table: "est", Key: "base_url", Problem: fmt.Sprintf("%q is not an http(s) URL", c.BaseURL), Fix: `use "https://NAME" (a lab cloud serves on 443)`}
 	}
 	return nil
 }

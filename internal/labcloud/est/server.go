@@ -71,7 +71,7 @@ func NewServer(cfg Config, stateDir string, logger *slog.Logger) (*Server, error
 		attrs = append(slices.Clone(attrs), "challengePassword")
 	}
 	if s.csrAttrs, err = encodeCSRAttrs(attrs); err != nil {
-		return nil, &ConfigError{Key: "csrattrs", Problem: err.Error()}
+		return nil, &ConfigError{Table: "est", Key: "csrattrs", Problem: err.Error()}
 	}
 	if s.ca, err = openCA(stateDir, cfg.CA, cfg.Intermediate, s.now()); err != nil {
 		return nil, fmt.Errorf("open EST CA in %s: %w", stateDir, err)
@@ -89,7 +89,7 @@ func NewServer(cfg Config, stateDir string, logger *slog.Logger) (*Server, error
 	for i, f := range cfg.BootstrapCAFiles {
 		certs, err := pemfile.ReadCertificates(f)
 		if err != nil {
-			return nil, &ConfigError{Key: fmt.Sprintf("bootstrap_ca_files[%d]", i), Problem: err.Error(), Fix: "name a PEM file of CA certificates"}
+			return nil, &ConfigError{Table: "est", Key: fmt.Sprintf("bootstrap_ca_files[%d]", i), Problem: err.Error(), Fix: "name a PEM file of CA certificates"}
 		}
 		if s.bootstrapPool == nil {
 			s.bootstrapPool = x509.NewCertPool()

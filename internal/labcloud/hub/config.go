@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/edgev2/edgev2/internal/labcloud/labconfig"
 )
 
 // Config is the [hub] table of edgev2-labcloud's configuration file.
@@ -36,18 +38,8 @@ type DeviceConfig struct {
 	EdgeEnabled bool `toml:"edge_enabled"`
 }
 
-// ConfigError is a configuration mistake, naming the key and the fix.
-type ConfigError struct {
-	Key, Problem, Fix string
-}
-
-func (e *ConfigError) Error() string {
-	s := "hub." + e.Key + ": " + e.Problem
-	if e.Fix != "" {
-		s += " (fix: " + e.Fix + ")"
-	}
-	return s
-}
+// ConfigError is a configuration mistake in the [hub] table.
+type ConfigError = labconfig.Error
 
 // DefaultServicePolicyName is IoT Hub's all-rights policy.
 const DefaultServicePolicyName = "iothubowner"
@@ -89,40 +81,40 @@ var thumbprintPattern = regexp.MustCompile(`^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})$`
 func (c Config) Validate() error {
 	if c.Hostname != "" {
 		if err := CheckHostname(c.Hostname); err != nil {
-			return &ConfigError{Key: "hostname", Problem: err.Error(), Fix: `use a bare name like "myhub.example" that resolves to the listener, which serves on port 443`}
+			return &ConfigError{Table: "hub", Key: "hostname", Problem: err.Error(), Fix: `use a bare name like "myhub.example" that resolves to the listener, which serves on port 443`}
 		}
 	}
 	if c.ServicePolicyKey != "" {
 		if _, err := DecodeKey(c.ServicePolicyKey); err != nil {
-			return &ConfigError{Key: "service_policy_key", Problem: err.Error(), Fix: "use `openssl rand -base64 32`"}
+			return &ConfigError{Table: "hub", Key: "service_policy_key", Problem: err.Error(), Fix: "use `openssl rand -base64 32`"}
 		}
 	}
 	seen := map[string]bool{}
 	for i, d := range c.Devices {
 		key := fmt.Sprintf("devices[%d]", i)
 		if !ValidID(d.DeviceID) {
-			return &ConfigError{Key: key + ".device_id", Problem: fmt.Sprintf("%q is not an IoT Hub device id", d.DeviceID), Fix: "use up to 128 letters, digits and -.+%_#*?!(),:=@$'"}
+			return &ConfigError{Table: "hub", Key: key + ".device_id", Problem: fmt.Sprintf("%q is not an IoT Hub device id", d.DeviceID), Fix: "use up to 128 letters, digits and -.+%_#*?!(),:=@$'"}
 		}
 		if seen[d.DeviceID] {
-			return &ConfigError{Key: key + ".device_id", Problem: fmt.Sprintf("%q is listed twice", d.DeviceID), Fix: "keep one entry per device"}
+			return &ConfigError{Table: "hub", Key: key + ".device_id", Problem: fmt.Sprintf("%q is listed twice", d.DeviceID), Fix: "keep one entry per device"}
 		}
 		seen[d.DeviceID] = true
 		hasKeys := d.PrimaryKey != "" || d.SecondaryKey != ""
 		hasThumbs := d.PrimaryThumbprint != "" || d.SecondaryThumbprint != ""
 		if hasKeys == hasThumbs {
-			return &ConfigError{Key: key, Problem: "needs either primary_key/secondary_key or primary_thumbprint/secondary_thumbprint", Fix: "set one kind of credential"}
+			return &ConfigError{Table: "hub", Key: key, Problem: "needs either primary_key/secondary_key or primary_thumbprint/secondary_thumbprint", Fix: "set one kind of credential"}
 		}
 		for name, v := range map[string]string{"primary_key": d.PrimaryKey, "secondary_key": d.SecondaryKey} {
 			if v == "" {
 				continue
 			}
 			if _, err := DecodeKey(v); err != nil {
-				return &ConfigError{Key: key + "." + name, Problem: err.Error(), Fix: "use `openssl rand -base64 32`"}
+				return &ConfigError{Table: "hub", Key: key + "." + name, Problem: err.Error(), Fix: "use `openssl rand -base64 32`"}
 			}
 		}
 		for name, v := range map[string]string{"primary_thumbprint": d.PrimaryThumbprint, "secondary_thumbprint": d.SecondaryThumbprint} {
 			if v != "" && !thumbprintPattern.MatchString(strings.ReplaceAll(v, ":", "")) {
-				return &ConfigError{Key: key + "." + name, Problem: "not a SHA-1 or SHA-256 hex thumbprint", Fix: "use `openssl x509 -noout -fingerprint -sha256`"}
+				return &ConfigError{Table: "hub", Key: key + "." + name, Problem: "not a SHA-1 or SHA-256 hex thumbprint", Fix: "use `openssl x509 -noout -fingerprint -sha256`"}
 			}
 		}
 	}

@@ -62,19 +62,7 @@ func start(t *testing.T, devices ...hub.DeviceConfig) *env {
 	devices = append(devices, hub.DeviceConfig{DeviceID: "edge-1", PrimaryKey: edgeKey, EdgeEnabled: true},
 		hub.DeviceConfig{DeviceID: "other", PrimaryKey: otherKey})
 	c := labcloud.StartTestCloud(t, labcloud.Config{Hub: hub.Config{ServicePolicyKey: policyKey, Devices: devices}})
-	return &env{c: c, cl: client(t, c, nil)}
-}
-
-func client(t *testing.T, c *labcloud.Cloud, cert *tls.Certificate) *http.Client {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(c.CAPEM)
-	cfg := &tls.Config{RootCAs: pool}
-	if cert != nil {
-		cfg.Certificates = []tls.Certificate{*cert}
-	}
-	cl := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
-	t.Cleanup(cl.CloseIdleConnections)
-	return cl
+	return &env{c: c, cl: c.Client(t, nil)}
 }
 
 type resp struct {
@@ -299,13 +287,13 @@ func TestX509DeviceManagesOwnModulesByThumbprint(t *testing.T) {
 	cert := selfSigned(t, "x509-edge")
 	sum := sha256.Sum256(cert.Leaf.Raw)
 	e := start(t, hub.DeviceConfig{DeviceID: "x509-edge", PrimaryThumbprint: hex.EncodeToString(sum[:])})
-	cl := client(t, e.c, &cert)
+	cl := e.c.Client(t, &cert)
 	if r := do(t, cl, e.c.URL, "PUT", "/devices/x509-edge/modules/m"+api, "", nil, map[string]any{}); r.status != 200 {
 		t.Fatalf("x509 device module: %d %s", r.status, r.body)
 	}
 	wantHubError(t, do(t, cl, e.c.URL, "GET", "/devices/other/modules"+api, "", nil, nil), 401, "IotHubUnauthorizedAccess")
 	stranger := selfSigned(t, "x509-edge")
-	wantHubError(t, do(t, client(t, e.c, &stranger), e.c.URL, "GET", "/devices/x509-edge/modules"+api, "", nil, nil), 401, "IotHubUnauthorizedAccess")
+	wantHubError(t, do(t, e.c.Client(t, &stranger), e.c.URL, "GET", "/devices/x509-edge/modules"+api, "", nil, nil), 401, "IotHubUnauthorizedAccess")
 }
 
 func TestServiceManagesDevices(t *testing.T) {

@@ -59,7 +59,7 @@ func NewServer(cfg Config, stateDir string, logger *slog.Logger) (*Server, error
 	}
 	cfg = cfg.withDefaults()
 	if cfg.Hostname == "" {
-		return nil, &ConfigError{Key: "hostname", Problem: "empty", Fix: "set the host name devices use for the hub"}
+		return nil, &ConfigError{Table: "hub", Key: "hostname", Problem: "empty", Fix: "set the host name devices use for the hub"}
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
