@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -59,15 +60,26 @@ func (h *routes) allowed(r *http.Request, namedInPath bool) error {
 		return refuse(http.StatusBadRequest, "unsupported or missing api-version %q", v)
 	}
 	cred, _ := r.Context().Value(credKey{}).(*unix.Ucred)
-	if cred == nil || !h.m.be.OwnsPid(r.Context(), h.module, cred.Pid) {
-		return refuse(http.StatusForbidden, "the caller is not a process of module %s", h.module)
+	pidfd, hasPidfd := r.Context().Value(pidfdKey{}).(int)
+	// A process's module cannot change while it lives, and a connection
+	// does not outlive its module's socket (removing the module closes
+	// it): once the connecting process was found to be the module's, the
+	// verdict holds for the connection as long as that process does.
+	owned, _ := r.Context().Value(ownedKey{}).(*atomic.Bool)
+	if owned == nil || !owned.Load() {
+		if cred == nil || !h.m.be.OwnsPid(r.Context(), h.module, cred.Pid) {
+			return refuse(http.StatusForbidden, "the caller is not a process of module %s", h.module)
+		}
 	}
 	// The pid was read when the connection was made: if that process has
 	// exited since, its number may now be another's (a process of this
 	// module), and the connection is someone else's. Checked after the
 	// pid's owner, so a verdict about a reused pid is never kept.
-	if pidfd, ok := r.Context().Value(pidfdKey{}).(int); ok && !unixsock.PidfdAlive(pidfd) {
+	if hasPidfd && !unixsock.PidfdAlive(pidfd) {
 		return refuse(http.StatusForbidden, "the process that connected (pid %d) has exited; connect again", cred.Pid)
+	}
+	if owned != nil && hasPidfd {
+		owned.Store(true)
 	}
 	if namedInPath && r.PathValue("name") != h.module {
 		return refuse(http.StatusForbidden, "module %s may not act as module %s", h.module, r.PathValue("name"))

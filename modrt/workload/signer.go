@@ -76,7 +76,7 @@ func (s *ModuleSigner) SignAsModule(ctx context.Context, module, key string, dat
 				s.direct.Add(1)
 				return sig, nil
 			}
-			s.log.Debug("module signer failed; signing through identityd", "module", module, "err", err)
+			s.log.Info("module signer failed; signing through identityd", "module", module, "err", err)
 			s.drop(epoch)
 		} else {
 			s.log.Debug("no module signing data; signing through identityd", "module", module, "err", err)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -81,6 +82,10 @@ type credKey struct{}
 // kernels without SO_PEERPIDFD).
 type pidfdKey struct{}
 
+// ownedKey holds a connection's *atomic.Bool, set once its process was
+// found to be the module's (only on connections with a pidfd).
+type ownedKey struct{}
+
 // Listen starts (or restarts) the module's socket.
 func (m *Manager) Listen(module string) error {
 	m.mu.Lock()
@@ -119,6 +124,7 @@ func (m *Manager) Listen(module string) error {
 						pidfds[c] = pidfd
 						pidfdMu.Unlock()
 						ctx = context.WithValue(ctx, pidfdKey{}, pidfd)
+						ctx = context.WithValue(ctx, ownedKey{}, new(atomic.Bool))
 					}
 					if cred != nil {
 						return context.WithValue(ctx, credKey{}, cred)

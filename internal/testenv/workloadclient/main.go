@@ -19,8 +19,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -62,37 +60,16 @@ func main() {
 		return out.Digest, resp.StatusCode
 	}
 	if secs := os.Getenv("BENCH_SECONDS"); secs != "" {
-		// Load mode for make bench: sign as fast as BENCH_CLIENTS clients
-		// (1 if unset), each on its own connection, can.
+		// Load mode for make bench (bench.go).
 		d, _ := time.ParseDuration(secs + "s")
 		clients := 1
 		fmt.Sscan(os.Getenv("BENCH_CLIENTS"), &clients)
-		var n atomic.Int64
-		var wg sync.WaitGroup
-		start := time.Now()
-		for i := 0; i < clients; i++ {
-			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-			}}}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				body, _ := json.Marshal(map[string]string{"keyId": "primary", "algo": "HMACSHA256", "data": base64.StdEncoding.EncodeToString([]byte("bench"))})
-				for time.Since(start) < d {
-					resp, err := c.Post("http://workload/modules/"+mod+"/genid/"+gen+"/sign?api-version="+api, "application/json", bytes.NewReader(body))
-					if err != nil {
-						continue
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode == 200 {
-						n.Add(1)
-					}
-				}
-			}()
+		rate, err := benchSign(sock, api, mod, gen, clients, d)
+		if err != nil {
+			res["error"] = err.Error()
+			return
 		}
-		wg.Wait()
-		res["sign_per_s"] = float64(n.Load()) / time.Since(start).Seconds()
+		res["sign_per_s"] = rate
 		return
 	}
 	resource := url.QueryEscape(hub + "/devices/" + dev + "/modules/" + mod)
