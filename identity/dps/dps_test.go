@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"math"
 	"net"
 	"reflect"
 	"strings"
@@ -163,7 +164,7 @@ func TestPollSchedule(t *testing.T) {
 		{"a Retry-After above the floor is kept", 2, 300 * time.Millisecond, 300 * time.Millisecond},
 		{"DPS's usual 3 s is kept late on", 40, 3 * time.Second, 3 * time.Second},
 		{"a long Retry-After is capped", 0, 10 * time.Minute, MaxRetryAfter},
-		{"a huge wait count does not overflow", 1 << 40, 0, time.Second},
+		{"a huge wait count does not overflow", math.MaxInt, 0, time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
