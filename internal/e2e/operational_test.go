@@ -148,7 +148,9 @@ func TestOperationalCertIssuedByDPSRenewedAndRestartSafe(t *testing.T) {
 	if code := sendWithOperationalCert(t, w, key1); code != http.StatusNoContent {
 		t.Fatalf("the hub answered %d to the operational certificate", code)
 	}
-	if c := edgectlCheck(t, w, "op"); c.Status != "ok" || !strings.Contains(c.Message, "device-op") || !strings.Contains(c.Message, "valid") {
+	// The certificate lives a minute and renews at 55 %: on a loaded machine
+	// the check may already see the renewal under way, which is as good.
+	if c := edgectlCheck(t, w, "op"); c.Status != "ok" || !strings.Contains(c.Message, "device-op") || !strings.Contains(c.Message, "valid") && !strings.Contains(c.Message, "renewing") {
 		t.Fatalf("edgectl check identity.operational-cert: %+v", c)
 	}
 	// The onboarding key opens DPS, not the hub.
