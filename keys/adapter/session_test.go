@@ -310,12 +310,10 @@ func TestSessionRevokedWhenPolkitRulesChange(t *testing.T) {
 	}
 }
 
-// TestSessionHelperProcess is not a test: it is the other process a
-// session's fd is passed to (TestSessionFdPassedToAnotherProcessActsAsOpener).
-func TestSessionHelperProcess(t *testing.T) {
-	if os.Getenv("EDGEV2_SESSION_HELPER") != "1" {
-		t.Skip("helper process only")
-	}
+// sessionHelperProcess is the other process a session's fd is passed to
+// (TestSessionFdPassedToAnotherProcessActsAsOpener); TestMain runs it in
+// place of the tests when EDGEV2_SESSION_HELPER=1.
+func sessionHelperProcess() {
 	f := os.NewFile(3, "session")
 	c, err := net.FileConn(f)
 	if err != nil {
@@ -354,7 +352,7 @@ func TestSessionFdPassedToAnotherProcessActsAsOpener(t *testing.T) {
 	}
 	defer f.Close()
 	// The helper runs as root: holding the session, it is still only the opener.
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSessionHelperProcess$")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "EDGEV2_SESSION_HELPER=1", "EDGEV2_SESSION_KEYS=granted,other")
 	cmd.ExtraFiles = []*os.File{f}
 	out, err := cmd.CombinedOutput()
