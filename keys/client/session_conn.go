@@ -166,6 +166,9 @@ func release(p *pendingCall) {
 }
 
 func (s *sessionConn) write(ctx context.Context, serial uint32, path godbus.ObjectPath, iface, member string, args []any) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	b, ok := appendCall(s.wbuf[:0], serial, path, iface, member, args)
@@ -184,7 +187,17 @@ func (s *sessionConn) write(ctx context.Context, serial uint32, path godbus.Obje
 		s.c.SetWriteDeadline(dl)
 		s.wdl = dl
 	}
-	if _, err := s.c.Write(b); err != nil {
+	if n, err := s.c.Write(b); err != nil {
+		var ne net.Error
+		if n == 0 && errors.As(err, &ne) && ne.Timeout() {
+			// This caller's deadline, before any of the message went
+			// out: the stream is whole and the session is the other
+			// callers' too.
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return context.DeadlineExceeded
+		}
 		// Part of a message may be out: the stream is lost.
 		s.fail(fmt.Errorf("the Keys session ended: %w", err))
 		return s.deadErr()
