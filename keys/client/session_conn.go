@@ -276,10 +276,12 @@ func (s *sessionConn) handOff() {
 // read reads replies and hands them to their callers until p's has come,
 // the session ends (p gets the error) or ctx ends (its error returned).
 func (s *sessionConn) read(ctx context.Context, p *pendingCall) error {
-	stop := s.readDeadline(ctx)
-	defer stop()
 	for {
+		// Armed per message: readReply disarms it for the rest of a
+		// message longer than the buffer.
+		stop := s.readDeadline(ctx)
 		res, serial, err := s.readReply()
+		stop()
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -347,6 +349,18 @@ func (s *sessionConn) readDeadline(ctx context.Context) (stop func()) {
 	}
 }
 
+// disarmReadDeadline lifts the reader's deadline until its next
+// readDeadline: the reader's context no longer ends its reads.
+func (s *sessionConn) disarmReadDeadline() {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	s.rgen++ // the reader's AfterFunc, if it has not run, does nothing now
+	if !s.rdl.IsZero() && !s.closed {
+		s.rdl = time.Time{}
+		s.c.SetReadDeadline(s.rdl)
+	}
+}
+
 // errGarbled marks a message that is not a D-Bus message keyd would send.
 var errGarbled = errors.New("garbled message")
 
@@ -368,9 +382,11 @@ func (s *sessionConn) readReply() (result, uint32, error) {
 		}
 		defer s.r.Discard(n)
 	} else {
-		// Longer than the buffer (a large Decrypt): read it whole; a
-		// timeout now would leave half a message read, which ends the
-		// session.
+		// Longer than the buffer (a large Decrypt, maybe another
+		// caller's): read it whole, whatever this reader's context
+		// does meanwhile. A timeout now would leave half a message
+		// read, which would end the session of every caller.
+		s.disarmReadDeadline()
 		m = make([]byte, n)
 		if _, err := readFull(s.r, m); err != nil {
 			return result{}, 0, err
