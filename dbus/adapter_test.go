@@ -350,6 +350,11 @@ func TestCallerWatchFollowsTheOwnerWhateverOrderSignalsArriveIn(t *testing.T) {
 	for i := range uint32(bus.WatchBuffer + 10) {
 		in <- renewed(bb, 100+i)
 	}
+	// A barrier: follow takes one signal at a time from the unbuffered in,
+	// so once it has taken this one (about another name, ignored) it has
+	// finished pushing the last Renewed. Without it the reader below could
+	// free a slot before that push and see a signal the push would drop.
+	in <- &godbus.Signal{Sender: "org.freedesktop.DBus", Name: "org.freedesktop.DBus.NameOwnerChanged", Body: []any{"org.example.Unrelated", "", ":1.1"}}
 	for i := range uint32(bus.WatchBuffer) {
 		if s := <-out; s.Body[0].(uint32) != 110+i {
 			t.Fatalf("behind by 10: got Renewed %v, want %d (the oldest are dropped, the newest kept)", s.Body[0], 110+i)
