@@ -196,7 +196,9 @@ func (s *Session) SignDerived(ctx context.Context, keyID string, derivation, dat
 	res, err := s.pc.call(ctx, bus.ChildPath(rootPath, api.Collection, keyID), api.KeyInterface, api.MethodSignDerived,
 		[]any{derivation, api.MechHMACSHA256, data})
 	if err != nil {
-		return nil, fault.Wrap(fault.Unavailable, err, "the Keys session ended: %v", err)
+		// A context's error (the session lives on) or why the session
+		// ended, which says so already.
+		return nil, fault.Wrap(fault.Unavailable, err, "Keys session call: %v", err)
 	}
 	if res.err != nil {
 		return nil, bus.FromError(res.err)

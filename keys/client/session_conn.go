@@ -170,7 +170,12 @@ func (s *sessionConn) write(ctx context.Context, serial uint32, path godbus.Obje
 		return err
 	}
 	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	unlock := true
+	defer func() {
+		if unlock {
+			s.wmu.Unlock()
+		}
+	}()
 	b, ok := appendCall(s.wbuf[:0], serial, path, iface, member, args)
 	if ok {
 		if cap(b) <= 64<<10 {
@@ -198,11 +203,39 @@ func (s *sessionConn) write(ctx context.Context, serial uint32, path godbus.Obje
 			}
 			return context.DeadlineExceeded
 		}
+		if n > 0 && errors.As(err, &ne) && ne.Timeout() {
+			// This caller's deadline, with part of the message out:
+			// the rest is written in the background (the stream stays
+			// whole for the other callers; keyd's answer to this call
+			// is read and dropped), still holding wmu.
+			unlock = false
+			go s.finishWrite(append([]byte(nil), b[n:]...))
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return context.DeadlineExceeded
+		}
 		// Part of a message may be out: the stream is lost.
 		s.fail(fmt.Errorf("the Keys session ended: %w", err))
 		return s.deadErr()
 	}
 	return nil
+}
+
+// finishWriteTimeout bounds writing the rest of a message whose caller
+// gave up: a keyd that does not read for that long is not serving.
+const finishWriteTimeout = 30 * time.Second
+
+// finishWrite writes rest, the end of a message whose caller's deadline
+// passed mid-write, and then releases wmu, which its caller left held.
+// Failing (keyd not reading, or Close) ends the session.
+func (s *sessionConn) finishWrite(rest []byte) {
+	defer s.wmu.Unlock()
+	s.wdl = time.Now().Add(finishWriteTimeout)
+	s.c.SetWriteDeadline(s.wdl)
+	if _, err := s.c.Write(rest); err != nil {
+		s.fail(fmt.Errorf("the Keys session ended: %w", err))
+	}
 }
 
 func (s *sessionConn) deadErr() error {

@@ -25,6 +25,40 @@ import (
 type fakeKeyd struct {
 	conn  net.Conn
 	calls chan *godbus.Message
+
+	mu   sync.Mutex
+	gate chan struct{} // non-nil: reads wait until it closes
+}
+
+// pause stops keyd reading (after the read under way, if any), as a busy
+// keyd would: what the client writes piles up in the socket.
+func (k *fakeKeyd) pause() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.gate == nil {
+		k.gate = make(chan struct{})
+	}
+}
+
+// resume lets keyd read again.
+func (k *fakeKeyd) resume() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.gate != nil {
+		close(k.gate)
+		k.gate = nil
+	}
+}
+
+// Read is the socket's, held while keyd is paused.
+func (k *fakeKeyd) Read(p []byte) (int, error) {
+	k.mu.Lock()
+	g := k.gate
+	k.mu.Unlock()
+	if g != nil {
+		<-g
+	}
+	return k.conn.Read(p)
 }
 
 // newFakeSession connects a sessionConn to a fakeKeyd over a socketpair,
@@ -43,7 +77,7 @@ func newFakeSession(t *testing.T) (*sessionConn, *fakeKeyd) {
 	}
 	k := &fakeKeyd{conn: nc, calls: make(chan *godbus.Message, 64)}
 	t.Cleanup(func() { nc.Close() })
-	r := bufio.NewReader(nc)
+	r := bufio.NewReader(k)
 	go func() {
 		defer close(k.calls)
 		for _, want := range []string{"\x00AUTH EXTERNAL ", "BEGIN"} {

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"net"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
 	"golang.org/x/sys/unix"
+
+	"github.com/edgev2/edgev2/fault"
 )
 
 // A caller whose deadline has already passed (or passes while its call is
@@ -109,5 +112,50 @@ func TestSessionReaderGivingUpMidReplyDoesNotEndTheSession(t *testing.T) {
 	}
 	if !s.alive() {
 		t.Error("one caller giving up ended the session of all")
+	}
+}
+
+// A caller whose deadline passes while its long call is half written (keyd
+// is slow to read) gets its context's error; the rest of the message is
+// still written, so the stream stays whole: the session lives on, keyd
+// reads that call intact, and the next call is answered.
+func TestSessionCallerTimingOutMidWriteDoesNotEndTheSession(t *testing.T) {
+	s, k := newFakeSession(t)
+	k.pause()
+	t.Cleanup(k.resume)
+	long := bytes.Repeat([]byte("x"), 4<<20) // far beyond the socket's buffers
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := signDerived(ctx, s, string(long)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want the context's deadline", err)
+	}
+	if !s.alive() {
+		t.Fatal("one caller's deadline passing mid-write ended the session of all")
+	}
+	k.resume()
+	if m := k.next(t); len(m.Body) != 3 || !bytes.Equal(m.Body[2].([]byte), long) {
+		t.Fatalf("keyd read the half-written call as %d args", len(m.Body))
+	}
+	done := make(chan error, 1)
+	go func() { _, err := signDerived(context.Background(), s, "next"); done <- err }()
+	k.answer(t, k.next(t), []byte("sig next"))
+	if err := <-done; err != nil {
+		t.Fatalf("the next call: %v", err)
+	}
+}
+
+// Session errors read once: a deadline is not reported as the session
+// ending, and a session that ended says so once.
+func TestSessionSignDerivedErrorTexts(t *testing.T) {
+	s, k := newFakeSession(t)
+	expired, cancel := context.WithDeadline(context.Background(), time.Unix(1, 0))
+	defer cancel()
+	if _, err := signDerived(expired, s, "late"); err == nil || strings.Contains(err.Error(), "ended") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("an expired deadline: %v", err)
+	}
+	k.conn.Close()
+	_, err := signDerived(context.Background(), s, "after")
+	if err == nil || strings.Count(err.Error(), "ended") != 1 || !fault.Is(err, fault.Unavailable) {
+		t.Errorf("a closed session: %v", err)
 	}
 }
