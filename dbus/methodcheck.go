@@ -1,7 +1,6 @@
 package dbus
 
 import (
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"reflect"
@@ -21,67 +20,11 @@ import (
 //	  ...
 const AnnotationOutsideMethodTable = "org.edgev2.ServedOutsideMethodTable"
 
-// xmlInterface is what the method check reads of a shipped interface file.
-type xmlInterface struct {
-	Name    string `xml:"name,attr"`
-	Methods []struct {
-		Name string `xml:"name,attr"`
-		Args []struct {
-			Name      string `xml:"name,attr"`
-			Type      string `xml:"type,attr"`
-			Direction string `xml:"direction,attr"`
-		} `xml:"arg"`
-		Annotations []struct {
-			Name  string `xml:"name,attr"`
-			Value string `xml:"value,attr"`
-		} `xml:"annotation"`
-	} `xml:"method"`
-}
-
 // xmlMethodSig is one shipped method: its in and out signatures, and whether
 // it is served outside the method table.
 type xmlMethodSig struct {
 	in, out string
 	outside bool
-}
-
-func parseInterfaceMethods(name string, file []byte) (map[string]xmlMethodSig, error) {
-	var doc struct {
-		Interfaces []xmlInterface `xml:"interface"`
-	}
-	if err := xml.Unmarshal(file, &doc); err != nil {
-		return nil, fmt.Errorf("parse dbus/%s.xml: %w", name, err)
-	}
-	for _, i := range doc.Interfaces {
-		if i.Name != name {
-			continue
-		}
-		out := map[string]xmlMethodSig{}
-		for _, m := range i.Methods {
-			var sig xmlMethodSig
-			for _, a := range m.Args {
-				switch a.Direction {
-				case "", "in":
-					sig.in += a.Type
-				case "out":
-					sig.out += a.Type
-				default:
-					return nil, fmt.Errorf("dbus/%s.xml: %s arg %q has direction %q", name, m.Name, a.Name, a.Direction)
-				}
-			}
-			for _, an := range m.Annotations {
-				if an.Name == AnnotationOutsideMethodTable && an.Value == "true" {
-					sig.outside = true
-				}
-			}
-			if _, dup := out[m.Name]; dup {
-				return nil, fmt.Errorf("dbus/%s.xml declares method %s twice", name, m.Name)
-			}
-			out[m.Name] = sig
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("dbus/%s.xml has no <interface name=%q>", name, name)
 }
 
 var (
@@ -123,7 +66,9 @@ func methodSignature(fn any) (in, out string, err error) {
 }
 
 // CheckMethods compares an interface's Go method table with its shipped
-// interface file dbus/<Name>.xml: every Go method is declared there with the
+// interface file dbus/<Name>.xml (as methods_gen.go holds it, so that a
+// service links no XML parser; TestShippedMethodTableIsTheXMLs keeps the
+// two the same): every Go method is declared there with the
 // same in and out signatures, and every declared method is in the table
 // unless annotated AnnotationOutsideMethodTable; every method an
 // interceptor serves (Intercepted) is declared with the same in signature.
@@ -132,18 +77,15 @@ func methodSignature(fn any) (in, out string, err error) {
 // the service at start instead of answering with a signature introspection
 // does not announce.
 func CheckMethods(i Interface) error {
-	file, err := InterfaceFile(i.Name)
-	if err != nil {
-		return fmt.Errorf("interface %s has no shipped file dbus/%s.xml: %w", i.Name, i.Name, err)
+	shipped, ok := shippedMethods[i.Name]
+	if !ok {
+		return fmt.Errorf("interface %s has no shipped file dbus/%s.xml", i.Name, i.Name)
 	}
-	return checkMethods(i, file)
+	return checkMethods(i, shipped)
 }
 
-func checkMethods(i Interface, file []byte) error {
-	shipped, err := parseInterfaceMethods(i.Name, file)
-	if err != nil {
-		return err
-	}
+// checkMethods compares i with shipped, the methods its file declares.
+func checkMethods(i Interface, shipped map[string]xmlMethodSig) error {
 	var errs []error
 	names := make([]string, 0, len(i.Methods))
 	for n := range i.Methods {

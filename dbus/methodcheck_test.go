@@ -77,7 +77,7 @@ func TestCheckMethodsRefusesWhatTheXMLDoesNotDeclare(t *testing.T) {
 			"Ping has a type with no D-Bus signature"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			err := checkMethods(Interface{Name: "org.edgev2.Test1", Methods: c.methods}, []byte(testIfaceXML))
+			err := checkMethodsXML(Interface{Name: "org.edgev2.Test1", Methods: c.methods}, []byte(testIfaceXML))
 			switch {
 			case c.want == "" && err != nil:
 				t.Fatalf("refused: %v", err)
@@ -94,7 +94,7 @@ func TestCheckMethodsNeedsTheShippedInterface(t *testing.T) {
 	if err := CheckMethods(Interface{Name: "org.edgev2.NoSuch1"}); err == nil || !strings.Contains(err.Error(), "no shipped file dbus/org.edgev2.NoSuch1.xml") {
 		t.Fatalf("interface without a file: %v", err)
 	}
-	if err := checkMethods(Interface{Name: "org.edgev2.Other1"}, []byte(testIfaceXML)); err == nil || !strings.Contains(err.Error(), `no <interface name="org.edgev2.Other1">`) {
+	if err := checkMethodsXML(Interface{Name: "org.edgev2.Other1"}, []byte(testIfaceXML)); err == nil || !strings.Contains(err.Error(), `no <interface name="org.edgev2.Other1">`) {
 		t.Fatalf("file naming another interface: %v", err)
 	}
 }
@@ -157,7 +157,7 @@ func TestCheckMethodsSeesWhatAnInterceptorServes(t *testing.T) {
 		{"other arguments", map[string]string{"Get": "s"}, "intercepted method org.edgev2.Test1.Get takes (s); dbus/org.edgev2.Test1.xml declares (sa{sv})"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			err := checkMethods(Interface{Name: "org.edgev2.Test1", Methods: methods, Intercepted: c.intercepted}, []byte(testIfaceXML))
+			err := checkMethodsXML(Interface{Name: "org.edgev2.Test1", Methods: methods, Intercepted: c.intercepted}, []byte(testIfaceXML))
 			switch {
 			case c.want == "" && err != nil:
 				t.Fatalf("refused: %v", err)

@@ -5,16 +5,11 @@ package dbus
 import (
 	"embed"
 	"fmt"
-	"regexp"
 	"strings"
 )
 
 //go:embed org.edgev2.*.xml
 var interfaceFiles embed.FS
-
-// nodeBody is what a shipped file holds inside <node>: one interface element
-// preceded by its doc comment.
-var nodeBody = regexp.MustCompile(`(?s)<node>\s*(.*?<interface name="([^"]+)">.*?</interface>)\s*</node>`)
 
 // InterfaceXML returns the <interface> element (with its doc comments) of a
 // shipped interface file dbus/<name>.xml.
@@ -23,10 +18,44 @@ func InterfaceXML(name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("no interface file for %s: %w", name, err)
 	}
-	if m := nodeBody.FindStringSubmatch(string(b)); m != nil && m[2] == name {
-		return m[1], nil
+	if e, ok := interfaceElement(string(b), name); ok {
+		return e, nil
 	}
 	return "", fmt.Errorf("interface file %s.xml has no <interface name=%q>", name, name)
+}
+
+// interfaceElement is what a shipped file holds inside <node>: one
+// interface element, named name, preceded by its doc comment. (By string
+// search: a regexp here linked the regexp engine into every service.)
+func interfaceElement(doc, name string) (string, bool) {
+	const ws = " \t\n\f\r"
+	_, rest, ok := strings.Cut(doc, "<node>")
+	if !ok {
+		return "", false
+	}
+	rest = strings.TrimLeft(rest, ws)
+	const open = `<interface name="`
+	i := strings.Index(rest, open)
+	if i < 0 {
+		return "", false
+	}
+	n, _, ok := strings.Cut(rest[i+len(open):], `"`)
+	if !ok || n != name || !strings.HasPrefix(rest[i+len(open)+len(n):], `">`) {
+		return "", false
+	}
+	const closing = "</interface>"
+	// The element ends at the first </interface> followed by </node>.
+	for from := i; ; {
+		j := strings.Index(rest[from:], closing)
+		if j < 0 {
+			return "", false
+		}
+		end := from + j + len(closing)
+		if strings.HasPrefix(strings.TrimLeft(rest[end:], ws), "</node>") {
+			return rest[:end], true
+		}
+		from = end
+	}
 }
 
 // InterfaceFile returns the whole shipped file for an interface.
