@@ -33,15 +33,17 @@ func run(configPath string, log *slog.Logger) int {
 		return daemon.ExitConfig
 	}
 	var svc *identity.Service
+	signerReplier := bus.NewFDReplier()
 	return daemon.Serve(log, daemon.Service{
-		BusName: idapi.BusName,
-		Path:    idapi.ObjectPath,
+		BusName:     idapi.BusName,
+		Path:        idapi.ObjectPath,
+		ConnOptions: []godbus.ConnOption{signerReplier.Option()},
 		Register: func(ctx context.Context, conn *godbus.Conn, auth *bus.Authorizer, srv *bus.Server) error {
 			kc := kclient.New(conn)
 			cc := cclient.New(conn)
 			svc = identity.NewService(cfg, keysAdapter{kc.WithSession()}, certsAdapter{cc}, log)
 			svc.Sessions = kc
-			adapter.New(ctx, svc, auth, srv, log)
+			adapter.New(ctx, svc, auth, srv, log).ServeModuleSigner(signerReplier)
 			svc.Start(ctx)
 			watchRenewals(ctx, cc, svc, log)
 			return nil

@@ -47,7 +47,7 @@ func New(ctx context.Context, svc *identity.Service, auth bus.Authority, srv *bu
 			api.MethodGetSasToken:          a.getSasToken,
 			api.MethodGetCallerIdentity:    a.getCallerIdentity,
 			api.MethodSignAsModule:         a.signAsModule,
-			api.MethodOpenModuleSigner:     a.openModuleSigner,
+			api.MethodOpenModuleSigner:     a.openModuleSignerUnhooked,
 			api.MethodGetModuleSigning:     a.getModuleSigning,
 		},
 		Properties: func(string) (map[string]godbus.Variant, error) { return a.properties(), nil },

@@ -2,7 +2,7 @@ package adapter
 
 import (
 	"fmt"
-	"time"
+	"os"
 
 	godbus "github.com/godbus/dbus/v5"
 
@@ -28,24 +28,50 @@ func (a *BusAPI) runtimeOnly(call bus.Call, method string) *godbus.Error {
 	return a.Authorize(call, api.ActionManage, "")
 }
 
+// ServeModuleSigner answers OpenModuleSigner through r, the bus.FDReplier
+// installed on the service's connection, so that identityd's copy of the
+// descriptor is closed once the reply carrying it has been sent (closing
+// it later by a timer would send a closed, or reused, descriptor when the
+// reply is late).
+func (a *BusAPI) ServeModuleSigner(r *bus.FDReplier) {
+	r.Handle(bus.FDRoute{
+		Conn: a.Server.Conn(), Interface: api.Interface, Member: api.MethodOpenModuleSigner,
+		Path: func(p godbus.ObjectPath) bool { return p == api.ObjectPath },
+		Serve: func(call *godbus.Message) ([]any, *os.File, *godbus.Error) {
+			opts, ok := bus.OptionsArg(call)
+			if !ok {
+				return nil, nil, &godbus.ErrMsgInvalidArg // as godbus would answer
+			}
+			f, info, e := a.openModuleSigner(*call, opts)
+			if e != nil {
+				return nil, nil, e
+			}
+			return []any{godbus.UnixFD(f.Fd()), info}, f, nil
+		},
+	})
+}
+
 // openModuleSigner hands modrtd a Keys session restricted to SignDerived on
 // the module-key master (identity/signer.go): a capability, revoked when
 // module identities change.
-func (a *BusAPI) openModuleSigner(msg godbus.Message, opts map[string]godbus.Variant) (godbus.UnixFD, map[string]godbus.Variant, *godbus.Error) {
+func (a *BusAPI) openModuleSigner(msg godbus.Message, opts map[string]godbus.Variant) (*os.File, map[string]godbus.Variant, *godbus.Error) {
 	if _, e := bus.ParseOptions(opts, nil); e != nil {
-		return -1, nil, e
+		return nil, nil, e
 	}
 	if e := a.runtimeOnly(bus.CallOf(msg), api.MethodOpenModuleSigner); e != nil {
-		return -1, nil, e
+		return nil, nil, e
 	}
 	f, keyID, err := a.svc.OpenModuleSigner(a.Ctx)
 	if err != nil {
-		return -1, nil, a.Fail(api.MethodOpenModuleSigner, err)
+		return nil, nil, a.Fail(api.MethodOpenModuleSigner, err)
 	}
-	// godbus sends the fd with the reply; close our copy once it is sent.
-	fd := godbus.UnixFD(f.Fd())
-	go func() { time.Sleep(5 * time.Second); f.Close() }()
-	return fd, api.ToDict(api.ModuleSigner{KeyID: keyID}), nil
+	return f, api.ToDict(api.ModuleSigner{KeyID: keyID}), nil
+}
+
+// openModuleSignerUnhooked is the method-table OpenModuleSigner, reached
+// only when the bus connection lacks the FDReplier.
+func (a *BusAPI) openModuleSignerUnhooked(godbus.Message, map[string]godbus.Variant) (godbus.UnixFD, map[string]godbus.Variant, *godbus.Error) {
+	return -1, nil, bus.NewError(bus.ErrUnavailable, "OpenModuleSigner is not served on this connection")
 }
 
 func (a *BusAPI) getModuleSigning(msg godbus.Message, moduleID string, opts map[string]godbus.Variant) (map[string]godbus.Variant, *godbus.Error) {

@@ -23,7 +23,7 @@ func TestGetLogsClosesItsPipeOnceReplied(t *testing.T) {
 	b := testenv.StartBus(t)
 	l := NewLogsReplier()
 	replied := make(chan struct{}, 1)
-	l.afterReply = func() { replied <- struct{}{} }
+	l.AfterReply = func() { replied <- struct{}{} }
 	server, err := godbus.Connect(b.Address, l.Option())
 	if err != nil {
 		t.Fatal(err)
@@ -33,19 +33,15 @@ func TestGetLogsClosesItsPipeOnceReplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	var w *os.File
-	l.api.Store(&logsServer{
-		conn: server,
-		path: func(godbus.ObjectPath) bool { return true },
-		open: func(godbus.Message, map[string]godbus.Variant) (*os.File, *godbus.Error) {
-			r, pw, err := os.Pipe()
-			if err != nil {
-				t.Error(err)
-				return nil, bus.NewError(bus.ErrFailed, err.Error())
-			}
-			w = pw
-			pw.WriteString("one line\n")
-			return r, nil
-		},
+	l.serve(server, func(godbus.Message, map[string]godbus.Variant) (*os.File, *godbus.Error) {
+		r, pw, err := os.Pipe()
+		if err != nil {
+			t.Error(err)
+			return nil, bus.NewError(bus.ErrFailed, err.Error())
+		}
+		w = pw
+		pw.WriteString("one line\n")
+		return r, nil
 	})
 
 	client := b.Conn(t)
