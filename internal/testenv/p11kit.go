@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,8 +93,14 @@ func (s *P11KitServer) Start(t TB) {
 	}
 	s.proc = p
 	Eventually(t, 20*time.Second, func() bool {
+		// The socket file exists from bind(2); a client connecting
+		// before listen(2) is refused and sees no token: wait until a
+		// connection is accepted.
 		if fi, err := os.Stat(s.Socket); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			return true
+			if c, err := net.DialTimeout("unix", s.Socket, time.Second); err == nil {
+				c.Close()
+				return true
+			}
 		}
 		select {
 		case <-p.done:
