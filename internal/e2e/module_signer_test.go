@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/identity/adapter"
+	idapi "github.com/edgev2/edgev2/identity/api"
 	iclient "github.com/edgev2/edgev2/identity/client"
 	idconfig "github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/internal/testenv"
@@ -95,6 +96,22 @@ func TestModuleSignerSignsLikeSignAsModuleForTheRuntimeOnly(t *testing.T) {
 	rt := w.bus.Conn(t)
 	if reply, err := rt.RequestName(adapter.RuntimeBusName, godbus.NameFlagDoNotQueue); err != nil || reply != godbus.RequestNameReplyPrimaryOwner {
 		t.Fatalf("own %s: %v %v", adapter.RuntimeBusName, reply, err)
+	}
+	// identityd answers OpenModuleSigner itself (bus.FDReplier), not
+	// godbus's method table: even the runtime's malformed calls get an
+	// error and no descriptor.
+	obj := rt.Object(idapi.BusName, idapi.ObjectPath)
+	for what, args := range map[string][]any{
+		"no arguments":      nil,
+		"a string":          {"x"},
+		"options and more":  {map[string]godbus.Variant{}, "x"},
+		"an unknown option": {map[string]godbus.Variant{"key_id": godbus.MakeVariant("other")}},
+	} {
+		var fd godbus.UnixFD
+		var info map[string]godbus.Variant
+		if err := obj.CallWithContext(ctx, idapi.Interface+"."+idapi.MethodOpenModuleSigner, 0, args...).Store(&fd, &info); err == nil {
+			t.Fatalf("OpenModuleSigner with %s handed out a descriptor", what)
+		}
 	}
 	src := runtimeSource{iclient.New(rt)}
 	signer := workload.NewModuleSigner(src, slog.New(slog.NewTextHandler(io.Discard, nil)))
