@@ -194,28 +194,22 @@ func (s *sessionConn) write(ctx context.Context, serial uint32, path godbus.Obje
 	}
 	if n, err := s.c.Write(b); err != nil {
 		var ne net.Error
-		if n == 0 && errors.As(err, &ne) && ne.Timeout() {
-			// This caller's deadline, before any of the message went
-			// out: the stream is whole and the session is the other
-			// callers' too.
+		if errors.As(err, &ne) && ne.Timeout() {
+			// This caller's deadline. The session is the other
+			// callers' too: if part of the message is out, the rest is
+			// written in the background, still holding wmu, so the
+			// stream stays whole (keyd's answer to this call is read
+			// and dropped).
+			if n > 0 {
+				unlock = false
+				go s.finishWrite(append([]byte(nil), b[n:]...))
+			}
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			return context.DeadlineExceeded
 		}
-		if n > 0 && errors.As(err, &ne) && ne.Timeout() {
-			// This caller's deadline, with part of the message out:
-			// the rest is written in the background (the stream stays
-			// whole for the other callers; keyd's answer to this call
-			// is read and dropped), still holding wmu.
-			unlock = false
-			go s.finishWrite(append([]byte(nil), b[n:]...))
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			return context.DeadlineExceeded
-		}
-		// Part of a message may be out: the stream is lost.
+		// Any other failure: part of a message may be out, the stream is lost.
 		s.fail(fmt.Errorf("the Keys session ended: %w", err))
 		return s.deadErr()
 	}
