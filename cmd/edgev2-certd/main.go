@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 
 	godbus "github.com/godbus/dbus/v5"
 
@@ -19,19 +18,10 @@ import (
 )
 
 func main() {
-	configPath, log := daemon.Flags("edgev2-certd", "/etc/edgev2/certd.toml")
-	os.Exit(run(configPath, log))
+	daemon.Main("edgev2-certd", "/etc/edgev2/certd.toml", api.BusName, certsconfig.Load, run)
 }
 
-func run(configPath string, log *slog.Logger) int {
-	cfg, exit, ok := daemon.LoadConfig(log, "edgev2-certd", api.BusName, configPath, certsconfig.Load)
-	if !ok {
-		return exit
-	}
-	if err := cfg.ReadCredentials(); err != nil {
-		log.Error("a credential the configuration names is missing; not starting", "config", configPath, "err", err)
-		return daemon.ExitConfig
-	}
+func run(cfg *certsconfig.Config, configPath string, log *slog.Logger) int {
 	preloaded := map[string]string{}
 	for id, uri := range cfg.PreloadedCerts {
 		preloaded[id] = certsconfig.FilePath(uri)

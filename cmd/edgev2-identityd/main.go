@@ -4,7 +4,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"os"
 
 	godbus "github.com/godbus/dbus/v5"
 
@@ -19,19 +18,10 @@ import (
 )
 
 func main() {
-	configPath, log := daemon.Flags("edgev2-identityd", "/etc/edgev2/identityd.toml")
-	os.Exit(run(configPath, log))
+	daemon.Main("edgev2-identityd", "/etc/edgev2/identityd.toml", idapi.BusName, idconfig.LoadConfig, run)
 }
 
-func run(configPath string, log *slog.Logger) int {
-	cfg, exit, ok := daemon.LoadConfig(log, "edgev2-identityd", idapi.BusName, configPath, idconfig.LoadConfig)
-	if !ok {
-		return exit
-	}
-	if err := cfg.ReadCredentials(); err != nil {
-		log.Error("a credential the configuration names is missing; not starting", "config", configPath, "err", err)
-		return daemon.ExitConfig
-	}
+func run(cfg *idconfig.Config, configPath string, log *slog.Logger) int {
 	var svc *identity.Service
 	signerReplier := bus.NewFDReplier()
 	return daemon.Serve(log, daemon.Service{

@@ -31,19 +31,10 @@ import (
 )
 
 func main() {
-	configPath, log := daemon.Flags("edgev2-modrtd", "/etc/edgev2/modrtd.toml")
-	os.Exit(run(configPath, log))
+	daemon.Main("edgev2-modrtd", "/etc/edgev2/modrtd.toml", rtapi.BusName, rtconfig.LoadConfig, run)
 }
 
-func run(configPath string, log *slog.Logger) int {
-	cfg, exit, ok := daemon.LoadConfig(log, "edgev2-modrtd", rtapi.BusName, configPath, rtconfig.LoadConfig)
-	if !ok {
-		return exit
-	}
-	if err := cfg.ReadCredentials(); err != nil {
-		log.Error("a credential the configuration names is missing; not starting", "config", configPath, "err", err)
-		return daemon.ExitConfig
-	}
+func run(cfg *rtconfig.Config, configPath string, log *slog.Logger) int {
 	var rt *ctrd.Runtime
 	var wl *workload.Manager
 	var svc *modrt.Service

@@ -1,6 +1,9 @@
 package daemon
 
-import "log/slog"
+import (
+	"log/slog"
+	"os"
+)
 
 // Credentialed is a service configuration whose named credentials (files,
 // systemd credentials) are read once at start.
@@ -31,4 +34,17 @@ func loadConfig[C Credentialed](log *slog.Logger, configPath string, load func(s
 		return cfg, ExitConfig, false
 	}
 	return cfg, 0, true
+}
+
+// Main is the main function of a configured service: it parses the flags
+// (--config, defaulting to defaultConfig, and --log-level), loads the
+// configuration as LoadConfig does, and exits with what run returns once the
+// configuration is good and its credentials are read.
+func Main[C Credentialed](name, defaultConfig, busName string, load func(string) (C, error), run func(cfg C, configPath string, log *slog.Logger) int) {
+	configPath, log := Flags(name, defaultConfig)
+	cfg, exit, ok := LoadConfig(log, name, busName, configPath, load)
+	if ok {
+		exit = run(cfg, configPath, log)
+	}
+	os.Exit(exit)
 }
