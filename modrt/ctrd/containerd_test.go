@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -37,6 +38,7 @@ type rtEnv struct {
 
 	mu      sync.Mutex
 	changes []Status
+	log     testenv.Buffer // the runtime's log, also written to the test's output
 }
 
 // openRuntime opens a Runtime on containerd c in a namespace of its own,
@@ -49,8 +51,8 @@ func openRuntime(t *testing.T, c *testenv.Containerd, configure ...func(*Runtime
 		Address:   c.Address,
 		Namespace: "edgev2-test-" + hex.EncodeToString(suffix),
 		StateDir:  t.TempDir(),
-		Logger:    slog.New(slog.NewTextHandler(t.Output(), nil)),
 	}}
+	e.cfg.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), &e.log), nil))
 	for _, f := range configure {
 		f(&e.cfg)
 	}
@@ -111,6 +113,25 @@ func (e *rtEnv) create(t *testing.T, name string, policy modspec.RestartPolicy, 
 	}
 }
 
+// assertSettled fails t unless module name is in a state want accepts
+// with no task and no restart pending: supervision restarts a module only
+// from an armed restart timer (restartFromTimer), so a settled module stays
+// as it is until a request changes it. This is what a sleep-then-look
+// would check, without the sleep.
+func (e *rtEnv) assertSettled(t *testing.T, name, what string, want func(Status) bool) {
+	t.Helper()
+	m, err := e.rt.module(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	st, task, armed := m.statusLocked(), m.task, m.timerArmed
+	m.mu.Unlock()
+	if !want(st) || task != nil || armed {
+		t.Fatalf("module %s: %s; status %+v, task %v, restart armed %v", name, what, st, task != nil, armed)
+	}
+}
+
 func (e *rtEnv) status(t *testing.T, name string) Status {
 	t.Helper()
 	st, err := e.rt.Status(t.Context(), name)
@@ -122,17 +143,11 @@ func (e *rtEnv) status(t *testing.T, name string) Status {
 
 func (e *rtEnv) waitFor(t *testing.T, name, what string, timeout time.Duration, ok func(Status) bool) Status {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		st := e.status(t, name)
-		if ok(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("module %s: %s not reached within %v; status %+v", name, what, timeout, st)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var st Status
+	if !testenv.WaitFor(timeout, func() bool { st = e.status(t, name); return ok(st) }) {
+		t.Fatalf("module %s: %s not reached within %v; status %+v", name, what, timeout, st)
 	}
+	return st
 }
 
 func (e *rtEnv) runningStarts(name string) []time.Time {
@@ -240,10 +255,9 @@ func TestFailingModuleIsRestartedWithGrowingBackoff(t *testing.T) {
 			t.Fatalf("restart %d came %v after the previous start, before its back-off of %v", i, gap, want)
 		}
 	}
-	time.Sleep(time.Second)
-	if after := e.status(t, "crasher"); after.State != StateStopped || after.RestartCount != st.RestartCount {
-		t.Fatalf("a module stopped by request was restarted: %+v", after)
-	}
+	e.assertSettled(t, "crasher", "a module stopped by request must stay stopped", func(s Status) bool {
+		return s.State == StateStopped && s.RestartCount == st.RestartCount
+	})
 	stdout, _, _ := logText(t, e.rt, "crasher", logstore.Options{Tail: -1})
 	if n := strings.Count(stdout, "crash\n"); n < 4 {
 		t.Fatalf("logs hold %d runs' output, want every run (>= 4): %q", n, stdout)
@@ -257,10 +271,9 @@ func TestOnFailureDoesNotRestartACleanExit(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitFor(t, "clean", "stopped", 10*time.Second, func(s Status) bool { return s.State == StateStopped })
-	time.Sleep(600 * time.Millisecond)
-	if st := e.status(t, "clean"); st.State != StateStopped || st.RestartCount != 0 {
-		t.Fatalf("on-failure module after exit 0: %+v, want stopped and never restarted", st)
-	}
+	e.assertSettled(t, "clean", "an on-failure module after exit 0 must stay stopped, never restarted", func(s Status) bool {
+		return s.State == StateStopped && s.RestartCount == 0
+	})
 }
 
 func TestNeverPolicyLeavesAFailedModuleFailed(t *testing.T) {
@@ -270,10 +283,9 @@ func TestNeverPolicyLeavesAFailedModuleFailed(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitFor(t, "once", "failed", 10*time.Second, func(s Status) bool { return s.State == StateFailed })
-	time.Sleep(600 * time.Millisecond)
-	if st := e.status(t, "once"); st.State != StateFailed || st.ExitCode != 3 || st.RestartCount != 0 {
-		t.Fatalf("never module after exit 3: %+v, want failed with code 3, not restarted", st)
-	}
+	e.assertSettled(t, "once", "a never module after exit 3 must stay failed with code 3, not restarted", func(s Status) bool {
+		return s.State == StateFailed && s.ExitCode == 3 && s.RestartCount == 0
+	})
 }
 
 func TestStopStartRemoveLeaveNothingBehind(t *testing.T) {
@@ -343,10 +355,9 @@ func TestStopKillsAModuleThatIgnoresSIGTERM(t *testing.T) {
 	if st.State != StateStopped || st.ExitCode != 137 || took < 500*time.Millisecond || took > 5*time.Second {
 		t.Fatalf("after stop: %+v after %v, want stopped by SIGKILL (137) just after the 500 ms grace", st, took)
 	}
-	time.Sleep(500 * time.Millisecond)
-	if st := e.status(t, "stubborn"); st.State != StateStopped || st.RestartCount != 0 {
-		t.Fatalf("an always-module stopped by request was restarted: %+v", st)
-	}
+	e.assertSettled(t, "stubborn", "an always-module stopped by request must stay stopped", func(s Status) bool {
+		return s.State == StateStopped && s.RestartCount == 0
+	})
 }
 
 func TestCreateWithTakenNameIsAlreadyExists(t *testing.T) {
@@ -405,7 +416,7 @@ func TestReopenedRuntimeAdoptsRunningModule(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := e.status(t, "ticker")
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // the scenario, not a wait: a few ticks logged while open
 	if err := e.rt.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
@@ -437,12 +448,10 @@ func TestReopenedRuntimeAdoptsRunningModule(t *testing.T) {
 func waitTicks(t *testing.T, rt *Runtime, name string, n int) string {
 	t.Helper()
 	var stdout string
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	testenv.WaitFor(20*time.Second, func() bool {
 		stdout, _, _ = logText(t, rt, name, logstore.Options{Tail: -1})
-		if strings.Count(stdout, "\n") >= n {
-			break
-		}
-	}
+		return strings.Count(stdout, "\n") >= n
+	})
 	return stdout
 }
 
@@ -472,18 +481,11 @@ func TestModuleSurvivesContainerdRestartAndRuntimeReconnects(t *testing.T) {
 	if err := syscall.Kill(int(before.Pid), 0); err != nil {
 		t.Fatalf("module died with containerd: %v", err)
 	}
-	// The runtime is back on the event stream once a crash is restarted.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if pids, err := e.rt.Pids(t.Context(), "survivor"); err == nil && len(pids) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("runtime did not reach containerd again")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	time.Sleep(500 * time.Millisecond) // let watch resubscribe
+	// The runtime is back on the event stream (it says so once it has
+	// subscribed again and resynchronised) before the crash it must restart.
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		return strings.Contains(e.log.String(), "reconnected to containerd")
+	}, "the runtime did not reach containerd again; its log:\n%s", &e.log)
 	if err := syscall.Kill(int(before.Pid), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -512,7 +514,11 @@ func TestFollowStreamsNewLinesUntilModuleStops(t *testing.T) {
 		frames, _ := logstore.ParseFrames(rc)
 		done <- frames
 	}()
-	time.Sleep(700 * time.Millisecond)
+	// Stop once the module has ticked a few times (read from the log
+	// store, not from the follower under test).
+	if out := waitTicks(t, e.rt, "follow", 3); strings.Count(out, "\n") < 3 {
+		t.Fatalf("the module did not tick: %q", out)
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	if err := e.rt.Stop(ctx, "follow", 100*time.Millisecond); err != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/modrt/logstore"
 	"github.com/edgev2/edgev2/modrt/modspec"
 )
@@ -75,14 +76,14 @@ func TestReopenedRuntimeHandlesOrphanedModules(t *testing.T) {
 			}
 			// Its output is captured again, from the new task's start.
 			var fresh string
-			for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			testenv.WaitFor(20*time.Second, func() bool {
 				stdout, _, _ := logText(t, e.rt, "orphan", logstore.Options{Tail: -1})
-				if i := strings.LastIndex(stdout, "tick 0\n"); i >= 0 {
-					if fresh = stdout[i:]; strings.Count(fresh, "\n") >= 3 {
-						break
-					}
+				i := strings.LastIndex(stdout, "tick 0\n")
+				if i >= 0 {
+					fresh = stdout[i:]
 				}
-			}
+				return i >= 0 && strings.Count(fresh, "\n") >= 3
+			})
 			assertTicksContiguous(t, fresh, 3)
 			if got := e.status(t, "intact"); got.State != StateRunning || got.Pid != intact.Pid {
 				t.Fatalf("the intact module next to the orphan: %+v, want still %d running", got, intact.Pid)

@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/containerd/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/modrt/ctrd"
 	"github.com/edgev2/edgev2/modrt/logstore"
 	"github.com/edgev2/edgev2/modrt/modspec"
@@ -98,10 +99,8 @@ func TestBindSourceSwappedAfterTheStartCheckIsNeverRun(t *testing.T) {
 	if err := rt.Start(t.Context(), "keeper"); err != nil {
 		t.Fatalf("start keeper: %v", err)
 	}
-	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(output("keeper"), "own data"); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("keeper never read its own data: %q, status %+v", output("keeper"), status("keeper"))
-		}
+	if !testenv.WaitFor(20*time.Second, func() bool { return strings.Contains(output("keeper"), "own data") }) {
+		t.Fatalf("keeper never read its own data: %q, status %+v", output("keeper"), status("keeper"))
 	}
 
 	// Attack: the source is swapped after the check; the attacker leaves
@@ -116,7 +115,11 @@ func TestBindSourceSwappedAfterTheStartCheckIsNeverRun(t *testing.T) {
 		err := rt.Start(t.Context(), tc.name)
 		race.Store(false)
 		restore.Store(false)
-		time.Sleep(500 * time.Millisecond) // a task that ran would have printed by now
+		// The refused start left no task that could still print: what the
+		// log holds now is all the module will ever have written.
+		if pids, err := rt.Pids(t.Context(), tc.name); err != nil || len(pids) != 0 {
+			t.Fatalf("%s: the refused start left a task: pids %v, %v", tc.name, pids, err)
+		}
 		if out := output(tc.name); strings.Contains(out, "host secret") {
 			t.Fatalf("%s read the host's file through the swapped bind: %q", tc.name, out)
 		}

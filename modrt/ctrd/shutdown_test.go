@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/modrt/logstore"
 	"github.com/edgev2/edgev2/modrt/modspec"
 )
@@ -63,10 +64,8 @@ func TestShutdownStopsModulesAndTheNextBootStartsThemAgain(t *testing.T) {
 
 func waitTicksFor(t *testing.T, e *rtEnv, name, want string) {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if stdout, _, _ := logText(t, e.rt, name, logstore.Options{Tail: -1}); strings.Contains(stdout, want) {
-			return
-		}
-	}
-	t.Fatalf("module %s never wrote %q", name, want)
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		stdout, _, _ := logText(t, e.rt, name, logstore.Options{Tail: -1})
+		return strings.Contains(stdout, want)
+	}, "module %s never wrote %q", name, want)
 }
