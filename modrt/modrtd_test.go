@@ -1,6 +1,7 @@
 package modrt_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -58,17 +59,39 @@ func (m *modrtd) prop(t *testing.T, name, prop string) any {
 func (m *modrtd) waitStatus(t *testing.T, name, want string) {
 	t.Helper()
 	var got any
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	if !testenv.WaitFor(30*time.Second, func() bool {
 		v, err := m.Module(name).GetProperty(rtapi.ModuleInterface + ".Status")
 		if err != nil {
-			got = err
-			continue // not (yet) there
+			got = err // not (yet) there
+			return false
 		}
-		if got = v.Value(); got == want {
-			return
-		}
+		got = v.Value()
+		return got == want
+	}) {
+		t.Fatalf("module %s is %v, want %s", name, got, want)
 	}
-	t.Fatalf("module %s is %v, want %s", name, got, want)
+}
+
+// waitLog waits for a line in a module's log that starts with one of
+// prefixes and returns it.
+func (m *modrtd) waitLog(t *testing.T, name string, prefixes ...string) string {
+	t.Helper()
+	var line string
+	if !testenv.WaitFor(30*time.Second, func() bool {
+		sc := bufio.NewScanner(strings.NewReader(m.ModuleLogs(t, name)))
+		for sc.Scan() {
+			for _, p := range prefixes {
+				if strings.HasPrefix(sc.Text(), p) {
+					line = sc.Text()
+					return true
+				}
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("module %s never printed %v; logs: %q", name, prefixes, m.ModuleLogs(t, name))
+	}
+	return line
 }
 
 // logs reads GetLogs's fd and unframes Docker's 8-byte multiplexing.
@@ -110,11 +133,7 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 			t.Fatal(err)
 		}
 		m.waitStatus(t, "ticker", "running")
-		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(m.ModuleLogs(t, "ticker"), "hello from ticker"); time.Sleep(100 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("logs: %q", m.ModuleLogs(t, "ticker"))
-			}
-		}
+		m.waitLog(t, "ticker", "hello from ticker")
 		if err := m.Module("ticker").Call(rtapi.ModuleInterface+".Stop", 0, uint32(2)).Err; err != nil {
 			t.Fatal(err)
 		}
@@ -153,11 +172,7 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 		if err := m.CreateModule("peer-module", spec("peer-module", image, "never", "sleep 600")); err != nil {
 			t.Fatal(err)
 		}
-		for deadline := time.Now().Add(15 * time.Second); !strings.Contains(m.ModuleLogs(t, "finder"), "FOUND-PEER"); time.Sleep(100 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("finder never saw peer-module, nor itself on the default network, in /etc/hosts; logs: %q", m.ModuleLogs(t, "finder"))
-			}
-		}
+		m.waitLog(t, "finder", "FOUND-PEER") // peer-module, and itself on the default network, in /etc/hosts
 		for _, n := range []string{"finder", "peer-module"} {
 			if err := m.Module(n).Call(rtapi.ModuleInterface+".Remove", 0).Err; err != nil {
 				t.Fatal(err)
@@ -172,14 +187,10 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 		if err := m.CreateModule("crasher", spec("crasher", image, "on-failure", "echo crashing; exit 3")); err != nil {
 			t.Fatal(err)
 		}
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			if n, _ := m.prop(t, "crasher", "RestartCount").(uint32); n >= 2 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("RestartCount = %v after 30 s", m.prop(t, "crasher", "RestartCount"))
-			}
-		}
+		testenv.Eventually(t, 30*time.Second, func() bool {
+			n, _ := m.prop(t, "crasher", "RestartCount").(uint32)
+			return n >= 2
+		}, "RestartCount = %v, want at least 2", m.prop(t, "crasher", "RestartCount"))
 		if code, _ := m.prop(t, "crasher", "ExitCode").(int32); code != 3 {
 			t.Fatalf("ExitCode = %d, want 3", code)
 		}
@@ -197,8 +208,13 @@ func TestModrtdRunsModulesThroughTheBus(t *testing.T) {
 		m.svc.Kill9(t)
 		m.svc.Restart(t)
 		m.waitStatus(t, "steady", "running")
+		// Once modrtd is back on containerd's event stream (it says so,
+		// after resynchronising every module), the status is containerd's.
+		reconnects := strings.Count(m.svc.Output(), "reconnected to containerd")
 		m.ctr.Restart(t)
-		time.Sleep(time.Second)
+		testenv.Eventually(t, 30*time.Second, func() bool {
+			return strings.Count(m.svc.Output(), "reconnected to containerd") > reconnects
+		}, "modrtd did not reconnect to the restarted containerd")
 		m.waitStatus(t, "steady", "running")
 		if after := pid(); after != before {
 			t.Fatalf("the module's task changed across restarts:\n%s\n→\n%s", before, after)
@@ -347,11 +363,7 @@ func TestModrtdPullsFromAPrivateRegistryWithCredentials(t *testing.T) {
 	if err := m.CreateModule("pulled", spec("pulled", remote, "never", "echo pulled ok")); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(m.ModuleLogs(t, "pulled"), "pulled ok"); time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the pulled module did not run: %q", m.ModuleLogs(t, "pulled"))
-		}
-	}
+	m.waitLog(t, "pulled", "pulled ok")
 	if strings.Contains(m.svc.Output(), "s3cret-registry") {
 		t.Fatal("modrtd logged the registry password")
 	}
@@ -369,26 +381,13 @@ func TestModrtdKeepsConfiguredModulesRunning(t *testing.T) {
 	d.StartDaemon(t, testenv.Modrtd, testenv.Daemon{Args: []string{}, Config: fmt.Sprintf("[agent]\nspec = '%s'\n[[modules]]\nname = \"local-sensor\"\nspec = '%s'\n", agent, local)})
 	m := onDevice(d)
 	for _, name := range []string{"edgeAgent", "local-sensor"} {
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			v, err := m.Module(name).GetProperty(rtapi.ModuleInterface + ".Status")
-			if err == nil && v.Value() == "running" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("configured module %s not running: %v %v", name, v, err)
-			}
-		}
+		m.waitStatus(t, name, "running")
 	}
 	// The agent, and only the agent, sees the management socket.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		out := m.ModuleLogs(t, "edgeAgent")
-		if strings.Contains(out, "mgmt=unix:///var/run/iotedge-mgmt/mgmt.sock") && strings.Contains(out, "mgmt.sock\n") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("edgeAgent does not see the management socket: %q", out)
-		}
+	if got := m.waitLog(t, "edgeAgent", "mgmt="); got != "mgmt=unix:///var/run/iotedge-mgmt/mgmt.sock" {
+		t.Fatalf("edgeAgent's IOTEDGE_MANAGEMENTURI: %q", got)
 	}
+	m.waitLog(t, "edgeAgent", "mgmt.sock") // ls of the mounted directory
 	// Removed by hand, it comes back (the local deployment is kept).
 	if err := m.Module("local-sensor").Call(rtapi.ModuleInterface+".Remove", 0).Err; err != nil {
 		t.Fatal(err)

@@ -100,24 +100,6 @@ func netSpec(name, createOptions, cmd string) string {
 	return fmt.Sprintf(`{"name":%q,"type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/busybox:1","createOptions":%s}}}`, name, data)
 }
 
-// waitLog waits for a line in a module's log that starts with one of
-// prefixes and returns it.
-func (m *modrtd) waitLog(t *testing.T, name string, prefixes ...string) string {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		sc := bufio.NewScanner(strings.NewReader(m.ModuleLogs(t, name)))
-		for sc.Scan() {
-			for _, p := range prefixes {
-				if strings.HasPrefix(sc.Text(), p) {
-					return sc.Text()
-				}
-			}
-		}
-	}
-	t.Fatalf("module %s never printed %v; logs: %q", name, prefixes, m.ModuleLogs(t, name))
-	return ""
-}
-
 func TestDefaultNetworkModulesReachEachOtherByNameButNotTheHostsLoopback(t *testing.T) {
 	m, state := startNetworkModrtd(t, "[policy]\nallow_host_network = [\"hostnet-ok\"]")
 	top := t
@@ -163,24 +145,19 @@ func TestDefaultNetworkModulesReachEachOtherByNameButNotTheHostsLoopback(t *test
 		}
 		m.waitStatus(t, "web", "running")
 		addr := net.JoinHostPort(testGateway, strconv.Itoa(port))
-		var last string
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("published port %s never answered: %s", addr, last)
-			}
+		testenv.EventuallyNoError(t, 20*time.Second, func() error {
 			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 			if err != nil {
-				last = err.Error()
-				continue
+				return err
 			}
 			c.SetDeadline(time.Now().Add(5 * time.Second))
 			line, _ := bufio.NewReader(c).ReadString('\n')
 			c.Close()
-			if line == "WEB\n" {
-				break
+			if line != "WEB\n" {
+				return fmt.Errorf("read %q", line)
 			}
-			last = fmt.Sprintf("read %q", line)
-		}
+			return nil
+		}, "published port %s never answered", addr)
 		// Another module cannot take the same host port.
 		err := m.CreateModule("web2", netSpec("web2", fmt.Sprintf(`{"HostConfig":{"PortBindings":{"7001/tcp":[{"HostPort":"%d"}]}}}`, port), "sleep 600"))
 		if dbusErrName(err) != "org.edgev2.Error.AlreadyExists" {
@@ -243,15 +220,13 @@ func TestDefaultNetworkModulesReachEachOtherByNameButNotTheHostsLoopback(t *test
 		// its back. The restarted modrtd adopts the server and releases
 		// the client's lease and rules.
 		m.svc.Kill9(t)
-		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		testenv.EventuallyNoError(t, 15*time.Second, func() error {
 			out, err := exec.Command("ctr", "-a", m.ctr.Address, "-n", "edgev2-test", "tasks", "delete", "--force", "client").CombinedOutput()
-			if err == nil || strings.Contains(string(out), "not found") {
-				break
+			if err != nil && !strings.Contains(string(out), "not found") {
+				return fmt.Errorf("%v: %s", err, out)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("delete the client's task: %v: %s", err, out)
-			}
-		}
+			return nil
+		}, "delete the client's task")
 		m.ctr.Ctr(t, "-n", "edgev2-test", "containers", "delete", "client")
 		if !leaseOf(t, state, "edgev2-test.client") {
 			t.Fatal("the client has no lease before the restart: the test proves nothing")
@@ -259,11 +234,8 @@ func TestDefaultNetworkModulesReachEachOtherByNameButNotTheHostsLoopback(t *test
 		m.svc.Restart(t)
 		m.conn = m.bus.Conn(top)
 		m.waitStatus(t, "server", "running")
-		for deadline := time.Now().Add(15 * time.Second); leaseOf(t, state, "edgev2-test.client"); time.Sleep(100 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("the deleted client's address lease stays")
-			}
-		}
+		testenv.Eventually(t, 15*time.Second, func() bool { return !leaseOf(t, state, "edgev2-test.client") },
+			"the deleted client's address lease stays")
 		hosts, _ := os.ReadFile(filepath.Join(m.home, "hosts", "network-hosts"))
 		if !strings.Contains(string(hosts), "\tserver") || strings.Contains(string(hosts), "client") {
 			t.Errorf("network hosts after the restart:\n%s", hosts)

@@ -53,15 +53,16 @@ func startInNewPidNS(t *testing.T) (int, int) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	task := cmd.Process.Pid
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	var child int
+	testenv.Eventually(t, 10*time.Second, func() bool {
 		data, _ := os.ReadFile("/proc/" + strconv.Itoa(task) + "/task/" + strconv.Itoa(task) + "/children")
-		if f := strings.Fields(string(data)); len(f) > 0 {
-			child, _ := strconv.Atoi(f[0])
-			return task, child
+		f := strings.Fields(string(data))
+		if len(f) > 0 {
+			child, _ = strconv.Atoi(f[0])
 		}
-	}
-	t.Fatal("the task's child did not appear")
-	return 0, 0
+		return len(f) > 0
+	}, "the task's child did not appear")
+	return task, child
 }
 
 // TestPidOwnersOneRuleForBothAPIs: a process in a module's pid namespace is

@@ -23,15 +23,11 @@ func specCO(name, image, restart, createOptions string, cmd string) string {
 
 func (m *modrtd) waitLogContains(t *testing.T, name, want string) string {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		out := m.ModuleLogs(t, name)
-		if strings.Contains(out, want) {
-			return out
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never logged %q: %q", name, want, out)
-		}
+	var out string
+	if !testenv.WaitFor(30*time.Second, func() bool { out = m.ModuleLogs(t, name); return strings.Contains(out, want) }) {
+		t.Fatalf("%s never logged %q: %q", name, want, out)
 	}
+	return out
 }
 
 // The deployer gets what the allowlist allows and no more; a module cannot
@@ -117,10 +113,8 @@ func TestModulePolicyHoldsAtCreateAndAtEveryStart(t *testing.T) {
 		}
 		waitRuns := func(n int) {
 			t.Helper()
-			for deadline := time.Now().Add(30 * time.Second); runs() < n; time.Sleep(100 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("keeper ran %d times, want %d", runs(), n)
-				}
+			if !testenv.WaitFor(30*time.Second, func() bool { return runs() >= n }) {
+				t.Fatalf("keeper ran %d times, want %d", runs(), n)
 			}
 		}
 		waitRuns(1)

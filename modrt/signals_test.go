@@ -260,16 +260,14 @@ func TestModuleEventsReachOnlyReaders(t *testing.T) {
 	})
 
 	t.Run("WithdrawingTheGrantStopsThem", func(t *testing.T) {
-		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			err := other.conn.Object(rtapi.BusName, bus.ChildPath(rtapi.ObjectPath, "modules", "visible")).
+		var err error
+		if !testenv.WaitFor(15*time.Second, func() bool {
+			err = other.conn.Object(rtapi.BusName, bus.ChildPath(rtapi.ObjectPath, "modules", "visible")).
 				Call("org.freedesktop.DBus.Properties.Get", 0, rtapi.ModuleInterface, "Status").Store(&status)
 			var de godbus.Error
-			if errorsAs(err, &de) && de.Name == bus.ErrNotAuthorized {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("Status of visible after the grant was withdrawn: %v, want NotAuthorized", err)
-			}
+			return errorsAs(err, &de) && de.Name == bus.ErrNotAuthorized
+		}) {
+			t.Fatalf("Status of visible after the grant was withdrawn: %v, want NotAuthorized", err)
 		}
 		other.seen = nil
 		if err := m.Module("visible").Call(rtapi.ModuleInterface+".Stop", 0, uint32(1)).Err; err != nil {
