@@ -360,16 +360,13 @@ threshold = "80%"
 	}
 	var next *x509.Certificate
 	var nextPEM string
-	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+	testenv.Eventually(t, 90*time.Second, func() bool {
 		nextPEM, err = s.certs.Get(ctx, "device-id")
 		if err == nil && !parseChain(t, nextPEM)[0].Equal(first) {
 			next = parseChain(t, nextPEM)[0]
-			break
 		}
-	}
-	if next == nil {
-		t.Fatalf("certd did not re-enroll the revoked certificate; its log:\n%s", s.certd.Output())
-	}
+		return next != nil
+	}, "certd did not re-enroll the revoked certificate; its log:\n%s", s.certd)
 	if next.Subject.String() != first.Subject.String() {
 		t.Fatalf("re-enrolled subject %v, want %v", next.Subject, first.Subject)
 	}
@@ -432,19 +429,16 @@ func TestCertdFallsBackToTheBootstrapIdentityWhenTheESTIdentityIsRevoked(t *test
 		}
 	}
 	var newDev, newID *x509.Certificate
-	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+	testenv.Eventually(t, 90*time.Second, func() bool {
 		d, err1 := s.certs.Get(ctx, "device-id")
 		i, err2 := s.certs.Get(ctx, "est-id")
 		if err1 == nil && err2 == nil && !parseChain(t, d)[0].Equal(dev) && !parseChain(t, i)[0].Equal(id) {
 			newDev, newID = parseChain(t, d)[0], parseChain(t, i)[0]
 			opensslVerify(t, d, string(caPEM))
 			opensslVerify(t, i, string(caPEM))
-			break
 		}
-	}
-	if newDev == nil {
-		t.Fatalf("certd did not re-enroll both; its log:\n%s", s.certd.Output())
-	}
+		return newDev != nil
+	}, "certd did not re-enroll both; its log:\n%s", s.certd)
 	if string(newID.RawSubjectPublicKeyInfo) == string(id.RawSubjectPublicKeyInfo) || string(newDev.RawSubjectPublicKeyInfo) == string(dev.RawSubjectPublicKeyInfo) {
 		t.Fatal("a re-enrolled certificate kept the revoked one's key")
 	}

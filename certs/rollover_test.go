@@ -8,6 +8,7 @@ import (
 	"time"
 
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
+	"github.com/edgev2/edgev2/internal/testenv"
 )
 
 // The CA rolls its issuing intermediate over under the same root: the next
@@ -67,11 +68,7 @@ func TestARevokedRefusalTriggersTheCRLCheckAtOnce(t *testing.T) {
 	done := make(chan struct{})
 	go func() { svc.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	for deadline := time.Now().Add(30 * time.Second); est.count("crl") == 0; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no CRL check at start")
-		}
-	}
+	testenv.Eventually(t, 30*time.Second, func() bool { return est.count("crl") > 0 }, "no CRL check at start")
 	checks := est.count("crl")
 	if err := est.srv.Revoke(first.Leaf().SerialNumber); err != nil {
 		t.Fatal(err)
@@ -79,16 +76,13 @@ func TestARevokedRefusalTriggersTheCRLCheckAtOnce(t *testing.T) {
 	if _, err := svc.Renew(ctx, "device-id"); err == nil {
 		t.Fatal("simplereenroll with a revoked certificate succeeded")
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		// The new certificate is stored a moment before the revocation
-		// state is reset (the re-enrollment, then the state): wait for both.
+	// The new certificate is stored a moment before the revocation state
+	// is reset (the re-enrollment, then the state): wait for both.
+	if !testenv.WaitFor(30*time.Second, func() bool {
 		info, err := store.Get("device-id")
-		if st := svc.Revocation("device-id"); err == nil && !info.Leaf().Equal(first.Leaf()) && !st.Revoked {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not re-enrolled, or still marked revoked, after the revoked refusal (CRL fetched %d times; state %+v)", est.count("crl"), svc.Revocation("device-id"))
-		}
+		return err == nil && !info.Leaf().Equal(first.Leaf()) && !svc.Revocation("device-id").Revoked
+	}) {
+		t.Fatalf("not re-enrolled, or still marked revoked, after the revoked refusal (CRL fetched %d times; state %+v)", est.count("crl"), svc.Revocation("device-id"))
 	}
 	if est.count("crl") <= checks {
 		t.Fatal("re-enrolled without a CRL check")

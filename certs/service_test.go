@@ -300,14 +300,11 @@ func TestCAOutageKeepsTheOldCertificateAndRecovers(t *testing.T) {
 	f.clock.Advance(first.RenewAt.Sub(f.clock.Now()))
 	// The attempt fails and the loop schedules a retry.
 	var kept Info
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+	if !testenv.WaitFor(10*time.Second, func() bool {
 		kept, _ = f.svc.Get(ctx, "op")
-		if kept.RenewAt.After(f.clock.Now()) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("RenewAt %v is not a retry in the future", kept.RenewAt)
-		}
+		return kept.RenewAt.After(f.clock.Now())
+	}) {
+		t.Fatalf("RenewAt %v is not a retry in the future", kept.RenewAt)
 	}
 	if kept.Fingerprint() != first.Fingerprint() {
 		t.Fatal("a failed renewal replaced the certificate")

@@ -56,13 +56,8 @@ func remoteToken(t *testing.T, label string) (*PKCS11Engine, *testenv.P11KitServ
 
 func waitLog(t *testing.T, logs *testenv.Buffer, text string) {
 	t.Helper()
-	end := time.Now().Add(60 * time.Second)
-	for !strings.Contains(logs.String(), text) {
-		if time.Now().After(end) {
-			t.Fatalf("no %q logged within 60s:\n%s", text, logs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.Eventually(t, time.Minute, func() bool { return strings.Contains(logs.String(), text) },
+		"no %q logged:\n%s", text, logs)
 }
 
 // TestPKCS11RecoversFromALostTokenUnderConcurrentUse: signers keep calling
@@ -123,19 +118,13 @@ func TestPKCS11RecoversFromALostTokenUnderConcurrentUse(t *testing.T) {
 	// Every handle works again (bounded poll: "back" is logged before the
 	// signers next get a session).
 	for _, h := range handles {
-		end := time.Now().Add(30 * time.Second)
-		for {
-			sig, err := h.SignDigest(ctx, digest[:], crypto.SHA256, false)
-			if err == nil {
-				if !ecdsa.VerifyASN1(h.Info().Public.(*ecdsa.PublicKey), digest[:], sig) {
-					t.Fatalf("key %s signs with another key after recovery", h.Info().ID)
-				}
-				break
-			}
-			if time.Now().After(end) {
-				t.Fatalf("key %s after recovery: %v", h.Info().ID, err)
-			}
-			time.Sleep(50 * time.Millisecond)
+		var sig []byte
+		testenv.EventuallyNoError(t, 30*time.Second, func() (err error) {
+			sig, err = h.SignDigest(ctx, digest[:], crypto.SHA256, false)
+			return err
+		}, "key %s after recovery", h.Info().ID)
+		if !ecdsa.VerifyASN1(h.Info().Public.(*ecdsa.PublicKey), digest[:], sig) {
+			t.Fatalf("key %s signs with another key after recovery", h.Info().ID)
 		}
 	}
 	close(stop)

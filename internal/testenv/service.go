@@ -215,6 +215,10 @@ func (s *Service) released() {
 // Output is what the service printed so far (the tail, if it was long).
 func (s *Service) Output() string { return s.out.String() }
 
+// String is Output: a *Service given to a failure message's %s (as
+// Eventually's args) prints the output as it is when the message is made.
+func (s *Service) String() string { return s.Output() }
+
 // RSSKiB is the resident set size of the service (VmRSS), in KiB.
 func (s *Service) RSSKiB() int {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.Pid()))

@@ -256,10 +256,8 @@ identity_pk = "device-op"
 func waitProvisioned(t *testing.T, ic *iclient.Client, timeout time.Duration) {
 	t.Helper()
 	var got string
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if got, _ = ic.State(context.Background()); got == "provisioned" {
-			return
-		}
+	if testenv.WaitFor(timeout, func() bool { got, _ = ic.State(context.Background()); return got == "provisioned" }) {
+		return
 	}
 	info, _ := ic.ProvisioningInfo(context.Background())
 	t.Fatalf("identityd state %q after %v (last error %q)", got, timeout, info.LastError)

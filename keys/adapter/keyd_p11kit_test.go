@@ -93,20 +93,15 @@ func TestKeydThroughP11KitRefusesKeysTheTokenCannotUse(t *testing.T) {
 func signUntil(t *testing.T, k *keyd, id, token string, deadline time.Duration) []byte {
 	t.Helper()
 	ctx := ctxT(t)
-	end := time.Now().Add(deadline)
-	for {
-		sig, err := k.keys.Key(id).Sign(ctx, keys.MechECDSASHA256, []byte("after the outage"))
-		if err == nil {
-			return sig
-		}
-		if !fault.Is(err, fault.Unavailable) || !strings.Contains(err.Error(), token) {
+	var sig []byte
+	testenv.EventuallyNoError(t, deadline, func() (err error) {
+		sig, err = k.keys.Key(id).Sign(ctx, keys.MechECDSASHA256, []byte("after the outage"))
+		if err != nil && (!fault.Is(err, fault.Unavailable) || !strings.Contains(err.Error(), token)) {
 			t.Fatalf("Sign while the token comes back = %v; want Unavailable naming token %q", err, token)
 		}
-		if time.Now().After(end) {
-			t.Fatalf("keyd did not resume within %s after the token came back; last error: %v\n%s", deadline, err, k.svc.Output())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err
+	}, "keyd did not resume after the token came back; its output:\n%s", k.svc)
+	return sig
 }
 
 // TestKeydThroughP11KitRecoversWhenTheTokenServerRestarts: the process
@@ -176,11 +171,6 @@ func TestKeydThroughP11KitRecoversWhenTheTokenServerRestarts(t *testing.T) {
 // waitOutput polls keyd's output for text, up to deadline.
 func waitOutput(t *testing.T, k *keyd, text string, deadline time.Duration) {
 	t.Helper()
-	end := time.Now().Add(deadline)
-	for !strings.Contains(k.svc.Output(), text) {
-		if time.Now().After(end) {
-			t.Fatalf("keyd did not log %q within %s:\n%s", text, deadline, k.svc.Output())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.Eventually(t, deadline, func() bool { return strings.Contains(k.svc.Output(), text) },
+		"keyd did not log %q:\n%s", text, k.svc)
 }

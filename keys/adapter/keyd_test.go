@@ -584,16 +584,14 @@ func TestKeydKill9DuringCreatesLosesNoAcknowledgedKey(t *testing.T) {
 					}
 				}()
 			}
-			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			var n int
+			if !testenv.WaitFor(30*time.Second, func() bool {
 				mu.Lock()
-				n := len(acked)
+				n = len(acked)
 				mu.Unlock()
-				if n >= 40 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("only %d keys created in 30 s", n)
-				}
+				return n >= 40
+			}) {
+				t.Fatalf("only %d keys created in 30 s", n)
 			}
 			k.svc.Kill9(t)
 			close(stop)

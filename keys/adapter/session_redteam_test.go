@@ -51,12 +51,8 @@ func TestSessionPeerThatNeverReadsIsClosed(t *testing.T) {
 			}
 		}
 	}()
-	deadline := time.Now().Add(time.Minute)
-	for k.api.SessionGoroutines() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d session goroutines still held by a peer that never reads", k.api.SessionGoroutines())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testenv.WaitFor(time.Minute, func() bool { return k.api.SessionGoroutines() == 0 }) {
+		t.Fatalf("%d session goroutines still held by a peer that never reads", k.api.SessionGoroutines())
 	}
 	c.Close()
 	<-done

@@ -294,20 +294,13 @@ func TestSessionRevokedWhenPolkitRulesChange(t *testing.T) {
 	})
 	// polkitd reloaded without the key rule and said Changed: the cached
 	// grant must go. keyd hears Changed asynchronously; wait for it.
-	deadline := time.Now().Add(time.Minute)
-	for {
+	testenv.Eventually(t, time.Minute, func() bool {
 		err := signOn(pc, "granted")
-		if dbusErrorName(err) == bus.ErrNotAuthorized {
-			return
-		}
-		if err != nil {
+		if err != nil && dbusErrorName(err) != bus.ErrNotAuthorized {
 			t.Fatalf("Sign after revocation: %v; want NotAuthorized", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the session still signs a minute after its rule was removed")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err != nil
+	}, "the session still signs after its rule was removed")
 }
 
 // sessionHelperProcess is the other process a session's fd is passed to
@@ -521,12 +514,8 @@ func TestSessionCloseEndsKeydGoroutines(t *testing.T) {
 	for _, c := range clients {
 		c.Close()
 	}
-	deadline := time.Now().Add(time.Minute)
-	for k.api.SessionGoroutines() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d session goroutines still run after every session was closed", k.api.SessionGoroutines())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testenv.WaitFor(time.Minute, func() bool { return k.api.SessionGoroutines() == 0 }) {
+		t.Fatalf("%d session goroutines still run after every session was closed", k.api.SessionGoroutines())
 	}
 }
 
@@ -557,17 +546,13 @@ func TestSessionLimitPerCaller(t *testing.T) {
 	}
 	// Closing one frees its slot (once keyd has noticed).
 	open[0].Close()
-	deadline := time.Now().Add(time.Minute)
-	for {
+	testenv.EventuallyNoError(t, time.Minute, func() error {
 		_, err := openRawSession(t, other)
-		if err == nil {
-			break
-		}
-		if dbusErrorName(err) != api.ErrLimitsExceeded || time.Now().After(deadline) {
+		if err != nil && dbusErrorName(err) != api.ErrLimitsExceeded {
 			t.Fatalf("OpenSession after closing one: %v", err)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err
+	}, "OpenSession after closing one")
 }
 
 func TestSessionClosedWhenTheSessionGrantIsRevoked(t *testing.T) {
@@ -592,29 +577,17 @@ func TestSessionClosedWhenTheSessionGrantIsRevoked(t *testing.T) {
 	})
 	defer sc.Close()
 	pc := peer(t, sc)
-	deadline := time.Now().Add(time.Minute)
-	for {
+	testenv.Eventually(t, time.Minute, func() bool {
 		err := signOn(pc, "granted")
-		if err != nil {
-			if name := dbusErrorName(err); name != bus.ErrNotAuthorized && !strings.Contains(err.Error(), "closed") {
-				t.Fatalf("Sign after the session grant went: %v; want NotAuthorized or a closed session", err)
-			}
-			break
+		if name := dbusErrorName(err); err != nil && name != bus.ErrNotAuthorized && !strings.Contains(err.Error(), "closed") {
+			t.Fatalf("Sign after the session grant went: %v; want NotAuthorized or a closed session", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the session still signs a minute after its opener lost org.edgev2.keys.session")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err != nil
+	}, "the session still signs after its opener lost org.edgev2.keys.session")
 	// keyd closed its end: the session is over, not merely refusing.
 	if err := signOn(pc, "granted"); err == nil || dbusErrorName(err) == bus.ErrNotAuthorized && pc.Connected() {
-		deadline := time.Now().Add(time.Minute)
-		for pc.Connected() {
-			if time.Now().After(deadline) {
-				t.Fatal("keyd kept the session open after its opener lost the session grant")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		testenv.Eventually(t, time.Minute, func() bool { return !pc.Connected() },
+			"keyd kept the session open after its opener lost the session grant")
 	}
 }
 

@@ -265,14 +265,13 @@ func testMosquitto(t *testing.T, w *world) {
 
 func waitPort(t *testing.T, port int) {
 	t.Helper()
-	for i := 0; i < 100; i++ {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+	testenv.EventuallyNoError(t, 10*time.Second, func() error {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
 			c.Close()
-			return
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("nothing listens on port %d", port)
+		return err
+	}, "nothing listens on port %d", port)
 }
 
 func testSecondUID(t *testing.T, w *world) {
