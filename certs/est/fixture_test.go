@@ -15,16 +15,17 @@ import (
 	"testing"
 
 	"github.com/edgev2/edgev2/internal/cloudhttp/cloudhttptest"
+	"github.com/edgev2/edgev2/internal/testpki"
 	"github.com/smallstep/pkcs7"
 )
 
 // testCA is a CA that issues the fixture server's TLS certificate and the
 // certificates the fake EST server enrolls.
-type testCA = cloudhttptest.CA
+type testCA = testpki.CA
 
 var (
-	newKey = cloudhttptest.NewKey
-	newCA  = cloudhttptest.NewCA
+	newKey = testpki.NewKey
+	newCA  = testpki.NewCA
 )
 
 // newCSR makes a DER CSR for a fresh key.

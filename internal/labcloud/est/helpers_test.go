@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/cloudhttp/cloudhttptest"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 // lab is one in-process EST server plus what tests need to talk to it.
@@ -80,7 +80,7 @@ func (l *lab) enroll(t *testing.T, cert *tls.Certificate, op, user, pass string,
 }
 
 // newKey makes a P-256 key.
-var newKey = cloudhttptest.NewKey
+var newKey = testpki.NewKey
 
 // csrB64 is a base64 DER CSR for cn (and DNS SANs), signed by key.
 func csrB64(t testing.TB, key crypto.Signer, cn string, dns ...string) []byte {
