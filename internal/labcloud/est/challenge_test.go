@@ -33,8 +33,8 @@ func csrWithChallenge(t *testing.T, cn, pw string) []byte {
 
 func TestChallengePasswordsAreAskedForAndCheckedPerEnrollment(t *testing.T) {
 	boot := newTestCA(t, "maker")
-	bootFile := t.TempDir() + "/boot.pem"
-	if err := os.WriteFile(bootFile, boot.pem, 0o600); err != nil {
+	bootFile := t.TempDir() + "/boot.PEM()"
+	if err := os.WriteFile(bootFile, boot.PEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	l := startLab(t, Config{Users: []User{alice}, BootstrapCAFiles: []string{bootFile}, ChallengePasswords: []ChallengePassword{
@@ -48,7 +48,7 @@ func TestChallengePasswordsAreAskedForAndCheckedPerEnrollment(t *testing.T) {
 		t.Fatalf("csrattrs %d %s: %v; want challengePassword asked for", r.status, r.body, err)
 	}
 	bootKey := newKey(t)
-	bootCert := tlsCert(boot.issue(t, "serial-1", bootKey), bootKey)
+	bootCert := tlsCert(boot.Issue(t, "serial-1", bootKey.Public(), nil), bootKey)
 	tests := []struct {
 		name   string
 		cert   bool // authenticate with the bootstrap certificate, else Basic
