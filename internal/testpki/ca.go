@@ -104,13 +104,20 @@ func SelfSigned(t testing.TB, name string) tls.Certificate {
 // certificate whose whole template the test spells out.
 func Sign(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, priv crypto.Signer) *x509.Certificate {
 	t.Helper()
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
+	cert, err := x509.ParseCertificate(SignDER(t, tmpl, parent, pub, priv))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return cert
+}
+
+// SignDER is x509.CreateCertificate alone, for a certificate the test means
+// to hand to a parser that must cope with it (Go's own may refuse it).
+func SignDER(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, priv crypto.Signer) []byte {
+	t.Helper()
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }
