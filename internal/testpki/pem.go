@@ -1,6 +1,8 @@
 package testpki
 
 import (
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/pem"
 	"os"
@@ -24,4 +26,24 @@ func WritePEM(t testing.TB, path string, certs ...*x509.Certificate) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// ECKeyPEM is key as a SEC 1 "EC PRIVATE KEY" PEM block.
+func ECKeyPEM(t testing.TB, key *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
+}
+
+// PKCS8PEM is key as a PKCS #8 "PRIVATE KEY" PEM block.
+func PKCS8PEM(t testing.TB, key crypto.Signer) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
