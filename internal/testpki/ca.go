@@ -121,3 +121,8 @@ func SignDER(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey,
 	}
 	return der
 }
+
+// TLS is cert and its key as a tls.Certificate with Leaf set.
+func TLS(cert *x509.Certificate, key crypto.Signer) tls.Certificate {
+	return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
+}
