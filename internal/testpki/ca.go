@@ -96,8 +96,7 @@ func SelfSigned(t testing.TB, name string) tls.Certificate {
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), BasicConstraintsValid: true,
 		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true}
-	cert := Sign(t, tmpl, tmpl, key.Public(), key)
-	return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key}
+	return TLS(Sign(t, tmpl, tmpl, key.Public(), key), key)
 }
 
 // Sign is x509.CreateCertificate followed by x509.ParseCertificate, for a
