@@ -9,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"sync/atomic"
-	"testing"
 	"time"
 )
 
@@ -26,7 +25,7 @@ type CA struct {
 // that may sign certificates. Each opt edits the template before it is
 // signed, for a test whose point is an odd CA (a serial, a key usage, a
 // validity period it checks).
-func NewCA(t testing.TB, cn string, opts ...func(*x509.Certificate)) *CA {
+func NewCA(t TB, cn string, opts ...func(*x509.Certificate)) *CA {
 	t.Helper()
 	key := NewKey(t)
 	tmpl := &x509.Certificate{
@@ -43,7 +42,7 @@ func NewCA(t testing.TB, cn string, opts ...func(*x509.Certificate)) *CA {
 // Issue signs a certificate for pub named cn. tmpl may be nil for a plain
 // client certificate; it is copied, not changed. The certificate is valid
 // for an hour around now and numbered afresh unless tmpl says otherwise.
-func (ca *CA) Issue(t testing.TB, cn string, pub crypto.PublicKey, tmpl *x509.Certificate) *x509.Certificate {
+func (ca *CA) Issue(t TB, cn string, pub crypto.PublicKey, tmpl *x509.Certificate) *x509.Certificate {
 	t.Helper()
 	c := x509.Certificate{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
 	if tmpl != nil {
@@ -63,7 +62,7 @@ func (ca *CA) Issue(t testing.TB, cn string, pub crypto.PublicKey, tmpl *x509.Ce
 }
 
 // SubCA issues an intermediate CA named cn with a fresh key.
-func (ca *CA) SubCA(t testing.TB, cn string) *CA {
+func (ca *CA) SubCA(t TB, cn string) *CA {
 	t.Helper()
 	key := NewKey(t)
 	cert := ca.Issue(t, cn, key.Public(), &x509.Certificate{IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign})
@@ -72,7 +71,7 @@ func (ca *CA) SubCA(t testing.TB, cn string) *CA {
 
 // ClientCert issues a client certificate for cn whose key is reachable only
 // through crypto.Signer, like a key held by the Keys service.
-func (ca *CA) ClientCert(t testing.TB, cn string) *tls.Certificate {
+func (ca *CA) ClientCert(t TB, cn string) *tls.Certificate {
 	t.Helper()
 	key := NewKey(t)
 	cert := ca.Issue(t, cn, key.Public(), nil)
@@ -90,7 +89,7 @@ func (ca *CA) Pool() *x509.CertPool {
 func (ca *CA) PEM() []byte { return PEM(ca.Cert) }
 
 // SelfSigned is a server certificate for name that is its own trust anchor.
-func SelfSigned(t testing.TB, name string) tls.Certificate {
+func SelfSigned(t TB, name string) tls.Certificate {
 	t.Helper()
 	key := NewKey(t)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
@@ -101,22 +100,22 @@ func SelfSigned(t testing.TB, name string) tls.Certificate {
 
 // Sign is x509.CreateCertificate followed by x509.ParseCertificate, for a
 // certificate whose whole template the test spells out.
-func Sign(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, priv crypto.Signer) *x509.Certificate {
+func Sign(t TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, priv crypto.Signer) *x509.Certificate {
 	t.Helper()
 	cert, err := x509.ParseCertificate(SignDER(t, tmpl, parent, pub, priv))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("parse certificate: %v", err)
 	}
 	return cert
 }
 
 // SignDER is x509.CreateCertificate alone, for a certificate the test means
 // to hand to a parser that must cope with it (Go's own may refuse it).
-func SignDER(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, priv crypto.Signer) []byte {
+func SignDER(t TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, priv crypto.Signer) []byte {
 	t.Helper()
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, priv)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("create certificate: %v", err)
 	}
 	return der
 }

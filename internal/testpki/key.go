@@ -6,15 +6,14 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"io"
-	"testing"
 )
 
 // NewKey makes a P-256 key.
-func NewKey(t testing.TB) *ecdsa.PrivateKey {
+func NewKey(t TB) *ecdsa.PrivateKey {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("generate P-256 key: %v", err)
 	}
 	return k
 }

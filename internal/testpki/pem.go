@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"os"
-	"testing"
 )
 
 // PEM is certs as a PEM bundle of CERTIFICATE blocks, in order.
@@ -20,30 +19,30 @@ func PEM(certs ...*x509.Certificate) []byte {
 
 // WritePEM writes certs as a PEM bundle to path, readable by everyone (the
 // daemons under test run as other users), and returns path.
-func WritePEM(t testing.TB, path string, certs ...*x509.Certificate) string {
+func WritePEM(t TB, path string, certs ...*x509.Certificate) string {
 	t.Helper()
 	if err := os.WriteFile(path, PEM(certs...), 0o644); err != nil {
-		t.Fatal(err)
+		t.Fatalf("write %s: %v", path, err)
 	}
 	return path
 }
 
 // ECKeyPEM is key as a SEC 1 "EC PRIVATE KEY" PEM block.
-func ECKeyPEM(t testing.TB, key *ecdsa.PrivateKey) []byte {
+func ECKeyPEM(t TB, key *ecdsa.PrivateKey) []byte {
 	t.Helper()
 	der, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("marshal EC key: %v", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
 }
 
 // PKCS8PEM is key as a PKCS #8 "PRIVATE KEY" PEM block.
-func PKCS8PEM(t testing.TB, key crypto.Signer) []byte {
+func PKCS8PEM(t TB, key crypto.Signer) []byte {
 	t.Helper()
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("marshal PKCS #8 key: %v", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
