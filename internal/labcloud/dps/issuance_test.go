@@ -134,7 +134,7 @@ func TestIssuanceLegacyFieldAnswersPEMString(t *testing.T) {
 
 func TestIssuanceRefusals(t *testing.T) {
 	e := issuanceCloud(t, "ec-p256")
-	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ec := testpki.NewKey(t)
 	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
 	good := base64.StdEncoding.EncodeToString(csrFor(t, ec, "op-dev"))
 	tampered := csrFor(t, ec, "op-dev")

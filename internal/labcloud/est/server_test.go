@@ -305,7 +305,7 @@ func TestServerKeyGenReturnsMultipartPKCS8KeyAndCert(t *testing.T) {
 
 func TestBootstrapCertMayEnrollButNotReenroll(t *testing.T) {
 	boot := newTestCA(t, "manufacturer CA")
-	caFile := filepath.Join(t.TempDir(), "boot.PEM()")
+	caFile := filepath.Join(t.TempDir(), "boot.pem")
 	os.WriteFile(caFile, boot.PEM(), 0o600)
 	l := startLab(t, Config{BootstrapCAFiles: []string{caFile}})
 	idevKey := newKey(t)
