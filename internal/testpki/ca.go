@@ -17,8 +17,8 @@ var serial atomic.Int64
 
 // CA is a certificate authority with an in-memory key.
 type CA struct {
-	Cert *x509.Certificate
-	Key  *ecdsa.PrivateKey
+	Cert *x509.Certificate // the CA's own certificate
+	Key  *ecdsa.PrivateKey // the key that signs what it issues
 }
 
 // NewCA makes a self-signed P-256 CA named cn, valid for an hour around now,

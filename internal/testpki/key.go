@@ -20,7 +20,9 @@ func NewKey(t TB) *ecdsa.PrivateKey {
 
 // OpaqueSigner is a crypto.Signer that is not a concrete key type, like a
 // handle to a key held by the Keys service.
-type OpaqueSigner struct{ K crypto.Signer }
+type OpaqueSigner struct {
+	K crypto.Signer // the key it hides
+}
 
 // Public returns the wrapped key's public half.
 func (o OpaqueSigner) Public() crypto.PublicKey { return o.K.Public() }
