@@ -1,9 +1,6 @@
 package certs_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
@@ -17,6 +14,7 @@ import (
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
 	"github.com/edgev2/edgev2/internal/superconfig"
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 // authorityPolicy: certd's device CA, the ids the configuration lets a
@@ -60,11 +58,7 @@ type attackerCall func(method string, args ...string) (string, int)
 // csrText is a fresh key's CSR as a GVariant byte array for gdbus.
 func csrText(t *testing.T, subject pkix.Name, dns []string) string {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: subject, DNSNames: dns}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	der := testpki.CSRFor(t, testpki.NewKey(t), &x509.CertificateRequest{Subject: subject, DNSNames: dns})
 	parts := make([]string, len(der))
 	for i, b := range der {
 		parts[i] = fmt.Sprintf("0x%02x", b)

@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
 	"io"
-	"math/big"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,27 +23,22 @@ import (
 	"github.com/edgev2/edgev2/fault"
 	labest "github.com/edgev2/edgev2/internal/labcloud/est"
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 // bootstrapCA is a device maker's CA whose certificates are bootstrap
 // identities (IDevIDs) at the EST server.
 type bootstrapCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	*testpki.CA
 	file string
 }
 
+// newBootstrapCA makes the maker's CA, valid for a day (longer than the
+// certificates it issues), and writes it to dir.
 func newBootstrapCA(t *testing.T, dir string) *bootstrapCA {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "device maker CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	cert, _ := x509.ParseCertificate(der)
-	file := filepath.Join(dir, "bootstrap-ca.pem")
-	os.WriteFile(file, []byte(certsapi.EncodeChain([]*x509.Certificate{cert})), 0o644)
-	return &bootstrapCA{cert: cert, key: key, file: file}
+	ca := testpki.NewCA(t, "device maker CA", func(c *x509.Certificate) { c.NotAfter = time.Now().Add(24 * time.Hour) })
+	return &bootstrapCA{CA: ca, file: testpki.WritePEM(t, filepath.Join(dir, "bootstrap-ca.pem"), ca.Cert)}
 }
 
 // issue signs a bootstrap certificate for a CSR made with a key in keyd.
@@ -70,7 +63,7 @@ func (b *bootstrapCA) issue(t *testing.T, csrDER []byte) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chain, err := certs.IssueFromCA(csr, []*x509.Certificate{b.cert}, b.key, certs.Profile{Validity: 12 * time.Hour, PathLen: -1}, time.Now())
+	chain, err := certs.IssueFromCA(csr, []*x509.Certificate{b.Cert}, b.Key, certs.Profile{Validity: 12 * time.Hour, PathLen: -1}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,12 +2,8 @@ package certs
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +18,7 @@ import (
 	"github.com/edgev2/edgev2/certs/config"
 	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -164,9 +161,7 @@ func TestImportRefusesKeysAndGarbageAndKeepsTheOld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalECPrivateKey(priv)
-	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
+	keyPEM := string(testpki.ECKeyPEM(t, testpki.NewKey(t)))
 	for name, bad := range map[string]string{
 		"private key":       keyPEM,
 		"certificate + key": info.PEM() + keyPEM,
@@ -380,9 +375,7 @@ func FuzzParseChainPEM(f *testing.F) {
 }
 
 func FuzzParseCSR(f *testing.F) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "x"}}, key)
-	f.Add(csr)
+	f.Add(testpki.CSR(f, testpki.NewKey(f), "x"))
 	f.Add([]byte{0x30, 0x00})
 	f.Fuzz(func(t *testing.T, der []byte) {
 		if c, err := ParseCSR(der); err == nil && c.CheckSignature() != nil {

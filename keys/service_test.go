@@ -5,13 +5,10 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
-	"encoding/pem"
 	"io"
 	"log/slog"
 	"os"
@@ -20,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/edgev2/edgev2/fault"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 func newFileService(t *testing.T) (*Service, string) {
@@ -317,10 +315,9 @@ func TestMoveReplacesTargetAndDeleteForgets(t *testing.T) {
 func TestPreloadedKeysServeButAreReadOnly(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalECPrivateKey(priv)
+	priv := testpki.NewKey(t)
 	pemPath := filepath.Join(dir, "device.pem")
-	os.WriteFile(pemPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600)
+	os.WriteFile(pemPath, testpki.ECKeyPEM(t, priv), 0o600)
 	rawPath := filepath.Join(dir, "sas.key")
 	os.WriteFile(rawPath, []byte("raw-symmetric-key-bytes-32-long!"), 0o600)
 

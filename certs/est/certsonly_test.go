@@ -2,13 +2,12 @@ package est
 
 import (
 	"bytes"
-	"encoding/pem"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 // TestParseCertsOnlyFromOpenSSL proves interop with a real producer:
@@ -23,14 +22,7 @@ func TestParseCertsOnlyFromOpenSSL(t *testing.T) {
 	leaf := root.Issue(t, "device-1", key.Public(), nil)
 
 	dir := t.TempDir()
-	var chain bytes.Buffer
-	for _, c := range []*testCA{{Cert: leaf}, root} {
-		pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: c.Cert.Raw})
-	}
-	chainFile := filepath.Join(dir, "chain.pem")
-	if err := os.WriteFile(chainFile, chain.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	chainFile := testpki.WritePEM(t, filepath.Join(dir, "chain.pem"), leaf, root.Cert)
 	der, err := exec.Command(openssl, "crl2pkcs7", "-nocrl", "-certfile", chainFile, "-outform", "DER").Output()
 	if err != nil {
 		t.Fatalf("openssl crl2pkcs7: %v", err)

@@ -11,11 +11,9 @@ import (
 // hierarchy is a root, an intermediate under it and a leaf under that.
 func hierarchy(t testing.TB, name string) (root, inter, leaf *x509.Certificate) {
 	rootCA := newCA(t, name+" root")
-	interKey := newKey(t)
-	inter = rootCA.Issue(t, name+" issuing CA", interKey.Public(), &x509.Certificate{IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign})
-	interCA := &testCA{Cert: inter, Key: interKey}
+	interCA := rootCA.SubCA(t, name+" issuing CA")
 	leaf = interCA.Issue(t, "device-1", newKey(t).Public(), nil)
-	return rootCA.Cert, inter, leaf
+	return rootCA.Cert, interCA.Cert, leaf
 }
 
 func TestBuildChainCompletesFromCACertsWithoutTheRoot(t *testing.T) {

@@ -102,9 +102,8 @@ func mustSPKI(t *testing.T, key crypto.Signer) []byte {
 
 func TestOrderForKeyFollowsIssuers(t *testing.T) {
 	root := newCA(t, "root")
-	intKey := newKey(t)
-	inter := root.Issue(t, "intermediate", intKey.Public(), &x509.Certificate{IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign})
-	intCA := &testCA{Cert: inter, Key: intKey}
+	intCA := root.SubCA(t, "intermediate")
+	inter := intCA.Cert
 	other := newCA(t, "unrelated")
 	csrDER, key := newCSR(t, "leaf")
 	leaf := intCA.Issue(t, "leaf", key.Public(), nil)

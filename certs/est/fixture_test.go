@@ -3,10 +3,8 @@ package est
 import (
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"io"
 	"net"
@@ -14,28 +12,26 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/edgev2/edgev2/internal/cloudhttp/cloudhttptest"
 	"github.com/smallstep/pkcs7"
+
+	"github.com/edgev2/edgev2/internal/cloudhttp/cloudhttptest"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 // testCA is a CA that issues the fixture server's TLS certificate and the
 // certificates the fake EST server enrolls.
-type testCA = cloudhttptest.CA
+type testCA = testpki.CA
 
 var (
-	newKey = cloudhttptest.NewKey
-	newCA  = cloudhttptest.NewCA
+	newKey = testpki.NewKey
+	newCA  = testpki.NewCA
 )
 
 // newCSR makes a DER CSR for a fresh key.
 func newCSR(t testing.TB, cn string) ([]byte, *ecdsa.PrivateKey) {
 	t.Helper()
 	key := newKey(t)
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der, key
+	return testpki.CSR(t, key, cn), key
 }
 
 // certsOnly encodes certs as RFC 7030 sends them: base64 of a PKCS#7

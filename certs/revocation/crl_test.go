@@ -1,44 +1,28 @@
 package revocation
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"math/big"
 	"testing"
 	"time"
 
 	"github.com/edgev2/edgev2/fault"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
-type crlCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
+// crlCA is a CA that may sign CRLs.
+type crlCA struct{ *testpki.CA }
 
 func newCRLCA(t testing.TB, cn string) *crlCA {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &crlCA{cert, key}
+	t.Helper()
+	return &crlCA{testpki.NewCA(t, cn, func(c *x509.Certificate) { c.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign })}
 }
 
+// leaf is a certificate for device-1 numbered serial.
 func (c *crlCA) leaf(t testing.TB, serial int64) *x509.Certificate {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "device-1"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return cert
+	t.Helper()
+	return c.Issue(t, "device-1", testpki.NewKey(t).Public(), &x509.Certificate{SerialNumber: big.NewInt(serial)})
 }
 
 func (c *crlCA) crl(t testing.TB, next time.Time, serials ...int64) []byte {
@@ -46,7 +30,7 @@ func (c *crlCA) crl(t testing.TB, next time.Time, serials ...int64) []byte {
 	for _, s := range serials {
 		rl.RevokedCertificateEntries = append(rl.RevokedCertificateEntries, x509.RevocationListEntry{SerialNumber: big.NewInt(s), RevocationTime: time.Now()})
 	}
-	der, err := x509.CreateRevocationList(rand.Reader, rl, c.cert, c.key)
+	der, err := x509.CreateRevocationList(rand.Reader, rl, c.Cert, c.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,11 +48,11 @@ func TestCheckRevokedVerifiesTheCRLAgainstTheIssuer(t *testing.T) {
 		revoked bool
 		fails   bool
 	}{
-		{"listed", ca.crl(t, later, 7, 42), []*x509.Certificate{ca.cert}, true, false},
-		{"not listed", ca.crl(t, later, 7), []*x509.Certificate{ca.cert}, false, false},
-		{"signed by an impostor with the CA's name", other.crl(t, later, 42), []*x509.Certificate{ca.cert}, false, true},
-		{"impostor offered as issuer", other.crl(t, later, 42), []*x509.Certificate{other.cert}, false, true},
-		{"stale", ca.crl(t, time.Now().Add(-time.Second), 42), []*x509.Certificate{ca.cert}, false, true},
+		{"listed", ca.crl(t, later, 7, 42), []*x509.Certificate{ca.Cert}, true, false},
+		{"not listed", ca.crl(t, later, 7), []*x509.Certificate{ca.Cert}, false, false},
+		{"signed by an impostor with the CA's name", other.crl(t, later, 42), []*x509.Certificate{ca.Cert}, false, true},
+		{"impostor offered as issuer", other.crl(t, later, 42), []*x509.Certificate{other.Cert}, false, true},
+		{"stale", ca.crl(t, time.Now().Add(-time.Second), 42), []*x509.Certificate{ca.Cert}, false, true},
 		{"no issuer known", ca.crl(t, later, 42), nil, false, true},
 	}
 	for _, tt := range tests {
@@ -104,8 +88,8 @@ func FuzzCheckRevoked(f *testing.F) {
 		if err != nil {
 			return
 		}
-		revoked, err := CheckRevoked(crl, leaf, []*x509.Certificate{ca.cert}, time.Now())
-		if revoked && (err != nil || crl.CheckSignatureFrom(ca.cert) != nil) {
+		revoked, err := CheckRevoked(crl, leaf, []*x509.Certificate{ca.Cert}, time.Now())
+		if revoked && (err != nil || crl.CheckSignatureFrom(ca.Cert) != nil) {
 			t.Fatal("revoked by a CRL the CA did not sign")
 		}
 	})

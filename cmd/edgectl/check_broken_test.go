@@ -1,22 +1,17 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	certsapi "github.com/edgev2/edgev2/certs/api"
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 // brokenSetup is one way a device can be broken, what check must say, and
@@ -36,15 +31,10 @@ const unreachableHub = "unreachable.labcloud.test"
 
 func expiredCertPEM(t *testing.T) string {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "old vendor CA"},
-		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour), IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
+	expired := func(c *x509.Certificate) {
+		c.NotBefore, c.NotAfter = time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour)
 	}
-	c, _ := x509.ParseCertificate(der)
-	return certsapi.EncodeChain([]*x509.Certificate{c})
+	return string(testpki.NewCA(t, "old vendor CA", expired).PEM())
 }
 
 // brokenConfigDir copies the world's configs and replaces name.toml.

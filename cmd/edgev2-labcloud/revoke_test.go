@@ -2,12 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
 	"net/http"
 	"os"
@@ -18,6 +14,7 @@ import (
 
 	"github.com/edgev2/edgev2/certs/est"
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 // The revoke verb, against the real binary: only with the state's token,
@@ -34,8 +31,7 @@ func TestRevokeVerbRevokesThroughTheRunningServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "dev"}}, key)
+	csr := testpki.CSR(t, testpki.NewKey(t), "dev")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	issued, err := client.SimpleEnroll(ctx, est.Auth{Username: "alice", Password: "s3cret"}, csr)

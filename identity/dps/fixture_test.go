@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/internal/cloudhttp/cloudhttptest"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 // enrollmentKey is the symmetric key the fake DPS and the device share.
@@ -17,13 +18,13 @@ type (
 	seen          = cloudhttptest.Request
 	fakeDPS       = cloudhttptest.Server
 	sleepRecorder = cloudhttptest.SleepRecorder
-	opaqueSigner  = cloudhttptest.OpaqueSigner
-	testCA        = cloudhttptest.CA
+	opaqueSigner  = testpki.OpaqueSigner
+	testCA        = testpki.CA
 )
 
 var (
 	hmacSigner = cloudhttptest.HMACSigner
-	newCA      = cloudhttptest.NewCA
+	newCA      = testpki.NewCA
 )
 
 // newFakeDPS answers requests with the queued replies, in order; the last

@@ -2,21 +2,16 @@ package dps
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/edgev2/edgev2/fault"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 // issueFor signs a leaf for pub under ca.
@@ -37,23 +32,19 @@ func b64(c *x509.Certificate) string { return base64.StdEncoding.EncodeToString(
 
 func TestRegisterWithCSR(t *testing.T) {
 	ca := newCA(t, "issuing")
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "dev-1"}}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, other := testpki.NewKey(t), testpki.NewKey(t)
+	csr := testpki.CSR(t, key, "dev-1")
 	leaf := issueFor(t, ca, "dev-1", key.Public())
 	wrong := issueFor(t, ca, "dev-1", other.Public())
 	stranger := issueFor(t, newCA(t, "stranger"), "dev-1", key.Public())
-	bundle := []map[string]any{{"certificate": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw}))}}
+	bundle := []map[string]any{{"certificate": string(ca.PEM())}}
 	tests := []struct {
 		name    string
 		state   map[string]any
 		wantErr error
 	}{
 		{"chain and trust bundle", map[string]any{"issuedCertificateChain": []string{b64(leaf), b64(ca.Cert)}, "trustBundle": map[string]any{"certificates": bundle}}, nil},
-		{"2021-11-01-preview PEM string", map[string]any{"issuedClientCertificate": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}))}, nil},
+		{"2021-11-01-preview PEM string", map[string]any{"issuedClientCertificate": string(testpki.PEM(leaf))}, nil},
 		{"certificate for another key", map[string]any{"issuedCertificateChain": []string{b64(wrong), b64(ca.Cert)}}, ErrWrongKey},
 		{"chain that does not hold together", map[string]any{"issuedCertificateChain": []string{b64(stranger), b64(ca.Cert)}}, ErrWrongKey},
 		{"not base64", map[string]any{"issuedCertificateChain": []string{"%%%"}}, ErrWrongKey},
@@ -95,8 +86,7 @@ func TestRegisterWithCSR(t *testing.T) {
 }
 
 func TestRegisterWithCSRNamedRefusals(t *testing.T) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "dev-1"}}, key)
+	csr := testpki.CSR(t, testpki.NewKey(t), "dev-1")
 	for _, tc := range []struct {
 		name, body string
 		want       error
@@ -120,13 +110,8 @@ func TestRegisterWithCSRNamedRefusals(t *testing.T) {
 // FuzzParseIssued feeds DPS's certificate fields through the parsers: no
 // panic, and nothing is returned with an error.
 func FuzzParseIssued(f *testing.F) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fuzz"}, NotBefore: fixedNow, NotAfter: fixedNow.Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(base64.StdEncoding.EncodeToString(der), string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	cert := testpki.NewCA(f, "fuzz", func(c *x509.Certificate) { c.NotBefore, c.NotAfter = fixedNow, fixedNow.Add(time.Hour) }).Cert
+	f.Add(b64(cert), string(testpki.PEM(cert)))
 	f.Add("%%%", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
 	f.Fuzz(func(t *testing.T, chainElem, text string) {
 		out, err := decodeIssued(&RegistrationState{IssuedCertificateChain: []string{chainElem}, IssuedClientCertificate: text})

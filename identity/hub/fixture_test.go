@@ -7,6 +7,7 @@ import (
 
 	"github.com/edgev2/edgev2/internal/cloudhttp/cloudhttptest"
 	"github.com/edgev2/edgev2/internal/labcloud/labhost"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 // deviceKey is the device's symmetric key, shared with the fake hub.
@@ -21,7 +22,7 @@ type seen = cloudhttptest.Request
 
 var (
 	hmacSigner = cloudhttptest.HMACSigner
-	newCA      = cloudhttptest.NewCA
+	newCA      = testpki.NewCA
 )
 
 // fakeHub answers every request with reply and records what it got.
@@ -37,7 +38,7 @@ func newFakeHub(t *testing.T, tlsCfg *tls.Config, reply func(seen) (int, map[str
 		tlsCfg = &tls.Config{}
 	}
 	tlsCfg = tlsCfg.Clone()
-	tlsCfg.Certificates = []tls.Certificate{cloudhttptest.SelfSigned(t, host.Name)}
+	tlsCfg.Certificates = []tls.Certificate{testpki.SelfSigned(t, host.Name)}
 	srv := cloudhttptest.NewServer(t, tlsCfg, ln, cloudhttptest.Answer(func(r seen) cloudhttptest.Reply {
 		status, header, body := reply(r)
 		return cloudhttptest.Reply{Status: status, Header: header, Body: body}

@@ -2,9 +2,6 @@ package cloudhttp
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"strings"
@@ -12,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/fault"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 func TestNewJSONRequestHeaders(t *testing.T) {
@@ -42,7 +40,7 @@ func TestNewJSONRequestHeaders(t *testing.T) {
 }
 
 func TestCheckCredentials(t *testing.T) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key := testpki.NewKey(t)
 	good := &tls.Certificate{Certificate: [][]byte{{1}}, PrivateKey: key}
 	tests := []struct {
 		name   string

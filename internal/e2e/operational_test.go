@@ -3,12 +3,8 @@ package e2e_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -30,6 +26,7 @@ import (
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
 	"github.com/edgev2/edgev2/internal/labcloud/hub"
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/internal/testpki"
 	"github.com/edgev2/edgev2/internal/tpm"
 )
 
@@ -286,9 +283,7 @@ func TestOperationalCertForAnotherKeyIsRefusedAndNothingStored(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
 	importKey(t, w, "dps-key", "sign", dpsKey)
-	attacker, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "reg-op"}}, attacker)
-	csr, _ := x509.ParseCertificateRequest(der)
+	csr, _ := x509.ParseCertificateRequest(testpki.CSR(t, testpki.NewKey(t), "reg-op"))
 	foreign, err := w.cloud.EST.IssueForCSR(csr, time.Hour)
 	if err != nil {
 		t.Fatal(err)

@@ -2,14 +2,11 @@ package testenv
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net"
@@ -22,6 +19,8 @@ import (
 	"time"
 
 	"github.com/distribution/reference"
+
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 // registryStartTimeout bounds how long docker-registry may take to answer.
@@ -251,10 +250,7 @@ func writeHtpasswd(t TB, bin, path, user, password string) {
 // certificate's PEM.
 func writeSelfSigned(t TB, certFile, keyFile string) []byte {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatalf("generate registry key: %v", err)
-	}
+	key := testpki.NewKey(t)
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
 		t.Fatalf("serial: %v", err)
@@ -272,19 +268,11 @@ func writeSelfSigned(t TB, certFile, keyFile string) []byte {
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
 		DNSNames:              []string{"localhost"},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatalf("make registry certificate: %v", err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatalf("marshal registry key: %v", err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	certPEM := testpki.PEM(testpki.Sign(t, tmpl, tmpl, key.Public(), key))
 	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
 		t.Fatalf("write %s: %v", certFile, err)
 	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := os.WriteFile(keyFile, testpki.PKCS8PEM(t, key), 0o600); err != nil {
 		t.Fatalf("write %s: %v", keyFile, err)
 	}
 	return certPEM

@@ -1,17 +1,15 @@
 package tpm
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
-	"encoding/pem"
 	"math/big"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 // tpmSAN is a TCG EK certificate SubjectAltName: one directoryName
@@ -38,34 +36,25 @@ var (
 	attrVersion      = pkix.AttributeTypeAndValue{Type: oidTPMVersion, Value: "id:00070002"}
 )
 
+// testMaker is a TPM maker's root CA.
 type testMaker struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
+	*testpki.CA
+	pem []byte
 }
 
 func newTestMaker(t testing.TB) *testMaker {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "TPM Maker Root"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return &testMaker{cert: c, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	t.Helper()
+	ca := testpki.NewCA(t, "TPM Maker Root")
+	return &testMaker{CA: ca, pem: ca.PEM()}
 }
 
+// ekCert is an EK certificate (key agreement only) with the given extra
+// extensions and extended key usages, as DER.
 func (m *testMaker) ekCert(t testing.TB, extra []pkix.Extension, eku []asn1.ObjectIdentifier) []byte {
-	ekKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	t.Helper()
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		KeyUsage: x509.KeyUsageKeyAgreement, UnknownExtKeyUsage: eku, ExtraExtensions: extra}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, m.cert, ekKey.Public(), m.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
+	return testpki.SignDER(t, tmpl, m.Cert, testpki.NewKey(t).Public(), m.Key)
 }
 
 func TestEKCertificateCriticalExtensions(t *testing.T) {
@@ -117,7 +106,7 @@ func TestEKCertificateCriticalExtensions(t *testing.T) {
 		// The reason this package parses the SAN itself.
 		cert, _ := x509.ParseCertificate(maker.ekCert(t, []pkix.Extension{goodSAN}, ekEKU))
 		pool := x509.NewCertPool()
-		pool.AddCert(maker.cert)
+		pool.AddCert(maker.Cert)
 		if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
 			t.Fatalf("crypto/x509 accepted the TCG SAN by itself; the explicit handling may be unnecessary")
 		}

@@ -3,22 +3,17 @@ package tpm
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"encoding/pem"
 	"math/big"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 func ctxT(t *testing.T) context.Context {
@@ -59,34 +54,14 @@ func openTPM(t *testing.T, sw *testenv.Swtpm, cfg Config) *TPM {
 
 // factoryCA is the device maker's CA that certifies IDevIDs.
 type factoryCA struct {
-	cert *x509.Certificate
-	key  crypto.Signer
+	*testpki.CA
 	file string // PEM
 }
 
 func newFactoryCA(t *testing.T, cn string) *factoryCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	file := filepath.Join(t.TempDir(), "factory-ca.pem")
-	os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	return &factoryCA{cert: cert, key: key, file: file}
+	ca := testpki.NewCA(t, cn)
+	return &factoryCA{CA: ca, file: testpki.WritePEM(t, filepath.Join(t.TempDir(), "factory-ca.pem"), ca.Cert)}
 }
 
 // certify signs a PEM CSR as the factory does for an IDevID (802.1AR:
@@ -112,13 +87,8 @@ func (ca *factoryCA) certify(t *testing.T, csrPEM string) string {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, csr.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "cert.pem")
-	os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	return file
+	cert := testpki.Sign(t, tmpl, ca.Cert, csr.PublicKey, ca.Key)
+	return testpki.WritePEM(t, filepath.Join(t.TempDir(), "cert.pem"), cert)
 }
 
 // setDictionaryAttack sends TPM2_DictionaryAttackParameters (go-tpm has

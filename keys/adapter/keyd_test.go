@@ -2,8 +2,6 @@ package adapter_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
@@ -26,6 +24,7 @@ import (
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/internal/testpki"
 	"github.com/edgev2/edgev2/keys"
 	"github.com/edgev2/edgev2/keys/api"
 	"github.com/edgev2/edgev2/keys/client"
@@ -750,17 +749,13 @@ func testCryptoSigner(t *testing.T, k *keyd) {
 			// TLS 1.3 client authentication with the key in keyd (RSA-PSS or ECDSA).
 			pool := x509.NewCertPool()
 			pool.AddCert(cert)
-			srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-			srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "server"},
-				NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"server"}}
-			srvDER, _ := x509.CreateCertificate(rand.Reader, srvTmpl, srvTmpl, &srvKey.PublicKey, srvKey)
-			srvCert, _ := x509.ParseCertificate(srvDER)
+			srv := testpki.SelfSigned(t, "server")
 			srvPool := x509.NewCertPool()
-			srvPool.AddCert(srvCert)
+			srvPool.AddCert(srv.Leaf)
 			a, b := net.Pipe()
 			defer a.Close()
 			defer b.Close()
-			server := tls.Server(a, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}},
+			server := tls.Server(a, &tls.Config{Certificates: []tls.Certificate{srv},
 				ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS13})
 			client := tls.Client(b, &tls.Config{ServerName: "server", RootCAs: srvPool, MinVersion: tls.VersionTLS13,
 				Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: signer}}})

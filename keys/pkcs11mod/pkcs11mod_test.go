@@ -111,7 +111,7 @@ func (w *world) tlsServer(t *testing.T) (addr string, seen func() []string) {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(w.ca)
+	pool.AddCert(w.ca.Cert)
 	var mu sync.Mutex
 	var names []string
 	srv := &http.Server{

@@ -3,14 +3,9 @@ package pkcs11mod_test
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -21,6 +16,7 @@ import (
 
 	cclient "github.com/edgev2/edgev2/certs/client"
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/internal/testpki"
 	kclient "github.com/edgev2/edgev2/keys/client"
 )
 
@@ -36,8 +32,7 @@ type world struct {
 	module string // libedgev2-pkcs11.so
 	host   string // testdata/p11host.c, built
 	env    []string
-	caKey  *ecdsa.PrivateKey
-	ca     *x509.Certificate
+	ca     *testpki.CA
 	caFile string
 	pub    map[string]crypto.PublicKey // key id -> public key
 }
@@ -122,29 +117,17 @@ func startWorld(t *testing.T) *world {
 
 	// A test CA, its server certificate, and client certificates for the
 	// keys, stored in certd.
-	var err error
-	if w.caKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pkcs11mod test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &w.caKey.PublicKey, w.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.ca, _ = x509.ParseCertificate(der)
-	w.caFile = w.writePEM(t, "ca.pem", "CERTIFICATE", der)
+	w.ca = testpki.NewCA(t, "pkcs11mod test CA", func(c *x509.Certificate) { c.NotAfter = time.Now().Add(24 * time.Hour) })
+	w.caFile = testpki.WritePEM(t, filepath.Join(w.dir, "ca.pem"), w.ca.Cert)
 	for id, certID := range map[string]string{ecKey: ecKey, rsaKey: rsaCertID} {
-		der := w.issue(t, "client-"+id, w.pub[id], x509.ExtKeyUsageClientAuth)
-		if err := w.certs.Import(ctx, certID, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))); err != nil {
+		cert := w.issue(t, "client-"+id, w.pub[id], x509.ExtKeyUsageClientAuth)
+		if err := w.certs.Import(ctx, certID, string(testpki.PEM(cert))); err != nil {
 			t.Fatalf("import certificate %s: %v", certID, err)
 		}
 	}
 	// A certificate no key of keyd's belongs to: shown under its own id.
-	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err := w.certs.Import(ctx, "ca-only", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE",
-		Bytes: w.issue(t, "no key here", &other.PublicKey, x509.ExtKeyUsageClientAuth)}))); err != nil {
+	other := w.issue(t, "no key here", testpki.NewKey(t).Public(), x509.ExtKeyUsageClientAuth)
+	if err := w.certs.Import(ctx, "ca-only", string(testpki.PEM(other))); err != nil {
 		t.Fatal(err)
 	}
 	return w
@@ -168,34 +151,27 @@ func (w *world) writePEM(t *testing.T, name, typ string, der []byte) string {
 	return p
 }
 
-var serial int64 = 100
-
-// issue makes a certificate for pub under the test CA.
-func (w *world) issue(t *testing.T, cn string, pub crypto.PublicKey, usage x509.ExtKeyUsage) []byte {
+// issue makes a certificate, valid for a day, for pub under the test CA.
+func (w *world) issue(t *testing.T, cn string, pub crypto.PublicKey, usage x509.ExtKeyUsage) *x509.Certificate {
 	t.Helper()
-	serial++
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+	tmpl := &x509.Certificate{NotAfter: time.Now().Add(24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}}
 	if usage == x509.ExtKeyUsageServerAuth {
 		tmpl.DNSNames = []string{"localhost"}
 		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, w.ca, pub, w.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
+	return w.ca.Issue(t, cn, pub, tmpl)
 }
 
 // serverIdentity writes a server certificate and key (files) for TLS servers.
 func (w *world) serverIdentity(t *testing.T) (certFile, keyFile string) {
 	t.Helper()
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der := w.issue(t, "localhost", &k.PublicKey, x509.ExtKeyUsageServerAuth)
-	kder, _ := x509.MarshalPKCS8PrivateKey(k)
-	certFile = w.writePEM(t, "server.pem", "CERTIFICATE", der)
-	keyFile = w.writePEM(t, "server.key", "PRIVATE KEY", kder)
+	k := testpki.NewKey(t)
+	certFile = testpki.WritePEM(t, filepath.Join(w.dir, "server.pem"), w.issue(t, "localhost", k.Public(), x509.ExtKeyUsageServerAuth))
+	keyFile = filepath.Join(w.dir, "server.key")
+	if err := os.WriteFile(keyFile, testpki.PKCS8PEM(t, k), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return certFile, keyFile
 }
 

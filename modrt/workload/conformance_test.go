@@ -2,12 +2,8 @@ package workload
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log/slog"
 	"math/big"
@@ -16,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgev2/edgev2/internal/swaggertest"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 // certBackend issues a real (self-signed) certificate, so the 201 answers
@@ -33,19 +30,10 @@ func (b certBackend) IdentityCert(context.Context, string) (string, string, erro
 }
 
 func selfSigned(t *testing.T) (string, string) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := testpki.NewKey(t)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sensor"},
 		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, _ := x509.MarshalPKCS8PrivateKey(k)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}))
+	return string(testpki.PEM(testpki.Sign(t, tmpl, tmpl, k.Public(), k))), string(testpki.PKCS8PEM(t, k))
 }
 
 // workloadSwaggerFile is the edgelet file that describes api-version v:

@@ -1,6 +1,6 @@
 // Package cloudhttptest is the fake cloud the DPS, IoT Hub and EST client
-// tests talk to: a recording TLS server with canned replies, a test CA,
-// client certificates with opaque keys, a SAS signer and a sleep recorder.
+// tests talk to: a recording TLS server with canned replies, a SAS signer and
+// a sleep recorder. Certificates and keys come from internal/testpki.
 package cloudhttptest
 
 import (

@@ -2,8 +2,7 @@ package dps_test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
+	"crypto"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -12,12 +11,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"io"
 	"math/big"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -27,6 +24,7 @@ import (
 	"github.com/edgev2/edgev2/internal/labcloud"
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
 	"github.com/edgev2/edgev2/internal/labcloud/hub"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 const (
@@ -263,28 +261,20 @@ func TestThrottledRequestsGet429WithRetryAfter(t *testing.T) {
 // newCert makes a certificate for cn signed by parent (self-signed if nil).
 func newCert(t *testing.T, cn string, isCA bool, parent *tls.Certificate) tls.Certificate {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key := testpki.NewKey(t)
 	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
 	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
 		IsCA: isCA, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	signer, signerKey := tmpl, any(key)
+	signer, signerKey := tmpl, crypto.Signer(key)
 	if parent != nil {
-		signer, signerKey = parent.Leaf, parent.PrivateKey
+		signer, signerKey = parent.Leaf, parent.PrivateKey.(crypto.Signer)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+	return testpki.TLS(testpki.Sign(t, tmpl, signer, key.Public(), signerKey), key)
 }
 
 func writePEM(t *testing.T, c tls.Certificate) string {
-	p := filepath.Join(t.TempDir(), c.Leaf.Subject.CommonName+".pem")
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Leaf.Raw}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	t.Helper()
+	return testpki.WritePEM(t, filepath.Join(t.TempDir(), c.Leaf.Subject.CommonName+".pem"), c.Leaf)
 }
 
 func TestX509IndividualAndGroupEnrollments(t *testing.T) {

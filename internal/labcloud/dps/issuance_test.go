@@ -1,14 +1,12 @@
 package dps_test
 
 import (
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -19,16 +17,11 @@ import (
 
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
 	"github.com/edgev2/edgev2/internal/labcloud/hub"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
-func csrFor(t *testing.T, key crypto.Signer, cn string) []byte {
-	t.Helper()
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
-}
+// csrFor is a DER CSR for cn signed by key.
+var csrFor = testpki.CSR
 
 // registerWithCSR registers regID with a SAS token and the CSR field
 // field (csr or clientCertificateCsr), polls to the end and returns the
@@ -58,7 +51,7 @@ func issuanceCloud(t *testing.T, keyTypes ...string) *env {
 
 func TestIssuanceReturnsChainTheHubAcceptsAndRefusesTheOnboardingKey(t *testing.T) {
 	e := issuanceCloud(t)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key := testpki.NewKey(t)
 	r := registerWithCSR(t, e, devKey, "op-dev", dps.APIVersionCSR, "csr", base64.StdEncoding.EncodeToString(csrFor(t, key, "op-dev")))
 	if r.status != http.StatusOK {
 		t.Fatalf("register: %d %s", r.status, r.body)
@@ -125,7 +118,7 @@ func TestIssuanceReturnsChainTheHubAcceptsAndRefusesTheOnboardingKey(t *testing.
 
 func TestIssuanceLegacyFieldAnswersPEMString(t *testing.T) {
 	e := issuanceCloud(t)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key := testpki.NewKey(t)
 	csrPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrFor(t, key, "op-dev")}))
 	r := registerWithCSR(t, e, devKey, "op-dev", dps.APIVersionCSRPreview2021, "clientCertificateCsr", csrPEM)
 	if r.status != http.StatusOK {
@@ -141,7 +134,7 @@ func TestIssuanceLegacyFieldAnswersPEMString(t *testing.T) {
 
 func TestIssuanceRefusals(t *testing.T) {
 	e := issuanceCloud(t, "ec-p256")
-	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ec := testpki.NewKey(t)
 	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
 	good := base64.StdEncoding.EncodeToString(csrFor(t, ec, "op-dev"))
 	tampered := csrFor(t, ec, "op-dev")
@@ -189,7 +182,7 @@ func TestIssuanceKeepingTheOnboardingCredential(t *testing.T) {
 		{RegistrationID: "keep-dev", Attestation: dps.AttestationSymmetricKey, PrimaryKey: devKey,
 			CredentialPolicy: &dps.CredentialPolicy{Issuer: "est", OnboardingCredential: "keep"}},
 	}})
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key := testpki.NewKey(t)
 	r := registerWithCSR(t, e, devKey, "keep-dev", dps.APIVersionCSR, "csr", base64.StdEncoding.EncodeToString(csrFor(t, key, "keep-dev")))
 	var op dps.RegistrationOperationStatus
 	if r.status != http.StatusOK || json.Unmarshal(r.body, &op) != nil || len(op.RegistrationState.IssuedCertificateChain) == 0 {

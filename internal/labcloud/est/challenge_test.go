@@ -1,9 +1,7 @@
 package est
 
 import (
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"net/http"
 	"os"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/edgev2/edgev2/certs"
 	certsest "github.com/edgev2/edgev2/certs/est"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 // csrWithChallenge is a base64 CSR for cn carrying challengePassword pw,
@@ -19,11 +18,9 @@ import (
 func csrWithChallenge(t *testing.T, cn, pw string) []byte {
 	t.Helper()
 	key := newKey(t)
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	der := testpki.CSR(t, key, cn)
 	if pw != "" {
+		var err error
 		if der, err = certs.WithChallengePassword(der, key, pw); err != nil {
 			t.Fatal(err)
 		}
@@ -34,7 +31,7 @@ func csrWithChallenge(t *testing.T, cn, pw string) []byte {
 func TestChallengePasswordsAreAskedForAndCheckedPerEnrollment(t *testing.T) {
 	boot := newTestCA(t, "maker")
 	bootFile := t.TempDir() + "/boot.pem"
-	if err := os.WriteFile(bootFile, boot.pem, 0o600); err != nil {
+	if err := os.WriteFile(bootFile, boot.PEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	l := startLab(t, Config{Users: []User{alice}, BootstrapCAFiles: []string{bootFile}, ChallengePasswords: []ChallengePassword{
@@ -48,7 +45,7 @@ func TestChallengePasswordsAreAskedForAndCheckedPerEnrollment(t *testing.T) {
 		t.Fatalf("csrattrs %d %s: %v; want challengePassword asked for", r.status, r.body, err)
 	}
 	bootKey := newKey(t)
-	bootCert := tlsCert(boot.issue(t, "serial-1", bootKey), bootKey)
+	bootCert := tlsCert(boot.Issue(t, "serial-1", bootKey.Public(), nil), bootKey)
 	tests := []struct {
 		name   string
 		cert   bool // authenticate with the bootstrap certificate, else Basic
@@ -80,8 +77,7 @@ func TestChallengePasswordsAreAskedForAndCheckedPerEnrollment(t *testing.T) {
 	}
 	// An identity enrolled here enrolls and re-enrolls without one.
 	key := newKey(t)
-	der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "dev-7"}}, key)
-	der, _ = certs.WithChallengePassword(der, key, "dev-7-secret")
+	der, _ := certs.WithChallengePassword(testpki.CSR(t, key, "dev-7"), key, "dev-7-secret")
 	enrolled := tlsCert(issuedCert(t, l.enroll(t, nil, "simpleenroll", "alice", "s3cret", []byte(base64.StdEncoding.EncodeToString(der)))), key)
 	issuedCert(t, l.enroll(t, enrolled, "simpleenroll", "", "", csrB64(t, newKey(t), "dev-9")))
 	issuedCert(t, l.enroll(t, enrolled, "simplereenroll", "", "", csrB64(t, newKey(t), "dev-7")))
@@ -108,8 +104,7 @@ func TestOneTimeChallengePasswordStaysUsedAcrossRestarts(t *testing.T) {
 }
 
 func FuzzCSRChallengePassword(f *testing.F) {
-	key, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "d"}}, newKey(f))
-	f.Add(key)
+	f.Add(testpki.CSR(f, newKey(f), "d"))
 	f.Fuzz(func(t *testing.T, der []byte) {
 		csr, err := x509.ParseCertificateRequest(der)
 		if err != nil {

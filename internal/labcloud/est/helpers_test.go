@@ -3,20 +3,15 @@ package est
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net/http"
 	"testing"
 	"time"
 
-	"github.com/edgev2/edgev2/internal/cloudhttp/cloudhttptest"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 // lab is one in-process EST server plus what tests need to talk to it.
@@ -80,16 +75,12 @@ func (l *lab) enroll(t *testing.T, cert *tls.Certificate, op, user, pass string,
 }
 
 // newKey makes a P-256 key.
-var newKey = cloudhttptest.NewKey
+var newKey = testpki.NewKey
 
 // csrB64 is a base64 DER CSR for cn (and DNS SANs), signed by key.
 func csrB64(t testing.TB, key crypto.Signer, cn string, dns ...string) []byte {
 	t.Helper()
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}, DNSNames: dns}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return []byte(base64.StdEncoding.EncodeToString(der))
+	return []byte(base64.StdEncoding.EncodeToString(testpki.CSR(t, key, cn, dns...)))
 }
 
 // issuedCert decodes a 200 certs-only reply.
@@ -120,43 +111,6 @@ func tlsCert(cert *x509.Certificate, key crypto.Signer) *tls.Certificate {
 }
 
 // testCA is a bootstrap (manufacturer) CA made in the test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
+type testCA = testpki.CA
 
-func newTestCA(t *testing.T, cn string) *testCA {
-	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pemCert(der)}
-}
-
-func (ca *testCA) issue(t *testing.T, cn string, key crypto.Signer) *x509.Certificate {
-	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return cert
-}
-
-func pemCert(der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
+var newTestCA = testpki.NewCA

@@ -306,10 +306,10 @@ func TestServerKeyGenReturnsMultipartPKCS8KeyAndCert(t *testing.T) {
 func TestBootstrapCertMayEnrollButNotReenroll(t *testing.T) {
 	boot := newTestCA(t, "manufacturer CA")
 	caFile := filepath.Join(t.TempDir(), "boot.pem")
-	os.WriteFile(caFile, boot.pem, 0o600)
+	os.WriteFile(caFile, boot.PEM(), 0o600)
 	l := startLab(t, Config{BootstrapCAFiles: []string{caFile}})
 	idevKey := newKey(t)
-	idev := tlsCert(boot.issue(t, "device-7", idevKey), idevKey)
+	idev := tlsCert(boot.Issue(t, "device-7", idevKey.Public(), nil), idevKey)
 
 	ldevKey := newKey(t)
 	ldev := issuedCert(t, l.enroll(t, idev, "simpleenroll", "", "", csrB64(t, ldevKey, "device-7")))
@@ -418,7 +418,7 @@ func TestClientCertFromUnknownCAIsRefused(t *testing.T) {
 	key := newKey(t)
 	req := httptest.NewRequest(http.MethodPost, PathPrefix+"simpleenroll", bytes.NewReader(csrB64(t, key, "dev")))
 	req.SetBasicAuth("alice", "s3cret")
-	req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{other.issue(t, "dev", key)}}
+	req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{other.Issue(t, "dev", key.Public(), nil)}}
 	w := httptest.NewRecorder()
 	l.srv.Handler().ServeHTTP(w, req)
 	if w.Code != http.StatusForbidden {

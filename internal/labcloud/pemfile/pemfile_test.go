@@ -7,11 +7,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgev2/edgev2/internal/cloudhttp/cloudhttptest"
+	"github.com/edgev2/edgev2/internal/testpki"
 )
 
 func certPEM(t *testing.T, cn string) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cloudhttptest.NewCA(t, cn).Cert.Raw})
+	return testpki.NewCA(t, cn).PEM()
 }
 
 func TestReadCertificatesKeepsCertificatesInOrderAndRefusesTheRest(t *testing.T) {

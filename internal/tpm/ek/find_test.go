@@ -3,9 +3,6 @@ package ek_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -18,6 +15,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/internal/testpki"
 	"github.com/edgev2/edgev2/internal/tpm"
 	"github.com/edgev2/edgev2/internal/tpm/ek"
 )
@@ -176,13 +174,9 @@ func TestFindNamesTheEndorsementHierarchyWhenItsAuthIsWrong(t *testing.T) {
 // the maker's (swtpm's platform auth is empty).
 func replaceEKCert(t *testing.T, tr transport.TPM, key *rsa.PublicKey) {
 	t.Helper()
-	ca, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "test EK"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageKeyEncipherment}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key, ca)
-	if err != nil {
-		t.Fatal(err)
-	}
+	der := testpki.SignDER(t, tmpl, tmpl, key, testpki.NewKey(t))
 	platform := tpm2.AuthHandle{Handle: tpm2.TPMRHPlatform, Auth: tpm2.PasswordAuth(nil)}
 	rp, err := tpm2.NVReadPublic{NVIndex: ek.CertNV}.Execute(tr)
 	if err != nil {
