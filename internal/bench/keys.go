@@ -100,7 +100,16 @@ func keyRows(e *benchEnv) error {
 					limit = combined("smaller of round trip and raw op", g.rt, g.raw, func(x, y float64) float64 { return min(x, y) })
 					gl = atLeast(0.9, "≥ 0.90")
 				}
-				e.add(against(section, g.sign, limit, gl), against(section, g.rt, nil, nil), against(section, g.raw, nil, nil))
+				e.add(against(section, g.sign, limit, gl))
+				if c > 1 {
+					// For information, beside the goal: at 8 clients each
+					// limit saturates the machine's cores on its own, and a
+					// Sign over the bus does both works on the same cores
+					// (SoftHSM and Go's ECDSA are CPU, not a device), so
+					// their CPU adds up as in series.
+					e.add(against(section, g.sign, combined("round trip + raw op, sharing the cores", g.rt, g.raw, inSeries), nil))
+				}
+				e.add(against(section, g.rt, nil, nil), against(section, g.raw, nil, nil))
 				if g.p11kit != nil {
 					e.add(against(section, g.sign, g.p11kit, nil), against(section, g.p11kit, g.raw, nil))
 				}
