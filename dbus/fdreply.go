@@ -59,9 +59,7 @@ func (r *FDReplier) intercept(msg *godbus.Message) {
 	if routes == nil {
 		return
 	}
-	iface, _ := msg.Headers[godbus.FieldInterface].Value().(string)
-	member, _ := msg.Headers[godbus.FieldMember].Value().(string)
-	path, _ := msg.Headers[godbus.FieldPath].Value().(godbus.ObjectPath)
+	iface, member, path := CallHeaders(msg)
 	for _, rt := range *routes {
 		if member == rt.Member && (iface == rt.Interface || iface == "") && rt.Path(path) {
 			msg.Type = 0 // ours now
@@ -73,22 +71,40 @@ func (r *FDReplier) intercept(msg *godbus.Message) {
 
 func (r *FDReplier) serve(rt FDRoute, call *godbus.Message) {
 	body, f, e := rt.Serve(call)
-	reply := ReplyTo(call, e)
-	if e == nil {
-		reply.Body = body
-		if len(body) > 0 {
-			reply.Headers[godbus.FieldSignature] = godbus.MakeVariant(godbus.SignatureOf(body...))
-		}
-	}
-	if reply.Type != 0 {
-		rt.Conn.Send(reply, nil) // returns once the message is written
-	}
+	Reply(rt.Conn, call, e, body...) // returns once the message is written
 	if f != nil {
 		f.Close()
 	}
 	if r.AfterReply != nil {
 		r.AfterReply()
 	}
+}
+
+// CallHeaders are the interface (empty if the call omits it), member and
+// path of a method call: what an incoming interceptor routes on.
+func CallHeaders(msg *godbus.Message) (iface, member string, path godbus.ObjectPath) {
+	iface, _ = msg.Headers[godbus.FieldInterface].Value().(string)
+	member, _ = msg.Headers[godbus.FieldMember].Value().(string)
+	path, _ = msg.Headers[godbus.FieldPath].Value().(godbus.ObjectPath)
+	return iface, member, path
+}
+
+// Reply answers call on conn as godbus would have: with e, or (e nil) a
+// method return carrying body; nothing when the caller asked for no
+// reply. It is for calls an incoming interceptor took from godbus's
+// dispatch, and returns once the reply is written.
+func Reply(conn *godbus.Conn, call *godbus.Message, e *godbus.Error, body ...any) {
+	reply := ReplyTo(call, e)
+	if reply.Type == 0 {
+		return
+	}
+	if e == nil {
+		reply.Body = body
+		if len(body) > 0 {
+			reply.Headers[godbus.FieldSignature] = godbus.MakeVariant(godbus.SignatureOf(body...))
+		}
+	}
+	conn.Send(reply, nil)
 }
 
 // OptionsArg is the a{sv} a call whose only argument it is carries; false

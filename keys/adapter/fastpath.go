@@ -5,6 +5,7 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 
+	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/keys/api"
 )
 
@@ -46,15 +47,13 @@ func (f *FastPath) intercept(msg *godbus.Message) {
 	if a == nil {
 		return
 	}
-	iface, _ := msg.Headers[godbus.FieldInterface].Value().(string)
-	member, _ := msg.Headers[godbus.FieldMember].Value().(string)
+	iface, member, path := bus.CallHeaders(msg)
 	switch {
 	case iface == api.KeyInterface && keyMethods[member] != nil:
 		msg.Type = 0 // ours now: godbus's loop skips it
 		f.served.Add(1)
 		a.pool.run(func() { a.serveBusKeyCall(msg, member) })
 	case iface == api.Interface && member == api.MethodOpenSession:
-		path, _ := msg.Headers[godbus.FieldPath].Value().(godbus.ObjectPath)
 		if path != api.ObjectPath {
 			return // godbus answers UnknownMethod/UnknownObject
 		}
@@ -69,27 +68,12 @@ func (a *BusAPI) serveBusKeyCall(msg *godbus.Message, member string) {
 	a.reply(msg, v, e)
 }
 
-// reply answers a call taken by the fast path, as godbus would have.
+// reply answers a call taken by the fast path, as godbus would have: v,
+// or e when it is not nil.
 func (a *BusAPI) reply(call *godbus.Message, v any, e *godbus.Error) {
-	if call.Flags&godbus.FlagNoReplyExpected != 0 {
+	if e != nil {
+		bus.Reply(a.Server.Conn(), call, e)
 		return
 	}
-	msg := &godbus.Message{Headers: map[godbus.HeaderField]godbus.Variant{
-		godbus.FieldReplySerial: godbus.MakeVariant(call.Serial()),
-	}}
-	if sender, ok := call.Headers[godbus.FieldSender]; ok {
-		msg.Headers[godbus.FieldDestination] = sender
-	}
-	if e != nil {
-		msg.Type = godbus.TypeError
-		msg.Headers[godbus.FieldErrorName] = godbus.MakeVariant(e.Name)
-		msg.Body = e.Body
-	} else {
-		msg.Type = godbus.TypeMethodReply
-		msg.Body = []any{v}
-	}
-	if len(msg.Body) > 0 {
-		msg.Headers[godbus.FieldSignature] = godbus.MakeVariant(godbus.SignatureOf(msg.Body...))
-	}
-	a.Server.Conn().Send(msg, nil)
+	bus.Reply(a.Server.Conn(), call, nil, v)
 }
