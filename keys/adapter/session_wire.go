@@ -104,19 +104,11 @@ func readMessage(r *bufio.Reader) (fixedHeader, []byte, error) {
 	if _, err := io.ReadFull(r, fixed[:]); err != nil {
 		return fixedHeader{}, nil, err
 	}
-	var order binary.ByteOrder
-	switch fixed[0] {
-	case 'l':
-		order = binary.LittleEndian
-	case 'B':
-		order = binary.BigEndian
-	default:
-		return fixedHeader{}, nil, errors.New("invalid byte order")
+	f, err := api.ParseFrame(fixed[:])
+	if err != nil {
+		return fixedHeader{}, nil, err
 	}
-	h := fixedHeader{typ: fixed[1], flags: fixed[2], serial: order.Uint32(fixed[8:12])}
-	bodyLen := uint64(order.Uint32(fixed[4:8]))
-	fieldsLen := uint64(order.Uint32(fixed[12:16]))
-	total := 16 + (fieldsLen+7)&^7 + bodyLen
+	h, total := fixedHeader{typ: f.Type, flags: f.Flags, serial: f.Serial}, f.Length
 	if total > maxSessionMessage {
 		return h, nil, &messageTooLarge{serial: h.serial, size: total}
 	}
@@ -244,13 +236,8 @@ func parseCall(m []byte) (c sessionCall, ok bool) {
 	if len(m) < 16 || m[1] != byte(godbus.TypeMethodCall) || m[3] != 1 {
 		return c, false
 	}
-	var order binary.ByteOrder
-	switch m[0] {
-	case 'l':
-		order = binary.LittleEndian
-	case 'B':
-		order = binary.BigEndian
-	default:
+	order := api.ByteOrder(m[0])
+	if order == nil {
 		return c, false
 	}
 	const knownFlags = byte(godbus.FlagNoReplyExpected | godbus.FlagNoAutoStart | godbus.FlagAllowInteractiveAuthorization)

@@ -173,20 +173,14 @@ var errReplyTooLarge = fmt.Errorf("a message on the Keys session is longer than 
 
 // frameLength reads a message's total length from its 16-byte fixed header.
 func frameLength(fixed []byte) (int, error) {
-	var order binary.ByteOrder
-	switch fixed[0] {
-	case 'l':
-		order = binary.LittleEndian
-	case 'B':
-		order = binary.BigEndian
-	default:
-		return 0, errors.New("invalid byte order")
+	f, err := api.ParseFrame(fixed)
+	if err != nil {
+		return 0, err
 	}
-	total := 16 + (uint64(order.Uint32(fixed[12:16]))+7)&^7 + uint64(order.Uint32(fixed[4:8]))
-	if total > maxReply {
+	if f.Length > maxReply {
 		return 0, errReplyTooLarge
 	}
-	return int(total), nil
+	return int(f.Length), nil
 }
 
 // reply is a parsed message from keyd.
@@ -207,13 +201,8 @@ func parseReply(m []byte) (reply, error) {
 	if len(m) < 16 {
 		return r, errors.New("message shorter than its fixed header")
 	}
-	switch m[0] {
-	case 'l':
-		r.order = binary.LittleEndian
-	case 'B':
-		r.order = binary.BigEndian
-	default:
-		return r, errors.New("invalid byte order")
+	if r.order = api.ByteOrder(m[0]); r.order == nil {
+		return r, api.ErrByteOrder
 	}
 	if m[3] != 1 {
 		return r, fmt.Errorf("protocol version %d", m[3])
