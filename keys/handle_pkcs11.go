@@ -63,6 +63,22 @@ func (k *pkcs11Handle) use(ctx context.Context, fn func(c *pkcs11.Ctx, h pkcs11.
 	})
 }
 
+// single runs one single-part operation with k's key: init (SignInit,
+// EncryptInit or DecryptInit) with mech, then op on in, on one session.
+func (k *pkcs11Handle) single(ctx context.Context, init func(*pkcs11.Ctx, pkcs11.SessionHandle, []*pkcs11.Mechanism, pkcs11.ObjectHandle) error,
+	op func(*pkcs11.Ctx, pkcs11.SessionHandle, []byte) ([]byte, error), mech *pkcs11.Mechanism, in []byte) ([]byte, error) {
+	var out []byte
+	err := k.use(ctx, func(c *pkcs11.Ctx, h pkcs11.SessionHandle, obj pkcs11.ObjectHandle) error {
+		if err := init(c, h, []*pkcs11.Mechanism{mech}, obj); err != nil {
+			return err
+		}
+		var err error
+		out, err = op(c, h, in)
+		return err
+	})
+	return out, err
+}
+
 // find looks the key up again by label and CKA_ID and caches the handle.
 func (k *pkcs11Handle) find(c *pkcs11.Ctx, h pkcs11.SessionHandle, gen uint64) (pkcs11.ObjectHandle, error) {
 	obj, class, err := findKey(c, h, k.label, k.ckaID, fmt.Sprintf("%q", k.info.ID))
@@ -88,15 +104,7 @@ func (k *pkcs11Handle) HMACSHA256(ctx context.Context, data []byte) ([]byte, err
 	if k.keyType != pkcs11.CKK_GENERIC_SECRET && k.keyType != pkcs11.CKK_SHA256_HMAC {
 		return nil, k.wrong("HMAC-SHA256")
 	}
-	var sig []byte
-	err := k.use(ctx, func(c *pkcs11.Ctx, h pkcs11.SessionHandle, obj pkcs11.ObjectHandle) error {
-		if err := c.SignInit(h, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}, obj); err != nil {
-			return err
-		}
-		var err error
-		sig, err = c.Sign(h, data)
-		return err
-	})
+	sig, err := k.single(ctx, (*pkcs11.Ctx).SignInit, (*pkcs11.Ctx).Sign, pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil), data)
 	if err != nil {
 		return nil, mapCKR(err, "HMAC-SHA256 with key %q", k.info.ID)
 	}
@@ -147,15 +155,7 @@ func (k *pkcs11Handle) SignDigest(ctx context.Context, digest []byte, hash crypt
 	default:
 		return nil, k.wrong("digest signing")
 	}
-	var sig []byte
-	err := k.use(ctx, func(c *pkcs11.Ctx, h pkcs11.SessionHandle, obj pkcs11.ObjectHandle) error {
-		if err := c.SignInit(h, []*pkcs11.Mechanism{mech}, obj); err != nil {
-			return err
-		}
-		var err error
-		sig, err = c.Sign(h, input)
-		return err
-	})
+	sig, err := k.single(ctx, (*pkcs11.Ctx).SignInit, (*pkcs11.Ctx).Sign, mech, input)
 	if err != nil {
 		return nil, mapCKR(err, "sign with key %q", k.info.ID)
 	}
@@ -250,15 +250,7 @@ func (k *pkcs11Handle) DecryptOAEP(ctx context.Context, ciphertext []byte) ([]by
 			return nil, mapCKR(err, "RSA-OAEP decrypt with key %q", k.info.ID)
 		}
 	}
-	var em []byte
-	err := k.use(ctx, func(c *pkcs11.Ctx, h pkcs11.SessionHandle, obj pkcs11.ObjectHandle) error {
-		if err := c.DecryptInit(h, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_X_509, nil)}, obj); err != nil {
-			return err
-		}
-		var err error
-		em, err = c.Decrypt(h, ciphertext)
-		return err
-	})
+	em, err := k.single(ctx, (*pkcs11.Ctx).DecryptInit, (*pkcs11.Ctx).Decrypt, pkcs11.NewMechanism(pkcs11.CKM_RSA_X_509, nil), ciphertext)
 	if err != nil {
 		if isCKR(err, pkcs11.CKR_ENCRYPTED_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE) {
 			return nil, fault.Wrap(fault.InvalidArgs, err, "key %q: RSA-OAEP decryption failed (%s)", k.info.ID, ckrName(err))
@@ -342,17 +334,9 @@ func (k *pkcs11Handle) SealGCM(ctx context.Context, iv, aad, plaintext []byte) (
 	if err := k.checkGCM(iv); err != nil {
 		return nil, err
 	}
-	var ct []byte
-	err := k.use(ctx, func(c *pkcs11.Ctx, h pkcs11.SessionHandle, obj pkcs11.ObjectHandle) error {
-		params := pkcs11.NewGCMParams(iv, aad, gcmTagSize*8)
-		defer params.Free()
-		if err := c.EncryptInit(h, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, obj); err != nil {
-			return err
-		}
-		var err error
-		ct, err = c.Encrypt(h, plaintext)
-		return err
-	})
+	params := pkcs11.NewGCMParams(iv, aad, gcmTagSize*8)
+	defer params.Free()
+	ct, err := k.single(ctx, (*pkcs11.Ctx).EncryptInit, (*pkcs11.Ctx).Encrypt, pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params), plaintext)
 	if err != nil {
 		return nil, mapCKR(err, "AES-GCM encrypt with key %q", k.info.ID)
 	}
@@ -367,17 +351,9 @@ func (k *pkcs11Handle) OpenGCM(ctx context.Context, iv, aad, ciphertext []byte) 
 	if len(ciphertext) < gcmTagSize {
 		return nil, fault.New(fault.InvalidArgs, "key %q: AES-GCM ciphertext is %d bytes, shorter than its 16-byte tag", k.info.ID, len(ciphertext))
 	}
-	var pt []byte
-	err := k.use(ctx, func(c *pkcs11.Ctx, h pkcs11.SessionHandle, obj pkcs11.ObjectHandle) error {
-		params := pkcs11.NewGCMParams(iv, aad, gcmTagSize*8)
-		defer params.Free()
-		if err := c.DecryptInit(h, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, obj); err != nil {
-			return err
-		}
-		var err error
-		pt, err = c.Decrypt(h, ciphertext)
-		return err
-	})
+	params := pkcs11.NewGCMParams(iv, aad, gcmTagSize*8)
+	defer params.Free()
+	pt, err := k.single(ctx, (*pkcs11.Ctx).DecryptInit, (*pkcs11.Ctx).Decrypt, pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params), ciphertext)
 	if err != nil {
 		if isCKR(err, pkcs11.CKR_ENCRYPTED_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE, pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_FUNCTION_FAILED) {
 			// SoftHSM reports a tag mismatch as CKR_GENERAL_ERROR.
