@@ -35,11 +35,11 @@ func NewBusAPI(ctx context.Context, svc *modrt.Service, auth bus.Authority, srv 
 	srv.Root(bus.Interface{
 		Name: api.Interface,
 		Methods: map[string]any{
-			"CreateModule":  a.createModule,
-			"ListModules":   a.listModules,
-			"ImportImage":   a.importImage,
-			"PullImage":     a.pullImage,
-			"GetSystemInfo": a.getSystemInfo,
+			api.MethodCreateModule:  a.createModule,
+			api.MethodListModules:   a.listModules,
+			api.MethodImportImage:   a.importImage,
+			api.MethodPullImage:     a.pullImage,
+			api.MethodGetSystemInfo: a.getSystemInfo,
 		},
 	})
 	srv.AddCollection(bus.Collection{
@@ -47,7 +47,8 @@ func NewBusAPI(ctx context.Context, svc *modrt.Service, auth bus.Authority, srv 
 		Interfaces: []bus.Interface{{
 			Name: api.ModuleInterface,
 			Methods: map[string]any{
-				"Start": a.start, "Stop": a.stop, "Restart": a.restart, "Remove": a.remove, "GetLogs": a.getLogsUnhooked,
+				api.MethodStart: a.start, api.MethodStop: a.stop, api.MethodRestart: a.restart, api.MethodRemove: a.remove,
+				api.MethodGetLogs: a.getLogsUnhooked,
 			},
 			Properties: a.moduleProperties,
 		}},
@@ -76,12 +77,12 @@ func unixTime(t time.Time) uint64 {
 
 func statusProps(st ctrd.Status) map[string]godbus.Variant {
 	return map[string]godbus.Variant{
-		"Name":         godbus.MakeVariant(st.Name),
-		"Image":        godbus.MakeVariant(st.Image),
-		"Status":       godbus.MakeVariant(string(st.State)),
-		"ExitCode":     godbus.MakeVariant(int32(st.ExitCode)),
-		"StartedAt":    godbus.MakeVariant(unixTime(st.StartedAt)),
-		"RestartCount": godbus.MakeVariant(uint32(st.RestartCount)),
+		api.PropName:         godbus.MakeVariant(st.Name),
+		api.PropImage:        godbus.MakeVariant(st.Image),
+		api.PropStatus:       godbus.MakeVariant(string(st.State)),
+		api.PropExitCode:     godbus.MakeVariant(int32(st.ExitCode)),
+		api.PropStartedAt:    godbus.MakeVariant(unixTime(st.StartedAt)),
+		api.PropRestartCount: godbus.MakeVariant(uint32(st.RestartCount)),
 	}
 }
 
@@ -119,7 +120,7 @@ func (a *BusAPI) createModule(msg godbus.Message, name, specJSON string, opts ma
 		start = v
 	}
 	if err := a.svc.Create(a.Ctx, name, []byte(specJSON), start); err != nil {
-		return "/", a.Fail("CreateModule", err)
+		return "/", a.Fail(api.MethodCreateModule, err)
 	}
 	a.Server.Added(api.Collection, name)
 	return a.Server.ChildPath(api.Collection, name), nil
@@ -131,7 +132,7 @@ func (a *BusAPI) listModules(msg godbus.Message) ([]string, *godbus.Error) {
 	}
 	sts, err := a.svc.Runtime().List(a.Ctx)
 	if err != nil {
-		return nil, a.Fail("ListModules", err)
+		return nil, a.Fail(api.MethodListModules, err)
 	}
 	names := make([]string, 0, len(sts))
 	for _, st := range sts {
@@ -151,7 +152,7 @@ func (a *BusAPI) importImage(msg godbus.Message, fd godbus.UnixFD) ([]string, *g
 	}
 	names, err := a.svc.Runtime().ImportImage(a.Ctx, f)
 	if err != nil {
-		return nil, a.Fail("ImportImage", err)
+		return nil, a.Fail(api.MethodImportImage, err)
 	}
 	if names == nil {
 		names = []string{}
@@ -177,7 +178,7 @@ func (a *BusAPI) start(msg godbus.Message) *godbus.Error {
 		return e
 	}
 	if err := a.svc.Runtime().Start(a.Ctx, name); err != nil {
-		return a.Fail("Start", err)
+		return a.Fail(api.MethodStart, err)
 	}
 	return nil
 }
@@ -192,7 +193,7 @@ func (a *BusAPI) stop(msg godbus.Message, timeoutS uint32) *godbus.Error {
 		timeout = time.Duration(min(timeoutS, 3600)) * time.Second
 	}
 	if err := a.svc.Runtime().Stop(a.Ctx, name, timeout); err != nil {
-		return a.Fail("Stop", err)
+		return a.Fail(api.MethodStop, err)
 	}
 	return nil
 }
@@ -203,7 +204,7 @@ func (a *BusAPI) restart(msg godbus.Message) *godbus.Error {
 		return e
 	}
 	if err := a.svc.Runtime().Restart(a.Ctx, name, modrt.StopTimeout); err != nil {
-		return a.Fail("Restart", err)
+		return a.Fail(api.MethodRestart, err)
 	}
 	return nil
 }
@@ -214,7 +215,7 @@ func (a *BusAPI) remove(msg godbus.Message) *godbus.Error {
 		return e
 	}
 	if err := a.svc.Remove(a.Ctx, name); err != nil {
-		return a.Fail("Remove", err)
+		return a.Fail(api.MethodRemove, err)
 	}
 	return nil
 }
@@ -243,12 +244,12 @@ func (a *BusAPI) openLogs(msg godbus.Message, opts map[string]godbus.Variant) (*
 	o.Timestamps, _ = vals["timestamps"].(bool)
 	rc, err := a.svc.Logs(name, o)
 	if err != nil {
-		return nil, a.Fail("GetLogs", err)
+		return nil, a.Fail(api.MethodGetLogs, err)
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		rc.Close()
-		return nil, a.Fail("GetLogs", fmt.Errorf("pipe: %w", err))
+		return nil, a.Fail(api.MethodGetLogs, fmt.Errorf("pipe: %w", err))
 	}
 	go func() {
 		defer rc.Close()
@@ -282,7 +283,7 @@ func (a *BusAPI) pullImage(msg godbus.Message, ref string, opts map[string]godbu
 		a.Server.EmitAlso(call.Sender, api.ObjectPath, api.Interface+".PullProgress", p.Ref, uint64(p.Done), uint64(p.Total))
 	})
 	if err != nil {
-		return "", a.Fail("PullImage", err)
+		return "", a.Fail(api.MethodPullImage, err)
 	}
 	return digest, nil
 }

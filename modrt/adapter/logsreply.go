@@ -26,7 +26,7 @@ func (l *LogsReplier) Attach(api *BusAPI) { l.serve(api.Server.Conn(), api.openL
 func (l *LogsReplier) serve(conn *godbus.Conn, open func(godbus.Message, map[string]godbus.Variant) (*os.File, *godbus.Error)) {
 	prefix := string(rtapi.ObjectPath) + "/" + rtapi.Collection + "/"
 	l.Handle(bus.FDRoute{
-		Conn: conn, Interface: rtapi.ModuleInterface, Member: "GetLogs",
+		Conn: conn, Interface: rtapi.ModuleInterface, Member: rtapi.MethodGetLogs,
 		Path: func(p godbus.ObjectPath) bool { return len(p) > len(prefix) && string(p[:len(prefix)]) == prefix },
 		Serve: func(call *godbus.Message) ([]any, *os.File, *godbus.Error) {
 			opts, ok := bus.OptionsArg(call)
