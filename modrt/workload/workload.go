@@ -56,6 +56,12 @@ type Backend interface {
 	Module(ctx context.Context, module string) (ctrd.Status, *modspec.Spec, error)
 }
 
+// MaxConns is how many connections one module's socket holds at once; the
+// module's further connections are closed as soon as they are accepted, so
+// a module cannot spend modrtd's descriptors (two per connection: the
+// socket and its pidfd) or goroutines without bound.
+const MaxConns = 64
+
 // Manager serves one socket per module under dir/<module>/workload.sock.
 // Containers bind-mount dir/<module> at /var/run/iotedge, so a socket
 // recreated by a restarted modrtd appears inside the running container.
@@ -108,8 +114,13 @@ func (m *Manager) Listen(module string) error {
 	// Each connection's pidfd (the connecting process), closed with it.
 	var pidfdMu sync.Mutex
 	pidfds := map[net.Conn]int{}
+	var conns atomic.Int64 // open connections, for MaxConns
 	srv := &http.Server{
 		Handler: m.handler(module),
+		// A module that stalls a request or idles on a connection gives
+		// its slot back (MaxConns).
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       2 * time.Minute,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if uc, ok := c.(*net.UnixConn); ok {
 				if raw, err := uc.SyscallConn(); err == nil {
@@ -134,7 +145,12 @@ func (m *Manager) Listen(module string) error {
 			return ctx
 		},
 		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateNew && conns.Add(1) > MaxConns {
+				// The server then sees it closed (StateClosed below).
+				c.Close()
+			}
 			if st == http.StateClosed || st == http.StateHijacked {
+				conns.Add(-1)
 				pidfdMu.Lock()
 				if fd, ok := pidfds[c]; ok {
 					unix.Close(fd)
