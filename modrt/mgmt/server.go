@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgev2/edgev2/fault"
@@ -24,6 +25,12 @@ var APIVersions = []string{
 	"2018-06-28", "2019-01-30", "2019-10-22", "2019-11-05",
 	"2020-07-07", "2021-12-07", "2022-08-03",
 }
+
+// MaxConns is how many connections Serve holds at once; further ones are
+// closed as soon as they are accepted, so edgeAgent (a module) cannot spend
+// modrtd's descriptors (two per connection: the socket and its pidfd) or
+// goroutines without bound.
+const MaxConns = 64
 
 // MaxBodySize caps a request body.
 const MaxBodySize = 1 << 20
@@ -61,13 +68,26 @@ func (s *Server) SetSupportBundle(b SupportBundle) { s.bundle = b }
 // Serve serves the API on l until ctx ends, then shuts down, giving
 // requests in flight 10 s. Log followers are cut off at once.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	var conns atomic.Int64 // open connections, for MaxConns
 	srv := &http.Server{
-		Handler:           s.Handler(),
-		ConnContext:       ConnContext,
-		ConnState:         ConnState,
+		Handler:     s.Handler(),
+		ConnContext: ConnContext,
+		ConnState: func(c net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				if conns.Add(1) > MaxConns {
+					c.Close() // the server then sees it closed
+				}
+			case http.StateClosed, http.StateHijacked:
+				conns.Add(-1)
+			}
+			ConnState(c, st)
+		},
 		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		// An idle connection gives its slot back (MaxConns).
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
