@@ -1,10 +1,6 @@
 package mgmt
 
 import (
-	"bufio"
-	"io"
-	"net"
-	"net/http"
 	"testing"
 	"time"
 
@@ -22,54 +18,16 @@ func TestManagementSocketHoldsABoundedNumberOfConnections(t *testing.T) {
 	const bound = 100
 	e := newEnv(t, asAgent, false)
 
-	// ask makes one request on c and reports whether it was answered 200.
-	ask := func(c net.Conn) bool {
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		req, _ := http.NewRequest("GET", "http://mgmt"+v("/systeminfo"), nil)
-		if req.Write(c) != nil {
-			return false
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), req)
-		if err != nil {
-			return false
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}
-	var held []net.Conn
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	served := 0
-	for i := 0; i < attempts; i++ {
-		c, err := net.Dial("unix", e.sock)
-		if err != nil {
-			break // the kernel's backlog is full: modrtd holds none of these
-		}
-		held = append(held, c)
-		if ask(c) {
-			served++
-		}
-	}
+	url := "http://mgmt" + v("/systeminfo")
+	served, release := testenv.HoldConnections(e.sock, url, attempts)
+	defer release()
 	if served == 0 {
 		t.Fatal("no connection was served at all")
 	}
 	if served > bound {
 		t.Fatalf("modrtd served (and held open) %d connections at once, want at most %d", served, bound)
 	}
-	for _, c := range held {
-		c.Close()
-	}
-	held = nil
-	testenv.Eventually(t, 10*time.Second, func() bool {
-		c, err := net.Dial("unix", e.sock)
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		return ask(c)
-	}, "a new connection is served once the caller closed the others")
+	release()
+	testenv.Eventually(t, 10*time.Second, func() bool { return testenv.AskNew(e.sock, url) },
+		"a new connection is served once the caller closed the others")
 }

@@ -1,11 +1,8 @@
 package workload
 
 import (
-	"bufio"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
@@ -31,55 +28,16 @@ func TestWorkloadSocketHoldsABoundedNumberOfAModulesConnections(t *testing.T) {
 	defer m.Close("sensor")
 	sock := filepath.Join(dir, "sensor", "workload.sock")
 
-	// ask makes one request on c and reports whether it was answered 200.
-	ask := func(c net.Conn) bool {
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		req, _ := http.NewRequest("GET", "http://workload/trust-bundle?api-version=2019-01-30", nil)
-		if req.Write(c) != nil {
-			return false
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), req)
-		if err != nil {
-			return false
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}
-	var held []net.Conn
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	served := 0
-	for i := 0; i < attempts; i++ {
-		c, err := net.Dial("unix", sock)
-		if err != nil {
-			break // the kernel's backlog is full: modrtd holds none of these
-		}
-		held = append(held, c)
-		if ask(c) {
-			served++
-		}
-	}
+	url := "http://workload/trust-bundle?api-version=2019-01-30"
+	served, release := testenv.HoldConnections(sock, url, attempts)
+	defer release()
 	if served == 0 {
 		t.Fatal("no connection was served at all")
 	}
 	if served > bound {
 		t.Fatalf("modrtd served (and held open) %d connections of one module at once, want at most %d", served, bound)
 	}
-	for _, c := range held {
-		c.Close()
-	}
-	held = nil
-	// The module that hung up is served again.
-	testenv.Eventually(t, 10*time.Second, func() bool {
-		c, err := net.Dial("unix", sock)
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		return ask(c)
-	}, "a new connection is served once the module closed the others")
+	release()
+	testenv.Eventually(t, 10*time.Second, func() bool { return testenv.AskNew(sock, url) },
+		"a new connection is served once the module closed the others")
 }
