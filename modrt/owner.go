@@ -114,7 +114,11 @@ func (o *PidOwners) taskRuns(st ctrd.Status) bool {
 
 // owns applies the rule to one module's status.
 func (o *PidOwners) owns(ctx context.Context, st ctrd.Status, pid int32, peerNS, hostNS string) bool {
-	return o.inTaskNS(st, peerNS, hostNS) || o.listed(ctx, st.Name, pid)
+	if o.inTaskNS(st, peerNS, hostNS) {
+		return true
+	}
+	listed, err := o.listed(ctx, st.Name, pid)
+	return err == nil && listed
 }
 
 // inTaskNS is the fast half of the rule: peerNS is the (non-host) pid
@@ -128,64 +132,75 @@ func (o *PidOwners) inTaskNS(st ctrd.Status, peerNS, hostNS string) bool {
 }
 
 // listed is the other half: containerd lists pid in the module's task.
-func (o *PidOwners) listed(ctx context.Context, module string, pid int32) bool {
+// An error is containerd not answering: whether pid is the module's is
+// then unknown.
+func (o *PidOwners) listed(ctx context.Context, module string, pid int32) (bool, error) {
 	pids, err := o.rt.Pids(ctx, module)
 	if err != nil {
-		return false
+		return false, err
 	}
 	for _, p := range pids {
 		if int32(p) == pid {
-			return true
+			return true, nil
 		}
 	}
-	return false
+	return false, nil
 }
 
-// ModuleOf names the module pid belongs to, by the same rule as Owns; ok
-// is false for a process of no module. A process in a pid namespace other
-// than the host's is a container's: if no module is found at once it is
-// looked up again for up to a second, like Owns, as a module may call in
-// the instant its task starts (a host process is answered in one pass).
-func (o *PidOwners) ModuleOf(ctx context.Context, pid int32) (module string, ok bool) {
+// ModuleOf names the module pid belongs to, by the same rule as Owns: ""
+// for a process of no module (or one already gone). A process in a pid
+// namespace other than the host's is a container's: if no module is found
+// at once it is looked up again for up to a second, like Owns, as a module
+// may call in the instant its task starts (a host process is answered in
+// one pass). An error says it cannot be told (containerd does not answer
+// for a module's processes): a caller deciding authority must then refuse,
+// as the process may be a module's that shares the host's pid namespace.
+func (o *PidOwners) ModuleOf(ctx context.Context, pid int32) (string, error) {
 	if pid <= 0 {
-		return "", false
+		return "", nil
 	}
 	hostNS, err := o.pidNS(0)
 	if err != nil {
-		return "", false
+		return "", fmt.Errorf("read modrtd's pid namespace: %w", err)
 	}
 	peerNS, err := o.pidNS(int(pid))
 	if err != nil {
-		return "", false
+		return "", nil // gone, or not visible from here
 	}
 	deadline := time.Now().Add(o.settle)
 	for {
-		if m, ok := o.moduleOfOnce(ctx, pid, peerNS, hostNS); ok || peerNS == hostNS || !time.Now().Before(deadline) {
-			return m, ok
+		m, err := o.moduleOfOnce(ctx, pid, peerNS, hostNS)
+		if m != "" || peerNS == hostNS || !time.Now().Before(deadline) {
+			return m, err
 		}
 		select {
 		case <-ctx.Done():
-			return "", false
+			return "", ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
-func (o *PidOwners) moduleOfOnce(ctx context.Context, pid int32, peerNS, hostNS string) (string, bool) {
+func (o *PidOwners) moduleOfOnce(ctx context.Context, pid int32, peerNS, hostNS string) (string, error) {
 	sts, err := o.rt.List(ctx)
 	if err != nil {
-		return "", false
+		return "", err
 	}
 	// Namespaces first (no containerd round trips), then process lists.
 	for _, st := range sts {
 		if o.inTaskNS(st, peerNS, hostNS) {
-			return st.Name, true
+			return st.Name, nil
 		}
 	}
+	var unknown error
 	for _, st := range sts {
-		if o.listed(ctx, st.Name, pid) {
-			return st.Name, true
+		listed, err := o.listed(ctx, st.Name, pid)
+		if listed {
+			return st.Name, nil
+		}
+		if err != nil && unknown == nil {
+			unknown = fmt.Errorf("list the processes of module %s: %w", st.Name, err)
 		}
 	}
-	return "", false
+	return "", unknown
 }

@@ -2,6 +2,7 @@ package modrt
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 type fakeOwnerRuntime map[string]struct {
 	pid  uint32
 	pids []uint32
+	err  error // from Pids: containerd not answering
 }
 
 func (f fakeOwnerRuntime) Status(_ context.Context, name string) (ctrd.Status, error) {
@@ -38,7 +40,7 @@ func (f fakeOwnerRuntime) List(ctx context.Context) ([]ctrd.Status, error) {
 	return out, nil
 }
 func (f fakeOwnerRuntime) Pids(_ context.Context, name string) ([]uint32, error) {
-	return f[name].pids, nil
+	return f[name].pids, f[name].err
 }
 
 // startInNewPidNS runs a shell as pid 1 of a new pid namespace with one
@@ -111,17 +113,37 @@ func TestPidOwnersOneRuleForBothAPIs(t *testing.T) {
 				t.Fatalf("Owns(%s, %d) = %v, want %v", tt.module, tt.pid, got, tt.owns)
 			}
 			// ModuleOf agrees with Owns.
-			m, ok := o.ModuleOf(ctx, int32(tt.pid))
-			if tt.owns && (!ok || m != tt.module) {
-				t.Fatalf("ModuleOf(%d) = %q, %v; want %s", tt.pid, m, ok, tt.module)
+			m, err := o.ModuleOf(ctx, int32(tt.pid))
+			if err != nil {
+				t.Fatalf("ModuleOf(%d): %v", tt.pid, err)
 			}
-			if !tt.owns && ok && m == tt.module {
+			if tt.owns && m != tt.module {
+				t.Fatalf("ModuleOf(%d) = %q; want %s", tt.pid, m, tt.module)
+			}
+			if !tt.owns && m == tt.module {
 				t.Fatalf("ModuleOf(%d) = %s, which Owns denies", tt.pid, m)
 			}
 		})
 	}
-	if m, ok := o.ModuleOf(ctx, int32(stranger.Process.Pid)); ok {
-		t.Fatalf("ModuleOf(a host process of no module) = %s", m)
+	if m, err := o.ModuleOf(ctx, int32(stranger.Process.Pid)); m != "" || err != nil {
+		t.Fatalf("ModuleOf(a host process of no module) = %q, %v", m, err)
+	}
+
+	// containerd does not answer for the host-pid module's processes: a
+	// host process may be that module's, so ModuleOf cannot say it is
+	// no module's (the management API would take it for a host tool of
+	// root). A process in a module's own pid namespace is still known.
+	down := fakeOwnerRuntime{
+		"edgeAgent": {pid: uint32(task)},
+		"hostpid":   {pid: uint32(hostMod.Process.Pid), err: errors.New("containerd: connection refused")},
+	}
+	od := newPidOwners(down)
+	od.settle = 0
+	if m, err := od.ModuleOf(ctx, int32(stranger.Process.Pid)); m != "" || err == nil {
+		t.Fatalf("ModuleOf(a host process) with containerd down = %q, %v; want an error (cannot tell)", m, err)
+	}
+	if m, err := od.ModuleOf(ctx, int32(child)); m != "edgeAgent" || err != nil {
+		t.Fatalf("ModuleOf(the agent's child) with containerd down = %q, %v; want edgeAgent", m, err)
 	}
 }
 

@@ -58,9 +58,9 @@ type Identities interface {
 	Reprovision(ctx context.Context) error
 }
 
-// PidResolver names the module a process belongs to; ok is false for a
-// process of no module.
-type PidResolver func(ctx context.Context, pid int32) (module string, ok bool)
+// PidResolver names the module a process belongs to: "" for a process of
+// no module; an error when it cannot be told (the request is then refused).
+type PidResolver func(ctx context.Context, pid int32) (module string, err error)
 
 // SystemInfo is what GET /systeminfo reports. HostSystemInfo fills in
 // what the host tells.

@@ -28,11 +28,11 @@ func TestHelperConnectAndExit(t *testing.T) { testenv.ConnectAndExit() }
 // connection is refused, while the live agent is served.
 func TestConnectionOfAnExitedProcessIsNotTakenForItsReusedPid(t *testing.T) {
 	var dead atomic.Int32
-	e := newEnv(t, func(ctx context.Context, pid int32) (string, bool) {
+	e := newEnv(t, func(ctx context.Context, pid int32) (string, error) {
 		if pid == int32(os.Getpid()) || pid == dead.Load() {
-			return AgentModule, true
+			return AgentModule, nil
 		}
-		return "snoop", true
+		return "snoop", nil
 	}, false)
 
 	handed, pid := testenv.ConnFromExitedProcess(t, e.sock)
@@ -85,7 +85,7 @@ func TestHelperRootCall(t *testing.T) {
 // is refused, while root on the host is let through.
 func TestRootInAnotherPidNamespaceIsNotAHostTool(t *testing.T) {
 	testenv.RequireRoot(t)
-	e := newEnv(t, func(context.Context, int32) (string, bool) { return "", false }, true)
+	e := newEnv(t, func(context.Context, int32) (string, error) { return "", nil }, true)
 	if r := e.do("DELETE", "/modules/no-such-module?api-version=2019-01-30", ""); r.status != 404 {
 		t.Fatalf("root on the host: %d %s; want 404 (past the agent-only check)", r.status, r.body)
 	}

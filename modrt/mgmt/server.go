@@ -270,7 +270,14 @@ func (s *Server) decide(ctx context.Context, peer Peer) error {
 		// Modules run as uid 0 too: a process of a module is the agent or
 		// nobody, whatever its uid (one with the host's pid namespace
 		// reaches this socket through /proc/<agent pid>/root).
-		if m, ok := s.resolve(ctx, peer.Pid); ok {
+		m, err := s.resolve(ctx, peer.Pid)
+		if err != nil {
+			// Fail closed: a process of a module sharing the host's pid
+			// namespace would otherwise pass for a host tool of root.
+			s.log.Warn("management API: cannot tell whether the caller is a module's; refused", "pid", peer.Pid, "err", err)
+			return &apiError{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("cannot tell whether process %d is a module's (the container runtime does not answer); try again", peer.Pid)}
+		}
+		if m != "" {
 			if m == AgentModule {
 				return nil
 			}

@@ -35,19 +35,19 @@ type testEnv struct {
 }
 
 // asAgent maps the test's own pid to edgeAgent.
-func asAgent(ctx context.Context, pid int32) (string, bool) {
+func asAgent(ctx context.Context, pid int32) (string, error) {
 	if pid == int32(os.Getpid()) {
-		return AgentModule, true
+		return AgentModule, nil
 	}
-	return "", false
+	return "", nil
 }
 
 // asOtherModule maps the test's own pid to edgeHub.
-func asOtherModule(ctx context.Context, pid int32) (string, bool) {
+func asOtherModule(ctx context.Context, pid int32) (string, error) {
 	if pid == int32(os.Getpid()) {
-		return "edgeHub", true
+		return "edgeHub", nil
 	}
-	return "", false
+	return "", nil
 }
 
 // newEnv serves the API on a real Unix socket in a temp dir. Root is not
@@ -379,7 +379,7 @@ func TestAgentOnlyRoutesRefuseOtherModules(t *testing.T) {
 	for _, c := range []struct {
 		name    string
 		resolve PidResolver
-	}{{"other module", asOtherModule}, {"no module", func(context.Context, int32) (string, bool) { return "", false }}, {"no resolver", nil}} {
+	}{{"other module", asOtherModule}, {"no module", func(context.Context, int32) (string, error) { return "", nil }}, {"no resolver", nil}} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t, c.resolve, false)
 			e.mods.add(ctrd.Status{Name: "m", State: ctrd.StateRunning}, nil)
@@ -418,6 +418,27 @@ func TestRootIsTrusted(t *testing.T) {
 	e := newEnv(t, nil, true)
 	e.want(e.do("POST", v("/modules"), specJSON("m", "a")), 201)
 	e.want(e.do("POST", v("/device/reprovision"), ""), 200)
+}
+
+// Root on the host is trusted only when the caller is known to be no
+// module's: while containerd does not answer for a host-pid-namespace
+// module's processes, such a module's root process would pass for a host
+// tool. The API refuses (503) instead, and does nothing.
+func TestRootIsRefusedWhileTheCallerCannotBeTold(t *testing.T) {
+	testenv.RequireRoot(t) // the test's own uid is the caller's
+	e := newEnv(t, func(context.Context, int32) (string, error) {
+		return "", errors.New("list the processes of module hostpid: containerd: connection refused")
+	}, true)
+	e.mods.add(ctrd.Status{Name: "m", State: ctrd.StateRunning}, nil)
+	for _, rq := range [][2]string{{"POST", "/modules"}, {"POST", "/device/reprovision"}, {"DELETE", "/modules/m"}} {
+		r := e.want(e.do(rq[0], v(rq[1]), specJSON("n", "a")), 503)
+		if !strings.Contains(r.message(), "cannot tell") {
+			t.Errorf("%s %s: message %q", rq[0], rq[1], r.message())
+		}
+	}
+	if c := e.mods.Calls(); len(c) != 0 {
+		t.Errorf("runtime called for refused requests: %v", c)
+	}
 }
 
 func TestIdentities(t *testing.T) {
