@@ -32,10 +32,16 @@ func ByteOrder(b byte) binary.ByteOrder {
 	return nil
 }
 
-// ParseFrame reads the fixed header at the start of b (at least 16 bytes).
-// The length is computed in 64 bits: a caller bounds it before it
-// allocates.
+// ErrShortFrame is fewer than the 16 bytes of a fixed header.
+var ErrShortFrame = errors.New("shorter than a message's 16-byte fixed header")
+
+// ParseFrame reads the fixed header at the start of b. The length is
+// computed in 64 bits (it cannot wrap: at most 16 + 2^32 + 2^32); a caller
+// bounds it before it allocates.
 func ParseFrame(b []byte) (Frame, error) {
+	if len(b) < 16 {
+		return Frame{}, ErrShortFrame
+	}
 	order := ByteOrder(b[0])
 	if order == nil {
 		return Frame{}, ErrByteOrder
