@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"encoding/xml"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -142,4 +144,58 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// makeVar is the value make gives variable name in makefile (run in repo),
+// with vars set on the command line, as make itself expands it.
+func makeVar(t *testing.T, repo, makefile, name string, vars ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath("make"); err != nil {
+		testenv.Missing(t, "make", "reading the makefiles needs it (package make)")
+	}
+	args := append([]string{"-s", "--no-print-directory", "-f", makefile,
+		"--eval", "edgev2-print-%: ; @echo '$($*)'"}, vars...)
+	cmd := exec.Command("make", append(args, "edgev2-print-"+name)...)
+	cmd.Dir = repo
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("make -f %s (printing %s): %v\n%s", makefile, name, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestBenchLinksTheDaemonsAsThePackageDoes proves that `make bench` measures
+// daemons linked as the amd64 package links them (PIE, external link, full
+// RELRO, packed relative relocations): resident memory, one of the bench's
+// goals, depends on it (keyd on SoftHSM: 14.4 MiB so, 15.2 without packing).
+func TestBenchLinksTheDaemonsAsThePackageDoes(t *testing.T) {
+	repo := testenv.RepoRoot()
+	rulesFile, err := os.ReadFile(filepath.Join(repo, "packaging/debian/rules"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(rulesFile), "$(GO) build -trimpath -buildmode=pie ") {
+		t.Fatalf("packaging/debian/rules no longer builds with -buildmode=pie: update BENCH_GOFLAGS in the Makefile and this test")
+	}
+	ldflags := strings.Fields(makeVar(t, repo, "packaging/debian/rules", "GO_LDFLAGS", "DEB_HOST_ARCH=amd64"))
+	var ext string
+	linkExternal := false
+	for _, f := range ldflags {
+		if v, ok := strings.CutPrefix(f, "-extldflags="); ok {
+			ext = v
+		}
+		linkExternal = linkExternal || f == "-linkmode=external"
+	}
+	if !linkExternal || !strings.Contains(ext, "pack-relative-relocs") {
+		t.Fatalf("debian/rules GO_LDFLAGS on amd64 = %q: want -linkmode=external and -extldflags packing relative relocations", ldflags)
+	}
+	if got := makeVar(t, repo, "Makefile", "BENCH_CGO_LDFLAGS"); got != ext {
+		t.Errorf("Makefile BENCH_CGO_LDFLAGS = %q, but the amd64 package links with -extldflags=%q", got, ext)
+	}
+	goflags := strings.Fields(makeVar(t, repo, "Makefile", "BENCH_GOFLAGS"))
+	for _, want := range []string{"-buildmode=pie", "-ldflags=-linkmode=external"} {
+		if !slices.Contains(goflags, want) {
+			t.Errorf("Makefile BENCH_GOFLAGS = %q, want %s as the package builds", goflags, want)
+		}
+	}
 }

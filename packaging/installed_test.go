@@ -2,6 +2,7 @@ package packaging
 
 import (
 	"bytes"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,6 +10,8 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -311,5 +314,44 @@ func checkInstalledKeydServes(t *testing.T) {
 		"/usr/bin/edgectl", "keys", "list", "--json")
 	if code != 0 || !strings.Contains(out, "pkg-test") {
 		t.Errorf("installed edgectl keys list --json: exit %d, want the key pkg-test:\n%s%s", code, out, errOut)
+	}
+}
+
+// dtRELR is DT_RELR (glibc 2.36's packed relative relocations), which
+// debug/elf does not name.
+const dtRELR elf.DynTag = 36
+
+// checkLinkedAsDebian checks the installed programs (the daemons and
+// edgectl) are linked as debian/rules says: PIE, loaded with full RELRO
+// (GNU_RELRO and BIND_NOW), and on amd64 with packed relative relocations,
+// which `make bench` measures resident memory with.
+func checkLinkedAsDebian(t *testing.T) {
+	t.Helper()
+	programs := []string{"/usr/bin/edgectl"}
+	for _, d := range daemons {
+		programs = append(programs, "/usr/libexec/edgev2/"+d)
+	}
+	for _, p := range programs {
+		f, err := elf.Open(p)
+		if err != nil {
+			t.Errorf("%s: %v", p, err)
+			continue
+		}
+		relro := false
+		for _, prog := range f.Progs {
+			relro = relro || prog.Type == elf.PT_GNU_RELRO
+		}
+		flags, _ := f.DynValue(elf.DT_FLAGS)
+		flags1, _ := f.DynValue(elf.DT_FLAGS_1)
+		bindNow := slices.ContainsFunc(flags, func(v uint64) bool { return v&uint64(elf.DF_BIND_NOW) != 0 }) ||
+			slices.ContainsFunc(flags1, func(v uint64) bool { return v&uint64(elf.DF_1_NOW) != 0 })
+		relr, _ := f.DynValue(dtRELR)
+		f.Close()
+		if f.Type != elf.ET_DYN || !relro || !bindNow {
+			t.Errorf("%s: type %v, GNU_RELRO %v, BIND_NOW %v: want a PIE (ET_DYN) with full RELRO", p, f.Type, relro, bindNow)
+		}
+		if runtime.GOARCH == "amd64" && len(relr) == 0 {
+			t.Errorf("%s has no DT_RELR: debian/rules packs relative relocations on amd64 (-z pack-relative-relocs)", p)
+		}
 	}
 }

@@ -63,6 +63,7 @@ func TestDebianPackageBuildsInstallsAndPurgesCleanly(t *testing.T) {
 	checkProductExcludesLabcloud(t, listed)
 	checkDaemonsRefuseMissingConfig(t)
 	checkUpgradeStopsNothing(t)
+	checkLinkedAsDebian(t)
 	t.Run("installed keyd serves", checkInstalledKeydServes)
 	verifyUnits(t)
 
