@@ -64,6 +64,9 @@ func main() {
 	case *echoMode:
 		runEcho()
 		return
+	case os.Getenv(signServerEnv) != "":
+		runSignServer(os.Getenv(signServerEnv))
+		return
 	}
 	if *quick {
 		*sample = 250 * time.Millisecond

@@ -23,8 +23,10 @@ import (
 // sessionRows measures Sign ecdsa-p256 on the SoftHSM token through a
 // direct keyd session (Keys1.OpenSession, client.WithSession) and through
 // keyd over the bus, beside p11-kit's RPC on the same token (`p11-kit
-// server` + p11-kit-client.so, the peer a session has to beat) and raw
-// C_Sign in-process, at 1 and 8 clients, interleaved. The callers are
+// server` + p11-kit-client.so, the peer a session has to beat), raw
+// C_Sign in-process and C_Sign served by a minimal process (signserver.go:
+// what any signing server pays beyond raw C_Sign), at 1 and 8 clients,
+// interleaved. The callers are
 // uid OtherUser, allowed by polkit rules to open sessions and use the
 // benchmark keys, on connections made in this process (as the p11-kit
 // client and raw C_Sign run in it). Notes give the CPU per operation of
@@ -79,13 +81,17 @@ func sessionRows(e *benchEnv) error {
 	if err != nil {
 		return err
 	}
+	signServer, err := startSignServer(e, tok, "bench-session-server", maxClients)
+	if err != nil {
+		return err
+	}
 	srv := p11kitServer(p, tok)
 	rpc, err := newTokenSigner(tok, srv.ClientLib, srv.Env(), "bench-session-p11kit", keys.MechECDSASHA256)
 	if err != nil {
 		return err
 	}
 
-	cpu := func() cpuSample { return sampleCPU(svc.Pid(), b.Pid(), srv.Socket) }
+	cpu := func() cpuSample { return sampleCPU(svc.Pid(), b.Pid(), srv.Socket, signServer.pid) }
 	type way struct {
 		s   *series
 		use *cpuUse
@@ -99,7 +105,7 @@ func sessionRows(e *benchEnv) error {
 		ways = append(ways, way{s, u})
 		return s
 	}
-	type group struct{ sess, overBus, rpc, raw *series }
+	type group struct{ sess, overBus, rpc, raw, server *series }
 	var groups []group
 	for _, c := range []int{1, maxClients} {
 		groups = append(groups, group{
@@ -111,8 +117,9 @@ func sessionRows(e *benchEnv) error {
 				_, err := busKeys[w].Sign(ctx, keys.MechECDSA, digest[:])
 				return err
 			}),
-			rpc: measure("p11-kit RPC C_Sign, same token", c, rpc.sign),
-			raw: measure("raw C_Sign in-process, same token", c, raw.sign),
+			rpc:    measure("p11-kit RPC C_Sign, same token", c, rpc.sign),
+			raw:    measure("raw C_Sign in-process, same token", c, raw.sign),
+			server: measure("C_Sign served by a minimal process", c, signServer.sign),
 		})
 	}
 	stopProfile := profileSelf("bench-session")
@@ -130,9 +137,11 @@ func sessionRows(e *benchEnv) error {
 		e.add(against(section, g.sess, g.rpc, atLeast(1.0, "≥ 1.00× p11-kit RPC")),
 			against(section, g.sess, g.raw, rawGoal),
 			against(section, g.overBus, g.rpc, nil),
-			against(section, g.rpc, g.raw, nil))
+			against(section, g.rpc, g.raw, nil),
+			against(section, g.sess, g.server, nil),
+			against(section, g.server, g.raw, nil))
 	}
-	e.note("CPU per Sign (µs, all repetitions) on the session rows' paths: clients (this process), dbus-daemon, keyd, p11-kit server:")
+	e.note("CPU per Sign (µs, all repetitions) on the session rows' paths: clients (this process), dbus-daemon, keyd, p11-kit server, the minimal sign server:")
 	for _, w := range ways {
 		e.note(fmt.Sprintf("  %-44s %d clients: %s", w.s.Name, w.s.Clients, w.use))
 	}
@@ -163,16 +172,16 @@ func profileSelf(name string) (stop func()) {
 }
 
 // cpuSample is the CPU time so far of each process on the paths: this
-// process (the clients), keyd, the bus daemon, and p11-kit server with the
-// children it forked for connections.
-type cpuSample struct{ self, keyd, bus, p11 time.Duration }
+// process (the clients), keyd, the bus daemon, p11-kit server with the
+// children it forked for connections, and the sign server.
+type cpuSample struct{ self, keyd, bus, p11, server time.Duration }
 
-func sampleCPU(keydPid, busPid int, p11Socket string) cpuSample {
+func sampleCPU(keydPid, busPid int, p11Socket string, serverPid int) cpuSample {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return cpuSample{
 		self: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
-		keyd: cpuTime(keydPid), bus: cpuTime(busPid), p11: p11KitCPU(p11Socket),
+		keyd: cpuTime(keydPid), bus: cpuTime(busPid), p11: p11KitCPU(p11Socket), server: cpuTime(serverPid),
 	}
 }
 
@@ -210,8 +219,8 @@ func p11KitCPU(p11Socket string) time.Duration {
 
 // cpuUse accumulates the CPU per operation of one series over its samples.
 type cpuUse struct {
-	ops                    int64
-	client, keyd, bus, p11 time.Duration
+	ops                            int64
+	client, keyd, bus, p11, server time.Duration
 }
 
 // probe measures sign on c workers, as parallel does, and adds the CPU
@@ -233,6 +242,7 @@ func (u *cpuUse) probe(sample func() cpuSample, sign func(w int) error) probe {
 		u.keyd += z.keyd - a.keyd
 		u.bus += z.bus - a.bus
 		u.p11 += z.p11 - a.p11
+		u.server += z.server - a.server
 		return r, err
 	}
 }
@@ -242,6 +252,6 @@ func (u *cpuUse) String() string {
 		return "no operations"
 	}
 	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(u.ops) }
-	return fmt.Sprintf("clients %.0f, dbus-daemon %.0f, keyd %.0f, p11-kit server %.0f, total %.0f",
-		per(u.client), per(u.bus), per(u.keyd), per(u.p11), per(u.client+u.bus+u.keyd+u.p11))
+	return fmt.Sprintf("clients %.0f, dbus-daemon %.0f, keyd %.0f, p11-kit server %.0f, sign server %.0f, total %.0f",
+		per(u.client), per(u.bus), per(u.keyd), per(u.p11), per(u.server), per(u.client+u.bus+u.keyd+u.p11+u.server))
 }
