@@ -247,4 +247,27 @@ certs_issue_ca = ["device-ca"]`))
 			t.Fatal("a refused enrollment stored a certificate")
 		}
 	})
+
+	t.Run("ImportedCertificateDoesNotChooseTheESTSubject", func(t *testing.T) {
+		// The caller may replace tester-est (certs.manage), but what certd
+		// then enrolls under its EST credentials carries the configured
+		// subject, not the one of the certificate the caller put there.
+		s.polkit.AddRule(t, "est-import-tester", principalRules(t, `certs_manage = ["tester-*"]`))
+		ca := testpki.NewCA(t, "attacker CA")
+		forged := ca.Issue(t, "edgeHub", testpki.NewKey(t).Public(), &x509.Certificate{
+			DNSNames: []string{"hub.example.net"}, NotBefore: time.Now().Add(-3 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
+		if out, code := call("ImportCertificate", "tester-est", "'"+string(testpki.PEM(forged))+"'"); code != 0 {
+			t.Fatalf("ImportCertificate tester-est: %d %s", code, out)
+		}
+		// Expired, so certd enrolls anew with its own EST credentials.
+		out, code := call("EnsureCertificate", "tester-est")
+		pemText, err := s.certs.Get(ctx, "tester-est")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := parseChain(t, pemText)[0]
+		if c.Subject.CommonName != "tester-est" || len(c.DNSNames) != 0 {
+			t.Fatalf("EST issued %v %v under certd's credentials for the caller's imported subject (EnsureCertificate: %d %s)", c.Subject, c.DNSNames, code, out)
+		}
+	})
 }
