@@ -271,3 +271,77 @@ certs_issue_ca = ["device-ca"]`))
 		}
 	})
 }
+
+// estChoicePolicy: two configured EST servers (each its own CA) and an id
+// configured to enroll at the first under label "modules"; other-est is
+// another id's server.
+const estChoicePolicy = `
+[est]
+url = "%s/.well-known/est"
+label = "modules"
+trusted_certs = ["est-ca", "other-ca"]
+username = "device-1"
+password = "est-pass"
+
+[preloaded_certs]
+est-ca = "file://%s"
+other-ca = "file://%s"
+
+[cert_issuance.tester-est]
+method = "est"
+common_name = "tester-est"
+
+[cert_issuance.other-est]
+method = "est"
+url = "%s/.well-known/est"
+common_name = "other-est"
+`
+
+// TestESTServerAndLabelOfAnIDComeFromTheConfiguration: the EST server
+// and label an id enrolls at are its CA; a caller who may have tester-est
+// enrolled cannot send its request to another id's EST server or under
+// another label (another CA profile of the same server).
+func TestESTServerAndLabelOfAnIDComeFromTheConfiguration(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.SharedTempDir(t, "estchoice")
+	users := []labest.User{{Name: "device-1", Password: "est-pass"}}
+	url, caPEM, _ := labest.StartTestServer(t, labest.Config{Users: users, Labels: []string{"modules", "devices"}})
+	otherURL, otherPEM, _ := labest.StartTestServer(t, labest.Config{Users: users})
+	s := startStack(t, fmt.Sprintf(estChoicePolicy, url,
+		writeShared(t, dir, "est-ca.pem", caPEM), writeShared(t, dir, "other-ca.pem", otherPEM), otherURL))
+	ctx := ctxT(t)
+	s.polkit.AddRule(t, "est-choice-tester", principalRules(t, `certs_manage = ["tester-*"]`))
+	call := func(args ...string) (string, int) {
+		argv := append([]string{"call", "--address", s.bus.Address, "--dest", certsapi.BusName,
+			"--object-path", string(certsapi.ObjectPath), "--method", certsapi.Interface + "." + certsapi.MethodCreateCertificate}, args...)
+		out, errOut, code := testenv.RunAs(t, testenv.OtherUser, nil, "gdbus", argv...)
+		return out + errOut, code
+	}
+	csr := csrText(t, pkix.Name{CommonName: "tester-est"}, nil)
+	for _, tc := range []struct {
+		name, option, value string
+	}{
+		{"AnotherIDsServer", "est_url", otherURL + "/.well-known/est"},
+		{"AnotherLabel", "est_label", "devices"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, code := call("tester-est", csr, optsText(map[string]string{"issuer": "est", tc.option: tc.value}, false))
+			if code == 0 || !strings.Contains(out, bus.ErrInvalidArgs) || !strings.Contains(out, tc.option) {
+				issuer := ""
+				if pemText, err := s.certs.Get(ctx, "tester-est"); err == nil {
+					issuer = parseChain(t, pemText)[0].Issuer.String()
+				}
+				t.Fatalf("enrolling tester-est with %s %q: exit %d, %s (issued by %q)\nwant %s naming %s", tc.option, tc.value, code, out, issuer, bus.ErrInvalidArgs, tc.option)
+			}
+		})
+	}
+	t.Run("TheConfiguredServerAndLabel", func(t *testing.T) {
+		// Naming them is the same as leaving them out.
+		out, code := call("tester-est", csr, optsText(map[string]string{"issuer": "est", "est_url": url + "/.well-known/est", "est_label": "modules"}, false))
+		if code != 0 {
+			t.Fatalf("the configured EST enrollment: %d %s", code, out)
+		}
+		pemText, _ := s.certs.Get(ctx, "tester-est")
+		opensslVerify(t, pemText, string(caPEM))
+	})
+}

@@ -26,8 +26,11 @@ type CreateOptions struct {
 	// self-signed root.
 	PathLen    int
 	HasPathLen bool
-	ESTURL     string
-	ESTLabel   string
+	// ESTURL and ESTLabel are accepted only when they name the EST server
+	// and label the configuration gives the id (like IssuerKey): they say
+	// which CA enrolls it, so they never choose it.
+	ESTURL   string
+	ESTLabel string
 }
 
 // Authority is what a CreateCertificate call asks of the configuration,
@@ -69,6 +72,12 @@ func (s *Service) Authority(id string, o CreateOptions) (Authority, error) {
 	case "est":
 		if !configured || is.Method != "est" {
 			return a, fault.New(fault.InvalidArgs, "issuer est: certificate %q is not configured for EST issuance ([cert_issuance.%s] method = \"est\"); certd enrolls only configured ids under its EST identity", id, id)
+		}
+		if url := s.estURLOf(is); o.ESTURL != "" && o.ESTURL != url {
+			return a, fault.New(fault.InvalidArgs, "option est_url: [cert_issuance.%s] enrolls %q at %q, not %q (leave est_url out)", id, id, url, o.ESTURL)
+		}
+		if label := s.estLabelOf(is); o.ESTLabel != "" && o.ESTLabel != label {
+			return a, fault.New(fault.InvalidArgs, "option est_label: [cert_issuance.%s] enrolls %q under label %q, not %q (leave est_label out)", id, id, label, o.ESTLabel)
 		}
 	default:
 		return a, fault.New(fault.InvalidArgs, "unknown issuer %q (want self_signed, local_ca or est)", o.Issuer)
@@ -178,19 +187,11 @@ func (s *Service) Create(ctx context.Context, id string, csrDER []byte, o Create
 			return Info{}, err
 		}
 	case "est":
-		// Only configured EST servers: certd's EST credentials (Basic
-		// password, EST identity) must never go to a caller-chosen host.
-		if o.ESTURL != "" && !s.configuredESTURL(o.ESTURL) {
-			return Info{}, fault.New(fault.InvalidArgs, "est_url %q is not a configured EST server ([est] url or a [cert_issuance] url)", o.ESTURL)
-		}
-		url, label := o.ESTURL, o.ESTLabel
-		if url == "" {
-			url = s.cfg.Issuance[id].URL
-		}
-		if label == "" {
-			label = s.cfg.Issuance[id].Label
-		}
-		chain, err = s.enrollEST(ctx, "", csrDER, url, label, false)
+		// The id's own EST server and label (Authority refused any other):
+		// certd's EST credentials never go to a host, or a CA profile, the
+		// caller chose.
+		is := s.cfg.Issuance[id]
+		chain, err = s.enrollEST(ctx, "", csrDER, is.URL, is.Label, false)
 		if err != nil {
 			return Info{}, err
 		}
