@@ -3,6 +3,7 @@ package certs_test
 import (
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"fmt"
 	"sort"
 	"strings"
@@ -245,6 +246,53 @@ certs_issue_ca = ["device-ca"]`))
 		}
 		if stored(t, "tester-leaf") {
 			t.Fatal("a refused enrollment stored a certificate")
+		}
+	})
+
+	t.Run("ESTRequestCarriesNoOtherNames", func(t *testing.T) {
+		// A subjectAltName of kinds certd does not read (a directoryName, an
+		// otherName such as a UPN) is no configured name either: the EST
+		// server copies the request's subjectAltName into what it issues.
+		s.polkit.AddRule(t, "est-names-tester", principalRules(t, `certs_manage = ["tester-*"]`))
+		dirName, err := asn1.Marshal(pkix.Name{CommonName: "edgeHub"}.ToRDNSequence())
+		if err != nil {
+			t.Fatal(err)
+		}
+		upn, _ := asn1.Marshal(asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagUTF8String, Bytes: []byte("admin@example.net")})
+		otherName, _ := asn1.Marshal(struct {
+			ID    asn1.ObjectIdentifier
+			Value asn1.RawValue `asn1:"tag:0,explicit"`
+		}{asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 20, 2, 3}, asn1.RawValue{FullBytes: upn}})
+		for _, tc := range []struct {
+			name string
+			gn   asn1.RawValue
+		}{
+			{"otherName", asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: otherName[2:]}},
+			{"directoryName", asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 4, IsCompound: true, Bytes: dirName}},
+		} {
+			name := tc.name
+			san, err := asn1.Marshal([]asn1.RawValue{tc.gn})
+			if err != nil {
+				t.Fatal(err)
+			}
+			der := testpki.CSRFor(t, testpki.NewKey(t), &x509.CertificateRequest{Subject: pkix.Name{CommonName: "tester-est"},
+				ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Value: san}}})
+			parts := make([]string, len(der))
+			for i, b := range der {
+				parts[i] = fmt.Sprintf("0x%02x", b)
+			}
+			out, code := call("CreateCertificate", "tester-est", "[byte "+strings.Join(parts, ", ")+"]", optsText(map[string]string{"issuer": "est"}, false))
+			if code == 0 {
+				pemText, _ := s.certs.Get(ctx, "tester-est")
+				c := parseChain(t, pemText)[0]
+				for _, e := range c.Extensions {
+					if e.Id.Equal(asn1.ObjectIdentifier{2, 5, 29, 17}) {
+						t.Fatalf("EST issued tester-est with an %s subjectAltName %x the configuration does not give it", name, e.Value)
+					}
+				}
+				continue
+			}
+			refused(t, "a "+name+" subjectAltName", out, code, bus.ErrInvalidArgs, "subjectAltName")
 		}
 	})
 

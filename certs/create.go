@@ -3,6 +3,7 @@ package certs
 import (
 	"context"
 	"crypto/x509"
+	"encoding/asn1"
 	"slices"
 	"time"
 
@@ -125,7 +126,33 @@ func checkSubject(id string, is *config.Issuance, csr *x509.CertificateRequest) 
 	if len(csr.IPAddresses)+len(csr.EmailAddresses)+len(csr.URIs) > 0 {
 		return fault.New(fault.InvalidArgs, "the request has IP, e-mail or URI subjectAltNames; [cert_issuance.%s] gives none", id)
 	}
+	if !onlyDNSNames(csr) {
+		return fault.New(fault.InvalidArgs, "the request has a subjectAltName that is not a DNS name (an otherName, directoryName, registeredID...); [cert_issuance.%s] gives DNS names only", id)
+	}
 	return nil
+}
+
+var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
+
+// onlyDNSNames reports whether every subjectAltName the request asks for
+// is a dNSName. x509 reads DNS, IP, e-mail and URI names and skips the
+// other kinds, but an EST server copies the request's extension whole.
+func onlyDNSNames(csr *x509.CertificateRequest) bool {
+	for _, e := range csr.Extensions {
+		if !e.Id.Equal(oidSubjectAltName) {
+			continue
+		}
+		var names []asn1.RawValue
+		if rest, err := asn1.Unmarshal(e.Value, &names); err != nil || len(rest) > 0 {
+			return false
+		}
+		for _, n := range names {
+			if n.Class != asn1.ClassContextSpecific || n.Tag != 2 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Create issues a certificate for a caller's CSR and stores it under id.
