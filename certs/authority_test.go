@@ -1,12 +1,17 @@
 package certs_test
 
 import (
+	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"fmt"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -392,4 +397,62 @@ func TestESTServerAndLabelOfAnIDComeFromTheConfiguration(t *testing.T) {
 		pemText, _ := s.certs.Get(ctx, "tester-est")
 		opensslVerify(t, pemText, string(caPEM))
 	})
+}
+
+// TestCRLOfAnImportedCertificateIsNotFetched: certd looks the EST-issued
+// certificates of configured ids up on their CRLs. A caller who may replace
+// tester-est imports a certificate of its own making, whose CRL
+// distribution point is its own URL and whose issuer (in the imported
+// chain) signs a CRL revoking it: certd must not follow that URL (a path
+// the caller wrote), nor believe the caller's CA that the certificate is
+// revoked (which re-enrolls with a new key).
+func TestCRLOfAnImportedCertificateIsNotFetched(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.SharedTempDir(t, "crlimport")
+	estURL, estCA, _ := labest.StartTestServer(t, labest.Config{Users: []labest.User{{Name: "device-1", Password: "est-pass"}}})
+	s := startStack(t, fmt.Sprintf(`
+[est]
+url = "%s/.well-known/est"
+trusted_certs = ["est-ca"]
+username = "device-1"
+password = "est-pass"
+crl_check_interval = "1s"
+
+[preloaded_certs]
+est-ca = "file://%s"
+
+[cert_issuance.tester-est]
+method = "est"
+common_name = "tester-est"
+`, estURL, writeShared(t, dir, "est-ca.pem", estCA)))
+	s.polkit.AddRule(t, "crl-tester", principalRules(t, `certs_manage = ["tester-*"]`))
+
+	ca := testpki.NewCA(t, "attacker CA", func(c *x509.Certificate) { c.KeyUsage |= x509.KeyUsageCRLSign })
+	var fetched atomic.Int32
+	var crl atomic.Pointer[[]byte]
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetched.Add(1)
+		if der := crl.Load(); der != nil {
+			w.Write(*der)
+		}
+	}))
+	t.Cleanup(attacker.Close)
+	forged := ca.Issue(t, "tester-est", testpki.NewKey(t).Public(), &x509.Certificate{
+		CRLDistributionPoints: []string{attacker.URL + "/crl"}, NotAfter: time.Now().Add(12 * time.Hour)})
+	crlDER, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1),
+		ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: time.Now().Add(time.Hour),
+		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: forged.SerialNumber, RevocationTime: time.Now()}}}, ca.Cert, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl.Store(&crlDER)
+	argv := []string{"call", "--address", s.bus.Address, "--dest", certsapi.BusName, "--object-path", string(certsapi.ObjectPath),
+		"--method", certsapi.Interface + "." + certsapi.MethodImportCertificate, "tester-est", "'" + string(testpki.PEM(forged, ca.Cert)) + "'"}
+	if out, errOut, code := testenv.RunAs(t, testenv.OtherUser, nil, "gdbus", argv...); code != 0 {
+		t.Fatalf("ImportCertificate tester-est: %d %s %s", code, out, errOut)
+	}
+	// Several CRL rounds (crl_check_interval 1 s).
+	if testenv.WaitFor(5*time.Second, func() bool { return fetched.Load() > 0 }) {
+		t.Fatalf("certd fetched the CRL of the imported certificate from the caller's URL %s/crl; its log:\n%s", attacker.URL, s.certd)
+	}
 }
