@@ -1,11 +1,17 @@
 package certs_test
 
 import (
+	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"fmt"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -247,4 +253,206 @@ certs_issue_ca = ["device-ca"]`))
 			t.Fatal("a refused enrollment stored a certificate")
 		}
 	})
+
+	t.Run("ESTRequestCarriesNoOtherNames", func(t *testing.T) {
+		// A subjectAltName of kinds certd does not read (a directoryName, an
+		// otherName such as a UPN) is no configured name either: the EST
+		// server copies the request's subjectAltName into what it issues.
+		s.polkit.AddRule(t, "est-names-tester", principalRules(t, `certs_manage = ["tester-*"]`))
+		dirName, err := asn1.Marshal(pkix.Name{CommonName: "edgeHub"}.ToRDNSequence())
+		if err != nil {
+			t.Fatal(err)
+		}
+		upn, _ := asn1.Marshal(asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagUTF8String, Bytes: []byte("admin@example.net")})
+		otherName, _ := asn1.Marshal(struct {
+			ID    asn1.ObjectIdentifier
+			Value asn1.RawValue `asn1:"tag:0,explicit"`
+		}{asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 20, 2, 3}, asn1.RawValue{FullBytes: upn}})
+		for _, tc := range []struct {
+			name string
+			gn   asn1.RawValue
+		}{
+			{"otherName", asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: otherName[2:]}},
+			{"directoryName", asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 4, IsCompound: true, Bytes: dirName}},
+		} {
+			name := tc.name
+			san, err := asn1.Marshal([]asn1.RawValue{tc.gn})
+			if err != nil {
+				t.Fatal(err)
+			}
+			der := testpki.CSRFor(t, testpki.NewKey(t), &x509.CertificateRequest{Subject: pkix.Name{CommonName: "tester-est"},
+				ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Value: san}}})
+			parts := make([]string, len(der))
+			for i, b := range der {
+				parts[i] = fmt.Sprintf("0x%02x", b)
+			}
+			out, code := call("CreateCertificate", "tester-est", "[byte "+strings.Join(parts, ", ")+"]", optsText(map[string]string{"issuer": "est"}, false))
+			if code == 0 {
+				pemText, _ := s.certs.Get(ctx, "tester-est")
+				c := parseChain(t, pemText)[0]
+				for _, e := range c.Extensions {
+					if e.Id.Equal(asn1.ObjectIdentifier{2, 5, 29, 17}) {
+						t.Fatalf("EST issued tester-est with an %s subjectAltName %x the configuration does not give it", name, e.Value)
+					}
+				}
+				continue
+			}
+			refused(t, "a "+name+" subjectAltName", out, code, bus.ErrInvalidArgs, "subjectAltName")
+		}
+	})
+
+	t.Run("ImportedCertificateDoesNotChooseTheESTSubject", func(t *testing.T) {
+		// The caller may replace tester-est (certs.manage), but what certd
+		// then enrolls under its EST credentials carries the configured
+		// subject, not the one of the certificate the caller put there.
+		s.polkit.AddRule(t, "est-import-tester", principalRules(t, `certs_manage = ["tester-*"]`))
+		ca := testpki.NewCA(t, "attacker CA")
+		forged := ca.Issue(t, "edgeHub", testpki.NewKey(t).Public(), &x509.Certificate{
+			DNSNames: []string{"hub.example.net"}, NotBefore: time.Now().Add(-3 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
+		if out, code := call("ImportCertificate", "tester-est", "'"+string(testpki.PEM(forged))+"'"); code != 0 {
+			t.Fatalf("ImportCertificate tester-est: %d %s", code, out)
+		}
+		// Expired, so certd enrolls anew with its own EST credentials.
+		out, code := call("EnsureCertificate", "tester-est")
+		pemText, err := s.certs.Get(ctx, "tester-est")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := parseChain(t, pemText)[0]
+		if c.Subject.CommonName != "tester-est" || len(c.DNSNames) != 0 {
+			t.Fatalf("EST issued %v %v under certd's credentials for the caller's imported subject (EnsureCertificate: %d %s)", c.Subject, c.DNSNames, code, out)
+		}
+	})
+}
+
+// estChoicePolicy: two configured EST servers (each its own CA) and an id
+// configured to enroll at the first under label "modules"; other-est is
+// another id's server.
+const estChoicePolicy = `
+[est]
+url = "%s/.well-known/est"
+label = "modules"
+trusted_certs = ["est-ca", "other-ca"]
+username = "device-1"
+password = "est-pass"
+
+[preloaded_certs]
+est-ca = "file://%s"
+other-ca = "file://%s"
+
+[cert_issuance.tester-est]
+method = "est"
+common_name = "tester-est"
+
+[cert_issuance.other-est]
+method = "est"
+url = "%s/.well-known/est"
+common_name = "other-est"
+`
+
+// TestESTServerAndLabelOfAnIDComeFromTheConfiguration: the EST server
+// and label an id enrolls at are its CA; a caller who may have tester-est
+// enrolled cannot send its request to another id's EST server or under
+// another label (another CA profile of the same server).
+func TestESTServerAndLabelOfAnIDComeFromTheConfiguration(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.SharedTempDir(t, "estchoice")
+	users := []labest.User{{Name: "device-1", Password: "est-pass"}}
+	url, caPEM, _ := labest.StartTestServer(t, labest.Config{Users: users, Labels: []string{"modules", "devices"}})
+	otherURL, otherPEM, _ := labest.StartTestServer(t, labest.Config{Users: users})
+	s := startStack(t, fmt.Sprintf(estChoicePolicy, url,
+		writeShared(t, dir, "est-ca.pem", caPEM), writeShared(t, dir, "other-ca.pem", otherPEM), otherURL))
+	ctx := ctxT(t)
+	s.polkit.AddRule(t, "est-choice-tester", principalRules(t, `certs_manage = ["tester-*"]`))
+	call := func(args ...string) (string, int) {
+		argv := append([]string{"call", "--address", s.bus.Address, "--dest", certsapi.BusName,
+			"--object-path", string(certsapi.ObjectPath), "--method", certsapi.Interface + "." + certsapi.MethodCreateCertificate}, args...)
+		out, errOut, code := testenv.RunAs(t, testenv.OtherUser, nil, "gdbus", argv...)
+		return out + errOut, code
+	}
+	csr := csrText(t, pkix.Name{CommonName: "tester-est"}, nil)
+	for _, tc := range []struct {
+		name, option, value string
+	}{
+		{"AnotherIDsServer", "est_url", otherURL + "/.well-known/est"},
+		{"AnotherLabel", "est_label", "devices"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, code := call("tester-est", csr, optsText(map[string]string{"issuer": "est", tc.option: tc.value}, false))
+			if code == 0 || !strings.Contains(out, bus.ErrInvalidArgs) || !strings.Contains(out, tc.option) {
+				issuer := ""
+				if pemText, err := s.certs.Get(ctx, "tester-est"); err == nil {
+					issuer = parseChain(t, pemText)[0].Issuer.String()
+				}
+				t.Fatalf("enrolling tester-est with %s %q: exit %d, %s (issued by %q)\nwant %s naming %s", tc.option, tc.value, code, out, issuer, bus.ErrInvalidArgs, tc.option)
+			}
+		})
+	}
+	t.Run("TheConfiguredServerAndLabel", func(t *testing.T) {
+		// Naming them is the same as leaving them out.
+		out, code := call("tester-est", csr, optsText(map[string]string{"issuer": "est", "est_url": url + "/.well-known/est", "est_label": "modules"}, false))
+		if code != 0 {
+			t.Fatalf("the configured EST enrollment: %d %s", code, out)
+		}
+		pemText, _ := s.certs.Get(ctx, "tester-est")
+		opensslVerify(t, pemText, string(caPEM))
+	})
+}
+
+// TestCRLOfAnImportedCertificateIsNotFetched: certd looks the EST-issued
+// certificates of configured ids up on their CRLs. A caller who may replace
+// tester-est imports a certificate of its own making, whose CRL
+// distribution point is its own URL and whose issuer (in the imported
+// chain) signs a CRL revoking it: certd must not follow that URL (a path
+// the caller wrote), nor believe the caller's CA that the certificate is
+// revoked (which re-enrolls with a new key).
+func TestCRLOfAnImportedCertificateIsNotFetched(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.SharedTempDir(t, "crlimport")
+	estURL, estCA, _ := labest.StartTestServer(t, labest.Config{Users: []labest.User{{Name: "device-1", Password: "est-pass"}}})
+	s := startStack(t, fmt.Sprintf(`
+[est]
+url = "%s/.well-known/est"
+trusted_certs = ["est-ca"]
+username = "device-1"
+password = "est-pass"
+crl_check_interval = "1s"
+
+[preloaded_certs]
+est-ca = "file://%s"
+
+[cert_issuance.tester-est]
+method = "est"
+common_name = "tester-est"
+`, estURL, writeShared(t, dir, "est-ca.pem", estCA)))
+	s.polkit.AddRule(t, "crl-tester", principalRules(t, `certs_manage = ["tester-*"]`))
+
+	ca := testpki.NewCA(t, "attacker CA", func(c *x509.Certificate) { c.KeyUsage |= x509.KeyUsageCRLSign })
+	var fetched atomic.Int32
+	var crl atomic.Pointer[[]byte]
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetched.Add(1)
+		if der := crl.Load(); der != nil {
+			w.Write(*der)
+		}
+	}))
+	t.Cleanup(attacker.Close)
+	forged := ca.Issue(t, "tester-est", testpki.NewKey(t).Public(), &x509.Certificate{
+		CRLDistributionPoints: []string{attacker.URL + "/crl"}, NotAfter: time.Now().Add(12 * time.Hour)})
+	crlDER, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1),
+		ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: time.Now().Add(time.Hour),
+		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: forged.SerialNumber, RevocationTime: time.Now()}}}, ca.Cert, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl.Store(&crlDER)
+	argv := []string{"call", "--address", s.bus.Address, "--dest", certsapi.BusName, "--object-path", string(certsapi.ObjectPath),
+		"--method", certsapi.Interface + "." + certsapi.MethodImportCertificate, "tester-est", "'" + string(testpki.PEM(forged, ca.Cert)) + "'"}
+	if out, errOut, code := testenv.RunAs(t, testenv.OtherUser, nil, "gdbus", argv...); code != 0 {
+		t.Fatalf("ImportCertificate tester-est: %d %s %s", code, out, errOut)
+	}
+	// Several CRL rounds (crl_check_interval 1 s).
+	if testenv.WaitFor(5*time.Second, func() bool { return fetched.Load() > 0 }) {
+		t.Fatalf("certd fetched the CRL of the imported certificate from the caller's URL %s/crl; its log:\n%s", attacker.URL, s.certd)
+	}
 }

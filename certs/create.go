@@ -3,6 +3,7 @@ package certs
 import (
 	"context"
 	"crypto/x509"
+	"encoding/asn1"
 	"slices"
 	"time"
 
@@ -26,8 +27,11 @@ type CreateOptions struct {
 	// self-signed root.
 	PathLen    int
 	HasPathLen bool
-	ESTURL     string
-	ESTLabel   string
+	// ESTURL and ESTLabel are accepted only when they name the EST server
+	// and label the configuration gives the id (like IssuerKey): they say
+	// which CA enrolls it, so they never choose it.
+	ESTURL   string
+	ESTLabel string
 }
 
 // Authority is what a CreateCertificate call asks of the configuration,
@@ -69,6 +73,12 @@ func (s *Service) Authority(id string, o CreateOptions) (Authority, error) {
 	case "est":
 		if !configured || is.Method != "est" {
 			return a, fault.New(fault.InvalidArgs, "issuer est: certificate %q is not configured for EST issuance ([cert_issuance.%s] method = \"est\"); certd enrolls only configured ids under its EST identity", id, id)
+		}
+		if url := s.estURLOf(is); o.ESTURL != "" && o.ESTURL != url {
+			return a, fault.New(fault.InvalidArgs, "option est_url: [cert_issuance.%s] enrolls %q at %q, not %q (leave est_url out)", id, id, url, o.ESTURL)
+		}
+		if label := s.estLabelOf(is); o.ESTLabel != "" && o.ESTLabel != label {
+			return a, fault.New(fault.InvalidArgs, "option est_label: [cert_issuance.%s] enrolls %q under label %q, not %q (leave est_label out)", id, id, label, o.ESTLabel)
 		}
 	default:
 		return a, fault.New(fault.InvalidArgs, "unknown issuer %q (want self_signed, local_ca or est)", o.Issuer)
@@ -116,7 +126,33 @@ func checkSubject(id string, is *config.Issuance, csr *x509.CertificateRequest) 
 	if len(csr.IPAddresses)+len(csr.EmailAddresses)+len(csr.URIs) > 0 {
 		return fault.New(fault.InvalidArgs, "the request has IP, e-mail or URI subjectAltNames; [cert_issuance.%s] gives none", id)
 	}
+	if !onlyDNSNames(csr) {
+		return fault.New(fault.InvalidArgs, "the request has a subjectAltName that is not a DNS name (an otherName, directoryName, registeredID...); [cert_issuance.%s] gives DNS names only", id)
+	}
 	return nil
+}
+
+var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
+
+// onlyDNSNames reports whether every subjectAltName the request asks for
+// is a dNSName. x509 reads DNS, IP, e-mail and URI names and skips the
+// other kinds, but an EST server copies the request's extension whole.
+func onlyDNSNames(csr *x509.CertificateRequest) bool {
+	for _, e := range csr.Extensions {
+		if !e.Id.Equal(oidSubjectAltName) {
+			continue
+		}
+		var names []asn1.RawValue
+		if rest, err := asn1.Unmarshal(e.Value, &names); err != nil || len(rest) > 0 {
+			return false
+		}
+		for _, n := range names {
+			if n.Class != asn1.ClassContextSpecific || n.Tag != 2 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Create issues a certificate for a caller's CSR and stores it under id.
@@ -178,19 +214,11 @@ func (s *Service) Create(ctx context.Context, id string, csrDER []byte, o Create
 			return Info{}, err
 		}
 	case "est":
-		// Only configured EST servers: certd's EST credentials (Basic
-		// password, EST identity) must never go to a caller-chosen host.
-		if o.ESTURL != "" && !s.configuredESTURL(o.ESTURL) {
-			return Info{}, fault.New(fault.InvalidArgs, "est_url %q is not a configured EST server ([est] url or a [cert_issuance] url)", o.ESTURL)
-		}
-		url, label := o.ESTURL, o.ESTLabel
-		if url == "" {
-			url = s.cfg.Issuance[id].URL
-		}
-		if label == "" {
-			label = s.cfg.Issuance[id].Label
-		}
-		chain, err = s.enrollEST(ctx, "", csrDER, url, label, false)
+		// The id's own EST server and label (Authority refused any other):
+		// certd's EST credentials never go to a host, or a CA profile, the
+		// caller chose.
+		is := s.cfg.Issuance[id]
+		chain, err = s.enrollEST(ctx, "", csrDER, is.URL, is.Label, false)
 		if err != nil {
 			return Info{}, err
 		}

@@ -18,26 +18,37 @@ type RevocationState struct {
 	Err       error
 }
 
-// issuersOf are the certificates that may have issued chain's leaf and its
-// CRL: the stored chain above the leaf and the configured EST anchors.
-func (s *Service) issuersOf(info Info) []*x509.Certificate {
-	out := append([]*x509.Certificate{}, info.Chain[1:]...)
-	for _, id := range s.cfg.EST.TrustedCerts {
-		if a, err := s.store.Get(id); err == nil {
-			out = append(out, a.Chain...)
-		}
+// estIssuers returns the issuers of info's leaf up to an EST trust anchor
+// ([est] trusted_certs, else the system roots), verified. A stored chain
+// may be one a caller imported: unless it chains to the anchors, its CRL
+// distribution points are the caller's URLs and its issuers the caller's
+// keys, and certd neither fetches nor believes them.
+func (s *Service) estIssuers(info Info, anchors *x509.CertPool) ([]*x509.Certificate, error) {
+	intermediates := x509.NewCertPool()
+	for _, c := range info.Chain[1:] {
+		intermediates.AddCert(c)
 	}
-	return out
+	chains, err := info.Leaf().Verify(x509.VerifyOptions{Roots: anchors, Intermediates: intermediates,
+		CurrentTime: s.clock.Now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
+		return nil, fault.Wrap(fault.Failed, err, "certificate %q does not chain to the EST trust anchors, so its CRL is not checked: %v", info.ID, err)
+	}
+	return chains[0][1:], nil
 }
 
 // checkRevoked fetches and verifies the CRL of each distribution point of
-// a stored certificate and reports whether it is revoked.
+// a stored certificate issued under the EST trust anchors and reports
+// whether it is revoked.
 func (s *Service) checkRevoked(ctx context.Context, info Info) (bool, error) {
 	leaf := info.Leaf()
 	if len(leaf.CRLDistributionPoints) == 0 {
 		return false, nil
 	}
 	anchors, err := s.estAnchors()
+	if err != nil {
+		return false, err
+	}
+	issuers, err := s.estIssuers(info, anchors)
 	if err != nil {
 		return false, err
 	}
@@ -48,7 +59,7 @@ func (s *Service) checkRevoked(ctx context.Context, info Info) (bool, error) {
 			lastErr = err
 			continue
 		}
-		revoked, err := revocation.CheckRevoked(crl, leaf, s.issuersOf(info), s.clock.Now())
+		revoked, err := revocation.CheckRevoked(crl, leaf, issuers, s.clock.Now())
 		if err != nil {
 			lastErr = err
 			continue

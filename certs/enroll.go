@@ -274,14 +274,18 @@ func (s *Service) keyHint(attrs *est.CSRAttrs) string {
 	}
 }
 
-func (s *Service) configuredESTURL(u string) bool {
-	if u == s.cfg.EST.URL {
-		return true
+// estURLOf and estLabelOf are where a configured EST id enrolls: its own
+// url and label, else [est]'s (as estClient resolves them).
+func (s *Service) estURLOf(is *config.Issuance) string {
+	if is.URL != "" {
+		return is.URL
 	}
-	for _, is := range s.cfg.Issuance {
-		if is.URL == u {
-			return true
-		}
+	return s.cfg.EST.URL
+}
+
+func (s *Service) estLabelOf(is *config.Issuance) string {
+	if is.Label != "" {
+		return is.Label
 	}
-	return false
+	return s.cfg.EST.Label
 }

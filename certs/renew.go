@@ -240,9 +240,16 @@ func (s *Service) renewWith(ctx context.Context, id string, o renewOptions) (Inf
 	if is.Organization != "" {
 		subject.Organization = []string{is.Organization}
 	}
+	reenrollAs := ""
+	if is.Method == "est" && oldErr == nil && !o.fresh && s.clock.Now().Before(old.Leaf().NotAfter) {
+		reenrollAs = id // authenticate the re-enrollment with the certificate being renewed
+	}
 	var csrDER []byte
-	if oldErr == nil && is.Method == "est" {
-		// Re-enrollment keeps the subject and subjectAltNames byte for byte (RFC 7030 4.2.2).
+	if reenrollAs != "" {
+		// Re-enrollment keeps the subject and subjectAltNames byte for byte
+		// (RFC 7030 4.2.2). Only then: a fresh enrollment under certd's own
+		// EST credentials asks for the configured names, never those of a
+		// stored certificate a caller may have imported.
 		csrDER, err = NewCSRLike(signer, old.Leaf())
 	} else {
 		csrDER, err = NewCSR(signer, subject, is.DNSNames)
@@ -267,10 +274,6 @@ func (s *Service) renewWith(ctx context.Context, id string, o renewOptions) (Inf
 	case "local_ca":
 		chain, err = s.issueLocalCA(ctx, csr, is.IssuerCert, profile, false)
 	case "est":
-		reenrollAs := ""
-		if oldErr == nil && !o.fresh && s.clock.Now().Before(old.Leaf().NotAfter) {
-			reenrollAs = id // authenticate the re-enrollment with the certificate being renewed
-		}
 		chain, err = s.enrollEST(ctx, reenrollAs, csrDER, is.URL, is.Label, true)
 	}
 	if err != nil {

@@ -40,9 +40,21 @@ func (s *Service) SignAsModule(ctx context.Context, moduleID, key string, data [
 	return s.keys.SignDerived(ctx, s.cfg.MasterKey, moduleDerivation(m, key), data)
 }
 
+// validateManagedBy refuses a managed_by the hub would store but identityd
+// could not read back (every list of the device's modules would fail).
+func validateManagedBy(managedBy string) error {
+	if err := hub.CheckManagedBy(managedBy); err != nil {
+		return fault.New(fault.InvalidArgs, "option managed_by: %s", fault.Message(err))
+	}
+	return nil
+}
+
 // CreateModule registers a module identity with derived SAS keys.
 func (s *Service) CreateModule(ctx context.Context, moduleID, managedBy string) (Module, error) {
 	if err := ValidateModuleID(moduleID); err != nil {
+		return Module{}, err
+	}
+	if err := validateManagedBy(managedBy); err != nil {
 		return Module{}, err
 	}
 	if err := s.ensureMaster(ctx); err != nil {
@@ -157,6 +169,9 @@ func (s *Service) ListModules(ctx context.Context) ([]Module, error) {
 // UpdateModule registers the module's keys again (and managed_by).
 func (s *Service) UpdateModule(ctx context.Context, moduleID, managedBy string) (Module, error) {
 	if err := ValidateModuleID(moduleID); err != nil {
+		return Module{}, err
+	}
+	if err := validateManagedBy(managedBy); err != nil {
 		return Module{}, err
 	}
 	c, _, err := s.hubClient(ctx)

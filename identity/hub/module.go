@@ -205,3 +205,8 @@ func encodeKey(k []byte) string {
 
 // checkText rejects identifiers that are too long or carry control characters.
 func checkText(name, v string) error { return cloudhttp.CheckText(name, v, maxIDLen) }
+
+// CheckManagedBy refuses a managedBy this client would refuse to read back
+// from the hub, before it is sent: a module stored with one would make
+// the device's whole module list unreadable.
+func CheckManagedBy(v string) error { return checkText("managedBy", v) }
