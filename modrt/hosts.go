@@ -169,7 +169,12 @@ func rewriteInPlace(path string, text []byte) error {
 	if err != nil {
 		return fmt.Errorf("modules' hosts file: %w", err)
 	}
-	_, werr := f.WriteAt(text, 0)
+	// 0644 whatever the umask (the unit's is 0077): module processes that
+	// are not root read it as /etc/hosts.
+	werr := f.Chmod(0o644)
+	if werr == nil {
+		_, werr = f.WriteAt(text, 0)
+	}
 	if werr == nil {
 		werr = f.Truncate(int64(len(text)))
 	}
