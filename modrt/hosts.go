@@ -163,7 +163,9 @@ func (s *Service) refreshHosts(ctx context.Context, hostExtra ...string) error {
 
 func rewriteInPlace(path string, text []byte) error {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, text) {
-		return nil
+		if st, err := os.Stat(path); err == nil && st.Mode().Perm() == 0o644 {
+			return nil
+		}
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {

@@ -63,6 +63,14 @@ func TestWhatModulesSeeKeepsItsModeUnderTheUnitsUMask(t *testing.T) {
 	if got := mode(hosts); got != 0o644 {
 		t.Errorf("modules' hosts file (bound at /etc/hosts) is %v, want 0644", got)
 	}
+	// One an older modrtd left 0600 is mended even when its text is current.
+	os.Chmod(hosts, 0o600)
+	if err := rewriteInPlace(hosts, []byte("127.0.0.1 localhost\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := mode(hosts); got != 0o644 {
+		t.Errorf("a 0600 hosts file with current text stays %v, want 0644", got)
+	}
 
 	vols := filepath.Join(home, "volumes")
 	p := rtpolicy.Policy{VolumesDir: vols}
