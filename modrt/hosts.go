@@ -163,13 +163,20 @@ func (s *Service) refreshHosts(ctx context.Context, hostExtra ...string) error {
 
 func rewriteInPlace(path string, text []byte) error {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, text) {
-		return nil
+		if st, err := os.Stat(path); err == nil && st.Mode().Perm() == 0o644 {
+			return nil
+		}
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("modules' hosts file: %w", err)
 	}
-	_, werr := f.WriteAt(text, 0)
+	// 0644 whatever the umask (the unit's is 0077): module processes that
+	// are not root read it as /etc/hosts.
+	werr := f.Chmod(0o644)
+	if werr == nil {
+		_, werr = f.WriteAt(text, 0)
+	}
 	if werr == nil {
 		werr = f.Truncate(int64(len(text)))
 	}

@@ -187,15 +187,11 @@ func install(ctx context.Context, files []installFile, root string, dryRun bool)
 			return out, fmt.Errorf("make directory for %s: %w", s.path, err)
 		}
 		// Written 0600 root-owned first: the content is never readable by
-		// anyone it is not meant for, even between write and chown.
-		if err := atomicfile.WriteFile(s.path, s.data, s.f.Mode.Perm()&0o700); err != nil {
-			return out, fmt.Errorf("install %s: %w", s.path, err)
-		}
-		if err := os.Chown(s.path, s.uid, s.gid); err != nil {
-			return out, fmt.Errorf("chown %s to %s: %w", s.path, s.f.Owner, err)
-		}
-		if err := os.Chmod(s.path, s.f.Mode.Perm()); err != nil {
-			return out, fmt.Errorf("chmod %s: %w", s.path, err)
+		// anyone it is not meant for; owner and mode are set before the
+		// rename, so a killed apply never leaves a service a config it
+		// cannot read.
+		if err := atomicfile.WriteFileAs(s.path, s.data, s.f.Mode.Perm(), s.uid, s.gid); err != nil {
+			return out, fmt.Errorf("install %s (owner %s): %w", s.path, s.f.Owner, err)
 		}
 	}
 	return out, nil

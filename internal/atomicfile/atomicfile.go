@@ -11,6 +11,18 @@ import (
 // WriteFile writes data to path atomically: a temporary file in the same
 // directory, fsync, rename over path, fsync of the directory.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
+	return writeFile(path, data, perm, -1, -1)
+}
+
+// WriteFileAs is WriteFile for a file owned by uid:gid. The temporary file
+// is written 0600 by its creator, then given its owner and mode, and only
+// then renamed: path never holds the new content under another owner or
+// mode, whenever the writer dies.
+func WriteFileAs(path string, data []byte, perm os.FileMode, uid, gid int) error {
+	return writeFile(path, data, perm, uid, gid)
+}
+
+func writeFile(path string, data []byte, perm os.FileMode, uid, gid int) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)[:min(len(filepath.Base(path)), 32)]+"-*")
 	if err != nil {
@@ -24,11 +36,23 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 			os.Remove(tmp)
 		}
 	}()
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmp, err)
+	if uid < 0 {
+		if err := f.Chmod(perm); err != nil {
+			return fmt.Errorf("chmod %s: %w", tmp, err)
+		}
 	}
 	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if uid >= 0 {
+		// After the write: until now only its creator could read it.
+		// The chown clears set-id bits, so the mode comes after it.
+		if err := f.Chown(uid, gid); err != nil {
+			return fmt.Errorf("chown %s to %d:%d: %w", tmp, uid, gid, err)
+		}
+		if err := f.Chmod(perm); err != nil {
+			return fmt.Errorf("chmod %s: %w", tmp, err)
+		}
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", tmp, err)

@@ -1,7 +1,9 @@
 package mgmt
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,8 +19,16 @@ import (
 // directory, so nothing the agent puts there is ever followed.
 func ListenUnix(path string, mode os.FileMode) (net.Listener, error) {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("make socket directory: %w", err)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("make socket directory: %w", err)
+		}
+		// 0755 whatever the umask (the unit's is 0077): edgeAgent need
+		// not run as root to reach the socket. Only a directory made
+		// here: a configured one keeps its mode.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("make socket directory: %w", err)
+		}
 	}
 	return unixsock.Listen(dir, filepath.Base(path), mode)
 }

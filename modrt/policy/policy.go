@@ -6,6 +6,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -131,8 +132,15 @@ func (p Policy) bindRoot(r rules, field, src string, ro bool) (string, error) {
 		if p.Static {
 			return r.volume, nil
 		}
-		if err := os.MkdirAll(r.volume, 0o755); err != nil {
-			return "", fmt.Errorf("module %s: make its volume directory: %w", r.module, err)
+		if _, err := os.Stat(r.volume); errors.Is(err, fs.ErrNotExist) {
+			if err := os.MkdirAll(r.volume, 0o755); err != nil {
+				return "", fmt.Errorf("module %s: make its volume directory: %w", r.module, err)
+			}
+			// 0755 whatever the umask (the unit's is 0077). Its
+			// parent is modrtd's alone.
+			if err := os.Chmod(r.volume, 0o755); err != nil {
+				return "", fmt.Errorf("module %s: make its volume directory: %w", r.module, err)
+			}
 		}
 		if err := openBeneath(r.volume, src, true); err != nil {
 			return "", refuse("%v", err)
@@ -243,8 +251,11 @@ func openBeneath(root, src string, mkdir bool) error {
 	defer func() { unix.Close(dir) }()
 	for _, part := range strings.Split(rel, "/") {
 		next, err := unix.Openat2(dir, part, how)
+		made := false
 		if errors.Is(err, unix.ENOENT) {
-			if err := unix.Mkdirat(dir, part, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+			err = unix.Mkdirat(dir, part, 0o755)
+			made = err == nil
+			if err != nil && !errors.Is(err, unix.EEXIST) {
 				return fmt.Errorf("cannot be made below %s: %w", root, err)
 			}
 			next, err = unix.Openat2(dir, part, how)
@@ -255,10 +266,29 @@ func openBeneath(root, src string, mkdir bool) error {
 		if err != nil {
 			return fmt.Errorf("cannot be opened below %s: %w", root, err)
 		}
+		if made {
+			// 0755 whatever the umask (the unit's is 0077), set on the
+			// directory held open: the module may have swapped the name.
+			if err := fchmodDir(next, 0o755); err != nil {
+				unix.Close(next)
+				return fmt.Errorf("cannot be made below %s: %w", root, err)
+			}
+		}
 		unix.Close(dir)
 		dir = next
 	}
 	return nil
+}
+
+// fchmodDir sets the mode of the directory pathfd (an O_PATH descriptor)
+// holds, through a descriptor opened from it.
+func fchmodDir(pathfd int, mode uint32) error {
+	fd, err := unix.Openat(pathfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Fchmod(fd, mode)
 }
 
 // ErrBindLink is why a bind source with a symbolic link below its root

@@ -106,6 +106,11 @@ func (m *Manager) Listen(module string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("workload socket directory for %s: %w", module, err)
 	}
+	// 0755 whatever the umask (the unit's is 0077): a module process that
+	// is not root must reach its socket. dir's parent is modrtd's alone.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return fmt.Errorf("workload socket directory for %s: %w", module, err)
+	}
 	// Any uid in the container may connect; the peer's pid decides.
 	l, err := unixsock.Listen(dir, "workload.sock", 0o666)
 	if err != nil {

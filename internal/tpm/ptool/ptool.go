@@ -1,5 +1,6 @@
 // Package ptool runs tpm2_ptool, tpm2-pkcs11's token tool, with its
-// arguments on standard input, so the PINs among them never show in ps.
+// arguments on standard input, so the PINs among them (and the auth values
+// it passes on to tpm2-tools) never show in ps.
 package ptool
 
 import (
@@ -13,9 +14,30 @@ import (
 )
 
 // shim runs tpm2_ptool's main with its argv read as JSON from standard
-// input.
-const shim = `import json, sys
+// input. tpm2_ptool runs tpm2-tools with authorization values in their
+// argv (tpm2_unseal -p is the token's seal auth, a hash of the PIN): the
+// shim hands each -p/-P value to the tool in an anonymous file instead
+// (memfd; "file:/dev/fd/N", which tpm2-tools read as the value itself).
+const shim = `import json, os, sys
 sys.argv = ["tpm2_ptool"] + json.loads(sys.stdin.readline())
+from tpm2_pkcs11 import tpm2
+def popen(cmd, *args, _popen=tpm2.Popen, **kwargs):
+    cmd, fds = list(cmd), []
+    for i in range(1, len(cmd)):
+        v = cmd[i]
+        if cmd[i-1] in ("-p", "-P") and v and not v.startswith(("file:", "session:")):
+            fd = os.memfd_create("auth")
+            os.write(fd, v.encode())
+            os.lseek(fd, 0, os.SEEK_SET)
+            fds.append(fd)
+            cmd[i] = "file:/dev/fd/%d" % fd
+    kwargs["pass_fds"] = tuple(kwargs.get("pass_fds", ())) + tuple(fds)
+    try:
+        return _popen(cmd, *args, **kwargs)
+    finally:
+        for fd in fds:
+            os.close(fd)
+tpm2.Popen = popen
 from tpm2_pkcs11.tpm2_ptool import main
 sys.exit(main())
 `
