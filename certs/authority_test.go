@@ -64,7 +64,13 @@ type attackerCall func(method string, args ...string) (string, int)
 // csrText is a fresh key's CSR as a GVariant byte array for gdbus.
 func csrText(t *testing.T, subject pkix.Name, dns []string) string {
 	t.Helper()
-	der := testpki.CSRFor(t, testpki.NewKey(t), &x509.CertificateRequest{Subject: subject, DNSNames: dns})
+	return csrTextOf(t, &x509.CertificateRequest{Subject: subject, DNSNames: dns})
+}
+
+// csrTextOf is a request made from tmpl for a new key, as GVariant text.
+func csrTextOf(t *testing.T, tmpl *x509.CertificateRequest) string {
+	t.Helper()
+	der := testpki.CSRFor(t, testpki.NewKey(t), tmpl)
 	parts := make([]string, len(der))
 	for i, b := range der {
 		parts[i] = fmt.Sprintf("0x%02x", b)
@@ -280,13 +286,9 @@ certs_issue_ca = ["device-ca"]`))
 			if err != nil {
 				t.Fatal(err)
 			}
-			der := testpki.CSRFor(t, testpki.NewKey(t), &x509.CertificateRequest{Subject: pkix.Name{CommonName: "tester-est"},
+			csr := csrTextOf(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "tester-est"},
 				ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Value: san}}})
-			parts := make([]string, len(der))
-			for i, b := range der {
-				parts[i] = fmt.Sprintf("0x%02x", b)
-			}
-			out, code := call("CreateCertificate", "tester-est", "[byte "+strings.Join(parts, ", ")+"]", optsText(map[string]string{"issuer": "est"}, false))
+			out, code := call("CreateCertificate", "tester-est", csr, optsText(map[string]string{"issuer": "est"}, false))
 			if code == 0 {
 				pemText, _ := s.certs.Get(ctx, "tester-est")
 				c := parseChain(t, pemText)[0]
@@ -298,6 +300,61 @@ certs_issue_ca = ["device-ca"]`))
 				continue
 			}
 			refused(t, "a "+name+" subjectAltName", out, code, bus.ErrInvalidArgs, "subjectAltName")
+		}
+	})
+
+	t.Run("ESTRequestAsksNoPowerTheConfigurationDoesNotGive", func(t *testing.T) {
+		// An EST server may copy what a request asks for into what it
+		// issues under certd's credentials (the lab's does not, real ones
+		// may): a CA certificate, certificate or CRL signing, OCSP signing
+		// for the CA, name constraints. certd forwards no such request for
+		// an id configured as a leaf.
+		s.polkit.AddRule(t, "est-powers-tester", principalRules(t, `certs_manage = ["tester-*"]`))
+		ext := func(oid asn1.ObjectIdentifier, v any) pkix.Extension {
+			der, err := asn1.Marshal(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return pkix.Extension{Id: oid, Value: der}
+		}
+		type basicConstraints struct {
+			IsCA bool `asn1:"optional"`
+		}
+		keyUsage := func(bits ...int) asn1.BitString {
+			b := asn1.BitString{Bytes: []byte{0}, BitLength: 7}
+			for _, i := range bits {
+				b.Bytes[0] |= 0x80 >> i
+			}
+			return b
+		}
+		var (
+			oidBasic  = asn1.ObjectIdentifier{2, 5, 29, 19}
+			oidKU     = asn1.ObjectIdentifier{2, 5, 29, 15}
+			oidEKU    = asn1.ObjectIdentifier{2, 5, 29, 37}
+			oidNC     = asn1.ObjectIdentifier{2, 5, 29, 30}
+			serverEKU = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 1}
+			clientEKU = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 2}
+			ocspEKU   = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 9}
+		)
+		for _, tc := range []struct {
+			name string
+			ext  pkix.Extension
+		}{
+			{"a CA certificate", ext(oidBasic, basicConstraints{IsCA: true})},
+			{"certificate signing", ext(oidKU, keyUsage(0, 5))},
+			{"CRL signing", ext(oidKU, keyUsage(6))},
+			{"OCSP signing", ext(oidEKU, []asn1.ObjectIdentifier{serverEKU, ocspEKU})},
+			{"name constraints", pkix.Extension{Id: oidNC, Value: []byte{0x30, 0x00}}},
+		} {
+			csr := csrTextOf(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "tester-est"}, ExtraExtensions: []pkix.Extension{tc.ext}})
+			out, code := call("CreateCertificate", "tester-est", csr, optsText(map[string]string{"issuer": "est"}, false))
+			refused(t, "a request for "+tc.name, out, code, bus.ErrInvalidArgs, tc.ext.Id.String())
+		}
+		// What a TLS leaf asks for is forwarded.
+		csr := csrTextOf(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "tester-est"}, ExtraExtensions: []pkix.Extension{
+			ext(oidBasic, basicConstraints{}), ext(oidKU, keyUsage(0, 2)), ext(oidEKU, []asn1.ObjectIdentifier{serverEKU, clientEKU})}})
+		if out, code := call("CreateCertificate", "tester-est", csr, optsText(map[string]string{"issuer": "est"}, false)); code != 0 {
+			t.Fatalf("a TLS leaf's request (basicConstraints CA:false, digitalSignature+keyEncipherment, serverAuth+clientAuth): %d %s", code, out)
 		}
 	})
 

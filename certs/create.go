@@ -3,6 +3,7 @@ package certs
 import (
 	"context"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"slices"
 	"time"
@@ -128,6 +129,69 @@ func checkSubject(id string, is *config.Issuance, csr *x509.CertificateRequest) 
 	}
 	if !onlyDNSNames(csr) {
 		return fault.New(fault.InvalidArgs, "the request has a subjectAltName that is not a DNS name (an otherName, directoryName, registeredID...); [cert_issuance.%s] gives DNS names only", id)
+	}
+	if is.Method == "est" {
+		return checkRequestedExtensions(id, is, csr)
+	}
+	return nil // certd's own issuance takes only the names of a request
+}
+
+var (
+	oidBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
+	oidKeyUsage         = asn1.ObjectIdentifier{2, 5, 29, 15}
+	oidExtKeyUsage      = asn1.ObjectIdentifier{2, 5, 29, 37}
+	oidSubjectKeyID     = asn1.ObjectIdentifier{2, 5, 29, 14}
+	oidServerAuth       = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 1}
+	oidClientAuth       = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 2}
+)
+
+// checkRequestedExtensions: an EST server may copy the extensions a request
+// asks for into what it issues under certd's credentials, so a request for
+// an EST-configured id asks for no power its configuration does not give it. Besides
+// the subjectAltName (checked by the caller) it may carry a subject key
+// identifier, basicConstraints (CA only when the id is configured ca = true),
+// keyUsage (certificate and CRL signing only for a CA) and the TLS extended
+// key usages (serverAuth, clientAuth); anything else (name or policy
+// constraints, OCSP or code signing, an unknown extension) is refused.
+func checkRequestedExtensions(id string, is *config.Issuance, csr *x509.CertificateRequest) error {
+	refuse := func(e pkix.Extension, what string) error {
+		return fault.New(fault.InvalidArgs, "the request asks for extension %s (%s); [cert_issuance.%s] gives %q no such thing", e.Id, what, id, id)
+	}
+	for _, e := range csr.Extensions {
+		switch {
+		case e.Id.Equal(oidSubjectAltName), e.Id.Equal(oidSubjectKeyID):
+		case e.Id.Equal(oidBasicConstraints):
+			var bc struct {
+				IsCA bool `asn1:"optional"`
+				Len  int  `asn1:"optional,default:-1"`
+			}
+			if rest, err := asn1.Unmarshal(e.Value, &bc); err != nil || len(rest) > 0 {
+				return refuse(e, "basicConstraints that do not parse")
+			}
+			if bc.IsCA && !is.CA {
+				return refuse(e, "basicConstraints CA:TRUE")
+			}
+		case e.Id.Equal(oidKeyUsage):
+			var ku asn1.BitString
+			if rest, err := asn1.Unmarshal(e.Value, &ku); err != nil || len(rest) > 0 {
+				return refuse(e, "a keyUsage that does not parse")
+			}
+			if !is.CA && (ku.At(5) == 1 || ku.At(6) == 1) {
+				return refuse(e, "keyUsage keyCertSign or cRLSign")
+			}
+		case e.Id.Equal(oidExtKeyUsage):
+			var ekus []asn1.ObjectIdentifier
+			if rest, err := asn1.Unmarshal(e.Value, &ekus); err != nil || len(rest) > 0 {
+				return refuse(e, "an extendedKeyUsage that does not parse")
+			}
+			for _, u := range ekus {
+				if !u.Equal(oidServerAuth) && !u.Equal(oidClientAuth) {
+					return refuse(e, "extendedKeyUsage "+u.String()+"; serverAuth and clientAuth only")
+				}
+			}
+		default:
+			return refuse(e, "an extension certd does not forward to its EST server")
+		}
 	}
 	return nil
 }
