@@ -95,6 +95,9 @@ func Parse(s string) (*ConnectionString, error) {
 				cs.X509 = true
 			case "false":
 			default:
+				if strings.Contains(value, "=") {
+					return nil, fault.New(fault.InvalidArgs, "connection string key x509 must be true or false; its value contains '=' %s", notShown)
+				}
 				return nil, fault.New(fault.InvalidArgs, "connection string key x509 must be true or false, not %q", fault.Printable(value))
 			}
 		}
@@ -167,6 +170,11 @@ func (c *ConnectionString) String() string {
 // GoString keeps %#v from printing the key bytes.
 func (c *ConnectionString) GoString() string { return "connstr(" + c.String() + ")" }
 
+// notShown ends the error for a value that holds an '=': a segment run
+// into the one before (a ',' or space typed for the ';'), perhaps the
+// SharedAccessKey, which an error must not carry.
+const notShown = "(not shown: another segment, perhaps the SharedAccessKey, seems run into it; segments are separated by ';')"
+
 func knownKey(k string) bool {
 	switch k {
 	case keyHostName, keyDeviceID, keyModuleID, keyGatewayHostName, keySharedAccessKey, keyKeyName, keyX509:
@@ -179,6 +187,9 @@ func knownKey(k string) bool {
 // value becomes part of URLs, so it must not carry a path, userinfo or query.
 // checkHost: hub and gateway names are bare names (package hubname).
 func checkHost(key, h string) error {
+	if strings.Contains(h, "=") {
+		return fault.New(fault.InvalidArgs, "connection string key %s is not a DNS host name: it contains '=' %s", key, notShown)
+	}
 	if err := hubname.Check("connection string key "+key, h); err != nil {
 		return fault.New(fault.InvalidArgs, "%v", err)
 	}

@@ -90,6 +90,10 @@ func TestParseRejectsNamingTheKey(t *testing.T) {
 		{"gateway with space", "HostName=h;GatewayHostName=a b;DeviceId=d;SharedAccessKey=" + secretB64, "GatewayHostName"},
 		{"control char in device id", "HostName=h;DeviceId=d\x00;SharedAccessKey=" + secretB64, "DeviceId"},
 		{"key name without key", "HostName=h;DeviceId=d;x509=true;SharedAccessKeyName=p", "SharedAccessKeyName"},
+		// A ',' typed for a ';': the key runs into the value before it, which the message must not show.
+		{"key run into HostName", "HostName=h.example,SharedAccessKey=" + secretB64 + ";DeviceId=d;SharedAccessKey=" + secretB64, "HostName is not a DNS host name"},
+		{"key run into GatewayHostName", "HostName=h;GatewayHostName=gw,SharedAccessKey=" + secretB64 + ";DeviceId=d;SharedAccessKey=" + secretB64, "GatewayHostName is not a DNS host name"},
+		{"key run into x509", "HostName=h;DeviceId=d;x509=false,SharedAccessKey=" + secretB64, "x509 must be true or false"},
 		{"too long", "HostName=h;DeviceId=" + strings.Repeat("d", maxLen) + ";SharedAccessKey=" + secretB64, "longer than"},
 	}
 	for _, tt := range tests {
