@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/identity/config"
 	"github.com/edgev2/edgev2/identity/connstr"
 	"github.com/edgev2/edgev2/identity/dps"
+	"github.com/edgev2/edgev2/internal/atomicfile"
 )
 
 // Provisioning: one attempt (manual or DPS) and its outcome, on demand
@@ -25,6 +27,12 @@ func (s *Service) Reprovision(ctx context.Context) error {
 	s.mu.Lock()
 	s.fromCache = false
 	if err := os.Remove(s.cachePath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.mu.Unlock()
+		return fmt.Errorf("drop the identity cache: %w", err)
+	}
+	// Durable before provisioning: a power loss must not bring back the
+	// identity the caller asked to drop.
+	if err := atomicfile.SyncDir(filepath.Dir(s.cachePath())); err != nil {
 		s.mu.Unlock()
 		return fmt.Errorf("drop the identity cache: %w", err)
 	}
