@@ -40,6 +40,9 @@ func (f *FastPath) Attach(a *BusAPI) { f.target.Store(a) }
 func (f *FastPath) Served() uint64 { return f.served.Load() }
 
 func (f *FastPath) intercept(msg *godbus.Message) {
+	// No keyd method takes a descriptor: those a caller attaches are
+	// closed before anything else, whoever answers the call.
+	bus.CloseAttachedFDs(msg)
 	if msg.Type != godbus.TypeMethodCall {
 		return
 	}
