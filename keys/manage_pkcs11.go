@@ -252,6 +252,29 @@ func (e *PKCS11Engine) OpenURI(ctx context.Context, uri string) (Handle, error) 
 	return k, nil
 }
 
+// BaseLabel is the id under which the engine itself serves h (Open, List,
+// Delete, Move go by label): its object's label when h, a key OpenURI
+// opened, is on the base token; "" when it is elsewhere.
+func (e *PKCS11Engine) BaseLabel(ctx context.Context, h Handle) (string, error) {
+	k, ok := h.(*pkcs11Handle)
+	if !ok || e.base == nil || k.slot != e.base {
+		return "", nil
+	}
+	var label string
+	err := k.use(ctx, func(c *pkcs11.Ctx, s pkcs11.SessionHandle, obj pkcs11.ObjectHandle) error {
+		a, err := c.GetAttributeValue(s, obj, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, nil)})
+		if err != nil {
+			return err
+		}
+		label = string(a[0].Value)
+		return nil
+	})
+	if err != nil {
+		return "", mapCKR(err, "read the label of key %q on PKCS#11 token %q", k.info.ID, k.slot.label)
+	}
+	return label, nil
+}
+
 func (e *PKCS11Engine) slotFor(ctx context.Context, u *pkcs11uri.URI) (*p11Slot, error) {
 	mod := e.mod
 	if u.ModulePath != "" && u.ModulePath != e.mod.path {

@@ -35,6 +35,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, 
 	}
 	preloaded := map[string]Handle{}
 	failed := map[string]error{}
+	aliases := map[string]string{} // base-token labels of preloaded keys → their ids
 	for id, uri := range cfg.PreloadedKeys {
 		var h Handle
 		var err error
@@ -50,6 +51,12 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, 
 				}
 			}
 			h, err = p11.OpenURI(ctx, uri)
+			if err == nil && Engine(p11) == engine {
+				var label string
+				if label, err = p11.BaseLabel(ctx, h); label != "" && label != id {
+					aliases[label] = id
+				}
+			}
 		}
 		if err != nil {
 			failed[id] = err
@@ -58,6 +65,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, 
 		preloaded[id] = Preloaded(id, h)
 	}
 	svc := NewService(engine, preloaded, log)
+	for label, id := range aliases {
+		svc.MarkEngineAlias(label, id)
+	}
 	for id, err := range failed {
 		log.Error("preloaded key unavailable", "key_id", id, "err", err)
 		svc.MarkUnavailable(id, err)

@@ -24,7 +24,10 @@ type Service struct {
 	engine    Engine
 	preloaded map[string]Handle
 	broken    map[string]error // preloaded keys that could not be loaded, and why
-	log       *slog.Logger
+	// aliases are the engine's own ids (token labels) of preloaded keys,
+	// mapped to the configuration's id: no call reaches the key under them.
+	aliases map[string]string
+	log     *slog.Logger
 
 	mu sync.Mutex
 	// handles are opened engine keys, so Sign does not re-read the store;
@@ -44,7 +47,7 @@ func NewService(engine Engine, preloaded map[string]Handle, log *slog.Logger) *S
 	if preloaded == nil {
 		preloaded = map[string]Handle{}
 	}
-	return &Service{engine: engine, preloaded: preloaded, broken: map[string]error{}, log: log,
+	return &Service{engine: engine, preloaded: preloaded, broken: map[string]error{}, aliases: map[string]string{}, log: log,
 		handles: lru.New[string, Handle](HandleCacheSize), infos: lru.New[string, Info](InfoCacheSize)}
 }
 
@@ -65,6 +68,21 @@ type Describer interface {
 // listed, and every use of it says why it is unavailable. Call before serving.
 func (s *Service) MarkUnavailable(id string, err error) {
 	s.broken[id] = fault.Wrap(fault.Unavailable, err, "preloaded key %q is unavailable: %s (fix [preloaded_keys] and restart keyd)", id, fault.Message(err))
+}
+
+// MarkEngineAlias records that the engine would serve preloaded key id as
+// engineID (its label on the base token): the key is bound to id by the
+// configuration, read-only, and polkit rules name it by id, so engineID is
+// neither served, listed, moved, replaced nor deleted. Call before serving.
+func (s *Service) MarkEngineAlias(engineID, id string) { s.aliases[engineID] = id }
+
+// aliased is the refusal of an engine id that is a preloaded key's alias.
+func (s *Service) aliased(id string) error {
+	pre, ok := s.aliases[id]
+	if !ok || s.preloaded[id] != nil {
+		return nil
+	}
+	return fault.New(fault.ReadOnly, "key %q on the token is preloaded key %q ([preloaded_keys]); it is used, and kept, under that id only", id, pre)
 }
 
 // TokenMechanisms names the mechanisms the engine's token offers (nil for
@@ -90,6 +108,9 @@ func (s *Service) handle(ctx context.Context, id string) (Handle, error) {
 		return h, nil
 	}
 	if err, ok := s.broken[id]; ok {
+		return nil, err
+	}
+	if err := s.aliased(id); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
@@ -146,6 +167,9 @@ func (s *Service) Describe(ctx context.Context, id string) (Info, error) {
 	if err, ok := s.broken[id]; ok {
 		return Info{}, err
 	}
+	if err := s.aliased(id); err != nil {
+		return Info{}, err
+	}
 	s.mu.Lock()
 	h, ok := s.handles.Get(id)
 	info, described := s.infos.Get(id)
@@ -199,9 +223,14 @@ func (s *Service) List(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	seen := map[string]bool{}
+	kept := ids[:0]
 	for _, id := range ids {
-		seen[id] = true
+		if s.aliased(id) == nil {
+			seen[id] = true
+			kept = append(kept, id)
+		}
 	}
+	ids = kept
 	for _, m := range []map[string]Handle{s.preloaded} {
 		for id := range m {
 			if !seen[id] {
@@ -378,6 +407,9 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 	if s.isPreloaded(id) {
 		return fault.New(fault.ReadOnly, "key %q is preloaded from the configuration; remove it from [preloaded_keys] instead", id)
 	}
+	if err := s.aliased(id); err != nil {
+		return err
+	}
 	s.create.Lock()
 	defer s.create.Unlock()
 	s.forget(id)
@@ -404,6 +436,9 @@ func (s *Service) Move(ctx context.Context, from, to string) error {
 	for _, id := range []string{from, to} {
 		if s.isPreloaded(id) {
 			return fault.New(fault.ReadOnly, "key %q is preloaded from the configuration and cannot be moved or replaced", id)
+		}
+		if err := s.aliased(id); err != nil {
+			return err
 		}
 	}
 	s.create.Lock()
