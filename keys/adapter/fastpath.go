@@ -21,6 +21,7 @@ import (
 // TestKeydBusFastPathServesKeyCalls fails if that changes).
 type FastPath struct {
 	target atomic.Pointer[BusAPI]
+	conn   atomic.Pointer[godbus.Conn] // the connection whose read loop calls intercept
 	served atomic.Uint64
 }
 
@@ -34,7 +35,10 @@ func (f *FastPath) Option() godbus.ConnOption {
 }
 
 // Attach starts serving through a.
-func (f *FastPath) Attach(a *BusAPI) { f.target.Store(a) }
+func (f *FastPath) Attach(a *BusAPI) {
+	f.conn.Store(a.Server.Conn())
+	f.target.Store(a)
+}
 
 // Served is how many calls the fast path answered (for tests and stats).
 func (f *FastPath) Served() uint64 { return f.served.Load() }
@@ -42,7 +46,7 @@ func (f *FastPath) Served() uint64 { return f.served.Load() }
 func (f *FastPath) intercept(msg *godbus.Message) {
 	// No keyd method takes a descriptor: those a caller attaches are
 	// closed before anything else, whoever answers the call.
-	bus.CloseAttachedFDs(msg)
+	bus.CloseAttachedFDs(f.conn.Load(), msg)
 	if msg.Type != godbus.TypeMethodCall {
 		return
 	}
