@@ -7,7 +7,8 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 )
 
-// CloseAttachedFDs closes every descriptor a message brought with it.
+// CloseAttachedFDs closes every descriptor a method call or signal brought
+// with it.
 // godbus receives them into the process and never closes them, so a
 // service that takes no descriptor calls it on every incoming message from
 // its connection's interceptor: otherwise any caller could attach
@@ -24,6 +25,9 @@ import (
 // conn, or should godbus change, only the descriptors the body names are
 // closed.
 func CloseAttachedFDs(conn *godbus.Conn, msg *godbus.Message) {
+	if msg.Type != godbus.TypeMethodCall && msg.Type != godbus.TypeSignal {
+		return // a reply to the service's own call: what it asked for (a Keys session)
+	}
 	if n, _ := msg.Headers[godbus.FieldUnixFDs].Value().(uint32); n == 0 {
 		return
 	}

@@ -24,6 +24,12 @@ type FDReplier struct {
 	// AfterReply, if set, runs once a call's reply is sent and its file
 	// closed (tests).
 	AfterReply func()
+	// TakesNoFDs, for a service none of whose methods takes a descriptor,
+	// closes those every incoming call or signal brings
+	// (CloseAttachedFDs), so callers cannot exhaust the service's. Set it
+	// before the connection is made.
+	TakesNoFDs bool
+	conn       atomic.Pointer[godbus.Conn] // the routes' connection
 }
 
 // FDRoute is a method an FDReplier answers.
@@ -49,9 +55,17 @@ func (r *FDReplier) Option() godbus.ConnOption {
 }
 
 // Handle starts answering routes (replacing any earlier ones).
-func (r *FDReplier) Handle(routes ...FDRoute) { r.routes.Store(&routes) }
+func (r *FDReplier) Handle(routes ...FDRoute) {
+	if len(routes) > 0 {
+		r.conn.Store(routes[0].Conn)
+	}
+	r.routes.Store(&routes)
+}
 
 func (r *FDReplier) intercept(msg *godbus.Message) {
+	if r.TakesNoFDs {
+		CloseAttachedFDs(r.conn.Load(), msg)
+	}
 	if msg.Type != godbus.TypeMethodCall {
 		return
 	}

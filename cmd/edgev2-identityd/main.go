@@ -24,6 +24,7 @@ func main() {
 func run(cfg *idconfig.Config, configPath string, log *slog.Logger) int {
 	var svc *identity.Service
 	signerReplier := bus.NewFDReplier()
+	signerReplier.TakesNoFDs = true // no identityd method takes one
 	return daemon.Serve(log, daemon.Service{
 		BusName:     idapi.BusName,
 		Path:        idapi.ObjectPath,
