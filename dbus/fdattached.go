@@ -2,6 +2,7 @@ package dbus
 
 import (
 	"reflect"
+	"sync/atomic"
 	"syscall"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -114,3 +115,18 @@ func closeFDsIn(v reflect.Value) {
 		}
 	}
 }
+
+// FDCloser is the incoming interceptor of a service that has no other and
+// none of whose methods takes a descriptor: it closes those every call or
+// signal brings (CloseAttachedFDs). Pass Option to the bus connection and
+// Attach the connection once it exists.
+type FDCloser struct{ conn atomic.Pointer[godbus.Conn] }
+
+// Option is the connection option that installs the closer.
+func (c *FDCloser) Option() godbus.ConnOption {
+	return godbus.WithIncomingInterceptor(func(msg *godbus.Message) { CloseAttachedFDs(c.conn.Load(), msg) })
+}
+
+// Attach names the connection whose read loop runs the closer; until then
+// only the descriptors a message's body names are closed.
+func (c *FDCloser) Attach(conn *godbus.Conn) { c.conn.Store(conn) }

@@ -27,10 +27,13 @@ func run(cfg *certsconfig.Config, configPath string, log *slog.Logger) int {
 		preloaded[id] = certsconfig.FilePath(uri)
 	}
 	var svc *certs.Service
+	var fds bus.FDCloser // no certd method takes a descriptor
 	return daemon.Serve(log, daemon.Service{
-		BusName: api.BusName,
-		Path:    api.ObjectPath,
+		BusName:     api.BusName,
+		Path:        api.ObjectPath,
+		ConnOptions: []godbus.ConnOption{fds.Option()},
 		Register: func(ctx context.Context, conn *godbus.Conn, auth *bus.Authorizer, srv *bus.Server) error {
+			fds.Attach(conn)
 			store, err := certs.OpenStore(cfg.Homedir, preloaded)
 			if err != nil {
 				return fmt.Errorf("open the certificate store: %w", err)

@@ -1,11 +1,7 @@
 package adapter_test
 
 import (
-	"context"
-	"fmt"
-	"os"
 	"testing"
-	"time"
 
 	godbus "github.com/godbus/dbus/v5"
 
@@ -23,43 +19,11 @@ func TestIdentitydClosesDescriptorsACallerAttaches(t *testing.T) {
 		Keyd:      &testenv.Daemon{},
 		Identityd: &testenv.Daemon{Config: "hostname = \"edge-gw-1\"\n[provisioning]\nsource = \"none\"\n"},
 	})
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
-	fd := godbus.UnixFD(r.Fd())
-	other := d.Bus.ConnAs(t, testenv.OtherUser)
-	pid := d.Daemon(testenv.Identityd).Pid()
-	before := openFDs(t, pid)
-	const rounds = 20
-	for range rounds {
-		for _, c := range []struct {
-			method string
-			args   []any
-		}{
-			{api.Interface + ".GetDeviceIdentity", []any{fd}},
-			{api.Interface + ".OpenModuleSigner", []any{map[string]godbus.Variant{"fd": godbus.MakeVariant(fd)}}},
-			{"org.freedesktop.DBus.Peer.Ping", []any{fd}},
-		} {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			other.Object(api.BusName, api.ObjectPath).CallWithContext(ctx, c.method, 0, c.args...)
-			cancel()
+	testenv.CheckAttachedFDsAreClosed(t, "identityd", d.Daemon(testenv.Identityd).Pid(), d.Bus.ConnAs(t, testenv.OtherUser), api.BusName, func(fd godbus.UnixFD) []testenv.FDCall {
+		return []testenv.FDCall{
+			{Path: api.ObjectPath, Method: api.Interface + ".GetDeviceIdentity", Args: []any{fd}},
+			{Path: api.ObjectPath, Method: api.Interface + ".OpenModuleSigner", Args: []any{map[string]godbus.Variant{"fd": godbus.MakeVariant(fd)}}},
+			{Path: api.ObjectPath, Method: "org.freedesktop.DBus.Peer.Ping", Args: []any{fd}},
 		}
-	}
-	after := openFDs(t, pid)
-	t.Logf("identityd holds %d descriptors before, %d after %d calls with one attached", before, after, rounds*3)
-	if after-before > 8 {
-		t.Fatalf("identityd holds %d descriptors after %d refused calls that each attached one (%d before); they leak", after, rounds*3, before)
-	}
-}
-
-func openFDs(t *testing.T, pid int) int {
-	t.Helper()
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
+	})
 }

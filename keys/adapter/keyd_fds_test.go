@@ -3,10 +3,8 @@ package adapter_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/hex"
-	"fmt"
 	"net"
 	"os"
 	"strconv"
@@ -35,50 +33,15 @@ func TestKeydClosesDescriptorsACallerAttaches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
-	fd := godbus.UnixFD(r.Fd())
-	other := k.bus.ConnAs(t, testenv.OtherUser)
-	calls := []struct {
-		path   godbus.ObjectPath
-		method string
-		args   []any
-	}{
-		{key.Path, api.KeyInterface + ".Sign", []any{keys.MechHMACSHA256, []byte("x"), map[string]godbus.Variant{}, fd}},
-		{key.Path, api.KeyInterface + ".Sign", []any{keys.MechHMACSHA256, []byte("x"), map[string]godbus.Variant{"fd": godbus.MakeVariant(fd)}}},
-		{api.ObjectPath, api.Interface + ".GetKey", []any{"fds", fd}},
-		{api.ObjectPath, api.Interface + ".OpenSession", []any{map[string]godbus.Variant{}, fd}},
-		{api.ObjectPath, "org.freedesktop.DBus.Peer.Ping", []any{fd}},
-	}
-	before := openFDs(t, k.svc.Pid())
-	const rounds = 20
-	for range rounds {
-		for _, c := range calls {
-			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			// Answered, refused or not: the answer is not the point.
-			other.Object(api.BusName, c.path).CallWithContext(cctx, c.method, 0, c.args...)
-			cancel()
+	testenv.CheckAttachedFDsAreClosed(t, "keyd", k.svc.Pid(), k.bus.ConnAs(t, testenv.OtherUser), api.BusName, func(fd godbus.UnixFD) []testenv.FDCall {
+		return []testenv.FDCall{
+			{Path: key.Path, Method: api.KeyInterface + ".Sign", Args: []any{keys.MechHMACSHA256, []byte("x"), map[string]godbus.Variant{}, fd}},
+			{Path: key.Path, Method: api.KeyInterface + ".Sign", Args: []any{keys.MechHMACSHA256, []byte("x"), map[string]godbus.Variant{"fd": godbus.MakeVariant(fd)}}},
+			{Path: api.ObjectPath, Method: api.Interface + ".GetKey", Args: []any{"fds", fd}},
+			{Path: api.ObjectPath, Method: api.Interface + ".OpenSession", Args: []any{map[string]godbus.Variant{}, fd}},
+			{Path: api.ObjectPath, Method: "org.freedesktop.DBus.Peer.Ping", Args: []any{fd}},
 		}
-	}
-	// The calls were answered: whatever keyd holds now, it keeps.
-	after := openFDs(t, k.svc.Pid())
-	t.Logf("keyd holds %d descriptors before, %d after %d calls with one attached", before, after, rounds*len(calls))
-	if after-before > 8 {
-		t.Fatalf("keyd holds %d descriptors after %d refused calls that each attached one (%d before); they leak", after, rounds*len(calls), before)
-	}
-}
-
-func openFDs(t *testing.T, pid int) int {
-	t.Helper()
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
+	})
 }
 
 // TestKeydClosesDescriptorsNoArgumentNames: a message may carry more
@@ -99,7 +62,7 @@ func TestKeydClosesDescriptorsNoArgumentNames(t *testing.T) {
 	for i := range attached {
 		attached[i] = int(r.Fd())
 	}
-	before := openFDs(t, k.svc.Pid())
+	before := testenv.OpenFDs(t, k.svc.Pid())
 	for range rounds {
 		c.call(t, &godbus.Message{Type: godbus.TypeMethodCall, Headers: map[godbus.HeaderField]godbus.Variant{
 			godbus.FieldDestination: godbus.MakeVariant(api.BusName),
@@ -109,7 +72,7 @@ func TestKeydClosesDescriptorsNoArgumentNames(t *testing.T) {
 			godbus.FieldUnixFDs:     godbus.MakeVariant(uint32(perCall)),
 		}}, attached)
 	}
-	after := openFDs(t, k.svc.Pid())
+	after := testenv.OpenFDs(t, k.svc.Pid())
 	t.Logf("keyd holds %d descriptors before, %d after %d pings carrying %d unnamed ones", before, after, rounds, perCall)
 	if after-before > 8 {
 		t.Fatalf("keyd holds %d descriptors after %d pings that each brought %d no argument names (%d before); they leak", after, rounds, perCall, before)
