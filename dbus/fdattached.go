@@ -2,6 +2,7 @@ package dbus
 
 import (
 	"reflect"
+	"slices"
 	"sync/atomic"
 	"syscall"
 
@@ -25,7 +26,9 @@ import (
 // TestKeydClosesDescriptorsNoArgumentNames fails if that changes). Without
 // conn, or should godbus change, only the descriptors the body names are
 // closed.
-func CloseAttachedFDs(conn *godbus.Conn, msg *godbus.Message) {
+//
+// keep are descriptors the call hands to its method (which closes them).
+func CloseAttachedFDs(conn *godbus.Conn, msg *godbus.Message, keep ...int) {
 	if msg.Type != godbus.TypeMethodCall && msg.Type != godbus.TypeSignal {
 		return // a reply to the service's own call: what it asked for (a Keys session)
 	}
@@ -34,13 +37,27 @@ func CloseAttachedFDs(conn *godbus.Conn, msg *godbus.Message) {
 	}
 	if fds, ok := receivedFDs(conn); ok {
 		for _, fd := range fds {
-			syscall.Close(fd)
+			if !slices.Contains(keep, fd) {
+				syscall.Close(fd)
+			}
 		}
 		return
 	}
-	for _, v := range msg.Body {
-		closeFDsIn(reflect.ValueOf(v))
+	if len(keep) > 0 {
+		return // which are not the method's is not known: leave all to it
 	}
+	for _, v := range msg.Body {
+		closeFDsIn(reflect.ValueOf(v), nil)
+	}
+}
+
+// namedFDs are the descriptors msg's body names.
+func namedFDs(msg *godbus.Message) []int {
+	var fds []int
+	for _, v := range msg.Body {
+		closeFDsIn(reflect.ValueOf(v), func(fd int) { fds = append(fds, fd) })
+	}
+	return fds
 }
 
 // receivedFDs are the descriptors conn's unix transport received with the
@@ -76,41 +93,47 @@ func receivedFDs(conn *godbus.Conn) ([]int, bool) {
 
 var unixFDType = reflect.TypeOf(godbus.UnixFD(0))
 
-func closeFDsIn(v reflect.Value) {
+// closeFDsIn closes each descriptor v holds, or passes it to found
+// instead when found is not nil.
+func closeFDsIn(v reflect.Value, found func(fd int)) {
 	if !v.IsValid() {
 		return
 	}
 	if v.Type() == unixFDType {
-		syscall.Close(int(v.Int()))
+		if found != nil {
+			found(int(v.Int()))
+		} else {
+			syscall.Close(int(v.Int()))
+		}
 		return
 	}
 	if !v.CanInterface() {
 		return
 	}
 	if vr, ok := v.Interface().(godbus.Variant); ok {
-		closeFDsIn(reflect.ValueOf(vr.Value()))
+		closeFDsIn(reflect.ValueOf(vr.Value()), found)
 		return
 	}
 	switch v.Kind() {
 	case reflect.Interface, reflect.Pointer:
-		closeFDsIn(v.Elem())
+		closeFDsIn(v.Elem(), found)
 	case reflect.Slice, reflect.Array:
 		if v.Type().Elem().Kind() == reflect.Uint8 {
 			return // ay
 		}
 		for i := range v.Len() {
-			closeFDsIn(v.Index(i))
+			closeFDsIn(v.Index(i), found)
 		}
 	case reflect.Map:
 		it := v.MapRange()
 		for it.Next() {
-			closeFDsIn(it.Key())
-			closeFDsIn(it.Value())
+			closeFDsIn(it.Key(), found)
+			closeFDsIn(it.Value(), found)
 		}
 	case reflect.Struct:
 		for i := range v.NumField() {
 			if v.Type().Field(i).IsExported() {
-				closeFDsIn(v.Field(i))
+				closeFDsIn(v.Field(i), found)
 			}
 		}
 	}

@@ -29,7 +29,13 @@ type FDReplier struct {
 	// (CloseAttachedFDs), so callers cannot exhaust the service's. Set it
 	// before the connection is made.
 	TakesNoFDs bool
-	conn       atomic.Pointer[godbus.Conn] // the routes' connection
+	// TakesFDs, for a service some of whose methods take descriptors,
+	// reports whether a call is one of those, to its object, with the
+	// method's exact signature: the descriptors its body names are then
+	// the method's, which closes them; every other descriptor an incoming
+	// call or signal brings is closed. Set it before the connection is made.
+	TakesFDs func(call *godbus.Message) bool
+	conn     atomic.Pointer[godbus.Conn] // the routes' connection
 }
 
 // FDRoute is a method an FDReplier answers.
@@ -63,7 +69,10 @@ func (r *FDReplier) Handle(routes ...FDRoute) {
 }
 
 func (r *FDReplier) intercept(msg *godbus.Message) {
-	if r.TakesNoFDs {
+	switch {
+	case r.TakesFDs != nil && msg.Type == godbus.TypeMethodCall && r.TakesFDs(msg):
+		CloseAttachedFDs(r.conn.Load(), msg, namedFDs(msg)...)
+	case r.TakesNoFDs || r.TakesFDs != nil:
 		CloseAttachedFDs(r.conn.Load(), msg)
 	}
 	if msg.Type != godbus.TypeMethodCall {

@@ -17,7 +17,22 @@ type LogsReplier struct{ *bus.FDReplier }
 // NewLogsReplier makes a replier; pass Option to the bus connection and
 // Attach the BusAPI once it exists. Until then godbus dispatches GetLogs to
 // the BusAPI's method table, which refuses it.
-func NewLogsReplier() *LogsReplier { return &LogsReplier{bus.NewFDReplier()} }
+func NewLogsReplier() *LogsReplier {
+	r := bus.NewFDReplier()
+	r.TakesFDs = takesFDs
+	return &LogsReplier{r}
+}
+
+// takesFDs reports whether call is ImportImage, the one method that takes
+// a descriptor (which it closes), as godbus will dispatch it: every other
+// descriptor a caller attaches to a call is closed on arrival, or the
+// runtime would keep each one.
+func takesFDs(call *godbus.Message) bool {
+	iface, member, path := bus.CallHeaders(call)
+	sig, _ := call.Headers[godbus.FieldSignature].Value().(godbus.Signature)
+	return member == rtapi.MethodImportImage && (iface == rtapi.Interface || iface == "") &&
+		path == rtapi.ObjectPath && sig.String() == "h"
+}
 
 // Attach starts serving GetLogs through api.
 func (l *LogsReplier) Attach(api *BusAPI) { l.serve(api.Server.Conn(), api.openLogs) }
