@@ -275,6 +275,33 @@ func (e *PKCS11Engine) BaseLabel(ctx context.Context, h Handle) (string, error) 
 	return label, nil
 }
 
+// isBase reports whether u, of the engine's module, names its base token.
+func (e *PKCS11Engine) isBase(u *pkcs11uri.URI) bool {
+	if e.base == nil {
+		return false
+	}
+	if !namesToken(u) {
+		return true
+	}
+	e.mod.opMu.RLock()
+	si, serr := e.mod.ctx.GetSlotInfo(e.base.id)
+	ti, terr := e.mod.ctx.GetTokenInfo(e.base.id)
+	e.mod.opMu.RUnlock()
+	return serr == nil && terr == nil && (!u.HasSlotID || u.SlotID == e.base.id) &&
+		libraryMatches(e.mod.info, u) && slotMatches(u, si, ti)
+}
+
+// BaseObjectLabel is the label (object=) uri gives a key on the engine's
+// base token, whether the key exists, opens, or not; "" when uri names
+// another token or module, or no label.
+func (e *PKCS11Engine) BaseObjectLabel(uri string) string {
+	u, err := pkcs11uri.Parse(uri)
+	if err != nil || (u.ModulePath != "" && u.ModulePath != e.mod.path) || !e.isBase(u) {
+		return ""
+	}
+	return u.Object
+}
+
 func (e *PKCS11Engine) slotFor(ctx context.Context, u *pkcs11uri.URI) (*p11Slot, error) {
 	mod := e.mod
 	if u.ModulePath != "" && u.ModulePath != e.mod.path {
@@ -285,18 +312,8 @@ func (e *PKCS11Engine) slotFor(ctx context.Context, u *pkcs11uri.URI) (*p11Slot,
 		mod = m
 		defer mod.release() // openSlot retains it for the slot it returns
 	}
-	if mod == e.mod && e.base != nil {
-		if !namesToken(u) {
-			return e.base, nil
-		}
-		mod.opMu.RLock()
-		si, serr := mod.ctx.GetSlotInfo(e.base.id)
-		ti, terr := mod.ctx.GetTokenInfo(e.base.id)
-		mod.opMu.RUnlock()
-		if serr == nil && terr == nil && (!u.HasSlotID || u.SlotID == e.base.id) &&
-			libraryMatches(mod.info, u) && slotMatches(u, si, ti) {
-			return e.base, nil
-		}
+	if mod == e.mod && e.isBase(u) {
+		return e.base, nil
 	}
 	mod.opMu.RLock()
 	id, _, err := findSlot(mod, u, "preloaded key")

@@ -51,9 +51,15 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, 
 				}
 			}
 			h, err = p11.OpenURI(ctx, uri)
-			if err == nil && Engine(p11) == engine {
-				var label string
-				if label, err = p11.BaseLabel(ctx, h); label != "" && label != id {
+			if Engine(p11) == engine {
+				// Its label on the base token is not a key of the engine's
+				// to serve, create or delete, whether the key opened or not
+				// (a key created under it would be this one after a restart).
+				label := p11.BaseObjectLabel(uri)
+				if label == "" && err == nil { // named by id=
+					label, err = p11.BaseLabel(ctx, h)
+				}
+				if label != "" && label != id {
 					aliases[label] = id
 				}
 			}

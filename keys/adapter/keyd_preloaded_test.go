@@ -42,3 +42,26 @@ func TestKeydPreloadedKeyIsNotServedUnderItsTokenLabel(t *testing.T) {
 		t.Fatalf("the preloaded key no longer signs: %v", err)
 	}
 }
+
+// TestKeydPreloadedKeyThatDoesNotLoadKeepsItsTokenLabel: a preloaded key
+// that does not load (its URI's PIN is not the token's) or does not exist
+// yet still owns its label on the base token — a caller could otherwise use
+// or delete it under that label, or create a key there that becomes the
+// preloaded key at the next start.
+func TestKeydPreloadedKeyThatDoesNotLoadKeepsItsTokenLabel(t *testing.T) {
+	tok := factoryKeyToken(t, "edgev2-preload-unloaded")
+	k := startKeydWithToken(t, tok, fmt.Sprintf("\n[preloaded_keys]\nfactory = \"pkcs11:token=%s;object=factory-key?pin-value=not-the-pin\"\nlater = \"pkcs11:token=%s;object=not-yet\"\n", tok.Label, tok.Label))
+	ctx := ctxT(t)
+	if _, err := k.keys.Key("factory").Sign(ctx, keys.MechECDSASHA256, []byte("x")); err == nil {
+		t.Fatal("the preloaded key signed with a URI whose PIN is not the token's; the test needs it not to load")
+	}
+	if _, err := k.keys.Key("factory-key").Sign(ctx, keys.MechECDSASHA256, []byte("x")); err == nil {
+		t.Errorf("Sign under the token label factory-key of a preloaded key that did not load worked; want it refused")
+	}
+	if err := k.keys.DeleteKey(ctx, "factory-key"); !fault.Is(err, fault.ReadOnly) {
+		t.Errorf("DeleteKey(factory-key) = %v; want ReadOnly", err)
+	}
+	if _, err := k.keys.CreateKeyPair(ctx, "not-yet", "ec-p256"); !fault.Is(err, fault.ReadOnly) {
+		t.Errorf("CreateKeyPair(not-yet), the label of preloaded key later = %v; want ReadOnly", err)
+	}
+}
