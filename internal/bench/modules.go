@@ -43,13 +43,7 @@ func moduleRows(e *benchEnv) error {
 		Args: []string{"--config", cfg, "--log-level", "info"}, User: "root", BusName: rtapi.BusName}))
 	time.Sleep(300 * time.Millisecond)
 	e.mem(rssOf(svc, "modrtd (0 modules)", "idle", 30))
-	bin := filepath.Join(p.TempDir(), "workloadclient")
-	build := exec.Command("go", "build", "-o", bin, "./internal/testenv/workloadclient")
-	build.Dir = testenv.RepoRoot()
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("build workloadclient: %v: %s", err, out)
-	}
+	bin := testenv.BuildWorkloadClient(p)
 	archive := testenv.BuildImage(p, benchImage, testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"},
 		Cmd: []string{"while true; do sleep 1; done"}, Files: map[string]string{"/bin/workloadclient": bin}})
 	conn := b.Conn(p)

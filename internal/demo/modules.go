@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -57,13 +56,7 @@ func moduleSteps(p testenv.TB, run func(string, func() (string, error)) error, b
 		return err
 	}
 	if err := run("import a module image (offline, over the bus as an fd)", func() (string, error) {
-		bin := filepath.Join(p.TempDir(), "workloadclient")
-		build := exec.Command("go", "build", "-o", bin, "./internal/testenv/workloadclient")
-		build.Dir = testenv.RepoRoot()
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("build the module program: %v: %s", err, out)
-		}
+		bin := testenv.BuildWorkloadClient(p)
 		archive := testenv.BuildImage(p, "edgev2.demo/telemetry:1", testenv.ImageConfig{
 			Entrypoint: []string{"/bin/workloadclient"}, Files: map[string]string{"/bin/workloadclient": bin}})
 		f, err := os.Open(archive)

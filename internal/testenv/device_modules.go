@@ -109,18 +109,28 @@ func (d *Device) WaitModuleLine(t TB, name, prefix string, match func(map[string
 	return found
 }
 
+// BuildWorkloadClient builds internal/testenv/workloadclient, the program
+// tests, the demo and the bench run inside modules, static (no cgo, Go's
+// own linker whatever GOFLAGS the caller runs with: `make bench` links the
+// daemons as the package does) and returns its path.
+func BuildWorkloadClient(t TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "workloadclient")
+	build := exec.Command("go", "build", "-o", bin, "./internal/testenv/workloadclient")
+	build.Dir = RepoRoot()
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build workloadclient: %v\n%s", err, out)
+	}
+	return bin
+}
+
 // WorkloadClientImage builds internal/testenv/workloadclient (static) into
 // the image edgev2.test/workloadclient:1, entrypoint /bin/workloadclient,
 // and returns the archive.
 func WorkloadClientImage(t TB) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "workloadclient")
-	build := exec.Command("go", "build", "-o", bin, "./internal/testenv/workloadclient")
-	build.Dir = RepoRoot()
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build workloadclient: %v\n%s", err, out)
-	}
+	bin := BuildWorkloadClient(t)
 	return BuildImage(t, "edgev2.test/workloadclient:1", ImageConfig{
 		Entrypoint: []string{"/bin/workloadclient"}, Files: map[string]string{"/bin/workloadclient": bin}})
 }
