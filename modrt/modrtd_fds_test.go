@@ -27,6 +27,8 @@ func TestModrtdClosesDescriptorsACallerAttaches(t *testing.T) {
 			{Path: rtapi.ObjectPath, Method: rtapi.Interface + "." + rtapi.MethodImportImage, Args: []any{fd}}, // refused: the method closes it
 			{Path: rtapi.ObjectPath, Method: rtapi.Interface + "." + rtapi.MethodImportImage, Args: []any{fd, fd}},
 			{Path: module, Method: rtapi.Interface + "." + rtapi.MethodImportImage, Args: []any{fd}},
+			{Path: rtapi.ObjectPath, Method: rtapi.MethodImportImage, Args: []any{fd}}, // no interface header
+			{Path: module, Method: rtapi.MethodImportImage, Args: []any{fd}},
 			{Path: module, Method: rtapi.ModuleInterface + "." + rtapi.MethodGetLogs, Args: []any{map[string]godbus.Variant{"fd": godbus.MakeVariant(fd)}}},
 			{Path: rtapi.ObjectPath, Method: "org.freedesktop.DBus.Peer.Ping", Args: []any{fd}},
 		}
