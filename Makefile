@@ -10,7 +10,7 @@ DEB_PACKAGES := dbus dbus-daemon polkitd systemd libglib2.0-bin softhsm2 opensc 
 	docker-registry apache2-utils swtpm swtpm-tools libtpm2-pkcs11-1 libtpm2-pkcs11-tools \
 	tpm2-tools libtss2-tcti-swtpm0 tpm2-abrmd libtss2-tcti-tabrmd0 debhelper dpkg-dev fakeroot lintian zip unzip \
 	debootstrap systemd-container dbus-broker nodejs \
-	libsystemd-dev libp11-kit-dev libengine-pkcs11-openssl mosquitto mosquitto-clients
+	libsystemd-dev libp11-kit-dev libengine-pkcs11-openssl mosquitto mosquitto-clients strace
 # Cross-building (make deb ARCH=arm64|armhf) and its smoke test under qemu-user
 # (packaging/cross_test.go): the cross compilers, qemu, and the target's
 # run-time libraries through multiarch (make deps adds the architectures).

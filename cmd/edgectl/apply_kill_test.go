@@ -24,7 +24,7 @@ func killedKeyd(data string) installFile {
 func TestApplyHelperProcess(t *testing.T) {
 	root := os.Getenv(applyHelperRoot)
 	if root == "" {
-		t.Skip("helper process")
+		return // a normal run: only the strace test runs this as its child
 	}
 	apply(context.Background(), compiled(killedKeyd("homedir = \"/var/lib/edgev2/keyd-new\"\n")), applyOptions{config: "test.toml", root: root})
 }
