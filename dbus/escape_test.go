@@ -48,6 +48,39 @@ func TestChildPathIsAlwaysValid(t *testing.T) {
 	}
 }
 
+func TestChildIDOfResolvesOnlyItsCollection(t *testing.T) {
+	const root = godbus.ObjectPath("/org/edgev2/Keys1")
+	long := godbus.ObjectPath(string(root) + "/other/" + strings.Repeat("a", 100_000))
+	tests := []struct {
+		path    godbus.ObjectPath
+		want    string
+		errName string
+	}{
+		{ChildPath(root, "keys", "device-id"), "device-id", ""},
+		{ChildPath(root, "keys", "../../etc/shadow"), "../../etc/shadow", ""},
+		{root, "", "org.freedesktop.DBus.Error.UnknownObject"},
+		{ChildPath(root, "certs", "device-id"), "", "org.freedesktop.DBus.Error.UnknownObject"},
+		{ChildPath("/org/edgev2/Keys2", "keys", "x"), "", "org.freedesktop.DBus.Error.UnknownObject"},
+		{root + "/keys/a/b", "", "org.freedesktop.DBus.Error.UnknownObject"},
+		{root + "/keys/a-b", "", "org.freedesktop.DBus.Error.UnknownObject"}, // not canonical
+		{ChildPath(root, "keys", ""), "", ErrInvalidArgs},                    // "_": no entity has the empty id
+		{ChildPath(root, "keys", "a\x00b"), "", ErrInvalidArgs},              // NUL
+		{ChildPath(root, "keys", "ctl\x1f"), "", ErrInvalidArgs},             // a control character
+		{long, "", "org.freedesktop.DBus.Error.UnknownObject"},
+	}
+	for _, tt := range tests {
+		id, e := ChildIDOf(root, "keys", tt.path)
+		switch {
+		case tt.errName == "" && (e != nil || id != tt.want):
+			t.Errorf("ChildIDOf(%.60q) = %q, %v; want %q", tt.path, id, e, tt.want)
+		case tt.errName != "" && (e == nil || e.Name != tt.errName):
+			t.Errorf("ChildIDOf(%.60q) = %q, %v; want %s", tt.path, id, e, tt.errName)
+		case e != nil && len(e.Error()) > 1000:
+			t.Errorf("ChildIDOf(%.60q): the error repeats the whole path (%d bytes)", tt.path, len(e.Error()))
+		}
+	}
+}
+
 func FuzzEscapePathElement(f *testing.F) {
 	for _, s := range []string{"", "a", "../../etc/shadow", "\x00\xff", "_5f"} {
 		f.Add(s)

@@ -174,12 +174,8 @@ func (s *Server) resolve(p godbus.ObjectPath) (coll *Collection, id string, ok b
 	if p == s.root {
 		return nil, "", true
 	}
-	rest, found := strings.CutPrefix(string(p), string(s.root)+"/")
+	name, elem, found := splitChildPath(s.root, p)
 	if !found {
-		return nil, "", false
-	}
-	name, elem, found := strings.Cut(rest, "/")
-	if !found || strings.Contains(elem, "/") {
 		return nil, "", false
 	}
 	for i := range s.colls {
@@ -189,6 +185,37 @@ func (s *Server) resolve(p godbus.ObjectPath) (coll *Collection, id string, ok b
 		}
 	}
 	return nil, "", false
+}
+
+// splitChildPath splits root/<collection>/<element> (ChildPath's form).
+func splitChildPath(root, p godbus.ObjectPath) (collection, elem string, ok bool) {
+	rest, found := strings.CutPrefix(string(p), string(root)+"/")
+	if !found {
+		return "", "", false
+	}
+	collection, elem, found = strings.Cut(rest, "/")
+	if !found || elem == "" || strings.Contains(elem, "/") {
+		return "", "", false
+	}
+	return collection, elem, true
+}
+
+// ChildIDOf is the id path p names in root's collection, checked as
+// Server.PathID checks it (for code that serves calls before a Server's
+// tables see them), or the UnknownObject / InvalidArgs error PathID gives.
+func ChildIDOf(root godbus.ObjectPath, collection string, p godbus.ObjectPath) (string, *godbus.Error) {
+	name, elem, ok := splitChildPath(root, p)
+	if !ok || name != collection {
+		return "", unknownObject(p)
+	}
+	id, ok := UnescapePathElement(elem)
+	if !ok {
+		return "", unknownObject(p)
+	}
+	if derr := CheckPathID(p, id); derr != nil {
+		return "", derr
+	}
+	return id, nil
 }
 
 // ChildID resolves the entity a child-object call is addressed to, or the

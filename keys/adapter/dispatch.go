@@ -2,7 +2,6 @@ package adapter
 
 import (
 	"fmt"
-	"strings"
 
 	godbus "github.com/godbus/dbus/v5"
 
@@ -146,23 +145,9 @@ func noOptions(v any) *godbus.Error {
 // errInvalidSignature is godbus's own name for arguments of the wrong types.
 const errInvalidSignature = "org.freedesktop.DBus.Error.InvalidArgs"
 
-// keyPathPrefix is where key objects live.
-var keyPathPrefix = string(api.ObjectPath) + "/" + api.Collection + "/"
-
 // keyIDOfPath resolves a key object path to its id, once per call.
 func keyIDOfPath(p godbus.ObjectPath) (string, *godbus.Error) {
-	elem, ok := strings.CutPrefix(string(p), keyPathPrefix)
-	if !ok || elem == "" || strings.Contains(elem, "/") {
-		return "", bus.NewError("org.freedesktop.DBus.Error.UnknownObject", fmt.Sprintf("no object at %s", p))
-	}
-	id, ok := bus.UnescapePathElement(elem)
-	if !ok {
-		return "", bus.NewError("org.freedesktop.DBus.Error.UnknownObject", fmt.Sprintf("no object at %s", p))
-	}
-	if e := bus.CheckPathID(p, id); e != nil {
-		return "", e
-	}
-	return id, nil
+	return bus.ChildIDOf(api.ObjectPath, api.Collection, p)
 }
 
 // callKey runs Key method member on the object at path with body (decoded
