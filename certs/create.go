@@ -225,8 +225,8 @@ func (s *Service) Create(ctx context.Context, id string, csrDER []byte, o Create
 	if err := api.ValidateID(id); err != nil {
 		return Info{}, err
 	}
-	if s.store.IsPreloaded(id) {
-		return Info{}, fault.New(fault.ReadOnly, "certificate %q is preloaded from the configuration", id)
+	if err := s.store.ReadOnly(id, "change"); err != nil {
+		return Info{}, err
 	}
 	if _, err := s.Authority(id, o); err != nil {
 		return Info{}, err

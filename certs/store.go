@@ -1,7 +1,6 @@
 package certs
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -22,6 +21,10 @@ import (
 type Store struct {
 	dir       string
 	preloaded map[string]string // id → path; read on every Get, so edits show at once
+	// aliases are the stored ids whose files are preloaded certificates'
+	// (a preloaded file:// path in dir) → the preloaded id: never written,
+	// deleted or listed under that name.
+	aliases map[string]string
 }
 
 const certSuffix = ".pem"
@@ -41,22 +44,35 @@ func OpenStore(dir string, preloaded map[string]string) (*Store, error) {
 	if preloaded == nil {
 		preloaded = map[string]string{}
 	}
-	return &Store{dir: dir, preloaded: preloaded}, nil
+	s := &Store{dir: dir, preloaded: preloaded, aliases: map[string]string{}}
+	for id, p := range preloaded {
+		if name, ok := label.StoreID(dir, p, certSuffix, recordedID); ok && name != id {
+			s.aliases[name] = id
+		}
+	}
+	return s, nil
 }
 
 func (s *Store) path(id string) string {
-	name := label.Escape(id)
-	if len(name) > 200 {
-		sum := sha256.Sum256([]byte(id))
-		name = "h-" + hex.EncodeToString(sum[:])
-	}
-	return filepath.Join(s.dir, name+certSuffix)
+	return filepath.Join(s.dir, label.StoreName(id)+certSuffix)
 }
 
 // IsPreloaded reports whether id comes from [preloaded_certs].
 func (s *Store) IsPreloaded(id string) bool {
 	_, ok := s.preloaded[id]
 	return ok
+}
+
+// ReadOnly refuses to write or delete id when it is preloaded, or the
+// stored name of a preloaded certificate's file.
+func (s *Store) ReadOnly(id, instead string) error {
+	if s.IsPreloaded(id) {
+		return fault.New(fault.ReadOnly, "certificate %q is preloaded from the configuration; %s [preloaded_certs] instead", id, instead)
+	}
+	if pre, ok := s.aliases[id]; ok {
+		return fault.New(fault.ReadOnly, "certificate %q is the file of preloaded certificate %q in certd's directory; %s [preloaded_certs] instead", id, pre, instead)
+	}
+	return nil
 }
 
 // Get loads a chain; fault.NotFound if there is none.
@@ -98,8 +114,8 @@ func (s *Store) Put(id string, chain string) error {
 	if err := api.ValidateID(id); err != nil {
 		return err
 	}
-	if s.IsPreloaded(id) {
-		return fault.New(fault.ReadOnly, "certificate %q is preloaded from the configuration; change [preloaded_certs] instead", id)
+	if err := s.ReadOnly(id, "change"); err != nil {
+		return err
 	}
 	// The first line records the id, so List can recover ids from hashed names.
 	data := "# edgev2-id " + hex.EncodeToString([]byte(id)) + "\n" + chain
@@ -114,8 +130,8 @@ func (s *Store) Delete(id string) error {
 	if err := api.ValidateID(id); err != nil {
 		return err
 	}
-	if s.IsPreloaded(id) {
-		return fault.New(fault.ReadOnly, "certificate %q is preloaded from the configuration; remove it from [preloaded_certs] instead", id)
+	if err := s.ReadOnly(id, "remove it from"); err != nil {
+		return err
 	}
 	err := os.Remove(s.path(id))
 	if errors.Is(err, os.ErrNotExist) {
@@ -139,22 +155,13 @@ func (s *Store) List() ([]string, error) {
 		if !ent.Type().IsRegular() || !strings.HasSuffix(ent.Name(), certSuffix) || strings.HasPrefix(ent.Name(), ".") {
 			continue
 		}
-		f, err := os.Open(filepath.Join(s.dir, ent.Name()))
-		if err != nil {
+		p := filepath.Join(s.dir, ent.Name())
+		id, ok := recordedID(p)
+		if !ok || s.path(id) != p || seen[id] || s.aliases[id] != "" {
 			continue
 		}
-		buf := make([]byte, 2*label.MaxIDLen+32)
-		n, _ := f.Read(buf)
-		f.Close()
-		first, _, _ := strings.Cut(string(buf[:n]), "\n")
-		raw, err := hex.DecodeString(strings.TrimPrefix(first, "# edgev2-id "))
-		if err != nil || !strings.HasPrefix(first, "# edgev2-id ") {
-			continue
-		}
-		if id := string(raw); s.path(id) == filepath.Join(s.dir, ent.Name()) && !seen[id] {
-			seen[id] = true
-			ids = append(ids, id)
-		}
+		seen[id] = true
+		ids = append(ids, id)
 	}
 	for id := range s.preloaded {
 		if !seen[id] {
@@ -163,4 +170,22 @@ func (s *Store) List() ([]string, error) {
 	}
 	sort.Strings(ids)
 	return ids, nil
+}
+
+// recordedID is the id a stored file's first line records.
+func recordedID(path string) (string, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	buf := make([]byte, 2*label.MaxIDLen+32)
+	n, _ := f.Read(buf)
+	first, _, _ := strings.Cut(string(buf[:n]), "\n")
+	hexID, ok := strings.CutPrefix(first, "# edgev2-id ")
+	if !ok {
+		return "", false
+	}
+	raw, err := hex.DecodeString(hexID)
+	return string(raw), err == nil
 }

@@ -72,12 +72,7 @@ func (e *FileEngine) Close() error { return nil }
 // path maps an id to its file. Escaped names keep the store readable; ids
 // whose escaped form would exceed NAME_MAX are hashed instead.
 func (e *FileEngine) path(id string) string {
-	name := label.Escape(id)
-	if len(name) > 200 {
-		sum := sha256.Sum256([]byte(id))
-		name = "h-" + hex.EncodeToString(sum[:])
-	}
-	return filepath.Join(e.dir, name+keySuffix)
+	return filepath.Join(e.dir, label.StoreName(id)+keySuffix)
 }
 
 func (e *FileEngine) Generate(ctx context.Context, id string, spec Spec) (Handle, error) {
@@ -382,6 +377,12 @@ func (e *FileEngine) List(ctx context.Context) ([]string, error) {
 	}
 	sort.Strings(ids)
 	return ids, nil
+}
+
+// IDOfFile is the id under which the engine serves the file at path
+// (which need not exist yet), by label.StoreID.
+func (e *FileEngine) IDOfFile(path string) (string, bool) {
+	return label.StoreID(e.dir, path, keySuffix, headerID)
 }
 
 // headerID reads the id recorded in a key file's header.

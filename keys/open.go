@@ -35,12 +35,22 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, 
 	}
 	preloaded := map[string]Handle{}
 	failed := map[string]error{}
-	aliases := map[string]string{} // base-token labels of preloaded keys → their ids
+	aliases := map[string]string{} // the engine's names of preloaded keys (base-token labels, store files) → their ids
 	for id, uri := range cfg.PreloadedKeys {
 		var h Handle
 		var err error
 		if strings.HasPrefix(uri, "file://") {
-			h, err = LoadKeyFile(id, config.FilePath(uri))
+			path := config.FilePath(uri)
+			h, err = LoadKeyFile(id, path)
+			// A file in the key store is also the engine's key of its
+			// name: that name is the preloaded key's, whether the file
+			// loaded or not (a key created under it would be this one
+			// after a restart).
+			if fe, ok := engine.(*FileEngine); ok {
+				if name, ok := fe.IDOfFile(path); ok && name != id {
+					aliases[name] = id
+				}
+			}
 		} else if name, ok, _ := credential.Ref(uri); ok {
 			h, err = LoadKeyCredential(id, name)
 		} else {

@@ -136,3 +136,41 @@ func TestHandleCacheIsBoundedLRU(t *testing.T) {
 		t.Fatalf("k0.key still exists: %v", err)
 	}
 }
+
+// TestFileEngineIDOfFile: the id the store would serve a path as, for any
+// name of its directory and for files that do not exist yet; nothing for a
+// path the engine never serves.
+func TestFileEngineIDOfFile(t *testing.T) {
+	svc, _ := newFileService(t)
+	e := svc.engine.(*FileEngine)
+	long := strings.Repeat("long-id-", 30)
+	if _, err := e.Generate(context.Background(), long, Spec{Type: ECP256}); err != nil {
+		t.Fatal(err)
+	}
+	other := t.TempDir()
+	link := filepath.Join(other, "store")
+	if err := os.Symlink(e.dir, link); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path, want string
+	}{
+		{filepath.Join(e.dir, "factory.key"), "factory"},
+		{filepath.Join(e.dir, "device_2did.key"), "device-id"},
+		{filepath.Join(e.dir, "sub", "..", "factory.key"), "factory"},
+		{filepath.Join(link, "factory.key"), "factory"},
+		{e.path(long), long},
+		{filepath.Join(e.dir, "device-id.key"), ""}, // not canonical: no id's file
+		{filepath.Join(e.dir, "factory.pem"), ""},
+		{filepath.Join(e.dir, ".tmp-factory.key"), ""},
+		{filepath.Join(e.dir, "h-00.key"), ""}, // hashed, no header to name it
+		{filepath.Join(other, "factory.key"), ""},
+		{filepath.Join(e.dir, "sub", "factory.key"), ""},
+	}
+	for _, tt := range tests {
+		id, ok := e.IDOfFile(tt.path)
+		if id != tt.want || ok != (tt.want != "") {
+			t.Errorf("IDOfFile(%s) = %q, %v; want %q", tt.path, id, ok, tt.want)
+		}
+	}
+}

@@ -71,7 +71,8 @@ func (s *Service) MarkUnavailable(id string, err error) {
 }
 
 // MarkEngineAlias records that the engine would serve preloaded key id as
-// engineID (its label on the base token): the key is bound to id by the
+// engineID (its label on the base token, or the name of its file in the
+// file engine's store): the key is bound to id by the
 // configuration, read-only, and polkit rules name it by id, so engineID is
 // neither served, listed, moved, replaced nor deleted. Call before serving.
 func (s *Service) MarkEngineAlias(engineID, id string) { s.aliases[engineID] = id }
@@ -82,7 +83,7 @@ func (s *Service) aliased(id string) error {
 	if !ok || s.preloaded[id] != nil {
 		return nil
 	}
-	return fault.New(fault.ReadOnly, "key %q on the token is preloaded key %q ([preloaded_keys]); it is used, and kept, under that id only", id, pre)
+	return fault.New(fault.ReadOnly, "key %q is preloaded key %q ([preloaded_keys]) in the %s engine's store; it is used, and kept, under that id only", id, pre, s.engine.Name())
 }
 
 // TokenMechanisms names the mechanisms the engine's token offers (nil for

@@ -1,11 +1,21 @@
 package adapter_test
 
 import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/edgev2/edgev2/fault"
+	"github.com/edgev2/edgev2/internal/testenv"
 	"github.com/edgev2/edgev2/keys"
 )
 
@@ -63,5 +73,73 @@ func TestKeydPreloadedKeyThatDoesNotLoadKeepsItsTokenLabel(t *testing.T) {
 	}
 	if _, err := k.keys.CreateKeyPair(ctx, "not-yet", "ec-p256"); !fault.Is(err, fault.ReadOnly) {
 		t.Errorf("CreateKeyPair(not-yet), the label of preloaded key later = %v; want ReadOnly", err)
+	}
+}
+
+// TestKeydPreloadedKeyFileIsNotServedUnderItsFileName: the file engine
+// keeps key <id> in <homedir>/<id>.key, and keyd's state directory is where
+// a key file only edgekeys may read naturally goes. A preloaded key
+// configured as file://<homedir>/factory.key was therefore also the file of
+// engine key "factory": a caller polkit allows on that name (not on the
+// preloaded id) could create a key "factory" — replacing the device's
+// factory key file at the next start — or delete it. Such a name is the
+// preloaded key's, read-only, whether its file exists yet or not (the
+// store's file of id "notyet" is notyet.key; other characters than
+// [A-Za-z0-9] are escaped, so "not-yet.key" would be no key's file).
+func TestKeydPreloadedKeyFileIsNotServedUnderItsFileName(t *testing.T) {
+	testenv.RequireRoot(t)
+	d := testenv.StartDevice(t, testenv.DeviceOptions{})
+	home := d.Home(testenv.Keyd)
+	uid, gid := testenv.EnsureUser(t, testenv.ServiceUser)
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(home, uid, gid)
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(home, "factory.key")
+	factory := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	if err := os.WriteFile(keyFile, factory, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(keyFile, uid, gid)
+	d.StartDaemon(t, testenv.Keyd, testenv.Daemon{Config: fmt.Sprintf("\n[preloaded_keys]\nfactory-id = \"file://%s\"\nlater = \"file://%s\"\n",
+		keyFile, filepath.Join(home, "notyet.key"))})
+	k := d.Keys()
+	ctx := ctxT(t)
+
+	if ids, err := k.ListKeys(ctx); err != nil || slices.Contains(ids, "factory") || !slices.Contains(ids, "factory-id") {
+		t.Errorf("ListKeys = %v, %v; want the preloaded key listed as factory-id only", ids, err)
+	}
+	for _, name := range []string{"factory", "notyet"} {
+		if _, err := k.CreateKeyPair(ctx, name, "ec-p256"); !fault.Is(err, fault.ReadOnly) {
+			t.Errorf("CreateKeyPair(%s), a preloaded key's file = %v; want ReadOnly", name, err)
+		}
+		if err := k.DeleteKey(ctx, name); !fault.Is(err, fault.ReadOnly) {
+			t.Errorf("DeleteKey(%s) = %v; want ReadOnly", name, err)
+		}
+	}
+	if _, err := k.CreateKeyPair(ctx, "other", "ec-p256"); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.MoveKey(ctx, "other", "factory"); !fault.Is(err, fault.ReadOnly) {
+		t.Errorf("MoveKey(other, factory) = %v; want ReadOnly", err)
+	}
+	if got, err := os.ReadFile(keyFile); err != nil || !bytes.Equal(got, factory) {
+		t.Fatalf("the factory key file changed (%v)", err)
+	}
+	data := []byte("still the factory key")
+	sig, err := k.Key("factory-id").Sign(ctx, keys.MechECDSASHA256, data)
+	if err != nil {
+		t.Fatalf("the preloaded key no longer signs: %v", err)
+	}
+	if digest := sha256.Sum256(data); !ecdsa.VerifyASN1(&priv.PublicKey, digest[:], sig) {
+		t.Errorf("the preloaded key's signature does not verify with the factory key")
 	}
 }
