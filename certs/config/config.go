@@ -3,6 +3,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"sort"
@@ -406,10 +407,18 @@ func SortedIDs[V any](m map[string]V) []string {
 	return out
 }
 
-// CheckHTTPS refuses an EST URL that is not https://host/...
+// CheckHTTPS refuses an EST URL that is not https://host/... or that
+// carries credentials. The messages never echo a password: a URL with a
+// user:password@ part is shown redacted, one that does not parse (the
+// password may be what breaks it) is not shown.
 func CheckHTTPS(raw string) error {
 	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
+	switch {
+	case err != nil:
+		return errors.New("is not a valid URL (EST needs https://host/...; it is not shown: it may hold a password)")
+	case u.User != nil:
+		return fmt.Errorf("%q embeds credentials (user:password@); set the EST username and password settings instead", u.Redacted())
+	case u.Scheme != "https" || u.Host == "":
 		return fmt.Errorf("%q is not an https:// URL (EST needs TLS; plain http is never used)", raw)
 	}
 	return nil
