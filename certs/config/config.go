@@ -227,7 +227,8 @@ func (c *Config) validate(path string) error {
 		return bad("est.send_challenge_password", fmt.Sprintf("unknown value %q", c.EST.SendChallengePassword), `use "when_asked" or "always"`)
 	}
 	if f := c.EST.ChallengePasswordFile; f != "" && !strings.HasPrefix(f, "/") {
-		return bad("est.challenge_password_file", fmt.Sprintf("%q is not an absolute path", f), `use e.g. "/etc/edgev2/est-challenge-password" (0600, owned by edgecerts)`)
+		// Not echoed: a value that is no path may be the password itself.
+		return bad("est.challenge_password_file", "is not an absolute path (not shown: it may be the challenge password itself)", `use e.g. "/etc/edgev2/est-challenge-password" (0600, owned by edgecerts)`)
 	}
 	if c.EST.ChallengePasswordFile != "" && c.EST.ChallengePasswordCredential != "" {
 		return bad("est.challenge_password_credential", "set challenge_password_file or challenge_password_credential, not both", "keep one")
