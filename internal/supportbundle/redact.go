@@ -114,6 +114,30 @@ func redactConnectionString(s string) string {
 	return RedactText(strings.Join(parts, ";"))
 }
 
+// redactPKCS11URI hides a PKCS#11 URI's pin-value whole: RFC 7512 lets it
+// hold any character but its separators raw (keyd logs in with "my pin"
+// as written), so it ends at the next '&' in the query (';' in the path),
+// not where inlineSecrets stops (a space, a quote, ';' or '?').
+func redactPKCS11URI(s string) string {
+	path, query, hasQuery := strings.Cut(s, "?")
+	path = redactPINAttrs(path, ";")
+	if hasQuery {
+		path += "?" + redactPINAttrs(query, "&")
+	}
+	return RedactText(path)
+}
+
+// redactPINAttrs redacts the pin-value attributes of attrs joined by sep.
+func redactPINAttrs(attrs, sep string) string {
+	parts := strings.Split(attrs, sep)
+	for i, a := range parts {
+		if name, _, ok := strings.Cut(a, "="); ok && strings.EqualFold(strings.TrimSpace(name), "pin-value") {
+			parts[i] = name + "=" + redacted
+		}
+	}
+	return strings.Join(parts, sep)
+}
+
 // RedactTOML returns a config file for a support bundle. It parses the
 // TOML (so inline tables, quoted or escaped key names, dotted keys,
 // multi-line strings and arrays of tables are seen as the services see
@@ -184,6 +208,9 @@ func redactString(s string) string {
 			}
 			return redacted
 		}
+	}
+	if len(trim) >= 7 && strings.EqualFold(trim[:7], "pkcs11:") {
+		return redactPKCS11URI(s)
 	}
 	if strings.Contains(strings.ToLower(s), "sharedaccesskey") {
 		return redactConnectionString(s)

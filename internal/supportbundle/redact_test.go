@@ -191,3 +191,22 @@ func TestRedactorHidesEnvListsTokensAndPEMKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactTOMLHidesAWholePINWhateverItsCharacters: RFC 7512 URIs take a
+// pin-value of any characters but '&' and '%' raw (keyd logs in with
+// "my pin 1234" as written), so a URI's PIN is hidden up to the next
+// attribute, not up to the first space, quote, ';' or '?'. The token,
+// object and other attributes stay.
+func TestRedactTOMLHidesAWholePINWhateverItsCharacters(t *testing.T) {
+	for _, pin := range []string{"Spaced PIN tail-1", "semi;PIN;tail-2", "ask?PIN-tail-3", "quote'PIN-tail-4", `dq"PIN-tail-5`, "hash#PIN,tail-6"} {
+		tail := pin[strings.IndexAny(pin, " ;?'\"#")+1:]
+		uri := "pkcs11:token=edge;object=dev?pin-value=" + pin + "&module-name=softhsm2"
+		got := RedactTOML("[keys]\npkcs11_base_slot = '''" + uri + "'''\n")
+		if strings.Contains(got, tail) {
+			t.Errorf("part %q of PIN %q survived:\n%s", tail, pin, got)
+		}
+		if kept := "pkcs11:token=edge;object=dev?pin-value=REDACTED&module-name=softhsm2"; !strings.Contains(got, kept) {
+			t.Errorf("%q was lost:\n%s", kept, got)
+		}
+	}
+}
