@@ -19,8 +19,14 @@ const redacted = "REDACTED"
 // A SAS token's sig may come first ("SharedAccessSignature sig=...").
 var inlineSecrets = regexp.MustCompile(`(?i)(SharedAccessKey=|pin-value=|\bsig=|password=)[^;&?"' \t\r\n]*`)
 
-// userinfo is a URL's user:password@ part.
-var userinfo = regexp.MustCompile(`(?i)([a-z][a-z0-9+.-]*://[^/@\s:"']*:)[^/@\s"']*@`)
+// userinfo is a URL's user:password@ part in free text; the password
+// runs to the last '@' before the path (Go, curl and browsers end the
+// userinfo there), so one holding '@' is hidden whole.
+var userinfo = regexp.MustCompile(`(?i)([a-z][a-z0-9+.-]*://[^/@\s:"']*:)[^/\s"']*@`)
+
+// valueUserinfo is the user:password@ part of a whole value that is a URL:
+// there the password may also hold spaces and quotes.
+var valueUserinfo = regexp.MustCompile(`^(\s*[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#@:]*:)[^/?#]*@`)
 
 // bearer is an HTTP bearer token, or basic credentials after Authorization.
 var bearer = regexp.MustCompile(`(?i)(\bbearer\s+|authorization:\s*basic\s+)[^\s"',;]+`)
@@ -218,7 +224,7 @@ func redactString(s string) string {
 	if m := envString.FindStringSubmatch(s); m != nil && secretName(m[1]) {
 		return m[1] + "=" + redacted
 	}
-	return RedactText(s)
+	return RedactText(valueUserinfo.ReplaceAllString(s, "${1}"+redacted+"@"))
 }
 
 // redactJSON redacts a decoded JSON value with the TOML rules.

@@ -210,3 +210,25 @@ func TestRedactTOMLHidesAWholePINWhateverItsCharacters(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactHidesAURLPasswordWhateverItsCharacters: a URL's password is
+// hidden up to the last '@' of its authority (where Go, curl and browsers
+// end it), so one holding '@', a space or a quote leaves nothing behind,
+// in a config value or a log line; the user, host and path stay.
+func TestRedactHidesAURLPasswordWhateverItsCharacters(t *testing.T) {
+	for _, pw := range []string{"p@ss@Tail-1", "my pass Tail-2", "pa'ss Tail-3", `pa"ss Tail-4`} {
+		tail := pw[strings.LastIndexAny(pw, "@ '\"")+1:]
+		url := "https://factory:" + pw + "@est.example/.well-known/est"
+		got := RedactTOML("[cert_issuance.est]\nurl = '''" + url + "'''\n")
+		if strings.Contains(got, tail) {
+			t.Errorf("part %q of password %q survived in the config:\n%s", tail, pw, got)
+		}
+		if kept := "https://factory:REDACTED@est.example/.well-known/est"; !strings.Contains(got, kept) {
+			t.Errorf("%q was lost:\n%s", kept, got)
+		}
+	}
+	got := RedactText("pull https://edge:p@ss@Tail-5@registry.example:5000/v2/x failed\n")
+	if strings.Contains(got, "Tail-5") || !strings.Contains(got, "https://edge:REDACTED@registry.example:5000/v2/x failed") {
+		t.Errorf("log line redacted as %q", got)
+	}
+}
