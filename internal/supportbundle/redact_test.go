@@ -232,3 +232,29 @@ func TestRedactHidesAURLPasswordWhateverItsCharacters(t *testing.T) {
 		t.Errorf("log line redacted as %q", got)
 	}
 }
+
+// TestRedactTextHidesQuotedAndLogfmtSecrets: logfmt (Go's slog text
+// handler, logrus, zap's console output) quotes a value with a space, and
+// escapes the quotes of one inside a quoted error; a module's or
+// service's log line keeps no part of a secret so written, under the
+// names that always mean a secret, in any case. The attributes that name
+// keys and tokens (key_id=, key=, token=<label>) stay.
+func TestRedactTextHidesQuotedAndLogfmtSecrets(t *testing.T) {
+	logs := `time=2026-01-01T00:00:00Z level=INFO msg=login password="hunter two Tail-1"` + "\n" +
+		`env: API_TOKEN="tok with space Tail-2" PATH=/usr/bin` + "\n" +
+		`level=WARN msg=refused client_secret=Y2xpZW50LVRhaWwtMw api_key="Tail-4 key" sas_token=Tail-6-c2Fz` + "\n" +
+		`level=ERROR msg="call failed" err="auth failed: password=\"Tail-5 x\" rejected"` + "\n" +
+		`level=INFO msg="pkcs11 key deleted" key=device-id token=edgev2 key_id=device-id private_key_id=k1` + "\n" +
+		`create {"Env":["API_TOKEN=spaced Tail-7","LOG_LEVEL=debug info"]}` + "\n"
+	got := RedactText(logs)
+	for _, s := range []string{"Tail-1", "Tail-2", "Y2xpZW50LVRhaWwtMw", "Tail-4", "Tail-5", "Tail-6", "Tail-7"} {
+		if strings.Contains(got, s) {
+			t.Errorf("%q survived:\n%s", s, got)
+		}
+	}
+	for _, s := range []string{"level=INFO msg=login password=", "PATH=/usr/bin", "level=WARN msg=refused client_secret=", `msg="call failed"`, "rejected", "key=device-id token=edgev2 key_id=device-id private_key_id=k1", `"LOG_LEVEL=debug info"`, `"API_TOKEN=REDACTED"`} {
+		if !strings.Contains(got, s) {
+			t.Errorf("%q was lost:\n%s", s, got)
+		}
+	}
+}
