@@ -7,9 +7,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -254,6 +257,44 @@ common_name = "device-1"
 	}
 	if ids, _ := bad.certs.List(ctx); len(ids) != 1 { // only the preloaded trust anchor
 		t.Fatalf("a failed enrollment stored something: %v", ids)
+	}
+}
+
+// TestCertdNeverRepeatsEchoedESTCredentials: an EST server (or a proxy in
+// front of it) that refuses an enrollment quoting back the Basic
+// credentials certd sent: the caller of CreateCertificate gets
+// NotAuthorized with the server's words, and neither the password nor its
+// Basic encoding is in that error or in certd's log.
+func TestCertdNeverRepeatsEchoedESTCredentials(t *testing.T) {
+	testenv.RequireRoot(t)
+	const password = "Echoed-Est-Pw-5521"
+	basic := base64.StdEncoding.EncodeToString([]byte("device-1:" + password))
+	ca := testpki.NewCA(t, "echoing EST CA")
+	srvKey := testpki.NewKey(t)
+	srvCert := ca.Issue(t, "127.0.0.1", srvKey.Public(), &x509.Certificate{
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, pw, _ := r.BasicAuth()
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintf(w, "refused %s (password %s)", r.Header.Get("Authorization"), pw)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{testpki.TLS(srvCert, srvKey)}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	s := startESTStack(t, srv.URL, ca.PEM(), fmt.Sprintf("username = \"device-1\"\npassword = %q\n[cert_issuance.c]\nmethod = \"est\"\ncommon_name = \"device-1\"\n", password))
+	ctx := ctxT(t)
+	key, _ := s.keys.CreateKeyPair(ctx, "k", "ec-p256")
+	signer, _ := key.Signer(ctx)
+	csr, _ := certs.NewCSR(signer, pkix.Name{CommonName: "device-1"}, nil)
+	_, err := s.certs.Create(ctx, "c", csr, cclient.CreateOptions{Issuer: "est"})
+	if !fault.Is(err, fault.NotAuthorized) || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("CreateCertificate at an EST server that refuses: %v, want NotAuthorized quoting it", err)
+	}
+	for _, secret := range []string{password, basic} {
+		if strings.Contains(err.Error(), secret) || strings.Contains(s.certd.Output(), secret) {
+			t.Fatalf("the EST credentials are repeated:\nerror: %v\ncertd log:\n%s", err, s.certd.Output())
+		}
 	}
 }
 

@@ -3,6 +3,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"sort"
@@ -226,7 +227,8 @@ func (c *Config) validate(path string) error {
 		return bad("est.send_challenge_password", fmt.Sprintf("unknown value %q", c.EST.SendChallengePassword), `use "when_asked" or "always"`)
 	}
 	if f := c.EST.ChallengePasswordFile; f != "" && !strings.HasPrefix(f, "/") {
-		return bad("est.challenge_password_file", fmt.Sprintf("%q is not an absolute path", f), `use e.g. "/etc/edgev2/est-challenge-password" (0600, owned by edgecerts)`)
+		// Not echoed: a value that is no path may be the password itself.
+		return bad("est.challenge_password_file", "is not an absolute path (not shown: it may be the challenge password itself)", `use e.g. "/etc/edgev2/est-challenge-password" (0600, owned by edgecerts)`)
 	}
 	if c.EST.ChallengePasswordFile != "" && c.EST.ChallengePasswordCredential != "" {
 		return bad("est.challenge_password_credential", "set challenge_password_file or challenge_password_credential, not both", "keep one")
@@ -406,10 +408,18 @@ func SortedIDs[V any](m map[string]V) []string {
 	return out
 }
 
-// CheckHTTPS refuses an EST URL that is not https://host/...
+// CheckHTTPS refuses an EST URL that is not https://host/... or that
+// carries credentials. The messages never echo a password: a URL with a
+// user:password@ part is shown redacted, one that does not parse (the
+// password may be what breaks it) is not shown.
 func CheckHTTPS(raw string) error {
 	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
+	switch {
+	case err != nil:
+		return errors.New("is not a valid URL (EST needs https://host/...; it is not shown: it may hold a password)")
+	case u.User != nil:
+		return fmt.Errorf("%q embeds credentials (user:password@); set the EST username and password settings instead", u.Redacted())
+	case u.Scheme != "https" || u.Host == "":
 		return fmt.Errorf("%q is not an https:// URL (EST needs TLS; plain http is never used)", raw)
 	}
 	return nil

@@ -152,7 +152,7 @@ func (c *Client) CACerts(ctx context.Context, auth Auth) ([]*x509.Certificate, e
 		return nil, err
 	}
 	if resp.Status != http.StatusOK {
-		return nil, c.statusError(opCACerts, resp)
+		return nil, c.statusError(opCACerts, resp, auth)
 	}
 	return c.parseCertsResponse(opCACerts, resp)
 }
@@ -174,7 +174,7 @@ func (c *Client) CSRAttrs(ctx context.Context, auth Auth) (*CSRAttrs, error) {
 	case http.StatusNoContent, http.StatusNotFound:
 		return nil, nil
 	default:
-		return nil, c.statusError(opCSRAttrs, resp)
+		return nil, c.statusError(opCSRAttrs, resp, auth)
 	}
 	if len(strings.TrimSpace(string(resp.Body))) == 0 {
 		return nil, nil
@@ -237,7 +237,7 @@ func (c *Client) enroll(ctx context.Context, auth Auth, op string, csrDER []byte
 				return nil, fault.Wrap(fault.Unavailable, err, "EST %s at %s: stopped waiting %v to poll a deferred enrollment: %v", op, c.endpoint(op), wait, err)
 			}
 		default:
-			return nil, c.statusError(op, resp)
+			return nil, c.statusError(op, resp, auth)
 		}
 	}
 }

@@ -339,6 +339,36 @@ func TestServerReasonIsSanitizedAndTruncated(t *testing.T) {
 	}
 }
 
+// TestServerReasonNeverEchoesTheCredentials: an EST server (or a proxy in
+// front of it) that refuses the request quoting back what it got, the
+// Authorization header or the password itself: the error says what it
+// said and holds neither the password nor its Basic encoding.
+func TestServerReasonNeverEchoesTheCredentials(t *testing.T) {
+	ca := newCA(t, "EST CA")
+	const password = "Est-Echo-Pw-0417"
+	basic := base64.StdEncoding.EncodeToString([]byte("estuser:" + password))
+	for _, echo := range []func(r *http.Request) string{
+		func(r *http.Request) string { return "refused " + r.Header.Get("Authorization") },
+		func(r *http.Request) string {
+			_, pw, _ := r.BasicAuth()
+			return "refused: password " + pw + " is wrong"
+		},
+	} {
+		srv := newESTServer(t, ca, nil, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, echo(r))
+		})
+		_, err := srv.client(t, Config{}).CACerts(context.Background(), Auth{Username: "estuser", Password: password})
+		if !fault.Is(err, fault.NotAuthorized) || !strings.Contains(err.Error(), "refused") {
+			t.Fatalf("CACerts = %v, want NotAuthorized quoting the server", err)
+		}
+		if strings.Contains(err.Error(), password) || strings.Contains(err.Error(), basic) {
+			t.Errorf("the error repeats the EST credentials: %v", err)
+		}
+	}
+}
+
 func TestDeferredEnrollmentHonoursRetryAfter(t *testing.T) {
 	ca := newCA(t, "EST CA")
 	serverDate := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)

@@ -2,6 +2,7 @@ package est
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"time"
@@ -69,10 +70,11 @@ func (c *Client) redirectError(op string, err error) error {
 	return err
 }
 
-// statusError maps an unexpected HTTP status to a fault kind (RFC 7030 4.2.3).
-func (c *Client) statusError(op string, r *response) error {
+// statusError maps an unexpected HTTP status to a fault kind (RFC 7030 4.2.3),
+// quoting the server without the credentials auth sent.
+func (c *Client) statusError(op string, r *response, auth Auth) error {
 	where := c.endpoint(op)
-	reason := serverReason(r)
+	reason := serverReason(r, auth.secrets()...)
 	code := r.Status
 	switch {
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
@@ -93,15 +95,25 @@ func (c *Client) invalidResponse(op string, cause error) error {
 }
 
 // serverReason returns ": server says \"...\"" for a text/plain (or
-// untyped) error body, printable and short, or "" when there is none.
-func serverReason(r *response) string {
+// untyped) error body, printable, short and without secrets, or "" when
+// there is none.
+func serverReason(r *response, secrets ...string) string {
 	if len(r.Body) == 0 || r.Header.Get("Content-Type") != "" && !cloudhttp.IsMediaType(r.Header, "text/plain") {
 		return ""
 	}
 	if cloudhttp.Sanitize(r.Body, cloudhttp.MaxReasonLen) == "" {
 		return ""
 	}
-	return ": server says " + cloudhttp.Quote(r.Body)
+	return ": server says " + cloudhttp.Quote(r.Body, secrets...)
+}
+
+// secrets are the forms of the Basic credentials a server might quote
+// back: the password and the header's base64 of user:password.
+func (a Auth) secrets() []string {
+	if a.Password == "" {
+		return nil
+	}
+	return []string{a.Password, base64.StdEncoding.EncodeToString([]byte(a.Username + ":" + a.Password))}
 }
 
 // checkMediaType checks Content-Type against want, ignoring parameters

@@ -275,8 +275,15 @@ func (c *Config) validate(path string) error {
 		if p.GlobalEndpoint == "" {
 			p.GlobalEndpoint = "https://global.azure-devices-provisioning.net"
 		}
-		if u, err := url.Parse(p.GlobalEndpoint); err != nil || u.Scheme != "https" || u.Host == "" {
-			return bad("provisioning.global_endpoint", fmt.Sprintf("%q is not an https URL", p.GlobalEndpoint), "use https://global.azure-devices-provisioning.net")
+		// Never echo a password: a URL with a user:password@ part is
+		// shown redacted, one that does not parse is not shown.
+		const fix = "use https://global.azure-devices-provisioning.net"
+		if u, err := url.Parse(p.GlobalEndpoint); err != nil {
+			return bad("provisioning.global_endpoint", "is not a valid URL (not shown: it may hold a password)", fix)
+		} else if u.User != nil {
+			return bad("provisioning.global_endpoint", fmt.Sprintf("%q embeds credentials (user:password@); DPS takes none in its URL", u.Redacted()), fix)
+		} else if u.Scheme != "https" || u.Host == "" {
+			return bad("provisioning.global_endpoint", fmt.Sprintf("%q is not an https URL", p.GlobalEndpoint), fix)
 		}
 		if p.IDScope == "" {
 			return bad("provisioning.id_scope", "missing", "copy the ID scope from the DPS instance")

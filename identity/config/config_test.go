@@ -92,3 +92,24 @@ func TestFingerprintIsStable(t *testing.T) {
 		t.Fatalf("fingerprint %s, want %s (as written by earlier releases)", got, want)
 	}
 }
+
+// TestConfigErrorsNeverShowAnEndpointPassword: a global_endpoint with a
+// user:password@ part is refused naming the setting, showing the URL with
+// the password redacted; one the password keeps from parsing is not shown.
+func TestConfigErrorsNeverShowAnEndpointPassword(t *testing.T) {
+	for _, c := range []struct{ endpoint, says string }{
+		{"https://u:ZW5kcG9pbnQtcHc@dps.example", "https://u:xxxxx@dps.example"},
+		{"http://u:ZW5kcG9pbnQtcHc@dps.example", "embeds credentials"},
+		{"https://u:ZW5kcG9pbnQtcHc%zz@dps.example", "not a valid URL"},
+	} {
+		text := strings.Replace(dpsSymKey, "id_scope", "global_endpoint = \""+c.endpoint+"\"\nid_scope", 1)
+		_, err := ParseConfig("identityd.toml", []byte(text))
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Key != "provisioning.global_endpoint" || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("%s: got %v, want a ConfigError for provisioning.global_endpoint saying %q", c.endpoint, err, c.says)
+		}
+		if err != nil && strings.Contains(err.Error(), "ZW5kcG9pbnQtcHc") {
+			t.Errorf("%s: the error shows the password: %v", c.endpoint, err)
+		}
+	}
+}

@@ -100,6 +100,9 @@ type client struct {
 	host  string // for messages
 	hc    *http.Client
 	polls int
+	// sigs are the signatures of the SAS tokens sent, as sent and in
+	// base64: never in an error, whatever the server quotes back.
+	sigs []string
 }
 
 // Register registers cfg.RegistrationID with DPS and waits for the outcome.
@@ -316,7 +319,7 @@ func (c *client) failed(op *Operation) error {
 		detail = " " + sanitize([]byte(code), 20)
 	}
 	if msg != "" {
-		detail += quoteReason(msg)
+		detail += c.quoteReason(msg)
 	}
 	if detail == "" {
 		detail = " (no reason given)"
@@ -324,9 +327,10 @@ func (c *client) failed(op *Operation) error {
 	return fault.New(kind, "DPS %s: registration of %q failed: error%s", c.host, c.cfg.RegistrationID, detail)
 }
 
-// quoteReason renders a server message as ": \"...\"", scrubbed and short.
-func quoteReason(s string) string {
-	return ": " + cloudhttp.Quote([]byte(s))
+// quoteReason renders a server message as ": \"...\"", scrubbed of the
+// tokens sent, and short.
+func (c *client) quoteReason(s string) string {
+	return ": " + cloudhttp.Quote([]byte(s), c.sigs...)
 }
 
 func kindOfCode(code string) fault.Kind {

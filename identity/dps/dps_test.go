@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"math"
 	"net"
+	"net/http"
+	"net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -15,6 +18,8 @@ import (
 
 	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/identity/sas"
+	"github.com/edgev2/edgev2/internal/cloudhttp"
+	"github.com/edgev2/edgev2/internal/cloudhttp/cloudhttptest"
 )
 
 const (
@@ -338,7 +343,7 @@ func assertNoSecrets(t *testing.T, msg string, f *fakeDPS) {
 		if auth := r.Header.Get("Authorization"); auth != "" {
 			p, _ := sas.ParseToken(auth)
 			sig := auth[strings.Index(auth, "sig=")+4 : strings.Index(auth, "&se=")]
-			if strings.Contains(msg, sig) || strings.Contains(msg, string(p.Signature)) {
+			if strings.Contains(msg, sig) || strings.Contains(msg, string(p.Signature)) || strings.Contains(msg, base64.StdEncoding.EncodeToString(p.Signature)) {
 				t.Fatalf("message leaks the token signature: %q", msg)
 			}
 		}
@@ -512,6 +517,56 @@ func TestRegisterRejectsBadConfig(t *testing.T) {
 			_, err := Register(context.Background(), c)
 			if !fault.Is(err, fault.InvalidArgs) || !strings.Contains(err.Error(), tt.mention) {
 				t.Fatalf("err %v, want InvalidArgs mentioning %q", err, tt.mention)
+			}
+		})
+	}
+}
+
+// TestErrorsNeverEchoTheTokenSignature: a hostile or careless DPS (or a
+// proxy in front of it) quoting back the request's SAS signature, as sent
+// (URL-escaped) or decoded, in a JSON or text error body or in a failed
+// registration's errorMessage: the client's error names the refusal and
+// holds no part of the signature, as the IoT Hub client's already does.
+func TestErrorsNeverEchoTheTokenSignature(t *testing.T) {
+	echo := func(shape string) func(r *http.Request) (int, string, string) {
+		return func(r *http.Request) (int, string, string) {
+			auth := r.Header.Get("Authorization")
+			escaped := auth[strings.Index(auth, "sig=")+4 : strings.Index(auth, "&se=")]
+			decoded, _ := url.QueryUnescape(escaped)
+			switch shape {
+			case "json escaped":
+				return 401, "application/json", `{"errorCode":401002,"trackingId":"t","message":"signature ` + escaped + ` is wrong"}`
+			case "json decoded":
+				return 401, "application/json", `{"errorCode":401002,"trackingId":"t","message":"signature ` + decoded + ` is wrong"}`
+			case "text decoded":
+				return 403, "text/plain", "denied: signature " + decoded + " is wrong"
+			case "cut in the middle": // the quote's length limit falls inside the signature
+				return 401, "application/json", `{"errorCode":401002,"trackingId":"t","message":"is wrong: ` + strings.Repeat("x", cloudhttp.MaxReasonLen-30) + " " + decoded + `"}`
+			default: // a failed registration quoting it
+				return 200, "application/json", `{"operationId":"x","status":"failed","registrationState":{"registrationId":"dev-1","status":"failed","errorCode":401002,"errorMessage":"signature ` + decoded + ` is wrong"}}`
+			}
+		}
+	}
+	for _, shape := range []string{"json escaped", "json decoded", "text decoded", "cut in the middle", "failed registration"} {
+		t.Run(shape, func(t *testing.T) {
+			answer := echo(shape)
+			f := cloudhttptest.NewServer(t, nil, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				status, ct, body := answer(r)
+				w.Header().Set("Content-Type", ct)
+				w.WriteHeader(status)
+				w.Write([]byte(body))
+			}))
+			var s sleepRecorder
+			_, err := Register(context.Background(), symmetricConfig(t, f, &s))
+			if !fault.Is(err, fault.NotAuthorized) || !strings.Contains(err.Error(), "is wrong") {
+				t.Fatalf("err %v, want NotAuthorized quoting DPS's reason", err)
+			}
+			assertNoSecrets(t, err.Error(), f)
+			for _, r := range f.Requests() {
+				p, _ := sas.ParseToken(r.Header.Get("Authorization"))
+				if b64 := base64.StdEncoding.EncodeToString(p.Signature); strings.Contains(err.Error(), b64[:12]) {
+					t.Fatalf("message leaks part of the token signature: %q", err)
+				}
 			}
 		})
 	}

@@ -74,7 +74,7 @@ func (c *client) tpmChallenge(ctx context.Context, path string, body []byte) err
 	const what = "register (TPM challenge)"
 	resp, err := c.roundTripAuth(ctx, what, http.MethodPut, path, body, false)
 	for err == nil && resp.Status == http.StatusTooManyRequests {
-		if err := c.wait(ctx, retryAfter(resp.Header, c.cfg.Now()), what+" throttled (HTTP 429)"+serverReason(resp)); err != nil {
+		if err := c.wait(ctx, retryAfter(resp.Header, c.cfg.Now()), what+" throttled (HTTP 429)"+c.serverReason(resp)); err != nil {
 			return err
 		}
 		resp, err = c.roundTripAuth(ctx, what, http.MethodPut, path, body, false)
@@ -91,7 +91,7 @@ func (c *client) tpmChallenge(ctx context.Context, path string, body []byte) err
 	blob, err := ParseAuthenticationKey(resp.Body)
 	if err != nil {
 		// A 401 without a key is DPS refusing the enrollment: say why.
-		return fault.New(fault.NotAuthorized, "DPS %s refused TPM registration of %q (HTTP 401)%s", c.host, c.cfg.RegistrationID, serverReason(resp))
+		return fault.New(fault.NotAuthorized, "DPS %s refused TPM registration of %q (HTTP 401)%s", c.host, c.cfg.RegistrationID, c.serverReason(resp))
 	}
 	if err := c.cfg.TPM.Import(ctx, blob); err != nil {
 		return err

@@ -38,7 +38,7 @@ func (c *client) call(ctx context.Context, what, method, path string, body []byt
 			}
 			return op, retryAfter(resp.Header, c.cfg.Now()), nil
 		case resp.Status == http.StatusTooManyRequests:
-			if err := c.wait(ctx, retryAfter(resp.Header, c.cfg.Now()), what+" throttled (HTTP 429)"+serverReason(resp)); err != nil {
+			if err := c.wait(ctx, retryAfter(resp.Header, c.cfg.Now()), what+" throttled (HTTP 429)"+c.serverReason(resp)); err != nil {
 				return nil, 0, err
 			}
 		default:
@@ -65,6 +65,7 @@ func (c *client) roundTripAuth(ctx context.Context, what, method, path string, b
 			return nil, fault.Wrap(fault.KindOf(err), err, "DPS %s for %q: cannot make a SAS token: %s", what, c.cfg.RegistrationID, fault.Message(err))
 		}
 		auth = tok
+		c.sigs = append(c.sigs, sas.SignatureForms(tok)...)
 	}
 	target := c.base + path + "?api-version=" + c.cfg.APIVersion
 	req, err := cloudhttp.NewJSONRequest(ctx, method, target, body, UserAgent, auth)
@@ -84,7 +85,7 @@ func (c *client) roundTripAuth(ctx context.Context, what, method, path string, b
 
 // statusError maps an HTTP error status to a fault kind, with DPS's reason.
 func (c *client) statusError(what string, r *response) error {
-	reason := serverReason(r)
+	reason := c.serverReason(r)
 	switch code := r.Status; {
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		return fault.New(fault.NotAuthorized, "DPS %s for %q at %s: not authorized (HTTP %d)%s", what, c.cfg.RegistrationID, c.host, code, reason)
@@ -109,8 +110,9 @@ func (c *client) invalidResponse(what string, r *response, cause error) error {
 }
 
 // serverReason renders DPS's error body ({errorCode, trackingId, message})
-// or a short text body as ": DPS says ...", or "" when there is none.
-func serverReason(r *response) string {
+// or a short text body as ": DPS says ...", or "" when there is none;
+// the signatures of the tokens sent are scrubbed from it.
+func (c *client) serverReason(r *response) string {
 	body := bytes.TrimSpace(r.Body)
 	if len(body) == 0 {
 		return ""
@@ -125,14 +127,14 @@ func serverReason(r *response) string {
 			s += " " + cloudhttp.Sanitize([]byte(e.ErrorCode.String()), 20)
 		}
 		if e.Message != "" {
-			s += " " + cloudhttp.Quote([]byte(e.Message))
+			s += " " + cloudhttp.Quote([]byte(e.Message), c.sigs...)
 		}
 		if e.TrackingID != "" {
 			s += " (tracking ID " + cloudhttp.Sanitize([]byte(e.TrackingID), 80) + ")"
 		}
 		return s
 	}
-	return cloudhttp.TextReason("DPS", r)
+	return cloudhttp.TextReason("DPS", r, c.sigs...)
 }
 
 // dpsCode is the errorCode of DPS's error body, or "".

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"reflect"
 	"strings"
@@ -260,7 +261,8 @@ func assertNoSecrets(t *testing.T, msg string, f *fakeHub) {
 	for _, r := range f.Requests() {
 		if auth := r.Header.Get("Authorization"); auth != "" {
 			sig := auth[strings.Index(auth, "&sig=")+5 : strings.Index(auth, "&se=")]
-			if strings.Contains(msg, sig) {
+			p, _ := sas.ParseToken(auth)
+			if strings.Contains(msg, sig) || strings.Contains(msg, base64.StdEncoding.EncodeToString(p.Signature)) {
 				t.Fatalf("message leaks the token signature: %q", msg)
 			}
 		}
@@ -280,6 +282,21 @@ func TestErrorsNeverEchoKeysOrToken(t *testing.T) {
 	if !strings.Contains(err.Error(), "<redacted>") {
 		t.Fatalf("expected redaction in %q", err)
 	}
+}
+
+// TestErrorsNeverEchoTheDecodedTokenSignature: a server quoting back the
+// token's signature decoded (base64, not as sent) does not get it into
+// the client's error either.
+func TestErrorsNeverEchoTheDecodedTokenSignature(t *testing.T) {
+	f := newFakeHub(t, nil, func(r seen) (int, map[string]string, string) {
+		p, _ := sas.ParseToken(r.Header.Get("Authorization"))
+		return 401, nil, `{"Message":"signature ` + base64.StdEncoding.EncodeToString(p.Signature) + ` is wrong"}`
+	})
+	_, err := sasClient(t, f).CreateModule(context.Background(), "m1", Authentication{Type: AuthSAS, PrimaryKey: primary, SecondaryKey: secondary}, "")
+	if !fault.Is(err, fault.NotAuthorized) || !strings.Contains(err.Error(), "is wrong") {
+		t.Fatalf("err %v, want NotAuthorized quoting the hub's reason", err)
+	}
+	assertNoSecrets(t, err.Error(), f)
 }
 
 func TestX509DeviceAuthentication(t *testing.T) {

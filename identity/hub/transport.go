@@ -48,9 +48,7 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 			return nil, fault.Wrap(fault.KindOf(err), err, "IoT Hub %s: cannot make a SAS token for device %q: %s", r.what, c.cfg.DeviceID, fault.Message(err))
 		}
 		auth = tok
-		if p, err := sas.ParseToken(tok); err == nil {
-			secrets = append(secrets, tok[strings.Index(tok, "&sig=")+5:strings.Index(tok, "&se=")], string(p.Signature))
-		}
+		secrets = append(secrets, sas.SignatureForms(tok)...)
 	}
 	req, err := cloudhttp.NewJSONRequest(ctx, r.method, "https://"+c.host+path+"?api-version="+c.cfg.APIVersion, r.body, UserAgent, auth)
 	if err != nil {

@@ -106,3 +106,21 @@ func safeName(s string) string {
 		return r
 	}, s)
 }
+
+// SignatureForms are the shapes in which a server might quote back the
+// signature of token tok: as written in the token (percent-encoded), in
+// base64, and the raw HMAC bytes; nil when tok does not parse. Clients
+// scrub them from the server text they put in errors.
+func SignatureForms(tok string) []string {
+	p, err := ParseToken(tok)
+	if err != nil {
+		return nil
+	}
+	var written string
+	for _, field := range strings.Split(strings.TrimPrefix(tok, prefix), "&") {
+		if v, ok := strings.CutPrefix(field, "sig="); ok {
+			written = v
+		}
+	}
+	return []string{written, base64.StdEncoding.EncodeToString(p.Signature), string(p.Signature)}
+}

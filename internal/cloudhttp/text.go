@@ -65,9 +65,10 @@ func Scrub(s string, secrets ...string) string {
 }
 
 // Quote renders server text as a quoted, sanitised, scrubbed string of at
-// most MaxReasonLen runes.
+// most MaxReasonLen runes. It scrubs before it cuts, so a cut that falls
+// inside a secret leaves no part of it.
 func Quote(b []byte, secrets ...string) string {
-	return strconv.Quote(Scrub(Sanitize(b, MaxReasonLen), secrets...))
+	return strconv.Quote(Scrub(Sanitize([]byte(Scrub(string(b), secrets...)), MaxReasonLen), secrets...))
 }
 
 // IsMediaType reports whether the Content-Type of h parses as mt.

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -520,6 +521,46 @@ func TestIdentitydFailsClearlyOnABrokenDPSAndRecovers(t *testing.T) {
 	w.waitState(t, "provisioned", 30*time.Second)
 	if !w.identityd.IsRunning() {
 		t.Fatal("identityd exited while DPS misbehaved")
+	}
+}
+
+// TestIdentitydNeverRepeatsAnEchoedSASSignature: a DPS (or a proxy in
+// front of it) that refuses the registration quoting back the SAS token's
+// signature, decoded: identityd fails saying what DPS said, and the
+// signature is neither in LastError (any identity.read caller's, edgectl
+// identity show's) nor in identityd's log.
+func TestIdentitydNeverRepeatsAnEchoedSASSignature(t *testing.T) {
+	w := newWorld(t)
+	importKey(t, w, "dps-key", "sign", dpsKey)
+	var mu sync.Mutex
+	var sigs []string
+	echo := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		i, j := strings.Index(auth, "sig="), strings.Index(auth, "&se=")
+		if i < 0 || j < i {
+			rw.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		sig, _ := url.QueryUnescape(auth[i+4 : j])
+		mu.Lock()
+		sigs = append(sigs, sig, auth[i+4:j])
+		mu.Unlock()
+		rw.Header().Set("Content-Type", "application/json")
+		rw.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintf(rw, `{"errorCode":401002,"trackingId":"t-1","message":"signature %s is wrong"}`, sig)
+	})
+	w.startIdentityd(t, "echo", fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = %q\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"reg-sym\"\nsymmetric_key = \"dps-key\"\n", w.front(t, echo)))
+	last := w.waitFailed(t, 30*time.Second, "DPS", "is wrong")
+	out := w.identityd.Output()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sigs) == 0 {
+		t.Fatal("identityd sent DPS no SAS token")
+	}
+	for _, sig := range sigs {
+		if strings.Contains(last, sig) || strings.Contains(out, sig) {
+			t.Fatalf("the SAS signature %s DPS quoted back is repeated:\nlast error: %s\nidentityd log:\n%s", sig, last, out)
+		}
 	}
 }
 

@@ -48,6 +48,13 @@ func TestParseRefusesBadConfigNamingFileLineKeyAndFix(t *testing.T) {
 		{"tpm unknown EK template", dpsHead + "[provisioning.attestation]\nmethod = \"tpm\"\n[tpm]\nek_template = \"tss\"\n", 7, "tpm.ek_template", "not an EK template", "azure-sdk"},
 		{"est issuance without url", "[cert_issuance.certs.web]\nmethod = \"est\"\n", 1, "cert_issuance.certs.web.url", "needs the EST server's URL", "[cert_issuance.est]"},
 		{"est url not https", "[cert_issuance.est]\nurl = \"http://est.example\"\n", 2, "cert_issuance.est.url", "not an https:// URL", "https://"},
+		// A URL's password (here "a2V5") is never echoed, whether the URL
+		// parses or the password is what breaks it.
+		{"est url with credentials", "[cert_issuance.est]\nurl = \"https://factory:a2V5@est.example\"\n", 2, "cert_issuance.est.url", "embeds credentials", "https://"},
+		{"est url with credentials over http", "[cert_issuance.est]\nurl = \"http://factory:a2V5@est.example\"\n", 2, "cert_issuance.est.url", "http://factory:xxxxx@est.example", "https://"},
+		{"est url broken by its password", "[cert_issuance.est]\nurl = \"https://factory:a2V5%zz@est.example\"\n", 2, "cert_issuance.est.url", "not a valid URL", "https://"},
+		{"issuance est url with credentials", "[cert_issuance.certs.web]\nmethod = \"est\"\nurl = \"https://factory:a2V5@est.example\"\n", 3, "cert_issuance.certs.web.url", "embeds credentials", "https://"},
+		{"dps endpoint with credentials", dpsHead + "global_endpoint = \"https://u:a2V5@dps.example\"\n[provisioning.attestation]\nmethod = \"tpm\"\n", 4, "provisioning.global_endpoint", "embeds credentials", "https://"},
 		{"local_ca issuance without local CA", "[cert_issuance.certs.web]\nmethod = \"local_ca\"\n", 2, "cert_issuance.certs.web.method", "needs [cert_issuance.local_ca]", "cert and pk"},
 		{"bad auto_renew threshold", "[cert_issuance.certs.web]\nmethod = \"self_signed\"\n[cert_issuance.certs.web.auto_renew]\nthreshold = \"soon\"\n", 4, "cert_issuance.certs.web.auto_renew.threshold", "neither a percentage", "80%"},
 		{"issuance expiry refused by certd's parser", "[cert_issuance.certs.web]\nmethod = \"self_signed\"\nexpiry = \"soon\"\n", 3, "cert_issuance.certs.web.expiry", "not a positive duration (in the compiled certd.toml)", "90s"},

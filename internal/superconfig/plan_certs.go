@@ -25,9 +25,18 @@ func (c *Config) autoRenew(key string, ar *AutoRenew) (*certsconfig.AutoRenew, e
 	return &certsconfig.AutoRenew{Threshold: ar.Threshold, Retry: ar.Retry, RotateKey: ar.RotateKey}, nil
 }
 
+// checkHTTPS says what is wrong with a cloud URL (EST, DPS), or "". It
+// never echoes a password: a URL with a user:password@ part is shown
+// redacted, one that does not parse (the password may be what breaks it)
+// is not shown.
 func checkHTTPS(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
+	switch {
+	case err != nil:
+		return "is not a valid URL (not shown: it may hold a password)"
+	case u.User != nil:
+		return fmt.Sprintf("%q embeds credentials (user:password@); give them in their own settings", u.Redacted())
+	case u.Scheme != "https" || u.Host == "":
 		return fmt.Sprintf("%q is not an https:// URL", raw)
 	}
 	return ""

@@ -17,10 +17,26 @@ const redacted = "REDACTED"
 // inlineSecrets are secrets inside values: a connection string's
 // SharedAccessKey, a PKCS#11 URI's pin-value, a SAS token's signature.
 // A SAS token's sig may come first ("SharedAccessSignature sig=...").
-var inlineSecrets = regexp.MustCompile(`(?i)(SharedAccessKey=|pin-value=|\bsig=|password=)[^;&?"' \t\r\n]*`)
+// The value may be quoted as logfmt quotes one with a space ("a b"), or
+// with escaped quotes inside a quoted value (err="... password=\"a b\"").
+var inlineSecrets = regexp.MustCompile(`(?i)(SharedAccessKey=|pin-value=|\bsig=|password=)(?:` + quotedValue + `|[^;&?"' \t\r\n]*)`)
 
-// userinfo is a URL's user:password@ part.
-var userinfo = regexp.MustCompile(`(?i)([a-z][a-z0-9+.-]*://[^/@\s:"']*:)[^/@\s"']*@`)
+// quotedValue is a logfmt value in quotes, or in escaped quotes inside
+// another quoted value.
+const quotedValue = `\\"(?:[^"\\]|\\[^"])*\\"|"(?:[^"\\]|\\.)*"`
+
+// logfmtSecret is a lowercase name=value whose name always means a secret
+// (slog's own attributes name keys and tokens by id: key_id=, token=<label>).
+var logfmtSecret = regexp.MustCompile(`(?i)\b([a-z0-9_.-]*(?:secret|passphrase|api_?key|access_?token|sas_?token|private_?key)[a-z0-9_.-]*=)(?:` + quotedValue + `|[^\s"'&;]*)`)
+
+// userinfo is a URL's user:password@ part in free text; the password
+// runs to the last '@' before the path (Go, curl and browsers end the
+// userinfo there), so one holding '@' is hidden whole.
+var userinfo = regexp.MustCompile(`(?i)([a-z][a-z0-9+.-]*://[^/@\s:"']*:)[^/\s"']*@`)
+
+// valueUserinfo is the user:password@ part of a whole value that is a URL:
+// there the password may also hold spaces and quotes.
+var valueUserinfo = regexp.MustCompile(`^(\s*[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#@:]*:)[^/?#]*@`)
 
 // bearer is an HTTP bearer token, or basic credentials after Authorization.
 var bearer = regexp.MustCompile(`(?i)(\bbearer\s+|authorization:\s*basic\s+)[^\s"',;]+`)
@@ -31,7 +47,11 @@ var pemKey = regexp.MustCompile(`(?s)(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)(?:.
 // envAssign is an environment variable as a log shows it (NAME=value,
 // names in capitals as environments have them; slog's lowercase
 // attributes such as key_id=... are not variables).
-var envAssign = regexp.MustCompile(`\b([A-Z_][A-Z0-9_]*)=([^\s"']*)`)
+var envAssign = regexp.MustCompile(`\b([A-Z_][A-Z0-9_]*)=(` + quotedValue + `|[^\s"']*)`)
+
+// jsonEnv is an environment entry as a JSON string ("NAME=value", in
+// Docker's Env list as a log shows it): its value runs to the closing quote.
+var jsonEnv = regexp.MustCompile(`"([A-Za-z_][A-Za-z0-9_.-]*)=((?:[^"\\]|\\.)*)"`)
 
 // jsonMember is a JSON member with a string value as a log shows it
 // ("password": "...", {"sharedAccessKey":"..."}); redacted when the name
@@ -54,11 +74,24 @@ func RedactText(s string) string {
 		}
 		return a
 	})
+	s = jsonEnv.ReplaceAllStringFunc(s, func(a string) string {
+		if name, _, _ := strings.Cut(a[1:], "="); secretName(name) {
+			return `"` + name + "=" + redacted + `"`
+		}
+		return a
+	})
 	s = envAssign.ReplaceAllStringFunc(s, func(a string) string {
 		if name, _, _ := strings.Cut(a, "="); secretName(name) {
 			return name + "=" + redacted
 		}
 		return a
+	})
+	s = logfmtSecret.ReplaceAllStringFunc(s, func(a string) string {
+		name, _, _ := strings.Cut(a, "=")
+		if strings.HasSuffix(strings.ToLower(name), "_id") { // private_key_id= names a key
+			return a
+		}
+		return name + "=" + redacted
 	})
 	return inlineSecrets.ReplaceAllString(s, "${1}"+redacted)
 }
@@ -112,6 +145,30 @@ func redactConnectionString(s string) string {
 		}
 	}
 	return RedactText(strings.Join(parts, ";"))
+}
+
+// redactPKCS11URI hides a PKCS#11 URI's pin-value whole: RFC 7512 lets it
+// hold any character but its separators raw (keyd logs in with "my pin"
+// as written), so it ends at the next '&' in the query (';' in the path),
+// not where inlineSecrets stops (a space, a quote, ';' or '?').
+func redactPKCS11URI(s string) string {
+	path, query, hasQuery := strings.Cut(s, "?")
+	path = redactPINAttrs(path, ";")
+	if hasQuery {
+		path += "?" + redactPINAttrs(query, "&")
+	}
+	return RedactText(path)
+}
+
+// redactPINAttrs redacts the pin-value attributes of attrs joined by sep.
+func redactPINAttrs(attrs, sep string) string {
+	parts := strings.Split(attrs, sep)
+	for i, a := range parts {
+		if name, _, ok := strings.Cut(a, "="); ok && strings.EqualFold(strings.TrimSpace(name), "pin-value") {
+			parts[i] = name + "=" + redacted
+		}
+	}
+	return strings.Join(parts, sep)
 }
 
 // RedactTOML returns a config file for a support bundle. It parses the
@@ -185,13 +242,16 @@ func redactString(s string) string {
 			return redacted
 		}
 	}
+	if len(trim) >= 7 && strings.EqualFold(trim[:7], "pkcs11:") {
+		return redactPKCS11URI(s)
+	}
 	if strings.Contains(strings.ToLower(s), "sharedaccesskey") {
 		return redactConnectionString(s)
 	}
 	if m := envString.FindStringSubmatch(s); m != nil && secretName(m[1]) {
 		return m[1] + "=" + redacted
 	}
-	return RedactText(s)
+	return RedactText(valueUserinfo.ReplaceAllString(s, "${1}"+redacted+"@"))
 }
 
 // redactJSON redacts a decoded JSON value with the TOML rules.

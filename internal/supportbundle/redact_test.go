@@ -191,3 +191,70 @@ func TestRedactorHidesEnvListsTokensAndPEMKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactTOMLHidesAWholePINWhateverItsCharacters: RFC 7512 URIs take a
+// pin-value of any characters but '&' and '%' raw (keyd logs in with
+// "my pin 1234" as written), so a URI's PIN is hidden up to the next
+// attribute, not up to the first space, quote, ';' or '?'. The token,
+// object and other attributes stay.
+func TestRedactTOMLHidesAWholePINWhateverItsCharacters(t *testing.T) {
+	for _, pin := range []string{"Spaced PIN tail-1", "semi;PIN;tail-2", "ask?PIN-tail-3", "quote'PIN-tail-4", `dq"PIN-tail-5`, "hash#PIN,tail-6"} {
+		tail := pin[strings.IndexAny(pin, " ;?'\"#")+1:]
+		uri := "pkcs11:token=edge;object=dev?pin-value=" + pin + "&module-name=softhsm2"
+		got := RedactTOML("[keys]\npkcs11_base_slot = '''" + uri + "'''\n")
+		if strings.Contains(got, tail) {
+			t.Errorf("part %q of PIN %q survived:\n%s", tail, pin, got)
+		}
+		if kept := "pkcs11:token=edge;object=dev?pin-value=REDACTED&module-name=softhsm2"; !strings.Contains(got, kept) {
+			t.Errorf("%q was lost:\n%s", kept, got)
+		}
+	}
+}
+
+// TestRedactHidesAURLPasswordWhateverItsCharacters: a URL's password is
+// hidden up to the last '@' of its authority (where Go, curl and browsers
+// end it), so one holding '@', a space or a quote leaves nothing behind,
+// in a config value or a log line; the user, host and path stay.
+func TestRedactHidesAURLPasswordWhateverItsCharacters(t *testing.T) {
+	for _, pw := range []string{"p@ss@Tail-1", "my pass Tail-2", "pa'ss Tail-3", `pa"ss Tail-4`} {
+		tail := pw[strings.LastIndexAny(pw, "@ '\"")+1:]
+		url := "https://factory:" + pw + "@est.example/.well-known/est"
+		got := RedactTOML("[cert_issuance.est]\nurl = '''" + url + "'''\n")
+		if strings.Contains(got, tail) {
+			t.Errorf("part %q of password %q survived in the config:\n%s", tail, pw, got)
+		}
+		if kept := "https://factory:REDACTED@est.example/.well-known/est"; !strings.Contains(got, kept) {
+			t.Errorf("%q was lost:\n%s", kept, got)
+		}
+	}
+	got := RedactText("pull https://edge:p@ss@Tail-5@registry.example:5000/v2/x failed\n")
+	if strings.Contains(got, "Tail-5") || !strings.Contains(got, "https://edge:REDACTED@registry.example:5000/v2/x failed") {
+		t.Errorf("log line redacted as %q", got)
+	}
+}
+
+// TestRedactTextHidesQuotedAndLogfmtSecrets: logfmt (Go's slog text
+// handler, logrus, zap's console output) quotes a value with a space, and
+// escapes the quotes of one inside a quoted error; a module's or
+// service's log line keeps no part of a secret so written, under the
+// names that always mean a secret, in any case. The attributes that name
+// keys and tokens (key_id=, key=, token=<label>) stay.
+func TestRedactTextHidesQuotedAndLogfmtSecrets(t *testing.T) {
+	logs := `time=2026-01-01T00:00:00Z level=INFO msg=login password="hunter two Tail-1"` + "\n" +
+		`env: API_TOKEN="tok with space Tail-2" PATH=/usr/bin` + "\n" +
+		`level=WARN msg=refused client_secret=Y2xpZW50LVRhaWwtMw api_key="Tail-4 key" sas_token=Tail-6-c2Fz` + "\n" +
+		`level=ERROR msg="call failed" err="auth failed: password=\"Tail-5 x\" rejected"` + "\n" +
+		`level=INFO msg="pkcs11 key deleted" key=device-id token=edgev2 key_id=device-id private_key_id=k1` + "\n" +
+		`create {"Env":["API_TOKEN=spaced Tail-7","LOG_LEVEL=debug info"]}` + "\n"
+	got := RedactText(logs)
+	for _, s := range []string{"Tail-1", "Tail-2", "Y2xpZW50LVRhaWwtMw", "Tail-4", "Tail-5", "Tail-6", "Tail-7"} {
+		if strings.Contains(got, s) {
+			t.Errorf("%q survived:\n%s", s, got)
+		}
+	}
+	for _, s := range []string{"level=INFO msg=login password=", "PATH=/usr/bin", "level=WARN msg=refused client_secret=", `msg="call failed"`, "rejected", "key=device-id token=edgev2 key_id=device-id private_key_id=k1", `"LOG_LEVEL=debug info"`, `"API_TOKEN=REDACTED"`} {
+		if !strings.Contains(got, s) {
+			t.Errorf("%q was lost:\n%s", s, got)
+		}
+	}
+}

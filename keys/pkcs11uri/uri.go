@@ -429,12 +429,13 @@ func (u *URI) PINSourcePath() (string, error) {
 	if len(path) >= 5 && strings.EqualFold(path[:5], "file:") {
 		fu, err := url.Parse(path)
 		if err != nil || (fu.Host != "" && fu.Host != "localhost") || fu.Path == "" || fu.Opaque != "" {
-			return "", fault.New(fault.InvalidArgs, "pin-source %q is not a local file: URI such as file:///etc/edgev2/pin", path)
+			return "", fault.New(fault.InvalidArgs, "pin-source is not a local file: URI such as file:///etc/edgev2/pin (not shown: it may be the PIN itself)")
 		}
 		path = fu.Path
 	}
 	if !strings.HasPrefix(path, "/") {
-		return "", fault.New(fault.InvalidArgs, "pin-source %q is not an absolute path", u.PINSource)
+		// Not echoed: a value that is no path may be the PIN itself.
+		return "", fault.New(fault.InvalidArgs, "pin-source is not an absolute path (not shown: it may be the PIN itself)")
 	}
 	return path, nil
 }
