@@ -43,6 +43,10 @@ func main() {
 		mgmtProbe(res) // mgmt.go
 		return
 	}
+	if role := os.Getenv("FLOOD_ROLE"); role != "" {
+		floodRole(role, sock, api, mod, gen) // flood.go
+		os.Exit(0) // no WORKLOAD-RESULT line
+	}
 	if role := os.Getenv("ENCRYPT_ROLE"); role != "" {
 		encryptRole(role, sock, api, mod, gen, res) // encrypt.go
 		return
