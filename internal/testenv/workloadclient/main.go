@@ -44,8 +44,9 @@ func main() {
 		return
 	}
 	if role := os.Getenv("FLOOD_ROLE"); role != "" {
-		floodRole(role, sock, api, mod, gen) // flood.go
-		os.Exit(0) // no WORKLOAD-RESULT line
+		// flood.go; its lines only, no WORKLOAD-RESULT line.
+		floodRole(role, sock, api, mod, gen)
+		os.Exit(0)
 	}
 	if role := os.Getenv("ENCRYPT_ROLE"); role != "" {
 		encryptRole(role, sock, api, mod, gen, res) // encrypt.go
