@@ -42,7 +42,7 @@ type errorBody struct {
 
 // writeError is the one error path: a requestError answers with its status;
 // anything else with the status of its fault kind and its caller-safe
-// message, a backend failure logged first.
+// message, a backend failure logged first (a warning; a refusal a debug line).
 func writeError(w http.ResponseWriter, log *slog.Logger, module string, err error) {
 	var re *requestError
 	if errors.As(err, &re) {
@@ -51,7 +51,15 @@ func writeError(w http.ResponseWriter, log *slog.Logger, module string, err erro
 	}
 	var be *backendError
 	if errors.As(err, &be) {
-		log.Warn("workload "+be.op+" failed", "module", module, "err", be.err)
+		// A service's refusal of the module's request (its input, its
+		// authority) is a debug line, as the D-Bus adapters log them: the
+		// module decides how many it causes, and as warnings they would
+		// fill modrtd's journal until journald suppressed its lines.
+		if k := fault.KindOf(be.err); k == fault.Failed || k == fault.Unavailable {
+			log.Warn("workload "+be.op+" failed", "module", module, "err", be.err)
+		} else {
+			log.Debug("workload "+be.op+" refused", "module", module, "err", be.err)
+		}
 	}
 	writeJSON(w, fault.HTTPStatus(err), errorBody{Message: fault.Message(err)})
 }

@@ -1,10 +1,12 @@
 package workload
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -16,13 +18,25 @@ import (
 type routes struct {
 	m      *Manager
 	module string
+	// calls bounds the module's requests being served at once (MaxCalls).
+	calls chan struct{}
 }
+
+// MaxCalls is how many of one module's requests are served at once; the
+// module's further requests wait. Each may hold a call to keyd, certd or
+// identityd over modrtd's one bus connection, whose pending calls the bus
+// bounds (128) for modrtd as a whole.
+const MaxCalls = 8
+
+// callTimeout bounds a request once it is being served. A module that
+// hangs up does not end it (see handle).
+const callTimeout = 30 * time.Second
 
 type routeFunc func(w http.ResponseWriter, r *http.Request) error
 
 // handler serves one module's socket.
 func (m *Manager) handler(module string) http.Handler {
-	h := &routes{m: m, module: module}
+	h := &routes{m: m, module: module, calls: make(chan struct{}, MaxCalls)}
 	mux := http.NewServeMux()
 	// Routes naming a module act as it: the caller must be that module.
 	h.handle(mux, "POST /modules/{name}/genid/{genid}/sign", true, h.sign)
@@ -43,6 +57,20 @@ func (m *Manager) handler(module string) http.Handler {
 
 func (h *routes) handle(mux *http.ServeMux, pattern string, namedInPath bool, f routeFunc) {
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case h.calls <- struct{}{}:
+			defer func() { <-h.calls }()
+		case <-r.Context().Done():
+			return
+		}
+		// A request runs to its end even if the module hangs up: a call
+		// it made to a service runs there (and counts against modrtd's
+		// bus connection) until the service answers, and a request that
+		// gave its slot back on hang-up would let the module pile up
+		// such calls without bound (red team s14).
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), callTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
 		err := h.allowed(r, namedInPath)
 		if err == nil {
 			err = f(w, r)

@@ -43,6 +43,11 @@ func main() {
 		mgmtProbe(res) // mgmt.go
 		return
 	}
+	if role := os.Getenv("FLOOD_ROLE"); role != "" {
+		// flood.go; its lines only, no WORKLOAD-RESULT line.
+		floodRole(role, sock, api, mod, gen)
+		os.Exit(0)
+	}
 	if role := os.Getenv("ENCRYPT_ROLE"); role != "" {
 		encryptRole(role, sock, api, mod, gen, res) // encrypt.go
 		return
