@@ -198,6 +198,9 @@ func (s *Service) estClient(urlOverride, label string) (*est.Client, error) {
 		return nil, err
 	}
 	cfg := est.Config{URL: url, Label: label, TrustAnchors: anchors}
+	if pw, err := s.challengePassword(); err == nil && pw != "" {
+		cfg.Secrets = []string{pw}
+	}
 	if s.ESTConfig != nil {
 		s.ESTConfig(&cfg)
 	}
@@ -213,22 +216,32 @@ func (s *Service) addChallengePassword(csrDER []byte, signer crypto.Signer, attr
 	if !asked && e.SendChallengePassword != "always" {
 		return csrDER, nil
 	}
+	pw, err := s.challengePassword()
+	if err != nil {
+		return nil, err
+	}
+	if pw == "" {
+		s.log.Warn("the EST server asks for a challenge password, but [est] challenge_password_file is not set; sending the request without one")
+		return csrDER, nil
+	}
+	return WithChallengePassword(csrDER, signer, pw)
+}
+
+// challengePassword reads the configured challenge password from its file
+// or credential now; "" when none is configured.
+func (s *Service) challengePassword() (string, error) {
+	e := s.cfg.EST
 	file := e.ChallengePasswordFile
 	if e.ChallengePasswordCredential != "" {
 		var err error
 		if file, err = credential.Path(e.ChallengePasswordCredential); err != nil {
-			return nil, err
+			return "", err
 		}
 	}
 	if file == "" {
-		s.log.Warn("the EST server asks for a challenge password, but [est] challenge_password_file is not set; sending the request without one")
-		return csrDER, nil
+		return "", nil
 	}
-	pw, err := readChallengePassword(file)
-	if err != nil {
-		return nil, err
-	}
-	return WithChallengePassword(csrDER, signer, pw)
+	return readChallengePassword(file)
 }
 
 // estCSRAttrs asks the EST server's /csrattrs what it wants in a CSR

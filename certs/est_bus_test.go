@@ -1,6 +1,7 @@
 package certs_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -262,28 +263,40 @@ common_name = "device-1"
 
 // TestCertdNeverRepeatsEchoedESTCredentials: an EST server (or a proxy in
 // front of it) that refuses an enrollment quoting back the Basic
-// credentials certd sent: the caller of CreateCertificate gets
-// NotAuthorized with the server's words, and neither the password nor its
-// Basic encoding is in that error or in certd's log.
+// credentials certd sent and the challenge password in the request: the
+// caller of CreateCertificate gets NotAuthorized with the server's words,
+// and neither password nor the Basic encoding is in that error or in
+// certd's log.
 func TestCertdNeverRepeatsEchoedESTCredentials(t *testing.T) {
 	testenv.RequireRoot(t)
 	const password = "Echoed-Est-Pw-5521"
+	const challenge = "Echoed-Challenge-8841"
 	basic := base64.StdEncoding.EncodeToString([]byte("device-1:" + password))
+	dir := testenv.SharedTempDir(t, "est-echo")
+	challengeFile := writeShared(t, dir, "challenge", []byte(challenge+"\n"))
 	ca := testpki.NewCA(t, "echoing EST CA")
 	srvKey := testpki.NewKey(t)
 	srvCert := ca.Issue(t, "127.0.0.1", srvKey.Public(), &x509.Certificate{
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, pw, _ := r.BasicAuth()
+		body, _ := io.ReadAll(r.Body)
+		csr, _ := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(string(body)), ""))
+		said := ""
+		if bytes.Contains(csr, []byte(challenge)) { // what a server reads from the CSR's attribute
+			said = " (challenge " + challenge + ")"
+		}
 		w.Header().Set("Content-Type", "text/plain")
 		w.WriteHeader(http.StatusUnauthorized)
-		fmt.Fprintf(w, "refused %s (password %s)", r.Header.Get("Authorization"), pw)
+		fmt.Fprintf(w, "refused %s (password %s)%s", r.Header.Get("Authorization"), pw, said)
 	}))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{testpki.TLS(srvCert, srvKey)}}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	s := startESTStack(t, srv.URL, ca.PEM(), fmt.Sprintf("username = \"device-1\"\npassword = %q\n[cert_issuance.c]\nmethod = \"est\"\ncommon_name = \"device-1\"\n", password))
+	s := startESTStack(t, srv.URL, ca.PEM(), fmt.Sprintf("username = \"device-1\"\npassword = %q\nchallenge_password_file = %q\nsend_challenge_password = \"always\"\n[cert_issuance.c]\nmethod = \"est\"\ncommon_name = \"device-1\"\n", password, challengeFile))
 	ctx := ctxT(t)
+	// A caller's own request (no challenge password: certd cannot add one
+	// to a CSR it did not sign), then certd's own, which carries it.
 	key, _ := s.keys.CreateKeyPair(ctx, "k", "ec-p256")
 	signer, _ := key.Signer(ctx)
 	csr, _ := certs.NewCSR(signer, pkix.Name{CommonName: "device-1"}, nil)
@@ -291,7 +304,12 @@ func TestCertdNeverRepeatsEchoedESTCredentials(t *testing.T) {
 	if !fault.Is(err, fault.NotAuthorized) || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("CreateCertificate at an EST server that refuses: %v, want NotAuthorized quoting it", err)
 	}
-	for _, secret := range []string{password, basic} {
+	_, ensureErr := s.certs.Ensure(ctx, "c")
+	if !fault.Is(ensureErr, fault.NotAuthorized) || !strings.Contains(ensureErr.Error(), "(challenge ") {
+		t.Fatalf("EnsureCertificate at an EST server that refuses: %v, want NotAuthorized quoting it, challenge included", ensureErr)
+	}
+	err = fmt.Errorf("%v\n%v", err, ensureErr)
+	for _, secret := range []string{password, basic, challenge} {
 		if strings.Contains(err.Error(), secret) || strings.Contains(s.certd.Output(), secret) {
 			t.Fatalf("the EST credentials are repeated:\nerror: %v\ncertd log:\n%s", err, s.certd.Output())
 		}

@@ -65,6 +65,10 @@ type Config struct {
 	// Sleep waits between polls; nil sleeps for real and returns early with
 	// ctx.Err() when ctx ends. Tests inject a recorder.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Secrets are texts the requests carry that the client's errors never
+	// repeat when a server quotes them back (a challenge password in the
+	// CSR), besides the Basic credentials it always leaves out.
+	Secrets []string
 }
 
 // Client talks to one EST server. It is safe for concurrent use.

@@ -74,7 +74,7 @@ func (c *Client) redirectError(op string, err error) error {
 // quoting the server without the credentials auth sent.
 func (c *Client) statusError(op string, r *response, auth Auth) error {
 	where := c.endpoint(op)
-	reason := serverReason(r, auth.secrets()...)
+	reason := serverReason(r, append(auth.secrets(), c.cfg.Secrets...)...)
 	code := r.Status
 	switch {
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
