@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +48,10 @@ type Service struct {
 	allowHostNetwork      []string // modules the policy lets use the host's network
 
 	specs specCache // parsed specsDir files; edgeAgent polls the list
+
+	// createMu makes a name's case-insensitive check and its creation one
+	// step (sameNameButCase).
+	createMu sync.Mutex
 }
 
 // AgentModule is the module that manages the others (edgeAgent).
@@ -102,6 +107,9 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 		return fault.New(fault.InvalidArgs, "the spec names module %q but it is created as %q", spec.Name, name)
 	}
 	spec.Name = name // the policy's grants name modules
+	if err := s.checkNameCase(ctx, name); err != nil { // before an identity is made for it
+		return err
+	}
 	image, err := spec.ImageRef()
 	if err != nil {
 		return err
@@ -165,7 +173,7 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 	}
 	req := ctrd.CreateRequest{Name: name, Image: image, Opts: append([]oci.SpecOpts{}, opts...), Labels: spec.Labels(),
 		Restart: spec.RestartPolicy, LogMaxBytes: maxBytes, LogFiles: files, Network: netMode, Ports: ports}
-	if err := s.rt.Create(ctx, req); err != nil {
+	if err := s.createUnique(ctx, req); err != nil {
 		if s.Workload != nil {
 			s.Workload.Close(name)
 		}
@@ -184,6 +192,33 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 			s.log.Error("remove a module that failed to start", "module", name, "err", rerr)
 		}
 		return err
+	}
+	return nil
+}
+
+// createUnique creates the module unless another module's name differs
+// from its name only in case: a module's name is its host name to the
+// other modules (the hosts file, workload server certificates), and host
+// names ignore case, so the second would answer for the first.
+func (s *Service) createUnique(ctx context.Context, req ctrd.CreateRequest) error {
+	s.createMu.Lock()
+	defer s.createMu.Unlock()
+	if err := s.checkNameCase(ctx, req.Name); err != nil {
+		return err
+	}
+	return s.rt.Create(ctx, req)
+}
+
+// checkNameCase refuses name when another module's differs from it only in case.
+func (s *Service) checkNameCase(ctx context.Context, name string) error {
+	list, err := s.rt.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, st := range list {
+		if st.Name != name && strings.EqualFold(st.Name, name) {
+			return fault.New(fault.AlreadyExists, "module %q: module %q has the same name but for case, and module names are host names to the other modules, which ignore case", name, st.Name)
+		}
 	}
 	return nil
 }
