@@ -177,3 +177,40 @@ func TestManagementSocketDirectoryCannotBeTurnedAgainstTheHost(t *testing.T) {
 	}
 	m.Module("edgeAgent").Call(rtapi.ModuleInterface+".Remove", 0)
 }
+
+// allow_host_network is policy like the rest of it: a module the operator
+// no longer lists does not get the host's network back at its next start.
+func TestHostNetworkDroppedFromThePolicyIsRefusedAtTheNextStart(t *testing.T) {
+	const ns = "edgev2-policy-hostnet"
+	allow := "[policy]\nallow_host_network = [\"hostnet\"]"
+	m := startModrtdIn(t, ns, allow)
+	m.ImportImage(t, testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}}))
+	hostNS, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := "echo NETNS $(readlink /proc/self/ns/net); sleep 600"
+	if err := m.CreateModule("hostnet", specCO("hostnet", "edgev2.test/busybox:1", "never", `{"NetworkMode":"host"}`, cmd)); err != nil {
+		t.Fatalf("a module the policy allows the host's network: %v", err)
+	}
+	if got := m.waitLog(t, "hostnet", "NETNS"); got != "NETNS "+hostNS {
+		t.Fatalf("the allowed module's network namespace: %q; want the host's %s", got, hostNS)
+	}
+	if err := m.Module("hostnet").Call(rtapi.ModuleInterface+".Stop", 0, uint32(1)).Err; err != nil {
+		t.Fatal(err)
+	}
+
+	// The operator takes the module off allow_host_network.
+	m.StartDaemon(t, testenv.Modrtd, testenv.Daemon{Namespace: ns})
+	m = onDevice(m.Device)
+	err = m.Module("hostnet").Call(rtapi.ModuleInterface+".Start", 0).Err
+	var de godbus.Error
+	if !errorsAs(err, &de) || de.Name != bus.ErrInvalidArgs || !strings.Contains(fmt.Sprint(de.Body...), "allow_host_network") {
+		if err == nil {
+			testenv.WaitFor(10*time.Second, func() bool { return strings.Count(m.ModuleLogs(t, "hostnet"), "NETNS "+hostNS) >= 2 })
+		}
+		t.Fatalf("Start once the policy no longer allows the host's network: %v; want %s naming allow_host_network (logs: %q)", err, bus.ErrInvalidArgs, m.ModuleLogs(t, "hostnet"))
+	}
+	m.waitStatus(t, "hostnet", "failed")
+	m.Module("hostnet").Call(rtapi.ModuleInterface+".Remove", 0)
+}

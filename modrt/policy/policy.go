@@ -50,6 +50,9 @@ type Policy struct {
 	// AllowHostNetwork lets the module use NetworkMode "host" ([policy]
 	// allow_host_network names it); set per module when it is created.
 	AllowHostNetwork bool
+	// HostNetwork are the modules [policy] allow_host_network names: the
+	// start check refuses the host's network namespace to any other.
+	HostNetwork []string
 }
 
 // ErrPolicy marks a refusal by the module policy. The start check wraps
@@ -296,10 +299,10 @@ func fchmodDir(pathfd int, mode uint32) error {
 var ErrBindLink = errors.New("symbolic link in bind source")
 
 // CheckStart checks a container's OCI spec against the policy, right
-// before its task starts: capabilities, the host pid namespace, device
-// access, and every bind source, resolved again now. Binds the runtime
-// made itself (under RuntimeDir, and the host's name service files) are
-// left alone. Errors wrap ErrPolicy.
+// before its task starts: capabilities, the host pid and network namespaces,
+// device access, and every bind source, resolved again now. Binds the runtime
+// made itself (under RuntimeDir, and the host's name service files) are left
+// alone. Errors wrap ErrPolicy.
 func (p Policy) CheckStart(module, image string, spec *specs.Spec) error {
 	r := p.rulesFor(module, image)
 	if spec.Process != nil && spec.Process.Capabilities != nil {
@@ -310,12 +313,16 @@ func (p Policy) CheckStart(module, image string, spec *specs.Spec) error {
 		}
 	}
 	if spec.Linux != nil {
-		pidNS := false
+		pidNS, netNS := false, false
 		for _, ns := range spec.Linux.Namespaces {
 			pidNS = pidNS || ns.Type == specs.PIDNamespace
+			netNS = netNS || ns.Type == specs.NetworkNamespace
 		}
 		if !pidNS && !r.hostPID && !r.privileged {
 			return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: the host's pid namespace needs host_pid in a [[policy.allow]] entry for this module", module)
+		}
+		if !netNS && !p.AllowHostNetwork && !slices.Contains(p.HostNetwork, module) {
+			return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: the host's network namespace needs the module in [policy] allow_host_network", module)
 		}
 		devices := len(spec.Linux.Devices) > 0
 		if res := spec.Linux.Resources; res != nil {
@@ -484,7 +491,7 @@ func FromConfig(c *config.Config) Policy {
 		never = append(never, filepath.Dir(c.Containerd))
 	}
 	p := Policy{VolumesDir: filepath.Join(c.Homedir, "volumes"), ReadOnlyBinds: c.Policy.ReadOnlyBinds,
-		Grants: c.Policy.Allow, Never: never, RuntimeDir: c.Homedir}
+		Grants: c.Policy.Allow, Never: never, RuntimeDir: c.Homedir, HostNetwork: c.Policy.AllowHostNetwork}
 	if filepath.Base(c.MgmtSocket) == "mgmt.sock" { // as modrtd binds it into edgeAgent
 		p.MgmtDir = filepath.Dir(c.MgmtSocket)
 	}
