@@ -214,3 +214,34 @@ func TestHostNetworkDroppedFromThePolicyIsRefusedAtTheNextStart(t *testing.T) {
 	m.waitStatus(t, "hostnet", "failed")
 	m.Module("hostnet").Call(rtapi.ModuleInterface+".Remove", 0)
 }
+
+// A read-only bind is read-only all the way down: a file system mounted
+// below a root of read_only_binds (a USB stick, a data partition) is not
+// writable through it.
+func TestReadOnlyBindKeepsMountsBelowItReadOnly(t *testing.T) {
+	testenv.RequireRoot(t)
+	root := filepath.Join(t.TempDir(), "shared")
+	sub := filepath.Join(root, "sub")
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "edgev2-test", sub).CombinedOutput(); err != nil {
+		t.Fatalf("mount a file system below the read-only root: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", sub).Run() })
+
+	m := startModrtdIn(t, "edgev2-policy-rro", fmt.Sprintf("[policy]\nread_only_binds = [%q]", root))
+	m.ImportImage(t, testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}}))
+	cmd := "ls /ro/sub >/dev/null && echo SUB-VISIBLE; for f in /ro/top /ro/sub/planted; do if touch $f 2>/dev/null; then echo WRITTEN $f; else echo REFUSED $f; fi; done; echo DONE; sleep 600"
+	if err := m.CreateModule("reader", specCO("reader", "edgev2.test/busybox:1", "never", fmt.Sprintf(`{"Binds":[%q]}`, root+":/ro:ro"), cmd)); err != nil {
+		t.Fatalf("a read-only bind of a read_only_binds root: %v", err)
+	}
+	out := m.waitLogContains(t, "reader", "DONE")
+	if _, err := os.Stat(filepath.Join(sub, "planted")); err == nil || strings.Contains(out, "WRITTEN") {
+		t.Fatalf("the module wrote through its read-only bind: %q", out)
+	}
+	if !strings.Contains(out, "SUB-VISIBLE") || !strings.Contains(out, "REFUSED /ro/sub/planted") {
+		t.Fatalf("the module's view of the read-only bind: %q; want the mount below it, read-only", out)
+	}
+	m.Module("reader").Call(rtapi.ModuleInterface+".Remove", 0)
+}

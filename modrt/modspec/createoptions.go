@@ -346,11 +346,17 @@ func bindMount(src, dst string, ro bool, prop string, nonRecursive bool) (specs.
 	if ro {
 		mode = "ro"
 	}
+	opts := []string{kind, mode, cmp.Or(prop, "rprivate")}
+	if ro && !nonRecursive {
+		// "ro" makes only the bound mount read-only: file systems mounted
+		// below the source would stay writable through it.
+		opts = append(opts, "rro")
+	}
 	return specs.Mount{
 		Destination: filepath.Clean(dst),
 		Type:        "bind",
 		Source:      filepath.Clean(src),
-		Options:     []string{kind, mode, cmp.Or(prop, "rprivate")},
+		Options:     opts,
 	}, nil
 }
 

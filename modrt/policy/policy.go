@@ -338,8 +338,7 @@ func (p Policy) CheckStart(module, image string, spec *specs.Spec) error {
 		if !isBind(m) || p.runtimeBind(module, m) {
 			continue
 		}
-		ro := slices.Contains(m.Options, "ro")
-		if err := p.checkBind(r, fmt.Sprintf("mount %d on %s", i, modspec.Quote(m.Destination)), m.Source, ro); err != nil {
+		if err := p.checkBind(r, fmt.Sprintf("mount %d on %s", i, modspec.Quote(m.Destination)), m.Source, readOnly(m)); err != nil {
 			return err
 		}
 	}
@@ -348,6 +347,13 @@ func (p Policy) CheckStart(module, image string, spec *specs.Spec) error {
 
 func isBind(m specs.Mount) bool {
 	return m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")
+}
+
+// readOnly reports whether bind m is read-only all the way down: "ro" on
+// a recursive bind leaves the file systems mounted below its source
+// writable, unless "rro" makes them read-only too.
+func readOnly(m specs.Mount) bool {
+	return slices.Contains(m.Options, "ro") && (!slices.Contains(m.Options, "rbind") || slices.Contains(m.Options, "rro"))
 }
 
 // Where below RuntimeDir the runtime keeps what it binds into modules
@@ -413,7 +419,7 @@ func (p Policy) CheckMounted(module, image string, spec *specs.Spec, pid uint32)
 		}
 		field := fmt.Sprintf("mount %d on %s", i, modspec.Quote(m.Destination))
 		src := filepath.Clean(m.Source)
-		base, err := p.bindRoot(r, field, src, slices.Contains(m.Options, "ro"))
+		base, err := p.bindRoot(r, field, src, readOnly(m))
 		if err != nil {
 			return err
 		}
