@@ -245,3 +245,43 @@ func TestReadOnlyBindKeepsMountsBelowItReadOnly(t *testing.T) {
 	}
 	m.Module("reader").Call(rtapi.ModuleInterface+".Remove", 0)
 }
+
+// Nor does a read-only bind take the host's later mounts in writable: a
+// stick the host mounts below a read_only_binds root after the module
+// started must not reach it read-write through slave propagation.
+func TestReadOnlyBindTakesNoWritableMountsFromTheHost(t *testing.T) {
+	testenv.RequireRoot(t)
+	root := filepath.Join(t.TempDir(), "media")
+	sub := filepath.Join(root, "stick")
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// root is a shared mount, as /media is under systemd.
+	for _, args := range [][]string{{"--bind", root, root}, {"--make-shared", root}} {
+		if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
+			t.Fatalf("mount %v: %v: %s", args, err, out)
+		}
+	}
+	t.Cleanup(func() { exec.Command("umount", "-R", "-l", root).Run() })
+
+	m := startModrtdIn(t, "edgev2-policy-rslave", fmt.Sprintf("[policy]\nread_only_binds = [%q]", root))
+	m.ImportImage(t, testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}}))
+	cmd := "echo READY; until grep -q ' /ro/stick ' /proc/self/mountinfo; do sleep 0.1; done; if touch /ro/stick/planted 2>/dev/null; then echo WRITTEN; else echo REFUSED; fi; sleep 600"
+	err := m.CreateModule("reader", specCO("reader", "edgev2.test/busybox:1", "never", fmt.Sprintf(`{"Binds":[%q]}`, root+":/ro:ro,rslave"), cmd))
+	if err != nil {
+		var de godbus.Error
+		if !errorsAs(err, &de) || de.Name != bus.ErrInvalidArgs || !strings.Contains(fmt.Sprint(de.Body...), "propagation") {
+			t.Fatalf("a read-only bind with slave propagation: %v; want it run read-only all the way, or %s naming the propagation", err, bus.ErrInvalidArgs)
+		}
+		return
+	}
+	m.waitLogContains(t, "reader", "READY")
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "edgev2-stick", sub).CombinedOutput(); err != nil {
+		t.Fatalf("the host mounts a stick: %v: %s", err, out)
+	}
+	out := m.waitLog(t, "reader", "WRITTEN", "REFUSED")
+	if _, err := os.Stat(filepath.Join(sub, "planted")); err == nil || out != "REFUSED" {
+		t.Fatalf("the module wrote to a file system the host mounted below its read-only bind: %q", out)
+	}
+	m.Module("reader").Call(rtapi.ModuleInterface+".Remove", 0)
+}

@@ -53,8 +53,10 @@ func TestStartCheckExemptsOnlyTheModulesOwnRuntimeBinds(t *testing.T) {
 }
 
 // A container made before read-only binds were recursive ("rbind", "ro"
-// without "rro") can write to what is mounted below the source: its next
-// start is refused like a read-write bind of a read-only root.
+// without "rro"), or with a read-only bind that takes the host's mounts
+// (slave or shared propagation), can write to what is mounted below the
+// source: its next start is refused like a read-write bind of a read-only
+// root.
 func TestStartCheckTakesAReadOnlyRbindWithoutRroForReadWrite(t *testing.T) {
 	root := t.TempDir()
 	p := rtpolicy.Policy{ReadOnlyBinds: []string{root}}
@@ -65,6 +67,8 @@ func TestStartCheckTakesAReadOnlyRbindWithoutRroForReadWrite(t *testing.T) {
 		{[]string{"rbind", "ro", "rprivate", "rro"}, true},
 		{[]string{"bind", "ro", "rprivate"}, true},
 		{[]string{"rbind", "ro", "rprivate"}, false},
+		{[]string{"rbind", "ro", "rslave", "rro"}, false},
+		{[]string{"bind", "ro", "shared"}, false},
 		{[]string{"rbind", "rw", "rprivate"}, false},
 	} {
 		m := specs.Mount{Type: "bind", Source: root, Destination: "/ro", Options: tc.opts}

@@ -339,6 +339,11 @@ func bindMount(src, dst string, ro bool, prop string, nonRecursive bool) (specs.
 	if err := CheckDest(dst); err != nil {
 		return specs.Mount{}, fmt.Errorf("destination: %w", err)
 	}
+	if ro && prop != "" && prop != "private" && prop != "rprivate" {
+		// Mounts propagated in later keep their own flags: "ro" or "rro"
+		// made only what was there at the start read-only.
+		return specs.Mount{}, fmt.Errorf("propagation %s on a read-only bind: what the host mounts below the source later would be writable in the module; use private or rprivate", Quote(prop))
+	}
 	kind, mode := "rbind", "rw"
 	if nonRecursive {
 		kind = "bind"

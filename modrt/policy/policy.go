@@ -351,9 +351,13 @@ func isBind(m specs.Mount) bool {
 
 // readOnly reports whether bind m is read-only all the way down: "ro" on
 // a recursive bind leaves the file systems mounted below its source
-// writable, unless "rro" makes them read-only too.
+// writable, unless "rro" makes them read-only too; and mounts propagated
+// in later (shared or slave propagation) keep their own flags.
 func readOnly(m specs.Mount) bool {
-	return slices.Contains(m.Options, "ro") && (!slices.Contains(m.Options, "rbind") || slices.Contains(m.Options, "rro"))
+	propagates := slices.ContainsFunc(m.Options, func(o string) bool {
+		return o == "shared" || o == "rshared" || o == "slave" || o == "rslave"
+	})
+	return slices.Contains(m.Options, "ro") && !propagates && (!slices.Contains(m.Options, "rbind") || slices.Contains(m.Options, "rro"))
 }
 
 // Where below RuntimeDir the runtime keeps what it binds into modules
