@@ -1,6 +1,7 @@
 package modrt
 
 import (
+	"github.com/containerd/containerd/contrib/seccomp"
 	"github.com/containerd/containerd/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -66,6 +67,13 @@ func OCIOpts(s *modspec.Spec, p policy.Policy, x policy.Extra) ([]oci.SpecOpts, 
 	if a.NanoCpus > 0 {
 		const period = 100000 // µs, Docker's
 		opts = append(opts, oci.WithCPUCFS(a.NanoCpus*period/1e9, period))
+	}
+	if !a.Privileged {
+		// Docker's default seccomp profile, as Docker runs every container
+		// not privileged: keyrings (not namespaced: a module's root is the
+		// host's, keyring and all), user namespaces, kexec, ... stay out of
+		// reach. Last: it allows what the capabilities set above need.
+		opts = append(opts, seccomp.WithDefaultProfile())
 	}
 	return opts, nil
 }

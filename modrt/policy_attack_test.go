@@ -10,6 +10,7 @@ import (
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
+	"golang.org/x/sys/unix"
 
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/testenv"
@@ -284,4 +285,36 @@ func TestReadOnlyBindTakesNoWritableMountsFromTheHost(t *testing.T) {
 		t.Fatalf("the module wrote to a file system the host mounted below its read-only bind: %q", out)
 	}
 	m.Module("reader").Call(rtapi.ModuleInterface+".Remove", 0)
+}
+
+// The kernel's keyrings are not namespaced: root in a module is root's
+// uid on the host, with root's user keyring (where host services keep
+// passwords and disk keys). Docker's default seccomp profile keeps
+// modules out of it; so must the runtime's.
+func TestModuleCannotReadTheHostsKeyring(t *testing.T) {
+	testenv.RequireRoot(t)
+	bin := filepath.Join(t.TempDir(), "keyring")
+	build := exec.Command("go", "build", "-o", bin, "./modrt/testdata/keyring")
+	build.Dir = testenv.RepoRoot()
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the keyring program: %v\n%s", err, out)
+	}
+	desc := fmt.Sprintf("edgev2-test-%d", os.Getpid())
+	id, err := unix.AddKey("user", desc, []byte("host secret"), unix.KEY_SPEC_USER_KEYRING)
+	if err != nil {
+		t.Fatalf("add a key to root's user keyring: %v", err)
+	}
+	t.Cleanup(func() { unix.KeyctlInt(unix.KEYCTL_INVALIDATE, id, 0, 0, 0) })
+
+	m := startModrtdIn(t, "edgev2-policy-keyring")
+	m.ImportImage(t, testenv.BuildImage(t, "edgev2.test/keyring:1", testenv.ImageConfig{
+		Entrypoint: []string{"/bin/sh", "-c"}, Files: map[string]string{"/bin/keyring": bin}}))
+	if err := m.CreateModule("keys", specCO("keys", "edgev2.test/keyring:1", "never", `{}`, "/bin/keyring "+desc+"; sleep 600")); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.waitLog(t, "keys", "KEY ", "KEYRING-REFUSED"); strings.HasPrefix(got, "KEY ") {
+		t.Fatalf("a module read a key from host root's keyring: %q", got)
+	}
+	m.Module("keys").Call(rtapi.ModuleInterface+".Remove", 0)
 }
