@@ -318,3 +318,41 @@ func TestModuleCannotReadTheHostsKeyring(t *testing.T) {
 	}
 	m.Module("keys").Call(rtapi.ModuleInterface+".Remove", 0)
 }
+
+// containerd acts on some labels of its own: with containerd.io/restart.*
+// its restart monitor starts the container's task itself (past the start
+// check) with the output going to a host file or a host program the label
+// names (binary://), run as root. A deployment must not set them.
+func TestDeploymentCannotSetTheLabelsContainerdActsOn(t *testing.T) {
+	testenv.RequireRoot(t)
+	m := startModrtdIn(t, "edgev2-policy-labels")
+	m.ImportImage(t, testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}}))
+	pwned := filepath.Join(t.TempDir(), "pwned")
+	for i, labels := range []string{
+		fmt.Sprintf(`{"containerd.io/restart.status":"running","containerd.io/restart.loguri":"binary:///bin/sh?-c=id+>+%s"}`, pwned),
+		fmt.Sprintf(`{"containerd.io/restart.status":"running","containerd.io/restart.logpath":%q}`, pwned),
+		`{"io.containerd.image.name":"x"}`,
+	} {
+		name := fmt.Sprintf("labels%d", i)
+		co := fmt.Sprintf(`{"Labels":%s,"Cmd":["echo from the module; exit 0"]}`, labels)
+		s := fmt.Sprintf(`{"name":%q,"type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/busybox:1","createOptions":%s}}}`, name, co)
+		err := m.CreateModule(name, s)
+		var de godbus.Error
+		if errorsAs(err, &de) && de.Name == bus.ErrInvalidArgs && strings.Contains(fmt.Sprint(de.Body...), "belong to") {
+			continue
+		}
+		if err == nil && i < 2 {
+			// What containerd does with them: within its monitor's
+			// interval (10 s), a task the runtime never checked, and root
+			// on the host.
+			testenv.WaitFor(30*time.Second, func() bool { _, err := os.Stat(pwned); return err == nil })
+			b, _ := os.ReadFile(pwned)
+			t.Errorf("labels %s: created; containerd then wrote the host file: %q", labels, b)
+			m.Module(name).Call(rtapi.ModuleInterface+".Remove", 0)
+			os.Remove(pwned)
+			continue
+		}
+		t.Errorf("labels %s: %v; want %s saying they belong to containerd", labels, err, bus.ErrInvalidArgs)
+		m.Module(name).Call(rtapi.ModuleInterface+".Remove", 0)
+	}
+}

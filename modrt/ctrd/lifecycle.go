@@ -58,6 +58,9 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 		if strings.HasPrefix(k, labelPrefix) {
 			return fault.New(fault.InvalidArgs, "module %q: label %q uses the reserved prefix %s", req.Name, k, labelPrefix)
 		}
+		if modspec.ContainerdLabel(k) {
+			return fault.New(fault.InvalidArgs, "module %q: label %q belongs to containerd, which acts on it", req.Name, k)
+		}
 		labels[k] = v
 	}
 	labels[labelOwner] = ownerValue
