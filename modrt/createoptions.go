@@ -1,6 +1,8 @@
 package modrt
 
 import (
+	"context"
+
 	"github.com/containerd/containerd/contrib/seccomp"
 	"github.com/containerd/containerd/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -76,4 +78,20 @@ func OCIOpts(s *modspec.Spec, p policy.Policy, x policy.Extra) ([]oci.SpecOpts, 
 		opts = append(opts, seccomp.WithDefaultProfile())
 	}
 	return opts, nil
+}
+
+// Confine is the runtime's ctrd.RuntimeConfig.Confine under policy p: a
+// container made before modules ran under Docker's default seccomp profile
+// (OCIOpts) gets it at its next start, unless the policy lets the module
+// be privileged (a privileged module runs without one).
+func Confine(p policy.Policy) func(module, image string, spec *specs.Spec) (bool, error) {
+	return func(module, image string, spec *specs.Spec) (bool, error) {
+		if spec.Linux == nil || spec.Linux.Seccomp != nil || p.Privileged(module, image) {
+			return false, nil
+		}
+		if err := seccomp.WithDefaultProfile()(context.Background(), nil, nil, spec); err != nil {
+			return false, err
+		}
+		return true, nil
+	}
 }

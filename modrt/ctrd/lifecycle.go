@@ -247,7 +247,7 @@ func (r *Runtime) startTask(ctx context.Context, m *module) error {
 		return err
 	}
 	var spec *specs.Spec
-	if r.cfg.StartCheck != nil || r.cfg.MountCheck != nil {
+	if r.cfg.StartCheck != nil || r.cfg.MountCheck != nil || r.cfg.Confine != nil {
 		var err error
 		if spec, err = m.container.Spec(ctx); err != nil {
 			return classify(err, "read the spec of %q", m.name)
@@ -258,6 +258,18 @@ func (r *Runtime) startTask(ctx context.Context, m *module) error {
 		// directories since the last start must not widen what it gets.
 		if err := r.cfg.StartCheck(m.name, m.image, spec); err != nil {
 			return refused(err)
+		}
+	}
+	if r.cfg.Confine != nil {
+		changed, err := r.cfg.Confine(m.name, m.image, spec)
+		if err != nil {
+			return fmt.Errorf("module %q: %w", m.name, err)
+		}
+		if changed {
+			if err := m.container.Update(ctx, containerd.UpdateContainerOpts(containerd.WithSpec(spec))); err != nil {
+				return classify(err, "update the spec of %q", m.name)
+			}
+			r.log.Info("module's spec tightened before its start", "module", m.name)
 		}
 	}
 	tio, err := newTaskIO(r.fifoDir(m.name), m.logs)

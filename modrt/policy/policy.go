@@ -345,6 +345,12 @@ func (p Policy) CheckStart(module, image string, spec *specs.Spec) error {
 	return nil
 }
 
+// Privileged reports whether the policy lets module (from image) be
+// privileged.
+func (p Policy) Privileged(module, image string) bool {
+	return p.rulesFor(module, image).privileged
+}
+
 func isBind(m specs.Mount) bool {
 	return m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")
 }

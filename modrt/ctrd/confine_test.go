@@ -1,0 +1,46 @@
+package ctrd_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/oci"
+
+	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/modrt"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
+	"github.com/edgev2/edgev2/modrt/ctrd"
+	"github.com/edgev2/edgev2/modrt/logstore"
+	"github.com/edgev2/edgev2/modrt/modspec"
+	rtpolicy "github.com/edgev2/edgev2/modrt/policy"
+)
+
+// A container made before modules ran under Docker's default seccomp
+// profile (so without one: the host's keyrings in reach) gets the profile
+// at its next start, unless the policy lets the module be privileged.
+func TestContainerMadeWithoutSeccompGetsTheProfileAtItsNextStart(t *testing.T) {
+	p := rtpolicy.Policy{Grants: []rtconfig.Grant{{Modules: []string{"admin"}, Privileged: true}}}
+	rt := ctrd.StartRuntime(t, func(c *ctrd.RuntimeConfig) { c.Confine = modrt.Confine(p) })
+	for _, tc := range []struct{ name, want string }{
+		{"legacy", "Seccomp:\t2"}, // filter
+		{"admin", "Seccomp:\t0"},  // privileged by the policy: as it was made
+	} {
+		req := ctrd.CreateRequest{Name: tc.name, Image: ctrd.TestImage, Restart: modspec.RestartNever,
+			Opts: []oci.SpecOpts{oci.WithProcessArgs("sh", "-c", "grep Seccomp: /proc/self/status; sleep 600")}}
+		if err := rt.Create(t.Context(), req); err != nil {
+			t.Fatal(err)
+		}
+		if err := rt.Start(t.Context(), tc.name); err != nil {
+			t.Fatalf("start %s: %v", tc.name, err)
+		}
+		var out string
+		testenv.WaitFor(20*time.Second, func() bool {
+			out, _, _ = ctrd.LogText(t, rt, tc.name, logstore.Options{Tail: -1})
+			return strings.Contains(out, "Seccomp:")
+		})
+		if strings.TrimSpace(out) != tc.want {
+			t.Errorf("%s runs with %q; want %q", tc.name, strings.TrimSpace(out), tc.want)
+		}
+	}
+}
