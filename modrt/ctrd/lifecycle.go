@@ -253,13 +253,6 @@ func (r *Runtime) startTask(ctx context.Context, m *module) error {
 			return classify(err, "read the spec of %q", m.name)
 		}
 	}
-	if r.cfg.StartCheck != nil {
-		// Bind sources are resolved again now: what a module left in its
-		// directories since the last start must not widen what it gets.
-		if err := r.cfg.StartCheck(m.name, m.image, spec); err != nil {
-			return refused(err)
-		}
-	}
 	if r.cfg.Confine != nil {
 		changed, err := r.cfg.Confine(m.name, m.image, spec)
 		if err != nil {
@@ -270,6 +263,13 @@ func (r *Runtime) startTask(ctx context.Context, m *module) error {
 				return classify(err, "update the spec of %q", m.name)
 			}
 			r.log.Info("module's spec tightened before its start", "module", m.name)
+		}
+	}
+	if r.cfg.StartCheck != nil {
+		// Bind sources are resolved again now: what a module left in its
+		// directories since the last start must not widen what it gets.
+		if err := r.cfg.StartCheck(m.name, m.image, spec); err != nil {
+			return refused(err)
 		}
 	}
 	tio, err := newTaskIO(r.fifoDir(m.name), m.logs)
