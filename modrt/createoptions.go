@@ -1,6 +1,10 @@
 package modrt
 
 import (
+	"context"
+	"slices"
+
+	"github.com/containerd/containerd/contrib/seccomp"
 	"github.com/containerd/containerd/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -67,5 +71,51 @@ func OCIOpts(s *modspec.Spec, p policy.Policy, x policy.Extra) ([]oci.SpecOpts, 
 		const period = 100000 // µs, Docker's
 		opts = append(opts, oci.WithCPUCFS(a.NanoCpus*period/1e9, period))
 	}
+	if !a.Privileged {
+		// Docker's default seccomp profile, as Docker runs every container
+		// not privileged: keyrings (not namespaced: a module's root is the
+		// host's, keyring and all), user namespaces, kexec, ... stay out of
+		// reach. Last: it allows what the capabilities set above need.
+		opts = append(opts, seccomp.WithDefaultProfile())
+	}
 	return opts, nil
+}
+
+// Confine is the runtime's ctrd.RuntimeConfig.Confine under policy p, for
+// containers made by an older modrtd: one made before modules ran under
+// Docker's default seccomp profile (OCIOpts) gets it at its next start,
+// unless the policy lets the module be privileged (a privileged module
+// runs without one); and its read-only binds become read-only all the way
+// down, as modspec makes them now ("rro" on a recursive bind, private
+// propagation), so the start check need not refuse them.
+func Confine(p policy.Policy) func(module, image string, spec *specs.Spec) (bool, error) {
+	return func(module, image string, spec *specs.Spec) (bool, error) {
+		changed := false
+		for i, m := range spec.Mounts {
+			if !slices.Contains(m.Options, "ro") || !(m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")) {
+				continue
+			}
+			opts := make([]string, 0, len(m.Options)+1)
+			for _, o := range m.Options {
+				switch o {
+				case "shared", "rshared", "slave", "rslave":
+					o = "rprivate"
+				}
+				opts = append(opts, o)
+			}
+			if slices.Contains(opts, "rbind") && !slices.Contains(opts, "rro") {
+				opts = append(opts, "rro")
+			}
+			if !slices.Equal(opts, m.Options) {
+				spec.Mounts[i].Options, changed = opts, true
+			}
+		}
+		if spec.Linux != nil && spec.Linux.Seccomp == nil && !p.Privileged(module, image) {
+			if err := seccomp.WithDefaultProfile()(context.Background(), nil, nil, spec); err != nil {
+				return false, err
+			}
+			changed = true
+		}
+		return changed, nil
+	}
 }

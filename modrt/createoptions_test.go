@@ -190,12 +190,12 @@ func TestOCIOptsMounts(t *testing.T) {
 	}
 	want := map[string]specs.Mount{
 		"/var/run/iotedge/workload.sock": workload, // the runtime's, not edgeAgent's
-		"/data":                          {Destination: "/data", Type: "bind", Source: "/srv/data", Options: []string{"rbind", "ro", "rprivate"}},
+		"/data":                          {Destination: "/data", Type: "bind", Source: "/srv/data", Options: []string{"rbind", "ro", "rprivate", "rro"}},
 		"/shared":                        {Destination: "/shared", Type: "bind", Source: "/srv/shared", Options: []string{"rbind", "rw", "rshared"}},
 		"/cfg":                           {Destination: "/cfg", Type: "bind", Source: "/srv/cfg", Options: []string{"bind", "ro", "rprivate"}},
 		"/scratch":                       {Destination: "/scratch", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "noexec", "size=1048576", "mode=700"}},
-		"/etc/hosts":                     {Destination: "/etc/hosts", Type: "bind", Source: "/etc/hosts", Options: []string{"rbind", "ro", "rprivate"}},
-		"/etc/resolv.conf":               {Destination: "/etc/resolv.conf", Type: "bind", Source: "/etc/resolv.conf", Options: []string{"rbind", "ro", "rprivate"}},
+		"/etc/hosts":                     {Destination: "/etc/hosts", Type: "bind", Source: "/etc/hosts", Options: []string{"rbind", "ro", "rprivate", "rro"}},
+		"/etc/resolv.conf":               {Destination: "/etc/resolv.conf", Type: "bind", Source: "/etc/resolv.conf", Options: []string{"rbind", "ro", "rprivate", "rro"}},
 	}
 	for dest, w := range want {
 		if got, ok := byDest[dest]; !ok || !reflect.DeepEqual(got, w) {

@@ -51,3 +51,33 @@ func TestStartCheckExemptsOnlyTheModulesOwnRuntimeBinds(t *testing.T) {
 		})
 	}
 }
+
+// A container made before read-only binds were recursive ("rbind", "ro"
+// without "rro"), or with a read-only bind that takes the host's mounts
+// (slave or shared propagation), can write to what is mounted below the
+// source: its next start is refused like a read-write bind of a read-only
+// root.
+func TestStartCheckTakesAReadOnlyRbindWithoutRroForReadWrite(t *testing.T) {
+	root := t.TempDir()
+	p := rtpolicy.Policy{ReadOnlyBinds: []string{root}}
+	for _, tc := range []struct {
+		opts []string
+		ok   bool
+	}{
+		{[]string{"rbind", "ro", "rprivate", "rro"}, true},
+		{[]string{"bind", "ro", "rprivate"}, true},
+		{[]string{"rbind", "ro", "rprivate"}, false},
+		{[]string{"rbind", "ro", "rslave", "rro"}, false},
+		{[]string{"bind", "ro", "shared"}, false},
+		{[]string{"rbind", "rw", "rprivate"}, false},
+	} {
+		m := specs.Mount{Type: "bind", Source: root, Destination: "/ro", Options: tc.opts}
+		err := p.CheckStart("sensor", "example.com/m:1", &specs.Spec{Mounts: []specs.Mount{m}})
+		if tc.ok && err != nil {
+			t.Errorf("%v refused: %v", tc.opts, err)
+		}
+		if !tc.ok && !errors.Is(err, rtpolicy.ErrPolicy) {
+			t.Errorf("%v: start check %v; want a refusal by the module policy", tc.opts, err)
+		}
+	}
+}

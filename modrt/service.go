@@ -151,7 +151,7 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 				return err
 			}
 			extra.Env = env
-			extra.Mounts = []specs.Mount{{Destination: workloadDir, Type: "bind", Source: s.Workload.Dir(name), Options: []string{"rbind", "ro"}}}
+			extra.Mounts = []specs.Mount{{Destination: workloadDir, Type: "bind", Source: s.Workload.Dir(name), Options: []string{"rbind", "ro", "rro"}}}
 		}
 	}
 	if name == AgentModule && s.MgmtDir != "" {
@@ -159,7 +159,7 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 			extra.Env = map[string]string{}
 		}
 		extra.Env["IOTEDGE_MANAGEMENTURI"] = "unix:///var/run/iotedge-mgmt/" + mgmtSocketName
-		extra.Mounts = append(extra.Mounts, specs.Mount{Destination: "/var/run/iotedge-mgmt", Type: "bind", Source: s.MgmtDir, Options: []string{"rbind", "ro"}})
+		extra.Mounts = append(extra.Mounts, specs.Mount{Destination: "/var/run/iotedge-mgmt", Type: "bind", Source: s.MgmtDir, Options: []string{"rbind", "ro", "rro"}})
 	}
 	policy := s.policy
 	policy.AllowHostNetwork = slices.Contains(s.allowHostNetwork, name)

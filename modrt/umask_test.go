@@ -74,7 +74,7 @@ func TestWhatModulesSeeKeepsItsModeUnderTheUnitsUMask(t *testing.T) {
 
 	vols := filepath.Join(home, "volumes")
 	p := rtpolicy.Policy{VolumesDir: vols}
-	spec := &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}}},
+	spec := &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}}},
 		Mounts: []specs.Mount{{Destination: "/data", Type: "bind", Source: filepath.Join(vols, "sensor", "data"), Options: []string{"rbind", "rw"}}}}
 	if err := p.CheckStart("sensor", "img", spec); err != nil {
 		t.Fatal(err)

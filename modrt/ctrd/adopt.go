@@ -9,7 +9,10 @@ import (
 
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/errdefs"
+
+	"github.com/edgev2/edgev2/modrt/modspec"
 )
 
 // sync makes the in-memory modules match containerd: it adds containers
@@ -31,6 +34,9 @@ func (r *Runtime) sync(ctx context.Context) error {
 			labels, lerr := c.Labels(ctx)
 			if lerr != nil {
 				return classify(lerr, "read labels of %q", c.ID())
+			}
+			if err := r.dropContainerdLabels(ctx, c, labels); err != nil {
+				return err
 			}
 			if m, err = r.newModule(ctx, c, labels); err != nil {
 				r.log.Error("module cannot be adopted", "module", c.ID(), "err", err)
@@ -63,6 +69,33 @@ func (r *Runtime) sync(ctx context.Context) error {
 		r.forget(m)
 	}
 	r.recoverNet(ctx)
+	return nil
+}
+
+// dropContainerdLabels removes from container c of ours the labels
+// containerd acts on (its restart monitor runs the task, and the log
+// program containerd.io/restart.loguri names, as root): a deployment could
+// set them before createOptions.Labels refused them.
+func (r *Runtime) dropContainerdLabels(ctx context.Context, c containerd.Container, labels map[string]string) error {
+	kept := make(map[string]string, len(labels))
+	var dropped []string
+	for k, v := range labels {
+		if modspec.ContainerdLabel(k) {
+			dropped = append(dropped, k)
+			continue
+		}
+		kept[k] = v
+	}
+	if len(dropped) == 0 {
+		return nil
+	}
+	if _, err := r.client.ContainerService().Update(ctx, containers.Container{ID: c.ID(), Labels: kept}, "labels"); err != nil {
+		return classify(err, "drop containerd's labels from %q", c.ID())
+	}
+	for _, k := range dropped {
+		delete(labels, k)
+	}
+	r.log.Warn("dropped labels containerd acts on from a module's container", "module", c.ID(), "labels", dropped)
 	return nil
 }
 

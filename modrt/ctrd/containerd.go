@@ -80,6 +80,11 @@ type RuntimeConfig struct {
 	// link since StartCheck is caught here. An error refuses the start
 	// like StartCheck's.
 	MountCheck func(module, image string, spec *specs.Spec, pid uint32) error
+	// Confine, when set, may tighten a module's OCI spec right before
+	// each start, before StartCheck checks it (a container made by an
+	// older modrtd gets what modules get now); when it reports a change,
+	// the spec is stored on the container before its task is made.
+	Confine func(module, image string, spec *specs.Spec) (changed bool, err error)
 	// Network is the default network; nil: modules on it cannot start.
 	Network Network
 }

@@ -560,3 +560,27 @@ func TestChattyModuleDoesNotFillTheDisk(t *testing.T) {
 		t.Fatalf("tail 2 = %q", stdout)
 	}
 }
+
+// A container made before deployments were refused the labels containerd
+// acts on keeps none of them once the runtime adopts it: containerd's
+// restart monitor would run its task past the start check, and the log
+// program its labels name as root.
+func TestReopenedRuntimeDropsTheLabelsContainerdActsOn(t *testing.T) {
+	e := startRuntime(t)
+	e.create(t, "labelled", modspec.RestartNever, "sleep 600")
+	if err := e.rt.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	// "stopped" and a log path that is never used: containerd's monitor
+	// has nothing to start meanwhile.
+	e.c.Ctr(t, "-n", e.cfg.Namespace, "containers", "label", "labelled",
+		"containerd.io/restart.status=stopped", "containerd.io/restart.logpath=/nonexistent/edgev2", "team=sensors")
+	e.open(t)
+	info := e.c.Ctr(t, "-n", e.cfg.Namespace, "containers", "info", "labelled")
+	if strings.Contains(info, "containerd.io/restart") || !strings.Contains(info, `"team": "sensors"`) || !strings.Contains(info, labelOwner) {
+		t.Fatalf("labels of the adopted container: %s; want containerd's dropped and the others kept", info)
+	}
+	if _, err := e.rt.Status(t.Context(), "labelled"); err != nil {
+		t.Fatalf("the module after the labels were dropped: %v", err)
+	}
+}

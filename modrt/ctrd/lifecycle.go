@@ -58,6 +58,9 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 		if strings.HasPrefix(k, labelPrefix) {
 			return fault.New(fault.InvalidArgs, "module %q: label %q uses the reserved prefix %s", req.Name, k, labelPrefix)
 		}
+		if modspec.ContainerdLabel(k) {
+			return fault.New(fault.InvalidArgs, "module %q: label %q belongs to containerd, which acts on it", req.Name, k)
+		}
 		labels[k] = v
 	}
 	labels[labelOwner] = ownerValue
@@ -244,10 +247,22 @@ func (r *Runtime) startTask(ctx context.Context, m *module) error {
 		return err
 	}
 	var spec *specs.Spec
-	if r.cfg.StartCheck != nil || r.cfg.MountCheck != nil {
+	if r.cfg.StartCheck != nil || r.cfg.MountCheck != nil || r.cfg.Confine != nil {
 		var err error
 		if spec, err = m.container.Spec(ctx); err != nil {
 			return classify(err, "read the spec of %q", m.name)
+		}
+	}
+	if r.cfg.Confine != nil {
+		changed, err := r.cfg.Confine(m.name, m.image, spec)
+		if err != nil {
+			return fmt.Errorf("module %q: %w", m.name, err)
+		}
+		if changed {
+			if err := m.container.Update(ctx, containerd.UpdateContainerOpts(containerd.WithSpec(spec))); err != nil {
+				return classify(err, "update the spec of %q", m.name)
+			}
+			r.log.Info("module's spec tightened before its start", "module", m.name)
 		}
 	}
 	if r.cfg.StartCheck != nil {

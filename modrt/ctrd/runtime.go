@@ -45,7 +45,7 @@ type CreateRequest struct {
 	// Opts come from the spec translation; they are applied after
 	// oci.WithImageConfig, so they override the image's defaults.
 	Opts        []oci.SpecOpts
-	Labels      map[string]string     // recorded on the container; keys must not start with "org.edgev2."
+	Labels      map[string]string     // recorded on the container; keys must not start with "org.edgev2." nor be containerd's own (modspec.ContainerdLabel)
 	Restart     modspec.RestartPolicy // default RestartAlways
 	LogMaxBytes int64                 // per log file; default 10 MiB, at least 4 KiB
 	LogFiles    int                   // files kept, the current one included; default 3

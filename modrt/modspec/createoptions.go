@@ -116,6 +116,16 @@ var (
 	userPattern     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,255}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,255})?$`)
 )
 
+// ContainerdLabel reports whether a container label is in containerd's own
+// namespaces, which it acts on: its restart monitor starts the task of a
+// container labelled containerd.io/restart.status=running itself, its
+// output going to the host file or program containerd.io/restart.logpath
+// or .loguri (binary://) names, run as root.
+func ContainerdLabel(k string) bool {
+	k = strings.ToLower(k)
+	return strings.HasPrefix(k, "containerd.io/") || strings.HasPrefix(k, "io.containerd.")
+}
+
 // validate checks what createOptions ask for, independently of policy.
 func (co *CreateOptions) validate() error {
 	if co.Hostname != "" && (len(co.Hostname) > 64 || !hostnamePattern.MatchString(co.Hostname)) {
@@ -158,6 +168,8 @@ func (co *CreateOptions) validate() error {
 			return fault.New(fault.InvalidArgs, "createOptions.Labels %s: empty key or NUL byte", Quote(k))
 		case strings.HasPrefix(k, reservedLabelPrefix):
 			return fault.New(fault.InvalidArgs, "createOptions.Labels %s: labels starting with %q belong to the runtime", Quote(k), reservedLabelPrefix)
+		case ContainerdLabel(k):
+			return fault.New(fault.InvalidArgs, "createOptions.Labels %s: labels starting with %q or %q belong to containerd, which acts on them (containerd.io/restart.* starts the task itself and runs its log program as root)", Quote(k), "containerd.io/", "io.containerd.")
 		case len(k)+len(v) > maxLabelSize:
 			return fault.New(fault.InvalidArgs, "createOptions.Labels %s: key and value are %d bytes, more than containerd's %d", Quote(k), len(k)+len(v), maxLabelSize)
 		}
@@ -339,6 +351,11 @@ func bindMount(src, dst string, ro bool, prop string, nonRecursive bool) (specs.
 	if err := CheckDest(dst); err != nil {
 		return specs.Mount{}, fmt.Errorf("destination: %w", err)
 	}
+	if ro && prop != "" && prop != "private" && prop != "rprivate" {
+		// Mounts propagated in later keep their own flags: "ro" or "rro"
+		// made only what was there at the start read-only.
+		return specs.Mount{}, fmt.Errorf("propagation %s on a read-only bind: what the host mounts below the source later would be writable in the module; use private or rprivate", Quote(prop))
+	}
 	kind, mode := "rbind", "rw"
 	if nonRecursive {
 		kind = "bind"
@@ -346,11 +363,17 @@ func bindMount(src, dst string, ro bool, prop string, nonRecursive bool) (specs.
 	if ro {
 		mode = "ro"
 	}
+	opts := []string{kind, mode, cmp.Or(prop, "rprivate")}
+	if ro && !nonRecursive {
+		// "ro" makes only the bound mount read-only: file systems mounted
+		// below the source would stay writable through it.
+		opts = append(opts, "rro")
+	}
 	return specs.Mount{
 		Destination: filepath.Clean(dst),
 		Type:        "bind",
 		Source:      filepath.Clean(src),
-		Options:     []string{kind, mode, cmp.Or(prop, "rprivate")},
+		Options:     opts,
 	}, nil
 }
 

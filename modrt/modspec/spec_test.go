@@ -138,6 +138,8 @@ func TestParseSpecRejects(t *testing.T) {
 		{"empty name", spec("", img(`{}`), `[]`), "module name is empty"},
 		{"long name", spec(strings.Repeat("n", 200), img(`{}`), `[]`), "at most 64"},
 		{"dollar name", spec("$edgeAgent", img(`{}`), `[]`), `name the module "edgeAgent"`},
+		{"read-only bind taking the host's mounts", spec("m", img(`{"HostConfig":{"Binds":["/media:/media:ro,rslave"]}}`), `[]`), "propagation"},
+		{"read-only mount taking the host's mounts", spec("m", img(`{"HostConfig":{"Mounts":[{"Type":"bind","Source":"/media","Target":"/media","ReadOnly":true,"BindOptions":{"Propagation":"rshared"}}]}}`), `[]`), "propagation"},
 		{"no image", spec("m", `{}`, `[]`), "image is empty"},
 		{"image with space", spec("m", `{"image":"alpine latest"}`, `[]`), "space or control"},
 		{"image with newline", spec("m", `{"image":"alpine\n"}`, `[]`), "space or control"},

@@ -155,7 +155,7 @@ func (p Policy) mounts(s *modspec.Spec, r rules, x Extra, hostNet bool) ([]specs
 			continue
 		}
 		if um.Mount.Type == "bind" {
-			if err := p.checkBind(r, um.Field, um.Mount.Source, slices.Contains(um.Mount.Options, "ro")); err != nil {
+			if err := p.checkBind(r, um.Field, um.Mount.Source, readOnly(um.Mount)); err != nil {
 				return nil, err
 			}
 		}
@@ -173,7 +173,7 @@ func (p Policy) mounts(s *modspec.Spec, r rules, x Extra, hostNet bool) ([]specs
 				if f == "/etc/resolv.conf" && x.ResolvConf != "" {
 					src = x.ResolvConf
 				}
-				out = append(out, specs.Mount{Destination: f, Type: "bind", Source: src, Options: []string{"rbind", "ro", "rprivate"}})
+				out = append(out, specs.Mount{Destination: f, Type: "bind", Source: src, Options: []string{"rbind", "ro", "rprivate", "rro"}})
 			}
 		}
 	}

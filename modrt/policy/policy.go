@@ -50,6 +50,9 @@ type Policy struct {
 	// AllowHostNetwork lets the module use NetworkMode "host" ([policy]
 	// allow_host_network names it); set per module when it is created.
 	AllowHostNetwork bool
+	// HostNetwork are the modules [policy] allow_host_network names: the
+	// start check refuses the host's network namespace to any other.
+	HostNetwork []string
 }
 
 // ErrPolicy marks a refusal by the module policy. The start check wraps
@@ -296,10 +299,10 @@ func fchmodDir(pathfd int, mode uint32) error {
 var ErrBindLink = errors.New("symbolic link in bind source")
 
 // CheckStart checks a container's OCI spec against the policy, right
-// before its task starts: capabilities, the host pid namespace, device
-// access, and every bind source, resolved again now. Binds the runtime
-// made itself (under RuntimeDir, and the host's name service files) are
-// left alone. Errors wrap ErrPolicy.
+// before its task starts: capabilities, the host pid and network namespaces,
+// device access, and every bind source, resolved again now. Binds the runtime
+// made itself (under RuntimeDir, and the host's name service files) are left
+// alone. Errors wrap ErrPolicy.
 func (p Policy) CheckStart(module, image string, spec *specs.Spec) error {
 	r := p.rulesFor(module, image)
 	if spec.Process != nil && spec.Process.Capabilities != nil {
@@ -310,12 +313,16 @@ func (p Policy) CheckStart(module, image string, spec *specs.Spec) error {
 		}
 	}
 	if spec.Linux != nil {
-		pidNS := false
+		pidNS, netNS := false, false
 		for _, ns := range spec.Linux.Namespaces {
 			pidNS = pidNS || ns.Type == specs.PIDNamespace
+			netNS = netNS || ns.Type == specs.NetworkNamespace
 		}
 		if !pidNS && !r.hostPID && !r.privileged {
 			return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: the host's pid namespace needs host_pid in a [[policy.allow]] entry for this module", module)
+		}
+		if !netNS && !p.AllowHostNetwork && !slices.Contains(p.HostNetwork, module) {
+			return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: the host's network namespace needs the module in [policy] allow_host_network", module)
 		}
 		devices := len(spec.Linux.Devices) > 0
 		if res := spec.Linux.Resources; res != nil {
@@ -331,16 +338,32 @@ func (p Policy) CheckStart(module, image string, spec *specs.Spec) error {
 		if !isBind(m) || p.runtimeBind(module, m) {
 			continue
 		}
-		ro := slices.Contains(m.Options, "ro")
-		if err := p.checkBind(r, fmt.Sprintf("mount %d on %s", i, modspec.Quote(m.Destination)), m.Source, ro); err != nil {
+		if err := p.checkBind(r, fmt.Sprintf("mount %d on %s", i, modspec.Quote(m.Destination)), m.Source, readOnly(m)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// Privileged reports whether the policy lets module (from image) be
+// privileged.
+func (p Policy) Privileged(module, image string) bool {
+	return p.rulesFor(module, image).privileged
+}
+
 func isBind(m specs.Mount) bool {
 	return m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")
+}
+
+// readOnly reports whether bind m is read-only all the way down: "ro" on
+// a recursive bind leaves the file systems mounted below its source
+// writable, unless "rro" makes them read-only too; and mounts propagated
+// in later (shared or slave propagation) keep their own flags.
+func readOnly(m specs.Mount) bool {
+	propagates := slices.ContainsFunc(m.Options, func(o string) bool {
+		return o == "shared" || o == "rshared" || o == "slave" || o == "rslave"
+	})
+	return slices.Contains(m.Options, "ro") && !propagates && (!slices.Contains(m.Options, "rbind") || slices.Contains(m.Options, "rro"))
 }
 
 // Where below RuntimeDir the runtime keeps what it binds into modules
@@ -406,7 +429,7 @@ func (p Policy) CheckMounted(module, image string, spec *specs.Spec, pid uint32)
 		}
 		field := fmt.Sprintf("mount %d on %s", i, modspec.Quote(m.Destination))
 		src := filepath.Clean(m.Source)
-		base, err := p.bindRoot(r, field, src, slices.Contains(m.Options, "ro"))
+		base, err := p.bindRoot(r, field, src, readOnly(m))
 		if err != nil {
 			return err
 		}
@@ -484,7 +507,7 @@ func FromConfig(c *config.Config) Policy {
 		never = append(never, filepath.Dir(c.Containerd))
 	}
 	p := Policy{VolumesDir: filepath.Join(c.Homedir, "volumes"), ReadOnlyBinds: c.Policy.ReadOnlyBinds,
-		Grants: c.Policy.Allow, Never: never, RuntimeDir: c.Homedir}
+		Grants: c.Policy.Allow, Never: never, RuntimeDir: c.Homedir, HostNetwork: c.Policy.AllowHostNetwork}
 	if filepath.Base(c.MgmtSocket) == "mgmt.sock" { // as modrtd binds it into edgeAgent
 		p.MgmtDir = filepath.Dir(c.MgmtSocket)
 	}

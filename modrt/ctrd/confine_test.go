@@ -1,0 +1,86 @@
+package ctrd_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/edgev2/edgev2/internal/testenv"
+	"github.com/edgev2/edgev2/modrt"
+	rtconfig "github.com/edgev2/edgev2/modrt/config"
+	"github.com/edgev2/edgev2/modrt/ctrd"
+	"github.com/edgev2/edgev2/modrt/logstore"
+	"github.com/edgev2/edgev2/modrt/modspec"
+	rtpolicy "github.com/edgev2/edgev2/modrt/policy"
+)
+
+// A container made before modules ran under Docker's default seccomp
+// profile (so without one: the host's keyrings in reach) gets the profile
+// at its next start, unless the policy lets the module be privileged.
+func TestContainerMadeWithoutSeccompGetsTheProfileAtItsNextStart(t *testing.T) {
+	p := rtpolicy.Policy{Grants: []rtconfig.Grant{{Modules: []string{"admin"}, Privileged: true}}}
+	rt := ctrd.StartRuntime(t, func(c *ctrd.RuntimeConfig) { c.Confine = modrt.Confine(p) })
+	for _, tc := range []struct{ name, want string }{
+		{"legacy", "Seccomp:\t2"}, // filter
+		{"admin", "Seccomp:\t0"},  // privileged by the policy: as it was made
+	} {
+		req := ctrd.CreateRequest{Name: tc.name, Image: ctrd.TestImage, Restart: modspec.RestartNever,
+			Opts: []oci.SpecOpts{oci.WithProcessArgs("sh", "-c", "grep Seccomp: /proc/self/status; sleep 600")}}
+		if err := rt.Create(t.Context(), req); err != nil {
+			t.Fatal(err)
+		}
+		if err := rt.Start(t.Context(), tc.name); err != nil {
+			t.Fatalf("start %s: %v", tc.name, err)
+		}
+		var out string
+		testenv.WaitFor(20*time.Second, func() bool {
+			out, _, _ = ctrd.LogText(t, rt, tc.name, logstore.Options{Tail: -1})
+			return strings.Contains(out, "Seccomp:")
+		})
+		if strings.TrimSpace(out) != tc.want {
+			t.Errorf("%s runs with %q; want %q", tc.name, strings.TrimSpace(out), tc.want)
+		}
+	}
+}
+
+// A read-only bind of a container made before read-only binds were
+// recursive ("rbind", "ro") is made read-only all the way down at its next
+// start, which the start check then lets through: the module keeps
+// running, and what is mounted below the source is read-only to it.
+func TestContainerMadeWithAShallowReadOnlyBindStartsWithItReadOnlyAllTheWay(t *testing.T) {
+	testenv.RequireRoot(t)
+	root := filepath.Join(t.TempDir(), "shared")
+	sub := filepath.Join(root, "sub")
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "edgev2-test", sub).CombinedOutput(); err != nil {
+		t.Fatalf("mount below the read-only root: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", sub).Run() })
+	p := rtpolicy.Policy{ReadOnlyBinds: []string{root}}
+	rt := ctrd.StartRuntime(t, func(c *ctrd.RuntimeConfig) { c.Confine, c.StartCheck = modrt.Confine(p), p.CheckStart })
+	req := ctrd.CreateRequest{Name: "reader", Image: ctrd.TestImage, Restart: modspec.RestartNever, Opts: []oci.SpecOpts{
+		oci.WithMounts([]specs.Mount{{Destination: "/ro", Type: "bind", Source: root, Options: []string{"rbind", "ro", "rslave"}}}),
+		oci.WithProcessArgs("sh", "-c", "if touch /ro/sub/planted 2>/dev/null; then echo WRITTEN; else echo REFUSED; fi; sleep 600")}}
+	if err := rt.Create(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(t.Context(), "reader"); err != nil {
+		t.Fatalf("start a module made with a shallow read-only bind: %v", err)
+	}
+	var out string
+	testenv.WaitFor(20*time.Second, func() bool {
+		out, _, _ = ctrd.LogText(t, rt, "reader", logstore.Options{Tail: -1})
+		return strings.Contains(out, "E")
+	})
+	if _, err := os.Stat(filepath.Join(sub, "planted")); err == nil || strings.TrimSpace(out) != "REFUSED" {
+		t.Fatalf("the module's write below its read-only bind: %q", out)
+	}
+}
