@@ -137,7 +137,7 @@ func (co *CreateOptions) validate() error {
 	for i, e := range co.Env {
 		k, v, ok := strings.Cut(e, "=")
 		if !ok {
-			return fault.New(fault.InvalidArgs, "createOptions.Env[%d] %s is not KEY=value", i, Quote(k))
+			return fault.New(fault.InvalidArgs, "createOptions.Env[%d] %s is not KEY=value", i, envEntryShown(e))
 		}
 		if err := validateEnvKey(k); err != nil {
 			return fault.New(fault.InvalidArgs, "createOptions.Env[%d]: %s", i, err)
@@ -509,3 +509,22 @@ func contains(list []string, s string) bool {
 
 // sortedKeys is m's keys in order.
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// envEntryShown is what an error says of an Env entry without '=': a bare
+// name whole; the name of KEY:value or "KEY value" (a typo for '='), not the
+// value; nothing of anything else, which may be a secret pasted alone.
+func envEntryShown(e string) string {
+	name := e
+	if i := strings.IndexAny(e, ": \t"); i > 0 {
+		name = e[:i]
+	}
+	if len(name) > 64 || strings.IndexFunc(name, func(r rune) bool {
+		return !(r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9')
+	}) >= 0 {
+		return "(not shown: it may hold a secret)"
+	}
+	if name == e {
+		return Quote(e)
+	}
+	return "(" + Quote(name) + " and a value not shown)"
+}

@@ -341,3 +341,24 @@ func FuzzParseSpec(f *testing.F) {
 		s.LogLimits()
 	})
 }
+
+// TestEnvEntryWithoutEqualsShowsNoValue: an Env entry without '=' is most
+// often KEY:value or "KEY value" typed for KEY=value, or a value pasted
+// alone; the error (edgeAgent's status, edgectl's output) names the entry,
+// and the variable's name when it is one, never the value.
+func TestEnvEntryWithoutEqualsShowsNoValue(t *testing.T) {
+	tests := []struct{ entry, shown string }{
+		{"API_TOKEN:s3cr3t-Tail", `"API_TOKEN"`},
+		{"API_TOKEN s3cr3t-Tail", `"API_TOKEN"`},
+		{"s3cr3t-Tail", "not shown"},
+		{"HOME", `"HOME"`},
+	}
+	for _, tt := range tests {
+		doc, _ := json.Marshal(map[string]any{"name": "m", "type": "docker", "config": map[string]any{"settings": map[string]any{
+			"image": "alpine", "createOptions": map[string]any{"Env": []string{tt.entry}}}}})
+		_, err := ParseSpec(doc)
+		if err == nil || !strings.Contains(err.Error(), "Env[0]") || !strings.Contains(err.Error(), tt.shown) || strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("Env [%q]: %v; want Env[0] named, showing %s and no value", tt.entry, err, tt.shown)
+		}
+	}
+}
