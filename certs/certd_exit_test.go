@@ -1,14 +1,11 @@
 package certs_test
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/edgev2/edgev2/internal/testenv"
 )
@@ -64,14 +61,5 @@ func certdRefuses(t *testing.T, bus *testenv.Bus, dir, config string) string {
 	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(testenv.BuildBinary(t, "./cmd/edgev2-certd"), "--config", cfg, "--log-level", "debug")
-	cmd.Env = []string{"DBUS_SYSTEM_BUS_ADDRESS=" + bus.Address}
-	timer := time.AfterFunc(2*time.Minute, func() { cmd.Process.Kill() })
-	out, err := cmd.CombinedOutput()
-	timer.Stop()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 78 {
-		t.Fatalf("certd: %v; want exit 78 (bad configuration)\n%s", err, out)
-	}
-	return string(out)
+	return testenv.RefusesConfig(t, "./cmd/edgev2-certd", cfg, []string{"DBUS_SYSTEM_BUS_ADDRESS=" + bus.Address})
 }

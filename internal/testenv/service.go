@@ -371,3 +371,32 @@ func (s *Service) IsRunning() bool {
 		return true
 	}
 }
+
+// ExitConfig is the exit code of a daemon refusing its configuration
+// (EX_CONFIG): the units' RestartPreventExitStatus, as restarting cannot fix it.
+const ExitConfig = 78
+
+// RefusesConfig runs daemon pkg (built from ./cmd) at debug level on the
+// config file cfg with env, and returns its output; the test fails unless
+// it exits ExitConfig within two minutes.
+func RefusesConfig(t TB, pkg, cfg string, env []string) string {
+	t.Helper()
+	cmd := exec.Command(BuildBinary(t, pkg), "--config", cfg, "--log-level", "debug")
+	cmd.Env = env
+	done := make(chan struct{})
+	timer := time.AfterFunc(2*time.Minute, func() {
+		select {
+		case <-done:
+		default:
+			cmd.Process.Kill()
+		}
+	})
+	out, err := cmd.CombinedOutput()
+	close(done)
+	timer.Stop()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != ExitConfig {
+		t.Fatalf("%s: %v; want exit %d (bad configuration)\n%s", pkg, err, ExitConfig, out)
+	}
+	return string(out)
+}

@@ -1,15 +1,12 @@
 package adapter_test
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/internal/testenv"
@@ -20,7 +17,8 @@ import (
 // configuration mistake and asserts exit code 78 (EX_CONFIG): the unit's
 // RestartPreventExitStatus=78 keeps systemd from retrying what restarting
 // cannot fix — above all a wrong PIN, which would lock the token (and
-// keyd says it is the PIN, without printing it).
+// keyd says it is the PIN, without printing it, nor a PIN an admin wrote
+// where pin-source wants a file).
 func TestKeydConfigErrorsExit78(t *testing.T) {
 	testenv.RequireRoot(t)
 	uid, gid := testenv.EnsureUser(t, testenv.ServiceUser)
@@ -33,6 +31,7 @@ func TestKeydConfigErrorsExit78(t *testing.T) {
 		return fmt.Sprintf("homedir = %q\npkcs11_lib_path = %q\npkcs11_base_slot = %q\n", dir, tok.LibPath, uri)
 	}
 	tokURI := "pkcs11:token=" + tok.Label
+	const typedPIN = "58213094"
 	for _, c := range []struct {
 		name, config, says string
 		alsoSays           string // a regexp, if set
@@ -48,36 +47,24 @@ func TestKeydConfigErrorsExit78(t *testing.T) {
 		{"wrong PIN", base(tokURI + "?pin-value=wrong-pin-4711"), "wrong", `(?i)pin`},
 		{"no such token", base("pkcs11:token=no-such-token?pin-value=1234"), "matches no token", ""},
 		{"preloaded pin-source relative", fmt.Sprintf("homedir = %q\npkcs11_lib_path = %q\n[preloaded_keys]\nk = \"pkcs11:token=x;object=k?pin-source=pin.txt\"\n", dir, tok.LibPath), "preloaded_keys.k", ""},
+		// The PIN itself written where pin-source wants a file: named, never printed.
+		{"PIN typed as pin-source", base(tokURI + "?pin-source=" + typedPIN), "pkcs11_base_slot", "pin-source"},
+		{"PIN typed as pin-source file: URI", base(tokURI + "?pin-source=file:" + typedPIN), "pkcs11_base_slot", "pin-source"},
+		{"PIN typed as a preloaded key's pin-source", fmt.Sprintf("homedir = %q\npkcs11_lib_path = %q\n[preloaded_keys]\nk = %q\n", dir, tok.LibPath, tokURI+";object=k?pin-source="+typedPIN), "preloaded_keys.k", "pin-source"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := filepath.Join(dir, "keyd.toml")
 			if err := os.WriteFile(cfg, []byte(c.config), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command(testenv.BuildBinary(t, "./cmd/edgev2-keyd"), "--config", cfg)
-			cmd.Env = append([]string{"DBUS_SYSTEM_BUS_ADDRESS=" + bus.Address}, tok.Env()...)
-			done := make(chan struct{})
-			timer := time.AfterFunc(2*time.Minute, func() {
-				select {
-				case <-done:
-				default:
-					cmd.Process.Kill()
-				}
-			})
-			out, err := cmd.CombinedOutput()
-			close(done)
-			timer.Stop()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() != 78 {
-				t.Fatalf("keyd: %v; want exit 78 (bad configuration)\n%s", err, out)
-			}
+			out := []byte(testenv.RefusesConfig(t, "./cmd/edgev2-keyd", cfg, append([]string{"DBUS_SYSTEM_BUS_ADDRESS=" + bus.Address}, tok.Env()...)))
 			if !strings.Contains(string(out), c.says) {
 				t.Errorf("keyd's message does not say %q:\n%s", c.says, out)
 			}
 			if c.alsoSays != "" && !regexp.MustCompile(c.alsoSays).Match(out) {
 				t.Errorf("keyd's message does not say %s:\n%s", c.alsoSays, out)
 			}
-			if strings.Contains(string(out), tok.PIN) || strings.Contains(string(out), "wrong-pin-4711") {
+			if strings.Contains(string(out), tok.PIN) || strings.Contains(string(out), "wrong-pin-4711") || strings.Contains(string(out), typedPIN) {
 				t.Errorf("keyd printed a PIN:\n%s", out)
 			}
 		})
