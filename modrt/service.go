@@ -107,7 +107,8 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 		return fault.New(fault.InvalidArgs, "the spec names module %q but it is created as %q", spec.Name, name)
 	}
 	spec.Name = name // the policy's grants name modules
-	if err := s.checkNameCase(ctx, name); err != nil { // before an identity is made for it
+	// Before an identity or a socket is made for it.
+	if err := s.checkNameCase(ctx, name); err != nil {
 		return err
 	}
 	image, err := spec.ImageRef()
