@@ -44,9 +44,12 @@ func (w WorkloadConfig) validate(path string) error {
 // case-insensitively. The module's own name counts only as a single label
 // (no dot): the deployment names modules, and a module named like a host
 // outside the device ("myhub.azure-devices.net") must not get the edge
-// CA's word for that host; such a name needs a grant like any other.
+// CA's word for that host; such a name needs a grant like any other. Nor
+// does a module named like the gateway (a single-label host name, which
+// downstream devices reach edgeHub by) or "localhost" get that name.
 func (w WorkloadConfig) ServerCertNameAllowed(module, name, gateway string) bool {
-	if strings.EqualFold(name, module) && !strings.Contains(module, ".") {
+	if strings.EqualFold(name, module) && !strings.Contains(module, ".") &&
+		!strings.EqualFold(module, gateway) && !strings.EqualFold(module, "localhost") {
 		return true
 	}
 	for _, n := range w.ServerCertNames[module] {

@@ -29,6 +29,12 @@ func TestServerCertNamesAreTheModulesOwnOrGranted(t *testing.T) {
 		{"myhub.azure-devices.net", "myhub.azure-devices.net", "", false},
 		{"login.microsoftonline.com", "LOGIN.microsoftonline.com", "", false},
 		{"opcua.plant.example", "opcua.plant.example", "", false},
+		// Nor one named like the gateway (a single-label host name, which
+		// downstream devices reach edgeHub by) or localhost.
+		{"gateway", "gateway", "gateway", false},
+		{"Gateway", "gateway", "gateway", false},
+		{"localhost", "localhost", "", false},
+		{"LocalHost", "localhost", "gw.example", false},
 	} {
 		if got := w.ServerCertNameAllowed(tc.module, tc.name, tc.gateway); got != tc.ok {
 			t.Errorf("%s asking for %q (gateway %q): %v, want %v", tc.module, tc.name, tc.gateway, got, tc.ok)
