@@ -27,9 +27,11 @@ func StoreName(id string) string {
 // StoreID is the id whose file in the store directory dir path is (the
 // file need not exist): path's directory must be dir — compared by device
 // and inode, so a symlink or bind mount to it counts — and its name
-// StoreName(id)+suffix. recorded reads the id a hashed name's file records.
+// StoreName(id)+suffix. A symbolic link at path counts as its target, as
+// opening path reads the target. recorded reads the id a hashed name's
+// file records.
 func StoreID(dir, path, suffix string, recorded func(path string) (string, bool)) (string, bool) {
-	parent, name := filepath.Split(filepath.Clean(path))
+	parent, name := filepath.Split(linkTarget(path))
 	a, err := os.Stat(parent)
 	if err != nil {
 		return "", false
@@ -50,4 +52,24 @@ func StoreID(dir, path, suffix string, recorded func(path string) (string, bool)
 		return "", false
 	}
 	return id, true
+}
+
+// linkTarget is the file path names once the symbolic links at its end are
+// followed, the target need not exist; path itself when it is no link.
+func linkTarget(path string) string {
+	for range 40 { // the kernel's limit
+		fi, err := os.Lstat(path)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			break
+		}
+		target, err := os.Readlink(path)
+		if err != nil {
+			break
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(path), target)
+		}
+		path = target
+	}
+	return filepath.Clean(path)
 }
