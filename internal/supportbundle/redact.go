@@ -22,8 +22,9 @@ const redacted = "REDACTED"
 var inlineSecrets = regexp.MustCompile(`(?i)(SharedAccessKey=|pin-value=|\bsig=|password=)(?:` + quotedValue + `|[^;&?"' \t\r\n]*)`)
 
 // quotedValue is a logfmt value in quotes, or in escaped quotes inside
-// another quoted value.
-const quotedValue = `\\"(?:[^"\\]|\\[^"])*\\"|"(?:[^"\\]|\\.)*"`
+// another quoted value; there a quote or backslash of the value is \\\"
+// or \\\\, which does not end it.
+const quotedValue = `\\"(?:\\\\\\\\|\\\\\\"|\\\\[^"\\]|\\[^"\\]|[^"\\])*\\"|"(?:[^"\\]|\\.)*"`
 
 // logfmtSecret is a lowercase name=value whose name always means a secret
 // (slog's own attributes name keys and tokens by id: key_id=, token=<label>).

@@ -1,6 +1,7 @@
 package supportbundle
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -255,6 +256,20 @@ func TestRedactTextHidesQuotedAndLogfmtSecrets(t *testing.T) {
 	for _, s := range []string{"level=INFO msg=login password=", "PATH=/usr/bin", "level=WARN msg=refused client_secret=", `msg="call failed"`, "rejected", "key=device-id token=edgev2 key_id=device-id private_key_id=k1", `"LOG_LEVEL=debug info"`, `"API_TOKEN=REDACTED"`} {
 		if !strings.Contains(got, s) {
 			t.Errorf("%q was lost:\n%s", s, got)
+		}
+	}
+}
+
+// A password with a quote or a backslash in it, quoted (%q) in an error
+// that a log line quotes again, is hidden whole: the escaped quote inside
+// is \\\" there, which does not end the value.
+func TestRedactTextHidesASecretQuotedTwiceWithQuotesInIt(t *testing.T) {
+	for _, pw := range []string{`p"q Tail-8`, `p\"q Tail-8`, `p\ Tail-8`, `p\\"Tail-8`} {
+		inner := "auth failed: password=" + strconv.Quote(pw) + " rejected"
+		line := `level=ERROR msg="call failed" err=` + strconv.Quote(inner) + " module=m1"
+		got := RedactText(line)
+		if strings.Contains(got, "Tail-8") || !strings.Contains(got, "rejected") || !strings.Contains(got, "module=m1") {
+			t.Errorf("password %q:\n%s\n  -> %s", pw, line, got)
 		}
 	}
 }
