@@ -411,7 +411,9 @@ func SortedIDs[V any](m map[string]V) []string {
 // CheckHTTPS refuses an EST URL that is not https://host/... or that
 // carries credentials. The messages never echo a password: a URL with a
 // user:password@ part is shown redacted, one that does not parse (the
-// password may be what breaks it) is not shown.
+// password may be what breaks it) is not shown, nor one with an '@' that
+// is no user:password@ part ("https//user:password@host": mistyped, the
+// password is in its path).
 func CheckHTTPS(raw string) error {
 	u, err := url.Parse(raw)
 	switch {
@@ -419,6 +421,8 @@ func CheckHTTPS(raw string) error {
 		return errors.New("is not a valid URL (EST needs https://host/...; it is not shown: it may hold a password)")
 	case u.User != nil:
 		return fmt.Errorf("%q embeds credentials (user:password@); set the EST username and password settings instead", u.Redacted())
+	case (u.Scheme != "https" || u.Host == "") && strings.Contains(raw, "@"):
+		return errors.New("is not an https:// URL (EST needs TLS; it is not shown: what comes before its '@' may be a password)")
 	case u.Scheme != "https" || u.Host == "":
 		return fmt.Errorf("%q is not an https:// URL (EST needs TLS; plain http is never used)", raw)
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -47,5 +48,25 @@ func TestCABindingsMustAgree(t *testing.T) {
 	}
 	if k, ok := c.CAKey("ca"); !ok || k != "a" {
 		t.Fatalf("CAKey(ca) = %q, %v", k, ok)
+	}
+}
+
+// A URL mistyped so that user:password@ is not its authority ("https//",
+// "https:/", no scheme) still parses, with the password in its path or
+// opaque part: the refusal says what is wrong without showing it.
+func TestCheckHTTPSNeverShowsAPasswordOutsideTheAuthority(t *testing.T) {
+	for _, raw := range []string{
+		"https//factory:a2V5@est.example/.well-known/est",
+		"https:/factory:a2V5@est.example",
+		"https:factory:a2V5@est.example",
+		"factory:a2V5@est.example",
+	} {
+		err := CheckHTTPS(raw)
+		if err == nil || strings.Contains(err.Error(), "a2V5") {
+			t.Errorf("CheckHTTPS(%q) = %v; want a refusal that does not show the password", raw, err)
+		}
+	}
+	if err := CheckHTTPS("http://est.example/x"); err == nil || !strings.Contains(err.Error(), "http://est.example/x") {
+		t.Errorf("CheckHTTPS of a plain http URL = %v; want it shown", err)
 	}
 }

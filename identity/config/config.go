@@ -283,6 +283,9 @@ func (c *Config) validate(path string) error {
 		} else if u.User != nil {
 			return bad("provisioning.global_endpoint", fmt.Sprintf("%q embeds credentials (user:password@); DPS takes none in its URL", u.Redacted()), fix)
 		} else if u.Scheme != "https" || u.Host == "" {
+			if strings.Contains(p.GlobalEndpoint, "@") { // mistyped credentials, in its path
+				return bad("provisioning.global_endpoint", "is not an https URL (not shown: what comes before its '@' may be a password)", fix)
+			}
 			return bad("provisioning.global_endpoint", fmt.Sprintf("%q is not an https URL", p.GlobalEndpoint), fix)
 		}
 		if p.IDScope == "" {

@@ -101,6 +101,9 @@ func TestConfigErrorsNeverShowAnEndpointPassword(t *testing.T) {
 		{"https://u:ZW5kcG9pbnQtcHc@dps.example", "https://u:xxxxx@dps.example"},
 		{"http://u:ZW5kcG9pbnQtcHc@dps.example", "embeds credentials"},
 		{"https://u:ZW5kcG9pbnQtcHc%zz@dps.example", "not a valid URL"},
+		// Mistyped: the credentials are no authority, but the URL parses.
+		{"https//u:ZW5kcG9pbnQtcHc@dps.example", "not an https URL"},
+		{"https:/u:ZW5kcG9pbnQtcHc@dps.example", "not an https URL"},
 	} {
 		text := strings.Replace(dpsSymKey, "id_scope", "global_endpoint = \""+c.endpoint+"\"\nid_scope", 1)
 		_, err := ParseConfig("identityd.toml", []byte(text))

@@ -53,6 +53,8 @@ func TestParseRefusesBadConfigNamingFileLineKeyAndFix(t *testing.T) {
 		{"est url with credentials", "[cert_issuance.est]\nurl = \"https://factory:a2V5@est.example\"\n", 2, "cert_issuance.est.url", "embeds credentials", "https://"},
 		{"est url with credentials over http", "[cert_issuance.est]\nurl = \"http://factory:a2V5@est.example\"\n", 2, "cert_issuance.est.url", "http://factory:xxxxx@est.example", "https://"},
 		{"est url broken by its password", "[cert_issuance.est]\nurl = \"https://factory:a2V5%zz@est.example\"\n", 2, "cert_issuance.est.url", "not a valid URL", "https://"},
+		{"est url mistyped with credentials", "[cert_issuance.est]\nurl = \"https//factory:a2V5@est.example\"\n", 2, "cert_issuance.est.url", "not an https:// URL", "https://"},
+		{"dps endpoint mistyped with credentials", dpsHead + "global_endpoint = \"https:/u:a2V5@dps.example\"\n[provisioning.attestation]\nmethod = \"tpm\"\n", 4, "provisioning.global_endpoint", "not an https:// URL", "https://"},
 		{"issuance est url with credentials", "[cert_issuance.certs.web]\nmethod = \"est\"\nurl = \"https://factory:a2V5@est.example\"\n", 3, "cert_issuance.certs.web.url", "embeds credentials", "https://"},
 		{"dps endpoint with credentials", dpsHead + "global_endpoint = \"https://u:a2V5@dps.example\"\n[provisioning.attestation]\nmethod = \"tpm\"\n", 4, "provisioning.global_endpoint", "embeds credentials", "https://"},
 		{"local_ca issuance without local CA", "[cert_issuance.certs.web]\nmethod = \"local_ca\"\n", 2, "cert_issuance.certs.web.method", "needs [cert_issuance.local_ca]", "cert and pk"},

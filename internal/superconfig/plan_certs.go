@@ -28,7 +28,8 @@ func (c *Config) autoRenew(key string, ar *AutoRenew) (*certsconfig.AutoRenew, e
 // checkHTTPS says what is wrong with a cloud URL (EST, DPS), or "". It
 // never echoes a password: a URL with a user:password@ part is shown
 // redacted, one that does not parse (the password may be what breaks it)
-// is not shown.
+// is not shown, nor one with an '@' that is no user:password@ part
+// ("https//user:password@host": mistyped, the password is in its path).
 func checkHTTPS(raw string) string {
 	u, err := url.Parse(raw)
 	switch {
@@ -36,6 +37,8 @@ func checkHTTPS(raw string) string {
 		return "is not a valid URL (not shown: it may hold a password)"
 	case u.User != nil:
 		return fmt.Sprintf("%q embeds credentials (user:password@); give them in their own settings", u.Redacted())
+	case (u.Scheme != "https" || u.Host == "") && strings.Contains(raw, "@"):
+		return "is not an https:// URL (not shown: what comes before its '@' may be a password)"
 	case u.Scheme != "https" || u.Host == "":
 		return fmt.Sprintf("%q is not an https:// URL", raw)
 	}
