@@ -143,14 +143,14 @@ func bundle(cs []*x509.Certificate) string {
 // is made here and handed over, as aziot-edged does), and has certd issue
 // the certificate under the edge CA.
 func (b workloadBackend) ServerCert(ctx context.Context, module, commonName string, notAfter time.Time) (string, string, error) {
+	// Every module's request needs the gateway's name: edgeHub may get
+	// it, and no other module may by being named like it.
 	gateway := ""
-	if module == rtconfig.EdgeHubModule {
-		if dev, err := b.ids.DeviceIdentity(ctx); err == nil {
-			gateway = dev.GatewayHostname
-		}
-		if gateway == "" {
-			gateway, _ = os.Hostname() // as ModuleEnv's IOTEDGE_GATEWAYHOSTNAME
-		}
+	if dev, err := b.ids.DeviceIdentity(ctx); err == nil {
+		gateway = dev.GatewayHostname
+	}
+	if gateway == "" {
+		gateway, _ = os.Hostname() // as ModuleEnv's IOTEDGE_GATEWAYHOSTNAME
 	}
 	if !b.names.ServerCertNameAllowed(module, commonName, gateway) {
 		return "", "", fault.New(fault.NotAuthorized, "module %q may get server certificates only for its own name (or names [workload.server_cert_names] in modrtd.toml grants it), not %q", module, commonName)
