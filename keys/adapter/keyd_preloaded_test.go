@@ -143,3 +143,64 @@ func TestKeydPreloadedKeyFileIsNotServedUnderItsFileName(t *testing.T) {
 		t.Errorf("the preloaded key's signature does not verify with the factory key")
 	}
 }
+
+// TestKeydPreloadedKeyLinkedToAStoreFileIsNotServedUnderItsFileName: a
+// preloaded key configured as file:///etc/.../device-id.key, a symbolic link
+// to <homedir>/factory.key, is read from that file too, so engine key
+// "factory" must be read-only as when the path names the file itself: a
+// caller moving a key of its own onto "factory" replaced the device's
+// factory key file, choosing the key keyd loads as factory-id at its next
+// start.
+func TestKeydPreloadedKeyLinkedToAStoreFileIsNotServedUnderItsFileName(t *testing.T) {
+	testenv.RequireRoot(t)
+	d := testenv.StartDevice(t, testenv.DeviceOptions{})
+	home := d.Home(testenv.Keyd)
+	uid, gid := testenv.EnsureUser(t, testenv.ServiceUser)
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(home, uid, gid)
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(home, "factory.key")
+	factory := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	if err := os.WriteFile(keyFile, factory, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(keyFile, uid, gid)
+	links := filepath.Join(filepath.Dir(home), "etc-keys")
+	if err := os.MkdirAll(links, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(links, "device-id.key")
+	if err := os.Symlink(keyFile, link); err != nil {
+		t.Fatal(err)
+	}
+	d.StartDaemon(t, testenv.Keyd, testenv.Daemon{Config: fmt.Sprintf("\n[preloaded_keys]\nfactory-id = \"file://%s\"\n", link)})
+	k := d.Keys()
+	ctx := ctxT(t)
+	if _, err := k.Key("factory-id").Sign(ctx, keys.MechECDSASHA256, []byte("x")); err != nil {
+		t.Fatalf("the preloaded key does not sign through its link: %v", err)
+	}
+	if err := k.DeleteKey(ctx, "factory"); !fault.Is(err, fault.ReadOnly) {
+		t.Errorf("DeleteKey(factory), the file a preloaded key's link names = %v; want ReadOnly", err)
+	}
+	if _, err := k.CreateKeyPair(ctx, "factory", "ec-p256"); !fault.Is(err, fault.ReadOnly) {
+		t.Errorf("CreateKeyPair(factory) = %v; want ReadOnly", err)
+	}
+	if _, err := k.CreateKeyPair(ctx, "other", "ec-p256"); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.MoveKey(ctx, "other", "factory"); !fault.Is(err, fault.ReadOnly) {
+		t.Errorf("MoveKey(other, factory) = %v; want ReadOnly", err)
+	}
+	if got, err := os.ReadFile(keyFile); err != nil || !bytes.Equal(got, factory) {
+		t.Fatalf("the factory key file changed (%v)", err)
+	}
+}
