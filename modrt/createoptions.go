@@ -103,7 +103,12 @@ func Confine(p policy.Policy) func(module, image string, spec *specs.Spec) (bool
 				}
 				opts = append(opts, o)
 			}
-			if slices.Contains(opts, "rbind") && !slices.Contains(opts, "rro") {
+			switch {
+			case p.RuntimeBind(module, m) && slices.Contains(opts, "rbind"):
+				// The runtime's own directories have nothing below them:
+				// bound as now, not recursive, without "rro" (Linux 5.12).
+				opts[slices.Index(opts, "rbind")] = "bind"
+			case slices.Contains(opts, "rbind") && !slices.Contains(opts, "rro"):
 				opts = append(opts, "rro")
 			}
 			if !slices.Equal(opts, m.Options) {

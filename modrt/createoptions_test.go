@@ -194,8 +194,8 @@ func TestOCIOptsMounts(t *testing.T) {
 		"/shared":                        {Destination: "/shared", Type: "bind", Source: "/srv/shared", Options: []string{"rbind", "rw", "rshared"}},
 		"/cfg":                           {Destination: "/cfg", Type: "bind", Source: "/srv/cfg", Options: []string{"bind", "ro", "rprivate"}},
 		"/scratch":                       {Destination: "/scratch", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "noexec", "size=1048576", "mode=700"}},
-		"/etc/hosts":                     {Destination: "/etc/hosts", Type: "bind", Source: "/etc/hosts", Options: []string{"rbind", "ro", "rprivate", "rro"}},
-		"/etc/resolv.conf":               {Destination: "/etc/resolv.conf", Type: "bind", Source: "/etc/resolv.conf", Options: []string{"rbind", "ro", "rprivate", "rro"}},
+		"/etc/hosts":                     {Destination: "/etc/hosts", Type: "bind", Source: "/etc/hosts", Options: []string{"bind", "ro", "rprivate"}},
+		"/etc/resolv.conf":               {Destination: "/etc/resolv.conf", Type: "bind", Source: "/etc/resolv.conf", Options: []string{"bind", "ro", "rprivate"}},
 	}
 	for dest, w := range want {
 		if got, ok := byDest[dest]; !ok || !reflect.DeepEqual(got, w) {
@@ -531,4 +531,40 @@ func FuzzOCIOpts(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestConfineMakesReadOnlyBindsReadOnlyAllTheWayDown: a container an older
+// modrtd made gets "rro" on its read-only recursive binds and private
+// propagation; the runtime's own directories, with nothing below them,
+// become plain read-only binds instead (no "rro", which needs Linux 5.12,
+// so modules keep starting on older kernels).
+func TestConfineMakesReadOnlyBindsReadOnlyAllTheWayDown(t *testing.T) {
+	rt := "/run/edgev2/modrtd"
+	p := rtpolicy.Policy{Static: true, RuntimeDir: rt}
+	spec := &oci.Spec{Mounts: []specs.Mount{
+		{Destination: "/var/run/iotedge", Type: "bind", Source: rt + "/workload/m", Options: []string{"rbind", "ro"}},
+		{Destination: "/etc/hosts", Type: "bind", Source: rt + "/hosts/network-hosts", Options: []string{"rbind", "ro"}},
+		{Destination: "/data", Type: "bind", Source: "/srv/data", Options: []string{"rbind", "ro", "rslave"}},
+		{Destination: "/cfg", Type: "bind", Source: "/srv/cfg", Options: []string{"bind", "ro"}},
+		{Destination: "/rw", Type: "bind", Source: "/srv/rw", Options: []string{"rbind", "rw", "rshared"}},
+		// Another module's socket directory is no runtime bind of m's.
+		{Destination: "/other", Type: "bind", Source: rt + "/workload/other", Options: []string{"rbind", "ro"}},
+	}}
+	changed, err := Confine(p)("m", "alpine", spec)
+	if err != nil || !changed {
+		t.Fatalf("Confine = %v, %v; want the spec changed", changed, err)
+	}
+	want := [][]string{
+		{"bind", "ro"},
+		{"bind", "ro"},
+		{"rbind", "ro", "rprivate", "rro"},
+		{"bind", "ro"},
+		{"rbind", "rw", "rshared"},
+		{"rbind", "ro", "rro"},
+	}
+	for i, m := range spec.Mounts {
+		if !slices.Equal(m.Options, want[i]) {
+			t.Errorf("%s: options %v, want %v", m.Destination, m.Options, want[i])
+		}
+	}
 }

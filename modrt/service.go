@@ -54,6 +54,12 @@ type Service struct {
 	createMu sync.Mutex
 }
 
+// runtimeBindOptions bind the runtime's own directories into a module:
+// read-only and not recursive — nothing is mounted below them, so there is
+// nothing for "rro" (Linux 5.12) to make read-only, and modules start on
+// older kernels too.
+var runtimeBindOptions = []string{"bind", "ro", "rprivate"}
+
 // AgentModule is the module that manages the others (edgeAgent).
 const AgentModule = modspec.AgentModule
 
@@ -152,7 +158,7 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 				return err
 			}
 			extra.Env = env
-			extra.Mounts = []specs.Mount{{Destination: workloadDir, Type: "bind", Source: s.Workload.Dir(name), Options: []string{"rbind", "ro", "rro"}}}
+			extra.Mounts = []specs.Mount{{Destination: workloadDir, Type: "bind", Source: s.Workload.Dir(name), Options: runtimeBindOptions}}
 		}
 	}
 	if name == AgentModule && s.MgmtDir != "" {
@@ -160,7 +166,7 @@ func (s *Service) Create(ctx context.Context, name string, specJSON []byte, star
 			extra.Env = map[string]string{}
 		}
 		extra.Env["IOTEDGE_MANAGEMENTURI"] = "unix:///var/run/iotedge-mgmt/" + mgmtSocketName
-		extra.Mounts = append(extra.Mounts, specs.Mount{Destination: "/var/run/iotedge-mgmt", Type: "bind", Source: s.MgmtDir, Options: []string{"rbind", "ro", "rro"}})
+		extra.Mounts = append(extra.Mounts, specs.Mount{Destination: "/var/run/iotedge-mgmt", Type: "bind", Source: s.MgmtDir, Options: runtimeBindOptions})
 	}
 	policy := s.policy
 	policy.AllowHostNetwork = slices.Contains(s.allowHostNetwork, name)

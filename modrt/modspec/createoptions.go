@@ -512,14 +512,16 @@ func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys
 
 // envEntryShown is what an error says of an Env entry without '=': a bare
 // name whole; the name of KEY:value or "KEY value" (a typo for '='), not the
-// value; nothing of anything else, which may be a secret pasted alone.
+// value; nothing of anything else, which may be a secret pasted alone. A
+// name is what environment variables are named by convention (upper case,
+// digits, '_'), so a token pasted alone ("ghp_x1Y…") is not one.
 func envEntryShown(e string) string {
 	name := e
 	if i := strings.IndexAny(e, ": \t"); i > 0 {
 		name = e[:i]
 	}
 	if len(name) > 64 || strings.IndexFunc(name, func(r rune) bool {
-		return !(r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9')
+		return !(r == '_' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
 	}) >= 0 {
 		return "(not shown: it may hold a secret)"
 	}

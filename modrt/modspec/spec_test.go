@@ -351,6 +351,8 @@ func TestEnvEntryWithoutEqualsShowsNoValue(t *testing.T) {
 		{"API_TOKEN:s3cr3t-Tail", `"API_TOKEN"`},
 		{"API_TOKEN s3cr3t-Tail", `"API_TOKEN"`},
 		{"s3cr3t-Tail", "not shown"},
+		{"ghp_s3cr3tTail09", "not shown"}, // a token pasted alone
+		{"api_token:s3cr3t", "not shown"},
 		{"HOME", `"HOME"`},
 	}
 	for _, tt := range tests {

@@ -173,7 +173,7 @@ func (p Policy) mounts(s *modspec.Spec, r rules, x Extra, hostNet bool) ([]specs
 				if f == "/etc/resolv.conf" && x.ResolvConf != "" {
 					src = x.ResolvConf
 				}
-				out = append(out, specs.Mount{Destination: f, Type: "bind", Source: src, Options: []string{"rbind", "ro", "rprivate", "rro"}})
+				out = append(out, specs.Mount{Destination: f, Type: "bind", Source: src, Options: []string{"bind", "ro", "rprivate"}}) // files: nothing below them
 			}
 		}
 	}

@@ -335,7 +335,7 @@ func (p Policy) CheckStart(module, image string, spec *specs.Spec) error {
 		}
 	}
 	for i, m := range spec.Mounts {
-		if !isBind(m) || p.runtimeBind(module, m) {
+		if !isBind(m) || p.RuntimeBind(module, m) {
 			continue
 		}
 		if err := p.checkBind(r, fmt.Sprintf("mount %d on %s", i, modspec.Quote(m.Destination)), m.Source, readOnly(m)); err != nil {
@@ -374,14 +374,14 @@ const (
 	runtimeMgmtDir     = "mgmt"     // <RuntimeDir>/mgmt: edgeAgent's socket directory (default)
 )
 
-// runtimeBind reports whether m is one of the runtime's own binds into
+// RuntimeBind reports whether m is one of the runtime's own binds into
 // module: read-only, and exactly what the runtime binds into that module
 // (its own socket directory, the hosts files, the management socket
 // directory for edgeAgent), so a stored spec that binds anything else of
 // the runtime's (another module's socket directory, the management socket
 // for another module, the runtime's state) is checked like any bind, and
 // refused, at every start.
-func (p Policy) runtimeBind(module string, m specs.Mount) bool {
+func (p Policy) RuntimeBind(module string, m specs.Mount) bool {
 	if !slices.Contains(m.Options, "ro") {
 		return false
 	}
@@ -424,7 +424,7 @@ func (p Policy) CheckMounted(module, image string, spec *specs.Spec, pid uint32)
 	}
 	defer unix.Close(root)
 	for i, m := range spec.Mounts {
-		if !isBind(m) || p.runtimeBind(module, m) || shadowed(spec.Mounts, i) {
+		if !isBind(m) || p.RuntimeBind(module, m) || shadowed(spec.Mounts, i) {
 			continue
 		}
 		field := fmt.Sprintf("mount %d on %s", i, modspec.Quote(m.Destination))
