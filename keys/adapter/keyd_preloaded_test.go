@@ -87,28 +87,7 @@ func TestKeydPreloadedKeyThatDoesNotLoadKeepsItsTokenLabel(t *testing.T) {
 // store's file of id "notyet" is notyet.key; other characters than
 // [A-Za-z0-9] are escaped, so "not-yet.key" would be no key's file).
 func TestKeydPreloadedKeyFileIsNotServedUnderItsFileName(t *testing.T) {
-	testenv.RequireRoot(t)
-	d := testenv.StartDevice(t, testenv.DeviceOptions{})
-	home := d.Home(testenv.Keyd)
-	uid, gid := testenv.EnsureUser(t, testenv.ServiceUser)
-	if err := os.MkdirAll(home, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	os.Chown(home, uid, gid)
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(home, "factory.key")
-	factory := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err := os.WriteFile(keyFile, factory, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	os.Chown(keyFile, uid, gid)
+	d, home, keyFile, factory, priv := factoryKeyInStore(t)
 	d.StartDaemon(t, testenv.Keyd, testenv.Daemon{Config: fmt.Sprintf("\n[preloaded_keys]\nfactory-id = \"file://%s\"\nlater = \"file://%s\"\n",
 		keyFile, filepath.Join(home, "notyet.key"))})
 	k := d.Keys()
@@ -152,28 +131,7 @@ func TestKeydPreloadedKeyFileIsNotServedUnderItsFileName(t *testing.T) {
 // factory key file, choosing the key keyd loads as factory-id at its next
 // start.
 func TestKeydPreloadedKeyLinkedToAStoreFileIsNotServedUnderItsFileName(t *testing.T) {
-	testenv.RequireRoot(t)
-	d := testenv.StartDevice(t, testenv.DeviceOptions{})
-	home := d.Home(testenv.Keyd)
-	uid, gid := testenv.EnsureUser(t, testenv.ServiceUser)
-	if err := os.MkdirAll(home, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	os.Chown(home, uid, gid)
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(home, "factory.key")
-	factory := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err := os.WriteFile(keyFile, factory, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	os.Chown(keyFile, uid, gid)
+	d, home, keyFile, factory, _ := factoryKeyInStore(t)
 	links := filepath.Join(filepath.Dir(home), "etc-keys")
 	if err := os.MkdirAll(links, 0o755); err != nil {
 		t.Fatal(err)
@@ -203,4 +161,34 @@ func TestKeydPreloadedKeyLinkedToAStoreFileIsNotServedUnderItsFileName(t *testin
 	if got, err := os.ReadFile(keyFile); err != nil || !bytes.Equal(got, factory) {
 		t.Fatalf("the factory key file changed (%v)", err)
 	}
+}
+
+// factoryKeyInStore is a Device whose keyd (not started) has an EC key file
+// factory.key, a plain PKCS#8 PEM as a factory writes one, in its home: the
+// file engine's store.
+func factoryKeyInStore(t *testing.T) (d *testenv.Device, home, keyFile string, pemData []byte, priv *ecdsa.PrivateKey) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	d = testenv.StartDevice(t, testenv.DeviceOptions{})
+	home = d.Home(testenv.Keyd)
+	uid, gid := testenv.EnsureUser(t, testenv.ServiceUser)
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(home, uid, gid)
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile = filepath.Join(home, "factory.key")
+	pemData = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	if err := os.WriteFile(keyFile, pemData, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(keyFile, uid, gid)
+	return d, home, keyFile, pemData, priv
 }
