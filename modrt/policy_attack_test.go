@@ -223,13 +223,7 @@ func TestReadOnlyBindKeepsMountsBelowItReadOnly(t *testing.T) {
 	testenv.RequireRoot(t)
 	root := filepath.Join(t.TempDir(), "shared")
 	sub := filepath.Join(root, "sub")
-	if err := os.MkdirAll(sub, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "edgev2-test", sub).CombinedOutput(); err != nil {
-		t.Fatalf("mount a file system below the read-only root: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", sub).Run() })
+	testenv.MountTmpfs(t, sub)
 
 	m := startModrtdIn(t, "edgev2-policy-rro", fmt.Sprintf("[policy]\nread_only_binds = [%q]", root))
 	m.ImportImage(t, testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}}))
@@ -277,9 +271,7 @@ func TestReadOnlyBindTakesNoWritableMountsFromTheHost(t *testing.T) {
 		return
 	}
 	m.waitLogContains(t, "reader", "READY")
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "edgev2-stick", sub).CombinedOutput(); err != nil {
-		t.Fatalf("the host mounts a stick: %v: %s", err, out)
-	}
+	testenv.MountTmpfs(t, sub) // the host mounts a stick
 	out := m.waitLog(t, "reader", "WRITTEN", "REFUSED")
 	if _, err := os.Stat(filepath.Join(sub, "planted")); err == nil || out != "REFUSED" {
 		t.Fatalf("the module wrote to a file system the host mounted below its read-only bind: %q", out)

@@ -2,7 +2,6 @@ package ctrd_test
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -57,13 +56,7 @@ func TestContainerMadeWithAShallowReadOnlyBindStartsWithItReadOnlyAllTheWay(t *t
 	testenv.RequireRoot(t)
 	root := filepath.Join(t.TempDir(), "shared")
 	sub := filepath.Join(root, "sub")
-	if err := os.MkdirAll(sub, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "edgev2-test", sub).CombinedOutput(); err != nil {
-		t.Fatalf("mount below the read-only root: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", sub).Run() })
+	testenv.MountTmpfs(t, sub)
 	p := rtpolicy.Policy{ReadOnlyBinds: []string{root}}
 	rt := ctrd.StartRuntime(t, func(c *ctrd.RuntimeConfig) { c.Confine, c.StartCheck = modrt.Confine(p), p.CheckStart })
 	req := ctrd.CreateRequest{Name: "reader", Image: ctrd.TestImage, Restart: modspec.RestartNever, Opts: []oci.SpecOpts{
