@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -23,23 +22,11 @@ func TestWorkloadEncryptionIsPerModule(t *testing.T) {
 	w := newWorld(t)
 	w.provisionDPS(t, "workload-encrypt")
 	modrtd := w.startRuntime(t, fmt.Sprintf("edgev2-enc-%d", time.Now().UnixNano()), "")
-	create := func(name string, env map[string]string) {
-		t.Helper()
-		envJSON := map[string]map[string]string{}
-		for k, v := range env {
-			envJSON[k] = map[string]string{"value": v}
-		}
-		e, _ := json.Marshal(envJSON)
-		spec := fmt.Sprintf(`{"name":%q,"type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{}},"env":%s}}`, name, e)
-		if err := w.dev.CreateModule(name, spec); err != nil {
-			t.Fatalf("CreateModule %s: %v", name, err)
-		}
-	}
 	waitLine := func(name, prefix string, match func(map[string]any) bool) map[string]any {
 		t.Helper()
 		return w.dev.WaitModuleLine(t, name, prefix, match)
 	}
-	create("sensor-2", map[string]string{"ENCRYPT_ROLE": "owner"})
+	w.createClient(t, "sensor-2", map[string]string{"ENCRYPT_ROLE": "owner"})
 	owner := waitLine("sensor-2", "ENCRYPT-OWNER", nil)
 	if owner["status"] != float64(200) {
 		t.Fatalf("sensor-2 encrypting its secret got %v; want 200", owner["status"])
@@ -61,7 +48,7 @@ func TestWorkloadEncryptionIsPerModule(t *testing.T) {
 		t.Fatalf("sensor-2 decrypting its ciphertext after restarts: %v; want its secret back", after)
 	}
 
-	create("sensor", map[string]string{"ENCRYPT_ROLE": "attacker", "VICTIM": "sensor-2", "VICTIM_GENID": owner["genid"].(string),
+	w.createClient(t, "sensor", map[string]string{"ENCRYPT_ROLE": "attacker", "VICTIM": "sensor-2", "VICTIM_GENID": owner["genid"].(string),
 		"VICTIM_CIPHERTEXT": owner["ciphertext"].(string), "VICTIM_IV": owner["iv"].(string)})
 	res := waitLine("sensor", "WORKLOAD-RESULT", nil)
 	t.Logf("sensor: %v", res)

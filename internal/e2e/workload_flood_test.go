@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -20,23 +19,11 @@ func TestOneModulesAbandonedRequestsDoNotDenyAnother(t *testing.T) {
 	w := newWorld(t)
 	w.provisionDPS(t, "workload-flood")
 	w.startRuntime(t, fmt.Sprintf("edgev2-flood-%d", time.Now().UnixNano()), "")
-	create := func(name string, env map[string]string) {
-		t.Helper()
-		envJSON := map[string]map[string]string{}
-		for k, v := range env {
-			envJSON[k] = map[string]string{"value": v}
-		}
-		e, _ := json.Marshal(envJSON)
-		spec := fmt.Sprintf(`{"name":%q,"type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{}},"env":%s}}`, name, e)
-		if err := w.dev.CreateModule(name, spec); err != nil {
-			t.Fatalf("CreateModule %s: %v", name, err)
-		}
-	}
-	create("victim", map[string]string{"FLOOD_ROLE": "victim"})
+	w.createClient(t, "victim", map[string]string{"FLOOD_ROLE": "victim"})
 	w.dev.WaitModuleLine(t, "victim", "FLOOD-VICTIM", func(l map[string]any) bool {
 		return l["trust"] == float64(200) && l["encrypt"] == float64(200)
 	})
-	create("flooder", map[string]string{"FLOOD_ROLE": "flooder", "FLOOD_SECONDS": "20"})
+	w.createClient(t, "flooder", map[string]string{"FLOOD_ROLE": "flooder", "FLOOD_SECONDS": "20"})
 	done := w.dev.WaitModuleLine(t, "flooder", "FLOOD-DONE", nil)
 	t.Logf("flooder: %v", done)
 	// The victim's requests made while the flood ran (after its first

@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -85,6 +86,21 @@ func (w *world) provisionDPS(t *testing.T, name string) {
 	importKey(t, w, "dps-key", "sign", dpsKey)
 	w.startIdentityd(t, name, fmt.Sprintf("[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://%s\"\nid_scope = \"0ne00000042\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"reg-sym\"\nsymmetric_key = \"dps-key\"\n", w.hubHost))
 	w.waitState(t, "provisioned", 30*time.Second)
+}
+
+// createClient creates and starts module name from the workloadclient
+// image (restartPolicy never) with env as its environment.
+func (w *world) createClient(t *testing.T, name string, env map[string]string) {
+	t.Helper()
+	envJSON := map[string]map[string]string{}
+	for k, v := range env {
+		envJSON[k] = map[string]string{"value": v}
+	}
+	e, _ := json.Marshal(envJSON)
+	spec := fmt.Sprintf(`{"name":%q,"type":"docker","restartPolicy":"never","config":{"settings":{"image":"edgev2.test/workloadclient:1","createOptions":{}},"env":%s}}`, name, e)
+	if err := w.dev.CreateModule(name, spec); err != nil {
+		t.Fatalf("CreateModule %s: %v", name, err)
+	}
 }
 
 // startRuntime starts modrtd on the world's device (containerd namespace
