@@ -6,8 +6,29 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"testing"
 	"time"
 )
+
+// CheckConnectionsBounded is the connection-flood check the management and
+// workload sockets share: a caller (who, in the failure message) opens
+// attempts connections to sock, makes a GET of url on each and keeps them
+// open; the server must answer some, hold at most bound, and answer a new
+// connection once the caller has closed the others.
+func CheckConnectionsBounded(t *testing.T, sock, url, who string, attempts, bound int) {
+	t.Helper()
+	served, release := HoldConnections(sock, url, attempts)
+	defer release()
+	if served == 0 {
+		t.Fatal("no connection was served at all")
+	}
+	if served > bound {
+		t.Fatalf("modrtd served (and held open) %d connections of %s at once, want at most %d", served, who, bound)
+	}
+	release()
+	Eventually(t, 10*time.Second, func() bool { return AskNew(sock, url) },
+		"a new connection is served once %s closed the others", who)
+}
 
 // HoldConnections is a caller that spends a server's connections: it opens
 // up to n connections to the unix socket at sock (fewer if the kernel's
@@ -62,4 +83,24 @@ func Ask(c net.Conn, url string) bool {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
+}
+
+// RoundTrip makes one request on c (keeping c open) and returns the
+// status and body; a request that cannot be written or answered fails t.
+func RoundTrip(t *testing.T, c net.Conn, method, url string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := req.Write(c); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

@@ -2,7 +2,6 @@ package mgmt
 
 import (
 	"testing"
-	"time"
 
 	"github.com/edgev2/edgev2/internal/testenv"
 )
@@ -18,16 +17,5 @@ func TestManagementSocketHoldsABoundedNumberOfConnections(t *testing.T) {
 	const bound = 100
 	e := newEnv(t, asAgent, false)
 
-	url := "http://mgmt" + v("/systeminfo")
-	served, release := testenv.HoldConnections(e.sock, url, attempts)
-	defer release()
-	if served == 0 {
-		t.Fatal("no connection was served at all")
-	}
-	if served > bound {
-		t.Fatalf("modrtd served (and held open) %d connections at once, want at most %d", served, bound)
-	}
-	release()
-	testenv.Eventually(t, 10*time.Second, func() bool { return testenv.AskNew(e.sock, url) },
-		"a new connection is served once the caller closed the others")
+	testenv.CheckConnectionsBounded(t, e.sock, "http://mgmt"+v("/systeminfo"), "the caller", attempts, bound)
 }

@@ -1,9 +1,7 @@
 package mgmt
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -42,18 +40,9 @@ func TestConnectionOfAnExitedProcessIsNotTakenForItsReusedPid(t *testing.T) {
 	if r := e.do("DELETE", "/modules/no-such-module?api-version=2019-01-30", ""); r.status != 404 {
 		t.Fatalf("the live agent: %d %s", r.status, r.body)
 	}
-	req, _ := http.NewRequest("DELETE", "http://mgmt/modules/no-such-module?api-version=2019-01-30", nil)
-	if err := req.Write(handed); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(handed), req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 403 || !strings.Contains(string(body), "has exited") {
-		t.Fatalf("the connection of an exited process whose pid is now the agent's: %d %s; want 403 saying it exited", resp.StatusCode, body)
+	status, body := testenv.RoundTrip(t, handed, "DELETE", "http://mgmt/modules/no-such-module?api-version=2019-01-30")
+	if status != 403 || !strings.Contains(body, "has exited") {
+		t.Fatalf("the connection of an exited process whose pid is now the agent's: %d %s; want 403 saying it exited", status, body)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/edgev2/edgev2/internal/testenv"
 )
@@ -26,18 +25,6 @@ func TestWorkloadSocketHoldsABoundedNumberOfAModulesConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close("sensor")
-	sock := filepath.Join(dir, "sensor", "workload.sock")
-
-	url := "http://workload/trust-bundle?api-version=2019-01-30"
-	served, release := testenv.HoldConnections(sock, url, attempts)
-	defer release()
-	if served == 0 {
-		t.Fatal("no connection was served at all")
-	}
-	if served > bound {
-		t.Fatalf("modrtd served (and held open) %d connections of one module at once, want at most %d", served, bound)
-	}
-	release()
-	testenv.Eventually(t, 10*time.Second, func() bool { return testenv.AskNew(sock, url) },
-		"a new connection is served once the module closed the others")
+	testenv.CheckConnectionsBounded(t, filepath.Join(dir, "sensor", "workload.sock"),
+		"http://workload/trust-bundle?api-version=2019-01-30", "one module", attempts, bound)
 }

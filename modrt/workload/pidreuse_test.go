@@ -1,12 +1,10 @@
 package workload
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,17 +48,7 @@ func TestConnectionOfAnExitedProcessIsNotTakenForItsReusedPid(t *testing.T) {
 
 	get := func(c net.Conn) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest("GET", "http://workload/trust-bundle?api-version=2019-01-30", nil)
-		if err := req.Write(c); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return testenv.RoundTrip(t, c, "GET", "http://workload/trust-bundle?api-version=2019-01-30")
 	}
 	// Legitimate: a live process of the module.
 	own, err := net.Dial("unix", filepath.Join(dir, "sensor", "workload.sock"))
