@@ -8,8 +8,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"net"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	certsapi "github.com/edgev2/edgev2/certs/api"
@@ -155,8 +157,24 @@ func (b workloadBackend) ServerCert(ctx context.Context, module, commonName stri
 	if !b.names.ServerCertNameAllowed(module, commonName, gateway) {
 		return "", "", fault.New(fault.NotAuthorized, "module %q may get server certificates only for its own name (or names [workload.server_cert_names] in modrtd.toml grants it), not %q", module, commonName)
 	}
-	return b.issue(ctx, "module-server-"+module, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: commonName}, DNSNames: []string{commonName}}, time.Until(notAfter))
+	return b.issue(ctx, "module-server-"+module, serverCSR(module, commonName, gateway, b.names), time.Until(notAfter))
+}
+
+// serverCSR is a module's server certificate request as aziot-edged makes
+// it: the common name as the first subject alternative name (an IP
+// address or a DNS name, as it reads), and the module's own name beside it,
+// here only where the module may have its own name at all.
+func serverCSR(module, commonName, gateway string, names rtconfig.WorkloadConfig) *x509.CertificateRequest {
+	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: commonName}}
+	if ip := net.ParseIP(commonName); ip != nil {
+		tmpl.IPAddresses = []net.IP{ip}
+	} else {
+		tmpl.DNSNames = []string{commonName}
+	}
+	if !strings.EqualFold(commonName, module) && names.ServerCertNameAllowed(module, module, gateway) {
+		tmpl.DNSNames = append(tmpl.DNSNames, module)
+	}
+	return tmpl
 }
 
 // IdentityCert is the module's client certificate: CN the module, and the

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"regexp"
 	"strings"
 
@@ -29,8 +30,8 @@ func (w WorkloadConfig) validate(path string) error {
 			return &ConfigError{File: path, Key: key, Problem: err.Error(), Fix: "use the module's name"}
 		}
 		for i, n := range names {
-			if len(n) > 253 || !serverNamePattern.MatchString(n) {
-				return &ConfigError{File: path, Key: fmt.Sprintf("%s[%d]", key, i), Problem: fmt.Sprintf("%q is not a host name", n), Fix: `use a DNS name such as "opcua.plant.example" (no wildcards)`}
+			if net.ParseIP(n) == nil && (len(n) > 253 || !serverNamePattern.MatchString(n)) {
+				return &ConfigError{File: path, Key: fmt.Sprintf("%s[%d]", key, i), Problem: fmt.Sprintf("%q is not a host name or IP address", n), Fix: `use a DNS name such as "opcua.plant.example" (no wildcards) or an address`}
 			}
 		}
 	}

@@ -3,7 +3,7 @@ package config
 import "testing"
 
 func TestServerCertNamesAreTheModulesOwnOrGranted(t *testing.T) {
-	c, err := ParseConfig("modrtd.toml", []byte("homedir = \"/var/lib/edgev2/modrtd\"\n[workload.server_cert_names]\nopcua = [\"opcua.plant.example\"]\n"))
+	c, err := ParseConfig("modrtd.toml", []byte("homedir = \"/var/lib/edgev2/modrtd\"\n[workload.server_cert_names]\nopcua = [\"opcua.plant.example\", \"fd00::5\", \"10.0.0.5\"]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -15,6 +15,9 @@ func TestServerCertNamesAreTheModulesOwnOrGranted(t *testing.T) {
 		{"opcua", "opcua", "", true},
 		{"opcua", "OPCUA", "", true},
 		{"opcua", "opcua.plant.example", "", true},
+		{"opcua", "fd00::5", "", true},
+		{"opcua", "10.0.0.5", "", true},
+		{"sensor", "10.0.0.5", "", false},
 		{"opcua", "edgeHub", "gw.example", false},
 		{"opcua", "gw.example", "gw.example", false}, // only edgeHub gets the gateway name
 		{"sensor", "opcua.plant.example", "", false},
@@ -44,6 +47,7 @@ func TestServerCertNamesAreTheModulesOwnOrGranted(t *testing.T) {
 		"[workload.server_cert_names]\n\"-x\" = [\"a\"]\n",
 		"[workload.server_cert_names]\nm = [\"*.example\"]\n",
 		"[workload.server_cert_names]\nm = [\"a b\"]\n",
+		"[workload.server_cert_names]\nm = [\"fd00::5/64\"]\n",
 	} {
 		if _, err := ParseConfig("modrtd.toml", []byte("homedir = \"/x\"\n"+bad)); err == nil {
 			t.Errorf("accepted %q", bad)

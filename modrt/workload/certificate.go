@@ -3,6 +3,7 @@ package workload
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -63,17 +64,23 @@ func writeCert(w http.ResponseWriter, chain, key string) {
 	})
 }
 
-// validHostname accepts DNS names (labels of letters, digits and hyphens).
+// validHostname accepts what aziot-edged puts in a server certificate's
+// subject alternative name: an IP address, or a DNS name of labels of
+// letters, digits, hyphens and underscores (module names may have '_', and
+// Docker's resolver, Go and OpenSSL all take it in a host name).
 func validHostname(h string) bool {
 	if h == "" || len(h) > 253 {
 		return false
+	}
+	if net.ParseIP(h) != nil {
+		return true
 	}
 	for _, label := range strings.Split(h, ".") {
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
 			return false
 		}
 		for _, c := range label {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
 				return false
 			}
 		}
