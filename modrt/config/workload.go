@@ -46,11 +46,11 @@ func (w WorkloadConfig) validate(path string) error {
 // (no dot): the deployment names modules, and a module named like a host
 // outside the device ("myhub.azure-devices.net") must not get the edge
 // CA's word for that host; such a name needs a grant like any other. Nor
-// does a module named like the gateway (a single-label host name, which
-// downstream devices reach edgeHub by) or "localhost" get that name.
+// does a module named like the gateway (its host name, or the first label
+// of a dotted one, which downstream devices on a search domain reach
+// edgeHub by) or like a loopback name of the hosts file get that name.
 func (w WorkloadConfig) ServerCertNameAllowed(module, name, gateway string) bool {
-	if strings.EqualFold(name, module) && !strings.Contains(module, ".") &&
-		!strings.EqualFold(module, gateway) && !strings.EqualFold(module, "localhost") {
+	if strings.EqualFold(name, module) && !strings.Contains(module, ".") && !reservedHostName(module, gateway) {
 		return true
 	}
 	for _, n := range w.ServerCertNames[module] {
@@ -59,4 +59,17 @@ func (w WorkloadConfig) ServerCertNameAllowed(module, name, gateway string) bool
 		}
 	}
 	return module == EdgeHubModule && gateway != "" && strings.EqualFold(name, gateway)
+}
+
+// reservedHostName reports whether a single-label name is the gateway's
+// (whole, or the first label of a dotted gateway name) or a loopback name
+// of the hosts file modules get.
+func reservedHostName(name, gateway string) bool {
+	short, _, _ := strings.Cut(gateway, ".")
+	for _, r := range []string{gateway, short, "localhost", "ip6-localhost", "ip6-loopback"} {
+		if r != "" && strings.EqualFold(name, r) {
+			return true
+		}
+	}
+	return false
 }

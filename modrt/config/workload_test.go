@@ -38,6 +38,12 @@ func TestServerCertNamesAreTheModulesOwnOrGranted(t *testing.T) {
 		{"Gateway", "gateway", "gateway", false},
 		{"localhost", "localhost", "", false},
 		{"LocalHost", "localhost", "gw.example", false},
+		{"ip6-localhost", "ip6-localhost", "", false},
+		{"ip6-loopback", "IP6-loopback", "", false},
+		// The first label of a dotted gateway name is the gateway's too.
+		{"gw", "gw", "gw.example", false},
+		{"GW", "gw", "gw.example", false},
+		{"gwx", "gwx", "gw.example", true},
 	} {
 		if got := w.ServerCertNameAllowed(tc.module, tc.name, tc.gateway); got != tc.ok {
 			t.Errorf("%s asking for %q (gateway %q): %v, want %v", tc.module, tc.name, tc.gateway, got, tc.ok)
