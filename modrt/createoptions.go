@@ -71,6 +71,9 @@ func OCIOpts(s *modspec.Spec, p policy.Policy, x policy.Extra) ([]oci.SpecOpts, 
 		const period = 100000 // µs, Docker's
 		opts = append(opts, oci.WithCPUCFS(a.NanoCpus*period/1e9, period))
 	}
+	if a.PidsLimit > 0 {
+		opts = append(opts, oci.WithPidsLimit(a.PidsLimit))
+	}
 	if !a.Privileged {
 		// Docker's default seccomp profile, as Docker runs every container
 		// not privileged: keyrings (not namespaced: a module's root is the
@@ -87,7 +90,9 @@ func OCIOpts(s *modspec.Spec, p policy.Policy, x policy.Extra) ([]oci.SpecOpts, 
 // unless the policy lets the module be privileged (a privileged module
 // runs without one); and its read-only binds become read-only all the way
 // down, as modspec makes them now ("rro" on a recursive bind, private
-// propagation), so the start check need not refuse them.
+// propagation), so the start check need not refuse them; and one without
+// a pids limit (or above the policy's maximum, lowered since) gets the
+// policy's default (or maximum).
 func Confine(p policy.Policy) func(module, image string, spec *specs.Spec) (bool, error) {
 	return func(module, image string, spec *specs.Spec) (bool, error) {
 		changed := false
@@ -113,6 +118,18 @@ func Confine(p policy.Policy) func(module, image string, spec *specs.Spec) (bool
 			}
 			if !slices.Equal(opts, m.Options) {
 				spec.Mounts[i].Options, changed = opts, true
+			}
+		}
+		if spec.Linux != nil {
+			var limit *int64
+			if r := spec.Linux.Resources; r != nil && r.Pids != nil {
+				limit = &r.Pids.Limit
+			}
+			if n := p.Pids(limit); n > 0 {
+				if err := oci.WithPidsLimit(n)(context.Background(), nil, nil, spec); err != nil {
+					return false, err
+				}
+				changed = true
 			}
 		}
 		if spec.Linux != nil && spec.Linux.Seccomp == nil && !p.Privileged(module, image) {

@@ -203,6 +203,9 @@ func (hc *HostConfig) validate(exposesPorts bool) error {
 	if n := int64(runtime.NumCPU()); hc.NanoCpus < 0 || (hc.NanoCpus > 0 && (hc.NanoCpus < 1e7 || hc.NanoCpus > n*1e9)) {
 		return fault.New(fault.InvalidArgs, "createOptions.HostConfig.NanoCpus %d is outside 0.01 to %d CPUs (10000000 to %d)", hc.NanoCpus, n, n*1e9)
 	}
+	if hc.PidsLimit < -1 {
+		return fault.New(fault.InvalidArgs, "createOptions.HostConfig.PidsLimit %d is not a pids limit: a number of processes and threads, or -1 for none", hc.PidsLimit)
+	}
 	switch hc.NetworkMode {
 	case "", NetModeHost:
 	case NetModeNone:
