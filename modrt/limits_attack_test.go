@@ -2,6 +2,7 @@ package modrt_test
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -67,4 +68,52 @@ func TestModuleCannotForkBeyondThePidsLimit(t *testing.T) {
 	for _, n := range []string{"bomb", "few", "small"} {
 		m.Module(n).Call(rtapi.ModuleInterface+".Remove", 0)
 	}
+}
+
+// HostConfig.Memory is the module's cgroup memory limit: a module that
+// allocates past it is killed by the kernel inside its cgroup, and one that
+// stays below it is not.
+func TestHostConfigMemoryBoundsWhatAModuleCanAllocate(t *testing.T) {
+	m := startModrtdIn(t, "edgev2-limits-mem")
+	m.ImportImage(t, testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}}))
+	// 64 MiB held in a shell variable, in a subshell the OOM killer may take.
+	const hog = "( x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo GOT ${#x} ); echo RC $?; exec sleep 600"
+	for _, tc := range []struct{ name, hc, want string }{
+		{"capped", `{"Memory":33554432}`, "RC 137"}, // 32 MiB: SIGKILLed
+		{"roomy", `{"Memory":268435456}`, "RC 0"},   // 256 MiB
+	} {
+		if err := m.CreateModule(tc.name, specCO(tc.name, "edgev2.test/busybox:1", "never", tc.hc, hog)); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.waitLog(t, tc.name, "RC "); got != tc.want {
+			t.Errorf("%s (%s) allocating 64 MiB: %q; want %q (%q)", tc.name, tc.hc, got, tc.want, m.ModuleLogs(t, tc.name))
+		}
+		m.Module(tc.name).Call(rtapi.ModuleInterface+".Remove", 0)
+	}
+}
+
+// Debian's containerd.service runs containerd with OOMScoreAdjust=-999, and
+// each shim takes its parent's score + 1: a module that does not set its own
+// score would run at -998, so when a module without a memory limit eats the
+// host's memory, the kernel kills keyd, modrtd or sshd (score 0) first.
+// Modules run at 0, as Docker's containers do.
+func TestModulesDoNotInheritContainerdsOOMShield(t *testing.T) {
+	m := startModrtdIn(t, "edgev2-limits-oom")
+	// -999 needs CAP_SYS_RESOURCE, which a test sandbox may lack; +500
+	// shows the same inheritance (the shim: 501).
+	adj := fmt.Sprintf("/proc/%d/oom_score_adj", m.ctr.Pid())
+	if err := os.WriteFile(adj, []byte("-999"), 0); err != nil {
+		t.Logf("containerd at -999: %v; at +500 instead", err)
+		if err := os.WriteFile(adj, []byte("500"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.ImportImage(t, testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}}))
+	if err := m.CreateModule("hungry", specCO("hungry", "edgev2.test/busybox:1", "never", `{}`, "echo OOM $(cat /proc/self/oom_score_adj) $(cat /proc/1/oom_score_adj); exec sleep 600")); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.waitLog(t, "hungry", "OOM "); got != "OOM 0 0" {
+		t.Fatalf("a module's oom_score_adj (a child's, its init's): %q; want \"OOM 0 0\", not containerd's shield", got)
+	}
+	m.Module("hungry").Call(rtapi.ModuleInterface+".Remove", 0)
 }

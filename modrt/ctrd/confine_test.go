@@ -115,3 +115,25 @@ func TestContainerMadeWithoutAPidsLimitGetsThePolicysAtItsNextStart(t *testing.T
 		}
 	}
 }
+
+// A container made before modules ran at oom_score_adj 0 (so at its shim's
+// score, containerd's + 1) gets 0 at its next start.
+func TestContainerMadeWithoutAnOOMScoreGetsZeroAtItsNextStart(t *testing.T) {
+	rt := ctrd.StartRuntime(t, func(c *ctrd.RuntimeConfig) { c.Confine = modrt.Confine(rtpolicy.Policy{}) })
+	req := ctrd.CreateRequest{Name: "legacy", Image: ctrd.TestImage, Restart: modspec.RestartNever,
+		Opts: []oci.SpecOpts{oci.WithProcessArgs("sh", "-c", "echo OOM $(cat /proc/self/oom_score_adj); exec sleep 600")}}
+	if err := rt.Create(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(t.Context(), "legacy"); err != nil {
+		t.Fatal(err)
+	}
+	var out string
+	testenv.WaitFor(20*time.Second, func() bool {
+		out, _, _ = ctrd.LogText(t, rt, "legacy", logstore.Options{Tail: -1})
+		return strings.Contains(out, "OOM ")
+	})
+	if strings.TrimSpace(out) != "OOM 0" {
+		t.Fatalf("the module made without an oom_score_adj runs with %q; want \"OOM 0\"", out)
+	}
+}
