@@ -1,17 +1,21 @@
 package modrt_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	godbus "github.com/godbus/dbus/v5"
 
 	bus "github.com/edgev2/edgev2/dbus"
 	"github.com/edgev2/edgev2/internal/testenv"
 	rtapi "github.com/edgev2/edgev2/modrt/api"
+	"github.com/edgev2/edgev2/modrt/logstore"
 )
 
 // forker starts n sleepers from a subshell (which dies at the first fork the
@@ -116,4 +120,48 @@ func TestModulesDoNotInheritContainerdsOOMShield(t *testing.T) {
 		t.Fatalf("a module's oom_score_adj (a child's, its init's): %q; want \"OOM 0 0\", not containerd's shield", got)
 	}
 	m.Module("hungry").Call(rtapi.ModuleInterface+".Remove", 0)
+}
+
+// A module writing output as fast as it can fills at most its log's
+// rotation, 3 files of 10 MiB by default; a deployment may ask for bigger
+// logs (Docker's LogConfig max-size and max-file) only up to the policy's
+// max_log_size per module (default 1 GiB), not for a disk's worth.
+func TestModuleOutputCannotFillTheDisk(t *testing.T) {
+	m := startModrtdIn(t, "edgev2-limits-logs")
+	const image = "edgev2.test/busybox:1"
+	m.ImportImage(t, testenv.BuildImage(t, image, testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}}))
+	const flood = "yes $(head -c 1000 /dev/zero | tr '\\0' x) | head -c 67108864; echo; echo DONE; exec sleep 600"
+	if err := m.CreateModule("chatty", specCO("chatty", image, "never", `{}`, flood)); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(m.home, "runtime", "logs", "chatty")
+	if !testenv.WaitFor(60*time.Second, func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "log"))
+		return bytes.Contains(b, []byte("DONE"))
+	}) {
+		t.Fatal("the module never finished writing 64 MiB")
+	}
+	if n, files, err := logstore.DiskUsage(dir); err != nil || n > 30<<20+64<<10 || files > 3 {
+		t.Fatalf("64 MiB of output take %d bytes in %d files (%v); want at most 3 files of 10 MiB", n, files, err)
+	}
+	m.Module("chatty").Call(rtapi.ModuleInterface+".Remove", 0)
+
+	logs := func(size, files string) string {
+		return fmt.Sprintf(`{"LogConfig":{"Type":"json-file","Config":{"max-size":%q,"max-file":%q}}}`, size, files)
+	}
+	// Microsoft's recommended edgeHub/edgeAgent setting, and then some.
+	for _, hc := range []string{logs("10m", "10"), logs("100m", "10")} {
+		if err := m.CreateModule("logger", specCO("logger", image, "never", hc, "true")); err != nil {
+			t.Fatalf("%s: %v", hc, err)
+		}
+		m.Module("logger").Call(rtapi.ModuleInterface+".Remove", 0)
+	}
+	for _, hc := range []string{logs("1t", "1000"), logs("2g", "1")} {
+		err := m.CreateModule("hoarder", specCO("hoarder", image, "never", hc, "true"))
+		m.Module("hoarder").Call(rtapi.ModuleInterface+".Remove", 0)
+		var de godbus.Error
+		if !errorsAs(err, &de) || de.Name != bus.ErrInvalidArgs || !strings.Contains(fmt.Sprint(de.Body...), "max_log_size") {
+			t.Errorf("%s: %v; want %s naming max_log_size", hc, err, bus.ErrInvalidArgs)
+		}
+	}
 }

@@ -115,7 +115,16 @@ type PolicyConfig struct {
 	// ask for (0: DefaultPidsLimit's value; -1: any, and none).
 	DefaultPidsLimit int64 `toml:"default_pids_limit,omitempty"`
 	MaxPidsLimit     int64 `toml:"max_pids_limit,omitempty"`
+	// MaxLogSize is the most disk a deployment may ask a module's log to
+	// take, LogConfig's max-size times max-file ("1g", the default;
+	// "-1": any).
+	MaxLogSize string `toml:"max_log_size,omitempty"`
 }
+
+// DefaultMaxLogSize is max_log_size's default: a hundred times a module's
+// default log (3 files of 10 MiB), ten times Microsoft's recommended
+// setting for edgeHub (10 files of 10 MiB).
+const DefaultMaxLogSize = 1 << 30
 
 // DefaultPidsLimit is a module's pids limit when neither the policy nor
 // its createOptions set one: far above what a module needs (edgeHub runs
@@ -264,6 +273,9 @@ func (pc *PolicyConfig) validate(path string) error {
 	if err := pc.validatePids(path); err != nil {
 		return err
 	}
+	if _, err := pc.LogLimit(); err != nil {
+		return &ConfigError{File: path, Key: "policy.max_log_size", Problem: fmt.Sprintf("%q is not a size", pc.MaxLogSize), Fix: `use a size like "1g" or "500m" (at least "30m", a module's default log), or "-1" for no maximum`}
+	}
 	for i, g := range pc.Allow {
 		key := fmt.Sprintf("policy.allow[%d]", i)
 		if len(g.Modules) == 0 && len(g.Images) == 0 {
@@ -317,6 +329,22 @@ func max0(n int64) int64 {
 		return 0
 	}
 	return n
+}
+
+// LogLimit is the most disk a deployment may ask one module's log to
+// take, resolved from max_log_size; 0 means no maximum.
+func (pc *PolicyConfig) LogLimit() (int64, error) {
+	switch pc.MaxLogSize {
+	case "":
+		return DefaultMaxLogSize, nil
+	case "-1":
+		return 0, nil
+	}
+	n, err := modspec.ParseSize(pc.MaxLogSize)
+	if err == nil && n < modspec.DefaultLogMaxBytes*modspec.DefaultLogFiles {
+		err = fmt.Errorf("below a module's default log")
+	}
+	return n, err
 }
 
 func (pc *PolicyConfig) validatePids(path string) error {

@@ -135,6 +135,9 @@ func (p Policy) Admit(s *modspec.Spec, x Extra) (*Admission, error) {
 	}
 	a.ReadonlyRootfs = hc.ReadonlyRootfs
 	a.Memory, a.NanoCpus = hc.Memory, hc.NanoCpus
+	if err := p.checkLogSize(s); err != nil {
+		return nil, err
+	}
 	switch {
 	case hc.PidsLimit == 0:
 		a.PidsLimit = p.PidsLimit
@@ -206,4 +209,19 @@ func underRuntimeMount(dest string, runtimeDest map[string]bool) bool {
 		}
 	}
 	return false
+}
+
+// checkLogSize refuses LogConfig that would let the module's output take
+// more disk than the policy allows: the module decides how much it writes,
+// so its rotation is all that bounds it.
+func (p Policy) checkLogSize(s *modspec.Spec) error {
+	size, files, err := s.LogLimits()
+	if err != nil || p.MaxLogBytes == 0 {
+		return err
+	}
+	size, files = cmp.Or(size, modspec.DefaultLogMaxBytes), cmp.Or(files, modspec.DefaultLogFiles)
+	if size > p.MaxLogBytes/int64(files) {
+		return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: createOptions.HostConfig.LogConfig asks for %d files of %d bytes, more than the runtime policy allows a module's log, %d bytes ([policy] max_log_size)", s.Name, files, size, p.MaxLogBytes)
+	}
+	return nil
 }

@@ -58,6 +58,9 @@ type Policy struct {
 	// createOptions set no PidsLimit; MaxPidsLimit the most a deployment
 	// may ask for. 0: no limit, no maximum.
 	PidsLimit, MaxPidsLimit int64
+	// MaxLogBytes is the most disk a module's log may take (LogConfig's
+	// max-size times max-file); 0: no maximum.
+	MaxLogBytes int64
 }
 
 // ErrPolicy marks a refusal by the module policy. The start check wraps
@@ -527,6 +530,7 @@ func FromConfig(c *config.Config) Policy {
 	p := Policy{VolumesDir: filepath.Join(c.Homedir, "volumes"), ReadOnlyBinds: c.Policy.ReadOnlyBinds,
 		Grants: c.Policy.Allow, Never: never, RuntimeDir: c.Homedir, HostNetwork: c.Policy.AllowHostNetwork}
 	p.PidsLimit, p.MaxPidsLimit = c.Policy.PidsLimits()
+	p.MaxLogBytes, _ = c.Policy.LogLimit()          // checked by config.ParseConfig
 	if filepath.Base(c.MgmtSocket) == "mgmt.sock" { // as modrtd binds it into edgeAgent
 		p.MgmtDir = filepath.Dir(c.MgmtSocket)
 	}

@@ -42,3 +42,31 @@ func TestPidsLimitsDefaultAndRefusals(t *testing.T) {
 		}
 	}
 }
+
+// A deployment's LogConfig may ask for at most max_log_size of disk per
+// module: 1 GiB unless the operator says otherwise.
+func TestMaxLogSizeDefaultAndRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		want int64
+	}{
+		{"", 1 << 30},
+		{"[policy]\nmax_log_size = \"200m\"\n", 200 << 20},
+		{"[policy]\nmax_log_size = \"-1\"\n", 0},
+	} {
+		c, err := ParseConfig("modrtd.toml", []byte("homedir = \"/h\"\n"+tc.text))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.text, err)
+		}
+		if n, _ := c.Policy.LogLimit(); n != tc.want {
+			t.Errorf("%q: %d; want %d", tc.text, n, tc.want)
+		}
+	}
+	for _, text := range []string{"[policy]\nmax_log_size = \"lots\"\n", "[policy]\nmax_log_size = \"1m\"\n"} {
+		_, err := ParseConfig("modrtd.toml", []byte("homedir = \"/h\"\n"+text))
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Key != "policy.max_log_size" {
+			t.Errorf("%q: %v, want key policy.max_log_size", text, err)
+		}
+	}
+}
