@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 
+	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/contrib/seccomp"
 	"github.com/containerd/containerd/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -71,6 +72,10 @@ func OCIOpts(s *modspec.Spec, p policy.Policy, x policy.Extra) ([]oci.SpecOpts, 
 		const period = 100000 // µs, Docker's
 		opts = append(opts, oci.WithCPUCFS(a.NanoCpus*period/1e9, period))
 	}
+	if a.PidsLimit > 0 {
+		opts = append(opts, oci.WithPidsLimit(a.PidsLimit))
+	}
+	opts = append(opts, withOOMScoreAdj)
 	if !a.Privileged {
 		// Docker's default seccomp profile, as Docker runs every container
 		// not privileged: keyrings (not namespaced: a module's root is the
@@ -87,7 +92,9 @@ func OCIOpts(s *modspec.Spec, p policy.Policy, x policy.Extra) ([]oci.SpecOpts, 
 // unless the policy lets the module be privileged (a privileged module
 // runs without one); and its read-only binds become read-only all the way
 // down, as modspec makes them now ("rro" on a recursive bind, private
-// propagation), so the start check need not refuse them.
+// propagation), so the start check need not refuse them; and one without
+// a pids limit (or above the policy's maximum, lowered since) gets the
+// policy's default (or maximum); and one without an oom_score_adj gets 0.
 func Confine(p policy.Policy) func(module, image string, spec *specs.Spec) (bool, error) {
 	return func(module, image string, spec *specs.Spec) (bool, error) {
 		changed := false
@@ -115,6 +122,22 @@ func Confine(p policy.Policy) func(module, image string, spec *specs.Spec) (bool
 				spec.Mounts[i].Options, changed = opts, true
 			}
 		}
+		if spec.Linux != nil {
+			var limit *int64
+			if r := spec.Linux.Resources; r != nil && r.Pids != nil {
+				limit = &r.Pids.Limit
+			}
+			if n := p.Pids(limit); n > 0 {
+				if err := oci.WithPidsLimit(n)(context.Background(), nil, nil, spec); err != nil {
+					return false, err
+				}
+				changed = true
+			}
+		}
+		if spec.Process != nil && spec.Process.OOMScoreAdj == nil {
+			withOOMScoreAdj(context.Background(), nil, nil, spec)
+			changed = true
+		}
 		if spec.Linux != nil && spec.Linux.Seccomp == nil && !p.Privileged(module, image) {
 			if err := seccomp.WithDefaultProfile()(context.Background(), nil, nil, spec); err != nil {
 				return false, err
@@ -123,4 +146,18 @@ func Confine(p policy.Policy) func(module, image string, spec *specs.Spec) (bool
 		}
 		return changed, nil
 	}
+}
+
+// withOOMScoreAdj runs the module at oom_score_adj 0, as Docker runs its
+// containers. Without it a module inherits its shim's score, containerd's
+// + 1: -998 under Debian's containerd.service (OOMScoreAdjust=-999), so a
+// module eating the host's memory would be the last the kernel kills, after
+// keyd, modrtd and sshd.
+func withOOMScoreAdj(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+	if s.Process == nil {
+		s.Process = &specs.Process{}
+	}
+	zero := 0
+	s.Process.OOMScoreAdj = &zero
+	return nil
 }

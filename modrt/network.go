@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
@@ -48,7 +50,8 @@ type Network struct {
 	list    *libcni.NetworkConfigList
 
 	mu    sync.Mutex
-	ports map[string]string // hostKey → module holding it
+	ports map[string]string      // hostKey → module holding it
+	held  map[string][]io.Closer // module → the host sockets holding its ports (holdPorts)
 }
 
 // OpenNetwork checks that the CNI plugins are there and prepares the
@@ -150,26 +153,6 @@ func (n *Network) runtimeConf(module, netns string, ports []modspec.PortMapping)
 		CapabilityArgs: map[string]any{"portMappings": ports}}
 }
 
-// hostPortFree reports an error if a host socket holds p's host port: the
-// portmap plugin publishes with DNAT rules, which bind nothing and would
-// win over a host service listening there (sshd on 22). Docker refuses
-// such a port too (its proxy cannot bind it).
-func hostPortFree(p modspec.PortMapping) error {
-	addr := net.JoinHostPort(cmp.Or(p.HostIP, "0.0.0.0"), strconv.Itoa(p.HostPort))
-	if p.Protocol == "udp" {
-		c, err := net.ListenPacket("udp4", addr)
-		if err != nil {
-			return err
-		}
-		return c.Close()
-	}
-	l, err := net.Listen("tcp4", addr)
-	if err != nil {
-		return err
-	}
-	return l.Close()
-}
-
 // claimPorts records module's host ports, refusing one another module holds
 // (on the same address, or on all addresses where either publishes).
 func (n *Network) claimPorts(module string, ports []modspec.PortMapping) error {
@@ -195,6 +178,8 @@ func (n *Network) claimPorts(module string, ports []modspec.PortMapping) error {
 	return nil
 }
 
+// releasePorts forgets module's host ports and lets go of the sockets
+// holding them.
 func (n *Network) releasePorts(module string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -203,6 +188,65 @@ func (n *Network) releasePorts(module string) {
 			delete(n.ports, k)
 		}
 	}
+	for _, c := range n.held[module] {
+		c.Close()
+	}
+	delete(n.held, module)
+}
+
+// holdPorts binds module's host ports on the host and keeps them bound
+// while the module publishes them. The portmap plugin publishes with DNAT
+// rules, which bind nothing and win over a host service listening there: a
+// port a host socket holds is refused (sshd on 22; Docker's proxy cannot
+// bind it either), and, held, a port cannot be taken by a host service
+// that starts later (it fails to bind, as with Docker's proxy, instead of
+// binding and losing its connections from outside to the module). Only
+// connections to the host's loopback reach a held TCP port (portmap does
+// not forward them): they are closed at once.
+func (n *Network) holdPorts(module string, ports []modspec.PortMapping) error {
+	var held []io.Closer
+	for _, p := range ports {
+		c, err := holdPort(p)
+		if err != nil {
+			for _, h := range held {
+				h.Close()
+			}
+			return fault.Wrap(fault.AlreadyExists, err, "module %q: host port %s is in use on the host (%v); a published port must not take the connections of a host service", module, p.HostKey(), err)
+		}
+		held = append(held, c)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.held == nil {
+		n.held = map[string][]io.Closer{}
+	}
+	n.held[module] = append(n.held[module], held...)
+	return nil
+}
+
+func holdPort(p modspec.PortMapping) (io.Closer, error) {
+	addr := net.JoinHostPort(cmp.Or(p.HostIP, "0.0.0.0"), strconv.Itoa(p.HostPort))
+	if p.Protocol == "udp" {
+		return net.ListenPacket("udp4", addr) // never read: the module's traffic is DNATed before it
+	}
+	l, err := net.Listen("tcp4", addr)
+	if err != nil {
+		return nil, err
+	}
+	go func() { // ends when releasePorts closes l
+		for {
+			c, err := l.Accept()
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if err != nil {
+				time.Sleep(100 * time.Millisecond) // out of descriptors: let others have them
+				continue
+			}
+			c.Close()
+		}
+	}()
+	return l, nil
 }
 
 // Attach joins the network namespace of task pid (module's, made by runc
@@ -212,11 +256,9 @@ func (n *Network) Attach(ctx context.Context, module string, pid uint32, ports [
 	if err := n.claimPorts(module, ports); err != nil {
 		return netip.Addr{}, err
 	}
-	for _, p := range ports {
-		if err := hostPortFree(p); err != nil {
-			n.releasePorts(module)
-			return netip.Addr{}, fault.Wrap(fault.AlreadyExists, err, "module %q: host port %s is in use on the host (%v); a published port must not take the connections of a host service", module, p.HostKey(), err)
-		}
+	if err := n.holdPorts(module, ports); err != nil {
+		n.releasePorts(module)
+		return netip.Addr{}, err
 	}
 	rc := n.runtimeConf(module, fmt.Sprintf("/proc/%d/ns/net", pid), ports)
 	res, err := n.cni.AddNetworkList(ctx, n.list, rc)
@@ -248,8 +290,13 @@ func (n *Network) Adopt(ctx context.Context, module string, pid uint32, ports []
 		return netip.Addr{}, nil, err
 	}
 	// CHECK is advice: Debian 12's portmap fails it for any module with
-	// published ports (it looks for an IPv6 chain it never made).
-	return addr, n.cni.CheckNetworkList(ctx, n.list, rc), nil
+	// published ports (it looks for an IPv6 chain it never made). So is a
+	// port a host socket took while no modrtd held it: the module runs.
+	checkErr = n.cni.CheckNetworkList(ctx, n.list, rc)
+	if err := n.holdPorts(module, ports); err != nil {
+		checkErr = errors.Join(checkErr, err)
+	}
+	return addr, checkErr, nil
 }
 
 // Detach releases what Attach made for module: its address lease, its

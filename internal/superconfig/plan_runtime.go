@@ -43,8 +43,9 @@ func (c *Config) planRuntime(r *ids, p *plan) error {
 		return err
 	}
 	hostNet := append(append([]string(nil), rt.AllowHostNetwork...), rt.Policy.AllowHostNetwork...)
-	if len(rt.Policy.ReadOnlyBinds) > 0 || len(rt.Policy.Allow) > 0 || len(hostNet) > 0 {
-		out.Policy = rtconfig.PolicyConfig{ReadOnlyBinds: rt.Policy.ReadOnlyBinds, Allow: rt.Policy.Allow, AllowHostNetwork: hostNet}
+	if len(rt.Policy.ReadOnlyBinds) > 0 || len(rt.Policy.Allow) > 0 || len(hostNet) > 0 || rt.Policy.DefaultPidsLimit != 0 || rt.Policy.MaxPidsLimit != 0 || rt.Policy.MaxLogSize != "" {
+		out.Policy = rtconfig.PolicyConfig{ReadOnlyBinds: rt.Policy.ReadOnlyBinds, Allow: rt.Policy.Allow, AllowHostNetwork: hostNet,
+			DefaultPidsLimit: rt.Policy.DefaultPidsLimit, MaxPidsLimit: rt.Policy.MaxPidsLimit, MaxLogSize: rt.Policy.MaxLogSize}
 	}
 	for i, m := range rt.AllowHostNetwork {
 		if err := modspec.ValidateName(m); err != nil {

@@ -109,7 +109,29 @@ type PolicyConfig struct {
 	AllowPrivileged       bool     `toml:"allow_privileged,omitempty"`
 	// AllowHostNetwork names the modules that may use NetworkMode "host".
 	AllowHostNetwork []string `toml:"allow_host_network,omitempty"`
+	// DefaultPidsLimit is how many processes and threads a module may have
+	// when its createOptions set no HostConfig.PidsLimit (0: the default,
+	// DefaultPidsLimit; -1: none). MaxPidsLimit is the most a deployment may
+	// ask for (0: DefaultPidsLimit's value; -1: any, and none).
+	DefaultPidsLimit int64 `toml:"default_pids_limit,omitempty"`
+	MaxPidsLimit     int64 `toml:"max_pids_limit,omitempty"`
+	// MaxLogSize is the most disk a deployment may ask a module's log to
+	// take, LogConfig's max-size times max-file ("1g", the default;
+	// "-1": any).
+	MaxLogSize string `toml:"max_log_size,omitempty"`
 }
+
+// DefaultMaxLogSize is max_log_size's default: a hundred times a module's
+// default log (3 files of 10 MiB), ten times Microsoft's recommended
+// setting for edgeHub (10 files of 10 MiB).
+const DefaultMaxLogSize = 1 << 30
+
+// DefaultPidsLimit is a module's pids limit when neither the policy nor
+// its createOptions set one: far above what a module needs (edgeHub runs
+// about a hundred threads), far below the host's pid space (pid_max is
+// 32768 on many devices), so one module's fork bomb or thread leak does
+// not stop every other service from starting a process.
+const DefaultPidsLimit = 1024
 
 // Grant is one opt-in ([[policy.allow]]): it applies to a module whose
 // name is in Modules (when set) and whose image matches Images (when
@@ -248,6 +270,12 @@ func (pc *PolicyConfig) validate(path string) error {
 	if err := paths("policy.read_only_binds", pc.ReadOnlyBinds); err != nil {
 		return err
 	}
+	if err := pc.validatePids(path); err != nil {
+		return err
+	}
+	if _, err := pc.LogLimit(); err != nil {
+		return &ConfigError{File: path, Key: "policy.max_log_size", Problem: fmt.Sprintf("%q is not a size", pc.MaxLogSize), Fix: `use a size like "1g" or "500m" (at least "30m", a module's default log), or "-1" for no maximum`}
+	}
 	for i, g := range pc.Allow {
 		key := fmt.Sprintf("policy.allow[%d]", i)
 		if len(g.Modules) == 0 && len(g.Images) == 0 {
@@ -278,6 +306,62 @@ func (pc *PolicyConfig) validate(path string) error {
 		if err := paths(key+".read_only_binds", g.ReadOnlyBinds); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// PidsLimits are the default and the highest pids limit of a module,
+// resolved from the configuration; 0 means no limit.
+func (pc *PolicyConfig) PidsLimits() (def, max int64) {
+	def = pc.DefaultPidsLimit
+	if def == 0 {
+		def = DefaultPidsLimit
+	}
+	max = pc.MaxPidsLimit
+	if max == 0 {
+		max = def
+	}
+	return max0(def), max0(max)
+}
+
+func max0(n int64) int64 {
+	if n < 0 {
+		return 0
+	}
+	return n
+}
+
+// LogLimit is the most disk a deployment may ask one module's log to
+// take, resolved from max_log_size; 0 means no maximum.
+func (pc *PolicyConfig) LogLimit() (int64, error) {
+	switch pc.MaxLogSize {
+	case "":
+		return DefaultMaxLogSize, nil
+	case "-1":
+		return 0, nil
+	}
+	n, err := modspec.ParseSize(pc.MaxLogSize)
+	if err == nil && n < modspec.DefaultLogMaxBytes*modspec.DefaultLogFiles {
+		err = fmt.Errorf("below a module's default log")
+	}
+	return n, err
+}
+
+func (pc *PolicyConfig) validatePids(path string) error {
+	for _, k := range []struct {
+		key string
+		n   int64
+	}{{"policy.default_pids_limit", pc.DefaultPidsLimit}, {"policy.max_pids_limit", pc.MaxPidsLimit}} {
+		if k.n < -1 || (k.n > 0 && k.n < 16) || k.n > 1<<22 {
+			return &ConfigError{File: path, Key: k.key, Problem: fmt.Sprintf("%d is not a pids limit", k.n), Fix: fmt.Sprintf("use 16 to 4194304 processes and threads (default %d), or -1 for none", DefaultPidsLimit)}
+		}
+	}
+	def, max := pc.PidsLimits()
+	if max > 0 && def == 0 {
+		return &ConfigError{File: path, Key: "policy.max_pids_limit", Problem: "default_pids_limit -1 (no limit) is above any maximum", Fix: "set max_pids_limit to -1 too, or give default_pids_limit a number"}
+	}
+	if max > 0 && def > max {
+		return &ConfigError{File: path, Key: "policy.max_pids_limit", Problem: fmt.Sprintf("%d is below default_pids_limit (%d)", pc.MaxPidsLimit, pc.DefaultPidsLimit), Fix: "raise max_pids_limit to at least default_pids_limit, or set it to -1 (no maximum)"}
 	}
 	return nil
 }

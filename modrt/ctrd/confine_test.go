@@ -3,6 +3,7 @@ package ctrd_test
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +76,64 @@ func TestContainerMadeWithAShallowReadOnlyBindStartsWithItReadOnlyAllTheWay(t *t
 	})
 	if _, err := os.Stat(filepath.Join(sub, "planted")); err == nil || strings.TrimSpace(out) != "REFUSED" {
 		t.Fatalf("the module's write below its read-only bind: %q", out)
+	}
+}
+
+// A container made before modules had a pids limit (or with more than the
+// policy allows now) gets the policy's default (or its maximum) at its next
+// start, so a module made by an older modrtd cannot fork-bomb the host
+// either; one made with a lower limit keeps it.
+func TestContainerMadeWithoutAPidsLimitGetsThePolicysAtItsNextStart(t *testing.T) {
+	p := rtpolicy.Policy{PidsLimit: 48, MaxPidsLimit: 64}
+	rt := ctrd.StartRuntime(t, func(c *ctrd.RuntimeConfig) { c.Confine = modrt.Confine(p) })
+	forker := "( i=0; while [ $i -lt 100 ]; do sleep 600 & i=$((i+1)); done ) 2>/dev/null; set -- /proc/[0-9]*; echo PROCS $#; exec sleep 600"
+	for _, tc := range []struct {
+		name     string
+		opts     []oci.SpecOpts
+		min, max int
+	}{
+		{"legacy", nil, 24, 48}, // none: the default
+		{"greedy", []oci.SpecOpts{oci.WithPidsLimit(500)}, 32, 64}, // above the maximum: the maximum
+		{"modest", []oci.SpecOpts{oci.WithPidsLimit(20)}, 10, 20},  // below: its own
+	} {
+		req := ctrd.CreateRequest{Name: tc.name, Image: ctrd.TestImage, Restart: modspec.RestartNever,
+			Opts: append(tc.opts, oci.WithProcessArgs("sh", "-c", forker))}
+		if err := rt.Create(t.Context(), req); err != nil {
+			t.Fatal(err)
+		}
+		if err := rt.Start(t.Context(), tc.name); err != nil {
+			t.Fatalf("start %s: %v", tc.name, err)
+		}
+		var out string
+		testenv.WaitFor(20*time.Second, func() bool {
+			out, _, _ = ctrd.LogText(t, rt, tc.name, logstore.Options{Tail: -1})
+			return strings.Contains(out, "PROCS ")
+		})
+		n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(out), "PROCS "))
+		if err != nil || n < tc.min || n > tc.max {
+			t.Errorf("%s ran %q processes; want %d to %d", tc.name, out, tc.min, tc.max)
+		}
+	}
+}
+
+// A container made before modules ran at oom_score_adj 0 (so at its shim's
+// score, containerd's + 1) gets 0 at its next start.
+func TestContainerMadeWithoutAnOOMScoreGetsZeroAtItsNextStart(t *testing.T) {
+	rt := ctrd.StartRuntime(t, func(c *ctrd.RuntimeConfig) { c.Confine = modrt.Confine(rtpolicy.Policy{}) })
+	req := ctrd.CreateRequest{Name: "legacy", Image: ctrd.TestImage, Restart: modspec.RestartNever,
+		Opts: []oci.SpecOpts{oci.WithProcessArgs("sh", "-c", "echo OOM $(cat /proc/self/oom_score_adj); exec sleep 600")}}
+	if err := rt.Create(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(t.Context(), "legacy"); err != nil {
+		t.Fatal(err)
+	}
+	var out string
+	testenv.WaitFor(20*time.Second, func() bool {
+		out, _, _ = ctrd.LogText(t, rt, "legacy", logstore.Options{Tail: -1})
+		return strings.Contains(out, "OOM ")
+	})
+	if strings.TrimSpace(out) != "OOM 0" {
+		t.Fatalf("the module made without an oom_score_adj runs with %q; want \"OOM 0\"", out)
 	}
 }

@@ -54,8 +54,8 @@ type CreateRequest struct {
 }
 
 const (
-	defaultLogMaxBytes = 10 << 20
-	defaultLogFiles    = 3
+	defaultLogMaxBytes = modspec.DefaultLogMaxBytes
+	defaultLogFiles    = modspec.DefaultLogFiles
 	minLogMaxBytes     = 4 << 10
 )
 

@@ -70,6 +70,16 @@ func (lc LogConfig) limits() (maxBytes int64, files int, err error) {
 
 var sizePattern = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?) *([kKmMgGtT]?)(?:[iI]?[bB])?$`)
 
+// A module's log rotation when LogConfig sets none: at most
+// DefaultLogFiles files of DefaultLogMaxBytes.
+const (
+	DefaultLogMaxBytes = 10 << 20
+	DefaultLogFiles    = 3
+)
+
+// ParseSize reads a size as LogConfig's max-size does: 1024, 10k, 10m, 1g.
+func ParseSize(v string) (int64, error) { return parseSize(v) }
+
 // parseSize reads Docker's sizes: 1024, 10k, 10m, 1.5g, 10MiB, 10mb
 // (always binary multiples, as Docker's RAMInBytes).
 func parseSize(v string) (int64, error) {
@@ -202,6 +212,9 @@ func (hc *HostConfig) validate(exposesPorts bool) error {
 	}
 	if n := int64(runtime.NumCPU()); hc.NanoCpus < 0 || (hc.NanoCpus > 0 && (hc.NanoCpus < 1e7 || hc.NanoCpus > n*1e9)) {
 		return fault.New(fault.InvalidArgs, "createOptions.HostConfig.NanoCpus %d is outside 0.01 to %d CPUs (10000000 to %d)", hc.NanoCpus, n, n*1e9)
+	}
+	if hc.PidsLimit < -1 {
+		return fault.New(fault.InvalidArgs, "createOptions.HostConfig.PidsLimit %d is not a pids limit: a number of processes and threads, or -1 for none", hc.PidsLimit)
 	}
 	switch hc.NetworkMode {
 	case "", NetModeHost:

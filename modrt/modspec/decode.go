@@ -150,6 +150,7 @@ var hostConfigFields = []field[HostConfig]{
 	{"Privileged", as(func(h *HostConfig) *bool { return &h.Privileged }, "true or false")},
 	{"Memory", as(func(h *HostConfig) *int64 { return &h.Memory }, "a whole number of bytes")},
 	{"NanoCpus", as(func(h *HostConfig) *int64 { return &h.NanoCpus }, "a whole number of billionths of a CPU")},
+	{"PidsLimit", as(func(h *HostConfig) *int64 { return &h.PidsLimit }, "a whole number of processes and threads")},
 	{"NetworkMode", as(func(h *HostConfig) *string { return &h.NetworkMode }, "a string")},
 	{"PidMode", as(func(h *HostConfig) *string { return &h.PidMode }, "a string")},
 	{"ReadonlyRootfs", as(func(h *HostConfig) *bool { return &h.ReadonlyRootfs }, "true or false")},

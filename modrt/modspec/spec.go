@@ -117,6 +117,7 @@ type HostConfig struct {
 	Privileged     bool            `json:"Privileged,omitempty"`
 	Memory         int64           `json:"Memory,omitempty"`
 	NanoCpus       int64           `json:"NanoCpus,omitempty"`
+	PidsLimit      int64           `json:"PidsLimit,omitempty"` // 0: the policy's default; -1: none (Docker's "unlimited")
 	NetworkMode    string          `json:"NetworkMode,omitempty"`
 	PidMode        string          `json:"PidMode,omitempty"`
 	ReadonlyRootfs bool            `json:"ReadonlyRootfs,omitempty"`

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"cmp"
+	"fmt"
 	"path/filepath"
 	"slices"
 
@@ -57,6 +58,7 @@ type Admission struct {
 	ReadonlyRootfs    bool
 	Memory            int64 // bytes; 0: no limit
 	NanoCpus          int64 // billionths of a CPU; 0: no limit
+	PidsLimit         int64 // processes and threads; 0: no limit
 }
 
 // Admit checks the spec against the policy and says what the module
@@ -133,6 +135,23 @@ func (p Policy) Admit(s *modspec.Spec, x Extra) (*Admission, error) {
 	}
 	a.ReadonlyRootfs = hc.ReadonlyRootfs
 	a.Memory, a.NanoCpus = hc.Memory, hc.NanoCpus
+	if err := p.checkLogSize(s); err != nil {
+		return nil, err
+	}
+	switch {
+	case hc.PidsLimit == 0:
+		a.PidsLimit = p.PidsLimit
+	case p.MaxPidsLimit == 0: // no maximum: as asked, -1 for none
+		a.PidsLimit = max(hc.PidsLimit, 0)
+	case hc.PidsLimit < 0 || hc.PidsLimit > p.MaxPidsLimit:
+		what := fmt.Sprintf("%d", hc.PidsLimit)
+		if hc.PidsLimit < 0 {
+			what = "-1 (no limit)"
+		}
+		return nil, fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: createOptions.HostConfig.PidsLimit %s is above what the runtime policy allows, %d processes and threads ([policy] max_pids_limit)", s.Name, what, p.MaxPidsLimit)
+	default:
+		a.PidsLimit = hc.PidsLimit
+	}
 	return a, nil
 }
 
@@ -190,4 +209,19 @@ func underRuntimeMount(dest string, runtimeDest map[string]bool) bool {
 		}
 	}
 	return false
+}
+
+// checkLogSize refuses LogConfig that would let the module's output take
+// more disk than the policy allows: the module decides how much it writes,
+// so its rotation is all that bounds it.
+func (p Policy) checkLogSize(s *modspec.Spec) error {
+	size, files, err := s.LogLimits()
+	if err != nil || p.MaxLogBytes == 0 {
+		return err
+	}
+	size, files = cmp.Or(size, modspec.DefaultLogMaxBytes), cmp.Or(files, modspec.DefaultLogFiles)
+	if size > p.MaxLogBytes/int64(files) {
+		return fault.Wrap(fault.InvalidArgs, ErrPolicy, "module %s: createOptions.HostConfig.LogConfig asks for %d files of %d bytes, more than the runtime policy allows a module's log, %d bytes ([policy] max_log_size)", s.Name, files, size, p.MaxLogBytes)
+	}
+	return nil
 }

@@ -4,6 +4,7 @@
 package policy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -53,6 +54,13 @@ type Policy struct {
 	// HostNetwork are the modules [policy] allow_host_network names: the
 	// start check refuses the host's network namespace to any other.
 	HostNetwork []string
+	// PidsLimit is the processes and threads a module may have when its
+	// createOptions set no PidsLimit; MaxPidsLimit the most a deployment
+	// may ask for. 0: no limit, no maximum.
+	PidsLimit, MaxPidsLimit int64
+	// MaxLogBytes is the most disk a module's log may take (LogConfig's
+	// max-size times max-file); 0: no maximum.
+	MaxLogBytes int64
 }
 
 // ErrPolicy marks a refusal by the module policy. The start check wraps
@@ -345,6 +353,19 @@ func (p Policy) CheckStart(module, image string, spec *specs.Spec) error {
 	return nil
 }
 
+// Pids is the pids limit a module whose spec holds limit (in the OCI
+// spec's terms: nil or not positive is none) gets at its start under the
+// policy: the default for none, the maximum for more, 0 to leave it.
+func (p Policy) Pids(limit *int64) int64 {
+	switch {
+	case limit == nil || *limit <= 0:
+		return cmp.Or(p.PidsLimit, p.MaxPidsLimit)
+	case p.MaxPidsLimit > 0 && *limit > p.MaxPidsLimit:
+		return p.MaxPidsLimit
+	}
+	return 0
+}
+
 // Privileged reports whether the policy lets module (from image) be
 // privileged.
 func (p Policy) Privileged(module, image string) bool {
@@ -508,6 +529,8 @@ func FromConfig(c *config.Config) Policy {
 	}
 	p := Policy{VolumesDir: filepath.Join(c.Homedir, "volumes"), ReadOnlyBinds: c.Policy.ReadOnlyBinds,
 		Grants: c.Policy.Allow, Never: never, RuntimeDir: c.Homedir, HostNetwork: c.Policy.AllowHostNetwork}
+	p.PidsLimit, p.MaxPidsLimit = c.Policy.PidsLimits()
+	p.MaxLogBytes, _ = c.Policy.LogLimit()          // checked by config.ParseConfig
 	if filepath.Base(c.MgmtSocket) == "mgmt.sock" { // as modrtd binds it into edgeAgent
 		p.MgmtDir = filepath.Dir(c.MgmtSocket)
 	}
