@@ -35,21 +35,11 @@ type Config struct {
 type Error = iconfig.Error
 
 // Load reads and validates a keyd config file.
-func Load(path string) (*Config, error) {
-	data, err := iconfig.Read(path)
-	if err != nil {
-		return nil, err
-	}
-	return Parse(path, data)
-}
+func Load(path string) (*Config, error) { return iconfig.Load(path, Parse) }
 
 // Parse parses and validates keyd config text; path names it in errors.
 func Parse(path string, data []byte) (*Config, error) {
-	var c Config
-	if err := iconfig.Decode(path, data, &c, "docs/keys.md"); err != nil {
-		return nil, err
-	}
-	return &c, c.validate(path)
+	return iconfig.Parse(path, data, "docs/keys.md", (*Config).validate)
 }
 
 func (c *Config) validate(path string) error {
