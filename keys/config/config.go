@@ -31,6 +31,10 @@ type Config struct {
 	PreloadedKeys map[string]string `toml:"preloaded_keys,omitempty"`
 }
 
+// ReadCredentials reads nothing: the systemd credentials keyd's preloaded
+// keys name are read when the key is loaded (keys.Open), as files are.
+func (c *Config) ReadCredentials() error { return nil }
+
 // Error names the file, key and fix of a configuration mistake.
 type Error = iconfig.Error
 
