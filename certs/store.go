@@ -31,15 +31,8 @@ const certSuffix = ".pem"
 
 // OpenStore uses dir (created 0700) for stored certificates.
 func OpenStore(dir string, preloaded map[string]string) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create certificate directory %s: %w", dir, err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("restrict certificate directory %s: %w", dir, err)
-	}
-	stale, _ := filepath.Glob(filepath.Join(dir, ".tmp-*"))
-	for _, f := range stale {
-		os.Remove(f)
+	if err := atomicfile.PrivateDir(dir); err != nil {
+		return nil, fmt.Errorf("certificate directory: %w", err)
 	}
 	if preloaded == nil {
 		preloaded = map[string]string{}

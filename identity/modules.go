@@ -76,7 +76,7 @@ func (s *Service) registerKeys(ctx context.Context, c *hub.Client, hm *hub.Modul
 	if err := s.ensureMaster(ctx); err != nil {
 		return Module{}, err
 	}
-	m := Module{ModuleID: hm.ModuleID, GenerationID: hm.GenerationID, ETag: hm.ETag, ManagedBy: hm.ManagedBy}
+	m := moduleOf(hm)
 	primary, err := s.keys.ExportDerived(ctx, s.cfg.MasterKey, moduleDerivation(m, "primary"))
 	if err != nil {
 		return Module{}, fmt.Errorf("derive the key of module %q: %w", m.ModuleID, err)
@@ -98,6 +98,22 @@ func (s *Service) registerKeys(ctx context.Context, c *hub.Client, hm *hub.Modul
 	return m, nil
 }
 
+// moduleOf is the module identity the hub's record hm describes.
+func moduleOf(hm *hub.Module) Module {
+	return Module{ModuleID: hm.ModuleID, GenerationID: hm.GenerationID, ETag: hm.ETag, ManagedBy: hm.ManagedBy}
+}
+
+// hubModule asks the hub for moduleID's record; c is the client it asked with.
+func (s *Service) hubModule(ctx context.Context, moduleID string) (c *hub.Client, hm *hub.Module, err error) {
+	if c, _, err = s.hubClient(ctx); err != nil {
+		return nil, nil, err
+	}
+	if hm, err = c.GetModule(ctx, moduleID); err != nil {
+		return nil, nil, err
+	}
+	return c, hm, nil
+}
+
 // GetModule returns a module identity: from the cache, else from the hub.
 func (s *Service) GetModule(ctx context.Context, moduleID string) (Module, error) {
 	if err := ValidateModuleID(moduleID); err != nil {
@@ -109,15 +125,11 @@ func (s *Service) GetModule(ctx context.Context, moduleID string) (Module, error
 	if ok {
 		return m, nil
 	}
-	c, _, err := s.hubClient(ctx)
+	_, hm, err := s.hubModule(ctx, moduleID)
 	if err != nil {
 		return Module{}, err
 	}
-	hm, err := c.GetModule(ctx, moduleID)
-	if err != nil {
-		return Module{}, err
-	}
-	m = Module{ModuleID: hm.ModuleID, GenerationID: hm.GenerationID, ETag: hm.ETag, ManagedBy: hm.ManagedBy}
+	m = moduleOf(hm)
 	s.putModule(m)
 	return m, nil
 }
@@ -136,7 +148,7 @@ func (s *Service) ListModules(ctx context.Context) ([]Module, error) {
 				if hm.ModuleID == "$edgeAgent" || hm.ModuleID == "$edgeHub" {
 					continue // the hub's own system modules
 				}
-				m := Module{ModuleID: hm.ModuleID, GenerationID: hm.GenerationID, ETag: hm.ETag, ManagedBy: hm.ManagedBy}
+				m := moduleOf(hm)
 				if old, had := s.modules[m.ModuleID]; had && old.GenerationID != m.GenerationID {
 					changed = true
 				}
@@ -174,11 +186,7 @@ func (s *Service) UpdateModule(ctx context.Context, moduleID, managedBy string) 
 	if err := validateManagedBy(managedBy); err != nil {
 		return Module{}, err
 	}
-	c, _, err := s.hubClient(ctx)
-	if err != nil {
-		return Module{}, err
-	}
-	hm, err := c.GetModule(ctx, moduleID)
+	c, hm, err := s.hubModule(ctx, moduleID)
 	if err != nil {
 		return Module{}, err
 	}

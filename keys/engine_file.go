@@ -51,17 +51,8 @@ func OpenFileEngine(dir string) (*FileEngine, error) {
 	if dir == "" {
 		return nil, errors.New("no key directory configured")
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create key directory %s: %w", dir, err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("restrict key directory %s to 0700: %w", dir, err)
-	}
-	// Temporary files are what a crash mid-write leaves; the key they were
-	// for was never acknowledged, so they go.
-	stale, _ := filepath.Glob(filepath.Join(dir, ".tmp-*"))
-	for _, f := range stale {
-		os.Remove(f)
+	if err := atomicfile.PrivateDir(dir); err != nil {
+		return nil, fmt.Errorf("key directory: %w", err)
 	}
 	return &FileEngine{dir: dir}, nil
 }

@@ -411,12 +411,7 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 	if err := s.aliased(id); err != nil {
 		return err
 	}
-	s.create.Lock()
-	defer s.create.Unlock()
-	s.forget(id)
-	err := s.engine.Delete(ctx, id)
-	s.forget(id)
-	if err != nil {
+	if err := s.changeStored(func() error { return s.engine.Delete(ctx, id) }, id); err != nil {
 		return err
 	}
 	s.log.Info("key deleted", "key_id", id)
@@ -442,16 +437,23 @@ func (s *Service) Move(ctx context.Context, from, to string) error {
 			return err
 		}
 	}
-	s.create.Lock()
-	defer s.create.Unlock()
-	s.forget(from, to)
-	err := s.engine.Move(ctx, from, to)
-	s.forget(from, to)
-	if err != nil {
+	if err := s.changeStored(func() error { return s.engine.Move(ctx, from, to) }, from, to); err != nil {
 		return err
 	}
 	s.log.Info("key moved", "from", from, "to", to)
 	return nil
+}
+
+// changeStored runs change, a Delete or Move of the stored keys ids, under
+// the create lock, forgetting their cached handles and infos before and
+// after it (a load racing the change cannot keep what it read).
+func (s *Service) changeStored(change func() error, ids ...string) error {
+	s.create.Lock()
+	defer s.create.Unlock()
+	s.forget(ids...)
+	err := change()
+	s.forget(ids...)
+	return err
 }
 
 func (s *Service) isPreloaded(id string) bool {

@@ -95,6 +95,14 @@ type CipherOptions struct {
 
 const gcmIVLen, gcmTagLen = 12, 16
 
+// checkOAEP refuses the options rsa-oaep-sha256 has no use for.
+func (o CipherOptions) checkOAEP() error {
+	if o.IV != nil || o.AAD != nil {
+		return fault.New(fault.InvalidArgs, "options \"iv\" and \"aad\" are for aes-256-gcm, not rsa-oaep-sha256")
+	}
+	return nil
+}
+
 // Encrypt encrypts with key id using mech.
 func (s *Service) Encrypt(ctx context.Context, id, mech string, plaintext []byte, opt CipherOptions) ([]byte, error) {
 	h, info, err := s.keyFor(ctx, id, mech, opEncrypt, "plaintext", plaintext)
@@ -102,8 +110,8 @@ func (s *Service) Encrypt(ctx context.Context, id, mech string, plaintext []byte
 		return nil, err
 	}
 	if mech == MechRSAOAEPSHA256 {
-		if opt.IV != nil || opt.AAD != nil {
-			return nil, fault.New(fault.InvalidArgs, "options \"iv\" and \"aad\" are for aes-256-gcm, not rsa-oaep-sha256")
+		if err := opt.checkOAEP(); err != nil {
+			return nil, err
 		}
 		pub := info.Public.(*rsa.PublicKey)
 		if max := pub.Size() - 2*sha256.Size - 2; len(plaintext) > max {
@@ -143,8 +151,8 @@ func (s *Service) Decrypt(ctx context.Context, id, mech string, ciphertext []byt
 		return nil, err
 	}
 	if mech == MechRSAOAEPSHA256 {
-		if opt.IV != nil || opt.AAD != nil {
-			return nil, fault.New(fault.InvalidArgs, "options \"iv\" and \"aad\" are for aes-256-gcm, not rsa-oaep-sha256")
+		if err := opt.checkOAEP(); err != nil {
+			return nil, err
 		}
 		if len(ciphertext) != info.Public.(*rsa.PublicKey).Size() {
 			return nil, fault.New(fault.InvalidArgs, "rsa-oaep-sha256 ciphertext for key %q must be %d bytes, got %d", id, info.Public.(*rsa.PublicKey).Size(), len(ciphertext))

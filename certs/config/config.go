@@ -177,21 +177,11 @@ func parseSpan(s string) (Span, error) {
 type Error = cfgfile.Error
 
 // Load reads and validates a certd config file.
-func Load(path string) (*Config, error) {
-	data, err := cfgfile.Read(path)
-	if err != nil {
-		return nil, err
-	}
-	return Parse(path, data)
-}
+func Load(path string) (*Config, error) { return cfgfile.Load(path, Parse) }
 
 // Parse parses and validates certd config text.
 func Parse(path string, data []byte) (*Config, error) {
-	var c Config
-	if err := cfgfile.Decode(path, data, &c, "docs/certs.md"); err != nil {
-		return nil, err
-	}
-	return &c, c.validate(path)
+	return cfgfile.Parse(path, data, "docs/certs.md", (*Config).validate)
 }
 
 func (c *Config) validate(path string) error {

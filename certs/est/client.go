@@ -146,12 +146,7 @@ func (c *Client) endpoint(op string) string {
 
 // CACerts fetches the CA certificates (RFC 7030 4.1), in the server's order.
 func (c *Client) CACerts(ctx context.Context, auth Auth) ([]*x509.Certificate, error) {
-	hc, err := c.httpClient(auth)
-	if err != nil {
-		return nil, err
-	}
-	defer hc.CloseIdleConnections()
-	resp, err := c.roundTrip(ctx, hc, auth, opCACerts, http.MethodGet, nil)
+	resp, err := c.get(ctx, auth, opCACerts)
 	if err != nil {
 		return nil, err
 	}
@@ -164,12 +159,7 @@ func (c *Client) CACerts(ctx context.Context, auth Auth) ([]*x509.Certificate, e
 // CSRAttrs fetches the attributes the server wants in a CSR (RFC 7030 4.5).
 // It returns nil, nil when the server has none (204, 404 or an empty body).
 func (c *Client) CSRAttrs(ctx context.Context, auth Auth) (*CSRAttrs, error) {
-	hc, err := c.httpClient(auth)
-	if err != nil {
-		return nil, err
-	}
-	defer hc.CloseIdleConnections()
-	resp, err := c.roundTrip(ctx, hc, auth, opCSRAttrs, http.MethodGet, nil)
+	resp, err := c.get(ctx, auth, opCSRAttrs)
 	if err != nil {
 		return nil, err
 	}
@@ -191,6 +181,16 @@ func (c *Client) CSRAttrs(ctx context.Context, auth Auth) (*CSRAttrs, error) {
 		return nil, c.invalidResponse(opCSRAttrs, err)
 	}
 	return attrs, nil
+}
+
+// get sends one GET of op with auth's identity.
+func (c *Client) get(ctx context.Context, auth Auth, op string) (*response, error) {
+	hc, err := c.httpClient(auth)
+	if err != nil {
+		return nil, err
+	}
+	defer hc.CloseIdleConnections()
+	return c.roundTrip(ctx, hc, auth, op, http.MethodGet, nil)
 }
 
 // SimpleEnroll asks for a certificate for csrDER (DER PKCS#10, RFC 7030

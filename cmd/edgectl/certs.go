@@ -40,10 +40,7 @@ func certOf(p client.Properties) certJSON {
 }
 
 func certsList(ctx context.Context, c *cli, args []string) int {
-	if _, code := c.parse(c.flags(), args, 0, 0, "[--json]"); code >= 0 {
-		return code
-	}
-	cc, code := certsClient(c, certsapi.ActionRead)
+	_, cc, code := parseThenOpen(c, c.flags(), args, 0, 0, "[--json]", certsClient, certsapi.ActionRead)
 	if code >= 0 {
 		return code
 	}
@@ -90,11 +87,7 @@ func expiresIn(t, now time.Time) string {
 func certsShow(ctx context.Context, c *cli, args []string) int {
 	fs := c.flags()
 	pemOnly := fs.Bool("pem", false, "print only the PEM chain")
-	rest, code := c.parse(fs, args, 1, 1, "ID [--pem] [--json]")
-	if code >= 0 {
-		return code
-	}
-	cc, code := certsClient(c, certsapi.ActionRead)
+	rest, cc, code := parseThenOpen(c, fs, args, 1, 1, "ID [--pem] [--json]", certsClient, certsapi.ActionRead)
 	if code >= 0 {
 		return code
 	}
@@ -127,11 +120,7 @@ func certsShow(ctx context.Context, c *cli, args []string) int {
 }
 
 func certsRenew(ctx context.Context, c *cli, args []string) int {
-	rest, code := c.parse(c.flags(), args, 1, 1, "ID [--json]")
-	if code >= 0 {
-		return code
-	}
-	cc, code := certsClient(c, certsapi.ActionManage)
+	rest, cc, code := parseThenOpen(c, c.flags(), args, 1, 1, "ID [--json]", certsClient, certsapi.ActionManage)
 	if code >= 0 {
 		return code
 	}

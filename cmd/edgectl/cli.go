@@ -283,6 +283,19 @@ func subcommands(ctx context.Context, group string, args []string, stdout, stder
 	return run(ctx, &cli{name: group + " " + args[0], stdout: stdout, stderr: stderr}, args[1:])
 }
 
+// parseThenOpen is the start of a command of one service: it parses args
+// against fs as parse does and, when they are good, opens the service's
+// client for action with open (certsClient, keysClient...). The code is -1,
+// or the exit code of what it reported.
+func parseThenOpen[C any](c *cli, fs *flag.FlagSet, args []string, minArgs, maxArgs int, argsUsage string,
+	open func(c *cli, action string) (C, int), action string) (rest []string, client C, code int) {
+	if rest, code = c.parse(fs, args, minArgs, maxArgs, argsUsage); code >= 0 {
+		return nil, client, code
+	}
+	client, code = open(c, action)
+	return rest, client, code
+}
+
 // connect opens the system bus (or DBUS_SYSTEM_BUS_ADDRESS's).
 // serviceClient connects to the system bus and makes service's client
 // with newClient; service and action (the polkit action the call needs)

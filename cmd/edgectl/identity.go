@@ -35,10 +35,7 @@ func dictJSON(d map[string]godbus.Variant) map[string]any {
 }
 
 func identityShow(ctx context.Context, c *cli, args []string) int {
-	if _, code := c.parse(c.flags(), args, 0, 0, "[--json]"); code >= 0 {
-		return code
-	}
-	ic, code := identityClient(c, "org.edgev2.identity.read")
+	_, ic, code := parseThenOpen(c, c.flags(), args, 0, 0, "[--json]", identityClient, "org.edgev2.identity.read")
 	if code >= 0 {
 		return code
 	}
@@ -139,10 +136,7 @@ func age(t, now time.Time) string {
 }
 
 func identityReprovision(ctx context.Context, c *cli, args []string) int {
-	if _, code := c.parse(c.flags(), args, 0, 0, "[--json]"); code >= 0 {
-		return code
-	}
-	ic, code := identityClient(c, "org.edgev2.identity.reprovision")
+	_, ic, code := parseThenOpen(c, c.flags(), args, 0, 0, "[--json]", identityClient, "org.edgev2.identity.reprovision")
 	if code >= 0 {
 		return code
 	}

@@ -45,11 +45,7 @@ func keyOf(id string, p client.Properties) keyJSON {
 }
 
 func keysList(ctx context.Context, c *cli, args []string) int {
-	fs := c.flags()
-	if _, code := c.parse(fs, args, 0, 0, "[--json]"); code >= 0 {
-		return code
-	}
-	kc, code := keysClient(c, keysapi.ActionRead)
+	_, kc, code := parseThenOpen(c, c.flags(), args, 0, 0, "[--json]", keysClient, keysapi.ActionRead)
 	if code >= 0 {
 		return code
 	}
@@ -80,11 +76,7 @@ func keysCreate(ctx context.Context, c *cli, args []string) int {
 	fs := c.flags()
 	typ := fs.String("type", "ec-p256", "key type: symmetric, or a key-pair preference list such as ec-p256:rsa-2048:*")
 	usage := fs.String("usage", keysapi.UsageSign, "symmetric keys: sign, encrypt or derive")
-	rest, code := c.parse(fs, args, 1, 1, "ID [--type ec-p256|ec-p384|rsa-2048|...|symmetric] [--usage sign|encrypt|derive] [--json]")
-	if code >= 0 {
-		return code
-	}
-	kc, code := keysClient(c, keysapi.ActionManage)
+	rest, kc, code := parseThenOpen(c, fs, args, 1, 1, "ID [--type ec-p256|ec-p384|rsa-2048|...|symmetric] [--usage sign|encrypt|derive] [--json]", keysClient, keysapi.ActionManage)
 	if code >= 0 {
 		return code
 	}
@@ -129,11 +121,7 @@ func keysSign(ctx context.Context, c *cli, args []string) int {
 	mech := fs.String("mechanism", "", "hmac-sha256, ecdsa-sha256, ecdsa, rsa-pkcs1-sha256, rsa-pss-sha256 (default: from the key's type)")
 	data := fs.String("data", "", "the data to sign (default: read --in)")
 	in := fs.String("in", "-", "file with the data to sign; - is stdin")
-	rest, code := c.parse(fs, args, 1, 1, "ID [--mechanism M] [--data TEXT | --in FILE] [--json]")
-	if code >= 0 {
-		return code
-	}
-	kc, code := keysClient(c, keysapi.ActionUse)
+	rest, kc, code := parseThenOpen(c, fs, args, 1, 1, "ID [--mechanism M] [--data TEXT | --in FILE] [--json]", keysClient, keysapi.ActionUse)
 	if code >= 0 {
 		return code
 	}

@@ -24,10 +24,7 @@ func modulesClient(c *cli, action string) (*client.Client, int) {
 }
 
 func modulesList(ctx context.Context, c *cli, args []string) int {
-	if _, code := c.parse(c.flags(), args, 0, 0, "[--json]"); code >= 0 {
-		return code
-	}
-	mc, code := modulesClient(c, rtapi.ActionRead)
+	_, mc, code := parseThenOpen(c, c.flags(), args, 0, 0, "[--json]", modulesClient, rtapi.ActionRead)
 	if code >= 0 {
 		return code
 	}
@@ -62,11 +59,7 @@ func moduleAction(verb string) func(context.Context, *cli, []string) int {
 	return func(ctx context.Context, c *cli, args []string) int {
 		fs := c.flags()
 		timeout := fs.Duration("timeout", 0, "stop: time before SIGKILL (default the runtime's, 10s)")
-		rest, code := c.parse(fs, args, 1, 1, "NAME [--json]")
-		if code >= 0 {
-			return code
-		}
-		mc, code := modulesClient(c, rtapi.ActionManage)
+		rest, mc, code := parseThenOpen(c, fs, args, 1, 1, "NAME [--json]", modulesClient, rtapi.ActionManage)
 		if code >= 0 {
 			return code
 		}
@@ -103,11 +96,7 @@ func modulesLogs(ctx context.Context, c *cli, args []string) int {
 	tail := fs.Int("tail", 0, "only the last N lines")
 	since := fs.Duration("since", 0, "only lines newer than this (e.g. 10m)")
 	ts := fs.Bool("timestamps", false, "prefix lines with their time")
-	rest, code := c.parse(fs, args, 1, 1, "NAME [-f] [--tail N] [--since 10m] [--timestamps]")
-	if code >= 0 {
-		return code
-	}
-	mc, code := modulesClient(c, rtapi.ActionRead)
+	rest, mc, code := parseThenOpen(c, fs, args, 1, 1, "NAME [-f] [--tail N] [--since 10m] [--timestamps]", modulesClient, rtapi.ActionRead)
 	if code >= 0 {
 		return code
 	}

@@ -28,15 +28,9 @@ func main() {
 }
 
 func run(configPath string, log *slog.Logger) int {
-	if daemon.ConfigMissing(configPath) {
-		// Before `edgectl config apply`: own the name and say so to every
-		// caller rather than exit (D-Bus activation would wait 25 s).
-		return daemon.ServeNotConfigured(log, "edgev2-keyd", api.BusName, configPath)
-	}
-	cfg, err := keysconfig.Load(configPath)
-	if err != nil {
-		log.Error("bad configuration; not starting", "err", err)
-		return daemon.ExitConfig
+	cfg, exit, ok := daemon.LoadConfig(log, "edgev2-keyd", api.BusName, configPath, keysconfig.Load)
+	if !ok {
+		return exit
 	}
 	var closeAll func()
 	fast := adapter.NewFastPath()

@@ -137,6 +137,18 @@ func (a *BusAPI) moduleIdentity(m identity.Module) api.ModuleIdentity {
 }
 
 func (a *BusAPI) createModuleIdentity(msg godbus.Message, moduleID string, opts map[string]godbus.Variant) (map[string]godbus.Variant, *godbus.Error) {
+	return a.registerModule(msg, moduleID, opts, api.MethodCreateModuleIdentity, a.svc.CreateModule)
+}
+
+func (a *BusAPI) updateModuleIdentity(msg godbus.Message, moduleID string, opts map[string]godbus.Variant) (map[string]godbus.Variant, *godbus.Error) {
+	return a.registerModule(msg, moduleID, opts, api.MethodUpdateModuleIdentity, a.svc.UpdateModule)
+}
+
+// registerModule is Create- and UpdateModuleIdentity: both take managed_by
+// from opts and need manage rights on the module; register is the service's
+// CreateModule or UpdateModule.
+func (a *BusAPI) registerModule(msg godbus.Message, moduleID string, opts map[string]godbus.Variant, method string,
+	register func(ctx context.Context, moduleID, managedBy string) (identity.Module, error)) (map[string]godbus.Variant, *godbus.Error) {
 	mb, e := managedBy(opts)
 	if e != nil {
 		return nil, e
@@ -144,9 +156,9 @@ func (a *BusAPI) createModuleIdentity(msg godbus.Message, moduleID string, opts 
 	if e := a.moduleCall(msg, api.ActionManage, moduleID); e != nil {
 		return nil, e
 	}
-	m, err := a.svc.CreateModule(a.Ctx, moduleID, mb)
+	m, err := register(a.Ctx, moduleID, mb)
 	if err != nil {
-		return nil, a.Fail(api.MethodCreateModuleIdentity, err)
+		return nil, a.Fail(method, err)
 	}
 	return a.moduleDict(m), nil
 }
@@ -175,21 +187,6 @@ func (a *BusAPI) listModuleIdentities(msg godbus.Message) ([]map[string]godbus.V
 		out = append(out, a.moduleDict(m))
 	}
 	return out, nil
-}
-
-func (a *BusAPI) updateModuleIdentity(msg godbus.Message, moduleID string, opts map[string]godbus.Variant) (map[string]godbus.Variant, *godbus.Error) {
-	mb, e := managedBy(opts)
-	if e != nil {
-		return nil, e
-	}
-	if e := a.moduleCall(msg, api.ActionManage, moduleID); e != nil {
-		return nil, e
-	}
-	m, err := a.svc.UpdateModule(a.Ctx, moduleID, mb)
-	if err != nil {
-		return nil, a.Fail(api.MethodUpdateModuleIdentity, err)
-	}
-	return a.moduleDict(m), nil
 }
 
 func (a *BusAPI) deleteModuleIdentity(msg godbus.Message, moduleID string) *godbus.Error {

@@ -182,21 +182,11 @@ type Principal struct {
 type ConfigError = baseconfig.Error
 
 // LoadConfig reads and validates an identityd config file.
-func LoadConfig(path string) (*Config, error) {
-	data, err := baseconfig.Read(path)
-	if err != nil {
-		return nil, err
-	}
-	return ParseConfig(path, data)
-}
+func LoadConfig(path string) (*Config, error) { return baseconfig.Load(path, ParseConfig) }
 
 // ParseConfig parses and validates identityd config text.
 func ParseConfig(path string, data []byte) (*Config, error) {
-	var c Config
-	if err := baseconfig.Decode(path, data, &c, "docs/identity.md"); err != nil {
-		return nil, err
-	}
-	return &c, c.validate(path)
+	return baseconfig.Parse(path, data, "docs/identity.md", (*Config).validate)
 }
 
 func (c *Config) validate(path string) error {

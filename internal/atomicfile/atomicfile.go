@@ -110,3 +110,20 @@ func SyncDir(dir string) error {
 	}
 	return nil
 }
+
+// PrivateDir makes dir, or restricts it, to 0700 for files written by this
+// package, and removes the temporary files a write cut short left there:
+// the content they held was never acknowledged.
+func PrivateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("restrict %s to 0700: %w", dir, err)
+	}
+	stale, _ := filepath.Glob(filepath.Join(dir, ".tmp-*"))
+	for _, f := range stale {
+		os.Remove(f)
+	}
+	return nil
+}

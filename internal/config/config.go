@@ -66,3 +66,24 @@ func Decode(path string, data []byte, v any, docs string) error {
 	}
 	return &Error{File: path, Problem: err.Error(), Fix: "correct the TOML"}
 }
+
+// Load reads the config file at path and hands its text to parse, the
+// service's own parser: the Load every daemon's config package has.
+func Load[C any](path string, parse func(path string, data []byte) (*C, error)) (*C, error) {
+	data, err := Read(path)
+	if err != nil {
+		return nil, err
+	}
+	return parse(path, data)
+}
+
+// Parse decodes data strictly (Decode) into a new C and checks it with
+// validate, which may fill in defaults. The config is returned with
+// validate's error too, so a caller can still look at what was parsed.
+func Parse[C any](path string, data []byte, docs string, validate func(c *C, path string) error) (*C, error) {
+	var c C
+	if err := Decode(path, data, &c, docs); err != nil {
+		return nil, err
+	}
+	return &c, validate(&c, path)
+}

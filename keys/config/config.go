@@ -31,25 +31,19 @@ type Config struct {
 	PreloadedKeys map[string]string `toml:"preloaded_keys,omitempty"`
 }
 
+// ReadCredentials reads nothing: the systemd credentials keyd's preloaded
+// keys name are read when the key is loaded (keys.Open), as files are.
+func (c *Config) ReadCredentials() error { return nil }
+
 // Error names the file, key and fix of a configuration mistake.
 type Error = iconfig.Error
 
 // Load reads and validates a keyd config file.
-func Load(path string) (*Config, error) {
-	data, err := iconfig.Read(path)
-	if err != nil {
-		return nil, err
-	}
-	return Parse(path, data)
-}
+func Load(path string) (*Config, error) { return iconfig.Load(path, Parse) }
 
 // Parse parses and validates keyd config text; path names it in errors.
 func Parse(path string, data []byte) (*Config, error) {
-	var c Config
-	if err := iconfig.Decode(path, data, &c, "docs/keys.md"); err != nil {
-		return nil, err
-	}
-	return &c, c.validate(path)
+	return iconfig.Parse(path, data, "docs/keys.md", (*Config).validate)
 }
 
 func (c *Config) validate(path string) error {

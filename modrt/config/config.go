@@ -164,13 +164,7 @@ var NeverBind = []string{"/etc/edgev2", "/var/lib/edgev2", "/run/edgev2", "/run/
 	"/run/containerd", "/var/run/containerd", "/var/lib/containerd", "/etc/containerd", "/proc", "/sys/fs/cgroup"}
 
 // LoadConfig reads and validates a modrtd config file.
-func LoadConfig(path string) (*Config, error) {
-	data, err := cfgfile.Read(path)
-	if err != nil {
-		return nil, err
-	}
-	return ParseConfig(path, data)
-}
+func LoadConfig(path string) (*Config, error) { return cfgfile.Load(path, ParseConfig) }
 
 // ParseConfig parses and validates modrtd config text.
 func ParseConfig(path string, data []byte) (*Config, error) {
