@@ -325,6 +325,11 @@ func (m *machine) mainPIDs() map[string]string {
 			m.fail("%s is not active:\n%s", u, out)
 		}
 		pids[u] = regexp.MustCompile(`MainPID=(\d+)`).FindStringSubmatch(out)[1]
+		// The kernel takes it only with CAP_SYS_RESOURCE, which this
+		// sandbox's container may lack; the unit must carry it.
+		if adj := m.must("OOM score of "+u, "systemctl show -p OOMScoreAdjust "+u); strings.TrimSpace(adj) != "OOMScoreAdjust=-500" {
+			m.fail("%s: %s, want OOMScoreAdjust=-500 (the services go after the modules when memory runs out)", u, adj)
+		}
 	}
 	return pids
 }
