@@ -53,17 +53,25 @@ func otherUserConnection(t *testing.T, b *testenv.Bus, conn *godbus.Conn) (name 
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+// newAuthorizer is an Authorizer on conn that stops when the test ends.
+func newAuthorizer(t *testing.T, conn *godbus.Conn) *bus.Authorizer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	auth, err := bus.NewAuthorizer(ctx, conn, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return auth
+}
+
 func TestAuthorizerCachesAndDropsOnPolkitChangedAndCallerExit(t *testing.T) {
 	testenv.RequireRoot(t)
 	b := testenv.StartBus(t)
 	pk := testenv.StartPolkit(t, b)
 	conn := b.Conn(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	auth, err := bus.NewAuthorizer(ctx, conn, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx := context.Background()
+	auth := newAuthorizer(t, conn)
 	sender, stop := otherUserConnection(t, b, conn)
 	call := bus.Call{Sender: sender}
 	details := map[string]string{"key_id": "cache-key"}
@@ -153,10 +161,7 @@ func TestAuthorizerDeniesWhenPolkitIsAbsent(t *testing.T) {
 	b := testenv.StartBus(t) // no polkitd on this bus
 	conn := b.Conn(t)
 	ctx := context.Background()
-	auth, err := bus.NewAuthorizer(ctx, conn, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	auth := newAuthorizer(t, conn)
 	sender, _ := otherUserConnection(t, b, conn)
 	e := auth.Authorize(ctx, bus.Call{Sender: sender}, "org.edgev2.keys.read", nil)
 	if e == nil || e.Name != bus.ErrNotAuthorized {
@@ -182,10 +187,7 @@ func TestAuthorizerCacheEvictsOneDecisionAtATime(t *testing.T) {
 	testenv.StartPolkit(t, b)
 	conn := b.Conn(t)
 	ctx := context.Background()
-	auth, err := bus.NewAuthorizer(ctx, conn, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	auth := newAuthorizer(t, conn)
 	const max = 8
 	bus.SetMaxDecisionsPerSender(auth, max)
 	sender, _ := otherUserConnection(t, b, conn)
@@ -238,12 +240,8 @@ func TestDenialNamesTheServicesDetailKeyAndStaysSmall(t *testing.T) {
 	b := testenv.StartBus(t)
 	testenv.StartPolkit(t, b)
 	conn := b.Conn(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	auth, err := bus.NewAuthorizer(ctx, conn, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx := context.Background()
+	auth := newAuthorizer(t, conn)
 	sender, _ := otherUserConnection(t, b, conn)
 	call := bus.Call{Sender: sender}
 	a := &bus.Adapter{Ctx: ctx, Auth: auth, Log: quietLog(), DetailKey: "widget_id"}
@@ -285,12 +283,7 @@ func TestAuthorizerHonoursPolkitsChangedAfterARestartSeenOutOfOrder(t *testing.T
 	b := testenv.StartBus(t)
 	testenv.StartPolkit(t, b)
 	conn := b.Conn(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	auth, err := bus.NewAuthorizer(ctx, conn, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	auth := newAuthorizer(t, conn)
 	var pk string
 	if err := conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, "org.freedesktop.PolicyKit1").Store(&pk); err != nil {
 		t.Fatal(err)
