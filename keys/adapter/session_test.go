@@ -103,9 +103,15 @@ func (k *inprocKeyd) createKeys(t *testing.T, ids ...string) {
 // openRawSession asks for a session on conn and returns the socket.
 func openRawSession(t *testing.T, conn *godbus.Conn) (net.Conn, error) {
 	t.Helper()
+	return openSessionSocket(t, conn, map[string]godbus.Variant{})
+}
+
+// openSessionSocket asks for a session with opts on conn and returns the
+// socket, closed when the test ends.
+func openSessionSocket(t *testing.T, conn *godbus.Conn, opts map[string]godbus.Variant) (net.Conn, error) {
+	t.Helper()
 	var fd godbus.UnixFD
-	err := conn.Object(api.BusName, api.ObjectPath).Call(api.Interface+".OpenSession", 0, map[string]godbus.Variant{}).Store(&fd)
-	if err != nil {
+	if err := conn.Object(api.BusName, api.ObjectPath).Call(api.Interface+".OpenSession", 0, opts).Store(&fd); err != nil {
 		return nil, err
 	}
 	f := os.NewFile(uintptr(fd), "session")
@@ -138,6 +144,24 @@ func signOn(pc *godbus.Conn, id string) error {
 		"hmac-sha256", []byte("data"), map[string]godbus.Variant{}).Store(&sig)
 }
 
+// signOnSession signs SHA-256(data) with the ECDSA signer of c's key and
+// fails unless c signed through its session and the signature verifies.
+func signOnSession(t *testing.T, c *client.Client, signer crypto.Signer, data string) (digest, sig []byte) {
+	t.Helper()
+	sum := sha256.Sum256([]byte(data))
+	sig, err := signer.Sign(nil, sum[:], crypto.SHA256)
+	if err != nil {
+		t.Fatalf("Sign through the session: %v", err)
+	}
+	if !c.UsingSession() {
+		t.Fatalf("the client signed without a session: %v", c.SessionError())
+	}
+	if !ecdsa.VerifyASN1(signer.Public().(*ecdsa.PublicKey), sum[:], sig) {
+		t.Fatal("the session's ECDSA signature does not verify")
+	}
+	return sum[:], sig
+}
+
 func TestSessionSignsVerifiesAndEncryptsLikeTheBus(t *testing.T) {
 	k := startInprocKeyd(t)
 	ctx := ctxT(t)
@@ -151,17 +175,7 @@ func TestSessionSignsVerifiesAndEncryptsLikeTheBus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	digest := sha256.Sum256([]byte("session data"))
-	sig, err := signer.Sign(nil, digest[:], crypto.SHA256)
-	if err != nil {
-		t.Fatalf("Sign through the session: %v", err)
-	}
-	if !c.UsingSession() {
-		t.Fatalf("the client signed without a session: %v", c.SessionError())
-	}
-	if !ecdsa.VerifyASN1(signer.Public().(*ecdsa.PublicKey), digest[:], sig) {
-		t.Fatal("the session's ECDSA signature does not verify")
-	}
+	digest, sig := signOnSession(t, c, signer, "session data")
 	if ok, err := key.Verify(ctx, "ecdsa", digest[:], sig); err != nil || !ok {
 		t.Fatalf("Verify through the session = %v, %v", ok, err)
 	}
@@ -604,21 +618,7 @@ func TestKeydSessionSignsOnSoftHSMAndReopensAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sign := func() {
-		t.Helper()
-		digest := sha256.Sum256([]byte("token"))
-		sig, err := signer.Sign(nil, digest[:], crypto.SHA256)
-		if err != nil {
-			t.Fatalf("Sign: %v", err)
-		}
-		if !c.UsingSession() {
-			t.Fatalf("signed without a session: %v", c.SessionError())
-		}
-		if !ecdsa.VerifyASN1(signer.Public().(*ecdsa.PublicKey), digest[:], sig) {
-			t.Fatal("the SoftHSM signature from the session does not verify")
-		}
-	}
-	sign()
+	signOnSession(t, c, signer, "token")
 	k.svc.Restart(t) // the session dies with keyd
-	sign()
+	signOnSession(t, c, signer, "token")
 }
