@@ -165,11 +165,7 @@ func (w *world) startCloud(t *testing.T) {
 	if err != nil {
 		t.Fatalf("listen on %s again: %v", w.cloudAddr, err)
 	}
-	w.server = httptest.NewUnstartedServer(svc.Handler())
-	w.server.Listener.Close()
-	w.server.Listener = l
-	w.server.TLS = tlsCfg
-	w.server.StartTLS()
+	w.server = svc.StartTLS(l, tlsCfg)
 	w.cloud, w.caPEM = svc, svc.EST.CAPEM()
 	w.t.Cleanup(w.stopCloud)
 }
