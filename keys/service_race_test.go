@@ -25,6 +25,23 @@ func (g *gate) pass() {
 	})
 }
 
+// deleteWhilePaused runs call, which g pauses, deletes key "k" from s
+// meanwhile, then lets call finish and waits for it.
+func deleteWhilePaused(t *testing.T, s *Service, g *gate, call func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		call()
+	}()
+	<-g.entered
+	if err := s.Delete(context.Background(), "k"); err != nil {
+		t.Fatal(err)
+	}
+	close(g.release)
+	<-done
+}
+
 // slowOpenEngine pauses the first Open until released, to interleave a
 // Delete with it.
 type slowOpenEngine struct {
@@ -46,17 +63,9 @@ func TestDeletedKeyIsNotRevivedByAnOpenInFlight(t *testing.T) {
 	}
 	slow := &slowOpenEngine{Engine: base.engine, gate: newGate()}
 	s := NewService(slow, nil, base.log)
-	done := make(chan error)
-	go func() {
-		_, err := s.Sign(ctx, "k", MechHMACSHA256, []byte("x")) // opens and pauses
-		done <- err
-	}()
-	<-slow.entered
-	if err := s.Delete(ctx, "k"); err != nil {
-		t.Fatal(err)
-	}
-	close(slow.release)
-	<-done
+	deleteWhilePaused(t, s, &slow.gate, func() {
+		s.Sign(ctx, "k", MechHMACSHA256, []byte("x")) // opens and pauses
+	})
 	if s.Exists(ctx, "k") {
 		t.Fatal("a key deleted while it was being opened is still served")
 	}
@@ -90,17 +99,10 @@ func TestDeletedOrReplacedKeyIsNotDescribedFromAStaleCache(t *testing.T) {
 	}
 	slow := &slowDescribeEngine{FileEngine: base.engine.(*FileEngine), gate: newGate()}
 	s := NewService(slow, nil, base.log)
-	stale := make(chan Info)
-	go func() {
-		info, _ := s.Describe(ctx, "k") // reads k's file, then pauses
-		stale <- info
-	}()
-	<-slow.entered
-	if err := s.Delete(ctx, "k"); err != nil {
-		t.Fatal(err)
-	}
-	close(slow.release)
-	old := <-stale
+	var old Info
+	deleteWhilePaused(t, s, &slow.gate, func() {
+		old, _ = s.Describe(ctx, "k") // reads k's file, then pauses
+	})
 	if s.Exists(ctx, "k") {
 		t.Fatal("a key deleted while it was being described is still listed")
 	}

@@ -34,11 +34,7 @@ func onlySignDerived(id string) map[string]godbus.Variant {
 func TestRestrictedSessionServesOnlySignDerivedOnItsKey(t *testing.T) {
 	k := startInprocKeyd(t)
 	ctx := ctxT(t)
-	for _, id := range []string{"master", "other-master"} {
-		if _, err := k.root.CreateKey(ctx, id, "derive", nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	k.createKeysFor(t, "derive", "master", "other-master")
 	k.createKeys(t, "plain")
 	k.grant(t, "restricted-other", true, "master", "other-master", "plain")
 	for _, who := range []string{"root", testenv.OtherUser} {
@@ -111,12 +107,7 @@ func TestRestrictedSessionServesOnlySignDerivedOnItsKey(t *testing.T) {
 // grant on. Malformed restrictions are InvalidArgs.
 func TestRestrictedSessionRefusedForKeyTheOpenerMayNotUse(t *testing.T) {
 	k := startInprocKeyd(t)
-	ctx := ctxT(t)
-	for _, id := range []string{"master", "not-yours"} {
-		if _, err := k.root.CreateKey(ctx, id, "derive", nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	k.createKeysFor(t, "derive", "master", "not-yours")
 	k.grant(t, "restricted-refused", true, "master")
 	other := k.bus.ConnAs(t, testenv.OtherUser)
 	if _, err := openRestricted(t, other, onlySignDerived("not-yours")); dbusErrorName(err) != bus.ErrNotAuthorized {

@@ -93,8 +93,14 @@ func jsArray(ids []string) string {
 
 func (k *inprocKeyd) createKeys(t *testing.T, ids ...string) {
 	t.Helper()
+	k.createKeysFor(t, "sign", ids...)
+}
+
+// createKeysFor creates a symmetric key for usage under each of ids.
+func (k *inprocKeyd) createKeysFor(t *testing.T, usage string, ids ...string) {
+	t.Helper()
 	for _, id := range ids {
-		if _, err := k.root.CreateKey(ctxT(t), id, "sign", nil); err != nil {
+		if _, err := k.root.CreateKey(ctxT(t), id, usage, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -144,6 +150,22 @@ func signOn(pc *godbus.Conn, id string) error {
 		"hmac-sha256", []byte("data"), map[string]godbus.Variant{}).Store(&sig)
 }
 
+// createECSigner creates the P-256 key pair id through c and returns it
+// with its signer.
+func createECSigner(t *testing.T, c *client.Client, id string) (*client.Key, crypto.Signer) {
+	t.Helper()
+	ctx := ctxT(t)
+	key, err := c.CreateKeyPair(ctx, id, "ec-p256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := key.Signer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, signer
+}
+
 // signOnSession signs SHA-256(data) with the ECDSA signer of c's key and
 // fails unless c signed through its session and the signature verifies.
 func signOnSession(t *testing.T, c *client.Client, signer crypto.Signer, data string) (digest, sig []byte) {
@@ -167,14 +189,7 @@ func TestSessionSignsVerifiesAndEncryptsLikeTheBus(t *testing.T) {
 	ctx := ctxT(t)
 	c := k.root.WithSession()
 	t.Cleanup(func() { c.Close() })
-	key, err := c.CreateKeyPair(ctx, "ec", "ec-p256")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := key.Signer(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, signer := createECSigner(t, c, "ec")
 	digest, sig := signOnSession(t, c, signer, "session data")
 	if ok, err := key.Verify(ctx, "ecdsa", digest[:], sig); err != nil || !ok {
 		t.Fatalf("Verify through the session = %v, %v", ok, err)
@@ -607,17 +622,9 @@ func TestSessionClosedWhenTheSessionGrantIsRevoked(t *testing.T) {
 
 func TestKeydSessionSignsOnSoftHSMAndReopensAfterRestart(t *testing.T) {
 	k := startKeyd(t, "pkcs11", "")
-	ctx := ctxT(t)
 	c := k.keys.WithSession()
 	defer c.Close()
-	key, err := c.CreateKeyPair(ctx, "session-ec", "ec-p256")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := key.Signer(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, signer := createECSigner(t, c, "session-ec")
 	signOnSession(t, c, signer, "token")
 	k.svc.Restart(t) // the session dies with keyd
 	signOnSession(t, c, signer, "token")
