@@ -106,6 +106,17 @@ func (k *inprocKeyd) createKeysFor(t *testing.T, usage string, ids ...string) {
 	}
 }
 
+// openOthersSession opens a session as testenv.OtherUser and returns its
+// socket.
+func (k *inprocKeyd) openOthersSession(t *testing.T) net.Conn {
+	t.Helper()
+	sc, err := openRawSession(t, k.bus.ConnAs(t, testenv.OtherUser))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc
+}
+
 // openRawSession asks for a session on conn and returns the socket.
 func openRawSession(t *testing.T, conn *godbus.Conn) (net.Conn, error) {
 	t.Helper()
@@ -278,10 +289,7 @@ func TestSessionUsesOnlyTheOpenersKeysCachedPerSession(t *testing.T) {
 	k := startInprocKeyd(t)
 	k.createKeys(t, "granted", "other")
 	k.grant(t, "session", true, "granted")
-	sc, err := openRawSession(t, k.bus.ConnAs(t, testenv.OtherUser))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := k.openOthersSession(t)
 	// This (root) test process holds the session: it acts as the opener,
 	// no more.
 	pc := peer(t, sc)
@@ -310,10 +318,7 @@ func TestSessionRevokedWhenPolkitRulesChange(t *testing.T) {
 	k := startInprocKeyd(t)
 	k.createKeys(t, "granted")
 	k.grant(t, "session", true)
-	sc, err := openRawSession(t, k.bus.ConnAs(t, testenv.OtherUser))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := k.openOthersSession(t)
 	pc := peer(t, sc)
 	t.Run("granted", func(t *testing.T) {
 		k.grant(t, "key", false, "granted") // removed when this subtest ends
@@ -364,10 +369,7 @@ func TestSessionFdPassedToAnotherProcessActsAsOpener(t *testing.T) {
 	k := startInprocKeyd(t)
 	k.createKeys(t, "granted", "other")
 	k.grant(t, "session", true, "granted")
-	sc, err := openRawSession(t, k.bus.ConnAs(t, testenv.OtherUser))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := k.openOthersSession(t)
 	f, err := sc.(*net.UnixConn).File()
 	if err != nil {
 		t.Fatal(err)
