@@ -113,10 +113,7 @@ func TestAdapterAuthorizesBeforeRevealingAChildAndFailsWithTheKind(t *testing.T)
 		t.Fatalf("the internal failure was not logged as an error:\n%s", l)
 	}
 	// A grant by cert_id lets the other user act on that id only.
-	pk.AddRule(t, "adapter", `polkit.addRule(function(action, subject) {
-  if (action.id == "org.edgev2.certs.manage" && subject.user == "`+testenv.OtherUser+`" && action.lookup("cert_id") == "present")
-    return polkit.Result.YES;
-});`)
+	pk.AddRule(t, "adapter", testenv.GrantRule("org.edgev2.certs.manage", testenv.OtherUser, "cert_id", "present"))
 	testenv.Eventually(t, 10*time.Second, func() bool { return !fault.Is(bus.FromError(renew(other, "present")), fault.NotAuthorized) },
 		"the rule granting cert_id present took effect")
 	if err := bus.FromError(renew(other, "broken")); !fault.Is(err, fault.NotAuthorized) {

@@ -302,10 +302,7 @@ func testSecondUID(t *testing.T, w *world) {
 			t.Errorf("denial output lacks %q:\n%s", want, out)
 		}
 	}
-	w.polkit.AddRule(t, "pkcs11mod-second-uid", fmt.Sprintf(`polkit.addRule(function(action, subject) {
-  if (action.id == "org.edgev2.keys.use" && subject.user == %q && action.lookup("key_id") == %q)
-    return polkit.Result.YES;
-});`, testenv.OtherUser, ecKey))
+	w.polkit.AddRule(t, "pkcs11mod-second-uid", testenv.GrantRule("org.edgev2.keys.use", testenv.OtherUser, "key_id", ecKey))
 	sig, out, code := sign(ecKey)
 	if code != 0 {
 		t.Fatalf("second uid with a rule for %s: exit %d\n%s", ecKey, code, out)
