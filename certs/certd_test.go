@@ -295,10 +295,7 @@ func TestCertdIssuesThroughTheBus(t *testing.T) {
 				t.Fatalf("%s as %s: %d %s; want NotAuthorized", m[0], testenv.OtherUser, code, out)
 			}
 		}
-		s.polkit.AddRule(t, "certs-manage", fmt.Sprintf(`polkit.addRule(function(action, subject) {
-  if (action.id == "org.edgev2.certs.manage" && subject.user == %q && action.lookup("cert_id") == "tester-cert")
-    return polkit.Result.YES;
-});`, testenv.OtherUser))
+		s.polkit.AddRule(t, "certs-manage", testenv.GrantRule("org.edgev2.certs.manage", testenv.OtherUser, "cert_id", "tester-cert"))
 		devPEM, _ := s.certs.Get(ctx, "device-id")
 		if out, code := gdbus("ImportCertificate", "tester-cert", "'"+devPEM+"'"); code != 0 {
 			t.Fatalf("ImportCertificate of the granted id: %d %s", code, out)

@@ -1,13 +1,11 @@
 package dbus_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,35 +22,23 @@ const (
 	certName  = "org.edgev2.Certificates1"
 )
 
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedLog) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 // adapterService serves certs' Certificate interface with bus.Adapter, from
 // a connection of the certs service user that owns certs' bus name (the
 // only one the bus policy lets callers send method calls to): Renew fails
 // with what renewErr says for the id it resolved.
-func adapterService(t *testing.T, b *testenv.Bus, renewErr func(id string) error) (*bus.Server, *lockedLog) {
+func adapterService(t *testing.T, b *testenv.Bus, renewErr func(id string) error) (*bus.Server, *testenv.Buffer) {
 	t.Helper()
 	srv, logs, _ := adapterServiceAuth(t, b, renewErr)
 	return srv, logs
 }
 
 // adapterServiceAuth is adapterService that also returns its Authorizer.
-func adapterServiceAuth(t *testing.T, b *testenv.Bus, renewErr func(id string) error) (*bus.Server, *lockedLog, *bus.Authorizer) {
+func adapterServiceAuth(t *testing.T, b *testenv.Bus, renewErr func(id string) error) (*bus.Server, *testenv.Buffer, *bus.Authorizer) {
 	t.Helper()
 	conn := b.ConnAs(t, testenv.CertsUser)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	logs := &lockedLog{}
+	logs := &testenv.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	auth, err := bus.NewAuthorizer(ctx, conn, log)
 	if err != nil {
@@ -127,10 +113,7 @@ func TestAdapterAuthorizesBeforeRevealingAChildAndFailsWithTheKind(t *testing.T)
 		t.Fatalf("the internal failure was not logged as an error:\n%s", l)
 	}
 	// A grant by cert_id lets the other user act on that id only.
-	pk.AddRule(t, "adapter", `polkit.addRule(function(action, subject) {
-  if (action.id == "org.edgev2.certs.manage" && subject.user == "`+testenv.OtherUser+`" && action.lookup("cert_id") == "present")
-    return polkit.Result.YES;
-});`)
+	pk.AddRule(t, "adapter", testenv.GrantRule("org.edgev2.certs.manage", testenv.OtherUser, "cert_id", "present"))
 	testenv.Eventually(t, 10*time.Second, func() bool { return !fault.Is(bus.FromError(renew(other, "present")), fault.NotAuthorized) },
 		"the rule granting cert_id present took effect")
 	if err := bus.FromError(renew(other, "broken")); !fault.Is(err, fault.NotAuthorized) {
@@ -289,7 +272,7 @@ func TestCallerWatchFollowsTheOwnerWhateverOrderSignalsArriveIn(t *testing.T) {
 	first, second := b.ConnAs(t, testenv.CertsUser), b.ConnAs(t, testenv.CertsUser)
 	a, bb := first.Names()[0], second.Names()[0]
 	claim(first)
-	logs := &lockedLog{}
+	logs := &testenv.Buffer{}
 	c := bus.Caller{Conn: b.Conn(t), Dest: certName, Log: slog.New(slog.NewTextHandler(logs, nil))}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

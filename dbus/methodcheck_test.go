@@ -77,16 +77,24 @@ func TestCheckMethodsRefusesWhatTheXMLDoesNotDeclare(t *testing.T) {
 			"Ping has a type with no D-Bus signature"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			err := checkMethodsXML(Interface{Name: "org.edgev2.Test1", Methods: c.methods}, []byte(testIfaceXML))
-			switch {
-			case c.want == "" && err != nil:
-				t.Fatalf("refused: %v", err)
-			case c.want != "" && err == nil:
-				t.Fatalf("accepted; want an error containing %q", c.want)
-			case c.want != "" && !strings.Contains(err.Error(), c.want):
-				t.Fatalf("error %q\nwant it to contain %q", err, c.want)
-			}
+			checkTestInterface(t, Interface{Name: "org.edgev2.Test1", Methods: c.methods}, c.want)
 		})
+	}
+}
+
+// checkTestInterface checks iface against testIfaceXML as export does and
+// fails unless the check accepts it (want "") or refuses it with an error
+// containing want.
+func checkTestInterface(t *testing.T, iface Interface, want string) {
+	t.Helper()
+	err := checkMethodsXML(iface, []byte(testIfaceXML))
+	switch {
+	case want == "" && err != nil:
+		t.Fatalf("refused: %v", err)
+	case want != "" && err == nil:
+		t.Fatalf("accepted; want an error containing %q", want)
+	case want != "" && !strings.Contains(err.Error(), want):
+		t.Fatalf("error %q\nwant it to contain %q", err, want)
 	}
 }
 
@@ -157,15 +165,7 @@ func TestCheckMethodsSeesWhatAnInterceptorServes(t *testing.T) {
 		{"other arguments", map[string]string{"Get": "s"}, "intercepted method org.edgev2.Test1.Get takes (s); dbus/org.edgev2.Test1.xml declares (sa{sv})"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			err := checkMethodsXML(Interface{Name: "org.edgev2.Test1", Methods: methods, Intercepted: c.intercepted}, []byte(testIfaceXML))
-			switch {
-			case c.want == "" && err != nil:
-				t.Fatalf("refused: %v", err)
-			case c.want != "" && err == nil:
-				t.Fatalf("accepted; want an error containing %q", c.want)
-			case c.want != "" && !strings.Contains(err.Error(), c.want):
-				t.Fatalf("error %q\nwant it to contain %q", err, c.want)
-			}
+			checkTestInterface(t, Interface{Name: "org.edgev2.Test1", Methods: methods, Intercepted: c.intercepted}, c.want)
 		})
 	}
 }

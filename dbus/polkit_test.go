@@ -53,17 +53,36 @@ func otherUserConnection(t *testing.T, b *testenv.Bus, conn *godbus.Conn) (name 
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+// authorizerWithPolkit starts a bus with polkitd on it and an Authorizer
+// on a root connection to that bus.
+func authorizerWithPolkit(t *testing.T) (*testenv.Bus, *godbus.Conn, *bus.Authorizer) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	b := testenv.StartBus(t)
+	testenv.StartPolkit(t, b)
+	conn := b.Conn(t)
+	return b, conn, newAuthorizer(t, conn)
+}
+
+// newAuthorizer is an Authorizer on conn that stops when the test ends.
+func newAuthorizer(t *testing.T, conn *godbus.Conn) *bus.Authorizer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	auth, err := bus.NewAuthorizer(ctx, conn, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return auth
+}
+
 func TestAuthorizerCachesAndDropsOnPolkitChangedAndCallerExit(t *testing.T) {
 	testenv.RequireRoot(t)
 	b := testenv.StartBus(t)
 	pk := testenv.StartPolkit(t, b)
 	conn := b.Conn(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	auth, err := bus.NewAuthorizer(ctx, conn, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx := context.Background()
+	auth := newAuthorizer(t, conn)
 	sender, stop := otherUserConnection(t, b, conn)
 	call := bus.Call{Sender: sender}
 	details := map[string]string{"key_id": "cache-key"}
@@ -153,10 +172,7 @@ func TestAuthorizerDeniesWhenPolkitIsAbsent(t *testing.T) {
 	b := testenv.StartBus(t) // no polkitd on this bus
 	conn := b.Conn(t)
 	ctx := context.Background()
-	auth, err := bus.NewAuthorizer(ctx, conn, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	auth := newAuthorizer(t, conn)
 	sender, _ := otherUserConnection(t, b, conn)
 	e := auth.Authorize(ctx, bus.Call{Sender: sender}, "org.edgev2.keys.read", nil)
 	if e == nil || e.Name != bus.ErrNotAuthorized {
@@ -177,15 +193,8 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 // new id — the recent ones stay cached (no polkit round trip) instead of
 // the whole cache being dropped when it fills.
 func TestAuthorizerCacheEvictsOneDecisionAtATime(t *testing.T) {
-	testenv.RequireRoot(t)
-	b := testenv.StartBus(t)
-	testenv.StartPolkit(t, b)
-	conn := b.Conn(t)
+	b, conn, auth := authorizerWithPolkit(t)
 	ctx := context.Background()
-	auth, err := bus.NewAuthorizer(ctx, conn, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
 	const max = 8
 	bus.SetMaxDecisionsPerSender(auth, max)
 	sender, _ := otherUserConnection(t, b, conn)
@@ -234,16 +243,8 @@ func TestAuthorizerCacheEvictsOneDecisionAtATime(t *testing.T) {
 // service's key), quotes at most a bounded id, and a caller sending huge
 // details cannot make the daemon cache them.
 func TestDenialNamesTheServicesDetailKeyAndStaysSmall(t *testing.T) {
-	testenv.RequireRoot(t)
-	b := testenv.StartBus(t)
-	testenv.StartPolkit(t, b)
-	conn := b.Conn(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	auth, err := bus.NewAuthorizer(ctx, conn, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, conn, auth := authorizerWithPolkit(t)
+	ctx := context.Background()
 	sender, _ := otherUserConnection(t, b, conn)
 	call := bus.Call{Sender: sender}
 	a := &bus.Adapter{Ctx: ctx, Auth: auth, Log: quietLog(), DetailKey: "widget_id"}
@@ -281,16 +282,7 @@ func TestDenialNamesTheServicesDetailKeyAndStaysSmall(t *testing.T) {
 // polkitd's Changed (revoked rules would stay cached until the TTL), nor
 // make it honour a forger's.
 func TestAuthorizerHonoursPolkitsChangedAfterARestartSeenOutOfOrder(t *testing.T) {
-	testenv.RequireRoot(t)
-	b := testenv.StartBus(t)
-	testenv.StartPolkit(t, b)
-	conn := b.Conn(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	auth, err := bus.NewAuthorizer(ctx, conn, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, conn, auth := authorizerWithPolkit(t)
 	var pk string
 	if err := conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, "org.freedesktop.PolicyKit1").Store(&pk); err != nil {
 		t.Fatal(err)

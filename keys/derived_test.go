@@ -88,10 +88,7 @@ func TestDerivedAESKeysAreOutOfReachOfSignAndExportDerived(t *testing.T) {
 
 func TestEncryptDerivedRefusesMisfits(t *testing.T) {
 	ctx := context.Background()
-	s, _ := newFileService(t)
-	s.CreateKey(ctx, "master", UsageDerive, nil)
-	s.CreateKey(ctx, "aes", UsageEncrypt, nil)
-	s.CreateKey(ctx, "hmac", UsageSign, nil)
+	s := newServiceWithUsageKeys(t)
 	d := derivation.Strings("x")
 	tests := []struct {
 		name, id, mech string

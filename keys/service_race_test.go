@@ -8,21 +8,50 @@ import (
 	"github.com/edgev2/edgev2/fault"
 )
 
-// slowOpenEngine pauses the first Open until released, to interleave a
-// Delete with it.
-type slowOpenEngine struct {
-	Engine
+// gate pauses the first call that passes it: entered is closed when that
+// call arrives, which then waits until release is closed.
+type gate struct {
 	once    sync.Once
 	entered chan struct{}
 	release chan struct{}
 }
 
+func newGate() gate { return gate{entered: make(chan struct{}), release: make(chan struct{})} }
+
+func (g *gate) pass() {
+	g.once.Do(func() {
+		close(g.entered)
+		<-g.release
+	})
+}
+
+// deleteWhilePaused runs call, which g pauses, deletes key "k" from s
+// meanwhile, then lets call finish and waits for it.
+func deleteWhilePaused(t *testing.T, s *Service, g *gate, call func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		call()
+	}()
+	<-g.entered
+	if err := s.Delete(context.Background(), "k"); err != nil {
+		t.Fatal(err)
+	}
+	close(g.release)
+	<-done
+}
+
+// slowOpenEngine pauses the first Open until released, to interleave a
+// Delete with it.
+type slowOpenEngine struct {
+	Engine
+	gate
+}
+
 func (e *slowOpenEngine) Open(ctx context.Context, id string) (Handle, error) {
 	h, err := e.Engine.Open(ctx, id)
-	e.once.Do(func() {
-		close(e.entered)
-		<-e.release
-	})
+	e.pass()
 	return h, err
 }
 
@@ -32,19 +61,11 @@ func TestDeletedKeyIsNotRevivedByAnOpenInFlight(t *testing.T) {
 	if _, _, err := base.CreateKey(ctx, "k", UsageSign, nil); err != nil {
 		t.Fatal(err)
 	}
-	slow := &slowOpenEngine{Engine: base.engine, entered: make(chan struct{}), release: make(chan struct{})}
+	slow := &slowOpenEngine{Engine: base.engine, gate: newGate()}
 	s := NewService(slow, nil, base.log)
-	done := make(chan error)
-	go func() {
-		_, err := s.Sign(ctx, "k", MechHMACSHA256, []byte("x")) // opens and pauses
-		done <- err
-	}()
-	<-slow.entered
-	if err := s.Delete(ctx, "k"); err != nil {
-		t.Fatal(err)
-	}
-	close(slow.release)
-	<-done
+	deleteWhilePaused(t, s, &slow.gate, func() {
+		s.Sign(ctx, "k", MechHMACSHA256, []byte("x")) // opens and pauses
+	})
 	if s.Exists(ctx, "k") {
 		t.Fatal("a key deleted while it was being opened is still served")
 	}
@@ -56,17 +77,12 @@ func TestDeletedKeyIsNotRevivedByAnOpenInFlight(t *testing.T) {
 // slowDescribeEngine pauses the first Describe until released.
 type slowDescribeEngine struct {
 	*FileEngine
-	once    sync.Once
-	entered chan struct{}
-	release chan struct{}
+	gate
 }
 
 func (e *slowDescribeEngine) Describe(ctx context.Context, id string) (Info, error) {
 	info, err := e.FileEngine.Describe(ctx, id)
-	e.once.Do(func() {
-		close(e.entered)
-		<-e.release
-	})
+	e.pass()
 	return info, err
 }
 
@@ -81,19 +97,12 @@ func TestDeletedOrReplacedKeyIsNotDescribedFromAStaleCache(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	slow := &slowDescribeEngine{FileEngine: base.engine.(*FileEngine), entered: make(chan struct{}), release: make(chan struct{})}
+	slow := &slowDescribeEngine{FileEngine: base.engine.(*FileEngine), gate: newGate()}
 	s := NewService(slow, nil, base.log)
-	stale := make(chan Info)
-	go func() {
-		info, _ := s.Describe(ctx, "k") // reads k's file, then pauses
-		stale <- info
-	}()
-	<-slow.entered
-	if err := s.Delete(ctx, "k"); err != nil {
-		t.Fatal(err)
-	}
-	close(slow.release)
-	old := <-stale
+	var old Info
+	deleteWhilePaused(t, s, &slow.gate, func() {
+		old, _ = s.Describe(ctx, "k") // reads k's file, then pauses
+	})
 	if s.Exists(ctx, "k") {
 		t.Fatal("a key deleted while it was being described is still listed")
 	}

@@ -30,6 +30,23 @@ func newFileService(t *testing.T) (*Service, string) {
 	return NewService(e, nil, slog.New(slog.NewTextHandler(io.Discard, nil))), dir
 }
 
+// newServiceWithUsageKeys is a file-engine Service holding a symmetric key
+// of each usage, named for what it is: "hmac" signs, "master" derives,
+// "aes" encrypts; tests use them where they do not fit.
+func newServiceWithUsageKeys(t *testing.T) *Service {
+	t.Helper()
+	s, _ := newFileService(t)
+	for _, k := range []struct {
+		id    string
+		usage Usage
+	}{{"hmac", UsageSign}, {"master", UsageDerive}, {"aes", UsageEncrypt}} {
+		if _, _, err := s.CreateKey(context.Background(), k.id, k.usage, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
 func TestSignVerifyEveryMechanismOnFileEngine(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newFileService(t)
@@ -158,10 +175,7 @@ func TestEncryptDecryptRoundTrips(t *testing.T) {
 
 func TestMisfitsAndBadInputAreInvalidArgs(t *testing.T) {
 	ctx := context.Background()
-	s, _ := newFileService(t)
-	s.CreateKey(ctx, "hmac", UsageSign, nil)
-	s.CreateKey(ctx, "master", UsageDerive, nil)
-	s.CreateKey(ctx, "aes", UsageEncrypt, nil)
+	s := newServiceWithUsageKeys(t)
 	s.CreateKeyPair(ctx, "ec", "ec-p256")
 	tests := []struct {
 		name string

@@ -65,10 +65,7 @@ func TestCrossBuiltKeydSignsUnderQemu(t *testing.T) {
 	uid, gid := testenv.EnsureUser(t, "edgekeys")
 	bus := testenv.StartBus(t)
 	pk := testenv.StartPolkit(t, bus)
-	pk.AddRule(t, "cross-granted", fmt.Sprintf(`polkit.addRule(function(action, subject) {
-  if (action.id == "org.edgev2.keys.use" && subject.user == %q && action.lookup("key_id") == "cross-granted")
-    return polkit.Result.YES;
-});`, testenv.OtherUser))
+	pk.AddRule(t, "cross-granted", testenv.GrantRule("org.edgev2.keys.use", testenv.OtherUser, "key_id", "cross-granted"))
 
 	for _, a := range crossArchs {
 		t.Run(a.deb, func(t *testing.T) {

@@ -21,7 +21,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -151,6 +150,18 @@ func bumpVersion(t *testing.T, deb, out string) string {
 	return up
 }
 
+// tickerModule is the module the system test runs, without a network;
+// the super-config of the install and of the reinstall both name it.
+const tickerModule = `
+[[modules]]
+name = "ticker"
+spec = '''
+{"name": "ticker", "type": "docker",
+ "config": {"settings": {"image": "` + systestImage + `",
+   "createOptions": "{\"HostConfig\":{\"NetworkMode\":\"none\"}}"}}}
+'''
+`
+
 // machine is a booted container.
 type machine struct {
 	t      *testing.T
@@ -160,14 +171,7 @@ type machine struct {
 	exited chan struct{}
 	err    error
 
-	mu      sync.Mutex
-	console bytes.Buffer
-}
-
-func (m *machine) Write(p []byte) (int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.console.Write(p)
+	console testenv.Buffer
 }
 
 // boot starts systemd-nspawn -b on dir and waits until the system is up.
@@ -178,7 +182,7 @@ func boot(t *testing.T, dir string) *machine {
 		"--capability=all", "--system-call-filter=@keyring bpf", "--private-network",
 		"--machine=edgev2-systest", "--console=pipe")
 	m.cmd.Env = append(os.Environ(), "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1")
-	m.cmd.Stdout, m.cmd.Stderr = m, m
+	m.cmd.Stdout, m.cmd.Stderr = &m.console, &m.console
 	if err := m.cmd.Start(); err != nil {
 		t.Fatalf("systemd-nspawn: %v", err)
 	}
@@ -240,9 +244,7 @@ func findLeader(pid int) int {
 }
 
 func (m *machine) consoleTail() string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return tail(m.console.Bytes(), 40)
+	return tail([]byte(m.console.String()), 40)
 }
 
 // sh runs script in the container as root.
@@ -493,15 +495,7 @@ trusted_certs = ["file:///etc/edgev2-systest/labcloud-ca.pem"]
 		m.fail("alice listing modules without a grant: %v %q, want not authorized", err, out)
 	}
 	m.must("image import", "edgectl images import /srv/systest/image.tar")
-	m.write("super-config with a principal and a module", "/etc/edgev2/config.toml", superConfig(`
-[[modules]]
-name = "ticker"
-spec = '''
-{"name": "ticker", "type": "docker",
- "config": {"settings": {"image": "`+systestImage+`",
-   "createOptions": "{\"HostConfig\":{\"NetworkMode\":\"none\"}}"}}}
-'''
-
+	m.write("super-config with a principal and a module", "/etc/edgev2/config.toml", superConfig(tickerModule+`
 [[principal]]
 user = "alice"
 modules = ["*"]
@@ -563,15 +557,7 @@ modules = ["*"]
 	}
 	orphan := m.tickerPid(5 * time.Second)
 	m.must("reinstall", "cd /srv/systest && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ./edgev2-upgrade.deb")
-	m.write("super-config again", "/etc/edgev2/config.toml", superConfig(`
-[[modules]]
-name = "ticker"
-spec = '''
-{"name": "ticker", "type": "docker",
- "config": {"settings": {"image": "`+systestImage+`",
-   "createOptions": "{\"HostConfig\":{\"NetworkMode\":\"none\"}}"}}}
-'''
-`))
+	m.write("super-config again", "/etc/edgev2/config.toml", superConfig(tickerModule))
 	m.must("config apply", "edgectl config apply && systemctl enable --now edgev2-keyd edgev2-certd edgev2-identityd edgev2-modrtd")
 	if p := m.tickerPid(120 * time.Second); p == orphan {
 		m.fail("the orphaned task (pid %s) was adopted with its output gone, not replaced", p)

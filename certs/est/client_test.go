@@ -20,6 +20,20 @@ import (
 	"github.com/edgev2/edgev2/fault"
 )
 
+// reply answers every request with status, body and Content-Type ctype;
+// with ctype empty it sends no Content-Type at all (none sniffed either).
+func reply(status int, ctype string, body []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if ctype != "" {
+			w.Header().Set("Content-Type", ctype)
+		} else {
+			w.Header()["Content-Type"] = nil
+		}
+		w.WriteHeader(status)
+		w.Write(body)
+	}
+}
+
 func TestNewRefusesBadConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -291,15 +305,7 @@ func TestErrorStatusesMapToFaultKinds(t *testing.T) {
 	} {
 		t.Run(http.StatusText(tc.status), func(t *testing.T) {
 			ca := newCA(t, "EST CA")
-			srv := newESTServer(t, ca, nil, func(w http.ResponseWriter, r *http.Request) {
-				if tc.ctype != "" {
-					w.Header().Set("Content-Type", tc.ctype)
-				} else {
-					w.Header()["Content-Type"] = nil
-				}
-				w.WriteHeader(tc.status)
-				io.WriteString(w, tc.body)
-			})
+			srv := newESTServer(t, ca, nil, reply(tc.status, tc.ctype, []byte(tc.body)))
 			csr, _ := newCSR(t, "device-1")
 			_, err := srv.client(t, Config{}).SimpleEnroll(context.Background(), Auth{}, csr)
 			if fault.KindOf(err) != tc.want {
@@ -551,14 +557,7 @@ func TestInvalidCertResponsesFail(t *testing.T) {
 		{"huge", p7, bytes.Repeat([]byte("QUFB"), MaxResponseSize/4+1), "larger than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := newESTServer(t, ca, nil, func(w http.ResponseWriter, r *http.Request) {
-				if tc.ctype != "" {
-					w.Header().Set("Content-Type", tc.ctype)
-				} else {
-					w.Header()["Content-Type"] = nil
-				}
-				w.Write(tc.body)
-			})
+			srv := newESTServer(t, ca, nil, reply(http.StatusOK, tc.ctype, tc.body))
 			c := srv.client(t, Config{})
 			_, err := c.CACerts(context.Background(), Auth{})
 			if !fault.Is(err, fault.Failed) || !strings.Contains(err.Error(), "sent an invalid response") || !strings.Contains(err.Error(), tc.want) {

@@ -104,10 +104,7 @@ func testSignAsOtherUser(t *testing.T, w *world) {
 	if strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 		t.Fatalf("the denial is not one line: %q", errOut)
 	}
-	w.polkit.AddRule(t, "edgectl-tester", fmt.Sprintf(`polkit.addRule(function(action, subject) {
-  if (action.id == "org.edgev2.keys.use" && subject.user == %q && action.lookup("key_id") == "tester-key")
-    return polkit.Result.YES;
-});`, testenv.OtherUser))
+	w.polkit.AddRule(t, "edgectl-tester", testenv.GrantRule("org.edgev2.keys.use", testenv.OtherUser, "key_id", "tester-key"))
 	out, errOut, code = sign()
 	if code != 0 {
 		t.Fatalf("after the rule, sign: exit %d: %s", code, errOut)

@@ -409,12 +409,19 @@ func TestRegisterRefusesUntrustedServer(t *testing.T) {
 	var s sleepRecorder
 	cfg := symmetricConfig(t, f, &s)
 	cfg.TrustAnchors = newCA(t, "unrelated").Pool()
+	registerFailsUnsent(t, f, cfg, fault.Unavailable, "not trusted")
+}
+
+// registerFailsUnsent: Register with cfg fails as kind, saying text, and
+// no request reached f.
+func registerFailsUnsent(t *testing.T, f *fakeDPS, cfg Config, kind fault.Kind, text string) {
+	t.Helper()
 	_, err := Register(context.Background(), cfg)
-	if !fault.Is(err, fault.Unavailable) || !strings.Contains(err.Error(), "not trusted") {
-		t.Fatalf("err %v", err)
+	if !fault.Is(err, kind) || !strings.Contains(err.Error(), text) {
+		t.Fatalf("err %v; want %v saying %q", err, kind, text)
 	}
 	if len(f.Requests()) != 0 {
-		t.Fatal("request reached an untrusted server")
+		t.Fatal("a request reached the server")
 	}
 }
 
@@ -452,13 +459,7 @@ func TestRegisterSignerFailure(t *testing.T) {
 	cfg.SAS = func(context.Context, []byte) ([]byte, error) {
 		return nil, fault.New(fault.NotAuthorized, "key %q may not be used by this caller", "dps-enrollment")
 	}
-	_, err := Register(context.Background(), cfg)
-	if !fault.Is(err, fault.NotAuthorized) || !strings.Contains(err.Error(), "SAS token") {
-		t.Fatalf("err %v", err)
-	}
-	if len(f.Requests()) != 0 {
-		t.Fatal("request sent without a token")
-	}
+	registerFailsUnsent(t, f, cfg, fault.NotAuthorized, "SAS token")
 }
 
 func TestRegisterKeepsEndpointPathPrefixAndEscapes(t *testing.T) {

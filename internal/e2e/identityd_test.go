@@ -165,11 +165,7 @@ func (w *world) startCloud(t *testing.T) {
 	if err != nil {
 		t.Fatalf("listen on %s again: %v", w.cloudAddr, err)
 	}
-	w.server = httptest.NewUnstartedServer(svc.Handler())
-	w.server.Listener.Close()
-	w.server.Listener = l
-	w.server.TLS = tlsCfg
-	w.server.StartTLS()
+	w.server = svc.StartTLS(l, tlsCfg)
 	w.cloud, w.caPEM = svc, svc.EST.CAPEM()
 	w.t.Cleanup(w.stopCloud)
 }
@@ -438,10 +434,7 @@ func TestIdentitydProvisionsEveryWayEndToEnd(t *testing.T) {
 				t.Fatalf("%s as %s: %d %s; want NotAuthorized", m[0], testenv.OtherUser, code, out)
 			}
 		}
-		w.polkit.AddRule(t, "module-token", fmt.Sprintf(`polkit.addRule(function(action, subject) {
-  if (action.id == "org.edgev2.identity.manage" && subject.user == %q && action.lookup("module_id") == "telemetry-x509-dev-1")
-    return polkit.Result.YES;
-});`, testenv.OtherUser))
+		w.polkit.AddRule(t, "module-token", testenv.GrantRule("org.edgev2.identity.manage", testenv.OtherUser, "module_id", "telemetry-x509-dev-1"))
 		if out, code := gdbus("GetSasToken", "telemetry-x509-dev-1", "60"); code != 0 || !strings.Contains(out, "SharedAccessSignature") {
 			t.Fatalf("GetSasToken for the granted module: %d %s", code, out)
 		}

@@ -6,16 +6,17 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/edgev2/edgev2/internal/labcloud/dps"
 	"github.com/edgev2/edgev2/internal/labcloud/est"
 	"github.com/edgev2/edgev2/internal/labcloud/hub"
 	"github.com/edgev2/edgev2/internal/labcloud/labhost"
+	"github.com/edgev2/edgev2/internal/labcloud/testlog"
 )
 
 // Config is the whole configuration file: [est], [dps] and [hub].
@@ -126,10 +127,7 @@ type Cloud struct {
 func StartTestCloud(t TB, cfg Config) *Cloud {
 	t.Helper()
 	host, ln := labhost.Listen(t)
-	var logger *slog.Logger
-	if l, ok := t.(interface{ Logf(string, ...any) }); ok {
-		logger = slog.New(slog.NewTextHandler(logfWriter{l}, nil))
-	}
+	logger := testlog.Logger(t, "labcloud")
 	svc, err := Open(cfg, t.TempDir(), host.Name, logger)
 	if err != nil {
 		t.Fatalf("start labcloud test cloud: %v", err)
@@ -138,12 +136,7 @@ func StartTestCloud(t TB, cfg Config) *Cloud {
 	if err != nil {
 		t.Fatalf("start labcloud test cloud: %v", err)
 	}
-	ts := httptest.NewUnstartedServer(svc.Handler())
-	ts.Listener.Close()
-	ts.Listener = ln
-	ts.TLS = tlsCfg
-	ts.StartTLS()
-	t.Cleanup(ts.Close)
+	t.Cleanup(svc.StartTLS(ln, tlsCfg).Close)
 	return &Cloud{URL: "https://" + host.Name, Hostname: host.Name, Addr: host.Addr(), CAPEM: svc.EST.CAPEM(),
 		HubHostname: svc.Hub.Hostname(), IDScope: svc.DPS.IDScope(), Services: svc}
 }
@@ -179,12 +172,14 @@ func (s *Services) ServerNames(extra ...string) []string {
 	return names
 }
 
-// logfWriter sends log lines to t.Logf.
-type logfWriter struct {
-	l interface{ Logf(string, ...any) }
-}
-
-func (w logfWriter) Write(p []byte) (int, error) {
-	w.l.Logf("labcloud: %s", strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
+// StartTLS serves s's Handler over HTTPS with tlsCfg on ln, for a test that
+// opened the services itself (StartTestCloud does all of it). The caller
+// closes the server.
+func (s *Services) StartTLS(ln net.Listener, tlsCfg *tls.Config) *httptest.Server {
+	ts := httptest.NewUnstartedServer(s.Handler())
+	ts.Listener.Close()
+	ts.Listener = ln
+	ts.TLS = tlsCfg
+	ts.StartTLS()
+	return ts
 }

@@ -203,12 +203,19 @@ func TestRedactTOMLHidesAWholePINWhateverItsCharacters(t *testing.T) {
 		tail := pin[strings.IndexAny(pin, " ;?'\"#")+1:]
 		uri := "pkcs11:token=edge;object=dev?pin-value=" + pin + "&module-name=softhsm2"
 		got := RedactTOML("[keys]\npkcs11_base_slot = '''" + uri + "'''\n")
-		if strings.Contains(got, tail) {
-			t.Errorf("part %q of PIN %q survived:\n%s", tail, pin, got)
-		}
-		if kept := "pkcs11:token=edge;object=dev?pin-value=REDACTED&module-name=softhsm2"; !strings.Contains(got, kept) {
-			t.Errorf("%q was lost:\n%s", kept, got)
-		}
+		wantRedacted(t, got, pin, tail, "pkcs11:token=edge;object=dev?pin-value=REDACTED&module-name=softhsm2")
+	}
+}
+
+// wantRedacted fails when got, the redacted text that held secret, still
+// holds tail (the end of secret) or lost kept (what around it must stay).
+func wantRedacted(t *testing.T, got, secret, tail, kept string) {
+	t.Helper()
+	if strings.Contains(got, tail) {
+		t.Errorf("part %q of secret %q survived:\n%s", tail, secret, got)
+	}
+	if !strings.Contains(got, kept) {
+		t.Errorf("%q was lost:\n%s", kept, got)
 	}
 }
 
@@ -221,12 +228,7 @@ func TestRedactHidesAURLPasswordWhateverItsCharacters(t *testing.T) {
 		tail := pw[strings.LastIndexAny(pw, "@ '\"")+1:]
 		url := "https://factory:" + pw + "@est.example/.well-known/est"
 		got := RedactTOML("[cert_issuance.est]\nurl = '''" + url + "'''\n")
-		if strings.Contains(got, tail) {
-			t.Errorf("part %q of password %q survived in the config:\n%s", tail, pw, got)
-		}
-		if kept := "https://factory:REDACTED@est.example/.well-known/est"; !strings.Contains(got, kept) {
-			t.Errorf("%q was lost:\n%s", kept, got)
-		}
+		wantRedacted(t, got, pw, tail, "https://factory:REDACTED@est.example/.well-known/est")
 	}
 	got := RedactText("pull https://edge:p@ss@Tail-5@registry.example:5000/v2/x failed\n")
 	if strings.Contains(got, "Tail-5") || !strings.Contains(got, "https://edge:REDACTED@registry.example:5000/v2/x failed") {

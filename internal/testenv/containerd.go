@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -29,8 +28,7 @@ type Containerd struct {
 	dir    string
 	config string
 	out    *capBuffer // output of every run, across restarts
-	mu     sync.Mutex
-	proc   *process
+	running
 }
 
 // StartContainerd starts a private containerd and waits (15 s at most) until
@@ -93,9 +91,7 @@ func (c *Containerd) start(t TB) {
 	if err != nil {
 		t.Fatalf("start containerd: %v", err)
 	}
-	c.mu.Lock()
-	c.proc = p
-	c.mu.Unlock()
+	c.set(p)
 	served := WaitFor(containerdStartTimeout, func() bool {
 		if conn, err := net.DialTimeout("unix", c.Address, time.Second); err == nil {
 			conn.Close()
@@ -116,22 +112,6 @@ func (c *Containerd) start(t TB) {
 		p.kill()
 		t.Fatalf("containerd did not serve %s within %v; output:\n%s", c.Address, containerdStartTimeout, c.out)
 	}
-}
-
-func (c *Containerd) current() *process {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.proc
-}
-
-// Pid is the process id of the running daemon.
-func (c *Containerd) Pid() int { return c.current().cmd.Process.Pid }
-
-// Kill9 kills the daemon with SIGKILL, as a crash would, and waits until it
-// is gone. Shims and the containers they run keep running.
-func (c *Containerd) Kill9(t TB) {
-	t.Helper()
-	c.current().kill()
 }
 
 // Restart kills the daemon with SIGKILL and starts it again on the same

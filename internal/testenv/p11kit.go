@@ -32,25 +32,18 @@ var p11KitClientPaths = []string{
 }
 
 // P11KitClientPath returns the installed p11-kit-client.so, or "".
-func P11KitClientPath() string {
-	for _, p := range p11KitClientPaths {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return ""
-}
+func P11KitClientPath() string { return firstExisting(p11KitClientPaths) }
 
 // StartP11KitServer serves tok through `p11-kit server`, letting user
 // connect to the socket; the server runs as user, who owns tok's files
 // (NewSoftHSMToken hands them over). Cleanup stops it.
 func StartP11KitServer(t TB, tok *SoftHSMToken, user string) *P11KitServer {
 	t.Helper()
-	bin, err := exec.LookPath("p11-kit")
-	if err != nil {
-		Missing(t, "p11-kit", "p11-kit is not on PATH (Debian package p11-kit)")
+	bins := lookPrograms(t, program{"p11-kit", "p11-kit"})
+	if bins == nil {
 		return nil
 	}
+	bin := bins[0]
 	client := P11KitClientPath()
 	if client == "" {
 		Missing(t, "p11-kit-client.so", "not found (Debian package p11-kit-modules)")

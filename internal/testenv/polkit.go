@@ -169,6 +169,15 @@ func StartPolkit(t TB, bus *Bus) *Polkit {
 	return p
 }
 
+// GrantRule is a polkit rule that lets user do action on the one object
+// whose detail detailKey is value, and decides nothing else.
+func GrantRule(action, user, detailKey, value string) string {
+	return fmt.Sprintf(`polkit.addRule(function(action, subject) {
+  if (action.id == %q && subject.user == %q && action.lookup(%q) == %q)
+    return polkit.Result.YES;
+});`, action, user, detailKey, value)
+}
+
 var ruleName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // AddRule installs the JavaScript rules js as polkitd's

@@ -47,18 +47,13 @@ type Registry struct {
 // htpasswd (apache2-utils) is Missing.
 func StartRegistry(t TB, user, password string) *Registry {
 	t.Helper()
-	bin, err := exec.LookPath("docker-registry")
-	if err != nil {
-		Missing(t, "docker-registry", "docker-registry is not on PATH (Debian package docker-registry)")
-		return nil
-	}
 	// The registry accepts only bcrypt hashes; htpasswd makes them
 	// without a Go dependency.
-	htpasswdBin, err := exec.LookPath("htpasswd")
-	if err != nil {
-		Missing(t, "htpasswd", "htpasswd is not on PATH (Debian package apache2-utils)")
+	bins := lookPrograms(t, program{"docker-registry", "docker-registry"}, program{"htpasswd", "apache2-utils"})
+	if bins == nil {
 		return nil
 	}
+	bin, htpasswdBin := bins[0], bins[1]
 	if user == "" || password == "" || strings.ContainsAny(user, ":\n") {
 		t.Fatalf("StartRegistry: need a user without ':' and a password")
 	}

@@ -114,11 +114,10 @@ type ServiceOptions struct {
 
 // Service is a daemon under test, running as its own user on a Bus.
 type Service struct {
-	bus  *Bus
-	opt  ServiceOptions
-	out  *capBuffer // output of every run, across restarts
-	mu   sync.Mutex
-	proc *process
+	bus *Bus
+	opt ServiceOptions
+	out *capBuffer // output of every run, across restarts
+	running
 }
 
 // StartService runs opt.Binary as opt.User on bus and waits (20 s at most)
@@ -150,9 +149,7 @@ func (s *Service) start(t TB) {
 	if err != nil {
 		t.Fatalf("start %s as %s: %v", s.opt.Binary, s.opt.User, err)
 	}
-	s.mu.Lock()
-	s.proc = p
-	s.mu.Unlock()
+	s.set(p)
 	if s.opt.BusName == "" {
 		return
 	}
@@ -164,22 +161,6 @@ func (s *Service) start(t TB) {
 		p.kill()
 		t.Fatalf("%s: %v; output:\n%s", s.opt.Binary, err, p.out)
 	}
-}
-
-func (s *Service) current() *process {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.proc
-}
-
-// Pid is the process id of the running service.
-func (s *Service) Pid() int { return s.current().cmd.Process.Pid }
-
-// Kill9 kills the service with SIGKILL, as a crash or power cut would,
-// and waits for it to be gone.
-func (s *Service) Kill9(t TB) {
-	t.Helper()
-	s.current().kill()
 }
 
 // Stop sends SIGTERM, waits (10 s, then SIGKILL) and returns the exit
@@ -238,6 +219,36 @@ func (s *Service) RSSKiB() int {
 
 // process is a started child whose exit is collected by its own goroutine,
 // so callers can wait on done with a timeout.
+// running is the process a restartable daemon (Service, Containerd) runs
+// now; a restart replaces it.
+type running struct {
+	mu   sync.Mutex
+	proc *process
+}
+
+func (r *running) set(p *process) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.proc = p
+}
+
+func (r *running) current() *process {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.proc
+}
+
+// Pid is the process id of the running daemon.
+func (r *running) Pid() int { return r.current().cmd.Process.Pid }
+
+// Kill9 kills the daemon with SIGKILL, as a crash or power cut would, and
+// waits until it is gone. A containerd's shims and the containers they run
+// keep running.
+func (r *running) Kill9(t TB) {
+	t.Helper()
+	r.current().kill()
+}
+
 type process struct {
 	cmd  *exec.Cmd
 	out  *capBuffer

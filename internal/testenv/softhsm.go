@@ -48,8 +48,7 @@ func NewSoftHSMToken(t TB, label string, uid, gid int) *SoftHSMToken {
 		Missing(t, "SoftHSM2", "libsofthsm2.so not found in "+strings.Join(softHSMLibPaths, ", "))
 		return nil
 	}
-	if _, err := exec.LookPath("softhsm2-util"); err != nil {
-		Missing(t, "SoftHSM2", "softhsm2-util is not on PATH (Debian package softhsm2)")
+	if lookPrograms(t, program{"softhsm2-util", "softhsm2"}) == nil {
 		return nil
 	}
 	dir := SharedTempDir(t, "softhsm")
@@ -100,14 +99,7 @@ func (tok *SoftHSMToken) URI() string {
 }
 
 // SoftHSMLibPath returns the installed SoftHSM2 module, or "".
-func SoftHSMLibPath() string {
-	for _, p := range softHSMLibPaths {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return ""
-}
+func SoftHSMLibPath() string { return firstExisting(softHSMLibPaths) }
 
 // randomPIN makes a PIN unique enough that a test can search logs and
 // errors for it.

@@ -34,21 +34,11 @@ type Swtpm struct {
 // swtpm or swtpm_setup is Missing.
 func StartSwtpm(t TB) *Swtpm {
 	t.Helper()
-	swtpmBin, err := exec.LookPath("swtpm")
-	if err != nil {
-		Missing(t, "swtpm", "swtpm is not on PATH (Debian package swtpm)")
+	bins := lookPrograms(t, program{"swtpm", "swtpm"}, program{"swtpm_setup", "swtpm-tools"}, program{"swtpm_localca", "swtpm-tools"})
+	if bins == nil {
 		return nil
 	}
-	setupBin, err := exec.LookPath("swtpm_setup")
-	if err != nil {
-		Missing(t, "swtpm_setup", "swtpm_setup is not on PATH (Debian package swtpm-tools)")
-		return nil
-	}
-	localca, err := exec.LookPath("swtpm_localca")
-	if err != nil {
-		Missing(t, "swtpm_localca", "swtpm_localca is not on PATH (Debian package swtpm-tools)")
-		return nil
-	}
+	swtpmBin, setupBin, localca := bins[0], bins[1], bins[2]
 	dir := SharedTempDir(t, "swtpm")
 	s := &Swtpm{Dir: filepath.Join(dir, "state"), out: &capBuffer{}}
 	caDir := filepath.Join(dir, "maker-ca")

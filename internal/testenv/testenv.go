@@ -8,6 +8,7 @@ package testenv
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -35,6 +36,36 @@ func Missing(t TB, part, reason string) {
 		t.Fatalf("%s is required under CI=true but is missing: %s (run `make deps` as root)", part, reason)
 	}
 	t.Skipf("%s missing: %s (run `make deps` as root to install it)", part, reason)
+}
+
+// program is a program the harness runs and the Debian package that
+// installs it.
+type program struct{ name, pkg string }
+
+// lookPrograms returns the paths of progs, in their order, or nil after
+// reporting the first one missing from PATH as Missing.
+func lookPrograms(t TB, progs ...program) []string {
+	t.Helper()
+	paths := make([]string, len(progs))
+	for i, p := range progs {
+		path, err := exec.LookPath(p.name)
+		if err != nil {
+			Missing(t, p.name, p.name+" is not on PATH (Debian package "+p.pkg+")")
+			return nil
+		}
+		paths[i] = path
+	}
+	return paths
+}
+
+// firstExisting returns the first of paths that exists, or "".
+func firstExisting(paths []string) string {
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
 }
 
 // RequireRoot skips (or fails under CI) when not running as root.

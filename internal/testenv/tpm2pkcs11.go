@@ -23,14 +23,7 @@ var tpm2PKCS11LibPaths = []string{
 }
 
 // TPM2PKCS11LibPath returns the installed tpm2-pkcs11 module, or "".
-func TPM2PKCS11LibPath() string {
-	for _, p := range tpm2PKCS11LibPaths {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return ""
-}
+func TPM2PKCS11LibPath() string { return firstExisting(tpm2PKCS11LibPaths) }
 
 // TPMBroker is tpm2-abrmd, the TPM2 access broker and resource manager,
 // in front of a Swtpm, on a private D-Bus of its own.
@@ -186,8 +179,7 @@ func NewTPM2PKCS11Token(t TB, sw *Swtpm, label string, uid, gid int, opt TPM2PKC
 		Missing(t, "tpm2-pkcs11", "libtpm2_pkcs11.so.1 not found in "+strings.Join(tpm2PKCS11LibPaths, ", ")+" (Debian package libtpm2-pkcs11-1)")
 		return nil
 	}
-	if _, err := exec.LookPath("tpm2_ptool"); err != nil {
-		Missing(t, "tpm2_ptool", "tpm2_ptool is not on PATH (Debian package libtpm2-pkcs11-tools)")
+	if lookPrograms(t, program{"tpm2_ptool", "libtpm2-pkcs11-tools"}) == nil {
 		return nil
 	}
 	b := opt.Broker

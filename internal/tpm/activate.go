@@ -21,11 +21,7 @@ func (t *TPM) ImportAuthKey(ctx context.Context, blob []byte) error {
 	if err != nil {
 		return fault.Wrap(fault.InvalidArgs, err, "DPS sent an unusable TPM authentication key: %v", err)
 	}
-	ek, err := t.ReadEKPublic(ctx)
-	if err != nil {
-		return err
-	}
-	srk, err := t.EnsureSRK(ctx)
+	ek, srk, err := t.AttestationKeys(ctx)
 	if err != nil {
 		return err
 	}
@@ -58,17 +54,15 @@ func (t *TPM) ImportAuthKey(ctx context.Context, blob []byte) error {
 		return t.tpmError(err, "load the imported DPS authentication key", "")
 	}
 	defer tpm2.FlushContext{FlushHandle: loaded.ObjectHandle}.Execute(t.t)
-	owner := tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(t.cfg.OwnerAuth)}
 	h := t.cfg.AuthKeyHandle
 	if old, ok, err := t.readPublic(h); err != nil {
 		return t.tpmError(err, fmt.Sprintf("read the persistent handle 0x%08x", uint32(h)), "")
 	} else if ok {
-		if _, err := (tpm2.EvictControl{Auth: owner, ObjectHandle: tpm2.NamedHandle{Handle: h, Name: old.Name}, PersistentHandle: h}).Execute(t.t); err != nil {
+		if err := t.evictControl(h, old.Name, h); err != nil {
 			return t.tpmError(err, fmt.Sprintf("remove the previous authentication key at 0x%08x", uint32(h)), "owner")
 		}
 	}
-	_, err = tpm2.EvictControl{Auth: owner, ObjectHandle: tpm2.NamedHandle{Handle: loaded.ObjectHandle, Name: loaded.Name}, PersistentHandle: h}.Execute(t.t)
-	if err != nil {
+	if err := t.evictControl(loaded.ObjectHandle, loaded.Name, h); err != nil {
 		return t.tpmError(err, fmt.Sprintf("persist the DPS authentication key at 0x%08x", uint32(h)), "owner")
 	}
 	return nil

@@ -72,13 +72,25 @@ func (t *TPM) ReadEKPublic(ctx context.Context) (*Key, error) {
 	return &Key{Handle: k.Handle, Name: k.Name, Public: k.Public, Marshalled: k.Marshalled, EK: k}, nil
 }
 
+// AttestationKeys returns the EK and the SRK (EnsureSRK), the two keys of
+// DPS TPM attestation: the enrolment names the EK, and DPS wraps the
+// device's authentication key to both.
+func (t *TPM) AttestationKeys(ctx context.Context) (ek, srk *Key, err error) {
+	if ek, err = t.ReadEKPublic(ctx); err != nil {
+		return nil, nil, err
+	}
+	if srk, err = t.EnsureSRK(ctx); err != nil {
+		return nil, nil, err
+	}
+	return ek, srk, nil
+}
+
 // EnsureSRK returns the storage root key at 0x81000001, creating it from
 // the TCG default SRK template and persisting it when absent.
 func (t *TPM) EnsureSRK(ctx context.Context) (*Key, error) {
-	if err := ctx.Err(); err != nil {
+	if err := t.lock(ctx); err != nil {
 		return nil, err
 	}
-	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.ensureSRK()
 }
@@ -96,12 +108,7 @@ func (t *TPM) ensureSRK() (*Key, error) {
 		return nil, t.tpmError(err, "create the storage root key", ownerH)
 	}
 	defer t.flush(rsp.ObjectHandle)
-	_, err = tpm2.EvictControl{
-		Auth:             t.owner(),
-		ObjectHandle:     tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name},
-		PersistentHandle: SRKHandle,
-	}.Execute(t.t)
-	if err != nil {
+	if err := t.evictControl(rsp.ObjectHandle, rsp.Name, SRKHandle); err != nil {
 		return nil, t.tpmError(err, "persist the storage root key at 0x81000001", ownerH)
 	}
 	k, ok, err = t.readPublic(SRKHandle)

@@ -28,12 +28,7 @@ func openSwtpm(t *testing.T, s *testenv.Swtpm) *tpm.TPM {
 // sealFor makes DPS's authenticationKey for the TPM tp, as labcloud does.
 func sealFor(t *testing.T, tp *tpm.TPM, key []byte) []byte {
 	t.Helper()
-	ctx := context.Background()
-	ek, err := tp.ReadEKPublic(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srk, err := tp.EnsureSRK(ctx)
+	ek, srk, err := tp.AttestationKeys(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

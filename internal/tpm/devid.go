@@ -106,10 +106,9 @@ func (t *TPM) LDevID(ctx context.Context) (*Identity, error) {
 }
 
 func (t *TPM) identity(ctx context.Context, h tpm2.TPMHandle, what, fix string) (*Identity, error) {
-	if err := ctx.Err(); err != nil {
+	if err := t.lock(ctx); err != nil {
 		return nil, err
 	}
-	t.mu.Lock()
 	defer t.mu.Unlock()
 	id, ok, err := t.readIdentity(h)
 	if err != nil {
@@ -159,10 +158,9 @@ func (t *TPM) CreateLDevID(ctx context.Context, alg KeyAlg, force bool, blobDir 
 }
 
 func (t *TPM) createDevID(ctx context.Context, what string, h tpm2.TPMHandle, alg KeyAlg, force bool, parentH hierarchy, blobs *LDevIDBlobs) (*Identity, bool, error) {
-	if err := ctx.Err(); err != nil {
+	if err := t.lock(ctx); err != nil {
 		return nil, false, err
 	}
-	t.mu.Lock()
 	defer t.mu.Unlock()
 	old, exists, err := t.readIdentity(h)
 	if err != nil {
@@ -200,12 +198,7 @@ func (t *TPM) createDevID(ctx context.Context, what string, h tpm2.TPMHandle, al
 			return nil, false, err
 		}
 	}
-	_, err = tpm2.EvictControl{
-		Auth:             t.owner(),
-		ObjectHandle:     tpm2.NamedHandle{Handle: lrsp.ObjectHandle, Name: lrsp.Name},
-		PersistentHandle: h,
-	}.Execute(t.t)
-	if err != nil {
+	if err := t.evictControl(lrsp.ObjectHandle, lrsp.Name, h); err != nil {
 		return nil, false, t.tpmError(err, fmt.Sprintf("persist the %s at 0x%08x", what, uint32(h)), ownerH)
 	}
 	if blobs != nil {
@@ -228,16 +221,14 @@ func (t *TPM) evict(h tpm2.TPMHandle) error {
 	if !ok {
 		return nil
 	}
-	_, err = tpm2.EvictControl{Auth: t.owner(), ObjectHandle: tpm2.NamedHandle{Handle: h, Name: k.Name}, PersistentHandle: h}.Execute(t.t)
-	return t.tpmError(err, fmt.Sprintf("remove the persistent object at 0x%08x", uint32(h)), ownerH)
+	return t.tpmError(t.evictControl(h, k.Name, h), fmt.Sprintf("remove the persistent object at 0x%08x", uint32(h)), ownerH)
 }
 
 // IDevIDCert reads the IDevID certificate from NV 0x01C90000.
 func (t *TPM) IDevIDCert(ctx context.Context) (*x509.Certificate, error) {
-	if err := ctx.Err(); err != nil {
+	if err := t.lock(ctx); err != nil {
 		return nil, err
 	}
-	t.mu.Lock()
 	defer t.mu.Unlock()
 	der, ok, err := t.nvRead(IDevIDCertNV)
 	if err != nil {

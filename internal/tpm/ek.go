@@ -40,10 +40,9 @@ func (k EKKind) certIndices() []tpm2.TPMHandle {
 
 // ReadEKCert reads the maker's EK certificate from its NV index.
 func (t *TPM) ReadEKCert(ctx context.Context, kind EKKind) (*EKCert, tpm2.TPMHandle, error) {
-	if err := ctx.Err(); err != nil {
+	if err := t.lock(ctx); err != nil {
 		return nil, 0, err
 	}
-	t.mu.Lock()
 	defer t.mu.Unlock()
 	var tried []string
 	for _, idx := range kind.certIndices() {
@@ -69,10 +68,9 @@ func (t *TPM) ReadEKCert(ctx context.Context, kind EKKind) (*EKCert, tpm2.TPMHan
 // for RSA, the Azure IoT SDKs' template, when that is the key want names)
 // derives from the endorsement seed (needs the endorsement auth).
 func (t *TPM) EKPublic(ctx context.Context, kind EKKind, want crypto.PublicKey) (crypto.PublicKey, error) {
-	if err := ctx.Err(); err != nil {
+	if err := t.lock(ctx); err != nil {
 		return nil, err
 	}
-	t.mu.Lock()
 	defer t.mu.Unlock()
 	handles := []tpm2.TPMHandle{RSAEKHandle}
 	templates := []tpm2.TPMTPublic{ekpkg.TCG.Public(), ekpkg.AzureSDK.Public()}

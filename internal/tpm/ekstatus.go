@@ -33,10 +33,9 @@ type EKProblem struct{ Message, Fix string }
 // identifies a persisted EK's template by recreating the candidates.
 // Transient keys are flushed before it returns.
 func (t *TPM) EKStatus(ctx context.Context, tmpl ek.Template, persist bool) (*EKStatus, error) {
-	if err := ctx.Err(); err != nil {
+	if err := t.lock(ctx); err != nil {
 		return nil, err
 	}
-	t.mu.Lock()
 	defer t.mu.Unlock()
 	opts := ek.Options{Template: tmpl, Persist: persist, Identify: true, EndorsementAuth: t.cfg.EndorsementAuth, OwnerAuth: t.cfg.OwnerAuth}
 	k, err := ek.Find(t.t, opts)

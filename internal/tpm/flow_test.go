@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,12 +73,7 @@ func TestTPM2CloudZeroTouchFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(cloud.Handler())
-	srv.Listener.Close()
-	srv.Listener = l
-	srv.TLS = tlsCfg
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
+	t.Cleanup(cloud.StartTLS(l, tlsCfg).Close)
 	caFile := filepath.Join(dir, "labcloud-ca.pem")
 	os.WriteFile(caFile, cloud.EST.CAPEM(), 0o644)
 	estURL := "https://" + hostPort + "/.well-known/est"

@@ -33,10 +33,9 @@ var _ crypto.Signer = (*Signer)(nil)
 
 // Signer returns a signer for the persistent signing key at h.
 func (t *TPM) Signer(ctx context.Context, h tpm2.TPMHandle) (*Signer, error) {
-	if err := ctx.Err(); err != nil {
+	if err := t.lock(ctx); err != nil {
 		return nil, err
 	}
-	t.mu.Lock()
 	defer t.mu.Unlock()
 	k, ok, err := t.readPublic(h)
 	if err != nil {

@@ -21,10 +21,9 @@ type Status struct {
 
 // Status reads the TPM's properties and which onboarding objects exist.
 func (t *TPM) Status(ctx context.Context) (*Status, error) {
-	if err := ctx.Err(); err != nil {
+	if err := t.lock(ctx); err != nil {
 		return nil, err
 	}
-	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := &Status{}
 	props := map[tpm2.TPMPT]uint32{}

@@ -168,6 +168,23 @@ func (t *TPM) owner() tpm2.AuthHandle {
 
 // flush drops a transient object; a failure only leaks a slot until the
 // connection closes (the resource manager flushes it then).
+// lock takes the TPM for one operation unless ctx is done already; the
+// caller unlocks t.mu.
+func (t *TPM) lock(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	return nil
+}
+
+// evictControl makes the loaded object h (named name) persistent at
+// persistent, or, when h is persistent itself, removes it from there.
+func (t *TPM) evictControl(h tpm2.TPMHandle, name tpm2.TPM2BName, persistent tpm2.TPMHandle) error {
+	_, err := tpm2.EvictControl{Auth: t.owner(), ObjectHandle: tpm2.NamedHandle{Handle: h, Name: name}, PersistentHandle: persistent}.Execute(t.t)
+	return err
+}
+
 func (t *TPM) flush(h tpm2.TPMHandle) {
 	_, _ = tpm2.FlushContext{FlushHandle: h}.Execute(t.t)
 }

@@ -409,23 +409,31 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// dbusErrorName is the D-Bus error name of err, also when a client wrapped
+// it in a fault.Error; otherwise err's type and text, which name no error.
 func dbusErrorName(err error) string {
-	var de godbus.Error
-	if errors.As(err, &de) {
-		return de.Name
+	if name, ok := godbusErrorName(err); ok {
+		return name
 	}
 	var fe *fault.Error
 	if errors.As(err, &fe) {
-		var inner godbus.Error
-		if errors.As(fe.Err, &inner) {
-			return inner.Name
-		}
-		var innerP *godbus.Error
-		if errors.As(fe.Err, &innerP) {
-			return innerP.Name
+		if name, ok := godbusErrorName(fe.Err); ok {
+			return name
 		}
 	}
 	return fmt.Sprintf("%T %v", err, err)
+}
+
+func godbusErrorName(err error) (string, bool) {
+	var de godbus.Error
+	if errors.As(err, &de) {
+		return de.Name, true
+	}
+	var dep *godbus.Error
+	if errors.As(err, &dep) {
+		return dep.Name, true
+	}
+	return "", false
 }
 
 func testBadInput(t *testing.T, k *keyd) {

@@ -3,9 +3,6 @@ package adapter_test
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"errors"
-	"net"
-	"os"
 	"strings"
 	"testing"
 
@@ -19,17 +16,10 @@ import (
 // openRestricted asks for a session restricted by opts on conn.
 func openRestricted(t *testing.T, conn *godbus.Conn, opts map[string]godbus.Variant) (*godbus.Conn, error) {
 	t.Helper()
-	var fd godbus.UnixFD
-	if err := conn.Object(api.BusName, api.ObjectPath).Call(api.Interface+".OpenSession", 0, opts).Store(&fd); err != nil {
+	c, err := openSessionSocket(t, conn, opts)
+	if err != nil {
 		return nil, err
 	}
-	f := os.NewFile(uintptr(fd), "session")
-	defer f.Close()
-	c, err := net.FileConn(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
 	return peer(t, c), nil
 }
 
@@ -44,11 +34,7 @@ func onlySignDerived(id string) map[string]godbus.Variant {
 func TestRestrictedSessionServesOnlySignDerivedOnItsKey(t *testing.T) {
 	k := startInprocKeyd(t)
 	ctx := ctxT(t)
-	for _, id := range []string{"master", "other-master"} {
-		if _, err := k.root.CreateKey(ctx, id, "derive", nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	k.createKeysFor(t, "derive", "master", "other-master")
 	k.createKeys(t, "plain")
 	k.grant(t, "restricted-other", true, "master", "other-master", "plain")
 	for _, who := range []string{"root", testenv.OtherUser} {
@@ -102,7 +88,7 @@ func TestRestrictedSessionServesOnlySignDerivedOnItsKey(t *testing.T) {
 				} else if name == "Properties.Get" {
 					err = call.Store(&v)
 				}
-				if errorName(err) != bus.ErrAccessDenied || !strings.Contains(err.Error(), `restricted to SignDerived on key_id "master"`) {
+				if dbusErrorName(err) != bus.ErrAccessDenied || !strings.Contains(err.Error(), `restricted to SignDerived on key_id "master"`) {
 					t.Errorf("%s on a session restricted to SignDerived on master: %v; want %s naming the restriction", name, err, bus.ErrAccessDenied)
 				}
 			}
@@ -121,15 +107,10 @@ func TestRestrictedSessionServesOnlySignDerivedOnItsKey(t *testing.T) {
 // grant on. Malformed restrictions are InvalidArgs.
 func TestRestrictedSessionRefusedForKeyTheOpenerMayNotUse(t *testing.T) {
 	k := startInprocKeyd(t)
-	ctx := ctxT(t)
-	for _, id := range []string{"master", "not-yours"} {
-		if _, err := k.root.CreateKey(ctx, id, "derive", nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	k.createKeysFor(t, "derive", "master", "not-yours")
 	k.grant(t, "restricted-refused", true, "master")
 	other := k.bus.ConnAs(t, testenv.OtherUser)
-	if _, err := openRestricted(t, other, onlySignDerived("not-yours")); errorName(err) != bus.ErrNotAuthorized {
+	if _, err := openRestricted(t, other, onlySignDerived("not-yours")); dbusErrorName(err) != bus.ErrNotAuthorized {
 		t.Fatalf("a session restricted to a key the opener may not use: %v; want NotAuthorized", err)
 	}
 	for name, opts := range map[string]map[string]godbus.Variant{
@@ -140,21 +121,8 @@ func TestRestrictedSessionRefusedForKeyTheOpenerMayNotUse(t *testing.T) {
 		"key_id of wrong type": {"only": godbus.MakeVariant("SignDerived"), "key_id": godbus.MakeVariant(uint32(1))},
 		"empty key id":         onlySignDerived(""),
 	} {
-		if _, err := openRestricted(t, other, opts); errorName(err) != bus.ErrInvalidArgs {
+		if _, err := openRestricted(t, other, opts); dbusErrorName(err) != bus.ErrInvalidArgs {
 			t.Errorf("OpenSession with %s: %v; want InvalidArgs", name, err)
 		}
 	}
-}
-
-// errorName is the D-Bus error name of err ("" if it is none).
-func errorName(err error) string {
-	var de godbus.Error
-	if errors.As(err, &de) {
-		return de.Name
-	}
-	var dep *godbus.Error
-	if errors.As(err, &dep) {
-		return dep.Name
-	}
-	return ""
 }

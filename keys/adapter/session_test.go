@@ -93,19 +93,42 @@ func jsArray(ids []string) string {
 
 func (k *inprocKeyd) createKeys(t *testing.T, ids ...string) {
 	t.Helper()
+	k.createKeysFor(t, "sign", ids...)
+}
+
+// createKeysFor creates a symmetric key for usage under each of ids.
+func (k *inprocKeyd) createKeysFor(t *testing.T, usage string, ids ...string) {
+	t.Helper()
 	for _, id := range ids {
-		if _, err := k.root.CreateKey(ctxT(t), id, "sign", nil); err != nil {
+		if _, err := k.root.CreateKey(ctxT(t), id, usage, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
+// openOthersSession opens a session as testenv.OtherUser and returns its
+// socket.
+func (k *inprocKeyd) openOthersSession(t *testing.T) net.Conn {
+	t.Helper()
+	sc, err := openRawSession(t, k.bus.ConnAs(t, testenv.OtherUser))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc
+}
+
 // openRawSession asks for a session on conn and returns the socket.
 func openRawSession(t *testing.T, conn *godbus.Conn) (net.Conn, error) {
 	t.Helper()
+	return openSessionSocket(t, conn, map[string]godbus.Variant{})
+}
+
+// openSessionSocket asks for a session with opts on conn and returns the
+// socket, closed when the test ends.
+func openSessionSocket(t *testing.T, conn *godbus.Conn, opts map[string]godbus.Variant) (net.Conn, error) {
+	t.Helper()
 	var fd godbus.UnixFD
-	err := conn.Object(api.BusName, api.ObjectPath).Call(api.Interface+".OpenSession", 0, map[string]godbus.Variant{}).Store(&fd)
-	if err != nil {
+	if err := conn.Object(api.BusName, api.ObjectPath).Call(api.Interface+".OpenSession", 0, opts).Store(&fd); err != nil {
 		return nil, err
 	}
 	f := os.NewFile(uintptr(fd), "session")
@@ -138,12 +161,12 @@ func signOn(pc *godbus.Conn, id string) error {
 		"hmac-sha256", []byte("data"), map[string]godbus.Variant{}).Store(&sig)
 }
 
-func TestSessionSignsVerifiesAndEncryptsLikeTheBus(t *testing.T) {
-	k := startInprocKeyd(t)
+// createECSigner creates the P-256 key pair id through c and returns it
+// with its signer.
+func createECSigner(t *testing.T, c *client.Client, id string) (*client.Key, crypto.Signer) {
+	t.Helper()
 	ctx := ctxT(t)
-	c := k.root.WithSession()
-	t.Cleanup(func() { c.Close() })
-	key, err := c.CreateKeyPair(ctx, "ec", "ec-p256")
+	key, err := c.CreateKeyPair(ctx, id, "ec-p256")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,17 +174,34 @@ func TestSessionSignsVerifiesAndEncryptsLikeTheBus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	digest := sha256.Sum256([]byte("session data"))
-	sig, err := signer.Sign(nil, digest[:], crypto.SHA256)
+	return key, signer
+}
+
+// signOnSession signs SHA-256(data) with the ECDSA signer of c's key and
+// fails unless c signed through its session and the signature verifies.
+func signOnSession(t *testing.T, c *client.Client, signer crypto.Signer, data string) (digest, sig []byte) {
+	t.Helper()
+	sum := sha256.Sum256([]byte(data))
+	sig, err := signer.Sign(nil, sum[:], crypto.SHA256)
 	if err != nil {
 		t.Fatalf("Sign through the session: %v", err)
 	}
 	if !c.UsingSession() {
 		t.Fatalf("the client signed without a session: %v", c.SessionError())
 	}
-	if !ecdsa.VerifyASN1(signer.Public().(*ecdsa.PublicKey), digest[:], sig) {
+	if !ecdsa.VerifyASN1(signer.Public().(*ecdsa.PublicKey), sum[:], sig) {
 		t.Fatal("the session's ECDSA signature does not verify")
 	}
+	return sum[:], sig
+}
+
+func TestSessionSignsVerifiesAndEncryptsLikeTheBus(t *testing.T) {
+	k := startInprocKeyd(t)
+	ctx := ctxT(t)
+	c := k.root.WithSession()
+	t.Cleanup(func() { c.Close() })
+	key, signer := createECSigner(t, c, "ec")
+	digest, sig := signOnSession(t, c, signer, "session data")
 	if ok, err := key.Verify(ctx, "ecdsa", digest[:], sig); err != nil || !ok {
 		t.Fatalf("Verify through the session = %v, %v", ok, err)
 	}
@@ -249,10 +289,7 @@ func TestSessionUsesOnlyTheOpenersKeysCachedPerSession(t *testing.T) {
 	k := startInprocKeyd(t)
 	k.createKeys(t, "granted", "other")
 	k.grant(t, "session", true, "granted")
-	sc, err := openRawSession(t, k.bus.ConnAs(t, testenv.OtherUser))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := k.openOthersSession(t)
 	// This (root) test process holds the session: it acts as the opener,
 	// no more.
 	pc := peer(t, sc)
@@ -281,10 +318,7 @@ func TestSessionRevokedWhenPolkitRulesChange(t *testing.T) {
 	k := startInprocKeyd(t)
 	k.createKeys(t, "granted")
 	k.grant(t, "session", true)
-	sc, err := openRawSession(t, k.bus.ConnAs(t, testenv.OtherUser))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := k.openOthersSession(t)
 	pc := peer(t, sc)
 	t.Run("granted", func(t *testing.T) {
 		k.grant(t, "key", false, "granted") // removed when this subtest ends
@@ -335,10 +369,7 @@ func TestSessionFdPassedToAnotherProcessActsAsOpener(t *testing.T) {
 	k := startInprocKeyd(t)
 	k.createKeys(t, "granted", "other")
 	k.grant(t, "session", true, "granted")
-	sc, err := openRawSession(t, k.bus.ConnAs(t, testenv.OtherUser))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := k.openOthersSession(t)
 	f, err := sc.(*net.UnixConn).File()
 	if err != nil {
 		t.Fatal(err)
@@ -593,32 +624,10 @@ func TestSessionClosedWhenTheSessionGrantIsRevoked(t *testing.T) {
 
 func TestKeydSessionSignsOnSoftHSMAndReopensAfterRestart(t *testing.T) {
 	k := startKeyd(t, "pkcs11", "")
-	ctx := ctxT(t)
 	c := k.keys.WithSession()
 	defer c.Close()
-	key, err := c.CreateKeyPair(ctx, "session-ec", "ec-p256")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := key.Signer(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sign := func() {
-		t.Helper()
-		digest := sha256.Sum256([]byte("token"))
-		sig, err := signer.Sign(nil, digest[:], crypto.SHA256)
-		if err != nil {
-			t.Fatalf("Sign: %v", err)
-		}
-		if !c.UsingSession() {
-			t.Fatalf("signed without a session: %v", c.SessionError())
-		}
-		if !ecdsa.VerifyASN1(signer.Public().(*ecdsa.PublicKey), digest[:], sig) {
-			t.Fatal("the SoftHSM signature from the session does not verify")
-		}
-	}
-	sign()
+	_, signer := createECSigner(t, c, "session-ec")
+	signOnSession(t, c, signer, "token")
 	k.svc.Restart(t) // the session dies with keyd
-	sign()
+	signOnSession(t, c, signer, "token")
 }

@@ -302,10 +302,7 @@ func testSecondUID(t *testing.T, w *world) {
 			t.Errorf("denial output lacks %q:\n%s", want, out)
 		}
 	}
-	w.polkit.AddRule(t, "pkcs11mod-second-uid", fmt.Sprintf(`polkit.addRule(function(action, subject) {
-  if (action.id == "org.edgev2.keys.use" && subject.user == %q && action.lookup("key_id") == %q)
-    return polkit.Result.YES;
-});`, testenv.OtherUser, ecKey))
+	w.polkit.AddRule(t, "pkcs11mod-second-uid", testenv.GrantRule("org.edgev2.keys.use", testenv.OtherUser, "key_id", ecKey))
 	sig, out, code := sign(ecKey)
 	if code != 0 {
 		t.Fatalf("second uid with a rule for %s: exit %d\n%s", ecKey, code, out)
@@ -323,40 +320,35 @@ func testSecondUID(t *testing.T, w *world) {
 // testHost runs the C host program against module: bad arguments, fork,
 // threads, init/finalize cycles.
 func testHost(t *testing.T, w *world, module, host string) {
-	t.Run("BadArgumentsGetNamedErrors", func(t *testing.T) {
-		out, code := w.run(t, nil, host, module, "robust", ecKey, rsaKey, aesKey, hmacKey)
-		if code != 0 || !strings.Contains(out, "robust: 0 failures") {
-			t.Fatalf("p11host robust: exit %d\n%s", code, out)
+	// p11host runs one check of the host program and returns its output; it
+	// fails unless the check exits 0 and its output contains want.
+	p11host := func(t *testing.T, want string, args ...string) string {
+		t.Helper()
+		out, code := w.run(t, nil, host, append([]string{module}, args...)...)
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("p11host %s: exit %d, want %q in\n%s", args[0], code, want, out)
 		}
+		return out
+	}
+	t.Run("BadArgumentsGetNamedErrors", func(t *testing.T) {
+		p11host(t, "robust: 0 failures", "robust", ecKey, rsaKey, aesKey, hmacKey)
 	})
 	t.Run("ForkedChildSigns", func(t *testing.T) {
-		out, code := w.run(t, nil, host, module, "fork", ecKey)
-		if code != 0 {
-			t.Fatalf("p11host fork: exit %d\n%s", code, out)
-		}
+		out := p11host(t, "", "fork", ecKey)
 		for _, tag := range []string{"parent", "child-reinit", "child-inherited", "parent-after"} {
 			w.checkSig(t, out, tag)
 		}
 	})
 	t.Run("EightThreadsSignConcurrently", func(t *testing.T) {
-		out, code := w.run(t, nil, host, module, "threads", ecKey, "8", "25")
-		if code != 0 || !strings.Contains(out, "signed-and-verified 200 of 200") {
-			t.Fatalf("p11host threads: exit %d\n%s", code, out)
-		}
+		p11host(t, "signed-and-verified 200 of 200", "threads", ecKey, "8", "25")
 	})
 	// A host that takes signals (Go's SIGURG preemption, a timer) interrupts
 	// the module's poll(): the call is made again, not failed.
 	t.Run("SignalsDoNotFailCalls", func(t *testing.T) {
-		out, code := w.run(t, nil, host, module, "signals", ecKey, "200")
-		if code != 0 || !strings.Contains(out, "signed-and-verified 200 of 200") {
-			t.Fatalf("p11host signals: exit %d\n%s", code, out)
-		}
+		p11host(t, "signed-and-verified 200 of 200", "signals", ecKey, "200")
 	})
 	t.Run("FinalizeLeavesNoThreadOrConnection", func(t *testing.T) {
-		out, code := w.run(t, nil, host, module, "cycle", ecKey)
-		if code != 0 {
-			t.Fatalf("p11host cycle: exit %d\n%s", code, out)
-		}
+		out := p11host(t, "", "cycle", ecKey)
 		for i := 0; i < 3; i++ {
 			w.checkSig(t, out, "cycle")
 		}

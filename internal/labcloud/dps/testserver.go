@@ -1,9 +1,9 @@
 package dps
 
 import (
-	"log/slog"
 	"path/filepath"
-	"strings"
+
+	"github.com/edgev2/edgev2/internal/labcloud/testlog"
 )
 
 // TB is the part of testing.TB the test helpers use, so this file need
@@ -24,23 +24,10 @@ func NewTestServer(t TB, cfg Config, hubHostname string, registry Registry) *Ser
 	if cfg.AssignedHub == "" {
 		cfg.AssignedHub = hubHostname
 	}
-	var logger *slog.Logger
-	if l, ok := t.(interface{ Logf(string, ...any) }); ok {
-		logger = slog.New(slog.NewTextHandler(logfWriter{l}, nil))
-	}
+	logger := testlog.Logger(t, "labcloud dps")
 	s, err := NewServer(cfg, filepath.Join(t.TempDir(), "dps"), registry, logger)
 	if err != nil {
 		t.Fatalf("start DPS test server: %v", err)
 	}
 	return s
-}
-
-// logfWriter sends the server's log lines to t.Logf.
-type logfWriter struct {
-	l interface{ Logf(string, ...any) }
-}
-
-func (w logfWriter) Write(p []byte) (int, error) {
-	w.l.Logf("labcloud dps: %s", strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
 }

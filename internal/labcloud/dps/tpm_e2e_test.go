@@ -34,11 +34,7 @@ func TestTPMEnrollmentIssuesAKeyOnlyTheEnrolledTPMCanUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tp.Close()
-	ek, err := tp.ReadEKPublic(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srk, err := tp.EnsureSRK(ctx)
+	ek, srk, err := tp.AttestationKeys(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

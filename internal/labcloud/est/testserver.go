@@ -1,10 +1,10 @@
 package est
 
 import (
-	"log/slog"
 	"net/http/httptest"
 
 	"github.com/edgev2/edgev2/internal/labcloud/labhost"
+	"github.com/edgev2/edgev2/internal/labcloud/testlog"
 )
 
 // TB is the part of testing.TB StartTestServer uses, so this file need not
@@ -33,10 +33,7 @@ func StartTestServer(t TB, cfg Config) (url string, caPEM []byte, srv *Server) {
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = url
 	}
-	var logger *slog.Logger
-	if l, ok := t.(interface{ Logf(string, ...any) }); ok {
-		logger = slog.New(slog.NewTextHandler(logfWriter{l}, nil))
-	}
+	logger := testlog.Logger(t, "labcloud est")
 	srv, err := NewServer(cfg, t.TempDir(), logger)
 	if err != nil {
 		ts.Close()
@@ -52,21 +49,4 @@ func StartTestServer(t TB, cfg Config) (url string, caPEM []byte, srv *Server) {
 	ts.StartTLS()
 	t.Cleanup(ts.Close)
 	return url, srv.CAPEM(), srv
-}
-
-// logfWriter sends the server's log lines to t.Logf.
-type logfWriter struct {
-	l interface{ Logf(string, ...any) }
-}
-
-func (w logfWriter) Write(p []byte) (int, error) {
-	w.l.Logf("labcloud est: %s", trimNewline(p))
-	return len(p), nil
-}
-
-func trimNewline(p []byte) []byte {
-	if n := len(p); n > 0 && p[n-1] == '\n' {
-		return p[:n-1]
-	}
-	return p
 }
