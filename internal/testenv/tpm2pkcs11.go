@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,8 +101,15 @@ func StartTPMBroker(t TB, sw *Swtpm) *TPMBroker {
 		b.bus.kill()
 		logIfFailed(t, "broker dbus-daemon", busOut)
 	})
-	Eventually(t, 10*time.Second, func() bool { _, err := os.Stat(socket); return err == nil },
-		"broker dbus-daemon made no socket: %s", busOut)
+	// The socket's file exists from bind(), before dbus-daemon listens:
+	// wait until a connection is taken.
+	Eventually(t, 10*time.Second, func() bool {
+		c, err := net.Dial("unix", socket)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, "broker dbus-daemon does not listen on its socket: %s", busOut)
 	// --allow-root: tests run as root; a device runs it as user tss.
 	cmd := exec.Command(abrmd, "--session", "--allow-root", "--flush-all", "--tcti="+sw.TCTI)
 	cmd.Env = []string{basePath, "DBUS_SESSION_BUS_ADDRESS=" + b.BusAddress}
