@@ -172,52 +172,37 @@ func (a *BusAPI) getSystemInfo(msg godbus.Message) (map[string]godbus.Variant, *
 	}, nil
 }
 
-func (a *BusAPI) start(msg godbus.Message) *godbus.Error {
+// manage is a module object's life-cycle method: authorised with
+// modules.manage on the object's module, then do; errors as method's.
+func (a *BusAPI) manage(msg godbus.Message, method string, do func(name string) error) *godbus.Error {
 	name, e := a.Child(msg, api.ActionManage)
 	if e != nil {
 		return e
 	}
-	if err := a.svc.Runtime().Start(a.Ctx, name); err != nil {
-		return a.Fail(api.MethodStart, err)
+	if err := do(name); err != nil {
+		return a.Fail(method, err)
 	}
 	return nil
 }
 
+func (a *BusAPI) start(msg godbus.Message) *godbus.Error {
+	return a.manage(msg, api.MethodStart, func(name string) error { return a.svc.Runtime().Start(a.Ctx, name) })
+}
+
 func (a *BusAPI) stop(msg godbus.Message, timeoutS uint32) *godbus.Error {
-	name, e := a.Child(msg, api.ActionManage)
-	if e != nil {
-		return e
-	}
 	timeout := modrt.StopTimeout
 	if timeoutS > 0 {
 		timeout = time.Duration(min(timeoutS, 3600)) * time.Second
 	}
-	if err := a.svc.Runtime().Stop(a.Ctx, name, timeout); err != nil {
-		return a.Fail(api.MethodStop, err)
-	}
-	return nil
+	return a.manage(msg, api.MethodStop, func(name string) error { return a.svc.Runtime().Stop(a.Ctx, name, timeout) })
 }
 
 func (a *BusAPI) restart(msg godbus.Message) *godbus.Error {
-	name, e := a.Child(msg, api.ActionManage)
-	if e != nil {
-		return e
-	}
-	if err := a.svc.Runtime().Restart(a.Ctx, name, modrt.StopTimeout); err != nil {
-		return a.Fail(api.MethodRestart, err)
-	}
-	return nil
+	return a.manage(msg, api.MethodRestart, func(name string) error { return a.svc.Runtime().Restart(a.Ctx, name, modrt.StopTimeout) })
 }
 
 func (a *BusAPI) remove(msg godbus.Message) *godbus.Error {
-	name, e := a.Child(msg, api.ActionManage)
-	if e != nil {
-		return e
-	}
-	if err := a.svc.Remove(a.Ctx, name); err != nil {
-		return a.Fail(api.MethodRemove, err)
-	}
-	return nil
+	return a.manage(msg, api.MethodRemove, func(name string) error { return a.svc.Remove(a.Ctx, name) })
 }
 
 // openLogs opens the read end of a pipe the logs are copied into; the
