@@ -7,6 +7,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -123,11 +124,20 @@ func TestSessionCallerTimingOutMidWriteDoesNotEndTheSession(t *testing.T) {
 	s, k := newFakeSession(t)
 	k.pause()
 	t.Cleanup(k.resume)
-	long := bytes.Repeat([]byte("x"), 4<<20) // far beyond the socket's buffers
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
+	// Twice what the socket holds: the write blocks part way. No larger:
+	// the fake keyd decodes a byte array a byte at a time (godbus), and 4
+	// MiB took it over 10 s under -race on a loaded machine.
+	long := bytes.Repeat([]byte("x"), 2*sendBuffer(t, s)+64<<10)
+	// The deadline counts from when the call is handed to the socket, so
+	// encoding it on a loaded machine does not use it up before a byte is
+	// written (the call then fails whole, which is not this case).
+	ctx := &deadlineFromWrite{Context: context.Background(), after: 200 * time.Millisecond}
 	if _, err := signDerived(ctx, s, string(long)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want the context's deadline", err)
+	}
+	if s.wmu.TryLock() {
+		s.wmu.Unlock()
+		t.Fatal("the deadline passed before any of the call was written; this test needs it to pass mid-write")
 	}
 	if !s.alive() {
 		t.Fatal("one caller's deadline passing mid-write ended the session of all")
@@ -158,4 +168,47 @@ func TestSessionSignDerivedErrorTexts(t *testing.T) {
 	if err == nil || strings.Count(err.Error(), "ended") != 1 || !fault.Is(err, fault.Unavailable) {
 		t.Errorf("a closed session: %v", err)
 	}
+}
+
+// sendBuffer is the session socket's send buffer size.
+func sendBuffer(t *testing.T, s *sessionConn) int {
+	t.Helper()
+	raw, err := s.c.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	raw.Control(func(fd uintptr) { n, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// deadlineFromWrite is a context whose deadline is set the first time it
+// is asked for (the session asks just before writing) and then passes.
+type deadlineFromWrite struct {
+	context.Context
+	after time.Duration
+
+	mu sync.Mutex
+	dl time.Time
+}
+
+func (c *deadlineFromWrite) Deadline() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dl.IsZero() {
+		c.dl = time.Now().Add(c.after)
+	}
+	return c.dl, true
+}
+
+func (c *deadlineFromWrite) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.dl.IsZero() && !time.Now().Before(c.dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
