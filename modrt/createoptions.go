@@ -74,6 +74,10 @@ func OCIOpts(s *modspec.Spec, p policy.Policy, x policy.Extra) ([]oci.SpecOpts, 
 	}
 	if a.PidsLimit > 0 {
 		opts = append(opts, oci.WithPidsLimit(a.PidsLimit))
+	} else {
+		// -1, none, written down: a container without a pids limit is
+		// one made before them, which Confine gives the default.
+		opts = append(opts, oci.WithPidsLimit(-1))
 	}
 	opts = append(opts, withOOMScoreAdj)
 	if !a.Privileged {

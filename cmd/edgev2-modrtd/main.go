@@ -67,7 +67,8 @@ func run(cfg *rtconfig.Config, configPath string, log *slog.Logger) int {
 			pol := rtpolicy.FromConfig(cfg)
 			rt, err = ctrd.OpenRuntime(ctx, ctrd.RuntimeConfig{Address: cfg.Containerd, Namespace: cfg.Namespace,
 				StateDir: filepath.Join(cfg.Homedir, "runtime"), Logger: log, RegistryRoots: roots,
-				StartCheck: pol.CheckStart, MountCheck: pol.CheckMounted, Confine: modrt.Confine(pol), Network: modrt.RuntimeNetwork(network)})
+				StartCheck: pol.CheckStart, MountCheck: pol.CheckMounted, Confine: modrt.Confine(pol), Network: modrt.RuntimeNetwork(network),
+				MaxLogBytes: pol.MaxLogBytes})
 			if err != nil {
 				return fmt.Errorf("open containerd at %s: %w", cfg.Containerd, err)
 			}

@@ -62,9 +62,14 @@ func (w WorkloadConfig) ServerCertNameAllowed(module, name, gateway string) bool
 }
 
 // reservedHostName reports whether a single-label name is the gateway's
-// (whole, or the first label of a dotted gateway name) or a loopback name
-// of the hosts file modules get.
+// (whole, or the first label of a dotted gateway name), a loopback name
+// of the hosts file modules get, or an IPv4 address in inet_aton's
+// one-number form ("2130706433", "0x7f000001": what glibc, curl and
+// OpenSSL-based clients connect to).
 func reservedHostName(name, gateway string) bool {
+	if inetAtonNumber(name) {
+		return true
+	}
 	short, _, _ := strings.Cut(gateway, ".")
 	for _, r := range []string{gateway, short, "localhost", "ip6-localhost", "ip6-loopback"} {
 		if r != "" && strings.EqualFold(name, r) {
@@ -72,4 +77,19 @@ func reservedHostName(name, gateway string) bool {
 		}
 	}
 	return false
+}
+
+// inetAtonNumber reports whether name is one number as inet_aton reads an
+// address: decimal or octal digits, or hex digits after "0x".
+func inetAtonNumber(name string) bool {
+	digits, hex := name, false
+	if len(name) >= 2 && name[0] == '0' && (name[1] == 'x' || name[1] == 'X') {
+		digits, hex = name[2:], true
+	}
+	for _, c := range digits {
+		if !(c >= '0' && c <= '9' || hex && (c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F')) {
+			return false
+		}
+	}
+	return digits != "" || hex
 }

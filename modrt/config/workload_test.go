@@ -60,3 +60,22 @@ func TestServerCertNamesAreTheModulesOwnOrGranted(t *testing.T) {
 		}
 	}
 }
+
+// A single-label name of digits ("2130706433") or of hex digits after
+// "0x" ("0x7f000001") is an IPv4 address to inet_aton, so to glibc's
+// getaddrinfo, curl and OpenSSL-based clients: 127.0.0.1 here. A module
+// named so must not get a certificate for its own name, which such a
+// client takes for that address; an address needs a grant.
+func TestModuleNamedLikeAnIPv4AddressGetsNoCertificateForItsName(t *testing.T) {
+	var w WorkloadConfig
+	for _, name := range []string{"2130706433", "167772165", "0x7f000001", "0X7F000001", "017700000001", "0xa000005"} {
+		if w.ServerCertNameAllowed(name, name, "gw.example") {
+			t.Errorf("module %q may get a server certificate for %q, an IPv4 address to inet_aton", name, name)
+		}
+	}
+	for _, name := range []string{"0xsensor", "1st-camera", "opc2", "x7f000001"} {
+		if !w.ServerCertNameAllowed(name, name, "gw.example") {
+			t.Errorf("module %q may not get a server certificate for its own name", name)
+		}
+	}
+}

@@ -137,3 +137,38 @@ func TestContainerMadeWithoutAnOOMScoreGetsZeroAtItsNextStart(t *testing.T) {
 		t.Fatalf("the module made without an oom_score_adj runs with %q; want \"OOM 0\"", out)
 	}
 }
+
+// A container made with no pids limit on purpose (-1: the deployment asked
+// for none where the policy has no maximum) starts without one; a container
+// made before pids limits (none set) gets the default.
+func TestContainerMadeWithNoPidsLimitOnPurposeKeepsItWhereThePolicyHasNoMaximum(t *testing.T) {
+	p := rtpolicy.Policy{PidsLimit: 48}
+	rt := ctrd.StartRuntime(t, func(c *ctrd.RuntimeConfig) { c.Confine = modrt.Confine(p) })
+	forker := "( i=0; while [ $i -lt 100 ]; do sleep 600 & i=$((i+1)); done ) 2>/dev/null; set -- /proc/[0-9]*; echo PROCS $#; exec sleep 600"
+	for _, tc := range []struct {
+		name     string
+		opts     []oci.SpecOpts
+		min, max int
+	}{
+		{"free", []oci.SpecOpts{oci.WithPidsLimit(-1)}, 100, 200},
+		{"legacy", nil, 24, 48},
+	} {
+		req := ctrd.CreateRequest{Name: tc.name, Image: ctrd.TestImage, Restart: modspec.RestartNever,
+			Opts: append(tc.opts, oci.WithProcessArgs("sh", "-c", forker))}
+		if err := rt.Create(t.Context(), req); err != nil {
+			t.Fatal(err)
+		}
+		if err := rt.Start(t.Context(), tc.name); err != nil {
+			t.Fatalf("start %s: %v", tc.name, err)
+		}
+		var out string
+		testenv.WaitFor(20*time.Second, func() bool {
+			out, _, _ = ctrd.LogText(t, rt, tc.name, logstore.Options{Tail: -1})
+			return strings.Contains(out, "PROCS ")
+		})
+		n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(out), "PROCS "))
+		if err != nil || n < tc.min || n > tc.max {
+			t.Errorf("%s ran %q processes; want %d to %d", tc.name, out, tc.min, tc.max)
+		}
+	}
+}

@@ -87,6 +87,11 @@ type RuntimeConfig struct {
 	Confine func(module, image string, spec *specs.Spec) (changed bool, err error)
 	// Network is the default network; nil: modules on it cannot start.
 	Network Network
+	// MaxLogBytes, when set, is the most disk one module's log may take
+	// (the policy's max_log_size): a container whose labels ask for more,
+	// made by an older modrtd or before the limit was lowered, gets fewer
+	// files (or smaller ones) when it is opened.
+	MaxLogBytes int64
 }
 
 // Runtime runs modules as containerd containers in one namespace and

@@ -171,6 +171,7 @@ func (r *Runtime) newModule(ctx context.Context, c containerd.Container, labels 
 	if files < 1 {
 		files = defaultLogFiles
 	}
+	maxBytes, files = capLog(maxBytes, files, r.cfg.MaxLogBytes)
 	policy := modspec.RestartPolicy(labels[labelRestart])
 	if !policy.Valid() {
 		policy = modspec.RestartAlways
@@ -449,4 +450,16 @@ func (r *Runtime) forget(m *module) {
 	os.Remove(r.statePath(m.name))
 	st.State = StateRemoved
 	r.notes.push(st)
+}
+
+// capLog fits a log of files files of maxBytes into limit bytes (0: no
+// limit): fewer files first, then a smaller one.
+func capLog(maxBytes int64, files int, limit int64) (int64, int) {
+	if limit <= 0 || maxBytes <= limit/int64(files) {
+		return maxBytes, files
+	}
+	if maxBytes >= limit {
+		return max(limit, minLogMaxBytes), 1
+	}
+	return maxBytes, int(limit / maxBytes)
 }

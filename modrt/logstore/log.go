@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -34,6 +35,7 @@ func Open(dir string, maxBytes int64, files int, now func() time.Time) (*Log, er
 		return nil, fmt.Errorf("make log dir: %w", err)
 	}
 	l := &Log{dir: dir, maxBytes: maxBytes, files: files, now: now, changed: make(chan struct{})}
+	l.pruneBeyond()
 	f, err := os.OpenFile(l.path(0), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open log: %w", err)
@@ -179,4 +181,17 @@ func DiskUsage(dir string) (bytes int64, files int, err error) {
 		files++
 	}
 	return bytes, files, nil
+}
+
+// pruneBeyond removes the rotated files past l.files, which a log opened
+// with more files before (a limit lowered since) left.
+func (l *Log) pruneBeyond() {
+	ents, _ := os.ReadDir(l.dir)
+	for _, e := range ents {
+		if n, ok := strings.CutPrefix(e.Name(), fileName+"."); ok {
+			if i, err := strconv.Atoi(n); err == nil && i >= l.files && n == strconv.Itoa(i) {
+				os.Remove(filepath.Join(l.dir, e.Name()))
+			}
+		}
+	}
 }

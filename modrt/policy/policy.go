@@ -354,12 +354,16 @@ func (p Policy) CheckStart(module, image string, spec *specs.Spec) error {
 }
 
 // Pids is the pids limit a module whose spec holds limit (in the OCI
-// spec's terms: nil or not positive is none) gets at its start under the
-// policy: the default for none, the maximum for more, 0 to leave it.
+// spec's terms: nil or 0 is none set, by a modrtd before pids limits; -1
+// is none, as the deployment asked where the policy had no maximum) gets
+// at its start under the policy: the default for none set, the maximum
+// for more (or for none, under a maximum), 0 to leave it.
 func (p Policy) Pids(limit *int64) int64 {
 	switch {
-	case limit == nil || *limit <= 0:
+	case limit == nil || *limit == 0:
 		return cmp.Or(p.PidsLimit, p.MaxPidsLimit)
+	case *limit < 0:
+		return p.MaxPidsLimit
 	case p.MaxPidsLimit > 0 && *limit > p.MaxPidsLimit:
 		return p.MaxPidsLimit
 	}

@@ -1,0 +1,48 @@
+package modrt_test
+
+import (
+	"testing"
+
+	"github.com/containerd/containerd/containers"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/edgev2/edgev2/modrt"
+	"github.com/edgev2/edgev2/modrt/modspec"
+	"github.com/edgev2/edgev2/modrt/policy"
+)
+
+// A deployment that asks for no pids limit (PidsLimit -1) where the policy
+// has no maximum (max_pids_limit -1) runs without one: the start's
+// migration (Confine) must not take the container for one made before
+// pids limits and give it the default; and where the policy has a maximum
+// again, the same container gets that maximum at its next start.
+func TestPidsLimitMinusOneIsKeptAtStartUnlessThePolicyHasAMaximum(t *testing.T) {
+	s, err := modspec.ParseSpec([]byte(specCO("free", "edgev2.test/busybox:1", "never", `{"PidsLimit":-1}`, "true")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := policy.Policy{PidsLimit: 1024} // default_pids_limit 1024, max_pids_limit -1
+	opts, err := modrt.OCIOpts(s, free, policy.Extra{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{}}, Linux: &specs.Linux{}}
+	for _, o := range opts {
+		if err := o(t.Context(), nil, &containers.Container{}, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := modrt.Confine(free)("free", "edgev2.test/busybox:1", spec); err != nil {
+		t.Fatal(err)
+	}
+	if r := spec.Linux.Resources; r != nil && r.Pids != nil && r.Pids.Limit > 0 {
+		t.Fatalf("PidsLimit -1 under a policy without maximum starts with pids limit %d; want none", r.Pids.Limit)
+	}
+	capped := policy.Policy{PidsLimit: 1024, MaxPidsLimit: 4096}
+	if _, err := modrt.Confine(capped)("free", "edgev2.test/busybox:1", spec); err != nil {
+		t.Fatal(err)
+	}
+	if r := spec.Linux.Resources; r == nil || r.Pids == nil || r.Pids.Limit != 4096 {
+		t.Fatalf("under a maximum of 4096 again, the container made with no limit starts with %+v; want 4096", spec.Linux.Resources)
+	}
+}
