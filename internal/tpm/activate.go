@@ -25,9 +25,12 @@ func (t *TPM) ImportAuthKey(ctx context.Context, blob []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
+	// The rest is one exchange with the TPM: nothing else may interleave
+	// its commands on the connection (an HMAC with the old key, a read).
+	if err := t.lock(ctx); err != nil {
 		return err
 	}
+	defer t.mu.Unlock()
 	inner, err := t.activate(ek, srk, k)
 	if err != nil {
 		return err
