@@ -3,7 +3,9 @@ package modrt_test
 import (
 	"fmt"
 	"net"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgev2/edgev2/internal/testenv"
 	rtapi "github.com/edgev2/edgev2/modrt/api"
@@ -65,4 +67,39 @@ func TestPublishedPortCannotBeBoundByAHostServiceWhileTheModuleRuns(t *testing.T
 		}
 		m.Module(name).Call(rtapi.ModuleInterface+".Remove", 0)
 	}
+}
+
+// A host service that bound a module's published port while no modrtd
+// held it (modrtd stopped, the module kept running) now loses its
+// connections from outside to the module: the modrtd that adopts the
+// module says so as a warning, not in a debug line nobody reads.
+func TestAdoptedModulesPortTakenByAHostServiceIsAWarning(t *testing.T) {
+	m, _ := startNetworkModrtd(t)
+	m.ImportImage(t, testenv.BuildImage(t, "edgev2.test/busybox:1", testenv.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}}))
+	l, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	if err := m.CreateModule("porter", netSpec("porter", fmt.Sprintf(`{"HostConfig":{"PortBindings":{"7001/tcp":[{"HostPort":"%d"}]}}}`, port), "sleep 600")); err != nil {
+		t.Fatal(err)
+	}
+	m.waitStatus(t, "porter", "running")
+	m.svc.Stop(t)
+	host, err := net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+	if err != nil {
+		t.Fatalf("with modrtd stopped, a host service could not bind port %d: %v", port, err)
+	}
+	defer host.Close()
+	m.svc.Restart(t)
+	m.waitStatus(t, "porter", "running")
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		for _, line := range strings.Split(m.svc.Output(), "\n") {
+			if strings.Contains(line, "level=WARN") && strings.Contains(line, "adopted module publishes") && strings.Contains(line, "module=porter") {
+				return true
+			}
+		}
+		return false
+	}, "modrtd did not warn that a host socket holds the adopted module's port %d; output:\n%s", port, m.svc)
 }

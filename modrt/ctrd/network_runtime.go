@@ -96,7 +96,12 @@ func (r *Runtime) adoptNet(ctx context.Context, m *module, pid uint32) {
 		r.log.Warn("adopted module's network attachment is unknown; it is reattached at its next start", "module", m.name, "err", err)
 		return
 	}
-	if checkErr != nil {
+	switch {
+	case fault.Is(checkErr, fault.AlreadyExists):
+		// A host service bound a port the module publishes while no
+		// modrtd held it: its connections from outside go to the module.
+		r.log.Warn("a host socket holds a port an adopted module publishes; connections from outside reach the module, not the host service, until the module's next start refuses the port", "module", m.name, "err", checkErr)
+	case checkErr != nil:
 		r.log.Debug("CNI CHECK of an adopted module", "module", m.name, "err", checkErr)
 	}
 	m.mu.Lock()
