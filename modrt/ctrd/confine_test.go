@@ -30,19 +30,7 @@ func TestContainerMadeWithoutSeccompGetsTheProfileAtItsNextStart(t *testing.T) {
 		{"legacy", "Seccomp:\t2"}, // filter
 		{"admin", "Seccomp:\t0"},  // privileged by the policy: as it was made
 	} {
-		req := ctrd.CreateRequest{Name: tc.name, Image: ctrd.TestImage, Restart: modspec.RestartNever,
-			Opts: []oci.SpecOpts{oci.WithProcessArgs("sh", "-c", "grep Seccomp: /proc/self/status; sleep 600")}}
-		if err := rt.Create(t.Context(), req); err != nil {
-			t.Fatal(err)
-		}
-		if err := rt.Start(t.Context(), tc.name); err != nil {
-			t.Fatalf("start %s: %v", tc.name, err)
-		}
-		var out string
-		testenv.WaitFor(20*time.Second, func() bool {
-			out, _, _ = ctrd.LogText(t, rt, tc.name, logstore.Options{Tail: -1})
-			return strings.Contains(out, "Seccomp:")
-		})
+		out := startAndRead(t, rt, tc.name, nil, "grep Seccomp: /proc/self/status; sleep 600", "Seccomp:")
 		if strings.TrimSpace(out) != tc.want {
 			t.Errorf("%s runs with %q; want %q", tc.name, strings.TrimSpace(out), tc.want)
 		}
@@ -60,20 +48,9 @@ func TestContainerMadeWithAShallowReadOnlyBindStartsWithItReadOnlyAllTheWay(t *t
 	testenv.MountTmpfs(t, sub)
 	p := rtpolicy.Policy{ReadOnlyBinds: []string{root}}
 	rt := ctrd.StartRuntime(t, func(c *ctrd.RuntimeConfig) { c.Confine, c.StartCheck = modrt.Confine(p), p.CheckStart })
-	req := ctrd.CreateRequest{Name: "reader", Image: ctrd.TestImage, Restart: modspec.RestartNever, Opts: []oci.SpecOpts{
-		oci.WithMounts([]specs.Mount{{Destination: "/ro", Type: "bind", Source: root, Options: []string{"rbind", "ro", "rslave"}}}),
-		oci.WithProcessArgs("sh", "-c", "if touch /ro/sub/planted 2>/dev/null; then echo WRITTEN; else echo REFUSED; fi; sleep 600")}}
-	if err := rt.Create(t.Context(), req); err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.Start(t.Context(), "reader"); err != nil {
-		t.Fatalf("start a module made with a shallow read-only bind: %v", err)
-	}
-	var out string
-	testenv.WaitFor(20*time.Second, func() bool {
-		out, _, _ = ctrd.LogText(t, rt, "reader", logstore.Options{Tail: -1})
-		return strings.Contains(out, "E")
-	})
+	out := startAndRead(t, rt, "reader", []oci.SpecOpts{
+		oci.WithMounts([]specs.Mount{{Destination: "/ro", Type: "bind", Source: root, Options: []string{"rbind", "ro", "rslave"}}})},
+		"if touch /ro/sub/planted 2>/dev/null; then echo WRITTEN; else echo REFUSED; fi; sleep 600", "E")
 	if _, err := os.Stat(filepath.Join(sub, "planted")); err == nil || strings.TrimSpace(out) != "REFUSED" {
 		t.Fatalf("the module's write below its read-only bind: %q", out)
 	}
@@ -86,53 +63,18 @@ func TestContainerMadeWithAShallowReadOnlyBindStartsWithItReadOnlyAllTheWay(t *t
 func TestContainerMadeWithoutAPidsLimitGetsThePolicysAtItsNextStart(t *testing.T) {
 	p := rtpolicy.Policy{PidsLimit: 48, MaxPidsLimit: 64}
 	rt := ctrd.StartRuntime(t, func(c *ctrd.RuntimeConfig) { c.Confine = modrt.Confine(p) })
-	forker := "( i=0; while [ $i -lt 100 ]; do sleep 600 & i=$((i+1)); done ) 2>/dev/null; set -- /proc/[0-9]*; echo PROCS $#; exec sleep 600"
-	for _, tc := range []struct {
-		name     string
-		opts     []oci.SpecOpts
-		min, max int
-	}{
+	checkProcs(t, rt, []procsCase{
 		{"legacy", nil, 24, 48}, // none: the default
 		{"greedy", []oci.SpecOpts{oci.WithPidsLimit(500)}, 32, 64}, // above the maximum: the maximum
 		{"modest", []oci.SpecOpts{oci.WithPidsLimit(20)}, 10, 20},  // below: its own
-	} {
-		req := ctrd.CreateRequest{Name: tc.name, Image: ctrd.TestImage, Restart: modspec.RestartNever,
-			Opts: append(tc.opts, oci.WithProcessArgs("sh", "-c", forker))}
-		if err := rt.Create(t.Context(), req); err != nil {
-			t.Fatal(err)
-		}
-		if err := rt.Start(t.Context(), tc.name); err != nil {
-			t.Fatalf("start %s: %v", tc.name, err)
-		}
-		var out string
-		testenv.WaitFor(20*time.Second, func() bool {
-			out, _, _ = ctrd.LogText(t, rt, tc.name, logstore.Options{Tail: -1})
-			return strings.Contains(out, "PROCS ")
-		})
-		n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(out), "PROCS "))
-		if err != nil || n < tc.min || n > tc.max {
-			t.Errorf("%s ran %q processes; want %d to %d", tc.name, out, tc.min, tc.max)
-		}
-	}
+	})
 }
 
 // A container made before modules ran at oom_score_adj 0 (so at its shim's
 // score, containerd's + 1) gets 0 at its next start.
 func TestContainerMadeWithoutAnOOMScoreGetsZeroAtItsNextStart(t *testing.T) {
 	rt := ctrd.StartRuntime(t, func(c *ctrd.RuntimeConfig) { c.Confine = modrt.Confine(rtpolicy.Policy{}) })
-	req := ctrd.CreateRequest{Name: "legacy", Image: ctrd.TestImage, Restart: modspec.RestartNever,
-		Opts: []oci.SpecOpts{oci.WithProcessArgs("sh", "-c", "echo OOM $(cat /proc/self/oom_score_adj); exec sleep 600")}}
-	if err := rt.Create(t.Context(), req); err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.Start(t.Context(), "legacy"); err != nil {
-		t.Fatal(err)
-	}
-	var out string
-	testenv.WaitFor(20*time.Second, func() bool {
-		out, _, _ = ctrd.LogText(t, rt, "legacy", logstore.Options{Tail: -1})
-		return strings.Contains(out, "OOM ")
-	})
+	out := startAndRead(t, rt, "legacy", nil, "echo OOM $(cat /proc/self/oom_score_adj); exec sleep 600", "OOM ")
 	if strings.TrimSpace(out) != "OOM 0" {
 		t.Fatalf("the module made without an oom_score_adj runs with %q; want \"OOM 0\"", out)
 	}
@@ -144,28 +86,48 @@ func TestContainerMadeWithoutAnOOMScoreGetsZeroAtItsNextStart(t *testing.T) {
 func TestContainerMadeWithNoPidsLimitOnPurposeKeepsItWhereThePolicyHasNoMaximum(t *testing.T) {
 	p := rtpolicy.Policy{PidsLimit: 48}
 	rt := ctrd.StartRuntime(t, func(c *ctrd.RuntimeConfig) { c.Confine = modrt.Confine(p) })
-	forker := "( i=0; while [ $i -lt 100 ]; do sleep 600 & i=$((i+1)); done ) 2>/dev/null; set -- /proc/[0-9]*; echo PROCS $#; exec sleep 600"
-	for _, tc := range []struct {
-		name     string
-		opts     []oci.SpecOpts
-		min, max int
-	}{
+	checkProcs(t, rt, []procsCase{
 		{"free", []oci.SpecOpts{oci.WithPidsLimit(-1)}, 100, 200},
 		{"legacy", nil, 24, 48},
-	} {
-		req := ctrd.CreateRequest{Name: tc.name, Image: ctrd.TestImage, Restart: modspec.RestartNever,
-			Opts: append(tc.opts, oci.WithProcessArgs("sh", "-c", forker))}
-		if err := rt.Create(t.Context(), req); err != nil {
-			t.Fatal(err)
-		}
-		if err := rt.Start(t.Context(), tc.name); err != nil {
-			t.Fatalf("start %s: %v", tc.name, err)
-		}
-		var out string
-		testenv.WaitFor(20*time.Second, func() bool {
-			out, _, _ = ctrd.LogText(t, rt, tc.name, logstore.Options{Tail: -1})
-			return strings.Contains(out, "PROCS ")
-		})
+	})
+}
+
+// startAndRead creates and starts a container as an older modrtd might
+// have made it (opts, then args run by sh -c) and returns its output once
+// it shows marker (or what there is after 20 s).
+func startAndRead(t *testing.T, rt *ctrd.Runtime, name string, opts []oci.SpecOpts, script, marker string) string {
+	t.Helper()
+	req := ctrd.CreateRequest{Name: name, Image: ctrd.TestImage, Restart: modspec.RestartNever,
+		Opts: append(opts, oci.WithProcessArgs("sh", "-c", script))}
+	if err := rt.Create(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(t.Context(), name); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	var out string
+	testenv.WaitFor(20*time.Second, func() bool {
+		out, _, _ = ctrd.LogText(t, rt, name, logstore.Options{Tail: -1})
+		return strings.Contains(out, marker)
+	})
+	return out
+}
+
+// forker starts 100 processes, then says how many the container has.
+const forker = "( i=0; while [ $i -lt 100 ]; do sleep 600 & i=$((i+1)); done ) 2>/dev/null; set -- /proc/[0-9]*; echo PROCS $#; exec sleep 600"
+
+type procsCase struct {
+	name     string
+	opts     []oci.SpecOpts
+	min, max int
+}
+
+// checkProcs runs forker in a container per case and checks how many
+// processes it got.
+func checkProcs(t *testing.T, rt *ctrd.Runtime, cases []procsCase) {
+	t.Helper()
+	for _, tc := range cases {
+		out := startAndRead(t, rt, tc.name, tc.opts, forker, "PROCS ")
 		n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(out), "PROCS "))
 		if err != nil || n < tc.min || n > tc.max {
 			t.Errorf("%s ran %q processes; want %d to %d", tc.name, out, tc.min, tc.max)
