@@ -86,6 +86,9 @@ func TestAdoptedModulesPortTakenByAHostServiceIsAWarning(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.waitStatus(t, "porter", "running")
+	// Removed through modrtd, which deletes its NAT rules (the host's,
+	// shared with every later test).
+	defer m.Module("porter").Call(rtapi.ModuleInterface+".Remove", 0)
 	m.svc.Stop(t)
 	host, err := net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
 	if err != nil {
