@@ -104,7 +104,8 @@ func newPKCS11Engine(libPath string, poolSize int, logger *slog.Logger) (*PKCS11
 func (e *PKCS11Engine) Name() string { return "pkcs11" }
 
 // Close returns all sessions, logs out and finalises the module when no
-// other engine in the process still uses it.
+// other engine in the process still uses it. It returns within about two
+// p11CallLimit even when a token does not answer (watchdog_pkcs11.go).
 func (e *PKCS11Engine) Close() error {
 	e.mu.Lock()
 	if e.closed {
@@ -122,18 +123,31 @@ func (e *PKCS11Engine) Close() error {
 	e.others = nil
 	e.mu.Unlock()
 
+	// Each close and release is bounded (a token that does not answer is
+	// given up on); done side by side, Close is bounded by one of each.
+	var wg sync.WaitGroup
 	mods := map[*p11Module]int{}
 	for _, s := range slots {
-		s.close()
 		mods[s.mod]++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.close()
+		}()
 	}
+	wg.Wait()
 	// Each slot holds a module reference; the engine holds one more.
+	mods[e.mod]++
 	for m, n := range mods {
-		for i := 0; i < n; i++ {
-			m.release()
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < n; i++ {
+				m.release()
+			}
+		}()
 	}
-	e.mod.release()
+	wg.Wait()
 	return nil
 }
 

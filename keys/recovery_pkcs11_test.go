@@ -180,3 +180,141 @@ func TestPKCS11RecoveryNeverRetriesARefusedPIN(t *testing.T) {
 		t.Fatalf("the log shows the PIN:\n%s", logs)
 	}
 }
+
+// within runs fn and fails the test if it has not returned after d: what
+// it proves is that keyd does not hang, so a hang must fail, not block.
+func within(t *testing.T, d time.Duration, what string, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("%s did not return within %s: keyd hangs on a token that does not answer", what, d)
+	}
+}
+
+// TestPKCS11HungTokenIsUnavailableAndHoldsNothingElse: the token's server
+// accepts and never answers (SIGSTOP), as a wedged remote HSM does. Calls on
+// it answer Unavailable saying it is not answering, within the watchdog's
+// limit; another token in the same process, behind another module, keeps
+// opening and signing; Close of the hung engine returns.
+func TestPKCS11HungTokenIsUnavailableAndHoldsNothingElse(t *testing.T) {
+	old := p11CallLimit
+	p11CallLimit = 3 * time.Second
+	t.Cleanup(func() { p11CallLimit = old })
+	// Generous against the 3s limit: a loaded machine may be slow, but
+	// not by tens of seconds.
+	const bound = 60 * time.Second
+
+	e, srv, _, logs := remoteToken(t, "edgev2-hang")
+	ctx := context.Background()
+	h, err := e.Generate(ctx, "a", Spec{Type: ECP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("payload"))
+	if _, err := h.SignDigest(ctx, digest[:], crypto.SHA256, false); err != nil {
+		t.Fatalf("Sign before the hang: %v", err)
+	}
+
+	srv.Pause(t)
+	t.Cleanup(func() { srv.Resume(t) })
+	// Two rounds: the first call is caught by the watchdog, the next
+	// ones find the token marked as not answering.
+	for i := 0; i < 2; i++ {
+		within(t, bound, "Sign on the hung token", func() {
+			_, err = h.SignDigest(ctx, digest[:], crypto.SHA256, false)
+		})
+		if !fault.Is(err, fault.Unavailable) || !strings.Contains(err.Error(), "not answering") || !strings.Contains(err.Error(), "edgev2-hang") {
+			t.Fatalf("Sign on the hung token = %v; want Unavailable saying token edgev2-hang is not answering", err)
+		}
+	}
+	waitLog(t, logs, "not answering")
+
+	// Another token, another module, opened and used while the first hangs.
+	other := newSoftHSM(t)
+	within(t, bound, "OpenPKCS11 of another token", func() {
+		o, err := OpenPKCS11(ctx, PKCS11Config{LibPath: other.LibPath, BaseSlot: other.URI()})
+		if err != nil {
+			t.Errorf("OpenPKCS11 of another token while one hangs: %v", err)
+			return
+		}
+		defer o.Close()
+		oh, err := o.Generate(ctx, "b", Spec{Type: ECP256})
+		if err != nil {
+			t.Errorf("Generate on another token while one hangs: %v", err)
+			return
+		}
+		sig, err := oh.SignDigest(ctx, digest[:], crypto.SHA256, false)
+		if err != nil || !ecdsa.VerifyASN1(oh.Info().Public.(*ecdsa.PublicKey), digest[:], sig) {
+			t.Errorf("Sign on another token while one hangs: %v", err)
+		}
+	})
+
+	// The token answers again: the stuck call returns, recovery
+	// re-initialises the module, and the key signs again.
+	srv.Resume(t)
+	waitLog(t, logs, "pkcs11 token back")
+	testenv.EventuallyNoError(t, 30*time.Second, func() error {
+		_, err := h.SignDigest(ctx, digest[:], crypto.SHA256, false)
+		return err
+	}, "Sign after the token answers again")
+
+	// Hung again, with a call stuck in it: Close gives up on the module
+	// instead of finalising it under the call.
+	srv.Pause(t)
+	within(t, bound, "Sign on the hung token", func() {
+		_, err = h.SignDigest(ctx, digest[:], crypto.SHA256, false)
+	})
+	if !fault.Is(err, fault.Unavailable) {
+		t.Fatalf("Sign on the hung token = %v; want Unavailable", err)
+	}
+	within(t, bound, "Close of the hung engine", func() { e.Close() })
+	waitLog(t, logs, "closed without finalising it")
+}
+
+// TestPKCS11HangDuringRecoveryIsBounded: the token's server dies, and comes
+// back only to accept and never answer, so the reconnection itself hangs.
+// Calls keep answering Unavailable, and Close returns.
+func TestPKCS11HangDuringRecoveryIsBounded(t *testing.T) {
+	old := p11CallLimit
+	p11CallLimit = 3 * time.Second
+	t.Cleanup(func() { p11CallLimit = old })
+	const bound = 60 * time.Second
+
+	e, srv, _, logs := remoteToken(t, "edgev2-hang-recover")
+	ctx := context.Background()
+	h, err := e.Generate(ctx, "a", Spec{Type: ECP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("payload"))
+	srv.Kill(t)
+	if _, err := h.SignDigest(ctx, digest[:], crypto.SHA256, false); !fault.Is(err, fault.Unavailable) {
+		t.Fatalf("Sign with the server down = %v; want Unavailable", err)
+	}
+	waitLog(t, logs, "pkcs11 token still unavailable")
+	srv.Start(t)
+	srv.Pause(t)
+	t.Cleanup(func() { srv.Resume(t) })
+	// The next attempt connects and hangs (or, had it been quick enough
+	// to finish before the pause, this call hangs): either way the
+	// watchdog reports the token as not answering.
+	within(t, bound, "Sign while the reconnection hangs", func() {
+		_, err = h.SignDigest(ctx, digest[:], crypto.SHA256, false)
+	})
+	waitLog(t, logs, "not answering")
+	for i := 0; i < 3; i++ {
+		within(t, bound, "Sign while the reconnection hangs", func() {
+			_, err = h.SignDigest(ctx, digest[:], crypto.SHA256, false)
+		})
+		if !fault.Is(err, fault.Unavailable) || !strings.Contains(err.Error(), "edgev2-hang-recover") {
+			t.Fatalf("Sign while the reconnection hangs = %v; want Unavailable naming the token", err)
+		}
+	}
+	within(t, bound, "Close while the reconnection hangs", func() { e.Close() })
+}
