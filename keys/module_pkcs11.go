@@ -119,28 +119,36 @@ func acquireModule(path string) (*p11Module, error) {
 		info pkcs11.Info
 		err  error
 	}
-	done := make(chan result, 1)
+	done := make(chan result) // unbuffered: a send is taken only by a caller still waiting
+	gaveUp := make(chan struct{})
 	go func() {
+		var r result
 		if err := ctx.Initialize(); err != nil && !isCKR(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
 			ctx.Destroy()
-			done <- result{err: fault.Wrap(fault.Unavailable, err, "initialise PKCS#11 module %q: %s", path, ckrName(err))}
-			return
-		}
-		info, err := ctx.GetInfo()
-		if err != nil {
+			r.err = fault.Wrap(fault.Unavailable, err, "initialise PKCS#11 module %q: %s", path, ckrName(err))
+		} else if r.info, err = ctx.GetInfo(); err != nil {
 			ctx.Finalize()
 			ctx.Destroy()
-			done <- result{err: fault.Wrap(fault.Unavailable, err, "PKCS#11 module %q: C_GetInfo: %s", path, ckrName(err))}
-			return
+			r.err = fault.Wrap(fault.Unavailable, err, "PKCS#11 module %q: C_GetInfo: %s", path, ckrName(err))
 		}
-		done <- result{info: info}
+		select {
+		case done <- r:
+		case <-gaveUp:
+			// The module answered after all, with nobody to use it:
+			// finalise it unless its path is in use again.
+			if r.err == nil {
+				late := &p11Module{path: path, ctx: ctx}
+				late.gate.acquire(true, nil, nil)
+				late.finalize()
+			}
+		}
 	}()
 	var r result
 	select {
 	case r = <-done:
 	case <-timer.C:
-		// Abandoned in its C call: finalising it would need it to answer.
-		return nil, notAnswering(fmt.Sprintf("module %q", path), "C_Initialize")
+		close(gaveUp)
+		return nil, stuck(fmt.Sprintf("module %q", path), "C_Initialize")
 	}
 	if r.err != nil {
 		return nil, r.err

@@ -318,3 +318,64 @@ func TestPKCS11HangDuringRecoveryIsBounded(t *testing.T) {
 	}
 	within(t, bound, "Close while the reconnection hangs", func() { e.Close() })
 }
+
+// TestPKCS11ModuleHungAtInitialiseHoldsNoOtherModule: p11-kit's client
+// connects to its server in C_Initialize; with the server paused, opening
+// the module fails Unavailable within the watchdog's limit instead of
+// hanging, and another module (SoftHSM, directly) opens and signs
+// meanwhile. Once the server answers, the module opens.
+func TestPKCS11ModuleHungAtInitialiseHoldsNoOtherModule(t *testing.T) {
+	old := p11CallLimit
+	p11CallLimit = 3 * time.Second
+	t.Cleanup(func() { p11CallLimit = old })
+	const bound = 60 * time.Second
+
+	testenv.RequireRoot(t)
+	uid, gid := testenv.EnsureUser(t, testenv.ServiceUser)
+	tok := testenv.NewSoftHSMToken(t, "edgev2-hang-init", uid, gid)
+	srv := testenv.StartP11KitServer(t, tok, testenv.ServiceUser)
+	for _, kv := range srv.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	srv.Pause(t)
+	t.Cleanup(func() { srv.Resume(t) })
+	ctx := context.Background()
+	var err error
+	within(t, bound, "OpenPKCS11 of a module that does not answer", func() {
+		var e *PKCS11Engine
+		if e, err = OpenPKCS11(ctx, PKCS11Config{LibPath: srv.ClientLib, BaseSlot: tok.URI()}); err == nil {
+			e.Close()
+		}
+	})
+	if !fault.Is(err, fault.Unavailable) || !strings.Contains(err.Error(), "not answering") || strings.Contains(err.Error(), tok.PIN) {
+		t.Fatalf("OpenPKCS11 with the server paused = %v; want Unavailable saying the module is not answering", err)
+	}
+
+	other := newSoftHSM(t)
+	within(t, bound, "OpenPKCS11 of another module", func() {
+		o, err := OpenPKCS11(ctx, PKCS11Config{LibPath: other.LibPath, BaseSlot: other.URI()})
+		if err != nil {
+			t.Errorf("OpenPKCS11 of another module while one hangs: %v", err)
+			return
+		}
+		defer o.Close()
+		digest := sha256.Sum256([]byte("payload"))
+		oh, err := o.Generate(ctx, "b", Spec{Type: ECP256})
+		if err == nil {
+			_, err = oh.SignDigest(ctx, digest[:], crypto.SHA256, false)
+		}
+		if err != nil {
+			t.Errorf("another module while one hangs: %v", err)
+		}
+	})
+
+	srv.Resume(t)
+	testenv.EventuallyNoError(t, 30*time.Second, func() error {
+		e, err := OpenPKCS11(ctx, PKCS11Config{LibPath: srv.ClientLib, BaseSlot: tok.URI()})
+		if err == nil {
+			e.Close()
+		}
+		return err
+	}, "OpenPKCS11 once the server answers")
+}
