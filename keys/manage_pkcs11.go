@@ -25,8 +25,10 @@ func (e *PKCS11Engine) Delete(ctx context.Context, id string) error {
 	if err := ValidateID(id); err != nil {
 		return err
 	}
-	e.writeMu.Lock()
-	defer e.writeMu.Unlock()
+	if err := e.lockWrites(ctx, slot); err != nil {
+		return err
+	}
+	defer e.unlockWrites()
 	err = slot.withSession(ctx, func(h pkcs11.SessionHandle) error {
 		objs, err := labelled(slot.mod.ctx, h, id)
 		if err != nil {
@@ -64,8 +66,10 @@ func (e *PKCS11Engine) Move(ctx context.Context, from, to string) error {
 	if err := ValidateID(to); err != nil {
 		return err
 	}
-	e.writeMu.Lock()
-	defer e.writeMu.Unlock()
+	if err := e.lockWrites(ctx, slot); err != nil {
+		return err
+	}
+	defer e.unlockWrites()
 	c := slot.mod.ctx
 	trash := trashPrefix + to
 	err = slot.withSession(ctx, func(h pkcs11.SessionHandle) error {

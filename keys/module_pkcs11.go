@@ -33,6 +33,9 @@ type p11Module struct {
 	// alone by recovery, which finalises and re-initialises the module,
 	// and by release (watchdog_pkcs11.go).
 	gate p11Gate
+	// hung is set by the watchdog when a call has been in the module for
+	// p11CallLimit, and cleared by recovery: while set, calls fail at once.
+	hung atomic.Bool
 	// gen counts re-initialisations: object handles found before the last
 	// one are stale (and may name another object now).
 	gen atomic.Uint64
@@ -167,6 +170,8 @@ func acquireModule(path string) (*p11Module, error) {
 	m := &p11Module{path: path, ctx: ctx, info: r.info, refs: 1, toks: map[uint]*p11Token{},
 		slots: map[*p11Slot]bool{}, stop: make(chan struct{}), log: slog.Default()}
 	modules.m[path] = m
+	m.wg.Add(1)
+	go m.watchdog(p11CallLimit)
 	return m, nil
 }
 
@@ -192,7 +197,7 @@ func (m *p11Module) release() {
 	m.wg.Wait() // the recovery loop, if one runs; it stops at once
 	timer := time.NewTimer(p11CallLimit)
 	defer timer.Stop()
-	if !m.gate.acquire(true, timer.C, nil) {
+	if _, ok := m.gate.acquire(true, timer.C, nil); !ok {
 		// A call is stuck in the module: C_Finalize under it is not
 		// allowed, and would not return either. Finalise once the
 		// stuck calls return (the goroutine's owners are those calls).
@@ -219,7 +224,7 @@ func (m *p11Module) release() {
 // the gate. It leaves the library's state alone if the path is in use
 // again (loaded, or being loaded): the new instance shares that state.
 func (m *p11Module) finalize() {
-	defer m.gate.release(true)
+	defer m.gate.releaseExcl()
 	modules.Lock()
 	if modules.m[m.path] != nil || modules.loading[m.path] > 0 || modules.finalising[m.path] != nil {
 		modules.Unlock()

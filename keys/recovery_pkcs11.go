@@ -91,6 +91,7 @@ func (m *p11Module) recoverLoop() {
 		}
 		if err == nil {
 			m.state.Lock()
+			m.hung.Store(false) // the gate was held alone: no call is stuck
 			m.downCause, m.recovering = "", false
 			m.state.Unlock()
 			m.log.Info("pkcs11 token back; serving again", "library", m.path, "attempts", attempt)
@@ -113,7 +114,7 @@ func (m *p11Module) attempt() (stopped bool, err error) {
 	who := fmt.Sprintf("module %q", m.path)
 	timer := time.NewTimer(p11CallLimit)
 	defer timer.Stop()
-	if !m.gate.acquire(true, timer.C, m.stop) {
+	if _, ok := m.gate.acquire(true, timer.C, m.stop); !ok {
 		select {
 		case <-m.stop:
 			return true, nil
@@ -123,7 +124,7 @@ func (m *p11Module) attempt() (stopped bool, err error) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		defer m.gate.release(true)
+		defer m.gate.releaseExcl()
 		done <- m.reinit()
 	}()
 	select {

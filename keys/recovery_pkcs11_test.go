@@ -198,10 +198,13 @@ func within(t *testing.T, d time.Duration, what string, fn func()) {
 }
 
 // TestPKCS11HungTokenIsUnavailableAndHoldsNothingElse: the token's server
-// accepts and never answers (SIGSTOP), as a wedged remote HSM does. Calls on
-// it answer Unavailable saying it is not answering, within the watchdog's
-// limit; another token in the same process, behind another module, keeps
-// opening and signing; Close of the hung engine returns.
+// accepts and never answers (SIGSTOP), as a wedged remote HSM does. The
+// call caught in the hang stays in the C library until the server answers
+// again (nothing can interrupt it), but within the watchdog's limit the
+// token is reported as not answering and every other call on it answers
+// Unavailable at once; another token in the same process, behind another
+// module, keeps opening and signing; Close of the hung engine returns.
+// Once the server answers, the stuck call returns.
 func TestPKCS11HungTokenIsUnavailableAndHoldsNothingElse(t *testing.T) {
 	old := p11CallLimit
 	p11CallLimit = 3 * time.Second
@@ -223,8 +226,10 @@ func TestPKCS11HungTokenIsUnavailableAndHoldsNothingElse(t *testing.T) {
 
 	srv.Pause(t)
 	t.Cleanup(func() { srv.Resume(t) })
-	// Two rounds: the first call is caught by the watchdog, the next
-	// ones find the token marked as not answering.
+	stuck := signInBackground(h, digest[:])
+	waitLogs(t, logs, "not answering", 1)
+	// Every other call on the token answers at once, the stuck one
+	// still in the module.
 	for i := 0; i < 2; i++ {
 		within(t, bound, "Sign on the hung token", func() {
 			_, err = h.SignDigest(ctx, digest[:], crypto.SHA256, false)
@@ -233,7 +238,12 @@ func TestPKCS11HungTokenIsUnavailableAndHoldsNothingElse(t *testing.T) {
 			t.Fatalf("Sign on the hung token = %v; want Unavailable saying token edgev2-hang is not answering", err)
 		}
 	}
-	waitLog(t, logs, "not answering")
+	within(t, bound, "Generate on the hung token", func() {
+		_, err = e.Generate(ctx, "b", Spec{Type: ECP256})
+	})
+	if !fault.Is(err, fault.Unavailable) || !strings.Contains(err.Error(), "not answering") {
+		t.Fatalf("Generate on the hung token = %v; want Unavailable saying it is not answering", err)
+	}
 
 	// Another token, another module, opened and used while the first hangs.
 	other := newSoftHSM(t)
@@ -258,6 +268,7 @@ func TestPKCS11HungTokenIsUnavailableAndHoldsNothingElse(t *testing.T) {
 	// The token answers again: the stuck call returns, recovery
 	// re-initialises the module, and the key signs again.
 	srv.Resume(t)
+	within(t, bound, "the Sign caught in the hang, once the token answers", func() { <-stuck })
 	waitLog(t, logs, "pkcs11 token back")
 	testenv.EventuallyNoError(t, 30*time.Second, func() error {
 		_, err := h.SignDigest(ctx, digest[:], crypto.SHA256, false)
@@ -267,14 +278,36 @@ func TestPKCS11HungTokenIsUnavailableAndHoldsNothingElse(t *testing.T) {
 	// Hung again, with a call stuck in it: Close gives up on the module
 	// instead of finalising it under the call.
 	srv.Pause(t)
+	stuck = signInBackground(h, digest[:])
+	waitLogs(t, logs, "not answering", 2)
 	within(t, bound, "Sign on the hung token", func() {
 		_, err = h.SignDigest(ctx, digest[:], crypto.SHA256, false)
 	})
-	if !fault.Is(err, fault.Unavailable) {
-		t.Fatalf("Sign on the hung token = %v; want Unavailable", err)
+	if !fault.Is(err, fault.Unavailable) || !strings.Contains(err.Error(), "not answering") {
+		t.Fatalf("Sign on the hung token = %v; want Unavailable saying it is not answering", err)
 	}
 	within(t, bound, "Close of the hung engine", func() { e.Close() })
 	waitLog(t, logs, "closed without finalising it")
+	srv.Resume(t)
+	within(t, bound, "the Sign caught in the hang, once the token answers", func() { <-stuck })
+}
+
+// signInBackground signs with h on another goroutine; the channel is
+// closed when the call returns, whatever it returns.
+func signInBackground(h Handle, digest []byte) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.SignDigest(context.Background(), digest, crypto.SHA256, false)
+	}()
+	return done
+}
+
+// waitLogs waits until text has been logged n times.
+func waitLogs(t *testing.T, logs *testenv.Buffer, text string, n int) {
+	t.Helper()
+	testenv.Eventually(t, time.Minute, func() bool { return strings.Count(logs.String(), text) >= n },
+		"%q not logged %d times:\n%s", text, n, logs)
 }
 
 // TestPKCS11HangDuringRecoveryIsBounded: the token's server dies, and comes
@@ -302,11 +335,10 @@ func TestPKCS11HangDuringRecoveryIsBounded(t *testing.T) {
 	srv.Pause(t)
 	t.Cleanup(func() { srv.Resume(t) })
 	// The next attempt connects and hangs (or, had it been quick enough
-	// to finish before the pause, this call hangs): either way the
-	// watchdog reports the token as not answering.
-	within(t, bound, "Sign while the reconnection hangs", func() {
-		_, err = h.SignDigest(ctx, digest[:], crypto.SHA256, false)
-	})
+	// to finish before the pause, this call hangs until the server
+	// answers): either way the watchdog reports the token as not
+	// answering.
+	first := signInBackground(h, digest[:])
 	waitLog(t, logs, "not answering")
 	for i := 0; i < 3; i++ {
 		within(t, bound, "Sign while the reconnection hangs", func() {
@@ -317,6 +349,8 @@ func TestPKCS11HangDuringRecoveryIsBounded(t *testing.T) {
 		}
 	}
 	within(t, bound, "Close while the reconnection hangs", func() { e.Close() })
+	srv.Resume(t)
+	within(t, bound, "the first Sign, once the token answers", func() { <-first })
 }
 
 // TestPKCS11ModuleHungAtInitialiseHoldsNoOtherModule: p11-kit's client
