@@ -21,6 +21,7 @@ type p11Slot struct {
 	mod    *p11Module
 	id     uint // changes only under mod.gate held alone (recovery)
 	label  string
+	name   string // `token "label"`, for errors: made once, not per call
 	serial string
 	log    *slog.Logger
 	uri    *pkcs11uri.URI // what found the token and its PIN, for recovery
@@ -60,7 +61,7 @@ func (e *PKCS11Engine) openSlot(ctx context.Context, mod *p11Module, u *pkcs11ur
 			return err
 		}
 		s = &p11Slot{
-			mod: mod, id: id, label: label, serial: serial, log: e.log, uri: u, what: what,
+			mod: mod, id: id, label: label, name: fmt.Sprintf("token %q", label), serial: serial, log: e.log, uri: u, what: what,
 			idle:    make(chan pkcs11.SessionHandle, e.pool),
 			permits: make(chan struct{}, e.pool),
 		}
@@ -245,7 +246,7 @@ func (s *p11Slot) withSession(ctx context.Context, fn func(pkcs11.SessionHandle)
 	return err
 }
 
-func (s *p11Slot) who() string { return fmt.Sprintf("token %q", s.label) }
+func (s *p11Slot) who() string { return s.name }
 
 // close waits for operations in flight, closes the pool's sessions and
 // gives up this slot's share of the token login. Its waits are bounded: a
