@@ -10,6 +10,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/edgev2/edgev2/fault"
 	"github.com/edgev2/edgev2/keys/pkcs11uri"
@@ -37,7 +38,10 @@ type PKCS11Engine struct {
 	base *p11Slot // nil when no pkcs11_base_slot is configured
 	pool int
 
-	writeMu sync.Mutex // serialises Generate/Import/Delete/Move on the base token
+	// writes serialises Generate/Import/Delete/Move on the base token. A
+	// one-slot semaphore, not a mutex: a write may stay in a token that
+	// stops answering, so it is waited for with a bound (lockWrites).
+	writes chan struct{}
 
 	mu     sync.Mutex
 	others map[string]*p11Slot // tokens reached through OpenURI, by module path and slot id
@@ -97,14 +101,38 @@ func newPKCS11Engine(libPath string, poolSize int, logger *slog.Logger) (*PKCS11
 	if err != nil {
 		return nil, err
 	}
-	return &PKCS11Engine{log: logger, mod: mod, pool: poolSize, others: map[string]*p11Slot{}}, nil
+	return &PKCS11Engine{log: logger, mod: mod, pool: poolSize, others: map[string]*p11Slot{}, writes: make(chan struct{}, 1)}, nil
 }
+
+// lockWrites waits for the other writes on the base token to end, at most
+// p11CallLimit (one may be stuck in a token that does not answer) or
+// until ctx ends. Matched by unlockWrites when nil.
+func (e *PKCS11Engine) lockWrites(ctx context.Context, slot *p11Slot) error {
+	select {
+	case e.writes <- struct{}{}:
+		return nil
+	default:
+	}
+	timer := time.NewTimer(p11CallLimit)
+	defer timer.Stop()
+	select {
+	case e.writes <- struct{}{}:
+		return nil
+	case <-timer.C:
+		return notAnswering(slot.who(), "an earlier change to its keys")
+	case <-ctx.Done():
+		return fault.Wrap(fault.Unavailable, ctx.Err(), "wait for another change to the keys on PKCS#11 token %q: %v", slot.label, ctx.Err())
+	}
+}
+
+func (e *PKCS11Engine) unlockWrites() { <-e.writes }
 
 // Name implements Engine.
 func (e *PKCS11Engine) Name() string { return "pkcs11" }
 
 // Close returns all sessions, logs out and finalises the module when no
-// other engine in the process still uses it.
+// other engine in the process still uses it. It returns within about two
+// p11CallLimit even when a token does not answer (watchdog_pkcs11.go).
 func (e *PKCS11Engine) Close() error {
 	e.mu.Lock()
 	if e.closed {
@@ -122,18 +150,31 @@ func (e *PKCS11Engine) Close() error {
 	e.others = nil
 	e.mu.Unlock()
 
+	// Each close and release is bounded (a token that does not answer is
+	// given up on); done side by side, Close is bounded by one of each.
+	var wg sync.WaitGroup
 	mods := map[*p11Module]int{}
 	for _, s := range slots {
-		s.close()
 		mods[s.mod]++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.close()
+		}()
 	}
+	wg.Wait()
 	// Each slot holds a module reference; the engine holds one more.
+	mods[e.mod]++
 	for m, n := range mods {
-		for i := 0; i < n; i++ {
-			m.release()
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < n; i++ {
+				m.release()
+			}
+		}()
 	}
-	e.mod.release()
+	wg.Wait()
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/miekg/pkcs11"
 
@@ -76,7 +77,10 @@ func (k *pkcs11Handle) single(ctx context.Context, init func(*pkcs11.Ctx, pkcs11
 		out, err = op(c, h, in)
 		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, err // out may still be written by a call the watchdog gave up on
+	}
+	return out, nil
 }
 
 // find looks the key up again by label and CKA_ID and caches the handle.
@@ -228,10 +232,10 @@ func (k *pkcs11Handle) DecryptOAEP(ctx context.Context, ciphertext []byte) ([]by
 	if !k.slot.rawOAEP.Load() {
 		params := pkcs11.NewOAEPParams(pkcs11.CKM_SHA256, pkcs11.CKG_MGF1_SHA256, pkcs11.CKZ_DATA_SPECIFIED, nil)
 		var pt []byte
-		initRefused := false
+		var initRefused atomic.Bool // read on error, when a call the watchdog gave up on may still set it
 		err := k.use(ctx, func(c *pkcs11.Ctx, h pkcs11.SessionHandle, obj pkcs11.ObjectHandle) error {
 			if err := c.DecryptInit(h, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_OAEP, params)}, obj); err != nil {
-				initRefused = isCKR(err, pkcs11.CKR_ARGUMENTS_BAD, pkcs11.CKR_MECHANISM_PARAM_INVALID, pkcs11.CKR_MECHANISM_INVALID)
+				initRefused.Store(isCKR(err, pkcs11.CKR_ARGUMENTS_BAD, pkcs11.CKR_MECHANISM_PARAM_INVALID, pkcs11.CKR_MECHANISM_INVALID))
 				return err
 			}
 			var err error
@@ -241,7 +245,7 @@ func (k *pkcs11Handle) DecryptOAEP(ctx context.Context, ciphertext []byte) ([]by
 		switch {
 		case err == nil:
 			return pt, nil
-		case initRefused:
+		case initRefused.Load():
 			k.slot.rawOAEP.Store(true)
 			k.slot.log.Info("pkcs11 token refuses CKM_RSA_PKCS_OAEP with SHA-256; decoding OAEP in the daemon over CKM_RSA_X_509", "token", k.slot.label, "reason", ckrName(err))
 		case isCKR(err, pkcs11.CKR_ENCRYPTED_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE):

@@ -25,8 +25,10 @@ func (e *PKCS11Engine) Delete(ctx context.Context, id string) error {
 	if err := ValidateID(id); err != nil {
 		return err
 	}
-	e.writeMu.Lock()
-	defer e.writeMu.Unlock()
+	if err := e.lockWrites(ctx, slot); err != nil {
+		return err
+	}
+	defer e.unlockWrites()
 	err = slot.withSession(ctx, func(h pkcs11.SessionHandle) error {
 		objs, err := labelled(slot.mod.ctx, h, id)
 		if err != nil {
@@ -64,8 +66,10 @@ func (e *PKCS11Engine) Move(ctx context.Context, from, to string) error {
 	if err := ValidateID(to); err != nil {
 		return err
 	}
-	e.writeMu.Lock()
-	defer e.writeMu.Unlock()
+	if err := e.lockWrites(ctx, slot); err != nil {
+		return err
+	}
+	defer e.unlockWrites()
 	c := slot.mod.ctx
 	trash := trashPrefix + to
 	err = slot.withSession(ctx, func(h pkcs11.SessionHandle) error {
@@ -283,11 +287,16 @@ func (e *PKCS11Engine) isBase(u *pkcs11uri.URI) bool {
 	if !namesToken(u) {
 		return true
 	}
-	e.mod.opMu.RLock()
-	si, serr := e.mod.ctx.GetSlotInfo(e.base.id)
-	ti, terr := e.mod.ctx.GetTokenInfo(e.base.id)
-	e.mod.opMu.RUnlock()
-	return serr == nil && terr == nil && (!u.HasSlotID || u.SlotID == e.base.id) &&
+	var si pkcs11.SlotInfo
+	var ti pkcs11.TokenInfo
+	err := e.mod.call(e.base.who(), "C_GetTokenInfo", func() (err error) {
+		if si, err = e.mod.ctx.GetSlotInfo(e.base.id); err != nil {
+			return err
+		}
+		ti, err = e.mod.ctx.GetTokenInfo(e.base.id)
+		return err
+	})
+	return err == nil && (!u.HasSlotID || u.SlotID == e.base.id) &&
 		libraryMatches(e.mod.info, u) && slotMatches(u, si, ti)
 }
 
@@ -315,9 +324,11 @@ func (e *PKCS11Engine) slotFor(ctx context.Context, u *pkcs11uri.URI) (*p11Slot,
 	if mod == e.mod && e.isBase(u) {
 		return e.base, nil
 	}
-	mod.opMu.RLock()
-	id, _, err := findSlot(mod, u, "preloaded key")
-	mod.opMu.RUnlock()
+	var id uint
+	err := mod.call(fmt.Sprintf("module %q", mod.path), "finding a token", func() (err error) {
+		id, _, err = findSlot(mod, u, "preloaded key")
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

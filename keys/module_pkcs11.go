@@ -6,9 +6,11 @@ package keys
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/miekg/pkcs11"
 
@@ -19,12 +21,21 @@ type p11Module struct {
 	path string
 	ctx  *pkcs11.Ctx
 	info pkcs11.Info
-	refs int                // guarded by modules.mu
-	toks map[uint]*p11Token // guarded by modules.mu
+	refs int // guarded by modules.mu
 
-	// opMu is held shared by every PKCS#11 call on a session or slot and
-	// alone by recovery, which finalises and re-initialises the module.
-	opMu sync.RWMutex
+	// tokMu guards toks. It is held across C_OpenSession and C_Login, but
+	// only inside calls under the watchdog, and never with modules held:
+	// a token that stops answering holds up no other module.
+	tokMu sync.Mutex
+	toks  map[uint]*p11Token
+
+	// gate is held shared by every PKCS#11 call on a session or slot and
+	// alone by recovery, which finalises and re-initialises the module,
+	// and by release (watchdog_pkcs11.go).
+	gate p11Gate
+	// hung is set by the watchdog when a call has been in the module for
+	// p11CallLimit, and cleared by recovery: while set, calls fail at once.
+	hung atomic.Bool
 	// gen counts re-initialisations: object handles found before the last
 	// one are stale (and may name another object now).
 	gen atomic.Uint64
@@ -56,37 +67,111 @@ var modules = struct {
 	sync.Mutex
 	m       map[string]*p11Module
 	refused map[[32]byte]bool // (module, token, PIN) the token refused; never tried again in this process
-}{m: map[string]*p11Module{}, refused: map[[32]byte]bool{}}
+	// A library's state is shared by every instance of it in the process:
+	// a path being initialised is not finalised, and one being finalised
+	// is not initialised until that is done.
+	loading    map[string]int
+	finalising map[string]chan struct{}
+}{m: map[string]*p11Module{}, refused: map[[32]byte]bool{}, loading: map[string]int{}, finalising: map[string]chan struct{}{}}
 
 // refusedKey identifies a PIN for a token without keeping the PIN.
 func refusedKey(lib, serial, label, pin string) [32]byte {
 	return sha256.Sum256([]byte(lib + "\x00" + serial + "\x00" + label + "\x00" + pin))
 }
 
+// acquireModule loads and initialises the module at path once per process.
+// C_Initialize runs without modules held and under the watchdog: a module
+// that does not answer (p11-kit's client connects to its server there)
+// holds up no other.
 func acquireModule(path string) (*p11Module, error) {
-	modules.Lock()
-	defer modules.Unlock()
-	if m := modules.m[path]; m != nil {
-		m.refs++
-		return m, nil
+	timer := time.NewTimer(p11CallLimit)
+	defer timer.Stop()
+	for {
+		modules.Lock()
+		if m := modules.m[path]; m != nil {
+			m.refs++
+			modules.Unlock()
+			return m, nil
+		}
+		fin := modules.finalising[path]
+		if fin == nil {
+			modules.loading[path]++
+			modules.Unlock()
+			break
+		}
+		modules.Unlock()
+		select {
+		case <-fin:
+		case <-timer.C:
+			return nil, notAnswering(fmt.Sprintf("module %q", path), "C_Finalize of its previous use")
+		}
 	}
+	loaded := false
+	defer func() {
+		if !loaded {
+			modules.Lock()
+			modules.loading[path]--
+			modules.Unlock()
+		}
+	}()
 	ctx := pkcs11.New(path)
 	if ctx == nil {
 		return nil, fault.New(fault.Unavailable, "cannot load PKCS#11 module %q (pkcs11_lib_path): missing file or not a PKCS#11 library", path)
 	}
-	if err := ctx.Initialize(); err != nil && !isCKR(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-		ctx.Destroy()
-		return nil, fault.Wrap(fault.Unavailable, err, "initialise PKCS#11 module %q: %s", path, ckrName(err))
+	type result struct {
+		info pkcs11.Info
+		err  error
 	}
-	info, err := ctx.GetInfo()
-	if err != nil {
-		ctx.Finalize()
-		ctx.Destroy()
-		return nil, fault.Wrap(fault.Unavailable, err, "PKCS#11 module %q: C_GetInfo: %s", path, ckrName(err))
+	done := make(chan result) // unbuffered: a send is taken only by a caller still waiting
+	gaveUp := make(chan struct{})
+	go func() {
+		var r result
+		if err := ctx.Initialize(); err != nil && !isCKR(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+			ctx.Destroy()
+			r.err = fault.Wrap(fault.Unavailable, err, "initialise PKCS#11 module %q: %s", path, ckrName(err))
+		} else if r.info, err = ctx.GetInfo(); err != nil {
+			ctx.Finalize()
+			ctx.Destroy()
+			r.err = fault.Wrap(fault.Unavailable, err, "PKCS#11 module %q: C_GetInfo: %s", path, ckrName(err))
+		}
+		select {
+		case done <- r:
+		case <-gaveUp:
+			// The module answered after all, with nobody to use it:
+			// finalise it unless its path is in use again.
+			if r.err == nil {
+				late := &p11Module{path: path, ctx: ctx}
+				late.gate.acquire(true, nil, nil)
+				late.finalize()
+			}
+		}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-timer.C:
+		close(gaveUp)
+		return nil, stuck(fmt.Sprintf("module %q", path), "C_Initialize")
 	}
-	m := &p11Module{path: path, ctx: ctx, info: info, refs: 1, toks: map[uint]*p11Token{},
+	if r.err != nil {
+		return nil, r.err
+	}
+	modules.Lock()
+	defer modules.Unlock()
+	loaded = true
+	modules.loading[path]--
+	if m := modules.m[path]; m != nil {
+		// Another caller loaded it meanwhile. Both instances share the
+		// library's state; finalising this one would finalise theirs.
+		m.refs++
+		ctx.Destroy()
+		return m, nil
+	}
+	m := &p11Module{path: path, ctx: ctx, info: r.info, refs: 1, toks: map[uint]*p11Token{},
 		slots: map[*p11Slot]bool{}, stop: make(chan struct{}), log: slog.Default()}
 	modules.m[path] = m
+	m.wg.Add(1)
+	go m.watchdog(p11CallLimit)
 	return m, nil
 }
 
@@ -109,18 +194,59 @@ func (m *p11Module) release() {
 	m.closed = true
 	close(m.stop)
 	m.state.Unlock()
-	m.wg.Wait() // the recovery loop, if one runs
-	m.opMu.Lock()
-	defer m.opMu.Unlock()
+	m.wg.Wait() // the recovery loop, if one runs; it stops at once
+	timer := time.NewTimer(p11CallLimit)
+	defer timer.Stop()
+	if _, ok := m.gate.acquire(true, timer.C, nil); !ok {
+		// A call is stuck in the module: C_Finalize under it is not
+		// allowed, and would not return either. Finalise once the
+		// stuck calls return (the goroutine's owners are those calls).
+		m.log.Warn("pkcs11 module not answering; closed without finalising it until its stuck calls return", "library", m.path)
+		go func() {
+			m.gate.acquire(true, nil, nil)
+			m.finalize()
+		}()
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.finalize()
+	}()
+	select {
+	case <-done:
+	case <-timer.C:
+		m.log.Warn("pkcs11 module not answering; C_Finalize gave no answer, left to finish", "library", m.path)
+	}
+}
+
+// finalize ends a released module, holding its gate alone, and releases
+// the gate. It leaves the library's state alone if the path is in use
+// again (loaded, or being loaded): the new instance shares that state.
+func (m *p11Module) finalize() {
+	defer m.gate.releaseExcl()
+	modules.Lock()
+	if modules.m[m.path] != nil || modules.loading[m.path] > 0 || modules.finalising[m.path] != nil {
+		modules.Unlock()
+		return
+	}
+	done := make(chan struct{})
+	modules.finalising[m.path] = done
+	modules.Unlock()
 	m.ctx.Finalize()
 	m.ctx.Destroy()
+	modules.Lock()
+	delete(modules.finalising, m.path)
+	modules.Unlock()
+	close(done)
 }
 
 // login logs in to the token in slot once per process. what names the
-// configuration the PIN came from, for the error message.
+// configuration the PIN came from, for the error message. Called under
+// the watchdog (m.call), as is logout.
 func (m *p11Module) login(slot uint, label, serial, pin string, needLogin bool, what string) error {
-	modules.Lock()
-	defer modules.Unlock()
+	m.tokMu.Lock()
+	defer m.tokMu.Unlock()
 	t := m.toks[slot]
 	if t == nil {
 		t = &p11Token{}
@@ -152,7 +278,7 @@ func (m *p11Module) login(slot uint, label, serial, pin string, needLogin bool, 
 	if pin == "" {
 		return fail(asConfigProblem(fault.New(fault.Unavailable, "PKCS#11 token %q needs a login but %s has no pin-value or pin-source", label, what)))
 	}
-	if modules.refused[sum] {
+	if isRefused(sum) {
 		return fail(asConfigProblem(fault.New(fault.Unavailable, "the PIN in %s was already refused by PKCS#11 token %q; not trying it again (the token would lock); fix the PIN and restart", what, label)))
 	}
 	err := m.ctx.Login(t.loginSess, pkcs11.CKU_USER, pin)
@@ -161,7 +287,9 @@ func (m *p11Module) login(slot uint, label, serial, pin string, needLogin bool, 
 		t.loggedIn, t.pinSum, t.loginBy = true, sum, what
 		return nil
 	case isCKR(err, pkcs11.CKR_PIN_INCORRECT, pkcs11.CKR_PIN_INVALID, pkcs11.CKR_PIN_LEN_RANGE):
+		modules.Lock()
 		modules.refused[sum] = true
+		modules.Unlock()
 		return fail(asConfigProblem(fault.Wrap(fault.Unavailable, err, "the PIN in %s is wrong for PKCS#11 token %q (%s); it will not be retried, fix it and restart", what, label, ckrName(err))))
 	case isCKR(err, pkcs11.CKR_PIN_LOCKED, pkcs11.CKR_PIN_EXPIRED):
 		return fail(asConfigProblem(fault.Wrap(fault.Unavailable, err, "PKCS#11 token %q is locked or its PIN expired (%s); unlock it with its SO PIN", label, ckrName(err))))
@@ -170,9 +298,15 @@ func (m *p11Module) login(slot uint, label, serial, pin string, needLogin bool, 
 	}
 }
 
-func (m *p11Module) logout(slot uint) {
+func isRefused(sum [32]byte) bool {
 	modules.Lock()
 	defer modules.Unlock()
+	return modules.refused[sum]
+}
+
+func (m *p11Module) logout(slot uint) {
+	m.tokMu.Lock()
+	defer m.tokMu.Unlock()
 	t := m.toks[slot]
 	if t == nil {
 		return

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/miekg/pkcs11"
@@ -15,7 +16,9 @@ import (
 // background drops every session, finalises and re-initialises the module,
 // logs in again (a PIN the token refused is never tried again) and has
 // every key found again before its next use, with capped back-off, until
-// the token is back. Callers never wait on the token.
+// the token is back. Callers never wait on the token. A token that stops
+// answering instead of failing is caught by the watchdog (watchdog_pkcs11.go)
+// and recovered the same way once its stuck calls return.
 
 // Back-off between reconnection attempts.
 const (
@@ -57,13 +60,18 @@ func (s *p11Slot) unavailable() error {
 
 // lost marks the module down and starts the one recovery loop.
 func (m *p11Module) lost(s *p11Slot, err error) {
+	m.down(fmt.Sprintf("token %q", s.label), ckrName(err))
+}
+
+// down marks the module down for cause and starts the one recovery loop.
+func (m *p11Module) down(who, cause string) {
 	m.state.Lock()
 	defer m.state.Unlock()
 	if m.closed || m.recovering {
 		return
 	}
-	m.downCause, m.recovering = ckrName(err), true
-	m.log.Error("pkcs11 token lost; reconnecting", "library", m.path, "token", s.label, "err", ckrName(err))
+	m.downCause, m.recovering = cause, true
+	m.log.Error("pkcs11 token lost; reconnecting", "library", m.path, "which", who, "err", cause)
 	m.wg.Add(1)
 	go m.recoverLoop()
 }
@@ -77,9 +85,13 @@ func (m *p11Module) recoverLoop() {
 			return
 		case <-time.After(delay):
 		}
-		err := m.reinit()
+		stopped, err := m.attempt()
+		if stopped {
+			return
+		}
 		if err == nil {
 			m.state.Lock()
+			m.hung.Store(false) // the gate was held alone: no call is stuck
 			m.downCause, m.recovering = "", false
 			m.state.Unlock()
 			m.log.Info("pkcs11 token back; serving again", "library", m.path, "attempts", attempt)
@@ -93,12 +105,47 @@ func (m *p11Module) recoverLoop() {
 	}
 }
 
+// attempt runs one reinit under the watchdog: holding the gate alone, got
+// within p11CallLimit (a call stuck in the module keeps it), and waiting
+// for reinit at most p11CallLimit (a stuck reinit keeps its goroutine and
+// the gate until the module lets it return). stopped: the module was
+// released meanwhile.
+func (m *p11Module) attempt() (stopped bool, err error) {
+	who := fmt.Sprintf("module %q", m.path)
+	timer := time.NewTimer(p11CallLimit)
+	defer timer.Stop()
+	if _, ok := m.gate.acquire(true, timer.C, m.stop); !ok {
+		select {
+		case <-m.stop:
+			return true, nil
+		default:
+		}
+		return false, stuck(who, "an earlier call still stuck in it")
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer m.gate.releaseExcl()
+		done <- m.reinit()
+	}()
+	select {
+	case err := <-done:
+		return false, err
+	case <-m.stop:
+		return true, nil
+	case <-timer.C:
+		return false, stuck(who, "re-initialising it")
+	}
+}
+
+// stuck is a failed attempt's error; recoverLoop says keyd is reconnecting.
+func stuck(who, what string) error {
+	return fault.New(fault.Unavailable, "PKCS#11 %s is not answering (%s gave no answer within %s)", who, what, p11CallLimit)
+}
+
 // reinit drops every session and login, finalises and re-initialises the
 // module, and finds and logs in to each open slot's token again. No PKCS#11
-// call runs meanwhile (opMu held alone), so no stale handle is used.
+// call runs meanwhile (the gate held alone), so no stale handle is used.
 func (m *p11Module) reinit() error {
-	m.opMu.Lock()
-	defer m.opMu.Unlock()
 	m.state.Lock()
 	slots := make([]*p11Slot, 0, len(m.slots))
 	for s := range m.slots {
@@ -112,9 +159,9 @@ func (m *p11Module) reinit() error {
 	for _, s := range slots {
 		s.dropSessions()
 	}
-	modules.Lock()
+	m.tokMu.Lock()
 	m.toks = map[uint]*p11Token{} // every session is gone with the module state
-	modules.Unlock()
+	m.tokMu.Unlock()
 	m.ctx.Finalize()
 	// Handles from here on belong to a new generation.
 	m.gen.Add(1)
@@ -130,7 +177,7 @@ func (m *p11Module) reinit() error {
 }
 
 // dropSessions forgets the pool's sessions: the module is about to be
-// finalised, which closes them all. Called with opMu held alone, so none
+// finalised, which closes them all. Called with the gate held alone, so none
 // is in use.
 func (s *p11Slot) dropSessions() {
 	for {

@@ -4,10 +4,12 @@ package keys
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/miekg/pkcs11"
 
@@ -17,8 +19,9 @@ import (
 
 type p11Slot struct {
 	mod    *p11Module
-	id     uint // changes only under mod.opMu held alone (recovery)
+	id     uint // changes only under mod.gate held alone (recovery)
 	label  string
+	name   string // `token "label"`, for errors: made once, not per call
 	serial string
 	log    *slog.Logger
 	uri    *pkcs11uri.URI // what found the token and its PIN, for recovery
@@ -38,37 +41,43 @@ type p11Slot struct {
 
 func trimPad(s string) string { return strings.TrimRight(s, " \x00") }
 
-// openSlot finds the one token u names in mod and logs in to it.
+// openSlot finds the one token u names in mod and logs in to it, under the
+// watchdog.
 func (e *PKCS11Engine) openSlot(ctx context.Context, mod *p11Module, u *pkcs11uri.URI, what string) (*p11Slot, error) {
-	mod.opMu.RLock()
-	defer mod.opMu.RUnlock()
-	id, ti, err := findSlot(mod, u, what)
+	var s *p11Slot
+	err := mod.call(fmt.Sprintf("module %q", mod.path), "opening "+what, func() error {
+		id, ti, err := findSlot(mod, u, what)
+		if err != nil {
+			return err
+		}
+		pin, err := u.PIN()
+		if err != nil {
+			return asConfigProblem(fault.Wrap(fault.Unavailable, err, "%s: %s", what, fault.Message(err)))
+		}
+		label, serial := trimPad(ti.Label), trimPad(ti.SerialNumber)
+		needLogin := ti.Flags&pkcs11.CKF_LOGIN_REQUIRED != 0
+		if err := mod.login(id, label, serial, pin, needLogin, what); err != nil {
+			e.log.Error("pkcs11 login failed", "library", mod.path, "token", label, "slot", id, "config", what, "err", fault.Message(err))
+			return err
+		}
+		s = &p11Slot{
+			mod: mod, id: id, label: label, name: fmt.Sprintf("token %q", label), serial: serial, log: e.log, uri: u, what: what,
+			idle:    make(chan pkcs11.SessionHandle, e.pool),
+			permits: make(chan struct{}, e.pool),
+		}
+		s.drained = sync.NewCond(&s.mu)
+		s.queryMechanisms(true)
+		return nil
+	})
 	if err != nil {
-		return nil, err
-	}
-	pin, err := u.PIN()
-	if err != nil {
-		return nil, asConfigProblem(fault.Wrap(fault.Unavailable, err, "%s: %s", what, fault.Message(err)))
-	}
-	label, serial := trimPad(ti.Label), trimPad(ti.SerialNumber)
-	needLogin := ti.Flags&pkcs11.CKF_LOGIN_REQUIRED != 0
-	if err := mod.login(id, label, serial, pin, needLogin, what); err != nil {
-		e.log.Error("pkcs11 login failed", "library", mod.path, "token", label, "slot", id, "config", what, "err", fault.Message(err))
 		return nil, err
 	}
 	mod.retain()
-	s := &p11Slot{
-		mod: mod, id: id, label: label, serial: serial, log: e.log, uri: u, what: what,
-		idle:    make(chan pkcs11.SessionHandle, e.pool),
-		permits: make(chan struct{}, e.pool),
-	}
-	s.drained = sync.NewCond(&s.mu)
-	s.queryMechanisms(true)
 	mod.state.Lock()
 	mod.slots[s] = true
 	mod.log = e.log
 	mod.state.Unlock()
-	e.log.Info("pkcs11 token opened", "library", mod.path, "token", label, "serial", s.serial, "slot", id, "mechanisms", len(s.mechanisms()))
+	e.log.Info("pkcs11 token opened", "library", mod.path, "token", s.label, "serial", s.serial, "slot", s.id, "mechanisms", len(s.mechanisms()))
 	return s, nil
 }
 
@@ -212,21 +221,24 @@ func (s *p11Slot) closedErr() error {
 
 // withSession runs fn on a pooled session. While the token is lost and
 // being reconnected it answers Unavailable at once; an error that says the
-// token or module is gone starts the reconnection.
+// token or module is gone starts the reconnection. fn runs under the
+// watchdog (m.call): the caller must not read what fn writes unless
+// withSession returns nil.
 func (s *p11Slot) withSession(ctx context.Context, fn func(pkcs11.SessionHandle) error) error {
 	if err := s.unavailable(); err != nil {
 		return err
 	}
-	s.mod.opMu.RLock()
-	defer s.mod.opMu.RUnlock()
-	if err := s.unavailable(); err != nil { // recovered or lost while we waited
+	err := s.mod.call(s.who(), "a call", func() error {
+		if err := s.unavailable(); err != nil { // recovered or lost while we waited
+			return err
+		}
+		h, err := s.session(ctx)
+		if err == nil {
+			err = fn(h)
+			s.put(h, err)
+		}
 		return err
-	}
-	h, err := s.session(ctx)
-	if err == nil {
-		err = fn(h)
-		s.put(h, err)
-	}
+	})
 	if isTokenLost(err) {
 		s.mod.lost(s, err)
 		return fault.Wrap(fault.Unavailable, err, "PKCS#11 token %q is unavailable (%s); keyd is reconnecting to it and resumes by itself", s.label, ckrName(err))
@@ -234,29 +246,48 @@ func (s *p11Slot) withSession(ctx context.Context, fn func(pkcs11.SessionHandle)
 	return err
 }
 
+func (s *p11Slot) who() string { return s.name }
+
 // close waits for operations in flight, closes the pool's sessions and
-// gives up this slot's share of the token login.
+// gives up this slot's share of the token login. Its waits are bounded: a
+// slot whose calls are stuck in a token that does not answer is abandoned,
+// sessions, login and all.
 func (s *p11Slot) close() {
 	s.mod.state.Lock()
 	delete(s.mod.slots, s)
 	s.mod.state.Unlock()
-	s.mod.opMu.RLock()
-	defer s.mod.opMu.RUnlock()
-	s.mu.Lock()
-	s.closed = true
-	for s.inflight > 0 {
-		s.drained.Wait()
-	}
-	s.mu.Unlock()
-	for {
-		select {
-		case h := <-s.idle:
-			s.mod.ctx.CloseSession(h)
-			<-s.permits
-		default:
-			s.mod.logout(s.id)
-			return
+	drained := make(chan struct{})
+	go func() {
+		s.mu.Lock()
+		s.closed = true
+		for s.inflight > 0 {
+			s.drained.Wait()
 		}
+		s.mu.Unlock()
+		close(drained)
+	}()
+	timer := time.NewTimer(p11CallLimit)
+	defer timer.Stop()
+	select {
+	case <-drained:
+	case <-timer.C:
+		s.log.Warn("pkcs11 token not answering; closed without waiting for its calls", "token", s.label)
+		return
+	}
+	err := s.mod.call(s.who(), "closing its sessions", func() error {
+		for {
+			select {
+			case h := <-s.idle:
+				s.mod.ctx.CloseSession(h)
+				<-s.permits
+			default:
+				s.mod.logout(s.id)
+				return nil
+			}
+		}
+	})
+	if err != nil {
+		s.log.Warn("pkcs11 token not answering; closed without logging out", "token", s.label)
 	}
 }
 
@@ -271,13 +302,16 @@ func (s *p11Slot) samePIN(u *pkcs11uri.URI, what string) error {
 	if err != nil {
 		return asConfigProblem(fault.Wrap(fault.Unavailable, err, "%s: %s", what, fault.Message(err)))
 	}
-	modules.Lock()
-	defer modules.Unlock()
-	t := s.mod.toks[s.id]
-	if t == nil || !t.loggedIn || refusedKey(s.mod.path, s.serial, s.label, pin) == t.pinSum {
-		return nil
-	}
-	return asConfigProblem(fault.New(fault.Unavailable, "the PIN in %s differs from the PIN that logged in to PKCS#11 token %q through %s; a token has one user PIN, so this one is wrong (fix it and restart)", what, s.label, t.loginBy))
+	// Under the watchdog: tokMu may be held by a login stuck in the token.
+	return s.mod.call(s.who(), "checking the PIN of "+what, func() error {
+		s.mod.tokMu.Lock()
+		defer s.mod.tokMu.Unlock()
+		t := s.mod.toks[s.id]
+		if t == nil || !t.loggedIn || refusedKey(s.mod.path, s.serial, s.label, pin) == t.pinSum {
+			return nil
+		}
+		return asConfigProblem(fault.New(fault.Unavailable, "the PIN in %s differs from the PIN that logged in to PKCS#11 token %q through %s; a token has one user PIN, so this one is wrong (fix it and restart)", what, s.label, t.loginBy))
+	})
 }
 
 // queryMechanisms asks the token what it offers and says which kinds of

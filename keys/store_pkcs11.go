@@ -178,8 +178,10 @@ func (e *PKCS11Engine) Generate(ctx context.Context, id string, spec Spec) (Hand
 		return nil, fault.New(fault.InvalidArgs, "key %q: the pkcs11 engine cannot make key type %q", id, spec.Type)
 	}
 
-	e.writeMu.Lock()
-	defer e.writeMu.Unlock()
+	if err := e.lockWrites(ctx, slot); err != nil {
+		return nil, err
+	}
+	defer e.unlockWrites()
 	err = slot.withSession(ctx, func(h pkcs11.SessionHandle) error {
 		if err := checkFree(slot.mod.ctx, h, id); err != nil {
 			return err
@@ -273,8 +275,10 @@ func (e *PKCS11Engine) Import(ctx context.Context, id string, spec Spec, value [
 	tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_VALUE, value))
 	tmpl = append(tmpl, usageAttrs...)
 
-	e.writeMu.Lock()
-	defer e.writeMu.Unlock()
+	if err := e.lockWrites(ctx, slot); err != nil {
+		return nil, err
+	}
+	defer e.unlockWrites()
 	err = slot.withSession(ctx, func(h pkcs11.SessionHandle) error {
 		if err := checkFree(slot.mod.ctx, h, id); err != nil {
 			return err

@@ -116,8 +116,29 @@ func (s *P11KitServer) Kill(t TB) {
 	s.proc = nil
 }
 
+// Pause makes the token hang: SIGSTOP to the server and its connection
+// children. Connections stay open and new ones are still accepted by the
+// kernel, but nothing is ever answered, as when a remote HSM wedges.
+// Resume (and Cleanup) lets it go on.
+func (s *P11KitServer) Pause(t TB) {
+	t.Helper()
+	if s.proc == nil {
+		t.Fatalf("p11-kit server is not running")
+	}
+	syscall.Kill(-s.proc.cmd.Process.Pid, syscall.SIGSTOP)
+}
+
+// Resume undoes Pause.
+func (s *P11KitServer) Resume(t TB) {
+	t.Helper()
+	if s.proc != nil {
+		syscall.Kill(-s.proc.cmd.Process.Pid, syscall.SIGCONT)
+	}
+}
+
 func (s *P11KitServer) stop() {
 	if s.proc != nil {
+		syscall.Kill(-s.proc.cmd.Process.Pid, syscall.SIGCONT) // a paused server cannot act on SIGTERM
 		syscall.Kill(-s.proc.cmd.Process.Pid, syscall.SIGTERM)
 		select {
 		case <-s.proc.done:
