@@ -206,20 +206,14 @@ func within(t *testing.T, d time.Duration, what string, fn func()) {
 // module, keeps opening and signing; Close of the hung engine returns.
 // Once the server answers, the stuck call returns.
 func TestPKCS11HungTokenIsUnavailableAndHoldsNothingElse(t *testing.T) {
-	old := p11CallLimit
-	p11CallLimit = 3 * time.Second
-	t.Cleanup(func() { p11CallLimit = old })
+	shortCallLimit(t)
 	// Generous against the 3s limit: a loaded machine may be slow, but
 	// not by tens of seconds.
 	const bound = 60 * time.Second
 
-	e, srv, _, logs := remoteToken(t, "edgev2-hang")
+	e, srv, logs, h, digest := remoteKey(t, "edgev2-hang")
 	ctx := context.Background()
-	h, err := e.Generate(ctx, "a", Spec{Type: ECP256})
-	if err != nil {
-		t.Fatal(err)
-	}
-	digest := sha256.Sum256([]byte("payload"))
+	var err error
 	if _, err := h.SignDigest(ctx, digest[:], crypto.SHA256, false); err != nil {
 		t.Fatalf("Sign before the hang: %v", err)
 	}
@@ -316,6 +310,26 @@ func hungLogged(logs *testenv.Buffer) int {
 	return n
 }
 
+// shortCallLimit makes the watchdog's limit 3 s for the test.
+func shortCallLimit(t *testing.T) {
+	old := p11CallLimit
+	p11CallLimit = 3 * time.Second
+	t.Cleanup(func() { p11CallLimit = old })
+}
+
+// remoteKey is remoteToken with an ECDSA key "a" made on it, and a digest
+// to sign.
+func remoteKey(t *testing.T, label string) (*PKCS11Engine, *testenv.P11KitServer, *testenv.Buffer, Handle, []byte) {
+	t.Helper()
+	e, srv, _, logs := remoteToken(t, label)
+	h, err := e.Generate(context.Background(), "a", Spec{Type: ECP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("payload"))
+	return e, srv, logs, h, digest[:]
+}
+
 // waitHung waits until the watchdog has found a stuck call n times.
 func waitHung(t *testing.T, logs *testenv.Buffer, n int) {
 	t.Helper()
@@ -324,18 +338,12 @@ func waitHung(t *testing.T, logs *testenv.Buffer, n int) {
 }
 
 func TestPKCS11HangDuringRecoveryIsBounded(t *testing.T) {
-	old := p11CallLimit
-	p11CallLimit = 3 * time.Second
-	t.Cleanup(func() { p11CallLimit = old })
+	shortCallLimit(t)
 	const bound = 60 * time.Second
 
-	e, srv, _, logs := remoteToken(t, "edgev2-hang-recover")
+	e, srv, logs, h, digest := remoteKey(t, "edgev2-hang-recover")
 	ctx := context.Background()
-	h, err := e.Generate(ctx, "a", Spec{Type: ECP256})
-	if err != nil {
-		t.Fatal(err)
-	}
-	digest := sha256.Sum256([]byte("payload"))
+	var err error
 	srv.Kill(t)
 	if _, err := h.SignDigest(ctx, digest[:], crypto.SHA256, false); !fault.Is(err, fault.Unavailable) {
 		t.Fatalf("Sign with the server down = %v; want Unavailable", err)
@@ -369,9 +377,7 @@ func TestPKCS11HangDuringRecoveryIsBounded(t *testing.T) {
 // hanging, and another module (SoftHSM, directly) opens and signs
 // meanwhile. Once the server answers, the module opens.
 func TestPKCS11ModuleHungAtInitialiseHoldsNoOtherModule(t *testing.T) {
-	old := p11CallLimit
-	p11CallLimit = 3 * time.Second
-	t.Cleanup(func() { p11CallLimit = old })
+	shortCallLimit(t)
 	const bound = 60 * time.Second
 
 	testenv.RequireRoot(t)
