@@ -178,14 +178,7 @@ func (e *PKCS11Engine) Generate(ctx context.Context, id string, spec Spec) (Hand
 		return nil, fault.New(fault.InvalidArgs, "key %q: the pkcs11 engine cannot make key type %q", id, spec.Type)
 	}
 
-	if err := e.lockWrites(ctx, slot); err != nil {
-		return nil, err
-	}
-	defer e.unlockWrites()
-	err = slot.withSession(ctx, func(h pkcs11.SessionHandle) error {
-		if err := checkFree(slot.mod.ctx, h, id); err != nil {
-			return err
-		}
+	err = e.createFree(ctx, slot, id, func(h pkcs11.SessionHandle) error {
 		m := []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}
 		if pair {
 			_, _, err := slot.mod.ctx.GenerateKeyPair(h, m, pub, priv)
@@ -275,14 +268,7 @@ func (e *PKCS11Engine) Import(ctx context.Context, id string, spec Spec, value [
 	tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_VALUE, value))
 	tmpl = append(tmpl, usageAttrs...)
 
-	if err := e.lockWrites(ctx, slot); err != nil {
-		return nil, err
-	}
-	defer e.unlockWrites()
-	err = slot.withSession(ctx, func(h pkcs11.SessionHandle) error {
-		if err := checkFree(slot.mod.ctx, h, id); err != nil {
-			return err
-		}
+	err = e.createFree(ctx, slot, id, func(h pkcs11.SessionHandle) error {
 		_, err := slot.mod.ctx.CreateObject(h, tmpl)
 		return err
 	})
@@ -438,4 +424,19 @@ func parseECPoint(curve elliptic.Curve, b []byte) (*ecdsa.PublicKey, error) {
 		raw = inner
 	}
 	return ecdsa.ParseUncompressedPublicKey(curve, raw)
+}
+
+// createFree runs create on a session of slot, with the token's writes
+// held and only while no object is labelled id there yet.
+func (e *PKCS11Engine) createFree(ctx context.Context, slot *p11Slot, id string, create func(pkcs11.SessionHandle) error) error {
+	if err := e.lockWrites(ctx, slot); err != nil {
+		return err
+	}
+	defer e.unlockWrites()
+	return slot.withSession(ctx, func(h pkcs11.SessionHandle) error {
+		if err := checkFree(slot.mod.ctx, h, id); err != nil {
+			return err
+		}
+		return create(h)
+	})
 }
