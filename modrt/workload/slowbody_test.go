@@ -1,11 +1,14 @@
 package workload
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,29 +48,33 @@ func TestSlowRequestBodiesHoldOnlyTheirOwnModulesCalls(t *testing.T) {
 			t.Fatal(err)
 		}
 		held = append(held, c)
-		fmt.Fprintf(c, "POST /modules/slow/genid/1/sign?api-version=2019-01-30 HTTP/1.1\r\nHost: workload\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+		// Expect: 100-continue makes the server say when the handler
+		// starts reading the body, that is once the request holds a slot.
+		fmt.Fprintf(c, "POST /modules/slow/genid/1/sign?api-version=2019-01-30 HTTP/1.1\r\nHost: workload\r\nContent-Type: application/json\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil || !strings.Contains(line, "100 Continue") {
+			t.Fatalf("a slow request's handler did not start reading its body: %q %v", line, err)
+		}
+		fmt.Fprint(c, "{")
 	}
-	time.Sleep(300 * time.Millisecond) // each is in its handler, reading
-	// The module's own next request waits for a slot...
+	// The module's own next request waits for a slot: it may be answered
+	// only after the slow ones hang up...
 	c, err := net.Dial("unix", slow)
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan bool, 1)
-	go func() { done <- testenv.Ask(c, url) }()
-	select {
-	case ok := <-done:
-		t.Fatalf("the module's own request was answered (%v) while slow bodies held its slots", ok)
-	case <-time.After(2 * time.Second):
+	var released atomic.Bool
+	answeredAfterRelease := make(chan [2]bool, 1)
+	go func() { ok := testenv.Ask(c, url); answeredAfterRelease <- [2]bool{ok, released.Load()} }()
+	// ...while another module's is answered.
+	if !testenv.AskNew(other, url) {
+		t.Fatal("another module's request was not answered while one module held its slots with slow bodies")
 	}
-	// ...another module's does not.
-	start := time.Now()
-	if !testenv.AskNew(other, url) || time.Since(start) > 2*time.Second {
-		t.Fatalf("another module's request while one module held its slots with slow bodies: took %v or failed", time.Since(start))
-	}
+	released.Store(true)
 	release()
-	if ok := <-done; !ok {
-		t.Fatal("the module's request waiting for a slot was not answered once it hung up the slow ones")
+	if r := <-answeredAfterRelease; !r[0] || !r[1] {
+		t.Fatalf("the module's own request while slow bodies held its slots: answered %v, after they hung up %v; want answered only after", r[0], r[1])
 	}
 	c.Close()
 }
