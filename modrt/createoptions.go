@@ -72,9 +72,12 @@ func OCIOpts(s *modspec.Spec, p policy.Policy, x policy.Extra) ([]oci.SpecOpts, 
 		const period = 100000 // µs, Docker's
 		opts = append(opts, oci.WithCPUCFS(a.NanoCpus*period/1e9, period))
 	}
-	if a.PidsLimit > 0 {
+	switch {
+	case p.NoPidsController:
+		// runc would fail any pids limit: none, as Docker does.
+	case a.PidsLimit > 0:
 		opts = append(opts, oci.WithPidsLimit(a.PidsLimit))
-	} else {
+	default:
 		// -1, none, written down: a container without a pids limit is
 		// one made before them, which Confine gives the default.
 		opts = append(opts, oci.WithPidsLimit(-1))
@@ -126,7 +129,15 @@ func Confine(p policy.Policy) func(module, image string, spec *specs.Spec) (bool
 				spec.Mounts[i].Options, changed = opts, true
 			}
 		}
-		if spec.Linux != nil {
+		switch {
+		case p.NoPidsController:
+			// A container made where the controller was (or by a modrtd
+			// that set -1 regardless) would not start: runc fails any
+			// pids limit here.
+			if spec.Linux != nil && spec.Linux.Resources != nil && spec.Linux.Resources.Pids != nil {
+				spec.Linux.Resources.Pids, changed = nil, true
+			}
+		case spec.Linux != nil:
 			var limit *int64
 			if r := spec.Linux.Resources; r != nil && r.Pids != nil {
 				limit = &r.Pids.Limit

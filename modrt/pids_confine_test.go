@@ -46,3 +46,39 @@ func TestPidsLimitMinusOneIsKeptAtStartUnlessThePolicyHasAMaximum(t *testing.T) 
 		t.Fatalf("under a maximum of 4096 again, the container made with no limit starts with %+v; want 4096", spec.Linux.Resources)
 	}
 }
+
+// Where the kernel's pids cgroup controller is not available (a kernel
+// without it, a container it is not delegated to, as the booted Debian
+// of the system test under a cgroup v1 host), runc fails a container with
+// any pids limit, -1 included: modules get none, at create and at start
+// (a container made with one loses it), as Docker discards --pids-limit.
+func TestWithoutThePidsControllerModulesGetNoPidsLimit(t *testing.T) {
+	p := policy.Policy{PidsLimit: 1024, NoPidsController: true}
+	for _, co := range []string{`{}`, `{"PidsLimit":-1}`, `{"PidsLimit":100}`} {
+		s, err := modspec.ParseSpec([]byte(specCO("m", "edgev2.test/busybox:1", "never", co, "true")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts, err := modrt.OCIOpts(s, p, policy.Extra{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{}}, Linux: &specs.Linux{}}
+		for _, o := range opts {
+			if err := o(t.Context(), nil, &containers.Container{}, spec); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if r := spec.Linux.Resources; r != nil && r.Pids != nil {
+			t.Errorf("createOptions %s without a pids controller: pids limit %d written; want none", co, r.Pids.Limit)
+		}
+		spec.Linux.Resources = &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: 100}} // made where there was one
+		changed, err := modrt.Confine(p)("m", "edgev2.test/busybox:1", spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !changed || spec.Linux.Resources.Pids != nil {
+			t.Errorf("a container with a pids limit, started without a pids controller: changed %v, pids %+v; want none", changed, spec.Linux.Resources.Pids)
+		}
+	}
+}

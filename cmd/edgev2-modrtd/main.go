@@ -65,6 +65,9 @@ func run(cfg *rtconfig.Config, configPath string, log *slog.Logger) int {
 				log.Error("the default network is unavailable: modules on it will not start", "network", cfg.Network.Name, "err", nerr)
 			}
 			pol := rtpolicy.FromConfig(cfg)
+			if pol.NoPidsController {
+				log.Warn("the kernel's pids cgroup controller is not available here: modules run without a pids limit ([policy] default_pids_limit and createOptions' PidsLimit are not applied, as Docker discards --pids-limit)")
+			}
 			rt, err = ctrd.OpenRuntime(ctx, ctrd.RuntimeConfig{Address: cfg.Containerd, Namespace: cfg.Namespace,
 				StateDir: filepath.Join(cfg.Homedir, "runtime"), Logger: log, RegistryRoots: roots,
 				StartCheck: pol.CheckStart, MountCheck: pol.CheckMounted, Confine: modrt.Confine(pol), Network: modrt.RuntimeNetwork(network),

@@ -58,6 +58,11 @@ type Policy struct {
 	// createOptions set no PidsLimit; MaxPidsLimit the most a deployment
 	// may ask for. 0: no limit, no maximum.
 	PidsLimit, MaxPidsLimit int64
+	// NoPidsController: the kernel's pids cgroup controller is not
+	// available here (a kernel without it, a container it is not
+	// delegated to): runc fails any pids limit, so modules get none, as
+	// Docker discards --pids-limit there.
+	NoPidsController bool
 	// MaxLogBytes is the most disk a module's log may take (LogConfig's
 	// max-size times max-file); 0: no maximum.
 	MaxLogBytes int64
@@ -353,6 +358,17 @@ func (p Policy) CheckStart(module, image string, spec *specs.Spec) error {
 	return nil
 }
 
+// pidsController reports whether containers here can have a pids limit:
+// cgroup v2 lists the controller in the root's cgroup.controllers (in a
+// container, the root it was delegated), cgroup v1 mounts it.
+func pidsController() bool {
+	if b, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return slices.Contains(strings.Fields(string(b)), "pids")
+	}
+	fi, err := os.Stat("/sys/fs/cgroup/pids")
+	return err == nil && fi.IsDir()
+}
+
 // Pids is the pids limit a module whose spec holds limit (in the OCI
 // spec's terms: nil or 0 is none set, by a modrtd before pids limits; -1
 // is none, as the deployment asked where the policy had no maximum) gets
@@ -534,6 +550,7 @@ func FromConfig(c *config.Config) Policy {
 	p := Policy{VolumesDir: filepath.Join(c.Homedir, "volumes"), ReadOnlyBinds: c.Policy.ReadOnlyBinds,
 		Grants: c.Policy.Allow, Never: never, RuntimeDir: c.Homedir, HostNetwork: c.Policy.AllowHostNetwork}
 	p.PidsLimit, p.MaxPidsLimit = c.Policy.PidsLimits()
+	p.NoPidsController = !pidsController()
 	p.MaxLogBytes, _ = c.Policy.LogLimit()          // checked by config.ParseConfig
 	if filepath.Base(c.MgmtSocket) == "mgmt.sock" { // as modrtd binds it into edgeAgent
 		p.MgmtDir = filepath.Dir(c.MgmtSocket)
