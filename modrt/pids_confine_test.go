@@ -17,21 +17,8 @@ import (
 // pids limits and give it the default; and where the policy has a maximum
 // again, the same container gets that maximum at its next start.
 func TestPidsLimitMinusOneIsKeptAtStartUnlessThePolicyHasAMaximum(t *testing.T) {
-	s, err := modspec.ParseSpec([]byte(specCO("free", "edgev2.test/busybox:1", "never", `{"PidsLimit":-1}`, "true")))
-	if err != nil {
-		t.Fatal(err)
-	}
 	free := policy.Policy{PidsLimit: 1024} // default_pids_limit 1024, max_pids_limit -1
-	opts, err := modrt.OCIOpts(s, free, policy.Extra{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{}}, Linux: &specs.Linux{}}
-	for _, o := range opts {
-		if err := o(t.Context(), nil, &containers.Container{}, spec); err != nil {
-			t.Fatal(err)
-		}
-	}
+	spec := specUnder(t, "free", `{"PidsLimit":-1}`, free)
 	if _, err := modrt.Confine(free)("free", "edgev2.test/busybox:1", spec); err != nil {
 		t.Fatal(err)
 	}
@@ -55,20 +42,7 @@ func TestPidsLimitMinusOneIsKeptAtStartUnlessThePolicyHasAMaximum(t *testing.T) 
 func TestWithoutThePidsControllerModulesGetNoPidsLimit(t *testing.T) {
 	p := policy.Policy{PidsLimit: 1024, NoPidsController: true}
 	for _, co := range []string{`{}`, `{"PidsLimit":-1}`, `{"PidsLimit":100}`} {
-		s, err := modspec.ParseSpec([]byte(specCO("m", "edgev2.test/busybox:1", "never", co, "true")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts, err := modrt.OCIOpts(s, p, policy.Extra{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		spec := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{}}, Linux: &specs.Linux{}}
-		for _, o := range opts {
-			if err := o(t.Context(), nil, &containers.Container{}, spec); err != nil {
-				t.Fatal(err)
-			}
-		}
+		spec := specUnder(t, "m", co, p)
 		if r := spec.Linux.Resources; r != nil && r.Pids != nil {
 			t.Errorf("createOptions %s without a pids controller: pids limit %d written; want none", co, r.Pids.Limit)
 		}
@@ -81,4 +55,25 @@ func TestWithoutThePidsControllerModulesGetNoPidsLimit(t *testing.T) {
 			t.Errorf("a container with a pids limit, started without a pids controller: changed %v, pids %+v; want none", changed, spec.Linux.Resources.Pids)
 		}
 	}
+}
+
+// specUnder is the OCI spec modrtd makes for module (createOptions co)
+// under policy p.
+func specUnder(t *testing.T, module, co string, p policy.Policy) *specs.Spec {
+	t.Helper()
+	s, err := modspec.ParseSpec([]byte(specCO(module, "edgev2.test/busybox:1", "never", co, "true")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := modrt.OCIOpts(s, p, policy.Extra{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{}}, Linux: &specs.Linux{}}
+	for _, o := range opts {
+		if err := o(t.Context(), nil, &containers.Container{}, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return spec
 }
